@@ -1,0 +1,1 @@
+"""One module per ``stellarinf`` subcommand; each exposes a click command of the same name."""

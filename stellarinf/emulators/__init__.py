@@ -1,0 +1,1 @@
+"""Emulators of normalised stellar spectra behind one interface (see :mod:`stellarinf.emulators.base`)."""

@@ -1,0 +1,1 @@
+"""File formats: grid files (HDF5), observed spectra, model files, atomic writes."""

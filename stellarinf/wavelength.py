@@ -1,0 +1,106 @@
+"""Wavelength conventions: vacuum Ångström internally, air↔vacuum at the edges, instrument windows.
+
+A bare array is taken to be in Ångström; an astropy ``Quantity`` is converted to Ångström.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .errors import WavelengthError
+
+SPEED_OF_LIGHT_KMS = 299_792.458
+
+
+def as_angstrom(wavelength) -> np.ndarray:
+    """Return wavelengths as a float64 array in Å; accepts a ``Quantity`` in any length unit
+    (a bare array is taken as Å)."""
+    try:
+        from astropy import units as u
+    except ImportError:  # pragma: no cover - astropy is a dependency
+        u = None
+    if u is not None and isinstance(wavelength, u.Quantity):
+        try:
+            return np.asarray(wavelength.to_value(u.AA, equivalencies=u.spectral()), dtype=np.float64)
+        except u.UnitConversionError:
+            raise WavelengthError(f"cannot convert wavelengths in {wavelength.unit} to Ångström; give a length unit") from None
+    return np.asarray(wavelength, dtype=np.float64)
+
+
+def _air_refractive_index(sigma2):
+    # IAU standard (Morton 2000, after Ciddor 1996); sigma2 = (1e4 / lambda[Å])^2 in µm^-2.
+    return 1.0 + 8.34254e-5 + 2.406147e-2 / (130.0 - sigma2) + 1.5998e-4 / (38.9 - sigma2)
+
+
+def vacuum_to_air(wavelength):
+    """Vacuum → air wavelength (Å), Morton (2000) / Ciddor (1996). Valid above 2000 Å."""
+    lam = as_angstrom(wavelength)
+    _check_optical(lam)
+    sigma2 = (1e4 / lam) ** 2
+    return lam / _air_refractive_index(sigma2)
+
+
+def air_to_vacuum(wavelength):
+    """Air → vacuum wavelength (Å): inverse of :func:`vacuum_to_air` (Piskunov's VALD formula,
+    refined by two fixed-point steps so the round trip is exact to < 1e-8 Å)."""
+    lam_air = as_angstrom(wavelength)
+    _check_optical(lam_air)
+    s2 = (1e4 / lam_air) ** 2
+    n = 1.0 + 8.336624212083e-5 + 2.408926869968e-2 / (130.1065924522 - s2) + 1.599740894897e-4 / (38.92568793293 - s2)
+    lam = lam_air * n
+    for _ in range(3):
+        lam = lam + (lam_air - vacuum_to_air(lam)) * _air_refractive_index((1e4 / lam) ** 2)
+    return lam
+
+
+def _check_optical(lam):
+    if np.any(~np.isfinite(lam)) or np.any(lam < 2000.0):
+        raise WavelengthError("air/vacuum conversion needs finite wavelengths above 2000 Å (given in Å or as a Quantity)")
+
+
+def doppler_factor(rv_kms):
+    """Non-relativistic Doppler factor (1 + v/c); λ_obs = λ_rest · factor."""
+    return 1.0 + rv_kms / SPEED_OF_LIGHT_KMS
+
+
+def log_uniform_grid(wmin: float, wmax: float, resolving_power: float, pixels_per_resolution: float = 2.5) -> np.ndarray:
+    """Wavelengths (Å) uniform in ln λ with step 1/(R · pixels_per_resolution), covering [wmin, wmax]."""
+    if not (0 < wmin < wmax):
+        raise WavelengthError(f"need 0 < wmin < wmax, got wmin={wmin}, wmax={wmax}")
+    if resolving_power <= 0 or pixels_per_resolution <= 0:
+        raise WavelengthError("resolving power and pixels per resolution element must be positive")
+    step = 1.0 / (resolving_power * pixels_per_resolution)
+    n = int(np.floor(np.log(wmax / wmin) / step)) + 1
+    return wmin * np.exp(step * np.arange(n))
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """An instrument setup: vacuum wavelength range, resolving power and sampling."""
+
+    name: str
+    wmin: float
+    wmax: float
+    resolution: float
+    pixels_per_resolution: float = 2.5
+    description: str = ""
+
+    def grid(self) -> np.ndarray:
+        """The instrument pixel grid (vacuum Å, uniform in log λ)."""
+        return log_uniform_grid(self.wmin, self.wmax, self.resolution, self.pixels_per_resolution)
+
+
+WINDOWS: dict[str, Window] = {
+    "galah-red": Window("galah-red", 6480.0, 6740.0, 28_000.0, 2.5, "GALAH-like red arm (default)"),
+    "gaia-rvs": Window("gaia-rvs", 8470.0, 8740.0, 11_500.0, 2.5, "Gaia RVS"),
+}
+DEFAULT_WINDOW = "galah-red"
+
+
+def get_window(name: str) -> Window:
+    try:
+        return WINDOWS[name]
+    except KeyError:
+        raise WavelengthError(f"unknown window {name!r}; choose one of {', '.join(WINDOWS)} or give --wmin/--wmax") from None

@@ -1,0 +1,171 @@
+"""Grid files: round trips, atomic writes, resumable/appendable generation, clear errors."""
+
+import h5py
+import numpy as np
+import pytest
+
+from stellarinf.design import sample_labels, unit_design
+from stellarinf.errors import GridFileError, LabelError, ShapeError
+from stellarinf.io.grid import GridFile, GridWriter, SpectralGrid, read_grid, split_indices, write_grid
+from stellarinf.labels import LabelSpace
+
+SPACE = LabelSpace.from_bounds({"teff": (4000, 7000), "logg": (1, 5), "feh": (-2, 0.5)})
+WL = np.linspace(6500, 6510, 40)
+
+
+def fake_flux(labels):
+    # deterministic "spectrum" of the labels so lost/duplicated rows would show
+    x = SPACE.scale(labels)
+    return 1 - 0.5 * np.exp(-((WL[None] - 6505 - 3 * x[:, :1]) ** 2)) * (0.5 + x[:, 1:2])
+
+
+def make_grid(n=20, seed=0, continuum=True):
+    labels = sample_labels(SPACE, n, "sobol", seed)
+    flux = fake_flux(labels)
+    cont = np.full_like(flux, 2.0) if continuum else None
+    return SpectralGrid(SPACE, labels, WL, flux, cont, {"generator": "test", "seed": seed})
+
+
+def test_round_trip(tmp_path):
+    g = make_grid()
+    write_grid(tmp_path / "g.h5", g)
+    back = read_grid(tmp_path / "g.h5")
+    np.testing.assert_array_equal(back.labels, g.labels)
+    np.testing.assert_array_equal(back.flux, g.flux)
+    np.testing.assert_array_equal(back.continuum, g.continuum)
+    np.testing.assert_array_equal(back.wavelength, g.wavelength)
+    assert back.label_space == SPACE and back.metadata["seed"] == 0
+    with h5py.File(tmp_path / "g.h5") as fh:
+        assert list(fh["labels"].attrs["label_names"]) == [b"teff", b"logg", b"feh"] or list(fh["labels"].attrs["label_names"]) == ["teff", "logg", "feh"]
+        assert fh["flux"].chunks is not None
+
+
+def test_lazy_rows_and_batches(tmp_path):
+    g = make_grid(50)
+    g.save(tmp_path / "g.h5")
+    with GridFile(tmp_path / "g.h5") as gf:
+        lab, flux, _ = gf.read_rows([7, 3, 11])
+        np.testing.assert_array_equal(flux, g.flux[[7, 3, 11]])
+        np.testing.assert_array_equal(lab, g.labels[[7, 3, 11]])
+        rows = sum(b[1].shape[0] for b in gf.iter_batches(16))
+    assert rows == 50
+
+
+def test_interrupted_write_keeps_previous_content(tmp_path, monkeypatch):
+    path = tmp_path / "g.h5"
+    make_grid(10).save(path)
+    before = read_grid(path)
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt("killed mid-write")
+
+    bigger = make_grid(30)
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", boom)
+    with pytest.raises(KeyboardInterrupt):
+        bigger.save(path)
+    monkeypatch.undo()
+    after = read_grid(path)
+    np.testing.assert_array_equal(after.flux, before.flux)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary file left behind"
+
+
+def run_writer(path, n, seed=0, stop_after=None, batch=8):
+    labels = sample_labels(SPACE, n, "sobol", seed)
+    w = GridWriter(path, SPACE, WL, labels, {"generator": "test", "seed": seed}, with_continuum=True, batch_size=batch)
+    done = 0
+    for start, stop in w.pending():
+        if stop_after is not None and done >= stop_after:
+            return w  # simulate a kill
+        f = fake_flux(labels[start:stop])
+        w.write_batch(start, f, np.full_like(f, 2.0))
+        done += 1
+    w.finalize()
+    w.batches_written = done
+    return w
+
+
+def test_resume_after_kill_no_lost_or_duplicated_rows(tmp_path):
+    path = tmp_path / "g.h5"
+    w = run_writer(path, 40, stop_after=2)
+    assert not path.exists() and len(w.finished_parts()) == 2
+    w2 = run_writer(path, 40)
+    assert w2.batches_written == 3 and len(w2.pending()) == 0  # only the missing batches were redone
+    g = read_grid(path)
+    ref = sample_labels(SPACE, 40, "sobol", 0)
+    np.testing.assert_array_equal(g.labels, ref)
+    np.testing.assert_allclose(g.flux, fake_flux(ref), rtol=1e-6)
+    assert not (tmp_path / "g.h5.parts").exists()
+
+
+def test_append_extends_sobol_prefix(tmp_path):
+    path = tmp_path / "g.h5"
+    run_writer(path, 16)
+    assert run_writer(path, 48).batches_written == 4  # rows 16..47 only
+    g = read_grid(path)
+    ref = sample_labels(SPACE, 48, "sobol", 0)
+    np.testing.assert_array_equal(g.labels, ref)
+    np.testing.assert_allclose(g.flux, fake_flux(ref), rtol=1e-6)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    path = tmp_path / "g.h5"
+    run_writer(path, 40, stop_after=1)
+    with pytest.raises(GridFileError, match="different settings"):
+        run_writer(path, 40, seed=5)
+    run_writer(tmp_path / "h.h5", 16)
+    with pytest.raises(GridFileError, match="not the first rows"):
+        run_writer(tmp_path / "h.h5", 32, seed=3)
+
+
+def test_bad_inputs_give_clear_errors(tmp_path):
+    g = make_grid(5)
+    with pytest.raises(ShapeError, match="flux must have shape"):
+        SpectralGrid(SPACE, g.labels, WL, g.flux[:, :-1])
+    with pytest.raises(ShapeError, match="labels must have shape"):
+        SpectralGrid(SPACE, g.labels[:, :2], WL, g.flux)
+    bad = g.flux.copy()
+    bad[1, 3] = np.nan
+    with pytest.raises(ShapeError, match="NaN"):
+        SpectralGrid(SPACE, g.labels, WL, bad)
+    with pytest.raises(ShapeError, match="strictly increasing"):
+        SpectralGrid(SPACE, g.labels, WL[::-1], g.flux)
+    with pytest.raises(LabelError, match="outside the allowed range"):
+        GridWriter(tmp_path / "x.h5", SPACE, WL, [[9000, 4, 0]], {})
+    with pytest.raises(GridFileError, match="does not exist"):
+        GridFile(tmp_path / "missing.h5")
+
+
+def test_truncated_and_foreign_files(tmp_path):
+    path = tmp_path / "g.h5"
+    make_grid(30).save(path)
+    data = path.read_bytes()
+    (tmp_path / "trunc.h5").write_bytes(data[: len(data) // 3])
+    with pytest.raises(GridFileError, match="truncated|corrupt|lacks"):
+        read_grid(tmp_path / "trunc.h5")
+    with h5py.File(tmp_path / "foreign.h5", "w") as fh:
+        fh["x"] = [1]
+    with pytest.raises(GridFileError, match="not a stellarinf grid"):
+        read_grid(tmp_path / "foreign.h5")
+
+
+def test_split_is_reproducible_and_disjoint():
+    a = split_indices(1000, (0.8, 0.1, 0.1), seed=3)
+    b = split_indices(1000, (0.8, 0.1, 0.1), seed=3)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    allidx = np.concatenate(list(a.values()))
+    assert sorted(allidx.tolist()) == list(range(1000))
+    assert len(a["train"]) == 800 and len(a["validation"]) == 100
+    assert not np.array_equal(split_indices(1000, seed=4)["test"], a["test"])
+
+
+@pytest.mark.parametrize("kind", ["uniform", "latin", "sobol"])
+def test_designs_cover_the_box(kind):
+    u = unit_design(kind, 256, 3, seed=1)
+    assert u.shape == (256, 3) and u.min() >= 0 and u.max() < 1
+    np.testing.assert_array_equal(u, unit_design(kind, 256, 3, seed=1))
+    if kind != "uniform":  # stratified designs: every 1/16 bin of each axis is populated equally
+        counts = np.stack([np.histogram(u[:, j], bins=16, range=(0, 1))[0] for j in range(3)])
+        assert counts.min() == counts.max() == 16
+    labels = sample_labels(SPACE, 64, kind, 0)
+    SPACE.validate(labels)
