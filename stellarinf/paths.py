@@ -1,0 +1,32 @@
+"""Where stellarinf finds its shipped data (physics tables, default models, demo spectrum).
+
+The ``data/`` folder sits beside the ``stellarinf/`` package in the repository (the package is
+installed in editable mode, as the README says); ``STELLARINF_DATA`` overrides the location.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import StellarinfError
+
+
+def data_dir() -> Path:
+    """The data folder; raises a clear error if it cannot be found."""
+    env = os.environ.get("STELLARINF_DATA")
+    path = Path(env) if env else Path(__file__).resolve().parent.parent / "data"
+    if not path.is_dir():
+        raise StellarinfError(
+            f"stellarinf data folder not found at {path}; install from a clone with `pip install -e .` "
+            "or set STELLARINF_DATA to the repository's data/ folder"
+        )
+    return path
+
+
+def data_file(*parts: str) -> Path:
+    """A file inside the data folder; raises a clear error naming how to regenerate it if missing."""
+    path = data_dir().joinpath(*parts)
+    if not path.exists():
+        raise StellarinfError(f"shipped data file {path} is missing; regenerate it with `python data/build_tables.py` or restore it from git")
+    return path
