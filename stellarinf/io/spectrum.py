@@ -1,0 +1,723 @@
+"""Observed spectra: the :class:`Spectrum` container, readers for common file layouts, a FITS writer.
+
+Everything inside is vacuum Å (``stellarinf.wavelength`` conventions); readers convert units and air
+wavelengths at the edge. Supported inputs (``read_spectrum`` picks by extension and content):
+
+- **FITS binary table** (first table HDU with a wavelength column): columns matched case-insensitively:
+  wavelength (``wavelength, wave, lambda, lam, wl``; or ``loglam`` = log10 Å), flux (``flux``), one
+  uncertainty column (``error, err, sigma, uncertainty, flux_err, e_flux`` as σ; ``ivar,
+  inverse_variance, invvar`` as 1/σ²; ``variance, var`` as σ²), optional ``mask`` (True/1 = use) or
+  ``bad``/``bitmask``/``and_mask`` (non-zero = do not use), optional ``segment``/``order``/``arm``
+  (integer id per pixel). Units from ``TUNITn``.
+- **FITS 1-D image** with a linear or log-linear WCS (``CRVAL1``, ``CDELT1`` or ``CD1_1``, ``CRPIX1``;
+  log10 λ if ``DC-FLAG = 1`` or ``CTYPE1 = 'LOG-LINEAR'``, natural-log algorithm for ``CTYPE1 =
+  'WAVE-LOG'``; ``CTYPE1 = 'AWAV'`` or ``AIRORVAC = 'air'`` mean air wavelengths; ``CUNIT1`` for the unit,
+  default Å) and an optional uncertainty image (an extension named ERROR/ERR/SIGMA/UNCERTAINTY/NOISE,
+  IVAR/INVVAR or VARIANCE/VAR, else the next unnamed image of the same shape, taken as σ).
+- **APOGEE apStar/aspcapStar** (``TELESCOP`` apo25m/lco25m or ``CRVAL1`` ≈ 4.179 log10 Å): HDU1 flux,
+  HDU2 σ, log10-λ WCS, vacuum; the first row when 2-D (the combined spectrum); zero-flux pixels (chip
+  gaps) are masked.
+- **CSV / ASCII / ECSV** via ``astropy.io.ascii`` with the same column names as the FITS table.
+
+Bad input raises :class:`~stellarinf.errors.SpectrumError` saying what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SpectrumError, WavelengthError
+from ..wavelength import SPEED_OF_LIGHT_KMS, air_to_vacuum
+from .atomic import atomic_path
+
+__all__ = ["Spectrum", "SpectrumWarning", "crop_to_model", "read_spectrum", "write_spectrum_fits"]
+
+
+class SpectrumWarning(UserWarning):
+    """Something in an observed spectrum was repaired or assumed (masked pixels, reversed order, ...)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# the container
+# --------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Spectrum:
+    """An observed spectrum, validated on construction.
+
+    - ``wavelength`` (n,) vacuum Å, float64, strictly increasing within each segment;
+    - ``flux`` (n,), ``sigma`` (n,) 1σ uncertainty in the same units (finite, > 0 where used);
+    - ``mask`` (n,) bool, True = use the pixel (default all True);
+    - ``segments`` (n,) int id per pixel (arm / echelle order; default 0), each segment one contiguous block;
+    - ``meta``: free-form dict (source file, header cards, notes); ``resolution``: instrument R if known.
+    """
+
+    wavelength: np.ndarray
+    flux: np.ndarray
+    sigma: np.ndarray
+    mask: np.ndarray | None = None
+    segments: np.ndarray | None = None
+    meta: dict = dataclasses.field(default_factory=dict)
+    resolution: float | None = None
+
+    def __post_init__(self):
+        wl = np.asarray(self.wavelength, dtype=np.float64)
+        n = wl.shape[0] if wl.ndim == 1 else -1
+        if wl.ndim != 1 or n < 2:
+            raise SpectrumError(f"a spectrum needs a 1-D wavelength array with at least 2 pixels, got shape {wl.shape}")
+        self.wavelength = wl
+        self.flux = self._column(self.flux, "flux", np.float64)
+        self.sigma = self._column(self.sigma, "sigma", np.float64)
+        self.mask = np.ones(n, bool) if self.mask is None else self._column(self.mask, "mask", bool)
+        self.segments = np.zeros(n, np.int64) if self.segments is None else self._column(self.segments, "segments", np.int64)
+        self.meta = dict(self.meta)
+        if self.resolution is not None:
+            self.resolution = float(self.resolution)
+            if not self.resolution > 0:
+                raise SpectrumError(f"resolution must be a positive resolving power, got {self.resolution}")
+        if not np.all(np.isfinite(wl)) or np.any(wl <= 0):
+            i = int(np.argmax(~np.isfinite(wl) | (wl <= 0)))
+            raise SpectrumError(f"wavelength[{i}] = {wl[i]} is not a finite positive number; fix or drop that pixel")
+        _check_segments_contiguous(self.segments)
+        for seg in np.unique(self.segments):
+            idx = np.flatnonzero(self.segments == seg)
+            bad = np.flatnonzero(np.diff(wl[idx]) <= 0)
+            if bad.size:
+                i = int(idx[bad[0] + 1])
+                raise SpectrumError(
+                    f"wavelengths are unsorted or duplicated at pixel {i} (segment {seg}): {wl[i]:.6f} Å follows "
+                    f"{wl[i - 1]:.6f} Å; sort the spectrum, drop duplicates, or give overlapping orders distinct "
+                    "segment ids"
+                )
+        use = self.mask
+        if not np.any(use):
+            raise SpectrumError("every pixel of the spectrum is masked; nothing to fit (check the mask / quality flags)")
+        if not np.all(np.isfinite(self.flux[use])):
+            i = int(np.flatnonzero(use & ~np.isfinite(self.flux))[0])
+            raise SpectrumError(f"flux[{i}] is not finite but the pixel is not masked; mask it (mask[{i}] = False)")
+        bad_sigma = use & ~(np.isfinite(self.sigma) & (self.sigma > 0))
+        if np.any(bad_sigma):
+            i = int(np.flatnonzero(bad_sigma)[0])
+            raise SpectrumError(
+                f"{int(bad_sigma.sum())} used pixel(s) have non-positive or non-finite uncertainties (first: sigma[{i}] = "
+                f"{self.sigma[i]} at {wl[i]:.3f} Å); fix the uncertainties or mask those pixels"
+            )
+
+    def _column(self, values, name, dtype):
+        arr = np.asarray(values).astype(dtype, copy=False)
+        if arr.shape != self.wavelength.shape:
+            raise SpectrumError(f"{name} has shape {arr.shape} but wavelength has {self.wavelength.shape}; give one value per pixel")
+        return arr
+
+    # --- convenience ----------------------------------------------------------------------------
+    @property
+    def n_pix(self) -> int:
+        return int(self.wavelength.shape[0])
+
+    @property
+    def segment_ids(self) -> tuple[int, ...]:
+        """Segment ids in order of appearance."""
+        _, first = np.unique(self.segments, return_index=True)
+        return tuple(int(self.segments[i]) for i in np.sort(first))
+
+    def select(self, keep: np.ndarray, note: str | None = None) -> "Spectrum":
+        """A new spectrum with only the pixels where ``keep`` is True."""
+        keep = np.asarray(keep, bool)
+        meta = dict(self.meta)
+        if note:
+            meta["notes"] = list(meta.get("notes", [])) + [note]
+        return Spectrum(
+            self.wavelength[keep], self.flux[keep], self.sigma[keep], self.mask[keep], self.segments[keep], meta, self.resolution
+        )
+
+    def snr(self) -> float:
+        """Median S/N per used pixel."""
+        m = self.mask
+        return float(np.median(np.abs(self.flux[m]) / self.sigma[m]))
+
+
+def _check_segments_contiguous(segments):
+    change = np.flatnonzero(np.diff(segments) != 0) + 1
+    starts = np.concatenate([[0], change])
+    ids = segments[starts]
+    if len(set(ids.tolist())) != len(ids):
+        raise SpectrumError("each segment id must label one contiguous block of pixels; reorder the pixels by segment")
+
+
+def _note(meta: dict, message: str, warn: bool = True) -> None:
+    meta.setdefault("notes", []).append(message)
+    if warn:
+        warnings.warn(message, SpectrumWarning, stacklevel=3)
+
+
+# --------------------------------------------------------------------------------------------------
+# units and column names
+# --------------------------------------------------------------------------------------------------
+_WAVELENGTH_NAMES = ("wavelength", "wave", "lambda", "lam", "wl", "wavelength_vac", "wavelength_air", "loglam")
+_FLUX_NAMES = ("flux", "fl", "f", "flux_norm", "norm_flux", "spectrum")
+_SIGMA_NAMES = ("error", "err", "sigma", "uncertainty", "flux_err", "flux_error", "e_flux", "unc", "noise")
+_IVAR_NAMES = ("ivar", "inverse_variance", "invvar", "inv_var")
+_VAR_NAMES = ("variance", "var")
+_GOOD_MASK_NAMES = ("mask", "good", "use")
+_BAD_MASK_NAMES = ("bad", "bitmask", "and_mask", "pixel_mask", "flags")
+_SEGMENT_NAMES = ("segment", "order", "arm", "ccd", "camera")
+
+_UNIT_ALIASES = {
+    "a": "Angstrom",
+    "aa": "Angstrom",
+    "angstrom": "Angstrom",
+    "angstroms": "Angstrom",
+    "angs": "Angstrom",
+    "å": "Angstrom",
+    "nm": "nm",
+    "nanometer": "nm",
+    "nanometers": "nm",
+    "um": "um",
+    "µm": "um",
+    "micron": "um",
+    "microns": "um",
+    "micrometer": "um",
+}
+
+
+def _to_unit(unit):
+    """A string / astropy unit / None → astropy length unit or None (no unit given)."""
+    from astropy import units as u
+
+    if unit is None or (isinstance(unit, str) and not unit.strip()):
+        return None
+    if isinstance(unit, str):
+        key = unit.strip().lower()
+        text = _UNIT_ALIASES.get(key, unit.strip())
+        try:
+            unit = u.Unit(text)
+        except ValueError:
+            raise SpectrumError(f"unknown wavelength unit {unit!r}; use 'Angstrom', 'nm' or 'um'") from None
+    try:
+        unit.to(u.AA)
+    except u.UnitConversionError:
+        raise SpectrumError(f"wavelength unit {unit} is not a length; use 'Angstrom', 'nm' or 'um'") from None
+    return unit
+
+
+def _wavelength_in_angstrom(values, unit, where: str) -> np.ndarray:
+    from astropy import units as u
+
+    wl = np.asarray(values, dtype=np.float64)
+    if unit is None:
+        finite = wl[np.isfinite(wl)]
+        if finite.size and np.median(finite) < 1000.0:
+            raise SpectrumError(
+                f"{where}: wavelengths without a unit are read as Å, but their median {np.median(finite):g} looks like "
+                "nm or µm; pass wavelength_unit='nm' or 'um' (or 'Angstrom' to insist)"
+            )
+        return wl
+    return (wl * unit).to_value(u.AA)
+
+
+def _find(names_lower: Mapping[str, str], candidates, explicit=None, what="column"):
+    """Original column name for the first candidate present (case-insensitive), or None."""
+    if explicit is not None:
+        key = explicit.lower()
+        if key not in names_lower:
+            raise SpectrumError(f"{what} {explicit!r} not found; available columns: {', '.join(names_lower.values())}")
+        return names_lower[key]
+    for c in candidates:
+        if c in names_lower:
+            return names_lower[c]
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# readers
+# --------------------------------------------------------------------------------------------------
+def read_spectrum(
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    medium: str | None = None,
+    wavelength_unit=None,
+    wavelength_col: str | None = None,
+    flux_col: str | None = None,
+    error_col: str | None = None,
+    ivar_col: str | None = None,
+    mask_col: str | None = None,
+    hdu: int | str | None = None,
+    row: int = 0,
+    default_snr: float | None = None,
+    resolution: float | None = None,
+) -> Spectrum:
+    """Read an observed spectrum into a validated :class:`Spectrum` (vacuum Å).
+
+    Args:
+        path: FITS (``.fits``, ``.fit``, ``.fts``, optionally ``.gz``) or text (``.csv``, ``.txt``, ``.dat``,
+            ``.ecsv``, ...) file.
+        format: ``"fits-table"``, ``"fits-image"``, ``"apogee"``, ``"ascii"`` or None (detect).
+        medium: ``"vacuum"``, ``"air"`` or None (from the header when it says, else vacuum, noted in meta).
+        wavelength_unit: unit of the wavelengths when the file has none (or to override it), e.g. ``"nm"``.
+        wavelength_col, flux_col, error_col, ivar_col, mask_col: explicit column names (case-insensitive).
+        hdu: FITS HDU (index or name) holding the table / flux image; default: detect.
+        row: row of a 2-D flux image (APOGEE: row 0 is the combined spectrum).
+        default_snr: if the file has no (or unusable) uncertainties, set σ = |flux|/default_snr with a warning
+            instead of raising.
+        resolution: instrument resolving power to record (else ``RESOLUTN``/``SPEC_RES``/``R`` header card).
+
+    NaN/inf fluxes are masked (with a warning giving the count); a segment in descending wavelength order
+    is reversed (with a note); unsorted or duplicated wavelengths, missing or non-positive uncertainties
+    and fully masked spectra raise :class:`SpectrumError`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SpectrumError(f"spectrum file {str(path)!r} does not exist; check the path")
+    if medium is not None and medium not in ("vacuum", "air"):
+        raise SpectrumError(f"medium must be 'vacuum', 'air' or None, got {medium!r}")
+    unit = _to_unit(wavelength_unit)
+    cols = dict(wavelength=wavelength_col, flux=flux_col, error=error_col, ivar=ivar_col, mask=mask_col)
+    name = path.name.lower().removesuffix(".gz")
+    is_fits = name.endswith((".fits", ".fit", ".fts")) or format in ("fits-table", "fits-image", "apogee")
+    if format not in (None, "fits-table", "fits-image", "apogee", "ascii"):
+        raise SpectrumError(f"unknown format {format!r}; use 'fits-table', 'fits-image', 'apogee', 'ascii' or None")
+    if is_fits:
+        raw = _read_fits(path, format, hdu, row, cols, unit)
+    else:
+        raw = _read_ascii(path, cols, unit)
+    raw["meta"]["source"] = str(path)
+    return _finalise(raw, medium=medium, default_snr=default_snr, resolution=resolution)
+
+
+def _open_fits(path):
+    from astropy.io import fits
+
+    try:
+        return fits.open(path, memmap=False)
+    except OSError as exc:
+        raise SpectrumError(f"cannot read {str(path)!r} as FITS ({exc}); check that it is a FITS file") from None
+
+
+def _read_fits(path, format, hdu, row, cols, unit):
+    from astropy.io import fits
+
+    with _open_fits(path) as hdul:
+        if format in (None, "fits-table"):
+            table_hdu = _table_hdu(hdul, hdu)
+            if table_hdu is not None:
+                return _from_table_columns(_fits_table_columns(table_hdu), cols, unit, f"{path.name}[{table_hdu.name}]", dict(table_hdu.header))
+            if format == "fits-table":
+                raise SpectrumError(f"{path.name}: no binary table with a wavelength column; give hdu= or wavelength_col=")
+        if format == "apogee" or (format is None and _looks_like_apogee(hdul)):
+            return _read_apogee(hdul, path, row, unit)
+        images = [h for h in hdul if isinstance(h, (fits.PrimaryHDU, fits.ImageHDU)) and h.data is not None]
+        if not images:
+            raise SpectrumError(f"{path.name}: no table with a wavelength column and no image with flux; not a spectrum file?")
+        flux_hdu = hdul[hdu] if hdu is not None else images[0]
+        return _read_fits_image(hdul, flux_hdu, path, row, unit)
+
+
+def _table_hdu(hdul, hdu):
+    from astropy.io import fits
+
+    candidates = [hdul[hdu]] if hdu is not None else [h for h in hdul if isinstance(h, fits.BinTableHDU)]
+    for h in candidates:
+        if isinstance(h, (fits.BinTableHDU, fits.TableHDU)):
+            names = [n.lower() for n in h.columns.names]
+            if hdu is not None or any(n in names for n in _WAVELENGTH_NAMES):
+                return h
+    return None
+
+
+def _fits_table_columns(h):
+    out = {}
+    for col in h.columns:
+        data = np.asarray(h.data[col.name])
+        if data.ndim == 2 and data.shape[0] == 1:  # one-row tables holding whole arrays
+            data = data[0]
+        out[col.name] = (data, col.unit)
+    return out
+
+
+def _from_table_columns(columns: Mapping[str, tuple[np.ndarray, Any]], cols, unit, where, header):
+    lower = {k.lower(): k for k in columns}
+    meta = {"format": "table", "header": _simple_header(header)}
+    wl_name = _find(lower, _WAVELENGTH_NAMES, cols["wavelength"], "wavelength column")
+    if wl_name is None:
+        raise SpectrumError(f"{where}: no wavelength column (looked for {', '.join(_WAVELENGTH_NAMES)}); pass wavelength_col=")
+    flux_name = _find(lower, _FLUX_NAMES, cols["flux"], "flux column")
+    if flux_name is None:
+        raise SpectrumError(f"{where}: no flux column (looked for {', '.join(_FLUX_NAMES)}); pass flux_col=")
+    wl_raw, wl_unit = columns[wl_name]
+    if wl_name.lower() == "loglam":
+        wl = 10.0 ** np.asarray(wl_raw, dtype=np.float64)
+    else:
+        wl = _wavelength_in_angstrom(wl_raw, unit if unit is not None else _to_unit_quiet(wl_unit), where)
+    flux, flux_unit = columns[flux_name]
+    flux = np.asarray(flux, dtype=np.float64)
+    sigma = None
+    mask = np.ones(flux.shape, bool)
+    err_name = _find(lower, _SIGMA_NAMES, cols["error"], "error column")
+    ivar_name = _find(lower, _IVAR_NAMES, cols["ivar"], "ivar column") if err_name is None else None
+    var_name = _find(lower, _VAR_NAMES) if err_name is None and ivar_name is None else None
+    if err_name is not None:
+        sigma = np.asarray(columns[err_name][0], dtype=np.float64) * _unit_ratio(columns[err_name][1], flux_unit)
+    elif ivar_name is not None:
+        ivar = np.asarray(columns[ivar_name][0], dtype=np.float64)
+        sigma, mask = _sigma_from_ivar(ivar, mask, meta)
+    elif var_name is not None:
+        var = np.asarray(columns[var_name][0], dtype=np.float64)
+        sigma = np.sqrt(np.where(var > 0, var, np.nan))
+    good_name = _find(lower, _GOOD_MASK_NAMES, cols["mask"], "mask column")
+    if good_name is not None:
+        mask &= _as_bool_mask(columns[good_name][0], good_name)
+    else:
+        bad_name = _find(lower, _BAD_MASK_NAMES)
+        if bad_name is not None:
+            mask &= np.asarray(columns[bad_name][0]) == 0
+    seg_name = _find(lower, _SEGMENT_NAMES)
+    segments = None if seg_name is None else np.asarray(columns[seg_name][0]).astype(np.int64)
+    meta["columns"] = {"wavelength": wl_name, "flux": flux_name, "error": err_name or ivar_name or var_name}
+    if flux_unit is not None:
+        meta["flux_unit"] = str(flux_unit)
+    return dict(wavelength=wl, flux=flux, sigma=sigma, mask=mask, segments=segments, meta=meta, header=header, medium_hint=_medium_from_header(header, wl_name))
+
+
+def _to_unit_quiet(unit):
+    if unit is None:
+        return None
+    try:
+        return _to_unit(str(unit))
+    except SpectrumError:
+        return None
+
+
+def _unit_ratio(err_unit, flux_unit) -> float:
+    # errors given in other (convertible) units than the flux are converted to the flux's unit
+    if err_unit is None or flux_unit is None or str(err_unit) == str(flux_unit):
+        return 1.0
+    from astropy import units as u
+
+    try:
+        return float(u.Unit(str(err_unit)).to(u.Unit(str(flux_unit))))
+    except (ValueError, u.UnitConversionError):
+        return 1.0
+
+
+def _as_bool_mask(values, name):
+    arr = np.asarray(values)
+    if arr.dtype == bool:
+        return arr
+    if arr.dtype.kind in "iu" or arr.dtype.kind == "f":
+        if not np.all(np.isin(arr, (0, 1))):
+            raise SpectrumError(
+                f"mask column {name!r} must be boolean or 0/1 with 1 = use the pixel; for bit masks name the column "
+                "'bitmask' (non-zero = bad) or pass mask_col=None"
+            )
+        return arr.astype(bool)
+    if arr.dtype.kind in "US":
+        low = np.char.lower(arr.astype(str))
+        return np.isin(low, ("true", "t", "1", "yes"))
+    raise SpectrumError(f"cannot interpret mask column {name!r} of type {arr.dtype}")
+
+
+def _sigma_from_ivar(ivar, mask, meta):
+    # ivar = 0 is the usual flag of a bad pixel: mask it instead of failing
+    zero = ~(ivar > 0)
+    if np.any(zero):
+        _note(meta, f"{int(zero.sum())} pixel(s) with inverse variance <= 0 (or NaN) were masked")
+    sigma = np.where(ivar > 0, 1.0 / np.sqrt(np.where(ivar > 0, ivar, 1.0)), np.nan)
+    return sigma, mask & ~zero
+
+
+def _simple_header(header) -> dict:
+    out = {}
+    for k, v in dict(header).items():
+        if k and isinstance(v, (str, int, float, bool)) and k not in ("COMMENT", "HISTORY"):
+            out[k] = v
+    return out
+
+
+def _medium_from_header(header, wl_name: str | None = None) -> str | None:
+    h = {str(k).upper(): v for k, v in dict(header).items()}
+    ctype = str(h.get("CTYPE1", "")).upper()
+    if ctype.startswith("AWAV"):
+        return "air"
+    if ctype.startswith("WAVE"):
+        return "vacuum"
+    for key in ("AIRORVAC", "MEDIUM", "WAVEMED", "WAVMEDIUM"):
+        if key in h:
+            val = str(h[key]).strip().lower()
+            if val.startswith("air"):
+                return "air"
+            if val.startswith("vac"):
+                return "vacuum"
+    if "VACUUM" in h and isinstance(h["VACUUM"], bool):
+        return "vacuum" if h["VACUUM"] else "air"
+    if wl_name is not None and wl_name.lower().endswith("_air"):
+        return "air"
+    if wl_name is not None and wl_name.lower().endswith("_vac"):
+        return "vacuum"
+    return None
+
+
+def _looks_like_apogee(hdul) -> bool:
+    h0 = hdul[0].header
+    tel = str(h0.get("TELESCOP", "")).lower()
+    if tel in ("apo25m", "lco25m", "apo1m") or "APRED" in h0 or "APSTAR" in h0:
+        return True
+    if len(hdul) > 2 and hdul[0].data is None and hdul[1].data is not None:
+        crval = hdul[1].header.get("CRVAL1")
+        return crval is not None and abs(float(crval) - 4.179) < 0.01 and "CDELT1" in hdul[1].header
+    return False
+
+
+def _wcs_wavelength(header, n, unit, where) -> np.ndarray:
+    h = header
+    if "CRVAL1" not in h:
+        raise SpectrumError(f"{where}: the flux image has no wavelength WCS (CRVAL1/CDELT1); use a table with a wavelength column")
+    crval = float(h["CRVAL1"])
+    cdelt = h.get("CDELT1", h.get("CD1_1"))
+    if cdelt is None:
+        raise SpectrumError(f"{where}: the WCS has CRVAL1 but neither CDELT1 nor CD1_1; cannot build wavelengths")
+    cdelt = float(cdelt)
+    crpix = float(h.get("CRPIX1", 1.0))
+    pix = np.arange(1, n + 1, dtype=np.float64)
+    w = cdelt * (pix - crpix)
+    ctype = str(h.get("CTYPE1", "")).upper()
+    wunit = unit if unit is not None else _to_unit_quiet(h.get("CUNIT1"))
+    if ctype.endswith("-LOG"):  # FITS WCS paper III logarithmic axis: λ = λ_r exp(w / λ_r)
+        lam = crval * np.exp(w / crval)
+    elif int(h.get("DC-FLAG", 0)) == 1 or ctype.startswith("LOG-LINEAR") or ctype == "LOGLAM":
+        lam = 10.0 ** (crval + w)  # IRAF/SDSS convention: log10 λ in Å
+        wunit = unit  # the log is of Å unless the caller says otherwise
+    else:
+        lam = crval + w
+    return _wavelength_in_angstrom(lam, wunit, where)
+
+
+def _error_image(hdul, flux_hdu, shape):
+    from astropy.io import fits
+
+    named = {"ERROR": "sigma", "ERR": "sigma", "SIGMA": "sigma", "UNCERTAINTY": "sigma", "NOISE": "sigma", "IVAR": "ivar", "INVVAR": "ivar", "VARIANCE": "var", "VAR": "var"}
+    for h in hdul:
+        if isinstance(h, fits.ImageHDU) and h.name.upper() in named and h.data is not None and h.data.shape == shape:
+            return np.asarray(h.data, dtype=np.float64), named[h.name.upper()]
+    # else: the next unnamed image of the same shape after the flux (the APOGEE / many pipelines layout)
+    idx = hdul.index_of(flux_hdu.name) if flux_hdu.name else 0
+    for h in list(hdul)[idx + 1 :]:
+        if isinstance(h, fits.ImageHDU) and h.data is not None:
+            if h.data.shape == shape and h.name.upper() in ("", "IMAGE"):
+                return np.asarray(h.data, dtype=np.float64), "sigma"
+            break
+    return None, None
+
+
+def _read_fits_image(hdul, flux_hdu, path, row, unit):
+    where = f"{path.name}[{flux_hdu.name or 0}]"
+    data = np.asarray(flux_hdu.data, dtype=np.float64)
+    meta = {"format": "fits-image", "header": _simple_header(flux_hdu.header)}
+    err, kind = _error_image(hdul, flux_hdu, data.shape)
+    if data.ndim == 2:
+        if not 0 <= row < data.shape[0]:
+            raise SpectrumError(f"{where}: row {row} does not exist; the flux image has {data.shape[0]} rows")
+        _note(meta, f"flux image is 2-D {data.shape}; using row {row}", warn=False)
+        data = data[row]
+        err = None if err is None else err[row]
+    elif data.ndim != 1:
+        raise SpectrumError(f"{where}: flux image has shape {data.shape}; need 1-D (or 2-D, one spectrum per row)")
+    wl = _wcs_wavelength(flux_hdu.header, data.shape[0], unit, where)
+    mask = np.ones(data.shape, bool)
+    sigma = None
+    if err is not None:
+        if kind == "ivar":
+            sigma, mask = _sigma_from_ivar(err, mask, meta)
+        elif kind == "var":
+            sigma = np.sqrt(np.where(err > 0, err, np.nan))
+        else:
+            sigma = err
+    header = {**dict(hdul[0].header), **dict(flux_hdu.header)}
+    return dict(wavelength=wl, flux=data, sigma=sigma, mask=mask, segments=None, meta=meta, header=header, medium_hint=_medium_from_header(header))
+
+
+def _read_apogee(hdul, path, row, unit):
+    if len(hdul) < 3 or hdul[1].data is None or hdul[2].data is None:
+        raise SpectrumError(f"{path.name}: APOGEE layout needs HDU1 = flux and HDU2 = error; this file has {len(hdul)} HDUs")
+    flux = np.asarray(hdul[1].data, dtype=np.float64)
+    err = np.asarray(hdul[2].data, dtype=np.float64)
+    meta = {"format": "apogee", "header": _simple_header(hdul[0].header)}
+    if flux.ndim == 2:
+        flux, err = flux[row], err[row]
+        _note(meta, f"APOGEE 2-D flux; using row {row} (row 0 is the combined spectrum)", warn=False)
+    wl = _wcs_wavelength(hdul[1].header, flux.shape[0], unit, f"{path.name}[1]")
+    # chip gaps and rejected pixels carry zero flux (and often zero/huge error): not data
+    gap = ~(flux != 0) | ~np.isfinite(err) | ~(err > 0)
+    if np.any(gap):
+        _note(meta, f"{int(gap.sum())} APOGEE pixel(s) with zero flux or no valid error (chip gaps) were masked", warn=False)
+    sigma = np.where(gap, np.nan, err)
+    return dict(wavelength=wl, flux=flux, sigma=sigma, mask=~gap, segments=None, meta=meta, header=dict(hdul[0].header), medium_hint="vacuum")
+
+
+def _read_ascii(path, cols, unit):
+    from astropy.io import ascii as astropy_ascii
+
+    try:
+        table = astropy_ascii.read(path)
+    except Exception as exc:  # astropy raises many types for unreadable text
+        raise SpectrumError(
+            f"cannot read {path.name} as a text table ({type(exc).__name__}: {exc}); give a CSV/ECSV with a header line "
+            "naming the columns wavelength, flux, error"
+        ) from None
+    columns = {name: (np.asarray(table[name]), table[name].unit) for name in table.colnames}
+    header = {str(k): v for k, v in table.meta.items() if isinstance(v, (str, int, float, bool))}
+    return _from_table_columns(columns, cols, unit, path.name, header)
+
+
+def _finalise(raw, *, medium, default_snr, resolution) -> Spectrum:
+    meta = raw["meta"]
+    wl = np.asarray(raw["wavelength"], dtype=np.float64)
+    flux = np.asarray(raw["flux"], dtype=np.float64)
+    n = wl.shape[0]
+    if wl.ndim != 1 or flux.shape != wl.shape:
+        raise SpectrumError(f"wavelength {wl.shape} and flux {flux.shape} must be 1-D arrays of the same length")
+    mask = np.asarray(raw["mask"], bool) if raw.get("mask") is not None else np.ones(n, bool)
+    segments = raw.get("segments")
+    segments = np.zeros(n, np.int64) if segments is None else np.asarray(segments, np.int64)
+    sigma = raw.get("sigma")
+    header = raw.get("header", {})
+
+    # medium
+    hint = raw.get("medium_hint")
+    if medium is None:
+        medium = hint or "vacuum"
+        if hint is None:
+            _note(meta, "the file does not say whether wavelengths are in air or vacuum; assumed vacuum (pass medium='air' if not)", warn=False)
+    meta["medium_in_file"] = medium
+    if not np.all(np.isfinite(wl)):
+        i = int(np.flatnonzero(~np.isfinite(wl))[0])
+        raise SpectrumError(f"wavelength[{i}] is {wl[i]}; every pixel needs a finite wavelength (drop that row)")
+    if medium == "air":
+        try:
+            wl = air_to_vacuum(wl)
+        except WavelengthError as exc:
+            raise SpectrumError(f"cannot convert air wavelengths to vacuum: {exc}") from None
+
+    # descending segments are reversed (common in some pipelines); anything else unsorted is an error
+    order = np.arange(n)
+    reversed_any = []
+    for seg in _ordered_unique(segments):
+        idx = np.flatnonzero(segments == seg)
+        if idx.size > 1 and np.all(np.diff(wl[idx]) < 0):
+            order[idx] = idx[::-1]
+            reversed_any.append(int(seg))
+    if reversed_any:
+        _note(meta, f"wavelengths were in descending order (segment(s) {reversed_any}); reversed them")
+        wl, flux, mask, segments = wl[order], flux[order], mask[order], segments[order]
+        sigma = None if sigma is None else np.asarray(sigma)[order]
+
+    # non-finite fluxes: mask them
+    bad_flux = ~np.isfinite(flux)
+    if np.any(bad_flux & mask):
+        _note(meta, f"{int((bad_flux & mask).sum())} pixel(s) with NaN/inf flux were masked")
+    mask = mask & ~bad_flux
+
+    # uncertainties
+    if sigma is None:
+        if default_snr is None:
+            raise SpectrumError(
+                "the spectrum has no uncertainty column/extension (looked for error/err/sigma/uncertainty, ivar, "
+                "variance); add one, or pass default_snr=<S/N per pixel> (CLI: --assume-snr) to assume σ = flux/S/N"
+            )
+        sigma = _assumed_sigma(flux, mask, default_snr)
+        _note(meta, f"no uncertainties in the file: assumed σ = |flux| / {default_snr:g}")
+    else:
+        sigma = np.asarray(sigma, dtype=np.float64)
+        bad_sigma = mask & ~(np.isfinite(sigma) & (sigma > 0))
+        if np.any(bad_sigma):
+            if default_snr is None:
+                i = int(np.flatnonzero(bad_sigma)[0])
+                raise SpectrumError(
+                    f"{int(bad_sigma.sum())} pixel(s) have non-positive or non-finite uncertainties (first: pixel {i} at "
+                    f"{wl[i]:.3f} Å, σ = {sigma[i]}); fix the error column, mask those pixels, or pass "
+                    "default_snr=<S/N> (CLI: --assume-snr) to fill them with σ = flux/S/N"
+                )
+            sigma = np.where(bad_sigma, _assumed_sigma(flux, mask, default_snr), sigma)
+            _note(meta, f"{int(bad_sigma.sum())} pixel(s) had unusable uncertainties: assumed σ = |flux| / {default_snr:g}")
+    if not np.any(mask):
+        raise SpectrumError("every pixel is masked (NaN fluxes, zero inverse variance or mask column); nothing to fit")
+
+    if resolution is None:
+        for key in ("RESOLUTN", "SPEC_RES", "RESOLUTION", "R"):
+            val = {str(k).upper(): v for k, v in dict(header).items()}.get(key)
+            if isinstance(val, (int, float)) and not isinstance(val, bool) and val > 0:
+                resolution = float(val)
+                break
+    # masked pixels may hold anything; keep them finite so downstream arithmetic stays clean
+    flux = np.where(np.isfinite(flux), flux, 0.0)
+    sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, np.inf)
+    return Spectrum(wl, flux, sigma, mask, segments, meta, resolution)
+
+
+def _ordered_unique(a):
+    _, first = np.unique(a, return_index=True)
+    return a[np.sort(first)]
+
+
+def _assumed_sigma(flux, mask, snr):
+    if not snr > 0:
+        raise SpectrumError(f"default_snr must be positive, got {snr}")
+    level = np.median(np.abs(flux[mask & np.isfinite(flux)])) if np.any(mask & np.isfinite(flux)) else 1.0
+    return np.maximum(np.abs(np.nan_to_num(flux)), 1e-3 * level) / snr
+
+
+# --------------------------------------------------------------------------------------------------
+# writer and model cropping
+# --------------------------------------------------------------------------------------------------
+def write_spectrum_fits(path: str | os.PathLike, spectrum: Spectrum) -> None:
+    """Write the simple table format (atomic): columns ``wavelength`` (vacuum Å), ``flux``, ``error``,
+    ``mask`` (True = use), ``segment``; ``MEDIUM = 'vacuum'``, ``RESOLUTN`` when known."""
+    from astropy.io import fits
+
+    sigma = np.where(np.isfinite(spectrum.sigma), spectrum.sigma, 0.0)  # FITS readers dislike inf
+    columns = [
+        fits.Column(name="wavelength", format="D", unit="Angstrom", array=spectrum.wavelength),
+        fits.Column(name="flux", format="D", unit=spectrum.meta.get("flux_unit"), array=spectrum.flux),
+        fits.Column(name="error", format="D", unit=spectrum.meta.get("flux_unit"), array=sigma),
+        fits.Column(name="mask", format="L", array=spectrum.mask),
+        fits.Column(name="segment", format="K", array=spectrum.segments),
+    ]
+    table = fits.BinTableHDU.from_columns(columns, name="SPECTRUM")
+    table.header["MEDIUM"] = ("vacuum", "wavelengths are vacuum")
+    if spectrum.resolution is not None:
+        table.header["RESOLUTN"] = (spectrum.resolution, "instrument resolving power")
+    primary = fits.PrimaryHDU()
+    primary.header["ORIGIN"] = "stellarinf"
+    with atomic_path(path, suffix=".fits") as tmp:
+        fits.HDUList([primary, table]).writeto(tmp, overwrite=True)
+
+
+def crop_to_model(spectrum: Spectrum, model, *, margin_kms: float = 0.0) -> Spectrum:
+    """Keep the pixels inside ``model.wavelength_range`` shrunk by ``margin_kms`` at each end (e.g. the largest
+    |RV| you will fit, so the Doppler-shifted model stays inside its range).
+
+    Raises :class:`WavelengthError` when the spectrum and the model do not overlap; a partial overlap is
+    cropped with a note (warning) saying how many pixels were dropped.
+    """
+    wmin, wmax = (float(w) for w in model.wavelength_range)
+    f = margin_kms / SPEED_OF_LIGHT_KMS
+    lo, hi = wmin * (1 + f), wmax * (1 - f)
+    wl = spectrum.wavelength
+    keep = (wl >= lo) & (wl <= hi)
+    if not np.any(keep & spectrum.mask):
+        raise WavelengthError(
+            f"the spectrum ({wl.min():.2f}–{wl.max():.2f} Å vacuum) lies outside the model's range {lo:.2f}–{hi:.2f} Å"
+            + (f" (shrunk by {margin_kms:g} km/s)" if margin_kms else "")
+            + "; use a model trained on this wavelength window (or check the spectrum's wavelength unit / air-vacuum)"
+        )
+    if np.all(keep):
+        return spectrum
+    note = f"cropped to the model range {lo:.2f}–{hi:.2f} Å: dropped {int((~keep).sum())} of {wl.size} pixels"
+    warnings.warn(note, SpectrumWarning, stacklevel=2)
+    return spectrum.select(keep, note)

@@ -1,0 +1,407 @@
+"""The observation model: labels + nuisances → model flux at the observed pixels, and its likelihood.
+
+Forward model for parameters θ (a dict of scalars keyed by name, see :attr:`ObservationModel.param_names`):
+
+1. **Doppler**: the rest-frame model is evaluated at ``λ_fine / (1 + rv/c)`` on a fine grid uniform in ln λ
+   in the observer's frame (exact for an emulator that takes any wavelength, like TransformerPayne; a
+   fixed-grid emulator such as the Payne MLP interpolates). Rest wavelengths are clipped to the model's
+   ``wavelength_range`` (the model is held at its edge value beyond it).
+2. **Broadening** on the fine grid (:func:`~stellarinf.observe.broadening.broaden`): rotation ``vsini``,
+   macroturbulence ``vmacro`` and the extra Gaussian LSF that takes the model's resolution to the
+   instrument's (``resolution`` fixed, or fitted as a parameter).
+3. **Resampling** to the observed pixels by 4-point (cubic) Lagrange interpolation in ln λ (weights
+   precomputed; error ≲ 1e-3 of a line depth at ≥ 4 fine pixels per FWHM).
+4. **Continuum**: Chebyshev polynomial per segment (degree ``continuum_degree``; −1 = none), scaled by a
+   fixed per-segment flux level so that ``cont_<seg>_0 ≈ 1``. Coefficients are parameters
+   (``continuum="sample"``), or integrated out exactly under a Gaussian prior N([1, 0, …], w²) per
+   coefficient (``"marginalise"``; :mod:`~stellarinf.observe.continuum`), or set to their best fit
+   (``"profile"``).
+
+Likelihood: independent Gaussian pixels with variance ``σ² + (scale · e_emu)² + (scale · jitter)²`` where
+``e_emu`` is the emulator's ``error()`` at the observed wavelengths, ``jitter = exp(ln_jitter)`` when
+``fit_jitter``, and ``scale`` the segment's flux level (1 for a normalised spectrum). Masked pixels get
+weight 0 (no boolean indexing, so everything is jit-able).
+
+``ObservationModel`` is an Equinox module: use ``eqx.filter_jit(om.log_likelihood)`` (or close over it in
+a function passed to ``jax.jit``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ..errors import LabelError, SpectrumError, WavelengthError
+from ..io.spectrum import Spectrum
+from ..wavelength import SPEED_OF_LIGHT_KMS
+from .broadening import broaden, kernel_half_width, lsf_sigma_for
+from .continuum import chebyshev_design, gaussian_log_likelihood, linear_continuum_fit, linear_marginal_log_likelihood
+
+__all__ = ["ObservationModel", "CONTINUUM_MODES"]
+
+CONTINUUM_MODES = ("sample", "marginalise", "profile")
+_NUISANCE_DEFAULTS = {"rv": 0.0, "vsini": 0.0, "vmacro": 0.0}
+_PROFILE_PRIOR_SD = 1e6  # numerically "no prior" for the profile likelihood
+
+
+def _cubic_weights(u: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """4-point Lagrange interpolation at fractional positions u on nodes 0..n-1: (index (m,4), weight (m,4))."""
+    i = np.floor(u).astype(np.int64)
+    t = u - i
+    w = np.stack(
+        [-t * (t - 1) * (t - 2) / 6, (t + 1) * (t - 1) * (t - 2) / 2, -(t + 1) * t * (t - 2) / 2, (t + 1) * t * (t - 1) / 6],
+        axis=1,
+    )
+    idx = i[:, None] + np.arange(-1, 3)[None, :]
+    return np.clip(idx, 0, n - 1), w
+
+
+class ObservationModel(eqx.Module):
+    """Observation model of one spectrum given a ``SpectrumModel`` (built eagerly, evaluated in pure JAX).
+
+    Args:
+        emulator: any :class:`~stellarinf.emulators.base.SpectrumModel`.
+        spectrum: the observed :class:`~stellarinf.io.spectrum.Spectrum` (inside the model's range; see
+            :func:`~stellarinf.io.spectrum.crop_to_model`).
+        resolution: instrument resolving power (default ``spectrum.resolution``); None = no extra LSF.
+        fit_resolution: make ``resolution`` a parameter (bounds ``resolution_bounds``).
+        continuum: ``"sample"``, ``"marginalise"`` or ``"profile"``; ``continuum_degree`` per segment.
+        continuum_prior_width: prior σ of each (scaled) coefficient for ``"marginalise"``.
+        fit_jitter: add the parameter ``ln_jitter`` (extra white noise, as a fraction of the flux level).
+        rv_max, vsini_max, vmacro_max: parameter bounds (km/s); they also set the broadening kernel size.
+        fixed: values for parameters not to fit, e.g. ``{"vmacro": 0.0, "vmic": 1.0}`` (dropped from
+            :attr:`param_names`).
+        fine_step_kms: fine-grid step; default c/(5 R_model), or 1 km/s for an unbroadened model, and never
+            coarser than half the smallest observed pixel.
+    """
+
+    emulator: object
+    label_names: tuple[str, ...] = eqx.field(static=True)
+    param_names: tuple[str, ...] = eqx.field(static=True)
+    fixed: tuple[tuple[str, float], ...] = eqx.field(static=True)
+    bounds: tuple[tuple[str, float, float], ...] = eqx.field(static=True)
+    continuum_mode: str = eqx.field(static=True)
+    continuum_degree: int = eqx.field(static=True)
+    segment_ids: tuple[int, ...] = eqx.field(static=True)
+    resolution: float | None = eqx.field(static=True)
+    model_resolution: float | None = eqx.field(static=True)
+    fit_resolution: bool = eqx.field(static=True)
+    fit_jitter: bool = eqx.field(static=True)
+    limb_darkening: float = eqx.field(static=True)
+    dv_fine: float = eqx.field(static=True)
+    max_velocity: float = eqx.field(static=True)
+    model_range: tuple[float, float] = eqx.field(static=True)
+
+    fine_wavelength: Float[Array, "n_fine"]
+    wavelength: Float[Array, "n_pix"]
+    flux: Float[Array, "n_pix"]
+    sigma: Float[Array, "n_pix"]
+    weight: Float[Array, "n_pix"]
+    flux_scale: Float[Array, "n_pix"]
+    emulator_error: Float[Array, "n_pix"]
+    basis: Float[Array, "n_pix n_coef"]
+    prior_mean: Float[Array, "n_coef"]
+    prior_sd: Float[Array, "n_coef"]
+    interp_index: Array
+    interp_weight: Float[Array, "n_pix 4"]
+
+    def __init__(
+        self,
+        emulator,
+        spectrum: Spectrum,
+        *,
+        resolution: float | None = None,
+        fit_resolution: bool = False,
+        resolution_bounds: tuple[float, float] | None = None,
+        continuum: str = "sample",
+        continuum_degree: int = 2,
+        continuum_prior_width: float = 1.0,
+        fit_jitter: bool = False,
+        rv_max: float = 300.0,
+        vsini_max: float = 60.0,
+        vmacro_max: float = 15.0,
+        limb_darkening: float = 0.6,
+        fixed: Mapping[str, float] | None = None,
+        fine_step_kms: float | None = None,
+    ):
+        if continuum not in CONTINUUM_MODES:
+            raise SpectrumError(f"continuum must be one of {', '.join(CONTINUUM_MODES)}, got {continuum!r}")
+        if continuum_degree < -1:
+            raise SpectrumError(f"continuum_degree must be >= -1 (-1 = no continuum), got {continuum_degree}")
+        c = SPEED_OF_LIGHT_KMS
+        label_names = tuple(emulator.label_space.names)
+        fixed = {k: float(v) for k, v in (fixed or {}).items()}
+        r_model = None if emulator.resolution is None else float(emulator.resolution)
+        r_obs = resolution if resolution is not None else spectrum.resolution
+        r_obs = None if r_obs is None else float(r_obs)
+        if fit_resolution and r_obs is None and resolution_bounds is None:
+            raise SpectrumError("fit_resolution=True needs a starting resolving power: pass resolution= or resolution_bounds=")
+        if r_obs is not None and not fit_resolution:
+            lsf_sigma_for(r_obs, r_model)  # eager: raises if the model would need sharpening
+        if r_obs is None and r_model is None and not fit_resolution:
+            warnings.warn(
+                "the model is unbroadened and no instrument resolution is known: no LSF will be applied; pass "
+                "resolution=<R> (or set spectrum.resolution)",
+                UserWarning,
+                stacklevel=2,
+            )
+
+        # --- parameters and bounds --------------------------------------------------------------
+        lower, upper = emulator.label_space.lower, emulator.label_space.upper
+        bounds = {n: (float(lo), float(hi)) for n, lo, hi in zip(label_names, lower, upper)}
+        bounds["rv"] = (-float(rv_max), float(rv_max))
+        bounds["vsini"] = (0.0, float(vsini_max))
+        bounds["vmacro"] = (0.0, float(vmacro_max))
+        if fit_resolution:
+            if resolution_bounds is None:
+                hi = 1.5 * r_obs if r_model is None else min(1.5 * r_obs, r_model)
+                resolution_bounds = (0.5 * r_obs, hi)
+            bounds["resolution"] = tuple(float(b) for b in resolution_bounds)
+            if r_model is not None and bounds["resolution"][1] > r_model:
+                raise SpectrumError(
+                    f"resolution upper bound {bounds['resolution'][1]:g} exceeds the model's R={r_model:g}; the model "
+                    "cannot be sharpened: lower the bound"
+                )
+        if fit_jitter:
+            bounds["ln_jitter"] = (math.log(1e-6), 0.0)
+
+        # --- segments, continuum basis ----------------------------------------------------------
+        mask = np.asarray(spectrum.mask, bool)
+        seg_all = spectrum.segment_ids
+        segment_ids = tuple(s for s in seg_all if np.any(mask & (spectrum.segments == s)))
+        if len(segment_ids) < len(seg_all):
+            dropped = sorted(set(seg_all) - set(segment_ids))
+            warnings.warn(f"segment(s) {dropped} have no unmasked pixels and get no continuum parameters", UserWarning, stacklevel=2)
+        wl = np.asarray(spectrum.wavelength, dtype=np.float64)
+        flux_scale = np.ones_like(wl)
+        if continuum_degree >= 0:
+            for s in segment_ids:
+                sel = spectrum.segments == s
+                p90 = float(np.percentile(spectrum.flux[sel & mask], 90))
+                # normalised spectra keep scale 1 (jitter and errors then in flux units); others scale to ~1
+                flux_scale[sel] = 1.0 if 0.5 <= p90 <= 2.0 else (p90 if p90 > 0 else 1.0)
+        design = chebyshev_design(wl, spectrum.segments, segment_ids, continuum_degree)
+        n_per = continuum_degree + 1
+        cont_names = [f"cont_{s}_{k}" for s in segment_ids for k in range(max(n_per, 0))]
+        prior_mean = np.zeros(len(cont_names))
+        if n_per > 0:
+            prior_mean[::n_per] = 1.0
+        if continuum == "sample":
+            for name in cont_names:
+                bounds[name] = (0.5, 2.0) if name.endswith("_0") else (-1.0, 1.0)
+        prior_sd = np.full(len(cont_names), continuum_prior_width if continuum == "marginalise" else _PROFILE_PRIOR_SD)
+
+        unknown = set(fixed) - set(bounds) - {"resolution", "ln_jitter"}
+        if unknown:
+            raise LabelError(f"fixed parameter(s) {sorted(unknown)} are not parameters of this model; choose from {', '.join(bounds)}")
+        names = [n for n in bounds if n not in fixed]
+
+        # --- fine grid --------------------------------------------------------------------------
+        wmin, wmax = (float(w) for w in emulator.wavelength_range)
+        used = wl[mask]
+        if wl.min() < wmin - 1e-6 or wl.max() > wmax + 1e-6:
+            raise WavelengthError(
+                f"the spectrum ({wl.min():.2f}–{wl.max():.2f} Å) reaches outside the model's range {wmin:.2f}–{wmax:.2f} Å "
+                "(vacuum); crop it first: stellarinf.io.spectrum.crop_to_model(spectrum, model, margin_kms=rv_max)"
+            )
+        if fine_step_kms is None:
+            fine_step_kms = c / (5.0 * r_model) if r_model is not None else 1.0
+            dv_obs = c * float(np.min(np.diff(np.log(used)))) if used.size > 1 else fine_step_kms
+            if dv_obs > 0:
+                fine_step_kms = min(fine_step_kms, 0.5 * dv_obs)
+        dv = float(fine_step_kms)
+        if r_obs is None and not fit_resolution:
+            sigma_lsf = None
+        else:
+            r_low = bounds["resolution"][0] if fit_resolution else r_obs
+            sigma_lsf = float(lsf_sigma_for(r_low, None if r_model is None or r_low > r_model else r_model))
+        vs_hi = fixed.get("vsini", bounds["vsini"][1])
+        vm_hi = fixed.get("vmacro", bounds["vmacro"][1])
+        max_velocity = kernel_half_width(lsf_sigma=sigma_lsf, vsini=vs_hi, vmacro=vm_hi) + 2.0 * dv
+        margin = max_velocity + 4.0 * dv
+        lo = max(wl.min() * math.exp(-margin / c), wmin)
+        hi = min(wl.max() * math.exp(margin / c), wmax)
+        n_fine = int(math.ceil(math.log(hi / lo) * c / dv)) + 1
+        fine = lo * np.exp(dv / c * np.arange(n_fine))
+        u = np.log(wl / lo) * c / dv
+        idx, w = _cubic_weights(u, n_fine)
+
+        err = np.asarray(emulator.error(jnp.asarray(wl)), dtype=np.float64)
+
+        self.emulator = emulator
+        self.label_names = label_names
+        self.param_names = tuple(names)
+        self.fixed = tuple(sorted(fixed.items()))
+        self.bounds = tuple((n, *bounds[n]) for n in bounds)
+        self.continuum_mode = continuum
+        self.continuum_degree = int(continuum_degree)
+        self.segment_ids = segment_ids
+        self.resolution = r_obs
+        self.model_resolution = r_model
+        self.fit_resolution = bool(fit_resolution)
+        self.fit_jitter = bool(fit_jitter)
+        self.limb_darkening = float(limb_darkening)
+        self.dv_fine = dv
+        self.max_velocity = float(max_velocity)
+        self.model_range = (wmin, wmax)
+        self.fine_wavelength = jnp.asarray(fine)
+        self.wavelength = jnp.asarray(wl)
+        # masked pixels: finite placeholders, weight 0 (their values never matter)
+        self.flux = jnp.asarray(np.where(mask, spectrum.flux, 0.0))
+        self.sigma = jnp.asarray(np.where(mask, spectrum.sigma, 1.0))
+        self.weight = jnp.asarray(mask.astype(np.float64))
+        self.flux_scale = jnp.asarray(flux_scale)
+        self.emulator_error = jnp.asarray(np.nan_to_num(err))
+        self.basis = jnp.asarray(design * flux_scale[:, None])
+        self.prior_mean = jnp.asarray(prior_mean)
+        self.prior_sd = jnp.asarray(prior_sd)
+        self.interp_index = jnp.asarray(idx)
+        self.interp_weight = jnp.asarray(w)
+
+    # --- parameters -----------------------------------------------------------------------------
+    @property
+    def continuum_names(self) -> tuple[str, ...]:
+        """Names of the continuum coefficients (parameters only in ``continuum="sample"`` mode)."""
+        n_per = self.continuum_degree + 1
+        return tuple(f"cont_{s}_{k}" for s in self.segment_ids for k in range(max(n_per, 0)))
+
+    def default_bounds(self) -> dict[str, tuple[float, float]]:
+        """(lower, upper) for every free parameter; labels get the model's training box."""
+        return {n: (lo, hi) for n, lo, hi in self.bounds if n in self.param_names}
+
+    def _value(self, params, name):
+        if name in params:
+            return jnp.asarray(params[name], dtype=jnp.float64)
+        fixed = dict(self.fixed)
+        if name in fixed:
+            return fixed[name]
+        if name in _NUISANCE_DEFAULTS:
+            return _NUISANCE_DEFAULTS[name]
+        raise LabelError(f"parameter {name!r} is missing; give every one of {', '.join(self.param_names)} (or fix it)")
+
+    def labels(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_labels"]:
+        """The emulator's label vector (label-space order) from a parameter dict."""
+        return jnp.stack([jnp.asarray(self._value(params, n), dtype=jnp.float64) for n in self.label_names])
+
+    def validate_params(self, params: Mapping[str, float]) -> None:
+        """Eager check: all free parameters present, no unknown names, values finite and inside the bounds."""
+        unknown = set(params) - set(self.param_names) - {n for n, _ in self.fixed}
+        if unknown:
+            raise LabelError(f"unknown parameter(s) {sorted(unknown)}; this model has {', '.join(self.param_names)}")
+        for name, (lo, hi) in self.default_bounds().items():
+            if name not in params:
+                raise LabelError(f"parameter {name!r} is missing; give every one of {', '.join(self.param_names)}")
+            v = float(params[name])
+            if not (math.isfinite(v) and lo <= v <= hi):
+                raise LabelError(f"parameter {name}={v:g} is outside its bounds [{lo:g}, {hi:g}]; choose a value inside")
+
+    def initial_params(self) -> dict[str, float]:
+        """A starting point inside the bounds: label-box midpoint, rv 0, small broadening, the instrument R,
+        jitter 1e-3, and continuum coefficients fitted by linear least squares at that point."""
+        start = {}
+        for name, (lo, hi) in self.default_bounds().items():
+            mid = 0.5 * (lo + hi)
+            if name == "rv":
+                mid = 0.0
+            elif name == "vsini":
+                mid = min(5.0, 0.5 * hi)
+            elif name == "vmacro":
+                mid = min(3.0, 0.5 * hi)
+            elif name == "resolution":
+                mid = min(max(self.resolution if self.resolution is not None else mid, lo), hi * 0.999)
+            elif name == "ln_jitter":
+                mid = math.log(1e-3)
+            start[name] = float(mid)
+        if self.continuum_mode == "sample" and self.continuum_names:
+            coef = np.asarray(self.continuum_coefficients(start, fit=True))
+            for name, value in zip(self.continuum_names, coef):
+                lo, hi = dict((n, (a, b)) for n, a, b in self.bounds)[name]
+                start[name] = float(np.clip(value, lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo)))
+        return start
+
+    # --- forward model --------------------------------------------------------------------------
+    def _lsf_sigma(self, params):
+        if self.fit_resolution:
+            return lsf_sigma_for(self._value(params, "resolution"), self.model_resolution)
+        if self.resolution is None:
+            return None
+        return lsf_sigma_for(self.resolution, self.model_resolution)
+
+    def predict_fine(self, params: Mapping[str, Float[Array, ""]], *, broadened: bool = True) -> Float[Array, "n_fine"]:
+        """Normalised model on :attr:`fine_wavelength` (observer's frame), Doppler-shifted, optionally broadened."""
+        rv = self._value(params, "rv")
+        rest = self.fine_wavelength / (1.0 + rv / SPEED_OF_LIGHT_KMS)
+        rest = jnp.clip(rest, self.model_range[0], self.model_range[1])
+        flux = jnp.asarray(self.emulator.flux(self.labels(params), rest), dtype=jnp.float64)
+        if not broadened:
+            return flux
+        return broaden(
+            flux,
+            self.dv_fine,
+            lsf_sigma=self._lsf_sigma(params),
+            vsini=self._value(params, "vsini"),
+            vmacro=self._value(params, "vmacro"),
+            limb_darkening=self.limb_darkening,
+            max_velocity=self.max_velocity,
+        )
+
+    def normalised_flux(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_pix"]:
+        """The broadened normalised model at the observed pixels (before the continuum)."""
+        fine = self.predict_fine(params)
+        return jnp.sum(fine[self.interp_index] * self.interp_weight, axis=1)
+
+    def variance(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_pix"]:
+        """Per-pixel variance σ² + (scale·e_emu)² + (scale·jitter)²."""
+        extra = self.emulator_error**2
+        if self.fit_jitter:
+            extra = extra + jnp.exp(2.0 * self._value(params, "ln_jitter"))
+        return self.sigma**2 + self.flux_scale**2 * extra
+
+    def continuum_coefficients(self, params: Mapping[str, Float[Array, ""]], *, fit: bool | None = None) -> Float[Array, "n_coef"]:
+        """Continuum coefficients: the parameters (``"sample"``), or the conditional posterior mean
+        (``"marginalise"``) / best fit (``"profile"``) given the other parameters. ``fit=True`` forces the
+        linear fit (used for starting values)."""
+        names = self.continuum_names
+        if not names:
+            return jnp.zeros(0)
+        fit = self.continuum_mode != "sample" if fit is None else fit
+        if not fit:
+            return jnp.stack([self._value(params, n) for n in names])
+        m = self.normalised_flux(params)
+        sd = self.prior_sd if self.continuum_mode == "marginalise" else jnp.full_like(self.prior_sd, _PROFILE_PRIOR_SD)
+        return linear_continuum_fit(self.flux, m[:, None] * self.basis, self.variance(params), self.weight, self.prior_mean, sd)
+
+    def continuum(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_pix"]:
+        """Continuum at the observed pixels (1 everywhere when ``continuum_degree = -1``)."""
+        if not self.continuum_names:
+            return jnp.ones_like(self.wavelength)
+        return self.basis @ self.continuum_coefficients(params)
+
+    def predict(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_pix"]:
+        """Model flux at the observed pixels: normalised model × continuum."""
+        return self.normalised_flux(params) * self.continuum(params)
+
+    model_flux = predict
+
+    def log_likelihood(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, ""]:
+        """Gaussian log-likelihood of the observed flux (masked pixels excluded; continuum per the mode)."""
+        m = self.normalised_flux(params)
+        var = self.variance(params)
+        if self.continuum_mode == "sample" or not self.continuum_names:
+            cont = self.continuum(params) if self.continuum_names else 1.0
+            return gaussian_log_likelihood(self.flux, m * cont, var, self.weight)
+        return linear_marginal_log_likelihood(
+            self.flux,
+            m[:, None] * self.basis,
+            var,
+            self.weight,
+            self.prior_mean,
+            self.prior_sd,
+            profile=self.continuum_mode == "profile",
+        )

@@ -1,0 +1,230 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import stellarinf  # noqa: F401  (float64)
+from stellarinf.emulators.analytic import AnalyticLineModel
+from stellarinf.emulators.base import SpectrumModel
+from stellarinf.errors import LabelError, SpectrumError, WavelengthError
+from stellarinf.io.spectrum import Spectrum
+from stellarinf.labels import LabelSpace
+from stellarinf.observe.continuum import chebyshev_design, linear_continuum_fit, linear_marginal_log_likelihood
+from stellarinf.observe.model import ObservationModel
+from stellarinf.wavelength import SPEED_OF_LIGHT_KMS, log_uniform_grid
+
+C = SPEED_OF_LIGHT_KMS
+SPACE = LabelSpace.from_bounds({"teff": (4500.0, 6500.0), "logg": (2.0, 5.0), "feh": (-1.5, 0.5), "vmic": (0.5, 2.5), "ca_fe": (-0.5, 0.5)})
+LABELS = {"teff": 5600.0, "logg": 4.2, "feh": -0.2, "vmic": 1.1, "ca_fe": 0.1}
+R_OBS = 28_000.0
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    return AnalyticLineModel(SPACE, (6540.0, 6660.0), resolution=R_OBS, n_lines=30, seed=3)
+
+
+@pytest.fixture(scope="module")
+def observed_wavelength():
+    return log_uniform_grid(6560.0, 6640.0, R_OBS, 2.5)
+
+
+def make_spectrum(emulator, wl, *, noise=0.01, seed=0, continuum=None, segments=None, mask=None):
+    flux = np.asarray(emulator.flux(jnp.asarray(SPACE.array_from_mapping(LABELS)), jnp.asarray(wl)))
+    if continuum is not None:
+        flux = flux * continuum
+    rng = np.random.default_rng(seed)
+    sigma = np.full(wl.size, noise) * (1.0 if continuum is None else continuum)
+    return Spectrum(wl, flux + sigma * rng.normal(size=wl.size), sigma, mask, segments, resolution=R_OBS)
+
+
+def params_for(om, **extra):
+    p = dict(LABELS, rv=0.0, vsini=0.0, vmacro=0.0)
+    for name in om.continuum_names:
+        if name in om.param_names:
+            p[name] = 1.0 if name.endswith("_0") else 0.0
+    p.update(extra)
+    return {k: v for k, v in p.items() if k in om.param_names}
+
+
+def test_analytic_model_satisfies_protocol_and_is_deterministic(emulator):
+    assert isinstance(emulator, SpectrumModel)
+    wl = jnp.linspace(6545.0, 6655.0, 500)
+    lab = jnp.asarray(SPACE.array_from_mapping(LABELS))
+    f1 = np.asarray(emulator.flux(lab, wl))
+    f2 = np.asarray(AnalyticLineModel(SPACE, (6540.0, 6660.0), resolution=R_OBS, n_lines=30, seed=3).flux(lab, wl))
+    np.testing.assert_array_equal(f1, f2)
+    assert 0.0 < f1.min() < 0.9 and f1.max() <= 1.0
+    np.testing.assert_array_equal(np.asarray(emulator.error(wl)), 0.0)
+    grad = jax.grad(lambda x: jnp.sum(emulator.flux(x, wl)))(lab)
+    assert np.all(np.isfinite(np.asarray(grad))) and np.all(np.asarray(grad) != 0)
+    with pytest.raises(LabelError, match="does not know label"):
+        AnalyticLineModel(LabelSpace.from_bounds({"teff": (4000, 5000), "rv": (-1, 1)}), (6000.0, 6100.0))
+
+
+def test_zero_rv_and_broadening_gives_the_emulator_at_the_pixels(emulator, observed_wavelength):
+    spec = make_spectrum(emulator, observed_wavelength)
+    om = ObservationModel(emulator, spec, continuum_degree=-1)  # model R = instrument R: no extra LSF
+    p = params_for(om)
+    direct = np.asarray(emulator.flux(jnp.asarray(SPACE.array_from_mapping(LABELS)), jnp.asarray(observed_wavelength)))
+    pred = np.asarray(om.predict(p))
+    np.testing.assert_allclose(pred, direct, atol=5e-4)  # cubic interpolation from the fine grid
+    assert np.sqrt(np.mean((pred - direct) ** 2)) < 1e-4
+    # same with a flat sampled continuum of level 1
+    om2 = ObservationModel(emulator, spec, continuum="sample", continuum_degree=2)
+    np.testing.assert_allclose(np.asarray(om2.predict(params_for(om2))), pred, atol=1e-12)
+
+
+def test_rv_shift_moves_a_line_by_lambda_v_over_c(observed_wavelength):
+    emu = AnalyticLineModel(SPACE, (6540.0, 6660.0), resolution=R_OBS, lines=[(6600.0, 0.0, "Fe")])
+    spec = make_spectrum(emu, observed_wavelength)
+    om = ObservationModel(emu, spec, continuum_degree=-1, fixed={"vsini": 0.0, "vmacro": 0.0})
+    wl = observed_wavelength
+
+    def centroid(rv):
+        depth = 1.0 - np.asarray(om.predict(params_for(om, rv=rv)))
+        return np.sum(wl * depth) / np.sum(depth)
+
+    c0 = centroid(0.0)
+    assert c0 == pytest.approx(6600.0, abs=2e-4)
+    for v in (-120.0, 37.0):
+        assert centroid(v) - c0 == pytest.approx(6600.0 * v / C, rel=2e-4)
+
+
+def test_broadening_parameters_act_and_conserve_equivalent_width(emulator, observed_wavelength):
+    spec = make_spectrum(emulator, observed_wavelength)
+    om = ObservationModel(emulator, spec, continuum_degree=-1)
+    sharp = np.asarray(om.predict(params_for(om)))
+    broad = np.asarray(om.predict(params_for(om, vsini=25.0, vmacro=5.0)))
+    assert broad.min() > sharp.min() + 0.02
+    # lines away from the ends: the equivalent width is unchanged by broadening
+    assert np.sum(1 - broad) == pytest.approx(np.sum(1 - sharp), rel=2e-3)
+
+
+def test_continuum_marginal_equals_dense_gaussian_and_brute_force_integral():
+    rng = np.random.default_rng(7)
+    n = 40
+    x = np.linspace(-1, 1, n)
+    basis = np.stack([np.ones(n), x], axis=1) * (1.0 - 0.3 * np.exp(-(x / 0.2) ** 2))[:, None]
+    var = rng.uniform(0.5, 1.5, n) * 0.05**2
+    weight = np.ones(n)
+    weight[[3, 17]] = 0.0
+    y = basis @ np.array([1.1, -0.07]) + np.sqrt(var) * rng.normal(size=n)
+    y[[3, 17]] = 1e3  # masked garbage
+    mu0, sd = np.array([1.0, 0.0]), np.array([0.3, 0.2])
+    got = float(linear_marginal_log_likelihood(jnp.asarray(y), jnp.asarray(basis), jnp.asarray(var), jnp.asarray(weight), jnp.asarray(mu0), jnp.asarray(sd)))
+    use = weight > 0
+    cov = np.diag(var[use]) + basis[use] @ np.diag(sd**2) @ basis[use].T
+    dense = stats.multivariate_normal(basis[use] @ mu0, cov).logpdf(y[use])
+    assert got == pytest.approx(dense, abs=1e-9)
+    # brute force: ∫ L(β) p(β) dβ on a grid around the peak
+    beta_hat = np.linalg.lstsq(basis[use] / np.sqrt(var[use])[:, None], y[use] / np.sqrt(var[use]), rcond=None)[0]
+    b0 = np.linspace(beta_hat[0] - 0.05, beta_hat[0] + 0.05, 401)
+    b1 = np.linspace(beta_hat[1] - 0.08, beta_hat[1] + 0.08, 401)
+    g0, g1 = np.meshgrid(b0, b1, indexing="ij")
+    model = g0[..., None] * basis[use][:, 0] + g1[..., None] * basis[use][:, 1]
+    loglike = -0.5 * np.sum((y[use] - model) ** 2 / var[use] + np.log(2 * np.pi * var[use]), axis=-1)
+    logprior = stats.norm(mu0[0], sd[0]).logpdf(g0) + stats.norm(mu0[1], sd[1]).logpdf(g1)
+    a = loglike + logprior
+    brute = a.max() + np.log(np.trapezoid(np.trapezoid(np.exp(a - a.max()), b1, axis=1), b0))
+    assert got == pytest.approx(brute, abs=1e-4)
+    # profile: the weighted least-squares fit and its maximum log-likelihood
+    prof = float(linear_marginal_log_likelihood(jnp.asarray(y), jnp.asarray(basis), jnp.asarray(var), jnp.asarray(weight), jnp.asarray(mu0), jnp.full(2, 1e6), profile=True))
+    best = -0.5 * np.sum((y[use] - basis[use] @ beta_hat) ** 2 / var[use] + np.log(2 * np.pi * var[use]))
+    assert prof == pytest.approx(best, abs=1e-6)
+    fit = np.asarray(linear_continuum_fit(jnp.asarray(y), jnp.asarray(basis), jnp.asarray(var), jnp.asarray(weight), jnp.asarray(mu0), jnp.full(2, 1e6)))
+    np.testing.assert_allclose(fit, beta_hat, rtol=1e-8)
+
+
+def test_observation_model_marginal_matches_dense_gaussian(emulator, observed_wavelength):
+    wl = observed_wavelength
+    segments = (wl > 6600.0).astype(int)
+    cont = np.where(segments == 0, 1.0 + 0.05 * (wl - 6580) / 20, 0.97)
+    spec = make_spectrum(emulator, wl, continuum=cont, segments=segments)
+    om = ObservationModel(emulator, spec, continuum="marginalise", continuum_degree=1, continuum_prior_width=0.5)
+    assert not any(n.startswith("cont_") for n in om.param_names)
+    p = params_for(om, rv=3.0, vsini=4.0)
+    got = float(om.log_likelihood(p))
+    m = np.asarray(om.normalised_flux(p))
+    design = chebyshev_design(wl, segments, (0, 1), 1)
+    M = m[:, None] * design
+    cov = np.diag(spec.sigma**2) + 0.5**2 * M @ M.T
+    dense = stats.multivariate_normal(M @ np.array([1.0, 0, 1.0, 0]), cov).logpdf(spec.flux)
+    assert got == pytest.approx(dense, abs=1e-6)
+    # the conditional continuum recovers the injected one
+    np.testing.assert_allclose(np.asarray(om.continuum(p)), cont, atol=0.01)
+
+
+def test_masked_pixels_do_not_change_the_likelihood(emulator, observed_wavelength):
+    wl = observed_wavelength
+    mask = np.ones(wl.size, bool)
+    mask[200:260] = False
+    spec = make_spectrum(emulator, wl, mask=mask)
+    om = ObservationModel(emulator, spec, continuum="sample", continuum_degree=2)
+    p = params_for(om, rv=1.0)
+    ll = float(om.log_likelihood(p))
+    garbage = Spectrum(wl, np.where(mask, spec.flux, 1e6), np.where(mask, spec.sigma, np.nan), mask, resolution=R_OBS)
+    assert float(ObservationModel(emulator, garbage, continuum_degree=2).log_likelihood(p)) == pytest.approx(ll, abs=1e-9)
+    dropped = spec.select(mask)  # interior pixels removed: same segment span, same likelihood
+    assert float(ObservationModel(emulator, dropped, continuum_degree=2).log_likelihood(p)) == pytest.approx(ll, abs=1e-9)
+
+
+def test_emulator_error_and_jitter_enter_the_variance(observed_wavelength):
+    emu = AnalyticLineModel(SPACE, (6540.0, 6660.0), resolution=R_OBS, n_lines=30, seed=3, error_level=0.02)
+    spec = make_spectrum(emu, observed_wavelength)
+    om = ObservationModel(emu, spec, continuum_degree=-1, fit_jitter=True)
+    p = params_for(om, ln_jitter=np.log(0.005))
+    pred = np.asarray(om.predict(p))
+    var = spec.sigma**2 + 0.02**2 + 0.005**2
+    manual = -0.5 * np.sum((spec.flux - pred) ** 2 / var + np.log(2 * np.pi * var))
+    assert float(om.log_likelihood(p)) == pytest.approx(manual, rel=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["sample", "marginalise"])
+def test_likelihood_and_gradient_finite_at_random_params(emulator, observed_wavelength, mode):
+    spec = make_spectrum(emulator, observed_wavelength)
+    om = ObservationModel(emulator, spec, continuum=mode, fit_jitter=True, fit_resolution=True)
+    bounds = om.default_bounds()
+    rng = np.random.default_rng(11)
+    value_and_grad = jax.jit(jax.value_and_grad(lambda q: om.log_likelihood(q)))
+    for _ in range(3):
+        p = {k: float(rng.uniform(lo, hi)) for k, (lo, hi) in bounds.items()}
+        ll, grad = value_and_grad(p)
+        assert np.isfinite(float(ll))
+        assert set(grad) == set(om.param_names)
+        assert all(np.isfinite(float(g)) for g in grad.values())
+    # and at zero broadening, the point where kernels collapse to deltas
+    p.update(vsini=0.0, vmacro=0.0)
+    _, grad = value_and_grad(p)
+    assert all(np.isfinite(float(g)) for g in grad.values())
+
+
+def test_parameters_bounds_and_initial_values(emulator, observed_wavelength):
+    spec = make_spectrum(emulator, observed_wavelength, segments=(observed_wavelength > 6600).astype(int))
+    om = ObservationModel(emulator, spec, continuum_degree=1, fit_jitter=True, fixed={"vmacro": 2.0})
+    assert om.param_names[:5] == SPACE.names
+    assert om.param_names[5:] == ("rv", "vsini", "ln_jitter", "cont_0_0", "cont_0_1", "cont_1_0", "cont_1_1")
+    bounds = om.default_bounds()
+    assert bounds["teff"] == (4500.0, 6500.0) and bounds["rv"] == (-300.0, 300.0)
+    start = om.initial_params()
+    om.validate_params(start)
+    assert start["cont_0_0"] == pytest.approx(1.0, abs=0.05)  # the linear fit of a flat normalised spectrum
+    assert np.isfinite(float(om.log_likelihood(start)))
+    with pytest.raises(LabelError, match="outside its bounds"):
+        om.validate_params({**start, "teff": 9000.0})
+    with pytest.raises(LabelError, match="unknown parameter"):
+        om.validate_params({**start, "tef": 5000.0})
+
+
+def test_clear_errors_for_unusable_setups(emulator):
+    wl = log_uniform_grid(6500.0, 6600.0, R_OBS, 2.5)  # starts below the model's 6540 Å
+    spec = Spectrum(wl, np.ones(wl.size), np.full(wl.size, 0.01), resolution=R_OBS)
+    with pytest.raises(WavelengthError, match="crop_to_model"):
+        ObservationModel(emulator, spec)
+    wl = log_uniform_grid(6560.0, 6600.0, R_OBS, 2.5)
+    sharp = Spectrum(wl, np.ones(wl.size), np.full(wl.size, 0.01), resolution=60_000.0)
+    with pytest.raises(SpectrumError, match="cannot be sharpened"):
+        ObservationModel(emulator, sharp)
+    with pytest.raises(SpectrumError, match="continuum must be"):
+        ObservationModel(emulator, Spectrum(wl, np.ones(wl.size), np.full(wl.size, 0.01)), continuum="fit")
