@@ -1,0 +1,153 @@
+"""Loading the shipped physics tables (``data/``) as cached numpy arrays.
+
+Locations come from :func:`stellarinf.paths.data_file` (the repository's ``data/`` folder, or
+``STELLARINF_DATA``). Every loader is cached, so the files are read once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import h5py
+import numpy as np
+
+from ..paths import data_file
+from .constants import N_ELEMENTS
+
+
+class AtmosphereGrid(NamedTuple):
+    """ATLAS9 grid: axes and per-model depth structure, shape (n_mh, n_alpha, n_teff, n_logg, n_depth)."""
+
+    mh: np.ndarray
+    alpha: np.ndarray
+    teff: np.ndarray
+    logg: np.ndarray
+    log_tau_ross: np.ndarray  # (n_depth,) nominal log10 tau_Ross of each depth index
+    log_rhox: np.ndarray  # log10 g cm^-2
+    log_temperature: np.ndarray  # log10 K
+    log_pressure: np.ndarray  # log10 dyn cm^-2
+    log_ne: np.ndarray  # log10 cm^-3
+    valid: np.ndarray  # (n_mh, n_alpha, n_teff, n_logg) bool
+
+
+def _fill_missing(arr: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    # Missing models (NaN) are filled with the nearest valid log g at the same (mh, alpha, teff), or
+    # the nearest Teff; the filled values only ever get interpolation weight 0 because labels are
+    # checked eagerly against ``valid`` — but NaN times 0 would still poison values and gradients.
+    out = arr.copy()
+    n_mh, n_al, n_t, n_g = valid.shape
+    for i in range(n_mh):
+        for j in range(n_al):
+            for t in range(n_t):
+                ok = np.flatnonzero(valid[i, j, t])
+                if ok.size == 0:
+                    continue
+                for g in range(n_g):
+                    if not valid[i, j, t, g]:
+                        out[i, j, t, g] = arr[i, j, t, ok[np.argmin(np.abs(ok - g))]]
+            ok_t = [t for t in range(n_t) if valid[i, j, t].any()]
+            for t in range(n_t):
+                if not valid[i, j, t].any() and ok_t:
+                    out[i, j, t] = out[i, j, min(ok_t, key=lambda s: abs(s - t))]
+    # Whole (mh, alpha) planes missing ([M/H]=-4 solar-scaled): copy the other alpha plane.
+    for i in range(n_mh):
+        for j in range(n_al):
+            if not valid[i, j].any():
+                out[i, j] = out[i, 1 - j] if valid[i, 1 - j].any() else out[i + 1, j]
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def atmosphere_grid() -> AtmosphereGrid:
+    """The ATLAS9 ODFNEW grid with log10 quantities and NaN-free filled holes."""
+    with h5py.File(data_file("atmospheres_atlas9.h5"), "r") as fh:
+        valid = fh["valid"][...].astype(bool)
+        logs = {k: _fill_missing(np.log10(fh[k][...]), valid) for k in ("rhox", "temperature", "gas_pressure", "electron_density")}
+        return AtmosphereGrid(
+            mh=fh["mh"][...], alpha=fh["alpha"][...], teff=fh["teff"][...], logg=fh["logg"][...],
+            log_tau_ross=fh["log_tau_ross_nominal"][...],
+            log_rhox=logs["rhox"], log_temperature=logs["temperature"], log_pressure=logs["gas_pressure"],
+            log_ne=logs["electron_density"], valid=valid,
+        )
+
+
+class LineList(NamedTuple):
+    wavelength: np.ndarray  # vacuum Å
+    Z: np.ndarray
+    ion: np.ndarray  # 0 neutral, 1 singly ionised
+    isotope: np.ndarray  # mass number or 0
+    elow: np.ndarray  # eV
+    loggf: np.ndarray
+    species: np.ndarray
+    coverage: tuple[tuple[float, float], ...]  # vacuum Å ranges the list covers
+    source: str
+
+
+@functools.lru_cache(maxsize=1)
+def linelist() -> LineList:
+    """The atomic line list (vacuum wavelengths, sorted)."""
+    from astropy.table import Table
+
+    t = Table.read(data_file("linelist.ecsv"))
+    cover = tuple(tuple(float(x) for x in r) for r in t.meta.get("kept_vacuum_ranges_angstrom", [[t["wavelength"].min(), t["wavelength"].max()]]))
+    iso = np.asarray(t["isotope"], dtype=np.int64) if "isotope" in t.colnames else np.zeros(len(t), dtype=np.int64)
+    return LineList(
+        wavelength=np.asarray(t["wavelength"], dtype=np.float64), Z=np.asarray(t["Z"], dtype=np.int64),
+        ion=np.asarray(t["ion"], dtype=np.int64), isotope=iso, elow=np.asarray(t["elow"], dtype=np.float64),
+        loggf=np.asarray(t["loggf"], dtype=np.float64), species=np.asarray(t["species"], dtype=str),
+        coverage=cover, source=str(t.meta.get("source", "data/linelist.ecsv")),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def ionization_energies() -> np.ndarray:
+    """(N_ELEMENTS + 1, 3) ionisation energies in eV indexed [Z, stage]; unknown → 1000 eV (never ionised)."""
+    from astropy.table import Table
+
+    t = Table.read(data_file("ionization_energies.ecsv"))
+    chi = np.full((N_ELEMENTS + 1, 3), 1000.0)
+    for row in t:
+        for k, col in enumerate(("chi1", "chi2", "chi3")):
+            v = float(row[col])
+            if np.isfinite(v):
+                chi[int(row["Z"]), k] = v
+    return chi
+
+
+class PartitionTable(NamedTuple):
+    temperature: np.ndarray  # (n_T,) K
+    log10_u: np.ndarray  # (N_ELEMENTS + 1, 3, n_T), indexed [Z, stage]
+
+
+@functools.lru_cache(maxsize=1)
+def partition_functions(t_min: float = 1000.0) -> PartitionTable:
+    """Barklem & Collet (2016) log10 U(T) for stages I–III, restricted to T ≥ ``t_min``.
+
+    Species absent from the table get U = 1 (bare ions such as H II, or stages that never matter).
+    """
+    with h5py.File(data_file("partition_functions.h5"), "r") as fh:
+        temps = fh["temperature"][...]
+        lu = fh["log10_u"][...]
+        Z = fh["Z"][...]
+        ion = fh["ion"][...]
+    keep = temps >= t_min
+    table = np.zeros((N_ELEMENTS + 1, 3, int(keep.sum())))
+    for k in range(len(Z)):
+        if Z[k] <= N_ELEMENTS and ion[k] <= 2:
+            table[Z[k], ion[k]] = np.nan_to_num(lu[k, keep], nan=0.0)
+    return PartitionTable(temps[keep], table)
+
+
+@functools.lru_cache(maxsize=1)
+def solar_logeps() -> np.ndarray:
+    """(N_ELEMENTS + 1,) Asplund et al. (2021) log ε (H = 12) indexed by Z; missing elements → −20."""
+    from astropy.table import Table
+
+    t = Table.read(data_file("solar_abundances.ecsv"))
+    out = np.full(N_ELEMENTS + 1, -20.0)
+    for row in t:
+        v = float(row["logeps"])
+        if np.isfinite(v) and int(row["Z"]) <= N_ELEMENTS:
+            out[int(row["Z"])] = v
+    return out

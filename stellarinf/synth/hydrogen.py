@@ -1,0 +1,88 @@
+"""Hydrogen lines (Hα in the red window, high Paschen lines in the Gaia RVS window).
+
+Approximations (documented so that nobody mistakes them for a full Stark-profile treatment):
+
+- Doppler core: thermal H + microturbulence.
+- Lorentzian part: radiative damping plus, for Hα, self-resonance broadening by H I with the
+  Barklem, Piskunov & O'Mara (2000) cross-section (σ = 1180 a0², α = 0.677 at 10 km/s).
+- Linear Stark broadening by ions (quasi-static, Holtsmark): represented by the normalised
+  profile g(Δλ) ∝ (Δλ_S'² + Δλ²)^(−5/4), whose far wings match the Holtsmark asymptote
+  ∝ Δλ^(−5/2) for a Stark half-width Δλ_S = 1.475 X_eff (3/2) e a0 F0 λ²/hc with the normal field
+  F0 = 2.603 e N_e^(2/3) and an effective Stark component X_eff = 0.8 (n_u² − n_l²)
+  (4 for Hα); Δλ_S' = √(Δλ_S² + Δλ_D²) folds in the Doppler core. The total profile is
+  (1 − w) Voigt + g with w = (Δλ_S/Δλ_S')^(3/2) = ∫ g, so it stays normalised.
+- Electron impact broadening, the Stark–Doppler coupling and level dissolution are not modelled.
+- Oscillator strengths: exact for Hα (0.6407); Kramers × bound–bound Gaunt 0.9 for Paschen 12–16.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import gamma as gamma_fn
+
+from .constants import AMU, C_CGS, C_KMS, CHI_H, E_CHARGE, H_PLANCK, HC_EV_ANGSTROM, K_B, K_B_EV, PI_E2_MC
+from .voigt import voigt_profile
+
+RYDBERG_H = 109677.58340280356  # cm^-1, for the H atom (reduced mass)
+BOHR = 5.29177210903e-9  # cm
+_HOLTSMARK_NORM = 2.3963  # ∫ (1 + x²)^(−5/4) dx = √π Γ(3/4) / Γ(5/4)
+
+
+class HydrogenLine(NamedTuple):
+    n_lower: int
+    n_upper: int
+    f_value: float
+    wavelength: float  # vacuum Å
+
+
+def _kramers_f(n: int, m: int, gaunt: float = 0.9) -> float:
+    return gaunt * 32.0 / (3.0 * np.sqrt(3.0) * np.pi) / (n**5 * m**3) / (1.0 / n**2 - 1.0 / m**2) ** 3
+
+
+def hydrogen_line(n_lower: int, n_upper: int) -> HydrogenLine:
+    """Wavelength (vacuum, Rydberg formula) and oscillator strength of H I n_lower → n_upper."""
+    lam = 1e8 / (RYDBERG_H * (1.0 / n_lower**2 - 1.0 / n_upper**2))
+    f = 0.6407 if (n_lower, n_upper) == (2, 3) else _kramers_f(n_lower, n_upper)
+    return HydrogenLine(n_lower, n_upper, f, lam)
+
+
+HYDROGEN_LINES = tuple([hydrogen_line(2, 3)] + [hydrogen_line(3, m) for m in range(12, 21)])
+
+
+def lines_near(wmin: float, wmax: float, margin: float = 60.0) -> tuple[HydrogenLine, ...]:
+    """Hydrogen lines whose centres lie within ``margin`` Å of [wmin, wmax]."""
+    return tuple(h for h in HYDROGEN_LINES if wmin - margin <= h.wavelength <= wmax + margin)
+
+
+def hydrogen_line_opacity(line: HydrogenLine, wavelength, temperature, electron_density, n_hi, log_u_hi, vmic):
+    """α (cm⁻¹) of one hydrogen line on ``wavelength`` (Å), shape (n_depth, n_wl)."""
+    T = temperature[:, None]
+    lam0 = line.wavelength
+    dl = wavelength[None, :] - lam0
+    nl = line.n_lower
+    pop = n_hi[:, None] * 2.0 * nl**2 * jnp.exp(-CHI_H * (1.0 - 1.0 / nl**2) / (K_B_EV * T) - log_u_hi[:, None])
+    xi = jnp.sqrt(2.0 * K_B * T / (1.008 * AMU) * 1e-10 + vmic**2)  # km/s
+    dl_d = lam0 * xi / C_KMS  # Doppler width (Å)
+    # Lorentzian FWHM γ (s^-1) → HWHM in Å.
+    gamma = 4.4e8 + (_self_broadening(T) * n_hi[:, None] if (nl, line.n_upper) == (2, 3) else 0.0)
+    hwhm = gamma * lam0**2 * 1e-8 / (4.0 * jnp.pi * C_CGS)
+    # Holtsmark part.
+    x_eff = 0.8 * (line.n_upper**2 - nl**2)
+    f0 = 2.603 * E_CHARGE * electron_density[:, None] ** (2.0 / 3.0)
+    dl_s = 1.475 * x_eff * 1.5 * E_CHARGE * BOHR * f0 * (lam0 * 1e-8) ** 2 / (H_PLANCK * C_CGS) * 1e8
+    dl_s2 = jnp.sqrt(dl_s**2 + dl_d**2)
+    w = (dl_s / dl_s2) ** 1.5
+    holts = dl_s**1.5 / _HOLTSMARK_NORM * (dl_s2**2 + dl**2) ** -1.25
+    phi = (1.0 - w) * voigt_profile(dl, dl_d / jnp.sqrt(2.0), hwhm) + holts  # Å^-1
+    stim = -jnp.expm1(-HC_EV_ANGSTROM / (lam0 * K_B_EV * T))
+    return PI_E2_MC * line.f_value * pop * phi * lam0**2 * 1e-8 / C_CGS * stim
+
+
+def _self_broadening(T):
+    # Barklem, Piskunov & O'Mara (2000) for Hα: γ/N_H = 2 (4/π)^{α/2} Γ((4−α)/2) v̄ σ(v̄), σ ∝ v̄^−α.
+    sigma0, alpha, v0 = 1180.0 * BOHR**2, 0.677, 1e6
+    vbar = jnp.sqrt(8.0 * K_B * T / (jnp.pi * 0.5 * 1.008 * AMU))
+    return 2.0 * (4.0 / jnp.pi) ** (alpha / 2.0) * gamma_fn((4.0 - alpha) / 2.0) * vbar * sigma0 * (vbar / v0) ** (-alpha)

@@ -1,0 +1,237 @@
+"""Top level of the synthesizer: labels → normalised flux and continuum on a fine wavelength grid.
+
+Two fidelities share one interface:
+
+- ``"realistic"``: interpolated ATLAS9 atmosphere, Saha–Boltzmann chemistry, H⁻/H I/scattering
+  continuum, every significant line of the list with Voigt profiles, hydrogen lines, and an LTE
+  formal solution with μ-quadrature; normalised by the continuum-only solution.
+- ``"simple"``: see :mod:`stellarinf.synth.grey`.
+
+:func:`make_synthesizer` builds (once per wavelength grid, fidelity and label set) a pure JAX
+function ``labels[n_labels] → (flux[n_wl], continuum[n_wl])`` that can be ``jit``-ed, ``vmap``-ed
+and differentiated; :func:`synthesize` is the validated, user-facing call.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ..errors import LabelError, WavelengthError
+from ..labels import DEFAULT_STELLAR_BOUNDS, atomic_number, element_of
+from ..wavelength import SPEED_OF_LIGHT_KMS, as_angstrom
+from .abundances import log_abundances, mean_mass_per_nucleus
+from .atmosphere import check_coverage, interpolate_atmosphere
+from .chemistry import populations
+from .constants import AMU, N_ELEMENTS
+from .continuum import continuum_opacity
+from .data import linelist
+from .errors import LineListCoverageError
+from .hydrogen import hydrogen_line_opacity, lines_near
+from .lines import build_points, line_data, line_opacity, line_params
+from .selection import select_lines
+from .transfer import emergent_flux, optical_depth, planck
+
+FIDELITIES = ("realistic", "simple")
+R_FINE = 300_000.0
+STELLAR = ("teff", "logg", "feh", "vmic")
+DEFAULT_VMIC = 1.0
+CONTINUUM_STEP = 2.0  # Å between continuum-transfer points (the continuum is smooth)
+
+
+def fine_grid(wmin: float, wmax: float, resolving_power: float = R_FINE) -> np.ndarray:
+    """Log-uniform vacuum wavelength grid (Å) with step 1/R in ln λ (about 1 km/s at R = 300,000)."""
+    n = int(np.ceil(np.log(wmax / wmin) * resolving_power)) + 1
+    return wmin * np.exp(np.arange(n) / resolving_power)
+
+
+def check_label_names(names: Sequence[str]) -> None:
+    """Labels must be teff, logg, feh, optional vmic and [X/Fe] labels (x_fe)."""
+    for req in ("teff", "logg", "feh"):
+        if req not in names:
+            raise LabelError(f"the synthesizer needs label {req!r}; give teff, logg and feh (vmic and <el>_fe optional)")
+    for n in names:
+        if n not in STELLAR and element_of(n) is None:
+            raise LabelError(f"the synthesizer does not know label {n!r}; use teff, logg, feh, vmic or <element>_fe (e.g. ca_fe)")
+
+
+def check_wavelength(wavelength: np.ndarray) -> None:
+    """The fine grid must be finite, increasing, fine enough, and inside the line list's coverage."""
+    if wavelength.ndim != 1 or wavelength.size < 2 or not np.all(np.isfinite(wavelength)) or not np.all(np.diff(wavelength) > 0):
+        raise WavelengthError("the fine wavelength grid must be a 1-D strictly increasing array of finite vacuum Å")
+    step = float(np.max(np.diff(np.log(wavelength)))) * SPEED_OF_LIGHT_KMS
+    if step > 1.5:
+        raise WavelengthError(
+            f"the fine wavelength grid is too coarse ({step:.2f} km/s per pixel) to resolve unbroadened lines; "
+            "use stellarinf.synth.fine_grid(wmin, wmax) (1 km/s) or a step below 1.5 km/s"
+        )
+    cover = linelist().coverage
+    lo, hi = float(wavelength[0]), float(wavelength[-1])
+    if not any(a <= lo and hi <= b for a, b in cover):
+        ranges = ", ".join(f"{a:.0f}–{b:.0f}" for a, b in cover)
+        raise LineListCoverageError(
+            f"the wavelength range {lo:.1f}–{hi:.1f} Å (vacuum) is outside the line list's coverage ({ranges} Å); "
+            "choose a window inside it (e.g. --window galah-red or gaia-rvs)"
+        )
+
+
+def validate_labels(values: np.ndarray, names: Sequence[str], fidelity: str) -> np.ndarray:
+    """Eager checks: finite values, vmic ≥ 0, |[X/Fe]| ≤ 2, atmosphere coverage (realistic)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.shape[-1] != len(names):
+        raise LabelError(f"got {arr.shape[-1]} label values for {len(names)} names {list(names)}")
+    flat = arr.reshape(-1, len(names))
+    for j, n in enumerate(names):
+        col = flat[:, j]
+        if not np.all(np.isfinite(col)):
+            raise LabelError(f"label {n!r} has NaN or infinite values; give finite numbers")
+        if n == "vmic" and np.any((col < 0) | (col > 5)):
+            raise LabelError(f"vmic={col[(col < 0) | (col > 5)][0]:g} km/s is outside 0–5 km/s (line windows assume ≤ 5)")
+        if element_of(n) is not None and np.any(np.abs(col) > 2.0):
+            raise LabelError(f"{n}={col[np.abs(col) > 2][0]:g} dex is outside −2..+2; give a plausible [X/Fe]")
+    t, g, f = (flat[:, names.index(k)] for k in ("teff", "logg", "feh"))
+    if fidelity == "realistic":
+        check_coverage(t, g, f, 0.0)
+    else:
+        lo = {"teff": 3000.0, "logg": -0.5, "feh": -4.0}
+        hi = {"teff": 10000.0, "logg": 5.5, "feh": 1.0}
+        for k, col in (("teff", t), ("logg", g), ("feh", f)):
+            if np.any((col < lo[k]) | (col > hi[k])):
+                raise LabelError(f"{k}={col[(col < lo[k]) | (col > hi[k])][0]:g} is outside the simple model's range {lo[k]:g}..{hi[k]:g}")
+    return arr
+
+
+def _unpack(labels, names: tuple[str, ...]):
+    """Label vector → (teff, logg, feh, vmic, xfe[n_el1]) inside JAX."""
+    get = {n: labels[i] for i, n in enumerate(names)}
+    xfe = jnp.zeros(N_ELEMENTS + 1)
+    for n in names:
+        el = element_of(n)
+        if el is not None:
+            xfe = xfe.at[atomic_number(el)].set(get[n])
+    vmic = get.get("vmic", DEFAULT_VMIC)
+    return get["teff"], get["logg"], get["feh"], vmic, xfe
+
+
+class _Interp:
+    """Static linear interpolation from a coarse to a fine wavelength grid."""
+
+    def __init__(self, coarse: np.ndarray, fine: np.ndarray):
+        i = np.clip(np.searchsorted(coarse, fine, side="right") - 1, 0, len(coarse) - 2)
+        self.i = i
+        self.w = (fine - coarse[i]) / (coarse[i + 1] - coarse[i])
+
+    def __call__(self, y):
+        return y[..., self.i] * (1.0 - self.w) + y[..., self.i + 1] * self.w
+
+
+def _realistic(wavelength: np.ndarray, names: tuple[str, ...]) -> Callable:
+    wl_lo, wl_hi = float(wavelength[0]), float(wavelength[-1])
+    idx, half_width = select_lines(round(wl_lo, 3), round(wl_hi, 3))
+    lines = line_data(idx)
+    points = build_points(wavelength, lines, half_width)
+    h_lines = lines_near(wl_lo, wl_hi)
+    n_c = max(int(np.ceil((wl_hi - wl_lo) / CONTINUUM_STEP)) + 1, 2)
+    coarse = np.linspace(wl_lo, wl_hi, n_c)
+    to_fine = _Interp(coarse, wavelength)
+    wl = jnp.asarray(wavelength)
+    wl_c = jnp.asarray(coarse)
+
+    def fn(labels: Float[Array, "n_labels"]):
+        teff, logg, feh, vmic, xfe = _unpack(labels, names)
+        atm = interpolate_atmosphere(teff, logg, feh, 0.0)
+        logeps = log_abundances(feh, xfe)
+        T, ne = atm.temperature, atm.electron_density
+        pops = populations(T, atm.gas_pressure, ne, logeps)
+        rho = pops.n_nuclei * mean_mass_per_nucleus(logeps) * AMU
+        a_c, s_c = continuum_opacity(wl_c, T, ne, pops)
+        alpha_c = a_c + s_c
+        cont_c = emergent_flux(optical_depth(alpha_c, rho, atm.rhox), planck(wl_c, T))
+        alpha = to_fine(alpha_c)
+        alpha = alpha + line_opacity(points, line_params(lines, T, ne, pops, vmic), wl.shape[0])
+        for h in h_lines:
+            alpha = alpha + hydrogen_line_opacity(h, wl, T, ne, pops.n_hi, pops.log_u[1, 0], vmic)
+        flux = emergent_flux(optical_depth(alpha, rho, atm.rhox), to_fine(planck(wl_c, T)))
+        continuum = to_fine(cont_c)
+        return flux / continuum, continuum
+
+    return fn
+
+
+@functools.lru_cache(maxsize=16)
+def _cached(key, names: tuple[str, ...], fidelity: str, wl_bytes: bytes):
+    wavelength = np.frombuffer(wl_bytes, dtype=np.float64)
+    if fidelity == "realistic":
+        fn = _realistic(wavelength, names)
+    else:
+        from .grey import simple_synthesizer
+
+        fn = simple_synthesizer(wavelength, names)
+    return fn
+
+
+def make_synthesizer(wavelength_fine, label_names: Sequence[str] = STELLAR, fidelity: str = "realistic") -> Callable:
+    """Pure JAX ``labels[n_labels] → (flux[n_wl], continuum[n_wl])`` (not jitted; wrap in ``jax.jit``/``vmap``).
+
+    Args:
+        wavelength_fine: (n_wl,) vacuum Å, strictly increasing, ≤ 1.5 km/s per pixel.
+        label_names: order of the label vector: teff, logg, feh, optional vmic (default
+            1 km/s) and ``<el>_fe`` labels.
+        fidelity: "realistic" or "simple".
+
+    ``flux`` is normalised by the continuum-only solution; ``continuum`` is the astrophysical surface
+    flux F_λ (erg s⁻¹ cm⁻² Å⁻¹). No validation inside: check labels with :func:`validate_labels`.
+    """
+    if fidelity not in FIDELITIES:
+        raise LabelError(f"unknown fidelity {fidelity!r}; choose 'realistic' or 'simple'")
+    names = tuple(label_names)
+    check_label_names(names)
+    wl = np.ascontiguousarray(as_angstrom(wavelength_fine), dtype=np.float64)
+    check_wavelength(wl)
+    return _cached((wl.size, float(wl[0]), float(wl[-1])), names, fidelity, wl.tobytes())
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted(fn):
+    return jax.jit(jax.vmap(fn))
+
+
+def synthesize(labels, wavelength_fine, fidelity: str = "realistic", *, label_names: Sequence[str] | None = None):
+    """Normalised flux and continuum on an unbroadened fine grid (validated).
+
+    Args:
+        labels: mapping ``{"teff": 5772, "logg": 4.44, "feh": 0.0, "vmic": 1.0, "ca_fe": 0.1}``, or an
+            array (n_labels,) / (n_spectra, n_labels) ordered as ``label_names``
+            (default teff, logg, feh, vmic).
+        wavelength_fine: (n_wl,) vacuum Å, e.g. :func:`fine_grid`.
+        fidelity: "realistic" (default) or "simple".
+
+    Returns:
+        (flux, continuum), each (n_wl,) or (n_spectra, n_wl) numpy float64 arrays.
+    """
+    if isinstance(labels, Mapping):
+        names = tuple(labels)
+        values = np.array([float(labels[n]) for n in names], dtype=np.float64)
+    else:
+        names = tuple(label_names or STELLAR)
+        values = np.asarray(labels, dtype=np.float64)
+    if fidelity not in FIDELITIES:
+        raise LabelError(f"unknown fidelity {fidelity!r}; choose 'realistic' or 'simple'")
+    check_label_names(names)
+    values = validate_labels(values, names, fidelity)  # cheap checks before the (slow) setup
+    fn = make_synthesizer(wavelength_fine, names, fidelity)
+    batch = values.reshape(-1, len(names))
+    flux, cont = _jitted(fn)(jnp.asarray(batch))
+    flux, cont = np.asarray(flux), np.asarray(cont)
+    if values.ndim == 1:
+        return flux[0], cont[0]
+    return flux, cont
+
+
+DEFAULT_BOX = dict(DEFAULT_STELLAR_BOUNDS)

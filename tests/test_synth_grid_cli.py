@@ -1,0 +1,68 @@
+"""`stellarinf grid` and `stellarinf synth`: small runs, resume after an interruption, extension."""
+
+import h5py
+import json
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from stellarinf.commands import grid as grid_cmd
+from stellarinf.io.grid import GridWriter, read_grid
+
+OPTS = dict(window="galah-red", design="sobol", seed=3, fidelity="simple", batch_size=4, elements=("Ca", "Li"), progress=False)
+
+
+def test_grid_resumes_after_interruption_and_extends(tmp_path, monkeypatch):
+    ref = grid_cmd.generate_grid(tmp_path / "ref.h5", n=12, **OPTS)
+    ref_grid = read_grid(ref)
+    assert ref_grid.flux.shape == (12, ref_grid.wavelength.size) and np.all(ref_grid.flux <= 1.0 + 1e-6)
+    meta = ref_grid.metadata
+    assert meta["generator"] == "stellarinf.synth" and meta["fidelity"] == "simple" and meta["seed"] == 3
+    assert meta["resolution"] == 28000.0 and "moogatom" in meta["line_list"]
+    assert ref_grid.label_space.names == ("teff", "logg", "feh", "vmic", "ca_fe", "li_fe")
+
+    # Kill after the first batch: a KeyboardInterrupt escapes mid-generation.
+    calls = {"n": 0}
+    original = GridWriter.write_batch
+
+    def dying(self, start, flux, continuum=None):
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original(self, start, flux, continuum)
+
+    out = tmp_path / "g.h5"
+    monkeypatch.setattr(GridWriter, "write_batch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        grid_cmd.generate_grid(out, n=12, **OPTS)
+    assert not out.exists() and len(list((tmp_path / "g.h5.parts").glob("part_*.h5"))) == 1
+    monkeypatch.setattr(GridWriter, "write_batch", original)
+
+    written = []
+    monkeypatch.setattr(GridWriter, "write_batch", lambda self, s, f, c=None: (written.append(s), original(self, s, f, c))[1])
+    grid_cmd.generate_grid(out, n=12, **OPTS)  # resumes: only the two missing batches
+    assert written == [4, 8]
+    got = read_grid(out)
+    np.testing.assert_array_equal(got.labels, ref_grid.labels)
+    np.testing.assert_allclose(got.flux, ref_grid.flux, atol=1e-6)
+
+    written.clear()
+    grid_cmd.generate_grid(out, n=16, **OPTS)  # same seed, larger n: extends
+    assert written == [12]
+    assert read_grid(out).labels.shape == (16, 6)
+
+
+def test_synth_cli_writes_fits_table(tmp_path):
+    from stellarinf.cli import main
+
+    path = tmp_path / "sun.fits"
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "--teff", "5772", "--logg", "4.44", "--feh", "0", "--abund", "Ca=0.1", "--fidelity", "simple",
+              "--vsini", "2", "-o", str(path)])
+    assert exc.value.code == 0
+    t = Table.read(path)
+    assert t.colnames == ["wavelength", "flux", "continuum"]
+    assert str(t["wavelength"].unit) == "Angstrom"
+    assert 6480 <= t["wavelength"][0] < 6481 and np.all(np.diff(np.log(t["wavelength"])) > 0)
+    assert 0.3 < np.min(t["flux"]) < 0.99 and np.max(t["flux"]) <= 1.0 + 1e-6
+    assert t.meta["MEDIUM"] == "vacuum"
