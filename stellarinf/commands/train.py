@@ -1,0 +1,56 @@
+"""``stellarinf train``: train a TransformerPayne or Payne MLP emulator on a grid file."""
+
+from __future__ import annotations
+
+import click
+
+
+def _hidden(ctx, param, value):
+    try:
+        widths = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter("give comma-separated integers, e.g. 300,300") from None
+    if not widths or min(widths) < 1:
+        raise click.BadParameter("give at least one positive width, e.g. 300,300")
+    return widths
+
+
+@click.command(name="train")
+@click.option("--grid", "grid_path", required=True, type=click.Path(dir_okay=False), help="Training grid (HDF5, from `stellarinf grid`).")
+@click.option("--model", type=click.Choice(["transformer-payne", "payne"]), default="transformer-payne", show_default=True)
+@click.option("--preset", type=click.Choice(["tiny", "small", "paper"]), default="small", show_default=True, help="TransformerPayne size.")
+@click.option("--hidden", default="300,300", show_default=True, callback=_hidden, help="Payne MLP hidden widths.")
+@click.option("--init", "init", default=None, help="Start from this trained model (fine-tuning): a model directory or 'default'.")
+@click.option("--freeze", multiple=True, help="Parameter groups kept fixed when fine-tuning (TP: embedding, blocks, head; Payne: hidden, output).")
+@click.option("--max-minutes", type=float, default=None, help="Wall-clock budget (counted across resumed runs).")
+@click.option("--max-steps", type=int, default=20000, show_default=True)
+@click.option("--lr", type=float, default=None, help="Peak learning rate [default 1e-3; use lower for fine-tuning].")
+@click.option("--loss", type=click.Choice(["mse", "l1"]), default="mse", show_default=True)
+@click.option("--optimizer", type=click.Choice(["adamw", "radam"]), default="adamw", show_default=True)
+@click.option("--warmup-steps", type=int, default=200, show_default=True)
+@click.option("--batch-spectra", type=int, default=None, help="Spectra per step [TP 32, Payne 128].")
+@click.option("--batch-pixels", type=int, default=256, show_default=True, help="Random pixels per spectrum per step (TP).")
+@click.option("--validate-every", type=int, default=200, show_default=True)
+@click.option("--patience", type=int, default=20, show_default=True, help="Validations without improvement before stopping (0 = never stop early).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Model directory (rerun with the same -o to resume).")
+def train(grid_path, model, preset, hidden, init, freeze, max_minutes, max_steps, lr, loss, optimizer, warmup_steps,
+          batch_spectra, batch_pixels, validate_every, patience, seed, quiet, output):
+    """Train an emulator on GRID; write the model (weights.eqx + model.json) to OUTPUT.
+
+    Checkpoints go to OUTPUT/checkpoint/; a killed run resumes when rerun with the same arguments.
+    Prints the held-out (test split) MAE and MSE at the end.
+    """
+    from ..emulators.training import TrainConfig
+    from ..emulators.training import train as run_training
+
+    cfg = TrainConfig(model=model, preset=preset, hidden=hidden, loss=loss, optimizer=optimizer, learning_rate=lr,
+                      warmup_steps=warmup_steps, max_steps=max_steps, batch_spectra=batch_spectra, batch_pixels=batch_pixels,
+                      validate_every=validate_every, patience=patience or None, max_minutes=max_minutes, seed=seed,
+                      freeze=tuple(freeze), progress=not quiet)
+    result = run_training(grid_path, output, cfg, init=init)
+    m = result.metrics
+    click.echo(f"stopped: {result.stop_reason} after {m.get('steps')} steps ({m.get('elapsed_s')} s); best validation MAE {m.get('best_val_mae'):.4g}")
+    click.echo(f"held-out test ({m['n_spectra']} spectra): MAE={m['mae']:.4g} MSE={m['mse']:.4g} p99={m['p99']:.4g}")
+    click.echo(f"model written to {output}")

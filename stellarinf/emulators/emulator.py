@@ -1,0 +1,193 @@
+"""The emulator wrapper: a trained network plus what it was trained on, behind ``SpectrumModel``.
+
+``Emulator.flux(labels, wavelength)`` is pure JAX (``jit``/``vmap``/``grad``-friendly) and does no
+validation; validate eagerly at the edges with :meth:`Emulator.check` (or use :meth:`Emulator.predict`,
+which validates and batches). Parameters are float32 by default; ``emulator.astype(jnp.float64)`` gives a
+float64 copy (e.g. for Fisher matrices).
+
+Which network is inside:
+
+- TransformerPayne answers any wavelength inside ``wavelength_range`` directly and also predicts the
+  continuum (:meth:`Emulator.predict_continuum`) when its training grid had one;
+- the Payne MLP predicts the pixels of its training grid only; other wavelengths are **linearly
+  interpolated** between training pixels (lines finer than the training sampling are smoothed).
+"""
+
+from __future__ import annotations
+
+import json
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ..errors import ShapeError, StellarinfError
+from ..labels import LabelSpace
+from .base import check_inputs
+from .payne import PayneMLP
+from .transformer_payne import TransformerPayne
+
+
+class Emulator(eqx.Module):
+    """A trained emulator satisfying :class:`~stellarinf.emulators.base.SpectrumModel`.
+
+    Fields:
+        network: :class:`TransformerPayne` or :class:`PayneMLP` (the only trainable part).
+        error_wavelength: (n_bins,) vacuum Å centres of the emulator-error table.
+        error_sigma: (n_bins,) rms held-out residual of normalised flux in each bin.
+        training_wavelength: (n_pix,) training grid (Payne only; None for TransformerPayne).
+        label_space: label names and the training box (labels are validated against it).
+        wavelength_range: (wmin, wmax) vacuum Å the emulator answers inside.
+        resolution: resolving power already in the training spectra, or None if unknown/unbroadened.
+        has_continuum: whether the network was trained to predict the continuum.
+        metadata_json: the model document (``model.json``) as a string; see :attr:`metadata`.
+    """
+
+    network: TransformerPayne | PayneMLP
+    error_wavelength: Float[Array, "n_bins"]
+    error_sigma: Float[Array, "n_bins"]
+    training_wavelength: Float[Array, "n_pix"] | None
+    label_space: LabelSpace = eqx.field(static=True)
+    wavelength_range: tuple[float, float] = eqx.field(static=True)
+    resolution: float | None = eqx.field(static=True)
+    has_continuum: bool = eqx.field(static=True)
+    metadata_json: str = eqx.field(static=True)
+
+    def __init__(self, network, label_space: LabelSpace, wavelength_range, *, resolution=None,
+                 error_wavelength=None, error_sigma=None, training_wavelength=None,
+                 has_continuum: bool = False, metadata: dict | None = None):
+        self.network = network
+        self.label_space = label_space
+        self.wavelength_range = (float(wavelength_range[0]), float(wavelength_range[1]))
+        self.resolution = None if resolution is None else float(resolution)
+        self.has_continuum = bool(has_continuum) and isinstance(network, TransformerPayne)
+        self.metadata_json = json.dumps(metadata or {}, sort_keys=True, default=str)
+        if error_wavelength is None:  # unknown emulator error: zeros over the range
+            error_wavelength, error_sigma = np.array(self.wavelength_range), np.zeros(2)
+        ew = np.asarray(error_wavelength, dtype=np.float64)
+        es = np.asarray(error_sigma, dtype=np.float64)
+        if ew.ndim != 1 or ew.shape != es.shape or ew.size < 1 or np.any(np.diff(ew) <= 0):
+            raise ShapeError("error table: wavelength and sigma must be 1-D arrays of equal length, wavelength increasing")
+        self.error_wavelength = jnp.asarray(ew)
+        self.error_sigma = jnp.asarray(es)
+        if isinstance(network, PayneMLP):
+            if training_wavelength is None:
+                raise StellarinfError("a Payne emulator needs its training wavelength grid (training_wavelength=)")
+            tw = np.asarray(training_wavelength, dtype=np.float64)
+            if tw.shape != (network.config.n_pixels,):
+                raise ShapeError(f"training_wavelength has shape {tw.shape} but the Payne network outputs {network.config.n_pixels} pixels")
+            self.training_wavelength = jnp.asarray(tw)
+        elif isinstance(network, TransformerPayne):
+            self.training_wavelength = None
+        else:
+            raise StellarinfError(f"unsupported network type {type(network).__name__}")
+
+    # Identity hash/equality: `jax.jit(emulator.flux)` needs a hashable callable and arrays are not
+    # hashable. (`eqx.filter_jit` is preferable for big networks: parameters become arguments, not constants.)
+    def __hash__(self):
+        return id(self)
+
+    def __eq__(self, other):
+        return self is other
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def kind(self) -> str:
+        return "transformer-payne" if isinstance(self.network, TransformerPayne) else "payne"
+
+    @property
+    def dtype(self):
+        return self.network.dtype
+
+    @property
+    def metadata(self) -> dict:
+        """The model document (architecture, label space, training grid, metrics, version, ...)."""
+        return json.loads(self.metadata_json)
+
+    def with_metadata(self, metadata: dict) -> "Emulator":
+        return eqx.tree_at(lambda e: e.metadata_json, self, json.dumps(metadata, sort_keys=True, default=str))
+
+    def astype(self, dtype) -> "Emulator":
+        """Copy with the network parameters cast to ``dtype`` (e.g. ``jnp.float64``)."""
+        net = jax.tree_util.tree_map(lambda x: x.astype(dtype) if eqx.is_inexact_array(x) else x, self.network)
+        return eqx.tree_at(lambda e: e.network, self, net)
+
+    # ----------------------------------------------------------------------------- pure API
+    def scale_labels(self, labels: Float[Array, "n_labels"]) -> Float[Array, "n_labels"]:
+        """Physical labels → network scale [−0.5, 0.5] over the training box, in the network dtype."""
+        lo = jnp.asarray(self.label_space.lower)
+        hi = jnp.asarray(self.label_space.upper)
+        return ((jnp.asarray(labels) - lo) / (hi - lo) - 0.5).astype(self.dtype)
+
+    # Each method is compiled once (eqx.filter_jit) so that eager calls are fast too; inside an outer
+    # jit/vmap/grad the inner jit is simply inlined.
+    def flux(self, labels: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix"]:
+        """Normalised flux at ``wavelength`` (vacuum Å) for physical ``labels``. Pure; no validation."""
+        return _flux(self, jnp.asarray(labels), jnp.asarray(wavelength))
+
+    def predict_continuum(self, labels: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix"]:
+        """Absolute continuum (grid units) at ``wavelength``: TransformerPayne trained with a continuum only."""
+        if not self.has_continuum:
+            raise StellarinfError(
+                f"this {self.kind} emulator does not predict the continuum (only TransformerPayne trained on a grid "
+                "with a continuum does); use flux() for the normalised spectrum"
+            )
+        return _continuum(self, jnp.asarray(labels), jnp.asarray(wavelength))
+
+    def error(self, wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix"]:
+        """1σ emulator error per pixel, interpolated from the held-out residual table."""
+        return _error(self, jnp.asarray(wavelength))
+
+    # ----------------------------------------------------------------------------- eager helpers
+    def check(self, labels, wavelength) -> tuple[np.ndarray, np.ndarray]:
+        """Validate labels (count, finiteness, training box) and wavelengths (range); raise clear errors."""
+        return check_inputs(self, labels, wavelength)
+
+    def predict(self, labels, wavelength, *, batch_size: int = 16) -> np.ndarray:
+        """Validated, batched prediction: labels (n_labels,) or (B, n_labels) → flux (n_pix,) or (B, n_pix)."""
+        lab, wl = self.check(labels, wavelength)
+        single = lab.ndim == 1
+        lab = lab.reshape(-1, len(self.label_space))
+        n = len(lab)
+        batch_size = min(batch_size, n)
+        # Pad the last batch to full size so every call reuses one compiled function.
+        padded = np.concatenate([lab, np.repeat(lab[-1:], (-n) % batch_size, axis=0)])
+        out = [np.asarray(_flux_batch(self, jnp.asarray(padded[i : i + batch_size]), jnp.asarray(wl)))
+               for i in range(0, len(padded), batch_size)]
+        res = np.concatenate(out, axis=0)[:n]
+        return res[0] if single else res
+
+
+def _flux_impl(emu: Emulator, labels, wavelength):
+    s = emu.scale_labels(labels)
+    if isinstance(emu.network, TransformerPayne):
+        return emu.network(s, wavelength)[:, 0]
+    # Payne: tied to the training pixels; linear interpolation elsewhere (documented limitation).
+    return jnp.interp(wavelength, emu.training_wavelength, emu.network(s)).astype(emu.dtype)
+
+
+@eqx.filter_jit
+def _flux(emu, labels, wavelength):
+    return _flux_impl(emu, labels, wavelength)
+
+
+@eqx.filter_jit
+def _continuum(emu, labels, wavelength):
+    return 10.0 ** emu.network(emu.scale_labels(labels), wavelength)[:, 1]
+
+
+@eqx.filter_jit
+def _error(emu, wavelength):
+    return jnp.interp(wavelength, emu.error_wavelength, emu.error_sigma).astype(emu.dtype)
+
+
+@eqx.filter_jit
+def _flux_batch(emulator: Emulator, labels, wavelength):
+    return jax.vmap(emulator.flux, in_axes=(0, None))(labels, wavelength)
+
+
+def flux_batch(emulator: Emulator, labels: Float[Array, "B n_labels"], wavelength: Float[Array, "n_pix"]) -> Float[Array, "B n_pix"]:
+    """Jitted, vmapped :meth:`Emulator.flux` over a batch of label vectors (no validation)."""
+    return _flux_batch(emulator, labels, wavelength)

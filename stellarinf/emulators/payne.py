@@ -1,0 +1,73 @@
+"""The Payne MLP baseline (Ting et al. 2019) in Equinox.
+
+Labels scaled to [−0.5, 0.5] → Linear → LeakyReLU(0.01) → Linear → LeakyReLU → Linear → one output
+per pixel of the *training* wavelength grid. The network only knows those pixels: the
+:class:`~.emulator.Emulator` answers other wavelengths by linear interpolation between training pixels
+(``jnp.interp``), which smooths lines sampled more finely than the training grid and cannot reach
+outside it. This is one of the differences the benchmarks show against TransformerPayne.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ..errors import StellarinfError
+from .transformer_payne import Dense, numpy_rng
+
+KIND = "payne"
+
+
+@dataclasses.dataclass(frozen=True)
+class PayneConfig:
+    """Hyper-parameters of the Payne MLP (JSON-serialisable, hashable)."""
+
+    n_labels: int
+    n_pixels: int
+    hidden: tuple[int, ...] = (300, 300)
+    negative_slope: float = 0.01
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.n_labels < 1 or self.n_pixels < 2 or not self.hidden or min(self.hidden) < 1:
+            raise StellarinfError(f"Payne MLP: invalid sizes n_labels={self.n_labels}, n_pixels={self.n_pixels}, hidden={self.hidden}")
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "PayneConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(doc) - names
+        if unknown:
+            raise StellarinfError(f"unknown Payne hyper-parameters {sorted(unknown)}; the model file is from a newer stellarinf")
+        return cls(**{**doc, "hidden": tuple(doc.get("hidden", (300, 300)))})
+
+
+class PayneMLP(eqx.Module):
+    """``net(labels_scaled (n_labels,)) -> flux (n_pixels,)`` on the training wavelength grid."""
+
+    layers: tuple[Dense, ...]
+    config: PayneConfig = eqx.field(static=True)
+
+    def __init__(self, config: PayneConfig, key: PRNGKeyArray, dtype=jnp.float32):
+        rng = numpy_rng(key)
+        sizes = (config.n_labels, *config.hidden, config.n_pixels)
+        self.layers = tuple(Dense(a, b, rng, dtype) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.config = config
+
+    @property
+    def dtype(self):
+        return self.layers[-1].weight.dtype
+
+    def __call__(self, labels_scaled: Float[Array, "n_labels"]) -> Float[Array, "n_pixels"]:
+        x = jnp.asarray(labels_scaled).astype(self.dtype)
+        for layer in self.layers[:-1]:
+            x = jax.nn.leaky_relu(layer(x), negative_slope=self.config.negative_slope)
+        return self.layers[-1](x)

@@ -1,0 +1,42 @@
+"""Find emulators by name or path: ``load_emulator("default")`` and friends."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ModelFileError, StellarinfError
+from ..paths import data_dir
+from .emulator import Emulator
+from .model_io import load_model_directory
+
+# Shipped models, relative to the repository's data/ folder.
+NAMED_MODELS = {
+    "default": "models/transformer-payne-small",
+    "default-payne": "models/payne-mlp",
+}
+
+
+def model_path(name_or_path: str | os.PathLike) -> Path:
+    """Directory of a named model (``default``, ``default-payne``) or the given path."""
+    name = str(name_or_path)
+    if name in NAMED_MODELS:
+        try:
+            return data_dir() / NAMED_MODELS[name]
+        except StellarinfError as exc:
+            raise ModelFileError(f"cannot locate the {name!r} emulator: {exc}") from None
+    return Path(name_or_path)
+
+
+def load_emulator(name_or_path: str | os.PathLike | Emulator) -> Emulator:
+    """Load ``"default"`` (TransformerPayne small), ``"default-payne"`` (Payne MLP) or a model directory."""
+    if isinstance(name_or_path, Emulator):
+        return name_or_path
+    path = model_path(name_or_path)
+    if str(name_or_path) in NAMED_MODELS and not (path / "model.json").exists():
+        raise ModelFileError(
+            f"the {name_or_path!r} emulator is not there yet ({path} has no model.json); train it with "
+            f"`stellarinf train --grid GRID.h5 --model {'payne' if name_or_path == 'default-payne' else 'transformer-payne'} -o {path}` "
+            "or pass the path of a trained model directory"
+        )
+    return load_model_directory(path)

@@ -1,0 +1,506 @@
+"""Training TransformerPayne and the Payne MLP with optax; checkpoints, resume, fine-tuning.
+
+- TransformerPayne steps use ``batch_spectra`` spectra × ``batch_pixels`` randomly drawn pixels each,
+  so a step costs the same whatever the grid's pixel count; the Payne MLP steps use full spectra.
+- MSE or L1 loss; AdamW or RAdam with linear warm-up + cosine decay; global-norm gradient clipping.
+- Validation every ``validate_every`` steps on a fixed subset; the best model is kept; early stopping
+  after ``patience`` validations without improvement; a wall-clock budget (``max_minutes``, counted
+  across resumed runs) for equal-compute comparisons.
+- Everything random is a pure function of (seed, step) — the batch of step ``s`` is drawn from
+  ``fold_in(key(seed), s)`` — so a resumed run draws exactly the batches the uninterrupted run would.
+- Checkpoints (``<out>/checkpoint/``) hold network + optimiser state + best network (Equinox
+  serialisation) and a JSON state (step, history, best, elapsed time); written atomically, the JSON last.
+- Fine-tuning: ``init=`` a trained emulator (e.g. pre-trained on a large simple-fidelity grid), with an
+  optionally lower learning rate and ``freeze`` groups (TransformerPayne: ``embedding``, ``blocks``,
+  ``head``; Payne: ``hidden``, ``output``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from ..errors import ModelFileError, StellarinfError
+from ..io.atomic import write_bytes_atomic, write_json_atomic
+from ..io.grid import SpectralGrid, read_grid, split_indices
+from .emulator import Emulator
+from .metrics import error_table, evaluate_emulator
+from .model_io import architecture_of, deserialise, network_from_architecture, save_emulator, serialise
+from .payne import PayneConfig, PayneMLP
+from .registry import load_emulator
+from .transformer_payne import TransformerPayne, preset_config
+
+MODEL_KINDS = ("transformer-payne", "payne")
+FREEZE_GROUPS = {
+    "transformer-payne": {"embedding": ("embed_in", "embed_out"), "blocks": ("blocks",), "head": ("head_hidden", "head_out")},
+    "payne": {"hidden": None, "output": None},  # resolved by layer index below
+}
+CHECKPOINT_DIR = "checkpoint"
+# Run settings that may change between a run and its resumption without changing the result.
+_RESUMABLE_CHANGES = {"max_minutes", "progress", "patience"}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of a training run. ``None`` means "the default for this model kind" (see :meth:`resolved`)."""
+
+    model: str = "transformer-payne"
+    preset: str = "small"  # TransformerPayne size: tiny, small, paper
+    overrides: dict = dataclasses.field(default_factory=dict)  # TransformerPayne hyper-parameter overrides
+    hidden: tuple[int, ...] = (300, 300)  # Payne hidden widths
+    loss: str = "mse"  # mse | l1
+    optimizer: str = "adamw"  # adamw | radam
+    learning_rate: float | None = None  # TP 1e-3, Payne 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    max_steps: int = 20_000
+    batch_spectra: int | None = None  # TP 32, Payne 128
+    batch_pixels: int = 256  # TransformerPayne only
+    grad_clip: float = 1.0
+    continuum_weight: float = 0.1  # weight of the (standardised) log-continuum loss term, TP only
+    validate_every: int = 200
+    val_max_spectra: int = 256
+    val_pixels: int = 1024
+    patience: int | None = 20  # validations without improvement before stopping; None = never
+    max_minutes: float | None = None
+    seed: int = 0
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    freeze: tuple[str, ...] = ()
+    error_max_spectra: int = 512
+    progress: bool = True
+
+    def resolved(self) -> "TrainConfig":
+        if self.model not in MODEL_KINDS:
+            raise StellarinfError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_KINDS)}")
+        if self.loss not in ("mse", "l1"):
+            raise StellarinfError(f"unknown loss {self.loss!r}; choose 'mse' or 'l1'")
+        if self.optimizer not in ("adamw", "radam"):
+            raise StellarinfError(f"unknown optimizer {self.optimizer!r}; choose 'adamw' or 'radam'")
+        bad = set(self.freeze) - set(FREEZE_GROUPS[self.model])
+        if bad:
+            raise StellarinfError(f"cannot freeze {sorted(bad)} of a {self.model}; groups are {', '.join(FREEZE_GROUPS[self.model])}")
+        if self.max_steps < 1 or self.validate_every < 1:
+            raise StellarinfError("max_steps and validate_every must be ≥ 1")
+        tp = self.model == "transformer-payne"
+        return dataclasses.replace(
+            self,
+            learning_rate=self.learning_rate if self.learning_rate is not None else 1e-3,
+            batch_spectra=self.batch_spectra if self.batch_spectra is not None else (32 if tp else 128),
+            hidden=tuple(int(h) for h in self.hidden),
+            freeze=tuple(self.freeze),
+            split=tuple(float(f) for f in self.split),
+        )
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden"], d["freeze"], d["split"] = list(self.hidden), list(self.freeze), list(self.split)
+        return d
+
+
+@dataclasses.dataclass
+class TrainResult:
+    emulator: Emulator
+    metrics: dict  # held-out metrics (mae, mse, p99, ...) and run summary
+    history: list[dict]
+    stop_reason: str
+    output: Path | None
+
+
+# ------------------------------------------------------------------------------------- data
+@dataclasses.dataclass
+class _Data:
+    labels: jax.Array  # (N, n_labels) scaled, float32
+    flux: jax.Array  # (N, n_pix) float32
+    log_cont: jax.Array | None  # (N, n_pix) standardised log10 continuum, float32
+    wavelength: jax.Array  # (n_pix,) float64
+
+    @classmethod
+    def from_grid(cls, grid: SpectralGrid, offset: float, scale: float):
+        s = grid.label_space.scale(grid.labels).astype(np.float32)
+        lc = None
+        if grid.continuum is not None:
+            lc = ((np.log10(np.maximum(grid.continuum, 1e-30)) - offset) / scale).astype(np.float32)
+        return cls(jnp.asarray(s), jnp.asarray(grid.flux), None if lc is None else jnp.asarray(lc), jnp.asarray(grid.wavelength))
+
+
+# A pytree, so the training arrays are jit arguments (not constants baked into the compiled step).
+jax.tree_util.register_dataclass(_Data, data_fields=["labels", "flux", "log_cont", "wavelength"], meta_fields=[])
+
+
+def _continuum_stats(grid: SpectralGrid) -> tuple[float, float]:
+    if grid.continuum is None:
+        return 0.0, 1.0
+    lc = np.log10(np.maximum(grid.continuum, 1e-30))
+    return float(lc.mean()), float(max(lc.std(), 1e-3))
+
+
+def _grid_fingerprint(grid: SpectralGrid) -> dict:
+    import hashlib
+
+    h = hashlib.sha256(np.ascontiguousarray(grid.labels).tobytes())
+    h.update(np.ascontiguousarray(grid.wavelength).tobytes())
+    h.update(np.ascontiguousarray(grid.flux[:, :: max(1, grid.n_pixels // 64)]).tobytes())
+    return {"n_spectra": len(grid), "n_pixels": grid.n_pixels, "labels": list(grid.label_space.names), "sha256": h.hexdigest()}
+
+
+# ------------------------------------------------------------------------------------- networks
+def new_network(cfg: TrainConfig, grid: SpectralGrid, key) -> TransformerPayne | PayneMLP:
+    """A freshly initialised network for ``grid``; output biases start at the mean training flux."""
+    n_labels = len(grid.label_space)
+    if cfg.model == "transformer-payne":
+        offset, scale = _continuum_stats(grid)
+        centre = 0.5 * (grid.wavelength[0] + grid.wavelength[-1])
+        tp_cfg = preset_config(cfg.preset, n_labels, **{"log10_wavelength_ref": float(np.log10(centre)),
+                                                        "log_continuum_offset": offset, "log_continuum_scale": scale,
+                                                        **cfg.overrides})
+        net = TransformerPayne(tp_cfg, key)
+        bias = jnp.array([float(grid.flux.mean()), 0.0], dtype=net.dtype)
+        return eqx.tree_at(lambda n: n.head_out.bias, net, bias)
+    net = PayneMLP(PayneConfig(n_labels, grid.n_pixels, cfg.hidden), key)
+    return eqx.tree_at(lambda n: n.layers[-1].bias, net, jnp.asarray(grid.flux.mean(axis=0), dtype=net.dtype))
+
+
+def _param_labels(params, kind: str, freeze: tuple[str, ...]):
+    """'train'/'freeze' label per array leaf, for optax.multi_transform."""
+    frozen_attrs: set = set()
+    for group in freeze:
+        if kind == "transformer-payne":
+            frozen_attrs.update(FREEZE_GROUPS[kind][group])
+
+    def label(path, _leaf):
+        first = path[0].name if hasattr(path[0], "name") else None
+        if kind == "payne":
+            idx = path[1].idx if len(path) > 1 and hasattr(path[1], "idx") else None
+            n_layers = len(params.layers)
+            is_out = idx == n_layers - 1
+            return "freeze" if (("output" in freeze and is_out) or ("hidden" in freeze and not is_out)) else "train"
+        return "freeze" if first in frozen_attrs else "train"
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
+def make_optimizer(cfg: TrainConfig, params, kind: str) -> optax.GradientTransformation:
+    warmup = int(min(cfg.warmup_steps, max(cfg.max_steps - 1, 0)))
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(warmup, 1), max(cfg.max_steps, 2),
+                                                  end_value=cfg.learning_rate * 1e-2)
+    # Decay matrices only (not biases).
+    decay_mask = jax.tree_util.tree_map(lambda x: x.ndim >= 2, params)
+    if cfg.optimizer == "adamw":
+        base = optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask)
+    else:
+        # RAdam with decoupled weight decay (decay added before the schedule-scaled update, as in AdamW).
+        base = optax.chain(optax.scale_by_radam(), optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask),
+                           optax.scale_by_learning_rate(schedule))
+    opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), base)
+    if cfg.freeze:
+        labels = _param_labels(params, kind, cfg.freeze)
+        # (a callable, because optax would otherwise *call* the label tree: Equinox modules are callable)
+        opt = optax.multi_transform({"train": opt, "freeze": optax.set_to_zero()}, lambda _: labels)
+    return opt
+
+
+# ------------------------------------------------------------------------------------- steps
+def _loss_fn(kind: str, loss: str, continuum_weight: float):
+    err = (lambda r: jnp.square(r)) if loss == "mse" else (lambda r: jnp.abs(r))
+
+    def tp_loss(params, static, batch):
+        net = eqx.combine(params, static)
+        labels, wl, flux, lc = batch
+
+        def one(ls, w):
+            out = net(ls, w)
+            return out[:, 0], (out[:, 1] - net.config.log_continuum_offset) / net.config.log_continuum_scale
+
+        pf, pc = jax.vmap(one)(labels, wl)
+        value = jnp.mean(err(pf - flux))
+        if lc is not None:
+            value = value + continuum_weight * jnp.mean(err(pc - lc))
+        return value
+
+    def payne_loss(params, static, batch):
+        net = eqx.combine(params, static)
+        labels, flux = batch
+        return jnp.mean(err(jax.vmap(net)(labels) - flux))
+
+    return tp_loss if kind == "transformer-payne" else payne_loss
+
+
+def _sample_batch(kind: str, key, data: _Data, batch_spectra: int, batch_pixels: int):
+    k1, k2 = jax.random.split(key)
+    n, n_pix = data.flux.shape
+    idx = jax.random.randint(k1, (batch_spectra,), 0, n)
+    if kind == "payne":
+        return data.labels[idx], data.flux[idx]
+    pix = jax.random.randint(k2, (batch_spectra, batch_pixels), 0, n_pix)
+    lc = None if data.log_cont is None else data.log_cont[idx[:, None], pix]
+    return data.labels[idx], data.wavelength[pix], data.flux[idx[:, None], pix], lc
+
+
+def _make_step(kind, cfg: TrainConfig, static, optimizer, base_key):
+    loss_fn = _loss_fn(kind, cfg.loss, cfg.continuum_weight)
+
+    @jax.jit
+    def step_fn(params, opt_state, step, data: _Data):
+        batch = _sample_batch(kind, jax.random.fold_in(base_key, step), data, cfg.batch_spectra, cfg.batch_pixels)
+        loss, grads = jax.value_and_grad(loss_fn)(params, static, batch)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step_fn
+
+
+
+
+# ------------------------------------------------------------------------------------- checkpoints
+def _ckpt_dir(out: Path) -> Path:
+    return out / CHECKPOINT_DIR
+
+
+def _write_checkpoint(out: Path, state: dict, net, opt_state, best_net) -> None:
+    d = _ckpt_dir(out)
+    d.mkdir(parents=True, exist_ok=True)
+    name = f"state-{state['step']:09d}.eqx"
+    write_bytes_atomic(d / name, serialise((net, opt_state, best_net)))
+    write_json_atomic(d / "state.json", {**state, "arrays": name})
+    for old in d.glob("state-*.eqx"):  # only after the JSON points at the new file
+        if old.name != name:
+            old.unlink(missing_ok=True)
+
+
+def _read_checkpoint(out: Path) -> dict | None:
+    path = _ckpt_dir(out) / "state.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"checkpoint {path} is corrupt ({exc}); delete {path.parent} to start the training over") from None
+
+
+def _check_resumable(saved: dict, cfg: TrainConfig, fingerprint: dict) -> None:
+    if saved["grid"] != fingerprint:
+        raise StellarinfError(
+            "the output directory holds a checkpoint of training on a different grid; use the same grid to resume, "
+            "or choose another output directory"
+        )
+    now = cfg.to_json()
+    diff = sorted(k for k in now if k not in _RESUMABLE_CHANGES and saved["config"].get(k) != now[k])
+    if diff:
+        raise StellarinfError(
+            f"the output directory holds a checkpoint made with different settings ({', '.join(diff)}); use the same "
+            "settings to resume it, or choose another output directory"
+        )
+
+
+# ------------------------------------------------------------------------------------- main loop
+def _resolve_init(init) -> Emulator | None:
+    if init is None:
+        return None
+    return load_emulator(init)
+
+
+def _init_network(cfg: TrainConfig, grid: SpectralGrid, init: Emulator | None, key):
+    if init is None:
+        return new_network(cfg, grid, key)
+    if init.kind != cfg.model:
+        raise StellarinfError(f"--init model is a {init.kind} but --model is {cfg.model}; use the same kind to fine-tune")
+    if init.label_space.names != grid.label_space.names:
+        raise StellarinfError(
+            f"--init model has labels {init.label_space.names} but the grid has {grid.label_space.names}; "
+            "fine-tuning needs the same labels in the same order"
+        )
+    if init.kind == "payne" and (init.training_wavelength.shape != grid.wavelength.shape
+                                 or not np.allclose(np.asarray(init.training_wavelength), grid.wavelength, rtol=0, atol=1e-6)):
+        raise StellarinfError("a Payne MLP can only be fine-tuned on its own training wavelength grid (its outputs are those pixels)")
+    return init.astype(jnp.float32).network
+
+
+def _grid_inputs(grid, validation, test, cfg):
+    if isinstance(grid, (str, os.PathLike)):
+        source = str(grid)
+        grid = read_grid(grid)
+    else:
+        source = grid.metadata.get("path", "<in memory>")
+    if validation is None:
+        parts = split_indices(len(grid), cfg.split, seed=cfg.seed)
+        train_g, val_g, test_g = grid.subset(parts["train"]), grid.subset(parts["validation"]), grid.subset(parts["test"])
+        if test is not None:
+            test_g = test
+    else:
+        train_g, val_g, test_g = grid, validation, test if test is not None else validation
+    if len(train_g) < 1 or len(val_g) < 1 or len(test_g) < 1:
+        raise StellarinfError(f"the grid has {len(grid)} spectra: too few to split into train/validation/test; use a larger grid")
+    for g in (val_g, test_g):
+        if g.label_space.names != train_g.label_space.names or g.n_pixels != train_g.n_pixels:
+            raise StellarinfError("validation/test grids must have the training grid's labels and wavelength grid")
+    return source, train_g, val_g, test_g
+
+
+def train(grid: SpectralGrid | str | os.PathLike, out_dir: str | os.PathLike | None, config: TrainConfig | None = None, *,
+          init: Emulator | str | os.PathLike | None = None, validation: SpectralGrid | None = None,
+          test: SpectralGrid | None = None, callback: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train an emulator on ``grid``; write checkpoints and the final model into ``out_dir``.
+
+    ``validation``/``test`` grids may be given; otherwise ``grid`` is split by ``config.split``
+    (seeded). If ``out_dir`` holds a checkpoint of the same run, training resumes from it (a finished
+    run is returned as is; one stopped by ``max_minutes`` continues if the budget was raised).
+    ``callback(step, info)`` is called after every step (and checkpoint), e.g. for monitoring.
+    """
+    cfg = (config or TrainConfig()).resolved()
+    source, train_g, val_g, test_g = _grid_inputs(grid, validation, test, cfg)
+    init_emu = _resolve_init(init)
+    out = None if out_dir is None else Path(out_dir)
+    fingerprint = _grid_fingerprint(train_g)
+    kind = cfg.model
+
+    key = jax.random.key(cfg.seed)
+    init_key, data_key = jax.random.split(key)
+    net = _init_network(cfg, train_g, init_emu, init_key)
+    params, static = eqx.partition(net, eqx.is_inexact_array)
+    optimizer = make_optimizer(cfg, params, kind)
+    opt_state = optimizer.init(params)
+    best_params = params
+
+    state = {"step": 0, "best_step": 0, "best_val_mae": None, "bad_validations": 0, "elapsed_s": 0.0,
+             "history": [], "stop_reason": None, "config": cfg.to_json(), "grid": fingerprint,
+             "architecture": architecture_of(net),
+             "init": None if init_emu is None else str(init) if not isinstance(init, Emulator) else "<in memory>"}
+    saved = _read_checkpoint(out) if out is not None else None
+    if saved is not None:
+        _check_resumable(saved, cfg, fingerprint)
+        skeleton = network_from_architecture(saved["architecture"], shapes_only=True)
+        sk_params = eqx.filter(skeleton, lambda x: isinstance(x, jax.ShapeDtypeStruct))
+        try:
+            data = (_ckpt_dir(out) / saved["arrays"]).read_bytes()
+            net_l, opt_state, best_l = deserialise(data, (skeleton, jax.eval_shape(optimizer.init, sk_params), skeleton))
+        except Exception as exc:
+            raise ModelFileError(f"checkpoint in {_ckpt_dir(out)} is unreadable ({exc}); delete that folder to start over") from None
+        params, static = eqx.partition(net_l, eqx.is_inexact_array)
+        best_params = eqx.filter(best_l, eqx.is_inexact_array)
+        state = {**saved, "config": cfg.to_json()}
+        finished = saved.get("stop_reason") in ("max_steps", "early_stopping")
+        budget_left = cfg.max_minutes is None or saved["elapsed_s"] < cfg.max_minutes * 60
+        if (finished or not budget_left) and (out / "model.json").exists():
+            emu = load_emulator(out)
+            return TrainResult(emu, emu.metadata.get("metrics", {}), saved["history"], saved["stop_reason"], out)
+
+    train_data = _Data.from_grid(train_g, net.config.log_continuum_offset if kind == "transformer-payne" else 0.0,
+                                 net.config.log_continuum_scale if kind == "transformer-payne" else 1.0)
+    rng = np.random.default_rng(cfg.seed + 1)
+    n_val = min(len(val_g), cfg.val_max_spectra)
+    val_rows = np.sort(rng.choice(len(val_g), n_val, replace=False))
+    val_pix = np.sort(rng.choice(val_g.n_pixels, min(cfg.val_pixels, val_g.n_pixels), replace=False))
+    val_labels = jnp.asarray(val_g.label_space.scale(val_g.labels[val_rows]).astype(np.float32))
+    val_flux = jnp.asarray(val_g.flux[val_rows][:, val_pix])
+    val_wl = jnp.asarray(val_g.wavelength[val_pix])
+    step_fn = _make_step(kind, cfg, static, optimizer, data_key)
+
+    @jax.jit
+    def val_fn(params):
+        n = eqx.combine(params, static)
+        if kind == "payne":
+            pred = jax.vmap(n)(val_labels)[:, val_pix]
+        else:
+            pred = jax.vmap(lambda ls: n(ls, val_wl)[:, 0])(val_labels)
+        r = pred - val_flux
+        return jnp.mean(jnp.abs(r)), jnp.mean(jnp.square(r))
+
+    def checkpoint():
+        if out is not None:
+            _write_checkpoint(out, state, eqx.combine(params, static), opt_state, eqx.combine(best_params, static))
+
+    def validate():
+        nonlocal best_params
+        mae, mse = (float(v) for v in val_fn(params))
+        entry = {"step": state["step"], "val_mae": mae, "val_mse": mse, "loss": last_loss,
+                 "elapsed_s": round(state["elapsed_s"], 3)}
+        state["history"].append(entry)
+        if state["best_val_mae"] is None or mae < state["best_val_mae"]:
+            state.update(best_val_mae=mae, best_step=state["step"], bad_validations=0)
+            best_params = params
+        else:
+            state["bad_validations"] += 1
+        return mae
+
+    state["stop_reason"] = None
+    last_loss = state["history"][-1]["loss"] if state["history"] else None
+    if not state["history"]:
+        validate()  # step 0: the starting point (useful to see what pre-training bought)
+    t0, elapsed0 = time.monotonic(), state["elapsed_s"]
+    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=f"train {kind}", unit="step",
+               disable=not cfg.progress, dynamic_ncols=True)
+    try:
+        while True:
+            if state["step"] >= cfg.max_steps:
+                state["stop_reason"] = "max_steps"
+                break
+            if cfg.max_minutes is not None and state["elapsed_s"] >= cfg.max_minutes * 60:
+                state["stop_reason"] = "time_budget"
+                break
+            params, opt_state, loss = step_fn(params, opt_state, jnp.asarray(state["step"], dtype=jnp.int32), train_data)
+            state["step"] += 1
+            state["elapsed_s"] = elapsed0 + time.monotonic() - t0
+            if state["step"] % 10 == 0 or state["step"] % cfg.validate_every == 0:
+                last_loss = float(loss)
+                if not math.isfinite(last_loss):
+                    raise StellarinfError(f"training diverged at step {state['step']} (loss {last_loss}); lower --lr or the gradient clip")
+            bar.update(1)
+            if state["step"] % cfg.validate_every == 0:
+                mae = validate()
+                bar.set_postfix(loss=f"{last_loss:.3g}", val_mae=f"{mae:.3g}", best=f"{state['best_val_mae']:.3g}")
+                if cfg.patience is not None and state["bad_validations"] >= cfg.patience:
+                    state["stop_reason"] = "early_stopping"
+                checkpoint()
+                if state["stop_reason"]:
+                    break
+            elif state["step"] % 10 == 0:
+                bar.set_postfix(loss=f"{last_loss:.3g}", best=f"{state['best_val_mae'] or float('nan'):.3g}")
+            if callback is not None:
+                callback(state["step"], state)
+    finally:
+        bar.close()
+    if not state["history"] or state["history"][-1]["step"] != state["step"]:
+        validate()  # the final parameters always get a chance to be the best
+    checkpoint()
+
+    emulator = _finish(cfg, kind, eqx.combine(best_params, static), train_g, test_g, source, state)
+    if out is not None:
+        save_emulator(out, emulator)
+    return TrainResult(emulator, emulator.metadata["metrics"], state["history"], state["stop_reason"], out)
+
+
+def _finish(cfg, kind, net, train_g: SpectralGrid, test_g: SpectralGrid, source, state) -> Emulator:
+    """Wrap the best network, measure held-out metrics and the emulator-error table."""
+    wl = train_g.wavelength
+    res = train_g.metadata.get("resolution")
+    emu = Emulator(net, train_g.label_space, (float(wl[0]), float(wl[-1])), resolution=res,
+                   training_wavelength=wl if kind == "payne" else None,
+                   has_continuum=train_g.continuum is not None)
+    rows = np.arange(min(len(test_g), cfg.error_max_spectra))
+    acc, _ = evaluate_emulator(emu, test_g, index=rows, batch_size=8)
+    ew, es = error_table(wl, acc.pixel_rms())
+    metrics = {**acc.result(), "split": "test", "best_val_mae": state["best_val_mae"], "best_step": state["best_step"],
+               "steps": state["step"], "elapsed_s": round(state["elapsed_s"], 2), "stop_reason": state["stop_reason"]}
+    meta = {
+        "training_grid": {"path": source, "n_train": len(train_g), "n_test": len(test_g),
+                          "n_pixels": train_g.n_pixels, "sha256": state["grid"]["sha256"],
+                          "metadata": train_g.metadata},
+        "metrics": metrics,
+        "training": {**cfg.to_json(), "init": state.get("init"),
+                     "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+    }
+    return Emulator(net, train_g.label_space, emu.wavelength_range, resolution=res, error_wavelength=ew, error_sigma=es,
+                    training_wavelength=emu.training_wavelength, has_continuum=emu.has_continuum, metadata=meta)

@@ -1,0 +1,235 @@
+"""TransformerPayne in Equinox: an attention emulator that answers any wavelength grid.
+
+Per wavelength point (Różański, Ting & Jabłońska 2023/2024; see docs facts):
+
+- query token: ``sin(2π·x/P_k)`` for ``dim`` periods ``P_k`` log-spaced in [min_period, max_period],
+  with ``x = log10(λ/Å) − x_ref`` (``x_ref`` = log10 of the training range centre; the shift is a
+  fixed phase per feature, so it changes nothing the network can represent, but it keeps ``x`` small
+  enough that float32 resolves the phase of the shortest periods);
+- label tokens: MLP (n_labels → dim, GELU → n_tokens·dim) on labels scaled to [−0.5, 0.5], reshaped
+  to ``n_tokens`` tokens and RMS-normalised; they are keys/values of every layer;
+- ``n_layers`` pre-norm blocks without biases: RMSNorm → multi-head cross-attention (query =
+  wavelength token) → residual; RMSNorm → GELU feed-forward (×ff_mult) → residual;
+- final RMSNorm → head MLP (dim → dim, GELU → 2): normalised flux and log10 continuum.
+
+Speed: keys/values depend only on the labels, so :meth:`TransformerPayne.encode` computes them once per
+spectrum and :meth:`TransformerPayne.decode` runs the cheap per-wavelength path over all pixels at once.
+Layer weights are stacked along a leading ``n_layers`` axis and applied with ``lax.scan`` (fast compile
+for deep presets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ..errors import StellarinfError
+
+KIND = "transformer-payne"
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerPayneConfig:
+    """Hyper-parameters of a TransformerPayne network (JSON-serialisable, hashable)."""
+
+    n_labels: int
+    dim: int = 64
+    n_tokens: int = 8
+    n_layers: int = 4
+    n_heads: int = 2
+    ff_mult: int = 4
+    min_period: float = 1e-6
+    max_period: float = 10.0
+    log10_wavelength_ref: float = 0.0  # x_ref: log10 of the training range centre (Å)
+    # Continuum head output y1 maps to log10 continuum = offset + scale * y1 (targets of order 1).
+    log_continuum_offset: float = 0.0
+    log_continuum_scale: float = 1.0
+
+    def __post_init__(self):
+        if self.dim % self.n_heads:
+            raise StellarinfError(f"TransformerPayne: dim={self.dim} is not divisible by n_heads={self.n_heads}; choose dim = heads × head size")
+        for name in ("n_labels", "dim", "n_tokens", "n_layers", "n_heads", "ff_mult"):
+            if int(getattr(self, name)) < 1:
+                raise StellarinfError(f"TransformerPayne: {name} must be ≥ 1, got {getattr(self, name)}")
+        if not (0 < self.min_period < self.max_period):
+            raise StellarinfError(f"TransformerPayne: need 0 < min_period < max_period, got {self.min_period}, {self.max_period}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "TransformerPayneConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(doc) - names
+        if unknown:
+            raise StellarinfError(f"unknown TransformerPayne hyper-parameters {sorted(unknown)}; the model file is from a newer stellarinf")
+        return cls(**doc)
+
+
+# Presets: `tiny` fits CI; `small` (default) is sized for CPU inference (head size 32);
+# `paper` is the published size (about 17M parameters).
+PRESETS: dict[str, dict] = {
+    "tiny": dict(dim=32, n_tokens=4, n_layers=2, n_heads=2, ff_mult=4),
+    "small": dict(dim=64, n_tokens=8, n_layers=4, n_heads=2, ff_mult=4),
+    "paper": dict(dim=256, n_tokens=16, n_layers=16, n_heads=8, ff_mult=4),
+}
+
+
+def preset_config(name: str, n_labels: int, **overrides) -> TransformerPayneConfig:
+    """Config of a named preset (``tiny``, ``small``, ``paper``) with optional overrides."""
+    if name not in PRESETS:
+        raise StellarinfError(f"unknown TransformerPayne preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return TransformerPayneConfig(n_labels=n_labels, **{**PRESETS[name], **overrides})
+
+
+def rms_norm(x: Float[Array, "... d"], eps: float = 1e-6) -> Float[Array, "... d"]:
+    """RMSNorm without a learned scale (as in the reference network)."""
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+
+
+def numpy_rng(key: PRNGKeyArray) -> np.random.Generator:
+    """A NumPy generator seeded by a JAX key: initialisers run in NumPy, so building a network compiles
+    nothing (eager JAX random ops would each compile a small XLA program)."""
+    with jax.ensure_compile_time_eval():  # also under eval_shape (skeletons for loading weights)
+        data = np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
+    return np.random.default_rng(data.astype(np.uint64).ravel().tolist())
+
+
+def _normal(rng: np.random.Generator, shape, fan_in, dtype, gain=1.0):
+    return jnp.asarray((gain / math.sqrt(fan_in)) * rng.standard_normal(shape), dtype=dtype)
+
+
+class Dense(eqx.Module):
+    """Affine layer ``y = W @ x + b``; W (out, in), b (out,). Lecun-normal weights, zero bias."""
+
+    weight: Float[Array, "out in"]
+    bias: Float[Array, "out"]
+
+    def __init__(self, n_in: int, n_out: int, rng: np.random.Generator, dtype=jnp.float32, gain: float = 1.0):
+        self.weight = _normal(rng, (n_out, n_in), n_in, dtype, gain)
+        self.bias = jnp.zeros((n_out,), dtype=dtype)
+
+    def __call__(self, x: Float[Array, "in"]) -> Float[Array, "out"]:
+        return self.weight @ x + self.bias
+
+
+class Blocks(eqx.Module):
+    """``n_layers`` bias-free pre-norm cross-attention + feed-forward blocks, weights stacked on axis 0.
+
+    Shapes (L = n_layers, D = dim, F = ff_mult·dim): ``wq, wk, wv, wo`` (L, D, D); ``w_in`` (L, F, D);
+    ``w_out`` (L, D, F). Matrices act as ``y = W @ x`` (out, in).
+    """
+
+    wq: Float[Array, "L D D"]
+    wk: Float[Array, "L D D"]
+    wv: Float[Array, "L D D"]
+    wo: Float[Array, "L D D"]
+    w_in: Float[Array, "L F D"]
+    w_out: Float[Array, "L D F"]
+
+    def __init__(self, config: TransformerPayneConfig, rng: np.random.Generator, dtype=jnp.float32):
+        L, D, F = config.n_layers, config.dim, config.ff_mult * config.dim
+        # Residual-branch outputs start small so a deep stack begins close to the identity.
+        res_gain = 1.0 / math.sqrt(2 * L)
+        self.wq = _normal(rng, (L, D, D), D, dtype)
+        self.wk = _normal(rng, (L, D, D), D, dtype)
+        self.wv = _normal(rng, (L, D, D), D, dtype)
+        self.wo = _normal(rng, (L, D, D), D, dtype, res_gain)
+        self.w_in = _normal(rng, (L, F, D), D, dtype)
+        self.w_out = _normal(rng, (L, D, F), F, dtype, res_gain)
+
+
+class TransformerPayne(eqx.Module):
+    """The TransformerPayne network. Inputs are already scaled labels; see :class:`~.emulator.Emulator`.
+
+    Call ``net(labels_scaled (n_labels,), wavelength (n_pix,) Å) -> (n_pix, 2)``: column 0 is the
+    normalised flux, column 1 the log10 continuum.
+    """
+
+    embed_in: Dense  # n_labels -> dim
+    embed_out: Dense  # dim -> n_tokens * dim
+    blocks: Blocks
+    head_hidden: Dense  # dim -> dim
+    head_out: Dense  # dim -> 2
+    config: TransformerPayneConfig = eqx.field(static=True)
+
+    def __init__(self, config: TransformerPayneConfig, key: PRNGKeyArray, dtype=jnp.float32):
+        rng = numpy_rng(key)
+        D = config.dim
+        self.config = config
+        self.embed_in = Dense(config.n_labels, D, rng, dtype)
+        self.embed_out = Dense(D, config.n_tokens * D, rng, dtype)
+        self.blocks = Blocks(config, rng, dtype)
+        self.head_hidden = Dense(D, D, rng, dtype)
+        self.head_out = Dense(D, 2, rng, dtype, gain=0.1)
+
+    @property
+    def dtype(self):
+        return self.head_out.weight.dtype
+
+    # -- label path (once per spectrum)
+    def encode(self, labels_scaled: Float[Array, "n_labels"]) -> tuple[Float[Array, "L T H E"], Float[Array, "L T H E"]]:
+        """Keys and values of every layer for one spectrum: two arrays (n_layers, n_tokens, n_heads, head_dim)."""
+        c = self.config
+        x = jnp.asarray(labels_scaled).astype(self.dtype)
+        tokens = self.embed_out(jax.nn.gelu(self.embed_in(x))).reshape(c.n_tokens, c.dim)
+        tokens = rms_norm(tokens)
+        k = jnp.einsum("lod,td->lto", self.blocks.wk, tokens).reshape(c.n_layers, c.n_tokens, c.n_heads, c.head_dim)
+        v = jnp.einsum("lod,td->lto", self.blocks.wv, tokens).reshape(c.n_layers, c.n_tokens, c.n_heads, c.head_dim)
+        return k, v
+
+    # -- wavelength path (per pixel)
+    def wavelength_token(self, wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix dim"]:
+        """Sinusoidal encoding of log10 wavelength, computed in the wavelength's precision (float64 for
+        float64 input) and then cast: for the shortest periods the phase reaches ~1e4 rad, where float32
+        arithmetic would make the token depend on how XLA happens to fuse the operations."""
+        c = self.config
+        wl = jnp.asarray(wavelength)
+        wl = wl.astype(jnp.promote_types(wl.dtype, jnp.float32))
+        x = jnp.log10(wl) - c.log10_wavelength_ref
+        periods = jnp.logspace(math.log10(c.min_period), math.log10(c.max_period), c.dim, dtype=wl.dtype)
+        return jnp.sin((2 * jnp.pi) * x[:, None] / periods).astype(self.dtype)
+
+    def decode(self, kv, wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix 2"]:
+        """Outputs (flux, log10 continuum) at every wavelength given one spectrum's keys/values."""
+        c = self.config
+        k_all, v_all = kv
+        h = self.wavelength_token(wavelength)  # (P, D)
+        scale = 1.0 / math.sqrt(c.head_dim)
+
+        def layer(h, p):
+            wq, wo, w_in, w_out, k, v = p
+            q = (rms_norm(h) @ wq.T).reshape(h.shape[0], c.n_heads, c.head_dim)
+            att = jax.nn.softmax(jnp.einsum("phe,the->pht", q, k) * scale, axis=-1)
+            h = h + jnp.einsum("pht,the->phe", att, v).reshape(h.shape[0], c.dim) @ wo.T
+            h = h + jax.nn.gelu(rms_norm(h) @ w_in.T) @ w_out.T
+            return h, None
+
+        b = self.blocks
+        h, _ = jax.lax.scan(layer, h, (b.wq, b.wo, b.w_in, b.w_out, k_all, v_all))
+        h = rms_norm(h)
+        out = jax.vmap(lambda z: self.head_out(jax.nn.gelu(self.head_hidden(z))))(h)
+        log_cont = c.log_continuum_offset + c.log_continuum_scale * out[:, 1]
+        return jnp.stack([out[:, 0], log_cont.astype(out.dtype)], axis=-1)
+
+    def __call__(self, labels_scaled: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix 2"]:
+        return self.decode(self.encode(labels_scaled), wavelength)
+
+    def predict_flux(self, labels_scaled, wavelength) -> Float[Array, "n_pix"]:
+        return self(labels_scaled, wavelength)[:, 0]
+
+
+def count_parameters(model: eqx.Module) -> int:
+    """Number of parameters (works on real networks and on ``eqx.filter_eval_shape`` skeletons)."""
+    leaves = jax.tree_util.tree_leaves(model)
+    return int(sum(math.prod(x.shape) for x in leaves if isinstance(x, (jax.Array, jax.ShapeDtypeStruct))))

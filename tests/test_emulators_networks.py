@@ -1,0 +1,150 @@
+"""TransformerPayne / Payne networks and the Emulator wrapper: shapes, dtypes, grid independence,
+interpolation of the Payne, autodiff, input validation, error table, metrics. No training here."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stellarinf.emulators import Emulator, PayneConfig, PayneMLP, SpectrumModel, TransformerPayne, flux_metrics, preset_config
+from stellarinf.emulators.transformer_payne import PRESETS, count_parameters
+from stellarinf.errors import LabelError, StellarinfError, WavelengthError
+from toy_grid import TOY_RANGE, TOY_SPACE
+
+WL = np.linspace(TOY_RANGE[0], TOY_RANGE[1], 157)
+LABELS = np.array([[5000.0, 3.0, -0.5], [6200.0, 4.5, 0.2], [4600.0, 2.1, -1.4]])
+
+
+@pytest.fixture(scope="module")
+def tp():
+    cfg = preset_config("tiny", len(TOY_SPACE), log10_wavelength_ref=float(np.log10(6015.0)))
+    net = TransformerPayne(cfg, jax.random.key(1))
+    return Emulator(net, TOY_SPACE, TOY_RANGE, resolution=50000.0, has_continuum=True,
+                    error_wavelength=[6000.0, 6030.0], error_sigma=[1e-3, 3e-3])
+
+
+@pytest.fixture(scope="module")
+def payne():
+    net = PayneMLP(PayneConfig(len(TOY_SPACE), WL.size, (16, 16)), jax.random.key(2))
+    return Emulator(net, TOY_SPACE, TOY_RANGE, training_wavelength=WL)
+
+
+def test_satisfies_the_spectrum_model_protocol(tp, payne):
+    assert isinstance(tp, SpectrumModel) and isinstance(payne, SpectrumModel)
+    assert tp.kind == "transformer-payne" and payne.kind == "payne"
+    assert tp.resolution == 50000.0 and payne.resolution is None
+
+
+def test_tp_shapes_and_float32_default(tp):
+    out = eqx.filter_jit(lambda e, x, w: e.network(e.scale_labels(x), w))(tp, LABELS[0], WL)
+    assert out.shape == (WL.size, 2) and out.dtype == jnp.float32
+    f = tp.flux(LABELS[0], WL)
+    assert f.shape == (WL.size,) and f.dtype == jnp.float32
+    batch = tp.predict(LABELS, WL)
+    assert batch.shape == (3, WL.size) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch[1], np.asarray(tp.flux(LABELS[1], WL)), rtol=1e-6, atol=2e-6)
+    cont = tp.predict_continuum(LABELS[0], WL)
+    assert cont.shape == (WL.size,) and np.all(np.asarray(cont) > 0)
+    leaves = jax.tree_util.tree_leaves(eqx.filter(tp.network, eqx.is_inexact_array))
+    assert all(x.dtype == jnp.float32 for x in leaves)
+
+
+def test_float64_cast_gives_float64_outputs_close_to_float32(tp):
+    t64 = tp.astype(jnp.float64)
+    f64 = t64.flux(LABELS[0], WL)
+    assert f64.dtype == jnp.float64
+    np.testing.assert_allclose(np.asarray(f64), np.asarray(tp.flux(LABELS[0], WL)), atol=1e-4)
+
+
+def test_tp_output_does_not_depend_on_the_wavelength_grid(tp):
+    full = np.asarray(tp.flux(LABELS[1], WL))
+    idx = np.array([150, 3, 77, 78, 0])  # unsorted subset, different size
+    sub = np.asarray(tp.flux(LABELS[1], WL[idx]))
+    np.testing.assert_allclose(sub, full[idx], rtol=1e-6, atol=1e-6)
+    # a single point answers the same as in the full query
+    one = np.asarray(tp.flux(LABELS[1], WL[40:41]))
+    np.testing.assert_allclose(one, full[40:41], rtol=1e-6, atol=1e-6)
+
+
+def test_tp_answers_wavelengths_between_training_pixels(tp):
+    fine = np.linspace(6010.0, 6011.0, 50)
+    f = np.asarray(tp.flux(LABELS[0], fine))
+    assert f.shape == (50,) and np.all(np.isfinite(f))
+
+
+def test_payne_is_tied_to_its_training_grid_and_interpolates_elsewhere(payne):
+    s = payne.scale_labels(LABELS[0])
+    on_grid = np.asarray(eqx.filter_jit(lambda n, x: n(x))(payne.network, s))
+    assert on_grid.shape == (WL.size,)
+    np.testing.assert_allclose(np.asarray(payne.flux(LABELS[0], WL)), on_grid, rtol=1e-6, atol=1e-7)
+    other = np.array([6001.37, 6012.5, 6029.9])
+    np.testing.assert_allclose(np.asarray(payne.flux(LABELS[0], other)), np.interp(other, WL, on_grid), rtol=1e-6)
+    with pytest.raises(StellarinfError, match="continuum"):
+        payne.predict_continuum(LABELS[0], WL)
+
+
+def test_flux_is_jit_vmap_and_grad_friendly(tp, payne):
+    f = jax.jit(tp.flux)(LABELS[0], WL)
+    v = jax.vmap(payne.flux, in_axes=(0, None))(jnp.asarray(LABELS), WL)
+    np.testing.assert_allclose(np.asarray(f), np.asarray(tp.flux(LABELS[0], WL)), rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(np.asarray(v[2]), np.asarray(payne.flux(LABELS[2], WL)), rtol=1e-5, atol=2e-6)
+    e64 = tp.astype(jnp.float64)
+    g = jax.grad(lambda x: e64.flux(x, WL).sum())(jnp.asarray(LABELS[0]))
+    assert g.shape == (3,) and np.all(np.isfinite(np.asarray(g)))
+    h = 1e-6 * (TOY_SPACE.upper - TOY_SPACE.lower)
+    for j in range(3):
+        dx = np.zeros(3)
+        dx[j] = h[j]
+        fd = (e64.flux(LABELS[0] + dx, WL).sum() - e64.flux(LABELS[0] - dx, WL).sum()) / (2 * h[j])
+        np.testing.assert_allclose(float(g[j]), float(fd), rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "labels, wl, error, match",
+    [
+        ([8000.0, 3.0, 0.0], WL, LabelError, "teff=8000"),
+        ([5000.0, 3.0], WL, LabelError, "2 columns"),
+        ([5000.0, np.nan, 0.0], WL, LabelError, "NaN"),
+        ([5000.0, 3.0, 0.0], np.linspace(5990, 6010, 10), WavelengthError, "outside the model's range"),
+        ([5000.0, 3.0, 0.0], np.array([6005.0, np.nan]), WavelengthError, "finite"),
+    ],
+)
+def test_bad_inputs_give_clear_errors(tp, payne, labels, wl, error, match):
+    for emu in (tp, payne):
+        with pytest.raises(error, match=match):
+            emu.check(labels, wl)
+        with pytest.raises(error, match=match):
+            emu.predict(labels, wl)
+
+
+def test_error_table_is_interpolated(tp, payne):
+    np.testing.assert_allclose(np.asarray(tp.error(np.array([6000.0, 6015.0, 6030.0]))), [1e-3, 2e-3, 3e-3], rtol=1e-6)
+    assert np.all(np.asarray(payne.error(WL)) == 0.0)  # no table: zero emulator error
+
+
+def test_presets_and_config_errors():
+    assert set(PRESETS) == {"tiny", "small", "paper"}
+    paper = preset_config("paper", 11)
+    assert (paper.dim, paper.n_tokens, paper.n_layers, paper.n_heads, paper.head_dim) == (256, 16, 16, 8, 32)
+    key = jax.random.key(0)
+    shapes = eqx.filter_eval_shape(lambda: TransformerPayne(paper, key))  # no memory, no compile
+    assert count_parameters(shapes) > 10_000_000  # paper size: ~1e7 parameters
+    assert preset_config("small", 3).head_dim == 32
+    with pytest.raises(StellarinfError, match="divisible"):
+        preset_config("tiny", 3, n_heads=3)
+    with pytest.raises(StellarinfError, match="preset"):
+        preset_config("huge", 3)
+
+
+def test_flux_metrics_values_and_line_split():
+    true = np.array([[1.0, 1.0, 0.5, 0.95]])
+    pred = np.array([[1.01, 0.99, 0.47, 0.95]])
+    m = flux_metrics(pred, true)
+    np.testing.assert_allclose(m["mae"], (0.01 + 0.01 + 0.03) / 4)
+    np.testing.assert_allclose(m["mse"], (1e-4 + 1e-4 + 9e-4) / 4)
+    np.testing.assert_allclose(m["mae_line"], 0.03)  # only the 0.5 pixel is deeper than 10 %
+    np.testing.assert_allclose(m["mae_continuum"], 0.02 / 3)
+    assert m["n_spectra"] == 1 and m["n_line_pixels"] == 1
+    big = np.random.default_rng(0).normal(size=(100, 1000)) * 1e-3
+    np.testing.assert_allclose(flux_metrics(big, np.zeros_like(big))["p99"], np.percentile(np.abs(big), 99), rtol=1e-5)
