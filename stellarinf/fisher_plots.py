@@ -1,0 +1,157 @@
+"""Plots for Cramér–Rao forecasts: bounds vs S/N (or resolution, window), information per pixel,
+correlation heat-map. Matplotlib with the Agg backend; every function returns the Figure and, given a
+``path``, writes it atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .fisher import FisherResult, _unit
+from .io.atomic import atomic_path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path, dpi: int = 130) -> Path:
+    """Write ``fig`` to ``path`` atomically (format from the suffix) and close it."""
+    path = Path(path)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    _plt().close(fig)
+    return path
+
+
+def _label_text(name: str) -> str:
+    unit = _unit(name)
+    return f"σ({name}) [{unit}]" if unit else f"σ({name})"
+
+
+def _grid(n: int, ncols: int = 3):
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    return nrows, ncols
+
+
+def plot_bounds_vs(table, x: str, labels: Sequence[str] | None = None, *, path=None, logx: bool = True, title: str = ""):
+    """One panel per label: marginal (solid) and conditional (dashed) bound against column ``x``.
+
+    ``table`` is a scaling-law table from :mod:`stellarinf.forecast` with columns ``x``,
+    ``marginal_<label>`` and ``conditional_<label>``. Non-numeric ``x`` (window names) gives a categorical axis.
+    """
+    plt = _plt()
+    if labels is None:
+        labels = [c[len("marginal_"):] for c in table.colnames if c.startswith("marginal_")]
+    labels = list(labels)
+    nrows, ncols = _grid(len(labels))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 3.2 * nrows), squeeze=False)
+    xv = np.asarray(table[x])
+    numeric = np.issubdtype(xv.dtype, np.number)
+    pos = xv.astype(float) if numeric else np.arange(len(xv))
+    for ax, name in zip(axes.ravel(), labels):
+        m = np.asarray(table[f"marginal_{name}"], dtype=float)
+        ax.plot(pos, np.where(np.isfinite(m), m, np.nan), "o-", label="marginal")
+        cc = f"conditional_{name}"
+        if cc in table.colnames:
+            ax.plot(pos, np.asarray(table[cc], dtype=float), "s--", ms=3, label="conditional")
+        if numeric and logx:
+            ax.set_xscale("log")
+        if np.all(np.asarray(m)[np.isfinite(m)] > 0):
+            ax.set_yscale("log")
+        if not numeric:
+            ax.set_xticks(pos)
+            ax.set_xticklabels([str(v) for v in xv], rotation=30, ha="right")
+        ax.set_xlabel(x)
+        ax.set_ylabel(_label_text(name))
+        ax.grid(alpha=0.3, which="both")
+    for ax in axes.ravel()[len(labels):]:
+        ax.set_visible(False)
+    axes.ravel()[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_bounds_vs_snr(table, labels=None, *, path=None, title: str = "Cramér–Rao bounds vs S/N"):
+    """Bounds against S/N (log–log; exact 1/(S/N) lines without priors or emulator error)."""
+    return plot_bounds_vs(table, "snr", labels, path=path, title=title)
+
+
+def plot_information_per_pixel(
+    result: FisherResult,
+    labels: Sequence[str] | None = None,
+    *,
+    kind: str = "marginal",
+    wavelength=None,
+    flux=None,
+    path=None,
+    title: str = "",
+):
+    """Fraction of each label's information carried by each pixel, stacked panels against wavelength.
+
+    ``kind="marginal"`` shows the information left after marginalising the other free parameters
+    (see :meth:`FisherResult.per_pixel_information`); ``"diagonal"`` the raw J²/σ². ``flux`` (optional)
+    is drawn in a top panel for orientation.
+    """
+    plt = _plt()
+    labels = list(labels or result.names)
+    info = result.per_pixel_information(kind)
+    wl = np.asarray(wavelength if wavelength is not None else result.wavelength if result.wavelength is not None else np.arange(info.shape[0]))
+    n_top = 1 if flux is not None else 0
+    fig, axes = plt.subplots(len(labels) + n_top, 1, figsize=(10, 1.4 * (len(labels) + n_top) + 0.6), sharex=True, squeeze=False)
+    axes = axes[:, 0]
+    if flux is not None:
+        axes[0].plot(wl, np.asarray(flux), "k-", lw=0.6)
+        axes[0].set_ylabel("flux")
+    for ax, name in zip(axes[n_top:], labels):
+        col = info[:, result.names.index(name)]
+        total = col.sum()
+        frac = col / total if total > 0 else np.zeros_like(col)
+        ax.plot(wl, frac, lw=0.7)
+        ax.fill_between(wl, 0, frac, alpha=0.3)
+        ax.set_ylabel(name, rotation=0, ha="right", va="center")
+        ax.set_yticks([])
+    axes[-1].set_xlabel("vacuum wavelength [Å]" if wavelength is not None or result.wavelength is not None else "pixel")
+    fig.suptitle(title or f"information per pixel ({kind}; each row normalised to unit sum)")
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_correlation(result: FisherResult, *, path=None, title: str = "Cramér–Rao correlation matrix"):
+    """Heat-map of the correlation matrix of F⁻¹ with the coefficients written in the cells."""
+    plt = _plt()
+    R = result.correlation()
+    n = len(result.names)
+    size = max(3.5, 0.55 * n + 1.5)
+    fig, ax = plt.subplots(figsize=(size + 0.8, size))
+    im = ax.imshow(R, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xticklabels(result.names, rotation=45, ha="right")
+    ax.set_yticklabels(result.names)
+    if n <= 16:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{R[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white" if abs(R[i, j]) > 0.6 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title(title)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig

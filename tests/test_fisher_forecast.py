@@ -1,0 +1,188 @@
+"""Cramér–Rao forecasts through the full observation model (stellarinf.forecast, `stellarinf crb`)."""
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import stellarinf  # noqa: F401
+from stellarinf import forecast as F
+from stellarinf.fisher import fisher_from_jacobian, finite_difference_jacobian
+from stellarinf.wavelength import Window
+
+# a narrow window keeps the observation model small (fast to compile and differentiate)
+SMALL = Window("test-small", 6540.0, 6600.0, 28_000.0, 2.5, "test window")
+STAR = {"teff": 5772.0, "logg": 4.44, "feh": 0.0}
+
+
+@pytest.fixture(scope="module")
+def model():
+    from stellarinf.emulators.analytic import AnalyticLineModel
+    from stellarinf.labels import default_label_space
+
+    space = default_label_space().subset(["teff", "logg", "feh", "vmic"])
+    return AnalyticLineModel(space, (SMALL.wmin - 10.0, SMALL.wmax + 10.0), None, n_lines=24, seed=3)
+
+
+@pytest.fixture(scope="module")
+def fc(model):
+    return F.forecast(model, STAR, window=SMALL, snr=100.0)
+
+
+def _steps(names, values):
+    steps = {}
+    for n, v in zip(names, values):
+        if n == "teff":
+            steps[n] = 0.5
+        elif n.startswith("cont_"):
+            steps[n] = 1e-5
+        else:
+            steps[n] = 1e-4 * max(1.0, abs(v))
+    return steps
+
+
+def test_jacfwd_fisher_equals_finite_difference_fisher_within_one_percent(fc):
+    res = fc.result
+    predict = fc.observation_model.predict
+    Jfd = finite_difference_jacobian(predict, fc.params, res.names, _steps(res.names, res.values))
+    fd = fisher_from_jacobian(Jfd, fc.sigma, res.names, values=res.values)
+    F_ad, F_fd = res.fisher, fd.fisher
+    scale = np.sqrt(np.outer(np.diag(F_ad), np.diag(F_ad)))
+    assert np.max(np.abs(F_ad - F_fd) / scale) < 0.01
+    for n in res.names:
+        assert fd.marginal()[n] == pytest.approx(res.marginal()[n], rel=0.01), n
+    # the forecast really depends on the labels (a Jacobian of zeros would pass the comparison above)
+    for n in ("teff", "logg", "feh"):
+        assert math.isfinite(res.marginal()[n]) and res.marginal()[n] > 0
+    assert res.jacobian.dtype == np.float64
+
+
+def test_forecast_bounds_scale_exactly_as_one_over_snr(fc):
+    t = F.bounds_vs_snr(fc, [25.0, 100.0, 400.0])
+    for n in fc.result.names:
+        prod = np.asarray(t[f"marginal_{n}"]) * np.asarray(t["snr"])
+        assert np.ptp(prod) <= 1e-9 * prod[0], n
+    # recomputing from scratch at another S/N agrees with the rescaled Jacobian
+    again = F.forecast(fc.spectrum_model, STAR, window=SMALL, snr=400.0)
+    for n in fc.result.names:
+        assert again.result.marginal()[n] == pytest.approx(fc.result.marginal()[n] / 4.0, rel=1e-9)
+
+
+def test_photon_noise_mode_gives_larger_sigma_in_continuum_only_than_in_lines(model):
+    fc = F.forecast(model, STAR, window=SMALL, snr=100.0, snr_mode="photon")
+    assert np.allclose(fc.sigma, np.sqrt(np.maximum(fc.flux, 1e-3)) / 100.0)
+    # photon noise is lower in line cores, so bounds are tighter than with flat noise at the same S/N
+    flat = F.forecast(model, STAR, window=SMALL, snr=100.0)
+    assert fc.result.marginal()["teff"] < flat.result.marginal()["teff"]
+
+
+def test_marginalising_nuisances_never_tightens_bounds(model, fc):
+    base = F.forecast(model, STAR, window=SMALL, snr=100.0, marginalize=())
+    rv = F.forecast(model, STAR, window=SMALL, snr=100.0, marginalize=("rv",))
+    names = [n for n in base.result.names]
+    assert "rv" not in names and not any(n.startswith("cont_") for n in names)
+    assert "rv" in rv.result.names
+    for n in names:
+        assert rv.result.marginal()[n] >= base.result.marginal()[n] * (1 - 1e-9)
+        assert fc.result.marginal()[n] >= rv.result.marginal()[n] * (1 - 1e-9)
+    assert any(n.startswith("cont_") for n in fc.result.names)
+    assert fc.result.meta["marginalized"] and "rv" in fc.result.meta["marginalized"]
+
+
+def test_gaussian_prior_tightens_and_fix_removes(model):
+    free = F.forecast(model, STAR, window=SMALL, snr=50.0)
+    prior = F.forecast(model, STAR, window=SMALL, snr=50.0, priors={"logg": 0.01})
+    assert prior.result.marginal()["logg"] < min(0.01, free.result.marginal()["logg"])
+    fixed = F.forecast(model, STAR, window=SMALL, snr=50.0, fix=("logg",))
+    assert "logg" not in fixed.result.names
+    assert fixed.result.marginal()["teff"] <= prior.result.marginal()["teff"] * (1 + 1e-9)
+
+
+def test_presets_lie_inside_the_synthesizer_coverage():
+    assert {"galah-red", "gaia-rvs"} <= set(F.PRESETS) and len(F.PRESETS) >= 3
+    assert F.PRESETS["galah-red"].resolution == 28_000 and F.PRESETS["gaia-rvs"].resolution == 11_500
+    for w in F.PRESETS.values():
+        assert any(lo <= w.wmin and w.wmax <= hi for lo, hi in F.SYNTH_COVERAGE), w.name
+    with pytest.raises(F.ForecastError, match="unknown instrument preset"):
+        F.get_preset("apogee")
+    assert F.instrument_window("gaia-rvs", 5000).resolution == 5000
+
+
+def test_bounds_vs_resolution_and_window_tables(model):
+    t = F.bounds_vs_resolution(model, STAR, [10_000.0, 28_000.0], window=SMALL, snr=100.0)
+    assert list(t["resolution"]) == [10_000.0, 28_000.0]
+    assert t["n_pixels"][1] > t["n_pixels"][0]
+    # higher resolution (and more pixels at the same S/N per pixel) constrains teff better
+    assert t["marginal_teff"][1] < t["marginal_teff"][0]
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        tw = F.bounds_vs_window(model, STAR, [SMALL, Window("outside", 3000.0, 3100.0, 20_000.0)], snr=100.0)
+    assert list(tw["window"]) == ["test-small"]
+    assert any("outside" in str(w.message) for w in rec)
+
+
+def test_unknown_label_and_nuisance_raise(model):
+    with pytest.raises(Exception, match="unknown label"):
+        F.forecast(model, {"tef": 5000.0}, window=SMALL)
+    with pytest.raises(F.ForecastError, match="marginalise"):
+        F.forecast(model, STAR, window=SMALL, marginalize=("spin",))
+
+
+# ---------------------------------------------------------------- CLI
+def test_cli_crb_writes_required_json(tmp_path):
+    from stellarinf.cli import cli
+
+    out = tmp_path / "crb.json"
+    plots = tmp_path / "plots"
+    r = CliRunner().invoke(
+        cli,
+        ["crb", "--emulator", "analytic", "--teff", "5772", "--logg", "4.44", "--feh", "0", "--snr", "100",
+         "--marginalize", "rv,continuum", "--prior", "logg=4.44+-0.2", "--plots", str(plots), "-o", str(out)],
+    )
+    assert r.exit_code == 0, r.output
+    assert "teff" in r.output and "marginal" in r.output
+    doc = json.loads(out.read_text())
+    assert doc["snr"] == 100.0 and doc["resolution"] == 28_000.0
+    for n in ("teff", "logg", "feh"):
+        entry = doc["labels"][n]
+        assert {"value", "marginal", "conditional"} <= set(entry)
+        assert entry["marginal"] >= entry["conditional"] > 0
+    assert doc["labels"]["teff"]["value"] == 5772.0
+    assert doc["labels"]["logg"]["prior_sigma"] == 0.2
+    assert "rv" in doc["labels"] and "vsini" not in doc["labels"]
+    for name in ("bounds_vs_snr.png", "information_per_pixel.png", "correlation.png"):
+        assert (plots / name).stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--snr", "-5"], "snr"),
+        (["--label", "foo=1"], "foo"),
+        (["--window", "apogee"], "apogee"),
+        (["--prior", "logg=4:5"], "Gaussian"),
+        (["--marginalize", "spin"], "spin"),
+    ],
+)
+def test_cli_bad_input_exits_3_with_message(args, message):
+    from stellarinf.cli import cli
+
+    r = CliRunner().invoke(cli, ["crb", "--emulator", "analytic", *args])
+    assert r.exit_code == 3, r.output
+    assert message in r.output
+
+
+@pytest.mark.slow
+def test_synthesizer_jacfwd_fisher_equals_finite_difference_within_one_percent():
+    """The ground-truth forward model: jacfwd through the 1D LTE synthesizer + observation model."""
+    window = Window("synth-small", 6555.0, 6590.0, 28_000.0, 2.5, "test window")
+    fc = F.forecast("synth", STAR, window=window, snr=100.0, marginalize=("rv", "continuum"), fix=("li_fe", "al_fe", "ba_fe"))
+    res = fc.result
+    Jfd = finite_difference_jacobian(fc.observation_model.predict, fc.params, res.names, _steps(res.names, res.values))
+    fd = fisher_from_jacobian(Jfd, fc.sigma, res.names, values=res.values, mask=res.weights > 0)
+    for n in ("teff", "logg", "feh", "vmic", "rv"):
+        assert fd.conditional()[n] == pytest.approx(res.conditional()[n], rel=0.01), n
+        assert fd.marginal()[n] == pytest.approx(res.marginal()[n], rel=0.01), n
