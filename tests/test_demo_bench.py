@@ -1,0 +1,323 @@
+"""`stellarinf bench` and its benchmark scripts (quick variants on toy grids), and `stellarinf demo`.
+
+The benchmark scripts live in the repository's ``benchmarks/`` folder (not in the package); they are run
+the way users run them: through ``stellarinf bench`` (a subprocess with this interpreter) or as scripts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import stellarinf  # noqa: F401  (float64)
+from stellarinf.cli import cli
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from toy_grid import TOY_SPACE, make_toy_grid  # noqa: E402
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(BENCH))
+    return mod
+
+
+def invoke(args, env=None):
+    return CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+
+
+# ------------------------------------------------------------------------------------ bench command
+def test_bench_dry_run_passes_quick_emulator_and_output(tmp_path):
+    r = invoke(["bench", "accuracy", "--quick", "--output-dir", str(tmp_path), "--dry-run", "--", "--sizes", "40"])
+    assert r.exit_code == 0, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert str(BENCH / "accuracy.py") in line
+    assert "--quick" in line and f"--output {tmp_path / 'accuracy.json'}" in line and line.endswith("--sizes 40")
+    r = invoke(["bench", "throughput", "--emulator", "default", "--dry-run"])
+    assert r.exit_code == 0 and "--emulator default" in r.output
+
+
+def test_bench_clear_errors(tmp_path):
+    r = invoke(["bench", "nonsense"])
+    assert r.exit_code == 2
+    # accuracy.py takes no --emulator: refused with a message naming the script, not silently dropped
+    from stellarinf.commands.bench import benchmarks_dir
+    from stellarinf.errors import StellarinfError
+
+    r = CliRunner().invoke(cli, ["bench", "accuracy", "--emulator", "default", "--dry-run"])
+    assert isinstance(r.exception, StellarinfError) and "accuracy.py does not take --emulator" in str(r.exception)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STELLARINF_BENCHMARKS", str(tmp_path / "nowhere"))
+        with pytest.raises(StellarinfError, match="benchmarks folder not found"):
+            benchmarks_dir()
+    # the `main` entry point turns that into exit code 3
+    proc = subprocess.run([sys.executable, "-m", "stellarinf.cli", "bench", "throughput", "--dry-run"], capture_output=True,
+                          text=True, env={**_env(), "STELLARINF_BENCHMARKS": str(tmp_path / "nowhere")})
+    assert proc.returncode == 3 and "benchmarks folder not found" in proc.stderr
+
+
+def _env():
+    import os
+
+    return {**os.environ, "MPLBACKEND": "Agg"}
+
+
+# ------------------------------------------------------------------------------------ throughput
+def test_flop_counts_match_xla_for_one_layer_and_the_payne():
+    import jax
+    import jax.numpy as jnp
+
+    from stellarinf.emulators.emulator import Emulator
+    from stellarinf.emulators.transformer_payne import TransformerPayne, preset_config
+
+    tp = load_script("throughput")
+    wl = np.linspace(6500.0, 6600.0, 1000)
+    # one layer, so XLA's cost analysis (which counts a scan body once) sees the whole network
+    cfg = preset_config("small", len(TOY_SPACE), n_layers=1, log10_wavelength_ref=float(np.log10(6550.0)))
+    emu = Emulator(TransformerPayne(cfg, jax.random.key(0)), TOY_SPACE, (6500.0, 6600.0))
+    flops = tp.transformer_payne_flops(cfg, wl.size)
+    D, T, F = 64, 8, 256
+    assert flops["per_pixel_direct"] == (4 * D * D + 4 * T * D + 4 * D * F) + 2 * D * D + 4 * D
+    assert flops["per_spectrum"] == 2 * len(TOY_SPACE) * D + 2 * D * T * D + 4 * 1 * T * D * D
+
+    def xla_flops(e):
+        fn = jax.jit(lambda lab, w: e.flux(lab, w))
+        ca = fn.lower(jnp.asarray(TOY_SPACE.midpoint), jnp.asarray(wl)).compile().cost_analysis()
+        ca = ca[0] if isinstance(ca, list) else ca
+        return ca["flops"] / wl.size
+
+    # matmuls dominate; XLA adds the element-wise work (GELU, softmax, norms, sines): within 25 %
+    assert flops["per_pixel"] <= xla_flops(emu) <= 1.25 * flops["per_pixel"]
+    pm, pcfg, _ = tp.payne_model(TOY_SPACE, wl)
+    pf = tp.payne_flops(pcfg, wl.size)
+    assert pf["per_spectrum"] == 2 * (3 * 300 + 300 * 300 + 300 * 1000)
+    assert pf["per_pixel"] <= xla_flops(pm) <= 1.25 * pf["per_pixel"]
+
+
+def test_bench_throughput_quick_writes_results(tmp_path):
+    r = invoke(["bench", "throughput", "--quick", "--output-dir", str(tmp_path), "--",
+                "--presets", "tiny", "--synth", "none", "--batch", "2", "--repeats", "1", "--matmul-n", "256"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "throughput.json").read_text())
+    assert (tmp_path / "throughput.png").stat().st_size > 1000
+    assert res["benchmark"] == "throughput" and res["quick"] is True
+    for key in ("cpu", "cores", "jax_backend", "jax", "stellarinf"):
+        assert key in res["machine"]
+    assert res["matmul_peak"]["gflops"] > 0 and res["matmul_peak"]["n"] == 256
+    rows = {row["name"]: row for row in res["models"]}
+    assert set(rows) == {"transformer-payne-tiny", "payne-mlp"}, res["failures"]
+    for row in rows.values():
+        assert row["n_pixels"] == res["settings"]["n_pixels"] > 2000
+        assert row["pixels_per_s"] == pytest.approx(2 * row["n_pixels"] / row["forward_median_s"])
+        assert row["jacobian_median_s"] > 0 and row["flops_per_pixel"] > 0
+        assert row["fraction_of_peak"] == pytest.approx(row["pixels_per_s"] * row["flops_per_pixel"] / 1e9 / res["matmul_peak"]["gflops"])
+    assert rows["transformer-payne-tiny"]["n_parameters"] > 0 and rows["transformer-payne-tiny"]["architecture"]["dim"] == 32
+
+
+# ------------------------------------------------------------------------------------ accuracy
+def _toy_grid_files(tmp_path, n_train=56, n_test=24):
+    train, test = make_toy_grid(n_train, 120, seed=1), make_toy_grid(n_test, 120, seed=2)
+    train.save(tmp_path / "train.h5")
+    test.save(tmp_path / "test.h5")
+    return tmp_path / "train.h5", tmp_path / "test.h5", test
+
+
+def test_bench_accuracy_quick_on_toy_grids(tmp_path):
+    from stellarinf.emulators.metrics import evaluate_emulator
+    from stellarinf.emulators.registry import load_emulator
+
+    train, test_path, test = _toy_grid_files(tmp_path)
+    out = tmp_path / "out"
+    r = invoke(["bench", "accuracy", "--quick", "--output-dir", str(out), "--",
+                "--grid", str(train), "--test-grid", str(test_path), "--sizes", "40,1000", "--n-validation", "8",
+                "--max-steps", "6", "--max-minutes", "5", "--validate-every", "3", "--quiet", "--workdir", str(tmp_path / "work")])
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "accuracy.json").read_text())
+    assert (out / "accuracy.png").exists()
+    s = res["settings"]
+    assert s["sizes"] == [40] and s["sizes_skipped"] == [1000] and s["n_test"] == 24 and s["n_validation"] == 8
+    assert {run["model"] for run in res["runs"]} == {"transformer-payne", "payne"}
+    for run in res["runs"]:
+        assert run["n_train"] == 40 and run["steps"] == 6
+        t = run["test"]
+        for key in ("mae", "mse", "p99", "mae_line", "mae_continuum"):
+            assert math.isfinite(t[key]) and t[key] >= 0
+        assert t["n_spectra"] == 24
+        # the numbers are those of the saved model on the held-out grid
+        acc, _ = evaluate_emulator(load_emulator(run["model_dir"]), test)
+        assert t["mae"] == pytest.approx(acc.result()["mae"], rel=1e-5)
+        pos = run["position"]
+        assert set(pos["by_label"]) == set(TOY_SPACE.names)
+        assert sum(pos["by_label"]["teff"]["count"]) == 24 and sum(pos["by_edge_distance"]["count"]) == 24
+        assert len(pos["teff_logg_map"]["mae"]) == 4
+    (c,) = res["comparison"]
+    by = {run["model"]: run["test"] for run in res["runs"]}
+    assert c["n_train"] == 40 and c["mae_payne_over_tp"] == pytest.approx(by["payne"]["mae"] / by["transformer-payne"]["mae"])
+    assert c["in_claim_range"] is False and res["claim"]["tested_at"] == []
+
+
+def test_accuracy_position_errors_bins_by_label():
+    acc = load_script("accuracy")
+    labels = np.array([[4600.0, 2.5, -1.0], [5500.0, 3.5, -0.5], [6300.0, 4.9, 0.4]])
+    out = acc.position_errors(TOY_SPACE, labels, np.array([1.0, 3.0, 5.0]), n_bins=2, n_map=2)
+    assert out["by_label"]["teff"]["mae"] == [1.0, 4.0] and out["by_label"]["teff"]["count"] == [1, 2]
+    assert out["teff_logg_map"]["mae"] == [[1.0, None], [None, 4.0]]
+    # distance to the nearest face (scaled units): the first and third stars lie near faces, the second at the centre
+    assert out["by_edge_distance"]["count"] == [2, 1]
+
+
+# ------------------------------------------------------------------------------------ pretrain
+def test_pretrain_quick_two_stage_payne(tmp_path):
+    from stellarinf.emulators.registry import load_emulator
+
+    out = tmp_path / "pretrain.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "pretrain.py"), "--quick", "--model", "payne", "--sizes", "8", "--max-steps", "30",
+         "--max-minutes", "5", "--pretrain-minutes", "5", "--validate-every", "10", "--quiet",
+         "--workdir", str(tmp_path / "work"), "-o", str(out)],
+        capture_output=True, text=True, env=_env(), cwd=str(REPO))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert out.with_suffix(".png").exists()
+    assert res["benchmark"] == "pretrain" and res["settings"]["model"] == "payne"
+    assert res["settings"]["scratch_sizes"] == [8, 80] and res["pretrain"]["trained_here"] is True
+    (row,) = res["rows"]
+    assert row["n"] == 8 and row["scratch_reference_n"] == 80 and row["reference_is_full_factor"]
+    ratio = row["finetuned"]["test"]["mae"] / row["scratch_reference"]["test"]["mae"]
+    assert row["mae_finetuned_over_reference"] == pytest.approx(ratio)
+    assert row["matches_reference"] == (ratio <= 1.1)
+    assert res["n_match"] == (8 if row["matches_reference"] else None)
+    # the fine-tuned model really started from the pre-trained one
+    meta = load_emulator(row["finetuned"]["model_dir"]).metadata
+    assert meta["training"]["init"] == res["pretrain"]["source"]
+
+
+# ------------------------------------------------------------------------------------ demo
+def _demo_pieces_missing() -> str | None:
+    missing = []
+    for mod in ("stellarinf.observe.model", "stellarinf.io.spectrum", "stellarinf.inference.results",
+                "stellarinf.inference.plots", "stellarinf.inference.mocks", "stellarinf.emulators.analytic"):
+        if importlib.util.find_spec(mod) is None:
+            missing.append(mod)
+    return ", ".join(missing) or None
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory):
+    """A tiny Payne emulator trained on an analytic grid, and a noisy mock star of the same analytic model."""
+    reason = _demo_pieces_missing()
+    if reason:
+        pytest.skip(f"stellarinf demo needs modules that are not there yet: {reason}")
+    from stellarinf.design import sample_labels
+    from stellarinf.emulators.analytic import AnalyticLineModel
+    from stellarinf.emulators.training import TrainConfig, train
+    from stellarinf.inference.mocks import make_mock
+    from stellarinf.io.grid import SpectralGrid
+    from stellarinf.io.spectrum import write_spectrum_fits
+    from stellarinf.wavelength import SPEED_OF_LIGHT_KMS, log_uniform_grid
+
+    d = tmp_path_factory.mktemp("demo")
+    model = AnalyticLineModel(TOY_SPACE, (6600.0, 6620.0), 28_000.0, n_lines=12, seed=0)
+    wl = log_uniform_grid(6600.0, 6620.0, 28_000.0)
+    labels = sample_labels(TOY_SPACE, 160, "sobol", 0)
+    import jax
+
+    flux = np.asarray(jax.vmap(model.flux, in_axes=(0, None))(labels, wl))
+    grid = SpectralGrid(TOY_SPACE, labels, wl, flux, None, {"resolution": 28_000.0})
+    cfg = TrainConfig(model="payne", hidden=(32, 32), max_steps=200, validate_every=50, progress=False, seed=0)
+    train(grid, d / "model", cfg)
+    f = 1 + 30.0 / SPEED_OF_LIGHT_KMS
+    obs_wl = wl[(wl >= 6600.0 * f) & (wl <= 6620.0 / f)]
+    truth = {"labels": {"teff": 5650.0, "logg": 4.3, "feh": -0.25}, "nuisances": {"rv": 12.3, "vsini": 4.0, "vmacro": 3.0}}
+    spec = make_mock(model, obs_wl, {**truth["labels"], **truth["nuisances"]}, snr=80, resolution=28_000.0, seed=1)
+    write_spectrum_fits(d / "demo_star.fits", spec)
+    (d / "demo_truth.json").write_text(json.dumps(truth))
+    return d, truth
+
+
+@pytest.mark.slow  # ~2 min on a loaded 2-core CPU: MAP + Laplace compile dominate; run with `pytest -m slow`
+def test_demo_end_to_end_with_a_tiny_model(tiny_demo, tmp_path):
+    from astropy.table import Table
+
+    d, truth = tiny_demo
+    out = tmp_path / "demo_out"
+    r = invoke(["demo", "--emulator", str(d / "model"), "--spectrum", str(d / "demo_star.fits"),
+                "--sampler", "laplace", "--chains", "2", "--draws", "200", "--map-starts", "2", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    for name in ("demo.nc", "demo_summary.fits", "demo_summary.csv", "demo_report.json", "demo_corner.png", "demo_fit.png"):
+        assert (out / name).exists(), name
+    report = json.loads((out / "demo_report.json").read_text())
+    assert report["fixed"] == {"vmacro": 3.0}  # held at the truth file's value by default
+    rows = {row["label"]: row for row in report["rows"]}
+    assert set(rows) == {"teff", "logg", "feh", "rv", "vsini"}
+    for name, row in rows.items():
+        assert row["truth"] == {**truth["labels"], **truth["nuisances"]}[name]
+        assert row["crb"] > 0 and math.isfinite(row["crb"])
+        assert row["sd_over_crb"] == pytest.approx(row["sd"] / row["crb"])
+        assert row["pull"] == pytest.approx((row["median"] - row["truth"]) / row["sd"])
+    table = Table.read(out / "demo_summary.csv")
+    assert float(table[list(table["name"]).index("teff")]["p50"]) == pytest.approx(rows["teff"]["median"], rel=1e-4)
+    # the printed table has the truth, the posterior and the CRB side by side
+    assert "sd/CRB" in r.output and "(med−truth)/sd" in r.output and "teff" in r.output
+
+
+def test_demo_table_rows_pull_and_crb_ratio():
+    from astropy.table import Table
+
+    from stellarinf.commands.demo import comparison_rows, format_rows
+
+    table = Table(rows=[("teff", "K", 5700.0, 50.0, 5650.0, 5750.0, ""), ("cont_0_0", "", 1.0, 0.01, 0.99, 1.01, ""),
+                        ("rv", "km/s", 12.0, 0.2, 11.8, 12.2, "ess")],
+                  names=("name", "unit", "p50", "sd", "p16", "p84", "flags"))
+    rows = comparison_rows(table, {"teff": 5650.0, "rv": 12.3}, {"teff": 40.0, "rv": 0.25})
+    assert [r["label"] for r in rows] == ["teff", "rv"]  # continuum coefficients are not reported
+    assert rows[0]["pull"] == pytest.approx(1.0) and rows[0]["sd_over_crb"] == pytest.approx(1.25)
+    assert rows[1]["pull"] == pytest.approx(-1.5) and rows[1]["flags"] == "ess"
+    text = format_rows(rows)
+    assert "5650.0" in text and "+1.00" in text and "1.25" in text and "-1.50" in text
+
+
+def test_demo_names_the_fix_when_the_default_model_is_missing(tmp_path):
+    from stellarinf.io.spectrum import Spectrum, write_spectrum_fits
+
+    data = tmp_path / "data"
+    (data / "demo").mkdir(parents=True)
+    wl = np.linspace(6500.0, 6510.0, 50)
+    write_spectrum_fits(data / "demo" / "demo_star.fits", Spectrum(wl, np.ones_like(wl), np.full_like(wl, 0.01), resolution=28000.0))
+    (data / "demo" / "demo_truth.json").write_text(json.dumps({"labels": {"teff": 5650.0}, "nuisances": {"rv": 0.0}}))
+    env = {**_env(), "STELLARINF_DATA": str(data)}
+    proc = subprocess.run([sys.executable, "-m", "stellarinf.cli", "demo", "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 3 and "python data/make_defaults.py" in proc.stderr
+    (data / "demo" / "demo_star.fits").unlink()
+    proc = subprocess.run([sys.executable, "-m", "stellarinf.cli", "demo"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 3 and "demo_star.fits is missing" in proc.stderr and "--steps demo" in proc.stderr
+
+
+def test_make_defaults_dry_run_lists_the_recipe(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "data" / "make_defaults.py"), "--dry-run", "--work", str(tmp_path)],
+                          capture_output=True, text=True, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert "stellarinf grid --n 10000 --design sobol --seed 42 --fidelity realistic --window galah-red" in text
+    assert "--seed 43" in text  # the held-out grid uses another seed
+    assert "--model transformer-payne" in text and "--preset small" in text and "--model payne" in text
+    assert "data/models/transformer-payne-small" in text and "data/models/payne-mlp" in text
+    assert "snr=80" in text and "RECIPE.md" in text
+    assert not (tmp_path / "make_defaults_log.json").exists()  # a dry run records nothing
