@@ -1,0 +1,108 @@
+"""Calibration (coverage) of posteriors on ≥ 100 emulator-made mocks (issue #5; a benchmark, not a test).
+
+Each mock is made by the *same* model that fits it (so the posterior is exact up to sampling error);
+we count how often the central 68% and 95% credible intervals contain the truth: target 68±5% and 95±3%
+(pooled over labels), and report per-label coverage and the rank statistics (SBC-style histogram of the
+truth's rank among the draws).
+
+    python benchmarks/calibration.py --emulator default --n-mocks 100 --sampler laplace
+    python benchmarks/calibration.py --quick
+
+Writes benchmarks/results/calibration.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import stellarinf  # noqa: F401
+from stellarinf.inference.batch import map_laplace_batch
+from stellarinf.inference.density import Problem
+from stellarinf.inference.mocks import benchmark_setup, make_mock, random_truth
+from stellarinf.inference.samplers import laplace_posterior, sample
+from stellarinf.io.atomic import write_json_atomic
+from stellarinf.machine import machine_info
+from stellarinf.observe.model import ObservationModel
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--emulator", default="default")
+    ap.add_argument("--n-mocks", type=int, default=100)
+    ap.add_argument("--snr", type=float, default=100.0)
+    ap.add_argument("--sampler", default="laplace", help="laplace | nuts | blackjax-nuts | mclmc")
+    ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--draws", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="analytic model (truth = fit model), Laplace")
+    ap.add_argument("--output", default=str(RESULTS / "calibration.json"))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.sampler = "laplace"
+    fit_model, _, wl, resolution, desc = benchmark_setup(args.emulator, quick=args.quick, truth="emulator")
+    rng = np.random.default_rng(args.seed)
+    names = list(fit_model.label_space.names) + ["rv", "vsini"]
+    t0 = time.perf_counter()
+    truths, problems = [], []
+    for k in range(args.n_mocks):
+        truth = random_truth(fit_model.label_space, rng, rv_max=60.0)
+        spec = make_mock(fit_model, wl, truth, snr=args.snr, resolution=resolution, seed=int(rng.integers(2**31)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            om = ObservationModel(fit_model, spec, rv_max=100, vsini_max=30, vmacro_max=10, fixed={"vmacro": 0.0}, continuum_degree=-1)
+        truths.append(truth)
+        problems.append(Problem.build(om))
+    t_mocks = time.perf_counter() - t0
+    inits = map_laplace_batch(problems, n_starts=4, seed=args.seed, chunk_size=16)
+    in68, in95, ranks = [], [], []
+    for k, (p, lap, truth) in enumerate(zip(problems, inits, truths)):
+        if args.sampler == "laplace":
+            post = laplace_posterior(p, chains=args.chains, draws=args.draws, seed=k, init=lap)
+        else:
+            post = sample(p, args.sampler, chains=args.chains, warmup=args.warmup, draws=args.draws, seed=k, init=lap)
+        r68, r95, rk = [], [], []
+        for n in names:
+            d = post.samples[n].ravel()
+            lo68, hi68, lo95, hi95 = np.percentile(d, [15.865, 84.135, 2.5, 97.5])
+            r68.append(lo68 <= truth[n] <= hi68)
+            r95.append(lo95 <= truth[n] <= hi95)
+            rk.append(float(np.mean(d < truth[n])))
+        in68.append(r68)
+        in95.append(r95)
+        ranks.append(rk)
+    in68, in95, ranks = np.array(in68), np.array(in95), np.array(ranks)
+    c68, c95 = float(in68.mean()), float(in95.mean())
+    n_eff = in68.size
+    out = {
+        "benchmark": "calibration",
+        "machine": machine_info(),
+        "args": vars(args),
+        **desc,
+        "coverage_68": c68,
+        "coverage_95": c95,
+        "binomial_sd_68": float(np.sqrt(0.68 * 0.32 / args.n_mocks)),
+        "binomial_sd_95": float(np.sqrt(0.95 * 0.05 / args.n_mocks)),
+        "n_intervals": int(n_eff),
+        "coverage_68_per_label": dict(zip(names, in68.mean(0).round(3).tolist())),
+        "coverage_95_per_label": dict(zip(names, in95.mean(0).round(3).tolist())),
+        "rank_histogram_10_bins_per_label": {n: np.histogram(ranks[:, i], bins=10, range=(0, 1))[0].tolist() for i, n in enumerate(names)},
+        "pass": bool(abs(c68 - 0.68) <= 0.05 and abs(c95 - 0.95) <= 0.03),
+        "seconds_mocks": t_mocks,
+        "seconds_total": time.perf_counter() - t0,
+    }
+    write_json_atomic(args.output, out)
+    print(f"coverage 68%: {c68:.3f}  95%: {c95:.3f}  ({args.n_mocks} mocks × {len(names)} labels)  pass={out['pass']}")
+    print(f"wrote {args.output}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Speed of inference (issue #5): wall-clock time to a converged posterior (4 chains, ESS ≥ 400 for every
+label, R-hat < 1.01), MAP time per spectrum, and batch MAP/Laplace throughput.
+
+Times are reported with and without compilation (the first call compiles; a second identical call shows
+the steady-state cost that a survey run pays per spectrum).
+
+    python benchmarks/inference_speed.py --emulator default        # TransformerPayne small
+    python benchmarks/inference_speed.py --emulator default-payne  # Payne MLP
+    python benchmarks/inference_speed.py --quick
+
+Writes benchmarks/results/inference_speed[_<emulator>].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+
+import stellarinf  # noqa: F401
+from stellarinf.inference.batch import map_laplace_batch
+from stellarinf.inference.density import Problem
+from stellarinf.inference.laplace import laplace
+from stellarinf.inference.map import find_map
+from stellarinf.inference.mocks import benchmark_setup, make_mock, random_truth
+from stellarinf.inference.samplers import sample
+from stellarinf.io.atomic import write_json_atomic
+from stellarinf.machine import machine_info
+from stellarinf.observe.model import ObservationModel
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def build(fit_model, spec):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        om = ObservationModel(fit_model, spec, rv_max=100, vsini_max=30, vmacro_max=10, fixed={"vmacro": 0.0}, continuum_degree=1, continuum="marginalise")
+    return Problem.build(om)
+
+
+def min_ess(post):
+    ds = {n: post.samples[n] for n in post.names}
+    ess = az.ess(az.from_dict(posterior=ds).posterior)
+    rhat = az.rhat(az.from_dict(posterior=ds).posterior)
+    return float(min(float(ess[n]) for n in post.names)), float(max(float(rhat[n]) for n in post.names))
+
+
+def time_to_converged(problem, sampler, lap, warmup, draws0, max_draws):
+    """Run with draws0, doubling the draws until min ESS ≥ 400 and R-hat < 1.01."""
+    draws, runs = draws0, []
+    while True:
+        t0 = time.perf_counter()
+        post = sample(problem, sampler, chains=4, warmup=warmup, draws=draws, seed=1, init=lap)
+        wall = time.perf_counter() - t0
+        ess, rhat = min_ess(post)
+        runs.append({"draws": draws, "seconds": wall, "min_ess": ess, "max_r_hat": rhat, "n_gradient_evals": post.n_gradient_evals, "n_divergent": post.n_divergent})
+        print(f"  {sampler}: draws {draws}: {wall:.1f} s, min ESS {ess:.0f}, max R-hat {rhat:.4f}", flush=True)
+        if (ess >= 400 and rhat < 1.01) or draws >= max_draws:
+            return {"converged": bool(ess >= 400 and rhat < 1.01), "runs": runs, "seconds_last_run": wall}
+        draws *= 2
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--emulator", default="default")
+    ap.add_argument("--samplers", nargs="+", default=["nuts", "blackjax-nuts", "mclmc"])
+    ap.add_argument("--snr", type=float, default=100.0)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--draws", type=int, default=250)
+    ap.add_argument("--max-draws", type=int, default=4000)
+    ap.add_argument("--n-map", type=int, default=8, help="spectra for the per-spectrum MAP timing")
+    ap.add_argument("--batch", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--output", default=None)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.samplers, args.warmup, args.draws, args.max_draws, args.n_map, args.batch = ["blackjax-nuts", "mclmc"], 200, 250, 1000, 3, [8]
+    name = "quick" if args.quick else str(args.emulator).replace("/", "_")
+    output = args.output or str(RESULTS / f"inference_speed_{name}.json")
+    fit_model, _, wl, resolution, desc = benchmark_setup(args.emulator, quick=args.quick, truth="emulator")
+    rng = np.random.default_rng(0)
+    specs = [make_mock(fit_model, wl, random_truth(fit_model.label_space, rng, rv_max=60.0), snr=args.snr, resolution=resolution, seed=i) for i in range(max(args.n_map, max(args.batch)))]
+    out = {"benchmark": "inference_speed", "machine": machine_info(), "args": vars(args), **desc, "n_pixels": int(wl.size)}
+
+    # MAP per spectrum: first call compiles, later ones are steady state
+    problems = [build(fit_model, s) for s in specs]
+    times = []
+    for p in problems[: args.n_map]:
+        t0 = time.perf_counter()
+        find_map(p, n_starts=4)
+        times.append(time.perf_counter() - t0)
+    out["map_seconds_first_call_incl_compile"] = times[0]
+    out["map_seconds_per_spectrum_steady"] = float(np.median(times[1:])) if len(times) > 1 else None
+    print(f"MAP: first {times[0]:.1f} s, steady {out['map_seconds_per_spectrum_steady']} s per spectrum (4 starts)")
+
+    # batch MAP + Laplace throughput
+    out["batch"] = {}
+    for n in args.batch:
+        map_laplace_batch(problems[:n], n_starts=4, chunk_size=n, progress=False)  # compile
+        t0 = time.perf_counter()
+        map_laplace_batch(problems[:n], n_starts=4, chunk_size=n, progress=False)
+        wall = time.perf_counter() - t0
+        out["batch"][str(n)] = {"seconds": wall, "spectra_per_second": n / wall}
+        print(f"batch MAP+Laplace ×{n}: {wall:.1f} s ({n / wall:.2f} spectra/s)")
+
+    # time to a converged posterior, 4 chains
+    p = problems[0]
+    lap = laplace(p, find_map(p, n_starts=4))
+    out["posterior"] = {}
+    for s in args.samplers:
+        first = time_to_converged(p, s, lap, args.warmup, args.draws, args.max_draws)
+        again = time_to_converged(p, s, lap, args.warmup, first["runs"][-1]["draws"], first["runs"][-1]["draws"])
+        out["posterior"][s] = {"first_incl_compile": first, "steady_state": again}
+    write_json_atomic(output, out)
+    print(f"wrote {output}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Fit many spectra: MAP/Laplace vmapped across spectra (in chunks, with a progress bar), or MCMC chains
+per spectrum; one results table with a row per spectrum.
+
+Spectra on the same pixel grid with the same model give :class:`Problem` pytrees of identical
+structure: their array leaves are stacked (leaves shared by all, e.g. emulator weights, are not copied)
+and the multi-start optimiser runs under ``vmap`` over spectra, compiled once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from astropy.table import Table
+
+from .density import Problem
+from .laplace import LaplaceResult, covariance_from_hessian
+from .map import MAPResult, newton_mode, optimise_starts, start_points
+
+
+def _stackable(problems: Sequence[Problem]):
+    """(stacked problem, in_axes) if all problems share structure and shapes, else None."""
+    arrays0, static0 = eqx.partition(problems[0], eqx.is_array)
+    leaves0, treedef0 = jax.tree.flatten(arrays0)
+    all_leaves = []
+    for p in problems:
+        arrays, static = eqx.partition(p, eqx.is_array)
+        leaves, treedef = jax.tree.flatten(arrays)
+        if treedef != treedef0 or not eqx.tree_equal(static, static0):
+            return None
+        if any(np.shape(a) != np.shape(b) for a, b in zip(leaves, leaves0)):
+            return None
+        all_leaves.append(leaves)
+    stacked, axes = [], []
+    for j, leaf0 in enumerate(leaves0):
+        column = [leaves[j] for leaves in all_leaves]
+        if all(c is leaf0 for c in column):
+            stacked.append(leaf0)
+            axes.append(None)
+        else:
+            stacked.append(jnp.stack([jnp.asarray(c) for c in column]))
+            axes.append(0)
+    arrays = jax.tree.unflatten(treedef0, stacked)
+    axes_tree = jax.tree.unflatten(treedef0, axes)
+    problem = eqx.combine(arrays, static0)
+    in_axes = eqx.combine(axes_tree, jax.tree.map(lambda _: None, static0))
+    return problem, in_axes
+
+
+def _batched_mode(in_axes, max_iter, tol):
+    def one(problem, z0s):
+        zs, values, n_iter, conv = optimise_starts(problem, z0s, max_iter, tol, False)
+        best = jnp.argmax(jnp.where(jnp.isfinite(values), values, -jnp.inf))
+        zmap = zs[best]
+        zl, _, hess = newton_mode(problem, zmap)  # unconstrained mode for Laplace, from the MAP
+        return zmap, values, n_iter, conv, zl, hess
+
+    return eqx.filter_jit(eqx.filter_vmap(one, in_axes=(in_axes, 0)))
+
+
+def map_laplace_batch(
+    problems: Sequence[Problem],
+    *,
+    n_starts: int = 4,
+    seed: int = 0,
+    chunk_size: int = 16,
+    max_iter: int = 200,
+    tol: float = 1e-3,
+    progress: bool = True,
+) -> list[LaplaceResult]:
+    """MAP + Laplace for every problem, vmapped in chunks (padded so every chunk compiles the same)."""
+    from tqdm.auto import tqdm
+
+    problems = list(problems)
+    if not problems:
+        return []
+    out: list[LaplaceResult] = []
+    bar = tqdm(total=len(problems), desc="MAP/Laplace", unit="spectrum", disable=not progress)
+    stack = _stackable(problems[: min(chunk_size, len(problems))])
+    fn = None
+    for start in range(0, len(problems), chunk_size):
+        chunk = problems[start : start + chunk_size]
+        t0 = time.perf_counter()
+        padded = chunk + [chunk[-1]] * (min(chunk_size, len(problems)) - len(chunk))
+        st = _stackable(padded) if stack is not None else None
+        if st is None:  # structures differ: one at a time
+            from .laplace import laplace
+            from .map import find_map
+
+            for i, p in enumerate(chunk):
+                m = find_map(p, n_starts=n_starts, seed=seed + start + i)
+                out.append(laplace(p, m))
+                bar.update(1)
+            continue
+        problem, in_axes = st
+        if fn is None:
+            fn = _batched_mode(in_axes, max_iter, tol)
+        z0s = jnp.asarray(np.stack([start_points(p, n_starts, seed + start + i) for i, p in enumerate(padded)]))
+        zmap, values, n_iter, conv, zl, hess = jax.block_until_ready(fn(problem, z0s))
+        wall = (time.perf_counter() - t0) / len(chunk)
+        for i, p in enumerate(chunk):
+            vals = np.asarray(values[i])
+            best = int(np.argmax(np.where(np.isfinite(vals), vals, -np.inf)))
+            x = p.to_numpy_params(np.asarray(zmap[i]))
+            m = MAPResult(
+                names=p.names,
+                params={n: float(v) for n, v in x.items()},
+                z=np.asarray(zmap[i]),
+                log_posterior=float(vals[best]),
+                hessian=None,
+                start_values=vals,
+                converged=np.asarray(conv[i]),
+                n_iterations=np.asarray(n_iter[i]),
+                wall_time=wall,
+                jacobian=False,
+            )
+            cov, ok = covariance_from_hessian(np.asarray(hess[i]))
+            out.append(LaplaceResult(p.names, np.asarray(zl[i]), cov, ok, m, wall))
+        bar.update(len(chunk))
+    bar.close()
+    return out
+
+
+def _row_from_table(spectrum_id: str, table: Table) -> dict:
+    row = {"spectrum": spectrum_id}
+    for r in table:
+        n = r["name"]
+        row[n] = float(r["p50"])
+        row[f"{n}_err"] = float(r["sd"])
+        row[f"{n}_p16"] = float(r["p16"])
+        row[f"{n}_p84"] = float(r["p84"])
+    row["r_hat_max"] = float(np.nanmax(table["r_hat"])) if np.any(np.isfinite(table["r_hat"])) else math.nan
+    row["ess_bulk_min"] = float(np.min(table["ess_bulk"]))
+    row["chi2_reduced"] = float(table.meta.get("CHI2RED", math.nan))
+    row["n_divergent"] = int(table.meta.get("NDIVERG", 0))
+    flags = [f"{r['name']}:{r['flags']}" for r in table if r["flags"]]
+    if table.meta.get("FLAGS"):
+        flags.insert(0, table.meta["FLAGS"])
+    row["flags"] = ";".join(flags)
+    return row
+
+
+def fit_batch(
+    problems: Sequence[Problem],
+    ids: Sequence[str] | None = None,
+    *,
+    method: str = "laplace",
+    chains: int = 4,
+    warmup: int = 500,
+    draws: int = 1000,
+    n_starts: int = 4,
+    seed: int = 0,
+    chunk_size: int = 16,
+    progress: bool = True,
+    keep_idata: bool = False,
+):
+    """Fit every problem; returns ``(table, idatas)`` — one row per spectrum (medians, sd, 16/84
+    percentiles, max R-hat, min ESS, reduced χ², divergences, flags); ``idatas`` if ``keep_idata``."""
+    from tqdm.auto import tqdm
+
+    from .results import summary_table, to_inference_data
+    from .samplers import laplace_posterior, sample
+
+    problems = list(problems)
+    ids = [f"spectrum_{i}" for i in range(len(problems))] if ids is None else [str(i) for i in ids]
+    inits = map_laplace_batch(problems, n_starts=n_starts, seed=seed, chunk_size=chunk_size, progress=progress)
+    rows, idatas = [], []
+    bar = tqdm(total=len(problems), desc=f"posteriors ({method})", unit="spectrum", disable=not progress or method in ("map", "laplace"))
+    for i, (p, lap) in enumerate(zip(problems, inits)):
+        if method in ("laplace", "map"):
+            post = laplace_posterior(p, chains=chains, draws=draws, seed=seed + i, init=lap)
+            post.method = method
+        else:
+            post = sample(p, method, chains=chains, warmup=warmup, draws=draws, seed=seed + i, init=lap)
+        idata = to_inference_data(post, p, n_predictive=20 if not keep_idata else 100)
+        rows.append(_row_from_table(ids[i], summary_table(idata)))
+        if keep_idata:
+            idatas.append(idata)
+        bar.update(1)
+    bar.close()
+    table = Table(rows=rows)
+    table.meta["METHOD"] = method
+    return table, idatas

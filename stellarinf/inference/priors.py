@@ -1,0 +1,222 @@
+"""Prior specifications: uniform over the emulator's training box by default, user overrides on top.
+
+A prior is a :class:`Prior` with a support box ``[lower, upper]`` (never wider than the training box
+or the nuisance bounds of the observation model) and a shape:
+
+- ``uniform``: flat on the box (improper flat if the box is unbounded, e.g. continuum coefficients);
+- ``gaussian``: ``N(mean, sigma)`` truncated to the box, e.g. ``logg=4.4+-0.1`` from asteroseismology.
+
+Text forms accepted by :func:`parse_prior` (the CLI's ``--prior``)::
+
+    logg=4.4+-0.1      logg=4.4±0.1      logg = 4.4 +/- 0.1      Gaussian, truncated to the box
+    teff=5000:6000     teff=5000..6000                            uniform on a narrower box
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Iterable, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ..errors import LabelError, StellarinfError
+
+
+class PriorError(StellarinfError, ValueError):
+    """A prior specification cannot be used (syntax, unknown parameter, empty support)."""
+
+
+UNIFORM, GAUSSIAN = "uniform", "gaussian"
+
+
+@dataclasses.dataclass(frozen=True)
+class Prior:
+    """Prior of one parameter: ``kind`` is ``"uniform"`` or ``"gaussian"`` (truncated to the box)."""
+
+    kind: str = UNIFORM
+    lower: float = -math.inf
+    upper: float = math.inf
+    mean: float = 0.0
+    sigma: float = 1.0
+
+    def __post_init__(self):
+        if self.kind not in (UNIFORM, GAUSSIAN):
+            raise PriorError(f"prior kind must be 'uniform' or 'gaussian', got {self.kind!r}")
+        if math.isnan(self.lower) or math.isnan(self.upper) or not self.lower < self.upper:
+            raise PriorError(f"prior box must have lower < upper, got [{self.lower}, {self.upper}]")
+        if self.kind == GAUSSIAN and not (math.isfinite(self.mean) and math.isfinite(self.sigma) and self.sigma > 0):
+            raise PriorError(f"Gaussian prior needs a finite mean and sigma > 0, got {self.mean} +- {self.sigma}")
+
+    def describe(self) -> str:
+        if self.kind == GAUSSIAN:
+            return f"N({self.mean:g}, {self.sigma:g}) on [{self.lower:g}, {self.upper:g}]"
+        return f"U[{self.lower:g}, {self.upper:g}]"
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorRequest:
+    """A user's prior before it is checked against a model's parameters and bounds."""
+
+    name: str
+    kind: str
+    a: float  # mean (gaussian) or lower (uniform)
+    b: float  # sigma (gaussian) or upper (uniform)
+
+
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_GAUSS_RE = re.compile(rf"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*({_NUM})\s*(?:\+-|\+/-|±)\s*({_NUM})\s*$")
+_UNIF_RE = re.compile(rf"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*({_NUM})\s*(?::|\.\.)\s*({_NUM})\s*$")
+
+
+def parse_prior(text: str) -> PriorRequest:
+    """Parse ``"logg=4.4+-0.1"`` (truncated Gaussian) or ``"teff=5000:6000"`` (uniform)."""
+    if not isinstance(text, str):
+        raise PriorError(f"a prior must be text such as 'logg=4.4+-0.1', got {type(text).__name__}")
+    m = _GAUSS_RE.match(text)
+    if m:
+        name, mean, sigma = m.group(1).lower(), float(m.group(2)), float(m.group(3))
+        if not sigma > 0:
+            raise PriorError(f"prior {text!r}: the width must be positive; write e.g. '{name}={mean:g}+-0.1'")
+        return PriorRequest(name, GAUSSIAN, mean, sigma)
+    m = _UNIF_RE.match(text)
+    if m:
+        name, lo, hi = m.group(1).lower(), float(m.group(2)), float(m.group(3))
+        if not lo < hi:
+            raise PriorError(f"prior {text!r}: the range must have lower < upper; write e.g. '{name}={min(lo, hi):g}:{max(lo, hi):g}'")
+        return PriorRequest(name, UNIFORM, lo, hi)
+    raise PriorError(
+        f"cannot parse prior {text!r}; use NAME=MEAN+-SIGMA for a Gaussian (e.g. 'logg=4.4+-0.1') "
+        "or NAME=LOW:HIGH for a uniform range (e.g. 'teff=5000:6000')"
+    )
+
+
+def _as_requests(priors) -> list[PriorRequest]:
+    if priors is None:
+        return []
+    if isinstance(priors, (str, PriorRequest)):
+        priors = [priors]
+    out = []
+    if isinstance(priors, Mapping):
+        for name, spec in priors.items():
+            if isinstance(spec, Prior):
+                a, b = (spec.mean, spec.sigma) if spec.kind == GAUSSIAN else (spec.lower, spec.upper)
+                out.append(PriorRequest(name, spec.kind, a, b))
+            elif isinstance(spec, tuple) and len(spec) == 2:
+                out.append(PriorRequest(name, GAUSSIAN, float(spec[0]), float(spec[1])))
+            else:
+                raise PriorError(f"prior for {name!r}: give a Prior, a (mean, sigma) tuple or text like '{name}=4.4+-0.1'")
+        return out
+    for p in priors:
+        out.append(p if isinstance(p, PriorRequest) else parse_prior(p))
+    return out
+
+
+def resolve_priors(
+    bounds: Mapping[str, tuple[float, float]], overrides: Iterable | Mapping | str | None = None
+) -> dict[str, Prior]:
+    """Priors for every parameter in ``bounds`` (the training box + nuisance bounds).
+
+    Default: uniform over the bounds. ``overrides`` (texts, :class:`PriorRequest` or a mapping
+    name → Prior / (mean, sigma)) replace the default for their parameter; a Gaussian is truncated to
+    the bounds and a uniform range must lie inside them. Unknown names raise :class:`PriorError`.
+    """
+    priors = {name: Prior(UNIFORM, float(lo), float(hi)) for name, (lo, hi) in bounds.items()}
+    seen = set()
+    for req in _as_requests(overrides):
+        if req.name not in bounds:
+            raise PriorError(
+                f"prior for unknown parameter {req.name!r}; this fit has parameters {', '.join(bounds)} "
+                "(check the spelling: canonical names are teff, logg, feh, vmic, <element>_fe, rv, vsini, vmacro)"
+            )
+        if req.name in seen:
+            raise PriorError(f"two priors given for {req.name!r}; give one")
+        seen.add(req.name)
+        lo, hi = (float(v) for v in bounds[req.name])
+        if req.kind == GAUSSIAN:
+            mean, sigma = req.a, req.b
+            # distance (in sigma) of the mean outside the box: beyond 3 sigma there is no usable mass
+            gap = max(lo - mean, mean - hi, 0.0) / sigma
+            if gap > 3:
+                raise PriorError(
+                    f"prior {req.name}={mean:g}+-{sigma:g} lies outside the model's range [{lo:g}, {hi:g}] "
+                    "(more than 3 sigma away); the emulator cannot describe such a star: use a model trained "
+                    "on a box that covers it, or check the prior"
+                )
+            priors[req.name] = Prior(GAUSSIAN, lo, hi, mean, sigma)
+        else:
+            a, b = req.a, req.b
+            if a < lo - 1e-9 * abs(hi - lo) or b > hi + 1e-9 * abs(hi - lo):
+                raise PriorError(
+                    f"uniform prior {req.name}={a:g}:{b:g} reaches outside the model's range [{lo:g}, {hi:g}]; "
+                    "narrow it to lie inside (samplers never leave the training box)"
+                )
+            priors[req.name] = Prior(UNIFORM, max(a, lo), min(b, hi))
+    return priors
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorArrays:
+    """Priors of the free parameters as arrays (n_free,), for pure-JAX evaluation."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    is_gaussian: np.ndarray
+    mean: np.ndarray
+    sigma: np.ndarray
+    log_norm: np.ndarray  # log normalising constant per parameter
+
+    @classmethod
+    def from_priors(cls, priors: Mapping[str, Prior], names) -> "PriorArrays":
+        ps = [priors[n] for n in names]
+        lower = np.array([p.lower for p in ps], dtype=np.float64)
+        upper = np.array([p.upper for p in ps], dtype=np.float64)
+        is_g = np.array([p.kind == GAUSSIAN for p in ps])
+        mean = np.array([p.mean for p in ps], dtype=np.float64)
+        sigma = np.array([p.sigma for p in ps], dtype=np.float64)
+        log_norm = np.zeros(len(ps))
+        for i, p in enumerate(ps):
+            if p.kind == GAUSSIAN:
+                from scipy.special import ndtr
+
+                mass = ndtr((p.upper - p.mean) / p.sigma) - ndtr((p.lower - p.mean) / p.sigma)
+                log_norm[i] = -math.log(max(mass, 1e-300)) - math.log(p.sigma) - 0.5 * math.log(2 * math.pi)
+            elif math.isfinite(p.upper - p.lower):
+                log_norm[i] = -math.log(p.upper - p.lower)
+        return cls(lower, upper, is_g, mean, sigma, log_norm)
+
+    def log_prob(self, x: Float[Array, "n"]) -> Float[Array, ""]:
+        """Sum of log prior densities at ``x`` (assumed inside the box; the transforms guarantee it)."""
+        gauss = -0.5 * ((x - self.mean) / self.sigma) ** 2
+        return jnp.sum(jnp.where(self.is_gaussian, gauss, 0.0) + self.log_norm)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Draws (n, n_free) from the priors (flat improper priors → standard normal around 0)."""
+        from scipy.stats import truncnorm
+
+        out = np.empty((n, len(self.lower)))
+        for i in range(len(self.lower)):
+            lo, hi = self.lower[i], self.upper[i]
+            if self.is_gaussian[i]:
+                a, b = (lo - self.mean[i]) / self.sigma[i], (hi - self.mean[i]) / self.sigma[i]
+                out[:, i] = truncnorm.rvs(a, b, loc=self.mean[i], scale=self.sigma[i], size=n, random_state=rng)
+            elif np.isfinite(lo) and np.isfinite(hi):
+                out[:, i] = rng.uniform(lo, hi, n)
+            elif np.isfinite(lo):
+                out[:, i] = lo + np.abs(rng.standard_normal(n))
+            elif np.isfinite(hi):
+                out[:, i] = hi - np.abs(rng.standard_normal(n))
+            else:
+                out[:, i] = rng.standard_normal(n)
+        return out
+
+
+def check_name(name: str, names) -> None:
+    if name not in names:
+        raise LabelError(f"unknown parameter {name!r}; this fit has {', '.join(names)}")

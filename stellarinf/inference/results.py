@@ -1,0 +1,325 @@
+"""Posterior → ArviZ ``InferenceData`` (netCDF) and the astropy summary ``Table`` with diagnostic flags.
+
+InferenceData groups:
+- ``posterior``: one variable per free parameter, named canonically (``teff``, ``logg``, ``rv``...);
+- ``sample_stats``: ``lp`` and, for NUTS, ``diverging``, ``tree_depth``, ``n_steps``, ``energy``,
+  ``acceptance_rate``;
+- ``observed_data``: ``flux`` (dim ``pixel``); ``constant_data``: ``wavelength``, ``flux_error``, ``mask``;
+- ``posterior_predictive``: ``model_flux`` (noise-free) and ``flux`` (with noise) for a thinned set of draws.
+Attributes (JSON strings where structured) record the method, priors, bounds, fixed values, the best
+fit and its χ², timings.
+
+Flags (``summary_table``): per parameter ``rhat`` (R-hat > 1.01), ``ess`` (bulk ESS < 100),
+``edge_low``/``edge_high`` (> 5% of draws within 1% of the box edge, stellar labels and RV only);
+global ``divergences`` (any divergent transition), ``chi2`` (reduced χ² of the best fit far from 1),
+``hessian`` (Laplace: curvature not positive definite), ``few_draws`` (only one chain: no R-hat).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Mapping
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+from astropy.table import Table
+
+from ..errors import StellarinfError
+from ..io.atomic import atomic_path
+from ..labels import NUISANCE_UNITS, STELLAR_UNITS, element_of
+from .density import Problem
+from .samplers import Posterior
+
+RHAT_MAX = 1.01
+ESS_MIN = 100
+EDGE_FRACTION = 0.05  # flag when more than this fraction of draws ...
+EDGE_WIDTH = 0.01  # ... lies within this fraction of the box span from an edge
+_EDGE_EXEMPT = ("vsini", "vmacro", "ln_jitter")  # zero rotation/no jitter at the edge is physical
+
+
+def unit_for(name: str) -> str:
+    if name in STELLAR_UNITS:
+        return STELLAR_UNITS[name]
+    if name in NUISANCE_UNITS:
+        return NUISANCE_UNITS[name]
+    if element_of(name) is not None:
+        return "dex"
+    return ""
+
+
+def is_continuum(name: str) -> bool:
+    return name.startswith("cont")
+
+
+# ---------------------------------------------------------------------------------------------
+# access to the observation model (kept in one place: adapt here if its API changes)
+# ---------------------------------------------------------------------------------------------
+def predict(obs_model, params):
+    """Model flux at the observed pixels."""
+    fn = getattr(obs_model, "model_flux", None) or getattr(obs_model, "predict")
+    return fn(params)
+
+
+def observed_arrays(obs_model) -> dict[str, np.ndarray]:
+    """wavelength, flux, flux_error, mask (True = used) of the observed spectrum."""
+    wl = np.asarray(obs_model.wavelength, dtype=np.float64)
+    weight = getattr(obs_model, "weight", None)
+    mask = np.ones(wl.shape, dtype=bool) if weight is None else np.asarray(weight) > 0
+    flux = np.where(mask, np.asarray(obs_model.flux, dtype=np.float64), np.nan)
+    sigma = np.where(mask, np.asarray(obs_model.sigma, dtype=np.float64), np.nan)
+    return {"wavelength": wl, "flux": flux, "flux_error": sigma, "mask": mask}
+
+
+def total_sigma(obs_model, params) -> np.ndarray:
+    """Per-pixel σ the likelihood uses (noise, jitter and emulator error in quadrature)."""
+    var = getattr(obs_model, "variance", None)
+    if var is not None:
+        return np.sqrt(np.asarray(var(params)))
+    return observed_arrays(obs_model)["flux_error"]
+
+
+def chi2_of(problem: Problem, params: Mapping[str, float]) -> tuple[float, int]:
+    """χ² of a parameter set against the data (masked pixels excluded) and its degrees of freedom."""
+    full = dict(problem.fixed)
+    full.update({k: jnp.asarray(v) for k, v in params.items()})
+    obs = observed_arrays(problem.obs_model)
+    model = np.asarray(predict(problem.obs_model, full))
+    sig = total_sigma(problem.obs_model, full)
+    m = obs["mask"] & np.isfinite(obs["flux"]) & np.isfinite(sig) & (sig > 0)
+    chi2 = float(np.sum(((obs["flux"][m] - model[m]) / sig[m]) ** 2))
+    return chi2, int(m.sum()) - problem.n_free
+
+
+# ---------------------------------------------------------------------------------------------
+# InferenceData
+# ---------------------------------------------------------------------------------------------
+def to_inference_data(
+    posterior: Posterior,
+    problem: Problem,
+    *,
+    n_predictive: int = 100,
+    seed: int = 0,
+    attrs: Mapping | None = None,
+) -> az.InferenceData:
+    """Build the InferenceData of a :class:`Posterior` (see module doc for the groups)."""
+    chains, draws = posterior.n_chains, posterior.n_draws
+    obs = observed_arrays(problem.obs_model)
+    n_pix = obs["wavelength"].size
+
+    # best fit: the MAP if there is one, else the highest-posterior draw
+    if posterior.init is not None:
+        best = dict(posterior.init.map.params)
+    else:
+        lp = posterior.stats["lp"]
+        c, d = np.unravel_index(int(np.nanargmax(lp)), lp.shape)
+        best = {n: float(posterior.samples[n][c, d]) for n in posterior.names}
+    chi2, dof = chi2_of(problem, best)
+
+    # posterior predictive on a thinned set of draws
+    n_pp = max(1, min(n_predictive, draws))
+    idx = np.linspace(0, draws - 1, n_pp).round().astype(int)
+    stack = {n: jnp.asarray(posterior.samples[n][:, idx].reshape(-1)) for n in posterior.names}
+    fixed = problem.fixed
+
+    @jax.jit
+    def pred(p):
+        return predict(problem.obs_model, {**fixed, **p})
+
+    model_flux = np.asarray(jax.lax.map(pred, stack, batch_size=min(16, chains * n_pp))).reshape(chains, n_pp, n_pix)
+    rng = np.random.default_rng(seed)
+    noisy = model_flux + rng.standard_normal(model_flux.shape) * obs["flux_error"]
+
+    meta = {
+        "method": posterior.method,
+        "parameters": json.dumps(list(problem.names)),
+        "units": json.dumps({n: unit_for(n) for n in problem.names}),
+        "bounds": json.dumps(problem.bounds()),
+        "priors": json.dumps({n: p.to_json() for n, p in zip(problem.names, problem.prior_specs)}, default=_json_float),
+        "fixed": json.dumps({k: float(v) for k, v in problem.fixed.items()}),
+        "best_fit": json.dumps(best),
+        "chi2": chi2,
+        "dof": dof,
+        "chi2_reduced": chi2 / max(dof, 1),
+        "n_divergent": posterior.n_divergent,
+        "n_gradient_evals": posterior.n_gradient_evals,
+        "timings": json.dumps(posterior.timings),
+        "hessian_ok": int(bool(posterior.init.hessian_ok)) if posterior.init is not None else -1,
+        "map_starts_agreeing": posterior.init.map.n_starts_agreeing if posterior.init is not None else -1,
+    }
+    meta.update({k: (v if isinstance(v, (int, float, str)) else json.dumps(v, default=_json_float)) for k, v in (attrs or {}).items()})
+    with warnings.catch_warnings():  # thinned predictive draws may be fewer than chains: fine
+        warnings.simplefilter("ignore", UserWarning)
+        idata = az.from_dict(
+            posterior={n: posterior.samples[n] for n in posterior.names},
+            sample_stats={k: v for k, v in posterior.stats.items()},
+            posterior_predictive={"model_flux": model_flux, "flux": noisy},
+            observed_data={"flux": obs["flux"]},
+            constant_data={"wavelength": obs["wavelength"], "flux_error": obs["flux_error"], "mask": obs["mask"].astype(np.int8)},
+            dims={"model_flux": ["pixel"], "flux": ["pixel"], "wavelength": ["pixel"], "flux_error": ["pixel"], "mask": ["pixel"]},
+        )
+    idata.posterior.attrs.update(meta)  # (az.from_dict does not keep attrs on every version)
+    return idata
+
+
+def _json_float(v):
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return str(v)
+
+
+def write_inference_data(idata: az.InferenceData, path) -> None:
+    """Write netCDF atomically (temporary file + rename)."""
+    with atomic_path(path, suffix=".nc") as tmp:
+        idata.to_netcdf(str(tmp), engine="h5netcdf")
+
+
+def read_inference_data(path) -> az.InferenceData:
+    return az.from_netcdf(str(path), engine="h5netcdf")
+
+
+# ---------------------------------------------------------------------------------------------
+# summary table
+# ---------------------------------------------------------------------------------------------
+def _attr(idata, key, default=None):
+    return idata.posterior.attrs.get(key, default)
+
+
+def edge_fraction(draws: np.ndarray, lower: float, upper: float) -> tuple[float, float]:
+    """Fractions of draws within EDGE_WIDTH of the span from the lower and the upper edge."""
+    if not (math.isfinite(lower) and math.isfinite(upper)):
+        return 0.0, 0.0
+    w = EDGE_WIDTH * (upper - lower)
+    d = np.asarray(draws).ravel()
+    return float(np.mean(d <= lower + w)), float(np.mean(d >= upper - w))
+
+
+def summary_table(idata: az.InferenceData, truth: Mapping[str, float] | None = None, *, include_continuum: bool = False) -> Table:
+    """One row per parameter: mean, sd, p16, p50, p84, r_hat, ess_bulk, ess_tail, box, flags.
+
+    ``truth`` adds ``truth`` and ``pull = (p50 − truth)/sd`` columns. Table ``meta`` holds the
+    method, χ², reduced χ², number of divergences and the global ``FLAGS``.
+    """
+    post = idata.posterior
+    names = json.loads(_attr(idata, "parameters", "null") or "null") or list(post.data_vars)
+    if not include_continuum:
+        names = [n for n in names if not is_continuum(n)]
+    bounds = json.loads(_attr(idata, "bounds", "{}"))
+    n_chains = post.sizes["chain"]
+    rhat = az.rhat(post, var_names=names) if n_chains > 1 else None
+    ess_b = az.ess(post, var_names=names, method="bulk")
+    ess_t = az.ess(post, var_names=names, method="tail")
+    rows = []
+    for n in names:
+        x = np.asarray(post[n]).reshape(-1)
+        p16, p50, p84 = np.percentile(x, [15.865, 50, 84.135])
+        lo, hi = bounds.get(n, (-math.inf, math.inf))
+        r = float(rhat[n]) if rhat is not None else math.nan
+        flags = []
+        if np.isfinite(r) and r > RHAT_MAX:
+            flags.append("rhat")
+        if float(ess_b[n]) < ESS_MIN:
+            flags.append("ess")
+        if n not in _EDGE_EXEMPT and not is_continuum(n):
+            f_lo, f_hi = edge_fraction(x, lo, hi)
+            if f_lo > EDGE_FRACTION:
+                flags.append("edge_low")
+            if f_hi > EDGE_FRACTION:
+                flags.append("edge_high")
+        row = {
+            "name": n,
+            "unit": unit_for(n),
+            "mean": float(x.mean()),
+            "sd": float(x.std(ddof=1)) if x.size > 1 else math.nan,
+            "p16": p16,
+            "p50": p50,
+            "p84": p84,
+            "r_hat": r,
+            "ess_bulk": float(ess_b[n]),
+            "ess_tail": float(ess_t[n]),
+            "lower": float(lo),
+            "upper": float(hi),
+            "flags": ",".join(flags),
+        }
+        if truth is not None:
+            t = float(truth[n]) if n in truth else math.nan
+            row["truth"] = t
+            row["pull"] = (p50 - t) / row["sd"] if row["sd"] > 0 else math.nan
+        rows.append(row)
+    table = Table(rows=rows, names=list(rows[0].keys()) if rows else None)
+    for col in ("mean", "sd", "p16", "p50", "p84"):
+        table[col].info.format = ".5g"
+    for col in ("r_hat",):
+        table[col].info.format = ".4f"
+    for col in ("ess_bulk", "ess_tail"):
+        table[col].info.format = ".0f"
+    if "pull" in table.colnames:
+        table["pull"].info.format = ".2f"
+    table.meta.update(global_flags_meta(idata))
+    return table
+
+
+def global_flags_meta(idata) -> dict:
+    """Table meta: method, chi2, reduced chi2, number of divergences and the global FLAGS string."""
+    n_div = int(_attr(idata, "n_divergent", 0))
+    if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
+        n_div = int(np.asarray(idata.sample_stats["diverging"]).sum())
+    chi2 = float(_attr(idata, "chi2", math.nan))
+    dof = int(_attr(idata, "dof", 0))
+    chi2r = chi2 / max(dof, 1)
+    flags = []
+    if n_div > 0:
+        flags.append("divergences")
+    if dof > 0 and abs(chi2r - 1.0) > max(0.1, 5.0 * math.sqrt(2.0 / dof)):
+        flags.append("chi2")
+    if int(_attr(idata, "hessian_ok", -1)) == 0:
+        flags.append("hessian")
+    if idata.posterior.sizes["chain"] < 2 and _attr(idata, "method", "") not in ("laplace", "map"):
+        flags.append("one_chain")
+    return {
+        "METHOD": str(_attr(idata, "method", "")),
+        "CHI2": chi2,
+        "DOF": dof,
+        "CHI2RED": chi2r,
+        "NDIVERG": n_div,
+        "NCHAINS": int(idata.posterior.sizes["chain"]),
+        "NDRAWS": int(idata.posterior.sizes["draw"]),
+        "FLAGS": ",".join(flags),
+    }
+
+
+def format_summary(table: Table) -> str:
+    """Printable summary: the table plus a line with χ², divergences and flags."""
+    cols = [c for c in table.colnames if c not in ("lower", "upper")]
+    lines = table[cols].pformat(max_lines=-1, max_width=-1)
+    m = table.meta
+    lines.append(
+        f"method={m.get('METHOD')}  chains={m.get('NCHAINS')}  draws={m.get('NDRAWS')}  "
+        f"chi2={m.get('CHI2', math.nan):.1f} (dof {m.get('DOF')}, reduced {m.get('CHI2RED', math.nan):.3f})  "
+        f"divergences={m.get('NDIVERG')}  flags={m.get('FLAGS') or 'none'}"
+    )
+    return "\n".join(lines)
+
+
+def write_table(table: Table, path, format: str | None = None) -> None:
+    """Write a summary table atomically (format from the extension: .fits, .csv, .ecsv)."""
+    from pathlib import Path
+
+    path = Path(path)
+    fmt = format or {".fits": "fits", ".csv": "ascii.csv", ".ecsv": "ascii.ecsv"}.get(path.suffix.lower())
+    if fmt is None:
+        raise StellarinfError(f"cannot tell the table format of {path}; use a .fits, .csv or .ecsv name")
+    out = table.copy(copy_data=False)
+    if fmt == "fits":
+        out.meta = {
+            k[:8].upper(): (v if not isinstance(v, float) or math.isfinite(v) else str(v))
+            for k, v in table.meta.items()
+            if isinstance(v, (int, float, str))
+        }
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        out.write(str(tmp), format=fmt, overwrite=True)

@@ -1,0 +1,93 @@
+"""InferenceData contents, netCDF round trip, summary-table columns and flag rules, plots, batch fitting."""
+
+import warnings
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+import stellarinf  # noqa: F401
+from stellarinf.inference.density import Problem
+from stellarinf.inference.mocks import analytic_setup, make_mock
+from stellarinf.inference.results import format_summary, read_inference_data, summary_table, to_inference_data, write_inference_data, write_table
+from stellarinf.inference.samplers import Posterior
+from stellarinf.observe.model import ObservationModel
+
+TRUTH = {"teff": 5500.0, "logg": 4.0, "feh": -0.3, "rv": 0.0, "vsini": 0.0, "vmacro": 0.0}
+SD = {"teff": 30.0, "logg": 0.05, "feh": 0.02}
+
+
+def make_problem(sigma_scale=1.0, seed=0):
+    model, wl = analytic_setup()
+    spec = make_mock(model, wl, TRUTH, snr=100, resolution=20000, seed=seed)
+    spec.sigma = spec.sigma * sigma_scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        om = ObservationModel(model, spec, rv_max=50, vsini_max=10, vmacro_max=5, fixed={"vmacro": 0.0, "vsini": 0.0, "rv": 0.0}, continuum_degree=-1)
+    return Problem.build(om)
+
+
+def fake_posterior(problem, chains=4, draws=400, shift=None, diverging=0, seed=0):
+    """Gaussian draws around the truth: no sampler needed to exercise the bookkeeping."""
+    rng = np.random.default_rng(seed)
+    samples = {n: TRUTH[n] + SD[n] * rng.standard_normal((chains, draws)) for n in problem.names}
+    for n, s in (shift or {}).items():
+        samples[n] = samples[n] + s * np.arange(chains)[:, None]
+    lp = -sum(((samples[n] - TRUTH[n]) / SD[n]) ** 2 for n in problem.names)
+    div = np.zeros((chains, draws), bool)
+    div.flat[:diverging] = True
+    stats = {"lp": lp, "diverging": div, "tree_depth": np.full((chains, draws), 3)}
+    return Posterior("test", problem.names, samples, stats, {"total_s": 0.0}, 0)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return make_problem()
+
+
+def test_inference_data_groups_and_round_trip(problem, tmp_path):
+    idata = to_inference_data(fake_posterior(problem), problem, n_predictive=7)
+    assert set(idata.posterior.data_vars) == {"teff", "logg", "feh"}
+    assert idata.posterior_predictive["model_flux"].shape[:2] == (4, 7)
+    assert idata.observed_data["flux"].shape == idata.constant_data["wavelength"].shape
+    assert {"diverging", "tree_depth", "lp"} <= set(idata.sample_stats.data_vars)
+    path = tmp_path / "x.nc"
+    write_inference_data(idata, path)
+    back = read_inference_data(path)
+    np.testing.assert_allclose(back.posterior["teff"].values, idata.posterior["teff"].values)
+    assert back.posterior.attrs["method"] == "test" and 0.8 < back.posterior.attrs["chi2_reduced"] < 1.2
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind
+
+
+def test_summary_statistics_and_clean_flags(problem, tmp_path):
+    table = summary_table(to_inference_data(fake_posterior(problem), problem, n_predictive=3), truth=TRUTH)
+    assert list(table["name"]) == ["teff", "logg", "feh"]
+    for row in table:
+        assert row["sd"] == pytest.approx(SD[row["name"]], rel=0.1)
+        assert row["p16"] < row["p50"] < row["p84"] and abs(row["r_hat"] - 1) < 0.01 and row["flags"] == ""
+    assert table.meta["FLAGS"] == "" and table.meta["NDIVERG"] == 0
+    text = format_summary(table)
+    assert "teff" in text and "flags=none" in text
+    write_table(table, tmp_path / "s.fits")
+    write_table(table, tmp_path / "s.csv")
+    assert Table.read(tmp_path / "s.fits")["name"].tolist() == ["teff", "logg", "feh"]
+
+
+def test_flags_fire_for_divergences_rhat_and_chi2(problem):
+    t = summary_table(to_inference_data(fake_posterior(problem, diverging=3), problem, n_predictive=2))
+    assert "divergences" in t.meta["FLAGS"] and t.meta["NDIVERG"] == 3
+    t = summary_table(to_inference_data(fake_posterior(problem, shift={"logg": 0.1}), problem, n_predictive=2))
+    flags = dict(zip(t["name"], t["flags"]))
+    assert "rhat" in flags["logg"] and "rhat" not in flags["teff"]
+    bad = make_problem(sigma_scale=1 / 3)  # errors underestimated 3x: reduced chi2 ~ 9
+    t = summary_table(to_inference_data(fake_posterior(bad), bad, n_predictive=2))
+    assert "chi2" in t.meta["FLAGS"] and t.meta["CHI2RED"] > 5
+
+
+def test_plots_write_files(problem, tmp_path):
+    from stellarinf.inference.plots import plot_corner, plot_fit
+
+    idata = to_inference_data(fake_posterior(problem), problem, n_predictive=5)
+    plot_corner(idata, truth=TRUTH, path=tmp_path / "c.png")
+    plot_fit(idata, path=tmp_path / "f.png")
+    assert (tmp_path / "c.png").stat().st_size > 2000 and (tmp_path / "f.png").stat().st_size > 2000
