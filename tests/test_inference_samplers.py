@@ -33,8 +33,8 @@ def problem_and_init():
 @pytest.fixture(scope="module")
 def nuts_pair(problem_and_init):
     problem, lap = problem_and_init
-    a = run_numpyro_nuts(problem, chains=4, warmup=200, draws=500, seed=1, init=lap)
-    b = run_blackjax_nuts(problem, chains=4, warmup=200, draws=500, seed=2, init=lap)
+    a = run_numpyro_nuts(problem, chains=4, warmup=300, draws=1000, seed=1, init=lap)
+    b = run_blackjax_nuts(problem, chains=4, warmup=300, draws=1000, seed=2, init=lap)
     return problem, a, b
 
 
@@ -66,7 +66,7 @@ def test_nuts_implementations_agree(nuts_pair):
 
 def test_mclmc_recovers_truth_and_matches_laplace_width(problem_and_init):
     problem, lap = problem_and_init
-    post = run_blackjax_mclmc(problem, chains=4, warmup=200, draws=1000, seed=3, init=lap)
+    post = run_blackjax_mclmc(problem, chains=4, warmup=300, draws=1500, seed=3, init=lap)
     _check_recovery(problem, post)
     from stellarinf.inference.samplers import laplace_posterior
 

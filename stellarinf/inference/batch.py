@@ -24,7 +24,12 @@ from .map import MAPResult, newton_mode, optimise_starts, start_points
 
 
 def _stackable(problems: Sequence[Problem]):
-    """(stacked problem, in_axes) if all problems share structure and shapes, else None."""
+    """``(shared, batched)`` if all problems share structure and array shapes, else None.
+
+    ``batched`` holds the array leaves that differ between problems, stacked on a new axis 0 (data:
+    flux, σ, ...); ``shared`` is the rest of the first problem (leaves that are the very same object in
+    every problem, e.g. emulator weights, plus static fields). ``eqx.combine(b, shared)`` rebuilds one.
+    """
     arrays0, static0 = eqx.partition(problems[0], eqx.is_array)
     leaves0, treedef0 = jax.tree.flatten(arrays0)
     all_leaves = []
@@ -36,23 +41,20 @@ def _stackable(problems: Sequence[Problem]):
         if any(np.shape(a) != np.shape(b) for a, b in zip(leaves, leaves0)):
             return None
         all_leaves.append(leaves)
-    stacked, axes = [], []
+    batched, shared = [], []
     for j, leaf0 in enumerate(leaves0):
         column = [leaves[j] for leaves in all_leaves]
         if all(c is leaf0 for c in column):
-            stacked.append(leaf0)
-            axes.append(None)
+            batched.append(None)
+            shared.append(leaf0)
         else:
-            stacked.append(jnp.stack([jnp.asarray(c) for c in column]))
-            axes.append(0)
-    arrays = jax.tree.unflatten(treedef0, stacked)
-    axes_tree = jax.tree.unflatten(treedef0, axes)
-    problem = eqx.combine(arrays, static0)
-    in_axes = eqx.combine(axes_tree, jax.tree.map(lambda _: None, static0))
-    return problem, in_axes
+            batched.append(jnp.stack([jnp.asarray(c) for c in column]))
+            shared.append(None)
+    shared_tree = eqx.combine(jax.tree.unflatten(treedef0, shared), static0)
+    return shared_tree, jax.tree.unflatten(treedef0, batched)
 
 
-def _batched_mode(in_axes, max_iter, tol):
+def _batched_mode(max_iter, tol):
     def one(problem, z0s):
         zs, values, n_iter, conv = optimise_starts(problem, z0s, max_iter, tol, False)
         best = jnp.argmax(jnp.where(jnp.isfinite(values), values, -jnp.inf))
@@ -60,7 +62,10 @@ def _batched_mode(in_axes, max_iter, tol):
         zl, _, hess = newton_mode(problem, zmap)  # unconstrained mode for Laplace, from the MAP
         return zmap, values, n_iter, conv, zl, hess
 
-    return eqx.filter_jit(eqx.filter_vmap(one, in_axes=(in_axes, 0)))
+    def run(shared, batched, z0s):
+        return jax.vmap(lambda b, z: one(eqx.combine(b, shared), z))(batched, z0s)
+
+    return eqx.filter_jit(run)
 
 
 def map_laplace_batch(
@@ -97,11 +102,11 @@ def map_laplace_batch(
                 out.append(laplace(p, m))
                 bar.update(1)
             continue
-        problem, in_axes = st
+        shared, batched = st
         if fn is None:
-            fn = _batched_mode(in_axes, max_iter, tol)
+            fn = _batched_mode(max_iter, tol)
         z0s = jnp.asarray(np.stack([start_points(p, n_starts, seed + start + i) for i, p in enumerate(padded)]))
-        zmap, values, n_iter, conv, zl, hess = jax.block_until_ready(fn(problem, z0s))
+        zmap, values, n_iter, conv, zl, hess = jax.block_until_ready(fn(shared, batched, z0s))
         wall = (time.perf_counter() - t0) / len(chunk)
         for i, p in enumerate(chunk):
             vals = np.asarray(values[i])
