@@ -28,7 +28,7 @@ def test_batch_laplace_recovers_every_star_and_writes_one_table():
         problems.append(Problem.build(om))
     stacked = _stackable(problems)
     assert stacked is not None  # same grid and model: one vmapped program, emulator arrays shared
-    table, _ = fit_batch(problems, ids=["a", "b", "c"], method="laplace", chains=2, draws=500, n_starts=3, chunk_size=2, progress=False)
+    table, _ = fit_batch(problems, ids=["a", "b", "c"], method="laplace", chains=2, draws=500, n_starts=3, chunk_size=2, progress=False, vectorize=True)
     assert list(table["spectrum"]) == ["a", "b", "c"]
     for row, truth in zip(table, TRUTHS):
         for n in ("teff", "logg", "feh", "rv"):

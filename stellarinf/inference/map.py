@@ -52,36 +52,38 @@ def _scan_values(problem: Problem, zs):
 
 
 def rv_scan(problem: Problem, z0: np.ndarray, step_kms: float = 2.0, max_points: int = 301) -> np.ndarray:
-    """Best RV on a grid (others held at ``z0``): a cross-correlation-like first guess, because the
-    likelihood in RV is flat beyond a line width and a local optimiser would not find the lines."""
+    """Best RV on a grid for each start (rows of ``z0``, other parameters held): a cross-correlation-like
+    first guess, because the likelihood in RV is flat beyond a line width and a local optimiser would
+    not find the lines. Each start scans with its own labels (a wrong template can prefer an alias)."""
+    single = z0.ndim == 1
+    z0 = np.atleast_2d(np.array(z0, dtype=np.float64))
     if "rv" not in problem.names:
-        return z0
+        return z0[0] if single else z0
     from . import transforms
 
     i = problem.names.index("rv")
     lo, hi = problem.prior.lower[i], problem.prior.upper[i]
     if not np.isfinite(hi - lo):
-        return z0
+        return z0[0] if single else z0
     n = int(min(max_points, max(3, np.ceil((hi - lo) / step_kms) + 1)))
     grid = np.linspace(lo, hi, n + 2)[1:-1]
     zgrid = np.array(transforms.to_unconstrained(grid, np.array([lo]), np.array([hi])))
-    zs = np.repeat(z0[None], n, axis=0)
-    zs[:, i] = zgrid
-    values = np.asarray(_scan_values(problem, jnp.asarray(zs)))
-    z = z0.copy()
-    if np.any(np.isfinite(values)):
-        z[i] = zgrid[int(np.nanargmax(np.where(np.isfinite(values), values, -np.inf)))]
-    return z
+    zs = np.repeat(z0[:, None, :], n, axis=1)  # (starts, grid, n_free)
+    zs[:, :, i] = zgrid[None, :]
+    values = np.asarray(_scan_values(problem, jnp.asarray(zs.reshape(-1, z0.shape[1])))).reshape(len(z0), n)
+    values = np.where(np.isfinite(values), values, -np.inf)
+    out = z0.copy()
+    ok = np.isfinite(values.max(axis=1))
+    out[ok, i] = zgrid[np.argmax(values[ok], axis=1)]
+    return out[0] if single else out
 
 
 def start_points(problem: Problem, n_starts: int, seed: int = 0, scan_rv: bool = True) -> np.ndarray:
-    """(n_starts, n_free) unconstrained starts: initial guess (RV from a grid scan) first, then prior
-    draws of the labels and broadening (RV, jitter and continuum keep the first start's values)."""
+    """(n_starts, n_free) unconstrained starts: the initial guess, then prior draws of the labels and
+    broadening (jitter and continuum keep the initial values); RV of each start from a grid scan."""
     z0 = problem.initial_z()
-    if scan_rv:
-        z0 = rv_scan(problem, z0)
     if n_starts <= 1:
-        return z0[None]
+        return rv_scan(problem, z0[None]) if scan_rv else z0[None]
     rng = np.random.default_rng(seed)
     pa = problem.prior
     draws = pa.sample(rng, n_starts - 1)
@@ -91,7 +93,8 @@ def start_points(problem: Problem, n_starts: int, seed: int = 0, scan_rv: bool =
     zd = np.array(transforms.to_unconstrained(draws, pa.lower, pa.upper))
     keep = np.array([n in _FIXED_START or n.startswith("cont") for n in problem.names])
     zd[:, keep] = z0[keep]
-    return np.concatenate([z0[None], zd], axis=0)
+    zs = np.concatenate([z0[None], zd], axis=0)
+    return rv_scan(problem, zs) if scan_rv else zs
 
 
 def _objective(problem: Problem, jacobian: bool):
