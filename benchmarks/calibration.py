@@ -57,7 +57,8 @@ def main(argv=None):
         spec = make_mock(fit_model, wl, truth, snr=args.snr, resolution=resolution, seed=int(rng.integers(2**31)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            om = ObservationModel(fit_model, spec, rv_max=100, vsini_max=30, vmacro_max=10, fixed={"vmacro": 0.0}, continuum_degree=-1)
+            om = ObservationModel(fit_model, spec, rv_max=100, vsini_max=30, vmacro_max=10, fixed={"vmacro": 0.0}, continuum_degree=-1,
+                                  include_emulator_error=False)  # the mocks are exact draws of this model
         truths.append(truth)
         problems.append(Problem.build(om))
     t_mocks = time.perf_counter() - t0

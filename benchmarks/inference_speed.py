@@ -60,8 +60,22 @@ def time_to_converged(problem, sampler, lap, warmup, draws0, max_draws):
         runs.append({"draws": draws, "seconds": wall, "min_ess": ess, "max_r_hat": rhat, "n_gradient_evals": post.n_gradient_evals, "n_divergent": post.n_divergent})
         print(f"  {sampler}: draws {draws}: {wall:.1f} s, min ESS {ess:.0f}, max R-hat {rhat:.4f}", flush=True)
         if (ess >= 400 and rhat < 1.01) or draws >= max_draws:
-            return {"converged": bool(ess >= 400 and rhat < 1.01), "runs": runs, "seconds_last_run": wall}
+            return {"converged": bool(ess >= 400 and rhat < 1.01), "runs": runs, "seconds_last_run": wall}, post
         draws *= 2
+
+
+def agreement(a, b) -> dict:
+    """Per label: |mean_a − mean_b| / sd_a and sd_b / sd_a (issue #5: within 0.1σ and 10%)."""
+    rows = {}
+    for n in a.names:
+        xa, xb = np.asarray(a.samples[n]).ravel(), np.asarray(b.samples[n]).ravel()
+        sd = float(np.std(xa))
+        rows[n] = {"mean_diff_over_sd": float(abs(np.mean(xa) - np.mean(xb)) / sd) if sd > 0 else None,
+                   "sd_ratio": float(np.std(xb) / sd) if sd > 0 else None}
+    worst_mean = max(r["mean_diff_over_sd"] for r in rows.values() if r["mean_diff_over_sd"] is not None)
+    worst_sd = max(abs(r["sd_ratio"] - 1.0) for r in rows.values() if r["sd_ratio"] is not None)
+    return {"per_label": rows, "max_mean_diff_over_sd": worst_mean, "max_sd_ratio_minus_1": worst_sd,
+            "pass": bool(worst_mean <= 0.1 and worst_sd <= 0.1)}
 
 
 def main(argv=None):
@@ -111,11 +125,15 @@ def main(argv=None):
     # time to a converged posterior, 4 chains
     p = problems[0]
     lap = laplace(p, find_map(p, n_starts=4))
-    out["posterior"] = {}
+    out["posterior"], posts = {}, {}
     for s in args.samplers:
-        first = time_to_converged(p, s, lap, args.warmup, args.draws, args.max_draws)
-        again = time_to_converged(p, s, lap, args.warmup, first["runs"][-1]["draws"], first["runs"][-1]["draws"])
+        first, _ = time_to_converged(p, s, lap, args.warmup, args.draws, args.max_draws)
+        again, posts[s] = time_to_converged(p, s, lap, args.warmup, first["runs"][-1]["draws"], first["runs"][-1]["draws"])
         out["posterior"][s] = {"first_incl_compile": first, "steady_state": again}
+    if "nuts" in posts and "blackjax-nuts" in posts:
+        out["nuts_vs_blackjax_nuts"] = agreement(posts["nuts"], posts["blackjax-nuts"])
+        print(f"NumPyro vs BlackJAX NUTS: max |Δmean|/sd {out['nuts_vs_blackjax_nuts']['max_mean_diff_over_sd']:.3f}, "
+              f"max |sd ratio − 1| {out['nuts_vs_blackjax_nuts']['max_sd_ratio_minus_1']:.3f}", flush=True)
     write_json_atomic(output, out)
     print(f"wrote {output}")
     return out

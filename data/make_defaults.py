@@ -133,7 +133,9 @@ def step_train(a, name: str, kind: str, out: Path):
     if kind == "transformer-payne":
         args += ["--preset", "small", "--max-minutes", a.tp_minutes]
     else:
-        args += ["--hidden", "300,300", "--max-minutes", a.payne_minutes]
+        # SiLU, not the published LeakyReLU: the shipped Payne serves gradient-based fits (NUTS, Laplace),
+        # which need a posterior without kinks (see stellarinf/emulators/payne.py)
+        args += ["--hidden", "300,300", "--activation", "silu", "--max-minutes", a.payne_minutes]
     run(name, cli(*args, "-o", out), a.work, a.dry_run, [out])
 
 

@@ -405,9 +405,13 @@ def bounds_vs_window(model, labels: Mapping[str, float], windows: Sequence[str |
 # --------------------------------------------------------------------------------------------------
 def mock_observation(fc: Forecast, seed: int, obs_kwargs: Mapping[str, Any] | None = None):
     """A noisy mock spectrum drawn from the forecast's noiseless flux and noise, and an observation model
-    built on it (same model, grid and resolution). Returns ``(spectrum, observation_model)``."""
+    built on it (same model, grid and resolution). Returns ``(spectrum, observation_model)``.
+
+    The mock's σ is the forecast's (emulator error included only if the forecast included it), so the
+    observation model adds no emulator error of its own: its likelihood is exactly the forecast's."""
     rng = np.random.default_rng(seed)
     noisy = fc.flux + rng.normal(size=fc.flux.shape) * fc.sigma
     spec = _make_spectrum(fc.wavelength, noisy, fc.sigma, fc.window.resolution)
-    obs = _observation_model(fc.spectrum_model, spec, fc.window.resolution, **dict(obs_kwargs or {}))
+    kwargs = {"include_emulator_error": False, **dict(obs_kwargs or {})}
+    obs = _observation_model(fc.spectrum_model, spec, fc.window.resolution, **kwargs)
     return spec, obs

@@ -148,3 +148,29 @@ def test_flux_metrics_values_and_line_split():
     assert m["n_spectra"] == 1 and m["n_line_pixels"] == 1
     big = np.random.default_rng(0).normal(size=(100, 1000)) * 1e-3
     np.testing.assert_allclose(flux_metrics(big, np.zeros_like(big))["p99"], np.percentile(np.abs(big), 99), rtol=1e-5)
+
+
+def test_payne_smooth_activation_has_continuous_gradients_leaky_relu_does_not():
+    """SiLU makes the Payne smooth in its labels; the published LeakyReLU network is piecewise linear, so its
+    label gradient jumps between neighbouring points (the kinks that break Laplace/HMC at high S/N)."""
+    def max_gradient_jump(activation):
+        net = PayneMLP(PayneConfig(len(TOY_SPACE), WL.size, (64, 64), activation=activation), jax.random.key(5))
+        f = lambda x: jnp.sum(net(jnp.asarray([x, 0.1, -0.2])) ** 2)  # noqa: E731
+        xs = jnp.linspace(-0.5, 0.5, 4001)
+        g = jax.vmap(jax.grad(f))(xs)
+        curvature_scale = jnp.max(jnp.abs(jnp.diff(g)))  # largest change of the gradient over one step
+        return float(curvature_scale / (jnp.max(jnp.abs(g)) + 1e-12))
+
+    smooth, kinked = max_gradient_jump("silu"), max_gradient_jump("leaky_relu")
+    assert smooth < 0.01  # a step of 2.5e-4 changes a smooth gradient by a tiny fraction
+    assert kinked > 3 * smooth  # a LeakyReLU kink changes it at once
+
+
+def test_payne_activation_is_validated_and_saved(tmp_path):
+    with pytest.raises(StellarinfError, match="unknown activation 'tanh'"):
+        PayneConfig(3, 10, (4,), activation="tanh")
+    cfg = PayneConfig(3, 10, (4,), activation="silu")
+    assert PayneConfig.from_json(cfg.to_json()) == cfg
+    # model files written before the option existed load as the published LeakyReLU network
+    old = {k: v for k, v in cfg.to_json().items() if k != "activation"}
+    assert PayneConfig.from_json(old).activation == "leaky_relu"

@@ -20,8 +20,21 @@ def _payne_cfg(**kw):
     return TrainConfig(**{**base, **kw})
 
 
-def test_killed_training_resumes_to_identical_parameters(tmp_path):
-    full = train(GRID, tmp_path / "full", _payne_cfg())
+def _tp_cfg(**kw):
+    base = dict(model="transformer-payne", preset="tiny", max_steps=40, validate_every=10, warmup_steps=5,
+                learning_rate=3e-3, batch_spectra=4, batch_pixels=32, val_pixels=64, progress=False, patience=None)
+    return TrainConfig(**{**base, **kw})
+
+
+CONFIGS = {"payne": _payne_cfg, "transformer-payne": _tp_cfg}
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIGS))
+def test_killed_training_resumes_to_identical_parameters(tmp_path, kind):
+    """Both networks: the random pixel batches of TransformerPayne are a function of the step, so a resumed
+    run draws exactly the batches the uninterrupted one drew."""
+    make_cfg = CONFIGS[kind]
+    full = train(GRID, tmp_path / "full", make_cfg())
 
     class Killed(Exception):
         pass
@@ -31,19 +44,19 @@ def test_killed_training_resumes_to_identical_parameters(tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        train(GRID, tmp_path / "resumed", _payne_cfg(), callback=kill_at_20)
+        train(GRID, tmp_path / "resumed", make_cfg(), callback=kill_at_20)
     ckpt = json.loads((tmp_path / "resumed" / "checkpoint" / "state.json").read_text())
     assert ckpt["step"] == 20 and not (tmp_path / "resumed" / "model.json").exists()
-    resumed = train(GRID, tmp_path / "resumed", _payne_cfg())
+    resumed = train(GRID, tmp_path / "resumed", make_cfg())
     assert serialise(resumed.emulator.network) == serialise(full.emulator.network)
     strip = lambda hist: [{k: v for k, v in h.items() if k != "elapsed_s"} for h in hist]  # noqa: E731
     assert strip(resumed.history) == strip(full.history)
     assert resumed.metrics["mae"] == full.metrics["mae"]
     # a finished run is returned as is, and different settings are refused with a clear message
-    again = train(GRID, tmp_path / "resumed", _payne_cfg())
+    again = train(GRID, tmp_path / "resumed", make_cfg())
     assert again.stop_reason == "max_steps" and serialise(again.emulator.network) == serialise(full.emulator.network)
     with pytest.raises(StellarinfError, match="different settings"):
-        train(GRID, tmp_path / "resumed", _payne_cfg(learning_rate=1e-2))
+        train(GRID, tmp_path / "resumed", make_cfg(learning_rate=1e-2))
 
 
 def test_fine_tuning_starts_from_the_model_and_keeps_frozen_groups(tmp_path):

@@ -60,6 +60,23 @@ def test_jacfwd_fisher_equals_finite_difference_fisher_within_one_percent(fc):
     assert res.jacobian.dtype == np.float64
 
 
+def test_shipped_payne_jacfwd_fisher_equals_finite_difference_within_one_percent():
+    """A real trained network (the shipped Payne MLP, in float64) through Doppler, rotation, LSF, resampling and
+    continuum: the autodiff Fisher matrix agrees with central finite differences."""
+    window = Window("payne-small", 6555.0, 6590.0, 28_000.0, 2.5, "test window")
+    fc = F.forecast("default-payne", STAR, window=window, snr=100.0, marginalize=("rv", "vsini", "continuum"))
+    res = fc.result
+    Jfd = finite_difference_jacobian(fc.observation_model.predict, fc.params, res.names, _steps(res.names, res.values))
+    fd = fisher_from_jacobian(Jfd, fc.sigma, res.names, values=res.values, mask=res.weights > 0)
+    scale = np.sqrt(np.outer(np.diag(res.fisher), np.diag(res.fisher)))
+    assert np.max(np.abs(res.fisher - fd.fisher) / scale) < 0.01
+    for n in ("teff", "logg", "feh", "vmic", "rv", "vsini"):
+        assert fd.conditional()[n] == pytest.approx(res.conditional()[n], rel=0.01), n
+        assert fd.marginal()[n] == pytest.approx(res.marginal()[n], rel=0.01), n
+    # the Hα window carries real information on Teff: a bound of a few tens of K at S/N 100, not 0 or ∞
+    assert 1.0 < res.marginal()["teff"] < 1000.0
+
+
 def test_forecast_bounds_scale_exactly_as_one_over_snr(fc):
     t = F.bounds_vs_snr(fc, [25.0, 100.0, 400.0])
     for n in fc.result.names:

@@ -179,6 +179,9 @@ def test_emulator_error_and_jitter_enter_the_variance(observed_wavelength):
     var = spec.sigma**2 + 0.02**2 + 0.005**2
     manual = -0.5 * np.sum((spec.flux - pred) ** 2 / var + np.log(2 * np.pi * var))
     assert float(om.log_likelihood(p)) == pytest.approx(manual, rel=1e-12)
+    # for mocks drawn from the model itself the emulator error can be left out of the variance
+    exact = ObservationModel(emu, spec, continuum_degree=-1, fit_jitter=True, include_emulator_error=False)
+    np.testing.assert_allclose(np.asarray(exact.variance(p)), spec.sigma**2 + 0.005**2, rtol=1e-12)
 
 
 @pytest.mark.parametrize("mode", ["sample", "marginalise"])

@@ -20,6 +20,8 @@ def _hidden(ctx, param, value):
 @click.option("--model", type=click.Choice(["transformer-payne", "payne"]), default="transformer-payne", show_default=True)
 @click.option("--preset", type=click.Choice(["tiny", "small", "paper"]), default="small", show_default=True, help="TransformerPayne size.")
 @click.option("--hidden", default="300,300", show_default=True, callback=_hidden, help="Payne MLP hidden widths.")
+@click.option("--activation", type=click.Choice(["leaky_relu", "silu", "gelu"]), default="leaky_relu", show_default=True,
+              help="Payne MLP activation: leaky_relu as published (piecewise linear), or a smooth one for gradient-based fits.")
 @click.option("--init", "init", default=None, help="Start from this trained model (fine-tuning): a model directory or 'default'.")
 @click.option("--freeze", multiple=True, help="Parameter groups kept fixed when fine-tuning (TP: embedding, blocks, head; Payne: hidden, output).")
 @click.option("--max-minutes", type=float, default=None, help="Wall-clock budget (counted across resumed runs).")
@@ -35,7 +37,7 @@ def _hidden(ctx, param, value):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Model directory (rerun with the same -o to resume).")
-def train(grid_path, model, preset, hidden, init, freeze, max_minutes, max_steps, lr, loss, optimizer, warmup_steps,
+def train(grid_path, model, preset, hidden, activation, init, freeze, max_minutes, max_steps, lr, loss, optimizer, warmup_steps,
           batch_spectra, batch_pixels, validate_every, patience, seed, quiet, output):
     """Train an emulator on GRID; write the model (weights.eqx + model.json) to OUTPUT.
 
@@ -45,7 +47,7 @@ def train(grid_path, model, preset, hidden, init, freeze, max_minutes, max_steps
     from ..emulators.training import TrainConfig
     from ..emulators.training import train as run_training
 
-    cfg = TrainConfig(model=model, preset=preset, hidden=hidden, loss=loss, optimizer=optimizer, learning_rate=lr,
+    cfg = TrainConfig(model=model, preset=preset, hidden=hidden, activation=activation, loss=loss, optimizer=optimizer, learning_rate=lr,
                       warmup_steps=warmup_steps, max_steps=max_steps, batch_spectra=batch_spectra, batch_pixels=batch_pixels,
                       validate_every=validate_every, patience=patience or None, max_minutes=max_minutes, seed=seed,
                       freeze=tuple(freeze), progress=not quiet)

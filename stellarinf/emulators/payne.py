@@ -1,7 +1,11 @@
 """The Payne MLP baseline (Ting et al. 2019) in Equinox.
 
 Labels scaled to [−0.5, 0.5] → Linear → LeakyReLU(0.01) → Linear → LeakyReLU → Linear → one output
-per pixel of the *training* wavelength grid. The network only knows those pixels: the
+per pixel of the *training* wavelength grid (the published architecture; ``activation="silu"`` swaps in a
+smooth activation). A LeakyReLU network is piecewise linear in the labels: its gradient jumps wherever a
+hidden unit changes sign, and at high S/N a posterior spans several such kinks, which breaks the
+Hessian of a Laplace approximation and makes Hamiltonian Monte Carlo take tiny steps. The shipped
+``default-payne`` therefore uses SiLU; the benchmarks' baseline keeps LeakyReLU. The network only knows those pixels: the
 :class:`~.emulator.Emulator` answers other wavelengths by linear interpolation between training pixels
 (``jnp.interp``), which smooths lines sampled more finely than the training grid and cannot reach
 outside it. This is one of the differences the benchmarks show against TransformerPayne.
@@ -20,6 +24,8 @@ from ..errors import StellarinfError
 from .transformer_payne import Dense, numpy_rng
 
 KIND = "payne"
+# leaky_relu: the published Payne (piecewise linear); silu / gelu: smooth, for gradient-based inference
+ACTIVATIONS = ("leaky_relu", "silu", "gelu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,9 +36,12 @@ class PayneConfig:
     n_pixels: int
     hidden: tuple[int, ...] = (300, 300)
     negative_slope: float = 0.01
+    activation: str = "leaky_relu"  # one of ACTIVATIONS
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.activation not in ACTIVATIONS:
+            raise StellarinfError(f"Payne MLP: unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if self.n_labels < 1 or self.n_pixels < 2 or not self.hidden or min(self.hidden) < 1:
             raise StellarinfError(f"Payne MLP: invalid sizes n_labels={self.n_labels}, n_pixels={self.n_pixels}, hidden={self.hidden}")
 
@@ -69,5 +78,12 @@ class PayneMLP(eqx.Module):
     def __call__(self, labels_scaled: Float[Array, "n_labels"]) -> Float[Array, "n_pixels"]:
         x = jnp.asarray(labels_scaled).astype(self.dtype)
         for layer in self.layers[:-1]:
-            x = jax.nn.leaky_relu(layer(x), negative_slope=self.config.negative_slope)
+            x = self._activate(layer(x))
         return self.layers[-1](x)
+
+    def _activate(self, x):
+        if self.config.activation == "silu":
+            return jax.nn.silu(x)
+        if self.config.activation == "gelu":
+            return jax.nn.gelu(x)
+        return jax.nn.leaky_relu(x, negative_slope=self.config.negative_slope)

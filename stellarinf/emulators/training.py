@@ -61,6 +61,7 @@ class TrainConfig:
     preset: str = "small"  # TransformerPayne size: tiny, small, paper
     overrides: dict = dataclasses.field(default_factory=dict)  # TransformerPayne hyper-parameter overrides
     hidden: tuple[int, ...] = (300, 300)  # Payne hidden widths
+    activation: str = "leaky_relu"  # Payne activation (payne.ACTIVATIONS)
     loss: str = "mse"  # mse | l1
     optimizer: str = "adamw"  # adamw | radam
     learning_rate: float | None = None  # TP 1e-3, Payne 1e-3
@@ -169,7 +170,7 @@ def new_network(cfg: TrainConfig, grid: SpectralGrid, key) -> TransformerPayne |
         net = TransformerPayne(tp_cfg, key)
         bias = jnp.array([float(grid.flux.mean()), 0.0], dtype=net.dtype)
         return eqx.tree_at(lambda n: n.head_out.bias, net, bias)
-    net = PayneMLP(PayneConfig(n_labels, grid.n_pixels, cfg.hidden), key)
+    net = PayneMLP(PayneConfig(n_labels, grid.n_pixels, cfg.hidden, activation=cfg.activation), key)
     return eqx.tree_at(lambda n: n.layers[-1].bias, net, jnp.asarray(grid.flux.mean(axis=0), dtype=net.dtype))
 
 

@@ -93,10 +93,16 @@ def run_numpyro_nuts(
     init: LaplaceResult | None = None,
     target_accept: float = 0.8,
     dense_mass: bool = True,
+    adapt_mass: bool | None = None,
     progress: bool = False,
 ) -> Posterior:
     """NumPyro NUTS, chains vectorised on one device, initialised from the Laplace approximation
-    (positions drawn from it, and its covariance as the starting inverse mass matrix)."""
+    (positions drawn from it, and its covariance as the inverse mass matrix).
+
+    ``adapt_mass``: re-estimate the mass matrix from warm-up draws (Stan's windows). Default: only when
+    the Laplace Hessian was not positive definite. A healthy Laplace covariance is a better dense metric
+    than one estimated from a few hundred correlated warm-up draws of 15+ parameters, so by default
+    warm-up only tunes the step size."""
     from numpyro.infer import MCMC, NUTS
 
     from .numpyro_model import make_numpyro_model
@@ -112,8 +118,10 @@ def run_numpyro_nuts(
     inverse_mass = jnp.asarray(lap.cov_z[np.ix_(order, order)])
     if not dense_mass:
         inverse_mass = jnp.diag(inverse_mass)
+    if adapt_mass is None:
+        adapt_mass = not lap.hessian_ok
     kernel = NUTS(make_numpyro_model(problem), target_accept_prob=target_accept, dense_mass=dense_mass,
-                  inverse_mass_matrix=inverse_mass)
+                  inverse_mass_matrix=inverse_mass, adapt_mass_matrix=bool(adapt_mass))
     mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method="vectorized", progress_bar=progress)
     init_params = {n: jnp.asarray(z0[:, i]) for i, n in enumerate(problem.names)}
     t1 = time.perf_counter()

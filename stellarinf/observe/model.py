@@ -79,6 +79,8 @@ class ObservationModel(eqx.Module):
             :attr:`param_names`).
         fine_step_kms: fine-grid step; default c/(5 R_model), or 1 km/s for an unbroadened model, and never
             coarser than half the smallest observed pixel.
+        include_emulator_error: add the model's ``error()`` to the variance (default). Turn it off only when
+            the data were made by this very model (mock tests of the sampler or of Cramér–Rao bounds).
     """
 
     emulator: object
@@ -129,6 +131,7 @@ class ObservationModel(eqx.Module):
         limb_darkening: float = 0.6,
         fixed: Mapping[str, float] | None = None,
         fine_step_kms: float | None = None,
+        include_emulator_error: bool = True,
     ):
         if continuum not in CONTINUUM_MODES:
             raise SpectrumError(f"continuum must be one of {', '.join(CONTINUUM_MODES)}, got {continuum!r}")
@@ -232,7 +235,7 @@ class ObservationModel(eqx.Module):
         u = np.log(wl / lo) * c / dv
         idx, w = _cubic_weights(u, n_fine)
 
-        err = np.asarray(emulator.error(jnp.asarray(wl)), dtype=np.float64)
+        err = np.asarray(emulator.error(jnp.asarray(wl)), dtype=np.float64) if include_emulator_error else np.zeros_like(wl)
 
         self.emulator = emulator
         self.label_names = label_names
