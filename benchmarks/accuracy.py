@@ -37,7 +37,10 @@ WORK = HERE / "work"
 DEFAULT_GRID = WORK / "grid_realistic.h5"
 DEFAULT_TEST_GRID = WORK / "grid_realistic_test.h5"
 FULL_SIZES = (500, 1000, 2000, 5000, 10000)
-MODELS = ("transformer-payne", "payne")
+MODELS = ("transformer-payne", "payne", "payne-silu")
+# "payne" is the published LeakyReLU network; "payne-silu" the same MLP with SiLU (the shipped default-payne)
+TRAIN_KIND = {"transformer-payne": ("transformer-payne", "leaky_relu"), "payne": ("payne", "leaky_relu"),
+              "payne-silu": ("payne", "silu")}
 CLAIM_RANGE = (1000, 10000)
 STELLAR = ("teff", "logg", "feh", "vmic")
 
@@ -160,7 +163,8 @@ def train_one(kind: str, train_grid, val_grid, out_dir: Path, *, max_minutes: fl
     """Train (or resume) one emulator with a wall-clock budget; returns the TrainResult."""
     from stellarinf.emulators.training import TrainConfig, train
 
-    cfg = TrainConfig(model=kind, preset=preset, hidden=tuple(hidden), max_minutes=max_minutes, max_steps=max_steps,
+    kind, activation = TRAIN_KIND[kind]
+    cfg = TrainConfig(model=kind, preset=preset, hidden=tuple(hidden), activation=activation, max_minutes=max_minutes, max_steps=max_steps,
                       patience=None, validate_every=validate_every, seed=seed, progress=progress,
                       learning_rate=learning_rate, warmup_steps=min(200, max(1, max_steps // 10)),
                       error_max_spectra=min(256, len(val_grid)))
@@ -188,6 +192,9 @@ def compare(runs: list[dict]) -> list[dict]:
         for key in ("mae", "mse", "p99", "mae_line", "mae_continuum"):
             a, b = pm.get(key), tp.get(key)
             row[f"{key}_payne_over_tp"] = (a / b) if (a is not None and b) else None
+        silu = by.get(("payne-silu", n))
+        if silu is not None:
+            row["mae_payne_silu_over_tp"] = silu["mae"] / tp["mae"] if tp.get("mae") else None
         r = row["mae_payne_over_tp"]
         in_range = CLAIM_RANGE[0] <= n <= CLAIM_RANGE[1]
         row["in_claim_range"] = in_range
@@ -208,7 +215,7 @@ def plot(result: dict, png: Path) -> str | None:
     if not runs:
         return None
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
-    colors = {"transformer-payne": "C0", "payne": "C3"}
+    colors = {"transformer-payne": "C0", "payne": "C3", "payne-silu": "C2"}
     for kind in MODELS:
         rs = sorted((r for r in runs if r["model"] == kind), key=lambda r: r["n_train"])
         if not rs:
@@ -285,7 +292,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default=None, help="training-set sizes N, comma-separated (default 500,1000,2000,5000,10000)")
     ap.add_argument("--max-minutes", type=float, default=None, help="training budget per model per N (default 30; quick 0.5; the first step's JIT compile counts too)")
     ap.add_argument("--max-steps", type=int, default=10**9, help="step cap (the budget normally stops training first)")
-    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated: transformer-payne,payne")
+    ap.add_argument("--models", default="transformer-payne,payne", help="comma-separated: transformer-payne, payne (LeakyReLU, as "
+                    "published), payne-silu (the smooth variant the shipped default-payne uses)")
     ap.add_argument("--preset", default=None, help="TransformerPayne preset (default small; quick tiny)")
     ap.add_argument("--hidden", default="300,300", help="Payne MLP hidden widths")
     ap.add_argument("--n-validation", type=int, default=None, help="validation rows taken from the end of the grid (default 256; quick 32)")

@@ -233,3 +233,91 @@ def test_crop_to_model():
         crop_to_model(Spectrum(*toy(w0=7000.0)), model)
     grid = log_uniform_grid(6520.0, 6560.0, 20000.0)
     assert crop_to_model(Spectrum(grid, np.ones(grid.size), np.ones(grid.size)), model).n_pix == grid.size
+
+
+def galah_hdul(n=400, crval=6478.0, cdelt=0.046, rel=0.02, norm_start=0, identity="HERMES", crpix=1.0):
+    """A GALAH DR3-like per-CCD file: 5 1-D images, each with a linear air-Å WCS; HDU4 may start later (CCD 4)."""
+    wl = crval + cdelt * np.arange(n)
+    counts = 1000.0 * (1.0 - 0.5 * np.exp(-0.5 * ((wl - wl[n // 2]) / 0.2) ** 2))
+    norm = counts[norm_start:] / 1000.0 * 1.01
+    norm[[7, 100]] = np.nan
+    rel_err = np.full(n, rel)
+    rel_err[[50, 60]] = (np.nan, 0.0)  # unusable errors on finite fluxes
+
+    def wcs(start, extname):
+        return fits.Header({"CRVAL1": crval + cdelt * start, "CDELT1": cdelt, "CRPIX1": crpix, "EXTNAME": extname})
+
+    primary = fits.PrimaryHDU(counts, header=wcs(0, "PRIMARY"))
+    if identity == "HERMES":
+        primary.header["INSTRUME"] = "HERMES-2dF"
+    elif identity == "AAT":
+        primary.header["TELESCOP"] = "AAT"
+    primary.header["RVCOM"] = 12.5
+    hdul = fits.HDUList([
+        primary,
+        fits.ImageHDU(rel_err, header=wcs(0, "input_sigma")),
+        fits.ImageHDU(counts + 5.0, header=wcs(0, "no_sky_subspectrum")),
+        fits.ImageHDU(rel_err, header=wcs(0, "no_sky_sigma")),
+        fits.ImageHDU(norm, header=wcs(norm_start, "normalised spectra" if identity == "extname" else "spectrum")),
+    ])
+    return hdul, wl, counts, norm, rel_err
+
+
+def test_galah_dr3_layout_is_detected_and_reads_normalised_flux_in_vacuum(tmp_path):
+    hdul, wl_air, _, norm, rel = galah_hdul()
+    path = tmp_path / "1311160005010133.fits"
+    hdul.writeto(path)
+    with pytest.warns(SpectrumWarning) as record:
+        spec = read_spectrum(path)
+    messages = [str(w.message) for w in record]
+    assert any("2 pixel(s) with NaN/inf flux were masked" in m for m in messages), messages
+    assert any(m.startswith("2 GALAH pixel(s)") for m in messages), messages
+    assert spec.meta["format"] == "galah-dr3" and spec.meta["hdu"] == 4 and spec.meta["ccd"] == 3
+    assert spec.meta["sobject_id"] == "131116000501013" and spec.meta["medium_in_file"] == "air"
+    assert spec.meta["header"]["RVCOM"] == 12.5
+    np.testing.assert_allclose(spec.wavelength, air_to_vacuum(wl_air), rtol=0, atol=1e-6)
+    assert spec.wavelength[0] - wl_air[0] == pytest.approx(1.79, abs=0.02)  # air → vacuum at 6478 Å
+    good = np.isfinite(norm)
+    np.testing.assert_array_equal(spec.flux[good], norm[good])  # HDU4, not the counts of HDU0
+    expected_mask = good.copy()
+    expected_mask[[50, 60]] = False
+    np.testing.assert_array_equal(spec.mask, expected_mask)
+    np.testing.assert_allclose(spec.sigma[spec.mask], (rel * norm)[spec.mask], rtol=1e-15)
+    # the unnormalised flux on request: σ = relative error × counts
+    with pytest.warns(SpectrumWarning, match="2 GALAH pixel"):
+        raw = read_spectrum(path, hdu=0)
+    assert raw.meta["hdu"] == 0 and raw.flux[0] == pytest.approx(1000.0)
+    np.testing.assert_allclose(raw.sigma[raw.mask], 0.02 * raw.flux[raw.mask], rtol=1e-12)
+
+
+@pytest.mark.parametrize("identity", ["HERMES", "AAT", "extname"])
+def test_galah_detection_and_ccd4_shorter_normalised_hdu(tmp_path, identity):
+    # CCD 4: HDU4 covers only the red part of HDU0's grid; CRPIX1 = 0 means pixel 1 as in GALAH's own tools
+    hdul, wl_air, _, norm, rel = galah_hdul(crval=7585.0, cdelt=0.074, norm_start=30, identity=identity, crpix=0.0)
+    rel[30:] = np.linspace(0.01, 0.05, rel.size - 30)
+    hdul[1].data = rel
+    path = tmp_path / f"star_{identity}.fits"
+    hdul.writeto(path)
+    with pytest.warns(SpectrumWarning, match="2 pixel\\(s\\) with NaN/inf flux"):
+        spec = read_spectrum(path)
+    assert spec.meta["format"] == "galah-dr3" and "ccd" not in spec.meta  # no CCD in this file name
+    assert spec.n_pix == norm.size and not any("interpolated" in note for note in spec.meta["notes"])  # sliced exactly
+    np.testing.assert_allclose(spec.wavelength, air_to_vacuum(wl_air[30:]), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(spec.sigma[spec.mask], (rel[30:] * norm)[spec.mask], rtol=1e-15)
+
+
+def test_galah_format_on_other_files_is_a_clear_error_and_plain_files_are_not_galah(tmp_path):
+    n = 100
+    path = tmp_path / "img.fits"
+    hdr = fits.Header({"CRVAL1": 6500.0, "CDELT1": 0.05, "CRPIX1": 1.0})
+    fits.HDUList([fits.PrimaryHDU(np.ones(n), header=hdr), fits.ImageHDU(np.full(n, 0.01), name="ERROR")]).writeto(path)
+    with pytest.raises(SpectrumError, match="not a GALAH DR3 spectrum: .*this file has 2.*format='fits-image'"):
+        read_spectrum(path, format="galah")
+    assert read_spectrum(path).meta["format"] == "fits-image"
+    # five anonymous images without a HERMES/AAT header or a 'normalised' HDU4 are read as a plain image
+    hdul, *_ = galah_hdul(identity=None)
+    hdul.writeto(tmp_path / "five.fits")
+    with pytest.warns(SpectrumWarning):
+        assert read_spectrum(tmp_path / "five.fits", default_snr=50.0).meta["format"] == "fits-image"
+    with pytest.raises(SpectrumError, match="HDU4 \\(normalised, default\\) or HDU0"):
+        read_spectrum(tmp_path / "five.fits", format="galah", hdu=2)

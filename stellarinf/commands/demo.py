@@ -172,8 +172,8 @@ def _stage(i: int, n: int, text: str) -> float:
                    "or a model directory.")
 @click.option("--sampler", type=click.Choice(SAMPLERS), default="nuts", show_default=True,
               help="nuts = NumPyro NUTS; laplace = MAP + Laplace draws only (seconds).")
-@click.option("--chains", type=int, default=2, show_default=True)
-@click.option("--draws", type=int, default=300, show_default=True, help="Draws per chain after warm-up.")
+@click.option("--chains", type=int, default=4, show_default=True)
+@click.option("--draws", type=int, default=500, show_default=True, help="Draws per chain after warm-up.")
 @click.option("--warmup", type=int, default=300, show_default=True, help="Warm-up iterations per chain.")
 @click.option("--map-starts", type=int, default=4, show_default=True, help="Multi-start MAP starts.")
 @click.option("--free-vmacro", is_flag=True,

@@ -17,6 +17,14 @@ wavelengths at the edge. Supported inputs (``read_spectrum`` picks by extension 
 - **APOGEE apStar/aspcapStar** (``TELESCOP`` apo25m/lco25m or ``CRVAL1`` ≈ 4.179 log10 Å): HDU1 flux,
   HDU2 σ, log10-λ WCS, vacuum; the first row when 2-D (the combined spectrum); zero-flux pixels (chip
   gaps) are masked.
+- **GALAH DR3** per-CCD files (``<sobject_id><ccd>.fits``, CCD 1–4 = blue, green, red, near-IR; detected by
+  HERMES in ``INSTRUME``/``ORIGIN``/``TELESCOP``, an HDU4 ``EXTNAME`` saying normalised, or ``TELESCOP``/``ORIGIN``
+  naming the AAT on a file with that layout): HDU0 unnormalised sky-subtracted flux, HDU1 its relative error
+  (σ/flux), HDU2–3 the spectrum without sky subtraction and its error (unused), HDU4 the continuum-normalised
+  flux. Read: HDU4 (default; ``hdu=0`` for the unnormalised flux) with σ = |relative error × flux|, the relative
+  error placed on that HDU's pixels through the WCS (HDU4 of CCD 4 is shorter than HDU1). Each HDU has its own
+  linear WCS in air Å (``CRPIX1 = 0`` is read as 1, as the GALAH tools do), converted to vacuum; pixels with
+  unusable σ are masked with a warning.
 - **CSV / ASCII / ECSV** via ``astropy.io.ascii`` with the same column names as the FITS table.
 
 Bad input raises :class:`~stellarinf.errors.SpectrumError` saying what is wrong and how to fix it.
@@ -258,11 +266,12 @@ def read_spectrum(
     Args:
         path: FITS (``.fits``, ``.fit``, ``.fts``, optionally ``.gz``) or text (``.csv``, ``.txt``, ``.dat``,
             ``.ecsv``, ...) file.
-        format: ``"fits-table"``, ``"fits-image"``, ``"apogee"``, ``"ascii"`` or None (detect).
+        format: ``"fits-table"``, ``"fits-image"``, ``"apogee"``, ``"galah"``, ``"ascii"`` or None (detect).
         medium: ``"vacuum"``, ``"air"`` or None (from the header when it says, else vacuum, noted in meta).
         wavelength_unit: unit of the wavelengths when the file has none (or to override it), e.g. ``"nm"``.
         wavelength_col, flux_col, error_col, ivar_col, mask_col: explicit column names (case-insensitive).
-        hdu: FITS HDU (index or name) holding the table / flux image; default: detect.
+        hdu: FITS HDU (index or name) holding the table / flux image; default: detect. GALAH: 4 (normalised,
+            default) or 0 (unnormalised).
         row: row of a 2-D flux image (APOGEE: row 0 is the combined spectrum).
         default_snr: if the file has no (or unusable) uncertainties, set σ = |flux|/default_snr with a warning
             instead of raising.
@@ -280,9 +289,9 @@ def read_spectrum(
     unit = _to_unit(wavelength_unit)
     cols = dict(wavelength=wavelength_col, flux=flux_col, error=error_col, ivar=ivar_col, mask=mask_col)
     name = path.name.lower().removesuffix(".gz")
-    is_fits = name.endswith((".fits", ".fit", ".fts")) or format in ("fits-table", "fits-image", "apogee")
-    if format not in (None, "fits-table", "fits-image", "apogee", "ascii"):
-        raise SpectrumError(f"unknown format {format!r}; use 'fits-table', 'fits-image', 'apogee', 'ascii' or None")
+    is_fits = name.endswith((".fits", ".fit", ".fts")) or format in ("fits-table", "fits-image", "apogee", "galah")
+    if format not in (None, "fits-table", "fits-image", "apogee", "galah", "ascii"):
+        raise SpectrumError(f"unknown format {format!r}; use 'fits-table', 'fits-image', 'apogee', 'galah', 'ascii' or None")
     if is_fits:
         raw = _read_fits(path, format, hdu, row, cols, unit)
     else:
@@ -312,6 +321,8 @@ def _read_fits(path, format, hdu, row, cols, unit):
                 raise SpectrumError(f"{path.name}: no binary table with a wavelength column; give hdu= or wavelength_col=")
         if format == "apogee" or (format is None and _looks_like_apogee(hdul)):
             return _read_apogee(hdul, path, row, unit)
+        if format == "galah" or (format is None and _looks_like_galah(hdul)):
+            return _read_galah(hdul, path, hdu, unit)
         images = [h for h in hdul if isinstance(h, (fits.PrimaryHDU, fits.ImageHDU)) and h.data is not None]
         if not images:
             raise SpectrumError(f"{path.name}: no table with a wavelength column and no image with flux; not a spectrum file?")
@@ -558,6 +569,115 @@ def _read_apogee(hdul, path, row, unit):
         _note(meta, f"{int(gap.sum())} APOGEE pixel(s) with zero flux or no valid error (chip gaps) were masked", warn=False)
     sigma = np.where(gap, np.nan, err)
     return dict(wavelength=wl, flux=flux, sigma=sigma, mask=~gap, segments=None, meta=meta, header=dict(hdul[0].header), medium_hint="vacuum")
+
+
+_GALAH_MIN_HDUS = 5
+_GALAH_HDUS = {0: "unnormalised", 4: "normalised"}  # flux HDUs the reader can use; HDU1 = relative error of HDU0
+
+
+def _header_text(header, keys) -> str:
+    return " ".join(str(header.get(k, "")) for k in keys).upper()
+
+
+def _is_galah_image(h) -> bool:
+    from astropy.io import fits
+
+    return isinstance(h, (fits.PrimaryHDU, fits.ImageHDU)) and h.data is not None and h.data.ndim == 1
+
+
+def _galah_layout_problem(hdul) -> str | None:
+    """Why ``hdul`` does not have the GALAH DR3 layout (None if it does)."""
+    if len(hdul) < _GALAH_MIN_HDUS:
+        return f"the GALAH DR3 layout has {_GALAH_MIN_HDUS} HDUs (0 flux, 1 relative error, ..., 4 normalised flux); this file has {len(hdul)}"
+    for i in (0, 1, 4):
+        if not _is_galah_image(hdul[i]):
+            return f"HDU{i} is not a 1-D image; the GALAH DR3 layout has 1-D spectra in HDUs 0, 1 and 4"
+    for i in (0, 4):
+        if "CRVAL1" not in hdul[i].header:
+            return f"HDU{i} has no wavelength WCS (CRVAL1/CDELT1)"
+    return None
+
+
+def _looks_like_galah(hdul) -> bool:
+    h0 = hdul[0].header
+    if "HERMES" in _header_text(h0, ("INSTRUME", "ORIGIN", "TELESCOP")):
+        return True  # a HERMES file in another layout then fails in _read_galah with a clear message
+    if _galah_layout_problem(hdul) is not None:
+        return False
+    extname4 = str(hdul[4].header.get("EXTNAME", "")).lower()
+    if "normalised" in extname4 or "normalized" in extname4:
+        return True
+    obs = _header_text(h0, ("TELESCOP", "ORIGIN"))
+    return "AAT" in obs.split() or "ANGLO-AUSTRALIAN" in obs
+
+
+def _galah_ccd(path) -> tuple[str, int] | None:
+    """(sobject_id, CCD) from a GALAH DR3 file name ``<15-digit sobject_id><CCD 1-4>.fits``, else None."""
+    stem = Path(path).name.lower().removesuffix(".gz")
+    for ext in (".fits", ".fit", ".fts"):
+        stem = stem.removesuffix(ext)
+    if len(stem) == 16 and stem.isdigit() and stem[-1] in "1234":
+        return stem[:-1], int(stem[-1])
+    return None
+
+
+def _galah_wavelength(header, n, unit, where, meta) -> np.ndarray:
+    """Air wavelengths of a GALAH HDU from its linear WCS; ``CRPIX1 = 0`` means pixel 1 (GALAH convention)."""
+    if header.get("CRPIX1") == 0:
+        header = header.copy()
+        header["CRPIX1"] = 1.0
+        _note(meta, f"{where}: CRPIX1 = 0 read as 1 (the GALAH convention: CRVAL1 is the first pixel)", warn=False)
+    return _wcs_wavelength(header, n, unit, where)
+
+
+def _on_grid(values, wl_from, wl_to, where, meta) -> np.ndarray:
+    """``values`` given on ``wl_from`` placed on ``wl_to``: the same grid or a pixel-aligned part of it is sliced
+    exactly, anything else linearly interpolated (NaN outside ``wl_from``)."""
+    step = wl_from[1] - wl_from[0]
+    if wl_to.size > 1 and abs((wl_to[1] - wl_to[0]) - step) <= 1e-6 * abs(step):
+        offset = (wl_to[0] - wl_from[0]) / step
+        start = int(round(offset))
+        if abs(offset - start) < 1e-3 and 0 <= start and start + wl_to.size <= wl_from.size:
+            return values[start : start + wl_to.size]
+    _note(meta, f"{where}: relative errors interpolated onto the flux pixels (their WCS grids differ)", warn=False)
+    return np.interp(wl_to, wl_from, values, left=np.nan, right=np.nan)
+
+
+def _read_galah(hdul, path, hdu, unit):
+    problem = _galah_layout_problem(hdul)
+    if problem is not None:
+        raise SpectrumError(
+            f"{path.name}: not a GALAH DR3 spectrum: {problem}; pass format='fits-image' (or 'fits-table') to read it "
+            "as a plain FITS spectrum"
+        )
+    flux_idx = 4 if hdu is None else hdu
+    if flux_idx not in _GALAH_HDUS:
+        raise SpectrumError(f"{path.name}: GALAH DR3 flux is HDU4 (normalised, default) or HDU0 (unnormalised); got hdu={hdu!r}")
+    flux_hdu, err_hdu = hdul[flux_idx], hdul[1]
+    meta = {"format": "galah-dr3", "hdu": flux_idx, "flux": _GALAH_HDUS[flux_idx], "header": _simple_header(hdul[0].header)}
+    ids = _galah_ccd(path)
+    if ids is not None:
+        meta["sobject_id"], meta["ccd"] = ids
+    flux = np.asarray(flux_hdu.data, dtype=np.float64)
+    rel = np.asarray(err_hdu.data, dtype=np.float64)
+    wl = _galah_wavelength(flux_hdu.header, flux.size, unit, f"{path.name}[{flux_idx}]", meta)
+    # HDU1 is the relative error of HDU0, on HDU0's pixels (its own WCS when it has one)
+    if rel.size != hdul[0].data.size:
+        raise SpectrumError(f"{path.name}: HDU1 (relative error) has {rel.size} pixels but HDU0 (flux) has {hdul[0].data.size}")
+    rel = np.where(np.isfinite(rel) & (rel != 0), rel, np.nan)  # bad errors must not leak into interpolated neighbours
+    if flux_idx != 0:
+        err_header = err_hdu.header if "CRVAL1" in err_hdu.header else hdul[0].header
+        wl_err = _galah_wavelength(err_header, rel.size, unit, f"{path.name}[1]", meta)
+        rel = _on_grid(rel, wl_err, wl, path.name, meta)
+    sigma = np.abs(rel * flux)  # the sign of σ/flux follows the flux in noisy line cores; σ is its size
+    # NaN fluxes are counted (and masked) by _finalise; here only pixels with a flux but no usable error
+    bad = np.isfinite(flux) & ~(np.isfinite(sigma) & (sigma > 0))
+    if np.any(bad):
+        _note(meta, f"{int(bad.sum())} GALAH pixel(s) whose σ = |relative error × flux| is not finite and positive were masked")
+    header = {**dict(hdul[0].header), **dict(flux_hdu.header)}
+    # GALAH is air; honour an explicit medium keyword, but not a generic CTYPE1 = 'WAVE' written by IRAF
+    hint = _medium_from_header({k: v for k, v in header.items() if k != "CTYPE1"}) or "air"
+    return dict(wavelength=wl, flux=flux, sigma=np.where(bad, np.nan, sigma), mask=~bad, segments=None, meta=meta, header=header, medium_hint=hint)
 
 
 def _read_ascii(path, cols, unit):
