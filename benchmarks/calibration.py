@@ -21,7 +21,11 @@ from pathlib import Path
 import numpy as np
 
 import stellarinf  # noqa: F401
+import jax.numpy as jnp
+
 from stellarinf.inference.batch import map_laplace_batch
+from stellarinf.inference.laplace import laplace
+from stellarinf.inference.map import find_map
 from stellarinf.inference.density import Problem
 from stellarinf.inference.mocks import benchmark_setup, make_mock, random_truth
 from stellarinf.inference.samplers import laplace_posterior, sample
@@ -42,6 +46,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--draws", type=int, default=500)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--search", action="store_true", help="multi-start MAP search from the prior instead of one start at the truth")
     ap.add_argument("--quick", action="store_true", help="analytic model (truth = fit model), Laplace")
     ap.add_argument("--output", default=str(RESULTS / "calibration.json"))
     args = ap.parse_args(argv)
@@ -62,7 +67,12 @@ def main(argv=None):
         truths.append(truth)
         problems.append(Problem.build(om))
     t_mocks = time.perf_counter() - t0
-    inits = map_laplace_batch(problems, n_starts=4, seed=args.seed, chunk_size=16)
+    if args.search:
+        inits = map_laplace_batch(problems, n_starts=4, seed=args.seed, chunk_size=16)
+    else:
+        # one optimiser start at the truth: this benchmark tests the posterior's calibration, not the
+        # optimiser's global search (that is inference_recovery.py's job); 4× cheaper
+        inits = [laplace(p, find_map(p, starts=jnp.asarray(p.unconstrain(t))[None])) for p, t in zip(problems, truths)]
     in68, in95, ranks = [], [], []
     for k, (p, lap, truth) in enumerate(zip(problems, inits, truths)):
         if args.sampler == "laplace":

@@ -157,6 +157,14 @@ def run_numpyro_nuts(
 # ---------------------------------------------------------------------------------------------
 # BlackJAX NUTS with window adaptation
 # ---------------------------------------------------------------------------------------------
+def _whitening(lap: LaplaceResult, z0: np.ndarray):
+    """(shift, chol, u0): the Laplace mean and Cholesky factor, and the chains' starts in whitened units."""
+    chol = np.linalg.cholesky(lap.cov_z)
+    shift = np.asarray(lap.mean_z)
+    u0 = np.linalg.solve(chol, (z0 - shift).T).T
+    return jnp.asarray(shift), jnp.asarray(chol), jnp.asarray(u0)
+
+
 def _whitened(problem: Problem, shift, chol):
     """log density of u with z = shift + chol @ u (constant Jacobian dropped): with the Laplace mean and
     Cholesky factor, u is ≈ N(0, I), so an identity-started window adaptation is close to optimal at once."""
@@ -217,14 +225,11 @@ def run_blackjax_nuts(
     _check_chains(chains, draws, warmup)
     t0 = time.perf_counter()
     z0, lap = initial_positions(problem, chains, seed, init)
-    chol = np.linalg.cholesky(lap.cov_z)
-    shift = np.asarray(lap.mean_z)
-    u0 = np.linalg.solve(chol, (z0 - shift).T).T
-    shift, chol = jnp.asarray(shift), jnp.asarray(chol)
+    shift, chol, u0 = _whitening(lap, z0)
     t_init = time.perf_counter() - t0
     kw, ks = jax.random.split(jax.random.key(seed))
     t1 = time.perf_counter()
-    states, params, n_warm = _bj_nuts_warmup(problem, shift, chol, jax.random.split(kw, chains), jnp.asarray(u0), max(warmup, 1), target_accept)
+    states, params, n_warm = _bj_nuts_warmup(problem, shift, chol, jax.random.split(kw, chains), u0, max(warmup, 1), target_accept)
     jax.block_until_ready(states)
     t2 = time.perf_counter()
     pos, lp, div, depth, nsteps, energy, acc = _bj_nuts_sample(problem, shift, chol, jax.random.split(ks, chains), states, params, draws)
@@ -256,32 +261,34 @@ def run_blackjax_nuts(
 # BlackJAX MCLMC (microcanonical Langevin) with its tuner
 # ---------------------------------------------------------------------------------------------
 @eqx.filter_jit
-def _bj_mclmc_tune(problem: Problem, keys, z0s, num_steps: int):
+def _bj_mclmc_tune(problem: Problem, shift, chol, keys, u0s, num_steps: int):
+    logdensity = _whitened(problem, shift, chol)
+
     def one(key, z0):
         ik, tk = jax.random.split(key)
-        state = blackjax.mcmc.mclmc.init(position=z0, logdensity_fn=problem.log_density, rng_key=ik)
+        state = blackjax.mcmc.mclmc.init(position=z0, logdensity_fn=logdensity, rng_key=ik)
         kernel = blackjax.mcmc.mclmc.build_kernel()
         state, params, n_tune = blackjax.mclmc_find_L_and_step_size(
             mclmc_kernel=kernel,
             num_steps=num_steps,
             state=state,
             rng_key=tk,
-            logdensity_fn=problem.log_density,
+            logdensity_fn=logdensity,
             diagonal_preconditioning=True,
         )
         return state, params
 
-    return jax.vmap(one)(keys, z0s)
+    return jax.vmap(one)(keys, u0s)
 
 
 @eqx.filter_jit
-def _bj_mclmc_sample(problem: Problem, keys, states, params, num_draws: int):
+def _bj_mclmc_sample(problem: Problem, shift, chol, keys, states, params, num_draws: int):
     def one(key, state, p):
-        alg = blackjax.mclmc(problem.log_density, L=p.L, step_size=p.step_size, inverse_mass_matrix=p.inverse_mass_matrix)
+        alg = blackjax.mclmc(_whitened(problem, shift, chol), L=p.L, step_size=p.step_size, inverse_mass_matrix=p.inverse_mass_matrix)
 
         def step(st, k):
             st, info = alg.step(k, st)
-            return st, (st.position, st.logdensity, info.energy_change, ~info.nonans)
+            return st, (shift + chol @ st.position, st.logdensity, info.energy_change, ~info.nonans)
 
         _, out = jax.lax.scan(step, state, jax.random.split(key, num_draws))
         return out
@@ -298,21 +305,23 @@ def run_blackjax_mclmc(
     seed: int = 0,
     init: LaplaceResult | None = None,
 ) -> Posterior:
-    """BlackJAX MCLMC: ``warmup`` steps of L/step-size tuning (3 phases), then ``draws`` steps per chain."""
+    """BlackJAX MCLMC in Laplace-whitened coordinates (as NUTS): ``warmup`` steps of L/step-size tuning
+    (3 phases), then ``draws`` steps per chain."""
     _check_chains(chains, draws, warmup)
     if problem.n_free < 2:
         raise StellarinfError("MCLMC needs at least 2 free parameters; use --sampler nuts for a 1-parameter fit")
     t0 = time.perf_counter()
     z0, lap = initial_positions(problem, chains, seed, init)
+    shift, chol, u0 = _whitening(lap, z0)
     t_init = time.perf_counter() - t0
     kt, ks = jax.random.split(jax.random.key(seed))
     # the tuner spends 10% + 10%(+1/3 for the preconditioner) + 10% of num_steps: scale so it spends ~warmup
     tune_steps = max(int(round(warmup / 0.333)), 30)
     t1 = time.perf_counter()
-    states, params = _bj_mclmc_tune(problem, jax.random.split(kt, chains), jnp.asarray(z0), tune_steps)
+    states, params = _bj_mclmc_tune(problem, shift, chol, jax.random.split(kt, chains), u0, tune_steps)
     jax.block_until_ready(states)
     t2 = time.perf_counter()
-    pos, lp, de, bad = _bj_mclmc_sample(problem, jax.random.split(ks, chains), states, params, draws)
+    pos, lp, de, bad = _bj_mclmc_sample(problem, shift, chol, jax.random.split(ks, chains), states, params, draws)
     jax.block_until_ready(pos)
     t3 = time.perf_counter()
     stats = {"lp": np.asarray(lp), "energy_change": np.asarray(de), "diverging": np.asarray(bad, dtype=bool)}
