@@ -3,8 +3,8 @@
 The demo star (``data/demo/demo_star.fits``, truth in ``data/demo/demo_truth.json``) is a realistic-fidelity
 synthetic spectrum at the galah-red window (R = 28,000) with Gaussian noise, made by
 ``python data/make_defaults.py --steps demo``. By default the fit uses the shipped Payne MLP
-(``default-payne``), because NUTS with TransformerPayne ``small`` costs about 0.8 s per gradient on a
-2-core CPU (hours for a posterior); ``--emulator default`` selects TransformerPayne. Either runs through
+(``default-payne``), because NUTS with TransformerPayne ``small`` costs about 0.24 s per gradient on a
+2-core CPU (the Payne: 5.6 ms; about an hour for a posterior); ``--emulator default`` selects TransformerPayne. Either runs through
 the full observation model (Doppler, rotation, LSF, resampling, Chebyshev continuum,
 emulator error in the likelihood); the Cramér–Rao bounds are computed at the truth with the same
 observation model, the same free parameters and the same per-pixel σ.
@@ -168,7 +168,7 @@ def _stage(i: int, n: int, text: str) -> float:
 @click.command(name="demo")
 @click.option("--emulator", default="default-payne", show_default=True,
               help="Emulator: default-payne (the Payne MLP: NUTS in minutes on 2 CPU cores), default "
-                   "(TransformerPayne small: about 10x slower per gradient on a CPU; use a GPU or --sampler laplace) "
+                   "(TransformerPayne small: about 40x slower per gradient on a CPU; use a GPU or --sampler laplace) "
                    "or a model directory.")
 @click.option("--sampler", type=click.Choice(SAMPLERS), default="nuts", show_default=True,
               help="nuts = NumPyro NUTS; laplace = MAP + Laplace draws only (seconds).")
