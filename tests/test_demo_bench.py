@@ -321,3 +321,15 @@ def test_make_defaults_dry_run_lists_the_recipe(tmp_path):
     assert "data/models/transformer-payne-small" in text and "data/models/payne-mlp" in text
     assert "snr=80" in text and "RECIPE.md" in text
     assert not (tmp_path / "make_defaults_log.json").exists()  # a dry run records nothing
+
+
+def test_recovery_benchmark_setup_uses_the_synthesizer_over_the_emulator_range():
+    """The full (non-quick) recovery benchmark: the truth is the 1D LTE synthesizer over exactly the fitted
+    emulator's range, and the instrument pixels leave room for Doppler shifts inside it."""
+    from stellarinf.inference.mocks import benchmark_setup
+
+    fit, truth, wl, resolution, desc = benchmark_setup("default-payne", quick=False, truth="synth")
+    assert type(truth).__name__ == "SynthesizerModel" and desc["truth_model"] == "SynthesizerModel(realistic)"
+    assert truth.wavelength_range == pytest.approx(fit.wavelength_range)
+    lo, hi = fit.wavelength_range
+    assert lo < wl.min() and wl.max() < hi and resolution == 28000.0

@@ -107,5 +107,8 @@ def benchmark_setup(emulator: str | None, *, quick: bool, truth: str = "synth", 
         from ..synth import SynthesizerModel
     except ImportError as exc:  # pragma: no cover - depends on the synthesizer being present
         raise RuntimeError(f"the synthesizer is not available ({exc}); run with --truth emulator or --quick") from None
-    truth_model = SynthesizerModel(fit_model.label_space, (wmin, wmax), "realistic")
+    from ..wavelength import Window
+
+    window = Window("emulator-range", float(wmin), float(wmax), resolution, 2.5, "the fitted emulator's wavelength range")
+    truth_model = SynthesizerModel(fit_model.label_space, window, "realistic")
     return fit_model, truth_model, wl, resolution, {"fit_model": str(emulator), "truth_model": "SynthesizerModel(realistic)"}
