@@ -104,8 +104,10 @@ def main(argv=None):
                 times.append(dt)
                 msg.append(f"{method} max |pull| {np.max(np.abs(pulls[-1])):.2f}")
             print(f"S/N {snr:g} star {k + 1}/{args.n_stars}: " + ", ".join(msg) + f"  ({dt:.1f} s)", flush=True)
-        out["per_snr"][f"{snr:g}"] = {m: summarise(*acc[m], names, len(acc[m][0]), check_rhat=m != "laplace") for m in acc}
-        write_json_atomic(args.output, out)  # a partial result survives an interrupted run
+            # rewritten after every star: an interrupted run keeps what it measured (n_stars says how many)
+            out["per_snr"][f"{snr:g}"] = {m: summarise(*acc[m], names, len(acc[m][0]), check_rhat=m != "laplace") for m in acc}
+            out["total_seconds"] = time.perf_counter() - t_start
+            write_json_atomic(args.output, out)
     out["total_seconds"] = time.perf_counter() - t_start
     write_json_atomic(args.output, out)
     print(f"wrote {args.output}")
