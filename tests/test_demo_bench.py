@@ -333,3 +333,17 @@ def test_recovery_benchmark_setup_uses_the_synthesizer_over_the_emulator_range()
     assert truth.wavelength_range == pytest.approx(fit.wavelength_range)
     lo, hi = fit.wavelength_range
     assert lo < wl.min() and wl.max() < hi and resolution == 28000.0
+
+
+def test_recovery_and_calibration_quick_runs_recover_known_truth(tmp_path):
+    """The plumbing of the two posterior-honesty benchmarks on the analytic model (truth = fit model): every
+    star's Laplace posterior is near the truth, and the intervals' coverage is a fraction in [0, 1]."""
+    recovery = load_script("inference_recovery")
+    out = recovery.main(["--quick", "--n-stars", "2", "--snr", "100", "--output", str(tmp_path / "rec.json")])
+    doc = json.loads((tmp_path / "rec.json").read_text())
+    summary = doc["per_snr"]["100"]["laplace"]
+    assert summary["n_stars"] == 2 and out["per_snr"]["100"]["laplace"]["n_stars"] == 2
+    assert all(abs(v) < 4.0 for v in summary["median_pull_per_label"].values())
+    calibration = load_script("calibration")
+    cal = calibration.main(["--quick", "--n-mocks", "4", "--output", str(tmp_path / "cal.json")])
+    assert 0.0 <= cal["coverage_68"] <= cal["coverage_95"] <= 1.0 and cal["n_intervals"] == 4 * 5
