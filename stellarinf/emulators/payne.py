@@ -1,14 +1,16 @@
 """The Payne MLP baseline (Ting et al. 2019) in Equinox.
 
 Labels scaled to [−0.5, 0.5] → Linear → LeakyReLU(0.01) → Linear → LeakyReLU → Linear → one output
-per pixel of the *training* wavelength grid (the published architecture; ``activation="silu"`` swaps in a
-smooth activation). A LeakyReLU network is piecewise linear in the labels: its gradient jumps wherever a
-hidden unit changes sign, and at high S/N a posterior spans several such kinks, which breaks the
-Hessian of a Laplace approximation and makes Hamiltonian Monte Carlo take tiny steps. The shipped
-``default-payne`` therefore uses SiLU; the benchmarks' baseline keeps LeakyReLU. The network only knows those pixels: the
+per pixel of the *training* wavelength grid. The network only knows those pixels: the
 :class:`~.emulator.Emulator` answers other wavelengths by linear interpolation between training pixels
 (``jnp.interp``), which smooths lines sampled more finely than the training grid and cannot reach
 outside it. This is one of the differences the benchmarks show against TransformerPayne.
+
+LeakyReLU is the published activation; ``activation="silu"`` swaps in a smooth one. A LeakyReLU network is
+piecewise linear in the labels: its gradient jumps wherever a hidden unit changes sign, and at high S/N a
+posterior spans several such kinks, which breaks the Hessian of a Laplace approximation and makes
+Hamiltonian Monte Carlo take tiny steps. The shipped ``default-payne`` therefore uses SiLU; the
+benchmarks' baseline keeps LeakyReLU.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ def run_numpyro_nuts(
 
 
 # ---------------------------------------------------------------------------------------------
-# BlackJAX NUTS with window adaptation
+# Laplace whitening, shared by the BlackJAX samplers
 # ---------------------------------------------------------------------------------------------
 def _whitening(lap: LaplaceResult, z0: np.ndarray):
     """(shift, chol, u0): the Laplace mean and Cholesky factor, and the chains' starts in whitened units."""
@@ -171,6 +171,9 @@ def _whitened(problem: Problem, shift, chol):
     return lambda u: problem.log_density(shift + chol @ u)
 
 
+# ---------------------------------------------------------------------------------------------
+# BlackJAX NUTS with window adaptation
+# ---------------------------------------------------------------------------------------------
 @eqx.filter_jit
 def _bj_nuts_warmup(problem: Problem, shift, chol, keys, u0s, num_steps: int, target_accept: float):
     def one(key, u0):
@@ -264,9 +267,9 @@ def run_blackjax_nuts(
 def _bj_mclmc_tune(problem: Problem, shift, chol, keys, u0s, num_steps: int):
     logdensity = _whitened(problem, shift, chol)
 
-    def one(key, z0):
+    def one(key, u0):
         ik, tk = jax.random.split(key)
-        state = blackjax.mcmc.mclmc.init(position=z0, logdensity_fn=logdensity, rng_key=ik)
+        state = blackjax.mcmc.mclmc.init(position=u0, logdensity_fn=logdensity, rng_key=ik)
         kernel = blackjax.mcmc.mclmc.build_kernel()
         state, params, n_tune = blackjax.mclmc_find_L_and_step_size(
             mclmc_kernel=kernel,
