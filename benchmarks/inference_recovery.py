@@ -33,11 +33,12 @@ from stellarinf.observe.model import ObservationModel
 RESULTS = Path(__file__).parent / "results"
 
 
-def fit_one(fit_model, spec, sampler, chains, warmup, draws, seed):
+def fit_one(fit_model, spec, sampler, chains, warmup, draws, seed, error_modes=True):
     """Laplace summary always (cheap); the sampler's summary too unless ``sampler`` is None or "laplace"."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        om = ObservationModel(fit_model, spec, rv_max=100, vsini_max=30, vmacro_max=10, fixed={"vmacro": 0.0}, continuum_degree=1, continuum="marginalise")
+        om = ObservationModel(fit_model, spec, rv_max=100, vsini_max=30, vmacro_max=10, fixed={"vmacro": 0.0}, continuum_degree=1,
+                              continuum="marginalise", error_modes=error_modes)
     problem = Problem.build(om)
     lap = laplace(problem, find_map(problem, n_starts=4, seed=seed))
     post = laplace_posterior(problem, chains=chains, draws=draws, seed=seed, init=lap)
@@ -76,6 +77,8 @@ def main(argv=None):
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-sampled", type=int, default=None, help="run the sampler on the first N stars per S/N only (all get Laplace)")
+    ap.add_argument("--error-modes", type=int, default=None,
+                    help="correlated emulator-error modes to integrate out (default: all the emulator has; 0 = white error only)")
     ap.add_argument("--quick", action="store_true", help="analytic model, 4 stars, Laplace")
     ap.add_argument("--output", default=str(RESULTS / "inference_recovery.json"))
     args = ap.parse_args(argv)
@@ -84,7 +87,8 @@ def main(argv=None):
     fit_model, truth_model, wl, resolution, desc = benchmark_setup(args.emulator, quick=args.quick, truth=args.truth)
     rng = np.random.default_rng(args.seed)
     names = list(fit_model.label_space.names) + ["rv", "vsini"]
-    out = {"benchmark": "inference_recovery", "machine": machine_info(), "args": vars(args), **desc, "per_snr": {}}
+    out = {"benchmark": "inference_recovery", "machine": machine_info(), "args": vars(args), **desc, "per_snr": {},
+           "error_modes_used": int(min(getattr(fit_model, "n_error_modes", 0), 10**9 if args.error_modes is None else args.error_modes))}
     t_start = time.perf_counter()
     n_sampled = args.n_stars if args.n_sampled is None else min(args.n_sampled, args.n_stars)
     for snr in args.snr:
@@ -93,7 +97,8 @@ def main(argv=None):
             truth = random_truth(fit_model.label_space, rng, rv_max=60.0)
             spec = make_mock(truth_model, wl, truth, snr=snr, resolution=resolution, seed=int(rng.integers(2**31)))
             t0 = time.perf_counter()
-            tables = fit_one(fit_model, spec, args.sampler if k < n_sampled else None, args.chains, args.warmup, args.draws, seed=k)
+            tables = fit_one(fit_model, spec, args.sampler if k < n_sampled else None, args.chains, args.warmup, args.draws, seed=k,
+                             error_modes=True if args.error_modes is None else args.error_modes)
             dt = time.perf_counter() - t0
             msg = []
             for method, table in tables.items():

@@ -51,7 +51,7 @@ def _load_model(name: str):
     return load_emulator(name)
 
 
-def _build_problem(model, path, *, resolution, continuum, degree, rv_max, vsini_max, vmacro_max, jitter, fixed, priors):
+def _build_problem(model, path, *, resolution, continuum, degree, rv_max, vsini_max, vmacro_max, jitter, fixed, priors, error_modes=True):
     from ..inference.density import Problem
     from ..io.spectrum import crop_to_model, read_spectrum
     from ..observe.model import ObservationModel
@@ -70,6 +70,7 @@ def _build_problem(model, path, *, resolution, continuum, degree, rv_max, vsini_
         vsini_max=vsini_max,
         vmacro_max=vmacro_max,
         fixed=obs_fixed,
+        error_modes=error_modes,
     )
     rest = {k: v for k, v in fixed.items() if k not in obs_fixed}
     return Problem.build(om, priors, fixed=rest)
@@ -90,13 +91,16 @@ def _build_problem(model, path, *, resolution, continuum, degree, rv_max, vsini_
 @click.option("--rv-max", default=300.0, show_default=True, help="|RV| bound (km/s).")
 @click.option("--vsini-max", default=60.0, show_default=True)
 @click.option("--vmacro-max", default=15.0, show_default=True)
+@click.option("--emulator-error", type=click.Choice(["modes", "white"]), default="modes", show_default=True,
+              help="modes: integrate out the emulator's correlated error modes (when it has them; `stellarinf error-model`); "
+              "white: treat its whole error as independent per pixel.")
 @click.option("--jitter/--no-jitter", default=False, show_default=True, help="Fit an extra white-noise term ln_jitter.")
 @click.option("--starts", default=8, show_default=True, type=click.IntRange(1, 256), help="MAP starting points.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--plots/--no-plots", default=False, help="Write OUT_corner.png and OUT_fit.png.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output prefix: OUT.nc, OUT_summary.fits/.csv.")
 @click.option("--quiet", is_flag=True, help="Do not print the summary.")
-def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolution, continuum, continuum_degree, rv_max, vsini_max, vmacro_max, jitter, starts, seed, plots, output, quiet):
+def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolution, continuum, continuum_degree, rv_max, vsini_max, vmacro_max, emulator_error, jitter, starts, seed, plots, output, quiet):
     """Infer the labels of SPECTRUM (or several: a batch) with the emulator's training box as prior.
 
     The simplest input is a FITS table with columns wavelength (Å, vacuum unless the header says air),
@@ -111,8 +115,9 @@ def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolu
     if out.suffix in (".nc", ".fits", ".csv"):
         out = out.with_suffix("")
     model = _load_model(emulator)
-    kw = dict(resolution=resolution, continuum=continuum, degree=continuum_degree, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max, jitter=jitter, fixed=fixed, priors=prior_reqs)
-    attrs = {"emulator": str(emulator), "sampler": sampler}
+    kw = dict(resolution=resolution, continuum=continuum, degree=continuum_degree, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max, jitter=jitter, fixed=fixed, priors=prior_reqs,
+              error_modes=emulator_error == "modes")
+    attrs = {"emulator": str(emulator), "sampler": sampler, "emulator_error": emulator_error}
     if len(spectra) == 1:
         problem = _build_problem(model, spectra[0], **kw)
         idata = _fit_one(problem, sampler, chains, warmup, draws, starts, seed, dict(attrs, spectrum=str(spectra[0])))

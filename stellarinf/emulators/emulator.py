@@ -36,7 +36,9 @@ class Emulator(eqx.Module):
     Fields:
         network: :class:`TransformerPayne` or :class:`PayneMLP` (the only trainable part).
         error_wavelength: (n_bins,) vacuum Å centres of the emulator-error table.
-        error_sigma: (n_bins,) rms held-out residual of normalised flux in each bin.
+        error_sigma: (n_bins,) rms held-out residual of normalised flux in each bin (the total error).
+        error_modes: (n_modes, n_bins) correlated part of that error (scaled principal components of the
+            held-out residuals, :mod:`~stellarinf.emulators.error_model`); (0, n_bins) when not fitted.
         training_wavelength: (n_pix,) training grid (Payne only; None for TransformerPayne).
         label_space: label names and the training box (labels are validated against it).
         wavelength_range: (wmin, wmax) vacuum Å the emulator answers inside.
@@ -48,6 +50,7 @@ class Emulator(eqx.Module):
     network: TransformerPayne | PayneMLP
     error_wavelength: Float[Array, "n_bins"]
     error_sigma: Float[Array, "n_bins"]
+    error_modes: Float[Array, "n_modes n_bins"]
     training_wavelength: Float[Array, "n_pix"] | None
     label_space: LabelSpace = eqx.field(static=True)
     wavelength_range: tuple[float, float] = eqx.field(static=True)
@@ -56,7 +59,7 @@ class Emulator(eqx.Module):
     metadata_json: str = eqx.field(static=True)
 
     def __init__(self, network, label_space: LabelSpace, wavelength_range, *, resolution=None,
-                 error_wavelength=None, error_sigma=None, training_wavelength=None,
+                 error_wavelength=None, error_sigma=None, error_modes=None, training_wavelength=None,
                  has_continuum: bool = False, metadata: dict | None = None):
         self.network = network
         self.label_space = label_space
@@ -70,8 +73,12 @@ class Emulator(eqx.Module):
         es = np.asarray(error_sigma, dtype=np.float64)
         if ew.ndim != 1 or ew.shape != es.shape or ew.size < 1 or np.any(np.diff(ew) <= 0):
             raise ShapeError("error table: wavelength and sigma must be 1-D arrays of equal length, wavelength increasing")
+        em = np.zeros((0, ew.size)) if error_modes is None else np.asarray(error_modes, dtype=np.float64)
+        if em.ndim != 2 or em.shape[1] != ew.size or not np.all(np.isfinite(em)):
+            raise ShapeError(f"error modes must be a finite (n_modes, {ew.size}) array on the error-table wavelengths, got shape {em.shape}")
         self.error_wavelength = jnp.asarray(ew)
         self.error_sigma = jnp.asarray(es)
+        self.error_modes = jnp.asarray(em)
         if isinstance(network, PayneMLP):
             if training_wavelength is None:
                 raise StellarinfError("a Payne emulator needs its training wavelength grid (training_wavelength=)")
@@ -106,8 +113,16 @@ class Emulator(eqx.Module):
         """The model document (architecture, label space, training grid, metrics, version, ...)."""
         return json.loads(self.metadata_json)
 
+    def _replace(self, **changes) -> "Emulator":
+        """A new Emulator with some constructor arguments changed (static fields cannot go through tree_at)."""
+        kw = dict(resolution=self.resolution, error_wavelength=self.error_wavelength, error_sigma=self.error_sigma,
+                  error_modes=self.error_modes, training_wavelength=self.training_wavelength,
+                  has_continuum=self.has_continuum, metadata=self.metadata)
+        kw.update(changes)
+        return Emulator(self.network, self.label_space, self.wavelength_range, **kw)
+
     def with_metadata(self, metadata: dict) -> "Emulator":
-        return eqx.tree_at(lambda e: e.metadata_json, self, json.dumps(metadata, sort_keys=True, default=str))
+        return self._replace(metadata=metadata)
 
     def astype(self, dtype) -> "Emulator":
         """Copy with the network parameters cast to ``dtype`` (e.g. ``jnp.float64``)."""
@@ -137,8 +152,29 @@ class Emulator(eqx.Module):
         return _continuum(self, jnp.asarray(labels), jnp.asarray(wavelength))
 
     def error(self, wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix"]:
-        """1σ emulator error per pixel, interpolated from the held-out residual table."""
+        """1σ emulator error per pixel (total), interpolated from the held-out residual table."""
         return _error(self, jnp.asarray(wavelength))
+
+    @property
+    def n_error_modes(self) -> int:
+        """Number of correlated error modes (0: the error is white)."""
+        return int(self.error_modes.shape[0])
+
+    def error_white(self, wavelength: Float[Array, "n_pix"], n_modes: int | None = None) -> Float[Array, "n_pix"]:
+        """The part of :meth:`error` that the first ``n_modes`` (default all) correlated modes leave:
+        √(σ² − Σ_k mode_k²) per pixel (= σ when there are no modes)."""
+        modes = self.error_modes[: self.n_error_modes if n_modes is None else n_modes]
+        white = jnp.sqrt(jnp.maximum(self.error_sigma**2 - jnp.sum(modes**2, axis=0), 0.0))
+        return jnp.interp(jnp.asarray(wavelength), self.error_wavelength, white)
+
+    def error_modes_at(self, wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_modes n_pix"]:
+        """The correlated error modes interpolated to ``wavelength`` (rest frame); shape (n_modes, n_pix)."""
+        wl = jnp.asarray(wavelength)
+        return jax.vmap(lambda m: jnp.interp(wl, self.error_wavelength, m))(self.error_modes)
+
+    def with_error_model(self, wavelength, sigma, modes=None) -> "Emulator":
+        """Copy with a new error table (and correlated modes on the same wavelengths)."""
+        return self._replace(error_wavelength=wavelength, error_sigma=sigma, error_modes=modes)
 
     # ----------------------------------------------------------------------------- eager helpers
     def check(self, labels, wavelength) -> tuple[np.ndarray, np.ndarray]:

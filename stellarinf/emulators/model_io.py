@@ -1,12 +1,15 @@
 """Emulator model directories: ``weights.eqx`` + ``model.json``. No pickle.
 
 - ``weights.eqx``: the network's arrays, written by ``equinox.tree_serialise_leaves``;
+- ``error_modes.npy`` (optional): the emulator error's correlated modes, float32 (n_modes, n_bins) on the
+  error-table wavelengths (:mod:`~stellarinf.emulators.error_model`; a plain ``.npy``, read with
+  ``allow_pickle=False``);
 - ``model.json``: everything needed to rebuild the network skeleton and use it::
 
     format="stellarinf-emulator", format_version,
     architecture {kind, hyperparameters, dtype}, label_space [...], wavelength_range [wmin, wmax],
     resolution, has_continuum, training_wavelength (Payne only: the pixels it predicts),
-    error_table {wavelength, rms}, training_grid {...provenance}, metrics {...}, training {...config},
+    error_table {wavelength, rms, modes?: {file, sha256, n_modes}}, training_grid {...provenance}, metrics {...}, training {...config},
     weights {file, sha256, bytes}, stellarinf_version, created
 
 Writes are atomic (weights first, then ``model.json``, whose sha256 names the weights it belongs to),
@@ -40,6 +43,7 @@ FORMAT = "stellarinf-emulator"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.eqx"
 MODEL_FILE = "model.json"
+MODES_FILE = "error_modes.npy"
 KINDS = (TP_KIND, PAYNE_KIND)
 
 
@@ -76,7 +80,16 @@ def deserialise(data: bytes, like):
 
 
 # ------------------------------------------------------------------------------ save
-def model_document(emulator: Emulator, weights_bytes: bytes) -> dict:
+def modes_bytes(emulator: Emulator) -> bytes | None:
+    """The ``.npy`` bytes of the emulator's error modes (float32), or None when it has none."""
+    if emulator.n_error_modes == 0:
+        return None
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(emulator.error_modes, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def model_document(emulator: Emulator, weights_bytes: bytes, error_modes_bytes: bytes | None = None) -> dict:
     """The ``model.json`` document for ``emulator`` (its metadata provides provenance and metrics)."""
     import stellarinf
 
@@ -101,6 +114,11 @@ def model_document(emulator: Emulator, weights_bytes: bytes) -> dict:
         "stellarinf_version": stellarinf.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if error_modes_bytes is not None:
+        doc["error_table"]["modes"] = {
+            "file": MODES_FILE, "sha256": hashlib.sha256(error_modes_bytes).hexdigest(), "n_modes": emulator.n_error_modes,
+            "statistic": "scaled principal components of held-out residuals (covariance = modes.T @ modes + diag)",
+        }
     if emulator.training_wavelength is not None:
         doc["training_wavelength"] = np.asarray(emulator.training_wavelength).tolist()
     for k, v in meta.items():  # keep any extra provenance the caller attached
@@ -113,8 +131,11 @@ def save_emulator(path: str | os.PathLike, emulator: Emulator) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     data = serialise(emulator.network)
+    modes = modes_bytes(emulator)
+    if modes is not None:
+        write_bytes_atomic(path / MODES_FILE, modes)
     write_bytes_atomic(path / WEIGHTS_FILE, data)
-    write_json_atomic(path / MODEL_FILE, model_document(emulator, data))
+    write_json_atomic(path / MODEL_FILE, model_document(emulator, data, modes))
     return path
 
 
@@ -169,6 +190,7 @@ def load_model_directory(path: str | os.PathLike) -> Emulator:
     except Exception as exc:  # shape/dtype mismatch between JSON and weights
         raise ModelFileError(f"{wpath} does not fit the architecture in {MODEL_FILE} ({exc}); the model files are inconsistent") from None
     table = doc.get("error_table") or {}
+    modes = _read_modes(base, table.get("modes"))
     try:
         label_space = LabelSpace.from_json(doc["label_space"])
     except (StellarinfError, KeyError, TypeError) as exc:
@@ -180,7 +202,24 @@ def load_model_directory(path: str | os.PathLike) -> Emulator:
         resolution=doc.get("resolution"),
         error_wavelength=table.get("wavelength"),
         error_sigma=table.get("rms"),
+        error_modes=modes,
         training_wavelength=doc.get("training_wavelength"),
         has_continuum=doc.get("has_continuum", False),
         metadata=doc,
     )
+
+
+def _read_modes(base: Path, entry: dict | None) -> np.ndarray | None:
+    """The error modes referenced by ``model.json`` (None when there are none); checksum-checked."""
+    if not entry:
+        return None
+    mpath = base / entry.get("file", MODES_FILE)
+    if not mpath.exists():
+        raise ModelFileError(f"{mpath} (the emulator's error modes) is missing; restore it, or refit with `stellarinf error-model`")
+    raw = mpath.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != entry.get("sha256"):
+        raise ModelFileError(f"{mpath} does not match {MODEL_FILE} (checksum differs); refit with `stellarinf error-model`")
+    try:
+        return np.load(io.BytesIO(raw), allow_pickle=False).astype(np.float64)
+    except ValueError as exc:
+        raise ModelFileError(f"{mpath} is not a valid .npy array ({exc}); refit with `stellarinf error-model`") from None

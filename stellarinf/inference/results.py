@@ -76,7 +76,7 @@ def observed_arrays(obs_model) -> dict[str, np.ndarray]:
 
 def total_sigma(obs_model, params) -> np.ndarray:
     """Per-pixel σ the likelihood uses (noise, jitter and emulator error in quadrature)."""
-    var = getattr(obs_model, "variance", None)
+    var = getattr(obs_model, "total_variance", None) or getattr(obs_model, "variance", None)
     if var is not None:
         return np.sqrt(np.asarray(var(params)))
     return observed_arrays(obs_model)["flux_error"]

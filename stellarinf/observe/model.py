@@ -17,10 +17,15 @@ Forward model for parameters θ (a dict of scalars keyed by name, see :attr:`Obs
    coefficient (``"marginalise"``; :mod:`~stellarinf.observe.continuum`), or set to their best fit
    (``"profile"``).
 
-Likelihood: independent Gaussian pixels with variance ``σ² + (scale · e_emu)² + (scale · jitter)²`` where
-``e_emu`` is the emulator's ``error()`` at the observed wavelengths, ``jitter = exp(ln_jitter)`` when
-``fit_jitter``, and ``scale`` the segment's flux level (1 for a normalised spectrum). Masked pixels get
-weight 0 (no boolean indexing, so everything is jit-able).
+Likelihood: Gaussian pixels with variance ``σ² + (scale · e_emu)² + (scale · jitter)²`` where ``e_emu`` is
+the emulator's ``error()`` at the observed wavelengths, ``jitter = exp(ln_jitter)`` when ``fit_jitter``,
+and ``scale`` the segment's flux level (1 for a normalised spectrum). When the emulator carries correlated
+error modes (:mod:`~stellarinf.emulators.error_model`) and ``error_modes`` is on, ``e_emu`` is only the
+white remainder and the modes ride along with the spectrum (same Doppler shift and instrumental LSF;
+see :meth:`ObservationModel.error_mode_matrix`): the data are ``continuum × (model + Σ_k a_k mode_k) + noise`` with a_k ~ N(0, 1) integrated
+out exactly, jointly with the continuum (its "marginalise"/"profile" modes use the continuum's prior mean,
+i.e. the flux level, as the modes' scale; "profile" then marginalises the continuum under a very wide
+prior). Masked pixels get weight 0 (no boolean indexing, so everything is jit-able).
 
 ``ObservationModel`` is an Equinox module: use ``eqx.filter_jit(om.log_likelihood)`` (or close over it in
 a function passed to ``jax.jit``).
@@ -33,6 +38,7 @@ import warnings
 from collections.abc import Mapping
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -81,6 +87,8 @@ class ObservationModel(eqx.Module):
             coarser than half the smallest observed pixel.
         include_emulator_error: add the model's ``error()`` to the variance (default). Turn it off only when
             the data were made by this very model (mock tests of the sampler or of Cramér–Rao bounds).
+        error_modes: use the emulator's correlated error modes (if it has any; True = all, an int = the
+            first n, False/0 = none, i.e. the whole error is treated as white).
     """
 
     emulator: object
@@ -107,6 +115,9 @@ class ObservationModel(eqx.Module):
     weight: Float[Array, "n_pix"]
     flux_scale: Float[Array, "n_pix"]
     emulator_error: Float[Array, "n_pix"]
+    n_error_modes: int = eqx.field(static=True)
+    error_mode_start: float = eqx.field(static=True)
+    error_modes: Float[Array, "n_mode_grid n_modes"]
     basis: Float[Array, "n_pix n_coef"]
     prior_mean: Float[Array, "n_coef"]
     prior_sd: Float[Array, "n_coef"]
@@ -132,6 +143,7 @@ class ObservationModel(eqx.Module):
         fixed: Mapping[str, float] | None = None,
         fine_step_kms: float | None = None,
         include_emulator_error: bool = True,
+        error_modes: bool | int = True,
     ):
         if continuum not in CONTINUUM_MODES:
             raise SpectrumError(f"continuum must be one of {', '.join(CONTINUUM_MODES)}, got {continuum!r}")
@@ -235,7 +247,30 @@ class ObservationModel(eqx.Module):
         u = np.log(wl / lo) * c / dv
         idx, w = _cubic_weights(u, n_fine)
 
-        err = np.asarray(emulator.error(jnp.asarray(wl)), dtype=np.float64) if include_emulator_error else np.zeros_like(wl)
+        available = int(getattr(emulator, "n_error_modes", 0)) if include_emulator_error else 0
+        n_modes = available if error_modes is True else min(int(error_modes), available)
+        if n_modes < 0:
+            raise SpectrumError(f"error_modes must be True, False or a number ≥ 0, got {error_modes!r}")
+        if not include_emulator_error:
+            err = np.zeros_like(wl)
+        elif n_modes:
+            err = np.asarray(emulator.error_white(jnp.asarray(wl), n_modes), dtype=np.float64)
+        else:
+            err = np.asarray(emulator.error(jnp.asarray(wl)), dtype=np.float64)
+        # error modes on their own rest-frame log-uniform grid (step dv) wide enough for any RV in the bounds,
+        # smoothed once by the instrument's LSF (see error_mode_matrix for why only that)
+        mode_lo = max(wl.min() / (1.0 + rv_max / c) * math.exp(-4.0 * dv / c), wmin)
+        mode_hi = min(wl.max() / (1.0 - min(rv_max, 0.5 * c) / c) * math.exp(4.0 * dv / c), wmax)
+        n_mode_grid = int(math.ceil(math.log(mode_hi / mode_lo) * c / dv)) + 1 if n_modes else 2
+        mode_grid = mode_lo * np.exp(dv / c * np.arange(n_mode_grid))
+        if n_modes:
+            table_wl = np.asarray(emulator.error_wavelength, dtype=np.float64)
+            modes = np.stack([np.interp(mode_grid, table_wl, m) for m in np.asarray(emulator.error_modes, dtype=np.float64)[:n_modes]])
+            if sigma_lsf is not None and not fit_resolution:
+                modes = np.asarray(broaden(modes, dv, lsf_sigma=sigma_lsf))
+        else:
+            modes = np.zeros((0, n_mode_grid))
+        modes = np.ascontiguousarray(modes.T)  # (grid, n_modes): a pixel's modes are one contiguous row
 
         self.emulator = emulator
         self.label_names = label_names
@@ -261,6 +296,9 @@ class ObservationModel(eqx.Module):
         self.weight = jnp.asarray(mask.astype(np.float64))
         self.flux_scale = jnp.asarray(flux_scale)
         self.emulator_error = jnp.asarray(np.nan_to_num(err))
+        self.n_error_modes = int(n_modes)
+        self.error_mode_start = float(mode_lo)
+        self.error_modes = jnp.asarray(modes)
         self.basis = jnp.asarray(design * flux_scale[:, None])
         self.prior_mean = jnp.asarray(prior_mean)
         self.prior_sd = jnp.asarray(prior_sd)
@@ -336,16 +374,19 @@ class ObservationModel(eqx.Module):
             return None
         return lsf_sigma_for(self.resolution, self.model_resolution)
 
-    def predict_fine(self, params: Mapping[str, Float[Array, ""]], *, broadened: bool = True) -> Float[Array, "n_fine"]:
-        """Normalised model on :attr:`fine_wavelength` (observer's frame), Doppler-shifted, optionally broadened."""
+    def _rest_wavelength(self, params) -> Float[Array, "n_fine"]:
         rv = self._value(params, "rv")
         rest = self.fine_wavelength / (1.0 + rv / SPEED_OF_LIGHT_KMS)
-        rest = jnp.clip(rest, self.model_range[0], self.model_range[1])
-        flux = jnp.asarray(self.emulator.flux(self.labels(params), rest), dtype=jnp.float64)
-        if not broadened:
-            return flux
+        return jnp.clip(rest, self.model_range[0], self.model_range[1])
+
+    def predict_fine(self, params: Mapping[str, Float[Array, ""]], *, broadened: bool = True) -> Float[Array, "n_fine"]:
+        """Normalised model on :attr:`fine_wavelength` (observer's frame), Doppler-shifted, optionally broadened."""
+        flux = jnp.asarray(self.emulator.flux(self.labels(params), self._rest_wavelength(params)), dtype=jnp.float64)
+        return self._broaden(flux, params) if broadened else flux
+
+    def _broaden(self, fine: Float[Array, "... n_fine"], params) -> Float[Array, "... n_fine"]:
         return broaden(
-            flux,
+            fine,
             self.dv_fine,
             lsf_sigma=self._lsf_sigma(params),
             vsini=self._value(params, "vsini"),
@@ -354,17 +395,49 @@ class ObservationModel(eqx.Module):
             max_velocity=self.max_velocity,
         )
 
+    def _resample(self, fine: Float[Array, "... n_fine"]) -> Float[Array, "... n_pix"]:
+        return jnp.sum(fine[..., self.interp_index] * self.interp_weight, axis=-1)
+
     def normalised_flux(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_pix"]:
         """The broadened normalised model at the observed pixels (before the continuum)."""
-        fine = self.predict_fine(params)
-        return jnp.sum(fine[self.interp_index] * self.interp_weight, axis=1)
+        return self._resample(self.predict_fine(params))
+
+    def error_mode_matrix(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_pix n_modes"]:
+        """The emulator's correlated error modes as the data see them (normalised units; (n_pix, 0) when
+        there are none): Doppler-shifted to the observed pixels, smoothed by the instrument's LSF.
+
+        Rotation and macroturbulence are *not* applied to the modes: that would cost one convolution per
+        mode per evaluation (25× the likelihood's price), and leaving them out only overstates the
+        correlated error of fast rotators slightly (more conservative posteriors)."""
+        if self.n_error_modes == 0:
+            return jnp.zeros((self.wavelength.shape[0], 0))
+        rv = self._value(params, "rv")
+        u = (jnp.log(self.wavelength / self.error_mode_start) - jnp.log1p(rv / SPEED_OF_LIGHT_KMS)) * (SPEED_OF_LIGHT_KMS / self.dv_fine)
+        n = self.error_modes.shape[0]
+        i = jnp.clip(jnp.floor(u), 0, n - 2).astype(jnp.int32)
+        t = jnp.clip(u - i, 0.0, 1.0)
+        return self.error_modes[i] * (1.0 - t)[:, None] + self.error_modes[i + 1] * t[:, None]
 
     def variance(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_pix"]:
-        """Per-pixel variance σ² + (scale·e_emu)² + (scale·jitter)²."""
+        """Per-pixel (white) variance σ² + (scale·e_emu)² + (scale·jitter)²; see :meth:`total_variance`."""
         extra = self.emulator_error**2
         if self.fit_jitter:
             extra = extra + jnp.exp(2.0 * self._value(params, "ln_jitter"))
         return self.sigma**2 + self.flux_scale**2 * extra
+
+    def total_variance(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_pix"]:
+        """Diagonal of the full pixel covariance: :meth:`variance` plus the correlated error modes' share."""
+        modes = self.error_mode_matrix(params)
+        return self.variance(params) + self.flux_scale**2 * jnp.sum(modes**2, axis=1)
+
+    def _mode_design(self, params, m):
+        """(continuum design, mode design, joint prior mean, joint prior sd) for the marginalised likelihood."""
+        modes = self.error_mode_matrix(params) * self.flux_scale[:, None]
+        k = self.n_error_modes
+        design = jnp.concatenate([m[:, None] * self.basis, modes], axis=1)
+        mean = jnp.concatenate([self.prior_mean, jnp.zeros(k)])
+        sd = jnp.concatenate([self.prior_sd, jnp.ones(k)])
+        return design, mean, sd
 
     def continuum_coefficients(self, params: Mapping[str, Float[Array, ""]], *, fit: bool | None = None) -> Float[Array, "n_coef"]:
         """Continuum coefficients: the parameters (``"sample"``), or the conditional posterior mean
@@ -378,6 +451,10 @@ class ObservationModel(eqx.Module):
             return jnp.stack([self._value(params, n) for n in names])
         m = self.normalised_flux(params)
         sd = self.prior_sd if self.continuum_mode == "marginalise" else jnp.full_like(self.prior_sd, _PROFILE_PRIOR_SD)
+        if self.n_error_modes:  # fit jointly with the error-mode amplitudes; keep the continuum part
+            design, mean, sd_all = self._mode_design(params, m)
+            sd_all = sd_all.at[: len(names)].set(sd)
+            return linear_continuum_fit(self.flux, design, self.variance(params), self.weight, mean, sd_all)[: len(names)]
         return linear_continuum_fit(self.flux, m[:, None] * self.basis, self.variance(params), self.weight, self.prior_mean, sd)
 
     def continuum(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_pix"]:
@@ -397,8 +474,16 @@ class ObservationModel(eqx.Module):
         m = self.normalised_flux(params)
         var = self.variance(params)
         if self.continuum_mode == "sample" or not self.continuum_names:
-            cont = self.continuum(params) if self.continuum_names else 1.0
-            return gaussian_log_likelihood(self.flux, m * cont, var, self.weight)
+            cont = self.continuum(params) if self.continuum_names else jnp.ones_like(m)
+            if self.n_error_modes == 0:
+                return gaussian_log_likelihood(self.flux, m * cont, var, self.weight)
+            k = self.n_error_modes
+            modes = self.error_mode_matrix(params) * cont[:, None]
+            return linear_marginal_log_likelihood(self.flux - m * cont, modes, var, self.weight, jnp.zeros(k), jnp.ones(k))
+        if self.n_error_modes:
+            # the continuum's prior sd is already huge in "profile" mode: marginalise everything together
+            design, mean, sd = self._mode_design(params, m)
+            return linear_marginal_log_likelihood(self.flux, design, var, self.weight, mean, sd)
         return linear_marginal_log_likelihood(
             self.flux,
             m[:, None] * self.basis,
