@@ -9,8 +9,9 @@ Which network is inside:
 
 - TransformerPayne answers any wavelength inside ``wavelength_range`` directly and also predicts the
   continuum (:meth:`Emulator.predict_continuum`) when its training grid had one;
-- the Payne MLP predicts the pixels of its training grid only; other wavelengths are **linearly
-  interpolated** between training pixels (lines finer than the training sampling are smoothed).
+- the Payne MLP predicts the pixels of its training grid only; other wavelengths are interpolated
+  between training pixels with a Lanczos-4 kernel (:mod:`.interpolation`; linear interpolation would
+  smooth lines sampled at ~2.5 pixels per FWHM noticeably).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from jaxtyping import Array, Float
 from ..errors import ShapeError, StellarinfError
 from ..labels import LabelSpace
 from .base import check_inputs
+from .interpolation import lanczos_interpolate
 from .payne import PayneMLP
 from .transformer_payne import TransformerPayne
 
@@ -200,8 +202,8 @@ def _flux_impl(emu: Emulator, labels, wavelength):
     s = emu.scale_labels(labels)
     if isinstance(emu.network, TransformerPayne):
         return emu.network(s, wavelength)[:, 0]
-    # Payne: tied to the training pixels; linear interpolation elsewhere (documented limitation).
-    return jnp.interp(wavelength, emu.training_wavelength, emu.network(s)).astype(emu.dtype)
+    # Payne: tied to the training pixels; Lanczos interpolation elsewhere (see .interpolation for why not linear)
+    return lanczos_interpolate(wavelength, emu.training_wavelength, emu.network(s)).astype(emu.dtype)
 
 
 @eqx.filter_jit

@@ -2,9 +2,9 @@
 
 Labels scaled to [−0.5, 0.5] → Linear → LeakyReLU(0.01) → Linear → LeakyReLU → Linear → one output
 per pixel of the *training* wavelength grid. The network only knows those pixels: the
-:class:`~.emulator.Emulator` answers other wavelengths by linear interpolation between training pixels
-(``jnp.interp``), which smooths lines sampled more finely than the training grid and cannot reach
-outside it. This is one of the differences the benchmarks show against TransformerPayne.
+:class:`~.emulator.Emulator` answers other wavelengths by Lanczos interpolation between training pixels
+(:mod:`.interpolation`), which cannot recover structure finer than the training sampling nor reach
+outside the grid. This is one of the differences the benchmarks show against TransformerPayne.
 
 LeakyReLU is the published activation; ``activation="silu"`` swaps in a smooth one. A LeakyReLU network is
 piecewise linear in the labels: its gradient jumps wherever a hidden unit changes sign, and at high S/N a
