@@ -13,6 +13,8 @@ Steps (run all, or a comma-separated selection with ``--steps``; every step is r
   install      copy model.json + weights (not the checkpoints) into data/models/transformer-payne-small/ and
                data/models/payne-mlp/ (what `--emulator default` / `default-payne` load); checks the size
   evaluate     stellarinf evaluate on the held-out grid → data/models/<name>/test_metrics.json
+  error-model  stellarinf error-model on the held-out grid: per-pixel error table + correlated error modes
+               (data/models/<name>/error_modes.npy), which `fit` integrates out
   demo         the demo star: realistic-fidelity synthetic spectrum (galah-red, R 28,000) with the truth below,
                Gaussian noise S/N 80 (fixed seed) → data/demo/demo_star.fits + data/demo/demo_truth.json
   recipe       data/models/RECIPE.md: the exact commands that were run, seeds, versions, sizes and metrics
@@ -43,8 +45,8 @@ REPO = DATA.parent
 DEFAULT_WORK = REPO / "benchmarks" / "work"
 MODELS = DATA / "models"
 DEMO = DATA / "demo"
-STEPS = ("grid", "test-grid", "simple-grid", "train-tp", "train-payne", "install", "evaluate", "demo", "recipe")
-DEFAULT_STEPS = ("grid", "test-grid", "train-tp", "train-payne", "install", "evaluate", "demo", "recipe")
+STEPS = ("grid", "test-grid", "simple-grid", "train-tp", "train-payne", "install", "evaluate", "error-model", "demo", "recipe")
+DEFAULT_STEPS = ("grid", "test-grid", "train-tp", "train-payne", "install", "evaluate", "error-model", "demo", "recipe")
 INSTALLED = {"tp": "transformer-payne-small", "payne": "payne-mlp"}  # names under data/models/ (see emulators.registry)
 KEEP_FILES_EXCLUDE = ("checkpoint",)  # training state: not shipped
 
@@ -168,6 +170,13 @@ def step_evaluate(a):
                                    "--quiet", "-o", out), a.work, a.dry_run, [out])
 
 
+def step_error_model(a):
+    for key, name in INSTALLED.items():
+        d = MODELS / name
+        run(f"error-model-{key}", cli("error-model", d, "--grid", a.work / "grid_realistic_test.h5", "--modes", a.error_modes,
+                                      "--max-spectra", a.error_spectra, "-o", d, "--quiet"), a.work, a.dry_run, [d / "error_modes.npy"])
+
+
 def demo_wavelength(window_name: str):
     """The demo star's pixels: the window's grid, DEMO_EDGE_KMS inside each end."""
     from stellarinf.wavelength import SPEED_OF_LIGHT_KMS, get_window
@@ -248,7 +257,7 @@ def step_recipe(a):
                      f"{fmt('mae')} | {fmt('mse')} | {fmt('p99')} |")
     lines += ["", "## Commands, in the order they were run", ""]
     order = ["grid", "test-grid", "simple-grid", "train-tp", "train-payne", "install-tp", "install-payne",
-             "evaluate-tp", "evaluate-payne", "demo"]
+             "evaluate-tp", "evaluate-payne", "error-model-tp", "error-model-payne", "demo"]
     for step in order:
         e = log.get(step)
         if e is None:
@@ -287,6 +296,9 @@ def main(argv=None) -> int:
     ap.add_argument("--payne-minutes", type=float, default=60.0, help="Payne MLP training budget")
     ap.add_argument("--max-steps", type=int, default=200_000, help="step cap of each training run")
     ap.add_argument("--seed", type=int, default=0, help="training seed")
+    ap.add_argument("--error-modes", type=int, default=28,
+                    help="correlated error modes per model (modes + continuum coefficients ≤ 32 keeps the likelihood cheap on CPU)")
+    ap.add_argument("--error-spectra", type=int, default=512, help="held-out spectra used for the error model")
     ap.add_argument("--max-mb", type=float, default=10.0, help="largest model directory allowed in data/models/")
     ap.add_argument("--dry-run", action="store_true", help="print the commands and stop")
     a = ap.parse_args(argv)
@@ -315,6 +327,8 @@ def main(argv=None) -> int:
             step_install(a)
         elif step == "evaluate":
             step_evaluate(a)
+        elif step == "error-model":
+            step_error_model(a)
         elif step == "demo":
             step_demo(a)
         elif step == "recipe":

@@ -74,7 +74,7 @@ def map_laplace_batch(
     n_starts: int = 4,
     seed: int = 0,
     chunk_size: int = 16,
-    max_iter: int = 200,
+    max_iter: int = 100,
     tol: float = 1e-3,
     progress: bool = True,
     vectorize: bool | None = None,

@@ -165,10 +165,11 @@ def hessian_core(problem: Problem, z, jacobian: bool = True):
 hessian_at = eqx.filter_jit(hessian_core)
 
 
-def newton_mode(problem: Problem, z, n_steps: int = 8):
-    """Refine ``z`` to the mode of the unconstrained density (Jacobian included) by damped Newton
-    steps; returns (z, log density, Hessian at z). One compiled program (grad + Hessian)."""
-    f = problem.log_density
+def newton_mode(problem: Problem, z, n_steps: int = 8, jacobian: bool = True):
+    """Refine ``z`` to the mode of the unconstrained density (Jacobian included; the physical-space
+    posterior if not ``jacobian``) by damped Newton steps; returns (z, log density, Hessian at z). One
+    compiled program (grad + Hessian)."""
+    f = problem.log_density if jacobian else problem.log_posterior
 
     def step(_, carry):
         z, val = carry
@@ -192,18 +193,29 @@ def newton_mode(problem: Problem, z, n_steps: int = 8):
 _newton_mode = eqx.filter_jit(newton_mode)
 
 
+@eqx.filter_jit
+def _polish(problem: Problem, z, jacobian: bool):
+    z, value, _ = newton_mode(problem, z, n_steps=6, jacobian=jacobian)
+    return z, value
+
+
 def find_map(
     problem: Problem,
     *,
     n_starts: int = 8,
     seed: int = 0,
-    max_iter: int = 200,
+    max_iter: int = 100,
     tol: float = 1e-3,
     jacobian: bool = False,
     starts: Float[Array, "s n"] | None = None,
     compute_hessian: bool = False,
+    polish: bool = True,
 ) -> MAPResult:
-    """Multi-start MAP. ``starts`` (unconstrained, (s, n_free)) overrides the automatic starts."""
+    """Multi-start MAP. ``starts`` (unconstrained, (s, n_free)) overrides the automatic starts.
+
+    L-BFGS finds the basin (it creeps along this problem's ill-conditioned valleys, so it is capped at
+    ``max_iter``); ``polish`` then takes a few damped Newton steps from the best start, which converge
+    quadratically where L-BFGS would need hundreds of iterations."""
     t0 = time.perf_counter()
     z0s = jnp.asarray(start_points(problem, n_starts, seed) if starts is None else starts, dtype=jnp.float64)
     zs, values, n_iter, conv = _optimise_starts(problem, z0s, max_iter, tol, jacobian)
@@ -211,6 +223,10 @@ def find_map(
     values = np.where(np.isfinite(values), values, -np.inf)
     best = int(np.argmax(values))
     z = np.asarray(zs[best])
+    if polish and np.isfinite(values[best]):
+        zp, vp = _polish(problem, jnp.asarray(z), jacobian)
+        if np.isfinite(float(vp)) and float(vp) >= values[best]:
+            z, values[best] = np.asarray(zp), float(vp)
     hess = np.asarray(hessian_at(problem, jnp.asarray(z), jacobian)) if compute_hessian else None
     wall = time.perf_counter() - t0
     x = problem.to_numpy_params(z)
