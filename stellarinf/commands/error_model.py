@@ -14,8 +14,12 @@ import click
 @click.option("--max-spectra", type=int, default=None, help="Use only the first N spectra of the grid.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
               help="Write the updated model here (default: update MODEL in place; a named model needs -o).")
+@click.option("--systematics", "n_systematics", type=int, default=0, show_default=True,
+              help="Also measure label-space systematics on this many noiseless synthesizer stars (minutes; needs the synthesizer).")
+@click.option("--systematics-snr", type=float, default=100.0, show_default=True, help="S/N that sets σ in those fits.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the systematics stars.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def error_model(model, grid_path, n_modes, max_spectra, output, quiet):
+def error_model(model, grid_path, n_modes, max_spectra, output, n_systematics, systematics_snr, seed, quiet):
     """Measure MODEL's error against the spectra of a held-out GRID and store it with the model.
 
     The per-pixel rms residual becomes the emulator's error table, and the top ``--modes`` principal
@@ -54,9 +58,26 @@ def error_model(model, grid_path, n_modes, max_spectra, output, quiet):
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     out = model_path(model) if output is None else output
-    save_emulator(out, emu.with_error_model(wl, rms, modes).with_metadata(meta))
+    updated = emu.with_error_model(wl, rms, modes).with_metadata(meta)
     click.echo(
         f"{n} held-out spectra: rms residual {meta['error_model']['rms']:.3g}, MAE {meta['error_model']['mae']:.3g}; "
         f"{n_modes} modes capture {held_out:.1%} of the residual of unseen spectra (fitted on half, tested on the other half)"
     )
+    if n_systematics > 0:
+        from ..inference.mocks import synthesizer_truth
+        from ..inference.systematics import measure_label_systematics
+
+        resolution = float(emu.resolution) if emu.resolution else 28000.0
+        truth_model, wavelength = synthesizer_truth(updated, resolution)
+        res = measure_label_systematics(updated, truth_model, wavelength, resolution, n_stars=n_systematics,
+                                        snr=systematics_snr, seed=seed, progress=not quiet)
+        meta["label_systematics"] = {**res.to_json(), "resolution": resolution, "seed": seed,
+                                     "command_options": f"--systematics {n_systematics} --systematics-snr {systematics_snr:g} --seed {seed}"}
+        updated = updated.with_metadata(meta)
+        click.echo("label-space systematics (rms MAP − truth, noiseless synthesizer stars): "
+                   + ", ".join(f"{k} {v:.3g}" for k, v in res.rms.items()))
+    else:
+        meta.pop("label_systematics", None)  # a new error model invalidates old systematics
+        updated = updated.with_metadata(meta)
+    save_emulator(out, updated)
     click.echo(f"error model written to {out}")

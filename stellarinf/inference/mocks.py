@@ -98,17 +98,28 @@ def benchmark_setup(emulator: str | None, *, quick: bool, truth: str = "synth", 
     from ..emulators.registry import load_emulator
 
     fit_model = load_emulator(emulator or "default")
-    wmin, wmax = fit_model.wavelength_range
-    margin = 1 + 120.0 / SPEED_OF_LIGHT_KMS
-    wl = log_uniform_grid(wmin * margin, wmax / margin, resolution)
     if truth == "emulator":
+        wl = observed_wavelength(fit_model, resolution)
         return fit_model, fit_model, wl, resolution, {"fit_model": str(emulator), "truth_model": "emulator"}
+    truth_model, wl = synthesizer_truth(fit_model, resolution)
+    return fit_model, truth_model, wl, resolution, {"fit_model": str(emulator), "truth_model": "SynthesizerModel(realistic)"}
+
+
+def observed_wavelength(fit_model, resolution: float, margin_kms: float = 120.0) -> np.ndarray:
+    """Mock pixels: the model's range less ``margin_kms`` at each end (room for a Doppler shift), 2.5 px per resel."""
+    wmin, wmax = fit_model.wavelength_range
+    margin = 1 + margin_kms / SPEED_OF_LIGHT_KMS
+    return log_uniform_grid(wmin * margin, wmax / margin, resolution)
+
+
+def synthesizer_truth(fit_model, resolution: float = 28000.0):
+    """(realistic-fidelity SynthesizerModel over ``fit_model``'s range at ``resolution``, mock pixels)."""
     try:
         from ..synth import SynthesizerModel
     except ImportError as exc:  # pragma: no cover - depends on the synthesizer being present
         raise RuntimeError(f"the synthesizer is not available ({exc}); run with --truth emulator or --quick") from None
     from ..wavelength import Window
 
+    wmin, wmax = fit_model.wavelength_range
     window = Window("emulator-range", float(wmin), float(wmax), resolution, 2.5, "the fitted emulator's wavelength range")
-    truth_model = SynthesizerModel(fit_model.label_space, window, "realistic")
-    return fit_model, truth_model, wl, resolution, {"fit_model": str(emulator), "truth_model": "SynthesizerModel(realistic)"}
+    return SynthesizerModel(fit_model.label_space, window, "realistic"), observed_wavelength(fit_model, resolution)

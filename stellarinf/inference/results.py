@@ -33,6 +33,7 @@ from ..io.atomic import atomic_path
 from ..labels import NUISANCE_UNITS, STELLAR_UNITS, element_of
 from .density import Problem
 from .samplers import Posterior
+from .systematics import label_systematics_of
 
 RHAT_MAX = 1.01
 ESS_MIN = 100
@@ -149,6 +150,8 @@ def to_inference_data(
         "timings": json.dumps(posterior.timings),
         "hessian_ok": int(bool(posterior.init.hessian_ok)) if posterior.init is not None else -1,
         "map_starts_agreeing": posterior.init.map.n_starts_agreeing if posterior.init is not None else -1,
+        # the emulator's label-space systematics (sd per parameter; {} when it has none): see .systematics
+        "label_systematics": json.dumps({n: v for n, v in label_systematics_of(getattr(problem.obs_model, "emulator", None)).items() if n in problem.names}),
     }
     meta.update({k: (v if isinstance(v, (int, float, str)) else json.dumps(v, default=_json_float)) for k, v in (attrs or {}).items()})
     with warnings.catch_warnings():  # thinned predictive draws may be fewer than chains: fine
@@ -202,9 +205,12 @@ def edge_fraction(draws: np.ndarray, lower: float, upper: float) -> tuple[float,
 def summary_table(idata: az.InferenceData, truth: Mapping[str, float] | None = None, *, include_continuum: bool = False) -> Table:
     """One row per parameter: mean, sd, p16, p50, p84, r_hat, ess_bulk, ess_tail, box, flags.
 
-    ``truth`` adds ``truth`` and ``pull = (p50 − truth)/sd`` columns. Table ``meta`` holds the
-    method, χ², reduced χ², number of divergences and the global ``FLAGS``.
+    When the emulator carries label-space systematics (:mod:`.systematics`) the table adds ``sd_sys``
+    (0 where none was measured) and ``sd_total = √(sd² + sd_sys²)``. ``truth`` adds ``truth``,
+    ``pull = (p50 − truth)/sd`` and, with systematics, ``pull_total`` (over ``sd_total``). Table ``meta``
+    holds the method, χ², reduced χ², number of divergences and the global ``FLAGS``.
     """
+    systematics = json.loads(_attr(idata, "label_systematics", "{}") or "{}")
     post = idata.posterior
     names = json.loads(_attr(idata, "parameters", "null") or "null") or list(post.data_vars)
     if not include_continuum:
@@ -246,20 +252,27 @@ def summary_table(idata: az.InferenceData, truth: Mapping[str, float] | None = N
             "upper": float(hi),
             "flags": ",".join(flags),
         }
+        if systematics:
+            row["sd_sys"] = float(systematics.get(n, 0.0))
+            row["sd_total"] = math.hypot(row["sd"], row["sd_sys"])
         if truth is not None:
             t = float(truth[n]) if n in truth else math.nan
             row["truth"] = t
             row["pull"] = (p50 - t) / row["sd"] if row["sd"] > 0 else math.nan
+            if systematics:
+                row["pull_total"] = (p50 - t) / row["sd_total"] if row["sd_total"] > 0 else math.nan
         rows.append(row)
     table = Table(rows=rows, names=list(rows[0].keys()) if rows else None)
-    for col in ("mean", "sd", "p16", "p50", "p84"):
-        table[col].info.format = ".5g"
+    for col in ("mean", "sd", "p16", "p50", "p84", "sd_sys", "sd_total"):
+        if col in table.colnames:
+            table[col].info.format = ".5g"
     for col in ("r_hat",):
         table[col].info.format = ".4f"
     for col in ("ess_bulk", "ess_tail"):
         table[col].info.format = ".0f"
-    if "pull" in table.colnames:
-        table["pull"].info.format = ".2f"
+    for col in ("pull", "pull_total"):
+        if col in table.colnames:
+            table[col].info.format = ".2f"
     table.meta.update(global_flags_meta(idata))
     return table
 
