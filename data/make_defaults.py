@@ -173,8 +173,11 @@ def step_evaluate(a):
 def step_error_model(a):
     for key, name in INSTALLED.items():
         d = MODELS / name
+        # label-space systematics need one MAP fit per star: minutes with the Payne, hours with TransformerPayne on a CPU
+        n_sys = a.systematics if key == "payne" else 0
         run(f"error-model-{key}", cli("error-model", d, "--grid", a.work / "grid_realistic_test.h5", "--modes", a.error_modes,
-                                      "--max-spectra", a.error_spectra, "-o", d, "--quiet"), a.work, a.dry_run, [d / "error_modes.npy"])
+                                      "--max-spectra", a.error_spectra, "--systematics", n_sys, "-o", d, "--quiet"),
+            a.work, a.dry_run, [d / "error_modes.npy"])
 
 
 def demo_wavelength(window_name: str):
@@ -299,6 +302,7 @@ def main(argv=None) -> int:
     ap.add_argument("--error-modes", type=int, default=28,
                     help="correlated error modes per model (modes + continuum coefficients ≤ 32 keeps the likelihood cheap on CPU)")
     ap.add_argument("--error-spectra", type=int, default=512, help="held-out spectra used for the error model")
+    ap.add_argument("--systematics", type=int, default=100, help="noiseless synthesizer stars for the Payne's label-space systematics")
     ap.add_argument("--max-mb", type=float, default=10.0, help="largest model directory allowed in data/models/")
     ap.add_argument("--dry-run", action="store_true", help="print the commands and stop")
     a = ap.parse_args(argv)
