@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Mapping
 
 import arviz as az
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -124,13 +125,7 @@ def to_inference_data(
     n_pp = max(1, min(n_predictive, draws))
     idx = np.linspace(0, draws - 1, n_pp).round().astype(int)
     stack = {n: jnp.asarray(posterior.samples[n][:, idx].reshape(-1)) for n in posterior.names}
-    fixed = problem.fixed
-
-    @jax.jit
-    def pred(p):
-        return predict(problem.obs_model, {**fixed, **p})
-
-    model_flux = np.asarray(jax.lax.map(pred, stack, batch_size=min(16, chains * n_pp))).reshape(chains, n_pp, n_pix)
+    model_flux = np.asarray(_predict_draws(problem.obs_model, problem.fixed, stack, min(16, chains * n_pp))).reshape(chains, n_pp, n_pix)
     rng = np.random.default_rng(seed)
     noisy = model_flux + rng.standard_normal(model_flux.shape) * obs["flux_error"]
 
@@ -166,6 +161,12 @@ def to_inference_data(
         )
     idata.posterior.attrs.update(meta)  # (az.from_dict does not keep attrs on every version)
     return idata
+
+
+@eqx.filter_jit
+def _predict_draws(obs_model, fixed, stack, batch_size: int):
+    """Model flux for a stack of parameter draws (compiled once per observation-model shape, not per call)."""
+    return jax.lax.map(lambda p: predict(obs_model, {**fixed, **p}), stack, batch_size=batch_size)
 
 
 def _json_float(v):
