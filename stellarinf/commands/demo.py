@@ -123,7 +123,7 @@ def cramer_rao_bounds(obs, problem, params: dict[str, float]) -> dict[str, float
 
 
 def comparison_rows(table, truth: dict[str, float], crb: dict[str, float]) -> list[dict]:
-    """One row per non-continuum parameter: truth, median, sd, 16–84 %, pull, CRB, sd/CRB."""
+    """One row per non-continuum parameter: truth, median, sd, 16–84 %, pull, CRB, sd/CRB, sd_sys."""
     rows = []
     for r in table:
         name = str(r["name"])
@@ -137,6 +137,8 @@ def comparison_rows(table, truth: dict[str, float], crb: dict[str, float]) -> li
             "p16": float(r["p16"]), "p84": float(r["p84"]),
             "pull": (float(r["p50"]) - t) / sd if sd > 0 and math.isfinite(t) else math.nan,
             "crb": c, "sd_over_crb": sd / c if c and math.isfinite(c) and c > 0 else math.nan,
+            # the emulator's label-space systematic (0 when not measured): the floor a real star adds
+            "sd_sys": float(r["sd_sys"]) if "sd_sys" in table.colnames else 0.0,
             "flags": str(r["flags"]),
         })
     return rows
@@ -146,7 +148,8 @@ def format_rows(rows: list[dict]) -> str:
     def f(v, spec):
         return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
-    head = f"{'label':<8} {'unit':<5} {'truth':>9} {'median':>9} {'sd':>8} {'16%':>9} {'84%':>9} {'(med−truth)/sd':>15} {'CRB':>8} {'sd/CRB':>7}  flags"
+    head = (f"{'label':<8} {'unit':<5} {'truth':>9} {'median':>9} {'sd':>8} {'16%':>9} {'84%':>9} {'(med−truth)/sd':>15} "
+            f"{'CRB':>8} {'sd/CRB':>7} {'sd_sys':>8}  flags")
     lines = [head, "-" * len(head)]
     for r in rows:
         big = abs(r["truth"]) >= 100
@@ -154,7 +157,7 @@ def format_rows(rows: list[dict]) -> str:
         lines.append(
             f"{r['label']:<8} {r['unit']:<5} {f(r['truth'], spec):>9} {f(r['median'], spec):>9} {f(r['sd'], '.3g'):>8} "
             f"{f(r['p16'], spec):>9} {f(r['p84'], spec):>9} {f(r['pull'], '+.2f'):>15} {f(r['crb'], '.3g'):>8} "
-            f"{f(r['sd_over_crb'], '.2f'):>7}  {r['flags']}"
+            f"{f(r['sd_over_crb'], '.2f'):>7} {f(r['sd_sys'], '.3g'):>8}  {r['flags']}"
         )
     return "\n".join(lines)
 
