@@ -169,11 +169,6 @@ class Emulator(eqx.Module):
         white = jnp.sqrt(jnp.maximum(self.error_sigma**2 - jnp.sum(modes**2, axis=0), 0.0))
         return jnp.interp(jnp.asarray(wavelength), self.error_wavelength, white)
 
-    def error_modes_at(self, wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_modes n_pix"]:
-        """The correlated error modes interpolated to ``wavelength`` (rest frame); shape (n_modes, n_pix)."""
-        wl = jnp.asarray(wavelength)
-        return jax.vmap(lambda m: jnp.interp(wl, self.error_wavelength, m))(self.error_modes)
-
     def with_error_model(self, wavelength, sigma, modes=None) -> "Emulator":
         """Copy with a new error table (and correlated modes on the same wavelengths)."""
         return self._replace(error_wavelength=wavelength, error_sigma=sigma, error_modes=modes)

@@ -38,7 +38,6 @@ import warnings
 from collections.abc import Mapping
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -374,19 +373,16 @@ class ObservationModel(eqx.Module):
             return None
         return lsf_sigma_for(self.resolution, self.model_resolution)
 
-    def _rest_wavelength(self, params) -> Float[Array, "n_fine"]:
-        rv = self._value(params, "rv")
-        rest = self.fine_wavelength / (1.0 + rv / SPEED_OF_LIGHT_KMS)
-        return jnp.clip(rest, self.model_range[0], self.model_range[1])
-
     def predict_fine(self, params: Mapping[str, Float[Array, ""]], *, broadened: bool = True) -> Float[Array, "n_fine"]:
         """Normalised model on :attr:`fine_wavelength` (observer's frame), Doppler-shifted, optionally broadened."""
-        flux = jnp.asarray(self.emulator.flux(self.labels(params), self._rest_wavelength(params)), dtype=jnp.float64)
-        return self._broaden(flux, params) if broadened else flux
-
-    def _broaden(self, fine: Float[Array, "... n_fine"], params) -> Float[Array, "... n_fine"]:
+        rv = self._value(params, "rv")
+        rest = self.fine_wavelength / (1.0 + rv / SPEED_OF_LIGHT_KMS)
+        rest = jnp.clip(rest, self.model_range[0], self.model_range[1])
+        flux = jnp.asarray(self.emulator.flux(self.labels(params), rest), dtype=jnp.float64)
+        if not broadened:
+            return flux
         return broaden(
-            fine,
+            flux,
             self.dv_fine,
             lsf_sigma=self._lsf_sigma(params),
             vsini=self._value(params, "vsini"),
@@ -395,12 +391,10 @@ class ObservationModel(eqx.Module):
             max_velocity=self.max_velocity,
         )
 
-    def _resample(self, fine: Float[Array, "... n_fine"]) -> Float[Array, "... n_pix"]:
-        return jnp.sum(fine[..., self.interp_index] * self.interp_weight, axis=-1)
-
     def normalised_flux(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_pix"]:
         """The broadened normalised model at the observed pixels (before the continuum)."""
-        return self._resample(self.predict_fine(params))
+        fine = self.predict_fine(params)
+        return jnp.sum(fine[self.interp_index] * self.interp_weight, axis=1)
 
     def error_mode_matrix(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_pix n_modes"]:
         """The emulator's correlated error modes as the data see them (normalised units; (n_pix, 0) when
