@@ -652,6 +652,32 @@ def fisher_matrix(
     )
 
 
+def likelihood_fisher(
+    obs_model,
+    params: Mapping[str, Any],
+    free: Sequence[str],
+    priors: Mapping[str, float] | None = None,
+    *,
+    meta: Mapping[str, Any] | None = None,
+    rcond: float = DEFAULT_RCOND,
+) -> FisherResult:
+    """Fisher matrix of an observation model's *own* likelihood at ``params``: noiseless data (the
+    model's prediction at ``params``), F = J_ρᵀ J_ρ with ρ the likelihood's whitened residuals
+    (``obs_model.whitened_residuals``, e.g. :class:`~stellarinf.observe.model.ObservationModel`).
+
+    Unlike :func:`fisher_matrix` with a per-pixel σ, everything the likelihood integrates out is
+    integrated out here too: the continuum coefficients (a marginalised or profiled continuum) and the
+    emulator's correlated error modes (the Woodbury form of the full pixel covariance), so the bounds are
+    the ones a sampler of that likelihood should reach. The θ-dependence of the covariance itself (a
+    small term, except for a fitted jitter) is left out, as in Gauss–Newton."""
+    free = _check_names(params, free)
+    full = {k: jnp.asarray(v, dtype=jnp.float64) if _is_number(v) else v for k, v in params.items()}
+    noiseless = eqx.tree_at(lambda o: o.flux, obs_model, jnp.asarray(obs_model.predict(full), dtype=jnp.float64))
+    J = jacobian(noiseless.whitened_residuals, params, free)
+    return fisher_from_jacobian(J, 1.0, free, values=[float(params[n]) for n in free], priors=priors,
+                                meta=meta, rcond=rcond)
+
+
 def cramer_rao(forward_fn: ForwardFn, params: Mapping[str, Any], sigma, free: Sequence[str], **kwargs) -> dict[str, float]:
     """Marginal Cramér–Rao bounds {name: σ_min} (shortcut for ``fisher_matrix(...).marginal()``)."""
     return fisher_matrix(forward_fn, params, sigma, free, **kwargs).marginal()

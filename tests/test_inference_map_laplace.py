@@ -12,7 +12,7 @@ import stellarinf  # noqa: F401
 from stellarinf.inference.density import Problem, make_log_density
 from stellarinf.inference.laplace import laplace
 from stellarinf.inference.map import find_map
-from stellarinf.inference.mocks import analytic_setup, make_mock
+from stellarinf.inference.mocks import analytic_setup, make_mock, noiseless_flux
 from stellarinf.inference.priors import PriorError
 from stellarinf.inference.results import summary_table, to_inference_data
 from stellarinf.inference.samplers import laplace_posterior
@@ -92,3 +92,53 @@ def test_label_at_the_box_edge_is_flagged():
     table = summary_table(to_inference_data(post, problem, n_predictive=5))
     row = table[list(table["name"]).index("feh")]
     assert "edge_low" in row["flags"]
+
+
+def test_gauss_newton_curvature_equals_the_exact_hessian_where_residuals_vanish():
+    """Noiseless data at the truth: ρ = 0 there, so −JᵀJ + (remainder) is the exact Hessian; away from
+    it Gauss–Newton stays negative definite (a usable Laplace covariance) by construction."""
+    from stellarinf.inference.map import gauss_newton_hessian, hessian_fd
+    from stellarinf.io.spectrum import Spectrum
+
+    model, wl = analytic_setup()
+    noisy = make_mock(model, wl, TRUTH, snr=150, resolution=20000, seed=3)
+    exact = Spectrum(wl, noiseless_flux(model, wl, TRUTH, 20000), noisy.sigma, resolution=20000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        om = ObservationModel(model, exact, rv_max=100, vsini_max=20, vmacro_max=10, fixed={"vmacro": 0.0}, continuum_degree=-1)
+    problem = Problem.build(om)
+    z = problem.unconstrain({n: TRUTH[n] for n in problem.names})
+    assert float(jnp.max(jnp.abs(problem.whitened_residuals(z)))) < 1e-3  # float32 emulator: ~1e-4 σ
+    gn = np.asarray(gauss_newton_hessian(problem, z))
+    fd = np.asarray(hessian_fd(problem.log_density, z, step=1e-5))
+    np.testing.assert_allclose(gn, fd, rtol=2e-3, atol=1e-3 * np.abs(fd).max())
+    # a point far from the truth, where the residual term of the full Hessian matters: still definite
+    z_far = problem.unconstrain({**{n: TRUTH[n] for n in problem.names}, "teff": 6300.0, "rv": 45.0})
+    assert np.all(np.linalg.eigvalsh(-np.asarray(gauss_newton_hessian(problem, z_far))) > 0)
+
+
+def test_flat_directions_are_capped_at_the_uniform_prior_width(fitted):
+    """A Laplace variance wider than a uniform prior's logistic variance in z (π²/3) is a flat direction:
+    it is shrunk to that width, correlations kept; unbounded parameters are never capped."""
+    from stellarinf.inference.laplace import LOGISTIC_VARIANCE, cap_to_prior_width
+
+    problem, _, lap = fitted
+    n = problem.n_free
+    corr = 0.5 * np.eye(n) + 0.5 * np.full((n, n), 0.3) + 0.5 * np.eye(n) * 0.7
+    sd = np.full(n, 0.1)
+    sd[1] = 30.0  # logg: box-bounded and hopelessly flat
+    cov = corr * sd[:, None] * sd[None, :]
+    capped, was = cap_to_prior_width(cov, problem)
+    assert was
+    assert capped[1, 1] == pytest.approx(LOGISTIC_VARIANCE)
+    np.testing.assert_allclose(np.delete(np.delete(capped, 1, 0), 1, 1), np.delete(np.delete(cov, 1, 0), 1, 1))
+    c_in = cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov)))
+    c_out = capped / np.sqrt(np.outer(np.diag(capped), np.diag(capped)))
+    np.testing.assert_allclose(c_out, c_in, atol=1e-12)
+    assert not cap_to_prior_width(lap.cov_z, problem)[1]  # a well-measured star is untouched
+    # an unbounded parameter (no box) keeps any variance; a one-sided bound counts as unbounded
+    from types import SimpleNamespace
+
+    open_box = SimpleNamespace(prior=SimpleNamespace(lower=np.array([-np.inf, 0.0]), upper=np.array([np.inf, np.inf])))
+    wide = np.diag([100.0, 50.0])
+    np.testing.assert_allclose(cap_to_prior_width(wide, open_box)[0], wide)

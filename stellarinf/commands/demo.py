@@ -107,18 +107,12 @@ def fiducial_at_truth(obs, problem, truth: dict[str, float], fallback: dict[str,
 
 
 def cramer_rao_bounds(obs, problem, params: dict[str, float]) -> dict[str, float]:
-    """Marginal CRBs of the free parameters at ``params`` (same σ, mask and emulator error as the likelihood)."""
-    import jax.numpy as jnp
-    import numpy as np
-
-    from ..fisher import fisher_matrix
-    from ..inference.results import total_sigma
+    """Marginal CRBs of the free parameters at ``params`` for the fit's own likelihood (same σ, mask,
+    continuum and emulator error, correlated modes included)."""
+    from ..fisher import likelihood_fisher
 
     full = {**{k: float(v) for k, v in problem.fixed.items()}, **params}
-    sigma = total_sigma(obs, {k: jnp.asarray(v) for k, v in full.items()})
-    mask = np.asarray(obs.weight) > 0
-    res = fisher_matrix(lambda p: obs.predict(p), full, sigma, list(problem.names), mask=mask,
-                        meta={"what": "demo CRB at the truth"})
+    res = likelihood_fisher(obs, full, list(problem.names), meta={"what": "demo CRB at the truth"})
     return {k: float(v) for k, v in res.marginal().items()}
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from astropy.table import Table
 
 from .density import Problem
-from .laplace import LaplaceResult, covariance_from_hessian
+from .laplace import LaplaceResult, cap_to_prior_width, covariance_from_hessian
 from .map import MAPResult, newton_mode, optimise_starts, start_points
 
 
@@ -58,7 +58,10 @@ def _batched_mode(max_iter, tol):
     def one(problem, z0s):
         zs, values, n_iter, conv = optimise_starts(problem, z0s, max_iter, tol, False)
         best = jnp.argmax(jnp.where(jnp.isfinite(values), values, -jnp.inf))
-        zmap = zs[best]
+        zpol, vpol, _ = newton_mode(problem, zs[best], n_steps=6, jacobian=False)  # Gauss–Newton polish, as find_map
+        better = jnp.isfinite(vpol) & (vpol >= values[best])
+        zmap = jnp.where(better, zpol, zs[best])
+        values = values.at[best].set(jnp.where(better, vpol, values[best]))
         zl, _, hess = newton_mode(problem, zmap)  # unconstrained mode for Laplace, from the MAP
         return zmap, values, n_iter, conv, zl, hess
 
@@ -74,7 +77,7 @@ def map_laplace_batch(
     n_starts: int = 4,
     seed: int = 0,
     chunk_size: int = 16,
-    max_iter: int = 100,
+    max_iter: int = 30,
     tol: float = 1e-3,
     progress: bool = True,
     vectorize: bool | None = None,
@@ -107,7 +110,7 @@ def map_laplace_batch(
             from .map import find_map
 
             for i, p in enumerate(chunk):
-                m = find_map(p, n_starts=n_starts, seed=seed + start + i)
+                m = find_map(p, n_starts=n_starts, seed=seed + start + i, max_iter=max_iter, tol=tol)
                 out.append(laplace(p, m))
                 bar.update(1)
             continue
@@ -134,7 +137,8 @@ def map_laplace_batch(
                 jacobian=False,
             )
             cov, ok = covariance_from_hessian(np.asarray(hess[i]))
-            out.append(LaplaceResult(p.names, np.asarray(zl[i]), cov, ok, m, wall))
+            metric, capped = cap_to_prior_width(cov, p)
+            out.append(LaplaceResult(p.names, np.asarray(zl[i]), cov, ok, m, wall, metric, capped))
         bar.update(len(chunk))
     bar.close()
     return out

@@ -123,6 +123,22 @@ class Problem(eqx.Module):
         lp = self.log_prior(z) + self.log_jacobian(z) + self.log_likelihood(z)
         return jnp.where(jnp.isnan(lp), -jnp.inf, lp)
 
+    # ---- least-squares split, for Gauss–Newton curvature ----------------------------------------
+    @property
+    def has_residuals(self) -> bool:
+        """Whether the likelihood splits as −½|ρ(z)|² + (slowly varying normalisation)."""
+        return hasattr(self.obs_model, "likelihood_terms")
+
+    def whitened_residuals(self, z: Float[Array, "n"]) -> Float[Array, "n_res"]:
+        """ρ(z) with ``log_likelihood = −½|ρ|² + normalisation`` (see ``ObservationModel.likelihood_terms``)."""
+        return self.obs_model.likelihood_terms(self.constrain(z))[0]
+
+    def log_density_remainder(self, z: Float[Array, "n"], jacobian: bool = True) -> Float[Array, ""]:
+        """``log_density + ½|ρ|²`` (``log_posterior + ½|ρ|²`` without ``jacobian``): prior, Jacobian and the
+        likelihood's normalisation, the smooth part a Gauss–Newton step takes exact second derivatives of."""
+        norm = self.obs_model.likelihood_terms(self.constrain(z))[1]
+        return self.log_prior(z) + (self.log_jacobian(z) if jacobian else 0.0) + norm
+
     def log_posterior(self, z: Float[Array, "n"]) -> Float[Array, ""]:
         """Log posterior density of the *constrained* parameters at ``x(z)``: its maximum is the MAP."""
         lp = self.log_prior(z) + self.log_likelihood(z)

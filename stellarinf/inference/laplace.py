@@ -25,10 +25,18 @@ class LaplaceResult:
     hessian_ok: bool  # False if -H was not positive definite and had to be regularised
     map: MAPResult  # the physical-space MAP it started from
     wall_time: float
+    metric_z: np.ndarray | None = None  # cov_z with flat directions capped: the samplers' metric and starts
+    capped: bool = False  # whether metric_z differs from cov_z (see cap_to_prior_width)
 
-    def sample_z(self, key, n: int) -> np.ndarray:
-        """(n, n_free) unconstrained draws."""
-        chol = np.linalg.cholesky(self.cov_z)
+    @property
+    def metric(self) -> np.ndarray:
+        """Covariance for MCMC: the samplers' inverse mass matrix / whitening and their starting spread."""
+        return self.cov_z if self.metric_z is None else self.metric_z
+
+    def sample_z(self, key, n: int, *, metric: bool = False) -> np.ndarray:
+        """(n, n_free) unconstrained draws from the Laplace approximation (or, with ``metric``, from the
+        capped covariance the samplers start from)."""
+        chol = np.linalg.cholesky(self.metric if metric else self.cov_z)
         eps = np.asarray(jax.random.normal(key, (n, len(self.names)), dtype=jnp.float64))
         return self.mean_z + eps @ chol.T
 
@@ -49,6 +57,27 @@ def covariance_from_hessian(hessian: np.ndarray, floor: float = 1e-10) -> tuple[
     return 0.5 * (cov + cov.T), ok
 
 
+# Variance of z = logit((x − lower)/(upper − lower)) when x is uniform on its box (a standard logistic
+# distribution): data only narrow a posterior, so a Laplace variance above this is a flat direction.
+LOGISTIC_VARIANCE = float(np.pi**2 / 3.0)
+
+
+def cap_to_prior_width(cov: np.ndarray, problem: Problem) -> tuple[np.ndarray, bool]:
+    """Shrink the rows/columns of box-bounded parameters whose variance exceeds the logistic variance
+    of a uniform prior (correlations kept); returns (covariance, whether anything was capped).
+
+    Where the data barely constrain a label and its mode sits near a box edge (an abundance at S/N 50),
+    the curvature in z is tiny and the Laplace variance huge (sd 30 in z, seen for [Ni/Fe]); as a NUTS
+    metric that forces tiny steps in every correlated direction and warm-up stalls at maximum depth.
+    Used for the samplers' metric only: the Laplace posterior itself keeps the wide variance (no
+    Gaussian in z describes a label piled at its edge; the summary flags it)."""
+    lo, hi = np.asarray(problem.prior.lower), np.asarray(problem.prior.upper)
+    cap = np.where(np.isfinite(hi - lo), LOGISTIC_VARIANCE, np.inf)
+    var = np.diag(cov)
+    scale = np.where(var > cap, np.sqrt(cap / np.maximum(var, 1e-300)), 1.0)
+    return cov * scale[:, None] * scale[None, :], bool(np.any(scale < 1.0))
+
+
 def laplace(problem: Problem, map_result: MAPResult | None = None, *, n_starts: int = 8, seed: int = 0) -> LaplaceResult:
     """Laplace approximation; reuses ``map_result`` as the start of the unconstrained mode search."""
     t0 = time.perf_counter()
@@ -57,6 +86,7 @@ def laplace(problem: Problem, map_result: MAPResult | None = None, *, n_starts: 
         map_result = find_map(problem, n_starts=n_starts, seed=seed)
     z, _, hess = _newton_mode(problem, jnp.asarray(map_result.z))
     cov, ok = covariance_from_hessian(np.asarray(hess))
+    metric, capped = cap_to_prior_width(cov, problem)
     return LaplaceResult(
         names=problem.names,
         mean_z=np.asarray(z),
@@ -64,4 +94,6 @@ def laplace(problem: Problem, map_result: MAPResult | None = None, *, n_starts: 
         hessian_ok=ok,
         map=map_result,
         wall_time=time.perf_counter() - t0 + earlier,
+        metric_z=metric,
+        capped=capped,
     )

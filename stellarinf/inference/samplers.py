@@ -60,7 +60,7 @@ class Posterior:
 def initial_positions(problem: Problem, n_chains: int, seed: int = 0, init: LaplaceResult | None = None) -> tuple[np.ndarray, LaplaceResult]:
     """(n_chains, n_free) unconstrained starting points drawn from the Laplace approximation."""
     lap = init if init is not None else laplace(problem, seed=seed)
-    z = lap.sample_z(jax.random.key(seed + 7919), n_chains)
+    z = lap.sample_z(jax.random.key(seed + 7919), n_chains, metric=True)
     good = np.isfinite(np.asarray(_batch_log_density(problem, jnp.asarray(z))))
     z[~good] = lap.mean_z  # a draw in a non-finite region restarts at the mode
     return z, lap
@@ -115,7 +115,7 @@ def run_numpyro_nuts(
     # orders of magnitude in the unconstrained space, and an identity start makes early trees hit the
     # maximum depth (1,023 gradients per draw). NumPyro ravels sites in sorted-name order.
     order = np.argsort(np.asarray(problem.names))
-    inverse_mass = jnp.asarray(lap.cov_z[np.ix_(order, order)])
+    inverse_mass = jnp.asarray(lap.metric[np.ix_(order, order)])
     if not dense_mass:
         inverse_mass = jnp.diag(inverse_mass)
     if adapt_mass is None:
@@ -159,7 +159,7 @@ def run_numpyro_nuts(
 # ---------------------------------------------------------------------------------------------
 def _whitening(lap: LaplaceResult, z0: np.ndarray):
     """(shift, chol, u0): the Laplace mean and Cholesky factor, and the chains' starts in whitened units."""
-    chol = np.linalg.cholesky(lap.cov_z)
+    chol = np.linalg.cholesky(lap.metric)
     shift = np.asarray(lap.mean_z)
     u0 = np.linalg.solve(chol, (z0 - shift).T).T
     return jnp.asarray(shift), jnp.asarray(chol), jnp.asarray(u0)

@@ -22,7 +22,14 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-__all__ = ["chebyshev_design", "gaussian_log_likelihood", "linear_continuum_fit", "linear_marginal_log_likelihood"]
+__all__ = [
+    "chebyshev_design",
+    "gaussian_log_likelihood",
+    "gaussian_terms",
+    "linear_continuum_fit",
+    "linear_marginal_log_likelihood",
+    "linear_marginal_terms",
+]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -49,12 +56,20 @@ def chebyshev_design(
     return design
 
 
+def gaussian_terms(
+    data: Float[Array, "n"], model: Float[Array, "n"], variance: Float[Array, "n"], weight: Float[Array, "n"]
+) -> tuple[Float[Array, "n"], Float[Array, ""]]:
+    """``(ρ, c)`` with ``ln L = −½|ρ|² + c`` for independent Gaussian pixels (weight 0 drops a pixel)."""
+    rho = jnp.sqrt(weight) * (data - model) / jnp.sqrt(variance)  # sqrt(weight): no NaN tangent where weight = 0
+    return rho, -0.5 * jnp.sum(weight * (jnp.log(variance) + _LOG_2PI))
+
+
 def gaussian_log_likelihood(
     data: Float[Array, "n"], model: Float[Array, "n"], variance: Float[Array, "n"], weight: Float[Array, "n"]
 ) -> Float[Array, ""]:
     """Σ_i w_i · ln N(y_i | m_i, V_i): independent Gaussian pixels, weight 0 drops a pixel (jit-safe mask)."""
-    r2 = (data - model) ** 2 / variance
-    return -0.5 * jnp.sum(weight * (r2 + jnp.log(variance) + _LOG_2PI))
+    rho, c = gaussian_terms(data, model, variance, weight)
+    return -0.5 * jnp.sum(rho**2) + c
 
 
 def _normal_equations(data, basis, variance, weight, prior_mean, prior_precision):
@@ -65,6 +80,33 @@ def _normal_equations(data, basis, variance, weight, prior_mean, prior_precision
     chol = jnp.linalg.cholesky(p)
     z = jsl.solve_triangular(chol, b, lower=True)
     return w, r, chol, z
+
+
+def linear_marginal_terms(
+    data: Float[Array, "n"],
+    basis: Float[Array, "n k"],
+    variance: Float[Array, "n"],
+    weight: Float[Array, "n"],
+    prior_mean: Float[Array, "k"],
+    prior_sd: Float[Array, "k"],
+    *,
+    profile: bool = False,
+) -> tuple[Float[Array, "n+k"], Float[Array, ""]]:
+    """``(ρ, c)`` with ``ln L = −½|ρ|² + c`` for the marginal (or profile) likelihood below.
+
+    ``ρ = [√w (r − Mδ), δ/s]`` with δ = P⁻¹b the conditional posterior shift of β: ``|ρ|² = rᵀC⁻¹r − bᵀP⁻¹b``
+    (expand the square). A sum of squares is what Gauss–Newton needs: JᵀJ is a curvature that is
+    positive semi-definite by construction, and ``c`` (the log determinants) varies slowly."""
+    precision = 1.0 / prior_sd**2
+    w, r, chol, z = _normal_equations(data, basis, variance, weight, prior_mean, precision)
+    delta = jsl.solve_triangular(chol.T, z, lower=False)
+    rho = jnp.concatenate([jnp.sqrt(weight) * (r - basis @ delta) / jnp.sqrt(variance), delta / prior_sd])
+    n_used = jnp.sum(weight)
+    logdet_c = jnp.sum(weight * jnp.log(variance))
+    if profile:
+        return rho, -0.5 * (logdet_c + n_used * _LOG_2PI)
+    logdet = logdet_c + jnp.sum(jnp.log(prior_sd**2)) + 2.0 * jnp.sum(jnp.log(jnp.diag(chol)))
+    return rho, -0.5 * (logdet + n_used * _LOG_2PI)
 
 
 def linear_marginal_log_likelihood(
@@ -80,15 +122,8 @@ def linear_marginal_log_likelihood(
     """ln p(y) for ``y = basis @ β + noise`` with β ~ N(prior_mean, diag(prior_sd²)) integrated out exactly
     (or, with ``profile=True``, β at its maximum-likelihood value and no prior; ``prior_sd`` then only
     regularises numerically and should be large). Pixels with weight 0 are dropped. See module docstring."""
-    precision = 1.0 / prior_sd**2
-    w, r, chol, z = _normal_equations(data, basis, variance, weight, prior_mean, precision)
-    quad = jnp.sum(w * r**2) - jnp.sum(z**2)
-    n_used = jnp.sum(weight)
-    logdet_c = jnp.sum(weight * jnp.log(variance))
-    if profile:
-        return -0.5 * (quad + logdet_c + n_used * _LOG_2PI)
-    logdet = logdet_c + jnp.sum(jnp.log(prior_sd**2)) + 2.0 * jnp.sum(jnp.log(jnp.diag(chol)))
-    return -0.5 * (quad + logdet + n_used * _LOG_2PI)
+    rho, c = linear_marginal_terms(data, basis, variance, weight, prior_mean, prior_sd, profile=profile)
+    return -0.5 * jnp.sum(rho**2) + c
 
 
 def linear_continuum_fit(

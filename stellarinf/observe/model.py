@@ -46,7 +46,7 @@ from ..errors import LabelError, SpectrumError, WavelengthError
 from ..io.spectrum import Spectrum
 from ..wavelength import SPEED_OF_LIGHT_KMS
 from .broadening import broaden, kernel_half_width, lsf_sigma_for
-from .continuum import chebyshev_design, gaussian_log_likelihood, linear_continuum_fit, linear_marginal_log_likelihood
+from .continuum import chebyshev_design, gaussian_terms, linear_continuum_fit, linear_marginal_terms
 
 __all__ = ["ObservationModel", "CONTINUUM_MODES"]
 
@@ -463,22 +463,24 @@ class ObservationModel(eqx.Module):
 
     model_flux = predict
 
-    def log_likelihood(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, ""]:
-        """Gaussian log-likelihood of the observed flux (masked pixels excluded; continuum per the mode)."""
+    def likelihood_terms(self, params: Mapping[str, Float[Array, ""]]) -> tuple[Float[Array, "n_res"], Float[Array, ""]]:
+        """``(ρ, c)`` with ``log_likelihood = −½|ρ|² + c``: whitened residuals (masked pixels zero; one extra
+        entry per marginalised coefficient) and the normalisation (log determinants), which varies slowly.
+        Gauss–Newton curvature (MAP, Laplace) comes from the Jacobian of ρ."""
         m = self.normalised_flux(params)
         var = self.variance(params)
         if self.continuum_mode == "sample" or not self.continuum_names:
             cont = self.continuum(params) if self.continuum_names else jnp.ones_like(m)
             if self.n_error_modes == 0:
-                return gaussian_log_likelihood(self.flux, m * cont, var, self.weight)
+                return gaussian_terms(self.flux, m * cont, var, self.weight)
             k = self.n_error_modes
             modes = self.error_mode_matrix(params) * cont[:, None]
-            return linear_marginal_log_likelihood(self.flux - m * cont, modes, var, self.weight, jnp.zeros(k), jnp.ones(k))
+            return linear_marginal_terms(self.flux - m * cont, modes, var, self.weight, jnp.zeros(k), jnp.ones(k))
         if self.n_error_modes:
             # the continuum's prior sd is already huge in "profile" mode: marginalise everything together
             design, mean, sd = self._mode_design(params, m)
-            return linear_marginal_log_likelihood(self.flux, design, var, self.weight, mean, sd)
-        return linear_marginal_log_likelihood(
+            return linear_marginal_terms(self.flux, design, var, self.weight, mean, sd)
+        return linear_marginal_terms(
             self.flux,
             m[:, None] * self.basis,
             var,
@@ -487,3 +489,12 @@ class ObservationModel(eqx.Module):
             self.prior_sd,
             profile=self.continuum_mode == "profile",
         )
+
+    def whitened_residuals(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_res"]:
+        """ρ of :meth:`likelihood_terms`."""
+        return self.likelihood_terms(params)[0]
+
+    def log_likelihood(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, ""]:
+        """Gaussian log-likelihood of the observed flux (masked pixels excluded; continuum per the mode)."""
+        rho, norm = self.likelihood_terms(params)
+        return -0.5 * jnp.sum(rho**2) + norm
