@@ -12,6 +12,7 @@ from stellarinf.io.spectrum import Spectrum
 from stellarinf.labels import LabelSpace
 from stellarinf.observe.continuum import (
     chebyshev_design,
+    gaussian_log_likelihood,
     gaussian_terms,
     linear_continuum_fit,
     linear_marginal_log_likelihood,
@@ -164,6 +165,9 @@ def test_marginal_splits_into_whitened_residuals_and_log_determinants():
     # independent pixels: ρ is (y − m)/σ
     rho_g, c_g = gaussian_terms(jnp.asarray(y), jnp.zeros(n), jnp.asarray(var), jnp.asarray(weight))
     np.testing.assert_allclose(np.asarray(rho_g)[use], (y / np.sqrt(var))[use], rtol=1e-12)
+    dense_white = stats.norm(0.0, np.sqrt(var[use])).logpdf(y[use]).sum()
+    got_white = float(gaussian_log_likelihood(jnp.asarray(y), jnp.zeros(n), jnp.asarray(var), jnp.asarray(weight)))
+    assert got_white == pytest.approx(dense_white, rel=1e-12)
 
 
 @pytest.mark.parametrize("mode", ["sample", "marginalise", "profile"])
