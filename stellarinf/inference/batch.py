@@ -20,7 +20,7 @@ from astropy.table import Table
 
 from .density import Problem
 from .laplace import LaplaceResult, cap_to_prior_width, covariance_from_hessian
-from .map import MAPResult, newton_mode, optimise_starts, start_points
+from .map import MAPResult, newton_mode, optimise_starts, polish_starts, start_points
 
 
 def _stackable(problems: Sequence[Problem]):
@@ -58,10 +58,9 @@ def _batched_mode(max_iter, tol):
     def one(problem, z0s):
         zs, values, n_iter, conv = optimise_starts(problem, z0s, max_iter, tol, False)
         best = jnp.argmax(jnp.where(jnp.isfinite(values), values, -jnp.inf))
-        zpol, vpol, _ = newton_mode(problem, zs[best], n_steps=6, jacobian=False)  # Gauss–Newton polish, as find_map
-        better = jnp.isfinite(vpol) & (vpol >= values[best])
-        zmap = jnp.where(better, zpol, zs[best])
-        values = values.at[best].set(jnp.where(better, vpol, values[best]))
+        zpol, vpol = polish_starts(problem, zs[best][None], values[best][None], False)  # the best start only
+        zmap = zpol[0]
+        values = values.at[best].set(vpol[0])
         zl, _, hess = newton_mode(problem, zmap)  # unconstrained mode for Laplace, from the MAP
         return zmap, values, n_iter, conv, zl, hess
 
@@ -137,8 +136,8 @@ def map_laplace_batch(
                 jacobian=False,
             )
             cov, ok = covariance_from_hessian(np.asarray(hess[i]))
-            metric, capped = cap_to_prior_width(cov, p)
-            out.append(LaplaceResult(p.names, np.asarray(zl[i]), cov, ok, m, wall, metric, capped))
+            metric, _ = cap_to_prior_width(cov, p)
+            out.append(LaplaceResult(p.names, np.asarray(zl[i]), cov, ok, m, wall, metric))
         bar.update(len(chunk))
     bar.close()
     return out

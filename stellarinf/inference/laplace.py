@@ -26,7 +26,11 @@ class LaplaceResult:
     map: MAPResult  # the physical-space MAP it started from
     wall_time: float
     metric_z: np.ndarray | None = None  # cov_z with flat directions capped: the samplers' metric and starts
-    capped: bool = False  # whether metric_z differs from cov_z (see cap_to_prior_width)
+
+    @property
+    def capped(self) -> bool:
+        """Whether the samplers' metric differs from the Laplace covariance (see cap_to_prior_width)."""
+        return self.metric_z is not None and not np.array_equal(self.metric_z, self.cov_z)
 
     @property
     def metric(self) -> np.ndarray:
@@ -86,7 +90,7 @@ def laplace(problem: Problem, map_result: MAPResult | None = None, *, n_starts: 
         map_result = find_map(problem, n_starts=n_starts, seed=seed)
     z, _, hess = _newton_mode(problem, jnp.asarray(map_result.z))
     cov, ok = covariance_from_hessian(np.asarray(hess))
-    metric, capped = cap_to_prior_width(cov, problem)
+    metric, _ = cap_to_prior_width(cov, problem)
     return LaplaceResult(
         names=problem.names,
         mean_z=np.asarray(z),
@@ -95,5 +99,4 @@ def laplace(problem: Problem, map_result: MAPResult | None = None, *, n_starts: 
         map=map_result,
         wall_time=time.perf_counter() - t0 + earlier,
         metric_z=metric,
-        capped=capped,
     )

@@ -166,8 +166,13 @@ def gauss_newton_hessian(problem: Problem, z, jacobian: bool = True):
     across the kinks of a LeakyReLU network). By finite differences it was indefinite for 2 of the first 3
     S/N 200 synthesizer mocks with the shipped Payne, which ruins a Laplace covariance and the NUTS metric
     built from it (warm-up at tree depth 9); Gauss–Newton is positive semi-definite by construction."""
+    return _minus_jtj(problem, z) + hessian_fd(lambda v: problem.log_density_remainder(v, jacobian), z)
+
+
+def _minus_jtj(problem: Problem, z):
+    """−JᵀJ with J = ∂ρ/∂z (forward mode): the Gauss–Newton curvature of −½|ρ|²."""
     jac = jax.jacfwd(problem.whitened_residuals)(z)
-    return -jac.T @ jac + hessian_fd(lambda v: problem.log_density_remainder(v, jacobian), z)
+    return -jac.T @ jac
 
 
 def step_curvature(problem: Problem, z, jacobian: bool = True):
@@ -176,12 +181,11 @@ def step_curvature(problem: Problem, z, jacobian: bool = True):
     The final Laplace curvature uses :func:`hessian_core`."""
     if not problem.has_residuals:
         return hessian_core(problem, z, jacobian)
-    jac = jax.jacfwd(problem.whitened_residuals)(z)
 
     def smooth(v):
         return problem.log_prior(v) + (problem.log_jacobian(v) if jacobian else 0.0)
 
-    return -jac.T @ jac + jax.hessian(smooth)(z)
+    return _minus_jtj(problem, z) + jax.hessian(smooth)(z)
 
 
 def hessian_core(problem: Problem, z, jacobian: bool = True):
@@ -224,11 +228,16 @@ def newton_mode(problem: Problem, z, n_steps: int = 8, jacobian: bool = True):
 _newton_mode = eqx.filter_jit(newton_mode)
 
 
-@eqx.filter_jit
-def _polish_all(problem: Problem, zs, jacobian: bool):
-    """Damped Gauss–Newton steps from every start (vmapped), so the starts' final values compare local
-    optima (``MAPResult.n_starts_agreeing``), not how far each L-BFGS run got."""
-    return jax.vmap(lambda z: newton_mode(problem, z, n_steps=6, jacobian=jacobian)[:2])(zs)
+def polish_starts(problem: Problem, zs, values, jacobian: bool):
+    """Damped Gauss–Newton steps from each of the starts ``zs`` (vmapped); a start keeps its point and
+    value where the polish does not improve it. Polishing every start makes the final values compare
+    local optima (``MAPResult.n_starts_agreeing``), not how far each L-BFGS run got."""
+    zp, vp = jax.vmap(lambda z: newton_mode(problem, z, n_steps=6, jacobian=jacobian)[:2])(zs)
+    better = jnp.isfinite(vp) & (vp >= values)
+    return jnp.where(better[:, None], zp, zs), jnp.where(better, vp, values)
+
+
+_polish_starts = eqx.filter_jit(polish_starts)
 
 
 def find_map(
@@ -254,12 +263,10 @@ def find_map(
     t0 = time.perf_counter()
     z0s = jnp.asarray(start_points(problem, n_starts, seed) if starts is None else starts, dtype=jnp.float64)
     zs, values, n_iter, conv = _optimise_starts(problem, z0s, max_iter, tol, jacobian)
-    zs, values = np.array(zs), np.array(values)  # writable copies
-    values = np.where(np.isfinite(values), values, -np.inf)
+    values = jnp.where(jnp.isfinite(values), values, -jnp.inf)
     if polish:
-        zp, vp = (np.asarray(a) for a in _polish_all(problem, jnp.asarray(zs), jacobian))
-        better = np.isfinite(vp) & (vp >= values)
-        zs[better], values[better] = zp[better], vp[better]
+        zs, values = _polish_starts(problem, zs, values, jacobian)
+    zs, values = np.array(zs), np.array(values)
     best = int(np.argmax(values))
     z = zs[best]
     hess = np.asarray(hessian_at(problem, jnp.asarray(z), jacobian)) if compute_hessian else None
