@@ -178,6 +178,41 @@ def test_payne_activation_is_validated_and_saved(tmp_path):
     assert PayneConfig.from_json(old).activation == "leaky_relu"
 
 
+@pytest.mark.parametrize("factor", [1, 2, 3])
+def test_lanczos_upsample_equals_pointwise_lanczos_and_its_gradient(factor):
+    """The convolution form (outputs evenly spaced at 1/factor pixel from a traced start) gives the
+    pointwise kernel's values wherever all taps fall inside the grid, and the same derivative in the start."""
+    from stellarinf.emulators.interpolation import lanczos_interpolate, lanczos_upsample
+
+    grid = jnp.arange(150.0)
+    values = jnp.asarray(np.sin(np.arange(150.0) / 2.7) + 0.2 * np.random.default_rng(0).normal(size=150))
+    n_out = 200
+    for start in (4.0, 7.31, 12.999, -30.6, 90.25):
+        x = start + np.arange(n_out) / factor
+        inside = (x >= 4) & (x <= 150 - 5)
+        ref = np.asarray(lanczos_interpolate(jnp.asarray(np.clip(x, 0, 149)), grid, values))
+        got = np.asarray(lanczos_upsample(values, jnp.asarray(start), factor, n_out))
+        assert got.shape == (n_out,)
+        np.testing.assert_allclose(got[inside], ref[inside], atol=1e-12)
+        # far outside the grid the edge pixel is repeated
+        assert np.allclose(got[x < -4], values[0]) and np.allclose(got[x > 153], values[-1])
+        # d/d(start) of a weighted sum of interior outputs, against the pointwise kernel's
+        wts = jnp.asarray(np.where(inside, np.cos(x), 0.0))
+        d_up = jax.grad(lambda s: jnp.sum(wts * lanczos_upsample(values, s, factor, n_out)))(jnp.asarray(start))
+        d_pt = jax.grad(lambda s: jnp.sum(wts * lanczos_interpolate(s + jnp.arange(n_out) / factor, grid, values)))(jnp.asarray(start))
+        np.testing.assert_allclose(float(d_up), float(d_pt), rtol=1e-9, atol=1e-12)
+
+
+def test_log_uniform_grid_detection():
+    from stellarinf.emulators.interpolation import log_uniform_grid_of
+
+    wl = 6000.0 * np.exp(1e-5 * np.arange(500))
+    ln0, step = log_uniform_grid_of(wl)
+    assert ln0 == pytest.approx(np.log(6000.0), abs=1e-12) and step == pytest.approx(1e-5, rel=1e-9)
+    assert log_uniform_grid_of(np.linspace(6000.0, 6100.0, 500)) is None  # uniform in λ: ln-steps differ by 1.7 %
+    assert log_uniform_grid_of(WL) is None
+
+
 def test_lanczos_interpolation_reproduces_a_near_nyquist_line_far_better_than_linear():
     """A Gaussian line sampled at 2.5 pixels per FWHM (the training grids' sampling): Lanczos-4 recovers it
     between pixels to < 0.5 % of the continuum, where linear interpolation is off by ~5 % (too shallow)."""

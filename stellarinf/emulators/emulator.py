@@ -27,7 +27,7 @@ from jaxtyping import Array, Float
 from ..errors import ShapeError, StellarinfError
 from ..labels import LabelSpace
 from .base import check_inputs
-from .interpolation import lanczos_interpolate
+from .interpolation import lanczos_interpolate, lanczos_upsample, log_uniform_grid_of
 from .payne import PayneMLP
 from .transformer_payne import TransformerPayne
 
@@ -42,6 +42,8 @@ class Emulator(eqx.Module):
         error_modes: (n_modes, n_bins) correlated part of that error (scaled principal components of the
             held-out residuals, :mod:`~stellarinf.emulators.error_model`); (0, n_bins) when not fitted.
         training_wavelength: (n_pix,) training grid (Payne only; None for TransformerPayne).
+        native_log_grid: ``(ln λ₀, Δ ln λ)`` of the training grid when it is uniform in ln λ (Payne only;
+            enables :meth:`flux_upsampled`), else None.
         label_space: label names and the training box (labels are validated against it).
         wavelength_range: (wmin, wmax) vacuum Å the emulator answers inside.
         resolution: resolving power already in the training spectra, or None if unknown/unbroadened.
@@ -59,6 +61,7 @@ class Emulator(eqx.Module):
     resolution: float | None = eqx.field(static=True)
     has_continuum: bool = eqx.field(static=True)
     metadata_json: str = eqx.field(static=True)
+    native_log_grid: tuple[float, float] | None = eqx.field(static=True)
 
     def __init__(self, network, label_space: LabelSpace, wavelength_range, *, resolution=None,
                  error_wavelength=None, error_sigma=None, error_modes=None, training_wavelength=None,
@@ -88,8 +91,10 @@ class Emulator(eqx.Module):
             if tw.shape != (network.config.n_pixels,):
                 raise ShapeError(f"training_wavelength has shape {tw.shape} but the Payne network outputs {network.config.n_pixels} pixels")
             self.training_wavelength = jnp.asarray(tw)
+            self.native_log_grid = log_uniform_grid_of(tw)
         elif isinstance(network, TransformerPayne):
             self.training_wavelength = None
+            self.native_log_grid = None
         else:
             raise StellarinfError(f"unsupported network type {type(network).__name__}")
 
@@ -143,6 +148,16 @@ class Emulator(eqx.Module):
     def flux(self, labels: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix"]:
         """Normalised flux at ``wavelength`` (vacuum Å) for physical ``labels``. Pure; no validation."""
         return _flux(self, jnp.asarray(labels), jnp.asarray(wavelength))
+
+    def flux_upsampled(self, labels: Float[Array, "n_labels"], start: Float[Array, ""], factor: int, n_out: int) -> Float[Array, "n_out"]:
+        """Normalised flux at the fractional training-pixel indices ``start + k/factor`` (k < ``n_out``):
+        the fast path of :meth:`flux` for a log-uniform grid ``λ_k = exp(ln λ₀ + (start + k/factor) Δ)``
+        (``native_log_grid``; a Doppler shift only moves ``start``). Same kernel as :meth:`flux`
+        (:func:`~.interpolation.lanczos_upsample`). Payne emulators with a log-uniform training grid only."""
+        if self.native_log_grid is None:
+            raise StellarinfError("flux_upsampled needs a Payne emulator whose training grid is uniform in ln λ; use flux()")
+        out = lanczos_upsample(self.network(self.scale_labels(labels)), start, factor, n_out)
+        return out.astype(self.dtype)
 
     def predict_continuum(self, labels: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix"]:
         """Absolute continuum (grid units) at ``wavelength``: TransformerPayne trained with a continuum only."""

@@ -9,16 +9,32 @@ line to ≤ 0.4 % and is smooth in the interpolation point, so gradients in RV a
 The grid may be non-uniform: positions are mapped to a fractional pixel index by piecewise-linear
 interpolation of the index (exact for uniform-in-λ or uniform-in-ln λ grids to first order), and the
 kernel acts in index space. Beyond the ends the edge pixel is repeated.
+
+:func:`lanczos_upsample` is the same kernel for output positions that are themselves evenly spaced in
+index space at 1/``factor`` of a pixel (a log-uniform fit grid on a log-uniform training grid, shifted by
+a radial velocity). Every ``factor``-th output then shares one fractional offset, so the interpolation is
+``factor`` short convolutions with one 2a-tap kernel each: no per-pixel kernel weights, no gathers (whose
+reverse-mode scatter dominated the cost of a likelihood gradient on CPU, ~4 ms of ~5.5 ms).
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
-__all__ = ["lanczos_interpolate", "LANCZOS_A"]
+__all__ = ["lanczos_interpolate", "lanczos_upsample", "log_uniform_grid_of", "LANCZOS_A"]
 
 LANCZOS_A = 4  # kernel half-width in pixels (2a taps)
+
+
+def _lanczos_weights(t, a: int):
+    """Normalised Lanczos-``a`` weights of the 2a taps at offsets −a+1…a for fractional position(s) ``t``."""
+    taps = jnp.arange(-a + 1, a + 1, dtype=t.dtype)
+    d = t[..., None] - taps
+    w = jnp.sinc(d) * jnp.sinc(d / a)
+    return w / jnp.sum(w, axis=-1, keepdims=True)  # exact for a constant; near 1 anyway
 
 
 def lanczos_interpolate(
@@ -32,9 +48,46 @@ def lanczos_interpolate(
     u = jnp.interp(x, grid, jnp.arange(n, dtype=grid.dtype))  # fractional index, clamped to [0, n-1]
     i = jnp.floor(u)
     t = u - i
-    taps = jnp.arange(-a + 1, a + 1, dtype=u.dtype)
-    d = t[:, None] - taps[None, :]
-    w = jnp.sinc(d) * jnp.sinc(d / a)
-    w = w / jnp.sum(w, axis=1, keepdims=True)  # exact for a constant; near 1 anyway
-    idx = jnp.clip(i.astype(jnp.int32)[:, None] + taps.astype(jnp.int32)[None, :], 0, n - 1)
+    w = _lanczos_weights(t, a)
+    idx = jnp.clip(i.astype(jnp.int32)[:, None] + jnp.arange(-a + 1, a + 1, dtype=jnp.int32)[None, :], 0, n - 1)
     return jnp.sum(values[idx] * w.astype(values.dtype), axis=1)
+
+
+def lanczos_upsample(
+    values: Float[Array, "n_in"], start: Float[Array, ""], factor: int, n_out: int, a: int = LANCZOS_A
+) -> Float[Array, "n_out"]:
+    """``values`` (at pixel indices 0…n_in−1) interpolated at the fractional indices ``start + k/factor``,
+    k = 0…n_out−1, with the kernel of :func:`lanczos_interpolate` (same values where all 2a taps fall
+    inside the grid; beyond the ends the edge pixel is repeated).
+
+    ``start`` may be traced (differentiable); ``factor`` and ``n_out`` are static.
+    """
+    if factor < 1 or n_out < 1:
+        raise ValueError(f"factor and n_out must be ≥ 1, got {factor} and {n_out}")
+    n_in = values.shape[0]
+    n_phase = -(-n_out // factor)  # outputs per phase (the last phases may have one spare)
+    length = n_phase + 2 * a - 1  # input samples one phase's 'valid' convolution needs
+    # pad with edge values: far enough that every clipped start below still reads the right samples
+    pad = a + 1 + n_phase + n_in
+    padded = jnp.pad(values, (pad, pad), mode="edge")
+    outputs = []
+    for phase in range(factor):
+        u = jnp.asarray(start) + phase / factor  # keep start's precision (float64): it carries the RV
+        base = jnp.floor(u)
+        w = _lanczos_weights(u - base, a).astype(values.dtype)
+        first = jnp.clip(base.astype(jnp.int32) - a + 1 + pad, 0, padded.shape[0] - length)
+        segment = jax.lax.dynamic_slice(padded, (first,), (length,))
+        # output j of this phase = Σ_q segment[j + q] · w[q]  (jnp.convolve flips its kernel)
+        outputs.append(jnp.convolve(segment, w[::-1], mode="valid"))
+    return jnp.stack(outputs, axis=1).reshape(-1)[:n_out]
+
+
+def log_uniform_grid_of(wavelength, rtol: float = 1e-4) -> tuple[float, float] | None:
+    """``(ln λ₀, Δ ln λ)`` if the (concrete) grid is uniform in ln λ to ``rtol`` of a step at every pixel, else None."""
+    lnw = np.log(np.asarray(wavelength, dtype=np.float64))
+    if lnw.size < 2:
+        return None
+    step = (lnw[-1] - lnw[0]) / (lnw.size - 1)
+    if not step > 0 or np.max(np.abs(lnw - (lnw[0] + step * np.arange(lnw.size)))) > rtol * step:
+        return None
+    return float(lnw[0]), float(step)

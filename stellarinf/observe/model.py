@@ -104,6 +104,7 @@ class ObservationModel(eqx.Module):
     fit_jitter: bool = eqx.field(static=True)
     limb_darkening: float = eqx.field(static=True)
     dv_fine: float = eqx.field(static=True)
+    upsample: int = eqx.field(static=True)
     max_velocity: float = eqx.field(static=True)
     model_range: tuple[float, float] = eqx.field(static=True)
 
@@ -224,12 +225,26 @@ class ObservationModel(eqx.Module):
                 f"the spectrum ({wl.min():.2f}–{wl.max():.2f} Å) reaches outside the model's range {wmin:.2f}–{wmax:.2f} Å "
                 "(vacuum); crop it first: stellarinf.io.spectrum.crop_to_model(spectrum, model, margin_kms=rv_max)"
             )
+        user_step = fine_step_kms is not None
         if fine_step_kms is None:
             fine_step_kms = c / (5.0 * r_model) if r_model is not None else 1.0
             dv_obs = c * float(np.min(np.diff(np.log(used)))) if used.size > 1 else fine_step_kms
             if dv_obs > 0:
                 fine_step_kms = min(fine_step_kms, 0.5 * dv_obs)
         dv = float(fine_step_kms)
+        # A Payne on a log-uniform training grid: make the fine step an integer fraction of the training step, so
+        # the emulator's pixels are Lanczos-upsampled by short convolutions (Emulator.flux_upsampled) instead of
+        # being interpolated pixel by pixel; 4× cheaper likelihood gradients on CPU. upsample = 0: generic path.
+        upsample = 0
+        native = getattr(emulator, "native_log_grid", None)
+        if native is not None:
+            native_dv = native[1] * c
+            if user_step:
+                ratio = native_dv / dv
+                upsample = round(ratio) if abs(ratio - round(ratio)) < 1e-6 * ratio else 0
+            else:
+                upsample = max(1, math.ceil(native_dv / dv * (1.0 - 1e-9)))
+                dv = native_dv / upsample
         if r_obs is None and not fit_resolution:
             sigma_lsf = None
         else:
@@ -285,6 +300,7 @@ class ObservationModel(eqx.Module):
         self.fit_jitter = bool(fit_jitter)
         self.limb_darkening = float(limb_darkening)
         self.dv_fine = dv
+        self.upsample = int(upsample)
         self.max_velocity = float(max_velocity)
         self.model_range = (wmin, wmax)
         self.fine_wavelength = jnp.asarray(fine)
@@ -373,12 +389,22 @@ class ObservationModel(eqx.Module):
             return None
         return lsf_sigma_for(self.resolution, self.model_resolution)
 
+    def rest_frame_flux(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_fine"]:
+        """The emulator's normalised flux seen at :attr:`fine_wavelength` (observer's frame) for a star at
+        radial velocity ``rv``: the model evaluated at the rest wavelengths λ/(1 + rv/c), unbroadened."""
+        rv = self._value(params, "rv")
+        if self.upsample:
+            ln_start, ln_step = self.emulator.native_log_grid
+            start = (jnp.log(self.fine_wavelength[0]) - jnp.log1p(rv / SPEED_OF_LIGHT_KMS) - ln_start) / ln_step
+            return self.emulator.flux_upsampled(self.labels(params), start, self.upsample, self.fine_wavelength.shape[0])
+        rest = self.fine_wavelength / (1.0 + rv / SPEED_OF_LIGHT_KMS)
+        rest = jnp.clip(rest, self.model_range[0], self.model_range[1])
+        return self.emulator.flux(self.labels(params), rest)
+
     def predict_fine(self, params: Mapping[str, Float[Array, ""]], *, broadened: bool = True) -> Float[Array, "n_fine"]:
         """Normalised model on :attr:`fine_wavelength` (observer's frame), Doppler-shifted, optionally broadened."""
         rv = self._value(params, "rv")
-        rest = self.fine_wavelength / (1.0 + rv / SPEED_OF_LIGHT_KMS)
-        rest = jnp.clip(rest, self.model_range[0], self.model_range[1])
-        flux = jnp.asarray(self.emulator.flux(self.labels(params), rest), dtype=jnp.float64)
+        flux = jnp.asarray(self.rest_frame_flux(params), dtype=jnp.float64)
         if not broadened:
             return flux
         return broaden(
