@@ -83,9 +83,15 @@ def main(argv=None):
     ap.add_argument("--n-sampled", type=int, default=None, help="run the sampler on the first N stars per S/N only (all get Laplace)")
     ap.add_argument("--error-modes", type=int, default=None,
                     help="correlated emulator-error modes to integrate out (default: all the emulator has; 0 = white error only)")
+    ap.add_argument("--stars", default=None, metavar="FIRST:STOP",
+                    help="fit only stars FIRST…STOP−1 of the n-stars sequence (same truths and noise as a full run): split a run "
+                         "over cores or sessions, then combine the outputs with --merge")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON", help="combine partial outputs (from --stars) into --output")
     ap.add_argument("--quick", action="store_true", help="analytic model, 4 stars, Laplace")
     ap.add_argument("--output", default=str(RESULTS / "inference_recovery.json"))
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.output)
     if args.quick:
         args.n_stars, args.sampler, args.draws = min(args.n_stars, 4), "laplace", 500
     fit_model, truth_model, wl, resolution, desc = benchmark_setup(args.emulator, quick=args.quick, truth=args.truth)
@@ -95,11 +101,15 @@ def main(argv=None):
            "error_modes_used": int(min(getattr(fit_model, "n_error_modes", 0), 10**9 if args.error_modes is None else args.error_modes))}
     t_start = time.perf_counter()
     n_sampled = args.n_stars if args.n_sampled is None else min(args.n_sampled, args.n_stars)
+    first, stop = (int(x) for x in args.stars.split(":")) if args.stars else (0, args.n_stars)
     for snr in args.snr:
         acc = {}  # method -> (pulls, rhats, times)
         for k in range(args.n_stars):
             truth = random_truth(fit_model.label_space, rng, rv_max=60.0)
-            spec = make_mock(truth_model, wl, truth, snr=snr, resolution=resolution, seed=int(rng.integers(2**31)))
+            noise_seed = int(rng.integers(2**31))
+            if not first <= k < stop:
+                continue
+            spec = make_mock(truth_model, wl, truth, snr=snr, resolution=resolution, seed=noise_seed)
             t0 = time.perf_counter()
             tables = fit_one(fit_model, spec, args.sampler if k < n_sampled else None, args.chains, args.warmup, args.draws, seed=k,
                              error_modes=True if args.error_modes is None else args.error_modes)
@@ -117,8 +127,9 @@ def main(argv=None):
                     times.append(dt)
                     msg.append(f"{key} max |pull| {np.max(np.abs(pulls[-1])):.2f}")
                 out.setdefault("stars", {}).setdefault(f"{snr:g}", []).append(
-                    {"method": method, "truth": {n: truth[n] for n in names}, "p50": {n: float(rows[n]["p50"]) for n in names},
-                     "sd": {n: float(rows[n]["sd"]) for n in names}, "sd_total": sd_total})
+                    {"star": k, "method": method, "seconds": dt, "truth": {n: truth[n] for n in names},
+                     "p50": {n: float(rows[n]["p50"]) for n in names}, "sd": {n: float(rows[n]["sd"]) for n in names},
+                     "sd_total": sd_total, "r_hat": {n: float(rows[n]["r_hat"]) for n in names}})
             print(f"S/N {snr:g} star {k + 1}/{args.n_stars}: " + ", ".join(msg) + f"  ({dt:.1f} s)", flush=True)
             # rewritten after every star: an interrupted run keeps what it measured (n_stars says how many)
             out["per_snr"][f"{snr:g}"] = {m: summarise(*acc[m], names, len(acc[m][0]), check_rhat=not m.startswith("laplace")) for m in acc}
@@ -127,6 +138,35 @@ def main(argv=None):
     out["total_seconds"] = time.perf_counter() - t_start
     write_json_atomic(args.output, out)
     print(f"wrote {args.output}")
+    return out
+
+
+def merge(paths, output):
+    """Combine partial runs (``--stars``) of one configuration: star records concatenated (each star once),
+    summaries recomputed from them."""
+    import json
+
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    out = {k: v for k, v in parts[0].items() if k not in ("stars", "per_snr", "total_seconds")}
+    out["args"] = {**out["args"], "stars": ",".join(str(p["args"].get("stars")) for p in parts), "output": str(output)}
+    out["merged_from"] = [str(p) for p in paths]
+    out["total_seconds"] = sum(p.get("total_seconds", 0.0) for p in parts)
+    out["stars"], out["per_snr"] = {}, {}
+    for snr in sorted({s for p in parts for s in p.get("stars", {})}, key=float):
+        records = sorted((r for p in parts for r in p["stars"].get(snr, [])), key=lambda r: (r["star"], r["method"]))
+        out["stars"][snr] = records
+        by_method = {}
+        for r in records:
+            names = list(r["truth"])
+            for key, sd in ((r["method"], r["sd"]), (r["method"] + "+systematics", r["sd_total"])):
+                pulls, rhats, times = by_method.setdefault(key, ([], [], []))
+                pulls.append([(r["p50"][n] - r["truth"][n]) / sd[n] for n in names])
+                rhats.append([r["r_hat"][n] for n in names])
+                times.append(r["seconds"])
+        out["per_snr"][snr] = {m: summarise(*v, names, len(v[0]), check_rhat=not m.startswith("laplace")) for m, v in by_method.items()}
+    write_json_atomic(output, out)
+    counts = {snr: len({r["star"] for r in records}) for snr, records in out["stars"].items()}
+    print(f"wrote {output}: stars per S/N {counts}")
     return out
 
 

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 import arviz as az
+import jax
 import numpy as np
 
 import stellarinf  # noqa: F401
@@ -88,6 +89,9 @@ def main(argv=None):
     ap.add_argument("--max-draws", type=int, default=4000)
     ap.add_argument("--n-map", type=int, default=8, help="spectra for the per-spectrum MAP timing")
     ap.add_argument("--batch", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--batch-modes", nargs="+", choices=["vmap", "loop"], default=None,
+                    help="batch MAP paths to time (default: loop on CPU, both elsewhere; the vmapped path can wedge XLA's "
+                         "CPU runtime, see benchmarks/README.md)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--output", default=None)
     args = ap.parse_args(argv)
@@ -113,14 +117,18 @@ def main(argv=None):
 
     # batch MAP + Laplace throughput: vmapped across spectra, and a loop over one compiled program
     out["batch"] = {}
+    modes = args.batch_modes or (["loop"] if jax.default_backend() == "cpu" else ["vmap", "loop"])
     for n in args.batch:
         for mode, vec in (("vmap", True), ("loop", False)):
+            if mode not in modes:
+                continue
             map_laplace_batch(problems[:n], n_starts=4, chunk_size=n, progress=False, vectorize=vec)  # compile
             t0 = time.perf_counter()
             map_laplace_batch(problems[:n], n_starts=4, chunk_size=n, progress=False, vectorize=vec)
             wall = time.perf_counter() - t0
             out["batch"][f"{mode}_{n}"] = {"seconds": wall, "spectra_per_second": n / wall}
             print(f"batch MAP+Laplace ({mode}) x{n}: {wall:.1f} s ({n / wall:.2f} spectra/s)", flush=True)
+    write_json_atomic(output, out)  # keep what was measured if a sampler run is interrupted
 
     # time to a converged posterior, 4 chains
     p = problems[0]

@@ -86,7 +86,9 @@ def map_laplace_batch(
     ``vectorize`` (default: on GPU/TPU only): vmap across spectra in chunks of ``chunk_size`` (padded so
     every chunk reuses one compiled program). On CPU a loop is faster: the per-spectrum program is
     compiled once (problems are jit arguments) and a vmapped while-loop would run every lane for as
-    many iterations as the slowest start of the chunk.
+    many iterations as the slowest start of the chunk. Also, with the shipped Payne the vmapped program
+    has wedged XLA's CPU runtime (JAX 0.10.2: 0 % CPU, waiting for its buffers, for 2 and 4 spectra; inline
+    dispatch avoided it once but not reliably; cf. jax-ml/jax#25861), so keep the loop on CPU.
     """
     from tqdm.auto import tqdm
 

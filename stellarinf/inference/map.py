@@ -2,7 +2,7 @@
 
 Starts: the observation model's initial guess plus random draws of the stellar labels (and
 broadening) from their priors; nuisances such as RV and continuum keep their initial guess, because a
-random RV lands outside the lines' basin. All starts run at once (``vmap``); the best is kept and the
+random RV lands outside the lines' basin. All starts run in one compiled program (:func:`.lanes.map_lanes`: vmapped on accelerators, in turn on CPU); the best is kept and the
 Hessian of ``-log p`` (unconstrained coordinates) is returned for Laplace.
 
 The objective is the posterior of the *physical* parameters (no Jacobian), so the MAP is the mode a
@@ -22,6 +22,7 @@ import optax
 from jaxtyping import Array, Float
 
 from .density import Problem
+from .lanes import lane_batch_size, map_lanes
 
 # parameters whose starting points are randomised across starts (others keep the initial guess)
 _FIXED_START = ("rv", "ln_jitter")
@@ -48,7 +49,7 @@ class MAPResult:
 
 @eqx.filter_jit
 def _scan_values(problem: Problem, zs):
-    return jax.lax.map(problem.log_posterior, zs, batch_size=32)
+    return jax.lax.map(problem.log_posterior, zs, batch_size=lane_batch_size(32))
 
 
 def rv_scan(problem: Problem, z0: np.ndarray, step_kms: float = 2.0, max_points: int = 301) -> np.ndarray:
@@ -107,7 +108,7 @@ def _objective(problem: Problem, jacobian: bool):
 
 
 def optimise_starts(problem: Problem, z0s, max_iter: int, tol: float, jacobian: bool):
-    """Pure core: L-BFGS from every start (vmapped) → (z, log density, iterations, converged).
+    """Pure core: L-BFGS from every start (:func:`.lanes.map_lanes`) → (z, log density, iterations, converged).
 
     Stops when the largest gradient component (unconstrained units) is below ``tol`` or an iteration
     changes the objective by less than 1e-12 relative (converged either way), or after ``max_iter``.
@@ -136,7 +137,7 @@ def optimise_starts(problem: Problem, z0s, max_iter: int, tol: float, jacobian: 
         z, state, n_iter, done, _ = jax.lax.while_loop(cond, body, init)
         return z, -f(z), n_iter, done
 
-    return jax.vmap(one)(z0s)
+    return map_lanes(one, z0s)
 
 
 _optimise_starts = eqx.filter_jit(optimise_starts)
@@ -152,7 +153,7 @@ def hessian_fd(f, z, step: float = 1e-4):
     """
     n = z.shape[-1]
     eye = jnp.eye(n, dtype=z.dtype) * step
-    g = jax.vmap(jax.grad(f))(jnp.concatenate([z + eye, z - eye]))
+    g = map_lanes(jax.grad(f), jnp.concatenate([z + eye, z - eye]))
     h = (g[:n] - g[n:]) / (2.0 * step)
     return 0.5 * (h + h.T)
 
@@ -229,10 +230,10 @@ _newton_mode = eqx.filter_jit(newton_mode)
 
 
 def polish_starts(problem: Problem, zs, values, jacobian: bool):
-    """Damped Gauss–Newton steps from each of the starts ``zs`` (vmapped); a start keeps its point and
+    """Damped Gauss–Newton steps from each of the starts ``zs`` (:func:`.lanes.map_lanes`); a start keeps its point and
     value where the polish does not improve it. Polishing every start makes the final values compare
     local optima (``MAPResult.n_starts_agreeing``), not how far each L-BFGS run got."""
-    zp, vp = jax.vmap(lambda z: newton_mode(problem, z, n_steps=6, jacobian=jacobian)[:2])(zs)
+    zp, vp = map_lanes(lambda z: newton_mode(problem, z, n_steps=6, jacobian=jacobian)[:2], zs)
     better = jnp.isfinite(vp) & (vp >= values)
     return jnp.where(better[:, None], zp, zs), jnp.where(better, vp, values)
 

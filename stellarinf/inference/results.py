@@ -33,6 +33,7 @@ from ..errors import StellarinfError
 from ..io.atomic import atomic_path
 from ..labels import NUISANCE_UNITS, STELLAR_UNITS, element_of
 from .density import Problem
+from .lanes import lane_batch_size
 from .samplers import Posterior
 from .systematics import label_systematics_of
 
@@ -166,7 +167,7 @@ def to_inference_data(
 @eqx.filter_jit
 def _predict_draws(obs_model, fixed, stack, batch_size: int):
     """Model flux for a stack of parameter draws (compiled once per observation-model shape, not per call)."""
-    return jax.lax.map(lambda p: predict(obs_model, {**fixed, **p}), stack, batch_size=batch_size)
+    return jax.lax.map(lambda p: predict(obs_model, {**fixed, **p}), stack, batch_size=lane_batch_size(batch_size))
 
 
 def _json_float(v):

@@ -27,6 +27,7 @@ from blackjax.adaptation.base import get_filter_adapt_info_fn
 
 from ..errors import StellarinfError
 from .density import Problem
+from .lanes import lane_batch_size, map_lanes, vectorise_lanes
 from .laplace import LaplaceResult, laplace
 
 
@@ -68,7 +69,7 @@ def initial_positions(problem: Problem, n_chains: int, seed: int = 0, init: Lapl
 
 @eqx.filter_jit
 def _batch_log_density(problem: Problem, zs):
-    return jax.lax.map(problem.log_density, zs, batch_size=64)
+    return jax.lax.map(problem.log_density, zs, batch_size=lane_batch_size(64))
 
 
 def _check_chains(chains: int, draws: int, warmup: int) -> None:
@@ -122,7 +123,7 @@ def run_numpyro_nuts(
         adapt_mass = not lap.hessian_ok
     kernel = NUTS(make_numpyro_model(problem), target_accept_prob=target_accept, dense_mass=dense_mass,
                   inverse_mass_matrix=inverse_mass, adapt_mass_matrix=bool(adapt_mass))
-    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method="vectorized", progress_bar=progress)
+    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method="vectorized" if vectorise_lanes() else "sequential", progress_bar=progress)
     init_params = {n: jnp.asarray(z0[:, i]) for i, n in enumerate(problem.names)}
     t1 = time.perf_counter()
     mcmc.run(
@@ -186,7 +187,7 @@ def _bj_nuts_warmup(problem: Problem, shift, chol, keys, u0s, num_steps: int, ta
         (state, params), info = warm.run(key, u0, num_steps=num_steps)
         return state, params, jnp.sum(info.info.num_integration_steps)
 
-    return jax.vmap(one)(keys, u0s)
+    return map_lanes(one, keys, u0s)
 
 
 @eqx.filter_jit
@@ -209,7 +210,7 @@ def _bj_nuts_sample(problem: Problem, shift, chol, keys, states, params, num_dra
         _, out = jax.lax.scan(step, state, jax.random.split(key, num_draws))
         return out
 
-    return jax.vmap(one)(keys, states, params)
+    return map_lanes(one, keys, states, params)
 
 
 def run_blackjax_nuts(
@@ -222,7 +223,7 @@ def run_blackjax_nuts(
     init: LaplaceResult | None = None,
     target_accept: float = 0.8,
 ) -> Posterior:
-    """BlackJAX NUTS, one window adaptation per chain (vmapped), initialised from Laplace draws and run
+    """BlackJAX NUTS, one window adaptation per chain (:func:`.lanes.map_lanes`), initialised from Laplace draws and run
     in coordinates whitened by the Laplace covariance (one compiled program serves every spectrum of the
     same shape: the Laplace mean and factor are arguments)."""
     _check_chains(chains, draws, warmup)
@@ -281,7 +282,7 @@ def _bj_mclmc_tune(problem: Problem, shift, chol, keys, u0s, num_steps: int):
         )
         return state, params
 
-    return jax.vmap(one)(keys, u0s)
+    return map_lanes(one, keys, u0s)
 
 
 @eqx.filter_jit
@@ -296,7 +297,7 @@ def _bj_mclmc_sample(problem: Problem, shift, chol, keys, states, params, num_dr
         _, out = jax.lax.scan(step, state, jax.random.split(key, num_draws))
         return out
 
-    return jax.vmap(one)(keys, states, params)
+    return map_lanes(one, keys, states, params)
 
 
 def run_blackjax_mclmc(
