@@ -2,7 +2,8 @@
 
 Starts: the observation model's initial guess plus random draws of the stellar labels (and
 broadening) from their priors; nuisances such as RV and continuum keep their initial guess, because a
-random RV lands outside the lines' basin. All starts run in one compiled program (:func:`.lanes.map_lanes`: vmapped on accelerators, in turn on CPU); the best is kept and the
+random RV lands outside the lines' basin. All starts run in one compiled program (:func:`.lanes.map_lanes`:
+vmapped on accelerators, in turn on CPU); the best is kept and the
 Hessian of ``-log p`` (unconstrained coordinates) is returned for Laplace.
 
 The objective is the posterior of the *physical* parameters (no Jacobian), so the MAP is the mode a
