@@ -234,7 +234,7 @@ class ObservationModel(eqx.Module):
         dv = float(fine_step_kms)
         # A Payne on a log-uniform training grid: make the fine step an integer fraction of the training step, so
         # the emulator's pixels are Lanczos-upsampled by short convolutions (Emulator.flux_upsampled) instead of
-        # being interpolated pixel by pixel; 4× cheaper likelihood gradients on CPU. upsample = 0: generic path.
+        # being interpolated pixel by pixel (log-density value + gradient 5.8 → 1.7 ms on CPU). upsample = 0: generic path.
         upsample = 0
         native = getattr(emulator, "native_log_grid", None)
         if native is not None:
@@ -403,7 +403,6 @@ class ObservationModel(eqx.Module):
 
     def predict_fine(self, params: Mapping[str, Float[Array, ""]], *, broadened: bool = True) -> Float[Array, "n_fine"]:
         """Normalised model on :attr:`fine_wavelength` (observer's frame), Doppler-shifted, optionally broadened."""
-        rv = self._value(params, "rv")
         flux = jnp.asarray(self.rest_frame_flux(params), dtype=jnp.float64)
         if not broadened:
             return flux
