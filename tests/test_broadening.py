@@ -211,3 +211,13 @@ def test_resample_linear_function_is_exact():
     np.testing.assert_allclose(np.asarray(resample(wl_in, flux[0], wl_out)), 3.0 + 0.2 * wl_out, rtol=1e-13)
     idx, t = interpolation_weights(wl_in, wl_out)
     np.testing.assert_allclose(flux[0][idx] * (1 - t) + flux[0][idx + 1] * t, out[0], rtol=1e-13)
+
+
+def test_broadening_many_spectra_at_once_equals_one_by_one_with_a_long_kernel():
+    """A batch of spectra (leading axis) with a kernel long enough for the FFT path: each row as alone."""
+    rng = np.random.default_rng(0)
+    flux = 1.0 - 0.5 * rng.random((5, 4000))
+    kw = dict(vsini=60.0, resolution=20000.0, max_velocity=200.0)
+    batch = np.asarray(broaden(flux, 0.5, **kw))
+    for row, out in zip(flux, batch):
+        np.testing.assert_allclose(out, np.asarray(broaden(row, 0.5, **kw)), rtol=1e-10, atol=1e-12)

@@ -217,3 +217,28 @@ def test_error_model_command_stores_modes_that_round_trip(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["error-model", "default-payne", "--grid", str(grid)])
     assert exit_info.value.code == 3 and "-o DIR" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("continuum", ["sample", "marginalise", "profile"])
+def test_marginal_fisher_curvature_equals_the_residual_jacobian_form_at_the_truth(continuum):
+    """MAP and Laplace build Gauss–Newton curvature from the predicted fluxes only (variable projection over
+    the marginalised continuum and error modes). Where the data equal the model (ρ = 0) it must equal
+    −JᵀJ of the whitened residuals, which differentiates the whole marginalisation."""
+    from stellarinf.inference.density import Problem
+    from stellarinf.inference.map import _minus_jtj
+
+    model = modes_model()
+    wl = log_uniform_grid(6560.0, 6640.0, R, 2.5)
+    truth = {**LABELS, "rv": 12.0, "vsini": 4.0}
+    om0 = ObservationModel(model, Spectrum(wl, np.ones_like(wl), np.full(wl.size, 0.004), resolution=R), continuum=continuum,
+                           continuum_degree=1, fixed={"vmacro": 0.0})
+    params = {**truth, **({n: (1.0 if n.endswith("_0") else 0.0) for n in om0.continuum_names} if continuum == "sample" else {})}
+    exact = np.asarray(om0.predict(params))
+    om = ObservationModel(model, Spectrum(wl, exact, np.full(wl.size, 0.004), resolution=R), continuum=continuum,
+                          continuum_degree=1, fixed={"vmacro": 0.0})
+    problem = Problem.build(om)
+    z = problem.unconstrain({n: params[n] for n in problem.names})
+    jac = jax.jacfwd(problem.whitened_residuals)(z)
+    reference = -np.asarray(jac.T @ jac)
+    fast = np.asarray(_minus_jtj(problem, z))
+    np.testing.assert_allclose(fast, reference, rtol=1e-3, atol=1e-5 * np.abs(reference).max())

@@ -57,10 +57,9 @@ def _stackable(problems: Sequence[Problem]):
 def _batched_mode(max_iter, tol):
     def one(problem, z0s):
         zs, values, n_iter, conv = optimise_starts(problem, z0s, max_iter, tol, False)
-        best = jnp.argmax(jnp.where(jnp.isfinite(values), values, -jnp.inf))
-        zpol, vpol = polish_starts(problem, zs[best][None], values[best][None], False)  # the best start only
-        zmap = zpol[0]
-        values = values.at[best].set(vpol[0])
+        zs, values, steps, conv = polish_starts(problem, zs, jnp.where(jnp.isfinite(values), values, -jnp.inf), False)
+        n_iter = n_iter + steps
+        zmap = zs[jnp.argmax(values)]
         zl, _, hess = newton_mode(problem, zmap)  # unconstrained mode for Laplace, from the MAP
         return zmap, values, n_iter, conv, zl, hess
 
@@ -76,7 +75,7 @@ def map_laplace_batch(
     n_starts: int = 4,
     seed: int = 0,
     chunk_size: int = 16,
-    max_iter: int = 30,
+    max_iter: int = 0,
     tol: float = 1e-3,
     progress: bool = True,
     vectorize: bool | None = None,

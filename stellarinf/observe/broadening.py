@@ -285,7 +285,7 @@ def _convolve_edges(flux, kernel):
     flat = flux.reshape((-1, flux.shape[-1]))
     padded = jnp.pad(flat, ((0, 0), (half, half)), mode="edge")
     if kernel.shape[0] >= _FFT_MIN_TAPS:
-        out = fftconvolve(padded, kernel[None, :], mode="valid", axes=(1,))
+        out = jax.vmap(lambda row: fftconvolve(row, kernel, mode="valid"))(padded)
     else:
         out = jax.vmap(lambda row: jnp.convolve(row, kernel, mode="valid"))(padded)
     return out.reshape(lead + (flux.shape[-1],))

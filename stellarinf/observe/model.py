@@ -404,8 +404,11 @@ class ObservationModel(eqx.Module):
     def predict_fine(self, params: Mapping[str, Float[Array, ""]], *, broadened: bool = True) -> Float[Array, "n_fine"]:
         """Normalised model on :attr:`fine_wavelength` (observer's frame), Doppler-shifted, optionally broadened."""
         flux = jnp.asarray(self.rest_frame_flux(params), dtype=jnp.float64)
-        if not broadened:
-            return flux
+        return self.broaden(flux, params) if broadened else flux
+
+    def broaden(self, flux: Float[Array, "... n"], params: Mapping[str, Float[Array, ""]]) -> Float[Array, "... n"]:
+        """Rotation, macroturbulence and the instrumental LSF of ``params`` applied to spectra sampled at the
+        fine step (any grid uniform in ln λ with step :attr:`dv_fine`; leading axes broadened alike)."""
         return broaden(
             flux,
             self.dv_fine,
@@ -488,32 +491,34 @@ class ObservationModel(eqx.Module):
 
     model_flux = predict
 
+    def linear_model(
+        self, params: Mapping[str, Float[Array, ""]]
+    ) -> tuple[Float[Array, "n_pix"], Float[Array, "n_pix k"], Float[Array, "k"], Float[Array, "k"]]:
+        """The data model as ``offset + design @ β + noise`` with β ~ N(mean, sd²) integrated out:
+        ``(offset, design, mean, sd)``. β holds the marginalised continuum coefficients (``"marginalise"``,
+        ``"profile"``) and the error-mode amplitudes; ``k = 0`` when nothing is marginalised."""
+        m = self.normalised_flux(params)
+        if self.continuum_mode == "sample" or not self.continuum_names:
+            cont = self.continuum(params) if self.continuum_names else jnp.ones_like(m)
+            k = self.n_error_modes
+            return m * cont, self.error_mode_matrix(params) * cont[:, None], jnp.zeros(k), jnp.ones(k)
+        if self.n_error_modes:
+            design, mean, sd = self._mode_design(params, m)
+            return jnp.zeros_like(m), design, mean, sd
+        return jnp.zeros_like(m), m[:, None] * self.basis, self.prior_mean, self.prior_sd
+
     def likelihood_terms(self, params: Mapping[str, Float[Array, ""]]) -> tuple[Float[Array, "n_res"], Float[Array, ""]]:
         """``(ρ, c)`` with ``log_likelihood = −½|ρ|² + c``: whitened residuals (masked pixels zero; one extra
         entry per marginalised coefficient) and the normalisation (log determinants), which varies slowly.
         Gauss–Newton curvature (MAP, Laplace) comes from the Jacobian of ρ."""
-        m = self.normalised_flux(params)
+        offset, design, mean, sd = self.linear_model(params)
         var = self.variance(params)
-        if self.continuum_mode == "sample" or not self.continuum_names:
-            cont = self.continuum(params) if self.continuum_names else jnp.ones_like(m)
-            if self.n_error_modes == 0:
-                return gaussian_terms(self.flux, m * cont, var, self.weight)
-            k = self.n_error_modes
-            modes = self.error_mode_matrix(params) * cont[:, None]
-            return linear_marginal_terms(self.flux - m * cont, modes, var, self.weight, jnp.zeros(k), jnp.ones(k))
-        if self.n_error_modes:
-            # the continuum's prior sd is already huge in "profile" mode: marginalise everything together
-            design, mean, sd = self._mode_design(params, m)
-            return linear_marginal_terms(self.flux, design, var, self.weight, mean, sd)
-        return linear_marginal_terms(
-            self.flux,
-            m[:, None] * self.basis,
-            var,
-            self.weight,
-            self.prior_mean,
-            self.prior_sd,
-            profile=self.continuum_mode == "profile",
-        )
+        if design.shape[1] == 0:
+            return gaussian_terms(self.flux, offset, var, self.weight)
+        # "profile" without error modes: the continuum's prior is only a numerical device, leave its
+        # determinant out (with modes the continuum is marginalised with them under its very wide prior)
+        profile = self.continuum_mode == "profile" and self.n_error_modes == 0
+        return linear_marginal_terms(self.flux - offset, design, var, self.weight, mean, sd, profile=profile)
 
     def whitened_residuals(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_res"]:
         """ρ of :meth:`likelihood_terms`."""
