@@ -62,7 +62,8 @@ def _templates(problem: Problem, labels: Float[Array, "k n_labels"], params, ln_
         flux = jax.vmap(lambda lab: om.emulator.flux_upsampled(lab, start, om.upsample, n))(labels)
     else:
         wave = jnp.clip(jnp.exp(ln_lo + om.dv_fine / _C * jnp.arange(n)), *om.model_range)
-        flux = jax.vmap(lambda lab: om.emulator.flux(lab, wave))(labels)
+        # an emulator evaluated at arbitrary wavelengths (TransformerPayne) is costly: bound the memory
+        flux = jax.lax.map(lambda lab: om.emulator.flux(lab, wave), labels, batch_size=16)
     return om.broaden(jnp.asarray(flux, dtype=jnp.float64), params)
 
 
@@ -165,17 +166,21 @@ def library_points(problem: Problem, z0: np.ndarray, n_library: int, seed: int =
 
 
 def quick_starts(
-    problem: Problem, n_starts: int = 1, z0: np.ndarray | None = None, *, n_library: int = 256, seed: int = 0, rv_step_kms: float | None = None
+    problem: Problem, n_starts: int = 1, z0: np.ndarray | None = None, *, n_library: int | None = None, seed: int = 0, rv_step_kms: float | None = None
 ) -> np.ndarray:
     """Unconstrained starts (n_starts, n_free), best first, from the data: RV by a template scan, labels
     from ``n_library`` prior draws (and ``z0``'s) scored at that RV; the best ``n_starts`` re-scan the RV
     with their own template. ``z0``: the point whose other parameters are kept (default:
-    :meth:`Problem.initial_z`). ``n_library=0`` only scans the RV of ``z0``."""
+    :meth:`Problem.initial_z`). ``n_library=0`` only scans the RV of ``z0``; default 256 for a Payne on its
+    native grid (a template costs ~0.1 ms), 32 for an emulator evaluated at arbitrary wavelengths
+    (TransformerPayne: a template is a full forward pass)."""
     if not supports_quick_start(problem):
         raise TypeError("quick_starts needs a Problem built on an ObservationModel")
     if n_starts < 1:
         raise ValueError(f"n_starts must be ≥ 1, got {n_starts}")
     z0 = problem.initial_z() if z0 is None else np.asarray(z0, dtype=np.float64)
+    if n_library is None:
+        n_library = 256 if problem.obs_model.upsample else 32
     ln_lo, n = _wide_grid(problem)
     library = library_points(problem, z0, max(n_library, n_starts - 1), seed)
     rv_grid = jnp.asarray(rv_grid_for(problem, rv_step_kms))
