@@ -137,7 +137,7 @@ def map_laplace_batch(
                 jacobian=False,
             )
             cov, ok = covariance_from_hessian(np.asarray(hess[i]))
-            metric, _ = cap_to_prior_width(cov, p)
+            metric = cap_to_prior_width(cov, p)
             out.append(LaplaceResult(p.names, np.asarray(zl[i]), cov, ok, m, wall, metric))
         bar.update(len(chunk))
     bar.close()

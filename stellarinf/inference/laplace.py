@@ -66,9 +66,10 @@ def covariance_from_hessian(hessian: np.ndarray, floor: float = 1e-10) -> tuple[
 LOGISTIC_VARIANCE = float(np.pi**2 / 3.0)
 
 
-def cap_to_prior_width(cov: np.ndarray, problem: Problem) -> tuple[np.ndarray, bool]:
+def cap_to_prior_width(cov: np.ndarray, problem: Problem) -> np.ndarray:
     """Shrink the rows/columns of box-bounded parameters whose variance exceeds the logistic variance
-    of a uniform prior (correlations kept); returns (covariance, whether anything was capped).
+    of a uniform prior (correlations kept); returns the capped covariance (``LaplaceResult.capped`` says
+    whether anything changed).
 
     Where the data barely constrain a label and its mode sits near a box edge (an abundance at S/N 50),
     the curvature in z is tiny and the Laplace variance huge (sd 30 in z, seen for [Ni/Fe]); as a NUTS
@@ -79,7 +80,7 @@ def cap_to_prior_width(cov: np.ndarray, problem: Problem) -> tuple[np.ndarray, b
     cap = np.where(np.isfinite(hi - lo), LOGISTIC_VARIANCE, np.inf)
     var = np.diag(cov)
     scale = np.where(var > cap, np.sqrt(cap / np.maximum(var, 1e-300)), 1.0)
-    return cov * scale[:, None] * scale[None, :], bool(np.any(scale < 1.0))
+    return cov * scale[:, None] * scale[None, :]
 
 
 def laplace(problem: Problem, map_result: MAPResult | None = None, *, n_starts: int = 8, seed: int = 0) -> LaplaceResult:
@@ -90,7 +91,7 @@ def laplace(problem: Problem, map_result: MAPResult | None = None, *, n_starts: 
         map_result = find_map(problem, n_starts=n_starts, seed=seed)
     z, _, hess = _newton_mode(problem, jnp.asarray(map_result.z))
     cov, ok = covariance_from_hessian(np.asarray(hess))
-    metric, _ = cap_to_prior_width(cov, problem)
+    metric = cap_to_prior_width(cov, problem)
     return LaplaceResult(
         names=problem.names,
         mean_z=np.asarray(z),

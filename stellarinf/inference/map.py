@@ -29,7 +29,8 @@ from .lanes import map_lanes
 from .quickstart import quick_starts, supports_quick_start
 
 # Levenberg–Marquardt damping ladder of newton_mode's step (relative to the curvature's diagonal)
-_LM_DAMPING = (1e-3, 1e-2, 0.1, 1.0, 10.0)
+_LM_DAMPING = (1e-2, 1.0)
+_NEWTON_FRACTIONS = (1.0, 0.5)  # of the undamped step
 
 # parameters whose starting points are randomised across starts (others keep the initial guess)
 _FIXED_START = ("rv", "ln_jitter")
@@ -229,7 +230,7 @@ def newton_steps(problem: Problem, z, n_steps: int, jacobian: bool, tol: float =
         # the box in the physical-space objective) makes the full step far too long, and shortening it along
         # its own direction does not help; damping does
         scale = jnp.maximum(jnp.diag(a), 1e-8 * jnp.maximum(1.0, jnp.max(jnp.diag(a))))
-        cand = [z + dz, z + 0.5 * dz] + [z + jnp.linalg.solve(a + lam * jnp.diag(scale), g) for lam in _LM_DAMPING]
+        cand = [z + frac * dz for frac in _NEWTON_FRACTIONS] + [z + jnp.linalg.solve(a + lam * jnp.diag(scale), g) for lam in _LM_DAMPING]
         vals = jnp.stack([f(c) for c in cand])
         vals = jnp.where(jnp.isfinite(vals), vals, -jnp.inf)
         k = jnp.argmax(vals)
