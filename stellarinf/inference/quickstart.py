@@ -104,12 +104,11 @@ def _scan_rv(problem, template, ln_lo, rv_grid, variance):
 
 @eqx.filter_jit
 def _quick_start(problem: Problem, z0, library_x, rv_grid, ln_lo, n: int, n_refine: int):
-    """Pure core of :func:`quick_starts`: (x (n_refine, n_free) constrained, score (n_refine,)), best first. ``library_x``: (k, n_free) constrained trial
-    points (labels varied, the rest as in ``z0``)."""
+    """Pure core of :func:`quick_starts`: (x (n_refine, n_free) constrained, score (n_refine,)), best first.
+    ``library_x``: (k, n_free) constrained trial points (labels varied, the rest as in ``z0``)."""
     om = problem.obs_model
     params0 = problem.constrain(z0)
     variance = om.variance(params0)
-    label_index = [problem.names.index(n_) if n_ in problem.names else -1 for n_ in om.label_names]
     lower, upper = problem.prior.lower, problem.prior.upper
 
     def labels_of(x):
