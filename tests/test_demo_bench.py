@@ -342,12 +342,16 @@ def test_recovery_benchmark_setup_uses_the_synthesizer_over_the_emulator_range()
 
 def test_recovery_and_calibration_quick_runs_recover_known_truth(tmp_path):
     """The plumbing of the two posterior-honesty benchmarks on the analytic model (truth = fit model): every
-    star's Laplace posterior is near the truth, and the intervals' coverage is a fraction in [0, 1]."""
+    star's Laplace posterior is near the truth, and the intervals' coverage is a fraction in [0, 1].
+
+    S/N 200: at S/N 100 the first star ([Fe/H] −1.67, v sin i 12.6 km/s: its lines nearly washed out) has two
+    RV modes 130 km/s apart within 0.03 in log posterior; the MAP may pick either, and a Laplace
+    approximation describes only the one it sits on."""
     recovery = load_script("inference_recovery")
-    out = recovery.main(["--quick", "--n-stars", "2", "--snr", "100", "--output", str(tmp_path / "rec.json")])
+    out = recovery.main(["--quick", "--n-stars", "2", "--snr", "200", "--output", str(tmp_path / "rec.json")])
     doc = json.loads((tmp_path / "rec.json").read_text())
-    summary = doc["per_snr"]["100"]["laplace"]
-    assert summary["n_stars"] == 2 and out["per_snr"]["100"]["laplace"]["n_stars"] == 2
+    summary = doc["per_snr"]["200"]["laplace"]
+    assert summary["n_stars"] == 2 and out["per_snr"]["200"]["laplace"]["n_stars"] == 2
     assert all(abs(v) < 4.0 for v in summary["median_pull_per_label"].values())
     calibration = load_script("calibration")
     cal = calibration.main(["--quick", "--n-mocks", "4", "--output", str(tmp_path / "cal.json")])
