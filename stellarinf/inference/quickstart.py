@@ -26,6 +26,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ..observe.continuum import gaussian_terms, linear_marginal_terms
+from ..observe.model import cubic_weights
 from ..wavelength import SPEED_OF_LIGHT_KMS
 from . import transforms
 from .density import Problem
@@ -71,10 +72,7 @@ def _at_pixels(problem: Problem, template: Float[Array, "n"], ln_lo: float, rv) 
     """A rest-frame template seen at the observed pixels for a star at ``rv`` (4-point Lagrange)."""
     om = problem.obs_model
     u = (jnp.log(om.wavelength) - jnp.log1p(rv / _C) - ln_lo) * (_C / om.dv_fine)
-    i = jnp.floor(u)
-    t = u - i
-    w = jnp.stack([-t * (t - 1) * (t - 2) / 6, (t + 1) * (t - 1) * (t - 2) / 2, -(t + 1) * t * (t - 2) / 2, (t + 1) * t * (t - 1) / 6], axis=1)
-    idx = jnp.clip(i.astype(jnp.int32)[:, None] + jnp.arange(-1, 3)[None, :], 0, template.shape[0] - 1)
+    idx, w = cubic_weights(u, template.shape[0])
     return jnp.sum(template[idx] * w, axis=1)
 
 

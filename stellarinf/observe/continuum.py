@@ -135,6 +135,18 @@ def linear_continuum_fit(
     prior_sd: Float[Array, "k"],
 ) -> Float[Array, "k"]:
     """Conditional posterior mean of β (= the weighted least-squares fit as ``prior_sd`` → ∞)."""
+    return linear_conditional_posterior(data, basis, variance, weight, prior_mean, prior_sd)[0]
+
+
+def linear_conditional_posterior(
+    data: Float[Array, "n"],
+    basis: Float[Array, "n k"],
+    variance: Float[Array, "n"],
+    weight: Float[Array, "n"],
+    prior_mean: Float[Array, "k"],
+    prior_sd: Float[Array, "k"],
+) -> tuple[Float[Array, "k"], Float[Array, "k k"]]:
+    """(mean of β given the data, lower Cholesky factor of its precision P = S⁻¹ + basisᵀ W basis)."""
     precision = 1.0 / prior_sd**2
     _, _, chol, z = _normal_equations(data, basis, variance, weight, prior_mean, precision)
-    return prior_mean + jsl.solve_triangular(chol.T, z, lower=False)
+    return prior_mean + jsl.solve_triangular(chol.T, z, lower=False), chol

@@ -55,16 +55,17 @@ _NUISANCE_DEFAULTS = {"rv": 0.0, "vsini": 0.0, "vmacro": 0.0}
 _PROFILE_PRIOR_SD = 1e6  # numerically "no prior" for the profile likelihood
 
 
-def _cubic_weights(u: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """4-point Lagrange interpolation at fractional positions u on nodes 0..n-1: (index (m,4), weight (m,4))."""
-    i = np.floor(u).astype(np.int64)
+def cubic_weights(u: Float[Array, "m"], n: int) -> tuple[Array, Float[Array, "m 4"]]:
+    """4-point Lagrange interpolation at fractional positions u on nodes 0..n-1: (index (m,4), weight (m,4)).
+    Pure JAX (also traced, for templates shifted by a trial RV); indices clipped to the nodes."""
+    i = jnp.floor(u)
     t = u - i
-    w = np.stack(
+    w = jnp.stack(
         [-t * (t - 1) * (t - 2) / 6, (t + 1) * (t - 1) * (t - 2) / 2, -(t + 1) * t * (t - 2) / 2, (t + 1) * t * (t - 1) / 6],
         axis=1,
     )
-    idx = i[:, None] + np.arange(-1, 3)[None, :]
-    return np.clip(idx, 0, n - 1), w
+    idx = i.astype(jnp.int64)[:, None] + jnp.arange(-1, 3)[None, :]
+    return jnp.clip(idx, 0, n - 1), w
 
 
 class ObservationModel(eqx.Module):
@@ -259,7 +260,7 @@ class ObservationModel(eqx.Module):
         n_fine = int(math.ceil(math.log(hi / lo) * c / dv)) + 1
         fine = lo * np.exp(dv / c * np.arange(n_fine))
         u = np.log(wl / lo) * c / dv
-        idx, w = _cubic_weights(u, n_fine)
+        idx, w = (np.asarray(a) for a in cubic_weights(jnp.asarray(u), n_fine))
 
         available = int(getattr(emulator, "n_error_modes", 0)) if include_emulator_error else 0
         n_modes = available if error_modes is True else min(int(error_modes), available)
