@@ -41,7 +41,7 @@ def main(argv=None):
     ap.add_argument("--emulator", default="default")
     ap.add_argument("--n-mocks", type=int, default=100)
     ap.add_argument("--snr", type=float, default=100.0)
-    ap.add_argument("--sampler", default="laplace", help="laplace | nuts | blackjax-nuts | mclmc")
+    ap.add_argument("--sampler", default="laplace", help="laplace | laplace-is | nuts | blackjax-nuts | mclmc")
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--draws", type=int, default=500)
@@ -73,12 +73,14 @@ def main(argv=None):
         # one optimiser start at the truth: this benchmark tests the posterior's calibration, not the
         # optimiser's global search (that is inference_recovery.py's job); 4× cheaper
         inits = [laplace(p, find_map(p, starts=jnp.asarray(p.unconstrain(t))[None])) for p, t in zip(problems, truths)]
-    in68, in95, ranks = [], [], []
+    in68, in95, ranks, importance = [], [], [], []
     for k, (p, lap, truth) in enumerate(zip(problems, inits, truths)):
         if args.sampler == "laplace":
             post = laplace_posterior(p, chains=args.chains, draws=args.draws, seed=k, init=lap)
         else:
             post = sample(p, args.sampler, chains=args.chains, warmup=args.warmup, draws=args.draws, seed=k, init=lap)
+        if "pareto_k" in post.tuning:
+            importance.append((post.tuning["pareto_k"], post.tuning["pareto_k_threshold"], post.tuning["importance_ess"]))
         r68, r95, rk = [], [], []
         for n in names:
             d = post.samples[n].ravel()
@@ -98,6 +100,10 @@ def main(argv=None):
         "args": vars(args),
         **desc,
         "coverage_68": c68,
+        **({"importance": {"pareto_k_median": float(np.median([i[0] for i in importance])),
+                           "fraction_pareto_k_unreliable": float(np.mean([i[0] > i[1] for i in importance])),
+                           "ess_median": float(np.median([i[2] for i in importance])), "ess_min": float(np.min([i[2] for i in importance]))}}
+           if importance else {}),
         "coverage_95": c95,
         "binomial_sd_68": float(np.sqrt(0.68 * 0.32 / args.n_mocks)),
         "binomial_sd_95": float(np.sqrt(0.95 * 0.05 / args.n_mocks)),

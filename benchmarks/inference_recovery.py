@@ -75,7 +75,7 @@ def main(argv=None):
     ap.add_argument("--truth", choices=["synth", "emulator"], default="synth")
     ap.add_argument("--n-stars", type=int, default=50)
     ap.add_argument("--snr", type=float, nargs="+", default=[50.0, 200.0])
-    ap.add_argument("--sampler", default="nuts", help="nuts | blackjax-nuts | mclmc | laplace")
+    ap.add_argument("--sampler", default="nuts", help="nuts | blackjax-nuts | mclmc | laplace-is | laplace")
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--draws", type=int, default=1000)
@@ -129,7 +129,8 @@ def main(argv=None):
                 out.setdefault("stars", {}).setdefault(f"{snr:g}", []).append(
                     {"star": k, "method": method, "seconds": dt, "truth": {n: truth[n] for n in names},
                      "p50": {n: float(rows[n]["p50"]) for n in names}, "sd": {n: float(rows[n]["sd"]) for n in names},
-                     "sd_total": sd_total, "r_hat": {n: float(rows[n]["r_hat"]) for n in names}})
+                     "sd_total": sd_total, "r_hat": {n: float(rows[n]["r_hat"]) for n in names},
+                     "flags": str(table.meta.get("FLAGS", ""))})
             print(f"S/N {snr:g} star {k + 1}/{args.n_stars}: " + ", ".join(msg) + f"  ({dt:.1f} s)", flush=True)
             # rewritten after every star: an interrupted run keeps what it measured (n_stars says how many)
             out["per_snr"][f"{snr:g}"] = {m: summarise(*acc[m], names, len(acc[m][0]), check_rhat=not m.startswith("laplace")) for m in acc}

@@ -7,6 +7,8 @@ the steady-state cost that a survey run pays per spectrum).
     python benchmarks/inference_speed.py --emulator default        # TransformerPayne small
     python benchmarks/inference_speed.py --emulator default-payne  # Payne MLP
     python benchmarks/inference_speed.py --quick
+    # TransformerPayne's posterior by importance sampling (NUTS would take hours on a CPU):
+    python benchmarks/inference_speed.py --emulator default --samplers laplace-is --n-map 3 --batch
 
 Writes benchmarks/results/inference_speed[_<emulator>].json.
 """
@@ -44,10 +46,16 @@ def build(fit_model, spec):
 
 
 def min_ess(post):
+    """Smallest bulk ESS and largest R-hat over the labels; for importance sampling the ESS is capped at the
+    weights' Kish ESS (resampled draws repeat) and counts as 0 when the Pareto k says the weights are unreliable."""
     ds = {n: post.samples[n] for n in post.names}
     ess = az.ess(az.from_dict(posterior=ds).posterior)
     rhat = az.rhat(az.from_dict(posterior=ds).posterior)
-    return float(min(float(ess[n]) for n in post.names)), float(max(float(rhat[n]) for n in post.names))
+    worst = float(min(float(ess[n]) for n in post.names))
+    if "importance_ess" in post.tuning:
+        reliable = post.tuning["pareto_k"] <= post.tuning["pareto_k_threshold"]
+        worst = min(worst, post.tuning["importance_ess"]) if reliable else 0.0
+    return worst, float(max(float(rhat[n]) for n in post.names))
 
 
 def time_to_converged(problem, sampler, lap, warmup, draws0, max_draws):
@@ -58,7 +66,8 @@ def time_to_converged(problem, sampler, lap, warmup, draws0, max_draws):
         post = sample(problem, sampler, chains=4, warmup=warmup, draws=draws, seed=1, init=lap)
         wall = time.perf_counter() - t0
         ess, rhat = min_ess(post)
-        runs.append({"draws": draws, "seconds": wall, "min_ess": ess, "max_r_hat": rhat, "n_gradient_evals": post.n_gradient_evals, "n_divergent": post.n_divergent})
+        runs.append({"draws": draws, "seconds": wall, "min_ess": ess, "max_r_hat": rhat, "n_gradient_evals": post.n_gradient_evals, "n_divergent": post.n_divergent,
+                     **{k: post.tuning[k] for k in ("pareto_k", "importance_ess") if k in post.tuning}})
         print(f"  {sampler}: draws {draws}: {wall:.1f} s, min ESS {ess:.0f}, max R-hat {rhat:.4f}", flush=True)
         if (ess >= 400 and rhat < 1.01) or draws >= max_draws:
             return {"converged": bool(ess >= 400 and rhat < 1.01), "runs": runs, "seconds_last_run": wall}, post
@@ -88,7 +97,7 @@ def main(argv=None):
     ap.add_argument("--draws", type=int, default=250)
     ap.add_argument("--max-draws", type=int, default=4000)
     ap.add_argument("--n-map", type=int, default=8, help="spectra for the per-spectrum MAP timing")
-    ap.add_argument("--batch", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--batch", type=int, nargs="*", default=[16, 64], help="batch sizes to time (none: skip)")
     ap.add_argument("--batch-modes", nargs="+", choices=["vmap", "loop"], default=None,
                     help="batch MAP paths to time (default: loop on CPU, both elsewhere; the vmapped path can wedge XLA's "
                          "CPU runtime, see benchmarks/README.md)")
@@ -101,7 +110,7 @@ def main(argv=None):
     output = args.output or str(RESULTS / f"inference_speed_{name}.json")
     fit_model, _, wl, resolution, desc = benchmark_setup(args.emulator, quick=args.quick, truth="emulator")
     rng = np.random.default_rng(0)
-    specs = [make_mock(fit_model, wl, random_truth(fit_model.label_space, rng, rv_max=60.0), snr=args.snr, resolution=resolution, seed=i) for i in range(max(args.n_map, max(args.batch)))]
+    specs = [make_mock(fit_model, wl, random_truth(fit_model.label_space, rng, rv_max=60.0), snr=args.snr, resolution=resolution, seed=i) for i in range(max(args.n_map, *args.batch, 1))]
     out = {"benchmark": "inference_speed", "machine": machine_info(), "args": vars(args), **desc, "n_pixels": int(wl.size)}
 
     # MAP per spectrum: first call compiles, later ones are steady state
@@ -138,6 +147,8 @@ def main(argv=None):
         first, _ = time_to_converged(p, s, lap, args.warmup, args.draws, args.max_draws)
         again, posts[s] = time_to_converged(p, s, lap, args.warmup, first["runs"][-1]["draws"], first["runs"][-1]["draws"])
         out["posterior"][s] = {"first_incl_compile": first, "steady_state": again}
+    if "laplace-is" in posts and "blackjax-nuts" in posts:
+        out["blackjax_nuts_vs_laplace_is"] = agreement(posts["blackjax-nuts"], posts["laplace-is"])
     if "nuts" in posts and "blackjax-nuts" in posts:
         out["nuts_vs_blackjax_nuts"] = agreement(posts["nuts"], posts["blackjax-nuts"])
         print(f"NumPyro vs BlackJAX NUTS: max |Δmean|/sd {out['nuts_vs_blackjax_nuts']['max_mean_diff_over_sd']:.3f}, "

@@ -53,6 +53,23 @@ def test_fit_laplace_writes_netcdf_and_tables(spectrum_file, tmp_path, capsys):
     assert 0.7 < table.meta["CHI2RED"] < 1.3
 
 
+def test_fit_laplace_is_records_its_importance_diagnostics(spectrum_file, tmp_path, capsys):
+    out = tmp_path / "star_is"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, stdout, err = run(["fit", str(spectrum_file), *COMMON, "--sampler", "laplace-is", "--chains", "2", "--draws", "500", "-o", str(out)], capsys)
+    assert code == 0, err
+    idata = read_inference_data(str(out) + ".nc")
+    attrs = idata.posterior.attrs
+    assert attrs["method"] == "laplace-is" and 0 < float(attrs["importance_ess"]) <= 1000
+    assert float(attrs["pareto_k"]) < float(attrs["pareto_k_threshold"])
+    table = Table.read(str(out) + "_summary.fits")
+    assert "pareto_k" not in table.meta["FLAGS"]
+    assert np.all(table["ess_bulk"] <= float(attrs["importance_ess"]) + 1e-6)
+    for row in table:
+        assert abs(row["p50"] - TRUTH[row["name"]]) < 3 * row["sd"], (row["name"], row["p50"], row["sd"])
+
+
 @pytest.mark.parametrize(
     "extra, words",
     [

@@ -73,3 +73,26 @@ def test_mclmc_recovers_truth_and_matches_laplace_width(problem_and_init):
     lp = laplace_posterior(problem, chains=1, draws=4000, init=lap)
     for n in LABELS:
         assert abs(post.samples[n].std() / lp.samples[n].std() - 1) < 0.25
+
+
+def test_laplace_is_matches_nuts_and_flags_a_bad_proposal(nuts_pair, problem_and_init):
+    import dataclasses
+
+    from stellarinf.inference.samplers import run_laplace_is
+
+    problem, lap = problem_and_init
+    _, a, _ = nuts_pair
+    post = run_laplace_is(problem, chains=4, draws=1000, seed=4, init=lap)
+    assert post.n_gradient_evals == 0 and post.tuning["pareto_k"] < post.tuning["pareto_k_threshold"]
+    table = _check_recovery(problem, post)
+    assert "pareto_k" not in table.meta["FLAGS"]
+    assert np.all(table["ess_bulk"] <= post.tuning["importance_ess"] + 1e-9) and np.all(table["ess_bulk"] > 400)
+    for n in LABELS:
+        xa, xb = a.samples[n].ravel(), post.samples[n].ravel()
+        assert abs(xa.mean() - xb.mean()) < 0.1 * xa.std(), (n, xa.mean(), xb.mean())
+        assert abs(xb.std() / xa.std() - 1) < 0.10, (n, xa.std(), xb.std())
+    # a proposal 100x too narrow: the weights' tail says the result cannot be trusted
+    narrow = dataclasses.replace(lap, metric_z=lap.metric * 1e-4)
+    bad = run_laplace_is(problem, chains=2, draws=500, seed=5, init=narrow, extra_rounds=0)
+    assert bad.tuning["pareto_k"] > bad.tuning["pareto_k_threshold"]
+    assert "pareto_k" in summary_table(to_inference_data(bad, problem, n_predictive=5)).meta["FLAGS"].split(",")

@@ -23,7 +23,7 @@ from ..errors import ModelFileError, StellarinfError
 
 DEMO_SPECTRUM = ("demo", "demo_star.fits")
 DEMO_TRUTH = ("demo", "demo_truth.json")
-SAMPLERS = ("nuts", "blackjax-nuts", "mclmc", "laplace")
+SAMPLERS = ("nuts", "blackjax-nuts", "mclmc", "laplace-is", "laplace")
 MAKE_DEFAULTS = "python data/make_defaults.py"
 
 
@@ -165,10 +165,11 @@ def _stage(i: int, n: int, text: str) -> float:
 @click.command(name="demo")
 @click.option("--emulator", default="default-payne", show_default=True,
               help="Emulator: default-payne (the Payne MLP: NUTS in minutes on 2 CPU cores), default "
-                   "(TransformerPayne small: about 40x slower per gradient on a CPU; use a GPU or --sampler laplace) "
+                   "(TransformerPayne small: about 40x slower per gradient on a CPU; use a GPU or --sampler laplace-is) "
                    "or a model directory.")
 @click.option("--sampler", type=click.Choice(SAMPLERS), default="nuts", show_default=True,
-              help="nuts = NumPyro NUTS; laplace = MAP + Laplace draws only (seconds).")
+              help="nuts = NumPyro NUTS; laplace-is = Laplace corrected by importance sampling (values only: "
+                   "minutes with TransformerPayne on a CPU); laplace = MAP + Laplace draws only (seconds).")
 @click.option("--chains", type=int, default=4, show_default=True)
 @click.option("--draws", type=int, default=500, show_default=True, help="Draws per chain after warm-up.")
 @click.option("--warmup", type=int, default=300, show_default=True, help="Warm-up iterations per chain.")
@@ -225,16 +226,22 @@ def demo(emulator, sampler, chains, draws, warmup, map_starts, free_vmacro, rv_m
     lap = laplace(problem, map_result, seed=seed)
     click.echo(f"      Hessian {'positive definite' if lap.hessian_ok else 'regularised'}  [{time.perf_counter() - t0:.1f} s]", err=True)
 
-    desc = "Laplace draws" if sampler == "laplace" else f"{sampler}: {chains} chains × ({warmup} warm-up + {draws} draws)"
+    desc = {"laplace": "Laplace draws", "laplace-is": f"importance sampling: {chains} × {draws} proposals"}.get(
+        sampler, f"{sampler}: {chains} chains × ({warmup} warm-up + {draws} draws)")
     t0 = _stage(4, n_stages, desc)
     kw = {"chains": chains, "draws": draws, "seed": seed, "init": lap}
-    if sampler != "laplace":
+    if sampler not in ("laplace", "laplace-is"):
         kw["warmup"] = warmup
     if sampler == "nuts":
         kw["progress"] = not quiet
     posterior = sample(problem, sampler, **kw)
     t_sample = time.perf_counter() - t0
-    click.echo(f"      {posterior.n_divergent} divergences  [{t_sample:.1f} s]", err=True)
+    if "pareto_k" in posterior.tuning:
+        t = posterior.tuning
+        click.echo(f"      Pareto k {t['pareto_k']:.2f} (reliable below {t['pareto_k_threshold']:.2f}), "
+                   f"importance ESS {t['importance_ess']:.0f}  [{t_sample:.1f} s]", err=True)
+    else:
+        click.echo(f"      {posterior.n_divergent} divergences  [{t_sample:.1f} s]", err=True)
 
     t0 = _stage(5, n_stages, "Cramér–Rao bounds at the truth (same observation model)")
     fiducial = fiducial_at_truth(obs, problem, truth_flat, map_result.params)

@@ -16,7 +16,7 @@ import click
 from ..errors import StellarinfError
 
 EXIT_BAD_INPUT = 3
-SAMPLER_CHOICES = ["nuts", "numpyro-nuts", "blackjax-nuts", "mclmc", "map", "laplace"]
+SAMPLER_CHOICES = ["nuts", "numpyro-nuts", "blackjax-nuts", "mclmc", "laplace-is", "map", "laplace"]
 # hidden test double: a tiny analytic model (see stellarinf.inference.mocks.analytic_setup)
 ANALYTIC_TEST_MODEL = "analytic-test"
 
@@ -79,7 +79,7 @@ def _build_problem(model, path, *, resolution, continuum, degree, rv_max, vsini_
 @click.command(name="fit")
 @click.argument("spectra", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--emulator", "emulator", default="default", show_default=True, help="Model directory, or 'default' / 'default-payne'.")
-@click.option("--sampler", type=click.Choice(SAMPLER_CHOICES), default="nuts", show_default=True, help="nuts = NumPyro NUTS; mclmc = BlackJAX MCLMC; map/laplace = fast approximations.")
+@click.option("--sampler", type=click.Choice(SAMPLER_CHOICES), default="nuts", show_default=True, help="nuts = NumPyro NUTS; mclmc = BlackJAX MCLMC; laplace-is = Laplace corrected by importance sampling (no gradients: the fast posterior for TransformerPayne on a CPU; check the pareto_k flag); map/laplace = fast approximations.")
 @click.option("--chains", default=4, show_default=True, type=click.IntRange(1, 64))
 @click.option("--draws", default=1000, show_default=True, type=click.IntRange(10, 10**6))
 @click.option("--warmup", default=500, show_default=True, type=click.IntRange(0, 10**6))

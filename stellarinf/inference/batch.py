@@ -20,7 +20,7 @@ from astropy.table import Table
 
 from .density import Problem
 from .laplace import LaplaceResult, cap_to_prior_width, covariance_from_hessian
-from .map import MAPResult, newton_mode, optimise_starts, polish_starts, start_points
+from .map import MAPResult, laplace_mode, optimise_starts, polish_starts, start_points
 
 
 def _stackable(problems: Sequence[Problem]):
@@ -60,7 +60,7 @@ def _batched_mode(max_iter, tol):
         zs, values, steps, conv = polish_starts(problem, zs, jnp.where(jnp.isfinite(values), values, -jnp.inf), False)
         n_iter = n_iter + steps
         zmap = zs[jnp.argmax(values)]
-        zl, _, hess = newton_mode(problem, zmap)  # unconstrained mode for Laplace, from the MAP
+        zl, _, hess = laplace_mode(problem, zmap)  # unconstrained mode for Laplace, from the MAP
         return zmap, values, n_iter, conv, zl, hess
 
     def run(shared, batched, z0s):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .density import Problem
-from .map import MAPResult, _newton_mode, find_map
+from .map import MAPResult, _laplace_mode, find_map
 
 
 @dataclasses.dataclass
@@ -89,7 +89,7 @@ def laplace(problem: Problem, map_result: MAPResult | None = None, *, n_starts: 
     earlier = 0.0 if map_result is None else map_result.wall_time
     if map_result is None:
         map_result = find_map(problem, n_starts=n_starts, seed=seed)
-    z, _, hess = _newton_mode(problem, jnp.asarray(map_result.z))
+    z, _, hess = _laplace_mode(problem, jnp.asarray(map_result.z))
     cov, ok = covariance_from_hessian(np.asarray(hess))
     metric = cap_to_prior_width(cov, problem)
     return LaplaceResult(

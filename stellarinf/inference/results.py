@@ -12,7 +12,9 @@ fit and its χ², timings.
 Flags (``summary_table``): per parameter ``rhat`` (R-hat > 1.01), ``ess`` (bulk ESS < 100),
 ``edge_low``/``edge_high`` (> 5% of draws within 1% of the box edge, stellar labels and RV only);
 global ``divergences`` (any divergent transition), ``chi2`` (reduced χ² of the best fit far from 1),
-``hessian`` (Laplace: curvature not positive definite), ``few_draws`` (only one chain: no R-hat).
+``hessian`` (Laplace: curvature not positive definite), ``one_chain`` (only one chain: no R-hat),
+``pareto_k`` (laplace-is: the importance weights' tail is too heavy to trust; use an MCMC sampler).
+For laplace-is the ESS columns are capped at the importance sampling ESS (resampled draws repeat).
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ def to_inference_data(
         "hessian_ok": int(bool(posterior.init.hessian_ok)) if posterior.init is not None else -1,
         "map_starts_agreeing": posterior.init.map.n_starts_agreeing if posterior.init is not None else -1,
         # the emulator's label-space systematics (sd per parameter; {} when it has none): see .systematics
+        **{k: float(posterior.tuning[k]) for k in _IMPORTANCE_KEYS if k in posterior.tuning},
         "label_systematics": json.dumps({n: v for n, v in label_systematics_of(getattr(problem.obs_model, "emulator", None)).items() if n in problem.names}),
     }
     meta.update({k: (v if isinstance(v, (int, float, str)) else json.dumps(v, default=_json_float)) for k, v in (attrs or {}).items()})
@@ -162,6 +165,9 @@ def to_inference_data(
         )
     idata.posterior.attrs.update(meta)  # (az.from_dict does not keep attrs on every version)
     return idata
+
+
+_IMPORTANCE_KEYS = ("pareto_k", "pareto_k_threshold", "importance_ess")
 
 
 @eqx.filter_jit
@@ -222,6 +228,7 @@ def summary_table(idata: az.InferenceData, truth: Mapping[str, float] | None = N
     rhat = az.rhat(post, var_names=names) if n_chains > 1 else None
     ess_b = az.ess(post, var_names=names, method="bulk")
     ess_t = az.ess(post, var_names=names, method="tail")
+    ess_cap = float(_attr(idata, "importance_ess", math.inf))
     rows = []
     for n in names:
         x = np.asarray(post[n]).reshape(-1)
@@ -231,7 +238,8 @@ def summary_table(idata: az.InferenceData, truth: Mapping[str, float] | None = N
         flags = []
         if np.isfinite(r) and r > RHAT_MAX:
             flags.append("rhat")
-        if float(ess_b[n]) < ESS_MIN:
+        ess_bulk, ess_tail = min(float(ess_b[n]), ess_cap), min(float(ess_t[n]), ess_cap)
+        if ess_bulk < ESS_MIN:
             flags.append("ess")
         if n not in _EDGE_EXEMPT and not is_continuum(n):
             f_lo, f_hi = edge_fraction(x, lo, hi)
@@ -248,8 +256,8 @@ def summary_table(idata: az.InferenceData, truth: Mapping[str, float] | None = N
             "p50": p50,
             "p84": p84,
             "r_hat": r,
-            "ess_bulk": float(ess_b[n]),
-            "ess_tail": float(ess_t[n]),
+            "ess_bulk": ess_bulk,
+            "ess_tail": ess_tail,
             "lower": float(lo),
             "upper": float(hi),
             "flags": ",".join(flags),
@@ -296,6 +304,8 @@ def global_flags_meta(idata) -> dict:
         flags.append("hessian")
     if idata.posterior.sizes["chain"] < 2 and _attr(idata, "method", "") not in ("laplace", "map"):
         flags.append("one_chain")
+    if float(_attr(idata, "pareto_k", -math.inf)) > float(_attr(idata, "pareto_k_threshold", 0.7)):
+        flags.append("pareto_k")
     return {
         "METHOD": str(_attr(idata, "method", "")),
         "CHI2": chi2,
