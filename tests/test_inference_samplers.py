@@ -95,4 +95,8 @@ def test_laplace_is_matches_nuts_and_flags_a_bad_proposal(nuts_pair, problem_and
     narrow = dataclasses.replace(lap, metric_z=lap.metric * 1e-4)
     bad = run_laplace_is(problem, chains=2, draws=500, seed=5, init=narrow, extra_rounds=0)
     assert bad.tuning["pareto_k"] > bad.tuning["pareto_k_threshold"]
-    assert "pareto_k" in summary_table(to_inference_data(bad, problem, n_predictive=5)).meta["FLAGS"].split(",")
+    bad_table = summary_table(to_inference_data(bad, problem, n_predictive=5))
+    assert "pareto_k" in bad_table.meta["FLAGS"].split(",")
+    from stellarinf.inference.results import format_summary
+
+    assert "--sampler nuts" in format_summary(bad_table)

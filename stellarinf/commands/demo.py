@@ -238,8 +238,11 @@ def demo(emulator, sampler, chains, draws, warmup, map_starts, free_vmacro, rv_m
     t_sample = time.perf_counter() - t0
     if "pareto_k" in posterior.tuning:
         t = posterior.tuning
+        verdict = "" if t["pareto_k"] <= t["pareto_k_threshold"] else (
+            "\n      UNRELIABLE: the posterior is far from its Laplace approximation (several modes, or a rough emulator); "
+            "use --sampler nuts")
         click.echo(f"      Pareto k {t['pareto_k']:.2f} (reliable below {t['pareto_k_threshold']:.2f}), "
-                   f"importance ESS {t['importance_ess']:.0f}  [{t_sample:.1f} s]", err=True)
+                   f"importance ESS {t['importance_ess']:.0f}  [{t_sample:.1f} s]{verdict}", err=True)
     else:
         click.echo(f"      {posterior.n_divergent} divergences  [{t_sample:.1f} s]", err=True)
 

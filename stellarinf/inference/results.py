@@ -328,6 +328,9 @@ def format_summary(table: Table) -> str:
         f"chi2={m.get('CHI2', math.nan):.1f} (dof {m.get('DOF')}, reduced {m.get('CHI2RED', math.nan):.3f})  "
         f"divergences={m.get('NDIVERG')}  flags={m.get('FLAGS') or 'none'}"
     )
+    if "pareto_k" in str(m.get("FLAGS", "")).split(","):
+        lines.append("pareto_k: the importance weights are unreliable (the posterior is far from its Laplace approximation); "
+                     "do not use these numbers: fit with --sampler nuts")
     return "\n".join(lines)
 
 
