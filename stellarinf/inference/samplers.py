@@ -380,9 +380,9 @@ def run_laplace_is(
     extra_rounds: int = 1,
 ) -> Posterior:
     """Laplace approximation corrected by importance sampling (:func:`.importance.adaptive_importance`):
-    ``chains × draws`` independent Student-t proposals, a quarter centred on the Laplace mode with the
-    samplers' capped covariance and the rest on the moments those first weights give; Pareto-smoothed
-    weights from the exact log density; if their Pareto k is still unreliable, up to ``extra_rounds`` more
+    ``chains × draws`` independent Student-t proposals drawn in rounds (10/15/25/50 %), the first centred on
+    the Laplace mode with the samplers' capped covariance, each later one on the weighted moments of the draws
+    so far; Pareto-smoothed weights from the exact log density; if their Pareto k is still unreliable, up to ``extra_rounds`` more
     rounds of ``chains × draws`` from the adapted proposal. Draw i belongs to chain i mod ``chains``, and each
     chain resamples ``draws`` from its own proposals, so chains are independent estimates and R-hat compares them.
 
