@@ -229,9 +229,7 @@ def demo(emulator, sampler, chains, draws, warmup, map_starts, free_vmacro, rv_m
     desc = {"laplace": "Laplace draws", "laplace-is": f"importance sampling: {chains} × {draws} proposals"}.get(
         sampler, f"{sampler}: {chains} chains × ({warmup} warm-up + {draws} draws)")
     t0 = _stage(4, n_stages, desc)
-    kw = {"chains": chains, "draws": draws, "seed": seed, "init": lap}
-    if sampler not in ("laplace", "laplace-is"):
-        kw["warmup"] = warmup
+    kw = {"chains": chains, "draws": draws, "warmup": warmup, "seed": seed, "init": lap}  # sample() drops warmup where unused
     if sampler == "nuts":
         kw["progress"] = not quiet
     posterior = sample(problem, sampler, **kw)

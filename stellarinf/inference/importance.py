@@ -51,9 +51,8 @@ def student_t_proposal(
     """``n`` draws of a multivariate Student-t with location ``mean`` and scale ``cov``, and their log density."""
     if not (df > 0 and math.isfinite(df)):
         raise ValueError(f"proposal degrees of freedom must be positive and finite (got {df})")
-    dist = stats.multivariate_t(loc=np.asarray(mean, float), shape=np.asarray(cov, float), df=df)
-    z = np.asarray(dist.rvs(size=n, random_state=rng), float).reshape(n, -1)
-    return z, np.asarray(dist.logpdf(z), float).reshape(n)
+    z = np.asarray(stats.multivariate_t(loc=mean, shape=cov, df=df).rvs(size=n, random_state=rng), float).reshape(n, -1)
+    return z, _t_logpdf(z, mean, cov, df)
 
 
 def pareto_k_threshold(n: int) -> float:
