@@ -44,7 +44,9 @@ def strategies(problem, seed):
     return {
         "data-driven 1 start, Gauss-Newton": lambda: find_map(problem, n_starts=1, seed=seed),
         "data-driven 2 starts, Gauss-Newton": lambda: find_map(problem, n_starts=2, seed=seed),
-        "data-driven 4 starts, Gauss-Newton (default)": lambda: find_map(problem, n_starts=4, seed=seed),
+        "data-driven 4 starts, Gauss-Newton, screened after 3 steps (default)": lambda: find_map(problem, n_starts=4, seed=seed),
+        "data-driven 4 starts, Gauss-Newton, all to convergence": lambda: find_map(problem, n_starts=4, seed=seed, screen=False),
+        "data-driven 6 starts, Gauss-Newton, screened after 3 steps": lambda: find_map(problem, n_starts=6, seed=seed),
         "data-driven 4 starts, 30 L-BFGS + Gauss-Newton": lambda: find_map(problem, n_starts=4, seed=seed, max_iter=30),
         "prior-draw 4 starts, 30 L-BFGS + Gauss-Newton (fifth session's default)": prior_draws(4, 30),
     }
@@ -52,7 +54,7 @@ def strategies(problem, seed):
 
 def reference(problem, seed):
     zs = np.concatenate([start_points(problem, 4, seed), prior_draw_starts(problem, 13, seed + 1, z0=start_points(problem, 1, seed)[0])[1:]])
-    return find_map(problem, starts=zs, max_iter=100)
+    return find_map(problem, starts=zs, max_iter=100, screen=False)
 
 
 def main(argv=None):

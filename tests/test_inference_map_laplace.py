@@ -182,3 +182,15 @@ def test_gauss_newton_stops_only_where_the_gradient_vanishes(fitted):
         # a label on its box edge is a flat direction of the physical-space objective: pseudo-inverse, as the loop floors it
         assert 0.5 * g @ np.linalg.pinv(a, rcond=1e-8, hermitian=True) @ g < 2e-3, (np.asarray(z0), np.asarray(z))
     assert n_converged >= 6
+
+
+def test_screened_starts_reach_the_optimum_of_all_starts(fitted):
+    """Successive halving (the default): only the better half of the starts is carried past the screening
+    steps, and the optimum is the one every start carried to convergence finds."""
+    from stellarinf.inference.map import SCREEN_STEPS, carried_to_convergence
+
+    problem, screened, _ = fitted  # find_map(problem, n_starts=4, seed=1), screened by default
+    full = find_map(problem, n_starts=4, seed=1, screen=False)
+    assert screened.log_posterior == pytest.approx(full.log_posterior, abs=1e-3)
+    np.testing.assert_allclose(screened.z, full.z, atol=1e-3)
+    assert np.sum(screened.n_iterations > SCREEN_STEPS) <= carried_to_convergence(4) == 2

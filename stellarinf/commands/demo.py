@@ -193,7 +193,7 @@ def demo(emulator, sampler, chains, draws, warmup, map_starts, free_vmacro, rv_m
     import stellarinf  # noqa: F401  (float64)
 
     from ..inference.laplace import laplace
-    from ..inference.map import find_map
+    from ..inference.map import carried_to_convergence, find_map
     from ..inference.plots import plot_corner, plot_fit
     from ..inference.results import summary_table, to_inference_data, write_inference_data, write_table
     from ..inference.samplers import sample
@@ -219,7 +219,8 @@ def demo(emulator, sampler, chains, draws, warmup, map_starts, free_vmacro, rv_m
 
     t0 = _stage(2, n_stages, f"MAP ({map_starts} starts)")
     map_result = find_map(problem, n_starts=map_starts, seed=seed)
-    click.echo(f"      log posterior {map_result.log_posterior:.1f}, {map_result.n_starts_agreeing}/{map_starts} starts agree  "
+    click.echo(f"      log posterior {map_result.log_posterior:.1f}, {map_result.n_starts_agreeing}/{map_starts} starts agree "
+               f"(the best {carried_to_convergence(map_starts)} carried to convergence)  "
                f"[{time.perf_counter() - t0:.1f} s]", err=True)
 
     t0 = _stage(3, n_stages, "Laplace approximation (starting points for the sampler)")
