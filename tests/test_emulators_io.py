@@ -128,3 +128,32 @@ def test_train_and_evaluate_commands(tmp_path, saved_tp):
     proc = subprocess.run([sys.executable, "-m", "stellarinf.cli", "evaluate", "--emulator", str(out), "--grid", str(far), "--quiet"],
                           capture_output=True, text=True)
     assert proc.returncode == 3 and "evaluate on a grid of the emulator's window" in proc.stderr
+
+
+def test_transformer_payne_with_its_training_pixels_is_evaluated_there(tmp_path):
+    """A TransformerPayne that knows its (log-uniform) training pixels gets the Payne's fast path: fits evaluate it
+    at those pixels and Lanczos-upsample (at whole-pixel offsets that is the network's own value), and the
+    pixels survive a save/load round trip; the observation model then upsamples instead of asking the network
+    for wavelengths between its training pixels."""
+    import warnings
+
+    from stellarinf.io.spectrum import Spectrum
+    from stellarinf.observe.model import ObservationModel
+
+    pixels = TOY_RANGE[0] * np.exp(np.arange(200) / (28000.0 * 2.5))
+    emu = _tp()._replace(training_wavelength=pixels)
+    assert emu.native_log_grid == pytest.approx((np.log(pixels[0]), 1 / 70000.0), rel=1e-9)
+    lab = LABELS[0]
+    up = np.asarray(emu.flux_upsampled(lab, 40.0, 2, 40))
+    np.testing.assert_allclose(up[::2], np.asarray(emu.flux(lab, pixels[40:60])), atol=2e-6)
+    save_emulator(tmp_path / "tp", emu)
+    back = load_emulator(tmp_path / "tp")
+    np.testing.assert_allclose(np.asarray(back.training_wavelength), pixels)
+    assert back.native_log_grid == emu.native_log_grid
+    obs = pixels[30:170]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        om = ObservationModel(back, Spectrum(obs, np.ones_like(obs), np.full_like(obs, 0.01), resolution=28000.0), rv_max=20.0)
+    assert om.upsample >= 1
+    with pytest.raises(Exception, match="increasing"):
+        _tp()._replace(training_wavelength=pixels[::-1])

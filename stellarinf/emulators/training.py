@@ -488,7 +488,7 @@ def _finish(cfg, kind, net, train_g: SpectralGrid, test_g: SpectralGrid, source,
     wl = train_g.wavelength
     res = train_g.metadata.get("resolution")
     emu = Emulator(net, train_g.label_space, (float(wl[0]), float(wl[-1])), resolution=res,
-                   training_wavelength=wl if kind == "payne" else None,
+                   training_wavelength=wl,
                    has_continuum=train_g.continuum is not None)
     rows = np.arange(min(len(test_g), cfg.error_max_spectra))
     acc, _ = evaluate_emulator(emu, test_g, index=rows, batch_size=8)

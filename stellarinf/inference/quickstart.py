@@ -54,13 +54,23 @@ def _wide_grid(problem: Problem) -> tuple[float, int]:
     return ln_lo, int(math.ceil((ln_hi - ln_lo) * _C / om.dv_fine)) + 1
 
 
+def _cheap_templates(om) -> bool:
+    """Whether a template costs a matrix product (a Payne on its native pixels), not a full network pass."""
+    return bool(om.upsample) and getattr(om.emulator, "kind", "payne") == "payne"
+
+
 def _templates(problem: Problem, labels: Float[Array, "k n_labels"], params, ln_lo: float, n: int) -> Float[Array, "k n"]:
     """Rest-frame model spectra on the wide grid for each row of ``labels``, broadened as ``params`` say."""
     om = problem.obs_model
     if om.upsample:
         ln_start, ln_step = om.emulator.native_log_grid
         start = (ln_lo - ln_start) / ln_step
-        flux = jax.vmap(lambda lab: om.emulator.flux_upsampled(lab, start, om.upsample, n))(labels)
+
+        def upsampled(lab):
+            return om.emulator.flux_upsampled(lab, start, om.upsample, n)
+
+        # a TransformerPayne template is a full forward pass: bound the memory as below
+        flux = jax.vmap(upsampled)(labels) if _cheap_templates(om) else jax.lax.map(upsampled, labels, batch_size=16)
     else:
         wave = jnp.clip(jnp.exp(ln_lo + om.dv_fine / _C * jnp.arange(n)), *om.model_range)
         # an emulator evaluated at arbitrary wavelengths (TransformerPayne) is costly: bound the memory
@@ -177,7 +187,7 @@ def quick_starts(
         raise ValueError(f"n_starts must be ≥ 1, got {n_starts}")
     z0 = problem.initial_z() if z0 is None else np.asarray(z0, dtype=np.float64)
     if n_library is None:
-        n_library = 256 if problem.obs_model.upsample else 32
+        n_library = 256 if _cheap_templates(problem.obs_model) else 32
     ln_lo, n = _wide_grid(problem)
     library = library_points(problem, z0, max(n_library, n_starts - 1), seed)
     rv_grid = jnp.asarray(rv_grid_for(problem, rv_step_kms))
