@@ -41,9 +41,10 @@ class Emulator(eqx.Module):
         error_sigma: (n_bins,) rms held-out residual of normalised flux in each bin (the total error).
         error_modes: (n_modes, n_bins) correlated part of that error (scaled principal components of the
             held-out residuals, :mod:`~stellarinf.emulators.error_model`); (0, n_bins) when not fitted.
-        training_wavelength: (n_pix,) training grid (Payne only; None for TransformerPayne).
-        native_log_grid: ``(ln λ₀, Δ ln λ)`` of the training grid when it is uniform in ln λ (Payne only;
-            enables :meth:`flux_upsampled`), else None.
+        training_wavelength: (n_pix,) training grid: the pixels a Payne predicts; optional for a TransformerPayne
+            (the pixels it is accurate at; None if not recorded).
+        native_log_grid: ``(ln λ₀, Δ ln λ)`` of the training grid when it is known and uniform in ln λ
+            (enables :meth:`flux_upsampled`, which fits use), else None.
         label_space: label names and the training box (labels are validated against it).
         wavelength_range: (wmin, wmax) vacuum Å the emulator answers inside.
         resolution: resolving power already in the training spectra, or None if unknown/unbroadened.
@@ -159,7 +160,7 @@ class Emulator(eqx.Module):
         """Normalised flux at the fractional training-pixel indices ``start + k/factor`` (k < ``n_out``):
         the fast path of :meth:`flux` for a log-uniform grid ``λ_k = exp(ln λ₀ + (start + k/factor) Δ)``
         (``native_log_grid``; a Doppler shift only moves ``start``). Same kernel as :meth:`flux`
-        (:func:`~.interpolation.lanczos_upsample`). Payne emulators with a log-uniform training grid only."""
+        (:func:`~.interpolation.lanczos_upsample`). Emulators with a known log-uniform training grid only."""
         if self.native_log_grid is None:
             raise StellarinfError("flux_upsampled needs an emulator whose training grid is known and uniform in ln λ; use flux()")
         out = lanczos_upsample(self._native_flux(labels), start, factor, n_out)

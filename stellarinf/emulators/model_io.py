@@ -8,7 +8,7 @@
 
     format="stellarinf-emulator", format_version,
     architecture {kind, hyperparameters, dtype}, label_space [...], wavelength_range [wmin, wmax],
-    resolution, has_continuum, training_wavelength (Payne only: the pixels it predicts),
+    resolution, has_continuum, training_wavelength (Payne: the pixels it predicts; TransformerPayne, optional: its training pixels),
     error_table {wavelength, rms, modes?: {file, sha256, n_modes}}, training_grid {...provenance}, metrics {...}, training {...config},
     weights {file, sha256, bytes}, stellarinf_version, created
 
