@@ -2,9 +2,10 @@
 
 Starts come from the data (:mod:`.quickstart`): the RV from a template scan and the labels from the best
 few of a library of prior draws, each with its own RV. Every start then takes damped Gauss–Newton /
-Levenberg–Marquardt steps (:func:`newton_mode`) to its local optimum; the best is kept, and how many
-starts agree on it is reported. All starts run in one compiled program (:func:`.lanes.map_lanes`: vmapped
-on accelerators, in turn on CPU). L-BFGS (optax) before the Gauss–Newton steps is optional
+Levenberg–Marquardt steps (:func:`newton_steps`); after a few, the better half of the starts goes on to its
+local optimum (successive halving); the best is kept, and how many starts reached it is reported. Each phase
+runs its starts in one compiled program (:func:`.lanes.map_lanes`: vmapped on accelerators, in turn on
+CPU). L-BFGS (optax) before the Gauss–Newton steps is optional
 (``max_iter``); from these starts it did not change the optimum found (benchmarks/README.md).
 
 The objective is the posterior of the *physical* parameters (no Jacobian), so the MAP is the mode a
@@ -212,8 +213,9 @@ hessian_at = eqx.filter_jit(hessian_core)
 
 def newton_mode(problem: Problem, z, n_steps: int = 8, jacobian: bool = True, tol: float = 1e-3, max_step: float = math.inf):
     """Refine ``z`` to the mode of the unconstrained density (Jacobian included; the physical-space
-    posterior if not ``jacobian``) by damped (Gauss–)Newton steps, at most ``n_steps``, stopping once a step
-    gains less than ``tol`` in log density; returns (z, log density, curvature at z). One compiled program."""
+    posterior if not ``jacobian``) by damped (Gauss–)Newton steps, at most ``n_steps``, stopping once the
+    Newton decrement is below ``tol`` (:func:`newton_steps`); returns (z, log density, curvature at z). One
+    compiled program."""
     z, val, _, _ = newton_steps(problem, z, n_steps, jacobian, tol, max_step)
     return z, val, hessian_core(problem, z, jacobian)
 
