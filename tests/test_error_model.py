@@ -13,7 +13,13 @@ import stellarinf  # noqa: F401  (float64)
 from stellarinf.cli import cli, main
 from stellarinf.emulators.analytic import AnalyticLineModel
 from stellarinf.emulators.emulator import Emulator
-from stellarinf.emulators.error_model import explained_fraction, fit_error_modes, residual_matrix
+from stellarinf.emulators.error_model import (
+    explained_fraction,
+    fit_error_modes,
+    label_direction_basis,
+    label_span_fraction,
+    residual_matrix,
+)
 from stellarinf.emulators.model_io import MODES_FILE, load_model_directory, save_emulator
 from stellarinf.emulators.payne import PayneConfig, PayneMLP
 from stellarinf.errors import ModelFileError, ShapeError
@@ -95,6 +101,31 @@ def test_fit_error_modes_recovers_a_low_rank_covariance_and_keeps_the_total_rms(
         fit_error_modes(resid[:3], 5)
     with pytest.raises(ShapeError, match="NaN"):
         fit_error_modes(np.full((10, 5), np.nan), 1)
+
+
+def test_modes_exclude_the_directions_in_which_the_labels_move_the_spectrum():
+    # residuals = a label-like change (the model's own Teff/[Fe/H] derivatives, random amplitudes) + an
+    # independent line-like pattern: plain PCA modes imitate the label change, excluded modes cannot, and the
+    # independent pattern is still captured; the total per-pixel rms is unchanged
+    model = modes_model()
+    wl = np.linspace(6545.0, 6655.0, 1500)
+    x = jnp.asarray(SPACE.array_from_mapping(LABELS))
+    jac = np.asarray(jax.jacfwd(lambda v: model.flux(v, jnp.asarray(wl)))(x))
+    jac = jac / np.linalg.norm(jac, axis=0)
+    rng = np.random.default_rng(4)
+    pattern = np.exp(-0.5 * ((wl - 6601.3) / 0.2) ** 2)
+    pattern -= jac @ np.linalg.lstsq(jac, pattern, rcond=None)[0]  # independent of the label directions
+    resid = 3e-3 * rng.normal(size=(300, 3)) @ jac.T + 2e-3 * rng.normal(size=(300, 1)) * pattern[None, :]
+    plain, rms_plain = fit_error_modes(resid, 4)
+    basis = label_direction_basis(model, wl, n_points=16)
+    assert basis.shape[1] >= 3 and np.allclose(basis.T @ basis, np.eye(basis.shape[1]), atol=1e-8)
+    kept, rms_kept = fit_error_modes(resid, 4, exclude=basis)
+    assert label_span_fraction(plain, jac).min() > 0.9
+    assert label_span_fraction(kept, jac).max() < 0.05
+    assert label_span_fraction(kept, pattern[:, None])[0] > 0.9
+    np.testing.assert_allclose(rms_kept, rms_plain)
+    with pytest.raises(ShapeError, match="exclude"):
+        fit_error_modes(resid, 3, exclude=basis[:-1])
 
 
 @pytest.mark.parametrize("continuum", ["sample", "marginalise"])
@@ -202,10 +233,12 @@ def test_error_model_command_stores_modes_that_round_trip(tmp_path, capsys):
     loaded = load_model_directory(tmp_path / "m")
     assert loaded.n_error_modes == 4 and (tmp_path / "m" / MODES_FILE).exists()
     wl, resid = residual_matrix(emu, grid)
-    modes, rms = fit_error_modes(resid, 4)
+    # the default excludes the label directions from the modes
+    modes, rms = fit_error_modes(resid, 4, exclude=label_direction_basis(emu, wl))
     np.testing.assert_allclose(np.asarray(loaded.error_sigma), rms, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(loaded.error_modes), modes, rtol=1e-5, atol=1e-9)  # stored as float32
     assert loaded.metadata["error_model"]["n_modes"] == 4
+    assert loaded.metadata["error_model"]["label_directions"] == "exclude"
     # total error unchanged by the split; the white part is what the modes leave
     total2 = np.asarray(loaded.error_white(jnp.asarray(wl))) ** 2 + np.sum(np.asarray(loaded.error_modes) ** 2, axis=0)
     np.testing.assert_allclose(total2, rms**2, rtol=1e-4)

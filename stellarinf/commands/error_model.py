@@ -18,8 +18,11 @@ import click
               help="Also measure label-space systematics on this many noiseless synthesizer stars (minutes; needs the synthesizer).")
 @click.option("--systematics-snr", type=float, default=100.0, show_default=True, help="S/N that sets σ in those fits.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the systematics stars.")
+@click.option("--label-directions", type=click.Choice(["exclude", "keep"]), default="exclude", show_default=True,
+              help="exclude: project the directions in which the labels move the spectrum out of the modes (so they "
+              "cannot absorb a real line-strength signal); keep: the plain principal components.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def error_model(model, grid_path, n_modes, max_spectra, output, n_systematics, systematics_snr, seed, quiet):
+def error_model(model, grid_path, n_modes, max_spectra, output, n_systematics, systematics_snr, seed, label_directions, quiet):
     """Measure MODEL's error against the spectra of a held-out GRID and store it with the model.
 
     The per-pixel rms residual becomes the emulator's error table, and the top ``--modes`` principal
@@ -31,7 +34,7 @@ def error_model(model, grid_path, n_modes, max_spectra, output, n_systematics, s
 
     import numpy as np
 
-    from ..emulators.error_model import explained_fraction, fit_error_modes, residual_matrix
+    from ..emulators.error_model import explained_fraction, fit_error_modes, label_direction_basis, residual_matrix
     from ..emulators.model_io import save_emulator
     from ..emulators.registry import NAMED_MODELS, load_emulator, model_path
     from ..errors import StellarinfError
@@ -45,16 +48,19 @@ def error_model(model, grid_path, n_modes, max_spectra, output, n_systematics, s
     if n < 2 * max(n_modes, 1) + 2:
         raise StellarinfError(f"{n} held-out spectra are too few for {n_modes} modes; use a grid with ≥ {2 * n_modes + 2} spectra or fewer modes")
     wl, resid = residual_matrix(emu, grid_path, np.arange(n), progress=not quiet)
+    exclude = label_direction_basis(emu, wl) if label_directions == "exclude" and n_modes else None
     half = n // 2
-    held_out = explained_fraction(fit_error_modes(resid[:half], n_modes)[0], resid[half:]) if n_modes else 0.0
-    modes, rms = fit_error_modes(resid, n_modes)
+    held_out = explained_fraction(fit_error_modes(resid[:half], n_modes, exclude)[0], resid[half:]) if n_modes else 0.0
+    modes, rms = fit_error_modes(resid, n_modes, exclude)
     meta = emu.metadata
     meta["error_model"] = {
         "grid": str(grid_path), "n_spectra": int(n), "n_modes": int(n_modes),
         "rms": float(np.sqrt(np.mean(rms**2))), "mae": float(np.mean(np.abs(resid))),
         "explained_fraction_held_out": round(float(held_out), 4),
         "explained_fraction_fit": round(float(np.sum(modes**2) / np.sum(rms**2)), 4) if n_modes else 0.0,
-        "command": f"stellarinf error-model {model} --grid {grid_path} --modes {n_modes}" + (f" --max-spectra {max_spectra}" if max_spectra else ""),
+        "label_directions": label_directions, "label_directions_rank": 0 if exclude is None else int(exclude.shape[1]),
+        "command": f"stellarinf error-model {model} --grid {grid_path} --modes {n_modes} --label-directions {label_directions}"
+        + (f" --max-spectra {max_spectra}" if max_spectra else ""),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     out = model_path(model) if output is None else output

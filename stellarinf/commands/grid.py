@@ -33,8 +33,11 @@ def parse_label_box(items, elements):
 
 
 def generate_grid(output, *, window="galah-red", n=1000, design="sobol", seed=0, fidelity="realistic",
-                  batch_size=16, elements=None, label_box=(), progress=True):
-    """Make (or resume, or extend) a grid file; returns the output path. See the ``grid`` command."""
+                  batch_size=16, elements=None, label_box=(), loggf="solar", progress=True):
+    """Make (or resume, or extend) a grid file; returns the output path. See the ``grid`` command.
+
+    ``loggf``: "solar" (astrophysical log gf fitted to the observed Sun, the default) or "laboratory".
+    """
     import jax.numpy as jnp
     import numpy as np
     from tqdm import tqdm
@@ -53,7 +56,7 @@ def generate_grid(output, *, window="galah-red", n=1000, design="sobol", seed=0,
     win = resolve_window(window)
     wavelength = win.grid()
     fine = padded_fine_grid(win.wmin, win.wmax, resolution=win.resolution)
-    fn = make_synthesizer(fine, space.names, fidelity)
+    fn = make_synthesizer(fine, space.names, fidelity, loggf)
     planned = sample_labels(space, int(n), design, int(seed))
     validate_labels(planned, list(space.names), fidelity)  # every point inside the atmosphere grid
     metadata = {
@@ -61,7 +64,7 @@ def generate_grid(output, *, window="galah-red", n=1000, design="sobol", seed=0,
         "seed": int(seed), "design": design, "window": win.name, "wmin": win.wmin, "wmax": win.wmax,
         "resolution": win.resolution, "pixels_per_resolution": win.pixels_per_resolution,
         "fine_resolution": R_FINE, "vsini": 0.0, "vmacro": 0.0, "medium": "vacuum",
-        "line_list": linelist().source, "atmospheres": "ATLAS9 ODFNEW (Castelli & Kurucz 2003)" if fidelity == "realistic" else "grey Eddington",
+        "line_list": linelist().source, "loggf": loggf if fidelity == "realistic" else "schematic", "atmospheres": "ATLAS9 ODFNEW (Castelli & Kurucz 2003)" if fidelity == "realistic" else "grey Eddington",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     writer = GridWriter(output, space, wavelength, planned, metadata, with_continuum=True, batch_size=batch_size)
@@ -111,11 +114,13 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Spectra per vmap batch (and per resumable part).")
 @click.option("--elements", default=None, help="Comma-separated elements with [X/Fe] labels (default Li,Al,Si,Ca,Ti,Ni,Ba).")
 @click.option("--label-box", multiple=True, help=_HELP_BOX)
+@click.option("--loggf", type=click.Choice(["solar", "laboratory"]), default="solar", show_default=True,
+              help="Oscillator strengths: calibrated on the observed Sun (data/loggf_solar.ecsv) or linemake's laboratory values.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def grid(output, window, n, design, seed, fidelity, batch_size, elements, label_box, no_progress):
+def grid(output, window, n, design, seed, fidelity, batch_size, elements, label_box, loggf, no_progress):
     """Make a grid of synthetic spectra at the window's resolution (resumable: rerun to resume;
     a larger --n with the same seed and design extends an existing grid)."""
     els = None if elements is None else tuple(e.strip() for e in elements.split(",") if e.strip())
     path = generate_grid(output, window=window, n=n, design=design, seed=seed, fidelity=fidelity,
-                         batch_size=batch_size, elements=els, label_box=label_box, progress=not no_progress)
+                         batch_size=batch_size, elements=els, label_box=label_box, loggf=loggf, progress=not no_progress)
     click.echo(f"wrote {path}")

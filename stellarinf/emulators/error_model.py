@@ -27,17 +27,24 @@ from jaxtyping import Float
 
 from ..errors import ShapeError
 
-__all__ = ["fit_error_modes", "explained_fraction", "residual_matrix"]
+__all__ = ["fit_error_modes", "explained_fraction", "residual_matrix", "label_direction_basis", "label_span_fraction"]
 
 
 def fit_error_modes(
-    residuals: Float[np.ndarray, "n_spectra n_pix"], n_modes: int
+    residuals: Float[np.ndarray, "n_spectra n_pix"], n_modes: int, exclude: Float[np.ndarray, "n_pix r"] | None = None
 ) -> tuple[Float[np.ndarray, "n_modes n_pix"], Float[np.ndarray, "n_pix"]]:
     """Top ``n_modes`` scaled principal components of ``residuals`` and the per-pixel total rms.
 
     Returns ``(modes, rms)`` with ``modes[k] = s_k v_k / √n`` (so ``Σ_k modes[k]²`` is the variance the
     modes explain per pixel) and ``rms`` the per-pixel root-mean-square residual. Residuals are *not*
     mean-subtracted: a mean offset is part of the error too.
+
+    ``exclude`` (orthonormal columns, e.g. :func:`label_direction_basis`): directions the modes must not
+    contain. The residuals are projected off them before the decomposition; what they held stays in
+    ``rms`` (so in the white remainder). Why: modes learned across the box span the directions in which
+    the labels move the spectrum (90 % of the Teff and [Fe/H] derivatives of the first shipped Payne lay
+    in its 28 modes); integrated out with free amplitudes they can then absorb a real line-strength signal,
+    and the fit of a real star trades label signal for mode amplitude.
     """
     r = np.asarray(residuals, dtype=np.float64)
     if r.ndim != 2 or r.shape[0] < 2:
@@ -53,11 +60,53 @@ def fit_error_modes(
     rms = np.sqrt(np.mean(r**2, axis=0))
     if n_modes == 0:
         return np.zeros((0, r.shape[1])), rms
+    if exclude is not None:
+        q = np.asarray(exclude, dtype=np.float64)
+        if q.ndim != 2 or q.shape[0] != r.shape[1]:
+            raise ShapeError(f"exclude must be (n_pix={r.shape[1]}, r) orthonormal columns, got shape {q.shape}")
+        r = r - (r @ q) @ q.T
     _, s, vt = np.linalg.svd(r, full_matrices=False)
     modes = vt[:n_modes] * (s[:n_modes, None] / np.sqrt(n))
     # sign convention (for reproducible files): the largest |component| of each mode is positive
     sign = np.sign(modes[np.arange(n_modes), np.argmax(np.abs(modes), axis=1)])
     return modes * sign[:, None], rms
+
+
+def label_direction_basis(emulator, wavelength, *, n_points: int = 64, energy: float = 0.999, seed: int = 0,
+                          max_rank: int | None = None) -> Float[np.ndarray, "n_pix r"]:
+    """Orthonormal basis of the directions in which the labels move the emulator's spectrum.
+
+    Jacobians ∂flux/∂label at ``n_points`` Sobol points of the label box (each column scaled by the label's
+    box width, so a label's weight is what a full-box change does), stacked and decomposed; the leading
+    singular vectors holding ``energy`` of the total are returned (at most ``max_rank``, default n_pix/4).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from ..design import sample_labels
+
+    space = emulator.label_space
+    pts = sample_labels(space, n_points, "sobol", seed)
+    wl = jnp.asarray(wavelength, dtype=jnp.float64)
+    jac = jax.jit(jax.jacfwd(lambda x: emulator.flux(x, wl)))
+    width = np.asarray(space.upper) - np.asarray(space.lower)
+    cols = [np.asarray(jac(jnp.asarray(p, dtype=jnp.float64)), dtype=np.float64) * width[None, :] for p in pts]
+    big = np.concatenate(cols, axis=1)
+    u, s, _ = np.linalg.svd(big, full_matrices=False)
+    cum = np.cumsum(s**2) / np.sum(s**2)
+    rank = int(np.searchsorted(cum, energy) + 1)
+    rank = min(rank, max_rank if max_rank is not None else max(1, wl.shape[0] // 4))
+    return u[:, :rank]
+
+
+def label_span_fraction(modes: Float[np.ndarray, "k n_pix"], directions: Float[np.ndarray, "n_pix m"]) -> np.ndarray:
+    """For each column of ``directions`` (e.g. a label Jacobian), the fraction of its squared norm that lies
+    in the span of ``modes``: 0 = the modes cannot imitate that label change, 1 = they can entirely."""
+    d = np.asarray(directions, dtype=np.float64)
+    if len(modes) == 0:
+        return np.zeros(d.shape[1])
+    q, _ = np.linalg.qr(np.asarray(modes, dtype=np.float64).T)
+    return np.sum((q.T @ d) ** 2, axis=0) / np.maximum(np.sum(d**2, axis=0), 1e-300)
 
 
 def explained_fraction(modes: Float[np.ndarray, "k n_pix"], residuals: Float[np.ndarray, "m n_pix"]) -> float:

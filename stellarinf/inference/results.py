@@ -87,6 +87,44 @@ def total_sigma(obs_model, params) -> np.ndarray:
     return observed_arrays(obs_model)["flux_error"]
 
 
+def label_floor(obs_model) -> dict[str, float]:
+    """Label-space systematic sd per parameter: the emulator's (vs its synthesizer) and, when the fit carries
+    the physics error, the physics' (the observed Sun's offsets, :mod:`stellarinf.observe.physics_error`),
+    in quadrature."""
+    out = dict(label_systematics_of(getattr(obs_model, "emulator", None)))
+    if any(v > 0 for v in getattr(obs_model, "physics_error_settings", (0.0, 0.0))):
+        from ..observe.physics_error import physics_error_for
+
+        wl = np.asarray(obs_model.wavelength)
+        for n, v in physics_error_for(float(wl.min()), float(wl.max()))[1].items():
+            out[n] = math.hypot(out.get(n, 0.0), v)
+    return out
+
+
+def fit_statistics(problem: Problem, params: Mapping[str, float]) -> dict[str, float]:
+    """What the fit optimises beside the plain χ², at ``params``.
+
+    - ``chi2_noise``: Σ ((flux − model)/σ)² with the data's own σ only (the plain χ²; continuum at its
+      conditional best);
+    - ``chi2_whitened``: |ρ|², the residual part of −2 ln L that the fit minimises (emulator and physics
+      error, jitter, and the integrated-out continuum and error modes included);
+    - ``neg2_log_likelihood``: −2 ln L, the whitened χ² plus the log-determinant terms.
+    """
+    full = dict(problem.fixed)
+    full.update({k: jnp.asarray(v) for k, v in params.items()})
+    om = problem.obs_model
+    obs = observed_arrays(om)
+    model = np.asarray(predict(om, full))
+    m = obs["mask"] & np.isfinite(obs["flux"]) & (obs["flux_error"] > 0)
+    out = {"chi2_noise": float(np.sum(((obs["flux"][m] - model[m]) / obs["flux_error"][m]) ** 2))}
+    terms = getattr(om, "likelihood_terms", None)
+    if terms is not None:
+        rho, norm = terms(full)
+        out["chi2_whitened"] = float(jnp.sum(rho**2))
+        out["neg2_log_likelihood"] = float(jnp.sum(rho**2) - 2.0 * norm)
+    return out
+
+
 def chi2_of(problem: Problem, params: Mapping[str, float]) -> tuple[float, int]:
     """χ² of a parameter set against the data (masked pixels excluded) and its degrees of freedom."""
     full = dict(problem.fixed)
@@ -143,6 +181,7 @@ def to_inference_data(
         "chi2": chi2,
         "dof": dof,
         "chi2_reduced": chi2 / max(dof, 1),
+        **fit_statistics(problem, best),
         "n_divergent": posterior.n_divergent,
         "n_gradient_evals": posterior.n_gradient_evals,
         "timings": json.dumps(posterior.timings),
@@ -150,7 +189,8 @@ def to_inference_data(
         "map_starts_agreeing": posterior.init.map.n_starts_agreeing if posterior.init is not None else -1,
         # the emulator's label-space systematics (sd per parameter; {} when it has none): see .systematics
         **{k: float(posterior.tuning[k]) for k in _IMPORTANCE_KEYS if k in posterior.tuning},
-        "label_systematics": json.dumps({n: v for n, v in label_systematics_of(getattr(problem.obs_model, "emulator", None)).items() if n in problem.names}),
+        "label_systematics": json.dumps({n: v for n, v in label_floor(problem.obs_model).items() if n in problem.names}),
+        "physics_error": json.dumps(list(getattr(problem.obs_model, "physics_error_settings", (0.0, 0.0)))),
     }
     meta.update({k: (v if isinstance(v, (int, float, str)) else json.dumps(v, default=_json_float)) for k, v in (attrs or {}).items()})
     with warnings.catch_warnings():  # thinned predictive draws may be fewer than chains: fine
@@ -308,6 +348,8 @@ def global_flags_meta(idata) -> dict:
         flags.append("pareto_k")
     return {
         "METHOD": str(_attr(idata, "method", "")),
+        "CHI2NOIS": float(_attr(idata, "chi2_noise", math.nan)),
+        "CHI2WHIT": float(_attr(idata, "chi2_whitened", math.nan)),
         "CHI2": chi2,
         "DOF": dof,
         "CHI2RED": chi2r,
@@ -328,6 +370,11 @@ def format_summary(table: Table) -> str:
         f"chi2={m.get('CHI2', math.nan):.1f} (dof {m.get('DOF')}, reduced {m.get('CHI2RED', math.nan):.3f})  "
         f"divergences={m.get('NDIVERG')}  flags={m.get('FLAGS') or 'none'}"
     )
+    if math.isfinite(m.get("CHI2WHIT", math.nan)):
+        lines.append(
+            f"best fit: chi2 against the data's sigma alone {m.get('CHI2NOIS', math.nan):.1f}; whitened chi2 the fit minimises "
+            f"(model errors and the marginalised continuum and error modes included) {m.get('CHI2WHIT', math.nan):.1f}"
+        )
     if "pareto_k" in str(m.get("FLAGS", "")).split(","):
         lines.append("pareto_k: the importance weights are unreliable (the posterior is far from its Laplace approximation); "
                      "do not use these numbers: fit with --sampler nuts")

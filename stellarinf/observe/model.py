@@ -68,6 +68,25 @@ def cubic_weights(u: Float[Array, "m"], n: int) -> tuple[Array, Float[Array, "m 
     return jnp.clip(idx, 0, n - 1), w
 
 
+def physics_error_per_pixel(flux: np.ndarray, mask: np.ndarray, segments: np.ndarray, floor: float, depth_fraction: float) -> np.ndarray:
+    """σ_phys per pixel (fraction of the continuum): √(floor² + (depth_fraction · depth)²), where depth is
+    1 − flux/level (level: the segment's 95th percentile of the unmasked flux) smoothed over 3 pixels
+    within each segment and clipped to [0, 1] (eager numpy)."""
+    flux = np.asarray(flux, np.float64)
+    if floor == 0.0 and depth_fraction == 0.0:
+        return np.zeros_like(flux)
+    depth = np.zeros_like(flux)
+    for seg in np.unique(segments):
+        sel = segments == seg
+        good = sel & mask
+        level = float(np.percentile(flux[good], 95)) if good.any() else 1.0
+        x = 1.0 - np.where(mask[sel], flux[sel], level) / (level if level > 0 else 1.0)
+        if x.size >= 3:
+            x = np.convolve(np.pad(x, 1, mode="edge"), np.ones(3) / 3.0, mode="valid")
+        depth[sel] = np.clip(x, 0.0, 1.0)
+    return np.sqrt(floor**2 + (depth_fraction * depth) ** 2)
+
+
 class ObservationModel(eqx.Module):
     """Observation model of one spectrum given a ``SpectrumModel`` (built eagerly, evaluated in pure JAX).
 
@@ -89,6 +108,12 @@ class ObservationModel(eqx.Module):
             the data were made by this very model (mock tests of the sampler or of Cramér–Rao bounds).
         error_modes: use the emulator's correlated error modes (if it has any; True = all, an int = the
             first n, False/0 = none, i.e. the whole error is treated as white).
+        physics_error: ``(floor, depth_fraction)``: the synthesizer-vs-reality error per pixel, as a fraction
+            of the continuum, σ_phys = √(floor² + (depth_fraction · depth)²) with ``depth`` the observed line
+            depth (1 − flux/level, :func:`physics_error_per_pixel`): physics errors sit
+            in the lines, and a depth read off the data is already in the star's frame and fixed during the
+            fit. None (default) = no such term: right for mocks made by the same physics; real spectra need
+            it (:func:`stellarinf.observe.physics_error.physics_error_for` gives the measured values).
     """
 
     emulator: object
@@ -116,6 +141,8 @@ class ObservationModel(eqx.Module):
     weight: Float[Array, "n_pix"]
     flux_scale: Float[Array, "n_pix"]
     emulator_error: Float[Array, "n_pix"]
+    physics_error: Float[Array, "n_pix"]
+    physics_error_settings: tuple[float, float] = eqx.field(static=True)
     n_error_modes: int = eqx.field(static=True)
     error_mode_start: float = eqx.field(static=True)
     error_modes: Float[Array, "n_mode_grid n_modes"]
@@ -145,6 +172,7 @@ class ObservationModel(eqx.Module):
         fine_step_kms: float | None = None,
         include_emulator_error: bool = True,
         error_modes: bool | int = True,
+        physics_error: tuple[float, float] | None = None,
     ):
         if continuum not in CONTINUUM_MODES:
             raise SpectrumError(f"continuum must be one of {', '.join(CONTINUUM_MODES)}, got {continuum!r}")
@@ -312,6 +340,11 @@ class ObservationModel(eqx.Module):
         self.weight = jnp.asarray(mask.astype(np.float64))
         self.flux_scale = jnp.asarray(flux_scale)
         self.emulator_error = jnp.asarray(np.nan_to_num(err))
+        settings = (0.0, 0.0) if physics_error is None else tuple(float(v) for v in physics_error)
+        if len(settings) != 2 or min(settings) < 0 or not all(math.isfinite(v) for v in settings):
+            raise SpectrumError(f"physics_error must be (floor, depth_fraction), both finite and >= 0, got {physics_error!r}")
+        self.physics_error_settings = settings
+        self.physics_error = jnp.asarray(physics_error_per_pixel(spectrum.flux, mask, np.asarray(spectrum.segments), *settings))
         self.n_error_modes = int(n_modes)
         self.error_mode_start = float(mode_lo)
         self.error_modes = jnp.asarray(modes)
@@ -442,8 +475,8 @@ class ObservationModel(eqx.Module):
         return self.error_modes[i] * (1.0 - t)[:, None] + self.error_modes[i + 1] * t[:, None]
 
     def variance(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_pix"]:
-        """Per-pixel (white) variance σ² + (scale·e_emu)² + (scale·jitter)²; see :meth:`total_variance`."""
-        extra = self.emulator_error**2
+        """Per-pixel (white) variance σ² + scale²·(e_emu² + e_phys² + jitter²); see :meth:`total_variance`."""
+        extra = self.emulator_error**2 + self.physics_error**2
         if self.fit_jitter:
             extra = extra + jnp.exp(2.0 * self._value(params, "ln_jitter"))
         return self.sigma**2 + self.flux_scale**2 * extra

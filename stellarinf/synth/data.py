@@ -100,6 +100,51 @@ def linelist() -> LineList:
     )
 
 
+LOGGF_CHOICES = ("solar", "laboratory")
+DEFAULT_LOGGF = "solar"
+LOGGF_TABLE = "loggf_solar.ecsv"
+
+
+def check_loggf(choice: str) -> str:
+    """Validate a ``loggf`` choice (see :func:`loggf_offsets`)."""
+    if choice not in LOGGF_CHOICES:
+        raise ValueError(f"loggf={choice!r} is not known; choose 'solar' (calibrated on the observed Sun) or 'laboratory'")
+    return choice
+
+
+@functools.lru_cache(maxsize=2)
+def loggf_offsets(choice: str = DEFAULT_LOGGF) -> np.ndarray:
+    """Per-line log gf offsets (len(linelist()),) to add to the laboratory values.
+
+    ``"laboratory"``: zeros. ``"solar"``: astrophysical corrections fitted to the observed solar flux
+    atlas (``data/loggf_solar.ecsv``, made by ``data/calibrate_loggf.py``; rows index the line list and
+    are checked against its species and vacuum wavelength); lines outside the calibrated windows get 0. A missing
+    table means no calibration (zeros), so the package still works from a partial checkout.
+    """
+    ll = linelist()
+    out = np.zeros(ll.wavelength.size)
+    if check_loggf(choice) == "laboratory":
+        return out
+    from astropy.table import Table
+
+    from ..paths import data_dir
+
+    path = data_dir() / LOGGF_TABLE
+    if not path.exists():
+        return out
+    t = Table.read(path)
+    rows = np.asarray(t["row"], dtype=np.int64)
+    ok = (rows >= 0) & (rows < ll.wavelength.size)
+    ok[ok] &= (np.abs(ll.wavelength[rows[ok]] - np.asarray(t["wavelength"])[ok]) < 1e-3) & (ll.species[rows[ok]] == np.asarray(t["species"], str)[ok])
+    if not ok.all():
+        raise ValueError(
+            f"{path.name}: {int((~ok).sum())} rows do not match the line list (it was rebuilt since the calibration); "
+            "rerun `python data/calibrate_loggf.py`, or use loggf='laboratory'"
+        )
+    out[rows] = np.asarray(t["dloggf"], dtype=np.float64)
+    return out
+
+
 @functools.lru_cache(maxsize=1)
 def ionization_energies() -> np.ndarray:
     """(N_ELEMENTS + 1, 3) ionisation energies in eV indexed [Z, stage]; unknown → 1000 eV (never ionised)."""

@@ -22,7 +22,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .constants import AMU, ATOMIC_MASS, C_KMS, CHI_H, HC_EV_ANGSTROM, K_B, K_B_EV, PI_E2_MC
-from .data import ionization_energies, linelist
+from .data import DEFAULT_LOGGF, ionization_energies, linelist, loggf_offsets
 from .voigt import SQRT_PI, WING_V, voigt_core, voigt_wing
 
 UNSOLD_ENHANCEMENT = 2.0
@@ -53,10 +53,16 @@ class LineData(NamedTuple):
     stark: np.ndarray  # γ4 / n_e (cm^3 s^-1)
 
 
-def line_data(index: np.ndarray | None = None) -> LineData:
-    """Static broadening data for lines of the shipped list (all, or rows ``index``)."""
+def line_data(index: np.ndarray | None = None, loggf: str = DEFAULT_LOGGF) -> LineData:
+    """Static broadening data for lines of the shipped list (all, or rows ``index``).
+
+    ``loggf`` chooses the oscillator strengths: ``"solar"`` (laboratory values corrected by the
+    astrophysical offsets fitted to the observed Sun, :func:`~stellarinf.synth.data.loggf_offsets`;
+    the default) or ``"laboratory"`` (linemake's values as shipped).
+    """
     ll = linelist()
     sel = slice(None) if index is None else np.asarray(index)
+    gf = ll.loggf + loggf_offsets(loggf)
     lam, Z, ion, elow = ll.wavelength[sel], ll.Z[sel], ll.ion[sel], ll.elow[sel]
     mass = ATOMIC_MASS[Z - 1].copy()
     iso = ll.isotope[sel]
@@ -72,7 +78,7 @@ def line_data(index: np.ndarray | None = None) -> LineData:
     c6 = 6.46e-34 * 2.5 * zeff**2 * CHI_H**2 * (1.0 / bind_up**2 - 1.0 / bind_lo**2)
     neff2 = zeff**2 * CHI_H / bind_up
     stark = 5.42e-7 * neff2**2 / zeff**2
-    return LineData(lam, Z, ion, elow, ll.loggf[sel], mass, 2.223e15 / lam**2, np.log10(c6), stark)
+    return LineData(lam, Z, ion, elow, gf[sel], mass, 2.223e15 / lam**2, np.log10(c6), stark)
 
 
 class LineParams(NamedTuple):
@@ -83,8 +89,11 @@ class LineParams(NamedTuple):
     damping: Float[Array, "n_lines n_depth"]  # Voigt a
 
 
-def line_params(lines: LineData, temperature, electron_density, pops, vmic) -> LineParams:
-    """Voigt amplitude, Doppler width and damping of every line in every layer (pure JAX)."""
+def line_params(lines: LineData, temperature, electron_density, pops, vmic, log_gf=None) -> LineParams:
+    """Voigt amplitude, Doppler width and damping of every line in every layer (pure JAX).
+
+    ``log_gf`` (n_lines,) overrides ``lines.log_gf`` (a traced array: the solar calibration
+    differentiates the spectrum with respect to it)."""
     T = temperature[None, :]
     Z = jnp.asarray(lines.Z)
     ion = jnp.asarray(lines.ion)
@@ -97,7 +106,8 @@ def line_params(lines: LineData, temperature, electron_density, pops, vmic) -> L
     dnu_d = nu0 * xi / C_KMS
     stim = -jnp.expm1(-HC_EV_ANGSTROM / (lam * K_B_EV * T))
     log_pop = jnp.log(n_species) - log_u - jnp.asarray(lines.elow)[:, None] / (K_B_EV * T)
-    amp = PI_E2_MC * 10.0 ** jnp.asarray(lines.log_gf)[:, None] * jnp.exp(log_pop) * stim / (SQRT_PI * dnu_d)
+    log_gf = jnp.asarray(lines.log_gf if log_gf is None else log_gf)
+    amp = PI_E2_MC * 10.0 ** log_gf[:, None] * jnp.exp(log_pop) * stim / (SQRT_PI * dnu_d)
     # van der Waals: γ6 = 17 v^0.6 C6^0.4 N_H with the mean relative speed of the line atom and H.
     vrel = jnp.sqrt(8.0 * K_B * T / jnp.pi * (1.0 / (1.008 * AMU) + 1.0 / mass))
     gamma6 = UNSOLD_ENHANCEMENT * 17.0 * vrel**0.6 * 10.0 ** (0.4 * jnp.asarray(lines.log_c6))[:, None] * pops.n_hi[None, :]

@@ -23,19 +23,21 @@ class SynthesizerModel:
         fidelity: "realistic" or "simple".
         resolution: None → ``flux`` returns the unbroadened fine spectrum interpolated at the requested
             wavelengths; a number R → spectra are broadened to R first (Gaussian LSF).
+        loggf: "solar" (log gf calibrated on the observed Sun) or "laboratory".
 
     ``flux(labels, wavelength)`` is pure JAX (jit/vmap/grad-friendly); ``error`` returns zeros.
     """
 
     def __init__(self, label_space: LabelSpace | None = None, window: str | Window = "galah-red",
-                 fidelity: str = "realistic", resolution: float | None = None):
+                 fidelity: str = "realistic", resolution: float | None = None, loggf: str = "solar"):
         self.label_space = label_space or default_label_space()
         self.window = resolve_window(window)
         self.fidelity = fidelity
         self.resolution = None if resolution is None else float(resolution)
         self.wavelength_range = (self.window.wmin, self.window.wmax)
         self._fine = padded_fine_grid(self.window.wmin, self.window.wmax, resolution=self.resolution)
-        self._fn = make_synthesizer(self._fine, self.label_space.names, fidelity)
+        self.loggf = loggf
+        self._fn = make_synthesizer(self._fine, self.label_space.names, fidelity, loggf)
         self._fine_j = jnp.asarray(self._fine)
 
     def fine_flux(self, labels: Float[Array, "n_labels"]) -> Float[Array, "n_fine"]:

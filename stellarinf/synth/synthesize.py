@@ -31,10 +31,10 @@ from .atmosphere import check_coverage, interpolate_atmosphere
 from .chemistry import populations
 from .constants import AMU, N_ELEMENTS
 from .continuum import continuum_opacity
-from .data import linelist
+from .data import DEFAULT_LOGGF, check_loggf, linelist
 from .errors import LineListCoverageError
 from .hydrogen import hydrogen_line_opacity, lines_near
-from .lines import build_points, line_data, line_opacity, line_params
+from .lines import LineData, build_points, line_data, line_opacity, line_params
 from .selection import select_lines
 from .transfer import emergent_flux, optical_depth, planck
 
@@ -131,10 +131,16 @@ class _Interp:
         return y[..., self.i] * (1.0 - self.w) + y[..., self.i + 1] * self.w
 
 
-def _realistic(wavelength: np.ndarray, names: tuple[str, ...]) -> Callable:
+def line_synthesizer(wavelength: np.ndarray, names: tuple[str, ...], loggf: str = DEFAULT_LOGGF) -> tuple[Callable, LineData]:
+    """The realistic synthesizer with the lines' log gf as an input (for the solar calibration).
+
+    Returns ``(fn, lines)``: ``fn(labels, log_gf) -> (flux, continuum)`` where ``log_gf`` (n_lines,) are
+    the log gf of ``lines`` (the lines selected for this grid; ``lines.log_gf`` holds the ``loggf``
+    choice's values). Pure JAX and differentiable in both arguments.
+    """
     wl_lo, wl_hi = float(wavelength[0]), float(wavelength[-1])
     idx, half_width = select_lines(round(wl_lo, 3), round(wl_hi, 3))
-    lines = line_data(idx)
+    lines = line_data(idx, loggf)
     points = build_points(wavelength, lines, half_width)
     h_lines = lines_near(wl_lo, wl_hi)
     n_c = max(int(np.ceil((wl_hi - wl_lo) / CONTINUUM_STEP)) + 1, 2)
@@ -143,7 +149,7 @@ def _realistic(wavelength: np.ndarray, names: tuple[str, ...]) -> Callable:
     wl = jnp.asarray(wavelength)
     wl_c = jnp.asarray(coarse)
 
-    def fn(labels: Float[Array, "n_labels"]):
+    def fn(labels: Float[Array, "n_labels"], log_gf: Float[Array, "n_lines"]):
         teff, logg, feh, vmic, xfe = _unpack(labels, names)
         atm = interpolate_atmosphere(teff, logg, feh, 0.0)
         logeps = log_abundances(feh, xfe)
@@ -154,21 +160,27 @@ def _realistic(wavelength: np.ndarray, names: tuple[str, ...]) -> Callable:
         alpha_c = a_c + s_c
         cont_c = emergent_flux(optical_depth(alpha_c, rho, atm.rhox), planck(wl_c, T))
         alpha = to_fine(alpha_c)
-        alpha = alpha + line_opacity(points, line_params(lines, T, ne, pops, vmic), wl.shape[0])
+        alpha = alpha + line_opacity(points, line_params(lines, T, ne, pops, vmic, log_gf), wl.shape[0])
         for h in h_lines:
             alpha = alpha + hydrogen_line_opacity(h, wl, T, ne, pops.n_hi, pops.log_u[1, 0], vmic)
         flux = emergent_flux(optical_depth(alpha, rho, atm.rhox), to_fine(planck(wl_c, T)))
         continuum = to_fine(cont_c)
         return flux / continuum, continuum
 
-    return fn
+    return fn, lines
+
+
+def _realistic(wavelength: np.ndarray, names: tuple[str, ...], loggf: str = DEFAULT_LOGGF) -> Callable:
+    fn, lines = line_synthesizer(wavelength, names, loggf)
+    log_gf = np.asarray(lines.log_gf)
+    return lambda labels: fn(labels, log_gf)
 
 
 @functools.lru_cache(maxsize=16)
-def _cached(key, names: tuple[str, ...], fidelity: str, wl_bytes: bytes):
+def _cached(key, names: tuple[str, ...], fidelity: str, wl_bytes: bytes, loggf: str = DEFAULT_LOGGF):
     wavelength = np.frombuffer(wl_bytes, dtype=np.float64)
     if fidelity == "realistic":
-        fn = _realistic(wavelength, names)
+        fn = _realistic(wavelength, names, loggf)
     else:
         from .grey import simple_synthesizer
 
@@ -176,7 +188,7 @@ def _cached(key, names: tuple[str, ...], fidelity: str, wl_bytes: bytes):
     return fn
 
 
-def make_synthesizer(wavelength_fine, label_names: Sequence[str] = STELLAR, fidelity: str = "realistic") -> Callable:
+def make_synthesizer(wavelength_fine, label_names: Sequence[str] = STELLAR, fidelity: str = "realistic", loggf: str = DEFAULT_LOGGF) -> Callable:
     """Pure JAX ``labels[n_labels] → (flux[n_wl], continuum[n_wl])`` (not jitted; wrap in ``jax.jit``/``vmap``).
 
     Args:
@@ -184,6 +196,8 @@ def make_synthesizer(wavelength_fine, label_names: Sequence[str] = STELLAR, fide
         label_names: order of the label vector: teff, logg, feh, optional vmic (default
             1 km/s) and ``<el>_fe`` labels.
         fidelity: "realistic" or "simple".
+        loggf: "solar" (log gf calibrated on the observed Sun, the default) or "laboratory" (realistic
+            fidelity only; the simple fidelity keeps its own schematic lines).
 
     ``flux`` is normalised by the continuum-only solution; ``continuum`` is the astrophysical surface
     flux F_λ (erg s⁻¹ cm⁻² Å⁻¹). No validation inside: check labels with :func:`validate_labels`.
@@ -194,7 +208,7 @@ def make_synthesizer(wavelength_fine, label_names: Sequence[str] = STELLAR, fide
     check_label_names(names)
     wl = np.ascontiguousarray(as_angstrom(wavelength_fine), dtype=np.float64)
     check_wavelength(wl)
-    return _cached((wl.size, float(wl[0]), float(wl[-1])), names, fidelity, wl.tobytes())
+    return _cached((wl.size, float(wl[0]), float(wl[-1])), names, fidelity, wl.tobytes(), check_loggf(loggf))
 
 
 @functools.lru_cache(maxsize=16)
@@ -202,7 +216,8 @@ def _jitted(fn):
     return jax.jit(jax.vmap(fn))
 
 
-def synthesize(labels, wavelength_fine, fidelity: str = "realistic", *, label_names: Sequence[str] | None = None):
+def synthesize(labels, wavelength_fine, fidelity: str = "realistic", *, label_names: Sequence[str] | None = None,
+               loggf: str = DEFAULT_LOGGF):
     """Normalised flux and continuum on an unbroadened fine grid (validated).
 
     Args:
@@ -211,6 +226,7 @@ def synthesize(labels, wavelength_fine, fidelity: str = "realistic", *, label_na
             (default teff, logg, feh, vmic).
         wavelength_fine: (n_wl,) vacuum Å, e.g. :func:`fine_grid`.
         fidelity: "realistic" (default) or "simple".
+        loggf: "solar" (default: log gf calibrated on the observed Sun) or "laboratory".
 
     Returns:
         (flux, continuum), each (n_wl,) or (n_spectra, n_wl) numpy float64 arrays.
@@ -225,7 +241,7 @@ def synthesize(labels, wavelength_fine, fidelity: str = "realistic", *, label_na
         raise LabelError(f"unknown fidelity {fidelity!r}; choose 'realistic' or 'simple'")
     check_label_names(names)
     values = validate_labels(values, names, fidelity)  # cheap checks before the (slow) setup
-    fn = make_synthesizer(wavelength_fine, names, fidelity)
+    fn = make_synthesizer(wavelength_fine, names, fidelity, loggf)
     batch = values.reshape(-1, len(names))
     flux, cont = _jitted(fn)(jnp.asarray(batch))
     flux, cont = np.asarray(flux), np.asarray(cont)

@@ -1,0 +1,194 @@
+#!/usr/bin/env python
+"""Fit the observed Sun as a user would, and compare with the Sun's known labels.
+
+The observed Sun is the Kurucz (2005) solar flux atlas (``sun_kurucz2005_<lo>_<hi>_vac.csv.gz``; absolute
+flux, vacuum Å, R ≈ 400,000). For each window, resolving power, S/N and noise seed it is
+
+1. degraded to the instrument's R (Gaussian LSF) and sampled at the instrument's pixels (the demo star's
+   galah-red pixels; for gaia-rvs 3 pixels per resolution element),
+2. continuum-normalised by a procedure that is not the fitter's (:func:`upper_envelope_normalise`: the
+   97th percentile per 5 Å, one polynomial through those points with iterative clipping),
+3. given Gaussian noise at the S/N,
+
+then fitted with MAP + Laplace (``--sampler laplace``, the fit pipeline's fast posterior) or any sampler.
+Reports per fit the labels, their sd (posterior and total with the emulator's and the physics' label-space
+systematics where known), χ², and the offsets from the Sun (Teff 5772 K, log g 4.438, [Fe/H] 0).
+
+Usage::
+
+    python benchmarks/sun_fit.py --atlas-dir ../shared/data --emulators default-payne --snr 50,100,200 --seeds 0,1,2
+
+Writes ``benchmarks/results/sun_fit.json`` (and ``.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+C_KMS = 299792.458
+SUN = {"teff": 5772.0, "logg": 4.438, "feh": 0.0}
+# window → (atlas file, resolving power, pixels per resolution element or None = the demo star's pixels)
+WINDOWS = {
+    "galah-red": ("sun_kurucz2005_6470_6745_vac.csv.gz", 28000.0, None),
+    "gaia-rvs": ("sun_kurucz2005_8460_8750_vac.csv.gz", 11500.0, 3.0),
+}
+TARGETS = {"teff": 50.0, "logg": 0.10, "feh": 0.05}
+
+
+def upper_envelope_normalise(wavelength, flux, chunk=5.0, quantile=0.97, degree=5, n_iter=5, clip=2.5):
+    """Divide by one polynomial through the ``quantile`` of each ``chunk`` Å, clipping low points."""
+    edges = np.arange(wavelength[0], wavelength[-1] + chunk, chunk)
+    xs, ys = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (wavelength >= lo) & (wavelength < hi)
+        if m.sum() > 5:
+            xs.append(wavelength[m].mean())
+            ys.append(np.quantile(flux[m], quantile))
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    x0, half = wavelength.mean(), 0.5 * (wavelength[-1] - wavelength[0])
+    keep = np.ones(xs.size, bool)
+    for _ in range(n_iter):
+        coef = np.polyfit((xs[keep] - x0) / half, ys[keep], degree)
+        resid = ys - np.polyval(coef, (xs - x0) / half)
+        keep = resid > -clip * np.std(resid[keep])
+    return flux / np.polyval(coef, (wavelength - x0) / half)
+
+
+def observe_sun(atlas_wl, atlas_flux, pixels, resolution, snr, seed, step_kms=0.5):
+    """The atlas as an instrument at ``resolution`` would record it on ``pixels``, normalised, with noise."""
+    from stellarinf.io.spectrum import Spectrum
+    from stellarinf.observe.broadening import broaden
+
+    lo, hi = pixels[0] - 5.0, pixels[-1] + 5.0
+    m = (atlas_wl > lo) & (atlas_wl < hi)
+    wl, f = atlas_wl[m], atlas_flux[m]
+    n = int(np.log(wl[-1] / wl[0]) * C_KMS / step_kms)
+    grid = wl[0] * np.exp(np.arange(n) * step_kms / C_KMS)
+    smooth = np.asarray(broaden(np.interp(grid, wl, f), step_kms, resolution=resolution))
+    normalised = upper_envelope_normalise(pixels, np.interp(pixels, grid, smooth))
+    rng = np.random.default_rng(seed)
+    sigma = np.full(pixels.size, 1.0 / snr)
+    return Spectrum(pixels, normalised + rng.normal(0.0, 1.0, pixels.size) * sigma, sigma, resolution=resolution,
+                    meta={"source": "Kurucz 2005 solar flux atlas", "snr": snr, "seed": seed})
+
+
+def pixels_for(window: str, resolution: float, per_element: float | None):
+    from stellarinf.io.spectrum import read_spectrum
+    from stellarinf.paths import data_file
+    from stellarinf.wavelength import get_window
+
+    if per_element is None:
+        return read_spectrum(data_file("demo", "demo_star.fits")).wavelength
+    w = get_window(window)
+    step = 1.0 / (resolution * per_element)
+    n = int(np.log(w.wmax / w.wmin) / step)
+    return w.wmin * np.exp(np.arange(n) * step)
+
+
+def fit(model, spectrum, sampler: str, seed: int):
+    """MAP → Laplace → sampler; returns the summary table."""
+    from stellarinf.inference import results, samplers
+    from stellarinf.inference.density import Problem
+    from stellarinf.inference.laplace import laplace
+    from stellarinf.inference.map import find_map
+    from stellarinf.io.spectrum import crop_to_model
+    from stellarinf.observe.model import ObservationModel
+
+    spec = crop_to_model(spectrum, model, margin_kms=300.0)
+    om = ObservationModel(model, spec, resolution=spectrum.resolution, rv_max=300.0, vsini_max=60.0, vmacro_max=15.0)
+    problem = Problem.build(om, [])
+    m = find_map(problem, n_starts=4, seed=seed)
+    lap = laplace(problem, m)
+    if sampler == "laplace":
+        post = samplers.laplace_posterior(problem, chains=4, draws=500, seed=seed, init=lap)
+        post.method = sampler
+    else:
+        post = samplers.sample(problem, sampler, chains=4, warmup=300, draws=500, seed=seed, init=lap)
+    idata = results.to_inference_data(post, problem, seed=seed)
+    return results.summary_table(idata)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--atlas-dir", default=str(HERE.parent.parent / "shared" / "data"))
+    ap.add_argument("--emulators", default="default-payne")
+    ap.add_argument("--windows", default="galah-red")
+    ap.add_argument("--snr", default="50,100,200")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--sampler", default="laplace")
+    ap.add_argument("--label", default="", help="a tag stored with the results (e.g. 'laboratory log gf')")
+    ap.add_argument("-o", "--output", default=str(HERE / "results" / "sun_fit.json"))
+    args = ap.parse_args(argv)
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from stellarinf.emulators.registry import load_emulator
+    from stellarinf.io.atomic import write_json_atomic
+    from stellarinf.machine import machine_info
+
+    rows = []
+    t_all = time.time()
+    for emu_name in args.emulators.split(","):
+        model = load_emulator(emu_name)
+        for window in args.windows.split(","):
+            atlas_file, resolution, per_element = WINDOWS[window]
+            atlas = np.loadtxt(Path(args.atlas_dir) / atlas_file, delimiter=",", skiprows=1)
+            pixels = pixels_for(window, resolution, per_element)
+            for snr in [float(s) for s in args.snr.split(",")]:
+                for seed in [int(s) for s in args.seeds.split(",")]:
+                    t0 = time.time()
+                    spec = observe_sun(atlas[:, 0], atlas[:, 1], pixels, resolution, snr, seed)
+                    table = fit(model, spec, args.sampler, seed)
+                    row = {"emulator": emu_name, "window": window, "resolution": resolution, "snr": snr, "seed": seed,
+                           "chi2r": float(table.meta.get("CHI2RED", math.nan)),
+                           "seconds": time.time() - t0, "labels": {}}
+                    for r in table:
+                        sd_total = float(r["sd_total"]) if "sd_total" in table.colnames else float(r["sd"])
+                        row["labels"][str(r["name"])] = {"p50": float(r["p50"]), "sd": float(r["sd"]), "sd_total": sd_total,
+                                                         "flags": str(r["flags"])}
+                    row["offsets"] = {k: row["labels"][k]["p50"] - v for k, v in SUN.items() if k in row["labels"]}
+                    row["within_target"] = {k: abs(row["offsets"][k]) <= TARGETS[k] for k in row["offsets"]}
+                    row["within_2_sd_total"] = {k: abs(row["offsets"][k]) <= 2 * row["labels"][k]["sd_total"] for k in row["offsets"]}
+                    rows.append(row)
+                    lab = row["labels"]
+                    print(f"{emu_name} {window} S/N {snr:.0f} seed {seed}: Teff {lab['teff']['p50']:.0f}±{lab['teff']['sd_total']:.0f} "
+                          f"logg {lab['logg']['p50']:.2f}±{lab['logg']['sd_total']:.2f} [Fe/H] {lab['feh']['p50']:+.2f}±{lab['feh']['sd_total']:.2f} "
+                          f"chi2r {row['chi2r']:.2f} ({row['seconds']:.0f} s)", flush=True)
+    result = {"benchmark": "sun_fit", "label": args.label, "settings": vars(args), "sun": SUN, "targets": TARGETS,
+              "fits": rows, "wall_time_s": time.time() - t_all, "machine": machine_info()}
+    out = Path(args.output)
+    write_json_atomic(out, result)
+    _plot(rows, out.with_suffix(".png"))
+    return 0
+
+
+def _plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for ax, k in zip(axes, ("teff", "logg", "feh")):
+        for i, r in enumerate(rows):
+            lab = r["labels"][k]
+            ax.errorbar(i, lab["p50"], yerr=lab["sd_total"], fmt="o", ms=3, color="C0" if r["window"] == "galah-red" else "C1")
+        ax.axhline(SUN[k], color="k", lw=1)
+        ax.axhspan(SUN[k] - TARGETS[k], SUN[k] + TARGETS[k], color="g", alpha=0.15, label="target")
+        ax.set_title(k)
+        ax.set_xlabel("fit (emulator × window × S/N × seed)")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

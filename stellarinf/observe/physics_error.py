@@ -1,0 +1,88 @@
+"""The synthesizer-vs-reality error: how far the physics behind every emulator is from a real star.
+
+An emulator is compared with its synthesizer (its error modes, ``sd_sys``); the synthesizer itself is 1D,
+LTE, with an imperfect line list, and leaves residuals against the observed Sun even after its log gf are
+calibrated there. A likelihood without a term for that error treats those residuals as signal, and the
+fit buys them down by moving the labels with error bars far too small (the observed Sun once came out at
+log g 2.7 ± 0.05). The term here, measured on the observed Sun (``data/physics_error.json``, made by
+``data/measure_physics_error.py``), is
+
+    σ_phys(pixel) = √(floor² + (depth_fraction · depth)²)     (fraction of the continuum)
+
+with ``depth`` the observed line depth (see :func:`stellarinf.observe.model.physics_error_per_pixel`):
+physics errors live in the lines and grow with their depth. ``label_floor`` holds, per label, the offset
+of the observed Sun's fit from the Sun's labels, reported beside the posterior as a systematic floor.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+
+from ..errors import StellarinfError
+from ..paths import data_dir
+
+TABLE = "physics_error.json"
+
+
+@functools.lru_cache(maxsize=1)
+def physics_error_table() -> dict:
+    """The shipped measurements: ``{window: {"floor", "depth_fraction", "wmin", "wmax", "label_floor", ...}}``
+    ({} when the table is missing)."""
+    path = data_dir() / TABLE
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())["windows"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise StellarinfError(f"{path} is not a valid physics-error table ({exc}); rerun `python data/measure_physics_error.py`") from None
+
+
+def physics_error_for(wmin: float, wmax: float) -> tuple[tuple[float, float] | None, dict[str, float]]:
+    """``((floor, depth_fraction), label_floor)`` for a spectrum spanning ``wmin``–``wmax`` (vacuum Å).
+
+    Uses the measured window that overlaps the range most; a range that no measured window overlaps gets
+    the largest measured values (no measurement is not the same as no error). ``(None, {})`` when nothing
+    was measured.
+    """
+    table = physics_error_table()
+    if not table:
+        return None, {}
+    best, best_overlap = None, 0.0
+    for entry in table.values():
+        overlap = min(wmax, entry["wmax"]) - max(wmin, entry["wmin"])
+        if overlap > best_overlap:
+            best, best_overlap = entry, overlap
+    if best is None:
+        floor = max(e["floor"] for e in table.values())
+        frac = max(e["depth_fraction"] for e in table.values())
+        labels = {}
+        for e in table.values():
+            for k, v in e.get("label_floor", {}).items():
+                labels[k] = max(labels.get(k, 0.0), float(v))
+        return (floor, frac), labels
+    return (float(best["floor"]), float(best["depth_fraction"])), {k: float(v) for k, v in best.get("label_floor", {}).items()}
+
+
+def fit_error_model(residual: np.ndarray, depth: np.ndarray, n_bins: int = 10) -> tuple[float, float]:
+    """Least-squares ``(floor, depth_fraction)`` with E[r²] = floor² + (depth_fraction · depth)².
+
+    The mean squared residual is taken in ``n_bins`` bins of depth (equal counts), so the many continuum
+    pixels do not drown the few deep ones; negative solutions are clipped to 0.
+    """
+    r2 = np.asarray(residual, np.float64) ** 2
+    d = np.asarray(depth, np.float64)
+    order = np.argsort(d)
+    bins = np.array_split(order, n_bins)
+    x = np.array([np.mean(d[b] ** 2) for b in bins])
+    y = np.array([np.mean(r2[b]) for b in bins])
+    a = np.stack([np.ones_like(x), x], axis=1)
+    (c0, c1), *_ = np.linalg.lstsq(a, y, rcond=None)
+    if c1 < 0:
+        return float(np.sqrt(max(np.mean(y), 0.0))), 0.0
+    if c0 < 0:
+        c1 = float(np.sum(x * y) / np.sum(x * x))
+        return 0.0, float(np.sqrt(c1))
+    return float(np.sqrt(c0)), float(np.sqrt(c1))

@@ -1,0 +1,126 @@
+"""Real-star physics: log gf calibrated on the Sun, and the synthesizer-vs-reality error in the likelihood."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import stellarinf  # noqa: F401  (float64)
+from stellarinf.io.spectrum import Spectrum
+from stellarinf.observe.model import ObservationModel, physics_error_per_pixel
+from stellarinf.observe.physics_error import fit_error_model, physics_error_for
+from stellarinf.synth import fine_grid, synthesize
+from stellarinf.synth.calibration import SUN_LABELS, chunk_scale, chunks_of, fit_loggf
+from stellarinf.synth.data import linelist, loggf_offsets
+from stellarinf.synth.lines import line_data
+from stellarinf.synth.selection import select_lines
+
+
+def test_chunk_scale_recovers_a_linear_continuum_per_chunk():
+    wl = np.linspace(6000.0, 6020.0, 2001)
+    model = 1.0 - 0.5 * np.exp(-0.5 * ((wl - 6007.0) / 0.1) ** 2)
+    chunk, x, n = chunks_of(wl, 5.0)
+    assert n == 4 and x.min() >= -1.0 and x.max() <= 1.0
+    truth = np.where(chunk % 2 == 0, 1.3 + 0.1 * x, 0.9 - 0.05 * x)
+    got = np.asarray(chunk_scale(jnp.asarray(model), jnp.asarray(truth * model), jnp.ones(wl.size), chunk, x, n))
+    np.testing.assert_allclose(got, truth, rtol=1e-10)
+
+
+def test_solar_loggf_offsets_match_the_line_list_and_switch_back():
+    lab, sun = loggf_offsets("laboratory"), loggf_offsets("solar")
+    ll = linelist()
+    assert lab.shape == sun.shape == ll.wavelength.shape and not lab.any()
+    red = (ll.wavelength > 6480.0) & (ll.wavelength < 6740.0)
+    assert np.count_nonzero(sun[red]) > 0.5 * red.sum()  # the calibrated window's lines carry offsets
+    idx = np.flatnonzero(red)[:50]
+    np.testing.assert_allclose(line_data(idx, "solar").log_gf - line_data(idx, "laboratory").log_gf, sun[idx])
+    with pytest.raises(ValueError, match="laboratory"):
+        loggf_offsets("astro")
+
+
+def test_a_line_the_atlas_lacks_is_removed_by_the_solar_log_gf():
+    # the line of the calibrated window with the most negative offset: present with laboratory values,
+    # (almost) gone with the solar ones
+    ll, sun = linelist(), loggf_offsets("solar")
+    red = np.flatnonzero((ll.wavelength > 6490.0) & (ll.wavelength < 6730.0))
+    idx, _ = select_lines(6480.0, 6740.0)
+    cand = np.intersect1d(red, idx)
+    i = cand[np.argmin(sun[cand])]
+    assert sun[i] < -1.0
+    fine = fine_grid(ll.wavelength[i] - 1.0, ll.wavelength[i] + 1.0)
+    near = np.abs(fine - ll.wavelength[i]) < 0.05
+    f_lab, _ = synthesize(SUN_LABELS, fine, loggf="laboratory")
+    f_sun, _ = synthesize(SUN_LABELS, fine, loggf="solar")
+    assert (1 - f_sun[near].min()) < 0.5 * (1 - f_lab[near].min())
+
+
+def test_fit_loggf_recovers_a_known_offset_from_a_synthetic_atlas():
+    # "observed" = the synthesizer with one line's log gf raised by 0.3 dex, on a 4 Å range; the fit recovers it
+    from stellarinf.observe.broadening import broaden
+    from stellarinf.synth.synthesize import line_synthesizer
+
+    lo, hi, margin = 6592.0, 6596.0, 1.0
+    fine = fine_grid(lo - margin, hi + margin)
+    fn, lines = line_synthesizer(fine, tuple(SUN_LABELS), "laboratory")
+    x = jnp.asarray(list(SUN_LABELS.values()))
+    depth = np.array([float(1 - fn(x, jnp.asarray(lines.log_gf))[0][np.argmin(np.abs(fine - w))]) for w in lines.wavelength])
+    inside = (lines.wavelength >= lo) & (lines.wavelength < hi)
+    j = int(np.flatnonzero(inside)[np.argmax(depth[inside])])  # the strongest line inside
+    assert depth[j] > 0.2
+    gf = np.asarray(lines.log_gf).copy()
+    gf[j] += 0.3
+    dv = float(np.log(fine[1] / fine[0])) * 299792.458
+    obs = 2.5 * np.asarray(broaden(fn(x, jnp.asarray(gf))[0], dv, vsini=1.8, vmacro=3.0))  # any flux unit
+    res = fit_loggf(fine, obs, lo, hi, margin=margin, prior_sd=1.0, sigma=0.002, maxiter=80, progress=False)
+    rows, _ = select_lines(round(float(fine[0]), 3), round(float(fine[-1]), 3))
+    k = list(res.rows).index(rows[j])
+    assert res.dloggf[k] == pytest.approx(0.3, abs=0.05)
+    assert res.rms_after < 0.2 * res.rms_before
+    assert res.vmacro == pytest.approx(3.0, abs=0.3) and abs(res.rv) < 0.2
+
+
+def test_physics_error_grows_with_the_observed_line_depth():
+    n = 400
+    flux = np.ones(n)
+    flux[180:220] = 0.5  # a wide line of depth 0.5: flat after the 3-pixel smoothing
+    sig = physics_error_per_pixel(flux, np.ones(n, bool), np.zeros(n, int), 0.004, 0.03)
+    assert sig[10] == pytest.approx(0.004)
+    assert sig[200] == pytest.approx(np.hypot(0.004, 0.03 * 0.5))
+    assert not physics_error_per_pixel(flux, np.ones(n, bool), np.zeros(n, int), 0.0, 0.0).any()
+
+
+def test_physics_error_enters_the_likelihood_variance():
+    from stellarinf.emulators.analytic import AnalyticLineModel
+    from stellarinf.labels import LabelSpace
+    from stellarinf.wavelength import log_uniform_grid
+
+    space = LabelSpace.from_bounds({"teff": (4500.0, 6500.0), "logg": (2.0, 5.0), "feh": (-1.5, 0.5)})
+    model = AnalyticLineModel(space, (6540.0, 6660.0), resolution=28000.0, n_lines=30, seed=3)
+    wl = log_uniform_grid(6560.0, 6640.0, 28000.0, 2.5)
+    flux = np.asarray(model.flux(jnp.asarray([5600.0, 4.2, -0.2]), jnp.asarray(wl)))
+    spec = Spectrum(wl, flux, np.full(wl.size, 0.01), resolution=28000.0)
+    params = {"teff": 5600.0, "logg": 4.2, "feh": -0.2, "rv": 0.0, "vsini": 2.0, "vmacro": 2.0}
+    plain = ObservationModel(model, spec, include_emulator_error=False, continuum="marginalise")
+    phys = ObservationModel(model, spec, include_emulator_error=False, continuum="marginalise", physics_error=(0.005, 0.05))
+    extra = np.asarray(phys.variance(params) - plain.variance(params))
+    expected = physics_error_per_pixel(flux, np.ones(wl.size, bool), np.zeros(wl.size, int), 0.005, 0.05) ** 2
+    np.testing.assert_allclose(extra, expected, rtol=1e-10)
+    assert phys.log_likelihood(params) != plain.log_likelihood(params)
+    with pytest.raises(Exception, match="physics_error"):
+        ObservationModel(model, spec, physics_error=(-1.0, 0.0))
+
+
+def test_fit_error_model_recovers_floor_and_depth_fraction():
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(0.0, 0.8, 200_000) ** 2
+    r = rng.normal(size=depth.size) * np.sqrt(0.003**2 + (0.04 * depth) ** 2)
+    floor, frac = fit_error_model(r, depth)
+    assert floor == pytest.approx(0.003, rel=0.05) and frac == pytest.approx(0.04, rel=0.05)
+
+
+def test_physics_error_for_picks_the_overlapping_window():
+    (floor, frac), labels = physics_error_for(6500.0, 6700.0)
+    assert floor > 0 and frac > 0
+    assert set(labels) >= {"teff", "logg", "feh"}
+    # outside every measured window: the largest measured values, not nothing
+    (floor2, frac2), _ = physics_error_for(5000.0, 5100.0)
+    assert floor2 >= floor and frac2 >= frac
