@@ -63,7 +63,20 @@ class Spectrum:
     - ``flux`` (n,), ``sigma`` (n,) 1σ uncertainty in the same units (finite, > 0 where used);
     - ``mask`` (n,) bool, True = use the pixel (default all True);
     - ``segments`` (n,) int id per pixel (arm / echelle order; default 0), each segment one contiguous block;
-    - ``meta``: free-form dict (source file, header cards, notes); ``resolution``: instrument R if known.
+    - ``meta``: free-form dict (source file, header cards, notes); ``resolution``: instrument R if known;
+    - ``input_medium``: whether the wavelengths were given in ``"air"`` or ``"vacuum"`` (they are stored in
+      vacuum either way) and ``medium_source``: who said so, ``"header"`` (a keyword of the file), ``"format"``
+      (the instrument's convention, e.g. GALAH = air), ``"caller"`` (``medium=`` / ``--medium``) or
+      ``"default"`` (nobody: assumed vacuum). Kept because an air spectrum read as vacuum fits an RV near
+      −82.7 km/s and nothing else looks wrong; outputs copy :meth:`provenance`;
+    - ``input_wavelength_unit`` / ``wavelength_unit_source``: the unit the wavelengths came in and who said so
+      (same vocabulary; ``"default"`` = no unit anywhere, read as Å).
+
+    ``wavelength``, ``flux`` and ``sigma`` may be astropy ``Quantity`` objects (any length, frequency or energy
+    unit for the spectral axis; σ convertible to the flux unit) and ``sigma`` an astropy/specutils uncertainty
+    (std, variance or inverse variance): they are converted, never silently stripped. Array wavelengths are
+    vacuum Å; air wavelengths must be converted first (:func:`~stellarinf.wavelength.air_to_vacuum`) or read
+    with ``read_spectrum(..., medium="air")``.
     """
 
     wavelength: np.ndarray
@@ -73,8 +86,21 @@ class Spectrum:
     segments: np.ndarray | None = None
     meta: dict = dataclasses.field(default_factory=dict)
     resolution: float | None = None
+    input_medium: str = "vacuum"
+    medium_source: str = "caller"
+    input_wavelength_unit: str = "Angstrom"
+    wavelength_unit_source: str = "caller"
 
     def __post_init__(self):
+        self.meta = dict(self.meta)
+        self.wavelength, unit = _spectral_axis_in_angstrom(self.wavelength)
+        if unit is not None:
+            self.input_wavelength_unit, self.wavelength_unit_source = unit, "caller"
+        self.flux, self.sigma = _flux_and_sigma_values(self.flux, self.sigma, self.meta)
+        if self.input_medium not in _MEDIA:
+            raise SpectrumError(f"input_medium must be 'air' or 'vacuum', got {self.input_medium!r}")
+        if self.medium_source not in _SOURCES or self.wavelength_unit_source not in _SOURCES:
+            raise SpectrumError(f"medium_source and wavelength_unit_source must be one of {', '.join(_SOURCES)}")
         wl = np.asarray(self.wavelength, dtype=np.float64)
         n = wl.shape[0] if wl.ndim == 1 else -1
         if wl.ndim != 1 or n < 2:
@@ -84,7 +110,6 @@ class Spectrum:
         self.sigma = self._column(self.sigma, "sigma", np.float64)
         self.mask = np.ones(n, bool) if self.mask is None else self._column(self.mask, "mask", bool)
         self.segments = np.zeros(n, np.int64) if self.segments is None else self._column(self.segments, "segments", np.int64)
-        self.meta = dict(self.meta)
         if self.resolution is not None:
             self.resolution = float(self.resolution)
             if not self.resolution > 0:
@@ -140,14 +165,93 @@ class Spectrum:
         meta = dict(self.meta)
         if note:
             meta["notes"] = list(meta.get("notes", [])) + [note]
-        return Spectrum(
-            self.wavelength[keep], self.flux[keep], self.sigma[keep], self.mask[keep], self.segments[keep], meta, self.resolution
+        return dataclasses.replace(
+            self, wavelength=self.wavelength[keep], flux=self.flux[keep], sigma=self.sigma[keep], mask=self.mask[keep],
+            segments=self.segments[keep], meta=meta,
         )
+
+    def provenance(self) -> dict:
+        """What was read or assumed about the wavelengths (and where from), for outputs to record: a fit of an
+        air spectrum read as vacuum is wrong by ~82.7 km/s in RV, and only this record tells a reader why."""
+        return {
+            "source": self.meta.get("source"),
+            "format": self.meta.get("format"),
+            "input_medium": self.input_medium,
+            "medium_source": self.medium_source,
+            "input_wavelength_unit": self.input_wavelength_unit,
+            "wavelength_unit_source": self.wavelength_unit_source,
+            "resolution": self.resolution,
+        }
 
     def snr(self) -> float:
         """Median S/N per used pixel."""
         m = self.mask
         return float(np.median(np.abs(self.flux[m]) / self.sigma[m]))
+
+
+_MEDIA = ("air", "vacuum")
+_SOURCES = ("header", "format", "caller", "default")
+
+
+def _spectral_axis_in_angstrom(values) -> tuple[np.ndarray, str | None]:
+    """Wavelengths as float64 Å and the unit they came in (None for a bare array, which is Å by contract).
+
+    A ``Quantity`` in a length, frequency, wavenumber or energy unit is converted (``u.spectral()``); a
+    non-spectral unit is refused rather than its numbers being taken as Å.
+    """
+    from astropy import units as u
+
+    if isinstance(values, u.Quantity):
+        try:
+            wl = values.to_value(u.AA, equivalencies=u.spectral())
+        except u.UnitConversionError:
+            raise SpectrumError(
+                f"wavelengths in {values.unit} cannot be converted to Å; give a length (Å, nm, µm), frequency or energy"
+            ) from None
+        return np.asarray(wl, dtype=np.float64), values.unit.to_string()
+    return values, None
+
+
+def _uncertainty_as_sigma(sigma):
+    """An astropy/specutils ``NDUncertainty`` (std, var or ivar) → σ (Quantity or array); anything else as is."""
+    kind = getattr(sigma, "uncertainty_type", None)
+    if kind is None or not hasattr(sigma, "array"):
+        return sigma
+    from astropy import units as u
+
+    arr = np.asarray(sigma.array, dtype=np.float64)
+    unit = getattr(sigma, "unit", None)
+    if kind == "std":
+        out, out_unit = arr, unit
+    elif kind == "var":
+        out, out_unit = np.sqrt(np.where(arr > 0, arr, np.nan)), None if unit is None else unit**0.5
+    elif kind == "ivar":
+        out, out_unit = np.where(arr > 0, 1.0 / np.sqrt(np.where(arr > 0, arr, 1.0)), np.nan), None if unit is None else unit**-0.5
+    else:
+        raise SpectrumError(f"uncertainty of type {kind!r} is not supported; give a standard deviation, variance or inverse variance")
+    return out if out_unit is None else out * u.Unit(out_unit)
+
+
+def _flux_and_sigma_values(flux, sigma, meta) -> tuple[np.ndarray, np.ndarray]:
+    """Flux and σ as plain arrays in one unit: σ given as a ``Quantity`` is converted to the flux's unit (a flux
+    in counts with σ in another unit would otherwise be a wrong likelihood); the flux unit goes to ``meta``."""
+    from astropy import units as u
+
+    sigma = _uncertainty_as_sigma(sigma)
+    flux_unit = flux.unit if isinstance(flux, u.Quantity) else None
+    if flux_unit is not None:
+        meta.setdefault("flux_unit", flux_unit.to_string())
+        flux = flux.value
+    if isinstance(sigma, u.Quantity):
+        target = flux_unit if flux_unit is not None else u.dimensionless_unscaled
+        try:
+            sigma = sigma.to_value(target)
+        except u.UnitConversionError:
+            raise SpectrumError(
+                f"the uncertainties are in {sigma.unit} but the flux is in {target.to_string() or 'no unit'}; give them in "
+                "the same (or convertible) units"
+            ) from None
+    return flux, sigma
 
 
 def _check_segments_contiguous(segments):
@@ -223,7 +327,7 @@ def _wavelength_in_angstrom(values, unit, where: str) -> np.ndarray:
         if finite.size and np.median(finite) < 1000.0:
             raise SpectrumError(
                 f"{where}: wavelengths without a unit are read as Å, but their median {np.median(finite):g} looks like "
-                "nm or µm; pass wavelength_unit='nm' or 'um' (or 'Angstrom' to insist)"
+                "nm or µm; pass wavelength_unit='nm' or 'um' (CLI: --wavelength-unit nm), or 'Angstrom' to insist"
             )
         return wl
     return (wl * unit).to_value(u.AA)
@@ -318,7 +422,7 @@ def _read_fits(path, format, hdu, row, cols, unit):
             if table_hdu is not None:
                 return _from_table_columns(_fits_table_columns(table_hdu), cols, unit, f"{path.name}[{table_hdu.name}]", dict(table_hdu.header))
             if format == "fits-table":
-                raise SpectrumError(f"{path.name}: no binary table with a wavelength column; give hdu= or wavelength_col=")
+                raise SpectrumError(f"{path.name}: no binary table with a wavelength column; give hdu= or wavelength_col= (CLI: --hdu, --wavelength-col)")
         if format == "apogee" or (format is None and _looks_like_apogee(hdul)):
             return _read_apogee(hdul, path, row, unit)
         if format == "galah" or (format is None and _looks_like_galah(hdul)):
@@ -357,10 +461,10 @@ def _from_table_columns(columns: Mapping[str, tuple[np.ndarray, Any]], cols, uni
     meta = {"format": "table", "header": _simple_header(header)}
     wl_name = _find(lower, _WAVELENGTH_NAMES, cols["wavelength"], "wavelength column")
     if wl_name is None:
-        raise SpectrumError(f"{where}: no wavelength column (looked for {', '.join(_WAVELENGTH_NAMES)}); pass wavelength_col=")
+        raise SpectrumError(f"{where}: no wavelength column (looked for {', '.join(_WAVELENGTH_NAMES)}); pass wavelength_col=NAME (CLI: --wavelength-col NAME)")
     flux_name = _find(lower, _FLUX_NAMES, cols["flux"], "flux column")
     if flux_name is None:
-        raise SpectrumError(f"{where}: no flux column (looked for {', '.join(_FLUX_NAMES)}); pass flux_col=")
+        raise SpectrumError(f"{where}: no flux column (looked for {', '.join(_FLUX_NAMES)}); pass flux_col=NAME (CLI: --flux-col NAME)")
     wl_raw, wl_unit = columns[wl_name]
     if wl_name.lower() == "loglam":
         wl = 10.0 ** np.asarray(wl_raw, dtype=np.float64)
@@ -393,7 +497,19 @@ def _from_table_columns(columns: Mapping[str, tuple[np.ndarray, Any]], cols, uni
     meta["columns"] = {"wavelength": wl_name, "flux": flux_name, "error": err_name or ivar_name or var_name}
     if flux_unit is not None:
         meta["flux_unit"] = str(flux_unit)
-    return dict(wavelength=wl, flux=flux, sigma=sigma, mask=mask, segments=segments, meta=meta, header=header, medium_hint=_medium_from_header(header, wl_name))
+    wl_unit_record = ("log10 Angstrom", "format") if wl_name.lower() == "loglam" else _unit_record(unit, wl_unit)
+    return dict(wavelength=wl, flux=flux, sigma=sigma, mask=mask, segments=segments, meta=meta, header=header,
+                medium_hint=_medium_from_header(header, wl_name), wavelength_unit=wl_unit_record)
+
+
+def _unit_record(caller_unit, file_unit) -> tuple[str, str]:
+    """(unit, who said so) of the wavelengths: the caller's unit, else the file's (if readable), else Å by default."""
+    if caller_unit is not None:
+        return caller_unit.to_string(), "caller"
+    known = _to_unit_quiet(file_unit)
+    if known is not None:
+        return known.to_string(), "header"
+    return "Angstrom", "default"
 
 
 def _to_unit_quiet(unit):
@@ -425,7 +541,7 @@ def _as_bool_mask(values, name):
         if not np.all(np.isin(arr, (0, 1))):
             raise SpectrumError(
                 f"mask column {name!r} must be boolean or 0/1 with 1 = use the pixel; for bit masks name the column "
-                "'bitmask' (non-zero = bad) or pass mask_col=None"
+                "'bitmask' (non-zero = bad)"
             )
         return arr.astype(bool)
     if arr.dtype.kind in "US":
@@ -550,7 +666,15 @@ def _read_fits_image(hdul, flux_hdu, path, row, unit):
         else:
             sigma = err
     header = {**dict(hdul[0].header), **dict(flux_hdu.header)}
-    return dict(wavelength=wl, flux=data, sigma=sigma, mask=mask, segments=None, meta=meta, header=header, medium_hint=_medium_from_header(header))
+    return dict(wavelength=wl, flux=data, sigma=sigma, mask=mask, segments=None, meta=meta, header=header,
+                medium_hint=_medium_from_header(header), wavelength_unit=_wcs_unit_record(flux_hdu.header, unit))
+
+
+def _wcs_unit_record(header, caller_unit) -> tuple[str, str]:
+    ctype = str(header.get("CTYPE1", "")).upper()
+    if int(header.get("DC-FLAG", 0)) == 1 or ctype.startswith("LOG-LINEAR") or ctype == "LOGLAM":
+        return ("log10 " + caller_unit.to_string(), "caller") if caller_unit is not None else ("log10 Angstrom", "format")
+    return _unit_record(caller_unit, header.get("CUNIT1"))
 
 
 def _read_apogee(hdul, path, row, unit):
@@ -568,7 +692,8 @@ def _read_apogee(hdul, path, row, unit):
     if np.any(gap):
         _note(meta, f"{int(gap.sum())} APOGEE pixel(s) with zero flux or no valid error (chip gaps) were masked", warn=False)
     sigma = np.where(gap, np.nan, err)
-    return dict(wavelength=wl, flux=flux, sigma=sigma, mask=~gap, segments=None, meta=meta, header=dict(hdul[0].header), medium_hint="vacuum")
+    return dict(wavelength=wl, flux=flux, sigma=sigma, mask=~gap, segments=None, meta=meta, header=dict(hdul[0].header),
+                medium_hint="vacuum", medium_hint_source="format", wavelength_unit=_wcs_unit_record(hdul[1].header, unit))
 
 
 _GALAH_MIN_HDUS = 5
@@ -647,12 +772,12 @@ def _read_galah(hdul, path, hdu, unit):
     problem = _galah_layout_problem(hdul)
     if problem is not None:
         raise SpectrumError(
-            f"{path.name}: not a GALAH DR3 spectrum: {problem}; pass format='fits-image' (or 'fits-table') to read it "
+            f"{path.name}: not a GALAH DR3 spectrum: {problem}; pass format='fits-image' or 'fits-table' (CLI: --format fits-image) to read it "
             "as a plain FITS spectrum"
         )
     flux_idx = 4 if hdu is None else hdu
     if flux_idx not in _GALAH_HDUS:
-        raise SpectrumError(f"{path.name}: GALAH DR3 flux is HDU4 (normalised, default) or HDU0 (unnormalised); got hdu={hdu!r}")
+        raise SpectrumError(f"{path.name}: GALAH DR3 flux is HDU4 (normalised, default) or HDU0 (unnormalised); got hdu={hdu!r} (CLI: --hdu 4 or --hdu 0)")
     flux_hdu, err_hdu = hdul[flux_idx], hdul[1]
     meta = {"format": "galah-dr3", "hdu": flux_idx, "flux": _GALAH_HDUS[flux_idx], "header": _simple_header(hdul[0].header)}
     ids = _galah_ccd(path)
@@ -676,8 +801,10 @@ def _read_galah(hdul, path, hdu, unit):
         _note(meta, f"{int(bad.sum())} GALAH pixel(s) whose σ = |relative error × flux| is not finite and positive were masked")
     header = {**dict(hdul[0].header), **dict(flux_hdu.header)}
     # GALAH is air; honour an explicit medium keyword, but not a generic CTYPE1 = 'WAVE' written by IRAF
-    hint = _medium_from_header({k: v for k, v in header.items() if k != "CTYPE1"}) or "air"
-    return dict(wavelength=wl, flux=flux, sigma=np.where(bad, np.nan, sigma), mask=~bad, segments=None, meta=meta, header=header, medium_hint=hint)
+    hint = _medium_from_header({k: v for k, v in header.items() if k != "CTYPE1"})
+    return dict(wavelength=wl, flux=flux, sigma=np.where(bad, np.nan, sigma), mask=~bad, segments=None, meta=meta, header=header,
+                medium_hint=hint or "air", medium_hint_source="header" if hint else "format",
+                wavelength_unit=_wcs_unit_record(flux_hdu.header, unit))
 
 
 def _read_ascii(path, cols, unit):
@@ -708,12 +835,7 @@ def _finalise(raw, *, medium, default_snr, resolution) -> Spectrum:
     sigma = raw.get("sigma")
     header = raw.get("header", {})
 
-    # medium
-    hint = raw.get("medium_hint")
-    if medium is None:
-        medium = hint or "vacuum"
-        if hint is None:
-            _note(meta, "the file does not say whether wavelengths are in air or vacuum; assumed vacuum (pass medium='air' if not)", warn=False)
+    medium, medium_source = _choose_medium(medium, raw.get("medium_hint"), raw.get("medium_hint_source", "header"), meta)
     meta["medium_in_file"] = medium
     if not np.all(np.isfinite(wl)):
         i = int(np.flatnonzero(~np.isfinite(wl))[0])
@@ -748,7 +870,7 @@ def _finalise(raw, *, medium, default_snr, resolution) -> Spectrum:
         if default_snr is None:
             raise SpectrumError(
                 "the spectrum has no uncertainty column/extension (looked for error/err/sigma/uncertainty, ivar, "
-                "variance); add one, or pass default_snr=<S/N per pixel> (CLI: --assume-snr) to assume σ = flux/S/N"
+                "variance); add one, or pass default_snr=<S/N per pixel> (CLI: --snr S/N) to assume σ = |flux|/S/N"
             )
         sigma = _assumed_sigma(flux, mask, default_snr)
         _note(meta, f"no uncertainties in the file: assumed σ = |flux| / {default_snr:g}")
@@ -761,7 +883,7 @@ def _finalise(raw, *, medium, default_snr, resolution) -> Spectrum:
                 raise SpectrumError(
                     f"{int(bad_sigma.sum())} pixel(s) have non-positive or non-finite uncertainties (first: pixel {i} at "
                     f"{wl[i]:.3f} Å, σ = {sigma[i]}); fix the error column, mask those pixels, or pass "
-                    "default_snr=<S/N> (CLI: --assume-snr) to fill them with σ = flux/S/N"
+                    "default_snr=<S/N> (CLI: --snr S/N) to fill them with σ = |flux|/S/N"
                 )
             sigma = np.where(bad_sigma, _assumed_sigma(flux, mask, default_snr), sigma)
             _note(meta, f"{int(bad_sigma.sum())} pixel(s) had unusable uncertainties: assumed σ = |flux| / {default_snr:g}")
@@ -777,7 +899,26 @@ def _finalise(raw, *, medium, default_snr, resolution) -> Spectrum:
     # masked pixels may hold anything; keep them finite so downstream arithmetic stays clean
     flux = np.where(np.isfinite(flux), flux, 0.0)
     sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, np.inf)
-    return Spectrum(wl, flux, sigma, mask, segments, meta, resolution)
+    unit_text, unit_source = raw.get("wavelength_unit") or ("Angstrom", "default")
+    return Spectrum(wl, flux, sigma, mask, segments, meta, resolution, input_medium=medium, medium_source=medium_source,
+                    input_wavelength_unit=unit_text, wavelength_unit_source=unit_source)
+
+
+def _choose_medium(medium, hint, hint_source, meta) -> tuple[str, str]:
+    """(medium, who said so): the caller wins over the file (with a note when they disagree); with neither, vacuum
+    is assumed and said, because an air spectrum read as vacuum fits RV ≈ −82.7 km/s and looks fine otherwise."""
+    if medium is not None:
+        if hint is not None and hint != medium:
+            _note(meta, f"the file says its wavelengths are in {hint} ({hint_source}) but medium={medium!r} was given; using {medium}")
+        return medium, "caller"
+    if hint is not None:
+        return hint, hint_source
+    _note(
+        meta,
+        "the file does not say whether its wavelengths are in air or vacuum; assumed vacuum. If they are air "
+        "wavelengths pass medium='air' (CLI: --medium air): read as vacuum they shift the fitted RV by about -83 km/s",
+    )
+    return "vacuum", "default"
 
 
 def _ordered_unique(a):

@@ -1,0 +1,117 @@
+"""Issue #23: what a reader assumed is recorded and said; inputs a fit cannot use are refused with a fix."""
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.io import fits
+from astropy.table import Table
+from click.testing import CliRunner
+
+from stellarinf.cli import cli
+from stellarinf.commands.options import read_options_kwargs
+from stellarinf.errors import SpectrumError, StellarinfError
+from stellarinf.io.spectrum import Spectrum, SpectrumWarning, read_spectrum
+from stellarinf.wavelength import air_to_vacuum, air_vacuum_rv_offset, rv_medium_warning
+
+
+def toy(n=200, w0=6500.0):
+    wl = np.linspace(w0, w0 + 40.0, n)
+    flux = 1.0 - 0.5 * np.exp(-0.5 * ((wl - w0 - 20.0) / 0.3) ** 2)
+    return wl, flux, np.full(n, 0.02)
+
+
+def write_csv(path, wl, flux, sigma=None, **extra):
+    cols = {"wavelength": wl, "flux": flux, **extra}
+    if sigma is not None:
+        cols["error"] = sigma
+    Table(cols).write(path, format="ascii.csv")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ medium
+def test_medium_assumed_vacuum_is_said_and_recorded(tmp_path):
+    wl, flux, sigma = toy()
+    path = write_csv(tmp_path / "s.csv", wl, flux, sigma)
+    with pytest.warns(SpectrumWarning, match="assumed vacuum.*--medium air"):
+        spec = read_spectrum(path)
+    assert (spec.input_medium, spec.medium_source) == ("vacuum", "default")
+    np.testing.assert_array_equal(spec.wavelength, wl)
+    prov = spec.provenance()
+    assert prov["input_medium"] == "vacuum" and prov["medium_source"] == "default" and prov["source"] == str(path)
+    # the caller says air: converted, recorded as the caller's word, survives select()
+    air = read_spectrum(path, medium="air")
+    assert (air.input_medium, air.medium_source) == ("air", "caller")
+    np.testing.assert_allclose(air.wavelength, air_to_vacuum(wl), rtol=1e-13)
+    sub = air.select(air.wavelength > 6515.0)
+    assert (sub.input_medium, sub.medium_source) == ("air", "caller")
+
+
+def test_medium_from_header_and_caller_disagreeing_with_it(tmp_path):
+    wl, flux, sigma = toy()
+    hdu = fits.table_to_hdu(Table({"wavelength": wl, "flux": flux, "error": sigma}))
+    hdu.header["AIRORVAC"] = "air"
+    path = tmp_path / "air.fits"
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+    spec = read_spectrum(path)
+    assert (spec.input_medium, spec.medium_source) == ("air", "header")
+    with pytest.warns(SpectrumWarning, match="file says its wavelengths are in air .* medium='vacuum' was given"):
+        forced = read_spectrum(path, medium="vacuum")
+    assert (forced.input_medium, forced.medium_source) == ("vacuum", "caller")
+    np.testing.assert_array_equal(forced.wavelength, wl)
+
+
+def test_wavelength_unit_recorded_with_its_source(tmp_path):
+    wl, flux, sigma = toy()
+    path = write_csv(tmp_path / "nm.csv", wl / 10.0, flux, sigma)
+    with pytest.raises(SpectrumError, match="--wavelength-unit nm"):  # the CLI user is told the CLI option
+        read_spectrum(path, medium="vacuum")
+    spec = read_spectrum(path, medium="vacuum", wavelength_unit="nm")
+    np.testing.assert_allclose(spec.wavelength, wl, rtol=1e-14)
+    assert (spec.input_wavelength_unit, spec.wavelength_unit_source) == ("nm", "caller")
+    t = Table({"wavelength": wl / 1e4 * u.um, "flux": flux, "error": sigma})
+    t.write(tmp_path / "um.ecsv")
+    spec = read_spectrum(tmp_path / "um.ecsv", medium="vacuum")
+    assert spec.wavelength_unit_source == "header" and u.Unit(spec.input_wavelength_unit) == u.um
+    np.testing.assert_allclose(spec.wavelength, wl, rtol=1e-13)
+    plain = read_spectrum(write_csv(tmp_path / "aa.csv", wl, flux, sigma), medium="vacuum")
+    assert (plain.input_wavelength_unit, plain.wavelength_unit_source) == ("Angstrom", "default")
+
+
+# --------------------------------------------------------------------------------------- RV vs medium
+def test_air_vacuum_rv_offset_matches_halpha():
+    # Hα: 6564.614 Å in vacuum, 6562.801 Å in air (NIST) → an air spectrum read as vacuum shows RV = c (air/vac − 1)
+    expected = 299792.458 * (6562.801 / 6564.614 - 1.0)
+    assert expected == pytest.approx(-82.80, abs=0.01)
+    assert air_vacuum_rv_offset([6564.614]) == pytest.approx(expected, abs=0.05)
+    assert air_vacuum_rv_offset(np.linspace(6480, 6740, 50)) == pytest.approx(-82.78, abs=0.05)
+
+
+def test_rv_medium_warning():
+    wl = np.linspace(6480.0, 6740.0, 1000)
+    msg = rv_medium_warning(-82.1, wl, "vacuum", medium_source="default")
+    assert msg is not None and "--medium air" in msg and "assumed" in msg
+    assert rv_medium_warning(+82.9, wl, "air", medium_source="format") is not None
+    assert "--medium vacuum" in rv_medium_warning(+82.9, wl, "air")
+    assert rv_medium_warning(0.0, wl, "vacuum") is None
+    assert rv_medium_warning(-82.7, wl, "air") is None  # read as air: −82.7 is not the suspicious side
+    assert rv_medium_warning(-75.0, wl, "vacuum") is None  # 7.8 km/s away
+    assert rv_medium_warning(-75.0, wl, "vacuum", rv_sigma_kms=2.0) is not None  # within 3 + 3σ
+    assert rv_medium_warning(float("nan"), wl, "vacuum") is None
+    with pytest.raises(StellarinfError, match="medium"):
+        rv_medium_warning(0.0, wl, "water")
+
+
+# ------------------------------------------------------------------------------------------ CLI options
+def test_read_options_reach_the_reader_through_the_cli(tmp_path):
+    wl, flux, sigma = toy()
+    path = write_csv(tmp_path / "odd.csv", wl / 10.0, flux, None, noise_col=sigma)
+    Table({"lam_nm": wl / 10.0, "counts": flux, "noise_col": sigma}).write(path, format="ascii.csv", overwrite=True)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["inspect", str(path)])
+    assert res.exit_code == 3 and "--wavelength-col" in res.output, res.output
+    res = runner.invoke(cli, ["inspect", str(path), "--wavelength-col", "lam_nm", "--flux-col", "counts", "--error-col",
+                              "noise_col", "--wavelength-unit", "nm", "--medium", "air"])
+    assert res.exit_code == 0, res.output
+    vac = air_to_vacuum(wl)
+    assert f"{vac.min():.3f}–{vac.max():.3f} Å vacuum; read as air (caller), unit nm (caller)" in res.output
+    assert read_options_kwargs({"medium": "air", "snr": 50.0, "flux_col": None, "other": 1}) == {"medium": "air", "default_snr": 50.0}
