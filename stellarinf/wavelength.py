@@ -142,4 +142,4 @@ def get_window(name: str) -> Window:
     try:
         return WINDOWS[name]
     except KeyError:
-        raise WavelengthError(f"unknown window {name!r}; choose one of {', '.join(WINDOWS)} or give --wmin/--wmax") from None
+        raise WavelengthError(f"unknown window {name!r}; choose one of {', '.join(WINDOWS)}") from None
