@@ -115,3 +115,58 @@ def test_read_options_reach_the_reader_through_the_cli(tmp_path):
     vac = air_to_vacuum(wl)
     assert f"{vac.min():.3f}–{vac.max():.3f} Å vacuum; read as air (caller), unit nm (caller)" in res.output
     assert read_options_kwargs({"medium": "air", "snr": 50.0, "flux_col": None, "other": 1}) == {"medium": "air", "default_snr": 50.0}
+
+
+# ------------------------------------------------------------------------------------- fit-readiness
+def test_validate_for_fit_refuses_too_few_pixels_and_structureless_flux():
+    from stellarinf.io.validate import usable_pixels, validate_for_fit
+
+    wl, flux, sigma = toy(n=40)
+    spec = Spectrum(wl, flux, sigma)
+    assert validate_for_fit(spec, 16) == 40
+    five = spec.select(np.abs(np.arange(40) - 20) <= 2)  # 5 pixels across the line
+    with pytest.raises(SpectrumError, match="5 usable pixel\\(s\\) but the fit has 16 free parameters.*at least 17"):
+        validate_for_fit(five, 16)
+    assert validate_for_fit(five, 4) == 5
+    masked = Spectrum(wl, flux, sigma, mask=np.arange(40) < 16)  # 16 usable pixels for 16 parameters: dof 0
+    assert usable_pixels(masked).sum() == 16
+    with pytest.raises(SpectrumError, match="16 usable"):
+        validate_for_fit(masked, 16)
+    with pytest.raises(SpectrumError, match="flux is zero at all 40"):
+        validate_for_fit(Spectrum(wl, np.zeros(40), sigma), 3)
+    with pytest.raises(SpectrumError, match="flux is constant \\(1\\) at all 40"):
+        validate_for_fit(Spectrum(wl, np.ones(40), sigma), 3)
+    # a constant over the used pixels, even if the masked ones differ
+    with pytest.raises(SpectrumError, match="constant"):
+        validate_for_fit(Spectrum(wl, np.where(np.arange(40) < 30, 2.0, 5.0), sigma, mask=np.arange(40) < 30), 3)
+
+
+def test_all_nan_flux_and_all_zero_errors_are_clear_errors(tmp_path):
+    wl, flux, sigma = toy()
+    with pytest.raises(SpectrumError, match="every pixel is masked"), pytest.warns(SpectrumWarning):
+        read_spectrum(write_csv(tmp_path / "nan.csv", wl, np.full(wl.size, np.nan), sigma), medium="vacuum")
+    zero = write_csv(tmp_path / "zero.csv", wl, flux, np.zeros(wl.size))
+    with pytest.raises(SpectrumError, match="zero, negative or NaN at every pixel.*--snr"):
+        read_spectrum(zero, medium="vacuum")
+    with pytest.warns(SpectrumWarning, match="assumed σ = \\|flux\\| / 80"):
+        spec = read_spectrum(zero, medium="vacuum", default_snr=80.0)
+    np.testing.assert_allclose(spec.sigma, flux / 80.0)
+    with pytest.raises(SpectrumError, match="no uncertainty column.*--snr"):
+        read_spectrum(write_csv(tmp_path / "none.csv", wl, flux), medium="vacuum")
+    res = CliRunner().invoke(cli, ["inspect", str(zero), "--medium", "vacuum"])
+    assert res.exit_code == 3 and "--snr" in res.output
+    res = CliRunner().invoke(cli, ["inspect", str(zero), "--medium", "vacuum", "--snr", "80"])
+    assert res.exit_code == 0 and "median S/N per pixel 80" in res.output, res.output
+
+
+def test_fixed_labels_outside_the_box_are_refused():
+    from stellarinf.errors import LabelError
+    from stellarinf.io.validate import validate_fixed_labels
+    from stellarinf.labels import LabelSpace
+
+    space = LabelSpace.from_bounds({"teff": (4000.0, 7000.0), "logg": (1.0, 5.0)})
+    assert validate_fixed_labels({"teff": 5000, "vmacro": 0.0}, space) == {"teff": 5000.0, "vmacro": 0.0}
+    with pytest.raises(LabelError, match="teff=50000 is outside the model's training box \\[4000, 7000\\]"):
+        validate_fixed_labels({"teff": 50000.0}, space)
+    with pytest.raises(LabelError, match="finite"):
+        validate_fixed_labels({"logg": float("nan")}, space)

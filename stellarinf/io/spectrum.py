@@ -878,6 +878,13 @@ def _finalise(raw, *, medium, default_snr, resolution) -> Spectrum:
         sigma = np.asarray(sigma, dtype=np.float64)
         bad_sigma = mask & ~(np.isfinite(sigma) & (sigma > 0))
         if np.any(bad_sigma):
+            if default_snr is None and np.array_equal(bad_sigma, mask):
+                col = (meta.get("columns") or {}).get("error")
+                raise SpectrumError(
+                    f"the uncertainties{f' (column {col!r})' if col else ''} are zero, negative or NaN at every pixel, so "
+                    "the file gives no noise level; fix them, or pass default_snr=<S/N per pixel> (CLI: --snr S/N) to "
+                    "assume σ = |flux|/S/N"
+                )
             if default_snr is None:
                 i = int(np.flatnonzero(bad_sigma)[0])
                 raise SpectrumError(
