@@ -170,3 +170,56 @@ def test_fixed_labels_outside_the_box_are_refused():
         validate_fixed_labels({"teff": 50000.0}, space)
     with pytest.raises(LabelError, match="finite"):
         validate_fixed_labels({"logg": float("nan")}, space)
+
+
+# ------------------------------------------------------------------------------------------- specutils
+def test_specutils_round_trip_with_units_uncertainty_and_mask():
+    specutils = pytest.importorskip("specutils")
+    from astropy.nddata import InverseVariance, StdDevUncertainty
+
+    SpecutilsSpectrum = getattr(specutils, "Spectrum", None) or specutils.Spectrum1D
+    wl, flux, sigma = toy(n=120)
+    bad = np.zeros(wl.size, bool)
+    bad[[3, 40]] = True  # specutils: True = bad pixel
+    unit = u.erg / u.s / u.cm**2 / u.AA
+    s1 = SpecutilsSpectrum(spectral_axis=wl / 10.0 * u.nm, flux=flux * unit, uncertainty=StdDevUncertainty(sigma * unit), mask=bad)
+    spec = read_spectrum(s1, medium="vacuum")
+    np.testing.assert_allclose(spec.wavelength, wl, rtol=1e-14)
+    np.testing.assert_array_equal(spec.flux, flux)
+    np.testing.assert_allclose(spec.sigma[~bad], sigma[~bad])
+    np.testing.assert_array_equal(spec.mask, ~bad)
+    assert spec.meta["format"] == "specutils" and u.Unit(spec.meta["flux_unit"]) == unit
+    assert (spec.input_wavelength_unit, spec.wavelength_unit_source) == ("nm", "header")
+    # and back: same arrays, specutils' mask convention
+    back = spec.to_specutils()
+    np.testing.assert_allclose(back.spectral_axis.to_value(u.AA), wl, rtol=1e-14)
+    np.testing.assert_array_equal(back.mask, bad)
+    again = Spectrum.from_specutils(back, medium="vacuum")
+    np.testing.assert_array_equal(again.flux, spec.flux)
+    np.testing.assert_allclose(again.sigma[again.mask], spec.sigma[spec.mask])
+    # inverse variance in another unit; air by the caller
+    ivar = InverseVariance(1.0 / (sigma * 10.0) ** 2 / (u.erg / u.s / u.cm**2 / u.nm) ** 2)
+    s2 = SpecutilsSpectrum(spectral_axis=wl * u.AA, flux=flux * unit, uncertainty=ivar)
+    spec2 = read_spectrum(s2, medium="air")
+    np.testing.assert_allclose(spec2.sigma, sigma, rtol=1e-12)  # 10σ per nm = σ per Å
+    np.testing.assert_allclose(spec2.wavelength, air_to_vacuum(wl), rtol=1e-13)
+    assert (spec2.input_medium, spec2.medium_source) == ("air", "caller")
+    # no uncertainty: the usual clear error
+    with pytest.raises(SpectrumError, match="no uncertainty.*--snr"):
+        read_spectrum(SpecutilsSpectrum(spectral_axis=wl * u.AA, flux=flux * unit), medium="vacuum")
+
+
+def test_specutils_like_objects_by_duck_typing_and_wrong_types():
+    class Fake:  # the attributes read_spectrum uses, without specutils
+        spectral_axis = np.linspace(0.65, 0.654, 50) * u.um
+        flux = (1.0 + 0.1 * np.cos(np.arange(50))) * u.dimensionless_unscaled
+        uncertainty = None
+        mask = None
+        meta = {"header": {"AIRORVAC": "air"}}
+
+    spec = read_spectrum(Fake(), default_snr=100.0)
+    assert (spec.input_medium, spec.medium_source) == ("air", "header")
+    np.testing.assert_allclose(spec.wavelength, air_to_vacuum(np.linspace(6500.0, 6540.0, 50)), rtol=1e-13)
+    np.testing.assert_allclose(spec.sigma, np.abs(Fake.flux.value) / 100.0)
+    with pytest.raises(SpectrumError, match="file path or a specutils.*not a list"):
+        read_spectrum([1, 2, 3])

@@ -170,6 +170,32 @@ class Spectrum:
             segments=self.segments[keep], meta=meta,
         )
 
+    @classmethod
+    def from_specutils(cls, spectrum, **kwargs) -> "Spectrum":
+        """A specutils ``Spectrum``/``Spectrum1D`` (units, uncertainty, mask) → :class:`Spectrum`; ``kwargs`` as
+        for :func:`read_spectrum` (``medium=``, ``default_snr=``, ``resolution=``, ``row=``)."""
+        return read_spectrum(spectrum, **kwargs)
+
+    def to_specutils(self):
+        """This spectrum as a ``specutils.Spectrum`` (``Spectrum1D`` on specutils < 2): vacuum Å axis, flux in
+        ``meta['flux_unit']`` (dimensionless if unknown), σ as ``StdDevUncertainty``, specutils mask (True = bad)."""
+        from astropy import units as u
+        from astropy.nddata import StdDevUncertainty
+
+        try:
+            from specutils import Spectrum as SpecutilsSpectrum
+        except ImportError:
+            try:
+                from specutils import Spectrum1D as SpecutilsSpectrum
+            except ImportError:
+                raise SpectrumError("to_specutils needs specutils: pip install 'stellarinf[specutils]'") from None
+        unit = u.Unit(self.meta.get("flux_unit", "")) if self.meta.get("flux_unit") else u.dimensionless_unscaled
+        sigma = np.where(np.isfinite(self.sigma), self.sigma, np.nan)
+        return SpecutilsSpectrum(
+            spectral_axis=self.wavelength * u.AA, flux=self.flux * unit, uncertainty=StdDevUncertainty(sigma * unit),
+            mask=~self.mask,
+        )
+
     def provenance(self) -> dict:
         """What was read or assumed about the wavelengths (and where from), for outputs to record: a fit of an
         air spectrum read as vacuum is wrong by ~82.7 km/s in RV, and only this record tells a reader why."""
@@ -369,7 +395,8 @@ def read_spectrum(
 
     Args:
         path: FITS (``.fits``, ``.fit``, ``.fts``, optionally ``.gz``) or text (``.csv``, ``.txt``, ``.dat``,
-            ``.ecsv``, ...) file.
+            ``.ecsv``, ...) file; or a specutils ``Spectrum``/``Spectrum1D`` (its axis unit, uncertainty and mask
+            are used; ``medium`` from its WCS/header when they say, else as for files).
         format: ``"fits-table"``, ``"fits-image"``, ``"apogee"``, ``"galah"``, ``"ascii"`` or None (detect).
         medium: ``"vacuum"``, ``"air"`` or None (from the header when it says, else vacuum, noted in meta).
         wavelength_unit: unit of the wavelengths when the file has none (or to override it), e.g. ``"nm"``.
@@ -385,6 +412,14 @@ def read_spectrum(
     is reversed (with a note); unsorted or duplicated wavelengths, missing or non-positive uncertainties
     and fully masked spectra raise :class:`SpectrumError`.
     """
+    if _is_specutils_like(path):
+        raw = _from_specutils(path, row, wavelength_unit)
+        return _finalise(raw, medium=medium, default_snr=default_snr, resolution=resolution)
+    if not isinstance(path, (str, os.PathLike)):
+        raise SpectrumError(
+            f"read_spectrum takes a file path or a specutils Spectrum/Spectrum1D, not a {type(path).__name__}; for arrays "
+            "use Spectrum(wavelength, flux, sigma)"
+        )
     path = Path(path)
     if not path.exists():
         raise SpectrumError(f"spectrum file {str(path)!r} does not exist; check the path")
@@ -402,6 +437,59 @@ def read_spectrum(
         raw = _read_ascii(path, cols, unit)
     raw["meta"]["source"] = str(path)
     return _finalise(raw, medium=medium, default_snr=default_snr, resolution=resolution)
+
+
+def _is_specutils_like(obj) -> bool:
+    """Duck typing: a specutils ``Spectrum``/``Spectrum1D`` (or anything with the same attributes) has a
+    ``spectral_axis`` and a ``flux``, both ``Quantity``."""
+    return not isinstance(obj, (str, os.PathLike)) and hasattr(obj, "spectral_axis") and hasattr(obj, "flux")
+
+
+def _from_specutils(obj, row, wavelength_unit):
+    """The reader's raw record from a specutils spectrum: its axis unit, its uncertainty type (std, var, ivar),
+    its mask (True = bad there, inverted here), and air wavelengths when its WCS or header says ``AWAV``/air."""
+    from astropy import units as u
+
+    if wavelength_unit is not None:
+        raise SpectrumError("a specutils spectrum carries the unit of its spectral axis; drop wavelength_unit")
+    meta = {"format": "specutils", "header": {}, "source": f"<{type(obj).__module__}.{type(obj).__name__}>"}
+    axis = obj.spectral_axis
+    if not isinstance(axis, u.Quantity):
+        raise SpectrumError(f"the spectral axis of this {type(obj).__name__} has no unit; give it one (e.g. * u.AA)")
+    wl, unit_text = _spectral_axis_in_angstrom(axis)
+    flux = obj.flux
+    sigma = _uncertainty_as_sigma(obj.uncertainty) if getattr(obj, "uncertainty", None) is not None else None
+    flux_unit = flux.unit if isinstance(flux, u.Quantity) else None
+    flux_values, sigma_values = _flux_and_sigma_values(flux, sigma, meta)
+    flux_values = np.asarray(flux_values, dtype=np.float64)
+    mask_bad = getattr(obj, "mask", None)
+    mask_bad = np.zeros(flux_values.shape, bool) if mask_bad is None else np.asarray(mask_bad, bool)
+    if flux_values.ndim == 2:
+        if not 0 <= row < flux_values.shape[0]:
+            raise SpectrumError(f"row {row} does not exist; this specutils spectrum holds {flux_values.shape[0]} spectra")
+        _note(meta, f"specutils flux is 2-D {flux_values.shape}; using row {row}", warn=False)
+        flux_values = flux_values[row]
+        sigma_values = None if sigma_values is None else np.asarray(sigma_values)[row]
+        mask_bad = mask_bad[row] if mask_bad.ndim == 2 else mask_bad
+    if flux_values.shape != wl.shape:
+        raise SpectrumError(f"the flux has {flux_values.shape} values but the spectral axis {wl.shape}; give one per pixel")
+    # a frequency/energy axis is increasing in ν: the λ order is then descending and _finalise reverses it
+    header = dict(getattr(obj, "meta", {}) or {}).get("header") or {}
+    header = {str(k): v for k, v in dict(header).items()}
+    hint = _medium_from_header(header)
+    try:
+        ctype = str(obj.wcs.wcs.ctype[0]).upper()
+        if ctype.startswith("AWAV"):
+            hint = "air"
+        elif ctype.startswith("WAVE") and hint is None:
+            hint = "vacuum"
+    except (AttributeError, IndexError, TypeError):
+        pass
+    if flux_unit is not None:
+        meta["flux_unit"] = flux_unit.to_string()
+    sigma_out = None if sigma_values is None else np.asarray(sigma_values, dtype=np.float64)
+    return dict(wavelength=wl, flux=flux_values, sigma=sigma_out, mask=~mask_bad, segments=None, meta=meta,
+                header=_simple_header(header), medium_hint=hint, wavelength_unit=(unit_text, "header"))
 
 
 def _open_fits(path):
