@@ -223,3 +223,63 @@ def test_specutils_like_objects_by_duck_typing_and_wrong_types():
     np.testing.assert_allclose(spec.sigma, np.abs(Fake.flux.value) / 100.0)
     with pytest.raises(SpectrumError, match="file path or a specutils.*not a list"):
         read_spectrum([1, 2, 3])
+
+
+# ------------------------------------------------------------------------------------- GALAH versions
+def galah_iraf6_hdul(n=300, crval=6480.0, cdelt=0.05, version="6.0", names=None):
+    """A GALAH iraf-6.0 (DR4-era) reduced file: 8 1-D images on one linear air-Å WCS, as the reduction writes them."""
+    wl = crval + cdelt * np.arange(n)
+    line = 1.0 - 0.4 * np.exp(-0.5 * ((wl - wl[n // 2]) / 0.15) ** 2)
+    counts = 2000.0 * line
+    norm = line * 1.002
+    rel = np.full(n, 0.01)
+    rel[17] = 0.0
+    telluric = np.ones(n) - 0.2 * np.exp(-0.5 * ((wl - wl[40]) / 0.1) ** 2)
+    fwhm = wl / 28_500.0
+    names = names or ["", "normalized", "relative_error", "sky", "teluric", "scattered", "cross_talk", "resolution_profile"]
+    arrays = [counts, norm, rel, np.full(n, 30.0), telluric, np.full(n, 3.0), np.zeros(n), fwhm]
+    hdus = []
+    for i, (arr, name) in enumerate(zip(arrays, names)):
+        h = fits.Header({"CRVAL1": crval, "CDELT1": cdelt, "CRPIX1": 1.0, "CTYPE1": "Wavelength", "CUNIT1": "angstroms",
+                         "PIPE_VER": version, "ORIGIN": "IRAF reduction pipeline", "RES": 0.23, "INSTRUME": "HERMES-2dF"})
+        if name:
+            h["EXTNAME"] = name
+        hdus.append(fits.PrimaryHDU(arr, header=h) if i == 0 else fits.ImageHDU(arr, header=h))
+    return fits.HDUList(hdus), wl, counts, norm, rel
+
+
+def test_galah_iraf6_layout_is_read_by_its_own_rule(tmp_path):
+    hdul, wl_air, counts, norm, rel = galah_iraf6_hdul()
+    path = tmp_path / "2403150012013012.fits"
+    hdul.writeto(path)
+    with pytest.warns(SpectrumWarning, match="1 GALAH pixel"):
+        spec = read_spectrum(path)
+    assert spec.meta["format"] == "galah-iraf6" and spec.meta["reduction"] == "iraf 6.0" and spec.meta["ccd"] == 2
+    np.testing.assert_array_equal(spec.flux, norm)  # HDU1, not the telluric HDU4 the DR3 rule would take
+    np.testing.assert_allclose(spec.wavelength, air_to_vacuum(wl_air), rtol=0, atol=1e-6)
+    assert (spec.input_medium, spec.medium_source) == ("air", "format")
+    good = np.arange(wl_air.size) != 17
+    np.testing.assert_array_equal(spec.mask, good)
+    np.testing.assert_allclose(spec.sigma[good], 0.01 * norm[good], rtol=1e-12)
+    assert spec.resolution == pytest.approx(28_500.0, rel=1e-3)  # from the resolution profile (HDU7)
+    with pytest.warns(SpectrumWarning):
+        raw = read_spectrum(path, hdu=0)
+    np.testing.assert_array_equal(raw.flux, counts)
+    with pytest.raises(SpectrumError, match="HDU1 \\(normalised, default\\) or HDU0"):
+        read_spectrum(path, hdu=4)
+
+
+def test_galah_unknown_or_inconsistent_reduction_versions_are_refused(tmp_path):
+    hdul, *_ = galah_iraf6_hdul(version="7.1")
+    hdul.writeto(tmp_path / "v7.fits")
+    with pytest.raises(SpectrumError, match="version '7.1' \\(PIPE_VER\\) is not one this reader knows.*--format fits-image --hdu N"):
+        read_spectrum(tmp_path / "v7.fits")
+    # a 6.0 stamp on extensions that are not the 6.0 layout
+    hdul, *_ = galah_iraf6_hdul(names=["", "a", "b", "c", "d", "e", "f", "g"])
+    hdul.writeto(tmp_path / "odd.fits")
+    with pytest.raises(SpectrumError, match="version 6.0 \\(PIPE_VER\\) but its extensions"):
+        read_spectrum(tmp_path / "odd.fits")
+    # the escape hatch the message names works
+    with pytest.warns(SpectrumWarning):
+        plain = read_spectrum(tmp_path / "v7.fits", format="fits-image", hdu=1, default_snr=100.0)
+    assert plain.meta["format"] == "fits-image"

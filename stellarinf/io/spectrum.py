@@ -25,6 +25,12 @@ wavelengths at the edge. Supported inputs (``read_spectrum`` picks by extension 
   error placed on that HDU's pixels through the WCS (HDU4 of CCD 4 is shorter than HDU1). Each HDU has its own
   linear WCS in air Å (``CRPIX1 = 0`` is read as 1, as the GALAH tools do), converted to vacuum; pixels with
   unusable σ are masked with a warning.
+- **GALAH iraf 6.x** (DR4-era reduction; ``PIPE_VER = '6.0'``, ``ORIGIN = 'IRAF reduction pipeline'``, EXTNAMEs
+  normalized / relative_error / sky / teluric / scattered / cross_talk / resolution_profile): HDU1 normalised flux
+  (default; ``hdu=0`` for counts), σ = |HDU2 × flux|, one linear air-Å WCS, R = median λ/FWHM of HDU7. The
+  reduction version picks the layout; an unknown version, or extensions that do not match it, is refused
+  (:func:`galah_reduction`).
+- **specutils** ``Spectrum``/``Spectrum1D`` objects (``read_spectrum(obj)``): axis unit, uncertainty, mask.
 - **CSV / ASCII / ECSV** via ``astropy.io.ascii`` with the same column names as the FITS table.
 
 Bad input raises :class:`~stellarinf.errors.SpectrumError` saying what is wrong and how to fix it.
@@ -815,6 +821,8 @@ def _looks_like_galah(hdul) -> bool:
     h0 = hdul[0].header
     if "HERMES" in _header_text(h0, ("INSTRUME", "ORIGIN", "TELESCOP")):
         return True  # a HERMES file in another layout then fails in _read_galah with a clear message
+    if "PIPE_VER" in h0 and "IRAF REDUCTION PIPELINE" in _header_text(h0, ("ORIGIN",)):
+        return True  # the GALAH iraf reduction (DR4 era) stamps its version
     if _galah_layout_problem(hdul) is not None:
         return False
     extname4 = str(hdul[4].header.get("EXTNAME", "")).lower()
@@ -856,7 +864,51 @@ def _on_grid(values, wl_from, wl_to, where, meta) -> np.ndarray:
     return np.interp(wl_to, wl_from, values, left=np.nan, right=np.nan)
 
 
+# GALAH reductions by version (PIPE_VER in the primary header): "dr3" = iraf 5.x (DR3, 5 HDUs, normalised flux in
+# HDU4); "iraf6" = iraf 6.x (DR4 era, 8 HDUs: 0 flux in counts, 1 normalized, 2 relative_error, 3 sky, 4 teluric,
+# 5 scattered, 6 cross_talk, 7 resolution_profile = LSF FWHM in Å per pixel; one linear WCS for all).
+# Read with the other's rule, an iraf-6 file gives the telluric spectrum as flux and the normalised flux as error.
+_GALAH_IRAF6_EXTNAMES = {1: "normalized", 2: "relative_error", 4: "teluric"}
+_GALAH_IRAF6_HDUS = {0: "unnormalised", 1: "normalised"}
+
+
+def _extname(hdul, i) -> str:
+    return str(hdul[i].header.get("EXTNAME", "")).strip().lower() if i < len(hdul) else ""
+
+
+def galah_reduction(hdul, name: str = "this file") -> str:
+    """The GALAH layout of ``hdul`` from its reduction version: ``"dr3"`` or ``"iraf6"``; a version this reader does
+    not know, or a version whose extensions do not match it, raises :class:`SpectrumError` (reading a layout by
+    another's rule gives plausible-looking garbage: the telluric spectrum as flux)."""
+    version = str(hdul[0].header.get("PIPE_VER", "")).strip()
+    iraf6_names = all(_extname(hdul, i) == n for i, n in _GALAH_IRAF6_EXTNAMES.items())
+    plain = "pass format='fits-image' with hdu=N (CLI: --format fits-image --hdu N) to read one extension as a plain spectrum"
+    if not version:
+        return "iraf6" if iraf6_names else "dr3"
+    try:
+        major = int(float(version))
+    except ValueError:
+        major = None
+    if major is not None and major <= 5 and not iraf6_names:
+        return "dr3"
+    if major == 6 and iraf6_names:
+        return "iraf6"
+    names = ", ".join(f"{i}:{_extname(hdul, i) or '-'}" for i in range(len(hdul)))
+    if major == 6 or (major is not None and major <= 5):
+        raise SpectrumError(
+            f"{name}: GALAH reduction version {version} (PIPE_VER) but its extensions ({names}) are not that version's "
+            f"layout; the file may have been rewritten. {plain}"
+        )
+    raise SpectrumError(
+        f"{name}: GALAH reduction version {version!r} (PIPE_VER) is not one this reader knows (iraf 5.x = DR3, 6.x = DR4 "
+        f"era; extensions here: {names}). Reading it with another version's layout would take the wrong extension as "
+        f"the flux; {plain}"
+    )
+
+
 def _read_galah(hdul, path, hdu, unit):
+    if galah_reduction(hdul, path.name) == "iraf6":
+        return _read_galah_iraf6(hdul, path, hdu, unit)
     problem = _galah_layout_problem(hdul)
     if problem is not None:
         raise SpectrumError(
@@ -893,6 +945,44 @@ def _read_galah(hdul, path, hdu, unit):
     return dict(wavelength=wl, flux=flux, sigma=np.where(bad, np.nan, sigma), mask=~bad, segments=None, meta=meta, header=header,
                 medium_hint=hint or "air", medium_hint_source="header" if hint else "format",
                 wavelength_unit=_wcs_unit_record(flux_hdu.header, unit))
+
+
+def _read_galah_iraf6(hdul, path, hdu, unit):
+    """GALAH iraf 6.x (DR4 era): flux HDU1 (normalised, default) or HDU0 (counts), σ = |relative error (HDU2) × flux|
+    on the same pixels, resolving power = median λ / FWHM of the resolution profile (HDU7) when it has one."""
+    flux_idx = 1 if hdu is None else hdu
+    if flux_idx not in _GALAH_IRAF6_HDUS:
+        raise SpectrumError(
+            f"{path.name}: GALAH iraf-6 flux is HDU1 (normalised, default) or HDU0 (counts); got hdu={hdu!r} (CLI: --hdu 1 or --hdu 0)"
+        )
+    version = str(hdul[0].header.get("PIPE_VER", "6")).strip()
+    meta = {"format": "galah-iraf6", "reduction": f"iraf {version}", "hdu": flux_idx, "flux": _GALAH_IRAF6_HDUS[flux_idx],
+            "header": _simple_header(hdul[0].header)}
+    ids = _galah_ccd(path)
+    if ids is not None:
+        meta["sobject_id"], meta["ccd"] = ids
+    flux = np.asarray(hdul[flux_idx].data, dtype=np.float64)
+    rel = np.asarray(hdul[2].data, dtype=np.float64)
+    if flux.ndim != 1 or rel.shape != flux.shape:
+        raise SpectrumError(f"{path.name}: HDU{flux_idx} (flux) has shape {flux.shape} and HDU2 (relative error) {rel.shape}; "
+                            "the iraf-6 layout has equal 1-D spectra")
+    wl = _galah_wavelength(hdul[flux_idx].header, flux.size, unit, f"{path.name}[{flux_idx}]", meta)
+    sigma = np.abs(np.where(np.isfinite(rel) & (rel != 0), rel, np.nan) * flux)
+    bad = np.isfinite(flux) & ~(np.isfinite(sigma) & (sigma > 0))
+    if np.any(bad):
+        _note(meta, f"{int(bad.sum())} GALAH pixel(s) whose σ = |relative error × flux| is not finite and positive were masked")
+    header = {**dict(hdul[0].header), **dict(hdul[flux_idx].header)}
+    header = {k: v for k, v in header.items() if str(k).upper() not in ("RES", "RESOLUTN", "SPEC_RES", "RESOLUTION", "R")}
+    if len(hdul) > 7 and hdul[7].data is not None and np.asarray(hdul[7].data).shape == flux.shape:
+        fwhm = np.asarray(hdul[7].data, dtype=np.float64)
+        ok = np.isfinite(fwhm) & (fwhm > 0)
+        if np.count_nonzero(ok) > flux.size // 2:
+            header["RESOLUTN"] = float(np.median(wl[ok] / fwhm[ok]))
+            _note(meta, f"resolving power {header['RESOLUTN']:,.0f} from the resolution profile (HDU7, median λ/FWHM)", warn=False)
+    hint = _medium_from_header({k: v for k, v in header.items() if k != "CTYPE1"})
+    return dict(wavelength=wl, flux=flux, sigma=np.where(bad, np.nan, sigma), mask=~bad, segments=None, meta=meta, header=header,
+                medium_hint=hint or "air", medium_hint_source="header" if hint else "format",
+                wavelength_unit=_wcs_unit_record(hdul[flux_idx].header, unit))
 
 
 def _read_ascii(path, cols, unit):
