@@ -283,3 +283,27 @@ def test_galah_unknown_or_inconsistent_reduction_versions_are_refused(tmp_path):
     with pytest.warns(SpectrumWarning):
         plain = read_spectrum(tmp_path / "v7.fits", format="fits-image", hdu=1, default_snr=100.0)
     assert plain.meta["format"] == "fits-image"
+
+
+def test_noise_estimated_from_the_flux_when_asked(tmp_path):
+    from stellarinf.io.spectrum import der_snr_noise
+
+    rng = np.random.default_rng(4)
+    wl = np.linspace(6500.0, 6600.0, 4000)
+    smooth = 1.0 - 0.3 * np.exp(-0.5 * ((wl - 6550.0) / 0.8) ** 2) + 0.05 * np.sin(wl / 7.0)
+    noisy = smooth + rng.normal(0.0, 0.02, wl.size)
+    assert der_snr_noise(noisy) == pytest.approx(0.02, rel=0.05)
+    assert der_snr_noise(rng.normal(0.0, 3.0, 20000)) == pytest.approx(3.0, rel=0.03)  # pure white noise: unbiased
+    path = write_csv(tmp_path / "noerr.csv", wl, noisy)
+    with pytest.warns(SpectrumWarning, match="estimated σ from the flux itself \\(DER_SNR.*S/N ≈"):
+        spec = read_spectrum(path, medium="vacuum", default_snr="estimate")
+    assert np.all(spec.sigma == spec.sigma[0]) and spec.sigma[0] == pytest.approx(0.02, rel=0.05)
+    assert "DER_SNR" in " ".join(spec.meta["notes"])
+    with pytest.raises(SpectrumError, match="no pixel-to-pixel noise"):
+        read_spectrum(write_csv(tmp_path / "flat.csv", wl, smooth * 0 + 1.0), medium="vacuum", default_snr="estimate")
+    with pytest.raises(SpectrumError, match="positive S/N or 'estimate'"):
+        read_spectrum(path, medium="vacuum", default_snr="guess")
+    r = CliRunner().invoke(cli, ["inspect", str(path), "--medium", "vacuum", "--snr", "estimate"])
+    assert r.exit_code == 0 and "median S/N per pixel" in r.output and "DER_SNR" in r.output, r.output
+    r = CliRunner().invoke(cli, ["inspect", str(path), "--snr", "lots"])
+    assert r.exit_code == 2 and "'estimate'" in r.output

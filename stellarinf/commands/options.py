@@ -32,9 +32,15 @@ READ_OPTION_KEYWORDS = {
 
 
 def _positive_snr(ctx, param, value):
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise click.BadParameter(f"must be a positive S/N per pixel, got {value}")
-    return value
+    if value is None or value.strip().lower() == "estimate":
+        return None if value is None else "estimate"
+    try:
+        snr = float(value)
+    except ValueError:
+        raise click.BadParameter(f"give a positive S/N per pixel or 'estimate', got {value!r}") from None
+    if not (math.isfinite(snr) and snr > 0):
+        raise click.BadParameter(f"must be a positive S/N per pixel or 'estimate', got {value}")
+    return snr
 
 
 def _hdu(ctx, param, value):
@@ -66,8 +72,9 @@ def spectrum_read_options(func):
                      help="File layout (default: detected from the extension and the header)."),
         click.option("--hdu", default=None, callback=_hdu, metavar="N|NAME",
                      help="FITS HDU holding the spectrum (index or EXTNAME); GALAH: 4 normalised (default) or 0."),
-        click.option("--snr", type=float, default=None, callback=_positive_snr, metavar="S/N",
-                     help="S/N per pixel to assume where the file has no usable uncertainties (σ = |flux| / S/N)."),
+        click.option("--snr", default=None, callback=_positive_snr, metavar="S/N|estimate",
+                     help="Where the file has no usable uncertainties: the S/N per pixel to assume (σ = |flux| / S/N), "
+                          "or 'estimate' to estimate the noise from the flux (DER_SNR); said in a warning."),
     ]
     for option in reversed(options):
         func = option(func)

@@ -51,7 +51,7 @@ from ..errors import SpectrumError, WavelengthError
 from ..wavelength import SPEED_OF_LIGHT_KMS, air_to_vacuum
 from .atomic import atomic_path
 
-__all__ = ["Spectrum", "SpectrumWarning", "crop_to_model", "read_spectrum", "write_spectrum_fits"]
+__all__ = ["Spectrum", "SpectrumWarning", "crop_to_model", "der_snr_noise", "galah_reduction", "read_spectrum", "write_spectrum_fits"]
 
 
 class SpectrumWarning(UserWarning):
@@ -394,7 +394,7 @@ def read_spectrum(
     mask_col: str | None = None,
     hdu: int | str | None = None,
     row: int = 0,
-    default_snr: float | None = None,
+    default_snr: float | str | None = None,
     resolution: float | None = None,
 ) -> Spectrum:
     """Read an observed spectrum into a validated :class:`Spectrum` (vacuum Å).
@@ -411,7 +411,8 @@ def read_spectrum(
             default) or 0 (unnormalised).
         row: row of a 2-D flux image (APOGEE: row 0 is the combined spectrum).
         default_snr: if the file has no (or unusable) uncertainties, set σ = |flux|/default_snr with a warning
-            instead of raising.
+            instead of raising; ``"estimate"``: estimate σ from the flux itself (:func:`der_snr_noise`, per segment),
+            with a warning.
         resolution: instrument resolving power to record (else ``RESOLUTN``/``SPEC_RES``/``R`` header card).
 
     NaN/inf fluxes are masked (with a warning giving the count); a segment in descending wavelength order
@@ -1048,35 +1049,7 @@ def _finalise(raw, *, medium, default_snr, resolution) -> Spectrum:
         _note(meta, f"{int((bad_flux & mask).sum())} pixel(s) with NaN/inf flux were masked")
     mask = mask & ~bad_flux
 
-    # uncertainties
-    if sigma is None:
-        if default_snr is None:
-            raise SpectrumError(
-                "the spectrum has no uncertainty column/extension (looked for error/err/sigma/uncertainty, ivar, "
-                "variance); add one, or pass default_snr=<S/N per pixel> (CLI: --snr S/N) to assume σ = |flux|/S/N"
-            )
-        sigma = _assumed_sigma(flux, mask, default_snr)
-        _note(meta, f"no uncertainties in the file: assumed σ = |flux| / {default_snr:g}")
-    else:
-        sigma = np.asarray(sigma, dtype=np.float64)
-        bad_sigma = mask & ~(np.isfinite(sigma) & (sigma > 0))
-        if np.any(bad_sigma):
-            if default_snr is None and np.array_equal(bad_sigma, mask):
-                col = (meta.get("columns") or {}).get("error")
-                raise SpectrumError(
-                    f"the uncertainties{f' (column {col!r})' if col else ''} are zero, negative or NaN at every pixel, so "
-                    "the file gives no noise level; fix them, or pass default_snr=<S/N per pixel> (CLI: --snr S/N) to "
-                    "assume σ = |flux|/S/N"
-                )
-            if default_snr is None:
-                i = int(np.flatnonzero(bad_sigma)[0])
-                raise SpectrumError(
-                    f"{int(bad_sigma.sum())} pixel(s) have non-positive or non-finite uncertainties (first: pixel {i} at "
-                    f"{wl[i]:.3f} Å, σ = {sigma[i]}); fix the error column, mask those pixels, or pass "
-                    "default_snr=<S/N> (CLI: --snr S/N) to fill them with σ = |flux|/S/N"
-                )
-            sigma = np.where(bad_sigma, _assumed_sigma(flux, mask, default_snr), sigma)
-            _note(meta, f"{int(bad_sigma.sum())} pixel(s) had unusable uncertainties: assumed σ = |flux| / {default_snr:g}")
+    sigma = _fill_sigma(flux, sigma, mask, segments, default_snr, meta, wl)
     if not np.any(mask):
         raise SpectrumError("every pixel is masked (NaN fluxes, zero inverse variance or mask column); nothing to fit")
 
@@ -1114,6 +1087,87 @@ def _choose_medium(medium, hint, hint_source, meta) -> tuple[str, str]:
 def _ordered_unique(a):
     _, first = np.unique(a, return_index=True)
     return a[np.sort(first)]
+
+
+_SNR_HINT = ("pass default_snr=<S/N per pixel> (CLI: --snr S/N) to assume σ = |flux|/S/N, or default_snr='estimate' "
+             "(CLI: --snr estimate) to estimate the noise from the flux itself")
+
+
+def _fill_sigma(flux, sigma, mask, segments, default_snr, meta, wl):
+    """σ per pixel: the file's where usable; where not (or no column at all), from ``default_snr`` (a number: σ =
+    |flux|/S/N; ``"estimate"``: the DER_SNR noise of each segment), said in a warning; without it, an error."""
+    if default_snr is not None and not isinstance(default_snr, str) and not default_snr > 0:
+        raise SpectrumError(f"default_snr must be a positive S/N or 'estimate', got {default_snr}")
+    if isinstance(default_snr, str) and default_snr != "estimate":
+        raise SpectrumError(f"default_snr must be a positive S/N or 'estimate', got {default_snr!r}")
+
+    def filled(where):
+        if default_snr == "estimate":
+            est = _estimated_sigma(flux, mask, segments)
+            _note(meta, f"{where}: estimated σ from the flux itself (DER_SNR, Stoehr et al. 2008): "
+                        f"{_describe_estimate(est, flux, mask)}; give real uncertainties (or --snr S/N) if you have them")
+            return est
+        _note(meta, f"{where}: assumed σ = |flux| / {default_snr:g}")
+        return _assumed_sigma(flux, mask, default_snr)
+
+    if sigma is None:
+        if default_snr is None:
+            raise SpectrumError(
+                "the spectrum has no uncertainty column/extension (looked for error/err/sigma/uncertainty, ivar, "
+                f"variance); add one, or {_SNR_HINT}"
+            )
+        return filled("no uncertainties in the file")
+    sigma = np.asarray(sigma, dtype=np.float64)
+    bad_sigma = mask & ~(np.isfinite(sigma) & (sigma > 0))
+    if not np.any(bad_sigma):
+        return sigma
+    if default_snr is None and np.array_equal(bad_sigma, mask):
+        col = (meta.get("columns") or {}).get("error")
+        raise SpectrumError(
+            f"the uncertainties{f' (column {col!r})' if col else ''} are zero, negative or NaN at every pixel, so "
+            f"the file gives no noise level; fix them, or {_SNR_HINT}"
+        )
+    if default_snr is None:
+        i = int(np.flatnonzero(bad_sigma)[0])
+        raise SpectrumError(
+            f"{int(bad_sigma.sum())} pixel(s) have non-positive or non-finite uncertainties (first: pixel {i} at "
+            f"{wl[i]:.3f} Å, σ = {sigma[i]}); fix the error column, mask those pixels, or {_SNR_HINT}"
+        )
+    return np.where(bad_sigma, filled(f"{int(bad_sigma.sum())} pixel(s) had unusable uncertainties"), sigma)
+
+
+def der_snr_noise(flux) -> float:
+    """The noise σ of a spectrum estimated from its flux alone (DER_SNR, Stoehr et al. 2008):
+    σ ≈ 1.482602 / √6 · median |2 fᵢ − fᵢ₋₂ − fᵢ₊₂|. Unbiased for white Gaussian noise on a spectrum that is smooth
+    over a few pixels (well-sampled lines bias it up slightly, i.e. conservatively). NaNs are ignored."""
+    f = np.asarray(flux, dtype=np.float64)
+    f = f[np.isfinite(f)]
+    if f.size < 5:
+        raise SpectrumError(f"cannot estimate the noise from {f.size} pixel(s); DER_SNR needs at least 5")
+    return float(1.482602 / np.sqrt(6.0) * np.median(np.abs(2.0 * f[2:-2] - f[:-4] - f[4:])))
+
+
+def _estimated_sigma(flux, mask, segments):
+    out = np.full(flux.shape, np.nan)
+    for seg in _ordered_unique(segments):
+        idx = np.flatnonzero((segments == seg) & mask)
+        if idx.size == 0:
+            continue
+        noise = der_snr_noise(flux[idx])
+        if not noise > 0:
+            raise SpectrumError(
+                f"the flux of segment {seg} has no pixel-to-pixel noise (DER_SNR σ = 0: synthetic, smoothed or constant), so "
+                "the noise cannot be estimated from it; pass default_snr=<S/N> (CLI: --snr S/N)"
+            )
+        out[segments == seg] = noise
+    return out
+
+
+def _describe_estimate(sigma, flux, mask) -> str:
+    use = mask & np.isfinite(sigma)
+    noise = float(np.median(sigma[use]))
+    snr = float(np.median(np.abs(flux[use])) / noise)
+    return f"σ ≈ {noise:.3g} per pixel (S/N ≈ {snr:.3g})"
 
 
 def _assumed_sigma(flux, mask, snr):
