@@ -300,6 +300,10 @@ def forecast(
         J_all[:, idx], sigma, free, values=[params[n] for n in free], priors=priors, meta=meta, wavelength=wl
     )
     _warn_unconstrained(result, space)
+    if not emulator_error:
+        message = emulator_error_message(np.asarray(sm.error(wl), dtype=np.float64), sigma)
+        if message:
+            warnings.warn(message, EmulatorErrorWarning, stacklevel=2)
     return Forecast(result, wl, flux, sigma, params, w, float(snr), snr_mode, emu, obs, sm, J_all, all_names)
 
 
@@ -314,6 +318,23 @@ def check_prior_names(priors: Mapping[str, float], free: Sequence[str], param_na
             f"prior(s) on {fixed} but those parameters are held fixed (free: {', '.join(free)}); a prior on a fixed "
             "parameter has no effect: free it (--marginalize, or drop it from --fix) or drop the prior"
         )
+
+
+class EmulatorErrorWarning(UserWarning):
+    """The model's own error exceeds the noise, and the forecast ignores it: the bounds are optimistic."""
+
+
+def emulator_error_message(model_error: np.ndarray, noise: np.ndarray, *, ratio: float = 0.5) -> str | None:
+    """A message when the model's own error (median over pixels) is above ``ratio`` × the noise σ: bounds computed
+    from the noise alone then claim precision the model cannot deliver (a 0.0006 K Teff bound at S/N 10⁶)."""
+    err = float(np.median(np.abs(model_error)))
+    sig = float(np.median(noise))
+    if not (err > 0 and sig > 0) or err < ratio * sig:
+        return None
+    return (
+        f"the model's own error ({err:.2g} per pixel) is {err / sig:.2g}× the noise σ ({sig:.2g}) and this forecast leaves it "
+        "out, so its bounds are optimistic; add --emulator-error (Python: emulator_error=True) for bounds the model can deliver"
+    )
 
 
 class WeakConstraintWarning(UserWarning):

@@ -129,3 +129,25 @@ def test_time_budgeted_training_shows_a_time_bar():
     steps = _ProgressBar(TrainConfig(max_steps=500, progress=True), {"step": 3, "elapsed_s": 0.0}, "payne")
     assert steps.bar.total == 500 and steps.bar.unit == "step" and steps.bar.n == 3
     steps.close()
+
+
+def test_forecast_says_when_the_model_error_dominates_the_noise():
+    import warnings
+
+    from stellarinf import forecast as F
+    from stellarinf.emulators.analytic import AnalyticLineModel
+    from stellarinf.labels import default_label_space
+    from stellarinf.wavelength import Window
+
+    assert F.emulator_error_message(np.full(10, 1e-3), np.full(10, 1e-2)) is None  # noise dominates: silent
+    assert "10× the noise" in F.emulator_error_message(np.full(10, 1e-3), np.full(10, 1e-4))
+    window = Window("test-small", 6540.0, 6580.0, 28_000.0, 2.5, "test window")
+    space = default_label_space().subset(["teff", "logg", "feh"])
+    model = AnalyticLineModel(space, (6530.0, 6590.0), None, n_lines=12, seed=3, error_level=2e-3)
+    star = {"teff": 5772.0, "logg": 4.44, "feh": 0.0}
+    with pytest.warns(F.EmulatorErrorWarning, match="--emulator-error"):
+        F.forecast(model, star, window=window, snr=1e6, marginalize=())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", F.EmulatorErrorWarning)
+        F.forecast(model, star, window=window, snr=100.0, marginalize=())  # σ = 1e-2 > error: no warning
+        F.forecast(model, star, window=window, snr=1e6, marginalize=(), emulator_error=True)  # included: no warning
