@@ -20,6 +20,7 @@ EXIT_BAD_INPUT = 3
 COMMANDS = {
     "demo": ("stellarinf.commands.demo:demo", "Fit the shipped demo spectrum end to end (MAP → NUTS)."),
     "fit": ("stellarinf.commands.fit:fit", "Infer labels of observed spectra (posterior, MAP or Laplace)."),
+    "inspect": ("stellarinf.commands.inspect:inspect", "Read a spectrum as fit would; say what was read and assumed."),
     "crb": ("stellarinf.commands.crb:crb", "Cramér–Rao precision forecast for a star and an instrument."),
     "synth": ("stellarinf.commands.synth:synth", "Synthesise one spectrum with the 1D LTE synthesizer."),
     "grid": ("stellarinf.commands.grid:grid", "Make a grid of synthetic spectra (resumable HDF5)."),

@@ -277,10 +277,11 @@ def forecast(
     # One Jacobian for every parameter of the observation model: a free set is a choice of its columns
     # (held-fixed parameters are dropped columns), so variants reuse it and the compiled code.
     all_names = tuple(n for n in obs.param_names if n in params)
+    free = expand_free(space.names, obs.param_names, marginalize, fix)
+    check_prior_names(priors or {}, free, obs.param_names)  # before the Jacobian: that is the minute-long part
     J_all, flux = jacobian_and_value(predict, params, all_names)
     emu = np.asarray(sm.error(wl), dtype=np.float64) if emulator_error else None
     sigma = noise_sigma(flux, snr, snr_mode, emulator_error=emu)
-    free = expand_free(space.names, obs.param_names, marginalize, fix)
     meta = {
         "model": str(name),
         "window": w.name,
@@ -299,7 +300,41 @@ def forecast(
         J_all[:, idx], sigma, free, values=[params[n] for n in free], priors=priors, meta=meta, wavelength=wl
     )
     _warn_unconstrained(result, space)
+    if not emulator_error:
+        message = emulator_error_message(np.asarray(sm.error(wl), dtype=np.float64), sigma)
+        if message:
+            warnings.warn(message, EmulatorErrorWarning, stacklevel=2)
     return Forecast(result, wl, flux, sigma, params, w, float(snr), snr_mode, emu, obs, sm, J_all, all_names)
+
+
+def check_prior_names(priors: Mapping[str, float], free: Sequence[str], param_names: Sequence[str]) -> None:
+    """Refuse priors on names that are not parameters (a typo) or not free (held fixed), naming both lists."""
+    unknown = sorted(set(priors) - set(param_names))
+    if unknown:
+        raise ForecastError(f"prior(s) on {unknown}: no such parameter; this model has {', '.join(param_names)}")
+    fixed = sorted(set(priors) - set(free))
+    if fixed:
+        raise ForecastError(
+            f"prior(s) on {fixed} but those parameters are held fixed (free: {', '.join(free)}); a prior on a fixed "
+            "parameter has no effect: free it (--marginalize, or drop it from --fix) or drop the prior"
+        )
+
+
+class EmulatorErrorWarning(UserWarning):
+    """The model's own error exceeds the noise, and the forecast ignores it: the bounds are optimistic."""
+
+
+def emulator_error_message(model_error: np.ndarray, noise: np.ndarray, *, ratio: float = 0.5) -> str | None:
+    """A message when the model's own error (median over pixels) is above ``ratio`` × the noise σ: bounds computed
+    from the noise alone then claim precision the model cannot deliver (a 0.0006 K Teff bound at S/N 10⁶)."""
+    err = float(np.median(np.abs(model_error)))
+    sig = float(np.median(noise))
+    if not (err > 0 and sig > 0) or err < ratio * sig:
+        return None
+    return (
+        f"the model's own error ({err:.2g} per pixel) is {err / sig:.2g}× the noise σ ({sig:.2g}) and this forecast leaves it "
+        "out, so its bounds are optimistic; add --emulator-error (Python: emulator_error=True) for bounds the model can deliver"
+    )
 
 
 class WeakConstraintWarning(UserWarning):

@@ -60,6 +60,45 @@ def _check_optical(lam):
         raise WavelengthError("air/vacuum conversion needs finite wavelengths above 2000 Å (given in Å or as a Quantity)")
 
 
+def air_vacuum_rv_offset(wavelength) -> float:
+    """The radial velocity (km/s) that an **air** spectrum read as **vacuum** fits, at these wavelengths.
+
+    Air wavelengths are shorter than vacuum ones by the factor n(λ) ≈ 1.000276 in the optical, so a spectrum read
+    in the wrong medium fits the right labels at an RV shifted by c·(1/n − 1): about −82.7 km/s at 6500 Å
+    (and +82.7 km/s for a vacuum spectrum read as air). Evaluated at the median wavelength (the offset varies
+    by < 0.5 km/s across a typical window).
+    """
+    lam = float(np.median(as_angstrom(wavelength)))
+    return SPEED_OF_LIGHT_KMS * (float(vacuum_to_air(np.array([lam]))[0]) / lam - 1.0)
+
+
+def rv_medium_warning(rv_kms: float, wavelength, medium: str, *, medium_source: str = "default",
+                      rv_sigma_kms: float = 0.0, tolerance_kms: float = 3.0) -> str | None:
+    """A message when a fitted RV sits at the air/vacuum offset for how the spectrum was read, else None.
+
+    Pure (no I/O, no warnings module) so a pipeline can print it, store it in its outputs and flag the fit.
+    ``medium`` is the medium the wavelengths were *read as* (``Spectrum.input_medium``) and ``medium_source``
+    who said so (``Spectrum.medium_source``); the message is stronger when nobody did (``"default"``). The RV
+    counts as "at the offset" within ``tolerance_kms`` plus 3 × ``rv_sigma_kms``. A real star can have such an
+    RV, so this is a warning with a fix to try, not an error.
+    """
+    if medium not in ("air", "vacuum"):
+        raise WavelengthError(f"medium must be 'air' or 'vacuum', got {medium!r}")
+    offset = air_vacuum_rv_offset(wavelength)  # negative: air read as vacuum
+    suspect = offset if medium == "vacuum" else -offset
+    tol = float(tolerance_kms) + 3.0 * float(rv_sigma_kms)
+    if not np.isfinite(rv_kms) or abs(float(rv_kms) - suspect) > tol:
+        return None
+    other = "air" if medium == "vacuum" else "vacuum"
+    how = {"default": "was assumed (the file does not say)", "caller": "was given by you", "header": "is what the file header says",
+           "format": "is this format's convention"}.get(medium_source, f"came from {medium_source}")
+    return (
+        f"the fitted RV {rv_kms:+.1f} km/s is within {tol:.1f} km/s of {suspect:+.1f} km/s, the shift {'an' if other == 'air' else 'a'} {other} spectrum read "
+        f"as {medium} produces at these wavelengths; the medium '{medium}' {how}. If the wavelengths are {other} "
+        f"wavelengths, refit with --medium {other} (Python: read_spectrum(..., medium='{other}'))"
+    )
+
+
 def doppler_factor(rv_kms):
     """Non-relativistic Doppler factor (1 + v/c); λ_obs = λ_rest · factor."""
     return 1.0 + rv_kms / SPEED_OF_LIGHT_KMS
@@ -103,4 +142,4 @@ def get_window(name: str) -> Window:
     try:
         return WINDOWS[name]
     except KeyError:
-        raise WavelengthError(f"unknown window {name!r}; choose one of {', '.join(WINDOWS)} or give --wmin/--wmax") from None
+        raise WavelengthError(f"unknown window {name!r}; choose one of {', '.join(WINDOWS)}") from None

@@ -7,6 +7,7 @@ current interpreter in a subprocess, and passes ``--quick``, ``--emulator`` and 
 Anything after ``--`` goes to the script unchanged::
 
     stellarinf bench throughput --quick
+    stellarinf bench accuracy --quick                      # results in benchmarks/results/quick/
     stellarinf bench accuracy --quick --output-dir /tmp/bench
     stellarinf bench accuracy -- --grid work/grid_realistic.h5 --test-grid work/grid_test.h5 --max-minutes 20
 
@@ -98,6 +99,21 @@ def script_command(script: Path, *, quick: bool, emulator: str | None, output_di
     return cmd + list(extra)
 
 
+QUICK_RESULTS = Path("results") / "quick"
+_OUTPUT_ARGS = ("-o", "--output", "--out", "--output-dir")
+
+
+def default_output_dir(folder: Path, *, quick: bool, output_dir: Path | None, script_args=()) -> Path | None:
+    """Where results go: ``--output-dir`` if given; for ``--quick`` runs ``benchmarks/results/quick/`` unless the script
+    is given its own output after ``--``, so that toy numbers never overwrite the shipped results; else the script's
+    default (``benchmarks/results/``)."""
+    if output_dir is not None or not quick:
+        return output_dir
+    if any(a in _OUTPUT_ARGS or a.startswith(tuple(o + "=" for o in _OUTPUT_ARGS)) for a in script_args):
+        return None
+    return folder / QUICK_RESULTS
+
+
 class ScriptFailed(click.ClickException):
     """A benchmark script failed; the command exits with the script's own exit code."""
 
@@ -111,7 +127,7 @@ class ScriptFailed(click.ClickException):
 @click.option("--quick", is_flag=True, help="The minutes-long variant (small sizes); what the tests run.")
 @click.option("--emulator", default=None, help="Emulator name or model directory, for benchmarks that take one.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write results here instead of benchmarks/results/.")
+              help="Write results here instead of benchmarks/results/ (--quick: benchmarks/results/quick/).")
 @click.option("--dry-run", is_flag=True, help="Print the command that would run, and stop.")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 def bench(benchmark, quick, emulator, output_dir, dry_run, script_args):
@@ -121,6 +137,7 @@ def bench(benchmark, quick, emulator, output_dir, dry_run, script_args):
     """
     folder = benchmarks_dir()
     scripts = find_scripts(benchmark, folder)
+    output_dir = default_output_dir(folder, quick=quick, output_dir=output_dir, script_args=script_args)
     if output_dir is not None:
         output_dir = output_dir.resolve()
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,8 @@ import click
 @click.command(name="evaluate")
 @click.option("--emulator", "emulator_name", required=True, help="Model directory, 'default' or 'default-payne'.")
 @click.option("--grid", "grid_path", required=True, type=click.Path(dir_okay=False), help="Grid file (HDF5) with spectra to compare against.")
-@click.option("--max-spectra", type=int, default=None, help="Use only the first N spectra.")
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--max-spectra", type=click.IntRange(min=1), default=None, help="Use only the first N spectra.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the metrics as JSON here.")
 def evaluate(emulator_name, grid_path, max_spectra, batch_size, quiet, output):

@@ -107,11 +107,11 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
 @click.command(name="grid")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Grid file to write (HDF5).")
 @click.option("--window", default="galah-red", show_default=True, help="Instrument window (galah-red, gaia-rvs).")
-@click.option("--n", "n", default=1000, show_default=True, type=int, help="Number of spectra.")
+@click.option("--n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="Number of spectra (at least 1).")
 @click.option("--design", type=click.Choice(["sobol", "latin", "uniform"]), default="sobol", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sampling design.")
 @click.option("--fidelity", type=click.Choice(["realistic", "simple"]), default="realistic", show_default=True)
-@click.option("--batch-size", default=8, show_default=True, type=int, help="Spectra per vmap batch (and per resumable part).")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Spectra per vmap batch (and per resumable part).")
 @click.option("--elements", default=None, help="Comma-separated elements with [X/Fe] labels (default Li,Al,Si,Ca,Ti,Ni,Ba).")
 @click.option("--label-box", multiple=True, help=_HELP_BOX)
 @click.option("--loggf", type=click.Choice(["solar", "laboratory"]), default="solar", show_default=True,

@@ -1,8 +1,11 @@
 """The emulator wrapper: a trained network plus what it was trained on, behind ``SpectrumModel``.
 
-``Emulator.flux(labels, wavelength)`` is pure JAX (``jit``/``vmap``/``grad``-friendly) and does no
-validation; validate eagerly at the edges with :meth:`Emulator.check` (or use :meth:`Emulator.predict`,
-which validates and batches). Parameters are float32 by default; ``emulator.astype(jnp.float64)`` gives a
+``Emulator.flux(labels, wavelength)`` is pure JAX (``jit``/``vmap``/``grad``-friendly). Called eagerly (concrete
+values) it first validates: labels inside the training box (outside it the network returns garbage, e.g.
+negative flux at teff 50,000), wavelengths inside its range; an astropy ``Quantity`` is converted to Å.
+Inside ``jit``/``vmap``/``grad`` the values are abstract and nothing can be checked: fits call
+:meth:`Emulator.flux_unchecked` (or ``flux`` under a trace), with the inputs validated once at the edge
+(:meth:`Emulator.check`; :meth:`Emulator.predict` validates and batches). Parameters are float32 by default; ``emulator.astype(jnp.float64)`` gives a
 float64 copy (e.g. for Fisher matrices).
 
 Which network is inside:
@@ -153,7 +156,20 @@ class Emulator(eqx.Module):
     # Each method is compiled once (eqx.filter_jit) so that eager calls are fast too; inside an outer
     # jit/vmap/grad the inner jit is simply inlined.
     def flux(self, labels: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix"]:
-        """Normalised flux at ``wavelength`` (vacuum Å) for physical ``labels``. Pure; no validation."""
+        """Normalised flux at ``wavelength`` (vacuum Å, or a ``Quantity``) for physical ``labels``.
+
+        Eager calls are validated (training box, wavelength range; :class:`~stellarinf.errors.LabelError` /
+        :class:`~stellarinf.errors.WavelengthError`); traced calls (inside ``jit``/``vmap``/``grad``) cannot be
+        and are not. :meth:`flux_unchecked` is the same function without the check, for callers that validated.
+        """
+        wavelength = _angstrom(wavelength)
+        if not _traced(labels, wavelength):
+            self.check(labels, wavelength)
+        return _flux(self, jnp.asarray(labels), jnp.asarray(wavelength))
+
+    def flux_unchecked(self, labels: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix"]:
+        """:meth:`flux` without validation: the fast path for inputs already checked (inside fits). Outside the
+        training box the result is meaningless, not an error."""
         return _flux(self, jnp.asarray(labels), jnp.asarray(wavelength))
 
     def flux_upsampled(self, labels: Float[Array, "n_labels"], start: Float[Array, ""], factor: int, n_out: int) -> Float[Array, "n_out"]:
@@ -180,11 +196,11 @@ class Emulator(eqx.Module):
                 f"this {self.kind} emulator does not predict the continuum (only TransformerPayne trained on a grid "
                 "with a continuum does); use flux() for the normalised spectrum"
             )
-        return _continuum(self, jnp.asarray(labels), jnp.asarray(wavelength))
+        return _continuum(self, jnp.asarray(labels), jnp.asarray(_angstrom(wavelength)))
 
     def error(self, wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix"]:
         """1σ emulator error per pixel (total), interpolated from the held-out residual table."""
-        return _error(self, jnp.asarray(wavelength))
+        return _error(self, jnp.asarray(_angstrom(wavelength)))
 
     @property
     def n_error_modes(self) -> int:
@@ -205,7 +221,7 @@ class Emulator(eqx.Module):
     # ----------------------------------------------------------------------------- eager helpers
     def check(self, labels, wavelength) -> tuple[np.ndarray, np.ndarray]:
         """Validate labels (count, finiteness, training box) and wavelengths (range); raise clear errors."""
-        return check_inputs(self, labels, wavelength)
+        return check_inputs(self, labels, _angstrom(wavelength))
 
     def predict(self, labels, wavelength, *, batch_size: int = 16) -> np.ndarray:
         """Validated, batched prediction: labels (n_labels,) or (B, n_labels) → flux (n_pix,) or (B, n_pix)."""
@@ -220,6 +236,21 @@ class Emulator(eqx.Module):
                for i in range(0, len(padded), batch_size)]
         res = np.concatenate(out, axis=0)[:n]
         return res[0] if single else res
+
+
+def _traced(*values) -> bool:
+    """Whether any value is abstract (inside jit/vmap/grad), where no eager check is possible."""
+    return any(isinstance(v, jax.core.Tracer) for v in values)
+
+
+def _angstrom(wavelength):
+    """A ``Quantity`` → float64 Å (any length, frequency or energy unit); anything else unchanged. ``jnp.asarray``
+    would silently drop the unit (nm read as Å)."""
+    if hasattr(wavelength, "unit") and hasattr(wavelength, "to_value"):
+        from ..wavelength import as_angstrom
+
+        return as_angstrom(wavelength)
+    return wavelength
 
 
 def _flux_impl(emu: Emulator, labels, wavelength):
@@ -247,7 +278,7 @@ def _error(emu, wavelength):
 
 @eqx.filter_jit
 def _flux_batch(emulator: Emulator, labels, wavelength):
-    return jax.vmap(emulator.flux, in_axes=(0, None))(labels, wavelength)
+    return jax.vmap(emulator.flux_unchecked, in_axes=(0, None))(labels, wavelength)
 
 
 def flux_batch(emulator: Emulator, labels: Float[Array, "B n_labels"], wavelength: Float[Array, "n_pix"]) -> Float[Array, "B n_pix"]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import WavelengthError
+from ..errors import GridFileError, WavelengthError
 from ..io.grid import GridFile, SpectralGrid
 
 # A pixel is "line" if its true normalised flux is below this (depth > 10 %), otherwise "continuum".
@@ -134,6 +134,17 @@ def evaluate_emulator(emulator, grid, *, batch_size: int = 16, max_spectra: int 
         return _evaluate(emulator, wl, rows, read, batch_size, progress, line_threshold), wl
 
 
+def _check_finite_rows(rows, labels, flux) -> None:
+    """Refuse NaN/inf in grid rows: one such row turns every metric into NaN (a corrupt or unfinished file)."""
+    bad = ~np.all(np.isfinite(np.asarray(flux, dtype=np.float64)), axis=1) | ~np.all(np.isfinite(np.asarray(labels, dtype=np.float64)), axis=1)
+    if np.any(bad):
+        which = [int(r) for r in np.asarray(rows)[bad]]
+        raise GridFileError(
+            f"grid row(s) {which[:10]}{' ...' if len(which) > 10 else ''} hold NaN/inf labels or flux: the file is corrupt or "
+            "was not finished. Regenerate it (rerunning `stellarinf grid` with the same arguments resumes an unfinished grid)"
+        )
+
+
 def _evaluate(emulator, wl, rows, read, batch_size, progress, line_threshold):
     wmin, wmax = emulator.wavelength_range
     if wl.min() < wmin - 1e-6 or wl.max() > wmax + 1e-6:
@@ -144,7 +155,9 @@ def _evaluate(emulator, wl, rows, read, batch_size, progress, line_threshold):
     acc = MetricAccumulator(wl.size, line_threshold)
     with tqdm(total=len(rows), desc="evaluate", unit="spec", disable=not progress, leave=False) as bar:
         for start in range(0, len(rows), batch_size):
-            labels, flux = read(rows[start : start + batch_size])
+            batch_rows = rows[start : start + batch_size]
+            labels, flux = read(batch_rows)
+            _check_finite_rows(batch_rows, labels, flux)
             acc.update(emulator.predict(labels, wl, batch_size=batch_size), flux)
             bar.update(len(labels))
     return acc

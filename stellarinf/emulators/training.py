@@ -95,6 +95,12 @@ class TrainConfig:
             raise StellarinfError(f"cannot freeze {sorted(bad)} of a {self.model}; groups are {', '.join(FREEZE_GROUPS[self.model])}")
         if self.max_steps < 1 or self.validate_every < 1:
             raise StellarinfError("max_steps and validate_every must be ≥ 1")
+        for name in ("batch_spectra", "batch_pixels"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise StellarinfError(f"{name} must be ≥ 1, got {value} (CLI: --{name.replace('_', '-')})")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise StellarinfError(f"max_minutes must be positive, got {self.max_minutes}")
         tp = self.model == "transformer-payne"
         return dataclasses.replace(
             self,
@@ -118,6 +124,42 @@ class TrainResult:
     history: list[dict]
     stop_reason: str
     output: Path | None
+
+
+class _ProgressBar:
+    """Training progress in the unit that ends the run: seconds of the wall-clock budget when ``max_minutes`` is
+    set (a step bar over ``max_steps`` = 10⁹ showed an ETA of 1,240 h), else steps. Steps show in the postfix."""
+
+    def __init__(self, cfg, state, kind):
+        self.timed = cfg.max_minutes is not None
+        self.step = state["step"]
+        if self.timed:
+            total = float(cfg.max_minutes) * 60.0
+            self.bar = tqdm(total=round(total, 1), initial=round(min(state["elapsed_s"], total), 1), desc=f"train {kind} (time budget)",
+                            unit="s", disable=not cfg.progress, dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]")
+            self.shown = min(state["elapsed_s"], total)
+        else:
+            self.bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=f"train {kind}", unit="step",
+                            disable=not cfg.progress, dynamic_ncols=True)
+
+    def advance(self, state) -> None:
+        self.step = state["step"]
+        if not self.timed:
+            self.bar.update(1)
+            return
+        now = min(state["elapsed_s"], self.bar.total)
+        if now - self.shown >= 0.1 or now >= self.bar.total:
+            self.bar.update(round(now - self.shown, 3))
+            self.shown = now
+
+    def set_postfix(self, **kwargs) -> None:
+        if self.timed:
+            kwargs = {"step": self.step, **kwargs}
+        self.bar.set_postfix(**kwargs)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 # ------------------------------------------------------------------------------------- data
@@ -441,8 +483,7 @@ def train(grid: SpectralGrid | str | os.PathLike, out_dir: str | os.PathLike | N
     if not state["history"]:
         validate()  # step 0: the starting point (useful to see what pre-training bought)
     t0, elapsed0 = time.monotonic(), state["elapsed_s"]
-    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=f"train {kind}", unit="step",
-               disable=not cfg.progress, dynamic_ncols=True)
+    bar = _ProgressBar(cfg, state, kind)
     try:
         while True:
             if state["step"] >= cfg.max_steps:
@@ -458,7 +499,7 @@ def train(grid: SpectralGrid | str | os.PathLike, out_dir: str | os.PathLike | N
                 last_loss = float(loss)
                 if not math.isfinite(last_loss):
                     raise StellarinfError(f"training diverged at step {state['step']} (loss {last_loss}); lower --lr or the gradient clip")
-            bar.update(1)
+            bar.advance(state)
             if state["step"] % cfg.validate_every == 0:
                 mae = validate()
                 bar.set_postfix(loss=f"{last_loss:.3g}", val_mae=f"{mae:.3g}", best=f"{state['best_val_mae']:.3g}")

@@ -1,4 +1,8 @@
-"""Observed spectra: the :class:`Spectrum` container, readers for common file layouts, a FITS writer.
+"""Observed spectra: the :class:`Spectrum` container, :func:`read_spectrum`, a FITS writer.
+
+The format readers live in :mod:`stellarinf.io.readers` (one module per format, a (name, detect, read) table,
+each returning a :class:`~stellarinf.io.readers.RawSpectrum`); this module applies the rules every format shares
+(air → vacuum, ordering, NaN masking, uncertainties, provenance) and validates the result.
 
 Everything inside is vacuum Å (``stellarinf.wavelength`` conventions); readers convert units and air
 wavelengths at the edge. Supported inputs (``read_spectrum`` picks by extension and content):
@@ -25,6 +29,12 @@ wavelengths at the edge. Supported inputs (``read_spectrum`` picks by extension 
   error placed on that HDU's pixels through the WCS (HDU4 of CCD 4 is shorter than HDU1). Each HDU has its own
   linear WCS in air Å (``CRPIX1 = 0`` is read as 1, as the GALAH tools do), converted to vacuum; pixels with
   unusable σ are masked with a warning.
+- **GALAH iraf 6.x** (DR4-era reduction; ``PIPE_VER = '6.0'``, ``ORIGIN = 'IRAF reduction pipeline'``, EXTNAMEs
+  normalized / relative_error / sky / teluric / scattered / cross_talk / resolution_profile): HDU1 normalised flux
+  (default; ``hdu=0`` for counts), σ = |HDU2 × flux|, one linear air-Å WCS, R = median λ/FWHM of HDU7. The
+  reduction version picks the layout; an unknown version, or extensions that do not match it, is refused
+  (:func:`galah_reduction`).
+- **specutils** ``Spectrum``/``Spectrum1D`` objects (``read_spectrum(obj)``): axis unit, uncertainty, mask.
 - **CSV / ASCII / ECSV** via ``astropy.io.ascii`` with the same column names as the FITS table.
 
 Bad input raises :class:`~stellarinf.errors.SpectrumError` saying what is wrong and how to fix it.
@@ -35,21 +45,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..errors import SpectrumError, WavelengthError
 from ..wavelength import SPEED_OF_LIGHT_KMS, air_to_vacuum
 from .atomic import atomic_path
+from .readers import FORMATS, RawSpectrum, ReadOptions, SpectrumWarning, galah_reduction, is_fits_name, read_fits, read_object, read_text
+from .readers._common import _MEDIA, _SOURCES, _flux_and_sigma_values, _note, _spectral_axis_in_angstrom, _to_unit
 
-__all__ = ["Spectrum", "SpectrumWarning", "crop_to_model", "read_spectrum", "write_spectrum_fits"]
-
-
-class SpectrumWarning(UserWarning):
-    """Something in an observed spectrum was repaired or assumed (masked pixels, reversed order, ...)."""
+__all__ = ["Spectrum", "SpectrumWarning", "crop_to_model", "der_snr_noise", "galah_reduction", "read_spectrum", "write_spectrum_fits"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -63,7 +69,20 @@ class Spectrum:
     - ``flux`` (n,), ``sigma`` (n,) 1σ uncertainty in the same units (finite, > 0 where used);
     - ``mask`` (n,) bool, True = use the pixel (default all True);
     - ``segments`` (n,) int id per pixel (arm / echelle order; default 0), each segment one contiguous block;
-    - ``meta``: free-form dict (source file, header cards, notes); ``resolution``: instrument R if known.
+    - ``meta``: free-form dict (source file, header cards, notes); ``resolution``: instrument R if known;
+    - ``input_medium``: whether the wavelengths were given in ``"air"`` or ``"vacuum"`` (they are stored in
+      vacuum either way) and ``medium_source``: who said so, ``"header"`` (a keyword of the file), ``"format"``
+      (the instrument's convention, e.g. GALAH = air), ``"caller"`` (``medium=`` / ``--medium``) or
+      ``"default"`` (nobody: assumed vacuum). Kept because an air spectrum read as vacuum fits an RV near
+      −82.7 km/s and nothing else looks wrong; outputs copy :meth:`provenance`;
+    - ``input_wavelength_unit`` / ``wavelength_unit_source``: the unit the wavelengths came in and who said so
+      (same vocabulary; ``"default"`` = no unit anywhere, read as Å).
+
+    ``wavelength``, ``flux`` and ``sigma`` may be astropy ``Quantity`` objects (any length, frequency or energy
+    unit for the spectral axis; σ convertible to the flux unit) and ``sigma`` an astropy/specutils uncertainty
+    (std, variance or inverse variance): they are converted, never silently stripped. Array wavelengths are
+    vacuum Å; air wavelengths must be converted first (:func:`~stellarinf.wavelength.air_to_vacuum`) or read
+    with ``read_spectrum(..., medium="air")``.
     """
 
     wavelength: np.ndarray
@@ -73,8 +92,21 @@ class Spectrum:
     segments: np.ndarray | None = None
     meta: dict = dataclasses.field(default_factory=dict)
     resolution: float | None = None
+    input_medium: str = "vacuum"
+    medium_source: str = "caller"
+    input_wavelength_unit: str = "Angstrom"
+    wavelength_unit_source: str = "caller"
 
     def __post_init__(self):
+        self.meta = dict(self.meta)
+        self.wavelength, unit = _spectral_axis_in_angstrom(self.wavelength)
+        if unit is not None:
+            self.input_wavelength_unit, self.wavelength_unit_source = unit, "caller"
+        self.flux, self.sigma = _flux_and_sigma_values(self.flux, self.sigma, self.meta)
+        if self.input_medium not in _MEDIA:
+            raise SpectrumError(f"input_medium must be 'air' or 'vacuum', got {self.input_medium!r}")
+        if self.medium_source not in _SOURCES or self.wavelength_unit_source not in _SOURCES:
+            raise SpectrumError(f"medium_source and wavelength_unit_source must be one of {', '.join(_SOURCES)}")
         wl = np.asarray(self.wavelength, dtype=np.float64)
         n = wl.shape[0] if wl.ndim == 1 else -1
         if wl.ndim != 1 or n < 2:
@@ -84,7 +116,6 @@ class Spectrum:
         self.sigma = self._column(self.sigma, "sigma", np.float64)
         self.mask = np.ones(n, bool) if self.mask is None else self._column(self.mask, "mask", bool)
         self.segments = np.zeros(n, np.int64) if self.segments is None else self._column(self.segments, "segments", np.int64)
-        self.meta = dict(self.meta)
         if self.resolution is not None:
             self.resolution = float(self.resolution)
             if not self.resolution > 0:
@@ -140,9 +171,49 @@ class Spectrum:
         meta = dict(self.meta)
         if note:
             meta["notes"] = list(meta.get("notes", [])) + [note]
-        return Spectrum(
-            self.wavelength[keep], self.flux[keep], self.sigma[keep], self.mask[keep], self.segments[keep], meta, self.resolution
+        return dataclasses.replace(
+            self, wavelength=self.wavelength[keep], flux=self.flux[keep], sigma=self.sigma[keep], mask=self.mask[keep],
+            segments=self.segments[keep], meta=meta,
         )
+
+    @classmethod
+    def from_specutils(cls, spectrum, **kwargs) -> "Spectrum":
+        """A specutils ``Spectrum``/``Spectrum1D`` (units, uncertainty, mask) → :class:`Spectrum`; ``kwargs`` as
+        for :func:`read_spectrum` (``medium=``, ``default_snr=``, ``resolution=``, ``row=``)."""
+        return read_spectrum(spectrum, **kwargs)
+
+    def to_specutils(self):
+        """This spectrum as a ``specutils.Spectrum`` (``Spectrum1D`` on specutils < 2): vacuum Å axis, flux in
+        ``meta['flux_unit']`` (dimensionless if unknown), σ as ``StdDevUncertainty``, specutils mask (True = bad)."""
+        from astropy import units as u
+        from astropy.nddata import StdDevUncertainty
+
+        try:
+            from specutils import Spectrum as SpecutilsSpectrum
+        except ImportError:
+            try:
+                from specutils import Spectrum1D as SpecutilsSpectrum
+            except ImportError:
+                raise SpectrumError("to_specutils needs specutils: pip install 'stellarinf[specutils]'") from None
+        unit = u.Unit(self.meta.get("flux_unit", "")) if self.meta.get("flux_unit") else u.dimensionless_unscaled
+        sigma = np.where(np.isfinite(self.sigma), self.sigma, np.nan)
+        return SpecutilsSpectrum(
+            spectral_axis=self.wavelength * u.AA, flux=self.flux * unit, uncertainty=StdDevUncertainty(sigma * unit),
+            mask=~self.mask,
+        )
+
+    def provenance(self) -> dict:
+        """What was read or assumed about the wavelengths (and where from), for outputs to record: a fit of an
+        air spectrum read as vacuum is wrong by ~82.7 km/s in RV, and only this record tells a reader why."""
+        return {
+            "source": self.meta.get("source"),
+            "format": self.meta.get("format"),
+            "input_medium": self.input_medium,
+            "medium_source": self.medium_source,
+            "input_wavelength_unit": self.input_wavelength_unit,
+            "wavelength_unit_source": self.wavelength_unit_source,
+            "resolution": self.resolution,
+        }
 
     def snr(self) -> float:
         """Median S/N per used pixel."""
@@ -158,88 +229,9 @@ def _check_segments_contiguous(segments):
         raise SpectrumError("each segment id must label one contiguous block of pixels; reorder the pixels by segment")
 
 
-def _note(meta: dict, message: str, warn: bool = True) -> None:
-    meta.setdefault("notes", []).append(message)
-    if warn:
-        warnings.warn(message, SpectrumWarning, stacklevel=3)
-
-
 # --------------------------------------------------------------------------------------------------
 # units and column names
 # --------------------------------------------------------------------------------------------------
-_WAVELENGTH_NAMES = ("wavelength", "wave", "lambda", "lam", "wl", "wavelength_vac", "wavelength_air", "loglam")
-_FLUX_NAMES = ("flux", "fl", "f", "flux_norm", "norm_flux", "spectrum")
-_SIGMA_NAMES = ("error", "err", "sigma", "uncertainty", "flux_err", "flux_error", "e_flux", "unc", "noise")
-_IVAR_NAMES = ("ivar", "inverse_variance", "invvar", "inv_var")
-_VAR_NAMES = ("variance", "var")
-_GOOD_MASK_NAMES = ("mask", "good", "use")
-_BAD_MASK_NAMES = ("bad", "bitmask", "and_mask", "pixel_mask", "flags")
-_SEGMENT_NAMES = ("segment", "order", "arm", "ccd", "camera")
-
-_UNIT_ALIASES = {
-    "a": "Angstrom",
-    "aa": "Angstrom",
-    "angstrom": "Angstrom",
-    "angstroms": "Angstrom",
-    "angs": "Angstrom",
-    "å": "Angstrom",
-    "nm": "nm",
-    "nanometer": "nm",
-    "nanometers": "nm",
-    "um": "um",
-    "µm": "um",
-    "micron": "um",
-    "microns": "um",
-    "micrometer": "um",
-}
-
-
-def _to_unit(unit):
-    """A string / astropy unit / None → astropy length unit or None (no unit given)."""
-    from astropy import units as u
-
-    if unit is None or (isinstance(unit, str) and not unit.strip()):
-        return None
-    if isinstance(unit, str):
-        key = unit.strip().lower()
-        text = _UNIT_ALIASES.get(key, unit.strip())
-        try:
-            unit = u.Unit(text)
-        except ValueError:
-            raise SpectrumError(f"unknown wavelength unit {unit!r}; use 'Angstrom', 'nm' or 'um'") from None
-    try:
-        unit.to(u.AA)
-    except u.UnitConversionError:
-        raise SpectrumError(f"wavelength unit {unit} is not a length; use 'Angstrom', 'nm' or 'um'") from None
-    return unit
-
-
-def _wavelength_in_angstrom(values, unit, where: str) -> np.ndarray:
-    from astropy import units as u
-
-    wl = np.asarray(values, dtype=np.float64)
-    if unit is None:
-        finite = wl[np.isfinite(wl)]
-        if finite.size and np.median(finite) < 1000.0:
-            raise SpectrumError(
-                f"{where}: wavelengths without a unit are read as Å, but their median {np.median(finite):g} looks like "
-                "nm or µm; pass wavelength_unit='nm' or 'um' (or 'Angstrom' to insist)"
-            )
-        return wl
-    return (wl * unit).to_value(u.AA)
-
-
-def _find(names_lower: Mapping[str, str], candidates, explicit=None, what="column"):
-    """Original column name for the first candidate present (case-insensitive), or None."""
-    if explicit is not None:
-        key = explicit.lower()
-        if key not in names_lower:
-            raise SpectrumError(f"{what} {explicit!r} not found; available columns: {', '.join(names_lower.values())}")
-        return names_lower[key]
-    for c in candidates:
-        if c in names_lower:
-            return names_lower[c]
-    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -258,14 +250,15 @@ def read_spectrum(
     mask_col: str | None = None,
     hdu: int | str | None = None,
     row: int = 0,
-    default_snr: float | None = None,
+    default_snr: float | str | None = None,
     resolution: float | None = None,
 ) -> Spectrum:
     """Read an observed spectrum into a validated :class:`Spectrum` (vacuum Å).
 
     Args:
         path: FITS (``.fits``, ``.fit``, ``.fts``, optionally ``.gz``) or text (``.csv``, ``.txt``, ``.dat``,
-            ``.ecsv``, ...) file.
+            ``.ecsv``, ...) file; or a specutils ``Spectrum``/``Spectrum1D`` (its axis unit, uncertainty and mask
+            are used; ``medium`` from its WCS/header when they say, else as for files).
         format: ``"fits-table"``, ``"fits-image"``, ``"apogee"``, ``"galah"``, ``"ascii"`` or None (detect).
         medium: ``"vacuum"``, ``"air"`` or None (from the header when it says, else vacuum, noted in meta).
         wavelength_unit: unit of the wavelengths when the file has none (or to override it), e.g. ``"nm"``.
@@ -274,446 +267,59 @@ def read_spectrum(
             default) or 0 (unnormalised).
         row: row of a 2-D flux image (APOGEE: row 0 is the combined spectrum).
         default_snr: if the file has no (or unusable) uncertainties, set σ = |flux|/default_snr with a warning
-            instead of raising.
+            instead of raising; ``"estimate"``: estimate σ from the flux itself (:func:`der_snr_noise`, per segment),
+            with a warning.
         resolution: instrument resolving power to record (else ``RESOLUTN``/``SPEC_RES``/``R`` header card).
 
     NaN/inf fluxes are masked (with a warning giving the count); a segment in descending wavelength order
     is reversed (with a note); unsorted or duplicated wavelengths, missing or non-positive uncertainties
     and fully masked spectra raise :class:`SpectrumError`.
     """
+    if medium is not None and medium not in _MEDIA:
+        raise SpectrumError(f"medium must be 'vacuum', 'air' or None, got {medium!r}")
+    if format is not None and format not in FORMATS:
+        raise SpectrumError(f"unknown format {format!r}; use {', '.join(map(repr, FORMATS))} or None")
+    cols = dict(wavelength=wavelength_col, flux=flux_col, error=error_col, ivar=ivar_col, mask=mask_col)
+    opts = ReadOptions(hdu=hdu, row=row, columns=cols, unit=wavelength_unit if _is_object(path) else _to_unit(wavelength_unit))
+    if _is_object(path):
+        raw = read_object(path, opts)
+        if raw is None:
+            raise SpectrumError(
+                f"read_spectrum takes a file path or a specutils Spectrum/Spectrum1D, not a {type(path).__name__}; for arrays "
+                "use Spectrum(wavelength, flux, sigma)"
+            )
+        return _finalise(raw, medium=medium, default_snr=default_snr, resolution=resolution)
     path = Path(path)
     if not path.exists():
         raise SpectrumError(f"spectrum file {str(path)!r} does not exist; check the path")
-    if medium is not None and medium not in ("vacuum", "air"):
-        raise SpectrumError(f"medium must be 'vacuum', 'air' or None, got {medium!r}")
-    unit = _to_unit(wavelength_unit)
-    cols = dict(wavelength=wavelength_col, flux=flux_col, error=error_col, ivar=ivar_col, mask=mask_col)
-    name = path.name.lower().removesuffix(".gz")
-    is_fits = name.endswith((".fits", ".fit", ".fts")) or format in ("fits-table", "fits-image", "apogee", "galah")
-    if format not in (None, "fits-table", "fits-image", "apogee", "galah", "ascii"):
-        raise SpectrumError(f"unknown format {format!r}; use 'fits-table', 'fits-image', 'apogee', 'galah', 'ascii' or None")
-    if is_fits:
-        raw = _read_fits(path, format, hdu, row, cols, unit)
+    if format not in (None, "ascii") and format in FORMATS or (format is None and is_fits_name(path)):
+        raw = read_fits(path, format, opts)
     else:
-        raw = _read_ascii(path, cols, unit)
-    raw["meta"]["source"] = str(path)
+        raw = read_text(path, opts)
+    raw.meta["source"] = str(path)
     return _finalise(raw, medium=medium, default_snr=default_snr, resolution=resolution)
 
 
-def _open_fits(path):
-    from astropy.io import fits
-
-    try:
-        return fits.open(path, memmap=False)
-    except OSError as exc:
-        raise SpectrumError(f"cannot read {str(path)!r} as FITS ({exc}); check that it is a FITS file") from None
+def _is_object(source) -> bool:
+    return not isinstance(source, (str, os.PathLike))
 
 
-def _read_fits(path, format, hdu, row, cols, unit):
-    from astropy.io import fits
-
-    with _open_fits(path) as hdul:
-        if format in (None, "fits-table"):
-            table_hdu = _table_hdu(hdul, hdu)
-            if table_hdu is not None:
-                return _from_table_columns(_fits_table_columns(table_hdu), cols, unit, f"{path.name}[{table_hdu.name}]", dict(table_hdu.header))
-            if format == "fits-table":
-                raise SpectrumError(f"{path.name}: no binary table with a wavelength column; give hdu= or wavelength_col=")
-        if format == "apogee" or (format is None and _looks_like_apogee(hdul)):
-            return _read_apogee(hdul, path, row, unit)
-        if format == "galah" or (format is None and _looks_like_galah(hdul)):
-            return _read_galah(hdul, path, hdu, unit)
-        images = [h for h in hdul if isinstance(h, (fits.PrimaryHDU, fits.ImageHDU)) and h.data is not None]
-        if not images:
-            raise SpectrumError(f"{path.name}: no table with a wavelength column and no image with flux; not a spectrum file?")
-        flux_hdu = hdul[hdu] if hdu is not None else images[0]
-        return _read_fits_image(hdul, flux_hdu, path, row, unit)
-
-
-def _table_hdu(hdul, hdu):
-    from astropy.io import fits
-
-    candidates = [hdul[hdu]] if hdu is not None else [h for h in hdul if isinstance(h, fits.BinTableHDU)]
-    for h in candidates:
-        if isinstance(h, (fits.BinTableHDU, fits.TableHDU)):
-            names = [n.lower() for n in h.columns.names]
-            if hdu is not None or any(n in names for n in _WAVELENGTH_NAMES):
-                return h
-    return None
-
-
-def _fits_table_columns(h):
-    out = {}
-    for col in h.columns:
-        data = np.asarray(h.data[col.name])
-        if data.ndim == 2 and data.shape[0] == 1:  # one-row tables holding whole arrays
-            data = data[0]
-        out[col.name] = (data, col.unit)
-    return out
-
-
-def _from_table_columns(columns: Mapping[str, tuple[np.ndarray, Any]], cols, unit, where, header):
-    lower = {k.lower(): k for k in columns}
-    meta = {"format": "table", "header": _simple_header(header)}
-    wl_name = _find(lower, _WAVELENGTH_NAMES, cols["wavelength"], "wavelength column")
-    if wl_name is None:
-        raise SpectrumError(f"{where}: no wavelength column (looked for {', '.join(_WAVELENGTH_NAMES)}); pass wavelength_col=")
-    flux_name = _find(lower, _FLUX_NAMES, cols["flux"], "flux column")
-    if flux_name is None:
-        raise SpectrumError(f"{where}: no flux column (looked for {', '.join(_FLUX_NAMES)}); pass flux_col=")
-    wl_raw, wl_unit = columns[wl_name]
-    if wl_name.lower() == "loglam":
-        wl = 10.0 ** np.asarray(wl_raw, dtype=np.float64)
-    else:
-        wl = _wavelength_in_angstrom(wl_raw, unit if unit is not None else _to_unit_quiet(wl_unit), where)
-    flux, flux_unit = columns[flux_name]
-    flux = np.asarray(flux, dtype=np.float64)
-    sigma = None
-    mask = np.ones(flux.shape, bool)
-    err_name = _find(lower, _SIGMA_NAMES, cols["error"], "error column")
-    ivar_name = _find(lower, _IVAR_NAMES, cols["ivar"], "ivar column") if err_name is None else None
-    var_name = _find(lower, _VAR_NAMES) if err_name is None and ivar_name is None else None
-    if err_name is not None:
-        sigma = np.asarray(columns[err_name][0], dtype=np.float64) * _unit_ratio(columns[err_name][1], flux_unit)
-    elif ivar_name is not None:
-        ivar = np.asarray(columns[ivar_name][0], dtype=np.float64)
-        sigma, mask = _sigma_from_ivar(ivar, mask, meta)
-    elif var_name is not None:
-        var = np.asarray(columns[var_name][0], dtype=np.float64)
-        sigma = np.sqrt(np.where(var > 0, var, np.nan))
-    good_name = _find(lower, _GOOD_MASK_NAMES, cols["mask"], "mask column")
-    if good_name is not None:
-        mask &= _as_bool_mask(columns[good_name][0], good_name)
-    else:
-        bad_name = _find(lower, _BAD_MASK_NAMES)
-        if bad_name is not None:
-            mask &= np.asarray(columns[bad_name][0]) == 0
-    seg_name = _find(lower, _SEGMENT_NAMES)
-    segments = None if seg_name is None else np.asarray(columns[seg_name][0]).astype(np.int64)
-    meta["columns"] = {"wavelength": wl_name, "flux": flux_name, "error": err_name or ivar_name or var_name}
-    if flux_unit is not None:
-        meta["flux_unit"] = str(flux_unit)
-    return dict(wavelength=wl, flux=flux, sigma=sigma, mask=mask, segments=segments, meta=meta, header=header, medium_hint=_medium_from_header(header, wl_name))
-
-
-def _to_unit_quiet(unit):
-    if unit is None:
-        return None
-    try:
-        return _to_unit(str(unit))
-    except SpectrumError:
-        return None
-
-
-def _unit_ratio(err_unit, flux_unit) -> float:
-    # errors given in other (convertible) units than the flux are converted to the flux's unit
-    if err_unit is None or flux_unit is None or str(err_unit) == str(flux_unit):
-        return 1.0
-    from astropy import units as u
-
-    try:
-        return float(u.Unit(str(err_unit)).to(u.Unit(str(flux_unit))))
-    except (ValueError, u.UnitConversionError):
-        return 1.0
-
-
-def _as_bool_mask(values, name):
-    arr = np.asarray(values)
-    if arr.dtype == bool:
-        return arr
-    if arr.dtype.kind in "iu" or arr.dtype.kind == "f":
-        if not np.all(np.isin(arr, (0, 1))):
-            raise SpectrumError(
-                f"mask column {name!r} must be boolean or 0/1 with 1 = use the pixel; for bit masks name the column "
-                "'bitmask' (non-zero = bad) or pass mask_col=None"
-            )
-        return arr.astype(bool)
-    if arr.dtype.kind in "US":
-        low = np.char.lower(arr.astype(str))
-        return np.isin(low, ("true", "t", "1", "yes"))
-    raise SpectrumError(f"cannot interpret mask column {name!r} of type {arr.dtype}")
-
-
-def _sigma_from_ivar(ivar, mask, meta):
-    # ivar = 0 is the usual flag of a bad pixel: mask it instead of failing
-    zero = ~(ivar > 0)
-    if np.any(zero):
-        _note(meta, f"{int(zero.sum())} pixel(s) with inverse variance <= 0 (or NaN) were masked")
-    sigma = np.where(ivar > 0, 1.0 / np.sqrt(np.where(ivar > 0, ivar, 1.0)), np.nan)
-    return sigma, mask & ~zero
-
-
-def _simple_header(header) -> dict:
-    out = {}
-    for k, v in dict(header).items():
-        if k and isinstance(v, (str, int, float, bool)) and k not in ("COMMENT", "HISTORY"):
-            out[k] = v
-    return out
-
-
-def _medium_from_header(header, wl_name: str | None = None) -> str | None:
-    h = {str(k).upper(): v for k, v in dict(header).items()}
-    ctype = str(h.get("CTYPE1", "")).upper()
-    if ctype.startswith("AWAV"):
-        return "air"
-    if ctype.startswith("WAVE"):
-        return "vacuum"
-    for key in ("AIRORVAC", "MEDIUM", "WAVEMED", "WAVMEDIUM"):
-        if key in h:
-            val = str(h[key]).strip().lower()
-            if val.startswith("air"):
-                return "air"
-            if val.startswith("vac"):
-                return "vacuum"
-    if "VACUUM" in h and isinstance(h["VACUUM"], bool):
-        return "vacuum" if h["VACUUM"] else "air"
-    if wl_name is not None and wl_name.lower().endswith("_air"):
-        return "air"
-    if wl_name is not None and wl_name.lower().endswith("_vac"):
-        return "vacuum"
-    return None
-
-
-def _looks_like_apogee(hdul) -> bool:
-    h0 = hdul[0].header
-    tel = str(h0.get("TELESCOP", "")).lower()
-    if tel in ("apo25m", "lco25m", "apo1m") or "APRED" in h0 or "APSTAR" in h0:
-        return True
-    if len(hdul) > 2 and hdul[0].data is None and hdul[1].data is not None:
-        crval = hdul[1].header.get("CRVAL1")
-        return crval is not None and abs(float(crval) - 4.179) < 0.01 and "CDELT1" in hdul[1].header
-    return False
-
-
-def _wcs_wavelength(header, n, unit, where) -> np.ndarray:
-    h = header
-    if "CRVAL1" not in h:
-        raise SpectrumError(f"{where}: the flux image has no wavelength WCS (CRVAL1/CDELT1); use a table with a wavelength column")
-    crval = float(h["CRVAL1"])
-    cdelt = h.get("CDELT1", h.get("CD1_1"))
-    if cdelt is None:
-        raise SpectrumError(f"{where}: the WCS has CRVAL1 but neither CDELT1 nor CD1_1; cannot build wavelengths")
-    cdelt = float(cdelt)
-    crpix = float(h.get("CRPIX1", 1.0))
-    pix = np.arange(1, n + 1, dtype=np.float64)
-    w = cdelt * (pix - crpix)
-    ctype = str(h.get("CTYPE1", "")).upper()
-    wunit = unit if unit is not None else _to_unit_quiet(h.get("CUNIT1"))
-    if ctype.endswith("-LOG"):  # FITS WCS paper III logarithmic axis: λ = λ_r exp(w / λ_r)
-        lam = crval * np.exp(w / crval)
-    elif int(h.get("DC-FLAG", 0)) == 1 or ctype.startswith("LOG-LINEAR") or ctype == "LOGLAM":
-        lam = 10.0 ** (crval + w)  # IRAF/SDSS convention: log10 λ in Å
-        wunit = unit  # the log is of Å unless the caller says otherwise
-    else:
-        lam = crval + w
-    return _wavelength_in_angstrom(lam, wunit, where)
-
-
-def _error_image(hdul, flux_hdu, shape):
-    from astropy.io import fits
-
-    named = {"ERROR": "sigma", "ERR": "sigma", "SIGMA": "sigma", "UNCERTAINTY": "sigma", "NOISE": "sigma", "IVAR": "ivar", "INVVAR": "ivar", "VARIANCE": "var", "VAR": "var"}
-    for h in hdul:
-        if isinstance(h, fits.ImageHDU) and h.name.upper() in named and h.data is not None and h.data.shape == shape:
-            return np.asarray(h.data, dtype=np.float64), named[h.name.upper()]
-    # else: the next unnamed image of the same shape after the flux (the APOGEE / many pipelines layout)
-    idx = hdul.index_of(flux_hdu.name) if flux_hdu.name else 0
-    for h in list(hdul)[idx + 1 :]:
-        if isinstance(h, fits.ImageHDU) and h.data is not None:
-            if h.data.shape == shape and h.name.upper() in ("", "IMAGE"):
-                return np.asarray(h.data, dtype=np.float64), "sigma"
-            break
-    return None, None
-
-
-def _read_fits_image(hdul, flux_hdu, path, row, unit):
-    where = f"{path.name}[{flux_hdu.name or 0}]"
-    data = np.asarray(flux_hdu.data, dtype=np.float64)
-    meta = {"format": "fits-image", "header": _simple_header(flux_hdu.header)}
-    err, kind = _error_image(hdul, flux_hdu, data.shape)
-    if data.ndim == 2:
-        if not 0 <= row < data.shape[0]:
-            raise SpectrumError(f"{where}: row {row} does not exist; the flux image has {data.shape[0]} rows")
-        _note(meta, f"flux image is 2-D {data.shape}; using row {row}", warn=False)
-        data = data[row]
-        err = None if err is None else err[row]
-    elif data.ndim != 1:
-        raise SpectrumError(f"{where}: flux image has shape {data.shape}; need 1-D (or 2-D, one spectrum per row)")
-    wl = _wcs_wavelength(flux_hdu.header, data.shape[0], unit, where)
-    mask = np.ones(data.shape, bool)
-    sigma = None
-    if err is not None:
-        if kind == "ivar":
-            sigma, mask = _sigma_from_ivar(err, mask, meta)
-        elif kind == "var":
-            sigma = np.sqrt(np.where(err > 0, err, np.nan))
-        else:
-            sigma = err
-    header = {**dict(hdul[0].header), **dict(flux_hdu.header)}
-    return dict(wavelength=wl, flux=data, sigma=sigma, mask=mask, segments=None, meta=meta, header=header, medium_hint=_medium_from_header(header))
-
-
-def _read_apogee(hdul, path, row, unit):
-    if len(hdul) < 3 or hdul[1].data is None or hdul[2].data is None:
-        raise SpectrumError(f"{path.name}: APOGEE layout needs HDU1 = flux and HDU2 = error; this file has {len(hdul)} HDUs")
-    flux = np.asarray(hdul[1].data, dtype=np.float64)
-    err = np.asarray(hdul[2].data, dtype=np.float64)
-    meta = {"format": "apogee", "header": _simple_header(hdul[0].header)}
-    if flux.ndim == 2:
-        flux, err = flux[row], err[row]
-        _note(meta, f"APOGEE 2-D flux; using row {row} (row 0 is the combined spectrum)", warn=False)
-    wl = _wcs_wavelength(hdul[1].header, flux.shape[0], unit, f"{path.name}[1]")
-    # chip gaps and rejected pixels carry zero flux (and often zero/huge error): not data
-    gap = ~(flux != 0) | ~np.isfinite(err) | ~(err > 0)
-    if np.any(gap):
-        _note(meta, f"{int(gap.sum())} APOGEE pixel(s) with zero flux or no valid error (chip gaps) were masked", warn=False)
-    sigma = np.where(gap, np.nan, err)
-    return dict(wavelength=wl, flux=flux, sigma=sigma, mask=~gap, segments=None, meta=meta, header=dict(hdul[0].header), medium_hint="vacuum")
-
-
-_GALAH_MIN_HDUS = 5
-_GALAH_HDUS = {0: "unnormalised", 4: "normalised"}  # flux HDUs the reader can use; HDU1 = relative error of HDU0
-
-
-def _header_text(header, keys) -> str:
-    return " ".join(str(header.get(k, "")) for k in keys).upper()
-
-
-def _is_galah_image(h) -> bool:
-    from astropy.io import fits
-
-    return isinstance(h, (fits.PrimaryHDU, fits.ImageHDU)) and h.data is not None and h.data.ndim == 1
-
-
-def _galah_layout_problem(hdul) -> str | None:
-    """Why ``hdul`` does not have the GALAH DR3 layout (None if it does)."""
-    if len(hdul) < _GALAH_MIN_HDUS:
-        return f"the GALAH DR3 layout has {_GALAH_MIN_HDUS} HDUs (0 flux, 1 relative error, ..., 4 normalised flux); this file has {len(hdul)}"
-    for i in (0, 1, 4):
-        if not _is_galah_image(hdul[i]):
-            return f"HDU{i} is not a 1-D image; the GALAH DR3 layout has 1-D spectra in HDUs 0, 1 and 4"
-    for i in (0, 4):
-        if "CRVAL1" not in hdul[i].header:
-            return f"HDU{i} has no wavelength WCS (CRVAL1/CDELT1)"
-    return None
-
-
-def _looks_like_galah(hdul) -> bool:
-    h0 = hdul[0].header
-    if "HERMES" in _header_text(h0, ("INSTRUME", "ORIGIN", "TELESCOP")):
-        return True  # a HERMES file in another layout then fails in _read_galah with a clear message
-    if _galah_layout_problem(hdul) is not None:
-        return False
-    extname4 = str(hdul[4].header.get("EXTNAME", "")).lower()
-    if "normalised" in extname4 or "normalized" in extname4:
-        return True
-    obs = _header_text(h0, ("TELESCOP", "ORIGIN"))
-    return "AAT" in obs.split() or "ANGLO-AUSTRALIAN" in obs
-
-
-def _galah_ccd(path) -> tuple[str, int] | None:
-    """(sobject_id, CCD) from a GALAH DR3 file name ``<15-digit sobject_id><CCD 1-4>.fits``, else None."""
-    stem = Path(path).name.lower().removesuffix(".gz")
-    for ext in (".fits", ".fit", ".fts"):
-        stem = stem.removesuffix(ext)
-    if len(stem) == 16 and stem.isdigit() and stem[-1] in "1234":
-        return stem[:-1], int(stem[-1])
-    return None
-
-
-def _galah_wavelength(header, n, unit, where, meta) -> np.ndarray:
-    """Air wavelengths of a GALAH HDU from its linear WCS; ``CRPIX1 = 0`` means pixel 1 (GALAH convention)."""
-    if header.get("CRPIX1") == 0:
-        header = header.copy()
-        header["CRPIX1"] = 1.0
-        _note(meta, f"{where}: CRPIX1 = 0 read as 1 (the GALAH convention: CRVAL1 is the first pixel)", warn=False)
-    return _wcs_wavelength(header, n, unit, where)
-
-
-def _on_grid(values, wl_from, wl_to, where, meta) -> np.ndarray:
-    """``values`` given on ``wl_from`` placed on ``wl_to``: the same grid or a pixel-aligned part of it is sliced
-    exactly, anything else linearly interpolated (NaN outside ``wl_from``)."""
-    step = wl_from[1] - wl_from[0]
-    if wl_to.size > 1 and abs((wl_to[1] - wl_to[0]) - step) <= 1e-6 * abs(step):
-        offset = (wl_to[0] - wl_from[0]) / step
-        start = int(round(offset))
-        if abs(offset - start) < 1e-3 and 0 <= start and start + wl_to.size <= wl_from.size:
-            return values[start : start + wl_to.size]
-    _note(meta, f"{where}: relative errors interpolated onto the flux pixels (their WCS grids differ)", warn=False)
-    return np.interp(wl_to, wl_from, values, left=np.nan, right=np.nan)
-
-
-def _read_galah(hdul, path, hdu, unit):
-    problem = _galah_layout_problem(hdul)
-    if problem is not None:
-        raise SpectrumError(
-            f"{path.name}: not a GALAH DR3 spectrum: {problem}; pass format='fits-image' (or 'fits-table') to read it "
-            "as a plain FITS spectrum"
-        )
-    flux_idx = 4 if hdu is None else hdu
-    if flux_idx not in _GALAH_HDUS:
-        raise SpectrumError(f"{path.name}: GALAH DR3 flux is HDU4 (normalised, default) or HDU0 (unnormalised); got hdu={hdu!r}")
-    flux_hdu, err_hdu = hdul[flux_idx], hdul[1]
-    meta = {"format": "galah-dr3", "hdu": flux_idx, "flux": _GALAH_HDUS[flux_idx], "header": _simple_header(hdul[0].header)}
-    ids = _galah_ccd(path)
-    if ids is not None:
-        meta["sobject_id"], meta["ccd"] = ids
-    flux = np.asarray(flux_hdu.data, dtype=np.float64)
-    rel = np.asarray(err_hdu.data, dtype=np.float64)
-    wl = _galah_wavelength(flux_hdu.header, flux.size, unit, f"{path.name}[{flux_idx}]", meta)
-    # HDU1 is the relative error of HDU0, on HDU0's pixels (its own WCS when it has one)
-    if rel.size != hdul[0].data.size:
-        raise SpectrumError(f"{path.name}: HDU1 (relative error) has {rel.size} pixels but HDU0 (flux) has {hdul[0].data.size}")
-    rel = np.where(np.isfinite(rel) & (rel != 0), rel, np.nan)  # bad errors must not leak into interpolated neighbours
-    if flux_idx != 0:
-        err_header = err_hdu.header if "CRVAL1" in err_hdu.header else hdul[0].header
-        wl_err = _galah_wavelength(err_header, rel.size, unit, f"{path.name}[1]", meta)
-        rel = _on_grid(rel, wl_err, wl, path.name, meta)
-    sigma = np.abs(rel * flux)  # the sign of σ/flux follows the flux in noisy line cores; σ is its size
-    # NaN fluxes are counted (and masked) by _finalise; here only pixels with a flux but no usable error
-    bad = np.isfinite(flux) & ~(np.isfinite(sigma) & (sigma > 0))
-    if np.any(bad):
-        _note(meta, f"{int(bad.sum())} GALAH pixel(s) whose σ = |relative error × flux| is not finite and positive were masked")
-    header = {**dict(hdul[0].header), **dict(flux_hdu.header)}
-    # GALAH is air; honour an explicit medium keyword, but not a generic CTYPE1 = 'WAVE' written by IRAF
-    hint = _medium_from_header({k: v for k, v in header.items() if k != "CTYPE1"}) or "air"
-    return dict(wavelength=wl, flux=flux, sigma=np.where(bad, np.nan, sigma), mask=~bad, segments=None, meta=meta, header=header, medium_hint=hint)
-
-
-def _read_ascii(path, cols, unit):
-    from astropy.io import ascii as astropy_ascii
-
-    try:
-        table = astropy_ascii.read(path)
-    except Exception as exc:  # astropy raises many types for unreadable text
-        raise SpectrumError(
-            f"cannot read {path.name} as a text table ({type(exc).__name__}: {exc}); give a CSV/ECSV with a header line "
-            "naming the columns wavelength, flux, error"
-        ) from None
-    columns = {name: (np.asarray(table[name]), table[name].unit) for name in table.colnames}
-    header = {str(k): v for k, v in table.meta.items() if isinstance(v, (str, int, float, bool))}
-    return _from_table_columns(columns, cols, unit, path.name, header)
-
-
-def _finalise(raw, *, medium, default_snr, resolution) -> Spectrum:
-    meta = raw["meta"]
-    wl = np.asarray(raw["wavelength"], dtype=np.float64)
-    flux = np.asarray(raw["flux"], dtype=np.float64)
+def _finalise(raw: RawSpectrum, *, medium, default_snr, resolution) -> Spectrum:
+    """The rules every format shares: air → vacuum, descending segments reversed, NaN fluxes masked, σ checked or
+    filled (``default_snr``), resolving power from the header; the result validated as a :class:`Spectrum`."""
+    meta = raw.meta
+    wl = np.asarray(raw.wavelength, dtype=np.float64)
+    flux = np.asarray(raw.flux, dtype=np.float64)
     n = wl.shape[0]
     if wl.ndim != 1 or flux.shape != wl.shape:
         raise SpectrumError(f"wavelength {wl.shape} and flux {flux.shape} must be 1-D arrays of the same length")
-    mask = np.asarray(raw["mask"], bool) if raw.get("mask") is not None else np.ones(n, bool)
-    segments = raw.get("segments")
+    mask = np.asarray(raw.mask, bool) if raw.mask is not None else np.ones(n, bool)
+    segments = raw.segments
     segments = np.zeros(n, np.int64) if segments is None else np.asarray(segments, np.int64)
-    sigma = raw.get("sigma")
-    header = raw.get("header", {})
+    sigma = raw.sigma
+    header = raw.header or {}
 
-    # medium
-    hint = raw.get("medium_hint")
-    if medium is None:
-        medium = hint or "vacuum"
-        if hint is None:
-            _note(meta, "the file does not say whether wavelengths are in air or vacuum; assumed vacuum (pass medium='air' if not)", warn=False)
+    medium, medium_source = _choose_medium(medium, raw.medium_hint, raw.medium_hint_source, meta)
     meta["medium_in_file"] = medium
     if not np.all(np.isfinite(wl)):
         i = int(np.flatnonzero(~np.isfinite(wl))[0])
@@ -743,28 +349,7 @@ def _finalise(raw, *, medium, default_snr, resolution) -> Spectrum:
         _note(meta, f"{int((bad_flux & mask).sum())} pixel(s) with NaN/inf flux were masked")
     mask = mask & ~bad_flux
 
-    # uncertainties
-    if sigma is None:
-        if default_snr is None:
-            raise SpectrumError(
-                "the spectrum has no uncertainty column/extension (looked for error/err/sigma/uncertainty, ivar, "
-                "variance); add one, or pass default_snr=<S/N per pixel> (CLI: --assume-snr) to assume σ = flux/S/N"
-            )
-        sigma = _assumed_sigma(flux, mask, default_snr)
-        _note(meta, f"no uncertainties in the file: assumed σ = |flux| / {default_snr:g}")
-    else:
-        sigma = np.asarray(sigma, dtype=np.float64)
-        bad_sigma = mask & ~(np.isfinite(sigma) & (sigma > 0))
-        if np.any(bad_sigma):
-            if default_snr is None:
-                i = int(np.flatnonzero(bad_sigma)[0])
-                raise SpectrumError(
-                    f"{int(bad_sigma.sum())} pixel(s) have non-positive or non-finite uncertainties (first: pixel {i} at "
-                    f"{wl[i]:.3f} Å, σ = {sigma[i]}); fix the error column, mask those pixels, or pass "
-                    "default_snr=<S/N> (CLI: --assume-snr) to fill them with σ = flux/S/N"
-                )
-            sigma = np.where(bad_sigma, _assumed_sigma(flux, mask, default_snr), sigma)
-            _note(meta, f"{int(bad_sigma.sum())} pixel(s) had unusable uncertainties: assumed σ = |flux| / {default_snr:g}")
+    sigma = _fill_sigma(flux, sigma, mask, segments, default_snr, meta, wl)
     if not np.any(mask):
         raise SpectrumError("every pixel is masked (NaN fluxes, zero inverse variance or mask column); nothing to fit")
 
@@ -777,12 +362,112 @@ def _finalise(raw, *, medium, default_snr, resolution) -> Spectrum:
     # masked pixels may hold anything; keep them finite so downstream arithmetic stays clean
     flux = np.where(np.isfinite(flux), flux, 0.0)
     sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, np.inf)
-    return Spectrum(wl, flux, sigma, mask, segments, meta, resolution)
+    unit_text, unit_source = raw.wavelength_unit or ("Angstrom", "default")
+    return Spectrum(wl, flux, sigma, mask, segments, meta, resolution, input_medium=medium, medium_source=medium_source,
+                    input_wavelength_unit=unit_text, wavelength_unit_source=unit_source)
+
+
+def _choose_medium(medium, hint, hint_source, meta) -> tuple[str, str]:
+    """(medium, who said so): the caller wins over the file (with a note when they disagree); with neither, vacuum
+    is assumed and said, because an air spectrum read as vacuum fits RV ≈ −82.7 km/s and looks fine otherwise."""
+    if medium is not None:
+        if hint is not None and hint != medium:
+            _note(meta, f"the file says its wavelengths are in {hint} ({hint_source}) but medium={medium!r} was given; using {medium}")
+        return medium, "caller"
+    if hint is not None:
+        return hint, hint_source
+    _note(
+        meta,
+        "the file does not say whether its wavelengths are in air or vacuum; assumed vacuum. If they are air "
+        "wavelengths pass medium='air' (CLI: --medium air): read as vacuum they shift the fitted RV by about -83 km/s",
+    )
+    return "vacuum", "default"
 
 
 def _ordered_unique(a):
     _, first = np.unique(a, return_index=True)
     return a[np.sort(first)]
+
+
+_SNR_HINT = ("pass default_snr=<S/N per pixel> (CLI: --snr S/N) to assume σ = |flux|/S/N, or default_snr='estimate' "
+             "(CLI: --snr estimate) to estimate the noise from the flux itself")
+
+
+def _fill_sigma(flux, sigma, mask, segments, default_snr, meta, wl):
+    """σ per pixel: the file's where usable; where not (or no column at all), from ``default_snr`` (a number: σ =
+    |flux|/S/N; ``"estimate"``: the DER_SNR noise of each segment), said in a warning; without it, an error."""
+    if default_snr is not None and not isinstance(default_snr, str) and not default_snr > 0:
+        raise SpectrumError(f"default_snr must be a positive S/N or 'estimate', got {default_snr}")
+    if isinstance(default_snr, str) and default_snr != "estimate":
+        raise SpectrumError(f"default_snr must be a positive S/N or 'estimate', got {default_snr!r}")
+
+    def filled(where):
+        if default_snr == "estimate":
+            est = _estimated_sigma(flux, mask, segments)
+            _note(meta, f"{where}: estimated σ from the flux itself (DER_SNR, Stoehr et al. 2008): "
+                        f"{_describe_estimate(est, flux, mask)}; give real uncertainties (or --snr S/N) if you have them")
+            return est
+        _note(meta, f"{where}: assumed σ = |flux| / {default_snr:g}")
+        return _assumed_sigma(flux, mask, default_snr)
+
+    if sigma is None:
+        if default_snr is None:
+            raise SpectrumError(
+                "the spectrum has no uncertainty column/extension (looked for error/err/sigma/uncertainty, ivar, "
+                f"variance); add one, or {_SNR_HINT}"
+            )
+        return filled("no uncertainties in the file")
+    sigma = np.asarray(sigma, dtype=np.float64)
+    bad_sigma = mask & ~(np.isfinite(sigma) & (sigma > 0))
+    if not np.any(bad_sigma):
+        return sigma
+    if default_snr is None and np.array_equal(bad_sigma, mask):
+        col = (meta.get("columns") or {}).get("error")
+        raise SpectrumError(
+            f"the uncertainties{f' (column {col!r})' if col else ''} are zero, negative or NaN at every pixel, so "
+            f"the file gives no noise level; fix them, or {_SNR_HINT}"
+        )
+    if default_snr is None:
+        i = int(np.flatnonzero(bad_sigma)[0])
+        raise SpectrumError(
+            f"{int(bad_sigma.sum())} pixel(s) have non-positive or non-finite uncertainties (first: pixel {i} at "
+            f"{wl[i]:.3f} Å, σ = {sigma[i]}); fix the error column, mask those pixels, or {_SNR_HINT}"
+        )
+    return np.where(bad_sigma, filled(f"{int(bad_sigma.sum())} pixel(s) had unusable uncertainties"), sigma)
+
+
+def der_snr_noise(flux) -> float:
+    """The noise σ of a spectrum estimated from its flux alone (DER_SNR, Stoehr et al. 2008):
+    σ ≈ 1.482602 / √6 · median |2 fᵢ − fᵢ₋₂ − fᵢ₊₂|. Unbiased for white Gaussian noise on a spectrum that is smooth
+    over a few pixels (well-sampled lines bias it up slightly, i.e. conservatively). NaNs are ignored."""
+    f = np.asarray(flux, dtype=np.float64)
+    f = f[np.isfinite(f)]
+    if f.size < 5:
+        raise SpectrumError(f"cannot estimate the noise from {f.size} pixel(s); DER_SNR needs at least 5")
+    return float(1.482602 / np.sqrt(6.0) * np.median(np.abs(2.0 * f[2:-2] - f[:-4] - f[4:])))
+
+
+def _estimated_sigma(flux, mask, segments):
+    out = np.full(flux.shape, np.nan)
+    for seg in _ordered_unique(segments):
+        idx = np.flatnonzero((segments == seg) & mask)
+        if idx.size == 0:
+            continue
+        noise = der_snr_noise(flux[idx])
+        if not noise > 0:
+            raise SpectrumError(
+                f"the flux of segment {seg} has no pixel-to-pixel noise (DER_SNR σ = 0: synthetic, smoothed or constant), so "
+                "the noise cannot be estimated from it; pass default_snr=<S/N> (CLI: --snr S/N)"
+            )
+        out[segments == seg] = noise
+    return out
+
+
+def _describe_estimate(sigma, flux, mask) -> str:
+    use = mask & np.isfinite(sigma)
+    noise = float(np.median(sigma[use]))
+    snr = float(np.median(np.abs(flux[use])) / noise)
+    return f"σ ≈ {noise:.3g} per pixel (S/N ≈ {snr:.3g})"
 
 
 def _assumed_sigma(flux, mask, snr):

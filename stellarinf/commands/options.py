@@ -1,0 +1,95 @@
+"""Shared command-line options: how to read an observed spectrum.
+
+Every command that reads spectra takes the same options (``@spectrum_read_options``) and turns them into
+:func:`~stellarinf.io.spectrum.read_spectrum` keywords with :func:`read_options_kwargs`, so that an error
+message can name a CLI option (``--medium air``, ``--wavelength-unit nm``, ``--snr 50``) that every such
+command has. Usage::
+
+    @click.command()
+    @click.argument("spectrum")
+    @spectrum_read_options
+    def cmd(spectrum, **kwargs):
+        spec = read_spectrum(spectrum, **read_options_kwargs(kwargs))
+"""
+
+from __future__ import annotations
+
+import math
+
+import click
+
+# option dest → read_spectrum keyword
+READ_OPTION_KEYWORDS = {
+    "medium": "medium",
+    "wavelength_unit": "wavelength_unit",
+    "wavelength_col": "wavelength_col",
+    "flux_col": "flux_col",
+    "error_col": "error_col",
+    "snr": "default_snr",
+    "format": "format",
+    "hdu": "hdu",
+}
+
+
+def _positive_snr(ctx, param, value):
+    if value is None or value.strip().lower() == "estimate":
+        return None if value is None else "estimate"
+    try:
+        snr = float(value)
+    except ValueError:
+        raise click.BadParameter(f"give a positive S/N per pixel or 'estimate', got {value!r}") from None
+    if not (math.isfinite(snr) and snr > 0):
+        raise click.BadParameter(f"must be a positive S/N per pixel or 'estimate', got {value}")
+    return snr
+
+
+def _hdu(ctx, param, value):
+    if value is None:
+        return None
+    return int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+
+
+def spectrum_read_options(func):
+    """Add ``--medium``, ``--wavelength-unit``, ``--wavelength-col``, ``--flux-col``, ``--error-col``, ``--format``,
+    ``--hdu`` and ``--snr``.
+
+    ``--snr`` is the S/N per pixel *assumed* where the file has no usable uncertainties (σ = |flux|/S/N, said
+    in a warning); without it such a file is refused. A command that already has an ``--snr`` with another
+    meaning cannot take these options.
+    """
+    options = [
+        click.option("--medium", type=click.Choice(["air", "vacuum"]), default=None,
+                     help="Wavelength medium of the input when the file does not say (header AIRORVAC/CTYPE1='AWAV'...). "
+                          "Default: the file's, else vacuum (recorded in the outputs; an air spectrum read as vacuum "
+                          "fits RV ≈ -83 km/s)."),
+        click.option("--wavelength-unit", default=None, metavar="UNIT",
+                     help="Unit of the wavelengths when the file has none (or to override it): Angstrom, nm or um."),
+        click.option("--wavelength-col", default=None, metavar="NAME", help="Name of the wavelength column (tables)."),
+        click.option("--flux-col", default=None, metavar="NAME", help="Name of the flux column (tables)."),
+        click.option("--error-col", default=None, metavar="NAME", help="Name of the 1σ uncertainty column (tables)."),
+        click.option("--format", "format", default=None,
+                     type=click.Choice(["fits-table", "fits-image", "apogee", "galah", "ascii"]),
+                     help="File layout (default: detected from the extension and the header)."),
+        click.option("--hdu", default=None, callback=_hdu, metavar="N|NAME",
+                     help="FITS HDU holding the spectrum (index or EXTNAME); GALAH: 4 normalised (default) or 0."),
+        click.option("--snr", default=None, callback=_positive_snr, metavar="S/N|estimate",
+                     help="Where the file has no usable uncertainties: the S/N per pixel to assume (σ = |flux| / S/N), "
+                          "or 'estimate' to estimate the noise from the flux (DER_SNR); said in a warning."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def read_options_kwargs(params: dict) -> dict:
+    """The ``read_spectrum`` keywords for the options of :func:`spectrum_read_options` found in ``params``
+    (a command's keyword arguments; other entries are ignored, unset options are left out)."""
+    return {kw: params[dest] for dest, kw in READ_OPTION_KEYWORDS.items() if params.get(dest) is not None}
+
+
+def pop_read_options(params: dict) -> dict:
+    """Like :func:`read_options_kwargs` but removes the options from ``params`` (for ``**kwargs`` commands)."""
+    kwargs = read_options_kwargs(params)
+    for dest in READ_OPTION_KEYWORDS:
+        params.pop(dest, None)
+    return kwargs
