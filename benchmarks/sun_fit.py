@@ -92,8 +92,9 @@ def pixels_for(window: str, resolution: float, per_element: float | None):
     return w.wmin * np.exp(np.arange(n) * step)
 
 
-def fit(model, spectrum, sampler: str, seed: int):
-    """MAP → Laplace → sampler; returns the summary table."""
+def fit(model, spectrum, sampler: str, seed: int, physics_error: bool = True):
+    """MAP → Laplace → sampler; returns the summary table. ``physics_error``: include the measured
+    synthesizer-vs-reality error (:mod:`stellarinf.observe.physics_error`) in the likelihood."""
     from stellarinf.inference import results, samplers
     from stellarinf.inference.density import Problem
     from stellarinf.inference.laplace import laplace
@@ -101,8 +102,12 @@ def fit(model, spectrum, sampler: str, seed: int):
     from stellarinf.io.spectrum import crop_to_model
     from stellarinf.observe.model import ObservationModel
 
+    from stellarinf.observe.physics_error import physics_error_for
+
     spec = crop_to_model(spectrum, model, margin_kms=300.0)
-    om = ObservationModel(model, spec, resolution=spectrum.resolution, rv_max=300.0, vsini_max=60.0, vmacro_max=15.0)
+    phys = physics_error_for(float(spec.wavelength.min()), float(spec.wavelength.max()))[0] if physics_error else None
+    om = ObservationModel(model, spec, resolution=spectrum.resolution, rv_max=300.0, vsini_max=60.0, vmacro_max=15.0,
+                          continuum="marginalise", physics_error=phys)
     problem = Problem.build(om, [])
     m = find_map(problem, n_starts=4, seed=seed)
     lap = laplace(problem, m)
@@ -123,6 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--snr", default="50,100,200")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--sampler", default="laplace")
+    ap.add_argument("--physics-error", choices=["on", "off"], default="on",
+                    help="include the measured synthesizer-vs-reality error in the likelihood")
     ap.add_argument("--label", default="", help="a tag stored with the results (e.g. 'laboratory log gf')")
     ap.add_argument("-o", "--output", default=str(HERE / "results" / "sun_fit.json"))
     args = ap.parse_args(argv)
@@ -146,7 +153,7 @@ def main(argv=None) -> int:
                 for seed in [int(s) for s in args.seeds.split(",")]:
                     t0 = time.time()
                     spec = observe_sun(atlas[:, 0], atlas[:, 1], pixels, resolution, snr, seed)
-                    table = fit(model, spec, args.sampler, seed)
+                    table = fit(model, spec, args.sampler, seed, args.physics_error == "on")
                     row = {"emulator": emu_name, "window": window, "resolution": resolution, "snr": snr, "seed": seed,
                            "chi2r": float(table.meta.get("CHI2RED", math.nan)),
                            "seconds": time.time() - t0, "labels": {}}

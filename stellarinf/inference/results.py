@@ -43,7 +43,28 @@ RHAT_MAX = 1.01
 ESS_MIN = 100
 EDGE_FRACTION = 0.05  # flag when more than this fraction of draws ...
 EDGE_WIDTH = 0.01  # ... lies within this fraction of the box span from an edge
-_EDGE_EXEMPT = ("vsini", "vmacro", "ln_jitter")  # zero rotation/no jitter at the edge is physical
+_EDGE_EXEMPT = ("vsini", "vmacro", "ln_jitter")
+NO_INFORMATION = 0.8  # flag a label whose posterior sd is at least this fraction of its prior sd
+
+# What each flag means and what to do about it, in the words the summary prints (global and per-label flags)
+FLAG_ADVICE = {
+    "chi2": "the reduced chi2 is far from 1: the model does not describe the data within the stated errors "
+            "(errors mis-scaled, wrong resolution, a star outside the emulator's physics, or data problems); "
+            "do not trust the sd until that is understood: check the fit plot (--plots), the errors (--snr), --resolution",
+    "edge_low": "the posterior piles up at the lower edge of the training box: the star may lie outside it, "
+                "or the data cannot constrain the label; the true value may be below the box",
+    "edge_high": "the posterior piles up at the upper edge of the training box: the star may lie outside it, "
+                 "or the data cannot constrain the label; the true value may be above the box",
+    "no_information": "the posterior is about as wide as the prior: the spectrum carries almost no information "
+                      "on this label; the number is the prior, not a measurement",
+    "rhat": "the chains disagree (R-hat > 1.01): run longer (--draws) or check for several modes",
+    "ess": "too few effective draws for stable quantiles: run longer (--draws)",
+    "divergences": "the sampler hit divergences: the posterior has regions it cannot explore; the result may be biased",
+    "hessian": "the curvature at the best fit is not positive definite: the Laplace widths are unreliable",
+    "pareto_k": "the importance weights are unreliable (the posterior is far from its Laplace approximation); "
+                "do not use these numbers: fit with --sampler nuts",
+    "one_chain": "one chain cannot show convergence: use --chains 4",
+}  # zero rotation/no jitter at the edge is physical
 
 
 def unit_for(name: str) -> str:
@@ -250,6 +271,27 @@ def edge_fraction(draws: np.ndarray, lower: float, upper: float) -> tuple[float,
     return float(np.mean(d <= lower + w)), float(np.mean(d >= upper - w))
 
 
+def _prior_sd(prior: Mapping | None, lower: float, upper: float) -> float:
+    """sd of a parameter's prior: the Gaussian's sigma, or a uniform box's width/√12 (nan if unbounded)."""
+    if prior and prior.get("kind") == "gaussian":
+        return float(prior.get("sigma", math.nan))
+    lo = float(prior.get("lower", lower)) if prior else lower
+    hi = float(prior.get("upper", upper)) if prior else upper
+    return (hi - lo) / math.sqrt(12.0) if math.isfinite(lo) and math.isfinite(hi) else math.nan
+
+
+def flag_advice(table: Table) -> list[str]:
+    """One line per flag raised anywhere in ``table`` (global FLAGS or a label's flags): what it means and what to do."""
+    raised: dict[str, list[str]] = {}
+    for flag in filter(None, str(table.meta.get("FLAGS", "")).split(",")):
+        raised.setdefault(flag, [])
+    for row in table:
+        for flag in filter(None, str(row["flags"]).split(",")):
+            raised.setdefault(flag, []).append(str(row["name"]))
+    return [f"{flag}{' (' + ', '.join(names) + ')' if names else ''}: {FLAG_ADVICE.get(flag, 'see the documentation')}"
+            for flag, names in raised.items()]
+
+
 def summary_table(idata: az.InferenceData, truth: Mapping[str, float] | None = None, *, include_continuum: bool = False) -> Table:
     """One row per parameter: mean, sd, p16, p50, p84, r_hat, ess_bulk, ess_tail, box, flags.
 
@@ -264,6 +306,7 @@ def summary_table(idata: az.InferenceData, truth: Mapping[str, float] | None = N
     if not include_continuum:
         names = [n for n in names if not is_continuum(n)]
     bounds = json.loads(_attr(idata, "bounds", "{}"))
+    priors = json.loads(_attr(idata, "priors", "{}") or "{}")
     n_chains = post.sizes["chain"]
     rhat = az.rhat(post, var_names=names) if n_chains > 1 else None
     ess_b = az.ess(post, var_names=names, method="bulk")
@@ -281,6 +324,10 @@ def summary_table(idata: az.InferenceData, truth: Mapping[str, float] | None = N
         ess_bulk, ess_tail = min(float(ess_b[n]), ess_cap), min(float(ess_t[n]), ess_cap)
         if ess_bulk < ESS_MIN:
             flags.append("ess")
+        prior_sd = _prior_sd(priors.get(n), lo, hi)
+        if n not in _EDGE_EXEMPT and not is_continuum(n) and x.size > 1 and math.isfinite(prior_sd) \
+                and x.std(ddof=1) >= NO_INFORMATION * prior_sd:
+            flags.append("no_information")
         if n not in _EDGE_EXEMPT and not is_continuum(n):
             f_lo, f_hi = edge_fraction(x, lo, hi)
             if f_lo > EDGE_FRACTION:
@@ -375,9 +422,7 @@ def format_summary(table: Table) -> str:
             f"best fit: chi2 against the data's sigma alone {m.get('CHI2NOIS', math.nan):.1f}; whitened chi2 the fit minimises "
             f"(model errors and the marginalised continuum and error modes included) {m.get('CHI2WHIT', math.nan):.1f}"
         )
-    if "pareto_k" in str(m.get("FLAGS", "")).split(","):
-        lines.append("pareto_k: the importance weights are unreliable (the posterior is far from its Laplace approximation); "
-                     "do not use these numbers: fit with --sampler nuts")
+    lines.extend(flag_advice(table))
     return "\n".join(lines)
 
 

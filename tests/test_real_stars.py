@@ -124,3 +124,15 @@ def test_physics_error_for_picks_the_overlapping_window():
     # outside every measured window: the largest measured values, not nothing
     (floor2, frac2), _ = physics_error_for(5000.0, 5100.0)
     assert floor2 >= floor and frac2 >= frac
+
+
+def test_telluric_bands_are_masked_and_named():
+    from stellarinf.io.tellurics import telluric_mask
+
+    wl = np.linspace(7550.0, 7700.0, 1501)
+    keep, bands = telluric_mask(wl)
+    assert not keep[(wl > 7600.0) & (wl < 7620.0)].any()  # the O2 A band
+    assert keep[wl < 7590.0].all() and keep[wl > 7630.0].all()
+    assert len(bands) == 1 and bands[0].startswith("O2 A")
+    keep, bands = telluric_mask(np.linspace(6480.0, 6740.0, 100))  # galah-red: no strong band
+    assert keep.all() and bands == []
