@@ -136,3 +136,19 @@ def test_telluric_bands_are_masked_and_named():
     assert len(bands) == 1 and bands[0].startswith("O2 A")
     keep, bands = telluric_mask(np.linspace(6480.0, 6740.0, 100))  # galah-red: no strong band
     assert keep.all() and bands == []
+
+
+def test_outlier_mask_finds_cosmic_rays_and_nothing_else():
+    from stellarinf.observe.outliers import outlier_mask
+
+    rng = np.random.default_rng(2)
+    n = 3000
+    model = 1.0 - 0.5 * np.exp(-0.5 * ((np.arange(n) - 1500) / 4.0) ** 2)
+    sigma = np.full(n, 0.01)
+    flux = model + sigma * rng.normal(size=n)
+    hits = np.array([200, 1200, 2500])
+    flux[hits] += 0.5  # 50σ cosmic rays
+    bad = outlier_mask(flux, model, sigma, np.ones(n, bool))
+    assert set(np.flatnonzero(bad)) == {h + d for h in hits for d in (-1, 0, 1)}
+    # a model that is wrong everywhere is not "outliers": at most max_fraction of the pixels go
+    assert outlier_mask(flux, model + 1.0, sigma, np.ones(n, bool), grow=0).sum() == int(0.02 * n)
