@@ -66,6 +66,9 @@ def cli():
       stellarinf fit spec.fits -o star         posterior for an observed spectrum
       stellarinf crb --teff 5772 --logg 4.44 --feh 0 --snr 100 -o crb.json
     """
+    from . import enable_float64
+
+    enable_float64()  # every command computes atmospheres, likelihoods or Fisher matrices in float64
 
 
 def main(argv=None):
