@@ -2,7 +2,8 @@
 
 Subcommands live in :mod:`stellarinf.commands` (one module each) and are imported only when used,
 so ``stellarinf --help`` is fast. Exit codes: 0 success, 2 usage error, 3 bad input (a message names
-the problem and the fix), 1 anything unexpected (a bug: please report it).
+the problem and the fix), 4 ``fit``: the result is flagged unreliable (the files are written, the message
+says what to do next; ``--allow-unreliable`` exits 0), 1 anything unexpected (a bug: please report it).
 """
 
 from __future__ import annotations

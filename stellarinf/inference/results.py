@@ -367,8 +367,18 @@ def write_table_to(table: Table, path, fmt: str) -> None:
     out = table.copy(copy_data=False)
     if fmt == "fits":
         out.meta = {
-            k[:8].upper(): (v if not isinstance(v, float) or math.isfinite(v) else str(v))
+            k[:8].upper(): (_ascii(v) if isinstance(v, str) else v if not isinstance(v, float) or math.isfinite(v) else str(v))
             for k, v in table.meta.items()
             if isinstance(v, (int, float, str))
         }
+        for name in out.colnames:  # FITS text is ASCII (messages carry en dashes and Å)
+            if out[name].dtype.kind == "U":
+                out[name] = [_ascii(str(v)) for v in out[name]]
     out.write(str(path), format=fmt, overwrite=True)
+
+
+_ASCII = str.maketrans({"–": "-", "—": "-", "−": "-", "Å": "A", "×": "x", "≈": "~", "≤": "<=", "≥": ">=", "σ": "sigma", "…": "..."})
+
+
+def _ascii(text: str) -> str:
+    return text.translate(_ASCII).encode("ascii", "replace").decode("ascii")
