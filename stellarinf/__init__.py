@@ -45,7 +45,7 @@ __version__ = "0.1.0"
 
 
 def enable_float64() -> None:
-    """Switch JAX to double precision (``jax_enable_x64``); idempotent and cheap.
+    """Switch JAX to double precision, float64 (``jax_enable_x64``); idempotent and cheap.
 
     Why explicit: it changes JAX for the whole process (your own JAX code included), so importing a library
     should not do it behind your back. The stellarinf entry points that need it call it; call it yourself
