@@ -289,3 +289,22 @@ def test_garbage_and_missing_spectra_are_refused_before_the_model_loads(tmp_path
 def test_the_production_cli_has_no_test_model(tmp_path, capsys, spectrum_file):
     code, _, err = run(["fit", str(spectrum_file), "--emulator", "analytic-test", "--sampler", "map", "-o", str(tmp_path / "t")], capsys)
     assert code == 3 and "analytic-test" in err
+
+
+def test_fit_cli_batch_reports_bad_files_and_fits_the_others(spectrum_file, tmp_path, capsys, injected):
+    bad = tmp_path / "zero_sigma.fits"
+    wl = np.linspace(5001.0, 5029.0, 200)
+    cols = [fits.Column(name="wavelength", format="D", array=wl), fits.Column(name="flux", format="D", array=1 + 0.01 * np.sin(wl)),
+            fits.Column(name="error", format="D", array=np.zeros(200))]
+    fits.BinTableHDU.from_columns(cols).writeto(bad)
+    out = tmp_path / "batch"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, stdout, err = run(["fit", str(spectrum_file), str(bad), str(tmp_path / "gone.fits"), *injected, *COMMON,
+                                 "--sampler", "map", "--draws", "100", "-o", str(out)], capsys)
+    assert code == 0, err
+    assert "not fitted: zero_sigma" in err and "uncertainties" in err and "not fitted: gone" in err and "1 of 3 spectra fitted" in err
+    table = Table.read(str(out) + "_results.fits")
+    assert table["spectrum"].tolist() == ["star", "zero_sigma", "gone"] and table["status"].tolist() == ["ok", "failed", "failed"]
+    assert abs(table["teff"][0] - TRUTH["teff"]) < 3 * table["teff_err"][0]
+    assert (tmp_path / "batch_star.nc").exists() and not (tmp_path / "batch_gone.nc").exists()

@@ -110,7 +110,8 @@ def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolu
     from ..inference.priors import parse_prior
     from ..pipeline import fit_spectra, fit_spectrum, output_prefix
 
-    _check_files(spectra)
+    if len(spectra) == 1:
+        _check_files(spectra)  # at once; in a batch a missing file is that spectrum's failure (fit_spectra reads all first)
     prior_reqs = [parse_prior(p) for p in priors]  # syntax errors before any heavy work
     fixed = _parse_fixed(fixed)
     out = output_prefix(output)
