@@ -29,6 +29,9 @@ def log_uniform_grid(wmin: float, wmax: float, resolution: float, pixels_per_res
 
 def noiseless_flux(model, wavelength: np.ndarray, params: Mapping[str, float], resolution: float | None, **obs_kwargs) -> np.ndarray:
     """The observation pipeline's prediction (no continuum) of ``model`` at ``params`` on ``wavelength``."""
+    from .. import enable_float64
+
+    enable_float64()  # mocks are made in float64, like the fits they feed
     from ..observe.model import ObservationModel
 
     dummy = Spectrum(wavelength, np.ones_like(wavelength), np.ones_like(wavelength), resolution=resolution)
