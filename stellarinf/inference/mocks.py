@@ -77,6 +77,9 @@ def random_truth(label_space: LabelSpace, rng: np.random.Generator, *, inset: fl
 
 def analytic_setup(names=("teff", "logg", "feh"), wavelength_range=(5000.0, 5030.0), resolution: float = 20000.0, n_lines: int = 20, seed: int = 0):
     """A cheap AnalyticLineModel (test double) and an instrument grid inside its range (for tests, --quick)."""
+    from .. import enable_float64
+
+    enable_float64()  # the models' arrays are made in float64
     from ..emulators.analytic import AnalyticLineModel
     from ..labels import default_label_space
 
@@ -95,6 +98,9 @@ def benchmark_setup(emulator: str | None, *, quick: bool, truth: str = "synth", 
     Otherwise ``emulator`` is loaded (``load_emulator``) and the truth model is the synthesizer
     (``truth="synth"``, mocks not made by the emulator) or the emulator itself (``truth="emulator"``).
     """
+    from .. import enable_float64
+
+    enable_float64()  # the models' arrays are made in float64
     if quick:
         model, wl = analytic_setup(resolution=resolution)
         return model, model, wl, resolution, {"fit_model": "AnalyticLineModel (quick)", "truth_model": "AnalyticLineModel (quick)"}
