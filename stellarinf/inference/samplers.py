@@ -378,6 +378,7 @@ def run_laplace_is(
     init: LaplaceResult | None = None,
     df: float = DEFAULT_DF,
     extra_rounds: int = 1,
+    progress: bool = False,
 ) -> Posterior:
     """Laplace approximation corrected by importance sampling (:func:`.importance.adaptive_importance`):
     ``chains × draws`` independent Student-t proposals drawn in rounds (10/15/25/50 %), the first centred on
@@ -396,10 +397,21 @@ def run_laplace_is(
     rng = np.random.default_rng(seed + 104729)
     n = chains * draws
 
-    def log_density(z):
-        return np.asarray(_batch_log_density(problem, jnp.asarray(z)))
+    from tqdm.auto import tqdm
 
-    z, log_p, w = adaptive_importance(log_density, lap.mean_z, lap.metric, n, rng, df=df, extra_rounds=extra_rounds)
+    bar = tqdm(total=n, desc="laplace-is", unit="proposal", disable=not progress)
+
+    def log_density(z):
+        out = np.asarray(_batch_log_density(problem, jnp.asarray(z)))
+        if bar.n + len(z) > bar.total:  # an extra round (Pareto k still high)
+            bar.total = bar.n + len(z)
+        bar.update(len(z))
+        return out
+
+    try:
+        z, log_p, w = adaptive_importance(log_density, lap.mean_z, lap.metric, n, rng, df=df, extra_rounds=extra_rounds)
+    finally:
+        bar.close()
     idx = np.concatenate([c + chains * resample(w.log_weights[c::chains], draws, rng) for c in range(chains)])
     t1 = time.perf_counter()
     return Posterior(
@@ -457,7 +469,7 @@ SAMPLER_SPECS: dict[str, SamplerSpec] = {
         SamplerSpec("mclmc", run_blackjax_mclmc, True, True, True, True, "BlackJAX microcanonical Langevin MC"),
         SamplerSpec("blackjax-mclmc", run_blackjax_mclmc, True, True, True, True, "alias of mclmc", canonical="mclmc"),
         SamplerSpec("laplace-is", run_laplace_is, False, False, False, True,
-                    "Laplace corrected by importance sampling (values only; check the pareto_k flag)"),
+                    "Laplace corrected by importance sampling (values only; check the pareto_k flag)", progress=True),
         SamplerSpec("laplace", laplace_posterior, False, False, False, False, "draws from the Laplace approximation"),
         SamplerSpec("map", _map_draws, False, False, False, False, "the MAP, with Laplace draws for its spread"),
     )
