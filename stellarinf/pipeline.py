@@ -232,15 +232,19 @@ def read_input(spectrum, *, resolution: float | None = None, read_options: Mappi
         if resolution is not None:
             spectrum = dataclasses.replace(spectrum, resolution=float(resolution))
         return spectrum, str(spectrum.meta.get("source", "<Spectrum in memory>")), _sha256_of_spectrum(spectrum)
-    if not isinstance(spectrum, (str, os.PathLike)):
-        raise SpectrumError(f"spectrum must be a file path or a stellarinf Spectrum, got {type(spectrum).__name__}; "
-                            "read it with stellarinf.read_spectrum(path) or build stellarinf.Spectrum(wavelength, flux, sigma)")
-    path = Path(spectrum)
-    if not path.is_file():
-        raise SpectrumError(f"spectrum file {str(path)!r} does not exist; check the path")
     kw = dict(read_options or {})
     if resolution is not None:
         kw["resolution"] = resolution
+    if not isinstance(spectrum, (str, os.PathLike)):  # another in-memory spectrum: the reader decides (e.g. specutils)
+        try:
+            spec = read_spectrum(spectrum, **kw)
+        except (TypeError, AttributeError):
+            raise SpectrumError(f"cannot read a spectrum from a {type(spectrum).__name__}; pass a file path or a stellarinf "
+                                "Spectrum(wavelength, flux, sigma)") from None
+        return spec, str(spec.meta.get("source", f"<{type(spectrum).__name__} in memory>")), _sha256_of_spectrum(spec)
+    path = Path(spectrum)
+    if not path.is_file():
+        raise SpectrumError(f"spectrum file {str(path)!r} does not exist; check the path")
     spec = read_spectrum(path, **kw)
     return spec, str(path), sha256_of(path)
 
@@ -545,6 +549,8 @@ def fit_spectrum(
         "emulator_error": emulator_error, "jitter": bool(jitter),
         "read_options": {k: str(v) for k, v in (read_options or {}).items()},
         "n_pixels_used": n_used,
+        # what the reader read or assumed (medium, wavelength unit, and where from), where the Spectrum records it
+        "spectrum_provenance": spec.provenance() if hasattr(spec, "provenance") else {"source": spec.meta.get("source")},
         "stellarinf_version": _version(),
     }
     attrs = {
