@@ -249,6 +249,24 @@ def read_input(spectrum, *, resolution: float | None = None, read_options: Mappi
     return spec, str(path), sha256_of(path)
 
 
+def prior_requests(priors):
+    """Priors as :func:`~stellarinf.inference.priors.resolve_priors` takes them: a mapping passes through; a text
+    (``"logg=4.4+-0.1"``) or a sequence of texts/requests becomes a list with every text parsed, so a typo is
+    reported before anything is loaded."""
+    from .inference.priors import parse_prior
+
+    if isinstance(priors, Mapping):
+        return priors
+    items = [priors] if isinstance(priors, str) else list(priors or [])
+    return [parse_prior(p) if isinstance(p, str) else p for p in items]
+
+
+def _prior_texts(priors) -> list[str] | dict:
+    if isinstance(priors, Mapping):
+        return {str(k): str(v) for k, v in priors.items()}
+    return [str(p) for p in ([priors] if isinstance(priors, str) else list(priors or []))]
+
+
 def check_flux(spec) -> None:
     """Refuse flux with no structure (every used pixel equal, e.g. all zero): a fit to it is meaningless."""
     f = np.asarray(spec.flux)[np.asarray(spec.mask, bool)]
@@ -462,7 +480,6 @@ def fit_spectrum(
     from .inference import results as res
     from .inference.laplace import laplace
     from .inference.map import carried_to_convergence, find_map
-    from .inference.priors import parse_prior
     from .inference.samplers import sample, sampler_spec
 
     enable_float64()
@@ -475,9 +492,7 @@ def fit_spectrum(
         raise StellarinfError(f"emulator_error must be 'modes' or 'white', got {emulator_error!r}")
     if chains < 1 or draws < 1 or warmup < 0 or n_starts < 1:
         raise StellarinfError(f"need chains >= 1, draws >= 1, warmup >= 0 and n_starts >= 1 (got {chains}, {draws}, {warmup}, {n_starts})")
-    prior_list = [priors] if isinstance(priors, str) else list(priors or []) if not isinstance(priors, Mapping) else priors
-    if not isinstance(prior_list, Mapping):
-        prior_list = [parse_prior(p) if isinstance(p, str) else p for p in prior_list]  # syntax errors before any heavy work
+    prior_list = prior_requests(priors)  # syntax errors before any heavy work
 
     stages.start("read", f"reading {spectrum if not hasattr(spectrum, 'flux') else 'the spectrum'}")
     spec, input_name, checksum = read_input(spectrum, resolution=resolution, read_options=read_options)
@@ -537,7 +552,7 @@ def fit_spectrum(
         "chains": int(chains), "draws": int(draws), "warmup": int(warmup) if spec_s.uses_warmup else 0,
         "n_starts": int(n_starts), "seed": int(seed),
         "priors": {n: p.to_json() for n, p in zip(problem.names, problem.prior_specs)},
-        "prior_requests": [str(p) for p in (priors if isinstance(priors, (list, tuple)) else [priors] if isinstance(priors, str) else [])],
+        "prior_requests": _prior_texts(priors),
         "fixed": fixed_values,
         "held": held,
         "resolution": resolution_used,
@@ -662,7 +677,6 @@ def fit_spectra(
     """
     from . import enable_float64
     from .inference.batch import fit_batch
-    from .inference.priors import parse_prior
 
     enable_float64()
     spectra = list(spectra)
@@ -673,7 +687,7 @@ def fit_spectra(
         raise StellarinfError(f"{len(ids)} ids for {len(spectra)} spectra; give one id per spectrum")
     if len(set(ids)) != len(ids):
         ids = [f"{sid}_{i}" for i, sid in enumerate(ids)]
-    prior_list = [parse_prior(p) if isinstance(p, str) else p for p in ([priors] if isinstance(priors, str) else list(priors or []))]
+    prior_list = prior_requests(priors)
     echo = log or (lambda s: None)
 
     read = []
@@ -709,7 +723,7 @@ def fit_spectra(
     settings = {
         "run_id": uuid.uuid4().hex, "emulator": label, "emulator_kind": emulator_kind(model) if model is not None else "",
         "sampler": sampler or "", "sampler_reason": reason, "chains": chains, "draws": draws, "warmup": warmup,
-        "n_starts": n_starts, "seed": seed, "priors": [str(p) for p in ([priors] if isinstance(priors, str) else list(priors or []))],
+        "n_starts": n_starts, "seed": seed, "priors": _prior_texts(priors),
         "fixed": fixed_values, "resolution": resolution, "continuum": continuum, "continuum_degree": continuum_degree,
         "crop_margin_kms": crop_margin_kms(rv_max), "rv_max": rv_max, "vsini_max": vsini_max, "vmacro_max": vmacro_max,
         "emulator_error": emulator_error, "jitter": jitter, "inputs": inputs, "stellarinf_version": _version(),
