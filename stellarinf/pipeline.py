@@ -598,7 +598,8 @@ def _version() -> str:
 @dataclasses.dataclass
 class BatchResult:
     """What :func:`fit_spectra` returns: ``table`` (one row per input, in order: ``spectrum``, ``status``
-    (``ok`` or ``failed``), ``error`` (why it failed), medians/sd/percentiles, diagnostics, flags),
+    (``ok`` or ``failed``), ``error`` (why it failed), ``input_file``, ``input_sha256``, medians/sd/percentiles,
+    diagnostics, flags),
     ``idatas`` (spectrum id → InferenceData, fitted ones only), ``settings``."""
 
     table: Any
@@ -742,14 +743,17 @@ def fit_spectra(
                                           "fixed": json.dumps(fixed_values), **inputs[sid]})
             idatas[sid] = idata
     rows = []
-    for sid in ids:
+    files = {sid: (name, checksum) for sid, _, name, checksum in read}
+    for sid, item in zip(ids, spectra):
+        name, checksum = files.get(sid, (str(item) if isinstance(item, (str, os.PathLike)) else "", ""))
+        source = {"input_file": name, "input_sha256": checksum}
         if sid in rows_by_id and rows_by_id[sid].get("status", "ok") == "ok":
-            rows.append({**rows_by_id[sid], "status": "ok", "error": ""})
+            rows.append({**rows_by_id[sid], "status": "ok", "error": "", **source})
         else:
             err = failures.get(sid) or (rows_by_id.get(sid, {}).get("error") or "not fitted")
-            rows.append({"spectrum": sid, "status": "failed", "error": str(err)})
+            rows.append({"spectrum": sid, "status": "failed", "error": str(err), **source})
     from .inference.batch import rows_to_table
 
-    out = rows_to_table(rows, first=("spectrum", "status", "error"))
+    out = rows_to_table(rows, first=("spectrum", "status", "error", "input_file", "input_sha256"))
     out.meta["METHOD"] = sampler or ""
     return BatchResult(table=out, idatas=idatas, settings=settings)

@@ -186,6 +186,8 @@ def test_fit_spectra_records_bad_spectra_and_fits_the_others(spectrum_file, mode
     for n in ("teff", "logg", "feh", "rv"):
         assert abs(good[n] - TRUTH[n]) < 3 * good[f"{n}_err"], n
     assert np.isnan(t["teff"][1]) and set(batch.failed) == {"missing", "nan", "far"}
+    assert t["input_sha256"][0] == hashlib.sha256(spectrum_file.read_bytes()).hexdigest() and t["input_sha256"][1] == ""
+    assert t["input_file"][1].endswith("missing.fits") and len(t["input_sha256"][3]) == 64  # in-memory: checksum of its arrays
     paths = batch.write(tmp_path / "batch")
     assert [p.name for p in paths] == ["batch_results.fits", "batch_results.csv", "batch_good.nc"]
     back = Table.read(tmp_path / "batch_results.csv", format="ascii.csv")
