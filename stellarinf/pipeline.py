@@ -342,6 +342,15 @@ def validate_fixed(fixed: Mapping[str, float], model, *, rv_max: float, vsini_ma
     return out
 
 
+def unknown_resolution_message(model) -> str:
+    """Why a fit without a known resolving power may be wrong, and the way forward."""
+    r = getattr(model, "resolution", None)
+    at = f"at the model's own R = {float(r):,.0f}" if r else "unbroadened"
+    return (f"the spectrum's resolving power is unknown (no RESOLUTN/SPEC_RES/R header card, none given): the model is "
+            f"compared {at}, with no instrument broadening; if the instrument's R is lower (e.g. 5,000), the labels are "
+            "biased: pass resolution=R (CLI: --resolution R) or fit it (--fit-resolution)")
+
+
 def build_problem(model, spec, *, resolution=None, fit_resolution=False, continuum=DEFAULT_CONTINUUM, continuum_degree=2,
                   rv_max=300.0, vsini_max=60.0, vmacro_max=15.0, jitter=False, fixed=None, priors=None, error_modes=True):
     """Crop ``spec`` to the model (margin :func:`crop_margin_kms`), build the observation model and the Problem.
@@ -352,6 +361,8 @@ def build_problem(model, spec, *, resolution=None, fit_resolution=False, continu
 
     fixed = dict(fixed or {})
     spec = crop_to_model(spec, model, margin_kms=crop_margin_kms(rv_max))
+    if resolution is None and spec.resolution is None and not fit_resolution and "resolution" not in fixed:
+        warnings.warn(unknown_resolution_message(model), UserWarning, stacklevel=2)
     obs_fixed = {k: v for k, v in fixed.items() if k in NUISANCE_FIX_NAMES or k in model.label_space.names}
     obs = ObservationModel(model, spec, resolution=resolution, fit_resolution=fit_resolution, continuum=continuum,
                            continuum_degree=continuum_degree, fit_jitter=jitter, rv_max=rv_max, vsini_max=vsini_max,

@@ -310,3 +310,14 @@ def test_fit_cli_batch_reports_bad_files_and_fits_the_others(spectrum_file, tmp_
     assert table["spectrum"].tolist() == ["star", "zero_sigma", "gone"] and table["status"].tolist() == ["ok", "failed", "failed"]
     assert abs(table["teff"][0] - TRUTH["teff"]) < 3 * table["teff_err"][0]
     assert (tmp_path / "batch_star.nc").exists() and not (tmp_path / "batch_gone.nc").exists()
+
+
+def test_an_unknown_resolving_power_is_said_with_the_way_forward(model):
+    _, wl = analytic_setup()
+    spec = make_mock(model, wl, TRUTH, snr=120, resolution=20000, seed=4)
+    bare = Spectrum(spec.wavelength, spec.flux, spec.sigma)  # no resolution recorded
+    with pytest.warns(UserWarning, match=r"resolving power is unknown.*--resolution R.*--fit-resolution"):
+        pipeline.build_problem(model, bare, rv_max=60.0, fixed={"vmacro": 0.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        pipeline.build_problem(model, spec, rv_max=60.0, fixed={"vmacro": 0.0})  # known R: nothing to say
