@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-import stellarinf  # noqa: F401
+import stellarinf
+
+stellarinf.enable_float64()  # atmospheres, likelihoods, Fisher matrices
 import jax.numpy as jnp
 
 from stellarinf.inference.batch import map_laplace_batch

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-import stellarinf  # noqa: F401  (float64)
+import stellarinf
+
+stellarinf.enable_float64()  # atmospheres, likelihoods, Fisher matrices
 from stellarinf import forecast as F
 from stellarinf.fisher import DegenerateFisherWarning
 from stellarinf.io.atomic import write_json_atomic

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-import stellarinf  # noqa: F401
+import stellarinf
+
+stellarinf.enable_float64()  # atmospheres, likelihoods, Fisher matrices
 from stellarinf.inference.density import Problem
 from stellarinf.inference.laplace import laplace
 from stellarinf.inference.map import find_map

@@ -24,7 +24,9 @@ import arviz as az
 import jax
 import numpy as np
 
-import stellarinf  # noqa: F401
+import stellarinf
+
+stellarinf.enable_float64()  # atmospheres, likelihoods, Fisher matrices
 from stellarinf.inference.batch import map_laplace_batch
 from stellarinf.inference.density import Problem
 from stellarinf.inference.laplace import laplace

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-import stellarinf  # noqa: F401
+import stellarinf
+
+stellarinf.enable_float64()  # atmospheres, likelihoods, Fisher matrices
 from stellarinf.inference.map import find_map, prior_draw_starts, start_points
 from stellarinf.inference.mocks import benchmark_setup, make_mock, random_truth
 from stellarinf.io.atomic import write_json_atomic

@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import curve_fit
 
-import stellarinf  # noqa: F401
+import stellarinf
+
+stellarinf.enable_float64()  # atmospheres, likelihoods, Fisher matrices
 from stellarinf.emulators.registry import load_emulator
 from stellarinf.inference.density import Problem
 from stellarinf.inference.map import find_map

@@ -179,7 +179,9 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--output", default=str(RESULTS / "pretrain.json"), help="JSON path (PNG beside it)")
     args = ap.parse_args(argv)
 
-    import stellarinf  # noqa: F401
+    import stellarinf
+
+    stellarinf.enable_float64()  # atmospheres, likelihoods, Fisher matrices
     from stellarinf.emulators.registry import load_emulator
     from stellarinf.io.atomic import write_json_atomic
     from stellarinf.machine import machine_info

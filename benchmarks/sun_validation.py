@@ -67,6 +67,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     import stellarinf
+
+    stellarinf.enable_float64()  # atmospheres, likelihoods, Fisher matrices
     from stellarinf.io.atomic import write_json_atomic
     from stellarinf.machine import machine_info
     from stellarinf.observe.broadening import broaden, velocity_step

@@ -254,7 +254,9 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--output", default=None, help="JSON path (default benchmarks/results/throughput[_<backend>].json)")
     args = ap.parse_args(argv)
 
-    import stellarinf  # noqa: F401  (float64 on)
+    import stellarinf
+
+    stellarinf.enable_float64()  # atmospheres, likelihoods, Fisher matrices
     from stellarinf.io.atomic import write_json_atomic
     from stellarinf.labels import default_label_space
     from stellarinf.machine import machine_info

@@ -198,6 +198,8 @@ def step_demo(a):
         return
     import stellarinf
     from stellarinf.inference.mocks import make_mock
+
+    stellarinf.enable_float64()  # the synthesizer and the observation model compute in float64
     from stellarinf.io.atomic import write_json_atomic
     from stellarinf.io.spectrum import write_spectrum_fits
     from stellarinf.labels import default_label_space

@@ -1,7 +1,30 @@
 """stellarinf: Bayesian stellar spectroscopy with differentiable emulators.
 
+Fit a spectrum from Python::
+
+    import stellarinf
+    result = stellarinf.fit_spectrum("spectrum.fits", emulator="default-payne")
+    print(result.summary)          # one row per label: median (p50), sd, 16/84 %, R-hat, ESS, flags
+    result.write("star")           # star.nc (ArviZ), star_summary.fits, star_summary.csv
+
+The user API (imported on first use, so ``import stellarinf`` stays fast):
+
+- :func:`fit_spectrum`, :func:`fit_spectra`, :class:`FitResult`   the fit pipeline (:mod:`stellarinf.pipeline`)
+- :func:`read_spectrum`, :class:`Spectrum`                         observed spectra (vacuum Å)
+- :func:`load_emulator`                                            ``"default"``, ``"default-payne"`` or a model directory
+- :func:`choose_sampler`, :data:`SAMPLER_SPECS`                    the samplers and the default choice
+- :func:`enable_float64`                                           double precision (see below)
+
+Precision: atmospheres, likelihoods and Fisher matrices need float64, and JAX computes in float32 unless
+told otherwise. ``import stellarinf`` does not change JAX's settings; the entry points that need it
+(:func:`fit_spectrum`, :func:`fit_spectra`, the synthesizer, the Fisher functions, the ``stellarinf``
+command) call :func:`enable_float64` themselves. If you build the lower-level pieces yourself
+(``ObservationModel``, ``Problem``, ``find_map``), call ``stellarinf.enable_float64()`` first, before
+creating any JAX array. Networks keep float32 parameters by their own dtype choice.
+
 Layout (one idea per module):
 
+- ``pipeline``      fit_spectrum / fit_spectra: the one fit pipeline (CLI, demo and batch call it)
 - ``labels``        label spaces: names, units, bounds, network scaling
 - ``wavelength``    vacuum/air conversion, instrument windows, wavelength grids
 - ``design``        sampling designs for grid label points
@@ -9,14 +32,58 @@ Layout (one idea per module):
 - ``synth``         differentiable 1D LTE synthesizer (realistic and simple fidelity)
 - ``emulators``     TransformerPayne and the Payne MLP behind one interface
 - ``observe``       observation model: Doppler, broadening, LSF, resampling, continuum
-- ``inference``     NumPyro/BlackJAX posteriors, MAP, Laplace, summaries
+- ``inference``     NumPyro/BlackJAX posteriors, MAP, Laplace, summaries; the sampler registry
 - ``fisher``        Fisher-matrix Cramér–Rao bounds
 - ``cli``           the ``stellarinf`` command
 """
 
-import jax
+from __future__ import annotations
 
-# Atmospheres and Fisher matrices need float64; networks stay float32 by their own dtype choice.
-jax.config.update("jax_enable_x64", True)
+import importlib
 
 __version__ = "0.1.0"
+
+
+def enable_float64() -> None:
+    """Switch JAX to double precision, float64 (``jax_enable_x64``); idempotent and cheap.
+
+    Why explicit: it changes JAX for the whole process (your own JAX code included), so importing a library
+    should not do it behind your back. The stellarinf entry points that need it call it; call it yourself
+    before building lower-level objects (observation models, problems) or any JAX array they will use.
+    Arrays created before the switch stay float32.
+    """
+    import jax
+
+    if not jax.config.read("jax_enable_x64"):
+        jax.config.update("jax_enable_x64", True)
+
+
+# name -> (module, attribute): resolved on first access (PEP 562), so `import stellarinf` imports no JAX
+_EXPORTS = {
+    "fit_spectrum": ("stellarinf.pipeline", "fit_spectrum"),
+    "fit_spectra": ("stellarinf.pipeline", "fit_spectra"),
+    "FitResult": ("stellarinf.pipeline", "FitResult"),
+    "BatchResult": ("stellarinf.pipeline", "BatchResult"),
+    "choose_sampler": ("stellarinf.pipeline", "choose_sampler"),
+    "read_spectrum": ("stellarinf.io.spectrum", "read_spectrum"),
+    "Spectrum": ("stellarinf.io.spectrum", "Spectrum"),
+    "load_emulator": ("stellarinf.emulators.registry", "load_emulator"),
+    "SAMPLER_SPECS": ("stellarinf.inference.samplers", "SAMPLER_SPECS"),
+    "StellarinfError": ("stellarinf.errors", "StellarinfError"),
+}
+
+__all__ = ["__version__", "enable_float64", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    try:
+        module, attr = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'stellarinf' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

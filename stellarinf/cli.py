@@ -2,7 +2,8 @@
 
 Subcommands live in :mod:`stellarinf.commands` (one module each) and are imported only when used,
 so ``stellarinf --help`` is fast. Exit codes: 0 success, 2 usage error, 3 bad input (a message names
-the problem and the fix), 1 anything unexpected (a bug: please report it).
+the problem and the fix), 4 ``fit``: the result is flagged unreliable (the files are written, the message
+says what to do next; ``--allow-unreliable`` exits 0), 1 anything unexpected (a bug: please report it).
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def cli():
       stellarinf fit spec.fits -o star         posterior for an observed spectrum
       stellarinf crb --teff 5772 --logg 4.44 --feh 0 --snr 100 -o crb.json
     """
+    from . import enable_float64
+
+    enable_float64()  # every command computes atmospheres, likelihoods or Fisher matrices in float64
 
 
 def main(argv=None):

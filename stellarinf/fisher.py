@@ -46,6 +46,12 @@ DEFAULT_RCOND = 1e-12
 ILL_CONDITIONED = 1e8
 
 
+def _float64() -> None:
+    from . import enable_float64
+
+    enable_float64()  # Fisher matrices need float64 (jacfwd through the forward model)
+
+
 class FisherError(StellarinfError, ValueError):
     """Inputs to a Fisher-matrix computation are unusable (names, noise, non-finite derivatives)."""
 
@@ -641,6 +647,7 @@ def fisher_matrix(
     fixed at their ``params`` value); ``priors`` {name: σ} Gaussian prior widths; ``mask`` True = use the
     pixel; ``emulator_error`` added to ``sigma`` in quadrature.
     """
+    _float64()
     free = _check_names(params, free)
     J = jacobian(forward_fn, params, free)
     s = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (J.shape[0],))
@@ -670,6 +677,7 @@ def likelihood_fisher(
     emulator's correlated error modes (the Woodbury form of the full pixel covariance), so the bounds are
     the ones a sampler of that likelihood should reach. The θ-dependence of the covariance itself (a
     small term, except for a fitted jitter) is left out, as in Gauss–Newton."""
+    _float64()
     free = _check_names(params, free)
     full = {k: jnp.asarray(v, dtype=jnp.float64) if _is_number(v) else v for k, v in params.items()}
     noiseless = eqx.tree_at(lambda o: o.flux, obs_model, jnp.asarray(obs_model.predict(full), dtype=jnp.float64))
@@ -680,4 +688,5 @@ def likelihood_fisher(
 
 def cramer_rao(forward_fn: ForwardFn, params: Mapping[str, Any], sigma, free: Sequence[str], **kwargs) -> dict[str, float]:
     """Marginal Cramér–Rao bounds {name: σ_min} (shortcut for ``fisher_matrix(...).marginal()``)."""
+    _float64()
     return fisher_matrix(forward_fn, params, sigma, free, **kwargs).marginal()

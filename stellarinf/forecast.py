@@ -82,6 +82,9 @@ def resolve_model(model, window: str | Window = "galah-red", *, fidelity: str = 
 
     Emulators are converted to float64 (``astype``) when ``float64`` so Jacobians carry full precision.
     """
+    from . import enable_float64
+
+    enable_float64()  # Cramér–Rao bounds need float64, from the first array on
     if not isinstance(model, (str, bytes)) and not hasattr(model, "__fspath__"):
         out = model
     elif str(model) == "analytic":
@@ -257,6 +260,9 @@ def forecast(
     :data:`NUISANCE_DEFAULTS`). ``marginalize``: nuisance groups kept free; the rest are held fixed.
     ``fix``: labels held fixed. ``priors``: {name: σ}. ``emulator_error``: add the model's error in quadrature.
     """
+    from . import enable_float64
+
+    enable_float64()  # Cramér–Rao bounds need float64, from the first array on
     w = instrument_window(window, resolution)
     name = model_name or (model if isinstance(model, str) else type(model).__name__)
     sm = resolve_model(model, w)

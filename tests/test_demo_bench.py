@@ -304,7 +304,8 @@ def test_demo_names_the_fix_when_the_default_model_is_missing(tmp_path):
     data = tmp_path / "data"
     (data / "demo").mkdir(parents=True)
     wl = np.linspace(6500.0, 6510.0, 50)
-    write_spectrum_fits(data / "demo" / "demo_star.fits", Spectrum(wl, np.ones_like(wl), np.full_like(wl, 0.01), resolution=28000.0))
+    # a flux with some structure: a flat one is refused (as input, before the model loads), which is not this test
+    write_spectrum_fits(data / "demo" / "demo_star.fits", Spectrum(wl, 1.0 - 0.01 * np.sin(wl), np.full_like(wl, 0.01), resolution=28000.0))
     (data / "demo" / "demo_truth.json").write_text(json.dumps({"labels": {"teff": 5650.0}, "nuisances": {"rv": 0.0}}))
     env = {**_env(), "STELLARINF_DATA": str(data)}
     proc = subprocess.run([sys.executable, "-m", "stellarinf.cli", "demo", "-o", str(tmp_path / "o")],

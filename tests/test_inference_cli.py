@@ -1,29 +1,58 @@
-"""`stellarinf fit` on a tiny FITS table (analytic test model), outputs, and bad inputs (exit code 3)."""
+"""The fit pipeline (``stellarinf.fit_spectrum`` / ``fit_spectra``) on a tiny analytic model injected through the
+Python API, and ``stellarinf fit`` on top of it: outputs as one set, settings recorded, bad inputs (exit code 3),
+unreliable results (exit code 4), per-spectrum failures in a batch."""
 
+import hashlib
 import json
 import warnings
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from astropy.table import Table
 
-import stellarinf  # noqa: F401
+import stellarinf
+from stellarinf import pipeline
 from stellarinf.cli import main
+from stellarinf.errors import LabelError, SpectrumError, WavelengthError
 from stellarinf.inference.mocks import analytic_setup, make_mock
+from stellarinf.inference.priors import PriorError
 from stellarinf.inference.results import read_inference_data
-from stellarinf.io.spectrum import write_spectrum_fits
+from stellarinf.io.spectrum import Spectrum, write_spectrum_fits
 
 TRUTH = {"teff": 5300.0, "logg": 3.9, "feh": -0.6, "rv": -21.0, "vsini": 5.0, "vmacro": 0.0}
-COMMON = ["--emulator", "analytic-test", "--rv-max", "60", "--vsini-max", "20", "--fix", "vmacro=0", "--continuum-degree", "0", "--starts", "2"]
+SMALL = dict(rv_max=60.0, vsini_max=20.0, fixed={"vmacro": 0.0}, continuum_degree=0, n_starts=2)
+COMMON = ["--rv-max", "60", "--vsini-max", "20", "--fix", "vmacro=0", "--continuum-degree", "0", "--starts", "2"]
+TEST_MODEL = "analytic-injected"  # a name only these tests resolve (monkeypatched loader), not the production CLI's
 
 
 @pytest.fixture(scope="module")
-def spectrum_file(tmp_path_factory):
-    model, wl = analytic_setup()
+def model():
+    return analytic_setup()[0]
+
+
+@pytest.fixture(scope="module")
+def spectrum_file(tmp_path_factory, model):
+    _, wl = analytic_setup()
     spec = make_mock(model, wl, TRUTH, snr=120, resolution=20000, seed=4)
     path = tmp_path_factory.mktemp("fit") / "star.fits"
     write_spectrum_fits(path, spec)
     return path
+
+
+@pytest.fixture(scope="module")
+def result(spectrum_file, model):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="laplace", draws=400, priors=["logg=3.9+-0.3"], **SMALL)
+
+
+@pytest.fixture
+def injected(monkeypatch, model):
+    """The CLI resolves TEST_MODEL to the analytic model (tests inject models; the CLI has no test model)."""
+    real = pipeline.load_model
+    monkeypatch.setattr(pipeline, "load_model", lambda name: model if name == TEST_MODEL else real(name))
+    return ["--emulator", TEST_MODEL]
 
 
 def run(argv, capsys):
@@ -33,17 +62,155 @@ def run(argv, capsys):
     return exc.value.code, out.out, out.err
 
 
-def test_fit_laplace_writes_netcdf_and_tables(spectrum_file, tmp_path, capsys):
+# ------------------------------------------------------------------------------------------- Python API
+def test_fit_spectrum_recovers_the_truth_and_records_every_setting(result, spectrum_file):
+    for row in result.summary:
+        assert abs(row["p50"] - TRUTH[row["name"]]) < 3 * row["sd"], (row["name"], row["p50"], row["sd"])
+    assert 0.7 < result.summary.meta["CHI2RED"] < 1.3 and result.unreliable == []
+    s = result.settings
+    assert s["input_sha256"] == hashlib.sha256(spectrum_file.read_bytes()).hexdigest() and s["input_file"] == str(spectrum_file)
+    assert len(s["run_id"]) == 32 and s["sampler"] == "laplace" and s["sampler_reason"] == "given"
+    assert s["fixed"] == {"vmacro": 0.0} and s["resolution"] == 20000.0 and s["resolution_source"] == "file"
+    assert s["continuum"] == pipeline.DEFAULT_CONTINUUM == "marginalise" and s["crop_margin_kms"] == 60.0
+    assert s["priors"]["logg"]["kind"] == "gaussian"
+    attrs = result.idata.posterior.attrs
+    assert json.loads(attrs["settings"]) == json.loads(json.dumps(s)) and attrs["run_id"] == s["run_id"]
+    assert json.loads(attrs["fixed"])["vmacro"] == 0.0  # held nuisances are recorded (they used to be lost)
+    assert result.summary.meta["RUNID"] == s["run_id"] and json.loads(result.summary.meta["SETTINGS"])["fixed"] == {"vmacro": 0.0}
+    assert result.map.params.keys() == set(result.problem.names) and result.laplace.hessian_ok
+    assert {"read_s", "load_s", "map_s", "laplace_s", "sampling_s"} <= set(result.timings)
+
+
+def test_write_is_one_set_carrying_the_run_id_and_replacing_an_older_set(result, tmp_path, monkeypatch):
+    out = tmp_path / "star"
+    (tmp_path / "star_corner.png").write_bytes(b"old plot")  # from an older run: it must not survive beside the new set
+    (tmp_path / ".star.nc.abc.set.tmp").write_bytes(b"left by a kill")
+    paths = result.write(out)
+    assert [p.name for p in paths] == ["star.nc", "star_summary.fits", "star_summary.csv"]
+    assert not (tmp_path / "star_corner.png").exists() and not list(tmp_path.glob(".*tmp"))
+    rid, sha = result.settings["run_id"], result.settings["input_sha256"]
+    assert read_inference_data(out.with_suffix(".nc")).posterior.attrs["run_id"] == rid
+    head = fits.getheader(tmp_path / "star_summary.fits", 1)
+    assert head["RUNID"] == rid and head["INSHA256"] == sha
+    csv = Table.read(tmp_path / "star_summary.csv", format="ascii.csv")
+    assert set(csv["run_id"]) == {rid} and set(csv["input_sha256"]) == {sha}
+    assert csv["name"].tolist() == result.summary["name"].tolist()
+
+    # a failure while writing the next set (a kill mid-way) leaves the old set whole and no temporaries
+    import stellarinf.inference.results as res
+
+    before = {p.name: p.read_bytes() for p in paths}
+    real = res.write_table_to
+
+    def fail_on_csv(table, path, fmt):
+        if fmt == "ascii.csv":
+            raise OSError("disk full")
+        real(table, path, fmt)
+
+    monkeypatch.setattr(res, "write_table_to", fail_on_csv)
+    with pytest.raises(OSError):
+        result.write(out)
+    assert {p.name: p.read_bytes() for p in paths} == before and not list(tmp_path.glob(".*tmp"))
+
+
+def test_bad_inputs_name_the_problem_before_any_fit(spectrum_file, model, tmp_path):
+    with pytest.raises(PriorError, match="unknown parameter 'lgg'"):
+        stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="map", priors=["lgg=4+-0.1"], **SMALL)
+    with pytest.raises(PriorError, match="outside the model's range"):
+        stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="map", priors=["logg=9+-0.1"], **SMALL)
+    hi = model.label_space["teff"].upper
+    with pytest.raises(LabelError, match=rf"teff=50000 lies outside the box .*{hi:g}.*choose a value inside it"):
+        stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="map", **{**SMALL, "fixed": {"teff": 50000.0}})
+    with pytest.raises(LabelError, match=r"rv=90 lies outside the box -60–60 km/s.*--rv-max"):
+        stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="map", **{**SMALL, "fixed": {"rv": 90.0}})
+    with pytest.raises(Exception, match="unknown sampler 'hmc'.*nuts"):
+        stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="hmc")
+    _, wl = analytic_setup()
+    with pytest.raises(SpectrumError, match="same .* at every used pixel"):
+        stellarinf.fit_spectrum(Spectrum(wl, np.zeros_like(wl), np.full_like(wl, 0.01), resolution=20000.0), emulator=model, **SMALL)
+    few = wl[100:104]
+    with pytest.raises(SpectrumError, match="only 4 usable pixels for 5 free parameters"):
+        stellarinf.fit_spectrum(Spectrum(few, 1 - 0.01 * np.arange(4), np.full(4, 0.01), resolution=20000.0), emulator=model, sampler="map", **SMALL)
+    with pytest.raises(WavelengthError, match="outside the model's range"):
+        stellarinf.fit_spectrum(Spectrum(wl + 2000, 1 + 0.01 * np.sin(wl), np.full_like(wl, 0.01), resolution=20000.0), emulator=model, **SMALL)
+
+
+def test_choose_sampler_picks_one_that_finishes_and_says_why(model):
+    class TP:
+        kind = "transformer-payne"
+
+    class Payne:
+        kind = "payne"
+
+    name, why = pipeline.choose_sampler(TP(), "cpu")
+    assert name == "laplace-is" and "TransformerPayne on a CPU" in why
+    assert pipeline.choose_sampler(TP(), "gpu")[0] == "nuts"
+    assert pipeline.choose_sampler(Payne(), "cpu")[0] == "nuts"
+    assert pipeline.choose_sampler(model, "cpu")[0] == "nuts"
+
+
+def test_diagnose_explains_unreliable_results():
+    table = Table(rows=[("teff", 1.05, 50.0, "rhat,ess"), ("logg", 1.0, 900.0, "")], names=("name", "r_hat", "ess_bulk", "flags"))
+    table.meta.update({"FLAGS": "pareto_k,divergences", "NDIVERG": 12, "CHI2RED": 1.0})
+
+    class Post:
+        tuning = {"pareto_k": 0.94, "pareto_k_threshold": 0.7}
+
+    d = pipeline.diagnose(table, Post())
+    assert len(d["unreliable"]) == 3 and len(d["advice"]) == 3
+    assert "Pareto k 0.94" in d["unreliable"][0] and "--sampler nuts" in d["advice"][0]
+    assert "12 divergent" in d["unreliable"][1] and "--prior" in d["advice"][1]
+    assert "teff" in d["unreliable"][2] and d["r_hat_max"] == pytest.approx(1.05)
+    table.meta["FLAGS"] = ""
+    table["flags"] = ["", ""]
+    assert pipeline.diagnose(table, object())["unreliable"] == []
+
+
+# ------------------------------------------------------------------------------------------- many spectra
+def test_fit_spectra_records_bad_spectra_and_fits_the_others(spectrum_file, model, tmp_path):
+    _, wl = analytic_setup()
+    nan_file = tmp_path / "nan.fits"
+    write_spectrum_fits(nan_file, Spectrum(wl, np.ones_like(wl), np.full_like(wl, 0.01), resolution=20000.0))
+    with fits.open(nan_file, mode="update") as h:  # all-NaN flux, as a broken reduction writes it
+        h[1].data["flux"][:] = np.nan
+    far = Spectrum(wl + 2000, 1 + 0.01 * np.sin(wl), np.full_like(wl, 0.01), resolution=20000.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = stellarinf.fit_spectra([spectrum_file, tmp_path / "missing.fits", nan_file, far], emulator=model, sampler="map",
+                                       ids=["good", "missing", "nan", "far"], draws=200, progress=False, **SMALL)
+    t = batch.table
+    assert t["spectrum"].tolist() == ["good", "missing", "nan", "far"]
+    assert t["status"].tolist() == ["ok", "failed", "failed", "failed"]
+    assert "does not exist" in t["error"][1] and "WavelengthError" in t["error"][3] and t["error"][2]
+    good = t[0]
+    for n in ("teff", "logg", "feh", "rv"):
+        assert abs(good[n] - TRUTH[n]) < 3 * good[f"{n}_err"], n
+    assert np.isnan(t["teff"][1]) and set(batch.failed) == {"missing", "nan", "far"}
+    assert t["input_sha256"][0] == hashlib.sha256(spectrum_file.read_bytes()).hexdigest() and t["input_sha256"][1] == ""
+    assert t["input_file"][1].endswith("missing.fits") and len(t["input_sha256"][3]) == 64  # in-memory: checksum of its arrays
+    paths = batch.write(tmp_path / "batch")
+    assert [p.name for p in paths] == ["batch_results.fits", "batch_results.csv", "batch_good.nc"]
+    back = Table.read(tmp_path / "batch_results.csv", format="ascii.csv")
+    assert back["status"].tolist() == ["ok", "failed", "failed", "failed"] and set(back["run_id"]) == {batch.settings["run_id"]}
+    assert read_inference_data(tmp_path / "batch_good.nc").posterior.attrs["input_sha256"] == hashlib.sha256(spectrum_file.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- the CLI
+def test_fit_cli_prints_stages_writes_the_set_and_plots(spectrum_file, tmp_path, capsys, injected):
     out = tmp_path / "star"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code, stdout, err = run(["fit", str(spectrum_file), *COMMON, "--sampler", "laplace", "--draws", "400", "--prior", "logg=3.9+-0.3", "-o", str(out), "--plots"], capsys)
+        code, stdout, err = run(["fit", str(spectrum_file), *injected, *COMMON, "--sampler", "laplace", "--draws", "400",
+                                 "--prior", "logg=3.9+-0.3", "-o", str(out), "--plots"], capsys)
     assert code == 0, err
     assert "teff" in stdout and "chi2=" in stdout
+    for stage in ("[1/6] reading", "[2/6] loading", "[3/6] MAP", "[4/6] Laplace", "[5/6] laplace", "[6/6] writing"):
+        assert stage in err, (stage, err)
     idata = read_inference_data(str(out) + ".nc")
     assert {"teff", "logg", "feh", "rv", "vsini"} <= set(idata.posterior.data_vars)
     assert {"posterior_predictive", "observed_data", "constant_data"} <= set(idata.groups())
     assert json.loads(idata.posterior.attrs["priors"])["logg"]["kind"] == "gaussian"
+    assert json.loads(idata.posterior.attrs["settings"])["fixed"] == {"vmacro": 0.0}
     table = Table.read(str(out) + "_summary.fits")
     assert {"mean", "sd", "p16", "p50", "p84", "r_hat", "ess_bulk", "ess_tail", "flags"} <= set(table.colnames)
     for row in table:
@@ -53,14 +220,15 @@ def test_fit_laplace_writes_netcdf_and_tables(spectrum_file, tmp_path, capsys):
     assert 0.7 < table.meta["CHI2RED"] < 1.3
 
 
-def test_fit_laplace_is_records_its_importance_diagnostics(spectrum_file, tmp_path, capsys):
+def test_fit_cli_default_sampler_is_chosen_and_printed_and_laplace_is_records_diagnostics(spectrum_file, tmp_path, capsys, injected, monkeypatch):
+    monkeypatch.setattr(pipeline, "choose_sampler", lambda model, backend=None: ("laplace-is", "because the test says so"))
     out = tmp_path / "star_is"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code, stdout, err = run(["fit", str(spectrum_file), *COMMON, "--sampler", "laplace-is", "--chains", "2", "--draws", "500", "-o", str(out)], capsys)
+        code, stdout, err = run(["fit", str(spectrum_file), *injected, *COMMON, "--chains", "2", "--draws", "500", "-o", str(out)], capsys)
     assert code == 0, err
-    idata = read_inference_data(str(out) + ".nc")
-    attrs = idata.posterior.attrs
+    assert "sampler: laplace-is (because the test says so)" in err
+    attrs = read_inference_data(str(out) + ".nc").posterior.attrs
     assert attrs["method"] == "laplace-is" and 0 < float(attrs["importance_ess"]) <= 1000
     assert float(attrs["pareto_k"]) < float(attrs["pareto_k_threshold"])
     table = Table.read(str(out) + "_summary.fits")
@@ -70,33 +238,86 @@ def test_fit_laplace_is_records_its_importance_diagnostics(spectrum_file, tmp_pa
         assert abs(row["p50"] - TRUTH[row["name"]]) < 3 * row["sd"], (row["name"], row["p50"], row["sd"])
 
 
+def test_fit_cli_exits_4_with_advice_when_unreliable(spectrum_file, tmp_path, capsys, injected, monkeypatch):
+    real = pipeline.diagnose
+
+    def flagged(summary, posterior):
+        d = real(summary, posterior)
+        d["unreliable"] = ["pareto_k: the importance weights are unreliable"]
+        d["advice"] = ["rerun with more proposals (--draws 2000)"]
+        return d
+
+    monkeypatch.setattr(pipeline, "diagnose", flagged)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, _, err = run(["fit", str(spectrum_file), *injected, *COMMON, "--sampler", "map", "--draws", "50", "-o", str(tmp_path / "u")], capsys)
+        assert code == pipeline.EXIT_UNRELIABLE == 4
+        assert "unreliable" in err and "--draws 2000" in err and "--allow-unreliable" in err
+        assert (tmp_path / "u.nc").exists()  # written, to be looked at
+        code, _, err = run(["fit", str(spectrum_file), *injected, *COMMON, "--sampler", "map", "--draws", "50", "--allow-unreliable",
+                            "-o", str(tmp_path / "u")], capsys)
+    assert code == 0 and "warning: the result is unreliable" in err
+
+
 @pytest.mark.parametrize(
     "extra, words",
     [
-        (["--prior", "lgg=4+-0.1"], "unknown parameter 'lgg'"),
         (["--prior", "logg=4.4"], "cannot parse"),
-        (["--prior", "logg=9+-0.1"], "outside the model's range"),
         (["--fix", "vmacro"], "NAME=VALUE"),
+        (["--resolution", "-5"], "positive resolving power"),
     ],
 )
-def test_bad_priors_exit_3_with_a_message(spectrum_file, tmp_path, capsys, extra, words):
-    code, _, err = run(["fit", str(spectrum_file), *COMMON, "--sampler", "map", *extra, "-o", str(tmp_path / "x")], capsys)
+def test_bad_options_exit_3_before_the_model_loads(spectrum_file, tmp_path, capsys, extra, words):
+    # the emulator does not exist: these errors must come first (no ~20 s model load before a typo is reported)
+    code, _, err = run(["fit", str(spectrum_file), "--emulator", str(tmp_path / "no-model"), *COMMON, "--sampler", "map", *extra,
+                        "-o", str(tmp_path / "x")], capsys)
     assert code == 3 and words in err
 
 
-def test_garbage_spectra_are_refused(tmp_path, capsys):
-    from astropy.io import fits
-
+def test_garbage_and_missing_spectra_are_refused_before_the_model_loads(tmp_path, capsys):
+    no_model = ["--emulator", str(tmp_path / "no-model")]
+    code, _, err = run(["fit", str(tmp_path / "nope.fits"), *no_model, "-o", str(tmp_path / "w")], capsys)
+    assert code == 3 and "not found" in err and "nope.fits" in err
     wl = np.linspace(5001.0, 5029.0, 200)
     bad = tmp_path / "bad.fits"
-    cols = [fits.Column(name="wavelength", format="D", array=wl), fits.Column(name="flux", format="D", array=np.ones(200)), fits.Column(name="error", format="D", array=np.zeros(200))]
+    cols = [fits.Column(name="wavelength", format="D", array=wl), fits.Column(name="flux", format="D", array=np.ones(200)),
+            fits.Column(name="error", format="D", array=np.zeros(200))]
     fits.BinTableHDU.from_columns(cols).writeto(bad)
-    code, _, err = run(["fit", str(bad), *COMMON, "-o", str(tmp_path / "y")], capsys)
+    code, _, err = run(["fit", str(bad), *no_model, *COMMON, "-o", str(tmp_path / "y")], capsys)
     assert code == 3 and "uncertainties" in err
-    far = tmp_path / "far.fits"
-    cols[0] = fits.Column(name="wavelength", format="D", array=wl + 2000)
-    cols[2] = fits.Column(name="error", format="D", array=np.full(200, 0.01))
-    fits.BinTableHDU.from_columns(cols).writeto(far)
-    code, _, err = run(["fit", str(far), *COMMON, "-o", str(tmp_path / "z")], capsys)
-    assert code == 3 and "outside the model's range" in err
-    assert not (tmp_path / "y.nc").exists() and not (tmp_path / "z.nc").exists()
+    assert not (tmp_path / "y.nc").exists()
+
+
+def test_the_production_cli_has_no_test_model(tmp_path, capsys, spectrum_file):
+    code, _, err = run(["fit", str(spectrum_file), "--emulator", "analytic-test", "--sampler", "map", "-o", str(tmp_path / "t")], capsys)
+    assert code == 3 and "analytic-test" in err
+
+
+def test_fit_cli_batch_reports_bad_files_and_fits_the_others(spectrum_file, tmp_path, capsys, injected):
+    bad = tmp_path / "zero_sigma.fits"
+    wl = np.linspace(5001.0, 5029.0, 200)
+    cols = [fits.Column(name="wavelength", format="D", array=wl), fits.Column(name="flux", format="D", array=1 + 0.01 * np.sin(wl)),
+            fits.Column(name="error", format="D", array=np.zeros(200))]
+    fits.BinTableHDU.from_columns(cols).writeto(bad)
+    out = tmp_path / "batch"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, stdout, err = run(["fit", str(spectrum_file), str(bad), str(tmp_path / "gone.fits"), *injected, *COMMON,
+                                 "--sampler", "map", "--draws", "100", "-o", str(out)], capsys)
+    assert code == 0, err
+    assert "not fitted: zero_sigma" in err and "uncertainties" in err and "not fitted: gone" in err and "1 of 3 spectra fitted" in err
+    table = Table.read(str(out) + "_results.fits")
+    assert table["spectrum"].tolist() == ["star", "zero_sigma", "gone"] and table["status"].tolist() == ["ok", "failed", "failed"]
+    assert abs(table["teff"][0] - TRUTH["teff"]) < 3 * table["teff_err"][0]
+    assert (tmp_path / "batch_star.nc").exists() and not (tmp_path / "batch_gone.nc").exists()
+
+
+def test_an_unknown_resolving_power_is_said_with_the_way_forward(model):
+    _, wl = analytic_setup()
+    spec = make_mock(model, wl, TRUTH, snr=120, resolution=20000, seed=4)
+    bare = Spectrum(spec.wavelength, spec.flux, spec.sigma)  # no resolution recorded
+    with pytest.warns(UserWarning, match=r"resolving power is unknown.*--resolution R.*--fit-resolution"):
+        pipeline.build_problem(model, bare, rv_max=60.0, fixed={"vmacro": 0.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        pipeline.build_problem(model, spec, rv_max=60.0, fixed={"vmacro": 0.0})  # known R: nothing to say

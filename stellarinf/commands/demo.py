@@ -20,10 +20,10 @@ from pathlib import Path
 import click
 
 from ..errors import ModelFileError, StellarinfError
+from .fit import SamplerChoice
 
 DEMO_SPECTRUM = ("demo", "demo_star.fits")
 DEMO_TRUTH = ("demo", "demo_truth.json")
-SAMPLERS = ("nuts", "blackjax-nuts", "mclmc", "laplace-is", "laplace")
 MAKE_DEFAULTS = "python data/make_defaults.py"
 
 
@@ -66,32 +66,27 @@ def read_truth(path: Path) -> dict[str, float]:
 
 
 def load_demo_emulator(name: str):
-    from ..emulators.registry import NAMED_MODELS, load_emulator
+    from ..emulators.registry import load_emulator
 
     try:
         return load_emulator(name)
     except ModelFileError as exc:
-        if name in NAMED_MODELS:
-            raise StellarinfError(
-                f"the shipped {name!r} emulator is missing ({exc}); make the defaults with `{MAKE_DEFAULTS}` "
-                "(or restore data/models/ from git), or pass --emulator MODEL_DIR"
-            ) from None
-        raise
+        raise missing_model_error(name, exc) from None
+
+
+def missing_model_error(name: str, exc: ModelFileError) -> StellarinfError:
+    """The error for a model that cannot be loaded: for a shipped one, how to make or restore it."""
+    from ..emulators.registry import NAMED_MODELS
+
+    if name in NAMED_MODELS:
+        return StellarinfError(
+            f"the shipped {name!r} emulator is missing ({exc}); make the defaults with `{MAKE_DEFAULTS}` "
+            "(or restore data/models/ from git), or pass --emulator MODEL_DIR"
+        )
+    return exc
 
 
 # ------------------------------------------------------------------------------------------- pieces
-def build_problem(emulator, spectrum, *, fix_vmacro: float | None, rv_max: float):
-    """Observation model (crop to the emulator's range) and the posterior problem."""
-    from ..inference.density import Problem
-    from ..io.spectrum import crop_to_model
-    from ..observe.model import ObservationModel
-
-    spectrum = crop_to_model(spectrum, emulator, margin_kms=min(rv_max, 30.0))
-    fixed = {} if fix_vmacro is None else {"vmacro": float(fix_vmacro)}
-    obs = ObservationModel(emulator, spectrum, resolution=spectrum.resolution, rv_max=rv_max, fixed=fixed)
-    return obs, Problem.build(obs)
-
-
 def fiducial_at_truth(obs, problem, truth: dict[str, float], fallback: dict[str, float]) -> dict[str, float]:
     """Every free parameter at its true value; continuum coefficients at the flat normalised continuum
     ([1, 0, 0, …]) and anything without a truth (e.g. a label the star file does not list) at ``fallback``."""
@@ -156,18 +151,13 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _stage(i: int, n: int, text: str) -> float:
-    click.echo(f"[{i}/{n}] {text} …", err=True)
-    return time.perf_counter()
-
-
 # ------------------------------------------------------------------------------------------- command
 @click.command(name="demo")
 @click.option("--emulator", default="default-payne", show_default=True,
               help="Emulator: default-payne (the Payne MLP: NUTS in minutes on 2 CPU cores), default "
                    "(TransformerPayne small: about 40x slower per gradient on a CPU; use a GPU or --sampler laplace-is) "
                    "or a model directory.")
-@click.option("--sampler", type=click.Choice(SAMPLERS), default="nuts", show_default=True,
+@click.option("--sampler", type=SamplerChoice(), default="nuts", show_default=True,
               help="nuts = NumPyro NUTS; laplace-is = Laplace corrected by importance sampling (values only: "
                    "minutes with TransformerPayne on a CPU); laplace = MAP + Laplace draws only (seconds).")
 @click.option("--chains", type=int, default=4, show_default=True)
@@ -188,76 +178,46 @@ def demo(emulator, sampler, chains, draws, warmup, map_starts, free_vmacro, rv_m
     Writes demo.nc (ArviZ InferenceData), demo_summary.fits/.csv, demo_report.json and the plots
     demo_corner.png and demo_fit.png into OUTPUT_DIR.
     """
-    import numpy as np
-
-    import stellarinf  # noqa: F401  (float64)
-
-    from ..inference.laplace import laplace
-    from ..inference.map import carried_to_convergence, find_map
     from ..inference.plots import plot_corner, plot_fit
-    from ..inference.results import summary_table, to_inference_data, write_inference_data, write_table
-    from ..inference.samplers import sample
+    from ..inference.results import summary_table
     from ..io.atomic import write_json_atomic
-    from ..io.spectrum import read_spectrum
     from ..machine import machine_info
+    from ..pipeline import StageLog, fit_spectrum, stamp_table
 
     if chains < 1 or draws < 1 or warmup < 0 or map_starts < 1:
         raise BadInput("need --chains ≥ 1, --draws ≥ 1, --warmup ≥ 0 and --map-starts ≥ 1")
     t_all = time.perf_counter()
     out = Path(output_dir)
-    n_stages = 6
     spec_path, truth_path = demo_paths(spectrum, truth)
     truth_flat = read_truth(truth_path)
-
-    t0 = _stage(1, n_stages, f"loading {spec_path.name} and the {emulator!r} emulator")
-    spec = read_spectrum(spec_path)
-    emu = load_demo_emulator(emulator)
     fix_vmacro = None if free_vmacro else truth_flat.get("vmacro", 0.0)
-    obs, problem = build_problem(emu, spec, fix_vmacro=fix_vmacro, rv_max=rv_max)
-    click.echo(f"      {int(np.sum(np.asarray(obs.weight) > 0))} pixels, S/N ≈ {spec.snr():.0f}, {problem.n_free} free parameters"
-               + ("" if fix_vmacro is None else f" (vmacro held at {fix_vmacro:g} km/s)") + f"  [{time.perf_counter() - t0:.1f} s]", err=True)
 
-    t0 = _stage(2, n_stages, f"MAP ({map_starts} starts)")
-    map_result = find_map(problem, n_starts=map_starts, seed=seed)
-    click.echo(f"      log posterior {map_result.log_posterior:.1f}, {map_result.n_starts_agreeing}/{map_starts} starts agree "
-               f"(the best {carried_to_convergence(map_starts)} carried to convergence)  "
-               f"[{time.perf_counter() - t0:.1f} s]", err=True)
+    # read, load, MAP, Laplace, sampling: the library's one fit pipeline (the same as `stellarinf fit`)
+    log = StageLog(lambda line: click.echo(line, err=True), total=7)
+    try:
+        result = fit_spectrum(spec_path, emulator=emulator, sampler=sampler, fixed={} if fix_vmacro is None else {"vmacro": float(fix_vmacro)},
+                              rv_max=rv_max, chains=chains, draws=draws, warmup=warmup, n_starts=map_starts, seed=seed,
+                              progress=not quiet, log=log)
+    except ModelFileError as exc:
+        raise missing_model_error(emulator, exc) from None
+    problem, map_result, posterior = result.problem, result.map, result.posterior
+    obs = problem.obs_model
+    if "pareto_k" in posterior.tuning and posterior.tuning["pareto_k"] > posterior.tuning["pareto_k_threshold"]:
+        log.note("UNRELIABLE: the posterior is far from its Laplace approximation (several modes, or a rough emulator); "
+                 "use --sampler nuts")
 
-    t0 = _stage(3, n_stages, "Laplace approximation (starting points for the sampler)")
-    lap = laplace(problem, map_result, seed=seed)
-    click.echo(f"      Hessian {'positive definite' if lap.hessian_ok else 'regularised'}  [{time.perf_counter() - t0:.1f} s]", err=True)
-
-    desc = {"laplace": "Laplace draws", "laplace-is": f"importance sampling: {chains} × {draws} proposals"}.get(
-        sampler, f"{sampler}: {chains} chains × ({warmup} warm-up + {draws} draws)")
-    t0 = _stage(4, n_stages, desc)
-    kw = {"chains": chains, "draws": draws, "warmup": warmup, "seed": seed, "init": lap}  # sample() drops warmup where unused
-    if sampler == "nuts":
-        kw["progress"] = not quiet
-    posterior = sample(problem, sampler, **kw)
-    t_sample = time.perf_counter() - t0
-    if "pareto_k" in posterior.tuning:
-        t = posterior.tuning
-        verdict = "" if t["pareto_k"] <= t["pareto_k_threshold"] else (
-            "\n      UNRELIABLE: the posterior is far from its Laplace approximation (several modes, or a rough emulator); "
-            "use --sampler nuts")
-        click.echo(f"      Pareto k {t['pareto_k']:.2f} (reliable below {t['pareto_k_threshold']:.2f}), "
-                   f"importance ESS {t['importance_ess']:.0f}  [{t_sample:.1f} s]{verdict}", err=True)
-    else:
-        click.echo(f"      {posterior.n_divergent} divergences  [{t_sample:.1f} s]", err=True)
-
-    t0 = _stage(5, n_stages, "Cramér–Rao bounds at the truth (same observation model)")
+    log.start("crb", "Cramér–Rao bounds at the truth (same observation model)")
     fiducial = fiducial_at_truth(obs, problem, truth_flat, map_result.params)
     crb = cramer_rao_bounds(obs, problem, fiducial)
-    click.echo(f"      [{time.perf_counter() - t0:.1f} s]", err=True)
+    log.done()
 
-    t0 = _stage(6, n_stages, f"writing results to {out}/")
+    log.start("write", f"writing results to {out}/")
     out.mkdir(parents=True, exist_ok=True)
-    idata = to_inference_data(posterior, problem, seed=seed, attrs={
-        "demo_spectrum": str(spec_path), "truth": truth_flat, "emulator": str(emulator), "cramer_rao": crb})
-    write_inference_data(idata, out / "demo.nc")
-    table = summary_table(idata, truth={k: v for k, v in truth_flat.items() if k in problem.names})
-    write_table(table, out / "demo_summary.fits")
-    write_table(table, out / "demo_summary.csv")
+    idata = result.idata
+    idata.posterior.attrs.update({"demo_spectrum": str(spec_path), "truth": json.dumps(truth_flat), "cramer_rao": json.dumps(crb)})
+    table = stamp_table(summary_table(idata, truth={k: v for k, v in truth_flat.items() if k in problem.names}), result.settings)
+    result.summary = table
+    result.write(out / "demo")
     rows = comparison_rows(table, truth_flat, crb)
     plots = {}
     for key, fn, kwargs in (("corner", plot_corner, {"truth": truth_flat}), ("fit", plot_fit, {})):
@@ -269,19 +229,21 @@ def demo(emulator, sampler, chains, draws, warmup, map_starts, free_vmacro, rv_m
             plt.close(fig)
             plots[key] = str(path)
         except Exception as exc:  # a plot must not lose the numbers
-            click.echo(f"      warning: the {key} plot failed ({type(exc).__name__}: {exc})", err=True)
+            log.note(f"warning: the {key} plot failed ({type(exc).__name__}: {exc})")
+    settings = result.settings
     report = {
         "demo_spectrum": str(spec_path), "truth_file": str(truth_path), "emulator": str(emulator),
-        "emulator_kind": getattr(emu, "kind", type(emu).__name__), "sampler": sampler, "chains": chains,
-        "draws": draws, "warmup": warmup, "seed": seed,
-        "fixed": {**{k: float(v) for k, v in obs.fixed}, **{k: float(v) for k, v in problem.fixed.items()}},
+        "emulator_kind": settings["emulator_kind"], "sampler": sampler, "chains": chains,
+        "draws": draws, "warmup": warmup, "seed": seed, "run_id": settings["run_id"], "input_sha256": settings["input_sha256"],
+        "continuum": settings["continuum"], "crop_margin_kms": settings["crop_margin_kms"],
+        "fixed": settings["held"],
         "map": map_result.params, "rows": rows, "cramer_rao": crb, "n_divergent": posterior.n_divergent,
         "flags": table.meta.get("FLAGS", ""), "chi2_reduced": table.meta.get("CHI2RED"),
-        "timings_s": {"sampler": t_sample, "total": time.perf_counter() - t_all}, "plots": plots,
+        "timings_s": {"sampler": result.timings.get("sampling_s"), **result.timings, "total": time.perf_counter() - t_all}, "plots": plots,
         "machine": machine_info(),
     }
     write_json_atomic(out / "demo_report.json", report)
-    click.echo(f"      [{time.perf_counter() - t0:.1f} s]", err=True)
+    log.done()
 
     click.echo("")
     click.echo(format_rows(rows))

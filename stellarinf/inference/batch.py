@@ -18,9 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from astropy.table import Table
 
+from ..errors import StellarinfError
 from .density import Problem
 from .laplace import LaplaceResult, cap_to_prior_width, covariance_from_hessian
-from .map import MAPResult, laplace_mode, optimise_starts, polish_starts, start_points
+from .map import MAPResult, laplace_mode, optimise_starts, screened_polish, start_points
 
 
 def _stackable(problems: Sequence[Problem]):
@@ -57,7 +58,8 @@ def _stackable(problems: Sequence[Problem]):
 def _batched_mode(max_iter, tol):
     def one(problem, z0s):
         zs, values, n_iter, conv = optimise_starts(problem, z0s, max_iter, tol, False)
-        zs, values, steps, conv = polish_starts(problem, zs, jnp.where(jnp.isfinite(values), values, -jnp.inf), False)
+        # the same screened polish as find_map (one spectrum), so both paths reach the same optimum
+        zs, values, steps, conv = screened_polish(problem, zs, jnp.where(jnp.isfinite(values), values, -jnp.inf), False)
         n_iter = n_iter + steps
         zmap = zs[jnp.argmax(values)]
         zl, _, hess = laplace_mode(problem, zmap)  # unconstrained mode for Laplace, from the MAP
@@ -183,25 +185,49 @@ def fit_batch(
     from tqdm.auto import tqdm
 
     from .results import summary_table, to_inference_data
-    from .samplers import laplace_posterior, sample
+    from .samplers import sample, sampler_spec
 
     problems = list(problems)
     ids = [f"spectrum_{i}" for i in range(len(problems))] if ids is None else [str(i) for i in ids]
+    spec = sampler_spec(method)  # an unknown name fails before any work
     inits = map_laplace_batch(problems, n_starts=n_starts, seed=seed, chunk_size=chunk_size, progress=progress, vectorize=vectorize)
     rows, idatas = [], []
-    bar = tqdm(total=len(problems), desc=f"posteriors ({method})", unit="spectrum", disable=not progress or method in ("map", "laplace"))
+    bar = tqdm(total=len(problems), desc=f"posteriors ({method})", unit="spectrum", disable=not progress or not (spec.is_mcmc or spec.name == "laplace-is"))
     for i, (p, lap) in enumerate(zip(problems, inits)):
-        if method in ("laplace", "map"):
-            post = laplace_posterior(p, chains=chains, draws=draws, seed=seed + i, init=lap)
-            post.method = method
-        else:
+        try:
+            if lap is None:
+                raise StellarinfError("the MAP/Laplace step failed for this spectrum")
             post = sample(p, method, chains=chains, warmup=warmup, draws=draws, seed=seed + i, init=lap)
-        idata = to_inference_data(post, p, n_predictive=20 if not keep_idata else 100)
-        rows.append(_row_from_table(ids[i], summary_table(idata)))
+            idata = to_inference_data(post, p, n_predictive=20 if not keep_idata else 100)
+            rows.append({**_row_from_table(ids[i], summary_table(idata)), "status": "ok", "error": ""})
+        except (StellarinfError, FloatingPointError, np.linalg.LinAlgError) as exc:  # one spectrum's failure is its row's
+            idata = None
+            rows.append({"spectrum": ids[i], "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
         if keep_idata:
             idatas.append(idata)
         bar.update(1)
     bar.close()
-    table = Table(rows=rows)
+    table = rows_to_table(rows, first=("spectrum", "status", "error"))
     table.meta["METHOD"] = method
     return table, idatas
+
+
+def rows_to_table(rows: Sequence[dict], first: Sequence[str] = ()) -> Table:
+    """A table from dict rows with different keys (a failed spectrum has no medians): missing numbers are
+    NaN, missing texts empty. Columns in first-seen order, ``first`` leading."""
+    names = list(first)
+    for r in rows:
+        names += [k for k in r if k not in names]
+    kinds = {}
+    for n in names:
+        vals = [r[n] for r in rows if n in r]
+        kinds[n] = "str" if any(isinstance(v, str) for v in vals) else "int" if vals and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in vals) else "float"
+    cols = {}
+    for n in names:
+        if kinds[n] == "str":
+            cols[n] = [str(r.get(n, "")) for r in rows]
+        elif kinds[n] == "int" and all(n in r for r in rows):
+            cols[n] = [int(r[n]) for r in rows]
+        else:
+            cols[n] = [float(r.get(n, math.nan)) for r in rows]
+    return Table(cols, names=names)

@@ -324,6 +324,20 @@ def _screened_polish(problem: Problem, zs, values, jacobian: bool, screen: bool)
     return zs.at[keep].set(zk), values.at[keep].set(vk), steps.at[keep].add(sk), conv.at[keep].set(ck)
 
 
+def screened_polish(problem: Problem, zs, values, jacobian: bool, screen: bool = True):
+    """The pure (traceable, vmappable) form of the screened polish :func:`find_map` runs: every start takes
+    ``SCREEN_STEPS`` steps, the better half (:func:`carried_to_convergence`) goes on to convergence. Used by
+    :mod:`.batch` under ``vmap`` across spectra, so the batched path finds the same optimum as one spectrum."""
+    n = zs.shape[0]
+    k = carried_to_convergence(n)
+    if not screen or k == n:
+        return polish_starts(problem, zs, values, jacobian)
+    zs, values, steps, conv = polish_starts(problem, zs, values, jacobian, SCREEN_STEPS)
+    keep = jnp.argsort(-jnp.where(jnp.isfinite(values), values, -jnp.inf))[:k]
+    zk, vk, sk, ck = polish_starts(problem, zs[keep], values[keep], jacobian)
+    return zs.at[keep].set(zk), values.at[keep].set(vk), steps.at[keep].add(sk), conv.at[keep].set(ck)
+
+
 def find_map(
     problem: Problem,
     *,

@@ -29,6 +29,9 @@ def log_uniform_grid(wmin: float, wmax: float, resolution: float, pixels_per_res
 
 def noiseless_flux(model, wavelength: np.ndarray, params: Mapping[str, float], resolution: float | None, **obs_kwargs) -> np.ndarray:
     """The observation pipeline's prediction (no continuum) of ``model`` at ``params`` on ``wavelength``."""
+    from .. import enable_float64
+
+    enable_float64()  # mocks are made in float64, like the fits they feed
     from ..observe.model import ObservationModel
 
     dummy = Spectrum(wavelength, np.ones_like(wavelength), np.ones_like(wavelength), resolution=resolution)
@@ -74,6 +77,9 @@ def random_truth(label_space: LabelSpace, rng: np.random.Generator, *, inset: fl
 
 def analytic_setup(names=("teff", "logg", "feh"), wavelength_range=(5000.0, 5030.0), resolution: float = 20000.0, n_lines: int = 20, seed: int = 0):
     """A cheap AnalyticLineModel (test double) and an instrument grid inside its range (for tests, --quick)."""
+    from .. import enable_float64
+
+    enable_float64()  # the models' arrays are made in float64
     from ..emulators.analytic import AnalyticLineModel
     from ..labels import default_label_space
 
@@ -92,6 +98,9 @@ def benchmark_setup(emulator: str | None, *, quick: bool, truth: str = "synth", 
     Otherwise ``emulator`` is loaded (``load_emulator``) and the truth model is the synthesizer
     (``truth="synth"``, mocks not made by the emulator) or the emulator itself (``truth="emulator"``).
     """
+    from .. import enable_float64
+
+    enable_float64()  # the models' arrays are made in float64
     if quick:
         model, wl = analytic_setup(resolution=resolution)
         return model, model, wl, resolution, {"fit_model": "AnalyticLineModel (quick)", "truth_model": "AnalyticLineModel (quick)"}

@@ -248,7 +248,13 @@ def _json_float(v):
 def write_inference_data(idata: az.InferenceData, path) -> None:
     """Write netCDF atomically (temporary file + rename)."""
     with atomic_path(path, suffix=".nc") as tmp:
-        idata.to_netcdf(str(tmp), engine="h5netcdf")
+        write_inference_data_to(idata, tmp)
+
+
+def write_inference_data_to(idata: az.InferenceData, path) -> None:
+    """Write netCDF to ``path`` as it is (the caller makes it atomic: a temporary of :func:`atomic_path` or
+    :func:`~stellarinf.io.atomic.atomic_file_set`)."""
+    idata.to_netcdf(str(path), engine="h5netcdf")
 
 
 def read_inference_data(path) -> az.InferenceData:
@@ -389,7 +395,7 @@ def global_flags_meta(idata) -> dict:
         flags.append("chi2")
     if int(_attr(idata, "hessian_ok", -1)) == 0:
         flags.append("hessian")
-    if idata.posterior.sizes["chain"] < 2 and _attr(idata, "method", "") not in ("laplace", "map"):
+    if idata.posterior.sizes["chain"] < 2 and _compares_chains(str(_attr(idata, "method", ""))):
         flags.append("one_chain")
     if float(_attr(idata, "pareto_k", -math.inf)) > float(_attr(idata, "pareto_k_threshold", 0.7)):
         flags.append("pareto_k")
@@ -405,6 +411,15 @@ def global_flags_meta(idata) -> dict:
         "NDRAWS": int(idata.posterior.sizes["draw"]),
         "FLAGS": ",".join(flags),
     }
+
+
+def _compares_chains(method: str) -> bool:
+    """Whether ``method``'s chains are independent estimates (so one chain leaves R-hat undefined): read from
+    the sampler registry; an unknown name (a file from another version) counts as chains."""
+    from .samplers import SAMPLER_SPECS
+
+    spec = SAMPLER_SPECS.get(method)
+    return True if spec is None else spec.independent_chains
 
 
 def format_summary(table: Table) -> str:
@@ -434,12 +449,28 @@ def write_table(table: Table, path, format: str | None = None) -> None:
     fmt = format or {".fits": "fits", ".csv": "ascii.csv", ".ecsv": "ascii.ecsv"}.get(path.suffix.lower())
     if fmt is None:
         raise StellarinfError(f"cannot tell the table format of {path}; use a .fits, .csv or .ecsv name")
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        write_table_to(table, tmp, fmt)
+
+
+def write_table_to(table: Table, path, fmt: str) -> None:
+    """Write ``table`` to ``path`` in astropy format ``fmt`` as it is (the caller makes it atomic). FITS keeps
+    the scalar ``meta`` entries as header cards (keys cut to 8 characters; long strings continue)."""
     out = table.copy(copy_data=False)
     if fmt == "fits":
         out.meta = {
-            k[:8].upper(): (v if not isinstance(v, float) or math.isfinite(v) else str(v))
+            k[:8].upper(): (_ascii(v) if isinstance(v, str) else v if not isinstance(v, float) or math.isfinite(v) else str(v))
             for k, v in table.meta.items()
             if isinstance(v, (int, float, str))
         }
-    with atomic_path(path, suffix=path.suffix) as tmp:
-        out.write(str(tmp), format=fmt, overwrite=True)
+        for name in out.colnames:  # FITS text is ASCII (messages carry en dashes and Å)
+            if out[name].dtype.kind == "U":
+                out[name] = [_ascii(str(v)) for v in out[name]]
+    out.write(str(path), format=fmt, overwrite=True)
+
+
+_ASCII = str.maketrans({"–": "-", "—": "-", "−": "-", "Å": "A", "×": "x", "≈": "~", "≤": "<=", "≥": ">=", "σ": "sigma", "…": "..."})
+
+
+def _ascii(text: str) -> str:
+    return text.translate(_ASCII).encode("ascii", "replace").decode("ascii")

@@ -378,6 +378,7 @@ def run_laplace_is(
     init: LaplaceResult | None = None,
     df: float = DEFAULT_DF,
     extra_rounds: int = 1,
+    progress: bool = False,
 ) -> Posterior:
     """Laplace approximation corrected by importance sampling (:func:`.importance.adaptive_importance`):
     ``chains × draws`` independent Student-t proposals drawn in rounds (10/15/25/50 %), the first centred on
@@ -396,10 +397,21 @@ def run_laplace_is(
     rng = np.random.default_rng(seed + 104729)
     n = chains * draws
 
-    def log_density(z):
-        return np.asarray(_batch_log_density(problem, jnp.asarray(z)))
+    from tqdm.auto import tqdm
 
-    z, log_p, w = adaptive_importance(log_density, lap.mean_z, lap.metric, n, rng, df=df, extra_rounds=extra_rounds)
+    bar = tqdm(total=n, desc="laplace-is", unit="proposal", disable=not progress)
+
+    def log_density(z):
+        out = np.asarray(_batch_log_density(problem, jnp.asarray(z)))
+        if bar.n + len(z) > bar.total:  # an extra round (Pareto k still high)
+            bar.total = bar.n + len(z)
+        bar.update(len(z))
+        return out
+
+    try:
+        z, log_p, w = adaptive_importance(log_density, lap.mean_z, lap.metric, n, rng, df=df, extra_rounds=extra_rounds)
+    finally:
+        bar.close()
     idx = np.concatenate([c + chains * resample(w.log_weights[c::chains], draws, rng) for c in range(chains)])
     t1 = time.perf_counter()
     return Posterior(
@@ -415,24 +427,75 @@ def run_laplace_is(
     )
 
 
-SAMPLERS: dict[str, Callable[..., Posterior]] = {
-    "nuts": run_numpyro_nuts,
-    "numpyro-nuts": run_numpyro_nuts,
-    "blackjax-nuts": run_blackjax_nuts,
-    "mclmc": run_blackjax_mclmc,
-    "blackjax-mclmc": run_blackjax_mclmc,
-    "laplace-is": run_laplace_is,
+def _map_draws(problem: Problem, **kwargs) -> Posterior:
+    """``map``: the Laplace draws around the MAP, labelled as a MAP fit (the summary's centre is the MAP)."""
+    post = laplace_posterior(problem, **kwargs)
+    post.method = "map"
+    return post
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSpec:
+    """One way to get a posterior: what :func:`sample`, the results' flags, the pipeline and the CLI need to know.
+
+    ``runner(problem, *, chains, draws, seed, init, [warmup], [progress]) -> Posterior``;
+    ``needs_gradients``: costs a gradient per step (slow with TransformerPayne on a CPU);
+    ``is_mcmc``: draws are correlated Markov chains (divergences and R-hat are the alarms);
+    ``uses_warmup``: takes ``warmup``; ``independent_chains``: its chains are independent estimates, so
+    R-hat across them means something and one chain is flagged; ``progress``: takes ``progress=``;
+    ``canonical``: the name this one is an alias of (or its own name).
+
+    Adding a sampler is one entry in :data:`SAMPLER_SPECS` (and its runner): the CLI choices, ``sample()``
+    and the flags all read this table.
+    """
+
+    name: str
+    runner: Callable[..., Posterior]
+    needs_gradients: bool
+    is_mcmc: bool
+    uses_warmup: bool
+    independent_chains: bool
+    help: str
+    progress: bool = False
+    canonical: str | None = None
+
+
+SAMPLER_SPECS: dict[str, SamplerSpec] = {
+    s.name: s
+    for s in (
+        SamplerSpec("nuts", run_numpyro_nuts, True, True, True, True, "NumPyro NUTS (dense Laplace metric)", progress=True),
+        SamplerSpec("numpyro-nuts", run_numpyro_nuts, True, True, True, True, "alias of nuts", progress=True, canonical="nuts"),
+        SamplerSpec("blackjax-nuts", run_blackjax_nuts, True, True, True, True, "BlackJAX NUTS, Laplace-whitened"),
+        SamplerSpec("mclmc", run_blackjax_mclmc, True, True, True, True, "BlackJAX microcanonical Langevin MC"),
+        SamplerSpec("blackjax-mclmc", run_blackjax_mclmc, True, True, True, True, "alias of mclmc", canonical="mclmc"),
+        SamplerSpec("laplace-is", run_laplace_is, False, False, False, True,
+                    "Laplace corrected by importance sampling (values only; check the pareto_k flag)", progress=True),
+        SamplerSpec("laplace", laplace_posterior, False, False, False, False, "draws from the Laplace approximation"),
+        SamplerSpec("map", _map_draws, False, False, False, False, "the MAP, with Laplace draws for its spread"),
+    )
 }
+SAMPLERS: dict[str, Callable[..., Posterior]] = {n: s.runner for n, s in SAMPLER_SPECS.items()}
+
+
+def sampler_spec(name: str) -> SamplerSpec:
+    """The :class:`SamplerSpec` of ``name``; a :class:`StellarinfError` listing the choices if unknown."""
+    try:
+        return SAMPLER_SPECS[str(name)]
+    except KeyError:
+        raise StellarinfError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLER_SPECS)}") from None
+
+
+def sampler_names(*, include_aliases: bool = True) -> list[str]:
+    """Sampler names for choices (CLI ``--sampler``), in registry order."""
+    return [n for n, s in SAMPLER_SPECS.items() if include_aliases or s.canonical is None]
 
 
 def sample(problem: Problem, method: str = "nuts", **kwargs) -> Posterior:
-    """Dispatch by name: nuts | numpyro-nuts | blackjax-nuts | mclmc | laplace | laplace-is."""
-    if method in ("laplace", "laplace-is"):
+    """Run the sampler ``method`` (a name in :data:`SAMPLER_SPECS`); arguments a sampler does not take
+    (``warmup`` for a sampler without warm-up, ``progress`` for one without a progress bar) are dropped."""
+    spec = sampler_spec(method)
+    if not spec.uses_warmup:
         kwargs.pop("warmup", None)
-    if method == "laplace":
-        return laplace_posterior(problem, **kwargs)
-    try:
-        fn = SAMPLERS[method]
-    except KeyError:
-        raise StellarinfError(f"unknown sampler {method!r}; choose one of {', '.join([*SAMPLERS, 'laplace'])}") from None
-    return fn(problem, **kwargs)
+    if not spec.progress:
+        kwargs.pop("progress", None)
+    return spec.runner(problem, **kwargs)

@@ -202,6 +202,9 @@ def make_synthesizer(wavelength_fine, label_names: Sequence[str] = STELLAR, fide
     ``flux`` is normalised by the continuum-only solution; ``continuum`` is the astrophysical surface
     flux F_λ (erg s⁻¹ cm⁻² Å⁻¹). No validation inside: check labels with :func:`validate_labels`.
     """
+    from .. import enable_float64
+
+    enable_float64()  # atmospheres need float64
     if fidelity not in FIDELITIES:
         raise LabelError(f"unknown fidelity {fidelity!r}; choose 'realistic' or 'simple'")
     names = tuple(label_names)
@@ -231,6 +234,9 @@ def synthesize(labels, wavelength_fine, fidelity: str = "realistic", *, label_na
     Returns:
         (flux, continuum), each (n_wl,) or (n_spectra, n_wl) numpy float64 arrays.
     """
+    from .. import enable_float64
+
+    enable_float64()  # atmospheres need float64
     if isinstance(labels, Mapping):
         names = tuple(labels)
         values = np.array([float(labels[n]) for n in names], dtype=np.float64)

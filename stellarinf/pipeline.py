@@ -1,0 +1,770 @@
+"""The fit pipeline: one spectrum (or many) in, a posterior out. ``stellarinf fit``, ``stellarinf demo`` and
+batch fitting all call this module; it is also the Python entry point (``stellarinf.fit_spectrum``).
+
+Stages (each timed, optionally logged): **read** the spectrum (a path or a :class:`~stellarinf.io.spectrum.Spectrum`)
+and validate it; **load** the emulator (a name, a path or a model object), crop the spectrum to the model's range
+and build the :class:`~stellarinf.observe.model.ObservationModel` and the posterior
+:class:`~stellarinf.inference.density.Problem`; **MAP** (:func:`~stellarinf.inference.map.find_map`, data-driven
+starts with screening); **Laplace** at the mode; **sampling** with a sampler of the registry
+(:data:`~stellarinf.inference.samplers.SAMPLER_SPECS`); then the ArviZ ``InferenceData`` and the summary
+``Table``, both carrying every setting that shaped the result, the input file's name and sha256 and a run id.
+
+The defaults are decided here once (they used to differ between ``fit``, ``demo`` and batch fits):
+
+- continuum: :data:`DEFAULT_CONTINUUM` = ``"marginalise"``: the Chebyshev continuum is linear in its
+  coefficients, so it is integrated out exactly under a Gaussian prior (jointly with the emulator's error
+  modes, one Woodbury solve). That leaves only the stellar labels and nuisances to sample (NUTS on 16
+  parameters instead of 19 per segment, with no label–continuum correlations to adapt to), at the same
+  marginal posterior of the labels as sampling the coefficients. ``"sample"`` (the demo's old default)
+  remains available for when the coefficients themselves are wanted.
+- crop margin: the spectrum is cropped by ``rv_max`` at each end (:func:`crop_margin_kms`), so the
+  Doppler-shifted model never leaves the emulator's range for any RV the prior allows (beyond it the
+  model would be held at its edge value).
+- MAP: the same screened multi-start search on every path, :data:`DEFAULT_STARTS` starts.
+- sampler: :func:`choose_sampler` when none is given (NUTS where gradients are cheap, laplace-is for
+  TransformerPayne on a CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import LabelError, SpectrumError, StellarinfError
+
+DEFAULT_EMULATOR = "default"
+DEFAULT_CONTINUUM = "marginalise"
+DEFAULT_STARTS = 4
+EXIT_UNRELIABLE = 4  # the CLI's exit code when the result is flagged unreliable (without --allow-unreliable)
+NUISANCE_FIX_NAMES = ("rv", "vsini", "vmacro", "resolution")
+
+
+# ------------------------------------------------------------------------------------------- stage log
+class StageLog:
+    """Prints ``[i/n] what …`` when a stage starts and ``      detail  [t s]`` when it ends; keeps the times.
+
+    ``echo`` is any callable taking a line (``print``, ``click.echo``); None records times silently."""
+
+    def __init__(self, echo: Callable[[str], Any] | None = None, total: int = 6):
+        self.echo, self.total, self.i = echo, total, 0
+        self.timings: dict[str, float] = {}
+        self._name, self._t0 = None, 0.0
+
+    def start(self, name: str, text: str) -> None:
+        self.i += 1
+        self._name, self._t0 = name, time.perf_counter()
+        if self.echo is not None:
+            self.echo(f"[{self.i}/{self.total}] {text} …")
+
+    def done(self, detail: str = "") -> float:
+        dt = time.perf_counter() - self._t0
+        self.timings[f"{self._name}_s"] = dt
+        if self.echo is not None:
+            self.echo(f"      {detail + '  ' if detail else ''}[{dt:.1f} s]")
+        return dt
+
+    def note(self, text: str) -> None:
+        if self.echo is not None:
+            self.echo(f"      {text}")
+
+
+def _as_log(log) -> StageLog:
+    if isinstance(log, StageLog):
+        return log
+    return StageLog(log, total=6)
+
+
+# ------------------------------------------------------------------------------------------- result
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit_spectrum` returns.
+
+    Attributes:
+        idata: ArviZ ``InferenceData``: ``posterior`` (one variable per free parameter, physical units),
+            ``sample_stats``, ``observed_data``/``constant_data`` (the pixels used), ``posterior_predictive``;
+            its ``posterior.attrs`` hold the settings, run id and input checksum.
+        summary: astropy ``Table``, one row per parameter (mean, sd, p16, p50, p84, r_hat, ess, box, flags);
+            ``meta`` holds χ², the global flags, ``RUNID``, ``INSHA256``, ``SETTINGS`` (JSON).
+        map: the MAP (:class:`~stellarinf.inference.map.MAPResult`; ``.params`` in physical units).
+        laplace: the Laplace approximation (:class:`~stellarinf.inference.laplace.LaplaceResult`).
+        settings: every setting that shaped the result (emulator, sampler and why, fixed values, resolution
+            used, priors, continuum, seed, input file and its sha256, run id, ...).
+        diagnostics: reduced χ², divergences, Pareto k, max R-hat, min ESS, flags, ``unreliable`` (reasons)
+            and ``advice`` (what to do about them).
+        timings: seconds per stage (read, load, map, laplace, sampling).
+        problem: the posterior :class:`~stellarinf.inference.density.Problem` (``problem.obs_model`` is the
+            observation model), e.g. for Cramér–Rao bounds at the same likelihood.
+        posterior: the sampler's raw :class:`~stellarinf.inference.samplers.Posterior`.
+    """
+
+    idata: Any
+    summary: Any
+    map: Any
+    laplace: Any
+    settings: dict
+    diagnostics: dict
+    timings: dict
+    problem: Any = None
+    posterior: Any = None
+
+    @property
+    def run_id(self) -> str:
+        return self.settings["run_id"]
+
+    @property
+    def unreliable(self) -> list[str]:
+        """Why the result should not be used as it is (empty when nothing is flagged)."""
+        return list(self.diagnostics.get("unreliable", []))
+
+    def params(self) -> dict[str, float]:
+        """Posterior medians of the free parameters (physical units), continuum coefficients included."""
+        return {n: float(np.median(np.asarray(self.idata.posterior[n]))) for n in self.problem.names} if self.problem is not None else {}
+
+    def write(self, prefix, *, log: StageLog | Callable | None = None) -> list[Path]:
+        """Write ``PREFIX.nc``, ``PREFIX_summary.fits`` and ``PREFIX_summary.csv`` as one set.
+
+        Each file carries the run id and the input's sha256 (netCDF attributes, FITS header ``RUNID`` /
+        ``INSHA256``, CSV columns ``run_id``/``input_sha256``). The set is written by
+        :func:`stellarinf.io.atomic.atomic_file_set`: all to temporaries first, then the older set (and its
+        plots, which describe the old run) is removed and the new files renamed into place, so a kill never
+        leaves a new ``.nc`` beside an older run's summaries. Returns the paths written."""
+        prefix = output_prefix(prefix)
+        paths = set_paths(prefix)
+        return write_result_set(self.idata, self.summary, paths, self.settings, log=log)
+
+
+def output_prefix(prefix) -> Path:
+    """``OUT`` from ``OUT``, ``OUT.nc``, ``OUT.fits`` or ``OUT.csv``."""
+    out = Path(prefix)
+    return out.with_suffix("") if out.suffix in (".nc", ".fits", ".csv") else out
+
+
+def set_paths(prefix: Path) -> dict[str, Path]:
+    return {
+        "nc": prefix.with_name(prefix.name + ".nc"),
+        "fits": prefix.with_name(prefix.name + "_summary.fits"),
+        "csv": prefix.with_name(prefix.name + "_summary.csv"),
+    }
+
+
+def stale_members(prefix: Path) -> list[Path]:
+    """Files of an older run under ``prefix`` that a new set does not rewrite (its plots)."""
+    return [prefix.with_name(prefix.name + s) for s in ("_corner.png", "_fit.png")]
+
+
+def write_result_set(idata, summary, paths: Mapping[str, Path], settings: Mapping, *, log=None) -> list[Path]:
+    from .inference.results import write_inference_data_to, write_table_to
+    from .io.atomic import atomic_file_set, remove_stale_temporaries
+
+    stages = _as_log(log) if log is not None else StageLog(None)
+    stages.start("write", f"writing {', '.join(str(p) for p in paths.values())}")
+    nc, fits_path, csv_path = paths["nc"], paths["fits"], paths["csv"]
+    for p in paths.values():
+        remove_stale_temporaries(p)  # left by a killed earlier run
+    prefix = Path(str(nc)[: -len(".nc")])
+    table = stamp_table(summary, settings)
+    csv_table = table.copy()
+    csv_table["run_id"] = settings["run_id"]
+    csv_table["input_sha256"] = settings["input_sha256"]
+    with atomic_file_set([nc, fits_path, csv_path], stale=stale_members(prefix)) as tmp:
+        write_inference_data_to(idata, tmp[nc])
+        write_table_to(table, tmp[fits_path], "fits")
+        write_table_to(csv_table, tmp[csv_path], "ascii.csv")
+    stages.done()
+    return [nc, fits_path, csv_path]
+
+
+def stamp_table(summary, settings: Mapping):
+    """A copy of the summary with the run id, input checksum and settings in ``meta``."""
+    table = summary.copy(copy_data=False)
+    table.meta.update({
+        "RUNID": settings["run_id"],
+        "INSHA256": settings["input_sha256"],
+        "INFILE": str(settings.get("input_file", "")),
+        "EMULATOR": str(settings.get("emulator", "")),
+        "SAMPLER": str(settings.get("sampler", "")),
+        "SETTINGS": json.dumps(settings, default=_json_default, sort_keys=True),
+    })
+    return table
+
+
+def _json_default(v):
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return str(v)
+
+
+# ------------------------------------------------------------------------------------------- inputs
+def sha256_of(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sha256_of_spectrum(spec) -> str:
+    h = hashlib.sha256()
+    for a in (spec.wavelength, spec.flux, spec.sigma, spec.mask):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def read_input(spectrum, *, resolution: float | None = None, read_options: Mapping | None = None):
+    """``(Spectrum, input name, sha256)`` of a path or a Spectrum. Reading options (medium, wavelength unit,
+    column names, ...) pass through to :func:`stellarinf.io.spectrum.read_spectrum`."""
+    from .io.spectrum import Spectrum, read_spectrum
+
+    if isinstance(spectrum, Spectrum):
+        if resolution is not None:
+            spectrum = dataclasses.replace(spectrum, resolution=float(resolution))
+        return spectrum, str(spectrum.meta.get("source", "<Spectrum in memory>")), _sha256_of_spectrum(spectrum)
+    kw = dict(read_options or {})
+    if resolution is not None:
+        kw["resolution"] = resolution
+    if not isinstance(spectrum, (str, os.PathLike)):  # another in-memory spectrum: the reader decides (e.g. specutils)
+        try:
+            spec = read_spectrum(spectrum, **kw)
+        except (TypeError, AttributeError):
+            raise SpectrumError(f"cannot read a spectrum from a {type(spectrum).__name__}; pass a file path or a stellarinf "
+                                "Spectrum(wavelength, flux, sigma)") from None
+        return spec, str(spec.meta.get("source", f"<{type(spectrum).__name__} in memory>")), _sha256_of_spectrum(spec)
+    path = Path(spectrum)
+    if not path.is_file():
+        raise SpectrumError(f"spectrum file {str(path)!r} does not exist; check the path")
+    spec = read_spectrum(path, **kw)
+    return spec, str(path), sha256_of(path)
+
+
+def prior_requests(priors):
+    """Priors as :func:`~stellarinf.inference.priors.resolve_priors` takes them: a mapping passes through; a text
+    (``"logg=4.4+-0.1"``) or a sequence of texts/requests becomes a list with every text parsed, so a typo is
+    reported before anything is loaded."""
+    from .inference.priors import parse_prior
+
+    if isinstance(priors, Mapping):
+        return priors
+    items = [priors] if isinstance(priors, str) else list(priors or [])
+    return [parse_prior(p) if isinstance(p, str) else p for p in items]
+
+
+def _prior_texts(priors) -> list[str] | dict:
+    if isinstance(priors, Mapping):
+        return {str(k): str(v) for k, v in priors.items()}
+    return [str(p) for p in ([priors] if isinstance(priors, str) else list(priors or []))]
+
+
+def check_flux(spec) -> None:
+    """Refuse flux with no structure (every used pixel equal, e.g. all zero): a fit to it is meaningless."""
+    f = np.asarray(spec.flux)[np.asarray(spec.mask, bool)]
+    if f.size and float(np.ptp(f)) == 0.0:
+        raise SpectrumError(f"the flux is the same ({f[0]:g}) at every used pixel: no spectrum to fit; check the "
+                            "file's flux column (--flux-col) or the HDU")
+
+
+def load_model(emulator):
+    """The forward model: a name (``"default"``, ``"default-payne"``), a model directory, or a model object
+    (anything with ``label_space``, ``wavelength_range`` and ``flux``: an emulator, the synthesizer, a test model)."""
+    if isinstance(emulator, (str, os.PathLike)):
+        from .emulators.registry import load_emulator
+
+        return load_emulator(emulator)
+    if all(hasattr(emulator, a) for a in ("label_space", "wavelength_range", "flux")):
+        return emulator
+    raise StellarinfError(f"emulator must be a name ('default', 'default-payne'), a model directory or a model object, "
+                          f"got {type(emulator).__name__}")
+
+
+def emulator_kind(model) -> str:
+    return str(getattr(model, "kind", type(model).__name__))
+
+
+def choose_sampler(model, backend: str | None = None) -> tuple[str, str]:
+    """``(sampler, why)`` for a fit where none was asked for: one that finishes on the machine at hand.
+
+    NUTS costs hundreds to thousands of gradients per chain; TransformerPayne's gradient is about 0.24 s
+    on a 2-core CPU (hours for a posterior), so there the choice is laplace-is (log-density values only,
+    minutes; its Pareto k says when it cannot be trusted). Everywhere else (the Payne MLP: 5.6 ms per
+    gradient; any model on a GPU) NUTS."""
+    if backend is None:
+        import jax
+
+        backend = jax.default_backend()
+    kind = emulator_kind(model)
+    if kind == "transformer-payne" and backend == "cpu":
+        return "laplace-is", ("TransformerPayne on a CPU: its gradients make NUTS take hours; laplace-is needs values only "
+                              "(pass --sampler nuts on a GPU, or use --emulator default-payne for NUTS in minutes)")
+    return "nuts", f"{kind} on {backend}: gradients are cheap enough for NUTS"
+
+
+def crop_margin_kms(rv_max: float) -> float:
+    """The one crop margin: ``rv_max`` (see the module docstring)."""
+    return float(rv_max)
+
+
+def validate_fixed(fixed: Mapping[str, float], model, *, rv_max: float, vsini_max: float, vmacro_max: float) -> dict[str, float]:
+    """Fixed values as floats, each inside its box: the model's label box, |rv| ≤ rv_max, 0 ≤ vsini ≤ vsini_max,
+    0 ≤ vmacro ≤ vmacro_max, resolution > 0. Outside it the model extrapolates to garbage (``--fix teff=50000``)."""
+    out = {}
+    space = model.label_space
+    boxes = {n: (float(space[n].lower), float(space[n].upper), space[n].unit) for n in space.names}
+    boxes.update({"rv": (-rv_max, rv_max, "km/s"), "vsini": (0.0, vsini_max, "km/s"), "vmacro": (0.0, vmacro_max, "km/s"),
+                  "resolution": (0.0, math.inf, "")})
+    for name, value in fixed.items():
+        name = str(name).strip().lower()
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise LabelError(f"fixed {name}={value!r} is not a number") from None
+        if not math.isfinite(v):
+            raise LabelError(f"fixed {name}={v}: the value must be finite")
+        if name in boxes:
+            lo, hi, unit = boxes[name]
+            if not lo <= v <= hi or (name == "resolution" and v <= 0):
+                span = f"{lo:g}–{hi:g}{(' ' + unit) if unit else ''}" if name != "resolution" else "> 0"
+                raise LabelError(f"fixed {name}={v:g} lies outside the box {span} ({'the emulator' if name in space.names else 'the fit'}'s "
+                                 f"range for {name}); choose a value inside it"
+                                 + ("" if name in space.names else f", or widen the box (--{name}-max)" if name != "resolution" else ""))
+        out[name] = v
+    return out
+
+
+def unknown_resolution_message(model) -> str:
+    """Why a fit without a known resolving power may be wrong, and the way forward."""
+    r = getattr(model, "resolution", None)
+    at = f"at the model's own R = {float(r):,.0f}" if r else "unbroadened"
+    return (f"the spectrum's resolving power is unknown (no RESOLUTN/SPEC_RES/R header card, none given): the model is "
+            f"compared {at}, with no instrument broadening; if the instrument's R is lower (e.g. 5,000), the labels are "
+            "biased: pass resolution=R (CLI: --resolution R) or fit it (--fit-resolution)")
+
+
+def build_problem(model, spec, *, resolution=None, fit_resolution=False, continuum=DEFAULT_CONTINUUM, continuum_degree=2,
+                  rv_max=300.0, vsini_max=60.0, vmacro_max=15.0, jitter=False, fixed=None, priors=None, error_modes=True):
+    """Crop ``spec`` to the model (margin :func:`crop_margin_kms`), build the observation model and the Problem.
+    Fixed nuisances and labels go to the observation model, anything else (e.g. ``ln_jitter``) to the Problem."""
+    from .inference.density import Problem
+    from .io.spectrum import crop_to_model
+    from .observe.model import ObservationModel
+
+    fixed = dict(fixed or {})
+    spec = crop_to_model(spec, model, margin_kms=crop_margin_kms(rv_max))
+    if resolution is None and spec.resolution is None and not fit_resolution and "resolution" not in fixed:
+        warnings.warn(unknown_resolution_message(model), UserWarning, stacklevel=2)
+    obs_fixed = {k: v for k, v in fixed.items() if k in NUISANCE_FIX_NAMES or k in model.label_space.names}
+    obs = ObservationModel(model, spec, resolution=resolution, fit_resolution=fit_resolution, continuum=continuum,
+                           continuum_degree=continuum_degree, fit_jitter=jitter, rv_max=rv_max, vsini_max=vsini_max,
+                           vmacro_max=vmacro_max, fixed=obs_fixed, error_modes=error_modes)
+    rest = {k: v for k, v in fixed.items() if k not in obs_fixed}
+    problem = Problem.build(obs, priors, fixed=rest)
+    n_used = int(np.sum(np.asarray(obs.weight) > 0))
+    if n_used <= problem.n_free:
+        raise SpectrumError(f"only {n_used} usable pixels for {problem.n_free} free parameters: the fit is not determined; "
+                            "give a spectrum with more pixels in the model's range, or fix parameters (--fix NAME=VALUE)")
+    return spec, obs, problem
+
+
+# ------------------------------------------------------------------------------------------- diagnostics
+def diagnose(summary, posterior) -> dict:
+    """Reliability of a fit from its summary table and sampler output: numbers, ``unreliable`` (reasons) and
+    ``advice`` (one line per reason saying what to do next)."""
+    m = summary.meta
+    flags = [f for f in str(m.get("FLAGS", "")).split(",") if f]
+    rhat = np.asarray(summary["r_hat"], dtype=float) if len(summary) else np.array([])
+    rhat_max = float(np.nanmax(rhat)) if np.any(np.isfinite(rhat)) else math.nan
+    d = {
+        "chi2_reduced": float(m.get("CHI2RED", math.nan)),
+        "n_divergent": int(m.get("NDIVERG", 0)),
+        "r_hat_max": rhat_max,
+        "ess_bulk_min": float(np.min(summary["ess_bulk"])) if len(summary) else math.nan,
+        "flags": ",".join(flags),
+        "label_flags": {str(r["name"]): str(r["flags"]) for r in summary if r["flags"]},
+    }
+    tuning = getattr(posterior, "tuning", {}) or {}
+    for k in ("pareto_k", "pareto_k_threshold", "importance_ess"):
+        if k in tuning:
+            d[k] = float(tuning[k])
+    reasons, advice = [], []
+    if "pareto_k" in flags:
+        reasons.append(f"pareto_k: the importance weights are unreliable (Pareto k {d.get('pareto_k', math.nan):.2f} > "
+                       f"{d.get('pareto_k_threshold', 0.7):.2f}): the posterior is far from its Laplace approximation")
+        advice.append("rerun with more proposals (--draws 2000), or with --sampler nuts (with --emulator default-payne it takes "
+                      "minutes on a CPU), or add a prior on the labels the spectrum hardly constrains (--prior NAME=MEAN+-SD)")
+    if "divergences" in flags:
+        reasons.append(f"divergences: {d['n_divergent']} divergent transitions (the sampler could not follow the posterior)")
+        advice.append("add a prior on poorly constrained labels (--prior NAME=MEAN+-SD), hold a degenerate nuisance fixed "
+                      "(--fix vmacro=0), or run a longer warm-up (--warmup 1000)")
+    bad_rhat = [str(r["name"]) for r in summary if "rhat" in str(r["flags"]).split(",")]
+    if bad_rhat:
+        reasons.append(f"rhat: chains disagree (R-hat {rhat_max:.3f} > 1.01) for {', '.join(bad_rhat)}")
+        advice.append("run more draws and warm-up (--draws 2000 --warmup 1000), or more MAP starts (--starts 8) in case "
+                      "the posterior has several modes")
+    d["unreliable"] = reasons
+    d["advice"] = advice
+    return d
+
+
+# ------------------------------------------------------------------------------------------- one spectrum
+def fit_spectrum(
+    spectrum,
+    *,
+    emulator=DEFAULT_EMULATOR,
+    sampler: str | None = None,
+    priors=None,
+    fixed: Mapping[str, float] | None = None,
+    resolution: float | None = None,
+    fit_resolution: bool = False,
+    continuum: str = DEFAULT_CONTINUUM,
+    continuum_degree: int = 2,
+    rv_max: float = 300.0,
+    vsini_max: float = 60.0,
+    vmacro_max: float = 15.0,
+    emulator_error: str = "modes",
+    jitter: bool = False,
+    chains: int = 4,
+    draws: int = 1000,
+    warmup: int = 500,
+    n_starts: int = DEFAULT_STARTS,
+    seed: int = 0,
+    progress: bool = False,
+    log: StageLog | Callable[[str], Any] | None = None,
+    read_options: Mapping | None = None,
+    emulator_name: str | None = None,
+) -> FitResult:
+    """Fit the stellar labels of one observed spectrum; returns a :class:`FitResult`.
+
+    Args:
+        spectrum: a file path (FITS table/image, APOGEE, GALAH, CSV/text: see ``stellarinf.read_spectrum``) or a
+            ``stellarinf.Spectrum``. Wavelengths in vacuum Å (converted from air/other units by the reader),
+            flux normalised or not (a Chebyshev continuum per segment is fitted), per-pixel σ in flux units.
+        emulator: ``"default"`` (TransformerPayne), ``"default-payne"`` (the Payne MLP), a model directory, or
+            an already-loaded model object (an emulator, the synthesizer, a test model).
+        sampler: ``"nuts"``, ``"blackjax-nuts"``, ``"mclmc"``, ``"laplace-is"``, ``"laplace"``, ``"map"``
+            (``stellarinf.inference.samplers.SAMPLER_SPECS``); None: :func:`choose_sampler` picks one that
+            finishes on this machine and ``settings["sampler_reason"]`` says why.
+        priors: overrides of the default uniform priors over the training box, e.g. ``["logg=4.4+-0.1",
+            "teff=5000:6000"]`` (Gaussian: mean+-sd; uniform: lower:upper; units as the labels: K, dex, km/s).
+        fixed: parameters held fixed, e.g. ``{"vmacro": 0.0}``; each must lie inside its box.
+        resolution: the instrument's resolving power R = λ/Δλ (default: from the file's header).
+        fit_resolution: fit R as a parameter (starting from ``resolution``).
+        continuum: ``"marginalise"`` (default: integrated out), ``"sample"`` or ``"profile"``;
+            ``continuum_degree``: Chebyshev degree per segment (-1: none, for normalised spectra).
+        rv_max, vsini_max, vmacro_max: box of the RV, v sin i and v macro priors (km/s).
+        emulator_error: ``"modes"`` (integrate out the emulator's correlated error modes when it has them)
+            or ``"white"``; ``jitter``: fit an extra white-noise term ``ln_jitter``.
+        chains, draws, warmup: sampler size (per chain); ``n_starts``: MAP starting points; ``seed``.
+        progress: the sampler's progress bar (NUTS); ``log``: a callable taking a line (e.g. ``print``)
+            to print the stages with their times, or a :class:`StageLog`.
+        read_options: passed to ``read_spectrum`` (e.g. ``{"medium": "air", "wavelength_unit": "nm"}``).
+
+    Returns:
+        :class:`FitResult` with ``summary`` (astropy Table: median ``p50``, ``sd``, 16/84 % per parameter,
+        diagnostics and flags), ``idata`` (ArviZ InferenceData), ``map``, ``laplace``, ``settings``,
+        ``diagnostics`` (``unreliable`` lists reasons not to trust it, ``advice`` what to do) and
+        ``write(prefix)`` (``PREFIX.nc``, ``PREFIX_summary.fits``, ``PREFIX_summary.csv``).
+
+    Raises:
+        StellarinfError (subclasses SpectrumError, LabelError, WavelengthError, PriorError, ModelFileError):
+        bad input, with a message naming the problem and the fix. The spectrum is read and checked before the
+        emulator is loaded, so a bad file is reported at once.
+
+    Example::
+
+        >>> import stellarinf
+        >>> result = stellarinf.fit_spectrum("data/demo/demo_star.fits", emulator="default-payne", sampler="laplace")
+        >>> print(result.summary["name", "p50", "sd"])
+        >>> result.write("demo_fit")   # demo_fit.nc, demo_fit_summary.fits, demo_fit_summary.csv
+    """
+    from . import enable_float64
+    from .inference import results as res
+    from .inference.laplace import laplace
+    from .inference.map import carried_to_convergence, find_map
+    from .inference.samplers import sample, sampler_spec
+
+    enable_float64()
+    stages = _as_log(log)
+    if sampler is not None:
+        sampler_spec(sampler)  # unknown names fail before any work
+    if continuum not in ("marginalise", "sample", "profile"):
+        raise StellarinfError(f"continuum must be 'marginalise', 'sample' or 'profile', got {continuum!r}")
+    if emulator_error not in ("modes", "white"):
+        raise StellarinfError(f"emulator_error must be 'modes' or 'white', got {emulator_error!r}")
+    if chains < 1 or draws < 1 or warmup < 0 or n_starts < 1:
+        raise StellarinfError(f"need chains >= 1, draws >= 1, warmup >= 0 and n_starts >= 1 (got {chains}, {draws}, {warmup}, {n_starts})")
+    prior_list = prior_requests(priors)  # syntax errors before any heavy work
+
+    stages.start("read", f"reading {spectrum if not hasattr(spectrum, 'flux') else 'the spectrum'}")
+    spec, input_name, checksum = read_input(spectrum, resolution=resolution, read_options=read_options)
+    check_flux(spec)
+    stages.done(f"{spec.n_pix} pixels, {spec.wavelength.min():.1f}–{spec.wavelength.max():.1f} Å")
+
+    label = emulator_name or (str(emulator) if isinstance(emulator, (str, os.PathLike)) else type(emulator).__name__)
+    stages.start("load", f"loading the {label!r} emulator and building the observation model")
+    model = load_model(emulator)
+    fixed_values = validate_fixed(fixed or {}, model, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max)
+    reason = "given"
+    if sampler is None:
+        sampler, reason = choose_sampler(model)
+    spec, obs, problem = build_problem(model, spec, resolution=resolution, fit_resolution=fit_resolution, continuum=continuum,
+                                       continuum_degree=continuum_degree, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max,
+                                       jitter=jitter, fixed=fixed_values, priors=prior_list, error_modes=emulator_error == "modes")
+    n_used = int(np.sum(np.asarray(obs.weight) > 0))
+    held = {**{k: float(v) for k, v in obs.fixed}, **{k: float(v) for k, v in problem.fixed.items()}}
+    stages.done(f"{n_used} pixels, S/N ≈ {spec.snr():.0f}, {problem.n_free} free parameters"
+                + (f" ({', '.join(f'{k} held at {v:g}' for k, v in fixed_values.items())})" if fixed_values else ""))
+    if reason != "given":
+        stages.note(f"sampler: {sampler} ({reason})")
+
+    stages.start("map", f"MAP ({n_starts} starts)")
+    m = find_map(problem, n_starts=n_starts, seed=seed)
+    stages.done(f"log posterior {m.log_posterior:.1f}, {m.n_starts_agreeing}/{n_starts} starts agree "
+                f"(the best {carried_to_convergence(n_starts)} carried to convergence)")
+
+    stages.start("laplace", "Laplace approximation")
+    lap = laplace(problem, m, seed=seed)
+    stages.done(f"Hessian {'positive definite' if lap.hessian_ok else 'regularised'}")
+
+    spec_s = sampler_spec(sampler)
+    desc = (f"{sampler}: {chains} chains × ({warmup} warm-up + {draws} draws)" if spec_s.uses_warmup
+            else f"{sampler}: {chains} × {draws} proposals" if sampler == "laplace-is" else f"{sampler}: {chains} × {draws} draws")
+    stages.start("sampling", desc)
+    post = sample(problem, sampler, chains=chains, draws=draws, warmup=warmup, seed=seed, init=lap, progress=progress)
+    t = post.tuning
+    if "pareto_k" in t:
+        detail = (f"Pareto k {t['pareto_k']:.2f} (reliable below {t['pareto_k_threshold']:.2f}), "
+                  f"importance ESS {t['importance_ess']:.0f}")
+    elif spec_s.is_mcmc:
+        detail = f"{post.n_divergent} divergences"
+    else:
+        detail = ""
+    stages.done(detail)
+
+    resolution_used = obs_resolution(obs, resolution, spec)
+    settings = {
+        "run_id": uuid.uuid4().hex,
+        "input_file": input_name,
+        "input_sha256": checksum,
+        "emulator": label,
+        "emulator_kind": emulator_kind(model),
+        "sampler": sampler,
+        "sampler_reason": reason,
+        "chains": int(chains), "draws": int(draws), "warmup": int(warmup) if spec_s.uses_warmup else 0,
+        "n_starts": int(n_starts), "seed": int(seed),
+        "priors": {n: p.to_json() for n, p in zip(problem.names, problem.prior_specs)},
+        "prior_requests": _prior_texts(priors),
+        "fixed": fixed_values,
+        "held": held,
+        "resolution": resolution_used,
+        "resolution_source": "given" if resolution is not None else ("file" if spec.resolution is not None else "none"),
+        "fit_resolution": bool(fit_resolution),
+        "continuum": continuum, "continuum_degree": int(continuum_degree),
+        "crop_margin_kms": crop_margin_kms(rv_max),
+        "rv_max": float(rv_max), "vsini_max": float(vsini_max), "vmacro_max": float(vmacro_max),
+        "emulator_error": emulator_error, "jitter": bool(jitter),
+        "read_options": {k: str(v) for k, v in (read_options or {}).items()},
+        "n_pixels_used": n_used,
+        # what the reader read or assumed (medium, wavelength unit, and where from), where the Spectrum records it
+        "spectrum_provenance": spec.provenance() if hasattr(spec, "provenance") else {"source": spec.meta.get("source")},
+        "stellarinf_version": _version(),
+    }
+    attrs = {
+        "settings": json.dumps(settings, default=_json_default, sort_keys=True),
+        "run_id": settings["run_id"], "input_file": input_name, "input_sha256": checksum,
+        "emulator": label, "sampler": sampler, "emulator_error": emulator_error, "continuum": continuum,
+        "resolution": "none" if resolution_used is None else resolution_used,
+        "fixed": json.dumps(held),
+        "spectrum": input_name,
+    }
+    idata = res.to_inference_data(post, problem, seed=seed, attrs=attrs)
+    table = stamp_table(res.summary_table(idata), settings)
+    diagnostics = diagnose(table, post)
+    return FitResult(idata=idata, summary=table, map=m, laplace=lap, settings=settings, diagnostics=diagnostics,
+                     timings=dict(stages.timings), problem=problem, posterior=post)
+
+
+def obs_resolution(obs, resolution, spec):
+    r = resolution if resolution is not None else spec.resolution
+    return None if r is None else float(r)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# ------------------------------------------------------------------------------------------- many spectra
+@dataclasses.dataclass
+class BatchResult:
+    """What :func:`fit_spectra` returns: ``table`` (one row per input, in order: ``spectrum``, ``status``
+    (``ok`` or ``failed``), ``error`` (why it failed), ``input_file``, ``input_sha256``, medians/sd/percentiles,
+    diagnostics, flags),
+    ``idatas`` (spectrum id → InferenceData, fitted ones only), ``settings``."""
+
+    table: Any
+    idatas: dict
+    settings: dict
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {str(r["spectrum"]): str(r["error"]) for r in self.table if r["status"] != "ok"}
+
+    def write(self, prefix) -> list[Path]:
+        """``PREFIX_results.fits`` + ``.csv`` (one row per spectrum) and ``PREFIX_<id>.nc`` per fitted spectrum,
+        as one set (see :meth:`FitResult.write`)."""
+        from .inference.results import write_inference_data_to, write_table_to
+        from .io.atomic import atomic_file_set, remove_stale_temporaries
+
+        prefix = output_prefix(prefix)
+        fits_path = prefix.with_name(prefix.name + "_results.fits")
+        csv_path = prefix.with_name(prefix.name + "_results.csv")
+        ncs = {sid: prefix.with_name(f"{prefix.name}_{sid}.nc") for sid in self.idatas}
+        paths = [fits_path, csv_path, *ncs.values()]
+        for p in paths:
+            remove_stale_temporaries(p)
+        table = self.table.copy(copy_data=False)
+        table.meta.update({"RUNID": self.settings["run_id"], "SETTINGS": json.dumps(self.settings, default=_json_default, sort_keys=True)})
+        csv_table = table.copy()
+        csv_table["run_id"] = self.settings["run_id"]
+        with atomic_file_set(paths) as tmp:
+            write_table_to(table, tmp[fits_path], "fits")
+            write_table_to(csv_table, tmp[csv_path], "ascii.csv")
+            for sid, path in ncs.items():
+                write_inference_data_to(self.idatas[sid], tmp[path])
+        return paths
+
+
+def _spectrum_id(item, i: int) -> str:
+    if isinstance(item, (str, os.PathLike)):
+        return Path(item).name.split(".")[0] or f"spectrum_{i}"
+    return f"spectrum_{i}"
+
+
+def fit_spectra(
+    spectra: Sequence,
+    *,
+    emulator=DEFAULT_EMULATOR,
+    sampler: str | None = None,
+    ids: Sequence[str] | None = None,
+    priors=None,
+    fixed: Mapping[str, float] | None = None,
+    resolution: float | None = None,
+    continuum: str = DEFAULT_CONTINUUM,
+    continuum_degree: int = 2,
+    rv_max: float = 300.0,
+    vsini_max: float = 60.0,
+    vmacro_max: float = 15.0,
+    emulator_error: str = "modes",
+    jitter: bool = False,
+    chains: int = 4,
+    draws: int = 1000,
+    warmup: int = 500,
+    n_starts: int = DEFAULT_STARTS,
+    seed: int = 0,
+    progress: bool = True,
+    keep_idata: bool = True,
+    read_options: Mapping | None = None,
+    emulator_name: str | None = None,
+    log: Callable[[str], Any] | None = None,
+) -> BatchResult:
+    """Fit many spectra with one emulator and one set of settings; returns a :class:`BatchResult`.
+
+    Same arguments as :func:`fit_spectrum` (``spectra``: paths and/or Spectrum objects). The model is loaded
+    once; MAP + Laplace run for all spectra together (:func:`stellarinf.inference.batch.fit_batch`:
+    vmapped across spectra on accelerators), then the sampler per spectrum. A spectrum that cannot be fitted
+    (unreadable, outside the model's range, no usable flux, a failure in its fit) gets a row with
+    ``status="failed"`` and the reason in ``error``; the others are still fitted.
+    """
+    from . import enable_float64
+    from .inference.batch import fit_batch
+
+    enable_float64()
+    spectra = list(spectra)
+    if not spectra:
+        raise StellarinfError("no spectra to fit; pass at least one file")
+    ids = [_spectrum_id(s, i) for i, s in enumerate(spectra)] if ids is None else [str(i) for i in ids]
+    if len(ids) != len(spectra):
+        raise StellarinfError(f"{len(ids)} ids for {len(spectra)} spectra; give one id per spectrum")
+    if len(set(ids)) != len(ids):
+        ids = [f"{sid}_{i}" for i, sid in enumerate(ids)]
+    prior_list = prior_requests(priors)
+    echo = log or (lambda s: None)
+
+    read = []
+    failures: dict[str, str] = {}
+    for sid, item in zip(ids, spectra):  # read every input before loading the model: bad files are reported at once
+        try:
+            spec, name, checksum = read_input(item, resolution=resolution, read_options=read_options)
+            check_flux(spec)
+            read.append((sid, spec, name, checksum))
+        except StellarinfError as exc:
+            failures[sid] = f"{type(exc).__name__}: {exc}"
+            echo(f"{sid}: skipped ({exc})")
+    model = load_model(emulator) if read else None
+    label = emulator_name or (str(emulator) if isinstance(emulator, (str, os.PathLike)) else type(emulator).__name__)
+    reason = "given"
+    if sampler is None and model is not None:
+        sampler, reason = choose_sampler(model)
+    fixed_values = validate_fixed(fixed or {}, model, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max) if model is not None else {}
+    problems, good, inputs = [], [], {}
+    for sid, spec, name, checksum in read:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                _, _, problem = build_problem(model, spec, resolution=resolution, continuum=continuum, continuum_degree=continuum_degree,
+                                              rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max, jitter=jitter,
+                                              fixed=fixed_values, priors=prior_list, error_modes=emulator_error == "modes")
+            problems.append(problem)
+            good.append(sid)
+            inputs[sid] = {"input_file": name, "input_sha256": checksum}
+        except StellarinfError as exc:
+            failures[sid] = f"{type(exc).__name__}: {exc}"
+            echo(f"{sid}: skipped ({exc})")
+    settings = {
+        "run_id": uuid.uuid4().hex, "emulator": label, "emulator_kind": emulator_kind(model) if model is not None else "",
+        "sampler": sampler or "", "sampler_reason": reason, "chains": chains, "draws": draws, "warmup": warmup,
+        "n_starts": n_starts, "seed": seed, "priors": _prior_texts(priors),
+        "fixed": fixed_values, "resolution": resolution, "continuum": continuum, "continuum_degree": continuum_degree,
+        "crop_margin_kms": crop_margin_kms(rv_max), "rv_max": rv_max, "vsini_max": vsini_max, "vmacro_max": vmacro_max,
+        "emulator_error": emulator_error, "jitter": jitter, "inputs": inputs, "stellarinf_version": _version(),
+    }
+    rows_by_id, idatas = {}, {}
+    if problems:
+        table, fitted = fit_batch(problems, good, method=sampler, chains=chains, warmup=warmup, draws=draws, n_starts=n_starts,
+                                  seed=seed, progress=progress, keep_idata=keep_idata)
+        for row in table:
+            rows_by_id[str(row["spectrum"])] = {c: row[c] for c in table.colnames}
+        for sid, idata in zip(good, fitted):
+            if idata is None:
+                continue
+            idata.posterior.attrs.update({"run_id": settings["run_id"], "emulator": label, "sampler": sampler,
+                                          "settings": json.dumps(settings, default=_json_default, sort_keys=True),
+                                          "fixed": json.dumps(fixed_values), **inputs[sid]})
+            idatas[sid] = idata
+    rows = []
+    files = {sid: (name, checksum) for sid, _, name, checksum in read}
+    for sid, item in zip(ids, spectra):
+        name, checksum = files.get(sid, (str(item) if isinstance(item, (str, os.PathLike)) else "", ""))
+        source = {"input_file": name, "input_sha256": checksum}
+        if sid in rows_by_id and rows_by_id[sid].get("status", "ok") == "ok":
+            rows.append({**rows_by_id[sid], "status": "ok", "error": "", **source})
+        else:
+            err = failures.get(sid) or (rows_by_id.get(sid, {}).get("error") or "not fitted")
+            rows.append({"spectrum": sid, "status": "failed", "error": str(err), **source})
+    from .inference.batch import rows_to_table
+
+    out = rows_to_table(rows, first=("spectrum", "status", "error", "input_file", "input_sha256"))
+    out.meta["METHOD"] = sampler or ""
+    return BatchResult(table=out, idatas=idatas, settings=settings)
