@@ -10,7 +10,8 @@ flux, vacuum Å, R ≈ 400,000). For each window, resolving power, S/N and noise
    97th percentile per 5 Å, one polynomial through those points with iterative clipping),
 3. given Gaussian noise at the S/N,
 
-then fitted with MAP + Laplace (``--sampler laplace``, the fit pipeline's fast posterior) or any sampler.
+then fitted by the library pipeline (``stellarinf.fit_spectrum``, its defaults: physics error on, telluric mask,
+outlier clipping, continuum degree auto) with MAP + Laplace (``--sampler laplace``) or any sampler.
 Reports per fit the labels, their sd (posterior and total with the emulator's and the physics' label-space
 systematics where known), χ², and the offsets from the Sun (Teff 5772 K, log g 4.438, [Fe/H] 0).
 
@@ -92,32 +93,21 @@ def pixels_for(window: str, resolution: float, per_element: float | None):
     return w.wmin * np.exp(np.arange(n) * step)
 
 
-def fit(model, spectrum, sampler: str, seed: int, physics_error: bool = True):
-    """MAP → Laplace → sampler; returns the summary table. ``physics_error``: include the measured
-    synthesizer-vs-reality error (:mod:`stellarinf.observe.physics_error`) in the likelihood."""
-    from stellarinf.inference import results, samplers
-    from stellarinf.inference.density import Problem
-    from stellarinf.inference.laplace import laplace
-    from stellarinf.inference.map import find_map
-    from stellarinf.io.spectrum import crop_to_model
-    from stellarinf.observe.model import ObservationModel
+def fit(model, spectrum, sampler: str, seed: int, physics_error: bool = True, mask=(), continuum_degree="auto"):
+    """The library pipeline (:func:`stellarinf.fit_spectrum`) with the given settings; returns the summary table.
+    ``physics_error``: the measured synthesizer-vs-reality error in the likelihood; ``mask``: vacuum Å ranges
+    left out."""
+    import dataclasses
 
-    from stellarinf.observe.physics_error import physics_error_for
+    from stellarinf import fit_spectrum
 
-    spec = crop_to_model(spectrum, model, margin_kms=300.0)
-    phys = physics_error_for(float(spec.wavelength.min()), float(spec.wavelength.max()))[0] if physics_error else None
-    om = ObservationModel(model, spec, resolution=spectrum.resolution, rv_max=300.0, vsini_max=60.0, vmacro_max=15.0,
-                          continuum="marginalise", physics_error=phys)
-    problem = Problem.build(om, [])
-    m = find_map(problem, n_starts=4, seed=seed)
-    lap = laplace(problem, m)
-    if sampler == "laplace":
-        post = samplers.laplace_posterior(problem, chains=4, draws=500, seed=seed, init=lap)
-        post.method = sampler
-    else:
-        post = samplers.sample(problem, sampler, chains=4, warmup=300, draws=500, seed=seed, init=lap)
-    idata = results.to_inference_data(post, problem, seed=seed)
-    return results.summary_table(idata)
+    keep = np.ones(spectrum.wavelength.size, bool)
+    for lo, hi in mask:
+        keep &= ~((spectrum.wavelength >= lo) & (spectrum.wavelength <= hi))
+    spectrum = dataclasses.replace(spectrum, mask=np.asarray(spectrum.mask, bool) & keep)
+    result = fit_spectrum(spectrum, emulator=model, sampler=sampler, chains=4, draws=500, warmup=300, seed=seed,
+                          physics_error="auto" if physics_error else "off", continuum_degree=continuum_degree)
+    return result.summary
 
 
 def main(argv=None) -> int:
@@ -130,6 +120,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sampler", default="laplace")
     ap.add_argument("--physics-error", choices=["on", "off"], default="on",
                     help="include the measured synthesizer-vs-reality error in the likelihood")
+    ap.add_argument("--continuum-degree", default="auto", help="Chebyshev degree per segment, or auto (the pipeline's default)")
+    ap.add_argument("--mask", default="", help="vacuum Å ranges left out of the fit, e.g. 6561.5:6567.5 (the Hα core)")
     ap.add_argument("--label", default="", help="a tag stored with the results (e.g. 'laboratory log gf')")
     ap.add_argument("-o", "--output", default=str(HERE / "results" / "sun_fit.json"))
     args = ap.parse_args(argv)
@@ -153,7 +145,9 @@ def main(argv=None) -> int:
                 for seed in [int(s) for s in args.seeds.split(",")]:
                     t0 = time.time()
                     spec = observe_sun(atlas[:, 0], atlas[:, 1], pixels, resolution, snr, seed)
-                    table = fit(model, spec, args.sampler, seed, args.physics_error == "on")
+                    mask = [tuple(float(v) for v in part.split(":")) for part in args.mask.split(",") if part]
+                    table = fit(model, spec, args.sampler, seed, args.physics_error == "on", mask,
+                                args.continuum_degree if args.continuum_degree == "auto" else int(args.continuum_degree))
                     row = {"emulator": emu_name, "window": window, "resolution": resolution, "snr": snr, "seed": seed,
                            "chi2r": float(table.meta.get("CHI2RED", math.nan)),
                            "seconds": time.time() - t0, "labels": {}}

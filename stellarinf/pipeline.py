@@ -351,22 +351,41 @@ def unknown_resolution_message(model) -> str:
             "biased: pass resolution=R (CLI: --resolution R) or fit it (--fit-resolution)")
 
 
-def build_problem(model, spec, *, resolution=None, fit_resolution=False, continuum=DEFAULT_CONTINUUM, continuum_degree=2,
-                  rv_max=300.0, vsini_max=60.0, vmacro_max=15.0, jitter=False, fixed=None, priors=None, error_modes=True):
+CONTINUUM_ANGSTROM_PER_DEGREE = 40.0
+
+
+def auto_continuum_degree(spec) -> int:
+    """One Chebyshev degree per 40 Å of the longest segment, between 2 and 8.
+
+    Why: spectra arrive normalised by someone else's procedure (an upper-envelope polynomial, a spline), whose
+    errors wiggle on ~50–100 Å scales; a quadratic over a 260 Å window cannot follow them, and the fit then
+    buys them down with Teff and log g (the observed Sun: Teff −165 K, log g −0.28 with degree 2; −65 K, −0.16
+    with degree 6; benchmarks/README.md section 6).
+    """
+    spans = [float(np.ptp(spec.wavelength[spec.segments == s])) for s in np.unique(spec.segments)]
+    return int(np.clip(round(max(spans) / CONTINUUM_ANGSTROM_PER_DEGREE), 2, 8))
+
+
+def build_problem(model, spec, *, resolution=None, fit_resolution=False, continuum=DEFAULT_CONTINUUM, continuum_degree="auto",
+                  rv_max=300.0, vsini_max=60.0, vmacro_max=15.0, jitter=False, fixed=None, priors=None, error_modes=True,
+                  physics_error=None):
     """Crop ``spec`` to the model (margin :func:`crop_margin_kms`), build the observation model and the Problem.
-    Fixed nuisances and labels go to the observation model, anything else (e.g. ``ln_jitter``) to the Problem."""
+    Fixed nuisances and labels go to the observation model, anything else (e.g. ``ln_jitter``) to the Problem.
+    ``physics_error``: ``(floor, depth_fraction)`` or None (see :func:`resolve_physics_error`)."""
     from .inference.density import Problem
     from .io.spectrum import crop_to_model
     from .observe.model import ObservationModel
 
     fixed = dict(fixed or {})
     spec = crop_to_model(spec, model, margin_kms=crop_margin_kms(rv_max))
+    if continuum_degree == "auto":
+        continuum_degree = auto_continuum_degree(spec)
     if resolution is None and spec.resolution is None and not fit_resolution and "resolution" not in fixed:
         warnings.warn(unknown_resolution_message(model), UserWarning, stacklevel=2)
     obs_fixed = {k: v for k, v in fixed.items() if k in NUISANCE_FIX_NAMES or k in model.label_space.names}
     obs = ObservationModel(model, spec, resolution=resolution, fit_resolution=fit_resolution, continuum=continuum,
                            continuum_degree=continuum_degree, fit_jitter=jitter, rv_max=rv_max, vsini_max=vsini_max,
-                           vmacro_max=vmacro_max, fixed=obs_fixed, error_modes=error_modes)
+                           vmacro_max=vmacro_max, fixed=obs_fixed, error_modes=error_modes, physics_error=physics_error)
     rest = {k: v for k, v in fixed.items() if k not in obs_fixed}
     problem = Problem.build(obs, priors, fixed=rest)
     n_used = int(np.sum(np.asarray(obs.weight) > 0))
@@ -417,6 +436,56 @@ def diagnose(summary, posterior) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- one spectrum
+def resolve_physics_error(physics_error, spec) -> tuple[tuple[float, float] | None, dict[str, float]]:
+    """The synthesizer-vs-reality error term for ``spec``: ``"auto"`` → the values measured on the observed Sun
+    for its wavelengths (:func:`stellarinf.observe.physics_error.physics_error_for`), ``None``/``"off"`` → none,
+    or an explicit ``(floor, depth_fraction)``. Returns ``(term, label_floor)``."""
+    if physics_error is None or physics_error == "off":
+        return None, {}
+    if physics_error == "auto":
+        from .observe.physics_error import physics_error_for
+
+        return physics_error_for(float(spec.wavelength.min()), float(spec.wavelength.max()))
+    try:
+        floor, frac = (float(v) for v in physics_error)
+    except (TypeError, ValueError):
+        raise StellarinfError(f"physics_error must be 'auto', 'off' or (floor, depth_fraction), got {physics_error!r}") from None
+    return (floor, frac), {}
+
+
+def mask_telluric_bands(spec):
+    """``(spectrum, bands)``: ``spec`` with the telluric bands (observer's frame) masked, and the bands hit."""
+    import dataclasses
+
+    from .io.tellurics import telluric_mask
+
+    keep, bands = telluric_mask(spec.wavelength)
+    if not bands:
+        return spec, []
+    return dataclasses.replace(spec, mask=np.asarray(spec.mask, bool) & keep), bands
+
+
+def mask_outliers(spec, obs, params, *, threshold: float = 5.0):
+    """``(spectrum, n)``: ``spec`` with the pixels more than ``threshold`` total σ from the model at ``params``
+    masked (:func:`stellarinf.observe.outliers.outlier_mask`; at most 2 % of the pixels), and their number."""
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    from .inference.results import total_sigma
+    from .observe.outliers import outlier_mask
+
+    full = {k: jnp.asarray(v) for k, v in params.items()}
+    model = np.asarray(obs.predict(full))
+    sigma = total_sigma(obs, full)
+    mask = np.asarray(obs.weight) > 0
+    bad = outlier_mask(np.asarray(obs.flux), model, sigma, mask, threshold=threshold)
+    if not bad.any():
+        return spec, 0
+    # obs was built on the cropped spectrum: same pixels, same order
+    return dataclasses.replace(spec, mask=np.asarray(spec.mask, bool) & ~bad), int(bad.sum())
+
+
 def fit_spectrum(
     spectrum,
     *,
@@ -427,7 +496,7 @@ def fit_spectrum(
     resolution: float | None = None,
     fit_resolution: bool = False,
     continuum: str = DEFAULT_CONTINUUM,
-    continuum_degree: int = 2,
+    continuum_degree: int | str = "auto",
     rv_max: float = 300.0,
     vsini_max: float = 60.0,
     vmacro_max: float = 15.0,
@@ -442,6 +511,9 @@ def fit_spectrum(
     log: StageLog | Callable[[str], Any] | None = None,
     read_options: Mapping | None = None,
     emulator_name: str | None = None,
+    physics_error="auto",
+    mask_tellurics: bool = True,
+    clip_outliers: bool = True,
 ) -> FitResult:
     """Fit the stellar labels of one observed spectrum; returns a :class:`FitResult`.
 
@@ -460,7 +532,8 @@ def fit_spectrum(
         resolution: the instrument's resolving power R = λ/Δλ (default: from the file's header).
         fit_resolution: fit R as a parameter (starting from ``resolution``).
         continuum: ``"marginalise"`` (default: integrated out), ``"sample"`` or ``"profile"``;
-            ``continuum_degree``: Chebyshev degree per segment (-1: none, for normalised spectra).
+            ``continuum_degree``: Chebyshev degree per segment (-1: none; ``"auto"``, the default: one degree per
+            40 Å, 2–8, :func:`auto_continuum_degree`).
         rv_max, vsini_max, vmacro_max: box of the RV, v sin i and v macro priors (km/s).
         emulator_error: ``"modes"`` (integrate out the emulator's correlated error modes when it has them)
             or ``"white"``; ``jitter``: fit an extra white-noise term ``ln_jitter``.
@@ -468,6 +541,12 @@ def fit_spectrum(
         progress: the sampler's progress bar (NUTS); ``log``: a callable taking a line (e.g. ``print``)
             to print the stages with their times, or a :class:`StageLog`.
         read_options: passed to ``read_spectrum`` (e.g. ``{"medium": "air", "wavelength_unit": "nm"}``).
+        physics_error: the synthesizer-vs-reality error in the likelihood: ``"auto"`` (default; measured on the
+            observed Sun, ``data/physics_error.json``; its label-space floor joins ``sd_sys``), ``"off"`` (for
+            spectra made by the synthesizer itself) or ``(floor, depth_fraction)``.
+        mask_tellurics: mask the telluric bands (O₂ A/B, strong H₂O; ``stellarinf.io.tellurics``) in the
+            observer's frame; ``clip_outliers``: after the MAP, mask pixels more than 5 total σ off the model
+            (cosmic rays, emission; at most 2 %) and find the MAP again. Both are recorded in ``settings``.
 
     Returns:
         :class:`FitResult` with ``summary`` (astropy Table: median ``p50``, ``sd``, 16/84 % per parameter,
@@ -517,9 +596,17 @@ def fit_spectrum(
     reason = "given"
     if sampler is None:
         sampler, reason = choose_sampler(model)
-    spec, obs, problem = build_problem(model, spec, resolution=resolution, fit_resolution=fit_resolution, continuum=continuum,
-                                       continuum_degree=continuum_degree, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max,
-                                       jitter=jitter, fixed=fixed_values, priors=prior_list, error_modes=emulator_error == "modes")
+    phys, label_floor = resolve_physics_error(physics_error, spec)
+    bands = []
+    if mask_tellurics:
+        spec, bands = mask_telluric_bands(spec)
+        if bands:
+            stages.note("masked telluric bands: " + "; ".join(bands))
+    build = dict(resolution=resolution, fit_resolution=fit_resolution, continuum=continuum,
+                 continuum_degree=continuum_degree, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max,
+                 jitter=jitter, fixed=fixed_values, priors=prior_list, error_modes=emulator_error == "modes",
+                 physics_error=phys)
+    spec, obs, problem = build_problem(model, spec, **build)
     n_used = int(np.sum(np.asarray(obs.weight) > 0))
     held = {**{k: float(v) for k, v in obs.fixed}, **{k: float(v) for k, v in problem.fixed.items()}}
     stages.done(f"{n_used} pixels, S/N ≈ {spec.snr():.0f}, {problem.n_free} free parameters"
@@ -529,8 +616,16 @@ def fit_spectrum(
 
     stages.start("map", f"MAP ({n_starts} starts)")
     m = find_map(problem, n_starts=n_starts, seed=seed)
+    n_outliers = 0
+    if clip_outliers:
+        clipped, n_outliers = mask_outliers(spec, obs, m.params)
+        if n_outliers:
+            spec, obs, problem = build_problem(model, clipped, **build)
+            m = find_map(problem, n_starts=n_starts, seed=seed)
+            n_used = int(np.sum(np.asarray(obs.weight) > 0))
     stages.done(f"log posterior {m.log_posterior:.1f}, {m.n_starts_agreeing}/{n_starts} starts agree "
-                f"(the best {carried_to_convergence(n_starts)} carried to convergence)")
+                f"(the best {carried_to_convergence(n_starts)} carried to convergence)"
+                + (f"; {n_outliers} outlier pixels (> 5σ) masked and the MAP found again" if n_outliers else ""))
 
     stages.start("laplace", "Laplace approximation")
     lap = laplace(problem, m, seed=seed)
@@ -569,10 +664,13 @@ def fit_spectrum(
         "resolution": resolution_used,
         "resolution_source": "given" if resolution is not None else ("file" if spec.resolution is not None else "none"),
         "fit_resolution": bool(fit_resolution),
-        "continuum": continuum, "continuum_degree": int(continuum_degree),
+        "continuum": continuum, "continuum_degree": int(obs.continuum_degree),
         "crop_margin_kms": crop_margin_kms(rv_max),
         "rv_max": float(rv_max), "vsini_max": float(vsini_max), "vmacro_max": float(vmacro_max),
         "emulator_error": emulator_error, "jitter": bool(jitter),
+        "physics_error": None if phys is None else [phys[0], phys[1], [list(r) for r in (phys[2] if len(phys) > 2 else ())]],
+        "physics_label_floor": label_floor,
+        "telluric_bands_masked": bands, "outlier_pixels_masked": n_outliers,
         "read_options": {k: str(v) for k, v in (read_options or {}).items()},
         "n_pixels_used": n_used,
         # what the reader read or assumed (medium, wavelength unit, and where from), where the Spectrum records it
@@ -662,7 +760,7 @@ def fit_spectra(
     fixed: Mapping[str, float] | None = None,
     resolution: float | None = None,
     continuum: str = DEFAULT_CONTINUUM,
-    continuum_degree: int = 2,
+    continuum_degree: int | str = "auto",
     rv_max: float = 300.0,
     vsini_max: float = 60.0,
     vmacro_max: float = 15.0,

@@ -86,7 +86,8 @@ def _check_files(paths) -> None:
 @click.option("--resolution", type=float, default=None, help="Instrument resolving power (default: from the file).")
 @click.option("--fit-resolution", is_flag=True, help="Fit the resolving power too (starting from --resolution or the file's).")
 @click.option("--continuum", type=click.Choice(["marginalise", "sample", "profile"]), default=DEFAULT_CONTINUUM, show_default=True)
-@click.option("--continuum-degree", default=2, show_default=True, type=click.IntRange(-1, 10), help="Chebyshev degree per segment (-1 = none).")
+@click.option("--continuum-degree", default="auto", show_default=True, type=click.Choice(["auto"] + [str(d) for d in range(-1, 11)]),
+              help="Chebyshev degree per segment (-1 = none; auto = one per 40 Å, 2-8).")
 @click.option("--rv-max", default=300.0, show_default=True, help="|RV| bound (km/s); also the crop margin at the model's range edges.")
 @click.option("--vsini-max", default=60.0, show_default=True)
 @click.option("--vmacro-max", default=15.0, show_default=True)
@@ -118,7 +119,7 @@ def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolu
     if resolution is not None and not resolution > 0:
         raise BadInput(f"--resolution {resolution:g}: give a positive resolving power R = λ/Δλ, e.g. --resolution 28000")
     kw = dict(emulator=emulator, sampler=sampler, priors=prior_reqs, fixed=fixed, resolution=resolution, continuum=continuum,
-              continuum_degree=continuum_degree, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max, emulator_error=emulator_error,
+              continuum_degree=continuum_degree if continuum_degree == "auto" else int(continuum_degree), rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max, emulator_error=emulator_error,
               jitter=jitter, chains=chains, draws=draws, warmup=warmup, n_starts=starts, seed=seed)
 
     def echo(line):

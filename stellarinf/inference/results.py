@@ -113,7 +113,8 @@ def label_floor(obs_model) -> dict[str, float]:
     the physics error, the physics' (the observed Sun's offsets, :mod:`stellarinf.observe.physics_error`),
     in quadrature."""
     out = dict(label_systematics_of(getattr(obs_model, "emulator", None)))
-    if any(v > 0 for v in getattr(obs_model, "physics_error_settings", (0.0, 0.0))):
+    settings = getattr(obs_model, "physics_error_settings", (0.0, 0.0))
+    if any(v > 0 for v in settings[:2]) or (len(settings) > 2 and settings[2]):
         from ..observe.physics_error import physics_error_for
 
         wl = np.asarray(obs_model.wavelength)
@@ -211,7 +212,7 @@ def to_inference_data(
         # the emulator's label-space systematics (sd per parameter; {} when it has none): see .systematics
         **{k: float(posterior.tuning[k]) for k in _IMPORTANCE_KEYS if k in posterior.tuning},
         "label_systematics": json.dumps({n: v for n, v in label_floor(problem.obs_model).items() if n in problem.names}),
-        "physics_error": json.dumps(list(getattr(problem.obs_model, "physics_error_settings", (0.0, 0.0)))),
+        "physics_error": json.dumps(getattr(problem.obs_model, "physics_error_settings", (0.0, 0.0))),
     }
     meta.update({k: (v if isinstance(v, (int, float, str)) else json.dumps(v, default=_json_float)) for k, v in (attrs or {}).items()})
     with warnings.catch_warnings():  # thinned predictive draws may be fewer than chains: fine

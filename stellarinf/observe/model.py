@@ -68,13 +68,18 @@ def cubic_weights(u: Float[Array, "m"], n: int) -> tuple[Array, Float[Array, "m 
     return jnp.clip(idx, 0, n - 1), w
 
 
-def physics_error_per_pixel(flux: np.ndarray, mask: np.ndarray, segments: np.ndarray, floor: float, depth_fraction: float) -> np.ndarray:
-    """σ_phys per pixel (fraction of the continuum): √(floor² + (depth_fraction · depth)²), where depth is
+def physics_error_per_pixel(flux: np.ndarray, mask: np.ndarray, segments: np.ndarray, floor: float, depth_fraction: float,
+                            regions=(), wavelength: np.ndarray | None = None) -> np.ndarray:
+    """σ_phys per pixel (fraction of the continuum): √(floor² + (depth_fraction · depth)² + region²), where depth is
     1 − flux/level (level: the segment's 95th percentile of the unmasked flux) smoothed over 3 pixels
-    within each segment and clipped to [0, 1] (eager numpy)."""
+    within each segment and clipped to [0, 1], and ``regions`` ((lo, hi, sd), ...) adds ``sd`` inside vacuum
+    Å ranges of ``wavelength`` that the physics is known to get wrong (eager numpy)."""
     flux = np.asarray(flux, np.float64)
+    extra = np.zeros_like(flux)
+    for lo, hi, sd in regions:
+        extra = np.where((wavelength >= lo) & (wavelength <= hi), np.hypot(extra, sd), extra)
     if floor == 0.0 and depth_fraction == 0.0:
-        return np.zeros_like(flux)
+        return extra
     depth = np.zeros_like(flux)
     for seg in np.unique(segments):
         sel = segments == seg
@@ -84,7 +89,7 @@ def physics_error_per_pixel(flux: np.ndarray, mask: np.ndarray, segments: np.nda
         if x.size >= 3:
             x = np.convolve(np.pad(x, 1, mode="edge"), np.ones(3) / 3.0, mode="valid")
         depth[sel] = np.clip(x, 0.0, 1.0)
-    return np.sqrt(floor**2 + (depth_fraction * depth) ** 2)
+    return np.sqrt(floor**2 + (depth_fraction * depth) ** 2 + extra**2)
 
 
 class ObservationModel(eqx.Module):
@@ -108,11 +113,12 @@ class ObservationModel(eqx.Module):
             the data were made by this very model (mock tests of the sampler or of Cramér–Rao bounds).
         error_modes: use the emulator's correlated error modes (if it has any; True = all, an int = the
             first n, False/0 = none, i.e. the whole error is treated as white).
-        physics_error: ``(floor, depth_fraction)``: the synthesizer-vs-reality error per pixel, as a fraction
+        physics_error: ``(floor, depth_fraction[, regions])``: the synthesizer-vs-reality error per pixel, as a fraction
             of the continuum, σ_phys = √(floor² + (depth_fraction · depth)²) with ``depth`` the observed line
             depth (1 − flux/level, :func:`physics_error_per_pixel`): physics errors sit
             in the lines, and a depth read off the data is already in the star's frame and fixed during the
-            fit. None (default) = no such term: right for mocks made by the same physics; real spectra need
+            fit; ``regions`` ((lo, hi, sd), ...) adds ``sd`` in vacuum Å ranges the physics gets wrong (the
+            Hα wings of a 1D LTE model). None (default) = no such term: right for mocks made by the same physics; real spectra need
             it (:func:`stellarinf.observe.physics_error.physics_error_for` gives the measured values).
     """
 
@@ -142,7 +148,7 @@ class ObservationModel(eqx.Module):
     flux_scale: Float[Array, "n_pix"]
     emulator_error: Float[Array, "n_pix"]
     physics_error: Float[Array, "n_pix"]
-    physics_error_settings: tuple[float, float] = eqx.field(static=True)
+    physics_error_settings: tuple = eqx.field(static=True)
     n_error_modes: int = eqx.field(static=True)
     error_mode_start: float = eqx.field(static=True)
     error_modes: Float[Array, "n_mode_grid n_modes"]
@@ -172,7 +178,7 @@ class ObservationModel(eqx.Module):
         fine_step_kms: float | None = None,
         include_emulator_error: bool = True,
         error_modes: bool | int = True,
-        physics_error: tuple[float, float] | None = None,
+        physics_error: tuple | None = None,
     ):
         if continuum not in CONTINUUM_MODES:
             raise SpectrumError(f"continuum must be one of {', '.join(CONTINUUM_MODES)}, got {continuum!r}")
@@ -340,11 +346,16 @@ class ObservationModel(eqx.Module):
         self.weight = jnp.asarray(mask.astype(np.float64))
         self.flux_scale = jnp.asarray(flux_scale)
         self.emulator_error = jnp.asarray(np.nan_to_num(err))
-        settings = (0.0, 0.0) if physics_error is None else tuple(float(v) for v in physics_error)
-        if len(settings) != 2 or min(settings) < 0 or not all(math.isfinite(v) for v in settings):
-            raise SpectrumError(f"physics_error must be (floor, depth_fraction), both finite and >= 0, got {physics_error!r}")
+        settings = (0.0, 0.0) if physics_error is None else tuple(physics_error)
+        regions = tuple(tuple(float(v) for v in r) for r in settings[2]) if len(settings) > 2 else ()
+        settings = tuple(float(v) for v in settings[:2]) + ((regions,) if regions else ())
+        if len(settings) < 2 or min(settings[:2]) < 0 or not all(math.isfinite(v) for v in settings[:2]) \
+                or any(len(r) != 3 or r[2] < 0 for r in regions):
+            raise SpectrumError(f"physics_error must be (floor, depth_fraction[, ((lo, hi, sd), ...)]), all finite and >= 0, "
+                                f"got {physics_error!r}")
         self.physics_error_settings = settings
-        self.physics_error = jnp.asarray(physics_error_per_pixel(spectrum.flux, mask, np.asarray(spectrum.segments), *settings))
+        self.physics_error = jnp.asarray(physics_error_per_pixel(spectrum.flux, mask, np.asarray(spectrum.segments), *settings[:2],
+                                                                    regions, spectrum.wavelength))
         self.n_error_modes = int(n_modes)
         self.error_mode_start = float(mode_lo)
         self.error_modes = jnp.asarray(modes)

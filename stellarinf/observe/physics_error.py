@@ -40,8 +40,9 @@ def physics_error_table() -> dict:
         raise StellarinfError(f"{path} is not a valid physics-error table ({exc}); rerun `python data/measure_physics_error.py`") from None
 
 
-def physics_error_for(wmin: float, wmax: float) -> tuple[tuple[float, float] | None, dict[str, float]]:
-    """``((floor, depth_fraction), label_floor)`` for a spectrum spanning ``wmin``–``wmax`` (vacuum Å).
+def physics_error_for(wmin: float, wmax: float) -> tuple[tuple | None, dict[str, float]]:
+    """``((floor, depth_fraction, regions), label_floor)`` for a spectrum spanning ``wmin``–``wmax`` (vacuum Å);
+    ``regions`` ((lo, hi, sd), ...) are ranges with an extra error (e.g. the Hα wings).
 
     Uses the measured window that overlaps the range most; a range that no measured window overlaps gets
     the largest measured values (no measurement is not the same as no error). ``(None, {})`` when nothing
@@ -62,8 +63,9 @@ def physics_error_for(wmin: float, wmax: float) -> tuple[tuple[float, float] | N
         for e in table.values():
             for k, v in e.get("label_floor", {}).items():
                 labels[k] = max(labels.get(k, 0.0), float(v))
-        return (floor, frac), labels
-    return (float(best["floor"]), float(best["depth_fraction"])), {k: float(v) for k, v in best.get("label_floor", {}).items()}
+        return (floor, frac, ()), labels
+    regions = tuple(tuple(float(v) for v in r) for r in best.get("regions", []))
+    return (float(best["floor"]), float(best["depth_fraction"]), regions), {k: float(v) for k, v in best.get("label_floor", {}).items()}
 
 
 def fit_error_model(residual: np.ndarray, depth: np.ndarray, n_bins: int = 10) -> tuple[float, float]:
