@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from ..pipeline import DEFAULT_CONTINUUM, DEFAULT_STARTS, EXIT_UNRELIABLE
+from .options import read_options_kwargs, spectrum_read_options
 
 EXIT_BAD_INPUT = 3
 
@@ -100,12 +101,13 @@ def _check_files(paths) -> None:
 @click.option("--allow-unreliable", is_flag=True, help=f"Exit 0 even when the result is flagged unreliable (else exit {EXIT_UNRELIABLE}).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output prefix: OUT.nc, OUT_summary.fits/.csv.")
 @click.option("--quiet", is_flag=True, help="Do not print the summary or the sampler's progress bar.")
+@spectrum_read_options
 def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolution, fit_resolution, continuum, continuum_degree, rv_max,
-        vsini_max, vmacro_max, emulator_error, jitter, starts, seed, plots, allow_unreliable, output, quiet):
+        vsini_max, vmacro_max, emulator_error, jitter, starts, seed, plots, allow_unreliable, output, quiet, **read_params):
     """Infer the labels of SPECTRUM (or several: a batch) with the emulator's training box as prior.
 
-    The simplest input is a FITS table with columns wavelength (Å, vacuum unless the header says air),
-    flux and error. Exit code 4: the result is flagged unreliable (see the message; --allow-unreliable).
+    The simplest input is a FITS table with columns wavelength (Å, vacuum unless the header says air;
+    --medium air when it does not say), flux and error. Exit code 4: the result is flagged unreliable (see the message; --allow-unreliable).
     """
     from ..inference.priors import parse_prior
     from ..pipeline import fit_spectra, fit_spectrum, output_prefix
@@ -119,7 +121,8 @@ def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolu
         raise BadInput(f"--resolution {resolution:g}: give a positive resolving power R = λ/Δλ, e.g. --resolution 28000")
     kw = dict(emulator=emulator, sampler=sampler, priors=prior_reqs, fixed=fixed, resolution=resolution, continuum=continuum,
               continuum_degree=continuum_degree, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max, emulator_error=emulator_error,
-              jitter=jitter, chains=chains, draws=draws, warmup=warmup, n_starts=starts, seed=seed)
+              jitter=jitter, chains=chains, draws=draws, warmup=warmup, n_starts=starts, seed=seed,
+              read_options=read_options_kwargs(read_params))
 
     def echo(line):
         click.echo(line, err=True)
