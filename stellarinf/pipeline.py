@@ -627,6 +627,16 @@ class BatchResult:
     def failed(self) -> dict[str, str]:
         return {str(r["spectrum"]): str(r["error"]) for r in self.table if r["status"] != "ok"}
 
+    @property
+    def unreliable(self) -> dict[str, list[str]]:
+        """Fitted spectra whose result should not be used as it is (the rule of :func:`diagnose`), with why."""
+        out = {}
+        for r in self.table:
+            reasons = row_unreliable(str(r["flags"])) if r["status"] == "ok" and "flags" in self.table.colnames else []
+            if reasons:
+                out[str(r["spectrum"])] = reasons
+        return out
+
     def write(self, prefix) -> list[Path]:
         """``PREFIX_results.fits`` + ``.csv`` (one row per spectrum) and ``PREFIX_<id>.nc`` per fitted spectrum,
         as one set (see :meth:`FitResult.write`)."""
@@ -650,6 +660,21 @@ class BatchResult:
             for sid, path in ncs.items():
                 write_inference_data_to(self.idatas[sid], tmp[path])
         return paths
+
+
+def row_unreliable(flags: str) -> list[str]:
+    """Why a batch row is unreliable, from its ``flags`` text (``"GLOBAL,FLAGS;label:flag,flag;..."``): the same
+    rule as :func:`diagnose` for one spectrum (pareto_k, divergences, R-hat of any label)."""
+    global_flags, rhat = set(), []
+    for part in filter(None, flags.split(";")):
+        if ":" in part:
+            name, label_flags = part.split(":", 1)
+            if "rhat" in label_flags.split(","):
+                rhat.append(name)
+        else:
+            global_flags.update(part.split(","))
+    reasons = [f for f in ("pareto_k", "divergences") if f in global_flags]
+    return reasons + ([f"rhat ({', '.join(rhat)})"] if rhat else [])
 
 
 def _spectrum_id(item, i: int) -> str:

@@ -309,7 +309,7 @@ def test_fit_cli_batch_reports_bad_files_and_fits_the_others(spectrum_file, tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code, stdout, err = run(["fit", str(spectrum_file), str(bad), str(tmp_path / "gone.fits"), *injected, *COMMON,
-                                 "--sampler", "map", "--draws", "100", "-o", str(out)], capsys)
+                                 "--sampler", "map", "--draws", "100", "--allow-unreliable", "-o", str(out)], capsys)  # (R-hat of 100 map draws may flag)
     assert code == 0, err
     assert "not fitted: zero_sigma" in err and "uncertainties" in err and "not fitted: gone" in err and "1 of 3 spectra fitted" in err
     table = Table.read(str(out) + "_results.fits")
@@ -389,3 +389,33 @@ def test_no_air_vacuum_warning_for_an_ordinary_rv_or_a_held_one(result, model):
     idata.posterior = idata.posterior.drop_vars("rv")  # rv held fixed: nothing to judge
     _, wl = analytic_setup()
     assert pipeline.medium_warning(idata, Spectrum(wl, np.ones_like(wl), np.full_like(wl, 0.01))) is None
+
+
+# ------------------------------------------------------------------------------------------- batch reliability
+def test_row_unreliable_follows_the_single_spectrum_rule():
+    assert pipeline.row_unreliable("") == [] and pipeline.row_unreliable("chi2,one_chain;teff:edge_low,ess") == []
+    assert pipeline.row_unreliable("pareto_k") == ["pareto_k"]
+    assert pipeline.row_unreliable("chi2,divergences;teff:rhat,ess;logg:rhat") == ["divergences", "rhat (teff, logg)"]
+
+
+def test_fit_cli_batch_exits_4_when_any_spectrum_is_unreliable(spectrum_file, tmp_path, capsys, injected, monkeypatch):
+    import shutil
+
+    import stellarinf.inference.batch as batch_mod
+
+    real = batch_mod._row_from_table
+
+    def divergent_star(sid, table):  # as if the sampler had diverged on "star" and nothing were flagged on "other"
+        return {**real(sid, table), "flags": "chi2,divergences;teff:edge_low" if sid == "star" else "chi2;teff:edge_low"}
+
+    monkeypatch.setattr(batch_mod, "_row_from_table", divergent_star)
+    other = shutil.copy(spectrum_file, tmp_path / "other.fits")
+    argv = ["fit", str(spectrum_file), str(other), *injected, *COMMON, "--sampler", "map", "--draws", "50", "--quiet", "-o", str(tmp_path / "b")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, _, err = run(argv, capsys)
+        assert code == pipeline.EXIT_UNRELIABLE, err
+        assert "1 of the fitted spectra are unreliable" in err and "  - star: divergences" in err and "- other" not in err
+        assert "--allow-unreliable" in err and Table.read(tmp_path / "b_results.fits")["status"].tolist() == ["ok", "ok"]  # written
+        code, _, err = run([*argv, "--allow-unreliable"], capsys)
+    assert code == 0 and "warning: 1 of the fitted spectra are unreliable" in err

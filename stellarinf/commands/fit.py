@@ -8,9 +8,9 @@ as one set and prints the summary. Several spectra write ``OUT_results.fits`` + 
 spectrum; a spectrum that could not be fitted has ``status=failed`` and the reason) and ``OUT_<name>.nc``
 per fitted spectrum.
 
-Exit codes: 0 done; 3 bad input (the message names the fix); 4 the result is flagged unreliable (Pareto k,
-divergences, R-hat: the files are written and the message says what to do next; ``--allow-unreliable``
-exits 0 instead).
+Exit codes: 0 done; 3 bad input (the message names the fix); 4 the result (in a batch: any fitted spectrum's)
+is flagged unreliable (Pareto k, divergences, R-hat: the files are written and the message says what to do next;
+``--allow-unreliable`` exits 0 instead).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def _check_files(paths) -> None:
 @click.option("--starts", default=DEFAULT_STARTS, show_default=True, type=click.IntRange(1, 256), help="MAP starting points.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--plots/--no-plots", default=False, help="Write OUT_corner.png and OUT_fit.png.")
-@click.option("--allow-unreliable", is_flag=True, help=f"Exit 0 even when the result is flagged unreliable (else exit {EXIT_UNRELIABLE}).")
+@click.option("--allow-unreliable", is_flag=True, help=f"Exit 0 even when the result (in a batch: any spectrum's) is flagged unreliable (else exit {EXIT_UNRELIABLE}).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output prefix: OUT.nc, OUT_summary.fits/.csv.")
 @click.option("--quiet", is_flag=True, help="Do not print the summary or the sampler's progress bar.")
 @spectrum_read_options
@@ -107,7 +107,11 @@ def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolu
     """Infer the labels of SPECTRUM (or several: a batch) with the emulator's training box as prior.
 
     The simplest input is a FITS table with columns wavelength (Å, vacuum unless the header says air;
-    --medium air when it does not say), flux and error. Exit code 4: the result is flagged unreliable (see the message; --allow-unreliable).
+    --medium air when it does not say), flux and error.
+
+    Exit code 4: the result is flagged unreliable (Pareto k, divergences, R-hat); in a batch, any fitted
+    spectrum's (the message lists them; --allow-unreliable exits 0). A spectrum that cannot be fitted is a
+    failed row of the batch; exit code 3 only when none can be.
     """
     from ..inference.priors import parse_prior
     from ..pipeline import fit_spectra, fit_spectrum, output_prefix
@@ -159,6 +163,15 @@ def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolu
         raise BadInput(f"none of the {len(spectra)} spectra could be fitted (reasons above)")
     click.echo(f"run {batch.settings['run_id']}: {len(spectra) - len(failed)} of {len(spectra)} spectra fitted; wrote "
                f"{out}_results.fits, {out}_results.csv", err=True)
+    unreliable = batch.unreliable
+    if unreliable:
+        lines = [f"{len(unreliable)} of the fitted spectra are unreliable:"] + [f"  - {sid}: {', '.join(why)}" for sid, why in unreliable.items()]
+        lines += ["what to do next: refit each of them alone (stellarinf fit FILE ...) for the advice on its flags; the rows and "
+                  "files are written; pass --allow-unreliable to accept them with exit code 0"]
+        if allow_unreliable:
+            echo("warning: " + "\n".join(lines))
+        else:
+            raise Unreliable("\n".join(lines))
 
 
 def _writing_log(echo):
