@@ -366,16 +366,22 @@ def build_problem(model, spec, *, resolution=None, fit_resolution=False, continu
 
 # ------------------------------------------------------------------------------------------- diagnostics
 def medium_warning(idata, spec) -> str | None:
-    """The air/vacuum warning (:func:`stellarinf.wavelength.rv_medium_warning`) for a fit's posterior RV and the
-    medium its spectrum was read as, or None (RV held fixed, no such shift, or wavelengths below 2000 Å, where
-    air wavelengths are not used)."""
-    from .wavelength import rv_medium_warning
-
-    if "rv" not in idata.posterior.data_vars or float(np.median(spec.wavelength)) < 2000.0:
+    """The air/vacuum warning for a fit's posterior RV (:func:`rv_medium_message`), or None (RV held fixed)."""
+    if "rv" not in idata.posterior.data_vars:
         return None
     rv = np.asarray(idata.posterior["rv"], dtype=float).ravel()
-    return rv_medium_warning(float(np.mean(rv)), spec.wavelength, spec.input_medium, medium_source=spec.medium_source,
-                             rv_sigma_kms=float(np.std(rv)))
+    return rv_medium_message(float(np.mean(rv)), float(np.std(rv)), spec)
+
+
+def rv_medium_message(rv_kms: float, rv_sd_kms: float, spec) -> str | None:
+    """:func:`stellarinf.wavelength.rv_medium_warning` for a fitted RV and the medium ``spec`` was read as, or None
+    (no such shift, or wavelengths below 2000 Å, where air wavelengths are not used)."""
+    from .wavelength import rv_medium_warning
+
+    if float(np.median(spec.wavelength)) < 2000.0:
+        return None
+    return rv_medium_warning(float(rv_kms), spec.wavelength, spec.input_medium, medium_source=spec.medium_source,
+                             rv_sigma_kms=float(rv_sd_kms) if np.isfinite(rv_sd_kms) else 0.0)
 
 
 def diagnose(summary, posterior) -> dict:
@@ -779,9 +785,18 @@ def fit_spectra(
                                   seed=seed, progress=progress, keep_idata=keep_idata)
         for row in table:
             rows_by_id[str(row["spectrum"])] = {c: row[c] for c in table.colnames}
+        specs = {sid: spec for sid, spec, _, _ in read}
+        for sid, row in rows_by_id.items():  # the air/vacuum warning per spectrum: a flag and a column of the row
+            msg = rv_medium_message(row["rv"], row.get("rv_err", math.nan), specs[sid]) if row.get("status", "ok") == "ok" and "rv" in row else None
+            if msg:
+                row["flags"] = ";".join(filter(None, ["air_vacuum", str(row.get("flags", ""))]))
+                row["warning"] = msg
+                echo(f"{sid}: warning: {msg}")
         for sid, idata in zip(good, fitted):
             if idata is None:
                 continue
+            if rows_by_id.get(sid, {}).get("warning"):
+                idata.posterior.attrs["medium_warning"] = rows_by_id[sid]["warning"]
             idata.posterior.attrs.update({"run_id": settings["run_id"], "emulator": label, "sampler": sampler,
                                           "settings": json.dumps(settings, default=_json_default, sort_keys=True),
                                           "fixed": json.dumps(fixed_values), **inputs[sid]})

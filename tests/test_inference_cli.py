@@ -383,6 +383,25 @@ def test_an_air_spectrum_assumed_vacuum_gets_the_air_vacuum_warning_and_flag(air
     assert "--medium air or --medium vacuum" in FLAG_ADVICE["air_vacuum"] and "air_vacuum: " in format_summary(result.summary)
 
 
+def test_fit_spectra_warns_per_spectrum_and_records_each_provenance(air_file, spectrum_file, model, tmp_path):
+    lines = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = stellarinf.fit_spectra([air_file, spectrum_file], emulator=model, sampler="laplace", draws=200, resolution=20000.0,
+                                       progress=False, log=lines.append, **{**SMALL, "rv_max": 150.0})
+    t = batch.table
+    assert t["spectrum"].tolist() == ["air_star", "star"] and t["status"].tolist() == ["ok", "ok"]
+    assert t["flags"][0].split(";")[0] == "air_vacuum" and "--medium air" in t["warning"][0]
+    assert "air_vacuum" not in t["flags"][1] and t["warning"][1] == ""
+    assert any(line.startswith("air_star: warning: ") and "--medium air" in line for line in lines)
+    assert "air_star" not in batch.unreliable  # a warning, not a reason for exit 4
+    prov = batch.settings["spectrum_provenance"]
+    assert (prov["air_star"]["input_medium"], prov["air_star"]["medium_source"]) == ("vacuum", "default")
+    assert prov["star"]["medium_source"] in ("header", "default") and prov["star"]["source"] == str(spectrum_file)
+    assert batch.idatas["air_star"].posterior.attrs["medium_warning"] == t["warning"][0]
+    assert "medium_warning" not in batch.idatas["star"].posterior.attrs
+
+
 def test_no_air_vacuum_warning_for_an_ordinary_rv_or_a_held_one(result, model):
     assert result.diagnostics["warnings"] == [] and "air_vacuum" not in result.summary.meta["FLAGS"]
     idata = result.idata.copy()
@@ -395,6 +414,7 @@ def test_no_air_vacuum_warning_for_an_ordinary_rv_or_a_held_one(result, model):
 def test_row_unreliable_follows_the_single_spectrum_rule():
     assert pipeline.row_unreliable("") == [] and pipeline.row_unreliable("chi2,one_chain;teff:edge_low,ess") == []
     assert pipeline.row_unreliable("pareto_k") == ["pareto_k"]
+    assert pipeline.row_unreliable("air_vacuum;chi2;teff:edge_low") == []  # a warning with a fix, not unreliable sampling
     assert pipeline.row_unreliable("chi2,divergences;teff:rhat,ess;logg:rhat") == ["divergences", "rhat (teff, logg)"]
 
 
