@@ -347,7 +347,7 @@ def test_fit_cli_reads_an_air_spectrum_with_medium_air_and_records_it(air_file, 
     out = tmp_path / "air"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code, stdout, err = run(["fit", str(air_file), *injected, *COMMON, "--sampler", "laplace", "--draws", "400", "--resolution", "20000",
+        code, _, err = run(["fit", str(air_file), *injected, *COMMON, "--sampler", "laplace", "--draws", "400", "--resolution", "20000",
                                  "--medium", "air", "-o", str(out)], capsys)
     assert code == 0, err
     table = Table.read(str(out) + "_summary.fits")

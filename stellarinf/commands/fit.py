@@ -166,8 +166,8 @@ def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolu
     unreliable = batch.unreliable
     if unreliable:
         lines = [f"{len(unreliable)} of the fitted spectra are unreliable:"] + [f"  - {sid}: {', '.join(why)}" for sid, why in unreliable.items()]
-        lines += ["what to do next: refit each of them alone (stellarinf fit FILE ...) for the advice on its flags; the rows and "
-                  "files are written; pass --allow-unreliable to accept them with exit code 0"]
+        lines.append("what to do next: refit each of them alone (stellarinf fit FILE ...) for the advice on its flags; the rows and "
+                     "files are written; pass --allow-unreliable to accept them with exit code 0")
         if allow_unreliable:
             echo("warning: " + "\n".join(lines))
         else:
