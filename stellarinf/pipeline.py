@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from .errors import LabelError, SpectrumError, StellarinfError
+from .io.validate import validate_for_fit
 
 DEFAULT_EMULATOR = "default"
 DEFAULT_CONTINUUM = "marginalise"
@@ -267,14 +268,6 @@ def _prior_texts(priors) -> list[str] | dict:
     return [str(p) for p in ([priors] if isinstance(priors, str) else list(priors or []))]
 
 
-def check_flux(spec) -> None:
-    """Refuse flux with no structure (every used pixel equal, e.g. all zero): a fit to it is meaningless."""
-    f = np.asarray(spec.flux)[np.asarray(spec.mask, bool)]
-    if f.size and float(np.ptp(f)) == 0.0:
-        raise SpectrumError(f"the flux is the same ({f[0]:g}) at every used pixel: no spectrum to fit; check the "
-                            "file's flux column (--flux-col) or the HDU")
-
-
 def load_model(emulator):
     """The forward model: a name (``"default"``, ``"default-payne"``), a model directory, or a model object
     (anything with ``label_space``, ``wavelength_range`` and ``flux``: an emulator, the synthesizer, a test model)."""
@@ -316,29 +309,27 @@ def crop_margin_kms(rv_max: float) -> float:
 
 
 def validate_fixed(fixed: Mapping[str, float], model, *, rv_max: float, vsini_max: float, vmacro_max: float) -> dict[str, float]:
-    """Fixed values as floats, each inside its box: the model's label box, |rv| ≤ rv_max, 0 ≤ vsini ≤ vsini_max,
+    """Fixed values as floats, each inside its box: labels inside the model's training box
+    (:func:`~stellarinf.io.validate.validate_fixed_labels`), |rv| ≤ rv_max, 0 ≤ vsini ≤ vsini_max,
     0 ≤ vmacro ≤ vmacro_max, resolution > 0. Outside it the model extrapolates to garbage (``--fix teff=50000``)."""
-    out = {}
-    space = model.label_space
-    boxes = {n: (float(space[n].lower), float(space[n].upper), space[n].unit) for n in space.names}
-    boxes.update({"rv": (-rv_max, rv_max, "km/s"), "vsini": (0.0, vsini_max, "km/s"), "vmacro": (0.0, vmacro_max, "km/s"),
-                  "resolution": (0.0, math.inf, "")})
+    from .io.validate import validate_fixed_labels
+
+    values = {}
     for name, value in fixed.items():
         name = str(name).strip().lower()
         try:
-            v = float(value)
+            values[name] = float(value)
         except (TypeError, ValueError):
             raise LabelError(f"fixed {name}={value!r} is not a number") from None
-        if not math.isfinite(v):
-            raise LabelError(f"fixed {name}={v}: the value must be finite")
-        if name in boxes:
-            lo, hi, unit = boxes[name]
-            if not lo <= v <= hi or (name == "resolution" and v <= 0):
-                span = f"{lo:g}–{hi:g}{(' ' + unit) if unit else ''}" if name != "resolution" else "> 0"
-                raise LabelError(f"fixed {name}={v:g} lies outside the box {span} ({'the emulator' if name in space.names else 'the fit'}'s "
-                                 f"range for {name}); choose a value inside it"
-                                 + ("" if name in space.names else f", or widen the box (--{name}-max)" if name != "resolution" else ""))
-        out[name] = v
+    out = validate_fixed_labels(values, model.label_space)  # finite; labels inside the training box
+    boxes = {"rv": (-rv_max, rv_max), "vsini": (0.0, vsini_max), "vmacro": (0.0, vmacro_max)}
+    for name, v in out.items():
+        if name in boxes and not boxes[name][0] <= v <= boxes[name][1]:
+            lo, hi = boxes[name]
+            raise LabelError(f"fixed {name}={v:g} lies outside the box {lo:g}–{hi:g} km/s (the fit's range for {name}); "
+                             f"choose a value inside it, or widen the box (--{name}-max)")
+        if name == "resolution" and not v > 0:
+            raise LabelError(f"fixed resolution={v:g}: the resolving power must be > 0")
     return out
 
 
@@ -388,14 +379,30 @@ def build_problem(model, spec, *, resolution=None, fit_resolution=False, continu
                            vmacro_max=vmacro_max, fixed=obs_fixed, error_modes=error_modes, physics_error=physics_error)
     rest = {k: v for k, v in fixed.items() if k not in obs_fixed}
     problem = Problem.build(obs, priors, fixed=rest)
-    n_used = int(np.sum(np.asarray(obs.weight) > 0))
-    if n_used <= problem.n_free:
-        raise SpectrumError(f"only {n_used} usable pixels for {problem.n_free} free parameters: the fit is not determined; "
-                            "give a spectrum with more pixels in the model's range, or fix parameters (--fix NAME=VALUE)")
+    validate_for_fit(spec, problem.n_free)  # enough usable pixels in the model's range for the free parameters
     return spec, obs, problem
 
 
 # ------------------------------------------------------------------------------------------- diagnostics
+def medium_warning(idata, spec) -> str | None:
+    """The air/vacuum warning for a fit's posterior RV (:func:`rv_medium_message`), or None (RV held fixed)."""
+    if "rv" not in idata.posterior.data_vars:
+        return None
+    rv = np.asarray(idata.posterior["rv"], dtype=float).ravel()
+    return rv_medium_message(float(np.mean(rv)), float(np.std(rv)), spec)
+
+
+def rv_medium_message(rv_kms: float, rv_sd_kms: float, spec) -> str | None:
+    """:func:`stellarinf.wavelength.rv_medium_warning` for a fitted RV and the medium ``spec`` was read as, or None
+    (no such shift, or wavelengths below 2000 Å, where air wavelengths are not used)."""
+    from .wavelength import rv_medium_warning
+
+    if float(np.median(spec.wavelength)) < 2000.0:
+        return None
+    return rv_medium_warning(float(rv_kms), spec.wavelength, spec.input_medium, medium_source=spec.medium_source,
+                             rv_sigma_kms=float(rv_sd_kms) if np.isfinite(rv_sd_kms) else 0.0)
+
+
 def diagnose(summary, posterior) -> dict:
     """Reliability of a fit from its summary table and sampler output: numbers, ``unreliable`` (reasons) and
     ``advice`` (one line per reason saying what to do next)."""
@@ -586,7 +593,7 @@ def fit_spectrum(
 
     stages.start("read", f"reading {spectrum if not hasattr(spectrum, 'flux') else 'the spectrum'}")
     spec, input_name, checksum = read_input(spectrum, resolution=resolution, read_options=read_options)
-    check_flux(spec)
+    validate_for_fit(spec, 0)  # usable pixels and flux with structure, before the model loads
     stages.done(f"{spec.n_pix} pixels, {spec.wavelength.min():.1f}–{spec.wavelength.max():.1f} Å")
 
     label = emulator_name or (str(emulator) if isinstance(emulator, (str, os.PathLike)) else type(emulator).__name__)
@@ -686,8 +693,13 @@ def fit_spectrum(
         "spectrum": input_name,
     }
     idata = res.to_inference_data(post, problem, seed=seed, attrs=attrs)
+    medium_msg = medium_warning(idata, spec)
+    if medium_msg:
+        stages.note(f"warning: {medium_msg}")
+        idata.posterior.attrs["medium_warning"] = medium_msg  # the summary's global flag air_vacuum
     table = stamp_table(res.summary_table(idata), settings)
     diagnostics = diagnose(table, post)
+    diagnostics["warnings"] = [medium_msg] if medium_msg else []
     return FitResult(idata=idata, summary=table, map=m, laplace=lap, settings=settings, diagnostics=diagnostics,
                      timings=dict(stages.timings), problem=problem, posterior=post)
 
@@ -719,6 +731,16 @@ class BatchResult:
     def failed(self) -> dict[str, str]:
         return {str(r["spectrum"]): str(r["error"]) for r in self.table if r["status"] != "ok"}
 
+    @property
+    def unreliable(self) -> dict[str, list[str]]:
+        """Fitted spectra whose result should not be used as it is (the rule of :func:`diagnose`), with why."""
+        out = {}
+        for r in self.table:
+            reasons = row_unreliable(str(r["flags"])) if r["status"] == "ok" and "flags" in self.table.colnames else []
+            if reasons:
+                out[str(r["spectrum"])] = reasons
+        return out
+
     def write(self, prefix) -> list[Path]:
         """``PREFIX_results.fits`` + ``.csv`` (one row per spectrum) and ``PREFIX_<id>.nc`` per fitted spectrum,
         as one set (see :meth:`FitResult.write`)."""
@@ -742,6 +764,21 @@ class BatchResult:
             for sid, path in ncs.items():
                 write_inference_data_to(self.idatas[sid], tmp[path])
         return paths
+
+
+def row_unreliable(flags: str) -> list[str]:
+    """Why a batch row is unreliable, from its ``flags`` text (``"GLOBAL,FLAGS;label:flag,flag;..."``): the same
+    rule as :func:`diagnose` for one spectrum (pareto_k, divergences, R-hat of any label)."""
+    global_flags, rhat = set(), []
+    for part in filter(None, flags.split(";")):
+        if ":" in part:
+            name, label_flags = part.split(":", 1)
+            if "rhat" in label_flags.split(","):
+                rhat.append(name)
+        else:
+            global_flags.update(part.split(","))
+    reasons = [f for f in ("pareto_k", "divergences") if f in global_flags]
+    return reasons + ([f"rhat ({', '.join(rhat)})"] if rhat else [])
 
 
 def _spectrum_id(item, i: int) -> str:
@@ -805,7 +842,7 @@ def fit_spectra(
     for sid, item in zip(ids, spectra):  # read every input before loading the model: bad files are reported at once
         try:
             spec, name, checksum = read_input(item, resolution=resolution, read_options=read_options)
-            check_flux(spec)
+            validate_for_fit(spec, 0)
             read.append((sid, spec, name, checksum))
         except StellarinfError as exc:
             failures[sid] = f"{type(exc).__name__}: {exc}"
@@ -816,7 +853,7 @@ def fit_spectra(
     if sampler is None and model is not None:
         sampler, reason = choose_sampler(model)
     fixed_values = validate_fixed(fixed or {}, model, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max) if model is not None else {}
-    problems, good, inputs = [], [], {}
+    problems, good, inputs, provenance = [], [], {}, {}
     for sid, spec, name, checksum in read:
         try:
             with warnings.catch_warnings():
@@ -827,6 +864,7 @@ def fit_spectra(
             problems.append(problem)
             good.append(sid)
             inputs[sid] = {"input_file": name, "input_sha256": checksum}
+            provenance[sid] = spec.provenance()  # medium, wavelength unit and who said so
         except StellarinfError as exc:
             failures[sid] = f"{type(exc).__name__}: {exc}"
             echo(f"{sid}: skipped ({exc})")
@@ -837,6 +875,7 @@ def fit_spectra(
         "fixed": fixed_values, "resolution": resolution, "continuum": continuum, "continuum_degree": continuum_degree,
         "crop_margin_kms": crop_margin_kms(rv_max), "rv_max": rv_max, "vsini_max": vsini_max, "vmacro_max": vmacro_max,
         "emulator_error": emulator_error, "jitter": jitter, "inputs": inputs, "stellarinf_version": _version(),
+        "read_options": {k: str(v) for k, v in (read_options or {}).items()}, "spectrum_provenance": provenance,
     }
     rows_by_id, idatas = {}, {}
     if problems:
@@ -844,9 +883,18 @@ def fit_spectra(
                                   seed=seed, progress=progress, keep_idata=keep_idata)
         for row in table:
             rows_by_id[str(row["spectrum"])] = {c: row[c] for c in table.colnames}
+        specs = {sid: spec for sid, spec, _, _ in read}
+        for sid, row in rows_by_id.items():  # the air/vacuum warning per spectrum: a flag and a column of the row
+            msg = rv_medium_message(row["rv"], row.get("rv_err", math.nan), specs[sid]) if row.get("status", "ok") == "ok" and "rv" in row else None
+            if msg:
+                row["flags"] = ";".join(filter(None, ["air_vacuum", str(row.get("flags", ""))]))
+                row["warning"] = msg
+                echo(f"{sid}: warning: {msg}")
         for sid, idata in zip(good, fitted):
             if idata is None:
                 continue
+            if rows_by_id.get(sid, {}).get("warning"):
+                idata.posterior.attrs["medium_warning"] = rows_by_id[sid]["warning"]
             idata.posterior.attrs.update({"run_id": settings["run_id"], "emulator": label, "sampler": sampler,
                                           "settings": json.dumps(settings, default=_json_default, sort_keys=True),
                                           "fixed": json.dumps(fixed_values), **inputs[sid]})

@@ -19,8 +19,10 @@ from stellarinf.inference.mocks import analytic_setup, make_mock
 from stellarinf.inference.priors import PriorError
 from stellarinf.inference.results import read_inference_data
 from stellarinf.io.spectrum import Spectrum, write_spectrum_fits
+from stellarinf.wavelength import air_vacuum_rv_offset, vacuum_to_air
 
 TRUTH = {"teff": 5300.0, "logg": 3.9, "feh": -0.6, "rv": -21.0, "vsini": 5.0, "vmacro": 0.0}
+AT_REST = {**TRUTH, "rv": 0.0}
 SMALL = dict(rv_max=60.0, vsini_max=20.0, fixed={"vmacro": 0.0}, continuum_degree=0, n_starts=2)
 COMMON = ["--rv-max", "60", "--vsini-max", "20", "--fix", "vmacro=0", "--continuum-degree", "0", "--starts", "2"]
 TEST_MODEL = "analytic-injected"  # a name only these tests resolve (monkeypatched loader), not the production CLI's
@@ -119,18 +121,22 @@ def test_bad_inputs_name_the_problem_before_any_fit(spectrum_file, model, tmp_pa
     with pytest.raises(PriorError, match="outside the model's range"):
         stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="map", priors=["logg=9+-0.1"], **SMALL)
     hi = model.label_space["teff"].upper
-    with pytest.raises(LabelError, match=rf"teff=50000 lies outside the box .*{hi:g}.*choose a value inside it"):
+    with pytest.raises(LabelError, match=rf"--fix teff=50000 is outside the model's training box \[.*, {hi:g}\].*Fix it inside the box"):
         stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="map", **{**SMALL, "fixed": {"teff": 50000.0}})
     with pytest.raises(LabelError, match=r"rv=90 lies outside the box -60–60 km/s.*--rv-max"):
         stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="map", **{**SMALL, "fixed": {"rv": 90.0}})
     with pytest.raises(Exception, match="unknown sampler 'hmc'.*nuts"):
         stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="hmc")
     _, wl = analytic_setup()
-    with pytest.raises(SpectrumError, match="same .* at every used pixel"):
+    with pytest.raises(SpectrumError, match="the flux is zero at all .* usable pixels.*--flux-col"):
         stellarinf.fit_spectrum(Spectrum(wl, np.zeros_like(wl), np.full_like(wl, 0.01), resolution=20000.0), emulator=model, **SMALL)
     few = wl[100:104]
-    with pytest.raises(SpectrumError, match="only 4 usable pixels for 5 free parameters"):
+    with pytest.raises(SpectrumError, match=r"4 usable pixel\(s\) but the fit has 5 free parameters.*needs at least 6"):
         stellarinf.fit_spectrum(Spectrum(few, 1 - 0.01 * np.arange(4), np.full(4, 0.01), resolution=20000.0), emulator=model, sampler="map", **SMALL)
+    with pytest.raises(SpectrumError, match=r"the flux is constant \(1\) at all .* usable pixels"):  # flat to rounding: no lines
+        stellarinf.fit_spectrum(Spectrum(wl, 1 + 1e-14 * np.arange(wl.size), np.full_like(wl, 0.01), resolution=20000.0), emulator=model, **SMALL)
+    with pytest.raises(LabelError, match="--fix logg=nan: the value must be finite"):
+        stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="map", **{**SMALL, "fixed": {"logg": float("nan")}})
     with pytest.raises(WavelengthError, match="outside the model's range"):
         stellarinf.fit_spectrum(Spectrum(wl + 2000, 1 + 0.01 * np.sin(wl), np.full_like(wl, 0.01), resolution=20000.0), emulator=model, **SMALL)
 
@@ -303,7 +309,7 @@ def test_fit_cli_batch_reports_bad_files_and_fits_the_others(spectrum_file, tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code, stdout, err = run(["fit", str(spectrum_file), str(bad), str(tmp_path / "gone.fits"), *injected, *COMMON,
-                                 "--sampler", "map", "--draws", "100", "-o", str(out)], capsys)
+                                 "--sampler", "map", "--draws", "100", "--allow-unreliable", "-o", str(out)], capsys)  # (R-hat of 100 map draws may flag)
     assert code == 0, err
     assert "not fitted: zero_sigma" in err and "uncertainties" in err and "not fitted: gone" in err and "1 of 3 spectra fitted" in err
     table = Table.read(str(out) + "_results.fits")
@@ -321,3 +327,115 @@ def test_an_unknown_resolving_power_is_said_with_the_way_forward(model):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         pipeline.build_problem(model, spec, rv_max=60.0, fixed={"vmacro": 0.0})  # known R: nothing to say
+
+
+# ------------------------------------------------------------------------------------------- air or vacuum
+@pytest.fixture(scope="module")
+def air_file(tmp_path_factory, model):
+    """A mock star at rest (RV 0: the shift of a wrong medium then stands out) with its wavelengths in air and no
+    header keyword saying so (as many reductions write it)."""
+    _, wl = analytic_setup()
+    spec = make_mock(model, wl, AT_REST, snr=120, resolution=20000, seed=4)
+    cols = [fits.Column(name="wavelength", format="D", array=vacuum_to_air(spec.wavelength)),
+            fits.Column(name="flux", format="D", array=spec.flux), fits.Column(name="error", format="D", array=spec.sigma)]
+    path = tmp_path_factory.mktemp("air") / "air_star.fits"
+    fits.BinTableHDU.from_columns(cols).writeto(path)
+    return path
+
+
+def test_fit_cli_reads_an_air_spectrum_with_medium_air_and_records_it(air_file, tmp_path, capsys, injected):
+    out = tmp_path / "air"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, _, err = run(["fit", str(air_file), *injected, *COMMON, "--sampler", "laplace", "--draws", "400", "--resolution", "20000",
+                                 "--medium", "air", "-o", str(out)], capsys)
+    assert code == 0, err
+    table = Table.read(str(out) + "_summary.fits")
+    rv = table[table["name"] == "rv"][0]
+    assert abs(rv["p50"] - AT_REST["rv"]) < 3 * rv["sd"], (rv["p50"], rv["sd"])  # read as vacuum it sits near -83.5 km/s
+    assert "air_vacuum" not in table.meta["FLAGS"] and "--medium" not in err
+    for settings in (json.loads(table.meta["SETTINGS"]), json.loads(read_inference_data(str(out) + ".nc").posterior.attrs["settings"])):
+        prov = settings["spectrum_provenance"]
+        assert (prov["input_medium"], prov["medium_source"]) == ("air", "caller") and settings["read_options"] == {"medium": "air"}
+        assert prov["input_wavelength_unit"] and prov["wavelength_unit_source"] == "default" and prov["source"] == str(air_file)
+
+
+def test_an_air_spectrum_assumed_vacuum_gets_the_air_vacuum_warning_and_flag(air_file, model, tmp_path):
+    lines = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = stellarinf.fit_spectrum(air_file, emulator=model, sampler="laplace", draws=400, resolution=20000.0, log=lines.append,
+                                         **{**SMALL, "rv_max": 150.0})
+    rv = result.summary[result.summary["name"] == "rv"][0]
+    expected = AT_REST["rv"] + air_vacuum_rv_offset(result.problem.obs_model.wavelength)  # about -83.5 km/s
+    assert abs(rv["p50"] - expected) < 3 * rv["sd"] + 0.5, (rv["p50"], expected)
+    prov = result.settings["spectrum_provenance"]
+    assert (prov["input_medium"], prov["medium_source"]) == ("vacuum", "default")
+    [msg] = result.diagnostics["warnings"]
+    assert "assumed" in msg and "--medium air" in msg
+    assert any(line.strip() == f"warning: {msg}" for line in lines)  # printed with the stages (the CLI's stage output)
+    assert "air_vacuum" in result.summary.meta["FLAGS"].split(",") and result.unreliable == []  # a warning, not exit 4
+    paths = result.write(tmp_path / "assumed")
+    assert "air_vacuum" in fits.getheader(paths[1], 1)["FLAGS"]
+    assert read_inference_data(paths[0]).posterior.attrs["medium_warning"] == msg
+    from stellarinf.inference.results import FLAG_ADVICE, format_summary
+
+    assert "--medium air or --medium vacuum" in FLAG_ADVICE["air_vacuum"] and "air_vacuum: " in format_summary(result.summary)
+
+
+def test_fit_spectra_warns_per_spectrum_and_records_each_provenance(air_file, spectrum_file, model, tmp_path):
+    lines = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = stellarinf.fit_spectra([air_file, spectrum_file], emulator=model, sampler="laplace", draws=200, resolution=20000.0,
+                                       progress=False, log=lines.append, **{**SMALL, "rv_max": 150.0})
+    t = batch.table
+    assert t["spectrum"].tolist() == ["air_star", "star"] and t["status"].tolist() == ["ok", "ok"]
+    assert t["flags"][0].split(";")[0] == "air_vacuum" and "--medium air" in t["warning"][0]
+    assert "air_vacuum" not in t["flags"][1] and t["warning"][1] == ""
+    assert any(line.startswith("air_star: warning: ") and "--medium air" in line for line in lines)
+    assert "air_star" not in batch.unreliable  # a warning, not a reason for exit 4
+    prov = batch.settings["spectrum_provenance"]
+    assert (prov["air_star"]["input_medium"], prov["air_star"]["medium_source"]) == ("vacuum", "default")
+    assert prov["star"]["medium_source"] in ("header", "default") and prov["star"]["source"] == str(spectrum_file)
+    assert batch.idatas["air_star"].posterior.attrs["medium_warning"] == t["warning"][0]
+    assert "medium_warning" not in batch.idatas["star"].posterior.attrs
+
+
+def test_no_air_vacuum_warning_for_an_ordinary_rv_or_a_held_one(result, model):
+    assert result.diagnostics["warnings"] == [] and "air_vacuum" not in result.summary.meta["FLAGS"]
+    idata = result.idata.copy()
+    idata.posterior = idata.posterior.drop_vars("rv")  # rv held fixed: nothing to judge
+    _, wl = analytic_setup()
+    assert pipeline.medium_warning(idata, Spectrum(wl, np.ones_like(wl), np.full_like(wl, 0.01))) is None
+
+
+# ------------------------------------------------------------------------------------------- batch reliability
+def test_row_unreliable_follows_the_single_spectrum_rule():
+    assert pipeline.row_unreliable("") == [] and pipeline.row_unreliable("chi2,one_chain;teff:edge_low,ess") == []
+    assert pipeline.row_unreliable("pareto_k") == ["pareto_k"]
+    assert pipeline.row_unreliable("air_vacuum;chi2;teff:edge_low") == []  # a warning with a fix, not unreliable sampling
+    assert pipeline.row_unreliable("chi2,divergences;teff:rhat,ess;logg:rhat") == ["divergences", "rhat (teff, logg)"]
+
+
+def test_fit_cli_batch_exits_4_when_any_spectrum_is_unreliable(spectrum_file, tmp_path, capsys, injected, monkeypatch):
+    import shutil
+
+    import stellarinf.inference.batch as batch_mod
+
+    real = batch_mod._row_from_table
+
+    def divergent_star(sid, table):  # as if the sampler had diverged on "star" and nothing were flagged on "other"
+        return {**real(sid, table), "flags": "chi2,divergences;teff:edge_low" if sid == "star" else "chi2;teff:edge_low"}
+
+    monkeypatch.setattr(batch_mod, "_row_from_table", divergent_star)
+    other = shutil.copy(spectrum_file, tmp_path / "other.fits")
+    argv = ["fit", str(spectrum_file), str(other), *injected, *COMMON, "--sampler", "map", "--draws", "50", "--quiet", "-o", str(tmp_path / "b")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, _, err = run(argv, capsys)
+        assert code == pipeline.EXIT_UNRELIABLE, err
+        assert "1 of the fitted spectra are unreliable" in err and "  - star: divergences" in err and "- other" not in err
+        assert "--allow-unreliable" in err and Table.read(tmp_path / "b_results.fits")["status"].tolist() == ["ok", "ok"]  # written
+        code, _, err = run([*argv, "--allow-unreliable"], capsys)
+    assert code == 0 and "warning: 1 of the fitted spectra are unreliable" in err

@@ -21,6 +21,7 @@ import click
 
 from ..errors import ModelFileError, StellarinfError
 from .fit import SamplerChoice
+from .options import read_options_kwargs, spectrum_read_options
 
 DEMO_SPECTRUM = ("demo", "demo_star.fits")
 DEMO_TRUTH = ("demo", "demo_truth.json")
@@ -172,7 +173,8 @@ def format_rows(rows: list[dict]) -> str:
 @click.option("--truth", type=click.Path(dir_okay=False), default=None, help="Truth JSON for --spectrum (labels, nuisances).")
 @click.option("--quiet", is_flag=True, help="No sampler progress bar.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default="demo_output", show_default=True)
-def demo(emulator, sampler, chains, draws, warmup, map_starts, free_vmacro, rv_max, seed, spectrum, truth, quiet, output_dir):
+@spectrum_read_options
+def demo(emulator, sampler, chains, draws, warmup, map_starts, free_vmacro, rv_max, seed, spectrum, truth, quiet, output_dir, **read_params):
     """Fit the shipped demo star (MAP → NUTS); print the posterior next to the truth and the Cramér–Rao bounds.
 
     Writes demo.nc (ArviZ InferenceData), demo_summary.fits/.csv, demo_report.json and the plots
@@ -197,7 +199,7 @@ def demo(emulator, sampler, chains, draws, warmup, map_starts, free_vmacro, rv_m
     try:
         result = fit_spectrum(spec_path, emulator=emulator, sampler=sampler, fixed={} if fix_vmacro is None else {"vmacro": float(fix_vmacro)},
                               rv_max=rv_max, chains=chains, draws=draws, warmup=warmup, n_starts=map_starts, seed=seed,
-                              progress=not quiet, log=log)
+                              progress=not quiet, log=log, read_options=read_options_kwargs(read_params))
     except ModelFileError as exc:
         raise missing_model_error(emulator, exc) from None
     problem, map_result, posterior = result.problem, result.map, result.posterior

@@ -8,9 +8,9 @@ as one set and prints the summary. Several spectra write ``OUT_results.fits`` + 
 spectrum; a spectrum that could not be fitted has ``status=failed`` and the reason) and ``OUT_<name>.nc``
 per fitted spectrum.
 
-Exit codes: 0 done; 3 bad input (the message names the fix); 4 the result is flagged unreliable (Pareto k,
-divergences, R-hat: the files are written and the message says what to do next; ``--allow-unreliable``
-exits 0 instead).
+Exit codes: 0 done; 3 bad input (the message names the fix); 4 the result (in a batch: any fitted spectrum's)
+is flagged unreliable (Pareto k, divergences, R-hat: the files are written and the message says what to do next;
+``--allow-unreliable`` exits 0 instead).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from ..pipeline import DEFAULT_CONTINUUM, DEFAULT_STARTS, EXIT_UNRELIABLE
+from .options import read_options_kwargs, spectrum_read_options
 
 EXIT_BAD_INPUT = 3
 
@@ -98,15 +99,20 @@ def _check_files(paths) -> None:
 @click.option("--starts", default=DEFAULT_STARTS, show_default=True, type=click.IntRange(1, 256), help="MAP starting points.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--plots/--no-plots", default=False, help="Write OUT_corner.png and OUT_fit.png.")
-@click.option("--allow-unreliable", is_flag=True, help=f"Exit 0 even when the result is flagged unreliable (else exit {EXIT_UNRELIABLE}).")
+@click.option("--allow-unreliable", is_flag=True, help=f"Exit 0 even when the result (in a batch: any spectrum's) is flagged unreliable (else exit {EXIT_UNRELIABLE}).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output prefix: OUT.nc, OUT_summary.fits/.csv.")
 @click.option("--quiet", is_flag=True, help="Do not print the summary or the sampler's progress bar.")
+@spectrum_read_options
 def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolution, fit_resolution, continuum, continuum_degree, rv_max,
-        vsini_max, vmacro_max, emulator_error, jitter, starts, seed, plots, allow_unreliable, output, quiet):
+        vsini_max, vmacro_max, emulator_error, jitter, starts, seed, plots, allow_unreliable, output, quiet, **read_params):
     """Infer the labels of SPECTRUM (or several: a batch) with the emulator's training box as prior.
 
-    The simplest input is a FITS table with columns wavelength (Å, vacuum unless the header says air),
-    flux and error. Exit code 4: the result is flagged unreliable (see the message; --allow-unreliable).
+    The simplest input is a FITS table with columns wavelength (Å, vacuum unless the header says air;
+    --medium air when it does not say), flux and error.
+
+    Exit code 4: the result is flagged unreliable (Pareto k, divergences, R-hat); in a batch, any fitted
+    spectrum's (the message lists them; --allow-unreliable exits 0). A spectrum that cannot be fitted is a
+    failed row of the batch; exit code 3 only when none can be.
     """
     from ..inference.priors import parse_prior
     from ..pipeline import fit_spectra, fit_spectrum, output_prefix
@@ -120,7 +126,8 @@ def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolu
         raise BadInput(f"--resolution {resolution:g}: give a positive resolving power R = λ/Δλ, e.g. --resolution 28000")
     kw = dict(emulator=emulator, sampler=sampler, priors=prior_reqs, fixed=fixed, resolution=resolution, continuum=continuum,
               continuum_degree=continuum_degree if continuum_degree == "auto" else int(continuum_degree), rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max, emulator_error=emulator_error,
-              jitter=jitter, chains=chains, draws=draws, warmup=warmup, n_starts=starts, seed=seed)
+              jitter=jitter, chains=chains, draws=draws, warmup=warmup, n_starts=starts, seed=seed,
+              read_options=read_options_kwargs(read_params))
 
     def echo(line):
         click.echo(line, err=True)
@@ -157,6 +164,15 @@ def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolu
         raise BadInput(f"none of the {len(spectra)} spectra could be fitted (reasons above)")
     click.echo(f"run {batch.settings['run_id']}: {len(spectra) - len(failed)} of {len(spectra)} spectra fitted; wrote "
                f"{out}_results.fits, {out}_results.csv", err=True)
+    unreliable = batch.unreliable
+    if unreliable:
+        lines = [f"{len(unreliable)} of the fitted spectra are unreliable:"] + [f"  - {sid}: {', '.join(why)}" for sid, why in unreliable.items()]
+        lines.append("what to do next: refit each of them alone (stellarinf fit FILE ...) for the advice on its flags; the rows and "
+                     "files are written; pass --allow-unreliable to accept them with exit code 0")
+        if allow_unreliable:
+            echo("warning: " + "\n".join(lines))
+        else:
+            raise Unreliable("\n".join(lines))
 
 
 def _writing_log(echo):

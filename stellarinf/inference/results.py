@@ -64,6 +64,9 @@ FLAG_ADVICE = {
     "pareto_k": "the importance weights are unreliable (the posterior is far from its Laplace approximation); "
                 "do not use these numbers: fit with --sampler nuts",
     "one_chain": "one chain cannot show convergence: use --chains 4",
+    "air_vacuum": "the fitted RV sits at the shift an air spectrum read as vacuum (or the reverse) produces, about "
+                  "-83 km/s in the optical: the wavelength medium is probably wrong (the labels may be fine, the RV is not); "
+                  "check the medium recorded in the outputs and rerun with --medium air or --medium vacuum",
 }  # zero rotation/no jitter at the edge is physical
 
 
@@ -400,6 +403,8 @@ def global_flags_meta(idata) -> dict:
         flags.append("one_chain")
     if float(_attr(idata, "pareto_k", -math.inf)) > float(_attr(idata, "pareto_k_threshold", 0.7)):
         flags.append("pareto_k")
+    if _attr(idata, "medium_warning", ""):  # set by the fit pipeline (stellarinf.wavelength.rv_medium_warning)
+        flags.append("air_vacuum")
     return {
         "METHOD": str(_attr(idata, "method", "")),
         "CHI2NOIS": float(_attr(idata, "chi2_noise", math.nan)),
