@@ -26,9 +26,9 @@ stellarinf.enable_float64()  # atmospheres, likelihoods, Fisher matrices
 import jax.numpy as jnp
 
 from stellarinf.inference.batch import map_laplace_batch
+from stellarinf.inference.density import Problem
 from stellarinf.inference.laplace import laplace
 from stellarinf.inference.map import find_map
-from stellarinf.inference.density import Problem
 from stellarinf.inference.mocks import benchmark_setup, make_mock, random_truth
 from stellarinf.inference.samplers import laplace_posterior, sample
 from stellarinf.io.atomic import write_json_atomic
@@ -48,7 +48,9 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--draws", type=int, default=500)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--search", action="store_true", help="multi-start MAP search from the prior instead of one start at the truth")
+    ap.add_argument(
+        "--search", action="store_true", help="multi-start MAP search from the prior instead of one start at the truth"
+    )
     ap.add_argument("--quick", action="store_true", help="analytic model (truth = fit model), Laplace")
     ap.add_argument("--output", default=str(RESULTS / "calibration.json"))
     args = ap.parse_args(argv)
@@ -64,8 +66,16 @@ def main(argv=None):
         spec = make_mock(fit_model, wl, truth, snr=args.snr, resolution=resolution, seed=int(rng.integers(2**31)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            om = ObservationModel(fit_model, spec, rv_max=100, vsini_max=30, vmacro_max=10, fixed={"vmacro": 0.0}, continuum_degree=-1,
-                                  include_emulator_error=False)  # the mocks are exact draws of this model
+            om = ObservationModel(
+                fit_model,
+                spec,
+                rv_max=100,
+                vsini_max=30,
+                vmacro_max=10,
+                fixed={"vmacro": 0.0},
+                continuum_degree=-1,
+                include_emulator_error=False,
+            )  # the mocks are exact draws of this model
         truths.append(truth)
         problems.append(Problem.build(om))
     t_mocks = time.perf_counter() - t0
@@ -82,7 +92,9 @@ def main(argv=None):
         else:
             post = sample(p, args.sampler, chains=args.chains, warmup=args.warmup, draws=args.draws, seed=k, init=lap)
         if "pareto_k" in post.tuning:
-            importance.append((post.tuning["pareto_k"], post.tuning["pareto_k_threshold"], post.tuning["importance_ess"]))
+            importance.append(
+                (post.tuning["pareto_k"], post.tuning["pareto_k_threshold"], post.tuning["importance_ess"])
+            )
         r68, r95, rk = [], [], []
         for n in names:
             d = post.samples[n].ravel()
@@ -102,17 +114,27 @@ def main(argv=None):
         "args": vars(args),
         **desc,
         "coverage_68": c68,
-        **({"importance": {"pareto_k_median": float(np.median([i[0] for i in importance])),
-                           "fraction_pareto_k_unreliable": float(np.mean([i[0] > i[1] for i in importance])),
-                           "ess_median": float(np.median([i[2] for i in importance])), "ess_min": float(np.min([i[2] for i in importance]))}}
-           if importance else {}),
+        **(
+            {
+                "importance": {
+                    "pareto_k_median": float(np.median([i[0] for i in importance])),
+                    "fraction_pareto_k_unreliable": float(np.mean([i[0] > i[1] for i in importance])),
+                    "ess_median": float(np.median([i[2] for i in importance])),
+                    "ess_min": float(np.min([i[2] for i in importance])),
+                }
+            }
+            if importance
+            else {}
+        ),
         "coverage_95": c95,
         "binomial_sd_68": float(np.sqrt(0.68 * 0.32 / args.n_mocks)),
         "binomial_sd_95": float(np.sqrt(0.95 * 0.05 / args.n_mocks)),
         "n_intervals": int(n_eff),
         "coverage_68_per_label": dict(zip(names, in68.mean(0).round(3).tolist())),
         "coverage_95_per_label": dict(zip(names, in95.mean(0).round(3).tolist())),
-        "rank_histogram_10_bins_per_label": {n: np.histogram(ranks[:, i], bins=10, range=(0, 1))[0].tolist() for i, n in enumerate(names)},
+        "rank_histogram_10_bins_per_label": {
+            n: np.histogram(ranks[:, i], bins=10, range=(0, 1))[0].tolist() for i, n in enumerate(names)
+        },
         "pass": bool(abs(c68 - 0.68) <= 0.05 and abs(c95 - 0.95) <= 0.03),
         "seconds_mocks": t_mocks,
         "seconds_total": time.perf_counter() - t0,

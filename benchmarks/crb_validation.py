@@ -68,9 +68,11 @@ def resolve(name: str, window: str):
         return eqx.tree_at(
             lambda m: (m.log_strength, m.theta_coef, m.gravity_coef),
             base,
-            (base.log_strength + jnp.asarray(rng.normal(0, 0.05, n)),
-             base.theta_coef * jnp.asarray(rng.normal(1.0, 0.1, n)),
-             base.gravity_coef * jnp.asarray(rng.normal(1.0, 0.2, n))),
+            (
+                base.log_strength + jnp.asarray(rng.normal(0, 0.05, n)),
+                base.theta_coef * jnp.asarray(rng.normal(1.0, 0.1, n)),
+                base.gravity_coef * jnp.asarray(rng.normal(1.0, 0.2, n)),
+            ),
         )
     return F.resolve_model(name, window)
 
@@ -109,37 +111,73 @@ def part_posterior(model, args, stars) -> dict:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DegenerateFisherWarning)
-            fc = F.forecast(model, star, window=args.window, snr=args.snr, marginalize=args.marginalize.split(","),
-                            fix=args.fix.split(",") if args.fix else (), model_name=str(args.model))
+            fc = F.forecast(
+                model,
+                star,
+                window=args.window,
+                snr=args.snr,
+                marginalize=args.marginalize.split(","),
+                fix=args.fix.split(",") if args.fix else (),
+                model_name=str(args.model),
+            )
         crb = fc.result.marginal()
         sd, extra = posterior_sd(fc, seed=1000 + i, method=args.method, draws=args.draws)
         ratio = {n: (sd[n] / crb[n] if math.isfinite(crb[n]) and crb[n] > 0 else None) for n in crb}
         # (posterior mean − truth)/CRB: should scatter as N(0, 1) across stars if the CRB is right
-        pull = {n: ((extra["posterior_mean"][n] - fc.params[n]) / crb[n] if ratio[n] is not None else None) for n in crb}
-        rows.append({"star": i, "labels": star, "crb": {n: (v if math.isfinite(v) else None) for n, v in crb.items()},
-                     "posterior_sd": sd, "ratio": ratio, "pull": pull, "hessian_ok": extra["hessian_ok"],
-                     "seconds": time.perf_counter() - t0})
-        print(f"  star {i:2d}: " + "  ".join(f"{n} {ratio[n]:.3f}" for n in VALIDATED if ratio.get(n) is not None),
-              flush=True)
+        pull = {
+            n: ((extra["posterior_mean"][n] - fc.params[n]) / crb[n] if ratio[n] is not None else None) for n in crb
+        }
+        rows.append(
+            {
+                "star": i,
+                "labels": star,
+                "crb": {n: (v if math.isfinite(v) else None) for n, v in crb.items()},
+                "posterior_sd": sd,
+                "ratio": ratio,
+                "pull": pull,
+                "hessian_ok": extra["hessian_ok"],
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        print(
+            f"  star {i:2d}: " + "  ".join(f"{n} {ratio[n]:.3f}" for n in VALIDATED if ratio.get(n) is not None),
+            flush=True,
+        )
     summary = {}
     for n in rows[0]["ratio"]:
         r = np.array([row["ratio"][n] for row in rows if row["ratio"][n] is not None], dtype=float)
         if r.size:
-            summary[n] = {"median": float(np.median(r)), "mean": float(np.mean(r)),
-                          "p16": float(np.percentile(r, 16)), "p84": float(np.percentile(r, 84)), "n": int(r.size)}
+            summary[n] = {
+                "median": float(np.median(r)),
+                "mean": float(np.mean(r)),
+                "p16": float(np.percentile(r, 16)),
+                "p84": float(np.percentile(r, 84)),
+                "n": int(r.size),
+            }
     for n in summary:
         p = np.array([row["pull"][n] for row in rows if row["pull"][n] is not None], dtype=float)
         summary[n]["pull_sd"] = float(np.std(p)) if p.size > 1 else None
     passed = {n: bool(n in summary and abs(summary[n]["median"] - 1.0) <= 0.2) for n in VALIDATED}
-    return {"snr": args.snr, "method": args.method, "window": args.window, "n_stars": len(stars),
-            "ratio_posterior_over_crb": summary, "pass_within_20pct": passed, "stars": rows}
+    return {
+        "snr": args.snr,
+        "method": args.method,
+        "window": args.window,
+        "n_stars": len(stars),
+        "ratio_posterior_over_crb": summary,
+        "pass_within_20pct": passed,
+        "stars": rows,
+    }
 
 
 def part_fidelity(args, stars) -> dict:
     """CRB(emulator)/CRB(synthesizer) per label on the same stars (same window, S/N, free set)."""
     out = {"truth": args.truth, "snr": args.snr, "window": args.window, "emulators": {}}
-    kwargs = dict(window=args.window, snr=args.snr, marginalize=args.marginalize.split(","),
-                  fix=args.fix.split(",") if args.fix else ())
+    kwargs = dict(
+        window=args.window,
+        snr=args.snr,
+        marginalize=args.marginalize.split(","),
+        fix=args.fix.split(",") if args.fix else (),
+    )
     truth_model = resolve(args.truth, args.window)
     truth = []
     for star in stars:
@@ -158,13 +196,19 @@ def part_fidelity(args, stars) -> dict:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DegenerateFisherWarning)
                 m = F.forecast(em, star, model_name=name, **kwargs).result.marginal()
-            per_star.append({n: (m[n] / tr[n] if n in tr and math.isfinite(m[n]) and math.isfinite(tr[n]) else None) for n in m})
+            per_star.append(
+                {n: (m[n] / tr[n] if n in tr and math.isfinite(m[n]) and math.isfinite(tr[n]) else None) for n in m}
+            )
         summary = {}
         for n in per_star[0]:
             r = np.array([p[n] for p in per_star if p[n] is not None], dtype=float)
             if r.size:
-                summary[n] = {"median": float(np.median(r)), "p16": float(np.percentile(r, 16)),
-                              "p84": float(np.percentile(r, 84)), "n": int(r.size)}
+                summary[n] = {
+                    "median": float(np.median(r)),
+                    "p16": float(np.percentile(r, 16)),
+                    "p84": float(np.percentile(r, 84)),
+                    "n": int(r.size),
+                }
         out["emulators"][name] = {"ratio_emulator_over_truth": summary, "per_star": per_star}
         print(f"  {name}/{args.truth}: " + "  ".join(f"{n} {s['median']:.3f}" for n, s in summary.items()))
     return out
@@ -188,7 +232,9 @@ def plot(result: dict, folder: Path) -> list[str]:
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=30)
     ax.set_ylabel("posterior sd / marginal CRB")
-    ax.set_title(f"S/N {result['posterior_vs_crb']['snr']:g}, {len(rows)} stars ({result['posterior_vs_crb']['method']})")
+    ax.set_title(
+        f"S/N {result['posterior_vs_crb']['snr']:g}, {len(rows)} stars ({result['posterior_vs_crb']['method']})"
+    )
     fig.tight_layout()
     stem = Path(result.get("output", "crb_validation.json")).stem
     p = folder / f"{stem}_posterior.png"
@@ -221,7 +267,9 @@ def plot(result: dict, folder: Path) -> list[str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="AnalyticLineModel for everything (truth = a perturbed copy)")
-    ap.add_argument("--model", default="default", help="forward model fitted in part 1 (emulator name/dir, synth, analytic)")
+    ap.add_argument(
+        "--model", default="default", help="forward model fitted in part 1 (emulator name/dir, synth, analytic)"
+    )
     ap.add_argument("--truth", default="synth", help="reference model for part 2")
     ap.add_argument("--emulators", default="default,default-payne", help="comma-separated emulators for part 2")
     ap.add_argument("--n-stars", type=int, default=20)
@@ -229,14 +277,21 @@ def main(argv=None) -> int:
     ap.add_argument("--window", default="galah-red")
     ap.add_argument("--method", default="laplace", help="laplace | nuts | blackjax-nuts | mclmc")
     ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--marginalize", default="rv,continuum",
-                    help="nuisances kept free (v sin i and vmacro are held fixed by default: at a few km/s they are "
-                         "pinned against their lower bound 0, where the posterior is truncated and the CRB does not apply)")
+    ap.add_argument(
+        "--marginalize",
+        default="rv,continuum",
+        help="nuisances kept free (v sin i and vmacro are held fixed by default: at a few km/s they are "
+        "pinned against their lower bound 0, where the posterior is truncated and the CRB does not apply)",
+    )
     ap.add_argument("--fix", default="", help="labels held fixed, comma-separated")
     ap.add_argument("--skip-fidelity", action="store_true")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("-o", "--output", default=None,
-                    help="JSON path (default benchmarks/results/crb_validation.json, or crb_validation_quick.json with --quick)")
+    ap.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="JSON path (default benchmarks/results/crb_validation.json, or crb_validation_quick.json with --quick)",
+    )
     args = ap.parse_args(argv)
     if args.output is None:
         args.output = str(RESULTS / ("crb_validation_quick.json" if args.quick else "crb_validation.json"))
@@ -252,9 +307,16 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     model = resolve(args.model, args.window)
     stars = sample_stars(model.label_space, args.n_stars, args.seed)
-    print(f"part 1: posterior ({args.method}) vs marginal CRB, {args.n_stars} stars, S/N {args.snr:g}, model {args.model}")
-    result = {"benchmark": "crb_validation", "quick": args.quick, "model": args.model, "machine": machine_info(),
-              "posterior_vs_crb": part_posterior(model, args, stars)}
+    print(
+        f"part 1: posterior ({args.method}) vs marginal CRB, {args.n_stars} stars, S/N {args.snr:g}, model {args.model}"
+    )
+    result = {
+        "benchmark": "crb_validation",
+        "quick": args.quick,
+        "model": args.model,
+        "machine": machine_info(),
+        "posterior_vs_crb": part_posterior(model, args, stars),
+    }
     if not args.skip_fidelity:
         print(f"part 2: CRB(emulator)/CRB({args.truth})")
         result["emulator_fidelity"] = part_fidelity(args, stars)

@@ -29,8 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("grid", nargs="?", help="grid file (HDF5); optional with --quick (a toy grid is generated)")
     p.add_argument("--sizes", default="1000,5000", help="training-set sizes, comma-separated [1000,5000]")
     p.add_argument("--max-minutes", type=float, default=20.0, help="wall-clock budget per model and size [20]")
@@ -42,9 +45,13 @@ def parse_args(argv=None):
     p.add_argument("--tp-lr", type=float, default=1e-3)
     p.add_argument("--throughput-batch", type=int, default=32, help="spectra per forward call for throughput [32]")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work-dir", default=str(ROOT / "benchmarks" / "work" / "emulator_comparison"), help="trained models go here")
+    p.add_argument(
+        "--work-dir", default=str(ROOT / "benchmarks" / "work" / "emulator_comparison"), help="trained models go here"
+    )
     p.add_argument("-o", "--output", default=None, help="JSON output [benchmarks/results/emulator_comparison.json]")
-    p.add_argument("--quick", action="store_true", help="tiny sizes/budget (and a toy grid if none given): checks the script")
+    p.add_argument(
+        "--quick", action="store_true", help="tiny sizes/budget (and a toy grid if none given): checks the script"
+    )
     p.add_argument("--progress", action="store_true", help="show training progress bars")
     return p.parse_args(argv)
 
@@ -64,7 +71,9 @@ def _steps_per_second(grid, cfg, validation) -> float:
     from stellarinf.emulators import train
 
     probe = dataclasses.replace(cfg, max_steps=150, validate_every=50, max_minutes=None, patience=None, progress=False)
-    hist = train(grid, None, probe, validation=validation, test=validation.subset(np.arange(min(8, len(validation))))).history
+    hist = train(
+        grid, None, probe, validation=validation, test=validation.subset(np.arange(min(8, len(validation))))
+    ).history
     (a, b) = hist[1], hist[-1]
     return (b["step"] - a["step"]) / max(b["elapsed_s"] - a["elapsed_s"], 1e-9)
 
@@ -81,8 +90,13 @@ def throughput(emulator, labels, wavelength, repeats: int = 5) -> dict:
     for _ in range(repeats):
         flux_batch(emulator, lab, wl).block_until_ready()
     dt = (time.perf_counter() - t0) / repeats
-    return {"batch_spectra": int(lab.shape[0]), "n_pixels": int(wl.shape[0]), "seconds_per_batch": dt,
-            "pixels_per_second": lab.shape[0] * wl.shape[0] / dt, "spectra_per_second": lab.shape[0] / dt}
+    return {
+        "batch_spectra": int(lab.shape[0]),
+        "n_pixels": int(wl.shape[0]),
+        "seconds_per_batch": dt,
+        "pixels_per_second": lab.shape[0] * wl.shape[0] / dt,
+        "spectra_per_second": lab.shape[0] / dt,
+    }
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -117,8 +131,15 @@ def main(argv=None) -> dict:
     grid_path = Path(args.grid) if args.grid else (_toy_grid(work / "toy_grid.h5") if args.quick else None)
     if grid_path is None:
         raise SystemExit("give a grid file (or --quick to use a generated toy grid)")
-    output = Path(args.output) if args.output else (
-        work / "emulator_comparison_quick.json" if args.quick else ROOT / "benchmarks" / "results" / "emulator_comparison.json")
+    output = (
+        Path(args.output)
+        if args.output
+        else (
+            work / "emulator_comparison_quick.json"
+            if args.quick
+            else ROOT / "benchmarks" / "results" / "emulator_comparison.json"
+        )
+    )
 
     from stellarinf.emulators import TrainConfig, evaluate_emulator, train
     from stellarinf.io.grid import read_grid
@@ -128,17 +149,37 @@ def main(argv=None) -> dict:
     sizes = [int(s) for s in args.sizes.split(",")]
     rng = np.random.default_rng(args.seed)
     perm = rng.permutation(len(grid))
-    test_idx, val_idx, pool = perm[: args.test_size], perm[args.test_size : args.test_size + args.val_size], perm[args.test_size + args.val_size :]
+    test_idx, val_idx, pool = (
+        perm[: args.test_size],
+        perm[args.test_size : args.test_size + args.val_size],
+        perm[args.test_size + args.val_size :],
+    )
     if max(sizes) > len(pool):
-        raise SystemExit(f"the grid has {len(grid)} spectra: not enough for {max(sizes)} training + {args.test_size} test + "
-                         f"{args.val_size} validation; use smaller --sizes or a bigger grid")
+        raise SystemExit(
+            f"the grid has {len(grid)} spectra: not enough for {max(sizes)} training + {args.test_size} test + "
+            f"{args.val_size} validation; use smaller --sizes or a bigger grid"
+        )
     test_g, val_g = grid.subset(np.sort(test_idx)), grid.subset(np.sort(val_idx))
     hidden = tuple(int(h) for h in args.payne_hidden.split(","))
     configs = {
-        "transformer-payne": TrainConfig(model="transformer-payne", preset=args.preset, learning_rate=args.tp_lr, seed=args.seed,
-                                         patience=None, progress=args.progress, validate_every=200),
-        "payne": TrainConfig(model="payne", hidden=hidden, learning_rate=args.payne_lr, seed=args.seed, patience=None,
-                             progress=args.progress, validate_every=200),
+        "transformer-payne": TrainConfig(
+            model="transformer-payne",
+            preset=args.preset,
+            learning_rate=args.tp_lr,
+            seed=args.seed,
+            patience=None,
+            progress=args.progress,
+            validate_every=200,
+        ),
+        "payne": TrainConfig(
+            model="payne",
+            hidden=hidden,
+            learning_rate=args.payne_lr,
+            seed=args.seed,
+            patience=None,
+            progress=args.progress,
+            validate_every=200,
+        ),
     }
     tp_labels = test_g.labels[np.arange(min(args.throughput_batch, len(test_g))) % len(test_g)]
     results = []
@@ -149,35 +190,69 @@ def main(argv=None) -> dict:
             import dataclasses
 
             max_steps = max(200, int(rate * args.max_minutes * 60 * 0.9))
-            cfg = dataclasses.replace(base, max_steps=max_steps, max_minutes=args.max_minutes,
-                                      validate_every=max(50, min(500, max_steps // 40)), warmup_steps=min(500, max_steps // 20))
-            print(f"[{model} N={n}] {rate:.1f} steps/s → max_steps {max_steps} within {args.max_minutes} min", flush=True)
+            cfg = dataclasses.replace(
+                base,
+                max_steps=max_steps,
+                max_minutes=args.max_minutes,
+                validate_every=max(50, min(500, max_steps // 40)),
+                warmup_steps=min(500, max_steps // 20),
+            )
+            print(
+                f"[{model} N={n}] {rate:.1f} steps/s → max_steps {max_steps} within {args.max_minutes} min", flush=True
+            )
             res = train(train_g, work / f"{model}-{n}", cfg, validation=val_g, test=val_g)
             acc, _ = evaluate_emulator(res.emulator, test_g, batch_size=16)
-            row = {"model": model, "n_train": n, "test": acc.result(), "steps": res.metrics["steps"],
-                   "elapsed_s": res.metrics["elapsed_s"], "stop_reason": res.stop_reason, "best_val_mae": res.metrics["best_val_mae"],
-                   "steps_per_second": rate, "config": cfg.to_json(),
-                   "architecture": res.emulator.metadata.get("architecture") or {"kind": model},
-                   "throughput": throughput(res.emulator, tp_labels, test_g.wavelength)}
-            print(f"[{model} N={n}] test MAE {row['test']['mae']:.3e} MSE {row['test']['mse']:.3e} "
-                  f"p99 {row['test']['p99']:.3e}; {row['throughput']['pixels_per_second']:.3g} pixels/s", flush=True)
+            row = {
+                "model": model,
+                "n_train": n,
+                "test": acc.result(),
+                "steps": res.metrics["steps"],
+                "elapsed_s": res.metrics["elapsed_s"],
+                "stop_reason": res.stop_reason,
+                "best_val_mae": res.metrics["best_val_mae"],
+                "steps_per_second": rate,
+                "config": cfg.to_json(),
+                "architecture": res.emulator.metadata.get("architecture") or {"kind": model},
+                "throughput": throughput(res.emulator, tp_labels, test_g.wavelength),
+            }
+            print(
+                f"[{model} N={n}] test MAE {row['test']['mae']:.3e} MSE {row['test']['mse']:.3e} "
+                f"p99 {row['test']['p99']:.3e}; {row['throughput']['pixels_per_second']:.3g} pixels/s",
+                flush=True,
+            )
             results.append(row)
 
     summary = {}
     for n in sizes:
         by = {r["model"]: r for r in results if r["n_train"] == n}
         ratio = by["payne"]["test"]["mae"] / by["transformer-payne"]["test"]["mae"]
-        summary[str(n)] = {"mae_ratio_payne_over_tp": ratio, "tp_mae": by["transformer-payne"]["test"]["mae"],
-                           "payne_mae": by["payne"]["test"]["mae"], "target_ratio_met": ratio >= 2.0,
-                           "target_mae_met": by["transformer-payne"]["test"]["mae"] <= 2e-3}
+        summary[str(n)] = {
+            "mae_ratio_payne_over_tp": ratio,
+            "tp_mae": by["transformer-payne"]["test"]["mae"],
+            "payne_mae": by["payne"]["test"]["mae"],
+            "target_ratio_met": ratio >= 2.0,
+            "target_mae_met": by["transformer-payne"]["test"]["mae"] <= 2e-3,
+        }
     doc = {
         "benchmark": "emulator_comparison",
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "quick": args.quick,
-        "grid": {"path": str(grid_path), "n_spectra": len(grid), "n_pixels": grid.n_pixels,
-                 "wavelength_range": [float(grid.wavelength[0]), float(grid.wavelength[-1])], "metadata": grid.metadata},
-        "settings": {"sizes": sizes, "max_minutes": args.max_minutes, "test_size": args.test_size, "val_size": args.val_size,
-                     "seed": args.seed, "preset": args.preset, "payne_hidden": list(hidden)},
+        "grid": {
+            "path": str(grid_path),
+            "n_spectra": len(grid),
+            "n_pixels": grid.n_pixels,
+            "wavelength_range": [float(grid.wavelength[0]), float(grid.wavelength[-1])],
+            "metadata": grid.metadata,
+        },
+        "settings": {
+            "sizes": sizes,
+            "max_minutes": args.max_minutes,
+            "test_size": args.test_size,
+            "val_size": args.val_size,
+            "seed": args.seed,
+            "preset": args.preset,
+            "payne_hidden": list(hidden),
+        },
         "targets": {"mae_ratio_payne_over_tp": ">= 2", "tp_mae": "<= 2e-3"},
         "summary": summary,
         "results": results,

@@ -43,8 +43,17 @@ def fit_one(fit_model, spec, sampler, chains, warmup, draws, seed, error_modes=T
     """Laplace summary always (cheap); the sampler's summary too unless ``sampler`` is None or "laplace"."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        om = ObservationModel(fit_model, spec, rv_max=100, vsini_max=30, vmacro_max=10, fixed={"vmacro": 0.0}, continuum_degree=1,
-                              continuum="marginalise", error_modes=error_modes)
+        om = ObservationModel(
+            fit_model,
+            spec,
+            rv_max=100,
+            vsini_max=30,
+            vmacro_max=10,
+            fixed={"vmacro": 0.0},
+            continuum_degree=1,
+            continuum="marginalise",
+            error_modes=error_modes,
+        )
     problem = Problem.build(om)
     lap = laplace(problem, find_map(problem, n_starts=4, seed=seed))
     post = laplace_posterior(problem, chains=chains, draws=draws, seed=seed, init=lap)
@@ -82,13 +91,28 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-sampled", type=int, default=None, help="run the sampler on the first N stars per S/N only (all get Laplace)")
-    ap.add_argument("--error-modes", type=int, default=None,
-                    help="correlated emulator-error modes to integrate out (default: all the emulator has; 0 = white error only)")
-    ap.add_argument("--stars", default=None, metavar="FIRST:STOP",
-                    help="fit only stars FIRST…STOP−1 of the n-stars sequence (same truths and noise as a full run): split a run "
-                         "over cores or sessions, then combine the outputs with --merge")
-    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON", help="combine partial outputs (from --stars) into --output")
+    ap.add_argument(
+        "--n-sampled",
+        type=int,
+        default=None,
+        help="run the sampler on the first N stars per S/N only (all get Laplace)",
+    )
+    ap.add_argument(
+        "--error-modes",
+        type=int,
+        default=None,
+        help="correlated emulator-error modes to integrate out (default: all the emulator has; 0 = white error only)",
+    )
+    ap.add_argument(
+        "--stars",
+        default=None,
+        metavar="FIRST:STOP",
+        help="fit only stars FIRST…STOP−1 of the n-stars sequence (same truths and noise as a full run): split a run "
+        "over cores or sessions, then combine the outputs with --merge",
+    )
+    ap.add_argument(
+        "--merge", nargs="+", default=None, metavar="JSON", help="combine partial outputs (from --stars) into --output"
+    )
     ap.add_argument("--quick", action="store_true", help="analytic model, 4 stars, Laplace")
     ap.add_argument("--output", default=str(RESULTS / "inference_recovery.json"))
     args = ap.parse_args(argv)
@@ -99,8 +123,16 @@ def main(argv=None):
     fit_model, truth_model, wl, resolution, desc = benchmark_setup(args.emulator, quick=args.quick, truth=args.truth)
     rng = np.random.default_rng(args.seed)
     names = list(fit_model.label_space.names) + ["rv", "vsini"]
-    out = {"benchmark": "inference_recovery", "machine": machine_info(), "args": vars(args), **desc, "per_snr": {},
-           "error_modes_used": int(min(getattr(fit_model, "n_error_modes", 0), 10**9 if args.error_modes is None else args.error_modes))}
+    out = {
+        "benchmark": "inference_recovery",
+        "machine": machine_info(),
+        "args": vars(args),
+        **desc,
+        "per_snr": {},
+        "error_modes_used": int(
+            min(getattr(fit_model, "n_error_modes", 0), 10**9 if args.error_modes is None else args.error_modes)
+        ),
+    }
     t_start = time.perf_counter()
     n_sampled = args.n_stars if args.n_sampled is None else min(args.n_sampled, args.n_stars)
     first, stop = (int(x) for x in args.stars.split(":")) if args.stars else (0, args.n_stars)
@@ -113,14 +145,28 @@ def main(argv=None):
                 continue
             spec = make_mock(truth_model, wl, truth, snr=snr, resolution=resolution, seed=noise_seed)
             t0 = time.perf_counter()
-            tables = fit_one(fit_model, spec, args.sampler if k < n_sampled else None, args.chains, args.warmup, args.draws, seed=k,
-                             error_modes=True if args.error_modes is None else args.error_modes)
+            tables = fit_one(
+                fit_model,
+                spec,
+                args.sampler if k < n_sampled else None,
+                args.chains,
+                args.warmup,
+                args.draws,
+                seed=k,
+                error_modes=True if args.error_modes is None else args.error_modes,
+            )
             dt = time.perf_counter() - t0
             msg = []
             for method, table in tables.items():
                 rows = {r["name"]: r for r in table}
-                sd_total = {n: float(rows[n]["sd_total"]) if "sd_total" in table.colnames else float(rows[n]["sd"]) for n in names}
-                for key, sd in ((method, {n: float(rows[n]["sd"]) for n in names}), (method + "+systematics", sd_total)):
+                sd_total = {
+                    n: float(rows[n]["sd_total"]) if "sd_total" in table.colnames else float(rows[n]["sd"])
+                    for n in names
+                }
+                for key, sd in (
+                    (method, {n: float(rows[n]["sd"]) for n in names}),
+                    (method + "+systematics", sd_total),
+                ):
                     if key.endswith("+systematics") and "sd_total" not in table.colnames:
                         continue
                     pulls, rhats, times = acc.setdefault(key, ([], [], []))
@@ -129,13 +175,23 @@ def main(argv=None):
                     times.append(dt)
                     msg.append(f"{key} max |pull| {np.max(np.abs(pulls[-1])):.2f}")
                 out.setdefault("stars", {}).setdefault(f"{snr:g}", []).append(
-                    {"star": k, "method": method, "seconds": dt, "truth": {n: truth[n] for n in names},
-                     "p50": {n: float(rows[n]["p50"]) for n in names}, "sd": {n: float(rows[n]["sd"]) for n in names},
-                     "sd_total": sd_total, "r_hat": {n: float(rows[n]["r_hat"]) for n in names},
-                     "flags": str(table.meta.get("FLAGS", ""))})
+                    {
+                        "star": k,
+                        "method": method,
+                        "seconds": dt,
+                        "truth": {n: truth[n] for n in names},
+                        "p50": {n: float(rows[n]["p50"]) for n in names},
+                        "sd": {n: float(rows[n]["sd"]) for n in names},
+                        "sd_total": sd_total,
+                        "r_hat": {n: float(rows[n]["r_hat"]) for n in names},
+                        "flags": str(table.meta.get("FLAGS", "")),
+                    }
+                )
             print(f"S/N {snr:g} star {k + 1}/{args.n_stars}: " + ", ".join(msg) + f"  ({dt:.1f} s)", flush=True)
             # rewritten after every star: an interrupted run keeps what it measured (n_stars says how many)
-            out["per_snr"][f"{snr:g}"] = {m: summarise(*acc[m], names, len(acc[m][0]), check_rhat=not m.startswith("laplace")) for m in acc}
+            out["per_snr"][f"{snr:g}"] = {
+                m: summarise(*acc[m], names, len(acc[m][0]), check_rhat=not m.startswith("laplace")) for m in acc
+            }
             out["total_seconds"] = time.perf_counter() - t_start
             write_json_atomic(args.output, out)
     out["total_seconds"] = time.perf_counter() - t_start
@@ -166,7 +222,9 @@ def merge(paths, output):
                 pulls.append([(r["p50"][n] - r["truth"][n]) / sd[n] for n in names])
                 rhats.append([r["r_hat"][n] for n in names])
                 times.append(r["seconds"])
-        out["per_snr"][snr] = {m: summarise(*v, names, len(v[0]), check_rhat=not m.startswith("laplace")) for m, v in by_method.items()}
+        out["per_snr"][snr] = {
+            m: summarise(*v, names, len(v[0]), check_rhat=not m.startswith("laplace")) for m, v in by_method.items()
+        }
     write_json_atomic(output, out)
     counts = {snr: len({r["star"] for r in records}) for snr, records in out["stars"].items()}
     print(f"wrote {output}: stars per S/N {counts}")

@@ -43,7 +43,16 @@ RESULTS = Path(__file__).parent / "results"
 def build(fit_model, spec):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        om = ObservationModel(fit_model, spec, rv_max=100, vsini_max=30, vmacro_max=10, fixed={"vmacro": 0.0}, continuum_degree=1, continuum="marginalise")
+        om = ObservationModel(
+            fit_model,
+            spec,
+            rv_max=100,
+            vsini_max=30,
+            vmacro_max=10,
+            fixed={"vmacro": 0.0},
+            continuum_degree=1,
+            continuum="marginalise",
+        )
     return Problem.build(om)
 
 
@@ -68,8 +77,17 @@ def time_to_converged(problem, sampler, lap, warmup, draws0, max_draws):
         post = sample(problem, sampler, chains=4, warmup=warmup, draws=draws, seed=1, init=lap)
         wall = time.perf_counter() - t0
         ess, rhat = min_ess(post)
-        runs.append({"draws": draws, "seconds": wall, "min_ess": ess, "max_r_hat": rhat, "n_gradient_evals": post.n_gradient_evals, "n_divergent": post.n_divergent,
-                     **{k: post.tuning[k] for k in ("pareto_k", "importance_ess") if k in post.tuning}})
+        runs.append(
+            {
+                "draws": draws,
+                "seconds": wall,
+                "min_ess": ess,
+                "max_r_hat": rhat,
+                "n_gradient_evals": post.n_gradient_evals,
+                "n_divergent": post.n_divergent,
+                **{k: post.tuning[k] for k in ("pareto_k", "importance_ess") if k in post.tuning},
+            }
+        )
         print(f"  {sampler}: draws {draws}: {wall:.1f} s, min ESS {ess:.0f}, max R-hat {rhat:.4f}", flush=True)
         if (ess >= 400 and rhat < 1.01) or draws >= max_draws:
             return {"converged": bool(ess >= 400 and rhat < 1.01), "runs": runs, "seconds_last_run": wall}, post
@@ -82,12 +100,18 @@ def agreement(a, b) -> dict:
     for n in a.names:
         xa, xb = np.asarray(a.samples[n]).ravel(), np.asarray(b.samples[n]).ravel()
         sd = float(np.std(xa))
-        rows[n] = {"mean_diff_over_sd": float(abs(np.mean(xa) - np.mean(xb)) / sd) if sd > 0 else None,
-                   "sd_ratio": float(np.std(xb) / sd) if sd > 0 else None}
+        rows[n] = {
+            "mean_diff_over_sd": float(abs(np.mean(xa) - np.mean(xb)) / sd) if sd > 0 else None,
+            "sd_ratio": float(np.std(xb) / sd) if sd > 0 else None,
+        }
     worst_mean = max(r["mean_diff_over_sd"] for r in rows.values() if r["mean_diff_over_sd"] is not None)
     worst_sd = max(abs(r["sd_ratio"] - 1.0) for r in rows.values() if r["sd_ratio"] is not None)
-    return {"per_label": rows, "max_mean_diff_over_sd": worst_mean, "max_sd_ratio_minus_1": worst_sd,
-            "pass": bool(worst_mean <= 0.1 and worst_sd <= 0.1)}
+    return {
+        "per_label": rows,
+        "max_mean_diff_over_sd": worst_mean,
+        "max_sd_ratio_minus_1": worst_sd,
+        "pass": bool(worst_mean <= 0.1 and worst_sd <= 0.1),
+    }
 
 
 def main(argv=None):
@@ -100,20 +124,48 @@ def main(argv=None):
     ap.add_argument("--max-draws", type=int, default=4000)
     ap.add_argument("--n-map", type=int, default=8, help="spectra for the per-spectrum MAP timing")
     ap.add_argument("--batch", type=int, nargs="*", default=[16, 64], help="batch sizes to time (none: skip)")
-    ap.add_argument("--batch-modes", nargs="+", choices=["vmap", "loop"], default=None,
-                    help="batch MAP paths to time (default: loop on CPU, both elsewhere; the vmapped path can wedge XLA's "
-                         "CPU runtime, see benchmarks/README.md)")
+    ap.add_argument(
+        "--batch-modes",
+        nargs="+",
+        choices=["vmap", "loop"],
+        default=None,
+        help="batch MAP paths to time (default: loop on CPU, both elsewhere; the vmapped path can wedge XLA's "
+        "CPU runtime, see benchmarks/README.md)",
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--output", default=None)
     args = ap.parse_args(argv)
     if args.quick:
-        args.samplers, args.warmup, args.draws, args.max_draws, args.n_map, args.batch = ["blackjax-nuts", "mclmc"], 200, 250, 1000, 3, [8]
+        args.samplers, args.warmup, args.draws, args.max_draws, args.n_map, args.batch = (
+            ["blackjax-nuts", "mclmc"],
+            200,
+            250,
+            1000,
+            3,
+            [8],
+        )
     name = "quick" if args.quick else str(args.emulator).replace("/", "_")
     output = args.output or str(RESULTS / f"inference_speed_{name}.json")
     fit_model, _, wl, resolution, desc = benchmark_setup(args.emulator, quick=args.quick, truth="emulator")
     rng = np.random.default_rng(0)
-    specs = [make_mock(fit_model, wl, random_truth(fit_model.label_space, rng, rv_max=60.0), snr=args.snr, resolution=resolution, seed=i) for i in range(max(args.n_map, *args.batch, 1))]
-    out = {"benchmark": "inference_speed", "machine": machine_info(), "args": vars(args), **desc, "n_pixels": int(wl.size)}
+    specs = [
+        make_mock(
+            fit_model,
+            wl,
+            random_truth(fit_model.label_space, rng, rv_max=60.0),
+            snr=args.snr,
+            resolution=resolution,
+            seed=i,
+        )
+        for i in range(max(args.n_map, *args.batch, 1))
+    ]
+    out = {
+        "benchmark": "inference_speed",
+        "machine": machine_info(),
+        "args": vars(args),
+        **desc,
+        "n_pixels": int(wl.size),
+    }
 
     # MAP per spectrum: first call compiles, later ones are steady state
     problems = [build(fit_model, s) for s in specs]
@@ -147,14 +199,19 @@ def main(argv=None):
     out["posterior"], posts = {}, {}
     for s in args.samplers:
         first, _ = time_to_converged(p, s, lap, args.warmup, args.draws, args.max_draws)
-        again, posts[s] = time_to_converged(p, s, lap, args.warmup, first["runs"][-1]["draws"], first["runs"][-1]["draws"])
+        again, posts[s] = time_to_converged(
+            p, s, lap, args.warmup, first["runs"][-1]["draws"], first["runs"][-1]["draws"]
+        )
         out["posterior"][s] = {"first_incl_compile": first, "steady_state": again}
     if "laplace-is" in posts and "blackjax-nuts" in posts:
         out["blackjax_nuts_vs_laplace_is"] = agreement(posts["blackjax-nuts"], posts["laplace-is"])
     if "nuts" in posts and "blackjax-nuts" in posts:
         out["nuts_vs_blackjax_nuts"] = agreement(posts["nuts"], posts["blackjax-nuts"])
-        print(f"NumPyro vs BlackJAX NUTS: max |Δmean|/sd {out['nuts_vs_blackjax_nuts']['max_mean_diff_over_sd']:.3f}, "
-              f"max |sd ratio − 1| {out['nuts_vs_blackjax_nuts']['max_sd_ratio_minus_1']:.3f}", flush=True)
+        print(
+            f"NumPyro vs BlackJAX NUTS: max |Δmean|/sd {out['nuts_vs_blackjax_nuts']['max_mean_diff_over_sd']:.3f}, "
+            f"max |sd ratio − 1| {out['nuts_vs_blackjax_nuts']['max_sd_ratio_minus_1']:.3f}",
+            flush=True,
+        )
     write_json_atomic(output, out)
     print(f"wrote {output}")
     return out

@@ -23,12 +23,12 @@ import numpy as np
 import stellarinf
 
 stellarinf.enable_float64()  # atmospheres, likelihoods, Fisher matrices
+from inference_speed import build
+
 from stellarinf.inference.map import find_map, prior_draw_starts, start_points
 from stellarinf.inference.mocks import benchmark_setup, make_mock, random_truth
 from stellarinf.io.atomic import write_json_atomic
 from stellarinf.machine import machine_info
-
-from inference_speed import build
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -46,8 +46,12 @@ def strategies(problem, seed):
     return {
         "data-driven 1 start, Gauss-Newton": lambda: find_map(problem, n_starts=1, seed=seed),
         "data-driven 2 starts, Gauss-Newton": lambda: find_map(problem, n_starts=2, seed=seed),
-        "data-driven 4 starts, Gauss-Newton, screened after 3 steps (default)": lambda: find_map(problem, n_starts=4, seed=seed),
-        "data-driven 4 starts, Gauss-Newton, all to convergence": lambda: find_map(problem, n_starts=4, seed=seed, screen=False),
+        "data-driven 4 starts, Gauss-Newton, screened after 3 steps (default)": lambda: find_map(
+            problem, n_starts=4, seed=seed
+        ),
+        "data-driven 4 starts, Gauss-Newton, all to convergence": lambda: find_map(
+            problem, n_starts=4, seed=seed, screen=False
+        ),
         "data-driven 6 starts, Gauss-Newton, screened after 3 steps": lambda: find_map(problem, n_starts=6, seed=seed),
         "data-driven 4 starts, 30 L-BFGS + Gauss-Newton": lambda: find_map(problem, n_starts=4, seed=seed, max_iter=30),
         "prior-draw 4 starts, 30 L-BFGS + Gauss-Newton (fifth session's default)": prior_draws(4, 30),
@@ -55,7 +59,12 @@ def strategies(problem, seed):
 
 
 def reference(problem, seed):
-    zs = np.concatenate([start_points(problem, 4, seed), prior_draw_starts(problem, 13, seed + 1, z0=start_points(problem, 1, seed)[0])[1:]])
+    zs = np.concatenate(
+        [
+            start_points(problem, 4, seed),
+            prior_draw_starts(problem, 13, seed + 1, z0=start_points(problem, 1, seed)[0])[1:],
+        ]
+    )
     return find_map(problem, starts=zs, max_iter=100, screen=False)
 
 
@@ -76,7 +85,9 @@ def main(argv=None):
     rows = []
     for i in range(args.n_spectra):
         truth = random_truth(fit_model.label_space, rng, rv_max=60.0)
-        problem = build(fit_model, make_mock(truth_model, wl, truth, snr=args.snr, resolution=resolution, seed=1000 + i))
+        problem = build(
+            fit_model, make_mock(truth_model, wl, truth, snr=args.snr, resolution=resolution, seed=1000 + i)
+        )
         ref = reference(problem, args.seed + i)
         row = {"spectrum": i, "reference_log_posterior": ref.log_posterior, "strategies": {}}
         for name, run in strategies(problem, args.seed + i).items():
@@ -84,18 +95,40 @@ def main(argv=None):
                 run()  # compile
             t0 = time.perf_counter()
             m = run()
-            row["strategies"][name] = {"seconds": time.perf_counter() - t0, "delta_log_posterior": m.log_posterior - ref.log_posterior}
+            row["strategies"][name] = {
+                "seconds": time.perf_counter() - t0,
+                "delta_log_posterior": m.log_posterior - ref.log_posterior,
+            }
         rows.append(row)
-        print(f"spectrum {i}: " + ", ".join(f"{v['delta_log_posterior']:+.2f} ({v['seconds']:.2f} s)" for v in row["strategies"].values()), flush=True)
+        print(
+            f"spectrum {i}: "
+            + ", ".join(f"{v['delta_log_posterior']:+.2f} ({v['seconds']:.2f} s)" for v in row["strategies"].values()),
+            flush=True,
+        )
     summary = {}
     for name in rows[0]["strategies"]:
         d = np.array([r["strategies"][name]["delta_log_posterior"] for r in rows])
         t = np.array([r["strategies"][name]["seconds"] for r in rows[1:] or rows])
-        summary[name] = {"fraction_reaching_reference": float(np.mean(d > -0.5)), "worst_delta_log_posterior": float(d.min()),
-                         "seconds_per_spectrum_median": float(np.median(t))}
-        print(f"{name}: reaches the reference on {np.mean(d > -0.5):.0%}, worst {d.min():+.2f}, {np.median(t):.3f} s per spectrum")
-    write_json_atomic(output, {"benchmark": "map_starts", "machine": machine_info(), "args": vars(args), **desc, "n_pixels": int(wl.size),
-                               "summary": summary, "spectra": rows})
+        summary[name] = {
+            "fraction_reaching_reference": float(np.mean(d > -0.5)),
+            "worst_delta_log_posterior": float(d.min()),
+            "seconds_per_spectrum_median": float(np.median(t)),
+        }
+        print(
+            f"{name}: reaches the reference on {np.mean(d > -0.5):.0%}, worst {d.min():+.2f}, {np.median(t):.3f} s per spectrum"
+        )
+    write_json_atomic(
+        output,
+        {
+            "benchmark": "map_starts",
+            "machine": machine_info(),
+            "args": vars(args),
+            **desc,
+            "n_pixels": int(wl.size),
+            "summary": summary,
+            "spectra": rows,
+        },
+    )
     print(f"wrote {output}")
 
 

@@ -41,9 +41,9 @@ from stellarinf.inference.density import Problem
 from stellarinf.inference.map import find_map
 from stellarinf.inference.mocks import random_truth
 from stellarinf.io.atomic import write_json_atomic
+from stellarinf.io.spectrum import Spectrum
 from stellarinf.machine import machine_info
 from stellarinf.observe.model import ObservationModel
-from stellarinf.io.spectrum import Spectrum
 from stellarinf.synth import SynthesizerModel
 from stellarinf.wavelength import Window
 
@@ -53,7 +53,9 @@ PAYNE_TOL = 5e-4  # The Payne's fitting.py: ftol = xtol = 5e-4
 
 def numpy_payne(emulator):
     """The Payne MLP as The Payne evaluates it: NumPy matrix products on scaled labels → flux (n_pix,)."""
-    layers = [(np.asarray(layer.weight, np.float64), np.asarray(layer.bias, np.float64)) for layer in emulator.network.layers]
+    layers = [
+        (np.asarray(layer.weight, np.float64), np.asarray(layer.bias, np.float64)) for layer in emulator.network.layers
+    ]
     activation = emulator.network.config.activation
     slope = emulator.network.config.negative_slope
 
@@ -76,8 +78,18 @@ def numpy_payne(emulator):
 
 def fit_curve_fit(net, flux, sigma, n_labels):
     """The Payne's fit: scaled labels from the box centre, bounded TRF → (scaled labels, χ²)."""
-    popt, _ = curve_fit(lambda _, *p: net(np.array(p)), xdata=[], ydata=flux, sigma=sigma, p0=np.zeros(n_labels),
-                        bounds=(-0.5, 0.5), method="trf", ftol=PAYNE_TOL, xtol=PAYNE_TOL, absolute_sigma=True)
+    popt, _ = curve_fit(
+        lambda _, *p: net(np.array(p)),
+        xdata=[],
+        ydata=flux,
+        sigma=sigma,
+        p0=np.zeros(n_labels),
+        bounds=(-0.5, 0.5),
+        method="trf",
+        ftol=PAYNE_TOL,
+        xtol=PAYNE_TOL,
+        absolute_sigma=True,
+    )
     return popt, float(np.sum(((flux - net(popt)) / sigma) ** 2))
 
 
@@ -85,8 +97,14 @@ def labels_problem(emulator, spectrum):
     """Labels only, as The Payne fits: rest frame, no rotation, no continuum, no emulator error."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        om = ObservationModel(emulator, spectrum, continuum_degree=-1, fixed={"rv": 0.0, "vsini": 0.0, "vmacro": 0.0},
-                              include_emulator_error=False, error_modes=False)
+        om = ObservationModel(
+            emulator,
+            spectrum,
+            continuum_degree=-1,
+            fixed={"rv": 0.0, "vsini": 0.0, "vmacro": 0.0},
+            include_emulator_error=False,
+            error_modes=False,
+        )
     return Problem.build(om)
 
 
@@ -94,7 +112,15 @@ def full_problem(emulator, spectrum):
     """What `stellarinf fit` solves (benchmarks/inference_speed.py's setting)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        om = ObservationModel(emulator, spectrum, rv_max=100, vsini_max=30, fixed={"vmacro": 0.0}, continuum_degree=1, continuum="marginalise")
+        om = ObservationModel(
+            emulator,
+            spectrum,
+            rv_max=100,
+            vsini_max=30,
+            fixed={"vmacro": 0.0},
+            continuum_degree=1,
+            continuum="marginalise",
+        )
     return Problem.build(om)
 
 
@@ -114,16 +140,25 @@ def main(argv=None):
 
     emulator = load_emulator(args.emulator)
     if emulator.kind != "payne":
-        raise SystemExit("map_vs_curve_fit: The Payne's recipe needs a Payne MLP emulator (e.g. --emulator default-payne)")
+        raise SystemExit(
+            "map_vs_curve_fit: The Payne's recipe needs a Payne MLP emulator (e.g. --emulator default-payne)"
+        )
     space = emulator.label_space
     lo, hi = np.asarray(space.lower), np.asarray(space.upper)
     wl = np.asarray(emulator.training_wavelength)
-    window = Window("payne-pixels", float(wl[0]), float(wl[-1]), float(emulator.resolution), 2.5, "the Payne's training pixels")
+    window = Window(
+        "payne-pixels", float(wl[0]), float(wl[-1]), float(emulator.resolution), 2.5, "the Payne's training pixels"
+    )
     synth = SynthesizerModel(space, window, "realistic", resolution=emulator.resolution)
     net = numpy_payne(emulator)
     rng = np.random.default_rng(args.seed)
 
-    methods = ("curve_fit (The Payne)", "find_map labels only, 1 start", "find_map labels only, 4 starts", "find_map full problem, 4 starts")
+    methods = (
+        "curve_fit (The Payne)",
+        "find_map labels only, 1 start",
+        "find_map labels only, 4 starts",
+        "find_map full problem, 4 starts",
+    )
     rows = []
     for i in range(args.n):
         truth = random_truth(space, rng, rv_max=0.0)
@@ -150,10 +185,17 @@ def main(argv=None):
                 best = lo + (out[0] + 0.5) * (hi - lo)
             else:
                 best = np.array([out.params[n] for n in space.names])
-            row["methods"][name] = {"seconds": seconds, "labels": dict(zip(space.names, map(float, best))),
-                                    "chi2_labels_only": chi2_of(net, emulator, best, flux, sigma)}
+            row["methods"][name] = {
+                "seconds": seconds,
+                "labels": dict(zip(space.names, map(float, best))),
+                "chi2_labels_only": chi2_of(net, emulator, best, flux, sigma),
+            }
         rows.append(row)
-        print(f"spectrum {i}: " + ", ".join(f"{m['seconds']:.3f} s χ² {m['chi2_labels_only']:.0f}" for m in row["methods"].values()), flush=True)
+        print(
+            f"spectrum {i}: "
+            + ", ".join(f"{m['seconds']:.3f} s χ² {m['chi2_labels_only']:.0f}" for m in row["methods"].values()),
+            flush=True,
+        )
 
     summary = {}
     timed = rows[1:] or rows
@@ -161,7 +203,9 @@ def main(argv=None):
         chi2 = np.array([r["methods"][name]["chi2_labels_only"] for r in rows])
         best_chi2 = np.array([min(r["methods"][m]["chi2_labels_only"] for m in methods[:3]) for r in rows])
         err = np.array([[r["methods"][name]["labels"][n] - r["truth"][n] for n in space.names] for r in rows])
-        same_problem = name in methods[:3]  # the full problem fits RV, v sin i and a continuum too: its χ² here is not its objective
+        same_problem = (
+            name in methods[:3]
+        )  # the full problem fits RV, v sin i and a continuum too: its χ² here is not its objective
         summary[name] = {
             "seconds_per_spectrum_median": float(np.median([r["methods"][name]["seconds"] for r in timed])),
             "fraction_at_best_chi2": float(np.mean(chi2 <= best_chi2 + 1.0)) if same_problem else None,
@@ -169,12 +213,27 @@ def main(argv=None):
             "rms_error": dict(zip(space.names, map(float, np.sqrt(np.mean(err**2, axis=0))))),
         }
         s = summary[name]
-        optimum = (f"at the best χ² (within 1) on {s['fraction_at_best_chi2']:.0%}, worst excess {s['worst_chi2_excess']:.1f}; "
-                   if same_problem else "")
-        print(f"{name}: {s['seconds_per_spectrum_median']:.3f} s per spectrum, {optimum}rms error Teff {s['rms_error']['teff']:.0f} K, "
-              f"log g {s['rms_error']['logg']:.3f}, [Fe/H] {s['rms_error']['feh']:.3f}")
-    write_json_atomic(args.output, {"benchmark": "map_vs_curve_fit", "machine": machine_info(), "args": vars(args),
-                                    "n_pixels": int(wl.size), "payne_tol": PAYNE_TOL, "summary": summary, "spectra": rows})
+        optimum = (
+            f"at the best χ² (within 1) on {s['fraction_at_best_chi2']:.0%}, worst excess {s['worst_chi2_excess']:.1f}; "
+            if same_problem
+            else ""
+        )
+        print(
+            f"{name}: {s['seconds_per_spectrum_median']:.3f} s per spectrum, {optimum}rms error Teff {s['rms_error']['teff']:.0f} K, "
+            f"log g {s['rms_error']['logg']:.3f}, [Fe/H] {s['rms_error']['feh']:.3f}"
+        )
+    write_json_atomic(
+        args.output,
+        {
+            "benchmark": "map_vs_curve_fit",
+            "machine": machine_info(),
+            "args": vars(args),
+            "n_pixels": int(wl.size),
+            "payne_tol": PAYNE_TOL,
+            "summary": summary,
+            "spectra": rows,
+        },
+    )
     print(f"wrote {args.output}")
 
 

@@ -25,7 +25,6 @@ Writes ``benchmarks/results/sun_fit.json`` (and ``.png``).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -76,8 +75,13 @@ def observe_sun(atlas_wl, atlas_flux, pixels, resolution, snr, seed, step_kms=0.
     normalised = upper_envelope_normalise(pixels, np.interp(pixels, grid, smooth))
     rng = np.random.default_rng(seed)
     sigma = np.full(pixels.size, 1.0 / snr)
-    return Spectrum(pixels, normalised + rng.normal(0.0, 1.0, pixels.size) * sigma, sigma, resolution=resolution,
-                    meta={"source": "Kurucz 2005 solar flux atlas", "snr": snr, "seed": seed})
+    return Spectrum(
+        pixels,
+        normalised + rng.normal(0.0, 1.0, pixels.size) * sigma,
+        sigma,
+        resolution=resolution,
+        meta={"source": "Kurucz 2005 solar flux atlas", "snr": snr, "seed": seed},
+    )
 
 
 def pixels_for(window: str, resolution: float, per_element: float | None):
@@ -105,8 +109,17 @@ def fit(model, spectrum, sampler: str, seed: int, physics_error: bool = True, ma
     for lo, hi in mask:
         keep &= ~((spectrum.wavelength >= lo) & (spectrum.wavelength <= hi))
     spectrum = dataclasses.replace(spectrum, mask=np.asarray(spectrum.mask, bool) & keep)
-    result = fit_spectrum(spectrum, emulator=model, sampler=sampler, chains=4, draws=500, warmup=300, seed=seed,
-                          physics_error="auto" if physics_error else "off", continuum_degree=continuum_degree)
+    result = fit_spectrum(
+        spectrum,
+        emulator=model,
+        sampler=sampler,
+        chains=4,
+        draws=500,
+        warmup=300,
+        seed=seed,
+        physics_error="auto" if physics_error else "off",
+        continuum_degree=continuum_degree,
+    )
     return result.summary
 
 
@@ -118,9 +131,15 @@ def main(argv=None) -> int:
     ap.add_argument("--snr", default="50,100,200")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--sampler", default="laplace")
-    ap.add_argument("--physics-error", choices=["on", "off"], default="on",
-                    help="include the measured synthesizer-vs-reality error in the likelihood")
-    ap.add_argument("--continuum-degree", default="auto", help="Chebyshev degree per segment, or auto (the pipeline's default)")
+    ap.add_argument(
+        "--physics-error",
+        choices=["on", "off"],
+        default="on",
+        help="include the measured synthesizer-vs-reality error in the likelihood",
+    )
+    ap.add_argument(
+        "--continuum-degree", default="auto", help="Chebyshev degree per segment, or auto (the pipeline's default)"
+    )
     ap.add_argument("--mask", default="", help="vacuum Å ranges left out of the fit, e.g. 6561.5:6567.5 (the Hα core)")
     ap.add_argument("--label", default="", help="a tag stored with the results (e.g. 'laboratory log gf')")
     ap.add_argument("-o", "--output", default=str(HERE / "results" / "sun_fit.json"))
@@ -146,25 +165,56 @@ def main(argv=None) -> int:
                     t0 = time.time()
                     spec = observe_sun(atlas[:, 0], atlas[:, 1], pixels, resolution, snr, seed)
                     mask = [tuple(float(v) for v in part.split(":")) for part in args.mask.split(",") if part]
-                    table = fit(model, spec, args.sampler, seed, args.physics_error == "on", mask,
-                                args.continuum_degree if args.continuum_degree == "auto" else int(args.continuum_degree))
-                    row = {"emulator": emu_name, "window": window, "resolution": resolution, "snr": snr, "seed": seed,
-                           "chi2r": float(table.meta.get("CHI2RED", math.nan)),
-                           "seconds": time.time() - t0, "labels": {}}
+                    table = fit(
+                        model,
+                        spec,
+                        args.sampler,
+                        seed,
+                        args.physics_error == "on",
+                        mask,
+                        args.continuum_degree if args.continuum_degree == "auto" else int(args.continuum_degree),
+                    )
+                    row = {
+                        "emulator": emu_name,
+                        "window": window,
+                        "resolution": resolution,
+                        "snr": snr,
+                        "seed": seed,
+                        "chi2r": float(table.meta.get("CHI2RED", math.nan)),
+                        "seconds": time.time() - t0,
+                        "labels": {},
+                    }
                     for r in table:
                         sd_total = float(r["sd_total"]) if "sd_total" in table.colnames else float(r["sd"])
-                        row["labels"][str(r["name"])] = {"p50": float(r["p50"]), "sd": float(r["sd"]), "sd_total": sd_total,
-                                                         "flags": str(r["flags"])}
+                        row["labels"][str(r["name"])] = {
+                            "p50": float(r["p50"]),
+                            "sd": float(r["sd"]),
+                            "sd_total": sd_total,
+                            "flags": str(r["flags"]),
+                        }
                     row["offsets"] = {k: row["labels"][k]["p50"] - v for k, v in SUN.items() if k in row["labels"]}
                     row["within_target"] = {k: abs(row["offsets"][k]) <= TARGETS[k] for k in row["offsets"]}
-                    row["within_2_sd_total"] = {k: abs(row["offsets"][k]) <= 2 * row["labels"][k]["sd_total"] for k in row["offsets"]}
+                    row["within_2_sd_total"] = {
+                        k: abs(row["offsets"][k]) <= 2 * row["labels"][k]["sd_total"] for k in row["offsets"]
+                    }
                     rows.append(row)
                     lab = row["labels"]
-                    print(f"{emu_name} {window} S/N {snr:.0f} seed {seed}: Teff {lab['teff']['p50']:.0f}±{lab['teff']['sd_total']:.0f} "
-                          f"logg {lab['logg']['p50']:.2f}±{lab['logg']['sd_total']:.2f} [Fe/H] {lab['feh']['p50']:+.2f}±{lab['feh']['sd_total']:.2f} "
-                          f"chi2r {row['chi2r']:.2f} ({row['seconds']:.0f} s)", flush=True)
-    result = {"benchmark": "sun_fit", "label": args.label, "settings": vars(args), "sun": SUN, "targets": TARGETS,
-              "fits": rows, "wall_time_s": time.time() - t_all, "machine": machine_info()}
+                    print(
+                        f"{emu_name} {window} S/N {snr:.0f} seed {seed}: Teff {lab['teff']['p50']:.0f}±{lab['teff']['sd_total']:.0f} "
+                        f"logg {lab['logg']['p50']:.2f}±{lab['logg']['sd_total']:.2f} [Fe/H] {lab['feh']['p50']:+.2f}±{lab['feh']['sd_total']:.2f} "
+                        f"chi2r {row['chi2r']:.2f} ({row['seconds']:.0f} s)",
+                        flush=True,
+                    )
+    result = {
+        "benchmark": "sun_fit",
+        "label": args.label,
+        "settings": vars(args),
+        "sun": SUN,
+        "targets": TARGETS,
+        "fits": rows,
+        "wall_time_s": time.time() - t_all,
+        "machine": machine_info(),
+    }
     out = Path(args.output)
     write_json_atomic(out, result)
     _plot(rows, out.with_suffix(".png"))
@@ -181,7 +231,9 @@ def _plot(rows, path):
     for ax, k in zip(axes, ("teff", "logg", "feh")):
         for i, r in enumerate(rows):
             lab = r["labels"][k]
-            ax.errorbar(i, lab["p50"], yerr=lab["sd_total"], fmt="o", ms=3, color="C0" if r["window"] == "galah-red" else "C1")
+            ax.errorbar(
+                i, lab["p50"], yerr=lab["sd_total"], fmt="o", ms=3, color="C0" if r["window"] == "galah-red" else "C1"
+            )
         ax.axhline(SUN[k], color="k", lw=1)
         ax.axhspan(SUN[k] - TARGETS[k], SUN[k] + TARGETS[k], color="g", alpha=0.15, label="target")
         ax.set_title(k)

@@ -16,7 +16,6 @@ Writes ``benchmarks/results/sun_validation.json`` and ``.png``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -60,9 +59,15 @@ def main(argv=None):
     ap.add_argument("--wmax", type=float, default=6740.0)
     ap.add_argument("--vsini", type=float, default=1.8)
     ap.add_argument("--vmacro", type=float, default=3.5)
-    ap.add_argument("--loggf", choices=["solar", "laboratory"], default="solar",
-                    help="log gf calibrated on the observed Sun (Kurucz atlas) or linemake's laboratory values")
-    ap.add_argument("--mask", default="6561.5:6567.5", help="ranges left out of the 'excluding' rms (the chromospheric Hα core)")
+    ap.add_argument(
+        "--loggf",
+        choices=["solar", "laboratory"],
+        default="solar",
+        help="log gf calibrated on the observed Sun (Kurucz atlas) or linemake's laboratory values",
+    )
+    ap.add_argument(
+        "--mask", default="6561.5:6567.5", help="ranges left out of the 'excluding' rms (the chromospheric Hα core)"
+    )
     ap.add_argument("--out", default=str(HERE / "results" / "sun_validation.json"))
     args = ap.parse_args(argv)
 
@@ -114,16 +119,36 @@ def main(argv=None):
     for lo in np.arange(np.floor(wmin / 10) * 10, args.wmax, 10.0):
         b = (wl_obs >= lo) & (wl_obs < lo + 10)
         if b.sum() > 100:
-            bins.append({"wmin": float(lo), "wmax": float(lo + 10), "rms": float(np.sqrt(np.mean(resid[b] ** 2))),
-                         "bias": float(np.mean(resid[b]))})
+            bins.append(
+                {
+                    "wmin": float(lo),
+                    "wmax": float(lo + 10),
+                    "rms": float(np.sqrt(np.mean(resid[b] ** 2))),
+                    "bias": float(np.mean(resid[b])),
+                }
+            )
     worst = sorted(bins, key=lambda d: -d["rms"])[:5]
     result = {
-        "benchmark": "sun_validation", "stellarinf": stellarinf.__version__,
-        "labels": SUN, "vsini": args.vsini, "vmacro": args.vmacro, "range": [float(wl_obs[0]), float(wl_obs[-1])],
-        "rms_overall": rms, "rms_excluding_mask": rms_excl, "rms_r28000_excluding_mask": rms_28, "mask": args.mask,
-        "rv_atlas_kms": float(rv_atlas), "loggf": args.loggf, "mean_residual": float(np.mean(resid)), "target_rms": 0.03,
-        "passes_target": rms <= 0.03, "rms_per_10A": bins, "worst_bins": worst,
-        "synthesis_seconds": t_synth, "observed": str(args.solar_csv), "machine": machine_info(),
+        "benchmark": "sun_validation",
+        "stellarinf": stellarinf.__version__,
+        "labels": SUN,
+        "vsini": args.vsini,
+        "vmacro": args.vmacro,
+        "range": [float(wl_obs[0]), float(wl_obs[-1])],
+        "rms_overall": rms,
+        "rms_excluding_mask": rms_excl,
+        "rms_r28000_excluding_mask": rms_28,
+        "mask": args.mask,
+        "rv_atlas_kms": float(rv_atlas),
+        "loggf": args.loggf,
+        "mean_residual": float(np.mean(resid)),
+        "target_rms": 0.03,
+        "passes_target": rms <= 0.03,
+        "rms_per_10A": bins,
+        "worst_bins": worst,
+        "synthesis_seconds": t_synth,
+        "observed": str(args.solar_csv),
+        "machine": machine_info(),
         "continuum_procedure": "97th percentile per 5 Å chunk, cubic fits in 40 Å pieces blended (same for model and observation)",
     }
     out = Path(args.out)
@@ -151,8 +176,11 @@ def main(argv=None):
     fig.suptitle(f"Sun: rms(model − observed) = {100 * rms:.2f} % over {wl_obs[0]:.0f}–{wl_obs[-1]:.0f} Å")
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=110)
-    print(f"rms overall {100 * rms:.2f} %, without {args.mask} {100 * rms_excl:.2f} % (at R 28,000: {100 * rms_28:.2f} %), "
-          f"atlas shift {rv_atlas:+.2f} km/s; worst 10 Å bins: " + ", ".join(f"{b['wmin']:.0f}: {100 * b['rms']:.1f} %" for b in worst))
+    print(
+        f"rms overall {100 * rms:.2f} %, without {args.mask} {100 * rms_excl:.2f} % (at R 28,000: {100 * rms_28:.2f} %), "
+        f"atlas shift {rv_atlas:+.2f} km/s; worst 10 Å bins: "
+        + ", ".join(f"{b['wmin']:.0f}: {100 * b['rms']:.1f} %" for b in worst)
+    )
     return 0
 
 

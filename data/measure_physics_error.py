@@ -31,10 +31,14 @@ HERE = Path(__file__).resolve().parent
 C_KMS = 299792.458
 SUN = {"teff": 5772.0, "logg": 4.438, "feh": 0.0, "vmic": 1.0}
 WINDOWS = {
-    "galah-red": {"atlases": ["sun_solarhrs_6500_7000_vac.csv.gz", "sun_kurucz2005_6470_6745_vac.csv.gz"],
-                  "mask": [(6561.5, 6567.5)]},
-    "gaia-rvs": {"atlases": ["sun_kurucz2005_8460_8750_vac.csv.gz"],
-                 "mask": [(8499.0, 8502.0), (8543.0, 8546.0), (8663.0, 8666.0)]},
+    "galah-red": {
+        "atlases": ["sun_solarhrs_6500_7000_vac.csv.gz", "sun_kurucz2005_6470_6745_vac.csv.gz"],
+        "mask": [(6561.5, 6567.5)],
+    },
+    "gaia-rvs": {
+        "atlases": ["sun_kurucz2005_8460_8750_vac.csv.gz"],
+        "mask": [(8499.0, 8502.0), (8543.0, 8546.0), (8663.0, 8666.0)],
+    },
 }
 
 
@@ -60,7 +64,9 @@ def measure(window: str, atlas_path: Path, mask_ranges, vmacro: float, vsini: fl
     step = 0.5
     n = int(np.log(atlas[-1, 0] / atlas[0, 0]) * C_KMS / step)
     grid = atlas[0, 0] * np.exp(np.arange(n) * step / C_KMS)
-    obs_smooth = np.asarray(broaden(jnp.asarray(np.interp(grid, atlas[:, 0], atlas[:, 1])), step, resolution=win.resolution))
+    obs_smooth = np.asarray(
+        broaden(jnp.asarray(np.interp(grid, atlas[:, 0], atlas[:, 1])), step, resolution=win.resolution)
+    )
     best = None
     for rv in np.arange(-1.5, 1.51, 0.05):  # the atlas's shift (gravitational redshift − convective blueshift)
         obs = np.interp(pixels * (1.0 + rv / C_KMS), grid, obs_smooth)
@@ -77,8 +83,17 @@ def measure(window: str, atlas_path: Path, mask_ranges, vmacro: float, vsini: fl
     rms, rv, resid, obs_norm, use = best
     depth = np.clip(1.0 - obs_norm, 0.0, 1.0)
     floor, frac = fit_error_model(resid[use], depth[use])
-    return {"atlas": atlas_path.name, "wmin": float(pixels[0]), "wmax": float(pixels[-1]), "resolution": win.resolution,
-            "rms": rms, "rv_atlas_kms": float(rv), "floor": floor, "depth_fraction": frac, "n_pixels": int(use.sum())}
+    return {
+        "atlas": atlas_path.name,
+        "wmin": float(pixels[0]),
+        "wmax": float(pixels[-1]),
+        "resolution": win.resolution,
+        "rms": rms,
+        "rv_atlas_kms": float(rv),
+        "floor": floor,
+        "depth_fraction": frac,
+        "n_pixels": int(use.sum()),
+    }
 
 
 def main(argv=None) -> int:
@@ -105,10 +120,27 @@ def main(argv=None) -> int:
             if not rows:
                 continue
             names = rows[0]["labels"].keys()
-            entry["label_floor"] = {n: round(float(np.sqrt(np.mean([(f["labels"][n]["p50"] - _sun_value(n)) ** 2 for f in rows
-                                                                         if _sun_value(n) is not None]))), 4)
-                                    for n in names if _sun_value(n) is not None}
-            entry["label_floor_source"] = f"{Path(args.label_floor).name}: rms offset of {len(rows)} fits of the observed Sun"
+            entry["label_floor"] = {
+                n: round(
+                    float(
+                        np.sqrt(
+                            np.mean(
+                                [
+                                    (f["labels"][n]["p50"] - _sun_value(n)) ** 2
+                                    for f in rows
+                                    if _sun_value(n) is not None
+                                ]
+                            )
+                        )
+                    ),
+                    4,
+                )
+                for n in names
+                if _sun_value(n) is not None
+            }
+            entry["label_floor_source"] = (
+                f"{Path(args.label_floor).name}: rms offset of {len(rows)} fits of the observed Sun"
+            )
         write_json_atomic(out, doc)
         print(json.dumps({w: e.get("label_floor") for w, e in doc["windows"].items()}, indent=1))
         return 0
@@ -123,22 +155,30 @@ def main(argv=None) -> int:
             if path.exists():
                 results.append(measure(window, path, spec["mask"], vmacro))
                 r = results[-1]
-                print(f"{window} {name}: rms {100 * r['rms']:.2f} %, floor {100 * r['floor']:.2f} %, "
-                      f"depth fraction {r['depth_fraction']:.3f}, atlas rv {r['rv_atlas_kms']:+.2f} km/s", flush=True)
+                print(
+                    f"{window} {name}: rms {100 * r['rms']:.2f} %, floor {100 * r['floor']:.2f} %, "
+                    f"depth fraction {r['depth_fraction']:.3f}, atlas rv {r['rv_atlas_kms']:+.2f} km/s",
+                    flush=True,
+                )
         if not results:
             continue
         # adopt the largest floor and depth fraction of the atlases: the independent atlas alone flatters the
         # calibrated physics less, the calibration atlas covers the whole window; other stars than the Sun
         # can only be worse
         doc["windows"][window] = {
-            "wmin": min(r["wmin"] for r in results), "wmax": max(r["wmax"] for r in results),
-            "floor": max(r["floor"] for r in results), "depth_fraction": max(r["depth_fraction"] for r in results),
+            "wmin": min(r["wmin"] for r in results),
+            "wmax": max(r["wmax"] for r in results),
+            "floor": max(r["floor"] for r in results),
+            "depth_fraction": max(r["depth_fraction"] for r in results),
             "adopted": "the largest floor and depth fraction over the atlases measured",
-            "all_measurements": results, "vmacro_kms": vmacro,
+            "all_measurements": results,
+            "vmacro_kms": vmacro,
             **({k: v for k, v in doc["windows"].get(window, {}).items() if k.startswith("label_floor")}),
         }
-    doc["method"] = ("residual of the synthesized Sun (solar log gf) against an observed atlas at the window's R and pixels, "
-                     "linear continuum scale per 5 Å, sigma^2 = floor^2 + (depth_fraction * depth)^2 fitted in 10 depth bins")
+    doc["method"] = (
+        "residual of the synthesized Sun (solar log gf) against an observed atlas at the window's R and pixels, "
+        "linear continuum scale per 5 Å, sigma^2 = floor^2 + (depth_fraction * depth)^2 fitted in 10 depth bins"
+    )
     doc["made"] = time.strftime("%Y-%m-%d")
     write_json_atomic(out, doc)
     return 0

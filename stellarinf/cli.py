@@ -27,8 +27,14 @@ COMMANDS = {
     "grid": ("stellarinf.commands.grid:grid", "Make a grid of synthetic spectra (resumable HDF5)."),
     "train": ("stellarinf.commands.train:train", "Train a TransformerPayne or Payne MLP emulator on a grid."),
     "evaluate": ("stellarinf.commands.evaluate:evaluate", "Accuracy of an emulator on a grid file."),
-    "error-model": ("stellarinf.commands.error_model:error_model", "Fit an emulator's correlated error model on a held-out grid."),
-    "bench": ("stellarinf.commands.bench:bench", "Run the benchmark suite (accuracy, pretrain, throughput, inference)."),
+    "error-model": (
+        "stellarinf.commands.error_model:error_model",
+        "Fit an emulator's correlated error model on a held-out grid.",
+    ),
+    "bench": (
+        "stellarinf.commands.bench:bench",
+        "Run the benchmark suite (accuracy, pretrain, throughput, inference).",
+    ),
 }
 
 

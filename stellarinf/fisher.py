@@ -190,7 +190,9 @@ def jacobian_and_value(
             "move the fiducial point inside the model's domain or hold those parameters fixed"
         )
     if not np.all(np.isfinite(value)):
-        raise FisherError(f"the model predicts non-finite flux at {dict(params)}; check the parameters are inside its domain")
+        raise FisherError(
+            f"the model predicts non-finite flux at {dict(params)}; check the parameters are inside its domain"
+        )
     return J, value
 
 
@@ -281,7 +283,9 @@ class FisherResult:
     def __post_init__(self):
         n = len(self.names)
         if self.jacobian.shape != (self.weights.shape[0], n):
-            raise FisherError(f"Jacobian shape {self.jacobian.shape} does not match {self.weights.shape[0]} pixels × {n} parameters")
+            raise FisherError(
+                f"Jacobian shape {self.jacobian.shape} does not match {self.weights.shape[0]} pixels × {n} parameters"
+            )
         unknown = sorted(set(self.prior_sigma) - set(self.names))
         if unknown:
             raise FisherError(
@@ -654,8 +658,15 @@ def fisher_matrix(
     if emulator_error is not None:
         s = add_in_quadrature(s, emulator_error)
     return fisher_from_jacobian(
-        J, s, free, values=[float(params[n]) for n in free], priors=priors, mask=mask, meta=meta,
-        wavelength=wavelength, rcond=rcond,
+        J,
+        s,
+        free,
+        values=[float(params[n]) for n in free],
+        priors=priors,
+        mask=mask,
+        meta=meta,
+        wavelength=wavelength,
+        rcond=rcond,
     )
 
 
@@ -682,11 +693,14 @@ def likelihood_fisher(
     full = {k: jnp.asarray(v, dtype=jnp.float64) if _is_number(v) else v for k, v in params.items()}
     noiseless = eqx.tree_at(lambda o: o.flux, obs_model, jnp.asarray(obs_model.predict(full), dtype=jnp.float64))
     J = jacobian(noiseless.whitened_residuals, params, free)
-    return fisher_from_jacobian(J, 1.0, free, values=[float(params[n]) for n in free], priors=priors,
-                                meta=meta, rcond=rcond)
+    return fisher_from_jacobian(
+        J, 1.0, free, values=[float(params[n]) for n in free], priors=priors, meta=meta, rcond=rcond
+    )
 
 
-def cramer_rao(forward_fn: ForwardFn, params: Mapping[str, Any], sigma, free: Sequence[str], **kwargs) -> dict[str, float]:
+def cramer_rao(
+    forward_fn: ForwardFn, params: Mapping[str, Any], sigma, free: Sequence[str], **kwargs
+) -> dict[str, float]:
     """Marginal Cramér–Rao bounds {name: σ_min} (shortcut for ``fisher_matrix(...).marginal()``)."""
     _float64()
     return fisher_matrix(forward_fn, params, sigma, free, **kwargs).marginal()

@@ -44,7 +44,9 @@ def _grid(n: int, ncols: int = 3):
     return nrows, ncols
 
 
-def plot_bounds_vs(table, x: str, labels: Sequence[str] | None = None, *, path=None, logx: bool = True, title: str = ""):
+def plot_bounds_vs(
+    table, x: str, labels: Sequence[str] | None = None, *, path=None, logx: bool = True, title: str = ""
+):
     """One panel per label: marginal (solid) and conditional (dashed) bound against column ``x``.
 
     ``table`` is a scaling-law table from :mod:`stellarinf.forecast` with columns ``x``,
@@ -52,7 +54,7 @@ def plot_bounds_vs(table, x: str, labels: Sequence[str] | None = None, *, path=N
     """
     plt = _plt()
     if labels is None:
-        labels = [c[len("marginal_"):] for c in table.colnames if c.startswith("marginal_")]
+        labels = [c[len("marginal_") :] for c in table.colnames if c.startswith("marginal_")]
     labels = list(labels)
     nrows, ncols = _grid(len(labels))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 3.2 * nrows), squeeze=False)
@@ -75,7 +77,7 @@ def plot_bounds_vs(table, x: str, labels: Sequence[str] | None = None, *, path=N
         ax.set_xlabel(x)
         ax.set_ylabel(_label_text(name))
         ax.grid(alpha=0.3, which="both")
-    for ax in axes.ravel()[len(labels):]:
+    for ax in axes.ravel()[len(labels) :]:
         ax.set_visible(False)
     axes.ravel()[0].legend(fontsize=8)
     if title:
@@ -110,9 +112,17 @@ def plot_information_per_pixel(
     plt = _plt()
     labels = list(labels or result.names)
     info = result.per_pixel_information(kind)
-    wl = np.asarray(wavelength if wavelength is not None else result.wavelength if result.wavelength is not None else np.arange(info.shape[0]))
+    wl = np.asarray(
+        wavelength
+        if wavelength is not None
+        else result.wavelength
+        if result.wavelength is not None
+        else np.arange(info.shape[0])
+    )
     n_top = 1 if flux is not None else 0
-    fig, axes = plt.subplots(len(labels) + n_top, 1, figsize=(10, 1.4 * (len(labels) + n_top) + 0.6), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(labels) + n_top, 1, figsize=(10, 1.4 * (len(labels) + n_top) + 0.6), sharex=True, squeeze=False
+    )
     axes = axes[:, 0]
     if flux is not None:
         axes[0].plot(wl, np.asarray(flux), "k-", lw=0.6)
@@ -148,7 +158,15 @@ def plot_correlation(result: FisherResult, *, path=None, title: str = "Cram√©r‚Ä
     if n <= 16:
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, f"{R[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white" if abs(R[i, j]) > 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{R[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if abs(R[i, j]) > 0.6 else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(title)
     fig.tight_layout()

@@ -39,9 +39,15 @@ SYNTH_COVERAGE = ((6460.0, 7020.0), (8450.0, 8760.0))
 PRESETS: dict[str, Window] = {
     "galah-red": WINDOWS["galah-red"],
     "gaia-rvs": WINDOWS["gaia-rvs"],
-    "harps-red": Window("harps-red", 6480.0, 6740.0, 115_000.0, 3.2, "HARPS-like high resolution over the GALAH red window"),
+    "harps-red": Window(
+        "harps-red", 6480.0, 6740.0, 115_000.0, 3.2, "HARPS-like high resolution over the GALAH red window"
+    ),
     "4most-hrs-red": Window(
-        "4most-hrs-red", 6470.0, 6790.0, 20_000.0, 2.5,
+        "4most-hrs-red",
+        6470.0,
+        6790.0,
+        20_000.0,
+        2.5,
         "4MOST-HRS-like red arm (R 20,000), cropped to the line-list coverage (the arm starts at 6100 Å)",
     ),
 }
@@ -59,7 +65,9 @@ def get_preset(name: str | Window) -> Window:
         return PRESETS[name]
     if name in WINDOWS:
         return WINDOWS[name]
-    raise ForecastError(f"unknown instrument preset {name!r}; choose one of {', '.join(sorted(set(PRESETS) | set(WINDOWS)))}")
+    raise ForecastError(
+        f"unknown instrument preset {name!r}; choose one of {', '.join(sorted(set(PRESETS) | set(WINDOWS)))}"
+    )
 
 
 def instrument_window(window: str | Window, resolution: float | None = None) -> Window:
@@ -152,8 +160,11 @@ def _make_spectrum(wavelength, flux, sigma, resolution: float | None = None):
     from .io.spectrum import Spectrum
 
     return Spectrum(
-        wavelength=np.asarray(wavelength, dtype=np.float64), flux=np.asarray(flux, dtype=np.float64),
-        sigma=np.asarray(sigma, dtype=np.float64), resolution=resolution, meta={"source": "stellarinf.forecast mock"},
+        wavelength=np.asarray(wavelength, dtype=np.float64),
+        flux=np.asarray(flux, dtype=np.float64),
+        sigma=np.asarray(sigma, dtype=np.float64),
+        resolution=resolution,
+        meta={"source": "stellarinf.forecast mock"},
     )
 
 
@@ -179,10 +190,14 @@ def expand_free(
         elif g in params:
             names = [g]
         elif g in NUISANCE_GROUPS:
-            warnings.warn(f"the observation model has no {g!r} parameter; it cannot be marginalised and is ignored", stacklevel=2)
+            warnings.warn(
+                f"the observation model has no {g!r} parameter; it cannot be marginalised and is ignored", stacklevel=2
+            )
             names = []
         else:
-            raise ForecastError(f"cannot marginalise {g!r}: use a comma-separated subset of {', '.join(NUISANCE_GROUPS)}")
+            raise ForecastError(
+                f"cannot marginalise {g!r}: use a comma-separated subset of {', '.join(NUISANCE_GROUPS)}"
+            )
         free += [n for n in names if n not in free and n not in set(fix)]
     bad = [n for n in fix if n not in params]
     if bad:
@@ -226,11 +241,20 @@ class Forecast:
         if missing:
             raise ForecastError(f"{missing} are not parameters of this forecast ({', '.join(self.param_names)})")
         idx = [self.param_names.index(n) for n in free]
-        meta = {**self.result.meta, "marginalized": [n for n in free if n not in self.spectrum_model.label_space.names],
-                "fixed": [n for n in self.param_names if n not in free]}
+        meta = {
+            **self.result.meta,
+            "marginalized": [n for n in free if n not in self.spectrum_model.label_space.names],
+            "fixed": [n for n in self.param_names if n not in free],
+        }
         return fisher_from_jacobian(
-            self.full_jacobian[:, idx], self.sigma, list(free), values=[self.params[n] for n in free],
-            priors=priors, mask=self.result.weights > 0, meta=meta, wavelength=self.wavelength,
+            self.full_jacobian[:, idx],
+            self.sigma,
+            list(free),
+            values=[self.params[n] for n in free],
+            priors=priors,
+            mask=self.result.weights > 0,
+            meta=meta,
+            wavelength=self.wavelength,
         )
 
     def to_json(self) -> dict:
@@ -270,7 +294,9 @@ def forecast(
     unknown = sorted(set(labels) - set(space.names))
     if unknown:
         raise ForecastError(f"unknown label(s) {unknown} for this model; it has {', '.join(space.names)}")
-    values = space.validate(space.array_from_mapping(dict(labels), defaults=dict(zip(space.names, space.midpoint))), what="star labels")
+    values = space.validate(
+        space.array_from_mapping(dict(labels), defaults=dict(zip(space.names, space.midpoint))), what="star labels"
+    )
     wl = w.grid()
     check_coverage(sm, wl)
     placeholder = _make_spectrum(wl, np.ones_like(wl), np.full_like(wl, 1.0 / float(snr)), w.resolution)
@@ -349,7 +375,11 @@ class WeakConstraintWarning(UserWarning):
 
 def _warn_unconstrained(result: FisherResult, space) -> None:
     marg = result.marginal()
-    weak = [n for n in result.names if n in space.names and math.isfinite(marg[n]) and marg[n] > (space[n].upper - space[n].lower)]
+    weak = [
+        n
+        for n in result.names
+        if n in space.names and math.isfinite(marg[n]) and marg[n] > (space[n].upper - space[n].lower)
+    ]
     if weak:
         warnings.warn(
             f"{', '.join(weak)}: the marginal bound exceeds the width of the model's label box, i.e. this window/S/N "
@@ -359,7 +389,9 @@ def _warn_unconstrained(result: FisherResult, space) -> None:
         )
 
 
-def fiducial_params(obs, labels: Mapping[str, float], nuisances: Mapping[str, float] | None, resolution: float | None) -> dict[str, float]:
+def fiducial_params(
+    obs, labels: Mapping[str, float], nuisances: Mapping[str, float] | None, resolution: float | None
+) -> dict[str, float]:
     """Every parameter of ``obs`` at the fiducial point: the star's labels, nuisances (defaults
     :data:`NUISANCE_DEFAULTS`), the instrument R, and a continuum of exactly 1 (``cont_*_0 = 1``, others 0).
     Checked against the observation model's bounds (clear error for e.g. a negative v sin i)."""
@@ -413,7 +445,9 @@ def bounds_vs_resolution(model, labels: Mapping[str, float], resolutions: Sequen
     kwargs.setdefault("model_name", model if isinstance(model, str) else type(model).__name__)
     for r in resolutions:
         fc = forecast(sm, labels, resolution=float(r), **kwargs)
-        rows.append({"resolution": float(r), "n_pixels": int(fc.wavelength.size), **_bounds_row(fc.result, fc.result.names)})
+        rows.append(
+            {"resolution": float(r), "n_pixels": int(fc.wavelength.size), **_bounds_row(fc.result, fc.result.names)}
+        )
         meta = fc.result.meta
     return _table(rows, {k: v for k, v in meta.items() if k not in ("resolution", "n_pixels")})
 
@@ -435,8 +469,14 @@ def bounds_vs_window(model, labels: Mapping[str, float], windows: Sequence[str |
             continue
         names = names or fc.result.names
         rows.append(
-            {"window": w.name, "wmin": w.wmin, "wmax": w.wmax, "resolution": fc.window.resolution,
-             "n_pixels": int(fc.wavelength.size), **_bounds_row(fc.result, names)}
+            {
+                "window": w.name,
+                "wmin": w.wmin,
+                "wmax": w.wmax,
+                "resolution": fc.window.resolution,
+                "n_pixels": int(fc.wavelength.size),
+                **_bounds_row(fc.result, names),
+            }
         )
     return _table(rows, {"snr": float(kwargs.get("snr", 100.0))})
 

@@ -81,7 +81,9 @@ class Label:
         unit = self.unit or unit_of(self.name)
         object.__setattr__(self, "unit", unit)
         if not (math.isfinite(self.lower) and math.isfinite(self.upper) and self.lower < self.upper):
-            raise LabelError(f"label {self.name!r}: bounds must be finite with lower < upper, got [{self.lower}, {self.upper}]")
+            raise LabelError(
+                f"label {self.name!r}: bounds must be finite with lower < upper, got [{self.lower}, {self.upper}]"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +197,9 @@ class LabelSpace:
                 )
         return arr
 
-    def array_from_mapping(self, mapping: Mapping[str, float], defaults: Mapping[str, float] | None = None) -> np.ndarray:
+    def array_from_mapping(
+        self, mapping: Mapping[str, float], defaults: Mapping[str, float] | None = None
+    ) -> np.ndarray:
         """Order a ``{name: value}`` mapping as an array; unknown names raise, missing ones use defaults."""
         unknown = set(mapping) - set(self.names)
         if unknown:

@@ -28,5 +28,7 @@ def data_file(*parts: str) -> Path:
     """A file inside the data folder; raises a clear error naming how to regenerate it if missing."""
     path = data_dir().joinpath(*parts)
     if not path.exists():
-        raise StellarinfError(f"shipped data file {path} is missing; regenerate it with `python data/build_tables.py` or restore it from git")
+        raise StellarinfError(
+            f"shipped data file {path} is missing; regenerate it with `python data/build_tables.py` or restore it from git"
+        )
     return path

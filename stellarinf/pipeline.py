@@ -130,7 +130,11 @@ class FitResult:
 
     def params(self) -> dict[str, float]:
         """Posterior medians of the free parameters (physical units), continuum coefficients included."""
-        return {n: float(np.median(np.asarray(self.idata.posterior[n]))) for n in self.problem.names} if self.problem is not None else {}
+        return (
+            {n: float(np.median(np.asarray(self.idata.posterior[n]))) for n in self.problem.names}
+            if self.problem is not None
+            else {}
+        )
 
     def write(self, prefix, *, log: StageLog | Callable | None = None) -> list[Path]:
         """Write ``PREFIX.nc``, ``PREFIX_summary.fits`` and ``PREFIX_summary.csv`` as one set.
@@ -189,14 +193,16 @@ def write_result_set(idata, summary, paths: Mapping[str, Path], settings: Mappin
 def stamp_table(summary, settings: Mapping):
     """A copy of the summary with the run id, input checksum and settings in ``meta``."""
     table = summary.copy(copy_data=False)
-    table.meta.update({
-        "RUNID": settings["run_id"],
-        "INSHA256": settings["input_sha256"],
-        "INFILE": str(settings.get("input_file", "")),
-        "EMULATOR": str(settings.get("emulator", "")),
-        "SAMPLER": str(settings.get("sampler", "")),
-        "SETTINGS": json.dumps(settings, default=_json_default, sort_keys=True),
-    })
+    table.meta.update(
+        {
+            "RUNID": settings["run_id"],
+            "INSHA256": settings["input_sha256"],
+            "INFILE": str(settings.get("input_file", "")),
+            "EMULATOR": str(settings.get("emulator", "")),
+            "SAMPLER": str(settings.get("sampler", "")),
+            "SETTINGS": json.dumps(settings, default=_json_default, sort_keys=True),
+        }
+    )
     return table
 
 
@@ -240,8 +246,10 @@ def read_input(spectrum, *, resolution: float | None = None, read_options: Mappi
         try:
             spec = read_spectrum(spectrum, **kw)
         except (TypeError, AttributeError):
-            raise SpectrumError(f"cannot read a spectrum from a {type(spectrum).__name__}; pass a file path or a stellarinf "
-                                "Spectrum(wavelength, flux, sigma)") from None
+            raise SpectrumError(
+                f"cannot read a spectrum from a {type(spectrum).__name__}; pass a file path or a stellarinf "
+                "Spectrum(wavelength, flux, sigma)"
+            ) from None
         return spec, str(spec.meta.get("source", f"<{type(spectrum).__name__} in memory>")), _sha256_of_spectrum(spec)
     path = Path(spectrum)
     if not path.is_file():
@@ -277,8 +285,10 @@ def load_model(emulator):
         return load_emulator(emulator)
     if all(hasattr(emulator, a) for a in ("label_space", "wavelength_range", "flux")):
         return emulator
-    raise StellarinfError(f"emulator must be a name ('default', 'default-payne'), a model directory or a model object, "
-                          f"got {type(emulator).__name__}")
+    raise StellarinfError(
+        f"emulator must be a name ('default', 'default-payne'), a model directory or a model object, "
+        f"got {type(emulator).__name__}"
+    )
 
 
 def emulator_kind(model) -> str:
@@ -298,8 +308,10 @@ def choose_sampler(model, backend: str | None = None) -> tuple[str, str]:
         backend = jax.default_backend()
     kind = emulator_kind(model)
     if kind == "transformer-payne" and backend == "cpu":
-        return "laplace-is", ("TransformerPayne on a CPU: its gradients make NUTS take hours; laplace-is needs values only "
-                              "(pass --sampler nuts on a GPU, or use --emulator default-payne for NUTS in minutes)")
+        return "laplace-is", (
+            "TransformerPayne on a CPU: its gradients make NUTS take hours; laplace-is needs values only "
+            "(pass --sampler nuts on a GPU, or use --emulator default-payne for NUTS in minutes)"
+        )
     return "nuts", f"{kind} on {backend}: gradients are cheap enough for NUTS"
 
 
@@ -308,7 +320,9 @@ def crop_margin_kms(rv_max: float) -> float:
     return float(rv_max)
 
 
-def validate_fixed(fixed: Mapping[str, float], model, *, rv_max: float, vsini_max: float, vmacro_max: float) -> dict[str, float]:
+def validate_fixed(
+    fixed: Mapping[str, float], model, *, rv_max: float, vsini_max: float, vmacro_max: float
+) -> dict[str, float]:
     """Fixed values as floats, each inside its box: labels inside the model's training box
     (:func:`~stellarinf.io.validate.validate_fixed_labels`), |rv| ≤ rv_max, 0 ≤ vsini ≤ vsini_max,
     0 ≤ vmacro ≤ vmacro_max, resolution > 0. Outside it the model extrapolates to garbage (``--fix teff=50000``)."""
@@ -326,8 +340,10 @@ def validate_fixed(fixed: Mapping[str, float], model, *, rv_max: float, vsini_ma
     for name, v in out.items():
         if name in boxes and not boxes[name][0] <= v <= boxes[name][1]:
             lo, hi = boxes[name]
-            raise LabelError(f"fixed {name}={v:g} lies outside the box {lo:g}–{hi:g} km/s (the fit's range for {name}); "
-                             f"choose a value inside it, or widen the box (--{name}-max)")
+            raise LabelError(
+                f"fixed {name}={v:g} lies outside the box {lo:g}–{hi:g} km/s (the fit's range for {name}); "
+                f"choose a value inside it, or widen the box (--{name}-max)"
+            )
         if name == "resolution" and not v > 0:
             raise LabelError(f"fixed resolution={v:g}: the resolving power must be > 0")
     return out
@@ -337,9 +353,11 @@ def unknown_resolution_message(model) -> str:
     """Why a fit without a known resolving power may be wrong, and the way forward."""
     r = getattr(model, "resolution", None)
     at = f"at the model's own R = {float(r):,.0f}" if r else "unbroadened"
-    return (f"the spectrum's resolving power is unknown (no RESOLUTN/SPEC_RES/R header card, none given): the model is "
-            f"compared {at}, with no instrument broadening; if the instrument's R is lower (e.g. 5,000), the labels are "
-            "biased: pass resolution=R (CLI: --resolution R) or fit it (--fit-resolution)")
+    return (
+        f"the spectrum's resolving power is unknown (no RESOLUTN/SPEC_RES/R header card, none given): the model is "
+        f"compared {at}, with no instrument broadening; if the instrument's R is lower (e.g. 5,000), the labels are "
+        "biased: pass resolution=R (CLI: --resolution R) or fit it (--fit-resolution)"
+    )
 
 
 CONTINUUM_ANGSTROM_PER_DEGREE = 40.0
@@ -357,9 +375,23 @@ def auto_continuum_degree(spec) -> int:
     return int(np.clip(round(max(spans) / CONTINUUM_ANGSTROM_PER_DEGREE), 2, 8))
 
 
-def build_problem(model, spec, *, resolution=None, fit_resolution=False, continuum=DEFAULT_CONTINUUM, continuum_degree="auto",
-                  rv_max=300.0, vsini_max=60.0, vmacro_max=15.0, jitter=False, fixed=None, priors=None, error_modes=True,
-                  physics_error=None):
+def build_problem(
+    model,
+    spec,
+    *,
+    resolution=None,
+    fit_resolution=False,
+    continuum=DEFAULT_CONTINUUM,
+    continuum_degree="auto",
+    rv_max=300.0,
+    vsini_max=60.0,
+    vmacro_max=15.0,
+    jitter=False,
+    fixed=None,
+    priors=None,
+    error_modes=True,
+    physics_error=None,
+):
     """Crop ``spec`` to the model (margin :func:`crop_margin_kms`), build the observation model and the Problem.
     Fixed nuisances and labels go to the observation model, anything else (e.g. ``ln_jitter``) to the Problem.
     ``physics_error``: ``(floor, depth_fraction)`` or None (see :func:`resolve_physics_error`)."""
@@ -374,9 +406,21 @@ def build_problem(model, spec, *, resolution=None, fit_resolution=False, continu
     if resolution is None and spec.resolution is None and not fit_resolution and "resolution" not in fixed:
         warnings.warn(unknown_resolution_message(model), UserWarning, stacklevel=2)
     obs_fixed = {k: v for k, v in fixed.items() if k in NUISANCE_FIX_NAMES or k in model.label_space.names}
-    obs = ObservationModel(model, spec, resolution=resolution, fit_resolution=fit_resolution, continuum=continuum,
-                           continuum_degree=continuum_degree, fit_jitter=jitter, rv_max=rv_max, vsini_max=vsini_max,
-                           vmacro_max=vmacro_max, fixed=obs_fixed, error_modes=error_modes, physics_error=physics_error)
+    obs = ObservationModel(
+        model,
+        spec,
+        resolution=resolution,
+        fit_resolution=fit_resolution,
+        continuum=continuum,
+        continuum_degree=continuum_degree,
+        fit_jitter=jitter,
+        rv_max=rv_max,
+        vsini_max=vsini_max,
+        vmacro_max=vmacro_max,
+        fixed=obs_fixed,
+        error_modes=error_modes,
+        physics_error=physics_error,
+    )
     rest = {k: v for k, v in fixed.items() if k not in obs_fixed}
     problem = Problem.build(obs, priors, fixed=rest)
     validate_for_fit(spec, problem.n_free)  # enough usable pixels in the model's range for the free parameters
@@ -399,8 +443,13 @@ def rv_medium_message(rv_kms: float, rv_sd_kms: float, spec) -> str | None:
 
     if float(np.median(spec.wavelength)) < 2000.0:
         return None
-    return rv_medium_warning(float(rv_kms), spec.wavelength, spec.input_medium, medium_source=spec.medium_source,
-                             rv_sigma_kms=float(rv_sd_kms) if np.isfinite(rv_sd_kms) else 0.0)
+    return rv_medium_warning(
+        float(rv_kms),
+        spec.wavelength,
+        spec.input_medium,
+        medium_source=spec.medium_source,
+        rv_sigma_kms=float(rv_sd_kms) if np.isfinite(rv_sd_kms) else 0.0,
+    )
 
 
 def diagnose(summary, posterior) -> dict:
@@ -424,19 +473,29 @@ def diagnose(summary, posterior) -> dict:
             d[k] = float(tuning[k])
     reasons, advice = [], []
     if "pareto_k" in flags:
-        reasons.append(f"pareto_k: the importance weights are unreliable (Pareto k {d.get('pareto_k', math.nan):.2f} > "
-                       f"{d.get('pareto_k_threshold', 0.7):.2f}): the posterior is far from its Laplace approximation")
-        advice.append("rerun with more proposals (--draws 2000), or with --sampler nuts (with --emulator default-payne it takes "
-                      "minutes on a CPU), or add a prior on the labels the spectrum hardly constrains (--prior NAME=MEAN+-SD)")
+        reasons.append(
+            f"pareto_k: the importance weights are unreliable (Pareto k {d.get('pareto_k', math.nan):.2f} > "
+            f"{d.get('pareto_k_threshold', 0.7):.2f}): the posterior is far from its Laplace approximation"
+        )
+        advice.append(
+            "rerun with more proposals (--draws 2000), or with --sampler nuts (with --emulator default-payne it takes "
+            "minutes on a CPU), or add a prior on the labels the spectrum hardly constrains (--prior NAME=MEAN+-SD)"
+        )
     if "divergences" in flags:
-        reasons.append(f"divergences: {d['n_divergent']} divergent transitions (the sampler could not follow the posterior)")
-        advice.append("add a prior on poorly constrained labels (--prior NAME=MEAN+-SD), hold a degenerate nuisance fixed "
-                      "(--fix vmacro=0), or run a longer warm-up (--warmup 1000)")
+        reasons.append(
+            f"divergences: {d['n_divergent']} divergent transitions (the sampler could not follow the posterior)"
+        )
+        advice.append(
+            "add a prior on poorly constrained labels (--prior NAME=MEAN+-SD), hold a degenerate nuisance fixed "
+            "(--fix vmacro=0), or run a longer warm-up (--warmup 1000)"
+        )
     bad_rhat = [str(r["name"]) for r in summary if "rhat" in str(r["flags"]).split(",")]
     if bad_rhat:
         reasons.append(f"rhat: chains disagree (R-hat {rhat_max:.3f} > 1.01) for {', '.join(bad_rhat)}")
-        advice.append("run more draws and warm-up (--draws 2000 --warmup 1000), or more MAP starts (--starts 8) in case "
-                      "the posterior has several modes")
+        advice.append(
+            "run more draws and warm-up (--draws 2000 --warmup 1000), or more MAP starts (--starts 8) in case "
+            "the posterior has several modes"
+        )
     d["unreliable"] = reasons
     d["advice"] = advice
     return d
@@ -456,7 +515,9 @@ def resolve_physics_error(physics_error, spec) -> tuple[tuple[float, float] | No
     try:
         floor, frac = (float(v) for v in physics_error)
     except (TypeError, ValueError):
-        raise StellarinfError(f"physics_error must be 'auto', 'off' or (floor, depth_fraction), got {physics_error!r}") from None
+        raise StellarinfError(
+            f"physics_error must be 'auto', 'off' or (floor, depth_fraction), got {physics_error!r}"
+        ) from None
     return (floor, frac), {}
 
 
@@ -588,7 +649,9 @@ def fit_spectrum(
     if emulator_error not in ("modes", "white"):
         raise StellarinfError(f"emulator_error must be 'modes' or 'white', got {emulator_error!r}")
     if chains < 1 or draws < 1 or warmup < 0 or n_starts < 1:
-        raise StellarinfError(f"need chains >= 1, draws >= 1, warmup >= 0 and n_starts >= 1 (got {chains}, {draws}, {warmup}, {n_starts})")
+        raise StellarinfError(
+            f"need chains >= 1, draws >= 1, warmup >= 0 and n_starts >= 1 (got {chains}, {draws}, {warmup}, {n_starts})"
+        )
     prior_list = prior_requests(priors)  # syntax errors before any heavy work
 
     stages.start("read", f"reading {spectrum if not hasattr(spectrum, 'flux') else 'the spectrum'}")
@@ -609,15 +672,27 @@ def fit_spectrum(
         spec, bands = mask_telluric_bands(spec)
         if bands:
             stages.note("masked telluric bands: " + "; ".join(bands))
-    build = dict(resolution=resolution, fit_resolution=fit_resolution, continuum=continuum,
-                 continuum_degree=continuum_degree, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max,
-                 jitter=jitter, fixed=fixed_values, priors=prior_list, error_modes=emulator_error == "modes",
-                 physics_error=phys)
+    build = dict(
+        resolution=resolution,
+        fit_resolution=fit_resolution,
+        continuum=continuum,
+        continuum_degree=continuum_degree,
+        rv_max=rv_max,
+        vsini_max=vsini_max,
+        vmacro_max=vmacro_max,
+        jitter=jitter,
+        fixed=fixed_values,
+        priors=prior_list,
+        error_modes=emulator_error == "modes",
+        physics_error=phys,
+    )
     spec, obs, problem = build_problem(model, spec, **build)
     n_used = int(np.sum(np.asarray(obs.weight) > 0))
     held = {**{k: float(v) for k, v in obs.fixed}, **{k: float(v) for k, v in problem.fixed.items()}}
-    stages.done(f"{n_used} pixels, S/N ≈ {spec.snr():.0f}, {problem.n_free} free parameters"
-                + (f" ({', '.join(f'{k} held at {v:g}' for k, v in fixed_values.items())})" if fixed_values else ""))
+    stages.done(
+        f"{n_used} pixels, S/N ≈ {spec.snr():.0f}, {problem.n_free} free parameters"
+        + (f" ({', '.join(f'{k} held at {v:g}' for k, v in fixed_values.items())})" if fixed_values else "")
+    )
     if reason != "given":
         stages.note(f"sampler: {sampler} ({reason})")
 
@@ -630,23 +705,32 @@ def fit_spectrum(
             spec, obs, problem = build_problem(model, clipped, **build)
             m = find_map(problem, n_starts=n_starts, seed=seed)
             n_used = int(np.sum(np.asarray(obs.weight) > 0))
-    stages.done(f"log posterior {m.log_posterior:.1f}, {m.n_starts_agreeing}/{n_starts} starts agree "
-                f"(the best {carried_to_convergence(n_starts)} carried to convergence)"
-                + (f"; {n_outliers} outlier pixels (> 5σ) masked and the MAP found again" if n_outliers else ""))
+    stages.done(
+        f"log posterior {m.log_posterior:.1f}, {m.n_starts_agreeing}/{n_starts} starts agree "
+        f"(the best {carried_to_convergence(n_starts)} carried to convergence)"
+        + (f"; {n_outliers} outlier pixels (> 5σ) masked and the MAP found again" if n_outliers else "")
+    )
 
     stages.start("laplace", "Laplace approximation")
     lap = laplace(problem, m, seed=seed)
     stages.done(f"Hessian {'positive definite' if lap.hessian_ok else 'regularised'}")
 
     spec_s = sampler_spec(sampler)
-    desc = (f"{sampler}: {chains} chains × ({warmup} warm-up + {draws} draws)" if spec_s.uses_warmup
-            else f"{sampler}: {chains} × {draws} proposals" if sampler == "laplace-is" else f"{sampler}: {chains} × {draws} draws")
+    desc = (
+        f"{sampler}: {chains} chains × ({warmup} warm-up + {draws} draws)"
+        if spec_s.uses_warmup
+        else f"{sampler}: {chains} × {draws} proposals"
+        if sampler == "laplace-is"
+        else f"{sampler}: {chains} × {draws} draws"
+    )
     stages.start("sampling", desc)
     post = sample(problem, sampler, chains=chains, draws=draws, warmup=warmup, seed=seed, init=lap, progress=progress)
     t = post.tuning
     if "pareto_k" in t:
-        detail = (f"Pareto k {t['pareto_k']:.2f} (reliable below {t['pareto_k_threshold']:.2f}), "
-                  f"importance ESS {t['importance_ess']:.0f}")
+        detail = (
+            f"Pareto k {t['pareto_k']:.2f} (reliable below {t['pareto_k_threshold']:.2f}), "
+            f"importance ESS {t['importance_ess']:.0f}"
+        )
     elif spec_s.is_mcmc:
         detail = f"{post.n_divergent} divergences"
     else:
@@ -662,8 +746,11 @@ def fit_spectrum(
         "emulator_kind": emulator_kind(model),
         "sampler": sampler,
         "sampler_reason": reason,
-        "chains": int(chains), "draws": int(draws), "warmup": int(warmup) if spec_s.uses_warmup else 0,
-        "n_starts": int(n_starts), "seed": int(seed),
+        "chains": int(chains),
+        "draws": int(draws),
+        "warmup": int(warmup) if spec_s.uses_warmup else 0,
+        "n_starts": int(n_starts),
+        "seed": int(seed),
         "priors": {n: p.to_json() for n, p in zip(problem.names, problem.prior_specs)},
         "prior_requests": _prior_texts(priors),
         "fixed": fixed_values,
@@ -671,23 +758,37 @@ def fit_spectrum(
         "resolution": resolution_used,
         "resolution_source": "given" if resolution is not None else ("file" if spec.resolution is not None else "none"),
         "fit_resolution": bool(fit_resolution),
-        "continuum": continuum, "continuum_degree": int(obs.continuum_degree),
+        "continuum": continuum,
+        "continuum_degree": int(obs.continuum_degree),
         "crop_margin_kms": crop_margin_kms(rv_max),
-        "rv_max": float(rv_max), "vsini_max": float(vsini_max), "vmacro_max": float(vmacro_max),
-        "emulator_error": emulator_error, "jitter": bool(jitter),
-        "physics_error": None if phys is None else [phys[0], phys[1], [list(r) for r in (phys[2] if len(phys) > 2 else ())]],
+        "rv_max": float(rv_max),
+        "vsini_max": float(vsini_max),
+        "vmacro_max": float(vmacro_max),
+        "emulator_error": emulator_error,
+        "jitter": bool(jitter),
+        "physics_error": None
+        if phys is None
+        else [phys[0], phys[1], [list(r) for r in (phys[2] if len(phys) > 2 else ())]],
         "physics_label_floor": label_floor,
-        "telluric_bands_masked": bands, "outlier_pixels_masked": n_outliers,
+        "telluric_bands_masked": bands,
+        "outlier_pixels_masked": n_outliers,
         "read_options": {k: str(v) for k, v in (read_options or {}).items()},
         "n_pixels_used": n_used,
         # what the reader read or assumed (medium, wavelength unit, and where from), where the Spectrum records it
-        "spectrum_provenance": spec.provenance() if hasattr(spec, "provenance") else {"source": spec.meta.get("source")},
+        "spectrum_provenance": spec.provenance()
+        if hasattr(spec, "provenance")
+        else {"source": spec.meta.get("source")},
         "stellarinf_version": _version(),
     }
     attrs = {
         "settings": json.dumps(settings, default=_json_default, sort_keys=True),
-        "run_id": settings["run_id"], "input_file": input_name, "input_sha256": checksum,
-        "emulator": label, "sampler": sampler, "emulator_error": emulator_error, "continuum": continuum,
+        "run_id": settings["run_id"],
+        "input_file": input_name,
+        "input_sha256": checksum,
+        "emulator": label,
+        "sampler": sampler,
+        "emulator_error": emulator_error,
+        "continuum": continuum,
         "resolution": "none" if resolution_used is None else resolution_used,
         "fixed": json.dumps(held),
         "spectrum": input_name,
@@ -700,8 +801,17 @@ def fit_spectrum(
     table = stamp_table(res.summary_table(idata), settings)
     diagnostics = diagnose(table, post)
     diagnostics["warnings"] = [medium_msg] if medium_msg else []
-    return FitResult(idata=idata, summary=table, map=m, laplace=lap, settings=settings, diagnostics=diagnostics,
-                     timings=dict(stages.timings), problem=problem, posterior=post)
+    return FitResult(
+        idata=idata,
+        summary=table,
+        map=m,
+        laplace=lap,
+        settings=settings,
+        diagnostics=diagnostics,
+        timings=dict(stages.timings),
+        problem=problem,
+        posterior=post,
+    )
 
 
 def obs_resolution(obs, resolution, spec):
@@ -755,7 +865,12 @@ class BatchResult:
         for p in paths:
             remove_stale_temporaries(p)
         table = self.table.copy(copy_data=False)
-        table.meta.update({"RUNID": self.settings["run_id"], "SETTINGS": json.dumps(self.settings, default=_json_default, sort_keys=True)})
+        table.meta.update(
+            {
+                "RUNID": self.settings["run_id"],
+                "SETTINGS": json.dumps(self.settings, default=_json_default, sort_keys=True),
+            }
+        )
         csv_table = table.copy()
         csv_table["run_id"] = self.settings["run_id"]
         with atomic_file_set(paths) as tmp:
@@ -813,6 +928,8 @@ def fit_spectra(
     read_options: Mapping | None = None,
     emulator_name: str | None = None,
     log: Callable[[str], Any] | None = None,
+    physics_error="auto",
+    mask_tellurics: bool = True,
 ) -> BatchResult:
     """Fit many spectra with one emulator and one set of settings; returns a :class:`BatchResult`.
 
@@ -852,15 +969,33 @@ def fit_spectra(
     reason = "given"
     if sampler is None and model is not None:
         sampler, reason = choose_sampler(model)
-    fixed_values = validate_fixed(fixed or {}, model, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max) if model is not None else {}
+    fixed_values = (
+        validate_fixed(fixed or {}, model, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max)
+        if model is not None
+        else {}
+    )
     problems, good, inputs, provenance = [], [], {}, {}
     for sid, spec, name, checksum in read:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                _, _, problem = build_problem(model, spec, resolution=resolution, continuum=continuum, continuum_degree=continuum_degree,
-                                              rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max, jitter=jitter,
-                                              fixed=fixed_values, priors=prior_list, error_modes=emulator_error == "modes")
+                if mask_tellurics:
+                    spec, _ = mask_telluric_bands(spec)
+                _, _, problem = build_problem(
+                    model,
+                    spec,
+                    resolution=resolution,
+                    continuum=continuum,
+                    continuum_degree=continuum_degree,
+                    rv_max=rv_max,
+                    vsini_max=vsini_max,
+                    vmacro_max=vmacro_max,
+                    jitter=jitter,
+                    fixed=fixed_values,
+                    priors=prior_list,
+                    error_modes=emulator_error == "modes",
+                    physics_error=resolve_physics_error(physics_error, spec)[0],
+                )
             problems.append(problem)
             good.append(sid)
             inputs[sid] = {"input_file": name, "input_sha256": checksum}
@@ -869,23 +1004,55 @@ def fit_spectra(
             failures[sid] = f"{type(exc).__name__}: {exc}"
             echo(f"{sid}: skipped ({exc})")
     settings = {
-        "run_id": uuid.uuid4().hex, "emulator": label, "emulator_kind": emulator_kind(model) if model is not None else "",
-        "sampler": sampler or "", "sampler_reason": reason, "chains": chains, "draws": draws, "warmup": warmup,
-        "n_starts": n_starts, "seed": seed, "priors": _prior_texts(priors),
-        "fixed": fixed_values, "resolution": resolution, "continuum": continuum, "continuum_degree": continuum_degree,
-        "crop_margin_kms": crop_margin_kms(rv_max), "rv_max": rv_max, "vsini_max": vsini_max, "vmacro_max": vmacro_max,
-        "emulator_error": emulator_error, "jitter": jitter, "inputs": inputs, "stellarinf_version": _version(),
-        "read_options": {k: str(v) for k, v in (read_options or {}).items()}, "spectrum_provenance": provenance,
+        "run_id": uuid.uuid4().hex,
+        "emulator": label,
+        "emulator_kind": emulator_kind(model) if model is not None else "",
+        "sampler": sampler or "",
+        "sampler_reason": reason,
+        "chains": chains,
+        "draws": draws,
+        "warmup": warmup,
+        "n_starts": n_starts,
+        "seed": seed,
+        "priors": _prior_texts(priors),
+        "fixed": fixed_values,
+        "resolution": resolution,
+        "continuum": continuum,
+        "continuum_degree": continuum_degree,
+        "crop_margin_kms": crop_margin_kms(rv_max),
+        "rv_max": rv_max,
+        "vsini_max": vsini_max,
+        "vmacro_max": vmacro_max,
+        "emulator_error": emulator_error,
+        "jitter": jitter,
+        "inputs": inputs,
+        "stellarinf_version": _version(),
+        "read_options": {k: str(v) for k, v in (read_options or {}).items()},
+        "spectrum_provenance": provenance,
     }
     rows_by_id, idatas = {}, {}
     if problems:
-        table, fitted = fit_batch(problems, good, method=sampler, chains=chains, warmup=warmup, draws=draws, n_starts=n_starts,
-                                  seed=seed, progress=progress, keep_idata=keep_idata)
+        table, fitted = fit_batch(
+            problems,
+            good,
+            method=sampler,
+            chains=chains,
+            warmup=warmup,
+            draws=draws,
+            n_starts=n_starts,
+            seed=seed,
+            progress=progress,
+            keep_idata=keep_idata,
+        )
         for row in table:
             rows_by_id[str(row["spectrum"])] = {c: row[c] for c in table.colnames}
         specs = {sid: spec for sid, spec, _, _ in read}
         for sid, row in rows_by_id.items():  # the air/vacuum warning per spectrum: a flag and a column of the row
-            msg = rv_medium_message(row["rv"], row.get("rv_err", math.nan), specs[sid]) if row.get("status", "ok") == "ok" and "rv" in row else None
+            msg = (
+                rv_medium_message(row["rv"], row.get("rv_err", math.nan), specs[sid])
+                if row.get("status", "ok") == "ok" and "rv" in row
+                else None
+            )
             if msg:
                 row["flags"] = ";".join(filter(None, ["air_vacuum", str(row.get("flags", ""))]))
                 row["warning"] = msg
@@ -895,9 +1062,16 @@ def fit_spectra(
                 continue
             if rows_by_id.get(sid, {}).get("warning"):
                 idata.posterior.attrs["medium_warning"] = rows_by_id[sid]["warning"]
-            idata.posterior.attrs.update({"run_id": settings["run_id"], "emulator": label, "sampler": sampler,
-                                          "settings": json.dumps(settings, default=_json_default, sort_keys=True),
-                                          "fixed": json.dumps(fixed_values), **inputs[sid]})
+            idata.posterior.attrs.update(
+                {
+                    "run_id": settings["run_id"],
+                    "emulator": label,
+                    "sampler": sampler,
+                    "settings": json.dumps(settings, default=_json_default, sort_keys=True),
+                    "fixed": json.dumps(fixed_values),
+                    **inputs[sid],
+                }
+            )
             idatas[sid] = idata
     rows = []
     files = {sid: (name, checksum) for sid, _, name, checksum in read}

@@ -25,7 +25,9 @@ def as_angstrom(wavelength) -> np.ndarray:
         try:
             return np.asarray(wavelength.to_value(u.AA, equivalencies=u.spectral()), dtype=np.float64)
         except u.UnitConversionError:
-            raise WavelengthError(f"cannot convert wavelengths in {wavelength.unit} to Ångström; give a length unit") from None
+            raise WavelengthError(
+                f"cannot convert wavelengths in {wavelength.unit} to Ångström; give a length unit"
+            ) from None
     return np.asarray(wavelength, dtype=np.float64)
 
 
@@ -57,7 +59,9 @@ def air_to_vacuum(wavelength):
 
 def _check_optical(lam):
     if np.any(~np.isfinite(lam)) or np.any(lam < 2000.0):
-        raise WavelengthError("air/vacuum conversion needs finite wavelengths above 2000 Å (given in Å or as a Quantity)")
+        raise WavelengthError(
+            "air/vacuum conversion needs finite wavelengths above 2000 Å (given in Å or as a Quantity)"
+        )
 
 
 def air_vacuum_rv_offset(wavelength) -> float:
@@ -72,8 +76,15 @@ def air_vacuum_rv_offset(wavelength) -> float:
     return SPEED_OF_LIGHT_KMS * (float(vacuum_to_air(np.array([lam]))[0]) / lam - 1.0)
 
 
-def rv_medium_warning(rv_kms: float, wavelength, medium: str, *, medium_source: str = "default",
-                      rv_sigma_kms: float = 0.0, tolerance_kms: float = 3.0) -> str | None:
+def rv_medium_warning(
+    rv_kms: float,
+    wavelength,
+    medium: str,
+    *,
+    medium_source: str = "default",
+    rv_sigma_kms: float = 0.0,
+    tolerance_kms: float = 3.0,
+) -> str | None:
     """A message when a fitted RV sits at the air/vacuum offset for how the spectrum was read, else None.
 
     Pure (no I/O, no warnings module) so a pipeline can print it, store it in its outputs and flag the fit.
@@ -90,8 +101,12 @@ def rv_medium_warning(rv_kms: float, wavelength, medium: str, *, medium_source: 
     if not np.isfinite(rv_kms) or abs(float(rv_kms) - suspect) > tol:
         return None
     other = "air" if medium == "vacuum" else "vacuum"
-    how = {"default": "was assumed (the file does not say)", "caller": "was given by you", "header": "is what the file header says",
-           "format": "is this format's convention"}.get(medium_source, f"came from {medium_source}")
+    how = {
+        "default": "was assumed (the file does not say)",
+        "caller": "was given by you",
+        "header": "is what the file header says",
+        "format": "is this format's convention",
+    }.get(medium_source, f"came from {medium_source}")
     return (
         f"the fitted RV {rv_kms:+.1f} km/s is within {tol:.1f} km/s of {suspect:+.1f} km/s, the shift {'an' if other == 'air' else 'a'} {other} spectrum read "
         f"as {medium} produces at these wavelengths; the medium '{medium}' {how}. If the wavelengths are {other} "
@@ -104,7 +119,9 @@ def doppler_factor(rv_kms):
     return 1.0 + rv_kms / SPEED_OF_LIGHT_KMS
 
 
-def log_uniform_grid(wmin: float, wmax: float, resolving_power: float, pixels_per_resolution: float = 2.5) -> np.ndarray:
+def log_uniform_grid(
+    wmin: float, wmax: float, resolving_power: float, pixels_per_resolution: float = 2.5
+) -> np.ndarray:
     """Wavelengths (Å) uniform in ln λ with step 1/(R · pixels_per_resolution), covering [wmin, wmax]."""
     if not (0 < wmin < wmax):
         raise WavelengthError(f"need 0 < wmin < wmax, got wmin={wmin}, wmax={wmax}")

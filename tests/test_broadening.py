@@ -62,7 +62,9 @@ def test_velocity_step_of_log_uniform_grid():
 def test_analytic_profiles_have_unit_integral_and_expected_moments():
     eps, vsini, zeta = 0.6, 30.0, 4.0
     v = np.linspace(-40, 40, 801)
-    np.testing.assert_allclose(np.asarray(rotation_profile(v, vsini, eps)), gray_rotation(v, vsini, eps), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        np.asarray(rotation_profile(v, vsini, eps)), gray_rotation(v, vsini, eps), rtol=1e-12, atol=1e-15
+    )
     np.testing.assert_allclose(np.asarray(macroturbulence_profile(v, zeta)), gray_macro(v, zeta), rtol=1e-9, atol=1e-15)
     area, _ = integrate.quad(gray_rotation, -vsini, vsini, args=(vsini, eps))
     var, _ = integrate.quad(lambda u: u**2 * gray_rotation(u, vsini, eps), -vsini, vsini)
@@ -175,7 +177,9 @@ def test_gradients_are_finite_and_match_finite_differences(widths):
             fd = (loss(p + e) - loss(p - e)) / (2 * h)
             assert grad[i] == pytest.approx(float(fd), rel=1e-4, abs=1e-8)
     # the resolution parametrisation is differentiable too
-    g = jax.grad(lambda r: jnp.sum(weights * broaden(flux, 1.0, resolution=r, vsini=p[1], max_velocity=120.0) ** 2))(30_000.0)
+    g = jax.grad(lambda r: jnp.sum(weights * broaden(flux, 1.0, resolution=r, vsini=p[1], max_velocity=120.0) ** 2))(
+        30_000.0
+    )
     assert np.isfinite(float(g))
 
 
@@ -183,7 +187,9 @@ def test_batched_flux_is_broadened_row_by_row():
     flux = np.stack([line_spectrum(), 1 - 0.5 * (1 - line_spectrum())])
     out = np.asarray(broaden(flux, 1.0, vsini=15.0, resolution=40_000.0))
     for i in range(2):
-        np.testing.assert_allclose(out[i], np.asarray(broaden(flux[i], 1.0, vsini=15.0, resolution=40_000.0)), atol=1e-13)
+        np.testing.assert_allclose(
+            out[i], np.asarray(broaden(flux[i], 1.0, vsini=15.0, resolution=40_000.0)), atol=1e-13
+        )
 
 
 def test_lsf_sigma_for_degrades_model_resolution():

@@ -8,10 +8,10 @@ import jax
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from toy_grid import TOY_SPACE, make_toy_grid
 
 from stellarinf.cli import cli, main
 from stellarinf.errors import StellarinfError
-from toy_grid import TOY_SPACE, make_toy_grid
 
 
 def invoke(args):
@@ -45,8 +45,12 @@ def payne_and_grid(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("eval")
     grid = make_toy_grid(n=12, n_pix=40, seed=3)
-    emu = Emulator(PayneMLP(PayneConfig(3, grid.wavelength.size, (8, 8)), jax.random.key(1)), TOY_SPACE,
-                   (float(grid.wavelength[0]), float(grid.wavelength[-1])), training_wavelength=grid.wavelength)
+    emu = Emulator(
+        PayneMLP(PayneConfig(3, grid.wavelength.size, (8, 8)), jax.random.key(1)),
+        TOY_SPACE,
+        (float(grid.wavelength[0]), float(grid.wavelength[-1])),
+        training_wavelength=grid.wavelength,
+    )
     save_emulator(d / "payne", emu)
     return d / "payne", grid
 
@@ -63,7 +67,9 @@ def test_evaluate_refuses_nan_rows_and_corrupted_bytes(tmp_path, payne_and_grid,
     with h5py.File(nan_row, "r+") as fh:
         fh["flux"][5, 7] = np.nan
     out.unlink()
-    code, err = run_main(["evaluate", "--emulator", str(model), "--grid", str(nan_row), "--quiet", "-o", str(out)], capsys)
+    code, err = run_main(
+        ["evaluate", "--emulator", str(model), "--grid", str(nan_row), "--quiet", "-o", str(out)], capsys
+    )
     assert code == 3 and "grid row(s) [5] hold NaN/inf" in err and "Regenerate" in err
     assert not out.exists()  # no "mae": NaN written
     # bytes overwritten inside the flux data (0xFF... is a NaN pattern for float32)
@@ -118,7 +124,9 @@ def test_bench_quick_does_not_overwrite_the_shipped_results(tmp_path):
 def test_time_budgeted_training_shows_a_time_bar():
     from stellarinf.emulators.training import TrainConfig, _ProgressBar
 
-    bar = _ProgressBar(TrainConfig(max_minutes=2.0, max_steps=10**9, progress=True), {"step": 0, "elapsed_s": 30.0}, "payne")
+    bar = _ProgressBar(
+        TrainConfig(max_minutes=2.0, max_steps=10**9, progress=True), {"step": 0, "elapsed_s": 30.0}, "payne"
+    )
     assert bar.bar.total == 120.0 and bar.bar.unit == "s" and bar.bar.n == 30.0
     bar.advance({"step": 10, "elapsed_s": 90.0})
     bar.set_postfix(loss="0.1")

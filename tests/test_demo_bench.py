@@ -67,8 +67,12 @@ def test_bench_clear_errors(tmp_path):
         with pytest.raises(StellarinfError, match="benchmarks folder not found"):
             benchmarks_dir()
     # the `main` entry point turns that into exit code 3
-    proc = subprocess.run([sys.executable, "-m", "stellarinf.cli", "bench", "throughput", "--dry-run"], capture_output=True,
-                          text=True, env={**_env(), "STELLARINF_BENCHMARKS": str(tmp_path / "nowhere")})
+    proc = subprocess.run(
+        [sys.executable, "-m", "stellarinf.cli", "bench", "throughput", "--dry-run"],
+        capture_output=True,
+        text=True,
+        env={**_env(), "STELLARINF_BENCHMARKS": str(tmp_path / "nowhere")},
+    )
     assert proc.returncode == 3 and "benchmarks folder not found" in proc.stderr
 
 
@@ -116,8 +120,26 @@ def test_flop_counts_match_xla_for_one_layer_and_the_payne():
 
 
 def test_bench_throughput_quick_writes_results(tmp_path):
-    r = invoke(["bench", "throughput", "--quick", "--output-dir", str(tmp_path), "--",
-                "--presets", "tiny", "--synth", "none", "--batch", "2", "--repeats", "1", "--matmul-n", "256"])
+    r = invoke(
+        [
+            "bench",
+            "throughput",
+            "--quick",
+            "--output-dir",
+            str(tmp_path),
+            "--",
+            "--presets",
+            "tiny",
+            "--synth",
+            "none",
+            "--batch",
+            "2",
+            "--repeats",
+            "1",
+            "--matmul-n",
+            "256",
+        ]
+    )
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "throughput.json").read_text())
     assert (tmp_path / "throughput.png").stat().st_size > 1000
@@ -131,8 +153,13 @@ def test_bench_throughput_quick_writes_results(tmp_path):
         assert row["n_pixels"] == res["settings"]["n_pixels"] > 2000
         assert row["pixels_per_s"] == pytest.approx(2 * row["n_pixels"] / row["forward_median_s"])
         assert row["jacobian_median_s"] > 0 and row["flops_per_pixel"] > 0
-        assert row["fraction_of_peak"] == pytest.approx(row["pixels_per_s"] * row["flops_per_pixel"] / 1e9 / res["matmul_peak"]["gflops"])
-    assert rows["transformer-payne-tiny"]["n_parameters"] > 0 and rows["transformer-payne-tiny"]["architecture"]["dim"] == 32
+        assert row["fraction_of_peak"] == pytest.approx(
+            row["pixels_per_s"] * row["flops_per_pixel"] / 1e9 / res["matmul_peak"]["gflops"]
+        )
+    assert (
+        rows["transformer-payne-tiny"]["n_parameters"] > 0
+        and rows["transformer-payne-tiny"]["architecture"]["dim"] == 32
+    )
 
 
 # ------------------------------------------------------------------------------------ accuracy
@@ -149,9 +176,33 @@ def test_bench_accuracy_quick_on_toy_grids(tmp_path):
 
     train, test_path, test = _toy_grid_files(tmp_path)
     out = tmp_path / "out"
-    r = invoke(["bench", "accuracy", "--quick", "--output-dir", str(out), "--",
-                "--grid", str(train), "--test-grid", str(test_path), "--sizes", "40,1000", "--n-validation", "8",
-                "--max-steps", "6", "--max-minutes", "5", "--validate-every", "3", "--quiet", "--workdir", str(tmp_path / "work")])
+    r = invoke(
+        [
+            "bench",
+            "accuracy",
+            "--quick",
+            "--output-dir",
+            str(out),
+            "--",
+            "--grid",
+            str(train),
+            "--test-grid",
+            str(test_path),
+            "--sizes",
+            "40,1000",
+            "--n-validation",
+            "8",
+            "--max-steps",
+            "6",
+            "--max-minutes",
+            "5",
+            "--validate-every",
+            "3",
+            "--quiet",
+            "--workdir",
+            str(tmp_path / "work"),
+        ]
+    )
     assert r.exit_code == 0, r.output
     res = json.loads((out / "accuracy.json").read_text())
     assert (out / "accuracy.png").exists()
@@ -173,7 +224,9 @@ def test_bench_accuracy_quick_on_toy_grids(tmp_path):
         assert len(pos["teff_logg_map"]["mae"]) == 4
     (c,) = res["comparison"]
     by = {run["model"]: run["test"] for run in res["runs"]}
-    assert c["n_train"] == 40 and c["mae_payne_over_tp"] == pytest.approx(by["payne"]["mae"] / by["transformer-payne"]["mae"])
+    assert c["n_train"] == 40 and c["mae_payne_over_tp"] == pytest.approx(
+        by["payne"]["mae"] / by["transformer-payne"]["mae"]
+    )
     assert c["in_claim_range"] is False and res["claim"]["tested_at"] == []
 
 
@@ -193,10 +246,33 @@ def test_pretrain_quick_two_stage_payne(tmp_path):
 
     out = tmp_path / "pretrain.json"
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "pretrain.py"), "--quick", "--model", "payne", "--sizes", "8", "--max-steps", "30",
-         "--max-minutes", "5", "--pretrain-minutes", "5", "--validate-every", "10", "--quiet",
-         "--workdir", str(tmp_path / "work"), "-o", str(out)],
-        capture_output=True, text=True, env=_env(), cwd=str(REPO))
+        [
+            sys.executable,
+            str(BENCH / "pretrain.py"),
+            "--quick",
+            "--model",
+            "payne",
+            "--sizes",
+            "8",
+            "--max-steps",
+            "30",
+            "--max-minutes",
+            "5",
+            "--pretrain-minutes",
+            "5",
+            "--validate-every",
+            "10",
+            "--quiet",
+            "--workdir",
+            str(tmp_path / "work"),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=str(REPO),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
     assert out.with_suffix(".png").exists()
@@ -216,8 +292,14 @@ def test_pretrain_quick_two_stage_payne(tmp_path):
 # ------------------------------------------------------------------------------------ demo
 def _demo_pieces_missing() -> str | None:
     missing = []
-    for mod in ("stellarinf.observe.model", "stellarinf.io.spectrum", "stellarinf.inference.results",
-                "stellarinf.inference.plots", "stellarinf.inference.mocks", "stellarinf.emulators.analytic"):
+    for mod in (
+        "stellarinf.observe.model",
+        "stellarinf.io.spectrum",
+        "stellarinf.inference.results",
+        "stellarinf.inference.plots",
+        "stellarinf.inference.mocks",
+        "stellarinf.emulators.analytic",
+    ):
         if importlib.util.find_spec(mod) is None:
             missing.append(mod)
     return ", ".join(missing) or None
@@ -249,7 +331,10 @@ def tiny_demo(tmp_path_factory):
     train(grid, d / "model", cfg)
     f = 1 + 30.0 / SPEED_OF_LIGHT_KMS
     obs_wl = wl[(wl >= 6600.0 * f) & (wl <= 6620.0 / f)]
-    truth = {"labels": {"teff": 5650.0, "logg": 4.3, "feh": -0.25}, "nuisances": {"rv": 12.3, "vsini": 4.0, "vmacro": 3.0}}
+    truth = {
+        "labels": {"teff": 5650.0, "logg": 4.3, "feh": -0.25},
+        "nuisances": {"rv": 12.3, "vsini": 4.0, "vmacro": 3.0},
+    }
     spec = make_mock(model, obs_wl, {**truth["labels"], **truth["nuisances"]}, snr=80, resolution=28_000.0, seed=1)
     write_spectrum_fits(d / "demo_star.fits", spec)
     (d / "demo_truth.json").write_text(json.dumps(truth))
@@ -262,10 +347,34 @@ def test_demo_end_to_end_with_a_tiny_model(tiny_demo, tmp_path):
 
     d, truth = tiny_demo
     out = tmp_path / "demo_out"
-    r = invoke(["demo", "--emulator", str(d / "model"), "--spectrum", str(d / "demo_star.fits"),
-                "--sampler", "laplace", "--chains", "2", "--draws", "200", "--map-starts", "2", "-o", str(out)])
+    r = invoke(
+        [
+            "demo",
+            "--emulator",
+            str(d / "model"),
+            "--spectrum",
+            str(d / "demo_star.fits"),
+            "--sampler",
+            "laplace",
+            "--chains",
+            "2",
+            "--draws",
+            "200",
+            "--map-starts",
+            "2",
+            "-o",
+            str(out),
+        ]
+    )
     assert r.exit_code == 0, r.output
-    for name in ("demo.nc", "demo_summary.fits", "demo_summary.csv", "demo_report.json", "demo_corner.png", "demo_fit.png"):
+    for name in (
+        "demo.nc",
+        "demo_summary.fits",
+        "demo_summary.csv",
+        "demo_report.json",
+        "demo_corner.png",
+        "demo_fit.png",
+    ):
         assert (out / name).exists(), name
     report = json.loads((out / "demo_report.json").read_text())
     assert report["fixed"] == {"vmacro": 3.0}  # held at the truth file's value by default
@@ -287,9 +396,14 @@ def test_demo_table_rows_pull_and_crb_ratio():
 
     from stellarinf.commands.demo import comparison_rows, format_rows
 
-    table = Table(rows=[("teff", "K", 5700.0, 50.0, 5650.0, 5750.0, ""), ("cont_0_0", "", 1.0, 0.01, 0.99, 1.01, ""),
-                        ("rv", "km/s", 12.0, 0.2, 11.8, 12.2, "ess")],
-                  names=("name", "unit", "p50", "sd", "p16", "p84", "flags"))
+    table = Table(
+        rows=[
+            ("teff", "K", 5700.0, 50.0, 5650.0, 5750.0, ""),
+            ("cont_0_0", "", 1.0, 0.01, 0.99, 1.01, ""),
+            ("rv", "km/s", 12.0, 0.2, 11.8, 12.2, "ess"),
+        ],
+        names=("name", "unit", "p50", "sd", "p16", "p84", "flags"),
+    )
     rows = comparison_rows(table, {"teff": 5650.0, "rv": 12.3}, {"teff": 40.0, "rv": 0.25})
     assert [r["label"] for r in rows] == ["teff", "rv"]  # continuum coefficients are not reported
     assert rows[0]["pull"] == pytest.approx(1.0) and rows[0]["sd_over_crb"] == pytest.approx(1.25)
@@ -305,11 +419,18 @@ def test_demo_names_the_fix_when_the_default_model_is_missing(tmp_path):
     (data / "demo").mkdir(parents=True)
     wl = np.linspace(6500.0, 6510.0, 50)
     # a flux with some structure: a flat one is refused (as input, before the model loads), which is not this test
-    write_spectrum_fits(data / "demo" / "demo_star.fits", Spectrum(wl, 1.0 - 0.01 * np.sin(wl), np.full_like(wl, 0.01), resolution=28000.0))
+    write_spectrum_fits(
+        data / "demo" / "demo_star.fits",
+        Spectrum(wl, 1.0 - 0.01 * np.sin(wl), np.full_like(wl, 0.01), resolution=28000.0),
+    )
     (data / "demo" / "demo_truth.json").write_text(json.dumps({"labels": {"teff": 5650.0}, "nuisances": {"rv": 0.0}}))
     env = {**_env(), "STELLARINF_DATA": str(data)}
-    proc = subprocess.run([sys.executable, "-m", "stellarinf.cli", "demo", "-o", str(tmp_path / "o")],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stellarinf.cli", "demo", "-o", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 3 and "python data/make_defaults.py" in proc.stderr
     (data / "demo" / "demo_star.fits").unlink()
     proc = subprocess.run([sys.executable, "-m", "stellarinf.cli", "demo"], capture_output=True, text=True, env=env)
@@ -317,8 +438,12 @@ def test_demo_names_the_fix_when_the_default_model_is_missing(tmp_path):
 
 
 def test_make_defaults_dry_run_lists_the_recipe(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "data" / "make_defaults.py"), "--dry-run", "--work", str(tmp_path)],
-                          capture_output=True, text=True, env=_env())
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "data" / "make_defaults.py"), "--dry-run", "--work", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     assert "stellarinf grid --n 10000 --design sobol --seed 42 --fidelity realistic --window galah-red" in text

@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from astropy import units as u
+from toy_grid import TOY_RANGE, TOY_SPACE
 
 from stellarinf.emulators import Emulator, PayneConfig, PayneMLP
 from stellarinf.errors import LabelError, SpectrumError, WavelengthError
 from stellarinf.io.spectrum import Spectrum
-from toy_grid import TOY_RANGE, TOY_SPACE
 
 WL = np.linspace(TOY_RANGE[0], TOY_RANGE[1], 90)
 INSIDE = np.array([5000.0, 3.0, -0.5])
@@ -18,7 +18,9 @@ INSIDE = np.array([5000.0, 3.0, -0.5])
 
 @pytest.fixture(scope="module")
 def emu():
-    return Emulator(PayneMLP(PayneConfig(3, WL.size, (8, 8)), jax.random.key(6)), TOY_SPACE, TOY_RANGE, training_wavelength=WL)
+    return Emulator(
+        PayneMLP(PayneConfig(3, WL.size, (8, 8)), jax.random.key(6)), TOY_SPACE, TOY_RANGE, training_wavelength=WL
+    )
 
 
 def test_flux_outside_the_training_box_is_refused_eagerly(emu):
@@ -29,7 +31,9 @@ def test_flux_outside_the_training_box_is_refused_eagerly(emu):
     with pytest.raises(WavelengthError, match="outside the model's range"):
         emu.flux(INSIDE, WL[10:20] + 1000.0)
     # the named fast path does not check, and agrees with the checked one inside the box
-    np.testing.assert_array_equal(np.asarray(emu.flux_unchecked(INSIDE, WL[10:20])), np.asarray(emu.flux(INSIDE, WL[10:20])))
+    np.testing.assert_array_equal(
+        np.asarray(emu.flux_unchecked(INSIDE, WL[10:20])), np.asarray(emu.flux(INSIDE, WL[10:20]))
+    )
     assert np.all(np.isfinite(np.asarray(emu.flux_unchecked(outside, WL[10:20]))))
 
 
@@ -41,7 +45,9 @@ def test_flux_under_jit_vmap_grad_is_not_checked_and_unchanged(emu):
     np.testing.assert_allclose(batch[1], eager, atol=1e-6)
     # abstract values cannot be checked: a traced call outside the box computes (as fits need), it does not raise
     far = jnp.asarray([50000.0, 3.0, -0.5])
-    np.testing.assert_allclose(np.asarray(jax.jit(emu.flux)(far, wl)), np.asarray(emu.flux_unchecked(far, wl)), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(emu.flux)(far, wl)), np.asarray(emu.flux_unchecked(far, wl)), atol=1e-6
+    )
     g = jax.grad(lambda x: jnp.sum(emu.flux(x, wl)))(jnp.asarray(INSIDE))
     assert g.shape == (3,) and np.all(np.isfinite(np.asarray(g)))
 
@@ -57,7 +63,9 @@ def test_quantity_wavelengths_are_converted_not_stripped(emu):
 def test_spectrum_converts_quantities():
     wl = np.linspace(6500.0, 6540.0, 50)
     flux = 1.0 + 0.1 * np.sin(wl)
-    spec = Spectrum(wl / 10.0 * u.nm, flux * u.erg / u.s / u.cm**2 / u.AA, 0.01 * flux * 1e-3 * u.erg / u.s / u.cm**2 / u.nm)
+    spec = Spectrum(
+        wl / 10.0 * u.nm, flux * u.erg / u.s / u.cm**2 / u.AA, 0.01 * flux * 1e-3 * u.erg / u.s / u.cm**2 / u.nm
+    )
     np.testing.assert_allclose(spec.wavelength, wl, rtol=1e-14)
     np.testing.assert_allclose(spec.sigma, 1e-6 * flux, rtol=1e-12)  # 1e-5 flux per nm = 1e-6 flux per Å
     assert (spec.input_wavelength_unit, spec.wavelength_unit_source) == ("nm", "caller")

@@ -7,12 +7,20 @@ import jax
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from toy_grid import TOY_RANGE, TOY_SPACE, make_toy_grid
 
 from stellarinf.cli import cli
-from stellarinf.emulators import Emulator, PayneConfig, PayneMLP, TransformerPayne, load_emulator, preset_config, save_emulator
+from stellarinf.emulators import (
+    Emulator,
+    PayneConfig,
+    PayneMLP,
+    TransformerPayne,
+    load_emulator,
+    preset_config,
+    save_emulator,
+)
 from stellarinf.emulators.model_io import FORMAT_VERSION
 from stellarinf.errors import ModelFileError
-from toy_grid import TOY_RANGE, TOY_SPACE, make_toy_grid
 
 WL = np.linspace(TOY_RANGE[0], TOY_RANGE[1], 90)
 LABELS = np.array([[5000.0, 3.0, -0.5], [6200.0, 4.5, 0.2]])
@@ -20,13 +28,22 @@ LABELS = np.array([[5000.0, 3.0, -0.5], [6200.0, 4.5, 0.2]])
 
 def _tp():
     cfg = preset_config("tiny", 3, log10_wavelength_ref=float(np.log10(6015.0)), log_continuum_offset=14.0)
-    return Emulator(TransformerPayne(cfg, jax.random.key(5)), TOY_SPACE, TOY_RANGE, resolution=28000.0, has_continuum=True,
-                    error_wavelength=WL, error_sigma=np.linspace(1e-3, 2e-3, WL.size),
-                    metadata={"training_grid": {"path": "toy.h5", "n_train": 10}, "metrics": {"mae": 1e-3}})
+    return Emulator(
+        TransformerPayne(cfg, jax.random.key(5)),
+        TOY_SPACE,
+        TOY_RANGE,
+        resolution=28000.0,
+        has_continuum=True,
+        error_wavelength=WL,
+        error_sigma=np.linspace(1e-3, 2e-3, WL.size),
+        metadata={"training_grid": {"path": "toy.h5", "n_train": 10}, "metrics": {"mae": 1e-3}},
+    )
 
 
 def _payne():
-    return Emulator(PayneMLP(PayneConfig(3, WL.size, (8, 8)), jax.random.key(6)), TOY_SPACE, TOY_RANGE, training_wavelength=WL)
+    return Emulator(
+        PayneMLP(PayneConfig(3, WL.size, (8, 8)), jax.random.key(6)), TOY_SPACE, TOY_RANGE, training_wavelength=WL
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +62,19 @@ def test_save_then_load_gives_bit_identical_predictions(saved_tp, tmp_path):
     assert back.label_space == emu.label_space and back.wavelength_range == emu.wavelength_range
     assert back.resolution == 28000.0 and back.has_continuum
     doc = back.metadata
-    for key in ("format", "format_version", "architecture", "label_space", "wavelength_range", "resolution", "training_grid",
-                "metrics", "error_table", "stellarinf_version", "weights"):
+    for key in (
+        "format",
+        "format_version",
+        "architecture",
+        "label_space",
+        "wavelength_range",
+        "resolution",
+        "training_grid",
+        "metrics",
+        "error_table",
+        "stellarinf_version",
+        "weights",
+    ):
         assert key in doc, key
     assert doc["architecture"]["kind"] == "transformer-payne" and doc["architecture"]["hyperparameters"]["dim"] == 32
     assert doc["training_grid"]["path"] == "toy.h5" and doc["metrics"]["mae"] == 1e-3
@@ -74,7 +102,10 @@ def _copy(src, dst):
         (lambda d: (d / "weights.eqx").write_bytes((d / "weights.eqx").read_bytes()[:-100]), "checksum differs"),
         (lambda d: _edit(d, lambda doc: doc.update(format_version=FORMAT_VERSION + 1)), "upgrade stellarinf"),
         (lambda d: _edit(d, lambda doc: doc.update(format="something-else")), "not a stellarinf emulator"),
-        (lambda d: _edit(d, lambda doc: doc["architecture"]["hyperparameters"].update(dim=64, n_heads=2)), "does not fit the architecture"),
+        (
+            lambda d: _edit(d, lambda doc: doc["architecture"]["hyperparameters"].update(dim=64, n_heads=2)),
+            "does not fit the architecture",
+        ),
         (lambda d: _edit(d, lambda doc: doc["architecture"].update(kind="cannon")), "unknown emulator kind"),
     ],
 )
@@ -109,13 +140,34 @@ def test_train_and_evaluate_commands(tmp_path, saved_tp):
     make_toy_grid(n=30, n_pix=90, seed=7).save(grid_path)
     runner = CliRunner()
     out = tmp_path / "payne"
-    res = runner.invoke(cli, ["train", "--grid", str(grid_path), "--model", "payne", "--hidden", "16,16", "--max-steps", "30",
-                              "--validate-every", "10", "--warmup-steps", "5", "--quiet", "-o", str(out)])
+    res = runner.invoke(
+        cli,
+        [
+            "train",
+            "--grid",
+            str(grid_path),
+            "--model",
+            "payne",
+            "--hidden",
+            "16,16",
+            "--max-steps",
+            "30",
+            "--validate-every",
+            "10",
+            "--warmup-steps",
+            "5",
+            "--quiet",
+            "-o",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "held-out test" in res.output and "MAE=" in res.output and "MSE=" in res.output
     assert load_emulator(out).metadata["training_grid"]["path"] == str(grid_path)
     metrics_path = tmp_path / "metrics.json"
-    res = runner.invoke(cli, ["evaluate", "--emulator", str(saved_tp[1]), "--grid", str(grid_path), "--quiet", "-o", str(metrics_path)])
+    res = runner.invoke(
+        cli, ["evaluate", "--emulator", str(saved_tp[1]), "--grid", str(grid_path), "--quiet", "-o", str(metrics_path)]
+    )
     assert res.exit_code == 0, res.output
     m = json.loads(metrics_path.read_text())
     assert m["n_spectra"] == 30 and m["mae"] > 0 and m["mse"] > 0 and m["p99"] >= m["mae"]
@@ -125,8 +177,11 @@ def test_train_and_evaluate_commands(tmp_path, saved_tp):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "stellarinf.cli", "evaluate", "--emulator", str(out), "--grid", str(far), "--quiet"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stellarinf.cli", "evaluate", "--emulator", str(out), "--grid", str(far), "--quiet"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 3 and "evaluate on a grid of the emulator's window" in proc.stderr
 
 
@@ -153,7 +208,9 @@ def test_transformer_payne_with_its_training_pixels_is_evaluated_there(tmp_path)
     obs = pixels[30:170]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        om = ObservationModel(back, Spectrum(obs, np.ones_like(obs), np.full_like(obs, 0.01), resolution=28000.0), rv_max=20.0)
+        om = ObservationModel(
+            back, Spectrum(obs, np.ones_like(obs), np.full_like(obs, 0.01), resolution=28000.0), rv_max=20.0
+        )
     assert om.upsample >= 1
     with pytest.raises(Exception, match="increasing"):
         _tp()._replace(training_wavelength=pixels[::-1])

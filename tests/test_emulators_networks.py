@@ -6,11 +6,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from toy_grid import TOY_RANGE, TOY_SPACE
 
-from stellarinf.emulators import Emulator, PayneConfig, PayneMLP, SpectrumModel, TransformerPayne, flux_metrics, preset_config
+from stellarinf.emulators import (
+    Emulator,
+    PayneConfig,
+    PayneMLP,
+    SpectrumModel,
+    TransformerPayne,
+    flux_metrics,
+    preset_config,
+)
 from stellarinf.emulators.transformer_payne import PRESETS, count_parameters
 from stellarinf.errors import LabelError, StellarinfError, WavelengthError
-from toy_grid import TOY_RANGE, TOY_SPACE
 
 WL = np.linspace(TOY_RANGE[0], TOY_RANGE[1], 157)
 LABELS = np.array([[5000.0, 3.0, -0.5], [6200.0, 4.5, 0.2], [4600.0, 2.1, -1.4]])
@@ -20,8 +28,15 @@ LABELS = np.array([[5000.0, 3.0, -0.5], [6200.0, 4.5, 0.2], [4600.0, 2.1, -1.4]]
 def tp():
     cfg = preset_config("tiny", len(TOY_SPACE), log10_wavelength_ref=float(np.log10(6015.0)))
     net = TransformerPayne(cfg, jax.random.key(1))
-    return Emulator(net, TOY_SPACE, TOY_RANGE, resolution=50000.0, has_continuum=True,
-                    error_wavelength=[6000.0, 6030.0], error_sigma=[1e-3, 3e-3])
+    return Emulator(
+        net,
+        TOY_SPACE,
+        TOY_RANGE,
+        resolution=50000.0,
+        has_continuum=True,
+        error_wavelength=[6000.0, 6030.0],
+        error_sigma=[1e-3, 3e-3],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +170,7 @@ def test_flux_metrics_values_and_line_split():
 def test_payne_smooth_activation_has_continuous_gradients_leaky_relu_does_not():
     """SiLU makes the Payne smooth in its labels; the published LeakyReLU network is piecewise linear, so its
     label gradient jumps between neighbouring points (the kinks that break Laplace/HMC at high S/N)."""
+
     def max_gradient_jump(activation):
         net = PayneMLP(PayneConfig(len(TOY_SPACE), WL.size, (64, 64), activation=activation), jax.random.key(5))
         f = lambda x: jnp.sum(net(jnp.asarray([x, 0.1, -0.2])) ** 2)  # noqa: E731
@@ -199,7 +215,9 @@ def test_lanczos_upsample_equals_pointwise_lanczos_and_its_gradient(factor):
         # d/d(start) of a weighted sum of interior outputs, against the pointwise kernel's
         wts = jnp.asarray(np.where(inside, np.cos(x), 0.0))
         d_up = jax.grad(lambda s: jnp.sum(wts * lanczos_upsample(values, s, factor, n_out)))(jnp.asarray(start))
-        d_pt = jax.grad(lambda s: jnp.sum(wts * lanczos_interpolate(s + jnp.arange(n_out) / factor, grid, values)))(jnp.asarray(start))
+        d_pt = jax.grad(lambda s: jnp.sum(wts * lanczos_interpolate(s + jnp.arange(n_out) / factor, grid, values)))(
+            jnp.asarray(start)
+        )
         np.testing.assert_allclose(float(d_up), float(d_pt), rtol=1e-9, atol=1e-12)
 
 
@@ -225,7 +243,13 @@ def test_lanczos_interpolation_reproduces_a_near_nyquist_line_far_better_than_li
     got = np.asarray(lanczos_interpolate(jnp.asarray(x), jnp.asarray(grid), jnp.asarray(line(grid))))
     assert np.max(np.abs(got - line(x))) < 5e-3
     assert np.max(np.abs(np.interp(x, grid, line(grid)) - line(x))) > 0.04
-    np.testing.assert_allclose(np.asarray(lanczos_interpolate(jnp.asarray(grid), jnp.asarray(grid), jnp.asarray(line(grid)))), line(grid), atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(lanczos_interpolate(jnp.asarray(grid), jnp.asarray(grid), jnp.asarray(line(grid)))),
+        line(grid),
+        atol=1e-12,
+    )
     # smooth in the position: the derivative is finite everywhere, also exactly at a pixel
-    d = jax.vmap(jax.grad(lambda z: lanczos_interpolate(z[None], jnp.asarray(grid), jnp.asarray(line(grid)))[0]))(jnp.asarray([99.0, 100.0, 100.5]))
+    d = jax.vmap(jax.grad(lambda z: lanczos_interpolate(z[None], jnp.asarray(grid), jnp.asarray(line(grid)))[0]))(
+        jnp.asarray([99.0, 100.0, 100.5])
+    )
     assert np.all(np.isfinite(np.asarray(d)))

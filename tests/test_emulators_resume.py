@@ -5,24 +5,44 @@ import json
 
 import numpy as np
 import pytest
+from toy_grid import make_toy_grid
 
 from stellarinf.emulators import TrainConfig, load_emulator, train
 from stellarinf.emulators.model_io import serialise
 from stellarinf.errors import StellarinfError
-from toy_grid import make_toy_grid
 
 GRID = make_toy_grid(n=24, n_pix=120, seed=3)
 
 
 def _payne_cfg(**kw):
-    base = dict(model="payne", hidden=(32, 32), max_steps=40, validate_every=10, warmup_steps=5, learning_rate=3e-3,
-                batch_spectra=8, progress=False, patience=None)
+    base = dict(
+        model="payne",
+        hidden=(32, 32),
+        max_steps=40,
+        validate_every=10,
+        warmup_steps=5,
+        learning_rate=3e-3,
+        batch_spectra=8,
+        progress=False,
+        patience=None,
+    )
     return TrainConfig(**{**base, **kw})
 
 
 def _tp_cfg(**kw):
-    base = dict(model="transformer-payne", preset="tiny", max_steps=40, validate_every=10, warmup_steps=5,
-                learning_rate=3e-3, batch_spectra=4, batch_pixels=32, val_pixels=64, progress=False, patience=None)
+    base = dict(
+        model="transformer-payne",
+        preset="tiny",
+        max_steps=40,
+        validate_every=10,
+        warmup_steps=5,
+        learning_rate=3e-3,
+        batch_spectra=4,
+        batch_pixels=32,
+        val_pixels=64,
+        progress=False,
+        patience=None,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -62,7 +82,9 @@ def test_killed_training_resumes_to_identical_parameters(tmp_path, kind):
 def test_fine_tuning_starts_from_the_model_and_keeps_frozen_groups(tmp_path):
     pre = train(GRID, tmp_path / "pre", _payne_cfg(max_steps=60))
     other = make_toy_grid(n=24, n_pix=120, seed=4)  # same pixels, new spectra
-    ft = train(other, tmp_path / "ft", _payne_cfg(max_steps=20, learning_rate=1e-3, freeze=("hidden",)), init=tmp_path / "pre")
+    ft = train(
+        other, tmp_path / "ft", _payne_cfg(max_steps=20, learning_rate=1e-3, freeze=("hidden",)), init=tmp_path / "pre"
+    )
     scratch = train(other, None, _payne_cfg(max_steps=20))
     # it starts where the pre-trained model is (far better than a fresh network)
     assert ft.history[0]["val_mae"] < 0.5 * scratch.history[0]["val_mae"]

@@ -132,7 +132,9 @@ def test_modes_exclude_the_directions_in_which_the_labels_move_the_spectrum():
 def test_likelihood_with_modes_equals_dense_gaussian(continuum):
     model = modes_model()
     spec = spectrum(model)
-    om = ObservationModel(model, spec, continuum=continuum, continuum_degree=1, continuum_prior_width=0.5, fixed={"vmacro": 0.0})
+    om = ObservationModel(
+        model, spec, continuum=continuum, continuum_degree=1, continuum_prior_width=0.5, fixed={"vmacro": 0.0}
+    )
     assert om.n_error_modes == 3
     p = {**LABELS, "rv": 0.0, "vsini": 0.0}
     if continuum == "sample":
@@ -140,7 +142,9 @@ def test_likelihood_with_modes_equals_dense_gaussian(continuum):
     p = {k: v for k, v in p.items() if k in om.param_names}
     # at rv = 0 and no extra broadening the modes the data see are the table modes at the pixels
     phi = np.asarray(om.error_mode_matrix(p))
-    direct = np.stack([np.interp(spec.wavelength, np.asarray(model.error_wavelength), np.asarray(m)) for m in model.error_modes], 1)
+    direct = np.stack(
+        [np.interp(spec.wavelength, np.asarray(model.error_wavelength), np.asarray(m)) for m in model.error_modes], 1
+    )
     np.testing.assert_allclose(phi, direct, atol=5e-3 * np.abs(direct).max())
     m = np.asarray(om.normalised_flux(p))
     white = np.asarray(model.error_white(jnp.asarray(spec.wavelength)))
@@ -157,8 +161,11 @@ def test_likelihood_with_modes_equals_dense_gaussian(continuum):
     dense = stats.multivariate_normal(mean, cov).logpdf(spec.flux)
     assert float(om.log_likelihood(p)) == pytest.approx(dense, abs=1e-6)
     # the total per-pixel variance is the emulator's total error: the modes only redistribute it
-    np.testing.assert_allclose(np.asarray(om.total_variance(p)), spec.sigma**2 + np.asarray(model.error(jnp.asarray(spec.wavelength))) ** 2,
-                               rtol=1e-2)
+    np.testing.assert_allclose(
+        np.asarray(om.total_variance(p)),
+        spec.sigma**2 + np.asarray(model.error(jnp.asarray(spec.wavelength))) ** 2,
+        rtol=1e-2,
+    )
 
 
 def test_modes_move_with_rv_and_gradients_stay_finite():
@@ -169,10 +176,14 @@ def test_modes_move_with_rv_and_gradients_stay_finite():
     p = {**LABELS, "rv": rv, "vsini": 0.0}
     phi = np.asarray(om.error_mode_matrix(p))
     rest = spec.wavelength / (1 + rv / SPEED_OF_LIGHT_KMS)
-    direct = np.stack([np.interp(rest, np.asarray(model.error_wavelength), np.asarray(m)) for m in model.error_modes], 1)
+    direct = np.stack(
+        [np.interp(rest, np.asarray(model.error_wavelength), np.asarray(m)) for m in model.error_modes], 1
+    )
     np.testing.assert_allclose(phi, direct, atol=5e-3 * np.abs(direct).max())
     # a coarser instrument smooths the modes like the spectrum (lower peak, same integral)
-    coarse = ObservationModel(model, spec, resolution=8000.0, continuum="marginalise", continuum_degree=1, fixed={"vmacro": 0.0})
+    coarse = ObservationModel(
+        model, spec, resolution=8000.0, continuum="marginalise", continuum_degree=1, fixed={"vmacro": 0.0}
+    )
     wide = np.asarray(coarse.error_mode_matrix(p))
     assert wide.max() < 0.8 * phi.max() and wide.sum() == pytest.approx(phi.sum(), rel=1e-2)
     value_and_grad = jax.jit(jax.value_and_grad(lambda q: om.log_likelihood(q)))
@@ -182,7 +193,9 @@ def test_modes_move_with_rv_and_gradients_stay_finite():
         ll, g = value_and_grad(q)
         assert np.isfinite(float(ll)) and all(np.isfinite(float(v)) for v in g.values())
     # error_modes=False falls back to the white total error
-    white = ObservationModel(model, spec, continuum="marginalise", continuum_degree=1, fixed={"vmacro": 0.0}, error_modes=False)
+    white = ObservationModel(
+        model, spec, continuum="marginalise", continuum_degree=1, fixed={"vmacro": 0.0}, error_modes=False
+    )
     assert white.n_error_modes == 0
     np.testing.assert_allclose(np.asarray(white.emulator_error), np.asarray(model.error(jnp.asarray(spec.wavelength))))
 
@@ -197,8 +210,12 @@ def test_modes_absorb_a_correlated_error_that_biases_the_white_likelihood():
     shift = np.asarray(model.flux(lab + jnp.array([40.0, 0, 0]), jnp.asarray(wl)) - model.flux(lab, jnp.asarray(wl)))
     ew = np.asarray(model.error_wavelength)
     pattern = np.interp(ew, wl, shift)
-    model = ModesModel(model.base, model.error_wavelength, jnp.sqrt(model.error_sigma**2 + pattern**2),
-                       jnp.concatenate([model.error_modes, jnp.asarray(pattern)[None]]))
+    model = ModesModel(
+        model.base,
+        model.error_wavelength,
+        jnp.sqrt(model.error_sigma**2 + pattern**2),
+        jnp.concatenate([model.error_modes, jnp.asarray(pattern)[None]]),
+    )
     flux = np.asarray(model.flux(lab, jnp.asarray(wl))) + shift
     spec = Spectrum(wl, flux, np.full(wl.size, 1e-3), resolution=R)
 
@@ -263,12 +280,25 @@ def test_marginal_fisher_curvature_equals_the_residual_jacobian_form_at_the_trut
     model = modes_model()
     wl = log_uniform_grid(6560.0, 6640.0, R, 2.5)
     truth = {**LABELS, "rv": 12.0, "vsini": 4.0}
-    om0 = ObservationModel(model, Spectrum(wl, np.ones_like(wl), np.full(wl.size, 0.004), resolution=R), continuum=continuum,
-                           continuum_degree=1, fixed={"vmacro": 0.0})
-    params = {**truth, **({n: (1.0 if n.endswith("_0") else 0.0) for n in om0.continuum_names} if continuum == "sample" else {})}
+    om0 = ObservationModel(
+        model,
+        Spectrum(wl, np.ones_like(wl), np.full(wl.size, 0.004), resolution=R),
+        continuum=continuum,
+        continuum_degree=1,
+        fixed={"vmacro": 0.0},
+    )
+    params = {
+        **truth,
+        **({n: (1.0 if n.endswith("_0") else 0.0) for n in om0.continuum_names} if continuum == "sample" else {}),
+    }
     exact = np.asarray(om0.predict(params))
-    om = ObservationModel(model, Spectrum(wl, exact, np.full(wl.size, 0.004), resolution=R), continuum=continuum,
-                          continuum_degree=1, fixed={"vmacro": 0.0})
+    om = ObservationModel(
+        model,
+        Spectrum(wl, exact, np.full(wl.size, 0.004), resolution=R),
+        continuum=continuum,
+        continuum_degree=1,
+        fixed={"vmacro": 0.0},
+    )
     problem = Problem.build(om)
     z = problem.unconstrain({n: params[n] for n in problem.names})
     jac = jax.jacfwd(problem.whitened_residuals)(z)

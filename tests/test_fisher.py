@@ -13,9 +13,9 @@ from stellarinf.fisher import (
     DegenerateFisherWarning,
     FisherError,
     IllConditionedFisherWarning,
+    finite_difference_jacobian,
     fisher_from_jacobian,
     fisher_matrix,
-    finite_difference_jacobian,
     jacobian,
     noise_sigma,
 )

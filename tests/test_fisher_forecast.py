@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import stellarinf  # noqa: F401
 from stellarinf import forecast as F
-from stellarinf.fisher import fisher_from_jacobian, finite_difference_jacobian
+from stellarinf.fisher import finite_difference_jacobian, fisher_from_jacobian
 from stellarinf.wavelength import Window
 
 # a narrow window keeps the observation model small (fast to compile and differentiate)
@@ -156,8 +156,27 @@ def test_cli_crb_writes_required_json(tmp_path):
     plots = tmp_path / "plots"
     r = CliRunner().invoke(
         cli,
-        ["crb", "--emulator", "analytic", "--teff", "5772", "--logg", "4.44", "--feh", "0", "--snr", "100",
-         "--marginalize", "rv,continuum", "--prior", "logg=4.44+-0.2", "--plots", str(plots), "-o", str(out)],
+        [
+            "crb",
+            "--emulator",
+            "analytic",
+            "--teff",
+            "5772",
+            "--logg",
+            "4.44",
+            "--feh",
+            "0",
+            "--snr",
+            "100",
+            "--marginalize",
+            "rv,continuum",
+            "--prior",
+            "logg=4.44+-0.2",
+            "--plots",
+            str(plots),
+            "-o",
+            str(out),
+        ],
     )
     assert r.exit_code == 0, r.output
     assert "teff" in r.output and "marginal" in r.output
@@ -196,7 +215,9 @@ def test_cli_bad_input_exits_3_with_message(args, message):
 def test_synthesizer_jacfwd_fisher_equals_finite_difference_within_one_percent():
     """The ground-truth forward model: jacfwd through the 1D LTE synthesizer + observation model."""
     window = Window("synth-small", 6555.0, 6590.0, 28_000.0, 2.5, "test window")
-    fc = F.forecast("synth", STAR, window=window, snr=100.0, marginalize=("rv", "continuum"), fix=("li_fe", "al_fe", "ba_fe"))
+    fc = F.forecast(
+        "synth", STAR, window=window, snr=100.0, marginalize=("rv", "continuum"), fix=("li_fe", "al_fe", "ba_fe")
+    )
     res = fc.result
     Jfd = finite_difference_jacobian(fc.observation_model.predict, fc.params, res.names, _steps(res.names, res.values))
     fd = fisher_from_jacobian(Jfd, fc.sigma, res.names, values=res.values, mask=res.weights > 0)

@@ -36,7 +36,9 @@ def test_round_trip(tmp_path):
     np.testing.assert_array_equal(back.wavelength, g.wavelength)
     assert back.label_space == SPACE and back.metadata["seed"] == 0
     with h5py.File(tmp_path / "g.h5") as fh:
-        assert list(fh["labels"].attrs["label_names"]) == [b"teff", b"logg", b"feh"] or list(fh["labels"].attrs["label_names"]) == ["teff", "logg", "feh"]
+        assert list(fh["labels"].attrs["label_names"]) == [b"teff", b"logg", b"feh"] or list(
+            fh["labels"].attrs["label_names"]
+        ) == ["teff", "logg", "feh"]
         assert fh["flux"].chunks is not None
 
 

@@ -24,11 +24,29 @@ def test_batch_laplace_recovers_every_star_and_writes_one_table():
         spec = make_mock(model, wl, t, snr=150, resolution=20000, seed=20 + i)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            om = ObservationModel(model, spec, rv_max=60, vsini_max=10, vmacro_max=5, fixed={"vmacro": 0.0, "vsini": 0.0}, continuum_degree=-1)
+            om = ObservationModel(
+                model,
+                spec,
+                rv_max=60,
+                vsini_max=10,
+                vmacro_max=5,
+                fixed={"vmacro": 0.0, "vsini": 0.0},
+                continuum_degree=-1,
+            )
         problems.append(Problem.build(om))
     stacked = _stackable(problems)
     assert stacked is not None  # same grid and model: one vmapped program, emulator arrays shared
-    table, _ = fit_batch(problems, ids=["a", "b", "c"], method="laplace", chains=2, draws=500, n_starts=3, chunk_size=2, progress=False, vectorize=True)
+    table, _ = fit_batch(
+        problems,
+        ids=["a", "b", "c"],
+        method="laplace",
+        chains=2,
+        draws=500,
+        n_starts=3,
+        chunk_size=2,
+        progress=False,
+        vectorize=True,
+    )
     assert list(table["spectrum"]) == ["a", "b", "c"]
     for row, truth in zip(table, TRUTHS):
         for n in ("teff", "logg", "feh", "rv"):

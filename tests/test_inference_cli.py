@@ -46,7 +46,9 @@ def spectrum_file(tmp_path_factory, model):
 def result(spectrum_file, model):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="laplace", draws=400, priors=["logg=3.9+-0.3"], **SMALL)
+        return stellarinf.fit_spectrum(
+            spectrum_file, emulator=model, sampler="laplace", draws=400, priors=["logg=3.9+-0.3"], **SMALL
+        )
 
 
 @pytest.fixture
@@ -70,7 +72,9 @@ def test_fit_spectrum_recovers_the_truth_and_records_every_setting(result, spect
         assert abs(row["p50"] - TRUTH[row["name"]]) < 3 * row["sd"], (row["name"], row["p50"], row["sd"])
     assert 0.7 < result.summary.meta["CHI2RED"] < 1.3 and result.unreliable == []
     s = result.settings
-    assert s["input_sha256"] == hashlib.sha256(spectrum_file.read_bytes()).hexdigest() and s["input_file"] == str(spectrum_file)
+    assert s["input_sha256"] == hashlib.sha256(spectrum_file.read_bytes()).hexdigest() and s["input_file"] == str(
+        spectrum_file
+    )
     assert len(s["run_id"]) == 32 and s["sampler"] == "laplace" and s["sampler_reason"] == "given"
     assert s["fixed"] == {"vmacro": 0.0} and s["resolution"] == 20000.0 and s["resolution_source"] == "file"
     assert s["continuum"] == pipeline.DEFAULT_CONTINUUM == "marginalise" and s["crop_margin_kms"] == 60.0
@@ -78,7 +82,9 @@ def test_fit_spectrum_recovers_the_truth_and_records_every_setting(result, spect
     attrs = result.idata.posterior.attrs
     assert json.loads(attrs["settings"]) == json.loads(json.dumps(s)) and attrs["run_id"] == s["run_id"]
     assert json.loads(attrs["fixed"])["vmacro"] == 0.0  # held nuisances are recorded (they used to be lost)
-    assert result.summary.meta["RUNID"] == s["run_id"] and json.loads(result.summary.meta["SETTINGS"])["fixed"] == {"vmacro": 0.0}
+    assert result.summary.meta["RUNID"] == s["run_id"] and json.loads(result.summary.meta["SETTINGS"])["fixed"] == {
+        "vmacro": 0.0
+    }
     assert result.map.params.keys() == set(result.problem.names) and result.laplace.hessian_ok
     assert {"read_s", "load_s", "map_s", "laplace_s", "sampling_s"} <= set(result.timings)
 
@@ -121,7 +127,9 @@ def test_bad_inputs_name_the_problem_before_any_fit(spectrum_file, model, tmp_pa
     with pytest.raises(PriorError, match="outside the model's range"):
         stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="map", priors=["logg=9+-0.1"], **SMALL)
     hi = model.label_space["teff"].upper
-    with pytest.raises(LabelError, match=rf"--fix teff=50000 is outside the model's training box \[.*, {hi:g}\].*Fix it inside the box"):
+    with pytest.raises(
+        LabelError, match=rf"--fix teff=50000 is outside the model's training box \[.*, {hi:g}\].*Fix it inside the box"
+    ):
         stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="map", **{**SMALL, "fixed": {"teff": 50000.0}})
     with pytest.raises(LabelError, match=r"rv=90 lies outside the box -60–60 km/s.*--rv-max"):
         stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="map", **{**SMALL, "fixed": {"rv": 90.0}})
@@ -129,16 +137,35 @@ def test_bad_inputs_name_the_problem_before_any_fit(spectrum_file, model, tmp_pa
         stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="hmc")
     _, wl = analytic_setup()
     with pytest.raises(SpectrumError, match="the flux is zero at all .* usable pixels.*--flux-col"):
-        stellarinf.fit_spectrum(Spectrum(wl, np.zeros_like(wl), np.full_like(wl, 0.01), resolution=20000.0), emulator=model, **SMALL)
+        stellarinf.fit_spectrum(
+            Spectrum(wl, np.zeros_like(wl), np.full_like(wl, 0.01), resolution=20000.0), emulator=model, **SMALL
+        )
     few = wl[100:104]
     with pytest.raises(SpectrumError, match=r"4 usable pixel\(s\) but the fit has 5 free parameters.*needs at least 6"):
-        stellarinf.fit_spectrum(Spectrum(few, 1 - 0.01 * np.arange(4), np.full(4, 0.01), resolution=20000.0), emulator=model, sampler="map", **SMALL)
-    with pytest.raises(SpectrumError, match=r"the flux is constant \(1\) at all .* usable pixels"):  # flat to rounding: no lines
-        stellarinf.fit_spectrum(Spectrum(wl, 1 + 1e-14 * np.arange(wl.size), np.full_like(wl, 0.01), resolution=20000.0), emulator=model, **SMALL)
+        stellarinf.fit_spectrum(
+            Spectrum(few, 1 - 0.01 * np.arange(4), np.full(4, 0.01), resolution=20000.0),
+            emulator=model,
+            sampler="map",
+            **SMALL,
+        )
+    with pytest.raises(
+        SpectrumError, match=r"the flux is constant \(1\) at all .* usable pixels"
+    ):  # flat to rounding: no lines
+        stellarinf.fit_spectrum(
+            Spectrum(wl, 1 + 1e-14 * np.arange(wl.size), np.full_like(wl, 0.01), resolution=20000.0),
+            emulator=model,
+            **SMALL,
+        )
     with pytest.raises(LabelError, match="--fix logg=nan: the value must be finite"):
-        stellarinf.fit_spectrum(spectrum_file, emulator=model, sampler="map", **{**SMALL, "fixed": {"logg": float("nan")}})
+        stellarinf.fit_spectrum(
+            spectrum_file, emulator=model, sampler="map", **{**SMALL, "fixed": {"logg": float("nan")}}
+        )
     with pytest.raises(WavelengthError, match="outside the model's range"):
-        stellarinf.fit_spectrum(Spectrum(wl + 2000, 1 + 0.01 * np.sin(wl), np.full_like(wl, 0.01), resolution=20000.0), emulator=model, **SMALL)
+        stellarinf.fit_spectrum(
+            Spectrum(wl + 2000, 1 + 0.01 * np.sin(wl), np.full_like(wl, 0.01), resolution=20000.0),
+            emulator=model,
+            **SMALL,
+        )
 
 
 def test_choose_sampler_picks_one_that_finishes_and_says_why(model):
@@ -156,7 +183,9 @@ def test_choose_sampler_picks_one_that_finishes_and_says_why(model):
 
 
 def test_diagnose_explains_unreliable_results():
-    table = Table(rows=[("teff", 1.05, 50.0, "rhat,ess"), ("logg", 1.0, 900.0, "")], names=("name", "r_hat", "ess_bulk", "flags"))
+    table = Table(
+        rows=[("teff", 1.05, 50.0, "rhat,ess"), ("logg", 1.0, 900.0, "")], names=("name", "r_hat", "ess_bulk", "flags")
+    )
     table.meta.update({"FLAGS": "pareto_k,divergences", "NDIVERG": 12, "CHI2RED": 1.0})
 
     class Post:
@@ -182,8 +211,15 @@ def test_fit_spectra_records_bad_spectra_and_fits_the_others(spectrum_file, mode
     far = Spectrum(wl + 2000, 1 + 0.01 * np.sin(wl), np.full_like(wl, 0.01), resolution=20000.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        batch = stellarinf.fit_spectra([spectrum_file, tmp_path / "missing.fits", nan_file, far], emulator=model, sampler="map",
-                                       ids=["good", "missing", "nan", "far"], draws=200, progress=False, **SMALL)
+        batch = stellarinf.fit_spectra(
+            [spectrum_file, tmp_path / "missing.fits", nan_file, far],
+            emulator=model,
+            sampler="map",
+            ids=["good", "missing", "nan", "far"],
+            draws=200,
+            progress=False,
+            **SMALL,
+        )
     t = batch.table
     assert t["spectrum"].tolist() == ["good", "missing", "nan", "far"]
     assert t["status"].tolist() == ["ok", "failed", "failed", "failed"]
@@ -193,12 +229,19 @@ def test_fit_spectra_records_bad_spectra_and_fits_the_others(spectrum_file, mode
         assert abs(good[n] - TRUTH[n]) < 3 * good[f"{n}_err"], n
     assert np.isnan(t["teff"][1]) and set(batch.failed) == {"missing", "nan", "far"}
     assert t["input_sha256"][0] == hashlib.sha256(spectrum_file.read_bytes()).hexdigest() and t["input_sha256"][1] == ""
-    assert t["input_file"][1].endswith("missing.fits") and len(t["input_sha256"][3]) == 64  # in-memory: checksum of its arrays
+    assert (
+        t["input_file"][1].endswith("missing.fits") and len(t["input_sha256"][3]) == 64
+    )  # in-memory: checksum of its arrays
     paths = batch.write(tmp_path / "batch")
     assert [p.name for p in paths] == ["batch_results.fits", "batch_results.csv", "batch_good.nc"]
     back = Table.read(tmp_path / "batch_results.csv", format="ascii.csv")
-    assert back["status"].tolist() == ["ok", "failed", "failed", "failed"] and set(back["run_id"]) == {batch.settings["run_id"]}
-    assert read_inference_data(tmp_path / "batch_good.nc").posterior.attrs["input_sha256"] == hashlib.sha256(spectrum_file.read_bytes()).hexdigest()
+    assert back["status"].tolist() == ["ok", "failed", "failed", "failed"] and set(back["run_id"]) == {
+        batch.settings["run_id"]
+    }
+    assert (
+        read_inference_data(tmp_path / "batch_good.nc").posterior.attrs["input_sha256"]
+        == hashlib.sha256(spectrum_file.read_bytes()).hexdigest()
+    )
 
 
 # ------------------------------------------------------------------------------------------- the CLI
@@ -206,8 +249,24 @@ def test_fit_cli_prints_stages_writes_the_set_and_plots(spectrum_file, tmp_path,
     out = tmp_path / "star"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code, stdout, err = run(["fit", str(spectrum_file), *injected, *COMMON, "--sampler", "laplace", "--draws", "400",
-                                 "--prior", "logg=3.9+-0.3", "-o", str(out), "--plots"], capsys)
+        code, stdout, err = run(
+            [
+                "fit",
+                str(spectrum_file),
+                *injected,
+                *COMMON,
+                "--sampler",
+                "laplace",
+                "--draws",
+                "400",
+                "--prior",
+                "logg=3.9+-0.3",
+                "-o",
+                str(out),
+                "--plots",
+            ],
+            capsys,
+        )
     assert code == 0, err
     assert "teff" in stdout and "chi2=" in stdout
     for stage in ("[1/6] reading", "[2/6] loading", "[3/6] MAP", "[4/6] Laplace", "[5/6] laplace", "[6/6] writing"):
@@ -226,12 +285,18 @@ def test_fit_cli_prints_stages_writes_the_set_and_plots(spectrum_file, tmp_path,
     assert 0.7 < table.meta["CHI2RED"] < 1.3
 
 
-def test_fit_cli_default_sampler_is_chosen_and_printed_and_laplace_is_records_diagnostics(spectrum_file, tmp_path, capsys, injected, monkeypatch):
-    monkeypatch.setattr(pipeline, "choose_sampler", lambda model, backend=None: ("laplace-is", "because the test says so"))
+def test_fit_cli_default_sampler_is_chosen_and_printed_and_laplace_is_records_diagnostics(
+    spectrum_file, tmp_path, capsys, injected, monkeypatch
+):
+    monkeypatch.setattr(
+        pipeline, "choose_sampler", lambda model, backend=None: ("laplace-is", "because the test says so")
+    )
     out = tmp_path / "star_is"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code, stdout, err = run(["fit", str(spectrum_file), *injected, *COMMON, "--chains", "2", "--draws", "500", "-o", str(out)], capsys)
+        code, stdout, err = run(
+            ["fit", str(spectrum_file), *injected, *COMMON, "--chains", "2", "--draws", "500", "-o", str(out)], capsys
+        )
     assert code == 0, err
     assert "sampler: laplace-is (because the test says so)" in err
     attrs = read_inference_data(str(out) + ".nc").posterior.attrs
@@ -256,12 +321,40 @@ def test_fit_cli_exits_4_with_advice_when_unreliable(spectrum_file, tmp_path, ca
     monkeypatch.setattr(pipeline, "diagnose", flagged)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code, _, err = run(["fit", str(spectrum_file), *injected, *COMMON, "--sampler", "map", "--draws", "50", "-o", str(tmp_path / "u")], capsys)
+        code, _, err = run(
+            [
+                "fit",
+                str(spectrum_file),
+                *injected,
+                *COMMON,
+                "--sampler",
+                "map",
+                "--draws",
+                "50",
+                "-o",
+                str(tmp_path / "u"),
+            ],
+            capsys,
+        )
         assert code == pipeline.EXIT_UNRELIABLE == 4
         assert "unreliable" in err and "--draws 2000" in err and "--allow-unreliable" in err
         assert (tmp_path / "u.nc").exists()  # written, to be looked at
-        code, _, err = run(["fit", str(spectrum_file), *injected, *COMMON, "--sampler", "map", "--draws", "50", "--allow-unreliable",
-                            "-o", str(tmp_path / "u")], capsys)
+        code, _, err = run(
+            [
+                "fit",
+                str(spectrum_file),
+                *injected,
+                *COMMON,
+                "--sampler",
+                "map",
+                "--draws",
+                "50",
+                "--allow-unreliable",
+                "-o",
+                str(tmp_path / "u"),
+            ],
+            capsys,
+        )
     assert code == 0 and "warning: the result is unreliable" in err
 
 
@@ -275,8 +368,21 @@ def test_fit_cli_exits_4_with_advice_when_unreliable(spectrum_file, tmp_path, ca
 )
 def test_bad_options_exit_3_before_the_model_loads(spectrum_file, tmp_path, capsys, extra, words):
     # the emulator does not exist: these errors must come first (no ~20 s model load before a typo is reported)
-    code, _, err = run(["fit", str(spectrum_file), "--emulator", str(tmp_path / "no-model"), *COMMON, "--sampler", "map", *extra,
-                        "-o", str(tmp_path / "x")], capsys)
+    code, _, err = run(
+        [
+            "fit",
+            str(spectrum_file),
+            "--emulator",
+            str(tmp_path / "no-model"),
+            *COMMON,
+            "--sampler",
+            "map",
+            *extra,
+            "-o",
+            str(tmp_path / "x"),
+        ],
+        capsys,
+    )
     assert code == 3 and words in err
 
 
@@ -286,8 +392,11 @@ def test_garbage_and_missing_spectra_are_refused_before_the_model_loads(tmp_path
     assert code == 3 and "not found" in err and "nope.fits" in err
     wl = np.linspace(5001.0, 5029.0, 200)
     bad = tmp_path / "bad.fits"
-    cols = [fits.Column(name="wavelength", format="D", array=wl), fits.Column(name="flux", format="D", array=np.ones(200)),
-            fits.Column(name="error", format="D", array=np.zeros(200))]
+    cols = [
+        fits.Column(name="wavelength", format="D", array=wl),
+        fits.Column(name="flux", format="D", array=np.ones(200)),
+        fits.Column(name="error", format="D", array=np.zeros(200)),
+    ]
     fits.BinTableHDU.from_columns(cols).writeto(bad)
     code, _, err = run(["fit", str(bad), *no_model, *COMMON, "-o", str(tmp_path / "y")], capsys)
     assert code == 3 and "uncertainties" in err
@@ -295,25 +404,56 @@ def test_garbage_and_missing_spectra_are_refused_before_the_model_loads(tmp_path
 
 
 def test_the_production_cli_has_no_test_model(tmp_path, capsys, spectrum_file):
-    code, _, err = run(["fit", str(spectrum_file), "--emulator", "analytic-test", "--sampler", "map", "-o", str(tmp_path / "t")], capsys)
+    code, _, err = run(
+        ["fit", str(spectrum_file), "--emulator", "analytic-test", "--sampler", "map", "-o", str(tmp_path / "t")],
+        capsys,
+    )
     assert code == 3 and "analytic-test" in err
 
 
 def test_fit_cli_batch_reports_bad_files_and_fits_the_others(spectrum_file, tmp_path, capsys, injected):
     bad = tmp_path / "zero_sigma.fits"
     wl = np.linspace(5001.0, 5029.0, 200)
-    cols = [fits.Column(name="wavelength", format="D", array=wl), fits.Column(name="flux", format="D", array=1 + 0.01 * np.sin(wl)),
-            fits.Column(name="error", format="D", array=np.zeros(200))]
+    cols = [
+        fits.Column(name="wavelength", format="D", array=wl),
+        fits.Column(name="flux", format="D", array=1 + 0.01 * np.sin(wl)),
+        fits.Column(name="error", format="D", array=np.zeros(200)),
+    ]
     fits.BinTableHDU.from_columns(cols).writeto(bad)
     out = tmp_path / "batch"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code, stdout, err = run(["fit", str(spectrum_file), str(bad), str(tmp_path / "gone.fits"), *injected, *COMMON,
-                                 "--sampler", "map", "--draws", "100", "--allow-unreliable", "-o", str(out)], capsys)  # (R-hat of 100 map draws may flag)
+        code, stdout, err = run(
+            [
+                "fit",
+                str(spectrum_file),
+                str(bad),
+                str(tmp_path / "gone.fits"),
+                *injected,
+                *COMMON,
+                "--sampler",
+                "map",
+                "--draws",
+                "100",
+                "--allow-unreliable",
+                "-o",
+                str(out),
+            ],
+            capsys,
+        )  # (R-hat of 100 map draws may flag)
     assert code == 0, err
-    assert "not fitted: zero_sigma" in err and "uncertainties" in err and "not fitted: gone" in err and "1 of 3 spectra fitted" in err
+    assert (
+        "not fitted: zero_sigma" in err
+        and "uncertainties" in err
+        and "not fitted: gone" in err
+        and "1 of 3 spectra fitted" in err
+    )
     table = Table.read(str(out) + "_results.fits")
-    assert table["spectrum"].tolist() == ["star", "zero_sigma", "gone"] and table["status"].tolist() == ["ok", "failed", "failed"]
+    assert table["spectrum"].tolist() == ["star", "zero_sigma", "gone"] and table["status"].tolist() == [
+        "ok",
+        "failed",
+        "failed",
+    ]
     assert abs(table["teff"][0] - TRUTH["teff"]) < 3 * table["teff_err"][0]
     assert (tmp_path / "batch_star.nc").exists() and not (tmp_path / "batch_gone.nc").exists()
 
@@ -336,8 +476,11 @@ def air_file(tmp_path_factory, model):
     header keyword saying so (as many reductions write it)."""
     _, wl = analytic_setup()
     spec = make_mock(model, wl, AT_REST, snr=120, resolution=20000, seed=4)
-    cols = [fits.Column(name="wavelength", format="D", array=vacuum_to_air(spec.wavelength)),
-            fits.Column(name="flux", format="D", array=spec.flux), fits.Column(name="error", format="D", array=spec.sigma)]
+    cols = [
+        fits.Column(name="wavelength", format="D", array=vacuum_to_air(spec.wavelength)),
+        fits.Column(name="flux", format="D", array=spec.flux),
+        fits.Column(name="error", format="D", array=spec.sigma),
+    ]
     path = tmp_path_factory.mktemp("air") / "air_star.fits"
     fits.BinTableHDU.from_columns(cols).writeto(path)
     return path
@@ -347,25 +490,61 @@ def test_fit_cli_reads_an_air_spectrum_with_medium_air_and_records_it(air_file, 
     out = tmp_path / "air"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code, _, err = run(["fit", str(air_file), *injected, *COMMON, "--sampler", "laplace", "--draws", "400", "--resolution", "20000",
-                                 "--medium", "air", "-o", str(out)], capsys)
+        code, _, err = run(
+            [
+                "fit",
+                str(air_file),
+                *injected,
+                *COMMON,
+                "--sampler",
+                "laplace",
+                "--draws",
+                "400",
+                "--resolution",
+                "20000",
+                "--medium",
+                "air",
+                "-o",
+                str(out),
+            ],
+            capsys,
+        )
     assert code == 0, err
     table = Table.read(str(out) + "_summary.fits")
     rv = table[table["name"] == "rv"][0]
-    assert abs(rv["p50"] - AT_REST["rv"]) < 3 * rv["sd"], (rv["p50"], rv["sd"])  # read as vacuum it sits near -83.5 km/s
+    assert abs(rv["p50"] - AT_REST["rv"]) < 3 * rv["sd"], (
+        rv["p50"],
+        rv["sd"],
+    )  # read as vacuum it sits near -83.5 km/s
     assert "air_vacuum" not in table.meta["FLAGS"] and "--medium" not in err
-    for settings in (json.loads(table.meta["SETTINGS"]), json.loads(read_inference_data(str(out) + ".nc").posterior.attrs["settings"])):
+    for settings in (
+        json.loads(table.meta["SETTINGS"]),
+        json.loads(read_inference_data(str(out) + ".nc").posterior.attrs["settings"]),
+    ):
         prov = settings["spectrum_provenance"]
-        assert (prov["input_medium"], prov["medium_source"]) == ("air", "caller") and settings["read_options"] == {"medium": "air"}
-        assert prov["input_wavelength_unit"] and prov["wavelength_unit_source"] == "default" and prov["source"] == str(air_file)
+        assert (prov["input_medium"], prov["medium_source"]) == ("air", "caller") and settings["read_options"] == {
+            "medium": "air"
+        }
+        assert (
+            prov["input_wavelength_unit"]
+            and prov["wavelength_unit_source"] == "default"
+            and prov["source"] == str(air_file)
+        )
 
 
 def test_an_air_spectrum_assumed_vacuum_gets_the_air_vacuum_warning_and_flag(air_file, model, tmp_path):
     lines = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = stellarinf.fit_spectrum(air_file, emulator=model, sampler="laplace", draws=400, resolution=20000.0, log=lines.append,
-                                         **{**SMALL, "rv_max": 150.0})
+        result = stellarinf.fit_spectrum(
+            air_file,
+            emulator=model,
+            sampler="laplace",
+            draws=400,
+            resolution=20000.0,
+            log=lines.append,
+            **{**SMALL, "rv_max": 150.0},
+        )
     rv = result.summary[result.summary["name"] == "rv"][0]
     expected = AT_REST["rv"] + air_vacuum_rv_offset(result.problem.obs_model.wavelength)  # about -83.5 km/s
     assert abs(rv["p50"] - expected) < 3 * rv["sd"] + 0.5, (rv["p50"], expected)
@@ -380,15 +559,25 @@ def test_an_air_spectrum_assumed_vacuum_gets_the_air_vacuum_warning_and_flag(air
     assert read_inference_data(paths[0]).posterior.attrs["medium_warning"] == msg
     from stellarinf.inference.results import FLAG_ADVICE, format_summary
 
-    assert "--medium air or --medium vacuum" in FLAG_ADVICE["air_vacuum"] and "air_vacuum: " in format_summary(result.summary)
+    assert "--medium air or --medium vacuum" in FLAG_ADVICE["air_vacuum"] and "air_vacuum: " in format_summary(
+        result.summary
+    )
 
 
 def test_fit_spectra_warns_per_spectrum_and_records_each_provenance(air_file, spectrum_file, model, tmp_path):
     lines = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        batch = stellarinf.fit_spectra([air_file, spectrum_file], emulator=model, sampler="laplace", draws=200, resolution=20000.0,
-                                       progress=False, log=lines.append, **{**SMALL, "rv_max": 150.0})
+        batch = stellarinf.fit_spectra(
+            [air_file, spectrum_file],
+            emulator=model,
+            sampler="laplace",
+            draws=200,
+            resolution=20000.0,
+            progress=False,
+            log=lines.append,
+            **{**SMALL, "rv_max": 150.0},
+        )
     t = batch.table
     assert t["spectrum"].tolist() == ["air_star", "star"] and t["status"].tolist() == ["ok", "ok"]
     assert t["flags"][0].split(";")[0] == "air_vacuum" and "--medium air" in t["warning"][0]
@@ -414,7 +603,9 @@ def test_no_air_vacuum_warning_for_an_ordinary_rv_or_a_held_one(result, model):
 def test_row_unreliable_follows_the_single_spectrum_rule():
     assert pipeline.row_unreliable("") == [] and pipeline.row_unreliable("chi2,one_chain;teff:edge_low,ess") == []
     assert pipeline.row_unreliable("pareto_k") == ["pareto_k"]
-    assert pipeline.row_unreliable("air_vacuum;chi2;teff:edge_low") == []  # a warning with a fix, not unreliable sampling
+    assert (
+        pipeline.row_unreliable("air_vacuum;chi2;teff:edge_low") == []
+    )  # a warning with a fix, not unreliable sampling
     assert pipeline.row_unreliable("chi2,divergences;teff:rhat,ess;logg:rhat") == ["divergences", "rhat (teff, logg)"]
 
 
@@ -426,16 +617,37 @@ def test_fit_cli_batch_exits_4_when_any_spectrum_is_unreliable(spectrum_file, tm
     real = batch_mod._row_from_table
 
     def divergent_star(sid, table):  # as if the sampler had diverged on "star" and nothing were flagged on "other"
-        return {**real(sid, table), "flags": "chi2,divergences;teff:edge_low" if sid == "star" else "chi2;teff:edge_low"}
+        return {
+            **real(sid, table),
+            "flags": "chi2,divergences;teff:edge_low" if sid == "star" else "chi2;teff:edge_low",
+        }
 
     monkeypatch.setattr(batch_mod, "_row_from_table", divergent_star)
     other = shutil.copy(spectrum_file, tmp_path / "other.fits")
-    argv = ["fit", str(spectrum_file), str(other), *injected, *COMMON, "--sampler", "map", "--draws", "50", "--quiet", "-o", str(tmp_path / "b")]
+    argv = [
+        "fit",
+        str(spectrum_file),
+        str(other),
+        *injected,
+        *COMMON,
+        "--sampler",
+        "map",
+        "--draws",
+        "50",
+        "--quiet",
+        "-o",
+        str(tmp_path / "b"),
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code, _, err = run(argv, capsys)
         assert code == pipeline.EXIT_UNRELIABLE, err
-        assert "1 of the fitted spectra are unreliable" in err and "  - star: divergences" in err and "- other" not in err
-        assert "--allow-unreliable" in err and Table.read(tmp_path / "b_results.fits")["status"].tolist() == ["ok", "ok"]  # written
+        assert (
+            "1 of the fitted spectra are unreliable" in err and "  - star: divergences" in err and "- other" not in err
+        )
+        assert "--allow-unreliable" in err and Table.read(tmp_path / "b_results.fits")["status"].tolist() == [
+            "ok",
+            "ok",
+        ]  # written
         code, _, err = run([*argv, "--allow-unreliable"], capsys)
     assert code == 0 and "warning: 1 of the fitted spectra are unreliable" in err

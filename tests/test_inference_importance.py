@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from scipy.special import digamma, polygamma
 
-from stellarinf.inference.importance import importance_weights, pareto_k_threshold, resample, student_t_proposal, weighted_moments
+from stellarinf.inference.importance import (
+    importance_weights,
+    pareto_k_threshold,
+    resample,
+    student_t_proposal,
+    weighted_moments,
+)
 
 SHAPE = 2.0  # log-gamma target: p(z) ∝ exp(a z − e^z), mean ψ(a), variance ψ'(a); mode log a, curvature a
 
@@ -67,7 +73,9 @@ def test_adaptive_round_recovers_efficiency_lost_to_a_misshapen_start():
         return -0.5 * np.einsum("ni,ij,nj->n", z, np.linalg.inv(c), z)
 
     start = np.diag([4.0, 0.01])  # wrong widths, no correlation (as a poor curvature estimate would give)
-    one_round = adaptive_importance(log_p, np.array([0.5, 0.0]), start, 4000, np.random.default_rng(5), rounds=(1.0,))[2]
+    one_round = adaptive_importance(log_p, np.array([0.5, 0.0]), start, 4000, np.random.default_rng(5), rounds=(1.0,))[
+        2
+    ]
     z, lp, two = adaptive_importance(log_p, np.array([0.5, 0.0]), start, 4000, np.random.default_rng(5))
     assert np.allclose(lp, log_p(z))
     assert two.ess > 2.5 * one_round.ess and two.pareto_k < pareto_k_threshold(4000)
@@ -85,6 +93,8 @@ def test_extra_rounds_rescue_a_proposal_ten_times_too_narrow():
     start = np.diag([0.003, 0.0001])  # sd ~10-20x too small
     for seed in range(3):
         z0, _, plain = adaptive_importance(log_p, np.array([0.5, 0.0]), start, 400, np.random.default_rng(seed))
-        z, _, extended = adaptive_importance(log_p, np.array([0.5, 0.0]), start, 400, np.random.default_rng(seed), extra_rounds=2)
+        z, _, extended = adaptive_importance(
+            log_p, np.array([0.5, 0.0]), start, 400, np.random.default_rng(seed), extra_rounds=2
+        )
         assert len(z0) == 400 and plain.pareto_k > pareto_k_threshold(400)
         assert len(z) in (800, 1200) and extended.pareto_k < pareto_k_threshold(len(z)) and extended.ess > 100

@@ -26,7 +26,16 @@ def obs_model(truth, snr=150, seed=3):
     spec = make_mock(model, wl, truth, snr=snr, resolution=20000, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return ObservationModel(model, spec, rv_max=100, vsini_max=20, vmacro_max=10, fixed={"vmacro": 0.0}, continuum_degree=0, continuum="marginalise")
+        return ObservationModel(
+            model,
+            spec,
+            rv_max=100,
+            vsini_max=20,
+            vmacro_max=10,
+            fixed={"vmacro": 0.0},
+            continuum_degree=0,
+            continuum="marginalise",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +132,9 @@ def test_gauss_newton_curvature_equals_the_exact_hessian_where_residuals_vanish(
     exact = Spectrum(wl, noiseless_flux(model, wl, TRUTH, 20000), noisy.sigma, resolution=20000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        om = ObservationModel(model, exact, rv_max=100, vsini_max=20, vmacro_max=10, fixed={"vmacro": 0.0}, continuum_degree=-1)
+        om = ObservationModel(
+            model, exact, rv_max=100, vsini_max=20, vmacro_max=10, fixed={"vmacro": 0.0}, continuum_degree=-1
+        )
     problem = Problem.build(om)
     z = problem.unconstrain({n: TRUTH[n] for n in problem.names})
     assert float(jnp.max(jnp.abs(problem.whitened_residuals(z)))) < 1e-3  # float32 emulator: ~1e-4 σ
@@ -152,7 +163,9 @@ def test_flat_directions_are_capped_at_the_uniform_prior_width(fitted):
     c_in = cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov)))
     c_out = capped / np.sqrt(np.outer(np.diag(capped), np.diag(capped)))
     np.testing.assert_allclose(c_out, c_in, atol=1e-12)
-    np.testing.assert_array_equal(cap_to_prior_width(lap.cov_z, problem), lap.cov_z)  # a well-measured star is untouched
+    np.testing.assert_array_equal(
+        cap_to_prior_width(lap.cov_z, problem), lap.cov_z
+    )  # a well-measured star is untouched
     assert not lap.capped
     # an unbounded parameter (no box) keeps any variance; a one-sided bound counts as unbounded
     from types import SimpleNamespace

@@ -22,7 +22,16 @@ def problem():
     spec = make_mock(model, wl, TRUTH, snr=80, resolution=20000, seed=11)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        om = ObservationModel(model, spec, rv_max=150, vsini_max=20, vmacro_max=10, fixed={"vmacro": 0.0}, continuum_degree=1, continuum="marginalise")
+        om = ObservationModel(
+            model,
+            spec,
+            rv_max=150,
+            vsini_max=20,
+            vmacro_max=10,
+            fixed={"vmacro": 0.0},
+            continuum_degree=1,
+            continuum="marginalise",
+        )
     return Problem.build(om)
 
 

@@ -9,7 +9,14 @@ from astropy.table import Table
 import stellarinf  # noqa: F401
 from stellarinf.inference.density import Problem
 from stellarinf.inference.mocks import analytic_setup, make_mock
-from stellarinf.inference.results import format_summary, read_inference_data, summary_table, to_inference_data, write_inference_data, write_table
+from stellarinf.inference.results import (
+    format_summary,
+    read_inference_data,
+    summary_table,
+    to_inference_data,
+    write_inference_data,
+    write_table,
+)
 from stellarinf.inference.samplers import Posterior
 from stellarinf.observe.model import ObservationModel
 
@@ -23,7 +30,15 @@ def make_problem(sigma_scale=1.0, seed=0):
     spec.sigma = spec.sigma * sigma_scale
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        om = ObservationModel(model, spec, rv_max=50, vsini_max=10, vmacro_max=5, fixed={"vmacro": 0.0, "vsini": 0.0, "rv": 0.0}, continuum_degree=-1)
+        om = ObservationModel(
+            model,
+            spec,
+            rv_max=50,
+            vsini_max=10,
+            vmacro_max=5,
+            fixed={"vmacro": 0.0, "vsini": 0.0, "rv": 0.0},
+            continuum_degree=-1,
+        )
     return Problem.build(om)
 
 

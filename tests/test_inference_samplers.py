@@ -24,7 +24,15 @@ def problem_and_init():
     spec = make_mock(model, wl, TRUTH, snr=80, resolution=20000, seed=11)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        om = ObservationModel(model, spec, rv_max=50, vsini_max=10, vmacro_max=5, fixed={"vmacro": 0.0, "vsini": 0.0, "rv": 8.0}, continuum_degree=-1)
+        om = ObservationModel(
+            model,
+            spec,
+            rv_max=50,
+            vsini_max=10,
+            vmacro_max=5,
+            fixed={"vmacro": 0.0, "vsini": 0.0, "rv": 8.0},
+            continuum_degree=-1,
+        )
     problem = Problem.build(om)
     assert problem.names == LABELS
     return problem, laplace(problem, n_starts=2)

@@ -48,11 +48,20 @@ class ShiftedTeff(eqx.Module):
 
 def test_systematics_recover_a_known_label_offset():
     model, wl = analytic_setup()
-    exact = measure_label_systematics(model, model, wl, RESOLUTION, n_stars=2, snr=100.0, seed=1,
-                                      obs_kwargs={"continuum_degree": 0})
+    exact = measure_label_systematics(
+        model, model, wl, RESOLUTION, n_stars=2, snr=100.0, seed=1, obs_kwargs={"continuum_degree": 0}
+    )
     assert exact.rms["teff"] < 1.0 and exact.rms["logg"] < 1e-3  # same model: no offset
-    shifted = measure_label_systematics(model, ShiftedTeff(model, 40.0), wl, RESOLUTION, n_stars=2, snr=100.0, seed=1,
-                                        obs_kwargs={"continuum_degree": 0})
+    shifted = measure_label_systematics(
+        model,
+        ShiftedTeff(model, 40.0),
+        wl,
+        RESOLUTION,
+        n_stars=2,
+        snr=100.0,
+        seed=1,
+        obs_kwargs={"continuum_degree": 0},
+    )
     np.testing.assert_allclose(shifted.bias[:, shifted.names.index("teff")], 40.0, atol=2.0)
     assert shifted.rms["teff"] == pytest.approx(40.0, abs=2.0)
     doc = shifted.to_json()
@@ -82,7 +91,9 @@ def test_summary_table_adds_systematic_and_total_sd():
     assert label_systematics_of(emu) == sys_sd and label_systematics_of(model) == {}
     truth = {"teff": 5500.0, "logg": 4.2, "feh": -0.3, "rv": 5.0, "vsini": 6.0}
     spec = make_mock(model, wl, {**truth, "vmacro": 0.0}, snr=80.0, resolution=RESOLUTION, seed=3)
-    problem = Problem.build(ObservationModel(emu, spec, continuum_degree=1, continuum="marginalise", fixed={"vmacro": 0.0}, rv_max=80.0))
+    problem = Problem.build(
+        ObservationModel(emu, spec, continuum_degree=1, continuum="marginalise", fixed={"vmacro": 0.0}, rv_max=80.0)
+    )
     post = laplace_posterior(problem, chains=2, draws=300, seed=0, init=laplace(problem, n_starts=2))
     idata = to_inference_data(post, problem, n_predictive=4)
     assert json.loads(idata.posterior.attrs["label_systematics"]) == sys_sd
@@ -93,6 +104,15 @@ def test_summary_table_adds_systematic_and_total_sd():
     assert rows["feh"]["sd_total"] == pytest.approx(rows["feh"]["sd"])
     assert abs(rows["teff"]["pull_total"]) < abs(rows["teff"]["pull"]) or rows["teff"]["pull"] == 0
     # without systematics the table keeps its columns
-    plain = summary_table(to_inference_data(post, Problem.build(ObservationModel(model, spec, continuum_degree=1, continuum="marginalise",
-                                                                                   fixed={"vmacro": 0.0}, rv_max=80.0)), n_predictive=4))
+    plain = summary_table(
+        to_inference_data(
+            post,
+            Problem.build(
+                ObservationModel(
+                    model, spec, continuum_degree=1, continuum="marginalise", fixed={"vmacro": 0.0}, rv_max=80.0
+                )
+            ),
+            n_predictive=4,
+        )
+    )
     assert "sd_sys" not in plain.colnames

@@ -28,17 +28,25 @@ def test_log_jacobian_matches_finite_differences():
     z = np.array([0.3, -1.2, 0.7, -0.4, 2.0])
     h = 1e-6
     fd = (np.asarray(to_constrained(z + h, LOWER, UPPER)) - np.asarray(to_constrained(z - h, LOWER, UPPER))) / (2 * h)
-    np.testing.assert_allclose(np.asarray(log_abs_det_jacobian(z, LOWER, UPPER)), np.log(np.abs(fd)), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(log_abs_det_jacobian(z, LOWER, UPPER)), np.log(np.abs(fd)), rtol=1e-6, atol=1e-7
+    )
 
 
 def test_gradients_are_finite_with_infinite_bounds():
-    g = jax.grad(lambda z: jnp.sum(to_constrained(z, LOWER, UPPER)) + jnp.sum(log_abs_det_jacobian(z, LOWER, UPPER)))(jnp.zeros(5))
+    g = jax.grad(lambda z: jnp.sum(to_constrained(z, LOWER, UPPER)) + jnp.sum(log_abs_det_jacobian(z, LOWER, UPPER)))(
+        jnp.zeros(5)
+    )
     assert np.all(np.isfinite(np.asarray(g)))
 
 
 @pytest.mark.parametrize(
     "lo, hi, c",
-    [(4000.0, 7000.0, constraints.interval(4000.0, 7000.0)), (0.0, np.inf, constraints.greater_than(0.0)), (-np.inf, 2.0, constraints.less_than(2.0))],
+    [
+        (4000.0, 7000.0, constraints.interval(4000.0, 7000.0)),
+        (0.0, np.inf, constraints.greater_than(0.0)),
+        (-np.inf, 2.0, constraints.less_than(2.0)),
+    ],
 )
 def test_same_bijection_as_numpyro(lo, hi, c):
     z = jnp.linspace(-3, 3, 7)

@@ -22,7 +22,9 @@ from stellarinf.observe.model import ObservationModel
 from stellarinf.wavelength import SPEED_OF_LIGHT_KMS, log_uniform_grid
 
 C = SPEED_OF_LIGHT_KMS
-SPACE = LabelSpace.from_bounds({"teff": (4500.0, 6500.0), "logg": (2.0, 5.0), "feh": (-1.5, 0.5), "vmic": (0.5, 2.5), "ca_fe": (-0.5, 0.5)})
+SPACE = LabelSpace.from_bounds(
+    {"teff": (4500.0, 6500.0), "logg": (2.0, 5.0), "feh": (-1.5, 0.5), "vmic": (0.5, 2.5), "ca_fe": (-0.5, 0.5)}
+)
 LABELS = {"teff": 5600.0, "logg": 4.2, "feh": -0.2, "vmic": 1.1, "ca_fe": 0.1}
 R_OBS = 28_000.0
 
@@ -113,14 +115,18 @@ def test_continuum_marginal_equals_dense_gaussian_and_brute_force_integral():
     rng = np.random.default_rng(7)
     n = 40
     x = np.linspace(-1, 1, n)
-    basis = np.stack([np.ones(n), x], axis=1) * (1.0 - 0.3 * np.exp(-(x / 0.2) ** 2))[:, None]
+    basis = np.stack([np.ones(n), x], axis=1) * (1.0 - 0.3 * np.exp(-((x / 0.2) ** 2)))[:, None]
     var = rng.uniform(0.5, 1.5, n) * 0.05**2
     weight = np.ones(n)
     weight[[3, 17]] = 0.0
     y = basis @ np.array([1.1, -0.07]) + np.sqrt(var) * rng.normal(size=n)
     y[[3, 17]] = 1e3  # masked garbage
     mu0, sd = np.array([1.0, 0.0]), np.array([0.3, 0.2])
-    got = float(linear_marginal_log_likelihood(jnp.asarray(y), jnp.asarray(basis), jnp.asarray(var), jnp.asarray(weight), jnp.asarray(mu0), jnp.asarray(sd)))
+    got = float(
+        linear_marginal_log_likelihood(
+            jnp.asarray(y), jnp.asarray(basis), jnp.asarray(var), jnp.asarray(weight), jnp.asarray(mu0), jnp.asarray(sd)
+        )
+    )
     use = weight > 0
     cov = np.diag(var[use]) + basis[use] @ np.diag(sd**2) @ basis[use].T
     dense = stats.multivariate_normal(basis[use] @ mu0, cov).logpdf(y[use])
@@ -137,10 +143,29 @@ def test_continuum_marginal_equals_dense_gaussian_and_brute_force_integral():
     brute = a.max() + np.log(np.trapezoid(np.trapezoid(np.exp(a - a.max()), b1, axis=1), b0))
     assert got == pytest.approx(brute, abs=1e-4)
     # profile: the weighted least-squares fit and its maximum log-likelihood
-    prof = float(linear_marginal_log_likelihood(jnp.asarray(y), jnp.asarray(basis), jnp.asarray(var), jnp.asarray(weight), jnp.asarray(mu0), jnp.full(2, 1e6), profile=True))
+    prof = float(
+        linear_marginal_log_likelihood(
+            jnp.asarray(y),
+            jnp.asarray(basis),
+            jnp.asarray(var),
+            jnp.asarray(weight),
+            jnp.asarray(mu0),
+            jnp.full(2, 1e6),
+            profile=True,
+        )
+    )
     best = -0.5 * np.sum((y[use] - basis[use] @ beta_hat) ** 2 / var[use] + np.log(2 * np.pi * var[use]))
     assert prof == pytest.approx(best, abs=1e-6)
-    fit = np.asarray(linear_continuum_fit(jnp.asarray(y), jnp.asarray(basis), jnp.asarray(var), jnp.asarray(weight), jnp.asarray(mu0), jnp.full(2, 1e6)))
+    fit = np.asarray(
+        linear_continuum_fit(
+            jnp.asarray(y),
+            jnp.asarray(basis),
+            jnp.asarray(var),
+            jnp.asarray(weight),
+            jnp.asarray(mu0),
+            jnp.full(2, 1e6),
+        )
+    )
     np.testing.assert_allclose(fit, beta_hat, rtol=1e-8)
 
 
@@ -222,9 +247,13 @@ def test_masked_pixels_do_not_change_the_likelihood(emulator, observed_wavelengt
     p = params_for(om, rv=1.0)
     ll = float(om.log_likelihood(p))
     garbage = Spectrum(wl, np.where(mask, spec.flux, 1e6), np.where(mask, spec.sigma, np.nan), mask, resolution=R_OBS)
-    assert float(ObservationModel(emulator, garbage, continuum_degree=2).log_likelihood(p)) == pytest.approx(ll, abs=1e-9)
+    assert float(ObservationModel(emulator, garbage, continuum_degree=2).log_likelihood(p)) == pytest.approx(
+        ll, abs=1e-9
+    )
     dropped = spec.select(mask)  # interior pixels removed: same segment span, same likelihood
-    assert float(ObservationModel(emulator, dropped, continuum_degree=2).log_likelihood(p)) == pytest.approx(ll, abs=1e-9)
+    assert float(ObservationModel(emulator, dropped, continuum_degree=2).log_likelihood(p)) == pytest.approx(
+        ll, abs=1e-9
+    )
 
 
 def test_emulator_error_and_jitter_enter_the_variance(observed_wavelength):
@@ -320,11 +349,15 @@ def test_payne_on_a_log_uniform_grid_takes_the_upsampling_path_with_the_same_flu
 
     train_wl = log_uniform_grid(6540.0, 6660.0, R_OBS, 2.5)
     net = PayneMLP(PayneConfig(len(SPACE), train_wl.size, (16,), activation="silu"), jax.random.key(4))
-    payne = Emulator(net, SPACE, (float(train_wl[0]), float(train_wl[-1])), resolution=R_OBS, training_wavelength=train_wl)
+    payne = Emulator(
+        net, SPACE, (float(train_wl[0]), float(train_wl[-1])), resolution=R_OBS, training_wavelength=train_wl
+    )
     spectrum = make_spectrum(payne, log_uniform_grid(6560.0, 6640.0, R_OBS, 2.5))
     om = ObservationModel(payne, spectrum)
     assert om.upsample == 2  # default step c/(5R) = half a training pixel at 2.5 pixels per resolution element
-    assert float(jnp.log(om.fine_wavelength[1] / om.fine_wavelength[0])) == pytest.approx(payne.native_log_grid[1] / 2, rel=1e-9)
+    assert float(jnp.log(om.fine_wavelength[1] / om.fine_wavelength[0])) == pytest.approx(
+        payne.native_log_grid[1] / 2, rel=1e-9
+    )
 
     def generic(p):
         rest = om.fine_wavelength / (1.0 + p["rv"] / C)

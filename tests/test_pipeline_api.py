@@ -20,11 +20,30 @@ def _env():
 
 
 def test_public_api_is_reexported_with_docstrings_a_notebook_user_can_follow():
-    for name in ("fit_spectrum", "fit_spectra", "FitResult", "read_spectrum", "Spectrum", "load_emulator", "enable_float64",
-                 "choose_sampler", "SAMPLER_SPECS"):
+    for name in (
+        "fit_spectrum",
+        "fit_spectra",
+        "FitResult",
+        "read_spectrum",
+        "Spectrum",
+        "load_emulator",
+        "enable_float64",
+        "choose_sampler",
+        "SAMPLER_SPECS",
+    ):
         assert name in stellarinf.__all__ and getattr(stellarinf, name) is not None, name
     doc = stellarinf.fit_spectrum.__doc__
-    for words in ("Args:", "Returns:", "Raises:", "Example", "vacuum Å", "km/s", "resolving power", "FitResult", "write("):
+    for words in (
+        "Args:",
+        "Returns:",
+        "Raises:",
+        "Example",
+        "vacuum Å",
+        "km/s",
+        "resolving power",
+        "FitResult",
+        "write(",
+    ):
         assert words in doc, words
     assert "enable_float64" in stellarinf.__doc__ and "float64" in stellarinf.enable_float64.__doc__
     with pytest.raises(AttributeError):
@@ -93,7 +112,9 @@ def test_readme_python_example_runs_as_written(tmp_path):
     if not (REPO / "data" / "models" / "payne-mlp" / "model.json").exists():
         pytest.skip("the shipped Payne is not in this checkout")
     (tmp_path / "data").symlink_to(REPO / "data")  # the example's relative path, run outside the repository tree
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "teff" in proc.stdout and "p50" in proc.stdout
     for name in ("demo_fit.nc", "demo_fit_summary.fits", "demo_fit_summary.csv"):

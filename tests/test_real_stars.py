@@ -62,7 +62,9 @@ def test_fit_loggf_recovers_a_known_offset_from_a_synthetic_atlas():
     fine = fine_grid(lo - margin, hi + margin)
     fn, lines = line_synthesizer(fine, tuple(SUN_LABELS), "laboratory")
     x = jnp.asarray(list(SUN_LABELS.values()))
-    depth = np.array([float(1 - fn(x, jnp.asarray(lines.log_gf))[0][np.argmin(np.abs(fine - w))]) for w in lines.wavelength])
+    depth = np.array(
+        [float(1 - fn(x, jnp.asarray(lines.log_gf))[0][np.argmin(np.abs(fine - w))]) for w in lines.wavelength]
+    )
     inside = (lines.wavelength >= lo) & (lines.wavelength < hi)
     j = int(np.flatnonzero(inside)[np.argmax(depth[inside])])  # the strongest line inside
     assert depth[j] > 0.2
@@ -100,7 +102,9 @@ def test_physics_error_enters_the_likelihood_variance():
     spec = Spectrum(wl, flux, np.full(wl.size, 0.01), resolution=28000.0)
     params = {"teff": 5600.0, "logg": 4.2, "feh": -0.2, "rv": 0.0, "vsini": 2.0, "vmacro": 2.0}
     plain = ObservationModel(model, spec, include_emulator_error=False, continuum="marginalise")
-    phys = ObservationModel(model, spec, include_emulator_error=False, continuum="marginalise", physics_error=(0.005, 0.05))
+    phys = ObservationModel(
+        model, spec, include_emulator_error=False, continuum="marginalise", physics_error=(0.005, 0.05)
+    )
     extra = np.asarray(phys.variance(params) - plain.variance(params))
     expected = physics_error_per_pixel(flux, np.ones(wl.size, bool), np.zeros(wl.size, int), 0.005, 0.05) ** 2
     np.testing.assert_allclose(extra, expected, rtol=1e-10)

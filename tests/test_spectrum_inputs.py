@@ -109,12 +109,30 @@ def test_read_options_reach_the_reader_through_the_cli(tmp_path):
     runner = CliRunner()
     res = runner.invoke(cli, ["inspect", str(path)])
     assert res.exit_code == 3 and "--wavelength-col" in res.output, res.output
-    res = runner.invoke(cli, ["inspect", str(path), "--wavelength-col", "lam_nm", "--flux-col", "counts", "--error-col",
-                              "noise_col", "--wavelength-unit", "nm", "--medium", "air"])
+    res = runner.invoke(
+        cli,
+        [
+            "inspect",
+            str(path),
+            "--wavelength-col",
+            "lam_nm",
+            "--flux-col",
+            "counts",
+            "--error-col",
+            "noise_col",
+            "--wavelength-unit",
+            "nm",
+            "--medium",
+            "air",
+        ],
+    )
     assert res.exit_code == 0, res.output
     vac = air_to_vacuum(wl)
     assert f"{vac.min():.3f}–{vac.max():.3f} Å vacuum; read as air (caller), unit nm (caller)" in res.output
-    assert read_options_kwargs({"medium": "air", "snr": 50.0, "flux_col": None, "other": 1}) == {"medium": "air", "default_snr": 50.0}
+    assert read_options_kwargs({"medium": "air", "snr": 50.0, "flux_col": None, "other": 1}) == {
+        "medium": "air",
+        "default_snr": 50.0,
+    }
 
 
 # ------------------------------------------------------------------------------------- fit-readiness
@@ -182,7 +200,9 @@ def test_specutils_round_trip_with_units_uncertainty_and_mask():
     bad = np.zeros(wl.size, bool)
     bad[[3, 40]] = True  # specutils: True = bad pixel
     unit = u.erg / u.s / u.cm**2 / u.AA
-    s1 = SpecutilsSpectrum(spectral_axis=wl / 10.0 * u.nm, flux=flux * unit, uncertainty=StdDevUncertainty(sigma * unit), mask=bad)
+    s1 = SpecutilsSpectrum(
+        spectral_axis=wl / 10.0 * u.nm, flux=flux * unit, uncertainty=StdDevUncertainty(sigma * unit), mask=bad
+    )
     spec = read_spectrum(s1, medium="vacuum")
     np.testing.assert_allclose(spec.wavelength, wl, rtol=1e-14)
     np.testing.assert_array_equal(spec.flux, flux)
@@ -236,12 +256,32 @@ def galah_iraf6_hdul(n=300, crval=6480.0, cdelt=0.05, version="6.0", names=None)
     rel[17] = 0.0
     telluric = np.ones(n) - 0.2 * np.exp(-0.5 * ((wl - wl[40]) / 0.1) ** 2)
     fwhm = wl / 28_500.0
-    names = names or ["", "normalized", "relative_error", "sky", "teluric", "scattered", "cross_talk", "resolution_profile"]
+    names = names or [
+        "",
+        "normalized",
+        "relative_error",
+        "sky",
+        "teluric",
+        "scattered",
+        "cross_talk",
+        "resolution_profile",
+    ]
     arrays = [counts, norm, rel, np.full(n, 30.0), telluric, np.full(n, 3.0), np.zeros(n), fwhm]
     hdus = []
     for i, (arr, name) in enumerate(zip(arrays, names)):
-        h = fits.Header({"CRVAL1": crval, "CDELT1": cdelt, "CRPIX1": 1.0, "CTYPE1": "Wavelength", "CUNIT1": "angstroms",
-                         "PIPE_VER": version, "ORIGIN": "IRAF reduction pipeline", "RES": 0.23, "INSTRUME": "HERMES-2dF"})
+        h = fits.Header(
+            {
+                "CRVAL1": crval,
+                "CDELT1": cdelt,
+                "CRPIX1": 1.0,
+                "CTYPE1": "Wavelength",
+                "CUNIT1": "angstroms",
+                "PIPE_VER": version,
+                "ORIGIN": "IRAF reduction pipeline",
+                "RES": 0.23,
+                "INSTRUME": "HERMES-2dF",
+            }
+        )
         if name:
             h["EXTNAME"] = name
         hdus.append(fits.PrimaryHDU(arr, header=h) if i == 0 else fits.ImageHDU(arr, header=h))
@@ -272,7 +312,9 @@ def test_galah_iraf6_layout_is_read_by_its_own_rule(tmp_path):
 def test_galah_unknown_or_inconsistent_reduction_versions_are_refused(tmp_path):
     hdul, *_ = galah_iraf6_hdul(version="7.1")
     hdul.writeto(tmp_path / "v7.fits")
-    with pytest.raises(SpectrumError, match="version '7.1' \\(PIPE_VER\\) is not one this reader knows.*--format fits-image --hdu N"):
+    with pytest.raises(
+        SpectrumError, match="version '7.1' \\(PIPE_VER\\) is not one this reader knows.*--format fits-image --hdu N"
+    ):
         read_spectrum(tmp_path / "v7.fits")
     # a 6.0 stamp on extensions that are not the 6.0 layout
     hdul, *_ = galah_iraf6_hdul(names=["", "a", "b", "c", "d", "e", "f", "g"])

@@ -63,7 +63,12 @@ def test_fits_table_units_ivar_and_case_insensitive_names(tmp_path):
 def test_fits_table_air_wavelengths_from_header_are_converted(tmp_path):
     wl, flux, sigma = toy()
     path = tmp_path / "air.fits"
-    write_table(path, {"wavelength": wl, "flux": flux, "error": sigma}, units={"wavelength": "Angstrom"}, header={"AIRORVAC": "air"})
+    write_table(
+        path,
+        {"wavelength": wl, "flux": flux, "error": sigma},
+        units={"wavelength": "Angstrom"},
+        header={"AIRORVAC": "air"},
+    )
     spec = read_spectrum(path)
     np.testing.assert_allclose(spec.wavelength, air_to_vacuum(wl), rtol=1e-13)
     assert spec.wavelength[0] - wl[0] == pytest.approx(1.80, abs=0.02)  # ~1.8 Å at 6500 Å
@@ -87,7 +92,9 @@ def test_fits_image_linear_wcs_with_error_extension(tmp_path):
     # CD1_1 instead of CDELT1, nm unit, air via CTYPE1 = AWAV
     hdr2 = fits.Header({"CRVAL1": 500.0, "CD1_1": 0.005, "CRPIX1": 1.0, "CUNIT1": "nm", "CTYPE1": "AWAV"})
     path2 = tmp_path / "img2.fits"
-    fits.HDUList([fits.PrimaryHDU(flux, header=hdr2), fits.ImageHDU(1 / 0.01**2 * np.ones(n), name="IVAR")]).writeto(path2)
+    fits.HDUList([fits.PrimaryHDU(flux, header=hdr2), fits.ImageHDU(1 / 0.01**2 * np.ones(n), name="IVAR")]).writeto(
+        path2
+    )
     spec2 = read_spectrum(path2)
     np.testing.assert_allclose(spec2.wavelength, air_to_vacuum(5000.0 + 0.05 * np.arange(n)), rtol=1e-13)
     np.testing.assert_allclose(spec2.sigma, 0.01)
@@ -96,10 +103,15 @@ def test_fits_image_linear_wcs_with_error_extension(tmp_path):
 def test_fits_image_log_linear_wcs(tmp_path):
     n = 500
     flux = np.ones(n)
-    for i, (hdr, expected) in enumerate([
-        ({"CRVAL1": np.log10(6000.0), "CDELT1": 1e-5, "DC-FLAG": 1}, 10 ** (np.log10(6000.0) + 1e-5 * np.arange(n))),
-        ({"CRVAL1": 6000.0, "CDELT1": 0.1, "CTYPE1": "WAVE-LOG"}, 6000.0 * np.exp(0.1 * np.arange(n) / 6000.0)),
-    ]):
+    for i, (hdr, expected) in enumerate(
+        [
+            (
+                {"CRVAL1": np.log10(6000.0), "CDELT1": 1e-5, "DC-FLAG": 1},
+                10 ** (np.log10(6000.0) + 1e-5 * np.arange(n)),
+            ),
+            ({"CRVAL1": 6000.0, "CDELT1": 0.1, "CTYPE1": "WAVE-LOG"}, 6000.0 * np.exp(0.1 * np.arange(n) / 6000.0)),
+        ]
+    ):
         path = tmp_path / f"log{i}.fits"
         fits.HDUList([fits.PrimaryHDU(flux, header=fits.Header(hdr)), fits.ImageHDU(np.full(n, 0.02))]).writeto(path)
         spec = read_spectrum(path)
@@ -117,7 +129,14 @@ def test_apogee_layout_uses_first_row_log_lambda_vacuum_and_masks_gaps(tmp_path)
     primary = fits.PrimaryHDU()
     primary.header["TELESCOP"] = "apo25m"
     path = tmp_path / "apStar-dr17-2M00000000+0000000.fits"
-    fits.HDUList([primary, fits.ImageHDU(flux, header=hdr), fits.ImageHDU(err, header=hdr), fits.ImageHDU(np.zeros((3, n), np.int32))]).writeto(path)
+    fits.HDUList(
+        [
+            primary,
+            fits.ImageHDU(flux, header=hdr),
+            fits.ImageHDU(err, header=hdr),
+            fits.ImageHDU(np.zeros((3, n), np.int32)),
+        ]
+    ).writeto(path)
     spec = read_spectrum(path, medium=None)
     np.testing.assert_allclose(spec.wavelength, 10 ** (4.179 + 6e-6 * np.arange(n)), rtol=1e-13)
     assert spec.meta["format"] == "apogee" and spec.meta["medium_in_file"] == "vacuum"
@@ -253,13 +272,15 @@ def galah_hdul(n=400, crval=6478.0, cdelt=0.046, rel=0.02, norm_start=0, identit
     elif identity == "AAT":
         primary.header["TELESCOP"] = "AAT"
     primary.header["RVCOM"] = 12.5
-    hdul = fits.HDUList([
-        primary,
-        fits.ImageHDU(rel_err, header=wcs(0, "input_sigma")),
-        fits.ImageHDU(counts + 5.0, header=wcs(0, "no_sky_subspectrum")),
-        fits.ImageHDU(rel_err, header=wcs(0, "no_sky_sigma")),
-        fits.ImageHDU(norm, header=wcs(norm_start, "normalised spectra" if identity == "extname" else "spectrum")),
-    ])
+    hdul = fits.HDUList(
+        [
+            primary,
+            fits.ImageHDU(rel_err, header=wcs(0, "input_sigma")),
+            fits.ImageHDU(counts + 5.0, header=wcs(0, "no_sky_subspectrum")),
+            fits.ImageHDU(rel_err, header=wcs(0, "no_sky_sigma")),
+            fits.ImageHDU(norm, header=wcs(norm_start, "normalised spectra" if identity == "extname" else "spectrum")),
+        ]
+    )
     return hdul, wl, counts, norm, rel_err
 
 

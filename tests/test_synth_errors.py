@@ -43,5 +43,21 @@ def test_cli_reports_errors_with_exit_code_3(tmp_path):
     from stellarinf.cli import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["synth", "--teff", "5000", "--logg", "4", "--feh", "0", "--wmin", "5000", "--wmax", "5010", "-o", str(tmp_path / "x.fits")])
+        main(
+            [
+                "synth",
+                "--teff",
+                "5000",
+                "--logg",
+                "4",
+                "--feh",
+                "0",
+                "--wmin",
+                "5000",
+                "--wmax",
+                "5010",
+                "-o",
+                str(tmp_path / "x.fits"),
+            ]
+        )
     assert exc.value.code == 3

@@ -1,7 +1,5 @@
 """`stellarinf grid` and `stellarinf synth`: small runs, resume after an interruption, extension."""
 
-import h5py
-import json
 import numpy as np
 import pytest
 from astropy.table import Table
@@ -9,7 +7,9 @@ from astropy.table import Table
 from stellarinf.commands import grid as grid_cmd
 from stellarinf.io.grid import GridWriter, read_grid
 
-OPTS = dict(window="galah-red", design="sobol", seed=3, fidelity="simple", batch_size=4, elements=("Ca", "Li"), progress=False)
+OPTS = dict(
+    window="galah-red", design="sobol", seed=3, fidelity="simple", batch_size=4, elements=("Ca", "Li"), progress=False
+)
 
 
 def test_grid_resumes_after_interruption_and_extends(tmp_path, monkeypatch):
@@ -39,7 +39,9 @@ def test_grid_resumes_after_interruption_and_extends(tmp_path, monkeypatch):
     monkeypatch.setattr(GridWriter, "write_batch", original)
 
     written = []
-    monkeypatch.setattr(GridWriter, "write_batch", lambda self, s, f, c=None: (written.append(s), original(self, s, f, c))[1])
+    monkeypatch.setattr(
+        GridWriter, "write_batch", lambda self, s, f, c=None: (written.append(s), original(self, s, f, c))[1]
+    )
     grid_cmd.generate_grid(out, n=12, **OPTS)  # resumes: only the two missing batches
     assert written == [4, 8]
     got = read_grid(out)
@@ -57,8 +59,25 @@ def test_synth_cli_writes_fits_table(tmp_path):
 
     path = tmp_path / "sun.fits"
     with pytest.raises(SystemExit) as exc:
-        main(["synth", "--teff", "5772", "--logg", "4.44", "--feh", "0", "--abund", "Ca=0.1", "--fidelity", "simple",
-              "--vsini", "2", "-o", str(path)])
+        main(
+            [
+                "synth",
+                "--teff",
+                "5772",
+                "--logg",
+                "4.44",
+                "--feh",
+                "0",
+                "--abund",
+                "Ca=0.1",
+                "--fidelity",
+                "simple",
+                "--vsini",
+                "2",
+                "-o",
+                str(path),
+            ]
+        )
     assert exc.value.code == 0
     t = Table.read(path)
     assert t.colnames == ["wavelength", "flux", "continuum"]

@@ -34,7 +34,7 @@ def test_voigt_matches_scipy_wofz():
 
 def test_voigt_limits_normalisation_and_gradients():
     v = jnp.linspace(-3, 3, 7)
-    np.testing.assert_allclose(voigt_h(0.0, v), np.exp(-np.asarray(v) ** 2), atol=1e-9)  # pure Gaussian
+    np.testing.assert_allclose(voigt_h(0.0, v), np.exp(-(np.asarray(v) ** 2)), atol=1e-9)  # pure Gaussian
     x = jnp.linspace(-400, 400, 400001)
     area = float(jnp.trapezoid(voigt_profile(x, 1.0, 0.3), x))
     assert area == pytest.approx(1.0 - 2 * 0.3 / (np.pi * 400), rel=1e-4)  # minus the Lorentz tails beyond ±400
@@ -104,8 +104,17 @@ def test_flux_of_isothermal_atmosphere_is_pi_b():
 def _single_line_ew(sun, loggf):
     atm, pops, rho = sun
     wl = np.exp(np.linspace(np.log(6596.0), np.log(6604.0), 3000))
-    data = lines.LineData(np.array([6600.0]), np.array([26]), np.array([0]), np.array([3.0]), np.array([loggf]),
-                          np.array([55.845]), np.array([2.223e15 / 6600.0**2]), np.array([-31.5]), np.array([1e-6]))
+    data = lines.LineData(
+        np.array([6600.0]),
+        np.array([26]),
+        np.array([0]),
+        np.array([3.0]),
+        np.array([loggf]),
+        np.array([55.845]),
+        np.array([2.223e15 / 6600.0**2]),
+        np.array([-31.5]),
+        np.array([1e-6]),
+    )
     pts = lines.build_points(wl, data, np.array([150.0]))
     T, ne = atm.temperature, atm.electron_density
     a, s = continuum.continuum_opacity(jnp.asarray(wl), T, ne, pops)
@@ -133,7 +142,12 @@ def test_broadening_kernels_conserve_flux():
     flux = 1.0 - 0.6 * np.exp(-0.5 * ((wl - 6510.0) / 0.05) ** 2)
     ew0 = np.trapezoid(1 - flux, wl)
     dv = velocity_step(wl)
-    for kw in ({"resolution": 28000.0}, {"vsini": 20.0}, {"vmacro": 5.0}, {"resolution": 11500.0, "vsini": 5.0, "vmacro": 3.0}):
+    for kw in (
+        {"resolution": 28000.0},
+        {"vsini": 20.0},
+        {"vmacro": 5.0},
+        {"resolution": 11500.0, "vsini": 5.0, "vmacro": 3.0},
+    ):
         out = np.asarray(broaden(flux, dv, **kw))
         assert np.trapezoid(1 - out, wl) == pytest.approx(ew0, rel=1e-4), kw
         assert out.min() > flux.min()  # really broadened
@@ -146,4 +160,6 @@ def test_air_vacuum_round_trip_and_linelist_wavelengths():
     air = np.array([6564.61 / 1.000276])  # Hα: 6562.80 Å in air ↔ 6564.61 Å in vacuum
     assert float(vacuum_to_air(np.array([6564.61]))[0]) == pytest.approx(6562.80, abs=0.01)
     del air
-    np.testing.assert_allclose(air_to_vacuum(ll.wavelength_air if hasattr(ll, "wavelength_air") else vacuum_to_air(lam)), lam, atol=2e-3)
+    np.testing.assert_allclose(
+        air_to_vacuum(ll.wavelength_air if hasattr(ll, "wavelength_air") else vacuum_to_air(lam)), lam, atol=2e-3
+    )

@@ -14,13 +14,15 @@ from stellarinf.labels import LabelSpace
 TOY_SPACE = LabelSpace.from_bounds({"teff": (4500.0, 6500.0), "logg": (2.0, 5.0), "feh": (-1.5, 0.5)})
 TOY_RANGE = (6000.0, 6030.0)
 # (centre Å, base depth, depth sensitivity to teff, to feh)
-_LINES = np.array([
-    [6004.0, 0.5, -0.3, 0.4],
-    [6009.5, 0.3, 0.4, 0.3],
-    [6015.0, 0.6, -0.2, 0.5],
-    [6021.3, 0.2, 0.3, 0.2],
-    [6026.0, 0.4, -0.4, 0.4],
-])
+_LINES = np.array(
+    [
+        [6004.0, 0.5, -0.3, 0.4],
+        [6009.5, 0.3, 0.4, 0.3],
+        [6015.0, 0.6, -0.2, 0.5],
+        [6021.3, 0.2, 0.3, 0.2],
+        [6026.0, 0.4, -0.4, 0.4],
+    ]
+)
 
 
 def toy_spectrum(labels: np.ndarray, wavelength: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -41,11 +43,18 @@ def toy_spectrum(labels: np.ndarray, wavelength: np.ndarray) -> tuple[np.ndarray
     return flux.astype(np.float32), cont.astype(np.float32)
 
 
-def make_toy_grid(n: int = 64, n_pix: int = 300, seed: int = 0, wavelength_range=TOY_RANGE,
-                  continuum: bool = True) -> SpectralGrid:
+def make_toy_grid(
+    n: int = 64, n_pix: int = 300, seed: int = 0, wavelength_range=TOY_RANGE, continuum: bool = True
+) -> SpectralGrid:
     rng = np.random.default_rng(seed)
     labels = TOY_SPACE.lower + rng.random((n, len(TOY_SPACE))) * (TOY_SPACE.upper - TOY_SPACE.lower)
     wl = np.linspace(*wavelength_range, n_pix)
     flux, cont = toy_spectrum(labels, wl)
-    return SpectralGrid(TOY_SPACE, labels, wl, flux, cont if continuum else None,
-                        {"generator": "toy", "seed": seed, "resolution": 50000.0})
+    return SpectralGrid(
+        TOY_SPACE,
+        labels,
+        wl,
+        flux,
+        cont if continuum else None,
+        {"generator": "toy", "seed": seed, "resolution": 50000.0},
+    )

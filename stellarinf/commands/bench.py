@@ -72,8 +72,9 @@ def _accepts(script: Path, option: str) -> bool:
     return re.search(r"""["']""" + re.escape(option) + r"""["']""", text) is not None
 
 
-def script_command(script: Path, *, quick: bool, emulator: str | None, output_dir: Path | None,
-                   extra: tuple[str, ...] = ()) -> list[str]:
+def script_command(
+    script: Path, *, quick: bool, emulator: str | None, output_dir: Path | None, extra: tuple[str, ...] = ()
+) -> list[str]:
     """The command line that runs ``script`` with the current interpreter."""
     cmd = [sys.executable, str(script)]
     if quick:
@@ -126,8 +127,12 @@ class ScriptFailed(click.ClickException):
 @click.argument("benchmark", type=click.Choice(list(BENCHMARKS)))
 @click.option("--quick", is_flag=True, help="The minutes-long variant (small sizes); what the tests run.")
 @click.option("--emulator", default=None, help="Emulator name or model directory, for benchmarks that take one.")
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write results here instead of benchmarks/results/ (--quick: benchmarks/results/quick/).")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write results here instead of benchmarks/results/ (--quick: benchmarks/results/quick/).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the command that would run, and stop.")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 def bench(benchmark, quick, emulator, output_dir, dry_run, script_args):
@@ -141,7 +146,9 @@ def bench(benchmark, quick, emulator, output_dir, dry_run, script_args):
     if output_dir is not None:
         output_dir = output_dir.resolve()
         output_dir.mkdir(parents=True, exist_ok=True)
-    commands = [script_command(s, quick=quick, emulator=emulator, output_dir=output_dir, extra=script_args) for s in scripts]
+    commands = [
+        script_command(s, quick=quick, emulator=emulator, output_dir=output_dir, extra=script_args) for s in scripts
+    ]
     for cmd in commands:
         click.echo("$ " + " ".join(_quote(c) for c in cmd), err=True)
         if dry_run:
@@ -150,7 +157,9 @@ def bench(benchmark, quick, emulator, output_dir, dry_run, script_args):
         env.setdefault("MPLBACKEND", "Agg")
         rc = subprocess.call(cmd, cwd=str(folder.parent), env=env)
         if rc != 0:
-            raise ScriptFailed(f"benchmark script {Path(cmd[1]).name} failed with exit code {rc} (its output is above)", rc)
+            raise ScriptFailed(
+                f"benchmark script {Path(cmd[1]).name} failed with exit code {rc} (its output is above)", rc
+            )
 
 
 def _quote(s: str) -> str:

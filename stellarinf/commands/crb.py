@@ -37,7 +37,9 @@ def _parse_labels(labels: tuple[str, ...], flags: dict[str, float | None]) -> di
         if value is None:
             continue
         if name in out and out[name] != value:
-            raise BadInput(f"{name} given twice with different values (--{name} {value:g} and --label {name}={out[name]:g})")
+            raise BadInput(
+                f"{name} given twice with different values (--{name} {value:g} and --label {name}={out[name]:g})"
+            )
         out[name] = float(value)
     return out
 
@@ -76,43 +78,101 @@ def format_table(result) -> str:
     for n, v in zip(result.names, result.values):
         rows.append((n, f"{v:.6g}", _fmt(marg[n]), _fmt(cond[n]), _unit(n)))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(c.rjust(w) if i in (1, 2, 3) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines = [
+        "  ".join(c.rjust(w) if i in (1, 2, 3) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows
+    ]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
 
 @click.command(name="crb")
-@click.option("--emulator", "model", default="default", show_default=True,
-              help="Forward model: an emulator name (default, default-payne) or model directory, "
-                   "'synth' for the synthesizer (ground truth) or 'analytic' for the cheap test model.")
+@click.option(
+    "--emulator",
+    "model",
+    default="default",
+    show_default=True,
+    help="Forward model: an emulator name (default, default-payne) or model directory, "
+    "'synth' for the synthesizer (ground truth) or 'analytic' for the cheap test model.",
+)
 @click.option("--teff", type=float, default=None, help="Effective temperature [K].")
 @click.option("--logg", type=float, default=None, help="Surface gravity log g [dex].")
 @click.option("--feh", type=float, default=None, help="[Fe/H] [dex].")
 @click.option("--vmic", type=float, default=None, help="Microturbulence [km/s].")
-@click.option("--label", "labels", multiple=True, metavar="NAME=VALUE",
-              help="Any label of the model, e.g. --label mg_fe=0.1 (repeatable). Unset labels take the box middle.")
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Any label of the model, e.g. --label mg_fe=0.1 (repeatable). Unset labels take the box middle.",
+)
 @click.option("--rv", type=float, default=0.0, show_default=True, help="Fiducial radial velocity [km/s].")
 @click.option("--vsini", type=float, default=2.0, show_default=True, help="Fiducial v sin i [km/s].")
 @click.option("--vmacro", type=float, default=3.0, show_default=True, help="Fiducial macroturbulence [km/s].")
 @click.option("--snr", type=float, default=100.0, show_default=True, help="S/N per pixel at the continuum.")
-@click.option("--snr-mode", type=click.Choice(["constant", "photon"]), default="constant", show_default=True,
-              help="Noise model: flat σ = 1/SNR or photon noise σ = sqrt(flux)/SNR.")
+@click.option(
+    "--snr-mode",
+    type=click.Choice(["constant", "photon"]),
+    default="constant",
+    show_default=True,
+    help="Noise model: flat σ = 1/SNR or photon noise σ = sqrt(flux)/SNR.",
+)
 @click.option("--resolution", type=float, default=None, help="Resolving power (default: the window preset's).")
-@click.option("--window", default="galah-red", show_default=True,
-              help="Instrument preset: galah-red, gaia-rvs, harps-red, 4most-hrs-red.")
-@click.option("--marginalize", default="rv,vsini,vmacro,continuum", show_default=True,
-              help="Nuisances to marginalise (comma-separated subset of rv,vsini,vmacro,continuum,resolution, "
-                   "or 'none'); the others are held fixed.")
+@click.option(
+    "--window",
+    default="galah-red",
+    show_default=True,
+    help="Instrument preset: galah-red, gaia-rvs, harps-red, 4most-hrs-red.",
+)
+@click.option(
+    "--marginalize",
+    default="rv,vsini,vmacro,continuum",
+    show_default=True,
+    help="Nuisances to marginalise (comma-separated subset of rv,vsini,vmacro,continuum,resolution, "
+    "or 'none'); the others are held fixed.",
+)
 @click.option("--fix", "fix", default="", help="Labels to hold fixed (comma-separated), e.g. vmic.")
-@click.option("--prior", "priors", multiple=True, metavar="NAME=MEAN+-SIGMA",
-              help="Gaussian prior, e.g. --prior logg=4.4+-0.1 (repeatable); adds 1/σ² to the Fisher matrix.")
-@click.option("--emulator-error/--no-emulator-error", default=False, show_default=True,
-              help="Add the model's own error in quadrature to the noise.")
-@click.option("--plots", "plots_dir", type=click.Path(file_okay=False), default=None,
-              help="Write bounds-vs-S/N, information-per-pixel and correlation plots to this folder.")
+@click.option(
+    "--prior",
+    "priors",
+    multiple=True,
+    metavar="NAME=MEAN+-SIGMA",
+    help="Gaussian prior, e.g. --prior logg=4.4+-0.1 (repeatable); adds 1/σ² to the Fisher matrix.",
+)
+@click.option(
+    "--emulator-error/--no-emulator-error",
+    default=False,
+    show_default=True,
+    help="Add the model's own error in quadrature to the noise.",
+)
+@click.option(
+    "--plots",
+    "plots_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write bounds-vs-S/N, information-per-pixel and correlation plots to this folder.",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the forecast as JSON.")
-def crb(model, teff, logg, feh, vmic, labels, rv, vsini, vmacro, snr, snr_mode, resolution, window, marginalize,
-        fix, priors, emulator_error, plots_dir, output):
+def crb(
+    model,
+    teff,
+    logg,
+    feh,
+    vmic,
+    labels,
+    rv,
+    vsini,
+    vmacro,
+    snr,
+    snr_mode,
+    resolution,
+    window,
+    marginalize,
+    fix,
+    priors,
+    emulator_error,
+    plots_dir,
+    output,
+):
     """Cramér–Rao precision forecast: the best possible label uncertainties for a star, instrument and S/N.
 
     \b
@@ -130,9 +190,18 @@ def crb(model, teff, logg, feh, vmic, labels, rv, vsini, vmacro, snr, snr_mode, 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             fc = fc_mod.forecast(
-                model, star, window=window, snr=snr, snr_mode=snr_mode, resolution=resolution,
-                nuisances={"rv": rv, "vsini": vsini, "vmacro": vmacro}, marginalize=_split(marginalize),
-                fix=_split(fix), priors=prior_sigma, emulator_error=emulator_error, model_name=str(model),
+                model,
+                star,
+                window=window,
+                snr=snr,
+                snr_mode=snr_mode,
+                resolution=resolution,
+                nuisances={"rv": rv, "vsini": vsini, "vmacro": vmacro},
+                marginalize=_split(marginalize),
+                fix=_split(fix),
+                priors=prior_sigma,
+                emulator_error=emulator_error,
+                model_name=str(model),
             )
             result = fc.result
             result.marginal()
@@ -140,12 +209,16 @@ def crb(model, teff, logg, feh, vmic, labels, rv, vsini, vmacro, snr, snr_mode, 
             click.secho(f"warning: {w.message}", fg="yellow", err=True)
         doc = result.to_json()
         doc["warnings"] = [str(w.message) for w in caught]
-        click.echo(f"Cramér–Rao bounds: model {model}, window {fc.window.name} "
-                   f"({fc.window.wmin:g}–{fc.window.wmax:g} Å, R {fc.window.resolution:,.0f}, {fc.wavelength.size} px), "
-                   f"S/N {snr:g} ({snr_mode})")
+        click.echo(
+            f"Cramér–Rao bounds: model {model}, window {fc.window.name} "
+            f"({fc.window.wmin:g}–{fc.window.wmax:g} Å, R {fc.window.resolution:,.0f}, {fc.wavelength.size} px), "
+            f"S/N {snr:g} ({snr_mode})"
+        )
         click.echo(format_table(result))
-        click.echo(f"marginalised: {', '.join(doc['marginalized']) or 'none'}; "
-                   f"condition number {_fmt(result.condition_number)}")
+        click.echo(
+            f"marginalised: {', '.join(doc['marginalized']) or 'none'}; "
+            f"condition number {_fmt(result.condition_number)}"
+        )
         if plots_dir is not None:
             doc["plots"] = _write_plots(fc, Path(plots_dir))
             click.echo(f"plots written to {plots_dir}")

@@ -44,11 +44,14 @@ def demo_paths(spectrum: str | None, truth: str | None) -> tuple[Path, Path]:
         spec_path = Path(spectrum)
         truth_path = Path(truth) if truth else spec_path.with_name(spec_path.stem.replace("_star", "") + "_truth.json")
     if not spec_path.exists():
-        raise StellarinfError(f"the demo spectrum {spec_path} is missing; make it with `{MAKE_DEFAULTS} --steps demo` "
-                              "(or restore it from git)")
+        raise StellarinfError(
+            f"the demo spectrum {spec_path} is missing; make it with `{MAKE_DEFAULTS} --steps demo` "
+            "(or restore it from git)"
+        )
     if not truth_path.exists():
-        raise StellarinfError(f"the demo truth file {truth_path} is missing; make it with `{MAKE_DEFAULTS} --steps demo` "
-                              "or pass --truth")
+        raise StellarinfError(
+            f"the demo truth file {truth_path} is missing; make it with `{MAKE_DEFAULTS} --steps demo` or pass --truth"
+        )
     return spec_path, truth_path
 
 
@@ -57,12 +60,16 @@ def read_truth(path: Path) -> dict[str, float]:
     try:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise StellarinfError(f"the truth file {path} is not valid JSON ({exc}); regenerate it with `{MAKE_DEFAULTS} --steps demo`") from None
+        raise StellarinfError(
+            f"the truth file {path} is not valid JSON ({exc}); regenerate it with `{MAKE_DEFAULTS} --steps demo`"
+        ) from None
     flat = {}
     for group in ("labels", "nuisances"):
         flat.update({k: float(v) for k, v in dict(doc.get(group, {})).items()})
     if not flat:
-        raise StellarinfError(f"the truth file {path} has no 'labels'; regenerate it with `{MAKE_DEFAULTS} --steps demo`")
+        raise StellarinfError(
+            f"the truth file {path} has no 'labels'; regenerate it with `{MAKE_DEFAULTS} --steps demo`"
+        )
     return flat
 
 
@@ -122,15 +129,23 @@ def comparison_rows(table, truth: dict[str, float], crb: dict[str, float]) -> li
         t = truth.get(name, math.nan)
         sd = float(r["sd"])
         c = crb.get(name, math.nan)
-        rows.append({
-            "label": name, "unit": str(r["unit"]), "truth": t, "median": float(r["p50"]), "sd": sd,
-            "p16": float(r["p16"]), "p84": float(r["p84"]),
-            "pull": (float(r["p50"]) - t) / sd if sd > 0 and math.isfinite(t) else math.nan,
-            "crb": c, "sd_over_crb": sd / c if c and math.isfinite(c) and c > 0 else math.nan,
-            # the emulator's label-space systematic (0 when not measured): the floor a real star adds
-            "sd_sys": float(r["sd_sys"]) if "sd_sys" in table.colnames else 0.0,
-            "flags": str(r["flags"]),
-        })
+        rows.append(
+            {
+                "label": name,
+                "unit": str(r["unit"]),
+                "truth": t,
+                "median": float(r["p50"]),
+                "sd": sd,
+                "p16": float(r["p16"]),
+                "p84": float(r["p84"]),
+                "pull": (float(r["p50"]) - t) / sd if sd > 0 and math.isfinite(t) else math.nan,
+                "crb": c,
+                "sd_over_crb": sd / c if c and math.isfinite(c) and c > 0 else math.nan,
+                # the emulator's label-space systematic (0 when not measured): the floor a real star adds
+                "sd_sys": float(r["sd_sys"]) if "sd_sys" in table.colnames else 0.0,
+                "flags": str(r["flags"]),
+            }
+        )
     return rows
 
 
@@ -138,8 +153,10 @@ def format_rows(rows: list[dict]) -> str:
     def f(v, spec):
         return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
-    head = (f"{'label':<8} {'unit':<5} {'truth':>9} {'median':>9} {'sd':>8} {'16%':>9} {'84%':>9} {'(med−truth)/sd':>15} "
-            f"{'CRB':>8} {'sd/CRB':>7} {'sd_sys':>8}  flags")
+    head = (
+        f"{'label':<8} {'unit':<5} {'truth':>9} {'median':>9} {'sd':>8} {'16%':>9} {'84%':>9} {'(med−truth)/sd':>15} "
+        f"{'CRB':>8} {'sd/CRB':>7} {'sd_sys':>8}  flags"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         big = abs(r["truth"]) >= 100
@@ -154,27 +171,61 @@ def format_rows(rows: list[dict]) -> str:
 
 # ------------------------------------------------------------------------------------------- command
 @click.command(name="demo")
-@click.option("--emulator", default="default-payne", show_default=True,
-              help="Emulator: default-payne (the Payne MLP: NUTS in minutes on 2 CPU cores), default "
-                   "(TransformerPayne small: about 40x slower per gradient on a CPU; use a GPU or --sampler laplace-is) "
-                   "or a model directory.")
-@click.option("--sampler", type=SamplerChoice(), default="nuts", show_default=True,
-              help="nuts = NumPyro NUTS; laplace-is = Laplace corrected by importance sampling (values only: "
-                   "minutes with TransformerPayne on a CPU); laplace = MAP + Laplace draws only (seconds).")
+@click.option(
+    "--emulator",
+    default="default-payne",
+    show_default=True,
+    help="Emulator: default-payne (the Payne MLP: NUTS in minutes on 2 CPU cores), default "
+    "(TransformerPayne small: about 40x slower per gradient on a CPU; use a GPU or --sampler laplace-is) "
+    "or a model directory.",
+)
+@click.option(
+    "--sampler",
+    type=SamplerChoice(),
+    default="nuts",
+    show_default=True,
+    help="nuts = NumPyro NUTS; laplace-is = Laplace corrected by importance sampling (values only: "
+    "minutes with TransformerPayne on a CPU); laplace = MAP + Laplace draws only (seconds).",
+)
 @click.option("--chains", type=int, default=4, show_default=True)
 @click.option("--draws", type=int, default=500, show_default=True, help="Draws per chain after warm-up.")
 @click.option("--warmup", type=int, default=300, show_default=True, help="Warm-up iterations per chain.")
 @click.option("--map-starts", type=int, default=4, show_default=True, help="Multi-start MAP starts.")
-@click.option("--free-vmacro", is_flag=True,
-              help="Fit vmacro too (by default it is held at the truth file's value: at R = 28,000 it is degenerate with vsini).")
+@click.option(
+    "--free-vmacro",
+    is_flag=True,
+    help="Fit vmacro too (by default it is held at the truth file's value: at R = 28,000 it is degenerate with vsini).",
+)
 @click.option("--rv-max", type=float, default=100.0, show_default=True, help="RV prior bound |rv| (km/s).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--spectrum", type=click.Path(dir_okay=False), default=None, help="Fit this spectrum instead of the shipped demo star.")
-@click.option("--truth", type=click.Path(dir_okay=False), default=None, help="Truth JSON for --spectrum (labels, nuisances).")
+@click.option(
+    "--spectrum",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Fit this spectrum instead of the shipped demo star.",
+)
+@click.option(
+    "--truth", type=click.Path(dir_okay=False), default=None, help="Truth JSON for --spectrum (labels, nuisances)."
+)
 @click.option("--quiet", is_flag=True, help="No sampler progress bar.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default="demo_output", show_default=True)
 @spectrum_read_options
-def demo(emulator, sampler, chains, draws, warmup, map_starts, free_vmacro, rv_max, seed, spectrum, truth, quiet, output_dir, **read_params):
+def demo(
+    emulator,
+    sampler,
+    chains,
+    draws,
+    warmup,
+    map_starts,
+    free_vmacro,
+    rv_max,
+    seed,
+    spectrum,
+    truth,
+    quiet,
+    output_dir,
+    **read_params,
+):
     """Fit the shipped demo star (MAP → NUTS); print the posterior next to the truth and the Cramér–Rao bounds.
 
     Writes demo.nc (ArviZ InferenceData), demo_summary.fits/.csv, demo_report.json and the plots
@@ -197,16 +248,30 @@ def demo(emulator, sampler, chains, draws, warmup, map_starts, free_vmacro, rv_m
     # read, load, MAP, Laplace, sampling: the library's one fit pipeline (the same as `stellarinf fit`)
     log = StageLog(lambda line: click.echo(line, err=True), total=7)
     try:
-        result = fit_spectrum(spec_path, emulator=emulator, sampler=sampler, fixed={} if fix_vmacro is None else {"vmacro": float(fix_vmacro)},
-                              rv_max=rv_max, chains=chains, draws=draws, warmup=warmup, n_starts=map_starts, seed=seed,
-                              progress=not quiet, log=log, read_options=read_options_kwargs(read_params))
+        result = fit_spectrum(
+            spec_path,
+            emulator=emulator,
+            sampler=sampler,
+            fixed={} if fix_vmacro is None else {"vmacro": float(fix_vmacro)},
+            rv_max=rv_max,
+            chains=chains,
+            draws=draws,
+            warmup=warmup,
+            n_starts=map_starts,
+            seed=seed,
+            progress=not quiet,
+            log=log,
+            read_options=read_options_kwargs(read_params),
+        )
     except ModelFileError as exc:
         raise missing_model_error(emulator, exc) from None
     problem, map_result, posterior = result.problem, result.map, result.posterior
     obs = problem.obs_model
     if "pareto_k" in posterior.tuning and posterior.tuning["pareto_k"] > posterior.tuning["pareto_k_threshold"]:
-        log.note("UNRELIABLE: the posterior is far from its Laplace approximation (several modes, or a rough emulator); "
-                 "use --sampler nuts")
+        log.note(
+            "UNRELIABLE: the posterior is far from its Laplace approximation (several modes, or a rough emulator); "
+            "use --sampler nuts"
+        )
 
     log.start("crb", "Cramér–Rao bounds at the truth (same observation model)")
     fiducial = fiducial_at_truth(obs, problem, truth_flat, map_result.params)
@@ -216,8 +281,12 @@ def demo(emulator, sampler, chains, draws, warmup, map_starts, free_vmacro, rv_m
     log.start("write", f"writing results to {out}/")
     out.mkdir(parents=True, exist_ok=True)
     idata = result.idata
-    idata.posterior.attrs.update({"demo_spectrum": str(spec_path), "truth": json.dumps(truth_flat), "cramer_rao": json.dumps(crb)})
-    table = stamp_table(summary_table(idata, truth={k: v for k, v in truth_flat.items() if k in problem.names}), result.settings)
+    idata.posterior.attrs.update(
+        {"demo_spectrum": str(spec_path), "truth": json.dumps(truth_flat), "cramer_rao": json.dumps(crb)}
+    )
+    table = stamp_table(
+        summary_table(idata, truth={k: v for k, v in truth_flat.items() if k in problem.names}), result.settings
+    )
     result.summary = table
     result.write(out / "demo")
     rows = comparison_rows(table, truth_flat, crb)
@@ -234,14 +303,32 @@ def demo(emulator, sampler, chains, draws, warmup, map_starts, free_vmacro, rv_m
             log.note(f"warning: the {key} plot failed ({type(exc).__name__}: {exc})")
     settings = result.settings
     report = {
-        "demo_spectrum": str(spec_path), "truth_file": str(truth_path), "emulator": str(emulator),
-        "emulator_kind": settings["emulator_kind"], "sampler": sampler, "chains": chains,
-        "draws": draws, "warmup": warmup, "seed": seed, "run_id": settings["run_id"], "input_sha256": settings["input_sha256"],
-        "continuum": settings["continuum"], "crop_margin_kms": settings["crop_margin_kms"],
+        "demo_spectrum": str(spec_path),
+        "truth_file": str(truth_path),
+        "emulator": str(emulator),
+        "emulator_kind": settings["emulator_kind"],
+        "sampler": sampler,
+        "chains": chains,
+        "draws": draws,
+        "warmup": warmup,
+        "seed": seed,
+        "run_id": settings["run_id"],
+        "input_sha256": settings["input_sha256"],
+        "continuum": settings["continuum"],
+        "crop_margin_kms": settings["crop_margin_kms"],
         "fixed": settings["held"],
-        "map": map_result.params, "rows": rows, "cramer_rao": crb, "n_divergent": posterior.n_divergent,
-        "flags": table.meta.get("FLAGS", ""), "chi2_reduced": table.meta.get("CHI2RED"),
-        "timings_s": {"sampler": result.timings.get("sampling_s"), **result.timings, "total": time.perf_counter() - t_all}, "plots": plots,
+        "map": map_result.params,
+        "rows": rows,
+        "cramer_rao": crb,
+        "n_divergent": posterior.n_divergent,
+        "flags": table.meta.get("FLAGS", ""),
+        "chi2_reduced": table.meta.get("CHI2RED"),
+        "timings_s": {
+            "sampler": result.timings.get("sampling_s"),
+            **result.timings,
+            "total": time.perf_counter() - t_all,
+        },
+        "plots": plots,
         "machine": machine_info(),
     }
     write_json_atomic(out / "demo_report.json", report)
@@ -251,9 +338,15 @@ def demo(emulator, sampler, chains, draws, warmup, map_starts, free_vmacro, rv_m
     click.echo(format_rows(rows))
     click.echo("")
     m = table.meta
-    click.echo(f"method={m.get('METHOD')}  chains={m.get('NCHAINS')}  draws={m.get('NDRAWS')}  "
-               f"reduced chi2={m.get('CHI2RED', math.nan):.3f}  divergences={m.get('NDIVERG')}  flags={m.get('FLAGS') or 'none'}")
-    click.echo(f"pull = (median − truth)/sd; CRB = marginal Cramér–Rao bound at the truth; sd/CRB ≈ 1 means the "
-               f"posterior is as tight as the data allow.  Total {time.perf_counter() - t_all:.0f} s.")
-    click.echo(f"wrote {out / 'demo.nc'}, {out / 'demo_summary.fits'}, {out / 'demo_summary.csv'}, "
-               f"{out / 'demo_report.json'}" + "".join(f", {p}" for p in plots.values()))
+    click.echo(
+        f"method={m.get('METHOD')}  chains={m.get('NCHAINS')}  draws={m.get('NDRAWS')}  "
+        f"reduced chi2={m.get('CHI2RED', math.nan):.3f}  divergences={m.get('NDIVERG')}  flags={m.get('FLAGS') or 'none'}"
+    )
+    click.echo(
+        f"pull = (median − truth)/sd; CRB = marginal Cramér–Rao bound at the truth; sd/CRB ≈ 1 means the "
+        f"posterior is as tight as the data allow.  Total {time.perf_counter() - t_all:.0f} s."
+    )
+    click.echo(
+        f"wrote {out / 'demo.nc'}, {out / 'demo_summary.fits'}, {out / 'demo_summary.csv'}, "
+        f"{out / 'demo_report.json'}" + "".join(f", {p}" for p in plots.values())
+    )

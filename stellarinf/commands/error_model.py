@@ -7,22 +7,51 @@ import click
 
 @click.command(name="error-model")
 @click.argument("model")
-@click.option("--grid", "grid_path", required=True, type=click.Path(dir_okay=False),
-              help="Held-out grid (HDF5) of the emulator's window, never trained on (e.g. the test grid).")
-@click.option("--modes", "n_modes", type=int, default=64, show_default=True,
-              help="Number of correlated error modes (0 = white error only).")
+@click.option(
+    "--grid",
+    "grid_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Held-out grid (HDF5) of the emulator's window, never trained on (e.g. the test grid).",
+)
+@click.option(
+    "--modes",
+    "n_modes",
+    type=int,
+    default=64,
+    show_default=True,
+    help="Number of correlated error modes (0 = white error only).",
+)
 @click.option("--max-spectra", type=int, default=None, help="Use only the first N spectra of the grid.")
-@click.option("-o", "--output", type=click.Path(file_okay=False), default=None,
-              help="Write the updated model here (default: update MODEL in place; a named model needs -o).")
-@click.option("--systematics", "n_systematics", type=int, default=0, show_default=True,
-              help="Also measure label-space systematics on this many noiseless synthesizer stars (minutes; needs the synthesizer).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write the updated model here (default: update MODEL in place; a named model needs -o).",
+)
+@click.option(
+    "--systematics",
+    "n_systematics",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Also measure label-space systematics on this many noiseless synthesizer stars (minutes; needs the synthesizer).",
+)
 @click.option("--systematics-snr", type=float, default=100.0, show_default=True, help="S/N that sets σ in those fits.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the systematics stars.")
-@click.option("--label-directions", type=click.Choice(["exclude", "keep"]), default="exclude", show_default=True,
-              help="exclude: project the directions in which the labels move the spectrum out of the modes (so they "
-              "cannot absorb a real line-strength signal); keep: the plain principal components.")
+@click.option(
+    "--label-directions",
+    type=click.Choice(["exclude", "keep"]),
+    default="exclude",
+    show_default=True,
+    help="exclude: project the directions in which the labels move the spectrum out of the modes (so they "
+    "cannot absorb a real line-strength signal); keep: the plain principal components.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def error_model(model, grid_path, n_modes, max_spectra, output, n_systematics, systematics_snr, seed, label_directions, quiet):
+def error_model(
+    model, grid_path, n_modes, max_spectra, output, n_systematics, systematics_snr, seed, label_directions, quiet
+):
     """Measure MODEL's error against the spectra of a held-out GRID and store it with the model.
 
     The per-pixel rms residual becomes the emulator's error table, and the top ``--modes`` principal
@@ -46,7 +75,9 @@ def error_model(model, grid_path, n_modes, max_spectra, output, n_systematics, s
     with GridFile(grid_path) as gf:
         n = len(gf) if max_spectra is None else min(max_spectra, len(gf))
     if n < 2 * max(n_modes, 1) + 2:
-        raise StellarinfError(f"{n} held-out spectra are too few for {n_modes} modes; use a grid with ≥ {2 * n_modes + 2} spectra or fewer modes")
+        raise StellarinfError(
+            f"{n} held-out spectra are too few for {n_modes} modes; use a grid with ≥ {2 * n_modes + 2} spectra or fewer modes"
+        )
     wl, resid = residual_matrix(emu, grid_path, np.arange(n), progress=not quiet)
     exclude = label_direction_basis(emu, wl) if label_directions == "exclude" and n_modes else None
     half = n // 2
@@ -54,11 +85,15 @@ def error_model(model, grid_path, n_modes, max_spectra, output, n_systematics, s
     modes, rms = fit_error_modes(resid, n_modes, exclude)
     meta = emu.metadata
     meta["error_model"] = {
-        "grid": str(grid_path), "n_spectra": int(n), "n_modes": int(n_modes),
-        "rms": float(np.sqrt(np.mean(rms**2))), "mae": float(np.mean(np.abs(resid))),
+        "grid": str(grid_path),
+        "n_spectra": int(n),
+        "n_modes": int(n_modes),
+        "rms": float(np.sqrt(np.mean(rms**2))),
+        "mae": float(np.mean(np.abs(resid))),
         "explained_fraction_held_out": round(float(held_out), 4),
         "explained_fraction_fit": round(float(np.sum(modes**2) / np.sum(rms**2)), 4) if n_modes else 0.0,
-        "label_directions": label_directions, "label_directions_rank": 0 if exclude is None else int(exclude.shape[1]),
+        "label_directions": label_directions,
+        "label_directions_rank": 0 if exclude is None else int(exclude.shape[1]),
         "command": f"stellarinf error-model {model} --grid {grid_path} --modes {n_modes} --label-directions {label_directions}"
         + (f" --max-spectra {max_spectra}" if max_spectra else ""),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -75,13 +110,27 @@ def error_model(model, grid_path, n_modes, max_spectra, output, n_systematics, s
 
         resolution = float(emu.resolution) if emu.resolution else 28000.0
         truth_model, wavelength = synthesizer_truth(updated, resolution)
-        res = measure_label_systematics(updated, truth_model, wavelength, resolution, n_stars=n_systematics,
-                                        snr=systematics_snr, seed=seed, progress=not quiet)
-        meta["label_systematics"] = {**res.to_json(), "resolution": resolution, "seed": seed,
-                                     "command_options": f"--systematics {n_systematics} --systematics-snr {systematics_snr:g} --seed {seed}"}
+        res = measure_label_systematics(
+            updated,
+            truth_model,
+            wavelength,
+            resolution,
+            n_stars=n_systematics,
+            snr=systematics_snr,
+            seed=seed,
+            progress=not quiet,
+        )
+        meta["label_systematics"] = {
+            **res.to_json(),
+            "resolution": resolution,
+            "seed": seed,
+            "command_options": f"--systematics {n_systematics} --systematics-snr {systematics_snr:g} --seed {seed}",
+        }
         updated = updated.with_metadata(meta)
-        click.echo("label-space systematics (rms MAP − truth, noiseless synthesizer stars): "
-                   + ", ".join(f"{k} {v:.3g}" for k, v in res.rms.items()))
+        click.echo(
+            "label-space systematics (rms MAP − truth, noiseless synthesizer stars): "
+            + ", ".join(f"{k} {v:.3g}" for k, v in res.rms.items())
+        )
     else:
         meta.pop("label_systematics", None)  # a new error model invalidates old systematics
         updated = updated.with_metadata(meta)

@@ -7,7 +7,13 @@ import click
 
 @click.command(name="evaluate")
 @click.option("--emulator", "emulator_name", required=True, help="Model directory, 'default' or 'default-payne'.")
-@click.option("--grid", "grid_path", required=True, type=click.Path(dir_okay=False), help="Grid file (HDF5) with spectra to compare against.")
+@click.option(
+    "--grid",
+    "grid_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Grid file (HDF5) with spectra to compare against.",
+)
 @click.option("--max-spectra", type=click.IntRange(min=1), default=None, help="Use only the first N spectra.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -24,8 +30,10 @@ def evaluate(emulator_name, grid_path, max_spectra, batch_size, quiet, output):
     emu = load_emulator(emulator_name)
     acc, _ = evaluate_emulator(emu, grid_path, batch_size=batch_size, max_spectra=max_spectra, progress=not quiet)
     metrics = {**acc.result(), "emulator": str(emulator_name), "emulator_kind": emu.kind, "grid": str(grid_path)}
-    click.echo(f"{metrics['n_spectra']} spectra × {metrics['n_pixels']} pixels: MAE={metrics['mae']:.4g} "
-               f"MSE={metrics['mse']:.4g} p99={metrics['p99']:.4g}")
+    click.echo(
+        f"{metrics['n_spectra']} spectra × {metrics['n_pixels']} pixels: MAE={metrics['mae']:.4g} "
+        f"MSE={metrics['mse']:.4g} p99={metrics['p99']:.4g}"
+    )
     if output:
         write_json_atomic(output, metrics)
         click.echo(f"metrics written to {output}")

@@ -74,37 +74,132 @@ def _check_files(paths) -> None:
 
 @click.command(name="fit")
 @click.argument("spectra", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--emulator", "emulator", default="default", show_default=True, help="Model directory, or 'default' (TransformerPayne) / 'default-payne' (the Payne MLP).")
-@click.option("--sampler", type=SamplerChoice(), default=None,
-              help="nuts = NumPyro NUTS; mclmc = BlackJAX MCLMC; laplace-is = Laplace corrected by importance sampling (no gradients: "
-                   "the fast posterior for TransformerPayne on a CPU; check the pareto_k flag); map/laplace = fast approximations. "
-                   "Default: chosen for the emulator and the machine (NUTS, or laplace-is for TransformerPayne on a CPU), and printed.")
+@click.option(
+    "--emulator",
+    "emulator",
+    default="default",
+    show_default=True,
+    help="Model directory, or 'default' (TransformerPayne) / 'default-payne' (the Payne MLP).",
+)
+@click.option(
+    "--sampler",
+    type=SamplerChoice(),
+    default=None,
+    help="nuts = NumPyro NUTS; mclmc = BlackJAX MCLMC; laplace-is = Laplace corrected by importance sampling (no gradients: "
+    "the fast posterior for TransformerPayne on a CPU; check the pareto_k flag); map/laplace = fast approximations. "
+    "Default: chosen for the emulator and the machine (NUTS, or laplace-is for TransformerPayne on a CPU), and printed.",
+)
 @click.option("--chains", default=4, show_default=True, type=click.IntRange(1, 64))
 @click.option("--draws", default=1000, show_default=True, type=click.IntRange(10, 10**6))
 @click.option("--warmup", default=500, show_default=True, type=click.IntRange(0, 10**6))
-@click.option("--prior", "priors", multiple=True, help="e.g. --prior logg=4.4+-0.1 (Gaussian) or --prior teff=5000:6000 (uniform). Repeatable.")
-@click.option("--fix", "fixed", multiple=True, help="Hold a parameter fixed, e.g. --fix vmacro=0 (inside its box). Repeatable.")
+@click.option(
+    "--prior",
+    "priors",
+    multiple=True,
+    help="e.g. --prior logg=4.4+-0.1 (Gaussian) or --prior teff=5000:6000 (uniform). Repeatable.",
+)
+@click.option(
+    "--fix", "fixed", multiple=True, help="Hold a parameter fixed, e.g. --fix vmacro=0 (inside its box). Repeatable."
+)
 @click.option("--resolution", type=float, default=None, help="Instrument resolving power (default: from the file).")
-@click.option("--fit-resolution", is_flag=True, help="Fit the resolving power too (starting from --resolution or the file's).")
-@click.option("--continuum", type=click.Choice(["marginalise", "sample", "profile"]), default=DEFAULT_CONTINUUM, show_default=True)
-@click.option("--continuum-degree", default="auto", show_default=True, type=click.Choice(["auto"] + [str(d) for d in range(-1, 11)]),
-              help="Chebyshev degree per segment (-1 = none; auto = one per 40 Å, 2-8).")
-@click.option("--rv-max", default=300.0, show_default=True, help="|RV| bound (km/s); also the crop margin at the model's range edges.")
+@click.option(
+    "--fit-resolution", is_flag=True, help="Fit the resolving power too (starting from --resolution or the file's)."
+)
+@click.option(
+    "--continuum", type=click.Choice(["marginalise", "sample", "profile"]), default=DEFAULT_CONTINUUM, show_default=True
+)
+@click.option(
+    "--continuum-degree",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto"] + [str(d) for d in range(-1, 11)]),
+    help="Chebyshev degree per segment (-1 = none; auto = one per 40 Å, 2-8).",
+)
+@click.option(
+    "--rv-max",
+    default=300.0,
+    show_default=True,
+    help="|RV| bound (km/s); also the crop margin at the model's range edges.",
+)
 @click.option("--vsini-max", default=60.0, show_default=True)
 @click.option("--vmacro-max", default=15.0, show_default=True)
-@click.option("--emulator-error", type=click.Choice(["modes", "white"]), default="modes", show_default=True,
-              help="modes: integrate out the emulator's correlated error modes (when it has them; `stellarinf error-model`); "
-              "white: treat its whole error as independent per pixel.")
+@click.option(
+    "--emulator-error",
+    type=click.Choice(["modes", "white"]),
+    default="modes",
+    show_default=True,
+    help="modes: integrate out the emulator's correlated error modes (when it has them; `stellarinf error-model`); "
+    "white: treat its whole error as independent per pixel.",
+)
 @click.option("--jitter/--no-jitter", default=False, show_default=True, help="Fit an extra white-noise term ln_jitter.")
-@click.option("--starts", default=DEFAULT_STARTS, show_default=True, type=click.IntRange(1, 256), help="MAP starting points.")
+@click.option(
+    "--physics-error",
+    type=click.Choice(["auto", "off"]),
+    default="auto",
+    show_default=True,
+    help="auto: the synthesizer-vs-reality error measured on the observed Sun is in the likelihood (real spectra); "
+    "off: for spectra made by the synthesizer itself.",
+)
+@click.option(
+    "--telluric-mask/--no-telluric-mask",
+    default=True,
+    show_default=True,
+    help="Mask the O2 A/B and strong H2O bands (observer's frame).",
+)
+@click.option(
+    "--clip-outliers/--no-clip-outliers",
+    default=True,
+    show_default=True,
+    help="After the MAP, mask pixels more than 5 sigma off the model (at most 2 %) and fit again (single spectra).",
+)
+@click.option(
+    "--starts", default=DEFAULT_STARTS, show_default=True, type=click.IntRange(1, 256), help="MAP starting points."
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--plots/--no-plots", default=False, help="Write OUT_corner.png and OUT_fit.png.")
-@click.option("--allow-unreliable", is_flag=True, help=f"Exit 0 even when the result (in a batch: any spectrum's) is flagged unreliable (else exit {EXIT_UNRELIABLE}).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output prefix: OUT.nc, OUT_summary.fits/.csv.")
+@click.option(
+    "--allow-unreliable",
+    is_flag=True,
+    help=f"Exit 0 even when the result (in a batch: any spectrum's) is flagged unreliable (else exit {EXIT_UNRELIABLE}).",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Output prefix: OUT.nc, OUT_summary.fits/.csv.",
+)
 @click.option("--quiet", is_flag=True, help="Do not print the summary or the sampler's progress bar.")
 @spectrum_read_options
-def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolution, fit_resolution, continuum, continuum_degree, rv_max,
-        vsini_max, vmacro_max, emulator_error, jitter, starts, seed, plots, allow_unreliable, output, quiet, **read_params):
+def fit(
+    spectra,
+    emulator,
+    sampler,
+    chains,
+    draws,
+    warmup,
+    priors,
+    fixed,
+    resolution,
+    fit_resolution,
+    continuum,
+    continuum_degree,
+    rv_max,
+    vsini_max,
+    vmacro_max,
+    emulator_error,
+    jitter,
+    physics_error,
+    telluric_mask,
+    clip_outliers,
+    starts,
+    seed,
+    plots,
+    allow_unreliable,
+    output,
+    quiet,
+    **read_params,
+):
     """Infer the labels of SPECTRUM (or several: a batch) with the emulator's training box as prior.
 
     The simplest input is a FITS table with columns wavelength (Å, vacuum unless the header says air;
@@ -118,22 +213,46 @@ def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolu
     from ..pipeline import fit_spectra, fit_spectrum, output_prefix
 
     if len(spectra) == 1:
-        _check_files(spectra)  # at once; in a batch a missing file is that spectrum's failure (fit_spectra reads all first)
+        _check_files(
+            spectra
+        )  # at once; in a batch a missing file is that spectrum's failure (fit_spectra reads all first)
     prior_reqs = [parse_prior(p) for p in priors]  # syntax errors before any heavy work
     fixed = _parse_fixed(fixed)
     out = output_prefix(output)
     if resolution is not None and not resolution > 0:
-        raise BadInput(f"--resolution {resolution:g}: give a positive resolving power R = λ/Δλ, e.g. --resolution 28000")
-    kw = dict(emulator=emulator, sampler=sampler, priors=prior_reqs, fixed=fixed, resolution=resolution, continuum=continuum,
-              continuum_degree=continuum_degree if continuum_degree == "auto" else int(continuum_degree), rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max, emulator_error=emulator_error,
-              jitter=jitter, chains=chains, draws=draws, warmup=warmup, n_starts=starts, seed=seed,
-              read_options=read_options_kwargs(read_params))
+        raise BadInput(
+            f"--resolution {resolution:g}: give a positive resolving power R = λ/Δλ, e.g. --resolution 28000"
+        )
+    kw = dict(
+        emulator=emulator,
+        sampler=sampler,
+        priors=prior_reqs,
+        fixed=fixed,
+        resolution=resolution,
+        continuum=continuum,
+        continuum_degree=continuum_degree if continuum_degree == "auto" else int(continuum_degree),
+        rv_max=rv_max,
+        vsini_max=vsini_max,
+        vmacro_max=vmacro_max,
+        emulator_error=emulator_error,
+        jitter=jitter,
+        chains=chains,
+        draws=draws,
+        warmup=warmup,
+        n_starts=starts,
+        seed=seed,
+        read_options=read_options_kwargs(read_params),
+        physics_error=physics_error,
+        mask_tellurics=telluric_mask,
+    )
 
     def echo(line):
         click.echo(line, err=True)
 
     if len(spectra) == 1:
-        result = fit_spectrum(spectra[0], fit_resolution=fit_resolution, progress=not quiet, log=echo, **kw)
+        result = fit_spectrum(
+            spectra[0], fit_resolution=fit_resolution, progress=not quiet, log=echo, clip_outliers=clip_outliers, **kw
+        )
         result.write(out, log=_writing_log(echo))
         if plots:
             _plots(result.idata, out)
@@ -162,13 +281,20 @@ def fit(spectra, emulator, sampler, chains, draws, warmup, priors, fixed, resolu
         echo(f"not fitted: {sid}: {why}")
     if failed and len(failed) == len(spectra):
         raise BadInput(f"none of the {len(spectra)} spectra could be fitted (reasons above)")
-    click.echo(f"run {batch.settings['run_id']}: {len(spectra) - len(failed)} of {len(spectra)} spectra fitted; wrote "
-               f"{out}_results.fits, {out}_results.csv", err=True)
+    click.echo(
+        f"run {batch.settings['run_id']}: {len(spectra) - len(failed)} of {len(spectra)} spectra fitted; wrote "
+        f"{out}_results.fits, {out}_results.csv",
+        err=True,
+    )
     unreliable = batch.unreliable
     if unreliable:
-        lines = [f"{len(unreliable)} of the fitted spectra are unreliable:"] + [f"  - {sid}: {', '.join(why)}" for sid, why in unreliable.items()]
-        lines.append("what to do next: refit each of them alone (stellarinf fit FILE ...) for the advice on its flags; the rows and "
-                     "files are written; pass --allow-unreliable to accept them with exit code 0")
+        lines = [f"{len(unreliable)} of the fitted spectra are unreliable:"] + [
+            f"  - {sid}: {', '.join(why)}" for sid, why in unreliable.items()
+        ]
+        lines.append(
+            "what to do next: refit each of them alone (stellarinf fit FILE ...) for the advice on its flags; the rows and "
+            "files are written; pass --allow-unreliable to accept them with exit code 0"
+        )
         if allow_unreliable:
             echo("warning: " + "\n".join(lines))
         else:

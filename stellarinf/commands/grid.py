@@ -27,13 +27,27 @@ def parse_label_box(items, elements):
             raise LabelError(f"--label-box {item!r}: use NAME=LOW:HIGH, e.g. teff=4500:6500") from None
         name = name.strip()
         if name not in bounds:
-            raise LabelError(f"--label-box {name!r} is not a label of this grid ({', '.join(bounds)}); add elements with --elements")
+            raise LabelError(
+                f"--label-box {name!r} is not a label of this grid ({', '.join(bounds)}); add elements with --elements"
+            )
         bounds[name] = (lo, hi)
     return LabelSpace.from_bounds(bounds)
 
 
-def generate_grid(output, *, window="galah-red", n=1000, design="sobol", seed=0, fidelity="realistic",
-                  batch_size=16, elements=None, label_box=(), loggf="solar", progress=True):
+def generate_grid(
+    output,
+    *,
+    window="galah-red",
+    n=1000,
+    design="sobol",
+    seed=0,
+    fidelity="realistic",
+    batch_size=16,
+    elements=None,
+    label_box=(),
+    loggf="solar",
+    progress=True,
+):
     """Make (or resume, or extend) a grid file; returns the output path. See the ``grid`` command.
 
     ``loggf``: "solar" (astrophysical log gf fitted to the observed Sun, the default) or "laboratory".
@@ -60,18 +74,35 @@ def generate_grid(output, *, window="galah-red", n=1000, design="sobol", seed=0,
     planned = sample_labels(space, int(n), design, int(seed))
     validate_labels(planned, list(space.names), fidelity)  # every point inside the atmosphere grid
     metadata = {
-        "generator": "stellarinf.synth", "fidelity": fidelity, "version": stellarinf.__version__,
-        "seed": int(seed), "design": design, "window": win.name, "wmin": win.wmin, "wmax": win.wmax,
-        "resolution": win.resolution, "pixels_per_resolution": win.pixels_per_resolution,
-        "fine_resolution": R_FINE, "vsini": 0.0, "vmacro": 0.0, "medium": "vacuum",
-        "line_list": linelist().source, "loggf": loggf if fidelity == "realistic" else "schematic", "atmospheres": "ATLAS9 ODFNEW (Castelli & Kurucz 2003)" if fidelity == "realistic" else "grey Eddington",
+        "generator": "stellarinf.synth",
+        "fidelity": fidelity,
+        "version": stellarinf.__version__,
+        "seed": int(seed),
+        "design": design,
+        "window": win.name,
+        "wmin": win.wmin,
+        "wmax": win.wmax,
+        "resolution": win.resolution,
+        "pixels_per_resolution": win.pixels_per_resolution,
+        "fine_resolution": R_FINE,
+        "vsini": 0.0,
+        "vmacro": 0.0,
+        "medium": "vacuum",
+        "line_list": linelist().source,
+        "loggf": loggf if fidelity == "realistic" else "schematic",
+        "atmospheres": "ATLAS9 ODFNEW (Castelli & Kurucz 2003)" if fidelity == "realistic" else "grey Eddington",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     writer = GridWriter(output, space, wavelength, planned, metadata, with_continuum=True, batch_size=batch_size)
     batched = _batched_observer(fn, fine.tobytes(), wavelength.tobytes(), win.resolution)
     pending = writer.pending()
-    with tqdm(total=len(planned), initial=len(planned) - sum(b - a for a, b in pending), unit="spec",
-              desc=f"grid {fidelity} {win.name}", disable=not progress) as bar:
+    with tqdm(
+        total=len(planned),
+        initial=len(planned) - sum(b - a for a, b in pending),
+        unit="spec",
+        desc=f"grid {fidelity} {win.name}",
+        disable=not progress,
+    ) as bar:
         for start, stop in pending:
             labels = planned[start:stop]
             if labels.shape[0] < batch_size:  # pad so the jitted shape never changes
@@ -107,20 +138,46 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
 @click.command(name="grid")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Grid file to write (HDF5).")
 @click.option("--window", default="galah-red", show_default=True, help="Instrument window (galah-red, gaia-rvs).")
-@click.option("--n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="Number of spectra (at least 1).")
+@click.option(
+    "--n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="Number of spectra (at least 1)."
+)
 @click.option("--design", type=click.Choice(["sobol", "latin", "uniform"]), default="sobol", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sampling design.")
 @click.option("--fidelity", type=click.Choice(["realistic", "simple"]), default="realistic", show_default=True)
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Spectra per vmap batch (and per resumable part).")
-@click.option("--elements", default=None, help="Comma-separated elements with [X/Fe] labels (default Li,Al,Si,Ca,Ti,Ni,Ba).")
+@click.option(
+    "--batch-size",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Spectra per vmap batch (and per resumable part).",
+)
+@click.option(
+    "--elements", default=None, help="Comma-separated elements with [X/Fe] labels (default Li,Al,Si,Ca,Ti,Ni,Ba)."
+)
 @click.option("--label-box", multiple=True, help=_HELP_BOX)
-@click.option("--loggf", type=click.Choice(["solar", "laboratory"]), default="solar", show_default=True,
-              help="Oscillator strengths: calibrated on the observed Sun (data/loggf_solar.ecsv) or linemake's laboratory values.")
+@click.option(
+    "--loggf",
+    type=click.Choice(["solar", "laboratory"]),
+    default="solar",
+    show_default=True,
+    help="Oscillator strengths: calibrated on the observed Sun (data/loggf_solar.ecsv) or linemake's laboratory values.",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def grid(output, window, n, design, seed, fidelity, batch_size, elements, label_box, loggf, no_progress):
     """Make a grid of synthetic spectra at the window's resolution (resumable: rerun to resume;
     a larger --n with the same seed and design extends an existing grid)."""
     els = None if elements is None else tuple(e.strip() for e in elements.split(",") if e.strip())
-    path = generate_grid(output, window=window, n=n, design=design, seed=seed, fidelity=fidelity,
-                         batch_size=batch_size, elements=els, label_box=label_box, loggf=loggf, progress=not no_progress)
+    path = generate_grid(
+        output,
+        window=window,
+        n=n,
+        design=design,
+        seed=seed,
+        fidelity=fidelity,
+        batch_size=batch_size,
+        elements=els,
+        label_box=label_box,
+        loggf=loggf,
+        progress=not no_progress,
+    )
     click.echo(f"wrote {path}")

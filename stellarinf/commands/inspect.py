@@ -32,7 +32,9 @@ def describe(spec) -> list[str]:
         f"unit {prov['input_wavelength_unit']} ({prov['wavelength_unit_source']})",
         f"flux: median {np.median(spec.flux[used]):.4g}{' ' + spec.meta['flux_unit'] if spec.meta.get('flux_unit') else ''}; "
         f"median S/N per pixel {spec.snr():.3g}",
-        f"resolving power: {spec.resolution:,.0f}" if spec.resolution else "resolving power: not in the file (give --resolution to fit)",
+        f"resolving power: {spec.resolution:,.0f}"
+        if spec.resolution
+        else "resolving power: not in the file (give --resolution to fit)",
     ]
     lines += [f"note: {n}" for n in spec.meta.get("notes", [])]
     return lines

@@ -58,23 +58,45 @@ def spectrum_read_options(func):
     meaning cannot take these options.
     """
     options = [
-        click.option("--medium", type=click.Choice(["air", "vacuum"]), default=None,
-                     help="Wavelength medium of the input when the file does not say (header AIRORVAC/CTYPE1='AWAV'...). "
-                          "Default: the file's, else vacuum (recorded in the outputs; an air spectrum read as vacuum "
-                          "fits RV ≈ -83 km/s)."),
-        click.option("--wavelength-unit", default=None, metavar="UNIT",
-                     help="Unit of the wavelengths when the file has none (or to override it): Angstrom, nm or um."),
+        click.option(
+            "--medium",
+            type=click.Choice(["air", "vacuum"]),
+            default=None,
+            help="Wavelength medium of the input when the file does not say (header AIRORVAC/CTYPE1='AWAV'...). "
+            "Default: the file's, else vacuum (recorded in the outputs; an air spectrum read as vacuum "
+            "fits RV ≈ -83 km/s).",
+        ),
+        click.option(
+            "--wavelength-unit",
+            default=None,
+            metavar="UNIT",
+            help="Unit of the wavelengths when the file has none (or to override it): Angstrom, nm or um.",
+        ),
         click.option("--wavelength-col", default=None, metavar="NAME", help="Name of the wavelength column (tables)."),
         click.option("--flux-col", default=None, metavar="NAME", help="Name of the flux column (tables)."),
         click.option("--error-col", default=None, metavar="NAME", help="Name of the 1σ uncertainty column (tables)."),
-        click.option("--format", "format", default=None,
-                     type=click.Choice(["fits-table", "fits-image", "apogee", "galah", "ascii"]),
-                     help="File layout (default: detected from the extension and the header)."),
-        click.option("--hdu", default=None, callback=_hdu, metavar="N|NAME",
-                     help="FITS HDU holding the spectrum (index or EXTNAME); GALAH: 4 normalised (default) or 0."),
-        click.option("--snr", default=None, callback=_positive_snr, metavar="S/N|estimate",
-                     help="Where the file has no usable uncertainties: the S/N per pixel to assume (σ = |flux| / S/N), "
-                          "or 'estimate' to estimate the noise from the flux (DER_SNR); said in a warning."),
+        click.option(
+            "--format",
+            "format",
+            default=None,
+            type=click.Choice(["fits-table", "fits-image", "apogee", "galah", "ascii"]),
+            help="File layout (default: detected from the extension and the header).",
+        ),
+        click.option(
+            "--hdu",
+            default=None,
+            callback=_hdu,
+            metavar="N|NAME",
+            help="FITS HDU holding the spectrum (index or EXTNAME); GALAH: 4 normalised (default) or 0.",
+        ),
+        click.option(
+            "--snr",
+            default=None,
+            callback=_positive_snr,
+            metavar="S/N|estimate",
+            help="Where the file has no usable uncertainties: the S/N per pixel to assume (σ = |flux| / S/N), "
+            "or 'estimate' to estimate the noise from the flux (DER_SNR); said in a warning.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)

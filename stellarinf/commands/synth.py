@@ -69,9 +69,19 @@ def synth(teff, logg, feh, vmic, abund, window, wmin, wmax, resolution, vsini, v
     labels = {"teff": teff, "logg": logg, "feh": feh, "vmic": vmic, **parse_abundances(abund)}
     win = resolve_window(window, wmin, wmax, resolution)
     wl, flux, cont = synthesize_observed(labels, win, vsini=vsini, vmacro=vmacro, fidelity=fidelity)
-    header = {"TEFF": teff, "LOGG": logg, "FEH": feh, "VMIC": vmic, "VSINI": vsini, "VMACRO": vmacro,
-              "RESOLVE": win.resolution, "FIDELITY": fidelity, "WINDOW": win.name, "GENERATR": "stellarinf.synth",
-              "VERSION": stellarinf.__version__}
+    header = {
+        "TEFF": teff,
+        "LOGG": logg,
+        "FEH": feh,
+        "VMIC": vmic,
+        "VSINI": vsini,
+        "VMACRO": vmacro,
+        "RESOLVE": win.resolution,
+        "FIDELITY": fidelity,
+        "WINDOW": win.name,
+        "GENERATR": "stellarinf.synth",
+        "VERSION": stellarinf.__version__,
+    }
     for k, v in parse_abundances(abund).items():
         header[k.upper().replace("_", "")[:8]] = v
     write_spectrum_fits(output, wl, flux, cont, header)

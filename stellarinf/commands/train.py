@@ -16,29 +16,102 @@ def _hidden(ctx, param, value):
 
 
 @click.command(name="train")
-@click.option("--grid", "grid_path", required=True, type=click.Path(dir_okay=False), help="Training grid (HDF5, from `stellarinf grid`).")
-@click.option("--model", type=click.Choice(["transformer-payne", "payne"]), default="transformer-payne", show_default=True)
-@click.option("--preset", type=click.Choice(["tiny", "small", "paper"]), default="small", show_default=True, help="TransformerPayne size.")
+@click.option(
+    "--grid",
+    "grid_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Training grid (HDF5, from `stellarinf grid`).",
+)
+@click.option(
+    "--model", type=click.Choice(["transformer-payne", "payne"]), default="transformer-payne", show_default=True
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["tiny", "small", "paper"]),
+    default="small",
+    show_default=True,
+    help="TransformerPayne size.",
+)
 @click.option("--hidden", default="300,300", show_default=True, callback=_hidden, help="Payne MLP hidden widths.")
-@click.option("--activation", type=click.Choice(["leaky_relu", "silu", "gelu"]), default="leaky_relu", show_default=True,
-              help="Payne MLP activation: leaky_relu as published (piecewise linear), or a smooth one for gradient-based fits.")
-@click.option("--init", "init", default=None, help="Start from this trained model (fine-tuning): a model directory or 'default'.")
-@click.option("--freeze", multiple=True, help="Parameter groups kept fixed when fine-tuning (TP: embedding, blocks, head; Payne: hidden, output).")
-@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None, help="Wall-clock budget (counted across resumed runs).")
+@click.option(
+    "--activation",
+    type=click.Choice(["leaky_relu", "silu", "gelu"]),
+    default="leaky_relu",
+    show_default=True,
+    help="Payne MLP activation: leaky_relu as published (piecewise linear), or a smooth one for gradient-based fits.",
+)
+@click.option(
+    "--init", "init", default=None, help="Start from this trained model (fine-tuning): a model directory or 'default'."
+)
+@click.option(
+    "--freeze",
+    multiple=True,
+    help="Parameter groups kept fixed when fine-tuning (TP: embedding, blocks, head; Payne: hidden, output).",
+)
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Wall-clock budget (counted across resumed runs).",
+)
 @click.option("--max-steps", type=click.IntRange(min=1), default=20000, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate [default 1e-3; use lower for fine-tuning].")
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Peak learning rate [default 1e-3; use lower for fine-tuning].",
+)
 @click.option("--loss", type=click.Choice(["mse", "l1"]), default="mse", show_default=True)
 @click.option("--optimizer", type=click.Choice(["adamw", "radam"]), default="adamw", show_default=True)
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=200, show_default=True)
 @click.option("--batch-spectra", type=click.IntRange(min=1), default=None, help="Spectra per step [TP 32, Payne 128].")
-@click.option("--batch-pixels", type=click.IntRange(min=1), default=256, show_default=True, help="Random pixels per spectrum per step (TP).")
+@click.option(
+    "--batch-pixels",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Random pixels per spectrum per step (TP).",
+)
 @click.option("--validate-every", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--patience", type=click.IntRange(min=0), default=20, show_default=True, help="Validations without improvement before stopping (0 = never stop early).")
+@click.option(
+    "--patience",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Validations without improvement before stopping (0 = never stop early).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Model directory (rerun with the same -o to resume).")
-def train(grid_path, model, preset, hidden, activation, init, freeze, max_minutes, max_steps, lr, loss, optimizer, warmup_steps,
-          batch_spectra, batch_pixels, validate_every, patience, seed, quiet, output):
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Model directory (rerun with the same -o to resume).",
+)
+def train(
+    grid_path,
+    model,
+    preset,
+    hidden,
+    activation,
+    init,
+    freeze,
+    max_minutes,
+    max_steps,
+    lr,
+    loss,
+    optimizer,
+    warmup_steps,
+    batch_spectra,
+    batch_pixels,
+    validate_every,
+    patience,
+    seed,
+    quiet,
+    output,
+):
     """Train an emulator on GRID; write the model (weights.eqx + model.json) to OUTPUT.
 
     Checkpoints go to OUTPUT/checkpoint/; a killed run resumes when rerun with the same arguments.
@@ -47,12 +120,29 @@ def train(grid_path, model, preset, hidden, activation, init, freeze, max_minute
     from ..emulators.training import TrainConfig
     from ..emulators.training import train as run_training
 
-    cfg = TrainConfig(model=model, preset=preset, hidden=hidden, activation=activation, loss=loss, optimizer=optimizer, learning_rate=lr,
-                      warmup_steps=warmup_steps, max_steps=max_steps, batch_spectra=batch_spectra, batch_pixels=batch_pixels,
-                      validate_every=validate_every, patience=patience or None, max_minutes=max_minutes, seed=seed,
-                      freeze=tuple(freeze), progress=not quiet)
+    cfg = TrainConfig(
+        model=model,
+        preset=preset,
+        hidden=hidden,
+        activation=activation,
+        loss=loss,
+        optimizer=optimizer,
+        learning_rate=lr,
+        warmup_steps=warmup_steps,
+        max_steps=max_steps,
+        batch_spectra=batch_spectra,
+        batch_pixels=batch_pixels,
+        validate_every=validate_every,
+        patience=patience or None,
+        max_minutes=max_minutes,
+        seed=seed,
+        freeze=tuple(freeze),
+        progress=not quiet,
+    )
     result = run_training(grid_path, output, cfg, init=init)
     m = result.metrics
-    click.echo(f"stopped: {result.stop_reason} after {m.get('steps')} steps ({m.get('elapsed_s')} s); best validation MAE {m.get('best_val_mae'):.4g}")
+    click.echo(
+        f"stopped: {result.stop_reason} after {m.get('steps')} steps ({m.get('elapsed_s')} s); best validation MAE {m.get('best_val_mae'):.4g}"
+    )
     click.echo(f"held-out test ({m['n_spectra']} spectra): MAE={m['mae']:.4g} MSE={m['mse']:.4g} p99={m['p99']:.4g}")
     click.echo(f"model written to {output}")

@@ -16,7 +16,23 @@ from .training import TrainConfig, TrainResult, train
 from .transformer_payne import PRESETS, TransformerPayne, TransformerPayneConfig, preset_config
 
 __all__ = [
-    "SpectrumModel", "check_inputs", "check_wavelength", "Emulator", "flux_batch", "evaluate_emulator", "flux_metrics",
-    "load_model_directory", "save_emulator", "PayneConfig", "PayneMLP", "load_emulator", "TrainConfig", "TrainResult",
-    "train", "PRESETS", "TransformerPayne", "TransformerPayneConfig", "preset_config",
+    "SpectrumModel",
+    "check_inputs",
+    "check_wavelength",
+    "Emulator",
+    "flux_batch",
+    "evaluate_emulator",
+    "flux_metrics",
+    "load_model_directory",
+    "save_emulator",
+    "PayneConfig",
+    "PayneMLP",
+    "load_emulator",
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "PRESETS",
+    "TransformerPayne",
+    "TransformerPayneConfig",
+    "preset_config",
 ]

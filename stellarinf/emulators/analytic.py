@@ -81,7 +81,9 @@ class AnalyticLineModel(eqx.Module):
                 continue
             el = element_of(name)
             if el is None:
-                raise LabelError(f"AnalyticLineModel does not know label {name!r}; use teff, logg, feh, vmic or <el>_fe")
+                raise LabelError(
+                    f"AnalyticLineModel does not know label {name!r}; use teff, logg, feh, vmic or <el>_fe"
+                )
             abundance[el] = j
         rng = np.random.default_rng(seed)
         if lines is None:
@@ -90,7 +92,10 @@ class AnalyticLineModel(eqx.Module):
             centres = np.sort(rng.uniform(wmin + 0.03 * span, wmax - 0.03 * span, n_lines))
             strength = rng.uniform(-1.3, 0.3, n_lines)
             # half the lines are iron, the rest cycle through the abundance labels present
-            line_elements = [elements[0] if (i % 2 == 0 or len(elements) == 1) else elements[1 + (i // 2) % (len(elements) - 1)] for i in range(n_lines)]
+            line_elements = [
+                elements[0] if (i % 2 == 0 or len(elements) == 1) else elements[1 + (i // 2) % (len(elements) - 1)]
+                for i in range(n_lines)
+            ]
         else:
             centres = np.array([float(c) for c, _, _ in lines])
             strength = np.array([float(s) for _, s, _ in lines])

@@ -67,9 +67,20 @@ class Emulator(eqx.Module):
     metadata_json: str = eqx.field(static=True)
     native_log_grid: tuple[float, float] | None = eqx.field(static=True)
 
-    def __init__(self, network, label_space: LabelSpace, wavelength_range, *, resolution=None,
-                 error_wavelength=None, error_sigma=None, error_modes=None, training_wavelength=None,
-                 has_continuum: bool = False, metadata: dict | None = None):
+    def __init__(
+        self,
+        network,
+        label_space: LabelSpace,
+        wavelength_range,
+        *,
+        resolution=None,
+        error_wavelength=None,
+        error_sigma=None,
+        error_modes=None,
+        training_wavelength=None,
+        has_continuum: bool = False,
+        metadata: dict | None = None,
+    ):
         self.network = network
         self.label_space = label_space
         self.wavelength_range = (float(wavelength_range[0]), float(wavelength_range[1]))
@@ -81,10 +92,14 @@ class Emulator(eqx.Module):
         ew = np.asarray(error_wavelength, dtype=np.float64)
         es = np.asarray(error_sigma, dtype=np.float64)
         if ew.ndim != 1 or ew.shape != es.shape or ew.size < 1 or np.any(np.diff(ew) <= 0):
-            raise ShapeError("error table: wavelength and sigma must be 1-D arrays of equal length, wavelength increasing")
+            raise ShapeError(
+                "error table: wavelength and sigma must be 1-D arrays of equal length, wavelength increasing"
+            )
         em = np.zeros((0, ew.size)) if error_modes is None else np.asarray(error_modes, dtype=np.float64)
         if em.ndim != 2 or em.shape[1] != ew.size or not np.all(np.isfinite(em)):
-            raise ShapeError(f"error modes must be a finite (n_modes, {ew.size}) array on the error-table wavelengths, got shape {em.shape}")
+            raise ShapeError(
+                f"error modes must be a finite (n_modes, {ew.size}) array on the error-table wavelengths, got shape {em.shape}"
+            )
         self.error_wavelength = jnp.asarray(ew)
         self.error_sigma = jnp.asarray(es)
         self.error_modes = jnp.asarray(em)
@@ -93,7 +108,9 @@ class Emulator(eqx.Module):
                 raise StellarinfError("a Payne emulator needs its training wavelength grid (training_wavelength=)")
             tw = np.asarray(training_wavelength, dtype=np.float64)
             if tw.shape != (network.config.n_pixels,):
-                raise ShapeError(f"training_wavelength has shape {tw.shape} but the Payne network outputs {network.config.n_pixels} pixels")
+                raise ShapeError(
+                    f"training_wavelength has shape {tw.shape} but the Payne network outputs {network.config.n_pixels} pixels"
+                )
             self.training_wavelength = jnp.asarray(tw)
             self.native_log_grid = log_uniform_grid_of(tw)
         elif isinstance(network, TransformerPayne):
@@ -132,9 +149,15 @@ class Emulator(eqx.Module):
 
     def _replace(self, **changes) -> "Emulator":
         """A new Emulator with some constructor arguments changed (static fields cannot go through tree_at)."""
-        kw = dict(resolution=self.resolution, error_wavelength=self.error_wavelength, error_sigma=self.error_sigma,
-                  error_modes=self.error_modes, training_wavelength=self.training_wavelength,
-                  has_continuum=self.has_continuum, metadata=self.metadata)
+        kw = dict(
+            resolution=self.resolution,
+            error_wavelength=self.error_wavelength,
+            error_sigma=self.error_sigma,
+            error_modes=self.error_modes,
+            training_wavelength=self.training_wavelength,
+            has_continuum=self.has_continuum,
+            metadata=self.metadata,
+        )
         kw.update(changes)
         return Emulator(self.network, self.label_space, self.wavelength_range, **kw)
 
@@ -167,18 +190,24 @@ class Emulator(eqx.Module):
             self.check(labels, wavelength)
         return _flux(self, jnp.asarray(labels), jnp.asarray(wavelength))
 
-    def flux_unchecked(self, labels: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix"]:
+    def flux_unchecked(
+        self, labels: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"]
+    ) -> Float[Array, "n_pix"]:
         """:meth:`flux` without validation: the fast path for inputs already checked (inside fits). Outside the
         training box the result is meaningless, not an error."""
         return _flux(self, jnp.asarray(labels), jnp.asarray(wavelength))
 
-    def flux_upsampled(self, labels: Float[Array, "n_labels"], start: Float[Array, ""], factor: int, n_out: int) -> Float[Array, "n_out"]:
+    def flux_upsampled(
+        self, labels: Float[Array, "n_labels"], start: Float[Array, ""], factor: int, n_out: int
+    ) -> Float[Array, "n_out"]:
         """Normalised flux at the fractional training-pixel indices ``start + k/factor`` (k < ``n_out``):
         the fast path of :meth:`flux` for a log-uniform grid ``λ_k = exp(ln λ₀ + (start + k/factor) Δ)``
         (``native_log_grid``; a Doppler shift only moves ``start``). Same kernel as :meth:`flux`
         (:func:`~.interpolation.lanczos_upsample`). Emulators with a known log-uniform training grid only."""
         if self.native_log_grid is None:
-            raise StellarinfError("flux_upsampled needs an emulator whose training grid is known and uniform in ln λ; use flux()")
+            raise StellarinfError(
+                "flux_upsampled needs an emulator whose training grid is known and uniform in ln λ; use flux()"
+            )
         out = lanczos_upsample(self._native_flux(labels), start, factor, n_out)
         return out.astype(self.dtype)
 
@@ -189,7 +218,9 @@ class Emulator(eqx.Module):
             return self.network(scaled, self.training_wavelength)[:, 0]
         return self.network(scaled)
 
-    def predict_continuum(self, labels: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix"]:
+    def predict_continuum(
+        self, labels: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"]
+    ) -> Float[Array, "n_pix"]:
         """Absolute continuum (grid units) at ``wavelength``: TransformerPayne trained with a continuum only."""
         if not self.has_continuum:
             raise StellarinfError(
@@ -232,8 +263,10 @@ class Emulator(eqx.Module):
         batch_size = min(batch_size, n)
         # Pad the last batch to full size so every call reuses one compiled function.
         padded = np.concatenate([lab, np.repeat(lab[-1:], (-n) % batch_size, axis=0)])
-        out = [np.asarray(_flux_batch(self, jnp.asarray(padded[i : i + batch_size]), jnp.asarray(wl)))
-               for i in range(0, len(padded), batch_size)]
+        out = [
+            np.asarray(_flux_batch(self, jnp.asarray(padded[i : i + batch_size]), jnp.asarray(wl)))
+            for i in range(0, len(padded), batch_size)
+        ]
         res = np.concatenate(out, axis=0)[:n]
         return res[0] if single else res
 
@@ -281,6 +314,8 @@ def _flux_batch(emulator: Emulator, labels, wavelength):
     return jax.vmap(emulator.flux_unchecked, in_axes=(0, None))(labels, wavelength)
 
 
-def flux_batch(emulator: Emulator, labels: Float[Array, "B n_labels"], wavelength: Float[Array, "n_pix"]) -> Float[Array, "B n_pix"]:
+def flux_batch(
+    emulator: Emulator, labels: Float[Array, "B n_labels"], wavelength: Float[Array, "n_pix"]
+) -> Float[Array, "B n_pix"]:
     """Jitted, vmapped :meth:`Emulator.flux` over a batch of label vectors (no validation)."""
     return _flux_batch(emulator, labels, wavelength)

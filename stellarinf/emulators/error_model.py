@@ -72,8 +72,9 @@ def fit_error_modes(
     return modes * sign[:, None], rms
 
 
-def label_direction_basis(emulator, wavelength, *, n_points: int = 64, energy: float = 0.999, seed: int = 0,
-                          max_rank: int | None = None) -> Float[np.ndarray, "n_pix r"]:
+def label_direction_basis(
+    emulator, wavelength, *, n_points: int = 64, energy: float = 0.999, seed: int = 0, max_rank: int | None = None
+) -> Float[np.ndarray, "n_pix r"]:
     """Orthonormal basis of the directions in which the labels move the emulator's spectrum.
 
     Jacobians ∂flux/∂label at ``n_points`` Sobol points of the label box (each column scaled by the label's
@@ -118,7 +119,9 @@ def explained_fraction(modes: Float[np.ndarray, "k n_pix"], residuals: Float[np.
     return float(np.sum((r @ q) ** 2) / np.sum(r**2))
 
 
-def residual_matrix(emulator, grid, rows=None, *, batch_size: int = 32, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def residual_matrix(
+    emulator, grid, rows=None, *, batch_size: int = 32, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """(grid wavelength, residuals true − emulator) for ``rows`` of ``grid`` (a SpectralGrid or file path)."""
     from tqdm.auto import tqdm
 
@@ -131,7 +134,9 @@ def residual_matrix(emulator, grid, rows=None, *, batch_size: int = 32, progress
             for start in range(0, idx.size, batch_size):
                 sel = idx[start : start + batch_size]
                 labels, flux = read(sel)
-                out[start : start + sel.size] = np.asarray(flux, np.float64) - emulator.predict(labels, wl, batch_size=batch_size)
+                out[start : start + sel.size] = np.asarray(flux, np.float64) - emulator.predict(
+                    labels, wl, batch_size=batch_size
+                )
                 bar.update(sel.size)
         return wl, out
 

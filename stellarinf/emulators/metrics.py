@@ -111,8 +111,16 @@ def error_table(wavelength, pixel_rms, max_bins: int = 4096) -> tuple[np.ndarray
     return centres, values
 
 
-def evaluate_emulator(emulator, grid, *, batch_size: int = 16, max_spectra: int | None = None,
-                      index=None, progress: bool = False, line_threshold: float = LINE_THRESHOLD):
+def evaluate_emulator(
+    emulator,
+    grid,
+    *,
+    batch_size: int = 16,
+    max_spectra: int | None = None,
+    index=None,
+    progress: bool = False,
+    line_threshold: float = LINE_THRESHOLD,
+):
     """Compare ``emulator`` with the spectra of ``grid`` (a :class:`SpectralGrid` or a grid file path).
 
     Labels are validated against the emulator's training box and the grid's wavelengths against its
@@ -136,7 +144,9 @@ def evaluate_emulator(emulator, grid, *, batch_size: int = 16, max_spectra: int 
 
 def _check_finite_rows(rows, labels, flux) -> None:
     """Refuse NaN/inf in grid rows: one such row turns every metric into NaN (a corrupt or unfinished file)."""
-    bad = ~np.all(np.isfinite(np.asarray(flux, dtype=np.float64)), axis=1) | ~np.all(np.isfinite(np.asarray(labels, dtype=np.float64)), axis=1)
+    bad = ~np.all(np.isfinite(np.asarray(flux, dtype=np.float64)), axis=1) | ~np.all(
+        np.isfinite(np.asarray(labels, dtype=np.float64)), axis=1
+    )
     if np.any(bad):
         which = [int(r) for r in np.asarray(rows)[bad]]
         raise GridFileError(

@@ -110,13 +110,19 @@ def model_document(emulator: Emulator, weights_bytes: bytes, error_modes_bytes: 
         "training_grid": meta.get("training_grid", {}),
         "metrics": meta.get("metrics", {}),
         "training": meta.get("training", {}),
-        "weights": {"file": WEIGHTS_FILE, "sha256": hashlib.sha256(weights_bytes).hexdigest(), "bytes": len(weights_bytes)},
+        "weights": {
+            "file": WEIGHTS_FILE,
+            "sha256": hashlib.sha256(weights_bytes).hexdigest(),
+            "bytes": len(weights_bytes),
+        },
         "stellarinf_version": stellarinf.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     if error_modes_bytes is not None:
         doc["error_table"]["modes"] = {
-            "file": MODES_FILE, "sha256": hashlib.sha256(error_modes_bytes).hexdigest(), "n_modes": emulator.n_error_modes,
+            "file": MODES_FILE,
+            "sha256": hashlib.sha256(error_modes_bytes).hexdigest(),
+            "n_modes": emulator.n_error_modes,
             "statistic": "scaled principal components of held-out residuals (covariance = modes.T @ modes + diag)",
         }
     if emulator.training_wavelength is not None:
@@ -144,7 +150,9 @@ def read_model_document(path: str | os.PathLike) -> dict:
     """Read and check ``model.json`` of a model directory; clear errors for every failure."""
     path = Path(path)
     if not path.exists():
-        raise ModelFileError(f"no emulator model at {path}; train one with `stellarinf train --grid GRID.h5 -o {path}` or check the path")
+        raise ModelFileError(
+            f"no emulator model at {path}; train one with `stellarinf train --grid GRID.h5 -o {path}` or check the path"
+        )
     doc_path = path / MODEL_FILE if path.is_dir() else path
     if not doc_path.exists():
         raise ModelFileError(
@@ -156,12 +164,18 @@ def read_model_document(path: str | os.PathLike) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{doc_path} is corrupt ({exc}); retrain the model or restore the file") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ModelFileError(f"{doc_path} is not a stellarinf emulator file (format={doc.get('format') if isinstance(doc, dict) else None!r})")
+        raise ModelFileError(
+            f"{doc_path} is not a stellarinf emulator file (format={doc.get('format') if isinstance(doc, dict) else None!r})"
+        )
     version = doc.get("format_version")
     if not isinstance(version, int) or version < 1:
-        raise ModelFileError(f"{doc_path} has an invalid format_version {version!r}; the file is corrupt — retrain the model")
+        raise ModelFileError(
+            f"{doc_path} has an invalid format_version {version!r}; the file is corrupt — retrain the model"
+        )
     if version > FORMAT_VERSION:
-        raise ModelFileError(f"{doc_path} has emulator format version {version}; this stellarinf reads up to {FORMAT_VERSION} — upgrade stellarinf")
+        raise ModelFileError(
+            f"{doc_path} has emulator format version {version}; this stellarinf reads up to {FORMAT_VERSION} — upgrade stellarinf"
+        )
     for key in ("architecture", "label_space", "wavelength_range", "weights"):
         if key not in doc:
             raise ModelFileError(f"{doc_path} lacks '{key}'; the file is incomplete — retrain the model")
@@ -175,7 +189,9 @@ def load_model_directory(path: str | os.PathLike) -> Emulator:
     base = path if path.is_dir() else path.parent
     wpath = base / doc["weights"].get("file", WEIGHTS_FILE)
     if not wpath.exists():
-        raise ModelFileError(f"weights file {wpath} is missing; the model directory is incomplete — retrain or restore it")
+        raise ModelFileError(
+            f"weights file {wpath} is missing; the model directory is incomplete — retrain or restore it"
+        )
     data = wpath.read_bytes()
     if hashlib.sha256(data).hexdigest() != doc["weights"].get("sha256"):
         raise ModelFileError(
@@ -188,7 +204,9 @@ def load_model_directory(path: str | os.PathLike) -> Emulator:
     except StellarinfError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
     except Exception as exc:  # shape/dtype mismatch between JSON and weights
-        raise ModelFileError(f"{wpath} does not fit the architecture in {MODEL_FILE} ({exc}); the model files are inconsistent") from None
+        raise ModelFileError(
+            f"{wpath} does not fit the architecture in {MODEL_FILE} ({exc}); the model files are inconsistent"
+        ) from None
     table = doc.get("error_table") or {}
     modes = _read_modes(base, table.get("modes"))
     try:
@@ -215,11 +233,17 @@ def _read_modes(base: Path, entry: dict | None) -> np.ndarray | None:
         return None
     mpath = base / entry.get("file", MODES_FILE)
     if not mpath.exists():
-        raise ModelFileError(f"{mpath} (the emulator's error modes) is missing; restore it, or refit with `stellarinf error-model`")
+        raise ModelFileError(
+            f"{mpath} (the emulator's error modes) is missing; restore it, or refit with `stellarinf error-model`"
+        )
     raw = mpath.read_bytes()
     if hashlib.sha256(raw).hexdigest() != entry.get("sha256"):
-        raise ModelFileError(f"{mpath} does not match {MODEL_FILE} (checksum differs); refit with `stellarinf error-model`")
+        raise ModelFileError(
+            f"{mpath} does not match {MODEL_FILE} (checksum differs); refit with `stellarinf error-model`"
+        )
     try:
         return np.load(io.BytesIO(raw), allow_pickle=False).astype(np.float64)
     except ValueError as exc:
-        raise ModelFileError(f"{mpath} is not a valid .npy array ({exc}); refit with `stellarinf error-model`") from None
+        raise ModelFileError(
+            f"{mpath} is not a valid .npy array ({exc}); refit with `stellarinf error-model`"
+        ) from None

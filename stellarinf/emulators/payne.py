@@ -43,9 +43,13 @@ class PayneConfig:
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if self.activation not in ACTIVATIONS:
-            raise StellarinfError(f"Payne MLP: unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+            raise StellarinfError(
+                f"Payne MLP: unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}"
+            )
         if self.n_labels < 1 or self.n_pixels < 2 or not self.hidden or min(self.hidden) < 1:
-            raise StellarinfError(f"Payne MLP: invalid sizes n_labels={self.n_labels}, n_pixels={self.n_pixels}, hidden={self.hidden}")
+            raise StellarinfError(
+                f"Payne MLP: invalid sizes n_labels={self.n_labels}, n_pixels={self.n_pixels}, hidden={self.hidden}"
+            )
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -57,7 +61,9 @@ class PayneConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(doc) - names
         if unknown:
-            raise StellarinfError(f"unknown Payne hyper-parameters {sorted(unknown)}; the model file is from a newer stellarinf")
+            raise StellarinfError(
+                f"unknown Payne hyper-parameters {sorted(unknown)}; the model file is from a newer stellarinf"
+            )
         return cls(**{**doc, "hidden": tuple(doc.get("hidden", (300, 300)))})
 
 

@@ -45,7 +45,11 @@ from .transformer_payne import TransformerPayne, preset_config
 
 MODEL_KINDS = ("transformer-payne", "payne")
 FREEZE_GROUPS = {
-    "transformer-payne": {"embedding": ("embed_in", "embed_out"), "blocks": ("blocks",), "head": ("head_hidden", "head_out")},
+    "transformer-payne": {
+        "embedding": ("embed_in", "embed_out"),
+        "blocks": ("blocks",),
+        "head": ("head_hidden", "head_out"),
+    },
     "payne": {"hidden": None, "output": None},  # resolved by layer index below
 }
 CHECKPOINT_DIR = "checkpoint"
@@ -92,7 +96,9 @@ class TrainConfig:
             raise StellarinfError(f"unknown optimizer {self.optimizer!r}; choose 'adamw' or 'radam'")
         bad = set(self.freeze) - set(FREEZE_GROUPS[self.model])
         if bad:
-            raise StellarinfError(f"cannot freeze {sorted(bad)} of a {self.model}; groups are {', '.join(FREEZE_GROUPS[self.model])}")
+            raise StellarinfError(
+                f"cannot freeze {sorted(bad)} of a {self.model}; groups are {', '.join(FREEZE_GROUPS[self.model])}"
+            )
         if self.max_steps < 1 or self.validate_every < 1:
             raise StellarinfError("max_steps and validate_every must be ≥ 1")
         for name in ("batch_spectra", "batch_pixels"):
@@ -135,13 +141,25 @@ class _ProgressBar:
         self.step = state["step"]
         if self.timed:
             total = float(cfg.max_minutes) * 60.0
-            self.bar = tqdm(total=round(total, 1), initial=round(min(state["elapsed_s"], total), 1), desc=f"train {kind} (time budget)",
-                            unit="s", disable=not cfg.progress, dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]")
+            self.bar = tqdm(
+                total=round(total, 1),
+                initial=round(min(state["elapsed_s"], total), 1),
+                desc=f"train {kind} (time budget)",
+                unit="s",
+                disable=not cfg.progress,
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]",
+            )
             self.shown = min(state["elapsed_s"], total)
         else:
-            self.bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=f"train {kind}", unit="step",
-                            disable=not cfg.progress, dynamic_ncols=True)
+            self.bar = tqdm(
+                total=cfg.max_steps,
+                initial=state["step"],
+                desc=f"train {kind}",
+                unit="step",
+                disable=not cfg.progress,
+                dynamic_ncols=True,
+            )
 
     def advance(self, state) -> None:
         self.step = state["step"]
@@ -176,7 +194,12 @@ class _Data:
         lc = None
         if grid.continuum is not None:
             lc = ((np.log10(np.maximum(grid.continuum, 1e-30)) - offset) / scale).astype(np.float32)
-        return cls(jnp.asarray(s), jnp.asarray(grid.flux), None if lc is None else jnp.asarray(lc), jnp.asarray(grid.wavelength))
+        return cls(
+            jnp.asarray(s),
+            jnp.asarray(grid.flux),
+            None if lc is None else jnp.asarray(lc),
+            jnp.asarray(grid.wavelength),
+        )
 
 
 # A pytree, so the training arrays are jit arguments (not constants baked into the compiled step).
@@ -196,7 +219,12 @@ def _grid_fingerprint(grid: SpectralGrid) -> dict:
     h = hashlib.sha256(np.ascontiguousarray(grid.labels).tobytes())
     h.update(np.ascontiguousarray(grid.wavelength).tobytes())
     h.update(np.ascontiguousarray(grid.flux[:, :: max(1, grid.n_pixels // 64)]).tobytes())
-    return {"n_spectra": len(grid), "n_pixels": grid.n_pixels, "labels": list(grid.label_space.names), "sha256": h.hexdigest()}
+    return {
+        "n_spectra": len(grid),
+        "n_pixels": grid.n_pixels,
+        "labels": list(grid.label_space.names),
+        "sha256": h.hexdigest(),
+    }
 
 
 # ------------------------------------------------------------------------------------- networks
@@ -206,9 +234,16 @@ def new_network(cfg: TrainConfig, grid: SpectralGrid, key) -> TransformerPayne |
     if cfg.model == "transformer-payne":
         offset, scale = _continuum_stats(grid)
         centre = 0.5 * (grid.wavelength[0] + grid.wavelength[-1])
-        tp_cfg = preset_config(cfg.preset, n_labels, **{"log10_wavelength_ref": float(np.log10(centre)),
-                                                        "log_continuum_offset": offset, "log_continuum_scale": scale,
-                                                        **cfg.overrides})
+        tp_cfg = preset_config(
+            cfg.preset,
+            n_labels,
+            **{
+                "log10_wavelength_ref": float(np.log10(centre)),
+                "log_continuum_offset": offset,
+                "log_continuum_scale": scale,
+                **cfg.overrides,
+            },
+        )
         net = TransformerPayne(tp_cfg, key)
         bias = jnp.array([float(grid.flux.mean()), 0.0], dtype=net.dtype)
         return eqx.tree_at(lambda n: n.head_out.bias, net, bias)
@@ -237,16 +272,20 @@ def _param_labels(params, kind: str, freeze: tuple[str, ...]):
 
 def make_optimizer(cfg: TrainConfig, params, kind: str) -> optax.GradientTransformation:
     warmup = int(min(cfg.warmup_steps, max(cfg.max_steps - 1, 0)))
-    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(warmup, 1), max(cfg.max_steps, 2),
-                                                  end_value=cfg.learning_rate * 1e-2)
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, cfg.learning_rate, max(warmup, 1), max(cfg.max_steps, 2), end_value=cfg.learning_rate * 1e-2
+    )
     # Decay matrices only (not biases).
     decay_mask = jax.tree_util.tree_map(lambda x: x.ndim >= 2, params)
     if cfg.optimizer == "adamw":
         base = optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask)
     else:
         # RAdam with decoupled weight decay (decay added before the schedule-scaled update, as in AdamW).
-        base = optax.chain(optax.scale_by_radam(), optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask),
-                           optax.scale_by_learning_rate(schedule))
+        base = optax.chain(
+            optax.scale_by_radam(),
+            optax.add_decayed_weights(cfg.weight_decay, mask=decay_mask),
+            optax.scale_by_learning_rate(schedule),
+        )
     opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), base)
     if cfg.freeze:
         labels = _param_labels(params, kind, cfg.freeze)
@@ -305,8 +344,6 @@ def _make_step(kind, cfg: TrainConfig, static, optimizer, base_key):
     return step_fn
 
 
-
-
 # ------------------------------------------------------------------------------------- checkpoints
 def _ckpt_dir(out: Path) -> Path:
     return out / CHECKPOINT_DIR
@@ -330,7 +367,9 @@ def _read_checkpoint(out: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ModelFileError(f"checkpoint {path} is corrupt ({exc}); delete {path.parent} to start the training over") from None
+        raise ModelFileError(
+            f"checkpoint {path} is corrupt ({exc}); delete {path.parent} to start the training over"
+        ) from None
 
 
 def _check_resumable(saved: dict, cfg: TrainConfig, fingerprint: dict) -> None:
@@ -359,15 +398,21 @@ def _init_network(cfg: TrainConfig, grid: SpectralGrid, init: Emulator | None, k
     if init is None:
         return new_network(cfg, grid, key)
     if init.kind != cfg.model:
-        raise StellarinfError(f"--init model is a {init.kind} but --model is {cfg.model}; use the same kind to fine-tune")
+        raise StellarinfError(
+            f"--init model is a {init.kind} but --model is {cfg.model}; use the same kind to fine-tune"
+        )
     if init.label_space.names != grid.label_space.names:
         raise StellarinfError(
             f"--init model has labels {init.label_space.names} but the grid has {grid.label_space.names}; "
             "fine-tuning needs the same labels in the same order"
         )
-    if init.kind == "payne" and (init.training_wavelength.shape != grid.wavelength.shape
-                                 or not np.allclose(np.asarray(init.training_wavelength), grid.wavelength, rtol=0, atol=1e-6)):
-        raise StellarinfError("a Payne MLP can only be fine-tuned on its own training wavelength grid (its outputs are those pixels)")
+    if init.kind == "payne" and (
+        init.training_wavelength.shape != grid.wavelength.shape
+        or not np.allclose(np.asarray(init.training_wavelength), grid.wavelength, rtol=0, atol=1e-6)
+    ):
+        raise StellarinfError(
+            "a Payne MLP can only be fine-tuned on its own training wavelength grid (its outputs are those pixels)"
+        )
     return init.astype(jnp.float32).network
 
 
@@ -379,22 +424,35 @@ def _grid_inputs(grid, validation, test, cfg):
         source = grid.metadata.get("path", "<in memory>")
     if validation is None:
         parts = split_indices(len(grid), cfg.split, seed=cfg.seed)
-        train_g, val_g, test_g = grid.subset(parts["train"]), grid.subset(parts["validation"]), grid.subset(parts["test"])
+        train_g, val_g, test_g = (
+            grid.subset(parts["train"]),
+            grid.subset(parts["validation"]),
+            grid.subset(parts["test"]),
+        )
         if test is not None:
             test_g = test
     else:
         train_g, val_g, test_g = grid, validation, test if test is not None else validation
     if len(train_g) < 1 or len(val_g) < 1 or len(test_g) < 1:
-        raise StellarinfError(f"the grid has {len(grid)} spectra: too few to split into train/validation/test; use a larger grid")
+        raise StellarinfError(
+            f"the grid has {len(grid)} spectra: too few to split into train/validation/test; use a larger grid"
+        )
     for g in (val_g, test_g):
         if g.label_space.names != train_g.label_space.names or g.n_pixels != train_g.n_pixels:
             raise StellarinfError("validation/test grids must have the training grid's labels and wavelength grid")
     return source, train_g, val_g, test_g
 
 
-def train(grid: SpectralGrid | str | os.PathLike, out_dir: str | os.PathLike | None, config: TrainConfig | None = None, *,
-          init: Emulator | str | os.PathLike | None = None, validation: SpectralGrid | None = None,
-          test: SpectralGrid | None = None, callback: Callable[[int, dict], None] | None = None) -> TrainResult:
+def train(
+    grid: SpectralGrid | str | os.PathLike,
+    out_dir: str | os.PathLike | None,
+    config: TrainConfig | None = None,
+    *,
+    init: Emulator | str | os.PathLike | None = None,
+    validation: SpectralGrid | None = None,
+    test: SpectralGrid | None = None,
+    callback: Callable[[int, dict], None] | None = None,
+) -> TrainResult:
     """Train an emulator on ``grid``; write checkpoints and the final model into ``out_dir``.
 
     ``validation``/``test`` grids may be given; otherwise ``grid`` is split by ``config.split``
@@ -417,10 +475,19 @@ def train(grid: SpectralGrid | str | os.PathLike, out_dir: str | os.PathLike | N
     opt_state = optimizer.init(params)
     best_params = params
 
-    state = {"step": 0, "best_step": 0, "best_val_mae": None, "bad_validations": 0, "elapsed_s": 0.0,
-             "history": [], "stop_reason": None, "config": cfg.to_json(), "grid": fingerprint,
-             "architecture": architecture_of(net),
-             "init": None if init_emu is None else str(init) if not isinstance(init, Emulator) else "<in memory>"}
+    state = {
+        "step": 0,
+        "best_step": 0,
+        "best_val_mae": None,
+        "bad_validations": 0,
+        "elapsed_s": 0.0,
+        "history": [],
+        "stop_reason": None,
+        "config": cfg.to_json(),
+        "grid": fingerprint,
+        "architecture": architecture_of(net),
+        "init": None if init_emu is None else str(init) if not isinstance(init, Emulator) else "<in memory>",
+    }
     saved = _read_checkpoint(out) if out is not None else None
     if saved is not None:
         _check_resumable(saved, cfg, fingerprint)
@@ -428,9 +495,13 @@ def train(grid: SpectralGrid | str | os.PathLike, out_dir: str | os.PathLike | N
         sk_params = eqx.filter(skeleton, lambda x: isinstance(x, jax.ShapeDtypeStruct))
         try:
             data = (_ckpt_dir(out) / saved["arrays"]).read_bytes()
-            net_l, opt_state, best_l = deserialise(data, (skeleton, jax.eval_shape(optimizer.init, sk_params), skeleton))
+            net_l, opt_state, best_l = deserialise(
+                data, (skeleton, jax.eval_shape(optimizer.init, sk_params), skeleton)
+            )
         except Exception as exc:
-            raise ModelFileError(f"checkpoint in {_ckpt_dir(out)} is unreadable ({exc}); delete that folder to start over") from None
+            raise ModelFileError(
+                f"checkpoint in {_ckpt_dir(out)} is unreadable ({exc}); delete that folder to start over"
+            ) from None
         params, static = eqx.partition(net_l, eqx.is_inexact_array)
         best_params = eqx.filter(best_l, eqx.is_inexact_array)
         state = {**saved, "config": cfg.to_json()}
@@ -440,8 +511,11 @@ def train(grid: SpectralGrid | str | os.PathLike, out_dir: str | os.PathLike | N
             emu = load_emulator(out)
             return TrainResult(emu, emu.metadata.get("metrics", {}), saved["history"], saved["stop_reason"], out)
 
-    train_data = _Data.from_grid(train_g, net.config.log_continuum_offset if kind == "transformer-payne" else 0.0,
-                                 net.config.log_continuum_scale if kind == "transformer-payne" else 1.0)
+    train_data = _Data.from_grid(
+        train_g,
+        net.config.log_continuum_offset if kind == "transformer-payne" else 0.0,
+        net.config.log_continuum_scale if kind == "transformer-payne" else 1.0,
+    )
     rng = np.random.default_rng(cfg.seed + 1)
     n_val = min(len(val_g), cfg.val_max_spectra)
     val_rows = np.sort(rng.choice(len(val_g), n_val, replace=False))
@@ -468,8 +542,13 @@ def train(grid: SpectralGrid | str | os.PathLike, out_dir: str | os.PathLike | N
     def validate():
         nonlocal best_params
         mae, mse = (float(v) for v in val_fn(params))
-        entry = {"step": state["step"], "val_mae": mae, "val_mse": mse, "loss": last_loss,
-                 "elapsed_s": round(state["elapsed_s"], 3)}
+        entry = {
+            "step": state["step"],
+            "val_mae": mae,
+            "val_mse": mse,
+            "loss": last_loss,
+            "elapsed_s": round(state["elapsed_s"], 3),
+        }
         state["history"].append(entry)
         if state["best_val_mae"] is None or mae < state["best_val_mae"]:
             state.update(best_val_mae=mae, best_step=state["step"], bad_validations=0)
@@ -492,13 +571,17 @@ def train(grid: SpectralGrid | str | os.PathLike, out_dir: str | os.PathLike | N
             if cfg.max_minutes is not None and state["elapsed_s"] >= cfg.max_minutes * 60:
                 state["stop_reason"] = "time_budget"
                 break
-            params, opt_state, loss = step_fn(params, opt_state, jnp.asarray(state["step"], dtype=jnp.int32), train_data)
+            params, opt_state, loss = step_fn(
+                params, opt_state, jnp.asarray(state["step"], dtype=jnp.int32), train_data
+            )
             state["step"] += 1
             state["elapsed_s"] = elapsed0 + time.monotonic() - t0
             if state["step"] % 10 == 0 or state["step"] % cfg.validate_every == 0:
                 last_loss = float(loss)
                 if not math.isfinite(last_loss):
-                    raise StellarinfError(f"training diverged at step {state['step']} (loss {last_loss}); lower --lr or the gradient clip")
+                    raise StellarinfError(
+                        f"training diverged at step {state['step']} (loss {last_loss}); lower --lr or the gradient clip"
+                    )
             bar.advance(state)
             if state["step"] % cfg.validate_every == 0:
                 mae = validate()
@@ -528,21 +611,50 @@ def _finish(cfg, kind, net, train_g: SpectralGrid, test_g: SpectralGrid, source,
     """Wrap the best network, measure held-out metrics and the emulator-error table."""
     wl = train_g.wavelength
     res = train_g.metadata.get("resolution")
-    emu = Emulator(net, train_g.label_space, (float(wl[0]), float(wl[-1])), resolution=res,
-                   training_wavelength=wl,
-                   has_continuum=train_g.continuum is not None)
+    emu = Emulator(
+        net,
+        train_g.label_space,
+        (float(wl[0]), float(wl[-1])),
+        resolution=res,
+        training_wavelength=wl,
+        has_continuum=train_g.continuum is not None,
+    )
     rows = np.arange(min(len(test_g), cfg.error_max_spectra))
     acc, _ = evaluate_emulator(emu, test_g, index=rows, batch_size=8)
     ew, es = error_table(wl, acc.pixel_rms())
-    metrics = {**acc.result(), "split": "test", "best_val_mae": state["best_val_mae"], "best_step": state["best_step"],
-               "steps": state["step"], "elapsed_s": round(state["elapsed_s"], 2), "stop_reason": state["stop_reason"]}
-    meta = {
-        "training_grid": {"path": source, "n_train": len(train_g), "n_test": len(test_g),
-                          "n_pixels": train_g.n_pixels, "sha256": state["grid"]["sha256"],
-                          "metadata": train_g.metadata},
-        "metrics": metrics,
-        "training": {**cfg.to_json(), "init": state.get("init"),
-                     "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+    metrics = {
+        **acc.result(),
+        "split": "test",
+        "best_val_mae": state["best_val_mae"],
+        "best_step": state["best_step"],
+        "steps": state["step"],
+        "elapsed_s": round(state["elapsed_s"], 2),
+        "stop_reason": state["stop_reason"],
     }
-    return Emulator(net, train_g.label_space, emu.wavelength_range, resolution=res, error_wavelength=ew, error_sigma=es,
-                    training_wavelength=emu.training_wavelength, has_continuum=emu.has_continuum, metadata=meta)
+    meta = {
+        "training_grid": {
+            "path": source,
+            "n_train": len(train_g),
+            "n_test": len(test_g),
+            "n_pixels": train_g.n_pixels,
+            "sha256": state["grid"]["sha256"],
+            "metadata": train_g.metadata,
+        },
+        "metrics": metrics,
+        "training": {
+            **cfg.to_json(),
+            "init": state.get("init"),
+            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
+    return Emulator(
+        net,
+        train_g.label_space,
+        emu.wavelength_range,
+        resolution=res,
+        error_wavelength=ew,
+        error_sigma=es,
+        training_wavelength=emu.training_wavelength,
+        has_continuum=emu.has_continuum,
+        metadata=meta,
+    )

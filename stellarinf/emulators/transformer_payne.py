@@ -53,12 +53,16 @@ class TransformerPayneConfig:
 
     def __post_init__(self):
         if self.dim % self.n_heads:
-            raise StellarinfError(f"TransformerPayne: dim={self.dim} is not divisible by n_heads={self.n_heads}; choose dim = heads × head size")
+            raise StellarinfError(
+                f"TransformerPayne: dim={self.dim} is not divisible by n_heads={self.n_heads}; choose dim = heads × head size"
+            )
         for name in ("n_labels", "dim", "n_tokens", "n_layers", "n_heads", "ff_mult"):
             if int(getattr(self, name)) < 1:
                 raise StellarinfError(f"TransformerPayne: {name} must be ≥ 1, got {getattr(self, name)}")
         if not (0 < self.min_period < self.max_period):
-            raise StellarinfError(f"TransformerPayne: need 0 < min_period < max_period, got {self.min_period}, {self.max_period}")
+            raise StellarinfError(
+                f"TransformerPayne: need 0 < min_period < max_period, got {self.min_period}, {self.max_period}"
+            )
 
     @property
     def head_dim(self) -> int:
@@ -72,7 +76,9 @@ class TransformerPayneConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(doc) - names
         if unknown:
-            raise StellarinfError(f"unknown TransformerPayne hyper-parameters {sorted(unknown)}; the model file is from a newer stellarinf")
+            raise StellarinfError(
+                f"unknown TransformerPayne hyper-parameters {sorted(unknown)}; the model file is from a newer stellarinf"
+            )
         return cls(**doc)
 
 
@@ -178,7 +184,9 @@ class TransformerPayne(eqx.Module):
         return self.head_out.weight.dtype
 
     # -- label path (once per spectrum)
-    def encode(self, labels_scaled: Float[Array, "n_labels"]) -> tuple[Float[Array, "L T H E"], Float[Array, "L T H E"]]:
+    def encode(
+        self, labels_scaled: Float[Array, "n_labels"]
+    ) -> tuple[Float[Array, "L T H E"], Float[Array, "L T H E"]]:
         """Keys and values of every layer for one spectrum: two arrays (n_layers, n_tokens, n_heads, head_dim)."""
         c = self.config
         x = jnp.asarray(labels_scaled).astype(self.dtype)
@@ -222,7 +230,9 @@ class TransformerPayne(eqx.Module):
         log_cont = c.log_continuum_offset + c.log_continuum_scale * out[:, 1]
         return jnp.stack([out[:, 0], log_cont.astype(out.dtype)], axis=-1)
 
-    def __call__(self, labels_scaled: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix 2"]:
+    def __call__(
+        self, labels_scaled: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"]
+    ) -> Float[Array, "n_pix 2"]:
         return self.decode(self.encode(labels_scaled), wavelength)
 
     def predict_flux(self, labels_scaled, wavelength) -> Float[Array, "n_pix"]:

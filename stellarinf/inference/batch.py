@@ -190,9 +190,16 @@ def fit_batch(
     problems = list(problems)
     ids = [f"spectrum_{i}" for i in range(len(problems))] if ids is None else [str(i) for i in ids]
     spec = sampler_spec(method)  # an unknown name fails before any work
-    inits = map_laplace_batch(problems, n_starts=n_starts, seed=seed, chunk_size=chunk_size, progress=progress, vectorize=vectorize)
+    inits = map_laplace_batch(
+        problems, n_starts=n_starts, seed=seed, chunk_size=chunk_size, progress=progress, vectorize=vectorize
+    )
     rows, idatas = [], []
-    bar = tqdm(total=len(problems), desc=f"posteriors ({method})", unit="spectrum", disable=not progress or not (spec.is_mcmc or spec.name == "laplace-is"))
+    bar = tqdm(
+        total=len(problems),
+        desc=f"posteriors ({method})",
+        unit="spectrum",
+        disable=not progress or not (spec.is_mcmc or spec.name == "laplace-is"),
+    )
     for i, (p, lap) in enumerate(zip(problems, inits)):
         try:
             if lap is None:
@@ -200,7 +207,11 @@ def fit_batch(
             post = sample(p, method, chains=chains, warmup=warmup, draws=draws, seed=seed + i, init=lap)
             idata = to_inference_data(post, p, n_predictive=20 if not keep_idata else 100)
             rows.append({**_row_from_table(ids[i], summary_table(idata)), "status": "ok", "error": ""})
-        except (StellarinfError, FloatingPointError, np.linalg.LinAlgError) as exc:  # one spectrum's failure is its row's
+        except (
+            StellarinfError,
+            FloatingPointError,
+            np.linalg.LinAlgError,
+        ) as exc:  # one spectrum's failure is its row's
             idata = None
             rows.append({"spectrum": ids[i], "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
         if keep_idata:
@@ -221,7 +232,13 @@ def rows_to_table(rows: Sequence[dict], first: Sequence[str] = ()) -> Table:
     kinds = {}
     for n in names:
         vals = [r[n] for r in rows if n in r]
-        kinds[n] = "str" if any(isinstance(v, str) for v in vals) else "int" if vals and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in vals) else "float"
+        kinds[n] = (
+            "str"
+            if any(isinstance(v, str) for v in vals)
+            else "int"
+            if vals and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in vals)
+            else "float"
+        )
     cols = {}
     for n in names:
         if kinds[n] == "str":

@@ -71,7 +71,9 @@ class Problem(eqx.Module):
         specs = resolve_priors(bounds, priors)
         unused = [n for n in specs if n not in free and specs[n] != Prior("uniform", *map(float, bounds[n]))]
         if unused:
-            raise PriorError(f"prior(s) given for {unused}, which are not free in this fit; free them or drop the prior")
+            raise PriorError(
+                f"prior(s) given for {unused}, which are not free in this fit; free them or drop the prior"
+            )
         init = dict(obs_model.initial_params())
         fixed_values = {}
         for n in all_names:
@@ -149,7 +151,12 @@ class Problem(eqx.Module):
         """The observation model's initial guess moved strictly inside the box, unconstrained."""
         init = dict(self.obs_model.initial_params())
         lo, hi = np.asarray(self.prior.lower), np.asarray(self.prior.upper)
-        x = np.array([float(init.get(n, 0.5 * (lo[i] + hi[i]) if np.isfinite(hi[i] - lo[i]) else 0.0)) for i, n in enumerate(self.names)])
+        x = np.array(
+            [
+                float(init.get(n, 0.5 * (lo[i] + hi[i]) if np.isfinite(hi[i] - lo[i]) else 0.0))
+                for i, n in enumerate(self.names)
+            ]
+        )
         x = transforms.clip_to_interior(x, lo, hi, margin=1e-3)
         return np.array(transforms.to_unconstrained(x, lo, hi))
 

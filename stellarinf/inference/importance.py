@@ -66,8 +66,10 @@ def importance_weights(log_p: Float[np.ndarray, "n"], log_q: Float[np.ndarray, "
     raw = log_p - log_q
     finite = np.isfinite(raw)
     if finite.sum() < 10:
-        raise ValueError(f"only {int(finite.sum())} of {raw.size} proposal draws have a finite log density; "
-                         "the proposal misses the posterior (fit a MAP/Laplace first, or use an MCMC sampler)")
+        raise ValueError(
+            f"only {int(finite.sum())} of {raw.size} proposal draws have a finite log density; "
+            "the proposal misses the posterior (fit a MAP/Laplace first, or use an MCMC sampler)"
+        )
     smoothed, k = az.psislw(raw[finite] - raw[finite].max(), reff=1.0)
     log_w = np.full(raw.shape, -np.inf)
     log_w[finite] = smoothed

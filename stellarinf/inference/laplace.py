@@ -83,7 +83,9 @@ def cap_to_prior_width(cov: np.ndarray, problem: Problem) -> np.ndarray:
     return cov * scale[:, None] * scale[None, :]
 
 
-def laplace(problem: Problem, map_result: MAPResult | None = None, *, n_starts: int = 8, seed: int = 0) -> LaplaceResult:
+def laplace(
+    problem: Problem, map_result: MAPResult | None = None, *, n_starts: int = 8, seed: int = 0
+) -> LaplaceResult:
     """Laplace approximation; reuses ``map_result`` as the start of the unconstrained mode search."""
     t0 = time.perf_counter()
     earlier = 0.0 if map_result is None else map_result.wall_time

@@ -77,7 +77,9 @@ def prior_draw_starts(problem: Problem, n_starts: int, seed: int = 0, z0: np.nda
     if n_starts <= 1:
         return z0[None]
     pa = problem.prior
-    draws = transforms.clip_to_interior(pa.sample(np.random.default_rng(seed), n_starts - 1), pa.lower, pa.upper, margin=1e-3)
+    draws = transforms.clip_to_interior(
+        pa.sample(np.random.default_rng(seed), n_starts - 1), pa.lower, pa.upper, margin=1e-3
+    )
     zd = np.array(transforms.to_unconstrained(draws, pa.lower, pa.upper))
     keep = np.array([n in _FIXED_START or n.startswith("cont") for n in problem.names])
     zd[:, keep] = z0[keep]
@@ -127,7 +129,6 @@ def optimise_starts(problem: Problem, z0s, max_iter: int, tol: float, jacobian: 
 
 
 _optimise_starts = eqx.filter_jit(optimise_starts)
-
 
 
 def hessian_fd(f, z, step: float = 1e-4):
@@ -211,7 +212,9 @@ def hessian_core(problem: Problem, z, jacobian: bool = True):
 hessian_at = eqx.filter_jit(hessian_core)
 
 
-def newton_mode(problem: Problem, z, n_steps: int = 8, jacobian: bool = True, tol: float = 1e-3, max_step: float = math.inf):
+def newton_mode(
+    problem: Problem, z, n_steps: int = 8, jacobian: bool = True, tol: float = 1e-3, max_step: float = math.inf
+):
     """Refine ``z`` to the mode of the unconstrained density (Jacobian included; the physical-space
     posterior if not ``jacobian``) by damped (Gauss–)Newton steps, at most ``n_steps``, stopping once the
     Newton decrement is below ``tol`` (:func:`newton_steps`); returns (z, log density, curvature at z). One

@@ -27,7 +27,9 @@ def log_uniform_grid(wmin: float, wmax: float, resolution: float, pixels_per_res
     return wmin * np.exp(step * np.arange(n))
 
 
-def noiseless_flux(model, wavelength: np.ndarray, params: Mapping[str, float], resolution: float | None, **obs_kwargs) -> np.ndarray:
+def noiseless_flux(
+    model, wavelength: np.ndarray, params: Mapping[str, float], resolution: float | None, **obs_kwargs
+) -> np.ndarray:
     """The observation pipeline's prediction (no continuum) of ``model`` at ``params`` on ``wavelength``."""
     from .. import enable_float64
 
@@ -63,7 +65,14 @@ def make_mock(
     return Spectrum(wavelength, flux + sigma * rng.standard_normal(flux.shape), sigma, meta=meta, resolution=resolution)
 
 
-def random_truth(label_space: LabelSpace, rng: np.random.Generator, *, inset: float = 0.1, rv_max: float = 50.0, vsini_range=(2.0, 15.0)) -> dict[str, float]:
+def random_truth(
+    label_space: LabelSpace,
+    rng: np.random.Generator,
+    *,
+    inset: float = 0.1,
+    rv_max: float = 50.0,
+    vsini_range=(2.0, 15.0),
+) -> dict[str, float]:
     """Random labels inside the box (``inset`` fraction kept away from each edge), RV and vsini."""
     lo, hi = label_space.lower, label_space.upper
     span = hi - lo
@@ -75,7 +84,13 @@ def random_truth(label_space: LabelSpace, rng: np.random.Generator, *, inset: fl
     return truth
 
 
-def analytic_setup(names=("teff", "logg", "feh"), wavelength_range=(5000.0, 5030.0), resolution: float = 20000.0, n_lines: int = 20, seed: int = 0):
+def analytic_setup(
+    names=("teff", "logg", "feh"),
+    wavelength_range=(5000.0, 5030.0),
+    resolution: float = 20000.0,
+    n_lines: int = 20,
+    seed: int = 0,
+):
     """A cheap AnalyticLineModel (test double) and an instrument grid inside its range (for tests, --quick)."""
     from .. import enable_float64
 
@@ -103,7 +118,13 @@ def benchmark_setup(emulator: str | None, *, quick: bool, truth: str = "synth", 
     enable_float64()  # the models' arrays are made in float64
     if quick:
         model, wl = analytic_setup(resolution=resolution)
-        return model, model, wl, resolution, {"fit_model": "AnalyticLineModel (quick)", "truth_model": "AnalyticLineModel (quick)"}
+        return (
+            model,
+            model,
+            wl,
+            resolution,
+            {"fit_model": "AnalyticLineModel (quick)", "truth_model": "AnalyticLineModel (quick)"},
+        )
     from ..emulators.registry import load_emulator
 
     fit_model = load_emulator(emulator or "default")
@@ -111,7 +132,13 @@ def benchmark_setup(emulator: str | None, *, quick: bool, truth: str = "synth", 
         wl = observed_wavelength(fit_model, resolution)
         return fit_model, fit_model, wl, resolution, {"fit_model": str(emulator), "truth_model": "emulator"}
     truth_model, wl = synthesizer_truth(fit_model, resolution)
-    return fit_model, truth_model, wl, resolution, {"fit_model": str(emulator), "truth_model": "SynthesizerModel(realistic)"}
+    return (
+        fit_model,
+        truth_model,
+        wl,
+        resolution,
+        {"fit_model": str(emulator), "truth_model": "SynthesizerModel(realistic)"},
+    )
 
 
 def observed_wavelength(fit_model, resolution: float, margin_kms: float = 120.0) -> np.ndarray:
@@ -130,5 +157,7 @@ def synthesizer_truth(fit_model, resolution: float = 28000.0):
     from ..wavelength import Window
 
     wmin, wmax = fit_model.wavelength_range
-    window = Window("emulator-range", float(wmin), float(wmax), resolution, 2.5, "the fitted emulator's wavelength range")
+    window = Window(
+        "emulator-range", float(wmin), float(wmax), resolution, 2.5, "the fitted emulator's wavelength range"
+    )
     return SynthesizerModel(fit_model.label_space, window, "realistic"), observed_wavelength(fit_model, resolution)

@@ -33,7 +33,13 @@ def _save(fig, path):
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
 
 
-def plot_corner(idata, var_names: Sequence[str] | None = None, truth: Mapping[str, float] | None = None, path=None, max_points: int = 4000):
+def plot_corner(
+    idata,
+    var_names: Sequence[str] | None = None,
+    truth: Mapping[str, float] | None = None,
+    path=None,
+    max_points: int = 4000,
+):
     """Corner plot: histograms on the diagonal, scatter of draws below, truths as lines if given."""
     plt = _plt()
     post = idata.posterior

@@ -89,7 +89,9 @@ def parse_prior(text: str) -> PriorRequest:
     if m:
         name, lo, hi = m.group(1).lower(), float(m.group(2)), float(m.group(3))
         if not lo < hi:
-            raise PriorError(f"prior {text!r}: the range must have lower < upper; write e.g. '{name}={min(lo, hi):g}:{max(lo, hi):g}'")
+            raise PriorError(
+                f"prior {text!r}: the range must have lower < upper; write e.g. '{name}={min(lo, hi):g}:{max(lo, hi):g}'"
+            )
         return PriorRequest(name, UNIFORM, lo, hi)
     raise PriorError(
         f"cannot parse prior {text!r}; use NAME=MEAN+-SIGMA for a Gaussian (e.g. 'logg=4.4+-0.1') "
@@ -111,7 +113,9 @@ def _as_requests(priors) -> list[PriorRequest]:
             elif isinstance(spec, tuple) and len(spec) == 2:
                 out.append(PriorRequest(name, GAUSSIAN, float(spec[0]), float(spec[1])))
             else:
-                raise PriorError(f"prior for {name!r}: give a Prior, a (mean, sigma) tuple or text like '{name}=4.4+-0.1'")
+                raise PriorError(
+                    f"prior for {name!r}: give a Prior, a (mean, sigma) tuple or text like '{name}=4.4+-0.1'"
+                )
         return out
     for p in priors:
         out.append(p if isinstance(p, PriorRequest) else parse_prior(p))

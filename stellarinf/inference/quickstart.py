@@ -59,7 +59,9 @@ def _cheap_templates(om) -> bool:
     return bool(om.upsample) and getattr(om.emulator, "kind", "payne") == "payne"
 
 
-def _templates(problem: Problem, labels: Float[Array, "k n_labels"], params, ln_lo: float, n: int) -> Float[Array, "k n"]:
+def _templates(
+    problem: Problem, labels: Float[Array, "k n_labels"], params, ln_lo: float, n: int
+) -> Float[Array, "k n"]:
     """Rest-frame model spectra on the wide grid for each row of ``labels``, broadened as ``params`` say."""
     om = problem.obs_model
     if om.upsample:
@@ -166,14 +168,22 @@ def library_points(problem: Problem, z0: np.ndarray, n_library: int, seed: int =
     out = np.repeat(x0[None], n_library, axis=0)
     if n_library == 0:
         return out
-    draws = transforms.clip_to_interior(prior.sample(np.random.default_rng(seed), n_library), prior.lower, prior.upper, margin=1e-3)
+    draws = transforms.clip_to_interior(
+        prior.sample(np.random.default_rng(seed), n_library), prior.lower, prior.upper, margin=1e-3
+    )
     labels = [i for i, n in enumerate(problem.names) if n in problem.obs_model.label_names]
     out[:, labels] = draws[:, labels]
     return out
 
 
 def quick_starts(
-    problem: Problem, n_starts: int = 1, z0: np.ndarray | None = None, *, n_library: int | None = None, seed: int = 0, rv_step_kms: float | None = None
+    problem: Problem,
+    n_starts: int = 1,
+    z0: np.ndarray | None = None,
+    *,
+    n_library: int | None = None,
+    seed: int = 0,
+    rv_step_kms: float | None = None,
 ) -> np.ndarray:
     """Unconstrained starts (n_starts, n_free), best first, from the data: RV by a template scan, labels
     from ``n_library`` prior draws (and ``z0``'s) scored at that RV; the best ``n_starts`` re-scan the RV

@@ -49,24 +49,24 @@ NO_INFORMATION = 0.8  # flag a label whose posterior sd is at least this fractio
 # What each flag means and what to do about it, in the words the summary prints (global and per-label flags)
 FLAG_ADVICE = {
     "chi2": "the reduced chi2 is far from 1: the model does not describe the data within the stated errors "
-            "(errors mis-scaled, wrong resolution, a star outside the emulator's physics, or data problems); "
-            "do not trust the sd until that is understood: check the fit plot (--plots), the errors (--snr), --resolution",
+    "(errors mis-scaled, wrong resolution, a star outside the emulator's physics, or data problems); "
+    "do not trust the sd until that is understood: check the fit plot (--plots), the errors (--snr), --resolution",
     "edge_low": "the posterior piles up at the lower edge of the training box: the star may lie outside it, "
-                "or the data cannot constrain the label; the true value may be below the box",
+    "or the data cannot constrain the label; the true value may be below the box",
     "edge_high": "the posterior piles up at the upper edge of the training box: the star may lie outside it, "
-                 "or the data cannot constrain the label; the true value may be above the box",
+    "or the data cannot constrain the label; the true value may be above the box",
     "no_information": "the posterior is about as wide as the prior: the spectrum carries almost no information "
-                      "on this label; the number is the prior, not a measurement",
+    "on this label; the number is the prior, not a measurement",
     "rhat": "the chains disagree (R-hat > 1.01): run longer (--draws) or check for several modes",
     "ess": "too few effective draws for stable quantiles: run longer (--draws)",
     "divergences": "the sampler hit divergences: the posterior has regions it cannot explore; the result may be biased",
     "hessian": "the curvature at the best fit is not positive definite: the Laplace widths are unreliable",
     "pareto_k": "the importance weights are unreliable (the posterior is far from its Laplace approximation); "
-                "do not use these numbers: fit with --sampler nuts",
+    "do not use these numbers: fit with --sampler nuts",
     "one_chain": "one chain cannot show convergence: use --chains 4",
     "air_vacuum": "the fitted RV sits at the shift an air spectrum read as vacuum (or the reverse) produces, about "
-                  "-83 km/s in the optical: the wavelength medium is probably wrong (the labels may be fine, the RV is not); "
-                  "check the medium recorded in the outputs and rerun with --medium air or --medium vacuum",
+    "-83 km/s in the optical: the wavelength medium is probably wrong (the labels may be fine, the RV is not); "
+    "check the medium recorded in the outputs and rerun with --medium air or --medium vacuum",
 }  # zero rotation/no jitter at the edge is physical
 
 
@@ -191,7 +191,9 @@ def to_inference_data(
     n_pp = max(1, min(n_predictive, draws))
     idx = np.linspace(0, draws - 1, n_pp).round().astype(int)
     stack = {n: jnp.asarray(posterior.samples[n][:, idx].reshape(-1)) for n in posterior.names}
-    model_flux = np.asarray(_predict_draws(problem.obs_model, problem.fixed, stack, min(16, chains * n_pp))).reshape(chains, n_pp, n_pix)
+    model_flux = np.asarray(_predict_draws(problem.obs_model, problem.fixed, stack, min(16, chains * n_pp))).reshape(
+        chains, n_pp, n_pix
+    )
     rng = np.random.default_rng(seed)
     noisy = model_flux + rng.standard_normal(model_flux.shape) * obs["flux_error"]
 
@@ -214,10 +216,17 @@ def to_inference_data(
         "map_starts_agreeing": posterior.init.map.n_starts_agreeing if posterior.init is not None else -1,
         # the emulator's label-space systematics (sd per parameter; {} when it has none): see .systematics
         **{k: float(posterior.tuning[k]) for k in _IMPORTANCE_KEYS if k in posterior.tuning},
-        "label_systematics": json.dumps({n: v for n, v in label_floor(problem.obs_model).items() if n in problem.names}),
+        "label_systematics": json.dumps(
+            {n: v for n, v in label_floor(problem.obs_model).items() if n in problem.names}
+        ),
         "physics_error": json.dumps(getattr(problem.obs_model, "physics_error_settings", (0.0, 0.0))),
     }
-    meta.update({k: (v if isinstance(v, (int, float, str)) else json.dumps(v, default=_json_float)) for k, v in (attrs or {}).items()})
+    meta.update(
+        {
+            k: (v if isinstance(v, (int, float, str)) else json.dumps(v, default=_json_float))
+            for k, v in (attrs or {}).items()
+        }
+    )
     with warnings.catch_warnings():  # thinned predictive draws may be fewer than chains: fine
         warnings.simplefilter("ignore", UserWarning)
         idata = az.from_dict(
@@ -225,8 +234,18 @@ def to_inference_data(
             sample_stats={k: v for k, v in posterior.stats.items()},
             posterior_predictive={"model_flux": model_flux, "flux": noisy},
             observed_data={"flux": obs["flux"]},
-            constant_data={"wavelength": obs["wavelength"], "flux_error": obs["flux_error"], "mask": obs["mask"].astype(np.int8)},
-            dims={"model_flux": ["pixel"], "flux": ["pixel"], "wavelength": ["pixel"], "flux_error": ["pixel"], "mask": ["pixel"]},
+            constant_data={
+                "wavelength": obs["wavelength"],
+                "flux_error": obs["flux_error"],
+                "mask": obs["mask"].astype(np.int8),
+            },
+            dims={
+                "model_flux": ["pixel"],
+                "flux": ["pixel"],
+                "wavelength": ["pixel"],
+                "flux_error": ["pixel"],
+                "mask": ["pixel"],
+            },
         )
     idata.posterior.attrs.update(meta)  # (az.from_dict does not keep attrs on every version)
     return idata
@@ -298,11 +317,15 @@ def flag_advice(table: Table) -> list[str]:
     for row in table:
         for flag in filter(None, str(row["flags"]).split(",")):
             raised.setdefault(flag, []).append(str(row["name"]))
-    return [f"{flag}{' (' + ', '.join(names) + ')' if names else ''}: {FLAG_ADVICE.get(flag, 'see the documentation')}"
-            for flag, names in raised.items()]
+    return [
+        f"{flag}{' (' + ', '.join(names) + ')' if names else ''}: {FLAG_ADVICE.get(flag, 'see the documentation')}"
+        for flag, names in raised.items()
+    ]
 
 
-def summary_table(idata: az.InferenceData, truth: Mapping[str, float] | None = None, *, include_continuum: bool = False) -> Table:
+def summary_table(
+    idata: az.InferenceData, truth: Mapping[str, float] | None = None, *, include_continuum: bool = False
+) -> Table:
     """One row per parameter: mean, sd, p16, p50, p84, r_hat, ess_bulk, ess_tail, box, flags.
 
     When the emulator carries label-space systematics (:mod:`.systematics`) the table adds ``sd_sys``
@@ -335,8 +358,13 @@ def summary_table(idata: az.InferenceData, truth: Mapping[str, float] | None = N
         if ess_bulk < ESS_MIN:
             flags.append("ess")
         prior_sd = _prior_sd(priors.get(n), lo, hi)
-        if n not in _EDGE_EXEMPT and not is_continuum(n) and x.size > 1 and math.isfinite(prior_sd) \
-                and x.std(ddof=1) >= NO_INFORMATION * prior_sd:
+        if (
+            n not in _EDGE_EXEMPT
+            and not is_continuum(n)
+            and x.size > 1
+            and math.isfinite(prior_sd)
+            and x.std(ddof=1) >= NO_INFORMATION * prior_sd
+        ):
             flags.append("no_information")
         if n not in _EDGE_EXEMPT and not is_continuum(n):
             f_lo, f_hi = edge_fraction(x, lo, hi)
@@ -465,7 +493,9 @@ def write_table_to(table: Table, path, fmt: str) -> None:
     out = table.copy(copy_data=False)
     if fmt == "fits":
         out.meta = {
-            k[:8].upper(): (_ascii(v) if isinstance(v, str) else v if not isinstance(v, float) or math.isfinite(v) else str(v))
+            k[:8].upper(): (
+                _ascii(v) if isinstance(v, str) else v if not isinstance(v, float) or math.isfinite(v) else str(v)
+            )
             for k, v in table.meta.items()
             if isinstance(v, (int, float, str))
         }
@@ -475,7 +505,9 @@ def write_table_to(table: Table, path, fmt: str) -> None:
     out.write(str(path), format=fmt, overwrite=True)
 
 
-_ASCII = str.maketrans({"–": "-", "—": "-", "−": "-", "Å": "A", "×": "x", "≈": "~", "≤": "<=", "≥": ">=", "σ": "sigma", "…": "..."})
+_ASCII = str.maketrans(
+    {"–": "-", "—": "-", "−": "-", "Å": "A", "×": "x", "≈": "~", "≤": "<=", "≥": ">=", "σ": "sigma", "…": "..."}
+)
 
 
 def _ascii(text: str) -> str:

@@ -61,7 +61,9 @@ class Posterior:
         return 0 if d is None else int(np.sum(d))
 
 
-def initial_positions(problem: Problem, n_chains: int, seed: int = 0, init: LaplaceResult | None = None) -> tuple[np.ndarray, LaplaceResult]:
+def initial_positions(
+    problem: Problem, n_chains: int, seed: int = 0, init: LaplaceResult | None = None
+) -> tuple[np.ndarray, LaplaceResult]:
     """(n_chains, n_free) unconstrained starting points drawn from the Laplace approximation."""
     lap = init if init is not None else laplace(problem, seed=seed)
     z = lap.sample_z(jax.random.key(seed + 7919), n_chains, metric=True)
@@ -124,9 +126,21 @@ def run_numpyro_nuts(
         inverse_mass = jnp.diag(inverse_mass)
     if adapt_mass is None:
         adapt_mass = not lap.hessian_ok
-    kernel = NUTS(make_numpyro_model(problem), target_accept_prob=target_accept, dense_mass=dense_mass,
-                  inverse_mass_matrix=inverse_mass, adapt_mass_matrix=bool(adapt_mass))
-    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method="vectorized" if vectorise_lanes() else "sequential", progress_bar=progress)
+    kernel = NUTS(
+        make_numpyro_model(problem),
+        target_accept_prob=target_accept,
+        dense_mass=dense_mass,
+        inverse_mass_matrix=inverse_mass,
+        adapt_mass_matrix=bool(adapt_mass),
+    )
+    mcmc = MCMC(
+        kernel,
+        num_warmup=warmup,
+        num_samples=draws,
+        num_chains=chains,
+        chain_method="vectorized" if vectorise_lanes() else "sequential",
+        progress_bar=progress,
+    )
     init_params = {n: jnp.asarray(z0[:, i]) for i, n in enumerate(problem.names)}
     t1 = time.perf_counter()
     mcmc.run(
@@ -196,7 +210,9 @@ def _bj_nuts_warmup(problem: Problem, shift, chol, keys, u0s, num_steps: int, ta
 @eqx.filter_jit
 def _bj_nuts_sample(problem: Problem, shift, chol, keys, states, params, num_draws: int):
     def one(key, state, p):
-        nuts = blackjax.nuts(_whitened(problem, shift, chol), step_size=p["step_size"], inverse_mass_matrix=p["inverse_mass_matrix"])
+        nuts = blackjax.nuts(
+            _whitened(problem, shift, chol), step_size=p["step_size"], inverse_mass_matrix=p["inverse_mass_matrix"]
+        )
 
         def step(st, k):
             st, info = nuts.step(k, st)
@@ -236,10 +252,14 @@ def run_blackjax_nuts(
     t_init = time.perf_counter() - t0
     kw, ks = jax.random.split(jax.random.key(seed))
     t1 = time.perf_counter()
-    states, params, n_warm = _bj_nuts_warmup(problem, shift, chol, jax.random.split(kw, chains), u0, max(warmup, 1), target_accept)
+    states, params, n_warm = _bj_nuts_warmup(
+        problem, shift, chol, jax.random.split(kw, chains), u0, max(warmup, 1), target_accept
+    )
     jax.block_until_ready(states)
     t2 = time.perf_counter()
-    pos, lp, div, depth, nsteps, energy, acc = _bj_nuts_sample(problem, shift, chol, jax.random.split(ks, chains), states, params, draws)
+    pos, lp, div, depth, nsteps, energy, acc = _bj_nuts_sample(
+        problem, shift, chol, jax.random.split(ks, chains), states, params, draws
+    )
     jax.block_until_ready(pos)
     t3 = time.perf_counter()
     stats = {
@@ -259,8 +279,12 @@ def run_blackjax_nuts(
         n_gradient_evals=int(np.sum(n_warm) + stats["n_steps"].sum()),
         init=lap,
         # the adapted metric in z coordinates: L diag(m) Lᵀ
-        tuning={"step_size": np.asarray(params["step_size"]),
-                "inverse_mass_matrix": np.einsum("ij,cj,kj->cik", np.asarray(chol), np.asarray(params["inverse_mass_matrix"]), np.asarray(chol))},
+        tuning={
+            "step_size": np.asarray(params["step_size"]),
+            "inverse_mass_matrix": np.einsum(
+                "ij,cj,kj->cik", np.asarray(chol), np.asarray(params["inverse_mass_matrix"]), np.asarray(chol)
+            ),
+        },
     )
 
 
@@ -291,7 +315,9 @@ def _bj_mclmc_tune(problem: Problem, shift, chol, keys, u0s, num_steps: int):
 @eqx.filter_jit
 def _bj_mclmc_sample(problem: Problem, shift, chol, keys, states, params, num_draws: int):
     def one(key, state, p):
-        alg = blackjax.mclmc(_whitened(problem, shift, chol), L=p.L, step_size=p.step_size, inverse_mass_matrix=p.inverse_mass_matrix)
+        alg = blackjax.mclmc(
+            _whitened(problem, shift, chol), L=p.L, step_size=p.step_size, inverse_mass_matrix=p.inverse_mass_matrix
+        )
 
         def step(st, k):
             st, info = alg.step(k, st)
@@ -362,7 +388,12 @@ def laplace_posterior(
         names=problem.names,
         samples=_constrained(problem, z),
         stats={"lp": lp},
-        timings={"init_s": lap.wall_time, "warmup_s": 0.0, "sampling_s": time.perf_counter() - t0, "total_s": time.perf_counter() - t0 + (lap.wall_time if init is None else 0.0)},
+        timings={
+            "init_s": lap.wall_time,
+            "warmup_s": 0.0,
+            "sampling_s": time.perf_counter() - t0,
+            "total_s": time.perf_counter() - t0 + (lap.wall_time if init is None else 0.0),
+        },
         n_gradient_evals=0,
         init=lap,
         tuning={"hessian_ok": lap.hessian_ok},
@@ -419,11 +450,22 @@ def run_laplace_is(
         names=problem.names,
         samples=_constrained(problem, z[idx].reshape(chains, draws, -1)),
         stats={"lp": log_p[idx].reshape(chains, draws)},
-        timings={"init_s": t_init if init is None else lap.wall_time, "warmup_s": 0.0, "sampling_s": t1 - t0 - t_init, "total_s": t1 - t0},
+        timings={
+            "init_s": t_init if init is None else lap.wall_time,
+            "warmup_s": 0.0,
+            "sampling_s": t1 - t0 - t_init,
+            "total_s": t1 - t0,
+        },
         n_gradient_evals=0,
         init=lap,
-        tuning={"pareto_k": w.pareto_k, "pareto_k_threshold": pareto_k_threshold(len(z)), "importance_ess": w.ess,
-                "n_proposals": len(z), "proposal_df": float(df), "hessian_ok": lap.hessian_ok},
+        tuning={
+            "pareto_k": w.pareto_k,
+            "pareto_k_threshold": pareto_k_threshold(len(z)),
+            "importance_ess": w.ess,
+            "n_proposals": len(z),
+            "proposal_df": float(df),
+            "hessian_ok": lap.hessian_ok,
+        },
     )
 
 
@@ -463,13 +505,25 @@ class SamplerSpec:
 SAMPLER_SPECS: dict[str, SamplerSpec] = {
     s.name: s
     for s in (
-        SamplerSpec("nuts", run_numpyro_nuts, True, True, True, True, "NumPyro NUTS (dense Laplace metric)", progress=True),
-        SamplerSpec("numpyro-nuts", run_numpyro_nuts, True, True, True, True, "alias of nuts", progress=True, canonical="nuts"),
+        SamplerSpec(
+            "nuts", run_numpyro_nuts, True, True, True, True, "NumPyro NUTS (dense Laplace metric)", progress=True
+        ),
+        SamplerSpec(
+            "numpyro-nuts", run_numpyro_nuts, True, True, True, True, "alias of nuts", progress=True, canonical="nuts"
+        ),
         SamplerSpec("blackjax-nuts", run_blackjax_nuts, True, True, True, True, "BlackJAX NUTS, Laplace-whitened"),
         SamplerSpec("mclmc", run_blackjax_mclmc, True, True, True, True, "BlackJAX microcanonical Langevin MC"),
         SamplerSpec("blackjax-mclmc", run_blackjax_mclmc, True, True, True, True, "alias of mclmc", canonical="mclmc"),
-        SamplerSpec("laplace-is", run_laplace_is, False, False, False, True,
-                    "Laplace corrected by importance sampling (values only; check the pareto_k flag)", progress=True),
+        SamplerSpec(
+            "laplace-is",
+            run_laplace_is,
+            False,
+            False,
+            False,
+            True,
+            "Laplace corrected by importance sampling (values only; check the pareto_k flag)",
+            progress=True,
+        ),
         SamplerSpec("laplace", laplace_posterior, False, False, False, False, "draws from the Laplace approximation"),
         SamplerSpec("map", _map_draws, False, False, False, False, "the MAP, with Laplace draws for its spread"),
     )

@@ -72,7 +72,14 @@ def measure_label_systematics(
     degree-1 continuum, vmacro fixed at 0, RV bound 100 km/s, v sin i bound 30 km/s)."""
     from ..observe.model import ObservationModel
 
-    kw = dict(rv_max=100.0, vsini_max=30.0, vmacro_max=10.0, fixed={"vmacro": 0.0}, continuum_degree=1, continuum="marginalise")
+    kw = dict(
+        rv_max=100.0,
+        vsini_max=30.0,
+        vmacro_max=10.0,
+        fixed={"vmacro": 0.0},
+        continuum_degree=1,
+        continuum="marginalise",
+    )
     kw.update(obs_kwargs or {})
     rng = np.random.default_rng(seed)
     names, biases, truths = None, [], []

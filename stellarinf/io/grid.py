@@ -137,7 +137,13 @@ def _create_datasets(fh: h5py.File, space, wavelength, n_rows: int, with_continu
     fh.attrs["format"] = FORMAT
     fh.attrs["format_version"] = FORMAT_VERSION
     fh.attrs["metadata"] = json.dumps(metadata, default=str)
-    lab = fh.create_dataset("labels", shape=(n_rows, len(space)), maxshape=(None, len(space)), dtype="f8", chunks=(max(1, min(_ROW_CHUNK * 16, n_rows or 1)), len(space)))
+    lab = fh.create_dataset(
+        "labels",
+        shape=(n_rows, len(space)),
+        maxshape=(None, len(space)),
+        dtype="f8",
+        chunks=(max(1, min(_ROW_CHUNK * 16, n_rows or 1)), len(space)),
+    )
     for k, v in _label_attrs(space).items():
         lab.attrs[k] = v
     wl = fh.create_dataset("wavelength", data=np.asarray(wavelength, dtype=np.float64))
@@ -154,7 +160,9 @@ def write_grid(path: str | os.PathLike, grid: SpectralGrid) -> None:
     """Write ``grid`` to ``path`` atomically (the previous file, if any, survives a crash)."""
     with atomic_path(path, ".h5") as tmp:
         with h5py.File(tmp, "w") as fh:
-            _create_datasets(fh, grid.label_space, grid.wavelength, len(grid), grid.continuum is not None, grid.metadata)
+            _create_datasets(
+                fh, grid.label_space, grid.wavelength, len(grid), grid.continuum is not None, grid.metadata
+            )
             fh["labels"][...] = grid.labels
             fh["flux"][...] = grid.flux
             if grid.continuum is not None:
@@ -176,7 +184,9 @@ class GridFile:
         try:
             self._fh = h5py.File(self.path, "r")
         except OSError as exc:
-            raise GridFileError(f"cannot open grid file {self.path} ({exc}); the file is truncated or not HDF5 — regenerate it") from None
+            raise GridFileError(
+                f"cannot open grid file {self.path} ({exc}); the file is truncated or not HDF5 — regenerate it"
+            ) from None
         try:
             self._check()
         except Exception:
@@ -189,21 +199,29 @@ class GridFile:
             raise GridFileError(f"{self.path} is not a stellarinf grid file (missing format attribute)")
         version = int(fh.attrs.get("format_version", -1))
         if version > FORMAT_VERSION:
-            raise GridFileError(f"{self.path} has grid format version {version}; this stellarinf reads up to {FORMAT_VERSION} — upgrade stellarinf")
+            raise GridFileError(
+                f"{self.path} has grid format version {version}; this stellarinf reads up to {FORMAT_VERSION} — upgrade stellarinf"
+            )
         for name in ("labels", "wavelength", "flux"):
             if name not in fh:
-                raise GridFileError(f"grid file {self.path} lacks the '{name}' dataset; the file is incomplete — regenerate it")
+                raise GridFileError(
+                    f"grid file {self.path} lacks the '{name}' dataset; the file is incomplete — regenerate it"
+                )
         n, n_pix = fh["flux"].shape
         if fh["labels"].shape[0] != n or fh["wavelength"].shape != (n_pix,):
             raise GridFileError(
                 f"grid file {self.path} is inconsistent: labels {fh['labels'].shape}, wavelength {fh['wavelength'].shape}, flux {fh['flux'].shape}"
             )
         if "continuum" in fh and fh["continuum"].shape != (n, n_pix):
-            raise GridFileError(f"grid file {self.path}: continuum shape {fh['continuum'].shape} != flux shape {(n, n_pix)}")
+            raise GridFileError(
+                f"grid file {self.path}: continuum shape {fh['continuum'].shape} != flux shape {(n, n_pix)}"
+            )
         attrs = fh["labels"].attrs
         try:
             names = [s.decode() if isinstance(s, bytes) else str(s) for s in attrs["label_names"]]
-            self.label_space = LabelSpace.from_bounds({n_: (lo, hi) for n_, lo, hi in zip(names, attrs["label_lower"], attrs["label_upper"])})
+            self.label_space = LabelSpace.from_bounds(
+                {n_: (lo, hi) for n_, lo, hi in zip(names, attrs["label_lower"], attrs["label_upper"])}
+            )
         except KeyError as exc:
             raise GridFileError(f"grid file {self.path}: labels dataset lacks attribute {exc}") from None
         self.metadata = json.loads(fh.attrs.get("metadata", "{}"))
@@ -283,8 +301,16 @@ class GridWriter:
     kept and only the new rows are generated: grids are appendable.
     """
 
-    def __init__(self, path, label_space: LabelSpace, wavelength, planned_labels, metadata: dict,
-                 with_continuum: bool = True, batch_size: int = 32):
+    def __init__(
+        self,
+        path,
+        label_space: LabelSpace,
+        wavelength,
+        planned_labels,
+        metadata: dict,
+        with_continuum: bool = True,
+        batch_size: int = 32,
+    ):
         self.path = Path(path)
         self.parts_dir = self.path.with_name(self.path.name + ".parts")
         self.label_space = label_space
@@ -306,11 +332,17 @@ class GridWriter:
         with GridFile(self.path) as gf:
             old = gf.labels
             if gf.label_space.names != self.label_space.names:
-                raise GridFileError(f"{self.path} exists with labels {gf.label_space.names}, not {self.label_space.names}; choose another output path")
-            if gf.wavelength.shape != self.wavelength.shape or not np.allclose(gf.wavelength, self.wavelength, rtol=0, atol=1e-9):
+                raise GridFileError(
+                    f"{self.path} exists with labels {gf.label_space.names}, not {self.label_space.names}; choose another output path"
+                )
+            if gf.wavelength.shape != self.wavelength.shape or not np.allclose(
+                gf.wavelength, self.wavelength, rtol=0, atol=1e-9
+            ):
                 raise GridFileError(f"{self.path} exists with a different wavelength grid; choose another output path")
             if gf.has_continuum != self.with_continuum:
-                raise GridFileError(f"{self.path} exists {'with' if gf.has_continuum else 'without'} continuum; choose another output path")
+                raise GridFileError(
+                    f"{self.path} exists {'with' if gf.has_continuum else 'without'} continuum; choose another output path"
+                )
         if len(old) > len(self.planned) or not np.allclose(old, self.planned[: len(old)], rtol=1e-12, atol=1e-12):
             raise GridFileError(
                 f"{self.path} exists but its labels are not the first rows of this plan (different seed, design or box?); "

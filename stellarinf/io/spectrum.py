@@ -52,10 +52,28 @@ import numpy as np
 from ..errors import SpectrumError, WavelengthError
 from ..wavelength import SPEED_OF_LIGHT_KMS, air_to_vacuum
 from .atomic import atomic_path
-from .readers import FORMATS, RawSpectrum, ReadOptions, SpectrumWarning, galah_reduction, is_fits_name, read_fits, read_object, read_text
+from .readers import (
+    FORMATS,
+    RawSpectrum,
+    ReadOptions,
+    SpectrumWarning,
+    galah_reduction,
+    is_fits_name,
+    read_fits,
+    read_object,
+    read_text,
+)
 from .readers._common import _MEDIA, _SOURCES, _flux_and_sigma_values, _note, _spectral_axis_in_angstrom, _to_unit
 
-__all__ = ["Spectrum", "SpectrumWarning", "crop_to_model", "der_snr_noise", "galah_reduction", "read_spectrum", "write_spectrum_fits"]
+__all__ = [
+    "Spectrum",
+    "SpectrumWarning",
+    "crop_to_model",
+    "der_snr_noise",
+    "galah_reduction",
+    "read_spectrum",
+    "write_spectrum_fits",
+]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -115,7 +133,9 @@ class Spectrum:
         self.flux = self._column(self.flux, "flux", np.float64)
         self.sigma = self._column(self.sigma, "sigma", np.float64)
         self.mask = np.ones(n, bool) if self.mask is None else self._column(self.mask, "mask", bool)
-        self.segments = np.zeros(n, np.int64) if self.segments is None else self._column(self.segments, "segments", np.int64)
+        self.segments = (
+            np.zeros(n, np.int64) if self.segments is None else self._column(self.segments, "segments", np.int64)
+        )
         if self.resolution is not None:
             self.resolution = float(self.resolution)
             if not self.resolution > 0:
@@ -136,7 +156,9 @@ class Spectrum:
                 )
         use = self.mask
         if not np.any(use):
-            raise SpectrumError("every pixel of the spectrum is masked; nothing to fit (check the mask / quality flags)")
+            raise SpectrumError(
+                "every pixel of the spectrum is masked; nothing to fit (check the mask / quality flags)"
+            )
         if not np.all(np.isfinite(self.flux[use])):
             i = int(np.flatnonzero(use & ~np.isfinite(self.flux))[0])
             raise SpectrumError(f"flux[{i}] is not finite but the pixel is not masked; mask it (mask[{i}] = False)")
@@ -151,7 +173,9 @@ class Spectrum:
     def _column(self, values, name, dtype):
         arr = np.asarray(values).astype(dtype, copy=False)
         if arr.shape != self.wavelength.shape:
-            raise SpectrumError(f"{name} has shape {arr.shape} but wavelength has {self.wavelength.shape}; give one value per pixel")
+            raise SpectrumError(
+                f"{name} has shape {arr.shape} but wavelength has {self.wavelength.shape}; give one value per pixel"
+            )
         return arr
 
     # --- convenience ----------------------------------------------------------------------------
@@ -172,8 +196,13 @@ class Spectrum:
         if note:
             meta["notes"] = list(meta.get("notes", [])) + [note]
         return dataclasses.replace(
-            self, wavelength=self.wavelength[keep], flux=self.flux[keep], sigma=self.sigma[keep], mask=self.mask[keep],
-            segments=self.segments[keep], meta=meta,
+            self,
+            wavelength=self.wavelength[keep],
+            flux=self.flux[keep],
+            sigma=self.sigma[keep],
+            mask=self.mask[keep],
+            segments=self.segments[keep],
+            meta=meta,
         )
 
     @classmethod
@@ -198,7 +227,9 @@ class Spectrum:
         unit = u.Unit(self.meta.get("flux_unit", "")) if self.meta.get("flux_unit") else u.dimensionless_unscaled
         sigma = np.where(np.isfinite(self.sigma), self.sigma, np.nan)
         return SpecutilsSpectrum(
-            spectral_axis=self.wavelength * u.AA, flux=self.flux * unit, uncertainty=StdDevUncertainty(sigma * unit),
+            spectral_axis=self.wavelength * u.AA,
+            flux=self.flux * unit,
+            uncertainty=StdDevUncertainty(sigma * unit),
             mask=~self.mask,
         )
 
@@ -280,7 +311,9 @@ def read_spectrum(
     if format is not None and format not in FORMATS:
         raise SpectrumError(f"unknown format {format!r}; use {', '.join(map(repr, FORMATS))} or None")
     cols = dict(wavelength=wavelength_col, flux=flux_col, error=error_col, ivar=ivar_col, mask=mask_col)
-    opts = ReadOptions(hdu=hdu, row=row, columns=cols, unit=wavelength_unit if _is_object(path) else _to_unit(wavelength_unit))
+    opts = ReadOptions(
+        hdu=hdu, row=row, columns=cols, unit=wavelength_unit if _is_object(path) else _to_unit(wavelength_unit)
+    )
     if _is_object(path):
         raw = read_object(path, opts)
         if raw is None:
@@ -363,8 +396,19 @@ def _finalise(raw: RawSpectrum, *, medium, default_snr, resolution) -> Spectrum:
     flux = np.where(np.isfinite(flux), flux, 0.0)
     sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, np.inf)
     unit_text, unit_source = raw.wavelength_unit or ("Angstrom", "default")
-    return Spectrum(wl, flux, sigma, mask, segments, meta, resolution, input_medium=medium, medium_source=medium_source,
-                    input_wavelength_unit=unit_text, wavelength_unit_source=unit_source)
+    return Spectrum(
+        wl,
+        flux,
+        sigma,
+        mask,
+        segments,
+        meta,
+        resolution,
+        input_medium=medium,
+        medium_source=medium_source,
+        input_wavelength_unit=unit_text,
+        wavelength_unit_source=unit_source,
+    )
 
 
 def _choose_medium(medium, hint, hint_source, meta) -> tuple[str, str]:
@@ -372,7 +416,10 @@ def _choose_medium(medium, hint, hint_source, meta) -> tuple[str, str]:
     is assumed and said, because an air spectrum read as vacuum fits RV ≈ −82.7 km/s and looks fine otherwise."""
     if medium is not None:
         if hint is not None and hint != medium:
-            _note(meta, f"the file says its wavelengths are in {hint} ({hint_source}) but medium={medium!r} was given; using {medium}")
+            _note(
+                meta,
+                f"the file says its wavelengths are in {hint} ({hint_source}) but medium={medium!r} was given; using {medium}",
+            )
         return medium, "caller"
     if hint is not None:
         return hint, hint_source
@@ -389,8 +436,10 @@ def _ordered_unique(a):
     return a[np.sort(first)]
 
 
-_SNR_HINT = ("pass default_snr=<S/N per pixel> (CLI: --snr S/N) to assume σ = |flux|/S/N, or default_snr='estimate' "
-             "(CLI: --snr estimate) to estimate the noise from the flux itself")
+_SNR_HINT = (
+    "pass default_snr=<S/N per pixel> (CLI: --snr S/N) to assume σ = |flux|/S/N, or default_snr='estimate' "
+    "(CLI: --snr estimate) to estimate the noise from the flux itself"
+)
 
 
 def _fill_sigma(flux, sigma, mask, segments, default_snr, meta, wl):
@@ -404,8 +453,11 @@ def _fill_sigma(flux, sigma, mask, segments, default_snr, meta, wl):
     def filled(where):
         if default_snr == "estimate":
             est = _estimated_sigma(flux, mask, segments)
-            _note(meta, f"{where}: estimated σ from the flux itself (DER_SNR, Stoehr et al. 2008): "
-                        f"{_describe_estimate(est, flux, mask)}; give real uncertainties (or --snr S/N) if you have them")
+            _note(
+                meta,
+                f"{where}: estimated σ from the flux itself (DER_SNR, Stoehr et al. 2008): "
+                f"{_describe_estimate(est, flux, mask)}; give real uncertainties (or --snr S/N) if you have them",
+            )
             return est
         _note(meta, f"{where}: assumed σ = |flux| / {default_snr:g}")
         return _assumed_sigma(flux, mask, default_snr)

@@ -82,7 +82,9 @@ def velocity_step(wavelength: ArrayLike, *, rtol: float = 1e-6) -> float:
     dlnl = np.diff(np.log(wl))
     if np.any(dlnl <= 0):
         i = int(np.argmax(dlnl <= 0))
-        raise WavelengthError(f"wavelengths must increase strictly; pixel {i + 1} ({wl[i + 1]:.6f} Å) does not; sort the grid")
+        raise WavelengthError(
+            f"wavelengths must increase strictly; pixel {i + 1} ({wl[i + 1]:.6f} Å) does not; sort the grid"
+        )
     step = float(np.mean(dlnl))
     dev = np.abs(dlnl - step) / step
     if np.any(dev > rtol):
@@ -189,7 +191,9 @@ def _gaussian_kernel(v, variance, floor):
 def _macro_cdf(x):
     # ∫_0^x M dx' (x = v/ζ): odd, → ±1/2; derivative (2/√π)[exp(-x²) - √π|x| erfc|x|]
     ax = jnp.abs(x)
-    return 0.5 * jax.scipy.special.erf(x) - x * ax * jax.scipy.special.erfc(ax) + x * jnp.exp(-(x**2)) / jnp.sqrt(jnp.pi)
+    return (
+        0.5 * jax.scipy.special.erf(x) - x * ax * jax.scipy.special.erfc(ax) + x * jnp.exp(-(x**2)) / jnp.sqrt(jnp.pi)
+    )
 
 
 def _macro_kernel(v, dv, vmacro, floor):
@@ -219,7 +223,10 @@ def _half_width_pixels(dv, max_velocity, resolution, lsf_sigma, vsini, vmacro) -
         else:
             r, s, vs, vm = vals
             max_velocity = kernel_half_width(
-                resolution=None if resolution is None else r, lsf_sigma=None if lsf_sigma is None else s, vsini=vs, vmacro=vm
+                resolution=None if resolution is None else r,
+                lsf_sigma=None if lsf_sigma is None else s,
+                vsini=vs,
+                vmacro=vm,
             )
     return max(1, int(math.ceil(float(max_velocity) / dv)) + 1)
 
@@ -272,7 +279,9 @@ def broadening_kernel(
 def _static_step(dv) -> float:
     value = _concrete(dv)
     if value is None:
-        raise WavelengthError("the velocity step dv must be a concrete number (it sets the kernel's shape), not a traced value")
+        raise WavelengthError(
+            "the velocity step dv must be a concrete number (it sets the kernel's shape), not a traced value"
+        )
     if not (value > 0 and math.isfinite(value)):
         raise WavelengthError(f"the velocity step dv must be positive and finite (km/s), got {value}")
     return value
@@ -326,7 +335,12 @@ def broaden(
         limb_darkening=limb_darkening,
         max_velocity=max_velocity,
     )
-    if _is_static_zero(resolution) and _is_static_zero(lsf_sigma) and _is_static_zero(vsini) and _is_static_zero(vmacro):
+    if (
+        _is_static_zero(resolution)
+        and _is_static_zero(lsf_sigma)
+        and _is_static_zero(vsini)
+        and _is_static_zero(vmacro)
+    ):
         return flux
     return _convolve_edges(flux, kernel.astype(jnp.result_type(flux.dtype, jnp.float32)))
 

@@ -61,15 +61,27 @@ def cubic_weights(u: Float[Array, "m"], n: int) -> tuple[Array, Float[Array, "m 
     i = jnp.floor(u)
     t = u - i
     w = jnp.stack(
-        [-t * (t - 1) * (t - 2) / 6, (t + 1) * (t - 1) * (t - 2) / 2, -(t + 1) * t * (t - 2) / 2, (t + 1) * t * (t - 1) / 6],
+        [
+            -t * (t - 1) * (t - 2) / 6,
+            (t + 1) * (t - 1) * (t - 2) / 2,
+            -(t + 1) * t * (t - 2) / 2,
+            (t + 1) * t * (t - 1) / 6,
+        ],
         axis=1,
     )
     idx = i.astype(jnp.int64)[:, None] + jnp.arange(-1, 3)[None, :]
     return jnp.clip(idx, 0, n - 1), w
 
 
-def physics_error_per_pixel(flux: np.ndarray, mask: np.ndarray, segments: np.ndarray, floor: float, depth_fraction: float,
-                            regions=(), wavelength: np.ndarray | None = None) -> np.ndarray:
+def physics_error_per_pixel(
+    flux: np.ndarray,
+    mask: np.ndarray,
+    segments: np.ndarray,
+    floor: float,
+    depth_fraction: float,
+    regions=(),
+    wavelength: np.ndarray | None = None,
+) -> np.ndarray:
     """σ_phys per pixel (fraction of the continuum): √(floor² + (depth_fraction · depth)² + region²), where depth is
     1 − flux/level (level: the segment's 95th percentile of the unmasked flux) smoothed over 3 pixels
     within each segment and clipped to [0, 1], and ``regions`` ((lo, hi, sd), ...) adds ``sd`` inside vacuum
@@ -191,7 +203,9 @@ class ObservationModel(eqx.Module):
         r_obs = resolution if resolution is not None else spectrum.resolution
         r_obs = None if r_obs is None else float(r_obs)
         if fit_resolution and r_obs is None and resolution_bounds is None:
-            raise SpectrumError("fit_resolution=True needs a starting resolving power: pass resolution= or resolution_bounds=")
+            raise SpectrumError(
+                "fit_resolution=True needs a starting resolving power: pass resolution= or resolution_bounds="
+            )
         if r_obs is not None and not fit_resolution:
             lsf_sigma_for(r_obs, r_model)  # eager: raises if the model would need sharpening
         if r_obs is None and r_model is None and not fit_resolution:
@@ -227,7 +241,11 @@ class ObservationModel(eqx.Module):
         segment_ids = tuple(s for s in seg_all if np.any(mask & (spectrum.segments == s)))
         if len(segment_ids) < len(seg_all):
             dropped = sorted(set(seg_all) - set(segment_ids))
-            warnings.warn(f"segment(s) {dropped} have no unmasked pixels and get no continuum parameters", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"segment(s) {dropped} have no unmasked pixels and get no continuum parameters",
+                UserWarning,
+                stacklevel=2,
+            )
         wl = np.asarray(spectrum.wavelength, dtype=np.float64)
         flux_scale = np.ones_like(wl)
         if continuum_degree >= 0:
@@ -249,7 +267,9 @@ class ObservationModel(eqx.Module):
 
         unknown = set(fixed) - set(bounds) - {"resolution", "ln_jitter"}
         if unknown:
-            raise LabelError(f"fixed parameter(s) {sorted(unknown)} are not parameters of this model; choose from {', '.join(bounds)}")
+            raise LabelError(
+                f"fixed parameter(s) {sorted(unknown)} are not parameters of this model; choose from {', '.join(bounds)}"
+            )
         names = [n for n in bounds if n not in fixed]
 
         # --- fine grid --------------------------------------------------------------------------
@@ -314,7 +334,12 @@ class ObservationModel(eqx.Module):
         mode_grid = mode_lo * np.exp(dv / c * np.arange(n_mode_grid))
         if n_modes:
             table_wl = np.asarray(emulator.error_wavelength, dtype=np.float64)
-            modes = np.stack([np.interp(mode_grid, table_wl, m) for m in np.asarray(emulator.error_modes, dtype=np.float64)[:n_modes]])
+            modes = np.stack(
+                [
+                    np.interp(mode_grid, table_wl, m)
+                    for m in np.asarray(emulator.error_modes, dtype=np.float64)[:n_modes]
+                ]
+            )
             if sigma_lsf is not None and not fit_resolution:
                 modes = np.asarray(broaden(modes, dv, lsf_sigma=sigma_lsf))
         else:
@@ -349,13 +374,22 @@ class ObservationModel(eqx.Module):
         settings = (0.0, 0.0) if physics_error is None else tuple(physics_error)
         regions = tuple(tuple(float(v) for v in r) for r in settings[2]) if len(settings) > 2 else ()
         settings = tuple(float(v) for v in settings[:2]) + ((regions,) if regions else ())
-        if len(settings) < 2 or min(settings[:2]) < 0 or not all(math.isfinite(v) for v in settings[:2]) \
-                or any(len(r) != 3 or r[2] < 0 for r in regions):
-            raise SpectrumError(f"physics_error must be (floor, depth_fraction[, ((lo, hi, sd), ...)]), all finite and >= 0, "
-                                f"got {physics_error!r}")
+        if (
+            len(settings) < 2
+            or min(settings[:2]) < 0
+            or not all(math.isfinite(v) for v in settings[:2])
+            or any(len(r) != 3 or r[2] < 0 for r in regions)
+        ):
+            raise SpectrumError(
+                f"physics_error must be (floor, depth_fraction[, ((lo, hi, sd), ...)]), all finite and >= 0, "
+                f"got {physics_error!r}"
+            )
         self.physics_error_settings = settings
-        self.physics_error = jnp.asarray(physics_error_per_pixel(spectrum.flux, mask, np.asarray(spectrum.segments), *settings[:2],
-                                                                    regions, spectrum.wavelength))
+        self.physics_error = jnp.asarray(
+            physics_error_per_pixel(
+                spectrum.flux, mask, np.asarray(spectrum.segments), *settings[:2], regions, spectrum.wavelength
+            )
+        )
         self.n_error_modes = int(n_modes)
         self.error_mode_start = float(mode_lo)
         self.error_modes = jnp.asarray(modes)
@@ -400,7 +434,9 @@ class ObservationModel(eqx.Module):
                 raise LabelError(f"parameter {name!r} is missing; give every one of {', '.join(self.param_names)}")
             v = float(params[name])
             if not (math.isfinite(v) and lo <= v <= hi):
-                raise LabelError(f"parameter {name}={v:g} is outside its bounds [{lo:g}, {hi:g}]; choose a value inside")
+                raise LabelError(
+                    f"parameter {name}={v:g} is outside its bounds [{lo:g}, {hi:g}]; choose a value inside"
+                )
 
     def initial_params(self) -> dict[str, float]:
         """A starting point inside the bounds: label-box midpoint, rv 0, small broadening, the instrument R,
@@ -441,7 +477,9 @@ class ObservationModel(eqx.Module):
         if self.upsample:
             ln_start, ln_step = self.emulator.native_log_grid
             start = (jnp.log(self.fine_wavelength[0]) - jnp.log1p(rv / SPEED_OF_LIGHT_KMS) - ln_start) / ln_step
-            return self.emulator.flux_upsampled(self.labels(params), start, self.upsample, self.fine_wavelength.shape[0])
+            return self.emulator.flux_upsampled(
+                self.labels(params), start, self.upsample, self.fine_wavelength.shape[0]
+            )
         rest = self.fine_wavelength / (1.0 + rv / SPEED_OF_LIGHT_KMS)
         rest = jnp.clip(rest, self.model_range[0], self.model_range[1])
         return self.emulator.flux(self.labels(params), rest)
@@ -479,7 +517,9 @@ class ObservationModel(eqx.Module):
         if self.n_error_modes == 0:
             return jnp.zeros((self.wavelength.shape[0], 0))
         rv = self._value(params, "rv")
-        u = (jnp.log(self.wavelength / self.error_mode_start) - jnp.log1p(rv / SPEED_OF_LIGHT_KMS)) * (SPEED_OF_LIGHT_KMS / self.dv_fine)
+        u = (jnp.log(self.wavelength / self.error_mode_start) - jnp.log1p(rv / SPEED_OF_LIGHT_KMS)) * (
+            SPEED_OF_LIGHT_KMS / self.dv_fine
+        )
         n = self.error_modes.shape[0]
         i = jnp.clip(jnp.floor(u), 0, n - 2).astype(jnp.int32)
         t = jnp.clip(u - i, 0.0, 1.0)
@@ -506,7 +546,9 @@ class ObservationModel(eqx.Module):
         sd = jnp.concatenate([self.prior_sd, jnp.ones(k)])
         return design, mean, sd
 
-    def continuum_coefficients(self, params: Mapping[str, Float[Array, ""]], *, fit: bool | None = None) -> Float[Array, "n_coef"]:
+    def continuum_coefficients(
+        self, params: Mapping[str, Float[Array, ""]], *, fit: bool | None = None
+    ) -> Float[Array, "n_coef"]:
         """Continuum coefficients: the parameters (``"sample"``), or the conditional posterior mean
         (``"marginalise"``) / best fit (``"profile"``) given the other parameters. ``fit=True`` forces the
         linear fit (used for starting values)."""
@@ -521,8 +563,12 @@ class ObservationModel(eqx.Module):
         if self.n_error_modes:  # fit jointly with the error-mode amplitudes; keep the continuum part
             design, mean, sd_all = self._mode_design(params, m)
             sd_all = sd_all.at[: len(names)].set(sd)
-            return linear_continuum_fit(self.flux, design, self.variance(params), self.weight, mean, sd_all)[: len(names)]
-        return linear_continuum_fit(self.flux, m[:, None] * self.basis, self.variance(params), self.weight, self.prior_mean, sd)
+            return linear_continuum_fit(self.flux, design, self.variance(params), self.weight, mean, sd_all)[
+                : len(names)
+            ]
+        return linear_continuum_fit(
+            self.flux, m[:, None] * self.basis, self.variance(params), self.weight, self.prior_mean, sd
+        )
 
     def continuum(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_pix"]:
         """Continuum at the observed pixels (1 everywhere when ``continuum_degree = -1``)."""
@@ -552,7 +598,9 @@ class ObservationModel(eqx.Module):
             return jnp.zeros_like(m), design, mean, sd
         return jnp.zeros_like(m), m[:, None] * self.basis, self.prior_mean, self.prior_sd
 
-    def likelihood_terms(self, params: Mapping[str, Float[Array, ""]]) -> tuple[Float[Array, "n_res"], Float[Array, ""]]:
+    def likelihood_terms(
+        self, params: Mapping[str, Float[Array, ""]]
+    ) -> tuple[Float[Array, "n_res"], Float[Array, ""]]:
         """``(ρ, c)`` with ``log_likelihood = −½|ρ|² + c``: whitened residuals (masked pixels zero; one extra
         entry per marginalised coefficient) and the normalisation (log determinants), which varies slowly.
         Gauss–Newton curvature (MAP, Laplace) comes from the Jacobian of ρ."""

@@ -37,7 +37,9 @@ def physics_error_table() -> dict:
     try:
         return json.loads(path.read_text())["windows"]
     except (json.JSONDecodeError, KeyError) as exc:
-        raise StellarinfError(f"{path} is not a valid physics-error table ({exc}); rerun `python data/measure_physics_error.py`") from None
+        raise StellarinfError(
+            f"{path} is not a valid physics-error table ({exc}); rerun `python data/measure_physics_error.py`"
+        ) from None
 
 
 def physics_error_for(wmin: float, wmax: float) -> tuple[tuple | None, dict[str, float]]:
@@ -65,7 +67,9 @@ def physics_error_for(wmin: float, wmax: float) -> tuple[tuple | None, dict[str,
                 labels[k] = max(labels.get(k, 0.0), float(v))
         return (floor, frac, ()), labels
     regions = tuple(tuple(float(v) for v in r) for r in best.get("regions", []))
-    return (float(best["floor"]), float(best["depth_fraction"]), regions), {k: float(v) for k, v in best.get("label_floor", {}).items()}
+    return (float(best["floor"]), float(best["depth_fraction"]), regions), {
+        k: float(v) for k, v in best.get("label_floor", {}).items()
+    }
 
 
 def fit_error_model(residual: np.ndarray, depth: np.ndarray, n_bins: int = 10) -> tuple[float, float]:

@@ -19,6 +19,13 @@ from .observed import synthesize_observed
 from .synthesize import FIDELITIES, R_FINE, fine_grid, make_synthesizer, synthesize
 
 __all__ = [
-    "AtmosphereCoverageError", "FIDELITIES", "LineListCoverageError", "R_FINE", "SynthesizerModel",
-    "fine_grid", "make_synthesizer", "synthesize", "synthesize_observed",
+    "AtmosphereCoverageError",
+    "FIDELITIES",
+    "LineListCoverageError",
+    "R_FINE",
+    "SynthesizerModel",
+    "fine_grid",
+    "make_synthesizer",
+    "synthesize",
+    "synthesize_observed",
 ]

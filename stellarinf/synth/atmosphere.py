@@ -71,8 +71,12 @@ def interpolate_atmosphere(teff, logg, mh, alpha=0.0, depth_index: np.ndarray | 
 def check_coverage(teff, logg, mh, alpha=0.0) -> None:
     """Raise :class:`AtmosphereCoverageError` unless every model around the point exists (eager)."""
     g = atmosphere_grid()
-    vals = {"teff": np.atleast_1d(np.asarray(teff, float)), "logg": np.atleast_1d(np.asarray(logg, float)),
-            "feh": np.atleast_1d(np.asarray(mh, float)), "alpha": np.atleast_1d(np.asarray(alpha, float))}
+    vals = {
+        "teff": np.atleast_1d(np.asarray(teff, float)),
+        "logg": np.atleast_1d(np.asarray(logg, float)),
+        "feh": np.atleast_1d(np.asarray(mh, float)),
+        "alpha": np.atleast_1d(np.asarray(alpha, float)),
+    }
     vals = dict(zip(vals, np.broadcast_arrays(*vals.values())))
     for name, v in vals.items():
         if not np.all(np.isfinite(v)):

@@ -54,13 +54,20 @@ class CalibrationResult(NamedTuple):
     mask: np.ndarray  # (n_fine,) bool, pixels used
 
 
-def chunk_scale(model: Float[Array, "n"], observed: Float[Array, "n"], weight: Float[Array, "n"],
-                chunk: np.ndarray, x: np.ndarray, n_chunks: int) -> Float[Array, "n"]:
+def chunk_scale(
+    model: Float[Array, "n"],
+    observed: Float[Array, "n"],
+    weight: Float[Array, "n"],
+    chunk: np.ndarray,
+    x: np.ndarray,
+    n_chunks: int,
+) -> Float[Array, "n"]:
     """Per-chunk linear continuum scale ``a_c + b_c x`` that best maps ``model`` onto ``observed``.
 
     Weighted least squares in each chunk (``chunk`` (n,) int ids, ``x`` (n,) position within the chunk in
     [−1, 1]); returns the scale at every pixel. Closed form, so differentiable in ``model``.
     """
+
     def sums(v):
         return jax.ops.segment_sum(weight * v, chunk, num_segments=n_chunks)
 
@@ -161,7 +168,9 @@ def fit_loggf(
         obs = observed_at(theta[n_free + 1])
         s = chunk_scale(m, obs, weight, chunk, x, n_chunks)
         r = obs - s * m
-        return 0.5 * jnp.sum(weight * r**2) + 0.5 * jnp.sum(((theta[:n_free] + base[free_j] - lab_j[free_j]) / prior_sd) ** 2)
+        return 0.5 * jnp.sum(weight * r**2) + 0.5 * jnp.sum(
+            ((theta[:n_free] + base[free_j] - lab_j[free_j]) / prior_sd) ** 2
+        )
 
     lab_j = jnp.asarray(lab)
     value_and_grad = jax.jit(jax.value_and_grad(loss))
@@ -185,8 +194,15 @@ def fit_loggf(
 
     lo, hi = DLOGGF_BOUNDS
     bounds = [(lo - s0, hi - s0) for s0 in start[free]] + [(0.0, 8.0), (-3.0, 3.0)]
-    res = minimize(fg, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-                   options={"maxiter": maxiter, "maxcor": 30}, callback=lambda *_: bar.update(1))
+    res = minimize(
+        fg,
+        theta0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": maxiter, "maxcor": 30},
+        callback=lambda *_: bar.update(1),
+    )
     bar.close()
     obs_after, after = scaled(res.x)
 
@@ -194,8 +210,17 @@ def fit_loggf(
         return float(np.sqrt(np.mean((o - m)[use] ** 2) / np.mean(m[use]) ** 2))
 
     return CalibrationResult(
-        rows=np.asarray(idx)[free], dloggf=start[free] + np.asarray(res.x[:n_free]), vmacro=float(res.x[n_free]),
-        rv=float(res.x[n_free + 1]), rms_before=rms(obs_before, before), rms_after=rms(obs_after, after),
-        n_evaluations=count[0], seconds=time.perf_counter() - t0, wavelength=fine, observed=obs_after,
-        model_before=before, model_after=after, mask=use,
+        rows=np.asarray(idx)[free],
+        dloggf=start[free] + np.asarray(res.x[:n_free]),
+        vmacro=float(res.x[n_free]),
+        rv=float(res.x[n_free + 1]),
+        rms_before=rms(obs_before, before),
+        rms_after=rms(obs_after, after),
+        n_evaluations=count[0],
+        seconds=time.perf_counter() - t0,
+        wavelength=fine,
+        observed=obs_after,
+        model_before=before,
+        model_after=after,
+        mask=use,
     )

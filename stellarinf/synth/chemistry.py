@@ -55,8 +55,14 @@ def ionisation_fractions(temperature, electron_density, log_u) -> Float[Array, "
         log_u: (n_el1, 3, n_depth) ln partition functions.
     """
     chi = jnp.asarray(ionization_energies())[:, :2, None]  # (n_el1, 2, 1) eV
-    ln_phi = (jnp.log(2.0 * SAHA_CONST) + 1.5 * jnp.log(temperature) - jnp.log(electron_density)
-              + log_u[:, 1:] - log_u[:, :2] - chi / (K_B_EV * temperature))  # (n_el1, 2, n_depth)
+    ln_phi = (
+        jnp.log(2.0 * SAHA_CONST)
+        + 1.5 * jnp.log(temperature)
+        - jnp.log(electron_density)
+        + log_u[:, 1:]
+        - log_u[:, :2]
+        - chi / (K_B_EV * temperature)
+    )  # (n_el1, 2, n_depth)
     ln_rel = jnp.stack([jnp.zeros_like(ln_phi[:, 0]), ln_phi[:, 0], ln_phi[:, 0] + ln_phi[:, 1]], axis=1)
     return jnp.exp(ln_rel - jax.scipy.special.logsumexp(ln_rel, axis=1, keepdims=True))
 
@@ -73,6 +79,10 @@ def populations(temperature, gas_pressure, electron_density, logeps) -> Populati
     frac = ionisation_fractions(temperature, electron_density, log_u)
     species = number_fractions(logeps)[:, None, None] * n_nuclei[None, None, :] * frac
     # H⁻: n(H⁻) / (n(H I) n_e) = U(H⁻) / (2 U(H I)) (h²/2πmkT)^{3/2} e^{χ/kT}, U(H⁻) = 1.
-    n_hminus = (species[1, 0] * electron_density * jnp.exp(CHI_HMINUS / (K_B_EV * temperature) - log_u[1, 0])
-                / (2.0 * SAHA_CONST * temperature**1.5))
+    n_hminus = (
+        species[1, 0]
+        * electron_density
+        * jnp.exp(CHI_HMINUS / (K_B_EV * temperature) - log_u[1, 0])
+        / (2.0 * SAHA_CONST * temperature**1.5)
+    )
     return Populations(n_nuclei, species, log_u, n_hminus, electron_density)

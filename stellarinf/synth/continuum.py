@@ -19,14 +19,16 @@ SIGMA_THOMSON = 6.6524587e-25  # cm^2
 _HMINUS_THRESHOLD_UM = 1.6419
 _BF_C = np.array([152.519, 49.534, -118.858, 92.536, -34.194, 4.982])
 # John (1988) free–free coefficients for λ > 0.3645 µm; rows n = 1..6, columns A..F.
-_FF = np.array([
-    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-    [2483.346, 285.827, -2054.291, 2827.776, -1341.537, 208.952],
-    [-3449.889, -1158.382, 8746.523, -11485.632, 5303.609, -812.939],
-    [2200.040, 2427.719, -13651.105, 16755.524, -7510.494, 1132.738],
-    [-696.271, -1841.400, 8624.970, -10051.530, 4400.067, -655.020],
-    [88.283, 444.517, -1863.864, 2095.288, -901.788, 132.985],
-])
+_FF = np.array(
+    [
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [2483.346, 285.827, -2054.291, 2827.776, -1341.537, 208.952],
+        [-3449.889, -1158.382, 8746.523, -11485.632, 5303.609, -812.939],
+        [2200.040, 2427.719, -13651.105, 16755.524, -7510.494, 1132.738],
+        [-696.271, -1841.400, 8624.970, -10051.530, 4400.067, -655.020],
+        [88.283, 444.517, -1863.864, 2095.288, -901.788, 132.985],
+    ]
+)
 
 
 def stimulated_factor(wavelength, temperature):
@@ -90,6 +92,10 @@ def continuum_opacity(wavelength: Float[Array, "n_wl"], temperature, electron_de
         pops: :class:`~stellarinf.synth.chemistry.Populations`.
     """
     absorption = hminus_opacity(wavelength, temperature, electron_density, pops.n_hi, pops.n_hminus)
-    absorption = absorption + hydrogen_bf_ff_opacity(wavelength, temperature, electron_density, pops.n_hi, pops.n_hii, pops.log_u[1, 0])
-    scattering = (SIGMA_THOMSON * electron_density)[:, None] + pops.n_hi[:, None] * rayleigh_hydrogen_cross_section(wavelength)[None, :]
+    absorption = absorption + hydrogen_bf_ff_opacity(
+        wavelength, temperature, electron_density, pops.n_hi, pops.n_hii, pops.log_u[1, 0]
+    )
+    scattering = (SIGMA_THOMSON * electron_density)[:, None] + pops.n_hi[:, None] * rayleigh_hydrogen_cross_section(
+        wavelength
+    )[None, :]
     return absorption, scattering

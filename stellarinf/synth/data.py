@@ -63,12 +63,21 @@ def atmosphere_grid() -> AtmosphereGrid:
     """The ATLAS9 ODFNEW grid with log10 quantities and NaN-free filled holes."""
     with h5py.File(data_file("atmospheres_atlas9.h5"), "r") as fh:
         valid = fh["valid"][...].astype(bool)
-        logs = {k: _fill_missing(np.log10(fh[k][...]), valid) for k in ("rhox", "temperature", "gas_pressure", "electron_density")}
+        logs = {
+            k: _fill_missing(np.log10(fh[k][...]), valid)
+            for k in ("rhox", "temperature", "gas_pressure", "electron_density")
+        }
         return AtmosphereGrid(
-            mh=fh["mh"][...], alpha=fh["alpha"][...], teff=fh["teff"][...], logg=fh["logg"][...],
+            mh=fh["mh"][...],
+            alpha=fh["alpha"][...],
+            teff=fh["teff"][...],
+            logg=fh["logg"][...],
             log_tau_ross=fh["log_tau_ross_nominal"][...],
-            log_rhox=logs["rhox"], log_temperature=logs["temperature"], log_pressure=logs["gas_pressure"],
-            log_ne=logs["electron_density"], valid=valid,
+            log_rhox=logs["rhox"],
+            log_temperature=logs["temperature"],
+            log_pressure=logs["gas_pressure"],
+            log_ne=logs["electron_density"],
+            valid=valid,
         )
 
 
@@ -90,13 +99,21 @@ def linelist() -> LineList:
     from astropy.table import Table
 
     t = Table.read(data_file("linelist.ecsv"))
-    cover = tuple(tuple(float(x) for x in r) for r in t.meta.get("kept_vacuum_ranges_angstrom", [[t["wavelength"].min(), t["wavelength"].max()]]))
+    cover = tuple(
+        tuple(float(x) for x in r)
+        for r in t.meta.get("kept_vacuum_ranges_angstrom", [[t["wavelength"].min(), t["wavelength"].max()]])
+    )
     iso = np.asarray(t["isotope"], dtype=np.int64) if "isotope" in t.colnames else np.zeros(len(t), dtype=np.int64)
     return LineList(
-        wavelength=np.asarray(t["wavelength"], dtype=np.float64), Z=np.asarray(t["Z"], dtype=np.int64),
-        ion=np.asarray(t["ion"], dtype=np.int64), isotope=iso, elow=np.asarray(t["elow"], dtype=np.float64),
-        loggf=np.asarray(t["loggf"], dtype=np.float64), species=np.asarray(t["species"], dtype=str),
-        coverage=cover, source=str(t.meta.get("source", "data/linelist.ecsv")),
+        wavelength=np.asarray(t["wavelength"], dtype=np.float64),
+        Z=np.asarray(t["Z"], dtype=np.int64),
+        ion=np.asarray(t["ion"], dtype=np.int64),
+        isotope=iso,
+        elow=np.asarray(t["elow"], dtype=np.float64),
+        loggf=np.asarray(t["loggf"], dtype=np.float64),
+        species=np.asarray(t["species"], dtype=str),
+        coverage=cover,
+        source=str(t.meta.get("source", "data/linelist.ecsv")),
     )
 
 
@@ -108,7 +125,9 @@ LOGGF_TABLE = "loggf_solar.ecsv"
 def check_loggf(choice: str) -> str:
     """Validate a ``loggf`` choice (see :func:`loggf_offsets`)."""
     if choice not in LOGGF_CHOICES:
-        raise ValueError(f"loggf={choice!r} is not known; choose 'solar' (calibrated on the observed Sun) or 'laboratory'")
+        raise ValueError(
+            f"loggf={choice!r} is not known; choose 'solar' (calibrated on the observed Sun) or 'laboratory'"
+        )
     return choice
 
 
@@ -135,7 +154,9 @@ def loggf_offsets(choice: str = DEFAULT_LOGGF) -> np.ndarray:
     t = Table.read(path)
     rows = np.asarray(t["row"], dtype=np.int64)
     ok = (rows >= 0) & (rows < ll.wavelength.size)
-    ok[ok] &= (np.abs(ll.wavelength[rows[ok]] - np.asarray(t["wavelength"])[ok]) < 1e-3) & (ll.species[rows[ok]] == np.asarray(t["species"], str)[ok])
+    ok[ok] &= (np.abs(ll.wavelength[rows[ok]] - np.asarray(t["wavelength"])[ok]) < 1e-3) & (
+        ll.species[rows[ok]] == np.asarray(t["species"], str)[ok]
+    )
     if not ok.all():
         raise ValueError(
             f"{path.name}: {int((~ok).sum())} rows do not match the line list (it was rebuilt since the calibration); "

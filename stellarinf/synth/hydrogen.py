@@ -85,4 +85,6 @@ def _self_broadening(T):
     # Barklem, Piskunov & O'Mara (2000) for Hα: γ/N_H = 2 (4/π)^{α/2} Γ((4−α)/2) v̄ σ(v̄), σ ∝ v̄^−α.
     sigma0, alpha, v0 = 1180.0 * BOHR**2, 0.677, 1e6
     vbar = jnp.sqrt(8.0 * K_B * T / (jnp.pi * 0.5 * 1.008 * AMU))
-    return 2.0 * (4.0 / jnp.pi) ** (alpha / 2.0) * gamma_fn((4.0 - alpha) / 2.0) * vbar * sigma0 * (vbar / v0) ** (-alpha)
+    return (
+        2.0 * (4.0 / jnp.pi) ** (alpha / 2.0) * gamma_fn((4.0 - alpha) / 2.0) * vbar * sigma0 * (vbar / v0) ** (-alpha)
+    )

@@ -110,7 +110,9 @@ def line_params(lines: LineData, temperature, electron_density, pops, vmic, log_
     amp = PI_E2_MC * 10.0 ** log_gf[:, None] * jnp.exp(log_pop) * stim / (SQRT_PI * dnu_d)
     # van der Waals: γ6 = 17 v^0.6 C6^0.4 N_H with the mean relative speed of the line atom and H.
     vrel = jnp.sqrt(8.0 * K_B * T / jnp.pi * (1.0 / (1.008 * AMU) + 1.0 / mass))
-    gamma6 = UNSOLD_ENHANCEMENT * 17.0 * vrel**0.6 * 10.0 ** (0.4 * jnp.asarray(lines.log_c6))[:, None] * pops.n_hi[None, :]
+    gamma6 = (
+        UNSOLD_ENHANCEMENT * 17.0 * vrel**0.6 * 10.0 ** (0.4 * jnp.asarray(lines.log_c6))[:, None] * pops.n_hi[None, :]
+    )
     gamma4 = jnp.asarray(lines.stark)[:, None] * electron_density[None, :]
     gamma = jnp.asarray(lines.gamma_rad)[:, None] + gamma6 + gamma4
     return LineParams(amp, xi, gamma / (4.0 * jnp.pi * dnu_d))

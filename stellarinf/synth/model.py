@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float
 
 from ..labels import LabelSpace, default_label_space
@@ -28,8 +26,14 @@ class SynthesizerModel:
     ``flux(labels, wavelength)`` is pure JAX (jit/vmap/grad-friendly); ``error`` returns zeros.
     """
 
-    def __init__(self, label_space: LabelSpace | None = None, window: str | Window = "galah-red",
-                 fidelity: str = "realistic", resolution: float | None = None, loggf: str = "solar"):
+    def __init__(
+        self,
+        label_space: LabelSpace | None = None,
+        window: str | Window = "galah-red",
+        fidelity: str = "realistic",
+        resolution: float | None = None,
+        loggf: str = "solar",
+    ):
         self.label_space = label_space or default_label_space()
         self.window = resolve_window(window)
         self.fidelity = fidelity

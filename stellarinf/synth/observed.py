@@ -9,9 +9,15 @@ from ..wavelength import SPEED_OF_LIGHT_KMS, Window, get_window, log_uniform_gri
 from .synthesize import R_FINE, fine_grid, synthesize
 
 
-def padded_fine_grid(wmin: float, wmax: float, *, resolution=None, vsini: float = 0.0, vmacro: float = 0.0) -> np.ndarray:
+def padded_fine_grid(
+    wmin: float, wmax: float, *, resolution=None, vsini: float = 0.0, vmacro: float = 0.0
+) -> np.ndarray:
     """Fine grid covering [wmin, wmax] plus room for the broadening kernels (≥ 2 Å each side)."""
-    width_kms = (vsini or 0.0) + 5.0 * (vmacro or 0.0) + (6.0 * SPEED_OF_LIGHT_KMS / (2.355 * resolution) if resolution else 0.0)
+    width_kms = (
+        (vsini or 0.0)
+        + 5.0 * (vmacro or 0.0)
+        + (6.0 * SPEED_OF_LIGHT_KMS / (2.355 * resolution) if resolution else 0.0)
+    )
     pad = max(2.0, 1.2 * wmax * width_kms / SPEED_OF_LIGHT_KMS)
     return fine_grid(wmin - pad, wmax + pad, R_FINE)
 
@@ -28,9 +34,18 @@ def resolve_window(window: str | Window | None = "galah-red", wmin=None, wmax=No
     return w
 
 
-def synthesize_observed(labels, window: str | Window = "galah-red", resolution=None, vsini: float = 0.0,
-                        vmacro: float = 0.0, *, fidelity: str = "realistic", limb_darkening: float = 0.6,
-                        label_names=None, wavelength=None):
+def synthesize_observed(
+    labels,
+    window: str | Window = "galah-red",
+    resolution=None,
+    vsini: float = 0.0,
+    vmacro: float = 0.0,
+    *,
+    fidelity: str = "realistic",
+    limb_darkening: float = 0.6,
+    label_names=None,
+    wavelength=None,
+):
     """Spectrum at instrument resolution on the window's pixel grid (uniform in ln λ, vacuum Å).
 
     Args:

@@ -22,9 +22,8 @@ from .. import __version__
 from ..io.atomic import atomic_path
 from ..paths import data_file
 from .abundances import log_abundances
-from .atmosphere import DEPTH_INDEX, interpolate_atmosphere
+from .atmosphere import interpolate_atmosphere
 from .chemistry import populations
-from .constants import C_KMS
 from .continuum import continuum_opacity
 from .data import linelist
 from .lines import EDGE_TOLERANCE, UNSOLD_ENHANCEMENT, line_data, line_params
@@ -36,9 +35,22 @@ LINE_MARGIN = 3.0  # Å: lines this far outside the grid still contribute wings
 
 
 def _cache_path(wmin: float, wmax: float, strength_cut: float) -> Path:
-    key = json.dumps([wmin, wmax, strength_cut, STRENGTH_CUT, REFERENCE_TEFF, REFERENCE_LOGG, LINE_MARGIN,
-                      EDGE_TOLERANCE, UNSOLD_ENHANCEMENT, __version__, os.path.getmtime(data_file("linelist.ecsv")),
-                      os.path.getmtime(data_file("atmospheres_atlas9.h5"))])
+    key = json.dumps(
+        [
+            wmin,
+            wmax,
+            strength_cut,
+            STRENGTH_CUT,
+            REFERENCE_TEFF,
+            REFERENCE_LOGG,
+            LINE_MARGIN,
+            EDGE_TOLERANCE,
+            UNSOLD_ENHANCEMENT,
+            __version__,
+            os.path.getmtime(data_file("linelist.ecsv")),
+            os.path.getmtime(data_file("atmospheres_atlas9.h5")),
+        ]
+    )
     root = Path(os.environ.get("STELLARINF_CACHE", Path.home() / ".cache" / "stellarinf"))
     return root / f"line_selection_{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
@@ -87,8 +99,10 @@ def _select(wmin: float, wmax: float, strength_cut: float) -> tuple[np.ndarray, 
         wing = jnp.sqrt(ratio * p.damping / (1.7725 * EDGE_TOLERANCE))
         return ratio, jnp.maximum(core, wing) * p.doppler_kms
 
-    forming = np.asarray((interpolate_atmosphere(5000.0, 3.0, 0.0).log_tau_ross >= -4.0)
-                         & (interpolate_atmosphere(5000.0, 3.0, 0.0).log_tau_ross <= 0.5))
+    forming = np.asarray(
+        (interpolate_atmosphere(5000.0, 3.0, 0.0).log_tau_ross >= -4.0)
+        & (interpolate_atmosphere(5000.0, 3.0, 0.0).log_tau_ross <= 0.5)
+    )
     tt, gg = np.meshgrid(REFERENCE_TEFF, REFERENCE_LOGG)
     r, w = jax.jit(jax.vmap(measure))(jnp.asarray(tt.ravel()), jnp.asarray(gg.ravel()))  # one compiled call
     ratio_max = np.asarray(r)[:, :, forming].max(axis=(0, 2))

@@ -55,15 +55,24 @@ def check_label_names(names: Sequence[str]) -> None:
     """Labels must be teff, logg, feh, optional vmic and [X/Fe] labels (x_fe)."""
     for req in ("teff", "logg", "feh"):
         if req not in names:
-            raise LabelError(f"the synthesizer needs label {req!r}; give teff, logg and feh (vmic and <el>_fe optional)")
+            raise LabelError(
+                f"the synthesizer needs label {req!r}; give teff, logg and feh (vmic and <el>_fe optional)"
+            )
     for n in names:
         if n not in STELLAR and element_of(n) is None:
-            raise LabelError(f"the synthesizer does not know label {n!r}; use teff, logg, feh, vmic or <element>_fe (e.g. ca_fe)")
+            raise LabelError(
+                f"the synthesizer does not know label {n!r}; use teff, logg, feh, vmic or <element>_fe (e.g. ca_fe)"
+            )
 
 
 def check_wavelength(wavelength: np.ndarray) -> None:
     """The fine grid must be finite, increasing, fine enough, and inside the line list's coverage."""
-    if wavelength.ndim != 1 or wavelength.size < 2 or not np.all(np.isfinite(wavelength)) or not np.all(np.diff(wavelength) > 0):
+    if (
+        wavelength.ndim != 1
+        or wavelength.size < 2
+        or not np.all(np.isfinite(wavelength))
+        or not np.all(np.diff(wavelength) > 0)
+    ):
         raise WavelengthError("the fine wavelength grid must be a 1-D strictly increasing array of finite vacuum Å")
     step = float(np.max(np.diff(np.log(wavelength)))) * SPEED_OF_LIGHT_KMS
     if step > 1.5:
@@ -92,7 +101,9 @@ def validate_labels(values: np.ndarray, names: Sequence[str], fidelity: str) -> 
         if not np.all(np.isfinite(col)):
             raise LabelError(f"label {n!r} has NaN or infinite values; give finite numbers")
         if n == "vmic" and np.any((col < 0) | (col > 5)):
-            raise LabelError(f"vmic={col[(col < 0) | (col > 5)][0]:g} km/s is outside 0–5 km/s (line windows assume ≤ 5)")
+            raise LabelError(
+                f"vmic={col[(col < 0) | (col > 5)][0]:g} km/s is outside 0–5 km/s (line windows assume ≤ 5)"
+            )
         if element_of(n) is not None and np.any(np.abs(col) > 2.0):
             raise LabelError(f"{n}={col[np.abs(col) > 2][0]:g} dex is outside −2..+2; give a plausible [X/Fe]")
     t, g, f = (flat[:, names.index(k)] for k in ("teff", "logg", "feh"))
@@ -103,7 +114,9 @@ def validate_labels(values: np.ndarray, names: Sequence[str], fidelity: str) -> 
         hi = {"teff": 10000.0, "logg": 5.5, "feh": 1.0}
         for k, col in (("teff", t), ("logg", g), ("feh", f)):
             if np.any((col < lo[k]) | (col > hi[k])):
-                raise LabelError(f"{k}={col[(col < lo[k]) | (col > hi[k])][0]:g} is outside the simple model's range {lo[k]:g}..{hi[k]:g}")
+                raise LabelError(
+                    f"{k}={col[(col < lo[k]) | (col > hi[k])][0]:g} is outside the simple model's range {lo[k]:g}..{hi[k]:g}"
+                )
     return arr
 
 
@@ -131,7 +144,9 @@ class _Interp:
         return y[..., self.i] * (1.0 - self.w) + y[..., self.i + 1] * self.w
 
 
-def line_synthesizer(wavelength: np.ndarray, names: tuple[str, ...], loggf: str = DEFAULT_LOGGF) -> tuple[Callable, LineData]:
+def line_synthesizer(
+    wavelength: np.ndarray, names: tuple[str, ...], loggf: str = DEFAULT_LOGGF
+) -> tuple[Callable, LineData]:
     """The realistic synthesizer with the lines' log gf as an input (for the solar calibration).
 
     Returns ``(fn, lines)``: ``fn(labels, log_gf) -> (flux, continuum)`` where ``log_gf`` (n_lines,) are
@@ -188,7 +203,9 @@ def _cached(key, names: tuple[str, ...], fidelity: str, wl_bytes: bytes, loggf: 
     return fn
 
 
-def make_synthesizer(wavelength_fine, label_names: Sequence[str] = STELLAR, fidelity: str = "realistic", loggf: str = DEFAULT_LOGGF) -> Callable:
+def make_synthesizer(
+    wavelength_fine, label_names: Sequence[str] = STELLAR, fidelity: str = "realistic", loggf: str = DEFAULT_LOGGF
+) -> Callable:
     """Pure JAX ``labels[n_labels] → (flux[n_wl], continuum[n_wl])`` (not jitted; wrap in ``jax.jit``/``vmap``).
 
     Args:
@@ -219,8 +236,14 @@ def _jitted(fn):
     return jax.jit(jax.vmap(fn))
 
 
-def synthesize(labels, wavelength_fine, fidelity: str = "realistic", *, label_names: Sequence[str] | None = None,
-               loggf: str = DEFAULT_LOGGF):
+def synthesize(
+    labels,
+    wavelength_fine,
+    fidelity: str = "realistic",
+    *,
+    label_names: Sequence[str] | None = None,
+    loggf: str = DEFAULT_LOGGF,
+):
     """Normalised flux and continuum on an unbroadened fine grid (validated).
 
     Args:

@@ -29,7 +29,7 @@ def _weideman_coefficients(n: int) -> tuple[float, np.ndarray]:
     k = np.arange(-m + 1, m)
     ell = np.sqrt(n / np.sqrt(2.0))
     t = ell * np.tan(k * np.pi / (2 * m))
-    f = np.concatenate([[0.0], np.exp(-t**2) * (ell**2 + t**2)])
+    f = np.concatenate([[0.0], np.exp(-(t**2)) * (ell**2 + t**2)])
     a = np.real(np.fft.fft(np.fft.fftshift(f))) / (2 * m)
     return float(ell), np.flipud(a[1 : n + 1])
 

@@ -17,8 +17,19 @@ from . import apogee, ascii, galah, image, specutils_object, table
 from ._common import RawSpectrum, ReadOptions, SpectrumWarning, _open_fits
 from .galah import galah_reduction
 
-__all__ = ["FITS_READERS", "FORMATS", "RawSpectrum", "ReadOptions", "Reader", "SpectrumWarning", "galah_reduction",
-           "is_fits_name", "read_fits", "read_object", "read_text"]
+__all__ = [
+    "FITS_READERS",
+    "FORMATS",
+    "RawSpectrum",
+    "ReadOptions",
+    "Reader",
+    "SpectrumWarning",
+    "galah_reduction",
+    "is_fits_name",
+    "read_fits",
+    "read_object",
+    "read_text",
+]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -55,11 +55,9 @@ class SpectrumWarning(UserWarning):
     """Something in an observed spectrum was repaired or assumed (masked pixels, reversed order, ...)."""
 
 
-
 _MEDIA = ("air", "vacuum")
 
 _SOURCES = ("header", "format", "caller", "default")
-
 
 
 def _spectral_axis_in_angstrom(values) -> tuple[np.ndarray, str | None]:
@@ -81,7 +79,6 @@ def _spectral_axis_in_angstrom(values) -> tuple[np.ndarray, str | None]:
     return values, None
 
 
-
 def _uncertainty_as_sigma(sigma):
     """An astropy/specutils ``NDUncertainty`` (std, var or ivar) → σ (Quantity or array); anything else as is."""
     kind = getattr(sigma, "uncertainty_type", None)
@@ -96,11 +93,15 @@ def _uncertainty_as_sigma(sigma):
     elif kind == "var":
         out, out_unit = np.sqrt(np.where(arr > 0, arr, np.nan)), None if unit is None else unit**0.5
     elif kind == "ivar":
-        out, out_unit = np.where(arr > 0, 1.0 / np.sqrt(np.where(arr > 0, arr, 1.0)), np.nan), None if unit is None else unit**-0.5
+        out, out_unit = (
+            np.where(arr > 0, 1.0 / np.sqrt(np.where(arr > 0, arr, 1.0)), np.nan),
+            None if unit is None else unit**-0.5,
+        )
     else:
-        raise SpectrumError(f"uncertainty of type {kind!r} is not supported; give a standard deviation, variance or inverse variance")
+        raise SpectrumError(
+            f"uncertainty of type {kind!r} is not supported; give a standard deviation, variance or inverse variance"
+        )
     return out if out_unit is None else out * u.Unit(out_unit)
-
 
 
 def _flux_and_sigma_values(flux, sigma, meta) -> tuple[np.ndarray, np.ndarray]:
@@ -125,12 +126,10 @@ def _flux_and_sigma_values(flux, sigma, meta) -> tuple[np.ndarray, np.ndarray]:
     return flux, sigma
 
 
-
 def _note(meta: dict, message: str, warn: bool = True) -> None:
     meta.setdefault("notes", []).append(message)
     if warn:
         warnings.warn(message, SpectrumWarning, stacklevel=3)
-
 
 
 _WAVELENGTH_NAMES = ("wavelength", "wave", "lambda", "lam", "wl", "wavelength_vac", "wavelength_air", "loglam")
@@ -167,7 +166,6 @@ _UNIT_ALIASES = {
 }
 
 
-
 def _to_unit(unit):
     """A string / astropy unit / None → astropy length unit or None (no unit given)."""
     from astropy import units as u
@@ -188,7 +186,6 @@ def _to_unit(unit):
     return unit
 
 
-
 def _wavelength_in_angstrom(values, unit, where: str) -> np.ndarray:
     from astropy import units as u
 
@@ -204,7 +201,6 @@ def _wavelength_in_angstrom(values, unit, where: str) -> np.ndarray:
     return (wl * unit).to_value(u.AA)
 
 
-
 def _find(names_lower: Mapping[str, str], candidates, explicit=None, what="column"):
     """Original column name for the first candidate present (case-insensitive), or None."""
     if explicit is not None:
@@ -218,7 +214,6 @@ def _find(names_lower: Mapping[str, str], candidates, explicit=None, what="colum
     return None
 
 
-
 def _open_fits(path):
     from astropy.io import fits
 
@@ -226,7 +221,6 @@ def _open_fits(path):
         return fits.open(path, memmap=False)
     except OSError as exc:
         raise SpectrumError(f"cannot read {str(path)!r} as FITS ({exc}); check that it is a FITS file") from None
-
 
 
 def _unit_record(caller_unit, file_unit) -> tuple[str, str]:
@@ -239,7 +233,6 @@ def _unit_record(caller_unit, file_unit) -> tuple[str, str]:
     return "Angstrom", "default"
 
 
-
 def _to_unit_quiet(unit):
     if unit is None:
         return None
@@ -247,7 +240,6 @@ def _to_unit_quiet(unit):
         return _to_unit(str(unit))
     except SpectrumError:
         return None
-
 
 
 def _unit_ratio(err_unit, flux_unit) -> float:
@@ -260,7 +252,6 @@ def _unit_ratio(err_unit, flux_unit) -> float:
         return float(u.Unit(str(err_unit)).to(u.Unit(str(flux_unit))))
     except (ValueError, u.UnitConversionError):
         return 1.0
-
 
 
 def _as_bool_mask(values, name):
@@ -280,7 +271,6 @@ def _as_bool_mask(values, name):
     raise SpectrumError(f"cannot interpret mask column {name!r} of type {arr.dtype}")
 
 
-
 def _sigma_from_ivar(ivar, mask, meta):
     # ivar = 0 is the usual flag of a bad pixel: mask it instead of failing
     zero = ~(ivar > 0)
@@ -290,14 +280,12 @@ def _sigma_from_ivar(ivar, mask, meta):
     return sigma, mask & ~zero
 
 
-
 def _simple_header(header) -> dict:
     out = {}
     for k, v in dict(header).items():
         if k and isinstance(v, (str, int, float, bool)) and k not in ("COMMENT", "HISTORY"):
             out[k] = v
     return out
-
 
 
 def _medium_from_header(header, wl_name: str | None = None) -> str | None:
@@ -323,11 +311,12 @@ def _medium_from_header(header, wl_name: str | None = None) -> str | None:
     return None
 
 
-
 def _wcs_wavelength(header, n, unit, where) -> np.ndarray:
     h = header
     if "CRVAL1" not in h:
-        raise SpectrumError(f"{where}: the flux image has no wavelength WCS (CRVAL1/CDELT1); use a table with a wavelength column")
+        raise SpectrumError(
+            f"{where}: the flux image has no wavelength WCS (CRVAL1/CDELT1); use a table with a wavelength column"
+        )
     crval = float(h["CRVAL1"])
     cdelt = h.get("CDELT1", h.get("CD1_1"))
     if cdelt is None:
@@ -348,9 +337,10 @@ def _wcs_wavelength(header, n, unit, where) -> np.ndarray:
     return _wavelength_in_angstrom(lam, wunit, where)
 
 
-
 def _wcs_unit_record(header, caller_unit) -> tuple[str, str]:
     ctype = str(header.get("CTYPE1", "")).upper()
     if int(header.get("DC-FLAG", 0)) == 1 or ctype.startswith("LOG-LINEAR") or ctype == "LOGLAM":
-        return ("log10 " + caller_unit.to_string(), "caller") if caller_unit is not None else ("log10 Angstrom", "format")
+        return (
+            ("log10 " + caller_unit.to_string(), "caller") if caller_unit is not None else ("log10 Angstrom", "format")
+        )
     return _unit_record(caller_unit, header.get("CUNIT1"))

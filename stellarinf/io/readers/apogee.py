@@ -27,10 +27,11 @@ def _looks_like_apogee(hdul) -> bool:
     return False
 
 
-
 def _read_apogee(hdul, path, row, unit):
     if len(hdul) < 3 or hdul[1].data is None or hdul[2].data is None:
-        raise SpectrumError(f"{path.name}: APOGEE layout needs HDU1 = flux and HDU2 = error; this file has {len(hdul)} HDUs")
+        raise SpectrumError(
+            f"{path.name}: APOGEE layout needs HDU1 = flux and HDU2 = error; this file has {len(hdul)} HDUs"
+        )
     flux = np.asarray(hdul[1].data, dtype=np.float64)
     err = np.asarray(hdul[2].data, dtype=np.float64)
     meta = {"format": "apogee", "header": _simple_header(hdul[0].header)}
@@ -41,7 +42,21 @@ def _read_apogee(hdul, path, row, unit):
     # chip gaps and rejected pixels carry zero flux (and often zero/huge error): not data
     gap = ~(flux != 0) | ~np.isfinite(err) | ~(err > 0)
     if np.any(gap):
-        _note(meta, f"{int(gap.sum())} APOGEE pixel(s) with zero flux or no valid error (chip gaps) were masked", warn=False)
+        _note(
+            meta,
+            f"{int(gap.sum())} APOGEE pixel(s) with zero flux or no valid error (chip gaps) were masked",
+            warn=False,
+        )
     sigma = np.where(gap, np.nan, err)
-    return RawSpectrum(wavelength=wl, flux=flux, sigma=sigma, mask=~gap, segments=None, meta=meta, header=dict(hdul[0].header),
-                medium_hint="vacuum", medium_hint_source="format", wavelength_unit=_wcs_unit_record(hdul[1].header, unit))
+    return RawSpectrum(
+        wavelength=wl,
+        flux=flux,
+        sigma=sigma,
+        mask=~gap,
+        segments=None,
+        meta=meta,
+        header=dict(hdul[0].header),
+        medium_hint="vacuum",
+        medium_hint_source="format",
+        wavelength_unit=_wcs_unit_record(hdul[1].header, unit),
+    )

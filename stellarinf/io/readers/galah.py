@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import SpectrumError
-from ._common import RawSpectrum, ReadOptions, _medium_from_header, _note, _simple_header, _wcs_unit_record, _wcs_wavelength
+from ._common import (
+    RawSpectrum,
+    ReadOptions,
+    _medium_from_header,
+    _note,
+    _simple_header,
+    _wcs_unit_record,
+    _wcs_wavelength,
+)
 
 
 def detect(hdul, opts: ReadOptions) -> bool:
@@ -24,17 +32,14 @@ _GALAH_MIN_HDUS = 5
 _GALAH_HDUS = {0: "unnormalised", 4: "normalised"}  # flux HDUs the reader can use; HDU1 = relative error of HDU0
 
 
-
 def _header_text(header, keys) -> str:
     return " ".join(str(header.get(k, "")) for k in keys).upper()
-
 
 
 def _is_galah_image(h) -> bool:
     from astropy.io import fits
 
     return isinstance(h, (fits.PrimaryHDU, fits.ImageHDU)) and h.data is not None and h.data.ndim == 1
-
 
 
 def _galah_layout_problem(hdul) -> str | None:
@@ -48,7 +53,6 @@ def _galah_layout_problem(hdul) -> str | None:
         if "CRVAL1" not in hdul[i].header:
             return f"HDU{i} has no wavelength WCS (CRVAL1/CDELT1)"
     return None
-
 
 
 def _looks_like_galah(hdul) -> bool:
@@ -66,7 +70,6 @@ def _looks_like_galah(hdul) -> bool:
     return "AAT" in obs.split() or "ANGLO-AUSTRALIAN" in obs
 
 
-
 def _galah_ccd(path) -> tuple[str, int] | None:
     """(sobject_id, CCD) from a GALAH DR3 file name ``<15-digit sobject_id><CCD 1-4>.fits``, else None."""
     stem = Path(path).name.lower().removesuffix(".gz")
@@ -77,7 +80,6 @@ def _galah_ccd(path) -> tuple[str, int] | None:
     return None
 
 
-
 def _galah_wavelength(header, n, unit, where, meta) -> np.ndarray:
     """Air wavelengths of a GALAH HDU from its linear WCS; ``CRPIX1 = 0`` means pixel 1 (GALAH convention)."""
     if header.get("CRPIX1") == 0:
@@ -85,7 +87,6 @@ def _galah_wavelength(header, n, unit, where, meta) -> np.ndarray:
         header["CRPIX1"] = 1.0
         _note(meta, f"{where}: CRPIX1 = 0 read as 1 (the GALAH convention: CRVAL1 is the first pixel)", warn=False)
     return _wcs_wavelength(header, n, unit, where)
-
 
 
 def _on_grid(values, wl_from, wl_to, where, meta) -> np.ndarray:
@@ -101,7 +102,6 @@ def _on_grid(values, wl_from, wl_to, where, meta) -> np.ndarray:
     return np.interp(wl_to, wl_from, values, left=np.nan, right=np.nan)
 
 
-
 # GALAH reductions by version (PIPE_VER in the primary header): "dr3" = iraf 5.x (DR3, 5 HDUs, normalised flux in
 # HDU4); "iraf6" = iraf 6.x (DR4 era, 8 HDUs: 0 flux in counts, 1 normalized, 2 relative_error, 3 sky, 4 teluric,
 # 5 scattered, 6 cross_talk, 7 resolution_profile = LSF FWHM in Å per pixel; one linear WCS for all).
@@ -109,14 +109,11 @@ def _on_grid(values, wl_from, wl_to, where, meta) -> np.ndarray:
 _GALAH_IRAF6_EXTNAMES = {1: "normalized", 2: "relative_error", 4: "teluric"}
 
 
-
 _GALAH_IRAF6_HDUS = {0: "unnormalised", 1: "normalised"}
-
 
 
 def _extname(hdul, i) -> str:
     return str(hdul[i].header.get("EXTNAME", "")).strip().lower() if i < len(hdul) else ""
-
 
 
 def galah_reduction(hdul, name: str = "this file") -> str:
@@ -149,7 +146,6 @@ def galah_reduction(hdul, name: str = "this file") -> str:
     )
 
 
-
 def _read_galah(hdul, path, hdu, unit):
     if galah_reduction(hdul, path.name) == "iraf6":
         return _read_galah_iraf6(hdul, path, hdu, unit)
@@ -161,9 +157,16 @@ def _read_galah(hdul, path, hdu, unit):
         )
     flux_idx = 4 if hdu is None else hdu
     if flux_idx not in _GALAH_HDUS:
-        raise SpectrumError(f"{path.name}: GALAH DR3 flux is HDU4 (normalised, default) or HDU0 (unnormalised); got hdu={hdu!r} (CLI: --hdu 4 or --hdu 0)")
+        raise SpectrumError(
+            f"{path.name}: GALAH DR3 flux is HDU4 (normalised, default) or HDU0 (unnormalised); got hdu={hdu!r} (CLI: --hdu 4 or --hdu 0)"
+        )
     flux_hdu, err_hdu = hdul[flux_idx], hdul[1]
-    meta = {"format": "galah-dr3", "hdu": flux_idx, "flux": _GALAH_HDUS[flux_idx], "header": _simple_header(hdul[0].header)}
+    meta = {
+        "format": "galah-dr3",
+        "hdu": flux_idx,
+        "flux": _GALAH_HDUS[flux_idx],
+        "header": _simple_header(hdul[0].header),
+    }
     ids = _galah_ccd(path)
     if ids is not None:
         meta["sobject_id"], meta["ccd"] = ids
@@ -172,7 +175,9 @@ def _read_galah(hdul, path, hdu, unit):
     wl = _galah_wavelength(flux_hdu.header, flux.size, unit, f"{path.name}[{flux_idx}]", meta)
     # HDU1 is the relative error of HDU0, on HDU0's pixels (its own WCS when it has one)
     if rel.size != hdul[0].data.size:
-        raise SpectrumError(f"{path.name}: HDU1 (relative error) has {rel.size} pixels but HDU0 (flux) has {hdul[0].data.size}")
+        raise SpectrumError(
+            f"{path.name}: HDU1 (relative error) has {rel.size} pixels but HDU0 (flux) has {hdul[0].data.size}"
+        )
     rel = np.where(np.isfinite(rel) & (rel != 0), rel, np.nan)  # bad errors must not leak into interpolated neighbours
     if flux_idx != 0:
         err_header = err_hdu.header if "CRVAL1" in err_hdu.header else hdul[0].header
@@ -182,14 +187,25 @@ def _read_galah(hdul, path, hdu, unit):
     # NaN fluxes are counted (and masked) by _finalise; here only pixels with a flux but no usable error
     bad = np.isfinite(flux) & ~(np.isfinite(sigma) & (sigma > 0))
     if np.any(bad):
-        _note(meta, f"{int(bad.sum())} GALAH pixel(s) whose σ = |relative error × flux| is not finite and positive were masked")
+        _note(
+            meta,
+            f"{int(bad.sum())} GALAH pixel(s) whose σ = |relative error × flux| is not finite and positive were masked",
+        )
     header = {**dict(hdul[0].header), **dict(flux_hdu.header)}
     # GALAH is air; honour an explicit medium keyword, but not a generic CTYPE1 = 'WAVE' written by IRAF
     hint = _medium_from_header({k: v for k, v in header.items() if k != "CTYPE1"})
-    return RawSpectrum(wavelength=wl, flux=flux, sigma=np.where(bad, np.nan, sigma), mask=~bad, segments=None, meta=meta, header=header,
-                medium_hint=hint or "air", medium_hint_source="header" if hint else "format",
-                wavelength_unit=_wcs_unit_record(flux_hdu.header, unit))
-
+    return RawSpectrum(
+        wavelength=wl,
+        flux=flux,
+        sigma=np.where(bad, np.nan, sigma),
+        mask=~bad,
+        segments=None,
+        meta=meta,
+        header=header,
+        medium_hint=hint or "air",
+        medium_hint_source="header" if hint else "format",
+        wavelength_unit=_wcs_unit_record(flux_hdu.header, unit),
+    )
 
 
 def _read_galah_iraf6(hdul, path, hdu, unit):
@@ -201,30 +217,55 @@ def _read_galah_iraf6(hdul, path, hdu, unit):
             f"{path.name}: GALAH iraf-6 flux is HDU1 (normalised, default) or HDU0 (counts); got hdu={hdu!r} (CLI: --hdu 1 or --hdu 0)"
         )
     version = str(hdul[0].header.get("PIPE_VER", "6")).strip()
-    meta = {"format": "galah-iraf6", "reduction": f"iraf {version}", "hdu": flux_idx, "flux": _GALAH_IRAF6_HDUS[flux_idx],
-            "header": _simple_header(hdul[0].header)}
+    meta = {
+        "format": "galah-iraf6",
+        "reduction": f"iraf {version}",
+        "hdu": flux_idx,
+        "flux": _GALAH_IRAF6_HDUS[flux_idx],
+        "header": _simple_header(hdul[0].header),
+    }
     ids = _galah_ccd(path)
     if ids is not None:
         meta["sobject_id"], meta["ccd"] = ids
     flux = np.asarray(hdul[flux_idx].data, dtype=np.float64)
     rel = np.asarray(hdul[2].data, dtype=np.float64)
     if flux.ndim != 1 or rel.shape != flux.shape:
-        raise SpectrumError(f"{path.name}: HDU{flux_idx} (flux) has shape {flux.shape} and HDU2 (relative error) {rel.shape}; "
-                            "the iraf-6 layout has equal 1-D spectra")
+        raise SpectrumError(
+            f"{path.name}: HDU{flux_idx} (flux) has shape {flux.shape} and HDU2 (relative error) {rel.shape}; "
+            "the iraf-6 layout has equal 1-D spectra"
+        )
     wl = _galah_wavelength(hdul[flux_idx].header, flux.size, unit, f"{path.name}[{flux_idx}]", meta)
     sigma = np.abs(np.where(np.isfinite(rel) & (rel != 0), rel, np.nan) * flux)
     bad = np.isfinite(flux) & ~(np.isfinite(sigma) & (sigma > 0))
     if np.any(bad):
-        _note(meta, f"{int(bad.sum())} GALAH pixel(s) whose σ = |relative error × flux| is not finite and positive were masked")
+        _note(
+            meta,
+            f"{int(bad.sum())} GALAH pixel(s) whose σ = |relative error × flux| is not finite and positive were masked",
+        )
     header = {**dict(hdul[0].header), **dict(hdul[flux_idx].header)}
-    header = {k: v for k, v in header.items() if str(k).upper() not in ("RES", "RESOLUTN", "SPEC_RES", "RESOLUTION", "R")}
+    header = {
+        k: v for k, v in header.items() if str(k).upper() not in ("RES", "RESOLUTN", "SPEC_RES", "RESOLUTION", "R")
+    }
     if len(hdul) > 7 and hdul[7].data is not None and np.asarray(hdul[7].data).shape == flux.shape:
         fwhm = np.asarray(hdul[7].data, dtype=np.float64)
         ok = np.isfinite(fwhm) & (fwhm > 0)
         if np.count_nonzero(ok) > flux.size // 2:
             header["RESOLUTN"] = float(np.median(wl[ok] / fwhm[ok]))
-            _note(meta, f"resolving power {header['RESOLUTN']:,.0f} from the resolution profile (HDU7, median λ/FWHM)", warn=False)
+            _note(
+                meta,
+                f"resolving power {header['RESOLUTN']:,.0f} from the resolution profile (HDU7, median λ/FWHM)",
+                warn=False,
+            )
     hint = _medium_from_header({k: v for k, v in header.items() if k != "CTYPE1"})
-    return RawSpectrum(wavelength=wl, flux=flux, sigma=np.where(bad, np.nan, sigma), mask=~bad, segments=None, meta=meta, header=header,
-                medium_hint=hint or "air", medium_hint_source="header" if hint else "format",
-                wavelength_unit=_wcs_unit_record(hdul[flux_idx].header, unit))
+    return RawSpectrum(
+        wavelength=wl,
+        flux=flux,
+        sigma=np.where(bad, np.nan, sigma),
+        mask=~bad,
+        segments=None,
+        meta=meta,
+        header=header,
+        medium_hint=hint or "air",
+        medium_hint_source="header" if hint else "format",
+        wavelength_unit=_wcs_unit_record(hdul[flux_idx].header, unit),
+    )

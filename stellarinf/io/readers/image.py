@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import SpectrumError
-from ._common import RawSpectrum, ReadOptions, _medium_from_header, _note, _sigma_from_ivar, _simple_header, _wcs_unit_record, _wcs_wavelength
+from ._common import (
+    RawSpectrum,
+    ReadOptions,
+    _medium_from_header,
+    _note,
+    _sigma_from_ivar,
+    _simple_header,
+    _wcs_unit_record,
+    _wcs_wavelength,
+)
 
 
 def _images(hdul):
@@ -22,7 +31,9 @@ def detect(hdul, opts: ReadOptions) -> bool:
 def read(hdul, path, opts: ReadOptions) -> RawSpectrum:
     images = _images(hdul)
     if not images:
-        raise SpectrumError(f"{path.name}: no table with a wavelength column and no image with flux; not a spectrum file?")
+        raise SpectrumError(
+            f"{path.name}: no table with a wavelength column and no image with flux; not a spectrum file?"
+        )
     flux_hdu = hdul[opts.hdu] if opts.hdu is not None else images[0]
     return _read_fits_image(hdul, flux_hdu, path, opts.row, opts.unit)
 
@@ -30,7 +41,17 @@ def read(hdul, path, opts: ReadOptions) -> RawSpectrum:
 def _error_image(hdul, flux_hdu, shape):
     from astropy.io import fits
 
-    named = {"ERROR": "sigma", "ERR": "sigma", "SIGMA": "sigma", "UNCERTAINTY": "sigma", "NOISE": "sigma", "IVAR": "ivar", "INVVAR": "ivar", "VARIANCE": "var", "VAR": "var"}
+    named = {
+        "ERROR": "sigma",
+        "ERR": "sigma",
+        "SIGMA": "sigma",
+        "UNCERTAINTY": "sigma",
+        "NOISE": "sigma",
+        "IVAR": "ivar",
+        "INVVAR": "ivar",
+        "VARIANCE": "var",
+        "VAR": "var",
+    }
     for h in hdul:
         if isinstance(h, fits.ImageHDU) and h.name.upper() in named and h.data is not None and h.data.shape == shape:
             return np.asarray(h.data, dtype=np.float64), named[h.name.upper()]
@@ -42,7 +63,6 @@ def _error_image(hdul, flux_hdu, shape):
                 return np.asarray(h.data, dtype=np.float64), "sigma"
             break
     return None, None
-
 
 
 def _read_fits_image(hdul, flux_hdu, path, row, unit):
@@ -69,5 +89,14 @@ def _read_fits_image(hdul, flux_hdu, path, row, unit):
         else:
             sigma = err
     header = {**dict(hdul[0].header), **dict(flux_hdu.header)}
-    return RawSpectrum(wavelength=wl, flux=data, sigma=sigma, mask=mask, segments=None, meta=meta, header=header,
-                medium_hint=_medium_from_header(header), wavelength_unit=_wcs_unit_record(flux_hdu.header, unit))
+    return RawSpectrum(
+        wavelength=wl,
+        flux=data,
+        sigma=sigma,
+        mask=mask,
+        segments=None,
+        meta=meta,
+        header=header,
+        medium_hint=_medium_from_header(header),
+        wavelength_unit=_wcs_unit_record(flux_hdu.header, unit),
+    )

@@ -36,7 +36,6 @@ def _is_specutils_like(obj) -> bool:
     return not isinstance(obj, (str, os.PathLike)) and hasattr(obj, "spectral_axis") and hasattr(obj, "flux")
 
 
-
 def _from_specutils(obj, row):
     """The reader's raw record from a specutils spectrum: its axis unit, its uncertainty type (std, var, ivar),
     its mask (True = bad there, inverted here), and air wavelengths when its WCS or header says ``AWAV``/air."""
@@ -56,13 +55,17 @@ def _from_specutils(obj, row):
     mask_bad = np.zeros(flux_values.shape, bool) if mask_bad is None else np.asarray(mask_bad, bool)
     if flux_values.ndim == 2:
         if not 0 <= row < flux_values.shape[0]:
-            raise SpectrumError(f"row {row} does not exist; this specutils spectrum holds {flux_values.shape[0]} spectra")
+            raise SpectrumError(
+                f"row {row} does not exist; this specutils spectrum holds {flux_values.shape[0]} spectra"
+            )
         _note(meta, f"specutils flux is 2-D {flux_values.shape}; using row {row}", warn=False)
         flux_values = flux_values[row]
         sigma_values = None if sigma_values is None else np.asarray(sigma_values)[row]
         mask_bad = mask_bad[row] if mask_bad.ndim == 2 else mask_bad
     if flux_values.shape != wl.shape:
-        raise SpectrumError(f"the flux has {flux_values.shape} values but the spectral axis {wl.shape}; give one per pixel")
+        raise SpectrumError(
+            f"the flux has {flux_values.shape} values but the spectral axis {wl.shape}; give one per pixel"
+        )
     # a frequency/energy axis is increasing in ν: the λ order is then descending and _finalise reverses it
     header = dict(getattr(obj, "meta", {}) or {}).get("header") or {}
     header = {str(k): v for k, v in dict(header).items()}
@@ -78,5 +81,14 @@ def _from_specutils(obj, row):
     if flux_unit is not None:
         meta["flux_unit"] = flux_unit.to_string()
     sigma_out = None if sigma_values is None else np.asarray(sigma_values, dtype=np.float64)
-    return RawSpectrum(wavelength=wl, flux=flux_values, sigma=sigma_out, mask=~mask_bad, segments=None, meta=meta,
-                header=_simple_header(header), medium_hint=hint, wavelength_unit=(unit_text, "header"))
+    return RawSpectrum(
+        wavelength=wl,
+        flux=flux_values,
+        sigma=sigma_out,
+        mask=~mask_bad,
+        segments=None,
+        meta=meta,
+        header=_simple_header(header),
+        medium_hint=hint,
+        wavelength_unit=(unit_text, "header"),
+    )

@@ -43,8 +43,13 @@ def read(hdul, path, opts: ReadOptions) -> RawSpectrum:
         raise SpectrumError(
             f"{path.name}: no binary table with a wavelength column; give hdu= or wavelength_col= (CLI: --hdu, --wavelength-col)"
         )
-    return _from_table_columns(_fits_table_columns(table_hdu), opts.columns, opts.unit, f"{path.name}[{table_hdu.name}]",
-                               dict(table_hdu.header))
+    return _from_table_columns(
+        _fits_table_columns(table_hdu),
+        opts.columns,
+        opts.unit,
+        f"{path.name}[{table_hdu.name}]",
+        dict(table_hdu.header),
+    )
 
 
 def _table_hdu(hdul, hdu):
@@ -59,7 +64,6 @@ def _table_hdu(hdul, hdu):
     return None
 
 
-
 def _fits_table_columns(h):
     out = {}
     for col in h.columns:
@@ -70,16 +74,19 @@ def _fits_table_columns(h):
     return out
 
 
-
 def _from_table_columns(columns: Mapping[str, tuple[np.ndarray, Any]], cols, unit, where, header):
     lower = {k.lower(): k for k in columns}
     meta = {"format": "table", "header": _simple_header(header)}
     wl_name = _find(lower, _WAVELENGTH_NAMES, cols["wavelength"], "wavelength column")
     if wl_name is None:
-        raise SpectrumError(f"{where}: no wavelength column (looked for {', '.join(_WAVELENGTH_NAMES)}); pass wavelength_col=NAME (CLI: --wavelength-col NAME)")
+        raise SpectrumError(
+            f"{where}: no wavelength column (looked for {', '.join(_WAVELENGTH_NAMES)}); pass wavelength_col=NAME (CLI: --wavelength-col NAME)"
+        )
     flux_name = _find(lower, _FLUX_NAMES, cols["flux"], "flux column")
     if flux_name is None:
-        raise SpectrumError(f"{where}: no flux column (looked for {', '.join(_FLUX_NAMES)}); pass flux_col=NAME (CLI: --flux-col NAME)")
+        raise SpectrumError(
+            f"{where}: no flux column (looked for {', '.join(_FLUX_NAMES)}); pass flux_col=NAME (CLI: --flux-col NAME)"
+        )
     wl_raw, wl_unit = columns[wl_name]
     if wl_name.lower() == "loglam":
         wl = 10.0 ** np.asarray(wl_raw, dtype=np.float64)
@@ -113,5 +120,14 @@ def _from_table_columns(columns: Mapping[str, tuple[np.ndarray, Any]], cols, uni
     if flux_unit is not None:
         meta["flux_unit"] = str(flux_unit)
     wl_unit_record = ("log10 Angstrom", "format") if wl_name.lower() == "loglam" else _unit_record(unit, wl_unit)
-    return RawSpectrum(wavelength=wl, flux=flux, sigma=sigma, mask=mask, segments=segments, meta=meta, header=header,
-                medium_hint=_medium_from_header(header, wl_name), wavelength_unit=wl_unit_record)
+    return RawSpectrum(
+        wavelength=wl,
+        flux=flux,
+        sigma=sigma,
+        mask=mask,
+        segments=segments,
+        meta=meta,
+        header=header,
+        medium_hint=_medium_from_header(header, wl_name),
+        wavelength_unit=wl_unit_record,
+    )

@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""Which pixels pull a fit of the observed Sun away from the Sun's labels.
+
+At the Sun's Teff, log g and [Fe/H] (the other parameters at their conditional best fit) the gradient of the log
+likelihood along a label is Σ_pixels r · ∂model/∂label / σ², with r the residual: its sum says which way the fit
+will move, its terms say which pixels push. Prints the largest 10 Å bins and pixels per label and writes
+``benchmarks/results/sun_pull.json``.
+
+Usage::
+
+    python benchmarks/sun_pull.py --atlas-dir ../shared/data --emulator default-payne [--mask 6561.5:6567.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--atlas-dir", default=str(HERE.parent.parent / "shared" / "data"))
+    ap.add_argument("--emulator", default="default-payne")
+    ap.add_argument("--snr", type=float, default=200.0)
+    ap.add_argument("--mask", default="", help="vacuum Å ranges left out, e.g. 6561.5:6567.5")
+    ap.add_argument("-o", "--output", default=str(HERE / "results" / "sun_pull.json"))
+    args = ap.parse_args(argv)
+
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+    import sun_fit as sf
+
+    import stellarinf
+    from stellarinf.emulators.registry import load_emulator
+    from stellarinf.inference.map import find_map
+    from stellarinf.io.atomic import write_json_atomic
+    from stellarinf.machine import machine_info
+    from stellarinf.pipeline import build_problem, resolve_physics_error
+
+    stellarinf.enable_float64()
+    model = load_emulator(args.emulator)
+    atlas = np.loadtxt(Path(args.atlas_dir) / sf.WINDOWS["galah-red"][0], delimiter=",", skiprows=1)
+    spec = sf.observe_sun(atlas[:, 0], atlas[:, 1], sf.pixels_for("galah-red", 28000.0, None), 28000.0, args.snr, 0)
+    keep = np.ones(spec.wavelength.size, bool)
+    for part in filter(None, args.mask.split(",")):
+        lo, hi = (float(v) for v in part.split(":"))
+        keep &= ~((spec.wavelength >= lo) & (spec.wavelength <= hi))
+    spec = dataclasses.replace(spec, mask=spec.mask & keep)
+    sun = {k: v for k, v in sf.SUN.items()}
+    phys = resolve_physics_error("auto", spec)[0]
+    _, obs_c, problem = build_problem(model, spec, fixed=sun, physics_error=phys, rv_max=300.0)
+    best = find_map(problem, n_starts=4).params
+    _, obs, _ = build_problem(model, spec, physics_error=phys, rv_max=300.0)
+    full = {k: jnp.asarray(v) for k, v in {**best, **sun}.items()}
+    pred = np.asarray(obs.predict(full))
+    r = (np.asarray(obs.flux) - pred) * np.asarray(obs.weight)
+    var = np.asarray(obs.total_variance(full))
+    wl = np.asarray(obs.wavelength)
+    out = {
+        "emulator": args.emulator,
+        "snr": args.snr,
+        "mask": args.mask,
+        "conditional_best": {k: float(v) for k, v in best.items()},
+        "rms_residual_at_sun": float(np.sqrt(np.sum(r**2) / np.sum(np.asarray(obs.weight)))),
+        "labels": {},
+        "machine": machine_info(),
+    }
+    for lab in ("teff", "logg", "feh"):
+        jac = np.asarray(jax.jacfwd(lambda x, lab=lab: obs.predict({**full, lab: x}))(full[lab]))
+        c = r * jac / var
+        bins = [
+            (float(b), float(c[(wl >= b) & (wl < b + 10)].sum()))
+            for b in np.arange(np.floor(wl.min() / 10) * 10, wl.max(), 10.0)
+        ]
+        bins.sort(key=lambda t: -abs(t[1]))
+        top = np.argsort(-np.abs(c))[:10]
+        out["labels"][lab] = {
+            "dlnL": float(c.sum()),
+            "top_bins": bins[:8],
+            "top_pixels": [(float(wl[i]), float(c[i])) for i in top],
+        }
+        print(f"{lab}: d lnL = {c.sum():+.1f}; bins " + ", ".join(f"{b:.0f} Å {v:+.1f}" for b, v in bins[:6]))
+    write_json_atomic(Path(args.output), out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
