@@ -122,12 +122,13 @@ def test_fit_error_model_recovers_floor_and_depth_fraction():
 
 
 def test_physics_error_for_picks_the_overlapping_window():
-    (floor, frac), labels = physics_error_for(6500.0, 6700.0)
+    (floor, frac, regions), labels = physics_error_for(6500.0, 6700.0)
     assert floor > 0 and frac > 0
-    assert set(labels) >= {"teff", "logg", "feh"}
+    assert any(lo < 6564.6 < hi for lo, hi, _ in regions)  # the Hα wings carry an extra error
+    assert set(labels) >= {"teff", "logg", "feh"} and labels["logg"] > 0
     # outside every measured window: the largest measured values, not nothing
-    (floor2, frac2), _ = physics_error_for(5000.0, 5100.0)
-    assert floor2 >= floor and frac2 >= frac
+    (floor2, frac2, _), labels2 = physics_error_for(5000.0, 5100.0)
+    assert floor2 >= floor and frac2 >= frac and labels2["logg"] >= labels["logg"]
 
 
 def test_telluric_bands_are_masked_and_named():

@@ -58,18 +58,18 @@ def physics_error_for(wmin: float, wmax: float) -> tuple[tuple | None, dict[str,
         overlap = min(wmax, entry["wmax"]) - max(wmin, entry["wmin"])
         if overlap > best_overlap:
             best, best_overlap = entry, overlap
+    largest_floor: dict[str, float] = {}
+    for e in table.values():
+        for k, v in e.get("label_floor", {}).items():
+            largest_floor[k] = max(largest_floor.get(k, 0.0), float(v))
     if best is None:
         floor = max(e["floor"] for e in table.values())
         frac = max(e["depth_fraction"] for e in table.values())
-        labels = {}
-        for e in table.values():
-            for k, v in e.get("label_floor", {}).items():
-                labels[k] = max(labels.get(k, 0.0), float(v))
-        return (floor, frac, ()), labels
+        return (floor, frac, ()), largest_floor
     regions = tuple(tuple(float(v) for v in r) for r in best.get("regions", []))
-    return (float(best["floor"]), float(best["depth_fraction"]), regions), {
-        k: float(v) for k, v in best.get("label_floor", {}).items()
-    }
+    # a window whose label floor was not measured (no fits of the observed Sun there) gets the largest measured
+    labels = {k: float(v) for k, v in best.get("label_floor", {}).items()} or largest_floor
+    return (float(best["floor"]), float(best["depth_fraction"]), regions), labels
 
 
 def fit_error_model(residual: np.ndarray, depth: np.ndarray, n_bins: int = 10) -> tuple[float, float]:
