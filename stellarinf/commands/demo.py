@@ -253,6 +253,8 @@ def demo(
             emulator=emulator,
             sampler=sampler,
             fixed={} if fix_vmacro is None else {"vmacro": float(fix_vmacro)},
+            # the demo star is made by the synthesizer the emulators learned: no synthesizer-vs-reality error
+            physics_error="off",
             rv_max=rv_max,
             chains=chains,
             draws=draws,
