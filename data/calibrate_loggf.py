@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     from astropy.table import Table
 
     from stellarinf.io.atomic import write_json_atomic
-    from stellarinf.synth.calibration import SUN_LABELS, SUN_VSINI, fit_loggf
+    from stellarinf.synth.calibration import HOLD_LABORATORY, SUN_LABELS, SUN_VSINI, fit_loggf
     from stellarinf.synth.data import linelist
 
     jax.config.update("jax_enable_x64", True)  # atmospheres and the fit's normal equations need float64
@@ -152,6 +152,7 @@ def main(argv=None) -> int:
             "vsini_kms": SUN_VSINI,
             "sigma": args.sigma,
             "prior_sd_dex": args.prior_sd,
+            "held_at_laboratory": list(HOLD_LABORATORY),
             "chunk_angstrom": args.chunk,
             "maxiter": args.maxiter,
             "made": time.strftime("%Y-%m-%d"),

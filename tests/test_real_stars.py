@@ -157,3 +157,11 @@ def test_outlier_mask_finds_cosmic_rays_and_nothing_else():
     assert set(np.flatnonzero(bad)) == {h + d for h in hits for d in (-1, 0, 1)}
     # a model that is wrong everywhere is not "outliers": at most max_fraction of the pixels go
     assert outlier_mask(flux, model + 1.0, sigma, np.ones(n, bool), grow=0).sum() == int(0.02 * n)
+
+
+def test_exact_laboratory_lines_are_not_recalibrated():
+    from stellarinf.synth.calibration import HOLD_LABORATORY
+
+    ll, sun = linelist(), loggf_offsets("solar")
+    held = np.isin(ll.species, HOLD_LABORATORY)
+    assert held.any() and not sun[held].any()

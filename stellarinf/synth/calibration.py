@@ -34,6 +34,10 @@ SUN_LABELS = {"teff": 5772.0, "logg": 4.438, "feh": 0.0, "vmic": 1.0}
 SUN_VSINI = 1.8  # km/s, the Sun's equatorial rotation projected for the disk-integrated flux
 SUN_VMACRO = 3.5  # km/s, radial–tangential; fitted alongside the log gf
 DLOGGF_BOUNDS = (-4.0, 1.5)  # −4 dex: the line is effectively removed
+# Lines whose laboratory log gf are exact (Li I: hydrogen-like resonance doublet, computed to < 0.01 dex) are held:
+# in the Sun the Li doublet is a weak feature in a blend, and a free fit moved its components by −0.1..−0.6 dex to
+# absorb the blend's mismatch, which would bias every star's [Li/Fe] by about +0.4 dex.
+HOLD_LABORATORY = ("Li I",)
 
 
 class CalibrationResult(NamedTuple):
@@ -141,7 +145,10 @@ def fit_loggf(
     idx, _ = select_lines(round(float(fine[0]), 3), round(float(fine[-1]), 3))
     lab = np.asarray(lines.log_gf, dtype=np.float64)
     start = np.zeros(lab.size) if offsets is None else np.asarray(offsets, dtype=np.float64)[idx]
-    free = (lines.wavelength >= wmin) & (lines.wavelength < wmax)
+    from .data import linelist
+
+    held = np.isin(linelist().species[idx], HOLD_LABORATORY)
+    free = (lines.wavelength >= wmin) & (lines.wavelength < wmax) & ~held
     use = (fine >= wmin) & (fine < wmax)
     for lo, hi in mask_ranges:
         use &= ~((fine >= lo) & (fine <= hi))
