@@ -64,14 +64,11 @@ def upper_envelope_normalise(wavelength, flux, chunk=5.0, quantile=0.97, degree=
 def observe_sun(atlas_wl, atlas_flux, pixels, resolution, snr, seed, step_kms=0.5):
     """The atlas as an instrument at ``resolution`` would record it on ``pixels``, normalised, with noise."""
     from stellarinf.io.spectrum import Spectrum
-    from stellarinf.observe.broadening import broaden
+    from stellarinf.observe.broadening import degrade_to_resolution
 
     lo, hi = pixels[0] - 5.0, pixels[-1] + 5.0
     m = (atlas_wl > lo) & (atlas_wl < hi)
-    wl, f = atlas_wl[m], atlas_flux[m]
-    n = int(np.log(wl[-1] / wl[0]) * C_KMS / step_kms)
-    grid = wl[0] * np.exp(np.arange(n) * step_kms / C_KMS)
-    smooth = np.asarray(broaden(np.interp(grid, wl, f), step_kms, resolution=resolution))
+    grid, smooth = degrade_to_resolution(atlas_wl[m], atlas_flux[m], resolution, step_kms)
     normalised = upper_envelope_normalise(pixels, np.interp(pixels, grid, smooth))
     rng = np.random.default_rng(seed)
     sigma = np.full(pixels.size, 1.0 / snr)
@@ -87,14 +84,12 @@ def observe_sun(atlas_wl, atlas_flux, pixels, resolution, snr, seed, step_kms=0.
 def pixels_for(window: str, resolution: float, per_element: float | None):
     from stellarinf.io.spectrum import read_spectrum
     from stellarinf.paths import data_file
-    from stellarinf.wavelength import get_window
+    from stellarinf.wavelength import get_window, log_uniform_grid
 
     if per_element is None:
         return read_spectrum(data_file("demo", "demo_star.fits")).wavelength
     w = get_window(window)
-    step = 1.0 / (resolution * per_element)
-    n = int(np.log(w.wmax / w.wmin) / step)
-    return w.wmin * np.exp(np.arange(n) * step)
+    return log_uniform_grid(w.wmin, w.wmax, resolution, per_element)
 
 
 def fit(model, spectrum, sampler: str, seed: int, physics_error: bool = True, mask=(), continuum_degree="auto"):

@@ -104,12 +104,10 @@ def main(argv=None):
             best = (r, rv, mod)
     rms_excl, rv_atlas, mod_n = best
     # the same at R = 28,000 (what a GALAH-like fit sees)
-    from stellarinf.observe.broadening import broaden as _broaden
+    from stellarinf.observe.broadening import degrade_to_resolution
 
-    step = 0.5
-    grid = wl_obs[0] * np.exp(np.arange(int(np.log(wl_obs[-1] / wl_obs[0]) * 299792.458 / step)) * step / 299792.458)
-    o28 = np.asarray(_broaden(np.interp(grid, wl_obs, obs_n), step, resolution=28000.0))
-    m28 = np.asarray(_broaden(np.interp(grid, wl_obs, mod_n), step, resolution=28000.0))
+    grid, o28 = degrade_to_resolution(wl_obs, obs_n, 28000.0)
+    _, m28 = degrade_to_resolution(wl_obs, mod_n, 28000.0)
     k28 = np.interp(grid, wl_obs, keep.astype(float)) > 0.5
     edge = (grid > grid[0] + 2.0) & (grid < grid[-1] - 2.0)
     rms_28 = float(np.sqrt(np.mean((m28 - o28)[k28 & edge] ** 2)))

@@ -53,7 +53,7 @@ WINDOWS = {
 def measure(window: str, atlas_path: Path, mask_ranges, vmacro: float, vsini: float = 1.8):
     import jax.numpy as jnp
 
-    from stellarinf.observe.broadening import broaden
+    from stellarinf.observe.broadening import broaden, degrade_to_resolution
     from stellarinf.observe.physics_error import fit_error_model
     from stellarinf.synth import fine_grid, synthesize
     from stellarinf.synth.calibration import chunk_scale, chunks_of
@@ -68,13 +68,7 @@ def measure(window: str, atlas_path: Path, mask_ranges, vmacro: float, vsini: fl
     dv = float(np.log(fine[1] / fine[0])) * C_KMS
     flux, _ = synthesize(SUN, fine)
     model = np.asarray(broaden(jnp.asarray(flux), dv, resolution=win.resolution, vsini=vsini, vmacro=vmacro))
-    # the atlas on a 0.5 km/s grid, degraded to the window's R
-    step = 0.5
-    n = int(np.log(atlas[-1, 0] / atlas[0, 0]) * C_KMS / step)
-    grid = atlas[0, 0] * np.exp(np.arange(n) * step / C_KMS)
-    obs_smooth = np.asarray(
-        broaden(jnp.asarray(np.interp(grid, atlas[:, 0], atlas[:, 1])), step, resolution=win.resolution)
-    )
+    grid, obs_smooth = degrade_to_resolution(atlas[:, 0], atlas[:, 1], win.resolution)
     best = None
     for rv in np.arange(-1.5, 1.51, 0.05):  # the atlas's shift (gravitational redshift − convective blueshift)
         obs = np.interp(pixels * (1.0 + rv / C_KMS), grid, obs_smooth)

@@ -49,6 +49,7 @@ __all__ = [
     "FWHM_PER_SIGMA",
     "broaden",
     "broadening_kernel",
+    "degrade_to_resolution",
     "kernel_half_width",
     "lsf_sigma_for",
     "macroturbulence_profile",
@@ -381,3 +382,13 @@ def interpolation_weights(wavelength_in, wavelength_out) -> tuple[np.ndarray, np
 
 
 __all__ += ["interpolation_weights"]
+
+
+def degrade_to_resolution(wavelength: np.ndarray, flux: np.ndarray, resolution: float, step_kms: float = 0.5):
+    """A high-resolution spectrum (e.g. a solar atlas) as an instrument at ``resolution`` would see it, before
+    pixelisation: ``(grid, flux)`` on a grid uniform in ln λ with step ``step_kms`` spanning ``wavelength``,
+    convolved with the Gaussian LSF of R (eager numpy; sample it at the pixels with ``np.interp``)."""
+    wl = np.asarray(wavelength, dtype=np.float64)
+    n = int(np.log(wl[-1] / wl[0]) * SPEED_OF_LIGHT_KMS / step_kms)
+    grid = wl[0] * np.exp(np.arange(n) * step_kms / SPEED_OF_LIGHT_KMS)
+    return grid, np.asarray(broaden(jnp.asarray(np.interp(grid, wl, flux)), step_kms, resolution=resolution))
