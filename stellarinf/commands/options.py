@@ -18,6 +18,8 @@ import math
 
 import click
 
+from ..io.readers import FORMATS
+
 # option dest → read_spectrum keyword
 READ_OPTION_KEYWORDS = {
     "medium": "medium",
@@ -79,7 +81,7 @@ def spectrum_read_options(func):
             "--format",
             "format",
             default=None,
-            type=click.Choice(["fits-table", "fits-image", "apogee", "galah", "ascii"]),
+            type=click.Choice(list(FORMATS)),
             help="File layout (default: detected from the extension and the header).",
         ),
         click.option(

@@ -290,7 +290,7 @@ def read_spectrum(
         path: FITS (``.fits``, ``.fit``, ``.fts``, optionally ``.gz``) or text (``.csv``, ``.txt``, ``.dat``,
             ``.ecsv``, ...) file; or a specutils ``Spectrum``/``Spectrum1D`` (its axis unit, uncertainty and mask
             are used; ``medium`` from its WCS/header when they say, else as for files).
-        format: ``"fits-table"``, ``"fits-image"``, ``"apogee"``, ``"galah"``, ``"ascii"`` or None (detect).
+        format: ``"eso-phase3"``, ``"fits-table"``, ``"fits-image"``, ``"apogee"``, ``"galah"``, ``"ascii"`` or None (detect).
         medium: ``"vacuum"``, ``"air"`` or None (from the header when it says, else vacuum, noted in meta).
         wavelength_unit: unit of the wavelengths when the file has none (or to override it), e.g. ``"nm"``.
         wavelength_col, flux_col, error_col, ivar_col, mask_col: explicit column names (case-insensitive).

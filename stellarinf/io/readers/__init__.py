@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import SpectrumError
-from . import apogee, ascii, galah, image, specutils_object, table
+from . import apogee, ascii, eso, galah, image, specutils_object, table
 from ._common import RawSpectrum, ReadOptions, SpectrumWarning, _open_fits
 from .galah import galah_reduction
 
@@ -41,8 +41,10 @@ class Reader:
     read: Callable
 
 
-# tried in this order: a table with a wavelength column is unambiguous; instrument layouts before the generic image
+# tried in this order: layouts a header names (ESO Phase 3) first; then a table with a wavelength column, which is
+# unambiguous; instrument image layouts before the generic image
 FITS_READERS: tuple[Reader, ...] = (
+    Reader("eso-phase3", eso.detect, eso.read),
     Reader("fits-table", table.detect, table.read),
     Reader("apogee", apogee.detect, apogee.read),
     Reader("galah", galah.detect, galah.read),
