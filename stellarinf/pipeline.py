@@ -47,6 +47,7 @@ from .io.validate import validate_for_fit
 DEFAULT_EMULATOR = "default"
 DEFAULT_CONTINUUM = "marginalise"
 DEFAULT_STARTS = 4
+DEFAULT_SAMPLER_MINUTES = 30.0  # NUTS's wall-clock budget: past it, the fit falls back to laplace-is and says so
 EXIT_UNRELIABLE = 4  # the CLI's exit code when the result is flagged unreliable (without --allow-unreliable)
 NUISANCE_FIX_NAMES = ("rv", "vsini", "vmacro", "resolution")
 
@@ -452,6 +453,25 @@ def rv_medium_message(rv_kms: float, rv_sd_kms: float, spec) -> str | None:
     )
 
 
+def tree_depth_warning(posterior, fraction: float = 0.1) -> str | None:
+    """Words for a NUTS run whose trees hit their maximum depth in more than ``fraction`` of the draws (None if
+    not): each such draw stopped short of a U-turn, so the chains crawl and their ESS is small."""
+    cap = (getattr(posterior, "tuning", {}) or {}).get("max_tree_depth")
+    depth = (getattr(posterior, "stats", {}) or {}).get("tree_depth")
+    if cap is None or depth is None or not np.size(depth):
+        return None
+    hit = float(np.mean(np.asarray(depth) >= int(cap)))
+    if hit <= fraction:
+        return None
+    return (
+        f"tree_depth: {100 * hit:.0f} % of the NUTS draws hit the maximum tree depth ({int(cap)}, "
+        f"{2 ** int(cap) - 1} gradients): the posterior is far narrower in some direction than the sampler's step "
+        "(a near-degenerate or strongly curved posterior); the draws are strongly correlated. Add a prior on the "
+        "labels the spectrum hardly constrains (--prior NAME=MEAN+-SD), fix a degenerate nuisance (--fix vmacro=0), "
+        "or compare with --sampler laplace-is"
+    )
+
+
 def diagnose(summary, posterior) -> dict:
     """Reliability of a fit from its summary table and sampler output: numbers, ``unreliable`` (reasons) and
     ``advice`` (one line per reason saying what to do next)."""
@@ -576,6 +596,7 @@ def fit_spectrum(
     n_starts: int = DEFAULT_STARTS,
     seed: int = 0,
     progress: bool = False,
+    max_minutes: float | None = DEFAULT_SAMPLER_MINUTES,
     log: StageLog | Callable[[str], Any] | None = None,
     read_options: Mapping | None = None,
     emulator_name: str | None = None,
@@ -608,6 +629,9 @@ def fit_spectrum(
         chains, draws, warmup: sampler size (per chain); ``n_starts``: MAP starting points; ``seed``.
         progress: the sampler's progress bar (NUTS); ``log``: a callable taking a line (e.g. ``print``)
             to print the stages with their times, or a :class:`StageLog`.
+        max_minutes: NUTS's wall-clock budget (warm-up included; None = none): when the draws so far project past
+            it, NUTS stops and the fit falls back to Laplace + importance sampling, saying so in the log, in
+            ``settings["sampler_fallback"]`` and in ``diagnostics["warnings"]``.
         read_options: passed to ``read_spectrum`` (e.g. ``{"medium": "air", "wavelength_unit": "nm"}``).
         physics_error: the synthesizer-vs-reality error in the likelihood: ``"auto"`` (default; measured on the
             observed Sun, ``data/physics_error.json``; its label-space floor joins ``sd_sys``), ``"off"`` (for
@@ -638,7 +662,7 @@ def fit_spectrum(
     from .inference import results as res
     from .inference.laplace import laplace
     from .inference.map import carried_to_convergence, find_map
-    from .inference.samplers import sample, sampler_spec
+    from .inference.samplers import SamplerBudgetExceeded, sample, sampler_spec
 
     enable_float64()
     stages = _as_log(log)
@@ -724,7 +748,26 @@ def fit_spectrum(
         else f"{sampler}: {chains} × {draws} draws"
     )
     stages.start("sampling", desc)
-    post = sample(problem, sampler, chains=chains, draws=draws, warmup=warmup, seed=seed, init=lap, progress=progress)
+    fallback = None
+    try:
+        post = sample(
+            problem,
+            sampler,
+            chains=chains,
+            draws=draws,
+            warmup=warmup,
+            seed=seed,
+            init=lap,
+            progress=progress,
+            max_seconds=None if max_minutes is None else 60.0 * float(max_minutes),
+        )
+    except SamplerBudgetExceeded as exc:
+        fallback = str(exc)
+        stages.note(f"warning: {fallback}")
+        stages.note(f"falling back to laplace-is: {chains} × {draws} proposals")
+        sampler, reason = "laplace-is", f"{sampler} stopped on its wall-clock budget ({max_minutes:g} min)"
+        spec_s = sampler_spec(sampler)
+        post = sample(problem, sampler, chains=chains, draws=draws, seed=seed, init=lap, progress=progress)
     t = post.tuning
     if "pareto_k" in t:
         detail = (
@@ -746,6 +789,8 @@ def fit_spectrum(
         "emulator_kind": emulator_kind(model),
         "sampler": sampler,
         "sampler_reason": reason,
+        "sampler_fallback": fallback,
+        "max_minutes": None if max_minutes is None else float(max_minutes),
         "chains": int(chains),
         "draws": int(draws),
         "warmup": int(warmup) if spec_s.uses_warmup else 0,
@@ -800,7 +845,11 @@ def fit_spectrum(
         idata.posterior.attrs["medium_warning"] = medium_msg  # the summary's global flag air_vacuum
     table = stamp_table(res.summary_table(idata), settings)
     diagnostics = diagnose(table, post)
-    diagnostics["warnings"] = [medium_msg] if medium_msg else []
+    diagnostics["warnings"] = [w for w in (medium_msg, fallback, tree_depth_warning(post)) if w]
+    if tree_depth_warning(post):
+        stages.note(f"warning: {tree_depth_warning(post)}")
+        flags = [f for f in str(table.meta.get("FLAGS", "")).split(",") if f and f != "none"]
+        table.meta["FLAGS"] = ",".join(flags + ["tree_depth"])
     return FitResult(
         idata=idata,
         summary=table,

@@ -651,3 +651,28 @@ def test_fit_cli_batch_exits_4_when_any_spectrum_is_unreliable(spectrum_file, tm
         ]  # written
         code, _, err = run([*argv, "--allow-unreliable"], capsys)
     assert code == 0 and "warning: 1 of the fitted spectra are unreliable" in err
+
+
+def test_nuts_past_its_budget_falls_back_to_laplace_is_and_says_so(spectrum_file, model):
+    # a budget no NUTS run can meet: the fit stops NUTS after its first chunk, falls back to Laplace + importance
+    # sampling, and records why (settings, diagnostics warnings), instead of running on
+    lines = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stellarinf.fit_spectrum(
+            spectrum_file,
+            emulator=model,
+            sampler="nuts",
+            chains=2,
+            draws=100,
+            warmup=100,
+            max_minutes=1e-6,
+            log=lines.append,
+            **SMALL,
+        )
+    assert res.settings["sampler"] == "laplace-is" and "budget" in res.settings["sampler_reason"]
+    assert "NUTS stopped" in res.settings["sampler_fallback"] and res.settings["max_minutes"] == 1e-6
+    assert any("NUTS stopped" in w for w in res.diagnostics["warnings"])
+    assert any("falling back to laplace-is" in str(line) for line in lines)
+    teff = res.summary[list(res.summary["name"]).index("teff")]
+    assert abs(teff["p50"] - TRUTH["teff"]) < 4 * teff["sd"]

@@ -108,3 +108,28 @@ def test_laplace_is_matches_nuts_and_flags_a_bad_proposal(nuts_pair, problem_and
     from stellarinf.inference.results import format_summary
 
     assert "--sampler nuts" in format_summary(bad_table)
+
+
+def test_budget_verdict_projects_from_the_mean_rate():
+    from stellarinf.inference.samplers import budget_verdict
+
+    assert budget_verdict(10.0, 10, 100, 1.0, None) is None  # no budget
+    assert budget_verdict(10.0, 10, 100, None, 60.0) is None  # first chunk (compiling): no rate yet
+    assert budget_verdict(10.0, 50, 100, 0.2, 60.0) is None  # projects 20 s of 60
+    assert budget_verdict(10.0, 10, 100, 0.6, 60.0) is None  # projects 64 s: within the 20 % margin
+    assert budget_verdict(10.0, 10, 100, 1.0, 60.0) == pytest.approx(100.0)  # projects 100 s of 60
+    assert budget_verdict(70.0, 99, 100, None, 60.0) == pytest.approx(70.0)  # already past it
+
+
+def test_nuts_stops_on_its_wall_clock_budget_and_caps_tree_depth(problem_and_init):
+    from stellarinf.inference.samplers import SamplerBudgetExceeded
+
+    problem, lap = problem_and_init
+    with pytest.raises(SamplerBudgetExceeded, match=r"budget.*--sampler laplace-is") as info:
+        run_numpyro_nuts(problem, chains=2, warmup=100, draws=200, seed=3, init=lap, max_seconds=1e-3)
+    measured = info.value.measured
+    assert measured["iterations_done"] < measured["iterations_total"] == 300
+    # a tree-depth cap of 2 bounds every draw at 3 leapfrog steps, and the posterior says which cap it ran under
+    post = run_numpyro_nuts(problem, chains=2, warmup=50, draws=50, seed=3, init=lap, max_tree_depth=2)
+    assert post.stats["n_steps"].max() <= 3 and post.tuning["max_tree_depth"] == 2
+    assert post.samples["teff"].shape == (2, 50)

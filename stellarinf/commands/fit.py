@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from ..pipeline import DEFAULT_CONTINUUM, DEFAULT_STARTS, EXIT_UNRELIABLE
+from ..pipeline import DEFAULT_CONTINUUM, DEFAULT_SAMPLER_MINUTES, DEFAULT_STARTS, EXIT_UNRELIABLE
 from .options import read_options_kwargs, spectrum_read_options
 
 EXIT_BAD_INPUT = 3
@@ -156,6 +156,13 @@ def _check_files(paths) -> None:
     "--starts", default=DEFAULT_STARTS, show_default=True, type=click.IntRange(1, 256), help="MAP starting points."
 )
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--max-minutes",
+    default=DEFAULT_SAMPLER_MINUTES,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="NUTS's wall-clock budget: past it, NUTS stops and the fit falls back to laplace-is, and says so.",
+)
 @click.option("--plots/--no-plots", default=False, help="Write OUT_corner.png and OUT_fit.png.")
 @click.option(
     "--allow-unreliable",
@@ -194,6 +201,7 @@ def fit(
     clip_outliers,
     starts,
     seed,
+    max_minutes,
     plots,
     allow_unreliable,
     output,
@@ -251,7 +259,13 @@ def fit(
 
     if len(spectra) == 1:
         result = fit_spectrum(
-            spectra[0], fit_resolution=fit_resolution, progress=not quiet, log=echo, clip_outliers=clip_outliers, **kw
+            spectra[0],
+            fit_resolution=fit_resolution,
+            progress=not quiet,
+            log=echo,
+            clip_outliers=clip_outliers,
+            max_minutes=max_minutes,
+            **kw,
         )
         result.write(out, log=_writing_log(echo))
         if plots:

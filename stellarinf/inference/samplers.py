@@ -30,7 +30,7 @@ from blackjax.adaptation.base import get_filter_adapt_info_fn
 from ..errors import StellarinfError
 from .density import Problem
 from .importance import DEFAULT_DF, adaptive_importance, pareto_k_threshold, resample
-from .lanes import lane_batch_size, map_lanes, vectorise_lanes
+from .lanes import lane_batch_size, map_lanes
 from .laplace import LaplaceResult, laplace
 
 
@@ -89,6 +89,37 @@ def _constrained(problem: Problem, z: np.ndarray) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 # NumPyro NUTS
 # ---------------------------------------------------------------------------------------------
+DEFAULT_MAX_TREE_DEPTH = 8  # 255 gradients per draw at most; a healthy fit here takes 7-15
+NUTS_CHUNK = 25  # iterations per compiled chunk: the budget is checked and the progress bar moves between chunks
+
+
+class SamplerBudgetExceeded(StellarinfError):
+    """NUTS would not finish inside its wall-clock budget; the message says what it measured and what to do."""
+
+    def __init__(self, message: str, measured: dict):
+        super().__init__(message)
+        self.measured = measured
+
+
+def budget_verdict(
+    elapsed_s: float, done: int, total: int, seconds_per_iteration: float | None, max_seconds: float | None
+) -> float | None:
+    """The projected total seconds of a run that will overrun ``max_seconds`` (None if it will not, or no budget).
+
+    ``seconds_per_iteration`` is measured after the first chunk (which holds the compilation; None before it).
+    A run already past its budget stops; otherwise it stops only when the projection exceeds the budget by 20 %
+    (early warm-up iterations are the slowest, so the projection errs high)."""
+    if max_seconds is None or done <= 0:
+        return None
+    remaining = (total - done) * (seconds_per_iteration or 0.0)
+    if elapsed_s > max_seconds:
+        return elapsed_s + remaining
+    if seconds_per_iteration is None:
+        return None
+    projected = elapsed_s + remaining
+    return projected if projected > 1.2 * max_seconds else None
+
+
 def run_numpyro_nuts(
     problem: Problem,
     *,
@@ -101,6 +132,8 @@ def run_numpyro_nuts(
     dense_mass: bool = True,
     adapt_mass: bool | None = None,
     progress: bool = False,
+    max_tree_depth: int = DEFAULT_MAX_TREE_DEPTH,
+    max_seconds: float | None = None,
 ) -> Posterior:
     """NumPyro NUTS, chains vectorised on one device, initialised from the Laplace approximation
     (positions drawn from it, and its covariance as the inverse mass matrix).
@@ -108,18 +141,26 @@ def run_numpyro_nuts(
     ``adapt_mass``: re-estimate the mass matrix from warm-up draws (Stan's windows). Default: only when
     the Laplace Hessian was not positive definite. A healthy Laplace covariance is a better dense metric
     than one estimated from a few hundred correlated warm-up draws of 15+ parameters, so by default
-    warm-up only tunes the step size."""
-    from numpyro.infer import MCMC, NUTS
+    warm-up only tunes the step size.
+
+    Budget: each draw costs at most 2^``max_tree_depth`` − 1 gradients, and the run is made in chunks of
+    :data:`NUTS_CHUNK` iterations; when the time so far projects past ``max_seconds`` (wall clock, warm-up
+    included) it stops with :class:`SamplerBudgetExceeded` (what it measured, and what to do) instead of
+    running for most of an hour; :func:`stellarinf.fit_spectrum` then falls back to Laplace + importance
+    sampling and says so. ``Posterior.stats["tree_depth"]`` and ``tuning["max_tree_depth"]`` show saturation."""
+    from numpyro.infer import NUTS
 
     from .numpyro_model import make_numpyro_model
 
     _check_chains(chains, draws, warmup)
+    if max_tree_depth < 1:
+        raise StellarinfError(f"max_tree_depth must be >= 1, got {max_tree_depth}")
     t0 = time.perf_counter()
     z0, lap = initial_positions(problem, chains, seed, init)
     t_init = time.perf_counter() - t0
     # Start warm-up from the Laplace covariance as a dense inverse mass matrix: label scales differ by
     # orders of magnitude in the unconstrained space, and an identity start makes early trees hit the
-    # maximum depth (1,023 gradients per draw). NumPyro ravels sites in sorted-name order.
+    # maximum depth. NumPyro ravels sites in sorted-name order.
     order = np.argsort(np.asarray(problem.names))
     inverse_mass = jnp.asarray(lap.metric[np.ix_(order, order)])
     if not dense_mass:
@@ -132,34 +173,77 @@ def run_numpyro_nuts(
         dense_mass=dense_mass,
         inverse_mass_matrix=inverse_mass,
         adapt_mass_matrix=bool(adapt_mass),
+        max_tree_depth=int(max_tree_depth),
     )
-    mcmc = MCMC(
-        kernel,
-        num_warmup=warmup,
-        num_samples=draws,
-        num_chains=chains,
-        chain_method="vectorized" if vectorise_lanes() else "sequential",
-        progress_bar=progress,
-    )
-    init_params = {n: jnp.asarray(z0[:, i]) for i, n in enumerate(problem.names)}
+    # one state per chain, stacked; the loop is ours (not numpyro.infer.MCMC) so that it can stop on a budget and
+    # show progress; chains run as lanes (vmapped on accelerators, one after another on CPU: lanes.py says why)
+    keys = jax.random.split(jax.random.PRNGKey(seed), chains)
     t1 = time.perf_counter()
-    mcmc.run(
-        jax.random.key(seed),
-        init_params=init_params,
-        extra_fields=("diverging", "num_steps", "energy", "accept_prob", "potential_energy"),
-    )
-    samples = mcmc.get_samples(group_by_chain=True)
-    jax.block_until_ready(samples)
+    per_chain = [
+        kernel.init(
+            keys[c],
+            warmup,
+            init_params={n: jnp.asarray(z0[c, i]) for i, n in enumerate(problem.names)},
+            model_args=(),
+            model_kwargs={},
+        )
+        for c in range(chains)
+    ]
+    state = jax.tree.map(lambda *xs: jnp.stack(xs), *per_chain)
+    run_chunk = _nuts_chunk_runner(kernel)
+    total = warmup + draws
+    done, kept, first = 0, [], None  # first: (time, iterations) at the end of the first (compiling) chunk
+    bar = _progress_bar(progress, total, "NUTS")
+    try:
+        while done < total:
+            n = min(NUTS_CHUNK, total - done)
+            state, fields = run_chunk(state, n)
+            jax.block_until_ready(fields)
+            first_kept = max(warmup - done, 0)
+            if first_kept < n:
+                kept.append(jax.tree.map(lambda a, k=first_kept: np.asarray(a)[:, k:], fields))
+            done += n
+            if bar is not None:
+                bar.update(n)
+            elapsed = time.perf_counter() - t1
+            if first is None:
+                first, rate = (elapsed, done), None
+            else:
+                rate = (elapsed - first[0]) / (done - first[1])
+            projected = budget_verdict(elapsed, done, total, rate, max_seconds) if done < total else None
+            if projected is not None:
+                steps = np.asarray(fields["num_steps"])
+                measured = {
+                    "elapsed_s": elapsed,
+                    "iterations_done": done,
+                    "iterations_total": total,
+                    "projected_s": projected,
+                    "mean_gradients_per_draw": float(steps.mean()),
+                    "max_tree_depth": int(max_tree_depth),
+                }
+                raise SamplerBudgetExceeded(
+                    f"NUTS stopped after {elapsed:.0f} s ({done} of {total} iterations per chain): at "
+                    f"{steps.mean():.0f} gradients per draw it would need about {projected / 60:.0f} min, past its "
+                    f"budget of {max_seconds / 60:.1f} min. Use the Laplace/importance-sampling result (--sampler "
+                    "laplace-is), a faster emulator (--emulator default-payne), a GPU, or a larger budget "
+                    "(--max-minutes)",
+                    measured,
+                )
+    finally:
+        if bar is not None:
+            bar.close()
     t_run = time.perf_counter() - t1
-    extra = {k: np.asarray(v).reshape(chains, draws) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-    n_steps = extra["num_steps"].astype(np.int64)
+    kept = jax.tree.map(lambda *parts: np.concatenate(parts, axis=1), *kept)  # (chains, draws, ...)
+    constrain = jax.vmap(jax.vmap(kernel.postprocess_fn((), {})))
+    samples = constrain({n: jnp.asarray(kept["z"][n]) for n in problem.names})
+    n_steps = np.asarray(kept["num_steps"]).astype(np.int64)
     stats = {
-        "diverging": extra["diverging"].astype(bool),
+        "diverging": np.asarray(kept["diverging"]).astype(bool),
         "tree_depth": np.ceil(np.log2(n_steps + 1)).astype(np.int64),
         "n_steps": n_steps,
-        "energy": extra["energy"],
-        "acceptance_rate": extra["accept_prob"],
-        "lp": -extra["potential_energy"],
+        "energy": np.asarray(kept["energy"]),
+        "acceptance_rate": np.asarray(kept["accept_prob"]),
+        "lp": -np.asarray(kept["potential_energy"]),
     }
     return Posterior(
         method="numpyro-nuts",
@@ -167,9 +251,46 @@ def run_numpyro_nuts(
         samples={n: np.asarray(samples[n]).reshape(chains, draws) for n in problem.names},
         stats=stats,
         timings={"init_s": t_init, "warmup_s": float("nan"), "sampling_s": t_run, "total_s": time.perf_counter() - t0},
-        n_gradient_evals=int(n_steps.sum()),  # sampling phase only; NumPyro does not report warm-up steps
+        n_gradient_evals=int(n_steps.sum()),  # sampling phase only
         init=lap,
+        tuning={"max_tree_depth": int(max_tree_depth), "step_size": np.asarray(state.adapt_state.step_size)},
     )
+
+
+def _nuts_chunk_runner(kernel):
+    """``run(states, n) -> (states, fields)``: n NUTS iterations of every chain (states stacked over chains; one
+    compiled program per n), the per-iteration fields stacked (chains, n, ...)."""
+
+    @jax.jit
+    def chunk(states, n_dummy):
+        return map_lanes(lambda st: one_chain(st, n_dummy), states)
+
+    def one_chain(state, n_dummy):
+        def body(s, _):
+            s = kernel.sample(s, (), {})
+            return s, {
+                "z": s.z,
+                "num_steps": s.num_steps,
+                "diverging": s.diverging,
+                "energy": s.energy,
+                "accept_prob": s.accept_prob,
+                "potential_energy": s.potential_energy,
+            }
+
+        return jax.lax.scan(body, state, n_dummy)
+
+    def run(states, n):
+        return chunk(states, jnp.zeros(n))
+
+    return run
+
+
+def _progress_bar(progress: bool, total: int, desc: str):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="it", leave=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -485,7 +606,8 @@ class SamplerSpec:
     ``is_mcmc``: draws are correlated Markov chains (divergences and R-hat are the alarms);
     ``uses_warmup``: takes ``warmup``; ``independent_chains``: its chains are independent estimates, so
     R-hat across them means something and one chain is flagged; ``progress``: takes ``progress=``;
-    ``canonical``: the name this one is an alias of (or its own name).
+    ``canonical``: the name this one is an alias of (or its own name); ``budget``: takes ``max_seconds``, a
+    wall-clock budget past which it stops with :class:`SamplerBudgetExceeded`.
 
     Adding a sampler is one entry in :data:`SAMPLER_SPECS` (and its runner): the CLI choices, ``sample()``
     and the flags all read this table.
@@ -500,16 +622,34 @@ class SamplerSpec:
     help: str
     progress: bool = False
     canonical: str | None = None
+    budget: bool = False  # takes ``max_seconds`` (a wall-clock budget)
 
 
 SAMPLER_SPECS: dict[str, SamplerSpec] = {
     s.name: s
     for s in (
         SamplerSpec(
-            "nuts", run_numpyro_nuts, True, True, True, True, "NumPyro NUTS (dense Laplace metric)", progress=True
+            "nuts",
+            run_numpyro_nuts,
+            True,
+            True,
+            True,
+            True,
+            "NumPyro NUTS (dense Laplace metric)",
+            progress=True,
+            budget=True,
         ),
         SamplerSpec(
-            "numpyro-nuts", run_numpyro_nuts, True, True, True, True, "alias of nuts", progress=True, canonical="nuts"
+            "numpyro-nuts",
+            run_numpyro_nuts,
+            True,
+            True,
+            True,
+            True,
+            "alias of nuts",
+            progress=True,
+            canonical="nuts",
+            budget=True,
         ),
         SamplerSpec("blackjax-nuts", run_blackjax_nuts, True, True, True, True, "BlackJAX NUTS, Laplace-whitened"),
         SamplerSpec("mclmc", run_blackjax_mclmc, True, True, True, True, "BlackJAX microcanonical Langevin MC"),
@@ -552,4 +692,6 @@ def sample(problem: Problem, method: str = "nuts", **kwargs) -> Posterior:
         kwargs.pop("warmup", None)
     if not spec.progress:
         kwargs.pop("progress", None)
+    if not spec.budget:
+        kwargs.pop("max_seconds", None)
     return spec.runner(problem, **kwargs)
