@@ -456,16 +456,38 @@ def _compares_chains(method: str) -> bool:
     return True if spec is None else spec.independent_chains
 
 
+SD_SYS_EXPLAINED = (
+    "sd_sys: the systematic error per label that the posterior sd does not contain: the emulator's error against "
+    "its synthesizer (rms of best fit − truth on noiseless synthesizer stars) and, for real spectra, the "
+    "synthesizer's against the observed Sun, in quadrature; sd_total = √(sd² + sd_sys²) is the uncertainty to quote"
+)
+
+
+def footer_flags(table: Table) -> str:
+    """Every flag raised, global (``meta["FLAGS"]``) and per label (as ``flag(label, ...)``), or ``none``: the
+    footer agrees with the table's flags column."""
+    out = [f for f in str(table.meta.get("FLAGS", "")).split(",") if f]
+    per_label: dict[str, list[str]] = {}
+    for row in table:
+        for flag in filter(None, str(row["flags"]).split(",")):
+            per_label.setdefault(flag, []).append(str(row["name"]))
+    out += [f"{flag}({','.join(names)})" for flag, names in per_label.items()]
+    return ",".join(out) or "none"
+
+
 def format_summary(table: Table) -> str:
-    """Printable summary: the table plus a line with χ², divergences and flags."""
+    """Printable summary: the table plus a line with χ², divergences and every flag (global and per label), what
+    ``sd_sys`` is when the table has it, and what each raised flag means."""
     cols = [c for c in table.colnames if c not in ("lower", "upper")]
     lines = table[cols].pformat(max_lines=-1, max_width=-1)
     m = table.meta
     lines.append(
         f"method={m.get('METHOD')}  chains={m.get('NCHAINS')}  draws={m.get('NDRAWS')}  "
         f"chi2={m.get('CHI2', math.nan):.1f} (dof {m.get('DOF')}, reduced {m.get('CHI2RED', math.nan):.3f})  "
-        f"divergences={m.get('NDIVERG')}  flags={m.get('FLAGS') or 'none'}"
+        f"divergences={m.get('NDIVERG')}  flags={footer_flags(table)}"
     )
+    if "sd_sys" in table.colnames:
+        lines.append(SD_SYS_EXPLAINED)
     if math.isfinite(m.get("CHI2WHIT", math.nan)):
         lines.append(
             f"best fit: chi2 against the data's sigma alone {m.get('CHI2NOIS', math.nan):.1f}; whitened chi2 the fit minimises "
