@@ -361,3 +361,45 @@ def format_fidelity(meta: Mapping[str, Any] | None) -> str | None:
         f"emulator fidelity (CRB emulator/synthesizer, {kind}, {meta['reference_star']}; "
         f"below {meta['threshold']:g} = over-claims): {cells}"
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# fits: a per-label flag where the emulator over-claims near the fitted star
+# --------------------------------------------------------------------------------------------------
+def fit_fidelity_document(model) -> dict | None:
+    """What a fit records of the stored fidelity (``idata`` attrs): per reference star its labels (T_eff, log g,
+    [Fe/H]) and the ratio with the emulator's error (fits carry that error); None without a usable entry."""
+    if not has_fidelity_question(model):
+        return None
+    entry, _ = stored_fidelity(model)
+    if entry is None:
+        return None
+    stars = [
+        {
+            "name": s.get("name"),
+            "labels": {k: v for k, v in (s.get("labels") or {}).items() if k in ("teff", "logg", "feh")},
+            "ratio": s.get("ratio", {}),
+        }
+        for s in entry.get("stars", [])
+        if s.get("ratio")
+    ]
+    if not stars:
+        return None
+    return {"threshold": float(entry.get("over_claim_threshold", OVER_CLAIM)), "stars": stars}
+
+
+def fit_fidelity_flags(doc: Mapping[str, Any] | None, p50: Mapping[str, float], bounds: Mapping[str, Any]) -> set[str]:
+    """Labels whose stored ratio at the reference star nearest the fitted star (``p50``; distances over the box
+    widths in ``bounds``) is below the threshold: the fit's sd may be too small and its value biased there."""
+    if not doc or not doc.get("stars"):
+        return set()
+    keys = [k for k in ("teff", "logg", "feh") if k in p50 and k in bounds]
+
+    def distance(star):
+        return sum(
+            ((star["labels"].get(k, p50[k]) - p50[k]) / max(float(bounds[k][1]) - float(bounds[k][0]), 1e-12)) ** 2
+            for k in keys
+        )
+
+    star = min(doc["stars"], key=distance)
+    return {n for n, r in star["ratio"].items() if r is not None and r < float(doc["threshold"])}

@@ -175,3 +175,30 @@ def test_fidelity_command_stores_the_ratio_in_model_json(tmp_path, monkeypatch):
     # shipped models are not updated through their name
     res = CliRunner().invoke(cli, ["fidelity", "default"])
     assert res.exit_code == 3 and "shipped model" in res.output
+
+
+def test_a_fit_flags_the_labels_the_emulator_over_claims_near_the_fitted_star():
+    from test_inference_results import fake_posterior, make_problem
+
+    from stellarinf.inference.results import format_summary, summary_table, to_inference_data
+
+    stars = [
+        {
+            "name": "solar-type dwarf",
+            "labels": {"teff": 5772.0, "logg": 4.44, "feh": 0.0, "li_fe": 0.0},
+            "ratio": {"feh": 0.5, "logg": 1.0},
+        },
+        {"name": "cool giant", "labels": {"teff": 4600.0, "logg": 2.3, "feh": -0.2}, "ratio": {"teff": 0.3}},
+    ]
+    doc = EF.fit_fidelity_document(WithMetadata({"fidelity": {"stars": stars}}))
+    assert doc["threshold"] == 0.8 and doc["stars"][0]["labels"] == {"teff": 5772.0, "logg": 4.44, "feh": 0.0}
+    assert EF.fit_fidelity_document(WithMetadata({})) is None and EF.fit_fidelity_document(analytic()) is None
+    problem = make_problem()
+    idata = to_inference_data(fake_posterior(problem), problem, n_predictive=5)
+    assert "fidelity" not in str(list(summary_table(idata)["flags"]))  # the analytic model: nothing stored
+    idata.posterior.attrs["emulator_fidelity"] = json.dumps(doc)
+    table = summary_table(idata)  # the fake star (5500 K, log g 4.0) is nearest the dwarf: [Fe/H] flagged
+    assert {r["name"]: r["flags"] for r in table}["feh"] == "fidelity"
+    assert {r["name"]: r["flags"] for r in table}["teff"] == ""
+    text = format_summary(table)
+    assert "flags=fidelity(feh)" in text and "fidelity (feh): the emulator over-claims" in text

@@ -11,6 +11,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
+from test_inference_cli import injected, model, spectrum_file  # noqa: F401  (fixtures)
 from test_inference_results import TRUTH, fake_posterior, make_problem
 
 from stellarinf.errors import SpectrumError
@@ -139,3 +140,27 @@ def test_a_headerless_csv_is_read_by_position_and_says_so(tmp_path):
     np.savetxt(tmp_path / "four.csv", np.c_[wl, flux, flux, flux], delimiter=",")
     with pytest.raises(SpectrumError, match="no header line and 4 columns.*--wavelength-col col1"):
         read_spectrum(tmp_path / "four.csv")
+
+
+def test_demo_output_is_git_ignored():
+    assert "demo_output/" in (REPO / ".gitignore").read_text().split()
+    assert subprocess.run(["git", "check-ignore", "-q", "demo_output/demo.nc"], cwd=REPO).returncode == 0
+
+
+def test_default_fit_shows_a_progress_bar(request, tmp_path, capsys, monkeypatch):
+    """Without --quiet the sampler's bar is on stderr (laplace-is: the default for TransformerPayne on a CPU)."""
+    from test_inference_cli import COMMON, run
+
+    from stellarinf import pipeline
+
+    path, model_args = request.getfixturevalue("spectrum_file"), request.getfixturevalue("injected")
+    monkeypatch.setattr(pipeline, "choose_sampler", lambda m, backend=None: ("laplace-is", "the CPU default"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, _, err = run(
+            ["fit", str(path), *model_args, *COMMON, "--draws", "200", "-o", str(tmp_path / "s")], capsys
+        )
+    assert code in (0, 4), err
+    assert "proposal" in err and "100%" in err  # tqdm: "laplace-is: 100%|...| 800/800 [.., proposal/s]"
+    for stage in ("[1/6] reading", "[3/6] MAP", "[5/6] laplace-is"):
+        assert stage in err

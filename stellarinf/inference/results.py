@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from astropy.table import Table
 
+from ..emulator_fidelity import fit_fidelity_document, fit_fidelity_flags
 from ..errors import StellarinfError
 from ..io.atomic import atomic_path
 from ..labels import NUISANCE_UNITS, STELLAR_UNITS, element_of
@@ -64,6 +65,9 @@ FLAG_ADVICE = {
     "pareto_k": "the importance weights are unreliable (the posterior is far from its Laplace approximation); "
     "do not use these numbers: fit with --sampler nuts",
     "one_chain": "one chain cannot show convergence: use --chains 4",
+    "fidelity": "the emulator over-claims on this label near this star: its Cramér–Rao bound is below 0.8× the "
+    "synthesizer's (stored by `stellarinf fidelity`), i.e. its spectrum reacts more to the label than the physics does; "
+    "the sd may be too small and the value biased: check with --emulator default-payne or a prior",
     "air_vacuum": "the fitted RV sits at the shift an air spectrum read as vacuum (or the reverse) produces, about "
     "-83 km/s in the optical: the wavelength medium is probably wrong (the labels may be fine, the RV is not); "
     "check the medium recorded in the outputs and rerun with --medium air or --medium vacuum",
@@ -220,6 +224,8 @@ def to_inference_data(
             {n: v for n, v in label_floor(problem.obs_model).items() if n in problem.names}
         ),
         "physics_error": json.dumps(getattr(problem.obs_model, "physics_error_settings", (0.0, 0.0))),
+        # the emulator's stored Cramér–Rao fidelity per reference star (the summary's per-label `fidelity` flag)
+        "emulator_fidelity": json.dumps(fit_fidelity_document(getattr(problem.obs_model, "emulator", None))),
     }
     meta.update(
         {
@@ -345,6 +351,8 @@ def summary_table(
     ess_b = az.ess(post, var_names=names, method="bulk")
     ess_t = az.ess(post, var_names=names, method="tail")
     ess_cap = float(_attr(idata, "importance_ess", math.inf))
+    p50s = {n: float(np.median(np.asarray(post[n]))) for n in names}
+    over_claimed = fit_fidelity_flags(json.loads(_attr(idata, "emulator_fidelity", "null") or "null"), p50s, bounds)
     rows = []
     for n in names:
         x = np.asarray(post[n]).reshape(-1)
@@ -372,6 +380,8 @@ def summary_table(
                 flags.append("edge_low")
             if f_hi > EDGE_FRACTION:
                 flags.append("edge_high")
+        if n in over_claimed:
+            flags.append("fidelity")
         row = {
             "name": n,
             "unit": unit_for(n),
