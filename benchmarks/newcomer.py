@@ -163,6 +163,7 @@ def make_csv(fits_path: str, csv_path: str, snr: float = 100.0, seed: int = 0) -
     rng = np.random.default_rng(seed)
     sigma = np.full_like(flux, 1.0 / snr)
     np.savetxt(csv_path, np.c_[wl, flux + rng.normal(size=flux.size) * sigma, sigma], delimiter=",", fmt="%.6f")
+    print(f"wrote {csv_path}: {wl.size} rows of wavelength, flux, error (S/N {snr:g}); no header, no units")
 
 
 # ------------------------------------------------------------------------------------------- the run
@@ -206,7 +207,7 @@ def main(argv=None) -> int:
     records = []
     t_all = time.perf_counter()
     print(f"== clone {args.repo} into {clone}", flush=True)
-    records.append(run_step("git_clone", f"git clone --quiet {args.repo} {clone}", work, echo=echo))
+    records.append(run_step("git_clone", f"git clone {args.repo} {clone}", work, echo=echo))
     commit = subprocess.run(
         ["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
