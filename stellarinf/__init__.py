@@ -40,8 +40,13 @@ Layout (one idea per module):
 from __future__ import annotations
 
 import importlib
+import warnings
 
 __version__ = "0.1.0"
+
+# ArviZ ≥ 0.21 prints a multi-line FutureWarning about its own refactor on the first import of each day: noise
+# for a stellarinf user, who does not call ArviZ directly (stellarinf pins what it uses).
+warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
 
 
 def enable_float64() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 import click
 
@@ -30,6 +31,10 @@ COMMANDS = {
     "error-model": (
         "stellarinf.commands.error_model:error_model",
         "Fit an emulator's correlated error model on a held-out grid.",
+    ),
+    "fidelity": (
+        "stellarinf.commands.fidelity:fidelity",
+        "Measure an emulator's Cramér–Rao bounds against the synthesizer's; store the ratio with the model.",
     ),
     "bench": (
         "stellarinf.commands.bench:bench",
@@ -77,6 +82,13 @@ def cli():
     from . import enable_float64
 
     enable_float64()  # every command computes atmospheres, likelihoods or Fisher matrices in float64
+    warnings.showwarning = show_warning  # a user reads "warning: what and how to fix it", not our source code
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as the CLI prints them: one ``warning: ...`` line on stderr, without the file, line number and
+    source line of the ``warnings.warn`` call (Python's default format, meant for developers)."""
+    click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
 def main(argv=None):

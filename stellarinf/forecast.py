@@ -327,11 +327,20 @@ def forecast(
         "marginalized": [n for n in free if n not in space.names],
         "fixed": [n for n in obs.param_names if n not in free],
     }
+    from .emulator_fidelity import FidelityWarning, fidelity_meta
+
+    fid, fid_messages = fidelity_meta(
+        sm, free, emulator_error, dict(zip(space.names, map(float, values)))
+    )  # stored emulator/synthesizer bound ratios
+    if fid is not None:
+        meta["emulator_fidelity"] = fid
     idx = [all_names.index(n) for n in free]
     result = fisher_from_jacobian(
         J_all[:, idx], sigma, free, values=[params[n] for n in free], priors=priors, meta=meta, wavelength=wl
     )
     _warn_unconstrained(result, space)
+    for message in fid_messages:
+        warnings.warn(message, FidelityWarning, stacklevel=2)
     if not emulator_error:
         message = emulator_error_message(np.asarray(sm.error(wl), dtype=np.float64), sigma)
         if message:

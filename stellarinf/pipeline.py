@@ -603,6 +603,7 @@ def fit_spectrum(
     physics_error="auto",
     mask_tellurics: bool = True,
     clip_outliers: bool = True,
+    degrade_to_model: bool = False,
 ) -> FitResult:
     """Fit the stellar labels of one observed spectrum; returns a :class:`FitResult`.
 
@@ -620,6 +621,8 @@ def fit_spectrum(
         fixed: parameters held fixed, e.g. ``{"vmacro": 0.0}``; each must lie inside its box.
         resolution: the instrument's resolving power R = λ/Δλ (default: from the file's header).
         fit_resolution: fit R as a parameter (starting from ``resolution``).
+        degrade_to_model: a spectrum sharper than the model (R above the model's) is smoothed and resampled to the
+            model's R (:mod:`stellarinf.observe.degrade`) instead of refused.
         continuum: ``"marginalise"`` (default: integrated out), ``"sample"`` or ``"profile"``;
             ``continuum_degree``: Chebyshev degree per segment (-1: none; ``"auto"``, the default: one degree per
             40 Å, 2–8, :func:`auto_continuum_degree`).
@@ -663,6 +666,7 @@ def fit_spectrum(
     from .inference.laplace import laplace
     from .inference.map import carried_to_convergence, find_map
     from .inference.samplers import SamplerBudgetExceeded, sample, sampler_spec
+    from .observe.degrade import match_model_resolution
 
     enable_float64()
     stages = _as_log(log)
@@ -686,6 +690,9 @@ def fit_spectrum(
     label = emulator_name or (str(emulator) if isinstance(emulator, (str, os.PathLike)) else type(emulator).__name__)
     stages.start("load", f"loading the {label!r} emulator and building the observation model")
     model = load_model(emulator)
+    spec, resolution, degraded = match_model_resolution(spec, model, resolution, degrade_to_model)
+    if degraded:
+        stages.note(degraded)
     fixed_values = validate_fixed(fixed or {}, model, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max)
     reason = "given"
     if sampler is None:
@@ -803,6 +810,7 @@ def fit_spectrum(
         "resolution": resolution_used,
         "resolution_source": "given" if resolution is not None else ("file" if spec.resolution is not None else "none"),
         "fit_resolution": bool(fit_resolution),
+        "degraded_from_resolution": spec.meta.get("degraded_from_resolution"),
         "continuum": continuum,
         "continuum_degree": int(obs.continuum_degree),
         "crop_margin_kms": crop_margin_kms(rv_max),

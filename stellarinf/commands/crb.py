@@ -219,6 +219,11 @@ def crb(
             f"marginalised: {', '.join(doc['marginalized']) or 'none'}; "
             f"condition number {_fmt(result.condition_number)}"
         )
+        from ..emulator_fidelity import format_fidelity
+
+        fidelity_line = format_fidelity(result.meta.get("emulator_fidelity"))
+        if fidelity_line:
+            click.echo(fidelity_line)
         if plots_dir is not None:
             doc["plots"] = _write_plots(fc, Path(plots_dir))
             click.echo(f"plots written to {plots_dir}")

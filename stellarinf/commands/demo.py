@@ -232,7 +232,7 @@ def demo(
     demo_corner.png and demo_fit.png into OUTPUT_DIR.
     """
     from ..inference.plots import plot_corner, plot_fit
-    from ..inference.results import summary_table
+    from ..inference.results import SD_SYS_EXPLAINED, footer_flags, summary_table
     from ..io.atomic import write_json_atomic
     from ..machine import machine_info
     from ..pipeline import StageLog, fit_spectrum, stamp_table
@@ -342,8 +342,10 @@ def demo(
     m = table.meta
     click.echo(
         f"method={m.get('METHOD')}  chains={m.get('NCHAINS')}  draws={m.get('NDRAWS')}  "
-        f"reduced chi2={m.get('CHI2RED', math.nan):.3f}  divergences={m.get('NDIVERG')}  flags={m.get('FLAGS') or 'none'}"
+        f"reduced chi2={m.get('CHI2RED', math.nan):.3f}  divergences={m.get('NDIVERG')}  flags={footer_flags(table)}"
     )
+    if "sd_sys" in table.colnames:
+        click.echo(SD_SYS_EXPLAINED)
     click.echo(
         f"pull = (median − truth)/sd; CRB = marginal Cramér–Rao bound at the truth; sd/CRB ≈ 1 means the "
         f"posterior is as tight as the data allow.  Total {time.perf_counter() - t_all:.0f} s."

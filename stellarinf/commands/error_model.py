@@ -84,6 +84,7 @@ def error_model(
     held_out = explained_fraction(fit_error_modes(resid[:half], n_modes, exclude)[0], resid[half:]) if n_modes else 0.0
     modes, rms = fit_error_modes(resid, n_modes, exclude)
     meta = emu.metadata
+    meta.pop("fidelity", None)  # measured with the old error: `stellarinf fidelity` measures it again
     meta["error_model"] = {
         "grid": str(grid_path),
         "n_spectra": int(n),

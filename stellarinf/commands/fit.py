@@ -106,6 +106,12 @@ def _check_files(paths) -> None:
     "--fit-resolution", is_flag=True, help="Fit the resolving power too (starting from --resolution or the file's)."
 )
 @click.option(
+    "--degrade-to-model",
+    is_flag=True,
+    help="Data sharper than the model (R above the model's, e.g. > 28,000): smooth and resample them to the model's R "
+    "instead of refusing them.",
+)
+@click.option(
     "--continuum", type=click.Choice(["marginalise", "sample", "profile"]), default=DEFAULT_CONTINUUM, show_default=True
 )
 @click.option(
@@ -189,6 +195,7 @@ def fit(
     fixed,
     resolution,
     fit_resolution,
+    degrade_to_model,
     continuum,
     continuum_degree,
     rv_max,
@@ -261,6 +268,7 @@ def fit(
         result = fit_spectrum(
             spectra[0],
             fit_resolution=fit_resolution,
+            degrade_to_model=degrade_to_model,
             progress=not quiet,
             log=echo,
             clip_outliers=clip_outliers,
@@ -284,8 +292,11 @@ def fit(
             else:
                 raise Unreliable("\n".join(lines))
         return
-    if fit_resolution:
-        raise BadInput("--fit-resolution is for one spectrum at a time; fit the spectra one by one")
+    if fit_resolution or degrade_to_model:
+        raise BadInput(
+            f"{'--fit-resolution' if fit_resolution else '--degrade-to-model'} is for one spectrum at a time; "
+            "fit the spectra one by one"
+        )
     batch = fit_spectra(spectra, progress=not quiet, log=echo, **kw)
     batch.write(out)
     if not quiet:

@@ -33,6 +33,33 @@ def _save(fig, path):
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
 
 
+def axis_label(name: str) -> str:
+    """``name [unit]`` for a posterior axis (``teff [K]``, ``li_fe [dex]``, ``rv [km/s]``); bare name if unitless."""
+    from .results import unit_for
+
+    unit = unit_for(name)
+    return f"{name} [{unit}]" if unit else name
+
+
+def _readable_ticks(axis, rotate: bool) -> None:
+    """At most 3 ticks, plain numbers (no offset such as ``+5.772e3`` in a corner), labels at a legible size."""
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+    axis.set_major_locator(MaxNLocator(3, prune="both"))
+    fmt = ScalarFormatter(useOffset=False)
+    fmt.set_scientific(False)
+    axis.set_major_formatter(fmt)
+    for label in axis.get_ticklabels():
+        label.set_fontsize(TICK_FONTSIZE)
+        if rotate:
+            label.set_rotation(45)
+            label.set_horizontalalignment("right")
+
+
+TICK_FONTSIZE = 8
+PANEL_INCHES = 1.7
+
+
 def plot_corner(
     idata,
     var_names: Sequence[str] | None = None,
@@ -40,8 +67,13 @@ def plot_corner(
     path=None,
     max_points: int = 4000,
 ):
-    """Corner plot: histograms on the diagonal, scatter of draws below, truths as lines if given."""
+    """Corner plot: histograms on the diagonal, draws below, truths (if given) as red lines and squares.
+
+    Axes carry the label and its unit; a legend names the posterior draws and the truth; the panels fill the
+    figure (the title sits just above them)."""
     plt = _plt()
+    from matplotlib.lines import Line2D
+
     post = idata.posterior
     if var_names is None:
         names = json.loads(post.attrs.get("parameters", "null") or "null") or list(post.data_vars)
@@ -50,7 +82,11 @@ def plot_corner(
     draws = {v: np.asarray(post[v]).reshape(-1) for v in var_names}
     total = next(iter(draws.values())).size
     sel = np.random.default_rng(0).choice(total, size=min(total, max_points), replace=False)
-    fig, axes = plt.subplots(n, n, figsize=(1.9 * n + 1, 1.9 * n + 1), squeeze=False)
+    side = PANEL_INCHES * n + 1.2
+    fig, axes = plt.subplots(n, n, figsize=(side, side), squeeze=False)
+    # margins in inches (room for rotated tick labels and axis labels), converted to figure fractions
+    left, bottom, top = 1.0 / side, 1.0 / side, 1.0 - 0.45 / side
+    fig.subplots_adjust(left=left, right=1.0 - 0.15 / side, bottom=bottom, top=top, wspace=0.06, hspace=0.06)
     for i, yi in enumerate(var_names):
         for j, xj in enumerate(var_names):
             ax = axes[i, j]
@@ -66,16 +102,21 @@ def plot_corner(
                 ax.plot(draws[xj][sel], draws[yi][sel], ",", color="0.2", alpha=0.5)
                 if truth and xj in truth and yi in truth:
                     ax.plot(truth[xj], truth[yi], "s", color="C3", ms=4)
+                _readable_ticks(ax.yaxis, rotate=False)
+            _readable_ticks(ax.xaxis, rotate=True)
             if i == n - 1:
-                ax.set_xlabel(xj)
+                ax.set_xlabel(axis_label(xj))
             else:
                 ax.set_xticklabels([])
             if j == 0 and i > 0:
-                ax.set_ylabel(yi)
-            elif j > 0:
+                ax.set_ylabel(axis_label(yi))
+            elif j > 0 and i != j:
                 ax.set_yticklabels([])
-            ax.tick_params(labelsize=7)
-    fig.suptitle(f"posterior ({post.attrs.get('method', '')})")
+    handles = [Line2D([], [], color="0.3", label="posterior draws (histogram, scatter)")]
+    if truth:
+        handles.append(Line2D([], [], color="C3", marker="s", ms=4, label="truth (input labels)"))
+    fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.98, top), frameon=False, fontsize=10)
+    fig.suptitle(f"posterior ({post.attrs.get('method', '')})", y=1.0 - 0.1 / side, va="top")
     _save(fig, path)
     return fig
 

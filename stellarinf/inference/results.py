@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from astropy.table import Table
 
+from ..emulator_fidelity import fit_fidelity_document, fit_fidelity_flags
 from ..errors import StellarinfError
 from ..io.atomic import atomic_path
 from ..labels import NUISANCE_UNITS, STELLAR_UNITS, element_of
@@ -64,6 +65,9 @@ FLAG_ADVICE = {
     "pareto_k": "the importance weights are unreliable (the posterior is far from its Laplace approximation); "
     "do not use these numbers: fit with --sampler nuts",
     "one_chain": "one chain cannot show convergence: use --chains 4",
+    "fidelity": "the emulator over-claims on this label near this star: its Cramér–Rao bound is below 0.8× the "
+    "synthesizer's (stored by `stellarinf fidelity`), i.e. its spectrum reacts more to the label than the physics does; "
+    "the sd may be too small and the value biased: check with --emulator default-payne or a prior",
     "air_vacuum": "the fitted RV sits at the shift an air spectrum read as vacuum (or the reverse) produces, about "
     "-83 km/s in the optical: the wavelength medium is probably wrong (the labels may be fine, the RV is not); "
     "check the medium recorded in the outputs and rerun with --medium air or --medium vacuum",
@@ -220,6 +224,8 @@ def to_inference_data(
             {n: v for n, v in label_floor(problem.obs_model).items() if n in problem.names}
         ),
         "physics_error": json.dumps(getattr(problem.obs_model, "physics_error_settings", (0.0, 0.0))),
+        # the emulator's stored Cramér–Rao fidelity per reference star (the summary's per-label `fidelity` flag)
+        "emulator_fidelity": json.dumps(fit_fidelity_document(getattr(problem.obs_model, "emulator", None))),
     }
     meta.update(
         {
@@ -345,6 +351,8 @@ def summary_table(
     ess_b = az.ess(post, var_names=names, method="bulk")
     ess_t = az.ess(post, var_names=names, method="tail")
     ess_cap = float(_attr(idata, "importance_ess", math.inf))
+    p50s = {n: float(np.median(np.asarray(post[n]))) for n in names}
+    over_claimed = fit_fidelity_flags(json.loads(_attr(idata, "emulator_fidelity", "null") or "null"), p50s, bounds)
     rows = []
     for n in names:
         x = np.asarray(post[n]).reshape(-1)
@@ -372,6 +380,8 @@ def summary_table(
                 flags.append("edge_low")
             if f_hi > EDGE_FRACTION:
                 flags.append("edge_high")
+        if n in over_claimed:
+            flags.append("fidelity")
         row = {
             "name": n,
             "unit": unit_for(n),
@@ -456,16 +466,38 @@ def _compares_chains(method: str) -> bool:
     return True if spec is None else spec.independent_chains
 
 
+SD_SYS_EXPLAINED = (
+    "sd_sys: the systematic error per label that the posterior sd does not contain: the emulator's error against "
+    "its synthesizer (rms of best fit − truth on noiseless synthesizer stars) and, for real spectra, the "
+    "synthesizer's against the observed Sun, in quadrature; sd_total = √(sd² + sd_sys²) is the uncertainty to quote"
+)
+
+
+def footer_flags(table: Table) -> str:
+    """Every flag raised, global (``meta["FLAGS"]``) and per label (as ``flag(label, ...)``), or ``none``: the
+    footer agrees with the table's flags column."""
+    out = [f for f in str(table.meta.get("FLAGS", "")).split(",") if f]
+    per_label: dict[str, list[str]] = {}
+    for row in table:
+        for flag in filter(None, str(row["flags"]).split(",")):
+            per_label.setdefault(flag, []).append(str(row["name"]))
+    out += [f"{flag}({','.join(names)})" for flag, names in per_label.items()]
+    return ",".join(out) or "none"
+
+
 def format_summary(table: Table) -> str:
-    """Printable summary: the table plus a line with χ², divergences and flags."""
+    """Printable summary: the table plus a line with χ², divergences and every flag (global and per label), what
+    ``sd_sys`` is when the table has it, and what each raised flag means."""
     cols = [c for c in table.colnames if c not in ("lower", "upper")]
     lines = table[cols].pformat(max_lines=-1, max_width=-1)
     m = table.meta
     lines.append(
         f"method={m.get('METHOD')}  chains={m.get('NCHAINS')}  draws={m.get('NDRAWS')}  "
         f"chi2={m.get('CHI2', math.nan):.1f} (dof {m.get('DOF')}, reduced {m.get('CHI2RED', math.nan):.3f})  "
-        f"divergences={m.get('NDIVERG')}  flags={m.get('FLAGS') or 'none'}"
+        f"divergences={m.get('NDIVERG')}  flags={footer_flags(table)}"
     )
+    if "sd_sys" in table.colnames:
+        lines.append(SD_SYS_EXPLAINED)
     if math.isfinite(m.get("CHI2WHIT", math.nan)):
         lines.append(
             f"best fit: chi2 against the data's sigma alone {m.get('CHI2NOIS', math.nan):.1f}; whitened chi2 the fit minimises "

@@ -1,0 +1,98 @@
+"""``stellarinf fidelity``: measure how far an emulator's Cramér–Rao bounds are from the synthesizer's, and
+store the ratio per label with the model (``model.json``, key ``"fidelity"``); see
+:mod:`stellarinf.emulator_fidelity`."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import StellarinfError
+
+
+class BadInput(click.ClickException):
+    exit_code = 3
+
+
+def reference_model(emulator, window):
+    """The truth the emulator is compared with: the synthesizer over its window (tests replace this)."""
+    from ..emulator_fidelity import synthesizer_for
+
+    return synthesizer_for(emulator, window)
+
+
+@click.command(name="fidelity")
+@click.argument("model")
+@click.option(
+    "--snr",
+    type=float,
+    default=100.0,
+    show_default=True,
+    help="S/N per pixel at which the emulator's own error is weighed against the noise.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write the updated model here (default: update MODEL's model.json in place; a named model needs -o).",
+)
+@click.option("--quiet", is_flag=True, help="Print only the result.")
+def fidelity(model, snr, output, quiet):
+    """Emulator fidelity of MODEL (a model directory): the ratio CRB(emulator)/CRB(synthesizer) per label.
+
+    Computed at three reference stars inside the model's label box (a solar-type dwarf, a cool giant, a
+    metal-poor star) on the model's own wavelength range and resolving power, with the model's error in the
+    noise (and without); the worst star's ratio per label is stored in MODEL/model.json. `stellarinf crb`
+    prints it with every forecast from this model and warns where it is below 0.8 (the emulator claims more
+    precision than the synthesizer's spectrum carries). Takes minutes: the synthesizer's derivatives.
+
+    \b
+    Example:
+      stellarinf fidelity data/models/transformer-payne-small
+    """
+    import math
+    import shutil
+    import time
+    from pathlib import Path
+
+    from ..emulator_fidelity import emulator_window, measure_fidelity, store_fidelity
+    from ..emulators.registry import NAMED_MODELS, load_emulator, model_path
+
+    if not (math.isfinite(snr) and snr > 0):
+        raise BadInput(f"--snr must be a positive number, got {snr}")
+    if output is None and model in NAMED_MODELS:
+        raise BadInput(
+            f"{model!r} is a shipped model: pass its directory ({model_path(model)}) to update it in place, "
+            "or -o DIR to write an updated copy"
+        )
+    try:
+        t0 = time.perf_counter()
+        emu = load_emulator(model)
+        window = emulator_window(emu)
+        log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+        log(
+            f"fidelity of {model}: {window.wmin:.1f}–{window.wmax:.1f} Å at R {window.resolution:,.0f}, S/N {snr:g}; "
+            "3 reference stars, each a Cramér–Rao forecast with the emulator and with the synthesizer"
+        )
+        truth = reference_model(emu, window)
+        result = measure_fidelity(emu, truth, snr=snr, window=window, progress=log)
+        src = model_path(model)
+        dest = Path(output) if output is not None else src
+        if output is not None and Path(output).resolve() != Path(src).resolve():
+            shutil.copytree(src, dest, dirs_exist_ok=True)
+        elapsed = time.perf_counter() - t0
+        command = f"stellarinf fidelity {model} --snr {snr:g}" + (f" -o {output}" if output else "")
+        store_fidelity(dest, result, command=command, elapsed_s=elapsed)
+    except StellarinfError as exc:
+        raise BadInput(str(exc)) from exc
+    ratio, noise = result.ratio, result.ratio_noise_only
+
+    def cell(r):
+        return "n/a" if r is None else f"{r:.2f}"
+
+    width = max(len(n) for n in result.names)
+    click.echo(f"{'label'.ljust(width)}  with its error  noise only")
+    for n in result.names:
+        flag = "  over-claims" if any(r is not None and r < 0.8 for r in (ratio[n], noise[n])) else ""
+        click.echo(f"{n.ljust(width)}  {cell(ratio[n]).rjust(14)}  {cell(noise[n]).rjust(10)}{flag}")
+    click.echo(f"fidelity stored in {dest / 'model.json'} ({elapsed:.0f} s)")
