@@ -73,7 +73,7 @@ def quick_space():
 
 def quick_model(lines, space, wavelength_range, resolution: float = 28_000.0):
     """An :class:`AnalyticLineModel` with the given lines (the cheap stand-in for the synthesizer)."""
-    from stellarinf.emulators.analytic import AnalyticLineModel
+    from stellarinf.validation.analytic import AnalyticLineModel
 
     return AnalyticLineModel(space, wavelength_range, resolution, lines=lines)
 

@@ -32,6 +32,7 @@ stellarinf.enable_float64()  # atmospheres, likelihoods, Fisher matrices
 from stellarinf import forecast as F
 from stellarinf.fisher import DegenerateFisherWarning
 from stellarinf.io.atomic import write_json_atomic
+from stellarinf.validation.setups import analytic_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STELLAR_BOX = {"teff": (4800.0, 6400.0), "logg": (2.5, 4.7), "feh": (-1.0, 0.3), "vmic": (0.8, 1.8)}
@@ -56,13 +57,16 @@ def sample_stars(space, n: int, seed: int) -> list[dict[str, float]]:
 
 
 def resolve(name: str, window: str):
-    """Model by name; ``analytic-perturbed`` is the analytic model with 0.05 dex line-strength errors and
-    perturbed temperature/gravity sensitivities: a stand-in "emulator" for the quick run."""
+    """Model by name; ``analytic`` is the cheap analytic line model around the window and ``analytic-perturbed``
+    the same with 0.05 dex line-strength errors and perturbed temperature/gravity sensitivities: a stand-in
+    "emulator" for the quick run (test models are built here, not resolved by the library)."""
+    if name == "analytic":
+        return F.resolve_model(analytic_model(window), window)
     if name == "analytic-perturbed":
         import equinox as eqx
         import jax.numpy as jnp
 
-        base = F.analytic_model(window)
+        base = analytic_model(window)
         rng = np.random.default_rng(11)
         n = base.log_strength.shape[0]
         return eqx.tree_at(

@@ -31,11 +31,12 @@ from stellarinf.inference.batch import map_laplace_batch
 from stellarinf.inference.density import Problem
 from stellarinf.inference.laplace import laplace
 from stellarinf.inference.map import find_map
-from stellarinf.inference.mocks import benchmark_setup, make_mock, random_truth
 from stellarinf.inference.samplers import sample
 from stellarinf.io.atomic import write_json_atomic
 from stellarinf.machine import machine_info
 from stellarinf.observe.model import ObservationModel
+from stellarinf.validation.mocks import make_mock, random_truth
+from stellarinf.validation.setups import benchmark_setup
 
 RESULTS = Path(__file__).parent / "results"
 

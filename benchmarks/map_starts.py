@@ -26,9 +26,10 @@ stellarinf.enable_float64()  # atmospheres, likelihoods, Fisher matrices
 from inference_speed import build
 
 from stellarinf.inference.map import find_map, prior_draw_starts, start_points
-from stellarinf.inference.mocks import benchmark_setup, make_mock, random_truth
 from stellarinf.io.atomic import write_json_atomic
 from stellarinf.machine import machine_info
+from stellarinf.validation.mocks import make_mock, random_truth
+from stellarinf.validation.setups import benchmark_setup
 
 RESULTS = Path(__file__).parent / "results"
 

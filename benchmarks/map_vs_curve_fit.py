@@ -39,12 +39,12 @@ stellarinf.enable_float64()  # atmospheres, likelihoods, Fisher matrices
 from stellarinf.emulators.registry import load_emulator
 from stellarinf.inference.density import Problem
 from stellarinf.inference.map import find_map
-from stellarinf.inference.mocks import random_truth
 from stellarinf.io.atomic import write_json_atomic
 from stellarinf.io.spectrum import Spectrum
 from stellarinf.machine import machine_info
 from stellarinf.observe.model import ObservationModel
 from stellarinf.synth import SynthesizerModel
+from stellarinf.validation.mocks import random_truth
 from stellarinf.wavelength import Window
 
 RESULTS = Path(__file__).parent / "results"

@@ -301,14 +301,14 @@ def demo_wavelength(window_name: str):
 
 def step_demo(a):
     call = (
-        f"stellarinf.inference.mocks.make_mock(SynthesizerModel(default_label_space(), {a.window!r}, 'realistic'), "
+        f"stellarinf.validation.mocks.make_mock(SynthesizerModel(default_label_space(), {a.window!r}, 'realistic'), "
         f"<{a.window} pixels {DEMO_EDGE_KMS:g} km/s inside each end>, truth, snr={DEMO_SNR:g}, resolution=R, seed={DEMO_NOISE_SEED})"
     )
     print(f"[demo] {call} → data/demo/demo_star.fits, demo_truth.json", flush=True)
     if a.dry_run:
         return
     import stellarinf
-    from stellarinf.inference.mocks import make_mock
+    from stellarinf.validation.mocks import make_mock
 
     stellarinf.enable_float64()  # the synthesizer and the observation model compute in float64
     from stellarinf.io.atomic import write_json_atomic

@@ -85,8 +85,8 @@ def instrument_window(window: str | Window, resolution: float | None = None) -> 
 # models
 # --------------------------------------------------------------------------------------------------
 def resolve_model(model, window: str | Window = "galah-red", *, fidelity: str = "realistic", float64: bool = True):
-    """``"synth"`` (ground truth), an emulator name/dir (``"default"``, ``"default-payne"``), ``"analytic"``
-    (:func:`analytic_model`, a cheap test double) or a ``SpectrumModel`` (returned as is).
+    """``"synth"`` (ground truth), an emulator name/dir (``"default"``, ``"default-payne"``) or a ``SpectrumModel``
+    (returned as is; tests pass :func:`stellarinf.validation.setups.analytic_model`, a cheap test double).
 
     Emulators are converted to float64 (``astype``) when ``float64`` so Jacobians carry full precision.
     """
@@ -95,8 +95,6 @@ def resolve_model(model, window: str | Window = "galah-red", *, fidelity: str = 
     enable_float64()  # Cramér–Rao bounds need float64, from the first array on
     if not isinstance(model, (str, bytes)) and not hasattr(model, "__fspath__"):
         out = model
-    elif str(model) == "analytic":
-        out = analytic_model(window)
     elif str(model) == "synth":
         from .labels import default_label_space
         from .synth import SynthesizerModel
@@ -121,18 +119,6 @@ def resolve_model(model, window: str | Window = "galah-red", *, fidelity: str = 
 
         out = out.astype(jnp.float64)
     return out
-
-
-def analytic_model(window: str | Window = "galah-red", *, lines_per_100a: float = 16.0, seed: int = 0):
-    """The cheap :class:`~stellarinf.emulators.analytic.AnalyticLineModel` (default labels) around a window:
-    a test double for forecasts, not physics."""
-    from .emulators.analytic import AnalyticLineModel
-    from .labels import default_label_space
-
-    w = get_preset(window)
-    lo, hi = w.wmin - 15.0, w.wmax + 15.0
-    n_lines = max(16, int(round(lines_per_100a * (hi - lo) / 100.0)))
-    return AnalyticLineModel(default_label_space(), (lo, hi), None, n_lines=n_lines, seed=seed)
 
 
 def check_coverage(model, wavelength: np.ndarray) -> None:

@@ -88,14 +88,20 @@ def test_evaluate_refuses_nan_rows_and_corrupted_bytes(tmp_path, payne_and_grid,
 
 def test_crb_refuses_an_unknown_prior_before_computing(monkeypatch):
     import stellarinf.forecast as fc
+    from stellarinf.validation.setups import analytic_model
+
+    real = fc.resolve_model  # the CLI has no test model: inject the analytic one through the library's resolver
+    monkeypatch.setattr(
+        fc, "resolve_model", lambda m, window="galah-red", **kw: real(analytic_model(window), window, **kw)
+    )
 
     def no_jacobian(*a, **k):
         raise AssertionError("the Jacobian was computed before the prior names were checked")
 
     monkeypatch.setattr(fc, "jacobian_and_value", no_jacobian)
-    r = invoke(["crb", "--emulator", "analytic", "--prior", "foo=1+-1"])
+    r = invoke(["crb", "--emulator", "analytic-injected", "--prior", "foo=1+-1"])
     assert r.exit_code == 3 and "prior(s) on ['foo']: no such parameter" in r.output, r.output
-    r = invoke(["crb", "--emulator", "analytic", "--fix", "logg", "--prior", "logg=4.4+-0.1"])
+    r = invoke(["crb", "--emulator", "analytic-injected", "--fix", "logg", "--prior", "logg=4.4+-0.1"])
     assert r.exit_code == 3 and "held fixed" in r.output, r.output
 
 
@@ -143,8 +149,8 @@ def test_forecast_says_when_the_model_error_dominates_the_noise():
     import warnings
 
     from stellarinf import forecast as F
-    from stellarinf.emulators.analytic import AnalyticLineModel
     from stellarinf.labels import default_label_space
+    from stellarinf.validation.analytic import AnalyticLineModel
     from stellarinf.wavelength import Window
 
     assert F.emulator_error_message(np.full(10, 1e-3), np.full(10, 1e-2)) is None  # noise dominates: silent

@@ -297,8 +297,8 @@ def _demo_pieces_missing() -> str | None:
         "stellarinf.io.spectrum",
         "stellarinf.inference.results",
         "stellarinf.inference.plots",
-        "stellarinf.inference.mocks",
-        "stellarinf.emulators.analytic",
+        "stellarinf.validation.mocks",
+        "stellarinf.validation.analytic",
     ):
         if importlib.util.find_spec(mod) is None:
             missing.append(mod)
@@ -312,11 +312,11 @@ def tiny_demo(tmp_path_factory):
     if reason:
         pytest.skip(f"stellarinf demo needs modules that are not there yet: {reason}")
     from stellarinf.design import sample_labels
-    from stellarinf.emulators.analytic import AnalyticLineModel
     from stellarinf.emulators.training import TrainConfig, train
-    from stellarinf.inference.mocks import make_mock
     from stellarinf.io.grid import SpectralGrid
     from stellarinf.io.spectrum import write_spectrum_fits
+    from stellarinf.validation.analytic import AnalyticLineModel
+    from stellarinf.validation.mocks import make_mock
     from stellarinf.wavelength import SPEED_OF_LIGHT_KMS, log_uniform_grid
 
     d = tmp_path_factory.mktemp("demo")
@@ -457,7 +457,7 @@ def test_make_defaults_dry_run_lists_the_recipe(tmp_path):
 def test_recovery_benchmark_setup_uses_the_synthesizer_over_the_emulator_range():
     """The full (non-quick) recovery benchmark: the truth is the 1D LTE synthesizer over exactly the fitted
     emulator's range, and the instrument pixels leave room for Doppler shifts inside it."""
-    from stellarinf.inference.mocks import benchmark_setup
+    from stellarinf.validation.setups import benchmark_setup
 
     fit, truth, wl, resolution, desc = benchmark_setup("default-payne", quick=False, truth="synth")
     assert type(truth).__name__ == "SynthesizerModel" and desc["truth_model"] == "SynthesizerModel(realistic)"

@@ -11,7 +11,6 @@ from scipy import stats
 
 import stellarinf  # noqa: F401  (float64)
 from stellarinf.cli import cli, main
-from stellarinf.emulators.analytic import AnalyticLineModel
 from stellarinf.emulators.emulator import Emulator
 from stellarinf.emulators.error_model import (
     explained_fraction,
@@ -27,6 +26,7 @@ from stellarinf.io.grid import SpectralGrid, write_grid
 from stellarinf.io.spectrum import Spectrum
 from stellarinf.labels import LabelSpace
 from stellarinf.observe.model import ObservationModel
+from stellarinf.validation.analytic import AnalyticLineModel
 from stellarinf.wavelength import SPEED_OF_LIGHT_KMS, log_uniform_grid
 
 SPACE = LabelSpace.from_bounds({"teff": (4500.0, 6500.0), "logg": (2.0, 5.0), "feh": (-1.5, 0.5)})

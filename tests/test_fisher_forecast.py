@@ -20,8 +20,8 @@ STAR = {"teff": 5772.0, "logg": 4.44, "feh": 0.0}
 
 @pytest.fixture(scope="module")
 def model():
-    from stellarinf.emulators.analytic import AnalyticLineModel
     from stellarinf.labels import default_label_space
+    from stellarinf.validation.analytic import AnalyticLineModel
 
     space = default_label_space().subset(["teff", "logg", "feh", "vmic"])
     return AnalyticLineModel(space, (SMALL.wmin - 10.0, SMALL.wmax + 10.0), None, n_lines=24, seed=3)
@@ -149,7 +149,24 @@ def test_unknown_label_and_nuisance_raise(model):
 
 
 # ---------------------------------------------------------------- CLI
-def test_cli_crb_writes_required_json(tmp_path):
+TEST_MODEL = "analytic-injected"  # a name only these tests resolve (monkeypatched resolver), not the production CLI's
+
+
+@pytest.fixture
+def injected(monkeypatch):
+    """``crb`` resolves TEST_MODEL to the analytic model around the window (the CLI has no test model)."""
+    from stellarinf.validation.setups import analytic_model
+
+    real = F.resolve_model
+    monkeypatch.setattr(
+        F,
+        "resolve_model",
+        lambda m, window="galah-red", **kw: real(analytic_model(window) if m == TEST_MODEL else m, window, **kw),
+    )
+    return ["--emulator", TEST_MODEL]
+
+
+def test_cli_crb_writes_required_json(tmp_path, injected):
     from stellarinf.cli import cli
 
     out = tmp_path / "crb.json"
@@ -158,8 +175,7 @@ def test_cli_crb_writes_required_json(tmp_path):
         cli,
         [
             "crb",
-            "--emulator",
-            "analytic",
+            *injected,
             "--teff",
             "5772",
             "--logg",
@@ -203,12 +219,20 @@ def test_cli_crb_writes_required_json(tmp_path):
         (["--marginalize", "spin"], "spin"),
     ],
 )
-def test_cli_bad_input_exits_3_with_message(args, message):
+def test_cli_bad_input_exits_3_with_message(args, message, injected):
     from stellarinf.cli import cli
 
-    r = CliRunner().invoke(cli, ["crb", "--emulator", "analytic", *args])
+    r = CliRunner().invoke(cli, ["crb", *injected, *args])
     assert r.exit_code == 3, r.output
     assert message in r.output
+
+
+def test_cli_crb_has_no_test_model():
+    """The analytic test double is not a production model name: ``crb`` treats it as a missing model directory."""
+    from stellarinf.cli import cli
+
+    r = CliRunner().invoke(cli, ["crb", "--emulator", "analytic"])
+    assert r.exit_code == 3 and "no emulator model at analytic" in r.output, r.output
 
 
 @pytest.mark.slow

@@ -7,8 +7,9 @@ import numpy as np
 import stellarinf  # noqa: F401
 from stellarinf.inference.batch import _stackable, fit_batch
 from stellarinf.inference.density import Problem
-from stellarinf.inference.mocks import analytic_setup, make_mock
 from stellarinf.observe.model import ObservationModel
+from stellarinf.validation.mocks import make_mock
+from stellarinf.validation.setups import analytic_setup
 
 TRUTHS = [
     {"teff": 5200.0, "logg": 4.4, "feh": -0.1, "rv": -12.0, "vsini": 0.0, "vmacro": 0.0},

@@ -15,10 +15,11 @@ import stellarinf
 from stellarinf import pipeline
 from stellarinf.cli import main
 from stellarinf.errors import LabelError, SpectrumError, WavelengthError
-from stellarinf.inference.mocks import analytic_setup, make_mock
 from stellarinf.inference.priors import PriorError
 from stellarinf.inference.results import read_inference_data
 from stellarinf.io.spectrum import Spectrum, write_spectrum_fits
+from stellarinf.validation.mocks import make_mock
+from stellarinf.validation.setups import analytic_setup
 from stellarinf.wavelength import air_vacuum_rv_offset, vacuum_to_air
 
 TRUTH = {"teff": 5300.0, "logg": 3.9, "feh": -0.6, "rv": -21.0, "vsini": 5.0, "vmacro": 0.0}

@@ -12,11 +12,12 @@ import stellarinf  # noqa: F401
 from stellarinf.inference.density import Problem, make_log_density
 from stellarinf.inference.laplace import laplace
 from stellarinf.inference.map import find_map
-from stellarinf.inference.mocks import analytic_setup, make_mock, noiseless_flux
 from stellarinf.inference.priors import PriorError
 from stellarinf.inference.results import summary_table, to_inference_data
 from stellarinf.inference.samplers import laplace_posterior
 from stellarinf.observe.model import ObservationModel
+from stellarinf.validation.mocks import make_mock, noiseless_flux
+from stellarinf.validation.setups import analytic_setup
 
 TRUTH = {"teff": 5650.0, "logg": 4.1, "feh": -0.45, "rv": 37.0, "vsini": 6.0, "vmacro": 0.0}
 

@@ -10,8 +10,9 @@ import stellarinf  # noqa: F401
 from stellarinf.inference import quickstart
 from stellarinf.inference.density import Problem
 from stellarinf.inference.map import find_map
-from stellarinf.inference.mocks import analytic_setup, make_mock
 from stellarinf.observe.model import ObservationModel
+from stellarinf.validation.mocks import make_mock
+from stellarinf.validation.setups import analytic_setup
 
 TRUTH = {"teff": 5150.0, "logg": 2.9, "feh": -0.8, "rv": -63.0, "vsini": 5.0, "vmacro": 0.0}
 

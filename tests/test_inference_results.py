@@ -8,7 +8,6 @@ from astropy.table import Table
 
 import stellarinf  # noqa: F401
 from stellarinf.inference.density import Problem
-from stellarinf.inference.mocks import analytic_setup, make_mock
 from stellarinf.inference.results import (
     format_summary,
     read_inference_data,
@@ -19,6 +18,8 @@ from stellarinf.inference.results import (
 )
 from stellarinf.inference.samplers import Posterior
 from stellarinf.observe.model import ObservationModel
+from stellarinf.validation.mocks import make_mock
+from stellarinf.validation.setups import analytic_setup
 
 TRUTH = {"teff": 5500.0, "logg": 4.0, "feh": -0.3, "rv": 0.0, "vsini": 0.0, "vmacro": 0.0}
 SD = {"teff": 30.0, "logg": 0.05, "feh": 0.02}

@@ -9,10 +9,11 @@ import pytest
 import stellarinf  # noqa: F401
 from stellarinf.inference.density import Problem
 from stellarinf.inference.laplace import laplace
-from stellarinf.inference.mocks import analytic_setup, make_mock
 from stellarinf.inference.results import summary_table, to_inference_data
 from stellarinf.inference.samplers import run_blackjax_mclmc, run_blackjax_nuts, run_numpyro_nuts
 from stellarinf.observe.model import ObservationModel
+from stellarinf.validation.mocks import make_mock
+from stellarinf.validation.setups import analytic_setup
 
 TRUTH = {"teff": 5400.0, "logg": 4.3, "feh": -0.2, "rv": 8.0, "vsini": 0.0, "vmacro": 0.0}
 LABELS = ("teff", "logg", "feh")

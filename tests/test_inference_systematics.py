@@ -11,11 +11,12 @@ import pytest
 import stellarinf  # noqa: F401  (float64)
 from stellarinf.inference.density import Problem
 from stellarinf.inference.laplace import laplace
-from stellarinf.inference.mocks import analytic_setup, make_mock
-from stellarinf.inference.results import summary_table, to_inference_data
+from stellarinf.inference.results import label_systematics_of, summary_table, to_inference_data
 from stellarinf.inference.samplers import laplace_posterior
-from stellarinf.inference.systematics import label_systematics_of, measure_label_systematics
 from stellarinf.observe.model import ObservationModel
+from stellarinf.validation.mocks import make_mock
+from stellarinf.validation.setups import analytic_setup
+from stellarinf.validation.systematics import measure_label_systematics
 
 RESOLUTION = 20000.0
 

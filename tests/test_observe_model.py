@@ -5,7 +5,6 @@ import pytest
 from scipy import stats
 
 import stellarinf  # noqa: F401  (float64)
-from stellarinf.emulators.analytic import AnalyticLineModel
 from stellarinf.emulators.base import SpectrumModel
 from stellarinf.errors import LabelError, SpectrumError, WavelengthError
 from stellarinf.io.spectrum import Spectrum
@@ -19,6 +18,7 @@ from stellarinf.observe.continuum import (
     linear_marginal_terms,
 )
 from stellarinf.observe.model import ObservationModel
+from stellarinf.validation.analytic import AnalyticLineModel
 from stellarinf.wavelength import SPEED_OF_LIGHT_KMS, log_uniform_grid
 
 C = SPEED_OF_LIGHT_KMS

@@ -91,8 +91,8 @@ def test_physics_error_grows_with_the_observed_line_depth():
 
 
 def test_physics_error_enters_the_likelihood_variance():
-    from stellarinf.emulators.analytic import AnalyticLineModel
     from stellarinf.labels import LabelSpace
+    from stellarinf.validation.analytic import AnalyticLineModel
     from stellarinf.wavelength import log_uniform_grid
 
     space = LabelSpace.from_bounds({"teff": (4500.0, 6500.0), "logg": (2.0, 5.0), "feh": (-1.5, 0.5)})

@@ -4,10 +4,10 @@ from astropy import units as u
 from astropy.io import fits
 from astropy.table import Table
 
-from stellarinf.emulators.analytic import AnalyticLineModel
 from stellarinf.errors import SpectrumError, WavelengthError
 from stellarinf.io.spectrum import Spectrum, SpectrumWarning, crop_to_model, read_spectrum, write_spectrum_fits
 from stellarinf.labels import LabelSpace
+from stellarinf.validation.analytic import AnalyticLineModel
 from stellarinf.wavelength import air_to_vacuum, log_uniform_grid
 
 

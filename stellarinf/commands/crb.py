@@ -92,7 +92,7 @@ def format_table(result) -> str:
     default="default",
     show_default=True,
     help="Forward model: an emulator name (default, default-payne) or model directory, "
-    "'synth' for the synthesizer (ground truth) or 'analytic' for the cheap test model.",
+    "or 'synth' for the synthesizer (ground truth).",
 )
 @click.option("--teff", type=float, default=None, help="Effective temperature [K].")
 @click.option("--logg", type=float, default=None, help="Surface gravity log g [dex].")

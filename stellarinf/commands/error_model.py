@@ -106,8 +106,8 @@ def error_model(
         f"{n_modes} modes capture {held_out:.1%} of the residual of unseen spectra (fitted on half, tested on the other half)"
     )
     if n_systematics > 0:
-        from ..inference.mocks import synthesizer_truth
-        from ..inference.systematics import measure_label_systematics
+        from ..validation.setups import synthesizer_truth
+        from ..validation.systematics import measure_label_systematics
 
         resolution = float(emu.resolution) if emu.resolution else 28000.0
         truth_model, wavelength = synthesizer_truth(updated, resolution)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..emulators.kinds import NETWORK_KINDS, preset_names
+
 
 def _hidden(ctx, param, value):
     try:
@@ -24,11 +26,15 @@ def _hidden(ctx, param, value):
     help="Training grid (HDF5, from `stellarinf grid`).",
 )
 @click.option(
-    "--model", type=click.Choice(["transformer-payne", "payne"]), default="transformer-payne", show_default=True
+    "--model",
+    type=click.Choice(list(NETWORK_KINDS)),
+    default=next(iter(NETWORK_KINDS)),
+    show_default=True,
+    help="Network kind (stellarinf/emulators/kinds.py).",
 )
 @click.option(
     "--preset",
-    type=click.Choice(["tiny", "small", "paper"]),
+    type=click.Choice(preset_names()),
     default="small",
     show_default=True,
     help="TransformerPayne size.",

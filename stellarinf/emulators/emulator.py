@@ -8,7 +8,7 @@ Inside ``jit``/``vmap``/``grad`` the values are abstract and nothing can be chec
 (:meth:`Emulator.check`; :meth:`Emulator.predict` validates and batches). Parameters are float32 by default; ``emulator.astype(jnp.float64)`` gives a
 float64 copy (e.g. for Fisher matrices).
 
-Which network is inside:
+Which network is inside (what differs between kinds is read from the table in :mod:`.kinds`):
 
 - TransformerPayne answers any wavelength inside ``wavelength_range`` directly and also predicts the
   continuum (:meth:`Emulator.predict_continuum`) when its training grid had one;
@@ -31,15 +31,15 @@ from ..errors import ShapeError, StellarinfError
 from ..labels import LabelSpace
 from .base import check_inputs
 from .interpolation import lanczos_interpolate, lanczos_upsample, log_uniform_grid_of
-from .payne import PayneMLP
-from .transformer_payne import TransformerPayne
+from .kinds import NetworkKind, kind_of
 
 
 class Emulator(eqx.Module):
     """A trained emulator satisfying :class:`~stellarinf.emulators.base.SpectrumModel`.
 
     Fields:
-        network: :class:`TransformerPayne` or :class:`PayneMLP` (the only trainable part).
+        network: a network of a kind in :data:`.kinds.NETWORK_KINDS` (TransformerPayne, PayneMLP): the only
+            trainable part.
         error_wavelength: (n_bins,) vacuum Å centres of the emulator-error table.
         error_sigma: (n_bins,) rms held-out residual of normalised flux in each bin (the total error).
         error_modes: (n_modes, n_bins) correlated part of that error (scaled principal components of the
@@ -55,7 +55,7 @@ class Emulator(eqx.Module):
         metadata_json: the model document (``model.json``) as a string; see :attr:`metadata`.
     """
 
-    network: TransformerPayne | PayneMLP
+    network: eqx.Module  # a network of one of the kinds in .kinds (TransformerPayne, PayneMLP)
     error_wavelength: Float[Array, "n_bins"]
     error_sigma: Float[Array, "n_bins"]
     error_modes: Float[Array, "n_modes n_bins"]
@@ -81,11 +81,12 @@ class Emulator(eqx.Module):
         has_continuum: bool = False,
         metadata: dict | None = None,
     ):
+        kind = kind_of(network)  # an unsupported network type is an error here
         self.network = network
         self.label_space = label_space
         self.wavelength_range = (float(wavelength_range[0]), float(wavelength_range[1]))
         self.resolution = None if resolution is None else float(resolution)
-        self.has_continuum = bool(has_continuum) and isinstance(network, TransformerPayne)
+        self.has_continuum = bool(has_continuum) and kind.predicts_continuum
         self.metadata_json = json.dumps(metadata or {}, sort_keys=True, default=str)
         if error_wavelength is None:  # unknown emulator error: zeros over the range
             error_wavelength, error_sigma = np.array(self.wavelength_range), np.zeros(2)
@@ -103,27 +104,24 @@ class Emulator(eqx.Module):
         self.error_wavelength = jnp.asarray(ew)
         self.error_sigma = jnp.asarray(es)
         self.error_modes = jnp.asarray(em)
-        if isinstance(network, PayneMLP):
-            if training_wavelength is None:
-                raise StellarinfError("a Payne emulator needs its training wavelength grid (training_wavelength=)")
-            tw = np.asarray(training_wavelength, dtype=np.float64)
+        tw = None if training_wavelength is None else np.asarray(training_wavelength, dtype=np.float64)
+        if not kind.any_wavelength:  # one output per training pixel (the Payne): the grid is part of the model
+            if tw is None:
+                raise StellarinfError(
+                    f"a {kind.name} emulator needs its training wavelength grid (training_wavelength=)"
+                )
             if tw.shape != (network.config.n_pixels,):
                 raise ShapeError(
-                    f"training_wavelength has shape {tw.shape} but the Payne network outputs {network.config.n_pixels} pixels"
+                    f"training_wavelength has shape {tw.shape} but the {kind.name} network outputs "
+                    f"{network.config.n_pixels} pixels"
                 )
-            self.training_wavelength = jnp.asarray(tw)
-            self.native_log_grid = log_uniform_grid_of(tw)
-        elif isinstance(network, TransformerPayne):
-            # Optional for TransformerPayne: it answers any wavelength, but it is accurate at the pixels it was
-            # trained on (held-out rms 2.7e-3 there, 0.025–0.033 a quarter to half a pixel off); with them known,
-            # fits evaluate it there and Lanczos-upsample (flux_upsampled), as for the Payne.
-            tw = None if training_wavelength is None else np.asarray(training_wavelength, dtype=np.float64)
-            if tw is not None and (tw.ndim != 1 or tw.size < 8 or np.any(np.diff(tw) <= 0)):
-                raise ShapeError("training_wavelength must be an increasing 1-D array of at least 8 wavelengths")
-            self.training_wavelength = None if tw is None else jnp.asarray(tw)
-            self.native_log_grid = None if tw is None else log_uniform_grid_of(tw)
-        else:
-            raise StellarinfError(f"unsupported network type {type(network).__name__}")
+        elif tw is not None and (tw.ndim != 1 or tw.size < 8 or np.any(np.diff(tw) <= 0)):
+            # Optional for any-wavelength networks, but TransformerPayne is accurate at the pixels it was trained
+            # on (held-out rms 2.7e-3 there, 0.025–0.033 a quarter to half a pixel off); with them known, fits
+            # evaluate it there and Lanczos-upsample (flux_upsampled), as for the Payne.
+            raise ShapeError("training_wavelength must be an increasing 1-D array of at least 8 wavelengths")
+        self.training_wavelength = None if tw is None else jnp.asarray(tw)
+        self.native_log_grid = None if tw is None else log_uniform_grid_of(tw)
 
     # Identity hash/equality: `jax.jit(emulator.flux)` needs a hashable callable and arrays are not
     # hashable. (`eqx.filter_jit` is preferable for big networks: parameters become arguments, not constants.)
@@ -135,8 +133,14 @@ class Emulator(eqx.Module):
 
     # ----------------------------------------------------------------------------- properties
     @property
+    def network_kind(self) -> NetworkKind:
+        """The network's entry in the table of kinds (:mod:`.kinds`)."""
+        return kind_of(self.network)
+
+    @property
     def kind(self) -> str:
-        return "transformer-payne" if isinstance(self.network, TransformerPayne) else "payne"
+        """The network kind's name (``"transformer-payne"``, ``"payne"``)."""
+        return self.network_kind.name
 
     @property
     def dtype(self):
@@ -213,10 +217,7 @@ class Emulator(eqx.Module):
 
     def _native_flux(self, labels: Float[Array, "n_labels"]) -> Float[Array, "n_train_pix"]:
         """Normalised flux at the training pixels (``training_wavelength``)."""
-        scaled = self.scale_labels(labels)
-        if isinstance(self.network, TransformerPayne):
-            return self.network(scaled, self.training_wavelength)[:, 0]
-        return self.network(scaled)
+        return self.network_kind.flux(self.network, self.scale_labels(labels), self.training_wavelength)
 
     def predict_continuum(
         self, labels: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"]
@@ -288,10 +289,12 @@ def _angstrom(wavelength):
 
 def _flux_impl(emu: Emulator, labels, wavelength):
     s = emu.scale_labels(labels)
-    if isinstance(emu.network, TransformerPayne):
-        return emu.network(s, wavelength)[:, 0]
-    # Payne: tied to the training pixels; Lanczos interpolation elsewhere (see .interpolation for why not linear)
-    return lanczos_interpolate(wavelength, emu.training_wavelength, emu.network(s)).astype(emu.dtype)
+    kind = emu.network_kind
+    if kind.any_wavelength:
+        return kind.flux(emu.network, s, wavelength)
+    # tied to the training pixels (the Payne): Lanczos interpolation elsewhere (see .interpolation for why not linear)
+    native = kind.flux(emu.network, s, emu.training_wavelength)
+    return lanczos_interpolate(wavelength, emu.training_wavelength, native).astype(emu.dtype)
 
 
 @eqx.filter_jit
@@ -301,7 +304,7 @@ def _flux(emu, labels, wavelength):
 
 @eqx.filter_jit
 def _continuum(emu, labels, wavelength):
-    return 10.0 ** emu.network(emu.scale_labels(labels), wavelength)[:, 1]
+    return 10.0 ** emu.network_kind.log10_continuum(emu.network, emu.scale_labels(labels), wavelength)
 
 
 @eqx.filter_jit

@@ -34,38 +34,33 @@ from ..errors import ModelFileError, StellarinfError
 from ..io.atomic import write_bytes_atomic, write_json_atomic
 from ..labels import LabelSpace
 from .emulator import Emulator
-from .payne import KIND as PAYNE_KIND
-from .payne import PayneConfig, PayneMLP
-from .transformer_payne import KIND as TP_KIND
-from .transformer_payne import TransformerPayne, TransformerPayneConfig
+from .kinds import NETWORK_KINDS, get_kind, kind_of
 
 FORMAT = "stellarinf-emulator"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.eqx"
 MODEL_FILE = "model.json"
 MODES_FILE = "error_modes.npy"
-KINDS = (TP_KIND, PAYNE_KIND)
+KINDS = tuple(NETWORK_KINDS)
 
 
 # ------------------------------------------------------------------------------ architecture
 def architecture_of(network) -> dict:
     """``{kind, hyperparameters, dtype}`` of a network."""
-    kind = TP_KIND if isinstance(network, TransformerPayne) else PAYNE_KIND
+    kind = kind_of(network).name
     return {"kind": kind, "hyperparameters": network.config.to_json(), "dtype": str(jnp.dtype(network.dtype))}
 
 
 def network_from_architecture(arch: dict, key=None, *, shapes_only: bool = False):
     """A network built from an architecture dict: freshly initialised, or (``shapes_only``) a skeleton of
     ``jax.ShapeDtypeStruct`` leaves to deserialise weights into without running any initialiser."""
-    kind = arch.get("kind")
+    kind = get_kind(arch.get("kind"))
     dtype = jnp.dtype(arch.get("dtype", "float32"))
     key = jax.random.key(0) if key is None else key
-    if kind == TP_KIND:
-        make = lambda k: TransformerPayne(TransformerPayneConfig.from_json(arch["hyperparameters"]), k, dtype)  # noqa: E731
-    elif kind == PAYNE_KIND:
-        make = lambda k: PayneMLP(PayneConfig.from_json(arch["hyperparameters"]), k, dtype)  # noqa: E731
-    else:
-        raise StellarinfError(f"unknown emulator kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+    def make(k):
+        return kind.build(arch["hyperparameters"], k, dtype)
+
     return eqx.filter_eval_shape(lambda: make(key)) if shapes_only else make(key)
 
 

@@ -95,3 +95,50 @@ class PayneMLP(eqx.Module):
         if self.config.activation == "gelu":
             return jax.nn.gelu(x)
         return jax.nn.leaky_relu(x, negative_slope=self.config.negative_slope)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The hooks the network-kind table (emulators/kinds.py) reads: what differs from other kinds in evaluation and
+# training. ``batch``/``data`` follow emulators/training.py.
+# ------------------------------------------------------------------------------------------------------------
+FREEZE_GROUPS = ("hidden", "output")
+
+
+def flux(network: PayneMLP, labels_scaled, wavelength=None) -> Float[Array, "n_pixels"]:
+    """Normalised flux at the training pixels (the network knows no others; ``wavelength`` is ignored)."""
+    return network(labels_scaled)
+
+
+def new_for_grid(cfg, grid, key) -> PayneMLP:
+    """A fresh MLP (``cfg.hidden`` widths, ``cfg.activation``) for ``grid``; output biases start at the mean spectrum."""
+    net = PayneMLP(PayneConfig(len(grid.label_space), grid.n_pixels, cfg.hidden, activation=cfg.activation), key)
+    return eqx.tree_at(lambda n: n.layers[-1].bias, net, jnp.asarray(grid.flux.mean(axis=0), dtype=net.dtype))
+
+
+def training_batch(key, data, batch_spectra: int, batch_pixels: int):
+    """``batch_spectra`` full spectra: (labels, flux) (``batch_pixels`` does not apply)."""
+    k1, _ = jax.random.split(key)
+    idx = jax.random.randint(k1, (batch_spectra,), 0, data.flux.shape[0])
+    return data.labels[idx], data.flux[idx]
+
+
+def training_loss(net: PayneMLP, batch, err, continuum_weight: float):
+    """Mean ``err`` of the flux residuals (no continuum output)."""
+    labels, flux = batch
+    return jnp.mean(err(jax.vmap(net)(labels) - flux))
+
+
+def validation_flux(net: PayneMLP, labels, wavelength, pixels):
+    """Flux (B, k) of scaled ``labels`` (B, n_labels) at the training pixels ``pixels`` (k,)."""
+    return jax.vmap(net)(labels)[:, pixels]
+
+
+def freeze_labels(params, freeze: tuple[str, ...]):
+    """'train'/'freeze' per array leaf: ``output`` is the last layer, ``hidden`` all the others."""
+
+    def label(path, _leaf):
+        idx = path[1].idx if len(path) > 1 and hasattr(path[1], "idx") else None
+        is_out = idx == len(params.layers) - 1
+        return "freeze" if (("output" in freeze and is_out) or ("hidden" in freeze and not is_out)) else "train"
+
+    return jax.tree_util.tree_map_with_path(label, params)

@@ -15,6 +15,8 @@ NAMED_MODELS = {
     "default": "models/transformer-payne-small",
     "default-payne": "models/payne-mlp",
 }
+# ... and the network kind each is (for the message that says how to train a missing one).
+NAMED_MODEL_KINDS = {"default": "transformer-payne", "default-payne": "payne"}
 
 
 def model_path(name_or_path: str | os.PathLike) -> Path:
@@ -36,7 +38,7 @@ def load_emulator(name_or_path: str | os.PathLike | Emulator) -> Emulator:
     if str(name_or_path) in NAMED_MODELS and not (path / "model.json").exists():
         raise ModelFileError(
             f"the {name_or_path!r} emulator is not there yet ({path} has no model.json); train it with "
-            f"`stellarinf train --grid GRID.h5 --model {'payne' if name_or_path == 'default-payne' else 'transformer-payne'} -o {path}` "
+            f"`stellarinf train --grid GRID.h5 --model {NAMED_MODEL_KINDS[str(name_or_path)]} -o {path}` "
             "or pass the path of a trained model directory"
         )
     return load_model_directory(path)

@@ -1,5 +1,8 @@
 """Training TransformerPayne and the Payne MLP with optax; checkpoints, resume, fine-tuning.
 
+What differs between network kinds (new networks, batches, losses, freeze groups, default settings) is read from
+the table in :mod:`.kinds`.
+
 - TransformerPayne steps use ``batch_spectra`` spectra × ``batch_pixels`` randomly drawn pixels each,
   so a step costs the same whatever the grid's pixel count; the Payne MLP steps use full spectra.
 - MSE or L1 loss; AdamW or RAdam with linear warm-up + cosine decay; global-norm gradient clipping.
@@ -37,21 +40,11 @@ from ..errors import ModelFileError, StellarinfError
 from ..io.atomic import write_bytes_atomic, write_json_atomic
 from ..io.grid import SpectralGrid, read_grid, split_indices
 from .emulator import Emulator
+from .kinds import NETWORK_KINDS, NetworkKind, get_kind
 from .metrics import error_table, evaluate_emulator
 from .model_io import architecture_of, deserialise, network_from_architecture, save_emulator, serialise
-from .payne import PayneConfig, PayneMLP
 from .registry import load_emulator
-from .transformer_payne import TransformerPayne, preset_config
 
-MODEL_KINDS = ("transformer-payne", "payne")
-FREEZE_GROUPS = {
-    "transformer-payne": {
-        "embedding": ("embed_in", "embed_out"),
-        "blocks": ("blocks",),
-        "head": ("head_hidden", "head_out"),
-    },
-    "payne": {"hidden": None, "output": None},  # resolved by layer index below
-}
 CHECKPOINT_DIR = "checkpoint"
 # Run settings that may change between a run and its resumption without changing the result.
 _RESUMABLE_CHANGES = {"max_minutes", "progress", "patience"}
@@ -61,8 +54,8 @@ _RESUMABLE_CHANGES = {"max_minutes", "progress", "patience"}
 class TrainConfig:
     """Settings of a training run. ``None`` means "the default for this model kind" (see :meth:`resolved`)."""
 
-    model: str = "transformer-payne"
-    preset: str = "small"  # TransformerPayne size: tiny, small, paper
+    model: str = "transformer-payne"  # a network kind (kinds.NETWORK_KINDS)
+    preset: str = "small"  # size preset of kinds that have them (TransformerPayne: tiny, small, paper)
     overrides: dict = dataclasses.field(default_factory=dict)  # TransformerPayne hyper-parameter overrides
     hidden: tuple[int, ...] = (300, 300)  # Payne hidden widths
     activation: str = "leaky_relu"  # Payne activation (payne.ACTIVATIONS)
@@ -88,16 +81,17 @@ class TrainConfig:
     progress: bool = True
 
     def resolved(self) -> "TrainConfig":
-        if self.model not in MODEL_KINDS:
-            raise StellarinfError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_KINDS)}")
+        if self.model not in NETWORK_KINDS:
+            raise StellarinfError(f"unknown model {self.model!r}; choose one of {', '.join(NETWORK_KINDS)}")
+        kind = NETWORK_KINDS[self.model]
         if self.loss not in ("mse", "l1"):
             raise StellarinfError(f"unknown loss {self.loss!r}; choose 'mse' or 'l1'")
         if self.optimizer not in ("adamw", "radam"):
             raise StellarinfError(f"unknown optimizer {self.optimizer!r}; choose 'adamw' or 'radam'")
-        bad = set(self.freeze) - set(FREEZE_GROUPS[self.model])
+        bad = set(self.freeze) - set(kind.freeze_groups)
         if bad:
             raise StellarinfError(
-                f"cannot freeze {sorted(bad)} of a {self.model}; groups are {', '.join(FREEZE_GROUPS[self.model])}"
+                f"cannot freeze {sorted(bad)} of a {self.model}; groups are {', '.join(kind.freeze_groups)}"
             )
         if self.max_steps < 1 or self.validate_every < 1:
             raise StellarinfError("max_steps and validate_every must be ≥ 1")
@@ -107,11 +101,10 @@ class TrainConfig:
                 raise StellarinfError(f"{name} must be ≥ 1, got {value} (CLI: --{name.replace('_', '-')})")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise StellarinfError(f"max_minutes must be positive, got {self.max_minutes}")
-        tp = self.model == "transformer-payne"
         return dataclasses.replace(
             self,
-            learning_rate=self.learning_rate if self.learning_rate is not None else 1e-3,
-            batch_spectra=self.batch_spectra if self.batch_spectra is not None else (32 if tp else 128),
+            learning_rate=self.learning_rate if self.learning_rate is not None else kind.learning_rate,
+            batch_spectra=self.batch_spectra if self.batch_spectra is not None else kind.batch_spectra,
             hidden=tuple(int(h) for h in self.hidden),
             freeze=tuple(self.freeze),
             split=tuple(float(f) for f in self.split),
@@ -206,13 +199,6 @@ class _Data:
 jax.tree_util.register_dataclass(_Data, data_fields=["labels", "flux", "log_cont", "wavelength"], meta_fields=[])
 
 
-def _continuum_stats(grid: SpectralGrid) -> tuple[float, float]:
-    if grid.continuum is None:
-        return 0.0, 1.0
-    lc = np.log10(np.maximum(grid.continuum, 1e-30))
-    return float(lc.mean()), float(max(lc.std(), 1e-3))
-
-
 def _grid_fingerprint(grid: SpectralGrid) -> dict:
     import hashlib
 
@@ -228,49 +214,12 @@ def _grid_fingerprint(grid: SpectralGrid) -> dict:
 
 
 # ------------------------------------------------------------------------------------- networks
-def new_network(cfg: TrainConfig, grid: SpectralGrid, key) -> TransformerPayne | PayneMLP:
-    """A freshly initialised network for ``grid``; output biases start at the mean training flux."""
-    n_labels = len(grid.label_space)
-    if cfg.model == "transformer-payne":
-        offset, scale = _continuum_stats(grid)
-        centre = 0.5 * (grid.wavelength[0] + grid.wavelength[-1])
-        tp_cfg = preset_config(
-            cfg.preset,
-            n_labels,
-            **{
-                "log10_wavelength_ref": float(np.log10(centre)),
-                "log_continuum_offset": offset,
-                "log_continuum_scale": scale,
-                **cfg.overrides,
-            },
-        )
-        net = TransformerPayne(tp_cfg, key)
-        bias = jnp.array([float(grid.flux.mean()), 0.0], dtype=net.dtype)
-        return eqx.tree_at(lambda n: n.head_out.bias, net, bias)
-    net = PayneMLP(PayneConfig(n_labels, grid.n_pixels, cfg.hidden, activation=cfg.activation), key)
-    return eqx.tree_at(lambda n: n.layers[-1].bias, net, jnp.asarray(grid.flux.mean(axis=0), dtype=net.dtype))
+def new_network(cfg: TrainConfig, grid: SpectralGrid, key):
+    """A freshly initialised network of kind ``cfg.model`` for ``grid``; output biases start at the mean training flux."""
+    return get_kind(cfg.model).new_network(cfg, grid, key)
 
 
-def _param_labels(params, kind: str, freeze: tuple[str, ...]):
-    """'train'/'freeze' label per array leaf, for optax.multi_transform."""
-    frozen_attrs: set = set()
-    for group in freeze:
-        if kind == "transformer-payne":
-            frozen_attrs.update(FREEZE_GROUPS[kind][group])
-
-    def label(path, _leaf):
-        first = path[0].name if hasattr(path[0], "name") else None
-        if kind == "payne":
-            idx = path[1].idx if len(path) > 1 and hasattr(path[1], "idx") else None
-            n_layers = len(params.layers)
-            is_out = idx == n_layers - 1
-            return "freeze" if (("output" in freeze and is_out) or ("hidden" in freeze and not is_out)) else "train"
-        return "freeze" if first in frozen_attrs else "train"
-
-    return jax.tree_util.tree_map_with_path(label, params)
-
-
-def make_optimizer(cfg: TrainConfig, params, kind: str) -> optax.GradientTransformation:
+def make_optimizer(cfg: TrainConfig, params, kind: NetworkKind) -> optax.GradientTransformation:
     warmup = int(min(cfg.warmup_steps, max(cfg.max_steps - 1, 0)))
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, cfg.learning_rate, max(warmup, 1), max(cfg.max_steps, 2), end_value=cfg.learning_rate * 1e-2
@@ -288,55 +237,28 @@ def make_optimizer(cfg: TrainConfig, params, kind: str) -> optax.GradientTransfo
         )
     opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), base)
     if cfg.freeze:
-        labels = _param_labels(params, kind, cfg.freeze)
+        labels = kind.freeze_labels(params, cfg.freeze)
         # (a callable, because optax would otherwise *call* the label tree: Equinox modules are callable)
         opt = optax.multi_transform({"train": opt, "freeze": optax.set_to_zero()}, lambda _: labels)
     return opt
 
 
 # ------------------------------------------------------------------------------------- steps
-def _loss_fn(kind: str, loss: str, continuum_weight: float):
+def _loss_fn(kind: NetworkKind, loss: str, continuum_weight: float):
     err = (lambda r: jnp.square(r)) if loss == "mse" else (lambda r: jnp.abs(r))
 
-    def tp_loss(params, static, batch):
-        net = eqx.combine(params, static)
-        labels, wl, flux, lc = batch
+    def loss_fn(params, static, batch):
+        return kind.training_loss(eqx.combine(params, static), batch, err, continuum_weight)
 
-        def one(ls, w):
-            out = net(ls, w)
-            return out[:, 0], (out[:, 1] - net.config.log_continuum_offset) / net.config.log_continuum_scale
-
-        pf, pc = jax.vmap(one)(labels, wl)
-        value = jnp.mean(err(pf - flux))
-        if lc is not None:
-            value = value + continuum_weight * jnp.mean(err(pc - lc))
-        return value
-
-    def payne_loss(params, static, batch):
-        net = eqx.combine(params, static)
-        labels, flux = batch
-        return jnp.mean(err(jax.vmap(net)(labels) - flux))
-
-    return tp_loss if kind == "transformer-payne" else payne_loss
+    return loss_fn
 
 
-def _sample_batch(kind: str, key, data: _Data, batch_spectra: int, batch_pixels: int):
-    k1, k2 = jax.random.split(key)
-    n, n_pix = data.flux.shape
-    idx = jax.random.randint(k1, (batch_spectra,), 0, n)
-    if kind == "payne":
-        return data.labels[idx], data.flux[idx]
-    pix = jax.random.randint(k2, (batch_spectra, batch_pixels), 0, n_pix)
-    lc = None if data.log_cont is None else data.log_cont[idx[:, None], pix]
-    return data.labels[idx], data.wavelength[pix], data.flux[idx[:, None], pix], lc
-
-
-def _make_step(kind, cfg: TrainConfig, static, optimizer, base_key):
+def _make_step(kind: NetworkKind, cfg: TrainConfig, static, optimizer, base_key):
     loss_fn = _loss_fn(kind, cfg.loss, cfg.continuum_weight)
 
     @jax.jit
     def step_fn(params, opt_state, step, data: _Data):
-        batch = _sample_batch(kind, jax.random.fold_in(base_key, step), data, cfg.batch_spectra, cfg.batch_pixels)
+        batch = kind.training_batch(jax.random.fold_in(base_key, step), data, cfg.batch_spectra, cfg.batch_pixels)
         loss, grads = jax.value_and_grad(loss_fn)(params, static, batch)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
@@ -406,12 +328,13 @@ def _init_network(cfg: TrainConfig, grid: SpectralGrid, init: Emulator | None, k
             f"--init model has labels {init.label_space.names} but the grid has {grid.label_space.names}; "
             "fine-tuning needs the same labels in the same order"
         )
-    if init.kind == "payne" and (
+    if not init.network_kind.any_wavelength and (
         init.training_wavelength.shape != grid.wavelength.shape
         or not np.allclose(np.asarray(init.training_wavelength), grid.wavelength, rtol=0, atol=1e-6)
     ):
         raise StellarinfError(
-            "a Payne MLP can only be fine-tuned on its own training wavelength grid (its outputs are those pixels)"
+            f"a {init.kind} network can only be fine-tuned on its own training wavelength grid (its outputs are those "
+            "pixels)"
         )
     return init.astype(jnp.float32).network
 
@@ -465,7 +388,7 @@ def train(
     init_emu = _resolve_init(init)
     out = None if out_dir is None else Path(out_dir)
     fingerprint = _grid_fingerprint(train_g)
-    kind = cfg.model
+    kind = get_kind(cfg.model)
 
     key = jax.random.key(cfg.seed)
     init_key, data_key = jax.random.split(key)
@@ -511,10 +434,11 @@ def train(
             emu = load_emulator(out)
             return TrainResult(emu, emu.metadata.get("metrics", {}), saved["history"], saved["stop_reason"], out)
 
+    # kinds that predict the continuum standardise it with their config's offset and scale
     train_data = _Data.from_grid(
         train_g,
-        net.config.log_continuum_offset if kind == "transformer-payne" else 0.0,
-        net.config.log_continuum_scale if kind == "transformer-payne" else 1.0,
+        net.config.log_continuum_offset if kind.predicts_continuum else 0.0,
+        net.config.log_continuum_scale if kind.predicts_continuum else 1.0,
     )
     rng = np.random.default_rng(cfg.seed + 1)
     n_val = min(len(val_g), cfg.val_max_spectra)
@@ -527,11 +451,7 @@ def train(
 
     @jax.jit
     def val_fn(params):
-        n = eqx.combine(params, static)
-        if kind == "payne":
-            pred = jax.vmap(n)(val_labels)[:, val_pix]
-        else:
-            pred = jax.vmap(lambda ls: n(ls, val_wl)[:, 0])(val_labels)
+        pred = kind.validation_flux(eqx.combine(params, static), val_labels, val_wl, val_pix)
         r = pred - val_flux
         return jnp.mean(jnp.abs(r)), jnp.mean(jnp.square(r))
 
@@ -562,7 +482,7 @@ def train(
     if not state["history"]:
         validate()  # step 0: the starting point (useful to see what pre-training bought)
     t0, elapsed0 = time.monotonic(), state["elapsed_s"]
-    bar = _ProgressBar(cfg, state, kind)
+    bar = _ProgressBar(cfg, state, kind.name)
     try:
         while True:
             if state["step"] >= cfg.max_steps:
@@ -601,13 +521,13 @@ def train(
         validate()  # the final parameters always get a chance to be the best
     checkpoint()
 
-    emulator = _finish(cfg, kind, eqx.combine(best_params, static), train_g, test_g, source, state)
+    emulator = _finish(cfg, eqx.combine(best_params, static), train_g, test_g, source, state)
     if out is not None:
         save_emulator(out, emulator)
     return TrainResult(emulator, emulator.metadata["metrics"], state["history"], state["stop_reason"], out)
 
 
-def _finish(cfg, kind, net, train_g: SpectralGrid, test_g: SpectralGrid, source, state) -> Emulator:
+def _finish(cfg, net, train_g: SpectralGrid, test_g: SpectralGrid, source, state) -> Emulator:
     """Wrap the best network, measure held-out metrics and the emulator-error table."""
     wl = train_g.wavelength
     res = train_g.metadata.get("resolution")

@@ -243,3 +243,92 @@ def count_parameters(model: eqx.Module) -> int:
     """Number of parameters (works on real networks and on ``eqx.filter_eval_shape`` skeletons)."""
     leaves = jax.tree_util.tree_leaves(model)
     return int(sum(math.prod(x.shape) for x in leaves if isinstance(x, (jax.Array, jax.ShapeDtypeStruct))))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The hooks the network-kind table (emulators/kinds.py) reads: what differs from other kinds in evaluation and
+# training. ``batch``/``data`` follow emulators/training.py (``data``: scaled labels, flux, standardised log10
+# continuum or None, wavelength of the training grid).
+# ------------------------------------------------------------------------------------------------------------
+FREEZE_GROUPS = {"embedding": ("embed_in", "embed_out"), "blocks": ("blocks",), "head": ("head_hidden", "head_out")}
+
+
+def flux(network: TransformerPayne, labels_scaled, wavelength) -> Float[Array, "n_pix"]:
+    """Normalised flux at any ``wavelength`` (Å)."""
+    return network(labels_scaled, wavelength)[:, 0]
+
+
+def log10_continuum(network: TransformerPayne, labels_scaled, wavelength) -> Float[Array, "n_pix"]:
+    """log10 of the absolute continuum (grid units) at ``wavelength``."""
+    return network(labels_scaled, wavelength)[:, 1]
+
+
+def continuum_stats(grid) -> tuple[float, float]:
+    """(offset, scale) that standardise the grid's log10 continuum (0, 1 when it has none)."""
+    if grid.continuum is None:
+        return 0.0, 1.0
+    lc = np.log10(np.maximum(grid.continuum, 1e-30))
+    return float(lc.mean()), float(max(lc.std(), 1e-3))
+
+
+def new_for_grid(cfg, grid, key) -> TransformerPayne:
+    """A fresh network of preset ``cfg.preset`` (with ``cfg.overrides``) for ``grid``; the flux output bias starts
+    at the grid's mean flux."""
+    offset, scale = continuum_stats(grid)
+    centre = 0.5 * (grid.wavelength[0] + grid.wavelength[-1])
+    tp_cfg = preset_config(
+        cfg.preset,
+        len(grid.label_space),
+        **{
+            "log10_wavelength_ref": float(np.log10(centre)),
+            "log_continuum_offset": offset,
+            "log_continuum_scale": scale,
+            **cfg.overrides,
+        },
+    )
+    net = TransformerPayne(tp_cfg, key)
+    bias = jnp.array([float(grid.flux.mean()), 0.0], dtype=net.dtype)
+    return eqx.tree_at(lambda n: n.head_out.bias, net, bias)
+
+
+def training_batch(key, data, batch_spectra: int, batch_pixels: int):
+    """``batch_spectra`` spectra × ``batch_pixels`` random pixels each: (labels, wavelength, flux, log10 continuum)."""
+    k1, k2 = jax.random.split(key)
+    n, n_pix = data.flux.shape
+    idx = jax.random.randint(k1, (batch_spectra,), 0, n)
+    pix = jax.random.randint(k2, (batch_spectra, batch_pixels), 0, n_pix)
+    lc = None if data.log_cont is None else data.log_cont[idx[:, None], pix]
+    return data.labels[idx], data.wavelength[pix], data.flux[idx[:, None], pix], lc
+
+
+def training_loss(net: TransformerPayne, batch, err, continuum_weight: float):
+    """Mean ``err`` of the flux residuals, plus ``continuum_weight`` × that of the standardised log continuum."""
+    labels, wl, flux, lc = batch
+
+    def one(ls, w):
+        out = net(ls, w)
+        return out[:, 0], (out[:, 1] - net.config.log_continuum_offset) / net.config.log_continuum_scale
+
+    pf, pc = jax.vmap(one)(labels, wl)
+    value = jnp.mean(err(pf - flux))
+    if lc is not None:
+        value = value + continuum_weight * jnp.mean(err(pc - lc))
+    return value
+
+
+def validation_flux(net: TransformerPayne, labels, wavelength, pixels):
+    """Flux (B, k) of scaled ``labels`` (B, n_labels) at ``wavelength`` (k,) (the training pixels ``pixels``)."""
+    return jax.vmap(lambda ls: net(ls, wavelength)[:, 0])(labels)
+
+
+def freeze_labels(params, freeze: tuple[str, ...]):
+    """'train'/'freeze' per array leaf: the attributes of the ``freeze`` groups (:data:`FREEZE_GROUPS`) are frozen."""
+    frozen_attrs: set = set()
+    for group in freeze:
+        frozen_attrs.update(FREEZE_GROUPS[group])
+
+    def label(path, _leaf):
+        first = path[0].name if hasattr(path[0], "name") else None
+        return "freeze" if first in frozen_attrs else "train"
+
+    return jax.tree_util.tree_map_with_path(label, params)

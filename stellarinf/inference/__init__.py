@@ -12,5 +12,4 @@
 - ``plots``         corner plot, data vs model with residuals
 - ``batch``         many spectra: MAP/Laplace (vmapped across spectra on accelerators), chains per spectrum, one table
 - ``lanes``         chains/starts/draws: vmapped on accelerators, one after another on CPU (faster there)
-- ``mocks``         mock spectra with known truth (tests and benchmarks)
 """

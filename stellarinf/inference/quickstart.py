@@ -56,7 +56,8 @@ def _wide_grid(problem: Problem) -> tuple[float, int]:
 
 def _cheap_templates(om) -> bool:
     """Whether a template costs a matrix product (a Payne on its native pixels), not a full network pass."""
-    return bool(om.upsample) and getattr(om.emulator, "kind", "payne") == "payne"
+    kind = getattr(om.emulator, "network_kind", None)  # an emulator's entry in emulators/kinds.py
+    return bool(om.upsample) and (kind is None or kind.cheap_native_flux)
 
 
 def _templates(

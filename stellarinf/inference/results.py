@@ -38,7 +38,6 @@ from ..labels import NUISANCE_UNITS, STELLAR_UNITS, element_of
 from .density import Problem
 from .lanes import lane_batch_size
 from .samplers import Posterior
-from .systematics import label_systematics_of
 
 RHAT_MAX = 1.01
 ESS_MIN = 100
@@ -113,6 +112,14 @@ def total_sigma(obs_model, params) -> np.ndarray:
     if var is not None:
         return np.sqrt(np.asarray(var(params)))
     return observed_arrays(obs_model)["flux_error"]
+
+
+def label_systematics_of(model) -> dict[str, float]:
+    """The emulator's label-space systematics stored with it: ``metadata["label_systematics"]["sd"]`` per
+    parameter (``{}`` when it has none). Measured by :func:`stellarinf.validation.systematics.measure_label_systematics`
+    (``stellarinf error-model --systematics N``); reporting only reads the stored numbers."""
+    meta = getattr(model, "metadata", None) or {}
+    return dict((meta.get("label_systematics") or {}).get("sd", {}))
 
 
 def label_floor(obs_model) -> dict[str, float]:
@@ -218,7 +225,7 @@ def to_inference_data(
         "timings": json.dumps(posterior.timings),
         "hessian_ok": int(bool(posterior.init.hessian_ok)) if posterior.init is not None else -1,
         "map_starts_agreeing": posterior.init.map.n_starts_agreeing if posterior.init is not None else -1,
-        # the emulator's label-space systematics (sd per parameter; {} when it has none): see .systematics
+        # the emulator's label-space systematics (sd per parameter; {} when it has none): see label_systematics_of
         **{k: float(posterior.tuning[k]) for k in _IMPORTANCE_KEYS if k in posterior.tuning},
         "label_systematics": json.dumps(
             {n: v for n, v in label_floor(problem.obs_model).items() if n in problem.names}
@@ -334,7 +341,7 @@ def summary_table(
 ) -> Table:
     """One row per parameter: mean, sd, p16, p50, p84, r_hat, ess_bulk, ess_tail, box, flags.
 
-    When the emulator carries label-space systematics (:mod:`.systematics`) the table adds ``sd_sys``
+    When the emulator carries label-space systematics (:func:`label_systematics_of`) the table adds ``sd_sys``
     (0 where none was measured) and ``sd_total = √(sd² + sd_sys²)``. ``truth`` adds ``truth``,
     ``pull = (p50 − truth)/sd`` and, with systematics, ``pull_total`` (over ``sd_total``). Table ``meta``
     holds the method, χ², reduced χ², number of divergences and the global ``FLAGS``.

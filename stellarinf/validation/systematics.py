@@ -13,6 +13,10 @@ Procedure (:func:`measure_label_systematics`): for each calibration star draw la
 an RV and v sin i, make the synthesizer's noiseless spectrum through the same observation pipeline, set
 σ = 1/S/N (the weighting a real fit would use), and find the MAP from the truth with the emulator.
 ``sd_sys`` is the root-mean-square of (MAP − truth) over the stars.
+
+The result is stored as data in the emulator's model document (``metadata["label_systematics"]``, written by
+``stellarinf error-model --systematics N``); reporting (:func:`stellarinf.inference.results.label_systematics_of`)
+reads the stored numbers and never imports this module.
 """
 
 from __future__ import annotations
@@ -24,12 +28,12 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..inference.density import Problem
+from ..inference.map import find_map
 from ..io.spectrum import Spectrum
-from .density import Problem
-from .map import find_map
 from .mocks import noiseless_flux, random_truth
 
-__all__ = ["SystematicsResult", "measure_label_systematics", "label_systematics_of"]
+__all__ = ["SystematicsResult", "measure_label_systematics"]
 
 
 @dataclasses.dataclass
@@ -96,9 +100,3 @@ def measure_label_systematics(
         biases.append([fit.params[n] - truth[n] for n in names])
         truths.append([truth[n] for n in names])
     return SystematicsResult(tuple(names), np.array(biases), np.array(truths), float(snr))
-
-
-def label_systematics_of(model) -> dict[str, float]:
-    """The ``sd`` per parameter stored with an emulator (``{}`` when it has none)."""
-    meta = getattr(model, "metadata", None) or {}
-    return dict((meta.get("label_systematics") or {}).get("sd", {}))
