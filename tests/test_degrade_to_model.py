@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 import stellarinf
-from stellarinf.emulators.analytic import AnalyticLineModel
 from stellarinf.errors import SpectrumError
-from stellarinf.inference.mocks import log_uniform_grid, make_mock, noiseless_flux
 from stellarinf.io.spectrum import write_spectrum_fits
 from stellarinf.labels import LabelSpace
 from stellarinf.observe.broadening import broaden
 from stellarinf.observe.degrade import degrade_spectrum
-from stellarinf.wavelength import SPEED_OF_LIGHT_KMS
+from stellarinf.validation.analytic import AnalyticLineModel
+from stellarinf.validation.mocks import make_mock, noiseless_flux
+from stellarinf.wavelength import SPEED_OF_LIGHT_KMS, log_uniform_grid
 
 SPACE = LabelSpace.from_bounds({"teff": (4500.0, 6500.0), "logg": (2.0, 5.0), "feh": (-1.5, 0.5)})
 RANGE = (5000.0, 5040.0)

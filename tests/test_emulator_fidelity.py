@@ -12,8 +12,8 @@ from click.testing import CliRunner
 import stellarinf.commands.fidelity as fidelity_command
 from stellarinf import emulator_fidelity as EF
 from stellarinf.cli import cli
-from stellarinf.emulators.analytic import AnalyticLineModel
 from stellarinf.labels import LabelSpace
+from stellarinf.validation.analytic import AnalyticLineModel
 from stellarinf.wavelength import Window
 
 SPACE = LabelSpace.from_bounds({"teff": (4000.0, 7000.0), "logg": (1.0, 5.0), "feh": (-2.0, 0.5), "li_fe": (-0.5, 0.5)})
@@ -128,7 +128,9 @@ def test_crb_prints_and_records_the_stored_ratio_and_warns(tmp_path, monkeypatch
         "snr": 100.0,
         "stars": [{}, {}, {}],
     }
-    models = {"with": WithMetadata({"fidelity": entry}), "without": WithMetadata({})}
+    from stellarinf.validation.setups import analytic_model
+
+    models = {"with": WithMetadata({"fidelity": entry}), "without": WithMetadata({}), "analytic-test": analytic_model()}
     real = F.resolve_model
     monkeypatch.setattr(F, "resolve_model", lambda m, *a, **k: models.get(str(m)) or real(m, *a, **k))
     args = ["crb", "--teff", "5772", "--logg", "4.44", "--feh", "0", "--marginalize", "rv", "--snr", "100"]
@@ -143,7 +145,7 @@ def test_crb_prints_and_records_the_stored_ratio_and_warns(tmp_path, monkeypatch
     assert res.exit_code == 0, res.output
     assert "emulator fidelity: none stored" in res.output and "stellarinf fidelity" in res.output
     # the synthesizer-free analytic model asks no fidelity question
-    res = CliRunner().invoke(cli, args + ["--emulator", "analytic"])
+    res = CliRunner().invoke(cli, args + ["--emulator", "analytic-test"])
     assert res.exit_code == 0 and "fidelity" not in res.output
 
 
