@@ -307,11 +307,15 @@ def choose_sampler(model, backend: str | None = None) -> tuple[str, str]:
         import jax
 
         backend = jax.default_backend()
+    from .emulators.kinds import NETWORK_KINDS
+
     kind = emulator_kind(model)
-    if kind == "transformer-payne" and backend == "cpu":
+    spec = NETWORK_KINDS.get(kind)
+    # NUTS here: ~4 chains x 1,500 iterations x ~10 gradients = 60,000 gradients
+    if spec is not None and backend == "cpu" and spec.cpu_gradient_s * 60_000 > 30 * 60:
         return "laplace-is", (
-            "TransformerPayne on a CPU: its gradients make NUTS take hours; laplace-is needs values only "
-            "(pass --sampler nuts on a GPU, or use --emulator default-payne for NUTS in minutes)"
+            f"{kind} on a CPU: at {spec.cpu_gradient_s:g} s per gradient NUTS takes hours; laplace-is needs values "
+            "only (pass --sampler nuts on a GPU, or use --emulator default-payne for NUTS in minutes)"
         )
     return "nuts", f"{kind} on {backend}: gradients are cheap enough for NUTS"
 

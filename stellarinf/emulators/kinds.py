@@ -49,6 +49,8 @@ class NetworkKind:
         validation_flux: ``(network, labels_scaled (B, n_labels), wavelength (k,), pixels (k,)) -> flux (B, k)`` at
             the training pixels ``pixels`` (indices; ``wavelength`` = their wavelengths).
         freeze_labels: ``(params, freeze_groups) -> pytree of "train"/"freeze"`` (optax.multi_transform labels).
+        cpu_gradient_s: measured seconds per log-density gradient of a galah-red fit on the 2-core CPU
+            (:func:`stellarinf.pipeline.choose_sampler` picks NUTS only where a posterior costs minutes).
     """
 
     name: str
@@ -68,6 +70,7 @@ class NetworkKind:
     training_loss: Callable
     validation_flux: Callable
     freeze_labels: Callable
+    cpu_gradient_s: float = 0.01
 
     @property
     def predicts_continuum(self) -> bool:
@@ -96,6 +99,7 @@ TRANSFORMER_PAYNE = NetworkKind(
     training_loss=transformer_payne.training_loss,
     validation_flux=transformer_payne.validation_flux,
     freeze_labels=transformer_payne.freeze_labels,
+    cpu_gradient_s=0.24,
 )
 
 PAYNE = NetworkKind(
@@ -116,6 +120,7 @@ PAYNE = NetworkKind(
     training_loss=payne.training_loss,
     validation_flux=payne.validation_flux,
     freeze_labels=payne.freeze_labels,
+    cpu_gradient_s=0.0056,
 )
 
 #: name → kind; the order is the CLI's (the first is the default of ``stellarinf train``).
