@@ -136,6 +136,12 @@ def main(argv=None) -> int:
     ap.add_argument("--atlas-dir", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--emulators", default="default-payne")
     ap.add_argument("--windows", default="galah-red")
+    ap.add_argument(
+        "--atlas",
+        default=None,
+        help="another observed solar atlas in --atlas-dir (e.g. sun_solarhrs_6500_7000_vac.csv.gz, independent of "
+        "the Kurucz atlas the log gf were calibrated on); default: the window's Kurucz atlas",
+    )
     ap.add_argument("--snr", default="50,100,200")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--sampler", default="laplace")
@@ -165,8 +171,11 @@ def main(argv=None) -> int:
         for window in args.windows.split(","):
             model = model_for(emu_name, window)
             atlas_file, resolution, per_element = WINDOWS[window]
+            atlas_file = args.atlas or atlas_file
             atlas = np.loadtxt(Path(args.atlas_dir) / atlas_file, delimiter=",", skiprows=1)
             pixels = pixels_for(window, resolution, per_element)
+            # an atlas narrower than the window (SOLAR-HRS starts at 6500 Å): only the pixels it covers
+            pixels = pixels[(pixels > atlas[0, 0] + 5.0) & (pixels < atlas[-1, 0] - 5.0)]
             for snr in [float(s) for s in args.snr.split(",")]:
                 for seed in [int(s) for s in args.seeds.split(",")]:
                     t0 = time.time()
