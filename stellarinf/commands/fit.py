@@ -83,7 +83,7 @@ def _check_files(paths) -> None:
     "--emulator",
     "emulator",
     default=("default",),
-    show_default=True,
+    show_default="default",
     multiple=True,
     help="Model directory, or 'default' (TransformerPayne) / 'default-payne' (the Payne MLP). Repeatable for the "
     "arms of one star: each arm is evaluated by the model that covers it.",
