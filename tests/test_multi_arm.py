@@ -81,6 +81,15 @@ def test_from_arms_keeps_each_arms_pixels_and_resolution(arms, two):
     assert relabelled.segment_ids == (1, 3) and relabelled.resolution_of(3) == 10000.0
 
 
+def test_a_multi_arm_spectrum_round_trips_through_the_fits_writer(two, tmp_path):
+    from stellarinf.io.spectrum import read_spectrum
+
+    write_spectrum_fits(tmp_path / "two.fits", two)
+    back = read_spectrum(tmp_path / "two.fits")
+    assert back.is_multi_arm and back.resolution == two.resolution
+    np.testing.assert_array_equal(back.segments, two.segments)
+
+
 def test_overlapping_arms_are_refused_naming_both_and_the_fix(arms):
     a, _ = arms
     with pytest.raises(SpectrumError, match=r"arms 0 .* and 1 .* overlap in wavelength.*crop one of them"):

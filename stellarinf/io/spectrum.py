@@ -573,6 +573,10 @@ def _finalise(raw: RawSpectrum, *, medium, default_snr, resolution) -> Spectrum:
     if not np.any(mask):
         raise SpectrumError("every pixel is masked (NaN fluxes, zero inverse variance or mask column); nothing to fit")
 
+    cards = {str(k).upper(): v for k, v in dict(header).items()}
+    arm_r = {int(seg): cards.get(f"RESOL{int(seg)}") for seg in np.unique(segments)}
+    if resolution is None and len(arm_r) > 1 and all(isinstance(v, (int, float)) and v > 0 for v in arm_r.values()):
+        resolution = {seg: float(v) for seg, v in arm_r.items()}  # a multi-arm spectrum (write_spectrum_fits)
     if resolution is None:
         for key in ("RESOLUTN", "SPEC_RES", "RESOLUTION", "R"):
             val = {str(k).upper(): v for k, v in dict(header).items()}.get(key)
@@ -721,7 +725,8 @@ def _assumed_sigma(flux, mask, snr):
 # --------------------------------------------------------------------------------------------------
 def write_spectrum_fits(path: str | os.PathLike, spectrum: Spectrum) -> None:
     """Write the simple table format (atomic): columns ``wavelength`` (vacuum Å), ``flux``, ``error``,
-    ``mask`` (True = use), ``segment``; ``MEDIUM = 'vacuum'``, ``RESOLUTN`` when known."""
+    ``mask`` (True = use), ``segment``; ``MEDIUM = 'vacuum'``, ``RESOLUTN`` when known, or ``RESOL<segment>`` per arm
+    of a multi-arm spectrum (read back as its per-arm resolution)."""
     from astropy.io import fits
 
     sigma = np.where(np.isfinite(spectrum.sigma), spectrum.sigma, 0.0)  # FITS readers dislike inf
