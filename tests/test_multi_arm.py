@@ -269,3 +269,10 @@ def test_problem_builds_on_the_composite_with_rv_offsets_and_priors(models, two)
     problem = Problem.build(om, ["rv_offset_1=0+-0.5"])
     assert problem.names[-1] == "rv_offset_1" and problem.prior_specs[-1].kind == "gaussian"
     om.validate_params(om.initial_params())
+
+
+def test_inspect_prints_each_arms_resolving_power(two, tmp_path, capsys):
+    write_spectrum_fits(tmp_path / "two.fits", two)
+    code, stdout, err = run(["inspect", str(tmp_path / "two.fits")], capsys)
+    assert code in (0, None), err
+    assert "arm 0: 20,000" in stdout + err and "arm 1: 10,000" in stdout + err
