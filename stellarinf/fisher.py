@@ -681,7 +681,9 @@ def likelihood_fisher(
 ) -> FisherResult:
     """Fisher matrix of an observation model's *own* likelihood at ``params``: noiseless data (the
     model's prediction at ``params``), F = J_ρᵀ J_ρ with ρ the likelihood's whitened residuals
-    (``obs_model.whitened_residuals``, e.g. :class:`~stellarinf.observe.model.ObservationModel`).
+    (``obs_model.whitened_residuals``: any :class:`~stellarinf.observe.protocol.ObservationLike`, e.g. an
+    :class:`~stellarinf.observe.model.ObservationModel` or, for a spectrum with several arms, a
+    :class:`~stellarinf.observe.multi_arm.MultiArmObservationModel`, whose information is the sum over its arms).
 
     Unlike :func:`fisher_matrix` with a per-pixel σ, everything the likelihood integrates out is
     integrated out here too: the continuum coefficients (a marginalised or profiled continuum) and the
@@ -691,7 +693,9 @@ def likelihood_fisher(
     _float64()
     free = _check_names(params, free)
     full = {k: jnp.asarray(v, dtype=jnp.float64) if _is_number(v) else v for k, v in params.items()}
-    noiseless = eqx.tree_at(lambda o: o.flux, obs_model, jnp.asarray(obs_model.predict(full), dtype=jnp.float64))
+    data = jnp.asarray(obs_model.predict(full), dtype=jnp.float64)
+    with_flux = getattr(obs_model, "with_flux", None)
+    noiseless = with_flux(data) if with_flux is not None else eqx.tree_at(lambda o: o.flux, obs_model, data)
     J = jacobian(noiseless.whitened_residuals, params, free)
     return fisher_from_jacobian(
         J, 1.0, free, values=[float(params[n]) for n in free], priors=priors, meta=meta, rcond=rcond

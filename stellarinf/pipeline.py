@@ -238,7 +238,7 @@ def read_input(spectrum, *, resolution: float | None = None, read_options: Mappi
 
     if isinstance(spectrum, Spectrum):
         if resolution is not None:
-            spectrum = dataclasses.replace(spectrum, resolution=float(resolution))
+            spectrum = dataclasses.replace(spectrum, resolution=arm_resolution_request(spectrum, resolution))
         return spectrum, str(spectrum.meta.get("source", "<Spectrum in memory>")), _sha256_of_spectrum(spectrum)
     kw = dict(read_options or {})
     if resolution is not None:
@@ -257,6 +257,54 @@ def read_input(spectrum, *, resolution: float | None = None, read_options: Mappi
         raise SpectrumError(f"spectrum file {str(path)!r} does not exist; check the path")
     spec = read_spectrum(path, **kw)
     return spec, str(path), sha256_of(path)
+
+
+def read_arms(paths: Sequence, *, resolution=None, read_options: Mapping | None = None):
+    """One multi-arm :class:`~stellarinf.io.spectrum.Spectrum` from several files of one star, each an arm
+    (``Spectrum.from_arms``: arms must not overlap and must share a flux unit). GALAH per-CCD files keep their CCD
+    number as the arm id; others are numbered in the order given. ``resolution``: one R for every arm or
+    {arm: R} (default: each file's)."""
+    from .io.readers.galah import galah_arm_set
+    from .io.spectrum import Spectrum, read_spectrum
+
+    paths = list(paths)
+    if len(paths) < 2:
+        raise SpectrumError(f"arms of one star need two or more files, got {len(paths)}")
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise SpectrumError(f"spectrum file(s) not found: {', '.join(missing)}; check the path(s)")
+    galah = galah_arm_set(paths)
+    ids = list(galah) if galah is not None else list(range(len(paths)))
+    if galah is not None:
+        paths = list(galah.values())
+    arms = [read_spectrum(p, **dict(read_options or {})) for p in paths]
+    spec = Spectrum.from_arms(arms, ids=ids) if all(len(a.segment_ids) == 1 for a in arms) else Spectrum.from_arms(arms)
+    if resolution is not None:
+        spec = dataclasses.replace(spec, resolution=arm_resolution_request(spec, resolution))
+    return spec
+
+
+def arm_resolution_request(spec, resolution):
+    """``resolution=`` applied to ``spec``: one R for a single-arm spectrum; for a multi-arm one, one R for every
+    arm or a mapping {arm: R} that overrides the arms it names."""
+    if isinstance(resolution, Mapping):
+        if not spec.is_multi_arm:
+            raise SpectrumError(
+                "resolution={arm: R} needs a spectrum with several arms (Spectrum.from_arms); give one R here"
+            )
+        return {**spec.resolution, **{int(k): float(v) for k, v in resolution.items()}}
+    if spec.is_multi_arm:
+        return {seg: float(resolution) for seg in spec.resolution}
+    return float(resolution)
+
+
+def load_models(emulator) -> list:
+    """:func:`load_model` of one emulator or of each of a list (a multi-arm spectrum's arms may need several)."""
+    if isinstance(emulator, (list, tuple)):
+        if not emulator:
+            raise StellarinfError("emulator=[] names no model; give one model or a list of models")
+        return [load_model(e) for e in emulator]
+    return [load_model(emulator)]
 
 
 def prior_requests(priors):
@@ -396,15 +444,43 @@ def build_problem(
     priors=None,
     error_modes=True,
     physics_error=None,
+    rv_offsets=False,
 ):
     """Crop ``spec`` to the model (margin :func:`crop_margin_kms`), build the observation model and the Problem.
     Fixed nuisances and labels go to the observation model, anything else (e.g. ``ln_jitter``) to the Problem.
-    ``physics_error``: ``(floor, depth_fraction)`` or None (see :func:`resolve_physics_error`)."""
+    ``physics_error``: ``(floor, depth_fraction)`` or None (see :func:`resolve_physics_error`).
+
+    A multi-arm spectrum (``spec.is_multi_arm``; ``model`` one model or a list) gets a
+    :class:`~stellarinf.observe.multi_arm.MultiArmObservationModel`: each arm cropped to the model that covers it
+    and observed at its own R; ``rv_offsets`` adds an RV zero point per arm but the first."""
     from .inference.density import Problem
     from .io.spectrum import crop_to_model
     from .observe.model import ObservationModel
 
     fixed = dict(fixed or {})
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    if spec.is_multi_arm or len(models) > 1:
+        return _build_multi_arm_problem(
+            models,
+            spec,
+            resolution=resolution,
+            fit_resolution=fit_resolution,
+            continuum=continuum,
+            continuum_degree=continuum_degree,
+            rv_max=rv_max,
+            vsini_max=vsini_max,
+            vmacro_max=vmacro_max,
+            jitter=jitter,
+            fixed=fixed,
+            priors=priors,
+            error_modes=error_modes,
+            physics_error=physics_error,
+            rv_offsets=rv_offsets,
+        )
+    if rv_offsets:
+        raise StellarinfError(
+            "rv_offsets needs a spectrum with several arms (Spectrum.from_arms / stellarinf fit --arms)"
+        )
     spec = crop_to_model(spec, model, margin_kms=crop_margin_kms(rv_max))
     if continuum_degree == "auto":
         continuum_degree = auto_continuum_degree(spec)
@@ -430,6 +506,55 @@ def build_problem(
     problem = Problem.build(obs, priors, fixed=rest)
     validate_for_fit(spec, problem.n_free)  # enough usable pixels in the model's range for the free parameters
     return spec, obs, problem
+
+
+def _build_multi_arm_problem(
+    models, spec, *, continuum_degree, fixed, priors, jitter, error_modes, physics_error, **kw
+):
+    from .inference.density import Problem
+    from .io.spectrum import Spectrum
+    from .observe.multi_arm import build_multi_arm
+
+    if not spec.is_multi_arm:  # several models, one arm each: the segments are the arms, R from the spectrum
+        spec = Spectrum.from_arms(spec.arms())
+    if continuum_degree == "auto":
+        continuum_degree = auto_continuum_degree(spec)
+    names = set().union(*(m.label_space.names for m in models)) | set(NUISANCE_FIX_NAMES)
+    obs_fixed = {k: v for k, v in fixed.items() if k in names or k.startswith("rv_offset_")}
+    spec, obs = build_multi_arm(
+        models,
+        spec,
+        fixed=obs_fixed,
+        continuum_degree=continuum_degree,
+        fit_jitter=jitter,
+        error_modes=error_modes,
+        physics_error=physics_error,
+        margin_kms=crop_margin_kms(kw["rv_max"]),
+        **kw,
+    )
+    rest = {k: v for k, v in fixed.items() if k not in obs_fixed}
+    problem = Problem.build(obs, priors, fixed=rest)
+    validate_for_fit(spec, problem.n_free)
+    return spec, obs, problem
+
+
+def arm_settings(obs, models, labels) -> list[dict]:
+    """Per arm of a multi-arm fit: id, wavelength range, R used, forward model, pixels used."""
+    out = []
+    for seg, arm in zip(obs.arm_ids, obs.arms):
+        wl = np.asarray(arm.wavelength)
+        k = next(i for i, m in enumerate(models) if m is arm.emulator)
+        out.append(
+            {
+                "arm": int(seg),
+                "wavelength_range": [float(wl.min()), float(wl.max())],
+                "resolution": arm.resolution,
+                "emulator": labels[k],
+                "emulator_kind": emulator_kind(arm.emulator),
+                "n_pixels_used": int(np.sum(np.asarray(arm.weight) > 0)),
+            }
+        )
+    return out
 
 
 # ------------------------------------------------------------------------------------------- diagnostics
@@ -608,6 +733,7 @@ def fit_spectrum(
     mask_tellurics: bool = True,
     clip_outliers: bool = True,
     degrade_to_model: bool = False,
+    rv_offsets: bool = False,
 ) -> FitResult:
     """Fit the stellar labels of one observed spectrum; returns a :class:`FitResult`.
 
@@ -616,14 +742,16 @@ def fit_spectrum(
             ``stellarinf.Spectrum``. Wavelengths in vacuum Å (converted from air/other units by the reader),
             flux normalised or not (a Chebyshev continuum per segment is fitted), per-pixel σ in flux units.
         emulator: ``"default"`` (TransformerPayne), ``"default-payne"`` (the Payne MLP), a model directory, or
-            an already-loaded model object (an emulator, the synthesizer, a test model).
+            an already-loaded model object (an emulator, the synthesizer, a test model); or a list of them for a
+            spectrum with several arms, each arm then evaluated by the model that covers it.
         sampler: ``"nuts"``, ``"blackjax-nuts"``, ``"mclmc"``, ``"laplace-is"``, ``"laplace"``, ``"map"``
             (``stellarinf.inference.samplers.SAMPLER_SPECS``); None: :func:`choose_sampler` picks one that
             finishes on this machine and ``settings["sampler_reason"]`` says why.
         priors: overrides of the default uniform priors over the training box, e.g. ``["logg=4.4+-0.1",
             "teff=5000:6000"]`` (Gaussian: mean+-sd; uniform: lower:upper; units as the labels: K, dex, km/s).
         fixed: parameters held fixed, e.g. ``{"vmacro": 0.0}``; each must lie inside its box.
-        resolution: the instrument's resolving power R = λ/Δλ (default: from the file's header).
+        resolution: the instrument's resolving power R = λ/Δλ (default: from the file's header); for a spectrum
+            with several arms, one R for all or ``{arm id: R}``.
         fit_resolution: fit R as a parameter (starting from ``resolution``).
         degrade_to_model: a spectrum sharper than the model (R above the model's) is smoothed and resampled to the
             model's R (:mod:`stellarinf.observe.degrade`) instead of refused.
@@ -646,6 +774,13 @@ def fit_spectrum(
         mask_tellurics: mask the telluric bands (O₂ A/B, strong H₂O; ``stellarinf.io.tellurics``) in the
             observer's frame; ``clip_outliers``: after the MAP, mask pixels more than 5 total σ off the model
             (cosmic rays, emission; at most 2 %) and find the MAP again. Both are recorded in ``settings``.
+        rv_offsets: for a spectrum with several arms, fit an RV zero-point offset ``rv_offset_<arm>`` (km/s)
+            for every arm but the first.
+
+    Several arms: a ``Spectrum`` whose ``resolution`` is a mapping {arm id: R} (``Spectrum.from_arms([blue,
+    red])``, CLI ``stellarinf fit --arms a.fits b.fits``) is fitted in one call: the labels, RV, v sin i and
+    v macro are shared, each arm has its own continuum, R and forward model
+    (:mod:`stellarinf.observe.multi_arm`); ``settings["arms"]`` records each arm's range, R and model.
 
     Returns:
         :class:`FitResult` with ``summary`` (astropy Table: median ``p50``, ``sd``, 16/84 % per parameter,
@@ -691,17 +826,36 @@ def fit_spectrum(
     validate_for_fit(spec, 0)  # usable pixels and flux with structure, before the model loads
     stages.done(f"{spec.n_pix} pixels, {spec.wavelength.min():.1f}–{spec.wavelength.max():.1f} Å")
 
-    label = emulator_name or (str(emulator) if isinstance(emulator, (str, os.PathLike)) else type(emulator).__name__)
+    labels = _emulator_labels(emulator, emulator_name)
+    label = labels[0] if len(labels) == 1 else " + ".join(labels)
     stages.start("load", f"loading the {label!r} emulator and building the observation model")
-    model = load_model(emulator)
-    spec, resolution, degraded = match_model_resolution(spec, model, resolution, degrade_to_model)
-    if degraded:
-        stages.note(degraded)
-    fixed_values = validate_fixed(fixed or {}, model, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max)
+    models = load_models(emulator)
+    model = models[0]
+    if not (spec.is_multi_arm or len(models) > 1):
+        spec, resolution, degraded = match_model_resolution(spec, model, resolution, degrade_to_model)
+        if degraded:
+            stages.note(degraded)
+    elif degrade_to_model:
+        raise SpectrumError(
+            "degrade_to_model works on a spectrum of one arm; degrade each arm before combining them "
+            "(stellarinf.observe.degrade) or fit the arms one at a time"
+        )
+    fixed_values = {}
+    for m_ in models:
+        fixed_values.update(validate_fixed(fixed or {}, m_, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max))
     reason = "given"
     if sampler is None:
-        sampler, reason = choose_sampler(model)
-    phys, label_floor = resolve_physics_error(physics_error, spec)
+        # the slowest model sets the pace: the first whose own choice is not NUTS, else NUTS
+        choices = [choose_sampler(m_) for m_ in models]
+        sampler, reason = next((c for c in choices if c[0] != "nuts"), choices[0])
+    multi = spec.is_multi_arm or len(models) > 1
+    if multi:  # each arm its own physics error (the measured window it overlaps most)
+        per_arm = {int(a.segments[0]): resolve_physics_error(physics_error, a) for a in spec.arms()}
+        phys = {seg: term for seg, (term, _) in per_arm.items()}
+        phys = None if all(t is None for t in phys.values()) else phys
+        label_floor = next(iter(per_arm.values()))[1]
+    else:
+        phys, label_floor = resolve_physics_error(physics_error, spec)
     bands = []
     if mask_tellurics:
         spec, bands = mask_telluric_bands(spec)
@@ -721,7 +875,14 @@ def fit_spectrum(
         error_modes=emulator_error == "modes",
         physics_error=phys,
     )
-    spec, obs, problem = build_problem(model, spec, **build)
+    if multi:
+        build["rv_offsets"] = rv_offsets
+    elif rv_offsets:
+        raise StellarinfError(
+            "rv_offsets needs a spectrum with several arms (Spectrum.from_arms / stellarinf fit --arms)"
+        )
+    fit_model = models if multi else model
+    spec, obs, problem = build_problem(fit_model, spec, **build)
     n_used = int(np.sum(np.asarray(obs.weight) > 0))
     held = {**{k: float(v) for k, v in obs.fixed}, **{k: float(v) for k, v in problem.fixed.items()}}
     stages.done(
@@ -737,7 +898,7 @@ def fit_spectrum(
     if clip_outliers:
         clipped, n_outliers = mask_outliers(spec, obs, m.params)
         if n_outliers:
-            spec, obs, problem = build_problem(model, clipped, **build)
+            spec, obs, problem = build_problem(fit_model, clipped, **build)
             m = find_map(problem, n_starts=n_starts, seed=seed)
             n_used = int(np.sum(np.asarray(obs.weight) > 0))
     stages.done(
@@ -812,7 +973,9 @@ def fit_spectrum(
         "fixed": fixed_values,
         "held": held,
         "resolution": resolution_used,
-        "resolution_source": "given" if resolution is not None else ("file" if spec.resolution is not None else "none"),
+        "resolution_source": "given"
+        if resolution is not None
+        else ("file" if spec.resolution is not None and not multi else "spectrum arms" if multi else "none"),
         "fit_resolution": bool(fit_resolution),
         "degraded_from_resolution": spec.meta.get("degraded_from_resolution"),
         "continuum": continuum,
@@ -823,9 +986,7 @@ def fit_spectrum(
         "vmacro_max": float(vmacro_max),
         "emulator_error": emulator_error,
         "jitter": bool(jitter),
-        "physics_error": None
-        if phys is None
-        else [phys[0], phys[1], [list(r) for r in (phys[2] if len(phys) > 2 else ())]],
+        "physics_error": _physics_setting(phys),
         "physics_label_floor": label_floor,
         "telluric_bands_masked": bands,
         "outlier_pixels_masked": n_outliers,
@@ -837,6 +998,9 @@ def fit_spectrum(
         else {"source": spec.meta.get("source")},
         "stellarinf_version": _version(),
     }
+    if multi:
+        settings["arms"] = arm_settings(obs, models, labels if len(labels) == len(models) else [label] * len(models))
+        settings["rv_offsets"] = bool(rv_offsets)
     attrs = {
         "settings": json.dumps(settings, default=_json_default, sort_keys=True),
         "run_id": settings["run_id"],
@@ -846,7 +1010,9 @@ def fit_spectrum(
         "sampler": sampler,
         "emulator_error": emulator_error,
         "continuum": continuum,
-        "resolution": "none" if resolution_used is None else resolution_used,
+        "resolution": "none"
+        if resolution_used is None
+        else (json.dumps(resolution_used) if isinstance(resolution_used, dict) else resolution_used),
         "fixed": json.dumps(held),
         "spectrum": input_name,
     }
@@ -876,8 +1042,26 @@ def fit_spectrum(
 
 
 def obs_resolution(obs, resolution, spec):
+    """The resolving power used: one R, or {arm id (text): R} for a multi-arm fit."""
+    if hasattr(obs, "resolutions"):
+        return {str(k): v for k, v in obs.resolutions.items()}
     r = resolution if resolution is not None else spec.resolution
     return None if r is None else float(r)
+
+
+def _physics_setting(phys):
+    if phys is None:
+        return None
+    if isinstance(phys, Mapping):
+        return {str(k): _physics_setting(v) for k, v in phys.items()}
+    return [phys[0], phys[1], [list(r) for r in (phys[2] if len(phys) > 2 else ())]]
+
+
+def _emulator_labels(emulator, emulator_name) -> list[str]:
+    if emulator_name:
+        return [str(emulator_name)]
+    items = emulator if isinstance(emulator, (list, tuple)) else [emulator]
+    return [str(e) if isinstance(e, (str, os.PathLike)) else type(e).__name__ for e in items]
 
 
 def _version() -> str:
@@ -1021,6 +1205,11 @@ def fit_spectra(
         try:
             spec, name, checksum = read_input(item, resolution=resolution, read_options=read_options)
             validate_for_fit(spec, 0)
+            if spec.is_multi_arm:
+                raise SpectrumError(
+                    "a spectrum with several arms is fitted on its own: use fit_spectrum (CLI: stellarinf fit --arms "
+                    "FILES for one star)"
+                )
             read.append((sid, spec, name, checksum))
         except StellarinfError as exc:
             failures[sid] = f"{type(exc).__name__}: {exc}"

@@ -8,6 +8,11 @@ as one set and prints the summary. Several spectra write ``OUT_results.fits`` + 
 spectrum; a spectrum that could not be fitted has ``status=failed`` and the reason) and ``OUT_<name>.nc``
 per fitted spectrum.
 
+Several files that are the **arms of one star** (``--arms``; GALAH's per-CCD files ``<sobject_id><CCD>.fits`` of
+one star are recognised without it) are combined into one multi-arm spectrum (``pipeline.read_arms``) and fitted
+in one call like one spectrum; ``--no-arms`` keeps them a batch. ``--emulator`` may be repeated: each arm is
+evaluated by the model that covers it.
+
 Exit codes: 0 done; 3 bad input (the message names the fix); 4 the result (in a batch: any fitted spectrum's)
 is flagged unreliable (Pareto k, divergences, R-hat: the files are written and the message says what to do next;
 ``--allow-unreliable`` exits 0 instead).
@@ -77,9 +82,22 @@ def _check_files(paths) -> None:
 @click.option(
     "--emulator",
     "emulator",
-    default="default",
-    show_default=True,
-    help="Model directory, or 'default' (TransformerPayne) / 'default-payne' (the Payne MLP).",
+    default=("default",),
+    show_default="default",
+    multiple=True,
+    help="Model directory, or 'default' (TransformerPayne) / 'default-payne' (the Payne MLP). Repeatable for the "
+    "arms of one star: each arm is evaluated by the model that covers it.",
+)
+@click.option(
+    "--arms/--no-arms",
+    "arms",
+    default=None,
+    help="--arms: the files are the arms of ONE star (e.g. a blue and a red arm), combined into one spectrum and "
+    "fitted in one call (each arm its own R, continuum and model; labels, RV and broadening shared). --no-arms: a "
+    "batch of stars. Default: a batch, except GALAH CCD files of one star (<sobject_id><CCD>.fits), combined.",
+)
+@click.option(
+    "--rv-offsets", is_flag=True, help="With arms: fit an RV zero-point offset for every arm but the first (km/s)."
 )
 @click.option(
     "--sampler",
@@ -187,6 +205,8 @@ def _check_files(paths) -> None:
 def fit(
     spectra,
     emulator,
+    arms,
+    rv_offsets,
     sampler,
     chains,
     draws,
@@ -225,9 +245,18 @@ def fit(
     failed row of the batch; exit code 3 only when none can be.
     """
     from ..inference.priors import parse_prior
-    from ..pipeline import fit_spectra, fit_spectrum, output_prefix
+    from ..io.readers.galah import galah_arm_set
+    from ..pipeline import fit_spectra, fit_spectrum, output_prefix, read_arms
 
-    if len(spectra) == 1:
+    combine = arms if arms is not None else galah_arm_set(spectra) is not None
+    if combine and len(spectra) < 2:
+        raise BadInput("--arms combines the arms of one star: give two or more files")
+    if rv_offsets and not combine:
+        raise BadInput("--rv-offsets is for the arms of one star: pass --arms with two or more files")
+    emulator = list(emulator) if len(emulator) > 1 else emulator[0]
+    if isinstance(emulator, list) and not combine and len(spectra) > 1:
+        raise BadInput("several --emulator models are for the arms of one star (--arms); a batch uses one model")
+    if len(spectra) == 1 or combine:
         _check_files(
             spectra
         )  # at once; in a batch a missing file is that spectrum's failure (fit_spectra reads all first)
@@ -264,9 +293,15 @@ def fit(
     def echo(line):
         click.echo(line, err=True)
 
-    if len(spectra) == 1:
+    if len(spectra) == 1 or combine:
+        if combine:
+            echo(f"the {len(spectra)} files are arms of one star: fitting them together")
+            one = read_arms(spectra, resolution=resolution, read_options=kw["read_options"])
+        else:
+            one = spectra[0]
+        extra = {"rv_offsets": True} if rv_offsets else {}
         result = fit_spectrum(
-            spectra[0],
+            one,
             fit_resolution=fit_resolution,
             degrade_to_model=degrade_to_model,
             progress=not quiet,
@@ -274,6 +309,7 @@ def fit(
             clip_outliers=clip_outliers,
             max_minutes=max_minutes,
             **kw,
+            **extra,
         )
         result.write(out, log=_writing_log(echo))
         if plots:

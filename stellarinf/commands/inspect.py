@@ -32,7 +32,10 @@ def describe(spec) -> list[str]:
         f"unit {prov['input_wavelength_unit']} ({prov['wavelength_unit_source']})",
         f"flux: median {np.median(spec.flux[used]):.4g}{' ' + spec.meta['flux_unit'] if spec.meta.get('flux_unit') else ''}; "
         f"median S/N per pixel {spec.snr():.3g}",
-        f"resolving power: {spec.resolution:,.0f}"
+        "resolving power per arm: "
+        + ", ".join(f"arm {k}: {'unknown' if r is None else f'{r:,.0f}'}" for k, r in spec.resolution.items())
+        if spec.is_multi_arm
+        else f"resolving power: {spec.resolution:,.0f}"
         if spec.resolution
         else "resolving power: not in the file (give --resolution to fit)",
     ]

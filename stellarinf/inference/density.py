@@ -1,6 +1,8 @@
 """The log posterior density on unconstrained space: what BlackJAX, MAP and Laplace work with.
 
-:class:`Problem` binds an :class:`~stellarinf.observe.model.ObservationModel` to priors and a choice of
+:class:`Problem` binds an observation model (any :class:`~stellarinf.observe.protocol.ObservationLike`: an
+:class:`~stellarinf.observe.model.ObservationModel`, or a
+:class:`~stellarinf.observe.multi_arm.MultiArmObservationModel` for several arms) to priors and a choice of
 free parameters. It is an Equinox module (a pytree), so jitted functions take it as an argument and
 compile once per spectrum *shape*, and many problems of the same shape can be stacked and vmapped
 (see :mod:`stellarinf.inference.batch`).
@@ -21,6 +23,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ..errors import StellarinfError
+from ..observe.protocol import ObservationLike
 from . import transforms
 from .priors import Prior, PriorArrays, PriorError, resolve_priors
 
@@ -28,7 +31,7 @@ from .priors import Prior, PriorArrays, PriorError, resolve_priors
 class Problem(eqx.Module):
     """Observation model + priors + which parameters are free (the rest are held fixed)."""
 
-    obs_model: Any
+    obs_model: ObservationLike
     names: tuple[str, ...] = eqx.field(static=True)
     prior_specs: tuple[Prior, ...] = eqx.field(static=True)
     fixed: dict[str, Any]

@@ -36,9 +36,32 @@ _WIDE_PRIOR_SD = 1e6  # a continuum coefficient left free (profiled) while scori
 
 
 def supports_quick_start(problem: Problem) -> bool:
-    """Whether ``problem`` is built on an :class:`~stellarinf.observe.model.ObservationModel` (templates)."""
+    """Whether ``problem`` is built on an :class:`~stellarinf.observe.model.ObservationModel` (templates), or on a
+    composite of them (several arms: the quick start then runs on one arm, :func:`arm_subproblem`)."""
     om = problem.obs_model
+    if hasattr(om, "arms"):
+        return all(_single(a) for a in om.arms)
+    return _single(om)
+
+
+def _single(om) -> bool:
     return all(hasattr(om, a) for a in ("dv_fine", "upsample", "interp_weight", "basis", "label_names"))
+
+
+def arm_subproblem(problem: Problem) -> Problem:
+    """For a multi-arm problem: the same posterior restricted to its arm with the most used pixels (the free
+    parameters that arm sees, the same priors; the others held at their fixed values). Its quick start gives
+    the shared parameters (labels, RV, broadening) a data-driven start for the whole fit."""
+    om = problem.obs_model
+    used = [float(np.sum(np.asarray(a.weight))) for a in om.arms]
+    i = int(np.argmax(used))
+    arm = om.arms[i]
+    names = tuple(n for n in problem.names if n in arm.param_names)
+    specs = tuple(p for n, p in zip(problem.names, problem.prior_specs) if n in arm.param_names)
+    fixed = {k: v for k, v in problem.fixed.items() if k in arm.param_names}
+    if "rv" in fixed and f"rv_offset_{om.arm_ids[i]}" in om.rv_offset_names:
+        fixed["rv"] = om.arm_params({**problem.fixed}, i)["rv"]
+    return Problem(arm, names, specs, fixed)
 
 
 def _wide_grid(problem: Problem) -> tuple[float, int]:
@@ -197,6 +220,13 @@ def quick_starts(
     if n_starts < 1:
         raise ValueError(f"n_starts must be ≥ 1, got {n_starts}")
     z0 = problem.initial_z() if z0 is None else np.asarray(z0, dtype=np.float64)
+    if hasattr(problem.obs_model, "arms"):  # several arms: the quick start of one arm sets the shared parameters
+        sub = arm_subproblem(problem)
+        cols = [problem.names.index(n) for n in sub.names]
+        zs = quick_starts(sub, n_starts, z0[cols], n_library=n_library, seed=seed, rv_step_kms=rv_step_kms)
+        out = np.repeat(z0[None], zs.shape[0], axis=0)
+        out[:, cols] = zs
+        return out
     if n_library is None:
         n_library = 256 if _cheap_templates(problem.obs_model) else 32
     ln_lo, n = _wide_grid(problem)

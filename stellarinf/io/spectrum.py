@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +88,13 @@ class Spectrum:
     - ``flux`` (n,), ``sigma`` (n,) 1σ uncertainty in the same units (finite, > 0 where used);
     - ``mask`` (n,) bool, True = use the pixel (default all True);
     - ``segments`` (n,) int id per pixel (arm / echelle order; default 0), each segment one contiguous block;
-    - ``meta``: free-form dict (source file, header cards, notes); ``resolution``: instrument R if known;
+    - ``meta``: free-form dict (source file, header cards, notes); ``resolution``: instrument R if known: one
+      number for the whole spectrum, or a mapping ``{segment id: R or None}`` for a spectrum with several
+      **arms** (instruments), one per segment, each with its own R (:meth:`from_arms`, :meth:`arms`,
+      :attr:`is_multi_arm`). A multi-arm spectrum is fitted by one
+      :class:`~stellarinf.observe.multi_arm.MultiArmObservationModel` (one observation model per arm, shared
+      stellar parameters); a single R with several segments (echelle orders) keeps one observation model with
+      a continuum polynomial per segment;
     - ``input_medium``: whether the wavelengths were given in ``"air"`` or ``"vacuum"`` (they are stored in
       vacuum either way) and ``medium_source``: who said so, ``"header"`` (a keyword of the file), ``"format"``
       (the instrument's convention, e.g. GALAH = air), ``"caller"`` (``medium=`` / ``--medium``) or
@@ -109,7 +116,7 @@ class Spectrum:
     mask: np.ndarray | None = None
     segments: np.ndarray | None = None
     meta: dict = dataclasses.field(default_factory=dict)
-    resolution: float | None = None
+    resolution: float | Mapping[int, float | None] | None = None
     input_medium: str = "vacuum"
     medium_source: str = "caller"
     input_wavelength_unit: str = "Angstrom"
@@ -136,7 +143,9 @@ class Spectrum:
         self.segments = (
             np.zeros(n, np.int64) if self.segments is None else self._column(self.segments, "segments", np.int64)
         )
-        if self.resolution is not None:
+        if isinstance(self.resolution, Mapping):
+            self.resolution = _arm_resolutions(self.resolution, self.segments)
+        elif self.resolution is not None:
             self.resolution = float(self.resolution)
             if not self.resolution > 0:
                 raise SpectrumError(f"resolution must be a positive resolving power, got {self.resolution}")
@@ -190,11 +199,15 @@ class Spectrum:
         return tuple(int(self.segments[i]) for i in np.sort(first))
 
     def select(self, keep: np.ndarray, note: str | None = None) -> "Spectrum":
-        """A new spectrum with only the pixels where ``keep`` is True."""
+        """A new spectrum with only the pixels where ``keep`` is True (arms left without a pixel are dropped)."""
         keep = np.asarray(keep, bool)
         meta = dict(self.meta)
         if note:
             meta["notes"] = list(meta.get("notes", [])) + [note]
+        resolution = self.resolution
+        if isinstance(resolution, Mapping):
+            left = set(np.unique(self.segments[keep]).tolist())
+            resolution = {s: r for s, r in resolution.items() if s in left}
         return dataclasses.replace(
             self,
             wavelength=self.wavelength[keep],
@@ -203,6 +216,146 @@ class Spectrum:
             mask=self.mask[keep],
             segments=self.segments[keep],
             meta=meta,
+            resolution=resolution,
+        )
+
+    # --- arms -----------------------------------------------------------------------------------
+    @property
+    def is_multi_arm(self) -> bool:
+        """Whether the segments are arms (instruments) with their own resolving power: ``resolution`` is a
+        mapping {segment id: R}. Such a spectrum is fitted with one observation model per arm."""
+        return isinstance(self.resolution, Mapping)
+
+    def resolution_of(self, segment: int) -> float | None:
+        """The resolving power of one segment (arm): the mapping's entry, or the spectrum's single R."""
+        if isinstance(self.resolution, Mapping):
+            if int(segment) not in self.resolution:
+                raise SpectrumError(f"segment {segment} is not an arm of this spectrum; arms: {self.segment_ids}")
+            return self.resolution[int(segment)]
+        return self.resolution
+
+    def arm_range(self, segment: int) -> tuple[float, float]:
+        """(min, max) vacuum Å of one segment (arm)."""
+        wl = self.wavelength[self.segments == int(segment)]
+        return float(wl.min()), float(wl.max())
+
+    def arms(self) -> list["Spectrum"]:
+        """One single-arm :class:`Spectrum` per segment (in order of appearance), each with its own scalar
+        ``resolution``; segment ids are kept (the continuum parameters ``cont_<segment>_<k>`` keep their names).
+        An arm whose pixels are all masked is left out."""
+        out = []
+        for seg in self.segment_ids:
+            sel = self.segments == seg
+            if not np.any(self.mask[sel]):
+                continue
+            meta = dict(self.meta)
+            meta["arm"] = int(seg)
+            per_arm = (self.meta.get("arms") or {}).get(str(seg)) if isinstance(self.meta.get("arms"), dict) else None
+            if per_arm:
+                meta.update({k: v for k, v in per_arm.items() if k in ("source", "format", "flux_unit")})
+            out.append(
+                dataclasses.replace(
+                    self,
+                    wavelength=self.wavelength[sel],
+                    flux=self.flux[sel],
+                    sigma=self.sigma[sel],
+                    mask=self.mask[sel],
+                    segments=self.segments[sel],
+                    meta=meta,
+                    resolution=self.resolution_of(seg),
+                )
+            )
+        return out
+
+    @classmethod
+    def from_arms(cls, arms: Sequence["Spectrum"], *, ids: Sequence[int] | None = None) -> "Spectrum":
+        """One multi-arm spectrum from several spectra of the same star, each an arm (instrument) with its own
+        wavelengths, flux, σ, mask and resolving power (``arm.resolution``, None = unknown).
+
+        Segment ids: ``ids`` if given (one per input spectrum), else each input's own ids when they are
+        distinct across the inputs, else 0, 1, 2, ... in the order given. An input with several segments
+        (echelle orders) contributes one arm per segment, all with its R. Raises :class:`SpectrumError` when
+        two arms overlap in wavelength (the same pixels cannot be two independent measurements: crop one)
+        or the arms' flux units differ (``meta["flux_unit"]``: convert them to one unit first)."""
+        arms = list(arms)
+        if not arms:
+            raise SpectrumError("from_arms needs at least one spectrum")
+        for i, a in enumerate(arms):
+            if not isinstance(a, Spectrum):
+                raise SpectrumError(
+                    f"arm {i} is a {type(a).__name__}, not a Spectrum; read it with read_spectrum first"
+                )
+        units = [str(a.meta.get("flux_unit") or "") for a in arms]
+        if len(set(units)) > 1:
+            listed = ", ".join(
+                f"arm {i} ({_arm_name(a)}): {u or 'no unit (normalised?)'}" for i, (a, u) in enumerate(zip(arms, units))
+            )
+            raise SpectrumError(
+                f"the arms have different flux units ({listed}); convert them to one unit (or normalise each "
+                "arm) before combining them: each arm's continuum absorbs a constant scale, not a unit mismatch"
+            )
+        # segment ids of the result: one per (input, its segment)
+        pieces = [(i, seg) for i, a in enumerate(arms) for seg in a.segment_ids]
+        if ids is not None:
+            ids = [int(v) for v in ids]
+            if len(ids) != len(arms) or len(set(ids)) != len(ids):
+                raise SpectrumError(f"ids must give one distinct id per arm ({len(arms)} arms), got {ids}")
+            if any(len(a.segment_ids) > 1 for a in arms):
+                raise SpectrumError("ids= needs single-segment arms; an input has several segments")
+            new_ids = {(i, arms[i].segment_ids[0]): ids[i] for i in range(len(arms))}
+        elif len({seg for _, seg in pieces}) == len(pieces):
+            new_ids = {p: p[1] for p in pieces}
+        else:
+            new_ids = {p: k for k, p in enumerate(pieces)}
+        ranges = [(new_ids[(i, seg)], arms[i].arm_range(seg), i) for i, seg in pieces]
+        for a_idx in range(len(ranges)):
+            for b_idx in range(a_idx + 1, len(ranges)):
+                (sa, (lo_a, hi_a), ia), (sb, (lo_b, hi_b), ib) = ranges[a_idx], ranges[b_idx]
+                if lo_a <= hi_b and lo_b <= hi_a:
+                    raise SpectrumError(
+                        f"arms {sa} ({_arm_name(arms[ia])}, {lo_a:.2f}–{hi_a:.2f} Å) and {sb} ({_arm_name(arms[ib])}, "
+                        f"{lo_b:.2f}–{hi_b:.2f} Å) overlap in wavelength; arms must be disjoint: crop one of them "
+                        "(Spectrum.select) or fit them separately"
+                    )
+
+        def cat(attr):
+            return np.concatenate([getattr(arms[i], attr)[arms[i].segments == seg] for i, seg in pieces])
+
+        segments = np.concatenate(
+            [np.full(int(np.sum(arms[i].segments == seg)), new_ids[(i, seg)], np.int64) for i, seg in pieces]
+        )
+        resolution = {new_ids[(i, seg)]: arms[i].resolution_of(seg) for i, seg in pieces}
+        first = arms[0]
+        meta = {
+            "source": " + ".join(str(a.meta.get("source", f"arm {i}")) for i, a in enumerate(arms)),
+            "format": first.meta.get("format"),
+            "arms": {
+                str(new_ids[(i, seg)]): {
+                    "source": arms[i].meta.get("source"),
+                    "format": arms[i].meta.get("format"),
+                    "flux_unit": arms[i].meta.get("flux_unit"),
+                    "resolution": arms[i].resolution_of(seg),
+                    "input_medium": arms[i].input_medium,
+                    "medium_source": arms[i].medium_source,
+                }
+                for i, seg in pieces
+            },
+            "notes": [f"arm {new_ids[(i, seg)]}: {n}" for i, seg in pieces for n in arms[i].meta.get("notes", [])],
+        }
+        if units[0]:
+            meta["flux_unit"] = units[0]
+        return cls(
+            cat("wavelength"),
+            cat("flux"),
+            cat("sigma"),
+            cat("mask"),
+            segments,
+            meta,
+            resolution,
+            input_medium=first.input_medium,
+            medium_source=first.medium_source,
+            input_wavelength_unit=first.input_wavelength_unit,
+            wavelength_unit_source=first.wavelength_unit_source,
         )
 
     @classmethod
@@ -243,13 +396,47 @@ class Spectrum:
             "medium_source": self.medium_source,
             "input_wavelength_unit": self.input_wavelength_unit,
             "wavelength_unit_source": self.wavelength_unit_source,
-            "resolution": self.resolution,
+            "resolution": {str(k): v for k, v in self.resolution.items()}
+            if isinstance(self.resolution, Mapping)
+            else self.resolution,
         }
 
     def snr(self) -> float:
         """Median S/N per used pixel."""
         m = self.mask
         return float(np.median(np.abs(self.flux[m]) / self.sigma[m]))
+
+
+def _arm_name(spectrum) -> str:
+    src = spectrum.meta.get("source")
+    return Path(str(src)).name if src else "in memory"
+
+
+def _arm_resolutions(mapping, segments) -> dict[int, float | None]:
+    """A per-arm resolution mapping checked against the segment ids: one entry per segment, R > 0 or None."""
+    out = {}
+    for k, v in mapping.items():
+        try:
+            seg = int(k)
+        except (TypeError, ValueError):
+            raise SpectrumError(f"resolution mapping keys must be segment ids (integers), got {k!r}") from None
+        if v is not None:
+            v = float(v)
+            if not v > 0:
+                raise SpectrumError(f"resolution of arm {seg} must be a positive resolving power (or None), got {v}")
+        out[seg] = v
+    ids = set(np.unique(segments).tolist())
+    missing, extra = sorted(ids - set(out)), sorted(set(out) - ids)
+    if missing or extra:
+        raise SpectrumError(
+            "a per-arm resolution mapping needs one entry per segment id "
+            f"(segments {sorted(ids)}; "
+            + (f"missing {missing}" if missing else "")
+            + ("; " if missing and extra else "")
+            + (f"no such segment {extra}" if extra else "")
+            + "); give R (or None) for every arm"
+        )
+    return out
 
 
 def _check_segments_contiguous(segments):
@@ -386,6 +573,10 @@ def _finalise(raw: RawSpectrum, *, medium, default_snr, resolution) -> Spectrum:
     if not np.any(mask):
         raise SpectrumError("every pixel is masked (NaN fluxes, zero inverse variance or mask column); nothing to fit")
 
+    cards = {str(k).upper(): v for k, v in dict(header).items()}
+    arm_r = {int(seg): cards.get(f"RESOL{int(seg)}") for seg in np.unique(segments)}
+    if resolution is None and len(arm_r) > 1 and all(isinstance(v, (int, float)) and v > 0 for v in arm_r.values()):
+        resolution = {seg: float(v) for seg, v in arm_r.items()}  # a multi-arm spectrum (write_spectrum_fits)
     if resolution is None:
         for key in ("RESOLUTN", "SPEC_RES", "RESOLUTION", "R"):
             val = {str(k).upper(): v for k, v in dict(header).items()}.get(key)
@@ -534,7 +725,8 @@ def _assumed_sigma(flux, mask, snr):
 # --------------------------------------------------------------------------------------------------
 def write_spectrum_fits(path: str | os.PathLike, spectrum: Spectrum) -> None:
     """Write the simple table format (atomic): columns ``wavelength`` (vacuum Å), ``flux``, ``error``,
-    ``mask`` (True = use), ``segment``; ``MEDIUM = 'vacuum'``, ``RESOLUTN`` when known."""
+    ``mask`` (True = use), ``segment``; ``MEDIUM = 'vacuum'``, ``RESOLUTN`` when known, or ``RESOL<segment>`` per arm
+    of a multi-arm spectrum (read back as its per-arm resolution)."""
     from astropy.io import fits
 
     sigma = np.where(np.isfinite(spectrum.sigma), spectrum.sigma, 0.0)  # FITS readers dislike inf
@@ -547,7 +739,11 @@ def write_spectrum_fits(path: str | os.PathLike, spectrum: Spectrum) -> None:
     ]
     table = fits.BinTableHDU.from_columns(columns, name="SPECTRUM")
     table.header["MEDIUM"] = ("vacuum", "wavelengths are vacuum")
-    if spectrum.resolution is not None:
+    if isinstance(spectrum.resolution, Mapping):
+        for seg, r in spectrum.resolution.items():
+            if r is not None:
+                table.header[f"RESOL{seg}"] = (r, f"resolving power of arm (segment) {seg}")
+    elif spectrum.resolution is not None:
         table.header["RESOLUTN"] = (spectrum.resolution, "instrument resolving power")
     primary = fits.PrimaryHDU()
     primary.header["ORIGIN"] = "stellarinf"

@@ -200,6 +200,15 @@ class ObservationModel(eqx.Module):
         label_names = tuple(emulator.label_space.names)
         fixed = {k: float(v) for k, v in (fixed or {}).items()}
         r_model = None if emulator.resolution is None else float(emulator.resolution)
+        if resolution is None and spectrum.is_multi_arm:
+            if len(spectrum.segment_ids) > 1:
+                raise SpectrumError(
+                    f"the spectrum has {len(spectrum.segment_ids)} arms with their own resolving power "
+                    f"({spectrum.resolution}); one ObservationModel serves one instrument: use "
+                    "stellarinf.observe.multi_arm.MultiArmObservationModel (or fit_spectrum), or one arm of "
+                    "spectrum.arms()"
+                )
+            resolution = spectrum.resolution_of(spectrum.segment_ids[0])
         r_obs = resolution if resolution is not None else spectrum.resolution
         r_obs = None if r_obs is None else float(r_obs)
         if fit_resolution and r_obs is None and resolution_bounds is None:
@@ -612,6 +621,10 @@ class ObservationModel(eqx.Module):
         # determinant out (with modes the continuum is marginalised with them under its very wide prior)
         profile = self.continuum_mode == "profile" and self.n_error_modes == 0
         return linear_marginal_terms(self.flux - offset, design, var, self.weight, mean, sd, profile=profile)
+
+    def with_flux(self, flux: Float[Array, "n_pix"]) -> "ObservationModel":
+        """A copy observing ``flux`` instead (same pixels, σ, mask): e.g. noiseless data for Fisher bounds."""
+        return eqx.tree_at(lambda o: o.flux, self, jnp.asarray(flux, dtype=jnp.float64))
 
     def whitened_residuals(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_res"]:
         """ρ of :meth:`likelihood_terms`."""

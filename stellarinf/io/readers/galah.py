@@ -80,6 +80,17 @@ def _galah_ccd(path) -> tuple[str, int] | None:
     return None
 
 
+def galah_arm_set(paths) -> dict[int, object] | None:
+    """``{CCD: path}`` when ``paths`` are two or more GALAH per-CCD files (``<sobject_id><CCD>.fits``) of one star
+    with distinct CCDs, i.e. the arms of one star (``stellarinf fit`` combines them); else None."""
+    found = [(_galah_ccd(p), p) for p in paths]
+    if len(found) < 2 or any(ids is None for ids, _ in found):
+        return None
+    if len({ids[0] for ids, _ in found}) != 1 or len({ids[1] for ids, _ in found}) != len(found):
+        return None
+    return {ids[1]: p for ids, p in sorted(found, key=lambda t: t[0][1])}
+
+
 def _galah_wavelength(header, n, unit, where, meta) -> np.ndarray:
     """Air wavelengths of a GALAH HDU from its linear WCS; ``CRPIX1 = 0`` means pixel 1 (GALAH convention)."""
     if header.get("CRPIX1") == 0:
