@@ -170,6 +170,21 @@ def _check_files(paths) -> None:
     help="Output prefix: OUT.nc, OUT_summary.fits/.csv.",
 )
 @click.option("--quiet", is_flag=True, help="Do not print the summary or the sampler's progress bar.")
+@click.option(
+    "--joint", is_flag=True, help="Fit all SPECTRA jointly, sharing the --share nuisances (stellarinf.fit_joint)."
+)
+@click.option(
+    "--share",
+    multiple=True,
+    default=("resolution",),
+    show_default=True,
+    help="With --joint: a nuisance shared by all stars (resolution, rv, vsini, vmacro, ln_jitter). Repeatable.",
+)
+@click.option(
+    "--groups",
+    default=None,
+    help="With --joint: comma-separated group key per spectrum (e.g. plate1,plate1,plate2): one shared value per group.",
+)
 @spectrum_read_options
 def fit(
     spectra,
@@ -198,6 +213,9 @@ def fit(
     allow_unreliable,
     output,
     quiet,
+    joint,
+    share,
+    groups,
     **read_params,
 ):
     """Infer the labels of SPECTRUM (or several: a batch) with the emulator's training box as prior.
@@ -249,6 +267,10 @@ def fit(
     def echo(line):
         click.echo(line, err=True)
 
+    if joint:
+        from .joint import run_joint
+
+        return run_joint(spectra, kw, share, groups, out, echo, quiet=quiet, allow_unreliable=allow_unreliable)
     if len(spectra) == 1:
         result = fit_spectrum(
             spectra[0], fit_resolution=fit_resolution, progress=not quiet, log=echo, clip_outliers=clip_outliers, **kw
