@@ -180,3 +180,23 @@ def test_bad_requests_name_the_problem_and_the_fix(setup):
     oms = obs_models(model, specs)
     with pytest.raises(StellarinfError, match="valid|can be shared"):
         JointProblem.build(oms, ("ln_jitter",))
+
+
+def test_cli_joint_bad_requests_exit_3_with_the_fix(tmp_path, capsys):
+    from stellarinf.cli import main
+
+    a = tmp_path / "a.fits"
+    a.write_bytes(b"not read: the request is checked first")
+    out = str(tmp_path / "out")
+    for argv, needles in (
+        (["fit", "--joint", str(a), "-o", out], ["at least 2 stars"]),
+        (
+            ["fit", "--joint", "--share", "teff", str(a), str(a), "-o", out],
+            ["cannot share 'teff'", "resolution, rv, vsini, vmacro"],
+        ),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 3
+        err = capsys.readouterr().err
+        assert all(n in err for n in needles), err

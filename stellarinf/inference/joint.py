@@ -487,7 +487,7 @@ def _log_density(problem: JointProblem, z):
     return problem.log_density(z)
 
 
-def joint_laplace(problem: JointProblem, z0: np.ndarray, *, max_steps: int = 30, tol: float = 1e-6) -> JointLaplace:
+def joint_laplace(problem: JointProblem, z0: np.ndarray, *, max_steps: int = 30, tol: float = 1e-3) -> JointLaplace:
     """Damped Newton steps from ``z0`` to the joint mode (exact per-star block Hessians, :meth:`block_curvature`),
     then ``cov = (−H)⁻¹`` there. Start from the stars' own MAPs: each star's block is then near its optimum and
     the steps mostly move the shared values and what correlates with them."""
