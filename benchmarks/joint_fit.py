@@ -80,6 +80,7 @@ def main(argv=None):
     ap.add_argument("--emulator-error", default="modes", choices=["modes", "white"])
     ap.add_argument("--continuum-degree", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--vsini-max", type=float, default=30.0, help="box of the v sin i prior (truths: 2-10 km/s)")
     ap.add_argument(
         "--truth",
         default="synth",
@@ -142,7 +143,7 @@ def main(argv=None):
         resolution=args.r_start,
         continuum_degree=args.continuum_degree,
         rv_max=100.0,
-        vsini_max=30.0,
+        vsini_max=args.vsini_max,
         emulator_error=args.emulator_error,
         physics_error="off",
         mask_tellurics=False,
@@ -218,6 +219,8 @@ def main(argv=None):
             "n_free_joint": res.problem.n_free,
             "continuum_degree": args.continuum_degree,
             "emulator_error": args.emulator_error,
+            "vsini_prior_box": [0.0, args.vsini_max],
+            "truth_model": args.truth,
             "stacked": res.problem.is_stacked,
         },
         "shared_resolution": {
