@@ -7,9 +7,19 @@ Fit a spectrum from Python::
     print(result.summary)          # one row per label: median (p50), sd, 16/84 %, R-hat, ESS, flags
     result.write("star")           # star.nc (ArviZ), star_summary.fits, star_summary.csv
 
+Fit many stars at once, sharing the instrument's resolving power (one R per plate; labels per star)::
+
+    joint = stellarinf.fit_joint(["a.fits", "b.fits", "c.fits"], emulator="default-payne",
+                                 share=("resolution",), groups=["plate1", "plate1", "plate2"])
+    print(joint.shared)            # one row per shared value: median, sd, R-hat, ESS (and what each star alone said)
+    print(joint.stars)             # one row per star: every label's median, sd, R-hat
+    joint.write("cluster")         # cluster.nc (dims chain, draw, star), cluster_stars.*, cluster_shared.*
+
 The user API (imported on first use, so ``import stellarinf`` stays fast):
 
 - :func:`fit_spectrum`, :func:`fit_spectra`, :class:`FitResult`   the fit pipeline (:mod:`stellarinf.pipeline`)
+- :func:`fit_joint`, :class:`JointFitResult`                       many stars at once, sharing nuisances such as one
+                                                                   resolving power per plate (:mod:`stellarinf.joint_pipeline`)
 - :func:`read_spectrum`, :class:`Spectrum`                         observed spectra (vacuum Å)
 - :func:`load_emulator`                                            ``"default"``, ``"default-payne"`` or a model directory
 - :func:`choose_sampler`, :data:`SAMPLER_SPECS`                    the samplers and the default choice
@@ -25,6 +35,7 @@ creating any JAX array. Networks keep float32 parameters by their own dtype choi
 Layout (one idea per module):
 
 - ``pipeline``      fit_spectrum / fit_spectra: the one fit pipeline (CLI, demo and batch call it)
+- ``joint_pipeline`` fit_joint: many stars in one posterior, nuisances shared across them (``fit --joint``)
 - ``labels``        label spaces: names, units, bounds, network scaling
 - ``wavelength``    vacuum/air conversion, instrument windows, wavelength grids
 - ``design``        sampling designs for grid label points
@@ -69,6 +80,8 @@ _EXPORTS = {
     "fit_spectra": ("stellarinf.pipeline", "fit_spectra"),
     "FitResult": ("stellarinf.pipeline", "FitResult"),
     "BatchResult": ("stellarinf.pipeline", "BatchResult"),
+    "fit_joint": ("stellarinf.joint_pipeline", "fit_joint"),
+    "JointFitResult": ("stellarinf.joint_pipeline", "JointFitResult"),
     "choose_sampler": ("stellarinf.pipeline", "choose_sampler"),
     "read_spectrum": ("stellarinf.io.spectrum", "read_spectrum"),
     "Spectrum": ("stellarinf.io.spectrum", "Spectrum"),

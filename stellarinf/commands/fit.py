@@ -201,6 +201,21 @@ def _check_files(paths) -> None:
     help="Output prefix: OUT.nc, OUT_summary.fits/.csv.",
 )
 @click.option("--quiet", is_flag=True, help="Do not print the summary or the sampler's progress bar.")
+@click.option(
+    "--joint", is_flag=True, help="Fit all SPECTRA jointly, sharing the --share nuisances (stellarinf.fit_joint)."
+)
+@click.option(
+    "--share",
+    multiple=True,
+    default=("resolution",),
+    show_default=True,
+    help="With --joint: a nuisance shared by all stars (resolution, rv, vsini, vmacro, ln_jitter). Repeatable.",
+)
+@click.option(
+    "--groups",
+    default=None,
+    help="With --joint: comma-separated group key per spectrum (e.g. plate1,plate1,plate2): one shared value per group.",
+)
 @spectrum_read_options
 def fit(
     spectra,
@@ -233,6 +248,9 @@ def fit(
     allow_unreliable,
     output,
     quiet,
+    joint,
+    share,
+    groups,
     **read_params,
 ):
     """Infer the labels of SPECTRUM (or several: a batch) with the emulator's training box as prior.
@@ -248,7 +266,9 @@ def fit(
     from ..io.readers.galah import galah_arm_set
     from ..pipeline import fit_spectra, fit_spectrum, output_prefix, read_arms
 
-    combine = arms if arms is not None else galah_arm_set(spectra) is not None
+    if joint and arms:
+        raise BadInput("--joint fits many stars and --arms the arms of one star: choose one")
+    combine = (arms if arms is not None else galah_arm_set(spectra) is not None) and not joint
     if combine and len(spectra) < 2:
         raise BadInput("--arms combines the arms of one star: give two or more files")
     if rv_offsets and not combine:
@@ -293,6 +313,10 @@ def fit(
     def echo(line):
         click.echo(line, err=True)
 
+    if joint:
+        from .joint import run_joint
+
+        return run_joint(spectra, kw, share, groups, out, echo, quiet=quiet, allow_unreliable=allow_unreliable)
     if len(spectra) == 1 or combine:
         if combine:
             echo(f"the {len(spectra)} files are arms of one star: fitting them together")

@@ -1,0 +1,203 @@
+"""Joint fits of many stars sharing nuisances (``stellarinf.fit_joint``, ``inference/joint.py``): the joint density is
+the sum of the single-star ones, the plate model is that density, a small joint fit recovers a shared resolving
+power, and bad requests fail with a message naming the problem and the fix."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stellarinf.errors import StellarinfError
+from stellarinf.inference.density import Problem
+from stellarinf.inference.joint import JointProblem, make_joint_numpyro_model
+from stellarinf.observe.model import ObservationModel
+from stellarinf.validation.mocks import make_mock, random_truth
+from stellarinf.validation.setups import analytic_setup
+
+R_TRUE, R_START = 15_000.0, 20_000.0
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model, wl = analytic_setup(resolution=R_START)
+    rng = np.random.default_rng(1)
+    specs, truths = [], []
+    for i in range(4):
+        t = random_truth(model.label_space, rng, rv_max=30, vsini_range=(2, 8))
+        s = make_mock(model, wl, t, snr=100, resolution=R_TRUE, seed=i)
+        specs.append(dataclasses.replace(s, resolution=R_START))  # the header's nominal R, not the true one
+        truths.append(t)
+    return model, specs, truths
+
+
+def obs_models(model, specs, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [
+            ObservationModel(
+                model,
+                s,
+                fit_resolution=True,
+                continuum="marginalise",
+                continuum_degree=1,
+                rv_max=80,
+                vsini_max=20,
+                fixed={"vmacro": 0.0},
+                **kw,
+            )
+            for s in specs
+        ]
+
+
+def test_joint_density_is_the_sum_of_single_star_densities(setup):
+    model, specs, truths = setup
+    oms = obs_models(model, specs)
+    jp = JointProblem.build(oms, ("resolution",))
+    assert jp.is_stacked and jp.n_free == 4 * 5 + 1
+    singles = [Problem.build(om) for om in oms]
+    rng = np.random.default_rng(3)
+    per = {n: np.array([t[n] + 0.01 * rng.standard_normal() for t in truths]) for n in ("teff", "logg", "feh")}
+    per["rv"] = np.array([t["rv"] for t in truths])
+    per["vsini"] = np.array([t["vsini"] for t in truths])
+    shared = {"resolution": np.array([16_000.0])}
+    z = jp.from_params(per, shared)
+    total = 0.0
+    for i, p in enumerate(singles):
+        params = {n: per[n][i] for n in jp.star_names}
+        params["resolution"] = 16_000.0
+        total += float(p.log_density(p.unconstrain(params)))
+    # each single-star density counts the shared R's prior and Jacobian once, the joint one once in all: for a
+    # uniform prior on [lo, hi] in z = logit, that term is log σ(z) + log σ(−z)
+    zr = float(singles[0].unconstrain({**{n: per[n][0] for n in jp.star_names}, "resolution": 16_000.0})[-1])
+    assert singles[0].names[-1] == "resolution"
+    shared_term = float(jax.nn.log_sigmoid(zr) + jax.nn.log_sigmoid(-zr))
+    expected = total - (len(singles) - 1) * shared_term
+    assert float(jp.log_density(jnp.asarray(z))) == pytest.approx(expected, rel=1e-10, abs=1e-6)
+    # the likelihood alone is exactly the sum of the stars' likelihoods, stacked or summed one by one
+    ll = sum(
+        float(om.log_likelihood({**{n: per[n][i] for n in jp.star_names}, "resolution": 16_000.0}))
+        for i, om in enumerate(oms)
+    )
+    assert float(jp.log_likelihood(jnp.asarray(z))) == pytest.approx(ll, rel=1e-12)
+    loose = dataclasses.replace(jp, stacked=None, stacked_shared=None)
+    assert float(loose.log_likelihood(jnp.asarray(z))) == pytest.approx(ll, rel=1e-12)
+    # the NumPyro plate model is the same density (its potential energy is minus it)
+    from numpyro.infer.util import potential_energy
+
+    idx = jp.index()
+    pe = potential_energy(make_joint_numpyro_model(jp), (), {}, {n: jnp.asarray(z[idx[n]]) for n in jp.site_names})
+    assert -float(pe) == pytest.approx(float(jp.log_density(jnp.asarray(z))), rel=1e-10)
+    # the per-star blocks assemble to the joint gradient and curvature
+    g, h = jp.assemble(*jp.block_curvature(jnp.asarray(z)))
+    grad_fn = jax.jit(jax.grad(jp.log_density))
+    np.testing.assert_allclose(g, np.asarray(grad_fn(jnp.asarray(z))), rtol=1e-7, atol=1e-6)
+    eps = 1e-5
+    fd = np.stack(
+        [
+            (np.asarray(grad_fn(jnp.asarray(z + eps * e))) - np.asarray(grad_fn(jnp.asarray(z - eps * e)))) / (2 * eps)
+            for e in np.eye(len(z))
+        ],
+        axis=1,
+    )
+    # Gauss–Newton for the likelihood: close to the exact Hessian near the truth, not equal to it
+    assert np.all(np.isfinite(h)) and np.allclose(h, h.T)
+    assert h[-1, -1] == pytest.approx(fd[-1, -1], rel=0.05)  # the shared R's curvature: the sum over stars
+    assert np.allclose(h[:5, 5:10], 0.0)  # star 0 and star 1 do not see each other's parameters
+    assert np.all(np.linalg.eigvalsh(-h) > 0)
+
+
+def test_groups_give_one_value_per_group(setup):
+    model, specs, _ = setup
+    oms = obs_models(model, specs)
+    jp = JointProblem.build(oms, ("resolution",), groups=["a", "b", "a", "b"])
+    assert jp.n_groups == (2,) and jp.group_keys == (("a", "b"),)
+    per = {n: jnp.zeros(4) for n in jp.star_names}
+    out = jp.star_params(per, {"resolution": jnp.asarray([1.0, 2.0])})
+    np.testing.assert_array_equal(np.asarray(out["resolution"]), [1.0, 2.0, 1.0, 2.0])
+
+
+def test_small_joint_fit_recovers_the_shared_resolution(setup, tmp_path):
+    from stellarinf import fit_joint
+
+    model, specs, truths = setup
+    res = fit_joint(
+        specs,
+        emulator=model,
+        share="resolution",
+        chains=2,
+        warmup=150,
+        draws=200,
+        physics_error="off",
+        mask_tellurics=False,
+        fixed={"vmacro": 0.0},
+        continuum_degree=1,
+        rv_max=80,
+        vsini_max=20,
+        n_starts=2,
+    )
+    row = res.shared[0]
+    assert row["name"] == "resolution" and row["n_stars"] == 4
+    assert abs(row["p50"] - R_TRUE) < 3 * row["sd"]
+    assert row["sd"] < row["alone_sd_min"]  # the shared value is better known than any star alone knows it
+    assert res.diagnostics["n_divergent"] == 0
+    assert res.diagnostics["r_hat_max"] < 1.05
+    pulls = [(res.stars[i]["teff"] - t["teff"]) / res.stars[i]["teff_err"] for i, t in enumerate(truths)]
+    assert np.all(np.abs(pulls) < 4)
+    assert res.idata.posterior["teff"].dims == ("chain", "draw", "star")
+    assert list(res.idata.posterior["star"].values) == [r["star"] for r in res.stars]
+    paths = res.write(tmp_path / "joint")
+    assert all(p.is_file() for p in paths)
+    from astropy.table import Table
+
+    assert Table.read(tmp_path / "joint_shared.csv")["run_id"][0] == res.run_id
+
+
+def test_bad_requests_name_the_problem_and_the_fix(setup):
+    from stellarinf import fit_joint
+
+    model, specs, _ = setup
+    kw = dict(emulator=model, physics_error="off", mask_tellurics=False)
+    with pytest.raises(StellarinfError, match="at least 2 stars"):
+        fit_joint(specs[:1], **kw)
+    with pytest.raises(StellarinfError, match=r"cannot share 'teff'.*resolution, rv, vsini, vmacro"):
+        fit_joint(specs, share=("teff",), **kw)
+    with pytest.raises(StellarinfError, match=r"cannot share 'plate_scale'"):
+        fit_joint(specs, share=("plate_scale",), **kw)
+    no_r = [dataclasses.replace(s, resolution=None) for s in specs]
+    with pytest.raises(StellarinfError, match=r"no(ne)?.*pass resolution=R"):
+        fit_joint(no_r, share=("resolution",), **kw)
+    with pytest.raises(StellarinfError, match="both shared and fixed"):
+        fit_joint(specs, share=("vmacro",), fixed={"vmacro": 0.0}, **kw)
+    other, _ = analytic_setup(names=("teff", "logg", "feh", "vmic"), resolution=R_START)
+    with pytest.raises(StellarinfError, match="one label space"):
+        fit_joint(specs, **{**kw, "emulator": [model, model, other, model]})
+    with pytest.raises(StellarinfError, match="one key per"):
+        fit_joint(specs, groups=["a", "b"], **kw)
+    oms = obs_models(model, specs)
+    with pytest.raises(StellarinfError, match="valid|can be shared"):
+        JointProblem.build(oms, ("ln_jitter",))
+
+
+def test_cli_joint_bad_requests_exit_3_with_the_fix(tmp_path, capsys):
+    from stellarinf.cli import main
+
+    a = tmp_path / "a.fits"
+    a.write_bytes(b"not read: the request is checked first")
+    out = str(tmp_path / "out")
+    for argv, needles in (
+        (["fit", "--joint", str(a), "-o", out], ["at least 2 stars"]),
+        (
+            ["fit", "--joint", "--share", "teff", str(a), str(a), "-o", out],
+            ["cannot share 'teff'", "resolution, rv, vsini, vmacro"],
+        ),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 3
+        err = capsys.readouterr().err
+        assert all(n in err for n in needles), err
