@@ -68,6 +68,12 @@ def synth(teff, logg, feh, vmic, abund, window, wmin, wmax, resolution, vsini, v
 
     labels = {"teff": teff, "logg": logg, "feh": feh, "vmic": vmic, **parse_abundances(abund)}
     win = resolve_window(window, wmin, wmax, resolution)
+    # the first synthesis compiles for ~10 s on a CPU: say what is happening before it
+    click.echo(
+        f"synthesizing {win.name} ({win.wmin:.0f}–{win.wmax:.0f} Å, {fidelity} fidelity, R={win.resolution:g}); "
+        "the first call compiles (~10 s) …",
+        err=True,
+    )
     wl, flux, cont = synthesize_observed(labels, win, vsini=vsini, vmacro=vmacro, fidelity=fidelity)
     header = {
         "TEFF": teff,
