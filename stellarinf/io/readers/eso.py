@@ -57,11 +57,11 @@ def read(hdul, path, opts: ReadOptions) -> RawSpectrum:
     row = opts.row if len(h.data) > 1 else 0
     if not 0 <= row < len(h.data):
         raise SpectrumError(
-            f"{where}: row {row} does not exist (the table has {len(h.data)}); give --row 0..{len(h.data) - 1}"
+            f"{where}: row {row} does not exist (the table has {len(h.data)}); give read_spectrum(..., row=N) with N in 0..{len(h.data) - 1}"
         )
     meta = {"format": "eso-phase3", "header": _simple_header(hdul[0].header) | _simple_header(h.header)}
     if len(h.data) > 1 and opts.row == 0:
-        _note(meta, f"{where} holds {len(h.data)} spectra; reading row 0 (choose another with --row)")
+        _note(meta, f"{where} holds {len(h.data)} spectra; reading row 0 (another: read_spectrum(..., row=N))")
 
     def column(name: str) -> tuple[np.ndarray, str | None]:
         i = names[name]
