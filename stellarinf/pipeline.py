@@ -1023,9 +1023,10 @@ def fit_spectrum(
         idata.posterior.attrs["medium_warning"] = medium_msg  # the summary's global flag air_vacuum
     table = stamp_table(res.summary_table(idata), settings)
     diagnostics = diagnose(table, post)
-    diagnostics["warnings"] = [w for w in (medium_msg, fallback, tree_depth_warning(post)) if w]
-    if tree_depth_warning(post):
-        stages.note(f"warning: {tree_depth_warning(post)}")
+    depth_msg = tree_depth_warning(post)
+    diagnostics["warnings"] = [w for w in (medium_msg, fallback, depth_msg) if w]
+    if depth_msg:
+        stages.note(f"warning: {depth_msg}")
         flags = [f for f in str(table.meta.get("FLAGS", "")).split(",") if f and f != "none"]
         table.meta["FLAGS"] = ",".join(flags + ["tree_depth"])
     return FitResult(

@@ -5,8 +5,9 @@ import warnings
 import numpy as np
 
 import stellarinf  # noqa: F401
-from stellarinf.inference.batch import _stackable, fit_batch
+from stellarinf.inference.batch import fit_batch
 from stellarinf.inference.density import Problem
+from stellarinf.inference.lanes import stack_modules
 from stellarinf.observe.model import ObservationModel
 from stellarinf.validation.mocks import make_mock
 from stellarinf.validation.setups import analytic_setup
@@ -35,7 +36,7 @@ def test_batch_laplace_recovers_every_star_and_writes_one_table():
                 continuum_degree=-1,
             )
         problems.append(Problem.build(om))
-    stacked = _stackable(problems)
+    stacked = stack_modules(problems)
     assert stacked is not None  # same grid and model: one vmapped program, emulator arrays shared
     table, _ = fit_batch(
         problems,

@@ -20,39 +20,9 @@ from astropy.table import Table
 
 from ..errors import StellarinfError
 from .density import Problem
+from .lanes import stack_modules
 from .laplace import LaplaceResult, cap_to_prior_width, covariance_from_hessian
 from .map import MAPResult, laplace_mode, optimise_starts, screened_polish, start_points
-
-
-def _stackable(problems: Sequence[Problem]):
-    """``(shared, batched)`` if all problems share structure and array shapes, else None.
-
-    ``batched`` holds the array leaves that differ between problems, stacked on a new axis 0 (data:
-    flux, σ, ...); ``shared`` is the rest of the first problem (leaves that are the very same object in
-    every problem, e.g. emulator weights, plus static fields). ``eqx.combine(b, shared)`` rebuilds one.
-    """
-    arrays0, static0 = eqx.partition(problems[0], eqx.is_array)
-    leaves0, treedef0 = jax.tree.flatten(arrays0)
-    all_leaves = []
-    for p in problems:
-        arrays, static = eqx.partition(p, eqx.is_array)
-        leaves, treedef = jax.tree.flatten(arrays)
-        if treedef != treedef0 or not eqx.tree_equal(static, static0):
-            return None
-        if any(np.shape(a) != np.shape(b) for a, b in zip(leaves, leaves0)):
-            return None
-        all_leaves.append(leaves)
-    batched, shared = [], []
-    for j, leaf0 in enumerate(leaves0):
-        column = [leaves[j] for leaves in all_leaves]
-        if all(c is leaf0 for c in column):
-            batched.append(None)
-            shared.append(leaf0)
-        else:
-            batched.append(jnp.stack([jnp.asarray(c) for c in column]))
-            shared.append(None)
-    shared_tree = eqx.combine(jax.tree.unflatten(treedef0, shared), static0)
-    return shared_tree, jax.tree.unflatten(treedef0, batched)
 
 
 def _batched_mode(max_iter, tol):
@@ -100,13 +70,13 @@ def map_laplace_batch(
         vectorize = jax.default_backend() != "cpu"
     out: list[LaplaceResult] = []
     bar = tqdm(total=len(problems), desc="MAP/Laplace", unit="spectrum", disable=not progress)
-    stack = _stackable(problems[: min(chunk_size, len(problems))]) if vectorize else None
+    stack = stack_modules(problems[: min(chunk_size, len(problems))]) if vectorize else None
     fn = None
     for start in range(0, len(problems), chunk_size):
         chunk = problems[start : start + chunk_size]
         t0 = time.perf_counter()
         padded = chunk + [chunk[-1]] * (min(chunk_size, len(problems)) - len(chunk))
-        st = _stackable(padded) if stack is not None else None
+        st = stack_modules(padded) if stack is not None else None
         if st is None:  # structures differ: one at a time
             from .laplace import laplace
             from .map import find_map

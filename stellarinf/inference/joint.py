@@ -40,7 +40,7 @@ from jaxtyping import Array, Float
 
 from ..errors import StellarinfError
 from . import transforms
-from .lanes import vectorise_lanes
+from .lanes import stack_modules, vectorise_lanes
 from .laplace import LOGISTIC_VARIANCE, covariance_from_hessian
 from .priors import Prior, PriorArrays, resolve_priors
 
@@ -52,7 +52,6 @@ __all__ = [
     "make_joint_numpyro_model",
     "joint_laplace",
     "run_joint_nuts",
-    "stack_models",
 ]
 
 # nuisances that may be shared across stars (labels are always per star)
@@ -61,36 +60,6 @@ SHAREABLE = ("resolution", "rv", "vsini", "vmacro", "ln_jitter")
 
 class JointError(StellarinfError, ValueError):
     """A joint fit cannot be set up as asked (shared names, groups, stars)."""
-
-
-def stack_models(models: Sequence[Any]):
-    """``(shared, batched)`` for observation models of identical structure, else None.
-
-    ``batched`` holds the array leaves that differ between models, stacked on a new axis 0 (flux, σ, pixel
-    weights, continuum basis, ...); leaves that are the very same object in every model (the emulator's
-    weights) stay unstacked in ``shared`` with the static fields. ``eqx.combine(batched_i, shared)`` rebuilds
-    model ``i`` for ``batched_i`` a slice of ``batched``."""
-    arrays0, static0 = eqx.partition(models[0], eqx.is_array)
-    leaves0, treedef0 = jax.tree.flatten(arrays0)
-    columns = []
-    for m in models:
-        arrays, static = eqx.partition(m, eqx.is_array)
-        leaves, treedef = jax.tree.flatten(arrays)
-        if treedef != treedef0 or not eqx.tree_equal(static, static0):
-            return None
-        if any(np.shape(a) != np.shape(b) for a, b in zip(leaves, leaves0)):
-            return None
-        columns.append(leaves)
-    batched, shared = [], []
-    for j, leaf0 in enumerate(leaves0):
-        column = [leaves[j] for leaves in columns]
-        if all(c is leaf0 for c in column):
-            batched.append(None)
-            shared.append(leaf0)
-        else:
-            batched.append(jnp.stack([jnp.asarray(c) for c in column]))
-            shared.append(None)
-    return eqx.combine(jax.tree.unflatten(treedef0, shared), static0), jax.tree.unflatten(treedef0, batched)
 
 
 class JointProblem(eqx.Module):
@@ -184,7 +153,7 @@ class JointProblem(eqx.Module):
         specs = resolve_priors(bounds, priors)
         if vectorise is None:
             vectorise = vectorise_lanes()
-        st = stack_models(models)
+        st = stack_modules(models)
         return cls(
             stacked_shared=None if st is None else st[0],
             stacked=None if st is None else st[1],

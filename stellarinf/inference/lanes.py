@@ -11,11 +11,15 @@ parallel lanes are what the hardware is for (not measured here: no GPU was avail
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["map_lanes", "vectorise_lanes", "lane_batch_size"]
+__all__ = ["map_lanes", "vectorise_lanes", "lane_batch_size", "stack_modules"]
 
 
 def vectorise_lanes() -> bool:
@@ -35,3 +39,34 @@ def lane_batch_size(accelerator: int) -> int | None:
     """``batch_size`` for ``jax.lax.map`` over many cheap evaluations: ``accelerator`` lanes at a time on
     accelerators, one at a time (None) on CPU."""
     return accelerator if vectorise_lanes() else None
+
+
+def stack_modules(modules: Sequence[Any]):
+    """``(shared, batched)`` for Equinox modules of identical structure and array shapes (observation models,
+    problems), else None.
+
+    ``batched`` holds the array leaves that differ between modules, stacked on a new axis 0 (flux, σ, pixel
+    weights, continuum basis, ...); leaves that are the very same object in every module (the emulator's
+    weights) stay unstacked in ``shared`` with the static fields. ``eqx.combine(batched_i, shared)`` rebuilds
+    module ``i`` for ``batched_i`` a slice of ``batched``."""
+    arrays0, static0 = eqx.partition(modules[0], eqx.is_array)
+    leaves0, treedef0 = jax.tree.flatten(arrays0)
+    columns = []
+    for m in modules:
+        arrays, static = eqx.partition(m, eqx.is_array)
+        leaves, treedef = jax.tree.flatten(arrays)
+        if treedef != treedef0 or not eqx.tree_equal(static, static0):
+            return None
+        if any(np.shape(a) != np.shape(b) for a, b in zip(leaves, leaves0)):
+            return None
+        columns.append(leaves)
+    batched, shared = [], []
+    for j, leaf0 in enumerate(leaves0):
+        column = [leaves[j] for leaves in columns]
+        if all(c is leaf0 for c in column):
+            batched.append(None)
+            shared.append(leaf0)
+        else:
+            batched.append(jnp.stack([jnp.asarray(c) for c in column]))
+            shared.append(None)
+    return eqx.combine(jax.tree.unflatten(treedef0, shared), static0), jax.tree.unflatten(treedef0, batched)

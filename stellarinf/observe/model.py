@@ -104,6 +104,21 @@ def physics_error_per_pixel(
     return np.sqrt(floor**2 + (depth_fraction * depth) ** 2 + extra**2)
 
 
+def check_params(params: Mapping[str, float], param_names, fixed, bounds: Mapping[str, tuple[float, float]]) -> None:
+    """Eager check of a parameter dict against a model's free ``param_names``, its ``fixed`` (name, value) pairs and
+    ``bounds``: no unknown names, every free one present, finite and inside its bounds (what every observation
+    model's ``validate_params`` does)."""
+    unknown = set(params) - set(param_names) - {n for n, _ in fixed}
+    if unknown:
+        raise LabelError(f"unknown parameter(s) {sorted(unknown)}; this model has {', '.join(param_names)}")
+    for name, (lo, hi) in bounds.items():
+        if name not in params:
+            raise LabelError(f"parameter {name!r} is missing; give every one of {', '.join(param_names)}")
+        v = float(params[name])
+        if not (math.isfinite(v) and lo <= v <= hi):
+            raise LabelError(f"parameter {name}={v:g} is outside its bounds [{lo:g}, {hi:g}]; choose a value inside")
+
+
 class ObservationModel(eqx.Module):
     """Observation model of one spectrum given a ``SpectrumModel`` (built eagerly, evaluated in pure JAX).
 
@@ -435,17 +450,7 @@ class ObservationModel(eqx.Module):
 
     def validate_params(self, params: Mapping[str, float]) -> None:
         """Eager check: all free parameters present, no unknown names, values finite and inside the bounds."""
-        unknown = set(params) - set(self.param_names) - {n for n, _ in self.fixed}
-        if unknown:
-            raise LabelError(f"unknown parameter(s) {sorted(unknown)}; this model has {', '.join(self.param_names)}")
-        for name, (lo, hi) in self.default_bounds().items():
-            if name not in params:
-                raise LabelError(f"parameter {name!r} is missing; give every one of {', '.join(self.param_names)}")
-            v = float(params[name])
-            if not (math.isfinite(v) and lo <= v <= hi):
-                raise LabelError(
-                    f"parameter {name}={v:g} is outside its bounds [{lo:g}, {hi:g}]; choose a value inside"
-                )
+        check_params(params, self.param_names, self.fixed, self.default_bounds())
 
     def initial_params(self) -> dict[str, float]:
         """A starting point inside the bounds: label-box midpoint, rv 0, small broadening, the instrument R,

@@ -35,7 +35,7 @@ from jaxtyping import Array, Float
 from ..errors import LabelError, SpectrumError, WavelengthError
 from ..io.spectrum import Spectrum, crop_to_model
 from ..wavelength import SPEED_OF_LIGHT_KMS
-from .model import ObservationModel
+from .model import ObservationModel, check_params
 
 __all__ = ["MultiArmObservationModel", "build_multi_arm", "choose_arm_models", "DEFAULT_RV_OFFSET_MAX"]
 
@@ -237,17 +237,7 @@ class MultiArmObservationModel(eqx.Module):
         return out
 
     def validate_params(self, params: Mapping[str, float]) -> None:
-        unknown = set(params) - set(self.param_names) - {n for n, _ in self.fixed}
-        if unknown:
-            raise LabelError(f"unknown parameter(s) {sorted(unknown)}; this model has {', '.join(self.param_names)}")
-        for name, (lo, hi) in self.default_bounds().items():
-            if name not in params:
-                raise LabelError(f"parameter {name!r} is missing; give every one of {', '.join(self.param_names)}")
-            v = float(params[name])
-            if not (math.isfinite(v) and lo <= v <= hi):
-                raise LabelError(
-                    f"parameter {name}={v:g} is outside its bounds [{lo:g}, {hi:g}]; choose a value inside"
-                )
+        check_params(params, self.param_names, self.fixed, self.default_bounds())
 
     def initial_params(self) -> dict[str, float]:
         """Label-box midpoints, rv 0, small broadening, jitter 1e-3, offsets 0; in ``continuum="sample"`` each
