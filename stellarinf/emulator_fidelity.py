@@ -83,7 +83,8 @@ def emulator_window(model, resolution: float | None = None, margin_kms: float = 
 
 def synthesizer_for(model, window: Window):
     """The realistic synthesizer over ``window`` (padded by 5 Å) with the emulator's labels and the log gf its
-    training grid used (``metadata["training_grid"]["metadata"]["loggf"]``, default ``"solar"``)."""
+    training grid used (``metadata["training_grid"]["metadata"]["loggf"]``, default ``"solar"``) and its damping
+    (``"damping"``, default ``"unsold"``)."""
     from .forecast import SYNTH_COVERAGE, ForecastError
     from .synth import SynthesizerModel
 
@@ -97,10 +98,12 @@ def synthesizer_for(model, window: Window):
     grid_meta = ((getattr(model, "metadata", None) or {}).get("training_grid") or {}).get("metadata") or {}
     loggf = grid_meta.get("loggf", "solar")
     loggf = loggf if loggf in ("solar", "laboratory") else "solar"
+    damping = grid_meta.get("damping", "unsold")
+    damping = damping if damping in ("unsold", "abo") else "unsold"
     padded = dataclasses.replace(
         window, name="emulator-range-padded", wmin=max(lo, window.wmin - 5.0), wmax=min(hi, window.wmax + 5.0)
     )
-    return SynthesizerModel(model.label_space, padded, "realistic", loggf=loggf)
+    return SynthesizerModel(model.label_space, padded, "realistic", loggf=loggf, damping=damping)
 
 
 @dataclasses.dataclass

@@ -46,11 +46,13 @@ def generate_grid(
     elements=None,
     label_box=(),
     loggf="solar",
+    damping="unsold",
     progress=True,
 ):
     """Make (or resume, or extend) a grid file; returns the output path. See the ``grid`` command.
 
     ``loggf``: "solar" (astrophysical log gf fitted to the observed Sun, the default) or "laboratory".
+    ``damping``: "unsold" (Unsöld × 2, the default) or "abo" (tabulated ABO widths; see ``make_synthesizer``).
     """
     import jax.numpy as jnp
     import numpy as np
@@ -70,7 +72,7 @@ def generate_grid(
     win = resolve_window(window)
     wavelength = win.grid()
     fine = padded_fine_grid(win.wmin, win.wmax, resolution=win.resolution)
-    fn = make_synthesizer(fine, space.names, fidelity, loggf)
+    fn = make_synthesizer(fine, space.names, fidelity, loggf, damping)
     planned = sample_labels(space, int(n), design, int(seed))
     validate_labels(planned, list(space.names), fidelity)  # every point inside the atmosphere grid
     metadata = {
@@ -90,6 +92,7 @@ def generate_grid(
         "medium": "vacuum",
         "line_list": linelist().source,
         "loggf": loggf if fidelity == "realistic" else "schematic",
+        "damping": damping if fidelity == "realistic" else "schematic",
         "atmospheres": "ATLAS9 ODFNEW (Castelli & Kurucz 2003)" if fidelity == "realistic" else "grey Eddington",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -162,8 +165,15 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
     show_default=True,
     help="Oscillator strengths: calibrated on the observed Sun (data/loggf_solar.ecsv) or linemake's laboratory values.",
 )
+@click.option(
+    "--damping",
+    type=click.Choice(["unsold", "abo"]),
+    default="unsold",
+    show_default=True,
+    help="Van der Waals widths: Unsöld × 2 for every line, or ABO cross-sections from the Gaia-ESO list (data/damping.ecsv).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def grid(output, window, n, design, seed, fidelity, batch_size, elements, label_box, loggf, no_progress):
+def grid(output, window, n, design, seed, fidelity, batch_size, elements, label_box, loggf, damping, no_progress):
     """Make a grid of synthetic spectra at the window's resolution (resumable: rerun to resume;
     a larger --n with the same seed and design extends an existing grid)."""
     els = None if elements is None else tuple(e.strip() for e in elements.split(",") if e.strip())
@@ -178,6 +188,7 @@ def grid(output, window, n, design, seed, fidelity, batch_size, elements, label_
         elements=els,
         label_box=label_box,
         loggf=loggf,
+        damping=damping,
         progress=not no_progress,
     )
     click.echo(f"wrote {path}")

@@ -109,6 +109,7 @@ def fit_loggf(
     vsini: float = SUN_VSINI,
     vmacro: float = SUN_VMACRO,
     progress: bool = True,
+    damping: str = "unsold",
 ) -> CalibrationResult:
     """Fit per-line log gf offsets (and v macro) so the synthesized Sun matches an observed solar atlas.
 
@@ -125,6 +126,7 @@ def fit_loggf(
         prior_sd: Gaussian prior width (dex) around the laboratory value.
         maxiter: L-BFGS-B iterations.
         labels: the Sun's labels (default :data:`SUN_LABELS`).
+        damping: the synthesizer's damping constants ("unsold" or "abo"); the fitted gf belong to it.
 
     Starts from the laboratory log gf (``loggf="laboratory"``), so the fit is reproducible whatever
     table is shipped.
@@ -141,8 +143,8 @@ def fit_loggf(
     label_vec = jnp.asarray([float(labels[n]) for n in names])
     fine = fine_grid(wmin - margin, wmax + margin)
     dv = float(np.log(fine[1] / fine[0])) * C_KMS
-    fn, lines = line_synthesizer(fine, names, "laboratory")
-    idx, _ = select_lines(round(float(fine[0]), 3), round(float(fine[-1]), 3))
+    fn, lines = line_synthesizer(fine, names, "laboratory", damping)
+    idx, _ = select_lines(round(float(fine[0]), 3), round(float(fine[-1]), 3), damping=damping)
     lab = np.asarray(lines.log_gf, dtype=np.float64)
     start = np.zeros(lab.size) if offsets is None else np.asarray(offsets, dtype=np.float64)[idx]
     from .data import linelist

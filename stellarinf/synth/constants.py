@@ -117,3 +117,4 @@ ATOMIC_MASS = np.array(
     ]
 )
 assert ATOMIC_MASS.shape == (N_ELEMENTS,)
+BOHR = 5.29177210903e-9  # Bohr radius, cm

@@ -119,7 +119,8 @@ def linelist() -> LineList:
 
 LOGGF_CHOICES = ("solar", "laboratory")
 DEFAULT_LOGGF = "solar"
-LOGGF_TABLE = "loggf_solar.ecsv"
+LOGGF_TABLE = "loggf_solar.ecsv"  # fitted with damping="unsold"
+LOGGF_TABLES = {"unsold": LOGGF_TABLE, "abo": "loggf_solar_abo.ecsv"}  # the calibration depends on the damping
 
 
 def check_loggf(choice: str) -> str:
@@ -131,14 +132,15 @@ def check_loggf(choice: str) -> str:
     return choice
 
 
-@functools.lru_cache(maxsize=2)
-def loggf_offsets(choice: str = DEFAULT_LOGGF) -> np.ndarray:
+@functools.lru_cache(maxsize=4)
+def loggf_offsets(choice: str = DEFAULT_LOGGF, damping: str = "unsold") -> np.ndarray:
     """Per-line log gf offsets (len(linelist()),) to add to the laboratory values.
 
     ``"laboratory"``: zeros. ``"solar"``: astrophysical corrections fitted to the observed solar flux
     atlas (``data/loggf_solar.ecsv``, made by ``data/calibrate_loggf.py``; rows index the line list and
     are checked against its species and vacuum wavelength); lines outside the calibrated windows get 0. A missing
-    table means no calibration (zeros), so the package still works from a partial checkout.
+    table means no calibration (zeros), so the package still works from a partial checkout. The calibration
+    was fitted with one ``damping`` choice (stronger wings need weaker gf): each choice has its own table.
     """
     ll = linelist()
     out = np.zeros(ll.wavelength.size)
@@ -148,7 +150,12 @@ def loggf_offsets(choice: str = DEFAULT_LOGGF) -> np.ndarray:
 
     from ..paths import data_dir
 
-    path = data_dir() / LOGGF_TABLE
+    path = data_dir() / LOGGF_TABLES[check_damping(damping)]
+    if not path.exists() and damping != "unsold":
+        raise FileNotFoundError(
+            f"loggf='solar' with damping={damping!r} needs {path.name}; make it with "
+            f"`python data/calibrate_loggf.py --damping {damping}`, or use loggf='laboratory'"
+        )
     if not path.exists():
         return out
     t = Table.read(path)
@@ -163,6 +170,80 @@ def loggf_offsets(choice: str = DEFAULT_LOGGF) -> np.ndarray:
             "rerun `python data/calibrate_loggf.py`, or use loggf='laboratory'"
         )
     out[rows] = np.asarray(t["dloggf"], dtype=np.float64)
+    return out
+
+
+DAMPING_CHOICES = ("unsold", "abo")
+# The shipped emulators were trained on Unsöld × 2 for every line; the default moves to "abo" only together
+# with grids and emulators remade on it (the synthesizer and the emulators must draw the same physics).
+DEFAULT_DAMPING = "unsold"
+DAMPING_TABLE = "damping.ecsv"
+
+
+def check_damping(choice: str) -> str:
+    """Validate a ``damping`` choice (see :func:`damping_constants`)."""
+    if choice not in DAMPING_CHOICES:
+        raise ValueError(
+            f"damping={choice!r} is not known; choose 'unsold' (Unsöld × 2 for every line) or 'abo' "
+            "(Anstee–Barklem–O'Mara cross-sections and tabulated widths from the Gaia-ESO list where it has them)"
+        )
+    return choice
+
+
+class DampingConstants(NamedTuple):
+    """Per-line damping data aligned with :func:`linelist` (numpy, shape (n_lines,))."""
+
+    kind: np.ndarray  # 0 = none tabulated (Unsöld × 2), 1 = ABO σ/α, 2 = log γ6 at 10⁴ K, 3 = Unsöld × factor
+    abo_sigma: np.ndarray  # a0², at 10 km/s
+    abo_alpha: np.ndarray
+    log_gamma6: np.ndarray  # log10 FWHM γ6/N_H (s⁻¹ cm³) at 10,000 K
+    unsold_factor: np.ndarray  # 0 = the synthesizer's own (lines.UNSOLD_ENHANCEMENT)
+    gamma_rad: np.ndarray  # s⁻¹ FWHM; 0 = not tabulated
+
+
+# Radiative widths below this are the source's placeholders for lines without data, not measurements.
+GAMMA_RAD_MIN = 1e6
+
+
+@functools.lru_cache(maxsize=2)
+def damping_constants(choice: str = DEFAULT_DAMPING) -> DampingConstants:
+    """Per-line damping constants for the line list.
+
+    ``"unsold"``: nothing tabulated (every line gets Unsöld × 2 and the classical radiative width).
+    ``"abo"``: the Gaia-ESO list's values where a line was matched (``data/damping.ecsv``, made by
+    ``python data/build_tables.py --only damping``): ABO cross-sections (Anstee & O'Mara 1995; Barklem
+    et al. 2000), tabulated γ6 otherwise, or the list's own Unsöld factor; and its radiative widths.
+    """
+    n = linelist().wavelength.size
+    kind = np.zeros(n, np.int64)
+    z = np.zeros(n)
+    out = DampingConstants(kind, z.copy(), z.copy(), z.copy(), z.copy(), z.copy())
+    if check_damping(choice) == "unsold":
+        return out
+    from astropy.table import Table
+
+    from ..paths import data_dir
+
+    path = data_dir() / DAMPING_TABLE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"damping='abo' needs {path}; rebuild it with `python data/build_tables.py --only damping`, "
+            "or use damping='unsold'"
+        )
+    t = Table.read(path)
+    rows = np.asarray(t["row"], dtype=np.int64)
+    ll = linelist()
+    if not np.allclose(ll.wavelength[rows], np.asarray(t["wavelength"]), atol=1e-3):
+        raise ValueError(f"{path.name} does not match the line list; rebuild it with `python data/build_tables.py`")
+    codes = {"abo": 1, "gamma6": 2, "unsold": 3}
+    out.kind[rows] = [codes[k] for k in np.asarray(t["vdw_kind"], str)]
+    out.abo_sigma[rows] = np.asarray(t["abo_sigma"])
+    out.abo_alpha[rows] = np.asarray(t["abo_alpha"])
+    out.log_gamma6[rows] = np.asarray(t["log_gamma6"])
+    factor = np.asarray(t["unsold_factor"])
+    out.unsold_factor[rows] = np.where(out.kind[rows] == 3, factor, 0.0)
+    grad = np.asarray(t["gamma_rad"])
+    out.gamma_rad[rows] = np.where(grad >= GAMMA_RAD_MIN, grad, 0.0)
     return out
 
 

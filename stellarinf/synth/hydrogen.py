@@ -23,11 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gamma as gamma_fn
 
-from .constants import AMU, C_CGS, C_KMS, CHI_H, E_CHARGE, H_PLANCK, HC_EV_ANGSTROM, K_B, K_B_EV, PI_E2_MC
+from .constants import AMU, BOHR, C_CGS, C_KMS, CHI_H, E_CHARGE, H_PLANCK, HC_EV_ANGSTROM, K_B, K_B_EV, PI_E2_MC
 from .voigt import voigt_profile
 
 RYDBERG_H = 109677.58340280356  # cm^-1, for the H atom (reduced mass)
-BOHR = 5.29177210903e-9  # cm
 _HOLTSMARK_NORM = 2.3963  # ∫ (1 + x²)^(−5/4) dx = √π Γ(3/4) / Γ(5/4)
 
 

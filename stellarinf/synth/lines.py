@@ -9,8 +9,11 @@ Voigt values: Weideman's accurate form in the line core, Humlíček's cheap rati
 
 Broadening: thermal + microturbulent Doppler width; radiative damping (classical,
 γ = 2.223e15/λ² s⁻¹ with λ in Å); van der Waals by H I in the Unsöld (1955) approximation,
-enhanced by :data:`UNSOLD_ENHANCEMENT` (the usual correction for Unsöld's underestimate); quadratic
+enhanced by :data:`UNSOLD_ENHANCEMENT` (the usual correction for Unsöld's underestimate), or with
+``damping="abo"`` the tabulated data of the Gaia-ESO list where it has them (ABO cross-sections, γ6 at
+10⁴ K, radiative widths; :func:`~stellarinf.synth.data.damping_constants`); quadratic
 Stark by electrons after Cowley (1971), γ₄ = 5.42e-7 n*⁴ / (z+1)² · n_e (z = 0 for neutrals).
+Every van der Waals recipe is γ6 = N_H · 10^log_vdw · (T / 10⁴ K)^vdw_exponent, so one formula serves all.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
+from scipy.special import gamma as gamma_fn
 
-from .constants import AMU, ATOMIC_MASS, C_KMS, CHI_H, HC_EV_ANGSTROM, K_B, K_B_EV, PI_E2_MC
-from .data import DEFAULT_LOGGF, ionization_energies, linelist, loggf_offsets
+from .constants import AMU, ATOMIC_MASS, BOHR, C_KMS, CHI_H, HC_EV_ANGSTROM, K_B, K_B_EV, PI_E2_MC
+from .data import DEFAULT_DAMPING, DEFAULT_LOGGF, damping_constants, ionization_energies, linelist, loggf_offsets
 from .voigt import SQRT_PI, WING_V, voigt_core, voigt_wing
 
 UNSOLD_ENHANCEMENT = 2.0
@@ -51,18 +55,21 @@ class LineData(NamedTuple):
     gamma_rad: np.ndarray  # s^-1
     log_c6: np.ndarray  # log10 C6 (cm^6 s^-1), Unsöld
     stark: np.ndarray  # γ4 / n_e (cm^3 s^-1)
+    log_vdw: np.ndarray  # log10 γ6 / N_H (s^-1 cm^3) at 10,000 K
+    vdw_exponent: np.ndarray  # γ6 ∝ T^vdw_exponent
 
 
-def line_data(index: np.ndarray | None = None, loggf: str = DEFAULT_LOGGF) -> LineData:
+def line_data(index: np.ndarray | None = None, loggf: str = DEFAULT_LOGGF, damping: str = DEFAULT_DAMPING) -> LineData:
     """Static broadening data for lines of the shipped list (all, or rows ``index``).
 
     ``loggf`` chooses the oscillator strengths: ``"solar"`` (laboratory values corrected by the
     astrophysical offsets fitted to the observed Sun, :func:`~stellarinf.synth.data.loggf_offsets`;
-    the default) or ``"laboratory"`` (linemake's values as shipped).
+    the default) or ``"laboratory"`` (linemake's values as shipped). ``damping``: ``"unsold"`` (Unsöld × 2
+    for every line) or ``"abo"`` (tabulated where available, :func:`~stellarinf.synth.data.damping_constants`).
     """
     ll = linelist()
     sel = slice(None) if index is None else np.asarray(index)
-    gf = ll.loggf + loggf_offsets(loggf)
+    gf = ll.loggf + loggf_offsets(loggf, damping)
     lam, Z, ion, elow = ll.wavelength[sel], ll.Z[sel], ll.ion[sel], ll.elow[sel]
     mass = ATOMIC_MASS[Z - 1].copy()
     iso = ll.isotope[sel]
@@ -78,7 +85,33 @@ def line_data(index: np.ndarray | None = None, loggf: str = DEFAULT_LOGGF) -> Li
     c6 = 6.46e-34 * 2.5 * zeff**2 * CHI_H**2 * (1.0 / bind_up**2 - 1.0 / bind_lo**2)
     neff2 = zeff**2 * CHI_H / bind_up
     stark = 5.42e-7 * neff2**2 / zeff**2
-    return LineData(lam, Z, ion, elow, gf[sel], mass, 2.223e15 / lam**2, np.log10(c6), stark)
+    log_vdw, vdw_exponent, gamma_rad = _van_der_waals(damping_constants(damping), sel, c6, mass)
+    gamma_rad = np.where(gamma_rad > 0.0, gamma_rad, 2.223e15 / lam**2)
+    return LineData(lam, Z, ion, elow, gf[sel], mass, gamma_rad, np.log10(c6), stark, log_vdw, vdw_exponent)
+
+
+def _van_der_waals(dc, sel, c6, mass):
+    """(log10 γ6/N_H at 10⁴ K, temperature exponent, tabulated γ_rad or 0) per line.
+
+    Unsöld: γ6/N_H = f · 17 v̄^0.6 C6^0.4; ABO: 2 (4/π)^{α/2} Γ((4−α)/2) v̄ σ(v̄), σ(v̄) = σ0 (v̄/10 km/s)^−α
+    (Anstee & O'Mara 1995); v̄ = √(8kT/πμ) the mean relative speed of the atom and H, so each is ∝ T^e.
+    """
+    kind, sigma, alpha = dc.kind[sel], dc.abo_sigma[sel], dc.abo_alpha[sel]
+    factor, lg6 = np.where(dc.unsold_factor[sel] > 0.0, dc.unsold_factor[sel], UNSOLD_ENHANCEMENT), dc.log_gamma6[sel]
+    vbar = np.sqrt(8.0 * K_B * 1e4 / np.pi * (1.0 / (1.008 * AMU) + 1.0 / (mass * AMU)))  # cm/s at 10⁴ K
+    unsold = np.log10(factor * 17.0 * vbar**0.6 * c6**0.4)
+    abo = np.log10(
+        2.0
+        * (4.0 / np.pi) ** (alpha / 2.0)
+        * gamma_fn((4.0 - alpha) / 2.0)
+        * vbar
+        * np.maximum(sigma, 1e-30)
+        * BOHR**2
+        * (vbar / 1e6) ** (-alpha)
+    )
+    log_vdw = np.select([kind == 1, kind == 2], [abo, lg6], unsold)
+    exponent = np.select([kind == 1, kind == 2], [(1.0 - alpha) / 2.0, np.full_like(alpha, 0.3)], 0.3)
+    return log_vdw, exponent, dc.gamma_rad[sel]
 
 
 class LineParams(NamedTuple):
@@ -108,10 +141,11 @@ def line_params(lines: LineData, temperature, electron_density, pops, vmic, log_
     log_pop = jnp.log(n_species) - log_u - jnp.asarray(lines.elow)[:, None] / (K_B_EV * T)
     log_gf = jnp.asarray(lines.log_gf if log_gf is None else log_gf)
     amp = PI_E2_MC * 10.0 ** log_gf[:, None] * jnp.exp(log_pop) * stim / (SQRT_PI * dnu_d)
-    # van der Waals: γ6 = 17 v^0.6 C6^0.4 N_H with the mean relative speed of the line atom and H.
-    vrel = jnp.sqrt(8.0 * K_B * T / jnp.pi * (1.0 / (1.008 * AMU) + 1.0 / mass))
+    # van der Waals by H I: γ6 = N_H · 10^log_vdw · (T/10⁴)^e (Unsöld, ABO or tabulated; see line_data).
     gamma6 = (
-        UNSOLD_ENHANCEMENT * 17.0 * vrel**0.6 * 10.0 ** (0.4 * jnp.asarray(lines.log_c6))[:, None] * pops.n_hi[None, :]
+        10.0 ** jnp.asarray(lines.log_vdw)[:, None]
+        * (T / 1e4) ** jnp.asarray(lines.vdw_exponent)[:, None]
+        * pops.n_hi[None, :]
     )
     gamma4 = jnp.asarray(lines.stark)[:, None] * electron_density[None, :]
     gamma = jnp.asarray(lines.gamma_rad)[:, None] + gamma6 + gamma4

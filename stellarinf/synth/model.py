@@ -22,6 +22,7 @@ class SynthesizerModel:
         resolution: None → ``flux`` returns the unbroadened fine spectrum interpolated at the requested
             wavelengths; a number R → spectra are broadened to R first (Gaussian LSF).
         loggf: "solar" (log gf calibrated on the observed Sun) or "laboratory".
+        damping: "unsold" (Unsöld × 2, what the shipped emulators learned) or "abo" (tabulated widths).
 
     ``flux(labels, wavelength)`` is pure JAX (jit/vmap/grad-friendly); ``error`` returns zeros.
     """
@@ -33,6 +34,7 @@ class SynthesizerModel:
         fidelity: str = "realistic",
         resolution: float | None = None,
         loggf: str = "solar",
+        damping: str = "unsold",
     ):
         self.label_space = label_space or default_label_space()
         self.window = resolve_window(window)
@@ -41,7 +43,8 @@ class SynthesizerModel:
         self.wavelength_range = (self.window.wmin, self.window.wmax)
         self._fine = padded_fine_grid(self.window.wmin, self.window.wmax, resolution=self.resolution)
         self.loggf = loggf
-        self._fn = make_synthesizer(self._fine, self.label_space.names, fidelity, loggf)
+        self.damping = damping
+        self._fn = make_synthesizer(self._fine, self.label_space.names, fidelity, loggf, damping)
         self._fine_j = jnp.asarray(self._fine)
 
     def fine_flux(self, labels: Float[Array, "n_labels"]) -> Float[Array, "n_fine"]:

@@ -25,7 +25,7 @@ from .abundances import log_abundances
 from .atmosphere import interpolate_atmosphere
 from .chemistry import populations
 from .continuum import continuum_opacity
-from .data import linelist
+from .data import DEFAULT_DAMPING, linelist, loggf_offsets
 from .lines import EDGE_TOLERANCE, UNSOLD_ENHANCEMENT, line_data, line_params
 
 STRENGTH_CUT = 3e-4
@@ -34,9 +34,11 @@ REFERENCE_LOGG = (1.0, 3.0, 5.0)
 LINE_MARGIN = 3.0  # Å: lines this far outside the grid still contribute wings
 
 
-def _cache_path(wmin: float, wmax: float, strength_cut: float) -> Path:
+def _cache_path(wmin: float, wmax: float, strength_cut: float, damping: str = DEFAULT_DAMPING) -> Path:
+    extra = [] if damping == "unsold" else [damping, os.path.getmtime(data_file("damping.ecsv"))]
     key = json.dumps(
-        [
+        extra
+        + [
             wmin,
             wmax,
             strength_cut,
@@ -56,19 +58,22 @@ def _cache_path(wmin: float, wmax: float, strength_cut: float) -> Path:
 
 
 @functools.lru_cache(maxsize=8)
-def select_lines(wmin: float, wmax: float, strength_cut: float = STRENGTH_CUT) -> tuple[np.ndarray, np.ndarray]:
-    """(indices into the line list, required window half-width in km/s) for lines in [wmin, wmax].
+def select_lines(
+    wmin: float, wmax: float, strength_cut: float = STRENGTH_CUT, damping: str = DEFAULT_DAMPING
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices into the line list, required window half-width in km/s) for lines in [wmin, wmax], with the
+    damping constants of ``damping`` (they set how far the wings reach).
 
     The result is cached on disk (``$STELLARINF_CACHE`` or ``~/.cache/stellarinf``), keyed by the
     settings and the data files' modification times; a cache that cannot be written is skipped.
     """
-    path = _cache_path(wmin, wmax, strength_cut)
+    path = _cache_path(wmin, wmax, strength_cut, damping)
     try:
         with np.load(path, allow_pickle=False) as z:
             return z["index"], z["half_width"]
     except (OSError, KeyError, ValueError):
         pass
-    idx, hw = _select(wmin, wmax, strength_cut)
+    idx, hw = _select(wmin, wmax, strength_cut, damping)
     try:
         with atomic_path(path, ".npz") as tmp:
             with open(tmp, "wb") as fh:
@@ -78,12 +83,18 @@ def select_lines(wmin: float, wmax: float, strength_cut: float = STRENGTH_CUT) -
     return idx, hw
 
 
-def _select(wmin: float, wmax: float, strength_cut: float) -> tuple[np.ndarray, np.ndarray]:
+def _select(wmin: float, wmax: float, strength_cut: float, damping: str) -> tuple[np.ndarray, np.ndarray]:
     ll = linelist()
     idx = np.flatnonzero((ll.wavelength >= wmin - LINE_MARGIN) & (ll.wavelength <= wmax + LINE_MARGIN))
     if idx.size == 0:
         return idx, np.zeros(0)
-    lines = line_data(idx)
+    if damping == "unsold":
+        lines = line_data(idx, damping=damping)
+    else:
+        # This selection also serves the calibration that makes damping's own gf table: rate lines at the
+        # larger of the laboratory and the (Unsöld-)calibrated gf, an upper bound on either.
+        lines = line_data(idx, "laboratory", damping)
+        lines = lines._replace(log_gf=lines.log_gf + np.maximum(loggf_offsets("solar", "unsold")[idx], 0.0))
     wl = jnp.asarray(lines.wavelength)
     xfe = jnp.full(93, 0.5)
     logeps = log_abundances(0.5, xfe)

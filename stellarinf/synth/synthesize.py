@@ -31,7 +31,7 @@ from .atmosphere import check_coverage, interpolate_atmosphere
 from .chemistry import populations
 from .constants import AMU, N_ELEMENTS
 from .continuum import continuum_opacity
-from .data import DEFAULT_LOGGF, check_loggf, linelist
+from .data import DEFAULT_DAMPING, DEFAULT_LOGGF, check_damping, check_loggf, linelist
 from .errors import LineListCoverageError
 from .hydrogen import hydrogen_line_opacity, lines_near
 from .lines import LineData, build_points, line_data, line_opacity, line_params
@@ -145,7 +145,7 @@ class _Interp:
 
 
 def line_synthesizer(
-    wavelength: np.ndarray, names: tuple[str, ...], loggf: str = DEFAULT_LOGGF
+    wavelength: np.ndarray, names: tuple[str, ...], loggf: str = DEFAULT_LOGGF, damping: str = DEFAULT_DAMPING
 ) -> tuple[Callable, LineData]:
     """The realistic synthesizer with the lines' log gf as an input (for the solar calibration).
 
@@ -154,8 +154,8 @@ def line_synthesizer(
     choice's values). Pure JAX and differentiable in both arguments.
     """
     wl_lo, wl_hi = float(wavelength[0]), float(wavelength[-1])
-    idx, half_width = select_lines(round(wl_lo, 3), round(wl_hi, 3))
-    lines = line_data(idx, loggf)
+    idx, half_width = select_lines(round(wl_lo, 3), round(wl_hi, 3), damping=damping)
+    lines = line_data(idx, loggf, damping)
     points = build_points(wavelength, lines, half_width)
     h_lines = lines_near(wl_lo, wl_hi)
     n_c = max(int(np.ceil((wl_hi - wl_lo) / CONTINUUM_STEP)) + 1, 2)
@@ -185,17 +185,21 @@ def line_synthesizer(
     return fn, lines
 
 
-def _realistic(wavelength: np.ndarray, names: tuple[str, ...], loggf: str = DEFAULT_LOGGF) -> Callable:
-    fn, lines = line_synthesizer(wavelength, names, loggf)
+def _realistic(
+    wavelength: np.ndarray, names: tuple[str, ...], loggf: str = DEFAULT_LOGGF, damping: str = DEFAULT_DAMPING
+) -> Callable:
+    fn, lines = line_synthesizer(wavelength, names, loggf, damping)
     log_gf = np.asarray(lines.log_gf)
     return lambda labels: fn(labels, log_gf)
 
 
 @functools.lru_cache(maxsize=16)
-def _cached(key, names: tuple[str, ...], fidelity: str, wl_bytes: bytes, loggf: str = DEFAULT_LOGGF):
+def _cached(
+    key, names: tuple[str, ...], fidelity: str, wl_bytes: bytes, loggf: str = DEFAULT_LOGGF, damping=DEFAULT_DAMPING
+):
     wavelength = np.frombuffer(wl_bytes, dtype=np.float64)
     if fidelity == "realistic":
-        fn = _realistic(wavelength, names, loggf)
+        fn = _realistic(wavelength, names, loggf, damping)
     else:
         from .grey import simple_synthesizer
 
@@ -204,7 +208,11 @@ def _cached(key, names: tuple[str, ...], fidelity: str, wl_bytes: bytes, loggf: 
 
 
 def make_synthesizer(
-    wavelength_fine, label_names: Sequence[str] = STELLAR, fidelity: str = "realistic", loggf: str = DEFAULT_LOGGF
+    wavelength_fine,
+    label_names: Sequence[str] = STELLAR,
+    fidelity: str = "realistic",
+    loggf: str = DEFAULT_LOGGF,
+    damping: str = DEFAULT_DAMPING,
 ) -> Callable:
     """Pure JAX ``labels[n_labels] → (flux[n_wl], continuum[n_wl])`` (not jitted; wrap in ``jax.jit``/``vmap``).
 
@@ -215,6 +223,8 @@ def make_synthesizer(
         fidelity: "realistic" or "simple".
         loggf: "solar" (log gf calibrated on the observed Sun, the default) or "laboratory" (realistic
             fidelity only; the simple fidelity keeps its own schematic lines).
+        damping: "unsold" (Unsöld × 2 for every line, the default: what the shipped emulators learned) or
+            "abo" (ABO cross-sections and tabulated widths from the Gaia-ESO list where available).
 
     ``flux`` is normalised by the continuum-only solution; ``continuum`` is the astrophysical surface
     flux F_λ (erg s⁻¹ cm⁻² Å⁻¹). No validation inside: check labels with :func:`validate_labels`.
@@ -228,7 +238,14 @@ def make_synthesizer(
     check_label_names(names)
     wl = np.ascontiguousarray(as_angstrom(wavelength_fine), dtype=np.float64)
     check_wavelength(wl)
-    return _cached((wl.size, float(wl[0]), float(wl[-1])), names, fidelity, wl.tobytes(), check_loggf(loggf))
+    return _cached(
+        (wl.size, float(wl[0]), float(wl[-1])),
+        names,
+        fidelity,
+        wl.tobytes(),
+        check_loggf(loggf),
+        check_damping(damping),
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -243,6 +260,7 @@ def synthesize(
     *,
     label_names: Sequence[str] | None = None,
     loggf: str = DEFAULT_LOGGF,
+    damping: str = DEFAULT_DAMPING,
 ):
     """Normalised flux and continuum on an unbroadened fine grid (validated).
 
@@ -253,6 +271,7 @@ def synthesize(
         wavelength_fine: (n_wl,) vacuum Å, e.g. :func:`fine_grid`.
         fidelity: "realistic" (default) or "simple".
         loggf: "solar" (default: log gf calibrated on the observed Sun) or "laboratory".
+        damping: "unsold" (default) or "abo" (see :func:`make_synthesizer`).
 
     Returns:
         (flux, continuum), each (n_wl,) or (n_spectra, n_wl) numpy float64 arrays.
@@ -270,7 +289,7 @@ def synthesize(
         raise LabelError(f"unknown fidelity {fidelity!r}; choose 'realistic' or 'simple'")
     check_label_names(names)
     values = validate_labels(values, names, fidelity)  # cheap checks before the (slow) setup
-    fn = make_synthesizer(wavelength_fine, names, fidelity, loggf)
+    fn = make_synthesizer(wavelength_fine, names, fidelity, loggf, damping)
     batch = values.reshape(-1, len(names))
     flux, cont = _jitted(fn)(jnp.asarray(batch))
     flux, cont = np.asarray(flux), np.asarray(cont)
