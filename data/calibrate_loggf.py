@@ -50,6 +50,8 @@ def sha256(path: Path) -> str:
 
 
 def main(argv=None) -> int:
+    from stellarinf.synth.data import DAMPING_CHOICES, LOGGF_TABLES
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--atlas-dir", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--windows", default="galah-red,gaia-rvs")
@@ -61,14 +63,13 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--damping",
         default="unsold",
-        choices=("unsold", "abo"),
+        choices=DAMPING_CHOICES,
         help="the synthesizer's damping constants the gf are fitted with (each has its own table)",
     )
     ap.add_argument(
         "-o", "--output", default=None, help="default: data/loggf_solar.ecsv (unsold) or loggf_solar_abo.ecsv"
     )
     args = ap.parse_args(argv)
-    from stellarinf.synth.data import LOGGF_TABLES
 
     args.output = args.output or str(HERE / LOGGF_TABLES[args.damping])
 

@@ -87,6 +87,7 @@ def synthesizer_for(model, window: Window):
     (``"damping"``, default ``"unsold"``)."""
     from .forecast import SYNTH_COVERAGE, ForecastError
     from .synth import SynthesizerModel
+    from .synth.data import DAMPING_CHOICES
 
     cover = [(lo, hi) for lo, hi in SYNTH_COVERAGE if lo <= window.wmin and window.wmax <= hi]
     if not cover:
@@ -99,7 +100,7 @@ def synthesizer_for(model, window: Window):
     loggf = grid_meta.get("loggf", "solar")
     loggf = loggf if loggf in ("solar", "laboratory") else "solar"
     damping = grid_meta.get("damping", "unsold")
-    damping = damping if damping in ("unsold", "abo") else "unsold"
+    damping = damping if damping in DAMPING_CHOICES else "unsold"
     padded = dataclasses.replace(
         window, name="emulator-range-padded", wmin=max(lo, window.wmin - 5.0), wmax=min(hi, window.wmax + 5.0)
     )
