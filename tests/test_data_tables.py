@@ -25,6 +25,7 @@ TABLES = [
     "ionization_energies.ecsv",
     "partition_functions.h5",
     "solar_abundances.ecsv",
+    "damping.ecsv",
 ]
 KEPT_RANGES = [(6460.0, 7020.0), (8450.0, 8760.0)]
 

@@ -114,6 +114,8 @@ def _single_line_ew(sun, loggf):
         np.array([2.223e15 / 6600.0**2]),
         np.array([-31.5]),
         np.array([1e-6]),
+        lines.unsold_log_vdw(np.array([10**-31.5]), np.array([55.845])),
+        np.array([0.3]),
     )
     pts = lines.build_points(wl, data, np.array([150.0]))
     T, ne = atm.temperature, atm.electron_density

@@ -90,6 +90,17 @@ def line_data(index: np.ndarray | None = None, loggf: str = DEFAULT_LOGGF, dampi
     return LineData(lam, Z, ion, elow, gf[sel], mass, gamma_rad, np.log10(c6), stark, log_vdw, vdw_exponent)
 
 
+def _mean_speed_1e4(mass):
+    """Mean relative speed √(8kT/πμ) of an atom of ``mass`` (amu) and H at 10⁴ K, cm/s."""
+    return np.sqrt(8.0 * K_B * 1e4 / np.pi * (1.0 / (1.008 * AMU) + 1.0 / (mass * AMU)))
+
+
+def unsold_log_vdw(c6, mass, factor=UNSOLD_ENHANCEMENT):
+    """log10 γ6/N_H (s⁻¹ cm³) at 10⁴ K in Unsöld's approximation × ``factor``, from C6 (cm⁶ s⁻¹) and the
+    atom's mass (amu); scales as T^0.3."""
+    return np.log10(factor * 17.0 * _mean_speed_1e4(mass) ** 0.6 * np.asarray(c6) ** 0.4)
+
+
 def _van_der_waals(dc, sel, c6, mass):
     """(log10 γ6/N_H at 10⁴ K, temperature exponent, tabulated γ_rad or 0) per line.
 
@@ -98,8 +109,8 @@ def _van_der_waals(dc, sel, c6, mass):
     """
     kind, sigma, alpha = dc.kind[sel], dc.abo_sigma[sel], dc.abo_alpha[sel]
     factor, lg6 = np.where(dc.unsold_factor[sel] > 0.0, dc.unsold_factor[sel], UNSOLD_ENHANCEMENT), dc.log_gamma6[sel]
-    vbar = np.sqrt(8.0 * K_B * 1e4 / np.pi * (1.0 / (1.008 * AMU) + 1.0 / (mass * AMU)))  # cm/s at 10⁴ K
-    unsold = np.log10(factor * 17.0 * vbar**0.6 * c6**0.4)
+    vbar = _mean_speed_1e4(mass)
+    unsold = unsold_log_vdw(c6, mass, factor)
     abo = np.log10(
         2.0
         * (4.0 / np.pi) ** (alpha / 2.0)
