@@ -158,9 +158,10 @@ def test_default_fit_shows_a_progress_bar(request, tmp_path, capsys, monkeypatch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code, _, err = run(
-            ["fit", str(path), *model_args, *COMMON, "--draws", "200", "-o", str(tmp_path / "s")], capsys
-        )
+            ["fit", str(path), *model_args, *COMMON, "--chains", "2", "--draws", "500", "-o", str(tmp_path / "s")],
+            capsys,
+        )  # the sizes of test_inference_cli's laplace-is fit: the same compiled programs serve both (cached)
     assert code in (0, 4), err
-    assert "proposal" in err and "100%" in err  # tqdm: "laplace-is: 100%|...| 800/800 [.., proposal/s]"
+    assert "proposal" in err and "100%" in err  # tqdm: "laplace-is: 100%|...| 1000/1000 [.., proposal/s]"
     for stage in ("[1/6] reading", "[3/6] MAP", "[5/6] laplace-is"):
         assert stage in err

@@ -102,6 +102,10 @@ def optimise_starts(problem: Problem, z0s, max_iter: int, tol: float, jacobian: 
     changes the objective by less than 1e-12 relative (converged either way), or after ``max_iter``.
     """
     f = _objective(problem, jacobian)
+    if max_iter <= 0:
+        # no iteration: the starts as they are (what the loop below returns when it never runs), without
+        # compiling L-BFGS and its line search (seconds of compile time per problem, for nothing)
+        return map_lanes(lambda z0: (z0, -f(z0), jnp.asarray(0), jnp.asarray(False)), z0s)
     opt = optax.lbfgs(memory_size=10, linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=12))
     value_and_grad = optax.value_and_grad_from_state(f)
 
