@@ -139,8 +139,8 @@ def adaptive_importance(
 
     While the Pareto k is above its threshold or the importance ESS below ``min_ess``, up to ``extra_rounds`` more
     rounds of ``n`` draws each follow (so the result may hold ``n × (1 + extra_rounds)`` draws), each only if, at the
-    pace of the rounds so far, it ends before ``deadline`` (a ``time.perf_counter()`` value; None: no limit). ``log_density`` maps an (m, d) array to (m,) values.
-    Returns the draws, their log density and the PSIS weights. A mode no draw comes near stays invisible, to the
+    pace of the rounds so far, it ends before ``deadline`` (a ``time.perf_counter()`` value; None: no limit).
+    ``log_density`` maps an (m, d) array to (m,) values. Returns the draws, their log density and the PSIS weights. A mode no draw comes near stays invisible, to the
     weights and to the Pareto k alike (as to MCMC chains that never visit it)."""
     sizes = _round_sizes(n, rounds)
     broad = tuple(int(i) for i in broad)

@@ -547,8 +547,8 @@ def run_laplace_is(
     :func:`broad_coordinates`, are also drawn across the box); Pareto-smoothed weights from the exact log density;
     while their Pareto k is unreliable or the importance ESS is below ``min_ess_per_chain × chains`` (R-hat across
     the chains needs ~50 per chain to stay below 1.01), up to ``extra_rounds`` more rounds of ``chains × draws``,
-    each only where it ends inside ``max_seconds`` of sampling (None: no limit). Draw i belongs to chain i mod ``chains``, and each
-    chain resamples ``draws`` from its own proposals, so chains are independent estimates and R-hat compares them.
+    each only where it ends inside ``max_seconds`` of sampling (None: no limit). Draw i belongs to chain i mod
+    ``chains``, and each chain resamples ``draws`` from its own proposals, so chains are independent estimates and R-hat compares them.
 
     ``tuning`` holds ``pareto_k`` (pooled; reliable below ``pareto_k_threshold``) and ``importance_ess``
     (Kish ESS of the pooled weights), which the summary table uses in place of the ESS of the
