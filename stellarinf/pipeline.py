@@ -403,7 +403,9 @@ def choose_sampler(model, backend: str | None = None) -> tuple[str, str]:
         span = f"{minutes / 60:.0f} hours" if minutes > 90 else f"~{minutes:.0f} minutes"
         return "laplace-is", (
             f"{kind} on a CPU: at {spec.cpu_gradient_s:g} s per gradient NUTS takes {span}; laplace-is needs values "
-            "only (pass --sampler nuts for NUTS, e.g. on a GPU)"
+            "only (pass --sampler nuts for NUTS, e.g. on a GPU"
+            + ("" if kind == "payne" else "; --emulator default-payne for a faster model")
+            + ")"
         )
     return "nuts", f"{kind} on {backend}: gradients are cheap enough for NUTS"
 
@@ -683,6 +685,7 @@ def diagnose(summary, posterior) -> dict:
             "cheaper on a CPU, so laplace-is affords more of them), or with --sampler nuts (on a CPU: 10–25 min "
             "with the Payne, hours with TransformerPayne; minutes on a GPU)" + weak_hint
         )
+        weak_hint = ""  # said once
     if "divergences" in flags:
         reasons.append(
             f"divergences: {d['n_divergent']} divergent transitions (the sampler could not follow the posterior)"

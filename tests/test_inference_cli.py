@@ -178,6 +178,7 @@ def test_choose_sampler_picks_one_that_finishes_and_says_why(model):
 
     name, why = pipeline.choose_sampler(TP(), "cpu")
     assert name == "laplace-is" and "transformer-payne on a CPU" in why and "hours" in why
+    assert "--emulator default-payne" in why
     assert pipeline.choose_sampler(TP(), "gpu")[0] == "nuts"
     # the Payne: NUTS's ~60,000 gradients take ~6 min on a CPU, past a default fit's minutes (issue 23)
     name, why = pipeline.choose_sampler(Payne(), "cpu")
@@ -231,6 +232,7 @@ def test_diagnose_explains_unreliable_results():
 
     d = pipeline.diagnose(table, ImportancePost())
     assert "--prior logg=MEAN+-SD" in d["advice"][0] and "--fix logg=VALUE" in d["advice"][0]
+    assert "--prior" not in d["advice"][1]  # said once
     assert (
         "importance ESS 52" in d["advice"][1] and "--draws 4000" in d["advice"][1] and "--warmup" not in d["advice"][1]
     )
