@@ -23,6 +23,7 @@ The user API (imported on first use, so ``import stellarinf`` stays fast):
 - :func:`read_spectrum`, :class:`Spectrum`                         observed spectra (vacuum Å)
 - :func:`load_emulator`                                            ``"default"``, ``"default-payne"`` or a model directory
 - :func:`choose_sampler`, :data:`SAMPLER_SPECS`                    the samplers and the default choice
+- :func:`choose_emulator`                                          the default emulator for this machine (``"auto"``)
 - :func:`enable_float64`                                           double precision (see below)
 
 Precision: atmospheres, likelihoods and Fisher matrices need float64, and JAX computes in float32 unless
@@ -83,6 +84,7 @@ _EXPORTS = {
     "fit_joint": ("stellarinf.joint_pipeline", "fit_joint"),
     "JointFitResult": ("stellarinf.joint_pipeline", "JointFitResult"),
     "choose_sampler": ("stellarinf.pipeline", "choose_sampler"),
+    "choose_emulator": ("stellarinf.pipeline", "choose_emulator"),
     "read_spectrum": ("stellarinf.io.spectrum", "read_spectrum"),
     "Spectrum": ("stellarinf.io.spectrum", "Spectrum"),
     "load_emulator": ("stellarinf.emulators.registry", "load_emulator"),

@@ -21,8 +21,10 @@ The defaults are decided here once (they used to differ between ``fit``, ``demo`
   Doppler-shifted model never leaves the emulator's range for any RV the prior allows (beyond it the
   model would be held at its edge value).
 - MAP: the same screened multi-start search on every path, :data:`DEFAULT_STARTS` starts.
-- sampler: :func:`choose_sampler` when none is given (NUTS where gradients are cheap, laplace-is for
-  TransformerPayne on a CPU).
+- emulator: ``"auto"`` (the default) is :func:`choose_emulator`: TransformerPayne where it is fast (an
+  accelerator), the Payne on a CPU, said in the log and recorded.
+- sampler: :func:`choose_sampler` when none is given (NUTS where its gradients take minutes, laplace-is for
+  the shipped emulators on a CPU).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import numpy as np
 from .errors import LabelError, SpectrumError, StellarinfError
 from .io.validate import validate_for_fit
 
-DEFAULT_EMULATOR = "default"
+DEFAULT_EMULATOR = "auto"  # choose_emulator: TransformerPayne on an accelerator, the Payne on a CPU
 DEFAULT_CONTINUUM = "marginalise"
 DEFAULT_STARTS = 4
 DEFAULT_SAMPLER_MINUTES = 30.0  # NUTS's wall-clock budget: past it, the fit falls back to laplace-is and says so
@@ -325,9 +327,40 @@ def _prior_texts(priors) -> list[str] | dict:
     return [str(p) for p in ([priors] if isinstance(priors, str) else list(priors or []))]
 
 
+def choose_emulator(backend: str | None = None) -> tuple[str, str]:
+    """``(name, why)`` for ``emulator="auto"``: the shipped model whose posterior can be trusted within minutes here.
+
+    On an accelerator TransformerPayne (``"default"``: any wavelength, NUTS affordable). On a CPU the Payne
+    (``"default-payne"``): TransformerPayne's log density costs ~40 ms a value and 0.24 s a gradient there, and on
+    the demo star (S/N 80) its importance-sampled posterior was still unreliable after 8,000 proposals (Pareto k
+    0.85; [Li/Fe] two-moded across its box, v sin i and v macro a ridge: more draws than minutes allow), while the
+    Payne's costs 0.5–4 ms a value (idle to loaded machine): laplace-is spends up to 20,000 proposals on it in the
+    same time (demo star: Pareto k 0.64, importance ESS 751)."""
+    if backend is None:
+        import jax
+
+        backend = jax.default_backend()
+    if backend == "cpu":
+        return "default-payne", (
+            "the Payne on a CPU: TransformerPayne's posterior takes more log-density values than minutes allow here "
+            "(0.24 s a gradient, ~40 ms a value); pass --emulator default for TransformerPayne (on a CPU its "
+            "laplace-is result may be flagged unreliable)"
+        )
+    return "default", f"TransformerPayne on {backend}: fast enough there"
+
+
+def resolve_emulator(emulator):
+    """``(emulator, why)``: ``"auto"`` becomes :func:`choose_emulator`'s name; anything else passes (why None)."""
+    if isinstance(emulator, str) and emulator == "auto":
+        return choose_emulator()
+    return emulator, None
+
+
 def load_model(emulator):
-    """The forward model: a name (``"default"``, ``"default-payne"``), a model directory, or a model object
-    (anything with ``label_space``, ``wavelength_range`` and ``flux``: an emulator, the synthesizer, a test model)."""
+    """The forward model: a name (``"auto"``: :func:`choose_emulator`; ``"default"``, ``"default-payne"``), a model
+    directory, or a model object (anything with ``label_space``, ``wavelength_range`` and ``flux``: an emulator, the
+    synthesizer, a test model)."""
+    emulator, _ = resolve_emulator(emulator)
     if isinstance(emulator, (str, os.PathLike)):
         from .emulators.registry import load_emulator
 
@@ -344,13 +377,19 @@ def emulator_kind(model) -> str:
     return str(getattr(model, "kind", type(model).__name__))
 
 
+# a default fit's sampling stage should take minutes (issue 23: a default fit under 5 minutes): NUTS is chosen only
+# where its ~60,000 gradients (4 chains × 1,500 iterations × ~10) take less than this
+NUTS_DEFAULT_SECONDS = 180.0
+
+
 def choose_sampler(model, backend: str | None = None) -> tuple[str, str]:
     """``(sampler, why)`` for a fit where none was asked for: one that finishes on the machine at hand.
 
-    NUTS costs hundreds to thousands of gradients per chain; TransformerPayne's gradient is about 0.24 s
-    on a 2-core CPU (hours for a posterior), so there the choice is laplace-is (log-density values only,
-    minutes; its Pareto k says when it cannot be trusted). Everywhere else (the Payne MLP: 5.6 ms per
-    gradient; any model on a GPU) NUTS."""
+    NUTS costs ~60,000 gradients (4 chains × 1,500 iterations × ~10); it is the choice only where they take less
+    than :data:`NUTS_DEFAULT_SECONDS` (any model on an accelerator). On a 2-core CPU TransformerPayne's gradient is
+    about 0.24 s (hours) and the Payne's 5.6 ms (~6 minutes, MAP not included), so there the choice is laplace-is
+    (log-density values only; more proposals while its importance ESS is low, within minutes; its Pareto k says
+    when it cannot be trusted)."""
     if backend is None:
         import jax
 
@@ -359,11 +398,14 @@ def choose_sampler(model, backend: str | None = None) -> tuple[str, str]:
 
     kind = emulator_kind(model)
     spec = NETWORK_KINDS.get(kind)
-    # NUTS here: ~4 chains x 1,500 iterations x ~10 gradients = 60,000 gradients
-    if spec is not None and backend == "cpu" and spec.cpu_gradient_s * 60_000 > 30 * 60:
+    if spec is not None and backend == "cpu" and spec.cpu_gradient_s * 60_000 > NUTS_DEFAULT_SECONDS:
+        minutes = spec.cpu_gradient_s * 60_000 / 60
+        span = f"{minutes / 60:.0f} hours" if minutes > 90 else f"~{minutes:.0f} minutes"
         return "laplace-is", (
-            f"{kind} on a CPU: at {spec.cpu_gradient_s:g} s per gradient NUTS takes hours; laplace-is needs values "
-            "only (pass --sampler nuts on a GPU, or use --emulator default-payne for NUTS in minutes)"
+            f"{kind} on a CPU: at {spec.cpu_gradient_s:g} s per gradient NUTS takes {span}; laplace-is needs values "
+            "only (pass --sampler nuts for NUTS, e.g. on a GPU"
+            + ("" if kind == "payne" else "; --emulator default-payne for a faster model")
+            + ")"
         )
     return "nuts", f"{kind} on {backend}: gradients are cheap enough for NUTS"
 
@@ -621,15 +663,29 @@ def diagnose(summary, posterior) -> dict:
         if k in tuning:
             d[k] = float(tuning[k])
     reasons, advice = [], []
+    # labels the spectrum hardly constrains (posterior as wide as the box, or piled at an edge): the usual reason a
+    # posterior is far from Gaussian; a prior or a fixed value on them is the most direct remedy
+    weak = [
+        str(r["name"]) for r in summary if {"no_information", "edge_low", "edge_high"} & set(str(r["flags"]).split(","))
+    ]
+    weak_hint = (
+        f"; the spectrum hardly constrains {', '.join(weak)}: a prior (--prior {weak[0]}=MEAN+-SD) or a fixed value "
+        f"(--fix {weak[0]}=VALUE) on {'it' if len(weak) == 1 else 'them'} makes the posterior easier"
+        if weak
+        else ""
+    )
+    is_importance = getattr(posterior, "method", "") == "laplace-is" or "pareto_k" in tuning
     if "pareto_k" in flags:
         reasons.append(
             f"pareto_k: the importance weights are unreliable (Pareto k {d.get('pareto_k', math.nan):.2f} > "
             f"{d.get('pareto_k_threshold', 0.7):.2f}): the posterior is far from its Laplace approximation"
         )
         advice.append(
-            "rerun with more proposals (--draws 2000), or with --sampler nuts (with --emulator default-payne it takes "
-            "minutes on a CPU), or add a prior on the labels the spectrum hardly constrains (--prior NAME=MEAN+-SD)"
+            "rerun with more proposals (--draws 4000), with the Payne (--emulator default-payne: its values are 10-80x "
+            "cheaper on a CPU, so laplace-is affords more of them), or with --sampler nuts (on a CPU: 10–25 min "
+            "with the Payne, hours with TransformerPayne; minutes on a GPU)" + weak_hint
         )
+        weak_hint = ""  # said once
     if "divergences" in flags:
         reasons.append(
             f"divergences: {d['n_divergent']} divergent transitions (the sampler could not follow the posterior)"
@@ -641,10 +697,17 @@ def diagnose(summary, posterior) -> dict:
     bad_rhat = [str(r["name"]) for r in summary if "rhat" in str(r["flags"]).split(",")]
     if bad_rhat:
         reasons.append(f"rhat: chains disagree (R-hat {rhat_max:.3f} > 1.01) for {', '.join(bad_rhat)}")
-        advice.append(
-            "run more draws and warm-up (--draws 2000 --warmup 1000), or more MAP starts (--starts 8) in case "
-            "the posterior has several modes"
-        )
+        if is_importance:
+            advice.append(
+                f"the chains are independent importance-sampling estimates with too few effective draws each "
+                f"(importance ESS {d.get('importance_ess', math.nan):.0f} over all chains): rerun with more proposals "
+                "(--draws 4000) or --sampler nuts" + weak_hint
+            )
+        else:
+            advice.append(
+                "run more draws and warm-up (--draws 2000 --warmup 1000), or more MAP starts (--starts 8) in case "
+                "the posterior has several modes"
+            )
     d["unreliable"] = reasons
     d["advice"] = advice
     return d
@@ -826,9 +889,12 @@ def fit_spectrum(
     validate_for_fit(spec, 0)  # usable pixels and flux with structure, before the model loads
     stages.done(f"{spec.n_pix} pixels, {spec.wavelength.min():.1f}–{spec.wavelength.max():.1f} Å")
 
+    emulator, emulator_reason = resolve_emulator(emulator)
     labels = _emulator_labels(emulator, emulator_name)
     label = labels[0] if len(labels) == 1 else " + ".join(labels)
     stages.start("load", f"loading the {label!r} emulator and building the observation model")
+    if emulator_reason:
+        stages.note(f"emulator: {label} ({emulator_reason})")
     models = load_models(emulator)
     model = models[0]
     if not (spec.is_multi_arm or len(models) > 1):
@@ -944,7 +1010,7 @@ def fit_spectrum(
     if "pareto_k" in t:
         detail = (
             f"Pareto k {t['pareto_k']:.2f} (reliable below {t['pareto_k_threshold']:.2f}), "
-            f"importance ESS {t['importance_ess']:.0f}"
+            f"importance ESS {t['importance_ess']:.0f} of {t.get('n_proposals', chains * draws)} proposals"
         )
     elif spec_s.is_mcmc:
         detail = f"{post.n_divergent} divergences"
@@ -959,6 +1025,7 @@ def fit_spectrum(
         "input_sha256": checksum,
         "emulator": label,
         "emulator_kind": emulator_kind(model),
+        "emulator_reason": emulator_reason or "given",
         "sampler": sampler,
         "sampler_reason": reason,
         "sampler_fallback": fallback,
@@ -1215,6 +1282,9 @@ def fit_spectra(
         except StellarinfError as exc:
             failures[sid] = f"{type(exc).__name__}: {exc}"
             echo(f"{sid}: skipped ({exc})")
+    emulator, emulator_reason = resolve_emulator(emulator)
+    if emulator_reason and read:
+        echo(f"emulator: {emulator} ({emulator_reason})")
     model = load_model(emulator) if read else None
     label = emulator_name or (str(emulator) if isinstance(emulator, (str, os.PathLike)) else type(emulator).__name__)
     reason = "given"
@@ -1258,6 +1328,7 @@ def fit_spectra(
         "run_id": uuid.uuid4().hex,
         "emulator": label,
         "emulator_kind": emulator_kind(model) if model is not None else "",
+        "emulator_reason": emulator_reason or "given",
         "sampler": sampler or "",
         "sampler_reason": reason,
         "chains": chains,

@@ -178,9 +178,33 @@ def test_choose_sampler_picks_one_that_finishes_and_says_why(model):
 
     name, why = pipeline.choose_sampler(TP(), "cpu")
     assert name == "laplace-is" and "transformer-payne on a CPU" in why and "hours" in why
+    assert "--emulator default-payne" in why
     assert pipeline.choose_sampler(TP(), "gpu")[0] == "nuts"
-    assert pipeline.choose_sampler(Payne(), "cpu")[0] == "nuts"
+    # the Payne: NUTS's ~60,000 gradients take ~6 min on a CPU, past a default fit's minutes (issue 23)
+    name, why = pipeline.choose_sampler(Payne(), "cpu")
+    assert name == "laplace-is" and "~6 minutes" in why and "--sampler nuts" in why
+    assert pipeline.choose_sampler(Payne(), "gpu")[0] == "nuts"
     assert pipeline.choose_sampler(model, "cpu")[0] == "nuts"
+
+
+def test_default_emulator_is_chosen_for_the_machine_and_said(monkeypatch, model, spectrum_file, tmp_path, capsys):
+    """Issue 23: TransformerPayne's posterior does not fit in minutes on a CPU (laplace-is on the demo star: Pareto k
+    0.85 after 8,000 proposals), so there the default is the Payne, said on the console and recorded."""
+    name, why = pipeline.choose_emulator("cpu")
+    assert name == "default-payne" and "--emulator default" in why and "CPU" in why
+    assert pipeline.choose_emulator("gpu")[0] == "default"
+    assert pipeline.resolve_emulator("default") == ("default", None)
+    assert pipeline.resolve_emulator(model) == (model, None)
+    loaded = []
+    monkeypatch.setattr(pipeline, "load_model", lambda name: loaded.append(name) or model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, _, err = run(["fit", str(spectrum_file), *COMMON, "--sampler", "map", "-o", str(tmp_path / "s")], capsys)
+    assert code in (0, 4), err
+    assert loaded == ["default-payne"]
+    assert "emulator: default-payne (the Payne on a CPU" in err
+    settings = json.loads(Table.read(tmp_path / "s_summary.fits").meta["SETTINGS"])
+    assert settings["emulator"] == "default-payne" and settings["emulator_reason"].startswith("the Payne on a CPU")
 
 
 def test_diagnose_explains_unreliable_results():
@@ -197,6 +221,21 @@ def test_diagnose_explains_unreliable_results():
     assert "Pareto k 0.94" in d["unreliable"][0] and "--sampler nuts" in d["advice"][0]
     assert "12 divergent" in d["unreliable"][1] and "--prior" in d["advice"][1]
     assert "teff" in d["unreliable"][2] and d["r_hat_max"] == pytest.approx(1.05)
+    assert "--emulator default-payne" in d["advice"][0] and "--prior" not in d["advice"][0]
+    # laplace-is with a label the spectrum hardly constrains: name it, and say how to make the posterior easier
+    table["flags"] = ["rhat", "no_information,edge_high"]
+    table.meta["FLAGS"] = "pareto_k"
+
+    class ImportancePost:
+        method = "laplace-is"
+        tuning = {"pareto_k": 0.85, "pareto_k_threshold": 0.7, "importance_ess": 52.0}
+
+    d = pipeline.diagnose(table, ImportancePost())
+    assert "--prior logg=MEAN+-SD" in d["advice"][0] and "--fix logg=VALUE" in d["advice"][0]
+    assert "--prior" not in d["advice"][1]  # said once
+    assert (
+        "importance ESS 52" in d["advice"][1] and "--draws 4000" in d["advice"][1] and "--warmup" not in d["advice"][1]
+    )
     table.meta["FLAGS"] = ""
     table["flags"] = ["", ""]
     assert pipeline.diagnose(table, object())["unreliable"] == []

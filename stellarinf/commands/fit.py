@@ -82,11 +82,12 @@ def _check_files(paths) -> None:
 @click.option(
     "--emulator",
     "emulator",
-    default=("default",),
-    show_default="default",
+    default=("auto",),
+    show_default="auto",
     multiple=True,
-    help="Model directory, or 'default' (TransformerPayne) / 'default-payne' (the Payne MLP). Repeatable for the "
-    "arms of one star: each arm is evaluated by the model that covers it.",
+    help="Model directory, or 'default' (TransformerPayne) / 'default-payne' (the Payne MLP) / 'auto' (TransformerPayne "
+    "on a GPU, the Payne on a CPU, where TransformerPayne's posterior takes longer than minutes; the choice is "
+    "printed). Repeatable for the arms of one star: each arm is evaluated by the model that covers it.",
 )
 @click.option(
     "--arms/--no-arms",
@@ -105,7 +106,8 @@ def _check_files(paths) -> None:
     default=None,
     help="nuts = NumPyro NUTS; mclmc = BlackJAX MCLMC; laplace-is = Laplace corrected by importance sampling (no gradients: "
     "the fast posterior for TransformerPayne on a CPU; check the pareto_k flag); map/laplace = fast approximations. "
-    "Default: chosen for the emulator and the machine (NUTS, or laplace-is for TransformerPayne on a CPU), and printed.",
+    "Default: chosen for the emulator and the machine (NUTS on a GPU, laplace-is for the shipped emulators on a CPU), "
+    "and printed.",
 )
 @click.option("--chains", default=4, show_default=True, type=click.IntRange(1, 64))
 @click.option("--draws", default=1000, show_default=True, type=click.IntRange(10, 10**6))

@@ -1,4 +1,4 @@
-"""Pareto-smoothed importance sampling (PSIS) from a Student-t proposal: an exact-in-the-limit posterior
+"""Pareto-smoothed importance sampling (PSIS) from Student-t (mixture) proposals: an exact-in-the-limit posterior
 that costs log-density *values* only, no gradients and no Markov chain.
 
 Why: with an emulator whose gradient is expensive (TransformerPayne ``small`` on a CPU: 0.19 s per value and
@@ -7,6 +7,11 @@ to its Laplace approximation — the usual case for a well-measured spectrum —
 values, reweighted, give the posterior to within Monte Carlo error; where it is not, the Pareto shape
 ``k`` of the weights' tail says so (Vehtari et al. 2024, JMLR 25:72; the same check Stan's Pathfinder uses).
 
+The proposals adapt in rounds (:func:`adaptive_importance`): a moment-matched Student-t, Student-t kernels on the
+heaviest draws so far, and draws across the whole box of the labels the data hardly constrain; on the demo star
+this took TransformerPayne's Pareto k from 0.99 to 0.85 at 8,000 proposals (still unreliable: too few for its
+two-moded [Li/Fe]) and the Payne's to 0.64 with an importance ESS of 751 at 20,000 (benchmarks/README.md).
+
 Pure functions of arrays, independent of the observation model: the Laplace wrapper is
 :func:`stellarinf.inference.samplers.run_laplace_is`.
 """
@@ -14,6 +19,7 @@ Pure functions of arrays, independent of the observation model: the Laplace wrap
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -107,41 +113,164 @@ def adaptive_importance(
     df: float = DEFAULT_DF,
     rounds: Sequence[float] = DEFAULT_ROUNDS,
     extra_rounds: int = 0,
+    kernels: bool = True,
+    broad: Sequence[int] = (),
+    min_ess: float = 0.0,
+    deadline: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, ImportanceWeights]:
     """Adaptive importance sampling (population Monte Carlo): the ``n`` draws come in rounds (``rounds``:
-    fractions of ``n``); the first from the Student-t at (``mean``, ``cov``), each later one from a
-    Student-t at the weighted mean and covariance of all draws so far. Every draw is weighted against the
-    mixture of all the rounds' proposals (the balance heuristic: no evaluation is wasted, and the estimate
-    stays consistent whatever the adaptation did).
+    fractions of ``n``); the first from the Student-t at (``mean``, ``cov``), each later one from a mixture of
+    a Student-t at the weighted mean and covariance of all draws so far and (``kernels``) Student-t kernels on
+    the heaviest draws so far (:func:`kernel_mixture`). ``broad``: coordinates (logit-scaled box labels the data
+    hardly constrain): a share ``BROAD_SHARE`` of every round draws one of them from its uniform prior (a standard
+    logistic in z) and the others from the round's Student-t. Every draw is weighted against the mixture of all the
+    rounds' proposals (the balance heuristic: no evaluation is wasted, and the estimate stays consistent whatever
+    the adaptation did).
 
     Why adapt: the Laplace covariance comes from the Gauss–Newton curvature at the mode, which misses the
     posterior's skew and its curvature away from the mode; moment matching recovers much of the lost
-    efficiency (measured on the shipped Payne: see benchmarks/README.md). While the Pareto k is above its
-    threshold, up to ``extra_rounds`` more rounds of ``n`` draws each follow (so the result may hold
-    ``n × (1 + extra_rounds)`` draws). ``log_density`` maps an (m, d) array to (m,) values. Returns the draws,
-    their log density and the PSIS weights."""
+    efficiency (measured on the shipped Payne: see benchmarks/README.md). Why kernels and broad draws: one
+    Student-t, however matched, cannot follow a posterior with a second mode (a label the spectrum hardly
+    constrains, whose likelihood has bumps across its box: on the demo star with TransformerPayne, [Li/Fe] has a
+    second mode near the other edge of its box, 4 Laplace sd away, with v_mic and log g shifted 3 sd there;
+    Pareto k 0.99 from one Student-t). Broad draws reach such a mode whatever the Laplace width says; the
+    draws that land there carry the largest weights, kernels on them send the next rounds' draws there, and under
+    the balance heuristic those first draws' weights fall back to their share.
+
+    While the Pareto k is above its threshold or the importance ESS below ``min_ess``, up to ``extra_rounds`` more
+    rounds of ``n`` draws each follow (so the result may hold ``n × (1 + extra_rounds)`` draws), each only if, at the
+    pace of the rounds so far, it ends before ``deadline`` (a ``time.perf_counter()`` value; None: no limit).
+    ``log_density`` maps an (m, d) array to (m,) values. Returns the draws, their log density and the PSIS weights. A mode no draw comes near stays invisible, to the
+    weights and to the Pareto k alike (as to MCMC chains that never visit it)."""
     sizes = _round_sizes(n, rounds)
-    proposals = [(np.asarray(mean, float), np.asarray(cov, float))]
+    broad = tuple(int(i) for i in broad)
+    main = (np.asarray(mean, float), np.asarray(cov, float))
+    proposals = [_Mixture.of(main, df, broad=broad)]
     zs, lps = [], []
+    log_qs: list[np.ndarray] = []  # each round's proposal density at every draw so far (kept: no recomputation)
     r = 0
+    t0 = time.perf_counter()
     while r < len(sizes):
-        size = sizes[r]
-        z_r, _ = student_t_proposal(*proposals[r], df, size, rng)
-        zs.append(z_r)
-        lps.append(np.asarray(log_density(z_r), float))
+        zs.append(proposals[r].sample(sizes[r], rng))
+        lps.append(np.asarray(log_density(zs[-1]), float))
+        per_draw = (time.perf_counter() - t0) / sum(sizes[: r + 1])
         z, lp = np.concatenate(zs), np.concatenate(lps)
+        log_qs = [np.concatenate([lq, q.logpdf(zs[-1])]) for lq, q in zip(log_qs, proposals)]
+        log_qs.append(proposals[r].logpdf(z))
         used = np.asarray(sizes[: r + 1], float)
-        log_q = np.logaddexp.reduce(
-            [math.log(k / used.sum()) + _t_logpdf(z, m, c, df) for k, (m, c) in zip(used, proposals)], axis=0
-        )
+        log_q = np.logaddexp.reduce([math.log(k / used.sum()) + lq for k, lq in zip(used, log_qs)], axis=0)
         weights = importance_weights(lp, log_q)
-        unreliable = weights.pareto_k > pareto_k_threshold(len(z))
-        if r + 1 == len(sizes) and unreliable and len(sizes) < len(_round_sizes(n, rounds)) + extra_rounds:
+        short = weights.pareto_k > pareto_k_threshold(len(z)) or weights.ess < min_ess
+        in_time = deadline is None or time.perf_counter() + 1.1 * per_draw * n <= deadline
+        if r + 1 == len(sizes) and short and in_time and len(sizes) < len(_round_sizes(n, rounds)) + extra_rounds:
             sizes.append(n)
         if r + 1 < len(sizes):
-            proposals.append(_adapted(z, weights, proposals[-1]))
+            main = _adapted(z, weights, main)
+            proposals.append(_Mixture.of(main, df, broad=broad, heavy=(z, weights) if kernels else None))
         r += 1
     return z, lp, weights
+
+
+# shares of a round's draws: the broad draws (when there are coordinates to draw broadly) and, after the first
+# round, the kernels on heavy draws; the rest from the moment-matched Student-t (the part that keeps the Gaussian
+# case's efficiency)
+BROAD_SHARE = 0.2
+KERNEL_SHARE = 0.4
+MAX_KERNELS = 100
+KERNEL_H = 0.5  # kernel scale relative to the moment-matched one (centres not shrunk: a far mode keeps its kernel)
+
+
+class _Mixture:
+    """A mixture proposal: ``parts`` = [(log share, part)], each part with ``sample(n, rng)`` and ``logpdf(z)``."""
+
+    def __init__(self, parts):
+        self.parts = parts
+
+    @classmethod
+    def of(cls, main, df: float, *, broad: Sequence[int] = (), heavy=None) -> _Mixture:
+        """The round's proposal around ``main`` = (mean, scale): the Student-t, plus broad draws of the ``broad``
+        coordinates and kernels on the heavy draws of ``heavy`` = (z, weights) when given."""
+        m, c = main
+        shares = {"main": 1.0}
+        parts = {"main": _TKernels(m[None, :], c, np.zeros(1), df)}
+        for i in broad:  # one part per coordinate: a broad draw of a tightly bounded one is not wasted on the other
+            shares[f"broad{i}"] = BROAD_SHARE / len(broad)
+            parts[f"broad{i}"] = _Broad(m, c, df, [i])
+        if heavy is not None:
+            z, weights = heavy
+            w = np.exp(weights.log_weights - np.max(weights.log_weights))
+            top = np.argsort(w)[::-1][:MAX_KERNELS]
+            top = top[w[top] > 0]
+            if top.size >= 2:
+                shares["kernels"] = KERNEL_SHARE
+                parts["kernels"] = _TKernels(z[top], KERNEL_H**2 * c, np.log(w[top]), df)
+        shares["main"] = 1.0 - sum(v for k, v in shares.items() if k != "main")
+        return cls([(math.log(shares[k]), parts[k]) for k in parts])
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        counts = rng.multinomial(n, np.exp([s for s, _ in self.parts]))
+        return rng.permutation(np.concatenate([p.sample(int(k), rng) for (_, p), k in zip(self.parts, counts)]))
+
+    def logpdf(self, z: np.ndarray) -> np.ndarray:
+        return np.logaddexp.reduce([s + p.logpdf(z) for s, p in self.parts], axis=0)
+
+
+class _TKernels:
+    """Σ_j π_j t_df(z; centre_j, scale): Student-t's sharing one scale matrix."""
+
+    def __init__(self, centres, scale, log_pi, df: float):
+        self.centres, self.scale, self.df = np.asarray(centres, float), np.asarray(scale, float), float(df)
+        self.log_pi = np.asarray(log_pi, float) - np.logaddexp.reduce(np.asarray(log_pi, float))
+        self.chol = np.linalg.cholesky(self.scale)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        d = self.centres.shape[1]
+        if n == 0:
+            return np.empty((0, d))
+        which = rng.choice(len(self.centres), size=n, p=np.exp(self.log_pi))
+        eps, _ = student_t_proposal(np.zeros(d), self.scale, self.df, n, rng)
+        return self.centres[which] + eps
+
+    def logpdf(self, z: np.ndarray) -> np.ndarray:
+        d, df = z.shape[1], self.df
+        a = np.linalg.solve(self.chol, z.T).T
+        b = np.linalg.solve(self.chol, self.centres.T).T
+        maha = np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
+        const = (
+            math.lgamma(0.5 * (df + d))
+            - math.lgamma(0.5 * df)
+            - 0.5 * d * math.log(df * math.pi)
+            - np.sum(np.log(np.diag(self.chol)))
+        )
+        return np.logaddexp.reduce(const - 0.5 * (df + d) * np.log1p(maha / df) + self.log_pi[None, :], axis=1)
+
+
+class _Broad:
+    """The ``idx`` coordinates from a standard logistic each (a uniform prior on a logit-scaled box), the others
+    from the marginal of the Student-t (``mean``, ``scale``) on them."""
+
+    def __init__(self, mean, scale, df: float, idx: Sequence[int]):
+        d = len(mean)
+        self.idx = np.asarray(idx, int)
+        self.rest = np.setdiff1d(np.arange(d), self.idx)
+        self.t = (
+            _TKernels(mean[self.rest][None, :], scale[np.ix_(self.rest, self.rest)], np.zeros(1), df)
+            if self.rest.size
+            else None
+        )
+        self.d = d
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        out = np.empty((n, self.d))
+        out[:, self.idx] = rng.logistic(size=(n, self.idx.size))
+        if self.t is not None:
+            out[:, self.rest] = self.t.sample(n, rng)
+        return out
+
+    def logpdf(self, z: np.ndarray) -> np.ndarray:
+        u = z[:, self.idx]
+        out = np.sum(-np.abs(u) - 2.0 * np.log1p(np.exp(-np.abs(u))), axis=1)
+        return out + (self.t.logpdf(z[:, self.rest]) if self.t is not None else 0.0)
 
 
 def _round_sizes(n: int, rounds: Sequence[float]) -> list[int]:

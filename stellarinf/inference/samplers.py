@@ -521,6 +521,12 @@ def laplace_posterior(
     )
 
 
+# laplace-is's extra rounds (see run_laplace_is): until the importance ESS reaches this per chain, within this many
+# seconds of sampling (a default fit should finish in minutes: issue 23)
+IS_MIN_ESS_PER_CHAIN = 150.0
+IS_EXTRA_SECONDS = 150.0
+
+
 def run_laplace_is(
     problem: Problem,
     *,
@@ -529,15 +535,20 @@ def run_laplace_is(
     seed: int = 0,
     init: LaplaceResult | None = None,
     df: float = DEFAULT_DF,
-    extra_rounds: int = 1,
+    extra_rounds: int = 4,
+    min_ess_per_chain: float = IS_MIN_ESS_PER_CHAIN,
+    max_seconds: float | None = IS_EXTRA_SECONDS,
     progress: bool = False,
 ) -> Posterior:
     """Laplace approximation corrected by importance sampling (:func:`.importance.adaptive_importance`):
     ``chains × draws`` independent Student-t proposals drawn in rounds (10/15/25/50 %), the first centred on
     the Laplace mode with the samplers' capped covariance, each later one on the weighted moments of the draws
-    so far; Pareto-smoothed weights from the exact log density; if their Pareto k is still unreliable, up to ``extra_rounds`` more
-    rounds of ``chains × draws`` from the adapted proposal. Draw i belongs to chain i mod ``chains``, and each
-    chain resamples ``draws`` from its own proposals, so chains are independent estimates and R-hat compares them.
+    so far (and kernels on the heaviest draws; the labels the Laplace leaves about as wide as their box,
+    :func:`broad_coordinates`, are also drawn across the box); Pareto-smoothed weights from the exact log density;
+    while their Pareto k is unreliable or the importance ESS is below ``min_ess_per_chain × chains`` (R-hat across
+    the chains needs ~50 per chain to stay below 1.01), up to ``extra_rounds`` more rounds of ``chains × draws``,
+    each only where it ends inside ``max_seconds`` of sampling (None: no limit). Draw i belongs to chain i mod
+    ``chains``, and each chain resamples ``draws`` from its own proposals, so chains are independent estimates and R-hat compares them.
 
     ``tuning`` holds ``pareto_k`` (pooled; reliable below ``pareto_k_threshold``) and ``importance_ess``
     (Kish ESS of the pooled weights), which the summary table uses in place of the ESS of the
@@ -561,7 +572,19 @@ def run_laplace_is(
         return out
 
     try:
-        z, log_p, w = adaptive_importance(log_density, lap.mean_z, lap.metric, n, rng, df=df, extra_rounds=extra_rounds)
+        broad = broad_coordinates(lap.cov_z, problem)
+        z, log_p, w = adaptive_importance(
+            log_density,
+            lap.mean_z,
+            lap.metric,
+            n,
+            rng,
+            df=df,
+            extra_rounds=extra_rounds,
+            broad=broad,
+            min_ess=min_ess_per_chain * chains,
+            deadline=None if max_seconds is None else time.perf_counter() + float(max_seconds),
+        )
     finally:
         bar.close()
     idx = np.concatenate([c + chains * resample(w.log_weights[c::chains], draws, rng) for c in range(chains)])
@@ -586,8 +609,29 @@ def run_laplace_is(
             "n_proposals": len(z),
             "proposal_df": float(df),
             "hessian_ok": lap.hessian_ok,
+            "broad": [problem.names[i] for i in broad],
         },
     )
+
+
+# a box label whose Laplace variance in z exceeds this fraction of a uniform prior's (the logistic variance) is one
+# the spectrum hardly constrains: laplace-is also draws it across its whole box
+BROAD_FRACTION = 0.5
+
+
+def broad_coordinates(cov_z: np.ndarray, problem: Problem) -> list[int]:
+    """Indices of the logit-scaled box parameters with a uniform prior whose Laplace variance (uncapped) is above
+    ``BROAD_FRACTION`` of the logistic variance: the labels :func:`.importance.adaptive_importance` draws broadly."""
+    from .laplace import LOGISTIC_VARIANCE
+
+    lo, hi = np.asarray(problem.prior.lower, float), np.asarray(problem.prior.upper, float)
+    uniform = [getattr(p, "kind", "uniform") == "uniform" for p in problem.prior_specs]
+    var = np.diag(np.asarray(cov_z, float))
+    return [
+        i
+        for i in range(len(var))
+        if np.isfinite(lo[i]) and np.isfinite(hi[i]) and uniform[i] and var[i] > BROAD_FRACTION * LOGISTIC_VARIANCE
+    ]
 
 
 def _map_draws(problem: Problem, **kwargs) -> Posterior:
