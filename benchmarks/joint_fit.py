@@ -166,6 +166,7 @@ def main(argv=None):
         log=print,
     )
     ckpt = Path(args.output).with_suffix(".draws.npz")
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
 
     def checkpoint(post):
         np.savez(ckpt, **{k: v for k, v in post.samples.items()}, **{f"stat_{k}": v for k, v in post.stats.items()})
