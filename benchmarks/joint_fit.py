@@ -18,6 +18,7 @@ Writes benchmarks/results/joint_fit.json (with machine info).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 from pathlib import Path
@@ -91,10 +92,18 @@ def main(argv=None):
         choices=["synth", "emulator"],
         help="emulator: the Payne makes the mocks (a control)",
     )
+    ap.add_argument("--target-accept", type=float, default=0.8, help="NUTS target acceptance")
+    ap.add_argument("--max-tree-depth", type=int, default=10)
+    ap.add_argument("--init-scale", type=float, default=1.0, help="chain starts: mode + this × a Laplace draw")
+    ap.add_argument("--pilot", type=int, default=0, help="pilot draws per chain to rescale the Laplace metric")
+    ap.add_argument("--chunk", type=int, default=None, help="draw in chunks (progress lines, checkpoints)")
+    ap.add_argument("--time-budget", type=float, default=None, help="seconds of NUTS before it stops after a chunk")
+    ap.add_argument("--star-map", default=None, choices=["map", "vmap", "unroll"], help="default: map on a CPU")
     ap.add_argument("--quick", action="store_true", help="analytic model (truth = fit model), 4 stars")
     ap.add_argument("-o", "--output", default=str(RESULTS / "joint_fit.json"))
     args = ap.parse_args(argv)
     t_all = time.perf_counter()
+    load_at_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
     if args.quick:
         fit_model, wl = analytic_setup(resolution=args.r_start)
@@ -156,6 +165,21 @@ def main(argv=None):
         seed=args.seed,
         log=print,
     )
+    ckpt = Path(args.output).with_suffix(".draws.npz")
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint(post):
+        np.savez(ckpt, **{k: v for k, v in post.samples.items()}, **{f"stat_{k}": v for k, v in post.stats.items()})
+
+    nuts_options = dict(
+        target_accept=args.target_accept,
+        max_tree_depth=args.max_tree_depth,
+        init_scale=args.init_scale,
+        pilot=args.pilot,
+        chunk=args.chunk,
+        time_budget_s=args.time_budget,
+        checkpoint=checkpoint if args.chunk else None,
+    )
     res = stellarinf.fit_joint(
         specs,
         ids=ids,
@@ -165,6 +189,8 @@ def main(argv=None):
         warmup=args.warmup,
         draws=args.draws,
         progress=False,
+        nuts_options=nuts_options if args.sampler == "nuts" else None,
+        star_map=args.star_map,
         **common_kw,
     )
     shared = res.shared[0]
@@ -219,13 +245,17 @@ def main(argv=None):
             "sampler": args.sampler,
             "chains": args.chains,
             "warmup": args.warmup,
-            "draws": args.draws,
+            "draws": res.settings["draws"],
+            "draws_requested": args.draws,
+            "nuts_options": res.settings.get("nuts_options"),
+            "stopped_early": bool(res.posterior.timings.get("stopped_early", False)),
             "n_free_joint": res.problem.n_free,
             "continuum_degree": args.continuum_degree,
             "emulator_error": args.emulator_error,
             "vsini_prior_box": [0.0, args.vsini_max],
             "truth_model": args.truth,
             "stacked": res.problem.is_stacked,
+            "star_map": res.problem.star_map,
         },
         "shared_resolution": {
             "p50": float(shared["p50"]),
@@ -256,15 +286,16 @@ def main(argv=None):
             "ess_bulk_min": res.diagnostics["ess_bulk_min"],
             "n_divergent": res.diagnostics["n_divergent"],
             "n_gradient_evals_sampling": res.posterior.n_gradient_evals,
+            "n_gradient_evals_pilot": res.posterior.timings.get("pilot_gradients"),
+            "metric_variance_ratio_min_median_max": res.posterior.timings.get("metric_variance_ratio"),
             "mean_tree_steps": float(np.mean(res.posterior.stats["n_steps"])) if res.posterior.stats else None,
         },
         "timings_s": {"mocks": t_mocks, **res.timings, "benchmark_total": time.perf_counter() - t_all},
         "machine": machine_info(),
     }
     try:
-        import os
-
         out["load_average_1_5_15min"] = list(os.getloadavg())
+        out["load_average_at_start"] = load_at_start
     except OSError:
         pass
     write_json_atomic(args.output, out)

@@ -201,3 +201,74 @@ def test_cli_joint_bad_requests_exit_3_with_the_fix(tmp_path, capsys):
         assert exc.value.code == 3
         err = capsys.readouterr().err
         assert all(n in err for n in needles), err
+
+
+def test_rescaled_metric_sets_each_scale_and_keeps_the_correlations():
+    from stellarinf.inference.joint import rescaled_metric
+
+    metric = np.array([[1.0, 0.5], [0.5, 4.0]])
+    rng = np.random.default_rng(0)
+    # draws twice as wide as the metric in the first coordinate, as wide in the second
+    true = np.array([[4.0, 0.0], [0.0, 4.0]])  # uncorrelated: the output keeps the metric's correlation
+    z = rng.multivariate_normal([0.0, 0.0], true, size=(4, 5000))
+    out, ratio = rescaled_metric(metric, z)
+    np.testing.assert_allclose(ratio, [4.0, 1.0], rtol=0.05)
+    np.testing.assert_allclose(np.diag(out), [4.0, 4.0], rtol=0.05)
+    corr = out[0, 1] / np.sqrt(out[0, 0] * out[1, 1])
+    assert corr == pytest.approx(0.5 / np.sqrt(4.0), rel=1e-9)  # the metric's correlation is kept
+    _, clipped = rescaled_metric(metric, 100.0 * z)
+    assert clipped.max() == 16.0  # at most 4× wider per coordinate
+
+
+def test_joint_nuts_pilot_chunks_and_time_budget(setup):
+    """A pilot rescales the Laplace metric; chunked draws log progress, checkpoint, and stop at the time budget
+    with the draws they have."""
+    from stellarinf.inference.joint import joint_laplace, run_joint_nuts
+
+    model, specs, truths = setup
+    oms = obs_models(model, specs[:2])
+    jp = JointProblem.build(oms, ("resolution",))
+    per = {n: np.array([t[n] for t in truths[:2]]) for n in jp.star_names}
+    lap = joint_laplace(jp, jp.from_params(per, {"resolution": np.array([R_TRUE])}))
+    lines, saved = [], []
+    post = run_joint_nuts(
+        jp,
+        lap,
+        chains=2,
+        warmup=10,
+        draws=30,
+        pilot=5,
+        pilot_warmup=5,
+        chunk=10,
+        time_budget_s=0.0,
+        init_scale=0.0,
+        log=lines.append,
+        checkpoint=saved.append,
+    )
+    assert post.n_chains == 2 and post.n_draws == 10  # one chunk, then the budget stopped it
+    assert post.timings["stopped_early"] is True
+    assert post.samples["resolution"].shape == (2, 10, 1) and post.samples["teff"].shape == (2, 10, 2)
+    assert len(saved) == 1 and saved[0].n_draws == 10
+    assert any(line.startswith("pilot: 2 × (5 + 5)") for line in lines)
+    assert any("draws 10/30 per chain" in line for line in lines)
+    assert any("time budget" in line for line in lines)
+    lo, med, hi = post.timings["metric_variance_ratio"]
+    assert 0.25 <= lo <= med <= hi <= 16.0
+
+
+def test_star_map_choices_give_the_same_density_and_gradient(setup):
+    model, specs, truths = setup
+    oms = obs_models(model, specs[:3])
+    per = {n: np.array([t[n] for t in truths[:3]]) for n in ("teff", "logg", "feh", "rv", "vsini")}
+    values = {}
+    for how in ("map", "vmap", "unroll"):
+        jp = JointProblem.build(oms, ("resolution",), star_map=how)
+        assert jp.star_map == how
+        z = jnp.asarray(jp.from_params(per, {"resolution": np.array([16_000.0])}))
+        values[how] = jax.value_and_grad(jp.log_density)(z)
+    for how in ("vmap", "unroll"):
+        assert float(values[how][0]) == pytest.approx(float(values["map"][0]), rel=1e-12)
+        np.testing.assert_allclose(np.asarray(values[how][1]), np.asarray(values["map"][1]), rtol=1e-9, atol=1e-9)
+    assert JointProblem.build(oms, ("resolution",), vectorise=True).star_map == "vmap"
+    with pytest.raises(StellarinfError, match="star_map must be one of 'map', 'vmap', 'unroll'"):
+        JointProblem.build(oms, ("resolution",), star_map="loop")

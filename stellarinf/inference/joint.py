@@ -13,10 +13,15 @@ of its parameters). :class:`JointProblem` binds them:
 
 Stars whose observation models have identical static settings and array shapes (the survey case: one pixel
 grid, one emulator, one set of options) are *stacked*: their array leaves gain a leading star axis and the
-log-likelihood is mapped over stars in one compiled program (``jax.vmap`` on accelerators, ``jax.lax.map`` on
-a CPU, where a vmapped observation model is 4× slower: 4 stars 114 vs 28.5 ms per value + gradient with the
-shipped Payne). Models that cannot be stacked (different pixel grids) are summed one by one (a compiled
-program that grows with the number of stars; right, only slower to compile).
+log-likelihood is mapped over stars in one compiled program, chosen by ``star_map``: ``"vmap"`` (the default on
+accelerators), ``"map"`` (``jax.lax.map``, the default on a CPU) or ``"unroll"`` (a Python loop over the stacked
+stars: one larger program). Measured on a CPU core, 20 stars of the joint-fit benchmark (2,120 pixels, the shipped
+Payne, 28 error modes), one value + gradient: ``"map"`` 81 ms of CPU time (compiled in 10–14 s), ``"unroll"``
+67 ms (compiled in 40–65 s), ``"vmap"`` about 6× slower than ``"map"`` (1.0 s against 0.17 s wall clock, at load
+~2): a vmapped observation model turns the per-star broadening kernels into grouped convolutions and the small
+dense solves into batched ones, which XLA's CPU backend runs badly. Models that cannot be stacked (different pixel
+grids) are summed one by one (a compiled program that grows with the number of stars; right, only slower to
+compile).
 
 :func:`make_joint_numpyro_model` is the NumPyro model: ``numpyro.plate("star", n_stars)`` around the per-star
 sites, one plate per shared parameter over its groups, the likelihood as a factor. Priors and their boxes are
@@ -56,6 +61,8 @@ __all__ = [
 
 # nuisances that may be shared across stars (labels are always per star)
 SHAREABLE = ("resolution", "rv", "vsini", "vmacro", "ln_jitter")
+# how stacked stars are evaluated (JointProblem.build's star_map)
+STAR_MAPS = ("map", "vmap", "unroll")
 
 
 class JointError(StellarinfError, ValueError):
@@ -79,7 +86,7 @@ class JointProblem(eqx.Module):
     star_priors: tuple[Prior, ...] = eqx.field(static=True)
     shared_priors: tuple[Prior, ...] = eqx.field(static=True)
     n_stars: int = eqx.field(static=True)
-    vectorise: bool = eqx.field(static=True)
+    star_map: str = eqx.field(static=True)  # "map", "vmap" or "unroll": how stacked stars are evaluated
     group_index: tuple  # per shared name: (n_stars,) int array of group numbers
 
     # ---- construction (eager, validating) -------------------------------------------------------
@@ -91,13 +98,17 @@ class JointProblem(eqx.Module):
         groups: Sequence | Mapping[str, Sequence] | None = None,
         priors=None,
         *,
+        star_map: str | None = None,
         vectorise: bool | None = None,
     ) -> "JointProblem":
         """``models``: one :class:`~stellarinf.observe.model.ObservationModel` per star, all with the same
         parameters (same label space and settings); ``share``: parameter names with one value per group;
         ``groups``: None (one group: all stars), a per-star sequence of group keys (used for every shared
         parameter), or a mapping shared name → per-star keys; ``priors``: overrides as for a single star
-        (texts ``"logg=4.4+-0.1"`` or a mapping), applied to every star (and to a shared parameter's groups)."""
+        (texts ``"logg=4.4+-0.1"`` or a mapping), applied to every star (and to a shared parameter's groups);
+        ``star_map``: how stacked stars are evaluated, ``"map"``, ``"vmap"`` or ``"unroll"`` (module docstring;
+        default ``"vmap"`` on accelerators, ``"map"`` on a CPU); ``vectorise=True``/``False`` is the older
+        spelling of ``"vmap"``/``"map"``."""
         models = list(models)
         n = len(models)
         if n < 2:
@@ -151,8 +162,12 @@ class JointProblem(eqx.Module):
         star_names = tuple(p for p in names0 if p not in share)
         bounds = {k: (float(lo), float(hi)) for k, (lo, hi) in models[0].default_bounds().items()}
         specs = resolve_priors(bounds, priors)
-        if vectorise is None:
-            vectorise = vectorise_lanes()
+        if star_map is None:
+            star_map = ("vmap" if vectorise else "map") if vectorise is not None else None
+        if star_map is None:
+            star_map = "vmap" if vectorise_lanes() else "map"
+        if star_map not in STAR_MAPS:
+            raise JointError(f"star_map must be one of {', '.join(map(repr, STAR_MAPS))}, got {star_map!r}")
         st = stack_modules(models)
         return cls(
             stacked_shared=None if st is None else st[0],
@@ -165,7 +180,7 @@ class JointProblem(eqx.Module):
             star_priors=tuple(specs[p] for p in star_names),
             shared_priors=tuple(specs[p] for p in share),
             n_stars=n,
-            vectorise=bool(vectorise),
+            star_map=str(star_map),
             group_index=tuple(group_index),
         )
 
@@ -246,8 +261,15 @@ class JointProblem(eqx.Module):
         def one(b, p):
             return eqx.combine(b, base).log_likelihood(p)
 
-        if self.vectorise:
+        if self.star_map == "vmap":
             return jax.vmap(one)(self.stacked, params)
+        if self.star_map == "unroll":
+            return jnp.stack(
+                [
+                    one(jax.tree.map(lambda a: a[i], self.stacked), {k: v[i] for k, v in params.items()})
+                    for i in range(self.n_stars)
+                ]
+            )
         return jax.lax.map(lambda a: one(*a), (self.stacked, params))
 
     def log_likelihood(self, z: Float[Array, "n"]) -> Float[Array, ""]:
@@ -313,7 +335,7 @@ class JointProblem(eqx.Module):
 
         if self.is_stacked:
             base = self.stacked_shared
-            if self.vectorise:
+            if self.star_map == "vmap":  # "unroll" too maps here: the curvature's program is large already
                 g, h = jax.vmap(lambda a, b: star_block(a, eqx.combine(b, base)))(v, self.stacked)
             else:
                 g, h = jax.lax.map(lambda a: star_block(a[0], eqx.combine(a[1], base)), (v, self.stacked))
@@ -528,6 +550,31 @@ class JointPosterior:
         return 0 if d is None else int(np.sum(d))
 
 
+def _draws_z(problem: JointProblem, samples: Mapping[str, Any]) -> np.ndarray:
+    """Constrained draws (site → (chains, draws, n)) → unconstrained ``z`` (chains, draws, n_free)."""
+    idx = problem.index()
+    first = np.asarray(next(iter(samples.values())))
+    z = np.zeros(first.shape[:2] + (problem.n_free,))
+    for name, p in zip(problem.site_names, problem.star_priors + problem.shared_priors):
+        x = np.asarray(samples[name], dtype=np.float64)
+        x = transforms.clip_to_interior(x, p.lower, p.upper, margin=1e-12)
+        z[..., idx[name]] = np.asarray(transforms.to_unconstrained(jnp.asarray(x), p.lower, p.upper))
+    return z
+
+
+def rescaled_metric(metric: np.ndarray, z_draws: np.ndarray, *, floor: float = 0.25, ceiling: float = 16.0) -> tuple:
+    """The Laplace metric with each coordinate's variance replaced by the pooled variance of ``z_draws``
+    (chains, draws, n) and its correlations kept: ``D M D`` with ``D = diag(sd_draws / sd_metric)``, the ratio
+    clipped to [√floor, √ceiling]. Returns ``(metric, variance ratio)``: where the Laplace approximation is
+    too narrow (a v sin i below the resolution, whose posterior runs into the box edge with an exponential
+    tail in z), NUTS otherwise needs many short steps to cross that direction and mixes slowly there."""
+    flat = np.asarray(z_draws).reshape(-1, z_draws.shape[-1])
+    ratio = np.var(flat, axis=0, ddof=1) / np.diag(metric)
+    ratio = np.clip(ratio, floor, ceiling)
+    d = np.sqrt(ratio)
+    return metric * d[:, None] * d[None, :], ratio
+
+
 def run_joint_nuts(
     problem: JointProblem,
     lap: JointLaplace,
@@ -539,50 +586,135 @@ def run_joint_nuts(
     target_accept: float = 0.8,
     adapt_mass: bool | None = None,
     progress: bool = False,
+    init_scale: float = 1.0,
+    pilot: int = 0,
+    pilot_warmup: int | None = None,
+    max_tree_depth: int = 10,
+    chunk: int | None = None,
+    time_budget_s: float | None = None,
+    log=None,
+    checkpoint=None,
 ) -> JointPosterior:
-    """NumPyro NUTS on :func:`make_joint_numpyro_model`, the chains started from draws of the joint Laplace
-    approximation, which is also the dense inverse mass matrix (warm-up then tunes the step size only, unless
-    the Hessian was not positive definite or ``adapt_mass``)."""
+    """NumPyro NUTS on :func:`make_joint_numpyro_model`, the chains started from the joint Laplace mode plus
+    draws of the Laplace approximation scaled by ``init_scale`` (1: draws of the approximation itself; 0: all
+    chains at the mode), which is also the dense inverse mass matrix (warm-up then tunes the step size only,
+    unless the Hessian was not positive definite or ``adapt_mass``).
+
+    ``pilot`` > 0: first ``pilot_warmup`` (default ``warmup``) warm-up iterations and ``pilot`` draws per chain on
+    the Laplace metric, then the metric's per-coordinate scales are set to the pilot draws' (correlations kept,
+    :func:`rescaled_metric`), and the chains go on from the pilot's last states with ``warmup`` warm-up
+    iterations (step size re-tuned) and ``draws`` draws; the pilot draws are discarded.
+
+    ``chunk``: draw in chunks of this many draws per chain (the kept draws are a whole number of chunks, at
+    least ``draws``), calling ``log(line)`` (progress: draws, divergences, steps, max R-hat so far) and
+    ``checkpoint(posterior_so_far)`` after each; with ``time_budget_s`` the sampling stops after the chunk that
+    would leave too little time for another (counted from the call), so a long run always returns what it has
+    (``timings["stopped_early"]``)."""
     from numpyro.infer import MCMC, NUTS
 
-    if chains < 1 or draws < 1 or warmup < 0:
-        raise JointError(f"need chains >= 1, draws >= 1 and warmup >= 0 (got {chains}, {draws}, {warmup})")
+    if chains < 1 or draws < 1 or warmup < 0 or pilot < 0:
+        raise JointError(
+            f"need chains >= 1, draws >= 1, warmup >= 0 and pilot >= 0 (got {chains}, {draws}, {warmup}, {pilot})"
+        )
+    if chunk is not None and chunk < 1:
+        raise JointError(f"chunk must be a positive number of draws per chain, got {chunk}")
+    say = log or (lambda line: None)
     t0 = time.perf_counter()
     idx = problem.index()
-    z0 = lap.sample_z(jax.random.key(seed + 7919), chains)
+    key = jax.random.key(seed + 7919)
+    z0 = lap.mean_z + init_scale * (lap.sample_z(key, chains) - lap.mean_z)
     good = np.array([np.isfinite(float(_log_density(problem, jnp.asarray(z)))) for z in z0])
     z0[~good] = lap.mean_z
     # NumPyro ravels the sites in sorted-name order, each site's elements in order
     order = np.concatenate([idx[name] for name in sorted(problem.site_names)])
-    inverse_mass = jnp.asarray(lap.metric_z[np.ix_(order, order)])
     if adapt_mass is None:
         adapt_mass = not lap.hessian_ok
-    kernel = NUTS(
-        make_joint_numpyro_model(problem),
-        target_accept_prob=target_accept,
-        dense_mass=True,
-        inverse_mass_matrix=inverse_mass,
-        adapt_mass_matrix=bool(adapt_mass),
-    )
-    mcmc = MCMC(
-        kernel,
-        num_warmup=warmup,
-        num_samples=draws,
-        num_chains=chains,
-        chain_method="vectorized" if vectorise_lanes() else "sequential",
-        progress_bar=progress,
-    )
+    model = make_joint_numpyro_model(problem)
+    fields = ("diverging", "num_steps", "energy", "accept_prob", "potential_energy")
+
+    def make_mcmc(metric, n_warmup, n_samples):
+        kernel = NUTS(
+            model,
+            target_accept_prob=target_accept,
+            dense_mass=True,
+            inverse_mass_matrix=jnp.asarray(metric[np.ix_(order, order)]),
+            adapt_mass_matrix=bool(adapt_mass),
+            max_tree_depth=max_tree_depth,
+        )
+        return MCMC(
+            kernel,
+            num_warmup=n_warmup,
+            num_samples=n_samples,
+            num_chains=chains,
+            chain_method="vectorized" if vectorise_lanes() else "sequential",
+            progress_bar=progress,
+        )
+
+    timings: dict[str, Any] = {"init_s": time.perf_counter() - t0}
+    metric = lap.metric_z
     init_params = {name: jnp.asarray(z0[:, idx[name]]) for name in problem.site_names}
+    ratio = None
+    if pilot:
+        t1 = time.perf_counter()
+        mc = make_mcmc(metric, warmup if pilot_warmup is None else pilot_warmup, pilot)
+        mc.run(jax.random.key(seed + 1), init_params=init_params, extra_fields=("num_steps", "diverging"))
+        pilot_samples = {k: np.asarray(v) for k, v in mc.get_samples(group_by_chain=True).items()}
+        ex = mc.get_extra_fields(group_by_chain=True)
+        metric, ratio = rescaled_metric(metric, _draws_z(problem, pilot_samples))
+        init_params = {k: v for k, v in mc.last_state.z.items()}
+        n_pilot_steps = int(np.sum(np.asarray(ex["num_steps"])))
+        timings["pilot_gradients"] = n_pilot_steps
+        timings["pilot_s"] = time.perf_counter() - t1
+        say(
+            f"pilot: {chains} × ({warmup if pilot_warmup is None else pilot_warmup} + {pilot}) in "
+            f"{timings['pilot_s']:.0f} s, {int(np.sum(np.asarray(ex['diverging'])))} divergent, "
+            f"{n_pilot_steps / (chains * pilot):.1f} steps per draw; variance / Laplace: median "
+            f"{np.median(ratio):.2f}, range {ratio.min():.2f}–{ratio.max():.2f}"
+        )
+    n_chunk = draws if chunk is None else int(chunk)
     t1 = time.perf_counter()
-    mcmc.run(
-        jax.random.key(seed),
-        init_params=init_params,
-        extra_fields=("diverging", "num_steps", "energy", "accept_prob", "potential_energy"),
-    )
-    samples = mcmc.get_samples(group_by_chain=True)
-    jax.block_until_ready(samples)
-    t_run = time.perf_counter() - t1
-    extra = {k: np.asarray(v).reshape(chains, draws) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    mcmc = make_mcmc(metric, warmup, n_chunk)
+    parts, extras = [], []
+    stopped_early = False
+    key = jax.random.key(seed)
+    kw = {"init_params": init_params}
+    while True:
+        tc = time.perf_counter()
+        mcmc.run(key, extra_fields=fields, **kw)
+        s = mcmc.get_samples(group_by_chain=True)
+        jax.block_until_ready(s)
+        parts.append({name: np.asarray(s[name]).reshape(chains, n_chunk, -1) for name in problem.site_names})
+        extras.append(
+            {k: np.asarray(v).reshape(chains, n_chunk) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+        )
+        dt = time.perf_counter() - tc
+        done = len(parts) * n_chunk
+        post = _joint_posterior(problem, parts, extras, timings, t0, t1)
+        if chunk is not None:
+            say(
+                f"draws {done}/{draws} per chain ({time.perf_counter() - t0:.0f} s): {post.n_divergent} divergent, "
+                f"{np.mean(post.stats['n_steps']):.1f} steps per draw, max R-hat {_max_rhat(post):.4f}"
+            )
+            if checkpoint is not None:
+                checkpoint(post)
+        if done >= draws:
+            break
+        if time_budget_s is not None and time.perf_counter() - t0 + 1.1 * dt > time_budget_s:
+            stopped_early = True
+            say(f"time budget {time_budget_s:.0f} s: stopping at {done} draws per chain")
+            break
+        mcmc.post_warmup_state = mcmc.last_state
+        key = mcmc.post_warmup_state.rng_key
+        kw = {}
+    post.timings["stopped_early"] = stopped_early
+    if ratio is not None:
+        post.timings["metric_variance_ratio"] = [float(np.min(ratio)), float(np.median(ratio)), float(np.max(ratio))]
+    return post
+
+
+def _joint_posterior(problem, parts, extras, timings, t0, t1) -> JointPosterior:
+    out = {name: np.concatenate([p[name] for p in parts], axis=1) for name in problem.site_names}
+    extra = {k: np.concatenate([e[k] for e in extras], axis=1) for k in extras[0]}
     n_steps = extra["num_steps"].astype(np.int64)
     stats = {
         "diverging": extra["diverging"].astype(bool),
@@ -592,14 +724,27 @@ def run_joint_nuts(
         "acceptance_rate": extra["accept_prob"],
         "lp": -extra["potential_energy"],
     }
-    out = {name: np.asarray(samples[name]).reshape(chains, draws, -1) for name in problem.site_names}
+    now = time.perf_counter()
     return JointPosterior(
         method="numpyro-nuts",
         samples=out,
         stats=stats,
-        timings={"init_s": t1 - t0, "sampling_s": t_run, "total_s": time.perf_counter() - t0},
+        timings={**timings, "sampling_s": now - t1, "total_s": now - t0},
         n_gradient_evals=int(n_steps.sum()),
     )
+
+
+def _max_rhat(post: JointPosterior) -> float:
+    """Largest rank-normalised split R-hat over every element of every site (NaN with one chain)."""
+    import arviz as az
+
+    if post.n_chains < 2:
+        return float("nan")
+    worst = 0.0
+    for v in post.samples.values():
+        r = np.asarray(az.rhat(az.convert_to_dataset({"x": v}))["x"])
+        worst = max(worst, float(np.nanmax(r)))
+    return worst
 
 
 def laplace_draws(problem: JointProblem, lap: JointLaplace, *, chains: int = 4, draws: int = 500, seed: int = 0):
