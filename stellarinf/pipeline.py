@@ -143,10 +143,11 @@ class FitResult:
         """Write ``PREFIX.nc``, ``PREFIX_summary.fits`` and ``PREFIX_summary.csv`` as one set.
 
         Each file carries the run id and the input's sha256 (netCDF attributes, FITS header ``RUNID`` /
-        ``INSHA256``, CSV columns ``run_id``/``input_sha256``). The set is written by
-        :func:`stellarinf.io.atomic.atomic_file_set`: all to temporaries first, then the older set (and its
-        plots, which describe the old run) is removed and the new files renamed into place, so a kill never
-        leaves a new ``.nc`` beside an older run's summaries. Returns the paths written."""
+        ``INSHA256``, CSV columns ``run_id``/``input_sha256``) and the settings (the netCDF and FITS in full,
+        ``SETTINGS`` JSON; the CSV, which keeps no metadata, as columns: :func:`csv_settings_columns`). The set
+        is written by :func:`stellarinf.io.atomic.atomic_file_set`: all to temporaries first, then the older set
+        (and its plots, which describe the old run) is removed and the new files renamed into place, so a kill
+        never leaves a new ``.nc`` beside an older run's summaries. Returns the paths written."""
         prefix = output_prefix(prefix)
         paths = set_paths(prefix)
         return write_result_set(self.idata, self.summary, paths, self.settings, log=log)
@@ -183,8 +184,8 @@ def write_result_set(idata, summary, paths: Mapping[str, Path], settings: Mappin
     prefix = Path(str(nc)[: -len(".nc")])
     table = stamp_table(summary, settings)
     csv_table = table.copy()
-    csv_table["run_id"] = settings["run_id"]
-    csv_table["input_sha256"] = settings["input_sha256"]
+    for name, value in csv_settings_columns(settings).items():
+        csv_table[name] = value
     with atomic_file_set([nc, fits_path, csv_path], stale=stale_members(prefix)) as tmp:
         write_inference_data_to(idata, tmp[nc])
         write_table_to(table, tmp[fits_path], "fits")
@@ -207,6 +208,40 @@ def stamp_table(summary, settings: Mapping):
         }
     )
     return table
+
+
+def csv_settings_columns(settings: Mapping) -> dict[str, str]:
+    """The columns that make a summary CSV stand on its own (CSV keeps no table ``meta``, and ``#`` lines would
+    break ordinary CSV readers): the run id, the input file and its sha256, and the settings that shaped the result
+    (emulator, sampler, the medium and wavelength unit the spectrum was read in and who said so, the resolving power
+    used and where it came from, whether it was fitted, the ``--fix`` values, the priors asked for), each the same
+    on every row; dicts and lists as JSON text."""
+    prov = settings.get("spectrum_provenance") or {}
+    values = {
+        "run_id": settings["run_id"],
+        "input_file": settings.get("input_file", ""),
+        "input_sha256": settings["input_sha256"],
+        "emulator": settings.get("emulator", ""),
+        "sampler": settings.get("sampler", ""),
+        "medium": prov.get("input_medium"),
+        "medium_source": prov.get("medium_source"),
+        "wavelength_unit": prov.get("input_wavelength_unit"),
+        "wavelength_unit_source": prov.get("wavelength_unit_source"),
+        "resolution": settings.get("resolution"),
+        "resolution_source": settings.get("resolution_source"),
+        "fit_resolution": bool(settings.get("fit_resolution", False)),
+        "fixed": settings.get("fixed") or {},
+        "priors": settings.get("prior_requests") or [],
+    }
+    return {k: _csv_text(v) for k, v in values.items()}
+
+
+def _csv_text(v) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, default=_json_default, sort_keys=True)
+    return str(v)
 
 
 def _json_default(v):

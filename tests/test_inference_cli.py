@@ -104,6 +104,17 @@ def test_write_is_one_set_carrying_the_run_id_and_replacing_an_older_set(result,
     csv = Table.read(tmp_path / "star_summary.csv", format="ascii.csv")
     assert set(csv["run_id"]) == {rid} and set(csv["input_sha256"]) == {sha}
     assert csv["name"].tolist() == result.summary["name"].tolist()
+    # the CSV keeps no table meta: the input file and the settings that shaped the result are columns of it
+    s = result.settings
+    one = {c: set(np.asarray(csv[c]).tolist()) for c in pipeline.csv_settings_columns(s)}
+    assert one["input_file"] == {s["input_file"]} and s["input_file"].endswith("star.fits")
+    assert one["emulator"] == {s["emulator"]} and one["sampler"] == {"laplace"}
+    assert one["medium"] == {"vacuum"} and one["medium_source"] == {s["spectrum_provenance"]["medium_source"]}
+    assert one["wavelength_unit"] == {s["spectrum_provenance"]["input_wavelength_unit"]}
+    assert one["resolution"] == {20000.0} and one["resolution_source"] == {"file"}
+    assert one["fit_resolution"] == {"False"}
+    assert [json.loads(v) for v in one["fixed"]] == [{"vmacro": 0.0}]
+    assert [json.loads(v) for v in one["priors"]] == [["logg=3.9+-0.3"]]
 
     # a failure while writing the next set (a kill mid-way) leaves the old set whole and no temporaries
     import stellarinf.inference.results as res
