@@ -29,11 +29,13 @@ The defaults are decided here once (they used to differ between ``fit``, ``demo`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import os
+import threading
 import time
 import uuid
 import warnings
@@ -55,13 +57,19 @@ NUISANCE_FIX_NAMES = ("rv", "vsini", "vmacro", "resolution")
 
 
 # ------------------------------------------------------------------------------------------- stage log
+HEARTBEAT_S = 5.0  # a stage without progress of its own says it is still working this often (issue 23: no silence)
+
+
 class StageLog:
     """Prints ``[i/n] what …`` when a stage starts and ``      detail  [t s]`` when it ends; keeps the times.
+    Within a stage that shows no progress of its own (a compiled program: XLA compiles for tens of seconds on a
+    CPU, then runs), :meth:`heartbeat` prints ``      … what, N s`` every ``heartbeat_s`` seconds.
 
     ``echo`` is any callable taking a line (``print``, ``click.echo``); None records times silently."""
 
-    def __init__(self, echo: Callable[[str], Any] | None = None, total: int = 6):
+    def __init__(self, echo: Callable[[str], Any] | None = None, total: int = 6, heartbeat_s: float = HEARTBEAT_S):
         self.echo, self.total, self.i = echo, total, 0
+        self.heartbeat_s = float(heartbeat_s)
         self.timings: dict[str, float] = {}
         self._name, self._t0 = None, 0.0
 
@@ -81,6 +89,41 @@ class StageLog:
     def note(self, text: str) -> None:
         if self.echo is not None:
             self.echo(f"      {text}")
+
+    @contextlib.contextmanager
+    def heartbeat(self, what: str):
+        """While the body runs, print ``      … WHAT, N s`` (N: seconds since the stage started) every
+        ``heartbeat_s`` seconds, from a daemon thread (XLA releases the GIL while it compiles). Yields a
+        :class:`Heartbeat` whose :meth:`Heartbeat.say` changes WHAT (e.g. a phase of the work). Silent
+        without ``echo``."""
+        beat = Heartbeat(what)
+        if self.echo is None:
+            yield beat
+            return
+        stop = threading.Event()
+
+        def run():
+            while not stop.wait(self.heartbeat_s):
+                self.echo(f"      … {beat.what}, {time.perf_counter() - self._t0:.0f} s")
+
+        thread = threading.Thread(target=run, name="stellarinf-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield beat
+        finally:
+            stop.set()
+            thread.join()
+
+
+class Heartbeat:
+    """What :meth:`StageLog.heartbeat` says it is doing; ``say`` is a progress callback (e.g. for
+    :func:`~stellarinf.inference.map.find_map`'s ``progress``)."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def say(self, what: str) -> None:
+        self.what = what
 
 
 def _as_log(log) -> StageLog:
@@ -994,14 +1037,16 @@ def fit_spectrum(
         stages.note(f"sampler: {sampler} ({reason})")
 
     stages.start("map", f"MAP ({n_starts} starts)")
-    m = find_map(problem, n_starts=n_starts, seed=seed)
-    n_outliers = 0
-    if clip_outliers:
-        clipped, n_outliers = mask_outliers(spec, obs, m.params)
-        if n_outliers:
-            spec, obs, problem = build_problem(fit_model, clipped, **build)
-            m = find_map(problem, n_starts=n_starts, seed=seed)
-            n_used = int(np.sum(np.asarray(obs.weight) > 0))
+    with stages.heartbeat("MAP: compiling and running the optimiser") as beat:
+        m = find_map(problem, n_starts=n_starts, seed=seed, progress=beat.say)
+        n_outliers = 0
+        if clip_outliers:
+            beat.say("MAP: masking outlier pixels")
+            clipped, n_outliers = mask_outliers(spec, obs, m.params)
+            if n_outliers:
+                spec, obs, problem = build_problem(fit_model, clipped, **build)
+                m = find_map(problem, n_starts=n_starts, seed=seed, progress=lambda s: beat.say(f"{s} (again)"))
+                n_used = int(np.sum(np.asarray(obs.weight) > 0))
     stages.done(
         f"log posterior {m.log_posterior:.1f}, {m.n_starts_agreeing}/{n_starts} starts agree "
         f"(the best {carried_to_convergence(n_starts)} carried to convergence)"
@@ -1009,7 +1054,8 @@ def fit_spectrum(
     )
 
     stages.start("laplace", "Laplace approximation")
-    lap = laplace(problem, m, seed=seed)
+    with stages.heartbeat("Laplace: compiling and computing the curvature at the mode"):
+        lap = laplace(problem, m, seed=seed)
     stages.done(f"Hessian {'positive definite' if lap.hessian_ok else 'regularised'}")
 
     spec_s = sampler_spec(sampler)

@@ -4,6 +4,7 @@ unreliable results (exit code 4), per-spectrum failures in a batch."""
 
 import hashlib
 import json
+import time
 import warnings
 
 import numpy as np
@@ -131,6 +132,66 @@ def test_write_is_one_set_carrying_the_run_id_and_replacing_an_older_set(result,
     with pytest.raises(OSError):
         result.write(out)
     assert {p.name: p.read_bytes() for p in paths} == before and not list(tmp_path.glob(".*tmp"))
+
+
+def _wait_for(lines, predicate, seconds=120.0):
+    """Block until a printed line satisfies ``predicate`` (a slow stage, as long as the heartbeat needs to speak);
+    the bound only keeps a broken heartbeat from hanging the test."""
+    deadline = time.monotonic() + seconds
+    while not any(predicate(line) for line in list(lines)) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_a_stage_without_progress_of_its_own_keeps_saying_it_is_working():
+    """Issue 23: the MAP stage compiled for ~50 s with nothing printed. StageLog.heartbeat prints '… what, N s'
+    while its body runs, says the phase it is told, and stops (thread joined) when the body ends."""
+    lines = []
+    log = pipeline.StageLog(lines.append, heartbeat_s=0.01)
+    log.start("map", "MAP (4 starts)")
+    with log.heartbeat("MAP: compiling") as beat:
+        _wait_for(lines, lambda line: line.startswith("      … MAP: compiling, "))
+        beat.say("MAP: screening 4 starts")
+        _wait_for(lines, lambda line: "… MAP: screening 4 starts, " in line)
+    log.done("found")
+    assert lines[0] == "[1/6] MAP (4 starts) …" and lines[-1].startswith("      found  [")
+    beats = lines[1:-1]
+    assert beats and all(b.startswith("      … MAP: ") and b.endswith(" s") for b in beats), beats
+    assert any("compiling" in b for b in beats) and "screening" in beats[-1]
+    silent = pipeline.StageLog(None, heartbeat_s=0.01)  # no echo: nothing printed, nothing started
+    with silent.heartbeat("x") as beat:
+        beat.say("y")
+
+
+def test_the_fit_s_map_and_laplace_stages_beat_with_their_phase(spectrum_file, model, monkeypatch):
+    """The MAP stage's heartbeat says find_map's phase; a slow fake of the compiled programs stands in for XLA's
+    compile, held until the heartbeat has spoken."""
+    import stellarinf.inference.laplace as laplace_mod
+    import stellarinf.inference.map as map_mod
+
+    lines = []
+    real_map, real_laplace = map_mod.find_map, laplace_mod.laplace
+
+    def slow_map(problem, **kw):
+        out = real_map(problem, **kw)
+        _wait_for(lines, lambda line: "… MAP: Gauss–Newton steps from 2 starts to convergence" in line)
+        return out
+
+    def slow_laplace(*a, **kw):
+        _wait_for(lines, lambda line: "… Laplace: " in line)
+        return real_laplace(*a, **kw)
+
+    monkeypatch.setattr(map_mod, "find_map", slow_map)
+    monkeypatch.setattr(laplace_mod, "laplace", slow_laplace)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stellarinf.fit_spectrum(
+            spectrum_file, emulator=model, sampler="map", log=pipeline.StageLog(lines.append, heartbeat_s=0.01), **SMALL
+        )
+    i_map = next(i for i, line in enumerate(lines) if line.startswith("[3/6] MAP"))
+    i_lap = next(i for i, line in enumerate(lines) if line.startswith("[4/6] Laplace"))
+    map_beats = [line for line in lines[i_map + 1 : i_lap] if "… " in line]
+    assert any("Gauss–Newton steps from 2 starts to convergence" in b for b in map_beats), lines
+    assert any("… Laplace: " in line for line in lines[i_lap:]), lines
 
 
 def test_bad_inputs_name_the_problem_before_any_fit(spectrum_file, model, tmp_path):

@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -319,13 +321,17 @@ def carried_to_convergence(n_starts: int) -> int:
     return n_starts if n_starts <= 2 else (n_starts + 1) // 2
 
 
-def _screened_polish(problem: Problem, zs, values, jacobian: bool, screen: bool):
+def _screened_polish(problem: Problem, zs, values, jacobian: bool, screen: bool, say=lambda text: None):
     """:func:`polish_starts` with successive halving when ``screen`` and there are more than two starts; the
-    starts dropped keep their screening point, value and step count (not converged unless they were)."""
+    starts dropped keep their screening point, value and step count (not converged unless they were).
+    ``say``: a progress callback, called as each phase begins."""
     n = zs.shape[0]
     if not screen or carried_to_convergence(n) == n:
+        say(f"MAP: Gauss–Newton steps from {n} starts to convergence")
         return _polish_starts(problem, zs, values, jacobian)
+    say(f"MAP: screening {n} starts ({SCREEN_STEPS} Gauss–Newton steps each)")
     zs, values, steps, conv = _polish_starts(problem, zs, values, jacobian, SCREEN_STEPS)
+    say(f"MAP: carrying the best {carried_to_convergence(n)} of {n} starts to convergence")
     keep = jnp.asarray(np.argsort(-np.asarray(values))[: carried_to_convergence(n)])
     zk, vk, sk, ck = _polish_starts(problem, zs[keep], values[keep], jacobian)
     return zs.at[keep].set(zk), values.at[keep].set(vk), steps.at[keep].add(sk), conv.at[keep].set(ck)
@@ -357,6 +363,7 @@ def find_map(
     compute_hessian: bool = False,
     polish: bool = True,
     screen: bool = True,
+    progress: Callable[[str], Any] | None = None,
 ) -> MAPResult:
     """Multi-start MAP. ``starts`` (unconstrained, (s, n_free)) overrides the automatic starts
     (:func:`start_points`).
@@ -366,13 +373,22 @@ def find_map(
     steps and only the better half goes on to convergence. On 20 synthesizer mocks with the shipped Payne
     (S/N 100, ``benchmarks/map_starts.py``), 4 screened data-driven starts reached the optimum of a 16-start ×
     100-iteration reference on 20 of 20 in 0.32 s per spectrum (all 4 to convergence: 20 of 20, 0.42 s); 30
-    L-BFGS iterations per start first changed nothing and took 0.57 s; one start alone found it for 13 of 20."""
+    L-BFGS iterations per start first changed nothing and took 0.57 s; one start alone found it for 13 of 20.
+
+    ``progress``: called with a few words as each phase begins (choosing the starts, L-BFGS, screening,
+    convergence), e.g. :meth:`stellarinf.pipeline.Heartbeat.say`; each phase is one compiled program, compiled
+    on its first call (tens of seconds on a CPU), so this is all the progress there is to report."""
+    say = progress or (lambda text: None)
     t0 = time.perf_counter()
+    if starts is None:
+        say(f"MAP: choosing {n_starts} starts from the data")
     z0s = jnp.asarray(start_points(problem, n_starts, seed) if starts is None else starts, dtype=jnp.float64)
+    if max_iter > 0:
+        say(f"MAP: L-BFGS from {z0s.shape[0]} starts (compiling, then at most {max_iter} iterations)")
     zs, values, n_iter, conv = _optimise_starts(problem, z0s, max_iter, tol, jacobian)
     values = jnp.where(jnp.isfinite(values), values, -jnp.inf)
     if polish:
-        zs, values, steps, conv = _screened_polish(problem, zs, values, jacobian, screen)
+        zs, values, steps, conv = _screened_polish(problem, zs, values, jacobian, screen, say)
         n_iter = n_iter + steps
     zs, values = np.array(zs), np.array(values)
     best = int(np.argmax(values))
