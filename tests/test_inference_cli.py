@@ -397,6 +397,31 @@ def test_fit_cli_prints_stages_writes_the_set_and_plots(spectrum_file, tmp_path,
     assert 0.7 < table.meta["CHI2RED"] < 1.3
 
 
+def test_fit_cli_fit_resolution_fits_r_and_records_it(spectrum_file, tmp_path, capsys, injected):
+    """``--fit-resolution`` (issue 23: it was in the Python API only): R is a fitted parameter in every output,
+    and the settings say so and from which R it started."""
+    out = tmp_path / "star_r"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, _, err = run(
+            ["fit", str(spectrum_file), *injected, *COMMON, "--fit-resolution", "--sampler", "laplace"]
+            + ["--draws", "200", "-o", str(out)],
+            capsys,
+        )
+    assert code in (0, 4), err
+    idata = read_inference_data(str(out) + ".nc")
+    settings = json.loads(idata.posterior.attrs["settings"])
+    assert settings["fit_resolution"] is True and settings["resolution"] == 20000.0
+    assert settings["resolution_source"] == "file"
+    r = np.asarray(idata.posterior["resolution"], dtype=float)
+    assert r.size and np.all(np.isfinite(r)) and np.all(r > 0)
+    table = Table.read(str(out) + "_summary.fits")
+    row = table[list(table["name"]).index("resolution")]
+    assert 0 < row["p16"] <= row["p50"] <= row["p84"] and abs(row["p50"] - float(np.median(r))) < 1e-6 * row["p50"]
+    csv = Table.read(str(out) + "_summary.csv", format="ascii.csv")
+    assert "resolution" in list(csv["name"]) and set(np.asarray(csv["fit_resolution"]).tolist()) == {"True"}
+
+
 def test_fit_cli_default_sampler_is_chosen_and_printed_and_laplace_is_records_diagnostics(
     spectrum_file, tmp_path, capsys, injected, monkeypatch
 ):
