@@ -4,11 +4,13 @@
 At the Sun's Teff, log g and [Fe/H] (the other parameters at their conditional best fit) the gradient of the log
 likelihood along a label is Σ_pixels r · ∂model/∂label / σ², with r the residual: its sum says which way the fit
 will move, its terms say which pixels push. Prints the largest 10 Å bins and pixels per label and writes
-``benchmarks/results/sun_pull.json``.
+``benchmarks/results/sun_pull_<emulator>.json``; ``--plot`` draws the influence maps of several such files side by
+side (``sun_pull.png``).
 
 Usage::
 
     python benchmarks/sun_pull.py --atlas-dir ../shared/data --emulator default-payne [--mask 6561.5:6567.5]
+    python benchmarks/sun_pull.py --plot benchmarks/results/sun_pull_{default-payne,synth,synth-abo}.json
 """
 
 from __future__ import annotations
@@ -29,8 +31,15 @@ def main(argv=None) -> int:
     ap.add_argument("--emulator", default="default-payne", help="a shipped emulator, or synth / synth-abo")
     ap.add_argument("--snr", type=float, default=200.0)
     ap.add_argument("--mask", default="", help="vacuum Å ranges left out, e.g. 6561.5:6567.5")
-    ap.add_argument("-o", "--output", default=str(HERE / "results" / "sun_pull.json"))
+    ap.add_argument("-o", "--output", help="default: benchmarks/results/sun_pull_<emulator>.json")
+    ap.add_argument("--plot", nargs="+", metavar="JSON", help="only draw these results side by side and stop")
     args = ap.parse_args(argv)
+    if args.plot:
+        out = Path(args.output or HERE / "results" / "sun_pull.png")
+        plot_influence([Path(p) for p in args.plot], out)
+        print(f"wrote {out}")
+        return 0
+    args.output = args.output or str(HERE / "results" / f"sun_pull_{args.emulator}.json")
 
     import dataclasses
 
@@ -139,6 +148,39 @@ def influence(obs, names, point, wl, top=15):
             + ", ".join(f"{b:.0f} {v:+.3f}" for b, v in bins[:10])
         )
     return result
+
+
+def plot_influence(paths: list[Path], out: Path) -> None:
+    """Per label (Teff, log g, [Fe/H]), each file's Gauss-Newton offset split over its largest 5 Å bins."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [json.loads(p.read_text()) for p in paths]
+    labels = [("teff", "Teff (K)"), ("logg", "log g"), ("feh", "[Fe/H]")]
+    fig, axes = plt.subplots(len(labels), 1, figsize=(10, 8), constrained_layout=True)
+    width = 5.0 / (len(runs) + 1)
+    for ax, (lab, title) in zip(axes, labels):
+        for k, run in enumerate(runs):
+            info = run["influence"]["labels"][lab]
+            b, v = np.array(info["top_5A_bins"]).T
+            ax.bar(
+                b + 2.5 + (k - (len(runs) - 1) / 2) * width,
+                v,
+                width=width,
+                label=f"{run['emulator']}: offset {info['predicted_offset']:+.3g}",
+            )
+        ax.axhline(0.0, color="0.5", lw=0.5)
+        ax.set_ylabel(f"Δ{title} from 5 Å")
+        ax.legend(fontsize=8, loc="lower right")
+    axes[-1].set_xlabel("vacuum wavelength (Å); the largest 15 bins per run")
+    fig.suptitle("Where a fit of the observed Sun goes from the Sun's labels (Gauss-Newton step, S/N 200)")
+    tmp = out.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(out)
 
 
 if __name__ == "__main__":
