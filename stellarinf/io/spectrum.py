@@ -12,7 +12,8 @@ wavelengths at the edge. Supported inputs (``read_spectrum`` picks by extension 
   uncertainty column (``error, err, sigma, uncertainty, flux_err, e_flux`` as σ; ``ivar,
   inverse_variance, invvar`` as 1/σ²; ``variance, var`` as σ²), optional ``mask`` (True/1 = use) or
   ``bad``/``bitmask``/``and_mask`` (non-zero = do not use), optional ``segment``/``order``/``arm``
-  (integer id per pixel). Units from ``TUNITn``.
+  (integer id per pixel), optional ``resolution`` (resolving power R = λ/FWHM per pixel, as
+  :func:`write_spectrum_fits` writes it). Units from ``TUNITn``.
 - **FITS 1-D image** with a linear or log-linear WCS (``CRVAL1``, ``CDELT1`` or ``CD1_1``, ``CRPIX1``;
   log10 λ if ``DC-FLAG = 1`` or ``CTYPE1 = 'LOG-LINEAR'``, natural-log algorithm for ``CTYPE1 =
   'WAVE-LOG'``; ``CTYPE1 = 'AWAV'`` or ``AIRORVAC = 'air'`` mean air wavelengths; ``CUNIT1`` for the unit,
@@ -31,7 +32,7 @@ wavelengths at the edge. Supported inputs (``read_spectrum`` picks by extension 
   unusable σ are masked with a warning.
 - **GALAH iraf 6.x** (DR4-era reduction; ``PIPE_VER = '6.0'``, ``ORIGIN = 'IRAF reduction pipeline'``, EXTNAMEs
   normalized / relative_error / sky / teluric / scattered / cross_talk / resolution_profile): HDU1 normalised flux
-  (default; ``hdu=0`` for counts), σ = |HDU2 × flux|, one linear air-Å WCS, R = median λ/FWHM of HDU7. The
+  (default; ``hdu=0`` for counts), σ = |HDU2 × flux|, one linear air-Å WCS, R(λ) = λ/FWHM of HDU7 per pixel. The
   reduction version picks the layout; an unknown version, or extensions that do not match it, is refused
   (:func:`galah_reduction`).
 - **specutils** ``Spectrum``/``Spectrum1D`` objects (``read_spectrum(obj)``): axis unit, uncertainty, mask.
@@ -71,8 +72,11 @@ __all__ = [
     "SpectrumWarning",
     "crop_to_model",
     "der_snr_noise",
+    "describe_resolution",
     "galah_reduction",
     "read_spectrum",
+    "resolution_summary",
+    "resolution_value",
     "write_spectrum_fits",
 ]
 
@@ -88,10 +92,12 @@ class Spectrum:
     - ``flux`` (n,), ``sigma`` (n,) 1σ uncertainty in the same units (finite, > 0 where used);
     - ``mask`` (n,) bool, True = use the pixel (default all True);
     - ``segments`` (n,) int id per pixel (arm / echelle order; default 0), each segment one contiguous block;
-    - ``meta``: free-form dict (source file, header cards, notes); ``resolution``: instrument R if known: one
-      number for the whole spectrum, or a mapping ``{segment id: R or None}`` for a spectrum with several
+    - ``meta``: free-form dict (source file, header cards, notes); ``resolution``: instrument resolving power
+      R = λ/FWHM of a Gaussian LSF, if known: one number for the whole spectrum, a 1-D array of one R per
+      pixel (R(λ) sampled at ``wavelength``; a per-pixel LSF FWHM in Å converts as ``wavelength / fwhm``), or a
+      mapping ``{segment id: R, R-per-pixel array of that segment, or None}`` for a spectrum with several
       **arms** (instruments), one per segment, each with its own R (:meth:`from_arms`, :meth:`arms`,
-      :attr:`is_multi_arm`). A multi-arm spectrum is fitted by one
+      :attr:`is_multi_arm`). Every R must be finite and > 0. A multi-arm spectrum is fitted by one
       :class:`~stellarinf.observe.multi_arm.MultiArmObservationModel` (one observation model per arm, shared
       stellar parameters); a single R with several segments (echelle orders) keeps one observation model with
       a continuum polynomial per segment;
@@ -145,10 +151,8 @@ class Spectrum:
         )
         if isinstance(self.resolution, Mapping):
             self.resolution = _arm_resolutions(self.resolution, self.segments)
-        elif self.resolution is not None:
-            self.resolution = float(self.resolution)
-            if not self.resolution > 0:
-                raise SpectrumError(f"resolution must be a positive resolving power, got {self.resolution}")
+        else:
+            self.resolution = resolution_value(self.resolution, n, "spectrum")
         if not np.all(np.isfinite(wl)) or np.any(wl <= 0):
             i = int(np.argmax(~np.isfinite(wl) | (wl <= 0)))
             raise SpectrumError(f"wavelength[{i}] = {wl[i]} is not a finite positive number; fix or drop that pixel")
@@ -207,7 +211,13 @@ class Spectrum:
         resolution = self.resolution
         if isinstance(resolution, Mapping):
             left = set(np.unique(self.segments[keep]).tolist())
-            resolution = {s: r for s, r in resolution.items() if s in left}
+            resolution = {
+                s: r[keep[self.segments == s]] if isinstance(r, np.ndarray) else r
+                for s, r in resolution.items()
+                if s in left
+            }
+        elif isinstance(resolution, np.ndarray):
+            resolution = resolution[keep]
         return dataclasses.replace(
             self,
             wavelength=self.wavelength[keep],
@@ -226,12 +236,15 @@ class Spectrum:
         mapping {segment id: R}. Such a spectrum is fitted with one observation model per arm."""
         return isinstance(self.resolution, Mapping)
 
-    def resolution_of(self, segment: int) -> float | None:
-        """The resolving power of one segment (arm): the mapping's entry, or the spectrum's single R."""
+    def resolution_of(self, segment: int) -> float | np.ndarray | None:
+        """The resolving power of one segment (arm): the mapping's entry, or the spectrum's single R (an array of
+        one R per pixel of that segment when R varies per pixel)."""
         if isinstance(self.resolution, Mapping):
             if int(segment) not in self.resolution:
                 raise SpectrumError(f"segment {segment} is not an arm of this spectrum; arms: {self.segment_ids}")
             return self.resolution[int(segment)]
+        if isinstance(self.resolution, np.ndarray):
+            return self.resolution[self.segments == int(segment)]
         return self.resolution
 
     def arm_range(self, segment: int) -> tuple[float, float]:
@@ -240,8 +253,8 @@ class Spectrum:
         return float(wl.min()), float(wl.max())
 
     def arms(self) -> list["Spectrum"]:
-        """One single-arm :class:`Spectrum` per segment (in order of appearance), each with its own scalar
-        ``resolution``; segment ids are kept (the continuum parameters ``cont_<segment>_<k>`` keep their names).
+        """One single-arm :class:`Spectrum` per segment (in order of appearance), each with its own ``resolution``
+        (one R, or one R per pixel of the arm); segment ids are kept (the continuum parameters ``cont_<segment>_<k>`` keep their names).
         An arm whose pixels are all masked is left out."""
         out = []
         for seg in self.segment_ids:
@@ -334,7 +347,7 @@ class Spectrum:
                     "source": arms[i].meta.get("source"),
                     "format": arms[i].meta.get("format"),
                     "flux_unit": arms[i].meta.get("flux_unit"),
-                    "resolution": arms[i].resolution_of(seg),
+                    "resolution": resolution_summary(arms[i].resolution_of(seg)),
                     "input_medium": arms[i].input_medium,
                     "medium_source": arms[i].medium_source,
                 }
@@ -396,9 +409,9 @@ class Spectrum:
             "medium_source": self.medium_source,
             "input_wavelength_unit": self.input_wavelength_unit,
             "wavelength_unit_source": self.wavelength_unit_source,
-            "resolution": {str(k): v for k, v in self.resolution.items()}
+            "resolution": {str(k): resolution_summary(v) for k, v in self.resolution.items()}
             if isinstance(self.resolution, Mapping)
-            else self.resolution,
+            else resolution_summary(self.resolution),
         }
 
     def snr(self) -> float:
@@ -412,19 +425,69 @@ def _arm_name(spectrum) -> str:
     return Path(str(src)).name if src else "in memory"
 
 
-def _arm_resolutions(mapping, segments) -> dict[int, float | None]:
-    """A per-arm resolution mapping checked against the segment ids: one entry per segment, R > 0 or None."""
+def resolution_value(value, n: int, where: str) -> float | np.ndarray | None:
+    """A resolving power checked for ``n`` pixels of ``where``: None, one R > 0 (float), or a float64 array of one
+    finite R > 0 per pixel. Raises :class:`SpectrumError` naming the problem and the fix."""
+    if value is None:
+        return None
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SpectrumError(
+            f"resolution of the {where} must be a number or an array of numbers (R = λ/FWHM), got {value!r}"
+        ) from None
+    if arr.ndim == 0:
+        r = float(arr)
+        if not (r > 0 and np.isfinite(r)):
+            raise SpectrumError(f"resolution of the {where} must be a finite positive resolving power, got {r}")
+        return r
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise SpectrumError(
+            f"a per-pixel resolution of the {where} needs one R per pixel ({n} values), got shape {arr.shape}; give "
+            "R(λ) sampled at its wavelengths (from an LSF FWHM in Å: wavelength / fwhm), or one number"
+        )
+    bad = ~(np.isfinite(arr) & (arr > 0))
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise SpectrumError(
+            f"the per-pixel resolution of the {where} must be finite and > 0 at every pixel; {int(bad.sum())} are not "
+            f"(first: pixel {i}, R = {arr[i]}); fill those pixels (e.g. interpolate R from their neighbours)"
+        )
+    return arr.copy()
+
+
+def resolution_summary(value):
+    """A resolving power for the record (JSON, headers): None, one R, or for a per-pixel R(λ)
+    ``{"per_pixel": True, "min": ..., "median": ..., "max": ...}``."""
+    if isinstance(value, np.ndarray):
+        return {
+            "per_pixel": True,
+            "min": float(value.min()),
+            "median": float(np.median(value)),
+            "max": float(value.max()),
+        }
+    return None if value is None else float(value)
+
+
+def describe_resolution(value) -> str:
+    """One R as text: ``"28,000"``, ``"R(λ) 24,000–31,000 per pixel (median 28,000)"`` or ``"unknown"``."""
+    if value is None:
+        return "unknown"
+    if isinstance(value, np.ndarray):
+        return f"R(λ) {value.min():,.0f}–{value.max():,.0f} per pixel (median {np.median(value):,.0f})"
+    return f"{float(value):,.0f}"
+
+
+def _arm_resolutions(mapping, segments) -> dict[int, float | np.ndarray | None]:
+    """A per-arm resolution mapping checked against the segment ids: one entry per segment, R > 0, one R > 0 per
+    pixel of the arm, or None."""
     out = {}
     for k, v in mapping.items():
         try:
             seg = int(k)
         except (TypeError, ValueError):
             raise SpectrumError(f"resolution mapping keys must be segment ids (integers), got {k!r}") from None
-        if v is not None:
-            v = float(v)
-            if not v > 0:
-                raise SpectrumError(f"resolution of arm {seg} must be a positive resolving power (or None), got {v}")
-        out[seg] = v
+        out[seg] = resolution_value(v, int(np.sum(segments == seg)), f"arm {seg}")
     ids = set(np.unique(segments).tolist())
     missing, extra = sorted(ids - set(out)), sorted(set(out) - ids)
     if missing or extra:
@@ -487,7 +550,9 @@ def read_spectrum(
         default_snr: if the file has no (or unusable) uncertainties, set σ = |flux|/default_snr with a warning
             instead of raising; ``"estimate"``: estimate σ from the flux itself (:func:`der_snr_noise`, per segment),
             with a warning.
-        resolution: instrument resolving power to record (else ``RESOLUTN``/``SPEC_RES``/``R`` header card).
+        resolution: instrument resolving power to record: one R, or one R per pixel (else the file's per-pixel
+            R, e.g. a ``resolution`` column or GALAH's resolution profile, else the ``RESOLUTN``/``SPEC_RES``/``R``
+            header card).
 
     NaN/inf fluxes are masked (with a warning giving the count); a segment in descending wavelength order
     is reversed (with a note); unsorted or duplicated wavelengths, missing or non-positive uncertainties
@@ -537,6 +602,11 @@ def _finalise(raw: RawSpectrum, *, medium, default_snr, resolution) -> Spectrum:
     segments = raw.segments
     segments = np.zeros(n, np.int64) if segments is None else np.asarray(segments, np.int64)
     sigma = raw.sigma
+    per_pixel_r = None if raw.resolution is None else np.asarray(raw.resolution, dtype=np.float64)
+    if per_pixel_r is not None and per_pixel_r.shape != wl.shape:
+        raise SpectrumError(
+            f"the file's per-pixel resolution has shape {per_pixel_r.shape} but the wavelengths {wl.shape}; fix the file"
+        )
     header = raw.header or {}
 
     medium, medium_source = _choose_medium(medium, raw.medium_hint, raw.medium_hint_source, meta)
@@ -562,6 +632,7 @@ def _finalise(raw: RawSpectrum, *, medium, default_snr, resolution) -> Spectrum:
         _note(meta, f"wavelengths were in descending order (segment(s) {reversed_any}); reversed them")
         wl, flux, mask, segments = wl[order], flux[order], mask[order], segments[order]
         sigma = None if sigma is None else np.asarray(sigma)[order]
+        per_pixel_r = None if per_pixel_r is None else per_pixel_r[order]
 
     # non-finite fluxes: mask them
     bad_flux = ~np.isfinite(flux)
@@ -575,7 +646,16 @@ def _finalise(raw: RawSpectrum, *, medium, default_snr, resolution) -> Spectrum:
 
     cards = {str(k).upper(): v for k, v in dict(header).items()}
     arm_r = {int(seg): cards.get(f"RESOL{int(seg)}") for seg in np.unique(segments)}
-    if resolution is None and len(arm_r) > 1 and all(isinstance(v, (int, float)) and v > 0 for v in arm_r.values()):
+    multi_arm = len(arm_r) > 1 and all(isinstance(v, (int, float)) and v > 0 for v in arm_r.values())
+    if resolution is None and per_pixel_r is not None:  # R per pixel from the file: it wins over header cards
+        if multi_arm:
+            resolution = {
+                seg: per_pixel_r[segments == seg] if np.any(np.isfinite(per_pixel_r[segments == seg])) else None
+                for seg in arm_r
+            }
+        else:
+            resolution = per_pixel_r
+    if resolution is None and multi_arm:
         resolution = {seg: float(v) for seg, v in arm_r.items()}  # a multi-arm spectrum (write_spectrum_fits)
     if resolution is None:
         for key in ("RESOLUTN", "SPEC_RES", "RESOLUTION", "R"):
@@ -726,7 +806,8 @@ def _assumed_sigma(flux, mask, snr):
 def write_spectrum_fits(path: str | os.PathLike, spectrum: Spectrum) -> None:
     """Write the simple table format (atomic): columns ``wavelength`` (vacuum Å), ``flux``, ``error``,
     ``mask`` (True = use), ``segment``; ``MEDIUM = 'vacuum'``, ``RESOLUTN`` when known, or ``RESOL<segment>`` per arm
-    of a multi-arm spectrum (read back as its per-arm resolution)."""
+    of a multi-arm spectrum (read back as its per-arm resolution). A per-pixel R(λ) goes in a ``resolution`` column
+    (R per pixel, NaN in an arm of unknown R; read back as per-pixel R), its median in the cards."""
     from astropy.io import fits
 
     sigma = np.where(np.isfinite(spectrum.sigma), spectrum.sigma, 0.0)  # FITS readers dislike inf
@@ -737,14 +818,25 @@ def write_spectrum_fits(path: str | os.PathLike, spectrum: Spectrum) -> None:
         fits.Column(name="mask", format="L", array=spectrum.mask),
         fits.Column(name="segment", format="K", array=spectrum.segments),
     ]
+    res = spectrum.resolution
+    arrays = res.values() if isinstance(res, Mapping) else [res]
+    if any(isinstance(r, np.ndarray) for r in arrays):
+        per_pixel = np.full(spectrum.n_pix, np.nan)
+        for seg in spectrum.segment_ids:
+            r = spectrum.resolution_of(seg)
+            if r is not None:
+                per_pixel[spectrum.segments == seg] = r
+        columns.append(fits.Column(name="resolution", format="D", array=per_pixel))
+        median = lambda r: None if r is None else float(np.median(r))  # noqa: E731
+        res = {s: median(r) for s, r in res.items()} if isinstance(res, Mapping) else median(res)
     table = fits.BinTableHDU.from_columns(columns, name="SPECTRUM")
     table.header["MEDIUM"] = ("vacuum", "wavelengths are vacuum")
-    if isinstance(spectrum.resolution, Mapping):
-        for seg, r in spectrum.resolution.items():
+    if isinstance(res, Mapping):
+        for seg, r in res.items():
             if r is not None:
                 table.header[f"RESOL{seg}"] = (r, f"resolving power of arm (segment) {seg}")
-    elif spectrum.resolution is not None:
-        table.header["RESOLUTN"] = (spectrum.resolution, "instrument resolving power")
+    elif res is not None:
+        table.header["RESOLUTN"] = (res, "instrument resolving power")
     primary = fits.PrimaryHDU()
     primary.header["ORIGIN"] = "stellarinf"
     with atomic_path(path, suffix=".fits") as tmp:

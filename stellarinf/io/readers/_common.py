@@ -22,7 +22,8 @@ class RawSpectrum:
 
     ``wavelength`` Å in the file's medium; ``sigma`` None when the file has none; ``mask`` True = use;
     ``medium_hint``: the medium the file declares (or its format implies), ``medium_hint_source`` ``"header"`` or
-    ``"format"``; ``wavelength_unit``: (unit, who said so) of the wavelengths as read.
+    ``"format"``; ``wavelength_unit``: (unit, who said so) of the wavelengths as read; ``resolution``: a per-pixel
+    resolving power R = λ/FWHM the file gives (e.g. a GALAH resolution profile), None when it has none.
     """
 
     wavelength: np.ndarray
@@ -35,6 +36,7 @@ class RawSpectrum:
     medium_hint: str | None = None
     medium_hint_source: str = "header"
     wavelength_unit: tuple[str, str] | None = None
+    resolution: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -221,7 +221,8 @@ def _read_galah(hdul, path, hdu, unit):
 
 def _read_galah_iraf6(hdul, path, hdu, unit):
     """GALAH iraf 6.x (DR4 era): flux HDU1 (normalised, default) or HDU0 (counts), σ = |relative error (HDU2) × flux|
-    on the same pixels, resolving power = median λ / FWHM of the resolution profile (HDU7) when it has one."""
+    on the same pixels, resolving power R(λ) = λ / FWHM per pixel from the resolution profile (HDU7) when it has one
+    (pixels without a usable FWHM take R interpolated from their neighbours)."""
     flux_idx = 1 if hdu is None else hdu
     if flux_idx not in _GALAH_IRAF6_HDUS:
         raise SpectrumError(
@@ -257,14 +258,19 @@ def _read_galah_iraf6(hdul, path, hdu, unit):
     header = {
         k: v for k, v in header.items() if str(k).upper() not in ("RES", "RESOLUTN", "SPEC_RES", "RESOLUTION", "R")
     }
+    resolution = None
     if len(hdul) > 7 and hdul[7].data is not None and np.asarray(hdul[7].data).shape == flux.shape:
         fwhm = np.asarray(hdul[7].data, dtype=np.float64)
         ok = np.isfinite(fwhm) & (fwhm > 0)
         if np.count_nonzero(ok) > flux.size // 2:
-            header["RESOLUTN"] = float(np.median(wl[ok] / fwhm[ok]))
+            o = np.argsort(wl[ok])
+            resolution = np.interp(wl, wl[ok][o], (wl[ok] / fwhm[ok])[o])  # R per pixel; gaps from neighbours
+            header["RESOLUTN"] = float(np.median(resolution))
             _note(
                 meta,
-                f"resolving power {header['RESOLUTN']:,.0f} from the resolution profile (HDU7, median λ/FWHM)",
+                f"resolving power R(λ) per pixel from the resolution profile (HDU7, λ/FWHM): "
+                f"{resolution.min():,.0f}–{resolution.max():,.0f}, median {header['RESOLUTN']:,.0f}"
+                + (f" ({int((~ok).sum())} pixel(s) without a usable FWHM interpolated)" if not ok.all() else ""),
                 warn=False,
             )
     hint = _medium_from_header({k: v for k, v in header.items() if k != "CTYPE1"})
@@ -279,4 +285,5 @@ def _read_galah_iraf6(hdul, path, hdu, unit):
         medium_hint=hint or "air",
         medium_hint_source="header" if hint else "format",
         wavelength_unit=_wcs_unit_record(hdul[flux_idx].header, unit),
+        resolution=resolution,
     )

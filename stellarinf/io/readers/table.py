@@ -116,6 +116,9 @@ def _from_table_columns(columns: Mapping[str, tuple[np.ndarray, Any]], cols, uni
             mask &= np.asarray(columns[bad_name][0]) == 0
     seg_name = _find(lower, _SEGMENT_NAMES)
     segments = None if seg_name is None else np.asarray(columns[seg_name][0]).astype(np.int64)
+    # per-pixel resolving power (R = λ/FWHM), as write_spectrum_fits writes it
+    res_name = lower.get("resolution")
+    resolution = None if res_name is None else np.asarray(columns[res_name][0], dtype=np.float64)
     meta["columns"] = {"wavelength": wl_name, "flux": flux_name, "error": err_name or ivar_name or var_name}
     if flux_unit is not None:
         meta["flux_unit"] = str(flux_unit)
@@ -130,4 +133,5 @@ def _from_table_columns(columns: Mapping[str, tuple[np.ndarray, Any]], cols, uni
         header=header,
         medium_hint=_medium_from_header(header, wl_name),
         wavelength_unit=wl_unit_record,
+        resolution=resolution,
     )
