@@ -28,6 +28,14 @@ is exactly a delta function and gradients in ``resolution``, ``vsini`` and ``vma
 
 The kernel lives on a fixed grid of ±K pixels, K = ceil(max_velocity/dv) (a static shape, so the whole
 thing jit-compiles once); the spectrum is padded with its edge values before the convolution.
+
+**An LSF whose width varies with wavelength** (R(λ), one R per observed pixel) is not a convolution. The observation
+model splits it: the narrowest σ (largest R) is a stationary Gaussian applied with the rest of the kernel above,
+and the remainder σ_res(λ) = √(σ(λ)² − σ_min²) (Gaussian widths add in quadrature) is a banded matrix built once,
+eagerly, by :func:`variable_lsf_rows`: each observed pixel's row is its own Gaussian folded with its cubic
+interpolation weights, applied in JAX as a gather and a weighted sum (:func:`discrete_gaussian_taps` gives the
+Gaussians exactly their variance even below a pixel, and a delta at σ_res = 0, so pixels at the largest R see
+exactly the constant-R model).
 """
 
 from __future__ import annotations
@@ -382,6 +390,80 @@ def interpolation_weights(wavelength_in, wavelength_out) -> tuple[np.ndarray, np
 
 
 __all__ += ["interpolation_weights"]
+
+
+# --------------------------------------------------------------------------------------------------
+# a Gaussian LSF whose width varies from pixel to pixel (eager numpy, built once)
+# --------------------------------------------------------------------------------------------------
+def _discrete_variance(s, k):
+    w = np.exp(-0.5 * (k[None, :] / s[:, None]) ** 2)
+    return np.sum(w * k[None, :] ** 2, axis=1) / np.sum(w, axis=1)
+
+
+def discrete_gaussian_taps(sigma_px, half: int) -> np.ndarray:
+    """``(n, 2·half + 1)`` unit-sum Gaussian weights on the integer offsets −half..half, one row per entry of
+    ``sigma_px`` (widths in pixels), each with variance exactly ``sigma_px²`` (to 1e-12 relative; truncation at
+    ``half`` aside): below ~2 pixels a sampled Gaussian's variance falls short of σ², so its width parameter is
+    solved for (bisection); σ = 0 gives a delta. Eager numpy."""
+    sig = np.asarray(sigma_px, dtype=np.float64)
+    if np.any(~np.isfinite(sig)) or np.any(sig < 0):
+        raise SpectrumError("LSF widths must be finite and >= 0")
+    k = np.arange(-half, half + 1, dtype=np.float64)
+    width = sig.copy()
+    small = (sig > 0) & (sig < 2.0)  # above 2 px the sampled variance is exact to ~1e-30
+    if np.any(small):
+        target = sig[small] ** 2
+        lo, hi = np.zeros_like(target), sig[small] + 1.0
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            under = _discrete_variance(mid, k) < target
+            lo, hi = np.where(under, mid, lo), np.where(under, hi, mid)
+        width[small] = 0.5 * (lo + hi)
+    taps = np.zeros((sig.size, k.size))
+    pos = width > 0
+    if np.any(pos):
+        w = np.exp(-0.5 * (k[None, :] / width[pos, None]) ** 2)
+        taps[pos] = w / np.sum(w, axis=1, keepdims=True)
+    taps[~pos, half] = 1.0
+    return taps
+
+
+def variable_lsf_rows(index: np.ndarray, weight: np.ndarray, sigma_px, n_fine: int) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolation rows ``(index, weight)`` (each ``(m, 4)``, consecutive nodes, e.g. 4-point cubic Lagrange)
+    folded with one Gaussian per row of width ``sigma_px`` (fine-grid pixels): ``(m, 2h + 4)`` rows with
+    h = ceil(6 max σ) + 1 (0 when every σ is 0) such that ``sum(fine[index] * weight, axis=1)`` is the fine spectrum
+    smoothed by each row's own Gaussian and then interpolated. Eager numpy; indices clipped to the fine grid (the
+    caller's grid should extend h pixels beyond the nodes)."""
+    index, weight = np.asarray(index), np.asarray(weight, dtype=np.float64)
+    sig = np.asarray(sigma_px, dtype=np.float64)
+    smax = float(np.max(sig)) if sig.size else 0.0
+    half = int(math.ceil(6.0 * smax)) + 1 if smax > 0 else 0
+    taps = discrete_gaussian_taps(sig, half)
+    n_taps = 2 * half + 1
+    out = np.zeros((index.shape[0], n_taps + weight.shape[1] - 1))
+    for q in range(weight.shape[1]):
+        out[:, q : q + n_taps] += weight[:, q : q + 1] * taps
+    start = index[:, :1] - half
+    rows = np.clip(start + np.arange(out.shape[1])[None, :], 0, n_fine - 1)
+    return rows.astype(index.dtype), out
+
+
+def variable_lsf_apply(values: np.ndarray, sigma_px) -> np.ndarray:
+    """``values`` (n, ...) on a grid uniform in ln λ, each point smoothed by its own Gaussian of width
+    ``sigma_px[i]`` (grid pixels) centred on it; edges padded with their values. Eager numpy."""
+    values = np.asarray(values, dtype=np.float64)
+    sig = np.asarray(sigma_px, dtype=np.float64)
+    smax = float(np.max(sig)) if sig.size else 0.0
+    if smax == 0.0:
+        return values
+    half = int(math.ceil(6.0 * smax)) + 1
+    taps = discrete_gaussian_taps(sig, half)
+    padded = np.pad(values, [(half, half)] + [(0, 0)] * (values.ndim - 1), mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1, axis=0)  # (n, ..., taps)
+    return np.einsum("n...k,nk->n...", windows, taps)
+
+
+__all__ += ["discrete_gaussian_taps", "variable_lsf_apply", "variable_lsf_rows"]
 
 
 def degrade_to_resolution(wavelength: np.ndarray, flux: np.ndarray, resolution: float, step_kms: float = 0.5):

@@ -11,6 +11,12 @@ Forward model for parameters θ (a dict of scalars keyed by name, see :attr:`Obs
    instrument's (``resolution`` fixed, or fitted as a parameter).
 3. **Resampling** to the observed pixels by 4-point (cubic) Lagrange interpolation in ln λ (weights
    precomputed; error ≲ 1e-3 of a line depth at ≥ 4 fine pixels per FWHM).
+
+   An instrument whose R varies with wavelength (``resolution`` an array of one R per pixel, R(λ)) gets the
+   narrowest LSF (its largest R) in step 2 and each pixel's remainder √(σ(λ)² − σ_min²) folded into its
+   resampling row (:func:`~stellarinf.observe.broadening.variable_lsf_rows`: a banded matrix built once here,
+   applied as a gather and weighted sum); a constant array is one R. R(λ) is held fixed: ``fit_resolution``
+   fits one constant R and refuses a profile.
 4. **Continuum**: Chebyshev polynomial per segment (degree ``continuum_degree``; −1 = none), scaled by a
    fixed per-segment flux level so that ``cont_<seg>_0 ≈ 1``. Coefficients are parameters
    (``continuum="sample"``), or integrated out exactly under a Gaussian prior N([1, 0, …], w²) per
@@ -43,9 +49,16 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ..errors import LabelError, SpectrumError, WavelengthError
-from ..io.spectrum import Spectrum
+from ..io.spectrum import Spectrum, resolution_value
 from ..wavelength import SPEED_OF_LIGHT_KMS
-from .broadening import broaden, kernel_half_width, lsf_sigma_for
+from .broadening import (
+    FWHM_PER_SIGMA,
+    broaden,
+    kernel_half_width,
+    lsf_sigma_for,
+    variable_lsf_apply,
+    variable_lsf_rows,
+)
 from .continuum import chebyshev_design, gaussian_terms, linear_continuum_fit, linear_marginal_terms
 
 __all__ = ["ObservationModel", "CONTINUUM_MODES"]
@@ -126,8 +139,11 @@ class ObservationModel(eqx.Module):
         emulator: any :class:`~stellarinf.emulators.base.SpectrumModel`.
         spectrum: the observed :class:`~stellarinf.io.spectrum.Spectrum` (inside the model's range; see
             :func:`~stellarinf.io.spectrum.crop_to_model`).
-        resolution: instrument resolving power (default ``spectrum.resolution``); None = no extra LSF.
-        fit_resolution: make ``resolution`` a parameter (bounds ``resolution_bounds``).
+        resolution: instrument resolving power R = λ/FWHM (default ``spectrum.resolution``): one number, or an
+            array of one R per pixel of ``spectrum`` (R(λ): a Gaussian LSF whose width varies with wavelength;
+            better set on the spectrum, so that cropping keeps it aligned); None = no extra LSF.
+        fit_resolution: make ``resolution`` a parameter (bounds ``resolution_bounds``): one constant R. A per-pixel
+            R(λ) cannot be fitted (refused; give one R to fit a constant one instead).
         continuum: ``"sample"``, ``"marginalise"`` or ``"profile"``; ``continuum_degree`` per segment.
         continuum_prior_width: prior σ of each (scaled) coefficient for ``"marginalise"``.
         fit_jitter: add the parameter ``ln_jitter`` (extra white noise, as a fraction of the flux level).
@@ -158,6 +174,8 @@ class ObservationModel(eqx.Module):
     continuum_degree: int = eqx.field(static=True)
     segment_ids: tuple[int, ...] = eqx.field(static=True)
     resolution: float | None = eqx.field(static=True)
+    resolution_range: tuple[float, float] | None = eqx.field(static=True)
+    lsf_sigma_min: float | None = eqx.field(static=True)
     model_resolution: float | None = eqx.field(static=True)
     fit_resolution: bool = eqx.field(static=True)
     fit_jitter: bool = eqx.field(static=True)
@@ -183,7 +201,7 @@ class ObservationModel(eqx.Module):
     prior_mean: Float[Array, "n_coef"]
     prior_sd: Float[Array, "n_coef"]
     interp_index: Array
-    interp_weight: Float[Array, "n_pix 4"]
+    interp_weight: Float[Array, "n_pix n_taps"]
 
     def __init__(
         self,
@@ -225,7 +243,19 @@ class ObservationModel(eqx.Module):
                 )
             resolution = spectrum.resolution_of(spectrum.segment_ids[0])
         r_obs = resolution if resolution is not None else spectrum.resolution
-        r_obs = None if r_obs is None else float(r_obs)
+        r_obs = resolution_value(r_obs, spectrum.n_pix, "spectrum")  # None, one R, or one R per pixel
+        if isinstance(r_obs, np.ndarray) and np.all(r_obs == r_obs[0]):
+            r_obs = float(r_obs[0])  # a constant profile is one R: the stationary (FFT) path
+        r_profile = r_obs if isinstance(r_obs, np.ndarray) else None
+        if r_profile is not None:
+            if fit_resolution:
+                raise SpectrumError(
+                    f"fit_resolution fits one constant R, but the resolving power varies across the spectrum (R(λ) "
+                    f"{r_profile.min():,.0f}–{r_profile.max():,.0f}); hold the profile fixed (fit_resolution=False) "
+                    "or fit a constant R from a starting value (resolution=<R>, CLI --resolution R)"
+                )
+            lsf_sigma_for(float(r_profile.max()), r_model)  # eager: raises if the model would need sharpening
+            r_obs = float(np.median(r_profile))  # the summary R (.resolution); the profile sets the LSF
         if fit_resolution and r_obs is None and resolution_bounds is None:
             raise SpectrumError(
                 "fit_resolution=True needs a starting resolving power: pass resolution= or resolution_bounds="
@@ -324,8 +354,14 @@ class ObservationModel(eqx.Module):
             else:
                 upsample = max(1, math.ceil(native_dv / dv * (1.0 - 1e-9)))
                 dv = native_dv / upsample
+        sigma_res_px = None  # per observed pixel: the LSF σ beyond the stationary one, in fine pixels
         if r_obs is None and not fit_resolution:
             sigma_lsf = None
+        elif r_profile is not None:
+            var = 1.0 / r_profile**2 - (0.0 if r_model is None else 1.0 / r_model**2)
+            sigma_px = c / FWHM_PER_SIGMA * np.sqrt(np.maximum(var, 0.0))  # km/s, per pixel
+            sigma_lsf = float(sigma_px.min())
+            sigma_res_px = np.sqrt(np.maximum(sigma_px**2 - sigma_lsf**2, 0.0)) / dv
         else:
             r_low = bounds["resolution"][0] if fit_resolution else r_obs
             sigma_lsf = float(lsf_sigma_for(r_low, None if r_model is None or r_low > r_model else r_model))
@@ -333,12 +369,16 @@ class ObservationModel(eqx.Module):
         vm_hi = fixed.get("vmacro", bounds["vmacro"][1])
         max_velocity = kernel_half_width(lsf_sigma=sigma_lsf, vsini=vs_hi, vmacro=vm_hi) + 2.0 * dv
         margin = max_velocity + 4.0 * dv
+        if sigma_res_px is not None:
+            margin += (math.ceil(6.0 * float(sigma_res_px.max())) + 1) * dv  # the banded rows' reach
         lo = max(wl.min() * math.exp(-margin / c), wmin)
         hi = min(wl.max() * math.exp(margin / c), wmax)
         n_fine = int(math.ceil(math.log(hi / lo) * c / dv)) + 1
         fine = lo * np.exp(dv / c * np.arange(n_fine))
         u = np.log(wl / lo) * c / dv
         idx, w = (np.asarray(a) for a in cubic_weights(jnp.asarray(u), n_fine))
+        if sigma_res_px is not None:
+            idx, w = variable_lsf_rows(idx, w, sigma_res_px, n_fine)
 
         available = int(getattr(emulator, "n_error_modes", 0)) if include_emulator_error else 0
         n_modes = available if error_modes is True else min(int(error_modes), available)
@@ -366,6 +406,9 @@ class ObservationModel(eqx.Module):
             )
             if sigma_lsf is not None and not fit_resolution:
                 modes = np.asarray(broaden(modes, dv, lsf_sigma=sigma_lsf))
+            if sigma_res_px is not None:  # R(λ): each mode-grid point its own remaining σ (in rest λ ≈ observed λ)
+                res_grid = np.interp(mode_grid, wl, sigma_res_px)
+                modes = variable_lsf_apply(modes.T, res_grid).T
         else:
             modes = np.zeros((0, n_mode_grid))
         modes = np.ascontiguousarray(modes.T)  # (grid, n_modes): a pixel's modes are one contiguous row
@@ -379,6 +422,8 @@ class ObservationModel(eqx.Module):
         self.continuum_degree = int(continuum_degree)
         self.segment_ids = segment_ids
         self.resolution = r_obs
+        self.resolution_range = None if r_profile is None else (float(r_profile.min()), float(r_profile.max()))
+        self.lsf_sigma_min = None if r_profile is None else sigma_lsf
         self.model_resolution = r_model
         self.fit_resolution = bool(fit_resolution)
         self.fit_jitter = bool(fit_jitter)
@@ -477,9 +522,20 @@ class ObservationModel(eqx.Module):
         return start
 
     # --- forward model --------------------------------------------------------------------------
+    @property
+    def resolution_record(self):
+        """The resolving power used, for the record: None, one R, or for R(λ)
+        ``{"per_pixel": True, "min": ..., "median": ..., "max": ...}``."""
+        if self.resolution_range is None:
+            return self.resolution
+        lo, hi = self.resolution_range
+        return {"per_pixel": True, "min": lo, "median": self.resolution, "max": hi}
+
     def _lsf_sigma(self, params):
         if self.fit_resolution:
             return lsf_sigma_for(self._value(params, "resolution"), self.model_resolution)
+        if self.resolution_range is not None:  # R(λ): the stationary part; the rest is in the resampling rows
+            return self.lsf_sigma_min
         if self.resolution is None:
             return None
         return lsf_sigma_for(self.resolution, self.model_resolution)
@@ -505,7 +561,8 @@ class ObservationModel(eqx.Module):
 
     def broaden(self, flux: Float[Array, "... n"], params: Mapping[str, Float[Array, ""]]) -> Float[Array, "... n"]:
         """Rotation, macroturbulence and the instrumental LSF of ``params`` applied to spectra sampled at the
-        fine step (any grid uniform in ln λ with step :attr:`dv_fine`; leading axes broadened alike)."""
+        fine step (any grid uniform in ln λ with step :attr:`dv_fine`; leading axes broadened alike). With R(λ)
+        only its narrowest LSF is applied here; each pixel's remainder is in :attr:`interp_weight`."""
         return broaden(
             flux,
             self.dv_fine,

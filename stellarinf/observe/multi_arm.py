@@ -384,6 +384,7 @@ def build_multi_arm(
     for arm, model in zip(arms, chosen):
         seg = int(arm.segments[0])
         arm_physics = physics.get(seg) if isinstance(physics, Mapping) else physics
+        arm = crop_to_model(arm, model, margin_kms=margin)  # first: a per-pixel R(λ) is cropped with the arm
         r = resolution.get(seg) if isinstance(resolution, Mapping) else resolution
         if r is None:
             r = arm.resolution
@@ -394,7 +395,6 @@ def build_multi_arm(
                 UserWarning,
                 stacklevel=2,
             )
-        arm = crop_to_model(arm, model, margin_kms=margin)
         mine = set(model.label_space.names) | set(_NUISANCES) | {n for n in fixed if n.startswith(f"cont_{seg}_")}
         arm_fixed = {k: v for k, v in fixed.items() if k in mine}
         used_names |= set(arm_fixed)
