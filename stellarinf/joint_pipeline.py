@@ -345,6 +345,14 @@ def fit_joint(
                 f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}): pass resolution=R (CLI: --resolution R), "
                 "the nominal resolving power of the instrument, or give the files a RESOLUTN header card"
             )
+        profiled = [sid for sid, s in zip(ids, specs) if isinstance(s.resolution, np.ndarray)]
+        if profiled and resolution is None:
+            raise JointError(
+                f"a shared resolution is one constant R fitted for all stars, but {len(profiled)} spectra give R per "
+                f"pixel (R(λ): {', '.join(profiled[:5])}{', ...' if len(profiled) > 5 else ''}); pass resolution=R "
+                "(CLI: --resolution R) to fit one constant R from that start instead, or do not share resolution "
+                "(each star then keeps its own R(λ), held fixed)"
+            )
     stages.done(f"{sum(s.n_pix for s in specs)} pixels in all")
 
     stages.start("load", "loading the emulator and building one observation model per star")

@@ -366,7 +366,13 @@ def read_arms(paths: Sequence, *, resolution=None, read_options: Mapping | None 
 
 def arm_resolution_request(spec, resolution):
     """``resolution=`` applied to ``spec``: one R for a single-arm spectrum; for a multi-arm one, one R for every
-    arm or a mapping {arm: R} that overrides the arms it names."""
+    arm or a mapping {arm: R} that overrides the arms it names. A per-pixel R(λ) belongs on the Spectrum."""
+    values = resolution.values() if isinstance(resolution, Mapping) else [resolution]
+    if any(np.ndim(v) != 0 for v in values):
+        raise SpectrumError(
+            "resolution= takes one R (or {arm: R}); give a per-pixel R(λ) as the spectrum's own resolution "
+            "(Spectrum(..., resolution=R_per_pixel)) so that it stays aligned with the pixels when they are cropped"
+        )
     if isinstance(resolution, Mapping):
         if not spec.is_multi_arm:
             raise SpectrumError(
@@ -668,7 +674,7 @@ def arm_settings(obs, models, labels) -> list[dict]:
             {
                 "arm": int(seg),
                 "wavelength_range": [float(wl.min()), float(wl.max())],
-                "resolution": arm.resolution,
+                "resolution": arm.resolution_record,
                 "emulator": labels[k],
                 "emulator_kind": emulator_kind(arm.emulator),
                 "n_pixels_used": int(np.sum(np.asarray(arm.weight) > 0)),
@@ -1191,11 +1197,13 @@ def fit_spectrum(
 
 
 def obs_resolution(obs, resolution, spec):
-    """The resolving power used: one R, or {arm id (text): R} for a multi-arm fit."""
-    if hasattr(obs, "resolutions"):
-        return {str(k): v for k, v in obs.resolutions.items()}
-    r = resolution if resolution is not None else spec.resolution
-    return None if r is None else float(r)
+    """The resolving power used: one R (a per-pixel R(λ) as {"per_pixel": True, "min", "median", "max"}), or
+    {arm id (text): that} for a multi-arm fit."""
+    if hasattr(obs, "arms"):
+        return {str(k): a.resolution_record for k, a in zip(obs.arm_ids, obs.arms)}
+    if resolution is None and spec.resolution is not None:
+        return obs.resolution_record
+    return None if resolution is None else float(resolution)
 
 
 def _physics_setting(phys):

@@ -22,6 +22,8 @@ def describe(spec) -> list[str]:
     """Lines saying what was read (pure; the command prints them)."""
     import numpy as np
 
+    from ..io.spectrum import describe_resolution
+
     prov = spec.provenance()
     used = spec.mask
     wl = spec.wavelength
@@ -33,10 +35,10 @@ def describe(spec) -> list[str]:
         f"flux: median {np.median(spec.flux[used]):.4g}{' ' + spec.meta['flux_unit'] if spec.meta.get('flux_unit') else ''}; "
         f"median S/N per pixel {spec.snr():.3g}",
         "resolving power per arm: "
-        + ", ".join(f"arm {k}: {'unknown' if r is None else f'{r:,.0f}'}" for k, r in spec.resolution.items())
+        + ", ".join(f"arm {k}: {describe_resolution(r)}" for k, r in spec.resolution.items())
         if spec.is_multi_arm
-        else f"resolving power: {spec.resolution:,.0f}"
-        if spec.resolution
+        else f"resolving power: {describe_resolution(spec.resolution)}"
+        if spec.resolution is not None
         else "resolving power: not in the file (give --resolution to fit)",
     ]
     lines += [f"note: {n}" for n in spec.meta.get("notes", [])]

@@ -43,6 +43,11 @@ def degrade_spectrum(spec, resolution: float):
     r_obs, r_new = spec.resolution, float(resolution)
     if r_obs is None:
         raise SpectrumError("the spectrum's resolving power is unknown, so it cannot be degraded; give --resolution R")
+    if isinstance(r_obs, np.ndarray):
+        raise SpectrumError(
+            "degrading needs one resolving power for the spectrum, and it has one per pixel (R(λ)); give one R "
+            "(--resolution R) to degrade from"
+        )
     if r_obs <= r_new:
         return spec
     r_kernel = 1.0 / math.sqrt(1.0 / r_new**2 - 1.0 / float(r_obs) ** 2)
@@ -97,6 +102,15 @@ def match_model_resolution(spec, model, resolution: float | None, degrade: bool)
     model's R when ``degrade``, else refused with the way forward; anything else passes unchanged (note None)."""
     r_model = getattr(model, "resolution", None)
     r_obs = resolution if resolution is not None else spec.resolution
+    if isinstance(r_obs, np.ndarray):  # R(λ) per pixel: the sharpest pixel decides
+        r_obs = float(np.max(r_obs))
+        if r_model is not None and r_obs > float(r_model) * (1 + 1e-12):
+            raise SpectrumError(
+                f"the spectrum's resolving power R(λ) reaches {r_obs:,.0f}, higher than the model's "
+                f"R={float(r_model):,.0f}, and a model cannot be sharpened; degrading a per-pixel R(λ) is not "
+                "supported: give one R to degrade to (--resolution R --degrade-to-model), or use a model computed at "
+                "a higher resolution"
+            )
     if r_model is None or r_obs is None or float(r_obs) <= float(r_model) * (1 + 1e-12):
         return spec, resolution, None
     if not degrade:
