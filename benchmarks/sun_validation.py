@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stellarinf.physics_options import DEFAULT_LOGGF, LOGGF_CHOICES
+
 HERE = Path(__file__).resolve().parent
 SUN = {"teff": 5772.0, "logg": 4.438, "feh": 0.0, "vmic": 1.0}
 
@@ -61,8 +63,8 @@ def main(argv=None):
     ap.add_argument("--vmacro", type=float, default=3.5)
     ap.add_argument(
         "--loggf",
-        choices=["solar", "laboratory"],
-        default="solar",
+        choices=LOGGF_CHOICES,
+        default=DEFAULT_LOGGF,
         help="log gf calibrated on the observed Sun (Kurucz atlas) or linemake's laboratory values",
     )
     ap.add_argument(

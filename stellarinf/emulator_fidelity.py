@@ -84,10 +84,10 @@ def emulator_window(model, resolution: float | None = None, margin_kms: float = 
 def synthesizer_for(model, window: Window):
     """The realistic synthesizer over ``window`` (padded by 5 Å) with the emulator's labels and the log gf its
     training grid used (``metadata["training_grid"]["metadata"]["loggf"]``, default ``"solar"``) and its damping
-    (``"damping"``, default ``"unsold"``)."""
+    (``"damping"``; grids older than the choice used ``"unsold"``)."""
     from .forecast import SYNTH_COVERAGE, ForecastError
+    from .physics_options import DAMPING_CHOICES, LEGACY_DAMPING, LOGGF_CHOICES
     from .synth import SynthesizerModel
-    from .synth.data import DAMPING_CHOICES
 
     cover = [(lo, hi) for lo, hi in SYNTH_COVERAGE if lo <= window.wmin and window.wmax <= hi]
     if not cover:
@@ -98,9 +98,9 @@ def synthesizer_for(model, window: Window):
     lo, hi = cover[0]
     grid_meta = ((getattr(model, "metadata", None) or {}).get("training_grid") or {}).get("metadata") or {}
     loggf = grid_meta.get("loggf", "solar")
-    loggf = loggf if loggf in ("solar", "laboratory") else "solar"
-    damping = grid_meta.get("damping", "unsold")
-    damping = damping if damping in DAMPING_CHOICES else "unsold"
+    loggf = loggf if loggf in LOGGF_CHOICES else "solar"
+    damping = grid_meta.get("damping", LEGACY_DAMPING)
+    damping = damping if damping in DAMPING_CHOICES else LEGACY_DAMPING
     padded = dataclasses.replace(
         window, name="emulator-range-padded", wmin=max(lo, window.wmin - 5.0), wmax=min(hi, window.wmax + 5.0)
     )

@@ -8,6 +8,7 @@ import functools
 import click
 
 from ..errors import LabelError
+from ..physics_options import DAMPING_CHOICES, DEFAULT_DAMPING, DEFAULT_LOGGF, LOGGF_CHOICES
 
 _HELP_BOX = "Override a label range, e.g. --label-box teff=4500:6500 (repeatable)."
 
@@ -45,14 +46,14 @@ def generate_grid(
     batch_size=16,
     elements=None,
     label_box=(),
-    loggf="solar",
-    damping="unsold",
+    loggf=DEFAULT_LOGGF,
+    damping=DEFAULT_DAMPING,
     progress=True,
 ):
     """Make (or resume, or extend) a grid file; returns the output path. See the ``grid`` command.
 
     ``loggf``: "solar" (astrophysical log gf fitted to the observed Sun, the default) or "laboratory".
-    ``damping``: "unsold" (Unsöld × 2, the default) or "abo" (tabulated ABO widths; see ``make_synthesizer``).
+    ``damping``: "unsold" (Unsöld × 2) or "abo" (tabulated ABO widths; see ``make_synthesizer``).
     """
     import jax.numpy as jnp
     import numpy as np
@@ -160,15 +161,15 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
 @click.option("--label-box", multiple=True, help=_HELP_BOX)
 @click.option(
     "--loggf",
-    type=click.Choice(["solar", "laboratory"]),
-    default="solar",
+    type=click.Choice(LOGGF_CHOICES),
+    default=DEFAULT_LOGGF,
     show_default=True,
     help="Oscillator strengths: calibrated on the observed Sun (data/loggf_solar.ecsv) or linemake's laboratory values.",
 )
 @click.option(
     "--damping",
-    type=click.Choice(["unsold", "abo"]),
-    default="unsold",
+    type=click.Choice(DAMPING_CHOICES),
+    default=DEFAULT_DAMPING,
     show_default=True,
     help="Van der Waals widths: Unsöld × 2 for every line, or ABO cross-sections from the Gaia-ESO list (data/damping.ecsv).",
 )

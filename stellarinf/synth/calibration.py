@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ..physics_options import DEFAULT_DAMPING
 from ..wavelength import SPEED_OF_LIGHT_KMS as C_KMS
 
 SUN_LABELS = {"teff": 5772.0, "logg": 4.438, "feh": 0.0, "vmic": 1.0}
@@ -109,7 +110,7 @@ def fit_loggf(
     vsini: float = SUN_VSINI,
     vmacro: float = SUN_VMACRO,
     progress: bool = True,
-    damping: str = "unsold",
+    damping: str = DEFAULT_DAMPING,
 ) -> CalibrationResult:
     """Fit per-line log gf offsets (and v macro) so the synthesized Sun matches an observed solar atlas.
 

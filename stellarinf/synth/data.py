@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 
 from ..paths import data_file
+from ..physics_options import DAMPING_CHOICES, DEFAULT_DAMPING, DEFAULT_LOGGF, LOGGF_CHOICES
 from .constants import N_ELEMENTS
 
 
@@ -117,8 +118,6 @@ def linelist() -> LineList:
     )
 
 
-LOGGF_CHOICES = ("solar", "laboratory")
-DEFAULT_LOGGF = "solar"
 LOGGF_TABLE = "loggf_solar.ecsv"  # fitted with damping="unsold"
 LOGGF_TABLES = {"unsold": LOGGF_TABLE, "abo": "loggf_solar_abo.ecsv"}  # the calibration depends on the damping
 
@@ -133,7 +132,7 @@ def check_loggf(choice: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def loggf_offsets(choice: str = DEFAULT_LOGGF, damping: str = "unsold") -> np.ndarray:
+def loggf_offsets(choice: str = DEFAULT_LOGGF, damping: str = DEFAULT_DAMPING) -> np.ndarray:
     """Per-line log gf offsets (len(linelist()),) to add to the laboratory values.
 
     ``"laboratory"``: zeros. ``"solar"``: astrophysical corrections fitted to the observed solar flux
@@ -173,10 +172,6 @@ def loggf_offsets(choice: str = DEFAULT_LOGGF, damping: str = "unsold") -> np.nd
     return out
 
 
-DAMPING_CHOICES = ("unsold", "abo")
-# The shipped emulators were trained on Unsöld × 2 for every line; the default moves to "abo" only together
-# with grids and emulators remade on it (the synthesizer and the emulators must draw the same physics).
-DEFAULT_DAMPING = "unsold"
 DAMPING_TABLE = "damping.ecsv"
 
 

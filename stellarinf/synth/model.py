@@ -6,6 +6,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ..labels import LabelSpace, default_label_space
+from ..physics_options import DEFAULT_DAMPING, DEFAULT_LOGGF
 from ..wavelength import Window
 from .observed import padded_fine_grid, resolve_window
 from .synthesize import make_synthesizer
@@ -22,7 +23,7 @@ class SynthesizerModel:
         resolution: None → ``flux`` returns the unbroadened fine spectrum interpolated at the requested
             wavelengths; a number R → spectra are broadened to R first (Gaussian LSF).
         loggf: "solar" (log gf calibrated on the observed Sun) or "laboratory".
-        damping: "unsold" (Unsöld × 2, what the shipped emulators learned) or "abo" (tabulated widths).
+        damping: "unsold" (Unsöld × 2) or "abo" (tabulated widths); default :data:`~stellarinf.physics_options.DEFAULT_DAMPING`.
 
     ``flux(labels, wavelength)`` is pure JAX (jit/vmap/grad-friendly); ``error`` returns zeros.
     """
@@ -33,8 +34,8 @@ class SynthesizerModel:
         window: str | Window = "galah-red",
         fidelity: str = "realistic",
         resolution: float | None = None,
-        loggf: str = "solar",
-        damping: str = "unsold",
+        loggf: str = DEFAULT_LOGGF,
+        damping: str = DEFAULT_DAMPING,
     ):
         self.label_space = label_space or default_label_space()
         self.window = resolve_window(window)
