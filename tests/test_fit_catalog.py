@@ -118,8 +118,9 @@ def warm(manifest, model):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         s = {k: v for k, v in SETTINGS.items() if k != "seed"}
-        stellarinf.fit_spectrum(manifest.parent / "spectra" / "b.fits", emulator=model, seed=star_seed(0, "b"), **s)
-    return True
+        return stellarinf.fit_spectrum(
+            manifest.parent / "spectra" / "b.fits", emulator=model, seed=star_seed(0, "b"), **s
+        )
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +149,14 @@ def first(manifest, model, cluster, tmp_path_factory):
     return result, out, lines
 
 
-def test_a_catalogue_is_fitted_end_to_end_with_failures_recorded(first, manifest):
+def test_a_catalogue_is_fitted_end_to_end_with_failures_recorded(first, manifest, warm):
     result, out, lines = first
     table = result.table
+    # a worker's fit is the library's fit: star b as fit_spectrum gives it in this process (float64, same seed)
+    b = table[table["id"] == "b"][0]
+    for r in warm.summary:
+        for stat, col in (("p50", "p50"), ("sd", "sd"), ("p16", "p16"), ("mean", "mean")):
+            assert b[f"{r['name']}_{col}"] == pytest.approx(float(r[stat]), rel=1e-9), (r["name"], stat)
     assert table["id"].tolist() == [*TRUTHS, *BAD]  # input order, one row per star
     assert table["status"].tolist() == ["ok"] * len(TRUTHS) + ["failed"] * len(BAD)
     for row in table[: len(TRUTHS)]:

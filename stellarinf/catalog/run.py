@@ -30,7 +30,7 @@ from ..errors import StellarinfError
 from ..pipeline import DEFAULT_CONTINUUM, DEFAULT_EMULATOR, DEFAULT_SAMPLER_MINUTES, DEFAULT_STARTS
 from .assemble import catalogue_table_columns, flag_counts, write_catalogue
 from .manifest import NUISANCE_PRIOR_NAMES, ManifestError, StarRequest, chunks_by_size, read_catalogue
-from .worker import brief, fit_chunk, read_json, star_paths
+from .worker import PickledModel, brief, fit_chunk, read_json, star_paths
 
 SETTINGS_FILE = "settings.json"
 SETTINGS_FORMAT = "stellarinf-catalog"
@@ -234,6 +234,12 @@ def fit_catalog(
     catalogue = read_catalogue(input, label_names=allowed)
     for note in catalogue.notes:
         echo(note)
+    n_own = len({s.priors for s in catalogue.stars if s.priors})
+    if n_own > 1:
+        echo(
+            f"note: {n_own} different per-star priors: the fit's programs are compiled again for each (a prior's "
+            "values are part of the compiled program), ~1 minute each on a CPU"
+        )
     reason = "given"
     if sampler is None:
         from types import SimpleNamespace
@@ -516,7 +522,8 @@ def run_chunks(chunks, out: Path, name, ref, fit_kwargs, *, workers, scheduler, 
         dashboard = _dashboard(client)
         echo(f"Dask dashboard: {dashboard}" if dashboard else "Dask dashboard: none (install bokeh to have one)")
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or (workers or 1))
-        model_arg = ref if isinstance(ref, str) else client.scatter(ref, broadcast=True, hash=False)
+        # a model object goes to every worker once, as bytes (PickledModel: unpickled there after float64 is on)
+        model_arg = ref if isinstance(ref, str) else client.scatter(PickledModel.of(ref), broadcast=True, hash=False)
         queue = iter(chunks)
         pending: dict = {}
         finished = as_completed()

@@ -12,7 +12,9 @@ Result files, in ``OUT/stars``: ``<id>.json`` (a fitted star: the summary rows a
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import pickle
 import time
 import traceback
 import warnings
@@ -38,13 +40,31 @@ def star_seed(seed: int, star_id: str) -> int:
     return (int(seed) + zlib.crc32(star_id.encode("utf-8"))) % (2**31 - 1)
 
 
+@dataclasses.dataclass(frozen=True)
+class PickledModel:
+    """A model object on its way to the workers, as bytes (cloudpickle): unpickled by :func:`worker_model` after
+    float64 is on. Why not the object itself: Dask unpickles arguments before the task runs, and JAX arrays unpickled
+    in a process where float64 is still off come back float32 (a float64 model would silently lose precision)."""
+
+    data: bytes
+
+    @classmethod
+    def of(cls, model) -> "PickledModel":
+        import cloudpickle  # by value where it must (a model class defined in a notebook)
+
+        return cls(cloudpickle.dumps(model))
+
+
 def worker_model(name: str, ref):
-    """The model named ``name``, loaded once per process (``ref``: a name or directory to load, or the model)."""
+    """The model named ``name``, loaded once per process (``ref``: a name or directory to load, a
+    :class:`PickledModel`, or the model itself)."""
     model = _MODELS.get(name)
     if model is None:
+        from .. import enable_float64
         from ..pipeline import load_model
 
-        model = load_model(ref)
+        enable_float64()  # before any array of the model is made
+        model = load_model(pickle.loads(ref.data) if isinstance(ref, PickledModel) else ref)
         _MODELS[name] = model
     return model
 
