@@ -400,3 +400,45 @@ def test_the_flag_bits_cover_every_word_the_pipeline_writes():
     assert mask == FLAG_BITS["pareto_k"] | FLAG_BITS["unreliable"] | per_label["teff"]
     assert star_flags({"status": "failed"}) == (FLAG_BITS["failed"], {})
     assert all(len(k) <= 8 for k in header_cards())
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_lost(first, manifest, model, cluster, tmp_path):
+    """kill -9 of one worker process while it fits: Dask restarts it (its nanny) and runs its chunk again; the
+    stars it had finished are kept (the chunk skips them), and the catalogue is the uninterrupted run's."""
+    import threading
+
+    result, _, _ = first
+    out = tmp_path / "out"
+    box = {}
+
+    def run():
+        try:
+            box["result"] = stellarinf.fit_catalog(
+                manifest,
+                out,
+                scheduler=cluster.scheduler_address,
+                emulator=model,
+                emulator_name=TEST_MODEL,
+                chunk_size=4,
+                progress=False,
+                log=None,
+                **SETTINGS,
+            )
+        except BaseException as exc:  # the assertion below says what went wrong
+            box["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.time() + 300
+    while time.time() < deadline and thread.is_alive():
+        if (out / "stars").is_dir() and list((out / "stars").glob("[a-g].json")):
+            break
+        time.sleep(0.02)
+    assert thread.is_alive(), box
+    victim = next(n for n in cluster.workers.values() if n.pid)
+    os.kill(victim.pid, signal.SIGKILL)
+    thread.join(timeout=600)
+    assert not thread.is_alive() and "error" not in box, box
+    again = box["result"]
+    assert again.counts["fitted_now"] == len(TRUTHS) and again.counts["missing"] == 0
+    _assert_same_catalogue(again.table, result.table)
