@@ -15,11 +15,18 @@ Fit many stars at once, sharing the instrument's resolving power (one R per plat
     print(joint.stars)             # one row per star: every label's median, sd, R-hat
     joint.write("cluster")         # cluster.nc (dims chain, draw, star), cluster_stars.*, cluster_shared.*
 
+Fit a survey's catalogue on a Dask cluster (restartable: run it again after a crash, only what is missing is fitted)::
+
+    cat = stellarinf.fit_catalog("spectra/", "survey_out", workers=4, emulator="default-payne", sampler="laplace")
+    print(cat.table["id", "teff_p50", "teff_sd", "flags"])   # also survey_out/catalog.parquet and catalog.fits
+
 The user API (imported on first use, so ``import stellarinf`` stays fast):
 
 - :func:`fit_spectrum`, :func:`fit_spectra`, :class:`FitResult`   the fit pipeline (:mod:`stellarinf.pipeline`)
 - :func:`fit_joint`, :class:`JointFitResult`                       many stars at once, sharing nuisances such as one
                                                                    resolving power per plate (:mod:`stellarinf.joint_pipeline`)
+- :func:`fit_catalog`, :class:`CatalogResult`                     a survey's catalogue on a Dask cluster, restartable, into
+                                                                   one results table (:mod:`stellarinf.catalog`)
 - :func:`read_spectrum`, :class:`Spectrum`                         observed spectra (vacuum Å)
 - :func:`load_emulator`                                            ``"default"``, ``"default-payne"`` or a model directory
 - :func:`choose_sampler`, :data:`SAMPLER_SPECS`                    the samplers and the default choice
@@ -37,6 +44,7 @@ Layout (one idea per module):
 
 - ``pipeline``      fit_spectrum / fit_spectra: the one fit pipeline (CLI, demo and batch call it)
 - ``joint_pipeline`` fit_joint: many stars in one posterior, nuisances shared across them (``fit --joint``)
+- ``catalog``       fit_catalog: a survey's stars on Dask, one result file per star, one catalogue (``fit-catalog``)
 - ``labels``        label spaces: names, units, bounds, network scaling
 - ``wavelength``    vacuum/air conversion, instrument windows, wavelength grids
 - ``design``        sampling designs for grid label points
@@ -81,6 +89,8 @@ _EXPORTS = {
     "fit_spectra": ("stellarinf.pipeline", "fit_spectra"),
     "FitResult": ("stellarinf.pipeline", "FitResult"),
     "BatchResult": ("stellarinf.pipeline", "BatchResult"),
+    "fit_catalog": ("stellarinf.catalog.run", "fit_catalog"),
+    "CatalogResult": ("stellarinf.catalog.run", "CatalogResult"),
     "fit_joint": ("stellarinf.joint_pipeline", "fit_joint"),
     "JointFitResult": ("stellarinf.joint_pipeline", "JointFitResult"),
     "choose_sampler": ("stellarinf.pipeline", "choose_sampler"),

@@ -22,6 +22,10 @@ EXIT_BAD_INPUT = 3
 COMMANDS = {
     "demo": ("stellarinf.commands.demo:demo", "Fit the shipped demo spectrum end to end (MAP → NUTS)."),
     "fit": ("stellarinf.commands.fit:fit", "Infer labels of observed spectra (posterior, MAP or Laplace)."),
+    "fit-catalog": (
+        "stellarinf.commands.fit_catalog:fit_catalog",
+        "Fit a catalogue of spectra on a Dask cluster (restartable) into one results table.",
+    ),
     "inspect": ("stellarinf.commands.inspect:inspect", "Read a spectrum as fit would; say what was read and assumed."),
     "crb": ("stellarinf.commands.crb:crb", "Cramér–Rao precision forecast for a star and an instrument."),
     "synth": ("stellarinf.commands.synth:synth", "Synthesise one spectrum with the 1D LTE synthesizer."),
@@ -77,6 +81,7 @@ def cli():
     Typical use:
       stellarinf demo                          fit the shipped demo star
       stellarinf fit spec.fits -o star         posterior for an observed spectrum
+      stellarinf fit-catalog spectra/ -o cat   a survey's catalogue on a Dask cluster
       stellarinf crb --teff 5772 --logg 4.44 --feh 0 --snr 100 -o crb.json
     """
     from . import enable_float64

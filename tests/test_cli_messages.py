@@ -103,6 +103,7 @@ COMMAND_MODULES = [
     ("synth", "synth"),
     ("bench", "bench"),
     ("fit", "fit"),
+    ("fit_catalog", "fit-catalog"),
     ("demo", "demo"),
     ("joint", "fit"),  # `stellarinf fit --joint`: its messages are read by a user of fit's options
     ("fidelity", "fidelity"),

@@ -1,0 +1,444 @@
+"""``stellarinf fit-catalog`` / ``stellarinf.fit_catalog``: a catalogue of mock stars (plus bad files) fitted on a Dask
+``LocalCluster`` the tests start and stop themselves; failures recorded per star; a rerun fits nothing; a run killed
+with SIGKILL and restarted gives the uninterrupted run's catalogue; bad manifests are refused before any work.
+
+Speed: the tiny analytic model, MAP + Laplace (``sampler="laplace"``). A worker process compiles the fit's programs
+once (~50 s on a loaded 2-core machine); the module first fits one star in this process so that the workers (and
+the CLI subprocesses) load them from the session's persistent compilation cache (conftest) instead (~10 s).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+import stellarinf
+from stellarinf.catalog import FLAG_BIT_NUMBERS, FLAG_BITS, SettingsMismatch
+from stellarinf.catalog.assemble import read_catalogue_table, star_flags
+from stellarinf.catalog.flags import bits_to_words, header_cards, words_to_bits
+from stellarinf.catalog.manifest import ManifestError, StarRequest, chunks_by_size, read_catalogue
+from stellarinf.catalog.worker import star_seed
+from stellarinf.cli import main
+from stellarinf.inference.results import FLAG_ADVICE
+from stellarinf.io.spectrum import write_spectrum_fits
+from stellarinf.validation.mocks import make_mock
+from stellarinf.validation.setups import analytic_setup
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_MODEL = "analytic-injected"  # resolved to the analytic model by the tests only (the CLI has no test model)
+TRUTHS = {
+    "a": {"teff": 5200.0, "logg": 4.4, "feh": -0.1, "rv": -12.0},
+    "b": {"teff": 6100.0, "logg": 3.6, "feh": -0.8, "rv": 25.0},
+    "c": {"teff": 4800.0, "logg": 2.5, "feh": 0.2, "rv": 3.0},
+    "d": {"teff": 5600.0, "logg": 4.0, "feh": -0.4, "rv": -30.0},
+    "e": {"teff": 5000.0, "logg": 3.0, "feh": -1.0, "rv": 10.0},
+    "f": {"teff": 5900.0, "logg": 4.2, "feh": 0.0, "rv": 40.0},
+    "g": {"teff": 5400.0, "logg": 3.4, "feh": -0.6, "rv": -5.0},
+}
+BAD = ("unreadable", "nanflux", "gone")  # not a FITS file; all flux NaN; no such file
+SETTINGS = dict(
+    sampler="laplace",
+    chains=2,
+    draws=300,
+    rv_max=60.0,
+    vsini_max=20.0,
+    fixed={"vmacro": 0.0},
+    continuum_degree=0,
+    n_starts=2,
+    physics_error="off",
+    seed=0,
+)
+CLI_SETTINGS = [
+    "--sampler",
+    "laplace",
+    "--chains",
+    "2",
+    "--draws",
+    "300",
+    "--rv-max",
+    "60",
+    "--vsini-max",
+    "20",
+    "--fix",
+    "vmacro=0",
+    "--continuum-degree",
+    "0",
+    "--starts",
+    "2",
+    "--physics-error",
+    "off",
+    "--seed",
+    "0",
+]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return analytic_setup()[0]
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory, model):
+    """A CSV manifest (relative paths, an id column, a per-star logg prior on star a) of 7 mock stars, an unreadable
+    file, an all-NaN spectrum and a missing file."""
+    _, wl = analytic_setup()
+    root = tmp_path_factory.mktemp("catalog")
+    (root / "spectra").mkdir()
+    for i, (sid, t) in enumerate(TRUTHS.items()):
+        spec = make_mock(model, wl, {**t, "vsini": 5.0, "vmacro": 0.0}, snr=120, resolution=20000, seed=40 + i)
+        write_spectrum_fits(root / "spectra" / f"{sid}.fits", spec)
+    (root / "spectra" / "unreadable.fits").write_bytes(b"this is not a FITS file\n" * 20)
+    cols = [  # a table a pipeline wrote with its flux all NaN
+        fits.Column(name="wavelength", format="D", array=wl),
+        fits.Column(name="flux", format="D", array=np.full_like(wl, np.nan)),
+        fits.Column(name="error", format="D", array=np.full_like(wl, 0.01)),
+    ]
+    fits.BinTableHDU.from_columns(cols).writeto(root / "spectra" / "nanflux.fits")
+    lines = ["path,id,prior_logg"]
+    for sid in [*TRUTHS, *BAD]:
+        prior = "4.4+-0.1" if sid == "a" else ""
+        lines.append(f"spectra/{sid}.fits,{sid},{prior}")
+    path = root / "manifest.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def warm(manifest, model):
+    """One fit in this process: the programs go to the session's persistent compilation cache for the workers."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = {k: v for k, v in SETTINGS.items() if k != "seed"}
+        return stellarinf.fit_spectrum(
+            manifest.parent / "spectra" / "b.fits", emulator=model, seed=star_seed(0, "b"), **s
+        )
+
+
+@pytest.fixture(scope="module")
+def cluster(warm):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def first(manifest, model, cluster, tmp_path_factory):
+    out = tmp_path_factory.mktemp("first") / "out"
+    lines = []
+    result = stellarinf.fit_catalog(
+        manifest,
+        out,
+        scheduler=cluster.scheduler_address,
+        emulator=model,
+        emulator_name=TEST_MODEL,
+        chunk_size=2,
+        progress=False,
+        log=lines.append,
+        **SETTINGS,
+    )
+    return result, out, lines
+
+
+def test_a_catalogue_is_fitted_end_to_end_with_failures_recorded(first, manifest, warm):
+    result, out, lines = first
+    table = result.table
+    # a worker's fit is the library's fit: star b as fit_spectrum gives it in this process (float64, same seed)
+    b = table[table["id"] == "b"][0]
+    for r in warm.summary:
+        for stat, col in (("p50", "p50"), ("sd", "sd"), ("p16", "p16"), ("mean", "mean")):
+            assert b[f"{r['name']}_{col}"] == pytest.approx(float(r[stat]), rel=1e-9), (r["name"], stat)
+    assert table["id"].tolist() == [*TRUTHS, *BAD]  # input order, one row per star
+    assert table["status"].tolist() == ["ok"] * len(TRUTHS) + ["failed"] * len(BAD)
+    for row in table[: len(TRUTHS)]:
+        truth = TRUTHS[row["id"]]
+        for label, value in truth.items():
+            sd = row[f"{label}_sd"]
+            assert abs(row[f"{label}_p50"] - value) < 4 * sd, (row["id"], label, row[f"{label}_p50"], value, sd)
+        assert row["teff_p16"] < row["teff_p50"] < row["teff_p84"]
+        assert 0.7 < row["chi2r"] < 1.3 and row["emulator"] == TEST_MODEL and row["sampler"] == "laplace"
+        assert not row["flags"] & FLAG_BITS["failed"] and row["error"] == ""
+        assert row["stellarinf_version"] == stellarinf.__version__ and row["seconds"] > 0
+    errors = dict(zip(table["id"], table["error"]))
+    assert "cannot read" in errors["unreadable"] and "FITS" in errors["unreadable"]
+    assert "does not exist" in errors["gone"]
+    assert "SpectrumError" in errors["nanflux"] and "mask" in errors["nanflux"].lower()
+    for sid in BAD:
+        row = table[table["id"] == sid][0]
+        assert row["flags"] & FLAG_BITS["failed"] and "failed" in row["flag_words"] and np.isnan(row["teff_p50"])
+        assert json.loads((out / "stars" / f"{sid}.failed.json").read_text())["error"] == errors[sid]
+    assert sorted(p.name for p in (out / "stars").iterdir()) == sorted(
+        [f"{s}.json" for s in TRUTHS] + [f"{s}.failed.json" for s in BAD]
+    )
+    # the per-star prior of the manifest was used and recorded: star a's logg sd is below the prior's 0.1
+    rec = json.loads((out / "stars" / "a.json").read_text())
+    assert rec["request"]["priors"] == ["logg=4.4+-0.1"] and table["logg_sd"][0] < 0.1
+    assert {"teff_mean", "teff_sd", "teff_p16", "teff_p84", "teff_rhat", "teff_ess", "teff_flags"} <= set(
+        table.colnames
+    )
+    assert result.counts["fitted_now"] == len(TRUTHS) and result.counts["failed_now"] == len(BAD)
+    assert result.flag_counts["failed"] == len(BAD)
+    assert any("Dask dashboard" in line for line in lines) and any(
+        line.startswith("catalogue: 7 of 10") for line in lines
+    )
+    # Parquet and FITS: the same rows, the settings and the flag bits in the metadata
+    pq_table = read_catalogue_table(out / "catalog.parquet")
+    fits_table = read_catalogue_table(out / "catalog.fits")
+    for t in (pq_table, fits_table):
+        assert t["id"].tolist() == table["id"].tolist()
+        assert np.array_equal(np.asarray(t["flags"]), np.asarray(table["flags"]))
+        np.testing.assert_allclose(np.asarray(t["teff_p50"], float), np.asarray(table["teff_p50"], float))
+        assert t.meta["settings"]["sampler"] == "laplace" and t.meta["settings"]["emulator"] == TEST_MODEL
+    assert pq_table.meta["flag_bits"] == FLAG_BIT_NUMBERS
+    header = Table.read(out / "catalog.fits").meta
+    assert header["FLAGB00"].startswith("failed") and header["FLAGB03"].startswith("chi2")
+    assert json.loads((out / "settings.json").read_text())["settings"]["draws"] == 300
+
+
+def test_a_rerun_fits_nothing_new_and_gives_the_same_catalogue(first, manifest, model):
+    result, out, _ = first
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "stars").iterdir()}
+    lines = []
+    t0 = time.perf_counter()
+    again = stellarinf.fit_catalog(
+        manifest, out, emulator=model, emulator_name=TEST_MODEL, progress=False, log=lines.append, **SETTINGS
+    )
+    assert time.perf_counter() - t0 < 30  # no cluster started: nothing to fit
+    assert again.counts["fitted_now"] == 0 and again.counts["failed_now"] == 0
+    assert again.counts["skipped"] == len(TRUTHS) and again.counts["not_retried"] == len(BAD)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "stars").iterdir()} == stamps
+    assert not any("Dask" in line for line in lines)
+    _assert_same_catalogue(again.table, result.table)
+
+
+def test_retry_failed_tries_the_failed_stars_again_and_only_them(first, manifest, model, cluster):
+    result, out, _ = first
+    ok_stamps = {s: (out / "stars" / f"{s}.json").stat().st_mtime_ns for s in TRUTHS}
+    again = stellarinf.fit_catalog(
+        manifest,
+        out,
+        scheduler=cluster.scheduler_address,
+        emulator=model,
+        emulator_name=TEST_MODEL,
+        retry_failed=True,
+        progress=False,
+        log=None,
+        **SETTINGS,
+    )
+    assert again.counts["fitted_now"] == 0 and again.counts["failed_now"] == len(BAD)
+    assert {s: (out / "stars" / f"{s}.json").stat().st_mtime_ns for s in TRUTHS} == ok_stamps
+    _assert_same_catalogue(again.table, result.table)
+
+
+def test_other_settings_on_a_restart_are_refused_before_any_work(first, manifest, model):
+    _, out, _ = first
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.rglob("*")}
+    for change, words in (({"sampler": "map"}, "sampler: 'laplace' before, 'map' now"), ({"draws": 500}, "draws")):
+        with pytest.raises(SettingsMismatch, match="other settings") as exc:
+            stellarinf.fit_catalog(
+                manifest, out, emulator=model, emulator_name=TEST_MODEL, log=None, **{**SETTINGS, **change}
+            )
+        assert words in str(exc.value) and "-o" in str(exc.value)
+    with pytest.raises(SettingsMismatch, match="emulator"):
+        stellarinf.fit_catalog(manifest, out, emulator=model, emulator_name="another-model", log=None, **SETTINGS)
+    assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*")} == stamps
+
+
+def _assert_same_catalogue(a, b):
+    assert a.colnames == b.colnames and a["id"].tolist() == b["id"].tolist()
+    assert len(set(a["id"])) == len(a)  # no duplicate rows
+    for name in a.colnames:
+        if name in ("seconds", "run_id"):  # when and in which fit a star was done
+            continue
+        if a[name].dtype.kind == "f":
+            np.testing.assert_allclose(np.asarray(a[name]), np.asarray(b[name]), rtol=1e-7, atol=0, err_msg=name)
+        else:
+            assert a[name].tolist() == b[name].tolist(), name
+
+
+WRAPPER = """
+import sys
+import stellarinf.catalog.run as run
+from stellarinf.validation.setups import analytic_setup
+
+
+def injected(emulator, emulator_name=None):
+    if emulator == {name!r}:
+        return {name!r}, analytic_setup()[0]
+    return real(emulator, emulator_name)
+
+
+if __name__ == "__main__":
+    real = run.emulator_for_workers
+    run.emulator_for_workers = injected
+    from stellarinf.cli import main
+
+    main(sys.argv[1:])
+""".format(name=TEST_MODEL)
+
+
+def _cli_env():
+    return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def test_a_killed_run_restarted_gives_the_uninterrupted_catalogue(first, manifest, tmp_path):
+    """kill -9 of the client (its local cluster's workers go with it) once a few stars are done; the restart fits
+    only the rest; the catalogue equals the uninterrupted run's (same stars, same numbers, no duplicate rows)."""
+    import psutil
+
+    result, _, _ = first
+    script = tmp_path / "fit_catalog_cli.py"
+    script.write_text(WRAPPER)
+    out = tmp_path / "out"
+    argv = [sys.executable, str(script), "fit-catalog", str(manifest), "-o", str(out), "--workers", "2"]
+    argv += ["--emulator", TEST_MODEL, "--chunk-size", "1", "--quiet", *CLI_SETTINGS]
+    proc = subprocess.Popen(argv, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 400
+    done = []
+    while time.time() < deadline and proc.poll() is None:
+        done = list((out / "stars").glob("[a-g].json")) if (out / "stars").is_dir() else []
+        if len(done) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+    children = psutil.Process(proc.pid).children(recursive=True)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    gone, alive = psutil.wait_procs(children, timeout=60)
+    assert not alive, f"worker processes outlived the killed client: {alive}"
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "stars").glob("*.json")}
+    assert 2 <= len([n for n in before if not n.endswith(".failed.json")]) < len(TRUTHS), before
+    restart = subprocess.run(argv, env=_cli_env(), capture_output=True, text=True, timeout=600)
+    assert restart.returncode == 0, restart.stderr[-3000:]
+    assert "fitted before" in restart.stderr and f"{len(TRUTHS) + len(BAD)} stars" in restart.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "stars").glob("*.json")}
+    assert all(after[n] == t for n, t in before.items())  # what the killed run finished was kept, not redone
+    _assert_same_catalogue(read_catalogue_table(out / "catalog.parquet"), result.table)
+
+
+def test_bad_manifests_are_refused_before_any_work(tmp_path, model, manifest, capsys):
+    spectra = manifest.parent / "spectra"
+    cases = {
+        "no_path.csv": ("file,id\nx.fits,x\n", "no 'path' column"),
+        "dup.csv": (f"path,id\n{spectra}/a.fits,s1\n{spectra}/b.fits,s1\n", "id 's1' is also the id of row 1"),
+        "prior.csv": (f"path,prior_lgg\n{spectra}/a.fits,4.4+-0.1\n", "prior_lgg"),
+        "syntax.csv": (f"path,prior_logg\n{spectra}/a.fits,about 4.4\n", "cannot parse prior"),
+        "gone.csv": ("path\nnope1.fits\nnope2.fits\n", "none of the 2 spectrum files"),
+        "res.csv": (f"path,resolution\n{spectra}/a.fits,-5\n", "not a positive number"),
+    }
+    for name, (text, words) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        out = tmp_path / f"out_{name}"
+        with pytest.raises(ManifestError, match=words.replace("+", r"\+").replace("(", r"\(")):
+            stellarinf.fit_catalog(path, out, emulator=model, emulator_name=TEST_MODEL, log=None, **SETTINGS)
+        assert not out.exists(), name  # nothing started, nothing written
+    with pytest.raises(ManifestError, match="Parquet"):
+        (tmp_path / "bad.parquet").write_text("no")
+        read_catalogue(tmp_path / "bad.parquet")
+    # the CLI: exit code 3 and the message, before any work (the shipped Payne's labels, read from its model.json)
+    with pytest.raises(SystemExit) as exc:
+        main(["fit-catalog", str(tmp_path / "prior.csv"), "-o", str(tmp_path / "cli"), "--emulator", "default-payne"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 3 and "prior_lgg" in err and "teff" in err and not (tmp_path / "cli").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["fit-catalog", str(spectra), "-o", str(tmp_path / "cli"), "--prior", "lgg=4+-0.1", "--emulator", "x"])
+    assert exc.value.code == 3
+
+
+def test_folders_globs_and_lists_name_stars_by_their_files(manifest, tmp_path):
+    spectra = manifest.parent / "spectra"
+    cat = read_catalogue(spectra)
+    assert [s.id for s in cat.stars] == sorted([*TRUTHS, "nanflux", "unreadable"])
+    assert [s.id for s in read_catalogue(str(spectra / "[ab].fits")).stars] == ["a", "b"]
+    assert [s.id for s in read_catalogue([spectra / "c.fits", spectra / "a.fits"]).stars] == ["c", "a"]
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "a.fits").write_bytes((spectra / "a.fits").read_bytes())
+    with pytest.raises(ManifestError, match="same name"):
+        read_catalogue([spectra / "a.fits", tmp_path / "x" / "a.fits"])
+    with pytest.raises(ManifestError, match="matches no files"):
+        read_catalogue(str(tmp_path / "*.fits"))
+    parquet = tmp_path / "m.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"PATH": [str(spectra / "a.fits")], "ID": [7], "rv_guess": [3.0]}), parquet)
+    cat = read_catalogue(parquet, label_names=["teff", "rv"])
+    assert [(s.id, s.path) for s in cat.stars] == [("7", str(spectra / "a.fits"))]
+    assert any("rv_guess" in note for note in cat.notes)
+
+
+def test_chunks_group_stars_of_one_size():
+    stars = [StarRequest(str(i), f"/none/{i}", size=n) for i, n in enumerate([100, 200, 100, 200, 100])]
+    chunks = chunks_by_size(stars, 3)
+    assert [[s.id for s in c] for c in chunks] == [["0", "2", "4"], ["1", "3"]]
+
+
+def test_the_flag_bits_cover_every_word_the_pipeline_writes():
+    assert set(FLAG_ADVICE) | {"tree_depth"} <= set(FLAG_BIT_NUMBERS)
+    assert len(set(FLAG_BIT_NUMBERS.values())) == len(FLAG_BIT_NUMBERS)
+    assert words_to_bits(["chi2", "pareto_k", "", "none"]) == FLAG_BITS["chi2"] | FLAG_BITS["pareto_k"]
+    assert words_to_bits(["something_new"]) == FLAG_BITS["other"]
+    assert bits_to_words(FLAG_BITS["edge_low"] | FLAG_BITS["failed"]) == ["failed", "edge_low"]
+    record = {
+        "status": "ok",
+        "global_flags": ["pareto_k"],
+        "unreliable": ["pareto_k: ..."],
+        "summary": [{"name": "teff", "flags": "edge_high,ess"}, {"name": "logg", "flags": ""}],
+    }
+    mask, per_label = star_flags(record)
+    assert per_label == {"teff": FLAG_BITS["edge_high"] | FLAG_BITS["ess"], "logg": 0}
+    assert mask == FLAG_BITS["pareto_k"] | FLAG_BITS["unreliable"] | per_label["teff"]
+    assert star_flags({"status": "failed"}) == (FLAG_BITS["failed"], {})
+    assert all(len(k) <= 8 for k in header_cards())
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_lost(first, manifest, model, cluster, tmp_path):
+    """kill -9 of one worker process while it fits: Dask restarts it (its nanny) and runs its chunk again; the
+    stars it had finished are kept (the chunk skips them), and the catalogue is the uninterrupted run's."""
+    import threading
+
+    result, _, _ = first
+    out = tmp_path / "out"
+    box = {}
+
+    def run():
+        try:
+            box["result"] = stellarinf.fit_catalog(
+                manifest,
+                out,
+                scheduler=cluster.scheduler_address,
+                emulator=model,
+                emulator_name=TEST_MODEL,
+                chunk_size=4,
+                progress=False,
+                log=None,
+                **SETTINGS,
+            )
+        except BaseException as exc:  # the assertion below says what went wrong
+            box["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.time() + 300
+    while time.time() < deadline and thread.is_alive():
+        if (out / "stars").is_dir() and list((out / "stars").glob("[a-g].json")):
+            break
+        time.sleep(0.02)
+    assert thread.is_alive(), box
+    victim = next(n for n in cluster.workers.values() if n.pid)
+    os.kill(victim.pid, signal.SIGKILL)
+    thread.join(timeout=600)
+    assert not thread.is_alive() and "error" not in box, box
+    again = box["result"]
+    assert again.counts["fitted_now"] == len(TRUTHS) and again.counts["missing"] == 0
+    _assert_same_catalogue(again.table, result.table)
