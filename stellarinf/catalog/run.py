@@ -135,6 +135,31 @@ def model_facts(ref) -> tuple[list[str], str]:
     return [str(entry["name"]) for entry in doc["label_space"]], str(doc["architecture"].get("kind", ""))
 
 
+# settings recorded in OUT/settings.json that are passed to stellarinf.fit_spectrum as they are
+FIT_SETTINGS = (
+    "sampler",
+    "chains",
+    "draws",
+    "warmup",
+    "n_starts",
+    "seed",
+    "priors",
+    "fixed",
+    "resolution",
+    "continuum",
+    "continuum_degree",
+    "rv_max",
+    "vsini_max",
+    "vmacro_max",
+    "emulator_error",
+    "jitter",
+    "physics_error",
+    "mask_tellurics",
+    "clip_outliers",
+    "max_minutes",
+)
+
+
 def fit_catalog(
     input,
     output,
@@ -299,27 +324,8 @@ def fit_catalog(
     todo = [s for s in pending if os.path.isfile(s.path)]
     dashboard, rate = None, math.nan
     if todo:
-        fit_kwargs = {
-            "sampler": sampler,
-            "chains": int(chains),
-            "draws": int(draws),
-            "warmup": int(warmup),
-            "n_starts": int(n_starts),
-            "seed": int(seed),
-            "priors": prior_texts,
-            "fixed": settings["fixed"],
-            "resolution": settings["resolution"],
-            "continuum": continuum,
-            "continuum_degree": continuum_degree,
-            "rv_max": float(rv_max),
-            "vsini_max": float(vsini_max),
-            "vmacro_max": float(vmacro_max),
-            "emulator_error": emulator_error,
-            "jitter": bool(jitter),
-            "physics_error": physics_error,
-            "mask_tellurics": bool(mask_tellurics),
-            "clip_outliers": bool(clip_outliers),
-            "max_minutes": settings["max_minutes"],
+        # the fit's arguments are the recorded settings (one source), plus what is not a setting
+        fit_kwargs = {k: settings[k] for k in FIT_SETTINGS} | {
             "read_options": dict(read_options or {}),
             "progress": False,
             "log": None,
