@@ -1,7 +1,7 @@
 """Posteriors on top of :class:`~stellarinf.observe.model.ObservationModel`.
 
 - ``priors``        prior specs (uniform over the training box; ``parse_prior("logg=4.4+-0.1")``)
-- ``transforms``    bounded ↔ unconstrained bijections (same as NumPyro's) with log-Jacobians
+- ``transforms``    bounded ↔ unconstrained bijections (same as NumPyro's; v sin i folded) with log-Jacobians
 - ``density``       :class:`Problem` and ``make_log_density`` (the plain log-density for BlackJAX/MAP)
 - ``numpyro_model`` the NumPyro model function (sample sites named by canonical labels)
 - ``map``           multi-start L-BFGS MAP (optax), all starts in one program; RV grid scan for the start

@@ -27,11 +27,12 @@ from .map import MAPResult, laplace_mode, optimise_starts, screened_polish, star
 
 def _batched_mode(max_iter, tol):
     def one(problem, z0s):
-        zs, values, n_iter, conv = optimise_starts(problem, z0s, max_iter, tol, False)
-        # the same screened polish as find_map (one spectrum), so both paths reach the same optimum
-        zs, values, steps, conv = screened_polish(problem, zs, jnp.where(jnp.isfinite(values), values, -jnp.inf), False)
+        # the same coordinates (unfolded) and screened polish as find_map (one spectrum), so both reach the same optimum
+        opt = problem.unfolded()
+        zs, values, n_iter, conv = optimise_starts(opt, opt.z_from(problem, z0s), max_iter, tol, False)
+        zs, values, steps, conv = screened_polish(opt, zs, jnp.where(jnp.isfinite(values), values, -jnp.inf), False)
         n_iter = n_iter + steps
-        zmap = zs[jnp.argmax(values)]
+        zmap = problem.z_from(opt, zs[jnp.argmax(values)])
         zl, _, hess = laplace_mode(problem, zmap)  # unconstrained mode for Laplace, from the MAP
         return zmap, values, n_iter, conv, zl, hess
 

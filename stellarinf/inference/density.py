@@ -8,11 +8,15 @@ compile once per spectrum *shape*, and many problems of the same shape can be st
 (see :mod:`stellarinf.inference.batch`).
 
 ``log_density(z) = log prior(x(z)) + log |dx/dz| + log likelihood(x(z))`` with ``x(z)`` the bounded
-transform of :mod:`stellarinf.inference.transforms`; ``z`` is a flat array ordered as ``names``.
+transform of :mod:`stellarinf.inference.transforms`; ``z`` is a flat array ordered as ``names``. A folded parameter
+(v sin i, :data:`~stellarinf.inference.priors.FOLDED`) is a signed value in ``z`` and its magnitude everywhere else:
+:meth:`Problem.constrain` and :meth:`Problem.to_numpy_params` give v sin i itself, so the observation model, draws,
+MAP and summaries never see the sign.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -72,7 +76,8 @@ class Problem(eqx.Module):
         if not free:
             raise PriorError("no free parameters: leave at least one parameter free")
         specs = resolve_priors(bounds, priors)
-        unused = [n for n in specs if n not in free and specs[n] != Prior("uniform", *map(float, bounds[n]))]
+        defaults = resolve_priors(bounds)
+        unused = [n for n in specs if n not in free and specs[n] != defaults[n]]
         if unused:
             raise PriorError(
                 f"prior(s) given for {unused}, which are not free in this fit; free them or drop the prior"
@@ -99,7 +104,7 @@ class Problem(eqx.Module):
 
     def constrain(self, z: Float[Array, "n"]) -> dict[str, Float[Array, ""]]:
         """Unconstrained vector → parameter dict (free + fixed), the ObservationModel's input."""
-        x = transforms.to_constrained(z, self.prior.lower, self.prior.upper)
+        x = transforms.to_constrained(z, self.prior.lower, self.prior.upper, self.prior.fold)
         params = dict(self.fixed)
         params.update({n: x[..., i] for i, n in enumerate(self.names)})
         return params
@@ -110,14 +115,14 @@ class Problem(eqx.Module):
 
     def unconstrain(self, params: Mapping[str, Any]) -> Float[Array, "n"]:
         """Parameter dict (values strictly inside the box) → unconstrained vector."""
-        return transforms.to_unconstrained(self.to_vector(params), self.prior.lower, self.prior.upper)
+        return transforms.to_unconstrained(self.to_vector(params), self.prior.lower, self.prior.upper, self.prior.fold)
 
     def log_likelihood(self, z: Float[Array, "n"]) -> Float[Array, ""]:
         return self.obs_model.log_likelihood(self.constrain(z))
 
     def log_prior(self, z: Float[Array, "n"]) -> Float[Array, ""]:
         """Log prior density of the constrained parameters (no Jacobian)."""
-        x = transforms.to_constrained(z, self.prior.lower, self.prior.upper)
+        x = transforms.to_constrained(z, self.prior.lower, self.prior.upper, self.prior.fold)
         return self.prior.log_prob(x)
 
     def log_jacobian(self, z: Float[Array, "n"]) -> Float[Array, ""]:
@@ -161,12 +166,30 @@ class Problem(eqx.Module):
             ]
         )
         x = transforms.clip_to_interior(x, lo, hi, margin=1e-3)
-        return np.array(transforms.to_unconstrained(x, lo, hi))
+        return np.array(transforms.to_unconstrained(x, lo, hi, self.prior.fold))
 
     def to_numpy_params(self, z) -> dict[str, np.ndarray]:
         """Constrained free parameters as NumPy arrays (any leading batch shape of ``z``)."""
-        x = np.asarray(transforms.to_constrained(jnp.asarray(z), self.prior.lower, self.prior.upper))
+        x = np.asarray(transforms.to_constrained(jnp.asarray(z), self.prior.lower, self.prior.upper, self.prior.fold))
         return {n: x[..., i] for i, n in enumerate(self.names)}
+
+    def unfolded(self) -> "Problem":
+        """The same posterior with no parameter folded: every box logit-scaled (the MAP's coordinates:
+        :func:`~stellarinf.inference.map.find_map` says why); ``self`` if nothing is folded."""
+        if not any(p.fold for p in self.prior_specs):
+            return self
+        return Problem(
+            self.obs_model, self.names, tuple(dataclasses.replace(p, fold=False) for p in self.prior_specs), self.fixed
+        )
+
+    def z_from(self, other: "Problem", z: Float[Array, "... n"]) -> Float[Array, "... n"]:
+        """``z`` of ``other`` (the same parameters, other coordinates, e.g. :meth:`unfolded`) in this problem's
+        coordinates; a value ``other`` puts on a bound (float rounding at |z| ≳ 37) is moved 1e-12 of the span inside."""
+        po, ps = other.prior, self.prior
+        x = transforms.to_constrained(z, po.lower, po.upper, po.fold)
+        span = np.where(np.isfinite(ps.upper - ps.lower), ps.upper - ps.lower, 1.0)
+        x = jnp.clip(x, ps.lower + 1e-12 * span, ps.upper - 1e-12 * span)
+        return transforms.to_unconstrained(x, ps.lower, ps.upper, ps.fold)
 
     def bounds(self) -> dict[str, tuple[float, float]]:
         return {n: (float(self.prior.lower[i]), float(self.prior.upper[i])) for i, n in enumerate(self.names)}

@@ -233,12 +233,12 @@ class JointProblem(eqx.Module):
         """``z`` → ``(per_star, shared)``: dicts of physical values, (n_stars,) and (n_groups,) arrays."""
         zs, zsh = self.split(z)
         sp = self.star_prior
-        x = transforms.to_constrained(zs, sp.lower, sp.upper)
+        x = transforms.to_constrained(zs, sp.lower, sp.upper, sp.fold)
         per = {name: x[:, j] for j, name in enumerate(self.star_names)}
         shared = {}
         for j, name in enumerate(self.shared_names):
-            lo, hi = self.shared_prior.lower[j : j + 1], self.shared_prior.upper[j : j + 1]
-            shared[name] = transforms.to_constrained(zsh[j][:, None], lo, hi)[:, 0]
+            one = _prior_arrays(self.shared_priors[j : j + 1])
+            shared[name] = transforms.to_constrained(zsh[j][:, None], one.lower, one.upper, one.fold)[:, 0]
         return per, shared
 
     def star_params(self, per: Mapping, shared: Mapping) -> dict[str, Float[Array, "s"]]:
@@ -279,12 +279,12 @@ class JointProblem(eqx.Module):
         """Log prior of the constrained values plus ``log |dx/dz|``, every star and group."""
         zs, zsh = self.split(z)
         sp = self.star_prior
-        x = transforms.to_constrained(zs, sp.lower, sp.upper)
+        x = transforms.to_constrained(zs, sp.lower, sp.upper, sp.fold)
         total = jnp.sum(jax.vmap(sp.log_prob)(x)) + jnp.sum(transforms.log_abs_det_jacobian(zs, sp.lower, sp.upper))
         for j in range(len(self.shared_names)):
             one = _prior_arrays(self.shared_priors[j : j + 1])
             zz = zsh[j][:, None]
-            xx = transforms.to_constrained(zz, one.lower, one.upper)
+            xx = transforms.to_constrained(zz, one.lower, one.upper, one.fold)
             total = total + jnp.sum(jax.vmap(one.log_prob)(xx))
             total = total + jnp.sum(transforms.log_abs_det_jacobian(zz, one.lower, one.upper))
         return total
@@ -304,7 +304,7 @@ class JointProblem(eqx.Module):
     def _shared_term(self, zs: Float[Array, "m"]) -> Float[Array, ""]:
         """Log prior + log |dx/dz| of one value of each shared parameter (unconstrained ``zs``, (m,))."""
         pa = self.shared_prior
-        x = transforms.to_constrained(zs, pa.lower, pa.upper)
+        x = transforms.to_constrained(zs, pa.lower, pa.upper, pa.fold)
         return pa.log_prob(x) + jnp.sum(transforms.log_abs_det_jacobian(zs, pa.lower, pa.upper))
 
     def block_curvature(self, z: Float[Array, "n"]):
@@ -350,7 +350,7 @@ class JointProblem(eqx.Module):
             for j in range(len(self.shared_names)):
                 one = _prior_arrays(self.shared_priors[j : j + 1])
                 zz = zshared[j][:, None]
-                xx = transforms.to_constrained(zz, one.lower, one.upper)
+                xx = transforms.to_constrained(zz, one.lower, one.upper, one.fold)
                 total = total + jnp.sum(jax.vmap(one.log_prob)(xx))
                 total = total + jnp.sum(transforms.log_abs_det_jacobian(zz, one.lower, one.upper))
             return total
@@ -397,11 +397,11 @@ class JointProblem(eqx.Module):
         for j, name in enumerate(self.star_names):
             p = self.star_priors[j]
             x = transforms.clip_to_interior(np.asarray(per[name], float), p.lower, p.upper, margin=1e-4)
-            z[idx[name]] = np.asarray(transforms.to_unconstrained(x, p.lower, p.upper))
+            z[idx[name]] = np.asarray(transforms.to_unconstrained(x, p.lower, p.upper, p.fold))
         for j, name in enumerate(self.shared_names):
             p = self.shared_priors[j]
             x = transforms.clip_to_interior(np.asarray(shared[name], float), p.lower, p.upper, margin=1e-4)
-            z[idx[name]] = np.asarray(transforms.to_unconstrained(x, p.lower, p.upper))
+            z[idx[name]] = np.asarray(transforms.to_unconstrained(x, p.lower, p.upper, p.fold))
         return z
 
     def metric_cap(self) -> np.ndarray:
@@ -558,7 +558,7 @@ def _draws_z(problem: JointProblem, samples: Mapping[str, Any]) -> np.ndarray:
     for name, p in zip(problem.site_names, problem.star_priors + problem.shared_priors):
         x = np.asarray(samples[name], dtype=np.float64)
         x = transforms.clip_to_interior(x, p.lower, p.upper, margin=1e-12)
-        z[..., idx[name]] = np.asarray(transforms.to_unconstrained(jnp.asarray(x), p.lower, p.upper))
+        z[..., idx[name]] = np.asarray(transforms.to_unconstrained(jnp.asarray(x), p.lower, p.upper, p.fold))
     return z
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from .density import Problem
 from .map import MAPResult, _laplace_mode, find_map
+from .transforms import LOGISTIC_VARIANCE
 
 
 @dataclasses.dataclass
@@ -61,9 +62,7 @@ def covariance_from_hessian(hessian: np.ndarray, floor: float = 1e-10) -> tuple[
     return 0.5 * (cov + cov.T), ok
 
 
-# Variance of z = logit((x − lower)/(upper − lower)) when x is uniform on its box (a standard logistic
-# distribution): data only narrow a posterior, so a Laplace variance above this is a flat direction.
-LOGISTIC_VARIANCE = float(np.pi**2 / 3.0)
+# a Laplace variance above a uniform prior's in z (transforms.LOGISTIC_VARIANCE) is a flat direction
 
 
 def cap_to_prior_width(cov: np.ndarray, problem: Problem) -> np.ndarray:

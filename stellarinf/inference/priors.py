@@ -10,6 +10,10 @@ Text forms accepted by :func:`parse_prior` (the CLI's ``--prior``)::
 
     logg=4.4+-0.1      logg=4.4±0.1      logg = 4.4 +/- 0.1      Gaussian, truncated to the box
     teff=5000:6000     teff=5000..6000                            uniform on a narrower box
+
+The parameters in :data:`FOLDED` (v sin i) get ``fold=True`` when their box starts at 0: the prior is still on the
+parameter itself, but samplers and optimisers move a signed value whose magnitude it is
+(:mod:`stellarinf.inference.transforms` says why and how).
 """
 
 from __future__ import annotations
@@ -31,17 +35,22 @@ class PriorError(StellarinfError, ValueError):
 
 
 UNIFORM, GAUSSIAN = "uniform", "gaussian"
+# parameters whose likelihood is even about 0 (the width of a symmetric broadening kernel): sampled folded when their
+# box starts at 0, so an unresolved value is a ridge through the middle of the sampler's box, not a tail to -inf
+FOLDED = ("vsini",)
 
 
 @dataclasses.dataclass(frozen=True)
 class Prior:
-    """Prior of one parameter: ``kind`` is ``"uniform"`` or ``"gaussian"`` (truncated to the box)."""
+    """Prior of one parameter: ``kind`` is ``"uniform"`` or ``"gaussian"`` (truncated to the box); ``fold``: sampled
+    folded at ``lower`` (:data:`FOLDED`; the density is still that of the parameter)."""
 
     kind: str = UNIFORM
     lower: float = -math.inf
     upper: float = math.inf
     mean: float = 0.0
     sigma: float = 1.0
+    fold: bool = False
 
     def __post_init__(self):
         if self.kind not in (UNIFORM, GAUSSIAN):
@@ -50,6 +59,8 @@ class Prior:
             raise PriorError(f"prior box must have lower < upper, got [{self.lower}, {self.upper}]")
         if self.kind == GAUSSIAN and not (math.isfinite(self.mean) and math.isfinite(self.sigma) and self.sigma > 0):
             raise PriorError(f"Gaussian prior needs a finite mean and sigma > 0, got {self.mean} +- {self.sigma}")
+        if self.fold and not math.isfinite(self.upper - self.lower):
+            raise PriorError(f"a folded prior needs a finite box, got [{self.lower}, {self.upper}]")
 
     def describe(self) -> str:
         if self.kind == GAUSSIAN:
@@ -162,7 +173,13 @@ def resolve_priors(
                     "narrow it to lie inside (samplers never leave the training box)"
                 )
             priors[req.name] = Prior(UNIFORM, max(a, lo), min(b, hi))
-    return priors
+    return {name: _with_fold(name, p) for name, p in priors.items()}
+
+
+def _with_fold(name: str, prior: Prior) -> Prior:
+    """``prior`` folded at 0 if ``name`` is in :data:`FOLDED` and its box is ``[0, finite]`` (even physics only there)."""
+    fold = name in FOLDED and prior.lower == 0.0 and math.isfinite(prior.upper)
+    return dataclasses.replace(prior, fold=fold)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +192,7 @@ class PriorArrays:
     mean: np.ndarray
     sigma: np.ndarray
     log_norm: np.ndarray  # log normalising constant per parameter
+    fold: np.ndarray  # bool: sampled folded at the lower bound (see :mod:`.transforms`)
 
     @classmethod
     def from_priors(cls, priors: Mapping[str, Prior], names) -> "PriorArrays":
@@ -193,7 +211,8 @@ class PriorArrays:
                 log_norm[i] = -math.log(max(mass, 1e-300)) - math.log(p.sigma) - 0.5 * math.log(2 * math.pi)
             elif math.isfinite(p.upper - p.lower):
                 log_norm[i] = -math.log(p.upper - p.lower)
-        return cls(lower, upper, is_g, mean, sigma, log_norm)
+        fold = np.array([p.fold for p in ps], dtype=bool)
+        return cls(lower, upper, is_g, mean, sigma, log_norm, fold)
 
     def log_prob(self, x: Float[Array, "n"]) -> Float[Array, ""]:
         """Sum of log prior densities at ``x`` (assumed inside the box; the transforms guarantee it)."""
