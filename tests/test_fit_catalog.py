@@ -7,6 +7,7 @@ once (~50 s on a loaded 2-core machine); the module first fits one star in this 
 the CLI subprocesses) load them from the session's persistent compilation cache (conftest) instead (~10 s).
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -375,6 +376,49 @@ def test_folders_globs_and_lists_name_stars_by_their_files(manifest, tmp_path):
     cat = read_catalogue(parquet, label_names=["teff", "rv"])
     assert [(s.id, s.path) for s in cat.stars] == [("7", str(spectra / "a.fits"))]
     assert any("rv_guess" in note for note in cat.notes)
+
+
+def test_a_star_with_several_arms_is_one_row_fitted_from_all_its_files(manifest, model, warm, tmp_path):
+    """A manifest path with files separated by ';' (or a folder of folders) is one star fitted as one multi-arm
+    spectrum: its labels are recovered from both arms together, and a missing arm or an empty file name is said."""
+    from stellarinf.catalog.worker import fit_one
+
+    _, wl = analytic_setup()
+    truth = {"teff": 5500.0, "logg": 4.1, "feh": -0.3, "rv": 8.0}
+    spec = make_mock(model, wl, {**truth, "vsini": 5.0, "vmacro": 0.0}, snr=120, resolution=20000, seed=77)
+    half = len(wl) // 2
+    root, folders = tmp_path / "arms", tmp_path / "stars"
+    (folders / "h2").mkdir(parents=True)
+    root.mkdir()
+    for name, sl in (("h_blue", slice(0, half)), ("h_red", slice(half, None))):
+        arm = stellarinf.Spectrum(spec.wavelength[sl], spec.flux[sl], spec.sigma[sl], resolution=20000.0)
+        write_spectrum_fits(root / f"{name}.fits", arm)
+        write_spectrum_fits(folders / "h2" / f"{name}.fits", arm)
+    (root / "manifest.csv").write_text("path,id\nh_blue.fits;h_red.fits,\nh_red.fits; gone_blue.fits,half\n")
+    cat = read_catalogue(root / "manifest.csv", label_names=["teff", "logg", "feh", "rv"])
+    star, half_gone = cat.stars
+    assert star.id == "h" and star.files == (str(root / "h_blue.fits"), str(root / "h_red.fits"))
+    assert cat.missing == [half_gone] and half_gone.missing_files == [str(root / "gone_blue.fits")]
+    by_folder = read_catalogue(folders)  # one star per sub-folder, named by it
+    assert [(s.id, [Path(f).name for f in s.files]) for s in by_folder.stars] == [("h2", ["h_blue.fits", "h_red.fits"])]
+    assert {"h_blue", "h_red"} <= {s.id for s in read_catalogue(root).stars}  # files at the top: one star each
+    for text, words in (("path\nh_blue.fits;\n", "empty file name"), ("path\nh_blue.fits;x/q.fits\n", "id column")):
+        (root / "bad.csv").write_text(text)
+        with pytest.raises(ManifestError, match=words):
+            read_catalogue(root / "bad.csv")
+    settings = {k: v for k, v in SETTINGS.items() if k != "seed"}
+    fit_kwargs = {**settings, "seed": 0, "priors": [], "read_options": {}, "progress": False, "log": None}
+    out = tmp_path / "out"
+    (out / "stars").mkdir(parents=True)
+    brief = fit_one(dataclasses.asdict(star), model, str(out), TEST_MODEL, dict(fit_kwargs))
+    assert brief["status"] == "ok", brief["error"]
+    rec = json.loads((out / "stars" / "h.json").read_text())
+    assert rec["n_pixels_used"] > half + 10  # both arms were fitted, not the first alone
+    rows = {r["name"]: r for r in rec["summary"]}
+    for label, value in truth.items():
+        assert abs(rows[label]["p50"] - value) < 4 * rows[label]["sd"], (label, rows[label]["p50"], value)
+    brief = fit_one(dataclasses.asdict(half_gone), model, str(out), TEST_MODEL, dict(fit_kwargs))
+    assert brief["status"] == "failed" and "gone_blue.fits" in brief["error"]
 
 
 def test_chunks_group_stars_of_one_size():

@@ -3,13 +3,19 @@ work starts.
 
 A **manifest** is a table (FITS, CSV or Parquet) with one row per star:
 
-- ``path`` (required): the spectrum file; a relative path is resolved against the manifest's folder.
-- ``id`` (optional): the star's id (it names ``OUT/stars/<id>.json``); default: the file name without extensions.
+- ``path`` (required): the spectrum file; a relative path is resolved against the manifest's folder. A star observed
+  in several arms (GALAH's four CCD files, a blue and a red UVES arm) lists its files separated by ``;``
+  (``b1.fits;b2.fits``): they are fitted together as one multi-arm spectrum (:func:`stellarinf.pipeline.read_arms`).
+- ``id`` (optional): the star's id (it names ``OUT/stars/<id>.json``); default: the file name without extensions
+  (for several files, the start their names share, e.g. GALAH's ``1701010040010011`` ... ``4`` → ``170101004001001``).
 - ``resolution`` (optional): the instrument's resolving power for this star (empty: the file's, or the run's).
 - ``prior_<label>`` (optional, any label of the model or rv/vsini/vmacro): this star's prior on the label, in the
   syntax of ``stellarinf fit --prior``: ``4.4+-0.1`` (Gaussian) or ``5000:6000`` (uniform), with or without the
   ``label=`` in front; empty: the run's prior. A star's prior replaces the run's prior on the same label.
 - ``n_pix`` (optional): the number of pixels, to group stars of one size into chunks (else the file size is used).
+
+A folder of spectrum files is one star per file; a folder of folders (no spectrum files at its top) is one star per
+sub-folder, its spectrum files the star's arms and the sub-folder's name its id.
 
 Other columns are ignored (said once). Only the manifest's columns are read into memory (a 100,000-row manifest is
 a few MB); the spectra are read by the workers, one chunk of stars at a time.
@@ -36,6 +42,7 @@ SPECTRUM_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".csv", ".t
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq", ".fits", ".fit", ".fts")
 NUISANCE_PRIOR_NAMES = ("rv", "vsini", "vmacro")
 KNOWN_COLUMNS = ("path", "id", "resolution", "n_pix")
+ARM_SEPARATOR = ";"  # between the files of one star's arms in a path
 IGNORED_SAID = ("rv_guess",)  # asked for by surveys; the fit finds the RV from data-driven MAP starts
 
 
@@ -45,14 +52,24 @@ class ManifestError(StellarinfError, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class StarRequest:
-    """One star to fit: its id, the spectrum file (absolute), its own resolution and priors (texts
-    ``label=...``), and a size key to group stars of one pixel count (``n_pix`` or the file size; 0 unknown)."""
+    """One star to fit: its id, the spectrum file (absolute; several joined by :data:`ARM_SEPARATOR` for a star with
+    several arms), its own resolution and priors (texts ``label=...``), and a size key to group stars of one pixel
+    count (``n_pix`` or the files' size; 0 unknown)."""
 
     id: str
     path: str
     resolution: float | None = None
     priors: tuple[str, ...] = ()
     size: int = 0
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The star's spectrum files: one, or one per arm."""
+        return tuple(self.path.split(ARM_SEPARATOR))
+
+    @property
+    def missing_files(self) -> list[str]:
+        return [f for f in self.files if not os.path.isfile(f)]
 
     def request(self) -> dict:
         """What shaped this star's fit besides the run's settings (kept in its result file)."""
@@ -69,12 +86,19 @@ class Catalogue:
 
     @property
     def missing(self) -> list[StarRequest]:
-        return [s for s in self.stars if not os.path.isfile(s.path)]
+        return [s for s in self.stars if s.missing_files]
 
 
 def star_id_from_path(path) -> str:
     """The id of a file without one: its name without extensions (``star.fits.gz`` → ``star``)."""
     return Path(path).name.split(".")[0] or Path(path).name
+
+
+def star_id_from_arms(paths: Sequence) -> str:
+    """The id of a star's arm files without one: the start their names share, without trailing ``_-.``
+    (``star_blue.fits``, ``star_red.fits`` → ``star``; GALAH ``...0011.fits`` ... ``...0014.fits`` → ``...001``);
+    empty when they share none."""
+    return os.path.commonprefix([star_id_from_path(p) for p in paths]).rstrip("_-.")
 
 
 def read_catalogue(source, *, label_names: Iterable[str] | None = None) -> Catalogue:
@@ -93,13 +117,22 @@ def read_catalogue(source, *, label_names: Iterable[str] | None = None) -> Catal
     text = str(source)
     path = Path(text)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and _is_spectrum_name(p.name))
-        if not files:
+        files = _spectrum_files(path)
+        if files:
+            return _catalogue([{"path": str(p)} for p in files], path, f"folder {text}", allowed, from_names=True)
+        # a folder of folders: one star per sub-folder, its files the star's arms
+        rows = [
+            {"path": ARM_SEPARATOR.join(str(f) for f in arms), "id": sub.name}
+            for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+            if (arms := _spectrum_files(sub))
+        ]
+        if not rows:
             raise ManifestError(
-                f"the folder {text} holds no spectrum files ({', '.join(SPECTRUM_SUFFIXES)}); give the folder that "
-                "holds them, a glob such as 'spectra/*.fits', or a manifest table with a path column"
+                f"the folder {text} holds no spectrum files ({', '.join(SPECTRUM_SUFFIXES)}) nor folders of them; give "
+                "the folder that holds them (one star per file, or one sub-folder per star with its arms), a glob "
+                "such as 'spectra/*.fits', or a manifest table with a path column"
             )
-        return _catalogue([{"path": str(p)} for p in files], path, f"folder {text}", allowed, from_names=True)
+        return _catalogue(rows, path, f"folder {text} (one star per sub-folder)", allowed, from_names=True)
     if any(c in text for c in "*?["):
         files = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
         if not files:
@@ -117,6 +150,10 @@ def read_catalogue(source, *, label_names: Iterable[str] | None = None) -> Catal
         )
     rows = read_manifest_rows(path)
     return _catalogue(rows, path.resolve().parent, f"manifest {text}", allowed, from_names=False)
+
+
+def _spectrum_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and _is_spectrum_name(p.name))
 
 
 def _is_spectrum_name(name: str) -> bool:
@@ -236,9 +273,20 @@ def _catalogue(rows: Sequence[dict], base: Path, source: str, allowed, *, from_n
         raw_path = _text(row.get("path"))
         if not raw_path:
             raise ManifestError(f"{where}: the path is empty; give every row a spectrum file")
-        p = Path(os.path.expanduser(raw_path))
-        p = p if p.is_absolute() else base / p
-        sid = _text(row.get("id")) or star_id_from_path(p)
+        files = [Path(os.path.expanduser(f.strip())) for f in raw_path.split(ARM_SEPARATOR)]
+        if any(not str(f) or str(f) == "." for f in files):
+            raise ManifestError(
+                f"{where}: the path {raw_path!r} has an empty file name; separate a star's arm files by "
+                f"'{ARM_SEPARATOR}' with a file on each side"
+            )
+        files = [f if f.is_absolute() else base / f for f in files]
+        p = ARM_SEPARATOR.join(str(f) for f in files)
+        sid = _text(row.get("id")) or (star_id_from_path(files[0]) if len(files) == 1 else star_id_from_arms(files))
+        if not sid and len(files) > 1:
+            raise ManifestError(
+                f"{where}: the arm files {raw_path!r} share no name to make the star's id from; give the manifest an "
+                "id column"
+            )
         _check_id(sid, where, from_names=from_names and not _text(row.get("id")))
         if sid in seen:
             how = (
@@ -284,7 +332,7 @@ def _catalogue(rows: Sequence[dict], base: Path, source: str, allowed, *, from_n
                 size = int(float(n_text))
             except ValueError:
                 raise ManifestError(f"{where} (id {sid}): n_pix {n_text!r} is not a number") from None
-        stars.append(StarRequest(sid, str(p), resolution, tuple(priors), size))
+        stars.append(StarRequest(sid, p, resolution, tuple(priors), size))
     catalogue = Catalogue(stars, source, notes)
     missing = catalogue.missing
     if len(missing) == len(stars):
@@ -304,12 +352,12 @@ def _check_id(sid: str, where: str, *, from_names: bool) -> None:
 
 
 def size_key(star: StarRequest) -> int:
-    """The star's pixel count where the manifest gives it, else its file size (files of one survey and one
+    """The star's pixel count where the manifest gives it, else its files' size (files of one survey and one
     layout have one size per pixel count); 0 for a missing file."""
     if star.size:
         return star.size
     try:
-        return os.stat(star.path).st_size
+        return sum(os.stat(f).st_size for f in star.files)
     except OSError:
         return 0
 

@@ -317,11 +317,12 @@ def fit_catalog(
         f"{len(pending)} to fit"
     )
     write_settings(out, settings)
-    missing = [s for s in pending if not os.path.isfile(s.path)]
+    missing = [s for s in pending if s.missing_files]
     for s in missing:  # a missing file is that star's failure, recorded without a worker
-        record_failure(out, s, name, "SpectrumError", f"spectrum file {s.path!r} does not exist; check the path")
+        gone = ", ".join(repr(f) for f in s.missing_files)
+        record_failure(out, s, name, "SpectrumError", f"spectrum file {gone} does not exist; check the path")
     counts["failed_now"] += len(missing)
-    todo = [s for s in pending if os.path.isfile(s.path)]
+    todo = [s for s in pending if not s.missing_files]
     dashboard, rate = None, math.nan
     if todo:
         # the fit's arguments are the recorded settings (one source), plus what is not a setting

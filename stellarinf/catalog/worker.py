@@ -105,7 +105,12 @@ def fit_one(star: dict, model, out_dir: str, emulator_name: str, fit_kwargs: dic
         with warnings.catch_warnings(record=True) as ws:
             warnings.simplefilter("always")
             result = fit_spectrum(
-                star["path"], emulator=model, emulator_name=emulator_name, priors=priors, seed=seed, **kw
+                spectrum_of(star["path"], kw),
+                emulator=model,
+                emulator_name=emulator_name,
+                priors=priors,
+                seed=seed,
+                **kw,
             )
         caught = _unique(str(w.message) for w in ws)
         record = {**base, "status": "ok", "error": "", **result_record(result), "warnings": caught}
@@ -126,6 +131,19 @@ def fit_one(star: dict, model, out_dir: str, emulator_name: str, fit_kwargs: dic
         }
         write_json_atomic(failed, _finite_or_none(record))
     return brief(record)
+
+
+def spectrum_of(path: str, kw: dict):
+    """What :func:`~stellarinf.pipeline.fit_spectrum` is given for a star's ``path``: the file itself, or for several
+    arm files (joined by :data:`~stellarinf.catalog.manifest.ARM_SEPARATOR`) one multi-arm spectrum read from them
+    (the reading options are used here, so they leave ``kw``)."""
+    from ..pipeline import read_arms
+    from .manifest import ARM_SEPARATOR
+
+    files = path.split(ARM_SEPARATOR)
+    if len(files) == 1:
+        return path
+    return read_arms(files, read_options=kw.pop("read_options", None))
 
 
 def merge_priors(run_priors, star_priors) -> list:
