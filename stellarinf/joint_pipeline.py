@@ -528,12 +528,8 @@ def _sd_physical(problem, lap) -> dict[str, float]:
     import jax
     import jax.numpy as jnp
 
-    from .inference import transforms
-
     pa = problem.prior
-    jac = np.asarray(
-        jax.jacfwd(lambda z: transforms.to_constrained(z, pa.lower, pa.upper, pa.fold))(jnp.asarray(lap.mean_z))
-    ).diagonal()
+    jac = np.asarray(jax.jacfwd(pa.to_constrained)(jnp.asarray(lap.mean_z))).diagonal()
     sd = np.abs(jac) * np.sqrt(np.diag(lap.cov_z))
     return {name: float(s) for name, s in zip(problem.names, sd)}
 

@@ -3,7 +3,8 @@ file atomically as soon as it is done.
 
 The emulator is loaded once per worker process and kept in :data:`_MODELS` (keyed by the emulator's name), so the
 compiled programs of one model stay warm across the chunks a worker fits (JAX caches them per program, and the
-problem is a jit argument: stars of one pixel count reuse one program).
+problem is a jit argument: stars of one pixel count reuse one program, whatever the numbers of their own priors, which
+are array leaves of the problem; a prior of another kind, e.g. Gaussian where the others are uniform, compiles once).
 
 Result files, in ``OUT/stars``: ``<id>.json`` (a fitted star: the summary rows and diagnostics) or
 ``<id>.failed.json`` (why it could not be fitted). Each is written whole or not at all

@@ -4,8 +4,9 @@
 :class:`~stellarinf.observe.model.ObservationModel`, or a
 :class:`~stellarinf.observe.multi_arm.MultiArmObservationModel` for several arms) to priors and a choice of
 free parameters. It is an Equinox module (a pytree), so jitted functions take it as an argument and
-compile once per spectrum *shape*, and many problems of the same shape can be stacked and vmapped
-(see :mod:`stellarinf.inference.batch`).
+compile once per spectrum *shape* and prior *structure*: the priors' numbers (bounds, a Gaussian's mean and width) are
+array leaves like the data, so a per-star prior compiles nothing new (:class:`~stellarinf.inference.priors.PriorArrays`).
+Many problems of the same shape can be stacked and vmapped (see :mod:`stellarinf.inference.batch`).
 
 ``log_density(z) = log prior(x(z)) + log |dx/dz| + log likelihood(x(z))`` with ``x(z)`` the bounded
 transform of :mod:`stellarinf.inference.transforms`; ``z`` is a flat array ordered as ``names``. A folded parameter
@@ -16,7 +17,6 @@ MAP and summaries never see the sign.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,17 +33,31 @@ from .priors import Prior, PriorArrays, PriorError, resolve_priors
 
 
 class Problem(eqx.Module):
-    """Observation model + priors + which parameters are free (the rest are held fixed)."""
+    """Observation model + priors + which parameters are free (the rest are held fixed).
+
+    ``Problem(obs_model, names, priors, fixed)``: ``priors`` is a :class:`~.priors.PriorArrays` or the
+    :class:`~.priors.Prior` of each name. The priors' numbers are array leaves (traced by a jitted function that
+    takes the problem) and only their structure (Gaussian or uniform, which bounds are finite, folded) is static, so
+    problems that differ only in prior numbers (a star's own log g prior) reuse every compiled program."""
 
     obs_model: ObservationLike
     names: tuple[str, ...] = eqx.field(static=True)
-    prior_specs: tuple[Prior, ...] = eqx.field(static=True)
+    prior: PriorArrays  # priors of the free parameters (order of ``names``)
     fixed: dict[str, Any]
 
+    def __init__(self, obs_model, names, priors, fixed):
+        self.obs_model = obs_model
+        self.names = tuple(names)
+        self.prior = priors if isinstance(priors, PriorArrays) else _prior_arrays(tuple(priors))
+        self.fixed = fixed
+        if len(self.prior) != len(self.names):
+            raise PriorError(f"{len(self.names)} free parameters but {len(self.prior)} priors")
+
     @property
-    def prior(self) -> PriorArrays:
-        """Priors of the free parameters as NumPy arrays (static: bounds are compile-time constants)."""
-        return _prior_arrays(self.prior_specs)
+    def prior_specs(self) -> tuple[Prior, ...]:
+        """The :class:`~.priors.Prior` of each free parameter (eager: not inside ``jit``, where the numbers are
+        traced), for reports."""
+        return self.prior.to_priors()
 
     # ---- construction (eager, validating) -------------------------------------------------------
     @classmethod
@@ -104,7 +118,7 @@ class Problem(eqx.Module):
 
     def constrain(self, z: Float[Array, "n"]) -> dict[str, Float[Array, ""]]:
         """Unconstrained vector → parameter dict (free + fixed), the ObservationModel's input."""
-        x = transforms.to_constrained(z, self.prior.lower, self.prior.upper, self.prior.fold)
+        x = self.prior.to_constrained(z)
         params = dict(self.fixed)
         params.update({n: x[..., i] for i, n in enumerate(self.names)})
         return params
@@ -115,18 +129,17 @@ class Problem(eqx.Module):
 
     def unconstrain(self, params: Mapping[str, Any]) -> Float[Array, "n"]:
         """Parameter dict (values strictly inside the box) → unconstrained vector."""
-        return transforms.to_unconstrained(self.to_vector(params), self.prior.lower, self.prior.upper, self.prior.fold)
+        return self.prior.to_unconstrained(self.to_vector(params))
 
     def log_likelihood(self, z: Float[Array, "n"]) -> Float[Array, ""]:
         return self.obs_model.log_likelihood(self.constrain(z))
 
     def log_prior(self, z: Float[Array, "n"]) -> Float[Array, ""]:
         """Log prior density of the constrained parameters (no Jacobian)."""
-        x = transforms.to_constrained(z, self.prior.lower, self.prior.upper, self.prior.fold)
-        return self.prior.log_prob(x)
+        return self.prior.log_prob(self.prior.to_constrained(z))
 
     def log_jacobian(self, z: Float[Array, "n"]) -> Float[Array, ""]:
-        return jnp.sum(transforms.log_abs_det_jacobian(z, self.prior.lower, self.prior.upper))
+        return jnp.sum(self.prior.log_abs_det_jacobian(z))
 
     def log_density(self, z: Float[Array, "n"]) -> Float[Array, ""]:
         """Log posterior density of ``z`` (unconstrained, Jacobian included): sample this."""
@@ -166,30 +179,29 @@ class Problem(eqx.Module):
             ]
         )
         x = transforms.clip_to_interior(x, lo, hi, margin=1e-3)
-        return np.array(transforms.to_unconstrained(x, lo, hi, self.prior.fold))
+        return np.array(self.prior.to_unconstrained(x))
 
     def to_numpy_params(self, z) -> dict[str, np.ndarray]:
         """Constrained free parameters as NumPy arrays (any leading batch shape of ``z``)."""
-        x = np.asarray(transforms.to_constrained(jnp.asarray(z), self.prior.lower, self.prior.upper, self.prior.fold))
+        x = np.asarray(self.prior.to_constrained(jnp.asarray(z)))
         return {n: x[..., i] for i, n in enumerate(self.names)}
 
     def unfolded(self) -> "Problem":
         """The same posterior with no parameter folded: every box logit-scaled (the MAP's coordinates:
         :func:`~stellarinf.inference.map.find_map` says why); ``self`` if nothing is folded."""
-        if not any(p.fold for p in self.prior_specs):
+        if not any(self.prior.folded):
             return self
-        return Problem(
-            self.obs_model, self.names, tuple(dataclasses.replace(p, fold=False) for p in self.prior_specs), self.fixed
-        )
+        return Problem(self.obs_model, self.names, self.prior.unfolded(), self.fixed)
 
     def z_from(self, other: "Problem", z: Float[Array, "... n"]) -> Float[Array, "... n"]:
         """``z`` of ``other`` (the same parameters, other coordinates, e.g. :meth:`unfolded`) in this problem's
         coordinates; a value ``other`` puts on a bound (float rounding at |z| ≳ 37) is moved 1e-12 of the span inside."""
         po, ps = other.prior, self.prior
-        x = transforms.to_constrained(z, po.lower, po.upper, po.fold)
-        span = np.where(np.isfinite(ps.upper - ps.lower), ps.upper - ps.lower, 1.0)
+        x = po.to_constrained(z)
+        boxed = ps.boxed
+        span = jnp.where(boxed, jnp.where(boxed, ps.upper, 1.0) - jnp.where(boxed, ps.lower, 0.0), 1.0)
         x = jnp.clip(x, ps.lower + 1e-12 * span, ps.upper - 1e-12 * span)
-        return transforms.to_unconstrained(x, ps.lower, ps.upper, ps.fold)
+        return ps.to_unconstrained(x)
 
     def bounds(self) -> dict[str, tuple[float, float]]:
         return {n: (float(self.prior.lower[i]), float(self.prior.upper[i])) for i, n in enumerate(self.names)}

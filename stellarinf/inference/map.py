@@ -82,7 +82,7 @@ def prior_draw_starts(problem: Problem, n_starts: int, seed: int = 0, z0: np.nda
     draws = transforms.clip_to_interior(
         pa.sample(np.random.default_rng(seed), n_starts - 1), pa.lower, pa.upper, margin=1e-3
     )
-    zd = np.array(transforms.to_unconstrained(draws, pa.lower, pa.upper, pa.fold))
+    zd = np.array(pa.to_unconstrained(draws))
     keep = np.array([n in _FIXED_START or n.startswith("cont") for n in problem.names])
     zd[:, keep] = z0[keep]
     return np.concatenate([z0[None], zd], axis=0)
@@ -330,8 +330,7 @@ def laplace_mode(problem: Problem, z_map, n_steps: int = 16):
     steps from there stall or overshoot (seen: [Li/Fe] left at z = 27 with the posterior at 0.7 ± 1.8,
     which made the Laplace approximation useless as an importance-sampling proposal and a poor start for
     the chains)."""
-    lo, hi = problem.prior.lower, problem.prior.upper
-    boxed = jnp.isfinite(lo) & jnp.isfinite(hi)
+    boxed = problem.prior.boxed  # static: the bounds' values may be traced
     z0 = jnp.where(boxed, jnp.clip(z_map, -Z_START_MAX, Z_START_MAX), z_map)
     return newton_mode(problem, z0, n_steps, True, max_step=LAPLACE_MAX_STEP)
 

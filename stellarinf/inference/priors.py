@@ -23,11 +23,13 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
 from ..errors import LabelError, StellarinfError
+from . import transforms
 
 
 class PriorError(StellarinfError, ValueError):
@@ -182,24 +184,31 @@ def _with_fold(name: str, prior: Prior) -> Prior:
     return dataclasses.replace(prior, fold=fold)
 
 
-@dataclasses.dataclass(frozen=True)
-class PriorArrays:
-    """Priors of the free parameters as arrays (n_free,), for pure-JAX evaluation."""
+class PriorArrays(eqx.Module):
+    """Priors of the free parameters as arrays (n_free,), for pure-JAX evaluation.
 
-    lower: np.ndarray
-    upper: np.ndarray
-    is_gaussian: np.ndarray
-    mean: np.ndarray
-    sigma: np.ndarray
-    log_norm: np.ndarray  # log normalising constant per parameter
-    fold: np.ndarray  # bool: sampled folded at the lower bound (see :mod:`.transforms`)
+    The numbers (``lower``, ``upper``, ``mean``, ``sigma``, ``log_norm``) are array leaves: a jitted function that
+    takes a :class:`~stellarinf.inference.density.Problem` traces them, so fits whose priors differ only in their
+    numbers (a Gaussian's mean and width, a box's finite ends) share one compiled program. The *structure* is static
+    (hashed into the compiled program): which priors are Gaussian, which bounds are finite (the transforms'
+    interval/lower/upper/real kind, :mod:`.transforms`), which parameters are folded. Infinite bounds are kept as
+    ``±inf`` values; the transforms only look at them where the static structure says they are finite."""
+
+    lower: Float[Array, "n"]
+    upper: Float[Array, "n"]
+    mean: Float[Array, "n"]
+    sigma: Float[Array, "n"]
+    log_norm: Float[Array, "n"]  # log normalising constant per parameter
+    gaussian: tuple[bool, ...] = eqx.field(static=True)
+    lower_finite: tuple[bool, ...] = eqx.field(static=True)
+    upper_finite: tuple[bool, ...] = eqx.field(static=True)
+    folded: tuple[bool, ...] = eqx.field(static=True)  # sampled folded at the lower bound (see :mod:`.transforms`)
 
     @classmethod
     def from_priors(cls, priors: Mapping[str, Prior], names) -> "PriorArrays":
         ps = [priors[n] for n in names]
         lower = np.array([p.lower for p in ps], dtype=np.float64)
         upper = np.array([p.upper for p in ps], dtype=np.float64)
-        is_g = np.array([p.kind == GAUSSIAN for p in ps])
         mean = np.array([p.mean for p in ps], dtype=np.float64)
         sigma = np.array([p.sigma for p in ps], dtype=np.float64)
         log_norm = np.zeros(len(ps))
@@ -211,24 +220,112 @@ class PriorArrays:
                 log_norm[i] = -math.log(max(mass, 1e-300)) - math.log(p.sigma) - 0.5 * math.log(2 * math.pi)
             elif math.isfinite(p.upper - p.lower):
                 log_norm[i] = -math.log(p.upper - p.lower)
-        fold = np.array([p.fold for p in ps], dtype=bool)
-        return cls(lower, upper, is_g, mean, sigma, log_norm, fold)
+        for a in (lower, upper, mean, sigma, log_norm):
+            a.flags.writeable = False  # shared by the cache of :func:`.density._prior_arrays`
+        return cls(
+            lower,
+            upper,
+            mean,
+            sigma,
+            log_norm,
+            gaussian=tuple(p.kind == GAUSSIAN for p in ps),
+            lower_finite=tuple(math.isfinite(p.lower) for p in ps),
+            upper_finite=tuple(math.isfinite(p.upper) for p in ps),
+            folded=tuple(bool(p.fold) for p in ps),
+        )
+
+    # ---- the static structure, as NumPy arrays -------------------------------------------------------
+    @property
+    def is_gaussian(self) -> np.ndarray:
+        return np.array(self.gaussian, dtype=bool)
+
+    @property
+    def fold(self) -> np.ndarray:
+        return np.array(self.folded, dtype=bool)
+
+    @property
+    def kind(self) -> np.ndarray:
+        """Each parameter's transform kind (:func:`.transforms.bound_kinds`), from the static finite-bound pattern."""
+        return transforms.bound_kinds(self.lower_finite, self.upper_finite)
+
+    @property
+    def boxed(self) -> np.ndarray:
+        """Whether both bounds are finite (a logit-scaled box), per parameter."""
+        return np.array(self.lower_finite, dtype=bool) & np.array(self.upper_finite, dtype=bool)
+
+    @property
+    def structure(self) -> tuple:
+        """What a compiled program depends on (the rest are traced numbers)."""
+        return self.gaussian, self.lower_finite, self.upper_finite, self.folded
+
+    def __len__(self) -> int:
+        return len(self.gaussian)
+
+    # ---- pure JAX ------------------------------------------------------------------------------------
+    def to_constrained(self, z: Float[Array, "... n"]) -> Float[Array, "... n"]:
+        """:func:`.transforms.to_constrained` with these bounds, kinds and folds."""
+        return transforms.to_constrained(z, self.lower, self.upper, self.fold, kind=self.kind)
+
+    def to_unconstrained(self, x: Float[Array, "... n"]) -> Float[Array, "... n"]:
+        """:func:`.transforms.to_unconstrained` with these bounds, kinds and folds."""
+        return transforms.to_unconstrained(x, self.lower, self.upper, self.fold, kind=self.kind)
+
+    def log_abs_det_jacobian(self, z: Float[Array, "... n"]) -> Float[Array, "... n"]:
+        """:func:`.transforms.log_abs_det_jacobian` with these bounds and kinds."""
+        return transforms.log_abs_det_jacobian(z, self.lower, self.upper, kind=self.kind)
 
     def log_prob(self, x: Float[Array, "n"]) -> Float[Array, ""]:
         """Sum of log prior densities at ``x`` (assumed inside the box; the transforms guarantee it)."""
         gauss = -0.5 * ((x - self.mean) / self.sigma) ** 2
         return jnp.sum(jnp.where(self.is_gaussian, gauss, 0.0) + self.log_norm)
 
+    # ---- eager helpers -------------------------------------------------------------------------------
+    def unfolded(self) -> "PriorArrays":
+        """The same priors with no parameter folded (the same numbers: no new compile of anything but the fold)."""
+        return dataclasses.replace(self, folded=(False,) * len(self))
+
+    def select(self, indices) -> "PriorArrays":
+        """The priors of the parameters at ``indices`` (their numbers sliced, traced or not)."""
+        idx = [int(i) for i in indices]
+        pick = np.asarray(idx, dtype=int)
+        return PriorArrays(
+            *(a[..., pick] for a in (self.lower, self.upper, self.mean, self.sigma, self.log_norm)),
+            gaussian=tuple(self.gaussian[i] for i in idx),
+            lower_finite=tuple(self.lower_finite[i] for i in idx),
+            upper_finite=tuple(self.upper_finite[i] for i in idx),
+            folded=tuple(self.folded[i] for i in idx),
+        )
+
+    def to_priors(self) -> tuple[Prior, ...]:
+        """The :class:`Prior` of each parameter (eager: needs concrete numbers, not traced ones)."""
+        lower, upper, mean, sigma = (
+            np.asarray(a, dtype=np.float64) for a in (self.lower, self.upper, self.mean, self.sigma)
+        )
+        return tuple(
+            Prior(
+                GAUSSIAN if self.gaussian[i] else UNIFORM,
+                float(lower[i]),
+                float(upper[i]),
+                float(mean[i]),
+                float(sigma[i]),
+                self.folded[i],
+            )
+            for i in range(len(self))
+        )
+
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Draws (n, n_free) from the priors (flat improper priors → standard normal around 0)."""
         from scipy.stats import truncnorm
 
-        out = np.empty((n, len(self.lower)))
-        for i in range(len(self.lower)):
-            lo, hi = self.lower[i], self.upper[i]
-            if self.is_gaussian[i]:
-                a, b = (lo - self.mean[i]) / self.sigma[i], (hi - self.mean[i]) / self.sigma[i]
-                out[:, i] = truncnorm.rvs(a, b, loc=self.mean[i], scale=self.sigma[i], size=n, random_state=rng)
+        lower, upper, mean, sigma = (
+            np.asarray(a, dtype=np.float64) for a in (self.lower, self.upper, self.mean, self.sigma)
+        )
+        out = np.empty((n, len(lower)))
+        for i in range(len(lower)):
+            lo, hi = lower[i], upper[i]
+            if self.gaussian[i]:
+                a, b = (lo - mean[i]) / sigma[i], (hi - mean[i]) / sigma[i]
+                out[:, i] = truncnorm.rvs(a, b, loc=mean[i], scale=sigma[i], size=n, random_state=rng)
             elif np.isfinite(lo) and np.isfinite(hi):
                 out[:, i] = rng.uniform(lo, hi, n)
             elif np.isfinite(lo):

@@ -57,7 +57,7 @@ def arm_subproblem(problem: Problem) -> Problem:
     i = int(np.argmax(used))
     arm = om.arms[i]
     names = tuple(n for n in problem.names if n in arm.param_names)
-    specs = tuple(p for n, p in zip(problem.names, problem.prior_specs) if n in arm.param_names)
+    specs = problem.prior.select([j for j, n in enumerate(problem.names) if n in arm.param_names])
     fixed = {k: v for k, v in problem.fixed.items() if k in arm.param_names}
     if "rv" in fixed and f"rv_offset_{om.arm_ids[i]}" in om.rv_offset_names:
         fixed["rv"] = om.arm_params({**problem.fixed}, i)["rv"]
@@ -143,13 +143,12 @@ def _quick_start(problem: Problem, z0, library_x, rv_grid, ln_lo, n: int, n_refi
     om = problem.obs_model
     params0 = problem.constrain(z0)
     variance = om.variance(params0)
-    lower, upper, fold = problem.prior.lower, problem.prior.upper, problem.prior.fold
 
     def labels_of(x):
-        params = problem.constrain(transforms.to_unconstrained(x, lower, upper, fold))
+        params = problem.constrain(problem.prior.to_unconstrained(x))
         return om.labels(params)
 
-    x0 = transforms.to_constrained(z0, lower, upper, fold)
+    x0 = problem.prior.to_constrained(z0)
     candidates = jnp.concatenate([x0[None], library_x], axis=0)
     templates = _templates(problem, jax.vmap(labels_of)(candidates), params0, ln_lo, n)
     has_rv = "rv" in problem.names
@@ -188,7 +187,7 @@ def library_points(problem: Problem, z0: np.ndarray, n_library: int, seed: int =
     """(n_library, n_free) constrained trial points: the labels drawn from their priors, everything else
     (RV, broadening, continuum, jitter) as in ``z0``."""
     prior = problem.prior
-    x0 = np.asarray(transforms.to_constrained(jnp.asarray(z0), prior.lower, prior.upper, prior.fold))
+    x0 = np.asarray(prior.to_constrained(jnp.asarray(z0)))
     out = np.repeat(x0[None], n_library, axis=0)
     if n_library == 0:
         return out
@@ -235,4 +234,4 @@ def quick_starts(
     x, _ = _quick_start(problem, jnp.asarray(z0), jnp.asarray(library), rv_grid, jnp.asarray(ln_lo), n, n_starts)
     prior = problem.prior
     x = transforms.clip_to_interior(np.asarray(x), prior.lower, prior.upper, margin=1e-3)
-    return np.asarray(transforms.to_unconstrained(x, prior.lower, prior.upper, prior.fold))
+    return np.asarray(prior.to_unconstrained(x))

@@ -23,8 +23,10 @@ so :func:`log_abs_det_jacobian` (the density correction) is ``log |dv/dz| - log 
 unfolded box. Going back (:func:`to_unconstrained`) takes the branch ``v ≥ lower``; ``x = lower`` maps to ``z = 0``.
 Everything users see is ``x`` (v sin i itself), never ``v``.
 
-Functions are pure JAX and work elementwise on ``(..., n)`` arrays; bounds and ``fold`` are NumPy arrays ``(n,)``
-(or scalars).
+Functions are pure JAX and work elementwise on ``(..., n)`` arrays. ``fold`` and ``kind`` (which transform: from
+which bounds are finite, :func:`bound_kinds`) are static NumPy arrays ``(n,)`` (or scalars); the bound *values* may
+be traced (JAX arrays inside ``jit``) when ``kind`` is given, so priors that differ only in their numbers share one
+compiled program (:class:`~stellarinf.inference.priors.PriorArrays` passes its static ``kind``).
 """
 
 from __future__ import annotations
@@ -41,19 +43,41 @@ _INTERVAL, _LOWER, _UPPER, _REAL = 0, 1, 2, 3
 LOGISTIC_VARIANCE = float(np.pi**2 / 3.0)
 
 
-def _kinds(lower, upper):
-    lo_f, hi_f = np.isfinite(lower), np.isfinite(upper)
+def bound_kinds(lower_finite, upper_finite) -> np.ndarray:
+    """Each parameter's transform (interval, lower, upper or real) from which of its bounds are finite (booleans)."""
+    lo_f, hi_f = np.asarray(lower_finite, dtype=bool), np.asarray(upper_finite, dtype=bool)
     return np.where(lo_f & hi_f, _INTERVAL, np.where(lo_f, _LOWER, np.where(hi_f, _UPPER, _REAL)))
 
 
-def _safe(lower, upper):
-    """Finite stand-ins for infinite bounds so unused ``where`` branches stay finite (no NaN grads)."""
-    lower = np.asarray(lower, dtype=np.float64)
-    upper = np.asarray(upper, dtype=np.float64)
-    lo = np.where(np.isfinite(lower), lower, 0.0)
-    hi = np.where(np.isfinite(upper), upper, 1.0)
-    hi = np.where(np.isfinite(lower) & np.isfinite(upper), hi, lo + 1.0)
-    return lo, hi
+def _kinds(lower, upper, kind=None) -> np.ndarray:
+    """``kind`` if given (static, e.g. :attr:`.priors.PriorArrays.kind`: the bounds may then be traced), else from
+    the (concrete) bounds."""
+    if kind is not None:
+        return np.asarray(kind)
+    try:
+        return bound_kinds(np.isfinite(lower), np.isfinite(upper))
+    except jax.errors.TracerArrayConversionError:
+        raise TypeError(
+            "traced bounds need their kind (which ends are finite) given: pass kind=PriorArrays.kind"
+        ) from None
+
+
+def _safe(lower, upper, kind):
+    """``(lo, hi, upper_safe)``: finite stand-ins for infinite bounds so unused ``where`` branches stay finite (no NaN
+    grads); which bounds are finite comes from the static ``kind``, so the bound values may be traced."""
+    lo_f = (kind == _INTERVAL) | (kind == _LOWER)
+    hi_f = (kind == _INTERVAL) | (kind == _UPPER)
+    xp = (
+        np
+        if isinstance(lower, (float, int, np.ndarray, np.number))
+        and isinstance(upper, (float, int, np.ndarray, np.number))
+        else jnp
+    )
+    lower = xp.asarray(lower, dtype=np.float64)
+    upper = xp.asarray(upper, dtype=np.float64)
+    lo = xp.where(lo_f, lower, 0.0)
+    hi = xp.where(kind == _INTERVAL, upper, lo + 1.0)
+    return lo, hi, xp.where(hi_f, upper, 0.0)
 
 
 def _folded(fold, kind):
@@ -63,11 +87,11 @@ def _folded(fold, kind):
     return fold
 
 
-def to_constrained(z: Float[Array, "... n"], lower, upper, fold=False) -> Float[Array, "... n"]:
-    """Unconstrained ``z`` → parameters inside ``[lower, upper]`` (``fold``: folded at ``lower``, module docstring)."""
-    kind = _kinds(lower, upper)
-    lo, hi = _safe(lower, upper)
-    upper_safe = np.where(np.isfinite(upper), upper, 0.0)
+def to_constrained(z: Float[Array, "... n"], lower, upper, fold=False, kind=None) -> Float[Array, "... n"]:
+    """Unconstrained ``z`` → parameters inside ``[lower, upper]`` (``fold``: folded at ``lower``, module docstring;
+    ``kind``: :func:`bound_kinds` of the bounds, needed when they are traced)."""
+    kind = _kinds(lower, upper, kind)
+    lo, hi, upper_safe = _safe(lower, upper, kind)
     z = jnp.asarray(z)
     # tanh(z/2) = 2 sigmoid(z) - 1: the mirrored box's logit map, folded at its middle
     interval = jnp.where(
@@ -82,12 +106,11 @@ def to_constrained(z: Float[Array, "... n"], lower, upper, fold=False) -> Float[
     )
 
 
-def to_unconstrained(x: Float[Array, "... n"], lower, upper, fold=False) -> Float[Array, "... n"]:
+def to_unconstrained(x: Float[Array, "... n"], lower, upper, fold=False, kind=None) -> Float[Array, "... n"]:
     """Parameters inside ``(lower, upper)`` → unconstrained ``z``; values on a bound map to ±inf (a folded
-    parameter's ``lower`` maps to 0, its branch ``v ≥ lower`` is taken)."""
-    kind = _kinds(lower, upper)
-    lo, hi = _safe(lower, upper)
-    upper_safe = np.where(np.isfinite(upper), upper, 0.0)
+    parameter's ``lower`` maps to 0, its branch ``v ≥ lower`` is taken). ``kind`` as in :func:`to_constrained`."""
+    kind = _kinds(lower, upper, kind)
+    lo, hi, upper_safe = _safe(lower, upper, kind)
     x = jnp.asarray(x)
     u = (x - lo) / (hi - lo)
     interval = jnp.where(_folded(fold, kind), jnp.log1p(u) - jnp.log1p(-u), jnp.log(u) - jnp.log1p(-u))
@@ -98,12 +121,12 @@ def to_unconstrained(x: Float[Array, "... n"], lower, upper, fold=False) -> Floa
     )
 
 
-def log_abs_det_jacobian(z: Float[Array, "... n"], lower, upper) -> Float[Array, "... n"]:
+def log_abs_det_jacobian(z: Float[Array, "... n"], lower, upper, kind=None) -> Float[Array, "... n"]:
     """Elementwise ``log |dx/dz|`` of :func:`to_constrained` (sum it for the density correction). For a folded
     parameter it is ``log |dv/dz| - log 2`` (two values of ``v`` per ``x``: module docstring), the same formula, so
-    it takes no ``fold``."""
-    kind = _kinds(lower, upper)
-    lo, hi = _safe(lower, upper)
+    it takes no ``fold``. ``kind`` as in :func:`to_constrained`."""
+    kind = _kinds(lower, upper, kind)
+    lo, hi, _ = _safe(lower, upper, kind)
     z = jnp.asarray(z)
     interval = jnp.log(hi - lo) + jax.nn.log_sigmoid(z) + jax.nn.log_sigmoid(-z)
     return jnp.select([kind == _INTERVAL, kind == _LOWER, kind == _UPPER], [interval, z, z], jnp.zeros_like(z))
