@@ -1,7 +1,8 @@
 """``stellarinf fit-catalog INPUT -o OUT``: fit a catalogue of spectra on a Dask cluster (:func:`stellarinf.fit_catalog`).
 
-INPUT is a folder of spectrum files, a quoted glob (``'spectra/*.fits'``) or a manifest table (CSV, Parquet, FITS)
-with a ``path`` column and optional ``id``, ``resolution``, ``prior_<label>`` and ``n_pix`` columns. OUT is a folder:
+INPUT is a folder of spectrum files (a folder of folders: one star per sub-folder, its files the arms), a quoted glob
+(``'spectra/*.fits'``) or a manifest table (CSV, Parquet, FITS) with a ``path`` column (a star's arm files separated
+by ``;``) and optional ``id``, ``resolution``, ``prior_<label>`` and ``n_pix`` columns. OUT is a folder:
 ``OUT/stars/<id>.json`` per star as it finishes (``<id>.failed.json`` with the reason for a star that could not be
 fitted), ``OUT/catalog.parquet`` and ``OUT/catalog.fits`` (one row per star) and ``OUT/settings.json``.
 
@@ -147,8 +148,9 @@ def fit_catalog(
     quiet,
     **read_params,
 ):
-    """Fit every spectrum of INPUT (a folder, a quoted glob, or a manifest table with a path column) on a Dask
-    cluster into one catalogue in OUT; restartable (run it again: only what is missing is fitted).
+    """Fit every spectrum of INPUT (a folder, a quoted glob, or a manifest table with a path column; a star's arm
+    files separated by ';' in it) on a Dask cluster into one catalogue in OUT; restartable (run it again: only what
+    is missing is fitted).
 
     \b
     Example:
