@@ -29,7 +29,7 @@ from stellarinf.catalog.flags import bits_to_words, header_cards, words_to_bits
 from stellarinf.catalog.manifest import ManifestError, StarRequest, chunks_by_size, read_catalogue
 from stellarinf.catalog.worker import star_seed
 from stellarinf.cli import main
-from stellarinf.inference.results import FLAG_ADVICE
+from stellarinf.inference.results import FLAG_ADVICE, read_inference_data
 from stellarinf.io.spectrum import write_spectrum_fits
 from stellarinf.validation.mocks import make_mock
 from stellarinf.validation.setups import analytic_setup
@@ -410,15 +410,20 @@ def test_a_star_with_several_arms_is_one_row_fitted_from_all_its_files(manifest,
     fit_kwargs = {**settings, "seed": 0, "priors": [], "read_options": {}, "progress": False, "log": None}
     out = tmp_path / "out"
     (out / "stars").mkdir(parents=True)
-    brief = fit_one(dataclasses.asdict(star), model, str(out), TEST_MODEL, dict(fit_kwargs))
+    brief = fit_one(dataclasses.asdict(star), model, str(out), TEST_MODEL, {**fit_kwargs, "save_posterior": True})
     assert brief["status"] == "ok", brief["error"]
     rec = json.loads((out / "stars" / "h.json").read_text())
-    assert rec["n_pixels_used"] > half + 10  # both arms were fitted, not the first alone
+    # --save-posterior: the star's draws beside its result, the summary's numbers computed from them
+    draws = read_inference_data(out / "stars" / rec["posterior_file"]).posterior
     rows = {r["name"]: r for r in rec["summary"]}
+    assert draws["teff"].shape == (2, 300)
+    assert float(draws["teff"].median()) == pytest.approx(rows["teff"]["p50"], rel=1e-9)
+    assert rec["n_pixels_used"] > half + 10  # both arms were fitted, not the first alone
     for label, value in truth.items():
         assert abs(rows[label]["p50"] - value) < 4 * rows[label]["sd"], (label, rows[label]["p50"], value)
     brief = fit_one(dataclasses.asdict(half_gone), model, str(out), TEST_MODEL, dict(fit_kwargs))
     assert brief["status"] == "failed" and "gone_blue.fits" in brief["error"]
+    assert not (out / "stars" / "half.nc").exists()
 
 
 def test_chunks_group_stars_of_one_size():

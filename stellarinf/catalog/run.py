@@ -191,6 +191,7 @@ def fit_catalog(
     read_options: Mapping | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     retry_failed: bool = False,
+    save_posterior: bool = False,
     progress: bool = True,
     log: Callable[[str], Any] | None = print,
 ) -> CatalogResult:
@@ -218,6 +219,8 @@ def fit_catalog(
         chunk_size: stars per task (8-32: enough to keep a worker's compiled programs busy, few enough to spread the
             stars over the workers).
         retry_failed: fit again the stars that failed in an earlier run (default: keep their failure).
+        save_posterior: also write each star's posterior draws (ArviZ InferenceData, netCDF) as
+            ``OUT/stars/<id>.nc``, before its ``<id>.json`` (stars fitted by an earlier run keep what that run wrote).
         progress: a progress bar (stars/s, ETA) on stderr; ``log``: a callable taking a line (default ``print``;
             None: silent): the input, the dashboard's address, the counts of flags at the end.
 
@@ -330,6 +333,7 @@ def fit_catalog(
             "read_options": dict(read_options or {}),
             "progress": False,
             "log": None,
+            "save_posterior": bool(save_posterior),
         }
         chunks = chunks_by_size(todo, chunk_size)
         t0 = time.perf_counter()

@@ -29,6 +29,11 @@ RESULT_FORMAT = "stellarinf-catalog-star"
 RESULT_VERSION = 1
 
 
+def posterior_path(out_dir, star_id: str) -> Path:
+    """``OUT/stars/<id>.nc``: the star's posterior draws (with ``save_posterior``)."""
+    return Path(out_dir) / "stars" / f"{star_id}.nc"
+
+
 def star_paths(out_dir, star_id: str) -> tuple[Path, Path]:
     """``(OUT/stars/<id>.json, OUT/stars/<id>.failed.json)``."""
     stars = Path(out_dir) / "stars"
@@ -88,6 +93,7 @@ def fit_one(star: dict, model, out_dir: str, emulator_name: str, fit_kwargs: dic
     if done.exists():  # fitted by an earlier attempt of this chunk (a worker that died after writing it)
         return brief(read_json(done))
     kw = dict(fit_kwargs)
+    save_posterior = bool(kw.pop("save_posterior", False))
     seed = star_seed(kw.pop("seed", 0), star["id"])
     priors = merge_priors(kw.pop("priors", []), star.get("priors") or [])
     if star.get("resolution") is not None:
@@ -115,6 +121,11 @@ def fit_one(star: dict, model, out_dir: str, emulator_name: str, fit_kwargs: dic
             )
         caught = _unique(str(w.message) for w in ws)
         record = {**base, "status": "ok", "error": "", **result_record(result), "warnings": caught}
+        if save_posterior:  # before the JSON: a star with a result file has its draws too
+            from ..inference.results import write_inference_data
+
+            write_inference_data(result.idata, posterior_path(out_dir, star["id"]))
+            record["posterior_file"] = posterior_path(out_dir, star["id"]).name
         record["seconds"] = time.perf_counter() - t0
         write_json_atomic(done, _finite_or_none(record))
         failed.unlink(missing_ok=True)

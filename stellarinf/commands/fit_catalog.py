@@ -115,6 +115,11 @@ from .options import read_options_kwargs, spectrum_read_options
     help="Stars per Dask task (stars of one pixel count are grouped).",
 )
 @click.option("--retry-failed", is_flag=True, help="Fit again the stars that failed in an earlier run of this OUT.")
+@click.option(
+    "--save-posterior",
+    is_flag=True,
+    help="Also write each star's posterior draws (ArviZ InferenceData, netCDF) as OUT/stars/<id>.nc.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @spectrum_read_options
 def fit_catalog(
@@ -145,6 +150,7 @@ def fit_catalog(
     max_minutes,
     chunk_size,
     retry_failed,
+    save_posterior,
     quiet,
     **read_params,
 ):
@@ -198,6 +204,7 @@ def fit_catalog(
         read_options=read_options_kwargs(read_params),
         chunk_size=chunk_size,
         retry_failed=retry_failed,
+        save_posterior=save_posterior,
         progress=not quiet,
         log=echo,
     )
