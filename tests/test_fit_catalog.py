@@ -426,6 +426,15 @@ def test_a_star_with_several_arms_is_one_row_fitted_from_all_its_files(manifest,
     assert not (out / "stars" / "half.nc").exists()
 
 
+def test_priors_differing_only_in_numbers_are_one_kind_of_program():
+    from stellarinf.catalog.run import prior_structure
+
+    assert prior_structure([], ["logg=4.4+-0.1"]) == prior_structure(["logg=3.0+-0.5"], ["logg=3.6+-0.2"]) == {"logg"}
+    assert prior_structure([], ["teff=5000:6000"]) == prior_structure([], []) == frozenset()  # a box is its numbers
+    assert prior_structure(["vsini=2:10"], []) == {"vsini:unfolded"}  # not folded: another program
+    assert prior_structure(["vsini=2:10"], ["vsini=0:10"]) == frozenset()  # the star's replaces the run's
+
+
 def test_chunks_group_stars_of_one_size():
     stars = [StarRequest(str(i), f"/none/{i}", size=n) for i, n in enumerate([100, 200, 100, 200, 100])]
     chunks = chunks_by_size(stars, 3)

@@ -30,7 +30,7 @@ from ..errors import StellarinfError
 from ..pipeline import DEFAULT_CONTINUUM, DEFAULT_EMULATOR, DEFAULT_SAMPLER_MINUTES, DEFAULT_STARTS
 from .assemble import catalogue_table_columns, flag_counts, write_catalogue
 from .manifest import NUISANCE_PRIOR_NAMES, ManifestError, StarRequest, chunks_by_size, read_catalogue
-from .worker import PickledModel, brief, fit_chunk, read_json, star_paths
+from .worker import PickledModel, brief, fit_chunk, merge_priors, read_json, star_paths
 
 SETTINGS_FILE = "settings.json"
 SETTINGS_FORMAT = "stellarinf-catalog"
@@ -160,6 +160,17 @@ FIT_SETTINGS = (
 )
 
 
+def prior_structure(run_priors, star_priors) -> frozenset[str]:
+    """What of a star's priors shapes the compiled programs: the labels with a Gaussian prior, and a v sin i box that
+    does not start at 0 (not folded); the numbers are values of the program, not part of it."""
+    from ..inference.priors import FOLDED, GAUSSIAN
+
+    merged = merge_priors(run_priors, star_priors)
+    return frozenset(p.name for p in merged if p.kind == GAUSSIAN) | frozenset(
+        f"{p.name}:unfolded" for p in merged if p.name in FOLDED and p.kind != GAUSSIAN and p.a > 0
+    )
+
+
 def fit_catalog(
     input,
     output,
@@ -262,11 +273,11 @@ def fit_catalog(
     catalogue = read_catalogue(input, label_names=allowed)
     for note in catalogue.notes:
         echo(note)
-    n_own = len({s.priors for s in catalogue.stars if s.priors})
-    if n_own > 1:
+    n_kinds = len({prior_structure(prior_texts, s.priors) for s in catalogue.stars})
+    if n_kinds > 1:
         echo(
-            f"note: {n_own} different per-star priors: the fit's programs are compiled again for each (a prior's "
-            "values are part of the compiled program), ~1 minute each on a CPU"
+            f"note: the stars' priors come in {n_kinds} kinds (which labels have a Gaussian prior): the fit's programs "
+            "are compiled once per kind, ~1 minute each on a CPU (priors differing only in their numbers share one)"
         )
     reason = "given"
     if sampler is None:
