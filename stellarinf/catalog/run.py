@@ -135,29 +135,9 @@ def model_facts(ref) -> tuple[list[str], str]:
     return [str(entry["name"]) for entry in doc["label_space"]], str(doc["architecture"].get("kind", ""))
 
 
-# settings recorded in OUT/settings.json that are passed to stellarinf.fit_spectrum as they are
-FIT_SETTINGS = (
-    "sampler",
-    "chains",
-    "draws",
-    "warmup",
-    "n_starts",
-    "seed",
-    "priors",
-    "fixed",
-    "resolution",
-    "continuum",
-    "continuum_degree",
-    "rv_max",
-    "vsini_max",
-    "vmacro_max",
-    "emulator_error",
-    "jitter",
-    "physics_error",
-    "mask_tellurics",
-    "clip_outliers",
-    "max_minutes",
-)
+# settings recorded in OUT/settings.json that are passed to stellarinf.fit_spectrum as they are (the emulator is
+# passed as a model, the reading options as read_options)
+FIT_SETTINGS = tuple(k for k in RESULT_SETTINGS if k not in ("emulator", "read_options"))
 
 
 def prior_structure(run_priors, star_priors) -> frozenset[str]:
