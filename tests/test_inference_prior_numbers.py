@@ -8,8 +8,6 @@ fits, by JAX's own trace events (``jax.monitoring``): a program taken from JAX's
 or not the persistent compilation cache (conftest) would have supplied its machine code.
 """
 
-import collections
-import contextlib
 import warnings
 
 import equinox as eqx
@@ -17,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax_events import TRACE_EVENT, count_jax_events
 from scipy.stats import truncnorm
 
 import stellarinf  # noqa: F401
@@ -28,22 +27,6 @@ from stellarinf.validation.mocks import make_mock
 from stellarinf.validation.setups import analytic_setup
 
 TRUTH = {"teff": 5650.0, "logg": 4.1, "feh": -0.45, "rv": 37.0, "vsini": 6.0, "vmacro": 0.0}
-TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
-
-
-@contextlib.contextmanager
-def count_jax_events():
-    """A Counter of JAX's monitoring events (trace, lowering, backend compile) while the block runs."""
-    events = collections.Counter()
-
-    def listener(event, duration, **kwargs):
-        events[event] += 1
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield events
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 @pytest.fixture(scope="module")

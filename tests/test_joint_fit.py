@@ -261,6 +261,28 @@ def test_joint_nuts_pilot_chunks_and_time_budget(setup):
     assert 0.25 <= lo <= med <= hi <= 16.0
 
 
+def test_joint_nuts_compiles_its_chunk_once_however_many_chunks(setup):
+    """Chunked sampling reuses one compiled program: three chunks trace no more programs than one (numpyro's MCMC.run
+    traced its loop again per call and chain, and a long joint run died compiling its ninth chunk)."""
+    from jax_events import TRACE_EVENT, count_jax_events
+
+    from stellarinf.inference.joint import joint_laplace, run_joint_nuts
+
+    model, specs, truths = setup
+    jp = JointProblem.build(obs_models(model, specs[:2]), ("resolution",))
+    per = {n: np.array([t[n] for t in truths[:2]]) for n in jp.star_names}
+    lap = joint_laplace(jp, jp.from_params(per, {"resolution": np.array([R_TRUE])}))
+    traces, lines = [], []
+    for draws in (4, 4, 12):  # the first run builds what every run shares; the second counts a one-chunk run's own
+        with count_jax_events() as events:
+            post = run_joint_nuts(jp, lap, chains=2, warmup=4, draws=draws, chunk=4, init_scale=0.0, log=lines.append)
+        traces.append(events[TRACE_EVENT])
+        assert post.n_draws == draws and post.samples["teff"].shape == (2, draws, 2)
+        assert np.all(np.isfinite(post.samples["resolution"]))
+    assert traces[2] == traces[1], traces  # three chunks trace what one chunk traces
+    assert sum("draws 12/12 per chain" in line for line in lines) == 1
+
+
 def test_star_map_choices_give_the_same_density_and_gradient(setup):
     model, specs, truths = setup
     oms = obs_models(model, specs[:3])

@@ -610,7 +610,9 @@ def run_joint_nuts(
     ``checkpoint(posterior_so_far)`` after each; with ``time_budget_s`` the sampling stops after the chunk that
     would leave too little time for another (counted from the call), so a long run always returns what it has
     (``timings["stopped_early"]``)."""
-    from numpyro.infer import MCMC, NUTS
+    from numpyro.infer import NUTS
+
+    from .samplers import _nuts_chunk_runner, _progress_bar
 
     if chains < 1 or draws < 1 or warmup < 0 or pilot < 0:
         raise JointError(
@@ -630,9 +632,13 @@ def run_joint_nuts(
     if adapt_mass is None:
         adapt_mass = not lap.hessian_ok
     model = make_joint_numpyro_model(problem)
-    fields = ("diverging", "num_steps", "energy", "accept_prob", "potential_energy")
+    n_chunk = draws if chunk is None else int(chunk)
 
-    def make_mcmc(metric, n_warmup, n_samples):
+    # The loop is ours, not numpyro.infer.MCMC's: MCMC.run compiles its whole sampling loop again on every call
+    # (a fresh closure each time), so a run drawn in chunks compiled the joint model once per chunk and chain and
+    # died inside LLVM ("Cannot allocate memory") at its ninth chunk. Here each kernel compiles one program per
+    # chunk length, reused by every chunk (warm-up included) and every chain.
+    def start(metric, n_warmup, positions, rng):
         kernel = NUTS(
             model,
             target_accept_prob=target_accept,
@@ -641,52 +647,76 @@ def run_joint_nuts(
             adapt_mass_matrix=bool(adapt_mass),
             max_tree_depth=max_tree_depth,
         )
-        return MCMC(
-            kernel,
-            num_warmup=n_warmup,
-            num_samples=n_samples,
-            num_chains=chains,
-            chain_method="vectorized" if vectorise_lanes() else "sequential",
-            progress_bar=progress,
-        )
+        keys = jax.random.split(rng, chains)
+        per_chain = [
+            kernel.init(keys[c], n_warmup, init_params=positions(c), model_args=(), model_kwargs={})
+            for c in range(chains)
+        ]
+        return kernel, _nuts_chunk_runner(kernel), jax.tree.map(lambda *xs: jnp.stack(xs), *per_chain)
+
+    bar = _progress_bar(
+        progress, (pilot and (warmup if pilot_warmup is None else pilot_warmup) + pilot) + warmup + draws, "joint NUTS"
+    )
+
+    def step(run, state, n):
+        state, fields = run(state, n)
+        if bar is not None:
+            bar.update(n)
+        return state, fields
+
+    def advance(run, state, n):
+        """``n`` iterations of every chain in steps of at most ``n_chunk`` (the one compiled length, and a remainder)."""
+        while n > 0:
+            state, _ = step(run, state, min(n, n_chunk))
+            n -= min(n, n_chunk)
+        return state
 
     timings: dict[str, Any] = {"init_s": time.perf_counter() - t0}
     metric = lap.metric_z
-    init_params = {name: jnp.asarray(z0[:, idx[name]]) for name in problem.site_names}
+
+    def positions(c):
+        return {name: jnp.asarray(z0[c, idx[name]]) for name in problem.site_names}
+
     ratio = None
     if pilot:
         t1 = time.perf_counter()
-        mc = make_mcmc(metric, warmup if pilot_warmup is None else pilot_warmup, pilot)
-        mc.run(jax.random.key(seed + 1), init_params=init_params, extra_fields=("num_steps", "diverging"))
-        pilot_samples = {k: np.asarray(v) for k, v in mc.get_samples(group_by_chain=True).items()}
-        ex = mc.get_extra_fields(group_by_chain=True)
+        n_pw = warmup if pilot_warmup is None else pilot_warmup
+        kernel, run, state = start(metric, n_pw, positions, jax.random.key(seed + 1))
+        state = advance(run, state, n_pw)
+        pieces = []
+        done = 0
+        while done < pilot:
+            state, fields = step(run, state, min(pilot - done, n_chunk))
+            pieces.append(fields)
+            done += min(pilot - done, n_chunk)
+        fields = jax.tree.map(lambda *parts: np.concatenate([np.asarray(a) for a in parts], axis=1), *pieces)
+        pilot_samples = _constrained_draws(kernel, problem, fields["z"])
         metric, ratio = rescaled_metric(metric, _draws_z(problem, pilot_samples))
-        init_params = {k: v for k, v in mc.last_state.z.items()}
-        n_pilot_steps = int(np.sum(np.asarray(ex["num_steps"])))
+        last = {name: np.asarray(state.z[name]) for name in problem.site_names}
+
+        def positions(c, last=last):
+            return {name: jnp.asarray(last[name][c]) for name in problem.site_names}
+
+        n_pilot_steps = int(np.sum(fields["num_steps"]))
         timings["pilot_gradients"] = n_pilot_steps
         timings["pilot_s"] = time.perf_counter() - t1
         say(
-            f"pilot: {chains} × ({warmup if pilot_warmup is None else pilot_warmup} + {pilot}) in "
-            f"{timings['pilot_s']:.0f} s, {int(np.sum(np.asarray(ex['diverging'])))} divergent, "
-            f"{n_pilot_steps / (chains * pilot):.1f} steps per draw; variance / Laplace: median "
-            f"{np.median(ratio):.2f}, range {ratio.min():.2f}–{ratio.max():.2f}"
+            f"pilot: {chains} × ({n_pw} + {pilot}) in {timings['pilot_s']:.0f} s, "
+            f"{int(np.sum(fields['diverging']))} divergent, {n_pilot_steps / (chains * pilot):.1f} steps per draw; "
+            f"variance / Laplace: median {np.median(ratio):.2f}, range {ratio.min():.2f}–{ratio.max():.2f}"
         )
-    n_chunk = draws if chunk is None else int(chunk)
     t1 = time.perf_counter()
-    mcmc = make_mcmc(metric, warmup, n_chunk)
+    kernel, run, state = start(metric, warmup, positions, jax.random.key(seed))
+    state = advance(run, state, warmup)
+    fields_names = ("diverging", "num_steps", "energy", "accept_prob", "potential_energy")
     parts, extras = [], []
     stopped_early = False
-    key = jax.random.key(seed)
-    kw = {"init_params": init_params}
     while True:
         tc = time.perf_counter()
-        mcmc.run(key, extra_fields=fields, **kw)
-        s = mcmc.get_samples(group_by_chain=True)
-        jax.block_until_ready(s)
-        parts.append({name: np.asarray(s[name]).reshape(chains, n_chunk, -1) for name in problem.site_names})
-        extras.append(
-            {k: np.asarray(v).reshape(chains, n_chunk) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-        )
+        state, fields = step(run, state, n_chunk)
+        jax.block_until_ready(fields)
+        parts.append(_constrained_draws(kernel, problem, fields["z"]))
+        extras.append({k: np.asarray(fields[k]) for k in fields_names})
         dt = time.perf_counter() - tc
         done = len(parts) * n_chunk
         post = _joint_posterior(problem, parts, extras, timings, t0, t1)
@@ -703,13 +733,20 @@ def run_joint_nuts(
             stopped_early = True
             say(f"time budget {time_budget_s:.0f} s: stopping at {done} draws per chain")
             break
-        mcmc.post_warmup_state = mcmc.last_state
-        key = mcmc.post_warmup_state.rng_key
-        kw = {}
+    if bar is not None:
+        bar.close()
     post.timings["stopped_early"] = stopped_early
+    post.timings["step_size"] = [float(v) for v in np.ravel(np.asarray(state.adapt_state.step_size))]
     if ratio is not None:
         post.timings["metric_variance_ratio"] = [float(np.min(ratio)), float(np.median(ratio)), float(np.max(ratio))]
     return post
+
+
+def _constrained_draws(kernel, problem: JointProblem, z: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Unconstrained NUTS draws (site → (chains, draws, ...)) → constrained, each site (chains, draws, n)."""
+    constrain = jax.vmap(jax.vmap(kernel.postprocess_fn((), {})))
+    x = constrain({name: jnp.asarray(z[name]) for name in problem.site_names})
+    return {name: np.asarray(x[name]).reshape(*np.shape(z[name])[:2], -1) for name in problem.site_names}
 
 
 def _joint_posterior(problem, parts, extras, timings, t0, t1) -> JointPosterior:
