@@ -122,6 +122,25 @@ def test_find_map_with_another_gaussian_prior_traces_nothing_new(obs_model):
     )
 
 
+def test_numpyro_nuts_with_another_prior_traces_nothing_new(obs_model):
+    """NumPyro NUTS takes the problem as an argument of its compiled programs: a second fit whose log g prior differs
+    only in numbers (and whose Laplace start differs) traces no program, and its draws follow the new prior."""
+    from stellarinf.inference.laplace import laplace
+    from stellarinf.inference.samplers import run_numpyro_nuts
+
+    kw = dict(chains=2, warmup=60, draws=60, seed=2)
+    wide = Problem.build(obs_model, ["logg=4.1+-1.0"])
+    run_numpyro_nuts(wide, init=laplace(wide, seed=2), **kw)
+    tight = Problem.build(obs_model, ["logg=3.0+-0.01"])  # far from the truth (4.1) and narrow: the prior decides
+    lap = laplace(tight, seed=2)
+    with count_jax_events() as events:
+        post = run_numpyro_nuts(tight, init=lap, **kw)
+    assert events[TRACE_EVENT] == 0, dict(events)
+    logg = post.samples["logg"]
+    assert abs(float(np.mean(logg)) - 3.0) < 0.02 and float(np.std(logg)) < 0.02
+    assert post.n_divergent == 0
+
+
 def test_catalogue_worker_fits_stars_with_their_own_log_g_prior_without_compiling_again(tmp_path):
     """The fit-catalog worker's own loop (:func:`stellarinf.catalog.worker.fit_chunk`, in this process): three stars,
     each with a different ``prior_logg``; the first compiles, the others trace no program at all."""

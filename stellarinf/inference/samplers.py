@@ -1,6 +1,7 @@
 """Posterior samplers on one :class:`~stellarinf.inference.density.Problem`, all returning :class:`Posterior`.
 
-- :func:`run_numpyro_nuts`: NumPyro NUTS on the model of :mod:`.numpyro_model` (vectorised chains);
+- :func:`run_numpyro_nuts`: NumPyro's NUTS kernel on ``Problem.log_density`` (the density of :mod:`.numpyro_model`'s
+  model), compiled once per setting and reused by every fit of the same structure;
 - :func:`run_blackjax_nuts`: BlackJAX NUTS with Stan-style window adaptation per chain on
   ``Problem.log_density``;
 - :func:`run_blackjax_mclmc`: BlackJAX microcanonical Langevin MC with its automatic L/step-size
@@ -17,6 +18,7 @@ warm-up starts in the typical set and chains are dispersed enough for R-hat to m
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 
@@ -148,10 +150,6 @@ def run_numpyro_nuts(
     included) it stops with :class:`SamplerBudgetExceeded` (what it measured, and what to do) instead of
     running for most of an hour; :func:`stellarinf.fit_spectrum` then falls back to Laplace + importance
     sampling and says so. ``Posterior.stats["tree_depth"]`` and ``tuning["max_tree_depth"]`` show saturation."""
-    from numpyro.infer import NUTS
-
-    from .numpyro_model import make_numpyro_model
-
     _check_chains(chains, draws, warmup)
     if max_tree_depth < 1:
         raise StellarinfError(f"max_tree_depth must be >= 1, got {max_tree_depth}")
@@ -160,37 +158,24 @@ def run_numpyro_nuts(
     t_init = time.perf_counter() - t0
     # Start warm-up from the Laplace covariance as a dense inverse mass matrix: label scales differ by
     # orders of magnitude in the unconstrained space, and an identity start makes early trees hit the
-    # maximum depth. NumPyro ravels sites in sorted-name order.
-    order = np.argsort(np.asarray(problem.names))
-    inverse_mass = jnp.asarray(lap.metric[np.ix_(order, order)])
+    # maximum depth.
+    inverse_mass = jnp.asarray(lap.metric)
     if not dense_mass:
         inverse_mass = jnp.diag(inverse_mass)
     if adapt_mass is None:
         adapt_mass = not lap.hessian_ok
-    kernel = NUTS(
-        make_numpyro_model(problem),
-        target_accept_prob=target_accept,
-        dense_mass=dense_mass,
-        inverse_mass_matrix=inverse_mass,
-        adapt_mass_matrix=bool(adapt_mass),
-        max_tree_depth=int(max_tree_depth),
+    programs = _numpyro_nuts_programs(
+        warmup, float(target_accept), bool(dense_mass), bool(adapt_mass), int(max_tree_depth)
     )
     # one state per chain, stacked; the loop is ours (not numpyro.infer.MCMC) so that it can stop on a budget and
     # show progress; chains run as lanes (vmapped on accelerators, one after another on CPU: lanes.py says why)
     keys = jax.random.split(jax.random.PRNGKey(seed), chains)
     t1 = time.perf_counter()
-    per_chain = [
-        kernel.init(
-            keys[c],
-            warmup,
-            init_params={n: jnp.asarray(z0[c, i]) for i, n in enumerate(problem.names)},
-            model_args=(),
-            model_kwargs={},
-        )
-        for c in range(chains)
-    ]
-    state = jax.tree.map(lambda *xs: jnp.stack(xs), *per_chain)
-    run_chunk = _nuts_chunk_runner(kernel)
+    state = programs.init(problem, jnp.asarray(z0), inverse_mass, keys)
+
+    def run_chunk(states, n):
+        return programs.chunk(problem, states, jnp.zeros(n))
+
     total = warmup + draws
     done, kept, first = 0, [], None  # first: (time, iterations) at the end of the first (compiling) chunk
     bar = _progress_bar(progress, total, "NUTS")
@@ -234,8 +219,8 @@ def run_numpyro_nuts(
             bar.close()
     t_run = time.perf_counter() - t1
     kept = jax.tree.map(lambda *parts: np.concatenate(parts, axis=1), *kept)  # (chains, draws, ...)
-    constrain = jax.vmap(jax.vmap(kernel.postprocess_fn((), {})))
-    samples = constrain({n: jnp.asarray(kept["z"][n]) for n in problem.names})
+    x = np.asarray(problem.prior.to_constrained(jnp.asarray(kept["z"])))  # (chains, draws, n_free)
+    samples = {n: x[..., i] for i, n in enumerate(problem.names)}
     n_steps = np.asarray(kept["num_steps"]).astype(np.int64)
     stats = {
         "diverging": np.asarray(kept["diverging"]).astype(bool),
@@ -255,6 +240,75 @@ def run_numpyro_nuts(
         init=lap,
         tuning={"max_tree_depth": int(max_tree_depth), "step_size": np.asarray(state.adapt_state.step_size)},
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _NumpyroNutsPrograms:
+    """NumPyro's NUTS kernels (``numpyro.infer.hmc.hmc``) on ``Problem.log_density``, compiled once per setting.
+
+    ``init(problem, z0s, inverse_mass, keys) -> states`` (one per chain, stacked) and
+    ``chunk(problem, states, zeros(n)) -> (states, fields)`` take the problem as an *argument*: every fit with the
+    same settings and a problem of the same structure (spectrum shape, prior kinds) reuses the compiled programs,
+    whatever its data and prior numbers, as MAP and Laplace do. (A NUTS kernel built on a model that closes over
+    the problem compiled everything again for every fit: a minute per star of a catalogue.)"""
+
+    init: Callable
+    chunk: Callable
+
+
+@functools.lru_cache(maxsize=16)
+def _numpyro_nuts_programs(
+    num_warmup: int, target_accept: float, dense_mass: bool, adapt_mass: bool, max_tree_depth: int
+) -> _NumpyroNutsPrograms:
+    from numpyro.infer.hmc import hmc
+
+    # init_kernel stores the settings (warm-up length, tree depth, the adaptation) for its sample_kernel, so each
+    # setting gets its own pair; the potential is regenerated from the problem passed on every call
+    init_kernel, sample_kernel = hmc(potential_fn_gen=_negative_log_density, algo="NUTS")
+
+    def init_one(problem, z0, inverse_mass, key):
+        return init_kernel(
+            z0,
+            num_warmup,
+            inverse_mass_matrix=inverse_mass,
+            adapt_mass_matrix=adapt_mass,
+            dense_mass=dense_mass,
+            target_accept_prob=target_accept,
+            max_tree_depth=max_tree_depth,
+            trajectory_length=None,
+            model_args=(problem,),
+            rng_key=key,
+        )
+
+    @eqx.filter_jit
+    def init(problem, z0s, inverse_mass, keys):
+        return map_lanes(lambda z0, key: init_one(problem, z0, inverse_mass, key), z0s, keys)
+
+    def one_chain(problem, state, n_dummy):
+        def body(s, _):
+            s = sample_kernel(s, (problem,), {})
+            return s, {
+                "z": s.z,
+                "num_steps": s.num_steps,
+                "diverging": s.diverging,
+                "energy": s.energy,
+                "accept_prob": s.accept_prob,
+                "potential_energy": s.potential_energy,
+            }
+
+        return jax.lax.scan(body, state, n_dummy)
+
+    @eqx.filter_jit
+    def chunk(problem, states, n_dummy):
+        return map_lanes(lambda st: one_chain(problem, st, n_dummy), states)
+
+    return _NumpyroNutsPrograms(init, chunk)
+
+
+def _negative_log_density(problem: Problem) -> Callable:
+    """NumPyro's potential energy of the problem: ``z ↦ −log_density(z)`` (the density of :mod:`.numpyro_model`'s
+    model, Jacobian included)."""
+    return lambda z: -problem.log_density(z)
 
 
 def _nuts_chunk_runner(kernel):
