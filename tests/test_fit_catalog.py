@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from analytic_fits import CATALOG_SETTINGS
 from astropy.io import fits
 from astropy.table import Table
 
@@ -46,18 +47,7 @@ TRUTHS = {
     "g": {"teff": 5400.0, "logg": 3.4, "feh": -0.6, "rv": -5.0},
 }
 BAD = ("unreadable", "nanflux", "gone")  # not a FITS file; all flux NaN; no such file
-SETTINGS = dict(
-    sampler="laplace",
-    chains=2,
-    draws=300,
-    rv_max=60.0,
-    vsini_max=20.0,
-    fixed={"vmacro": 0.0},
-    continuum_degree=0,
-    n_starts=2,
-    physics_error="off",
-    seed=0,
-)
+SETTINGS = CATALOG_SETTINGS
 CLI_SETTINGS = [
     "--sampler",
     "laplace",

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from analytic_fits import analytic_obs_model
 
 import stellarinf  # noqa: F401
 from stellarinf.inference.density import Problem, make_log_density
@@ -22,26 +23,9 @@ from stellarinf.validation.setups import analytic_setup
 TRUTH = {"teff": 5650.0, "logg": 4.1, "feh": -0.45, "rv": 37.0, "vsini": 6.0, "vmacro": 0.0}
 
 
-def obs_model(truth, snr=150, seed=3):
-    model, wl = analytic_setup()
-    spec = make_mock(model, wl, truth, snr=snr, resolution=20000, seed=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ObservationModel(
-            model,
-            spec,
-            rv_max=100,
-            vsini_max=20,
-            vmacro_max=10,
-            fixed={"vmacro": 0.0},
-            continuum_degree=0,
-            continuum="marginalise",
-        )
-
-
 @pytest.fixture(scope="module")
 def fitted():
-    problem = Problem.build(obs_model(TRUTH))
+    problem = Problem.build(analytic_obs_model(TRUTH))
     m = find_map(problem, n_starts=4, seed=1)
     return problem, m, laplace(problem, m)
 
@@ -98,7 +82,7 @@ def test_label_at_the_box_edge_is_flagged():
     # box is [-2, 0.5]; at the metal-rich edge the lines are strong, so the data (not the prior) put it there
     # (at the metal-poor edge this analytic spectrum is nearly featureless at S/N 60)
     truth = dict(TRUTH, feh=0.495)
-    problem = Problem.build(obs_model(truth, snr=60, seed=5))
+    problem = Problem.build(analytic_obs_model(truth, snr=60, seed=5))
     lap = laplace(problem, n_starts=2)
     post = laplace_posterior(problem, chains=2, draws=500, init=lap)
     table = summary_table(to_inference_data(post, problem, n_predictive=5))

@@ -8,13 +8,12 @@ fits, by JAX's own trace events (``jax.monitoring``): a program taken from JAX's
 or not the persistent compilation cache (conftest) would have supplied its machine code.
 """
 
-import warnings
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from analytic_fits import CATALOG_SETTINGS, analytic_obs_model
 from jax_events import TRACE_EVENT, count_jax_events
 from scipy.stats import truncnorm
 
@@ -22,7 +21,6 @@ import stellarinf  # noqa: F401
 from stellarinf.inference.density import Problem
 from stellarinf.inference.map import find_map
 from stellarinf.inference.priors import GAUSSIAN
-from stellarinf.observe.model import ObservationModel
 from stellarinf.validation.mocks import make_mock
 from stellarinf.validation.setups import analytic_setup
 
@@ -31,20 +29,7 @@ TRUTH = {"teff": 5650.0, "logg": 4.1, "feh": -0.45, "rv": 37.0, "vsini": 6.0, "v
 
 @pytest.fixture(scope="module")
 def obs_model():
-    model, wl = analytic_setup()
-    spec = make_mock(model, wl, TRUTH, snr=150, resolution=20000, seed=3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ObservationModel(
-            model,
-            spec,
-            rv_max=100,
-            vsini_max=20,
-            vmacro_max=10,
-            fixed={"vmacro": 0.0},
-            continuum_degree=0,
-            continuum="marginalise",
-        )
+    return analytic_obs_model(TRUTH)
 
 
 def test_prior_numbers_are_leaves_and_structure_is_static(obs_model):
@@ -160,22 +145,7 @@ def test_catalogue_worker_fits_stars_with_their_own_log_g_prior_without_compilin
         stars.append({"id": sid, "path": str(tmp_path / f"{sid}.fits"), "resolution": None, "priors": [prior]})
     out = tmp_path / "out"
     (out / "stars").mkdir(parents=True)
-    fit_kwargs = dict(
-        sampler="laplace",
-        chains=2,
-        draws=300,
-        rv_max=60.0,
-        vsini_max=20.0,
-        fixed={"vmacro": 0.0},
-        continuum_degree=0,
-        n_starts=2,
-        physics_error="off",
-        seed=0,
-        priors=[],
-        read_options={},
-        progress=False,
-        log=None,
-    )
+    fit_kwargs = dict(CATALOG_SETTINGS, priors=[], read_options={}, progress=False, log=None)
     first = fit_chunk(stars[:1], str(out), "analytic-test", model, fit_kwargs)
     with count_jax_events() as events:
         rest = fit_chunk(stars[1:], str(out), "analytic-test", model, fit_kwargs)
