@@ -30,15 +30,6 @@ if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     # jax.clear_caches() (measured under load: 280 small ones took 38 s to compile again, 12 s to load)
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-# Tests spend most of their time compiling, and LLVM's optimisation passes most of that: without them the compiled
-# programs are a little slower and compile about a quarter faster (tests/test_multi_arm.py: 207 s -> 148 s on one
-# core). Numerics are unchanged (XLA's own HLO passes still run; LLVM does not reassociate floating point). A user's
-# own XLA_FLAGS win.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-    ).strip()
-
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
