@@ -63,13 +63,19 @@ def upper_envelope_normalise(wavelength, flux, chunk=5.0, quantile=0.97, degree=
 
 def observe_sun(atlas_wl, atlas_flux, pixels, resolution, snr, seed, step_kms=0.5):
     """The atlas as an instrument at ``resolution`` would record it on ``pixels``, normalised, with noise."""
-    from stellarinf.io.spectrum import Spectrum
     from stellarinf.observe.broadening import degrade_to_resolution
 
     lo, hi = pixels[0] - 5.0, pixels[-1] + 5.0
     m = (atlas_wl > lo) & (atlas_wl < hi)
     grid, smooth = degrade_to_resolution(atlas_wl[m], atlas_flux[m], resolution, step_kms)
     normalised = upper_envelope_normalise(pixels, np.interp(pixels, grid, smooth))
+    return with_noise(pixels, normalised, resolution, snr, seed, "Kurucz 2005 solar flux atlas")
+
+
+def with_noise(pixels, normalised, resolution, snr, seed, source):
+    """The normalised flux with Gaussian noise at ``snr`` (σ = 1/snr per pixel, from ``seed``) as a Spectrum."""
+    from stellarinf.io.spectrum import Spectrum
+
     rng = np.random.default_rng(seed)
     sigma = np.full(pixels.size, 1.0 / snr)
     return Spectrum(
@@ -77,7 +83,7 @@ def observe_sun(atlas_wl, atlas_flux, pixels, resolution, snr, seed, step_kms=0.
         normalised + rng.normal(0.0, 1.0, pixels.size) * sigma,
         sigma,
         resolution=resolution,
-        meta={"source": "Kurucz 2005 solar flux atlas", "snr": snr, "seed": seed},
+        meta={"source": source, "snr": snr, "seed": seed},
     )
 
 
@@ -90,22 +96,13 @@ def model_sun(model, pixels, resolution, snr, seed):
     """The fitted model's *own* Sun (``SUN_MODEL``; every [X/Fe] 0) on ``pixels`` at ``resolution``, then the same
     external normalisation and noise as :func:`observe_sun`. Fitting it measures what the inference and the
     normalisation alone do to the Sun's labels at each S/N: no physics error, no emulator error."""
-    from stellarinf.io.spectrum import Spectrum
     from stellarinf.validation.mocks import noiseless_flux
 
     names = set(model.label_space.names)
     params = {**{k: 0.0 for k in names if k.endswith("_fe")}, **SUN_MODEL}
     flux = noiseless_flux(model, pixels, params, resolution)
     normalised = upper_envelope_normalise(pixels, flux)
-    rng = np.random.default_rng(seed)
-    sigma = np.full(pixels.size, 1.0 / snr)
-    return Spectrum(
-        pixels,
-        normalised + rng.normal(0.0, 1.0, pixels.size) * sigma,
-        sigma,
-        resolution=resolution,
-        meta={"source": "the fitted model's own Sun", "snr": snr, "seed": seed},
-    )
+    return with_noise(pixels, normalised, resolution, snr, seed, "the fitted model's own Sun")
 
 
 def pixels_for(window: str, resolution: float, per_element: float | None):

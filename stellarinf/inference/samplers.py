@@ -287,14 +287,7 @@ def _numpyro_nuts_programs(
     def one_chain(problem, state, n_dummy):
         def body(s, _):
             s = sample_kernel(s, (problem,), {})
-            return s, {
-                "z": s.z,
-                "num_steps": s.num_steps,
-                "diverging": s.diverging,
-                "energy": s.energy,
-                "accept_prob": s.accept_prob,
-                "potential_energy": s.potential_energy,
-            }
+            return s, _nuts_fields(s)
 
         return jax.lax.scan(body, state, n_dummy)
 
@@ -303,6 +296,18 @@ def _numpyro_nuts_programs(
         return map_lanes(lambda st: one_chain(problem, st, n_dummy), states)
 
     return _NumpyroNutsPrograms(init, chunk)
+
+
+def _nuts_fields(state) -> dict:
+    """What each NUTS iteration keeps of NumPyro's ``HMCState``: the position and the per-draw diagnostics."""
+    return {
+        "z": state.z,
+        "num_steps": state.num_steps,
+        "diverging": state.diverging,
+        "energy": state.energy,
+        "accept_prob": state.accept_prob,
+        "potential_energy": state.potential_energy,
+    }
 
 
 def _negative_log_density(problem: Problem) -> Callable:
@@ -322,14 +327,7 @@ def _nuts_chunk_runner(kernel):
     def one_chain(state, n_dummy):
         def body(s, _):
             s = kernel.sample(s, (), {})
-            return s, {
-                "z": s.z,
-                "num_steps": s.num_steps,
-                "diverging": s.diverging,
-                "energy": s.energy,
-                "accept_prob": s.accept_prob,
-                "potential_energy": s.potential_energy,
-            }
+            return s, _nuts_fields(s)
 
         return jax.lax.scan(body, state, n_dummy)
 
