@@ -20,6 +20,12 @@ Fit a survey's catalogue on a Dask cluster (restartable: run it again after a cr
     cat = stellarinf.fit_catalog("spectra/", "survey_out", workers=4, emulator="default-payne", sampler="laplace")
     print(cat.table["id", "teff_p50", "teff_sd", "flags"])   # also survey_out/catalog.parquet and catalog.fits
 
+Forecast the precision of an instrument before any data exist (Cramér–Rao bounds)::
+
+    from stellarinf.forecast import forecast
+    fc = forecast("default-payne", stellarinf.reference_star("red-clump"), window="giraffe-hr15n", snr=100)
+    print(fc.result.marginal())    # {label: best possible sd}; fc.at_snr(200) rescales without new derivatives
+
 The user API (imported on first use, so ``import stellarinf`` stays fast):
 
 - :func:`fit_spectrum`, :func:`fit_spectra`, :class:`FitResult`   the fit pipeline (:mod:`stellarinf.pipeline`)
@@ -31,6 +37,8 @@ The user API (imported on first use, so ``import stellarinf`` stays fast):
 - :func:`load_emulator`                                            ``"default"``, ``"default-payne"`` or a model directory
 - :func:`choose_sampler`, :data:`SAMPLER_SPECS`                    the samplers and the default choice
 - :func:`choose_emulator`                                          the default emulator for this machine (``"auto"``)
+- :func:`get_instrument`, :func:`reference_star`                   instrument presets (``data/instruments.ecsv``) and
+                                                                   named reference stars, for :mod:`stellarinf.forecast`
 - :func:`enable_float64`                                           double precision (see below)
 
 Precision: atmospheres, likelihoods and Fisher matrices need float64, and JAX computes in float32 unless
@@ -46,14 +54,15 @@ Layout (one idea per module):
 - ``joint_pipeline`` fit_joint: many stars in one posterior, nuisances shared across them (``fit --joint``)
 - ``catalog``       fit_catalog: a survey's stars on Dask, one result file per star, one catalogue (``fit-catalog``)
 - ``labels``        label spaces: names, units, bounds, network scaling
-- ``wavelength``    vacuum/air conversion, instrument windows, wavelength grids
+- ``wavelength``    vacuum/air conversion, model windows, wavelength grids
+- ``instruments``   the one table of set-ups: instrument presets with their arms and sources, model windows
 - ``design``        sampling designs for grid label points
 - ``io``            grid files (HDF5), spectra, atomic writes, model files
 - ``synth``         differentiable 1D LTE synthesizer (realistic and simple fidelity)
 - ``emulators``     TransformerPayne and the Payne MLP behind one interface
 - ``observe``       observation model: Doppler, broadening, LSF, resampling, continuum
 - ``inference``     NumPyro/BlackJAX posteriors, MAP, Laplace, summaries; the sampler registry
-- ``fisher``        Fisher-matrix Cramér–Rao bounds
+- ``fisher``        Fisher-matrix Cramér–Rao bounds; ``forecast``: bounds for a star, instrument and S/N
 - ``cli``           the ``stellarinf`` command
 """
 
@@ -99,6 +108,8 @@ _EXPORTS = {
     "Spectrum": ("stellarinf.io.spectrum", "Spectrum"),
     "load_emulator": ("stellarinf.emulators.registry", "load_emulator"),
     "SAMPLER_SPECS": ("stellarinf.inference.samplers", "SAMPLER_SPECS"),
+    "get_instrument": ("stellarinf.instruments", "get_instrument"),
+    "reference_star": ("stellarinf.reference_stars", "reference_star"),
     "StellarinfError": ("stellarinf.errors", "StellarinfError"),
 }
 

@@ -7,8 +7,8 @@ synthesizer's was 0.350 (4.2× optimistic). This module measures, per label,
 
     ratio = CRB(emulator) / CRB(synthesizer)      (marginal bounds, same star, window, R, S/N and nuisances)
 
-at a few reference stars inside the emulator's label box (:data:`REFERENCE_STARS`: a solar-type dwarf, a
-cool giant, a metal-poor star) on the emulator's own wavelength range and resolving power, twice:
+at a few reference stars inside the emulator's label box (:data:`REFERENCE_STARS`: a solar twin, a
+cool giant, a metal-poor dwarf; :mod:`stellarinf.reference_stars`) on the emulator's own wavelength range and resolving power, twice:
 
 - ``ratio``: the emulator's bound with its own error (``SpectrumModel.error``) added to the noise in
   quadrature, at the reference S/N (what ``crb --emulator-error`` computes);
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .errors import StellarinfError
+from .reference_stars import reference_star
 from .wavelength import SPEED_OF_LIGHT_KMS, Window
 
 OVER_CLAIM = 0.8  # ratio below which an emulator's bound claims precision the synthesizer does not support
@@ -44,10 +45,9 @@ DEFAULT_SNR = 100.0
 WINDOW_MARGIN_KMS = 50.0
 INSET = 0.05  # reference stars are kept this fraction of the box span inside each edge
 
-REFERENCE_STARS: tuple[tuple[str, dict[str, float]], ...] = (
-    ("solar-type dwarf", {"teff": 5772.0, "logg": 4.44, "feh": 0.0, "vmic": 1.0}),
-    ("cool giant", {"teff": 4600.0, "logg": 2.3, "feh": -0.2, "vmic": 1.4}),
-    ("metal-poor star", {"teff": 5900.0, "logg": 4.0, "feh": -1.5, "vmic": 1.2}),
+# three of the named reference stars (stellarinf.reference_stars, the one registry), spanning the box
+REFERENCE_STARS: tuple[tuple[str, dict[str, float]], ...] = tuple(
+    (name, reference_star(name)) for name in ("solar-twin", "cool-giant", "metal-poor-dwarf")
 )
 
 

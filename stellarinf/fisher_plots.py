@@ -173,3 +173,33 @@ def plot_correlation(result: FisherResult, *, path=None, title: str = "Cramér�
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def plot_bounds_by_label(
+    bounds: dict[str, dict[str, float]], labels: Sequence[str] | None = None, *, path=None, title: str = ""
+):
+    """Bound vs label, one line per set-up (Chem-I-Calc's standard comparison): ``bounds`` is
+    ``{set-up name: {label: marginal bound}}``; Teff (K) gets its own panel, the dex-like labels share one."""
+    plt = _plt()
+    first = next(iter(bounds.values()), {})
+    labels = list(labels or first)
+    dex = [n for n in labels if n != "teff"]
+    fig, axes = plt.subplots(
+        1, 2, figsize=(2.0 + 0.55 * len(dex) + 2.5, 3.8), gridspec_kw={"width_ratios": [1, max(1, len(dex) / 2)]}
+    )
+    for name, vals in bounds.items():
+        axes[0].plot([0], [vals.get("teff", math.nan)], "o", label=name)
+        axes[1].plot(range(len(dex)), [vals.get(n, math.nan) for n in dex], "o-", label=name, lw=1)
+    axes[0].set_xticks([0], ["teff"])
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("σ(Teff) [K]")
+    axes[1].set_xticks(range(len(dex)), dex, rotation=45)
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("marginal bound [dex; km/s for vmic]")
+    axes[1].legend(fontsize=7, ncol=2)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig

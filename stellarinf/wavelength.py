@@ -6,6 +6,7 @@ A bare array is taken to be in Ångström; an astropy ``Quantity`` is converted 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -148,10 +149,26 @@ class Window:
         return log_uniform_grid(self.wmin, self.wmax, self.resolution, self.pixels_per_resolution)
 
 
-WINDOWS: dict[str, Window] = {
-    "galah-red": Window("galah-red", 6480.0, 6740.0, 28_000.0, 2.5, "GALAH-like red arm (default)"),
-    "gaia-rvs": Window("gaia-rvs", 8470.0, 8740.0, 11_500.0, 2.5, "Gaia RVS"),
-}
+class _ModelWindows(Mapping):
+    """stellarinf's model windows, read from the one table of set-ups (``data/instruments.ecsv``, rows of kind
+    ``window``) on first use: the fitter's windows and the forecaster's presets are the same table."""
+
+    def _windows(self) -> dict[str, Window]:
+        from .instruments import model_windows
+
+        return model_windows()
+
+    def __getitem__(self, name: str) -> Window:
+        return self._windows()[name]
+
+    def __iter__(self):
+        return iter(self._windows())
+
+    def __len__(self) -> int:
+        return len(self._windows())
+
+
+WINDOWS: Mapping[str, Window] = _ModelWindows()
 DEFAULT_WINDOW = "galah-red"
 
 

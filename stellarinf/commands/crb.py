@@ -85,6 +85,70 @@ def format_table(result) -> str:
     return "\n".join(lines)
 
 
+def _parse_snrs(text: str) -> list[float]:
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise BadInput(
+                f"--snr {text!r}: {part!r} is not a number (write e.g. --snr 100 or --snr 20,50,100)"
+            ) from None
+        if not (math.isfinite(value) and value > 0):
+            raise BadInput(f"--snr must be positive numbers, got {part!r}")
+        out.append(value)
+    if not out:
+        raise BadInput("--snr is empty: give a positive number, e.g. --snr 100")
+    return out
+
+
+def format_snr_table(table, names) -> str:
+    """Marginal bounds, one row per label and one column per S/N."""
+    snrs = [f"S/N {s:g}" for s in table["snr"]]
+    rows = [("label", *snrs)] + [(n, *(_fmt(v) for v in table[f"marginal_{n}"])) for n in names]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def format_floor(floor: dict, snr: float) -> str:
+    """The emulator's systematic floor beside the bounds, and the labels it already limits at this S/N."""
+    parts = [f"{n} {v['sd_sys']:.3g} (S/N {v['snr_floor_dominates']:.0f})" for n, v in floor.items()]
+    limited = [n for n, v in floor.items() if v["snr_floor_dominates"] < snr]
+    text = (
+        "emulator systematic floor sd_sys (and the S/N above which it exceeds the bound; photons beyond it do not "
+        "help): " + ", ".join(parts)
+    )
+    if limited:
+        text += f"\nat S/N {snr:g} the floor, not the noise, limits {', '.join(limited)}"
+    return text
+
+
+def _list_presets(model) -> None:
+    from .. import forecast as fc_mod
+    from ..instruments import presets_table
+
+    base = "synth" if model == "synth" else fc_mod.resolve_model(model)
+    ranges = fc_mod.model_coverage(base)
+    r_model = None if base == "synth" else getattr(base, "resolution", None)
+    table = presets_table(ranges, None if r_model is None else float(r_model))
+    click.echo(
+        f"{len(set(table['preset']))} presets; model {model} covers "
+        + ", ".join(f"{lo:.0f}–{hi:.0f}" for lo, hi in ranges)
+        + " Å (vacuum)"
+        + (f" at R ≤ {float(r_model):,.0f}" if r_model else "")
+    )
+    for row in table:
+        click.echo(
+            f"  {row['preset']:<15} {row['arm']:<22} {row['wmin']:8.1f}–{row['wmax']:<8.1f} R {row['resolution']:>9,.0f}  "
+            f"covered: {row['covered']:<28} {row['source']}"
+        )
+
+
 @click.command(name="crb")
 @click.option(
     "--emulator",
@@ -108,7 +172,20 @@ def format_table(result) -> str:
 @click.option("--rv", type=float, default=0.0, show_default=True, help="Fiducial radial velocity [km/s].")
 @click.option("--vsini", type=float, default=2.0, show_default=True, help="Fiducial v sin i [km/s].")
 @click.option("--vmacro", type=float, default=3.0, show_default=True, help="Fiducial macroturbulence [km/s].")
-@click.option("--snr", type=float, default=100.0, show_default=True, help="S/N per pixel at the continuum.")
+@click.option(
+    "--star",
+    default=None,
+    help="A reference star by name (solar-twin, metal-poor-turn-off, red-clump, metal-poor-giant, k-dwarf, ...); "
+    "--teff/--logg/--feh/--label override its labels.",
+)
+@click.option(
+    "--snr",
+    "snr_text",
+    default="100",
+    show_default=True,
+    help="S/N per pixel at the continuum; several (comma-separated, e.g. 20,50,100,200) give one column each "
+    "(one Jacobian, rescaled).",
+)
 @click.option(
     "--snr-mode",
     type=click.Choice(["constant", "photon"]),
@@ -118,10 +195,19 @@ def format_table(result) -> str:
 )
 @click.option("--resolution", type=float, default=None, help="Resolving power (default: the window preset's).")
 @click.option(
+    "--preset",
     "--window",
+    "window",
     default="galah-red",
     show_default=True,
-    help="Instrument preset: galah-red, gaia-rvs, harps-red, 4most-hrs-red.",
+    help="Instrument preset (galah, harps, giraffe-hr15n, 4most-hrs, ...; see --list-presets) or R=<value> "
+    "(over the model's range) or R=<value>:<wmin>-<wmax>; cut to what the model covers.",
+)
+@click.option(
+    "--list-presets",
+    is_flag=True,
+    default=False,
+    help="List every instrument preset with its arms, sources and the part the model covers, and exit.",
 )
 @click.option(
     "--marginalize",
@@ -159,13 +245,15 @@ def crb(
     feh,
     vmic,
     labels,
+    star,
     rv,
     vsini,
     vmacro,
-    snr,
+    snr_text,
     snr_mode,
     resolution,
     window,
+    list_presets,
     marginalize,
     fix,
     priors,
@@ -179,19 +267,29 @@ def crb(
     Example:
       stellarinf crb --teff 5772 --logg 4.44 --feh 0 --snr 100 -o crb.json
       stellarinf crb --emulator synth --window gaia-rvs --prior logg=4.4+-0.05 --plots plots/
+      stellarinf crb --preset giraffe-hr15n --star red-clump --snr 20,50,100,200
+      stellarinf crb --list-presets
     """
     from .. import forecast as fc_mod
 
     try:
-        if not (math.isfinite(snr) and snr > 0):
-            raise BadInput(f"--snr must be a positive number, got {snr}")
-        star = _parse_labels(labels, {"teff": teff, "logg": logg, "feh": feh, "vmic": vmic})
+        if list_presets:
+            _list_presets(model)
+            return
+        snrs = _parse_snrs(snr_text)
+        snr = snrs[0]
+        given = _parse_labels(labels, {"teff": teff, "logg": logg, "feh": feh, "vmic": vmic})
+        if star is not None:
+            from ..reference_stars import star_labels
+
+            given = star_labels(star, given)
+        star_values = given
         prior_sigma = _parse_priors(priors)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             fc = fc_mod.forecast(
                 model,
-                star,
+                star_values,
                 window=window,
                 snr=snr,
                 snr_mode=snr_mode,
@@ -209,16 +307,33 @@ def crb(
             click.secho(f"warning: {w.message}", fg="yellow", err=True)
         doc = result.to_json()
         doc["warnings"] = [str(w.message) for w in caught]
+        arms = "; ".join(
+            f"{a.name} {a.wmin:.0f}–{a.wmax:.0f} Å R {a.resolution:,.0f} ({s.stop - s.start} px)"
+            for a, s in zip(fc.instrument.arms, fc.arm_slices)
+        )
         click.echo(
-            f"Cramér–Rao bounds: model {model}, window {fc.window.name} "
-            f"({fc.window.wmin:g}–{fc.window.wmax:g} Å, R {fc.window.resolution:,.0f}, {fc.wavelength.size} px), "
-            f"S/N {snr:g} ({snr_mode})"
+            f"Cramér–Rao bounds: model {model}, preset {fc.instrument.name} ({arms}), S/N {snr:g} ({snr_mode})"
+            + (f", star {star}" if star else "")
         )
         click.echo(format_table(result))
+        if len(snrs) > 1:
+            from ..forecast import bounds_vs_snr
+
+            scan = bounds_vs_snr(fc, snrs)
+            click.echo("\nmarginal bounds at each S/N (same Jacobian):")
+            click.echo(format_snr_table(scan, result.names))
+            doc["snr_scan"] = {
+                "snr": [float(x) for x in snrs],
+                "marginal": {n: [float(v) for v in scan[f"marginal_{n}"]] for n in result.names},
+            }
         click.echo(
             f"marginalised: {', '.join(doc['marginalized']) or 'none'}; "
             f"condition number {_fmt(result.condition_number)}"
         )
+        floor = fc_mod.systematic_floor(fc)
+        if floor:
+            doc["systematic_floor"] = floor
+            click.echo(format_floor(floor, snr))
         from ..emulator_fidelity import format_fidelity
 
         fidelity_line = format_fidelity(result.meta.get("emulator_fidelity"))

@@ -1,0 +1,191 @@
+"""Instrument presets (data/instruments.ecsv), reference stars, and forecasts over several arms."""
+
+import warnings
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import stellarinf  # noqa: F401
+from stellarinf import forecast as F
+from stellarinf.instruments import InstrumentError, get_instrument, instruments, presets_table
+from stellarinf.reference_stars import REFERENCE_STARS, UnknownStarError, reference_star, star_labels
+from stellarinf.wavelength import air_to_vacuum
+
+STAR = {"teff": 5772.0, "logg": 4.44, "feh": 0.0}
+WIDE = (4900.0, 6900.0)  # the analytic test model's range: both LAMOST-MRS arms inside it
+
+
+@pytest.fixture(scope="module")
+def wide_model():
+    from stellarinf.labels import default_label_space
+    from stellarinf.validation.analytic import AnalyticLineModel
+
+    space = default_label_space().subset(["teff", "logg", "feh", "vmic"])
+    return AnalyticLineModel(space, WIDE, None, n_lines=200, seed=5)
+
+
+def test_the_table_holds_real_instruments_with_sources_and_vacuum_arms():
+    table = instruments()
+    real = [i for i in table.values() if i.kind == "instrument"]
+    assert len(real) >= 25
+    for inst in table.values():
+        assert inst.source, inst.name
+        for arm in inst.arms:
+            assert arm.wmin < arm.wmax and arm.resolution > 0 and arm.pixels_per_resolution > 0, arm
+    # GALAH's arms are quoted in air (6478–6737 Å red): read as vacuum
+    red = [a for a in table["galah"].arms if a.name == "galah-red"][0]
+    assert red.wmin == pytest.approx(float(air_to_vacuum([6478.0])[0])) and red.wmin > 6478.0 + 1.7
+    assert len(table["galah"].arms) == 4 and get_instrument("hermes") is table["galah"]
+    assert table["apogee"].arms[0].wmin == 15140.0  # quoted in vacuum: unchanged
+
+
+def test_a_preset_is_cut_to_what_the_model_covers_and_refused_when_nothing_is_left():
+    harps = get_instrument("harps").covered([(6480.0, 6740.0)])
+    assert [(a.wmin, a.wmax) for a in harps.arms] == [(6480.0, 6740.0)]
+    lamost = get_instrument("lamost-mrs").covered([(6460.0, 7020.0), (8450.0, 8760.0)])
+    assert [a.name for a in lamost.arms] == ["lamost-mrs-red"]
+    weave = get_instrument("weave-lr").covered([(6460.0, 7020.0), (8450.0, 8760.0)])
+    assert len(weave.arms) == 2  # the red arm seen in both covered ranges
+    with pytest.raises(InstrumentError, match="6480–6740"):
+        get_instrument("apogee").covered([(6480.0, 6740.0)])
+    covered = dict(
+        zip(presets_table([(6480.0, 6740.0)], 28_000.0)["arm"], presets_table([(6480.0, 6740.0)], 28_000.0)["covered"])
+    )
+    assert covered["galah-blue"] == "—" and covered["harps"].startswith("R > model's")
+
+
+def test_generic_resolving_power_presets():
+    inst = get_instrument("R=20000", default_range=(6480.0, 6740.0))
+    assert inst.arms[0].resolution == 20_000 and (inst.arms[0].wmin, inst.arms[0].wmax) == (6480.0, 6740.0)
+    inst = get_instrument("r=5000:6500-6600")
+    assert (inst.arms[0].wmin, inst.arms[0].wmax, inst.arms[0].resolution) == (6500.0, 6600.0, 5000.0)
+    for bad, message in (("R=0", "positive"), ("R=5000:6600-6500", "smaller to a larger"), ("R=5000", "range")):
+        with pytest.raises(InstrumentError, match=message):
+            get_instrument(bad)
+
+
+def test_reference_stars_by_name():
+    assert {"solar-twin", "metal-poor-turn-off", "red-clump", "metal-poor-giant", "k-dwarf"} <= set(REFERENCE_STARS)
+    assert reference_star("Solar_Twin") == {"teff": 5772.0, "logg": 4.44, "feh": 0.0, "vmic": 1.0}
+    assert star_labels("red-clump", {"feh": -0.3})["feh"] == -0.3
+    with pytest.raises(UnknownStarError, match="solar-twin"):
+        reference_star("blue-straggler")
+
+
+def _schur(fisher, keep):
+    """Fisher information of ``keep`` with the other parameters marginalised (Schur complement)."""
+    names = list(fisher.names)
+    F_ = fisher.fisher
+    k = [names.index(n) for n in keep]
+    o = [i for i in range(len(names)) if i not in k]
+    return F_[np.ix_(k, k)] - F_[np.ix_(k, o)] @ np.linalg.solve(F_[np.ix_(o, o)], F_[np.ix_(o, k)])
+
+
+def test_a_two_arm_forecast_is_the_sum_of_its_arms_information(wide_model):
+    """Known answer: with each arm's continuum marginalised, the shared parameters' information is the sum over
+    the arms of each arm's own (continuum-marginalised) information."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        both = F.forecast(wide_model, STAR, window="lamost-mrs", snr=80.0)
+        arms = [F.forecast(wide_model, STAR, window=arm, snr=80.0) for arm in both.instrument.arms]
+    assert [a.name for a in both.instrument.arms] == ["lamost-mrs-blue", "lamost-mrs-red"]
+    assert both.wavelength.size == sum(a.wavelength.size for a in arms)
+    assert {"cont_0_0", "cont_1_0"} <= set(both.result.names)
+    shared = ["teff", "logg", "feh", "vmic", "rv", "vsini", "vmacro"]
+    expected = sum(_schur(a.result, shared) for a in arms)
+    got = _schur(both.result, shared)
+    np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-12 * np.abs(expected).max())
+    # and the bounds: two arms beat either arm alone on every shared label
+    for n in ("teff", "logg", "feh"):
+        assert both.result.marginal()[n] < min(a.result.marginal()[n] for a in arms)
+    # another S/N is a rescaling of the same Jacobian
+    assert both.at_snr(160.0).marginal()["teff"] == pytest.approx(both.result.marginal()["teff"] / 2, rel=1e-9)
+
+
+def test_a_preset_sharper_than_the_model_is_refused_with_the_way_forward():
+    from stellarinf.labels import default_label_space
+    from stellarinf.validation.analytic import AnalyticLineModel
+
+    space = default_label_space().subset(["teff", "logg", "feh", "vmic"])
+    broadened = AnalyticLineModel(space, (6465.0, 6755.0), 28_000.0, n_lines=20, seed=1)
+    with pytest.raises(F.ForecastError, match="synth"):
+        F.forecast(broadened, STAR, window="harps")
+
+
+def test_another_resolving_power_of_the_same_pixel_bucket_compiles_nothing_and_changes_nothing():
+    """An emulator (a model with its own R): R is a held parameter and the pixel count is padded to a bucket, so a
+    forecast at another R traces no new program; the padded forecast equals the plain one (no padding, R static)."""
+    import jax
+
+    from stellarinf.labels import default_label_space
+    from stellarinf.validation.analytic import AnalyticLineModel
+
+    space = default_label_space().subset(["teff", "logg", "feh", "vmic"])
+    emulator_like = AnalyticLineModel(space, (6465.0, 6755.0), 28_000.0, n_lines=30, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = F.forecast(emulator_like, STAR, window="galah-red", resolution=15_000.0)  # 1475 px: bucket 2048
+        traced = []
+
+        def listener(event, duration, **kwargs):
+            traced.append(kwargs.get("fun_name"))
+
+        jax.monitoring.register_event_duration_secs_listener(listener)
+        try:
+            other = F.forecast(emulator_like, STAR, window="galah-red", resolution=20_000.0)  # 1967 px: the same
+        finally:
+            jax.monitoring.unregister_event_duration_listener(listener)
+        plain = F.forecast(
+            emulator_like, STAR, window="galah-red", resolution=20_000.0, obs_kwargs={"continuum": "sample"}
+        )
+    assert first.wavelength.size != other.wavelength.size and other.wavelength.size == plain.wavelength.size
+    assert "_jacobian_impl" not in traced, traced  # the Jacobian program is reused (small eager ops may trace)
+    # the same bounds up to the LSF kernel's truncation (sized for R 1,000 on the bucketed path, for R itself on the
+    # plain one): ~1e-5 relative
+    for n in ("teff", "logg", "feh", "vmic", "rv"):
+        assert other.result.marginal()[n] == pytest.approx(plain.result.marginal()[n], rel=1e-4), n
+    assert other.result.marginal()["teff"] < first.result.marginal()["teff"]  # sharper: a tighter bound
+
+
+# ---------------------------------------------------------------- CLI
+def test_cli_lists_presets_and_forecasts_a_named_star_at_several_snr(monkeypatch):
+    from stellarinf.cli import cli
+    from stellarinf.validation.setups import analytic_model
+
+    real = F.resolve_model
+    monkeypatch.setattr(
+        F,
+        "resolve_model",
+        lambda m, window="galah-red", **kw: real(analytic_model(window) if m == "t" else m, window, **kw),
+    )
+    r = CliRunner().invoke(cli, ["crb", "--emulator", "t", "--list-presets"])
+    assert r.exit_code == 0, r.output
+    assert "galah-blue" in r.output and "Sheinis" in r.output and "6465–6755" in r.output
+    r = CliRunner().invoke(
+        cli, ["crb", "--emulator", "t", "--preset", "hermes", "--star", "red-clump", "--snr", "50,100"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "preset galah (galah-red" in r.output and "star red-clump" in r.output
+    lines = [ln.split() for ln in r.output.splitlines() if ln.startswith("teff ") and len(ln.split()) == 3]
+    assert lines, r.output
+    s50, s100 = (float(x) for x in lines[-1][1:])
+    assert s50 == pytest.approx(2 * s100, rel=1e-3)
+
+
+def test_the_systematic_floor_sits_beside_the_bound_with_the_snr_where_it_takes_over(wide_model):
+    import dataclasses
+    import types
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fc = F.forecast(wide_model, STAR, window="R=20000:6500-6600", snr=50.0)
+    assert F.systematic_floor(fc) == {}  # a model without stored systematics: nothing claimed
+    stored = types.SimpleNamespace(metadata={"label_systematics": {"sd": {"teff": 10.0, "feh": 0.01}}})
+    floor = F.systematic_floor(dataclasses.replace(fc, spectrum_model=stored))
+    bound = fc.result.marginal()
+    assert set(floor) == {"teff", "feh"}
+    # bounds fall as 1/(S/N): the floor equals the bound at S/N 50 x bound / floor
+    assert floor["teff"]["snr_floor_dominates"] == pytest.approx(50.0 * bound["teff"] / 10.0)
+    at = floor["feh"]["snr_floor_dominates"]
+    assert fc.at_snr(at).marginal()["feh"] == pytest.approx(0.01, rel=1e-9)
