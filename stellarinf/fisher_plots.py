@@ -33,6 +33,16 @@ def save_figure(fig, path: str | Path, dpi: int = 130) -> Path:
     return path
 
 
+def _finish(fig, path=None, title: str = ""):
+    """The common tail of every plot here: the title, the layout, the file if asked; returns the figure."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
 def _label_text(name: str) -> str:
     unit = _unit(name)
     return f"σ({name}) [{unit}]" if unit else f"σ({name})"
@@ -80,12 +90,7 @@ def plot_bounds_vs(
     for ax in axes.ravel()[len(labels) :]:
         ax.set_visible(False)
     axes.ravel()[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _finish(fig, path, title)
 
 
 def plot_bounds_vs_snr(table, labels=None, *, path=None, title: str = "Cramér–Rao bounds vs S/N"):
@@ -136,11 +141,7 @@ def plot_information_per_pixel(
         ax.set_ylabel(name, rotation=0, ha="right", va="center")
         ax.set_yticks([])
     axes[-1].set_xlabel("vacuum wavelength [Å]" if wavelength is not None or result.wavelength is not None else "pixel")
-    fig.suptitle(title or f"information per pixel ({kind}; each row normalised to unit sum)")
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _finish(fig, path, title or f"information per pixel ({kind}; each row normalised to unit sum)")
 
 
 def plot_correlation(result: FisherResult, *, path=None, title: str = "Cramér–Rao correlation matrix"):
@@ -169,10 +170,7 @@ def plot_correlation(result: FisherResult, *, path=None, title: str = "Cramér�
                 )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(title)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _finish(fig, path)
 
 
 def plot_bounds_by_label(
@@ -197,9 +195,4 @@ def plot_bounds_by_label(
     axes[1].set_yscale("log")
     axes[1].set_ylabel("marginal bound [dex; km/s for vmic]")
     axes[1].legend(fontsize=7, ncol=2)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+    return _finish(fig, path, title)

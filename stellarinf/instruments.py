@@ -71,8 +71,7 @@ class Instrument:
         Raises :class:`InstrumentError` naming the covered ranges when no arm overlaps them."""
         arms = []
         for arm in self.arms:
-            pieces = [(max(arm.wmin, lo), min(arm.wmax, hi)) for lo, hi in ranges]
-            pieces = [(lo, hi) for lo, hi in pieces if hi - lo >= MIN_ARM_WIDTH]
+            pieces = _overlaps(arm, ranges)
             for k, (lo, hi) in enumerate(pieces):
                 name = arm.name if len(pieces) == 1 else f"{arm.name}-{k + 1}"
                 arms.append(dataclasses.replace(arm, name=name, wmin=lo, wmax=hi))
@@ -84,6 +83,12 @@ class Instrument:
                 "--list-presets`) or a generic R=<value>"
             )
         return dataclasses.replace(self, arms=tuple(arms))
+
+
+def _overlaps(arm: Window, ranges: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The parts of ``arm`` inside ``ranges`` wide enough to keep (:data:`MIN_ARM_WIDTH`)."""
+    parts = [(max(arm.wmin, lo), min(arm.wmax, hi)) for lo, hi in ranges]
+    return [(lo, hi) for lo, hi in parts if hi - lo >= MIN_ARM_WIDTH]
 
 
 def _positive_resolution(resolution) -> float:
@@ -178,8 +183,7 @@ def presets_table(ranges: Sequence[tuple[float, float]] | None = None, max_resol
         for arm in inst.arms:
             covered = ""
             if ranges is not None:
-                parts = [(max(arm.wmin, lo), min(arm.wmax, hi)) for lo, hi in ranges]
-                covered = ", ".join(f"{lo:.0f}–{hi:.0f}" for lo, hi in parts if hi - lo >= MIN_ARM_WIDTH) or "—"
+                covered = ", ".join(f"{lo:.0f}–{hi:.0f}" for lo, hi in _overlaps(arm, ranges)) or "—"
                 if covered != "—" and max_resolution is not None and arm.resolution > max_resolution * (1 + 1e-9):
                     covered = f"R > model's ({covered})"
             rows.append(
