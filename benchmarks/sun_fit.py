@@ -31,14 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
+from stellarinf.solar_atlas import SOLAR_ATLAS
+
 HERE = Path(__file__).resolve().parent
 C_KMS = 299792.458
 SUN = {"teff": 5772.0, "logg": 4.438, "feh": 0.0}
-# window → (atlas file, resolving power, pixels per resolution element or None = the demo star's pixels)
-WINDOWS = {
-    "galah-red": ("sun_kurucz2005_6470_6745_vac.csv.gz", 28000.0, None),
-    "gaia-rvs": ("sun_kurucz2005_8460_8750_vac.csv.gz", 11500.0, 3.0),
-}
+# window → (atlas file, resolving power, pixels per resolution element or None = the demo star's pixels);
+# the atlas files are stellarinf.solar_atlas's
+_OBSERVED_AS = {"galah-red": (28000.0, None), "gaia-rvs": (11500.0, 3.0)}
+WINDOWS = {name: (SOLAR_ATLAS[name].atlas, *_OBSERVED_AS.get(name, (28000.0, 2.5))) for name in SOLAR_ATLAS}
 TARGETS = {"teff": 50.0, "logg": 0.10, "feh": 0.05}
 
 

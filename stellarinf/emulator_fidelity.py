@@ -85,11 +85,11 @@ def synthesizer_for(model, window: Window):
     """The realistic synthesizer over ``window`` (padded by 5 Å) with the emulator's labels and the log gf its
     training grid used (``metadata["training_grid"]["metadata"]["loggf"]``, default ``"solar"``) and its damping
     (``"damping"``; grids older than the choice used ``"unsold"``)."""
-    from .forecast import SYNTH_COVERAGE, ForecastError
+    from .forecast import ForecastError, synth_coverage
     from .physics_options import DAMPING_CHOICES, LEGACY_DAMPING, LOGGF_CHOICES
     from .synth import SynthesizerModel
 
-    cover = [(lo, hi) for lo, hi in SYNTH_COVERAGE if lo <= window.wmin and window.wmax <= hi]
+    cover = [(lo, hi) for lo, hi in synth_coverage() if lo <= window.wmin and window.wmax <= hi]
     if not cover:
         raise ForecastError(
             f"the synthesizer's line list does not cover the emulator's range {window.wmin:.1f}–{window.wmax:.1f} Å, "

@@ -40,7 +40,13 @@ NUISANCE_DEFAULTS = {"rv": 0.0, "vsini": 2.0, "vmacro": 3.0}
 # What `--marginalize` understands; "continuum" expands to every continuum coefficient of the model.
 NUISANCE_GROUPS = ("rv", "vsini", "vmacro", "continuum", "resolution")
 DEFAULT_MARGINALIZE = ("rv", "vsini", "vmacro", "continuum")
-SYNTH_COVERAGE = ((6460.0, 7020.0), (8450.0, 8760.0))
+
+
+def synth_coverage() -> tuple[tuple[float, float], ...]:
+    """The vacuum ranges (Å) the synthesizer's line list covers (``data/linelist.ecsv``): where it can model."""
+    from .synth.data import linelist
+
+    return linelist().coverage
 
 
 class ForecastError(StellarinfError, ValueError):
@@ -80,7 +86,7 @@ def model_coverage(model) -> tuple[tuple[float, float], ...]:
     """The vacuum ranges a forecast with ``model`` can use: the synthesizer's line list for ``"synth"``, else the
     model's own wavelength range."""
     if isinstance(model, str) and model == "synth":
-        return SYNTH_COVERAGE
+        return synth_coverage()
     lo, hi = model.wavelength_range
     return ((float(lo), float(hi)),)
 
@@ -112,32 +118,45 @@ def instrument_for(model, window: str | Window | Instrument, resolution: float |
 # --------------------------------------------------------------------------------------------------
 # models
 # --------------------------------------------------------------------------------------------------
-def resolve_model(model, window: str | Window = "galah-red", *, fidelity: str = "realistic", float64: bool = True):
+def resolve_model(
+    model,
+    window: str | Window = "galah-red",
+    *,
+    fidelity: str = "realistic",
+    float64: bool = True,
+    elements: Sequence[str] | None = None,
+):
     """``"synth"`` (ground truth), an emulator name/dir (``"default"``, ``"default-payne"``) or a ``SpectrumModel``
     (returned as is; tests pass :func:`stellarinf.validation.setups.analytic_model`, a cheap test double).
+
+    ``elements``: for ``"synth"`` only, the elements whose [X/Fe] are labels (default: the default label space's);
+    an emulator's labels are fixed by its training, so it refuses them.
 
     Emulators are converted to float64 (``astype``) when ``float64`` so Jacobians carry full precision.
     """
     from . import enable_float64
 
     enable_float64()  # Cramér–Rao bounds need float64, from the first array on
+    is_synth = isinstance(model, str) and model == "synth"
+    if elements is not None and not is_synth:
+        raise ForecastError(
+            "the elements a model has labels for are fixed by its training; choosing them (--elements) needs the "
+            "synthesizer (--emulator synth)"
+        )
     if not isinstance(model, (str, bytes)) and not hasattr(model, "__fspath__"):
         out = model
     elif str(model) == "synth":
-        from .labels import default_label_space
-        from .synth import SynthesizerModel
-
         w = get_preset(window)
-        cover = [(lo, hi) for lo, hi in SYNTH_COVERAGE if lo <= w.wmin and w.wmax <= hi]
+        cover = [(lo, hi) for lo, hi in synth_coverage() if lo <= w.wmin and w.wmax <= hi]
         if not cover:
             raise ForecastError(
-                f"the synthesizer's line list covers {', '.join(f'{lo:g}–{hi:g}' for lo, hi in SYNTH_COVERAGE)} Å (vacuum); "
+                f"the synthesizer's line list covers {', '.join(f'{lo:g}–{hi:g}' for lo, hi in synth_coverage())} Å (vacuum); "
                 f"window {w.name!r} ({w.wmin:g}–{w.wmax:g} Å) is outside it"
             )
         lo, hi = cover[0]
         # a few Å of margin so Doppler shifts and broadening kernels see real spectrum at the window edges
         padded = dataclasses.replace(w, name=f"{w.name}-padded", wmin=max(lo, w.wmin - 5.0), wmax=min(hi, w.wmax + 5.0))
-        out = SynthesizerModel(default_label_space(), padded, fidelity)
+        out = _synth_model(padded, fidelity, None if elements is None else tuple(elements))
     else:
         return _named_model(str(model), bool(float64))
     if float64 and hasattr(out, "astype"):
@@ -145,6 +164,17 @@ def resolve_model(model, window: str | Window = "galah-red", *, fidelity: str = 
 
         out = out.astype(jnp.float64)
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _synth_model(window: Window, fidelity: str, elements: tuple[str, ...] | None):
+    """The synthesizer over one (padded) arm, built once per process: forecasts of several stars with the same arm
+    and labels reuse it, and with it the Jacobian programs compiled for it."""
+    from .labels import default_label_space
+    from .synth import SynthesizerModel
+
+    space = default_label_space() if elements is None else default_label_space(elements)
+    return SynthesizerModel(space, window, fidelity)
 
 
 @functools.lru_cache(maxsize=8)
@@ -306,6 +336,7 @@ def forecast(
     emulator_error: bool = False,
     model_name: str | None = None,
     obs_kwargs: Mapping[str, Any] | None = None,
+    elements: Sequence[str] | None = None,
 ) -> Forecast:
     """Cramér–Rao forecast for a star with ``labels`` observed with the set-up ``window`` at ``snr``.
 
@@ -318,6 +349,7 @@ def forecast(
     ``nuisances``: rv/vsini/vmacro fiducials (defaults :data:`NUISANCE_DEFAULTS`). ``marginalize``: nuisance
     groups kept free; the rest are held fixed. ``fix``: labels held fixed. ``priors``: {name: σ}.
     ``emulator_error``: add the model's error in quadrature. S/N is per pixel at the continuum, in every arm.
+    ``elements``: with ``model="synth"``, the elements whose [X/Fe] are labels (e.g. every candidate of a survey).
     """
     from . import enable_float64
 
@@ -325,11 +357,18 @@ def forecast(
     if not (isinstance(snr, (int, float, np.number)) and math.isfinite(float(snr)) and float(snr) > 0):
         raise ForecastError(f"S/N must be a positive number, got {snr!r}")
     is_synth = isinstance(model, str) and model == "synth"
-    base = None if is_synth else resolve_model(model)
+    base = None if is_synth else resolve_model(model, elements=elements)
     inst = instrument_for("synth" if is_synth else base, window, resolution)
     name = model_name or (model if isinstance(model, str) else type(model).__name__)
     arms = [
-        _arm_setup(resolve_model(model, arm) if is_synth else base, arm, labels, nuisances, marginalize, obs_kwargs)
+        _arm_setup(
+            resolve_model(model, arm, elements=elements) if is_synth else base,
+            arm,
+            labels,
+            nuisances,
+            marginalize,
+            obs_kwargs,
+        )
         for arm in inst.arms
     ]
     sm, space = arms[0].model, arms[0].model.label_space

@@ -3,8 +3,10 @@
 Every set-up stellarinf knows is a row group of that table: a *preset* (``galah``, ``harps``, ``giraffe-hr15n``,
 ...) with one or more *arms*, each a wavelength range with a resolving power and a pixel sampling, and the source
 (instrument paper or manual) it was taken from. Rows of kind ``window`` are stellarinf's own model windows (the
-ranges grids and emulators are built on: ``galah-red``, ``gaia-rvs``); :data:`stellarinf.wavelength.WINDOWS` is
-read from them, so the forecaster's presets and the fitter's windows are the same table.
+ranges grids and emulators are built on: the four GALAH arms ``galah-blue``, ``galah-green``, ``galah-red``,
+``galah-ir`` and ``gaia-rvs``); :data:`stellarinf.wavelength.WINDOWS` is read from them, so the forecaster's
+presets and the fitter's windows are the same table, and :func:`window_set` names the model windows that cover a
+preset's arms (``galah`` → the four GALAH windows).
 
 - :func:`instruments`: every preset, as :class:`Instrument` (arms in vacuum Å; air ranges converted on reading);
 - :func:`get_instrument`: one by name, or a generic ``R=<value>`` (optionally ``R=<value>:<wmin>-<wmax>``);
@@ -142,13 +144,40 @@ def model_windows() -> dict[str, Window]:
     return {name: inst.arms[0] for name, inst in instruments().items() if inst.kind == "window"}
 
 
+def window_set(name: str | Instrument) -> tuple[Window, ...]:
+    """The model windows that together cover an instrument's arms, e.g. ``window_set("galah")`` →
+    galah-blue, galah-green, galah-red, galah-ir: the set a grid, an emulator or a fit names by the instrument.
+
+    Each arm maps to the model window it overlaps most; raises :class:`InstrumentError` naming the arm when no
+    model window overlaps it (the instrument then needs a model window of its own in ``data/instruments.ecsv``).
+    """
+    inst = get_instrument(name)
+    if inst.kind == "window":
+        return inst.arms
+    windows = model_windows()
+    out: list[Window] = []
+    for arm in inst.arms:
+        overlap = {k: min(arm.wmax, w.wmax) - max(arm.wmin, w.wmin) for k, w in windows.items()}
+        best = max(overlap, key=overlap.get)
+        if overlap[best] <= 0:
+            raise InstrumentError(
+                f"arm {arm.name} ({arm.wmin:.0f}–{arm.wmax:.0f} Å) of {inst.name!r} lies in no model window "
+                f"({', '.join(f'{k} {w.wmin:.0f}–{w.wmax:.0f}' for k, w in windows.items())}); it needs a model "
+                "window of its own (a row of kind 'window' in data/instruments.ecsv, with line-list coverage)"
+            )
+        if windows[best] not in out:
+            out.append(windows[best])
+    return tuple(out)
+
+
 def get_instrument(name: str | Instrument | Window, *, default_range: tuple[float, float] | None = None) -> Instrument:
     """A preset by name, an :class:`Instrument` or a :class:`Window` (one arm) as is, or a generic set-up:
     ``R=20000`` (over ``default_range``, e.g. the model's range) or ``R=20000:6480-6740`` (vacuum Å)."""
     if isinstance(name, Instrument):
         return name
     if isinstance(name, Window):
-        return Instrument(name.name, (name,), kind="window" if name.name in model_windows() else "generic")
+        # an instrument's arm may share a model window's name (galah-blue) without being it
+        return Instrument(name.name, (name,), kind="window" if model_windows().get(name.name) == name else "generic")
     text = str(name).strip()
     match = GENERIC.match(text)
     if match:

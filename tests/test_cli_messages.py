@@ -16,7 +16,11 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 MESSAGE_CALLS = {"warn", "_note", "echo", "secho", "fail"}
 SOURCE = Path(stellarinf.__file__).parent
 # flags of other programs that messages recommend: flag -> (script, relative to the repository root)
-OTHER_PROGRAMS = {"--steps": "data/make_defaults.py", "--only": "data/build_tables.py"}
+OTHER_PROGRAMS = {
+    "--steps": "data/make_defaults.py",
+    "--only": "data/build_tables.py",
+    "--atlas-dir": "data/calibrate_loggf.py",
+}
 
 
 def _name(func) -> str:

@@ -27,7 +27,7 @@ TABLES = [
     "solar_abundances.ecsv",
     "damping.ecsv",
 ]
-KEPT_RANGES = [(6460.0, 7020.0), (8450.0, 8760.0)]
+KEPT_RANGES = [(4693.0, 4925.0), (5628.0, 5896.0), (6460.0, 7020.0), (7565.0, 7910.0), (8450.0, 8760.0)]
 
 
 def _sha256(path: Path) -> str:
@@ -174,6 +174,32 @@ def test_linelist_sorted_and_in_windows(lines):
     assert inside.all()
     for lo, hi in KEPT_RANGES:
         assert ((w >= lo) & (w <= hi)).sum() > 1000
+
+
+def test_every_model_window_has_lines_an_observed_sun_and_calibrated_rows_that_match(lines):
+    from stellarinf.instruments import model_windows, window_set
+    from stellarinf.solar_atlas import SOLAR_ATLAS
+    from stellarinf.synth.data import loggf_offsets
+
+    w = np.asarray(lines["wavelength"])
+    for name, win in model_windows().items():
+        # the list reaches 10 Å beyond every window (lines outside still put wings into it)
+        assert any(lo <= win.wmin - 10.0 and win.wmax + 10.0 <= hi for lo, hi in KEPT_RANGES), name
+        assert ((w >= win.wmin) & (w <= win.wmax)).sum() > 1000, name
+        assert name in SOLAR_ATLAS, name
+    # the GALAH instrument's four arms name the four GALAH model windows, in wavelength order
+    assert [x.name for x in window_set("galah")] == ["galah-blue", "galah-green", "galah-red", "galah-ir"]
+    # the calibrated log gf still point at the lines they were fitted for after the list was widened (the loader
+    # checks species and wavelength of every row); calibrated lines lie in calibrated windows only
+    for damping in ("unsold", "abo"):
+        d = loggf_offsets("solar", damping)
+        assert np.count_nonzero(d) > 1000
+        fitted = w[d != 0]
+        in_calibrated = np.zeros(fitted.size, bool)
+        for atlas in SOLAR_ATLAS.values():
+            lo, hi = atlas.calibrated_range
+            in_calibrated |= (fitted >= lo - atlas.margin) & (fitted <= hi + atlas.margin)
+        assert in_calibrated.all(), fitted[~in_calibrated][:5]
 
 
 def test_linelist_air_vacuum(lines):

@@ -189,3 +189,30 @@ def test_the_systematic_floor_sits_beside_the_bound_with_the_snr_where_it_takes_
     assert floor["teff"]["snr_floor_dominates"] == pytest.approx(50.0 * bound["teff"] / 10.0)
     at = floor["feh"]["snr_floor_dominates"]
     assert fc.at_snr(at).marginal()["feh"] == pytest.approx(0.01, rel=1e-9)
+
+
+def test_a_window_set_names_the_model_windows_that_cover_an_instruments_arms():
+    from stellarinf.instruments import window_set
+
+    galah = window_set("galah")
+    assert [w.name for w in galah] == ["galah-blue", "galah-green", "galah-red", "galah-ir"]
+    arms = get_instrument("galah").arms
+    for arm, win in zip(arms, galah):  # every arm (air ranges read as vacuum) lies inside its model window
+        # (galah-red, the shipped emulators' window, starts 0.2 Å after the red arm does in vacuum)
+        assert min(arm.wmax, win.wmax) - max(arm.wmin, win.wmin) > 0.999 * (arm.wmax - arm.wmin), (arm, win)
+    assert window_set("gaia-rvs") == (get_instrument("gaia-rvs").arms[0],)  # a model window is its own set
+    with pytest.raises(InstrumentError, match=r"arm 4most-hrs-blue \(392\d–435\d Å\).*needs a model window"):
+        window_set("4most-hrs")  # its blue arm is in no model window
+
+
+def test_the_synthesizer_forecasts_any_element_and_an_emulator_refuses_to(wide_model):
+    from stellarinf.wavelength import Window
+
+    sm = F.resolve_model("synth", Window("small", 5680.0, 5700.0, 28_000.0), elements=["Na", "Eu", "C"])
+    assert sm.label_space.names == ("teff", "logg", "feh", "vmic", "na_fe", "eu_fe", "c_fe")
+    # the synthesizer covers every GALAH arm now (the line list does)
+    cover = F.model_coverage("synth")
+    for win in (get_instrument(n).arms[0] for n in ("galah-blue", "galah-green", "galah-ir")):
+        assert any(lo <= win.wmin and win.wmax <= hi for lo, hi in cover), win
+    with pytest.raises(F.ForecastError, match="--emulator synth"):
+        F.forecast(wide_model, STAR, window="R=20000:5000-5100", elements=["Na"])

@@ -68,3 +68,25 @@ def test_ionised_line_strength_reacts_to_gravity(spectra):
     wl, flux, _ = spectra
     # Fe II strengthens at low gravity (lower electron pressure ⇒ more Fe II relative to H⁻).
     assert depth(wl, flux["g2"], FE2) > depth(wl, flux["base"], FE2) + 0.05
+
+
+def test_hbeta_in_the_galah_blue_arm_is_deep_and_its_wings_widen_with_teff():
+    hbeta = 4862.68  # vacuum
+    wl = fine_grid(4850.0, 4876.0)
+    flux, _ = synthesize(
+        np.array(
+            [(5000.0, 4.4, 0.0, 1.0, 0.0, 0.0), (5772.0, 4.44, 0.0, 1.0, 0.0, 0.0), (6500.0, 4.4, 0.0, 1.0, 0.0, 0.0)]
+        ),
+        wl,
+        label_names=NAMES,
+    )
+
+    def wing(f, offset):  # pseudo-continuum (local max between metal lines) at Hβ + offset Å
+        m = np.abs(wl - (hbeta + offset)) < 0.25
+        return 1.0 - f[m].max()
+
+    for off in (-3.0, 2.5, 5.0):
+        d5, d_sun, d65 = (wing(f, off) for f in flux)
+        assert d5 < d_sun < d65, off
+    core = np.abs(wl - hbeta) < 0.1
+    assert 1.0 - flux[1][core].min() > 0.5  # the Sun's Hβ core (observed ~0.85 deep; LTE gives less)

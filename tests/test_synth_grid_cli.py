@@ -85,3 +85,27 @@ def test_synth_cli_writes_fits_table(tmp_path):
     assert 6480 <= t["wavelength"][0] < 6481 and np.all(np.diff(np.log(t["wavelength"])) > 0)
     assert 0.3 < np.min(t["flux"]) < 0.99 and np.max(t["flux"]) <= 1.0 + 1e-6
     assert t.meta["MEDIUM"] == "vacuum"
+
+
+def test_synth_cli_writes_all_four_galah_arms_as_one_multi_arm_file(tmp_path):
+    from stellarinf.cli import main
+    from stellarinf.instruments import window_set
+    from stellarinf.io.spectrum import read_spectrum
+
+    path = tmp_path / "sun_galah.fits"
+    with pytest.raises(SystemExit) as exc:
+        main(
+            ["synth", "--teff", "5772", "--logg", "4.44", "--feh", "0", "--fidelity", "simple"]
+            + ["--window", "galah", "--resolution", "22000", "-o", str(path)]
+        )
+    assert exc.value.code == 0
+    spec = read_spectrum(path, default_snr=100.0)  # a noiseless model: say what S/N to assume
+    windows = window_set("galah")
+    assert list(spec.segment_ids) == [0, 1, 2, 3]
+    for k, win in enumerate(windows):
+        wl = spec.wavelength[spec.segments == k]
+        # each arm on its own model window's grid, at the resolving power asked for
+        assert win.wmin <= wl[0] < win.wmin + 0.2 and win.wmax - 0.2 < wl[-1] <= win.wmax, (win, wl[[0, -1]])
+        assert spec.resolution_of(k) == 22000.0
+        # lines in every arm: the line list covers them (the simple fidelity has no hydrogen lines)
+        assert 0.2 < spec.flux[spec.segments == k].min() < 0.95, win.name

@@ -165,3 +165,29 @@ def test_air_vacuum_round_trip_and_linelist_wavelengths():
     np.testing.assert_allclose(
         air_to_vacuum(ll.wavelength_air if hasattr(ll, "wavelength_air") else vacuum_to_air(lam)), lam, atol=2e-3
     )
+
+
+def test_balmer_lines_integrate_to_their_oscillator_strengths(sun):
+    """∫ α dλ of a hydrogen line = (π e²/m c) f n_l (λ²/c) (1 − e^{−hν/kT}): the profile is normalised, whatever
+    its Stark / self-broadening parts; Hβ's f is 0.1193 (Wiese & Fuhr 2009) against Hα's 0.6407."""
+    from stellarinf.synth import hydrogen
+    from stellarinf.synth.constants import C_CGS, CHI_H, HC_EV_ANGSTROM, K_B_EV, PI_E2_MC
+
+    atm, pops, _ = sun
+    k = 40  # a depth in the line-forming region
+    T, ne = atm.temperature[k : k + 1], atm.electron_density[k : k + 1]
+    n_hi, log_u = pops.n_hi[k : k + 1], pops.log_u[1, 0][k : k + 1]
+    ha, hb = (h for h in hydrogen.HYDROGEN_LINES if h.n_lower == 2)
+    # Hβ at NIST's vacuum centroid; Hα still at the Rydberg formula's (see hydrogen._WAVELENGTH)
+    assert hb.wavelength == pytest.approx(4862.68, abs=0.01) and ha.wavelength == pytest.approx(6564.70, abs=0.01)
+    assert hb.f_value == 0.1193 and ha.f_value == 0.6407
+    integrals = {}
+    for h in (ha, hb):
+        # the Holtsmark wings fall as Δλ^-5/2: ±3000 Å leaves < 0.1 % of the area outside
+        dl = np.concatenate([-np.geomspace(3000.0, 1e-4, 40000), np.geomspace(1e-4, 3000.0, 40000)])
+        alpha = np.asarray(hydrogen.hydrogen_line_opacity(h, h.wavelength + dl, T, ne, n_hi, log_u, 1.0))[0]
+        n_l = float(n_hi[0] * 8.0 * np.exp(-CHI_H * 0.75 / (K_B_EV * T[0]) - log_u[0]))
+        stim = -np.expm1(-HC_EV_ANGSTROM / (h.wavelength * K_B_EV * T[0]))
+        expected = PI_E2_MC * h.f_value * n_l * h.wavelength**2 * 1e-8 / C_CGS * stim
+        integrals[h.n_upper] = np.trapezoid(alpha, dl) / expected
+    assert integrals[3] == pytest.approx(1.0, abs=2e-3) and integrals[4] == pytest.approx(1.0, abs=2e-3)

@@ -218,6 +218,12 @@ def _list_presets(model) -> None:
 )
 @click.option("--fix", "fix", default="", help="Labels to hold fixed (comma-separated), e.g. vmic.")
 @click.option(
+    "--elements",
+    default=None,
+    help="With --emulator synth: the elements whose [X/Fe] are labels (comma-separated symbols, e.g. "
+    "C,O,Na,Mg,Eu); default: the default label space's (Li,Al,Si,Ca,Ti,Ni,Ba).",
+)
+@click.option(
     "--prior",
     "priors",
     multiple=True,
@@ -256,6 +262,7 @@ def crb(
     list_presets,
     marginalize,
     fix,
+    elements,
     priors,
     emulator_error,
     plots_dir,
@@ -268,6 +275,7 @@ def crb(
       stellarinf crb --teff 5772 --logg 4.44 --feh 0 --snr 100 -o crb.json
       stellarinf crb --emulator synth --window gaia-rvs --prior logg=4.4+-0.05 --plots plots/
       stellarinf crb --preset giraffe-hr15n --star red-clump --snr 20,50,100,200
+      stellarinf crb --emulator synth --preset galah --star solar-twin --elements C,O,Na,Mg,Eu
       stellarinf crb --list-presets
     """
     from .. import forecast as fc_mod
@@ -297,6 +305,7 @@ def crb(
                 nuisances={"rv": rv, "vsini": vsini, "vmacro": vmacro},
                 marginalize=_split(marginalize),
                 fix=_split(fix),
+                elements=None if elements is None else _split(elements),
                 priors=prior_sigma,
                 emulator_error=emulator_error,
                 model_name=str(model),

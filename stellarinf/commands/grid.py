@@ -141,7 +141,12 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
 
 @click.command(name="grid")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Grid file to write (HDF5).")
-@click.option("--window", default="galah-red", show_default=True, help="Instrument window (galah-red, gaia-rvs).")
+@click.option(
+    "--window",
+    default="galah-red",
+    show_default=True,
+    help="Model window (galah-blue, galah-green, galah-red, galah-ir, gaia-rvs).",
+)
 @click.option(
     "--n", "n", default=1000, show_default=True, type=click.IntRange(min=1), help="Number of spectra (at least 1)."
 )

@@ -1,10 +1,11 @@
-"""Hydrogen lines (Hα in the red window, high Paschen lines in the Gaia RVS window).
+"""Hydrogen lines (Hα in the red window, Hβ in GALAH's blue arm, high Paschen lines in the Gaia RVS window).
 
 Approximations (documented so that nobody mistakes them for a full Stark-profile treatment):
 
 - Doppler core: thermal H + microturbulence.
-- Lorentzian part: radiative damping plus, for Hα, self-resonance broadening by H I with the
-  Barklem, Piskunov & O'Mara (2000) cross-section (σ = 1180 a0², α = 0.677 at 10 km/s).
+- Lorentzian part: radiative damping (Σ of the two levels' Einstein A sums) plus, for Hα and Hβ,
+  self-resonance broadening by H I with the Barklem, Piskunov & O'Mara (2000, A&A 363, 1091)
+  cross-sections at 10 km/s (Hα σ = 1180 a0², α = 0.677; Hβ σ = 2320 a0², α = 0.455).
 - Linear Stark broadening by ions (quasi-static, Holtsmark): represented by the normalised
   profile g(Δλ) ∝ (Δλ_S'² + Δλ²)^(−5/4), whose far wings match the Holtsmark asymptote
   ∝ Δλ^(−5/2) for a Stark half-width Δλ_S = 1.475 X_eff (3/2) e a0 F0 λ²/hc with the normal field
@@ -12,7 +13,8 @@ Approximations (documented so that nobody mistakes them for a full Stark-profile
   (4 for Hα); Δλ_S' = √(Δλ_S² + Δλ_D²) folds in the Doppler core. The total profile is
   (1 − w) Voigt + g with w = (Δλ_S/Δλ_S')^(3/2) = ∫ g, so it stays normalised.
 - Electron impact broadening, the Stark–Doppler coupling and level dissolution are not modelled.
-- Oscillator strengths: exact for Hα (0.6407); Kramers × bound–bound Gaunt 0.9 for Paschen 12–16.
+- Oscillator strengths: exact for Hα (0.6407) and Hβ (0.1193, Wiese & Fuhr 2009); Kramers × bound–bound
+  Gaunt 0.9 for the Paschen lines.
 """
 
 from __future__ import annotations
@@ -37,18 +39,34 @@ class HydrogenLine(NamedTuple):
     wavelength: float  # vacuum Å
 
 
+# vacuum wavelengths: the Rydberg formula has no fine structure and puts the Balmer lines ~4 km/s red of their
+# observed centroids. Hβ uses NIST's 4862.68 Å (4861.35 Å air; the Kurucz solar atlas's core: 4862.68-4862.69)
+# instead of the formula's 4862.74. Hα keeps the formula's 6564.70 Å (NIST 6564.61, atlas core 6564.63): the shipped
+# galah-red grids and emulators were made with it and its core is masked in fits; correct it when they are remade.
+_WAVELENGTH = {(2, 4): 4862.68}
+# exact oscillator strengths (Wiese & Fuhr 2009, J. Phys. Chem. Ref. Data 38, 565) where a line is fitted in a window
+_EXACT_F = {(2, 3): 0.6407, (2, 4): 0.1193}
+# Lorentzian radiative FWHM (s^-1): Hα keeps the value its grids were made with; Hβ is the sum of the n = 2 and 4
+# levels' Einstein A sums (4.696e8 + 3.017e7, as tabulated in Barklem & Piskunov's HLINOP)
+_GAMMA_RAD = {(2, 4): 4.998e8}
+_GAMMA_RAD_DEFAULT = 4.4e8
+# H I self-broadening, Barklem, Piskunov & O'Mara (2000): cross-section at 10 km/s (a0²) and velocity exponent
+_SELF_BROADENING = {(2, 3): (1180.0, 0.677), (2, 4): (2320.0, 0.455)}
+
+
 def _kramers_f(n: int, m: int, gaunt: float = 0.9) -> float:
     return gaunt * 32.0 / (3.0 * np.sqrt(3.0) * np.pi) / (n**5 * m**3) / (1.0 / n**2 - 1.0 / m**2) ** 3
 
 
 def hydrogen_line(n_lower: int, n_upper: int) -> HydrogenLine:
-    """Wavelength (vacuum, Rydberg formula) and oscillator strength of H I n_lower → n_upper."""
-    lam = 1e8 / (RYDBERG_H * (1.0 / n_lower**2 - 1.0 / n_upper**2))
-    f = 0.6407 if (n_lower, n_upper) == (2, 3) else _kramers_f(n_lower, n_upper)
+    """Wavelength (vacuum: Rydberg formula, or NIST's where that is off) and oscillator strength of H I
+    n_lower → n_upper."""
+    lam = _WAVELENGTH.get((n_lower, n_upper)) or 1e8 / (RYDBERG_H * (1.0 / n_lower**2 - 1.0 / n_upper**2))
+    f = _EXACT_F.get((n_lower, n_upper)) or _kramers_f(n_lower, n_upper)
     return HydrogenLine(n_lower, n_upper, f, lam)
 
 
-HYDROGEN_LINES = tuple([hydrogen_line(2, 3)] + [hydrogen_line(3, m) for m in range(12, 21)])
+HYDROGEN_LINES = tuple([hydrogen_line(2, 3), hydrogen_line(2, 4)] + [hydrogen_line(3, m) for m in range(12, 21)])
 
 
 def lines_near(wmin: float, wmax: float, margin: float = 60.0) -> tuple[HydrogenLine, ...]:
@@ -66,7 +84,10 @@ def hydrogen_line_opacity(line: HydrogenLine, wavelength, temperature, electron_
     xi = jnp.sqrt(2.0 * K_B * T / (1.008 * AMU) * 1e-10 + vmic**2)  # km/s
     dl_d = lam0 * xi / C_KMS  # Doppler width (Å)
     # Lorentzian FWHM γ (s^-1) → HWHM in Å.
-    gamma = 4.4e8 + (_self_broadening(T) * n_hi[:, None] if (nl, line.n_upper) == (2, 3) else 0.0)
+    key = (nl, line.n_upper)
+    gamma = _GAMMA_RAD.get(key, _GAMMA_RAD_DEFAULT) + (
+        _self_broadening(T, *_SELF_BROADENING[key]) * n_hi[:, None] if key in _SELF_BROADENING else 0.0
+    )
     hwhm = gamma * lam0**2 * 1e-8 / (4.0 * jnp.pi * C_CGS)
     # Holtsmark part.
     x_eff = 0.8 * (line.n_upper**2 - nl**2)
@@ -80,9 +101,9 @@ def hydrogen_line_opacity(line: HydrogenLine, wavelength, temperature, electron_
     return PI_E2_MC * line.f_value * pop * phi * lam0**2 * 1e-8 / C_CGS * stim
 
 
-def _self_broadening(T):
-    # Barklem, Piskunov & O'Mara (2000) for Hα: γ/N_H = 2 (4/π)^{α/2} Γ((4−α)/2) v̄ σ(v̄), σ ∝ v̄^−α.
-    sigma0, alpha, v0 = 1180.0 * BOHR**2, 0.677, 1e6
+def _self_broadening(T, sigma_a0: float, alpha: float):
+    # Barklem, Piskunov & O'Mara (2000): γ/N_H = 2 (4/π)^{α/2} Γ((4−α)/2) v̄ σ(v̄), σ ∝ v̄^−α.
+    sigma0, v0 = sigma_a0 * BOHR**2, 1e6
     vbar = jnp.sqrt(8.0 * K_B * T / (jnp.pi * 0.5 * 1.008 * AMU))
     return (
         2.0 * (4.0 / jnp.pi) ** (alpha / 2.0) * gamma_fn((4.0 - alpha) / 2.0) * vbar * sigma0 * (vbar / v0) ** (-alpha)
