@@ -210,6 +210,9 @@ def test_the_synthesizer_forecasts_any_element_and_an_emulator_refuses_to(wide_m
 
     sm = F.resolve_model("synth", Window("small", 5680.0, 5700.0, 28_000.0), elements=["Na", "Eu", "C"])
     assert sm.label_space.names == ("teff", "logg", "feh", "vmic", "na_fe", "eu_fe", "c_fe")
+    # built once per arm and process: the next star's forecast reuses it and the Jacobian compiled for it
+    assert F.resolve_model("synth", Window("small", 5680.0, 5700.0, 28_000.0), elements=["Na", "Eu", "C"]) is sm
+    assert F.resolve_model("synth", Window("small", 5680.0, 5700.0, 28_000.0), elements=["Na"]) is not sm
     # the synthesizer covers every GALAH arm now (the line list does)
     cover = F.model_coverage("synth")
     for win in (get_instrument(n).arms[0] for n in ("galah-blue", "galah-green", "galah-ir")):
