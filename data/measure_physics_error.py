@@ -38,6 +38,19 @@ WINDOWS = {
         # pre-normalised spectra: −100..−200 K in Teff on the observed Sun; benchmarks/README.md section 6)
         "regions": [(6540.0, 6590.0, 0.05)],
     },
+    # the other GALAH arms: the Kurucz atlas only (it calibrated them, so the adopted values are the larger of its
+    # own and galah-red's independent ones); Hβ's wings like Hα's, the O2 A band's residue
+    "galah-blue": {
+        "atlases": ["sun_kurucz2005_4700_4910_vac.csv.gz"],
+        "mask": [(4860.5, 4864.9)],
+        "regions": [(4845.0, 4881.0, 0.05)],
+    },
+    "galah-green": {"atlases": ["sun_kurucz2005_5640_5880_vac.csv.gz"], "mask": [], "regions": []},
+    "galah-ir": {
+        "atlases": ["sun_kurucz2005_7580_7895_vac.csv.gz"],
+        "mask": [(7596.0, 7625.0)],
+        "regions": [(7596.0, 7625.0, 0.05)],
+    },
     "gaia-rvs": {
         "atlases": ["sun_kurucz2005_8460_8750_vac.csv.gz"],
         "mask": [(8499.0, 8502.0), (8543.0, 8546.0), (8663.0, 8666.0)],
