@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     from astropy.table import Table
 
     from stellarinf.forecast import forecast
-    from stellarinf.io.atomic import write_json_atomic
+    from stellarinf.io.atomic import atomic_path, write_json_atomic
     from stellarinf.labels import abundance_label
     from stellarinf.machine import machine_info
     from stellarinf.reference_stars import star_labels
@@ -110,27 +110,23 @@ def main(argv=None) -> int:
         }
     )
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".ecsv.tmp")
-    table.write(tmp, format="ascii.ecsv", overwrite=True)
-    tmp.replace(out.with_suffix(".ecsv"))
+    with atomic_path(out.with_suffix(".ecsv"), ".ecsv") as tmp:
+        table.write(tmp, format="ascii.ecsv", overwrite=True)
     kept = [el for el, k in zip(elements, table["kept"]) if k]
-    result = (
-        {
-            "benchmark": "label_set",
-            "stellarinf": stellarinf.__version__,
-            "preset": args.preset,
-            "arms": arms,
-            "snr": args.snr,
-            "threshold_dex": args.threshold,
-            "stars": {s: star_labels(s) for s in stars},
-            "bounds": bounds,
-            "kept": kept,
-            "dropped": [el for el in elements if el not in kept],
-            "seconds": seconds,
-            "machine": machine_info(),
-        },
-    )
+    result = {
+        "benchmark": "label_set",
+        "stellarinf": stellarinf.__version__,
+        "preset": args.preset,
+        "arms": arms,
+        "snr": args.snr,
+        "threshold_dex": args.threshold,
+        "stars": {s: star_labels(s) for s in stars},
+        "bounds": bounds,
+        "kept": kept,
+        "dropped": [el for el in elements if el not in kept],
+        "seconds": seconds,
+        "machine": machine_info(),
+    }
     write_json_atomic(out, result)
     plot(result, out.with_suffix(".png"))
     print(f"kept {len(kept)} of {len(elements)}: {', '.join(kept)}")
