@@ -752,7 +752,7 @@ def build_linelist(src: Source, out: Path) -> dict:
 CALIBRATION_TABLES = ("loggf_solar.ecsv", "loggf_solar_abo.ecsv")  # made by data/calibrate_loggf.py
 
 
-def remap_calibration_rows(out: Path, linelist_table: Table) -> dict:
+def remap_calibration_rows(out: Path, linelist_table: Table) -> None:
     """Re-point the ``row`` column of each astrophysical log gf table in ``out`` at a rebuilt line list.
 
     The calibration tables index the line list by row (checked by species and wavelength when they are read),
@@ -764,7 +764,6 @@ def remap_calibration_rows(out: Path, linelist_table: Table) -> dict:
     for i, r in enumerate(linelist_table.iterrows("species", "wavelength", "elow", "loggf")):
         k = (str(r[0]), round(float(r[1]), 6), float(r[2]), float(r[3]))
         key.setdefault(k, []).append(i)
-    report = OrderedDict()
     for name in CALIBRATION_TABLES:
         path = out / name
         if not path.exists():
@@ -788,9 +787,7 @@ def remap_calibration_rows(out: Path, linelist_table: Table) -> dict:
                 "wavelength, E_low, laboratory log gf); offsets unchanged"
             )
         write_ecsv(t, path)
-        report[name] = {"lines": len(t), "rows_moved": moved}
         print(f"  {name}: {len(t)} calibrated lines, {moved} rows re-pointed")
-    return report
 
 
 # --------------------------------------------------------------------------------------------------

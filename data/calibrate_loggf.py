@@ -60,17 +60,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     args.output = args.output or str(HERE / LOGGF_TABLES[args.damping])
+
     import jax
     from astropy.table import Table
 
     from stellarinf.io.atomic import write_json_atomic
+    from stellarinf.paths import data_file
     from stellarinf.solar_atlas import solar_atlas_window
     from stellarinf.synth.calibration import HOLD_LABORATORY, SUN_LABELS, SUN_VSINI, fit_loggf
     from stellarinf.synth.data import linelist
 
     jax.config.update("jax_enable_x64", True)  # atmospheres and the fit's normal equations need float64
-    from stellarinf.paths import data_file
-
     ll = linelist()
     offsets = np.zeros(ll.wavelength.size)
     work = Path(args.workdir)

@@ -30,37 +30,31 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 C_KMS = 299792.458
 SUN = {"teff": 5772.0, "logg": 4.438, "feh": 0.0, "vmic": 1.0}
-WINDOWS = {
-    "galah-red": {
-        "atlases": ["sun_solarhrs_6500_7000_vac.csv.gz", "sun_kurucz2005_6470_6745_vac.csv.gz"],
-        "mask": [(6561.5, 6567.5)],
-        # extra error where the physics cannot be trusted: the Hα wings (1D LTE, and their continuum placement in
-        # pre-normalised spectra: −100..−200 K in Teff on the observed Sun; benchmarks/README.md section 6)
-        "regions": [(6540.0, 6590.0, 0.05)],
-    },
-    # the other GALAH arms: the Kurucz atlas only (it calibrated them, so the adopted values are the larger of its
+# per window, beyond what stellarinf.solar_atlas gives (its Kurucz extract and masked ranges): atlases the log gf
+# calibration did not use, measured first, and ranges with an extra error where the physics cannot be trusted
+INDEPENDENT_ATLASES = {"galah-red": ["sun_solarhrs_6500_7000_vac.csv.gz"]}
+REGIONS = {
+    # the Hα wings (1D LTE, and their continuum placement in pre-normalised spectra: −100..−200 K in Teff on the
+    # observed Sun; benchmarks/README.md section 6)
+    "galah-red": [(6540.0, 6590.0, 0.05)],
+    # the other GALAH arms have the Kurucz atlas only (it calibrated them, so the adopted values are the larger of its
     # own and galah-red's independent ones); Hβ's wings like Hα's, the O2 A band's residue
-    "galah-blue": {
-        "atlases": ["sun_kurucz2005_4700_4910_vac.csv.gz"],
-        "mask": [(4860.5, 4864.9)],
-        "regions": [(4845.0, 4881.0, 0.05)],
-    },
-    "galah-green": {"atlases": ["sun_kurucz2005_5640_5880_vac.csv.gz"], "mask": [], "regions": []},
-    "galah-ir": {
-        "atlases": ["sun_kurucz2005_7580_7895_vac.csv.gz"],
-        "mask": [(7596.0, 7625.0)],
-        "regions": [(7596.0, 7625.0, 0.05)],
-    },
-    "gaia-rvs": {
-        "atlases": ["sun_kurucz2005_8460_8750_vac.csv.gz"],
-        "mask": [(8499.0, 8502.0), (8543.0, 8546.0), (8663.0, 8666.0)],
-        "regions": [
-            (8497.0, 8504.0, 0.05),
-            (8541.0, 8548.0, 0.05),
-            (8661.0, 8668.0, 0.05),
-        ],  # chromospheric Ca II cores
-    },
+    "galah-blue": [(4845.0, 4881.0, 0.05)],
+    "galah-ir": [(7596.0, 7625.0, 0.05)],
+    "gaia-rvs": [(8497.0, 8504.0, 0.05), (8541.0, 8548.0, 0.05), (8661.0, 8668.0, 0.05)],  # chromospheric Ca II cores
 }
+
+
+def window_spec(window: str) -> dict:
+    """Atlases (independent ones first), masked ranges and extra-error regions of ``window``."""
+    from stellarinf.solar_atlas import solar_atlas_window
+
+    entry = solar_atlas_window(window)
+    return {
+        "atlases": INDEPENDENT_ATLASES.get(window, []) + [entry.atlas],
+        "mask": [list(r) for r in entry.masked],
+        "regions": REGIONS.get(window, []),
+    }
 
 
 def measure(window: str, atlas_path: Path, mask_ranges, vmacro: float, vsini: float = 1.8):
@@ -162,7 +156,7 @@ def main(argv=None) -> int:
 
     meta = Table.read(HERE / "loggf_solar.ecsv").meta
     for window in args.windows.split(","):
-        spec = WINDOWS[window]
+        spec = window_spec(window)
         vmacro = float(np.median([c["vmacro"] for c in meta["windows"][window]["chunks"]]))
         results = []
         for name in spec["atlases"]:

@@ -11,9 +11,6 @@ data); scripts take the folder that holds them.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-
-import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,27 +63,3 @@ def solar_atlas_window(window: str) -> SolarAtlasWindow:
         raise KeyError(
             f"no observed-Sun atlas is registered for window {window!r}; windows with one: {', '.join(SOLAR_ATLAS)}"
         ) from None
-
-
-def read_solar_atlas(window: str, atlas_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(vacuum wavelength Å, flux) of the window's atlas extract in ``atlas_dir``.
-
-    Raises FileNotFoundError naming the file and where it comes from when it is missing.
-    """
-    entry = solar_atlas_window(window)
-    path = Path(atlas_dir) / entry.atlas
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} not found: the observed-Sun extracts live in the project's shared data folder "
-            "(../shared/data); give that folder (--atlas-dir)"
-        )
-    data = np.loadtxt(path, delimiter=",", skiprows=1)
-    return data[:, 0], data[:, 1]
-
-
-def unmasked(wavelength: np.ndarray, window: str) -> np.ndarray:
-    """Boolean mask (n,): True where ``wavelength`` lies outside the window's masked ranges."""
-    keep = np.ones(np.shape(wavelength), bool)
-    for lo, hi in solar_atlas_window(window).masked:
-        keep &= ~((wavelength >= lo) & (wavelength <= hi))
-    return keep

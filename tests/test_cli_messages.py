@@ -19,7 +19,6 @@ SOURCE = Path(stellarinf.__file__).parent
 OTHER_PROGRAMS = {
     "--steps": "data/make_defaults.py",
     "--only": "data/build_tables.py",
-    "--atlas-dir": "data/calibrate_loggf.py",
 }
 
 

@@ -131,7 +131,6 @@ def _windows(window, wmin, wmax, resolution):
     from ..instruments import instruments, window_set
     from ..synth.observed import resolve_window
 
-    if wmin is None and wmax is None and window in instruments() and instruments()[window].kind != "window":
-        wins = window_set(window)
-        return [dataclasses.replace(w, resolution=float(resolution)) if resolution else w for w in wins]
+    if wmin is None and wmax is None and window in instruments():  # a model window is a set of one
+        return [dataclasses.replace(w, resolution=float(resolution)) if resolution else w for w in window_set(window)]
     return [resolve_window(window, wmin, wmax, resolution)]

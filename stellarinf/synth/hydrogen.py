@@ -3,7 +3,7 @@
 Approximations (documented so that nobody mistakes them for a full Stark-profile treatment):
 
 - Doppler core: thermal H + microturbulence.
-- Lorentzian part: radiative damping (Σ of the two levels' Einstein A sums) plus, for Hα and Hβ,
+- Lorentzian part: radiative damping (4.4e8 s⁻¹; for Hβ the sum of its two levels' Einstein A sums) plus, for Hα and Hβ,
   self-resonance broadening by H I with the Barklem, Piskunov & O'Mara (2000, A&A 363, 1091)
   cross-sections at 10 km/s (Hα σ = 1180 a0², α = 0.677; Hβ σ = 2320 a0², α = 0.455).
 - Linear Stark broadening by ions (quasi-static, Holtsmark): represented by the normalised
