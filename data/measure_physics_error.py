@@ -85,7 +85,7 @@ def measure(window: str, atlas_path: Path, mask_ranges, vmacro: float, vsini: fl
             use &= ~((pixels >= a) & (pixels <= b))
         chunk, x, n_chunks = chunks_of(pixels, 5.0)
         s = np.asarray(chunk_scale(jnp.asarray(mod), jnp.asarray(obs), jnp.asarray(use * 1.0), chunk, x, n_chunks))
-        resid = (obs - s * mod) / s
+        resid = (obs - s * mod) / np.where(s != 0, s, 1.0)  # a fully masked chunk has no scale
         rms = float(np.sqrt(np.mean(resid[use] ** 2)))
         if best is None or rms < best[0]:
             best = (rms, rv, resid, obs / np.where(s != 0, s, 1.0), use)

@@ -1,7 +1,8 @@
 """Label spaces: which labels a grid or emulator uses, their units, bounds and network scaling.
 
 Canonical names are used everywhere (files, CLI, posterior variables):
-``teff`` (K), ``logg`` (dex, cgs), ``feh`` (dex), ``vmic`` (km/s), ``<el>_fe`` for [X/Fe] (dex),
+``teff`` (K), ``logg`` (dex, cgs), ``feh`` (dex), ``vmic`` (km/s), ``alpha_fe`` for [α/Fe] (dex: the
+atmosphere's [α/M] and the α elements that have no label of their own), ``<el>_fe`` for [X/Fe] (dex),
 and the nuisances ``rv``, ``vsini``, ``vmacro`` (km/s).
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from .errors import LabelError
 
-STELLAR_UNITS = {"teff": "K", "logg": "dex", "feh": "dex", "vmic": "km/s"}
+STELLAR_UNITS = {"teff": "K", "logg": "dex", "feh": "dex", "vmic": "km/s", "alpha_fe": "dex"}
 NUISANCE_UNITS = {"rv": "km/s", "vsini": "km/s", "vmacro": "km/s"}
 
 # Elements by atomic number, for the [X/Fe] labels.
@@ -224,11 +225,16 @@ class LabelSpace:
 DEFAULT_ABUNDANCE_ELEMENTS = ("Li", "Al", "Si", "Ca", "Ti", "Ni", "Ba")
 DEFAULT_STELLAR_BOUNDS = {"teff": (4000.0, 7000.0), "logg": (1.0, 5.0), "feh": (-2.0, 0.5), "vmic": (0.5, 2.5)}
 DEFAULT_ABUNDANCE_BOUNDS = (-0.5, 0.5)
+# [α/Fe]: the ATLAS9 grid's 0 and +0.4 planes, extrapolated 0.2 dex beyond each (synth/atmosphere.py).
+DEFAULT_ALPHA_BOUNDS = (-0.2, 0.6)
 
 
-def default_label_space(elements: Sequence[str] = DEFAULT_ABUNDANCE_ELEMENTS) -> LabelSpace:
-    """The default label box: Teff 4000–7000 K, log g 1–5, [Fe/H] −2..+0.5, vmic 0.5–2.5, [X/Fe] ±0.5."""
+def default_label_space(elements: Sequence[str] = DEFAULT_ABUNDANCE_ELEMENTS, alpha: bool = False) -> LabelSpace:
+    """The default label box: Teff 4000–7000 K, log g 1–5, [Fe/H] −2..+0.5, vmic 0.5–2.5, [X/Fe] ±0.5, and with
+    ``alpha`` [α/Fe] −0.2..+0.6 (after vmic)."""
     bounds = dict(DEFAULT_STELLAR_BOUNDS)
+    if alpha:
+        bounds["alpha_fe"] = DEFAULT_ALPHA_BOUNDS
     for el in elements:
         bounds[abundance_label(el)] = DEFAULT_ABUNDANCE_BOUNDS
     return LabelSpace.from_bounds(bounds)

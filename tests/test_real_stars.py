@@ -129,6 +129,13 @@ def test_physics_error_for_picks_the_overlapping_window():
     # outside every measured window: the largest measured values, not nothing
     (floor2, frac2, _), labels2 = physics_error_for(5000.0, 5100.0)
     assert floor2 >= floor and frac2 >= frac and labels2["logg"] >= labels["logg"]
+    # every GALAH arm has its own measurement: the green arm's, not the largest (the blue arm's)
+    from stellarinf.observe.physics_error import physics_error_table
+
+    table = physics_error_table()
+    assert {"galah-blue", "galah-green", "galah-red", "galah-ir", "gaia-rvs"} <= set(table)
+    (floor3, frac3, _), _ = physics_error_for(5700.0, 5800.0)
+    assert floor3 == table["galah-green"]["floor"] and floor3 < table["galah-blue"]["floor"]
 
 
 def test_telluric_bands_are_masked_and_named():

@@ -109,3 +109,27 @@ def test_synth_cli_writes_all_four_galah_arms_as_one_multi_arm_file(tmp_path):
         assert spec.resolution_of(k) == 22000.0
         # lines in every arm: the line list covers them (the simple fidelity has no hydrogen lines)
         assert 0.2 < spec.flux[spec.segments == k].min() < 0.95, win.name
+
+
+def test_grid_with_alpha_label_and_its_box(tmp_path):
+    from stellarinf.errors import LabelError
+
+    path = grid_cmd.generate_grid(tmp_path / "a.h5", n=4, alpha=True, label_box=("alpha_fe=0:0.4",), **OPTS)
+    got = read_grid(path)
+    assert got.label_space.names == ("teff", "logg", "feh", "vmic", "alpha_fe", "ca_fe", "li_fe")
+    a = got.labels[:, 4]
+    assert got.label_space["alpha_fe"].lower == 0.0 and got.label_space["alpha_fe"].upper == 0.4
+    assert np.all((a >= 0.0) & (a <= 0.4)) and np.ptp(a) > 0.1
+    with pytest.raises(LabelError, match="--alpha"):
+        grid_cmd.parse_label_box(("alpha_fe=0:0.4",), ("Ca",))
+
+
+def test_grid_refuses_to_extend_with_other_physics(tmp_path):
+    from stellarinf.io.grid import GridFileError
+
+    path = grid_cmd.generate_grid(tmp_path / "s.h5", n=4, **OPTS)
+    got = read_grid(path)
+    for key, value in (("fidelity", "realistic"), ("synth_settings", "extended"), ("loggf", "laboratory")):
+        meta = {**got.metadata, key: value}
+        with pytest.raises(GridFileError, match=f"{key}="):
+            GridWriter(path, got.label_space, got.wavelength, got.labels, meta, with_continuum=True, batch_size=4)

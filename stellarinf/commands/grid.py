@@ -13,13 +13,12 @@ from ..physics_options import DAMPING_CHOICES, DEFAULT_DAMPING, DEFAULT_LOGGF, L
 _HELP_BOX = "Override a label range, e.g. --label-box teff=4500:6500 (repeatable)."
 
 
-def parse_label_box(items, elements):
-    """Default box for the stellar labels + [X/Fe] of ``elements``, with NAME=LO:HI overrides."""
-    from ..labels import DEFAULT_ABUNDANCE_BOUNDS, DEFAULT_STELLAR_BOUNDS, LabelSpace, abundance_label
+def parse_label_box(items, elements, alpha: bool = False):
+    """Default box for the stellar labels (+ [α/Fe] with ``alpha``) + [X/Fe] of ``elements``, with NAME=LO:HI
+    overrides."""
+    from ..labels import LabelSpace, default_label_space
 
-    bounds = dict(DEFAULT_STELLAR_BOUNDS)
-    for el in elements:
-        bounds[abundance_label(el)] = DEFAULT_ABUNDANCE_BOUNDS
+    bounds = {lab.name: (lab.lower, lab.upper) for lab in default_label_space(elements, alpha).labels}
     for item in items:
         try:
             name, rng = item.split("=", 1)
@@ -29,7 +28,8 @@ def parse_label_box(items, elements):
         name = name.strip()
         if name not in bounds:
             raise LabelError(
-                f"--label-box {name!r} is not a label of this grid ({', '.join(bounds)}); add elements with --elements"
+                f"--label-box {name!r} is not a label of this grid ({', '.join(bounds)}); add elements with "
+                "--elements, [α/Fe] with --alpha"
             )
         bounds[name] = (lo, hi)
     return LabelSpace.from_bounds(bounds)
@@ -45,15 +45,20 @@ def generate_grid(
     fidelity="realistic",
     batch_size=16,
     elements=None,
+    alpha=False,
     label_box=(),
     loggf=DEFAULT_LOGGF,
     damping=DEFAULT_DAMPING,
+    settings="default",
     progress=True,
 ):
     """Make (or resume, or extend) a grid file; returns the output path. See the ``grid`` command.
 
     ``loggf``: "solar" (astrophysical log gf fitted to the observed Sun, the default) or "laboratory".
     ``damping``: "unsold" (Unsöld × 2) or "abo" (tabulated ABO widths; see ``make_synthesizer``).
+    ``settings``: the realistic synthesizer's numerical preset ("default", "extended", "reference":
+    :mod:`stellarinf.synth.settings`).
+    ``alpha``: [α/Fe] is a label (α-enhanced ATLAS9 atmospheres and α-element abundances move with it).
     """
     import jax.numpy as jnp
     import numpy as np
@@ -66,14 +71,17 @@ def generate_grid(
     from ..labels import DEFAULT_ABUNDANCE_ELEMENTS
     from ..synth.data import linelist
     from ..synth.observed import padded_fine_grid, resolve_window
+    from ..synth.settings import REFERENCE_FINE_RESOLUTION, settings_preset
     from ..synth.synthesize import R_FINE, make_synthesizer, validate_labels
 
     elements = tuple(DEFAULT_ABUNDANCE_ELEMENTS if elements is None else elements)
-    space = parse_label_box(label_box, elements)
+    space = parse_label_box(label_box, elements, alpha)
     win = resolve_window(window)
     wavelength = win.grid()
-    fine = padded_fine_grid(win.wmin, win.wmax, resolution=win.resolution)
-    fn = make_synthesizer(fine, space.names, fidelity, loggf, damping)
+    synth_settings = settings_preset(settings)
+    r_fine = REFERENCE_FINE_RESOLUTION if settings == "reference" else R_FINE
+    fine = padded_fine_grid(win.wmin, win.wmax, resolution=win.resolution, fine_resolution=r_fine)
+    fn = make_synthesizer(fine, space.names, fidelity, loggf, damping, synth_settings)
     planned = sample_labels(space, int(n), design, int(seed))
     validate_labels(planned, list(space.names), fidelity)  # every point inside the atmosphere grid
     metadata = {
@@ -87,14 +95,19 @@ def generate_grid(
         "wmax": win.wmax,
         "resolution": win.resolution,
         "pixels_per_resolution": win.pixels_per_resolution,
-        "fine_resolution": R_FINE,
+        "fine_resolution": r_fine,
+        "synth_settings": settings if fidelity == "realistic" else "schematic",
         "vsini": 0.0,
         "vmacro": 0.0,
         "medium": "vacuum",
         "line_list": linelist().source,
         "loggf": loggf if fidelity == "realistic" else "schematic",
         "damping": damping if fidelity == "realistic" else "schematic",
-        "atmospheres": "ATLAS9 ODFNEW (Castelli & Kurucz 2003)" if fidelity == "realistic" else "grey Eddington",
+        "atmospheres": (
+            ("ATLAS9 ODFNEW + AODFNEW, [α/M] interpolated" if alpha else "ATLAS9 ODFNEW") + " (Castelli & Kurucz 2003)"
+            if fidelity == "realistic"
+            else "grey Eddington"
+        ),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     writer = GridWriter(output, space, wavelength, planned, metadata, with_continuum=True, batch_size=batch_size)
@@ -163,6 +176,12 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
 @click.option(
     "--elements", default=None, help="Comma-separated elements with [X/Fe] labels (default Li,Al,Si,Ca,Ti,Ni,Ba)."
 )
+@click.option(
+    "--alpha",
+    is_flag=True,
+    help="[α/Fe] as a label (-0.2..+0.6): α-enhanced ATLAS9 atmospheres, and O, Ne, Mg, Si, S, Ar, Ca, Ti "
+    "without their own --elements label follow it.",
+)
 @click.option("--label-box", multiple=True, help=_HELP_BOX)
 @click.option(
     "--loggf",
@@ -178,8 +197,31 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
     show_default=True,
     help="Van der Waals widths: Unsöld × 2 for every line, or ABO cross-sections from the Gaia-ESO list (data/damping.ecsv).",
 )
+@click.option(
+    "--settings",
+    type=click.Choice(["default", "extended", "reference"]),
+    default="default",
+    show_default=True,
+    help="Numerics of the realistic synthesizer: default (as the shipped grids), extended (7 more layers at the "
+    "top: Hβ and strong-line cores; for new grids), reference (slow; for checks).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def grid(output, window, n, design, seed, fidelity, batch_size, elements, label_box, loggf, damping, no_progress):
+def grid(
+    output,
+    window,
+    n,
+    design,
+    seed,
+    fidelity,
+    batch_size,
+    elements,
+    alpha,
+    label_box,
+    loggf,
+    damping,
+    settings,
+    no_progress,
+):
     """Make a grid of synthetic spectra at the window's resolution (resumable: rerun to resume;
     a larger --n with the same seed and design extends an existing grid)."""
     els = None if elements is None else tuple(e.strip() for e in elements.split(",") if e.strip())
@@ -192,9 +234,11 @@ def grid(output, window, n, design, seed, fidelity, batch_size, elements, label_
         fidelity=fidelity,
         batch_size=batch_size,
         elements=els,
+        alpha=alpha,
         label_box=label_box,
         loggf=loggf,
         damping=damping,
+        settings=settings,
         progress=not no_progress,
     )
     click.echo(f"wrote {path}")

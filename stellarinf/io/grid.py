@@ -35,6 +35,20 @@ FORMAT_VERSION = 1
 _ROW_CHUNK = 64
 
 
+# Metadata that says how the spectra were made: a resumed or extended grid must match its file in each.
+PHYSICS_KEYS = (
+    "fidelity",
+    "window",
+    "resolution",
+    "fine_resolution",
+    "loggf",
+    "damping",
+    "synth_settings",
+    "atmospheres",
+)
+PHYSICS_DEFAULTS = {"synth_settings": "default"}  # files written before the key existed
+
+
 @dataclasses.dataclass
 class SpectralGrid:
     """An in-memory grid of spectra.
@@ -326,6 +340,18 @@ class GridWriter:
         self._check_plan_file()
 
     # -- state on disk
+    def _check_physics(self, old: dict, where: str) -> None:
+        """Resuming or extending must not mix spectra made with other physics or numerics."""
+        for key in PHYSICS_KEYS:
+            if key not in self.metadata:
+                continue
+            was = old.get(key, PHYSICS_DEFAULTS.get(key))
+            if was is not None and was != self.metadata[key]:
+                raise GridFileError(
+                    f"{where} was made with {key}={was!r}, not {self.metadata[key]!r}: its spectra and these would not "
+                    f"match; rerun with {key}={was!r} to resume or extend it, or choose another output path"
+                )
+
     def _existing_prefix(self) -> int:
         if not self.path.exists():
             return 0
@@ -343,6 +369,7 @@ class GridWriter:
                 raise GridFileError(
                     f"{self.path} exists {'with' if gf.has_continuum else 'without'} continuum; choose another output path"
                 )
+            self._check_physics(gf.metadata, str(self.path))
         if len(old) > len(self.planned) or not np.allclose(old, self.planned[: len(old)], rtol=1e-12, atol=1e-12):
             raise GridFileError(
                 f"{self.path} exists but its labels are not the first rows of this plan (different seed, design or box?); "
@@ -356,8 +383,10 @@ class GridWriter:
             try:
                 with h5py.File(plan_path, "r") as fh:
                     same = fh["labels"].shape == self.planned.shape and np.array_equal(fh["labels"][...], self.planned)
+                    old = json.loads(fh.attrs.get("metadata", "{}"))
             except (OSError, KeyError):
-                same = False
+                same, old = False, {}
+            self._check_physics(old, f"the unfinished generation in {self.parts_dir}")
             if not same:
                 raise GridFileError(
                     f"unfinished generation in {self.parts_dir} was started with different settings; "
@@ -367,6 +396,7 @@ class GridWriter:
             self.parts_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(plan_path, ".h5") as tmp, h5py.File(tmp, "w") as fh:
                 fh.create_dataset("labels", data=self.planned)
+                fh.attrs["metadata"] = json.dumps({k: self.metadata[k] for k in PHYSICS_KEYS if k in self.metadata})
 
     def finished_parts(self) -> list[tuple[int, int]]:
         if not self.parts_dir.exists():

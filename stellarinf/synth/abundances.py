@@ -1,4 +1,4 @@
-"""Chemical composition: Asplund et al. (2021) solar log ε scaled by [Fe/H] and per-element [X/Fe]."""
+"""Chemical composition: Asplund et al. (2021) solar log ε scaled by [Fe/H], [α/Fe] and per-element [X/Fe]."""
 
 from __future__ import annotations
 
@@ -8,6 +8,19 @@ from jaxtyping import Array, Float
 
 from .constants import ATOMIC_MASS, N_ELEMENTS
 from .data import solar_logeps
+
+# The elements the α-enhanced ATLAS9 models (Castelli & Kurucz 2003, AODFNEW) raise by [α/M] = +0.4: an
+# [α/Fe] label moves the same elements in the line formation, so atmosphere and lines agree.
+ALPHA_ELEMENTS = (8, 10, 12, 14, 16, 18, 20, 22)  # O, Ne, Mg, Si, S, Ar, Ca, Ti
+
+
+def alpha_mask(own: tuple[int, ...] = ()) -> np.ndarray:
+    """(N_ELEMENTS + 1,) 1.0 for the α elements that follow [α/Fe], 0.0 elsewhere; an α element with its own
+    [X/Fe] label (atomic numbers ``own``) is set by that label instead (as Korg's ``format_A_X`` does), so
+    ``mg_fe`` always means [Mg/Fe] and never [Mg/Fe] − [α/Fe]."""
+    out = np.zeros(N_ELEMENTS + 1)
+    out[[z for z in ALPHA_ELEMENTS if z not in own]] = 1.0
+    return out
 
 
 def log_abundances(feh, xfe: Float[Array, "n_el1"] | None = None) -> Float[Array, "n_el1"]:

@@ -4,6 +4,13 @@ The Castelli–Kurucz models all sit on the same nominal Rosseland optical-depth
 (log τ_Ross = −6.875 + 0.125 k), so interpolating each quantity *at fixed depth index* is
 interpolation at fixed τ_Ross. We interpolate log T, log P, log n_e and log ρx multilinearly
 between the 16 surrounding models: piecewise linear in the labels, finite gradients everywhere.
+
+[α/M] has two grid planes, the solar-scaled (0) and the α-enhanced (+0.4, ODFNEW/AODFNEW) models; between
+them the interpolation is linear, and up to :data:`ALPHA_EXTRAPOLATION` beyond either plane it extrapolates
+linearly along the same line (stars of the thin disc sit at −0.1, some halo stars at +0.5: a box that ends
+at a plane would put them on its edge). At fixed τ_Ross the planes differ by a median 0.001 dex in log T
+and 0.12 dex in log P at [M/H] = 0 (0.03 dex at [M/H] = −1.5), so half a step beyond moves log P by some
+0.06 dex on the straight line through the two models; no third model checks the curvature.
 """
 
 from __future__ import annotations
@@ -16,10 +23,20 @@ from jaxtyping import Array, Float
 
 from .data import atmosphere_grid
 from .errors import AtmosphereCoverageError
+from .settings import DEFAULT_DEPTH_INDEX
 
-# Depth points used for synthesis: log τ_Ross from −5.0 to +2.0 (ATLAS indices 15..71): every
-# 0.125 dex where lines and continuum form (−3 ≤ log τ ≤ +1), every 0.25 dex above and below (44 points).
-DEPTH_INDEX = np.concatenate([np.arange(15, 31, 2), np.arange(31, 63), np.arange(63, 72, 2)])
+# Depth points used for synthesis by default (see :mod:`.settings`).
+DEPTH_INDEX = np.asarray(DEFAULT_DEPTH_INDEX)
+
+
+# How far beyond the grid's [α/M] planes (0, +0.4) the interpolation may extrapolate (dex).
+ALPHA_EXTRAPOLATION = 0.2
+
+
+def alpha_range() -> tuple[float, float]:
+    """The [α/M] (= [α/Fe] here) interval the realistic synthesizer accepts: the grid planes ± the extrapolation."""
+    g = atmosphere_grid()
+    return float(g.alpha[0]) - ALPHA_EXTRAPOLATION, float(g.alpha[-1]) + ALPHA_EXTRAPOLATION
 
 
 class Atmosphere(NamedTuple):
@@ -33,7 +50,8 @@ class Atmosphere(NamedTuple):
 
 
 def _cell(axis: np.ndarray, x):
-    """Lower index and fractional position of ``x`` in the (sorted) grid axis; clamps at the ends."""
+    """Lower index and fractional position of ``x`` in the (sorted) grid axis: the end cells extend beyond the
+    axis (fraction < 0 or > 1, linear extrapolation); :func:`check_coverage` says how far that is allowed."""
     axis = jnp.asarray(axis)
     i = jnp.clip(jnp.searchsorted(axis, x, side="right") - 1, 0, axis.shape[0] - 2)
     w = (x - axis[i]) / (axis[i + 1] - axis[i])
@@ -44,7 +62,8 @@ def interpolate_atmosphere(teff, logg, mh, alpha=0.0, depth_index: np.ndarray | 
     """Interpolated ATLAS9 atmosphere (pure JAX; validate labels first with :func:`check_coverage`).
 
     Args:
-        teff, logg, mh, alpha: scalars (K, dex cgs, [M/H], [α/M]).
+        teff, logg, mh, alpha: scalars (K, dex cgs, [M/H], [α/M]); ``alpha`` may lie up to
+            :data:`ALPHA_EXTRAPOLATION` outside the grid's planes (linear extrapolation).
         depth_index: ATLAS depth indices to return (default :data:`DEPTH_INDEX`).
 
     Returns:
@@ -80,14 +99,17 @@ def check_coverage(teff, logg, mh, alpha=0.0) -> None:
     vals = dict(zip(vals, np.broadcast_arrays(*vals.values())))
     for name, v in vals.items():
         if not np.all(np.isfinite(v)):
-            raise AtmosphereCoverageError(f"label {name!r} is NaN or infinite; give finite numbers")
+            what = "alpha_fe" if name == "alpha" else name
+            raise AtmosphereCoverageError(f"label {what!r} is NaN or infinite; give finite numbers")
     axes = {"feh": g.mh, "alpha": g.alpha, "teff": g.teff, "logg": g.logg}
     for name, ax in axes.items():
         v = vals[name]
-        bad = (v < ax[0] - 1e-9) | (v > ax[-1] + 1e-9)
+        lo, hi = alpha_range() if name == "alpha" else (ax[0], ax[-1])
+        bad = (v < lo - 1e-9) | (v > hi + 1e-9)
         if np.any(bad):
+            what = "alpha_fe" if name == "alpha" else name
             raise AtmosphereCoverageError(
-                f"{name}={v[bad][0]:g} is outside the ATLAS9 model-atmosphere grid ({ax[0]:g} to {ax[-1]:g}); "
+                f"{what}={v[bad][0]:g} is outside the ATLAS9 model-atmosphere grid ({lo:g} to {hi:g}); "
                 "choose a value inside it"
             )
     for p in range(vals["teff"].size):
@@ -96,8 +118,8 @@ def check_coverage(teff, logg, mh, alpha=0.0) -> None:
             ax = axes[name]
             x = vals[name][p]
             i = int(np.clip(np.searchsorted(ax, x, side="right") - 1, 0, len(ax) - 2))
-            w = (x - ax[i]) / (ax[i + 1] - ax[i])
-            idx.append([i] if w <= 1e-12 else ([i + 1] if w >= 1 - 1e-12 else [i, i + 1]))
+            w = (x - ax[i]) / (ax[i + 1] - ax[i])  # outside [0, 1]: extrapolation, from both ends of the cell
+            idx.append([i] if abs(w) <= 1e-12 else ([i + 1] if abs(w - 1) <= 1e-12 else [i, i + 1]))
         sub = g.valid[np.ix_(*idx)]
         if not sub.all():
             raise AtmosphereCoverageError(

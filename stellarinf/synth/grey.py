@@ -102,7 +102,7 @@ def simple_synthesizer(wavelength: np.ndarray, names: tuple[str, ...]):
     wl_lines = jnp.asarray(lines.wavelength)
 
     def fn(labels):
-        teff, logg, feh, vmic, xfe = _unpack(labels, names)
+        teff, logg, feh, vmic, _, xfe = _unpack(labels, names)  # [α/Fe] acts through xfe (no atmosphere here)
         logeps = log_abundances(feh, xfe)
         pops = layer_populations(teff, logg, feh, logeps)
         T = jnp.atleast_1d(eddington_temperature(teff, TAU_FORM))

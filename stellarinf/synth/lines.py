@@ -163,15 +163,19 @@ def line_params(lines: LineData, temperature, electron_density, pops, vmic, log_
     return LineParams(amp, xi, gamma / (4.0 * jnp.pi * dnu_d))
 
 
-def line_opacity(points: tuple[LinePoints, LinePoints], params: LineParams, n_wavelength: int):
+def line_opacity(points: tuple[LinePoints, LinePoints], params: LineParams, n_wavelength: int, voigt_terms: int = 16):
     """Σ over lines of α_line on the fine grid, shape (n_depth, n_wavelength), by scatter-add.
 
-    ``points`` = (core, wing): core pixels use the accurate Weideman form, wing pixels (|v| ≥ 5 in
-    every layer of the default label box) the cheap Humlíček region-II form.
+    ``points`` = (core, wing): core pixels use the accurate Weideman form (``voigt_terms`` terms), wing pixels
+    (|v| ≥ 5 in every layer of the default label box) the cheap Humlíček region-II form.
     """
     n_depth = params.amplitude.shape[1]
     total = jnp.zeros((n_wavelength, n_depth))
-    for pts, profile in zip(points, (_core_profile, _wing_profile)):
+
+    def core(a, v):
+        return voigt_core(a, v, n_terms=voigt_terms)
+
+    for pts, profile in zip(points, (core, _wing_profile)):
         if pts.line.size == 0:
             continue
         li = jnp.asarray(pts.line)
@@ -182,8 +186,32 @@ def line_opacity(points: tuple[LinePoints, LinePoints], params: LineParams, n_wa
     return total.T
 
 
-def _core_profile(a, v):
-    return voigt_core(a, v, n_terms=16)
+def block_points(points: tuple[LinePoints, LinePoints], n_blocks: int, block: int) -> tuple[LinePoints, LinePoints]:
+    """``points`` regrouped by wavelength block of ``block`` fine pixels: every field (n_blocks, n_max), ``pixel``
+    counted from the block's first pixel, the rows padded with zero-taper points (they add exactly 0). Row ``b``
+    is a :class:`LinePoints` for :func:`line_opacity` on block ``b`` alone; within a block the points keep their
+    order, so each pixel's opacity is summed in the same order as on the whole grid."""
+
+    def one(pts: LinePoints) -> LinePoints:
+        blk = pts.pixel // block
+        counts = np.bincount(blk, minlength=n_blocks)
+        width = int(counts.max()) if counts.size else 0
+        out = LinePoints(
+            np.zeros((n_blocks, width), np.int32),
+            np.zeros((n_blocks, width), np.int32),
+            np.zeros((n_blocks, width)),
+            np.zeros((n_blocks, width)),
+        )
+        order = np.argsort(blk, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        for b in range(n_blocks):
+            sel = order[starts[b] : starts[b + 1]]
+            k = sel.size
+            out.line[b, :k], out.pixel[b, :k] = pts.line[sel], pts.pixel[sel] - b * block
+            out.dv[b, :k], out.taper[b, :k] = pts.dv[sel], pts.taper[sel]
+        return out
+
+    return one(points[0]), one(points[1])
 
 
 def _wing_profile(a, v):

@@ -10,16 +10,23 @@ from .synthesize import R_FINE, fine_grid, synthesize
 
 
 def padded_fine_grid(
-    wmin: float, wmax: float, *, resolution=None, vsini: float = 0.0, vmacro: float = 0.0
+    wmin: float,
+    wmax: float,
+    *,
+    resolution=None,
+    vsini: float = 0.0,
+    vmacro: float = 0.0,
+    fine_resolution: float = R_FINE,
 ) -> np.ndarray:
-    """Fine grid covering [wmin, wmax] plus room for the broadening kernels (≥ 2 Å each side)."""
+    """Fine grid (``fine_resolution``, default :data:`R_FINE`) covering [wmin, wmax] plus room for the broadening
+    kernels (≥ 2 Å each side)."""
     width_kms = (
         (vsini or 0.0)
         + 5.0 * (vmacro or 0.0)
         + (6.0 * SPEED_OF_LIGHT_KMS / (2.355 * resolution) if resolution else 0.0)
     )
     pad = max(2.0, 1.2 * wmax * width_kms / SPEED_OF_LIGHT_KMS)
-    return fine_grid(wmin - pad, wmax + pad, R_FINE)
+    return fine_grid(wmin - pad, wmax + pad, fine_resolution)
 
 
 def resolve_window(window: str | Window | None = "galah-red", wmin=None, wmax=None, resolution=None) -> Window:

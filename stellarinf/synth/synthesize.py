@@ -2,7 +2,7 @@
 
 Two fidelities share one interface:
 
-- ``"realistic"``: interpolated ATLAS9 atmosphere, Saha–Boltzmann chemistry, H⁻/H I/scattering
+- ``"realistic"``: interpolated ATLAS9 atmosphere (in Teff, log g, [Fe/H] and [α/Fe]), Saha–Boltzmann chemistry, H⁻/H I/scattering
   continuum, every significant line of the list with Voigt profiles, hydrogen lines, and an LTE
   formal solution with μ-quadrature; normalised by the continuum-only solution.
 - ``"simple"``: see :mod:`stellarinf.synth.grey`.
@@ -26,23 +26,29 @@ from jaxtyping import Array, Float
 from ..errors import LabelError, WavelengthError
 from ..labels import DEFAULT_STELLAR_BOUNDS, atomic_number, element_of
 from ..wavelength import SPEED_OF_LIGHT_KMS, as_angstrom
-from .abundances import log_abundances, mean_mass_per_nucleus
-from .atmosphere import check_coverage, interpolate_atmosphere
+from .abundances import alpha_mask, log_abundances, mean_mass_per_nucleus
+from .atmosphere import alpha_range, check_coverage, interpolate_atmosphere
 from .chemistry import populations
 from .constants import AMU, N_ELEMENTS
 from .continuum import continuum_opacity
 from .data import DEFAULT_DAMPING, DEFAULT_LOGGF, check_damping, check_loggf, linelist
 from .errors import LineListCoverageError
 from .hydrogen import hydrogen_line_opacity, lines_near
-from .lines import LineData, build_points, line_data, line_opacity, line_params
+from .lines import LineData, block_points, build_points, line_data, line_opacity, line_params
 from .selection import select_lines
+from .settings import DEFAULT_SETTINGS, SynthSettings
 from .transfer import emergent_flux, optical_depth, planck
 
 FIDELITIES = ("realistic", "simple")
 R_FINE = 300_000.0
 STELLAR = ("teff", "logg", "feh", "vmic")
+ALPHA = "alpha_fe"  # [α/Fe]: the atmosphere's [α/M] and the α elements without their own label (abundances.py)
 DEFAULT_VMIC = 1.0
 CONTINUUM_STEP = 2.0  # Å between continuum-transfer points (the continuum is smooth)
+# Fine pixels per block: line opacity and transfer run one block at a time (lax.map), so the (depth × pixel)
+# arrays stay in the CPU cache instead of streaming whole-window arrays through memory: the same arithmetic
+# in the same order, 2-4× faster on a 2-core CPU (benchmarks/synth_speed.py).
+BLOCK = 512
 
 
 def fine_grid(wmin: float, wmax: float, resolving_power: float = R_FINE) -> np.ndarray:
@@ -52,16 +58,17 @@ def fine_grid(wmin: float, wmax: float, resolving_power: float = R_FINE) -> np.n
 
 
 def check_label_names(names: Sequence[str]) -> None:
-    """Labels must be teff, logg, feh, optional vmic and [X/Fe] labels (x_fe)."""
+    """Labels must be teff, logg, feh, optional vmic and alpha_fe, and [X/Fe] labels (x_fe)."""
     for req in ("teff", "logg", "feh"):
         if req not in names:
             raise LabelError(
-                f"the synthesizer needs label {req!r}; give teff, logg and feh (vmic and <el>_fe optional)"
+                f"the synthesizer needs label {req!r}; give teff, logg and feh (vmic, alpha_fe and <el>_fe optional)"
             )
     for n in names:
-        if n not in STELLAR and element_of(n) is None:
+        if n not in STELLAR and n != ALPHA and element_of(n) is None:
             raise LabelError(
-                f"the synthesizer does not know label {n!r}; use teff, logg, feh, vmic or <element>_fe (e.g. ca_fe)"
+                f"the synthesizer does not know label {n!r}; use teff, logg, feh, vmic, alpha_fe or <element>_fe "
+                "(e.g. ca_fe)"
             )
 
 
@@ -91,7 +98,8 @@ def check_wavelength(wavelength: np.ndarray) -> None:
 
 
 def validate_labels(values: np.ndarray, names: Sequence[str], fidelity: str) -> np.ndarray:
-    """Eager checks: finite values, vmic ≥ 0, |[X/Fe]| ≤ 2, atmosphere coverage (realistic)."""
+    """Eager checks: finite values, vmic ≥ 0, |[X/Fe]| ≤ 2, [α/Fe] inside the atmospheres' range (both
+    fidelities, so a grid's box means the same in each), atmosphere coverage (realistic)."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.shape[-1] != len(names):
         raise LabelError(f"got {arr.shape[-1]} label values for {len(names)} names {list(names)}")
@@ -107,8 +115,15 @@ def validate_labels(values: np.ndarray, names: Sequence[str], fidelity: str) -> 
         if element_of(n) is not None and np.any(np.abs(col) > 2.0):
             raise LabelError(f"{n}={col[np.abs(col) > 2][0]:g} dex is outside −2..+2; give a plausible [X/Fe]")
     t, g, f = (flat[:, names.index(k)] for k in ("teff", "logg", "feh"))
+    a = flat[:, names.index(ALPHA)] if ALPHA in names else np.zeros_like(t)
+    lo, hi = alpha_range()
+    if np.any((a < lo - 1e-9) | (a > hi + 1e-9)):
+        raise LabelError(
+            f"alpha_fe={a[(a < lo - 1e-9) | (a > hi + 1e-9)][0]:g} dex is outside {lo:g}..{hi:g}, the [α/M] range of "
+            "the ATLAS9 atmospheres (their 0 and +0.4 planes, extrapolated 0.2 dex beyond); choose a value inside it"
+        )
     if fidelity == "realistic":
-        check_coverage(t, g, f, 0.0)
+        check_coverage(t, g, f, a)
     else:
         lo = {"teff": 3000.0, "logg": -0.5, "feh": -4.0}
         hi = {"teff": 10000.0, "logg": 5.5, "feh": 1.0}
@@ -121,15 +136,18 @@ def validate_labels(values: np.ndarray, names: Sequence[str], fidelity: str) -> 
 
 
 def _unpack(labels, names: tuple[str, ...]):
-    """Label vector → (teff, logg, feh, vmic, xfe[n_el1]) inside JAX."""
+    """Label vector → (teff, logg, feh, vmic, alpha, xfe[n_el1]) inside JAX; ``xfe`` holds [X/Fe] per Z, the
+    α elements without their own label at [α/Fe] (:func:`.abundances.alpha_mask`)."""
     get = {n: labels[i] for i, n in enumerate(names)}
-    xfe = jnp.zeros(N_ELEMENTS + 1)
+    own = tuple(atomic_number(element_of(n)) for n in names if element_of(n) is not None)
+    alpha = get.get(ALPHA, 0.0)
+    xfe = alpha * jnp.asarray(alpha_mask(own)) if ALPHA in get else jnp.zeros(N_ELEMENTS + 1)
     for n in names:
         el = element_of(n)
         if el is not None:
             xfe = xfe.at[atomic_number(el)].set(get[n])
     vmic = get.get("vmic", DEFAULT_VMIC)
-    return get["teff"], get["logg"], get["feh"], vmic, xfe
+    return get["teff"], get["logg"], get["feh"], vmic, alpha, xfe
 
 
 class _Interp:
@@ -145,40 +163,70 @@ class _Interp:
 
 
 def line_synthesizer(
-    wavelength: np.ndarray, names: tuple[str, ...], loggf: str = DEFAULT_LOGGF, damping: str = DEFAULT_DAMPING
+    wavelength: np.ndarray,
+    names: tuple[str, ...],
+    loggf: str = DEFAULT_LOGGF,
+    damping: str = DEFAULT_DAMPING,
+    settings: SynthSettings = DEFAULT_SETTINGS,
 ) -> tuple[Callable, LineData]:
     """The realistic synthesizer with the lines' log gf as an input (for the solar calibration).
 
     Returns ``(fn, lines)``: ``fn(labels, log_gf) -> (flux, continuum)`` where ``log_gf`` (n_lines,) are
     the log gf of ``lines`` (the lines selected for this grid; ``lines.log_gf`` holds the ``loggf``
-    choice's values). Pure JAX and differentiable in both arguments.
+    choice's values). Pure JAX and differentiable in both arguments. ``settings``: angles, depths and Voigt
+    terms (:mod:`.settings`).
     """
+    depth_index = np.asarray(settings.depth_index)
     wl_lo, wl_hi = float(wavelength[0]), float(wavelength[-1])
     idx, half_width = select_lines(round(wl_lo, 3), round(wl_hi, 3), damping=damping)
     lines = line_data(idx, loggf, damping)
-    points = build_points(wavelength, lines, half_width)
     h_lines = lines_near(wl_lo, wl_hi)
     n_c = max(int(np.ceil((wl_hi - wl_lo) / CONTINUUM_STEP)) + 1, 2)
     coarse = np.linspace(wl_lo, wl_hi, n_c)
     to_fine = _Interp(coarse, wavelength)
-    wl = jnp.asarray(wavelength)
     wl_c = jnp.asarray(coarse)
+    # the blocks: fine pixel indices (n_blocks, BLOCK), the last block padded with the last pixel (dropped after)
+    n_wl = wavelength.size
+    n_blocks = -(-n_wl // BLOCK)
+    pix = np.minimum(np.arange(n_blocks * BLOCK), n_wl - 1).reshape(n_blocks, BLOCK)
+    blocks = (
+        jnp.asarray(to_fine.i[pix]),
+        jnp.asarray(to_fine.w[pix]),
+        block_points(build_points(wavelength, lines, half_width), n_blocks, BLOCK),
+        jnp.asarray(pix),
+    )
 
     def fn(labels: Float[Array, "n_labels"], log_gf: Float[Array, "n_lines"]):
-        teff, logg, feh, vmic, xfe = _unpack(labels, names)
-        atm = interpolate_atmosphere(teff, logg, feh, 0.0)
+        teff, logg, feh, vmic, alpha, xfe = _unpack(labels, names)
+        atm = interpolate_atmosphere(teff, logg, feh, alpha, depth_index)
         logeps = log_abundances(feh, xfe)
         T, ne = atm.temperature, atm.electron_density
         pops = populations(T, atm.gas_pressure, ne, logeps)
         rho = pops.n_nuclei * mean_mass_per_nucleus(logeps) * AMU
         a_c, s_c = continuum_opacity(wl_c, T, ne, pops)
         alpha_c = a_c + s_c
-        cont_c = emergent_flux(optical_depth(alpha_c, rho, atm.rhox), planck(wl_c, T))
-        alpha = to_fine(alpha_c)
-        alpha = alpha + line_opacity(points, line_params(lines, T, ne, pops, vmic, log_gf), wl.shape[0])
+        planck_c = planck(wl_c, T)
+        cont_c = emergent_flux(optical_depth(alpha_c, rho, atm.rhox), planck_c, settings.n_mu)
+        params = line_params(lines, T, ne, pops, vmic, log_gf)
+        # hydrogen on the whole grid at once (its core formula runs only near the line centre: hydrogen.py)
+        h_alpha = None
         for h in h_lines:
-            alpha = alpha + hydrogen_line_opacity(h, wl, T, ne, pops.n_hi, pops.log_u[1, 0], vmic)
-        flux = emergent_flux(optical_depth(alpha, rho, atm.rhox), to_fine(planck(wl_c, T)))
+            a_h = hydrogen_line_opacity(h, wavelength, T, ne, pops.n_hi, pops.log_u[1, 0], vmic)
+            h_alpha = a_h if h_alpha is None else h_alpha + a_h
+
+        def block(x):
+            i_b, w_b, points_b, pix_b = x
+
+            def to_block(y):  # the continuum's coarse grid → this block's fine pixels (as _Interp)
+                return y[..., i_b] * (1.0 - w_b) + y[..., i_b + 1] * w_b
+
+            alpha = to_block(alpha_c)
+            alpha = alpha + line_opacity(points_b, params, BLOCK, settings.voigt_terms)
+            if h_alpha is not None:
+                alpha = alpha + h_alpha[:, pix_b]
+            return emergent_flux(optical_depth(alpha, rho, atm.rhox), to_block(planck_c), settings.n_mu)
+
+        flux = jax.lax.map(block, blocks).reshape(-1)[:n_wl]
         continuum = to_fine(cont_c)
         return flux / continuum, continuum
 
@@ -186,20 +234,30 @@ def line_synthesizer(
 
 
 def _realistic(
-    wavelength: np.ndarray, names: tuple[str, ...], loggf: str = DEFAULT_LOGGF, damping: str = DEFAULT_DAMPING
+    wavelength: np.ndarray,
+    names: tuple[str, ...],
+    loggf: str = DEFAULT_LOGGF,
+    damping: str = DEFAULT_DAMPING,
+    settings: SynthSettings = DEFAULT_SETTINGS,
 ) -> Callable:
-    fn, lines = line_synthesizer(wavelength, names, loggf, damping)
+    fn, lines = line_synthesizer(wavelength, names, loggf, damping, settings)
     log_gf = np.asarray(lines.log_gf)
     return lambda labels: fn(labels, log_gf)
 
 
 @functools.lru_cache(maxsize=16)
 def _cached(
-    key, names: tuple[str, ...], fidelity: str, wl_bytes: bytes, loggf: str = DEFAULT_LOGGF, damping=DEFAULT_DAMPING
+    key,
+    names: tuple[str, ...],
+    fidelity: str,
+    wl_bytes: bytes,
+    loggf: str = DEFAULT_LOGGF,
+    damping=DEFAULT_DAMPING,
+    settings: SynthSettings = DEFAULT_SETTINGS,
 ):
     wavelength = np.frombuffer(wl_bytes, dtype=np.float64)
     if fidelity == "realistic":
-        fn = _realistic(wavelength, names, loggf, damping)
+        fn = _realistic(wavelength, names, loggf, damping, settings)
     else:
         from .grey import simple_synthesizer
 
@@ -213,18 +271,22 @@ def make_synthesizer(
     fidelity: str = "realistic",
     loggf: str = DEFAULT_LOGGF,
     damping: str = DEFAULT_DAMPING,
+    settings: SynthSettings = DEFAULT_SETTINGS,
 ) -> Callable:
     """Pure JAX ``labels[n_labels] → (flux[n_wl], continuum[n_wl])`` (not jitted; wrap in ``jax.jit``/``vmap``).
 
     Args:
         wavelength_fine: (n_wl,) vacuum Å, strictly increasing, ≤ 1.5 km/s per pixel.
         label_names: order of the label vector: teff, logg, feh, optional vmic (default
-            1 km/s) and ``<el>_fe`` labels.
+            1 km/s), optional ``alpha_fe`` ([α/Fe], default 0: the atmosphere's [α/M] and the abundances of
+            O, Ne, Mg, Si, S, Ar, Ca, Ti unless they have their own label) and ``<el>_fe`` labels.
         fidelity: "realistic" or "simple".
         loggf: "solar" (log gf calibrated on the observed Sun, the default) or "laboratory" (realistic
             fidelity only; the simple fidelity keeps its own schematic lines).
         damping: "unsold" (Unsöld × 2 for every line, the default: what the shipped emulators learned) or
             "abo" (ABO cross-sections and tabulated widths from the Gaia-ESO list where available).
+        settings: numerical settings of the realistic fidelity (:class:`~stellarinf.synth.settings.SynthSettings`;
+            the default is what the shipped grids and emulators were made with).
 
     ``flux`` is normalised by the continuum-only solution; ``continuum`` is the astrophysical surface
     flux F_λ (erg s⁻¹ cm⁻² Å⁻¹). No validation inside: check labels with :func:`validate_labels`.
@@ -245,6 +307,7 @@ def make_synthesizer(
         wl.tobytes(),
         check_loggf(loggf),
         check_damping(damping),
+        settings,
     )
 
 
@@ -261,6 +324,7 @@ def synthesize(
     label_names: Sequence[str] | None = None,
     loggf: str = DEFAULT_LOGGF,
     damping: str = DEFAULT_DAMPING,
+    settings: SynthSettings = DEFAULT_SETTINGS,
 ):
     """Normalised flux and continuum on an unbroadened fine grid (validated).
 
@@ -272,6 +336,7 @@ def synthesize(
         fidelity: "realistic" (default) or "simple".
         loggf: "solar" (default: log gf calibrated on the observed Sun) or "laboratory".
         damping: "unsold" (default) or "abo" (see :func:`make_synthesizer`).
+        settings: numerical settings (see :func:`make_synthesizer`).
 
     Returns:
         (flux, continuum), each (n_wl,) or (n_spectra, n_wl) numpy float64 arrays.
@@ -289,7 +354,7 @@ def synthesize(
         raise LabelError(f"unknown fidelity {fidelity!r}; choose 'realistic' or 'simple'")
     check_label_names(names)
     values = validate_labels(values, names, fidelity)  # cheap checks before the (slow) setup
-    fn = make_synthesizer(wavelength_fine, names, fidelity, loggf, damping)
+    fn = make_synthesizer(wavelength_fine, names, fidelity, loggf, damping, settings)
     batch = values.reshape(-1, len(names))
     flux, cont = _jitted(fn)(jnp.asarray(batch))
     flux, cont = np.asarray(flux), np.asarray(cont)

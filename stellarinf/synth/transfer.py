@@ -14,11 +14,14 @@ from jaxtyping import Array, Float
 
 from .constants import C_CGS, H_PLANCK, K_B
 
-# Gauss–Legendre nodes on μ ∈ [0, 1] for the flux integral F = 2π ∫ I μ dμ.
+# Gauss–Legendre nodes on μ ∈ [0, 1] for the flux integral F = 2π ∫ I μ dμ (default count).
 N_MU = 5
-_x, _w = np.polynomial.legendre.leggauss(N_MU)
-MU = 0.5 * (_x + 1.0)
-MU_WEIGHTS = 0.5 * _w
+
+
+def mu_nodes(n_mu: int = N_MU) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Legendre nodes and weights on μ ∈ [0, 1]."""
+    x, w = np.polynomial.legendre.leggauss(n_mu)
+    return 0.5 * (x + 1.0), 0.5 * w
 
 
 def planck(wavelength: Float[Array, "n_wl"], temperature: Float[Array, "n_depth"]) -> Float[Array, "n_depth n_wl"]:
@@ -36,15 +39,17 @@ def optical_depth(alpha: Float[Array, "n_depth n_wl"], density: Float[Array, "n_
     return jnp.concatenate([kappa_m[:1], kappa_m[:1] + jnp.cumsum(steps, axis=0)], axis=0)
 
 
-def emergent_flux(tau: Float[Array, "n_depth n_wl"], source: Float[Array, "n_depth n_wl"]) -> Float[Array, "n_wl"]:
-    """Astrophysical surface flux F_λ = 2π ∫ I(μ) μ dμ (units of ``source`` × sr).
+def emergent_flux(
+    tau: Float[Array, "n_depth n_wl"], source: Float[Array, "n_depth n_wl"], n_mu: int = N_MU
+) -> Float[Array, "n_wl"]:
+    """Astrophysical surface flux F_λ = 2π ∫ I(μ) μ dμ (units of ``source`` × sr), ``n_mu`` Gauss–Legendre angles.
 
     Per ray: I(0, μ) = Σ_i e^{−t_i} [S_i (1 − e^{−Δ_i}) + (S_{i+1} − S_i) (1 − (1 + Δ_i) e^{−Δ_i}) / Δ_i]
     + e^{−t_N} (S_N + dS/dt|_N), t = τ/μ, Δ_i = t_{i+1} − t_i (exact for S linear in τ).
     """
     flux = 0.0
     dS = source[1:] - source[:-1]
-    for mu, w in zip(MU, MU_WEIGHTS):
+    for mu, w in zip(*mu_nodes(n_mu)):
         d = (tau[1:] - tau[:-1]) / mu
         e = jnp.exp(-d)
         one_minus = 1.0 - e
