@@ -19,6 +19,9 @@ Usage::
 
     python benchmarks/sun_fit.py --atlas-dir ../shared/data --emulators default-payne --snr 50,100,200 --seeds 0,1,2
 
+    python benchmarks/sun_fit.py --emulators synth --together --snr 100 --seeds 0 \
+        --windows galah-blue,galah-green,galah-red,galah-ir,gaia-rvs   # every arm in one fit, the synthesizer
+
 Writes ``benchmarks/results/sun_fit.json`` (and ``.png``).
 """
 
@@ -117,6 +120,21 @@ def pixels_for(window: str, resolution: float, per_element: float | None):
     return log_uniform_grid(w.wmin, w.wmax, resolution, per_element)
 
 
+def arm_observation(window: str, atlas_name: str | None, atlas_dir: str):
+    """(atlas array, the instrument's pixels it covers, resolving power) of one window."""
+    atlas_file, resolution, per_element = WINDOWS[window]
+    atlas = np.loadtxt(Path(atlas_dir) / (atlas_name or atlas_file), delimiter=",", skiprows=1)
+    pixels = pixels_for(window, resolution, per_element)
+    # an atlas narrower than the window (SOLAR-HRS starts at 6500 Å): only the pixels it covers
+    return atlas, pixels[(pixels > atlas[0, 0] + 5.0) & (pixels < atlas[-1, 0] - 5.0)], resolution
+
+
+def _from_arms(arms):
+    from stellarinf.io.spectrum import Spectrum
+
+    return Spectrum.from_arms(arms)
+
+
 def model_for(name: str, window: str):
     """A shipped emulator by name, or ``synth`` / ``synth-abo``: the synthesizer itself (realistic fidelity,
     unbroadened; Unsöld × 2 or ABO damping) on the window, which separates what the physics gets wrong from what
@@ -176,6 +194,12 @@ def main(argv=None) -> int:
         help="atlas: the observed Sun; model: the fitted model's own Sun (SUN_MODEL) through the same normalisation "
         "and noise, a control that isolates the inference's own offsets from physics and emulator error",
     )
+    ap.add_argument(
+        "--together",
+        action="store_true",
+        help="fit the --windows as the arms of one spectrum, each served by its own model (e.g. --emulators synth "
+        "--windows galah-blue,galah-green,galah-red,galah-ir,gaia-rvs)",
+    )
     ap.add_argument("--snr", default="50,100,200")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--sampler", default="laplace")
@@ -201,22 +225,25 @@ def main(argv=None) -> int:
 
     rows = []
     t_all = time.time()
+    windows = args.windows.split(",")
     for emu_name in args.emulators.split(","):
-        for window in args.windows.split(","):
-            model = model_for(emu_name, window)
-            atlas_file, resolution, per_element = WINDOWS[window]
-            atlas_file = args.atlas or atlas_file
-            atlas = np.loadtxt(Path(args.atlas_dir) / atlas_file, delimiter=",", skiprows=1)
-            pixels = pixels_for(window, resolution, per_element)
-            # an atlas narrower than the window (SOLAR-HRS starts at 6500 Å): only the pixels it covers
-            pixels = pixels[(pixels > atlas[0, 0] + 5.0) & (pixels < atlas[-1, 0] - 5.0)]
+        for group in [windows] if args.together else [[w] for w in windows]:
+            window = "+".join(group)
+            models = [model_for(emu_name, w) for w in group]
+            model = models[0] if len(models) == 1 else models
+            resolution = WINDOWS[group[0]][1] if len(group) == 1 else [WINDOWS[w][1] for w in group]
+            observed = [arm_observation(w, args.atlas, args.atlas_dir) for w in group]
             for snr in [float(s) for s in args.snr.split(",")]:
                 for seed in [int(s) for s in args.seeds.split(",")]:
                     t0 = time.time()
-                    if args.source == "model":
-                        spec = model_sun(model, pixels, resolution, snr, seed)
-                    else:
-                        spec = observe_sun(atlas[:, 0], atlas[:, 1], pixels, resolution, snr, seed)
+                    arms = []
+                    for k, (m, (atlas, pixels, res)) in enumerate(zip(models, observed)):
+                        arm_seed = seed + 1000 * k  # independent noise in each arm
+                        if args.source == "model":
+                            arms.append(model_sun(m, pixels, res, snr, arm_seed))
+                        else:
+                            arms.append(observe_sun(atlas[:, 0], atlas[:, 1], pixels, res, snr, arm_seed))
+                    spec = arms[0] if len(arms) == 1 else _from_arms(arms)
                     mask = [tuple(float(v) for v in part.split(":")) for part in args.mask.split(",") if part]
                     table = fit(
                         model,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime
 import functools
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import click
 
 from ..errors import LabelError
 from ..physics_options import DAMPING_CHOICES, DEFAULT_DAMPING, DEFAULT_LOGGF, LOGGF_CHOICES
 
+GRID_THREADS = 2  # batches computed at once (JAX releases the GIL while a compiled batch runs)
 _HELP_BOX = "Override a label range, e.g. --label-box teff=4500:6500 (repeatable)."
 
 
@@ -113,20 +116,44 @@ def generate_grid(
     writer = GridWriter(output, space, wavelength, planned, metadata, with_continuum=True, batch_size=batch_size)
     batched = _batched_observer(fn, fine.tobytes(), wavelength.tobytes(), win.resolution)
     pending = writer.pending()
-    with tqdm(
-        total=len(planned),
-        initial=len(planned) - sum(b - a for a, b in pending),
-        unit="spec",
-        desc=f"grid {fidelity} {win.name}",
-        disable=not progress,
-    ) as bar:
-        for start, stop in pending:
-            labels = planned[start:stop]
-            if labels.shape[0] < batch_size:  # pad so the jitted shape never changes
-                labels = np.concatenate([labels, np.repeat(labels[-1:], batch_size - labels.shape[0], axis=0)])
-            out = np.asarray(batched(jnp.asarray(labels)))[: stop - start]
+
+    def compute(part):
+        start, stop = part
+        labels = planned[start:stop]
+        if labels.shape[0] < batch_size:  # pad so the jitted shape never changes
+            labels = np.concatenate([labels, np.repeat(labels[-1:], batch_size - labels.shape[0], axis=0)])
+        return start, stop, np.asarray(batched(jnp.asarray(labels)))[: stop - start]
+
+    with (
+        tqdm(
+            total=len(planned),
+            initial=len(planned) - sum(b - a for a, b in pending),
+            unit="spec",
+            desc=f"grid {fidelity} {win.name}",
+            disable=not progress,
+        ) as bar,
+        ThreadPoolExecutor(GRID_THREADS) as pool,
+    ):
+        # GRID_THREADS batches in flight: one batch alone leaves much of a second core idle (four GALAH arms on this
+        # 2-core CPU: 1.94 spectra/s with one, 2.27 with two); parts are still written in order, one at a time
+        in_flight: deque = deque()
+
+        def write_oldest():
+            start, stop, out = in_flight.popleft().result()
             writer.write_batch(start, out[:, 0], out[:, 1])
             bar.update(stop - start)
+
+        try:
+            for part in pending:
+                in_flight.append(pool.submit(compute, part))
+                if len(in_flight) >= GRID_THREADS:
+                    write_oldest()
+            while in_flight:
+                write_oldest()
+        except BaseException:
+            for future in in_flight:  # an interruption stops after the batches already running
+                future.cancel()
+            raise
     return writer.finalize()
 
 

@@ -209,7 +209,8 @@ def _exact_precision(problem: Problem, z, i: int, jacobian: bool):
     (as :func:`hessian_fd`); 0 where not finite."""
     f = problem.log_density if jacobian else problem.log_posterior
     step = jnp.zeros(z.shape[-1], dtype=z.dtype).at[i].set(1e-4)
-    value = -(jax.grad(f)(z + step)[i] - jax.grad(f)(z - step)[i]) / 2e-4
+    g = map_lanes(jax.grad(f), jnp.stack([z + step, z - step]))  # one copy of the gradient to compile, not two
+    value = -(g[0, i] - g[1, i]) / 2e-4
     return jnp.where(jnp.isfinite(value), value, 0.0)
 
 
@@ -225,19 +226,23 @@ def _expected_precision(problem: Problem, z, i: int, p_z):
 
     def precision(log_s2):
         s = jnp.exp(0.5 * log_s2)
-        return jnp.maximum(other + 0.5 * (gn(z + s * e) + gn(z - s * e)), 1e-300)
+        ends = map_lanes(gn, jnp.stack([z + s * e, z - s * e]))  # one copy of gn to compile, not two
+        return jnp.maximum(other + 0.5 * (ends[0] + ends[1]), 1e-300)
 
     # s² p(s) grows with s (J grows away from 0, in any case faster than 1/s), so bisect log(s² p) = 0 on log s²,
     # for s from 1e-4 to a uniform prior's width in z (a flat objective has no width of its own); a fixed-point
     # update oscillates for a quartic likelihood, and jumps where the model ignores v sin i below a fine pixel
-    def bisect(_, bounds):
-        lo, hi = bounds
+    def bisect(_, carry):
+        lo, hi, _ = carry
         mid = 0.5 * (lo + hi)
-        above = mid + jnp.log(precision(mid)) > 0.0
-        return jnp.where(above, lo, mid), jnp.where(above, mid, hi)
+        p = precision(mid)
+        above = mid + jnp.log(p) > 0.0
+        return jnp.where(above, lo, mid), jnp.where(above, mid, hi), p
 
-    lo, hi = jax.lax.fori_loop(0, FOLD_BISECTIONS, bisect, (jnp.asarray(_MIN_LOG_S2), jnp.asarray(_MAX_LOG_S2)))
-    return precision(0.5 * (lo + hi))
+    # one pass more than the bisections: its p is the precision at the final midpoint (evaluated in the loop rather
+    # than after it, so the program holds one copy of precision)
+    init = (jnp.asarray(_MIN_LOG_S2), jnp.asarray(_MAX_LOG_S2), jnp.asarray(0.0, dtype=z.dtype))
+    return jax.lax.fori_loop(0, FOLD_BISECTIONS + 1, bisect, init)[2]
 
 
 def _minus_jtj(problem: Problem, z, tangents=None):
@@ -361,14 +366,18 @@ def newton_steps(problem: Problem, z, n_steps: int, jacobian: bool, tol: float =
         w = jnp.maximum(w, 1e-8 * jnp.maximum(1.0, jnp.max(jnp.abs(w))))
         dz = v @ ((v.T @ g) / w)
         scale = jnp.maximum(jnp.diag(a), 1e-8 * jnp.maximum(1.0, jnp.max(jnp.diag(a))))
-        undamped = [frac * dz for frac in _NEWTON_FRACTIONS]
-        steps = undamped + [jnp.linalg.solve(a + damping * lam * jnp.diag(scale), g) for lam in _LM_DAMPING]
-        cand = [z + s * jnp.minimum(1.0, max_step / jnp.maximum(jnp.max(jnp.abs(s)), 1e-300)) for s in steps]
-        vals = jnp.stack([f(c) for c in cand])
+        undamped = jnp.stack([frac * dz for frac in _NEWTON_FRACTIONS])
+        # the trials are mapped, not listed: a list compiles the solve and the log density once per trial
+        damped = jax.vmap(lambda lam: jnp.linalg.solve(a + damping * lam * jnp.diag(scale), g))(
+            jnp.asarray(_LM_DAMPING, dtype=z.dtype)
+        )
+        steps = jnp.concatenate([undamped, damped])
+        cand = z + steps * jnp.minimum(1.0, max_step / jnp.maximum(jnp.max(jnp.abs(steps), axis=1), 1e-300))[:, None]
+        vals = map_lanes(f, cand)
         vals = jnp.where(jnp.isfinite(vals), vals, -jnp.inf)
         k = jnp.argmax(vals)
         better = vals[k] > val
-        z_new = jnp.where(better, jnp.stack(cand)[k], z)
+        z_new = jnp.where(better, cand[k], z)
         new_damping = jnp.where(better, jnp.maximum(damping / _DAMPING_DOWN, 1.0), damping * _DAMPING_UP)
         # converged when the quadratic model promises less than tol (the Newton decrement ½ gᵀA⁻¹g), not when a
         # step gains little: a heavily damped step gains little anywhere
@@ -383,12 +392,17 @@ def newton_steps(problem: Problem, z, n_steps: int, jacobian: bool, tol: float =
     return z, val, i, done
 
 
-def polish_starts(problem: Problem, zs, values, jacobian: bool, n_steps: int = 16):
-    """Damped Gauss–Newton steps (at most ``n_steps``) from each of the starts ``zs`` (:func:`.lanes.map_lanes`);
-    a start keeps its point and value where the polish does not improve it. Polishing every start makes
-    the final values compare local optima (``MAPResult.n_starts_agreeing``). Returns (z, values, steps,
-    converged) per start."""
-    zp, vp, steps, done = map_lanes(lambda z: newton_steps(problem, z, n_steps, jacobian), zs)
+# Gauss–Newton steps at most from a start carried to convergence
+POLISH_STEPS = 16
+
+
+def polish_starts(problem: Problem, zs, values, jacobian: bool, n_steps=POLISH_STEPS):
+    """Damped Gauss–Newton steps (at most ``n_steps``: one number, or an array of one per start) from each of the
+    starts ``zs`` (:func:`.lanes.map_lanes`); a start keeps its point and value where the polish does not improve
+    it. Polishing every start makes the final values compare local optima (``MAPResult.n_starts_agreeing``).
+    Returns (z, values, steps, converged) per start."""
+    budgets = jnp.broadcast_to(jnp.asarray(n_steps), zs.shape[:1])
+    zp, vp, steps, done = map_lanes(lambda z, n: newton_steps(problem, z, n, jacobian), zs, budgets)
     better = jnp.isfinite(vp) & (vp >= values)
     return jnp.where(better[:, None], zp, zs), jnp.where(better, vp, values), steps, done
 
@@ -409,15 +423,18 @@ def _screened_polish(problem: Problem, zs, values, jacobian: bool, screen: bool,
     """:func:`polish_starts` with successive halving when ``screen`` and there are more than two starts; the
     starts dropped keep their screening point, value and step count (not converged unless they were).
     ``say``: a progress callback, called as each phase begins."""
+    # every phase runs one compiled program: all n starts, each with its own step budget (an array, so not part of
+    # the program); a start dropped by the screening gets 0 steps and its result is not used
     n = zs.shape[0]
     if not screen or carried_to_convergence(n) == n:
         say(f"MAP: Gauss–Newton steps from {n} starts to convergence")
-        return _polish_starts(problem, zs, values, jacobian)
+        return _polish_starts(problem, zs, values, jacobian, jnp.full(n, POLISH_STEPS, dtype=jnp.int32))
     say(f"MAP: screening {n} starts ({SCREEN_STEPS} Gauss–Newton steps each)")
-    zs, values, steps, conv = _polish_starts(problem, zs, values, jacobian, SCREEN_STEPS)
+    zs, values, steps, conv = _polish_starts(problem, zs, values, jacobian, jnp.full(n, SCREEN_STEPS, dtype=jnp.int32))
     say(f"MAP: carrying the best {carried_to_convergence(n)} of {n} starts to convergence")
     keep = jnp.asarray(np.argsort(-np.asarray(values))[: carried_to_convergence(n)])
-    zk, vk, sk, ck = _polish_starts(problem, zs[keep], values[keep], jacobian)
+    budgets = jnp.zeros(n, dtype=jnp.int32).at[keep].set(POLISH_STEPS)
+    zk, vk, sk, ck = (a[keep] for a in _polish_starts(problem, zs, values, jacobian, budgets))
     return zs.at[keep].set(zk), values.at[keep].set(vk), steps.at[keep].add(sk), conv.at[keep].set(ck)
 
 
