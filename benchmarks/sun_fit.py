@@ -129,12 +129,6 @@ def arm_observation(window: str, atlas_name: str | None, atlas_dir: str):
     return atlas, pixels[(pixels > atlas[0, 0] + 5.0) & (pixels < atlas[-1, 0] - 5.0)], resolution
 
 
-def _from_arms(arms):
-    from stellarinf.io.spectrum import Spectrum
-
-    return Spectrum.from_arms(arms)
-
-
 def model_for(name: str, window: str):
     """A shipped emulator by name, or ``synth`` / ``synth-abo``: the synthesizer itself (realistic fidelity,
     unbroadened; Unsöld × 2 or ABO damping) on the window, which separates what the physics gets wrong from what
@@ -221,6 +215,7 @@ def main(argv=None) -> int:
 
     jax.config.update("jax_enable_x64", True)
     from stellarinf.io.atomic import write_json_atomic
+    from stellarinf.io.spectrum import Spectrum
     from stellarinf.machine import machine_info
 
     rows = []
@@ -243,7 +238,7 @@ def main(argv=None) -> int:
                             arms.append(model_sun(m, pixels, res, snr, arm_seed))
                         else:
                             arms.append(observe_sun(atlas[:, 0], atlas[:, 1], pixels, res, snr, arm_seed))
-                    spec = arms[0] if len(arms) == 1 else _from_arms(arms)
+                    spec = arms[0] if len(arms) == 1 else Spectrum.from_arms(arms)
                     mask = [tuple(float(v) for v in part.split(":")) for part in args.mask.split(",") if part]
                     table = fit(
                         model,

@@ -33,12 +33,11 @@ def arm_pipeline(window: str, space, fidelity: str, preset: str = "default"):
     """(compiled labels → (flux, continuum) on the arm's pixels, the arm, n_fine) for one preset."""
     from stellarinf.commands.grid import _batched_observer
     from stellarinf.synth.observed import padded_fine_grid, resolve_window
-    from stellarinf.synth.settings import REFERENCE_FINE_RESOLUTION, settings_preset
-    from stellarinf.synth.synthesize import R_FINE, make_synthesizer
+    from stellarinf.synth.settings import fine_resolution, settings_preset
+    from stellarinf.synth.synthesize import make_synthesizer
 
     win = resolve_window(window)
-    r_fine = REFERENCE_FINE_RESOLUTION if preset == "reference" else R_FINE
-    fine = padded_fine_grid(win.wmin, win.wmax, resolution=win.resolution, fine_resolution=r_fine)
+    fine = padded_fine_grid(win.wmin, win.wmax, resolution=win.resolution, fine_resolution=fine_resolution(preset))
     fn = make_synthesizer(fine, space.names, fidelity, settings=settings_preset(preset))
     return _batched_observer(fn, fine.tobytes(), win.grid().tobytes(), win.resolution), win, fine.size
 

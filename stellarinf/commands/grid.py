@@ -11,6 +11,7 @@ import click
 
 from ..errors import LabelError
 from ..physics_options import DAMPING_CHOICES, DEFAULT_DAMPING, DEFAULT_LOGGF, LOGGF_CHOICES
+from ..synth.settings import PRESETS
 
 GRID_THREADS = 2  # batches computed at once (JAX releases the GIL while a compiled batch runs)
 _HELP_BOX = "Override a label range, e.g. --label-box teff=4500:6500 (repeatable)."
@@ -74,15 +75,15 @@ def generate_grid(
     from ..labels import DEFAULT_ABUNDANCE_ELEMENTS
     from ..synth.data import linelist
     from ..synth.observed import padded_fine_grid, resolve_window
-    from ..synth.settings import REFERENCE_FINE_RESOLUTION, settings_preset
-    from ..synth.synthesize import R_FINE, make_synthesizer, validate_labels
+    from ..synth.settings import fine_resolution, settings_preset
+    from ..synth.synthesize import make_synthesizer, validate_labels
 
     elements = tuple(DEFAULT_ABUNDANCE_ELEMENTS if elements is None else elements)
     space = parse_label_box(label_box, elements, alpha)
     win = resolve_window(window)
     wavelength = win.grid()
     synth_settings = settings_preset(settings)
-    r_fine = REFERENCE_FINE_RESOLUTION if settings == "reference" else R_FINE
+    r_fine = fine_resolution(settings)
     fine = padded_fine_grid(win.wmin, win.wmax, resolution=win.resolution, fine_resolution=r_fine)
     fn = make_synthesizer(fine, space.names, fidelity, loggf, damping, synth_settings)
     planned = sample_labels(space, int(n), design, int(seed))
@@ -226,7 +227,7 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
 )
 @click.option(
     "--settings",
-    type=click.Choice(["default", "extended", "reference"]),
+    type=click.Choice(list(PRESETS)),
     default="default",
     show_default=True,
     help="Numerics of the realistic synthesizer: default (as the shipped grids), extended (7 more layers at the "

@@ -23,6 +23,7 @@ import numpy as np
 DEFAULT_DEPTH_INDEX = tuple(
     int(k) for k in np.concatenate([np.arange(15, 31, 2), np.arange(31, 63), np.arange(63, 72, 2)])
 )
+DEFAULT_FINE_RESOLUTION = 300_000.0  # about 1 km/s per pixel (synth.R_FINE)
 REFERENCE_FINE_RESOLUTION = 600_000.0
 
 
@@ -57,6 +58,7 @@ def settings_preset(name: str) -> SynthSettings:
         raise ValueError(f"unknown synthesizer settings {name!r}; choose one of {', '.join(PRESETS)}") from None
 
 
-def preset_name(settings: SynthSettings) -> str:
-    """The name of a preset (``"custom"`` for settings that are none of them)."""
-    return next((k for k, v in PRESETS.items() if v == settings), "custom")
+def fine_resolution(name: str) -> float:
+    """The fine wavelength grid's resolving power a preset is meant to be used with."""
+    settings_preset(name)  # an unknown name is an error
+    return REFERENCE_FINE_RESOLUTION if name == "reference" else DEFAULT_FINE_RESOLUTION

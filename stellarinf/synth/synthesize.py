@@ -36,11 +36,11 @@ from .errors import LineListCoverageError
 from .hydrogen import hydrogen_line_opacity, lines_near
 from .lines import LineData, block_points, build_points, line_data, line_opacity, line_params
 from .selection import select_lines
-from .settings import DEFAULT_SETTINGS, SynthSettings
+from .settings import DEFAULT_FINE_RESOLUTION, DEFAULT_SETTINGS, SynthSettings
 from .transfer import emergent_flux, optical_depth, planck
 
 FIDELITIES = ("realistic", "simple")
-R_FINE = 300_000.0
+R_FINE = DEFAULT_FINE_RESOLUTION
 STELLAR = ("teff", "logg", "feh", "vmic")
 ALPHA = "alpha_fe"  # [α/Fe]: the atmosphere's [α/M] and the α elements without their own label (abundances.py)
 DEFAULT_VMIC = 1.0
