@@ -81,6 +81,11 @@ def main(argv=None):
         help="log gf calibrated on the observed Sun (Kurucz atlas) or linemake's laboratory values",
     )
     ap.add_argument(
+        "--settings",
+        default=None,
+        help="the synthesizer's numerical preset (stellarinf.synth.settings: extended (default), standard, reference)",
+    )
+    ap.add_argument(
         "--mask", default="6561.5:6567.5", help="ranges left out of the 'excluding' rms (the chromospheric Hα core)"
     )
     ap.add_argument(
@@ -118,7 +123,10 @@ def main(argv=None):
 
     t0 = time.time()
     fine = fine_grid(wmin - 3.0, args.wmax + 3.0)
-    flux, _ = synthesize(SUN, fine, loggf=args.loggf)
+    from stellarinf.synth.settings import DEFAULT_PRESET, settings_preset
+
+    args.settings = args.settings or DEFAULT_PRESET
+    flux, _ = synthesize(SUN, fine, loggf=args.loggf, settings=settings_preset(args.settings))
     # SOLAR-HRS resolution in the red is far above the line widths; only stellar broadening is applied.
     flux = np.asarray(broaden(flux, velocity_step(fine), vsini=args.vsini, vmacro=args.vmacro))
     t_synth = time.time() - t0
@@ -171,6 +179,7 @@ def main(argv=None):
         "mask": args.mask,
         "rv_atlas_kms": float(rv_atlas),
         "loggf": args.loggf,
+        "synth_settings": args.settings,
         "mean_residual": float(np.mean(resid)),
         "target_rms": 0.03,
         "passes_target": rms <= 0.03,

@@ -7,7 +7,7 @@ resampling to the arm's pixels; ``stellarinf grid``'s own compiled function), ba
 after compilation, at random points of the label box, per arm and for the four arms together
 (1 / Σ 1/rate), for each preset of ``stellarinf.synth.settings``; the simple fidelity too.
 
-Accuracy: the ``default`` (R 300,000 fine grid, 45 depths from log τ = −5, 5 angles, 16-term Voigt cores) and
+Accuracy: the ``standard`` (R 300,000 fine grid, 45 depths from log τ = −5, 5 angles, 16-term Voigt cores) and
 ``extended`` (7 more depths above) presets against ``reference`` (R 600,000, all 72 ATLAS9 depths, 8 angles,
 24-term Voigt cores) on the same stars of the broad box, broadened to the arm's R on its pixels: rms and largest
 |Δ flux| per arm. Writes ``benchmarks/results/synth_speed.json`` and ``synth_speed.png``.
@@ -29,7 +29,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def arm_pipeline(window: str, space, fidelity: str, preset: str = "default"):
+def arm_pipeline(window: str, space, fidelity: str, preset: str = "standard"):
     """(compiled labels → (flux, continuum) on the arm's pixels, the arm, n_fine) for one preset."""
     from stellarinf.commands.grid import _batched_observer
     from stellarinf.synth.observed import padded_fine_grid, resolve_window
@@ -99,8 +99,8 @@ def main(argv=None):
         f, _, _ = arm_pipeline(arm, space, "simple")
         _, per, _ = run(f, sample_labels(space, 8 * args.batch_size, "uniform", 7), args.batch_size)
         row["simple"] = {"seconds_per_spectrum": per, "spectra_per_second": 1.0 / per}
-        row["n_pixels"] = int(fluxes["default"].shape[1])
-        for setting in ("default", "extended"):
+        row["n_pixels"] = int(fluxes["standard"].shape[1])
+        for setting in ("standard", "extended"):
             d = fluxes[setting] - fluxes["reference"]
             worst = int(np.argmax(np.max(np.abs(d), axis=1)))
             row[setting] |= {
@@ -147,7 +147,7 @@ def main(argv=None):
 
     fig, axes = plt.subplots(len(arms), 1, figsize=(10, 2.2 * len(arms)), squeeze=False)
     for ax, arm in zip(axes[:, 0], arms):
-        for setting, color in (("default", "C3"), ("extended", "C0")):
+        for setting, color in (("standard", "C3"), ("extended", "C0")):
             wl, d = residuals[(arm, setting)]
             ax.plot(wl, 100 * d, lw=0.6, color=color, label=f"{setting} − reference, its worst star (%)")
         ax.set_ylabel("Δ flux (%)")

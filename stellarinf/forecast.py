@@ -125,12 +125,14 @@ def resolve_model(
     fidelity: str = "realistic",
     float64: bool = True,
     elements: Sequence[str] | None = None,
+    alpha: bool = False,
 ):
     """``"synth"`` (ground truth), an emulator name/dir (``"default"``, ``"default-payne"``) or a ``SpectrumModel``
     (returned as is; tests pass :func:`stellarinf.validation.setups.analytic_model`, a cheap test double).
 
     ``elements``: for ``"synth"`` only, the elements whose [X/Fe] are labels (default: the default label space's);
-    an emulator's labels are fixed by its training, so it refuses them.
+    an emulator's labels are fixed by its training, so it refuses them. ``alpha``: for ``"synth"`` only, [α/Fe]
+    is a label (α-enhanced atmospheres; the α elements without their own label follow it).
 
     Emulators are converted to float64 (``astype``) when ``float64`` so Jacobians carry full precision.
     """
@@ -138,9 +140,9 @@ def resolve_model(
 
     enable_float64()  # Cramér–Rao bounds need float64, from the first array on
     is_synth = isinstance(model, str) and model == "synth"
-    if elements is not None and not is_synth:
+    if (elements is not None or alpha) and not is_synth:
         raise ForecastError(
-            "the elements a model has labels for are fixed by its training; choosing them (--elements) needs the "
+            "the labels a model has are fixed by its training; choosing them (--elements, --alpha) needs the "
             "synthesizer (--emulator synth)"
         )
     if not isinstance(model, (str, bytes)) and not hasattr(model, "__fspath__"):
@@ -156,7 +158,7 @@ def resolve_model(
         lo, hi = cover[0]
         # a few Å of margin so Doppler shifts and broadening kernels see real spectrum at the window edges
         padded = dataclasses.replace(w, name=f"{w.name}-padded", wmin=max(lo, w.wmin - 5.0), wmax=min(hi, w.wmax + 5.0))
-        out = _synth_model(padded, fidelity, None if elements is None else tuple(elements))
+        out = _synth_model(padded, fidelity, None if elements is None else tuple(elements), bool(alpha))
     else:
         return _named_model(str(model), bool(float64))
     if float64 and hasattr(out, "astype"):
@@ -167,13 +169,13 @@ def resolve_model(
 
 
 @functools.lru_cache(maxsize=16)
-def _synth_model(window: Window, fidelity: str, elements: tuple[str, ...] | None):
+def _synth_model(window: Window, fidelity: str, elements: tuple[str, ...] | None, alpha: bool = False):
     """The synthesizer over one (padded) arm, built once per process: forecasts of several stars with the same arm
     and labels reuse it, and with it the Jacobian programs compiled for it."""
-    from .labels import default_label_space
+    from .labels import DEFAULT_ABUNDANCE_ELEMENTS, default_label_space
     from .synth import SynthesizerModel
 
-    space = default_label_space() if elements is None else default_label_space(elements)
+    space = default_label_space(DEFAULT_ABUNDANCE_ELEMENTS if elements is None else elements, alpha=alpha)
     return SynthesizerModel(space, window, fidelity)
 
 
@@ -337,6 +339,7 @@ def forecast(
     model_name: str | None = None,
     obs_kwargs: Mapping[str, Any] | None = None,
     elements: Sequence[str] | None = None,
+    alpha: bool = False,
 ) -> Forecast:
     """Cramér–Rao forecast for a star with ``labels`` observed with the set-up ``window`` at ``snr``.
 
@@ -350,6 +353,7 @@ def forecast(
     groups kept free; the rest are held fixed. ``fix``: labels held fixed. ``priors``: {name: σ}.
     ``emulator_error``: add the model's error in quadrature. S/N is per pixel at the continuum, in every arm.
     ``elements``: with ``model="synth"``, the elements whose [X/Fe] are labels (e.g. every candidate of a survey).
+    ``alpha``: with ``model="synth"``, [α/Fe] is a label too.
     """
     from . import enable_float64
 
@@ -357,12 +361,12 @@ def forecast(
     if not (isinstance(snr, (int, float, np.number)) and math.isfinite(float(snr)) and float(snr) > 0):
         raise ForecastError(f"S/N must be a positive number, got {snr!r}")
     is_synth = isinstance(model, str) and model == "synth"
-    base = None if is_synth else resolve_model(model, elements=elements)
+    base = None if is_synth else resolve_model(model, elements=elements, alpha=alpha)
     inst = instrument_for("synth" if is_synth else base, window, resolution)
     name = model_name or (model if isinstance(model, str) else type(model).__name__)
     arms = [
         _arm_setup(
-            resolve_model(model, arm, elements=elements) if is_synth else base,
+            resolve_model(model, arm, elements=elements, alpha=alpha) if is_synth else base,
             arm,
             labels,
             nuisances,

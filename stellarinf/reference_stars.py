@@ -22,6 +22,17 @@ REFERENCE_STARS: dict[str, dict[str, float]] = {
     "cool-giant": {"teff": 4600.0, "logg": 2.3, "feh": -0.2, "vmic": 1.4},
     "metal-poor-giant": {"teff": 4600.0, "logg": 1.5, "feh": -1.8, "vmic": 1.8},
 }
+# [α/Fe] of each class, given to models with an [α/Fe] label (the halo's plateau +0.4, the thick disc's ~+0.3, the
+# thin disc ~0; e.g. Bensby et al. 2014, A&A 562, A71)
+REFERENCE_ALPHA: dict[str, float] = {
+    "solar-twin": 0.0,
+    "metal-poor-turn-off": 0.4,
+    "metal-poor-dwarf": 0.3,
+    "k-dwarf": 0.0,
+    "red-clump": 0.0,
+    "cool-giant": 0.05,
+    "metal-poor-giant": 0.4,
+}
 DESCRIPTIONS = {
     "solar-twin": "the Sun",
     "metal-poor-turn-off": "halo turn-off star",
@@ -37,19 +48,22 @@ class UnknownStarError(StellarinfError, ValueError):
     """A reference star name that is not in :data:`REFERENCE_STARS`."""
 
 
-def reference_star(name: str) -> dict[str, float]:
-    """The labels of a reference star by name (a copy)."""
+def reference_star(name: str, alpha: bool = False) -> dict[str, float]:
+    """The labels of a reference star by name (a copy); with ``alpha`` its class's [α/Fe] as well."""
     key = str(name).strip().lower().replace("_", "-").replace(" ", "-")
     if key not in REFERENCE_STARS:
         raise UnknownStarError(
             f"unknown reference star {name!r}; choose one of {', '.join(REFERENCE_STARS)}, or give the labels "
             "(--teff/--logg/--feh/--label NAME=VALUE)"
         )
-    return dict(REFERENCE_STARS[key])
+    return {**REFERENCE_STARS[key], **({"alpha_fe": REFERENCE_ALPHA[key]} if alpha else {})}
 
 
-def star_labels(star: str | Mapping[str, float], overrides: Mapping[str, float] | None = None) -> dict[str, float]:
-    """A star's labels: a reference star by name or a mapping, with ``overrides`` on top."""
-    base = reference_star(star) if isinstance(star, str) else dict(star)
+def star_labels(
+    star: str | Mapping[str, float], overrides: Mapping[str, float] | None = None, alpha: bool = False
+) -> dict[str, float]:
+    """A star's labels: a reference star by name (with its [α/Fe] for a model that has the label: ``alpha``) or a
+    mapping, with ``overrides`` on top."""
+    base = reference_star(star, alpha) if isinstance(star, str) else dict(star)
     base.update({k: float(v) for k, v in (overrides or {}).items()})
     return base

@@ -260,3 +260,32 @@ def test_synthesizer_jacfwd_fisher_equals_finite_difference_within_one_percent()
     for n in ("teff", "logg", "feh", "vmic", "rv"):
         assert fd.conditional()[n] == pytest.approx(res.conditional()[n], rel=0.01), n
         assert fd.marginal()[n] == pytest.approx(res.marginal()[n], rel=0.01), n
+
+
+def test_alpha_is_a_synthesizer_label_and_reference_stars_carry_their_class_alpha(model):
+    """``alpha=True`` gives the synthesizer an [α/Fe] label (after vmic, box −0.2..0.6); reference stars then carry
+    their class's [α/Fe] (the halo's +0.4, the Sun's 0); an emulator's labels cannot be chosen."""
+    from stellarinf.errors import StellarinfError
+    from stellarinf.reference_stars import star_labels
+
+    window = Window("synth-alpha", 6555.0, 6590.0, 28_000.0, 2.5, "test window")
+    names = F.resolve_model("synth", window, alpha=True, elements=("Mg",)).label_space.names
+    assert names == ("teff", "logg", "feh", "vmic", "alpha_fe", "mg_fe")
+    assert "alpha_fe" not in F.resolve_model("synth", window).label_space.names
+    assert star_labels("metal-poor-giant", alpha=True)["alpha_fe"] == 0.4
+    assert star_labels("solar-twin", {"alpha_fe": 0.2}, alpha=True)["alpha_fe"] == 0.2  # what the user gives wins
+    assert "alpha_fe" not in star_labels("metal-poor-giant")
+    with pytest.raises(StellarinfError, match="--alpha"):
+        F.resolve_model(model, alpha=True)
+
+
+@pytest.mark.slow
+def test_alpha_fe_bound_from_the_synthesizer():
+    """Ca I 6573 and the α elements' lines make [α/Fe] measurable: a finite bound that shrinks as 1/(S/N)."""
+    window = Window("synth-alpha", 6555.0, 6590.0, 28_000.0, 2.5, "test window")
+    star = {**STAR, "alpha_fe": 0.0}
+    b = [
+        F.forecast("synth", star, window=window, snr=s, alpha=True, elements=(), marginalize=("rv",)).result.marginal()
+        for s in (50.0, 100.0)
+    ]
+    assert 0 < b[1]["alpha_fe"] < 1.0 and b[0]["alpha_fe"] == pytest.approx(2 * b[1]["alpha_fe"], rel=1e-6)

@@ -1,5 +1,7 @@
 """`stellarinf grid` and `stellarinf synth`: small runs, resume after an interruption, extension."""
 
+import json
+
 import numpy as np
 import pytest
 from astropy.table import Table
@@ -132,4 +134,24 @@ def test_grid_refuses_to_extend_with_other_physics(tmp_path):
     for key, value in (("fidelity", "realistic"), ("synth_settings", "extended"), ("loggf", "laboratory")):
         meta = {**got.metadata, key: value}
         with pytest.raises(GridFileError, match=f"{key}="):
+            GridWriter(path, got.label_space, got.wavelength, got.labels, meta, with_continuum=True, batch_size=4)
+
+
+def test_files_from_before_a_physics_key_existed_are_read_as_what_made_them(tmp_path):
+    """A grid written before the presets were renamed says synth_settings="default" (the 45-depth "standard"
+    preset) and has no "hydrogen" key (its Hα at the Rydberg wavelength): it extends with exactly that physics."""
+    import h5py
+
+    from stellarinf.io.grid import GridFileError
+
+    path = grid_cmd.generate_grid(tmp_path / "old.h5", n=4, **OPTS)
+    got = read_grid(path)
+    old = {k: v for k, v in got.metadata.items() if k != "hydrogen"}
+    with h5py.File(path, "r+") as f:  # as an eighteenth-session file: no hydrogen key, the old preset name
+        f.attrs["metadata"] = json.dumps({**old, "synth_settings": "default"})
+    same = {**old, "synth_settings": "standard", "hydrogen": "Rydberg Hα"}
+    GridWriter(path, got.label_space, got.wavelength, got.labels, same, with_continuum=True, batch_size=4)
+    for key, value in (("synth_settings", "extended"), ("hydrogen", "NIST Hα, Hβ")):
+        with pytest.raises(GridFileError, match=f"{key}="):
+            meta = {**same, key: value}
             GridWriter(path, got.label_space, got.wavelength, got.labels, meta, with_continuum=True, batch_size=4)

@@ -10,7 +10,15 @@ import pytest
 from stellarinf import enable_float64
 from stellarinf.synth import fine_grid
 from stellarinf.synth.lines import LinePoints, block_points
-from stellarinf.synth.settings import DEFAULT_SETTINGS, REFERENCE_SETTINGS, SynthSettings
+from stellarinf.synth.settings import (
+    DEFAULT_SETTINGS,
+    EXTENDED_SETTINGS,
+    REFERENCE_SETTINGS,
+    STANDARD_SETTINGS,
+    SynthSettings,
+    fine_resolution,
+    settings_preset,
+)
 
 synthesize_module = importlib.import_module("stellarinf.synth.synthesize")
 enable_float64()
@@ -60,7 +68,14 @@ def test_settings_are_validated():
         SynthSettings(voigt_terms=20)
     with pytest.raises(ValueError, match="depth_index"):
         SynthSettings(depth_index=(30, 20, 40, 50, 51, 52, 53, 54, 55, 56))
-    assert len(REFERENCE_SETTINGS.depth_index) == 72 and DEFAULT_SETTINGS == SynthSettings()
+    assert len(REFERENCE_SETTINGS.depth_index) == 72 and STANDARD_SETTINGS == SynthSettings()
+    # the default reaches log tau = -6.75 (ATLAS9 index 1) and keeps the standard depths below -5
+    assert DEFAULT_SETTINGS == EXTENDED_SETTINGS and EXTENDED_SETTINGS.depth_index[0] == 1
+    assert set(STANDARD_SETTINGS.depth_index) < set(EXTENDED_SETTINGS.depth_index)
+    # an old file's "default" is the standard preset; an unknown name lists the presets
+    assert settings_preset("default") == STANDARD_SETTINGS and fine_resolution("default") == fine_resolution("extended")
+    with pytest.raises(ValueError, match="extended, standard, reference"):
+        settings_preset("fast")
 
 
 def test_default_settings_close_to_the_reference(default_flux):

@@ -224,6 +224,12 @@ def _list_presets(model) -> None:
     "C,O,Na,Mg,Eu); default: the default label space's (Li,Al,Si,Ca,Ti,Ni,Ba).",
 )
 @click.option(
+    "--alpha",
+    is_flag=True,
+    help="With --emulator synth: [α/Fe] is a label as well (α-enhanced ATLAS9 atmospheres; reference stars take "
+    "their class's [α/Fe], e.g. +0.4 for the halo).",
+)
+@click.option(
     "--prior",
     "priors",
     multiple=True,
@@ -263,6 +269,7 @@ def crb(
     marginalize,
     fix,
     elements,
+    alpha,
     priors,
     emulator_error,
     plots_dir,
@@ -276,6 +283,7 @@ def crb(
       stellarinf crb --emulator synth --window gaia-rvs --prior logg=4.4+-0.05 --plots plots/
       stellarinf crb --preset giraffe-hr15n --star red-clump --snr 20,50,100,200
       stellarinf crb --emulator synth --preset galah --star solar-twin --elements C,O,Na,Mg,Eu
+      stellarinf crb --emulator synth --preset galah --star metal-poor-giant --alpha
       stellarinf crb --list-presets
     """
     from .. import forecast as fc_mod
@@ -290,7 +298,8 @@ def crb(
         if star is not None:
             from ..reference_stars import star_labels
 
-            given = star_labels(star, given)
+            has_alpha = alpha or (model != "synth" and "alpha_fe" in fc_mod.resolve_model(model).label_space.names)
+            given = star_labels(star, given, alpha=has_alpha)
         star_values = given
         prior_sigma = _parse_priors(priors)
         with warnings.catch_warnings(record=True) as caught:
@@ -306,6 +315,7 @@ def crb(
                 marginalize=_split(marginalize),
                 fix=_split(fix),
                 elements=None if elements is None else _split(elements),
+                alpha=alpha,
                 priors=prior_sigma,
                 emulator_error=emulator_error,
                 model_name=str(model),

@@ -44,9 +44,13 @@ PHYSICS_KEYS = (
     "loggf",
     "damping",
     "synth_settings",
+    "hydrogen",
     "atmospheres",
 )
-PHYSICS_DEFAULTS = {"synth_settings": "default"}  # files written before the key existed
+# files written before a key existed: the Rydberg formula's Hα and the 45-depth preset (then called "default")
+PHYSICS_DEFAULTS = {"synth_settings": "standard", "hydrogen": "Rydberg Hα"}
+# values older files recorded under a name since changed
+PHYSICS_RENAMED = {"synth_settings": {"default": "standard"}}
 
 
 @dataclasses.dataclass
@@ -346,6 +350,7 @@ class GridWriter:
             if key not in self.metadata:
                 continue
             was = old.get(key, PHYSICS_DEFAULTS.get(key))
+            was = PHYSICS_RENAMED.get(key, {}).get(was, was)
             if was is not None and was != self.metadata[key]:
                 raise GridFileError(
                     f"{where} was made with {key}={was!r}, not {self.metadata[key]!r}: its spectra and these would not "

@@ -40,10 +40,11 @@ class HydrogenLine(NamedTuple):
 
 
 # vacuum wavelengths: the Rydberg formula has no fine structure and puts the Balmer lines ~4 km/s red of their
-# observed centroids. Hβ uses NIST's 4862.68 Å (4861.35 Å air; the Kurucz solar atlas's core: 4862.68-4862.69)
-# instead of the formula's 4862.74. Hα keeps the formula's 6564.70 Å (NIST 6564.61, atlas core 6564.63): the shipped
-# galah-red grids and emulators were made with it and its core is masked in fits; correct it when they are remade.
-_WAVELENGTH = {(2, 4): 4862.68}
+# observed centroids. Hβ and Hα use NIST's 4862.68 and 6564.61 Å (air 4861.35, 6562.79; the Kurucz solar atlas's
+# cores: 4862.68-4862.69, 6564.63) instead of the formula's 4862.74 and 6564.70 (grids before the nineteenth session
+# had Hα at 6564.70: their metadata lacks "hydrogen", read as "Rydberg Hα").
+_WAVELENGTH = {(2, 3): 6564.61, (2, 4): 4862.68}
+CENTROIDS = "NIST Hα, Hβ"  # recorded in grid files: which centroids made them
 # exact oscillator strengths (Wiese & Fuhr 2009, J. Phys. Chem. Ref. Data 38, 565) where a line is fitted in a window
 _EXACT_F = {(2, 3): 0.6407, (2, 4): 0.1193}
 # Lorentzian radiative FWHM (s^-1): Hα keeps the value its grids were made with; Hβ is the sum of the n = 2 and 4

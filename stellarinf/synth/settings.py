@@ -1,12 +1,14 @@
 """Numerical settings of the realistic synthesizer: how finely it samples angle, depth and the Voigt function.
 
-Three presets (:data:`PRESETS`, chosen by name with :func:`settings_preset`):
+Three presets (:data:`PRESETS`, chosen by name with :func:`settings_preset`; :data:`DEFAULT_PRESET` is used
+unless another is asked for):
 
-- ``"default"``: what every shipped grid, emulator and log gf calibration was made with (45 depths from
-  log τ_Ross = −5).
-- ``"extended"``: the default plus seven layers above log τ = −5 (to −6.75): the cores of Hβ and of the strongest
-  metal lines form there. Against the reference at R 28,000 it keeps every arm within 0.5 % where the default
-  leaves up to 2.1 % in the blue arm (benchmarks/synth_speed.py), for about 15 % more time. For new grids.
+- ``"extended"`` (the default since the nineteenth session): 52 depths from log τ_Ross = −6.75: the cores of Hα,
+  Hβ, Ca II and the strongest metal lines form above log τ = −5. Against the reference at R 28,000 it keeps every
+  arm within 0.5 % (benchmarks/synth_speed.py).
+- ``"standard"``: 45 depths from log τ_Ross = −5, about 15 % faster; what the grids, emulators and log gf
+  calibrations up to the eighteenth session were made with (their files call it ``"default"``, read as this one).
+  Strong-line cores come out up to 16 % off (Hα of hot metal-poor stars).
 - ``"reference"``: slow, resolving each choice further (every ATLAS9 depth, 8 angles, the 24-term Voigt function),
   used with a finer wavelength grid (:data:`REFERENCE_FINE_RESOLUTION`) to measure how far the others are from
   converged.
@@ -44,21 +46,29 @@ class SynthSettings:
             raise ValueError("SynthSettings: depth_index must be ≥ 10 increasing ATLAS9 indices within 0..71")
 
 
-DEFAULT_SETTINGS = SynthSettings()
+STANDARD_SETTINGS = SynthSettings()
 EXTENDED_SETTINGS = SynthSettings(depth_index=tuple(range(1, 15, 2)) + DEFAULT_DEPTH_INDEX)
 REFERENCE_SETTINGS = SynthSettings(n_mu=8, depth_index=tuple(range(72)), voigt_terms=24)
-PRESETS = {"default": DEFAULT_SETTINGS, "extended": EXTENDED_SETTINGS, "reference": REFERENCE_SETTINGS}
+PRESETS = {"extended": EXTENDED_SETTINGS, "standard": STANDARD_SETTINGS, "reference": REFERENCE_SETTINGS}
+DEFAULT_PRESET = "extended"
+DEFAULT_SETTINGS = PRESETS[DEFAULT_PRESET]
+# names files recorded before the presets were renamed (nineteenth session)
+LEGACY_NAMES = {"default": "standard"}
+
+
+def preset_name(name: str) -> str:
+    """The current name of a preset (an old file's ``"default"`` is ``"standard"``); unknown names are an error."""
+    name = LEGACY_NAMES.get(name, name)
+    if name not in PRESETS:
+        raise ValueError(f"unknown synthesizer settings {name!r}; choose one of {', '.join(PRESETS)}")
+    return name
 
 
 def settings_preset(name: str) -> SynthSettings:
     """A preset of :data:`PRESETS` by name; an unknown name is an error that lists them."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown synthesizer settings {name!r}; choose one of {', '.join(PRESETS)}") from None
+    return PRESETS[preset_name(name)]
 
 
 def fine_resolution(name: str) -> float:
     """The fine wavelength grid's resolving power a preset is meant to be used with."""
-    settings_preset(name)  # an unknown name is an error
-    return REFERENCE_FINE_RESOLUTION if name == "reference" else DEFAULT_FINE_RESOLUTION
+    return REFERENCE_FINE_RESOLUTION if preset_name(name) == "reference" else DEFAULT_FINE_RESOLUTION
