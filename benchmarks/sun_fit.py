@@ -191,7 +191,8 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--together",
         action="store_true",
-        help="fit the --windows as the arms of one spectrum, each served by its own model (e.g. --emulators synth "
+        help="fit the --windows as the arms of one spectrum, each served by its own model (--emulators A+B: one per "
+        "window, in order; e.g. --emulators default-payne+default-payne-rvs --windows galah-red,gaia-rvs; or --emulators synth "
         "--windows galah-blue,galah-green,galah-red,galah-ir,gaia-rvs)",
     )
     ap.add_argument("--snr", default="50,100,200")
@@ -224,7 +225,10 @@ def main(argv=None) -> int:
     for emu_name in args.emulators.split(","):
         for group in [windows] if args.together else [[w] for w in windows]:
             window = "+".join(group)
-            models = [model_for(emu_name, w) for w in group]
+            per_window = emu_name.split("+")  # "a+b": one model per window of the group, in order
+            if len(per_window) not in (1, len(group)):
+                ap.error(f"--emulators {emu_name!r}: give one model, or one per window joined by '+'")
+            models = [model_for(per_window[k] if len(per_window) > 1 else emu_name, w) for k, w in enumerate(group)]
             model = models[0] if len(models) == 1 else models
             resolution = WINDOWS[group[0]][1] if len(group) == 1 else [WINDOWS[w][1] for w in group]
             observed = [arm_observation(w, args.atlas, args.atlas_dir) for w in group]

@@ -411,7 +411,12 @@ def _prior_texts(priors) -> list[str] | dict:
     return [str(p) for p in ([priors] if isinstance(priors, str) else list(priors or []))]
 
 
-def choose_emulator(backend: str | None = None) -> tuple[str, str]:
+# the shipped models "auto" picks from, per machine, in order of preference: for each arm of a spectrum the first
+# that covers it (TransformerPayne covers galah-red only; gaia-rvs has a Payne)
+AUTO_MODELS = {"cpu": ("default-payne", "default-payne-rvs"), "accelerator": ("default", "default-payne-rvs")}
+
+
+def choose_emulator(backend: str | None = None, spectrum=None) -> tuple[str | list[str], str]:
     """``(name, why)`` for ``emulator="auto"``: the shipped model whose posterior can be trusted within minutes here.
 
     On an accelerator TransformerPayne (``"default"``: any wavelength, NUTS affordable). On a CPU the Payne
@@ -419,24 +424,59 @@ def choose_emulator(backend: str | None = None) -> tuple[str, str]:
     the demo star (S/N 80) its importance-sampled posterior was still unreliable after 8,000 proposals (Pareto k
     0.85; [Li/Fe] two-moded across its box, v sin i and v macro a ridge: more draws than minutes allow), while the
     Payne's costs 0.5–4 ms a value (idle to loaded machine): laplace-is spends up to 20,000 proposals on it in the
-    same time (demo star: Pareto k 0.64, importance ESS 751)."""
+    same time (demo star: Pareto k 0.64, importance ESS 751).
+
+    With ``spectrum``, each of its arms gets the first model of :data:`AUTO_MODELS` that covers it (gaia-rvs: the
+    ``"default-payne-rvs"``); a list when its arms need several."""
     if backend is None:
         import jax
 
         backend = jax.default_backend()
+    family = AUTO_MODELS["cpu" if backend == "cpu" else "accelerator"]
     if backend == "cpu":
-        return "default-payne", (
-            "the Payne on a CPU: TransformerPayne's posterior takes more log-density values than minutes allow here "
-            "(0.24 s a gradient, ~40 ms a value); pass --emulator default for TransformerPayne (on a CPU its "
-            "laplace-is result may be flagged unreliable)"
+        name, why = (
+            family[0],
+            (
+                "the Payne on a CPU: TransformerPayne's posterior takes more log-density values than minutes allow here "
+                "(0.24 s a gradient, ~40 ms a value); pass --emulator default for TransformerPayne (on a CPU its "
+                "laplace-is result may be flagged unreliable)"
+            ),
         )
-    return "default", f"TransformerPayne on {backend}: fast enough there"
+    else:
+        name, why = family[0], f"TransformerPayne on {backend}: fast enough there"
+    if spectrum is None:
+        return name, why
+    picked = _models_for_arms(spectrum, family)
+    if not picked or picked == [name]:
+        return name, why  # (an arm nothing covers: the fit names it with every model's range)
+    if len(picked) == 1:
+        return picked[0], f"{picked[0]}: the shipped model that covers this spectrum"
+    return picked, f"{', '.join(picked)}: each arm served by the shipped model that covers it"
 
 
-def resolve_emulator(emulator):
-    """``(emulator, why)``: ``"auto"`` becomes :func:`choose_emulator`'s name; anything else passes (why None)."""
+def _models_for_arms(spectrum, family) -> list[str]:
+    """The models of ``family`` that serve ``spectrum``: per arm the first whose range overlaps it (in order)."""
+    from .emulators.registry import model_wavelength_range
+
+    ranges = {n: model_wavelength_range(n) for n in family}
+    picked = []
+    arms = spectrum.arms() if getattr(spectrum, "is_multi_arm", False) else [spectrum]
+    for arm in arms:
+        lo, hi = float(np.min(arm.wavelength)), float(np.max(arm.wavelength))
+        for n in family:
+            r = ranges[n]
+            if r is not None and min(hi, r[1]) - max(lo, r[0]) > 0.5 * (hi - lo):
+                if n not in picked:
+                    picked.append(n)
+                break
+    return picked
+
+
+def resolve_emulator(emulator, spectrum=None):
+    """``(emulator, why)``: ``"auto"`` becomes :func:`choose_emulator`'s choice (for ``spectrum``'s arms where
+    given); anything else passes (why None)."""
     if isinstance(emulator, str) and emulator == "auto":
-        return choose_emulator()
+        return choose_emulator(spectrum=spectrum)
     return emulator, None
 
 
@@ -452,7 +492,7 @@ def load_model(emulator):
     if all(hasattr(emulator, a) for a in ("label_space", "wavelength_range", "flux")):
         return emulator
     raise StellarinfError(
-        f"emulator must be a name ('default', 'default-payne'), a model directory or a model object, "
+        f"emulator must be a name ('default', 'default-payne', 'default-payne-rvs'), a model directory or a model object, "
         f"got {type(emulator).__name__}"
     )
 
@@ -973,7 +1013,7 @@ def fit_spectrum(
     validate_for_fit(spec, 0)  # usable pixels and flux with structure, before the model loads
     stages.done(f"{spec.n_pix} pixels, {spec.wavelength.min():.1f}–{spec.wavelength.max():.1f} Å")
 
-    emulator, emulator_reason = resolve_emulator(emulator)
+    emulator, emulator_reason = resolve_emulator(emulator, spec)
     labels = _emulator_labels(emulator, emulator_name)
     label = labels[0] if len(labels) == 1 else " + ".join(labels)
     stages.start("load", f"loading the {label!r} emulator and building the observation model")

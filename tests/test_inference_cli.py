@@ -282,6 +282,25 @@ def test_default_emulator_is_chosen_for_the_machine_and_said(monkeypatch, model,
     assert settings["emulator"] == "default-payne" and settings["emulator_reason"].startswith("the Payne on a CPU")
 
 
+def test_auto_serves_each_arm_with_the_shipped_model_that_covers_it():
+    """``emulator="auto"`` with a spectrum: galah-red gets the Payne, gaia-rvs its own Payne, a two-arm spectrum of
+    both the pair; a range nothing covers keeps the default (the fit then names every model's range)."""
+    from stellarinf.io.spectrum import Spectrum
+
+    def arm(lo, hi):
+        wl = np.linspace(lo, hi, 400)
+        return Spectrum(wavelength=wl, flux=np.ones_like(wl), sigma=np.full_like(wl, 0.01))
+
+    red, rvs = arm(6500.0, 6700.0), arm(8500.0, 8700.0)
+    assert pipeline.choose_emulator("cpu", red)[0] == "default-payne"
+    name, why = pipeline.choose_emulator("cpu", rvs)
+    assert name == "default-payne-rvs" and "covers" in why
+    assert pipeline.choose_emulator("cpu", Spectrum.from_arms([red, rvs]))[0] == ["default-payne", "default-payne-rvs"]
+    assert pipeline.choose_emulator("gpu", Spectrum.from_arms([red, rvs]))[0] == ["default", "default-payne-rvs"]
+    assert pipeline.choose_emulator("cpu", arm(5000.0, 5030.0))[0] == "default-payne"
+    assert pipeline.resolve_emulator("auto", rvs)[0] == "default-payne-rvs"  # this machine: a CPU
+
+
 def test_diagnose_explains_unreliable_results():
     table = Table(
         rows=[("teff", 1.05, 50.0, "rhat,ess"), ("logg", 1.0, 900.0, "")], names=("name", "r_hat", "ess_bulk", "flags")

@@ -139,6 +139,9 @@ def test_small_joint_fit_recovers_the_shared_resolution(setup, tmp_path):
         rv_max=80,
         vsini_max=20,
         n_starts=2,
+        # warm-up and draws in chunks of one length: one compiled NUTS program instead of one per length (150, 200);
+        # the chains' states carry on from chunk to chunk, so the draws are those of one warm-up and one draw run
+        nuts_options={"chunk": 50},
     )
     row = res.shared[0]
     assert row["name"] == "resolution" and row["n_stars"] == 4
@@ -225,16 +228,23 @@ def test_rescaled_metric_sets_each_scale_and_keeps_the_correlations():
     assert clipped.max() == 16.0  # at most 4× wider per coordinate
 
 
-def test_joint_nuts_pilot_chunks_and_time_budget(setup):
-    """A pilot rescales the Laplace metric; chunked draws log progress, checkpoint, and stop at the time budget
-    with the draws they have."""
-    from stellarinf.inference.joint import joint_laplace, run_joint_nuts
+@pytest.fixture(scope="module")
+def two_stars(setup):
+    """The first two stars' joint problem and its Laplace approximation at the truth (the NUTS tests' start)."""
+    from stellarinf.inference.joint import joint_laplace
 
     model, specs, truths = setup
-    oms = obs_models(model, specs[:2])
-    jp = JointProblem.build(oms, ("resolution",))
+    jp = JointProblem.build(obs_models(model, specs[:2]), ("resolution",))
     per = {n: np.array([t[n] for t in truths[:2]]) for n in jp.star_names}
-    lap = joint_laplace(jp, jp.from_params(per, {"resolution": np.array([R_TRUE])}))
+    return jp, joint_laplace(jp, jp.from_params(per, {"resolution": np.array([R_TRUE])}))
+
+
+def test_joint_nuts_pilot_chunks_and_time_budget(two_stars):
+    """A pilot rescales the Laplace metric; chunked draws log progress, checkpoint, and stop at the time budget
+    with the draws they have."""
+    from stellarinf.inference.joint import run_joint_nuts
+
+    jp, lap = two_stars
     lines, saved = [], []
     post = run_joint_nuts(
         jp,
@@ -261,17 +271,14 @@ def test_joint_nuts_pilot_chunks_and_time_budget(setup):
     assert 0.25 <= lo <= med <= hi <= 16.0
 
 
-def test_joint_nuts_compiles_its_chunk_once_however_many_chunks(setup):
+def test_joint_nuts_compiles_its_chunk_once_however_many_chunks(two_stars):
     """Chunked sampling reuses one compiled program: three chunks trace no more programs than one (numpyro's MCMC.run
     traced its loop again per call and chain, and a long joint run died compiling its ninth chunk)."""
     from jax_events import TRACE_EVENT, count_jax_events
 
-    from stellarinf.inference.joint import joint_laplace, run_joint_nuts
+    from stellarinf.inference.joint import run_joint_nuts
 
-    model, specs, truths = setup
-    jp = JointProblem.build(obs_models(model, specs[:2]), ("resolution",))
-    per = {n: np.array([t[n] for t in truths[:2]]) for n in jp.star_names}
-    lap = joint_laplace(jp, jp.from_params(per, {"resolution": np.array([R_TRUE])}))
+    jp, lap = two_stars
     traces, lines = [], []
     for draws in (4, 4, 12):  # the first run builds what every run shares; the second counts a one-chunk run's own
         with count_jax_events() as events:
@@ -292,7 +299,8 @@ def test_star_map_choices_give_the_same_density_and_gradient(setup):
         jp = JointProblem.build(oms, ("resolution",), star_map=how)
         assert jp.star_map == how
         z = jnp.asarray(jp.from_params(per, {"resolution": np.array([16_000.0])}))
-        values[how] = jax.value_and_grad(jp.log_density)(z)
+        # compiled, as every fit runs it (evaluated op by op, the three choices compiled ~550 one-op programs)
+        values[how] = jax.jit(jax.value_and_grad(jp.log_density))(z)
     for how in ("vmap", "unroll"):
         assert float(values[how][0]) == pytest.approx(float(values["map"][0]), rel=1e-12)
         np.testing.assert_allclose(np.asarray(values[how][1]), np.asarray(values["map"][1]), rtol=1e-9, atol=1e-9)

@@ -85,9 +85,10 @@ def _check_files(paths) -> None:
     default=("auto",),
     show_default="auto",
     multiple=True,
-    help="Model directory, or 'default' (TransformerPayne) / 'default-payne' (the Payne MLP) / 'auto' (TransformerPayne "
-    "on a GPU, the Payne on a CPU, where TransformerPayne's posterior takes longer than minutes; the choice is "
-    "printed). Repeatable for the arms of one star: each arm is evaluated by the model that covers it.",
+    help="Model directory, or 'default' (TransformerPayne) / 'default-payne' (the Payne MLP) / 'default-payne-rvs' "
+    "(the Payne for Gaia RVS) / 'auto' (TransformerPayne on a GPU, the Payne on a CPU, where TransformerPayne's "
+    "posterior takes longer than minutes; a Gaia RVS arm gets the RVS Payne; the choice is printed). Repeatable for "
+    "the arms of one star: each arm is evaluated by the model that covers it.",
 )
 @click.option(
     "--arms/--no-arms",

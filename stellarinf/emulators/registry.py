@@ -14,9 +14,10 @@ from .model_io import load_model_directory
 NAMED_MODELS = {
     "default": "models/transformer-payne-small",
     "default-payne": "models/payne-mlp",
+    "default-payne-rvs": "models/payne-mlp-rvs",
 }
 # ... and the network kind each is (for the message that says how to train a missing one).
-NAMED_MODEL_KINDS = {"default": "transformer-payne", "default-payne": "payne"}
+NAMED_MODEL_KINDS = {"default": "transformer-payne", "default-payne": "payne", "default-payne-rvs": "payne"}
 
 
 def model_path(name_or_path: str | os.PathLike) -> Path:
@@ -30,8 +31,21 @@ def model_path(name_or_path: str | os.PathLike) -> Path:
     return Path(name_or_path)
 
 
+def model_wavelength_range(name_or_path: str | os.PathLike) -> tuple[float, float] | None:
+    """The vacuum Å range a model answers inside, read from its ``model.json`` without loading the weights; None
+    where there is no model file."""
+    import json
+
+    path = model_path(name_or_path) / "model.json"
+    if not path.exists():
+        return None
+    lo, hi = json.loads(path.read_text())["wavelength_range"]
+    return float(lo), float(hi)
+
+
 def load_emulator(name_or_path: str | os.PathLike | Emulator) -> Emulator:
-    """Load ``"default"`` (TransformerPayne small), ``"default-payne"`` (Payne MLP) or a model directory."""
+    """Load ``"default"`` (TransformerPayne small), ``"default-payne"`` (Payne MLP, galah-red),
+    ``"default-payne-rvs"`` (Payne MLP, Gaia RVS) or a model directory."""
     if isinstance(name_or_path, Emulator):
         return name_or_path
     path = model_path(name_or_path)

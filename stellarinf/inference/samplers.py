@@ -74,9 +74,30 @@ def initial_positions(
     return z, lap
 
 
+# rows per compiled log-density batch: larger batches run as several blocks of this many rows
+LOG_DENSITY_BLOCK = 256
+
+
 @eqx.filter_jit
-def _batch_log_density(problem: Problem, zs):
+def _block_log_density(problem: Problem, zs):
     return jax.lax.map(problem.log_density, zs, batch_size=lane_batch_size(64))
+
+
+def _batch_log_density(problem: Problem, zs) -> np.ndarray:
+    """``problem.log_density`` of every row of ``zs`` (n, n_free), in blocks of :data:`LOG_DENSITY_BLOCK` rows (a
+    batch of fewer rows: the next power of two), the last block padded with copies of the last row. Each row is
+    evaluated on its own as before; the blocks only fix the shapes the program is compiled for: laplace-is draws
+    its proposals in rounds of different sizes, and one program per size meant a compilation (seconds) per round."""
+    zs = np.asarray(zs)
+    n = zs.shape[0]
+    if n == 0:
+        return np.zeros((0,), dtype=zs.dtype)
+    block = LOG_DENSITY_BLOCK if n >= LOG_DENSITY_BLOCK else 1 << (n - 1).bit_length()
+    n_pad = -n % block
+    if n_pad:
+        zs = np.concatenate([zs, np.broadcast_to(zs[-1:], (n_pad,) + zs.shape[1:])])
+    out = [np.asarray(_block_log_density(problem, zs[i : i + block])) for i in range(0, n + n_pad, block)]
+    return np.concatenate(out)[:n]
 
 
 def _check_chains(chains: int, draws: int, warmup: int) -> None:
