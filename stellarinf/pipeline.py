@@ -424,7 +424,7 @@ def choose_emulator(backend: str | None = None, spectrum=None) -> tuple[str | li
     the demo star (S/N 80) its importance-sampled posterior was still unreliable after 8,000 proposals (Pareto k
     0.85; [Li/Fe] two-moded across its box, v sin i and v macro a ridge: more draws than minutes allow), while the
     Payne's costs 0.5–4 ms a value (idle to loaded machine): laplace-is spends up to 20,000 proposals on it in the
-    same time (demo star: Pareto k 0.64, importance ESS 751).
+    same time (demo star: Pareto k 0.64 with the tenth session's Payne; 0.87, flagged, with the nineteenth's).
 
     With ``spectrum``, each of its arms gets the first model of :data:`AUTO_MODELS` that covers it (gaia-rvs: the
     ``"default-payne-rvs"``); a list when its arms need several."""
