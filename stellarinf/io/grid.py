@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import GridFileError, ShapeError
 from ..labels import LabelSpace
+from ..synth.settings import LEGACY_NAMES
 from .atomic import atomic_path
 
 FORMAT = "stellarinf-grid"
@@ -49,8 +50,8 @@ PHYSICS_KEYS = (
 )
 # files written before a key existed: the Rydberg formula's Hα and the 45-depth preset (then called "default")
 PHYSICS_DEFAULTS = {"synth_settings": "standard", "hydrogen": "Rydberg Hα"}
-# values older files recorded under a name since changed
-PHYSICS_RENAMED = {"synth_settings": {"default": "standard"}}
+# values older files recorded under a name since changed (the preset renames live with the presets)
+PHYSICS_RENAMED = {"synth_settings": LEGACY_NAMES}
 
 
 @dataclasses.dataclass
