@@ -47,6 +47,7 @@ import numpy as np
 
 from .errors import LabelError, SpectrumError, StellarinfError
 from .io.validate import validate_for_fit
+from .shipped_models import AUTO_MODELS, shipped_models_text
 
 DEFAULT_EMULATOR = "auto"  # choose_emulator: TransformerPayne on an accelerator, the Payne on a CPU
 DEFAULT_CONTINUUM = "marginalise"
@@ -411,11 +412,6 @@ def _prior_texts(priors) -> list[str] | dict:
     return [str(p) for p in ([priors] if isinstance(priors, str) else list(priors or []))]
 
 
-# the shipped models "auto" picks from, per machine, in order of preference: for each arm of a spectrum the first
-# that covers it (TransformerPayne covers galah-red only; gaia-rvs has a Payne)
-AUTO_MODELS = {"cpu": ("default-payne", "default-payne-rvs"), "accelerator": ("default", "default-payne-rvs")}
-
-
 def choose_emulator(backend: str | None = None, spectrum=None) -> tuple[str | list[str], str]:
     """``(name, why)`` for ``emulator="auto"``: the shipped model whose posterior can be trusted within minutes here.
 
@@ -426,8 +422,8 @@ def choose_emulator(backend: str | None = None, spectrum=None) -> tuple[str | li
     Payne's costs 0.5–4 ms a value (idle to loaded machine): laplace-is spends up to 20,000 proposals on it in the
     same time (demo star: Pareto k 0.64 with the tenth session's Payne; 0.87, flagged, with the nineteenth's).
 
-    With ``spectrum``, each of its arms gets the first model of :data:`AUTO_MODELS` that covers it (gaia-rvs: the
-    ``"default-payne-rvs"``); a list when its arms need several."""
+    With ``spectrum``, each of its arms gets the first model of :data:`~stellarinf.shipped_models.AUTO_MODELS` that
+    covers it (GALAH green and IR, Gaia RVS: a Payne each); a list when its arms need several."""
     if backend is None:
         import jax
 
@@ -492,8 +488,8 @@ def load_model(emulator):
     if all(hasattr(emulator, a) for a in ("label_space", "wavelength_range", "flux")):
         return emulator
     raise StellarinfError(
-        f"emulator must be a name ('default', 'default-payne', 'default-payne-rvs'), a model directory or a model object, "
-        f"got {type(emulator).__name__}"
+        f"emulator must be a shipped model's name ({shipped_models_text()}), 'auto', a model directory or a model "
+        f"object, got {type(emulator).__name__}"
     )
 
 

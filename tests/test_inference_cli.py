@@ -299,6 +299,33 @@ def test_auto_serves_each_arm_with_the_shipped_model_that_covers_it():
     assert pipeline.choose_emulator("gpu", Spectrum.from_arms([red, rvs]))[0] == ["default", "default-payne-rvs"]
     assert pipeline.choose_emulator("cpu", arm(5000.0, 5030.0))[0] == "default-payne"
     assert pipeline.resolve_emulator("auto", rvs)[0] == "default-payne-rvs"  # this machine: a CPU
+    # GALAH's green, red and IR arms with Gaia RVS: a Payne each, in the arms' order
+    green, ir = arm(5660.0, 5860.0), arm(7600.0, 7870.0)
+    four = Spectrum.from_arms([green, red, ir, rvs])
+    expected = ["default-payne-green", "default-payne", "default-payne-ir", "default-payne-rvs"]
+    assert pipeline.choose_emulator("cpu", four)[0] == expected
+    assert pipeline.choose_emulator("gpu", four)[0] == [
+        "default-payne-green",
+        "default",
+        "default-payne-ir",
+        "default-payne-rvs",
+    ]
+
+
+def test_every_shipped_model_is_there_and_covers_its_window():
+    """The one table of shipped models matches data/models: each folder loads and answers inside its window."""
+    from stellarinf.emulators.kinds import kind_of
+    from stellarinf.emulators.registry import load_emulator, model_wavelength_range
+    from stellarinf.shipped_models import SHIPPED_MODELS
+    from stellarinf.wavelength import get_window
+
+    for name, entry in SHIPPED_MODELS.items():
+        lo, hi = model_wavelength_range(name)
+        win = get_window(entry.window)
+        # inside the window and covering most of it
+        assert win.wmin - 1.0 <= lo < hi <= win.wmax + 1.0, name
+        assert hi - lo > 0.9 * (win.wmax - win.wmin), name
+        assert kind_of(load_emulator(name).network).name == entry.kind, name
 
 
 def test_diagnose_explains_unreliable_results():

@@ -27,6 +27,7 @@ from pathlib import Path
 import click
 
 from ..pipeline import DEFAULT_CONTINUUM, DEFAULT_SAMPLER_MINUTES, DEFAULT_STARTS, EXIT_UNRELIABLE
+from ..shipped_models import shipped_models_text
 from .options import read_options_kwargs, spectrum_read_options
 
 EXIT_BAD_INPUT = 3
@@ -85,10 +86,10 @@ def _check_files(paths) -> None:
     default=("auto",),
     show_default="auto",
     multiple=True,
-    help="Model directory, or 'default' (TransformerPayne) / 'default-payne' (the Payne MLP) / 'default-payne-rvs' "
-    "(the Payne for Gaia RVS) / 'auto' (TransformerPayne on a GPU, the Payne on a CPU, where TransformerPayne's "
-    "posterior takes longer than minutes; a Gaia RVS arm gets the RVS Payne; the choice is printed). Repeatable for "
-    "the arms of one star: each arm is evaluated by the model that covers it.",
+    help=f"Model directory, or a shipped model: {shipped_models_text()}; or 'auto' (TransformerPayne on a GPU, the "
+    "Payne on a CPU, where TransformerPayne's posterior takes longer than minutes; the GALAH green and IR arms and "
+    "Gaia RVS get their own Payne; the choice is printed). Repeatable for the arms of one star: each arm is "
+    "evaluated by the model that covers it.",
 )
 @click.option(
     "--arms/--no-arms",

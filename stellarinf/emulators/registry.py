@@ -7,21 +7,17 @@ from pathlib import Path
 
 from ..errors import ModelFileError, StellarinfError
 from ..paths import data_dir
+from ..shipped_models import SHIPPED_MODELS
 from .emulator import Emulator
 from .model_io import load_model_directory
 
-# Shipped models, relative to the repository's data/ folder.
-NAMED_MODELS = {
-    "default": "models/transformer-payne-small",
-    "default-payne": "models/payne-mlp",
-    "default-payne-rvs": "models/payne-mlp-rvs",
-}
-# ... and the network kind each is (for the message that says how to train a missing one).
-NAMED_MODEL_KINDS = {"default": "transformer-payne", "default-payne": "payne", "default-payne-rvs": "payne"}
+# Shipped models (the one table is stellarinf.shipped_models): folder relative to data/, and network kind
+NAMED_MODELS = {name: m.folder for name, m in SHIPPED_MODELS.items()}
+NAMED_MODEL_KINDS = {name: m.kind for name, m in SHIPPED_MODELS.items()}
 
 
 def model_path(name_or_path: str | os.PathLike) -> Path:
-    """Directory of a named model (``default``, ``default-payne``) or the given path."""
+    """Directory of a shipped model (:data:`stellarinf.shipped_models.SHIPPED_MODELS`) or the given path."""
     name = str(name_or_path)
     if name in NAMED_MODELS:
         try:
@@ -44,8 +40,9 @@ def model_wavelength_range(name_or_path: str | os.PathLike) -> tuple[float, floa
 
 
 def load_emulator(name_or_path: str | os.PathLike | Emulator) -> Emulator:
-    """Load ``"default"`` (TransformerPayne small), ``"default-payne"`` (Payne MLP, galah-red),
-    ``"default-payne-rvs"`` (Payne MLP, Gaia RVS) or a model directory."""
+    """Load a shipped model by name (``"default"``: TransformerPayne small, galah-red; ``"default-payne"``: the Payne
+    MLP, galah-red; ``"default-payne-green"``, ``"-ir"``, ``"-rvs"``: a Payne per other arm;
+    :data:`stellarinf.shipped_models.SHIPPED_MODELS`) or a model directory."""
     if isinstance(name_or_path, Emulator):
         return name_or_path
     path = model_path(name_or_path)
