@@ -40,8 +40,7 @@ def model_wavelength_range(name_or_path: str | os.PathLike) -> tuple[float, floa
 
 
 def load_emulator(name_or_path: str | os.PathLike | Emulator) -> Emulator:
-    """Load a shipped model by name (``"default"``: TransformerPayne small, galah-red; ``"default-payne"``: the Payne
-    MLP, galah-red; ``"default-payne-green"``, ``"-ir"``, ``"-rvs"``: a Payne per other arm;
+    """Load a shipped model by name (``"default"``, ``"default-payne"``, ...: the table is
     :data:`stellarinf.shipped_models.SHIPPED_MODELS`) or a model directory."""
     if isinstance(name_or_path, Emulator):
         return name_or_path
