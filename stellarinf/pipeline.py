@@ -1039,8 +1039,8 @@ def fit_spectrum(
         per_arm = {int(a.segments[0]): resolve_physics_error(physics_error, a) for a in spec.arms()}
         phys = {seg: term for seg, (term, _) in per_arm.items()}
         phys = None if all(t is None for t in phys.values()) else phys
-        # the label floor by the summary's rule (inference.results.label_floor: the whole spectrum's range)
-        label_floor = resolve_physics_error(physics_error, spec)[1]
+        # each arm's label floor; the summary's is their information-weighted mean (inference.arm_combination)
+        label_floor = {str(seg): floor for seg, (_, floor) in per_arm.items()}
     else:
         phys, label_floor = resolve_physics_error(physics_error, spec)
     bands = []

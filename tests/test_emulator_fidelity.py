@@ -13,6 +13,7 @@ import stellarinf.commands.fidelity as fidelity_command
 from stellarinf import emulator_fidelity as EF
 from stellarinf.cli import cli
 from stellarinf.labels import LabelSpace
+from stellarinf.reference_stars import REFERENCE_STARS
 from stellarinf.validation.analytic import AnalyticLineModel
 from stellarinf.wavelength import Window
 
@@ -22,6 +23,8 @@ RANGE = (6690.0, 6730.0)
 LINES = [(6695.0, -0.4, "Fe"), (6700.5, -0.8, "Fe"), (6703.6, -0.2, "Fe"), (6708.0, -1.6, "Li"), (6715.4, -0.6, "Fe")]
 LINES += [(6720.1, -0.3, "Fe"), (6725.3, -1.0, "Fe")]
 WINDOW = Window("test", 6692.0, 6728.0, 28_000.0, 2.5)
+# three of the named stars spanning the box (a dwarf, a giant, a metal-poor star): enough for these checks, faster
+THREE = tuple((n, dict(EF.REFERENCE_STARS)[n]) for n in ("solar-twin", "cool-giant", "metal-poor-dwarf"))
 
 
 def analytic(lines=LINES, error_level=0.0):
@@ -33,20 +36,20 @@ def test_reference_stars_lie_inside_the_box():
         assert set(labels) == set(SPACE.names)
         for n, v in labels.items():
             assert SPACE[n].lower < v < SPACE[n].upper, (name, n, v)
-    (_, dwarf), (_, giant), (_, poor) = EF.reference_labels(SPACE)
+    (_, dwarf), (_, giant), (_, poor) = EF.reference_labels(SPACE, THREE)
     assert dwarf["teff"] == 5772.0 and giant["logg"] < 3 and poor["feh"] <= -1.0 and dwarf["li_fe"] == 0.0
 
 
 def test_ratio_is_one_for_the_model_itself_and_catches_a_line_the_emulator_overdoes():
     truth = analytic()
-    same = EF.measure_fidelity(truth, truth, window=WINDOW)
+    same = EF.measure_fidelity(truth, truth, window=WINDOW, stars=THREE)
     for n in SPACE.names:
         assert same.ratio_noise_only[n] == pytest.approx(1.0, abs=1e-3)
     assert len(same.stars) == 3 and not same.over_claims()
     # an "emulator" whose Li line is 10× too strong: its [Li/Fe] derivative is ~10× too large, its bound ~10× too small
     strong_li = [(w, s + 1.0 if el == "Li" else s, el) for w, s, el in LINES]
     emu = analytic(strong_li, error_level=0.002)
-    res = EF.measure_fidelity(emu, truth, window=WINDOW)
+    res = EF.measure_fidelity(emu, truth, window=WINDOW, stars=THREE)
     assert res.ratio_noise_only["li_fe"] < 0.3
     assert set(res.over_claims()) == {"li_fe"}
     # the emulator's own error in the noise makes its bounds larger: ratio with the error ≥ noise-only ratio
@@ -118,6 +121,15 @@ def test_fidelity_meta_warns_where_the_emulator_over_claims_and_when_none_is_sto
     assert not meta["stored"] and "other weights" in messages[0]
 
 
+def test_a_stored_ratio_of_zero_is_said_in_words_not_divided_by():
+    """A label the synthesizer sees no information on in the window (Li in GALAH's green arm) stores ratio 0: the
+    warning says there is no real bound (it once raised ZeroDivisionError, so `crb` on that model failed)."""
+    entry = {"ratio": {"feh": 0.9, "li_fe": 0.0}, "ratio_noise_only": {"feh": 0.9, "li_fe": 0.0}, "stars": []}
+    meta, messages = EF.fidelity_meta(WithMetadata({"fidelity": entry}), ("feh", "li_fe"), True)
+    assert meta["over_claiming"] == ["li_fe"]
+    assert "li_fe 0.00× (the synthesizer's spectrum carries no measurable information on it" in messages[0]
+
+
 def test_crb_prints_and_records_the_stored_ratio_and_warns(tmp_path, monkeypatch):
     from stellarinf import forecast as F
 
@@ -171,7 +183,9 @@ def test_fidelity_command_stores_the_ratio_in_model_json(tmp_path, monkeypatch):
     loaded = load_emulator(tmp_path / "m")  # the weights' checksum still matches: only model.json changed
     entry = loaded.metadata["fidelity"]
     assert set(entry["ratio"]) == set(entry["ratio_noise_only"]) == {"teff", "logg", "feh"}
-    assert entry["weights_sha256"] == loaded.metadata["weights"]["sha256"] and len(entry["stars"]) == 3
+    assert entry["weights_sha256"] == loaded.metadata["weights"]["sha256"]
+    assert [s["name"] for s in entry["stars"]] == list(REFERENCE_STARS)  # every named reference star
+    assert all(set(s["fisher"]["names"]) >= {"teff", "logg", "feh"} for s in entry["stars"])  # both matrices
     assert entry["command"].startswith("stellarinf fidelity") and entry["truth_model"] == "AnalyticLineModel"
     assert EF.stored_fidelity(loaded)[0] == entry
     # shipped models are not updated through their name

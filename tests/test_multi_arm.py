@@ -6,6 +6,7 @@ flux units, an arm no model covers)."""
 import json
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -16,6 +17,12 @@ from stellarinf import pipeline
 from stellarinf.cli import main
 from stellarinf.errors import LabelError, SpectrumError, StellarinfError, WavelengthError
 from stellarinf.fisher import likelihood_fisher
+from stellarinf.inference.arm_combination import (
+    arm_information,
+    combined_fidelity,
+    combined_floor,
+    combined_systematics,
+)
 from stellarinf.inference.density import Problem
 from stellarinf.io.readers.galah import galah_arm_set
 from stellarinf.io.spectrum import Spectrum, write_spectrum_fits
@@ -178,8 +185,6 @@ def fits(models, arms, two):
         warnings.simplefilter("ignore")
         return {
             "two": stellarinf.fit_spectrum(two, emulator=[model_a, model_b], **FIT),
-            "a": stellarinf.fit_spectrum(arms[0], emulator=model_a, **FIT),
-            "b": stellarinf.fit_spectrum(arms[1], emulator=model_b, **FIT),
         }
 
 
@@ -200,10 +205,18 @@ def test_a_two_arm_mock_recovers_the_truth_in_one_call(fits):
     assert 0.7 < res.diagnostics["chi2_reduced"] < 1.3
 
 
-def test_the_two_arm_posterior_is_narrower_than_either_arm_alone(fits):
-    sd = {k: {str(r["name"]): float(r["sd"]) for r in res.summary} for k, res in fits.items()}
+def test_the_two_arm_posterior_has_the_two_arm_bound_narrower_than_either_arm_alone(fits, models):
+    """The two-arm posterior's sd is the two-arm Cramér–Rao bound (its own likelihood's Fisher matrix at the truth),
+    which is narrower than either arm alone can deliver (checked without fitting each arm alone: their bounds)."""
+    res = fits["two"]
+    sd = {str(r["name"]): float(r["sd"]) for r in res.summary}
+    om = res.problem.obs_model
+    p = {k: v for k, v in TRUTH.items() if k in FREE}
+    both = likelihood_fisher(om, p, FREE).marginal()
+    alone = [likelihood_fisher(arm, p, FREE).marginal() for arm in om.arms]
     for name in ("teff", "logg", "feh"):
-        assert sd["two"][name] < min(sd["a"][name], sd["b"][name]), (name, sd)
+        assert 0.85 < sd[name] / both[name] < 1.15, (name, sd[name], both[name])
+        assert both[name] < 0.95 * min(a[name] for a in alone), (name, both[name], alone)
 
 
 def test_fit_spectra_refuses_a_multi_arm_spectrum_with_the_way_forward(models, two):
@@ -277,3 +290,121 @@ def test_inspect_prints_each_arms_resolving_power(two, tmp_path, capsys):
     code, stdout, err = run(["inspect", str(tmp_path / "two.fits")], capsys)
     assert code in (0, None), err
     assert "arm 0: 20,000" in stdout + err and "arm 1: 10,000" in stdout + err
+
+
+# ------------------------------------------------------------------------------------------- arms with different emulators
+def test_combined_systematics_are_the_arms_own_for_one_arm_and_average_down_for_two_equal_ones():
+    """One arm, flat prior: the combination is that arm's stored sd exactly. Two arms of equal information with
+    independent errors sd₁, sd₂: the combined estimate is their mean, so its sd is √(sd₁² + sd₂²)/2."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 3))
+    info = a @ a.T + 3.0 * np.eye(3)
+    names, dx_dz = ["teff", "logg", "rv"], np.array([200.0, 0.5, 1.0])
+    one = combined_systematics(info[None], np.linalg.inv(info), dx_dz, names, [{"teff": 30.0, "logg": 0.05}])
+    assert one == pytest.approx({"teff": 30.0, "logg": 0.05}, rel=1e-9)  # rv: no stored value, not reported
+    two = combined_systematics(
+        np.stack([info, info]), np.linalg.inv(2 * info), dx_dz, names, [{"teff": 30.0}, {"teff": 40.0}]
+    )
+    assert two == pytest.approx({"teff": 25.0}, rel=1e-9)
+
+
+def test_combined_fidelity_weights_each_arms_ratio_by_its_information():
+    """r² is the information-weighted mean of the arms' r² (an arm without a stored ratio counts as 1)."""
+    info = np.stack([np.diag([3.0, 1.0]), np.diag([1.0, 1.0])])
+    out = combined_fidelity(info, ["teff", "logg"], [{"ratio": {"teff": 0.5, "logg": None}}, {"ratio": {"teff": 1.0}}])
+    assert out == pytest.approx({"teff": np.sqrt((3 * 0.25 + 1) / 4)}, abs=1e-4)  # logg: no arm has a ratio
+
+
+def test_stored_fisher_pairs_let_a_second_arm_break_the_degeneracy_a_lone_arm_over_claims_in():
+    """Arm A alone: the synthesizer's teff and logg are nearly degenerate (correlation 0.99), the emulator's less so
+    (0.9), so the emulator's marginal bound is ~3× too small. Arm B pins logg: combined, the bounds agree to a few
+    %. The rule sums each arm's stored pair (scaled to the arm's information in the fit) and compares marginal
+    bounds: known answers from the 2×2 inverses."""
+    names = ["teff", "logg"]
+    syn_a, emu_a = np.array([[1.0, 0.99], [0.99, 1.0]]), np.array([[1.0, 0.9], [0.9, 1.0]])
+    pin = np.diag([0.0, 50.0])
+
+    def star(emu, syn):
+        return {"ratio": {"teff": 1.0, "logg": 1.0}, "fisher": {"names": names, "emulator": emu, "synthesizer": syn}}
+
+    def marginal(f):
+        return np.sqrt(np.diag(np.linalg.inv(f)))
+
+    alone = combined_fidelity(4.0 * emu_a[None], names, [star(emu_a, syn_a)])  # scale 4: the ratio does not move
+    assert alone == pytest.approx(dict(zip(names, marginal(emu_a) / marginal(syn_a))), abs=1e-4)
+    assert alone["teff"] < 0.35
+    both = combined_fidelity(np.stack([emu_a, pin]), names, [star(emu_a, syn_a), None])  # B: no stored pair, exact
+    expected = marginal(emu_a + pin) / marginal(syn_a + pin)
+    assert both == pytest.approx(dict(zip(names, expected)), abs=1e-4)
+    assert both["teff"] > 0.9
+
+
+def test_combined_physics_floor_is_the_information_weighted_mean_of_the_arms():
+    """The arms' physics offsets on the observed Sun are not assumed to cancel: the combination's floor lies
+    between the arms' floors, weighted by each arm's information on that label."""
+    info = np.stack([np.diag([3.0, 0.0]), np.diag([1.0, 2.0])])
+    out = combined_floor(info, ["teff", "logg"], [{"teff": 80.0, "logg": 0.4}, {"teff": 40.0, "logg": 0.1}])
+    assert out == pytest.approx({"teff": 70.0, "logg": 0.1})
+
+
+def test_arm_information_is_each_arms_fisher_matrix_in_the_samplers_coordinates(fits):
+    """arm_information(z) = D F_k D with F_k the arm's own likelihood Fisher matrix (fisher.likelihood_fisher) in
+    physical units and D = ∂x/∂z."""
+    res = fits["two"]
+    problem, z = res.problem, jnp.asarray(res.laplace.mean_z)
+    info = np.asarray(arm_information(problem, z))
+    params = {n: float(v) for n, v in problem.constrain(z).items() if n in problem.names}
+    d = np.diag(np.asarray(jax.jacfwd(lambda v: problem.to_vector(problem.constrain(v)))(z)))
+    for k, arm in enumerate(problem.obs_model.arms):
+        f = likelihood_fisher(arm, params, problem.names).fisher
+        # to 0.5 %: Fisher's matrix is taken on noiseless data, the fit's at the observed flux
+        np.testing.assert_allclose(info[k], d[:, None] * f * d[None, :], rtol=5e-3, atol=1e-6 * np.abs(info[k]).max())
+
+
+def test_a_fit_through_different_emulators_carries_their_combined_systematics_and_fidelity(fits, models, monkeypatch):
+    """What each arm's emulator stores (label systematics, Cramér–Rao fidelity) reaches the fit's summary as the
+    combination: sd_sys between the two arms' values, and the `fidelity` flag where both arms over-claim."""
+    from stellarinf.inference import arm_combination, results
+
+    res, (model_a, model_b) = fits["two"], models[:2]
+    stored = {id(model_a): {"teff": 40.0, "feh": 0.02}, id(model_b): {"teff": 80.0, "feh": 0.04}}
+    monkeypatch.setattr(results, "label_systematics_of", lambda m: dict(stored.get(id(m), {})))
+
+    def fidelity(m):
+        ratio = {"teff": 0.3, "logg": 1.0} if m is model_a else {"teff": 0.5, "logg": 0.9}
+        return {"threshold": 0.8, "stars": [{"name": "x", "labels": {"teff": 5600.0}, "ratio": ratio}]}
+
+    monkeypatch.setattr(arm_combination, "fidelity_document", fidelity)
+    idata = results.to_inference_data(res.posterior, res.problem, n_predictive=4)
+    rows = {str(r["name"]): r for r in results.summary_table(idata)}
+    for name, (lo, hi) in {"teff": (40.0, 80.0), "feh": (0.02, 0.04)}.items():
+        # independent errors average down: below the larger arm's, above a quarter of the smaller one's
+        assert 0.25 * lo < rows[name]["sd_sys"] < hi, (name, rows[name]["sd_sys"])
+        assert rows[name]["sd_total"] == pytest.approx(np.hypot(rows[name]["sd"], rows[name]["sd_sys"]))
+    assert rows["logg"]["sd_sys"] == 0.0
+    assert "fidelity" in rows["teff"]["flags"] and "fidelity" not in rows["logg"]["flags"]
+
+
+def test_a_multi_arm_fit_carries_the_arms_physics_floors_weighted_by_their_information(fits, monkeypatch):
+    """With the physics error on, each arm's measured label floor (the window it overlaps) enters the summary as
+    their information-weighted mean: here arm A's 80 K and arm B's 40 K, weighted by each arm's Teff information."""
+    from stellarinf.inference import arm_combination, results
+    from stellarinf.observe import physics_error
+
+    res = fits["two"]
+    monkeypatch.setattr(arm_combination, "_physics_active", lambda om: True)
+    monkeypatch.setattr(
+        physics_error, "physics_error_for", lambda lo, hi: (None, {"teff": 80.0 if hi < 5500.0 else 40.0})
+    )
+    best = {n: float(v) for n, v in res.map.params.items()}
+    terms = arm_combination.fit_terms(res.problem, res.laplace, best)
+    info = np.asarray(arm_information(res.problem, jnp.asarray(res.laplace.mean_z)))
+    i = res.problem.names.index("teff")
+    w = info[:, i, i]
+    assert terms.physics_sd["teff"] == pytest.approx((80.0 * w[0] + 40.0 * w[1]) / w.sum(), rel=1e-9)
+    assert 40.0 < terms.physics_sd["teff"] < 80.0
+    # and the summary's sd_sys is that floor (no emulator systematics here) once the fit carries the physics error
+    monkeypatch.setattr(type(res.problem.obs_model), "physics_error_settings", property(lambda self: (0.01, 0.0)))
+    idata = results.to_inference_data(res.posterior, res.problem, n_predictive=4)
+    row = next(r for r in results.summary_table(idata) if r["name"] == "teff")
+    assert row["sd_sys"] == pytest.approx(terms.physics_sd["teff"], rel=1e-6)

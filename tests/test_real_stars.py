@@ -134,8 +134,14 @@ def test_physics_error_for_picks_the_overlapping_window():
 
     table = physics_error_table()
     assert {"galah-blue", "galah-green", "galah-red", "galah-ir", "gaia-rvs"} <= set(table)
-    (floor3, frac3, _), _ = physics_error_for(5700.0, 5800.0)
+    (floor3, frac3, _), labels3 = physics_error_for(5700.0, 5800.0)
     assert floor3 == table["galah-green"]["floor"] and floor3 < table["galah-blue"]["floor"]
+    # the label floor too: green's own fits of the observed Sun (log g 0.10), not red's larger one (0.44)
+    assert labels3 == table["galah-green"]["label_floor"] and labels3["logg"] < labels["logg"]
+    # the blue arm has no fits of the observed Sun yet: the largest measured label floor, not none
+    assert physics_error_for(4750.0, 4850.0)[1]["logg"] == max(
+        e["label_floor"]["logg"] for e in table.values() if "label_floor" in e
+    )
 
 
 def test_telluric_bands_are_masked_and_named():

@@ -40,8 +40,8 @@ def reference_model(emulator, window):
 def fidelity(model, snr, output, quiet):
     """Emulator fidelity of MODEL (a model directory): the ratio CRB(emulator)/CRB(synthesizer) per label.
 
-    Computed at three reference stars inside the model's label box (a solar-type dwarf, a cool giant, a
-    metal-poor star) on the model's own wavelength range and resolving power, with the model's error in the
+    Computed at the seven named reference stars inside the model's label box (dwarfs, turn-off stars and
+    giants, solar to metal-poor) on the model's own wavelength range and resolving power, with the model's error in the
     noise (and without); the worst star's ratio per label is stored in MODEL/model.json. `stellarinf crb`
     prints it with every forecast from this model and warns where it is below 0.8 (the emulator claims more
     precision than the synthesizer's spectrum carries). Takes minutes: the synthesizer's derivatives.
@@ -55,7 +55,7 @@ def fidelity(model, snr, output, quiet):
     import time
     from pathlib import Path
 
-    from ..emulator_fidelity import emulator_window, measure_fidelity, store_fidelity
+    from ..emulator_fidelity import REFERENCE_STARS, emulator_window, measure_fidelity, store_fidelity
     from ..emulators.registry import NAMED_MODELS, load_emulator, model_path
 
     if not (math.isfinite(snr) and snr > 0):
@@ -72,7 +72,7 @@ def fidelity(model, snr, output, quiet):
         log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
         log(
             f"fidelity of {model}: {window.wmin:.1f}–{window.wmax:.1f} Å at R {window.resolution:,.0f}, S/N {snr:g}; "
-            "3 reference stars, each a Cramér–Rao forecast with the emulator and with the synthesizer"
+            f"{len(REFERENCE_STARS)} reference stars, each a Cramér–Rao forecast with the emulator and with the synthesizer"
         )
         truth = reference_model(emu, window)
         result = measure_fidelity(emu, truth, snr=snr, window=window, progress=log)

@@ -31,10 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 from astropy.table import Table
 
-from ..emulator_fidelity import fit_fidelity_document, fit_fidelity_flags
+from ..emulator_fidelity import fit_fidelity_flags
 from ..errors import StellarinfError
 from ..io.atomic import atomic_path
 from ..labels import NUISANCE_UNITS, STELLAR_UNITS, element_of
+from .arm_combination import fit_terms
 from .density import Problem
 from .lanes import lane_batch_size
 from .samplers import Posterior
@@ -122,17 +123,25 @@ def label_systematics_of(model) -> dict[str, float]:
     return dict((meta.get("label_systematics") or {}).get("sd", {}))
 
 
-def label_floor(obs_model) -> dict[str, float]:
-    """Label-space systematic sd per parameter: the emulator's (vs its synthesizer) and, when the fit carries
-    the physics error, the physics' (the observed Sun's offsets, :mod:`stellarinf.observe.physics_error`),
-    in quadrature."""
-    out = dict(label_systematics_of(getattr(obs_model, "emulator", None)))
+def label_floor(
+    obs_model, emulator_sd: Mapping[str, float] | None = None, physics_sd: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Label-space systematic sd per parameter: the emulator's (vs its synthesizer; ``emulator_sd`` when given,
+    e.g. the combination of several arms' emulators, :mod:`.arm_combination`) and, when the fit carries the
+    physics error, the physics' (the observed Sun's offsets, :mod:`stellarinf.observe.physics_error`: the
+    measured window the spectrum overlaps most, or ``physics_sd`` when given, e.g. the arms' combination), in
+    quadrature."""
+    if emulator_sd is None:
+        emulator_sd = label_systematics_of(getattr(obs_model, "emulator", None))
+    out = dict(emulator_sd)
     settings = getattr(obs_model, "physics_error_settings", (0.0, 0.0))
     if any(v > 0 for v in settings[:2]) or (len(settings) > 2 and settings[2]):
-        from ..observe.physics_error import physics_error_for
+        if physics_sd is None:
+            from ..observe.physics_error import physics_error_for
 
-        wl = np.asarray(obs_model.wavelength)
-        for n, v in physics_error_for(float(wl.min()), float(wl.max()))[1].items():
+            wl = np.asarray(obs_model.wavelength)
+            physics_sd = physics_error_for(float(wl.min()), float(wl.max()))[1]
+        for n, v in physics_sd.items():
             out[n] = math.hypot(out.get(n, 0.0), v)
     return out
 
@@ -197,6 +206,7 @@ def to_inference_data(
         c, d = np.unravel_index(int(np.nanargmax(lp)), lp.shape)
         best = {n: float(posterior.samples[n][c, d]) for n in posterior.names}
     chi2, dof = chi2_of(problem, best)
+    terms = fit_terms(problem, posterior.init, best)  # emulator systematics, physics floor, fidelity (per arm)
 
     # posterior predictive on a thinned set of draws
     n_pp = max(1, min(n_predictive, draws))
@@ -228,11 +238,16 @@ def to_inference_data(
         # the emulator's label-space systematics (sd per parameter; {} when it has none): see label_systematics_of
         **{k: float(posterior.tuning[k]) for k in _IMPORTANCE_KEYS if k in posterior.tuning},
         "label_systematics": json.dumps(
-            {n: v for n, v in label_floor(problem.obs_model).items() if n in problem.names}
+            {
+                n: v
+                for n, v in label_floor(problem.obs_model, terms.emulator_sd, terms.physics_sd).items()
+                if n in problem.names
+            }
         ),
         "physics_error": json.dumps(getattr(problem.obs_model, "physics_error_settings", (0.0, 0.0))),
-        # the emulator's stored Cramér–Rao fidelity per reference star (the summary's per-label `fidelity` flag)
-        "emulator_fidelity": json.dumps(fit_fidelity_document(getattr(problem.obs_model, "emulator", None))),
+        # the emulator's stored Cramér–Rao fidelity per reference star (the summary's per-label `fidelity` flag);
+        # arms with different emulators: their information-weighted combination (arm_combination)
+        "emulator_fidelity": json.dumps(terms.fidelity),
     }
     meta.update(
         {
