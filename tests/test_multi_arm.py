@@ -3,6 +3,7 @@
 (``fit_spectrum``, Laplace), the CLI combining files into arms, and the bad inputs (overlapping arms, different
 flux units, an arm no model covers)."""
 
+import dataclasses
 import json
 import warnings
 
@@ -408,3 +409,28 @@ def test_a_multi_arm_fit_carries_the_arms_physics_floors_weighted_by_their_infor
     idata = results.to_inference_data(res.posterior, res.problem, n_predictive=4)
     row = next(r for r in results.summary_table(idata) if r["name"] == "teff")
     assert row["sd_sys"] == pytest.approx(terms.physics_sd["teff"], rel=1e-6)
+
+
+def test_the_quick_start_arm_is_chosen_by_the_layout_not_by_a_few_masked_pixels(models, two):
+    """The arm whose quick start seeds a multi-arm fit is the larger one while at least half of it is used, so stars
+    observed with the same arms share one compiled quick start; a mostly masked arm gives way."""
+    from stellarinf.inference.quickstart import arm_subproblem
+
+    def build(n_masked):
+        mask = np.asarray(two.mask, bool).copy()
+        first = np.flatnonzero(np.asarray(two.segments) == two.segments[0])
+        mid = first[first.size // 2 - n_masked // 2 :][:n_masked]  # the middle: cropping keeps it
+        mask[mid] = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, om = build_multi_arm(list(models[:2]), dataclasses.replace(two, mask=mask), fixed={"vmacro": 0.0}, **OBS)
+        sub = arm_subproblem(Problem.build(om))
+        return om, next(i for i, a in enumerate(om.arms) if a is sub.obs_model)
+
+    om, arm = build(0)
+    sizes = [int(np.asarray(a.weight).shape[0]) for a in om.arms]
+    assert arm == 0 and sizes[0] > sizes[1]
+    om, arm = build(sizes[0] - sizes[1] + 5)  # fewer used pixels than the other arm, but most of its own
+    assert int(np.sum(np.asarray(om.arms[0].weight) > 0)) < sizes[1] and arm == 0
+    om, arm = build(sizes[0] - sizes[0] // 2 + 5)  # most of it masked: the other arm seeds the fit
+    assert arm == 1
