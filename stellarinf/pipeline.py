@@ -952,7 +952,8 @@ def fit_spectrum(
             ``settings["sampler_fallback"]`` and in ``diagnostics["warnings"]``.
         read_options: passed to ``read_spectrum`` (e.g. ``{"medium": "air", "wavelength_unit": "nm"}``).
         physics_error: the synthesizer-vs-reality error in the likelihood: ``"auto"`` (default; measured on the
-            observed Sun, ``data/physics_error.json``; its label-space floor joins ``sd_sys``), ``"off"`` (for
+            observed Sun, ``data/physics_error.json``, per arm; its label-space floor joins ``sd_sys``: with
+            several arms, each arm's weighted by its information, ``inference.arm_combination``), ``"off"`` (for
             spectra made by the synthesizer itself) or ``(floor, depth_fraction)``.
         mask_tellurics: mask the telluric bands (O₂ A/B, strong H₂O; ``stellarinf.io.tellurics``) in the
             observer's frame; ``clip_outliers``: after the MAP, mask pixels more than 5 total σ off the model
