@@ -1071,6 +1071,9 @@ def fit_spectrum(
         )
     fit_model = models if multi else model
     spec, obs, problem = build_problem(fit_model, spec, **build)
+    # a rebuild (outliers masked) keeps this degree: "auto" on the cropped spectrum it gets could give another
+    # (GALAH IR: 315 Å uncropped → 8, 290 Å cropped → 7), another model and another compile of every program
+    build["continuum_degree"] = int(obs.continuum_degree)
     n_used = int(np.sum(np.asarray(obs.weight) > 0))
     held = {**{k: float(v) for k, v in obs.fixed}, **{k: float(v) for k, v in problem.fixed.items()}}
     stages.done(

@@ -434,3 +434,26 @@ def test_the_quick_start_arm_is_chosen_by_the_layout_not_by_a_few_masked_pixels(
     assert int(np.sum(np.asarray(om.arms[0].weight) > 0)) < sizes[1] and arm == 0
     om, arm = build(sizes[0] - sizes[0] // 2 + 5)  # most of it masked: the other arm seeds the fit
     assert arm == 1
+
+
+def test_a_fit_that_masks_outliers_rebuilds_with_the_same_continuum_degree(models, two, monkeypatch):
+    """After the MAP masks outlier pixels the problem is built again on the cropped spectrum; "auto" there could give
+    another degree (GALAH IR: 315 Å → 8, cropped 290 Å → 7): another model and a recompile of every program (the
+    observed Sun's second four-arm fit took 233 s instead of 35). The rebuild gets the first build's degree."""
+    flux = np.asarray(two.flux).copy()
+    flux[[40, 60, 330]] += 0.5  # cosmic rays in both arms: masked as outliers, then the MAP again
+    spec = dataclasses.replace(two, flux=flux)
+    degrees = []
+    real = pipeline.build_problem
+
+    def recording(model, s, **kw):
+        degrees.append(kw["continuum_degree"])
+        return real(model, s, **kw)
+
+    monkeypatch.setattr(pipeline, "build_problem", recording)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = {**FIT, "clip_outliers": True, "continuum_degree": "auto", "sampler": "map"}
+        res = stellarinf.fit_spectrum(spec, emulator=list(models[:2]), **fit)
+    assert res.settings["outlier_pixels_masked"] >= 3
+    assert degrees == ["auto", res.problem.obs_model.continuum_degree]
