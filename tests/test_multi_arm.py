@@ -393,7 +393,7 @@ def test_a_multi_arm_fit_carries_the_arms_physics_floors_weighted_by_their_infor
     from stellarinf.observe import physics_error
 
     res = fits["two"]
-    monkeypatch.setattr(arm_combination, "_physics_active", lambda om: True)
+    monkeypatch.setattr(arm_combination, "physics_error_on", lambda om: True)
     monkeypatch.setattr(
         physics_error, "physics_error_for", lambda lo, hi: (None, {"teff": 80.0 if hi < 5500.0 else 40.0})
     )

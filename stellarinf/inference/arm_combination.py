@@ -180,7 +180,8 @@ class ArmTerms:
     fidelity: dict | None
 
 
-def _physics_active(om) -> bool:
+def physics_error_on(om) -> bool:
+    """Whether an observation model's likelihood carries the physics error (so its label floor is reported)."""
     settings = getattr(om, "physics_error_settings", (0.0, 0.0))
     return any(v > 0 for v in settings[:2]) or (len(settings) > 2 and bool(settings[2]))
 
@@ -202,7 +203,7 @@ def fit_terms(problem: Problem, laplace, best: dict[str, float]) -> ArmTerms:
     arm_sd = [label_systematics_of(m) for m in arm_models]
     bounds = problem.bounds()
     arm_stars = [nearest_reference_star(fidelity_document(m), best, bounds) for m in arm_models]
-    physics = _physics_active(om)
+    physics = physics_error_on(om)
     if not physics and (single is not None or (not any(arm_sd) and not any(arm_stars))):
         return single or ArmTerms({}, None, None)  # nothing to combine
     z = jnp.asarray(laplace.mean_z)

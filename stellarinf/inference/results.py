@@ -35,7 +35,7 @@ from ..emulator_fidelity import fit_fidelity_flags
 from ..errors import StellarinfError
 from ..io.atomic import atomic_path
 from ..labels import NUISANCE_UNITS, STELLAR_UNITS, element_of
-from .arm_combination import fit_terms
+from .arm_combination import fit_terms, physics_error_on
 from .density import Problem
 from .lanes import lane_batch_size
 from .samplers import Posterior
@@ -134,8 +134,7 @@ def label_floor(
     if emulator_sd is None:
         emulator_sd = label_systematics_of(getattr(obs_model, "emulator", None))
     out = dict(emulator_sd)
-    settings = getattr(obs_model, "physics_error_settings", (0.0, 0.0))
-    if any(v > 0 for v in settings[:2]) or (len(settings) > 2 and settings[2]):
+    if physics_error_on(obs_model):
         if physics_sd is None:
             from ..observe.physics_error import physics_error_for
 
