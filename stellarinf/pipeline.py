@@ -675,12 +675,13 @@ def _build_multi_arm_problem(
 ):
     from .inference.density import Problem
     from .io.spectrum import Spectrum
-    from .observe.multi_arm import build_multi_arm
+    from .observe.multi_arm import build_multi_arm, crop_arms
 
     if not spec.is_multi_arm:  # several models, one arm each: the segments are the arms, R from the spectrum
         spec = Spectrum.from_arms(spec.arms())
-    if continuum_degree == "auto":
-        continuum_degree = auto_continuum_degree(spec)
+    if continuum_degree == "auto":  # the single-arm rule, on the pixels each arm's model sees (cropped)
+        arms = crop_arms(spec, models, margin_kms=crop_margin_kms(kw["rv_max"]))
+        continuum_degree = max(auto_continuum_degree(arm) for arm, _ in arms)
     names = set().union(*(m.label_space.names for m in models)) | set(NUISANCE_FIX_NAMES)
     obs_fixed = {k: v for k, v in fixed.items() if k in names or k.startswith("rv_offset_")}
     spec, obs = build_multi_arm(

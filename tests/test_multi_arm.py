@@ -457,3 +457,26 @@ def test_a_fit_that_masks_outliers_rebuilds_with_the_same_continuum_degree(model
         res = stellarinf.fit_spectrum(spec, emulator=list(models[:2]), **fit)
     assert res.settings["outlier_pixels_masked"] >= 3
     assert degrees == ["auto", res.problem.obs_model.continuum_degree]
+
+
+def test_the_automatic_continuum_degree_is_the_single_arm_rule_on_the_cropped_arms(models, arms):
+    """ "auto" is one degree per 40 Å of the longest arm as its model sees it (cropped), as for one arm: pixels outside
+    every model's range do not raise it (GALAH IR: 315 Å as read → 8, 290 Å inside its Payne → 7)."""
+    model_a, model_b, _, _ = models
+    a, b = arms
+    extra = np.linspace(5035.0, 5400.0, 400)  # 365 Å beyond model a's 30 Å: 8 uncropped, 2 cropped
+    wide = Spectrum(
+        np.concatenate([a.wavelength, extra]),
+        np.concatenate([a.flux, np.ones_like(extra)]),
+        np.concatenate([a.sigma, np.full_like(extra, 0.01)]),
+        resolution=a.resolution,
+    )
+    assert pipeline.auto_continuum_degree(wide) == 8
+    build = dict(rv_max=60.0, vsini_max=20.0, continuum="marginalise", fixed={"vmacro": 0.0}, physics_error=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, one_obs, _ = pipeline.build_problem(model_a, wide, **build)
+        _, obs, _ = pipeline.build_problem([model_a, model_b], Spectrum.from_arms([wide, b]), **build)
+    cropped_b = pipeline.auto_continuum_degree(b)
+    assert one_obs.continuum_degree == 2  # the single-arm rule on the cropped arm
+    assert obs.continuum_degree == max(one_obs.continuum_degree, cropped_b)

@@ -355,6 +355,15 @@ def choose_arm_models(spectrum: Spectrum, models: Sequence, *, margin_kms: float
     return chosen
 
 
+def crop_arms(spectrum: Spectrum, models: Sequence, *, margin_kms: float = 0.0) -> list[tuple[Spectrum, object]]:
+    """``[(arm, model), ...]``: each arm of ``spectrum`` cropped to the model :func:`choose_arm_models` gives it
+    (its range less ``margin_kms`` at each edge), in ``spectrum.arms()`` order. What :func:`build_multi_arm`
+    observes, so choices made on the cropped arms (the pipeline's automatic continuum degree) see the same pixels."""
+    chosen = choose_arm_models(spectrum, models, margin_kms=margin_kms)
+    # a per-pixel R(λ) is cropped with the arm
+    return [(crop_to_model(arm, model, margin_kms=margin_kms), model) for arm, model in zip(spectrum.arms(), chosen)]
+
+
 def build_multi_arm(
     models,
     spectrum: Spectrum,
@@ -376,15 +385,12 @@ def build_multi_arm(
     rv_max = float(obs_kwargs.get("rv_max", 300.0))
     margin = rv_max if margin_kms is None else float(margin_kms)
     fixed = {k: float(v) for k, v in (fixed or {}).items()}
-    arms = spectrum.arms()
-    chosen = choose_arm_models(spectrum, models, margin_kms=margin)
     used_names: set[str] = set()
     oms, cropped = [], []
     physics = obs_kwargs.pop("physics_error", None)
-    for arm, model in zip(arms, chosen):
+    for arm, model in crop_arms(spectrum, models, margin_kms=margin):
         seg = int(arm.segments[0])
         arm_physics = physics.get(seg) if isinstance(physics, Mapping) else physics
-        arm = crop_to_model(arm, model, margin_kms=margin)  # first: a per-pixel R(λ) is cropped with the arm
         r = resolution.get(seg) if isinstance(resolution, Mapping) else resolution
         if r is None:
             r = arm.resolution
