@@ -1,6 +1,6 @@
-"""Priors that differ only in their numbers (a Gaussian's mean and width, a box's finite ends) share compiled programs:
-their numbers are array leaves of the :class:`~stellarinf.inference.density.Problem` (traced), only their structure
-(uniform or Gaussian, which bounds are finite, folded) is static. Per-star priors (a photometric log g for every star
+"""Priors that differ only in their numbers (a Gaussian's mean and width, a box's finite ends, Gaussian or uniform) share
+compiled programs: their numbers are array leaves of the :class:`~stellarinf.inference.density.Problem` (traced), only
+their structure (which bounds are finite, folded) is static. Per-star priors (a photometric log g for every star
 of a catalogue) would otherwise compile every program again for every star (about a minute each on a CPU).
 
 Compilations are counted by a Python side effect inside the traced function (it runs once per trace) and, for whole
@@ -47,8 +47,13 @@ def test_prior_numbers_are_leaves_and_structure_is_static(obs_model):
     # a fold is structure: the unfolded problem has the same numbers, the vsini box logit-scaled
     assert a.prior.folded[a.names.index("vsini")] and not any(a.unfolded().prior.folded)
     assert a.unfolded().prior.lower is a.prior.lower
-    # a Gaussian instead of a uniform prior is other structure
-    assert Problem.build(obs_model).prior.structure != a.prior.structure
+    # a Gaussian instead of a uniform prior is a number (its weight), not structure
+    plain = Problem.build(obs_model)
+    assert plain.prior.structure == a.prior.structure
+    assert plain.prior.gaussian[i] is False and a.prior.gaussian[i] is True
+    assert eqx.tree_equal(eqx.partition(plain, eqx.is_array)[1], static_a)
+    # one parameter fewer is other structure
+    assert Problem.build(obs_model, fixed={"vsini": 5.0}).prior.structure != a.prior.structure
 
 
 def test_problems_differing_in_prior_numbers_compile_once_and_give_the_right_values(obs_model):
@@ -88,13 +93,25 @@ def test_problems_differing_in_prior_numbers_compile_once_and_give_the_right_val
     # eager and jitted agree
     assert float(out["box"][0]) == pytest.approx(float(other_box.log_density(z)), rel=1e-12)
 
-    # other structure (uniform log g) is a new program: the counter above can fail
-    log_density(Problem.build(obs_model, ["teff=5000:6000"]), z)
+    # a uniform log g instead of a Gaussian: the same program, the Gaussian term gone
+    uniform = Problem.build(obs_model, ["teff=5000:6000"])
+    out["uniform"] = log_density(uniform, z)
+    assert len(traces) == 1
+    box = np.log(base.prior_specs[il].upper - base.prior_specs[il].lower)
+    assert float(out["uniform"][1] - out["base"][1]) == pytest.approx(-box - truncated(x, 4.0, 0.1), rel=1e-9)
+    assert float(out["uniform"][1]) == pytest.approx(float(uniform.log_prior(z)), rel=1e-12)
+    # other structure (one parameter fewer) is a new program: the counter above can fail
+    fewer = Problem.build(obs_model, ["teff=5000:6000"], fixed={"vsini": 5.0})
+    log_density(fewer, jnp.asarray(fewer.initial_z()))
     assert len(traces) == 2
 
 
 def test_find_map_with_another_gaussian_prior_traces_nothing_new(obs_model):
-    first = find_map(Problem.build(obs_model, ["logg=4.0+-0.1"]), n_starts=2, seed=1)
+    plain = find_map(Problem.build(obs_model), n_starts=2, seed=1)
+    with count_jax_events() as events:  # a Gaussian prior where the first fit had none: no new program either
+        first = find_map(Problem.build(obs_model, ["logg=4.0+-0.1"]), n_starts=2, seed=1)
+    assert events[TRACE_EVENT] == 0, dict(events)
+    assert abs(plain.params["logg"] - TRUTH["logg"]) < 0.3
     problem = Problem.build(obs_model, ["logg=4.6+-0.05"])
     with count_jax_events() as events:
         second = find_map(problem, n_starts=2, seed=1)

@@ -187,10 +187,11 @@ def _with_fold(name: str, prior: Prior) -> Prior:
 class PriorArrays(eqx.Module):
     """Priors of the free parameters as arrays (n_free,), for pure-JAX evaluation.
 
-    The numbers (``lower``, ``upper``, ``mean``, ``sigma``, ``log_norm``) are array leaves: a jitted function that
-    takes a :class:`~stellarinf.inference.density.Problem` traces them, so fits whose priors differ only in their
-    numbers (a Gaussian's mean and width, a box's finite ends) share one compiled program. The *structure* is static
-    (hashed into the compiled program): which priors are Gaussian, which bounds are finite (the transforms'
+    The numbers (``lower``, ``upper``, ``mean``, ``sigma``, ``log_norm``, ``gaussian_weight``) are array leaves: a
+    jitted function that takes a :class:`~stellarinf.inference.density.Problem` traces them, so fits whose priors
+    differ only in their numbers (a Gaussian's mean and width, a box's finite ends, a Gaussian prior instead of a
+    uniform one: a catalogue where some stars have an asteroseismic log g) share one compiled program. The
+    *structure* is static (hashed into the compiled program): which bounds are finite (the transforms'
     interval/lower/upper/real kind, :mod:`.transforms`), which parameters are folded. Infinite bounds are kept as
     ``±inf`` values; the transforms only look at them where the static structure says they are finite."""
 
@@ -199,7 +200,7 @@ class PriorArrays(eqx.Module):
     mean: Float[Array, "n"]
     sigma: Float[Array, "n"]
     log_norm: Float[Array, "n"]  # log normalising constant per parameter
-    gaussian: tuple[bool, ...] = eqx.field(static=True)
+    gaussian_weight: Float[Array, "n"]  # 1 where the prior is Gaussian, 0 where uniform (mean 0, sigma 1 there)
     lower_finite: tuple[bool, ...] = eqx.field(static=True)
     upper_finite: tuple[bool, ...] = eqx.field(static=True)
     folded: tuple[bool, ...] = eqx.field(static=True)  # sampled folded at the lower bound (see :mod:`.transforms`)
@@ -209,8 +210,9 @@ class PriorArrays(eqx.Module):
         ps = [priors[n] for n in names]
         lower = np.array([p.lower for p in ps], dtype=np.float64)
         upper = np.array([p.upper for p in ps], dtype=np.float64)
-        mean = np.array([p.mean for p in ps], dtype=np.float64)
-        sigma = np.array([p.sigma for p in ps], dtype=np.float64)
+        # a uniform prior's Gaussian term is weighted 0 but still computed: keep it finite (and its gradient)
+        mean = np.array([p.mean if p.kind == GAUSSIAN else 0.0 for p in ps], dtype=np.float64)
+        sigma = np.array([p.sigma if p.kind == GAUSSIAN else 1.0 for p in ps], dtype=np.float64)
         log_norm = np.zeros(len(ps))
         for i, p in enumerate(ps):
             if p.kind == GAUSSIAN:
@@ -220,7 +222,8 @@ class PriorArrays(eqx.Module):
                 log_norm[i] = -math.log(max(mass, 1e-300)) - math.log(p.sigma) - 0.5 * math.log(2 * math.pi)
             elif math.isfinite(p.upper - p.lower):
                 log_norm[i] = -math.log(p.upper - p.lower)
-        for a in (lower, upper, mean, sigma, log_norm):
+        weight = np.array([1.0 if p.kind == GAUSSIAN else 0.0 for p in ps])
+        for a in (lower, upper, mean, sigma, log_norm, weight):
             a.flags.writeable = False  # shared by the cache of :func:`.density._prior_arrays`
         return cls(
             lower,
@@ -228,7 +231,7 @@ class PriorArrays(eqx.Module):
             mean,
             sigma,
             log_norm,
-            gaussian=tuple(p.kind == GAUSSIAN for p in ps),
+            weight,
             lower_finite=tuple(math.isfinite(p.lower) for p in ps),
             upper_finite=tuple(math.isfinite(p.upper) for p in ps),
             folded=tuple(bool(p.fold) for p in ps),
@@ -236,8 +239,9 @@ class PriorArrays(eqx.Module):
 
     # ---- the static structure, as NumPy arrays -------------------------------------------------------
     @property
-    def is_gaussian(self) -> np.ndarray:
-        return np.array(self.gaussian, dtype=bool)
+    def gaussian(self) -> tuple[bool, ...]:
+        """Which priors are Gaussian (eager: needs concrete numbers, not traced ones)."""
+        return tuple(bool(w) for w in np.asarray(self.gaussian_weight) > 0)
 
     @property
     def fold(self) -> np.ndarray:
@@ -256,10 +260,10 @@ class PriorArrays(eqx.Module):
     @property
     def structure(self) -> tuple:
         """What a compiled program depends on (the rest are traced numbers)."""
-        return self.gaussian, self.lower_finite, self.upper_finite, self.folded
+        return self.lower_finite, self.upper_finite, self.folded
 
     def __len__(self) -> int:
-        return len(self.gaussian)
+        return len(self.folded)
 
     # ---- pure JAX ------------------------------------------------------------------------------------
     def to_constrained(self, z: Float[Array, "... n"]) -> Float[Array, "... n"]:
@@ -276,8 +280,8 @@ class PriorArrays(eqx.Module):
 
     def log_prob(self, x: Float[Array, "n"]) -> Float[Array, ""]:
         """Sum of log prior densities at ``x`` (assumed inside the box; the transforms guarantee it)."""
-        gauss = -0.5 * ((x - self.mean) / self.sigma) ** 2
-        return jnp.sum(jnp.where(self.is_gaussian, gauss, 0.0) + self.log_norm)
+        gauss = -0.5 * ((x - self.mean) / self.sigma) ** 2  # finite everywhere: uniform priors carry mean 0, sigma 1
+        return jnp.sum(self.gaussian_weight * gauss + self.log_norm)
 
     # ---- eager helpers -------------------------------------------------------------------------------
     def unfolded(self) -> "PriorArrays":
@@ -289,8 +293,10 @@ class PriorArrays(eqx.Module):
         idx = [int(i) for i in indices]
         pick = np.asarray(idx, dtype=int)
         return PriorArrays(
-            *(a[..., pick] for a in (self.lower, self.upper, self.mean, self.sigma, self.log_norm)),
-            gaussian=tuple(self.gaussian[i] for i in idx),
+            *(
+                a[..., pick]
+                for a in (self.lower, self.upper, self.mean, self.sigma, self.log_norm, self.gaussian_weight)
+            ),
             lower_finite=tuple(self.lower_finite[i] for i in idx),
             upper_finite=tuple(self.upper_finite[i] for i in idx),
             folded=tuple(self.folded[i] for i in idx),
@@ -301,9 +307,10 @@ class PriorArrays(eqx.Module):
         lower, upper, mean, sigma = (
             np.asarray(a, dtype=np.float64) for a in (self.lower, self.upper, self.mean, self.sigma)
         )
+        gaussian = self.gaussian
         return tuple(
             Prior(
-                GAUSSIAN if self.gaussian[i] else UNIFORM,
+                GAUSSIAN if gaussian[i] else UNIFORM,
                 float(lower[i]),
                 float(upper[i]),
                 float(mean[i]),
@@ -320,10 +327,11 @@ class PriorArrays(eqx.Module):
         lower, upper, mean, sigma = (
             np.asarray(a, dtype=np.float64) for a in (self.lower, self.upper, self.mean, self.sigma)
         )
+        gaussian = self.gaussian
         out = np.empty((n, len(lower)))
         for i in range(len(lower)):
             lo, hi = lower[i], upper[i]
-            if self.gaussian[i]:
+            if gaussian[i]:
                 a, b = (lo - mean[i]) / sigma[i], (hi - mean[i]) / sigma[i]
                 out[:, i] = truncnorm.rvs(a, b, loc=mean[i], scale=sigma[i], size=n, random_state=rng)
             elif np.isfinite(lo) and np.isfinite(hi):
