@@ -750,12 +750,26 @@ def test_an_air_spectrum_assumed_vacuum_gets_the_air_vacuum_warning_and_flag(air
     )
 
 
-def test_fit_spectra_warns_per_spectrum_and_records_each_provenance(air_file, spectrum_file, model, tmp_path):
+@pytest.fixture(scope="module")
+def vacuum_twin(tmp_path_factory, model):
+    """A star at rest whose vacuum wavelengths (header says so) are the air file's numbers: the same pixels after the
+    crop, so its fit reuses the air star's compiled programs, but nothing to warn about."""
+    _, wl = analytic_setup()
+    lo, hi = model.wavelength_range
+    numbers = vacuum_to_air(wl)
+    numbers = numbers[(numbers >= lo) & (numbers <= hi)]  # the edge pixels the crop drops anyway
+    spec = make_mock(model, numbers, AT_REST, snr=120, resolution=20000, seed=5)
+    path = tmp_path_factory.mktemp("twin") / "vacuum_star.fits"
+    write_spectrum_fits(path, spec)
+    return path
+
+
+def test_fit_spectra_warns_per_spectrum_and_records_each_provenance(air_file, vacuum_twin, model, tmp_path):
     lines = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         batch = stellarinf.fit_spectra(
-            [air_file, spectrum_file],
+            [air_file, vacuum_twin],
             emulator=model,
             sampler="laplace",
             draws=200,
@@ -765,16 +779,17 @@ def test_fit_spectra_warns_per_spectrum_and_records_each_provenance(air_file, sp
             **{**SMALL, "rv_max": 150.0},
         )
     t = batch.table
-    assert t["spectrum"].tolist() == ["air_star", "star"] and t["status"].tolist() == ["ok", "ok"]
+    assert t["spectrum"].tolist() == ["air_star", "vacuum_star"] and t["status"].tolist() == ["ok", "ok"]
     assert t["flags"][0].split(";")[0] == "air_vacuum" and "--medium air" in t["warning"][0]
     assert "air_vacuum" not in t["flags"][1] and t["warning"][1] == ""
     assert any(line.startswith("air_star: warning: ") and "--medium air" in line for line in lines)
     assert "air_star" not in batch.unreliable  # a warning, not a reason for exit 4
     prov = batch.settings["spectrum_provenance"]
     assert (prov["air_star"]["input_medium"], prov["air_star"]["medium_source"]) == ("vacuum", "default")
-    assert prov["star"]["medium_source"] in ("header", "default") and prov["star"]["source"] == str(spectrum_file)
+    twin = prov["vacuum_star"]
+    assert (twin["input_medium"], twin["medium_source"], twin["source"]) == ("vacuum", "header", str(vacuum_twin))
     assert batch.idatas["air_star"].posterior.attrs["medium_warning"] == t["warning"][0]
-    assert "medium_warning" not in batch.idatas["star"].posterior.attrs
+    assert "medium_warning" not in batch.idatas["vacuum_star"].posterior.attrs
 
 
 def test_no_air_vacuum_warning_for_an_ordinary_rv_or_a_held_one(result, model):
