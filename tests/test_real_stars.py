@@ -6,7 +6,8 @@ import pytest
 
 import stellarinf  # noqa: F401  (float64)
 from stellarinf.io.spectrum import Spectrum
-from stellarinf.observe.model import ObservationModel, physics_error_per_pixel
+from stellarinf.observe.build import physics_error_per_pixel
+from stellarinf.observe.model import ObservationModel
 from stellarinf.observe.physics_error import fit_error_model, physics_error_for
 from stellarinf.synth import fine_grid, synthesize
 from stellarinf.synth.calibration import SUN_LABELS, chunk_scale, chunks_of, fit_loggf

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ..observe.build import cubic_weights
 from ..observe.continuum import gaussian_terms, linear_marginal_terms
-from ..observe.model import cubic_weights
 from ..wavelength import SPEED_OF_LIGHT_KMS
 from . import transforms
 from .density import Problem
@@ -164,7 +164,7 @@ def _quick_start(problem: Problem, z0, library_x, rv_grid, ln_lo, n: int, n_refi
         i_rv = problem.names.index("rv")
         _, rv0 = _scan_rv(problem, templates[0], ln_lo, rv_grid, variance)
     else:
-        rv0 = om._value(params0, "rv")
+        rv0 = om.value(params0, "rv")
     # the library at the first RV, then the best few re-scan the RV with their own template
     scores = jax.vmap(lambda tpl: _score(problem, _at_pixels(problem, tpl, ln_lo, rv0), variance))(templates)
     prior = jax.vmap(lambda x: problem.prior.log_prob(x))(candidates)

@@ -40,7 +40,6 @@ a function passed to ``jax.jit``).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 
 import equinox as eqx
@@ -48,73 +47,26 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ..errors import LabelError, SpectrumError, WavelengthError
-from ..io.spectrum import Spectrum, resolution_value
+from ..errors import LabelError
+from ..io.spectrum import Spectrum
 from ..wavelength import SPEED_OF_LIGHT_KMS
-from .broadening import (
-    FWHM_PER_SIGMA,
-    broaden,
-    kernel_half_width,
-    lsf_sigma_for,
-    variable_lsf_apply,
-    variable_lsf_rows,
+from .broadening import broaden, lsf_sigma_for
+from .build import (
+    CONTINUUM_MODES,
+    PROFILE_PRIOR_SD,
+    continuum_terms,
+    emulator_error_terms,
+    fine_grid,
+    observed_resolution,
+    parameter_bounds,
+    physics_error_per_pixel,
+    physics_error_settings,
 )
-from .continuum import chebyshev_design, gaussian_terms, linear_continuum_fit, linear_marginal_terms
+from .continuum import gaussian_terms, linear_continuum_fit, linear_marginal_terms
 
 __all__ = ["ObservationModel", "CONTINUUM_MODES"]
 
-CONTINUUM_MODES = ("sample", "marginalise", "profile")
 _NUISANCE_DEFAULTS = {"rv": 0.0, "vsini": 0.0, "vmacro": 0.0}
-_PROFILE_PRIOR_SD = 1e6  # numerically "no prior" for the profile likelihood
-
-
-def cubic_weights(u: Float[Array, "m"], n: int) -> tuple[Array, Float[Array, "m 4"]]:
-    """4-point Lagrange interpolation at fractional positions u on nodes 0..n-1: (index (m,4), weight (m,4)).
-    Pure JAX (also traced, for templates shifted by a trial RV); indices clipped to the nodes."""
-    i = jnp.floor(u)
-    t = u - i
-    w = jnp.stack(
-        [
-            -t * (t - 1) * (t - 2) / 6,
-            (t + 1) * (t - 1) * (t - 2) / 2,
-            -(t + 1) * t * (t - 2) / 2,
-            (t + 1) * t * (t - 1) / 6,
-        ],
-        axis=1,
-    )
-    idx = i.astype(jnp.int64)[:, None] + jnp.arange(-1, 3)[None, :]
-    return jnp.clip(idx, 0, n - 1), w
-
-
-def physics_error_per_pixel(
-    flux: np.ndarray,
-    mask: np.ndarray,
-    segments: np.ndarray,
-    floor: float,
-    depth_fraction: float,
-    regions=(),
-    wavelength: np.ndarray | None = None,
-) -> np.ndarray:
-    """σ_phys per pixel (fraction of the continuum): √(floor² + (depth_fraction · depth)² + region²), where depth is
-    1 − flux/level (level: the segment's 95th percentile of the unmasked flux) smoothed over 3 pixels
-    within each segment and clipped to [0, 1], and ``regions`` ((lo, hi, sd), ...) adds ``sd`` inside vacuum
-    Å ranges of ``wavelength`` that the physics is known to get wrong (eager numpy)."""
-    flux = np.asarray(flux, np.float64)
-    extra = np.zeros_like(flux)
-    for lo, hi, sd in regions:
-        extra = np.where((wavelength >= lo) & (wavelength <= hi), np.hypot(extra, sd), extra)
-    if floor == 0.0 and depth_fraction == 0.0:
-        return extra
-    depth = np.zeros_like(flux)
-    for seg in np.unique(segments):
-        sel = segments == seg
-        good = sel & mask
-        level = float(np.percentile(flux[good], 95)) if good.any() else 1.0
-        x = 1.0 - np.where(mask[sel], flux[sel], level) / (level if level > 0 else 1.0)
-        if x.size >= 3:
-            x = np.convolve(np.pad(x, 1, mode="edge"), np.ones(3) / 3.0, mode="valid")
-        depth[sel] = np.clip(x, 0.0, 1.0)
-    return np.sqrt(floor**2 + (depth_fraction * depth) ** 2 + extra**2)
 
 
 def check_params(params: Mapping[str, float], param_names, fixed, bounds: Mapping[str, tuple[float, float]]) -> None:
@@ -225,248 +177,100 @@ class ObservationModel(eqx.Module):
         error_modes: bool | int = True,
         physics_error: tuple | None = None,
     ):
-        if continuum not in CONTINUUM_MODES:
-            raise SpectrumError(f"continuum must be one of {', '.join(CONTINUUM_MODES)}, got {continuum!r}")
-        if continuum_degree < -1:
-            raise SpectrumError(f"continuum_degree must be >= -1 (-1 = no continuum), got {continuum_degree}")
-        c = SPEED_OF_LIGHT_KMS
-        label_names = tuple(emulator.label_space.names)
+        # the eager builder (.build): each part from the spectrum and settings, checked, in NumPy
+        cont = continuum_terms(spectrum, continuum, continuum_degree, continuum_prior_width)
+        r_obs, r_profile, r_model = observed_resolution(
+            emulator, spectrum, resolution, fit_resolution, resolution_bounds
+        )
         fixed = {k: float(v) for k, v in (fixed or {}).items()}
-        r_model = None if emulator.resolution is None else float(emulator.resolution)
-        if resolution is None and spectrum.is_multi_arm:
-            if len(spectrum.segment_ids) > 1:
-                raise SpectrumError(
-                    f"the spectrum has {len(spectrum.segment_ids)} arms with their own resolving power "
-                    f"({spectrum.resolution}); one ObservationModel serves one instrument: use "
-                    "stellarinf.observe.multi_arm.MultiArmObservationModel (or fit_spectrum), or one arm of "
-                    "spectrum.arms()"
-                )
-            resolution = spectrum.resolution_of(spectrum.segment_ids[0])
-        r_obs = resolution if resolution is not None else spectrum.resolution
-        r_obs = resolution_value(r_obs, spectrum.n_pix, "spectrum")  # None, one R, or one R per pixel
-        if isinstance(r_obs, np.ndarray) and np.all(r_obs == r_obs[0]):
-            r_obs = float(r_obs[0])  # a constant profile is one R: the stationary (FFT) path
-        r_profile = r_obs if isinstance(r_obs, np.ndarray) else None
-        if r_profile is not None:
-            if fit_resolution:
-                raise SpectrumError(
-                    f"fit_resolution fits one constant R, but the resolving power varies across the spectrum (R(λ) "
-                    f"{r_profile.min():,.0f}–{r_profile.max():,.0f}); hold the profile fixed (fit_resolution=False) "
-                    "or fit a constant R from a starting value (resolution=<R>, CLI --resolution R)"
-                )
-            lsf_sigma_for(float(r_profile.max()), r_model)  # eager: raises if the model would need sharpening
-            r_obs = float(np.median(r_profile))  # the summary R (.resolution); the profile sets the LSF
-        if fit_resolution and r_obs is None and resolution_bounds is None:
-            raise SpectrumError(
-                "fit_resolution=True needs a starting resolving power: pass resolution= or resolution_bounds="
-            )
-        if r_obs is not None and not fit_resolution:
-            lsf_sigma_for(r_obs, r_model)  # eager: raises if the model would need sharpening
-        if r_obs is None and r_model is None and not fit_resolution:
-            warnings.warn(
-                "the model is unbroadened and no instrument resolution is known: no LSF will be applied; pass "
-                "resolution=<R> (or set spectrum.resolution)",
-                UserWarning,
-                stacklevel=2,
-            )
-
-        # --- parameters and bounds --------------------------------------------------------------
-        lower, upper = emulator.label_space.lower, emulator.label_space.upper
-        bounds = {n: (float(lo), float(hi)) for n, lo, hi in zip(label_names, lower, upper)}
-        bounds["rv"] = (-float(rv_max), float(rv_max))
-        bounds["vsini"] = (0.0, float(vsini_max))
-        bounds["vmacro"] = (0.0, float(vmacro_max))
-        if fit_resolution:
-            if resolution_bounds is None:
-                hi = 1.5 * r_obs if r_model is None else min(1.5 * r_obs, r_model)
-                resolution_bounds = (0.5 * r_obs, hi)
-            bounds["resolution"] = tuple(float(b) for b in resolution_bounds)
-            if r_model is not None and bounds["resolution"][1] > r_model:
-                raise SpectrumError(
-                    f"resolution upper bound {bounds['resolution'][1]:g} exceeds the model's R={r_model:g}; the model "
-                    "cannot be sharpened: lower the bound"
-                )
-        if fit_jitter:
-            bounds["ln_jitter"] = (math.log(1e-6), 0.0)
-
-        # --- segments, continuum basis ----------------------------------------------------------
-        mask = np.asarray(spectrum.mask, bool)
-        seg_all = spectrum.segment_ids
-        segment_ids = tuple(s for s in seg_all if np.any(mask & (spectrum.segments == s)))
-        if len(segment_ids) < len(seg_all):
-            dropped = sorted(set(seg_all) - set(segment_ids))
-            warnings.warn(
-                f"segment(s) {dropped} have no unmasked pixels and get no continuum parameters",
-                UserWarning,
-                stacklevel=2,
-            )
-        wl = np.asarray(spectrum.wavelength, dtype=np.float64)
-        flux_scale = np.ones_like(wl)
-        if continuum_degree >= 0:
-            for s in segment_ids:
-                sel = spectrum.segments == s
-                p90 = float(np.percentile(spectrum.flux[sel & mask], 90))
-                # normalised spectra keep scale 1 (jitter and errors then in flux units); others scale to ~1
-                flux_scale[sel] = 1.0 if 0.5 <= p90 <= 2.0 else (p90 if p90 > 0 else 1.0)
-        design = chebyshev_design(wl, spectrum.segments, segment_ids, continuum_degree)
-        n_per = continuum_degree + 1
-        cont_names = [f"cont_{s}_{k}" for s in segment_ids for k in range(max(n_per, 0))]
-        prior_mean = np.zeros(len(cont_names))
-        if n_per > 0:
-            prior_mean[::n_per] = 1.0
-        if continuum == "sample":
-            for name in cont_names:
-                bounds[name] = (0.5, 2.0) if name.endswith("_0") else (-1.0, 1.0)
-        prior_sd = np.full(len(cont_names), continuum_prior_width if continuum == "marginalise" else _PROFILE_PRIOR_SD)
-
+        bounds = parameter_bounds(
+            emulator.label_space,
+            rv_max=rv_max,
+            vsini_max=vsini_max,
+            vmacro_max=vmacro_max,
+            fit_resolution=fit_resolution,
+            resolution_bounds=resolution_bounds,
+            r_obs=r_obs,
+            r_model=r_model,
+            fit_jitter=fit_jitter,
+        )
+        bounds.update(cont.bounds)
         unknown = set(fixed) - set(bounds) - {"resolution", "ln_jitter"}
         if unknown:
             raise LabelError(
                 f"fixed parameter(s) {sorted(unknown)} are not parameters of this model; choose from {', '.join(bounds)}"
             )
-        names = [n for n in bounds if n not in fixed]
-
-        # --- fine grid --------------------------------------------------------------------------
-        wmin, wmax = (float(w) for w in emulator.wavelength_range)
-        used = wl[mask]
-        if wl.min() < wmin - 1e-6 or wl.max() > wmax + 1e-6:
-            raise WavelengthError(
-                f"the spectrum ({wl.min():.2f}–{wl.max():.2f} Å) reaches outside the model's range {wmin:.2f}–{wmax:.2f} Å "
-                "(vacuum); crop it first: stellarinf.io.spectrum.crop_to_model(spectrum, model, margin_kms=rv_max)"
-            )
-        user_step = fine_step_kms is not None
-        if fine_step_kms is None:
-            fine_step_kms = c / (5.0 * r_model) if r_model is not None else 1.0
-            dv_obs = c * float(np.min(np.diff(np.log(used)))) if used.size > 1 else fine_step_kms
-            if dv_obs > 0:
-                fine_step_kms = min(fine_step_kms, 0.5 * dv_obs)
-        dv = float(fine_step_kms)
-        # A Payne on a log-uniform training grid: make the fine step an integer fraction of the training step, so
-        # the emulator's pixels are Lanczos-upsampled by short convolutions (Emulator.flux_upsampled) instead of
-        # being interpolated pixel by pixel (log-density value + gradient 5.8 → 1.7 ms on CPU). upsample = 0: generic path.
-        upsample = 0
-        native = getattr(emulator, "native_log_grid", None)
-        if native is not None:
-            native_dv = native[1] * c
-            if user_step:
-                ratio = native_dv / dv
-                upsample = round(ratio) if abs(ratio - round(ratio)) < 1e-6 * ratio else 0
-            else:
-                upsample = max(1, math.ceil(native_dv / dv * (1.0 - 1e-9)))
-                dv = native_dv / upsample
-        sigma_res_px = None  # per observed pixel: the LSF σ beyond the stationary one, in fine pixels
-        if r_obs is None and not fit_resolution:
-            sigma_lsf = None
-        elif r_profile is not None:
-            var = 1.0 / r_profile**2 - (0.0 if r_model is None else 1.0 / r_model**2)
-            sigma_px = c / FWHM_PER_SIGMA * np.sqrt(np.maximum(var, 0.0))  # km/s, per pixel
-            sigma_lsf = float(sigma_px.min())
-            sigma_res_px = np.sqrt(np.maximum(sigma_px**2 - sigma_lsf**2, 0.0)) / dv
-        else:
-            r_low = bounds["resolution"][0] if fit_resolution else r_obs
-            sigma_lsf = float(lsf_sigma_for(r_low, None if r_model is None or r_low > r_model else r_model))
-        vs_hi = fixed.get("vsini", bounds["vsini"][1])
-        vm_hi = fixed.get("vmacro", bounds["vmacro"][1])
-        max_velocity = kernel_half_width(lsf_sigma=sigma_lsf, vsini=vs_hi, vmacro=vm_hi) + 2.0 * dv
-        margin = max_velocity + 4.0 * dv
-        if sigma_res_px is not None:
-            margin += (math.ceil(6.0 * float(sigma_res_px.max())) + 1) * dv  # the banded rows' reach
-        lo = max(wl.min() * math.exp(-margin / c), wmin)
-        hi = min(wl.max() * math.exp(margin / c), wmax)
-        n_fine = int(math.ceil(math.log(hi / lo) * c / dv)) + 1
-        fine = lo * np.exp(dv / c * np.arange(n_fine))
-        u = np.log(wl / lo) * c / dv
-        idx, w = (np.asarray(a) for a in cubic_weights(jnp.asarray(u), n_fine))
-        if sigma_res_px is not None:
-            idx, w = variable_lsf_rows(idx, w, sigma_res_px, n_fine)
-
-        available = int(getattr(emulator, "n_error_modes", 0)) if include_emulator_error else 0
-        n_modes = available if error_modes is True else min(int(error_modes), available)
-        if n_modes < 0:
-            raise SpectrumError(f"error_modes must be True, False or a number ≥ 0, got {error_modes!r}")
-        if not include_emulator_error:
-            err = np.zeros_like(wl)
-        elif n_modes:
-            err = np.asarray(emulator.error_white(jnp.asarray(wl), n_modes), dtype=np.float64)
-        else:
-            err = np.asarray(emulator.error(jnp.asarray(wl)), dtype=np.float64)
-        # error modes on their own rest-frame log-uniform grid (step dv) wide enough for any RV in the bounds,
-        # smoothed once by the instrument's LSF (see error_mode_matrix for why only that)
-        mode_lo = max(wl.min() / (1.0 + rv_max / c) * math.exp(-4.0 * dv / c), wmin)
-        mode_hi = min(wl.max() / (1.0 - min(rv_max, 0.5 * c) / c) * math.exp(4.0 * dv / c), wmax)
-        n_mode_grid = int(math.ceil(math.log(mode_hi / mode_lo) * c / dv)) + 1 if n_modes else 2
-        mode_grid = mode_lo * np.exp(dv / c * np.arange(n_mode_grid))
-        if n_modes:
-            table_wl = np.asarray(emulator.error_wavelength, dtype=np.float64)
-            modes = np.stack(
-                [
-                    np.interp(mode_grid, table_wl, m)
-                    for m in np.asarray(emulator.error_modes, dtype=np.float64)[:n_modes]
-                ]
-            )
-            if sigma_lsf is not None and not fit_resolution:
-                modes = np.asarray(broaden(modes, dv, lsf_sigma=sigma_lsf))
-            if sigma_res_px is not None:  # R(λ): each mode-grid point its own remaining σ (in rest λ ≈ observed λ)
-                res_grid = np.interp(mode_grid, wl, sigma_res_px)
-                modes = variable_lsf_apply(modes.T, res_grid).T
-        else:
-            modes = np.zeros((0, n_mode_grid))
-        modes = np.ascontiguousarray(modes.T)  # (grid, n_modes): a pixel's modes are one contiguous row
+        mask = np.asarray(spectrum.mask, bool)
+        wl = np.asarray(spectrum.wavelength, dtype=np.float64)
+        grid = fine_grid(
+            emulator,
+            wl,
+            wl[mask],
+            bounds=bounds,
+            fixed=fixed,
+            r_obs=r_obs,
+            r_profile=r_profile,
+            r_model=r_model,
+            fit_resolution=fit_resolution,
+            fine_step_kms=fine_step_kms,
+        )
+        errors = emulator_error_terms(
+            emulator,
+            wl,
+            grid,
+            include=include_emulator_error,
+            error_modes=error_modes,
+            rv_max=rv_max,
+            fit_resolution=fit_resolution,
+        )
+        physics = physics_error_settings(physics_error)
 
         self.emulator = emulator
-        self.label_names = label_names
-        self.param_names = tuple(names)
+        self.label_names = tuple(emulator.label_space.names)
+        self.param_names = tuple(n for n in bounds if n not in fixed)
         self.fixed = tuple(sorted(fixed.items()))
         self.bounds = tuple((n, *bounds[n]) for n in bounds)
         self.continuum_mode = continuum
         self.continuum_degree = int(continuum_degree)
-        self.segment_ids = segment_ids
+        self.segment_ids = cont.segment_ids
         self.resolution = r_obs
         self.resolution_range = None if r_profile is None else (float(r_profile.min()), float(r_profile.max()))
-        self.lsf_sigma_min = None if r_profile is None else sigma_lsf
+        self.lsf_sigma_min = None if r_profile is None else grid.sigma_lsf
         self.model_resolution = r_model
         self.fit_resolution = bool(fit_resolution)
         self.fit_jitter = bool(fit_jitter)
         self.limb_darkening = float(limb_darkening)
-        self.dv_fine = dv
-        self.upsample = int(upsample)
-        self.max_velocity = float(max_velocity)
-        self.model_range = (wmin, wmax)
-        self.fine_wavelength = jnp.asarray(fine)
+        self.dv_fine = grid.dv
+        self.upsample = grid.upsample
+        self.max_velocity = grid.max_velocity
+        self.model_range = tuple(float(w) for w in emulator.wavelength_range)
+        self.fine_wavelength = jnp.asarray(grid.wavelength)
         self.wavelength = jnp.asarray(wl)
         # masked pixels: finite placeholders, weight 0 (their values never matter)
         self.flux = jnp.asarray(np.where(mask, spectrum.flux, 0.0))
         self.sigma = jnp.asarray(np.where(mask, spectrum.sigma, 1.0))
         self.weight = jnp.asarray(mask.astype(np.float64))
-        self.flux_scale = jnp.asarray(flux_scale)
-        self.emulator_error = jnp.asarray(np.nan_to_num(err))
-        settings = (0.0, 0.0) if physics_error is None else tuple(physics_error)
-        regions = tuple(tuple(float(v) for v in r) for r in settings[2]) if len(settings) > 2 else ()
-        settings = tuple(float(v) for v in settings[:2]) + ((regions,) if regions else ())
-        if (
-            len(settings) < 2
-            or min(settings[:2]) < 0
-            or not all(math.isfinite(v) for v in settings[:2])
-            or any(len(r) != 3 or r[2] < 0 for r in regions)
-        ):
-            raise SpectrumError(
-                f"physics_error must be (floor, depth_fraction[, ((lo, hi, sd), ...)]), all finite and >= 0, "
-                f"got {physics_error!r}"
-            )
-        self.physics_error_settings = settings
+        self.flux_scale = jnp.asarray(cont.flux_scale)
+        self.emulator_error = jnp.asarray(errors.white)
+        self.physics_error_settings = physics
         self.physics_error = jnp.asarray(
             physics_error_per_pixel(
-                spectrum.flux, mask, np.asarray(spectrum.segments), *settings[:2], regions, spectrum.wavelength
+                spectrum.flux,
+                mask,
+                np.asarray(spectrum.segments),
+                *physics[:2],
+                physics[2] if len(physics) > 2 else (),
+                spectrum.wavelength,
             )
         )
-        self.n_error_modes = int(n_modes)
-        self.error_mode_start = float(mode_lo)
-        self.error_modes = jnp.asarray(modes)
-        self.basis = jnp.asarray(design * flux_scale[:, None])
-        self.prior_mean = jnp.asarray(prior_mean)
-        self.prior_sd = jnp.asarray(prior_sd)
-        self.interp_index = jnp.asarray(idx)
-        self.interp_weight = jnp.asarray(w)
+        self.n_error_modes = errors.n_modes
+        self.error_mode_start = errors.mode_start
+        self.error_modes = jnp.asarray(errors.modes)
+        self.basis = jnp.asarray(cont.design * cont.flux_scale[:, None])
+        self.prior_mean = jnp.asarray(cont.prior_mean)
+        self.prior_sd = jnp.asarray(cont.prior_sd)
+        self.interp_index = jnp.asarray(grid.interp_index)
+        self.interp_weight = jnp.asarray(grid.interp_weight)
 
     # --- parameters -----------------------------------------------------------------------------
     @property
@@ -479,7 +283,8 @@ class ObservationModel(eqx.Module):
         """(lower, upper) for every free parameter; labels get the model's training box."""
         return {n: (lo, hi) for n, lo, hi in self.bounds if n in self.param_names}
 
-    def _value(self, params, name):
+    def value(self, params, name):
+        """Parameter ``name``: its entry in ``params``, else its fixed value, else the nuisance default."""
         if name in params:
             return jnp.asarray(params[name], dtype=jnp.float64)
         fixed = dict(self.fixed)
@@ -491,7 +296,7 @@ class ObservationModel(eqx.Module):
 
     def labels(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_labels"]:
         """The emulator's label vector (label-space order) from a parameter dict."""
-        return jnp.stack([jnp.asarray(self._value(params, n), dtype=jnp.float64) for n in self.label_names])
+        return jnp.stack([jnp.asarray(self.value(params, n), dtype=jnp.float64) for n in self.label_names])
 
     def validate_params(self, params: Mapping[str, float]) -> None:
         """Eager check: all free parameters present, no unknown names, values finite and inside the bounds."""
@@ -533,7 +338,7 @@ class ObservationModel(eqx.Module):
 
     def _lsf_sigma(self, params):
         if self.fit_resolution:
-            return lsf_sigma_for(self._value(params, "resolution"), self.model_resolution)
+            return lsf_sigma_for(self.value(params, "resolution"), self.model_resolution)
         if self.resolution_range is not None:  # R(λ): the stationary part; the rest is in the resampling rows
             return self.lsf_sigma_min
         if self.resolution is None:
@@ -543,7 +348,7 @@ class ObservationModel(eqx.Module):
     def rest_frame_flux(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_fine"]:
         """The emulator's normalised flux seen at :attr:`fine_wavelength` (observer's frame) for a star at
         radial velocity ``rv``: the model evaluated at the rest wavelengths λ/(1 + rv/c), unbroadened."""
-        rv = self._value(params, "rv")
+        rv = self.value(params, "rv")
         if self.upsample:
             ln_start, ln_step = self.emulator.native_log_grid
             start = (jnp.log(self.fine_wavelength[0]) - jnp.log1p(rv / SPEED_OF_LIGHT_KMS) - ln_start) / ln_step
@@ -567,8 +372,8 @@ class ObservationModel(eqx.Module):
             flux,
             self.dv_fine,
             lsf_sigma=self._lsf_sigma(params),
-            vsini=self._value(params, "vsini"),
-            vmacro=self._value(params, "vmacro"),
+            vsini=self.value(params, "vsini"),
+            vmacro=self.value(params, "vmacro"),
             limb_darkening=self.limb_darkening,
             max_velocity=self.max_velocity,
         )
@@ -587,7 +392,7 @@ class ObservationModel(eqx.Module):
         correlated error of fast rotators slightly (more conservative posteriors)."""
         if self.n_error_modes == 0:
             return jnp.zeros((self.wavelength.shape[0], 0))
-        rv = self._value(params, "rv")
+        rv = self.value(params, "rv")
         u = (jnp.log(self.wavelength / self.error_mode_start) - jnp.log1p(rv / SPEED_OF_LIGHT_KMS)) * (
             SPEED_OF_LIGHT_KMS / self.dv_fine
         )
@@ -600,7 +405,7 @@ class ObservationModel(eqx.Module):
         """Per-pixel (white) variance σ² + scale²·(e_emu² + e_phys² + jitter²); see :meth:`total_variance`."""
         extra = self.emulator_error**2 + self.physics_error**2
         if self.fit_jitter:
-            extra = extra + jnp.exp(2.0 * self._value(params, "ln_jitter"))
+            extra = extra + jnp.exp(2.0 * self.value(params, "ln_jitter"))
         return self.sigma**2 + self.flux_scale**2 * extra
 
     def total_variance(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_pix"]:
@@ -628,9 +433,9 @@ class ObservationModel(eqx.Module):
             return jnp.zeros(0)
         fit = self.continuum_mode != "sample" if fit is None else fit
         if not fit:
-            return jnp.stack([self._value(params, n) for n in names])
+            return jnp.stack([self.value(params, n) for n in names])
         m = self.normalised_flux(params)
-        sd = self.prior_sd if self.continuum_mode == "marginalise" else jnp.full_like(self.prior_sd, _PROFILE_PRIOR_SD)
+        sd = self.prior_sd if self.continuum_mode == "marginalise" else jnp.full_like(self.prior_sd, PROFILE_PRIOR_SD)
         if self.n_error_modes:  # fit jointly with the error-mode amplitudes; keep the continuum part
             design, mean, sd_all = self._mode_design(params, m)
             sd_all = sd_all.at[: len(names)].set(sd)

@@ -217,7 +217,7 @@ class MultiArmObservationModel(eqx.Module):
     def default_bounds(self) -> dict[str, tuple[float, float]]:
         return {n: (lo, hi) for n, lo, hi in self.bounds if n in self.param_names}
 
-    def _value(self, params, name):
+    def value(self, params, name):
         if name in params:
             return jnp.asarray(params[name], dtype=jnp.float64)
         fixed = dict(self.fixed)
@@ -225,7 +225,7 @@ class MultiArmObservationModel(eqx.Module):
             return fixed[name]
         if name.startswith("rv_offset_"):
             return 0.0
-        return self.arms[0]._value(params, name)
+        return self.arms[0].value(params, name)
 
     def arm_params(self, params: Mapping[str, Float[Array, ""]], i: int) -> Mapping[str, Float[Array, ""]]:
         """The parameters arm ``i`` sees: the shared ones, its continuum, ``rv`` + its RV offset."""
@@ -233,7 +233,7 @@ class MultiArmObservationModel(eqx.Module):
         if name not in self.rv_offset_names:
             return params
         out = dict(params)
-        out["rv"] = self.arms[i]._value(params, "rv") + self._value(params, name)
+        out["rv"] = self.arms[i].value(params, "rv") + self.value(params, name)
         return out
 
     def validate_params(self, params: Mapping[str, float]) -> None:

@@ -9,7 +9,7 @@ log g 2.7 ± 0.05). The term here, measured on the observed Sun (``data/physics_
 
     σ_phys(pixel) = √(floor² + (depth_fraction · depth)²)     (fraction of the continuum)
 
-with ``depth`` the observed line depth (see :func:`stellarinf.observe.model.physics_error_per_pixel`):
+with ``depth`` the observed line depth (see :func:`stellarinf.observe.build.physics_error_per_pixel`):
 physics errors live in the lines and grow with their depth. ``label_floor`` holds, per label, the offset
 of the observed Sun's fit from the Sun's labels, reported beside the posterior as a systematic floor.
 """

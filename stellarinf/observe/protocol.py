@@ -60,6 +60,9 @@ class ObservationLike(Protocol):
         """The same model observing ``flux`` (noiseless data for Fisher bounds)."""
 
     # --- pure JAX -------------------------------------------------------------------------------
+    def value(self, params: Mapping[str, Float[Array, ""]], name: str) -> Float[Array, ""]:
+        """Parameter ``name``: its entry in ``params``, else its fixed value, else the nuisance default."""
+
     def predict(self, params: Mapping[str, Float[Array, ""]]) -> Float[Array, "n_pix"]:
         """Model flux at the observed pixels (continuum included)."""
 
