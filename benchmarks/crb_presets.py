@@ -9,6 +9,7 @@ S/N × R scan.
 
     python benchmarks/crb_presets.py                              # default-payne, three stars
     python benchmarks/crb_presets.py --emulator default --stars solar-twin,red-clump
+    python benchmarks/crb_presets.py --emulator auto              # each arm through its window's shipped Payne
 
 Writes ``benchmarks/results/crb_presets_<emulator>.json`` and a Markdown table beside it.
 """
@@ -44,7 +45,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     stars = [s.strip() for s in args.stars.split(",") if s.strip()]
     t_start = time.perf_counter()
-    model = F.resolve_model(args.emulator)
+    if args.emulator == "auto":  # each arm through the shipped emulator of its window (green, red, IR, RVS Paynes)
+        model = [F.resolve_model(m) for m in F.auto_model_names()]
+    else:
+        model = F.resolve_model(args.emulator)
     t_load = time.perf_counter() - t_start
     names = list(model.label_space.names)
     rows, skipped, per_preset = [], [], {}

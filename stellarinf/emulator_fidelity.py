@@ -389,10 +389,12 @@ def format_fidelity(meta: Mapping[str, Any] | None) -> str | None:
         return None
     if not meta.get("stored"):
         return f"emulator fidelity: none stored ({meta.get('reason')}); run `stellarinf fidelity MODEL_DIR`"
-    kind = "with its error" if meta["ratio_kind"] == "ratio" else "noise only"
+    kind = {"ratio": "with its error", "ratio_noise_only": "noise only"}.get(meta["ratio_kind"], meta["ratio_kind"])
     cells = ", ".join(f"{n} {'n/a' if r is None else f'{r:.2f}'}" for n, r in meta["ratio"].items())
+    star = meta["reference_star"]
+    star = " / ".join(str(s) for s in star) if isinstance(star, (list, tuple)) else star
     return (
-        f"emulator fidelity (CRB emulator/synthesizer, {kind}, {meta['reference_star']}; "
+        f"emulator fidelity (CRB emulator/synthesizer, {kind}, {star}; "
         f"below {meta['threshold']:g} = over-claims): {cells}"
     )
 

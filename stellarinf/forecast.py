@@ -87,8 +87,24 @@ def model_coverage(model) -> tuple[tuple[float, float], ...]:
     model's own wavelength range."""
     if isinstance(model, str) and model == "synth":
         return synth_coverage()
+    if isinstance(model, (list, tuple)):  # several emulators, one per arm: the union of their ranges
+        return tuple(sorted(r for m in model for r in model_coverage(m)))
     lo, hi = model.wavelength_range
     return ((float(lo), float(hi)),)
+
+
+def arm_model(models, arm: Window):
+    """The model of ``models`` whose range holds ``arm`` (a preset arm already cut to their coverage); with one
+    model (or ``"synth"``), that one."""
+    if not isinstance(models, (list, tuple)):
+        return models
+    for m in models:
+        lo, hi = (float(w) for w in m.wavelength_range)
+        if lo - 1e-6 <= arm.wmin and arm.wmax <= hi + 1e-6:
+            return m
+    raise ForecastError(
+        f"no model covers arm {arm.name!r} ({arm.wmin:.1f}–{arm.wmax:.1f} Å) whole"
+    )  # cut: cannot happen
 
 
 def instrument_for(model, window: str | Window | Instrument, resolution: float | None = None) -> Instrument:
@@ -100,18 +116,23 @@ def instrument_for(model, window: str | Window | Instrument, resolution: float |
         inst = get_instrument(window, default_range=widest)
         if resolution is not None:
             inst = inst.with_resolution(resolution)
-        what = "the synthesizer's line list" if isinstance(model, str) else "the model"
+        what = (
+            "the synthesizer's line list"
+            if isinstance(model, str)
+            else ("the models" if isinstance(model, (list, tuple)) else "the model")
+        )
         inst = inst.covered(ranges, what=what)
     except InstrumentError as exc:
         raise ForecastError(str(exc)) from None
-    r_model = None if isinstance(model, str) else getattr(model, "resolution", None)
-    sharper = [a for a in inst.arms if r_model is not None and a.resolution > float(r_model) * (1 + 1e-9)]
-    if sharper:
-        raise ForecastError(
-            f"preset {inst.name!r} observes at R {max(a.resolution for a in sharper):,.0f}, sharper than the model's "
-            f"R {float(r_model):,.0f} (a model cannot be sharpened): forecast it with the synthesizer (--emulator "
-            "synth), or at the model's R or below (--resolution)"
-        )
+    for a in inst.arms:
+        m = arm_model(model, a)
+        r_model = None if isinstance(m, str) else getattr(m, "resolution", None)
+        if r_model is not None and a.resolution > float(r_model) * (1 + 1e-9):
+            raise ForecastError(
+                f"preset {inst.name!r} observes at R {a.resolution:,.0f} ({a.name}), sharper than the model's "
+                f"R {float(r_model):,.0f} (a model cannot be sharpened): forecast it with the synthesizer (--emulator "
+                "synth), or at the model's R or below (--resolution)"
+            )
     return inst
 
 
@@ -286,6 +307,7 @@ class Forecast:
     instrument: Instrument | None = None  # the set-up, cut to the model's coverage (window = its first arm)
     arm_slices: tuple[slice, ...] = ()  # each arm's pixels in wavelength/flux/sigma/jacobian
     observation_pixels: np.ndarray | None = None  # this forecast's pixels among observation_model's (one arm)
+    arm_models: tuple = ()  # each arm's spectrum model (several when each arm has its own emulator)
 
     def marginal(self) -> dict[str, float]:
         return self.result.marginal()
@@ -343,7 +365,9 @@ def forecast(
 ) -> Forecast:
     """Cramér–Rao forecast for a star with ``labels`` observed with the set-up ``window`` at ``snr``.
 
-    ``model``: anything :func:`resolve_model` accepts. ``window``: any preset of ``data/instruments.ecsv``
+    ``model``: anything :func:`resolve_model` accepts, a list of them (each arm served by the one whose range holds
+    it; they must share one label set), or ``"auto"`` (the shipped emulators :func:`auto_model_names`: the galah
+    preset's green, red and IR arms each through its own Payne). ``window``: any preset of ``data/instruments.ecsv``
     (``galah``, ``harps``, ``giraffe-hr15n``, ... ; ``stellarinf crb --list-presets``), ``R=<value>`` (over the
     model's range) or ``R=<value>:<wmin>-<wmax>``, a :class:`Window` or an :class:`~stellarinf.instruments.Instrument`;
     it is cut to what the model covers, and arms left in it are forecast together (the star's labels, rv, v sin i
@@ -361,12 +385,25 @@ def forecast(
     if not (isinstance(snr, (int, float, np.number)) and math.isfinite(float(snr)) and float(snr) > 0):
         raise ForecastError(f"S/N must be a positive number, got {snr!r}")
     is_synth = isinstance(model, str) and model == "synth"
-    base = None if is_synth else resolve_model(model, elements=elements, alpha=alpha)
+    names_given = auto_model_names() if isinstance(model, str) and model == "auto" else None
+    if isinstance(model, (list, tuple)):
+        names_given = list(model)
+    if names_given is not None:  # one emulator per arm: each arm served by the one whose range holds it
+        base = [resolve_model(m, elements=elements, alpha=alpha) for m in names_given]
+        if len(base) == 1:
+            base = base[0]
+    else:
+        base = None if is_synth else resolve_model(model, elements=elements, alpha=alpha)
     inst = instrument_for("synth" if is_synth else base, window, resolution)
-    name = model_name or (model if isinstance(model, str) else type(model).__name__)
+    if model_name:
+        name = model_name
+    elif names_given is not None:
+        name = "+".join(m if isinstance(m, str) else type(m).__name__ for m in names_given)
+    else:
+        name = model if isinstance(model, str) else type(model).__name__
     arms = [
         _arm_setup(
-            resolve_model(model, arm, elements=elements, alpha=alpha) if is_synth else base,
+            resolve_model(model, arm, elements=elements, alpha=alpha) if is_synth else arm_model(base, arm),
             arm,
             labels,
             nuisances,
@@ -376,6 +413,13 @@ def forecast(
         for arm in inst.arms
     ]
     sm, space = arms[0].model, arms[0].model.label_space
+    other = [a.model for a in arms if tuple(a.model.label_space.names) != tuple(space.names)]
+    if other:
+        raise ForecastError(
+            f"the arms' models have different labels ({', '.join(space.names)} against "
+            f"{', '.join(other[0].label_space.names)}); a forecast over several arms needs one label set: forecast "
+            "each arm alone (window=<arm>) or use models trained on the same labels"
+        )
     multi = len(arms) > 1
     # one column per parameter: labels and rv/vsini/vmacro/resolution shared, each arm's continuum its own
     shared = [n for n in arms[0].names if not n.startswith("cont_")]
@@ -419,7 +463,11 @@ def forecast(
     from .emulator_fidelity import FidelityWarning, fidelity_meta
 
     values = {n: params[n] for n in space.names}
-    fid, fid_messages = fidelity_meta(sm, free, emulator_error, values)  # stored emulator/synthesizer bound ratios
+    distinct = list({id(a.model): a.model for a in arms}.values())
+    if len(distinct) > 1:  # each arm its emulator: their stored ratios combined by each arm's information here
+        fid, fid_messages = combined_fidelity_meta(arms, J_all, sigma, edges, names, free, values)
+    else:
+        fid, fid_messages = fidelity_meta(sm, free, emulator_error, values)  # stored emulator/synthesizer ratios
     if fid is not None:
         meta["emulator_fidelity"] = fid
     idx = [names.index(n) for n in free]
@@ -451,7 +499,63 @@ def forecast(
         inst,
         slices,
         arms[0].pixels if not multi else None,
+        tuple(a.model for a in arms),
     )
+
+
+def auto_model_names() -> list[str]:
+    """The shipped emulators ``model="auto"`` forecasts with on this machine (one per window;
+    :data:`stellarinf.shipped_models.AUTO_MODELS`), as ``fit_spectrum(emulator="auto")`` fits with."""
+    import jax
+
+    from .shipped_models import AUTO_MODELS
+
+    return list(AUTO_MODELS["cpu" if jax.default_backend() == "cpu" else "accelerator"])
+
+
+def combined_fidelity_meta(arms, jacobian, sigma, edges, names, free, values) -> tuple[dict | None, list[str]]:
+    """``(meta["emulator_fidelity"], warnings)`` for a forecast whose arms have different emulators: each arm's
+    stored emulator/synthesizer bound ratios at the reference star nearest ``values``, combined by the information
+    each arm carries in this forecast (:func:`stellarinf.inference.arm_combination.combined_fidelity`, the rule a
+    multi-arm fit uses)."""
+    from .emulator_fidelity import OVER_CLAIM, nearest_reference_star
+    from .emulator_fidelity import fit_fidelity_document as fidelity_document
+    from .inference.arm_combination import combined_fidelity
+
+    idx = [names.index(n) for n in free]
+    bounds = {n: (lo, hi) for n, lo, hi in zip(arms[0].model.label_space.names, *_box(arms[0].model))}
+    info, stars = [], []
+    for i, arm in enumerate(arms):
+        rows = slice(int(edges[i]), int(edges[i + 1]))
+        j = jacobian[rows][:, idx] / sigma[rows, None]
+        info.append(j.T @ j)
+        stars.append(nearest_reference_star(fidelity_document(arm.model), values, bounds))
+    if not any(stars):
+        return None, []
+    ratios = combined_fidelity(np.asarray(info), list(free), stars)
+    over = {n: r for n, r in ratios.items() if r < OVER_CLAIM}
+    meta = {
+        "stored": True,
+        "ratio_kind": "combined over arms",
+        "ratio": ratios,
+        "reference_star": [None if st is None else st.get("name") for st in stars],
+        "over_claiming": sorted(over),
+        "threshold": OVER_CLAIM,
+    }
+    messages = []
+    if over:
+        listed = "; ".join(f"{n} {r:.2f}×" for n, r in over.items())
+        messages.append(
+            f"the arms' emulators together over-claim on {', '.join(over)}: the combined bound is below {OVER_CLAIM:g}× "
+            f"the synthesizer's at the nearest reference stars: {listed}. Do not quote these bounds; use --emulator "
+            "synth (where the windows are covered)"
+        )
+    return meta, messages
+
+
+def _box(model) -> tuple[np.ndarray, np.ndarray]:
+    space = model.label_space
+    return np.asarray(space.lower, dtype=np.float64), np.asarray(space.upper, dtype=np.float64)
 
 
 def _arm_name(name: str, arm: int, multi: bool) -> str:
@@ -557,7 +661,16 @@ def systematic_floor(fc: Forecast) -> dict[str, dict[str, float]]:
     stored systematics (the synthesizer, a test model)."""
     from .inference.results import label_systematics_of
 
-    sd_sys = label_systematics_of(fc.spectrum_model)
+    models = list({id(m): m for m in fc.arm_models}.values())
+    if len(models) > 1:  # each arm its emulator: their sd_sys combined by each arm's information (as a fit does)
+        from .inference.arm_combination import combined_systematics
+
+        r = fc.result
+        info = np.asarray([(r.jacobian[sl].T * r.weights[sl]) @ r.jacobian[sl] for sl in fc.arm_slices])
+        arm_sd = [label_systematics_of(m) for m in fc.arm_models]
+        sd_sys = combined_systematics(info, r.covariance, np.ones(len(r.names)), list(r.names), arm_sd)
+    else:
+        sd_sys = label_systematics_of(fc.spectrum_model)
     marg = fc.result.marginal()
     out = {}
     for name in fc.result.names:

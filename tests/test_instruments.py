@@ -219,3 +219,54 @@ def test_the_synthesizer_forecasts_any_element_and_an_emulator_refuses_to(wide_m
         assert any(lo <= win.wmin and win.wmax <= hi for lo, hi in cover), win
     with pytest.raises(F.ForecastError, match="--emulator synth"):
         F.forecast(wide_model, STAR, window="R=20000:5000-5100", elements=["Na"])
+
+
+def test_a_forecast_through_one_emulator_per_arm_is_the_sum_of_each_arms_forecast(monkeypatch):
+    """Known answer: each arm served by the model whose range holds it (as a multi-arm fit is), the shared
+    parameters' information is the sum of each arm's own forecast through its model; the arms' label sets must
+    agree, and a model's stored systematics combine by each arm's information."""
+    import dataclasses
+    import types
+
+    from stellarinf.labels import default_label_space
+    from stellarinf.validation.analytic import AnalyticLineModel
+
+    space = default_label_space().subset(["teff", "logg", "feh", "vmic"])
+    blue = AnalyticLineModel(space, (4900.0, 5500.0), None, n_lines=60, seed=1)
+    red = AnalyticLineModel(space, (6200.0, 6900.0), None, n_lines=60, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        both = F.forecast([red, blue], STAR, window="lamost-mrs", snr=80.0)
+        alone = [F.forecast(m, STAR, window=arm, snr=80.0) for m, arm in zip((blue, red), both.instrument.arms)]
+    assert [a.name for a in both.instrument.arms] == ["lamost-mrs-blue", "lamost-mrs-red"]
+    assert both.arm_models == (blue, red)  # each arm its covering model, whatever the list's order
+    shared = ["teff", "logg", "feh", "vmic", "rv", "vsini", "vmacro"]
+    expected = sum(_schur(a.result, shared) for a in alone)
+    np.testing.assert_allclose(_schur(both.result, shared), expected, rtol=1e-8, atol=1e-12 * np.abs(expected).max())
+    for n in ("teff", "logg", "feh"):
+        assert both.result.marginal()[n] < min(a.result.marginal()[n] for a in alone)
+    # the systematic floor: one arm's stored sd_sys, weighted by the information that arm carries here
+    stored = types.SimpleNamespace(metadata={"label_systematics": {"sd": {"teff": 10.0}}})
+    floor = F.systematic_floor(dataclasses.replace(both, arm_models=(stored, red)))
+    assert 0.0 < floor["teff"]["sd_sys"] < 10.0
+    # fidelity: each arm's stored emulator/synthesizer Fisher pair, combined by the information each arm carries
+    # here; an emulator claiming 4× the synthesizer's information in both arms gives bounds half the real ones
+    import stellarinf.emulator_fidelity as fidelity
+
+    names = ["teff", "logg", "feh", "vmic"]
+    a = np.random.default_rng(0).normal(size=(4, 4))
+    syn = a @ a.T + 4.0 * np.eye(4)
+    star = {"name": "twin", "labels": dict(STAR), "ratio": dict.fromkeys(names, 0.5)}
+    doc = {"threshold": 0.8, "stars": [{**star, "fisher": {"names": names, "emulator": 4 * syn, "synthesizer": syn}}]}
+    monkeypatch.setattr(fidelity, "fit_fidelity_document", lambda model: doc)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = F.forecast([red, blue], STAR, window="lamost-mrs", snr=80.0)
+    meta = again.result.meta["emulator_fidelity"]
+    assert meta["ratio"] == pytest.approx(dict.fromkeys(names, 0.5), abs=1e-4)
+    assert meta["over_claiming"] == sorted(names) and meta["reference_star"] == ["twin", "twin"]
+    assert any("together over-claim on teff, logg, feh, vmic" in str(w.message) for w in caught)
+    # the arms must share one label set
+    fewer = AnalyticLineModel(space.subset(["teff", "logg", "feh"]), (6200.0, 6900.0), None, n_lines=60, seed=2)
+    with pytest.raises(F.ForecastError, match="different labels.*forecast each arm alone"):
+        F.forecast([blue, fewer], STAR, window="lamost-mrs", snr=80.0)

@@ -132,9 +132,15 @@ def _list_presets(model) -> None:
     from .. import forecast as fc_mod
     from ..instruments import presets_table
 
-    base = "synth" if model == "synth" else fc_mod.resolve_model(model)
+    if model == "synth":
+        base = "synth"
+    elif model == "auto":
+        base = [fc_mod.resolve_model(m) for m in fc_mod.auto_model_names()]
+    else:
+        base = fc_mod.resolve_model(model)
     ranges = fc_mod.model_coverage(base)
-    r_model = None if base == "synth" else getattr(base, "resolution", None)
+    rs = [getattr(m, "resolution", None) for m in (base if isinstance(base, list) else [base]) if m != "synth"]
+    r_model = min(rs) if rs and None not in rs else None
     table = presets_table(ranges, None if r_model is None else float(r_model))
     click.echo(
         f"{len(set(table['preset']))} presets; model {model} covers "
@@ -155,7 +161,8 @@ def _list_presets(model) -> None:
     "model",
     default="default",
     show_default=True,
-    help="Forward model: an emulator name (default, default-payne) or model directory, "
+    help="Forward model: an emulator name (default, default-payne) or model directory, 'auto' (each arm of the "
+    "preset through the shipped emulator of its window: GALAH's green, red and IR arms and Gaia RVS), "
     "or 'synth' for the synthesizer (ground truth).",
 )
 @click.option("--teff", type=float, default=None, help="Effective temperature [K].")
@@ -298,7 +305,8 @@ def crb(
         if star is not None:
             from ..reference_stars import star_labels
 
-            has_alpha = alpha or (model != "synth" and "alpha_fe" in fc_mod.resolve_model(model).label_space.names)
+            first = fc_mod.auto_model_names()[0] if model == "auto" else model
+            has_alpha = alpha or (model != "synth" and "alpha_fe" in fc_mod.resolve_model(first).label_space.names)
             given = star_labels(star, given, alpha=has_alpha)
         star_values = given
         prior_sigma = _parse_priors(priors)
