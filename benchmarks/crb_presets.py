@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     else:
         model = F.resolve_model(args.emulator)
     t_load = time.perf_counter() - t_start
-    names = list(model.label_space.names)
+    names = list((model[0] if isinstance(model, list) else model).label_space.names)  # the auto set shares them
     rows, skipped, per_preset = [], [], {}
     for name, inst in instruments().items():
         t0 = time.perf_counter()
