@@ -185,14 +185,25 @@ def plot_bounds_by_label(
     fig, axes = plt.subplots(
         1, 2, figsize=(2.0 + 0.55 * len(dex) + 2.5, 3.8), gridspec_kw={"width_ratios": [1, max(1, len(dex) / 2)]}
     )
-    for name, vals in bounds.items():
-        axes[0].plot([0], [vals.get("teff", math.nan)], "o", label=name)
-        axes[1].plot(range(len(dex)), [vals.get(n, math.nan) for n in dex], "o-", label=name, lw=1)
+    markers, styles = "os^Dv", ("-", "--", ":", "-.")
+    for i, (name, vals) in enumerate(bounds.items()):
+        # ten colours, then the next marker and line style: every set-up stays distinguishable in a long table
+        color, marker, style = f"C{i % 10}", markers[(i // 10) % len(markers)], styles[(i // 10) % len(styles)]
+        axes[0].plot([0], [vals.get("teff", math.nan)], marker, color=color, label=name)
+        axes[1].plot(
+            range(len(dex)),
+            [vals.get(n, math.nan) for n in dex],
+            marker=marker,
+            ls=style,
+            color=color,
+            label=name,
+            lw=1,
+        )
     axes[0].set_xticks([0], ["teff"])
     axes[0].set_yscale("log")
     axes[0].set_ylabel("σ(Teff) [K]")
     axes[1].set_xticks(range(len(dex)), dex, rotation=45)
     axes[1].set_yscale("log")
     axes[1].set_ylabel("marginal bound [dex; km/s for vmic]")
-    axes[1].legend(fontsize=7, ncol=2)
+    axes[1].legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the lines, not on them
     return _finish(fig, path, title)
