@@ -1,5 +1,5 @@
 """Plots for Cramér–Rao forecasts: bounds vs S/N (or resolution, window), information per pixel,
-correlation heat-map. Matplotlib with the Agg backend; every function returns the Figure and, given a
+correlation heat-map, bounds per label across set-ups, gradient spectra with the lines marked. Matplotlib with the Agg backend; every function returns the Figure and, given a
 ``path``, writes it atomically.
 """
 
@@ -207,3 +207,67 @@ def plot_bounds_by_label(
     axes[1].set_ylabel("marginal bound [dex; km/s for vmic]")
     axes[1].legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the lines, not on them
     return _finish(fig, path, title)
+
+
+# the label step each gradient spectrum is drawn for: a change a survey would care about
+GRADIENT_STEPS = {"teff": 100.0, "vmic": 0.1}
+GRADIENT_STEP_DEFAULT = 0.1  # dex, for log g, [Fe/H] and every [X/Fe]
+
+
+def strongest_lines(element: str, lo: float, hi: float, *, teff: float = 5772.0, n: int = 12) -> np.ndarray:
+    """Vacuum wavelengths of the ``n`` strongest lines of ``element`` (all its ions) in [lo, hi] Å of the
+    synthesizer's line list, ranked by log gf − θ χ (θ = 5040/T_eff, χ the lower level's energy in eV), sorted."""
+    from .labels import atomic_number
+    from .synth.data import linelist
+
+    ll = linelist()
+    sel = (ll.Z == atomic_number(element)) & (ll.wavelength >= lo) & (ll.wavelength <= hi)
+    strength = ll.loggf[sel] - 5040.0 / teff * ll.elow[sel]
+    keep = np.argsort(strength)[::-1][:n]
+    return np.sort(ll.wavelength[sel][keep])
+
+
+def plot_gradient_spectra(fc, labels: Sequence[str] | None = None, *, path=None, title: str = "", n_lines: int = 12):
+    """Gradient spectra, Chem-I-Calc's standard view of where a label's information lives: the model's flux change
+    for a step in each label (``GRADIENT_STEPS``: 100 K, 0.1 km/s, else 0.1 dex), one row per label, one column per
+    arm of the forecast ``fc`` (:class:`stellarinf.forecast.Forecast`, from its stored Jacobian), with the
+    ``n_lines`` strongest lines of each [X/Fe] label's element (and Fe for [Fe/H]) marked, shifted by the forecast's
+    RV. Returns the figure; ``fig.marked_lines`` holds {label: [observed Å, ...]}."""
+    from .labels import element_of
+    from .wavelength import SPEED_OF_LIGHT_KMS
+
+    plt = _plt()
+    space = fc.spectrum_model.label_space.names
+    labels = [n for n in (labels or space) if n in fc.param_names]
+    slices = fc.arm_slices or (slice(0, fc.wavelength.size),)
+    shift = 1.0 + fc.params.get("rv", 0.0) / SPEED_OF_LIGHT_KMS
+    fig, axes = plt.subplots(
+        len(labels),
+        len(slices),
+        figsize=(3.6 * len(slices) + 1.0, 1.25 * len(labels) + 1.0),
+        sharex="col",
+        squeeze=False,
+    )
+    marked = {}
+    for i, name in enumerate(labels):
+        step = GRADIENT_STEPS.get(name, GRADIENT_STEP_DEFAULT)
+        column = fc.full_jacobian[:, fc.param_names.index(name)] * step
+        element = "Fe" if name == "feh" else element_of(name)
+        marked[name] = []
+        for j, sl in enumerate(slices):
+            ax, wl = axes[i, j], fc.wavelength[sl]
+            ax.plot(wl, column[sl], lw=0.6, color="C0")
+            ax.axhline(0.0, color="0.6", lw=0.4)
+            if element is not None:
+                lines = strongest_lines(element, wl.min() / shift, wl.max() / shift, n=n_lines) * shift
+                for w in lines:
+                    ax.axvline(w, color="C3", lw=0.5, alpha=0.6)
+                marked[name] += [float(w) for w in lines]
+            if j == 0:
+                ax.set_ylabel(f"Δflux\n{name} +{step:g}", fontsize=7)
+            if i == len(labels) - 1:
+                ax.set_xlabel("wavelength [Å, vacuum]")
+            ax.tick_params(labelsize=7)
+    fig = _finish(fig, path, title or "gradient spectra (red: the element's strongest lines)")
+    fig.marked_lines = marked
+    return fig

@@ -213,7 +213,7 @@ def test_cli_crb_writes_required_json(tmp_path, injected):
     assert doc["labels"]["teff"]["value"] == 5772.0
     assert doc["labels"]["logg"]["prior_sigma"] == 0.2
     assert "rv" in doc["labels"] and "vsini" not in doc["labels"]
-    for name in ("bounds_vs_snr.png", "information_per_pixel.png", "correlation.png"):
+    for name in ("bounds_vs_snr.png", "information_per_pixel.png", "correlation.png", "gradient_spectra.png"):
         assert (plots / name).stat().st_size > 1000
 
 

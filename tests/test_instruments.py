@@ -270,3 +270,28 @@ def test_a_forecast_through_one_emulator_per_arm_is_the_sum_of_each_arms_forecas
     fewer = AnalyticLineModel(space.subset(["teff", "logg", "feh"]), (6200.0, 6900.0), None, n_lines=60, seed=2)
     with pytest.raises(F.ForecastError, match="different labels.*forecast each arm alone"):
         F.forecast([blue, fewer], STAR, window="lamost-mrs", snr=80.0)
+
+
+def test_gradient_spectra_draw_each_labels_flux_change_and_mark_its_elements_lines(wide_model, tmp_path):
+    """One row per label, one column per arm: the stored Jacobian times the label step (100 K, 0.1 dex), and for
+    [Fe/H] the strongest Fe lines of the line list inside each arm, shifted by the forecast's RV."""
+    from stellarinf.fisher_plots import plot_gradient_spectra
+    from stellarinf.synth.data import linelist
+    from stellarinf.wavelength import SPEED_OF_LIGHT_KMS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fc = F.forecast(wide_model, STAR, window="lamost-mrs", snr=80.0, nuisances={"rv": 30.0})
+    fig = plot_gradient_spectra(fc, ["teff", "feh"], path=tmp_path / "g.png", n_lines=5)
+    assert (tmp_path / "g.png").stat().st_size > 1000
+    teff_blue = fig.axes[0].lines[0].get_ydata()  # row teff, first arm
+    i = fc.param_names.index("teff")
+    np.testing.assert_allclose(teff_blue, 100.0 * fc.full_jacobian[fc.arm_slices[0], i])
+    shift = 1.0 + 30.0 / SPEED_OF_LIGHT_KMS
+    ll = linelist()
+    fe = set(np.round(ll.wavelength[ll.Z == 26], 6))
+    marked = np.asarray(fig.marked_lines["feh"])
+    assert 0 < marked.size <= 2 * 5 and fig.marked_lines["teff"] == []
+    assert all(round(w / shift, 6) in fe for w in marked)  # Fe lines, in the star's frame shifted by its RV
+    lo, hi = fc.wavelength[fc.arm_slices[0]].min(), fc.wavelength[fc.arm_slices[1]].max()
+    assert np.all((marked >= lo) & (marked <= hi))

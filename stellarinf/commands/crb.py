@@ -254,7 +254,7 @@ def _list_presets(model) -> None:
     "plots_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write bounds-vs-S/N, information-per-pixel and correlation plots to this folder.",
+    help="Write bounds-vs-S/N, information-per-pixel, correlation and gradient-spectra plots to this folder.",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the forecast as JSON.")
 def crb(
@@ -393,6 +393,8 @@ def _write_plots(fc, folder: Path) -> dict[str, str]:
     out["information_per_pixel"] = str(folder / "information_per_pixel.png")
     fp.plot_correlation(fc.result, path=folder / "correlation.png")
     out["correlation"] = str(folder / "correlation.png")
+    fp.plot_gradient_spectra(fc, path=folder / "gradient_spectra.png")
+    out["gradient_spectra"] = str(folder / "gradient_spectra.png")
     import io
 
     from ..io.atomic import write_bytes_atomic
