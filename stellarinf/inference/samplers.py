@@ -231,7 +231,8 @@ def run_numpyro_nuts(
                     f"NUTS stopped after {elapsed:.0f} s ({done} of {total} iterations per chain): at "
                     f"{steps.mean():.0f} gradients per draw it would need about {projected / 60:.0f} min, past its "
                     f"budget of {max_seconds / 60:.1f} min. Use the Laplace/importance-sampling result (--sampler "
-                    "laplace-is), a faster emulator (--emulator default-payne), a GPU, or a larger budget "
+                    "laplace-is), a faster emulator (the Payne, --emulator default-payne, where this is "
+                    "TransformerPayne), a GPU, or a larger budget "
                     "(--max-minutes)",
                     measured,
                 )
