@@ -2,11 +2,11 @@
 and settings once, in NumPy, before any JAX program runs.
 
 One function per part, each small and pure (its inputs are its arguments, its output a value; the warnings and
-errors name the setting to change): the resolving power (:func:`observed_resolution`), the parameters' bounds
-(:func:`parameter_bounds`), the continuum's design and prior (:func:`continuum_terms`), the fine grid and the
-resampling rows (:func:`fine_grid`), the emulator's error (:func:`emulator_error_terms`) and the physics error
-(:func:`physics_error_settings`, :func:`physics_error_per_pixel`). ``ObservationModel.__init__`` calls them in that
-order and stores what they return; the pure-JAX evaluation lives in :mod:`.model`.
+errors name the setting to change), in the order ``ObservationModel.__init__`` calls them and stores what they
+return: the continuum's design and prior (:func:`continuum_terms`), the resolving power (:func:`observed_resolution`),
+the parameters' bounds (:func:`parameter_bounds`), the fine grid and the resampling rows (:func:`fine_grid`), the
+emulator's error (:func:`emulator_error_terms`) and the physics error (:func:`physics_error_settings`,
+:func:`physics_error_per_pixel`). The pure-JAX evaluation lives in :mod:`.model`.
 """
 
 from __future__ import annotations
