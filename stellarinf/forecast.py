@@ -93,6 +93,25 @@ def model_coverage(model) -> tuple[tuple[float, float], ...]:
     return ((float(lo), float(hi)),)
 
 
+def arms_not_covered(window, covered: Instrument) -> list[str]:
+    """The arms of preset ``window`` that no model serves (dropped by the cut to the coverage), as
+    ``"name wmin–wmax Å"``; empty for a generic ``R=`` set-up or a single Window."""
+    if isinstance(window, Instrument):
+        full = window
+    elif isinstance(window, str):
+        try:
+            full = get_instrument(window)
+        except InstrumentError:
+            return []
+    else:
+        return []
+    return [
+        f"{a.name} {a.wmin:.0f}–{a.wmax:.0f} Å"
+        for a in full.arms
+        if not any(k.wmin < a.wmax and k.wmax > a.wmin for k in covered.arms)
+    ]
+
+
 def arm_model(models, arm: Window):
     """The model of ``models`` whose range holds ``arm`` (a preset arm already cut to their coverage); with one
     model (or ``"synth"``), that one."""
@@ -445,6 +464,7 @@ def forecast(
     meta = {
         "model": str(name),
         "instrument": inst.name,
+        "arms_not_covered": arms_not_covered(window, inst),
         "window": w0.name if not multi else inst.name,
         "arms": [
             {"name": a.name, "wmin": a.wmin, "wmax": a.wmax, "resolution": a.resolution, "n_pixels": n}

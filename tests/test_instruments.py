@@ -240,6 +240,12 @@ def test_a_forecast_through_one_emulator_per_arm_is_the_sum_of_each_arms_forecas
         alone = [F.forecast(m, STAR, window=arm, snr=80.0) for m, arm in zip((blue, red), both.instrument.arms)]
     assert [a.name for a in both.instrument.arms] == ["lamost-mrs-blue", "lamost-mrs-red"]
     assert both.arm_models == (blue, red)  # each arm its covering model, whatever the list's order
+    assert both.result.meta["arms_not_covered"] == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        red_only = F.forecast([red], STAR, window="lamost-mrs", snr=80.0)
+    [left_out] = red_only.result.meta["arms_not_covered"]  # said, not silently dropped
+    assert left_out.startswith("lamost-mrs-blue 495") and left_out.endswith("Å")
     shared = ["teff", "logg", "feh", "vmic", "rv", "vsini", "vmacro"]
     expected = sum(_schur(a.result, shared) for a in alone)
     np.testing.assert_allclose(_schur(both.result, shared), expected, rtol=1e-8, atol=1e-12 * np.abs(expected).max())

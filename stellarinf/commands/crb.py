@@ -342,6 +342,8 @@ def crb(
             f"Cramér–Rao bounds: model {model}, preset {fc.instrument.name} ({arms}), S/N {snr:g} ({snr_mode})"
             + (f", star {star}" if star else "")
         )
+        if result.meta.get("arms_not_covered"):
+            click.echo("not served by the model(s), left out: " + "; ".join(result.meta["arms_not_covered"]))
         click.echo(format_table(result))
         if len(snrs) > 1:
             from ..forecast import bounds_vs_snr
