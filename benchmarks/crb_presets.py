@@ -45,10 +45,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     stars = [s.strip() for s in args.stars.split(",") if s.strip()]
     t_start = time.perf_counter()
-    if args.emulator == "auto":  # each arm through the shipped emulator of its window (green, red, IR, RVS Paynes)
-        model = [F.resolve_model(m) for m in F.auto_model_names()]
-    else:
-        model = F.resolve_model(args.emulator)
+    model = F.resolve_models(args.emulator)  # "auto": each arm through its window's shipped emulator
     t_load = time.perf_counter() - t_start
     names = list((model[0] if isinstance(model, list) else model).label_space.names)  # the auto set shares them
     rows, skipped, per_preset = [], [], {}

@@ -404,20 +404,12 @@ def forecast(
     if not (isinstance(snr, (int, float, np.number)) and math.isfinite(float(snr)) and float(snr) > 0):
         raise ForecastError(f"S/N must be a positive number, got {snr!r}")
     is_synth = isinstance(model, str) and model == "synth"
-    names_given = auto_model_names() if isinstance(model, str) and model == "auto" else None
-    if isinstance(model, (list, tuple)):
-        names_given = list(model)
-    if names_given is not None:  # one emulator per arm: each arm served by the one whose range holds it
-        base = [resolve_model(m, elements=elements, alpha=alpha) for m in names_given]
-        if len(base) == 1:
-            base = base[0]
-    else:
-        base = None if is_synth else resolve_model(model, elements=elements, alpha=alpha)
+    base = None if is_synth else resolve_models(model, elements=elements, alpha=alpha)
     inst = instrument_for("synth" if is_synth else base, window, resolution)
     if model_name:
         name = model_name
-    elif names_given is not None:
-        name = "+".join(m if isinstance(m, str) else type(m).__name__ for m in names_given)
+    elif isinstance(model, (list, tuple)):
+        name = "+".join(m if isinstance(m, str) else type(m).__name__ for m in model)
     else:
         name = model if isinstance(model, str) else type(model).__name__
     arms = [
@@ -452,9 +444,10 @@ def forecast(
     J_all = np.zeros((sum(n_pix), len(names)))
     params: dict[str, float] = {}
     edges = np.concatenate([[0], np.cumsum(n_pix)])
+    slices = tuple(slice(int(edges[i]), int(edges[i + 1])) for i in range(len(arms)))
     for i, arm in enumerate(arms):
         cols = [names.index(n if not n.startswith("cont_") else _arm_name(n, i, multi)) for n in arm.names]
-        J_all[edges[i] : edges[i + 1], cols] = arm.jacobian
+        J_all[slices[i], cols] = arm.jacobian
         params.update({(_arm_name(n, i, multi) if n.startswith("cont_") else n): v for n, v in arm.params.items()})
     wl = np.concatenate([arm.wavelength for arm in arms])
     flux = np.concatenate([arm.flux for arm in arms])
@@ -485,7 +478,7 @@ def forecast(
     values = {n: params[n] for n in space.names}
     distinct = list({id(a.model): a.model for a in arms}.values())
     if len(distinct) > 1:  # each arm its emulator: their stored ratios combined by each arm's information here
-        fid, fid_messages = combined_fidelity_meta(arms, J_all, sigma, edges, names, free, values)
+        fid, fid_messages = combined_fidelity_meta(arms, J_all, sigma, slices, names, free, values)
     else:
         fid, fid_messages = fidelity_meta(sm, free, emulator_error, values)  # stored emulator/synthesizer ratios
     if fid is not None:
@@ -501,7 +494,6 @@ def forecast(
         message = emulator_error_message(emu, sigma)
         if message:
             warnings.warn(message, EmulatorErrorWarning, stacklevel=2)
-    slices = tuple(slice(int(edges[i]), int(edges[i + 1])) for i in range(len(arms)))
     return Forecast(
         result,
         wl,
@@ -523,6 +515,16 @@ def forecast(
     )
 
 
+def resolve_models(model, *, elements: Sequence[str] | None = None, alpha: bool = False):
+    """:func:`resolve_model` for one model, or a list of them for ``"auto"`` (:func:`auto_model_names`) or a list of
+    names/models (one per arm); a list of one is that model."""
+    names = auto_model_names() if isinstance(model, str) and model == "auto" else model
+    if not isinstance(names, (list, tuple)):
+        return resolve_model(model, elements=elements, alpha=alpha)
+    models = [resolve_model(m, elements=elements, alpha=alpha) for m in names]
+    return models[0] if len(models) == 1 else models
+
+
 def auto_model_names() -> list[str]:
     """The shipped emulators ``model="auto"`` forecasts with on this machine (one per window;
     :data:`stellarinf.shipped_models.AUTO_MODELS`), as ``fit_spectrum(emulator="auto")`` fits with."""
@@ -533,7 +535,7 @@ def auto_model_names() -> list[str]:
     return list(AUTO_MODELS["cpu" if jax.default_backend() == "cpu" else "accelerator"])
 
 
-def combined_fidelity_meta(arms, jacobian, sigma, edges, names, free, values) -> tuple[dict | None, list[str]]:
+def combined_fidelity_meta(arms, jacobian, sigma, slices, names, free, values) -> tuple[dict | None, list[str]]:
     """``(meta["emulator_fidelity"], warnings)`` for a forecast whose arms have different emulators: each arm's
     stored emulator/synthesizer bound ratios at the reference star nearest ``values``, combined by the information
     each arm carries in this forecast (:func:`stellarinf.inference.arm_combination.combined_fidelity`, the rule a
@@ -542,17 +544,13 @@ def combined_fidelity_meta(arms, jacobian, sigma, edges, names, free, values) ->
     from .emulator_fidelity import fit_fidelity_document as fidelity_document
     from .inference.arm_combination import combined_fidelity
 
-    idx = [names.index(n) for n in free]
-    bounds = {n: (lo, hi) for n, lo, hi in zip(arms[0].model.label_space.names, *_box(arms[0].model))}
-    info, stars = [], []
-    for i, arm in enumerate(arms):
-        rows = slice(int(edges[i]), int(edges[i + 1]))
-        j = jacobian[rows][:, idx] / sigma[rows, None]
-        info.append(j.T @ j)
-        stars.append(nearest_reference_star(fidelity_document(arm.model), values, bounds))
+    space = arms[0].model.label_space
+    bounds = {n: (float(lo), float(hi)) for n, lo, hi in zip(space.names, space.lower, space.upper)}
+    stars = [nearest_reference_star(fidelity_document(arm.model), values, bounds) for arm in arms]
     if not any(stars):
         return None, []
-    ratios = combined_fidelity(np.asarray(info), list(free), stars)
+    info = arm_information(jacobian[:, [names.index(n) for n in free]], 1.0 / sigma**2, slices)
+    ratios = combined_fidelity(info, list(free), stars)
     over = {n: r for n, r in ratios.items() if r < OVER_CLAIM}
     meta = {
         "stored": True,
@@ -573,9 +571,10 @@ def combined_fidelity_meta(arms, jacobian, sigma, edges, names, free, values) ->
     return meta, messages
 
 
-def _box(model) -> tuple[np.ndarray, np.ndarray]:
-    space = model.label_space
-    return np.asarray(space.lower, dtype=np.float64), np.asarray(space.upper, dtype=np.float64)
+def arm_information(jacobian: np.ndarray, weights: np.ndarray, slices) -> np.ndarray:
+    """Each arm's Fisher information Jᵀ W J over its pixels ``slices`` (n_arms, n, n): what the arms' stored
+    emulator terms are weighted by (:mod:`stellarinf.inference.arm_combination`)."""
+    return np.asarray([(jacobian[sl].T * weights[sl]) @ jacobian[sl] for sl in slices])
 
 
 def _arm_name(name: str, arm: int, multi: bool) -> str:
@@ -686,7 +685,7 @@ def systematic_floor(fc: Forecast) -> dict[str, dict[str, float]]:
         from .inference.arm_combination import combined_systematics
 
         r = fc.result
-        info = np.asarray([(r.jacobian[sl].T * r.weights[sl]) @ r.jacobian[sl] for sl in fc.arm_slices])
+        info = arm_information(r.jacobian, r.weights, fc.arm_slices)
         arm_sd = [label_systematics_of(m) for m in fc.arm_models]
         sd_sys = combined_systematics(info, r.covariance, np.ones(len(r.names)), list(r.names), arm_sd)
     else:

@@ -132,12 +132,7 @@ def _list_presets(model) -> None:
     from .. import forecast as fc_mod
     from ..instruments import presets_table
 
-    if model == "synth":
-        base = "synth"
-    elif model == "auto":
-        base = [fc_mod.resolve_model(m) for m in fc_mod.auto_model_names()]
-    else:
-        base = fc_mod.resolve_model(model)
+    base = "synth" if model == "synth" else fc_mod.resolve_models(model)
     ranges = fc_mod.model_coverage(base)
     rs = [getattr(m, "resolution", None) for m in (base if isinstance(base, list) else [base]) if m != "synth"]
     r_model = min(rs) if rs and None not in rs else None
@@ -305,8 +300,11 @@ def crb(
         if star is not None:
             from ..reference_stars import star_labels
 
-            first = fc_mod.auto_model_names()[0] if model == "auto" else model
-            has_alpha = alpha or (model != "synth" and "alpha_fe" in fc_mod.resolve_model(first).label_space.names)
+            has_alpha = alpha
+            if not alpha and model != "synth":
+                resolved = fc_mod.resolve_models(model)
+                first = resolved[0] if isinstance(resolved, list) else resolved
+                has_alpha = "alpha_fe" in first.label_space.names
             given = star_labels(star, given, alpha=has_alpha)
         star_values = given
         prior_sigma = _parse_priors(priors)
