@@ -202,19 +202,31 @@ def get_instrument(name: str | Instrument | Window, *, default_range: tuple[floa
     )
 
 
-def presets_table(ranges: Sequence[tuple[float, float]] | None = None, max_resolution: float | None = None):
+def presets_table(
+    ranges: Sequence[tuple[float, float]] | None = None,
+    max_resolution: float | Sequence[float | None] | None = None,
+):
     """An astropy Table of every preset and arm (vacuum Å), with the part a model covering ``ranges`` (at R up to
-    ``max_resolution``, the model's own) can forecast."""
+    ``max_resolution``, the model's own; one R per range where each range is another model's) can forecast."""
     from astropy.table import Table
 
+    ranges = None if ranges is None else list(ranges)
+    limits = max_resolution if isinstance(max_resolution, (list, tuple)) else [max_resolution] * len(ranges or [])
     rows = []
     for inst in instruments().values():
         for arm in inst.arms:
             covered = ""
             if ranges is not None:
-                covered = ", ".join(f"{lo:.0f}–{hi:.0f}" for lo, hi in _overlaps(arm, ranges)) or "—"
-                if covered != "—" and max_resolution is not None and arm.resolution > max_resolution * (1 + 1e-9):
+                pieces = [
+                    (f"{lo:.0f}–{hi:.0f}", r is not None and arm.resolution > r * (1 + 1e-9))
+                    for rng, r in zip(ranges, limits)
+                    for lo, hi in _overlaps(arm, [rng])
+                ]
+                covered = ", ".join(text for text, _ in pieces) or "—"
+                if pieces and all(sharp for _, sharp in pieces):
                     covered = f"R > model's ({covered})"
+                elif any(sharp for _, sharp in pieces):  # several models: say which parts are too sharp
+                    covered = ", ".join(text + (" (R > model's)" if sharp else "") for text, sharp in pieces)
             rows.append(
                 {
                     "preset": inst.name,

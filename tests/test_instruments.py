@@ -53,6 +53,11 @@ def test_a_preset_is_cut_to_what_the_model_covers_and_refused_when_nothing_is_le
         zip(presets_table([(6480.0, 6740.0)], 28_000.0)["arm"], presets_table([(6480.0, 6740.0)], 28_000.0)["covered"])
     )
     assert covered["galah-blue"] == "—" and covered["harps"].startswith("R > model's")
+    # several models, each its range and R: an arm across both is too sharp for one of them only
+    two = presets_table([(6480.0, 6740.0), (8470.0, 8740.0)], [11_000.0, 28_000.0])
+    covered = dict(zip(two["arm"], two["covered"]))
+    assert covered["xshooter-vis"] == "6480–6740 (R > model's), 8470–8740"  # R 11,400
+    assert covered["gaia-rvs"] == "8470–8740" and covered["harps"] == "R > model's (6480–6740)"
 
 
 def test_generic_resolving_power_presets():

@@ -132,16 +132,20 @@ def _list_presets(model) -> None:
     from .. import forecast as fc_mod
     from ..instruments import presets_table
 
-    base = "synth" if model == "synth" else fc_mod.resolve_models(model)
-    ranges = fc_mod.model_coverage(base)
-    rs = [getattr(m, "resolution", None) for m in (base if isinstance(base, list) else [base]) if m != "synth"]
-    r_model = min(rs) if rs and None not in rs else None
-    table = presets_table(ranges, None if r_model is None else float(r_model))
+    if model == "synth":
+        pairs = [(rng, None) for rng in fc_mod.model_coverage("synth")]
+    else:  # each model's range with its own R (several with "auto")
+        base = fc_mod.resolve_models(model)
+        pairs = sorted(
+            (fc_mod.model_coverage(m)[0], getattr(m, "resolution", None))
+            for m in (base if isinstance(base, list) else [base])
+        )
+    ranges, limits = [p[0] for p in pairs], [None if r is None else float(r) for _, r in pairs]
+    table = presets_table(ranges, limits)
     click.echo(
         f"{len(set(table['preset']))} presets; model {model} covers "
-        + ", ".join(f"{lo:.0f}–{hi:.0f}" for lo, hi in ranges)
+        + ", ".join(f"{lo:.0f}–{hi:.0f}" + (f" at R ≤ {r:,.0f}" if r else "") for (lo, hi), r in pairs)
         + " Å (vacuum)"
-        + (f" at R ≤ {float(r_model):,.0f}" if r_model else "")
     )
     for row in table:
         click.echo(
