@@ -79,7 +79,7 @@ def arm_matrices(model, labels: dict[str, float]) -> dict:
     kw = dict(window=window, snr=SNR, marginalize=DEFAULT_MARGINALIZE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # weak-constraint and fidelity notes: this benchmark measures them
-        emu = forecast(model, labels, emulator_error=True, **kw).result
+        emu = forecast(model, labels, emulator_error="white", **kw).result  # as the stored fidelity is measured
         truth = synthesizer_for(model, window)
         ref = forecast(truth, {n: v for n, v in labels.items() if n in truth.label_space.names}, **kw).result
     names_e, f_e = continuum_marginal_fisher(emu)

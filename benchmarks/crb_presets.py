@@ -10,8 +10,14 @@ S/N × R scan.
     python benchmarks/crb_presets.py                              # default-payne, three stars
     python benchmarks/crb_presets.py --emulator default --stars solar-twin,red-clump
     python benchmarks/crb_presets.py --emulator auto              # each arm through its window's shipped Payne
+    python benchmarks/crb_presets.py --error-models               # one preset and star: the emulator's error models
 
-Writes ``benchmarks/results/crb_presets_<emulator>.json`` and a Markdown table beside it.
+Writes ``benchmarks/results/crb_presets_<emulator>.json`` and a Markdown table beside it. ``--error-models``
+instead forecasts one star on one preset (``--preset``, default galah-red; the first of ``--stars``) at S/N
+50/100/200/400 with photon noise only, with the emulator's error added per pixel ("white", the old
+``--emulator-error``), and with its correlated modes + white remainder as a fit's likelihood has them ("modes"),
+with each label's floor (S/N → ∞) and the S/N above which it dominates, into
+``benchmarks/results/crb_error_models_<emulator>.json``.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from stellarinf.reference_stars import reference_star  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 STARS = ("solar-twin", "metal-poor-turn-off", "red-clump")
 SNR = 100.0
+ERROR_SNRS = (50.0, 100.0, 200.0, 400.0)
+ERROR_MODELS = (False, "white", "modes")
 
 
 def main(argv=None) -> int:
@@ -42,8 +50,12 @@ def main(argv=None) -> int:
     ap.add_argument("--emulator", default="default-payne")
     ap.add_argument("--stars", default=",".join(STARS))
     ap.add_argument("--out", default=None)
+    ap.add_argument("--error-models", action="store_true", help="the emulator's error models on one preset instead")
+    ap.add_argument("--preset", default="galah-red", help="with --error-models: the preset")
     args = ap.parse_args(argv)
     stars = [s.strip() for s in args.stars.split(",") if s.strip()]
+    if args.error_models:
+        return error_models(args.emulator, args.preset, stars[0], args.out)
     t_start = time.perf_counter()
     model = F.resolve_models(args.emulator)  # "auto": each arm through its window's shipped emulator
     t_load = time.perf_counter() - t_start
@@ -136,6 +148,64 @@ def main(argv=None) -> int:
         f"table {t_table:.1f} s ({len(per_preset)} presets x {len(stars)} stars); one forecast {t_one:.2f} s; "
         f"another S/N {t_rescale * 1e3:.1f} ms; 10x10 scan {t_scan:.1f} s first, {t_scan_again:.1f} s again; wrote {out}"
     )
+    return 0
+
+
+def error_models(emulator: str, preset: str, star: str, out: str | None) -> int:
+    """Bounds at :data:`ERROR_SNRS` under each of :data:`ERROR_MODELS` (one Jacobian each; other S/N by
+    ``at_snr``), the emulator floor of the modes' forecast, and the time of a forecast and of another S/N."""
+    t_start = time.perf_counter()
+    model = F.resolve_models(emulator)
+    labels = reference_star(star)
+    table, timing, floors = {}, {}, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        F.forecast(model, labels, window=preset, snr=SNR)  # compiles the Jacobian: not part of the timings
+        for kind in ERROR_MODELS:
+            name = kind or "none"
+            t0 = time.perf_counter()
+            fc = F.forecast(model, labels, window=preset, snr=ERROR_SNRS[0], emulator_error=kind, model_name=emulator)
+            t_fc = time.perf_counter() - t0
+            t0 = time.perf_counter()  # again: the first also builds the error model's eager programs once per process
+            fc = F.forecast(model, labels, window=preset, snr=ERROR_SNRS[0], emulator_error=kind, model_name=emulator)
+            t_again = time.perf_counter() - t0
+            rows = {f"{s:g}": fc.at_snr(s).marginal() for s in ERROR_SNRS}
+            t_snr = []
+            for s in np.geomspace(20.0, 2000.0, 21):  # median: the shared machine's load makes single calls noisy
+                t0 = time.perf_counter()
+                fc.at_snr(float(s)).marginal()
+                t_snr.append(time.perf_counter() - t0)
+            names = [n for n in fc.result.names if not n.startswith("cont_")]
+            table[name] = {s: {n: float(m[n]) for n in names} for s, m in rows.items()}
+            timing[name] = {"forecast_s": t_fc, "forecast_again_s": t_again, "another_snr_s": float(np.median(t_snr))}
+            if kind:
+                floors[name] = F.emulator_floor(fc)
+            if kind == "modes":
+                n_modes = int(fc.error_modes.shape[1]) if fc.error_modes is not None else 0
+                sd_sys = F.systematic_floor(fc)
+    doc = {
+        "benchmark": "crb_error_models",
+        "emulator": emulator,
+        "preset": preset,
+        "star": {star: labels},
+        "snr": list(ERROR_SNRS),
+        "snr_mode": "constant",
+        "marginalised": list(F.DEFAULT_MARGINALIZE),
+        "n_error_modes": n_modes,
+        "marginal": table,
+        "emulator_floor": floors,
+        "systematic_floor": sd_sys,
+        "timing_s": {**timing, "total": time.perf_counter() - t_start},
+        "machine": machine_info(),
+    }
+    path = Path(out) if out else RESULTS / f"crb_error_models_{emulator}.json"
+    write_json_atomic(path, doc)
+    for n in ("teff", "logg", "feh"):
+        cells = "; ".join(f"{k}: " + " / ".join(f"{table[k][f'{s:g}'][n]:.4g}" for s in ERROR_SNRS) for k in table)
+        fl = floors.get("modes", {}).get(n)
+        tail = f"; floor {fl['floor']:.3g} (dominates above S/N {fl['snr_floor_dominates']:.0f})" if fl else ""
+        print(f"{n} at S/N {'/'.join(f'{s:g}' for s in ERROR_SNRS)}: {cells}{tail}")
+    print(f"timing {timing}; wrote {path}")
     return 0
 
 

@@ -11,7 +11,8 @@ at the named reference stars inside the emulator's label box (:data:`REFERENCE_S
 metal-poor dwarf and turn-off star, red-clump, cool and metal-poor giants; :mod:`stellarinf.reference_stars`) on the emulator's own wavelength range and resolving power, twice:
 
 - ``ratio``: the emulator's bound with its own error (``SpectrumModel.error``) added to the noise in
-  quadrature, at the reference S/N (what ``crb --emulator-error`` computes);
+  quadrature, at the reference S/N (what ``crb --emulator-error --emulator-error-model white`` computes; the
+  default ``--emulator-error`` integrates its correlated error modes out, as a fit does);
 - ``ratio_noise_only``: both bounds from the noise alone (what ``crb`` computes by default); exactly
   independent of the S/N, since both bounds scale as 1/(S/N).
 
@@ -198,7 +199,9 @@ def measure_fidelity(
         kw = dict(window=window, snr=snr, snr_mode=snr_mode, marginalize=marginalize)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # weak-constraint and degeneracy notes are the forecast's business
-            emu = forecast(model, labels, emulator_error=True, **kw)
+            # the error added per pixel in quadrature (the stored ratios' definition), so that with_noise below
+            # is the noise-only bound (a forecast with modes would keep them)
+            emu = forecast(model, labels, emulator_error="white", **kw)
             b_err = emu.result.marginal()
             sigma0 = noise_sigma(emu.flux, snr, snr_mode)
             b_noise = emu.result.with_noise(sigma0, mask=emu.result.weights > 0).marginal()

@@ -1,10 +1,12 @@
 """Fisher-matrix Cramér–Rao bounds for any differentiable forward model.
 
-For Gaussian pixel noise with (diagonal) covariance C and a model m(θ) the Fisher matrix is
+For Gaussian pixel noise with covariance C and a model m(θ) the Fisher matrix is
 
     F = Jᵀ C⁻¹ J + P,    J_ki = ∂m_k/∂θ_i  (``jax.jacfwd``, float64),
 
-where P is the precision of independent Gaussian priors (diag 1/σ²). Bounds on θ_i:
+where P is the precision of independent Gaussian priors (diag 1/σ²). C is diagonal (``weights`` = 1/σ²), or
+diagonal plus a low-rank correlated part, C = diag(σ²) + U Uᵀ with U (n_pix, k) e.g. an emulator's error modes
+(``noise_modes``; :func:`correlated_information` evaluates it through the k × k matrix only). Bounds on θ_i:
 
 - marginal (all other free parameters unknown):   sqrt((F⁻¹)_ii)
 - conditional (all others known exactly):          1/sqrt(F_ii)
@@ -138,6 +140,75 @@ def pixel_weights(
     return w
 
 
+def correlated_information(
+    J: Float[np.ndarray, "n_pix n"], weights: Float[np.ndarray, "n_pix"], modes: Float[np.ndarray, "n_pix k"]
+) -> Float[np.ndarray, "n n"]:
+    """Jᵀ C⁻¹ J for the pixel covariance C = diag(1/weights) + U Uᵀ (``modes`` = U; weight 0 = masked pixel,
+    whose rows of U then do not matter), in O(n_pix k²) without forming C. Modes confined to separate pixel ranges
+    (each arm's emulator its own, :func:`mode_blocks`) are taken block by block: C is block-diagonal then, and the
+    cost Σ n_b k_b² instead of n_pix (Σ k_b)²."""
+    J = np.asarray(J, dtype=np.float64)
+    U = np.asarray(modes, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if U.ndim != 2 or U.shape[0] != J.shape[0]:
+        raise FisherError(f"noise modes of shape {U.shape} do not have one row per pixel ({J.shape[0]})")
+    if not np.all(np.isfinite(U)):
+        raise FisherError("the correlated noise modes have non-finite entries")
+    rest = np.ones(J.shape[0], bool)
+    F = np.zeros((J.shape[1], J.shape[1]))
+    for rows, cols in mode_blocks(U):
+        F += _block_information(J[rows], w[rows], U[rows, cols])
+        rest[rows] = False
+    F += (J[rest].T * w[rest]) @ J[rest]  # pixels no mode reaches: diagonal
+    return 0.5 * (F + F.T)
+
+
+def mode_blocks(U: Float[np.ndarray, "n_pix k"]) -> list[tuple[slice, np.ndarray]]:
+    """The independent blocks of U Uᵀ: ``(rows, columns)`` pairs, each a contiguous pixel range and the modes that
+    are non-zero only inside it (the ranges of modes whose non-zero rows overlap are merged)."""
+    nz = U != 0.0
+    used = np.flatnonzero(nz.any(axis=0))
+    if used.size == 0:
+        return []
+    first = nz[:, used].argmax(axis=0)
+    last = U.shape[0] - 1 - nz[::-1, used].argmax(axis=0)
+    order = np.argsort(first, kind="stable")
+    blocks: list[list] = []
+    for i in order:
+        if blocks and first[i] <= blocks[-1][1]:
+            blocks[-1][1] = max(blocks[-1][1], last[i])
+            blocks[-1][2].append(used[i])
+        else:
+            blocks.append([first[i], last[i], [used[i]]])
+    return [(slice(int(lo), int(hi) + 1), np.asarray(sorted(cols))) for lo, hi, cols in blocks]
+
+
+def _block_information(J: np.ndarray, w: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """Jᵀ (diag(1/w) + U Uᵀ)⁻¹ J of one block. Whitened by the diagonal (J̃ = W^½ J, Ũ = W^½ U = Q R),
+    C̃⁻¹ = (I − Q Qᵀ) + Q (I + R Rᵀ)⁻¹ Qᵀ, so F = |J̃ − Q Qᵀ J̃|² + (Qᵀ J̃)ᵀ (I + R Rᵀ)⁻¹ (Qᵀ J̃). This is
+    Woodbury's identity written as a projection: the textbook form Jᵀ W J − Jᵀ W U (I + Uᵀ W U)⁻¹ Uᵀ W J
+    subtracts two terms that grow as (S/N)² while their difference saturates at the modes' floor, and loses that
+    floor to rounding at high S/N; here both terms stay of the size of the result."""
+    s = np.sqrt(w)
+    Jt, Ut = J * s[:, None], U * s[:, None]
+    Q, R = np.linalg.qr(Ut)  # reduced: Q (n_pix, k) orthonormal columns, also when a mode is zero here
+    P = Q.T @ Jt
+    resid = Jt - Q @ P
+    return resid.T @ resid + P.T @ np.linalg.solve(np.eye(R.shape[0]) + R @ R.T, P)
+
+
+def apply_inverse_covariance(
+    X: Float[np.ndarray, "n_pix m"], weights: Float[np.ndarray, "n_pix"], modes: Float[np.ndarray, "n_pix k"] | None
+) -> Float[np.ndarray, "n_pix m"]:
+    """C⁻¹ X for C = diag(1/weights) + U Uᵀ (Woodbury; masked pixels, weight 0, give rows of 0)."""
+    WX = X * weights[:, None]
+    if modes is None or modes.shape[1] == 0:
+        return WX
+    WU = modes * weights[:, None]
+    small = np.eye(modes.shape[1]) + modes.T @ WU
+    return WX - WU @ np.linalg.solve(small, modes.T @ WX)
+
+
 # --------------------------------------------------------------------------------------------------
 # Jacobian
 # --------------------------------------------------------------------------------------------------
@@ -268,7 +339,9 @@ class FisherResult:
 
     Attributes: ``names`` (free parameters, in order), ``values`` (fiducial values), ``jacobian``
     (n_pix, n_free), ``weights`` (1/σ² per pixel, 0 = masked), ``prior_sigma`` ({name: σ}),
-    ``meta`` (free-form provenance: S/N, resolution, window, model), ``rcond``.
+    ``meta`` (free-form provenance: S/N, resolution, window, model), ``rcond``, ``noise_modes`` (n_pix, k) or None:
+    a correlated part of the noise, C = diag(1/weights) + U Uᵀ (kept by :meth:`with_noise`, so another S/N is
+    exact: the bound then no longer scales as 1/(S/N) but tends to the modes' floor).
     """
 
     names: tuple[str, ...]
@@ -279,12 +352,19 @@ class FisherResult:
     meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     rcond: float = DEFAULT_RCOND
     wavelength: np.ndarray | None = None
+    noise_modes: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.names)
         if self.jacobian.shape != (self.weights.shape[0], n):
             raise FisherError(
                 f"Jacobian shape {self.jacobian.shape} does not match {self.weights.shape[0]} pixels × {n} parameters"
+            )
+        if self.noise_modes is not None and (
+            self.noise_modes.ndim != 2 or self.noise_modes.shape[0] != self.weights.shape[0]
+        ):
+            raise FisherError(
+                f"noise modes of shape {self.noise_modes.shape} do not have one row per pixel ({self.weights.shape[0]})"
             )
         unknown = sorted(set(self.prior_sigma) - set(self.names))
         if unknown:
@@ -300,6 +380,8 @@ class FisherResult:
     @functools.cached_property
     def data_fisher(self) -> Float[np.ndarray, "n n"]:
         """Jᵀ C⁻¹ J (no priors), float64."""
+        if self.noise_modes is not None:
+            return correlated_information(self.jacobian, self.weights, self.noise_modes)
         Jw = self.jacobian * self.weights[:, None]
         F = self.jacobian.T @ Jw
         return 0.5 * (F + F.T)
@@ -390,9 +472,14 @@ class FisherResult:
         - ``"marginal"``: (J_ki − Σ_o J_ko b_oi)² / σ_k², the part of pixel k's signal for θ_i that cannot be
           mimicked by the other free parameters (b = F_oo⁻¹ F_oi, data only); sums over pixels to the
           marginal information 1/(F_data⁻¹)_ii. Pixels are ~0 where θ_i's signature is degenerate with others.
+
+        With ``noise_modes`` the pixels are correlated and a pixel's share is J_ki (C⁻¹ J)_ki instead of J_ki² / σ_k²
+        (the same sums; a pixel can then carry a negative share, where the modes make its signal redundant).
         """
         J, w = self.jacobian, self.weights
         if kind == "diagonal":
+            if self.noise_modes is not None:
+                return J * apply_inverse_covariance(J, w, self.noise_modes)
             return J**2 * w[:, None]
         if kind != "marginal":
             raise FisherError(f"unknown information kind {kind!r}; use 'diagonal' or 'marginal'")
@@ -406,7 +493,10 @@ class FisherResult:
                 resid = J[:, i] - J[:, others] @ b
             else:
                 resid = J[:, i]
-            out[:, i] = resid**2 * w
+            if self.noise_modes is not None:
+                out[:, i] = resid * apply_inverse_covariance(resid[:, None], w, self.noise_modes)[:, 0]
+            else:
+                out[:, i] = resid**2 * w
         return out
 
     # --- derived results --------------------------------------------------------------------
@@ -438,7 +528,8 @@ class FisherResult:
         return dataclasses.replace(self, prior_sigma=dict(priors or {}))
 
     def with_noise(self, sigma, mask=None, **meta) -> "FisherResult":
-        """Same Jacobian, new per-pixel noise (e.g. another S/N); extra keywords update ``meta``."""
+        """Same Jacobian, new per-pixel noise (e.g. another S/N); extra keywords update ``meta``. The correlated
+        part (``noise_modes``) is kept: σ is the diagonal part only."""
         w = pixel_weights(sigma, self.weights.shape[0], mask)
         return dataclasses.replace(self, weights=w, meta={**self.meta, **meta})
 
@@ -485,6 +576,7 @@ class FisherResult:
             "correlation": self.correlation().tolist(),
             "fisher": self.fisher.tolist(),
             "n_pixels_used": int(np.count_nonzero(self.weights)),
+            **({} if self.noise_modes is None else {"n_noise_modes": int(self.noise_modes.shape[1])}),
         }
 
 
@@ -609,8 +701,10 @@ def fisher_from_jacobian(
     meta: Mapping[str, Any] | None = None,
     wavelength=None,
     rcond: float = DEFAULT_RCOND,
+    noise_modes: Float[Any, "n_pix k"] | None = None,
 ) -> FisherResult:
-    """Build a :class:`FisherResult` from a precomputed Jacobian (columns ordered as ``names``)."""
+    """Build a :class:`FisherResult` from a precomputed Jacobian (columns ordered as ``names``); ``noise_modes``
+    (n_pix, k): a correlated part of the noise beside ``sigma`` (C = diag(σ²) + U Uᵀ)."""
     J = np.asarray(J, dtype=np.float64)
     if J.ndim != 2 or J.shape[1] != len(names):
         raise FisherError(f"Jacobian of shape {J.shape} does not have one column per name ({len(names)})")
@@ -627,6 +721,7 @@ def fisher_from_jacobian(
         meta=dict(meta or {}),
         rcond=rcond,
         wavelength=None if wavelength is None else np.asarray(wavelength, dtype=np.float64),
+        noise_modes=None if noise_modes is None else np.asarray(noise_modes, dtype=np.float64),
     )
     return res.check()
 

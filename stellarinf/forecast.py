@@ -14,7 +14,10 @@ Building blocks (all eager, returning plain data):
   columns ``marginal_<label>`` and ``conditional_<label>``.
 
 S/N is per pixel at the continuum (``noise_sigma``); a different R keeps ``pixels_per_resolution`` of the
-preset, so the pixel count changes with R. Speed: the Jacobian of every parameter is taken once per star and
+preset, so the pixel count changes with R. With ``emulator_error`` the noise has the fit's error model: the
+emulator's correlated error modes on the forecast's pixels plus its white remainder (:func:`fit_error_terms`), so
+the bound is the fit's (:func:`stellarinf.fisher.likelihood_fisher`) and saturates at the emulator's floor
+(:func:`emulator_floor`) as S/N grows. Speed: the Jacobian of every parameter is taken once per star and
 set-up (another S/N, prior or free set is linear algebra on it); for an emulator, R is a held parameter and the
 pixel count is padded to a power-of-two bucket, so another R or preset of the same bucket reuses the compiled
 Jacobian (about 0.1–0.5 s per forecast here instead of 5–9 s).
@@ -32,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .errors import StellarinfError
-from .fisher import FisherResult, fisher_from_jacobian, jacobian_and_value, noise_sigma
+from .fisher import FisherResult, correlated_information, fisher_from_jacobian, jacobian_and_value, noise_sigma
 from .instruments import Instrument, InstrumentError, get_instrument
 from .wavelength import Window
 
@@ -40,6 +43,10 @@ NUISANCE_DEFAULTS = {"rv": 0.0, "vsini": 2.0, "vmacro": 3.0}
 # What `--marginalize` understands; "continuum" expands to every continuum coefficient of the model.
 NUISANCE_GROUPS = ("rv", "vsini", "vmacro", "continuum", "resolution")
 DEFAULT_MARGINALIZE = ("rv", "vsini", "vmacro", "continuum")
+# ``forecast(emulator_error=...)``: the emulator's correlated error modes + white remainder (what a fit's likelihood
+# uses; True), or its whole error as white per-pixel noise (the fit's ``--emulator-error white``)
+EMULATOR_ERROR_MODELS = ("modes", "white")
+FLOOR_SNR = 1e6  # the S/N standing in for "infinite" in emulator_floor (photon noise negligible beside any floor)
 
 
 def synth_coverage() -> tuple[tuple[float, float], ...]:
@@ -318,7 +325,7 @@ class Forecast:
     window: Window
     snr: float
     snr_mode: str
-    emulator_error: np.ndarray | None
+    emulator_error: np.ndarray | None  # (n_pix,) added to the noise in quadrature: the white remainder with modes
     observation_model: Any = None
     spectrum_model: Any = None
     full_jacobian: np.ndarray | None = None  # (n_pix, n_params): every parameter of the observation model
@@ -327,15 +334,25 @@ class Forecast:
     arm_slices: tuple[slice, ...] = ()  # each arm's pixels in wavelength/flux/sigma/jacobian
     observation_pixels: np.ndarray | None = None  # this forecast's pixels among observation_model's (one arm)
     arm_models: tuple = ()  # each arm's spectrum model (several when each arm has its own emulator)
+    error_modes: np.ndarray | None = None  # (n_pix, k): the emulator's correlated error (block-diagonal over arms)
 
     def marginal(self) -> dict[str, float]:
         return self.result.marginal()
 
     def at_snr(self, snr: float, snr_mode: str | None = None) -> FisherResult:
-        """The same forecast at another S/N (same Jacobian, new noise)."""
+        """The same forecast at another S/N (same Jacobian, emulator error and modes; new photon noise). Exact: with
+        modes the k × k Woodbury matrix is formed again (milliseconds, no new derivatives or compilation)."""
         mode = snr_mode or self.snr_mode
         sigma = noise_sigma(self.flux, snr, mode, emulator_error=self.emulator_error)
         return self.result.with_noise(sigma, mask=self.result.weights > 0, snr=float(snr), snr_mode=mode)
+
+    def noise_only(self, snr: float | None = None) -> FisherResult:
+        """The same forecast from the photon noise alone (no emulator error, no modes), at ``snr`` (default the
+        forecast's): the part of the bound that falls as 1/(S/N)."""
+        snr = self.snr if snr is None else float(snr)
+        sigma = noise_sigma(self.flux, snr, self.snr_mode)
+        res = dataclasses.replace(self.result, noise_modes=None)
+        return res.with_noise(sigma, mask=self.result.weights > 0, snr=snr, emulator_error=False, error_model="none")
 
     def with_free(self, free: Sequence[str], priors: Mapping[str, float] | None = None) -> FisherResult:
         """The same forecast with another free set (any parameters of the observation model), from the
@@ -358,6 +375,7 @@ class Forecast:
             mask=self.result.weights > 0,
             meta=meta,
             wavelength=self.wavelength,
+            noise_modes=self.error_modes,
         )
 
     def to_json(self) -> dict:
@@ -376,7 +394,7 @@ def forecast(
     marginalize: Sequence[str] = DEFAULT_MARGINALIZE,
     fix: Sequence[str] = (),
     priors: Mapping[str, float] | None = None,
-    emulator_error: bool = False,
+    emulator_error: bool | str = False,
     model_name: str | None = None,
     obs_kwargs: Mapping[str, Any] | None = None,
     elements: Sequence[str] | None = None,
@@ -394,7 +412,10 @@ def forecast(
     arm's R. ``labels``: values for the model's labels (missing ones take the middle of the training box).
     ``nuisances``: rv/vsini/vmacro fiducials (defaults :data:`NUISANCE_DEFAULTS`). ``marginalize``: nuisance
     groups kept free; the rest are held fixed. ``fix``: labels held fixed. ``priors``: {name: σ}.
-    ``emulator_error``: add the model's error in quadrature. S/N is per pixel at the continuum, in every arm.
+    ``emulator_error``: the model's own error in the noise, as a fit's likelihood has it: True or ``"modes"`` (its
+    correlated error modes, Doppler-shifted and LSF-smoothed onto each arm's pixels, block-diagonal over arms,
+    plus its white remainder; the bound then saturates as S/N grows), ``"white"`` (its whole error added in
+    quadrature per pixel), False (photon noise only). S/N is per pixel at the continuum, in every arm.
     ``elements``: with ``model="synth"``, the elements whose [X/Fe] are labels (e.g. every candidate of a survey).
     ``alpha``: with ``model="synth"``, [α/Fe] is a label too.
     """
@@ -403,6 +424,7 @@ def forecast(
     enable_float64()  # Cramér–Rao bounds need float64, from the first array on
     if not (isinstance(snr, (int, float, np.number)) and math.isfinite(float(snr)) and float(snr) > 0):
         raise ForecastError(f"S/N must be a positive number, got {snr!r}")
+    error_kind = emulator_error_kind(emulator_error)
     is_synth = isinstance(model, str) and model == "synth"
     base = None if is_synth else resolve_models(model, elements=elements, alpha=alpha)
     inst = instrument_for("synth" if is_synth else base, window, resolution)
@@ -452,7 +474,13 @@ def forecast(
     wl = np.concatenate([arm.wavelength for arm in arms])
     flux = np.concatenate([arm.flux for arm in arms])
     emu = np.concatenate([np.asarray(arm.model.error(arm.wavelength), dtype=np.float64) for arm in arms])
-    sigma = noise_sigma(flux, snr, snr_mode, emulator_error=emu if emulator_error else None)
+    if error_kind == "modes":
+        terms = [fit_error_terms(arm, marginalize, obs_kwargs) for arm in arms]
+        white = np.concatenate([t[0] for t in terms])
+        modes = block_modes([t[1] for t in terms])
+    else:
+        white, modes = (emu if error_kind == "white" else None), None
+    sigma = noise_sigma(flux, snr, snr_mode, emulator_error=white)
     w0 = inst.arms[0]
     meta = {
         "model": str(name),
@@ -469,7 +497,9 @@ def forecast(
         "n_pixels": int(wl.size),
         "snr": float(snr),
         "snr_mode": snr_mode,
-        "emulator_error": bool(emulator_error),
+        "emulator_error": error_kind is not None,
+        "error_model": "none" if error_kind is None else ("modes" if modes is not None else "white"),
+        **({} if modes is None else {"n_error_modes": int(modes.shape[1])}),
         "marginalized": [n for n in free if n not in space.names],
         "fixed": [n for n in names if n not in free],
     }
@@ -478,19 +508,26 @@ def forecast(
     values = {n: params[n] for n in space.names}
     distinct = list({id(a.model): a.model for a in arms}.values())
     if len(distinct) > 1:  # each arm its emulator: their stored ratios combined by each arm's information here
-        fid, fid_messages = combined_fidelity_meta(arms, J_all, sigma, slices, names, free, values)
-    else:
-        fid, fid_messages = fidelity_meta(sm, free, emulator_error, values)  # stored emulator/synthesizer ratios
+        fid, fid_messages = combined_fidelity_meta(arms, J_all, sigma, slices, names, free, values, modes)
+    else:  # stored emulator/synthesizer ratios
+        fid, fid_messages = fidelity_meta(sm, free, error_kind is not None, values)
     if fid is not None:
         meta["emulator_fidelity"] = fid
     idx = [names.index(n) for n in free]
     result = fisher_from_jacobian(
-        J_all[:, idx], sigma, free, values=[params[n] for n in free], priors=priors, meta=meta, wavelength=wl
+        J_all[:, idx],
+        sigma,
+        free,
+        values=[params[n] for n in free],
+        priors=priors,
+        meta=meta,
+        wavelength=wl,
+        noise_modes=modes,
     )
     _warn_unconstrained(result, space)
     for message in fid_messages:
         warnings.warn(message, FidelityWarning, stacklevel=2)
-    if not emulator_error:
+    if error_kind is None:
         message = emulator_error_message(emu, sigma)
         if message:
             warnings.warn(message, EmulatorErrorWarning, stacklevel=2)
@@ -503,7 +540,7 @@ def forecast(
         w0,
         float(snr),
         snr_mode,
-        emu if emulator_error else None,
+        white,
         arms[0].obs if not multi else None,
         sm,
         J_all,
@@ -512,7 +549,54 @@ def forecast(
         slices,
         arms[0].pixels if not multi else None,
         tuple(a.model for a in arms),
+        modes,
     )
+
+
+def emulator_error_kind(emulator_error: bool | str | None) -> str | None:
+    """``forecast(emulator_error=...)`` as one of :data:`EMULATOR_ERROR_MODELS`, or None for photon noise only
+    (True is ``"modes"``: a fit's default likelihood)."""
+    if emulator_error is None or isinstance(emulator_error, (bool, np.bool_)):
+        return "modes" if emulator_error else None
+    if isinstance(emulator_error, str) and emulator_error in EMULATOR_ERROR_MODELS:
+        return emulator_error
+    raise ForecastError(
+        f"emulator_error must be True/False or one of {', '.join(EMULATOR_ERROR_MODELS)}, got {emulator_error!r}"
+    )
+
+
+def fit_error_terms(arm: _Arm, marginalize: Sequence[str], obs_kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """The arm's emulator error as a fit of this spectrum has it: ``(white (n_pix,), modes (n_pix, k))``, the white
+    remainder σ and the correlated modes of an :class:`~stellarinf.observe.model.ObservationModel` on the arm's own
+    pixels (:func:`~stellarinf.observe.build.emulator_error_terms`: LSF-smoothed at the instrument's R unless R is
+    fitted) at the fiducial rv (:meth:`~stellarinf.observe.model.ObservationModel.error_mode_matrix`), times the
+    flux level the fit scales them by. The forecast's own model cannot serve: its pixels are padded and R held
+    as a parameter so that its compiled Jacobian is shared, which would leave the modes unsmoothed."""
+    kwargs = dict(obs_kwargs or {})
+    if "resolution" in marginalize:
+        kwargs.setdefault("fit_resolution", True)
+    kwargs.update(include_emulator_error=True, error_modes=True)
+    r = float(arm.params.get("resolution", arm.obs.resolution))  # the instrument's R (a held parameter, or fixed)
+    spec = _make_spectrum(arm.wavelength, arm.flux, np.full(arm.wavelength.size, 0.01), r)
+    obs = _observation_model(arm.model, spec, r, **kwargs)
+    scale = np.asarray(obs.flux_scale, dtype=np.float64)
+    white = np.asarray(obs.emulator_error, dtype=np.float64) * scale
+    modes = np.asarray(obs.error_mode_matrix({"rv": arm.params.get("rv", 0.0)}), dtype=np.float64)
+    return white, modes * scale[:, None]
+
+
+def block_modes(blocks: Sequence[np.ndarray]) -> np.ndarray | None:
+    """The arms' modes (each (n_pix_arm, k_arm)) as one (n_pix, Σ k) matrix, block-diagonal: an arm's modes are
+    zero on the other arms' pixels (each emulator's error is its own). None when no arm has modes."""
+    k = sum(b.shape[1] for b in blocks)
+    if k == 0:
+        return None
+    out = np.zeros((sum(b.shape[0] for b in blocks), k))
+    r = c = 0
+    for b in blocks:
+        out[r : r + b.shape[0], c : c + b.shape[1]] = b
+        r, c = r + b.shape[0], c + b.shape[1]
+    return out
 
 
 def resolve_models(model, *, elements: Sequence[str] | None = None, alpha: bool = False):
@@ -535,7 +619,9 @@ def auto_model_names() -> list[str]:
     return list(AUTO_MODELS["cpu" if jax.default_backend() == "cpu" else "accelerator"])
 
 
-def combined_fidelity_meta(arms, jacobian, sigma, slices, names, free, values) -> tuple[dict | None, list[str]]:
+def combined_fidelity_meta(
+    arms, jacobian, sigma, slices, names, free, values, modes=None
+) -> tuple[dict | None, list[str]]:
     """``(meta["emulator_fidelity"], warnings)`` for a forecast whose arms have different emulators: each arm's
     stored emulator/synthesizer bound ratios at the reference star nearest ``values``, combined by the information
     each arm carries in this forecast (:func:`stellarinf.inference.arm_combination.combined_fidelity`, the rule a
@@ -549,7 +635,7 @@ def combined_fidelity_meta(arms, jacobian, sigma, slices, names, free, values) -
     stars = [nearest_reference_star(fidelity_document(arm.model), values, bounds) for arm in arms]
     if not any(stars):
         return None, []
-    info = arm_information(jacobian[:, [names.index(n) for n in free]], 1.0 / sigma**2, slices)
+    info = arm_information(jacobian[:, [names.index(n) for n in free]], 1.0 / sigma**2, slices, modes)
     ratios = combined_fidelity(info, list(free), stars)
     over = {n: r for n, r in ratios.items() if r < OVER_CLAIM}
     meta = {
@@ -571,10 +657,17 @@ def combined_fidelity_meta(arms, jacobian, sigma, slices, names, free, values) -
     return meta, messages
 
 
-def arm_information(jacobian: np.ndarray, weights: np.ndarray, slices) -> np.ndarray:
-    """Each arm's Fisher information Jᵀ W J over its pixels ``slices`` (n_arms, n, n): what the arms' stored
-    emulator terms are weighted by (:mod:`stellarinf.inference.arm_combination`)."""
-    return np.asarray([(jacobian[sl].T * weights[sl]) @ jacobian[sl] for sl in slices])
+def arm_information(jacobian: np.ndarray, weights: np.ndarray, slices, modes: np.ndarray | None = None) -> np.ndarray:
+    """Each arm's Fisher information Jᵀ C⁻¹ J over its pixels ``slices`` (n_arms, n, n), C = diag(1/weights) plus
+    the arm's own correlated ``modes`` (n_pix, k) if given: what the arms' stored emulator terms are weighted by
+    (:mod:`stellarinf.inference.arm_combination`)."""
+    if modes is None:
+        return np.asarray([(jacobian[sl].T * weights[sl]) @ jacobian[sl] for sl in slices])
+    out = []
+    for sl in slices:
+        own = np.any(modes[sl] != 0.0, axis=0)  # the block-diagonal modes of this arm only
+        out.append(correlated_information(jacobian[sl], weights[sl], modes[sl][:, own]))
+    return np.asarray(out)
 
 
 def _arm_name(name: str, arm: int, multi: bool) -> str:
@@ -675,9 +768,10 @@ def _resolution_bounds(model, resolution: float) -> tuple[float, float]:
 
 def systematic_floor(fc: Forecast) -> dict[str, dict[str, float]]:
     """The emulator's label-space systematic sd (``sd_sys``, measured against its synthesizer and stored with it)
-    beside each bound, and the S/N above which it dominates: bounds fall as 1/(S/N), the floor does not, so past
-    ``snr_floor_dominates`` = S/N × bound / sd_sys more photons do not buy precision. Empty for a model without
-    stored systematics (the synthesizer, a test model)."""
+    beside each bound, and the S/N above which it dominates: the photon-noise bound falls as 1/(S/N), the floor
+    does not, so past ``snr_floor_dominates`` = S/N × photon bound / sd_sys more photons do not buy precision (the
+    photon bound is the forecast's own without emulator error, else :meth:`Forecast.noise_only`). Empty for a
+    model without stored systematics (the synthesizer, a test model)."""
     from .inference.results import label_systematics_of
 
     models = list({id(m): m for m in fc.arm_models}.values())
@@ -685,18 +779,37 @@ def systematic_floor(fc: Forecast) -> dict[str, dict[str, float]]:
         from .inference.arm_combination import combined_systematics
 
         r = fc.result
-        info = arm_information(r.jacobian, r.weights, fc.arm_slices)
+        info = arm_information(r.jacobian, r.weights, fc.arm_slices, r.noise_modes)
         arm_sd = [label_systematics_of(m) for m in fc.arm_models]
         sd_sys = combined_systematics(info, r.covariance, np.ones(len(r.names)), list(r.names), arm_sd)
     else:
         sd_sys = label_systematics_of(fc.spectrum_model)
-    marg = fc.result.marginal()
+    marg = fc.result.marginal() if fc.emulator_error is None else fc.noise_only().marginal()
     out = {}
     for name in fc.result.names:
         floor = sd_sys.get(name)
         if floor is None or not (floor > 0) or not math.isfinite(marg.get(name, math.nan)):
             continue
         out[name] = {"sd_sys": float(floor), "snr_floor_dominates": float(fc.snr * marg[name] / floor)}
+    return out
+
+
+def emulator_floor(fc: Forecast, snr_max: float = FLOOR_SNR) -> dict[str, dict[str, float]]:
+    """What the emulator's own error (as the forecast includes it: modes + white remainder, or white) leaves of each
+    marginal bound when photons are free: ``floor``, the bound at S/N ``snr_max`` (:data:`FLOOR_SNR`, where photon
+    noise is negligible), and ``snr_floor_dominates`` = S/N × photon bound / floor, the S/N above which the
+    photon-noise bound is below the floor (more photons then do not help). Empty for a forecast without emulator
+    error (its bound falls as 1/(S/N) for ever)."""
+    if fc.emulator_error is None:
+        return {}
+    floor = fc.at_snr(snr_max).marginal()
+    photon = fc.noise_only().marginal()
+    out = {}
+    for name in fc.result.names:
+        f, b = floor[name], photon[name]
+        if not (math.isfinite(f) and f > 0 and math.isfinite(b)):
+            continue
+        out[name] = {"floor": float(f), "snr_floor_dominates": float(fc.snr * b / f)}
     return out
 
 
@@ -851,7 +964,10 @@ def mock_observation(fc: Forecast, seed: int, obs_kwargs: Mapping[str, Any] | No
     built on it (same model, grid and resolution). Returns ``(spectrum, observation_model)``.
 
     The mock's σ is the forecast's (emulator error included only if the forecast included it), so the
-    observation model adds no emulator error of its own: its likelihood is exactly the forecast's."""
+    observation model adds no emulator error of its own: its likelihood is exactly the forecast's. With the
+    emulator's error modes the mock carries a draw of them too, its σ is the photon noise, and the observation
+    model integrates the modes out (as :func:`fit_error_terms` built them), so again its likelihood is the
+    forecast's."""
     if len(fc.arm_slices) > 1:
         raise ForecastError(
             f"mock_observation draws one-arm spectra; this forecast has {len(fc.arm_slices)} arms: forecast one arm "
@@ -859,7 +975,11 @@ def mock_observation(fc: Forecast, seed: int, obs_kwargs: Mapping[str, Any] | No
         )
     rng = np.random.default_rng(seed)
     noisy = fc.flux + rng.normal(size=fc.flux.shape) * fc.sigma
-    spec = _make_spectrum(fc.wavelength, noisy, fc.sigma, fc.window.resolution)
-    kwargs = {"include_emulator_error": False, **dict(obs_kwargs or {})}
+    sigma, kwargs = fc.sigma, {"include_emulator_error": False, **dict(obs_kwargs or {})}
+    if fc.error_modes is not None:
+        noisy = noisy + fc.error_modes @ rng.normal(size=fc.error_modes.shape[1])
+        sigma = noise_sigma(fc.flux, fc.snr, fc.snr_mode)
+        kwargs.update(include_emulator_error=True, error_modes=True)
+    spec = _make_spectrum(fc.wavelength, noisy, sigma, fc.window.resolution)
     obs = _observation_model(fc.spectrum_model, spec, fc.window.resolution, **kwargs)
     return spec, obs

@@ -120,11 +120,38 @@ def format_floor(floor: dict, snr: float) -> str:
     parts = [f"{n} {v['sd_sys']:.3g} (S/N {v['snr_floor_dominates']:.0f})" for n, v in floor.items()]
     limited = [n for n, v in floor.items() if v["snr_floor_dominates"] < snr]
     text = (
-        "emulator systematic floor sd_sys (and the S/N above which it exceeds the bound; photons beyond it do not "
-        "help): " + ", ".join(parts)
+        "emulator systematic floor sd_sys (and the S/N above which it exceeds the photon-noise bound; photons "
+        "beyond it do not help): " + ", ".join(parts)
     )
     if limited:
-        text += f"\nat S/N {snr:g} the floor, not the noise, limits {', '.join(limited)}"
+        text += f"\nat S/N {snr:g} sd_sys, not the noise, limits {', '.join(limited)}"
+    return text
+
+
+def describe_error_model(meta: dict) -> str:
+    """The noise the bounds assume, in words (``meta["error_model"]`` of a forecast)."""
+    kind = meta.get("error_model", "none")
+    if kind == "modes":
+        return (
+            f"noise: photon noise + the emulator's error as a fit's likelihood has it ({meta['n_error_modes']} "
+            "correlated modes + white remainder)"
+        )
+    if kind == "white":
+        return "noise: photon noise + the emulator's error, white per pixel (it has no correlated modes in use)"
+    return "noise: photon noise only (--emulator-error adds the emulator's)"
+
+
+def format_emulator_floor(floor: dict, snr: float) -> str:
+    """The emulator error's floor in the bounds (S/N → ∞), and the S/N above which it exceeds the photon bound."""
+    shown = {n: v for n, v in floor.items() if not n.startswith("cont_")}
+    parts = [f"{n} {v['floor']:.3g} (S/N {v['snr_floor_dominates']:.0f})" for n, v in shown.items()]
+    limited = [n for n, v in shown.items() if v["snr_floor_dominates"] < snr]
+    text = (
+        "emulator error floor (the bound as S/N → ∞, and the S/N above which the photon-noise bound is below it; "
+        "more photons beyond it do not help): " + ", ".join(parts)
+    )
+    if limited:
+        text += f"\nat S/N {snr:g} the emulator's error, not the noise, limits {', '.join(limited)}"
     return text
 
 
@@ -246,7 +273,16 @@ def _list_presets(model) -> None:
     "--emulator-error/--no-emulator-error",
     default=False,
     show_default=True,
-    help="Add the model's own error in quadrature to the noise.",
+    help="Include the model's own error in the noise, as a fit's likelihood does (see --emulator-error-model); "
+    "the bounds then stop falling as 1/(S/N) at the emulator's floor.",
+)
+@click.option(
+    "--emulator-error-model",
+    type=click.Choice(["modes", "white"]),
+    default="modes",
+    show_default=True,
+    help="With --emulator-error: modes = its correlated error modes on the forecast's pixels + the white remainder "
+    "(as `fit --emulator-error modes`); white = its whole error added in quadrature per pixel.",
 )
 @click.option(
     "--plots",
@@ -278,6 +314,7 @@ def crb(
     alpha,
     priors,
     emulator_error,
+    emulator_error_model,
     plots_dir,
     output,
 ):
@@ -327,7 +364,7 @@ def crb(
                 elements=None if elements is None else _split(elements),
                 alpha=alpha,
                 priors=prior_sigma,
-                emulator_error=emulator_error,
+                emulator_error=emulator_error_model if emulator_error else False,
                 model_name=str(model),
             )
             result = fc.result
@@ -346,12 +383,13 @@ def crb(
         )
         if result.meta.get("arms_not_covered"):
             click.echo("not served by the model(s), left out: " + "; ".join(result.meta["arms_not_covered"]))
+        click.echo(describe_error_model(result.meta))
         click.echo(format_table(result))
         if len(snrs) > 1:
             from ..forecast import bounds_vs_snr
 
             scan = bounds_vs_snr(fc, snrs)
-            click.echo("\nmarginal bounds at each S/N (same Jacobian):")
+            click.echo("\nmarginal bounds at each S/N (same Jacobian and error model):")
             click.echo(format_snr_table(scan, result.names))
             doc["snr_scan"] = {
                 "snr": [float(x) for x in snrs],
@@ -365,6 +403,10 @@ def crb(
         if floor:
             doc["systematic_floor"] = floor
             click.echo(format_floor(floor, snr))
+        emu_floor = fc_mod.emulator_floor(fc)
+        if emu_floor:
+            doc["emulator_floor"] = emu_floor
+            click.echo(format_emulator_floor(emu_floor, snr))
         from ..emulator_fidelity import format_fidelity
 
         fidelity_line = format_fidelity(result.meta.get("emulator_fidelity"))
