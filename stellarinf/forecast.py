@@ -799,8 +799,8 @@ def emulator_floor(fc: Forecast, snr_max: float = FLOOR_SNR) -> dict[str, dict[s
     marginal bound when photons are free: ``floor``, the bound at S/N ``snr_max`` (:data:`FLOOR_SNR`, where photon
     noise is negligible), and ``snr_floor_dominates`` = S/N × photon bound / floor, the S/N above which the
     photon-noise bound is below the floor (more photons then do not help). Empty for a forecast without emulator
-    error (its bound falls as 1/(S/N) for ever)."""
-    if fc.emulator_error is None:
+    error, or with an error of zero (its bound falls as 1/(S/N) for ever)."""
+    if fc.emulator_error is None or (fc.error_modes is None and not np.any(fc.emulator_error > 0)):
         return {}
     floor = fc.at_snr(snr_max).marginal()
     photon = fc.noise_only().marginal()
