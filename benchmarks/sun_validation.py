@@ -86,6 +86,12 @@ def main(argv=None):
         help="the synthesizer's numerical preset (stellarinf.synth.settings: extended (default), standard, reference)",
     )
     ap.add_argument(
+        "--molecules",
+        choices=("off", "on"),
+        default="off",
+        help="molecular equilibrium and the CH, MgH, C2, CN lines (stellarinf.synth.make_synthesizer)",
+    )
+    ap.add_argument(
         "--mask", default="6561.5:6567.5", help="ranges left out of the 'excluding' rms (the chromospheric Hα core)"
     )
     ap.add_argument(
@@ -102,7 +108,8 @@ def main(argv=None):
         args.solar_csv = str(Path(args.atlas_dir) / entry.atlas)
         args.wmin, args.wmax = win.wmin, win.wmax
         args.mask = ",".join(f"{lo}:{hi}" for lo, hi in entry.masked)
-        args.out = args.out or str(HERE / "results" / f"sun_validation_{args.window}_{args.loggf}.json")
+        suffix = "_molecules" if args.molecules == "on" else ""
+        args.out = args.out or str(HERE / "results" / f"sun_validation_{args.window}_{args.loggf}{suffix}.json")
     elif not args.solar_csv:
         ap.error("give an observed solar spectrum (solar_csv) or --window")
     args.out = args.out or str(HERE / "results" / "sun_validation.json")
@@ -126,7 +133,7 @@ def main(argv=None):
     from stellarinf.synth.settings import DEFAULT_PRESET, settings_preset
 
     args.settings = args.settings or DEFAULT_PRESET
-    flux, _ = synthesize(SUN, fine, loggf=args.loggf, settings=settings_preset(args.settings))
+    flux, _ = synthesize(SUN, fine, loggf=args.loggf, settings=settings_preset(args.settings), molecules=args.molecules)
     # SOLAR-HRS resolution in the red is far above the line widths; only stellar broadening is applied.
     flux = np.asarray(broaden(flux, velocity_step(fine), vsini=args.vsini, vmacro=args.vmacro))
     t_synth = time.time() - t0
@@ -180,6 +187,7 @@ def main(argv=None):
         "rv_atlas_kms": float(rv_atlas),
         "loggf": args.loggf,
         "synth_settings": args.settings,
+        "molecules": args.molecules,
         "mean_residual": float(np.mean(resid)),
         "target_rms": 0.03,
         "passes_target": rms <= 0.03,

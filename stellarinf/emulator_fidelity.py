@@ -85,10 +85,10 @@ def emulator_window(model, resolution: float | None = None, margin_kms: float = 
 
 def synthesizer_for(model, window: Window):
     """The realistic synthesizer over ``window`` (padded by 5 Å) with the emulator's labels and the log gf its
-    training grid used (``metadata["training_grid"]["metadata"]["loggf"]``, default ``"solar"``) and its damping
-    (``"damping"``; grids older than the choice used ``"unsold"``)."""
+    training grid used (``metadata["training_grid"]["metadata"]["loggf"]``, default ``"solar"``), its damping
+    (``"damping"``; grids older than the choice used ``"unsold"``) and molecules (``"molecules"``; older: off)."""
     from .forecast import ForecastError, synth_coverage
-    from .physics_options import DAMPING_CHOICES, LEGACY_DAMPING, LOGGF_CHOICES
+    from .physics_options import DAMPING_CHOICES, LEGACY_DAMPING, LEGACY_MOLECULES, LOGGF_CHOICES, MOLECULES_CHOICES
     from .synth import SynthesizerModel
 
     cover = [(lo, hi) for lo, hi in synth_coverage() if lo <= window.wmin and window.wmax <= hi]
@@ -103,10 +103,12 @@ def synthesizer_for(model, window: Window):
     loggf = loggf if loggf in LOGGF_CHOICES else "solar"
     damping = grid_meta.get("damping", LEGACY_DAMPING)
     damping = damping if damping in DAMPING_CHOICES else LEGACY_DAMPING
+    molecules = grid_meta.get("molecules", LEGACY_MOLECULES)
+    molecules = molecules if molecules in MOLECULES_CHOICES else LEGACY_MOLECULES
     padded = dataclasses.replace(
         window, name="emulator-range-padded", wmin=max(lo, window.wmin - 5.0), wmax=min(hi, window.wmax + 5.0)
     )
-    return SynthesizerModel(model.label_space, padded, "realistic", loggf=loggf, damping=damping)
+    return SynthesizerModel(model.label_space, padded, "realistic", loggf=loggf, damping=damping, molecules=molecules)
 
 
 @dataclasses.dataclass

@@ -6,7 +6,10 @@ without loading JAX).
 - ``damping``: ``"unsold"`` (Unsöld × 2 for every line) or ``"abo"`` (Anstee–Barklem–O'Mara cross-sections and
   tabulated widths from the Gaia-ESO list where it has them; ``data/damping.ecsv``).
 
-Grids record both choices in their metadata; files made before a choice existed used :data:`LEGACY_DAMPING`.
+- ``molecules``: ``"off"`` (atoms only) or ``"on"`` (the molecular equilibrium of H, C, N, O, Mg and the CH, MgH,
+  C2 and CN lines of ``data/linelist_molecules.ecsv``).
+
+Grids record the choices in their metadata; files made before a choice existed used the ``LEGACY_*`` value.
 """
 
 from __future__ import annotations
@@ -21,4 +24,19 @@ DEFAULT_DAMPING = "unsold"
 # what grids and emulators made before the damping choice existed used
 LEGACY_DAMPING = "unsold"
 
-__all__ = ["LOGGF_CHOICES", "DEFAULT_LOGGF", "DAMPING_CHOICES", "DEFAULT_DAMPING", "LEGACY_DAMPING"]
+MOLECULES_CHOICES = ("off", "on")
+# off until the shipped emulators are retrained on grids with molecules (the synthesizer's default must be what
+# they learned)
+DEFAULT_MOLECULES = "off"
+LEGACY_MOLECULES = "off"
+
+__all__ = [
+    "LOGGF_CHOICES",
+    "DEFAULT_LOGGF",
+    "DAMPING_CHOICES",
+    "DEFAULT_DAMPING",
+    "LEGACY_DAMPING",
+    "MOLECULES_CHOICES",
+    "DEFAULT_MOLECULES",
+    "LEGACY_MOLECULES",
+]

@@ -26,6 +26,8 @@ TABLES = [
     "partition_functions.h5",
     "solar_abundances.ecsv",
     "damping.ecsv",
+    "molecules.ecsv",
+    "linelist_molecules.ecsv",
 ]
 KEPT_RANGES = [(4693.0, 4925.0), (5628.0, 5896.0), (6460.0, 7020.0), (7565.0, 7910.0), (8450.0, 8760.0)]
 

@@ -116,6 +116,7 @@ def _single_line_ew(sun, loggf):
         np.array([1e-6]),
         lines.unsold_log_vdw(np.array([10**-31.5]), np.array([55.845])),
         np.array([0.3]),
+        np.array([3 * 26 + 0]),  # the absorber: Fe I
     )
     pts = lines.build_points(wl, data, np.array([150.0]))
     T, ne = atm.temperature, atm.electron_density

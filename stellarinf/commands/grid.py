@@ -10,7 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 import click
 
 from ..errors import LabelError
-from ..physics_options import DAMPING_CHOICES, DEFAULT_DAMPING, DEFAULT_LOGGF, LOGGF_CHOICES
+from ..physics_options import (
+    DAMPING_CHOICES,
+    DEFAULT_DAMPING,
+    DEFAULT_LOGGF,
+    DEFAULT_MOLECULES,
+    LOGGF_CHOICES,
+    MOLECULES_CHOICES,
+)
 from ..synth.settings import DEFAULT_PRESET, PRESETS
 
 GRID_THREADS = 2  # batches computed at once (JAX releases the GIL while a compiled batch runs)
@@ -54,6 +61,7 @@ def generate_grid(
     loggf=DEFAULT_LOGGF,
     damping=DEFAULT_DAMPING,
     settings=None,
+    molecules=DEFAULT_MOLECULES,
     progress=True,
 ):
     """Make (or resume, or extend) a grid file; returns the output path. See the ``grid`` command.
@@ -62,6 +70,7 @@ def generate_grid(
     ``damping``: "unsold" (Unsöld × 2) or "abo" (tabulated ABO widths; see ``make_synthesizer``).
     ``settings``: the realistic synthesizer's numerical preset ("extended", the default; "standard", "reference":
     :mod:`stellarinf.synth.settings`).
+    ``molecules``: "off" (atoms only) or "on" (molecular equilibrium and the CH, MgH, C2, CN lines).
     ``alpha``: [α/Fe] is a label (α-enhanced ATLAS9 atmospheres and α-element abundances move with it).
     """
     import jax.numpy as jnp
@@ -73,7 +82,7 @@ def generate_grid(
     from ..design import sample_labels
     from ..io.grid import GridWriter
     from ..labels import DEFAULT_ABUNDANCE_ELEMENTS
-    from ..synth.data import linelist
+    from ..synth.data import linelist, molecular_linelist_source
     from ..synth.hydrogen import CENTROIDS
     from ..synth.observed import padded_fine_grid, resolve_window
     from ..synth.settings import DEFAULT_PRESET, fine_resolution, preset_name, settings_preset
@@ -87,7 +96,7 @@ def generate_grid(
     synth_settings = settings_preset(settings)
     r_fine = fine_resolution(settings)
     fine = padded_fine_grid(win.wmin, win.wmax, resolution=win.resolution, fine_resolution=r_fine)
-    fn = make_synthesizer(fine, space.names, fidelity, loggf, damping, synth_settings)
+    fn = make_synthesizer(fine, space.names, fidelity, loggf, damping, synth_settings, molecules)
     planned = sample_labels(space, int(n), design, int(seed))
     validate_labels(planned, list(space.names), fidelity)  # every point inside the atmosphere grid
     metadata = {
@@ -117,6 +126,8 @@ def generate_grid(
     }
     if fidelity == "realistic":  # (schematic grids have neither: an old one resumes without a mismatch)
         metadata.update(synth_settings=settings, hydrogen=CENTROIDS)
+        if molecules != "off":  # (an atoms-only grid records nothing: older grids resume without a mismatch)
+            metadata.update(molecules=molecules, molecular_line_list=molecular_linelist_source())
     writer = GridWriter(output, space, wavelength, planned, metadata, with_continuum=True, batch_size=batch_size)
     batched = _batched_observer(fn, fine.tobytes(), wavelength.tobytes(), win.resolution)
     pending = writer.pending()
@@ -236,6 +247,14 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
     help="Numerics of the realistic synthesizer: extended (down from log τ = −6.75, where strong-line cores form), "
     "standard (from −5, 15 % faster; as the grids up to the eighteenth session), reference (slow; for checks).",
 )
+@click.option(
+    "--molecules",
+    type=click.Choice(MOLECULES_CHOICES),
+    default=DEFAULT_MOLECULES,
+    show_default=True,
+    help="Molecular equilibrium (H, C, N, O, Mg) and the CH, MgH, C2, CN lines (data/linelist_molecules.ecsv); "
+    "off = atoms only, what the shipped emulators learned.",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def grid(
     output,
@@ -251,6 +270,7 @@ def grid(
     loggf,
     damping,
     settings,
+    molecules,
     no_progress,
 ):
     """Make a grid of synthetic spectra at the window's resolution (resumable: rerun to resume;
@@ -270,6 +290,7 @@ def grid(
         loggf=loggf,
         damping=damping,
         settings=settings,
+        molecules=molecules,
         progress=not no_progress,
     )
     click.echo(f"wrote {path}")

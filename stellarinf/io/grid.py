@@ -44,12 +44,13 @@ PHYSICS_KEYS = (
     "fine_resolution",
     "loggf",
     "damping",
+    "molecules",
     "synth_settings",
     "hydrogen",
     "atmospheres",
 )
-# files written before a key existed: the Rydberg formula's Hα and the 45-depth preset (then called "default")
-PHYSICS_DEFAULTS = {"synth_settings": "standard", "hydrogen": "Rydberg Hα"}
+# files written before a key existed: the Rydberg formula's Hα, the 45-depth preset (then called "default"), atoms only
+PHYSICS_DEFAULTS = {"synth_settings": "standard", "hydrogen": "Rydberg Hα", "molecules": "off"}
 # values older files recorded under a name since changed (the preset renames live with the presets)
 PHYSICS_RENAMED = {"synth_settings": LEGACY_NAMES}
 

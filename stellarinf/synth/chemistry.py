@@ -1,8 +1,9 @@
 """LTE chemistry: Saha–Boltzmann ionisation balance with tabulated partition functions.
 
-Atoms only (no molecules): stages I, II, III of every element with the NIST ionisation energies
-and Barklem & Collet (2016) partition functions; H⁻ from its Saha equation (χ = 0.754 eV). The
-electron density is taken from the model atmosphere.
+Stages I, II, III of every element with the NIST ionisation energies and Barklem & Collet (2016) partition
+functions; H⁻ from its Saha equation (χ = 0.754 eV); with ``molecules=True`` the molecular equilibrium of H, C,
+N, O and Mg (:mod:`.molecules`) takes their atoms bound in molecules out of the atomic stages and gives the
+molecules' densities. The electron density is taken from the model atmosphere.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ class Populations(NamedTuple):
     log_u: Float[Array, "n_el1 3 n_depth"]  # ln partition function [Z, stage, depth]
     n_hminus: Float[Array, "n_depth"]
     electron_density: Float[Array, "n_depth"]
+    # with molecules: number densities and ln partition functions of molecules.MOLECULES
+    molecules: Float[Array, "n_mol n_depth"] | None = None
+    log_u_molecules: Float[Array, "n_mol n_depth"] | None = None
 
     @property
     def n_hi(self):
@@ -67,17 +71,29 @@ def ionisation_fractions(temperature, electron_density, log_u) -> Float[Array, "
     return jnp.exp(ln_rel - jax.scipy.special.logsumexp(ln_rel, axis=1, keepdims=True))
 
 
-def populations(temperature, gas_pressure, electron_density, logeps) -> Populations:
-    """Number densities of every element's stages I–III and of H⁻ in each layer.
+def populations(temperature, gas_pressure, electron_density, logeps, molecules: bool = False) -> Populations:
+    """Number densities of every element's stages I–III and of H⁻ in each layer (and of molecules).
 
     Args:
         temperature, gas_pressure, electron_density: (n_depth,) in K, dyn cm^-2, cm^-3.
         logeps: (n_el1,) log ε abundances (H = 12).
+        molecules: solve the molecular equilibrium of H, C, N, O, Mg (:func:`.molecules.solve_equilibrium`).
     """
     n_nuclei = gas_pressure / (K_B * temperature) - electron_density
     log_u = log_partition_functions(temperature)
     frac = ionisation_fractions(temperature, electron_density, log_u)
     species = number_fractions(logeps)[:, None, None] * n_nuclei[None, None, :] * frac
+    mol = log_u_mol = None
+    if molecules:
+        from .molecules import ELEMENTS, solve_equilibrium
+
+        el = jnp.asarray(ELEMENTS)
+        log_total = jnp.log(number_fractions(logeps)[el])[:, None] + jnp.log(n_nuclei)[None, :]
+        eq = solve_equilibrium(temperature, log_total, jnp.log(frac[el, 0]), log_u[el, 0])
+        # the free atoms keep their Saha ratios between stages; their number drops to what molecules leave
+        free = jnp.exp(eq.log_n_neutral - log_total - jnp.log(frac[el, 0]))  # (n_el, n_depth), ≤ 1
+        species = species * jnp.ones(species.shape[::2]).at[el].set(free)[:, None, :]
+        mol, log_u_mol = jnp.exp(eq.log_n_molecules), eq.log_u_molecules
     # H⁻: n(H⁻) / (n(H I) n_e) = U(H⁻) / (2 U(H I)) (h²/2πmkT)^{3/2} e^{χ/kT}, U(H⁻) = 1.
     n_hminus = (
         species[1, 0]
@@ -85,4 +101,4 @@ def populations(temperature, gas_pressure, electron_density, logeps) -> Populati
         * jnp.exp(CHI_HMINUS / (K_B_EV * temperature) - log_u[1, 0])
         / (2.0 * SAHA_CONST * temperature**1.5)
     )
-    return Populations(n_nuclei, species, log_u, n_hminus, electron_density)
+    return Populations(n_nuclei, species, log_u, n_hminus, electron_density, mol, log_u_mol)

@@ -13,7 +13,13 @@ import h5py
 import numpy as np
 
 from ..paths import data_file
-from ..physics_options import DAMPING_CHOICES, DEFAULT_DAMPING, DEFAULT_LOGGF, LOGGF_CHOICES
+from ..physics_options import (
+    DAMPING_CHOICES,
+    DEFAULT_DAMPING,
+    DEFAULT_LOGGF,
+    LOGGF_CHOICES,
+    MOLECULES_CHOICES,
+)
 from .constants import N_ELEMENTS
 
 
@@ -185,6 +191,16 @@ def check_damping(choice: str) -> str:
     return choice
 
 
+def check_molecules(choice: str) -> str:
+    """Validate a ``molecules`` choice."""
+    if choice not in MOLECULES_CHOICES:
+        raise ValueError(
+            f"molecules={choice!r} is not known; choose 'off' (atoms only) or 'on' (molecular equilibrium and the "
+            "CH, MgH, C2 and CN lines)"
+        )
+    return choice
+
+
 class DampingConstants(NamedTuple):
     """Per-line damping data aligned with :func:`linelist` (numpy, shape (n_lines,))."""
 
@@ -293,3 +309,60 @@ def solar_logeps() -> np.ndarray:
         if np.isfinite(v) and int(row["Z"]) <= N_ELEMENTS:
             out[int(row["Z"])] = v
     return out
+
+
+class MoleculeConstants(NamedTuple):
+    """Dissociation-constant fits of ``data/molecules.ecsv`` (MOOG's Bmolec.f), one row per molecule."""
+
+    code: np.ndarray  # MOOG code, e.g. 606 = C2
+    name: np.ndarray  # e.g. "C2", "CN", "H2O"
+    atoms: tuple[tuple[int, ...], ...]  # atomic numbers of the constituent atoms
+    d0: np.ndarray  # eV
+    coefficients: np.ndarray  # (n_mol, 5): log10 Kp = Σ c_i log10(θ)^i − D0 θ, θ = 5040 / T
+
+
+@functools.lru_cache(maxsize=1)
+def molecule_constants() -> MoleculeConstants:
+    """Every molecule of ``data/molecules.ecsv``."""
+    from astropy.table import Table
+
+    t = Table.read(data_file("molecules.ecsv"))
+    return MoleculeConstants(
+        code=np.asarray(t["code"], dtype=np.int64),
+        name=np.asarray(t["molecule"], dtype=str),
+        atoms=tuple(tuple(int(z) for z in str(a).split()) for a in t["atoms"]),
+        d0=np.asarray(t["D0"], dtype=np.float64),
+        coefficients=np.asarray(t["coefficients"], dtype=np.float64),
+    )
+
+
+class MolecularLineList(NamedTuple):
+    """``data/linelist_molecules.ecsv``: CH, MgH, C2 and CN lines (vacuum Å, sorted)."""
+
+    wavelength: np.ndarray
+    molecule: np.ndarray  # name, e.g. "CN"
+    mass: np.ndarray  # amu of the isotopologue
+    elow: np.ndarray  # eV
+    loggf: np.ndarray  # log gf + log10 of the isotopologue's fraction
+
+
+def molecular_linelist_source() -> str:
+    """Where the molecular line list comes from (its table's ``source``), for grid metadata."""
+    from astropy.table import Table
+
+    return str(Table.read(data_file("linelist_molecules.ecsv")).meta.get("source", "data/linelist_molecules.ecsv"))
+
+
+@functools.lru_cache(maxsize=1)
+def molecular_linelist() -> MolecularLineList:
+    """The molecular line list (vacuum wavelengths, sorted)."""
+    from astropy.table import Table
+
+    t = Table.read(data_file("linelist_molecules.ecsv"))
+    return MolecularLineList(
+        wavelength=np.asarray(t["wavelength"], dtype=np.float64),
+        molecule=np.asarray(t["molecule"], dtype=str),
+        mass=np.asarray(t["mass"], dtype=np.float64),
+        elow=np.asarray(t["elow"], dtype=np.float64),
+        loggf=np.asarray(t["loggf"], dtype=np.float64),
+    )

@@ -1,4 +1,4 @@
-"""Atomic line opacity: Voigt profiles evaluated only in a fixed-size window around each line.
+"""Line opacity of atoms and molecules: Voigt profiles evaluated only in a fixed-size window around each line.
 
 Setup (eager, numpy) turns the line list into static arrays: which lines matter for a wavelength
 grid and how wide each line's window must be (:mod:`stellarinf.synth.selection`, at the most
@@ -25,8 +25,16 @@ import numpy as np
 from jaxtyping import Array, Float
 from scipy.special import gamma as gamma_fn
 
-from .constants import AMU, ATOMIC_MASS, BOHR, C_KMS, CHI_H, HC_EV_ANGSTROM, K_B, K_B_EV, PI_E2_MC
-from .data import DEFAULT_DAMPING, DEFAULT_LOGGF, damping_constants, ionization_energies, linelist, loggf_offsets
+from .constants import AMU, ATOMIC_MASS, BOHR, C_KMS, CHI_H, HC_EV_ANGSTROM, K_B, K_B_EV, N_ELEMENTS, PI_E2_MC
+from .data import (
+    DEFAULT_DAMPING,
+    DEFAULT_LOGGF,
+    damping_constants,
+    ionization_energies,
+    linelist,
+    loggf_offsets,
+    molecular_linelist,
+)
 from .voigt import SQRT_PI, WING_V, voigt_core, voigt_wing
 
 UNSOLD_ENHANCEMENT = 2.0
@@ -57,6 +65,57 @@ class LineData(NamedTuple):
     stark: np.ndarray  # γ4 / n_e (cm^3 s^-1)
     log_vdw: np.ndarray  # log10 γ6 / N_H (s^-1 cm^3) at 10,000 K
     vdw_exponent: np.ndarray  # γ6 ∝ T^vdw_exponent
+    absorber: np.ndarray  # row of :func:`absorbers`: 3 Z + ion for atoms, then the molecules
+
+
+def absorbers(pops) -> tuple[Float[Array, "n_abs n_depth"], Float[Array, "n_abs n_depth"]]:
+    """(number density, ln partition function) of every absorber: each element's stages I–III (row 3 Z + ion),
+    then the molecules of :data:`.molecules.MOLECULES` when the populations have them."""
+    n_depth = pops.species.shape[-1]
+    dens, log_u = pops.species.reshape(-1, n_depth), pops.log_u.reshape(-1, n_depth)
+    if pops.molecules is not None:
+        dens = jnp.concatenate([dens, pops.molecules])
+        log_u = jnp.concatenate([log_u, pops.log_u_molecules])
+    return dens, log_u
+
+
+def molecule_absorber(name: str) -> int:
+    """The :func:`absorbers` row of molecule ``name``."""
+    from .molecules import MOLECULES
+
+    return 3 * (N_ELEMENTS + 1) + MOLECULES.index(name)
+
+
+def molecular_line_data(index: np.ndarray | None = None) -> LineData:
+    """Static data for lines of the molecular list (all, or rows ``index``).
+
+    Molecular lines are weak and Doppler-dominated: classical radiative damping, no van der Waals or Stark
+    broadening (their collision data are not in the source)."""
+    ml = molecular_linelist()
+    sel = slice(None) if index is None else np.asarray(index)
+    lam = ml.wavelength[sel]
+    n = lam.size
+    absorber = np.array([molecule_absorber(m) for m in ml.molecule[sel]], dtype=np.int64)
+    zeros = np.zeros(n)
+    return LineData(
+        lam,
+        np.zeros(n, np.int64),
+        np.zeros(n, np.int64),
+        ml.elow[sel],
+        ml.loggf[sel],
+        ml.mass[sel],
+        2.223e15 / lam**2,
+        np.full(n, -40.0),
+        zeros,
+        np.full(n, -40.0),
+        np.full(n, 0.3),
+        absorber,
+    )
+
+
+def concat_lines(*parts: LineData) -> LineData:
+    """One :class:`LineData` holding the lines of ``parts`` in order."""
+    return LineData(*(np.concatenate(cols) for cols in zip(*parts)))
 
 
 def line_data(index: np.ndarray | None = None, loggf: str = DEFAULT_LOGGF, damping: str = DEFAULT_DAMPING) -> LineData:
@@ -87,7 +146,8 @@ def line_data(index: np.ndarray | None = None, loggf: str = DEFAULT_LOGGF, dampi
     stark = 5.42e-7 * neff2**2 / zeff**2
     log_vdw, vdw_exponent, gamma_rad = _van_der_waals(damping_constants(damping), sel, c6, mass)
     gamma_rad = np.where(gamma_rad > 0.0, gamma_rad, 2.223e15 / lam**2)
-    return LineData(lam, Z, ion, elow, gf[sel], mass, gamma_rad, np.log10(c6), stark, log_vdw, vdw_exponent)
+    absorber = 3 * Z + ion
+    return LineData(lam, Z, ion, elow, gf[sel], mass, gamma_rad, np.log10(c6), stark, log_vdw, vdw_exponent, absorber)
 
 
 def _mean_speed_1e4(mass):
@@ -139,10 +199,10 @@ def line_params(lines: LineData, temperature, electron_density, pops, vmic, log_
     ``log_gf`` (n_lines,) overrides ``lines.log_gf`` (a traced array: the solar calibration
     differentiates the spectrum with respect to it)."""
     T = temperature[None, :]
-    Z = jnp.asarray(lines.Z)
-    ion = jnp.asarray(lines.ion)
-    n_species = pops.species[Z, ion]  # (n_lines, n_depth)
-    log_u = pops.log_u[Z, ion]
+    dens, log_u_all = absorbers(pops)
+    absorber = jnp.asarray(lines.absorber)
+    n_species = dens[absorber]  # (n_lines, n_depth)
+    log_u = log_u_all[absorber]
     lam = jnp.asarray(lines.wavelength)[:, None]
     mass = jnp.asarray(lines.mass)[:, None] * AMU
     xi = jnp.sqrt(2.0 * K_B * T / mass * 1e-10 + vmic**2)  # km/s
@@ -186,32 +246,78 @@ def line_opacity(points: tuple[LinePoints, LinePoints], params: LineParams, n_wa
     return total.T
 
 
-def block_points(points: tuple[LinePoints, LinePoints], n_blocks: int, block: int) -> tuple[LinePoints, LinePoints]:
-    """``points`` regrouped by wavelength block of ``block`` fine pixels: every field (n_blocks, n_max), ``pixel``
-    counted from the block's first pixel, the rows padded with zero-taper points (they add exactly 0). Row ``b``
-    is a :class:`LinePoints` for :func:`line_opacity` on block ``b`` alone; within a block the points keep their
-    order, so each pixel's opacity is summed in the same order as on the whole grid."""
+def block_points(
+    points: tuple[LinePoints, LinePoints], n_blocks: int, block: int, rows: np.ndarray | None = None
+) -> tuple[LinePoints, LinePoints]:
+    """``points`` regrouped by wavelength block of ``block`` fine pixels: every field (n_rows, n_max), ``pixel``
+    counted from the block's first pixel, the rows padded with zero-taper points (they add exactly 0). Row ``r``
+    is a :class:`LinePoints` for :func:`line_opacity` on block ``rows[r]`` alone (every block in order by default);
+    within a block the points keep their order, so each pixel's opacity is summed in the same order as on the
+    whole grid."""
+    rows = np.arange(n_blocks) if rows is None else np.asarray(rows)
 
     def one(pts: LinePoints) -> LinePoints:
         blk = pts.pixel // block
         counts = np.bincount(blk, minlength=n_blocks)
-        width = int(counts.max()) if counts.size else 0
+        width = int(counts[rows].max()) if counts.size and rows.size else 0
         out = LinePoints(
-            np.zeros((n_blocks, width), np.int32),
-            np.zeros((n_blocks, width), np.int32),
-            np.zeros((n_blocks, width)),
-            np.zeros((n_blocks, width)),
+            np.zeros((rows.size, width), np.int32),
+            np.zeros((rows.size, width), np.int32),
+            np.zeros((rows.size, width)),
+            np.zeros((rows.size, width)),
         )
         order = np.argsort(blk, kind="stable")
         starts = np.concatenate([[0], np.cumsum(counts)])
-        for b in range(n_blocks):
+        for r, b in enumerate(rows):
             sel = order[starts[b] : starts[b + 1]]
             k = sel.size
-            out.line[b, :k], out.pixel[b, :k] = pts.line[sel], pts.pixel[sel] - b * block
-            out.dv[b, :k], out.taper[b, :k] = pts.dv[sel], pts.taper[sel]
+            out.line[r, :k], out.pixel[r, :k] = pts.line[sel], pts.pixel[sel] - b * block
+            out.dv[r, :k], out.taper[r, :k] = pts.dv[sel], pts.taper[sel]
         return out
 
     return one(points[0]), one(points[1])
+
+
+# a core point costs about this many wing points (Weideman's 16-term form against Humlíček's rational one)
+CORE_COST = 3.0
+
+
+def block_groups(
+    points: tuple[LinePoints, LinePoints], n_blocks: int, block: int, max_groups: int = 3, min_gain: float = 0.25
+) -> list[np.ndarray]:
+    """The blocks split into groups that each get their own padded width (one ``lax.map`` per group).
+
+    Every block of one ``lax.map`` is padded to the busiest block's number of points, so a dense band (the C2
+    Swan head: five times the median block's points) makes every block pay for it. Blocks sorted by cost are cut
+    into contiguous groups, each new cut the one that lowers the padded total most; a group is added only while it
+    cuts the padded cost by at least ``min_gain``, so an even arm keeps one group, i.e. one compiled loop."""
+    counts = [np.bincount(p.pixel // block, minlength=n_blocks) for p in points]
+    cost = CORE_COST * counts[0] + counts[1]
+    order = np.argsort(-cost, kind="stable")
+    core, wing = counts[0][order], counts[1][order]
+
+    def padded(a: int, b: int) -> float:  # blocks order[a:b] padded to their busiest
+        return (b - a) * (CORE_COST * core[a:b].max() + wing[a:b].max())
+
+    n = n_blocks
+    best = {1: (padded(0, n), [0, n])}
+    for g in range(2, max_groups + 1):
+        # cut points c_1 < ... < c_{g-1}: exhaustive over contiguous cuts (n is a few dozen blocks)
+        cands = []
+        prev = best[g - 1][1]
+        for cut in range(1, n):
+            if cut in prev:
+                continue
+            bounds = sorted(set(prev) | {cut})
+            cands.append((sum(padded(a, b) for a, b in zip(bounds[:-1], bounds[1:])), bounds))
+        if not cands:
+            break
+        best[g] = min(cands)
+    groups = 1
+    while groups + 1 in best and best[groups + 1][0] < (1.0 - min_gain) * best[groups][0]:
+        groups += 1
+    bounds = best[groups][1]
+    return [np.sort(order[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _wing_profile(a, v):

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ..labels import LabelSpace, default_label_space
-from ..physics_options import DEFAULT_DAMPING, DEFAULT_LOGGF
+from ..physics_options import DEFAULT_DAMPING, DEFAULT_LOGGF, DEFAULT_MOLECULES
 from ..wavelength import Window
 from .observed import padded_fine_grid, resolve_window
 from .synthesize import make_synthesizer
@@ -24,6 +24,8 @@ class SynthesizerModel:
             wavelengths; a number R → spectra are broadened to R first (Gaussian LSF).
         loggf: "solar" (log gf calibrated on the observed Sun) or "laboratory".
         damping: "unsold" (Unsöld × 2) or "abo" (tabulated widths); default :data:`~stellarinf.physics_options.DEFAULT_DAMPING`.
+        molecules: "off" (atoms only) or "on" (molecular equilibrium and lines); default
+            :data:`~stellarinf.physics_options.DEFAULT_MOLECULES`.
 
     ``flux(labels, wavelength)`` is pure JAX (jit/vmap/grad-friendly); ``error`` returns zeros.
     """
@@ -36,6 +38,7 @@ class SynthesizerModel:
         resolution: float | None = None,
         loggf: str = DEFAULT_LOGGF,
         damping: str = DEFAULT_DAMPING,
+        molecules: str = DEFAULT_MOLECULES,
     ):
         self.label_space = label_space or default_label_space()
         self.window = resolve_window(window)
@@ -45,7 +48,8 @@ class SynthesizerModel:
         self._fine = padded_fine_grid(self.window.wmin, self.window.wmax, resolution=self.resolution)
         self.loggf = loggf
         self.damping = damping
-        self._fn = make_synthesizer(self._fine, self.label_space.names, fidelity, loggf, damping)
+        self.molecules = molecules
+        self._fn = make_synthesizer(self._fine, self.label_space.names, fidelity, loggf, damping, molecules=molecules)
         self._fine_j = jnp.asarray(self._fine)
 
     def fine_flux(self, labels: Float[Array, "n_labels"]) -> Float[Array, "n_fine"]:

@@ -25,8 +25,8 @@ from .abundances import log_abundances
 from .atmosphere import interpolate_atmosphere
 from .chemistry import populations
 from .continuum import continuum_opacity
-from .data import DEFAULT_DAMPING, linelist, loggf_offsets
-from .lines import EDGE_TOLERANCE, UNSOLD_ENHANCEMENT, line_data, line_params
+from .data import DEFAULT_DAMPING, linelist, loggf_offsets, molecular_linelist
+from .lines import EDGE_TOLERANCE, UNSOLD_ENHANCEMENT, LineData, line_data, line_params, molecular_line_data
 
 STRENGTH_CUT = 3e-4
 REFERENCE_TEFF = (4000.0, 4750.0, 5500.0, 6250.0, 7000.0)
@@ -34,8 +34,13 @@ REFERENCE_LOGG = (1.0, 3.0, 5.0)
 LINE_MARGIN = 3.0  # Å: lines this far outside the grid still contribute wings
 
 
-def _cache_path(wmin: float, wmax: float, strength_cut: float, damping: str = DEFAULT_DAMPING) -> Path:
+def _cache_path(
+    wmin: float, wmax: float, strength_cut: float, damping: str = DEFAULT_DAMPING, table: str = "linelist.ecsv"
+) -> Path:
+    # damping="molecules" keys the molecular list's selection (``table`` its line list)
     extra = [] if damping == "unsold" else [damping, os.path.getmtime(data_file("damping.ecsv"))]
+    if damping == "molecules":
+        extra = [damping, os.path.getmtime(data_file("molecules.ecsv"))]
     key = json.dumps(
         extra
         + [
@@ -49,7 +54,7 @@ def _cache_path(wmin: float, wmax: float, strength_cut: float, damping: str = DE
             EDGE_TOLERANCE,
             UNSOLD_ENHANCEMENT,
             __version__,
-            os.path.getmtime(data_file("linelist.ecsv")),
+            os.path.getmtime(data_file(table)),
             os.path.getmtime(data_file("atmospheres_atlas9.h5")),
         ]
     )
@@ -95,13 +100,51 @@ def _select(wmin: float, wmax: float, strength_cut: float, damping: str) -> tupl
         # larger of the laboratory and the (Unsöld-)calibrated gf, an upper bound on either.
         lines = line_data(idx, "laboratory", damping)
         lines = lines._replace(log_gf=lines.log_gf + np.maximum(loggf_offsets("solar", "unsold")[idx], 0.0))
+    ratio_max, width_max = _strength(lines, jnp.full(93, 0.5), molecules=False)
+    keep = ratio_max > strength_cut
+    return idx[keep], np.maximum(width_max[keep], 3.0)
+
+
+@functools.lru_cache(maxsize=8)
+def select_molecular_lines(
+    wmin: float, wmax: float, strength_cut: float = STRENGTH_CUT
+) -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`select_lines` for the molecular list (rows of ``data/linelist_molecules.ecsv``), rated with the
+    molecular equilibrium at the box's most favourable corner for molecules: [Fe/H] = +0.5, [C/Fe] = [N/Fe] =
+    [Mg/Fe] = +0.5 and oxygen solar-scaled (oxygen binds carbon in CO). Cached on disk like :func:`select_lines`."""
+    path = _cache_path(wmin, wmax, strength_cut, "molecules", "linelist_molecules.ecsv")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["index"], z["half_width"]
+    except (OSError, KeyError, ValueError):
+        pass
+    ml = molecular_linelist()
+    idx = np.flatnonzero((ml.wavelength >= wmin - LINE_MARGIN) & (ml.wavelength <= wmax + LINE_MARGIN))
+    if idx.size:
+        xfe = jnp.zeros(93).at[jnp.asarray([6, 7, 12])].set(0.5)
+        ratio_max, width_max = _strength(molecular_line_data(idx), xfe, molecules=True)
+        keep = ratio_max > strength_cut
+        idx, hw = idx[keep], np.maximum(width_max[keep], 3.0)
+    else:
+        hw = np.zeros(0)
+    try:
+        with atomic_path(path, ".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, index=idx, half_width=hw)
+    except OSError:
+        pass
+    return idx, hw
+
+
+def _strength(lines: LineData, xfe, molecules: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each line's largest line-to-continuum opacity ratio in the line-forming layers of the reference
+    atmospheres at [Fe/H] = +0.5 and ``xfe``, and the half-width (km/s) its profile needs there."""
     wl = jnp.asarray(lines.wavelength)
-    xfe = jnp.full(93, 0.5)
     logeps = log_abundances(0.5, xfe)
 
     def measure(teff, logg):
         atm = interpolate_atmosphere(teff, logg, 0.5, 0.0)
-        pops = populations(atm.temperature, atm.gas_pressure, atm.electron_density, logeps)
+        pops = populations(atm.temperature, atm.gas_pressure, atm.electron_density, logeps, molecules)
         a, s = continuum_opacity(wl, atm.temperature, atm.electron_density, pops)
         p = line_params(lines, atm.temperature, atm.electron_density, pops, 0.5)
         ratio = p.amplitude / (a + s).T  # (n_lines, n_depth) per unit H(a, v)
@@ -116,7 +159,4 @@ def _select(wmin: float, wmax: float, strength_cut: float, damping: str) -> tupl
     )
     tt, gg = np.meshgrid(REFERENCE_TEFF, REFERENCE_LOGG)
     r, w = jax.jit(jax.vmap(measure))(jnp.asarray(tt.ravel()), jnp.asarray(gg.ravel()))  # one compiled call
-    ratio_max = np.asarray(r)[:, :, forming].max(axis=(0, 2))
-    width_max = np.asarray(w)[:, :, forming].max(axis=(0, 2))
-    keep = ratio_max > strength_cut
-    return idx[keep], np.maximum(width_max[keep], 3.0)
+    return np.asarray(r)[:, :, forming].max(axis=(0, 2)), np.asarray(w)[:, :, forming].max(axis=(0, 2))

@@ -25,17 +25,35 @@ from jaxtyping import Array, Float
 
 from ..errors import LabelError, WavelengthError
 from ..labels import DEFAULT_STELLAR_BOUNDS, atomic_number, element_of
+from ..physics_options import DEFAULT_MOLECULES
 from ..wavelength import SPEED_OF_LIGHT_KMS, as_angstrom
 from .abundances import alpha_mask, log_abundances, mean_mass_per_nucleus
 from .atmosphere import alpha_range, check_coverage, interpolate_atmosphere
 from .chemistry import populations
 from .constants import AMU, N_ELEMENTS
 from .continuum import continuum_opacity
-from .data import DEFAULT_DAMPING, DEFAULT_LOGGF, check_damping, check_loggf, linelist
+from .data import (
+    DEFAULT_DAMPING,
+    DEFAULT_LOGGF,
+    check_damping,
+    check_loggf,
+    check_molecules,
+    linelist,
+)
 from .errors import LineListCoverageError
 from .hydrogen import hydrogen_line_opacity, lines_near
-from .lines import LineData, block_points, build_points, line_data, line_opacity, line_params
-from .selection import select_lines
+from .lines import (
+    LineData,
+    block_groups,
+    block_points,
+    build_points,
+    concat_lines,
+    line_data,
+    line_opacity,
+    line_params,
+    molecular_line_data,
+)
+from .selection import select_lines, select_molecular_lines
 from .settings import DEFAULT_FINE_RESOLUTION, DEFAULT_SETTINGS, SynthSettings
 from .transfer import emergent_flux, optical_depth, planck
 
@@ -168,18 +186,27 @@ def line_synthesizer(
     loggf: str = DEFAULT_LOGGF,
     damping: str = DEFAULT_DAMPING,
     settings: SynthSettings = DEFAULT_SETTINGS,
+    molecules: str = DEFAULT_MOLECULES,
 ) -> tuple[Callable, LineData]:
     """The realistic synthesizer with the lines' log gf as an input (for the solar calibration).
 
     Returns ``(fn, lines)``: ``fn(labels, log_gf) -> (flux, continuum)`` where ``log_gf`` (n_lines,) are
     the log gf of ``lines`` (the lines selected for this grid; ``lines.log_gf`` holds the ``loggf``
     choice's values). Pure JAX and differentiable in both arguments. ``settings``: angles, depths and Voigt
-    terms (:mod:`.settings`).
+    terms (:mod:`.settings`). ``molecules="on"``: molecular equilibrium and the molecular lines (their log gf are
+    fixed, not an input).
     """
     depth_index = np.asarray(settings.depth_index)
     wl_lo, wl_hi = float(wavelength[0]), float(wavelength[-1])
     idx, half_width = select_lines(round(wl_lo, 3), round(wl_hi, 3), damping=damping)
     lines = line_data(idx, loggf, damping)
+    with_molecules = molecules == "on"
+    all_lines, mol_gf = lines, np.zeros(0)
+    if with_molecules:
+        m_idx, m_half_width = select_molecular_lines(round(wl_lo, 3), round(wl_hi, 3))
+        m_lines = molecular_line_data(m_idx)
+        all_lines, mol_gf = concat_lines(lines, m_lines), m_lines.log_gf
+        half_width = np.concatenate([half_width, m_half_width])
     h_lines = lines_near(wl_lo, wl_hi)
     n_c = max(int(np.ceil((wl_hi - wl_lo) / CONTINUUM_STEP)) + 1, 2)
     coarse = np.linspace(wl_lo, wl_hi, n_c)
@@ -189,25 +216,34 @@ def line_synthesizer(
     n_wl = wavelength.size
     n_blocks = -(-n_wl // BLOCK)
     pix = np.minimum(np.arange(n_blocks * BLOCK), n_wl - 1).reshape(n_blocks, BLOCK)
-    blocks = (
-        jnp.asarray(to_fine.i[pix]),
-        jnp.asarray(to_fine.w[pix]),
-        block_points(build_points(wavelength, lines, half_width), n_blocks, BLOCK),
-        jnp.asarray(pix),
-    )
+    points = build_points(wavelength, all_lines, half_width)
+    # blocks of very different line density (a molecular band head) go to separate lax.maps (lines.block_groups)
+    groups = block_groups(points, n_blocks, BLOCK)
+    group_inputs = [
+        (
+            jnp.asarray(to_fine.i[pix[g]]),
+            jnp.asarray(to_fine.w[pix[g]]),
+            block_points(points, n_blocks, BLOCK, g),
+            jnp.asarray(pix[g]),
+        )
+        for g in groups
+    ]
+    block_order = np.argsort(np.concatenate(groups))
 
     def fn(labels: Float[Array, "n_labels"], log_gf: Float[Array, "n_lines"]):
         teff, logg, feh, vmic, alpha, xfe = _unpack(labels, names)
         atm = interpolate_atmosphere(teff, logg, feh, alpha, depth_index)
         logeps = log_abundances(feh, xfe)
         T, ne = atm.temperature, atm.electron_density
-        pops = populations(T, atm.gas_pressure, ne, logeps)
+        pops = populations(T, atm.gas_pressure, ne, logeps, with_molecules)
         rho = pops.n_nuclei * mean_mass_per_nucleus(logeps) * AMU
         a_c, s_c = continuum_opacity(wl_c, T, ne, pops)
         alpha_c = a_c + s_c
         planck_c = planck(wl_c, T)
         cont_c = emergent_flux(optical_depth(alpha_c, rho, atm.rhox), planck_c, settings.n_mu)
-        params = line_params(lines, T, ne, pops, vmic, log_gf)
+        if with_molecules:
+            log_gf = jnp.concatenate([jnp.asarray(log_gf), jnp.asarray(mol_gf)])
+        params = line_params(all_lines, T, ne, pops, vmic, log_gf)
         # hydrogen on the whole grid at once (its core formula runs only near the line centre: hydrogen.py)
         h_alpha = None
         for h in h_lines:
@@ -226,7 +262,8 @@ def line_synthesizer(
                 alpha = alpha + h_alpha[:, pix_b]
             return emergent_flux(optical_depth(alpha, rho, atm.rhox), to_block(planck_c), settings.n_mu)
 
-        flux = jax.lax.map(block, blocks).reshape(-1)[:n_wl]
+        parts = [jax.lax.map(block, x) for x in group_inputs]
+        flux = (parts[0] if len(parts) == 1 else jnp.concatenate(parts)[block_order]).reshape(-1)[:n_wl]
         continuum = to_fine(cont_c)
         return flux / continuum, continuum
 
@@ -239,8 +276,9 @@ def _realistic(
     loggf: str = DEFAULT_LOGGF,
     damping: str = DEFAULT_DAMPING,
     settings: SynthSettings = DEFAULT_SETTINGS,
+    molecules: str = DEFAULT_MOLECULES,
 ) -> Callable:
-    fn, lines = line_synthesizer(wavelength, names, loggf, damping, settings)
+    fn, lines = line_synthesizer(wavelength, names, loggf, damping, settings, molecules)
     log_gf = np.asarray(lines.log_gf)
     return lambda labels: fn(labels, log_gf)
 
@@ -254,10 +292,11 @@ def _cached(
     loggf: str = DEFAULT_LOGGF,
     damping=DEFAULT_DAMPING,
     settings: SynthSettings = DEFAULT_SETTINGS,
+    molecules: str = DEFAULT_MOLECULES,
 ):
     wavelength = np.frombuffer(wl_bytes, dtype=np.float64)
     if fidelity == "realistic":
-        fn = _realistic(wavelength, names, loggf, damping, settings)
+        fn = _realistic(wavelength, names, loggf, damping, settings, molecules)
     else:
         from .grey import simple_synthesizer
 
@@ -272,6 +311,7 @@ def make_synthesizer(
     loggf: str = DEFAULT_LOGGF,
     damping: str = DEFAULT_DAMPING,
     settings: SynthSettings = DEFAULT_SETTINGS,
+    molecules: str = DEFAULT_MOLECULES,
 ) -> Callable:
     """Pure JAX ``labels[n_labels] → (flux[n_wl], continuum[n_wl])`` (not jitted; wrap in ``jax.jit``/``vmap``).
 
@@ -287,6 +327,8 @@ def make_synthesizer(
             "abo" (ABO cross-sections and tabulated widths from the Gaia-ESO list where available).
         settings: numerical settings of the realistic fidelity (:class:`~stellarinf.synth.settings.SynthSettings`;
             the default is what the shipped grids and emulators were made with).
+        molecules: "off" (atoms only, the default: what the shipped emulators learned) or "on" (molecular
+            equilibrium of H, C, N, O, Mg and the CH, MgH, C2, CN lines; realistic fidelity only).
 
     ``flux`` is normalised by the continuum-only solution; ``continuum`` is the astrophysical surface
     flux F_λ (erg s⁻¹ cm⁻² Å⁻¹). No validation inside: check labels with :func:`validate_labels`.
@@ -308,6 +350,7 @@ def make_synthesizer(
         check_loggf(loggf),
         check_damping(damping),
         settings,
+        check_molecules(molecules),
     )
 
 
@@ -325,6 +368,7 @@ def synthesize(
     loggf: str = DEFAULT_LOGGF,
     damping: str = DEFAULT_DAMPING,
     settings: SynthSettings = DEFAULT_SETTINGS,
+    molecules: str = DEFAULT_MOLECULES,
 ):
     """Normalised flux and continuum on an unbroadened fine grid (validated).
 
@@ -337,6 +381,7 @@ def synthesize(
         loggf: "solar" (default: log gf calibrated on the observed Sun) or "laboratory".
         damping: "unsold" (default) or "abo" (see :func:`make_synthesizer`).
         settings: numerical settings (see :func:`make_synthesizer`).
+        molecules: "off" (default) or "on" (see :func:`make_synthesizer`).
 
     Returns:
         (flux, continuum), each (n_wl,) or (n_spectra, n_wl) numpy float64 arrays.
@@ -354,7 +399,7 @@ def synthesize(
         raise LabelError(f"unknown fidelity {fidelity!r}; choose 'realistic' or 'simple'")
     check_label_names(names)
     values = validate_labels(values, names, fidelity)  # cheap checks before the (slow) setup
-    fn = make_synthesizer(wavelength_fine, names, fidelity, loggf, damping, settings)
+    fn = make_synthesizer(wavelength_fine, names, fidelity, loggf, damping, settings, molecules)
     batch = values.reshape(-1, len(names))
     flux, cont = _jitted(fn)(jnp.asarray(batch))
     flux, cont = np.asarray(flux), np.asarray(cont)

@@ -1,0 +1,200 @@
+"""Molecular equilibrium and molecular lines (stellarinf.synth.molecules, data/*molecules.ecsv) against known answers."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from stellarinf import enable_float64
+from stellarinf.synth import fine_grid, synthesize
+from stellarinf.synth.abundances import log_abundances
+from stellarinf.synth.atmosphere import interpolate_atmosphere
+from stellarinf.synth.chemistry import populations
+from stellarinf.synth.constants import K_B, K_B_EV
+from stellarinf.synth.molecules import ELEMENTS, MOLECULES
+
+enable_float64()
+DATA = Path(__file__).resolve().parent.parent / "data"
+STARS = [(5772.0, 4.44, 0.0), (4000.0, 5.0, 0.5), (4000.0, 1.0, -1.0), (7000.0, 4.0, -2.5)]
+
+
+def _pops(teff, logg, feh, molecules=True):
+    atm = interpolate_atmosphere(teff, logg, feh, 0.0)
+    pops = populations(atm.temperature, atm.gas_pressure, atm.electron_density, log_abundances(feh), molecules)
+    return atm, pops
+
+
+@pytest.mark.parametrize("star", STARS)
+def test_every_nucleus_is_counted_once(star):
+    """Free atoms (all stages) + atoms bound in molecules = the element's nuclei, in every layer, to 1e-9."""
+    _, off = _pops(*star, molecules=False)
+    _, on = _pops(*star)
+    tab_atoms = {m: i for i, m in enumerate(MOLECULES)}
+    from stellarinf.synth.molecules import molecule_table
+
+    stoich = molecule_table().stoichiometry
+    for k, z in enumerate(ELEMENTS):
+        total = np.asarray(off.species[z].sum(axis=0))
+        free = np.asarray(on.species[z].sum(axis=0))
+        bound = (stoich[:, k][:, None] * np.asarray(on.molecules)).sum(axis=0)
+        np.testing.assert_allclose(free + bound, total, rtol=1e-9)
+    assert set(tab_atoms) == set(MOLECULES)
+
+
+def test_carbon_goes_into_co_where_it_is_cool_and_dense():
+    """Textbook behaviour: in the Sun at log τ ≈ 0 nearly all carbon is atomic, in a 4000 K dwarf's upper layers
+    nearly all of it is in CO; in a hot metal-poor star molecules are negligible."""
+    atm, on = _pops(5772.0, 4.44, 0.0)
+    _, off = _pops(5772.0, 4.44, 0.0, molecules=False)
+    k = int(np.argmin(np.abs(np.asarray(atm.log_tau_ross))))
+    assert 0.99 < float(on.species[6, 0, k] / off.species[6, 0, k]) < 1.0
+    atm, on = _pops(4000.0, 5.0, 0.5)
+    _, off = _pops(4000.0, 5.0, 0.5, molecules=False)
+    k = int(np.argmin(np.abs(np.asarray(atm.log_tau_ross) + 3.0)))
+    co = on.molecules[MOLECULES.index("CO"), k]
+    assert float(co / off.species[6].sum(axis=0)[k]) > 0.95
+    _, on = _pops(7000.0, 4.0, -2.5)
+    _, off = _pops(7000.0, 4.0, -2.5, molecules=False)
+    np.testing.assert_allclose(np.asarray(on.species[6]), np.asarray(off.species[6]), rtol=1e-4)
+
+
+def test_co_partition_function_is_the_rigid_rotor_harmonic_oscillator_one():
+    """CO (X¹Σ⁺, no low-lying electronic states): U ≈ kT/(hcB) / (1 − e^{−hcω/kT}) with B = 1.9313 and
+    ω = 2169.8 cm⁻¹ (NIST); the partition function implied by MOOG's K_p fit must agree within 5 % at 4000–7000 K."""
+    atm, on = _pops(5772.0, 4.44, 0.0)
+    t = np.asarray(atm.temperature)
+    sel = (t > 4000.0) & (t < 7000.0)
+    hc_k = 1.438777  # cm K
+    rrho = t / (hc_k * 1.9313) / (1.0 - np.exp(-hc_k * 2169.8 / t))
+    u = np.exp(np.asarray(on.log_u_molecules[MOLECULES.index("CO")]))
+    np.testing.assert_allclose(u[sel], rrho[sel], rtol=0.05)
+
+
+def test_molecular_level_populations_match_moogs_formula():
+    """n_AB / U_AB, what a molecular line sees, equals MOOG's Nearly.f expression from the atoms:
+    n_A n_B kT 10^{D0 θ − 13.670} θ^{2.5} / (μ^{1.5} U_A U_B) (μ in u, k in cgs), to the D0 of our K_p table."""
+    from stellarinf.synth.constants import ATOMIC_MASS
+    from stellarinf.synth.molecules import molecule_table
+
+    atm, on = _pops(4500.0, 2.0, 0.0)
+    t = np.asarray(atm.temperature)
+    theta = 5040.0 / t
+    tab = molecule_table()
+    for name, (za, zb) in {"CN": (6, 7), "C2": (6, 6), "CH": (6, 1), "MgH": (12, 1)}.items():
+        m = MOLECULES.index(name)
+        mu = ATOMIC_MASS[za - 1] * ATOMIC_MASS[zb - 1] / (ATOMIC_MASS[za - 1] + ATOMIC_MASS[zb - 1])
+        na, nb = np.asarray(on.species[za, 0]), np.asarray(on.species[zb, 0])
+        ua, ub = np.exp(np.asarray(on.log_u[za, 0])), np.exp(np.asarray(on.log_u[zb, 0]))
+        moog = na * nb * K_B * t * 10.0 ** (tab.d0[m] * theta - 13.670) * theta**2.5 / (mu**1.5 * ua * ub)
+        ours = np.asarray(on.molecules[m]) / np.exp(np.asarray(on.log_u_molecules[m]))
+        np.testing.assert_allclose(ours, moog, rtol=2e-3, err_msg=name)
+
+
+def test_gradients_through_the_equilibrium_are_finite_and_right():
+    """d ln n(CO) / d [C/Fe] by autodiff (through the implicit Newton step) equals a central difference."""
+    atm = interpolate_atmosphere(4200.0, 1.5, -0.5, 0.0)
+
+    def log_co(c_fe):
+        xfe = jnp.zeros(93).at[6].set(c_fe)
+        pops = populations(
+            atm.temperature, atm.gas_pressure, atm.electron_density, log_abundances(-0.5, xfe), molecules=True
+        )
+        return jnp.log(pops.molecules[MOLECULES.index("CO")]).sum()
+
+    g = float(jax.grad(log_co)(0.1))
+    fd = (float(log_co(0.1 + 1e-4)) - float(log_co(0.1 - 1e-4))) / 2e-4
+    assert np.isfinite(g) and g == pytest.approx(fd, rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def swan():
+    """The Sun and a cool giant around the C2 Swan (1,0) band head (4737 Å air), molecules off and on."""
+    wl = fine_grid(4715.0, 4745.0)
+    names = ("teff", "logg", "feh", "vmic", "c_fe")
+    labels = np.array([[5772.0, 4.44, 0.0, 1.0, 0.0], [5772.0, 4.44, 0.0, 1.0, 0.3], [4200.0, 1.5, -0.5, 1.5, 0.0]])
+    off, _ = synthesize(labels, wl, label_names=names)
+    on, _ = synthesize(labels, wl, label_names=names, molecules="on")
+    return wl, off, on
+
+
+def test_c2_swan_band_appears_and_scales_as_carbon_squared(swan):
+    """C2 lines deepen the Sun's spectrum below the band head, and their (weak-line) depth grows as n(C)² less
+    what CO takes: +0.3 dex of carbon multiplies it by 3–4 (10^0.6 = 3.98)."""
+    wl, off, on = swan
+    band = (wl > 4716.0) & (wl < 4737.5)
+    depth = off - on
+    assert float(depth[0][band].mean()) > 2e-3  # the Sun: C2 absorption on average > 0.2 % of the continuum
+    assert float(np.abs(depth[0][wl > 4739.0]).max()) < float(depth[0][band].max())  # head: weaker redwards
+    ratio = float(depth[1][band].sum() / depth[0][band].sum())
+    assert 3.0 < ratio < 4.2
+    assert np.all(np.isfinite(on))
+
+
+def test_quasi_bound_ch_lines_are_dropped():
+    """The builder's CH rule: A–X v' ≤ 3 and B–X v' = 0 are kept; the shipped list has none of the others."""
+    spec = importlib.util.spec_from_file_location("build_tables", DATA / "build_tables.py")
+    bt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bt)
+    assert bt.quasi_bound_ch("AX53R355") and bt.quasi_bound_ch("BX11Q295")
+    assert not bt.quasi_bound_ch("AX01Q115") and not bt.quasi_bound_ch("BX02R215") and not bt.quasi_bound_ch("")
+    assert (
+        bt.molecule_atoms(606) == (6, 6) and bt.molecule_atoms(10108) == (1, 1, 8) and bt.molecule_atoms(112) == (1, 12)
+    )
+    t = Table.read(DATA / "linelist_molecules.ecsv")
+    assert set(t["molecule"]) == {"CH", "MgH", "C2", "CN"}
+    assert np.all(np.diff(t["wavelength"]) >= 0)
+    # isotopologue weights: 12C13C lines carry 2 f12 f13 of the source gf
+    c13 = (t["molecule"] == "C2") & (t["isotopes"] == "12-13")
+    np.testing.assert_allclose(t["loggf"][c13] - t["loggf_source"][c13], np.log10(2 * 0.9893 * 0.0107), atol=1e-4)
+    mol = Table.read(DATA / "molecules.ecsv")
+    co = mol[mol["molecule"] == "CO"][0]
+    assert co["code"] == 608 and co["D0"] == pytest.approx(11.092)
+
+
+def test_units_of_the_dissociation_constants():
+    """K_p(CO) at 5040 K from the table (θ = 1: log10 K_p = c1 − D0) in number-density units: Kp / kT."""
+    from stellarinf.synth.molecules import log_dissociation_constants, molecule_table
+
+    tab = molecule_table()
+    m = MOLECULES.index("CO")
+    ln_k = float(log_dissociation_constants(jnp.asarray([5040.0]))[m, 0])
+    expect = np.log(10.0) * (tab.coefficients[m, 0] - tab.d0[m]) - np.log(K_B * 5040.0)
+    assert ln_k == pytest.approx(expect, rel=1e-12)
+    assert K_B_EV > 0
+
+
+def test_synthesizer_jacobian_with_molecules_is_finite_at_the_box_corners():
+    """Every label derivative of the spectrum, molecules on, finite at cool/metal-rich and hot/metal-poor corners."""
+    from stellarinf.synth import make_synthesizer
+
+    names = ("teff", "logg", "feh", "vmic", "alpha_fe", "c_fe", "n_fe")
+    fn = make_synthesizer(fine_grid(4730.0, 4736.0), names, molecules="on")
+    jac = jax.jit(jax.vmap(jax.jacfwd(lambda x: fn(x)[0])))
+    corners = jnp.asarray([[4000.0, 1.0, 0.5, 0.5, 0.4, 0.5, 0.5], [7000.0, 4.5, -2.5, 2.5, 0.0, -0.5, -0.5]])
+    j = np.asarray(jac(corners))
+    assert np.all(np.isfinite(j)) and np.abs(j[0, :, 5]).max() > 0.0  # [C/Fe] moves the cool giant's C2 lines
+
+
+def test_block_groups_split_only_a_dense_band_and_cover_every_block_once():
+    """A band head five times denser than the rest gets its own lax.map; an even spectrum keeps one group."""
+    from stellarinf.synth.lines import LinePoints, block_groups
+
+    def points(per_block):
+        pix = np.concatenate([b * 512 + np.arange(n) % 512 for b, n in enumerate(per_block)]).astype(np.int32)
+        z = np.zeros(pix.size)
+        return LinePoints(np.zeros(pix.size, np.int32), pix, z, z)
+
+    even = [1000] * 20
+    dense = [5000] * 3 + [1000] * 17
+    for counts, n_groups in ((even, 1), (dense, 2)):
+        pts = (points(counts), points([c // 2 for c in counts]))
+        groups = block_groups(pts, 20, 512)
+        assert len(groups) == n_groups
+        assert sorted(np.concatenate(groups).tolist()) == list(range(20))
+    assert sorted(block_groups((points(dense), points(dense)), 20, 512)[0].tolist()) in ([0, 1, 2], list(range(3, 20)))
