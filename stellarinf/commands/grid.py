@@ -82,7 +82,7 @@ def generate_grid(
     from ..design import sample_labels
     from ..io.grid import GridWriter
     from ..labels import DEFAULT_ABUNDANCE_ELEMENTS
-    from ..synth.data import linelist, molecular_linelist_source
+    from ..synth.data import linelist, molecular_linelist
     from ..synth.hydrogen import CENTROIDS
     from ..synth.observed import padded_fine_grid, resolve_window
     from ..synth.settings import DEFAULT_PRESET, fine_resolution, preset_name, settings_preset
@@ -127,7 +127,7 @@ def generate_grid(
     if fidelity == "realistic":  # (schematic grids have neither: an old one resumes without a mismatch)
         metadata.update(synth_settings=settings, hydrogen=CENTROIDS)
         if molecules != "off":  # (an atoms-only grid records nothing: older grids resume without a mismatch)
-            metadata.update(molecules=molecules, molecular_line_list=molecular_linelist_source())
+            metadata.update(molecules=molecules, molecular_line_list=molecular_linelist().source)
     writer = GridWriter(output, space, wavelength, planned, metadata, with_continuum=True, batch_size=batch_size)
     batched = _batched_observer(fn, fine.tobytes(), wavelength.tobytes(), win.resolution)
     pending = writer.pending()

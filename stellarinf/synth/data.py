@@ -344,13 +344,7 @@ class MolecularLineList(NamedTuple):
     mass: np.ndarray  # amu of the isotopologue
     elow: np.ndarray  # eV
     loggf: np.ndarray  # log gf + log10 of the isotopologue's fraction
-
-
-def molecular_linelist_source() -> str:
-    """Where the molecular line list comes from (its table's ``source``), for grid metadata."""
-    from astropy.table import Table
-
-    return str(Table.read(data_file("linelist_molecules.ecsv")).meta.get("source", "data/linelist_molecules.ecsv"))
+    source: str
 
 
 @functools.lru_cache(maxsize=1)
@@ -365,4 +359,5 @@ def molecular_linelist() -> MolecularLineList:
         mass=np.asarray(t["mass"], dtype=np.float64),
         elow=np.asarray(t["elow"], dtype=np.float64),
         loggf=np.asarray(t["loggf"], dtype=np.float64),
+        source=str(t.meta.get("source", "data/linelist_molecules.ecsv")),
     )

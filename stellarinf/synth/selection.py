@@ -72,13 +72,20 @@ def select_lines(
     The result is cached on disk (``$STELLARINF_CACHE`` or ``~/.cache/stellarinf``), keyed by the
     settings and the data files' modification times; a cache that cannot be written is skipped.
     """
-    path = _cache_path(wmin, wmax, strength_cut, damping)
+    return _cached_on_disk(
+        _cache_path(wmin, wmax, strength_cut, damping), lambda: _select(wmin, wmax, strength_cut, damping)
+    )
+
+
+def _cached_on_disk(path: Path, compute) -> tuple[np.ndarray, np.ndarray]:
+    """``compute()``'s (index, half_width), read from ``path`` if it is there, else computed and written (atomically;
+    a cache that cannot be written is skipped)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             return z["index"], z["half_width"]
     except (OSError, KeyError, ValueError):
         pass
-    idx, hw = _select(wmin, wmax, strength_cut, damping)
+    idx, hw = compute()
     try:
         with atomic_path(path, ".npz") as tmp:
             with open(tmp, "wb") as fh:
@@ -113,27 +120,18 @@ def select_molecular_lines(
     molecular equilibrium at the box's most favourable corner for molecules: [Fe/H] = +0.5, [C/Fe] = [N/Fe] =
     [Mg/Fe] = +0.5 and oxygen solar-scaled (oxygen binds carbon in CO). Cached on disk like :func:`select_lines`."""
     path = _cache_path(wmin, wmax, strength_cut, "molecules", "linelist_molecules.ecsv")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return z["index"], z["half_width"]
-    except (OSError, KeyError, ValueError):
-        pass
+    return _cached_on_disk(path, lambda: _select_molecular(wmin, wmax, strength_cut))
+
+
+def _select_molecular(wmin: float, wmax: float, strength_cut: float) -> tuple[np.ndarray, np.ndarray]:
     ml = molecular_linelist()
     idx = np.flatnonzero((ml.wavelength >= wmin - LINE_MARGIN) & (ml.wavelength <= wmax + LINE_MARGIN))
-    if idx.size:
-        xfe = jnp.zeros(93).at[jnp.asarray([6, 7, 12])].set(0.5)
-        ratio_max, width_max = _strength(molecular_line_data(idx), xfe, molecules=True)
-        keep = ratio_max > strength_cut
-        idx, hw = idx[keep], np.maximum(width_max[keep], 3.0)
-    else:
-        hw = np.zeros(0)
-    try:
-        with atomic_path(path, ".npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, index=idx, half_width=hw)
-    except OSError:
-        pass
-    return idx, hw
+    if idx.size == 0:
+        return idx, np.zeros(0)
+    xfe = jnp.zeros(93).at[jnp.asarray([6, 7, 12])].set(0.5)
+    ratio_max, width_max = _strength(molecular_line_data(idx), xfe, molecules=True)
+    keep = ratio_max > strength_cut
+    return idx[keep], np.maximum(width_max[keep], 3.0)
 
 
 def _strength(lines: LineData, xfe, molecules: bool) -> tuple[np.ndarray, np.ndarray]:
