@@ -25,7 +25,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 # the candidates plus the rest of what GALAH DR3/DR4 report (Buder et al. 2021, 2025)
-CANDIDATES = ("Li C O Na Mg Al Si K Ca Sc Ti V Cr Mn Co Ni Cu Zn Rb Sr Y Zr Mo Ru Ba La Ce Nd Sm Eu").split()
+CANDIDATES = ("Li C N O Na Mg Al Si K Ca Sc Ti V Cr Mn Co Ni Cu Zn Rb Sr Y Zr Mo Ru Ba La Ce Nd Sm Eu").split()
 STARS = ("solar-twin", "metal-poor-turn-off", "cool-giant")
 
 
@@ -62,6 +62,12 @@ def main(argv=None) -> int:
     ap.add_argument("--stars", default=",".join(STARS))
     ap.add_argument("--snr", type=float, default=100.0)
     ap.add_argument("--threshold", type=float, default=0.15, help="dex: keep an element below this for any star")
+    ap.add_argument(
+        "--molecules",
+        choices=("off", "on"),
+        default="off",
+        help="the synthesizer's molecular equilibrium and CH, MgH, C2, CN lines (C and N gain their molecular lines)",
+    )
     ap.add_argument("--out", default=str(HERE / "results" / "label_set.json"))
     args = ap.parse_args(argv)
 
@@ -85,7 +91,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         labels = star_labels(star)
         labels.update({abundance_label(el): 0.0 for el in elements})
-        fc = forecast("synth", labels, window=args.preset, snr=args.snr, elements=elements)
+        fc = forecast("synth", labels, window=args.preset, snr=args.snr, elements=elements, molecules=args.molecules)
         seconds[star] = time.perf_counter() - t0
         arms = [f"{a.name} {a.wmin:.0f}-{a.wmax:.0f} R {a.resolution:.0f}" for a in fc.instrument.arms]
         bounds[star] = {k: float(v) for k, v in fc.marginal().items()}
@@ -117,6 +123,7 @@ def main(argv=None) -> int:
         "benchmark": "label_set",
         "stellarinf": stellarinf.__version__,
         "preset": args.preset,
+        "molecules": args.molecules,
         "arms": arms,
         "snr": args.snr,
         "threshold_dex": args.threshold,

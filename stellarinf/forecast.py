@@ -37,6 +37,7 @@ import numpy as np
 from .errors import StellarinfError
 from .fisher import FisherResult, correlated_information, fisher_from_jacobian, jacobian_and_value, noise_sigma
 from .instruments import Instrument, InstrumentError, get_instrument
+from .physics_options import DEFAULT_MOLECULES
 from .wavelength import Window
 
 NUISANCE_DEFAULTS = {"rv": 0.0, "vsini": 2.0, "vmacro": 3.0}
@@ -173,13 +174,15 @@ def resolve_model(
     float64: bool = True,
     elements: Sequence[str] | None = None,
     alpha: bool = False,
+    molecules: str = DEFAULT_MOLECULES,
 ):
     """``"synth"`` (ground truth), an emulator name/dir (``"default"``, ``"default-payne"``) or a ``SpectrumModel``
     (returned as is; tests pass :func:`stellarinf.validation.setups.analytic_model`, a cheap test double).
 
     ``elements``: for ``"synth"`` only, the elements whose [X/Fe] are labels (default: the default label space's);
     an emulator's labels are fixed by its training, so it refuses them. ``alpha``: for ``"synth"`` only, [α/Fe]
-    is a label (α-enhanced atmospheres; the α elements without their own label follow it).
+    is a label (α-enhanced atmospheres; the α elements without their own label follow it). ``molecules``: for
+    ``"synth"`` only, "on" adds the molecular equilibrium and the CH, MgH, C2, CN lines.
 
     Emulators are converted to float64 (``astype``) when ``float64`` so Jacobians carry full precision.
     """
@@ -192,6 +195,8 @@ def resolve_model(
             "the labels a model has are fixed by its training; choosing them (--elements, --alpha) needs the "
             "synthesizer (--emulator synth)"
         )
+    if molecules != DEFAULT_MOLECULES and not is_synth:
+        raise ForecastError("an emulator's physics is fixed by its training; --molecules needs --emulator synth")
     if not isinstance(model, (str, bytes)) and not hasattr(model, "__fspath__"):
         out = model
     elif str(model) == "synth":
@@ -205,7 +210,7 @@ def resolve_model(
         lo, hi = cover[0]
         # a few Å of margin so Doppler shifts and broadening kernels see real spectrum at the window edges
         padded = dataclasses.replace(w, name=f"{w.name}-padded", wmin=max(lo, w.wmin - 5.0), wmax=min(hi, w.wmax + 5.0))
-        out = _synth_model(padded, fidelity, None if elements is None else tuple(elements), bool(alpha))
+        out = _synth_model(padded, fidelity, None if elements is None else tuple(elements), bool(alpha), molecules)
     else:
         return _named_model(str(model), bool(float64))
     if float64 and hasattr(out, "astype"):
@@ -216,14 +221,20 @@ def resolve_model(
 
 
 @functools.lru_cache(maxsize=16)
-def _synth_model(window: Window, fidelity: str, elements: tuple[str, ...] | None, alpha: bool = False):
+def _synth_model(
+    window: Window,
+    fidelity: str,
+    elements: tuple[str, ...] | None,
+    alpha: bool = False,
+    molecules: str = DEFAULT_MOLECULES,
+):
     """The synthesizer over one (padded) arm, built once per process: forecasts of several stars with the same arm
     and labels reuse it, and with it the Jacobian programs compiled for it."""
     from .labels import DEFAULT_ABUNDANCE_ELEMENTS, default_label_space
     from .synth import SynthesizerModel
 
     space = default_label_space(DEFAULT_ABUNDANCE_ELEMENTS if elements is None else elements, alpha=alpha)
-    return SynthesizerModel(space, window, fidelity)
+    return SynthesizerModel(space, window, fidelity, molecules=molecules)
 
 
 @functools.lru_cache(maxsize=8)
@@ -399,6 +410,7 @@ def forecast(
     obs_kwargs: Mapping[str, Any] | None = None,
     elements: Sequence[str] | None = None,
     alpha: bool = False,
+    molecules: str = DEFAULT_MOLECULES,
 ) -> Forecast:
     """Cramér–Rao forecast for a star with ``labels`` observed with the set-up ``window`` at ``snr``.
 
@@ -417,7 +429,8 @@ def forecast(
     plus its white remainder; the bound then saturates as S/N grows), ``"white"`` (its whole error added in
     quadrature per pixel), False (photon noise only). S/N is per pixel at the continuum, in every arm.
     ``elements``: with ``model="synth"``, the elements whose [X/Fe] are labels (e.g. every candidate of a survey).
-    ``alpha``: with ``model="synth"``, [α/Fe] is a label too.
+    ``alpha``: with ``model="synth"``, [α/Fe] is a label too. ``molecules``: with ``model="synth"``, "on" adds
+    molecular equilibrium and lines (CH, MgH, C2, CN).
     """
     from . import enable_float64
 
@@ -426,6 +439,8 @@ def forecast(
         raise ForecastError(f"S/N must be a positive number, got {snr!r}")
     error_kind = emulator_error_kind(emulator_error)
     is_synth = isinstance(model, str) and model == "synth"
+    if molecules != DEFAULT_MOLECULES and not is_synth:
+        raise ForecastError("an emulator's physics is fixed by its training; molecules='on' needs model='synth'")
     base = None if is_synth else resolve_models(model, elements=elements, alpha=alpha)
     inst = instrument_for("synth" if is_synth else base, window, resolution)
     if model_name:
@@ -436,7 +451,9 @@ def forecast(
         name = model if isinstance(model, str) else type(model).__name__
     arms = [
         _arm_setup(
-            resolve_model(model, arm, elements=elements, alpha=alpha) if is_synth else arm_model(base, arm),
+            resolve_model(model, arm, elements=elements, alpha=alpha, molecules=molecules)
+            if is_synth
+            else arm_model(base, arm),
             arm,
             labels,
             nuisances,

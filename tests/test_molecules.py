@@ -198,3 +198,15 @@ def test_block_groups_split_only_a_dense_band_and_cover_every_block_once():
         assert len(groups) == n_groups
         assert sorted(np.concatenate(groups).tolist()) == list(range(20))
     assert sorted(block_groups((points(dense), points(dense)), 20, 512)[0].tolist()) in ([0, 1, 2], list(range(3, 20)))
+
+
+def test_only_the_synthesizer_takes_a_molecules_choice():
+    """An emulator's physics is fixed by its training: asking a forecast through one for molecules is an error that
+    says so; an unknown choice is refused by the synthesizer with the choices named."""
+    from stellarinf.forecast import ForecastError, forecast
+    from stellarinf.synth import make_synthesizer
+
+    with pytest.raises(ForecastError, match="needs model='synth'"):
+        forecast("default-payne", {"teff": 5772.0, "logg": 4.44, "feh": 0.0}, molecules="on")
+    with pytest.raises(ValueError, match="'off'.*'on'"):
+        make_synthesizer(fine_grid(4730.0, 4731.0), molecules="yes")
