@@ -85,10 +85,9 @@ def emulator_window(model, resolution: float | None = None, margin_kms: float = 
 
 def synthesizer_for(model, window: Window):
     """The realistic synthesizer over ``window`` (padded by 5 Å) with the emulator's labels and the log gf its
-    training grid used (``metadata["training_grid"]["metadata"]["loggf"]``, default ``"solar"``), its damping
-    (``"damping"``; grids older than the choice used ``"unsold"``) and molecules (``"molecules"``; older: off)."""
+    training grid used (:func:`~stellarinf.physics_options.training_physics`: log gf, damping, molecules)."""
     from .forecast import ForecastError, synth_coverage
-    from .physics_options import DAMPING_CHOICES, LEGACY_DAMPING, LEGACY_MOLECULES, LOGGF_CHOICES, MOLECULES_CHOICES
+    from .physics_options import training_physics
     from .synth import SynthesizerModel
 
     cover = [(lo, hi) for lo, hi in synth_coverage() if lo <= window.wmin and window.wmax <= hi]
@@ -98,17 +97,10 @@ def synthesizer_for(model, window: Window):
             "so its fidelity cannot be measured against it"
         )
     lo, hi = cover[0]
-    grid_meta = ((getattr(model, "metadata", None) or {}).get("training_grid") or {}).get("metadata") or {}
-    loggf = grid_meta.get("loggf", "solar")
-    loggf = loggf if loggf in LOGGF_CHOICES else "solar"
-    damping = grid_meta.get("damping", LEGACY_DAMPING)
-    damping = damping if damping in DAMPING_CHOICES else LEGACY_DAMPING
-    molecules = grid_meta.get("molecules", LEGACY_MOLECULES)
-    molecules = molecules if molecules in MOLECULES_CHOICES else LEGACY_MOLECULES
     padded = dataclasses.replace(
         window, name="emulator-range-padded", wmin=max(lo, window.wmin - 5.0), wmax=min(hi, window.wmax + 5.0)
     )
-    return SynthesizerModel(model.label_space, padded, "realistic", loggf=loggf, damping=damping, molecules=molecules)
+    return SynthesizerModel(model.label_space, padded, "realistic", **training_physics(model))
 
 
 @dataclasses.dataclass

@@ -30,6 +30,24 @@ MOLECULES_CHOICES = ("off", "on")
 DEFAULT_MOLECULES = "off"
 LEGACY_MOLECULES = "off"
 
+
+def training_physics(model) -> dict[str, str]:
+    """The synthesizer choices an emulator's training grid recorded (``loggf``, ``damping``, ``molecules``, from
+    ``model.metadata["training_grid"]["metadata"]``), each the value grids used before the choice existed when the
+    grid predates it: the synthesizer that reproduces what the emulator learned is ``make_synthesizer(**this)``."""
+    meta = ((getattr(model, "metadata", None) or {}).get("training_grid") or {}).get("metadata") or {}
+
+    def pick(key: str, choices: tuple[str, ...], legacy: str) -> str:
+        value = meta.get(key, legacy)
+        return value if value in choices else legacy
+
+    return {
+        "loggf": pick("loggf", LOGGF_CHOICES, "solar"),
+        "damping": pick("damping", DAMPING_CHOICES, LEGACY_DAMPING),
+        "molecules": pick("molecules", MOLECULES_CHOICES, LEGACY_MOLECULES),
+    }
+
+
 __all__ = [
     "LOGGF_CHOICES",
     "DEFAULT_LOGGF",

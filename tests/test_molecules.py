@@ -210,3 +210,16 @@ def test_only_the_synthesizer_takes_a_molecules_choice():
         forecast("default-payne", {"teff": 5772.0, "logg": 4.44, "feh": 0.0}, molecules="on")
     with pytest.raises(ValueError, match="'off'.*'on'"):
         make_synthesizer(fine_grid(4730.0, 4731.0), molecules="yes")
+
+
+def test_an_emulator_is_compared_with_the_synthesizer_physics_it_learned():
+    """training_physics reads the choices its training grid recorded; a grid older than a choice gets the legacy one."""
+    from types import SimpleNamespace
+
+    from stellarinf.physics_options import training_physics
+
+    learned = SimpleNamespace(metadata={"training_grid": {"metadata": {"molecules": "on", "damping": "abo"}}})
+    assert training_physics(learned) == {"loggf": "solar", "damping": "abo", "molecules": "on"}
+    old = SimpleNamespace(metadata={"training_grid": {"metadata": {"loggf": "laboratory"}}})
+    assert training_physics(old) == {"loggf": "laboratory", "damping": "unsold", "molecules": "off"}
+    assert training_physics(SimpleNamespace(metadata=None))["molecules"] == "off"

@@ -73,7 +73,8 @@ def observed_wavelength(fit_model, resolution: float, margin_kms: float = 120.0)
 
 
 def synthesizer_truth(fit_model, resolution: float = 28000.0):
-    """(realistic-fidelity SynthesizerModel over ``fit_model``'s range at ``resolution``, mock pixels)."""
+    """(realistic-fidelity SynthesizerModel over ``fit_model``'s range at ``resolution`` with the physics its
+    training grid used (:func:`~stellarinf.physics_options.training_physics`), mock pixels)."""
     try:
         from ..synth import SynthesizerModel
     except ImportError as exc:  # pragma: no cover - depends on the synthesizer being present
@@ -83,7 +84,10 @@ def synthesizer_truth(fit_model, resolution: float = 28000.0):
     window = Window(
         "emulator-range", float(wmin), float(wmax), resolution, 2.5, "the fitted emulator's wavelength range"
     )
-    return SynthesizerModel(fit_model.label_space, window, "realistic"), observed_wavelength(fit_model, resolution)
+    from ..physics_options import training_physics
+
+    truth = SynthesizerModel(fit_model.label_space, window, "realistic", **training_physics(fit_model))
+    return truth, observed_wavelength(fit_model, resolution)
 
 
 def analytic_model(window: str | Window = "galah-red", *, lines_per_100a: float = 16.0, seed: int = 0):
