@@ -416,7 +416,7 @@ def forecast(
 
     ``model``: anything :func:`resolve_model` accepts, a list of them (each arm served by the one whose range holds
     it; they must share one label set), or ``"auto"`` (the shipped emulators :func:`auto_model_names`: the galah
-    preset's green, red and IR arms each through its own Payne). ``window``: any preset of ``data/instruments.ecsv``
+    preset's four arms each through its own Payne). ``window``: any preset of ``data/instruments.ecsv``
     (``galah``, ``harps``, ``giraffe-hr15n``, ... ; ``stellarinf crb --list-presets``), ``R=<value>`` (over the
     model's range) or ``R=<value>:<wmin>-<wmax>``, a :class:`Window` or an :class:`~stellarinf.instruments.Instrument`;
     it is cut to what the model covers, and arms left in it are forecast together (the star's labels, rv, v sin i

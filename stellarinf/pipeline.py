@@ -423,7 +423,7 @@ def choose_emulator(backend: str | None = None, spectrum=None) -> tuple[str | li
     same time (demo star: Pareto k 0.64 with the tenth session's Payne; 0.87, flagged, with the nineteenth's).
 
     With ``spectrum``, each of its arms gets the first model of :data:`~stellarinf.shipped_models.AUTO_MODELS` that
-    covers it (GALAH green and IR, Gaia RVS: a Payne each); a list when its arms need several."""
+    covers it (GALAH blue, green and IR, Gaia RVS: a Payne each); a list when its arms need several."""
     if backend is None:
         import jax
 

@@ -30,6 +30,7 @@ class ShippedModel:
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     "default": ShippedModel("models/transformer-payne-small", "transformer-payne", "galah-red", "TransformerPayne"),
     "default-payne": ShippedModel("models/payne-mlp", "payne", "galah-red", "the Payne MLP"),
+    "default-payne-blue": ShippedModel("models/payne-mlp-blue", "payne", "galah-blue", "the Payne MLP, with molecules"),
     "default-payne-green": ShippedModel("models/payne-mlp-green", "payne", "galah-green", "the Payne MLP"),
     "default-payne-ir": ShippedModel("models/payne-mlp-ir", "payne", "galah-ir", "the Payne MLP"),
     "default-payne-rvs": ShippedModel("models/payne-mlp-rvs", "payne", "gaia-rvs", "the Payne MLP"),
@@ -38,8 +39,8 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
 # the shipped models "auto" picks from, per machine, in order of preference: for each arm of a spectrum the first
 # that covers it (TransformerPayne covers galah-red only; the other arms have a Payne each)
 AUTO_MODELS = {
-    "cpu": ("default-payne", "default-payne-green", "default-payne-ir", "default-payne-rvs"),
-    "accelerator": ("default", "default-payne-green", "default-payne-ir", "default-payne-rvs"),
+    "cpu": ("default-payne", "default-payne-blue", "default-payne-green", "default-payne-ir", "default-payne-rvs"),
+    "accelerator": ("default", "default-payne-blue", "default-payne-green", "default-payne-ir", "default-payne-rvs"),
 }
 
 

@@ -299,12 +299,13 @@ def test_auto_serves_each_arm_with_the_shipped_model_that_covers_it():
     assert pipeline.choose_emulator("gpu", Spectrum.from_arms([red, rvs]))[0] == ["default", "default-payne-rvs"]
     assert pipeline.choose_emulator("cpu", arm(5000.0, 5030.0))[0] == "default-payne"
     assert pipeline.resolve_emulator("auto", rvs)[0] == "default-payne-rvs"  # this machine: a CPU
-    # GALAH's green, red and IR arms with Gaia RVS: a Payne each, in the arms' order
-    green, ir = arm(5660.0, 5860.0), arm(7600.0, 7870.0)
-    four = Spectrum.from_arms([green, red, ir, rvs])
-    expected = ["default-payne-green", "default-payne", "default-payne-ir", "default-payne-rvs"]
-    assert pipeline.choose_emulator("cpu", four)[0] == expected
-    assert pipeline.choose_emulator("gpu", four)[0] == [
+    # GALAH's four arms with Gaia RVS: a Payne each, in the arms' order
+    blue, green, ir = arm(4720.0, 4900.0), arm(5660.0, 5860.0), arm(7600.0, 7870.0)
+    five = Spectrum.from_arms([blue, green, red, ir, rvs])
+    expected = ["default-payne-blue", "default-payne-green", "default-payne", "default-payne-ir", "default-payne-rvs"]
+    assert pipeline.choose_emulator("cpu", five)[0] == expected
+    assert pipeline.choose_emulator("gpu", five)[0] == [
+        "default-payne-blue",
         "default-payne-green",
         "default",
         "default-payne-ir",

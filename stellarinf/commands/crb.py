@@ -188,7 +188,7 @@ def _list_presets(model) -> None:
     default="default",
     show_default=True,
     help="Forward model: an emulator name (default, default-payne) or model directory, 'auto' (each arm of the "
-    "preset through the shipped emulator of its window: GALAH's green, red and IR arms and Gaia RVS), "
+    "preset through the shipped emulator of its window: GALAH's four arms and Gaia RVS), "
     "or 'synth' for the synthesizer (ground truth).",
 )
 @click.option("--teff", type=float, default=None, help="Effective temperature [K].")

@@ -87,7 +87,7 @@ def _check_files(paths) -> None:
     show_default="auto",
     multiple=True,
     help=f"Model directory, or a shipped model: {shipped_models_text()}; or 'auto' (TransformerPayne on a GPU, the "
-    "Payne on a CPU, where TransformerPayne's posterior takes longer than minutes; the GALAH green and IR arms and "
+    "Payne on a CPU, where TransformerPayne's posterior takes longer than minutes; the GALAH blue, green and IR arms and "
     "Gaia RVS get their own Payne; the choice is printed). Repeatable for the arms of one star: each arm is "
     "evaluated by the model that covers it.",
 )
