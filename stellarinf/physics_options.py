@@ -25,8 +25,8 @@ DEFAULT_DAMPING = "unsold"
 LEGACY_DAMPING = "unsold"
 
 MOLECULES_CHOICES = ("off", "on")
-# off until the shipped emulators are retrained on grids with molecules (the synthesizer's default must be what
-# they learned)
+# off until the shipped red, green, IR and RVS emulators are retrained with molecules (only default-payne-blue is):
+# the synthesizer's default must be what they learned
 DEFAULT_MOLECULES = "off"
 LEGACY_MOLECULES = "off"
 

@@ -253,7 +253,7 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
     default=DEFAULT_MOLECULES,
     show_default=True,
     help="Molecular equilibrium (H, C, N, O, Mg) and the CH, MgH, C2, CN lines (data/linelist_molecules.ecsv); "
-    "off = atoms only, what the shipped emulators learned.",
+    "off = atoms only, what the shipped red, green, IR and RVS Paynes learned (the blue arm's learned on).",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def grid(

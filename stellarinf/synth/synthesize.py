@@ -327,7 +327,7 @@ def make_synthesizer(
             "abo" (ABO cross-sections and tabulated widths from the Gaia-ESO list where available).
         settings: numerical settings of the realistic fidelity (:class:`~stellarinf.synth.settings.SynthSettings`;
             the default is what the shipped grids and emulators were made with).
-        molecules: "off" (atoms only, the default: what the shipped emulators learned) or "on" (molecular
+        molecules: "off" (atoms only, the default: what all shipped emulators but the blue arm's learned) or "on" (molecular
             equilibrium of H, C, N, O, Mg and the CH, MgH, C2, CN lines; realistic fidelity only).
 
     ``flux`` is normalised by the continuum-only solution; ``continuum`` is the astrophysical surface
