@@ -1,12 +1,12 @@
 """The emulator's correlated error model: fitting the modes, storing them, and the likelihood that
 integrates their amplitudes out (checked against a dense multivariate normal)."""
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from modes_model import ModesModel
 from scipy import stats
 
 import stellarinf  # noqa: F401  (float64)
@@ -32,39 +32,6 @@ from stellarinf.wavelength import SPEED_OF_LIGHT_KMS, log_uniform_grid
 SPACE = LabelSpace.from_bounds({"teff": (4500.0, 6500.0), "logg": (2.0, 5.0), "feh": (-1.5, 0.5)})
 LABELS = {"teff": 5600.0, "logg": 4.2, "feh": -0.2}
 R = 28_000.0
-
-
-class ModesModel(eqx.Module):
-    """The analytic line model with a given error table and correlated modes (duck-types Emulator's error API)."""
-
-    base: AnalyticLineModel
-    error_wavelength: jax.Array
-    error_sigma: jax.Array
-    error_modes: jax.Array
-
-    @property
-    def label_space(self):
-        return self.base.label_space
-
-    @property
-    def wavelength_range(self):
-        return self.base.wavelength_range
-
-    @property
-    def resolution(self):
-        return self.base.resolution
-
-    @property
-    def n_error_modes(self):
-        return int(self.error_modes.shape[0])
-
-    def flux(self, labels, wavelength):
-        return self.base.flux(labels, wavelength)
-
-    def error(self, wavelength):
-        return jnp.interp(wavelength, self.error_wavelength, self.error_sigma)
-
-    error_white = Emulator.error_white
 
 
 def modes_model(n_modes=3, seed=0):

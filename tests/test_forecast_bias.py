@@ -6,16 +6,14 @@ import json
 import math
 import warnings
 
-import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from modes_model import ModesModel
 
 import stellarinf  # noqa: F401  (float64)
 from stellarinf import forecast as F
-from stellarinf.emulators.emulator import Emulator
 from stellarinf.fisher import (
     apply_inverse_covariance,
     correlated_information,
@@ -33,39 +31,6 @@ from stellarinf.wavelength import Window
 SMALL = Window("test-small", 6540.0, 6600.0, 28_000.0, 2.5, "test window")
 STAR = {"teff": 5772.0, "logg": 4.44, "feh": 0.0}
 SPACE = default_label_space().subset(["teff", "logg", "feh", "vmic"])
-
-
-class ModesModel(eqx.Module):
-    """The analytic line model with an error table and correlated error modes (duck-types Emulator's error API)."""
-
-    base: AnalyticLineModel
-    error_wavelength: jax.Array
-    error_sigma: jax.Array
-    error_modes: jax.Array
-
-    @property
-    def label_space(self):
-        return self.base.label_space
-
-    @property
-    def wavelength_range(self):
-        return self.base.wavelength_range
-
-    @property
-    def resolution(self):
-        return self.base.resolution
-
-    @property
-    def n_error_modes(self):
-        return int(self.error_modes.shape[0])
-
-    def flux(self, labels, wavelength):
-        return self.base.flux(labels, wavelength)
-
-    def error(self, wavelength):
-        return jnp.interp(wavelength, self.error_wavelength, self.error_sigma)
-
-    error_white = Emulator.error_white
 
 
 def modes_model(wavelength_range, *, n_modes=3, seed=0, white=4e-4, amplitude=2e-3, n_lines=24, line_seed=3):
