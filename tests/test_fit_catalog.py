@@ -490,3 +490,28 @@ def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_lost(first, manifest
     again = box["result"]
     assert again.counts["fitted_now"] == len(TRUTHS) and again.counts["missing"] == 0
     _assert_same_catalogue(again.table, result.table)
+
+
+def test_local_workers_get_disjoint_cores_and_a_pinned_process_runs_on_them():
+    """N local workers on N+ cores get disjoint, contiguous, even core sets (more workers than cores: no pinning);
+    pinning a process confines every one of its threads, new ones included."""
+    import os
+    import subprocess
+    import sys
+
+    from stellarinf.catalog.affinity import worker_core_sets
+
+    assert worker_core_sets(2, [0, 1]) == [(0,), (1,)]
+    assert worker_core_sets(3, range(8)) == [(0, 1, 2), (3, 4, 5), (6, 7)]
+    assert worker_core_sets(4, [0, 1]) is None
+    if not hasattr(os, "sched_getaffinity"):
+        return
+    core = sorted(os.sched_getaffinity(0))[-1]
+    code = (
+        "import os, threading; from stellarinf.catalog.affinity import pin_this_process; "
+        f"pin_this_process([{core}]); seen = []; "
+        "t = threading.Thread(target=lambda: seen.append(sorted(os.sched_getaffinity(0)))); t.start(); t.join(); "
+        "print(sorted(os.sched_getaffinity(0)), seen[0])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("]")
+    assert out[0].strip() == f"[{core}" and out[1].strip() == f"[{core}"

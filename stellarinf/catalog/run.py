@@ -498,6 +498,8 @@ def run_chunks(chunks, out: Path, name, ref, fit_kwargs, *, workers, scheduler, 
     from distributed import Client, LocalCluster, as_completed
     from tqdm.auto import tqdm
 
+    from .affinity import PinWorkers, available_cores, worker_core_sets
+
     cluster = None
     if scheduler is not None:
         echo(f"connecting to the Dask scheduler at {scheduler}")
@@ -510,7 +512,9 @@ def run_chunks(chunks, out: Path, name, ref, fit_kwargs, *, workers, scheduler, 
             ) from None
     else:
         n = min(workers or os.cpu_count() or 1, len(chunks))
-        echo(f"starting a local Dask cluster: {n} worker process{'es' if n > 1 else ''}, 1 thread each")
+        core_sets = worker_core_sets(n, available_cores()) if n > 1 else None
+        pinned = f", each on {len(core_sets[-1])}+ of the machine's cores" if core_sets else ""
+        echo(f"starting a local Dask cluster: {n} worker process{'es' if n > 1 else ''}, 1 thread each{pinned}")
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,
@@ -519,6 +523,8 @@ def run_chunks(chunks, out: Path, name, ref, fit_kwargs, *, workers, scheduler, 
             silence_logs=logging.ERROR,
         )
         client = Client(cluster)
+        if core_sets:  # one JAX process uses every core it may: give each worker its own (catalog/affinity.py)
+            client.register_plugin(PinWorkers(core_sets))
     done: list[dict] = []
     try:
         dashboard = _dashboard(client)
