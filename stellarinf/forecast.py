@@ -196,7 +196,9 @@ def resolve_model(
             "synthesizer (--emulator synth)"
         )
     if molecules != DEFAULT_MOLECULES and not is_synth:
-        raise ForecastError("an emulator's physics is fixed by its training; --molecules needs --emulator synth")
+        raise ForecastError(
+            "an emulator's physics is fixed by its training; molecules='on' needs model='synth' (--emulator synth)"
+        )
     if not isinstance(model, (str, bytes)) and not hasattr(model, "__fspath__"):
         out = model
     elif str(model) == "synth":
@@ -439,9 +441,7 @@ def forecast(
         raise ForecastError(f"S/N must be a positive number, got {snr!r}")
     error_kind = emulator_error_kind(emulator_error)
     is_synth = isinstance(model, str) and model == "synth"
-    if molecules != DEFAULT_MOLECULES and not is_synth:
-        raise ForecastError("an emulator's physics is fixed by its training; molecules='on' needs model='synth'")
-    base = None if is_synth else resolve_models(model, elements=elements, alpha=alpha)
+    base = None if is_synth else resolve_models(model, elements=elements, alpha=alpha, molecules=molecules)
     inst = instrument_for("synth" if is_synth else base, window, resolution)
     if model_name:
         name = model_name
@@ -616,13 +616,15 @@ def block_modes(blocks: Sequence[np.ndarray]) -> np.ndarray | None:
     return out
 
 
-def resolve_models(model, *, elements: Sequence[str] | None = None, alpha: bool = False):
+def resolve_models(
+    model, *, elements: Sequence[str] | None = None, alpha: bool = False, molecules: str = DEFAULT_MOLECULES
+):
     """:func:`resolve_model` for one model, or a list of them for ``"auto"`` (:func:`auto_model_names`) or a list of
     names/models (one per arm); a list of one is that model."""
     names = auto_model_names() if isinstance(model, str) and model == "auto" else model
     if not isinstance(names, (list, tuple)):
-        return resolve_model(model, elements=elements, alpha=alpha)
-    models = [resolve_model(m, elements=elements, alpha=alpha) for m in names]
+        return resolve_model(model, elements=elements, alpha=alpha, molecules=molecules)
+    models = [resolve_model(m, elements=elements, alpha=alpha, molecules=molecules) for m in names]
     return models[0] if len(models) == 1 else models
 
 

@@ -30,11 +30,11 @@ def worker_core_sets(n_workers: int, cores: Sequence[int]) -> list[tuple[int, ..
     return out
 
 
-def pin_this_process(cores: Sequence[int]) -> bool:
-    """Restrict every thread of this process to ``cores`` (threads started later inherit it); False where the
+def pin_this_process(cores: Sequence[int]) -> None:
+    """Restrict every thread of this process to ``cores`` (threads started later inherit it); nothing where the
     platform has no CPU affinity."""
     if not hasattr(os, "sched_setaffinity"):
-        return False
+        return
     try:
         tids = [int(t) for t in os.listdir("/proc/self/task")]
     except OSError:
@@ -44,7 +44,6 @@ def pin_this_process(cores: Sequence[int]) -> bool:
             os.sched_setaffinity(tid, cores)
         except OSError:  # a thread that ended meanwhile
             pass
-    return True
 
 
 class PinWorkers(WorkerPlugin):

@@ -89,9 +89,10 @@ def populations(temperature, gas_pressure, electron_density, logeps, molecules: 
 
         el = jnp.asarray(ELEMENTS)
         log_total = jnp.log(number_fractions(logeps)[el])[:, None] + jnp.log(n_nuclei)[None, :]
-        eq = solve_equilibrium(temperature, log_total, jnp.log(frac[el, 0]), log_u[el, 0])
+        log_neutral_fraction = jnp.log(frac[el, 0])
+        eq = solve_equilibrium(temperature, log_total, log_neutral_fraction, log_u[el, 0])
         # the free atoms keep their Saha ratios between stages; their number drops to what molecules leave
-        free = jnp.exp(eq.log_n_neutral - log_total - jnp.log(frac[el, 0]))  # (n_el, n_depth), ≤ 1
+        free = jnp.exp(eq.log_n_neutral - log_total - log_neutral_fraction)  # (n_el, n_depth), ≤ 1
         species = species * jnp.ones(species.shape[::2]).at[el].set(free)[:, None, :]
         mol, log_u_mol = jnp.exp(eq.log_n_molecules), eq.log_u_molecules
     # H⁻: n(H⁻) / (n(H I) n_e) = U(H⁻) / (2 U(H I)) (h²/2πmkT)^{3/2} e^{χ/kT}, U(H⁻) = 1.

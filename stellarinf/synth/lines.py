@@ -302,7 +302,7 @@ def block_groups(
     n = n_blocks
     best = {1: (padded(0, n), [0, n])}
     for g in range(2, max_groups + 1):
-        # cut points c_1 < ... < c_{g-1}: exhaustive over contiguous cuts (n is a few dozen blocks)
+        # the g-group split: the (g-1)-group one plus the single further cut that lowers the padded total most
         cands = []
         prev = best[g - 1][1]
         for cut in range(1, n):

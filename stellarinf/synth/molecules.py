@@ -46,6 +46,11 @@ class MoleculeTable(NamedTuple):
     coefficients: np.ndarray  # (n_mol, 5)
     log_mass_ratio: np.ndarray  # (n_mol,) ln(Π m_atom / m_molecule), natural isotopic mixture
 
+    @property
+    def extra_atoms(self) -> np.ndarray:
+        """(n_mol, 1) atoms beyond the first: the power of kT and of (2πmkT/h²)^{3/2} in K_p and U."""
+        return self.stoichiometry.sum(axis=1, keepdims=True) - 1.0
+
 
 @functools.lru_cache(maxsize=1)
 def molecule_table() -> MoleculeTable:
@@ -76,8 +81,7 @@ def log_dissociation_constants(temperature: Float[Array, "n_depth"]) -> Float[Ar
     x = jnp.log10(theta)
     powers = jnp.stack([x**i for i in range(tab.coefficients.shape[1])])  # (5, n_depth)
     log10_kp = jnp.asarray(tab.coefficients) @ powers - jnp.asarray(tab.d0)[:, None] * theta[None, :]
-    n_extra = jnp.asarray(tab.stoichiometry.sum(axis=1) - 1.0)[:, None]
-    return jnp.log(10.0) * log10_kp - n_extra * jnp.log(K_B * temperature)[None, :]
+    return jnp.log(10.0) * log10_kp - jnp.asarray(tab.extra_atoms) * jnp.log(K_B * temperature)[None, :]
 
 
 class Equilibrium(NamedTuple):
@@ -133,10 +137,9 @@ def solve_equilibrium(
     y = _newton_step(y, *args)  # at the solution: this step's derivative is the implicit-function one
     log_mol = stoich @ y - log_k
     kt = K_B * temperature
-    n_extra = jnp.asarray(tab.stoichiometry.sum(axis=1) - 1.0)[:, None]
     log_u_mol = (
         stoich @ log_u_neutral
-        + 1.5 * n_extra * jnp.log(2.0 * np.pi * AMU * kt / H_PLANCK**2)[None, :]
+        + 1.5 * jnp.asarray(tab.extra_atoms) * jnp.log(2.0 * np.pi * AMU * kt / H_PLANCK**2)[None, :]
         + 1.5 * jnp.asarray(tab.log_mass_ratio)[:, None]
         - jnp.asarray(tab.d0)[:, None] / (K_B_EV * temperature)[None, :]
         - log_k

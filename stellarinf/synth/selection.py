@@ -34,13 +34,9 @@ REFERENCE_LOGG = (1.0, 3.0, 5.0)
 LINE_MARGIN = 3.0  # Å: lines this far outside the grid still contribute wings
 
 
-def _cache_path(
-    wmin: float, wmax: float, strength_cut: float, damping: str = DEFAULT_DAMPING, table: str = "linelist.ecsv"
-) -> Path:
-    # damping="molecules" keys the molecular list's selection (``table`` its line list)
-    extra = [] if damping == "unsold" else [damping, os.path.getmtime(data_file("damping.ecsv"))]
-    if damping == "molecules":
-        extra = [damping, os.path.getmtime(data_file("molecules.ecsv"))]
+def _cache_path(wmin: float, wmax: float, strength_cut: float, extra: list, table: str) -> Path:
+    """The disk cache of a selection from line list ``table``; ``extra``: what else it depends on (data files' names
+    and modification times beyond the settings, the line list and the atmospheres)."""
     key = json.dumps(
         extra
         + [
@@ -72,9 +68,9 @@ def select_lines(
     The result is cached on disk (``$STELLARINF_CACHE`` or ``~/.cache/stellarinf``), keyed by the
     settings and the data files' modification times; a cache that cannot be written is skipped.
     """
-    return _cached_on_disk(
-        _cache_path(wmin, wmax, strength_cut, damping), lambda: _select(wmin, wmax, strength_cut, damping)
-    )
+    extra = [] if damping == "unsold" else [damping, os.path.getmtime(data_file("damping.ecsv"))]
+    path = _cache_path(wmin, wmax, strength_cut, extra, "linelist.ecsv")
+    return _cached_on_disk(path, lambda: _select(wmin, wmax, strength_cut, damping))
 
 
 def _cached_on_disk(path: Path, compute) -> tuple[np.ndarray, np.ndarray]:
@@ -107,9 +103,7 @@ def _select(wmin: float, wmax: float, strength_cut: float, damping: str) -> tupl
         # larger of the laboratory and the (Unsöld-)calibrated gf, an upper bound on either.
         lines = line_data(idx, "laboratory", damping)
         lines = lines._replace(log_gf=lines.log_gf + np.maximum(loggf_offsets("solar", "unsold")[idx], 0.0))
-    ratio_max, width_max = _strength(lines, jnp.full(93, 0.5), molecules=False)
-    keep = ratio_max > strength_cut
-    return idx[keep], np.maximum(width_max[keep], 3.0)
+    return _keep_strong(idx, lines, jnp.full(93, 0.5), False, strength_cut)
 
 
 @functools.lru_cache(maxsize=8)
@@ -119,7 +113,8 @@ def select_molecular_lines(
     """As :func:`select_lines` for the molecular list (rows of ``data/linelist_molecules.ecsv``), rated with the
     molecular equilibrium at the box's most favourable corner for molecules: [Fe/H] = +0.5, [C/Fe] = [N/Fe] =
     [Mg/Fe] = +0.5 and oxygen solar-scaled (oxygen binds carbon in CO). Cached on disk like :func:`select_lines`."""
-    path = _cache_path(wmin, wmax, strength_cut, "molecules", "linelist_molecules.ecsv")
+    extra = ["molecules", os.path.getmtime(data_file("molecules.ecsv"))]
+    path = _cache_path(wmin, wmax, strength_cut, extra, "linelist_molecules.ecsv")
     return _cached_on_disk(path, lambda: _select_molecular(wmin, wmax, strength_cut))
 
 
@@ -129,7 +124,12 @@ def _select_molecular(wmin: float, wmax: float, strength_cut: float) -> tuple[np
     if idx.size == 0:
         return idx, np.zeros(0)
     xfe = jnp.zeros(93).at[jnp.asarray([6, 7, 12])].set(0.5)
-    ratio_max, width_max = _strength(molecular_line_data(idx), xfe, molecules=True)
+    return _keep_strong(idx, molecular_line_data(idx), xfe, True, strength_cut)
+
+
+def _keep_strong(idx: np.ndarray, lines: LineData, xfe, molecules: bool, strength_cut: float):
+    """(the rows ``idx`` of ``lines`` whose ratio exceeds ``strength_cut``, their window half-widths ≥ 3 km/s)."""
+    ratio_max, width_max = _strength(lines, xfe, molecules)
     keep = ratio_max > strength_cut
     return idx[keep], np.maximum(width_max[keep], 3.0)
 
