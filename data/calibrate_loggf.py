@@ -13,6 +13,13 @@ Usage::
     python data/calibrate_loggf.py --atlas-dir ../shared/data            # galah-red and gaia-rvs
     python data/calibrate_loggf.py --windows galah-red --maxiter 150
     python data/calibrate_loggf.py --windows galah-blue,galah-green,galah-ir   # add arms, keep the others' values
+    python data/calibrate_loggf.py --windows galah-blue --molecules on --empirical 0.03 --refine   # the blue arm as shipped
+
+``--empirical T`` also gives every feature of the atlas that the model at the starting log gf leaves deeper than T
+(continuum units) an empirical placeholder line whose log gf is fitted with the rest; they are written to
+``data/lines_solar_empirical.ecsv`` and are part of ``loggf="solar"``. ``--refine`` starts each range from the
+table's current offsets (laboratory otherwise), so missing features are judged after the list's own lines are
+calibrated.
 
 Windows, atlas files and masked ranges come from :mod:`stellarinf.solar_atlas`. Windows not named keep the values
 (and the report) already in the output table, so arms can be calibrated one run at a time.
@@ -57,7 +64,19 @@ def main(argv=None) -> int:
     ap.add_argument(
         "-o", "--output", default=None, help="default: data/loggf_solar.ecsv (unsold) or loggf_solar_abo.ecsv"
     )
+    ap.add_argument("--molecules", choices=("off", "on"), default="off", help="fit with the molecular lines present")
+    ap.add_argument(
+        "--empirical",
+        type=float,
+        default=None,
+        metavar="T",
+        help="add and fit empirical lines where the atlas is deeper than the model by more than T (continuum units)",
+    )
+    ap.add_argument("--refine", action="store_true", help="start from the table's current offsets, not laboratory")
+    ap.add_argument("--empirical-output", default=str(HERE / "lines_solar_empirical.ecsv"))
     args = ap.parse_args(argv)
+    if args.empirical is not None and args.damping != "unsold":
+        ap.error("--empirical is fitted with the default damping only (the empirical table serves loggf='solar')")
 
     args.output = args.output or str(HERE / LOGGF_TABLES[args.damping])
 
@@ -67,7 +86,15 @@ def main(argv=None) -> int:
     from stellarinf.io.atomic import write_json_atomic
     from stellarinf.paths import data_file
     from stellarinf.solar_atlas import solar_atlas_window
-    from stellarinf.synth.calibration import HOLD_LABORATORY, SUN_LABELS, SUN_VSINI, fit_loggf
+    from stellarinf.synth.calibration import (
+        EMPIRICAL_ELOW,
+        EMPIRICAL_ION,
+        EMPIRICAL_Z,
+        HOLD_LABORATORY,
+        SUN_LABELS,
+        SUN_VSINI,
+        fit_loggf,
+    )
     from stellarinf.synth.data import linelist
 
     jax.config.update("jax_enable_x64", True)  # atmospheres and the fit's normal equations need float64
@@ -87,23 +114,29 @@ def main(argv=None) -> int:
         mine = np.zeros(rows.size, bool)
         for spec in specs.values():
             mine |= (lam >= spec.calibrated_range[0] - spec.margin) & (lam <= spec.calibrated_range[1] + spec.margin)
-        offsets[rows[~mine]] = np.asarray(old["dloggf"])[~mine]
+        keep = ~mine | args.refine
+        offsets[rows[keep]] = np.asarray(old["dloggf"])[keep]
         report["windows"] = {k: v for k, v in dict(old.meta.get("windows", {})).items() if k not in specs}
     # finished chunks are keyed by the line list too: their rows index it
     list_tag = sha256(data_file("linelist.ecsv"))[:8]
+    new_lines: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in names:
         spec = specs[name]
         path = Path(args.atlas_dir) / spec.atlas
         atlas = np.loadtxt(path, delimiter=",", skiprows=1)
         lo, hi = spec.calibrated_range
         edges = np.append(np.arange(lo, hi, args.chunk), hi)
-        chunks = []
+        chunks, empirical = [], []
         for a, b in zip(edges[:-1], edges[1:]):
             tag = "" if args.damping == "unsold" else f"_{args.damping}"
+            tag += "_mol" if args.molecules == "on" else ""
+            tag += f"_emp{args.empirical}" if args.empirical is not None else ""
+            tag += "_refine" if args.refine else ""
             part = work / f"{name}_{a:.1f}_{b:.1f}_{args.maxiter}_{args.prior_sd}_{args.sigma}{tag}_{list_tag}.npz"
             if part.exists():
                 z = np.load(part, allow_pickle=False)
                 rows, d, info = z["rows"], z["dloggf"], json.loads(str(z["info"]))
+                emp_wl, emp_gf = z["empirical_wavelength"], z["empirical_loggf"]
             else:
                 r = fit_loggf(
                     atlas[:, 0],
@@ -117,8 +150,11 @@ def main(argv=None) -> int:
                     prior_sd=args.prior_sd,
                     maxiter=args.maxiter,
                     damping=args.damping,
+                    molecules=args.molecules,
+                    missing_threshold=args.empirical,
                 )
                 rows, d = r.rows, r.dloggf
+                emp_wl, emp_gf = r.empirical_wavelength, r.empirical_loggf
                 info = {
                     "wmin": a,
                     "wmax": b,
@@ -127,20 +163,35 @@ def main(argv=None) -> int:
                     "rv": r.rv,
                     "vmacro": r.vmacro,
                     "n_lines": int(rows.size),
+                    "n_empirical": int(emp_wl.size),
                     "evaluations": r.n_evaluations,
                     "seconds": r.seconds,
                 }
                 tmp = part.with_suffix(".tmp.npz")
-                np.savez(tmp, rows=rows, dloggf=d, info=json.dumps(info))
+                np.savez(
+                    tmp,
+                    rows=rows,
+                    dloggf=d,
+                    empirical_wavelength=emp_wl,
+                    empirical_loggf=emp_gf,
+                    info=json.dumps(info),
+                )
                 tmp.replace(part)
             offsets[rows] = d
+            empirical.append((emp_wl, emp_gf))
             chunks.append(info)
             print(
                 f"{name} {a:.0f}-{b:.0f} Å: rms {100 * info['rms_before']:.2f} % → {100 * info['rms_after']:.2f} %, "
-                f"{info['n_lines']} lines, rv {info['rv']:+.2f} km/s, vmacro {info['vmacro']:.2f} km/s",
+                f"{info['n_lines']} lines, {info.get('n_empirical', 0)} empirical, rv {info['rv']:+.2f} km/s, "
+                f"vmacro {info['vmacro']:.2f} km/s",
                 flush=True,
             )
+        if args.empirical is not None:
+            new_lines[name] = tuple(np.concatenate(c) for c in zip(*empirical))
         report["windows"][name] = {
+            "molecules": args.molecules,
+            "empirical_threshold": args.empirical,
+            "refined_from_previous_table": args.refine,
             "atlas": spec.atlas,
             "atlas_sha256": sha256(path),
             "chunks": chunks,
@@ -183,8 +234,63 @@ def main(argv=None) -> int:
     t.write(tmp, format="ascii.ecsv", overwrite=True)
     tmp.replace(out)
     write_json_atomic(work / "report.json", report)
+    if new_lines:
+        write_empirical(
+            Path(args.empirical_output), new_lines, specs, args, (EMPIRICAL_Z, EMPIRICAL_ION, EMPIRICAL_ELOW)
+        )
     print(f"wrote {out}: {fitted.size} lines")
     return 0
+
+
+def write_empirical(path: Path, new_lines: dict, specs: dict, args, placeholder: tuple[int, int, float]) -> None:
+    """Write the empirical lines of the windows fitted now beside those of windows fitted before (atomically)."""
+    from astropy.table import Table, vstack
+
+    z, ion, elow = placeholder
+    parts, windows = [], {}
+    if path.exists():
+        old = Table.read(path)
+        windows = {k: v for k, v in dict(old.meta.get("windows", {})).items() if k not in new_lines}
+        parts.append(old[~np.isin(np.asarray(old["window"], str), list(new_lines))])
+    for name, (wl, gf) in new_lines.items():
+        t = Table()
+        t["wavelength"] = np.round(wl, 4)
+        t["wavelength"].unit = "Angstrom"
+        t["species"] = np.full(wl.size, "Fe I")
+        t["Z"] = np.full(wl.size, z)
+        t["ion"] = np.full(wl.size, ion)
+        t["elow"] = np.full(wl.size, elow)
+        t["elow"].unit = "eV"
+        t["loggf"] = np.round(gf, 3)
+        t["window"] = np.full(wl.size, name)
+        parts.append(t)
+        windows[name] = {
+            "atlas": specs[name].atlas,
+            "threshold": args.empirical,
+            "molecules": args.molecules,
+            "calibrated_range": list(specs[name].calibrated_range),
+        }
+    out = vstack(parts) if parts else Table()
+    out.sort("wavelength")
+    out.meta.update(
+        {
+            "title": "Empirical lines: features of the observed Sun that the laboratory line list lacks",
+            "method": "stellarinf.synth.calibration.fit_loggf(missing_threshold=...): where the atlas lies deeper than "
+            "the model at the starting (calibrated) log gf by more than the threshold, a placeholder line is placed at "
+            "the residual's minimum and its log gf fitted together with the list's offsets; candidates the fit pushes "
+            "to the lower bound are dropped. Species (Fe I) and lower-level energy are assumptions (most unidentified "
+            "solar lines are high-excitation Fe I; Peterson & Kurucz 2015); APOGEE's line list does the same "
+            "(Shetrone et al. 2015). Part of loggf='solar' only.",
+            "damping": args.damping,
+            "observed_sun": "Kurucz (2005) disk-integrated solar flux atlas (cometspec==0.1.1); vacuum wavelengths",
+            "made": time.strftime("%Y-%m-%d"),
+            "windows": windows,
+        }
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    out.write(tmp, format="ascii.ecsv", overwrite=True)
+    tmp.replace(path)
+    print(f"wrote {path}: {len(out)} empirical lines")
 
 
 if __name__ == "__main__":

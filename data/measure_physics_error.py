@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Measure the synthesizer-vs-reality error on the observed Sun and write ``data/physics_error.json``.
 
-For each window the realistic synthesizer's Sun (solar-calibrated log gf, the calibration's v macro) and an
+For each window the realistic synthesizer's Sun (solar-calibrated log gf, the calibration's v macro and molecules
+choice) and an
 observed solar atlas are taken to the window's resolving power and pixels, matched by a linear continuum
 scale per 5 Å, and the residual is modelled as σ² = floor² + (depth_fraction · depth)²
 (:func:`stellarinf.observe.physics_error.fit_error_model`). Where an atlas that the log gf calibration did
@@ -57,7 +58,7 @@ def window_spec(window: str) -> dict:
     }
 
 
-def measure(window: str, atlas_path: Path, mask_ranges, vmacro: float, vsini: float = 1.8):
+def measure(window: str, atlas_path: Path, mask_ranges, vmacro: float, vsini: float = 1.8, molecules: str = "off"):
     import jax.numpy as jnp
 
     from stellarinf.observe.broadening import broaden, degrade_to_resolution
@@ -73,7 +74,7 @@ def measure(window: str, atlas_path: Path, mask_ranges, vmacro: float, vsini: fl
     pixels = pixels[(pixels > lo + 2.0) & (pixels < hi - 2.0)]
     fine = fine_grid(lo - 3.0, hi + 3.0)
     dv = float(np.log(fine[1] / fine[0])) * C_KMS
-    flux, _ = synthesize(SUN, fine)
+    flux, _ = synthesize(SUN, fine, molecules=molecules)
     model = np.asarray(broaden(jnp.asarray(flux), dv, resolution=win.resolution, vsini=vsini, vmacro=vmacro))
     grid, obs_smooth = degrade_to_resolution(atlas[:, 0], atlas[:, 1], win.resolution)
     best = None
@@ -162,7 +163,9 @@ def main(argv=None) -> int:
         for name in spec["atlases"]:
             path = Path(args.atlas_dir) / name
             if path.exists():
-                results.append(measure(window, path, spec["mask"], vmacro))
+                # the physics the window's log gf were fitted with (the blue arm's: with molecules)
+                molecules = meta["windows"][window].get("molecules", "off")
+                results.append(measure(window, path, spec["mask"], vmacro, molecules=molecules))
                 r = results[-1]
                 print(
                     f"{window} {name}: rms {100 * r['rms']:.2f} %, floor {100 * r['floor']:.2f} %, "

@@ -1,8 +1,9 @@
 """The synthesizer's physics-data choices, in one place that imports nothing heavy (the CLI offers them
 without loading JAX).
 
-- ``loggf``: ``"solar"`` (astrophysical log gf fitted to the observed Sun; ``data/loggf_solar*.ecsv``) or
-  ``"laboratory"`` (linemake's values as shipped).
+- ``loggf``: ``"solar"`` (astrophysical log gf fitted to the observed Sun, ``data/loggf_solar*.ecsv``, plus the
+  empirical lines for solar features the list lacks, ``data/lines_solar_empirical.ecsv``) or ``"laboratory"``
+  (linemake's values as shipped).
 - ``damping``: ``"unsold"`` (Unsöld × 2 for every line) or ``"abo"`` (Anstee–Barklem–O'Mara cross-sections and
   tabulated widths from the Gaia-ESO list where it has them; ``data/damping.ecsv``).
 

@@ -99,6 +99,34 @@ def test_resume_after_kill_no_lost_or_duplicated_rows(tmp_path):
     assert not (tmp_path / "g.h5.parts").exists()
 
 
+def test_batches_of_any_rows_resume_and_merge_with_contiguous_parts(tmp_path):
+    # rows computed in another order (e.g. sorted by Teff) land in their own rows of the file; a kill loses nothing
+    path = tmp_path / "g.h5"
+    labels = sample_labels(SPACE, 40, "sobol", 0)
+    w = GridWriter(path, SPACE, WL, labels, {"generator": "test"}, with_continuum=True, batch_size=8)
+    w.write_batch(0, fake_flux(labels[:8]), np.full((8, WL.size), 2.0))  # one old-style contiguous part
+    order = np.argsort(labels[:, 0], kind="stable")
+    batches = w.pending_rows(order)
+    assert sum(b.size for b in batches) == 32 and not np.isin(np.arange(8), np.concatenate(batches)).any()
+    assert all(np.all(np.diff(b) > 0) for b in batches)
+    for a, b in zip(batches[:-1], batches[1:]):  # similar stars together: batches follow the order
+        assert labels[a, 0].max() <= labels[b, 0].min()
+    first = batches[0]
+    w.write_rows(first, fake_flux(labels[first]), np.full((first.size, WL.size), 2.0))  # then a kill
+    w2 = GridWriter(path, SPACE, WL, labels, {"generator": "test"}, with_continuum=True, batch_size=8)
+    rest = w2.pending_rows(order)
+    assert sum(b.size for b in rest) == 24 and not np.isin(first, np.concatenate(rest)).any()
+    for b in rest:
+        w2.write_rows(b, fake_flux(labels[b]), np.full((b.size, WL.size), 2.0))
+    assert not w2.pending() and not w2.pending_rows()
+    w2.finalize()
+    g = read_grid(path)
+    np.testing.assert_array_equal(g.labels, labels)
+    np.testing.assert_allclose(g.flux, fake_flux(labels), rtol=1e-6)
+    with pytest.raises(ShapeError, match="increasing"):
+        w2.write_rows(np.array([3, 1]), fake_flux(labels[[3, 1]]), np.full((2, WL.size), 2.0))
+
+
 def test_append_extends_sobol_prefix(tmp_path):
     path = tmp_path / "g.h5"
     run_writer(path, 16)

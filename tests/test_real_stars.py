@@ -179,3 +179,80 @@ def test_exact_laboratory_lines_are_not_recalibrated():
     ll, sun = linelist(), loggf_offsets("solar")
     held = np.isin(ll.species, HOLD_LABORATORY)
     assert held.any() and not sun[held].any()
+
+
+def test_missing_features_finds_each_dip_once_at_its_centre():
+    from stellarinf.synth.calibration import EMPIRICAL_MIN_SEPARATION, missing_features
+
+    wl = np.arange(5000.0, 5010.0, 0.01)
+    centres = [5002.003, 5005.5, 5005.5 + 0.5 * EMPIRICAL_MIN_SEPARATION]  # the last two are one feature
+    resid = sum(-d * np.exp(-0.5 * ((wl - c) / 0.04) ** 2) for d, c in zip([0.2, 0.1, 0.05], centres))
+    resid = resid + 0.02 * np.exp(-0.5 * ((wl - 5008.0) / 0.04) ** 2)  # model too deep: not a missing line
+    resid = resid - 0.01 * np.exp(-0.5 * ((wl - 5009.0) / 0.04) ** 2)  # shallower than the threshold
+    usable = np.ones(wl.size, bool)
+    got = missing_features(wl, resid, usable, 0.03)
+    assert got.size == 2
+    assert got[0] == pytest.approx(centres[0], abs=0.002)  # the parabola refines below the pixel
+    assert abs(got[1] - 5005.5) < 0.02
+    usable[(wl > 5001.0) & (wl < 5003.0)] = False  # masked ranges are left alone
+    assert missing_features(wl, resid, usable, 0.03).size == 1
+
+
+def test_fit_loggf_adds_and_fits_a_line_the_list_lacks():
+    # "observed" = the synthesizer plus one line the list does not have (an Fe I line of known strength at a
+    # clean spot); the calibration, started from laboratory values, finds it and recovers its log gf
+    from stellarinf.observe.broadening import broaden
+    from stellarinf.synth.calibration import EMPIRICAL_ELOW, EMPIRICAL_ION, EMPIRICAL_Z
+    from stellarinf.synth.lines import empirical_line_data
+    from stellarinf.synth.synthesize import line_synthesizer
+
+    lo, hi, margin = 6600.0, 6604.0, 1.0
+    fine = fine_grid(lo - margin, hi + margin)
+    x = jnp.asarray(list(SUN_LABELS.values()))
+    fn, lines = line_synthesizer(fine, tuple(SUN_LABELS), "laboratory")
+    clean = fn(x, jnp.asarray(lines.log_gf))[0]
+    inside = (fine > lo + 0.5) & (fine < hi - 0.5)
+    where = fine[inside][np.argmax(np.asarray(clean)[inside])]  # the most line-free pixel inside
+    true_gf = -1.8
+    extra = empirical_line_data([where], [EMPIRICAL_Z], [EMPIRICAL_ION], [EMPIRICAL_ELOW], [true_gf])
+    fn2, lines2 = line_synthesizer(fine, tuple(SUN_LABELS), "laboratory", extra_lines=extra)
+    dv = float(np.log(fine[1] / fine[0])) * 299792.458
+    obs = np.asarray(broaden(fn2(x, jnp.asarray(lines2.log_gf))[0], dv, vsini=1.8, vmacro=3.5))
+    assert 1.0 - obs[np.argmin(np.abs(fine - where))] > 0.1  # a real feature, missing from the model
+    res = fit_loggf(
+        fine, obs, lo, hi, margin=margin, prior_sd=0.5, sigma=0.002, maxiter=80, progress=False, missing_threshold=0.03
+    )
+    assert res.empirical_wavelength.size == 1
+    assert res.empirical_wavelength[0] == pytest.approx(where, abs=0.01)
+    assert res.empirical_loggf[0] == pytest.approx(true_gf, abs=0.1)
+    assert np.abs(res.dloggf).max() < 0.1  # the list's own lines are not bent to fill the gap
+    assert res.rms_after < 0.2 * res.rms_before
+
+
+def test_empirical_lines_are_part_of_the_solar_log_gf_only():
+    from astropy.table import Table
+
+    from stellarinf.paths import data_file
+    from stellarinf.solar_atlas import SOLAR_ATLAS
+    from stellarinf.synth.data import EMPIRICAL_TABLE, empirical_lines
+    from stellarinf.synth.synthesize import line_synthesizer
+
+    table = Table.read(data_file(EMPIRICAL_TABLE))
+    assert "method" in table.meta and table.meta["damping"] == "unsold"
+    for w, name in zip(table["wavelength"], table["window"]):  # provenance: each row inside its calibrated range
+        lo, hi = SOLAR_ATLAS[str(name)].calibrated_range
+        assert lo <= w <= hi
+    e = empirical_lines()
+    assert e.wavelength.size == len(table) and np.all(np.diff(e.wavelength) >= 0)
+    # a 2 Å range around the strongest empirical line: 'solar' has it (with its fitted gf), 'laboratory' does not
+    k = int(np.argmax(e.loggf))
+    fine = fine_grid(e.wavelength[k] - 1.0, e.wavelength[k] + 1.0)
+    _, lab = line_synthesizer(fine, tuple(SUN_LABELS), "laboratory")
+    _, sun = line_synthesizer(fine, tuple(SUN_LABELS), "solar")
+    near = np.abs(e.wavelength - e.wavelength[k]) <= 1.0 + 3.0
+    assert sun.wavelength.size == lab.wavelength.size + int(near.sum())
+    np.testing.assert_allclose(sun.log_gf[lab.wavelength.size :], e.loggf[near])
+    f_lab, _ = synthesize(SUN_LABELS, fine, loggf="laboratory")
+    f_sun, _ = synthesize(SUN_LABELS, fine, loggf="solar")
+    at = np.argmin(np.abs(fine - e.wavelength[k]))
+    assert f_sun[at] < f_lab[at] - 0.05  # the feature the atlas shows is there

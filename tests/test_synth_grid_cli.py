@@ -25,24 +25,24 @@ def test_grid_resumes_after_interruption_and_extends(tmp_path, monkeypatch):
 
     # Kill after the first batch: a KeyboardInterrupt escapes mid-generation.
     calls = {"n": 0}
-    original = GridWriter.write_batch
+    original = GridWriter.write_rows
 
-    def dying(self, start, flux, continuum=None):
+    def dying(self, rows, flux, continuum=None):
         if calls["n"] == 1:
             raise KeyboardInterrupt
         calls["n"] += 1
-        return original(self, start, flux, continuum)
+        return original(self, rows, flux, continuum)
 
     out = tmp_path / "g.h5"
-    monkeypatch.setattr(GridWriter, "write_batch", dying)
+    monkeypatch.setattr(GridWriter, "write_rows", dying)
     with pytest.raises(KeyboardInterrupt):
         grid_cmd.generate_grid(out, n=12, **OPTS)
-    assert not out.exists() and len(list((tmp_path / "g.h5.parts").glob("part_*.h5"))) == 1
-    monkeypatch.setattr(GridWriter, "write_batch", original)
+    assert not out.exists() and len(list((tmp_path / "g.h5.parts").glob("rows_*.h5"))) == 1
+    monkeypatch.setattr(GridWriter, "write_rows", original)
 
     written = []
     monkeypatch.setattr(
-        GridWriter, "write_batch", lambda self, s, f, c=None: (written.append(s), original(self, s, f, c))[1]
+        GridWriter, "write_rows", lambda self, r, f, c=None: (written.append(int(r[0])), original(self, r, f, c))[1]
     )
     grid_cmd.generate_grid(out, n=12, **OPTS)  # resumes: only the two missing batches
     assert written == [4, 8]

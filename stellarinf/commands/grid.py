@@ -20,6 +20,7 @@ from ..physics_options import (
 )
 from ..synth.settings import DEFAULT_PRESET, PRESETS
 
+LINE_SELECTIONS = ("batch", "box")
 GRID_THREADS = 2  # batches computed at once (JAX releases the GIL while a compiled batch runs)
 _HELP_BOX = "Override a label range, e.g. --label-box teff=4500:6500 (repeatable)."
 
@@ -62,6 +63,7 @@ def generate_grid(
     damping=DEFAULT_DAMPING,
     settings=None,
     molecules=DEFAULT_MOLECULES,
+    line_selection="batch",
     progress=True,
 ):
     """Make (or resume, or extend) a grid file; returns the output path. See the ``grid`` command.
@@ -72,6 +74,10 @@ def generate_grid(
     :mod:`stellarinf.synth.settings`).
     ``molecules``: "off" (atoms only) or "on" (molecular equilibrium and the CH, MgH, C2, CN lines).
     ``alpha``: [α/Fe] is a label (α-enhanced ATLAS9 atmospheres and α-element abundances move with it).
+    ``line_selection``: "batch" (the default: rows are computed in batches of similar Teff and [Fe/H], each with the
+    lines that matter for stars at least as hot as its coolest and at most as metal-rich as its most metal-rich star,
+    :func:`~stellarinf.synth.selection.selection_tier`) or "box" (one selection for the whole label box). Realistic
+    fidelity only.
     """
     import jax.numpy as jnp
     import numpy as np
@@ -85,8 +91,12 @@ def generate_grid(
     from ..synth.data import linelist, molecular_linelist
     from ..synth.hydrogen import CENTROIDS
     from ..synth.observed import padded_fine_grid, resolve_window
+    from ..synth.selection import selection_tier
     from ..synth.settings import DEFAULT_PRESET, fine_resolution, preset_name, settings_preset
     from ..synth.synthesize import make_synthesizer, validate_labels
+
+    if line_selection not in LINE_SELECTIONS:
+        raise click.BadParameter(f"line_selection={line_selection!r}; choose one of {', '.join(LINE_SELECTIONS)}")
 
     elements = tuple(DEFAULT_ABUNDANCE_ELEMENTS if elements is None else elements)
     space = parse_label_box(label_box, elements, alpha)
@@ -96,7 +106,6 @@ def generate_grid(
     synth_settings = settings_preset(settings)
     r_fine = fine_resolution(settings)
     fine = padded_fine_grid(win.wmin, win.wmax, resolution=win.resolution, fine_resolution=r_fine)
-    fn = make_synthesizer(fine, space.names, fidelity, loggf, damping, synth_settings, molecules)
     planned = sample_labels(space, int(n), design, int(seed))
     validate_labels(planned, list(space.names), fidelity)  # every point inside the atmosphere grid
     metadata = {
@@ -125,24 +134,31 @@ def generate_grid(
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     if fidelity == "realistic":  # (schematic grids have neither: an old one resumes without a mismatch)
-        metadata.update(synth_settings=settings, hydrogen=CENTROIDS)
+        metadata.update(synth_settings=settings, hydrogen=CENTROIDS, line_selection=line_selection)
         if molecules != "off":  # (an atoms-only grid records nothing: older grids resume without a mismatch)
             metadata.update(molecules=molecules, molecular_line_list=molecular_linelist().source)
     writer = GridWriter(output, space, wavelength, planned, metadata, with_continuum=True, batch_size=batch_size)
-    batched = _batched_observer(fn, fine.tobytes(), wavelength.tobytes(), win.resolution)
-    pending = writer.pending()
+    teff, feh = (planned[:, list(space.names).index(k)] for k in ("teff", "feh"))
+    by_tier = fidelity == "realistic" and line_selection == "batch"
+    pending = writer.pending_rows(tier_order(teff, feh) if by_tier else None)
 
-    def compute(part):
-        start, stop = part
-        labels = planned[start:stop]
+    def observer(teff_min, feh_max):
+        fn = make_synthesizer(
+            fine, space.names, fidelity, loggf, damping, synth_settings, molecules, teff_min=teff_min, feh_max=feh_max
+        )
+        return _batched_observer(fn, fine.tobytes(), wavelength.tobytes(), win.resolution)
+
+    def compute(rows):
+        labels = planned[rows]
+        batched = observer(*selection_tier(teff[rows].min(), feh[rows].max())) if by_tier else observer(None, None)
         if labels.shape[0] < batch_size:  # pad so the jitted shape never changes
             labels = np.concatenate([labels, np.repeat(labels[-1:], batch_size - labels.shape[0], axis=0)])
-        return start, stop, np.asarray(batched(jnp.asarray(labels)))[: stop - start]
+        return rows, np.asarray(batched(jnp.asarray(labels)))[: rows.size]
 
     with (
         tqdm(
             total=len(planned),
-            initial=len(planned) - sum(b - a for a, b in pending),
+            initial=len(planned) - sum(rows.size for rows in pending),
             unit="spec",
             desc=f"grid {fidelity} {win.name}",
             disable=not progress,
@@ -154,9 +170,9 @@ def generate_grid(
         in_flight: deque = deque()
 
         def write_oldest():
-            start, stop, out = in_flight.popleft().result()
-            writer.write_batch(start, out[:, 0], out[:, 1])
-            bar.update(stop - start)
+            rows, out = in_flight.popleft().result()
+            writer.write_rows(rows, out[:, 0], out[:, 1])
+            bar.update(rows.size)
 
         try:
             for part in pending:
@@ -170,6 +186,19 @@ def generate_grid(
                 future.cancel()
             raise
     return writer.finalize()
+
+
+def tier_order(teff, feh):
+    """Rows ordered by line-selection tier (:func:`~stellarinf.synth.selection.selection_tier`: Teff tier, then
+    [Fe/H] tier), then by Teff, so consecutive batches hold stars of one tier."""
+    import numpy as np
+
+    from ..synth.selection import selection_tier
+
+    tiers = [selection_tier(t, f) for t, f in zip(teff, feh)]
+    t_key = np.array([-1.0 if t.teff_min is None else t.teff_min for t in tiers])
+    f_key = np.array([9.0 if t.feh_max is None else t.feh_max for t in tiers])
+    return np.lexsort((teff, f_key, t_key))
 
 
 @functools.lru_cache(maxsize=8)
@@ -255,6 +284,15 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
     help="Molecular equilibrium (H, C, N, O, Mg) and the CH, MgH, C2, CN lines (data/linelist_molecules.ecsv); "
     "off = atoms only, what the shipped red, green, IR and RVS Paynes learned (the blue arm's learned on).",
 )
+@click.option(
+    "--line-selection",
+    type=click.Choice(LINE_SELECTIONS),
+    default="batch",
+    show_default=True,
+    help="Which lines each batch synthesises: batch = rows grouped by Teff and [Fe/H], each batch with the lines that "
+    "matter for its coolest, most metal-rich star's tier (cheaper); box = one selection for the whole box (how grids "
+    "were made before; needed to resume or extend such a grid).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def grid(
     output,
@@ -271,6 +309,7 @@ def grid(
     damping,
     settings,
     molecules,
+    line_selection,
     no_progress,
 ):
     """Make a grid of synthetic spectra at the window's resolution (resumable: rerun to resume;
@@ -291,6 +330,7 @@ def grid(
         damping=damping,
         settings=settings,
         molecules=molecules,
+        line_selection=line_selection,
         progress=not no_progress,
     )
     click.echo(f"wrote {path}")

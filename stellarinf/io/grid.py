@@ -45,12 +45,13 @@ PHYSICS_KEYS = (
     "loggf",
     "damping",
     "molecules",
+    "line_selection",
     "synth_settings",
     "hydrogen",
     "atmospheres",
 )
 # files written before a key existed: the Rydberg formula's Hα, the 45-depth preset (then called "default"), atoms only
-PHYSICS_DEFAULTS = {"synth_settings": "standard", "hydrogen": "Rydberg Hα", "molecules": "off"}
+PHYSICS_DEFAULTS = {"synth_settings": "standard", "hydrogen": "Rydberg Hα", "molecules": "off", "line_selection": "box"}
 # values older files recorded under a name since changed (the preset renames live with the presets)
 PHYSICS_RENAMED = {"synth_settings": LEGACY_NAMES}
 
@@ -307,6 +308,7 @@ def read_grid(path: str | os.PathLike, index=None) -> SpectralGrid:
 
 
 # -------------------------------------------------------------------------- resumable generation
+_ROWS_RE = re.compile(r"^rows_(\d+)\.h5$")
 _PART_RE = re.compile(r"^part_(\d{9})_(\d{9})\.h5$")
 
 
@@ -415,12 +417,33 @@ class GridWriter:
                 parts.append((int(m.group(1)), int(m.group(2))))
         return sorted(parts)
 
-    def pending(self) -> list[tuple[int, int]]:
-        """(start, stop) row ranges still to generate, in batches of ``batch_size``."""
+    def finished_row_parts(self) -> list[Path]:
+        """Files of the batches saved by :meth:`write_rows` (any set of rows each)."""
+        if not self.parts_dir.exists():
+            return []
+        return sorted(self.parts_dir / n for n in os.listdir(self.parts_dir) if _ROWS_RE.match(n))
+
+    def done(self) -> np.ndarray:
+        """(n_planned,) bool: rows already in the file or in a finished part."""
         done = np.zeros(len(self.planned), dtype=bool)
         done[: self.n_existing] = True
         for start, stop in self.finished_parts():
             done[start:stop] = True
+        for path in self.finished_row_parts():
+            with h5py.File(path, "r") as fh:
+                done[fh["rows"][...]] = True
+        return done
+
+    def pending_rows(self, order=None) -> list[np.ndarray]:
+        """Rows still to generate as batches of ``batch_size`` taken in ``order`` (a permutation of the rows, e.g.
+        sorted by Teff so a batch holds similar stars; default: file order), each batch sorted."""
+        order = np.arange(len(self.planned)) if order is None else np.asarray(order)
+        todo = order[~self.done()[order]]
+        return [np.sort(todo[i : i + self.batch_size]) for i in range(0, todo.size, self.batch_size)]
+
+    def pending(self) -> list[tuple[int, int]]:
+        """(start, stop) row ranges still to generate, in batches of ``batch_size``."""
+        done = self.done()
         ranges = []
         i = 0
         while i < len(done):
@@ -444,6 +467,23 @@ class GridWriter:
         cont = None if continuum is None else np.asarray(continuum, dtype=np.float32)
         validate_arrays(self.label_space, labels, self.wavelength, flux, cont)
         with atomic_path(self.parts_dir / f"part_{start:09d}_{stop:09d}.h5", ".h5") as tmp, h5py.File(tmp, "w") as fh:
+            fh.create_dataset("flux", data=flux)
+            if cont is not None:
+                fh.create_dataset("continuum", data=cont)
+
+    def write_rows(self, rows, flux, continuum=None) -> None:
+        """Save the (increasing) rows ``rows`` atomically, one file per batch."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.ndim != 1 or rows.size == 0 or np.any(np.diff(rows) <= 0):
+            raise ShapeError("write_rows needs a non-empty, strictly increasing 1-D array of row indices")
+        flux = np.asarray(flux, dtype=np.float32)
+        if continuum is None and self.with_continuum:
+            raise ShapeError("this grid stores a continuum; pass continuum= to write_rows")
+        cont = None if continuum is None else np.asarray(continuum, dtype=np.float32)
+        validate_arrays(self.label_space, self.planned[rows], self.wavelength, flux, cont)
+        # batches are disjoint, so a batch's first row names it uniquely
+        with atomic_path(self.parts_dir / f"rows_{rows[0]:09d}.h5", ".h5") as tmp, h5py.File(tmp, "w") as fh:
+            fh.create_dataset("rows", data=rows)
             fh.create_dataset("flux", data=flux)
             if cont is not None:
                 fh.create_dataset("continuum", data=cont)
@@ -472,6 +512,13 @@ class GridWriter:
                         out["flux"][start:stop] = part["flux"][...]
                         if self.with_continuum:
                             out["continuum"][start:stop] = part["continuum"][...]
+                for path in self.finished_row_parts():
+                    with h5py.File(path, "r") as part:
+                        rows = part["rows"][...]
+                        keep = rows >= self.n_existing
+                        out["flux"][rows[keep]] = part["flux"][...][keep]
+                        if self.with_continuum:
+                            out["continuum"][rows[keep]] = part["continuum"][...][keep]
         shutil.rmtree(self.parts_dir, ignore_errors=True)
         self.n_existing = n
         return self.path

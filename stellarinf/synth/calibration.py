@@ -39,6 +39,15 @@ DLOGGF_BOUNDS = (-4.0, 1.5)  # −4 dex: the line is effectively removed
 # in the Sun the Li doublet is a weak feature in a blend, and a free fit moved its components by −0.1..−0.6 dex to
 # absorb the blend's mismatch, which would bias every star's [Li/Fe] by about +0.4 dex.
 HOLD_LABORATORY = ("Li I",)
+# Empirical lines: a feature the atlas shows and no line of the list explains becomes a placeholder line whose log gf
+# is fitted (as APOGEE's line list does for unidentified solar lines, Shetrone et al. 2015). Its species and
+# excitation are assumptions: most unidentified solar lines are high-excitation Fe I transitions (Peterson & Kurucz
+# 2015), so a placeholder scales with [Fe/H] and temperature as a typical Fe I line does.
+EMPIRICAL_Z, EMPIRICAL_ION, EMPIRICAL_ELOW = 26, 0, 3.5
+EMPIRICAL_START_LOGGF = -2.5
+EMPIRICAL_LOGGF_BOUNDS = (-6.5, 0.5)
+EMPIRICAL_PRIOR_SD = 3.0  # dex, around the start: nothing is known in advance of its strength
+EMPIRICAL_MIN_SEPARATION = 0.08  # Å: residual dips closer than this are one feature
 
 
 class CalibrationResult(NamedTuple):
@@ -57,6 +66,8 @@ class CalibrationResult(NamedTuple):
     model_before: np.ndarray  # (n_fine,) continuum-scaled model, laboratory log gf
     model_after: np.ndarray
     mask: np.ndarray  # (n_fine,) bool, pixels used
+    empirical_wavelength: np.ndarray  # (n_emp,) empirical lines kept (vacuum Å, the model's rest frame)
+    empirical_loggf: np.ndarray  # (n_emp,) their fitted log gf (species and excitation: EMPIRICAL_*)
 
 
 def chunk_scale(
@@ -93,6 +104,26 @@ def chunks_of(wavelength: np.ndarray, width: float) -> tuple[np.ndarray, np.ndar
     return ids.astype(np.int32), 2.0 * (wavelength - lo) / (hi - lo) - 1.0, int(ids.max()) + 1
 
 
+def missing_features(wavelength: np.ndarray, residual: np.ndarray, usable: np.ndarray, threshold: float) -> np.ndarray:
+    """Wavelengths of the features the model lacks: local minima of ``residual`` (observed − model, continuum
+    units) deeper than ``−threshold`` on ``usable`` pixels, the deepest of any closer than
+    :data:`EMPIRICAL_MIN_SEPARATION`; each refined by a parabola through its three pixels."""
+    r = np.where(usable, residual, 0.0)
+    i = np.flatnonzero((r[1:-1] < -threshold) & (r[1:-1] <= r[:-2]) & (r[1:-1] <= r[2:])) + 1
+    picked: list[int] = []
+    for j in i[np.argsort(r[i])]:  # deepest first
+        if all(abs(wavelength[j] - wavelength[k]) >= EMPIRICAL_MIN_SEPARATION for k in picked):
+            picked.append(j)
+    picked.sort()
+    out = []
+    for j in picked:
+        a, b, c = r[j - 1], r[j], r[j + 1]
+        den = a - 2.0 * b + c
+        shift = 0.5 * (a - c) / den if den > 0 else 0.0
+        out.append(wavelength[j] + np.clip(shift, -0.5, 0.5) * (wavelength[j + 1] - wavelength[j - 1]) / 2.0)
+    return np.asarray(out, dtype=np.float64)
+
+
 def fit_loggf(
     observed_wavelength: np.ndarray,
     observed_flux: np.ndarray,
@@ -111,6 +142,8 @@ def fit_loggf(
     vmacro: float = SUN_VMACRO,
     progress: bool = True,
     damping: str = DEFAULT_DAMPING,
+    molecules: str = "off",
+    missing_threshold: float | None = None,
 ) -> CalibrationResult:
     """Fit per-line log gf offsets (and v macro) so the synthesized Sun matches an observed solar atlas.
 
@@ -128,6 +161,11 @@ def fit_loggf(
         maxiter: L-BFGS-B iterations.
         labels: the Sun's labels (default :data:`SUN_LABELS`).
         damping: the synthesizer's damping constants ("unsold" or "abo"); the fitted gf belong to it.
+        molecules: "on" fits with the molecular equilibrium and lines (CH, C2, CN, MgH) present, so atomic lines
+            do not absorb molecular features.
+        missing_threshold: when given, features of the atlas deeper than this (continuum units) below the model at
+            the starting log gf (:func:`missing_features`) get an empirical line each, fitted with the rest; those
+            the fit does not remove are returned (``empirical_*``).
 
     Starts from the laboratory log gf (``loggf="laboratory"``), so the fit is reproducible whatever
     table is shipped.
@@ -144,14 +182,11 @@ def fit_loggf(
     label_vec = jnp.asarray([float(labels[n]) for n in names])
     fine = fine_grid(wmin - margin, wmax + margin)
     dv = float(np.log(fine[1] / fine[0])) * C_KMS
-    fn, lines = line_synthesizer(fine, names, "laboratory", damping)
-    idx, _ = select_lines(round(float(fine[0]), 3), round(float(fine[-1]), 3), damping=damping)
-    lab = np.asarray(lines.log_gf, dtype=np.float64)
-    start = np.zeros(lab.size) if offsets is None else np.asarray(offsets, dtype=np.float64)[idx]
     from .data import linelist
+    from .lines import empirical_line_data
 
-    held = np.isin(linelist().species[idx], HOLD_LABORATORY)
-    free = (lines.wavelength >= wmin) & (lines.wavelength < wmax) & ~held
+    idx, _ = select_lines(round(float(fine[0]), 3), round(float(fine[-1]), 3), damping=damping)
+    n_list = idx.size
     use = (fine >= wmin) & (fine < wmax)
     for lo, hi in mask_ranges:
         use &= ~((fine >= lo) & (fine <= hi))
@@ -160,9 +195,37 @@ def fit_loggf(
     atlas_wl = jnp.asarray(observed_wavelength, dtype=jnp.float64)
     atlas_f = jnp.asarray(observed_flux, dtype=jnp.float64)
     fine_j = jnp.asarray(fine)
+    start_list = np.zeros(n_list) if offsets is None else np.asarray(offsets, dtype=np.float64)[idx]
+    fn, lines = line_synthesizer(fine, names, "laboratory", damping, molecules=molecules)
+    candidates = np.zeros(0)
+    if missing_threshold is not None:
+        # the model at the starting log gf, scaled onto the atlas as the loss does: where is it too shallow?
+        flux, _ = fn(label_vec, jnp.asarray(lines.log_gf + start_list))
+        m = broaden(flux, dv, vsini=vsini, vmacro=vmacro)
+        obs = jnp.interp(fine_j, atlas_wl, atlas_f)
+        s = chunk_scale(m, obs, weight, chunk, x, n_chunks)
+        candidates = missing_features(fine, np.asarray(obs / s - m), use, missing_threshold)
+        if candidates.size:
+            n = candidates.size
+            extra = empirical_line_data(
+                candidates,
+                np.full(n, EMPIRICAL_Z),
+                np.full(n, EMPIRICAL_ION),
+                np.full(n, EMPIRICAL_ELOW),
+                np.full(n, EMPIRICAL_START_LOGGF),
+            )
+            fn, lines = line_synthesizer(fine, names, "laboratory", damping, molecules=molecules, extra_lines=extra)
+    n_cand = candidates.size
+    lab = np.asarray(lines.log_gf, dtype=np.float64)
+    start = np.concatenate([start_list, np.zeros(n_cand)])
+    held = np.concatenate([np.isin(linelist().species[idx], HOLD_LABORATORY), np.zeros(n_cand, bool)])
+    free = (lines.wavelength >= wmin) & (lines.wavelength < wmax) & ~held
+    free[n_list:] = True
     base = jnp.asarray(lab + start)
     free_j = jnp.asarray(np.flatnonzero(free))
     n_free = int(free.sum())
+    is_cand = np.flatnonzero(free) >= n_list
+    prior_sd_free = jnp.asarray(np.where(is_cand, EMPIRICAL_PRIOR_SD, prior_sd))
 
     def observed_at(rv):
         # the atlas seen in the model's rest frame: its lines sit at λ (1 + rv/c)
@@ -179,7 +242,7 @@ def fit_loggf(
         s = chunk_scale(m, obs, weight, chunk, x, n_chunks)
         r = obs - s * m
         return 0.5 * jnp.sum(weight * r**2) + 0.5 * jnp.sum(
-            ((theta[:n_free] + base[free_j] - lab_j[free_j]) / prior_sd) ** 2
+            ((theta[:n_free] + base[free_j] - lab_j[free_j]) / prior_sd_free) ** 2
         )
 
     lab_j = jnp.asarray(lab)
@@ -192,7 +255,9 @@ def fit_loggf(
         return np.asarray(obs), np.asarray(chunk_scale(m, obs, weight, chunk, x, n_chunks) * m)
 
     theta0 = np.concatenate([np.zeros(n_free), [vmacro, 0.0]])
-    obs_before, before = scaled(np.concatenate([-start[free], [vmacro, 0.0]]))
+    # before: laboratory log gf and no empirical lines (gf 10⁻²⁰)
+    before_theta = np.where(is_cand, -20.0 - EMPIRICAL_START_LOGGF, -start[free])
+    obs_before, before = scaled(np.concatenate([before_theta, [vmacro, 0.0]]))
     t0 = time.perf_counter()
     count = [0]
     bar = tqdm(total=maxiter, desc=f"log gf {wmin:.0f}-{wmax:.0f} Å", unit="it", disable=not progress)
@@ -203,7 +268,9 @@ def fit_loggf(
         return float(v), np.asarray(g, dtype=np.float64)
 
     lo, hi = DLOGGF_BOUNDS
-    bounds = [(lo - s0, hi - s0) for s0 in start[free]] + [(0.0, 8.0), (-3.0, 3.0)]
+    e_lo, e_hi = (b - EMPIRICAL_START_LOGGF for b in EMPIRICAL_LOGGF_BOUNDS)
+    bounds = [(e_lo, e_hi) if c else (lo - s0, hi - s0) for s0, c in zip(start[free], is_cand)]
+    bounds += [(0.0, 8.0), (-3.0, 3.0)]
     res = minimize(
         fg,
         theta0,
@@ -219,9 +286,13 @@ def fit_loggf(
     def rms(o, m):
         return float(np.sqrt(np.mean((o - m)[use] ** 2) / np.mean(m[use]) ** 2))
 
+    fitted = start[free] + np.asarray(res.x[:n_free])
+    cand_gf = EMPIRICAL_START_LOGGF + fitted[is_cand]
+    # a candidate pushed to its lower bound was not a missing line after all (the others' fit explained it)
+    kept = cand_gf > EMPIRICAL_LOGGF_BOUNDS[0] + 0.5
     return CalibrationResult(
-        rows=np.asarray(idx)[free],
-        dloggf=start[free] + np.asarray(res.x[:n_free]),
+        rows=np.asarray(idx)[np.flatnonzero(free)[~is_cand]],
+        dloggf=fitted[~is_cand],
         vmacro=float(res.x[n_free]),
         rv=float(res.x[n_free + 1]),
         rms_before=rms(obs_before, before),
@@ -233,4 +304,6 @@ def fit_loggf(
         model_before=before,
         model_after=after,
         mask=use,
+        empirical_wavelength=candidates[kept],
+        empirical_loggf=cand_gf[kept],
     )

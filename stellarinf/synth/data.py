@@ -178,6 +178,45 @@ def loggf_offsets(choice: str = DEFAULT_LOGGF, damping: str = DEFAULT_DAMPING) -
     return out
 
 
+EMPIRICAL_TABLE = "lines_solar_empirical.ecsv"
+
+
+class EmpiricalLines(NamedTuple):
+    """``data/lines_solar_empirical.ecsv``: absorption features of the observed Sun that the laboratory list
+    lacks, each modelled as a placeholder line (species, excitation assumed; log gf fitted to the atlas)."""
+
+    wavelength: np.ndarray  # vacuum Å, sorted
+    Z: np.ndarray
+    ion: np.ndarray
+    elow: np.ndarray  # eV (assumed)
+    loggf: np.ndarray  # fitted
+    damping: str  # the damping choice they were fitted with (they belong to its log gf table)
+
+
+@functools.lru_cache(maxsize=1)
+def empirical_lines() -> EmpiricalLines:
+    """The empirical lines of the solar calibration (made by ``data/calibrate_loggf.py --empirical``); none when
+    the table is absent. They are part of ``loggf="solar"`` only."""
+    from ..paths import data_dir
+
+    path = data_dir() / EMPIRICAL_TABLE
+    if not path.exists():
+        empty = np.zeros(0)
+        return EmpiricalLines(empty, empty.astype(np.int64), empty.astype(np.int64), empty, empty, DEFAULT_DAMPING)
+    from astropy.table import Table
+
+    t = Table.read(path)
+    order = np.argsort(np.asarray(t["wavelength"]))
+    return EmpiricalLines(
+        wavelength=np.asarray(t["wavelength"], dtype=np.float64)[order],
+        Z=np.asarray(t["Z"], dtype=np.int64)[order],
+        ion=np.asarray(t["ion"], dtype=np.int64)[order],
+        elow=np.asarray(t["elow"], dtype=np.float64)[order],
+        loggf=np.asarray(t["loggf"], dtype=np.float64)[order],
+        damping=str(t.meta.get("damping", DEFAULT_DAMPING)),
+    )
+
+
 DAMPING_TABLE = "damping.ecsv"
 
 

@@ -130,9 +130,42 @@ def line_data(index: np.ndarray | None = None, loggf: str = DEFAULT_LOGGF, dampi
     sel = slice(None) if index is None else np.asarray(index)
     gf = ll.loggf + loggf_offsets(loggf, damping)
     lam, Z, ion, elow = ll.wavelength[sel], ll.Z[sel], ll.ion[sel], ll.elow[sel]
-    mass = ATOMIC_MASS[Z - 1].copy()
     iso = ll.isotope[sel]
-    mass = np.where(iso > 0, iso.astype(float), mass)
+    mass = np.where(iso > 0, iso.astype(float), ATOMIC_MASS[Z - 1])
+    c6, stark = _unsold_c6_and_stark(lam, Z, ion, elow)
+    log_vdw, vdw_exponent, gamma_rad = _van_der_waals(damping_constants(damping), sel, c6, mass)
+    gamma_rad = np.where(gamma_rad > 0.0, gamma_rad, 2.223e15 / lam**2)
+    absorber = 3 * Z + ion
+    return LineData(lam, Z, ion, elow, gf[sel], mass, gamma_rad, np.log10(c6), stark, log_vdw, vdw_exponent, absorber)
+
+
+def empirical_line_data(
+    wavelength: np.ndarray, Z: np.ndarray, ion: np.ndarray, elow: np.ndarray, log_gf: np.ndarray
+) -> LineData:
+    """Static data for lines given by their parameters alone (the empirical lines of the solar calibration, or
+    its candidates): Unsöld × :data:`UNSOLD_ENHANCEMENT` van der Waals, Cowley Stark, classical radiative damping."""
+    lam, Z, ion = np.asarray(wavelength, np.float64), np.asarray(Z, np.int64), np.asarray(ion, np.int64)
+    elow = np.asarray(elow, np.float64)
+    mass = ATOMIC_MASS[Z - 1].astype(np.float64)
+    c6, stark = _unsold_c6_and_stark(lam, Z, ion, elow)
+    return LineData(
+        lam,
+        Z,
+        ion,
+        elow,
+        np.asarray(log_gf, np.float64),
+        mass,
+        2.223e15 / lam**2,
+        np.log10(c6),
+        stark,
+        unsold_log_vdw(c6, mass),
+        np.full(lam.size, 0.3),
+        3 * Z + ion,
+    )
+
+
+def _unsold_c6_and_stark(lam, Z, ion, elow):
+    """(C6 in Unsöld's approximation (cm⁶ s⁻¹), quadratic Stark γ4 / n_e (cm³ s⁻¹)) of atomic lines."""
     chi = ionization_energies()[Z, ion]
     eup = elow + HC_EV_ANGSTROM / lam
     # Effective binding energies; lines near or above the limit get a floor of 0.5 eV (their
@@ -143,11 +176,7 @@ def line_data(index: np.ndarray | None = None, loggf: str = DEFAULT_LOGGF, dampi
     # ⟨r²⟩ ≈ 2.5 n*⁴ a0² / z², n*² = z² χ_H / E_bind → C6 = 6.5e-34 · Δ(2.5 n*⁴/z²) cm⁶ s⁻¹.
     c6 = 6.46e-34 * 2.5 * zeff**2 * CHI_H**2 * (1.0 / bind_up**2 - 1.0 / bind_lo**2)
     neff2 = zeff**2 * CHI_H / bind_up
-    stark = 5.42e-7 * neff2**2 / zeff**2
-    log_vdw, vdw_exponent, gamma_rad = _van_der_waals(damping_constants(damping), sel, c6, mass)
-    gamma_rad = np.where(gamma_rad > 0.0, gamma_rad, 2.223e15 / lam**2)
-    absorber = 3 * Z + ion
-    return LineData(lam, Z, ion, elow, gf[sel], mass, gamma_rad, np.log10(c6), stark, log_vdw, vdw_exponent, absorber)
+    return c6, 5.42e-7 * neff2**2 / zeff**2
 
 
 def _mean_speed_1e4(mass):

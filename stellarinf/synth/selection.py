@@ -4,6 +4,13 @@ Each line's peak line-to-continuum opacity ratio and its damping reach are evalu
 reference atmospheres spanning the default label box, at its most favourable corner for lines
 ([Fe/H] = +0.5, every [X/Fe] = +0.5, vmic = 0.5 km/s); lines whose ratio never exceeds
 :data:`STRENGTH_CUT` in the line-forming layers are dropped.
+
+A selection can also serve only stars with Teff ≥ ``teff_min`` and [Fe/H] ≤ ``feh_max`` (a :class:`Tier`): then
+only the reference atmospheres from the Teff tier at or below ``teff_min`` up are used, at the [Fe/H] tier at or
+above ``feh_max`` (:func:`selection_tier`). Cool, metal-rich atmospheres are where molecular bands and the damping
+wings of neutral lines reach furthest, so the other tiers keep far fewer (line, pixel) pairs (the four GALAH arms
+with molecules: 865k pairs for the whole box, 428k from 4750 K, 290k from 5500 K, 249k from 6250 K), and a grid
+computed in batches of similar stars costs much less.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,21 +28,60 @@ import numpy as np
 
 from .. import __version__
 from ..io.atomic import atomic_path
-from ..paths import data_file
+from ..paths import data_dir, data_file
 from .abundances import log_abundances
 from .atmosphere import interpolate_atmosphere
 from .chemistry import populations
 from .continuum import continuum_opacity
-from .data import DEFAULT_DAMPING, linelist, loggf_offsets, molecular_linelist
-from .lines import EDGE_TOLERANCE, UNSOLD_ENHANCEMENT, LineData, line_data, line_params, molecular_line_data
+from .data import DEFAULT_DAMPING, LOGGF_TABLES, empirical_lines, linelist, loggf_offsets, molecular_linelist
+from .lines import (
+    EDGE_TOLERANCE,
+    UNSOLD_ENHANCEMENT,
+    LineData,
+    empirical_line_data,
+    line_data,
+    line_params,
+    molecular_line_data,
+)
 
 STRENGTH_CUT = 3e-4
 REFERENCE_TEFF = (4000.0, 4750.0, 5500.0, 6250.0, 7000.0)
 REFERENCE_LOGG = (1.0, 3.0, 5.0)
+
+
+FEH_TIERS = (-1.5, -0.5)  # [Fe/H] at which the metal-poor tiers are rated (the box's own corner is +0.5)
+BOX_FEH = 0.5
+
+
+class Tier(NamedTuple):
+    """Which stars a selection serves: Teff ≥ ``teff_min`` (a value of :data:`REFERENCE_TEFF`) and [Fe/H] ≤
+    ``feh_max`` (a value of :data:`FEH_TIERS`); None: the whole box on that axis."""
+
+    teff_min: float | None = None
+    feh_max: float | None = None
+
+
+def selection_tier(teff_min: float | None = None, feh_max: float | None = None) -> Tier:
+    """The tier that serves every star with Teff ≥ ``teff_min`` and [Fe/H] ≤ ``feh_max``: the reference Teff at or
+    below ``teff_min`` (the coolest tier is the whole box) and the [Fe/H] tier at or above ``feh_max``."""
+    below = [t for t in REFERENCE_TEFF if teff_min is not None and t <= teff_min]
+    above = [f for f in FEH_TIERS if feh_max is not None and f >= feh_max]
+    return Tier(below[-1] if len(below) > 1 else None, above[0] if above else None)
+
+
+def _reference_teffs(tier: Tier) -> tuple[float, ...]:
+    return REFERENCE_TEFF if tier.teff_min is None else tuple(t for t in REFERENCE_TEFF if t >= tier.teff_min)
+
+
+def _tier_key(tier: Tier) -> list:
+    # the whole box keeps the key selections had before tiers existed, so their disk caches stay valid
+    return [_reference_teffs(tier)] + ([] if tier.feh_max is None else [tier.feh_max])
+
+
 LINE_MARGIN = 3.0  # Å: lines this far outside the grid still contribute wings
 
 
-def _cache_path(wmin: float, wmax: float, strength_cut: float, extra: list, table: str) -> Path:
+def _cache_path(wmin: float, wmax: float, strength_cut: float, extra: list, table: str, tier: Tier = Tier()) -> Path:
     """The disk cache of a selection from line list ``table``; ``extra``: what else it depends on (data files' names
     and modification times beyond the settings, the line list and the atmospheres)."""
     key = json.dumps(
@@ -44,7 +91,7 @@ def _cache_path(wmin: float, wmax: float, strength_cut: float, extra: list, tabl
             wmax,
             strength_cut,
             STRENGTH_CUT,
-            REFERENCE_TEFF,
+            *_tier_key(tier),
             REFERENCE_LOGG,
             LINE_MARGIN,
             EDGE_TOLERANCE,
@@ -60,17 +107,28 @@ def _cache_path(wmin: float, wmax: float, strength_cut: float, extra: list, tabl
 
 @functools.lru_cache(maxsize=8)
 def select_lines(
-    wmin: float, wmax: float, strength_cut: float = STRENGTH_CUT, damping: str = DEFAULT_DAMPING
+    wmin: float,
+    wmax: float,
+    strength_cut: float = STRENGTH_CUT,
+    damping: str = DEFAULT_DAMPING,
+    teff_min: float | None = None,
+    feh_max: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices into the line list, required window half-width in km/s) for lines in [wmin, wmax], with the
-    damping constants of ``damping`` (they set how far the wings reach).
+    damping constants of ``damping`` (they set how far the wings reach); ``teff_min``, ``feh_max``: for stars at
+    least that hot and at most that metal-rich only (:func:`selection_tier`).
 
     The result is cached on disk (``$STELLARINF_CACHE`` or ``~/.cache/stellarinf``), keyed by the
     settings and the data files' modification times; a cache that cannot be written is skipped.
     """
     extra = [] if damping == "unsold" else [damping, os.path.getmtime(data_file("damping.ecsv"))]
-    path = _cache_path(wmin, wmax, strength_cut, extra, "linelist.ecsv")
-    return _cached_on_disk(path, lambda: _select(wmin, wmax, strength_cut, damping))
+    # lines are rated with the Unsöld-calibrated gf (see _select), so the selection depends on that table too
+    calibration = data_dir() / LOGGF_TABLES["unsold"]
+    if calibration.exists():
+        extra = extra + [os.path.getmtime(calibration)]
+    tier = selection_tier(teff_min, feh_max)
+    path = _cache_path(wmin, wmax, strength_cut, extra, "linelist.ecsv", tier)
+    return _cached_on_disk(path, lambda: _select(wmin, wmax, strength_cut, damping, tier))
 
 
 def _cached_on_disk(path: Path, compute) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +149,7 @@ def _cached_on_disk(path: Path, compute) -> tuple[np.ndarray, np.ndarray]:
     return idx, hw
 
 
-def _select(wmin: float, wmax: float, strength_cut: float, damping: str) -> tuple[np.ndarray, np.ndarray]:
+def _select(wmin: float, wmax: float, strength_cut: float, damping: str, tier: Tier) -> tuple[np.ndarray, np.ndarray]:
     ll = linelist()
     idx = np.flatnonzero((ll.wavelength >= wmin - LINE_MARGIN) & (ll.wavelength <= wmax + LINE_MARGIN))
     if idx.size == 0:
@@ -103,45 +161,72 @@ def _select(wmin: float, wmax: float, strength_cut: float, damping: str) -> tupl
         # larger of the laboratory and the (Unsöld-)calibrated gf, an upper bound on either.
         lines = line_data(idx, "laboratory", damping)
         lines = lines._replace(log_gf=lines.log_gf + np.maximum(loggf_offsets("solar", "unsold")[idx], 0.0))
-    return _keep_strong(idx, lines, jnp.full(93, 0.5), False, strength_cut)
+    return _keep_strong(idx, lines, jnp.full(93, 0.5), False, strength_cut, tier)
+
+
+@functools.lru_cache(maxsize=8)
+def select_empirical_lines(wmin: float, wmax: float, damping: str = DEFAULT_DAMPING) -> tuple[LineData, np.ndarray]:
+    """(line data, window half-widths in km/s) of the solar calibration's empirical lines within
+    [wmin − LINE_MARGIN, wmax + LINE_MARGIN] that belong to ``damping``'s log gf table; every one is kept (each is
+    a feature the observed Sun shows)."""
+    e = empirical_lines()
+    keep = (e.wavelength >= wmin - LINE_MARGIN) & (e.wavelength <= wmax + LINE_MARGIN) & (e.damping == damping)
+    lines = empirical_line_data(e.wavelength[keep], e.Z[keep], e.ion[keep], e.elow[keep], e.loggf[keep])
+    return lines, line_half_widths(lines)
+
+
+def line_half_widths(lines: LineData) -> np.ndarray:
+    """Window half-widths (km/s, ≥ 3) that ``lines`` need anywhere in the reference atmospheres."""
+    if lines.wavelength.size == 0:
+        return np.zeros(0)
+    return np.maximum(_strength(lines, jnp.full(93, 0.5), False)[1], 3.0)
 
 
 @functools.lru_cache(maxsize=8)
 def select_molecular_lines(
-    wmin: float, wmax: float, strength_cut: float = STRENGTH_CUT
+    wmin: float,
+    wmax: float,
+    strength_cut: float = STRENGTH_CUT,
+    teff_min: float | None = None,
+    feh_max: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """As :func:`select_lines` for the molecular list (rows of ``data/linelist_molecules.ecsv``), rated with the
     molecular equilibrium at the box's most favourable corner for molecules: [Fe/H] = +0.5, [C/Fe] = [N/Fe] =
     [Mg/Fe] = +0.5 and oxygen solar-scaled (oxygen binds carbon in CO). Cached on disk like :func:`select_lines`."""
     extra = ["molecules", os.path.getmtime(data_file("molecules.ecsv"))]
-    path = _cache_path(wmin, wmax, strength_cut, extra, "linelist_molecules.ecsv")
-    return _cached_on_disk(path, lambda: _select_molecular(wmin, wmax, strength_cut))
+    tier = selection_tier(teff_min, feh_max)
+    path = _cache_path(wmin, wmax, strength_cut, extra, "linelist_molecules.ecsv", tier)
+    return _cached_on_disk(path, lambda: _select_molecular(wmin, wmax, strength_cut, tier))
 
 
-def _select_molecular(wmin: float, wmax: float, strength_cut: float) -> tuple[np.ndarray, np.ndarray]:
+def _select_molecular(wmin: float, wmax: float, strength_cut: float, tier: Tier) -> tuple[np.ndarray, np.ndarray]:
     ml = molecular_linelist()
     idx = np.flatnonzero((ml.wavelength >= wmin - LINE_MARGIN) & (ml.wavelength <= wmax + LINE_MARGIN))
     if idx.size == 0:
         return idx, np.zeros(0)
     xfe = jnp.zeros(93).at[jnp.asarray([6, 7, 12])].set(0.5)
-    return _keep_strong(idx, molecular_line_data(idx), xfe, True, strength_cut)
+    return _keep_strong(idx, molecular_line_data(idx), xfe, True, strength_cut, tier)
 
 
-def _keep_strong(idx: np.ndarray, lines: LineData, xfe, molecules: bool, strength_cut: float):
+def _keep_strong(idx: np.ndarray, lines: LineData, xfe, molecules: bool, strength_cut: float, tier: Tier = Tier()):
     """(the rows ``idx`` of ``lines`` whose ratio exceeds ``strength_cut``, their window half-widths ≥ 3 km/s)."""
-    ratio_max, width_max = _strength(lines, xfe, molecules)
+    feh = BOX_FEH if tier.feh_max is None else tier.feh_max
+    ratio_max, width_max = _strength(lines, xfe, molecules, _reference_teffs(tier), feh)
     keep = ratio_max > strength_cut
     return idx[keep], np.maximum(width_max[keep], 3.0)
 
 
-def _strength(lines: LineData, xfe, molecules: bool) -> tuple[np.ndarray, np.ndarray]:
+def _strength(
+    lines: LineData, xfe, molecules: bool, teffs: tuple[float, ...] = REFERENCE_TEFF, feh: float = BOX_FEH
+) -> tuple[np.ndarray, np.ndarray]:
     """Each line's largest line-to-continuum opacity ratio in the line-forming layers of the reference
-    atmospheres at [Fe/H] = +0.5 and ``xfe``, and the half-width (km/s) its profile needs there."""
+    atmospheres (``teffs`` × :data:`REFERENCE_LOGG`) at [Fe/H] = ``feh`` and ``xfe``, and the half-width (km/s) its
+    profile needs there."""
     wl = jnp.asarray(lines.wavelength)
-    logeps = log_abundances(0.5, xfe)
+    logeps = log_abundances(feh, xfe)
 
     def measure(teff, logg):
-        atm = interpolate_atmosphere(teff, logg, 0.5, 0.0)
+        atm = interpolate_atmosphere(teff, logg, feh, 0.0)
         pops = populations(atm.temperature, atm.gas_pressure, atm.electron_density, logeps, molecules)
         a, s = continuum_opacity(wl, atm.temperature, atm.electron_density, pops)
         p = line_params(lines, atm.temperature, atm.electron_density, pops, 0.5)
@@ -155,6 +240,6 @@ def _strength(lines: LineData, xfe, molecules: bool) -> tuple[np.ndarray, np.nda
         (interpolate_atmosphere(5000.0, 3.0, 0.0).log_tau_ross >= -4.0)
         & (interpolate_atmosphere(5000.0, 3.0, 0.0).log_tau_ross <= 0.5)
     )
-    tt, gg = np.meshgrid(REFERENCE_TEFF, REFERENCE_LOGG)
+    tt, gg = np.meshgrid(teffs, REFERENCE_LOGG)
     r, w = jax.jit(jax.vmap(measure))(jnp.asarray(tt.ravel()), jnp.asarray(gg.ravel()))  # one compiled call
     return np.asarray(r)[:, :, forming].max(axis=(0, 2)), np.asarray(w)[:, :, forming].max(axis=(0, 2))

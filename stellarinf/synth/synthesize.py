@@ -53,7 +53,14 @@ from .lines import (
     line_params,
     molecular_line_data,
 )
-from .selection import select_lines, select_molecular_lines
+from .selection import (
+    Tier,
+    line_half_widths,
+    select_empirical_lines,
+    select_lines,
+    select_molecular_lines,
+    selection_tier,
+)
 from .settings import DEFAULT_FINE_RESOLUTION, DEFAULT_SETTINGS, SynthSettings
 from .transfer import emergent_flux, optical_depth, planck
 
@@ -187,23 +194,36 @@ def line_synthesizer(
     damping: str = DEFAULT_DAMPING,
     settings: SynthSettings = DEFAULT_SETTINGS,
     molecules: str = DEFAULT_MOLECULES,
+    extra_lines: LineData | None = None,
+    teff_min: float | None = None,
+    feh_max: float | None = None,
 ) -> tuple[Callable, LineData]:
     """The realistic synthesizer with the lines' log gf as an input (for the solar calibration).
 
     Returns ``(fn, lines)``: ``fn(labels, log_gf) -> (flux, continuum)`` where ``log_gf`` (n_lines,) are
-    the log gf of ``lines`` (the lines selected for this grid; ``lines.log_gf`` holds the ``loggf``
-    choice's values). Pure JAX and differentiable in both arguments. ``settings``: angles, depths and Voigt
-    terms (:mod:`.settings`). ``molecules="on"``: molecular equilibrium and the molecular lines (their log gf are
-    fixed, not an input).
+    the log gf of ``lines``: the rows of the line list selected for this grid, then (``loggf="solar"``) the
+    calibration's empirical lines in range, then ``extra_lines``; ``lines.log_gf`` holds the ``loggf`` choice's
+    values. Pure JAX and differentiable in both arguments. ``settings``: angles, depths and Voigt terms
+    (:mod:`.settings`). ``molecules="on"``: molecular equilibrium and the molecular lines (their log gf are
+    fixed, not an input). ``teff_min``, ``feh_max``: lines selected only for stars at least that hot and at most that
+    metal-rich (fewer; see :func:`~stellarinf.synth.selection.selection_tier`), so other labels are not synthesised
+    accurately.
     """
     depth_index = np.asarray(settings.depth_index)
     wl_lo, wl_hi = float(wavelength[0]), float(wavelength[-1])
-    idx, half_width = select_lines(round(wl_lo, 3), round(wl_hi, 3), damping=damping)
+    rng = (round(wl_lo, 3), round(wl_hi, 3))
+    idx, half_width = select_lines(*rng, damping=damping, teff_min=teff_min, feh_max=feh_max)
     lines = line_data(idx, loggf, damping)
+    more = [select_empirical_lines(round(wl_lo, 3), round(wl_hi, 3), damping)] if loggf == "solar" else []
+    if extra_lines is not None:
+        more.append((extra_lines, line_half_widths(extra_lines)))
+    for add, add_half_width in more:
+        lines = concat_lines(lines, add)
+        half_width = np.concatenate([half_width, add_half_width])
     with_molecules = molecules == "on"
     all_lines, mol_gf = lines, np.zeros(0)
     if with_molecules:
-        m_idx, m_half_width = select_molecular_lines(round(wl_lo, 3), round(wl_hi, 3))
+        m_idx, m_half_width = select_molecular_lines(*rng, teff_min=teff_min, feh_max=feh_max)
         m_lines = molecular_line_data(m_idx)
         all_lines, mol_gf = concat_lines(lines, m_lines), m_lines.log_gf
         half_width = np.concatenate([half_width, m_half_width])
@@ -277,8 +297,11 @@ def _realistic(
     damping: str = DEFAULT_DAMPING,
     settings: SynthSettings = DEFAULT_SETTINGS,
     molecules: str = DEFAULT_MOLECULES,
+    tier: Tier = Tier(),
 ) -> Callable:
-    fn, lines = line_synthesizer(wavelength, names, loggf, damping, settings, molecules)
+    fn, lines = line_synthesizer(
+        wavelength, names, loggf, damping, settings, molecules, teff_min=tier.teff_min, feh_max=tier.feh_max
+    )
     log_gf = np.asarray(lines.log_gf)
     return lambda labels: fn(labels, log_gf)
 
@@ -293,10 +316,11 @@ def _cached(
     damping=DEFAULT_DAMPING,
     settings: SynthSettings = DEFAULT_SETTINGS,
     molecules: str = DEFAULT_MOLECULES,
+    tier: Tier = Tier(),
 ):
     wavelength = np.frombuffer(wl_bytes, dtype=np.float64)
     if fidelity == "realistic":
-        fn = _realistic(wavelength, names, loggf, damping, settings, molecules)
+        fn = _realistic(wavelength, names, loggf, damping, settings, molecules, tier)
     else:
         from .grey import simple_synthesizer
 
@@ -312,6 +336,8 @@ def make_synthesizer(
     damping: str = DEFAULT_DAMPING,
     settings: SynthSettings = DEFAULT_SETTINGS,
     molecules: str = DEFAULT_MOLECULES,
+    teff_min: float | None = None,
+    feh_max: float | None = None,
 ) -> Callable:
     """Pure JAX ``labels[n_labels] → (flux[n_wl], continuum[n_wl])`` (not jitted; wrap in ``jax.jit``/``vmap``).
 
@@ -329,6 +355,11 @@ def make_synthesizer(
             the default is what the shipped grids and emulators were made with).
         molecules: "off" (atoms only, the default: what all shipped emulators but the blue arm's learned) or "on" (molecular
             equilibrium of H, C, N, O, Mg and the CH, MgH, C2, CN lines; realistic fidelity only).
+
+        teff_min, feh_max: serve only stars at least this hot and at most this metal-rich (realistic fidelity): the
+            lines are selected in the reference atmospheres of that tier (:func:`~stellarinf.synth.selection.selection_tier`),
+            which is cheaper; other labels are not synthesised accurately (``stellarinf grid`` groups its batches by
+            Teff and [Fe/H], each using the tier of its coolest and most metal-rich star).
 
     ``flux`` is normalised by the continuum-only solution; ``continuum`` is the astrophysical surface
     flux F_λ (erg s⁻¹ cm⁻² Å⁻¹). No validation inside: check labels with :func:`validate_labels`.
@@ -351,6 +382,7 @@ def make_synthesizer(
         check_damping(damping),
         settings,
         check_molecules(molecules),
+        selection_tier(teff_min, feh_max) if fidelity == "realistic" else Tier(),
     )
 
 

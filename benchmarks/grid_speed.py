@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""`stellarinf grid` speed with the line selection per Teff batch against one selection for the whole box.
+
+For each arm and each ``--line-selection`` (``box``: one line selection for the whole label box, how grids were made
+up to the twenty-third session; ``batch``: the rows computed in batches of similar Teff and [Fe/H], each with the
+lines that matter for its tier), two real ``stellarinf grid`` runs of the same ``--n`` rows into two files: the
+first compiles every program it needs (its time, compiles included, is recorded), the second is the steady state
+(nothing left to compile: what a long grid runs at). Both selections make the same rows, so the benchmark also gives
+their difference (rms and largest |Δ flux| per arm, on the arm's pixels at R 28,000). Four arms together:
+1 / Σ (1 / rate).
+
+Usage::
+
+    python benchmarks/grid_speed.py --molecules on                # the four GALAH arms
+    taskset -c 1 python benchmarks/grid_speed.py --molecules on --out benchmarks/results/grid_speed_1core.json
+
+Writes ``benchmarks/results/grid_speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--window", default="galah", help="a window set (galah) or model windows, comma-separated")
+    ap.add_argument("--n", type=int, default=96, help="timed rows per arm and selection")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--molecules", choices=("off", "on"), default="on")
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--out", default=str(HERE / "results" / "grid_speed.json"))
+    args = ap.parse_args(argv)
+
+    from stellarinf.commands.grid import generate_grid
+    from stellarinf.instruments import window_set
+    from stellarinf.io.atomic import write_json_atomic
+    from stellarinf.io.grid import read_grid
+    from stellarinf.machine import machine_info
+
+    arms = []
+    for name in args.window.split(","):
+        try:
+            arms += [w.name for w in window_set(name)]
+        except Exception:
+            arms.append(name)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for arm in arms:
+            row, flux = {"arm": arm}, {}
+            for selection in ("box", "batch"):
+                opts = dict(
+                    n=args.n,
+                    window=arm,
+                    seed=args.seed,
+                    batch_size=args.batch_size,
+                    molecules=args.molecules,
+                    line_selection=selection,
+                    progress=False,
+                )
+                t0 = time.perf_counter()
+                generate_grid(Path(tmp) / f"{arm}_{selection}_first.h5", **opts)
+                first = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                path = generate_grid(Path(tmp) / f"{arm}_{selection}.h5", **opts)
+                seconds = time.perf_counter() - t0
+                flux[selection] = read_grid(path).flux
+                row[selection] = {
+                    "spectra_per_second": args.n / seconds,
+                    "seconds": seconds,
+                    "first_run_seconds_with_compiles": first,
+                }
+                print(f"{arm} {selection}: {args.n / seconds:.2f} spectra/s (first run {first:.0f} s)", flush=True)
+            d = flux["batch"].astype(np.float64) - flux["box"]
+            row["batch_vs_box"] = {
+                "rms_percent": float(100 * np.sqrt(np.mean(d**2))),
+                "max_percent": float(100 * np.max(np.abs(d))),
+                "stars": int(d.shape[0]),
+            }
+            row["speed_ratio"] = row["batch"]["spectra_per_second"] / row["box"]["spectra_per_second"]
+            print(
+                f"{arm}: batch / box speed {row['speed_ratio']:.2f}, batch − box rms "
+                f"{row['batch_vs_box']['rms_percent']:.4f} %, max {row['batch_vs_box']['max_percent']:.4f} %",
+                flush=True,
+            )
+            rows.append(row)
+
+    galah = [r for r in rows if r["arm"].startswith("galah-")]
+
+    def together(sel):
+        return 1.0 / sum(1.0 / r[sel]["spectra_per_second"] for r in galah) if galah else None
+
+    doc = {
+        "benchmark": "grid_speed",
+        "arms": arms,
+        "molecules": args.molecules,
+        "timed_rows_per_arm": args.n,
+        "batch_size": args.batch_size,
+        "targets": {"four_arm_spectra_per_second_on_2_cores": 2.0, "rms_percent": 0.1, "max_percent": 0.5},
+        "galah_four_arms_spectra_per_second": {s: together(s) for s in ("box", "batch")},
+        "per_arm": rows,
+        "cpu_affinity": sorted(os.sched_getaffinity(0)),
+        "load_average_1_5_15min": os.getloadavg(),
+        "machine": machine_info(),
+        "note": "stellarinf grid's own pipeline (two batches in flight); cpu_affinity says which cores it could use",
+    }
+    write_json_atomic(args.out, doc)
+    print(f"four GALAH arms, spectra/s: {doc['galah_four_arms_spectra_per_second']}; load {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
