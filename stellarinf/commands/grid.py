@@ -201,7 +201,8 @@ def tier_order(teff, feh):
     return np.lexsort((teff, f_key, t_key))
 
 
-@functools.lru_cache(maxsize=8)
+# a grid in Teff/[Fe/H] batches compiles one program per selection tier (up to 15 per window): keep them all
+@functools.lru_cache(maxsize=32)
 def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float):
     """jit(vmap(labels → broadened, resampled (flux, continuum))), cached so reruns compile once."""
     import jax

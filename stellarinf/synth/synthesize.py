@@ -306,7 +306,7 @@ def _realistic(
     return lambda labels: fn(labels, log_gf)
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=64)
 def _cached(
     key,
     names: tuple[str, ...],
