@@ -55,13 +55,19 @@ def test_a_star_in_a_tier_synthesises_as_with_the_whole_box(teff, feh):
     assert np.abs(diff).max() < 2e-3 and np.sqrt(np.mean(diff**2)) < 5e-4
 
 
-def test_a_grid_in_teff_batches_matches_one_selection_for_the_box(tmp_path):
+def test_a_grid_in_teff_batches_matches_one_selection_for_the_box(tmp_path, monkeypatch):
     from stellarinf.commands.grid import generate_grid
     from stellarinf.errors import GridFileError
     from stellarinf.io.grid import read_grid
+    from stellarinf.synth import selection
+    from stellarinf.synth.observed import padded_fine_grid
+    from stellarinf.synth.selection import calibration_fingerprint
+    from stellarinf.synth.settings import fine_resolution
     from stellarinf.wavelength import Window
 
     win = Window("custom", 4733.0, 4741.0, 28000.0)
+    fine = padded_fine_grid(win.wmin, win.wmax, resolution=win.resolution, fine_resolution=fine_resolution("extended"))
+    win_fine = (float(fine[0]), float(fine[-1]))
     opts = dict(window=win, n=8, seed=5, batch_size=2, elements=("C",), molecules="on", progress=False)
     batch = read_grid(generate_grid(tmp_path / "batch.h5", **opts))
     box = read_grid(generate_grid(tmp_path / "box.h5", line_selection="box", **opts))
@@ -70,3 +76,9 @@ def test_a_grid_in_teff_batches_matches_one_selection_for_the_box(tmp_path):
     assert np.abs(batch.flux - box.flux).max() < 2e-3
     with pytest.raises(GridFileError, match="line_selection"):  # never mixed in one file
         generate_grid(tmp_path / "box.h5", **{**opts, "n": 10})
+    # nor with another solar calibration of this window's lines (recalibrating other windows leaves it alone)
+    assert batch.metadata["loggf_calibration"] == calibration_fingerprint(*win_fine)
+    assert calibration_fingerprint(6600.0, 6610.0) != batch.metadata["loggf_calibration"]
+    monkeypatch.setattr(selection, "calibration_fingerprint", lambda *a, **k: "recalibrated")
+    with pytest.raises(GridFileError, match="calibration of its window changed"):
+        generate_grid(tmp_path / "batch.h5", **{**opts, "n": 10})

@@ -122,7 +122,7 @@ def test_fit_error_model_recovers_floor_and_depth_fraction():
     assert floor == pytest.approx(0.003, rel=0.05) and frac == pytest.approx(0.04, rel=0.05)
 
 
-def test_physics_error_for_picks_the_overlapping_window():
+def test_physics_error_for_picks_the_overlapping_window(monkeypatch):
     (floor, frac, regions), labels = physics_error_for(6500.0, 6700.0)
     assert floor > 0 and frac > 0
     assert any(lo < 6564.6 < hi for lo, hi, _ in regions)  # the Hα wings carry an extra error
@@ -130,18 +130,23 @@ def test_physics_error_for_picks_the_overlapping_window():
     # outside every measured window: the largest measured values, not nothing
     (floor2, frac2, _), labels2 = physics_error_for(5000.0, 5100.0)
     assert floor2 >= floor and frac2 >= frac and labels2["logg"] >= labels["logg"]
-    # every GALAH arm has its own measurement: the green arm's, not the largest (the blue arm's)
-    from stellarinf.observe.physics_error import physics_error_table
+    # every GALAH arm has its own measurement: the green arm's, not the largest
+    from stellarinf.observe import physics_error as pe
 
-    table = physics_error_table()
+    table = pe.physics_error_table()
     assert {"galah-blue", "galah-green", "galah-red", "galah-ir", "gaia-rvs"} <= set(table)
     (floor3, frac3, _), labels3 = physics_error_for(5700.0, 5800.0)
-    assert floor3 == table["galah-green"]["floor"] and floor3 < table["galah-blue"]["floor"]
+    assert floor3 == table["galah-green"]["floor"] and floor3 < max(e["floor"] for e in table.values())
     # the label floor too: green's own fits of the observed Sun (log g 0.10), not red's larger one (0.44)
     assert labels3 == table["galah-green"]["label_floor"] and labels3["logg"] < labels["logg"]
-    # the blue arm has no fits of the observed Sun yet: the largest measured label floor, not none
+    assert physics_error_for(4750.0, 4850.0)[1] == table["galah-blue"]["label_floor"]  # measured since session 24
+    # a window without fits of the observed Sun gets the largest measured label floor, not none
+    unmeasured = {
+        w: ({k: v for k, v in e.items() if w != "galah-blue" or k != "label_floor"}) for w, e in table.items()
+    }
+    monkeypatch.setattr(pe, "physics_error_table", lambda: unmeasured)
     assert physics_error_for(4750.0, 4850.0)[1]["logg"] == max(
-        e["label_floor"]["logg"] for e in table.values() if "label_floor" in e
+        e["label_floor"]["logg"] for e in unmeasured.values() if "label_floor" in e
     )
 
 

@@ -91,7 +91,7 @@ def generate_grid(
     from ..synth.data import linelist, molecular_linelist
     from ..synth.hydrogen import CENTROIDS
     from ..synth.observed import padded_fine_grid, resolve_window
-    from ..synth.selection import selection_tier
+    from ..synth.selection import calibration_fingerprint, selection_tier
     from ..synth.settings import DEFAULT_PRESET, fine_resolution, preset_name, settings_preset
     from ..synth.synthesize import make_synthesizer, validate_labels
 
@@ -135,6 +135,8 @@ def generate_grid(
     }
     if fidelity == "realistic":  # (schematic grids have neither: an old one resumes without a mismatch)
         metadata.update(synth_settings=settings, hydrogen=CENTROIDS, line_selection=line_selection)
+        if loggf == "solar":  # which calibration of this window's lines (older files recorded none)
+            metadata.update(loggf_calibration=calibration_fingerprint(float(fine[0]), float(fine[-1]), damping))
         if molecules != "off":  # (an atoms-only grid records nothing: older grids resume without a mismatch)
             metadata.update(molecules=molecules, molecular_line_list=molecular_linelist().source)
     writer = GridWriter(output, space, wavelength, planned, metadata, with_continuum=True, batch_size=batch_size)

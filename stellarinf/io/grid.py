@@ -43,6 +43,7 @@ PHYSICS_KEYS = (
     "resolution",
     "fine_resolution",
     "loggf",
+    "loggf_calibration",
     "damping",
     "molecules",
     "line_selection",
@@ -356,9 +357,15 @@ class GridWriter:
             was = old.get(key, PHYSICS_DEFAULTS.get(key))
             was = PHYSICS_RENAMED.get(key, {}).get(was, was)
             if was is not None and was != self.metadata[key]:
+                fix = (
+                    "the solar log gf calibration of its window changed since (data/loggf_solar.ecsv, "
+                    "data/lines_solar_empirical.ecsv); restore the tables it was made with to resume or extend it"
+                    if key == "loggf_calibration"
+                    else f"rerun with {key}={was!r} to resume or extend it"
+                )
                 raise GridFileError(
                     f"{where} was made with {key}={was!r}, not {self.metadata[key]!r}: its spectra and these would not "
-                    f"match; rerun with {key}={was!r} to resume or extend it, or choose another output path"
+                    f"match; {fix}, or choose another output path"
                 )
 
     def _existing_prefix(self) -> int:

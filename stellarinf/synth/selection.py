@@ -175,6 +175,18 @@ def select_empirical_lines(wmin: float, wmax: float, damping: str = DEFAULT_DAMP
     return lines, line_half_widths(lines)
 
 
+def calibration_fingerprint(wmin: float, wmax: float, damping: str = DEFAULT_DAMPING) -> str:
+    """A short hash of the solar calibration as it bears on [wmin, wmax] (the log gf offsets of the lines there and
+    the empirical lines there): grids record it, so a grid is never resumed with another calibration of its window
+    while recalibrating other windows leaves it valid."""
+    ll = linelist()
+    near = (ll.wavelength >= wmin - LINE_MARGIN) & (ll.wavelength <= wmax + LINE_MARGIN)
+    emp, _ = select_empirical_lines(wmin, wmax, damping)
+    h = hashlib.sha256(np.ascontiguousarray(loggf_offsets("solar", damping)[near]).tobytes())
+    h.update(np.ascontiguousarray(np.stack([emp.wavelength, emp.log_gf, emp.elow])).tobytes())
+    return h.hexdigest()[:16]
+
+
 def line_half_widths(lines: LineData) -> np.ndarray:
     """Window half-widths (km/s, ≥ 3) that ``lines`` need anywhere in the reference atmospheres."""
     if lines.wavelength.size == 0:
