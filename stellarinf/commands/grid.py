@@ -96,7 +96,7 @@ def generate_grid(
     from ..synth.synthesize import make_synthesizer, validate_labels
 
     if line_selection not in LINE_SELECTIONS:
-        raise click.BadParameter(f"line_selection={line_selection!r}; choose one of {', '.join(LINE_SELECTIONS)}")
+        raise ValueError(f"line_selection={line_selection!r} is not known; choose one of {', '.join(LINE_SELECTIONS)}")
 
     elements = tuple(DEFAULT_ABUNDANCE_ELEMENTS if elements is None else elements)
     space = parse_label_box(label_box, elements, alpha)
