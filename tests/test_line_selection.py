@@ -40,7 +40,7 @@ def test_hotter_tiers_keep_a_subset_with_narrower_windows():
         assert pairs == sorted(pairs, reverse=True) and pairs[-1] < 0.7 * pairs[0], (axis, pairs)
 
 
-@pytest.mark.parametrize(("teff", "feh"), [(5600.0, 0.3), (6300.0, 0.3), (4800.0, -0.5), (4100.0, -1.5)])
+@pytest.mark.parametrize(("teff", "feh"), [(5600.0, 0.3), (4100.0, -1.5)])  # a Teff tier; an [Fe/H] tier
 def test_a_star_in_a_tier_synthesises_as_with_the_whole_box(teff, feh):
     import jax.numpy as jnp
 
