@@ -46,12 +46,7 @@ def main(argv=None):
     from stellarinf.io.grid import read_grid
     from stellarinf.machine import machine_info
 
-    arms = []
-    for name in args.window.split(","):
-        try:
-            arms += [w.name for w in window_set(name)]
-        except Exception:
-            arms.append(name)
+    arms = [w.name for name in args.window.split(",") for w in window_set(name)]  # a set or a model window
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for arm in arms:

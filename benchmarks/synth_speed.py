@@ -86,12 +86,7 @@ def main(argv=None):
     from stellarinf.machine import machine_info
     from stellarinf.synth.settings import PRESETS
 
-    arms = []
-    for name in args.window.split(","):
-        try:
-            arms += [w.name for w in window_set(name)]
-        except Exception:
-            arms.append(name)
+    arms = [w.name for name in args.window.split(",") for w in window_set(name)]  # a set or a model window
     # the broad domain's box: the default labels with [α/Fe], [Fe/H] from the atmospheres' −2.5
     base = default_label_space(alpha=True)
     space = type(base).from_bounds({lab.name: (lab.lower, lab.upper) for lab in base.labels} | {"feh": (-2.5, 0.5)})

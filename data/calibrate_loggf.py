@@ -246,6 +246,8 @@ def write_empirical(path: Path, new_lines: dict, specs: dict, args, placeholder:
     """Write the empirical lines of the windows fitted now beside those of windows fitted before (atomically)."""
     from astropy.table import Table, vstack
 
+    from stellarinf.labels import ELEMENT_SYMBOLS
+
     z, ion, elow = placeholder
     parts, windows = [], {}
     if path.exists():
@@ -256,7 +258,7 @@ def write_empirical(path: Path, new_lines: dict, specs: dict, args, placeholder:
         t = Table()
         t["wavelength"] = np.round(wl, 4)
         t["wavelength"].unit = "Angstrom"
-        t["species"] = np.full(wl.size, "Fe I")
+        t["species"] = np.full(wl.size, f"{ELEMENT_SYMBOLS[z - 1]} {'I' * (ion + 1)}")
         t["Z"] = np.full(wl.size, z)
         t["ion"] = np.full(wl.size, ion)
         t["elow"] = np.full(wl.size, elow)

@@ -466,31 +466,28 @@ class GridWriter:
 
     def write_batch(self, start: int, flux, continuum=None) -> None:
         """Save rows ``start:start+len(flux)`` atomically."""
-        flux = np.asarray(flux, dtype=np.float32)
-        stop = start + flux.shape[0]
-        labels = self.planned[start:stop]
-        if continuum is None and self.with_continuum:
-            raise ShapeError("this grid stores a continuum; pass continuum= to write_batch")
-        cont = None if continuum is None else np.asarray(continuum, dtype=np.float32)
-        validate_arrays(self.label_space, labels, self.wavelength, flux, cont)
-        with atomic_path(self.parts_dir / f"part_{start:09d}_{stop:09d}.h5", ".h5") as tmp, h5py.File(tmp, "w") as fh:
-            fh.create_dataset("flux", data=flux)
-            if cont is not None:
-                fh.create_dataset("continuum", data=cont)
+        stop = start + np.shape(flux)[0]
+        self._write_part(f"part_{start:09d}_{stop:09d}.h5", slice(start, stop), None, flux, continuum, "write_batch")
 
     def write_rows(self, rows, flux, continuum=None) -> None:
         """Save the (increasing) rows ``rows`` atomically, one file per batch."""
         rows = np.asarray(rows, dtype=np.int64)
         if rows.ndim != 1 or rows.size == 0 or np.any(np.diff(rows) <= 0):
             raise ShapeError("write_rows needs a non-empty, strictly increasing 1-D array of row indices")
+        # batches are disjoint, so a batch's first row names it uniquely
+        self._write_part(f"rows_{rows[0]:09d}.h5", rows, rows, flux, continuum, "write_rows")
+
+    def _write_part(self, name: str, index, rows, flux, continuum, caller: str) -> None:
+        """Check a batch against its planned labels ``self.planned[index]`` and save it (and ``rows``, when given)
+        atomically as ``parts_dir / name``."""
         flux = np.asarray(flux, dtype=np.float32)
         if continuum is None and self.with_continuum:
-            raise ShapeError("this grid stores a continuum; pass continuum= to write_rows")
+            raise ShapeError(f"this grid stores a continuum; pass continuum= to {caller}")
         cont = None if continuum is None else np.asarray(continuum, dtype=np.float32)
-        validate_arrays(self.label_space, self.planned[rows], self.wavelength, flux, cont)
-        # batches are disjoint, so a batch's first row names it uniquely
-        with atomic_path(self.parts_dir / f"rows_{rows[0]:09d}.h5", ".h5") as tmp, h5py.File(tmp, "w") as fh:
-            fh.create_dataset("rows", data=rows)
+        validate_arrays(self.label_space, self.planned[index], self.wavelength, flux, cont)
+        with atomic_path(self.parts_dir / name, ".h5") as tmp, h5py.File(tmp, "w") as fh:
+            if rows is not None:
+                fh.create_dataset("rows", data=rows)
             fh.create_dataset("flux", data=flux)
             if cont is not None:
                 fh.create_dataset("continuum", data=cont)

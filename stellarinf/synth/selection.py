@@ -170,9 +170,15 @@ def select_empirical_lines(wmin: float, wmax: float, damping: str = DEFAULT_DAMP
     [wmin − LINE_MARGIN, wmax + LINE_MARGIN] that belong to ``damping``'s log gf table; every one is kept (each is
     a feature the observed Sun shows)."""
     e = empirical_lines()
-    keep = (e.wavelength >= wmin - LINE_MARGIN) & (e.wavelength <= wmax + LINE_MARGIN) & (e.damping == damping)
+    keep = _empirical_in(wmin, wmax, damping)
     lines = empirical_line_data(e.wavelength[keep], e.Z[keep], e.ion[keep], e.elow[keep], e.loggf[keep])
     return lines, line_half_widths(lines)
+
+
+def _empirical_in(wmin: float, wmax: float, damping: str) -> np.ndarray:
+    """Mask of the empirical lines within [wmin − LINE_MARGIN, wmax + LINE_MARGIN] that belong to ``damping``."""
+    e = empirical_lines()
+    return (e.wavelength >= wmin - LINE_MARGIN) & (e.wavelength <= wmax + LINE_MARGIN) & (e.damping == damping)
 
 
 def calibration_fingerprint(wmin: float, wmax: float, damping: str = DEFAULT_DAMPING) -> str:
@@ -181,9 +187,9 @@ def calibration_fingerprint(wmin: float, wmax: float, damping: str = DEFAULT_DAM
     while recalibrating other windows leaves it valid."""
     ll = linelist()
     near = (ll.wavelength >= wmin - LINE_MARGIN) & (ll.wavelength <= wmax + LINE_MARGIN)
-    emp, _ = select_empirical_lines(wmin, wmax, damping)
+    e, keep = empirical_lines(), _empirical_in(wmin, wmax, damping)
     h = hashlib.sha256(np.ascontiguousarray(loggf_offsets("solar", damping)[near]).tobytes())
-    h.update(np.ascontiguousarray(np.stack([emp.wavelength, emp.log_gf, emp.elow])).tobytes())
+    h.update(np.ascontiguousarray(np.stack([e.wavelength[keep], e.loggf[keep], e.elow[keep]])).tobytes())
     return h.hexdigest()[:16]
 
 

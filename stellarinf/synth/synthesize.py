@@ -214,7 +214,7 @@ def line_synthesizer(
     rng = (round(wl_lo, 3), round(wl_hi, 3))
     idx, half_width = select_lines(*rng, damping=damping, teff_min=teff_min, feh_max=feh_max)
     lines = line_data(idx, loggf, damping)
-    more = [select_empirical_lines(round(wl_lo, 3), round(wl_hi, 3), damping)] if loggf == "solar" else []
+    more = [select_empirical_lines(*rng, damping)] if loggf == "solar" else []
     if extra_lines is not None:
         more.append((extra_lines, line_half_widths(extra_lines)))
     for add, add_half_width in more:
