@@ -223,6 +223,32 @@ class LabelSpace:
 
 # Default training box (issue #3): stellar labels plus [X/Fe] for elements with lines in the red window.
 DEFAULT_ABUNDANCE_ELEMENTS = ("Li", "Al", "Si", "Ca", "Ti", "Ni", "Ba")
+# Named element sets. "galah": every element whose marginal Cramér–Rao bound over the four GALAH arms (R 28,000,
+# S/N 100, all free at once, molecules on) is below 0.15 dex for a solar twin, a metal-poor turn-off star or a cool
+# giant: 30 of 31 candidates, Eu dropped (benchmarks/label_set.py, results/label_set_molecules.ecsv).
+ELEMENT_SETS = {
+    "default": DEFAULT_ABUNDANCE_ELEMENTS,
+    "galah": tuple("Li C N O Na Mg Al Si K Ca Sc Ti V Cr Mn Co Ni Cu Zn Rb Sr Y Zr Mo Ru Ba La Ce Nd Sm".split()),
+}
+
+
+def parse_elements(text: str) -> tuple[str, ...]:
+    """Elements from a set name of :data:`ELEMENT_SETS` or comma-separated symbols (``"galah"``, ``"Mg,Ca"``),
+    checked, in canonical spelling; an empty text or "none" gives no element."""
+    text = (text or "").strip()
+    if text.lower() in ELEMENT_SETS:
+        return ELEMENT_SETS[text.lower()]
+    if text.lower() in ("", "none"):
+        return ()
+    symbols = tuple(t.strip() for t in text.split(",") if t.strip())
+    for sym in symbols:
+        try:
+            abundance_label(sym)
+        except LabelError as exc:
+            raise LabelError(f"{exc}; or name an element set: {', '.join(ELEMENT_SETS)}") from None
+    return tuple(ELEMENT_SYMBOLS[atomic_number(sym) - 1] for sym in symbols)
+
+
 DEFAULT_STELLAR_BOUNDS = {"teff": (4000.0, 7000.0), "logg": (1.0, 5.0), "feh": (-2.0, 0.5), "vmic": (0.5, 2.5)}
 DEFAULT_ABUNDANCE_BOUNDS = (-0.5, 0.5)
 # [α/Fe]: the ATLAS9 grid's 0 and +0.4 planes, extrapolated 0.2 dex beyond each (synth/atmosphere.py).

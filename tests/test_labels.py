@@ -52,3 +52,21 @@ def test_scaling_round_trip_and_edges():
 def test_json_round_trip():
     space = default_label_space(["Mg", "Ba"])
     assert LabelSpace.from_json(space.to_json()) == space
+
+
+def test_element_sets_by_name_and_symbols_are_checked():
+    import json
+    from pathlib import Path
+
+    from stellarinf.labels import DEFAULT_ABUNDANCE_ELEMENTS, parse_elements
+
+    # "galah" is what the Cramér–Rao table of the four arms kept (benchmarks/label_set.py, molecules on)
+    table = json.loads((Path(__file__).parents[1] / "benchmarks/results/label_set_molecules.json").read_text())
+    assert parse_elements("galah") == tuple(table["kept"]) and len(table["kept"]) == 30
+    assert parse_elements("GALAH") == parse_elements("galah")
+    assert parse_elements("default") == DEFAULT_ABUNDANCE_ELEMENTS
+    assert parse_elements(" mg, CA ,eu") == ("Mg", "Ca", "Eu") and parse_elements("none") == ()
+    with pytest.raises(LabelError, match=r"unknown element symbol 'Xx'.*galah"):
+        parse_elements("Mg,Xx")
+    with pytest.raises(LabelError, match=r"\[Fe/Fe\]"):
+        parse_elements("Fe")

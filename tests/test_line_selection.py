@@ -1,4 +1,5 @@
-"""Line selection per Teff tier: fewer lines and narrower windows for hotter stars, the same spectra."""
+"""Line selection per tier of similar stars: the box's lines with narrower windows for hotter, more metal-poor and
+lower-gravity stars, the same spectra."""
 
 import numpy as np
 import pytest
@@ -6,16 +7,17 @@ import pytest
 import stellarinf  # noqa: F401  (float64)
 from stellarinf.observe.broadening import broaden, velocity_step
 from stellarinf.synth import fine_grid
-from stellarinf.synth.selection import REFERENCE_TEFF, Tier, select_lines, select_molecular_lines, selection_tier
+from stellarinf.synth.selection import TEFF_TIERS, Tier, select_lines, select_molecular_lines, selection_tier
 from stellarinf.synth.synthesize import make_synthesizer
 
 
-def test_selection_tier_is_the_reference_at_or_below_and_the_feh_tier_at_or_above():
-    assert selection_tier() == Tier(None, None)
+def test_selection_tier_is_the_teff_tier_at_or_below_and_the_feh_and_logg_tiers_at_or_above():
+    assert selection_tier() == Tier(None, None, None)
     # the coolest Teff tier is the whole box
-    assert selection_tier(3900.0).teff_min is None and selection_tier(4500.0).teff_min is None
-    assert selection_tier(REFERENCE_TEFF[1]).teff_min == REFERENCE_TEFF[1]
-    assert [selection_tier(t).teff_min for t in (5600.0, 6999.0, 7000.0)] == [5500.0, 6250.0, 7000.0]
+    assert selection_tier(3900.0).teff_min is None and selection_tier(4300.0).teff_min is None
+    assert selection_tier(TEFF_TIERS[1]).teff_min == TEFF_TIERS[1]
+    assert [selection_tier(t).teff_min for t in (4500.0, 5600.0, 6999.0, 7000.0)] == [4375.0, 5500.0, 6250.0, 7000.0]
+    assert [selection_tier(logg_max=g).logg_max for g in (1.0, 3.0, 3.01, 5.0)] == [3.0, 3.0, None, None]
     assert [selection_tier(feh_max=f).feh_max for f in (-2.5, -1.5, -1.2, -0.5, 0.0, 0.5)] == [
         -1.5,
         -1.5,
@@ -26,31 +28,41 @@ def test_selection_tier_is_the_reference_at_or_below_and_the_feh_tier_at_or_abov
     ]
 
 
-def test_hotter_tiers_keep_a_subset_with_narrower_windows():
+def test_tiers_keep_the_box_lines_with_narrower_windows():
     lo, hi = 4733.0, 4741.0  # the C2 Swan (1,0) band head and neutral metal lines: both thin out with Teff
     full, full_hw = select_lines(lo, hi)
-    for axis, tiers in (("teff_min", (None, 4750.0, 5500.0, 6250.0)), ("feh_max", (None, -0.5, -1.5))):
+    full_m, full_m_hw = select_molecular_lines(lo, hi)
+    # and at low pressure the damping wings are narrower (here the C2 band, which giants keep, is most of the pairs)
+    axes = (
+        ("teff_min", (None, 4375.0, 4750.0, 5500.0, 6250.0), 0.7),
+        ("feh_max", (None, -0.5, -1.5), 0.7),
+        ("logg_max", (None, 3.0), 0.85),
+    )
+    for axis, tiers, fewer in axes:
         pairs = []
         for tier in tiers:
             idx, hw = select_lines(lo, hi, **{axis: tier})
             m_idx, m_hw = select_molecular_lines(lo, hi, **{axis: tier})
             pairs.append(hw.sum() + m_hw.sum())
-            assert np.isin(idx, full).all()
-            assert np.all(hw <= full_hw[np.searchsorted(full, idx)] + 1e-9)
-        assert pairs == sorted(pairs, reverse=True) and pairs[-1] < 0.7 * pairs[0], (axis, pairs)
+            # no line is dropped (lines each below the cut add up in crowded ranges); windows only narrow
+            np.testing.assert_array_equal(idx, full)
+            np.testing.assert_array_equal(m_idx, full_m)
+            assert np.all(hw <= full_hw + 1e-9) and np.all(m_hw <= full_m_hw + 1e-9) and hw.min() >= 3.0
+        assert pairs == sorted(pairs, reverse=True) and pairs[-1] < fewer * pairs[0], (axis, pairs)
 
 
-@pytest.mark.parametrize(("teff", "feh"), [(5600.0, 0.3), (4100.0, -1.5)])  # a Teff tier; an [Fe/H] tier
-def test_a_star_in_a_tier_synthesises_as_with_the_whole_box(teff, feh):
+# at the edges of a Teff and a log g tier (a metal-rich giant); of the coolest Teff tier and an [Fe/H] tier
+@pytest.mark.parametrize(("teff", "feh", "logg"), [(5600.0, 0.3, 3.0), (4400.0, -1.5, 4.0)])
+def test_a_star_in_a_tier_synthesises_as_with_the_whole_box(teff, feh, logg):
     import jax.numpy as jnp
 
     fine = fine_grid(4733.0, 4741.0)
     names = ("teff", "logg", "feh", "vmic", "c_fe")
-    x = jnp.asarray([teff, 4.0, feh, 1.0, 0.3])  # at its tier's edges, carbon-rich: lines as strong as it allows
+    x = jnp.asarray([teff, logg, feh, 1.0, 0.3])  # at its tier's edges, carbon-rich: lines as strong as it allows
     full = make_synthesizer(fine, names, molecules="on")(x)[0]
-    tiered = make_synthesizer(fine, names, molecules="on", teff_min=teff, feh_max=feh)(x)[0]
-    # as a grid stores them: at R 28,000 (the lines a tier drops are each below the strength cut, but in this crowded
-    # range they add up to a few 1e-4 at the fine grid's resolution)
+    tiered = make_synthesizer(fine, names, molecules="on", teff_min=teff, feh_max=feh, logg_max=logg)(x)[0]
+    # as a grid stores them: at R 28,000 (a tier's windows end where its own reference atmospheres reach the edge
+    # tolerance, the box's where the box's do: the tails cut off differ, and in this crowded range they add up)
     diff = np.asarray(broaden(tiered - full, velocity_step(fine), resolution=28000.0))[50:-50]
     assert np.abs(diff).max() < 2e-3 and np.sqrt(np.mean(diff**2)) < 5e-4
 
@@ -73,12 +85,17 @@ def test_a_grid_in_teff_batches_matches_one_selection_for_the_box(tmp_path, monk
     box = read_grid(generate_grid(tmp_path / "box.h5", line_selection="box", **opts))
     np.testing.assert_array_equal(batch.labels, box.labels)  # same rows, in the design's order
     assert batch.metadata["line_selection"] == "batch" and box.metadata["line_selection"] == "box"
+    assert batch.metadata["line_tiers"] == selection.tier_scheme() and "line_tiers" not in box.metadata
     assert np.abs(batch.flux - box.flux).max() < 2e-3
     with pytest.raises(GridFileError, match="line_selection"):  # never mixed in one file
         generate_grid(tmp_path / "box.h5", **{**opts, "n": 10})
     # nor with another solar calibration of this window's lines (recalibrating other windows leaves it alone)
     assert batch.metadata["loggf_calibration"] == calibration_fingerprint(*win_fine)
     assert calibration_fingerprint(6600.0, 6610.0) != batch.metadata["loggf_calibration"]
+    monkeypatch.setattr(selection, "tier_scheme", lambda: "Teff 5000")  # nor with other tier edges
+    with pytest.raises(GridFileError, match="line-selection tiers"):
+        generate_grid(tmp_path / "batch.h5", **{**opts, "n": 10})
+    monkeypatch.undo()
     monkeypatch.setattr(selection, "calibration_fingerprint", lambda *a, **k: "recalibrated")
     with pytest.raises(GridFileError, match="calibration of its window changed"):
         generate_grid(tmp_path / "batch.h5", **{**opts, "n": 10})

@@ -254,7 +254,8 @@ def _list_presets(model) -> None:
     "--elements",
     default=None,
     help="With --emulator synth: the elements whose [X/Fe] are labels (comma-separated symbols, e.g. "
-    "C,O,Na,Mg,Eu); default: the default label space's (Li,Al,Si,Ca,Ti,Ni,Ba).",
+    "C,O,Na,Mg,Eu, or a named set: galah, the 30 elements the four GALAH arms measure); default: the default label "
+    "space's (Li,Al,Si,Ca,Ti,Ni,Ba).",
 )
 @click.option(
     "--alpha",
@@ -330,6 +331,7 @@ def crb(
       stellarinf crb --list-presets
     """
     from .. import forecast as fc_mod
+    from ..labels import parse_elements
 
     try:
         if list_presets:
@@ -361,7 +363,7 @@ def crb(
                 nuisances={"rv": rv, "vsini": vsini, "vmacro": vmacro},
                 marginalize=_split(marginalize),
                 fix=_split(fix),
-                elements=None if elements is None else _split(elements),
+                elements=None if elements is None else parse_elements(elements),
                 alpha=alpha,
                 priors=prior_sigma,
                 emulator_error=emulator_error_model if emulator_error else False,

@@ -74,10 +74,10 @@ def generate_grid(
     :mod:`stellarinf.synth.settings`).
     ``molecules``: "off" (atoms only) or "on" (molecular equilibrium and the CH, MgH, C2, CN lines).
     ``alpha``: [α/Fe] is a label (α-enhanced ATLAS9 atmospheres and α-element abundances move with it).
-    ``line_selection``: "batch" (the default: rows are computed in batches of similar Teff and [Fe/H], each with the
-    lines that matter for stars at least as hot as its coolest and at most as metal-rich as its most metal-rich star,
-    :func:`~stellarinf.synth.selection.selection_tier`) or "box" (one selection for the whole label box). Realistic
-    fidelity only.
+    ``line_selection``: "batch" (the default: rows are computed in batches of similar Teff, [Fe/H] and log g, each with
+    the box's lines in windows sized for stars at least as hot as its coolest, at most as metal-rich as its most
+    metal-rich and at most as dense as its highest-log g star, :func:`~stellarinf.synth.selection.selection_tier`) or
+    "box" (windows sized for the whole label box). Realistic fidelity only.
     """
     import jax.numpy as jnp
     import numpy as np
@@ -91,7 +91,7 @@ def generate_grid(
     from ..synth.data import linelist, molecular_linelist
     from ..synth.hydrogen import CENTROIDS
     from ..synth.observed import padded_fine_grid, resolve_window
-    from ..synth.selection import calibration_fingerprint, selection_tier
+    from ..synth.selection import calibration_fingerprint, selection_tier, tier_scheme
     from ..synth.settings import DEFAULT_PRESET, fine_resolution, preset_name, settings_preset
     from ..synth.synthesize import make_synthesizer, validate_labels
 
@@ -135,24 +135,25 @@ def generate_grid(
     }
     if fidelity == "realistic":  # (schematic grids have neither: an old one resumes without a mismatch)
         metadata.update(synth_settings=settings, hydrogen=CENTROIDS, line_selection=line_selection)
+        if line_selection == "batch":  # the tier edges decide each batch's lines
+            metadata.update(line_tiers=tier_scheme())
         if loggf == "solar":  # which calibration of this window's lines (older files recorded none)
             metadata.update(loggf_calibration=calibration_fingerprint(float(fine[0]), float(fine[-1]), damping))
         if molecules != "off":  # (an atoms-only grid records nothing: older grids resume without a mismatch)
             metadata.update(molecules=molecules, molecular_line_list=molecular_linelist().source)
     writer = GridWriter(output, space, wavelength, planned, metadata, with_continuum=True, batch_size=batch_size)
-    teff, feh = (planned[:, list(space.names).index(k)] for k in ("teff", "feh"))
+    teff, feh, logg = (planned[:, list(space.names).index(k)] for k in ("teff", "feh", "logg"))
     by_tier = fidelity == "realistic" and line_selection == "batch"
-    pending = writer.pending_rows(tier_order(teff, feh) if by_tier else None)
+    pending = writer.pending_rows(tier_order(teff, feh, logg) if by_tier else None)
 
-    def observer(teff_min, feh_max):
-        fn = make_synthesizer(
-            fine, space.names, fidelity, loggf, damping, synth_settings, molecules, teff_min=teff_min, feh_max=feh_max
-        )
+    def observer(tier):
+        fn = make_synthesizer(fine, space.names, fidelity, loggf, damping, synth_settings, molecules, **tier._asdict())
         return _batched_observer(fn, fine.tobytes(), wavelength.tobytes(), win.resolution)
 
     def compute(rows):
         labels = planned[rows]
-        batched = observer(*selection_tier(teff[rows].min(), feh[rows].max())) if by_tier else observer(None, None)
+        tier = selection_tier(teff[rows].min(), feh[rows].max(), logg[rows].max()) if by_tier else selection_tier()
+        batched = observer(tier)
         if labels.shape[0] < batch_size:  # pad so the jitted shape never changes
             labels = np.concatenate([labels, np.repeat(labels[-1:], batch_size - labels.shape[0], axis=0)])
         return rows, np.asarray(batched(jnp.asarray(labels)))[: rows.size]
@@ -190,21 +191,22 @@ def generate_grid(
     return writer.finalize()
 
 
-def tier_order(teff, feh):
+def tier_order(teff, feh, logg):
     """Rows ordered by line-selection tier (:func:`~stellarinf.synth.selection.selection_tier`: Teff tier, then
-    [Fe/H] tier), then by Teff, so consecutive batches hold stars of one tier."""
+    [Fe/H] tier, then log g tier), then by Teff, so consecutive batches hold stars of one tier."""
     import numpy as np
 
     from ..synth.selection import selection_tier
 
-    tiers = [selection_tier(t, f) for t, f in zip(teff, feh)]
+    tiers = [selection_tier(t, f, g) for t, f, g in zip(teff, feh, logg)]
     t_key = np.array([-1.0 if t.teff_min is None else t.teff_min for t in tiers])
     f_key = np.array([9.0 if t.feh_max is None else t.feh_max for t in tiers])
-    return np.lexsort((teff, f_key, t_key))
+    g_key = np.array([9.0 if t.logg_max is None else t.logg_max for t in tiers])
+    return np.lexsort((teff, g_key, f_key, t_key))
 
 
-# a grid in Teff/[Fe/H] batches compiles one program per selection tier (up to 15 per window): keep them all
-@functools.lru_cache(maxsize=32)
+# a grid in tier batches compiles one program per selection tier (up to 36 per window): keep them all
+@functools.lru_cache(maxsize=64)
 def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float):
     """jit(vmap(labels → broadened, resampled (flux, continuum))), cached so reruns compile once."""
     import jax
@@ -248,7 +250,10 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
     help="Spectra per vmap batch (and per resumable part).",
 )
 @click.option(
-    "--elements", default=None, help="Comma-separated elements with [X/Fe] labels (default Li,Al,Si,Ca,Ti,Ni,Ba)."
+    "--elements",
+    default=None,
+    help="Elements with [X/Fe] labels: comma-separated symbols, or a named set (galah: the 30 elements the four "
+    "GALAH arms measure; default: Li,Al,Si,Ca,Ti,Ni,Ba).",
 )
 @click.option(
     "--alpha",
@@ -292,9 +297,9 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
     type=click.Choice(LINE_SELECTIONS),
     default="batch",
     show_default=True,
-    help="Which lines each batch synthesises: batch = rows grouped by Teff and [Fe/H], each batch with the lines that "
-    "matter for its coolest, most metal-rich star's tier (cheaper); box = one selection for the whole box (how grids "
-    "were made before; needed to resume or extend such a grid).",
+    help="How wide each batch's line windows are: batch = rows grouped by Teff, [Fe/H] and log g, each batch's windows "
+    "sized for its coolest, most metal-rich, highest-log g star's tier (cheaper); box = sized for the whole box (how "
+    "grids were made before; needed to resume or extend such a grid).",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def grid(
@@ -317,7 +322,9 @@ def grid(
 ):
     """Make a grid of synthetic spectra at the window's resolution (resumable: rerun to resume;
     a larger --n with the same seed and design extends an existing grid)."""
-    els = None if elements is None else tuple(e.strip() for e in elements.split(",") if e.strip())
+    from ..labels import parse_elements
+
+    els = None if elements is None else parse_elements(elements)
     path = generate_grid(
         output,
         window=window,

@@ -47,12 +47,19 @@ PHYSICS_KEYS = (
     "damping",
     "molecules",
     "line_selection",
+    "line_tiers",
     "synth_settings",
     "hydrogen",
     "atmospheres",
 )
 # files written before a key existed: the Rydberg formula's Hα, the 45-depth preset (then called "default"), atoms only
-PHYSICS_DEFAULTS = {"synth_settings": "standard", "hydrogen": "Rydberg Hα", "molecules": "off", "line_selection": "box"}
+PHYSICS_DEFAULTS = {
+    "synth_settings": "standard",
+    "hydrogen": "Rydberg Hα",
+    "molecules": "off",
+    "line_selection": "box",
+    "line_tiers": "Teff 4750/5500/6250/7000; [Fe/H] -1.5/-0.5",  # batch grids of the twenty-fourth session
+}
 # values older files recorded under a name since changed (the preset renames live with the presets)
 PHYSICS_RENAMED = {"synth_settings": LEGACY_NAMES}
 
@@ -361,6 +368,8 @@ class GridWriter:
                     "the solar log gf calibration of its window changed since (data/loggf_solar.ecsv, "
                     "data/lines_solar_empirical.ecsv); restore the tables it was made with to resume or extend it"
                     if key == "loggf_calibration"
+                    else "finish it with the stellarinf version that started it (its line-selection tiers)"
+                    if key == "line_tiers"
                     else f"rerun with {key}={was!r} to resume or extend it"
                 )
                 raise GridFileError(

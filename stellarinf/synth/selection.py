@@ -5,12 +5,14 @@ reference atmospheres spanning the default label box, at its most favourable cor
 ([Fe/H] = +0.5, every [X/Fe] = +0.5, vmic = 0.5 km/s); lines whose ratio never exceeds
 :data:`STRENGTH_CUT` in the line-forming layers are dropped.
 
-A selection can also serve only stars with Teff ≥ ``teff_min`` and [Fe/H] ≤ ``feh_max`` (a :class:`Tier`): then
-only the reference atmospheres from the Teff tier at or below ``teff_min`` up are used, at the [Fe/H] tier at or
-above ``feh_max`` (:func:`selection_tier`). Cool, metal-rich atmospheres are where molecular bands and the damping
-wings of neutral lines reach furthest, so the other tiers keep far fewer (line, pixel) pairs (the four GALAH arms
-with molecules: 865k pairs for the whole box, 428k from 4750 K, 290k from 5500 K, 249k from 6250 K), and a grid
-computed in batches of similar stars costs much less.
+A selection can also serve only stars with Teff ≥ ``teff_min``, [Fe/H] ≤ ``feh_max`` and log g ≤ ``logg_max`` (a
+:class:`Tier`, :func:`selection_tier`): it keeps every line of the box's selection, with the window each needs in
+the tier's reference atmospheres only (the Teff tier's edge and the box's reference Teffs above it, the reference
+log g at or below the log g tier, at the [Fe/H] tier), never wider than the box's. Cool, metal-rich, high-pressure
+atmospheres are where molecular bands and the damping wings reach furthest, so the other tiers need far fewer
+(line, pixel) pairs (the four GALAH arms with molecules, km/s of window summed over 30,049 lines: 866k for the whole
+box, 640k from 4375 K, 444k from 4750 K, 292k from 5500 K, 254k from 6250 K; giants, log g ≤ 3: 688k, 491k, 314k,
+193k, 162k), and a grid computed in batches of similar stars costs much less.
 """
 
 from __future__ import annotations
@@ -48,34 +50,58 @@ STRENGTH_CUT = 3e-4
 REFERENCE_TEFF = (4000.0, 4750.0, 5500.0, 6250.0, 7000.0)
 REFERENCE_LOGG = (1.0, 3.0, 5.0)
 
-
+# Tier edges. A Teff tier adds its edge to the reference atmospheres above it (4375 K is not a reference of the box);
+# the coolest stars (below the first edge) are served by the whole box.
+TEFF_TIERS = (4375.0, 4750.0, 5500.0, 6250.0, 7000.0)
 FEH_TIERS = (-1.5, -0.5)  # [Fe/H] at which the metal-poor tiers are rated (the box's own corner is +0.5)
+LOGG_TIERS = (3.0,)  # giants: the reference atmospheres with log g ≤ 3 only (narrower damping wings)
 BOX_FEH = 0.5
 
 
 class Tier(NamedTuple):
-    """Which stars a selection serves: Teff ≥ ``teff_min`` (a value of :data:`REFERENCE_TEFF`) and [Fe/H] ≤
-    ``feh_max`` (a value of :data:`FEH_TIERS`); None: the whole box on that axis."""
+    """Which stars a selection serves: Teff ≥ ``teff_min`` (a value of :data:`TEFF_TIERS`), [Fe/H] ≤ ``feh_max`` (a
+    value of :data:`FEH_TIERS`) and log g ≤ ``logg_max`` (a value of :data:`LOGG_TIERS`); None: the whole box on that
+    axis."""
 
     teff_min: float | None = None
     feh_max: float | None = None
+    logg_max: float | None = None
 
 
-def selection_tier(teff_min: float | None = None, feh_max: float | None = None) -> Tier:
-    """The tier that serves every star with Teff ≥ ``teff_min`` and [Fe/H] ≤ ``feh_max``: the reference Teff at or
-    below ``teff_min`` (the coolest tier is the whole box) and the [Fe/H] tier at or above ``feh_max``."""
-    below = [t for t in REFERENCE_TEFF if teff_min is not None and t <= teff_min]
+def selection_tier(teff_min: float | None = None, feh_max: float | None = None, logg_max: float | None = None) -> Tier:
+    """The tier that serves every star with Teff ≥ ``teff_min``, [Fe/H] ≤ ``feh_max`` and log g ≤ ``logg_max``: the
+    Teff tier at or below ``teff_min`` (below the first: the whole box), the [Fe/H] tier and the log g tier at or
+    above ``feh_max`` and ``logg_max``."""
+    below = [t for t in TEFF_TIERS if teff_min is not None and t <= teff_min]
     above = [f for f in FEH_TIERS if feh_max is not None and f >= feh_max]
-    return Tier(below[-1] if len(below) > 1 else None, above[0] if above else None)
+    above_g = [g for g in LOGG_TIERS if logg_max is not None and g >= logg_max]
+    return Tier(below[-1] if below else None, above[0] if above else None, above_g[0] if above_g else None)
+
+
+def tier_scheme() -> str:
+    """The tier edges, as a grid made in tier batches records them (another scheme gives other line sets)."""
+    edges = (("Teff", TEFF_TIERS), ("[Fe/H]", FEH_TIERS), ("log g", LOGG_TIERS))
+    return "box lines, windows per tier: " + "; ".join(
+        f"{name} {'/'.join(f'{v:g}' for v in values)}" for name, values in edges
+    )
 
 
 def _reference_teffs(tier: Tier) -> tuple[float, ...]:
-    return REFERENCE_TEFF if tier.teff_min is None else tuple(t for t in REFERENCE_TEFF if t >= tier.teff_min)
+    if tier.teff_min is None:
+        return REFERENCE_TEFF
+    return (tier.teff_min,) + tuple(t for t in REFERENCE_TEFF if t > tier.teff_min)
+
+
+def _reference_loggs(tier: Tier) -> tuple[float, ...]:
+    return REFERENCE_LOGG if tier.logg_max is None else tuple(g for g in REFERENCE_LOGG if g <= tier.logg_max)
 
 
 def _tier_key(tier: Tier) -> list:
     # the whole box keeps the key selections had before tiers existed, so their disk caches stay valid
-    return [_reference_teffs(tier)] + ([] if tier.feh_max is None else [tier.feh_max])
+    if tier == Tier():
+        return [_reference_teffs(tier)]
+    key = [_reference_teffs(tier), "box lines, tier windows"] + ([] if tier.feh_max is None else [tier.feh_max])
+    return key + ([] if tier.logg_max is None else [["logg", _reference_loggs(tier)]])
 
 
 LINE_MARGIN = 3.0  # Å: lines this far outside the grid still contribute wings
@@ -113,10 +139,11 @@ def select_lines(
     damping: str = DEFAULT_DAMPING,
     teff_min: float | None = None,
     feh_max: float | None = None,
+    logg_max: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices into the line list, required window half-width in km/s) for lines in [wmin, wmax], with the
-    damping constants of ``damping`` (they set how far the wings reach); ``teff_min``, ``feh_max``: for stars at
-    least that hot and at most that metal-rich only (:func:`selection_tier`).
+    damping constants of ``damping`` (they set how far the wings reach); ``teff_min``, ``feh_max``, ``logg_max``: for
+    stars at least that hot and at most that metal-rich and that dense only (:func:`selection_tier`).
 
     The result is cached on disk (``$STELLARINF_CACHE`` or ``~/.cache/stellarinf``), keyed by the
     settings and the data files' modification times; a cache that cannot be written is skipped.
@@ -126,9 +153,26 @@ def select_lines(
     calibration = data_dir() / LOGGF_TABLES["unsold"]
     if calibration.exists():
         extra = extra + [os.path.getmtime(calibration)]
-    tier = selection_tier(teff_min, feh_max)
+    tier = selection_tier(teff_min, feh_max, logg_max)
     path = _cache_path(wmin, wmax, strength_cut, extra, "linelist.ecsv", tier)
-    return _cached_on_disk(path, lambda: _select(wmin, wmax, strength_cut, damping, tier))
+    if tier == Tier():
+        return _cached_on_disk(path, lambda: _select(wmin, wmax, strength_cut, damping))
+    box = select_lines(wmin, wmax, strength_cut, damping)
+    return _cached_on_disk(path, lambda: _narrowed(box, _rating_lines(box[0], damping), _ATOM_XFE, False, tier))
+
+
+def _narrowed(box, lines: LineData, xfe, molecules: bool, tier: Tier) -> tuple[np.ndarray, np.ndarray]:
+    """A tier's selection: every line of the box's selection ``box`` (``lines``: their data), with the window its
+    profile needs in the tier's reference atmospheres, never wider than the box's nor narrower than 3 km/s.
+
+    Lines are not dropped: the lines each below the cut in a tier are many and add up (up to 0.5 % in the crowded
+    blue arm at R 28,000 when they were dropped); nearly all the saving is in the damping wings' windows."""
+    idx, box_hw = box
+    if idx.size == 0:
+        return box
+    feh = BOX_FEH if tier.feh_max is None else tier.feh_max
+    _, width = _strength(lines, jnp.asarray(xfe), molecules, _reference_teffs(tier), feh, _reference_loggs(tier))
+    return idx, np.maximum(np.minimum(width, box_hw), 3.0)
 
 
 def _cached_on_disk(path: Path, compute) -> tuple[np.ndarray, np.ndarray]:
@@ -149,19 +193,27 @@ def _cached_on_disk(path: Path, compute) -> tuple[np.ndarray, np.ndarray]:
     return idx, hw
 
 
-def _select(wmin: float, wmax: float, strength_cut: float, damping: str, tier: Tier) -> tuple[np.ndarray, np.ndarray]:
+_ATOM_XFE = np.full(93, 0.5)  # every [X/Fe] at the box's top: lines as strong as the box allows
+_MOLECULE_XFE = np.zeros(93)
+_MOLECULE_XFE[[6, 7, 12]] = 0.5  # C, N, Mg at the top; oxygen solar-scaled (it binds carbon in CO)
+
+
+def _select(wmin: float, wmax: float, strength_cut: float, damping: str) -> tuple[np.ndarray, np.ndarray]:
     ll = linelist()
     idx = np.flatnonzero((ll.wavelength >= wmin - LINE_MARGIN) & (ll.wavelength <= wmax + LINE_MARGIN))
     if idx.size == 0:
         return idx, np.zeros(0)
+    return _keep_strong(idx, _rating_lines(idx, damping), _ATOM_XFE, False, strength_cut)
+
+
+def _rating_lines(idx: np.ndarray, damping: str) -> LineData:
+    """The line data the selection rates rows ``idx`` of the line list with."""
     if damping == "unsold":
-        lines = line_data(idx, damping=damping)
-    else:
-        # This selection also serves the calibration that makes damping's own gf table: rate lines at the
-        # larger of the laboratory and the (Unsöld-)calibrated gf, an upper bound on either.
-        lines = line_data(idx, "laboratory", damping)
-        lines = lines._replace(log_gf=lines.log_gf + np.maximum(loggf_offsets("solar", "unsold")[idx], 0.0))
-    return _keep_strong(idx, lines, jnp.full(93, 0.5), False, strength_cut, tier)
+        return line_data(idx, damping=damping)
+    # This selection also serves the calibration that makes damping's own gf table: rate lines at the
+    # larger of the laboratory and the (Unsöld-)calibrated gf, an upper bound on either.
+    lines = line_data(idx, "laboratory", damping)
+    return lines._replace(log_gf=lines.log_gf + np.maximum(loggf_offsets("solar", "unsold")[idx], 0.0))
 
 
 @functools.lru_cache(maxsize=8)
@@ -197,7 +249,7 @@ def line_half_widths(lines: LineData) -> np.ndarray:
     """Window half-widths (km/s, ≥ 3) that ``lines`` need anywhere in the reference atmospheres."""
     if lines.wavelength.size == 0:
         return np.zeros(0)
-    return np.maximum(_strength(lines, jnp.full(93, 0.5), False)[1], 3.0)
+    return np.maximum(_strength(lines, jnp.asarray(_ATOM_XFE), False)[1], 3.0)
 
 
 @functools.lru_cache(maxsize=8)
@@ -207,39 +259,47 @@ def select_molecular_lines(
     strength_cut: float = STRENGTH_CUT,
     teff_min: float | None = None,
     feh_max: float | None = None,
+    logg_max: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """As :func:`select_lines` for the molecular list (rows of ``data/linelist_molecules.ecsv``), rated with the
     molecular equilibrium at the box's most favourable corner for molecules: [Fe/H] = +0.5, [C/Fe] = [N/Fe] =
     [Mg/Fe] = +0.5 and oxygen solar-scaled (oxygen binds carbon in CO). Cached on disk like :func:`select_lines`."""
     extra = ["molecules", os.path.getmtime(data_file("molecules.ecsv"))]
-    tier = selection_tier(teff_min, feh_max)
+    tier = selection_tier(teff_min, feh_max, logg_max)
     path = _cache_path(wmin, wmax, strength_cut, extra, "linelist_molecules.ecsv", tier)
-    return _cached_on_disk(path, lambda: _select_molecular(wmin, wmax, strength_cut, tier))
+    if tier == Tier():
+        return _cached_on_disk(path, lambda: _select_molecular(wmin, wmax, strength_cut))
+    box = select_molecular_lines(wmin, wmax, strength_cut)
+    return _cached_on_disk(path, lambda: _narrowed(box, molecular_line_data(box[0]), _MOLECULE_XFE, True, tier))
 
 
-def _select_molecular(wmin: float, wmax: float, strength_cut: float, tier: Tier) -> tuple[np.ndarray, np.ndarray]:
+def _select_molecular(wmin: float, wmax: float, strength_cut: float) -> tuple[np.ndarray, np.ndarray]:
     ml = molecular_linelist()
     idx = np.flatnonzero((ml.wavelength >= wmin - LINE_MARGIN) & (ml.wavelength <= wmax + LINE_MARGIN))
     if idx.size == 0:
         return idx, np.zeros(0)
-    xfe = jnp.zeros(93).at[jnp.asarray([6, 7, 12])].set(0.5)
-    return _keep_strong(idx, molecular_line_data(idx), xfe, True, strength_cut, tier)
+    return _keep_strong(idx, molecular_line_data(idx), _MOLECULE_XFE, True, strength_cut)
 
 
-def _keep_strong(idx: np.ndarray, lines: LineData, xfe, molecules: bool, strength_cut: float, tier: Tier = Tier()):
-    """(the rows ``idx`` of ``lines`` whose ratio exceeds ``strength_cut``, their window half-widths ≥ 3 km/s)."""
-    feh = BOX_FEH if tier.feh_max is None else tier.feh_max
-    ratio_max, width_max = _strength(lines, xfe, molecules, _reference_teffs(tier), feh)
+def _keep_strong(idx: np.ndarray, lines: LineData, xfe, molecules: bool, strength_cut: float):
+    """(the rows ``idx`` of ``lines`` whose ratio exceeds ``strength_cut`` anywhere in the box, their window
+    half-widths ≥ 3 km/s)."""
+    ratio_max, width_max = _strength(lines, jnp.asarray(xfe), molecules)
     keep = ratio_max > strength_cut
     return idx[keep], np.maximum(width_max[keep], 3.0)
 
 
 def _strength(
-    lines: LineData, xfe, molecules: bool, teffs: tuple[float, ...] = REFERENCE_TEFF, feh: float = BOX_FEH
+    lines: LineData,
+    xfe,
+    molecules: bool,
+    teffs: tuple[float, ...] = REFERENCE_TEFF,
+    feh: float = BOX_FEH,
+    loggs: tuple[float, ...] = REFERENCE_LOGG,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each line's largest line-to-continuum opacity ratio in the line-forming layers of the reference
-    atmospheres (``teffs`` × :data:`REFERENCE_LOGG`) at [Fe/H] = ``feh`` and ``xfe``, and the half-width (km/s) its
-    profile needs there."""
+    atmospheres (``teffs`` × ``loggs``) at [Fe/H] = ``feh`` and ``xfe``, and the half-width (km/s) its profile needs
+    there."""
     wl = jnp.asarray(lines.wavelength)
     logeps = log_abundances(feh, xfe)
 
@@ -258,6 +318,6 @@ def _strength(
         (interpolate_atmosphere(5000.0, 3.0, 0.0).log_tau_ross >= -4.0)
         & (interpolate_atmosphere(5000.0, 3.0, 0.0).log_tau_ross <= 0.5)
     )
-    tt, gg = np.meshgrid(teffs, REFERENCE_LOGG)
+    tt, gg = np.meshgrid(teffs, loggs)
     r, w = jax.jit(jax.vmap(measure))(jnp.asarray(tt.ravel()), jnp.asarray(gg.ravel()))  # one compiled call
     return np.asarray(r)[:, :, forming].max(axis=(0, 2)), np.asarray(w)[:, :, forming].max(axis=(0, 2))

@@ -197,6 +197,7 @@ def line_synthesizer(
     extra_lines: LineData | None = None,
     teff_min: float | None = None,
     feh_max: float | None = None,
+    logg_max: float | None = None,
 ) -> tuple[Callable, LineData]:
     """The realistic synthesizer with the lines' log gf as an input (for the solar calibration).
 
@@ -205,14 +206,15 @@ def line_synthesizer(
     calibration's empirical lines in range, then ``extra_lines``; ``lines.log_gf`` holds the ``loggf`` choice's
     values. Pure JAX and differentiable in both arguments. ``settings``: angles, depths and Voigt terms
     (:mod:`.settings`). ``molecules="on"``: molecular equilibrium and the molecular lines (their log gf are
-    fixed, not an input). ``teff_min``, ``feh_max``: lines selected only for stars at least that hot and at most that
-    metal-rich (fewer; see :func:`~stellarinf.synth.selection.selection_tier`), so other labels are not synthesised
-    accurately.
+    fixed, not an input). ``teff_min``, ``feh_max``, ``logg_max``: line windows sized only for stars at least that
+    hot and at most that metal-rich and dense (narrower; see :func:`~stellarinf.synth.selection.selection_tier`), so
+    other labels are not synthesised accurately.
     """
     depth_index = np.asarray(settings.depth_index)
     wl_lo, wl_hi = float(wavelength[0]), float(wavelength[-1])
     rng = (round(wl_lo, 3), round(wl_hi, 3))
-    idx, half_width = select_lines(*rng, damping=damping, teff_min=teff_min, feh_max=feh_max)
+    tier = dict(teff_min=teff_min, feh_max=feh_max, logg_max=logg_max)
+    idx, half_width = select_lines(*rng, damping=damping, **tier)
     lines = line_data(idx, loggf, damping)
     more = [select_empirical_lines(*rng, damping)] if loggf == "solar" else []
     if extra_lines is not None:
@@ -223,7 +225,7 @@ def line_synthesizer(
     with_molecules = molecules == "on"
     all_lines, mol_gf = lines, np.zeros(0)
     if with_molecules:
-        m_idx, m_half_width = select_molecular_lines(*rng, teff_min=teff_min, feh_max=feh_max)
+        m_idx, m_half_width = select_molecular_lines(*rng, **tier)
         m_lines = molecular_line_data(m_idx)
         all_lines, mol_gf = concat_lines(lines, m_lines), m_lines.log_gf
         half_width = np.concatenate([half_width, m_half_width])
@@ -299,14 +301,12 @@ def _realistic(
     molecules: str = DEFAULT_MOLECULES,
     tier: Tier = Tier(),
 ) -> Callable:
-    fn, lines = line_synthesizer(
-        wavelength, names, loggf, damping, settings, molecules, teff_min=tier.teff_min, feh_max=tier.feh_max
-    )
+    fn, lines = line_synthesizer(wavelength, names, loggf, damping, settings, molecules, **tier._asdict())
     log_gf = np.asarray(lines.log_gf)
     return lambda labels: fn(labels, log_gf)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=128)  # a grid in tier batches holds one per tier (up to 36 per window)
 def _cached(
     key,
     names: tuple[str, ...],
@@ -338,6 +338,7 @@ def make_synthesizer(
     molecules: str = DEFAULT_MOLECULES,
     teff_min: float | None = None,
     feh_max: float | None = None,
+    logg_max: float | None = None,
 ) -> Callable:
     """Pure JAX ``labels[n_labels] → (flux[n_wl], continuum[n_wl])`` (not jitted; wrap in ``jax.jit``/``vmap``).
 
@@ -356,10 +357,11 @@ def make_synthesizer(
         molecules: "off" (atoms only, the default: what all shipped emulators but the blue arm's learned) or "on" (molecular
             equilibrium of H, C, N, O, Mg and the CH, MgH, C2, CN lines; realistic fidelity only).
 
-        teff_min, feh_max: serve only stars at least this hot and at most this metal-rich (realistic fidelity): the
-            lines are selected in the reference atmospheres of that tier (:func:`~stellarinf.synth.selection.selection_tier`),
-            which is cheaper; other labels are not synthesised accurately (``stellarinf grid`` groups its batches by
-            Teff and [Fe/H], each using the tier of its coolest and most metal-rich star).
+        teff_min, feh_max, logg_max: serve only stars at least this hot, at most this metal-rich and at most this log g
+            (realistic fidelity): the lines' windows are sized in the reference atmospheres of that tier
+            (:func:`~stellarinf.synth.selection.selection_tier`), which is cheaper; other labels are not synthesised
+            accurately (``stellarinf grid`` groups its batches by tier, each using the tier of its coolest, most
+            metal-rich and densest star).
 
     ``flux`` is normalised by the continuum-only solution; ``continuum`` is the astrophysical surface
     flux F_λ (erg s⁻¹ cm⁻² Å⁻¹). No validation inside: check labels with :func:`validate_labels`.
@@ -382,7 +384,7 @@ def make_synthesizer(
         check_damping(damping),
         settings,
         check_molecules(molecules),
-        selection_tier(teff_min, feh_max) if fidelity == "realistic" else Tier(),
+        selection_tier(teff_min, feh_max, logg_max) if fidelity == "realistic" else Tier(),
     )
 
 
