@@ -79,6 +79,8 @@ def main(argv=None):
                 seconds = time.perf_counter() - t0
                 grid = read_grid(path)
                 flux[selection] = grid.flux[: args.n]
+                if selection == "box":  # the compared rows (the batch run's first args.n are the same)
+                    names, labels, wavelength = grid.label_space.names, grid.labels, grid.wavelength
                 row[selection] = {
                     "rows": n,
                     "spectra_per_second": n / seconds,
@@ -93,8 +95,8 @@ def main(argv=None):
                 "max_percent": float(100 * np.max(np.abs(d))),
                 "stars": int(d.shape[0]),
                 "worst": {
-                    "labels": dict(zip(grid.label_space.names, map(float, grid.labels[star]))),
-                    "wavelength": float(grid.wavelength[pixel]),
+                    "labels": dict(zip(names, map(float, labels[star]))),
+                    "wavelength": float(wavelength[pixel]),
                 },
             }
             row["speed_ratio"] = row["batch"]["spectra_per_second"] / row["box"]["spectra_per_second"]

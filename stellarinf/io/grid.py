@@ -62,6 +62,12 @@ PHYSICS_DEFAULTS = {
 }
 # values older files recorded under a name since changed (the preset renames live with the presets)
 PHYSICS_RENAMED = {"synth_settings": LEGACY_NAMES}
+# keys no option of this version can set back: what to do instead of rerunning with the file's value
+PHYSICS_FIXES = {
+    "loggf_calibration": "the solar log gf calibration of its window changed since (data/loggf_solar.ecsv, "
+    "data/lines_solar_empirical.ecsv); restore the tables it was made with to resume or extend it",
+    "line_tiers": "finish it with the stellarinf version that started it (its line-selection tiers)",
+}
 
 
 @dataclasses.dataclass
@@ -364,14 +370,7 @@ class GridWriter:
             was = old.get(key, PHYSICS_DEFAULTS.get(key))
             was = PHYSICS_RENAMED.get(key, {}).get(was, was)
             if was is not None and was != self.metadata[key]:
-                fix = (
-                    "the solar log gf calibration of its window changed since (data/loggf_solar.ecsv, "
-                    "data/lines_solar_empirical.ecsv); restore the tables it was made with to resume or extend it"
-                    if key == "loggf_calibration"
-                    else "finish it with the stellarinf version that started it (its line-selection tiers)"
-                    if key == "line_tiers"
-                    else f"rerun with {key}={was!r} to resume or extend it"
-                )
+                fix = PHYSICS_FIXES.get(key, f"rerun with {key}={was!r} to resume or extend it")
                 raise GridFileError(
                     f"{where} was made with {key}={was!r}, not {self.metadata[key]!r}: its spectra and these would not "
                     f"match; {fix}, or choose another output path"
