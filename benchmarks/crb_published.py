@@ -98,7 +98,11 @@ PUBLISHED = {
         "(current high-resolution spectrographs); the stored copies available here hold the abstract and front "
         "matter of the ar5iv page, Chem-I-Calc's code and docs, and the notebooks of sections 2, 3, 5, 6 and the "
         "appendices, but not section 4's notebook nor the figure's pixels. Fill 'values' from the figure "
-        "(log axis: quote the read-off uncertainty) and rerun to get the ratios."
+        "(log axis: quote the read-off uncertainty) and rerun to get the ratios. Searched again in the "
+        "twenty-sixth session: no printed HR15 bound anywhere in the stored repository; its only printed bounds "
+        "are the tutorial's DEIMOS 1200G x RGB_m1.5 (notebooks/chemicalc_tutorial.ipynb, commit 6c0fcdec, the cell "
+        "with execution_count 89: Teff 30 K, log g 0.185, Fe 0.037 dex), at an exposure-time-calculator S/N that "
+        "is not printed and over 6500-9000 A, beyond this line list: not comparable either."
     ),
 }
 

@@ -488,7 +488,8 @@ def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_lost(first, manifest
     thread.join(timeout=600)
     assert not thread.is_alive() and "error" not in box, box
     again = box["result"]
-    assert again.counts["fitted_now"] == len(TRUTHS) and again.counts["missing"] == 0
+    # the reasons say whether a star's fit or the cluster failed (this test has failed once under heavy load)
+    assert again.counts["fitted_now"] == len(TRUTHS) and again.counts["missing"] == 0, (again.counts, again.failed)
     _assert_same_catalogue(again.table, result.table)
 
 

@@ -1,6 +1,8 @@
 """Line selection per tier of similar stars: the box's lines with narrower windows for hotter, more metal-poor and
 lower-gravity stars, the same spectra."""
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -96,6 +98,55 @@ def test_a_grid_in_teff_batches_matches_one_selection_for_the_box(tmp_path, monk
     with pytest.raises(GridFileError, match="line-selection tiers"):
         generate_grid(tmp_path / "batch.h5", **{**opts, "n": 10})
     monkeypatch.undo()
+    assert box.metadata["line_windows"] == selection.window_scheme()  # nor with other line windows (box or batch)
+    monkeypatch.setattr(selection, "window_scheme", lambda: "to the edge tolerance at vmic 0.5 km/s")
+    with pytest.raises(GridFileError, match="Doppler cores of high-vmic stars"):
+        generate_grid(tmp_path / "box.h5", **{**opts, "line_selection": "box", "n": 10})
+    monkeypatch.undo()
     monkeypatch.setattr(selection, "calibration_fingerprint", lambda *a, **k: "recalibrated")
     with pytest.raises(GridFileError, match="calibration of its window changed"):
         generate_grid(tmp_path / "batch.h5", **{**opts, "n": 10})
+
+
+def test_a_smaller_edge_tolerance_widens_the_windows_of_the_same_lines():
+    """The edge tolerance sets only where windows end: the same lines, never narrower, and a damping wing's window
+    grows as tolerance^-1/2 (Lorentzian), a Doppler core's far less (Gaussian)."""
+    lo, hi = 4733.0, 4741.0
+    idx, hw = select_lines(lo, hi)
+    wide_idx, wide_hw = select_lines(lo, hi, edge_tolerance=1e-4)
+    np.testing.assert_array_equal(idx, wide_idx)
+    growth = wide_hw / hw
+    assert np.all(growth >= 1.0 - 1e-12) and growth.max() == pytest.approx(np.sqrt(10.0), rel=0.02)
+    assert np.median(growth) < np.sqrt(10.0)  # not every window is a damping wing's
+
+
+def test_windows_hold_the_doppler_cores_of_the_box_s_highest_vmic(monkeypatch):
+    """A cool metal-rich dwarf at vmic 2.5 km/s (the box's top) synthesises as with 10x wider windows; with windows
+    sized at vmic 0.5 km/s only (the rating's, as before the fix), its line cores were cut by several 0.1 %."""
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    from stellarinf.synth import selection
+    from stellarinf.synth.settings import DEFAULT_SETTINGS
+
+    synth_module = importlib.import_module("stellarinf.synth.synthesize")  # (the package re-exports its function)
+    fine = fine_grid(4841.0, 4851.0)
+    names = ("teff", "logg", "feh", "vmic")
+    x = jnp.asarray([4484.0, 4.33, 0.2, 2.5])
+    wide = dataclasses.replace(DEFAULT_SETTINGS, edge_tolerance=1e-4)
+
+    def max_cut():
+        for cached in (selection.select_lines, selection.select_molecular_lines, synth_module._cached):
+            cached.cache_clear()
+        flux = [make_synthesizer(fine, names, molecules="on", settings=s)(x)[0] for s in (DEFAULT_SETTINGS, wide)]
+        diff = np.asarray(broaden(flux[0] - flux[1], velocity_step(fine), resolution=28000.0))[50:-50]
+        return np.abs(diff).max()
+
+    now = max_cut()
+    monkeypatch.setattr(selection, "WINDOW_VMIC", selection.RATING_VMIC)
+    before = max_cut()
+    monkeypatch.undo()
+    for cached in (selection.select_lines, selection.select_molecular_lines, synth_module._cached):
+        cached.cache_clear()
+    assert now < 1.5e-3 and before > 2 * now, (now, before)

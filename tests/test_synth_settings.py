@@ -68,6 +68,10 @@ def test_settings_are_validated():
         SynthSettings(voigt_terms=20)
     with pytest.raises(ValueError, match="depth_index"):
         SynthSettings(depth_index=(30, 20, 40, 50, 51, 52, 53, 54, 55, 56))
+    with pytest.raises(ValueError, match="edge_tolerance"):
+        SynthSettings(edge_tolerance=0.0)
+    # the reference resolves the line windows further too (10x lower opacity at their edges)
+    assert REFERENCE_SETTINGS.edge_tolerance == pytest.approx(0.1 * DEFAULT_SETTINGS.edge_tolerance)
     assert len(REFERENCE_SETTINGS.depth_index) == 72 and STANDARD_SETTINGS == SynthSettings()
     # the default reaches log tau = -6.75 (ATLAS9 index 1) and keeps the standard depths below -5
     assert DEFAULT_SETTINGS == EXTENDED_SETTINGS and EXTENDED_SETTINGS.depth_index[0] == 1

@@ -91,7 +91,7 @@ def generate_grid(
     from ..synth.data import linelist, molecular_linelist
     from ..synth.hydrogen import CENTROIDS
     from ..synth.observed import padded_fine_grid, resolve_window
-    from ..synth.selection import calibration_fingerprint, selection_tier, tier_scheme
+    from ..synth.selection import calibration_fingerprint, selection_tier, tier_scheme, window_scheme
     from ..synth.settings import DEFAULT_PRESET, fine_resolution, preset_name, settings_preset
     from ..synth.synthesize import make_synthesizer, validate_labels
 
@@ -134,7 +134,9 @@ def generate_grid(
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     if fidelity == "realistic":  # (schematic grids have neither: an old one resumes without a mismatch)
-        metadata.update(synth_settings=settings, hydrogen=CENTROIDS, line_selection=line_selection)
+        metadata.update(
+            synth_settings=settings, hydrogen=CENTROIDS, line_selection=line_selection, line_windows=window_scheme()
+        )
         if line_selection == "batch":  # the tier edges decide each batch's lines
             metadata.update(line_tiers=tier_scheme())
         if loggf == "solar":  # which calibration of this window's lines (older files recorded none)

@@ -48,6 +48,7 @@ PHYSICS_KEYS = (
     "molecules",
     "line_selection",
     "line_tiers",
+    "line_windows",
     "synth_settings",
     "hydrogen",
     "atmospheres",
@@ -59,6 +60,7 @@ PHYSICS_DEFAULTS = {
     "molecules": "off",
     "line_selection": "box",
     "line_tiers": "Teff 4750/5500/6250/7000; [Fe/H] -1.5/-0.5",  # batch grids of the twenty-fourth session
+    "line_windows": "to the edge tolerance at vmic 0.5 km/s",  # grids up to the twenty-fifth session
 }
 # values older files recorded under a name since changed (the preset renames live with the presets)
 PHYSICS_RENAMED = {"synth_settings": LEGACY_NAMES}
@@ -67,6 +69,8 @@ PHYSICS_FIXES = {
     "loggf_calibration": "the solar log gf calibration of its window changed since (data/loggf_solar.ecsv, "
     "data/lines_solar_empirical.ecsv); restore the tables it was made with to resume or extend it",
     "line_tiers": "finish it with the stellarinf version that started it (its line-selection tiers)",
+    "line_windows": "finish it with the stellarinf version that started it (its line windows: the Doppler cores of "
+    "high-vmic stars were cut before the twenty-sixth session)",
 }
 
 

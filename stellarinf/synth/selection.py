@@ -3,14 +3,17 @@
 Each line's peak line-to-continuum opacity ratio and its damping reach are evaluated in a set of
 reference atmospheres spanning the default label box, at its most favourable corner for lines
 ([Fe/H] = +0.5, every [X/Fe] = +0.5, vmic = 0.5 km/s); lines whose ratio never exceeds
-:data:`STRENGTH_CUT` in the line-forming layers are dropped.
+:data:`STRENGTH_CUT` in the line-forming layers are dropped. A window reaches as far as the line's profile stays
+above the edge tolerance (1e-3 of the continuum opacity; :class:`~stellarinf.synth.settings.SynthSettings`), at
+vmic 0.5 or 2.5 km/s, whichever reaches further (the box's top vmic widens the Doppler cores).
 
 A selection can also serve only stars with Teff ≥ ``teff_min``, [Fe/H] ≤ ``feh_max`` and log g ≤ ``logg_max`` (a
 :class:`Tier`, :func:`selection_tier`): it keeps every line of the box's selection, with the window each needs in
 the tier's reference atmospheres only (the Teff tier's edge and the box's reference Teffs above it, the reference
 log g at or below the log g tier, at the [Fe/H] tier), never wider than the box's. Cool, metal-rich, high-pressure
 atmospheres are where molecular bands and the damping wings reach furthest, so the other tiers need far fewer
-(line, pixel) pairs (the four GALAH arms with molecules, km/s of window summed over 30,049 lines: 866k for the whole
+(line, pixel) pairs (the four GALAH arms with molecules, km/s of window summed over 30,049 lines, sized at vmic 0.5
+km/s only as before the twenty-sixth session: 866k for the whole
 box, 640k from 4375 K, 444k from 4750 K, 292k from 5500 K, 254k from 6250 K; giants, log g ≤ 3: 688k, 491k, 314k,
 193k, 162k), and a grid computed in batches of similar stars costs much less.
 """
@@ -56,6 +59,10 @@ TEFF_TIERS = (4375.0, 4750.0, 5500.0, 6250.0, 7000.0)
 FEH_TIERS = (-1.5, -0.5)  # [Fe/H] at which the metal-poor tiers are rated (the box's own corner is +0.5)
 LOGG_TIERS = (3.0,)  # giants: the reference atmospheres with log g ≤ 3 only (narrower damping wings)
 BOX_FEH = 0.5
+# Windows are sized for the Doppler cores at the label box's largest vmic (labels.DEFAULT_STELLAR_BOUNDS): at 0.5 km/s,
+# as lines are rated, a star at 2.5 km/s lost up to 0.8 % of the continuum to its cut cores (twenty-sixth session).
+WINDOW_VMIC = 2.5
+RATING_VMIC = 0.5  # lines are rated (the strength cut) where they are strongest: the narrowest cores
 
 
 class Tier(NamedTuple):
@@ -86,6 +93,11 @@ def tier_scheme() -> str:
     )
 
 
+def window_scheme() -> str:
+    """How line windows are sized, as a realistic grid records it (another rule gives other spectra)."""
+    return f"to the edge tolerance at vmic {RATING_VMIC:g} and {WINDOW_VMIC:g} km/s"
+
+
 def _reference_teffs(tier: Tier) -> tuple[float, ...]:
     if tier.teff_min is None:
         return REFERENCE_TEFF
@@ -107,7 +119,15 @@ def _tier_key(tier: Tier) -> list:
 LINE_MARGIN = 3.0  # Å: lines this far outside the grid still contribute wings
 
 
-def _cache_path(wmin: float, wmax: float, strength_cut: float, extra: list, table: str, tier: Tier = Tier()) -> Path:
+def _cache_path(
+    wmin: float,
+    wmax: float,
+    strength_cut: float,
+    extra: list,
+    table: str,
+    tier: Tier = Tier(),
+    edge_tolerance: float = EDGE_TOLERANCE,
+) -> Path:
     """The disk cache of a selection from line list ``table``; ``extra``: what else it depends on (data files' names
     and modification times beyond the settings, the line list and the atmospheres)."""
     key = json.dumps(
@@ -120,7 +140,8 @@ def _cache_path(wmin: float, wmax: float, strength_cut: float, extra: list, tabl
             *_tier_key(tier),
             REFERENCE_LOGG,
             LINE_MARGIN,
-            EDGE_TOLERANCE,
+            edge_tolerance,
+            ["window vmic", WINDOW_VMIC],
             UNSOLD_ENHANCEMENT,
             __version__,
             os.path.getmtime(data_file(table)),
@@ -140,6 +161,7 @@ def select_lines(
     teff_min: float | None = None,
     feh_max: float | None = None,
     logg_max: float | None = None,
+    edge_tolerance: float = EDGE_TOLERANCE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices into the line list, required window half-width in km/s) for lines in [wmin, wmax], with the
     damping constants of ``damping`` (they set how far the wings reach); ``teff_min``, ``feh_max``, ``logg_max``: for
@@ -154,14 +176,17 @@ def select_lines(
     if calibration.exists():
         extra = extra + [os.path.getmtime(calibration)]
     tier = selection_tier(teff_min, feh_max, logg_max)
-    path = _cache_path(wmin, wmax, strength_cut, extra, "linelist.ecsv", tier)
+    path = _cache_path(wmin, wmax, strength_cut, extra, "linelist.ecsv", tier, edge_tolerance)
     if tier == Tier():
-        return _cached_on_disk(path, lambda: _select(wmin, wmax, strength_cut, damping))
-    box = select_lines(wmin, wmax, strength_cut, damping)
-    return _cached_on_disk(path, lambda: _narrowed(box, _rating_lines(box[0], damping), _ATOM_XFE, False, tier))
+        return _cached_on_disk(path, lambda: _select(wmin, wmax, strength_cut, damping, edge_tolerance))
+    box = select_lines(wmin, wmax, strength_cut, damping, edge_tolerance=edge_tolerance)
+    lines = _rating_lines(box[0], damping)
+    return _cached_on_disk(path, lambda: _narrowed(box, lines, _ATOM_XFE, False, tier, edge_tolerance))
 
 
-def _narrowed(box, lines: LineData, xfe, molecules: bool, tier: Tier) -> tuple[np.ndarray, np.ndarray]:
+def _narrowed(
+    box, lines: LineData, xfe, molecules: bool, tier: Tier, edge_tolerance: float
+) -> tuple[np.ndarray, np.ndarray]:
     """A tier's selection: every line of the box's selection ``box`` (``lines``: their data), with the window its
     profile needs in the tier's reference atmospheres, never wider than the box's nor narrower than 3 km/s.
 
@@ -171,7 +196,8 @@ def _narrowed(box, lines: LineData, xfe, molecules: bool, tier: Tier) -> tuple[n
     if idx.size == 0:
         return box
     feh = BOX_FEH if tier.feh_max is None else tier.feh_max
-    _, width = _strength(lines, jnp.asarray(xfe), molecules, _reference_teffs(tier), feh, _reference_loggs(tier))
+    refs = (_reference_teffs(tier), feh, _reference_loggs(tier))
+    _, width = _strength(lines, jnp.asarray(xfe), molecules, *refs, tolerance=edge_tolerance)
     return idx, np.maximum(np.minimum(width, box_hw), 3.0)
 
 
@@ -198,12 +224,14 @@ _MOLECULE_XFE = np.zeros(93)
 _MOLECULE_XFE[[6, 7, 12]] = 0.5  # C, N, Mg at the top; oxygen solar-scaled (it binds carbon in CO)
 
 
-def _select(wmin: float, wmax: float, strength_cut: float, damping: str) -> tuple[np.ndarray, np.ndarray]:
+def _select(
+    wmin: float, wmax: float, strength_cut: float, damping: str, edge_tolerance: float
+) -> tuple[np.ndarray, np.ndarray]:
     ll = linelist()
     idx = np.flatnonzero((ll.wavelength >= wmin - LINE_MARGIN) & (ll.wavelength <= wmax + LINE_MARGIN))
     if idx.size == 0:
         return idx, np.zeros(0)
-    return _keep_strong(idx, _rating_lines(idx, damping), _ATOM_XFE, False, strength_cut)
+    return _keep_strong(idx, _rating_lines(idx, damping), _ATOM_XFE, False, strength_cut, edge_tolerance)
 
 
 def _rating_lines(idx: np.ndarray, damping: str) -> LineData:
@@ -260,31 +288,35 @@ def select_molecular_lines(
     teff_min: float | None = None,
     feh_max: float | None = None,
     logg_max: float | None = None,
+    edge_tolerance: float = EDGE_TOLERANCE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """As :func:`select_lines` for the molecular list (rows of ``data/linelist_molecules.ecsv``), rated with the
     molecular equilibrium at the box's most favourable corner for molecules: [Fe/H] = +0.5, [C/Fe] = [N/Fe] =
     [Mg/Fe] = +0.5 and oxygen solar-scaled (oxygen binds carbon in CO). Cached on disk like :func:`select_lines`."""
     extra = ["molecules", os.path.getmtime(data_file("molecules.ecsv"))]
     tier = selection_tier(teff_min, feh_max, logg_max)
-    path = _cache_path(wmin, wmax, strength_cut, extra, "linelist_molecules.ecsv", tier)
+    path = _cache_path(wmin, wmax, strength_cut, extra, "linelist_molecules.ecsv", tier, edge_tolerance)
     if tier == Tier():
-        return _cached_on_disk(path, lambda: _select_molecular(wmin, wmax, strength_cut))
-    box = select_molecular_lines(wmin, wmax, strength_cut)
-    return _cached_on_disk(path, lambda: _narrowed(box, molecular_line_data(box[0]), _MOLECULE_XFE, True, tier))
+        return _cached_on_disk(path, lambda: _select_molecular(wmin, wmax, strength_cut, edge_tolerance))
+    box = select_molecular_lines(wmin, wmax, strength_cut, edge_tolerance=edge_tolerance)
+    lines = molecular_line_data(box[0])
+    return _cached_on_disk(path, lambda: _narrowed(box, lines, _MOLECULE_XFE, True, tier, edge_tolerance))
 
 
-def _select_molecular(wmin: float, wmax: float, strength_cut: float) -> tuple[np.ndarray, np.ndarray]:
+def _select_molecular(
+    wmin: float, wmax: float, strength_cut: float, edge_tolerance: float
+) -> tuple[np.ndarray, np.ndarray]:
     ml = molecular_linelist()
     idx = np.flatnonzero((ml.wavelength >= wmin - LINE_MARGIN) & (ml.wavelength <= wmax + LINE_MARGIN))
     if idx.size == 0:
         return idx, np.zeros(0)
-    return _keep_strong(idx, molecular_line_data(idx), _MOLECULE_XFE, True, strength_cut)
+    return _keep_strong(idx, molecular_line_data(idx), _MOLECULE_XFE, True, strength_cut, edge_tolerance)
 
 
-def _keep_strong(idx: np.ndarray, lines: LineData, xfe, molecules: bool, strength_cut: float):
+def _keep_strong(idx: np.ndarray, lines: LineData, xfe, molecules: bool, strength_cut: float, edge_tolerance: float):
     """(the rows ``idx`` of ``lines`` whose ratio exceeds ``strength_cut`` anywhere in the box, their window
     half-widths ≥ 3 km/s)."""
-    ratio_max, width_max = _strength(lines, jnp.asarray(xfe), molecules)
+    ratio_max, width_max = _strength(lines, jnp.asarray(xfe), molecules, tolerance=edge_tolerance)
     keep = ratio_max > strength_cut
     return idx[keep], np.maximum(width_max[keep], 3.0)
 
@@ -296,6 +328,7 @@ def _strength(
     teffs: tuple[float, ...] = REFERENCE_TEFF,
     feh: float = BOX_FEH,
     loggs: tuple[float, ...] = REFERENCE_LOGG,
+    tolerance: float = EDGE_TOLERANCE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each line's largest line-to-continuum opacity ratio in the line-forming layers of the reference
     atmospheres (``teffs`` × ``loggs``) at [Fe/H] = ``feh`` and ``xfe``, and the half-width (km/s) its profile needs
@@ -307,12 +340,18 @@ def _strength(
         atm = interpolate_atmosphere(teff, logg, feh, 0.0)
         pops = populations(atm.temperature, atm.gas_pressure, atm.electron_density, logeps, molecules)
         a, s = continuum_opacity(wl, atm.temperature, atm.electron_density, pops)
-        p = line_params(lines, atm.temperature, atm.electron_density, pops, 0.5)
-        ratio = p.amplitude / (a + s).T  # (n_lines, n_depth) per unit H(a, v)
-        # Half-width where the profile drops to EDGE_TOLERANCE: Gaussian core or Lorentzian wing.
-        core = jnp.sqrt(jnp.log(jnp.maximum(ratio / EDGE_TOLERANCE, 1.0)))
-        wing = jnp.sqrt(ratio * p.damping / (1.7725 * EDGE_TOLERANCE))
-        return ratio, jnp.maximum(core, wing) * p.doppler_kms
+
+        def reach(vmic):
+            p = line_params(lines, atm.temperature, atm.electron_density, pops, vmic)
+            ratio = p.amplitude / (a + s).T  # (n_lines, n_depth) per unit H(a, v)
+            # Half-width where the profile drops to ``tolerance``: Gaussian core or Lorentzian wing.
+            core = jnp.sqrt(jnp.log(jnp.maximum(ratio / tolerance, 1.0)))
+            wing = jnp.sqrt(ratio * p.damping / (1.7725 * tolerance))
+            return ratio, jnp.maximum(core, wing) * p.doppler_kms
+
+        ratio, width = reach(RATING_VMIC)
+        # a wider Doppler core reaches further at the same tolerance (the Lorentzian wing does not depend on it)
+        return ratio, jnp.maximum(width, reach(WINDOW_VMIC)[1])
 
     forming = np.asarray(
         (interpolate_atmosphere(5000.0, 3.0, 0.0).log_tau_ross >= -4.0)

@@ -213,7 +213,7 @@ def line_synthesizer(
     depth_index = np.asarray(settings.depth_index)
     wl_lo, wl_hi = float(wavelength[0]), float(wavelength[-1])
     rng = (round(wl_lo, 3), round(wl_hi, 3))
-    tier = dict(teff_min=teff_min, feh_max=feh_max, logg_max=logg_max)
+    tier = dict(teff_min=teff_min, feh_max=feh_max, logg_max=logg_max, edge_tolerance=settings.edge_tolerance)
     idx, half_width = select_lines(*rng, damping=damping, **tier)
     lines = line_data(idx, loggf, damping)
     more = [select_empirical_lines(*rng, damping)] if loggf == "solar" else []
