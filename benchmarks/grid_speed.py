@@ -95,7 +95,7 @@ def main(argv=None):
                 }
                 print(f"{arm} {selection}: {n / seconds:.2f} spectra/s (first run {first:.0f} s)", flush=True)
 
-            def compare(a, b):
+            def compare(a, b_name, b):
                 """rms and largest |a − b| (percent of the continuum) and where the largest is."""
                 d = flux[a][: b.shape[0]].astype(np.float64) - b
                 star, pixel = np.unravel_index(np.argmax(np.abs(d)), d.shape)
@@ -107,23 +107,25 @@ def main(argv=None):
                     "worst": worst,
                 }
                 print(
-                    f"{arm}: {a} vs {'box' if b is flux['box'] else 'reference'}: rms {out['rms_percent']:.4f} %, "
+                    f"{arm}: {a} vs {b_name}: rms {out['rms_percent']:.4f} %, "
                     f"max {out['max_percent']:.4f} % at {worst['wavelength']:.2f} Å",
                     flush=True,
                 )
                 return out
 
-            row["batch_vs_box"] = compare("batch", flux["box"])
+            row["batch_vs_box"] = compare("batch", "box", flux["box"])
             row["speed_ratio"] = row["batch"]["spectra_per_second"] / row["box"]["spectra_per_second"]
             print(f"{arm}: batch / box speed {row['speed_ratio']:.2f}", flush=True)
             n_ref = min(args.n_reference, args.n)
             if n_ref > 0:
                 t0 = time.perf_counter()
                 ref_opts = dict(opts, n=n_ref, line_selection="box", settings="reference")
-                reference = read_grid(generate_grid(Path(tmp) / f"{arm}_reference.h5", **ref_opts)).flux
+                reference = read_grid(generate_grid(Path(tmp) / f"{arm}_reference.h5", **ref_opts)).flux.astype(
+                    np.float64
+                )
                 row["reference"] = {"rows": n_ref, "seconds_with_compiles": time.perf_counter() - t0}
-                row["box_vs_reference"] = compare("box", reference.astype(np.float64))
-                row["batch_vs_reference"] = compare("batch", reference.astype(np.float64))
+                row["box_vs_reference"] = compare("box", "reference", reference)
+                row["batch_vs_reference"] = compare("batch", "reference", reference)
             rows.append(row)
 
     galah = [r for r in rows if r["arm"].startswith("galah-")]

@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import __version__
 from ..io.atomic import atomic_path
+from ..labels import DEFAULT_STELLAR_BOUNDS
 from ..paths import data_dir, data_file
 from .abundances import log_abundances
 from .atmosphere import interpolate_atmosphere
@@ -59,10 +60,9 @@ TEFF_TIERS = (4375.0, 4750.0, 5500.0, 6250.0, 7000.0)
 FEH_TIERS = (-1.5, -0.5)  # [Fe/H] at which the metal-poor tiers are rated (the box's own corner is +0.5)
 LOGG_TIERS = (3.0,)  # giants: the reference atmospheres with log g ≤ 3 only (narrower damping wings)
 BOX_FEH = 0.5
-# Windows are sized for the Doppler cores at the label box's largest vmic (labels.DEFAULT_STELLAR_BOUNDS): at 0.5 km/s,
-# as lines are rated, a star at 2.5 km/s lost up to 0.8 % of the continuum to its cut cores (twenty-sixth session).
-WINDOW_VMIC = 2.5
-RATING_VMIC = 0.5  # lines are rated (the strength cut) where they are strongest: the narrowest cores
+# Windows are sized for the Doppler cores at the label box's largest vmic too: at 0.5 km/s only, as lines are rated,
+# a star at 2.5 km/s lost up to 0.8 % of the continuum to its cut cores (twenty-sixth session).
+RATING_VMIC, WINDOW_VMIC = DEFAULT_STELLAR_BOUNDS["vmic"]  # rated where lines are strongest: the narrowest cores
 
 
 class Tier(NamedTuple):
