@@ -69,6 +69,7 @@ Layout (one idea per module):
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 
 __version__ = "0.1.0"
@@ -92,6 +93,34 @@ def enable_float64() -> None:
         jax.config.update("jax_enable_x64", True)
 
 
+COMPILATION_CACHE_BYTES = 4 * 2**30  # JAX evicts the least recently used programs beyond this
+
+
+def enable_compilation_cache(min_compile_seconds: float = 2.0) -> None:
+    """Keep compiled XLA programs on disk (JAX's persistent compilation cache), so a later process loads them
+    instead of compiling them again: a grid resumed or extended, a second grid of the same window, another forecast.
+
+    The folder is ``jax/`` in :func:`stellarinf.paths.cache_dir` (``$STELLARINF_CACHE`` or ``~/.cache/stellarinf``),
+    at most :data:`COMPILATION_CACHE_BYTES`; only programs that took at least ``min_compile_seconds`` to compile are
+    kept. A cache folder already chosen (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is left as it is, and
+    ``STELLARINF_COMPILATION_CACHE=off`` turns this off. Entries are keyed by the program, the JAX version and the
+    machine's backend, so a changed program is compiled afresh. Every ``stellarinf`` command calls this; call it
+    yourself from Python. The folder must be yours alone: JAX runs what it finds there.
+    """
+    import jax
+
+    from .paths import cache_dir
+
+    if os.environ.get("STELLARINF_COMPILATION_CACHE", "").lower() in ("off", "0", "false", "no"):
+        return
+    if jax.config.jax_compilation_cache_dir:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:  # the user's own threshold wins
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
+    jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)
+
+
 # name -> (module, attribute): resolved on first access (PEP 562), so `import stellarinf` imports no JAX
 _EXPORTS = {
     "fit_spectrum": ("stellarinf.pipeline", "fit_spectrum"),
@@ -113,7 +142,7 @@ _EXPORTS = {
     "StellarinfError": ("stellarinf.errors", "StellarinfError"),
 }
 
-__all__ = ["__version__", "enable_float64", *_EXPORTS]
+__all__ = ["__version__", "enable_float64", "enable_compilation_cache", *_EXPORTS]
 
 
 def __getattr__(name: str):

@@ -84,9 +84,10 @@ def cli():
       stellarinf fit-catalog spectra/ -o cat   a survey's catalogue on a Dask cluster
       stellarinf crb --teff 5772 --logg 4.44 --feh 0 --snr 100 -o crb.json
     """
-    from . import enable_float64
+    from . import enable_compilation_cache, enable_float64
 
     enable_float64()  # every command computes atmospheres, likelihoods or Fisher matrices in float64
+    enable_compilation_cache()  # a grid's tiers, a fit's programs: loaded by the next run instead of compiled again
     warnings.showwarning = show_warning  # a user reads "warning: what and how to fix it", not our source code
 
 

@@ -1,7 +1,8 @@
-"""Where stellarinf finds its shipped data (physics tables, default models, demo spectrum).
+"""Where stellarinf finds its shipped data (physics tables, default models, demo spectrum) and keeps its caches.
 
 The ``data/`` folder sits beside the ``stellarinf/`` package in the repository (the package is
-installed in editable mode, as the README says); ``STELLARINF_DATA`` overrides the location.
+installed in editable mode, as the README says); ``STELLARINF_DATA`` overrides the location. Caches (line selections,
+compiled programs) live in ``~/.cache/stellarinf`` unless ``STELLARINF_CACHE`` names another folder.
 """
 
 from __future__ import annotations
@@ -32,3 +33,8 @@ def data_file(*parts: str) -> Path:
             f"shipped data file {path} is missing; regenerate it with `python data/build_tables.py` or restore it from git"
         )
     return path
+
+
+def cache_dir() -> Path:
+    """The folder of stellarinf's caches: ``$STELLARINF_CACHE`` or ``~/.cache/stellarinf`` (not created here)."""
+    return Path(os.environ.get("STELLARINF_CACHE") or Path.home() / ".cache" / "stellarinf")

@@ -34,7 +34,7 @@ import numpy as np
 from .. import __version__
 from ..io.atomic import atomic_path
 from ..labels import DEFAULT_STELLAR_BOUNDS
-from ..paths import data_dir, data_file
+from ..paths import cache_dir, data_dir, data_file
 from .abundances import log_abundances
 from .atmosphere import interpolate_atmosphere
 from .chemistry import populations
@@ -148,8 +148,7 @@ def _cache_path(
             os.path.getmtime(data_file("atmospheres_atlas9.h5")),
         ]
     )
-    root = Path(os.environ.get("STELLARINF_CACHE", Path.home() / ".cache" / "stellarinf"))
-    return root / f"line_selection_{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    return cache_dir() / f"line_selection_{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
 
 @functools.lru_cache(maxsize=8)

@@ -44,13 +44,18 @@ def voigt_core(a: Float[Array, "..."], v: Float[Array, "..."], n_terms: int = _N
     line cores, where that is far below the line-list uncertainties).
     """
     ell, coeffs = _WEIDEMAN[n_terms]
-    z = v + 1j * a
-    denom = ell - 1j * z
-    zz = (ell + 1j * z) / denom
-    acc = jnp.zeros_like(zz)
-    for c in coeffs:
-        acc = acc * zz + c
-    return jnp.real(2.0 * acc / denom**2 + (1.0 / SQRT_PI) / denom)
+    # Real arithmetic throughout (z = v + ia): XLA's CPU backend vectorises it, not complex numbers; the same
+    # formula at about a third of the time (the line cores are most of the realistic synthesizer's cost).
+    dr, di = ell + a, -v  # L − iz
+    nr, ni = ell - a, v  # L + iz
+    q = 1.0 / (dr * dr + di * di)
+    zr, zi = (nr * dr + ni * di) * q, (ni * dr - nr * di) * q  # Z = (L + iz) / (L − iz)
+    acc_r, acc_i = jnp.full_like(zr, coeffs[0]), jnp.zeros_like(zr)
+    for c in coeffs[1:]:
+        acc_r, acc_i = acc_r * zr - acc_i * zi + c, acc_r * zi + acc_i * zr
+    inv_r, inv_i = dr * q, -di * q  # 1 / (L − iz)
+    inv2_r, inv2_i = inv_r * inv_r - inv_i * inv_i, 2.0 * inv_r * inv_i
+    return 2.0 * (acc_r * inv2_r - acc_i * inv2_i) + inv_r / SQRT_PI
 
 
 def voigt_wing(a: Float[Array, "..."], v: Float[Array, "..."]) -> Float[Array, "..."]:
