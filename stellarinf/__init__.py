@@ -104,7 +104,8 @@ def enable_compilation_cache(min_compile_seconds: float = 2.0) -> None:
     at most :data:`COMPILATION_CACHE_BYTES`; only programs that took at least ``min_compile_seconds`` to compile are
     kept. A cache folder already chosen (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is left as it is, and
     ``STELLARINF_COMPILATION_CACHE=off`` turns this off. Entries are keyed by the program, the JAX version and the
-    machine's backend, so a changed program is compiled afresh. Every ``stellarinf`` command calls this; call it
+    machine's backend, so a changed program is compiled afresh. Processes started afterwards (fit-catalog's local Dask
+    workers) inherit the folder through ``JAX_COMPILATION_CACHE_DIR``. Every ``stellarinf`` command calls this; call it
     yourself from Python. The folder must be yours alone: JAX runs what it finds there.
     """
     import jax
@@ -115,10 +116,17 @@ def enable_compilation_cache(min_compile_seconds: float = 2.0) -> None:
         return
     if jax.config.jax_compilation_cache_dir:
         return
-    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
+    folder = str(cache_dir() / "jax")
+    jax.config.update("jax_compilation_cache_dir", folder)
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:  # the user's own threshold wins
         jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
     jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)
+    # the processes this one starts (fit-catalog's Dask workers, benchmark scripts) read these when they import JAX
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = str(
+        jax.config.jax_persistent_cache_min_compile_time_secs
+    )
+    os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(COMPILATION_CACHE_BYTES)
 
 
 # name -> (module, attribute): resolved on first access (PEP 562), so `import stellarinf` imports no JAX
