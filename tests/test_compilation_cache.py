@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 SCRIPT = """
-import time, jax, jax.numpy as jnp, stellarinf
+import jax, jax.numpy as jnp, stellarinf
 stellarinf.enable_compilation_cache(min_compile_seconds=0.0)
 print("DIR", jax.config.jax_compilation_cache_dir)
 f = jax.jit(lambda x: jnp.sin(x) @ jnp.cos(x).T + jnp.tanh(x).sum())
