@@ -121,16 +121,24 @@ def doppler_factor(rv_kms):
 
 
 def log_uniform_grid(
-    wmin: float, wmax: float, resolving_power: float, pixels_per_resolution: float = 2.5
+    wmin: float, wmax: float, resolving_power: float, pixels_per_resolution: float = 2.5, oversample: int = 1
 ) -> np.ndarray:
-    """Wavelengths (Å) uniform in ln λ with step 1/(R · pixels_per_resolution), covering [wmin, wmax]."""
+    """Wavelengths (Å) uniform in ln λ with step 1/(R · pixels_per_resolution), covering [wmin, wmax].
+
+    ``oversample`` K > 1 puts K samples in every pixel: the same first and last wavelength, step 1/K of a pixel, so
+    every K-th sample is a pixel of the K = 1 grid (what training grids that teach an emulator the wavelengths
+    between pixels store).
+    """
     if not (0 < wmin < wmax):
         raise WavelengthError(f"need 0 < wmin < wmax, got wmin={wmin}, wmax={wmax}")
     if resolving_power <= 0 or pixels_per_resolution <= 0:
         raise WavelengthError("resolving power and pixels per resolution element must be positive")
+    if int(oversample) != oversample or oversample < 1:
+        raise WavelengthError(f"oversample must be a whole number ≥ 1, got {oversample}")
     step = 1.0 / (resolving_power * pixels_per_resolution)
     n = int(np.floor(np.log(wmax / wmin) / step)) + 1
-    return wmin * np.exp(step * np.arange(n))
+    k = int(oversample)
+    return wmin * np.exp((step / k) * np.arange(k * (n - 1) + 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,9 +152,9 @@ class Window:
     pixels_per_resolution: float = 2.5
     description: str = ""
 
-    def grid(self) -> np.ndarray:
-        """The instrument pixel grid (vacuum Å, uniform in log λ)."""
-        return log_uniform_grid(self.wmin, self.wmax, self.resolution, self.pixels_per_resolution)
+    def grid(self, oversample: int = 1) -> np.ndarray:
+        """The instrument pixel grid (vacuum Å, uniform in log λ); ``oversample`` K: K samples per pixel."""
+        return log_uniform_grid(self.wmin, self.wmax, self.resolution, self.pixels_per_resolution, oversample)
 
 
 class _ModelWindows(Mapping):

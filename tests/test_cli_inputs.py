@@ -165,3 +165,16 @@ def test_forecast_says_when_the_model_error_dominates_the_noise():
         warnings.simplefilter("error", F.EmulatorErrorWarning)
         F.forecast(model, star, window=window, snr=100.0, marginalize=())  # σ = 1e-2 > error: no warning
         F.forecast(model, star, window=window, snr=1e6, marginalize=(), emulator_error=True)  # included: no warning
+
+
+def test_evaluate_reports_the_error_between_pixels_on_an_oversampled_grid(tmp_path, payne_and_grid, capsys):
+    """On a grid with every half-pixel point the Payne (its pixels: the even columns) is scored at and between them."""
+    model, _ = payne_and_grid
+    fine = tmp_path / "x2.h5"
+    make_toy_grid(n=12, n_pix=40, seed=3, oversample=2).save(fine)
+    out = tmp_path / "m.json"
+    code, err = run_main(["evaluate", "--emulator", str(model), "--grid", str(fine), "--quiet", "-o", str(out)], capsys)
+    m = json.loads(out.read_text())
+    assert code == 0 and m["n_pixels"] == 79, err
+    np.testing.assert_allclose(m["mae"], (40 * m["mae_on_pixels"] + 39 * m["mae_between_pixels"]) / 79, rtol=1e-9)
+    np.testing.assert_allclose(m["between_pixel_ratio"], m["mae_between_pixels"] / m["mae_on_pixels"])

@@ -46,15 +46,20 @@ def _tp_cfg(**kw):
     return TrainConfig(**{**base, **kw})
 
 
-CONFIGS = {"payne": _payne_cfg, "transformer-payne": _tp_cfg}
+# kind → (settings, grid); the last one trains between the pixels of an oversampled grid
+CONFIGS = {
+    "payne": (_payne_cfg, GRID),
+    "transformer-payne": (_tp_cfg, GRID),
+    "transformer-payne-continuous": (_tp_cfg, make_toy_grid(n=24, n_pix=60, seed=3, oversample=2)),
+}
 
 
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
 def test_killed_training_resumes_to_identical_parameters(tmp_path, kind):
     """Both networks: the random pixel batches of TransformerPayne are a function of the step, so a resumed
     run draws exactly the batches the uninterrupted one drew."""
-    make_cfg = CONFIGS[kind]
-    full = train(GRID, tmp_path / "full", make_cfg())
+    make_cfg, grid = CONFIGS[kind]
+    full = train(grid, tmp_path / "full", make_cfg())
 
     class Killed(Exception):
         pass
@@ -64,19 +69,42 @@ def test_killed_training_resumes_to_identical_parameters(tmp_path, kind):
             raise Killed
 
     with pytest.raises(Killed):
-        train(GRID, tmp_path / "resumed", make_cfg(), callback=kill_at_20)
+        train(grid, tmp_path / "resumed", make_cfg(), callback=kill_at_20)
     ckpt = json.loads((tmp_path / "resumed" / "checkpoint" / "state.json").read_text())
     assert ckpt["step"] == 20 and not (tmp_path / "resumed" / "model.json").exists()
-    resumed = train(GRID, tmp_path / "resumed", make_cfg())
+    resumed = train(grid, tmp_path / "resumed", make_cfg())
     assert serialise(resumed.emulator.network) == serialise(full.emulator.network)
     strip = lambda hist: [{k: v for k, v in h.items() if k != "elapsed_s"} for h in hist]  # noqa: E731
     assert strip(resumed.history) == strip(full.history)
     assert resumed.metrics["mae"] == full.metrics["mae"]
     # a finished run is returned as is, and different settings are refused with a clear message
-    again = train(GRID, tmp_path / "resumed", make_cfg())
+    again = train(grid, tmp_path / "resumed", make_cfg())
     assert again.stop_reason == "max_steps" and serialise(again.emulator.network) == serialise(full.emulator.network)
     with pytest.raises(StellarinfError, match="different settings"):
-        train(GRID, tmp_path / "resumed", make_cfg(learning_rate=1e-2))
+        train(grid, tmp_path / "resumed", make_cfg(learning_rate=1e-2))
+    expected = "continuous" if kind.endswith("continuous") else "pixels"
+    assert again.emulator.metadata["training"]["wavelengths"] == expected
+
+
+def test_checkpoints_from_before_the_wavelength_modes_resume(tmp_path):
+    """A checkpoint written before ``wavelengths`` existed trained at the grid's pixels: it resumes as that."""
+
+    class Killed(Exception):
+        pass
+
+    def kill(step, state):
+        if step == 13:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(GRID, tmp_path / "old", _payne_cfg(max_steps=20), callback=kill)
+    path = tmp_path / "old" / "checkpoint" / "state.json"
+    state = json.loads(path.read_text())
+    del state["config"]["wavelengths"]
+    path.write_text(json.dumps(state))
+    with pytest.raises(StellarinfError, match="different settings \\(wavelengths\\)"):
+        train(GRID, tmp_path / "old", _payne_cfg(max_steps=20, wavelengths="instrument"))
+    assert train(GRID, tmp_path / "old", _payne_cfg(max_steps=20)).metrics["steps"] == 20
 
 
 def test_fine_tuning_starts_from_the_model_and_keeps_frozen_groups(tmp_path):

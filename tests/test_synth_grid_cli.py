@@ -155,3 +155,42 @@ def test_files_from_before_a_physics_key_existed_are_read_as_what_made_them(tmp_
         with pytest.raises(GridFileError, match=f"{key}="):
             meta = {**same, key: value}
             GridWriter(path, got.label_space, got.wavelength, got.labels, meta, with_continuum=True, batch_size=4)
+
+
+def test_oversampled_grid_is_the_plain_grid_plus_the_half_pixel_points(tmp_path):
+    """--oversample 2 stores every half-pixel point: its even columns are, bit for bit, the grid at the instrument's
+    pixels; the odd ones lie between (each within its neighbours' range where the flux is monotonic); resuming or
+    extending it with another sampling is refused by name."""
+    from stellarinf.io.grid import GridFileError
+
+    plain = read_grid(grid_cmd.generate_grid(tmp_path / "x1.h5", n=4, **OPTS))
+    fine_path = grid_cmd.generate_grid(tmp_path / "x2.h5", n=4, oversample=2, **OPTS)
+    fine = read_grid(fine_path)
+    assert fine.oversample == 2 and plain.oversample == 1 and fine.metadata["oversample"] == 2
+    assert fine.n_pixels == 2 * plain.n_pixels - 1
+    inst = fine.instrument_pixels()
+    assert inst.oversample == 1
+    np.testing.assert_array_equal(inst.wavelength, plain.wavelength)
+    np.testing.assert_array_equal(inst.flux, plain.flux)
+    np.testing.assert_array_equal(inst.continuum, plain.continuum)
+    # the odd columns are the same smooth spectrum between the pixels: band-limited (Lanczos) interpolation of the
+    # even ones finds them to its aliasing error at 2.5 pixels per FWHM, linear interpolation does not
+    from stellarinf.emulators.interpolation import lanczos_interpolate
+
+    mid = fine.flux[:, 1::2]
+    lanczos = np.stack(
+        [np.asarray(lanczos_interpolate(fine.wavelength[1::2], plain.wavelength, f)) for f in plain.flux]
+    )
+    linear = 0.5 * (plain.flux[:, :-1] + plain.flux[:, 1:])
+    err_lanczos, err_linear = np.max(np.abs(lanczos - mid)), np.max(np.abs(linear - mid))
+    assert err_lanczos < 0.01 and err_lanczos < 0.3 * err_linear, (err_lanczos, err_linear)
+    with pytest.raises(GridFileError, match="wavelength grid"):
+        grid_cmd.generate_grid(fine_path, n=8, **OPTS)  # extending at the instrument's pixels
+    (tmp_path / "x3.h5.parts").mkdir()
+    GridWriter(
+        tmp_path / "x3.h5", fine.label_space, fine.wavelength, fine.labels, fine.metadata, with_continuum=True
+    )  # an unfinished oversampled generation ...
+    with pytest.raises(GridFileError, match="oversample=2"):  # ... is not resumed at another sampling
+        GridWriter(
+            tmp_path / "x3.h5", plain.label_space, plain.wavelength, plain.labels, plain.metadata, with_continuum=True
+        )

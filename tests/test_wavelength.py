@@ -35,3 +35,17 @@ def test_log_uniform_grid_sampling():
     with pytest.raises(WavelengthError):
         log_uniform_grid(10, 5, 1000)
     assert set(WINDOWS) >= {"galah-red", "gaia-rvs"}
+
+
+def test_oversampled_grid_holds_the_instrument_pixels_and_every_point_between():
+    w = get_window("gaia-rvs")
+    pixels = w.grid()
+    for k in (2, 3):
+        fine = w.grid(oversample=k)
+        assert fine.size == k * (pixels.size - 1) + 1 and fine[0] == pixels[0]
+        np.testing.assert_allclose(fine[::k], pixels, rtol=1e-14)  # the instrument's pixels are every k-th sample
+        np.testing.assert_allclose(np.diff(np.log(fine)), 1 / (11_500 * w.pixels_per_resolution * k), rtol=1e-9)
+    np.testing.assert_array_equal(w.grid(oversample=1), pixels)
+    for bad in (0, 1.5):
+        with pytest.raises(WavelengthError, match="oversample"):
+            w.grid(oversample=bad)

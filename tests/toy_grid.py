@@ -44,11 +44,17 @@ def toy_spectrum(labels: np.ndarray, wavelength: np.ndarray) -> tuple[np.ndarray
 
 
 def make_toy_grid(
-    n: int = 64, n_pix: int = 300, seed: int = 0, wavelength_range=TOY_RANGE, continuum: bool = True
+    n: int = 64,
+    n_pix: int = 300,
+    seed: int = 0,
+    wavelength_range=TOY_RANGE,
+    continuum: bool = True,
+    oversample: int = 1,
 ) -> SpectralGrid:
+    """``n`` toy spectra at ``n_pix`` pixels (× ``oversample`` samples per pixel, as ``stellarinf grid --oversample``)."""
     rng = np.random.default_rng(seed)
     labels = TOY_SPACE.lower + rng.random((n, len(TOY_SPACE))) * (TOY_SPACE.upper - TOY_SPACE.lower)
-    wl = np.linspace(*wavelength_range, n_pix)
+    wl = np.linspace(*wavelength_range, oversample * (n_pix - 1) + 1)
     flux, cont = toy_spectrum(labels, wl)
     return SpectralGrid(
         TOY_SPACE,
@@ -56,5 +62,5 @@ def make_toy_grid(
         wl,
         flux,
         cont if continuum else None,
-        {"generator": "toy", "seed": seed, "resolution": 50000.0},
+        {"generator": "toy", "seed": seed, "resolution": 50000.0, "oversample": oversample},
     )

@@ -64,6 +64,7 @@ def generate_grid(
     settings=None,
     molecules=DEFAULT_MOLECULES,
     line_selection="batch",
+    oversample=1,
     progress=True,
 ):
     """Make (or resume, or extend) a grid file; returns the output path. See the ``grid`` command.
@@ -78,6 +79,8 @@ def generate_grid(
     the box's lines in windows sized for stars at least as hot as its coolest, at most as metal-rich as its most
     metal-rich and at most as dense as its highest-log g star, :func:`~stellarinf.synth.selection.selection_tier`) or
     "box" (windows sized for the whole label box). Realistic fidelity only.
+    ``oversample``: K samples per instrument pixel (1: the instrument's pixels; 2: also every half-pixel point, what an
+    emulator needs to learn the flux between pixels: :func:`~stellarinf.wavelength.log_uniform_grid`).
     """
     import jax.numpy as jnp
     import numpy as np
@@ -101,7 +104,7 @@ def generate_grid(
     elements = tuple(DEFAULT_ABUNDANCE_ELEMENTS if elements is None else elements)
     space = parse_label_box(label_box, elements, alpha)
     win = resolve_window(window)
-    wavelength = win.grid()
+    wavelength = win.grid(oversample)
     settings = preset_name(settings or DEFAULT_PRESET)
     synth_settings = settings_preset(settings)
     r_fine = fine_resolution(settings)
@@ -119,6 +122,7 @@ def generate_grid(
         "wmax": win.wmax,
         "resolution": win.resolution,
         "pixels_per_resolution": win.pixels_per_resolution,
+        "oversample": int(oversample),  # samples per instrument pixel (older files: 1)
         "fine_resolution": r_fine,
         "vsini": 0.0,
         "vmacro": 0.0,
@@ -303,6 +307,14 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
     "sized for its coolest, most metal-rich, highest-log g star's tier (cheaper); box = sized for the whole box (how "
     "grids were made before; needed to resume or extend such a grid).",
 )
+@click.option(
+    "--oversample",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 8),
+    help="Samples per instrument pixel: 2 also stores every half-pixel point (the instrument's pixels are every "
+    "second column), so an emulator can learn the flux between pixels (stellarinf train --wavelengths continuous).",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def grid(
     output,
@@ -320,6 +332,7 @@ def grid(
     settings,
     molecules,
     line_selection,
+    oversample,
     no_progress,
 ):
     """Make a grid of synthetic spectra at the window's resolution (resumable: rerun to resume;
@@ -343,6 +356,7 @@ def grid(
         settings=settings,
         molecules=molecules,
         line_selection=line_selection,
+        oversample=oversample,
         progress=not no_progress,
     )
     click.echo(f"wrote {path}")

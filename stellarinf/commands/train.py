@@ -79,6 +79,15 @@ def _hidden(ctx, param, value):
     show_default=True,
     help="Random pixels per spectrum per step (TP).",
 )
+@click.option(
+    "--wavelengths",
+    type=click.Choice(["auto", "pixels", "instrument", "continuous"]),  # emulators.training.WAVELENGTH_MODES
+    default="auto",
+    show_default=True,
+    help="Where the loss is taken: continuous = anywhere between pixels (TP; needs a grid made with --oversample 2 to "
+    "be exact), instrument = the instrument's pixels of an oversampled grid, pixels = every grid column; auto = "
+    "continuous for TP and instrument for the Payne on an oversampled grid, else pixels.",
+)
 @click.option("--validate-every", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option(
     "--patience",
@@ -112,6 +121,7 @@ def train(
     warmup_steps,
     batch_spectra,
     batch_pixels,
+    wavelengths,
     validate_every,
     patience,
     seed,
@@ -138,6 +148,7 @@ def train(
         max_steps=max_steps,
         batch_spectra=batch_spectra,
         batch_pixels=batch_pixels,
+        wavelengths=wavelengths,
         validate_every=validate_every,
         patience=patience or None,
         max_minutes=max_minutes,
@@ -151,4 +162,9 @@ def train(
         f"stopped: {result.stop_reason} after {m.get('steps')} steps ({m.get('elapsed_s')} s); best validation MAE {m.get('best_val_mae'):.4g}"
     )
     click.echo(f"held-out test ({m['n_spectra']} spectra): MAE={m['mae']:.4g} MSE={m['mse']:.4g} p99={m['p99']:.4g}")
+    if "between_pixel_ratio" in m:
+        click.echo(
+            f"  at the instrument's pixels MAE={m['mae_on_pixels']:.4g}, between them {m['mae_between_pixels']:.4g} "
+            f"(ratio {m['between_pixel_ratio']:.2f})"
+        )
     click.echo(f"model written to {output}")

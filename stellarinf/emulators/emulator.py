@@ -10,7 +10,8 @@ float64 copy (e.g. for Fisher matrices).
 
 Which network is inside (what differs between kinds is read from the table in :mod:`.kinds`):
 
-- TransformerPayne answers any wavelength inside ``wavelength_range`` directly and also predicts the
+- TransformerPayne answers any wavelength inside ``wavelength_range`` directly (accurately between its training
+  pixels when it was trained there: ``stellarinf train --wavelengths continuous``) and also predicts the
   continuum (:meth:`Emulator.predict_continuum`) when its training grid had one;
 - the Payne MLP predicts the pixels of its training grid only; other wavelengths are interpolated
   between training pixels with a Lanczos-4 kernel (:mod:`.interpolation`; linear interpolation would
@@ -116,9 +117,11 @@ class Emulator(eqx.Module):
                     f"{network.config.n_pixels} pixels"
                 )
         elif tw is not None and (tw.ndim != 1 or tw.size < 8 or np.any(np.diff(tw) <= 0)):
-            # Optional for any-wavelength networks, but TransformerPayne is accurate at the pixels it was trained
-            # on (held-out rms 2.7e-3 there, 0.025–0.033 a quarter to half a pixel off); with them known, fits
-            # evaluate it there and Lanczos-upsample (flux_upsampled), as for the Payne.
+            # Optional for any-wavelength networks. A TransformerPayne trained at its grid's pixels only is accurate
+            # there alone (the shipped one: 3× the MAE half a pixel off); one trained between them (`stellarinf train
+            # --wavelengths continuous` on a grid made with --oversample 2) within ~1.2× everywhere
+            # (benchmarks/subpixel.py). Either way fits evaluate it at these pixels and Lanczos-upsample
+            # (flux_upsampled), as for the Payne.
             raise ShapeError("training_wavelength must be an increasing 1-D array of at least 8 wavelengths")
         self.training_wavelength = None if tw is None else jnp.asarray(tw)
         self.native_log_grid = None if tw is None else log_uniform_grid_of(tw)

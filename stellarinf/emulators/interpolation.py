@@ -24,17 +24,55 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-__all__ = ["lanczos_interpolate", "lanczos_upsample", "log_uniform_grid_of", "LANCZOS_A"]
+__all__ = [
+    "lagrange_interpolate",
+    "lagrange_weights",
+    "lanczos_interpolate",
+    "lanczos_upsample",
+    "lanczos_weights",
+    "log_uniform_grid_of",
+    "LANCZOS_A",
+]
 
 LANCZOS_A = 4  # kernel half-width in pixels (2a taps)
 
 
-def _lanczos_weights(t, a: int):
-    """Normalised Lanczos-``a`` weights of the 2a taps at offsets −a+1…a for fractional position(s) ``t``."""
+def lanczos_weights(t, a: int = LANCZOS_A):
+    """Normalised Lanczos-``a`` weights (..., 2a) of the taps at pixel offsets −a+1…a for fractional position(s)
+    ``t`` ∈ [0, 1) past a pixel."""
     taps = jnp.arange(-a + 1, a + 1, dtype=t.dtype)
     d = t[..., None] - taps
     w = jnp.sinc(d) * jnp.sinc(d / a)
     return w / jnp.sum(w, axis=-1, keepdims=True)  # exact for a constant; near 1 anyway
+
+
+def _taps(x, grid, a: int):
+    """Fractional offsets ``t`` (n_out,) past the pixel below each ``x`` and the 2a tap indices (n_out, 2a) around it
+    (``x`` mapped to a fractional index by piecewise-linear interpolation, clamped to the grid; taps clipped)."""
+    n = grid.shape[0]
+    u = jnp.interp(x, grid, jnp.arange(n, dtype=grid.dtype))
+    i = jnp.floor(u)
+    idx = jnp.clip(i.astype(jnp.int32)[:, None] + jnp.arange(-a + 1, a + 1, dtype=jnp.int32)[None, :], 0, n - 1)
+    return u - i, idx
+
+
+def lagrange_weights(t, a: int = LANCZOS_A):
+    """Weights (..., 2a) of the 2a-point Lagrange polynomial through the taps at pixel offsets −a+1…a, at fractional
+    position(s) ``t`` ∈ [0, 1) past a pixel.
+
+    For a well-oversampled signal this beats Lanczos, whose kernel ripple limits it to ~1e-3 of a line's depth however
+    fine the sampling: on a Gaussian line 0.9 deep with σ = 2.2 samples (R 28,000 at 5 samples per FWHM) the
+    8-point polynomial is within 1.2e-4, Lanczos-4 within 2.1e-3; at σ = 1.1 (the instrument's own 2.5 pixels per
+    FWHM) Lanczos is the better of the two (0.48 % vs 0.97 %)."""
+    taps = jnp.arange(-a + 1, a + 1, dtype=t.dtype)
+    d = t[..., None] - taps  # (..., 2a)
+    w = []
+    for j in range(2 * a):
+        others = [m for m in range(2 * a) if m != j]
+        num = jnp.prod(jnp.stack([d[..., m] for m in others], axis=-1), axis=-1)
+        den = float(np.prod([(j - m) for m in others]))  # taps are consecutive integers
+        w.append(num / den)
+    return jnp.stack(w, axis=-1)
 
 
 def lanczos_interpolate(
@@ -44,13 +82,18 @@ def lanczos_interpolate(
 
     Exact at the grid points; pure JAX and differentiable in ``x`` and ``values``.
     """
-    n = grid.shape[0]
-    u = jnp.interp(x, grid, jnp.arange(n, dtype=grid.dtype))  # fractional index, clamped to [0, n-1]
-    i = jnp.floor(u)
-    t = u - i
-    w = _lanczos_weights(t, a)
-    idx = jnp.clip(i.astype(jnp.int32)[:, None] + jnp.arange(-a + 1, a + 1, dtype=jnp.int32)[None, :], 0, n - 1)
-    return jnp.sum(values[idx] * w.astype(values.dtype), axis=1)
+    t, idx = _taps(x, grid, a)
+    return jnp.sum(values[idx] * lanczos_weights(t, a).astype(values.dtype), axis=1)
+
+
+def lagrange_interpolate(
+    x: Float[Array, "n_out"], grid: Float[Array, "n_in"], values: Float[Array, "n_in"], a: int = LANCZOS_A
+) -> Float[Array, "n_out"]:
+    """``values`` sampled at increasing ``grid`` → interpolated at ``x`` by the 2a-point Lagrange polynomial in index
+    space (:func:`lagrange_weights`): for well-oversampled spectra (a grid made with ``--oversample 2``); the edge pixel
+    is repeated beyond the ends, so stay ``a`` pixels inside them for full accuracy."""
+    t, idx = _taps(x, grid, a)
+    return jnp.sum(values[idx] * lagrange_weights(t, a).astype(values.dtype), axis=1)
 
 
 def lanczos_upsample(
@@ -74,7 +117,7 @@ def lanczos_upsample(
     for phase in range(factor):
         u = jnp.asarray(start) + phase / factor  # keep start's precision (float64): it carries the RV
         base = jnp.floor(u)
-        w = _lanczos_weights(u - base, a).astype(values.dtype)
+        w = lanczos_weights(u - base, a).astype(values.dtype)
         first = jnp.clip(base.astype(jnp.int32) - a + 1 + pad, 0, padded.shape[0] - length)
         segment = jax.lax.dynamic_slice(padded, (first,), (length,))
         # output j of this phase = Σ_q segment[j + q] · w[q]  (jnp.convolve flips its kernel)

@@ -45,6 +45,8 @@ class NetworkKind:
         learning_rate, batch_spectra: default training settings (``TrainConfig`` fields left at None).
         new_network: ``(train_config, grid, key) -> network``, freshly initialised for a training grid.
         training_batch: ``(key, data, batch_spectra, batch_pixels) -> batch`` (pure JAX, inside the jitted step).
+        continuous_batch: like ``training_batch`` at wavelengths drawn anywhere between the grid's pixels
+            (``TrainConfig.wavelengths="continuous"``), or None for kinds tied to their pixels.
         training_loss: ``(network, batch, err, continuum_weight) -> scalar`` (``err``: squared or absolute residual).
         validation_flux: ``(network, labels_scaled (B, n_labels), wavelength (k,), pixels (k,)) -> flux (B, k)`` at
             the training pixels ``pixels`` (indices; ``wavelength`` = their wavelengths).
@@ -70,6 +72,7 @@ class NetworkKind:
     training_loss: Callable
     validation_flux: Callable
     freeze_labels: Callable
+    continuous_batch: Callable | None = None
     cpu_gradient_s: float = 0.01
 
     @property
@@ -96,6 +99,7 @@ TRANSFORMER_PAYNE = NetworkKind(
     batch_spectra=32,
     new_network=transformer_payne.new_for_grid,
     training_batch=transformer_payne.training_batch,
+    continuous_batch=transformer_payne.training_batch_continuous,
     training_loss=transformer_payne.training_loss,
     validation_flux=transformer_payne.validation_flux,
     freeze_labels=transformer_payne.freeze_labels,

@@ -32,6 +32,7 @@ class MetricAccumulator:
         self.cont = [0.0, 0.0, 0]
         self.pixel_sum_sq = np.zeros(n_pix)
         self.pixel_sum = np.zeros(n_pix)
+        self.pixel_sum_abs = np.zeros(n_pix)
         self._abs_chunks: list[np.ndarray] | None = []
         self._hist = np.zeros(len(_HIST_EDGES) - 1, dtype=np.int64)
 
@@ -53,6 +54,7 @@ class MetricAccumulator:
             acc[2] += int(mask.sum())
         self.pixel_sum_sq += np.square(res).sum(axis=0)
         self.pixel_sum += res.sum(axis=0)
+        self.pixel_sum_abs += a.sum(axis=0)
         self._hist += np.histogram(np.clip(a, 0, _HIST_EDGES[-1]), bins=_HIST_EDGES)[0]
         if self._abs_chunks is not None:
             self._abs_chunks.append(a.astype(np.float32).ravel())
@@ -86,6 +88,30 @@ class MetricAccumulator:
     def pixel_rms(self) -> np.ndarray:
         """Root-mean-square residual per pixel over all spectra seen."""
         return np.sqrt(self.pixel_sum_sq / max(self.n_spectra, 1))
+
+    def pixel_mae(self) -> np.ndarray:
+        """Mean absolute residual per pixel over all spectra seen."""
+        return self.pixel_sum_abs / max(self.n_spectra, 1)
+
+
+def between_pixel_metrics(acc: MetricAccumulator, oversample: int) -> dict:
+    """MAE and rms at the instrument's pixels (every ``oversample``-th column of an oversampled grid) and between
+    them (the other columns: half-pixel points for ``oversample`` 2), and their ratio: how well an emulator answers
+    wavelengths it was not trained at. Empty for a grid at the instrument's pixels only."""
+    k = int(oversample)
+    if k < 2:
+        return {}
+    mae, ms = acc.pixel_mae(), acc.pixel_sum_sq / max(acc.n_spectra, 1)
+    on = np.zeros(mae.size, dtype=bool)
+    on[::k] = True
+    out = {
+        "mae_on_pixels": float(mae[on].mean()),
+        "mae_between_pixels": float(mae[~on].mean()),
+        "rms_on_pixels": float(np.sqrt(ms[on].mean())),
+        "rms_between_pixels": float(np.sqrt(ms[~on].mean())),
+    }
+    out["between_pixel_ratio"] = out["mae_between_pixels"] / max(out["mae_on_pixels"], 1e-30)
+    return out
 
 
 def flux_metrics(pred, true, line_threshold: float = LINE_THRESHOLD) -> dict:

@@ -52,9 +52,12 @@ PHYSICS_KEYS = (
     "synth_settings",
     "hydrogen",
     "atmospheres",
+    "oversample",
 )
-# files written before a key existed: the Rydberg formula's Hα, the 45-depth preset (then called "default"), atoms only
+# files written before a key existed: one sample per pixel, the Rydberg formula's Hα, the 45-depth preset (then called
+# "default"), atoms only
 PHYSICS_DEFAULTS = {
+    "oversample": 1,
     "synth_settings": "standard",
     "hydrogen": "Rydberg Hα",
     "molecules": "off",
@@ -118,6 +121,26 @@ class SpectralGrid:
             self.flux[index],
             None if self.continuum is None else self.continuum[index],
             dict(self.metadata),
+        )
+
+    @property
+    def oversample(self) -> int:
+        """Samples per instrument pixel (``stellarinf grid --oversample``): the instrument's pixels are every
+        ``oversample``-th column, starting with the first."""
+        return int(self.metadata.get("oversample", 1))
+
+    def instrument_pixels(self) -> "SpectralGrid":
+        """The grid at the instrument's pixels only (every ``oversample``-th column); itself when not oversampled."""
+        k = self.oversample
+        if k == 1:
+            return self
+        return SpectralGrid(
+            self.label_space,
+            self.labels,
+            self.wavelength[::k],
+            self.flux[:, ::k],
+            None if self.continuum is None else self.continuum[:, ::k],
+            {**self.metadata, "oversample": 1},
         )
 
     def split(self, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, "SpectralGrid"]:
