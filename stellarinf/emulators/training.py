@@ -374,7 +374,7 @@ def _wavelength_mode(cfg: TrainConfig, train_g: SpectralGrid, val_g: SpectralGri
     if mode == "continuous" and train_g.oversample == 1:
         warnings.warn(
             "training at wavelengths between the pixels of a grid sampled at the instrument's pixels: the targets there "
-            "are interpolations that smooth line cores by up to ~0.4 %; make the grid with `stellarinf grid "
+            "are interpolations up to ~1 % off in the narrowest line cores; make the grid with `stellarinf grid "
             "--oversample 2` for exact ones",
             stacklevel=3,
         )
