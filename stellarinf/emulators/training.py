@@ -575,7 +575,7 @@ def train(
 def _finish(cfg, net, train_g: SpectralGrid, test_g: SpectralGrid, source, state) -> Emulator:
     """Wrap the best network, measure held-out metrics and the emulator-error table."""
     # a network trained between pixels is accurate anywhere: fits evaluate it at the instrument's pixels
-    wl = train_g.instrument_pixels().wavelength if cfg.wavelengths == "continuous" else train_g.wavelength
+    wl = train_g.wavelength[:: train_g.oversample] if cfg.wavelengths == "continuous" else train_g.wavelength
     res = train_g.metadata.get("resolution")
     emu = Emulator(
         net,

@@ -324,13 +324,15 @@ def training_batch_continuous(key, data, batch_spectra: int, batch_pixels: int):
     w = lagrange_weights(t, a).astype(data.flux.dtype)
     polynomial = jnp.sum(data.flux[rows, taps] * w, axis=-1)
     tf = t.astype(data.flux.dtype)
-    linear = data.flux[idx[:, None], i0] * (1 - tf) + data.flux[idx[:, None], i0 + 1] * tf
+
+    def linear(rows_of):  # (N, n_pix) → linearly interpolated at the drawn positions of the drawn rows
+        return rows_of[idx[:, None], i0] * (1 - tf) + rows_of[idx[:, None], i0 + 1] * tf
+
     interior = (i0 - a + 1 >= 0) & (i0 + a <= n_pix - 1)
-    flux = jnp.where(interior, polynomial, linear)
+    flux = jnp.where(interior, polynomial, linear(data.flux))
     wl = data.wavelength[i0] * (1 - t) + data.wavelength[i0 + 1] * t
-    lc = None
-    if data.log_cont is not None:  # the continuum is smooth: linear is exact enough
-        lc = data.log_cont[idx[:, None], i0] * (1 - tf) + data.log_cont[idx[:, None], i0 + 1] * tf
+    # the continuum is smooth: linear is exact enough
+    lc = None if data.log_cont is None else linear(data.log_cont)
     return data.labels[idx], wl, flux, lc
 
 
