@@ -466,6 +466,8 @@ def test_recovery_benchmark_setup_uses_the_synthesizer_over_the_emulator_range()
     assert lo < wl.min() and wl.max() < hi and resolution == 28000.0
 
 
+@pytest.mark.slow  # ~80 s on a 2-core CPU, compiles nearly all of it; the Laplace recovery it relies on is tested on
+# its own (test_inference_batch, test_inference_map_laplace); run with `pytest -m slow` after changing the scripts
 def test_recovery_and_calibration_quick_runs_recover_known_truth(tmp_path):
     """The plumbing of the two posterior-honesty benchmarks on the analytic model (truth = fit model): every
     star's Laplace posterior is near the truth, and the intervals' coverage is a fraction in [0, 1].

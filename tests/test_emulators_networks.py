@@ -17,7 +17,7 @@ from stellarinf.emulators import (
     flux_metrics,
     preset_config,
 )
-from stellarinf.emulators.transformer_payne import PRESETS, count_parameters
+from stellarinf.emulators.transformer_payne import PRESETS, count_parameters, log10_offset
 from stellarinf.errors import LabelError, StellarinfError, WavelengthError
 
 WL = np.linspace(TOY_RANGE[0], TOY_RANGE[1], 157)
@@ -80,6 +80,39 @@ def test_tp_output_does_not_depend_on_the_wavelength_grid(tp):
     # a single point answers the same as in the full query
     one = np.asarray(tp.flux(LABELS[1], WL[40:41]))
     np.testing.assert_allclose(one, full[40:41], rtol=1e-6, atol=1e-6)
+
+
+def test_wavelengths_given_in_float32_are_encoded_almost_as_in_float64(tp):
+    """The shortest encoding periods (1e-6 in log10 λ) need log10 λ to ~1e-9: a plain float32 log10 of 3.8 is
+    off by up to ~4e-7 (a phase error of ~2.5 rad at 1e-6), the offset from a float32 reference by the
+    rounding of the offset itself (~2e-9 within an arm of the reference)."""
+    ref = float(np.log10(6560.0))
+    wl = np.linspace(4700.0, 8800.0, 20001)  # every GALAH arm and RVS from one reference
+    exact = np.log10(wl) - ref
+    w32 = wl.astype(np.float32)
+    exact32 = np.log10(w32.astype(np.float64)) - ref  # what the float32 wavelengths are, exactly
+    ours = np.asarray(log10_offset(jnp.asarray(w32), ref), dtype=np.float64)
+    naive = np.asarray(jnp.log10(jnp.asarray(w32)) - np.float32(ref), dtype=np.float64)
+    # measured: 2.6e-8 over the whole range (a few ulp of the float32 offset, 1.5e-8 at the far arms), 1.3e-9
+    # within one arm of the reference (as a per-window model sees it); the plain float32 log10: 4e-7 in both
+    red = np.abs(wl - 6560.0) < 130.0
+    assert np.max(np.abs(ours - exact32)) < 4e-8 and np.max(np.abs(ours - exact32)[red]) < 3e-9
+    assert np.max(np.abs(naive - exact32)[red]) > 1e-7  # what the old encoding lost
+    np.testing.assert_allclose(np.asarray(log10_offset(jnp.asarray(wl), ref)), exact, rtol=0, atol=1e-14)  # float64
+    # the network's answer: float32 wavelengths now give (nearly) the float64 flux, at every period
+    sharp = TransformerPayne(
+        preset_config("tiny", len(TOY_SPACE), log10_wavelength_ref=float(np.log10(6015.0)), min_period=1e-7),
+        jax.random.key(3),
+    )
+    x = tp.scale_labels(LABELS[0])
+    w = np.linspace(6001.0, 6029.0, 301)
+    f32 = np.asarray(sharp.wavelength_token(jnp.asarray(w.astype(np.float32))))
+    exact_tok = np.asarray(sharp.wavelength_token(jnp.asarray(w.astype(np.float32).astype(np.float64))))
+    periods = jnp.logspace(-7.0, 1.0, sharp.config.dim, dtype=jnp.float32)
+    old = np.sin(2 * np.pi * (np.log10(w.astype(np.float32)) - np.float32(np.log10(6015.0)))[:, None] / periods)
+    # float32 phases of up to ~6e4 rad leave ~0.02 (float32 multiply); the old encoding was off by O(1)
+    assert np.max(np.abs(f32 - exact_tok)) < 0.05 < 0.5 < np.max(np.abs(old - exact_tok))
+    assert np.all(np.isfinite(np.asarray(sharp(x, w.astype(np.float32)))))
 
 
 def test_tp_answers_wavelengths_between_training_pixels(tp):

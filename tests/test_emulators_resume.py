@@ -87,7 +87,8 @@ def test_killed_training_resumes_to_identical_parameters(tmp_path, kind):
 
 
 def test_checkpoints_from_before_the_wavelength_modes_resume(tmp_path):
-    """A checkpoint written before ``wavelengths`` existed trained at the grid's pixels: it resumes as that."""
+    """A checkpoint written before ``wavelengths`` (and ``schedule``) existed trained at the grid's pixels on a
+    schedule over max_steps: it resumes as that."""
 
     class Killed(Exception):
         pass
@@ -100,7 +101,9 @@ def test_checkpoints_from_before_the_wavelength_modes_resume(tmp_path):
         train(GRID, tmp_path / "old", _payne_cfg(max_steps=20), callback=kill)
     path = tmp_path / "old" / "checkpoint" / "state.json"
     state = json.loads(path.read_text())
-    del state["config"]["wavelengths"]
+    for key in ("wavelengths", "schedule", "decay_fraction"):  # as written before they existed
+        del state["config"][key]
+    del state["schedule_steps"], state["decay_start"]
     path.write_text(json.dumps(state))
     with pytest.raises(StellarinfError, match="different settings \\(wavelengths\\)"):
         train(GRID, tmp_path / "old", _payne_cfg(max_steps=20, wavelengths="instrument"))
@@ -144,3 +147,97 @@ def test_bad_training_settings_are_refused():
         train(GRID, None, TrainConfig(model="payne", freeze=("blocks",)))
     with pytest.raises(StellarinfError, match="too few"):
         train(GRID.subset(np.arange(2)), None, _payne_cfg())
+
+
+def test_budget_schedule_length_from_the_measured_step_time():
+    from stellarinf.emulators.training import _BUDGET_SAFETY, budget_schedule_steps
+
+    # 600 s budget, 100 s gone, 0.1 s per step, a 2 s validation every 200 steps
+    expect = 32 + int(_BUDGET_SAFETY * 500.0 // (0.1 + 2.0 / 200))
+    assert budget_schedule_steps(32, 100.0, 600.0, 0.1, 2.0, 200, 10**6) == expect
+    assert budget_schedule_steps(32, 100.0, 600.0, 0.1, 2.0, 200, 1000) == 1000  # max_steps caps it
+    assert budget_schedule_steps(32, 700.0, 600.0, 0.1, 2.0, 200, 10**6) == 33  # spent: one more step
+
+
+def test_a_budget_schedule_decays_as_a_schedule_of_its_measured_length_and_resumes_on_it(tmp_path, monkeypatch):
+    """The budget schedule is sized during the warm-up (whose learning rates do not depend on the length): a run
+    whose timing chose 25 steps trains bit for bit as a 25-step schedule and ends there ('schedule_end'); a run
+    killed after the sizing resumes on the recorded length without timing again."""
+    from stellarinf.emulators import training
+
+    calls = []
+
+    def sized(step, elapsed_s, budget_s, step_s, validation_s, validate_every, max_steps):
+        calls.append((step, step_s))
+        assert budget_s == 600.0 and step_s > 0 and validation_s > 0 and max_steps == 10_000
+        return 25  # what a machine of this speed would have afforded, fixed so that the test is deterministic
+
+    monkeypatch.setattr(training, "_TIMED_STEPS", 3)
+    monkeypatch.setattr(training, "budget_schedule_steps", sized)
+    # decaying over all of it: the plain cosine, comparable below
+    budget_cfg = _payne_cfg(max_steps=10_000, max_minutes=10.0, schedule="budget", decay_fraction=1.0)
+    fitted = train(GRID, tmp_path / "budget", budget_cfg)
+    assert calls == [(5, calls[0][1])]  # sized once, after 2 + 3 steps (inside the 5-step warm-up)
+    assert fitted.stop_reason == "schedule_end" and fitted.metrics["steps"] == 25
+    assert fitted.metrics["schedule_steps"] == 25
+    plain = train(GRID, None, _payne_cfg(max_steps=25))
+    assert serialise(fitted.emulator.network) == serialise(plain.emulator.network)
+
+    class Killed(Exception):
+        pass
+
+    def kill(step, state):
+        if step == 17:
+            raise Killed
+
+    calls.clear()
+    with pytest.raises(Killed):
+        train(GRID, tmp_path / "resumed", budget_cfg, callback=kill)
+    assert json.loads((tmp_path / "resumed" / "checkpoint" / "state.json").read_text())["schedule_steps"] == 25
+    calls.clear()
+    resumed = train(GRID, tmp_path / "resumed", budget_cfg)
+    assert calls == [] and resumed.stop_reason == "schedule_end"
+    assert serialise(resumed.emulator.network) == serialise(fitted.emulator.network)
+    with pytest.raises(StellarinfError, match="time budget"):
+        train(GRID, None, _payne_cfg(schedule="budget"))
+    with pytest.raises(StellarinfError, match="unknown schedule"):
+        train(GRID, None, _payne_cfg(schedule="linear"))
+
+
+def test_a_budget_schedule_is_resized_at_validations_until_its_decay_starts(tmp_path, monkeypatch):
+    """Warm-up, stable, decay over the last 20 %: while the rate is at its peak, each validation re-sizes the schedule
+    to the pace measured since the last sizing (here: 30 steps, then 40, as if the machine had sped up); from the
+    decay's start on it is fixed."""
+    from stellarinf.emulators import training
+
+    calls = []
+
+    def sized(step, elapsed_s, budget_s, step_s, validation_s, validate_every, max_steps):
+        calls.append(step)
+        assert step_s > 0
+        return 30 if step == 5 else 40
+
+    monkeypatch.setattr(training, "_TIMED_STEPS", 3)
+    monkeypatch.setattr(training, "budget_schedule_steps", sized)
+    res = train(GRID, tmp_path / "wsd", _payne_cfg(max_steps=10_000, max_minutes=10.0, schedule="budget"))
+    assert calls == [5, 10, 20, 30]  # sized after 2 + 3 steps, then at the validations before step 32
+    assert res.stop_reason == "schedule_end" and res.metrics["steps"] == 40
+    assert res.metrics["schedule_steps"] == 40 and res.metrics["decay_start"] == 32
+
+
+def test_learning_rate_schedules_known_values():
+    """Warm-up to the peak, then cosine to 1 % of it: over all the steps after the warm-up, or (budget schedule)
+    from ``decay_start`` on, the peak held until then."""
+    from stellarinf.emulators.training import learning_rate
+
+    cfg = _payne_cfg(learning_rate=1e-3, warmup_steps=10).resolved()
+    cosine = lambda i: float(learning_rate(cfg, i, 110, 0))  # noqa: E731
+    wsd = lambda i: float(learning_rate(cfg, i, 110, 90))  # noqa: E731
+    for f in (cosine, wsd):
+        assert f(5) == pytest.approx(5e-4) and f(10) == pytest.approx(1e-3) and f(110) == pytest.approx(1e-5)
+    assert cosine(60) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)  # half-way down the cosine
+    assert wsd(60) == wsd(89) == pytest.approx(1e-3)  # held
+    assert wsd(100) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)  # half-way down the last 20 steps
+    assert all(float(learning_rate(cfg, i, 110, 7)) == cosine(i) for i in range(0, 111, 7))  # inside the warm-up
+    with pytest.raises(StellarinfError, match="decay_fraction"):
+        train(GRID, None, _payne_cfg(decay_fraction=0.0))

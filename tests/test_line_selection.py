@@ -30,6 +30,8 @@ def test_selection_tier_is_the_teff_tier_at_or_below_and_the_feh_and_logg_tiers_
     ]
 
 
+@pytest.mark.slow  # ~70 s on a 2-core CPU; what it guards (a tier synthesises as the box does, a grid in batches as
+# one selection for the box) is tested below on the spectra themselves; run with `pytest -m slow` after changing tiers
 def test_tiers_keep_the_box_lines_with_narrower_windows():
     lo, hi = 4733.0, 4741.0  # the C2 Swan (1,0) band head and neutral metal lines: both thin out with Teff
     full, full_hw = select_lines(lo, hi)

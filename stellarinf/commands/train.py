@@ -63,6 +63,22 @@ def _hidden(ctx, param, value):
 )
 @click.option("--max-steps", type=click.IntRange(min=1), default=20000, show_default=True)
 @click.option(
+    "--schedule",
+    type=click.Choice(["steps", "budget"]),  # emulators.training.SCHEDULES
+    default="steps",
+    show_default=True,
+    help="Learning-rate schedule: steps = warm-up, cosine decay over --max-steps; budget = warm-up, the peak rate, "
+    "then cosine decay over the last --decay-fraction of the steps --max-minutes allows (measured while training), "
+    "so the rate has decayed when the time is up (for long runs; benchmarks/budget_schedule.py).",
+)
+@click.option(
+    "--decay-fraction",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=0.2,
+    show_default=True,
+    help="With --schedule budget: the last fraction of the run over which the learning rate decays (1 = all of it).",
+)
+@click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
@@ -115,6 +131,8 @@ def train(
     freeze,
     max_minutes,
     max_steps,
+    schedule,
+    decay_fraction,
     lr,
     loss,
     optimizer,
@@ -146,6 +164,8 @@ def train(
         learning_rate=lr,
         warmup_steps=warmup_steps,
         max_steps=max_steps,
+        schedule=schedule,
+        decay_fraction=decay_fraction,
         batch_spectra=batch_spectra,
         batch_pixels=batch_pixels,
         wavelengths=wavelengths,

@@ -6,6 +6,11 @@ the table in :mod:`.kinds`.
 - TransformerPayne steps use ``batch_spectra`` spectra × ``batch_pixels`` randomly drawn pixels each,
   so a step costs the same whatever the grid's pixel count; the Payne MLP steps use full spectra.
 - MSE or L1 loss; AdamW or RAdam with linear warm-up + cosine decay; global-norm gradient clipping.
+- The cosine ends at ``max_steps``, or, under a wall-clock budget with ``schedule="budget"``, where the budget ends:
+  the run times its steps and holds the peak rate until the last ``decay_fraction`` of the steps the budget allows,
+  then decays it (a 20,000-step cosine cut off after 1,000 steps by the budget never decays). The sizing is recorded
+  in the checkpoint, so a resumed run follows it. Not the default: on this CPU's budgets of minutes, far from
+  convergence, holding the peak rate trained better (``benchmarks/budget_schedule.py``).
 - Validation every ``validate_every`` steps on a fixed subset; the best model is kept; early stopping
   after ``patience`` validations without improvement; a wall-clock budget (``max_minutes``, counted
   across resumed runs) for equal-compute comparisons.
@@ -55,10 +60,22 @@ WAVELENGTH_MODES = {
     "continuous": "TransformerPayne: wavelengths drawn anywhere between pixels, targets interpolated (grid "
     "--oversample 2 makes that exact)",
 }
+# How long the cosine schedule is (TrainConfig.schedule):
+SCHEDULES = {
+    "steps": "warm-up, then cosine decay over max_steps",
+    "budget": "warm-up, the peak rate, then cosine decay over the last decay_fraction of the steps the time budget "
+    "allows (timed on the run's first steps)",
+}
+# Steps timed to size a budget schedule: after the first two (compilation), this many (a few seconds on a CPU).
+_TIMED_STEPS = 30
+# Fraction of the measured budget the schedule plans for: validations, checkpoints and a machine shared with other
+# work take time the timed steps did not see.
+_BUDGET_SAFETY = 0.95
 # settings older checkpoints did not record: the value their runs used
-_CONFIG_BEFORE = {"wavelengths": "pixels"}
+_CONFIG_BEFORE = {"wavelengths": "pixels", "schedule": "steps", "decay_fraction": 1.0}
 # Run settings that may change between a run and its resumption without changing the result.
-_RESUMABLE_CHANGES = {"max_minutes", "progress", "patience"}
+# (``schedule``: a run follows the schedule length its checkpoint recorded, once there is one.)
+_RESUMABLE_CHANGES = {"max_minutes", "progress", "patience", "schedule", "decay_fraction"}
 
 
 @dataclasses.dataclass
@@ -79,6 +96,8 @@ class TrainConfig:
     batch_spectra: int | None = None  # TP 32, Payne 128
     batch_pixels: int = 256  # TransformerPayne only
     wavelengths: str = "auto"  # where the loss is taken: WAVELENGTH_MODES
+    schedule: str = "steps"  # how the learning rate decays: SCHEDULES
+    decay_fraction: float = 0.2  # budget schedule: the last fraction of its steps over which the rate decays
     grad_clip: float = 1.0
     continuum_weight: float = 0.1  # weight of the (standardised) log-continuum loss term, TP only
     validate_every: int = 200
@@ -122,6 +141,15 @@ class TrainConfig:
             )
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise StellarinfError(f"max_minutes must be positive, got {self.max_minutes}")
+        if self.schedule not in SCHEDULES:
+            raise StellarinfError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if not 0.0 < self.decay_fraction <= 1.0:
+            raise StellarinfError(f"decay_fraction must be in (0, 1], got {self.decay_fraction}")
+        if self.schedule == "budget" and self.max_minutes is None:
+            raise StellarinfError(
+                "schedule 'budget' fits the learning-rate decay to a time budget: give one (--max-minutes), or use "
+                "schedule 'steps'"
+            )
         return dataclasses.replace(
             self,
             learning_rate=self.learning_rate if self.learning_rate is not None else kind.learning_rate,
@@ -190,6 +218,11 @@ class _ProgressBar:
             kwargs = {"step": self.step, **kwargs}
         self.bar.set_postfix(**kwargs)
 
+    def note(self, text: str) -> None:
+        """A line above the bar (when the bar is shown)."""
+        if not self.bar.disable:
+            self.bar.write(text)
+
     def close(self) -> None:
         self.bar.close()
 
@@ -240,11 +273,30 @@ def new_network(cfg: TrainConfig, grid: SpectralGrid, key):
     return get_kind(cfg.model).new_network(cfg, grid, key)
 
 
-def make_optimizer(cfg: TrainConfig, params, kind: NetworkKind) -> optax.GradientTransformation:
-    warmup = int(min(cfg.warmup_steps, max(cfg.max_steps - 1, 0)))
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, cfg.learning_rate, max(warmup, 1), max(cfg.max_steps, 2), end_value=cfg.learning_rate * 1e-2
-    )
+def learning_rate(cfg: TrainConfig, count, total, decay_start):
+    """The learning rate at step ``count``: linear warm-up over ``warmup_steps`` to the peak, the peak until
+    ``decay_start``, then cosine decay to 1 % of the peak at ``total``. A ``decay_start`` within the warm-up (0 for
+    the plain schedule) starts the decay right after it: warm-up + cosine over ``total``. Later: warm-up, stable,
+    decay (the rate held while the network is far from converged, annealed over the last part, for a run that must
+    end at a given time). ``total`` and ``decay_start`` may be traced: a schedule re-sized mid-run compiles nothing."""
+    peak = cfg.learning_rate
+    end = 0.01 * peak
+    count = jnp.asarray(count, jnp.float32)
+    warmup = jnp.maximum(jnp.minimum(jnp.float32(cfg.warmup_steps), jnp.asarray(total, jnp.float32) - 1.0), 1.0)
+    start = jnp.maximum(jnp.asarray(decay_start, jnp.float32), warmup)
+    frac = jnp.clip((count - start) / jnp.maximum(jnp.asarray(total, jnp.float32) - start, 1.0), 0.0, 1.0)
+    cosine = end + (peak - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+    return jnp.where(count < warmup, peak * count / warmup, jnp.where(count < start, peak, cosine))
+
+
+def make_optimizer(
+    cfg: TrainConfig, params, kind: NetworkKind, schedule: Callable | None = None
+) -> optax.GradientTransformation:
+    """AdamW/RAdam with gradient clipping; the learning rate ``schedule(count)`` (default: warm-up + cosine over
+    ``max_steps``, :func:`learning_rate`). The optimiser state does not depend on the schedule, so the training step
+    builds its optimiser around the schedule it is given each step (see ``_make_step``)."""
+    if schedule is None:
+        schedule = lambda count: learning_rate(cfg, count, cfg.max_steps, 0)  # noqa: E731
     # Decay matrices only (not biases).
     decay_mask = jax.tree_util.tree_map(lambda x: x.ndim >= 2, params)
     if cfg.optimizer == "adamw":
@@ -274,19 +326,57 @@ def _loss_fn(kind: NetworkKind, loss: str, continuum_weight: float):
     return loss_fn
 
 
-def _make_step(kind: NetworkKind, cfg: TrainConfig, static, optimizer, base_key):
+def _make_step(kind: NetworkKind, cfg: TrainConfig, static, base_key):
+    """One training step, compiled once: ``schedule`` = (last step, decay start) are arguments, not constants."""
     loss_fn = _loss_fn(kind, cfg.loss, cfg.continuum_weight)
 
     draw = kind.continuous_batch if cfg.wavelengths == "continuous" else kind.training_batch
 
     @jax.jit
-    def step_fn(params, opt_state, step, data: _Data):
+    def step_fn(params, opt_state, step, data: _Data, schedule):
         batch = draw(jax.random.fold_in(base_key, step), data, cfg.batch_spectra, cfg.batch_pixels)
         loss, grads = jax.value_and_grad(loss_fn)(params, static, batch)
+        optimizer = make_optimizer(cfg, params, kind, lambda count: learning_rate(cfg, count, *schedule))
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
     return step_fn
+
+
+def budget_schedule_steps(
+    step: int,
+    elapsed_s: float,
+    budget_s: float,
+    step_s: float,
+    validation_s: float,
+    validate_every: int,
+    max_steps: int,
+) -> int:
+    """The step at which a schedule sized to a time budget ends: the steps still affordable at ``step_s`` seconds
+    each plus a validation (``validation_s``) every ``validate_every`` steps, with a safety margin; at least one more
+    step, at most ``max_steps``."""
+    left = _BUDGET_SAFETY * (budget_s - elapsed_s)
+    per_step = step_s + validation_s / max(validate_every, 1)
+    more = int(left // per_step) if per_step > 0 and left > 0 else 0
+    return int(min(max_steps, step + max(more, 1)))
+
+
+def _block(tree) -> None:
+    jax.block_until_ready(tree)
+
+
+def _time_budget_steps(timing: dict, params) -> bool:
+    """Time this process's first steps (``timing["steps"]`` counts them; the step just dispatched is waited for):
+    the first two include compilation, steps 3 to ``2 + _TIMED_STEPS`` give ``step_s``. True once it is known."""
+    n = timing["steps"]
+    if n == 2:
+        _block(params)
+        timing["t2"] = time.monotonic()
+    elif n == 2 + _TIMED_STEPS:
+        _block(params)
+        timing["step_s"] = (time.monotonic() - timing["t2"]) / _TIMED_STEPS
+        return True
+    return False
 
 
 # ------------------------------------------------------------------------------------- checkpoints
@@ -455,6 +545,9 @@ def train(
         "grid": fingerprint,
         "architecture": architecture_of(net),
         "init": None if init_emu is None else str(init) if not isinstance(init, Emulator) else "<in memory>",
+        # where the cosine ends: max_steps, or (budget schedule) measured on the first steps; then fixed
+        "schedule_steps": None if cfg.schedule == "budget" else cfg.max_steps,
+        "decay_start": None,  # (budget schedule) the step where the rate starts to decay; None: after the warm-up
     }
     saved = _read_checkpoint(out) if out is not None else None
     if saved is not None:
@@ -473,7 +566,11 @@ def train(
         params, static = eqx.partition(net_l, eqx.is_inexact_array)
         best_params = eqx.filter(best_l, eqx.is_inexact_array)
         state = {**saved, "config": cfg.to_json()}
-        finished = saved.get("stop_reason") in ("max_steps", "early_stopping")
+        state.setdefault("schedule_steps", cfg.max_steps)  # checkpoints before budget schedules: over max_steps
+        state.setdefault("decay_start", None)
+        if state["schedule_steps"] is None and cfg.schedule == "steps":
+            state["schedule_steps"] = cfg.max_steps  # not sized yet, and now asked for a schedule over max_steps
+        finished = saved.get("stop_reason") in ("max_steps", "schedule_end", "early_stopping")
         budget_left = cfg.max_minutes is None or saved["elapsed_s"] < cfg.max_minutes * 60
         if (finished or not budget_left) and (out / "model.json").exists():
             emu = load_emulator(out)
@@ -492,7 +589,7 @@ def train(
     val_labels = jnp.asarray(val_g.label_space.scale(val_g.labels[val_rows]).astype(np.float32))
     val_flux = jnp.asarray(val_g.flux[val_rows][:, val_pix])
     val_wl = jnp.asarray(val_g.wavelength[val_pix])
-    step_fn = _make_step(kind, cfg, static, optimizer, data_key)
+    step_fn = _make_step(kind, cfg, static, data_key)
 
     @jax.jit
     def val_fn(params):
@@ -528,19 +625,58 @@ def train(
         validate()  # step 0: the starting point (useful to see what pre-training bought)
     t0, elapsed0 = time.monotonic(), state["elapsed_s"]
     bar = _ProgressBar(cfg, state, kind.name)
+    timing = {"steps": 0, "sized_at": (state["step"], state["elapsed_s"])}  # for sizing a budget schedule
+    budget = cfg.schedule == "budget"
+
+    def schedule_args():
+        """(last step, decay start) of the schedule the step follows: traced arguments, so re-sizing compiles nothing
+        (max_steps and 0, warm-up + cosine, until a budget schedule is sized)."""
+        total = state["schedule_steps"] or cfg.max_steps
+        return jnp.asarray(total, jnp.int32), jnp.asarray(state["decay_start"] or 0, jnp.int32)
+
+    def size_budget_schedule(step_s: float, validation_s: float) -> None:
+        total = budget_schedule_steps(
+            state["step"],
+            state["elapsed_s"],
+            cfg.max_minutes * 60.0,
+            step_s,
+            validation_s,
+            cfg.validate_every,
+            cfg.max_steps,
+        )
+        decay = max(int(round(cfg.decay_fraction * total)), 1)
+        # never back into the past: a decay that should have started already starts now
+        state["decay_start"] = max(total - decay, state["step"]) if cfg.decay_fraction < 1.0 else 0
+        state["schedule_steps"] = max(total, state["decay_start"] + 1)
+        timing["sized_at"] = (state["step"], state["elapsed_s"])
+
     try:
         while True:
             if state["step"] >= cfg.max_steps:
                 state["stop_reason"] = "max_steps"
                 break
+            if state["schedule_steps"] is not None and state["step"] >= state["schedule_steps"]:
+                state["stop_reason"] = "schedule_end"
+                break
             if cfg.max_minutes is not None and state["elapsed_s"] >= cfg.max_minutes * 60:
                 state["stop_reason"] = "time_budget"
                 break
             params, opt_state, loss = step_fn(
-                params, opt_state, jnp.asarray(state["step"], dtype=jnp.int32), train_data
+                params, opt_state, jnp.asarray(state["step"], dtype=jnp.int32), train_data, schedule_args()
             )
             state["step"] += 1
             state["elapsed_s"] = elapsed0 + time.monotonic() - t0
+            if state["schedule_steps"] is None:  # a budget schedule not sized yet: time this step
+                timing["steps"] += 1
+                if _time_budget_steps(timing, params):
+                    t_val = time.monotonic()
+                    _block(val_fn(params))
+                    size_budget_schedule(timing["step_s"], time.monotonic() - t_val)
+                    bar.note(
+                        f"schedule: peak rate until step {max(state['decay_start'], cfg.warmup_steps)}, decayed by "
+                        f"step {state['schedule_steps']} ({timing['step_s']:.3g} s per step, {cfg.max_minutes:g} min "
+                        "budget; re-sized at each validation until the decay starts)"
+                    )
             if state["step"] % 10 == 0 or state["step"] % cfg.validate_every == 0:
                 last_loss = float(loss)
                 if not math.isfinite(last_loss):
@@ -553,6 +689,12 @@ def train(
                 bar.set_postfix(loss=f"{last_loss:.3g}", val_mae=f"{mae:.3g}", best=f"{state['best_val_mae']:.3g}")
                 if cfg.patience is not None and state["bad_validations"] >= cfg.patience:
                     state["stop_reason"] = "early_stopping"
+                if budget and state["decay_start"] is not None and state["step"] < state["decay_start"]:
+                    # still at the peak rate: where to decay can follow the pace measured since the last sizing
+                    # (validations and checkpoints included), which a busy machine may have changed
+                    last_step, last_s = timing["sized_at"]
+                    state["elapsed_s"] = elapsed0 + time.monotonic() - t0
+                    size_budget_schedule((state["elapsed_s"] - last_s) / max(state["step"] - last_step, 1), 0.0)
                 checkpoint()
                 if state["stop_reason"]:
                     break
@@ -597,6 +739,8 @@ def _finish(cfg, net, train_g: SpectralGrid, test_g: SpectralGrid, source, state
         "steps": state["step"],
         "elapsed_s": round(state["elapsed_s"], 2),
         "stop_reason": state["stop_reason"],
+        "schedule_steps": state["schedule_steps"],
+        "decay_start": state["decay_start"],
     }
     meta = {
         "training_grid": {

@@ -8,6 +8,7 @@ and the multi-start optimiser runs under ``vmap`` over spectra, compiled once.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from astropy.table import Table
+from jax.sharding import PartitionSpec as P
 
 from ..errors import StellarinfError
 from .density import Problem
@@ -25,7 +27,17 @@ from .laplace import LaplaceResult, cap_to_prior_width, covariance_from_hessian
 from .map import MAPResult, laplace_mode, optimise_starts, screened_polish, start_points
 
 
-def _batched_mode(max_iter, tol):
+def star_mesh(devices=None) -> jax.sharding.Mesh | None:
+    """A one-axis mesh ``("stars",)`` over ``devices`` (default: every device of the default backend), or None
+    for a single device. Batches of stars are split along it: each device fits its share of a chunk."""
+    devices = list(jax.devices() if devices is None else devices)
+    if len(devices) < 2:
+        return None
+    return jax.sharding.Mesh(np.asarray(devices), ("stars",))
+
+
+@functools.lru_cache(maxsize=16)  # one compiled program per setting and mesh, reused by later calls
+def _batched_mode(max_iter, tol, mesh=None):
     def one(problem, z0s):
         # the same coordinates (unfolded) and screened polish as find_map (one spectrum), so both reach the same optimum
         opt = problem.unfolded()
@@ -37,7 +49,19 @@ def _batched_mode(max_iter, tol):
         return zmap, values, n_iter, conv, zl, hess
 
     def run(shared, batched, z0s):
-        return jax.vmap(lambda b, z: one(eqx.combine(b, shared), z))(batched, z0s)
+        shared_arrays, shared_static = eqx.partition(shared, eqx.is_array)
+
+        def local(shared_arrays, batched, z0s):
+            whole = eqx.combine(shared_arrays, shared_static)
+            return jax.vmap(lambda b, z: one(eqx.combine(b, whole), z))(batched, z0s)
+
+        if mesh is None:
+            return local(shared_arrays, batched, z0s)
+        # shard_map, not automatic partitioning of the vmapped program: each device then runs its own optimiser
+        # while-loops, instead of every device stepping until the slowest star of the whole chunk is done
+        stars = P("stars")
+        sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), stars, stars), out_specs=stars, check_vma=False)
+        return sharded(shared_arrays, batched, z0s)
 
     return eqx.filter_jit(run)
 
@@ -52,11 +76,14 @@ def map_laplace_batch(
     tol: float = 1e-3,
     progress: bool = True,
     vectorize: bool | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> list[LaplaceResult]:
     """MAP + Laplace for every problem.
 
     ``vectorize`` (default: on GPU/TPU only): vmap across spectra in chunks of ``chunk_size`` (padded so
-    every chunk reuses one compiled program). On CPU a loop is faster: the per-spectrum program is
+    every chunk reuses one compiled program). With several ``devices`` (default: all of the default
+    backend's) each chunk is split across them, ``chunk_size`` rounded up to a multiple of their number:
+    the user changes nothing to use every GPU of a machine. On CPU a loop is faster: the per-spectrum program is
     compiled once (problems are jit arguments) and a vmapped while-loop would run every lane for as
     many iterations as the slowest start of the chunk. Also, with the shipped Payne the vmapped program
     has wedged XLA's CPU runtime (JAX 0.10.2: 0 % CPU, waiting for its buffers, for 2 and 4 spectra; inline
@@ -69,14 +96,21 @@ def map_laplace_batch(
         return []
     if vectorize is None:
         vectorize = jax.default_backend() != "cpu"
+    mesh = star_mesh(devices) if vectorize else None
+    if mesh is not None:
+        chunk_size = math.ceil(chunk_size / mesh.size) * mesh.size
     out: list[LaplaceResult] = []
-    bar = tqdm(total=len(problems), desc="MAP/Laplace", unit="spectrum", disable=not progress)
+    desc = "MAP/Laplace" if mesh is None else f"MAP/Laplace on {mesh.size} devices"
+    bar = tqdm(total=len(problems), desc=desc, unit="spectrum", disable=not progress)
     stack = stack_modules(problems[: min(chunk_size, len(problems))]) if vectorize else None
+    width = min(chunk_size, len(problems))  # every chunk padded to this: one compiled program
+    if mesh is not None:
+        width = math.ceil(width / mesh.size) * mesh.size  # an equal share for every device
     fn = None
     for start in range(0, len(problems), chunk_size):
         chunk = problems[start : start + chunk_size]
         t0 = time.perf_counter()
-        padded = chunk + [chunk[-1]] * (min(chunk_size, len(problems)) - len(chunk))
+        padded = chunk + [chunk[-1]] * (width - len(chunk))
         st = stack_modules(padded) if stack is not None else None
         if st is None:  # structures differ: one at a time
             from .laplace import laplace
@@ -89,8 +123,10 @@ def map_laplace_batch(
             continue
         shared, batched = st
         if fn is None:
-            fn = _batched_mode(max_iter, tol)
+            fn = _batched_mode(max_iter, tol, mesh)
         z0s = jnp.asarray(np.stack([start_points(p, n_starts, seed + start + i) for i, p in enumerate(padded)]))
+        if mesh is not None:
+            batched, z0s = jax.device_put((batched, z0s), jax.sharding.NamedSharding(mesh, P("stars")))
         zmap, values, n_iter, conv, zl, hess = jax.block_until_ready(fn(shared, batched, z0s))
         wall = (time.perf_counter() - t0) / len(chunk)
         for i, p in enumerate(chunk):
