@@ -164,6 +164,7 @@ def _exact_quantiles(problem, q=(0.16, 0.5, 0.84)):
     return np.interp(q, cdf / cdf[-1], grid)
 
 
+@pytest.mark.slow  # ~40 s on a 2-core CPU (NUTS on two parametrisations); the fold itself is tested above
 def test_unresolved_rotator_laplace_and_nuts_beat_the_logit_box():
     """v sin i 1 km/s under an LSF of σ 6.4 km/s (R 20,000), the rest held at the truth: the posterior piles against 0.
     Folded, the Laplace quantiles match the exact posterior's and short NUTS chains mix: measured on noise seeds 5-8,

@@ -42,8 +42,9 @@ def problem_and_init():
 @pytest.fixture(scope="module")
 def nuts_pair(problem_and_init):
     problem, lap = problem_and_init
-    a = run_numpyro_nuts(problem, chains=4, warmup=300, draws=1000, seed=1, init=lap)
-    b = run_blackjax_nuts(problem, chains=4, warmup=300, draws=1000, seed=2, init=lap)
+    # 4 × 600 draws: bulk ESS ~2,000 per label, so the two samplers' means and sds agree to ~0.03 sd and ~3 % by chance
+    a = run_numpyro_nuts(problem, chains=4, warmup=300, draws=600, seed=1, init=lap)
+    b = run_blackjax_nuts(problem, chains=4, warmup=300, draws=600, seed=2, init=lap)
     return problem, a, b
 
 
