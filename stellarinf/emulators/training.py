@@ -545,7 +545,7 @@ def train(
         "grid": fingerprint,
         "architecture": architecture_of(net),
         "init": None if init_emu is None else str(init) if not isinstance(init, Emulator) else "<in memory>",
-        # where the cosine ends: max_steps, or (budget schedule) measured on the first steps; then fixed
+        # where the cosine ends: max_steps, or (budget schedule) measured while training, fixed once its decay starts
         "schedule_steps": None if cfg.schedule == "budget" else cfg.max_steps,
         "decay_start": None,  # (budget schedule) the step where the rate starts to decay; None: after the warm-up
     }
