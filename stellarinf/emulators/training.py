@@ -361,19 +361,14 @@ def budget_schedule_steps(
     return int(min(max_steps, step + max(more, 1)))
 
 
-def _block(tree) -> None:
-    jax.block_until_ready(tree)
-
-
-def _time_budget_steps(timing: dict, params) -> bool:
-    """Time this process's first steps (``timing["steps"]`` counts them; the step just dispatched is waited for):
-    the first two include compilation, steps 3 to ``2 + _TIMED_STEPS`` give ``step_s``. True once it is known."""
-    n = timing["steps"]
+def _time_budget_steps(timing: dict, n: int, params) -> bool:
+    """Time this process's first steps (``n`` taken so far; the step just dispatched is waited for): the first two
+    include compilation, steps 3 to ``2 + _TIMED_STEPS`` give ``timing["step_s"]``. True once it is known."""
     if n == 2:
-        _block(params)
+        jax.block_until_ready(params)
         timing["t2"] = time.monotonic()
     elif n == 2 + _TIMED_STEPS:
-        _block(params)
+        jax.block_until_ready(params)
         timing["step_s"] = (time.monotonic() - timing["t2"]) / _TIMED_STEPS
         return True
     return False
@@ -625,7 +620,8 @@ def train(
         validate()  # step 0: the starting point (useful to see what pre-training bought)
     t0, elapsed0 = time.monotonic(), state["elapsed_s"]
     bar = _ProgressBar(cfg, state, kind.name)
-    timing = {"steps": 0, "sized_at": (state["step"], state["elapsed_s"])}  # for sizing a budget schedule
+    first_step = state["step"]
+    timing = {"sized_at": (state["step"], state["elapsed_s"])}  # for sizing a budget schedule
     budget = cfg.schedule == "budget"
 
     def schedule_args():
@@ -667,10 +663,9 @@ def train(
             state["step"] += 1
             state["elapsed_s"] = elapsed0 + time.monotonic() - t0
             if state["schedule_steps"] is None:  # a budget schedule not sized yet: time this step
-                timing["steps"] += 1
-                if _time_budget_steps(timing, params):
+                if _time_budget_steps(timing, state["step"] - first_step, params):
                     t_val = time.monotonic()
-                    _block(val_fn(params))
+                    jax.block_until_ready(val_fn(params))
                     size_budget_schedule(timing["step_s"], time.monotonic() - t_val)
                     bar.note(
                         f"schedule: peak rate until step {max(state['decay_start'], cfg.warmup_steps)}, decayed by "
