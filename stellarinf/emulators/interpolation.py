@@ -46,14 +46,19 @@ def lanczos_weights(t, a: int = LANCZOS_A):
     return w / jnp.sum(w, axis=-1, keepdims=True)  # exact for a constant; near 1 anyway
 
 
+def tap_indices(i0, n: int, a: int = LANCZOS_A):
+    """The 2a pixel indices (..., 2a) around each pixel ``i0`` (..., int), from ``i0 − a + 1`` to ``i0 + a``, clipped
+    to a grid of ``n`` pixels: the taps of the Lanczos and Lagrange kernels."""
+    return jnp.clip(i0[..., None] + jnp.arange(-a + 1, a + 1, dtype=jnp.int32), 0, n - 1)
+
+
 def _taps(x, grid, a: int):
     """Fractional offsets ``t`` (n_out,) past the pixel below each ``x`` and the 2a tap indices (n_out, 2a) around it
     (``x`` mapped to a fractional index by piecewise-linear interpolation, clamped to the grid; taps clipped)."""
     n = grid.shape[0]
     u = jnp.interp(x, grid, jnp.arange(n, dtype=grid.dtype))
     i = jnp.floor(u)
-    idx = jnp.clip(i.astype(jnp.int32)[:, None] + jnp.arange(-a + 1, a + 1, dtype=jnp.int32)[None, :], 0, n - 1)
-    return u - i, idx
+    return u - i, tap_indices(i.astype(jnp.int32), n, a)
 
 
 def lagrange_weights(t, a: int = LANCZOS_A):

@@ -30,7 +30,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..errors import StellarinfError
-from .interpolation import LANCZOS_A, lagrange_weights
+from .interpolation import LANCZOS_A, lagrange_weights, tap_indices
 
 KIND = "transformer-payne"
 
@@ -243,8 +243,8 @@ def log10_offset(wavelength: Float[Array, "n_pix"], log10_ref: float) -> Float[A
     """``log10(λ) − log10_ref`` as accurately as ``λ``'s precision allows.
 
     float64: directly. float32: ``log10(λ)`` ≈ 3.8 comes out up to ~4e-7 off, a phase error of radians at the
-    shortest periods (1e-6), which added 3.8e-4 mean absolute flux error to the shipped TransformerPayne
-    against its own float64 answer (2.4e-5 this way). So the offset is taken from a float32 reference
+    shortest periods (1e-6), which added 5.8e-4 mean absolute flux error to the shipped TransformerPayne
+    against its own float64 answer (3.7e-5 this way; ``benchmarks/float32_wavelengths.py``). So the offset is taken from a float32 reference
     wavelength instead: ``λ − λ_ref`` is exact (Sterbenz) and ``log1p`` of the small ratio is accurate to a
     few ulp of the offset (1.3e-9 within ±130 Å of the reference); the reference's own rounding is added back as
     a constant computed in Python floats."""
@@ -336,7 +336,7 @@ def training_batch_continuous(key, data, batch_spectra: int, batch_pixels: int):
     i0 = jnp.clip(jnp.floor(u).astype(jnp.int32), 0, n_pix - 2)
     t = u - i0
     rows = idx[:, None, None]
-    taps = jnp.clip(i0[..., None] + jnp.arange(-a + 1, a + 1, dtype=jnp.int32), 0, n_pix - 1)
+    taps = tap_indices(i0, n_pix, a)
     w = lagrange_weights(t, a).astype(data.flux.dtype)
     polynomial = jnp.sum(data.flux[rows, taps] * w, axis=-1)
     tf = t.astype(data.flux.dtype)
