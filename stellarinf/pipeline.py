@@ -416,7 +416,7 @@ def choose_emulator(backend: str | None = None, spectrum=None) -> tuple[str | li
     """``(name, why)`` for ``emulator="auto"``: the shipped model whose posterior can be trusted within minutes here.
 
     On an accelerator TransformerPayne (``"default"``: any wavelength, NUTS affordable). On a CPU the Payne
-    (``"default-payne"``): TransformerPayne's log density costs ~40 ms a value and 0.24 s a gradient there, and on
+    (``"default-payne"``): TransformerPayne's log density costs ~40 ms a value and ~0.16 s a gradient there, and on
     the demo star (S/N 80) its importance-sampled posterior was still unreliable after 8,000 proposals (Pareto k
     0.85; [Li/Fe] two-moded across its box, v sin i and v macro a ridge: more draws than minutes allow), while the
     Payne's costs 0.5–4 ms a value (idle to loaded machine): laplace-is spends up to 20,000 proposals on it in the
@@ -434,7 +434,7 @@ def choose_emulator(backend: str | None = None, spectrum=None) -> tuple[str | li
             family[0],
             (
                 "the Payne on a CPU: TransformerPayne's posterior takes more log-density values than minutes allow here "
-                "(0.24 s a gradient, ~40 ms a value); pass --emulator default for TransformerPayne (on a CPU its "
+                "(~0.16 s a gradient, ~40 ms a value); pass --emulator default for TransformerPayne (on a CPU its "
                 "laplace-is result may be flagged unreliable)"
             ),
         )
@@ -507,7 +507,7 @@ def choose_sampler(model, backend: str | None = None) -> tuple[str, str]:
 
     NUTS costs ~60,000 gradients (4 chains × 1,500 iterations × ~10); it is the choice only where they take less
     than :data:`NUTS_DEFAULT_SECONDS` (any model on an accelerator). On a 2-core CPU TransformerPayne's gradient is
-    about 0.24 s (hours) and the Payne's 5.6 ms (~6 minutes, MAP not included), so there the choice is laplace-is
+    about 0.16 s (hours) and the Payne's 5.6 ms (~6 minutes, MAP not included), so there the choice is laplace-is
     (log-density values only; more proposals while its importance ESS is low, within minutes; its Pareto k says
     when it cannot be trusted)."""
     if backend is None:

@@ -17,7 +17,7 @@ from stellarinf.emulators import (
     flux_metrics,
     preset_config,
 )
-from stellarinf.emulators.transformer_payne import PRESETS, count_parameters, log10_offset
+from stellarinf.emulators.transformer_payne import PRESETS, count_parameters, log10_offset, matmul
 from stellarinf.errors import LabelError, StellarinfError, WavelengthError
 
 WL = np.linspace(TOY_RANGE[0], TOY_RANGE[1], 157)
@@ -113,6 +113,53 @@ def test_wavelengths_given_in_float32_are_encoded_almost_as_in_float64(tp):
     # float32 phases of up to ~6e4 rad leave ~0.02 (float32 multiply); the old encoding was off by O(1)
     assert np.max(np.abs(f32 - exact_tok)) < 0.05 < 0.5 < np.max(np.abs(old - exact_tok))
     assert np.all(np.isfinite(np.asarray(sharp(x, w.astype(np.float32)))))
+
+
+def test_a_batch_of_spectra_in_one_pass_equals_each_spectrum_alone(tp):
+    """Training runs every pixel of a batch of spectra through one pass (keys/values of shape (B, L, …), wavelengths
+    (B, P)); it must be the per-spectrum network."""
+    net = tp.network
+    labels = jnp.asarray(TOY_SPACE.scale(LABELS), jnp.float32)
+    wl = jnp.asarray(np.random.default_rng(0).uniform(TOY_RANGE[0], TOY_RANGE[1], (3, 41)))
+    batched = net.decode(jax.vmap(net.encode)(labels), wl)
+    assert batched.shape == (3, 41, 2)
+    for i in range(3):
+        np.testing.assert_allclose(batched[i], net(labels[i], wl[i]), rtol=0, atol=2e-6)
+
+
+def _dot_operand_dtypes(jaxpr) -> list[tuple[str, ...]]:
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.append(tuple(str(v.aval.dtype) for v in eqn.invars))
+        for param in eqn.params.values():
+            inner = getattr(param, "jaxpr", param)
+            if hasattr(inner, "eqns"):
+                found += _dot_operand_dtypes(inner)
+    return found
+
+
+def test_mixed_precision_products_round_the_operands_forward_and_backward():
+    """``--precision bfloat16``: every matrix product of the forward pass *and of its gradient* multiplies bfloat16
+    operands (accumulating in float32); the answers are float32's to bfloat16's rounding, not bit for bit."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, 50, 16)), jnp.float32)  # leading axes: a batch of spectra × pixels
+    w = jnp.asarray(rng.normal(size=(8, 16)), jnp.float32)
+
+    def f(x, w, dtype):
+        return jnp.sum(jnp.sin(matmul(x, w, dtype, jnp.float32)))
+
+    exact = x @ w.T
+    mixed = matmul(x, w, jnp.bfloat16, jnp.float32)
+    assert mixed.dtype == jnp.float32 and mixed.shape == (2, 50, 8)
+    err = float(jnp.max(jnp.abs(mixed - exact)) / jnp.max(jnp.abs(exact)))
+    assert 1e-5 < err < 1e-2  # rounded (so the option does something), but only to bfloat16's 8 bits
+    for exact_g, mixed_g in zip(jax.grad(f, (0, 1))(x, w, None), jax.grad(f, (0, 1))(x, w, jnp.bfloat16)):
+        assert mixed_g.dtype == jnp.float32
+        np.testing.assert_allclose(mixed_g, exact_g, rtol=0, atol=0.03 * float(jnp.max(jnp.abs(exact_g))))
+    dots = _dot_operand_dtypes(jax.make_jaxpr(jax.grad(f, (0, 1)), static_argnums=2)(x, w, jnp.bfloat16).jaxpr)
+    assert len(dots) == 3 and all(d == ("bfloat16", "bfloat16") for d in dots), dots
+    assert all(d == ("float32", "float32") for d in _dot_operand_dtypes(jax.make_jaxpr(jax.grad(f))(x, w, None).jaxpr))
 
 
 def test_tp_answers_wavelengths_between_training_pixels(tp):

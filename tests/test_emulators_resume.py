@@ -101,12 +101,14 @@ def test_checkpoints_from_before_the_wavelength_modes_resume(tmp_path):
         train(GRID, tmp_path / "old", _payne_cfg(max_steps=20), callback=kill)
     path = tmp_path / "old" / "checkpoint" / "state.json"
     state = json.loads(path.read_text())
-    for key in ("wavelengths", "schedule", "decay_fraction"):  # as written before they existed
+    for key in ("wavelengths", "schedule", "decay_fraction", "precision"):  # as written before they existed
         del state["config"][key]
     del state["schedule_steps"], state["decay_start"]
     path.write_text(json.dumps(state))
     with pytest.raises(StellarinfError, match="different settings \\(wavelengths\\)"):
         train(GRID, tmp_path / "old", _payne_cfg(max_steps=20, wavelengths="instrument"))
+    with pytest.raises(StellarinfError, match="different settings \\(precision\\)"):  # old runs were float32
+        train(GRID, tmp_path / "old", _payne_cfg(max_steps=20, precision="bfloat16"))
     assert train(GRID, tmp_path / "old", _payne_cfg(max_steps=20)).metrics["steps"] == 20
 
 
@@ -145,6 +147,8 @@ def test_bad_training_settings_are_refused():
         train(GRID, None, TrainConfig(model="cannon"))
     with pytest.raises(StellarinfError, match="cannot freeze"):
         train(GRID, None, TrainConfig(model="payne", freeze=("blocks",)))
+    with pytest.raises(StellarinfError, match="unknown precision 'float16'; choose one of float32, bfloat16"):
+        train(GRID, None, _payne_cfg(precision="float16"))
     with pytest.raises(StellarinfError, match="too few"):
         train(GRID.subset(np.arange(2)), None, _payne_cfg())
 

@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 from toy_grid import make_toy_grid
 
 from stellarinf.emulators import TrainConfig, load_emulator, train
@@ -25,9 +26,13 @@ def _payne_cfg(**kw):
     return TrainConfig(**{**base, **kw})
 
 
-def test_tiny_transformer_payne_overfits_a_tiny_grid(tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_tiny_transformer_payne_overfits_a_tiny_grid(tmp_path, precision):
+    """Also with the matrix products' operands in bfloat16 (mixed precision): the float32 network it leaves is as
+    good by the same measures."""
     small = GRID.subset(np.arange(8))
     cfg = TrainConfig(
+        precision=precision,
         model="transformer-payne",
         preset="tiny",
         max_steps=600,

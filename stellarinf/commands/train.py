@@ -79,6 +79,15 @@ def _hidden(ctx, param, value):
     help="With --schedule budget: the last fraction of the run over which the learning rate decays (1 = all of it).",
 )
 @click.option(
+    "--precision",
+    type=click.Choice(["float32", "bfloat16"]),  # emulators.training.PRECISIONS
+    default="float32",
+    show_default=True,
+    help="Operands of the training step's matrix products: bfloat16 = mixed precision (products accumulate, weights "
+    "and loss stay in float32; the model is float32): faster where the hardware has bfloat16 matrix units (AMX, "
+    "tensor cores). See benchmarks/train_step.py.",
+)
+@click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
@@ -133,6 +142,7 @@ def train(
     max_steps,
     schedule,
     decay_fraction,
+    precision,
     lr,
     loss,
     optimizer,
@@ -166,6 +176,7 @@ def train(
         max_steps=max_steps,
         schedule=schedule,
         decay_fraction=decay_fraction,
+        precision=precision,
         batch_spectra=batch_spectra,
         batch_pixels=batch_pixels,
         wavelengths=wavelengths,

@@ -47,7 +47,8 @@ class NetworkKind:
         training_batch: ``(key, data, batch_spectra, batch_pixels) -> batch`` (pure JAX, inside the jitted step).
         continuous_batch: like ``training_batch`` at wavelengths drawn anywhere between the grid's pixels
             (``TrainConfig.wavelengths="continuous"``), or None for kinds tied to their pixels.
-        training_loss: ``(network, batch, err, continuum_weight) -> scalar`` (``err``: squared or absolute residual).
+        training_loss: ``(network, batch, err, continuum_weight, matmul_dtype) -> scalar`` (``err``: squared or absolute
+            residual; ``matmul_dtype``: None, or the dtype of the matrix products' operands, ``TrainConfig.precision``).
         validation_flux: ``(network, labels_scaled (B, n_labels), wavelength (k,), pixels (k,)) -> flux (B, k)`` at
             the training pixels ``pixels`` (indices; ``wavelength`` = their wavelengths).
         freeze_labels: ``(params, freeze_groups) -> pytree of "train"/"freeze"`` (optax.multi_transform labels).
@@ -103,7 +104,7 @@ TRANSFORMER_PAYNE = NetworkKind(
     training_loss=transformer_payne.training_loss,
     validation_flux=transformer_payne.validation_flux,
     freeze_labels=transformer_payne.freeze_labels,
-    cpu_gradient_s=0.24,
+    cpu_gradient_s=0.16,  # 0.24 before the decoder's layers were unrolled (1.5× fewer s: benchmarks/train_step.py)
 )
 
 PAYNE = NetworkKind(

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..errors import StellarinfError
-from .transformer_payne import Dense, numpy_rng
+from .transformer_payne import Dense, matmul, numpy_rng
 
 KIND = "payne"
 # leaky_relu: the published Payne (piecewise linear); silu / gelu: smooth, for gradient-based inference
@@ -83,11 +83,19 @@ class PayneMLP(eqx.Module):
     def dtype(self):
         return self.layers[-1].weight.dtype
 
-    def __call__(self, labels_scaled: Float[Array, "n_labels"]) -> Float[Array, "n_pixels"]:
+    def __call__(self, labels_scaled: Float[Array, "n_labels"], matmul_dtype=None) -> Float[Array, "n_pixels"]:
+        """``matmul_dtype`` (training only): the layers' matrix products take their operands in that dtype and
+        accumulate in the network's (:func:`~.transformer_payne.matmul`); None: all in the network's dtype."""
         x = jnp.asarray(labels_scaled).astype(self.dtype)
+
+        def dense(layer, x):
+            if matmul_dtype is None:
+                return layer(x)
+            return matmul(x[None], layer.weight, matmul_dtype, self.dtype)[0] + layer.bias
+
         for layer in self.layers[:-1]:
-            x = self._activate(layer(x))
-        return self.layers[-1](x)
+            x = self._activate(dense(layer, x))
+        return dense(self.layers[-1], x)
 
     def _activate(self, x):
         if self.config.activation == "silu":
@@ -122,10 +130,10 @@ def training_batch(key, data, batch_spectra: int, batch_pixels: int):
     return data.labels[idx], data.flux[idx]
 
 
-def training_loss(net: PayneMLP, batch, err, continuum_weight: float):
-    """Mean ``err`` of the flux residuals (no continuum output)."""
+def training_loss(net: PayneMLP, batch, err, continuum_weight: float, matmul_dtype=None):
+    """Mean ``err`` of the flux residuals (no continuum output; ``matmul_dtype``: see :meth:`PayneMLP.__call__`)."""
     labels, flux = batch
-    return jnp.mean(err(jax.vmap(net)(labels) - flux))
+    return jnp.mean(err(jax.vmap(lambda ls: net(ls, matmul_dtype))(labels) - flux))
 
 
 def validation_flux(net: PayneMLP, labels, wavelength, pixels):

@@ -66,13 +66,19 @@ SCHEDULES = {
     "budget": "warm-up, the peak rate, then cosine decay over the last decay_fraction of the steps the time budget "
     "allows (timed on the run's first steps)",
 }
+# The dtype of the matrix products' operands in a training step (TrainConfig.precision); weights, optimiser state,
+# loss and every evaluation stay float32 (float64 in fits):
+PRECISIONS = {
+    "float32": None,
+    "bfloat16": jnp.bfloat16,  # mixed precision: for matrix units (AMX, tensor cores); benchmarks/train_step.py
+}
 # Steps timed to size a budget schedule: after the first two (compilation), this many (a few seconds on a CPU).
 _TIMED_STEPS = 30
 # Fraction of the measured budget the schedule plans for: validations, checkpoints and a machine shared with other
 # work take time the timed steps did not see.
 _BUDGET_SAFETY = 0.95
 # settings older checkpoints did not record: the value their runs used
-_CONFIG_BEFORE = {"wavelengths": "pixels", "schedule": "steps", "decay_fraction": 1.0}
+_CONFIG_BEFORE = {"wavelengths": "pixels", "schedule": "steps", "decay_fraction": 1.0, "precision": "float32"}
 # Run settings that may change between a run and its resumption without changing the result.
 # (``schedule``: a run follows the schedule length its checkpoint recorded, once there is one.)
 _RESUMABLE_CHANGES = {"max_minutes", "progress", "patience", "schedule", "decay_fraction"}
@@ -98,6 +104,7 @@ class TrainConfig:
     wavelengths: str = "auto"  # where the loss is taken: WAVELENGTH_MODES
     schedule: str = "steps"  # how the learning rate decays: SCHEDULES
     decay_fraction: float = 0.2  # budget schedule: the last fraction of its steps over which the rate decays
+    precision: str = "float32"  # operands of the step's matrix products: PRECISIONS
     grad_clip: float = 1.0
     continuum_weight: float = 0.1  # weight of the (standardised) log-continuum loss term, TP only
     validate_every: int = 200
@@ -143,6 +150,8 @@ class TrainConfig:
             raise StellarinfError(f"max_minutes must be positive, got {self.max_minutes}")
         if self.schedule not in SCHEDULES:
             raise StellarinfError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise StellarinfError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if not 0.0 < self.decay_fraction <= 1.0:
             raise StellarinfError(f"decay_fraction must be in (0, 1], got {self.decay_fraction}")
         if self.schedule == "budget" and self.max_minutes is None:
@@ -317,18 +326,19 @@ def make_optimizer(
 
 
 # ------------------------------------------------------------------------------------- steps
-def _loss_fn(kind: NetworkKind, loss: str, continuum_weight: float):
+def _loss_fn(kind: NetworkKind, loss: str, continuum_weight: float, precision: str = "float32"):
     err = (lambda r: jnp.square(r)) if loss == "mse" else (lambda r: jnp.abs(r))
+    matmul_dtype = PRECISIONS[precision]
 
     def loss_fn(params, static, batch):
-        return kind.training_loss(eqx.combine(params, static), batch, err, continuum_weight)
+        return kind.training_loss(eqx.combine(params, static), batch, err, continuum_weight, matmul_dtype)
 
     return loss_fn
 
 
 def _make_step(kind: NetworkKind, cfg: TrainConfig, static, base_key):
     """One training step, compiled once: ``schedule`` = (last step, decay start) are arguments, not constants."""
-    loss_fn = _loss_fn(kind, cfg.loss, cfg.continuum_weight)
+    loss_fn = _loss_fn(kind, cfg.loss, cfg.continuum_weight, cfg.precision)
 
     draw = kind.continuous_batch if cfg.wavelengths == "continuous" else kind.training_batch
 

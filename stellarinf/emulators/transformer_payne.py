@@ -21,6 +21,7 @@ for deep presets).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import equinox as eqx
@@ -33,6 +34,8 @@ from ..errors import StellarinfError
 from .interpolation import LANCZOS_A, lagrange_weights, tap_indices
 
 KIND = "transformer-payne"
+# Layers per iteration of the decoder's layer loop: every layer of the presets up to 8 deep is unrolled.
+SCAN_UNROLL = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,7 +201,7 @@ class TransformerPayne(eqx.Module):
         return k, v
 
     # -- wavelength path (per pixel)
-    def wavelength_token(self, wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix dim"]:
+    def wavelength_token(self, wavelength: Float[Array, "*B n_pix"]) -> Float[Array, "*B n_pix dim"]:
         """Sinusoidal encoding of log10 wavelength, computed in the wavelength's precision (float64 for
         float64 input) and then cast: for the shortest periods the phase reaches ~1e4 rad, where float32
         arithmetic would make the token depend on how XLA happens to fuse the operations."""
@@ -206,37 +209,89 @@ class TransformerPayne(eqx.Module):
         wl = jnp.asarray(wavelength)
         wl = wl.astype(jnp.promote_types(wl.dtype, jnp.float32))
         periods = jnp.logspace(math.log10(c.min_period), math.log10(c.max_period), c.dim, dtype=wl.dtype)
-        return jnp.sin((2 * jnp.pi) * log10_offset(wl, c.log10_wavelength_ref)[:, None] / periods).astype(self.dtype)
+        return jnp.sin((2 * jnp.pi) * log10_offset(wl, c.log10_wavelength_ref)[..., None] / periods).astype(self.dtype)
 
-    def decode(self, kv, wavelength: Float[Array, "n_pix"]) -> Float[Array, "n_pix 2"]:
-        """Outputs (flux, log10 continuum) at every wavelength given one spectrum's keys/values."""
+    def decode(self, kv, wavelength: Float[Array, "*B n_pix"], matmul_dtype=None) -> Float[Array, "*B n_pix 2"]:
+        """Outputs (flux, log10 continuum) at every wavelength given one spectrum's keys/values, or a batch's: keys
+        and values (*B, n_layers, …) from ``jax.vmap(net.encode)`` with wavelengths (*B, n_pix). A batch runs every
+        pixel of every spectrum through one matrix product per weight (training does this; under ``jax.vmap`` each
+        spectrum's weight gradient would be a product of its own, summed afterwards).
+
+        ``matmul_dtype`` (training only, e.g. ``jnp.bfloat16``): the blocks' matrix products take their operands in
+        that dtype and accumulate in the network's (:func:`matmul`); the residual stream, norms, softmax and the head
+        stay in the network's dtype. None: everything in the network's dtype (every evaluation)."""
         c = self.config
-        k_all, v_all = kv
-        h = self.wavelength_token(wavelength)  # (P, D)
+        # the layer axis first, for the scan
+        k_all, v_all = (jnp.moveaxis(a, -4, 0) for a in kv)  # (L, *B, T, H, E)
+        h = self.wavelength_token(wavelength)  # (*B, P, D)
+        heads = (*h.shape[:-1], c.n_heads, c.head_dim)
         scale = 1.0 / math.sqrt(c.head_dim)
+        dt = self.dtype
 
         def layer(h, p):
             wq, wo, w_in, w_out, k, v = p
-            q = (rms_norm(h) @ wq.T).reshape(h.shape[0], c.n_heads, c.head_dim)
-            att = jax.nn.softmax(jnp.einsum("phe,the->pht", q, k) * scale, axis=-1)
-            h = h + jnp.einsum("pht,the->phe", att, v).reshape(h.shape[0], c.dim) @ wo.T
-            h = h + jax.nn.gelu(rms_norm(h) @ w_in.T) @ w_out.T
+            q = matmul(rms_norm(h), wq, matmul_dtype, dt).reshape(heads)
+            att = jax.nn.softmax(jnp.einsum("...phe,...the->...pht", q, k) * scale, axis=-1)
+            h = h + matmul(jnp.einsum("...pht,...the->...phe", att, v).reshape(h.shape), wo, matmul_dtype, dt)
+            # (the feed-forward's wide hidden layer in float32: XLA's CPU elementwise code is slower on bfloat16)
+            hidden = jax.nn.gelu(matmul(rms_norm(h), w_in, matmul_dtype, dt))
+            h = h + matmul(hidden, w_out, matmul_dtype, dt)
             return h, None
 
         b = self.blocks
-        h, _ = jax.lax.scan(layer, h, (b.wq, b.wo, b.w_in, b.w_out, k_all, v_all))
+        # Unrolled: XLA's CPU backend spends ~40 % of a training step stacking and slicing a scan's per-layer residuals
+        # (benchmarks/train_step.py); the scan only keeps deep presets quick to compile.
+        h, _ = jax.lax.scan(layer, h, (b.wq, b.wo, b.w_in, b.w_out, k_all, v_all), unroll=min(c.n_layers, SCAN_UNROLL))
         h = rms_norm(h)
-        out = jax.vmap(lambda z: self.head_out(jax.nn.gelu(self.head_hidden(z))))(h)
-        log_cont = c.log_continuum_offset + c.log_continuum_scale * out[:, 1]
-        return jnp.stack([out[:, 0], log_cont.astype(out.dtype)], axis=-1)
+        flat = h.reshape(-1, c.dim)
+        out = jax.vmap(lambda z: self.head_out(jax.nn.gelu(self.head_hidden(z))))(flat).reshape(*h.shape[:-1], 2)
+        log_cont = c.log_continuum_offset + c.log_continuum_scale * out[..., 1]
+        return jnp.stack([out[..., 0], log_cont.astype(out.dtype)], axis=-1)
 
     def __call__(
-        self, labels_scaled: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"]
+        self, labels_scaled: Float[Array, "n_labels"], wavelength: Float[Array, "n_pix"], matmul_dtype=None
     ) -> Float[Array, "n_pix 2"]:
-        return self.decode(self.encode(labels_scaled), wavelength)
+        return self.decode(self.encode(labels_scaled), wavelength, matmul_dtype)
 
     def predict_flux(self, labels_scaled, wavelength) -> Float[Array, "n_pix"]:
         return self(labels_scaled, wavelength)[:, 0]
+
+
+def matmul(x: Float[Array, "*P i"], w: Float[Array, "o i"], operand_dtype, out_dtype) -> Float[Array, "*P o"]:
+    """``x @ w.T``. With ``operand_dtype`` (bfloat16: mixed-precision training) both operands are rounded to it and
+    the product accumulates in float32 (matrix units such as AMX or tensor cores run bfloat16 several times faster
+    than float32), returned as ``out_dtype``; None: the plain product in the operands' dtype."""
+    if operand_dtype is None:
+        return x @ w.T
+    return _mixed_matmul(x, w, jnp.dtype(operand_dtype), jnp.dtype(out_dtype))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _mixed_matmul(x, w, operand_dtype, out_dtype):
+    return _product(x.astype(operand_dtype), w.astype(operand_dtype).T, out_dtype)
+
+
+def _product(a, b, out_dtype):
+    return jnp.matmul(a, b, preferred_element_type=jnp.float32).astype(out_dtype)
+
+
+def _mixed_matmul_fwd(x, w, operand_dtype, out_dtype):
+    xo, wo = x.astype(operand_dtype), w.astype(operand_dtype)
+    # (empty arrays carry the inputs' dtypes: residuals must be arrays)
+    return _product(xo, wo.T, out_dtype), (xo, wo, jnp.zeros(0, x.dtype), jnp.zeros(0, w.dtype))
+
+
+def _mixed_matmul_bwd(operand_dtype, out_dtype, saved, g):
+    # The cotangent is rounded to the operand dtype as well, so both backward products run on the matrix units too
+    # (JAX's own transpose of a mixed-dtype product multiplies float32 by bfloat16: slower than float32 alone); the
+    # weight's gradient contracts every leading axis in one product.
+    xo, wo, x_like, w_like = saved
+    go = g.astype(operand_dtype)
+    gw = _product(go.reshape(-1, go.shape[-1]).T, xo.reshape(-1, xo.shape[-1]), w_like.dtype)
+    return _product(go, wo, x_like.dtype), gw
+
+
+_mixed_matmul.defvjp(_mixed_matmul_fwd, _mixed_matmul_bwd)
 
 
 def log10_offset(wavelength: Float[Array, "n_pix"], log10_ref: float) -> Float[Array, "n_pix"]:
@@ -352,15 +407,13 @@ def training_batch_continuous(key, data, batch_spectra: int, batch_pixels: int):
     return data.labels[idx], wl, flux, lc
 
 
-def training_loss(net: TransformerPayne, batch, err, continuum_weight: float):
-    """Mean ``err`` of the flux residuals, plus ``continuum_weight`` × that of the standardised log continuum."""
+def training_loss(net: TransformerPayne, batch, err, continuum_weight: float, matmul_dtype=None):
+    """Mean ``err`` of the flux residuals, plus ``continuum_weight`` × that of the standardised log continuum
+    (``matmul_dtype``: see :meth:`TransformerPayne.decode`)."""
     labels, wl, flux, lc = batch
 
-    def one(ls, w):
-        out = net(ls, w)
-        return out[:, 0], (out[:, 1] - net.config.log_continuum_offset) / net.config.log_continuum_scale
-
-    pf, pc = jax.vmap(one)(labels, wl)
+    out = net.decode(jax.vmap(net.encode)(labels), wl, matmul_dtype)  # (B, P, 2): one batched pass
+    pf, pc = out[..., 0], (out[..., 1] - net.config.log_continuum_offset) / net.config.log_continuum_scale
     value = jnp.mean(err(pf - flux))
     if lc is not None:
         value = value + continuum_weight * jnp.mean(err(pc - lc))
