@@ -516,3 +516,45 @@ def test_local_workers_get_disjoint_cores_and_a_pinned_process_runs_on_them():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("]")
     assert out[0].strip() == f"[{core}" and out[1].strip() == f"[{core}"
+
+
+def test_gpus_are_found_without_starting_jax_and_each_worker_gets_its_own(tmp_path):
+    """GPUs from CUDA_VISIBLE_DEVICES (CUDA's rules) or /dev/nvidiaN; worker i sees GPU i mod n, and workers sharing a
+    GPU split JAX's usual 75 % of its memory."""
+    from stellarinf.catalog.affinity import gpu_worker_envs, visible_gpus
+
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2,0"}) == ["2", "0"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "1,-1,3"}) == ["1"]  # CUDA stops at the first invalid entry
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0", "JAX_PLATFORMS": "cpu"}) == []
+    for name in ("nvidia1", "nvidia0", "nvidiactl", "nvidia-uvm", "nvidia10", "null"):
+        (tmp_path / name).touch()
+    assert visible_gpus({}, dev=str(tmp_path)) == ["0", "1", "10"]
+    assert visible_gpus({}, dev=str(tmp_path / "absent")) == []
+    assert gpu_worker_envs(2, ["0", "1"]) == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]
+    shared = gpu_worker_envs(3, ["0", "1"])
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in shared] == ["0", "1", "0"]
+    assert shared[0]["XLA_PYTHON_CLIENT_MEM_FRACTION"] == shared[2]["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.375"
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in shared[1]
+
+
+def test_on_a_machine_with_gpus_the_local_cluster_has_one_worker_per_gpu_each_seeing_only_it(monkeypatch):
+    """The cluster fit-catalog starts: by default one worker per GPU, and CUDA_VISIBLE_DEVICES is already set when the
+    worker process starts (before JAX could see every GPU). Two GPUs are faked here; JAX on this CPU ignores the
+    variable."""
+    import os
+
+    from stellarinf.catalog import affinity
+
+    monkeypatch.setattr(affinity, "visible_gpus", lambda: ["0", "1"])
+    lines: list[str] = []
+    cluster, client = affinity.start_local_cluster(None, 10, lines.append)
+    try:
+        seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+        assert sorted(seen.values()) == ["0", "1"], seen
+        names = client.run(lambda dask_worker: dask_worker.name)
+        assert sorted(names.values()) == [0, 1]
+    finally:
+        client.close()
+        cluster.close()
+    assert "2 worker processes" in lines[0] and "GPUs (CUDA_VISIBLE_DEVICES) 0, 1" in lines[0], lines

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 import os
 import sys
@@ -197,7 +196,8 @@ def fit_catalog(
             one that could not be fitted), ``OUT/catalog.parquet`` and ``OUT/catalog.fits`` (one row per star),
             ``OUT/settings.json``.
         workers: the number of Dask worker processes of the local cluster started (and closed) here (default: one
-            per CPU core, at most one per chunk); each fits many stars with its compiled programs kept warm.
+            per NVIDIA GPU, each seeing only its own, on a machine with them, else one per CPU core; at most one per
+            chunk); each fits many stars with its compiled programs kept warm (:mod:`stellarinf.catalog.affinity`).
         scheduler: the address of an existing Dask scheduler (``"tcp://host:8786"``, e.g. a dask-jobqueue cluster)
             instead of a local cluster; its workers must see ``output`` and the spectra at the same paths.
         emulator, emulator_name, sampler, priors, fixed, resolution, continuum, continuum_degree, rv_max,
@@ -495,10 +495,10 @@ def record_failure(out: Path, star: StarRequest, emulator_name: str, error_type:
 
 def run_chunks(chunks, out: Path, name, ref, fit_kwargs, *, workers, scheduler, progress, echo):
     """Fit ``chunks`` on the Dask cluster; ``(dashboard address or None, [brief per star])``."""
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, as_completed
     from tqdm.auto import tqdm
 
-    from .affinity import PinWorkers, available_cores, worker_core_sets
+    from .affinity import start_local_cluster
 
     cluster = None
     if scheduler is not None:
@@ -511,20 +511,7 @@ def run_chunks(chunks, out: Path, name, ref, fit_kwargs, *, workers, scheduler, 
                 "leave out --scheduler for a local cluster"
             ) from None
     else:
-        n = min(workers or os.cpu_count() or 1, len(chunks))
-        core_sets = worker_core_sets(n, available_cores()) if n > 1 else None
-        pinned = f", each on {len(core_sets[-1])}+ of the machine's cores" if core_sets else ""
-        echo(f"starting a local Dask cluster: {n} worker process{'es' if n > 1 else ''}, 1 thread each{pinned}")
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        )
-        client = Client(cluster)
-        if core_sets:  # one JAX process uses every core it may: give each worker its own (catalog/affinity.py)
-            client.register_plugin(PinWorkers(core_sets))
+        cluster, client = start_local_cluster(workers, len(chunks), echo)
     done: list[dict] = []
     try:
         dashboard = _dashboard(client)

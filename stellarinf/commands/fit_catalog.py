@@ -35,7 +35,8 @@ from .options import read_options_kwargs, spectrum_read_options
     "--workers",
     type=click.IntRange(1, 4096),
     default=None,
-    help="Worker processes of the local Dask cluster started for the run (default: one per CPU core).",
+    help="Worker processes of the local Dask cluster started for the run (default: one per GPU, each seeing only its "
+    "own, where there are NVIDIA GPUs; else one per CPU core).",
 )
 @click.option(
     "--scheduler",
