@@ -101,7 +101,7 @@ def test_checkpoints_from_before_the_wavelength_modes_resume(tmp_path):
         train(GRID, tmp_path / "old", _payne_cfg(max_steps=20), callback=kill)
     path = tmp_path / "old" / "checkpoint" / "state.json"
     state = json.loads(path.read_text())
-    for key in ("wavelengths", "schedule", "decay_fraction", "precision"):  # as written before they existed
+    for key in ("wavelengths", "schedule", "decay_fraction", "precision", "lr_scaling", "base_width"):  # before them
         del state["config"][key]
     del state["schedule_steps"], state["decay_start"]
     path.write_text(json.dumps(state))
@@ -149,6 +149,10 @@ def test_bad_training_settings_are_refused():
         train(GRID, None, TrainConfig(model="payne", freeze=("blocks",)))
     with pytest.raises(StellarinfError, match="unknown precision 'float16'; choose one of float32, bfloat16"):
         train(GRID, None, _payne_cfg(precision="float16"))
+    with pytest.raises(StellarinfError, match="'mup' is for TransformerPayne"):
+        train(GRID, None, _payne_cfg(lr_scaling="mup"))
+    with pytest.raises(StellarinfError, match="unknown lr_scaling 'sqrt'"):
+        train(GRID, None, TrainConfig(lr_scaling="sqrt"))
     with pytest.raises(StellarinfError, match="too few"):
         train(GRID.subset(np.arange(2)), None, _payne_cfg())
 
@@ -245,3 +249,43 @@ def test_learning_rate_schedules_known_values():
     assert all(float(learning_rate(cfg, i, 110, 7)) == cosine(i) for i in range(0, 111, 7))  # inside the warm-up
     with pytest.raises(StellarinfError, match="decay_fraction"):
         train(GRID, None, _payne_cfg(decay_fraction=0.0))
+
+
+def test_width_transfer_gives_each_matrix_its_width_scaled_rate():
+    """``lr_scaling="mup"``: after the same gradients, every matrix whose input grows with the width moves by
+    base_width/dim of what it moves under one rate; the label input layer and the biases move alike."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    from stellarinf.emulators.kinds import get_kind
+    from stellarinf.emulators.training import make_optimizer
+    from stellarinf.emulators.transformer_payne import TransformerPayne, preset_config, width_lr_multipliers
+
+    net = TransformerPayne(preset_config("tiny", 3), jax.random.key(0))  # dim 32
+    params = eqx.filter(net, eqx.is_inexact_array)
+    mult = width_lr_multipliers(params, 64)
+    assert mult.blocks.w_in == mult.blocks.wq == mult.embed_out.weight == mult.head_out.weight == 2.0
+    assert mult.embed_in.weight == mult.embed_in.bias == mult.head_hidden.bias == 1.0
+    grads = jax.tree_util.tree_map(lambda p: jnp.sin(jnp.arange(p.size, dtype=p.dtype)).reshape(p.shape), params)
+    kind = get_kind("transformer-payne")
+    moved = {}
+    for scaling in ("standard", "mup"):
+        cfg = TrainConfig(preset="tiny", lr_scaling=scaling, base_width=64).resolved()
+        opt = make_optimizer(cfg, params, kind, schedule=lambda count: 1e-3)
+        moved[scaling], _ = opt.update(grads, opt.init(params), params)
+    np.testing.assert_allclose(moved["mup"].blocks.w_out, 2.0 * moved["standard"].blocks.w_out, rtol=1e-6)
+    np.testing.assert_allclose(moved["mup"].head_out.weight, 2.0 * moved["standard"].head_out.weight, rtol=1e-6)
+    np.testing.assert_array_equal(moved["mup"].embed_in.weight, moved["standard"].embed_in.weight)
+    np.testing.assert_array_equal(moved["mup"].head_out.bias, moved["standard"].head_out.bias)
+
+
+def test_train_cli_refuses_a_width_that_is_not_whole_heads(tmp_path):
+    from click.testing import CliRunner
+
+    from stellarinf.cli import cli
+
+    grid = tmp_path / "g.h5"
+    grid.touch()
+    result = CliRunner().invoke(cli, ["train", "--grid", str(grid), "--dim", "100", "-o", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "100 is not a multiple of 32 (the head size)" in result.output, result.output

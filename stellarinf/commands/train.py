@@ -88,6 +88,27 @@ def _hidden(ctx, param, value):
     "tensor cores). See benchmarks/train_step.py.",
 )
 @click.option(
+    "--lr-scaling",
+    type=click.Choice(["standard", "mup"]),  # emulators.training.LR_SCALINGS
+    default="standard",
+    show_default=True,
+    help="mup: width transfer (TransformerPayne): --lr is the rate for --base-width; wider networks' matrices learn "
+    "at base/width of it, so a rate tuned on a narrow network carries over (benchmarks/width_transfer.py).",
+)
+@click.option(
+    "--base-width",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="With --lr-scaling mup: the width --lr was tuned at.",
+)
+@click.option(
+    "--dim",
+    type=click.IntRange(min=32),
+    default=None,
+    help="TransformerPayne width instead of the preset's (heads of 32: a multiple of 32).",
+)
+@click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
@@ -143,6 +164,9 @@ def train(
     schedule,
     decay_fraction,
     precision,
+    lr_scaling,
+    base_width,
+    dim,
     lr,
     loss,
     optimizer,
@@ -164,9 +188,12 @@ def train(
     from ..emulators.training import TrainConfig
     from ..emulators.training import train as run_training
 
+    if dim is not None and dim % 32:
+        raise click.BadParameter(f"{dim} is not a multiple of 32 (the head size)", param_hint="--dim")
     cfg = TrainConfig(
         model=model,
         preset=preset,
+        overrides={} if dim is None else {"dim": dim, "n_heads": dim // 32},
         hidden=hidden,
         activation=activation,
         loss=loss,
@@ -177,6 +204,8 @@ def train(
         schedule=schedule,
         decay_fraction=decay_fraction,
         precision=precision,
+        lr_scaling=lr_scaling,
+        base_width=base_width,
         batch_spectra=batch_spectra,
         batch_pixels=batch_pixels,
         wavelengths=wavelengths,

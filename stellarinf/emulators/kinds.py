@@ -52,6 +52,8 @@ class NetworkKind:
         validation_flux: ``(network, labels_scaled (B, n_labels), wavelength (k,), pixels (k,)) -> flux (B, k)`` at
             the training pixels ``pixels`` (indices; ``wavelength`` = their wavelengths).
         freeze_labels: ``(params, freeze_groups) -> pytree of "train"/"freeze"`` (optax.multi_transform labels).
+        width_lr_multipliers: ``(params, base_width) -> pytree of floats``, the per-parameter learning-rate multipliers
+            of width transfer (``TrainConfig.lr_scaling="mup"``), or None for kinds without it.
         cpu_gradient_s: measured seconds per log-density gradient of a galah-red fit on the 2-core CPU
             (:func:`stellarinf.pipeline.choose_sampler` picks NUTS only where a posterior costs minutes).
     """
@@ -74,6 +76,7 @@ class NetworkKind:
     validation_flux: Callable
     freeze_labels: Callable
     continuous_batch: Callable | None = None
+    width_lr_multipliers: Callable | None = None
     cpu_gradient_s: float = 0.01
 
     @property
@@ -104,6 +107,7 @@ TRANSFORMER_PAYNE = NetworkKind(
     training_loss=transformer_payne.training_loss,
     validation_flux=transformer_payne.validation_flux,
     freeze_labels=transformer_payne.freeze_labels,
+    width_lr_multipliers=transformer_payne.width_lr_multipliers,
     cpu_gradient_s=0.16,  # 0.24 before the decoder's layers were unrolled (1.5× fewer s: benchmarks/train_step.py)
 )
 

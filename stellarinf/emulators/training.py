@@ -72,13 +72,26 @@ PRECISIONS = {
     "float32": None,
     "bfloat16": jnp.bfloat16,  # mixed precision: for matrix units (AMX, tensor cores); benchmarks/train_step.py
 }
+# How the learning rate of each parameter follows the network's width (TrainConfig.lr_scaling):
+LR_SCALINGS = {
+    "standard": "one learning rate for every parameter",
+    "mup": "width transfer (muP for Adam): the rate is tuned at base_width; matrices whose input grows with the width "
+    "learn at base_width/width of it (TransformerPayne)",
+}
 # Steps timed to size a budget schedule: after the first two (compilation), this many (a few seconds on a CPU).
 _TIMED_STEPS = 30
 # Fraction of the measured budget the schedule plans for: validations, checkpoints and a machine shared with other
 # work take time the timed steps did not see.
 _BUDGET_SAFETY = 0.95
 # settings older checkpoints did not record: the value their runs used
-_CONFIG_BEFORE = {"wavelengths": "pixels", "schedule": "steps", "decay_fraction": 1.0, "precision": "float32"}
+_CONFIG_BEFORE = {
+    "wavelengths": "pixels",
+    "schedule": "steps",
+    "decay_fraction": 1.0,
+    "precision": "float32",
+    "lr_scaling": "standard",
+    "base_width": 64,
+}
 # Run settings that may change between a run and its resumption without changing the result.
 # (``schedule``: a run follows the schedule length its checkpoint recorded, once there is one.)
 _RESUMABLE_CHANGES = {"max_minutes", "progress", "patience", "schedule", "decay_fraction"}
@@ -105,6 +118,8 @@ class TrainConfig:
     schedule: str = "steps"  # how the learning rate decays: SCHEDULES
     decay_fraction: float = 0.2  # budget schedule: the last fraction of its steps over which the rate decays
     precision: str = "float32"  # operands of the step's matrix products: PRECISIONS
+    lr_scaling: str = "standard"  # per-parameter learning rates by width: LR_SCALINGS
+    base_width: int = 64  # lr_scaling "mup": the width learning_rate is meant for (TransformerPayne small: 64)
     grad_clip: float = 1.0
     continuum_weight: float = 0.1  # weight of the (standardised) log-continuum loss term, TP only
     validate_every: int = 200
@@ -150,6 +165,12 @@ class TrainConfig:
             raise StellarinfError(f"max_minutes must be positive, got {self.max_minutes}")
         if self.schedule not in SCHEDULES:
             raise StellarinfError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.lr_scaling not in LR_SCALINGS:
+            raise StellarinfError(f"unknown lr_scaling {self.lr_scaling!r}; choose one of {', '.join(LR_SCALINGS)}")
+        if self.lr_scaling == "mup" and kind.width_lr_multipliers is None:
+            raise StellarinfError(f"lr_scaling 'mup' is for TransformerPayne; a {self.model} trains with 'standard'")
+        if int(self.base_width) < 1:
+            raise StellarinfError(f"base_width must be ≥ 1, got {self.base_width}")
         if self.precision not in PRECISIONS:
             raise StellarinfError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if not 0.0 < self.decay_fraction <= 1.0:
@@ -318,11 +339,22 @@ def make_optimizer(
             optax.scale_by_learning_rate(schedule),
         )
     opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), base)
+    if cfg.lr_scaling == "mup":
+        opt = optax.chain(opt, _scale_each(kind.width_lr_multipliers(params, cfg.base_width)))
     if cfg.freeze:
         labels = kind.freeze_labels(params, cfg.freeze)
         # (a callable, because optax would otherwise *call* the label tree: Equinox modules are callable)
         opt = optax.multi_transform({"train": opt, "freeze": optax.set_to_zero()}, lambda _: labels)
     return opt
+
+
+def _scale_each(multipliers) -> optax.GradientTransformation:
+    """Multiply each parameter's update by its own constant (no state: checkpoints keep their shape)."""
+
+    def update(updates, state, params=None):
+        return jax.tree_util.tree_map(lambda u, m: u * m, updates, multipliers), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 # ------------------------------------------------------------------------------------- steps

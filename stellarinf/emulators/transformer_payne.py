@@ -436,3 +436,20 @@ def freeze_labels(params, freeze: tuple[str, ...]):
         return "freeze" if first in frozen_attrs else "train"
 
     return jax.tree_util.tree_map_with_path(label, params)
+
+
+def width_lr_multipliers(params, base_width: int):
+    """Per-parameter learning-rate multipliers that make the best learning rate of a width carry over to other widths
+    (muP for Adam, Yang et al. 2022, "Tensor Programs V"): every weight matrix whose input grows with ``dim`` (the
+    blocks, the label tokens' second layer, the head) learns at ``base_width / dim`` of the rate; the label input layer
+    (its fan-in is the label count) and the biases at the rate itself. Initialisations are already 1/√fan-in, and the
+    presets widen by adding heads of a fixed size, so attention needs no rescaling. ``params``: the network's array
+    leaves (``eqx.filter(net, eqx.is_inexact_array)``)."""
+    ratio = float(base_width) / float(params.blocks.wq.shape[-1])
+
+    def multiplier(path, leaf):
+        if getattr(path[0], "name", None) == "embed_in" or leaf.ndim < 2:
+            return 1.0
+        return ratio
+
+    return jax.tree_util.tree_map_with_path(multiplier, params)
