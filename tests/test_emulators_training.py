@@ -60,8 +60,9 @@ def test_tiny_transformer_payne_overfits_a_tiny_grid(tmp_path, precision):
     assert np.max(np.abs(cont / small.continuum[0] - 1)) < 0.05
 
 
-def test_tiny_payne_overfits_a_tiny_grid(tmp_path):
-    cfg = _payne_cfg(max_steps=400, validate_every=100, hidden=(64, 64))
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_tiny_payne_overfits_a_tiny_grid(tmp_path, precision):
+    cfg = _payne_cfg(max_steps=400, validate_every=100, hidden=(64, 64), precision=precision)
     res = train(GRID, None, cfg, validation=GRID, test=GRID)
     assert min(h["val_mse"] for h in res.history) < res.history[0]["val_mse"] / 100, res.history
     assert res.output is None

@@ -131,10 +131,11 @@ def start_local_cluster(workers: int | None, n_chunks: int, echo: Callable[[str]
     n = max(1, min(workers or len(gpus) or os.cpu_count() or 1, n_chunks))
     core_sets = worker_core_sets(n, available_cores()) if n > 1 else None
     where = f", each on {len(core_sets[-1])}+ of the machine's cores" if core_sets else ""
-    if gpus:
-        envs = gpu_worker_envs(n, gpus)
-        shown = ", ".join(e["CUDA_VISIBLE_DEVICES"] for e in envs)
-        where += f", GPUs (CUDA_VISIBLE_DEVICES) {shown}"
+    envs = gpu_worker_envs(n, gpus) if gpus else None
+    if envs:
+        where += ", GPUs (CUDA_VISIBLE_DEVICES) " + ", ".join(e["CUDA_VISIBLE_DEVICES"] for e in envs)
+    echo(f"starting a local Dask cluster: {n} worker process{'es' if n > 1 else ''}, 1 thread each{where}")
+    if envs:
         # per-worker environments need a cluster spec: a LocalCluster gives every worker the same one
         spec = {"nthreads": 1, "silence_logs": logging.ERROR}
         cluster = SpecCluster(
@@ -146,7 +147,6 @@ def start_local_cluster(workers: int | None, n_chunks: int, echo: Callable[[str]
         cluster = LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
         )
-    echo(f"starting a local Dask cluster: {n} worker process{'es' if n > 1 else ''}, 1 thread each{where}")
     client = Client(cluster)
     if core_sets:  # one JAX process uses every core it may: give each worker its own
         client.register_plugin(PinWorkers(core_sets))

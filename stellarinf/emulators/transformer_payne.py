@@ -14,8 +14,10 @@ Per wavelength point (Różański, Ting & Jabłońska 2023/2024; see docs facts)
 
 Speed: keys/values depend only on the labels, so :meth:`TransformerPayne.encode` computes them once per
 spectrum and :meth:`TransformerPayne.decode` runs the cheap per-wavelength path over all pixels at once.
-Layer weights are stacked along a leading ``n_layers`` axis and applied with ``lax.scan`` (fast compile
-for deep presets).
+Layer weights are stacked along a leading ``n_layers`` axis and applied with a ``lax.scan`` unrolled
+:data:`SCAN_UNROLL` layers at a time (quick to compile for deep networks, no per-layer slicing for the presets).
+Training runs a batch of spectra through :meth:`TransformerPayne.decode` in one pass, optionally with bfloat16
+matrix products (:func:`matmul`).
 """
 
 from __future__ import annotations
@@ -239,8 +241,8 @@ class TransformerPayne(eqx.Module):
             return h, None
 
         b = self.blocks
-        # Unrolled: XLA's CPU backend spends ~40 % of a training step stacking and slicing a scan's per-layer residuals
-        # (benchmarks/train_step.py); the scan only keeps deep presets quick to compile.
+        # Unrolled: XLA's CPU backend spent a quarter of a training step stacking and slicing a rolled scan's per-layer
+        # residuals (benchmarks/train_step.py); the scan only keeps deeper networks quick to compile.
         h, _ = jax.lax.scan(layer, h, (b.wq, b.wo, b.w_in, b.w_out, k_all, v_all), unroll=min(c.n_layers, SCAN_UNROLL))
         h = rms_norm(h)
         flat = h.reshape(-1, c.dim)
