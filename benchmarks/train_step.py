@@ -69,6 +69,20 @@ def random_batch(n_labels: int, spectra: int, pixels: int, seed: int = 0):
     return labels, wl, flux, None
 
 
+def compiled_step(loss, optimizer):
+    """``step(params, state) -> (params, state, loss)``: the loss's gradient and one optimiser update, compiled."""
+    import equinox as eqx
+    import jax
+
+    @jax.jit
+    def step(p, state):
+        value, grads = jax.value_and_grad(loss)(p)
+        updates, state = optimizer.update(grads, state, p)
+        return eqx.apply_updates(p, updates), state, value
+
+    return step
+
+
 def tp_step(overrides: dict, spectra: int, pixels: int, precision: str, style: str):
     """A compiled TransformerPayne training step (loss, gradient, AdamW update as ``stellarinf train`` does) and its
     arguments. ``style``: "before" (vmapped per spectrum, one layer per scan iteration) or "now"."""
@@ -99,13 +113,7 @@ def tp_step(overrides: dict, spectra: int, pixels: int, precision: str, style: s
         def loss(p):
             return training._loss_fn(kind, "mse", 0.1, precision)(p, static, batch)
 
-    @jax.jit
-    def step(p, state):
-        value, grads = jax.value_and_grad(loss)(p)
-        updates, state = optimizer.update(grads, state, p)
-        return eqx.apply_updates(p, updates), state, value
-
-    return step, (params, optimizer.init(params)), tp_cfg
+    return compiled_step(loss, optimizer), (params, optimizer.init(params)), tp_cfg
 
 
 def payne_step(precision: str, spectra: int = 128, n_pix: int = 2754):
@@ -128,13 +136,7 @@ def payne_step(precision: str, spectra: int = 128, n_pix: int = 2754):
         jnp.asarray(rng.uniform(0.3, 1.0, (spectra, n_pix)), jnp.float32),
     )
     loss = training._loss_fn(kind, "mse", 0.0, precision)
-
-    @jax.jit
-    def step(p, state):
-        value, grads = jax.value_and_grad(loss)(p, static, batch)
-        updates, state = optimizer.update(grads, state, p)
-        return eqx.apply_updates(p, updates), state, value
-
+    step = compiled_step(lambda p: loss(p, static, batch), optimizer)
     return step, (params, optimizer.init(params)), net.config
 
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..errors import StellarinfError
-from .transformer_payne import Dense, matmul, numpy_rng
+from .transformer_payne import Dense, numpy_rng
 
 KIND = "payne"
 # leaky_relu: the published Payne (piecewise linear); silu / gelu: smooth, for gradient-based inference
@@ -85,17 +85,11 @@ class PayneMLP(eqx.Module):
 
     def __call__(self, labels_scaled: Float[Array, "n_labels"], matmul_dtype=None) -> Float[Array, "n_pixels"]:
         """``matmul_dtype`` (training only): the layers' matrix products take their operands in that dtype and
-        accumulate in the network's (:func:`~.transformer_payne.matmul`); None: all in the network's dtype."""
+        accumulate in the network's (:class:`~.transformer_payne.Dense`); None: all in the network's dtype."""
         x = jnp.asarray(labels_scaled).astype(self.dtype)
-
-        def dense(layer, x):
-            if matmul_dtype is None:
-                return layer(x)
-            return matmul(x[None], layer.weight, matmul_dtype, self.dtype)[0] + layer.bias
-
         for layer in self.layers[:-1]:
-            x = self._activate(dense(layer, x))
-        return dense(self.layers[-1], x)
+            x = self._activate(layer(x, matmul_dtype))
+        return self.layers[-1](x, matmul_dtype)
 
     def _activate(self, x):
         if self.config.activation == "silu":

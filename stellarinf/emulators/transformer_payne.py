@@ -122,7 +122,8 @@ def _normal(rng: np.random.Generator, shape, fan_in, dtype, gain=1.0):
 
 
 class Dense(eqx.Module):
-    """Affine layer ``y = W @ x + b``; W (out, in), b (out,). Lecun-normal weights, zero bias."""
+    """Affine layer ``y = W @ x + b``; W (out, in), b (out,). Lecun-normal weights, zero bias. ``matmul_dtype``
+    (training only): the product's operands in that dtype, accumulated in the weights' (:func:`matmul`)."""
 
     weight: Float[Array, "out in"]
     bias: Float[Array, "out"]
@@ -131,8 +132,10 @@ class Dense(eqx.Module):
         self.weight = _normal(rng, (n_out, n_in), n_in, dtype, gain)
         self.bias = jnp.zeros((n_out,), dtype=dtype)
 
-    def __call__(self, x: Float[Array, "in"]) -> Float[Array, "out"]:
-        return self.weight @ x + self.bias
+    def __call__(self, x: Float[Array, "in"], matmul_dtype=None) -> Float[Array, "out"]:
+        if matmul_dtype is None:
+            return self.weight @ x + self.bias
+        return matmul(x[None], self.weight, matmul_dtype, self.weight.dtype)[0] + self.bias
 
 
 class Blocks(eqx.Module):
