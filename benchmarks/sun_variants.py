@@ -4,6 +4,7 @@ The Kurucz atlas observed as in ``sun_fit.py`` (R 28,000, the demo star's pixels
 seeds 0 and 1), fitted with MAP + Laplace. Usage (repository root)::
 
     python benchmarks/sun_variants.py default-payne     # writes benchmarks/results/sun_variants_default-payne.json
+    python benchmarks/sun_variants.py default-payne "baseline,emulator error white" OUT.json  # these only, merged into OUT
 """
 
 import dataclasses
@@ -42,9 +43,22 @@ variants = {
     "physics error off": {"physics_error": "off"},
     "continuum degree 10": {"continuum_degree": 10},
     "fix teff=5772": {"fixed": {"teff": 5772.0}},
+    # the emulator's correlated error modes against a white error of the same size (issue 21's suspicion that modes
+    # absorb line-strength signal); with Teff fixed, whether log g still moves
+    "emulator error white": {"emulator_error": "white"},
+    "emulator error white + fix teff=5772": {"emulator_error": "white", "fixed": {"teff": 5772.0}},
+    "emulator error white + mask Halpha 6540-6590": {"emulator_error": "white", "mask": [(6540.0, 6590.0)]},
 }
-out = {}
-for name, v in variants.items():
+chosen = sys.argv[2].split(",") if len(sys.argv) > 2 else list(variants)
+unknown = [c for c in chosen if c not in variants]
+if unknown:
+    raise SystemExit(f"unknown variants {unknown}; choose from {list(variants)}")
+result_path = __import__("pathlib").Path(
+    sys.argv[3] if len(sys.argv) > 3 else f"benchmarks/results/sun_variants_{emu}.json"
+)
+out = __import__("json").loads(result_path.read_text())["variants"] if result_path.exists() else {}
+for name in chosen:
+    v = variants[name]
     rows = []
     for seed in (0, 1):
         spec = observe_sun(atlas[:, 0], atlas[:, 1], pixels, R, 200.0, seed)
@@ -61,6 +75,7 @@ for name, v in variants.items():
             seed=seed,
             fixed=v.get("fixed"),
             physics_error=v.get("physics_error", "auto"),
+            emulator_error=v.get("emulator_error", "modes"),
             continuum_degree=v.get("continuum_degree", "auto"),
         )
         p = {str(x["name"]): (float(x["p50"]), float(x["sd"])) for x in r.summary}
@@ -78,6 +93,6 @@ from stellarinf.io.atomic import write_json_atomic
 from stellarinf.machine import machine_info
 
 write_json_atomic(
-    f"benchmarks/results/sun_variants_{emu}.json",
+    result_path,
     {"benchmark": "sun_variants", "emulator": emu, "variants": out, "machine": machine_info()},
 )

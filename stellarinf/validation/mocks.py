@@ -9,7 +9,7 @@ Gaussian noise at a given S/N is added.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -38,6 +38,57 @@ def noiseless_flux(
     return np.asarray(om.predict(p))
 
 
+def noiseless_fluxes(
+    model,
+    wavelength: np.ndarray,
+    params: Sequence[Mapping[str, float]],
+    resolution: float | None,
+    *,
+    batch: int = 8,
+    **obs_kwargs,
+) -> np.ndarray:
+    """:func:`noiseless_flux` for many stars at once, shape (len(params), len(wavelength)).
+
+    The stars go through one compiled, ``vmap``-ed prediction ``batch`` at a time (the last batch padded with the
+    first star), so a catalogue of synthesizer mocks costs ~0.1 s a star on two CPU cores instead of ~0.9 s.
+    """
+    from .. import enable_float64
+
+    enable_float64()
+    import jax
+
+    from ..observe.model import ObservationModel
+
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    dummy = Spectrum(wavelength, np.ones_like(wavelength), np.ones_like(wavelength), resolution=resolution)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        om = ObservationModel(model, dummy, continuum_degree=-1, **obs_kwargs)
+    missing = sorted({n for p in params for n in om.param_names if n not in p})
+    if missing:
+        raise ValueError(f"mock parameters miss {missing}")
+    predict = jax.jit(jax.vmap(om.predict))
+    out = np.empty((len(params), len(wavelength)))
+    for start in range(0, len(params), batch):
+        chunk = list(params[start : start + batch])
+        n = len(chunk)
+        chunk += [chunk[0]] * (batch - n)  # one program shape for every batch
+        p = {name: jnp.asarray([float(q[name]) for q in chunk]) for name in om.param_names}
+        out[start : start + n] = np.asarray(predict(p))[:n]
+    return out
+
+
+def with_noise(
+    wavelength: np.ndarray, flux: np.ndarray, params: Mapping[str, float], *, snr: float, resolution, seed: int
+) -> Spectrum:
+    """A noisy mock from a noiseless flux: σ = 1/snr per pixel, Gaussian noise from ``seed``."""
+    rng = np.random.default_rng(seed)
+    sigma = np.full_like(flux, 1.0 / snr)
+    meta = {"source": "mock", "truth": {k: float(v) for k, v in params.items()}, "snr": snr}
+    return Spectrum(wavelength, flux + sigma * rng.standard_normal(flux.shape), sigma, meta=meta, resolution=resolution)
+
+
 def make_mock(
     model,
     wavelength: np.ndarray,
@@ -50,10 +101,7 @@ def make_mock(
 ) -> Spectrum:
     """A noisy mock spectrum: σ = 1/snr per pixel (normalised flux), Gaussian noise from ``seed``."""
     flux = noiseless_flux(model, wavelength, params, resolution, **obs_kwargs)
-    rng = np.random.default_rng(seed)
-    sigma = np.full_like(flux, 1.0 / snr)
-    meta = {"source": "mock", "truth": {k: float(v) for k, v in params.items()}, "snr": snr}
-    return Spectrum(wavelength, flux + sigma * rng.standard_normal(flux.shape), sigma, meta=meta, resolution=resolution)
+    return with_noise(wavelength, flux, params, snr=snr, resolution=resolution, seed=seed)
 
 
 def random_truth(
