@@ -192,6 +192,10 @@ def test_a_catalogue_is_fitted_end_to_end_with_failures_recorded(first, manifest
     assert pq_table.meta["flag_bits"] == FLAG_BIT_NUMBERS
     header = Table.read(out / "catalog.fits").meta
     assert header["FLAGB00"].startswith("failed") and header["FLAGB03"].startswith("chi2")
+    with warnings.catch_warnings():  # a user's plain astropy read: no warning per string column, strings whole
+        warnings.simplefilter("error")
+        plain = Table.read(out / "catalog.parquet")
+    assert plain["error"].tolist() == pq_table["error"].tolist() and plain["id"].tolist() == table["id"].tolist()
     assert json.loads((out / "settings.json").read_text())["settings"]["draws"] == 300
 
 

@@ -185,6 +185,12 @@ def _write_parquet(path, columns, settings) -> None:
     table = pa.table({k: pa.array(v.tolist() if v.dtype.kind == "U" else v) for k, v in arrays.items()})
     meta = {
         b"stellarinf": json.dumps({"settings": settings, "flag_bits": FLAG_BIT_NUMBERS}, sort_keys=True).encode(),
+        # astropy's Table.read of a Parquet file warns once per string column without its length
+        **{
+            f"table::len::{k}".encode(): str(max(1, v.dtype.itemsize // 4)).encode()
+            for k, v in arrays.items()
+            if v.dtype.kind == "U"
+        },
     }
     table = table.replace_schema_metadata(meta)
     pq.write_table(table, str(path))
