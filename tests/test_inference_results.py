@@ -107,3 +107,34 @@ def test_plots_write_files(problem, tmp_path):
     plot_corner(idata, truth=TRUTH, path=tmp_path / "c.png")
     plot_fit(idata, path=tmp_path / "f.png")
     assert (tmp_path / "c.png").stat().st_size > 2000 and (tmp_path / "f.png").stat().st_size > 2000
+
+
+def test_broadening_that_the_spectrum_cannot_split_is_flagged_but_unresolved_rotation_is_not():
+    """v sin i and v macro spread over their boxes (a ridge the resolution cannot split) get ``no_information``;
+    a v sin i piled at zero (rotation below the resolution) is a measurement: neither it nor its edge is flagged."""
+    model, wl = analytic_setup()
+    spec = make_mock(model, wl, {**TRUTH, "vsini": 1.0, "vmacro": 1.0}, snr=100, resolution=20000, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        om = ObservationModel(
+            model, spec, rv_max=50, vsini_max=10, vmacro_max=5, fixed={"rv": 0.0}, continuum_degree=-1
+        )
+    problem = Problem.build(om)
+    rng = np.random.default_rng(1)
+    shape = (4, 400)
+    ridge = {n: TRUTH[n] + SD[n] * rng.standard_normal(shape) for n in ("teff", "logg", "feh")}
+    angle = rng.uniform(0, np.pi / 2, shape)  # a quarter circle of constant total broadening
+    ridge.update(vsini=9.0 * np.cos(angle), vmacro=4.5 * np.sin(angle))
+    unresolved = {
+        **ridge,
+        "vsini": np.abs(0.4 * rng.standard_normal(shape)),
+        "vmacro": 1.0 + 0.1 * rng.standard_normal(shape),
+    }
+    flags = {}
+    for name, samples in (("ridge", ridge), ("unresolved", unresolved)):
+        post = Posterior("test", problem.names, samples, {"lp": np.zeros(shape)}, {"total_s": 0.0}, 0)
+        table = summary_table(to_inference_data(post, problem, n_predictive=2))
+        flags[name] = {str(r["name"]): str(r["flags"]) for r in table}
+    assert flags["ridge"]["vsini"] == "no_information" and flags["ridge"]["vmacro"] == "no_information"
+    assert flags["unresolved"]["vsini"] == "" and flags["unresolved"]["vmacro"] == ""
+    assert flags["ridge"]["teff"] == "" and flags["unresolved"]["teff"] == ""
