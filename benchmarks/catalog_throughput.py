@@ -204,7 +204,8 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--runs",
         default="1:laplace:50,2:laplace:50",
-        help="comma-separated WORKERS:SAMPLER:N (N: the first N stars); '' : no fits (with --manifest-rows)",
+        help="comma-separated WORKERS:SAMPLER:N[:CHAINSxDRAWS] (N: the first N stars; draws 2x500 unless given); "
+        "'' : no fits (with --manifest-rows)",
     )
     ap.add_argument("--emulator", default="default-payne")
     ap.add_argument("--truth", choices=["synth", "emulator"], default="synth", help="what makes the mocks")
@@ -235,15 +236,23 @@ def main(argv=None) -> None:
     )
     previous = json.loads(Path(args.output).read_text()) if Path(args.output).exists() else {}
     runs = {r["name"]: r for r in previous.get("runs", [])} if previous.get("n") == args.n else {}
-    for workers, sampler, n_stars in runs_spec:
+    for workers, sampler, n_stars, *draws_spec in runs_spec:
         n_workers, n_stars = int(workers), min(int(n_stars), args.n)
-        name = f"{n_workers}w_{sampler}_{n_stars}"
+        chains, draws = (int(v) for v in draws_spec[0].split("x")) if draws_spec else (2, 500)
+        name = f"{n_workers}w_{sampler}_{n_stars}" + (f"_{chains}x{draws}" if draws_spec else "")
         out = work / f"out_{name}"
         manifest = write_manifest(work, sorted(truths)[:n_stars])
         t0 = time.perf_counter()
         kw = {"emulator_name": "analytic"} if args.quick else {}
         cat = stellarinf.fit_catalog(
-            manifest, out, workers=n_workers, emulator=emulator, sampler=sampler, progress=False, **kw, **settings
+            manifest,
+            out,
+            workers=n_workers,
+            emulator=emulator,
+            sampler=sampler,
+            progress=False,
+            **kw,
+            **{**settings, "chains": chains, "draws": draws},
         )
         wall = time.perf_counter() - t0
         ok = cat.table[cat.table["status"] == "ok"]
@@ -251,6 +260,7 @@ def main(argv=None) -> None:
             "name": name,
             "workers": n_workers,
             "sampler": sampler,
+            "chains_x_draws": f"{chains}x{draws}",
             "n_stars": n_stars,
             "stars": len(cat.table),
             "ok": int(len(ok)),
