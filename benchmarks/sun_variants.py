@@ -8,13 +8,15 @@ seeds 0 and 1), fitted with MAP + Laplace. Usage (repository root)::
 """
 
 import dataclasses
+import json
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stellarinf
 
 stellarinf.enable_float64()
@@ -28,7 +30,7 @@ emu = sys.argv[1] if len(sys.argv) > 1 else "default-payne"
 model = load_emulator(emu)
 atlas_file, R, per = WINDOWS["galah-red"]
 atlas = np.loadtxt(
-    str(__import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / atlas_file),
+    str(Path(__file__).resolve().parents[2] / "shared" / "data" / atlas_file),
     delimiter=",",
     skiprows=1,
 )
@@ -53,10 +55,8 @@ chosen = sys.argv[2].split(",") if len(sys.argv) > 2 else list(variants)
 unknown = [c for c in chosen if c not in variants]
 if unknown:
     raise SystemExit(f"unknown variants {unknown}; choose from {list(variants)}")
-result_path = __import__("pathlib").Path(
-    sys.argv[3] if len(sys.argv) > 3 else f"benchmarks/results/sun_variants_{emu}.json"
-)
-out = __import__("json").loads(result_path.read_text())["variants"] if result_path.exists() else {}
+result_path = Path(sys.argv[3] if len(sys.argv) > 3 else f"benchmarks/results/sun_variants_{emu}.json")
+out = json.loads(result_path.read_text())["variants"] if result_path.exists() else {}
 for name in chosen:
     v = variants[name]
     rows = []

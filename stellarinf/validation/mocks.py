@@ -18,10 +18,9 @@ from ..io.spectrum import Spectrum
 from ..labels import LabelSpace
 
 
-def noiseless_flux(
-    model, wavelength: np.ndarray, params: Mapping[str, float], resolution: float | None, **obs_kwargs
-) -> np.ndarray:
-    """The observation pipeline's prediction (no continuum) of ``model`` at ``params`` on ``wavelength``."""
+def _observation(model, wavelength: np.ndarray, params: Sequence[Mapping[str, float]], resolution, **obs_kwargs):
+    """The fit's observation pipeline (no continuum) of ``model`` on ``wavelength``; every star's ``params`` must name
+    each of its parameters."""
     from .. import enable_float64
 
     enable_float64()  # mocks are made in float64, like the fits they feed
@@ -31,11 +30,18 @@ def noiseless_flux(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         om = ObservationModel(model, dummy, continuum_degree=-1, **obs_kwargs)
-    p = {k: jnp.asarray(float(v)) for k, v in params.items() if k in om.param_names}
-    missing = [n for n in om.param_names if n not in p]
+    missing = sorted({n for p in params for n in om.param_names if n not in p})
     if missing:
         raise ValueError(f"mock parameters miss {missing}")
-    return np.asarray(om.predict(p))
+    return om
+
+
+def noiseless_flux(
+    model, wavelength: np.ndarray, params: Mapping[str, float], resolution: float | None, **obs_kwargs
+) -> np.ndarray:
+    """The observation pipeline's prediction (no continuum) of ``model`` at ``params`` on ``wavelength``."""
+    om = _observation(model, wavelength, [params], resolution, **obs_kwargs)
+    return np.asarray(om.predict({k: jnp.asarray(float(params[k])) for k in om.param_names}))
 
 
 def noiseless_fluxes(
@@ -52,22 +58,11 @@ def noiseless_fluxes(
     The stars go through one compiled, ``vmap``-ed prediction ``batch`` at a time (the last batch padded with the
     first star), so a catalogue of synthesizer mocks costs ~0.1 s a star on two CPU cores instead of ~0.9 s.
     """
-    from .. import enable_float64
-
-    enable_float64()
     import jax
-
-    from ..observe.model import ObservationModel
 
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
-    dummy = Spectrum(wavelength, np.ones_like(wavelength), np.ones_like(wavelength), resolution=resolution)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        om = ObservationModel(model, dummy, continuum_degree=-1, **obs_kwargs)
-    missing = sorted({n for p in params for n in om.param_names if n not in p})
-    if missing:
-        raise ValueError(f"mock parameters miss {missing}")
+    om = _observation(model, wavelength, params, resolution, **obs_kwargs)
     predict = jax.jit(jax.vmap(om.predict))
     out = np.empty((len(params), len(wavelength)))
     for start in range(0, len(params), batch):
