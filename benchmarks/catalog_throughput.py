@@ -11,7 +11,8 @@ mocks are made once per work folder (``truths.json``) and reused by later invoca
 Each run (``--runs WORKERS:SAMPLER:N,...``) fits the first N stars (and the bad files) into its own output folder on
 a fresh cluster: the wall time includes the cluster's start and each worker's compilation; ``steady stars/s`` is
 measured from the result files' times between the first and the last star (compilation excluded). An interrupted run
-resumes where it stopped when the command is repeated (``fit_catalog`` is restartable). Recovery: per label, the
+resumes where it stopped when the command is repeated (``fit_catalog`` is restartable); a run whose folder already
+holds its stars keeps the timings of the run that fitted them and recomputes only the recovery. Recovery: per label, the
 share of stars whose median is within 1, 2, 3 reported total sd of the truth (68.3 / 95.4 / 99.7 % if calibrated),
 and per star, all labels within 3 total sd. ``--manifest-rows`` also measures the client's peak RSS while it reads and
 checks a manifest of that many rows and plans its chunks (no fitting).
@@ -44,6 +45,7 @@ from stellarinf.validation.mocks import noiseless_fluxes, random_truth, with_noi
 
 SNRS = (25.0, 50.0, 100.0, 200.0)
 BAD = ("bad_unreadable", "bad_missing", "bad_nan_flux", "bad_no_overlap")
+TIMED = ("wall_s", "stars_per_s_with_startup", "stars_per_s_steady", "median_seconds_per_star")
 
 
 def make_catalogue(folder: Path, n: int, emulator: str, truth: str, quick: bool, seed: int = 0) -> dict:
@@ -149,6 +151,70 @@ def recovery(table, truths: dict) -> dict:
     }
 
 
+def sd_sys_variants(table, truths: dict, emulator) -> dict:
+    """Coverage of the same fits with the emulator's systematic sd as one rms over the box (``constant``) and at
+    each star's fitted labels (``label_dependent``, inference.label_systematics): the posterior sd is the fit's,
+    the total sd √(sd² + sd_sys²) is recomputed for each; per label, per S/N and for the stars the rms underserves
+    (v sin i < 5 km/s, [Fe/H] < −1.5), the share within 1/2/3 total sd and of stars with every label within 3; per
+    label, the shares and the Gaussian log score (mean of ln sd_total + z²/2: lower is better)."""
+    from stellarinf.emulators.registry import load_emulator
+    from stellarinf.inference.label_systematics import sd_at, systematics_document
+
+    doc = systematics_document(load_emulator(emulator))
+    if not doc.get("model"):
+        return {}
+    ok = table[table["status"] == "ok"]
+    ids = list(ok["id"])
+    labels = [c[: -len("_p50")] for c in ok.colnames if c.endswith("_p50") and c[: -len("_p50")] in truths[ids[0]]]
+    p50 = {label: np.asarray(ok[f"{label}_p50"], float) for label in labels}
+    sd = {label: np.asarray(ok[f"{label}_sd"], float) for label in labels}
+    err = {label: p50[label] - np.array([truths[i][label] for i in ids]) for label in labels}
+    snr = np.array([truths[i]["snr"] for i in ids])
+    groups = {
+        "all": np.ones(len(ids), bool),
+        **{f"snr_{s:g}": snr == s for s in sorted(set(snr))},
+        "vsini_below_5": np.array([truths[i]["vsini"] < 5 for i in ids]),
+        "feh_below_-1.5": np.array([truths[i]["feh"] < -1.5 for i in ids]),
+    }
+    at = [{label: p50[label][k] for label in labels} for k in range(len(ids))]
+    sys_sd = {
+        "constant": [sd_at(doc) for _ in at],
+        "label_dependent": [sd_at(doc, a) for a in at],
+    }
+    out = {}
+    for variant, per_star in sys_sd.items():
+        total = {label: np.hypot(sd[label], [s.get(label, 0.0) for s in per_star]) for label in labels}
+        z = {label: np.abs(err[label]) / total[label] for label in labels}
+        every = np.all(np.stack(list(z.values())) <= 3, axis=0)
+        # the Gaussian log score per star (lower is better): rewards sd_total that is right, not merely wide
+        scores = {label: float(np.mean(np.log(total[label]) + 0.5 * z[label] ** 2)) for label in labels}
+        out[f"{variant}_per_label"] = {
+            label: {
+                "neg_log_score": scores[label],
+                **{f"within_{k}": float(np.mean(z[label] <= k)) for k in (1, 2, 3)},
+            }
+            for label in labels
+        }
+        out[variant] = {
+            name: {
+                "stars": int(g.sum()),
+                "star_all_within_3": float(np.mean(every[g])),
+                **{
+                    label: {f"within_{k}": float(np.mean(z[label][g] <= k)) for k in (1, 2, 3)}
+                    for label in ("teff", "logg", "feh")
+                    if label in z
+                },
+            }
+            for name, g in groups.items()
+        }
+    if "teff_sd_total" in ok.colnames:  # the catalogue's own: sd_sys at the best fit (here at the median)
+        mine = np.hypot(sd["teff"], [s.get("teff", 0.0) for s in sys_sd["label_dependent"]])
+        out["teff_sd_total_max_rel_diff_from_catalogue"] = float(
+            np.max(np.abs(mine / np.asarray(ok["teff_sd_total"], float) - 1))
+        )
+    return out
+
+
 def manifest_memory(folder: Path, rows: int) -> dict:
     """Peak RSS of the client reading, checking and chunking a manifest of ``rows`` rows (paths to one real file)."""
     from stellarinf.catalog.manifest import chunks_by_size, read_catalogue
@@ -241,12 +307,14 @@ def main(argv=None) -> None:
     )
     previous = json.loads(Path(args.output).read_text()) if Path(args.output).exists() else {}
     runs = {r["name"]: r for r in previous.get("runs", [])} if previous.get("n") == args.n else {}
+    previous_runs = dict(runs)
     for workers, sampler, n_stars, *draws_spec in runs_spec:
         n_workers, n_stars = int(workers), min(int(n_stars), args.n)
         chains, draws = (int(v) for v in draws_spec[0].split("x")) if draws_spec else (2, 500)
         name = f"{n_workers}w_{sampler}_{n_stars}" + (f"_{chains}x{draws}" if draws_spec else "")
         out = work / f"out_{name}"
         manifest = write_manifest(work, sorted(truths)[:n_stars])
+        done_before = len(list((out / "stars").glob("*.json"))) if (out / "stars").is_dir() else 0
         t0 = time.perf_counter()
         kw = {"emulator_name": "analytic"} if args.quick else {}
         cat = stellarinf.fit_catalog(
@@ -280,6 +348,11 @@ def main(argv=None) -> None:
             "flag_counts": cat.flag_counts,
             "recovery": recovery(cat.table, truths),
         }
+        if done_before and name in previous_runs:  # a resumed run: its fitting was timed by the run that did it
+            runs[name].update({k: previous_runs[name][k] for k in TIMED if k in previous_runs[name]})
+            runs[name]["resumed_with_results"] = done_before
+        if not args.quick:
+            runs[name]["sd_sys_variants"] = sd_sys_variants(cat.table, truths, args.emulator)
         print(json.dumps({k: v for k, v in runs[name].items() if k != "recovery"}), flush=True)
         write_json_atomic(args.output, {**previous, "runs": list(runs.values()), "n": args.n})
     result = {

@@ -40,6 +40,10 @@ COMMANDS = {
         "stellarinf.commands.fidelity:fidelity",
         "Measure an emulator's Cramér–Rao bounds against the synthesizer's; store the ratio with the model.",
     ),
+    "systematics": (
+        "stellarinf.commands.systematics:systematics",
+        "Measure an emulator's label-space systematics across the box; store them with the model.",
+    ),
     "bench": (
         "stellarinf.commands.bench:bench",
         "Run the benchmark suite (accuracy, pretrain, throughput, inference).",

@@ -799,10 +799,10 @@ def systematic_floor(fc: Forecast) -> dict[str, dict[str, float]]:
 
         r = fc.result
         info = arm_information(r.jacobian, r.weights, fc.arm_slices, r.noise_modes)
-        arm_sd = [label_systematics_of(m) for m in fc.arm_models]
+        arm_sd = [label_systematics_of(m, fc.params) for m in fc.arm_models]
         sd_sys = combined_systematics(info, r.covariance, np.ones(len(r.names)), list(r.names), arm_sd)
     else:
-        sd_sys = label_systematics_of(fc.spectrum_model)
+        sd_sys = label_systematics_of(fc.spectrum_model, fc.params)  # at the star's labels where it varies
     marg = fc.result.marginal() if fc.emulator_error is None else fc.noise_only().marginal()
     out = {}
     for name in fc.result.names:

@@ -111,6 +111,7 @@ COMMAND_MODULES = [
     ("joint", "fit"),  # `stellarinf fit --joint`: its messages are read by a user of fit's options
     ("fidelity", "fidelity"),
     ("error_model", "error-model"),
+    ("systematics", "systematics"),
 ]
 
 

@@ -117,24 +117,33 @@ def test_broadening_that_the_spectrum_cannot_split_is_flagged_but_unresolved_rot
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         om = ObservationModel(
-            model, spec, rv_max=50, vsini_max=10, vmacro_max=5, fixed={"rv": 0.0}, continuum_degree=-1
+            model, spec, rv_max=50, vsini_max=10, vmacro_max=10, fixed={"rv": 0.0}, continuum_degree=-1
         )
     problem = Problem.build(om)
     rng = np.random.default_rng(1)
     shape = (4, 400)
     ridge = {n: TRUTH[n] + SD[n] * rng.standard_normal(shape) for n in ("teff", "logg", "feh")}
-    angle = rng.uniform(0, np.pi / 2, shape)  # a quarter circle of constant total broadening
-    ridge.update(vsini=9.0 * np.cos(angle), vmacro=4.5 * np.sin(angle))
+    angle = rng.uniform(0, np.pi / 2, shape)  # a quarter circle of (nearly) constant total broadening
+    total = 9.0 + 0.2 * rng.standard_normal(shape)
+    ridge.update(vsini=total * np.cos(angle), vmacro=total * np.sin(angle))
     unresolved = {
         **ridge,
         "vsini": np.abs(0.4 * rng.standard_normal(shape)),
         "vmacro": 1.0 + 0.1 * rng.standard_normal(shape),
     }
-    flags = {}
+    flags, metas, texts = {}, {}, {}
     for name, samples in (("ridge", ridge), ("unresolved", unresolved)):
         post = Posterior("test", problem.names, samples, {"lp": np.zeros(shape)}, {"total_s": 0.0}, 0)
         table = summary_table(to_inference_data(post, problem, n_predictive=2))
         flags[name] = {str(r["name"]): str(r["flags"]) for r in table}
+        metas[name], texts[name] = dict(table.meta), format_summary(table)
     assert flags["ridge"]["vsini"] == "no_information" and flags["ridge"]["vmacro"] == "no_information"
     assert flags["unresolved"]["vsini"] == "" and flags["unresolved"]["vmacro"] == ""
     assert flags["ridge"]["teff"] == "" and flags["unresolved"]["teff"] == ""
+    # on the ridge the combined broadening is what is measured, and it is reported; off it, nothing is added
+    combined = np.hypot(ridge["vsini"], ridge["vmacro"]).reshape(-1)
+    assert metas["ridge"]["VBROAD"] == pytest.approx(np.median(combined))
+    assert metas["ridge"]["VBROADSD"] == pytest.approx(np.std(combined, ddof=1))
+    assert metas["ridge"]["VBROAD"] == pytest.approx(9.0, abs=0.05) and metas["ridge"]["VBROADSD"] < 0.25
+    assert "does not tell them apart" in texts["ridge"] and f"{metas['ridge']['VBROAD']:.2f}" in texts["ridge"]
+    assert "VBROAD" not in metas["unresolved"] and "tell them apart" not in texts["unresolved"]

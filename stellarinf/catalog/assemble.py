@@ -7,7 +7,8 @@ uninterrupted one give the same catalogue). Columns:
   ``flag_words`` (the same as text), ``error`` (why a star failed);
 - per parameter (the stellar labels and rv, vsini, ...): ``<label>_mean``, ``_sd``, ``_sd_total`` (where the
   emulator has label systematics), ``_p16``, ``_p50``, ``_p84``, ``_rhat``, ``_ess`` (bulk), ``_flags`` (bitmask);
-- ``chi2r``, ``n_divergent``, ``pareto_k`` (laplace-is), ``seconds``, ``emulator``, ``sampler``,
+- ``chi2r``, ``n_divergent``, ``pareto_k`` (laplace-is), ``vbroad`` and ``vbroad_sd`` (km/s: √(v sin i² + v macro²)
+  where the spectrum does not tell the two apart, else NaN), ``seconds``, ``emulator``, ``sampler``,
   ``stellarinf_version``, ``path``, ``input_sha256``, ``run_id`` (the star's fit).
 
 Both files carry the run's settings (Parquet: schema metadata ``stellarinf``, JSON; FITS: header ``SETTINGS``) and
@@ -71,7 +72,7 @@ def star_flags(record: dict) -> tuple[int, dict[str, int]]:
 
 
 HEAD = ("id", "status", "flags", "flag_words", "error")
-TAIL_NUMBERS = ("chi2r", "n_divergent", "pareto_k", "seconds")
+TAIL_NUMBERS = ("chi2r", "n_divergent", "pareto_k", "vbroad", "vbroad_sd", "seconds")
 TAIL_TEXTS = ("emulator", "sampler", "stellarinf_version", "path", "input_sha256", "run_id")
 
 
@@ -115,6 +116,9 @@ class CatalogueColumns:
         self.tail["chi2r"].append(_num(record.get("chi2_reduced")))
         self.tail["n_divergent"].append(int(record.get("n_divergent") or 0))
         self.tail["pareto_k"].append(_num(record.get("pareto_k")))
+        vbroad = record.get("vbroad") or {}
+        self.tail["vbroad"].append(_num(vbroad.get("VBROAD")))
+        self.tail["vbroad_sd"].append(_num(vbroad.get("VBROADSD")))
         self.tail["seconds"].append(_num(record.get("seconds")))
         for c in TAIL_TEXTS:
             self.tail[c].append(str(record.get(c, "") or ""))

@@ -187,6 +187,7 @@ def result_record(result) -> dict:
         "summary": rows,
         "global_flags": [f for f in str(meta.get("FLAGS", "")).split(",") if f and f != "none"],
         "chi2_reduced": float(meta.get("CHI2RED", math.nan)),
+        "vbroad": {k: float(meta[k]) for k in ("VBROAD", "VBROADSD") if k in meta},  # rotation+macro, when not split
         "n_divergent": int(meta.get("NDIVERG", 0)),
         "pareto_k": float(d.get("pareto_k", math.nan)),
         "importance_ess": float(d.get("importance_ess", math.nan)),

@@ -56,15 +56,13 @@ def fidelity(model, snr, output, quiet):
     from pathlib import Path
 
     from ..emulator_fidelity import REFERENCE_STARS, emulator_window, measure_fidelity, store_fidelity
-    from ..emulators.registry import NAMED_MODELS, load_emulator, model_path
+    from ..emulators.registry import load_emulator, model_path, shipped_name_refusal
 
     if not (math.isfinite(snr) and snr > 0):
         raise BadInput(f"--snr must be a positive number, got {snr}")
-    if output is None and model in NAMED_MODELS:
-        raise BadInput(
-            f"{model!r} is a shipped model: pass its directory ({model_path(model)}) to update it in place, "
-            "or -o DIR to write an updated copy"
-        )
+    refusal = shipped_name_refusal(model, output)
+    if refusal:
+        raise BadInput(refusal)
     try:
         t0 = time.perf_counter()
         emu = load_emulator(model)

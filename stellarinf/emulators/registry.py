@@ -27,6 +27,17 @@ def model_path(name_or_path: str | os.PathLike) -> Path:
     return Path(name_or_path)
 
 
+def shipped_name_refusal(name: str, output) -> str | None:
+    """Why a command that stores a measurement in a model's ``model.json`` refuses ``name`` (None: it does not): a
+    shipped model named without ``-o`` (its files are the installed package's; its directory may be passed)."""
+    if output is None and str(name) in NAMED_MODELS:
+        return (
+            f"{name!r} is a shipped model: pass its directory ({model_path(name)}) to update it in place, "
+            "or -o DIR to write an updated copy"
+        )
+    return None
+
+
 def model_wavelength_range(name_or_path: str | os.PathLike) -> tuple[float, float] | None:
     """The vacuum Å range a model answers inside, read from its ``model.json`` without loading the weights; None
     where there is no model file."""

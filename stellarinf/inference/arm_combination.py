@@ -27,6 +27,7 @@ module carries them to the combination with each arm's Gauss–Newton informatio
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import equinox as eqx
 import jax
@@ -186,6 +187,17 @@ def physics_error_on(om) -> bool:
     return any(v > 0 for v in settings[:2]) or (len(settings) > 2 and bool(settings[2]))
 
 
+def star_parameters(problem: Problem, best: Mapping[str, float]) -> dict[str, float]:
+    """The star's parameters: the held (scalar) ones of ``problem`` and the fitted ``best``."""
+    out = {}
+    for k, v in problem.fixed.items():
+        a = np.asarray(v)
+        if a.ndim == 0:
+            out[k] = float(a)
+    out.update({k: float(v) for k, v in best.items()})
+    return out
+
+
 def fit_terms(problem: Problem, laplace, best: dict[str, float]) -> ArmTerms:
     """The emulator systematics, physics label floor and fidelity document a fit records: one emulator's stored
     values, or, for a spectrum of several arms, each arm's combined (module doc) at the Laplace mode.
@@ -196,11 +208,14 @@ def fit_terms(problem: Problem, laplace, best: dict[str, float]) -> ArmTerms:
     om = problem.obs_model
     models = distinct_emulators(om)
     arms = getattr(om, "arms", None)
-    single = ArmTerms(label_systematics_of(models[0]), None, fidelity_document(models[0])) if len(models) == 1 else None
+    at = star_parameters(problem, best)  # label-dependent systematics are read at the star's parameters
+    single = (
+        ArmTerms(label_systematics_of(models[0], at), None, fidelity_document(models[0])) if len(models) == 1 else None
+    )
     if arms is None or len(arms) < 2 or laplace is None:
         return single or ArmTerms({}, None, None)
     arm_models = list(om.emulators)
-    arm_sd = [label_systematics_of(m) for m in arm_models]
+    arm_sd = [label_systematics_of(m, at) for m in arm_models]
     bounds = problem.bounds()
     arm_stars = [nearest_reference_star(fidelity_document(m), best, bounds) for m in arm_models]
     physics = physics_error_on(om)

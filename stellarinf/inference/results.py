@@ -119,12 +119,14 @@ def total_sigma(obs_model, params) -> np.ndarray:
     return observed_arrays(obs_model)["flux_error"]
 
 
-def label_systematics_of(model) -> dict[str, float]:
-    """The emulator's label-space systematics stored with it: ``metadata["label_systematics"]["sd"]`` per
-    parameter (``{}`` when it has none). Measured by :func:`stellarinf.validation.systematics.measure_label_systematics`
-    (``stellarinf error-model --systematics N``); reporting only reads the stored numbers."""
-    meta = getattr(model, "metadata", None) or {}
-    return dict((meta.get("label_systematics") or {}).get("sd", {}))
+def label_systematics_of(model, at: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The emulator's label-space systematics stored with it, sd per parameter (``{}`` when it has none): the rms
+    over the box, or, with ``at`` (a star's parameters) and a stored label-dependent model, its value there
+    (:mod:`.label_systematics`). Measured by :func:`stellarinf.validation.systematics.measure_label_systematics`
+    (``stellarinf systematics MODEL``); reporting only reads the stored numbers."""
+    from .label_systematics import sd_at, systematics_document
+
+    return sd_at(systematics_document(model), at)
 
 
 def label_floor(
@@ -444,7 +446,27 @@ def summary_table(
         if col in table.colnames:
             table[col].info.format = ".2f"
     table.meta.update(global_flags_meta(idata))
+    table.meta.update(combined_broadening(post, {str(r["name"]): str(r["flags"]) for r in table}))
     return table
+
+
+def combined_broadening(post, flags: Mapping[str, str]) -> dict:
+    """Table meta ``VBROAD``, ``VBROADSD``, ``VBROAD16``, ``VBROAD84`` (km/s): the lines' combined rotational and
+    macroturbulent broadening √(v sin i² + v macro²) from the draws, when both are fitted and the spectrum does not
+    tell them apart (either flagged ``no_information``): then each alone lies along a ridge, and their combination
+    is what the spectrum measures. Empty otherwise."""
+    if not {"vsini", "vmacro"} <= set(post.data_vars) or not any(
+        "no_information" in flags.get(n, "").split(",") for n in ("vsini", "vmacro")
+    ):
+        return {}
+    v = np.hypot(np.asarray(post["vsini"]).reshape(-1), np.asarray(post["vmacro"]).reshape(-1))
+    p16, p50, p84 = np.percentile(v, [15.865, 50, 84.135])
+    return {
+        "VBROAD": float(p50),
+        "VBROADSD": float(v.std(ddof=1)) if v.size > 1 else math.nan,
+        "VBROAD16": float(p16),
+        "VBROAD84": float(p84),
+    }
 
 
 def global_flags_meta(idata) -> dict:
@@ -493,7 +515,8 @@ def _compares_chains(method: str) -> bool:
 
 SD_SYS_EXPLAINED = (
     "sd_sys: the systematic error per label that the posterior sd does not contain: the emulator's error against "
-    "its synthesizer (rms of best fit − truth on noiseless synthesizer stars) and, for real spectra, the "
+    "its synthesizer (best fit − truth on noiseless synthesizer stars: at this star's labels where the emulator "
+    "stores how it varies across the box, else one rms) and, for real spectra, the "
     "synthesizer's against the observed Sun, in quadrature; sd_total = √(sd² + sd_sys²) is the uncertainty to quote"
 )
 
@@ -527,6 +550,12 @@ def format_summary(table: Table) -> str:
         lines.append(
             f"best fit: chi2 against the data's sigma alone {m.get('CHI2NOIS', math.nan):.1f}; whitened chi2 the fit minimises "
             f"(model errors and the marginalised continuum and error modes included) {m.get('CHI2WHIT', math.nan):.1f}"
+        )
+    if "VBROAD" in m:
+        lines.append(
+            "v sin i and v macro: this spectrum does not tell them apart; the broadening they make together, "
+            f"√(v sin i² + v macro²), is measured: {m['VBROAD']:.2f} ± {m['VBROADSD']:.2f} km/s (median ± sd). Quote "
+            "it, or fix one of them (--fix vmacro=VALUE) to measure the other"
         )
     lines.extend(flag_advice(table))
     return "\n".join(lines)
