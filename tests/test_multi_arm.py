@@ -369,7 +369,13 @@ def test_a_fit_through_different_emulators_carries_their_combined_systematics_an
 
     res, (model_a, model_b) = fits["two"], models[:2]
     stored = {id(model_a): {"teff": 40.0, "feh": 0.02}, id(model_b): {"teff": 80.0, "feh": 0.04}}
-    monkeypatch.setattr(results, "label_systematics_of", lambda m: dict(stored.get(id(m), {})))
+    seen = []  # where each arm's systematics were read: at the fitted star
+
+    def systematics_of(m, at=None):
+        seen.append(at)
+        return dict(stored.get(id(m), {}))
+
+    monkeypatch.setattr(results, "label_systematics_of", systematics_of)
 
     def fidelity(m):
         ratio = {"teff": 0.3, "logg": 1.0} if m is model_a else {"teff": 0.5, "logg": 0.9}
@@ -384,6 +390,8 @@ def test_a_fit_through_different_emulators_carries_their_combined_systematics_an
         assert rows[name]["sd_total"] == pytest.approx(np.hypot(rows[name]["sd"], rows[name]["sd_sys"]))
     assert rows["logg"]["sd_sys"] == 0.0
     assert "fidelity" in rows["teff"]["flags"] and "fidelity" not in rows["logg"]["flags"]
+    best = json.loads(idata.posterior.attrs["best_fit"])
+    assert seen and all(at is not None and at["teff"] == best["teff"] for at in seen)
 
 
 def test_a_multi_arm_fit_carries_the_arms_physics_floors_weighted_by_their_information(fits, monkeypatch):
