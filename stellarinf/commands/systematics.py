@@ -52,9 +52,9 @@ def systematics(model, n_stars, snr, seed, output, save_stars, quiet):
     truth) and store the rms offset per parameter and how it varies with Teff, log g, [Fe/H] and v sin i.
 
     Fits report the systematic sd at the star's own labels (`sd_sys`, in `sd_total`): wider for the stars the
-    emulator finds hard (metal-poor, slowly rotating), narrower for the easy ones. A parameter keeps the
-    label dependence only where it predicts stars it was not fitted on better than one rms over the box.
-    About 0.3 s a star on two CPU cores with a Payne.
+    emulator finds hard (metal-poor stars; slow rotators for v sin i), narrower for the easy ones. A parameter keeps
+    the label dependence only where it predicts stars it was not fitted on better than one rms over the box.
+    0.2–0.4 s a star on two CPU cores with a Payne, about 4 s with TransformerPayne.
 
     \b
     Example:
