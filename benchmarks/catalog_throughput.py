@@ -125,6 +125,11 @@ def pulls(table, truths: dict):
     return ok, z_total, z_sd
 
 
+def shares(z) -> dict:
+    """The share of |pulls| ``z`` within 1, 2 and 3."""
+    return {f"within_{k}": float(np.mean(z <= k)) for k in (1, 2, 3)}
+
+
 def recovery(table, truths: dict) -> dict:
     """Per label: the share of stars within 1/2/3 total sd (and posterior sd) of the truth; per S/N for the stellar
     labels; per star, all labels within 3 total sd."""
@@ -133,9 +138,6 @@ def recovery(table, truths: dict) -> dict:
     z_sd = {label: np.abs(z) for label, z in z_sd.items()}
     labels = list(z_total)
     snr = np.array([truths[i]["snr"] for i in ok["id"]])
-
-    def shares(z):
-        return {f"within_{k}": float(np.mean(z <= k)) for k in (1, 2, 3)}
 
     return {
         "stars": len(ok),
@@ -151,16 +153,15 @@ def recovery(table, truths: dict) -> dict:
     }
 
 
-def sd_sys_variants(table, truths: dict, emulator) -> dict:
+def sd_sys_variants(table, truths: dict, doc: dict) -> dict:
     """Coverage of the same fits with the emulator's systematic sd as one rms over the box (``constant``) and at
     each star's fitted labels (``label_dependent``, inference.label_systematics): the posterior sd is the fit's,
     the total sd √(sd² + sd_sys²) is recomputed for each; per label, per S/N and for the stars the rms underserves
     (v sin i < 5 km/s, [Fe/H] < −1.5), the share within 1/2/3 total sd and of stars with every label within 3; per
-    label, the shares and the Gaussian log score (mean of ln sd_total + z²/2: lower is better)."""
-    from stellarinf.emulators.registry import load_emulator
-    from stellarinf.inference.label_systematics import sd_at, systematics_document
+    label, the shares and the Gaussian log score (mean of ln sd_total + z²/2: lower is better). ``doc``: the
+    emulator's ``label_systematics`` document."""
+    from stellarinf.inference.label_systematics import sd_at
 
-    doc = systematics_document(load_emulator(emulator))
     if not doc.get("model"):
         return {}
     ok = table[table["status"] == "ok"]
@@ -178,7 +179,7 @@ def sd_sys_variants(table, truths: dict, emulator) -> dict:
     }
     at = [{label: p50[label][k] for label in labels} for k in range(len(ids))]
     sys_sd = {
-        "constant": [sd_at(doc) for _ in at],
+        "constant": [sd_at(doc)] * len(at),
         "label_dependent": [sd_at(doc, a) for a in at],
     }
     out = {}
@@ -188,22 +189,12 @@ def sd_sys_variants(table, truths: dict, emulator) -> dict:
         every = np.all(np.stack(list(z.values())) <= 3, axis=0)
         # the Gaussian log score per star (lower is better): rewards sd_total that is right, not merely wide
         scores = {label: float(np.mean(np.log(total[label]) + 0.5 * z[label] ** 2)) for label in labels}
-        out[f"{variant}_per_label"] = {
-            label: {
-                "neg_log_score": scores[label],
-                **{f"within_{k}": float(np.mean(z[label] <= k)) for k in (1, 2, 3)},
-            }
-            for label in labels
-        }
+        out[f"{variant}_per_label"] = {label: {"neg_log_score": scores[label], **shares(z[label])} for label in labels}
         out[variant] = {
             name: {
                 "stars": int(g.sum()),
                 "star_all_within_3": float(np.mean(every[g])),
-                **{
-                    label: {f"within_{k}": float(np.mean(z[label][g] <= k)) for k in (1, 2, 3)}
-                    for label in ("teff", "logg", "feh")
-                    if label in z
-                },
+                **{label: shares(z[label][g]) for label in ("teff", "logg", "feh") if label in z},
             }
             for name, g in groups.items()
         }
@@ -308,6 +299,12 @@ def main(argv=None) -> None:
     previous = json.loads(Path(args.output).read_text()) if Path(args.output).exists() else {}
     runs = {r["name"]: r for r in previous.get("runs", [])} if previous.get("n") == args.n else {}
     previous_runs = dict(runs)
+    systematics = {}
+    if not args.quick:  # the emulator's label_systematics document, for sd_sys_variants
+        from stellarinf.emulators.registry import load_emulator
+        from stellarinf.inference.label_systematics import systematics_document
+
+        systematics = systematics_document(load_emulator(args.emulator))
     for workers, sampler, n_stars, *draws_spec in runs_spec:
         n_workers, n_stars = int(workers), min(int(n_stars), args.n)
         chains, draws = (int(v) for v in draws_spec[0].split("x")) if draws_spec else (2, 500)
@@ -352,7 +349,7 @@ def main(argv=None) -> None:
             runs[name].update({k: previous_runs[name][k] for k in TIMED if k in previous_runs[name]})
             runs[name]["resumed_with_results"] = done_before
         if not args.quick:
-            runs[name]["sd_sys_variants"] = sd_sys_variants(cat.table, truths, args.emulator)
+            runs[name]["sd_sys_variants"] = sd_sys_variants(cat.table, truths, systematics)
         print(json.dumps({k: v for k, v in runs[name].items() if k != "recovery"}), flush=True)
         write_json_atomic(args.output, {**previous, "runs": list(runs.values()), "n": args.n})
     result = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from ..errors import StellarinfError
+from .options import model_output_option
 
 
 class BadInput(click.ClickException):
@@ -29,13 +30,7 @@ def reference_model(emulator, window):
     show_default=True,
     help="S/N per pixel at which the emulator's own error is weighed against the noise.",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Write the updated model here (default: update MODEL's model.json in place; a named model needs -o).",
-)
+@model_output_option
 @click.option("--quiet", is_flag=True, help="Print only the result.")
 def fidelity(model, snr, output, quiet):
     """Emulator fidelity of MODEL (a model directory): the ratio CRB(emulator)/CRB(synthesizer) per label.
@@ -51,12 +46,10 @@ def fidelity(model, snr, output, quiet):
       stellarinf fidelity data/models/transformer-payne-small
     """
     import math
-    import shutil
     import time
-    from pathlib import Path
 
     from ..emulator_fidelity import REFERENCE_STARS, emulator_window, measure_fidelity, store_fidelity
-    from ..emulators.registry import load_emulator, model_path, shipped_name_refusal
+    from ..emulators.registry import load_emulator, shipped_name_refusal, update_destination
 
     if not (math.isfinite(snr) and snr > 0):
         raise BadInput(f"--snr must be a positive number, got {snr}")
@@ -74,10 +67,7 @@ def fidelity(model, snr, output, quiet):
         )
         truth = reference_model(emu, window)
         result = measure_fidelity(emu, truth, snr=snr, window=window, progress=log)
-        src = model_path(model)
-        dest = Path(output) if output is not None else src
-        if output is not None and Path(output).resolve() != Path(src).resolve():
-            shutil.copytree(src, dest, dirs_exist_ok=True)
+        dest = update_destination(model, output)
         elapsed = time.perf_counter() - t0
         command = f"stellarinf fidelity {model} --snr {snr:g}" + (f" -o {output}" if output else "")
         store_fidelity(dest, result, command=command, elapsed_s=elapsed)

@@ -1,4 +1,5 @@
-"""Shared command-line options: how to read an observed spectrum.
+"""Shared command-line options: how to read an observed spectrum, and where a command that measures a model stores
+the result (``@model_output_option``).
 
 Every command that reads spectra takes the same options (``@spectrum_read_options``) and turns them into
 :func:`~stellarinf.io.spectrum.read_spectrum` keywords with :func:`read_options_kwargs`, so that an error
@@ -117,3 +118,13 @@ def pop_read_options(params: dict) -> dict:
     for dest in READ_OPTION_KEYWORDS:
         params.pop(dest, None)
     return kwargs
+
+
+# `stellarinf fidelity` / `systematics`: a measurement stored in the model's model.json (registry.update_destination)
+model_output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write the updated model here (default: update MODEL's model.json in place; a named model needs -o).",
+)

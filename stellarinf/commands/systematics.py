@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from ..errors import StellarinfError
+from .options import model_output_option
 
 
 class BadInput(click.ClickException):
@@ -33,13 +34,7 @@ def reference_model(emulator, resolution: float):
 )
 @click.option("--snr", type=float, default=100.0, show_default=True, help="S/N that sets σ in the fits.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the stars.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Write the updated model here (default: update MODEL's model.json in place; a named model needs -o).",
-)
+@model_output_option
 @click.option(
     "--save-stars",
     type=click.Path(dir_okay=False),
@@ -62,12 +57,11 @@ def systematics(model, n_stars, snr, seed, output, save_stars, quiet):
     """
     import datetime
     import math
-    import shutil
     import time
     from pathlib import Path
 
     from ..emulators.model_io import MODEL_FILE, read_model_document
-    from ..emulators.registry import load_emulator, model_path, shipped_name_refusal
+    from ..emulators.registry import load_emulator, shipped_name_refusal, update_destination
     from ..io.atomic import write_json_atomic
     from ..validation.systematics import MIN_STARS_FOR_MODEL, measure_label_systematics
 
@@ -88,10 +82,7 @@ def systematics(model, n_stars, snr, seed, output, save_stars, quiet):
         res = measure_label_systematics(
             emu, truth_model, wavelength, resolution, n_stars=n_stars, snr=snr, seed=seed, progress=not quiet
         )
-        src = model_path(model)
-        dest = Path(output) if output is not None else Path(src)
-        if output is not None and Path(output).resolve() != Path(src).resolve():
-            shutil.copytree(src, dest, dirs_exist_ok=True)
+        dest = update_destination(model, output)
         doc = read_model_document(dest)
         entry = {
             **res.to_json(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from ..errors import ModelFileError, StellarinfError
@@ -36,6 +37,18 @@ def shipped_name_refusal(name: str, output) -> str | None:
             "or -o DIR to write an updated copy"
         )
     return None
+
+
+def update_destination(name: str, output) -> Path:
+    """Where a command stores a measurement in a model's ``model.json``: the model's own directory, or ``output``
+    with the model's files copied there first (when it is another folder)."""
+    src = model_path(name)
+    if output is None:
+        return src
+    dest = Path(output)
+    if dest.resolve() != src.resolve():
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+    return dest
 
 
 def model_wavelength_range(name_or_path: str | os.PathLike) -> tuple[float, float] | None:

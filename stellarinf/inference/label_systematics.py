@@ -18,7 +18,15 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["feature_vector", "sd_at", "systematics_document"]
+__all__ = ["feature_value", "feature_vector", "sd_at", "systematics_document"]
+
+LOG_FLOOR = 1.0  # a "log" feature is ln max(x, 1): v sin i piled at zero stays finite and reads as 1 km/s
+
+
+def feature_value(transform: str, x):
+    """A feature before scaling: ``x`` itself (``"linear"``) or ln max(x, :data:`LOG_FLOOR`) (``"log"``); numbers
+    or arrays."""
+    return np.log(np.maximum(x, LOG_FLOOR)) if transform == "log" else x
 
 
 def systematics_document(model) -> dict:
@@ -36,9 +44,7 @@ def feature_vector(features: list[dict], params: Mapping[str, float]) -> np.ndar
         if v is None or not math.isfinite(float(v)):
             z.append(0.0)
             continue
-        v = float(v)
-        if f["transform"] == "log":
-            v = math.log(max(v, f.get("log_floor", 1.0)))
+        v = float(feature_value(f["transform"], float(v)))
         z.append(float(np.clip((v - f["center"]) / f["half_width"], -1.0, 1.0)))
     return np.asarray(z)
 

@@ -126,16 +126,15 @@ def fit_log_sd(phi: np.ndarray, bias: np.ndarray, ridge: float = RIDGE, max_iter
     on every coefficient but the first (``phi[:, 0]`` = 1). The negative log likelihood is convex in ``c``: Newton
     steps with backtracking, from the constant model (``c_0 = ln rms``)."""
     phi = np.asarray(phi, dtype=np.float64)
-    b2 = np.asarray(bias, dtype=np.float64) ** 2
+    bias = np.asarray(bias, dtype=np.float64)
+    b2 = bias**2
     reg = np.full(phi.shape[1], float(ridge))
     reg[0] = 0.0
 
     def loss(c):
-        eta = phi @ c
-        return float(np.sum(eta + 0.5 * b2 * np.exp(-2.0 * eta)) + 0.5 * np.sum(reg * c**2))
+        return float(np.sum(_gaussian_nll(phi @ c, bias)) + 0.5 * np.sum(reg * c**2))
 
-    c = np.zeros(phi.shape[1])
-    c[0] = 0.5 * math.log(float(np.mean(b2)))
+    c = constant_log_sd(bias, phi.shape[1])
     f = loss(c)
     for _ in range(max_iter):
         w = b2 * np.exp(-2.0 * (phi @ c))
@@ -148,9 +147,16 @@ def fit_log_sd(phi: np.ndarray, bias: np.ndarray, ridge: float = RIDGE, max_iter
         c_new = c - t * step
         f_new = loss(c_new)
         done = np.max(np.abs(c_new - c)) < 1e-10 or f - f_new < 1e-12 * max(1.0, abs(f))
-        c, f = c_new, min(f, f_new)
+        c, f = c_new, f_new
         if done:
             break
+    return c
+
+
+def constant_log_sd(bias: np.ndarray, n_coef: int) -> np.ndarray:
+    """The coefficients of the constant model, ``[ln rms, 0, ...]`` (its maximum likelihood)."""
+    c = np.zeros(n_coef)
+    c[0] = 0.5 * math.log(float(np.mean(np.asarray(bias, dtype=np.float64) ** 2)))
     return c
 
 
@@ -167,16 +173,14 @@ def fit_label_dependence(result: SystematicsResult, ridge: float = RIDGE, seed: 
     (``N_FOLDS``-fold cross-validation, mean log-likelihood gain per star > 0); else its model is the constant rms.
     Returns the ``model`` of the ``label_systematics`` document (read by :mod:`stellarinf.inference.label_systematics`).
     """
-    from ..inference.label_systematics import feature_vector
+    from ..inference.label_systematics import feature_value, feature_vector
 
     names = list(result.names)
     features = []
     for name, transform in FEATURES:
         if name not in names:
             continue
-        v = result.truths[:, names.index(name)]
-        if transform == "log":
-            v = np.log(np.maximum(v, 1.0))
+        v = feature_value(transform, result.truths[:, names.index(name)])
         lo, hi = float(np.min(v)), float(np.max(v))
         if hi > lo:
             features.append(
@@ -195,15 +199,14 @@ def fit_label_dependence(result: SystematicsResult, ridge: float = RIDGE, seed: 
             if not np.any(b[train] != 0):
                 continue
             c = fit_log_sd(phi[train], b[train], ridge)
-            const = 0.5 * math.log(float(np.mean(b[train] ** 2)))
-            g.append(np.sum(_gaussian_nll(np.full(test.sum(), const), b[test]) - _gaussian_nll(phi[test] @ c, b[test])))
+            const = constant_log_sd(b[train], phi.shape[1])
+            g.append(np.sum(_gaussian_nll(phi[test] @ const, b[test]) - _gaussian_nll(phi[test] @ c, b[test])))
         gain[name] = round(float(np.sum(g) / len(b)), 5)
         if gain[name] > 0:
             c = fit_log_sd(phi, b, ridge)
             dependent.append(name)
         else:
-            c = np.zeros(phi.shape[1])
-            c[0] = 0.5 * math.log(float(np.mean(b**2)))
+            c = constant_log_sd(b, phi.shape[1])
         coef[name] = [round(float(x), 6) for x in c]
         sd = np.exp(phi @ c)
         spread[name] = [round(float(np.min(sd)), 6), round(float(np.max(sd)), 6)]
