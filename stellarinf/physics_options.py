@@ -7,8 +7,9 @@ without loading JAX).
 - ``damping``: ``"unsold"`` (Unsöld × 2 for every line) or ``"abo"`` (Anstee–Barklem–O'Mara cross-sections and
   tabulated widths from the Gaia-ESO list where it has them; ``data/damping.ecsv``).
 
-- ``molecules``: ``"off"`` (atoms only) or ``"on"`` (the molecular equilibrium of H, C, N, O, Mg and the CH, MgH,
-  C2 and CN lines of ``data/linelist_molecules.ecsv``).
+- ``molecules``: ``"off"`` (atoms only), ``"on"`` (the molecular equilibrium of H, C, N, O, Mg and the CH, MgH,
+  C2 and CN lines of ``data/linelist_molecules.ecsv``) or ``"on+tio"`` (and Ti in the equilibrium, with the TiO lines
+  of ``data/linelist_tio.ecsv``: 46, 47, 49 and 50TiO; the pinned source has no 48TiO, 74 % of TiO).
 
 Grids record the choices in their metadata; files made before a choice existed used the ``LEGACY_*`` value.
 """
@@ -25,11 +26,39 @@ DEFAULT_DAMPING = "unsold"
 # what grids and emulators made before the damping choice existed used
 LEGACY_DAMPING = "unsold"
 
-MOLECULES_CHOICES = ("off", "on")
+MOLECULES_CHOICES = ("off", "on", "on+tio")
 # off until the shipped red, green, IR and RVS emulators are retrained with molecules (only default-payne-blue is):
 # the synthesizer's default must be what they learned
 DEFAULT_MOLECULES = "off"
 LEGACY_MOLECULES = "off"
+
+
+# Where TiO matters: below this Teff (K, linear in log g between the points, constant beyond them) the TiO lines
+# change a realistic spectrum by more than 0.1 % rms after an R 28,000 LSF (about the shipped emulators' own error):
+# the crossings of galah-red, all TiO, solar metallicity (benchmarks/tio_effect.py; the other arms within a factor
+# 1.5). A fit there through physics without TiO is flagged ``no_tio``.
+TIO_TEFF_LIMIT = ((1.5, 4425.0), (2.5, 4475.0), (3.5, 4600.0), (4.6, 4700.0))  # (log g, Teff)
+
+
+def tio_matters(teff: float, logg: float) -> bool:
+    """Whether TiO bands change a spectrum of this Teff and log g by more than 0.1 % rms (:data:`TIO_TEFF_LIMIT`)."""
+    g = [p[0] for p in TIO_TEFF_LIMIT]
+    t = [p[1] for p in TIO_TEFF_LIMIT]
+    x = min(max(float(logg), g[0]), g[-1])
+    i = max(k for k in range(len(g) - 1) if g[k] <= x) if x < g[-1] else len(g) - 2
+    limit = t[i] + (t[i + 1] - t[i]) * (x - g[i]) / (g[i + 1] - g[i])
+    return float(teff) < limit
+
+
+def model_molecules(model) -> str | None:
+    """The ``molecules`` physics a model draws spectra with: the synthesizer's own setting, an emulator's training
+    grid's (:func:`training_physics`), or None where the model does not say (a test or user model)."""
+    own = getattr(model, "molecules", None)
+    if isinstance(own, str):
+        return own
+    if ((getattr(model, "metadata", None) or {}).get("training_grid") or {}).get("metadata") is None:
+        return None
+    return training_physics(model)["molecules"]
 
 
 def training_physics(model) -> dict[str, str]:
@@ -58,4 +87,7 @@ __all__ = [
     "MOLECULES_CHOICES",
     "DEFAULT_MOLECULES",
     "LEGACY_MOLECULES",
+    "TIO_TEFF_LIMIT",
+    "tio_matters",
+    "model_molecules",
 ]

@@ -764,6 +764,26 @@ def tree_depth_warning(posterior, fraction: float = 0.1) -> str | None:
     )
 
 
+def tio_warning(summary, models) -> str | None:
+    """Words for a star fitted where TiO bands shape its spectrum (:func:`~stellarinf.physics_options.tio_matters`
+    at the median Teff and log g) through a model whose physics has no TiO (None if not, or if no model says)."""
+    from .physics_options import model_molecules, tio_matters
+
+    rows = {str(r["name"]): float(r["p50"]) for r in summary}
+    if "teff" not in rows or "logg" not in rows or not tio_matters(rows["teff"], rows["logg"]):
+        return None
+    physics = [model_molecules(m) for m in models]
+    if all(p is None or p == "on+tio" for p in physics):
+        return None
+    return (
+        f"no_tio: at Teff {rows['teff']:.0f} K and log g {rows['logg']:.2f} TiO bands change the spectrum by more than "
+        "0.1 % (about 10 % rms at 4000 K for a dwarf), and this model's physics has no TiO (its training grid's "
+        f"molecules: {', '.join(sorted({p or 'unknown' for p in physics}))}): the labels of a cool star can be biased "
+        "beyond their error bars. No shipped model has TiO yet (the pinned line list lacks 48TiO; "
+        "data/models/RECIPE.md)"
+    )
+
+
 def diagnose(summary, posterior) -> dict:
     """Reliability of a fit from its summary table and sampler output: numbers, ``unreliable`` (reasons) and
     ``advice`` (one line per reason saying what to do next)."""
@@ -1220,11 +1240,13 @@ def fit_spectrum(
     table = stamp_table(res.summary_table(idata), settings)
     diagnostics = diagnose(table, post)
     depth_msg = tree_depth_warning(post)
-    diagnostics["warnings"] = [w for w in (medium_msg, fallback, depth_msg) if w]
-    if depth_msg:
-        stages.note(f"warning: {depth_msg}")
-        flags = [f for f in str(table.meta.get("FLAGS", "")).split(",") if f and f != "none"]
-        table.meta["FLAGS"] = ",".join(flags + ["tree_depth"])
+    tio_msg = tio_warning(table, models)
+    diagnostics["warnings"] = [w for w in (medium_msg, fallback, depth_msg, tio_msg) if w]
+    for msg, word in ((depth_msg, "tree_depth"), (tio_msg, "no_tio")):
+        if msg:
+            stages.note(f"warning: {msg}")
+            flags = [f for f in str(table.meta.get("FLAGS", "")).split(",") if f and f != "none"]
+            table.meta["FLAGS"] = ",".join(flags + [word])
     return FitResult(
         idata=idata,
         summary=table,

@@ -223,3 +223,172 @@ def test_an_emulator_is_compared_with_the_synthesizer_physics_it_learned():
     old = SimpleNamespace(metadata={"training_grid": {"metadata": {"loggf": "laboratory"}}})
     assert training_physics(old) == {"loggf": "laboratory", "damping": "unsold", "molecules": "off"}
     assert training_physics(SimpleNamespace(metadata=None))["molecules"] == "off"
+
+
+# ---------------------------------------------------------------- TiO (molecules="on+tio")
+
+
+@pytest.mark.parametrize("star", [(4000.0, 5.0, 0.5), (5772.0, 4.44, 0.0)])
+def test_titanium_in_tio_is_counted_once_and_moves_nothing_else(star):
+    """With Ti and TiO in the equilibrium every Ti nucleus is free or in TiO (1e-9), and the other elements and
+    molecules are those of the set without it to 0.1 % (TiO takes < 1e-4 of the oxygen)."""
+    from stellarinf.synth.molecules import TIO_ELEMENTS, molecule_table
+
+    atm = interpolate_atmosphere(*star, 0.0)
+    args = (atm.temperature, atm.gas_pressure, atm.electron_density, log_abundances(star[2]))
+    off, on, tio = populations(*args, "off"), populations(*args, "on"), populations(*args, "on+tio")
+    stoich = molecule_table("on+tio").stoichiometry
+    for k, z in enumerate(TIO_ELEMENTS):
+        bound = (stoich[:, k][:, None] * np.asarray(tio.molecules)).sum(axis=0)
+        np.testing.assert_allclose(
+            np.asarray(tio.species[z].sum(axis=0)) + bound, off.species[z].sum(axis=0), rtol=1e-9
+        )
+    np.testing.assert_allclose(np.asarray(tio.molecules[:-1]), np.asarray(on.molecules), rtol=1e-3)
+    np.testing.assert_allclose(np.asarray(tio.species[8]), np.asarray(on.species[8]), rtol=1e-4)
+
+
+def test_titanium_goes_into_tio_in_cool_dwarfs_and_not_in_the_sun():
+    """Textbook: TiO bands mark the coolest K and the M dwarfs. In a 4000 K dwarf's upper layers a few % of Ti is in
+    TiO, 30× more than at 4500 K; in the Sun under 1e-5; and n(TiO)/U(TiO) is MOOG's Nearly.f expression."""
+    from stellarinf.synth.constants import ATOMIC_MASS
+    from stellarinf.synth.molecules import molecule_table
+
+    def in_tio(teff, logg, feh):
+        atm = interpolate_atmosphere(teff, logg, feh, 0.0)
+        pops = populations(atm.temperature, atm.gas_pressure, atm.electron_density, log_abundances(feh), "on+tio")
+        k = int(np.argmin(np.abs(np.asarray(atm.log_tau_ross) + 3.0)))
+        tio = np.asarray(pops.molecules[-1])
+        return float(tio[k] / (pops.species[22, :, k].sum() + tio[k])), atm, pops
+
+    cool, atm, pops = in_tio(4000.0, 5.0, 0.0)
+    warmer, _, _ = in_tio(4500.0, 4.5, 0.0)
+    sun, _, _ = in_tio(5772.0, 4.44, 0.0)
+    assert 0.02 < cool < 0.5 and cool > 30 * warmer and sun < 1e-5
+    t = np.asarray(atm.temperature)
+    theta = 5040.0 / t
+    m = molecule_table("on+tio").names.index("TiO")
+    mu = ATOMIC_MASS[21] * ATOMIC_MASS[7] / (ATOMIC_MASS[21] + ATOMIC_MASS[7])
+    na, nb = np.asarray(pops.species[22, 0]), np.asarray(pops.species[8, 0])
+    ua, ub = np.exp(np.asarray(pops.log_u[22, 0])), np.exp(np.asarray(pops.log_u[8, 0]))
+    moog = (
+        na * nb * K_B * t * 10.0 ** (molecule_table("on+tio").d0[m] * theta - 13.670) * theta**2.5 / (mu**1.5 * ua * ub)
+    )
+    np.testing.assert_allclose(
+        np.asarray(pops.molecules[m]) / np.exp(np.asarray(pops.log_u_molecules[m])), moog, rtol=2e-3
+    )
+
+
+def _tio_data_dir(tmp_path: Path, lines: list[tuple[float, float, float]] | None) -> Path:
+    """A data folder of the shipped files plus, if ``lines`` (vacuum Å, E_low eV, log gf), a TiO table of them."""
+    out = tmp_path / "data"
+    out.mkdir()
+    for f in DATA.iterdir():
+        if f.name != "linelist_tio.ecsv":
+            (out / f.name).symlink_to(f)
+    if lines is not None:
+        wl, elow, loggf = (np.array(c) for c in zip(*lines))
+        n = wl.size
+        Table(
+            {
+                "wavelength": wl,
+                "wavelength_air": wl / 1.00028,
+                "molecule": ["TiO"] * n,
+                "code": np.full(n, 822),
+                "isotopes": ["48-16"] * n,
+                "mass": np.full(n, 64.0),
+                "elow": elow,
+                "loggf": loggf,
+                "loggf_source": loggf,
+            }
+        ).write(out / "linelist_tio.ecsv", format="ascii.ecsv")
+    return out
+
+
+def test_tio_lines_darken_a_cool_dwarf_and_leave_the_sun(tmp_path, monkeypatch):
+    """Three TiO lines (log gf 0, E_low 0.3 eV, the strength of the strong lines of the γ system): > 5 % deep in a
+    4000 K dwarf, < 1e-4 in the Sun; the label derivatives finite; without the (unshipped) table a clear error."""
+    from stellarinf.errors import StellarinfError
+    from stellarinf.synth import data as synth_data
+    from stellarinf.synth import make_synthesizer, selection
+
+    for f in (synth_data.molecular_linelist, selection.select_molecular_lines):
+        f.cache_clear()
+    monkeypatch.setenv("STELLARINF_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "none").mkdir()
+    monkeypatch.setenv("STELLARINF_DATA", str(_tio_data_dir(tmp_path / "none", None)))
+    with pytest.raises(StellarinfError, match="build_tables.py --only tio"):
+        make_synthesizer(fine_grid(6600.0, 6601.0), molecules="on+tio")
+    (tmp_path / "three").mkdir()
+    monkeypatch.setenv(
+        "STELLARINF_DATA",
+        str(_tio_data_dir(tmp_path / "three", [(6600.2, 0.3, 0.0), (6600.5, 0.3, 0.0), (6600.8, 0.3, 0.0)])),
+    )
+    try:
+        wl = fine_grid(6599.8, 6601.2)
+        labels = np.array([[4000.0, 4.6, 0.0, 0.9], [5772.0, 4.44, 0.0, 1.0]])
+        on, _ = synthesize(labels, wl, molecules="on")
+        tio, _ = synthesize(labels, wl, molecules="on+tio")
+        depth = on - tio
+        assert float(depth[0].max()) > 0.05 and float(np.abs(depth[1]).max()) < 1e-4
+        fn = make_synthesizer(wl, molecules="on+tio")
+        jac = np.asarray(jax.jacfwd(lambda x: fn(x)[0])(jnp.asarray([4000.0, 4.6, 0.0, 0.9])))
+        assert np.all(np.isfinite(jac)) and np.abs(jac[:, 0]).max() > 0.0
+    finally:
+        for f in (synth_data.molecular_linelist, selection.select_molecular_lines):
+            f.cache_clear()
+
+
+def test_a_cool_star_fitted_without_tio_is_flagged_in_words():
+    """tio_warning: a 4200 K dwarf through physics without TiO gets ``no_tio`` (naming the model's molecules), the
+    same star through ``on+tio`` physics, the Sun, or a model that records no physics do not; the catalogue has a bit
+    for it and the summary's advice words."""
+    from types import SimpleNamespace
+
+    from stellarinf.catalog.flags import FLAG_BITS
+    from stellarinf.inference.results import FLAG_ADVICE
+    from stellarinf.physics_options import tio_matters
+    from stellarinf.pipeline import tio_warning
+
+    def summary(teff, logg):
+        return Table({"name": ["teff", "logg", "feh"], "p50": [teff, logg, 0.0]})
+
+    def emulator(molecules):
+        return SimpleNamespace(metadata={"training_grid": {"metadata": {"molecules": molecules}}})
+
+    msg = tio_warning(summary(4200.0, 4.6), [emulator("on")])
+    assert msg.startswith("no_tio:") and "molecules: on" in msg and "4200 K" in msg
+    assert "molecules: off" in tio_warning(
+        summary(4200.0, 4.6), [SimpleNamespace(metadata={"training_grid": {"metadata": {}}})]
+    )
+    assert tio_warning(summary(4200.0, 4.6), [emulator("on+tio")]) is None
+    assert tio_warning(summary(5772.0, 4.44), [emulator("off")]) is None
+    assert tio_warning(summary(4200.0, 4.6), [SimpleNamespace(metadata=None)]) is None  # no physics recorded
+    assert tio_matters(4000.0, 1.5) and tio_matters(4500.0, 4.6) and not tio_matters(4750.0, 4.6)
+    assert not tio_matters(4500.0, 2.5) and not tio_matters(5772.0, 4.44)
+    assert "no_tio" in FLAG_BITS and "no_tio" in FLAG_ADVICE
+
+
+def test_fit_spectrum_flags_a_cool_star_without_tio_in_its_summary(monkeypatch):
+    """End to end: a 4300 K dwarf fitted through a model whose physics is ``molecules="on"`` carries ``no_tio`` in
+    the summary's global flags and the diagnostics' warnings; a 5800 K star through the same model does not."""
+    import warnings
+
+    from analytic_fits import CATALOG_SETTINGS
+
+    import stellarinf
+    from stellarinf import physics_options
+    from stellarinf.validation.mocks import make_mock
+    from stellarinf.validation.setups import analytic_setup
+
+    model, wl = analytic_setup()
+    monkeypatch.setattr(physics_options, "model_molecules", lambda m: "on")
+    flags = {}
+    for teff in (4300.0, 5800.0):
+        truth = {"teff": teff, "logg": 4.5, "feh": 0.0, "rv": 3.0, "vsini": 5.0, "vmacro": 0.0}
+        spec = make_mock(model, wl, truth, snr=150, resolution=20000, seed=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = stellarinf.fit_spectrum(spec, emulator=model, resolution=20000, **CATALOG_SETTINGS)
+        flags[teff] = (str(fit.summary.meta.get("FLAGS", "")), fit.diagnostics["warnings"])
+    assert "no_tio" in flags[4300.0][0].split(",") and any(w.startswith("no_tio") for w in flags[4300.0][1])
+    assert "no_tio" not in flags[5800.0][0] and not any(w.startswith("no_tio") for w in flags[5800.0][1])

@@ -34,6 +34,7 @@ FLAG_BIT_NUMBERS: dict[str, int] = {
     "edge_high": 13,
     "fidelity": 14,
     "other": 15,  # a word this version does not know (a newer pipeline's): see the per-star JSON for the words
+    "no_tio": 16,  # global: a star where TiO bands matter, fitted through physics without TiO
 }
 FLAG_BITS: dict[str, int] = {name: 1 << bit for name, bit in FLAG_BIT_NUMBERS.items()}
 
@@ -54,6 +55,7 @@ FLAG_DESCRIPTIONS: dict[str, str] = {
     "edge_high": "a label's posterior piles up at the upper box edge",
     "fidelity": "the emulator over-claims on a label near this star",
     "other": "a flag word this version does not know",
+    "no_tio": "TiO bands shape this star's spectrum and the model has no TiO: labels can be biased",
 }
 
 

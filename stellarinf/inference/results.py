@@ -75,6 +75,9 @@ FLAG_ADVICE = {
     "air_vacuum": "the fitted RV sits at the shift an air spectrum read as vacuum (or the reverse) produces, about "
     "-83 km/s in the optical: the wavelength medium is probably wrong (the labels may be fine, the RV is not); "
     "check the medium recorded in the outputs and rerun with --medium air or --medium vacuum",
+    "no_tio": "the star is cool enough for TiO bands to shape its spectrum (Teff below about 4700 K for a dwarf, "
+    "4450 K for a giant) and the model's physics has no TiO: Teff, log g and abundances can be biased beyond the "
+    "error bars; treat them as provisional",
 }  # zero rotation/no jitter at the edge is physical
 
 

@@ -1,9 +1,9 @@
 """LTE chemistry: Saha–Boltzmann ionisation balance with tabulated partition functions.
 
 Stages I, II, III of every element with the NIST ionisation energies and Barklem & Collet (2016) partition
-functions; H⁻ from its Saha equation (χ = 0.754 eV); with ``molecules=True`` the molecular equilibrium of H, C,
-N, O and Mg (:mod:`.molecules`) takes their atoms bound in molecules out of the atomic stages and gives the
-molecules' densities. The electron density is taken from the model atmosphere.
+functions; H⁻ from its Saha equation (χ = 0.754 eV); with ``molecules`` the molecular equilibrium of H, C,
+N, O and Mg (and Ti with ``"on+tio"``; :mod:`.molecules`) takes their atoms bound in molecules out of the atomic
+stages and gives the molecules' densities. The electron density is taken from the model atmosphere.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class Populations(NamedTuple):
     log_u: Float[Array, "n_el1 3 n_depth"]  # ln partition function [Z, stage, depth]
     n_hminus: Float[Array, "n_depth"]
     electron_density: Float[Array, "n_depth"]
-    # with molecules: number densities and ln partition functions of molecules.MOLECULES
+    # with molecules: number densities and ln partition functions of the set's molecules (molecules.MOLECULE_SETS)
     molecules: Float[Array, "n_mol n_depth"] | None = None
     log_u_molecules: Float[Array, "n_mol n_depth"] | None = None
 
@@ -71,26 +71,28 @@ def ionisation_fractions(temperature, electron_density, log_u) -> Float[Array, "
     return jnp.exp(ln_rel - jax.scipy.special.logsumexp(ln_rel, axis=1, keepdims=True))
 
 
-def populations(temperature, gas_pressure, electron_density, logeps, molecules: bool = False) -> Populations:
+def populations(temperature, gas_pressure, electron_density, logeps, molecules: bool | str = False) -> Populations:
     """Number densities of every element's stages I–III and of H⁻ in each layer (and of molecules).
 
     Args:
         temperature, gas_pressure, electron_density: (n_depth,) in K, dyn cm^-2, cm^-3.
         logeps: (n_el1,) log ε abundances (H = 12).
-        molecules: solve the molecular equilibrium of H, C, N, O, Mg (:func:`.molecules.solve_equilibrium`).
+        molecules: solve the molecular equilibrium (:func:`.molecules.solve_equilibrium`): ``True`` or ``"on"`` (H,
+            C, N, O, Mg), ``"on+tio"`` (and Ti, TiO); ``False``/``"off"``: none.
     """
+    from .molecules import MOLECULE_SETS, molecule_set, solve_equilibrium
+
+    choice = molecule_set(molecules)
     n_nuclei = gas_pressure / (K_B * temperature) - electron_density
     log_u = log_partition_functions(temperature)
     frac = ionisation_fractions(temperature, electron_density, log_u)
     species = number_fractions(logeps)[:, None, None] * n_nuclei[None, None, :] * frac
     mol = log_u_mol = None
-    if molecules:
-        from .molecules import ELEMENTS, solve_equilibrium
-
-        el = jnp.asarray(ELEMENTS)
+    if choice is not None:
+        el = jnp.asarray(MOLECULE_SETS[choice][0])
         log_total = jnp.log(number_fractions(logeps)[el])[:, None] + jnp.log(n_nuclei)[None, :]
         log_neutral_fraction = jnp.log(frac[el, 0])
-        eq = solve_equilibrium(temperature, log_total, log_neutral_fraction, log_u[el, 0])
+        eq = solve_equilibrium(temperature, log_total, log_neutral_fraction, log_u[el, 0], choice)
         # the free atoms keep their Saha ratios between stages; their number drops to what molecules leave
         free = jnp.exp(eq.log_n_neutral - log_total - log_neutral_fraction)  # (n_el, n_depth), ≤ 1
         species = species * jnp.ones(species.shape[::2]).at[el].set(free)[:, None, :]

