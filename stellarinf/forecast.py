@@ -530,6 +530,11 @@ def forecast(
         fid, fid_messages = fidelity_meta(sm, free, error_kind is not None, values)
     if fid is not None:
         meta["emulator_fidelity"] = fid
+    from .physics_options import no_tio_message
+
+    tio_message = no_tio_message(params["teff"], params["logg"], distinct) if {"teff", "logg"} <= set(params) else None
+    if tio_message:
+        meta["no_tio"] = tio_message
     idx = [names.index(n) for n in free]
     result = fisher_from_jacobian(
         J_all[:, idx],
@@ -548,6 +553,8 @@ def forecast(
         message = emulator_error_message(emu, sigma)
         if message:
             warnings.warn(message, EmulatorErrorWarning, stacklevel=2)
+    if tio_message:
+        warnings.warn(tio_message, PhysicsCoverageWarning, stacklevel=2)
     return Forecast(
         result,
         wl,
@@ -843,6 +850,11 @@ def check_prior_names(priors: Mapping[str, float], free: Sequence[str], param_na
             f"prior(s) on {fixed} but those parameters are held fixed (free: {', '.join(free)}); a prior on a fixed "
             "parameter has no effect: free it (--marginalize, or drop it from --fix) or drop the prior"
         )
+
+
+class PhysicsCoverageWarning(UserWarning):
+    """The forecast star lies where the model's physics lacks something that shapes its spectrum (TiO below ~4700 K):
+    its bounds miss that information and its labels' derivatives are those of the incomplete physics."""
 
 
 class EmulatorErrorWarning(UserWarning):

@@ -61,6 +61,23 @@ def model_molecules(model) -> str | None:
     return training_physics(model)["molecules"]
 
 
+def no_tio_message(teff: float, logg: float, models) -> str | None:
+    """Words (starting ``no_tio:``) for a star at ``teff``, ``logg`` where TiO bands matter (:func:`tio_matters`)
+    seen through ``models`` whose physics has no TiO; None if TiO does not matter there, or no model says its
+    physics (:func:`model_molecules`), or every one that does has TiO."""
+    if not tio_matters(teff, logg):
+        return None
+    physics = [model_molecules(m) for m in models]
+    if all(p is None or p == "on+tio" for p in physics):
+        return None
+    return (
+        f"no_tio: at Teff {teff:.0f} K and log g {logg:.2f} TiO bands change the spectrum by more than 0.1 % (about "
+        "10 % rms at 4000 K for a dwarf), and this model's physics has no TiO (its training grid's molecules: "
+        f"{', '.join(sorted({p or 'unknown' for p in physics}))}): labels and bounds for a star this cool can be "
+        "biased. No shipped model has TiO yet (the pinned line list lacks 48TiO; data/models/RECIPE.md)"
+    )
+
+
 def training_physics(model) -> dict[str, str]:
     """The synthesizer choices an emulator's training grid recorded (``loggf``, ``damping``, ``molecules``, from
     ``model.metadata["training_grid"]["metadata"]``), each the value grids used before the choice existed when the
@@ -90,4 +107,5 @@ __all__ = [
     "TIO_TEFF_LIMIT",
     "tio_matters",
     "model_molecules",
+    "no_tio_message",
 ]

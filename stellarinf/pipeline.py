@@ -765,23 +765,14 @@ def tree_depth_warning(posterior, fraction: float = 0.1) -> str | None:
 
 
 def tio_warning(summary, models) -> str | None:
-    """Words for a star fitted where TiO bands shape its spectrum (:func:`~stellarinf.physics_options.tio_matters`
-    at the median Teff and log g) through a model whose physics has no TiO (None if not, or if no model says)."""
-    from .physics_options import model_molecules, tio_matters
+    """Words for a star fitted where TiO bands shape its spectrum (at the median Teff and log g) through a model whose
+    physics has no TiO (:func:`~stellarinf.physics_options.no_tio_message`); None if not."""
+    from .physics_options import no_tio_message
 
     rows = {str(r["name"]): float(r["p50"]) for r in summary}
-    if "teff" not in rows or "logg" not in rows or not tio_matters(rows["teff"], rows["logg"]):
+    if "teff" not in rows or "logg" not in rows:
         return None
-    physics = [model_molecules(m) for m in models]
-    if all(p is None or p == "on+tio" for p in physics):
-        return None
-    return (
-        f"no_tio: at Teff {rows['teff']:.0f} K and log g {rows['logg']:.2f} TiO bands change the spectrum by more than "
-        "0.1 % (about 10 % rms at 4000 K for a dwarf), and this model's physics has no TiO (its training grid's "
-        f"molecules: {', '.join(sorted({p or 'unknown' for p in physics}))}): the labels of a cool star can be biased "
-        "beyond their error bars. No shipped model has TiO yet (the pinned line list lacks 48TiO; "
-        "data/models/RECIPE.md)"
-    )
+    return no_tio_message(rows["teff"], rows["logg"], models)
 
 
 def diagnose(summary, posterior) -> dict:

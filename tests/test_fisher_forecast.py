@@ -289,3 +289,18 @@ def test_alpha_fe_bound_from_the_synthesizer():
         for s in (50.0, 100.0)
     ]
     assert 0 < b[1]["alpha_fe"] < 1.0 and b[0]["alpha_fe"] == pytest.approx(2 * b[1]["alpha_fe"], rel=1e-6)
+
+
+def test_a_forecast_for_a_star_cool_enough_for_tio_says_the_physics_lacks_it(model, monkeypatch):
+    """A 4300 K dwarf through a model whose physics has molecules but no TiO: a PhysicsCoverageWarning naming
+    no_tio and the words in the result's meta; the Sun through the same model: neither."""
+    from stellarinf import physics_options
+
+    monkeypatch.setattr(physics_options, "model_molecules", lambda m: "on")
+    with pytest.warns(F.PhysicsCoverageWarning, match="no_tio: at Teff 4300 K"):
+        cool = F.forecast(model, {**STAR, "teff": 4300.0, "logg": 4.6}, window=SMALL, snr=100.0)
+    assert cool.result.meta["no_tio"].startswith("no_tio:")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", F.PhysicsCoverageWarning)
+        sun = F.forecast(model, STAR, window=SMALL, snr=100.0)
+    assert "no_tio" not in sun.result.meta
