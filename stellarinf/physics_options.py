@@ -42,12 +42,10 @@ TIO_TEFF_LIMIT = ((1.5, 4425.0), (2.5, 4475.0), (3.5, 4600.0), (4.6, 4700.0))  #
 
 def tio_matters(teff: float, logg: float) -> bool:
     """Whether TiO bands change a spectrum of this Teff and log g by more than 0.1 % rms (:data:`TIO_TEFF_LIMIT`)."""
-    g = [p[0] for p in TIO_TEFF_LIMIT]
-    t = [p[1] for p in TIO_TEFF_LIMIT]
+    g, t = zip(*TIO_TEFF_LIMIT)
     x = min(max(float(logg), g[0]), g[-1])
-    i = max(k for k in range(len(g) - 1) if g[k] <= x) if x < g[-1] else len(g) - 2
-    limit = t[i] + (t[i + 1] - t[i]) * (x - g[i]) / (g[i + 1] - g[i])
-    return float(teff) < limit
+    k = next(k for k in range(len(g) - 1) if x <= g[k + 1])
+    return float(teff) < t[k] + (t[k + 1] - t[k]) * (x - g[k]) / (g[k + 1] - g[k])
 
 
 def model_molecules(model) -> str | None:

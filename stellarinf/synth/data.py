@@ -196,7 +196,6 @@ class EmpiricalLines(NamedTuple):
 def empirical_lines() -> EmpiricalLines:
     """The empirical lines of the solar calibration (made by ``data/calibrate_loggf.py --empirical``); none when
     the table is absent. They are part of ``loggf="solar"`` only."""
-
     path = data_dir() / EMPIRICAL_TABLE
     if not path.exists():
         empty = np.zeros(0)
@@ -393,7 +392,7 @@ class MolecularLineList(NamedTuple):
     source: str
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
 def molecular_linelist(table: str = MOLECULAR_TABLE) -> MolecularLineList:
     """A molecular line list, :data:`MOLECULAR_TABLE` or :data:`TIO_TABLE` (vacuum wavelengths, sorted)."""
     from astropy.table import Table

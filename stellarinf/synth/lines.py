@@ -80,7 +80,8 @@ def absorbers(pops) -> tuple[Float[Array, "n_abs n_depth"], Float[Array, "n_abs 
 
 
 def molecule_absorber(name: str) -> int:
-    """The :func:`absorbers` row of molecule ``name`` (TiO is last in its set, so the others' rows are one)."""
+    """The :func:`absorbers` row of molecule ``name`` (TiO is the last of its set, so every other molecule has the
+    same row with or without it)."""
     from .molecules import TIO_MOLECULES
 
     return 3 * (N_ELEMENTS + 1) + TIO_MOLECULES.index(name)
