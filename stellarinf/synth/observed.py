@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import WavelengthError
+from ..physics_options import DEFAULT_MOLECULES
 from ..wavelength import SPEED_OF_LIGHT_KMS, Window, get_window, log_uniform_grid
 from .synthesize import R_FINE, fine_grid, synthesize
 
@@ -52,6 +53,7 @@ def synthesize_observed(
     limb_darkening: float = 0.6,
     label_names=None,
     wavelength=None,
+    molecules: str = DEFAULT_MOLECULES,
 ):
     """Spectrum at instrument resolution on the window's pixel grid (uniform in ln λ, vacuum Å).
 
@@ -60,6 +62,7 @@ def synthesize_observed(
         window: name in :data:`stellarinf.wavelength.WINDOWS` or a :class:`Window`.
         resolution: resolving power (default: the window's). vsini, vmacro: km/s.
         wavelength: optional output pixel grid (vacuum Å) instead of the window's grid.
+        molecules: "off" (default), "on" or "on+tio" (see :func:`~stellarinf.synth.make_synthesizer`).
 
     Returns:
         (wavelength (n_pix,), flux (…, n_pix) normalised, continuum (…, n_pix) erg s⁻¹ cm⁻² Å⁻¹).
@@ -69,7 +72,7 @@ def synthesize_observed(
     win = resolve_window(window, resolution=resolution)
     out_wl = win.grid() if wavelength is None else np.asarray(wavelength, dtype=np.float64)
     fine = padded_fine_grid(float(out_wl[0]), float(out_wl[-1]), resolution=win.resolution, vsini=vsini, vmacro=vmacro)
-    flux, cont = synthesize(labels, fine, fidelity, label_names=label_names)
+    flux, cont = synthesize(labels, fine, fidelity, label_names=label_names, molecules=molecules)
     dv = velocity_step(fine)
     kw = dict(resolution=win.resolution, vsini=vsini, vmacro=vmacro, limb_darkening=limb_darkening)
     flux_b = broaden(flux, dv, **kw)

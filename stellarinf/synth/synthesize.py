@@ -226,14 +226,14 @@ def line_synthesizer(
     for add, add_half_width in more:
         lines = concat_lines(lines, add)
         half_width = np.concatenate([half_width, add_half_width])
-    molecule_set = check_molecules(molecules) if molecules != "off" else None
+    check_molecules(molecules)  # "on+tio" without its (unshipped) table: the error that says how to make it
     all_lines, mol_gf = lines, np.zeros(0)
-    for table in MOLECULE_TABLES.get(molecule_set, ()):
+    for table in MOLECULE_TABLES.get(molecules, ()):
         m_idx, m_half_width = select_molecular_lines(*rng, **tier, table=table)
         m_lines = molecular_line_data(m_idx, table)
         all_lines, mol_gf = concat_lines(all_lines, m_lines), np.concatenate([mol_gf, m_lines.log_gf])
         half_width = np.concatenate([half_width, m_half_width])
-    with_molecules = molecule_set is not None
+    with_molecules = molecules in MOLECULE_TABLES
     h_lines = lines_near(wl_lo, wl_hi)
     n_c = max(int(np.ceil((wl_hi - wl_lo) / CONTINUUM_STEP)) + 1, 2)
     coarse = np.linspace(wl_lo, wl_hi, n_c)
@@ -262,7 +262,7 @@ def line_synthesizer(
         atm = interpolate_atmosphere(teff, logg, feh, alpha, depth_index)
         logeps = log_abundances(feh, xfe)
         T, ne = atm.temperature, atm.electron_density
-        pops = populations(T, atm.gas_pressure, ne, logeps, molecule_set or False)
+        pops = populations(T, atm.gas_pressure, ne, logeps, molecules)
         rho = pops.n_nuclei * mean_mass_per_nucleus(logeps) * AMU
         a_c, s_c = continuum_opacity(wl_c, T, ne, pops)
         alpha_c = a_c + s_c
