@@ -192,6 +192,7 @@ def train_one(
     init=None,
     learning_rate=None,
     hidden=(300, 300),
+    schedule="steps",
 ):
     """Train (or resume) one emulator with a wall-clock budget; returns the TrainResult."""
     from stellarinf.emulators.training import TrainConfig, train
@@ -210,6 +211,7 @@ def train_one(
         progress=progress,
         learning_rate=learning_rate,
         warmup_steps=min(200, max(1, max_steps // 10)),
+        schedule=schedule,
         error_max_spectra=min(256, len(val_grid)),
     )
     # The validation grid doubles as the "test" split inside train() (emulator-error table); the real
@@ -233,14 +235,18 @@ def run_summary(result, kind: str, n_train: int, metrics: dict, position: dict, 
 
 
 def compare(runs: list[dict]) -> list[dict]:
-    """Payne / TransformerPayne error ratios at every N where both ran (> 1: TransformerPayne better)."""
+    """Payne / TransformerPayne error ratios at every N where both ran (> 1: TransformerPayne better).
+
+    The baseline is the published LeakyReLU Payne where it ran, else the SiLU variant (the shipped default).
+    """
     by = {(r["model"], r["n_train"]): r["test"] for r in runs}
     rows = []
     for n in sorted({r["n_train"] for r in runs}):
-        tp, pm = by.get(("transformer-payne", n)), by.get(("payne", n))
+        baseline = "payne" if ("payne", n) in by else "payne-silu"
+        tp, pm = by.get(("transformer-payne", n)), by.get((baseline, n))
         if tp is None or pm is None:
             continue
-        row = {"n_train": n}
+        row = {"n_train": n, "baseline": baseline}
         for key in ("mae", "mse", "p99", "mae_line", "mae_continuum"):
             a, b = pm.get(key), tp.get(key)
             row[f"{key}_payne_over_tp"] = (a / b) if (a is not None and b) else None
@@ -385,6 +391,13 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--max-steps", type=int, default=10**9, help="step cap (the budget normally stops training first)")
     ap.add_argument(
+        "--schedule",
+        choices=["steps", "budget"],
+        default="steps",
+        help="learning-rate schedule (stellarinf train --schedule): steps decays over --max-steps, so with the default "
+        "cap the rate is near-constant; budget decays over the steps --max-minutes allows",
+    )
+    ap.add_argument(
         "--models",
         default="transformer-payne,payne",
         help="comma-separated: transformer-payne, payne (LeakyReLU, as "
@@ -498,6 +511,7 @@ def main(argv=None) -> int:
                 seed=args.seed,
                 validate_every=validate_every,
                 max_steps=args.max_steps,
+                schedule=args.schedule,
                 progress=not args.quiet,
                 hidden=hidden,
             )
@@ -530,6 +544,7 @@ def main(argv=None) -> int:
             "preset": preset,
             "payne_hidden": list(hidden),
             "max_minutes": max_minutes,
+            "schedule": args.schedule,
             "validate_every": validate_every,
             "seed": args.seed,
             "workdir": str(workdir),

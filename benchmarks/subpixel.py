@@ -22,6 +22,11 @@ how far the instrument-pixel path itself is from the truth between pixels (Lancz
 Usage (resumable: grids and training runs continue where they stopped)::
 
     python benchmarks/subpixel.py --n-train 2048 --n-test 256 --steps 1200,3600
+
+Models trained elsewhere (e.g. on a GPU by ``gpu_session.sh``) on an oversampled grid, evaluated on its oversampled
+test grid the same way, without making grids or training::
+
+    python benchmarks/subpixel.py --evaluate DIR[,DIR...] --test-grid TEST.h5 --n-test 256 -o OUT.json
 """
 
 from __future__ import annotations
@@ -107,6 +112,39 @@ def plot(output, test, models, row=0, half_width=1.2):
     plt.close(fig)
 
 
+def evaluate_only(dirs, test_path, args):
+    """Existing models on an existing oversampled test grid: MAE at the instrument's pixels, between them (both
+    may be training wavelengths of a model trained on the oversampled grid) and on another pixel grid (not)."""
+    from stellarinf.emulators.registry import load_emulator
+    from stellarinf.io.atomic import write_json_atomic
+    from stellarinf.io.grid import read_grid
+    from stellarinf.machine import machine_info
+
+    test = read_grid(test_path)
+    if test.oversample < 2:
+        raise SystemExit(f"{test_path} is not oversampled (stellarinf grid --oversample 2): nothing between pixels")
+    test = test.subset(np.arange(min(args.n_test, len(test))))
+    at_other = other_pixels(test.wavelength, test.metadata["resolution"])
+    truth_other = interpolate_rows(test.wavelength, test.flux, at_other)
+    rows = {}
+    for d in dirs:
+        emu = load_emulator(d)
+        rows[str(d)] = {**evaluate(emu, test, at_other, truth_other), "kind": type(emu).__name__}
+        print(d, {k: (round(v, 6) if isinstance(v, float) else v) for k, v in rows[str(d)].items()}, flush=True)
+    write_json_atomic(
+        args.output,
+        {
+            "benchmark": "subpixel",
+            "mode": "evaluate",
+            "machine": machine_info(),
+            "test_grid": {"path": str(test_path), "n": len(test), "oversample": test.oversample},
+            "other_pixels": {"pixels_per_resolution": 3.3, "offset_pixels": 1 / 3, "n": int(at_other.size)},
+            "models": rows,
+        },
+    )
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-train", type=int, default=2048)
@@ -118,6 +156,10 @@ def main(argv=None):
         "warm-up and schedule each)",
     )
     ap.add_argument("--work", default=str(HERE / "work" / "subpixel"))
+    ap.add_argument("--evaluate", default=None, help="model directories, comma-separated: only evaluate these")
+    ap.add_argument(
+        "--test-grid", default=None, help="with --evaluate: an oversampled test grid (its first --n-test rows)"
+    )
     ap.add_argument("-o", "--output", default=str(HERE / "results" / "subpixel.json"), help="results JSON (PNG beside)")
     args = ap.parse_args(argv)
 
@@ -129,6 +171,8 @@ def main(argv=None):
     from stellarinf.io.grid import read_grid
     from stellarinf.machine import machine_info
 
+    if args.evaluate:
+        return evaluate_only([Path(p) for p in args.evaluate.split(",") if p], Path(args.test_grid), args)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     train_path, test_path = work / "red_x2.h5", work / "red_x2_test.h5"

@@ -484,3 +484,21 @@ def test_recovery_and_calibration_quick_runs_recover_known_truth(tmp_path):
     calibration = load_script("calibration")
     cal = calibration.main(["--quick", "--n-mocks", "4", "--output", str(tmp_path / "cal.json")])
     assert 0.0 <= cal["coverage_68"] <= cal["coverage_95"] <= 1.0 and cal["n_intervals"] == 4 * 5
+
+
+def test_accuracy_compare_takes_the_silu_payne_when_the_published_one_did_not_run():
+    """The claim check needs a baseline: the LeakyReLU Payne where it ran, else the SiLU one (the shipped default);
+    before, a run of TransformerPayne against the SiLU Payne alone compared nothing."""
+    acc = load_script("accuracy")
+
+    def run(model, n, mae):
+        keys = ("mae", "mse", "p99", "mae_line", "mae_continuum")
+        return {"model": model, "n_train": n, "test": {k: mae * (i + 1) for i, k in enumerate(keys)}}
+
+    silu_only = acc.compare([run("transformer-payne", 2000, 1e-3), run("payne-silu", 2000, 4e-3)])
+    assert len(silu_only) == 1 and silu_only[0]["baseline"] == "payne-silu"
+    assert silu_only[0]["mae_payne_over_tp"] == pytest.approx(4.0) and silu_only[0]["tp_at_least_2x_better_mae"]
+    both = acc.compare([run("transformer-payne", 500, 1e-3), run("payne", 500, 1.5e-3), run("payne-silu", 500, 4e-3)])
+    assert both[0]["baseline"] == "payne" and both[0]["mae_payne_over_tp"] == pytest.approx(1.5)
+    assert both[0]["mae_payne_silu_over_tp"] == pytest.approx(4.0) and not both[0]["in_claim_range"]
+    assert acc.compare([run("transformer-payne", 500, 1e-3)]) == []

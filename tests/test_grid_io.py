@@ -199,3 +199,47 @@ def test_designs_cover_the_box(kind):
         assert counts.min() == counts.max() == 16
     labels = sample_labels(SPACE, 64, kind, 0)
     SPACE.validate(labels)
+
+
+def _gpu_grids():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_grids.py"
+    spec = importlib.util.spec_from_file_location("gpu_grids", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("continuum", [True, False])
+def test_packed_grid_for_a_device_call_round_trips(tmp_path, continuum):
+    """benchmarks/gpu_grids.py: a packed grid unpacks into an ordinary grid file, flux to within half the
+    uint16 quantisation step, the continuum to within linear interpolation's bound in log between knots,
+    labels and metadata exactly."""
+    gg = _gpu_grids()
+    g = make_grid(n=37, continuum=continuum)
+    if continuum:  # smooth and varying, as a real continuum: exp of a quadratic in wavelength
+        x = (WL - WL.mean()) / np.ptp(WL)
+        g.continuum = (1e6 * np.exp(0.8 * x - 0.3 * x**2) * (1 + g.labels[:, :1] / 1e4)).astype(np.float32)
+    write_grid(tmp_path / "g.h5", g)
+    gg.pack(tmp_path / "g.h5", tmp_path / "p.h5", rows=30)
+    gg.unpack(tmp_path / "p.h5", tmp_path / "u.h5")
+    back = read_grid(tmp_path / "u.h5")
+    assert len(back) == 30 and back.label_space == SPACE and back.metadata == read_grid(tmp_path / "g.h5").metadata
+    np.testing.assert_array_equal(back.labels, g.labels[:30])
+    np.testing.assert_array_equal(back.wavelength, g.wavelength)
+    step = gg.FLUX_MAX / 65535
+    assert np.abs(back.flux - g.flux[:30]).max() <= 0.5 * step + 1e-7
+    assert np.abs(back.flux - g.flux[:30]).max() > 0  # it really was quantised (the test would see a no-op)
+    if continuum:
+        # log c = 0.8 x - 0.3 x² (+ const): linear interpolation between knots h apart errs by at most
+        # |(log c)''| h² / 8 = 0.6 h² / 8, h in units of x (the whole window spans 1, pixels 1/39 apart)
+        h = gg.CONT_STEP / (WL.size - 1)
+        err = np.abs(np.log(back.continuum / g.continuum[:30]))
+        assert err.max() <= 0.6 * h**2 / 8 * 1.001 + 1e-6
+        assert err[:, :: gg.CONT_STEP].max() < 1e-6  # exact at the knots
+    else:
+        assert back.continuum is None
+    with pytest.raises(SystemExit, match="not a packed grid"):
+        gg.unpack(tmp_path / "g.h5", tmp_path / "x.h5")

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# One prepared call on a lent GPU machine (15 minutes of device time per task, 10 per command): the checks
+# that need an accelerator, each under its own time limit so one failure or overrun cannot cost the others,
+# results packed into $OUT after every stage so a killed command still brings back what finished.
+#
+#   1. accuracy  (#19) TransformerPayne vs the Payne on the broad galah-red grid, equal GPU budgets,
+#                the budget schedule; the trained models come back (benchmarks/accuracy.py)
+#   2. fit       (#20) batch MAP + Laplace stars/s on one GPU (benchmarks/inference_speed.py, vmap path)
+#   3. synth     (#18) realistic `stellarinf grid` spectra/s on the GPU (three batches of 64: compile, steady)
+#   4. throughput      forward pixels/s, Jacobians, % of the measured matmul peak (benchmarks/throughput.py)
+#
+# Needs, in the working tree: gpu_carry/red.h5 and red_test.h5 (benchmarks/gpu_grids.py pack of the broad
+# galah-red grids) and .whl/ (astropy, pyerfa, astropy-iers-data, arviz, xarray-einstats, h5netcdf,
+# blackjax, platformdirs: what the machine's image lacks). Sizes are environment variables, so the same
+# script runs on this CPU in seconds as a rehearsal:
+#   PY=.venv/bin/python OUT=/tmp/gpu_out ACC_MIN=0.1 FIT_BATCHES="4" SYNTH_N=4 THROUGHPUT=quick benchmarks/gpu_session.sh
+set -u
+OUT=${OUT:-/tmp/gpu_out}
+PY=${PY:-python3}
+ACC_MIN=${ACC_MIN:-2.0}          # minutes per model
+FIT_BATCHES=${FIT_BATCHES:-"64 512"}
+SYNTH_N=${SYNTH_N:-192}
+THROUGHPUT=${THROUGHPUT:-full}
+STAGES=${STAGES:-"accuracy fit synth"}  # throughput: a second call, if device time is left
+WORK=/tmp/stellarinf_gpu
+RES=$WORK/res  # packed into $OUT/results.tgz: $OUT brings back at most 8 files
+mkdir -p "$OUT" "$RES" "$WORK"
+LOG=$OUT/log.txt
+export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+
+log() { echo "== $* [$(date -u +%T)]" | tee -a "$LOG"; }
+pack() { tar czf "$OUT/results.tgz.tmp" -C "$RES" --exclude='checkpoint*' --exclude='*.ckpt*' . && mv "$OUT/results.tgz.tmp" "$OUT/results.tgz"; }
+stage() {  # stage NAME LIMIT_S CMD...
+    local name=$1 limit=$2 t0 rc
+    shift 2
+    log "$name start (limit ${limit} s)"
+    t0=$(date +%s.%N)
+    timeout -k 10 "$limit" "$@" >>"$LOG" 2>&1
+    rc=$?
+    log "$name rc=$rc wall=$(awk "BEGIN{print $(date +%s.%N) - $t0}") s"
+    echo "$name rc=$rc wall=$(awk "BEGIN{print $(date +%s.%N) - $t0}")" >>"$RES/stages.txt"
+    pack
+}
+
+# --- set-up: the missing packages, the package itself, a `stellarinf` that works either way
+if [ -d .whl ] && [ "$PY" = python3 ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+printf '#!/bin/sh\nexec %s -c "import sys; from stellarinf.cli import main; sys.argv[0] = \\"stellarinf\\"; main()" "$@"\n' "$PY" >"$WORK/si"
+chmod +x "$WORK/si"
+{
+    date -u
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1 || true
+    $PY -c "import jax, equinox, numpyro, stellarinf; print('jax', jax.__version__, jax.devices(), 'equinox', equinox.__version__, 'numpyro', numpyro.__version__)"
+} >>"$LOG" 2>&1
+$PY benchmarks/gpu_grids.py unpack gpu_carry/red.h5 "$WORK/red.h5" >>"$LOG" 2>&1
+$PY benchmarks/gpu_grids.py unpack gpu_carry/red_test.h5 "$WORK/red_test.h5" >>"$LOG" 2>&1
+
+for s in $STAGES; do
+    case $s in
+    accuracy)
+        lim=$(awk "BEGIN{printf \"%d\", $ACC_MIN * 120 + 120}")
+        stage accuracy "$lim" $PY benchmarks/accuracy.py --grid "$WORK/red.h5" --test-grid "$WORK/red_test.h5" \
+            --sizes 1792 --models transformer-payne,payne-silu --max-minutes "$ACC_MIN" --schedule budget \
+            --validate-every 500 --quiet --workdir "$RES/accuracy_work" -o "$RES/accuracy_broad_red_gpu.json"
+        ;;
+    fit)
+        # shellcheck disable=SC2086
+        stage fit "${FIT_LIMIT:-150}" $PY benchmarks/inference_speed.py --emulator default-payne --samplers --n-map 3 \
+            --batch $FIT_BATCHES --batch-modes vmap --output "$RES/inference_speed_gpu.json"
+        ;;
+    synth)
+        # one run of three batches: the progress bar's lines give the first batch (compiles) and the steady ones
+        TQDM_DISABLE= stage synth 150 "$WORK/si" grid -o "$RES/synth.h5" --window galah-red --n "$SYNTH_N" \
+            --seed 7 --elements galah --alpha --label-box feh=-2.5:0.5 --molecules on --oversample 2 --batch-size 64
+        rm -f "$RES/synth.h5"
+        ;;
+    throughput)
+        if [ "$THROUGHPUT" = quick ]; then
+            stage throughput 60 $PY benchmarks/throughput.py --quick --synth none -o "$RES/throughput_gpu.json"
+        else
+            stage throughput 120 $PY benchmarks/throughput.py --synth realistic --emulator default-payne \
+                -o "$RES/throughput_gpu.json"
+        fi
+        ;;
+    esac
+done
+log done
