@@ -929,6 +929,7 @@ def fit_spectrum(
     clip_outliers: bool = True,
     degrade_to_model: bool = False,
     rv_offsets: bool = False,
+    draw_log_density: bool = True,
 ) -> FitResult:
     """Fit the stellar labels of one observed spectrum; returns a :class:`FitResult`.
 
@@ -972,6 +973,9 @@ def fit_spectrum(
             (cosmic rays, emission; at most 2 %) and find the MAP again. Both are recorded in ``settings``.
         rv_offsets: for a spectrum with several arms, fit an RV zero-point offset ``rv_offset_<arm>`` (km/s)
             for every arm but the first.
+        draw_log_density: with ``laplace`` or ``map``, evaluate the log density at every draw (the idata's
+            ``sample_stats.lp``): about half of such a fit's time with the Payne on a CPU, and nothing else needs
+            it, so ``fit-catalog`` turns it off unless it keeps the draws. The other samplers always have it.
 
     Several arms: a ``Spectrum`` whose ``resolution`` is a mapping {arm id: R} (``Spectrum.from_arms([blue,
     red])``, CLI ``stellarinf fit --arms a.fits b.fits``) is fitted in one call: the labels, RV, v sin i and
@@ -1138,6 +1142,7 @@ def fit_spectrum(
             init=lap,
             progress=progress,
             max_seconds=None if max_minutes is None else 60.0 * float(max_minutes),
+            draw_log_density=draw_log_density,
         )
     except SamplerBudgetExceeded as exc:
         fallback = str(exc)
@@ -1175,6 +1180,7 @@ def fit_spectrum(
         "warmup": int(warmup) if spec_s.uses_warmup else 0,
         "n_starts": int(n_starts),
         "seed": int(seed),
+        "draw_log_density": bool(draw_log_density) or not spec_s.optional_lp,
         "priors": {n: p.to_json() for n, p in zip(problem.names, problem.prior_specs)},
         "prior_requests": _prior_texts(priors),
         "fixed": fixed_values,

@@ -411,6 +411,8 @@ def test_a_star_with_several_arms_is_one_row_fitted_from_all_its_files(manifest,
     draws = read_inference_data(out / "stars" / rec["posterior_file"]).posterior
     rows = {r["name"]: r for r in rec["summary"]}
     assert draws["teff"].shape == (2, 300)
+    # kept draws keep their log density (sample_stats.lp); without --save-posterior it is not computed
+    assert read_inference_data(out / "stars" / rec["posterior_file"]).sample_stats["lp"].shape == (2, 300)
     assert float(draws["teff"].median()) == pytest.approx(rows["teff"]["p50"], rel=1e-9)
     assert rec["n_pixels_used"] > half + 10  # both arms were fitted, not the first alone
     for label, value in truth.items():

@@ -85,6 +85,30 @@ def test_mclmc_recovers_truth_and_matches_laplace_width(problem_and_init):
         assert abs(post.samples[n].std() / lp.samples[n].std() - 1) < 0.25
 
 
+def test_laplace_draws_without_their_log_density_are_the_same_draws(problem_and_init):
+    """draw_log_density=False (fit-catalog without --save-posterior) skips the 4,000 likelihoods behind
+    sample_stats.lp and nothing else: same draws, same summary; samplers that need the density ignore it."""
+    from stellarinf.inference.samplers import _batch_log_density, laplace_posterior, sample
+
+    problem, lap = problem_and_init
+    a = laplace_posterior(problem, chains=2, draws=300, seed=4, init=lap)
+    b = sample(problem, "laplace", chains=2, draws=300, seed=4, init=lap, draw_log_density=False)
+    assert b.stats == {} and a.stats["lp"].shape == (2, 300)
+    for n in LABELS:
+        np.testing.assert_array_equal(a.samples[n], b.samples[n])
+    # a's lp is the model's log density at those draws (the first draw, recomputed from its unconstrained point)
+    z0 = np.asarray(problem.unconstrain({n: a.samples[n][0, 0] for n in LABELS}))
+    assert float(_batch_log_density(problem, z0[None])[0]) == pytest.approx(a.stats["lp"][0, 0], rel=1e-6)
+    ta = summary_table(to_inference_data(a, problem, n_predictive=5))
+    idata_b = to_inference_data(b, problem, n_predictive=5)
+    assert "sample_stats" not in idata_b.groups()
+    tb = summary_table(idata_b)
+    np.testing.assert_array_equal(ta["p50"], tb["p50"])
+    np.testing.assert_array_equal(ta["sd"], tb["sd"])
+    c = sample(problem, "laplace-is", chains=2, draws=200, seed=4, init=lap, draw_log_density=False)
+    assert np.all(np.isfinite(c.stats["lp"]))  # importance sampling needs the density: the option does not reach it
+
+
 def test_laplace_is_matches_nuts_and_flags_a_bad_proposal(nuts_pair, problem_and_init):
     import dataclasses
 

@@ -117,6 +117,7 @@ def fit_one(star: dict, model, out_dir: str, emulator_name: str, fit_kwargs: dic
                 emulator_name=emulator_name,
                 priors=priors,
                 seed=seed,
+                draw_log_density=save_posterior,  # only the saved draws' sample_stats.lp need it (half a Laplace fit)
                 **kw,
             )
         caught = _unique(str(w.message) for w in ws)
