@@ -212,6 +212,8 @@ def fit_catalog(
         retry_failed: fit again the stars that failed in an earlier run (default: keep their failure).
         save_posterior: also write each star's posterior draws (ArviZ InferenceData, netCDF) as
             ``OUT/stars/<id>.nc``, before its ``<id>.json`` (stars fitted by an earlier run keep what that run wrote).
+            Without it a ``laplace``/``map`` fit skips its draws' log density (``sample_stats.lp``, about half of
+            such a fit's time; ``fit_spectrum(draw_log_density=False)``): the catalogue's numbers do not use it.
         progress: a progress bar (stars/s, ETA) on stderr; ``log``: a callable taking a line (default ``print``;
             None: silent): the input, the dashboard's address, the counts of flags at the end.
 
