@@ -9,8 +9,10 @@ gives each its share.
 GPUs: a JAX process takes every GPU it sees and reserves 75 % of each one's memory when it starts, so a second worker
 on the same GPUs runs out of memory. On a machine with NVIDIA GPUs the local cluster has one worker per GPU (by
 default) and worker i sees only GPU i (``CUDA_VISIBLE_DEVICES``, set before its process starts); workers sharing a
-GPU (``--workers`` above the GPU count) split its memory. Within a worker a chunk of stars is one vmapped program
-(:func:`stellarinf.inference.batch.map_laplace_batch`).
+GPU (``--workers`` above the GPU count) split its memory. Within a worker the stars are fitted one at a time
+(:func:`stellarinf.fit_spectrum`); the library's :func:`stellarinf.fit_spectra` is the path that vmaps a chunk of
+stars into one program on a GPU (:func:`stellarinf.inference.batch.map_laplace_batch`: 27 stars/s MAP + Laplace on
+one H200, benchmarks/README.md).
 
 Workers of an external scheduler (``--scheduler``) are left as their cluster placed them.
 """
