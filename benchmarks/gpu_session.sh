@@ -14,11 +14,24 @@
 # blackjax, platformdirs: what the machine's image lacks). Sizes are environment variables, so the same
 # script runs on this CPU in seconds as a rehearsal:
 #   PY=.venv/bin/python OUT=/tmp/gpu_out ACC_MIN=0.1 FIT_BATCHES="4" SYNTH_N=4 THROUGHPUT=quick benchmarks/gpu_session.sh
+#
+# Before the call, here: the tree that travels must stay under 64 MiB.
+#   python benchmarks/gpu_grids.py pack benchmarks/work/broad/broad_galah-red.h5 gpu_carry/red.h5   # and _test
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .whl \
+#       astropy pyerfa astropy-iers-data arviz xarray-einstats h5netcdf blackjax platformdirs
+#   .git/info/exclude: /.whl/ and /gpu_carry/; the tracked files are ~47 MB, so for the call untrack what the
+#   machine does not need (git rm -r -q --cached benchmarks/results data/models/payne-mlp-{blue,green,ir,rvs},
+#   those paths in .git/info/exclude too) and restore the index after it (git reset -q).
+# The call: command "bash benchmarks/gpu_session.sh", carry .whl and gpu_carry, timeout ~590 s; the machine
+# stays warm for 30 s, so a second call (STAGES=...) must follow at once.
+# Seen on one H200 (thirty-fourth session): set-up and unpacking 10 s; accuracy at ACC_MIN=2 260 s; fit with
+# batches 16 and 64 190 s (each vmapped batch width compiles for about a minute: 512 did not fit in 150 s);
+# synth 40 s. `python benchmarks/gpu_results.py RUN_DIR...` files what came back.
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 PY=${PY:-python3}
 ACC_MIN=${ACC_MIN:-2.0}          # minutes per model
-FIT_BATCHES=${FIT_BATCHES:-"64 512"}
+FIT_BATCHES=${FIT_BATCHES:-"16 64"}
 SYNTH_N=${SYNTH_N:-192}
 THROUGHPUT=${THROUGHPUT:-full}
 STAGES=${STAGES:-"accuracy fit synth"}  # throughput: a second call, if device time is left
@@ -68,7 +81,7 @@ for s in $STAGES; do
         ;;
     fit)
         # shellcheck disable=SC2086
-        stage fit "${FIT_LIMIT:-150}" $PY benchmarks/inference_speed.py --emulator default-payne --samplers --n-map 3 \
+        stage fit "${FIT_LIMIT:-240}" $PY benchmarks/inference_speed.py --emulator default-payne --samplers --n-map 3 \
             --batch $FIT_BATCHES --batch-modes vmap --output "$RES/inference_speed_gpu.json"
         ;;
     synth)
