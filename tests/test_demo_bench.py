@@ -502,3 +502,31 @@ def test_accuracy_compare_takes_the_silu_payne_when_the_published_one_did_not_ru
     assert both[0]["baseline"] == "payne" and both[0]["mae_payne_over_tp"] == pytest.approx(1.5)
     assert both[0]["mae_payne_silu_over_tp"] == pytest.approx(4.0) and not both[0]["in_claim_range"]
     assert acc.compare([run("transformer-payne", 500, 1e-3)]) == []
+
+
+def test_gpu_results_reads_the_device_log():
+    """benchmarks/gpu_results.py: the GPU's nvidia-smi row and the grid run's batches off a device call's log (the
+    progress bar's carriage-return updates, whole seconds), the first batch apart from the later ones."""
+    gr = load_script("gpu_results")
+    log = (
+        "name, memory.total [MiB], driver_version\nNVIDIA H200, 143771 MiB, 580.159.04\n"
+        "jax 0.11.2 [CudaDevice(id=0)] equinox 0.13.8\n== synth start (limit 150 s) [10:08:18]\n"
+        "\rgrid realistic galah-red:   0%|          | 0/192 [00:00<?, ?spec/s]"
+        "\rgrid realistic galah-red:  33%|###       | 64/192 [00:20<00:41,  3.06spec/s]"
+        "\rgrid realistic galah-red:  67%|######    | 128/192 [00:25<00:11,  5.53spec/s]"
+        "\rgrid realistic galah-red: 100%|##########| 192/192 [01:05<00:00,  6.70spec/s]\n"
+        "== synth rc=0 wall=38.2 s [10:08:56]\n== fit start\n 1/2 [00:09<00:01] after the stage: not the grid's\n"
+    )
+    gpu = gr.gpu_line(log)
+    assert gpu["nvidia_smi"] == {
+        "name": "NVIDIA H200",
+        "memory.total [MiB]": "143771 MiB",
+        "driver_version": "580.159.04",
+    }
+    assert gpu["software"].startswith("jax 0.11.2")
+    synth = gr.synth_progress(log)
+    assert [b["rows"] for b in synth["batches"]] == [64, 64, 64]
+    assert [b["seconds"] for b in synth["batches"]] == [20, 5, 40]  # 01:05 is 65 s
+    assert synth["first_batch_spectra_per_second_incl_compile"] == pytest.approx(3.2)
+    assert synth["later_batches_spectra_per_second"] == pytest.approx(128 / 45)
+    assert gr.synth_progress("== fit start\n") is None
