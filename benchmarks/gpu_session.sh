@@ -31,6 +31,7 @@ set -u
 OUT=${OUT:-/tmp/gpu_out}
 PY=${PY:-python3}
 ACC_MIN=${ACC_MIN:-2.0}          # minutes per model
+TP_PRESET=${TP_PRESET:-small}    # TransformerPayne size (tiny, small, paper)
 FIT_BATCHES=${FIT_BATCHES:-"16 64"}
 SYNTH_N=${SYNTH_N:-192}
 THROUGHPUT=${THROUGHPUT:-full}
@@ -77,6 +78,7 @@ for s in $STAGES; do
         lim=$(awk "BEGIN{printf \"%d\", $ACC_MIN * 120 + 120}")
         stage accuracy "$lim" $PY benchmarks/accuracy.py --grid "$WORK/red.h5" --test-grid "$WORK/red_test.h5" \
             --sizes 1792 --models transformer-payne,payne-silu --max-minutes "$ACC_MIN" --schedule budget \
+            --preset "$TP_PRESET" \
             --validate-every 500 --quiet --workdir "$RES/accuracy_work" -o "$RES/accuracy_broad_red_gpu.json"
         ;;
     fit)
