@@ -86,12 +86,10 @@ def with_gpu(src: Path, dst: Path, gpu: dict) -> None:
     d = json.loads(src.read_text())
     d.setdefault("machine", {})["gpu"] = gpu.get("nvidia_smi")
     if d.get("benchmark") == "accuracy":  # the comparison as accuracy.py makes it now (SiLU Payne as baseline)
-        from accuracy import compare
+        from accuracy import claim, compare
 
         d["comparison"] = compare(d["runs"])
-        ranged = [c for c in d["comparison"] if c["in_claim_range"]]
-        d["claim"]["tested_at"] = [c["n_train"] for c in ranged]
-        d["claim"]["holds_at"] = [c["n_train"] for c in ranged if c["tp_at_least_2x_better_mae"]]
+        d["claim"] = claim(d["comparison"])
     write_json_atomic(dst, d)
 
 

@@ -45,14 +45,15 @@ export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 log() { echo "== $* [$(date -u +%T)]" | tee -a "$LOG"; }
 pack() { tar czf "$OUT/results.tgz.tmp" -C "$RES" --exclude='checkpoint*' --exclude='*.ckpt*' . && mv "$OUT/results.tgz.tmp" "$OUT/results.tgz"; }
 stage() {  # stage NAME LIMIT_S CMD...
-    local name=$1 limit=$2 t0 rc
+    local name=$1 limit=$2 t0 rc wall
     shift 2
     log "$name start (limit ${limit} s)"
     t0=$(date +%s.%N)
     timeout -k 10 "$limit" "$@" >>"$LOG" 2>&1
     rc=$?
-    log "$name rc=$rc wall=$(awk "BEGIN{print $(date +%s.%N) - $t0}") s"
-    echo "$name rc=$rc wall=$(awk "BEGIN{print $(date +%s.%N) - $t0}")" >>"$RES/stages.txt"
+    wall=$(awk "BEGIN{print $(date +%s.%N) - $t0}")
+    log "$name rc=$rc wall=$wall s"
+    echo "$name rc=$rc wall=$wall" >>"$RES/stages.txt"
     pack
 }
 

@@ -37,7 +37,7 @@ import numpy as np
 from .errors import StellarinfError
 from .fisher import FisherResult, correlated_information, fisher_from_jacobian, jacobian_and_value, noise_sigma
 from .instruments import Instrument, InstrumentError, get_instrument
-from .physics_options import DEFAULT_MOLECULES
+from .physics_options import DEFAULT_MOLECULES, no_tio_message
 from .wavelength import Window
 
 NUISANCE_DEFAULTS = {"rv": 0.0, "vsini": 2.0, "vmacro": 3.0}
@@ -530,8 +530,6 @@ def forecast(
         fid, fid_messages = fidelity_meta(sm, free, error_kind is not None, values)
     if fid is not None:
         meta["emulator_fidelity"] = fid
-    from .physics_options import no_tio_message
-
     tio_message = no_tio_message(params["teff"], params["logg"], distinct) if {"teff", "logg"} <= set(params) else None
     if tio_message:
         meta["no_tio"] = tio_message
