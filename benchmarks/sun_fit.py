@@ -22,6 +22,9 @@ Usage::
     python benchmarks/sun_fit.py --emulators synth --together --snr 100 --seeds 0 \
         --windows galah-blue,galah-green,galah-red,galah-ir,gaia-rvs   # every arm in one fit, the synthesizer
 
+    python benchmarks/sun_fit.py --emulators broad --together --snr 50,100,200 --seeds 0 \
+        --windows galah-blue,galah-green,galah-red,galah-ir   # the broad-domain Paynes, one per GALAH arm
+
 Writes ``benchmarks/results/sun_fit.json`` (and ``.png``).
 """
 
@@ -132,7 +135,12 @@ def arm_observation(window: str, atlas_name: str | None, atlas_dir: str):
 def model_for(name: str, window: str):
     """A shipped emulator by name, or ``synth`` / ``synth-abo``: the synthesizer itself (realistic fidelity,
     unbroadened; Unsöld × 2 or ABO damping) on the window, which separates what the physics gets wrong from what
-    the emulator adds."""
+    the emulator adds. A set's name (``broad``: :data:`stellarinf.shipped_models.MODEL_SETS`) is its model for
+    ``window``."""
+    from stellarinf.shipped_models import MODEL_SETS, SHIPPED_MODELS
+
+    if name in MODEL_SETS:
+        name = next(m for m in MODEL_SETS[name] if SHIPPED_MODELS[m].window == window)
     if name in ("synth", "synth-abo"):
         from stellarinf.labels import default_label_space
         from stellarinf.synth import SynthesizerModel

@@ -624,9 +624,14 @@ def block_modes(blocks: Sequence[np.ndarray]) -> np.ndarray | None:
 def resolve_models(
     model, *, elements: Sequence[str] | None = None, alpha: bool = False, molecules: str = DEFAULT_MOLECULES
 ):
-    """:func:`resolve_model` for one model, or a list of them for ``"auto"`` (:func:`auto_model_names`) or a list of
-    names/models (one per arm); a list of one is that model."""
+    """:func:`resolve_model` for one model, or a list of them for ``"auto"`` (:func:`auto_model_names`), a set's name
+    (:data:`stellarinf.shipped_models.MODEL_SETS`, e.g. ``"broad"``) or a list of names/models (one per arm); a list
+    of one is that model."""
+    from .shipped_models import MODEL_SETS
+
     names = auto_model_names() if isinstance(model, str) and model == "auto" else model
+    if isinstance(model, str) and model in MODEL_SETS:
+        names = list(MODEL_SETS[model])
     if not isinstance(names, (list, tuple)):
         return resolve_model(model, elements=elements, alpha=alpha, molecules=molecules)
     models = [resolve_model(m, elements=elements, alpha=alpha, molecules=molecules) for m in names]

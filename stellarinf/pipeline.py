@@ -47,7 +47,7 @@ import numpy as np
 
 from .errors import LabelError, SpectrumError, StellarinfError
 from .io.validate import validate_for_fit
-from .shipped_models import AUTO_MODELS, shipped_models_text
+from .shipped_models import AUTO_MODELS, MODEL_SETS, shipped_models_text
 
 DEFAULT_EMULATOR = "auto"  # choose_emulator: TransformerPayne on an accelerator, the Payne on a CPU
 DEFAULT_CONTINUUM = "marginalise"
@@ -470,10 +470,31 @@ def _models_for_arms(spectrum, family) -> list[str]:
 
 def resolve_emulator(emulator, spectrum=None):
     """``(emulator, why)``: ``"auto"`` becomes :func:`choose_emulator`'s choice (for ``spectrum``'s arms where
-    given); anything else passes (why None)."""
+    given); a set's name (:data:`~stellarinf.shipped_models.MODEL_SETS`, e.g. ``"broad"``) the set's model for each
+    arm of ``spectrum``; anything else passes (why None)."""
     if isinstance(emulator, str) and emulator == "auto":
         return choose_emulator(spectrum=spectrum)
+    if isinstance(emulator, str) and emulator in MODEL_SETS:
+        return _set_models(emulator, spectrum)
     return emulator, None
+
+
+def _set_models(name: str, spectrum) -> tuple[str | list[str], str]:
+    """The models of set ``name`` that serve ``spectrum``'s arms (one name, or a list when its arms need several)."""
+    members = MODEL_SETS[name]
+    if spectrum is None:
+        raise StellarinfError(
+            f"{name!r} is a set of models, one per arm ({', '.join(members)}): it needs the spectrum to choose "
+            "from; name the arm's model instead"
+        )
+    picked = _models_for_arms(spectrum, members)
+    if not picked:
+        raise StellarinfError(
+            f"no model of the {name!r} set covers this spectrum ({float(np.min(spectrum.wavelength)):.1f}–"
+            f"{float(np.max(spectrum.wavelength)):.1f} Å); the set covers the windows of {', '.join(members)}"
+        )
+    why = f"the {name!r} set's model for each arm"
+    return (picked[0], why) if len(picked) == 1 else (picked, why)
 
 
 def load_model(emulator):

@@ -34,6 +34,12 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     "default-payne-green": ShippedModel("models/payne-mlp-green", "payne", "galah-green", "the Payne MLP"),
     "default-payne-ir": ShippedModel("models/payne-mlp-ir", "payne", "galah-ir", "the Payne MLP"),
     "default-payne-rvs": ShippedModel("models/payne-mlp-rvs", "payne", "gaia-rvs", "the Payne MLP"),
+    # the broad domain (issue #18): 35 labels (Teff, log g, [Fe/H], vmic, [α/Fe], 30 elements), [Fe/H] down to -2.5,
+    # molecules; one Payne per GALAH arm, all with the same labels, so the arms of one star combine (set "broad")
+    "broad-payne-blue": ShippedModel("models/broad-payne-blue", "payne", "galah-blue", "the Payne, broad domain"),
+    "broad-payne-green": ShippedModel("models/broad-payne-green", "payne", "galah-green", "the Payne, broad domain"),
+    "broad-payne-red": ShippedModel("models/broad-payne-red", "payne", "galah-red", "the Payne, broad domain"),
+    "broad-payne-ir": ShippedModel("models/broad-payne-ir", "payne", "galah-ir", "the Payne, broad domain"),
 }
 
 # the shipped models "auto" picks from, per machine, in order of preference: for each arm of a spectrum the first
@@ -44,6 +50,15 @@ AUTO_MODELS = {
 }
 
 
+# named sets of shipped models, one per arm: a fit given the set's name evaluates each arm of its spectrum by the
+# set's model that covers it (as "auto" does with AUTO_MODELS)
+MODEL_SETS = {
+    "broad": ("broad-payne-blue", "broad-payne-green", "broad-payne-red", "broad-payne-ir"),
+}
+
+
 def shipped_models_text() -> str:
     """``'default' (TransformerPayne, galah-red), ...``: the shipped names for help texts and messages."""
-    return ", ".join(f"{name!r} ({m.about}, {m.window})" for name, m in SHIPPED_MODELS.items())
+    models = ", ".join(f"{name!r} ({m.about}, {m.window})" for name, m in SHIPPED_MODELS.items())
+    sets = ", ".join(f"{name!r} (a model per arm: {', '.join(members)})" for name, members in MODEL_SETS.items())
+    return f"{models}; sets {sets}"

@@ -211,9 +211,10 @@ def tiny_payne_and_grid(tmp_path):
 def test_error_model_command_stores_modes_that_round_trip(tmp_path, capsys):
     emu, grid = tiny_payne_and_grid(tmp_path)
     save_emulator(tmp_path / "m", emu)
-    res = CliRunner().invoke(cli, ["error-model", str(tmp_path / "m"), "--grid", str(grid), "--modes", "4", "--quiet"])
+    args = ["error-model", str(tmp_path / "m"), "--grid", str(grid), "--modes", "4", "--no-scale", "--quiet"]
+    res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
-    assert "4 modes capture" in res.output
+    assert "4 modes capture" in res.output and "error scale" not in res.output
     loaded = load_model_directory(tmp_path / "m")
     assert loaded.n_error_modes == 4 and (tmp_path / "m" / MODES_FILE).exists()
     wl, resid = residual_matrix(emu, grid)
@@ -223,6 +224,7 @@ def test_error_model_command_stores_modes_that_round_trip(tmp_path, capsys):
     np.testing.assert_allclose(np.asarray(loaded.error_modes), modes, rtol=1e-5, atol=1e-9)  # stored as float32
     assert loaded.metadata["error_model"]["n_modes"] == 4
     assert loaded.metadata["error_model"]["label_directions"] == "exclude"
+    assert loaded.error_scale is None and "scale" not in loaded.metadata["error_model"]
     # total error unchanged by the split; the white part is what the modes leave
     total2 = np.asarray(loaded.error_white(jnp.asarray(wl))) ** 2 + np.sum(np.asarray(loaded.error_modes) ** 2, axis=0)
     np.testing.assert_allclose(total2, rms**2, rtol=1e-4)

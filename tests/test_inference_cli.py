@@ -313,6 +313,47 @@ def test_auto_serves_each_arm_with_the_shipped_model_that_covers_it():
     ]
 
 
+def test_a_model_set_serves_each_arm_with_its_member_and_refuses_what_it_cannot():
+    """``emulator="broad"`` (a set of one model per arm, all with the same labels): each arm gets the set's model that
+    covers it, one arm its one model; no spectrum to choose from, or an arm the set does not cover: a clear error."""
+    from stellarinf.errors import StellarinfError
+    from stellarinf.io.spectrum import Spectrum
+    from stellarinf.shipped_models import MODEL_SETS
+
+    def arm(lo, hi):
+        wl = np.linspace(lo, hi, 400)
+        return Spectrum(wavelength=wl, flux=np.ones_like(wl), sigma=np.full_like(wl, 0.01))
+
+    blue, green, red, ir = arm(4720.0, 4900.0), arm(5660.0, 5860.0), arm(6500.0, 6700.0), arm(7600.0, 7870.0)
+    rvs = arm(8500.0, 8700.0)
+    name, why = pipeline.resolve_emulator("broad", red)
+    assert name == "broad-payne-red" and "'broad'" in why
+    assert pipeline.resolve_emulator("broad", Spectrum.from_arms([blue, green, red, ir]))[0] == list(
+        MODEL_SETS["broad"]
+    )
+    assert pipeline.resolve_emulator("broad", Spectrum.from_arms([ir, red]))[0] == ["broad-payne-ir", "broad-payne-red"]
+    with pytest.raises(StellarinfError, match="one per arm.*name the arm's model"):
+        pipeline.resolve_emulator("broad")
+    with pytest.raises(StellarinfError, match="no model of the 'broad' set covers this spectrum .8500.0"):
+        pipeline.resolve_emulator("broad", rvs)  # (Gaia RVS has no broad-domain model yet)
+    # the set's models share one label set, so the arms of one star combine
+    from stellarinf.emulators.model_io import read_model_document
+    from stellarinf.emulators.registry import model_path
+
+    names = {tuple(x["name"] for x in read_model_document(model_path(m))["label_space"]) for m in MODEL_SETS["broad"]}
+    assert len(names) == 1 and len(next(iter(names))) == 35
+    # and each carries its error scale: its error in a cool star is several times a warm star's
+    from stellarinf.emulators.registry import load_emulator
+
+    for m in MODEL_SETS["broad"]:
+        scale = load_emulator(m).error_scale
+        assert scale is not None and float(scale([4100.0, 4.5, 0.3]) / scale([6400.0, 4.0, -0.5])) > 3.0, m
+    # a forecast takes the set's name as well: one model per arm
+    from stellarinf.forecast import resolve_models
+
+    assert [m.label_space.names for m in resolve_models("broad")] == [next(iter(names))] * 4
+
+
 def test_every_shipped_model_is_there_and_covers_its_window():
     """The one table of shipped models matches data/models: each folder loads and answers inside its window."""
     from stellarinf.emulators.kinds import kind_of

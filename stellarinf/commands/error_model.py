@@ -48,9 +48,17 @@ import click
     help="exclude: project the directions in which the labels move the spectrum out of the modes (so they "
     "cannot absorb a real line-strength signal); keep: the plain principal components.",
 )
+@click.option(
+    "--scale/--no-scale",
+    default=True,
+    show_default=True,
+    help="--scale: also measure how the error grows and shrinks with Teff, log g and [Fe/H] (a quadratic in ln rms, "
+    "stellarinf/emulators/error_scale.py) and store it as a diagnostic; fits keep the one table (why: "
+    "stellarinf/emulators/error_scale.py).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def error_model(
-    model, grid_path, n_modes, max_spectra, output, n_systematics, systematics_snr, seed, label_directions, quiet
+    model, grid_path, n_modes, max_spectra, output, n_systematics, systematics_snr, seed, label_directions, scale, quiet
 ):
     """Measure MODEL's error against the spectra of a held-out GRID and store it with the model.
 
@@ -79,6 +87,9 @@ def error_model(
             f"{n} held-out spectra are too few for {n_modes} modes; use a grid with ≥ {2 * n_modes + 2} spectra or fewer modes"
         )
     wl, resid = residual_matrix(emu, grid_path, np.arange(n), progress=not quiet)
+    error_scale, scale_report = None, None
+    if scale:
+        error_scale, scale_report = _error_scale(emu, grid_path, resid)
     exclude = label_direction_basis(emu, wl) if label_directions == "exclude" and n_modes else None
     half = n // 2
     held_out = explained_fraction(fit_error_modes(resid[:half], n_modes, exclude)[0], resid[half:]) if n_modes else 0.0
@@ -94,9 +105,11 @@ def error_model(
         "explained_fraction_held_out": round(float(held_out), 4),
         "explained_fraction_fit": round(float(np.sum(modes**2) / np.sum(rms**2)), 4) if n_modes else 0.0,
         "label_directions": label_directions,
+        **({"scale": error_scale.to_json(), "scale_report": scale_report} if error_scale else {}),
         "label_directions_rank": 0 if exclude is None else int(exclude.shape[1]),
         "command": f"stellarinf error-model {model} --grid {grid_path} --modes {n_modes} --label-directions {label_directions}"
-        + (f" --max-spectra {max_spectra}" if max_spectra else ""),
+        + (f" --max-spectra {max_spectra}" if max_spectra else "")
+        + ("" if scale else " --no-scale"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     out = model_path(model) if output is None else output
@@ -105,6 +118,12 @@ def error_model(
         f"{n} held-out spectra: rms residual {meta['error_model']['rms']:.3g}, MAE {meta['error_model']['mae']:.3g}; "
         f"{n_modes} modes capture {held_out:.1%} of the residual of unseen spectra (fitted on half, tested on the other half)"
     )
+    if scale_report:
+        click.echo(
+            f"error scale over Teff, log g, [Fe/H]: {scale_report['scale_min']:.3g}–{scale_report['scale_max']:.3g}× "
+            f"the table; explains {scale_report['ln_rms_variance_explained_held_out']:.0%} of the variance of ln rms "
+            "of unseen spectra (fitted on half, tested on the other half)"
+        )
     if n_systematics > 0:
         from ..validation.setups import synthesizer_truth
         from ..validation.systematics import measure_label_systematics
@@ -137,3 +156,31 @@ def error_model(
         updated = updated.with_metadata(meta)
     save_emulator(out, updated)
     click.echo(f"error model written to {out}")
+
+
+def _error_scale(emu, grid_path, resid):
+    """``(scale, report)``: the error scale fitted to the held-out spectra's rms residuals (its held-out skill
+    measured on the grid's second half with a fit on the first)."""
+    import numpy as np
+
+    from ..emulators.error_scale import fit_error_scale, scale_labels
+    from ..io.grid import GridFile
+
+    names = scale_labels(emu.label_space)
+    if not names:  # nothing to measure it along
+        return None, None
+    with GridFile(grid_path) as gf:
+        grid_names = gf.label_space.names
+        values = np.asarray(gf.labels[: resid.shape[0]], dtype=np.float64)[:, [grid_names.index(n) for n in names]]
+    space = emu.label_space
+    idx = [space.names.index(n) for n in names]
+    lower, upper = [float(space.lower[i]) for i in idx], [float(space.upper[i]) for i in idx]
+    rms = np.sqrt(np.mean(resid**2, axis=1))
+    half = rms.size // 2
+    first, _ = fit_error_scale(values[:half], rms[:half], names, lower, upper)
+    y = np.log(np.maximum(rms[half:], 1e-8))
+    pred = np.log(np.asarray([float(first(v)) for v in values[half:]]))
+    held_out = 1.0 - np.var(y - pred) / np.var(y)
+    scale, report = fit_error_scale(values, rms, names, lower, upper)
+    report["ln_rms_variance_explained_held_out"] = round(float(held_out), 4)
+    return scale, report

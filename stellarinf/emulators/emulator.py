@@ -31,6 +31,7 @@ from jaxtyping import Array, Float
 from ..errors import ShapeError, StellarinfError
 from ..labels import LabelSpace
 from .base import check_inputs
+from .error_scale import ErrorScale
 from .interpolation import lanczos_interpolate, lanczos_upsample, log_uniform_grid_of
 from .kinds import NetworkKind, kind_of
 
@@ -248,6 +249,13 @@ class Emulator(eqx.Module):
         modes = self.error_modes[: self.n_error_modes if n_modes is None else n_modes]
         white = jnp.sqrt(jnp.maximum(self.error_sigma**2 - jnp.sum(modes**2, axis=0), 0.0))
         return jnp.interp(jnp.asarray(wavelength), self.error_wavelength, white)
+
+    @property
+    def error_scale(self) -> ErrorScale | None:
+        """How the held-out error grows and shrinks across the box (:mod:`~stellarinf.emulators.error_scale`, measured
+        by ``stellarinf error-model``), or None where it was not measured. A diagnostic: fits do not use it."""
+        doc = (self.metadata.get("error_model") or {}).get("scale")
+        return ErrorScale.from_json(doc) if doc else None
 
     def with_error_model(self, wavelength, sigma, modes=None) -> "Emulator":
         """Copy with a new error table (and correlated modes on the same wavelengths)."""
