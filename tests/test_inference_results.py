@@ -147,3 +147,25 @@ def test_broadening_that_the_spectrum_cannot_split_is_flagged_but_unresolved_rot
     assert metas["ridge"]["VBROAD"] == pytest.approx(9.0, abs=0.05) and metas["ridge"]["VBROADSD"] < 0.25
     assert "does not tell them apart" in texts["ridge"] and f"{metas['ridge']['VBROAD']:.2f}" in texts["ridge"]
     assert "VBROAD" not in metas["unresolved"] and "tell them apart" not in texts["unresolved"]
+
+
+def test_a_low_chi2_from_overstated_model_errors_says_conservative_not_distrust():
+    """Reduced χ² far below 1 with residuals as large as the data's noise (plain χ² per dof ≈ 1): the model's error
+    terms overstate this star's error (warm stars through a broad-box emulator), so the flag is `conservative` with
+    its own words and catalogue bit; χ² low because the data's errors are overstated too is still `chi2`."""
+    import arviz as az
+
+    from stellarinf.catalog.flags import FLAG_BITS, words_to_bits
+    from stellarinf.inference.results import FLAG_ADVICE, global_flags_meta
+
+    def flags(chi2, chi2_noise, dof=2574):
+        idata = az.from_dict(posterior={"teff": np.zeros((2, 10))})
+        idata.posterior.attrs.update(chi2=chi2, chi2_noise=chi2_noise, dof=dof, method="laplace")
+        return global_flags_meta(idata)["FLAGS"]
+
+    assert flags(837.0, 2626.0) == "conservative"  # the broad red Payne on the demo star
+    assert flags(837.0, 840.0) == "chi2"  # the data's own errors are overstated as well
+    assert flags(9000.0, 9000.0) == "chi2"  # too high: the model does not describe the data
+    assert flags(2600.0, 2626.0) == ""
+    assert "wider than the data allow" in FLAG_ADVICE["conservative"] and "not wrong" in FLAG_ADVICE["conservative"]
+    assert words_to_bits(["conservative"]) == FLAG_BITS["conservative"] == 1 << 17
