@@ -179,7 +179,7 @@ def _error_scale(emu, grid_path, resid):
     half = rms.size // 2
     first, _ = fit_error_scale(values[:half], rms[:half], names, lower, upper)
     y = np.log(np.maximum(rms[half:], 1e-8))
-    pred = np.log(np.asarray([float(first(v)) for v in values[half:]]))
+    pred = np.log(np.asarray(first(values[half:])))
     held_out = 1.0 - np.var(y - pred) / np.var(y)
     scale, report = fit_error_scale(values, rms, names, lower, upper)
     report["ln_rms_variance_explained_held_out"] = round(float(held_out), 4)

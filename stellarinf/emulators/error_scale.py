@@ -44,7 +44,7 @@ SCALE_LIMITS = (0.05, 20.0)
 class ErrorScale:
     """``s(θ) = exp(coef · φ(z))`` (module docstring).
 
-    Fields (tuples: hashable, so an observation model keeps it as a static field):
+    Fields (tuples: hashable and JSON-friendly):
         labels: the label names z is made of (k of them);
         lower, upper: their box (z = 2 (θ − lower)/(upper − lower) − 1, clipped to [−1, 1]);
         coef: the 1 + k + k(k+1)/2 coefficients of φ = (1, z_i, z_i z_j for i ≤ j).
@@ -63,12 +63,10 @@ class ErrorScale:
                 f"{len(self.lower)}, {len(self.upper)}, {len(self.coef)}"
             )
 
-    def __call__(self, values: Float[Array, "k"]) -> Float[Array, ""]:
-        """s at label values (in :attr:`labels` order); JAX-traceable."""
-        lo, hi = jnp.asarray(self.lower), jnp.asarray(self.upper)
-        z = jnp.clip(2.0 * (jnp.asarray(values) - lo) / (hi - lo) - 1.0, -1.0, 1.0)
-        s = jnp.exp(jnp.dot(features(z), jnp.asarray(self.coef)))
-        return jnp.clip(s, *SCALE_LIMITS)
+    def __call__(self, values: Float[Array, "*n k"]) -> Float[Array, "*n"]:
+        """s at label values (in :attr:`labels` order; one star or a stack along the leading axes); JAX-traceable."""
+        z = box_coordinates(jnp.asarray(values), self.lower, self.upper)
+        return jnp.clip(jnp.exp(features(z) @ jnp.asarray(self.coef)), *SCALE_LIMITS)
 
     def to_json(self) -> dict:
         return {
@@ -91,6 +89,13 @@ class ErrorScale:
 def n_features(k: int) -> int:
     """Length of φ for k labels: 1 + k + k(k+1)/2."""
     return 1 + k + k * (k + 1) // 2
+
+
+def box_coordinates(values, lower, upper):
+    """z = 2 (values − lower)/(upper − lower) − 1, clipped to [−1, 1] (NumPy or JAX arrays, labels on the last axis)."""
+    xp = jnp if isinstance(values, jnp.ndarray) else np
+    lo, hi = xp.asarray(lower), xp.asarray(upper)
+    return xp.clip(2.0 * (values - lo) / (hi - lo) - 1.0, -1.0, 1.0)
 
 
 def features(z):
@@ -118,14 +123,12 @@ def fit_error_scale(
         raise ShapeError(f"error scale: need (n, {k}) label values and n rms values, got {values.shape}, {y.shape}")
     if y.size < 3 * n_features(k):
         raise ShapeError(f"error scale: {y.size} spectra are too few for {n_features(k)} coefficients")
-    lo, hi = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
-    z = np.clip(2.0 * (values - lo) / (hi - lo) - 1.0, -1.0, 1.0)
-    phi = features(z)
+    phi = features(box_coordinates(values, lower, upper))
     coef, *_ = np.linalg.lstsq(phi, y, rcond=None)
     fitted = phi @ coef
     coef[0] -= 0.5 * math.log(float(np.mean(np.exp(2.0 * fitted))))  # mean s² = 1 over the held-out spectra
-    scale = ErrorScale(tuple(labels), tuple(float(v) for v in lo), tuple(float(v) for v in hi), tuple(coef.tolist()))
-    s = np.clip(np.exp(phi @ coef), *SCALE_LIMITS)
+    scale = ErrorScale(tuple(labels), tuple(map(float, lower)), tuple(map(float, upper)), tuple(coef.tolist()))
+    s = np.asarray(scale(values))
     report = {
         "ln_rms_variance_explained": round(float(1.0 - np.var(y - fitted) / np.var(y)), 4),
         "scale_min": round(float(s.min()), 4),
@@ -139,4 +142,13 @@ def scale_labels(label_space) -> tuple[str, ...]:
     return tuple(n for n in SCALE_LABELS if n in label_space.names)
 
 
-__all__ = ["ErrorScale", "fit_error_scale", "features", "n_features", "scale_labels", "SCALE_LABELS", "SCALE_LIMITS"]
+__all__ = [
+    "ErrorScale",
+    "fit_error_scale",
+    "box_coordinates",
+    "features",
+    "n_features",
+    "scale_labels",
+    "SCALE_LABELS",
+    "SCALE_LIMITS",
+]
