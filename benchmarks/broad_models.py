@@ -1,10 +1,11 @@
-"""The broad-domain Paynes (the set ``broad``) on their held-out test grids, side by side: MAE overall and where it
-lives in the box (Teff and [Fe/H] bins), with each model's training record and its measured error scale.
+"""The broad-domain emulators (the sets ``broad``, the Paynes, and ``broad-tp``, TransformerPayne) on their held-out
+test grids, side by side: MAE overall and where it lives in the box (Teff and [Fe/H] bins), with each model's
+training record and its measured error scale; then TransformerPayne / Payne per arm on the same spectra.
 
 The models and grids come from ``data/models/make_broad_grids.sh`` and ``data/models/make_broad_models.sh``
 (data/models/RECIPE.md); the test grids are not in git, so this needs them made first.
 
-    python benchmarks/broad_models.py --grids benchmarks/work/broad
+    python benchmarks/broad_models.py --grids benchmarks/work/broad [--sets broad,broad-tp]
 
 Writes ``benchmarks/results/broad_models.json`` (with the machine).
 """
@@ -57,6 +58,7 @@ def evaluate(name: str, grid_path: Path, max_spectra: int) -> dict:
     doc = model.metadata
     return {
         "model": name,
+        "kind": SHIPPED_MODELS[name].kind,
         "window": SHIPPED_MODELS[name].window,
         "test_grid": str(grid_path),
         "n_test": int(n),
@@ -79,10 +81,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--grids", default="benchmarks/work/broad", help="folder with broad_<window>_test.h5")
     ap.add_argument("--max-spectra", type=int, default=512)
+    ap.add_argument("--sets", default="broad,broad-tp", help="comma-separated model sets (MODEL_SETS)")
     ap.add_argument("-o", "--output", default=str(RESULTS / "broad_models.json"))
     args = ap.parse_args(argv)
     rows = []
-    for name in MODEL_SETS["broad"]:
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    unknown = [s for s in sets if s not in MODEL_SETS]
+    if unknown:
+        ap.error(f"unknown set(s) {unknown}: choose from {sorted(MODEL_SETS)}")
+    for name in [m for s in sets for m in MODEL_SETS[s]]:
         grid = Path(args.grids) / f"broad_{SHIPPED_MODELS[name].window}_test.h5"
         if not grid.exists():
             ap.error(f"{grid} is missing: make it with data/models/make_broad_grids.sh")
@@ -90,7 +97,14 @@ def main(argv=None) -> int:
         rows.append(row)
         teff = " ".join(f"{v['mae']:.1e}" for v in row["by_teff"].values())
         print(f"{name}: MAE {row['mae']:.2e} (solar-like {row['mae_solar_like']:.2e}); by Teff bin {teff}", flush=True)
-    write_json_atomic(args.output, {"benchmark": "broad_models", "machine": machine_info(), "models": rows})
+    by_window = {}
+    for row in rows:
+        by_window.setdefault(row["window"], {})[row["kind"]] = row["mae"]
+    ratios = {w: v["transformer-payne"] / v["payne"] for w, v in by_window.items() if len(v) == 2}
+    for w, r in ratios.items():
+        print(f"{w}: TransformerPayne / Payne MAE {r:.2f}")
+    doc = {"benchmark": "broad_models", "machine": machine_info(), "models": rows, "tp_over_payne_mae": ratios}
+    write_json_atomic(args.output, doc)
     print(f"wrote {args.output}")
     return 0
 

@@ -8,7 +8,9 @@ with the GPU's name added to their ``machine``, and writes ``results/gpu_session
 stages' exit codes and wall times, and the synthesizer's spectra/s read off the ``stellarinf grid``
 progress bar (first batch: compiles; later ones: steady). Where the device's grid came back
 (``synth.h5``) and ``--cpu-grid`` names the same rows made on this CPU (``stellarinf grid`` with the
-same ``--seed``/options and ``--n`` ≤ the device's), the two are compared row by row.
+same ``--seed``/options and ``--n`` ≤ the device's), the two are compared row by row. The ``broad`` stage's
+trainings (``train_<arm>.log``, ``models/broad-tp-<arm>``, ``gpu_utilisation.txt``) go to
+``results/broad_tp_gpu.json``; a call that ran only that stage leaves ``gpu_session.json`` as it was.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TQDM = re.compile(r"(\d+)/(\d+) \[(\d+):(\d+)<")
+STOPPED = re.compile(r"stopped: (\w+) after (\d+) steps \(([\d.]+) s\); best validation MAE ([\d.e-]+)")
+HELD_OUT = re.compile(r"held-out test \((\d+) spectra\): MAE=([\d.e-]+) MSE=([\d.e-]+) p99=([\d.e-]+)")
+BETWEEN = re.compile(r"at the instrument's pixels MAE=([\d.e-]+), between them ([\d.e-]+)")
 
 
 def gpu_line(log: str) -> dict:
@@ -61,6 +66,35 @@ def synth_progress(log: str) -> dict | None:
         "later_batches_spectra_per_second": rows / secs if secs else None,
         "resolution_s": 1,
         "note": "read off the tqdm bar (whole seconds); a later batch of other line tiers compiles its own program too",
+    }
+
+
+def broad_training(run: Path) -> dict | None:
+    """The ``broad`` stage: per arm, what ``stellarinf train`` printed, and the GPU's utilisation samples."""
+    arms = {}
+    for log in sorted(run.glob("train_*.log")):
+        text = log.read_text(errors="replace")
+        arm = log.stem.removeprefix("train_")
+        row: dict = {"model": f"broad-tp-{arm}"}
+        if m := STOPPED.search(text):
+            row.update(stopped=m[1], steps=int(m[2]), train_s=float(m[3]), best_val_mae=float(m[4]))
+            row["steps_per_s"] = row["steps"] / row["train_s"]
+        if m := HELD_OUT.search(text):
+            row.update(n_test=int(m[1]), test_mae=float(m[2]), test_mse=float(m[3]), test_p99=float(m[4]))
+        if m := BETWEEN.search(text):
+            row.update(mae_at_pixels=float(m[1]), mae_between_pixels=float(m[2]))
+        arms[arm] = row
+    if not arms:
+        return None
+    util = run / "gpu_utilisation.txt"
+    samples = [line.split(",") for line in util.read_text().splitlines()] if util.exists() else []
+    busy = [float(u.strip(" %")) for u, _ in (s for s in samples if len(s) == 2)]
+    return {
+        "what": "a TransformerPayne per GALAH arm, the four trained at the same time on one GPU (gpu_session.sh broad)",
+        "arms": arms,
+        "gpu_utilisation_percent_every_20s": busy,
+        "note": "test_* are stellarinf train's own held-out split (10 % of the 2,048-row grid); the 512-row test "
+        "grids of another seed are in broad_models.json",
     }
 
 
@@ -106,6 +140,7 @@ def main(argv=None) -> None:
     from stellarinf.io.atomic import write_json_atomic
 
     out: dict = {"benchmark": "gpu_session", "script": "benchmarks/gpu_session.sh", "calls": []}
+    only_broad = True
     for run in args.runs:
         log = (run / "log.txt").read_text(errors="replace")
         gpu = gpu_line(log)
@@ -113,6 +148,15 @@ def main(argv=None) -> None:
         # stages.txt lives in /tmp there, which a warm machine keeps between calls: the last call's holds them all
         stages = (run / "stages.txt").read_text().splitlines() if (run / "stages.txt").exists() else []
         out["stages_on_the_machine"] = stages
+        only_broad = only_broad and all(line.startswith("broad ") for line in stages)
+        broad = broad_training(run)
+        if broad:
+            doc = {
+                "benchmark": "broad_tp_gpu",
+                "machine": {"gpu": gpu.get("nvidia_smi"), "software": gpu.get("software")},
+            }
+            write_json_atomic(RESULTS / "broad_tp_gpu.json", {**doc, **broad})
+            print(json.dumps(broad, indent=1))
         out["calls"].append(run.name)
         for name in ("accuracy_broad_red_gpu", "inference_speed_gpu", "throughput_gpu"):
             if (run / f"{name}.json").exists():
@@ -128,8 +172,9 @@ def main(argv=None) -> None:
             }
             if (run / "synth.h5").exists() and args.cpu_grid:
                 out["synth"]["device_vs_cpu"] = compare_grids(run / "synth.h5", args.cpu_grid)
-    write_json_atomic(args.output, out)
-    print(json.dumps(out, indent=1)[:3000])
+    if not only_broad:
+        write_json_atomic(args.output, out)
+        print(json.dumps(out, indent=1)[:3000])
 
 
 if __name__ == "__main__":

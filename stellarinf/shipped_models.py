@@ -40,6 +40,13 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     "broad-payne-green": ShippedModel("models/broad-payne-green", "payne", "galah-green", "the Payne, broad domain"),
     "broad-payne-red": ShippedModel("models/broad-payne-red", "payne", "galah-red", "the Payne, broad domain"),
     "broad-payne-ir": ShippedModel("models/broad-payne-ir", "payne", "galah-ir", "the Payne, broad domain"),
+    # the same domain and labels with TransformerPayne, trained on the same grids on a GPU (set "broad-tp")
+    "broad-tp-blue": ShippedModel("models/broad-tp-blue", "transformer-payne", "galah-blue", "TransformerPayne, broad"),
+    "broad-tp-green": ShippedModel(
+        "models/broad-tp-green", "transformer-payne", "galah-green", "TransformerPayne, broad"
+    ),
+    "broad-tp-red": ShippedModel("models/broad-tp-red", "transformer-payne", "galah-red", "TransformerPayne, broad"),
+    "broad-tp-ir": ShippedModel("models/broad-tp-ir", "transformer-payne", "galah-ir", "TransformerPayne, broad"),
 }
 
 # the shipped models "auto" picks from, per machine, in order of preference: for each arm of a spectrum the first
@@ -54,6 +61,7 @@ AUTO_MODELS = {
 # set's model that covers it (as "auto" does with AUTO_MODELS)
 MODEL_SETS = {
     "broad": ("broad-payne-blue", "broad-payne-green", "broad-payne-red", "broad-payne-ir"),
+    "broad-tp": ("broad-tp-blue", "broad-tp-green", "broad-tp-red", "broad-tp-ir"),
 }
 
 

@@ -431,6 +431,42 @@ def test_priors_differing_only_in_numbers_are_one_kind_of_program():
     assert prior_structure(["vsini=2:10"], ["vsini=0:10"]) == frozenset()  # the star's replaces the run's
 
 
+def test_a_set_of_models_serves_each_stars_arms_with_its_members(tmp_path):
+    """``emulator="broad"`` in a catalogue: the run checks the set's shared labels before any work; each worker gives
+    a star the set's member for each of its arms (loaded once per process), and a star no member covers is that
+    star's failure, with the reason, not the run's."""
+    from stellarinf.catalog import worker
+    from stellarinf.catalog.run import emulator_for_workers, model_facts
+    from stellarinf.io.spectrum import Spectrum
+    from stellarinf.shipped_models import MODEL_SETS
+
+    name, ref = emulator_for_workers("broad")
+    assert name == ref == "broad"
+    labels, kind = model_facts(ref)
+    assert len(labels) == 35 and labels[:3] == ["teff", "logg", "feh"] and kind == "payne"
+    with pytest.raises(stellarinf.StellarinfError, match="one set of them.*not a list"):
+        emulator_for_workers(["default-payne", "default-payne-ir"])
+
+    def arm(lo, hi):
+        wl = np.linspace(lo, hi, 300)
+        return Spectrum(wavelength=wl, flux=np.ones_like(wl), sigma=np.full_like(wl, 0.01))
+
+    held = worker.worker_model("broad", ref)
+    assert held == worker.ModelSet("broad")  # nothing loaded for the set itself
+    two = worker.star_model(held, Spectrum.from_arms([arm(6500.0, 6700.0), arm(7600.0, 7870.0)]))
+    assert two[0] is worker._MODELS["broad-payne-red"] and two[1] is worker._MODELS["broad-payne-ir"]
+    assert worker.star_model(held, arm(6500.0, 6700.0)) is two[0]  # loaded once per process
+    assert set(worker._MODELS) >= {"broad-payne-red", "broad-payne-ir"} and "broad-payne-blue" not in worker._MODELS
+    assert "broad-tp" in MODEL_SETS
+    # a star outside every member's window: its own failure record, with the reason
+    path = tmp_path / "rvs.fits"
+    write_spectrum_fits(path, arm(8500.0, 8700.0))
+    record = worker.fit_one({"id": "rvs", "path": str(path)}, held, str(tmp_path), "broad", {"seed": 0})
+    assert record["status"] == "failed"
+    failed = json.loads((tmp_path / "stars" / "rvs.failed.json").read_text())
+    assert "no model of the 'broad' set covers this spectrum" in failed["error"]
+
+
 def test_chunks_group_stars_of_one_size():
     stars = [StarRequest(str(i), f"/none/{i}", size=n) for i, n in enumerate([100, 200, 100, 200, 100])]
     chunks = chunks_by_size(stars, 3)

@@ -336,16 +336,20 @@ def test_a_model_set_serves_each_arm_with_its_member_and_refuses_what_it_cannot(
         pipeline.resolve_emulator("broad")
     with pytest.raises(StellarinfError, match="no model of the 'broad' set covers this spectrum .8500.0"):
         pipeline.resolve_emulator("broad", rvs)  # (Gaia RVS has no broad-domain model yet)
-    # the set's models share one label set, so the arms of one star combine
+    # the TransformerPayne set serves the same arms with its own members
+    assert pipeline.resolve_emulator("broad-tp", Spectrum.from_arms([blue, ir]))[0] == ["broad-tp-blue", "broad-tp-ir"]
+    # every set's models share one label set (the broad domain's 35), so the arms of one star combine, and a fit
+    # can swap one set for the other
     from stellarinf.emulators.model_io import read_model_document
     from stellarinf.emulators.registry import model_path
 
-    names = {tuple(x["name"] for x in read_model_document(model_path(m))["label_space"]) for m in MODEL_SETS["broad"]}
+    members = [m for s in MODEL_SETS.values() for m in s]
+    names = {tuple(x["name"] for x in read_model_document(model_path(m))["label_space"]) for m in members}
     assert len(names) == 1 and len(next(iter(names))) == 35
     # and each carries its error scale: its error in a cool star is several times a warm star's
     from stellarinf.emulators.registry import load_emulator
 
-    for m in MODEL_SETS["broad"]:
+    for m in members:
         scale = load_emulator(m).error_scale
         assert scale is not None and float(scale([4100.0, 4.5, 0.3]) / scale([6400.0, 4.0, -0.5])) > 3.0, m
     # a forecast takes the set's name as well: one model per arm

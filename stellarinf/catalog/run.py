@@ -105,12 +105,18 @@ def emulator_for_workers(emulator, emulator_name: str | None = None) -> tuple[st
     workers get: a name or model directory they load themselves (once per process), or a model object (sent to every
     worker once)."""
     from ..pipeline import resolve_emulator
+    from ..shipped_models import MODEL_SETS
 
+    if isinstance(emulator, str) and emulator in MODEL_SETS:  # each worker picks the members per star
+        return str(emulator_name or emulator), emulator
     emulator, _ = resolve_emulator(emulator)
     if isinstance(emulator, (str, os.PathLike)):
         return str(emulator_name or emulator), str(emulator)
     if isinstance(emulator, (list, tuple)):
-        raise StellarinfError("fit_catalog fits stars of one arm with one model; give one emulator")
+        raise StellarinfError(
+            "fit_catalog fits every star with one emulator or one set of them (a model per arm: "
+            f"{', '.join(sorted(MODEL_SETS))}); give one of those, not a list"
+        )
     return str(emulator_name or type(emulator).__name__), emulator
 
 
@@ -123,7 +129,14 @@ def model_facts(ref) -> tuple[list[str], str]:
         return list(ref.label_space.names), emulator_kind(ref)
     from ..emulators.model_io import read_model_document
     from ..emulators.registry import NAMED_MODEL_KINDS, NAMED_MODELS, model_path
+    from ..shipped_models import MODEL_SETS
 
+    if ref in MODEL_SETS:  # a set's members share one label set and one network kind
+        facts = {(tuple(labels), kind) for labels, kind in (model_facts(m) for m in MODEL_SETS[ref])}
+        if len(facts) != 1:
+            raise StellarinfError(f"the models of the {ref!r} set do not share one label set and network kind")
+        labels, kind = next(iter(facts))
+        return list(labels), kind
     path = model_path(ref)
     if ref in NAMED_MODELS and not (path / "model.json").exists():
         raise StellarinfError(

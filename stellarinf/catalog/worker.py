@@ -1,7 +1,8 @@
 """What a Dask worker runs: fit a chunk of stars with :func:`stellarinf.fit_spectrum`, writing each star's result
 file atomically as soon as it is done.
 
-The emulator is loaded once per worker process and kept in :data:`_MODELS` (keyed by the emulator's name), so the
+The emulator is loaded once per worker process and kept in :data:`_MODELS` (keyed by the emulator's name; for a
+set of models, one per arm, each member the first time a star's arm needs it), so the
 compiled programs of one model stay warm across the chunks a worker fits (JAX caches them per program, and the
 problem is a jit argument: stars of one pixel count reuse one program, whatever the numbers of their own priors, which
 are array leaves of the problem; a prior of another kind, e.g. Gaussian where the others are uniform, compiles once).
@@ -61,9 +62,21 @@ class PickledModel:
         return cls(cloudpickle.dumps(model))
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelSet:
+    """A set of shipped models, one per arm (:data:`~stellarinf.shipped_models.MODEL_SETS`): each star gets the
+    members that cover its arms (:func:`star_model`)."""
+
+    name: str
+
+
 def worker_model(name: str, ref):
     """The model named ``name``, loaded once per process (``ref``: a name or directory to load, a
-    :class:`PickledModel`, or the model itself)."""
+    :class:`PickledModel`, or the model itself); a set's name stays a :class:`ModelSet` (its members load per star)."""
+    from ..shipped_models import MODEL_SETS
+
+    if isinstance(ref, str) and ref in MODEL_SETS:
+        return ModelSet(ref)
     model = _MODELS.get(name)
     if model is None:
         from .. import enable_float64
@@ -83,6 +96,20 @@ def fit_chunk(stars: list[dict], out_dir: str, emulator_name: str, emulator_ref,
     enable_float64()
     model = worker_model(emulator_name, emulator_ref)
     return [fit_one(star, model, out_dir, emulator_name, fit_kwargs) for star in stars]
+
+
+def star_model(model, spectrum, read_options=None):
+    """The model(s) that fit ``spectrum`` (a path or a read spectrum): ``model`` itself, or for a :class:`ModelSet`
+    its member for each arm (loaded once per process), one model or a list in the spectrum's arm order."""
+    if not isinstance(model, ModelSet):
+        return model
+    from ..pipeline import read_input, resolve_emulator
+
+    spec = read_input(spectrum, read_options=read_options)[0] if isinstance(spectrum, str) else spectrum
+    names, _ = resolve_emulator(model.name, spec)
+    if isinstance(names, str):
+        return worker_model(names, names)
+    return [worker_model(n, n) for n in names]
 
 
 def fit_one(star: dict, model, out_dir: str, emulator_name: str, fit_kwargs: dict) -> dict:
@@ -111,9 +138,10 @@ def fit_one(star: dict, model, out_dir: str, emulator_name: str, fit_kwargs: dic
     try:
         with warnings.catch_warnings(record=True) as ws:
             warnings.simplefilter("always")
+            spectrum = spectrum_of(star["path"], kw)
             result = fit_spectrum(
-                spectrum_of(star["path"], kw),
-                emulator=model,
+                spectrum,
+                emulator=star_model(model, spectrum, kw.get("read_options")),
                 emulator_name=emulator_name,
                 priors=priors,
                 seed=seed,

@@ -49,7 +49,8 @@ from .options import read_options_kwargs, spectrum_read_options
     "--emulator",
     default="auto",
     show_default=True,
-    help="Model directory, 'default' (TransformerPayne), 'default-payne' (the Payne MLP) or 'auto'.",
+    help="Model directory, 'default' (TransformerPayne), 'default-payne' (the Payne MLP), 'auto', or a set of "
+    "models, one per arm ('broad', 'broad-tp': each star's arms get the set's member for each).",
 )
 @click.option(
     "--sampler",
