@@ -232,6 +232,13 @@ def test_packed_grid_for_a_device_call_round_trips(tmp_path, continuum):
     step = gg.FLUX_STEP
     assert np.abs(back.flux - g.flux[:30]).max() <= 0.5 * step + 1e-7
     assert np.abs(back.flux - g.flux[:30]).max() > 0  # it really was quantised (the test would see a no-op)
+    # a step so fine that the coded differences overflow 16 bits: stored as 32-bit integers, still exact to step/2
+    gg.pack(tmp_path / "g.h5", tmp_path / "fine.h5", step=1e-6, continuum=False)
+    gg.unpack(tmp_path / "fine.h5", tmp_path / "fine_u.h5")
+    with h5py.File(tmp_path / "fine.h5") as f:
+        assert f["flux_dz"].attrs["packed_dtype"] == "uint32"
+    fine = read_grid(tmp_path / "fine_u.h5")
+    assert fine.continuum is None and np.abs(fine.flux - g.flux).max() <= 0.5e-6 + 2e-7
     if continuum:
         # log c = 0.8 x - 0.3 x² (+ const): linear interpolation between knots h apart errs by at most
         # |(log c)''| h² / 8 = 0.6 h² / 8, h in units of x (the whole window spans 1, pixels 1/39 apart)
