@@ -135,12 +135,15 @@ def arm_observation(window: str, atlas_name: str | None, atlas_dir: str):
 def model_for(name: str, window: str):
     """A shipped emulator by name, or ``synth`` / ``synth-abo``: the synthesizer itself (realistic fidelity,
     unbroadened; Unsöld × 2 or ABO damping) on the window, which separates what the physics gets wrong from what
-    the emulator adds. A set's name (``broad``: :data:`stellarinf.shipped_models.MODEL_SETS`) is its model for
+    the emulator adds. A set's name (``broad``, ``broad-tp``: :data:`stellarinf.shipped_models.MODEL_SETS`) is its model for
     ``window``."""
     from stellarinf.shipped_models import MODEL_SETS, SHIPPED_MODELS
 
     if name in MODEL_SETS:
-        name = next(m for m in MODEL_SETS[name] if SHIPPED_MODELS[m].window == window)
+        members = MODEL_SETS[name]
+        name = next((m for m in members if SHIPPED_MODELS[m].window == window), None)
+        if name is None:
+            raise SystemExit(f"the set has no model for {window}: its members are {', '.join(members)}")
     if name in ("synth", "synth-abo"):
         from stellarinf.labels import default_label_space
         from stellarinf.synth import SynthesizerModel
