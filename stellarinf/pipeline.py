@@ -903,14 +903,10 @@ def mask_outliers(spec, obs, params, *, threshold: float = 5.0):
     masked (:func:`stellarinf.observe.outliers.outlier_mask`; at most 2 % of the pixels), and their number."""
     import dataclasses
 
-    import jax.numpy as jnp
-
-    from .inference.results import total_sigma
+    from .inference.results import model_at
     from .observe.outliers import outlier_mask
 
-    full = {k: jnp.asarray(v) for k, v in params.items()}
-    model = np.asarray(obs.predict(full))
-    sigma = total_sigma(obs, full)
+    model, sigma, _ = model_at(obs, params)
     mask = np.asarray(obs.weight) > 0
     bad = outlier_mask(np.asarray(obs.flux), model, sigma, mask, threshold=threshold)
     if not bad.any():
@@ -950,7 +946,7 @@ def fit_spectrum(
     clip_outliers: bool = True,
     degrade_to_model: bool = False,
     rv_offsets: bool = False,
-    draw_log_density: bool = True,
+    draw_log_density: bool | None = None,
 ) -> FitResult:
     """Fit the stellar labels of one observed spectrum; returns a :class:`FitResult`.
 
@@ -996,7 +992,9 @@ def fit_spectrum(
             for every arm but the first.
         draw_log_density: with ``laplace`` or ``map``, evaluate the log density at every draw (the idata's
             ``sample_stats.lp``): about half of such a fit's time with the Payne on a CPU, and nothing else needs
-            it, so ``fit-catalog`` turns it off unless it keeps the draws. The other samplers always have it.
+            it, so ``fit-catalog`` turns it off unless it keeps the draws. None (default): only where it takes at
+            most ``samplers.LOG_DENSITY_BUDGET_S`` (a note says when it was left out; ``settings["draw_log_density"]``
+            says whether it was computed). The other samplers always have it.
 
     Several arms: a ``Spectrum`` whose ``resolution`` is a mapping {arm id: R} (``Spectrum.from_arms([blue,
     red])``, CLI ``stellarinf fit --arms a.fits b.fits``) is fitted in one call: the labels, RV, v sin i and
@@ -1024,7 +1022,7 @@ def fit_spectrum(
     from . import enable_float64
     from .inference import results as res
     from .inference.laplace import laplace
-    from .inference.map import carried_to_convergence, find_map
+    from .inference.map import carried_to_convergence, find_map, refine_map
     from .inference.samplers import SamplerBudgetExceeded, sample, sampler_spec
     from .observe.degrade import match_model_resolution
 
@@ -1129,12 +1127,14 @@ def fit_spectrum(
             clipped, n_outliers = mask_outliers(spec, obs, m.params)
             if n_outliers:
                 spec, obs, problem = build_problem(fit_model, clipped, **build)
-                m = find_map(problem, n_starts=n_starts, seed=seed, progress=lambda s: beat.say(f"{s} (again)"))
+                # a few pixels fewer hardly move the optimum: the best start is polished again, not searched for anew
+                beat.say("MAP: polishing the best start again")
+                m = refine_map(problem, m)
                 n_used = int(np.sum(np.asarray(obs.weight) > 0))
     stages.done(
         f"log posterior {m.log_posterior:.1f}, {m.n_starts_agreeing}/{n_starts} starts agree "
         f"(the best {carried_to_convergence(n_starts)} carried to convergence)"
-        + (f"; {n_outliers} outlier pixels (> 5σ) masked and the MAP found again" if n_outliers else "")
+        + (f"; {n_outliers} outlier pixels (> 5σ) masked and the best start polished again" if n_outliers else "")
     )
 
     stages.start("laplace", "Laplace approximation")
@@ -1182,6 +1182,8 @@ def fit_spectrum(
         detail = f"{post.n_divergent} divergences"
     else:
         detail = ""
+    if "lp_skipped" in t:
+        stages.note(f"note: {t['lp_skipped']}")
     stages.done(detail)
 
     resolution_used = obs_resolution(obs, resolution, spec)
@@ -1201,7 +1203,7 @@ def fit_spectrum(
         "warmup": int(warmup) if spec_s.uses_warmup else 0,
         "n_starts": int(n_starts),
         "seed": int(seed),
-        "draw_log_density": bool(draw_log_density) or not spec_s.optional_lp,
+        "draw_log_density": "lp" in post.stats,  # computed (with draw_log_density=None: if it was cheap)
         "priors": {n: p.to_json() for n, p in zip(problem.names, problem.prior_specs)},
         "prior_requests": _prior_texts(priors),
         "fixed": fixed_values,

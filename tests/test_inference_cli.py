@@ -471,6 +471,7 @@ def test_fit_cli_prints_stages_writes_the_set_and_plots(spectrum_file, tmp_path,
                 "-o",
                 str(out),
                 "--plots",
+                "--no-draw-log-density",
             ],
             capsys,
         )
@@ -483,6 +484,9 @@ def test_fit_cli_prints_stages_writes_the_set_and_plots(spectrum_file, tmp_path,
     assert {"posterior_predictive", "observed_data", "constant_data"} <= set(idata.groups())
     assert json.loads(idata.posterior.attrs["priors"])["logg"]["kind"] == "gaussian"
     assert json.loads(idata.posterior.attrs["settings"])["fixed"] == {"vmacro": 0.0}
+    # --no-draw-log-density: the Laplace draws without sample_stats.lp, and the settings say so
+    assert "sample_stats" not in idata.groups()
+    assert json.loads(idata.posterior.attrs["settings"])["draw_log_density"] is False
     table = Table.read(str(out) + "_summary.fits")
     assert {"mean", "sd", "p16", "p50", "p84", "r_hat", "ess_bulk", "ess_tail", "flags"} <= set(table.colnames)
     for row in table:

@@ -193,3 +193,21 @@ def test_screened_starts_reach_the_optimum_of_all_starts(fitted):
     assert screened.log_posterior == pytest.approx(full.log_posterior, abs=1e-3)
     np.testing.assert_allclose(screened.z, full.z, atol=1e-3)
     assert np.sum(screened.n_iterations > SCREEN_STEPS) <= carried_to_convergence(4) == 2
+
+
+def test_refining_a_map_repolishes_only_its_best_start(fitted):
+    """``MAPResult.final_z`` keeps where every start ended (the best row is the MAP). ``refine_map`` (the pipeline,
+    after masking outlier pixels) carries only that best point to convergence again and evaluates the others where
+    they ended: on an unchanged problem the same optimum, the same agreement, no steps for the other starts."""
+    from stellarinf.inference.map import refine_map
+
+    problem, m, _ = fitted
+    assert m.final_z.shape == (4, problem.n_free)
+    np.testing.assert_array_equal(m.final_z[int(np.argmax(m.start_values))], m.z)
+    again = refine_map(problem, m)
+    assert again.log_posterior == pytest.approx(m.log_posterior, abs=1e-3)
+    np.testing.assert_allclose(again.z, m.z, atol=1e-3)
+    np.testing.assert_allclose(again.start_values, m.start_values, atol=1e-3)
+    assert again.n_starts_agreeing == m.n_starts_agreeing
+    new_steps = again.n_iterations - m.n_iterations
+    assert np.count_nonzero(new_steps) <= 1 and new_steps.max() <= 2

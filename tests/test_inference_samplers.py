@@ -109,6 +109,27 @@ def test_laplace_draws_without_their_log_density_are_the_same_draws(problem_and_
     assert np.all(np.isfinite(c.stats["lp"]))  # importance sampling needs the density: the option does not reach it
 
 
+def test_laplace_draws_leave_out_their_log_density_past_its_budget(problem_and_init, monkeypatch):
+    """By default (draw_log_density=None) sample_stats.lp is computed only when it fits LOG_DENSITY_BUDGET_S (116 s
+    of 4,000 likelihoods for TransformerPayne on four arms); past it the draws are the same and ``tuning`` says what
+    is missing and how to get it. True computes it whatever it costs; a batch is given up after two blocks at most."""
+    from stellarinf.inference import samplers
+
+    problem, lap = problem_and_init
+    monkeypatch.setattr(samplers, "LOG_DENSITY_BUDGET_S", 0.0)
+    monkeypatch.setattr(samplers, "LOG_DENSITY_BLOCK", 64)  # 600 draws: 10 blocks, so the budget is looked at
+    skipped = samplers.laplace_posterior(problem, chains=2, draws=300, seed=4, init=lap)
+    kept = samplers.laplace_posterior(problem, chains=2, draws=300, seed=4, init=lap, draw_log_density=True)
+    assert "lp" not in skipped.stats and "draw_log_density=True" in skipped.tuning["lp_skipped"]
+    assert kept.stats["lp"].shape == (2, 300) and "lp_skipped" not in kept.tuning
+    for n in LABELS:
+        np.testing.assert_array_equal(skipped.samples[n], kept.samples[n])
+    z = np.asarray(problem.unconstrain({n: kept.samples[n][0, :128] for n in LABELS}))
+    assert samplers._batch_log_density(problem, z, max_seconds=0.0) is not None  # two blocks: nothing to project
+    assert samplers._batch_log_density(problem, np.concatenate([z, z]), max_seconds=0.0) is None
+    np.testing.assert_allclose(samplers._batch_log_density(problem, z, max_seconds=1e9), kept.stats["lp"][0, :128])
+
+
 def test_laplace_is_matches_nuts_and_flags_a_bad_proposal(nuts_pair, problem_and_init):
     import dataclasses
 

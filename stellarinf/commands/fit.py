@@ -191,6 +191,12 @@ def _check_files(paths) -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="NUTS's wall-clock budget: past it, NUTS stops and the fit falls back to laplace-is, and says so.",
 )
+@click.option(
+    "--draw-log-density/--no-draw-log-density",
+    default=None,
+    help="One star, --sampler laplace or map: evaluate the log density at every draw (OUT.nc's sample_stats.lp; "
+    "nothing in the results uses it). Default: only when that takes at most 30 s (a note says when it was left out).",
+)
 @click.option("--plots/--no-plots", default=False, help="Write OUT_corner.png and OUT_fit.png.")
 @click.option(
     "--allow-unreliable",
@@ -248,6 +254,7 @@ def fit(
     starts,
     seed,
     max_minutes,
+    draw_log_density,
     plots,
     allow_unreliable,
     output,
@@ -336,6 +343,7 @@ def fit(
             log=echo,
             clip_outliers=clip_outliers,
             max_minutes=max_minutes,
+            draw_log_density=draw_log_density,
             **kw,
             **extra,
         )

@@ -83,11 +83,15 @@ def _block_log_density(problem: Problem, zs):
     return jax.lax.map(problem.log_density, zs, batch_size=lane_batch_size(64))
 
 
-def _batch_log_density(problem: Problem, zs) -> np.ndarray:
+def _batch_log_density(problem: Problem, zs, max_seconds: float | None = None) -> np.ndarray | None:
     """``problem.log_density`` of every row of ``zs`` (n, n_free), in blocks of :data:`LOG_DENSITY_BLOCK` rows (a
     batch of fewer rows: the next power of two), the last block padded with copies of the last row. Each row is
     evaluated on its own as before; the blocks only fix the shapes the program is compiled for: laplace-is draws
-    its proposals in rounds of different sizes, and one program per size meant a compilation (seconds) per round."""
+    its proposals in rounds of different sizes, and one program per size meant a compilation (seconds) per round.
+
+    ``max_seconds``: give up (return None) as soon as the blocks done so far project the whole batch past it; the
+    projection uses the last block's own time, so the first block's compilation does not count against a cheap
+    model (at most two blocks are spent finding out)."""
     zs = np.asarray(zs)
     n = zs.shape[0]
     if n == 0:
@@ -96,8 +100,21 @@ def _batch_log_density(problem: Problem, zs) -> np.ndarray:
     n_pad = -n % block
     if n_pad:
         zs = np.concatenate([zs, np.broadcast_to(zs[-1:], (n_pad,) + zs.shape[1:])])
-    out = [np.asarray(_block_log_density(problem, zs[i : i + block])) for i in range(0, n + n_pad, block)]
+    starts = range(0, n + n_pad, block)
+    out, t_start = [], time.perf_counter()
+    for k, i in enumerate(starts):
+        t0 = time.perf_counter()
+        out.append(np.asarray(_block_log_density(problem, zs[i : i + block])))
+        left = len(starts) - k - 1
+        if max_seconds is not None and k >= 1 and left:
+            now = time.perf_counter()
+            if now - t_start + left * (now - t0) > max_seconds:
+                return None
     return np.concatenate(out)[:n]
+
+
+# draw_log_density=None: the Laplace draws' log densities (sample_stats.lp) when they take at most this long
+LOG_DENSITY_BUDGET_S = 30.0
 
 
 def _check_chains(chains: int, draws: int, warmup: int) -> None:
@@ -576,21 +593,31 @@ def laplace_posterior(
     draws: int = 1000,
     seed: int = 0,
     init: LaplaceResult | None = None,
-    draw_log_density: bool = True,
+    draw_log_density: bool | None = None,
 ) -> Posterior:
     """Independent draws from the Laplace approximation, arranged as (chains, draws).
 
-    ``draw_log_density``: evaluate the model's log density at every draw (``sample_stats.lp``). Nothing else
-    uses it, and with the Payne on a CPU it is about half of a Laplace fit's time (4,000 full likelihoods), so a
-    catalogue that keeps no draws turns it off; the draws themselves do not change."""
+    ``draw_log_density``: evaluate the model's log density at every draw (``sample_stats.lp``); None (default):
+    only when that takes at most :data:`LOG_DENSITY_BUDGET_S` (``tuning["lp_skipped"]`` says so when it would not).
+    Nothing else uses it, and it costs a full likelihood per draw: with the Payne on a CPU about half of a
+    Laplace fit's time (4,000 likelihoods), with TransformerPayne on the four GALAH arms 116 s, so a catalogue
+    that keeps no draws turns it off; the draws themselves do not change."""
     _check_chains(chains, draws, 0)
     t0 = time.perf_counter()
     lap = init if init is not None else laplace(problem, seed=seed)
     z = lap.sample_z(jax.random.key(seed + 1), chains * draws).reshape(chains, draws, -1)
-    stats = {}
-    if draw_log_density:
-        lp = _batch_log_density(problem, jnp.asarray(z.reshape(chains * draws, -1)))
-        stats["lp"] = np.asarray(lp).reshape(chains, draws)
+    stats, tuning = {}, {"hessian_ok": lap.hessian_ok}
+    if draw_log_density or draw_log_density is None:
+        budget = LOG_DENSITY_BUDGET_S if draw_log_density is None else None
+        lp = _batch_log_density(problem, jnp.asarray(z.reshape(chains * draws, -1)), max_seconds=budget)
+        if lp is None:
+            tuning["lp_skipped"] = (
+                f"the log density at the {chains * draws} draws (sample_stats.lp) would take more than "
+                f"{LOG_DENSITY_BUDGET_S:.0f} s and is not used by the results; draw_log_density=True "
+                "(stellarinf fit --draw-log-density) computes it"
+            )
+        else:
+            stats["lp"] = np.asarray(lp).reshape(chains, draws)
     return Posterior(
         method="laplace",
         names=problem.names,
@@ -604,7 +631,7 @@ def laplace_posterior(
         },
         n_gradient_evals=0,
         init=lap,
-        tuning={"hessian_ok": lap.hessian_ok},
+        tuning=tuning,
     )
 
 

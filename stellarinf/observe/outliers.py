@@ -3,7 +3,7 @@
 A Gaussian likelihood lets one cosmic ray 50σ high pull every label; a Student-t or mixture likelihood
 would not integrate out the continuum and error modes in closed form. So the fit pipeline clips instead:
 after a first MAP, pixels whose residual exceeds ``threshold`` total σ (at most ``max_fraction`` of the
-pixels, the worst first, each with its neighbours) are masked and the MAP is found again; the mask is
+pixels, the worst first, each with its neighbours) are masked and the best start is polished to the new optimum; the mask is
 reported with the result.
 """
 
