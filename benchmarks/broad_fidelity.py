@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""The Cramér–Rao fidelity of the broad-domain model sets, per arm and for the four arms together (issue #19).
+
+For every member of the sets (``broad``: a Payne per GALAH arm; ``broad-tp``: a TransformerPayne per arm) this runs
+``stellarinf fidelity MEMBER -o WORK/MEMBER`` (the seven reference stars inside the box, S/N 100, R 28,000; the
+emulator's error in the noise; a copy of the model, so the shipped one is not changed), skipping members whose copy
+already holds the result (a rerun resumes). It then tabulates, per set and label:
+
+- each arm's ratio CRB(emulator)/CRB(synthesizer), the smallest over the reference stars (what ``model.json``
+  stores; below 0.8 the emulator claims more precision than the synthesizer's spectrum carries);
+- the four arms together: at each reference star the emulator's and the synthesizer's continuum-marginalised Fisher
+  matrices (stored per star) summed over the arms and inverted; the ratio of the marginal bounds, at the solar twin
+  and the smallest over the stars.
+
+Issue #19's target: 0.9–1.1 for Teff, log g, [Fe/H] and every element of the label set.
+
+    python benchmarks/broad_fidelity.py --work benchmarks/work/fidelity   # ~12 min here
+
+Writes ``benchmarks/results/broad_fidelity.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+ARMS = ("galah-blue", "galah-green", "galah-red", "galah-ir")
+
+
+def stored(work: Path, member: str) -> dict | None:
+    path = work / member / "model.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("fidelity")
+
+
+def measure(work: Path, member: str) -> dict:
+    """The member's fidelity document, measured now unless the copy in ``work`` has it."""
+    doc = stored(work, member)
+    if doc is None:
+        t0 = time.perf_counter()
+        cli = Path(sys.executable).with_name("stellarinf")  # the console script beside this interpreter
+        cmd = [str(cli), "fidelity", str(ROOT / "data" / "models" / member)]
+        subprocess.run([*cmd, "-o", str(work / member), "--quiet"], check=True, cwd=ROOT)
+        print(f"{member}: {time.perf_counter() - t0:.0f} s", flush=True)
+        doc = stored(work, member)
+    return doc
+
+
+def combined_ratios(docs: list[dict]) -> dict[str, dict[str, float | None]]:
+    """Per reference star: the four arms' summed Fisher matrices → ratio of marginal bounds per label."""
+    out = {}
+    for k, star in enumerate(docs[0]["stars"]):
+        names = star["fisher"]["names"]
+        f_emu = sum(np.asarray(d["stars"][k]["fisher"]["emulator"]) for d in docs)
+        f_ref = sum(np.asarray(d["stars"][k]["fisher"]["synthesizer"]) for d in docs)
+        ratios = {}
+        try:
+            b_emu = np.sqrt(np.diag(np.linalg.inv(f_emu)))
+            b_ref = np.sqrt(np.diag(np.linalg.inv(f_ref)))
+        except np.linalg.LinAlgError:
+            b_emu = b_ref = np.full(len(names), np.nan)
+        for i, n in enumerate(names):
+            ok = np.isfinite(b_emu[i]) and np.isfinite(b_ref[i]) and b_ref[i] > 0
+            ratios[n] = round(float(b_emu[i] / b_ref[i]), 4) if ok else None
+        out[star["name"]] = ratios
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", default="broad,broad-tp")
+    ap.add_argument("--work", default=str(HERE / "work" / "fidelity"), help="copies of the models with their results")
+    ap.add_argument("-o", "--output", default=str(HERE / "results" / "broad_fidelity.json"))
+    args = ap.parse_args(argv)
+
+    from stellarinf.io.atomic import write_json_atomic
+    from stellarinf.machine import machine_info
+    from stellarinf.shipped_models import MODEL_SETS, SHIPPED_MODELS
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    result = {"benchmark": "broad_fidelity", "target": [0.9, 1.1], "sets": {}}
+    for set_name in args.sets.split(","):
+        members = {SHIPPED_MODELS[m].window: m for m in MODEL_SETS[set_name]}
+        docs = {w: measure(work, members[w]) for w in ARMS}
+        labels = [n for n in docs[ARMS[0]]["ratio"]]
+        combined = combined_ratios([docs[w] for w in ARMS])
+        worst = {n: min((r[n] for r in combined.values() if r.get(n) is not None), default=None) for n in labels}
+        result["sets"][set_name] = {
+            "members": members,
+            "per_arm_worst_star": {w: docs[w]["ratio"] for w in ARMS},
+            "four_arms": {"solar-twin": combined.get("solar-twin"), "worst_star": worst, "per_star": combined},
+            "elapsed_s": {w: docs[w].get("elapsed_s") for w in ARMS},
+        }
+        inside = [n for n in labels if worst[n] is not None and 0.9 <= worst[n] <= 1.1]
+        print(f"{set_name}: four arms, worst star: {len(inside)} of {len(labels)} labels within 0.9–1.1")
+        for n in labels:
+            arms = " ".join(
+                f"{docs[w]['ratio'].get(n) if docs[w]['ratio'].get(n) is not None else '—':>6}" for w in ARMS
+            )
+            twin = (combined.get("solar-twin") or {}).get(n)
+            print(f"  {n:9s} arms {arms}   four arms: solar twin {twin}, worst {worst[n]}")
+    write_json_atomic(args.output, {**result, "machine": machine_info()})
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
