@@ -9,8 +9,9 @@ already holds the result (a rerun resumes). It then tabulates, per set and label
 - each arm's ratio CRB(emulator)/CRB(synthesizer), the smallest over the reference stars (what ``model.json``
   stores; below 0.8 the emulator claims more precision than the synthesizer's spectrum carries);
 - the four arms together: at each reference star the emulator's and the synthesizer's continuum-marginalised Fisher
-  matrices (stored per star) summed over the arms and inverted; the ratio of the marginal bounds, at the solar twin
-  and the smallest over the stars.
+  matrices (stored per star) summed over the arms and inverted, as a fit's ``fidelity`` flag combines them
+  (:func:`~stellarinf.inference.arm_combination.combined_fidelity`); the ratio of the marginal bounds, at the solar
+  twin and the smallest over the stars.
 
 Issue #19's target: 0.9–1.1 for Teff, log g, [Fe/H] and every element of the label set.
 
@@ -56,22 +57,17 @@ def measure(work: Path, member: str) -> dict:
 
 
 def combined_ratios(docs: list[dict]) -> dict[str, dict[str, float | None]]:
-    """Per reference star: the four arms' summed Fisher matrices → ratio of marginal bounds per label."""
+    """Per reference star: the four arms' stored Fisher pairs summed and compared as a fit's ``fidelity`` flag
+    compares them (:func:`stellarinf.inference.arm_combination.combined_fidelity`, each arm at its stored S/N)."""
+    from stellarinf.inference.arm_combination import combined_fidelity
+
     out = {}
     for k, star in enumerate(docs[0]["stars"]):
-        names = star["fisher"]["names"]
-        f_emu = sum(np.asarray(d["stars"][k]["fisher"]["emulator"]) for d in docs)
-        f_ref = sum(np.asarray(d["stars"][k]["fisher"]["synthesizer"]) for d in docs)
-        ratios = {}
-        try:
-            b_emu = np.sqrt(np.diag(np.linalg.inv(f_emu)))
-            b_ref = np.sqrt(np.diag(np.linalg.inv(f_ref)))
-        except np.linalg.LinAlgError:
-            b_emu = b_ref = np.full(len(names), np.nan)
-        for i, n in enumerate(names):
-            ok = np.isfinite(b_emu[i]) and np.isfinite(b_ref[i]) and b_ref[i] > 0
-            ratios[n] = round(float(b_emu[i] / b_ref[i]), 4) if ok else None
-        out[star["name"]] = ratios
+        arm_stars = [d["stars"][k] for d in docs]
+        names = arm_stars[0]["fisher"]["names"]
+        information = np.stack([np.asarray(st["fisher"]["emulator"], dtype=np.float64) for st in arm_stars])
+        ratios = combined_fidelity(information, names, arm_stars)
+        out[star["name"]] = {n: ratios.get(n) for n in names}
     return out
 
 

@@ -62,10 +62,8 @@ def distinct_emulators(obs_model) -> tuple:
 
 
 @eqx.filter_jit
-@eqx.filter_jit
 def arm_information(problem: Problem, z: jax.Array) -> jax.Array:
-    """(n_arms, n_free, n_free): each arm's Gauss–Newton information ``J_kᵀJ_k`` in unconstrained ``z``. Compiled (the
-    fit's results stage called it eagerly: every operation of four arms' Jacobians dispatched on its own)."""
+    """(n_arms, n_free, n_free): each arm's Gauss–Newton information ``J_kᵀJ_k`` in unconstrained ``z``."""
     om = problem.obs_model
     eye = jnp.eye(z.shape[-1], dtype=z.dtype)
 

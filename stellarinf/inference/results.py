@@ -119,9 +119,14 @@ def observed_arrays(obs_model) -> dict[str, np.ndarray]:
     return {"wavelength": wl, "flux": flux, "flux_error": sigma, "mask": mask}
 
 
+def _variance_of(obs_model):
+    """The observation model's per-pixel variance function (noise, jitter and emulator error), or None."""
+    return getattr(obs_model, "total_variance", None) or getattr(obs_model, "variance", None)
+
+
 def total_sigma(obs_model, params) -> np.ndarray:
     """Per-pixel σ the likelihood uses (noise, jitter and emulator error in quadrature)."""
-    var = getattr(obs_model, "total_variance", None) or getattr(obs_model, "variance", None)
+    var = _variance_of(obs_model)
     if var is not None:
         return np.sqrt(np.asarray(var(params)))
     return observed_arrays(obs_model)["flux_error"]
@@ -160,9 +165,9 @@ def label_floor(
 
 
 def model_at(obs_model, params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, tuple | None]:
-    """(model flux, per-pixel total σ, likelihood terms ``(ρ, norm)`` or None) at ``params``, from one compiled
-    program (:func:`_model_at`). Called eagerly, the observation model would run op by op, each op compiled on its
-    first call: 15 s for the four GALAH arms with TransformerPayne, against about 1 s to compile it once."""
+    """(model flux, per-pixel total σ as :func:`total_sigma`, likelihood terms ``(ρ, norm)`` or None) at ``params``,
+    from one compiled program (:func:`_model_at`). Called eagerly, the observation model runs op by op, each op
+    compiled on its first call: the outlier test of a four-arm TransformerPayne fit took 15 s so, under 5 s compiled."""
     full = {k: jnp.asarray(v) for k, v in params.items()}
     model, variance, terms = _model_at(obs_model, full)
     sigma = observed_arrays(obs_model)["flux_error"] if variance is None else np.sqrt(np.asarray(variance))
@@ -171,7 +176,7 @@ def model_at(obs_model, params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarr
 
 @eqx.filter_jit
 def _model_at(obs_model, params):
-    var = getattr(obs_model, "total_variance", None) or getattr(obs_model, "variance", None)
+    var = _variance_of(obs_model)
     terms = getattr(obs_model, "likelihood_terms", None)
     return predict(obs_model, params), None if var is None else var(params), None if terms is None else terms(params)
 
