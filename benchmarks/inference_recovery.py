@@ -28,11 +28,12 @@ import stellarinf
 stellarinf.enable_float64()  # atmospheres, likelihoods, Fisher matrices
 from stellarinf.inference.density import Problem
 from stellarinf.inference.laplace import laplace
-from stellarinf.inference.map import find_map
+from stellarinf.inference.map import find_map, refine_map
 from stellarinf.inference.results import summary_table, to_inference_data
 from stellarinf.inference.samplers import laplace_posterior, sample
 from stellarinf.io.atomic import write_json_atomic
 from stellarinf.machine import machine_info
+from stellarinf.observe.error_scale import star_error_scales, with_error_scales
 from stellarinf.observe.model import ObservationModel
 from stellarinf.validation.mocks import make_mock, random_truth
 from stellarinf.validation.setups import benchmark_setup
@@ -40,8 +41,10 @@ from stellarinf.validation.setups import benchmark_setup
 RESULTS = Path(__file__).parent / "results"
 
 
-def fit_one(fit_model, spec, sampler, chains, warmup, draws, seed, error_modes=True):
-    """Laplace summary always (cheap); the sampler's summary too unless ``sampler`` is None or "laplace"."""
+def fit_one(fit_model, spec, sampler, chains, warmup, draws, seed, error_modes=True, error_scale="star"):
+    """Laplace summary always (cheap); the sampler's summary too unless ``sampler`` is None or "laplace".
+    ``error_scale``: "star" scales the emulator's error to the star at the first MAP and polishes that MAP again
+    (as ``fit_spectrum`` does, :mod:`stellarinf.observe.error_scale`); "box": the error table as measured."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         om = ObservationModel(
@@ -56,7 +59,13 @@ def fit_one(fit_model, spec, sampler, chains, warmup, draws, seed, error_modes=T
             error_modes=error_modes,
         )
     problem = Problem.build(om)
-    lap = laplace(problem, find_map(problem, n_starts=4, seed=seed))
+    m = find_map(problem, n_starts=4, seed=seed)
+    scales = star_error_scales(om, m.params) if error_scale == "star" else ()
+    if any(s is not None for s in scales):
+        om = with_error_scales(om, scales)
+        problem = problem.with_obs_model(om)
+        m = refine_map(problem, m)
+    lap = laplace(problem, m)
     post = laplace_posterior(problem, chains=chains, draws=draws, seed=seed, init=lap)
     tables = {"laplace": summary_table(to_inference_data(post, problem, n_predictive=5))}
     if sampler not in (None, "laplace"):
@@ -103,6 +112,13 @@ def main(argv=None):
         type=int,
         default=None,
         help="correlated emulator-error modes to integrate out (default: all the emulator has; 0 = white error only)",
+    )
+    ap.add_argument(
+        "--error-scale",
+        choices=["star", "box"],
+        default="star",
+        help="star (as fit_spectrum): the emulator's error scaled to each star at its first MAP, where the emulator "
+        "measured its error scale; box: the error table as measured",
     )
     ap.add_argument(
         "--stars",
@@ -155,6 +171,7 @@ def main(argv=None):
                 args.draws,
                 seed=k,
                 error_modes=True if args.error_modes is None else args.error_modes,
+                error_scale=args.error_scale,
             )
             dt = time.perf_counter() - t0
             msg = []

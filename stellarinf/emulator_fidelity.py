@@ -10,9 +10,10 @@ synthesizer's was 0.350 (4.2× optimistic). This module measures, per label,
 at the named reference stars inside the emulator's label box (:data:`REFERENCE_STARS`: solar twin, K dwarf,
 metal-poor dwarf and turn-off star, red-clump, cool and metal-poor giants; :mod:`stellarinf.reference_stars`) on the emulator's own wavelength range and resolving power, twice:
 
-- ``ratio``: the emulator's bound with its own error (``SpectrumModel.error``) added to the noise in
-  quadrature, at the reference S/N (what ``crb --emulator-error --emulator-error-model white`` computes; the
-  default ``--emulator-error`` integrates its correlated error modes out, as a fit does);
+- ``ratio``: the emulator's bound with its own error (``SpectrumModel.error``, scaled to the star where the
+  emulator measured how its error varies, as a fit scales it: :mod:`stellarinf.observe.error_scale`) added to the
+  noise in quadrature, at the reference S/N (what ``crb --emulator-error --emulator-error-model white`` computes;
+  the default ``--emulator-error`` integrates its correlated error modes out, as a fit does);
 - ``ratio_noise_only``: both bounds from the noise alone (what ``crb`` computes by default); exactly
   independent of the S/N, since both bounds scale as 1/(S/N).
 

@@ -37,6 +37,7 @@ import numpy as np
 from .errors import StellarinfError
 from .fisher import FisherResult, correlated_information, fisher_from_jacobian, jacobian_and_value, noise_sigma
 from .instruments import Instrument, InstrumentError, get_instrument
+from .observe.error_scale import model_error_scale
 from .physics_options import DEFAULT_MOLECULES, no_tio_message
 from .wavelength import Window
 
@@ -408,6 +409,7 @@ def forecast(
     fix: Sequence[str] = (),
     priors: Mapping[str, float] | None = None,
     emulator_error: bool | str = False,
+    error_scale: str = "star",
     model_name: str | None = None,
     obs_kwargs: Mapping[str, Any] | None = None,
     elements: Sequence[str] | None = None,
@@ -430,6 +432,9 @@ def forecast(
     correlated error modes, Doppler-shifted and LSF-smoothed onto each arm's pixels, block-diagonal over arms,
     plus its white remainder; the bound then saturates as S/N grows), ``"white"`` (its whole error added in
     quadrature per pixel), False (photon noise only). S/N is per pixel at the continuum, in every arm.
+    ``error_scale``: ``"star"`` (default, as a fit has it): where an arm's emulator measured how its error varies
+    over its box (:mod:`stellarinf.emulators.error_scale`), that error × s at this star's labels
+    (``meta["error_scale"]``); ``"box"``: the error table as measured.
     ``elements``: with ``model="synth"``, the elements whose [X/Fe] are labels (e.g. every candidate of a survey).
     ``alpha``: with ``model="synth"``, [α/Fe] is a label too. ``molecules``: with ``model="synth"``, "on" adds
     molecular equilibrium and lines (CH, MgH, C2, CN).
@@ -440,6 +445,8 @@ def forecast(
     if not (isinstance(snr, (int, float, np.number)) and math.isfinite(float(snr)) and float(snr) > 0):
         raise ForecastError(f"S/N must be a positive number, got {snr!r}")
     error_kind = emulator_error_kind(emulator_error)
+    if error_scale not in ("star", "box"):
+        raise ForecastError(f"error_scale must be 'star' or 'box', got {error_scale!r}")
     is_synth = isinstance(model, str) and model == "synth"
     base = None if is_synth else resolve_models(model, elements=elements, alpha=alpha, molecules=molecules)
     inst = instrument_for("synth" if is_synth else base, window, resolution)
@@ -490,11 +497,16 @@ def forecast(
         params.update({(_arm_name(n, i, multi) if n.startswith("cont_") else n): v for n, v in arm.params.items()})
     wl = np.concatenate([arm.wavelength for arm in arms])
     flux = np.concatenate([arm.flux for arm in arms])
-    emu = np.concatenate([np.asarray(arm.model.error(arm.wavelength), dtype=np.float64) for arm in arms])
+    # each arm's emulator error at this star: × s at its labels where the emulator measured its scale (as in a fit)
+    scales = [model_error_scale(arm.model, arm.params) if error_scale == "star" else None for arm in arms]
+    factors = [1.0 if s is None else s for s in scales]
+    emu = np.concatenate(
+        [np.asarray(arm.model.error(arm.wavelength), dtype=np.float64) * f for arm, f in zip(arms, factors)]
+    )
     if error_kind == "modes":
         terms = [fit_error_terms(arm, marginalize, obs_kwargs) for arm in arms]
-        white = np.concatenate([t[0] for t in terms])
-        modes = block_modes([t[1] for t in terms])
+        white = np.concatenate([t[0] * f for t, f in zip(terms, factors)])
+        modes = block_modes([t[1] * f for t, f in zip(terms, factors)])
     else:
         white, modes = (emu if error_kind == "white" else None), None
     sigma = noise_sigma(flux, snr, snr_mode, emulator_error=white)
@@ -516,6 +528,7 @@ def forecast(
         "snr_mode": snr_mode,
         "emulator_error": error_kind is not None,
         "error_model": "none" if error_kind is None else ("modes" if modes is not None else "white"),
+        "error_scale": {"mode": error_scale, "scales": scales if any(s is not None for s in scales) else None},
         **({} if modes is None else {"n_error_modes": int(modes.shape[1])}),
         "marginalized": [n for n in free if n not in space.names],
         "fixed": [n for n in names if n not in free],

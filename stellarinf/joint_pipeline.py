@@ -225,6 +225,7 @@ def fit_joint(
     vsini_max: float = 60.0,
     vmacro_max: float = 15.0,
     emulator_error: str = "modes",
+    error_scale: str = "star",
     jitter: bool = False,
     chains: int = 4,
     warmup: int = 300,
@@ -267,6 +268,8 @@ def fit_joint(
         continuum, continuum_degree, rv_max, vsini_max, vmacro_max, emulator_error, jitter, physics_error,
             mask_tellurics, read_options: as for :func:`stellarinf.fit_spectrum` (``continuum_degree="auto"``
             takes the largest of the stars' automatic degrees, so that all stars share one model structure).
+            ``error_scale``: accepted for the same options as ``fit_spectrum``, but a joint fit keeps the emulator's
+            error table as measured (it has no per-star second MAP to scale it at), with a note where that matters.
         chains, warmup, draws: NUTS size per chain; ``n_starts``: MAP starts per star alone; ``seed``.
         progress: NUTS's progress bar; ``log``: a callable taking a line (``print``) for the stages and times.
         nuts_options: more keywords of :func:`~stellarinf.inference.joint.run_joint_nuts` (``pilot``, ``chunk``,
@@ -312,6 +315,8 @@ def fit_joint(
         raise StellarinfError(f"continuum must be 'marginalise', 'sample' or 'profile', got {continuum!r}")
     if emulator_error not in ("modes", "white"):
         raise StellarinfError(f"emulator_error must be 'modes' or 'white', got {emulator_error!r}")
+    if error_scale not in ("star", "box"):
+        raise StellarinfError(f"error_scale must be 'star' or 'box', got {error_scale!r}")
     if "ln_jitter" in share and not jitter:
         raise JointError("share 'ln_jitter' needs jitter=True (CLI: --jitter); or drop it from the shared names")
     clash = [s for s in share if s in (fixed or {})]
@@ -357,6 +362,11 @@ def fit_joint(
 
     stages.start("load", "loading the emulator and building one observation model per star")
     models, model_labels = _models_for(emulator, n)
+    if error_scale == "star" and any(getattr(m, "error_scale", None) is not None for m in models):
+        stages.note(
+            "a joint fit keeps the emulator's error table as measured (no per-star second MAP to scale it to each "
+            "star); fit the stars one at a time (or with fit-catalog) to scale it"
+        )
     fixed_values = validate_fixed(fixed or {}, models[0], rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max)
     phys, _ = resolve_physics_error(physics_error, specs[0])
     cropped = []
@@ -496,6 +506,7 @@ def fit_joint(
         "vsini_max": float(vsini_max),
         "vmacro_max": float(vmacro_max),
         "emulator_error": emulator_error,
+        "error_scale": {"mode": "box", "scales": None},  # no per-star second MAP to scale it at
         "jitter": bool(jitter),
         "physics_error": None if phys is None else [phys[0], phys[1]],
         "mask_tellurics": bool(mask_tellurics),

@@ -915,6 +915,18 @@ def mask_outliers(spec, obs, params, *, threshold: float = 5.0):
     return dataclasses.replace(spec, mask=np.asarray(spec.mask, bool) & ~bad), int(bad.sum())
 
 
+def _with_scales(obs, problem, scales):
+    """(obs, problem) with each arm's emulator error × its scale (:func:`observe.error_scale.with_error_scales`)."""
+    from .observe.error_scale import with_error_scales
+
+    obs = with_error_scales(obs, scales)
+    return obs, problem.with_obs_model(obs)
+
+
+def _scales_text(scales) -> str:
+    return ", ".join("—" if s is None else f"×{s:.2f}" for s in scales)
+
+
 def fit_spectrum(
     spectrum,
     *,
@@ -930,6 +942,7 @@ def fit_spectrum(
     vsini_max: float = 60.0,
     vmacro_max: float = 15.0,
     emulator_error: str = "modes",
+    error_scale: str = "star",
     jitter: bool = False,
     chains: int = 4,
     draws: int = 1000,
@@ -974,6 +987,11 @@ def fit_spectrum(
         rv_max, vsini_max, vmacro_max: box of the RV, v sin i and v macro priors (km/s).
         emulator_error: ``"modes"`` (integrate out the emulator's correlated error modes when it has them)
             or ``"white"``; ``jitter``: fit an extra white-noise term ``ln_jitter``.
+        error_scale: ``"star"`` (default): where the emulator measured how its error varies over its box
+            (``stellarinf error-model``; the broad sets), its error is scaled to this star: s(θ) at the first
+            MAP's labels, then held fixed while the MAP is polished again and the posterior computed
+            (:mod:`stellarinf.observe.error_scale`; ``settings["error_scale"]`` has each arm's s). ``"box"``: the
+            error table as measured, the held-out rms over the whole box.
         chains, draws, warmup: sampler size (per chain); ``n_starts``: MAP starting points; ``seed``.
         progress: the sampler's progress bar (NUTS); ``log``: a callable taking a line (e.g. ``print``)
             to print the stages with their times, or a :class:`StageLog`.
@@ -1025,6 +1043,7 @@ def fit_spectrum(
     from .inference.map import carried_to_convergence, find_map, refine_map
     from .inference.samplers import SamplerBudgetExceeded, sample, sampler_spec
     from .observe.degrade import match_model_resolution
+    from .observe.error_scale import star_error_scales
 
     enable_float64()
     stages = _as_log(log)
@@ -1034,6 +1053,8 @@ def fit_spectrum(
         raise StellarinfError(f"continuum must be 'marginalise', 'sample' or 'profile', got {continuum!r}")
     if emulator_error not in ("modes", "white"):
         raise StellarinfError(f"emulator_error must be 'modes' or 'white', got {emulator_error!r}")
+    if error_scale not in ("star", "box"):
+        raise StellarinfError(f"error_scale must be 'star' or 'box', got {error_scale!r}")
     if chains < 1 or draws < 1 or warmup < 0 or n_starts < 1:
         raise StellarinfError(
             f"need chains >= 1, draws >= 1, warmup >= 0 and n_starts >= 1 (got {chains}, {draws}, {warmup}, {n_starts})"
@@ -1121,20 +1142,30 @@ def fit_spectrum(
     stages.start("map", f"MAP ({n_starts} starts)")
     with stages.heartbeat("MAP: compiling and running the optimiser") as beat:
         m = find_map(problem, n_starts=n_starts, seed=seed, progress=beat.say)
+        scales = star_error_scales(obs, m.params) if error_scale == "star" else ()
+        scaled = any(s is not None for s in scales)
+        if scaled:  # the emulator's error at this star, held fixed from here on (observe.error_scale)
+            obs, problem = _with_scales(obs, problem, scales)
         n_outliers = 0
         if clip_outliers:
             beat.say("MAP: masking outlier pixels")
             clipped, n_outliers = mask_outliers(spec, obs, m.params)
             if n_outliers:
                 spec, obs, problem = build_problem(fit_model, clipped, **build)
-                # a few pixels fewer hardly move the optimum: the best start is polished again, not searched for anew
-                beat.say("MAP: polishing the best start again")
-                m = refine_map(problem, m)
+                if scaled:
+                    obs, problem = _with_scales(obs, problem, scales)
                 n_used = int(np.sum(np.asarray(obs.weight) > 0))
+        if scaled or n_outliers:
+            # another error scale or a few pixels fewer hardly move the optimum: the best start is polished again
+            # (in the programs already compiled), not searched for anew
+            beat.say("MAP: polishing the best start again")
+            m = refine_map(problem, m)
     stages.done(
         f"log posterior {m.log_posterior:.1f}, {m.n_starts_agreeing}/{n_starts} starts agree "
         f"(the best {carried_to_convergence(n_starts)} carried to convergence)"
-        + (f"; {n_outliers} outlier pixels (> 5σ) masked and the best start polished again" if n_outliers else "")
+        + (f"; {n_outliers} outlier pixels (> 5σ) masked" if n_outliers else "")
+        + (f"; emulator error scaled to this star ({_scales_text(scales)})" if scaled else "")
+        + ("; the best start polished again" if scaled or n_outliers else "")
     )
 
     stages.start("laplace", "Laplace approximation")
@@ -1221,6 +1252,9 @@ def fit_spectrum(
         "vsini_max": float(vsini_max),
         "vmacro_max": float(vmacro_max),
         "emulator_error": emulator_error,
+        # per arm: s at the first MAP's labels, the factor on the emulator's error table and modes (None: the
+        # table as measured; "box" or no measured scale)
+        "error_scale": {"mode": error_scale, "scales": list(scales) if scaled else None},
         "jitter": bool(jitter),
         "physics_error": _physics_setting(phys),
         "physics_label_floor": label_floor,
@@ -1403,6 +1437,7 @@ def fit_spectra(
     vsini_max: float = 60.0,
     vmacro_max: float = 15.0,
     emulator_error: str = "modes",
+    error_scale: str = "star",
     jitter: bool = False,
     chains: int = 4,
     draws: int = 1000,
@@ -1419,9 +1454,11 @@ def fit_spectra(
 ) -> BatchResult:
     """Fit many spectra with one emulator and one set of settings; returns a :class:`BatchResult`.
 
-    Same arguments as :func:`fit_spectrum` (``spectra``: paths and/or Spectrum objects). The model is loaded
-    once; MAP + Laplace run for all spectra together (:func:`stellarinf.inference.batch.fit_batch`:
-    vmapped across spectra on accelerators), then the sampler per spectrum. A spectrum that cannot be fitted
+    Same arguments as :func:`fit_spectrum` (``spectra``: paths and/or Spectrum objects; the emulator's error is
+    its table as measured whatever ``error_scale`` says, with a note where that matters: the batched MAP has no
+    second pass). The model is loaded once; MAP + Laplace run for all spectra together
+    (:func:`stellarinf.inference.batch.fit_batch`: vmapped across spectra on accelerators), then the sampler per
+    spectrum. A spectrum that cannot be fitted
     (unreadable, outside the model's range, no usable flux, a failure in its fit) gets a row with
     ``status="failed"`` and the reason in ``error``; the others are still fitted.
     """
@@ -1458,7 +1495,14 @@ def fit_spectra(
     emulator, emulator_reason = resolve_emulator(emulator)
     if emulator_reason and read:
         echo(f"emulator: {emulator} ({emulator_reason})")
+    if error_scale not in ("star", "box"):
+        raise StellarinfError(f"error_scale must be 'star' or 'box', got {error_scale!r}")
     model = load_model(emulator) if read else None
+    if error_scale == "star" and getattr(model, "error_scale", None) is not None:
+        echo(
+            "note: in a batch the emulator's error is its table as measured (the batched MAP has no second pass to "
+            "scale it to each star); `stellarinf fit-catalog` or one spectrum at a time scales it"
+        )
     label = emulator_name or (str(emulator) if isinstance(emulator, (str, os.PathLike)) else type(emulator).__name__)
     reason = "given"
     if sampler is None and model is not None:
@@ -1519,6 +1563,7 @@ def fit_spectra(
         "vsini_max": vsini_max,
         "vmacro_max": vmacro_max,
         "emulator_error": emulator_error,
+        "error_scale": {"mode": "box", "scales": None},  # the batched MAP has no second pass to scale it in
         "jitter": jitter,
         "inputs": inputs,
         "stellarinf_version": _version(),

@@ -1,12 +1,17 @@
 """The emulator error's dependence on the labels (stellarinf.emulators.error_scale): fitted from held-out
-residuals and stored with the model as a diagnostic (fits keep the one error table)."""
+residuals and stored with the model; a fit scales the error to its star (stellarinf.observe.error_scale)."""
 
+import dataclasses
+import math
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_error_model import SPACE
+from modes_model import ModesModel
+from test_error_model import LABELS, SPACE, R, modes_model
 
 import stellarinf  # noqa: F401  (float64)
 from stellarinf.cli import cli
@@ -16,6 +21,11 @@ from stellarinf.emulators.model_io import load_model_directory, save_emulator
 from stellarinf.emulators.payne import PayneConfig, PayneMLP
 from stellarinf.errors import ShapeError
 from stellarinf.io.grid import SpectralGrid, write_grid
+from stellarinf.io.spectrum import Spectrum
+from stellarinf.observe.error_scale import star_error_scales, with_error_scales
+from stellarinf.observe.model import ObservationModel
+from stellarinf.observe.multi_arm import MultiArmObservationModel
+from stellarinf.wavelength import log_uniform_grid
 
 NAMES = ("teff", "logg", "feh")
 LOWER, UPPER = (4500.0, 2.0, -1.5), (6500.0, 5.0, 0.5)
@@ -59,7 +69,7 @@ def test_fit_error_scale_recovers_a_known_dependence_with_mean_square_one():
 
 def test_error_model_command_measures_the_scale_and_keeps_the_plain_table(tmp_path):
     """Held-out residuals whose size depends on the labels: `error-model` (default --scale) finds that dependence
-    and stores it with the model (round trip); the error table is still the plain rms (fits use it unscaled)."""
+    and stores it with the model (round trip); the error table is still the plain rms (the scale's unit)."""
     wl = np.linspace(6000.0, 6030.0, 64)
     net = PayneMLP(PayneConfig(n_labels=3, n_pixels=wl.size, hidden=(8,)), jax.random.key(0))
     emu = Emulator(net, SPACE, (6000.0, 6030.0), training_wavelength=wl)
@@ -87,3 +97,119 @@ def test_error_model_command_measures_the_scale_and_keeps_the_plain_table(tmp_pa
     )
     s = np.asarray([float(scale(v)) for v in labels])
     assert np.mean(s**2) == pytest.approx(1.0, rel=1e-6)
+
+
+# --- in a fit: s(θ) evaluated at the first MAP's labels, then held fixed (stellarinf.observe.error_scale) --------
+
+
+class ScaledModesModel(eqx.Module):
+    """The error-model tests' analytic model with modes, plus a measured error scale (duck-types an Emulator)."""
+
+    inner: ModesModel
+    error_scale: ErrorScale = eqx.field(static=True)
+
+    label_space = property(lambda self: self.inner.label_space)
+    wavelength_range = property(lambda self: self.inner.wavelength_range)
+    resolution = property(lambda self: self.inner.resolution)
+    n_error_modes = property(lambda self: self.inner.n_error_modes)
+    error_modes = property(lambda self: self.inner.error_modes)
+    error_wavelength = property(lambda self: self.inner.error_wavelength)
+    error_sigma = property(lambda self: self.inner.error_sigma)
+
+    def flux(self, labels, wavelength):
+        return self.inner.flux(labels, wavelength)
+
+    def error(self, wavelength):
+        return self.inner.error(wavelength)
+
+    error_white = Emulator.error_white
+
+
+S_TRUTH = 0.25  # this star's error is a quarter of the box's rms
+
+
+def scaled_model():
+    """Box rms: modes of 0.004 and a white 0.004; s(Teff) = 0.25 at the star, rising 1.6× per 1000 K."""
+    inner = modes_model(n_modes=3, seed=0)
+    ew = np.asarray(inner.error_wavelength)
+    sigma = np.sqrt(np.sum(np.asarray(inner.error_modes) ** 2, axis=0) + 0.004**2)
+    inner = ModesModel(inner.base, inner.error_wavelength, jnp.asarray(sigma), inner.error_modes)
+    z_star = 2.0 * (LABELS["teff"] - 4500.0) / 2000.0 - 1.0
+    scale = ErrorScale(("teff",), (4500.0,), (6500.0,), (math.log(S_TRUTH) - 0.5 * z_star, 0.5, 0.0))
+    assert ew.size == sigma.size
+    return ScaledModesModel(inner, scale)
+
+
+def star_spectrum(model, noise=0.001, seed=3):
+    """Noise σ plus the emulator's error at this star: s × (its modes with N(0, 1) amplitudes + its white part)."""
+    wl = log_uniform_grid(6560.0, 6640.0, R, 2.5)
+    rng = np.random.default_rng(seed)
+    truth = np.asarray(model.flux(jnp.asarray(SPACE.array_from_mapping(LABELS)), jnp.asarray(wl)))
+    ew = np.asarray(model.error_wavelength)
+    modes = np.stack([np.interp(wl, ew, m) for m in np.asarray(model.error_modes)])
+    white = np.asarray(model.error_white(jnp.asarray(wl)))
+    emu = S_TRUTH * (rng.normal(size=modes.shape[0]) @ modes + white * rng.normal(size=wl.size))
+    flux = truth + emu + noise * rng.normal(size=wl.size)
+    return Spectrum(wl, flux, np.full(wl.size, noise), resolution=R)
+
+
+def test_with_error_scales_multiplies_each_arm_s_emulator_error_and_nothing_else():
+    model = scaled_model()
+    spec = star_spectrum(model)
+    obs = ObservationModel(model, spec, continuum="marginalise", continuum_degree=1)
+    params = {**obs.initial_params(), **LABELS}
+    (s,) = star_error_scales(obs, params)
+    assert s == pytest.approx(S_TRUTH, rel=1e-9)
+    scaled = with_error_scales(obs, (s,))
+    assert np.allclose(scaled.emulator_error, s * obs.emulator_error) and np.any(obs.emulator_error > 0)
+    assert np.allclose(scaled.error_modes, s * obs.error_modes) and obs.n_error_modes == 3
+    assert np.array_equal(scaled.sigma, obs.sigma) and np.array_equal(scaled.flux, obs.flux)
+    # the likelihood is the one of a model whose error table and modes are s × the box's (a known answer)
+    inner = model.inner
+    shrunk = ModesModel(inner.base, inner.error_wavelength, s * inner.error_sigma, s * inner.error_modes)
+    direct = ObservationModel(shrunk, spec, continuum="marginalise", continuum_degree=1)
+    assert float(scaled.log_likelihood(params)) == pytest.approx(float(direct.log_likelihood(params)), rel=1e-10)
+    # two arms: each its own emulator's scale; None leaves an arm as it is
+    blue, red = spec.arms()[0], spec.arms()[0]
+    two = MultiArmObservationModel(
+        [
+            ObservationModel(model, _with_segment(blue, 0), continuum="marginalise", continuum_degree=1),
+            ObservationModel(model.inner, _with_segment(red, 1), continuum="marginalise", continuum_degree=1),
+        ]
+    )
+    scales = star_error_scales(two, params)
+    assert scales[0] == pytest.approx(S_TRUTH, rel=1e-9) and scales[1] is None  # the plain model has no scale
+    both = with_error_scales(two, (0.5, None))
+    assert np.allclose(both.arms[0].emulator_error, 0.5 * two.arms[0].emulator_error)
+    assert np.array_equal(both.arms[1].emulator_error, two.arms[1].emulator_error)
+    # the arms keep their model objects (the pipeline matches arms to models by identity)
+    assert both.arms[0].emulator is two.arms[0].emulator and both.arms[1].emulator is two.arms[1].emulator
+    with pytest.raises(ValueError, match="2 arms"):
+        with_error_scales(two, (0.5,))
+
+
+def _with_segment(spec, seg):
+    return dataclasses.replace(spec, segments=np.full(spec.n_pix, seg))
+
+
+@pytest.mark.parametrize("mode", ["star", "box"])
+def test_a_fit_scales_the_emulator_error_to_the_star_and_its_chi2_says_so(mode):
+    """Data whose emulator error is a quarter of the box's rms: scaled to the star (s at the first MAP, held fixed),
+    the reduced χ² is 1 and s is recorded; with the box's table it is far below 1 (errors overstated)."""
+    model = scaled_model()
+    result = stellarinf.fit_spectrum(
+        star_spectrum(model), emulator=model, sampler="laplace", chains=2, draws=200, n_starts=2,
+        physics_error="off", continuum_degree=1, error_scale=mode,
+    )  # fmt: skip
+    record = result.settings["error_scale"]
+    chi2_red = result.summary.meta["CHI2RED"]
+    if mode == "box":
+        assert record == {"mode": "box", "scales": None}
+        assert chi2_red < 0.3
+        return
+    (s,) = record["scales"]
+    teff = float(result.summary[list(result.summary["name"]).index("teff")]["p50"])
+    assert abs(teff - LABELS["teff"]) < 30.0
+    assert s == pytest.approx(float(model.error_scale(np.array([teff]))), rel=0.02)  # at the fit's labels
+    assert s == pytest.approx(S_TRUTH, rel=0.05)
+    assert 0.85 < chi2_red < 1.2

@@ -251,3 +251,31 @@ def test_cli_crb_emulator_error_says_its_error_model_and_where_the_floor_dominat
     assert white.exit_code == 0 and "white per pixel" in white.output, white.output
     none = CliRunner().invoke(cli, base)
     assert none.exit_code == 0 and "photon noise only" in none.output and "emulator error floor" not in none.output
+
+
+def test_a_forecast_scales_the_emulator_error_to_the_star_as_a_fit_does(model):
+    """An emulator whose measured error scale is s at this star forecasts as one whose error table and modes are s ×
+    its own (error_scale="star", the default); "box" keeps the table. Smaller error, tighter bound."""
+    from test_error_scale import ScaledModesModel
+
+    from stellarinf.emulators.error_scale import ErrorScale
+
+    s = 0.3
+    snr_high = 1000.0  # where the emulator's error (2e-3) matters beside the photon noise
+    scaled = ScaledModesModel(model, ErrorScale(("teff",), (4000.0,), (7000.0,), (math.log(s), 0.0, 0.0)))
+    shrunk = ModesModel(model.base, model.error_wavelength, s * model.error_sigma, s * model.error_modes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for kind in (True, "white"):
+            star = F.forecast(scaled, STAR, window=SMALL, snr=snr_high, emulator_error=kind)
+            known = F.forecast(shrunk, STAR, window=SMALL, snr=snr_high, emulator_error=kind)
+            box = F.forecast(scaled, STAR, window=SMALL, snr=snr_high, emulator_error=kind, error_scale="box")
+            table = F.forecast(model, STAR, window=SMALL, snr=snr_high, emulator_error=kind)
+            assert star.result.meta["error_scale"] == {"mode": "star", "scales": [pytest.approx(s, rel=1e-12)]}
+            assert box.result.meta["error_scale"] == {"mode": "box", "scales": None}
+            for n in ("teff", "logg", "feh"):
+                assert star.result.marginal()[n] == pytest.approx(known.result.marginal()[n], rel=1e-8), (kind, n)
+                assert box.result.marginal()[n] == pytest.approx(table.result.marginal()[n], rel=1e-8), (kind, n)
+            assert star.result.marginal()["teff"] < 0.95 * box.result.marginal()["teff"]
+        with pytest.raises(F.ForecastError, match="error_scale"):
+            F.forecast(scaled, STAR, window=SMALL, emulator_error=True, error_scale="local")

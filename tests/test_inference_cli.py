@@ -347,11 +347,16 @@ def test_a_model_set_serves_each_arm_with_its_member_and_refuses_what_it_cannot(
     names = {tuple(x["name"] for x in read_model_document(model_path(m))["label_space"]) for m in members}
     assert len(names) == 1 and len(next(iter(names))) == 35
     # and each carries its error scale: its error in a cool star is several times a warm star's
+    from stellarinf.emulator_fidelity import stored_fidelity
     from stellarinf.emulators.registry import load_emulator
 
     for m in members:
-        scale = load_emulator(m).error_scale
+        emu = load_emulator(m)
+        scale = emu.error_scale
         assert scale is not None and float(scale([4100.0, 4.5, 0.3]) / scale([6400.0, 4.0, -0.5])) > 3.0, m
+        # and its Cramér–Rao fidelity, measured for these weights and this error model (fits flag over-claims)
+        entry, why = stored_fidelity(emu)
+        assert entry is not None and len(entry["stars"]) == 7 and all(s.get("fisher") for s in entry["stars"]), (m, why)
     # a forecast takes the set's name as well: one model per arm
     from stellarinf.forecast import resolve_models
 
@@ -472,6 +477,8 @@ def test_fit_cli_prints_stages_writes_the_set_and_plots(spectrum_file, tmp_path,
                 str(out),
                 "--plots",
                 "--no-draw-log-density",
+                "--error-scale",
+                "box",
             ],
             capsys,
         )
@@ -487,6 +494,7 @@ def test_fit_cli_prints_stages_writes_the_set_and_plots(spectrum_file, tmp_path,
     # --no-draw-log-density: the Laplace draws without sample_stats.lp, and the settings say so
     assert "sample_stats" not in idata.groups()
     assert json.loads(idata.posterior.attrs["settings"])["draw_log_density"] is False
+    assert json.loads(idata.posterior.attrs["settings"])["error_scale"] == {"mode": "box", "scales": None}
     table = Table.read(str(out) + "_summary.fits")
     assert {"mean", "sd", "p16", "p50", "p84", "r_hat", "ess_bulk", "ess_tail", "flags"} <= set(table.colnames)
     for row in table:

@@ -52,6 +52,7 @@ RESULT_SETTINGS = (
     "vsini_max",
     "vmacro_max",
     "emulator_error",
+    "error_scale",
     "jitter",
     "physics_error",
     "mask_tellurics",
@@ -181,6 +182,7 @@ def fit_catalog(
     vsini_max: float = 60.0,
     vmacro_max: float = 15.0,
     emulator_error: str = "modes",
+    error_scale: str = "star",
     jitter: bool = False,
     physics_error="auto",
     mask_tellurics: bool = True,
@@ -214,7 +216,7 @@ def fit_catalog(
         scheduler: the address of an existing Dask scheduler (``"tcp://host:8786"``, e.g. a dask-jobqueue cluster)
             instead of a local cluster; its workers must see ``output`` and the spectra at the same paths.
         emulator, emulator_name, sampler, priors, fixed, resolution, continuum, continuum_degree, rv_max,
-            vsini_max, vmacro_max, emulator_error, jitter, physics_error, mask_tellurics, clip_outliers, chains,
+            vsini_max, vmacro_max, emulator_error, error_scale, jitter, physics_error, mask_tellurics, clip_outliers, chains,
             draws, warmup, n_starts, seed, max_minutes, read_options: as for :func:`stellarinf.fit_spectrum`,
             the same for every star (a manifest's ``prior_<label>`` and ``resolution`` override ``priors`` and
             ``resolution`` per star). ``seed``: each star's seed is derived from it and the star's id, so a star
@@ -301,6 +303,7 @@ def fit_catalog(
         "vsini_max": float(vsini_max),
         "vmacro_max": float(vmacro_max),
         "emulator_error": emulator_error,
+        "error_scale": error_scale,
         "jitter": bool(jitter),
         "physics_error": physics_error if isinstance(physics_error, str) else [float(v) for v in physics_error],
         "mask_tellurics": bool(mask_tellurics),

@@ -131,13 +131,21 @@ def format_floor(floor: dict, snr: float) -> str:
 def describe_error_model(meta: dict) -> str:
     """The noise the bounds assume, in words (``meta["error_model"]`` of a forecast)."""
     kind = meta.get("error_model", "none")
+    scales = (meta.get("error_scale") or {}).get("scales")
+    at_star = (
+        " scaled to this star (" + ", ".join("table" if s is None else f"×{s:.2f}" for s in scales) + ")"
+        if scales
+        else ""
+    )
     if kind == "modes":
         return (
-            f"noise: photon noise + the emulator's error as a fit's likelihood has it ({meta['n_error_modes']} "
-            "correlated modes + white remainder)"
+            f"noise: photon noise + the emulator's error{at_star} as a fit's likelihood has it "
+            f"({meta['n_error_modes']} correlated modes + white remainder)"
         )
     if kind == "white":
-        return "noise: photon noise + the emulator's error, white per pixel (it has no correlated modes in use)"
+        return (
+            f"noise: photon noise + the emulator's error{at_star}, white per pixel (it has no correlated modes in use)"
+        )
     return "noise: photon noise only (--emulator-error adds the emulator's)"
 
 
@@ -287,6 +295,14 @@ def _list_presets(model) -> None:
     "(as `fit --emulator-error modes`); white = its whole error added in quadrature per pixel.",
 )
 @click.option(
+    "--error-scale",
+    type=click.Choice(["star", "box"]),
+    default="star",
+    show_default=True,
+    help="With --emulator-error: star = the emulator's error scaled to this star where it measured how its error "
+    "varies over its box (as `fit --error-scale star`; the broad sets); box = its error table as measured.",
+)
+@click.option(
     "--plots",
     "plots_dir",
     type=click.Path(file_okay=False),
@@ -317,6 +333,7 @@ def crb(
     priors,
     emulator_error,
     emulator_error_model,
+    error_scale,
     plots_dir,
     output,
 ):
@@ -368,6 +385,7 @@ def crb(
                 alpha=alpha,
                 priors=prior_sigma,
                 emulator_error=emulator_error_model if emulator_error else False,
+                error_scale=error_scale,
                 model_name=str(model),
             )
             result = fc.result

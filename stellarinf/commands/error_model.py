@@ -53,8 +53,8 @@ import click
     default=True,
     show_default=True,
     help="--scale: also measure how the error grows and shrinks with Teff, log g and [Fe/H] (a quadratic in ln rms, "
-    "stellarinf/emulators/error_scale.py) and store it as a diagnostic; fits keep the one table (why: "
-    "stellarinf/emulators/error_scale.py).",
+    "stellarinf/emulators/error_scale.py) and store it; fits scale the error to their star with it, held fixed "
+    "(`fit --error-scale`).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def error_model(

@@ -37,7 +37,8 @@ def fidelity(model, snr, output, quiet):
 
     Computed at the seven named reference stars inside the model's label box (dwarfs, turn-off stars and
     giants, solar to metal-poor) on the model's own wavelength range and resolving power, with the model's error in the
-    noise (and without); the worst star's ratio per label is stored in MODEL/model.json. `stellarinf crb`
+    noise (scaled to each star where the model measured its error scale, as a fit does) and without; the worst
+    star's ratio per label is stored in MODEL/model.json. `stellarinf crb`
     prints it with every forecast from this model and warns where it is below 0.8 (the emulator claims more
     precision than the synthesizer's spectrum carries). Takes minutes: the synthesizer's derivatives.
 

@@ -159,6 +159,15 @@ def _check_files(paths) -> None:
     help="modes: integrate out the emulator's correlated error modes (when it has them; `stellarinf error-model`); "
     "white: treat its whole error as independent per pixel.",
 )
+@click.option(
+    "--error-scale",
+    type=click.Choice(["star", "box"]),
+    default="star",
+    show_default=True,
+    help="star: where the emulator measured how its error varies over its box (`stellarinf error-model`; the broad "
+    "sets), scale its error to this star (at the first MAP's labels, then held fixed); box: its error table as "
+    "measured (the rms over the whole box).",
+)
 @click.option("--jitter/--no-jitter", default=False, show_default=True, help="Fit an extra white-noise term ln_jitter.")
 @click.option(
     "--physics-error",
@@ -247,6 +256,7 @@ def fit(
     vsini_max,
     vmacro_max,
     emulator_error,
+    error_scale,
     jitter,
     physics_error,
     telluric_mask,
@@ -310,6 +320,7 @@ def fit(
         vsini_max=vsini_max,
         vmacro_max=vmacro_max,
         emulator_error=emulator_error,
+        error_scale=error_scale,
         jitter=jitter,
         chains=chains,
         draws=draws,

@@ -90,6 +90,15 @@ from .options import read_options_kwargs, spectrum_read_options
 @click.option("--vsini-max", default=60.0, show_default=True)
 @click.option("--vmacro-max", default=15.0, show_default=True)
 @click.option("--emulator-error", type=click.Choice(["modes", "white"]), default="modes", show_default=True)
+@click.option(
+    "--error-scale",
+    type=click.Choice(["star", "box"]),
+    default="star",
+    show_default=True,
+    help="star: where the emulator measured how its error varies over its box (`stellarinf error-model`; the broad "
+    "sets), scale its error to this star (at the first MAP's labels, then held fixed); box: its error table as "
+    "measured (the rms over the whole box).",
+)
 @click.option("--jitter/--no-jitter", default=False, show_default=True, help="Fit an extra white-noise term ln_jitter.")
 @click.option(
     "--physics-error",
@@ -144,6 +153,7 @@ def fit_catalog(
     vsini_max,
     vmacro_max,
     emulator_error,
+    error_scale,
     jitter,
     physics_error,
     telluric_mask,
@@ -194,6 +204,7 @@ def fit_catalog(
         vsini_max=vsini_max,
         vmacro_max=vmacro_max,
         emulator_error=emulator_error,
+        error_scale=error_scale,
         jitter=jitter,
         physics_error=physics_error,
         mask_tellurics=telluric_mask,

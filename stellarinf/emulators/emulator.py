@@ -253,7 +253,8 @@ class Emulator(eqx.Module):
     @property
     def error_scale(self) -> ErrorScale | None:
         """How the held-out error grows and shrinks across the box (:mod:`~stellarinf.emulators.error_scale`, measured
-        by ``stellarinf error-model``), or None where it was not measured. A diagnostic: fits do not use it."""
+        by ``stellarinf error-model``), or None where it was not measured. Fits evaluate it once, at a first MAP's
+        labels, and hold it fixed (:mod:`stellarinf.observe.error_scale`)."""
         doc = (self.metadata.get("error_model") or {}).get("scale")
         return ErrorScale.from_json(doc) if doc else None
 

@@ -1,4 +1,4 @@
-"""How an emulator's error grows and shrinks across its label box: one scale factor per star (a diagnostic).
+"""How an emulator's error grows and shrinks across its label box: one scale factor per star.
 
 An emulator's held-out error is far from uniform over a broad box: the broad-domain Payne's rms residual is
 4.4e-2 for stars of 4000–4500 K and 2.1e-3 for stars of 6000–6500 K (galah-red, thirty-fifth session). Its error
@@ -6,12 +6,13 @@ table (:mod:`stellarinf.emulators.error_model`) is the rms over the held-out spe
 error of a warm star several-fold and understates a cool one's. ``stellarinf error-model`` measures the scale below
 and stores it in ``model.json`` (``error_model.scale``, with its held-out skill in ``scale_report``).
 
-**Fits do not use it**, on purpose. Applied at the labels being evaluated (error table and modes × s(θ)), the
-likelihood's log-determinant, summed over ~2,700 pixels, becomes a force towards the labels where the emulator is
-more accurate: on 30 synthesizer mocks of the broad red box at S/N 100 (``benchmarks/inference_recovery.py``,
-thirty-fifth session) the Teff error grew from 13 to 30 K rms and [Fe/H]'s from 0.033 to 0.053 dex, and the observed
-Sun's [Fe/H] moved from −0.02 to −0.06. Using it needs s held fixed during a fit (evaluated at a first fit's labels,
-as ``sd_sys`` is), which the fitting pipeline does not do yet.
+**Fits hold it fixed** (:mod:`stellarinf.observe.error_scale`: evaluated once, at a first MAP's labels). Applied at
+the labels being evaluated instead (error table and modes × s(θ)), the likelihood's log-determinant, summed over
+~2,700 pixels, becomes a force towards the labels where the emulator is more accurate: on 30 synthesizer mocks of
+the broad red box at S/N 100 (``benchmarks/inference_recovery.py``, thirty-fifth session) the Teff error grew from
+13 to 30 K rms and [Fe/H]'s from 0.033 to 0.053 dex, and the observed Sun's [Fe/H] moved from −0.02 to −0.06. Held
+fixed, the errors are the table's (13 K, 0.033 dex) and the total sd is calibrated alike at every Teff
+(benchmarks/README.md, section 1).
 
 The scale, for a star with labels θ:
 

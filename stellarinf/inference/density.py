@@ -193,6 +193,11 @@ class Problem(eqx.Module):
             return self
         return Problem(self.obs_model, self.names, self.prior.unfolded(), self.fixed)
 
+    def with_obs_model(self, obs_model) -> "Problem":
+        """The same parameters and priors over another observation model of the same data (e.g. its emulator
+        error scaled to the star: :mod:`stellarinf.observe.error_scale`)."""
+        return Problem(obs_model, self.names, self.prior, self.fixed)
+
     def z_from(self, other: "Problem", z: Float[Array, "... n"]) -> Float[Array, "... n"]:
         """``z`` of ``other`` (the same parameters, other coordinates, e.g. :meth:`unfolded`) in this problem's
         coordinates; a value ``other`` puts on a bound (float rounding at |z| ≳ 37) is moved 1e-12 of the span inside."""
