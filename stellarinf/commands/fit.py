@@ -28,7 +28,7 @@ import click
 
 from ..pipeline import DEFAULT_CONTINUUM, DEFAULT_SAMPLER_MINUTES, DEFAULT_STARTS, EXIT_UNRELIABLE
 from ..shipped_models import shipped_models_text
-from .options import read_options_kwargs, spectrum_read_options
+from .options import error_scale_option, read_options_kwargs, spectrum_read_options
 
 EXIT_BAD_INPUT = 3
 
@@ -159,15 +159,7 @@ def _check_files(paths) -> None:
     help="modes: integrate out the emulator's correlated error modes (when it has them; `stellarinf error-model`); "
     "white: treat its whole error as independent per pixel.",
 )
-@click.option(
-    "--error-scale",
-    type=click.Choice(["star", "box"]),
-    default="star",
-    show_default=True,
-    help="star: where the emulator measured how its error varies over its box (`stellarinf error-model`; the broad "
-    "sets), scale its error to this star (at the first MAP's labels, then held fixed); box: its error table as "
-    "measured (the rms over the whole box).",
-)
+@error_scale_option
 @click.option("--jitter/--no-jitter", default=False, show_default=True, help="Fit an extra white-noise term ln_jitter.")
 @click.option(
     "--physics-error",

@@ -19,7 +19,7 @@ import click
 
 from ..pipeline import DEFAULT_CONTINUUM, DEFAULT_SAMPLER_MINUTES, DEFAULT_STARTS
 from .fit import BadInput, SamplerChoice, _parse_fixed
-from .options import read_options_kwargs, spectrum_read_options
+from .options import error_scale_option, read_options_kwargs, spectrum_read_options
 
 
 @click.command(name="fit-catalog")
@@ -90,15 +90,7 @@ from .options import read_options_kwargs, spectrum_read_options
 @click.option("--vsini-max", default=60.0, show_default=True)
 @click.option("--vmacro-max", default=15.0, show_default=True)
 @click.option("--emulator-error", type=click.Choice(["modes", "white"]), default="modes", show_default=True)
-@click.option(
-    "--error-scale",
-    type=click.Choice(["star", "box"]),
-    default="star",
-    show_default=True,
-    help="star: where the emulator measured how its error varies over its box (`stellarinf error-model`; the broad "
-    "sets), scale its error to this star (at the first MAP's labels, then held fixed); box: its error table as "
-    "measured (the rms over the whole box).",
-)
+@error_scale_option
 @click.option("--jitter/--no-jitter", default=False, show_default=True, help="Fit an extra white-noise term ln_jitter.")
 @click.option(
     "--physics-error",

@@ -1,5 +1,5 @@
-"""Shared command-line options: how to read an observed spectrum, and where a command that measures a model stores
-the result (``@model_output_option``).
+"""Shared command-line options: how to read an observed spectrum, where a command that measures a model stores
+the result (``@model_output_option``), and how a fit scales the emulator's error (``@error_scale_option``).
 
 Every command that reads spectra takes the same options (``@spectrum_read_options``) and turns them into
 :func:`~stellarinf.io.spectrum.read_spectrum` keywords with :func:`read_options_kwargs`, so that an error
@@ -127,4 +127,16 @@ model_output_option = click.option(
     type=click.Path(file_okay=False),
     default=None,
     help="Write the updated model here (default: update MODEL's model.json in place; a named model needs -o).",
+)
+
+
+# the fits' (`fit`, `fit-catalog`) choice of :func:`stellarinf.fit_spectrum`'s ``error_scale``
+error_scale_option = click.option(
+    "--error-scale",
+    type=click.Choice(["star", "box"]),
+    default="star",
+    show_default=True,
+    help="star: where the emulator measured how its error varies over its box (`stellarinf error-model`; the broad "
+    "sets), scale its error to this star (at the first MAP's labels, then held fixed); box: its error table as "
+    "measured (the rms over the whole box).",
 )
