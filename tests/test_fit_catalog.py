@@ -600,3 +600,18 @@ def test_on_a_machine_with_gpus_the_local_cluster_has_one_worker_per_gpu_each_se
         client.close()
         cluster.close()
     assert "2 worker processes" in lines[0] and "GPUs (CUDA_VISIBLE_DEVICES) 0, 1" in lines[0], lines
+
+
+def test_a_run_from_before_a_setting_existed_resumes_with_its_value_only(tmp_path):
+    """A folder whose settings.json predates ``error_scale`` was fitted with the box table: it resumes with
+    ``error_scale="box"`` and refuses ``"star"`` (the catalogue would mix stars fitted two ways)."""
+    import json
+
+    from stellarinf.catalog.run import SETTINGS_FILE, check_settings
+
+    settings = {"emulator": "broad", "sampler": "laplace", "error_scale": "box"}
+    old = {k: v for k, v in settings.items() if k != "error_scale"}
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps({"settings": old}), encoding="utf-8")
+    check_settings(tmp_path, settings, print)  # no error
+    with pytest.raises(SettingsMismatch, match="error_scale: 'box' before, 'star' now"):
+        check_settings(tmp_path, {**settings, "error_scale": "star"}, print)

@@ -62,6 +62,10 @@ RESULT_SETTINGS = (
 )
 
 
+# what a run in a folder written before a setting existed was fitted with: it resumes with that value
+SETTINGS_BEFORE = {"error_scale": "box"}  # the emulator's error table as measured (before the thirty-eighth session)
+
+
 class SettingsMismatch(StellarinfError):
     """A restart asked for other settings than the run in the output folder was made with."""
 
@@ -427,9 +431,9 @@ def check_settings(out: Path, settings: dict, echo) -> None:
             f"{path} cannot be read ({exc}); it records the settings of the run in {out}: restore it, or start over "
             "in a new output folder"
         ) from None
-    diff = [k for k in RESULT_SETTINGS if _norm(old.get(k)) != _norm(settings.get(k))]
+    diff = [k for k in RESULT_SETTINGS if _norm(old.get(k, SETTINGS_BEFORE.get(k))) != _norm(settings.get(k))]
     if diff:
-        lines = ", ".join(f"{k}: {old.get(k)!r} before, {settings.get(k)!r} now" for k in diff)
+        lines = ", ".join(f"{k}: {old.get(k, SETTINGS_BEFORE.get(k))!r} before, {settings.get(k)!r} now" for k in diff)
         raise SettingsMismatch(
             f"the stars in {out} were fitted with other settings ({lines}); a catalogue mixes no settings: rerun "
             f"with the settings of {path}, or give another output folder (-o) for these settings"
