@@ -37,7 +37,7 @@ import numpy as np
 from .errors import StellarinfError
 from .fisher import FisherResult, correlated_information, fisher_from_jacobian, jacobian_and_value, noise_sigma
 from .instruments import Instrument, InstrumentError, get_instrument
-from .observe.error_scale import model_error_scale
+from .observe.error_scale import check_error_scale_mode, model_error_scale
 from .physics_options import DEFAULT_MOLECULES, no_tio_message
 from .wavelength import Window
 
@@ -445,8 +445,7 @@ def forecast(
     if not (isinstance(snr, (int, float, np.number)) and math.isfinite(float(snr)) and float(snr) > 0):
         raise ForecastError(f"S/N must be a positive number, got {snr!r}")
     error_kind = emulator_error_kind(emulator_error)
-    if error_scale not in ("star", "box"):
-        raise ForecastError(f"error_scale must be 'star' or 'box', got {error_scale!r}")
+    check_error_scale_mode(error_scale, ForecastError)
     is_synth = isinstance(model, str) and model == "synth"
     base = None if is_synth else resolve_models(model, elements=elements, alpha=alpha, molecules=molecules)
     inst = instrument_for("synth" if is_synth else base, window, resolution)

@@ -32,6 +32,7 @@ import numpy as np
 
 from .errors import StellarinfError
 from .io.validate import validate_for_fit
+from .observe.error_scale import check_error_scale_mode, table_kept_note
 from .pipeline import (
     DEFAULT_CONTINUUM,
     DEFAULT_EMULATOR,
@@ -315,8 +316,7 @@ def fit_joint(
         raise StellarinfError(f"continuum must be 'marginalise', 'sample' or 'profile', got {continuum!r}")
     if emulator_error not in ("modes", "white"):
         raise StellarinfError(f"emulator_error must be 'modes' or 'white', got {emulator_error!r}")
-    if error_scale not in ("star", "box"):
-        raise StellarinfError(f"error_scale must be 'star' or 'box', got {error_scale!r}")
+    check_error_scale_mode(error_scale, StellarinfError)
     if "ln_jitter" in share and not jitter:
         raise JointError("share 'ln_jitter' needs jitter=True (CLI: --jitter); or drop it from the shared names")
     clash = [s for s in share if s in (fixed or {})]
@@ -362,11 +362,9 @@ def fit_joint(
 
     stages.start("load", "loading the emulator and building one observation model per star")
     models, model_labels = _models_for(emulator, n)
-    if error_scale == "star" and any(getattr(m, "error_scale", None) is not None for m in models):
-        stages.note(
-            "a joint fit keeps the emulator's error table as measured (no per-star second MAP to scale it to each "
-            "star); fit the stars one at a time (or with fit-catalog) to scale it"
-        )
+    kept = table_kept_note("a joint fit", error_scale, models)
+    if kept:
+        stages.note(kept)
     fixed_values = validate_fixed(fixed or {}, models[0], rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max)
     phys, _ = resolve_physics_error(physics_error, specs[0])
     cropped = []

@@ -1043,7 +1043,7 @@ def fit_spectrum(
     from .inference.map import carried_to_convergence, find_map, refine_map
     from .inference.samplers import SamplerBudgetExceeded, sample, sampler_spec
     from .observe.degrade import match_model_resolution
-    from .observe.error_scale import star_error_scales
+    from .observe.error_scale import check_error_scale_mode, star_error_scales
 
     enable_float64()
     stages = _as_log(log)
@@ -1053,8 +1053,7 @@ def fit_spectrum(
         raise StellarinfError(f"continuum must be 'marginalise', 'sample' or 'profile', got {continuum!r}")
     if emulator_error not in ("modes", "white"):
         raise StellarinfError(f"emulator_error must be 'modes' or 'white', got {emulator_error!r}")
-    if error_scale not in ("star", "box"):
-        raise StellarinfError(f"error_scale must be 'star' or 'box', got {error_scale!r}")
+    check_error_scale_mode(error_scale, StellarinfError)
     if chains < 1 or draws < 1 or warmup < 0 or n_starts < 1:
         raise StellarinfError(
             f"need chains >= 1, draws >= 1, warmup >= 0 and n_starts >= 1 (got {chains}, {draws}, {warmup}, {n_starts})"
@@ -1464,6 +1463,7 @@ def fit_spectra(
     """
     from . import enable_float64
     from .inference.batch import fit_batch
+    from .observe.error_scale import check_error_scale_mode, table_kept_note
 
     enable_float64()
     spectra = list(spectra)
@@ -1495,14 +1495,11 @@ def fit_spectra(
     emulator, emulator_reason = resolve_emulator(emulator)
     if emulator_reason and read:
         echo(f"emulator: {emulator} ({emulator_reason})")
-    if error_scale not in ("star", "box"):
-        raise StellarinfError(f"error_scale must be 'star' or 'box', got {error_scale!r}")
+    check_error_scale_mode(error_scale, StellarinfError)
     model = load_model(emulator) if read else None
-    if error_scale == "star" and getattr(model, "error_scale", None) is not None:
-        echo(
-            "note: in a batch the emulator's error is its table as measured (the batched MAP has no second pass to "
-            "scale it to each star); `stellarinf fit-catalog` or one spectrum at a time scales it"
-        )
+    kept = table_kept_note("a batch", error_scale, [model]) if model is not None else None
+    if kept:
+        echo(f"note: {kept}")
     label = emulator_name or (str(emulator) if isinstance(emulator, (str, os.PathLike)) else type(emulator).__name__)
     reason = "given"
     if sampler is None and model is not None:

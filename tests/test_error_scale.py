@@ -213,3 +213,18 @@ def test_a_fit_scales_the_emulator_error_to_the_star_and_its_chi2_says_so(mode):
     assert s == pytest.approx(float(model.error_scale(np.array([teff]))), rel=0.02)  # at the fit's labels
     assert s == pytest.approx(S_TRUTH, rel=0.05)
     assert 0.85 < chi2_red < 1.2
+
+
+def test_fits_without_a_second_map_say_they_keep_the_table_and_bad_modes_are_refused():
+    """``fit_spectra`` (a batch) and ``fit_joint`` cannot scale the error per star: they say so only where it matters
+    (a model with a measured scale, ``error_scale="star"``); a mode other than star/box is refused by name."""
+    from stellarinf.observe.error_scale import check_error_scale_mode, table_kept_note
+
+    model = scaled_model()
+    note = table_kept_note("a batch", "star", [model.inner, model])
+    assert note.startswith("a batch keeps the emulator's error table") and "fit-catalog" in note
+    assert table_kept_note("a batch", "box", [model]) is None
+    assert table_kept_note("a joint fit", "star", [model.inner]) is None  # nothing measured, nothing lost
+    check_error_scale_mode("box")
+    with pytest.raises(ShapeError, match="error_scale must be 'star' or 'box', got 'local'"):
+        check_error_scale_mode("local", ShapeError)

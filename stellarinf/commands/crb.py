@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import StellarinfError
+from ..observe.error_scale import ERROR_SCALE_MODES
 
 EXIT_BAD_INPUT = 3
 SNR_GRID = (10.0, 20.0, 30.0, 50.0, 100.0, 200.0, 300.0, 500.0, 1000.0)
@@ -296,7 +297,7 @@ def _list_presets(model) -> None:
 )
 @click.option(
     "--error-scale",
-    type=click.Choice(["star", "box"]),
+    type=click.Choice(ERROR_SCALE_MODES),
     default="star",
     show_default=True,
     help="With --emulator-error: star = the emulator's error scaled to this star where it measured how its error "

@@ -20,6 +20,7 @@ import math
 import click
 
 from ..io.readers import FORMATS
+from ..observe.error_scale import ERROR_SCALE_MODES
 
 # option dest → read_spectrum keyword
 READ_OPTION_KEYWORDS = {
@@ -133,7 +134,7 @@ model_output_option = click.option(
 # the fits' (`fit`, `fit-catalog`) choice of :func:`stellarinf.fit_spectrum`'s ``error_scale``
 error_scale_option = click.option(
     "--error-scale",
-    type=click.Choice(["star", "box"]),
+    type=click.Choice(ERROR_SCALE_MODES),
     default="star",
     show_default=True,
     help="star: where the emulator measured how its error varies over its box (`stellarinf error-model`; the broad "

@@ -18,7 +18,34 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["model_error_scale", "star_error_scales", "with_error_scales"]
+__all__ = [
+    "ERROR_SCALE_MODES",
+    "check_error_scale_mode",
+    "model_error_scale",
+    "star_error_scales",
+    "table_kept_note",
+    "with_error_scales",
+]
+
+# "star": s at a first MAP's labels, held fixed (this module); "box": the error table as measured
+ERROR_SCALE_MODES = ("star", "box")
+
+
+def check_error_scale_mode(mode, error: type[Exception] = ValueError) -> None:
+    """Refuse an ``error_scale`` that is not one of :data:`ERROR_SCALE_MODES` (raising ``error``)."""
+    if mode not in ERROR_SCALE_MODES:
+        raise error(f"error_scale must be 'star' or 'box', got {mode!r}")
+
+
+def table_kept_note(what: str, mode: str, models) -> str | None:
+    """What a fit with no per-star second MAP (``what``: "a batch", "a joint fit") says when ``mode`` asks for the
+    scale and one of ``models`` has one: it keeps the table. None when nothing is lost."""
+    if mode != "star" or all(getattr(m, "error_scale", None) is None for m in models):
+        return None
+    return (
+        f"{what} keeps the emulator's error table as measured (no per-star second MAP to scale it to each star); "
+        "fit the stars one at a time or with `stellarinf fit-catalog` to scale it"
+    )
 
 
 def _arms(obs) -> tuple:
@@ -33,8 +60,10 @@ def model_error_scale(model, labels: Mapping[str, float]) -> float | None:
     """s(θ) of ``model``'s measured error scale at ``labels`` (a mapping holding at least the scale's labels); None
     for a model without one (not measured, or not an emulator)."""
     scale = getattr(model, "error_scale", None)
-    if scale is None:
-        return None
+    return None if scale is None else _scale_at(scale, labels)
+
+
+def _scale_at(scale, labels: Mapping[str, float]) -> float:
     return float(scale(np.array([float(labels[n]) for n in scale.labels])))
 
 
@@ -48,7 +77,7 @@ def star_error_scales(obs, params: Mapping[str, float]) -> tuple[float | None, .
             out.append(None)
             continue
         p = _arm_params(obs, params, i)
-        out.append(model_error_scale(arm.emulator, {n: arm.value(p, n) for n in scale.labels}))
+        out.append(_scale_at(scale, {n: arm.value(p, n) for n in scale.labels}))  # the scale read once (model.json)
     return tuple(out)
 
 
