@@ -923,6 +923,18 @@ def _with_scales(obs, problem, scales):
     return obs, problem.with_obs_model(obs)
 
 
+def _scaled_to_star(problem, map_result):
+    """``fit_batch``'s rescale: the problem with its emulator error scaled at its first MAP (None where no arm's
+    emulator measured a scale) and the star's ``error_scale`` column (NaN then)."""
+    from .observe.error_scale import star_error_scales
+
+    scales = star_error_scales(problem.obs_model, map_result.params)
+    if all(s is None for s in scales):
+        return None, {"error_scale": math.nan}
+    _, scaled = _with_scales(problem.obs_model, problem, scales)
+    return scaled, {"error_scale": float(next(s for s in scales if s is not None))}
+
+
 def _scales_text(scales) -> str:
     return ", ".join("—" if s is None else f"×{s:.2f}" for s in scales)
 
@@ -1453,17 +1465,17 @@ def fit_spectra(
 ) -> BatchResult:
     """Fit many spectra with one emulator and one set of settings; returns a :class:`BatchResult`.
 
-    Same arguments as :func:`fit_spectrum` (``spectra``: paths and/or Spectrum objects; the emulator's error is
-    its table as measured whatever ``error_scale`` says, with a note where that matters: the batched MAP has no
-    second pass). The model is loaded once; MAP + Laplace run for all spectra together
-    (:func:`stellarinf.inference.batch.fit_batch`: vmapped across spectra on accelerators), then the sampler per
-    spectrum. A spectrum that cannot be fitted
-    (unreadable, outside the model's range, no usable flux, a failure in its fit) gets a row with
-    ``status="failed"`` and the reason in ``error``; the others are still fitted.
+    Same arguments as :func:`fit_spectrum` (``spectra``: paths and/or Spectrum objects). The model is loaded once;
+    MAP + Laplace run for all spectra together (:func:`stellarinf.inference.batch.fit_batch`: vmapped across spectra on
+    accelerators), then the sampler per spectrum. With ``error_scale="star"`` (the default) and a model that measured
+    its error scale, each star's emulator error is scaled at its first MAP and its MAP and Laplace redone from there,
+    as :func:`fit_spectrum` does (the scale is the table's ``error_scale`` column; outlier pixels are not masked
+    here). A spectrum that cannot be fitted (unreadable, outside the model's range, no usable flux, a failure in its
+    fit) gets a row with ``status="failed"`` and the reason in ``error``; the others are still fitted.
     """
     from . import enable_float64
     from .inference.batch import fit_batch
-    from .observe.error_scale import check_error_scale_mode, table_kept_note
+    from .observe.error_scale import check_error_scale_mode
 
     enable_float64()
     spectra = list(spectra)
@@ -1497,9 +1509,6 @@ def fit_spectra(
         echo(f"emulator: {emulator} ({emulator_reason})")
     check_error_scale_mode(error_scale, StellarinfError)
     model = load_model(emulator) if read else None
-    kept = table_kept_note("a batch", error_scale, [model]) if model is not None else None
-    if kept:
-        echo(f"note: {kept}")
     label = emulator_name or (str(emulator) if isinstance(emulator, (str, os.PathLike)) else type(emulator).__name__)
     reason = "given"
     if sampler is None and model is not None:
@@ -1560,7 +1569,7 @@ def fit_spectra(
         "vsini_max": vsini_max,
         "vmacro_max": vmacro_max,
         "emulator_error": emulator_error,
-        "error_scale": {"mode": "box", "scales": None},  # the batched MAP has no second pass to scale it in
+        "error_scale": {"mode": error_scale, "scales": None},  # per star: the table's error_scale column
         "jitter": jitter,
         "inputs": inputs,
         "stellarinf_version": _version(),
@@ -1580,6 +1589,7 @@ def fit_spectra(
             seed=seed,
             progress=progress,
             keep_idata=keep_idata,
+            rescale=_scaled_to_star if error_scale == "star" else None,
         )
         for row in table:
             rows_by_id[str(row["spectrum"])] = {c: row[c] for c in table.colnames}

@@ -215,15 +215,28 @@ def test_a_fit_scales_the_emulator_error_to_the_star_and_its_chi2_says_so(mode):
     assert 0.85 < chi2_red < 1.2
 
 
-def test_fits_without_a_second_map_say_they_keep_the_table_and_bad_modes_are_refused():
-    """``fit_spectra`` (a batch) and ``fit_joint`` cannot scale the error per star: they say so only where it matters
-    (a model with a measured scale, ``error_scale="star"``); a mode other than star/box is refused by name."""
+def test_a_batch_scales_each_star_s_error_and_a_joint_fit_says_it_keeps_the_table():
+    """``fit_spectra`` scales each star's emulator error at its first MAP and redoes its MAP and Laplace from there
+    (the scale in the table's ``error_scale`` column, the reduced χ² 1); ``fit_joint`` cannot (no per-star second
+    MAP) and says so only where it matters; a mode other than star/box is refused by name."""
     from stellarinf.observe.error_scale import check_error_scale_mode, table_kept_note
 
     model = scaled_model()
-    note = table_kept_note("a batch", "star", [model.inner, model])
-    assert note.startswith("a batch keeps the emulator's error table") and "fit-catalog" in note
-    assert table_kept_note("a batch", "box", [model]) is None
+    spectra = [star_spectrum(model, seed=3), star_spectrum(model, seed=4)]
+    batch = stellarinf.fit_spectra(
+        spectra, emulator=model, sampler="laplace", draws=200, n_starts=2, physics_error="off",
+        continuum_degree=1, progress=False,
+    )  # fmt: skip
+    t = batch.table
+    assert list(t["status"]) == ["ok", "ok"] and batch.settings["error_scale"]["mode"] == "star"
+    for row in t:
+        # s at the first MAP's labels (the row's Teff is the posterior median, a few K away: s changes 0.05 % per K)
+        assert row["error_scale"] == pytest.approx(float(model.error_scale(np.array([row["teff"]]))), rel=2e-3)
+        assert row["error_scale"] == pytest.approx(S_TRUTH, rel=0.05)
+        assert 0.85 < row["chi2_reduced"] < 1.2  # the box's table would give < 0.3 (the fit_spectrum test above)
+    note = table_kept_note("a joint fit", "star", [model.inner, model])
+    assert note.startswith("a joint fit keeps the emulator's error table") and "fit-catalog" in note
+    assert table_kept_note("a joint fit", "box", [model]) is None
     assert table_kept_note("a joint fit", "star", [model.inner]) is None  # nothing measured, nothing lost
     check_error_scale_mode("box")
     with pytest.raises(ShapeError, match="error_scale must be 'star' or 'box', got 'local'"):

@@ -13,7 +13,7 @@ SHARDED = """
 import json, warnings
 import numpy as np, jax
 import stellarinf
-from stellarinf.inference.batch import _batched_mode, fit_batch, map_laplace_batch, star_mesh
+from stellarinf.inference.batch import _batched_mode, fit_batch, map_laplace_batch, refit_batch, star_mesh
 from stellarinf.inference.density import Problem
 from stellarinf.inference.lanes import stack_modules
 from stellarinf.inference.map import start_points
@@ -37,6 +37,9 @@ kw = dict(n_starts=3, chunk_size=2, progress=False, vectorize=True)
 table, _ = fit_batch(problems, ids=["a", "b", "c"], method="laplace", chains=2, draws=500, **kw)  # every device
 one = map_laplace_batch(problems, devices=jax.devices()[:1], **kw)
 two = map_laplace_batch(problems, **kw)  # the program fit_batch compiled
+# a second pass from the final points (what a batch does after scaling the error to each star), here of the same
+# problems: the same program, the same optimum
+again = refit_batch(problems, two, chunk_size=2, progress=False, vectorize=True)
 mesh = star_mesh()
 shared, batched = stack_modules(problems[:2])
 z0 = np.stack([start_points(p, 3, 0) for p in problems[:2]])
@@ -46,6 +49,8 @@ print(json.dumps({
     "output_devices": len(zmap.sharding.device_set),
     "one": [[r.map.params[n] for n in ("teff", "logg", "feh", "rv")] for r in one],
     "two": [[r.map.params[n] for n in ("teff", "logg", "feh", "rv")] for r in two],
+    "again": [[r.map.params[n] for n in ("teff", "logg", "feh", "rv")] for r in again],
+    "final_z_shape": list(two[0].map.final_z.shape),
     "cov_diff": max(float(np.max(np.abs(a.cov_z - b.cov_z)) / np.max(np.abs(a.cov_z))) for a, b in zip(one, two)),
     "columns": table.colnames,
     "rows": [{k: (str(r[k]) if k in ("spectrum", "flags", "status") else float(r[k])) for k in table.colnames
@@ -72,6 +77,8 @@ def test_batch_laplace_on_two_devices_recovers_every_star_as_one_device_does():
     assert out["devices"] == 2 and out["output_devices"] == 2  # the stars' results live on both devices
     one, two = np.array(out["one"]), np.array(out["two"])
     np.testing.assert_allclose(two, one, rtol=1e-9, atol=1e-9)
+    assert out["final_z_shape"][0] == 3  # every start's final point is kept (the second pass starts there)
+    np.testing.assert_allclose(np.array(out["again"]), two, rtol=1e-6, atol=1e-6)
     assert out["cov_diff"] < 1e-7  # the Laplace covariances too (relative)
     rows = out["rows"]
     assert [r["spectrum"] for r in rows] == ["a", "b", "c"]

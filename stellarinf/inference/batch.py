@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
@@ -24,7 +24,7 @@ from ..errors import StellarinfError
 from .density import Problem
 from .lanes import stack_modules
 from .laplace import LaplaceResult, cap_to_prior_width, covariance_from_hessian
-from .map import MAPResult, laplace_mode, optimise_starts, screened_polish, start_points
+from .map import MAPResult, laplace_mode, optimise_starts, refine_map, screened_polish, start_points
 
 
 def star_mesh(devices=None) -> jax.sharding.Mesh | None:
@@ -46,7 +46,7 @@ def _batched_mode(max_iter, tol, mesh=None):
         n_iter = n_iter + steps
         zmap = problem.z_from(opt, zs[jnp.argmax(values)])
         zl, _, hess = laplace_mode(problem, zmap)  # unconstrained mode for Laplace, from the MAP
-        return zmap, values, n_iter, conv, zl, hess
+        return zmap, values, n_iter, conv, zl, hess, problem.z_from(opt, zs)
 
     def run(shared, batched, z0s):
         shared_arrays, shared_static = eqx.partition(shared, eqx.is_array)
@@ -77,8 +77,10 @@ def map_laplace_batch(
     progress: bool = True,
     vectorize: bool | None = None,
     devices: Sequence[jax.Device] | None = None,
+    starts: Sequence[np.ndarray] | None = None,
 ) -> list[LaplaceResult]:
-    """MAP + Laplace for every problem.
+    """MAP + Laplace for every problem; ``starts``: per problem, its (n_starts, n_free) unconstrained starts
+    (default: :func:`.map.start_points`).
 
     ``vectorize`` (default: on GPU/TPU only): vmap across spectra in chunks of ``chunk_size`` (padded so
     every chunk reuses one compiled program). With several ``devices`` (default: all of the default
@@ -117,17 +119,26 @@ def map_laplace_batch(
             from .map import find_map
 
             for i, p in enumerate(chunk):
-                m = find_map(p, n_starts=n_starts, seed=seed + start + i, max_iter=max_iter, tol=tol)
+                given = None if starts is None else starts[start + i]
+                m = find_map(p, n_starts=n_starts, seed=seed + start + i, max_iter=max_iter, tol=tol, starts=given)
                 out.append(laplace(p, m))
                 bar.update(1)
             continue
         shared, batched = st
         if fn is None:
             fn = _batched_mode(max_iter, tol, mesh)
-        z0s = jnp.asarray(np.stack([start_points(p, n_starts, seed + start + i) for i, p in enumerate(padded)]))
+        chosen = [None if starts is None else starts[min(start + i, len(problems) - 1)] for i in range(len(padded))]
+        z0s = jnp.asarray(
+            np.stack(
+                [
+                    start_points(p, n_starts, seed + start + i) if z is None else z
+                    for i, (p, z) in enumerate(zip(padded, chosen))
+                ]
+            )
+        )
         if mesh is not None:
             batched, z0s = jax.device_put((batched, z0s), jax.sharding.NamedSharding(mesh, P("stars")))
-        zmap, values, n_iter, conv, zl, hess = jax.block_until_ready(fn(shared, batched, z0s))
+        zmap, values, n_iter, conv, zl, hess, final = jax.block_until_ready(fn(shared, batched, z0s))
         wall = (time.perf_counter() - t0) / len(chunk)
         for i, p in enumerate(chunk):
             vals = np.asarray(values[i])
@@ -144,6 +155,7 @@ def map_laplace_batch(
                 n_iterations=np.asarray(n_iter[i]),
                 wall_time=wall,
                 jacobian=False,
+                final_z=np.asarray(final[i]),
             )
             cov, ok = covariance_from_hessian(np.asarray(hess[i]))
             metric = cap_to_prior_width(cov, p)
@@ -151,6 +163,66 @@ def map_laplace_batch(
         bar.update(len(chunk))
     bar.close()
     return out
+
+
+def refit_batch(
+    problems: Sequence[Problem],
+    previous: Sequence[LaplaceResult],
+    *,
+    chunk_size: int = 16,
+    progress: bool = True,
+    vectorize: bool | None = None,
+    devices: Sequence[jax.Device] | None = None,
+) -> list[LaplaceResult]:
+    """MAP + Laplace of ``problems`` that differ from those ``previous`` was found for in array values only (e.g. the
+    emulator's error scaled to each star), from ``previous``'s final points rather than a new search: one at a time
+    :func:`.map.refine_map` (the best start polished again, in the programs already compiled), vectorized the batched
+    program again with the previous final points as its starts (the same shapes: no new compile)."""
+    if vectorize is None:
+        vectorize = jax.default_backend() != "cpu"
+    if not vectorize:
+        from tqdm.auto import tqdm
+
+        from .laplace import laplace
+
+        out = []
+        for p, lap in tqdm(
+            list(zip(problems, previous)), desc="MAP/Laplace again", unit="spectrum", disable=not progress
+        ):
+            out.append(laplace(p, refine_map(p, lap.map)))
+        return out
+    starts = [np.asarray(lap.map.final_z) for lap in previous]
+    return map_laplace_batch(
+        problems,
+        n_starts=starts[0].shape[0] if starts else 1,
+        chunk_size=chunk_size,
+        progress=progress,
+        vectorize=True,
+        devices=devices,
+        starts=starts,
+    )
+
+
+# rescale(problem, map_result) → (the problem to fit instead, or None to keep it; columns for the star's row)
+Rescale = Callable[[Problem, MAPResult], "tuple[Problem | None, dict]"]
+
+
+def rescale_batch(problems, inits, rescale: Rescale, **refit_options):
+    """A second pass for the problems ``rescale`` changes after their first MAP (:func:`refit_batch`): returns the
+    problems fitted from here on, their MAP + Laplace results, and each star's row columns from ``rescale``."""
+    problems, inits = list(problems), list(inits)
+    extras, changed = [], []
+    for i, (p, lap) in enumerate(zip(problems, inits)):
+        new, columns = (None, {}) if lap is None else rescale(p, lap.map)
+        extras.append(dict(columns))
+        if new is not None:
+            problems[i] = new
+            changed.append(i)
+    if changed:
+        redone = refit_batch([problems[i] for i in changed], [inits[i] for i in changed], **refit_options)
+        for i, lap in zip(changed, redone):
+            inits[i] = lap
+    return problems, inits, extras
 
 
 def _row_from_table(spectrum_id: str, table: Table) -> dict:
@@ -186,9 +258,14 @@ def fit_batch(
     progress: bool = True,
     keep_idata: bool = False,
     vectorize: bool | None = None,
+    rescale: Rescale | None = None,
 ):
     """Fit every problem; returns ``(table, idatas)`` — one row per spectrum (medians, sd, 16/84
-    percentiles, max R-hat, min ESS, reduced χ², divergences, flags); ``idatas`` if ``keep_idata``."""
+    percentiles, max R-hat, min ESS, reduced χ², divergences, flags); ``idatas`` if ``keep_idata``.
+
+    ``rescale`` (optional): after the first MAP, ``rescale(problem, map_result)`` may return another problem to fit
+    instead (same structure, other array values: the emulator's error scaled to the star) and columns for the star's
+    row; those stars' MAP and Laplace are redone from their first search's final points (:func:`rescale_batch`)."""
     from tqdm.auto import tqdm
 
     from .results import summary_table, to_inference_data
@@ -200,6 +277,11 @@ def fit_batch(
     inits = map_laplace_batch(
         problems, n_starts=n_starts, seed=seed, chunk_size=chunk_size, progress=progress, vectorize=vectorize
     )
+    extras: list[dict] = [{} for _ in problems]
+    if rescale is not None:
+        problems, inits, extras = rescale_batch(
+            problems, inits, rescale, chunk_size=chunk_size, progress=progress, vectorize=vectorize
+        )
     rows, idatas = [], []
     bar = tqdm(
         total=len(problems),
@@ -213,7 +295,7 @@ def fit_batch(
                 raise StellarinfError("the MAP/Laplace step failed for this spectrum")
             post = sample(p, method, chains=chains, warmup=warmup, draws=draws, seed=seed + i, init=lap)
             idata = to_inference_data(post, p, n_predictive=20 if not keep_idata else 100)
-            rows.append({**_row_from_table(ids[i], summary_table(idata)), "status": "ok", "error": ""})
+            rows.append({**_row_from_table(ids[i], summary_table(idata)), **extras[i], "status": "ok", "error": ""})
         except (
             StellarinfError,
             FloatingPointError,
