@@ -177,7 +177,8 @@ def refit_batch(
     """MAP + Laplace of ``problems`` that differ from those ``previous`` was found for in array values only (e.g. the
     emulator's error scaled to each star), from ``previous``'s final points rather than a new search: one at a time
     :func:`.map.refine_map` (the best start polished again, in the programs already compiled), vectorized the batched
-    program again with the previous final points as its starts (the same shapes: no new compile)."""
+    program again with the previous final points as its starts (no new compile when as many problems are redone as
+    were fitted, the usual case: one model, every star scaled; fewer pad to another chunk width)."""
     if vectorize is None:
         vectorize = jax.default_backend() != "cpu"
     if not vectorize:
