@@ -39,7 +39,7 @@ one = map_laplace_batch(problems, devices=jax.devices()[:1], **kw)
 two = map_laplace_batch(problems, **kw)  # the program fit_batch compiled
 # a second pass from the final points (what a batch does after scaling the error to each star), here of the same
 # problems: the same program, the same optimum
-again = refit_batch(problems, two, chunk_size=2, progress=False, vectorize=True)
+again = refit_batch(problems, two, chunk_size=2, progress=False)
 mesh = star_mesh()
 shared, batched = stack_modules(problems[:2])
 z0 = np.stack([start_points(p, 3, 0) for p in problems[:2]])

@@ -115,19 +115,17 @@ def map_laplace_batch(
         padded = chunk + [chunk[-1]] * (width - len(chunk))
         st = stack_modules(padded) if stack is not None else None
         if st is None:  # structures differ: one at a time
-            from .laplace import laplace
-            from .map import find_map
-
-            for i, p in enumerate(chunk):
-                given = None if starts is None else starts[start + i]
-                m = find_map(p, n_starts=n_starts, seed=seed + start + i, max_iter=max_iter, tol=tol, starts=given)
-                out.append(laplace(p, m))
-                bar.update(1)
+            given = None if starts is None else starts[start : start + len(chunk)]
+            _, laps, _ = map_laplace_loop(
+                chunk, n_starts=n_starts, seed=seed + start, max_iter=max_iter, tol=tol, starts=given, bar=bar
+            )
+            out += laps
             continue
         shared, batched = st
         if fn is None:
             fn = _batched_mode(max_iter, tol, mesh)
-        chosen = [None if starts is None else starts[min(start + i, len(problems) - 1)] for i in range(len(padded))]
+        given = None if starts is None else list(starts[start : start + len(chunk)])
+        chosen = [None] * len(padded) if given is None else given + [given[-1]] * (width - len(chunk))
         z0s = jnp.asarray(
             np.stack(
                 [
@@ -171,27 +169,13 @@ def refit_batch(
     *,
     chunk_size: int = 16,
     progress: bool = True,
-    vectorize: bool | None = None,
     devices: Sequence[jax.Device] | None = None,
 ) -> list[LaplaceResult]:
-    """MAP + Laplace of ``problems`` that differ from those ``previous`` was found for in array values only (e.g. the
-    emulator's error scaled to each star), from ``previous``'s final points rather than a new search: one at a time
-    :func:`.map.refine_map` (the best start polished again, in the programs already compiled), vectorized the batched
-    program again with the previous final points as its starts (no new compile when as many problems are redone as
-    were fitted, the usual case: one model, every star scaled; fewer pad to another chunk width)."""
-    if vectorize is None:
-        vectorize = jax.default_backend() != "cpu"
-    if not vectorize:
-        from tqdm.auto import tqdm
-
-        from .laplace import laplace
-
-        out = []
-        for p, lap in tqdm(
-            list(zip(problems, previous)), desc="MAP/Laplace again", unit="spectrum", disable=not progress
-        ):
-            out.append(laplace(p, refine_map(p, lap.map)))
-        return out
+    """Vectorized MAP + Laplace of ``problems`` that differ from those ``previous`` was found for in array values only
+    (e.g. the emulator's error scaled to each star), from ``previous``'s final points rather than a new search: the
+    batched program again with those points as its starts (no new compile when as many problems are redone as were
+    fitted, the usual case: one model, every star scaled; fewer pad to another chunk width). The one-at-a-time path
+    needs no second pass: :func:`map_laplace_loop` rescales between its MAP and its Laplace."""
     starts = [np.asarray(lap.map.final_z) for lap in previous]
     return map_laplace_batch(
         problems,
@@ -208,9 +192,43 @@ def refit_batch(
 Rescale = Callable[[Problem, MAPResult], "tuple[Problem | None, dict]"]
 
 
+def map_laplace_loop(
+    problems: Sequence[Problem],
+    *,
+    n_starts: int = 4,
+    seed: int = 0,
+    max_iter: int = 0,
+    tol: float = 1e-3,
+    starts: Sequence[np.ndarray] | None = None,
+    rescale: Rescale | None = None,
+    bar=None,
+) -> tuple[list[Problem], list[LaplaceResult], list[dict]]:
+    """MAP + Laplace one problem at a time (the CPU path: each program compiled once, problems are its arguments).
+    With ``rescale``, as :func:`stellarinf.fit_spectrum` does: find_map, then the problem ``rescale`` returns (if any)
+    polished from that MAP (:func:`.map.refine_map`), then one Laplace. Returns the problems fitted, their results and
+    each star's row columns from ``rescale``; ``bar`` (a tqdm bar) advances a star at a time."""
+    from .laplace import laplace
+    from .map import find_map
+
+    fitted, results, extras = [], [], []
+    for i, p in enumerate(problems):
+        given = None if starts is None else starts[i]
+        m = find_map(p, n_starts=n_starts, seed=seed + i, max_iter=max_iter, tol=tol, starts=given)
+        new, columns = (None, {}) if rescale is None else rescale(p, m)
+        if new is not None:
+            p, m = new, refine_map(new, m)
+        fitted.append(p)
+        results.append(laplace(p, m))
+        extras.append(dict(columns))
+        if bar is not None:
+            bar.update(1)
+    return fitted, results, extras
+
+
 def rescale_batch(problems, inits, rescale: Rescale, **refit_options):
-    """A second pass for the problems ``rescale`` changes after their first MAP (:func:`refit_batch`): returns the
-    problems fitted from here on, their MAP + Laplace results, and each star's row columns from ``rescale``."""
+    """The vectorized path's second pass for the problems ``rescale`` changes after their first MAP
+    (:func:`refit_batch`): returns the problems fitted from here on, their MAP + Laplace results, and each star's row
+    columns from ``rescale``."""
     problems, inits = list(problems), list(inits)
     extras, changed = [], []
     for i, (p, lap) in enumerate(zip(problems, inits)):
@@ -266,7 +284,8 @@ def fit_batch(
 
     ``rescale`` (optional): after the first MAP, ``rescale(problem, map_result)`` may return another problem to fit
     instead (same structure, other array values: the emulator's error scaled to the star) and columns for the star's
-    row; those stars' MAP and Laplace are redone from their first search's final points (:func:`rescale_batch`)."""
+    row. One at a time (CPU) each star is rescaled between its MAP and its Laplace (:func:`map_laplace_loop`);
+    vectorized, those stars' MAP and Laplace are redone from their first search's final points (:func:`rescale_batch`)."""
     from tqdm.auto import tqdm
 
     from .results import summary_table, to_inference_data
@@ -275,14 +294,18 @@ def fit_batch(
     problems = list(problems)
     ids = [f"spectrum_{i}" for i in range(len(problems))] if ids is None else [str(i) for i in ids]
     spec = sampler_spec(method)  # an unknown name fails before any work
-    inits = map_laplace_batch(
-        problems, n_starts=n_starts, seed=seed, chunk_size=chunk_size, progress=progress, vectorize=vectorize
-    )
+    if vectorize is None:
+        vectorize = jax.default_backend() != "cpu"
     extras: list[dict] = [{} for _ in problems]
-    if rescale is not None:
-        problems, inits, extras = rescale_batch(
-            problems, inits, rescale, chunk_size=chunk_size, progress=progress, vectorize=vectorize
+    if rescale is not None and not vectorize:  # rescaled between each star's MAP and its one Laplace
+        with tqdm(total=len(problems), desc="MAP/Laplace", unit="spectrum", disable=not progress) as bar:
+            problems, inits, extras = map_laplace_loop(problems, n_starts=n_starts, seed=seed, rescale=rescale, bar=bar)
+    else:
+        inits = map_laplace_batch(
+            problems, n_starts=n_starts, seed=seed, chunk_size=chunk_size, progress=progress, vectorize=vectorize
         )
+        if rescale is not None:
+            problems, inits, extras = rescale_batch(problems, inits, rescale, chunk_size=chunk_size, progress=progress)
     rows, idatas = [], []
     bar = tqdm(
         total=len(problems),

@@ -34,17 +34,17 @@ ERROR_SCALE_MODES = ("star", "box")
 def check_error_scale_mode(mode, error: type[Exception] = ValueError) -> None:
     """Refuse an ``error_scale`` that is not one of :data:`ERROR_SCALE_MODES` (raising ``error``)."""
     if mode not in ERROR_SCALE_MODES:
-        raise error(f"error_scale must be 'star' or 'box', got {mode!r}")
+        raise error(f"error_scale must be {' or '.join(map(repr, ERROR_SCALE_MODES))}, got {mode!r}")
 
 
 def table_kept_note(what: str, mode: str, models) -> str | None:
-    """What a fit with no per-star second MAP (``what``: "a batch", "a joint fit") says when ``mode`` asks for the
+    """What a fit with no per-star second MAP (``what``: e.g. "a joint fit") says when ``mode`` asks for the
     scale and one of ``models`` has one: it keeps the table. None when nothing is lost."""
     if mode != "star" or all(getattr(m, "error_scale", None) is None for m in models):
         return None
     return (
         f"{what} keeps the emulator's error table as measured (no per-star second MAP to scale it to each star); "
-        "fit the stars one at a time or with `stellarinf fit-catalog` to scale it"
+        "fit the stars separately (`fit_spectra`, `stellarinf fit-catalog`) to scale it"
     )
 
 
