@@ -35,11 +35,13 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     "default-payne-ir": ShippedModel("models/payne-mlp-ir", "payne", "galah-ir", "the Payne MLP"),
     "default-payne-rvs": ShippedModel("models/payne-mlp-rvs", "payne", "gaia-rvs", "the Payne MLP"),
     # the broad domain (issue #18): 35 labels (Teff, log g, [Fe/H], vmic, [α/Fe], 30 elements), [Fe/H] down to -2.5,
-    # molecules; one Payne per GALAH arm, all with the same labels, so the arms of one star combine (set "broad")
+    # molecules; one Payne per GALAH arm and one for Gaia RVS, all with the same labels, so the arms of one star
+    # combine (set "broad")
     "broad-payne-blue": ShippedModel("models/broad-payne-blue", "payne", "galah-blue", "the Payne, broad domain"),
     "broad-payne-green": ShippedModel("models/broad-payne-green", "payne", "galah-green", "the Payne, broad domain"),
     "broad-payne-red": ShippedModel("models/broad-payne-red", "payne", "galah-red", "the Payne, broad domain"),
     "broad-payne-ir": ShippedModel("models/broad-payne-ir", "payne", "galah-ir", "the Payne, broad domain"),
+    "broad-payne-rvs": ShippedModel("models/broad-payne-rvs", "payne", "gaia-rvs", "the Payne, broad domain"),
     # the same domain and labels with TransformerPayne, trained on the same grids on a GPU (set "broad-tp")
     "broad-tp-blue": ShippedModel("models/broad-tp-blue", "transformer-payne", "galah-blue", "TransformerPayne, broad"),
     "broad-tp-green": ShippedModel(
@@ -60,7 +62,7 @@ AUTO_MODELS = {
 # named sets of shipped models, one per arm: a fit given the set's name evaluates each arm of its spectrum by the
 # set's model that covers it (as "auto" does with AUTO_MODELS)
 MODEL_SETS = {
-    "broad": ("broad-payne-blue", "broad-payne-green", "broad-payne-red", "broad-payne-ir"),
+    "broad": ("broad-payne-blue", "broad-payne-green", "broad-payne-red", "broad-payne-ir", "broad-payne-rvs"),
     "broad-tp": ("broad-tp-blue", "broad-tp-green", "broad-tp-red", "broad-tp-ir"),
 }
 

@@ -459,11 +459,11 @@ def test_a_set_of_models_serves_each_stars_arms_with_its_members(tmp_path):
     assert set(worker._MODELS) >= {"broad-payne-red", "broad-payne-ir"} and "broad-payne-blue" not in worker._MODELS
     assert "broad-tp" in MODEL_SETS
     # a star outside every member's window: its own failure record, with the reason
-    path = tmp_path / "rvs.fits"
-    write_spectrum_fits(path, arm(8500.0, 8700.0))
-    record = worker.fit_one({"id": "rvs", "path": str(path)}, held, str(tmp_path), "broad", {"seed": 0})
+    path = tmp_path / "gap.fits"
+    write_spectrum_fits(path, arm(5200.0, 5400.0))  # between GALAH's blue and green arms
+    record = worker.fit_one({"id": "gap", "path": str(path)}, held, str(tmp_path), "broad", {"seed": 0})
     assert record["status"] == "failed"
-    failed = json.loads((tmp_path / "stars" / "rvs.failed.json").read_text())
+    failed = json.loads((tmp_path / "stars" / "gap.failed.json").read_text())
     assert "no model of the 'broad' set covers this spectrum" in failed["error"]
 
 

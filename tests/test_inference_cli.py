@@ -328,14 +328,20 @@ def test_a_model_set_serves_each_arm_with_its_member_and_refuses_what_it_cannot(
     rvs = arm(8500.0, 8700.0)
     name, why = pipeline.resolve_emulator("broad", red)
     assert name == "broad-payne-red" and "'broad'" in why
-    assert pipeline.resolve_emulator("broad", Spectrum.from_arms([blue, green, red, ir]))[0] == list(
+    assert pipeline.resolve_emulator("broad", Spectrum.from_arms([blue, green, red, ir, rvs]))[0] == list(
         MODEL_SETS["broad"]
     )
     assert pipeline.resolve_emulator("broad", Spectrum.from_arms([ir, red]))[0] == ["broad-payne-ir", "broad-payne-red"]
     with pytest.raises(StellarinfError, match="one per arm.*name the arm's model"):
         pipeline.resolve_emulator("broad")
-    with pytest.raises(StellarinfError, match="no model of the 'broad' set covers this spectrum .8500.0"):
-        pipeline.resolve_emulator("broad", rvs)  # (Gaia RVS has no broad-domain model yet)
+    assert pipeline.resolve_emulator("broad", Spectrum.from_arms([red, rvs]))[0] == [
+        "broad-payne-red",
+        "broad-payne-rvs",
+    ]
+    with pytest.raises(StellarinfError, match="no model of the 'broad' set covers this spectrum .5200.0"):
+        pipeline.resolve_emulator("broad", arm(5200.0, 5400.0))  # between GALAH's blue and green arms
+    with pytest.raises(StellarinfError, match="no model of the 'broad-tp' set covers this spectrum .8500.0"):
+        pipeline.resolve_emulator("broad-tp", rvs)  # (the TransformerPaynes have no Gaia RVS member yet)
     # the TransformerPayne set serves the same arms with its own members
     assert pipeline.resolve_emulator("broad-tp", Spectrum.from_arms([blue, ir]))[0] == ["broad-tp-blue", "broad-tp-ir"]
     # every set's models share one label set (the broad domain's 35), so the arms of one star combine, and a fit
@@ -360,7 +366,7 @@ def test_a_model_set_serves_each_arm_with_its_member_and_refuses_what_it_cannot(
     # a forecast takes the set's name as well: one model per arm
     from stellarinf.forecast import resolve_models
 
-    assert [m.label_space.names for m in resolve_models("broad")] == [next(iter(names))] * 4
+    assert [m.label_space.names for m in resolve_models("broad")] == [next(iter(names))] * len(MODEL_SETS["broad"])
 
 
 def test_every_shipped_model_is_there_and_covers_its_window():

@@ -1,6 +1,6 @@
 #!/bin/bash
-# The broad-domain Paynes shipped as broad-payne-{blue,green,red,ir} (the set "broad"; data/models/RECIPE.md):
-# for each window, a Payne 300-300 SiLU trained on the 2,048-row broad grid of make_broad_grids.sh (its first
+# The broad-domain Paynes shipped as broad-payne-{blue,green,red,ir,rvs} (the set "broad"; data/models/RECIPE.md):
+# for each window, a Payne 300-300 SiLU trained on the 10,240-row broad grid of make_broad_grids.sh (its last
 # stage), its error model from the held-out test grid, and its label-space systematics. Resumable: rerun.
 #
 #   data/models/make_broad_models.sh [GRID_DIR] [MODEL_DIR]    (defaults: benchmarks/work/broad, GRID_DIR/models)
@@ -11,7 +11,7 @@ MODELS=${2:-$GRIDS/models}
 S=${STELLARINF:-stellarinf}
 MINUTES=${MINUTES:-10}
 STARS=${STARS:-300}  # the systematics' noiseless synthesizer stars
-WINDOWS=${WINDOWS:-galah-red galah-green galah-ir galah-blue}
+WINDOWS=${WINDOWS:-galah-red galah-green galah-ir galah-blue gaia-rvs}
 mkdir -p "$MODELS"
 short() { case $1 in galah-*) echo "${1#galah-}" ;; gaia-rvs) echo rvs ;; esac; }
 for w in $WINDOWS; do
