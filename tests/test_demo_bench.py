@@ -464,6 +464,8 @@ def test_recovery_benchmark_setup_uses_the_synthesizer_over_the_emulator_range()
     assert truth.wavelength_range == pytest.approx(fit.wavelength_range)
     lo, hi = fit.wavelength_range
     assert lo < wl.min() and wl.max() < hi and resolution == 28000.0
+    # mocks at the emulator's own resolving power: a Gaia RVS model's 11,500 (28,000 would be refused as sharper)
+    assert benchmark_setup("default-payne-rvs", quick=False, truth="emulator")[3] == 11500.0
 
 
 @pytest.mark.slow  # ~80 s on a 2-core CPU, compiles nearly all of it; the Laplace recovery it relies on is tested on

@@ -30,17 +30,20 @@ def analytic_setup(
     return model, wl
 
 
-def benchmark_setup(emulator: str | None, *, quick: bool, truth: str = "synth", resolution: float = 28000.0):
+def benchmark_setup(emulator: str | None, *, quick: bool, truth: str = "synth", resolution: float | None = None):
     """(fit_model, truth_model, wavelength, resolution, description) for the inference benchmarks.
 
     ``quick``: the analytic test model is both truth and fit model (checks the machinery in seconds).
     Otherwise ``emulator`` is loaded (``load_emulator``) and the truth model is the synthesizer
     (``truth="synth"``, mocks not made by the emulator) or the emulator itself (``truth="emulator"``).
+    ``resolution``: the mocks' resolving power (default: the emulator's own, e.g. 11,500 for a Gaia RVS model;
+    28,000 for the analytic model).
     """
     from .. import enable_float64
 
     enable_float64()  # the models' arrays are made in float64
     if quick:
+        resolution = resolution or 28000.0
         model, wl = analytic_setup(resolution=resolution)
         return (
             model,
@@ -52,6 +55,7 @@ def benchmark_setup(emulator: str | None, *, quick: bool, truth: str = "synth", 
     from ..emulators.registry import load_emulator
 
     fit_model = load_emulator(emulator or "default")
+    resolution = float(resolution or getattr(fit_model, "resolution", None) or 28000.0)
     if truth == "emulator":
         wl = observed_wavelength(fit_model, resolution)
         return fit_model, fit_model, wl, resolution, {"fit_model": str(emulator), "truth_model": "emulator"}
