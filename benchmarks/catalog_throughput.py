@@ -48,13 +48,36 @@ BAD = ("bad_unreadable", "bad_missing", "bad_nan_flux", "bad_no_overlap")
 TIMED = ("wall_s", "stars_per_s_with_startup", "stars_per_s_steady", "median_seconds_per_star")
 
 
-def make_catalogue(folder: Path, n: int, emulator: str, truth: str, quick: bool, seed: int = 0) -> dict:
+def arm_models(emulator: str, windows: str | None = None) -> list[str]:
+    """The models a mock star is made for: ``[emulator]``, or for a set (``broad``: MODEL_SETS) its members, one per
+    arm, restricted to ``windows`` (comma-separated window names) if given."""
+    from stellarinf.shipped_models import MODEL_SETS, SHIPPED_MODELS
+
+    if emulator not in MODEL_SETS:
+        return [emulator]
+    members = list(MODEL_SETS[emulator])
+    if windows:
+        wanted = [w.strip() for w in windows.split(",") if w.strip()]
+        members = [m for m in members if SHIPPED_MODELS[m].window in wanted]
+        if not members:
+            raise SystemExit(f"no member of {emulator!r} covers {windows}: its members are {MODEL_SETS[emulator]}")
+    return members
+
+
+def make_catalogue(
+    folder: Path, n: int, emulator: str, truth: str, quick: bool, seed: int = 0, windows: str | None = None
+) -> dict:
     """N mock stars (+ the bad files) in ``folder/spectra`` and their truths in ``folder/truths.json`` (returned).
+    For a set of models (``emulator="broad"``) each star is a multi-arm spectrum: one file per member's window
+    (``starNNNNN_<window>.fits``), the same labels, rv, v sin i and S/N in every arm, each arm at its model's R.
 
     Made once: a folder whose ``truths.json`` has the same settings is reused as it is."""
     from stellarinf.validation.setups import analytic_setup, benchmark_setup
 
+    members = arm_models(emulator, windows)
     key = {"n": n, "emulator": emulator, "truth": truth, "quick": quick, "seed": seed, "snrs": list(SNRS)}
+    if len(members) > 1:
+        key["arms"] = members
     record = folder / "truths.json"
     if record.exists():
         old = json.loads(record.read_text())
@@ -62,25 +85,31 @@ def make_catalogue(folder: Path, n: int, emulator: str, truth: str, quick: bool,
             return old["stars"]
     if quick:
         truth_model, wl = analytic_setup()
-        resolution, space = 20000.0, truth_model.label_space
+        arms = [(truth_model, wl, 20000.0, "")]
+        space = truth_model.label_space
     else:
-        fit_model, truth_model, wl, resolution, _ = benchmark_setup(emulator, quick=False, truth=truth)
-        space = fit_model.label_space
+        arms = []
+        for m in members:
+            fit_model, truth_model, wl, resolution, _ = benchmark_setup(m, quick=False, truth=truth)
+            suffix = "" if len(members) == 1 else f"_{fit_model.wavelength_range[0]:.0f}"
+            arms.append((truth_model, wl, resolution, suffix))
+            space = fit_model.label_space
     rng = np.random.default_rng(seed)
     params = [random_truth(space, rng, rv_max=50.0) for _ in range(n)]
     snrs = rng.choice(SNRS, n)
     t0 = time.perf_counter()
-    fluxes = noiseless_fluxes(truth_model, wl, params, resolution)
-    print(f"made {n} noiseless mocks ({truth}) in {time.perf_counter() - t0:.0f} s", flush=True)
     spectra = folder / "spectra"
     spectra.mkdir(parents=True, exist_ok=True)
-    truths = {}
-    for i, (p, flux, snr) in enumerate(zip(params, fluxes, snrs)):
-        sid = f"star{i:05d}"
-        write_spectrum_fits(
-            spectra / f"{sid}.fits", with_noise(wl, flux, p, snr=float(snr), resolution=resolution, seed=i)
-        )
-        truths[sid] = {**p, "snr": float(snr)}
+    truths = {f"star{i:05d}": {**p, "snr": float(snr)} for i, (p, snr) in enumerate(zip(params, snrs))}
+    first = None  # the first arm's first star: the flux of the file with no overlap
+    for k, (truth_model, wl, resolution, suffix) in enumerate(arms):
+        fluxes = noiseless_fluxes(truth_model, wl, params, resolution)
+        first = fluxes[0] if first is None else first
+        print(f"made {n} noiseless mocks ({truth}{suffix}) in {time.perf_counter() - t0:.0f} s", flush=True)
+        for i, (p, flux, snr) in enumerate(zip(params, fluxes, snrs)):
+            noisy = with_noise(wl, flux, p, snr=float(snr), resolution=resolution, seed=i + 100_000 * k)
+            write_spectrum_fits(spectra / f"star{i:05d}{suffix}.fits", noisy)
+    truth_model, wl, resolution, _ = arms[0]
     (spectra / "bad_unreadable.fits").write_bytes(b"not fits\n" * 10)
     from astropy.io import fits
 
@@ -92,16 +121,24 @@ def make_catalogue(folder: Path, n: int, emulator: str, truth: str, quick: bool,
     fits.BinTableHDU.from_columns(cols).writeto(spectra / "bad_nan_flux.fits", overwrite=True)
     far = wl * 1.5  # 50 % redder: no pixel inside the model's range
     write_spectrum_fits(
-        spectra / "bad_no_overlap.fits", Spectrum(far, fluxes[0], np.full_like(wl, 0.01), resolution=resolution)
+        spectra / "bad_no_overlap.fits", Spectrum(far, first, np.full_like(wl, 0.01), resolution=resolution)
     )
     write_json_atomic(record, {"settings": key, "stars": truths, "mock_seconds": time.perf_counter() - t0})
     return truths
 
 
+def star_paths(folder: Path, sid: str) -> str:
+    """A star's manifest path: its one file, or its arms' files joined by ``;`` (a multi-arm star)."""
+    one = folder / "spectra" / f"{sid}.fits"
+    if one.exists():
+        return f"spectra/{sid}.fits"
+    return ";".join(f"spectra/{p.name}" for p in sorted((folder / "spectra").glob(f"{sid}_*.fits")))
+
+
 def write_manifest(folder: Path, ids: list[str]) -> Path:
     """A manifest of these stars and every bad file (paths relative to ``folder``)."""
     path = folder / f"manifest_{len(ids)}.csv"
-    rows = ["path,id", *(f"spectra/{i}.fits,{i}" for i in ids), *(f"spectra/{b}.fits,{b}" for b in BAD)]
+    rows = ["path,id", *(f"{star_paths(folder, i)},{i}" for i in ids), *(f"spectra/{b}.fits,{b}" for b in BAD)]
     path.write_text("\n".join(rows) + "\n")
     return path
 
@@ -271,7 +308,8 @@ def main(argv=None) -> None:
         help="comma-separated WORKERS:SAMPLER:N[:CHAINSxDRAWS] (N: the first N stars; draws 2x500 unless given); "
         "'' : no fits (with --manifest-rows)",
     )
-    ap.add_argument("--emulator", default="default-payne")
+    ap.add_argument("--emulator", default="default-payne", help="a model, or a set (broad): multi-arm mock stars")
+    ap.add_argument("--windows", default=None, help="for a set: the windows of its members to make arms for")
     ap.add_argument("--truth", choices=["synth", "emulator"], default="synth", help="what makes the mocks")
     ap.add_argument("--chunk-size", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="the analytic test model (plumbing only)")
@@ -283,7 +321,7 @@ def main(argv=None) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     runs_spec = [r.split(":") for r in args.runs.split(",") if r.strip()]
-    truths = make_catalogue(work, args.n, args.emulator, args.truth, args.quick)
+    truths = make_catalogue(work, args.n, args.emulator, args.truth, args.quick, windows=args.windows)
     emulator = args.emulator
     if args.quick:
         from stellarinf.validation.setups import analytic_setup
@@ -300,7 +338,9 @@ def main(argv=None) -> None:
     runs = {r["name"]: r for r in previous.get("runs", [])} if previous.get("n") == args.n else {}
     previous_runs = dict(runs)
     systematics = {}
-    if not args.quick:  # the emulator's label_systematics document, for sd_sys_variants
+    if (
+        not args.quick and len(arm_models(args.emulator, args.windows)) == 1
+    ):  # its label_systematics, for sd_sys_variants
         from stellarinf.emulators.registry import load_emulator
         from stellarinf.inference.label_systematics import systematics_document
 
