@@ -532,3 +532,23 @@ def test_gpu_results_reads_the_device_log():
     assert synth["first_batch_spectra_per_second_incl_compile"] == pytest.approx(3.2)
     assert synth["later_batches_spectra_per_second"] == pytest.approx(128 / 45)
     assert gr.synth_progress("== fit start\n") is None
+
+
+def test_catalog_benchmark_makes_a_set_s_stars_multi_arm(tmp_path):
+    """catalog_throughput with a set of models (``--emulator broad``): a mock star is made for each member's window
+    (restricted by ``--windows``), and the manifest lists a multi-arm star's files joined by ``;`` (as fit-catalog
+    reads them), a one-model star's one file."""
+    ct = load_script("catalog_throughput")
+    assert ct.arm_models("default-payne") == ["default-payne"]
+    assert ct.arm_models("broad", "gaia-rvs,galah-red") == ["broad-payne-red", "broad-payne-rvs"]
+    assert len(ct.arm_models("broad")) == 5
+    with pytest.raises(SystemExit, match="no member of 'broad' covers galah-uv"):
+        ct.arm_models("broad", "galah-uv")
+    spectra = tmp_path / "spectra"
+    spectra.mkdir()
+    for name in ("star00000_6478.fits", "star00000_8470.fits", "star00001.fits", "star000010_1.fits"):
+        (spectra / name).write_bytes(b"")
+    assert ct.star_paths(tmp_path, "star00000") == "spectra/star00000_6478.fits;spectra/star00000_8470.fits"
+    assert ct.star_paths(tmp_path, "star00001") == "spectra/star00001.fits"
+    rows = ct.write_manifest(tmp_path, ["star00000", "star00001"]).read_text().splitlines()
+    assert rows[1] == "spectra/star00000_6478.fits;spectra/star00000_8470.fits,star00000"

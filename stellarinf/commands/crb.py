@@ -199,8 +199,7 @@ def _list_presets(model) -> None:
     help="Forward model: an emulator name (default, default-payne) or model directory, 'auto' (each arm of the "
     "preset through the shipped emulator of its window: GALAH's four arms and Gaia RVS), 'broad' or 'broad-tp' (the "
     "same through the broad-domain Paynes (four GALAH arms and Gaia RVS) or TransformerPaynes (the GALAH arms): 35 "
-    "labels, every GALAH "
-    "element), or 'synth' for the synthesizer (ground truth).",
+    "labels, every GALAH element), or 'synth' for the synthesizer (ground truth).",
 )
 @click.option("--teff", type=float, default=None, help="Effective temperature [K].")
 @click.option("--logg", type=float, default=None, help="Surface gravity log g [dex].")
