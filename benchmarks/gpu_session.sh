@@ -35,6 +35,9 @@
 # synth 40 s. Thirty-sixth session, STAGES=broad BROAD_MIN=7 (carry .whl and gpu_carry: 54 MB, the four arms
 # packed --no-continuum 7-12 MB each): 470 s in all, each arm 100,000 steps of 64 spectra (240 steps/s each while
 # sharing the GPU, utilisation 100 %), 506 s of device time with the start.
+# The 10,240-row grids (fortieth session) coded as differences are 27-45 MB an arm: pack them with principal
+# components instead (--no-continuum --step 2e-4 --pca 256: blue 25.1, green 16.5, red 14.7, IR 13.2 MB; max error
+# 1e-4) and carry two arms a call (BROAD_ARMS="blue ir", then "green red" at once while the machine is warm).
 # `python benchmarks/gpu_results.py RUN_DIR...` files what came back.
 set -u
 OUT=${OUT:-/tmp/gpu_out}

@@ -239,6 +239,15 @@ def test_packed_grid_for_a_device_call_round_trips(tmp_path, continuum):
         assert f["flux_dz"].attrs["packed_dtype"] == "uint32"
     fine = read_grid(tmp_path / "fine_u.h5")
     assert fine.continuum is None and np.abs(fine.flux - g.flux).max() <= 0.5e-6 + 2e-7
+    # principal components + the quantised residual: the residual takes every rounding, so still within step/2
+    gg.pack(tmp_path / "g.h5", tmp_path / "pca.h5", step=2e-4, continuum=False, pca=4)
+    gg.unpack(tmp_path / "pca.h5", tmp_path / "pca_u.h5")
+    with h5py.File(tmp_path / "pca.h5") as f:
+        assert f["pca_basis"].shape == (4, WL.size) and "flux_dz" not in f
+    pc = read_grid(tmp_path / "pca_u.h5")
+    err = np.abs(pc.flux - g.flux)
+    assert err.max() <= 1e-4 + 2e-7 and err.max() > 0
+    np.testing.assert_array_equal(pc.labels, g.labels)
     if continuum:
         # log c = 0.8 x - 0.3 x² (+ const): linear interpolation between knots h apart errs by at most
         # |(log c)''| h² / 8 = 0.6 h² / 8, h in units of x (the whole window spans 1, pixels 1/39 apart)
