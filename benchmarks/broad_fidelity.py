@@ -80,6 +80,16 @@ def combined_ratios(docs: list[dict]) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def worst_over_stars(per_star: dict, labels: list[str]) -> dict[str, float | None]:
+    """Per label, the smallest combined ratio over the reference stars (None where no star has one)."""
+    return {n: min((r[n] for r in per_star.values() if r.get(n) is not None), default=None) for n in labels}
+
+
+def within_target(worst: dict[str, float | None]) -> list[str]:
+    """The labels whose smallest ratio is inside issue #19's 0.9–1.1."""
+    return [n for n, v in worst.items() if v is not None and 0.9 <= v <= 1.1]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="broad,broad-tp")
@@ -100,7 +110,7 @@ def main(argv=None) -> int:
         docs = {w: measure(work, members[w]) for w in windows}
         labels = [n for n in docs[ARMS[0]]["ratio"]]
         combined = combined_ratios([docs[w] for w in ARMS])
-        worst = {n: min((r[n] for r in combined.values() if r.get(n) is not None), default=None) for n in labels}
+        worst = worst_over_stars(combined, labels)
         result["sets"][set_name] = {
             "members": members,
             "per_arm_worst_star": {w: docs[w]["ratio"] for w in windows},
@@ -109,16 +119,16 @@ def main(argv=None) -> int:
         }
         if len(windows) > len(ARMS):  # every arm the set has, in one fit
             every = combined_ratios([docs[w] for w in windows])
-            worst_all = {n: min((r[n] for r in every.values() if r.get(n) is not None), default=None) for n in labels}
+            worst_all = worst_over_stars(every, labels)
             result["sets"][set_name]["all_arms"] = {
                 "windows": windows,
                 "solar-twin": every.get("solar-twin"),
                 "worst_star": worst_all,
                 "per_star": every,
             }
-            inside = [n for n in labels if worst_all[n] is not None and 0.9 <= worst_all[n] <= 1.1]
+            inside = within_target(worst_all)
             print(f"{set_name}: all {len(windows)} arms, worst star: {len(inside)} of {len(labels)} within 0.9–1.1")
-        inside = [n for n in labels if worst[n] is not None and 0.9 <= worst[n] <= 1.1]
+        inside = within_target(worst)
         print(f"{set_name}: four arms, worst star: {len(inside)} of {len(labels)} labels within 0.9–1.1")
         for n in labels:
             arms = " ".join(

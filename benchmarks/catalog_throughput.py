@@ -65,16 +65,17 @@ def arm_models(emulator: str, windows: str | None = None) -> list[str]:
 
 
 def make_catalogue(
-    folder: Path, n: int, emulator: str, truth: str, quick: bool, seed: int = 0, windows: str | None = None
+    folder: Path, n: int, emulator: str, truth: str, quick: bool, seed: int = 0, members: list[str] | None = None
 ) -> dict:
     """N mock stars (+ the bad files) in ``folder/spectra`` and their truths in ``folder/truths.json`` (returned).
     For a set of models (``emulator="broad"``) each star is a multi-arm spectrum: one file per member's window
     (``starNNNNN_<window>.fits``), the same labels, rv, v sin i and S/N in every arm, each arm at its model's R.
 
+    ``members``: the models a star's arms are made for (:func:`arm_models`; default ``[emulator]``).
     Made once: a folder whose ``truths.json`` has the same settings is reused as it is."""
     from stellarinf.validation.setups import analytic_setup, benchmark_setup
 
-    members = arm_models(emulator, windows)
+    members = members or [emulator]
     key = {"n": n, "emulator": emulator, "truth": truth, "quick": quick, "seed": seed, "snrs": list(SNRS)}
     if len(members) > 1:
         key["arms"] = members
@@ -321,7 +322,8 @@ def main(argv=None) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     runs_spec = [r.split(":") for r in args.runs.split(",") if r.strip()]
-    truths = make_catalogue(work, args.n, args.emulator, args.truth, args.quick, windows=args.windows)
+    members = arm_models(args.emulator, args.windows)
+    truths = make_catalogue(work, args.n, args.emulator, args.truth, args.quick, members=members)
     emulator = args.emulator
     if args.quick:
         from stellarinf.validation.setups import analytic_setup
@@ -338,9 +340,7 @@ def main(argv=None) -> None:
     runs = {r["name"]: r for r in previous.get("runs", [])} if previous.get("n") == args.n else {}
     previous_runs = dict(runs)
     systematics = {}
-    if (
-        not args.quick and len(arm_models(args.emulator, args.windows)) == 1
-    ):  # its label_systematics, for sd_sys_variants
+    if not args.quick and len(members) == 1:  # the emulator's label_systematics document, for sd_sys_variants
         from stellarinf.emulators.registry import load_emulator
         from stellarinf.inference.label_systematics import systematics_document
 

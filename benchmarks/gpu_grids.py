@@ -78,9 +78,9 @@ def decode_flux(blob: np.ndarray, dtype: str, shape: tuple[int, int], step: floa
     return (np.cumsum(decode_ints(blob, dtype, shape), axis=1) * step).astype(np.float32)
 
 
-def pca_parts(flux: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean spectrum float64, k unit-norm components float32, integer coefficients in steps of ``COEF_STEP``)."""
-    f = flux.astype(np.float64)
+def pca_parts(f: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For float64 flux ``f``: (mean spectrum float64, k unit-norm components float32, integer coefficients in steps
+    of ``COEF_STEP``)."""
     mean = f[:PCA_ROWS].mean(axis=0)
     _, _, vt = np.linalg.svd((f[:PCA_ROWS] - mean).astype(np.float32), full_matrices=False)
     basis = vt[:k].astype(np.float32)
@@ -107,13 +107,14 @@ def pack(
             d = g.create_dataset(name, data=f[name][:n] if name == "labels" else f[name][:])
             _copy_attrs(f[name], d)
         if pca:
-            mean, basis, coef = pca_parts(flux, min(pca, *flux.shape))
+            f64 = flux.astype(np.float64)
+            mean, basis, coef = pca_parts(f64, min(pca, *flux.shape))
             g.create_dataset("pca_mean", data=mean)
             g.create_dataset("pca_basis", data=basis)
             blob, dtype = encode_ints(coef)
             d = g.create_dataset("pca_coef", data=blob)
             d.attrs["packed_dtype"], d.attrs["packed_shape"], d.attrs["packed_step"] = dtype, coef.shape, COEF_STEP
-            residual = flux.astype(np.float64) - pca_model(mean, basis, coef)
+            residual = f64 - pca_model(mean, basis, coef)
             blob, dtype = encode_ints(np.round(residual / step).astype(np.int64))
             d = g.create_dataset("flux_residual", data=blob)
         else:

@@ -22,7 +22,7 @@ from jax.sharding import PartitionSpec as P
 
 from ..errors import StellarinfError
 from .density import Problem
-from .lanes import stack_modules
+from .lanes import stack_modules, vectorise_lanes
 from .laplace import LaplaceResult, cap_to_prior_width, covariance_from_hessian
 from .map import MAPResult, laplace_mode, optimise_starts, refine_map, screened_polish, start_points
 
@@ -97,7 +97,7 @@ def map_laplace_batch(
     if not problems:
         return []
     if vectorize is None:
-        vectorize = jax.default_backend() != "cpu"
+        vectorize = vectorise_lanes()
     mesh = star_mesh(devices) if vectorize else None
     if mesh is not None:
         chunk_size = math.ceil(chunk_size / mesh.size) * mesh.size
@@ -295,7 +295,7 @@ def fit_batch(
     ids = [f"spectrum_{i}" for i in range(len(problems))] if ids is None else [str(i) for i in ids]
     spec = sampler_spec(method)  # an unknown name fails before any work
     if vectorize is None:
-        vectorize = jax.default_backend() != "cpu"
+        vectorize = vectorise_lanes()
     extras: list[dict] = [{} for _ in problems]
     if rescale is not None and not vectorize:  # rescaled between each star's MAP and its one Laplace
         with tqdm(total=len(problems), desc="MAP/Laplace", unit="spectrum", disable=not progress) as bar:
