@@ -17,6 +17,10 @@ Steps (run all, or a comma-separated selection with ``--steps``; every step is r
                (data/models/<name>/error_modes.npy), which `fit` integrates out
   demo         the demo star: realistic-fidelity synthetic spectrum (galah-red, R 28,000) with the truth below,
                Gaussian noise S/N 80 (fixed seed) → data/demo/demo_star.fits + data/demo/demo_truth.json
+  demo-galah   the four-arm demo star (not in the default list): the four GALAH arms (R 28,000) of one star of the
+               broad domain (35 labels, the broad set's truth below), each arm made by the realistic synthesizer with
+               the physics its `broad` member was trained on, S/N 80 per arm → data/demo/demo_galah_star.fits (one
+               multi-arm file) + data/demo/demo_galah_truth.json; `stellarinf demo --star galah` fits it
   recipe       data/models/RECIPE.md: the exact commands that were run, seeds, versions, sizes and metrics
 
 WORK defaults to benchmarks/work/ (git-ignored), where benchmarks/accuracy.py and benchmarks/pretrain.py look
@@ -55,6 +59,7 @@ STEPS = (
     "evaluate",
     "error-model",
     "demo",
+    "demo-galah",
     "recipe",
 )
 DEFAULT_STEPS = ("grid", "test-grid", "train-tp", "train-payne", "install", "evaluate", "error-model", "demo", "recipe")
@@ -79,6 +84,37 @@ DEMO_TRUTH = {
 }
 DEMO_SNR = 80.0
 DEMO_NOISE_SEED = 20240607
+# the four-arm demo star (step demo-galah): a mildly alpha-enhanced thin/thick-disc dwarf; [X/Fe] not listed are 0
+DEMO_GALAH_SET = "broad"
+DEMO_GALAH_WINDOWS = ("galah-blue", "galah-green", "galah-red", "galah-ir")
+DEMO_GALAH_TRUTH = {
+    "labels": {
+        "teff": 5650.0,
+        "logg": 4.3,
+        "feh": -0.25,
+        "vmic": 1.1,
+        "alpha_fe": 0.1,
+        "li_fe": 0.2,
+        "c_fe": -0.05,
+        "o_fe": 0.15,
+        "na_fe": 0.05,
+        "mg_fe": 0.12,
+        "al_fe": 0.05,
+        "si_fe": 0.1,
+        "k_fe": 0.0,
+        "ca_fe": 0.12,
+        "sc_fe": 0.05,
+        "ti_fe": 0.15,
+        "cr_fe": -0.02,
+        "mn_fe": -0.08,
+        "ni_fe": -0.03,
+        "cu_fe": -0.05,
+        "zn_fe": 0.05,
+        "y_fe": 0.05,
+        "ba_fe": -0.1,
+    },
+    "nuisances": {"rv": 12.3, "vsini": 4.0, "vmacro": 3.0},
+}
 DEMO_EDGE_KMS = 30.0  # the demo grid stops this far inside the window, so a Doppler-shifted model stays in range
 
 
@@ -361,6 +397,74 @@ def step_demo(a):
     )
 
 
+def step_demo_galah(a):
+    windows = ", ".join(DEMO_GALAH_WINDOWS)
+    call = (
+        f"per arm of {windows}: stellarinf.validation.mocks.make_mock(<the realistic synthesizer with the {DEMO_GALAH_SET!r} "
+        f"member's training physics>, <its mock pixels>, truth, snr={DEMO_SNR:g}, resolution=28000, seed={DEMO_NOISE_SEED} + arm); "
+        "Spectrum.from_arms"
+    )
+    print(f"[demo-galah] {call} → data/demo/demo_galah_star.fits, demo_galah_truth.json", flush=True)
+    if a.dry_run:
+        return
+    import stellarinf
+    from stellarinf.io.atomic import write_json_atomic
+    from stellarinf.io.spectrum import Spectrum, write_spectrum_fits
+    from stellarinf.shipped_models import MODEL_SETS, SHIPPED_MODELS
+    from stellarinf.validation.mocks import make_mock
+    from stellarinf.validation.setups import benchmark_setup
+
+    stellarinf.enable_float64()
+    t0 = time.perf_counter()
+    members = [m for w in DEMO_GALAH_WINDOWS for m in MODEL_SETS[DEMO_GALAH_SET] if SHIPPED_MODELS[m].window == w]
+    arms, pixels = [], []
+    for k, member in enumerate(members):
+        fit_model, truth_model, wl, resolution, _ = benchmark_setup(member, quick=False, truth="synth")
+        space = fit_model.label_space
+        labels = {n: DEMO_GALAH_TRUTH["labels"].get(n, 0.0) for n in space.names}  # unlisted [X/Fe]: 0
+        space.validate(space.array_from_mapping(labels), what="four-arm demo truth")
+        params = {**labels, **DEMO_GALAH_TRUTH["nuisances"]}
+        spec = make_mock(truth_model, wl, params, snr=DEMO_SNR, resolution=resolution, seed=DEMO_NOISE_SEED + k)
+        spec.meta.pop("truth", None)
+        arms.append(spec)
+        pixels.append(int(len(wl)))
+        print(f"[demo-galah] {member}: {len(wl)} pixels, {wl[0]:.1f}–{wl[-1]:.1f} Å", flush=True)
+    star = Spectrum.from_arms(arms)
+    star.meta["object"] = "stellarinf four-arm demo star (synthetic)"
+    DEMO.mkdir(parents=True, exist_ok=True)
+    write_spectrum_fits(DEMO / "demo_galah_star.fits", star)
+    truth = {
+        "labels": labels,
+        "nuisances": DEMO_GALAH_TRUTH["nuisances"],
+        "emulator": DEMO_GALAH_SET,
+        "snr": DEMO_SNR,
+        "noise": "Gaussian, sigma = 1/snr per pixel (normalised flux), an independent seed per arm",
+        "noise_seed": DEMO_NOISE_SEED,
+        "windows": list(DEMO_GALAH_WINDOWS),
+        "resolution": 28000.0,
+        "n_pixels": pixels,
+        "medium": "vacuum",
+        "fidelity": "realistic, each arm with the physics its broad member was trained on (molecules, alpha atmospheres)",
+        "continuum": "flat: the flux is normalised (continuum coefficients 1, 0, 0, ...)",
+        "generator": call,
+        "stellarinf_version": stellarinf.__version__,
+        "git_commit": git_commit(),
+        "date": now(),
+    }
+    write_json_atomic(DEMO / "demo_galah_truth.json", truth)
+    record(
+        a.work,
+        {
+            "step": "demo-galah",
+            "command": call,
+            "finished": now(),
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "outputs": ["data/demo/demo_galah_star.fits", "data/demo/demo_galah_truth.json"],
+        },
+    )
+    print(f"[demo-galah] wrote data/demo/demo_galah_star.fits ({sum(pixels)} pixels in 4 arms)", flush=True)
+
+
 def step_recipe(a):
     print("[recipe] data/models/RECIPE.md", flush=True)
     if a.dry_run:
@@ -491,6 +595,8 @@ def main(argv=None) -> int:
             step_error_model(a)
         elif step == "demo":
             step_demo(a)
+        elif step == "demo-galah":
+            step_demo_galah(a)
         elif step == "recipe":
             step_recipe(a)
     return 0

@@ -435,6 +435,45 @@ def test_demo_names_the_fix_when_the_default_model_is_missing(tmp_path):
     (data / "demo" / "demo_star.fits").unlink()
     proc = subprocess.run([sys.executable, "-m", "stellarinf.cli", "demo"], capture_output=True, text=True, env=env)
     assert proc.returncode == 3 and "demo_star.fits is missing" in proc.stderr and "--steps demo" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "stellarinf.cli", "demo", "--star", "galah"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 3 and "demo_galah_star.fits is missing" in proc.stderr
+    assert "--steps demo-galah" in proc.stderr
+
+
+def test_four_arm_demo_star_is_described_by_its_truth_through_the_broad_set():
+    """The shipped four-arm demo star (`stellarinf demo --star galah`): four GALAH arms at R 28,000, each served by
+    its window's member of the set its truth file names, and the truth file's labels (the set's whole label space,
+    inside the box) reproduce the flux: the residual against each member's noiseless model at the truth is the
+    stated noise (reduced χ² ≈ 1; the members' emulation error is ~10× below σ = 1/80)."""
+    from stellarinf.commands.demo import DEMO_STARS, read_truth
+    from stellarinf.emulators.registry import load_emulator
+    from stellarinf.io.spectrum import read_spectrum
+    from stellarinf.paths import data_dir
+    from stellarinf.shipped_models import MODEL_SETS, SHIPPED_MODELS
+    from stellarinf.validation.mocks import noiseless_flux
+
+    star = DEMO_STARS["galah"]
+    spec = read_spectrum(data_dir().joinpath(*star.spectrum))
+    doc = json.loads(data_dir().joinpath(*star.truth).read_text())
+    truth = read_truth(data_dir().joinpath(*star.truth))
+    assert star.emulator == doc["emulator"] == "broad"
+    arms = spec.arms()
+    assert len(arms) == 4 and spec.is_multi_arm
+    members = {SHIPPED_MODELS[m].window: m for m in MODEL_SETS[star.emulator]}
+    for arm, window in zip(arms, ("galah-blue", "galah-green", "galah-red", "galah-ir")):
+        model = load_emulator(members[window])
+        lo, hi = model.wavelength_range
+        assert lo < arm.wavelength[0] and arm.wavelength[-1] < hi  # inside its member's range
+        assert float(arm.resolution) == 28000.0
+        space = model.label_space
+        assert set(doc["labels"]) == set(space.names)
+        space.validate(space.array_from_mapping(doc["labels"]), what="four-arm demo truth")
+        flux = noiseless_flux(model, arm.wavelength, truth, 28000.0)
+        chi2r = float(np.mean(((arm.flux - flux) / arm.sigma) ** 2))
+        assert 0.9 < chi2r < 1.15, (window, chi2r)
+        assert np.allclose(arm.sigma, 1.0 / doc["snr"])
 
 
 def test_make_defaults_dry_run_lists_the_recipe(tmp_path):

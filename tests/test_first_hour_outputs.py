@@ -165,3 +165,38 @@ def test_default_fit_shows_a_progress_bar(request, tmp_path, capsys, monkeypatch
     assert "proposal" in err and "100%" in err  # tqdm: "laplace-is: 100%|...| 1000/1000 [.., proposal/s]"
     for stage in ("[1/6] reading", "[3/6] MAP", "[5/6] laplace-is"):
         assert stage in err
+
+
+def test_corner_of_many_labels_shows_the_stellar_labels_and_nuisances():
+    from stellarinf.inference.plots import CORNER_MAX, corner_names
+
+    few = ["teff", "logg", "feh", "vmic", "li_fe", "rv", "vsini"]
+    assert corner_names(few) == few  # up to CORNER_MAX: everything
+    broad = ["teff", "logg", "feh", "vmic", "alpha_fe"] + [f"x{i}_fe" for i in range(30)] + ["rv", "vsini"]
+    assert len(broad) > CORNER_MAX
+    assert corner_names(broad) == ["teff", "logg", "feh", "vmic", "alpha_fe", "rv", "vsini"]
+
+
+def test_fit_plot_gives_each_arm_its_own_column(idata):
+    """A spectrum of two arms 1,000 Å apart: two columns (data and residuals), no line drawn across the gap."""
+    import matplotlib.pyplot as plt
+
+    from stellarinf.inference.plots import arm_slices, plot_fit
+
+    wl = np.asarray(idata.constant_data["wavelength"])
+    assert len(arm_slices(wl)) == 1 and plot_fit(idata).axes.__len__() == 2
+    plt.close("all")
+    two = idata.copy()  # deep: the fixture's arrays stay as they are
+    half = wl.size // 2
+    two.constant_data["wavelength"].values[half:] += 1000.0
+    assert np.asarray(idata.constant_data["wavelength"])[-1] == wl[-1]
+    arms = arm_slices(np.asarray(two.constant_data["wavelength"]))
+    assert [(a.start, a.stop) for a in arms] == [(0, half), (half, wl.size)]
+    fig = plot_fit(two)
+    assert len(fig.axes) == 4
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            x = np.asarray(line.get_xdata(), float)
+            if x.size > 2:  # data, model and residual traces (not the horizontal guides)
+                assert x.max() - x.min() < 1000.0  # each trace stays within its arm
+    plt.close(fig)

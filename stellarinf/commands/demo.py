@@ -8,6 +8,11 @@ synthetic spectrum at the galah-red window (R = 28,000) with Gaussian noise, mad
 the full observation model (Doppler, rotation, LSF, resampling, Chebyshev continuum,
 emulator error in the likelihood); the Cramér–Rao bounds are computed at the truth with the same
 observation model, the same free parameters and the same per-pixel σ.
+
+``--star galah`` fits the four-arm demo star instead (``data/demo/demo_galah_star.fits``: the four GALAH arms of one
+star of the broad domain, 35 labels, made by ``python data/make_defaults.py --steps demo-galah``) through the
+``broad`` set, one Payne per arm, with MAP + Laplace (NUTS over 38 parameters and ~11,000 pixels would take about
+half an hour on 2 CPU cores). :data:`DEMO_STARS` is the one table of demo stars.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -23,9 +29,43 @@ from ..errors import ModelFileError, StellarinfError
 from .fit import SamplerChoice
 from .options import read_options_kwargs, spectrum_read_options
 
-DEMO_SPECTRUM = ("demo", "demo_star.fits")
-DEMO_TRUTH = ("demo", "demo_truth.json")
 MAKE_DEFAULTS = "python data/make_defaults.py"
+
+
+@dataclass(frozen=True)
+class DemoStar:
+    """A shipped demo star: its spectrum and truth files (under the data folder), the ``make_defaults.py`` step
+    that makes them, and the emulator and sampler the demo uses for it unless told otherwise."""
+
+    spectrum: tuple[str, str]
+    truth: tuple[str, str]
+    step: str
+    emulator: str
+    sampler: str
+    about: str
+
+
+# the one table of demo stars (`stellarinf demo --star NAME`)
+DEMO_STARS = {
+    "red": DemoStar(
+        ("demo", "demo_star.fits"),
+        ("demo", "demo_truth.json"),
+        "demo",
+        "default-payne",
+        "nuts",
+        "GALAH's red arm, 11 labels: NUTS through the Payne in minutes on 2 CPU cores",
+    ),
+    # 38 free parameters over ~11,000 pixels: NUTS would take about half an hour on 2 CPU cores, the Laplace
+    # approximation a few minutes with its compiles
+    "galah": DemoStar(
+        ("demo", "demo_galah_star.fits"),
+        ("demo", "demo_galah_truth.json"),
+        "demo-galah",
+        "broad",
+        "laplace",
+        "the four GALAH arms of one star, 35 labels through the broad set: MAP + Laplace",
+    ),
+}
 
 
 class BadInput(click.ClickException):
@@ -33,24 +73,27 @@ class BadInput(click.ClickException):
 
 
 # ------------------------------------------------------------------------------------------- inputs
-def demo_paths(spectrum: str | None, truth: str | None) -> tuple[Path, Path]:
-    """The demo spectrum and truth files (given, or the shipped ones), with a clear error if missing."""
+def demo_paths(spectrum: str | None, truth: str | None, star: str = "red") -> tuple[Path, Path]:
+    """The demo spectrum and truth files (given, or the shipped demo star ``star``'s), with a clear error if
+    missing."""
     from ..paths import data_dir
 
+    shipped = DEMO_STARS[star]
     if spectrum is None:
-        spec_path = data_dir().joinpath(*DEMO_SPECTRUM)
-        truth_path = Path(truth) if truth else data_dir().joinpath(*DEMO_TRUTH)
+        spec_path = data_dir().joinpath(*shipped.spectrum)
+        truth_path = Path(truth) if truth else data_dir().joinpath(*shipped.truth)
     else:
         spec_path = Path(spectrum)
         truth_path = Path(truth) if truth else spec_path.with_name(spec_path.stem.replace("_star", "") + "_truth.json")
     if not spec_path.exists():
         raise StellarinfError(
-            f"the demo spectrum {spec_path} is missing; make it with `{MAKE_DEFAULTS} --steps demo` "
+            f"the demo spectrum {spec_path} is missing; make it with `{MAKE_DEFAULTS} --steps {shipped.step}` "
             "(or restore it from git)"
         )
     if not truth_path.exists():
         raise StellarinfError(
-            f"the demo truth file {truth_path} is missing; make it with `{MAKE_DEFAULTS} --steps demo` or pass --truth"
+            f"the demo truth file {truth_path} is missing; make it with `{MAKE_DEFAULTS} --steps {shipped.step}` "
+            "or pass --truth"
         )
     return spec_path, truth_path
 
@@ -172,20 +215,29 @@ def format_rows(rows: list[dict]) -> str:
 # ------------------------------------------------------------------------------------------- command
 @click.command(name="demo")
 @click.option(
-    "--emulator",
-    default="default-payne",
+    "--star",
+    type=click.Choice(tuple(DEMO_STARS)),
+    default="red",
     show_default=True,
-    help="Emulator: default-payne (the Payne MLP: NUTS in minutes on 2 CPU cores), default "
-    "(TransformerPayne small: about 40x slower per gradient on a CPU; use a GPU or --sampler laplace-is) "
-    "or a model directory.",
+    help="Which shipped demo star: "
+    + "; ".join(
+        f"{name} = {d.about} (--emulator {d.emulator}, --sampler {d.sampler})" for name, d in DEMO_STARS.items()
+    )
+    + ".",
+)
+@click.option(
+    "--emulator",
+    default=None,
+    help="Emulator (default: the star's, see --star): default-payne (the Payne MLP: NUTS in minutes on 2 CPU cores), "
+    "default (TransformerPayne small: about 40x slower per gradient on a CPU; use a GPU or --sampler laplace-is), "
+    "a set (broad) or a model directory.",
 )
 @click.option(
     "--sampler",
     type=SamplerChoice(),
-    default="nuts",
-    show_default=True,
-    help="nuts = NumPyro NUTS; laplace-is = Laplace corrected by importance sampling (values only: "
-    "minutes with TransformerPayne on a CPU); laplace = MAP + Laplace draws only (seconds).",
+    default=None,
+    help="Default: the star's (see --star). nuts = NumPyro NUTS; laplace-is = Laplace corrected by importance "
+    "sampling (values only: minutes with TransformerPayne on a CPU); laplace = MAP + Laplace draws only (seconds).",
 )
 @click.option("--chains", type=int, default=4, show_default=True)
 @click.option("--draws", type=int, default=500, show_default=True, help="Draws per chain after warm-up.")
@@ -211,6 +263,7 @@ def format_rows(rows: list[dict]) -> str:
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default="demo_output", show_default=True)
 @spectrum_read_options
 def demo(
+    star,
     emulator,
     sampler,
     chains,
@@ -226,7 +279,8 @@ def demo(
     output_dir,
     **read_params,
 ):
-    """Fit the shipped demo star (MAP → NUTS); print the posterior next to the truth and the Cramér–Rao bounds.
+    """Fit a shipped demo star (MAP → NUTS; the four-arm star: MAP → Laplace); print the posterior next to the truth
+    and the Cramér–Rao bounds.
 
     Writes demo.nc (ArviZ InferenceData), demo_summary.fits/.csv, demo_report.json and the plots
     demo_corner.png and demo_fit.png into OUTPUT_DIR.
@@ -241,7 +295,9 @@ def demo(
         raise BadInput("need --chains ≥ 1, --draws ≥ 1, --warmup ≥ 0 and --map-starts ≥ 1")
     t_all = time.perf_counter()
     out = Path(output_dir)
-    spec_path, truth_path = demo_paths(spectrum, truth)
+    spec_path, truth_path = demo_paths(spectrum, truth, star)
+    emulator = emulator or DEMO_STARS[star].emulator
+    sampler = sampler or DEMO_STARS[star].sampler
     truth_flat = read_truth(truth_path)
     fix_vmacro = None if free_vmacro else truth_flat.get("vmacro", 0.0)
 

@@ -60,6 +60,19 @@ TICK_FONTSIZE = 8
 PANEL_INCHES = 1.7
 
 
+# a corner plot beyond this many parameters is too large to read (37 of a broad-domain fit: 1,369 panels)
+CORNER_MAX = 14
+
+
+def corner_names(names: Sequence[str], most: int = CORNER_MAX) -> list[str]:
+    """The parameters a corner plot shows by default: all of ``names`` up to ``most``; beyond, the stellar labels
+    and nuisances only (every ``[X/Fe]`` but ``[α/Fe]`` left out: the summary table has them)."""
+    names = list(names)
+    if len(names) <= most:
+        return names
+    return [n for n in names if not n.endswith("_fe") or n == "alpha_fe"]
+
+
 def plot_corner(
     idata,
     var_names: Sequence[str] | None = None,
@@ -75,9 +88,13 @@ def plot_corner(
     from matplotlib.lines import Line2D
 
     post = idata.posterior
+    shown = ""
     if var_names is None:
         names = json.loads(post.attrs.get("parameters", "null") or "null") or list(post.data_vars)
-        var_names = [n for n in names if not n.startswith("cont")]
+        fitted = [n for n in names if not n.startswith("cont")]
+        var_names = corner_names(fitted)
+        if len(var_names) < len(fitted):
+            shown = f"; {len(var_names)} of {len(fitted)} parameters: the stellar labels and nuisances"
     n = len(var_names)
     draws = {v: np.asarray(post[v]).reshape(-1) for v in var_names}
     total = next(iter(draws.values())).size
@@ -116,13 +133,25 @@ def plot_corner(
     if truth:
         handles.append(Line2D([], [], color="C3", marker="s", ms=4, label="truth (input labels)"))
     fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.98, top), frameon=False, fontsize=10)
-    fig.suptitle(f"posterior ({post.attrs.get('method', '')})", y=1.0 - 0.1 / side, va="top")
+    fig.suptitle(f"posterior ({post.attrs.get('method', '')}{shown})", y=1.0 - 0.1 / side, va="top")
     _save(fig, path)
     return fig
 
 
+def arm_slices(wavelength: np.ndarray, gap: float = 20.0) -> list[slice]:
+    """Index ranges of the arms of a sorted wavelength array: a step more than ``gap`` × the median step starts a
+    new arm (one slice for a single arm)."""
+    step = np.diff(wavelength)
+    if step.size == 0:
+        return [slice(0, wavelength.size)]
+    cuts = np.flatnonzero(step > gap * np.median(step)) + 1
+    edges = [0, *cuts.tolist(), wavelength.size]
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+
 def plot_fit(idata, path=None):
-    """Data vs model (posterior predictive median and 68% band) with normalised residuals below."""
+    """Data vs model (posterior predictive median and 68% band) with normalised residuals below; a spectrum of
+    several arms gets a column per arm (widths in proportion to their ranges), so no line crosses the gaps."""
     plt = _plt()
     cd = idata.constant_data
     wl = np.asarray(cd["wavelength"])
@@ -131,21 +160,36 @@ def plot_fit(idata, path=None):
     flux = np.asarray(idata.observed_data["flux"])
     mf = np.asarray(idata.posterior_predictive["model_flux"]).reshape(-1, wl.size)
     lo, med, hi = np.percentile(mf, [15.865, 50, 84.135], axis=0)
-    fig, (ax, axr) = plt.subplots(2, 1, figsize=(11, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    ax.plot(wl, np.where(mask, flux, np.nan), color="k", lw=0.6, label="data")
-    ax.fill_between(wl, lo, hi, color="C0", alpha=0.4, lw=0)
-    ax.plot(wl, med, color="C0", lw=0.8, label="model (posterior median, 68%)")
-    ax.set_ylabel("normalised flux")
-    ax.legend(loc="lower left", fontsize=8)
     resid = np.where(mask, (flux - med) / err, np.nan)
-    axr.plot(wl, resid, color="k", lw=0.5)
-    axr.axhline(0, color="C0")
-    for s in (-3, 3):
-        axr.axhline(s, color="0.6", ls=":")
-    axr.set_ylabel("(data−model)/σ")
-    axr.set_xlabel("vacuum wavelength [Å]")
+    arms = arm_slices(wl)
+    widths = [max(float(wl[a][-1] - wl[a][0]), 1e-6) for a in arms]
+    fig, axes = plt.subplots(
+        2,
+        len(arms),
+        figsize=(11 if len(arms) == 1 else 4 + 3 * len(arms), 5),
+        sharex="col",
+        sharey="row",
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 1], "width_ratios": widths},
+    )
+    for k, a in enumerate(arms):
+        ax, axr = axes[0, k], axes[1, k]
+        ax.plot(wl[a], np.where(mask[a], flux[a], np.nan), color="k", lw=0.6, label="data")
+        ax.fill_between(wl[a], lo[a], hi[a], color="C0", alpha=0.4, lw=0)
+        ax.plot(wl[a], med[a], color="C0", lw=0.8, label="model (posterior median, 68%)")
+        axr.plot(wl[a], resid[a], color="k", lw=0.5)
+        axr.axhline(0, color="C0")
+        for s in (-3, 3):
+            axr.axhline(s, color="0.6", ls=":")
+    axes[0, 0].set_ylabel("normalised flux")
+    axes[0, 0].legend(loc="lower left", fontsize=8)
+    axes[1, 0].set_ylabel("(data−model)/σ")
+    if len(arms) == 1:
+        axes[1, 0].set_xlabel("vacuum wavelength [Å]")
+    else:
+        fig.supxlabel("vacuum wavelength [Å]")
     chi2r = idata.posterior.attrs.get("chi2_reduced")
     if chi2r is not None:
-        ax.set_title(f"reduced χ² of the best fit = {float(chi2r):.3f}")
+        fig.suptitle(f"reduced χ² of the best fit = {float(chi2r):.3f}")
     _save(fig, path)
     return fig
