@@ -113,6 +113,13 @@ def fit_once(models, spectrum, sampler: str, seed: int) -> dict:
         "labels": labels,
         "offsets_from_sun": {n: round(labels[n]["p50"] - SUN[n], 4) for n in labels},
         "chi2_reduced": float(table.meta.get("CHI2RED", float("nan"))),
+        "flags": str(table.meta.get("FLAGS", "")),
+        # laplace-is: is the importance-sampled posterior to be trusted (Pareto k below its threshold)?
+        "importance": {
+            k: (float(v) if np.isscalar(v) else v)
+            for k, v in result.posterior.tuning.items()
+            if k in ("pareto_k", "pareto_k_threshold", "importance_ess", "n_proposals", "broad")
+        },
     }
 
 
