@@ -523,14 +523,23 @@ def emulator_kind(model) -> str:
 NUTS_DEFAULT_SECONDS = 180.0
 
 
-def choose_sampler(model, backend: str | None = None) -> tuple[str, str]:
+# Importance sampling from the Laplace approximation degenerates as the free parameters grow: on the observed Sun's
+# four GALAH arms through the broad set (38 free parameters) laplace-is's Pareto k was 0.92-1.27 with an importance
+# ESS of 9-49 from 20,000 proposals (benchmarks/results/four_arm_fit_laplace_is.json), while on one arm's 13 it is
+# below 0.7 for most stars (the 2,000-star catalogue: 5.5 % flagged at 4 x 1,000). Past this many the CPU default is
+# the Laplace approximation itself, which broad-set catalogues show calibrated (95.6 % of pulls within 2 total sd).
+LAPLACE_IS_MAX_FREE = 24
+
+
+def choose_sampler(model, backend: str | None = None, n_free: int | None = None) -> tuple[str, str]:
     """``(sampler, why)`` for a fit where none was asked for: one that finishes on the machine at hand.
 
     NUTS costs ~60,000 gradients (4 chains × 1,500 iterations × ~10); it is the choice only where they take less
     than :data:`NUTS_DEFAULT_SECONDS` (any model on an accelerator). On a 2-core CPU TransformerPayne's gradient is
     about 0.16 s (hours) and the Payne's 5.6 ms (~6 minutes, MAP not included), so there the choice is laplace-is
     (log-density values only; more proposals while its importance ESS is low, within minutes; its Pareto k says
-    when it cannot be trusted)."""
+    when it cannot be trusted) for up to :data:`LAPLACE_IS_MAX_FREE` free parameters (``n_free``: the fit's; default
+    the model's labels + rv, v sin i, v macro), and beyond it ``laplace``, where importance sampling degenerates."""
     if backend is None:
         import jax
 
@@ -542,6 +551,15 @@ def choose_sampler(model, backend: str | None = None) -> tuple[str, str]:
     if spec is not None and backend == "cpu" and spec.cpu_gradient_s * 60_000 > NUTS_DEFAULT_SECONDS:
         minutes = spec.cpu_gradient_s * 60_000 / 60
         span = f"{minutes / 60:.0f} hours" if minutes > 90 else f"~{minutes:.0f} minutes"
+        if n_free is None and getattr(model, "label_space", None) is not None:
+            n_free = len(model.label_space) + 3
+        if n_free is not None and n_free > LAPLACE_IS_MAX_FREE:
+            return "laplace", (
+                f"{kind} on a CPU: at {spec.cpu_gradient_s:g} s per gradient NUTS takes {span} even before {n_free} "
+                f"free parameters lengthen it, and importance sampling from the Laplace approximation degenerates "
+                f"beyond {LAPLACE_IS_MAX_FREE} (Pareto k 0.9-1.3 on a four-arm fit of 38); the Laplace approximation "
+                "is calibrated there on synthesizer stars (pass --sampler nuts for the full posterior, e.g. on a GPU)"
+            )
         return "laplace-is", (
             f"{kind} on a CPU: at {spec.cpu_gradient_s:g} s per gradient NUTS takes {span}; laplace-is needs values "
             "only (pass --sampler nuts for NUTS, e.g. on a GPU"
@@ -1097,11 +1115,6 @@ def fit_spectrum(
     fixed_values = {}
     for m_ in models:
         fixed_values.update(validate_fixed(fixed or {}, m_, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max))
-    reason = "given"
-    if sampler is None:
-        # the slowest model sets the pace: the first whose own choice is not NUTS, else NUTS
-        choices = [choose_sampler(m_) for m_ in models]
-        sampler, reason = next((c for c in choices if c[0] != "nuts"), choices[0])
     multi = spec.is_multi_arm or len(models) > 1
     if multi:  # each arm its own physics error (the measured window it overlaps most)
         per_arm = {int(a.segments[0]): resolve_physics_error(physics_error, a) for a in spec.arms()}
@@ -1138,6 +1151,11 @@ def fit_spectrum(
         )
     fit_model = models if multi else model
     spec, obs, problem = build_problem(fit_model, spec, **build)
+    reason = "given"
+    if sampler is None:
+        # the slowest model sets the pace: the first whose own choice is not NUTS, else NUTS
+        choices = [choose_sampler(m_, n_free=problem.n_free) for m_ in models]
+        sampler, reason = next((c for c in choices if c[0] != "nuts"), choices[0])
     # a rebuild (outliers masked) keeps this degree: "auto" on the cropped spectrum it gets could give another
     # (GALAH IR: 315 Å uncropped → 8, 290 Å cropped → 7), another model and another compile of every program
     build["continuum_degree"] = int(obs.continuum_degree)

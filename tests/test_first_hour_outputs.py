@@ -154,7 +154,9 @@ def test_default_fit_shows_a_progress_bar(request, tmp_path, capsys, monkeypatch
     from stellarinf import pipeline
 
     path, model_args = request.getfixturevalue("spectrum_file"), request.getfixturevalue("injected")
-    monkeypatch.setattr(pipeline, "choose_sampler", lambda m, backend=None: ("laplace-is", "the CPU default"))
+    monkeypatch.setattr(
+        pipeline, "choose_sampler", lambda m, backend=None, n_free=None: ("laplace-is", "the CPU default")
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code, _, err = run(

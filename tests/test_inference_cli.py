@@ -260,6 +260,20 @@ def test_choose_sampler_picks_one_that_finishes_and_says_why(model):
     assert name == "laplace-is" and "~6 minutes" in why and "--sampler nuts" in why
     assert pipeline.choose_sampler(Payne(), "gpu")[0] == "nuts"
     assert pipeline.choose_sampler(model, "cpu")[0] == "nuts"
+    # many free parameters (a broad-set fit: 35 labels + rv, v sin i, v macro): importance sampling degenerates, so
+    # the CPU default is the Laplace approximation, and the reason says why; a GPU still gets NUTS
+    cap = pipeline.LAPLACE_IS_MAX_FREE
+    assert pipeline.choose_sampler(Payne(), "cpu", n_free=cap)[0] == "laplace-is"
+    name, why = pipeline.choose_sampler(Payne(), "cpu", n_free=38)
+    assert name == "laplace" and "38 free parameters" in why and "--sampler nuts" in why
+    assert pipeline.choose_sampler(Payne(), "gpu", n_free=38)[0] == "nuts"
+
+    class Broad(Payne):  # without n_free: the model's labels + the three broadenings and rv
+        label_space = tuple(range(35))
+
+    assert pipeline.choose_sampler(Broad(), "cpu")[0] == "laplace"
+    Broad.label_space = tuple(range(11))  # the galah-red Payne's eleven
+    assert pipeline.choose_sampler(Broad(), "cpu")[0] == "laplace-is"
 
 
 def test_default_emulator_is_chosen_for_the_machine_and_said(monkeypatch, model, spectrum_file, tmp_path, capsys):
@@ -539,7 +553,7 @@ def test_fit_cli_default_sampler_is_chosen_and_printed_and_laplace_is_records_di
     spectrum_file, tmp_path, capsys, injected, monkeypatch
 ):
     monkeypatch.setattr(
-        pipeline, "choose_sampler", lambda model, backend=None: ("laplace-is", "because the test says so")
+        pipeline, "choose_sampler", lambda model, backend=None, n_free=None: ("laplace-is", "because the test says so")
     )
     out = tmp_path / "star_is"
     with warnings.catch_warnings():

@@ -286,7 +286,9 @@ def fit_catalog(
 
         from ..pipeline import choose_sampler
 
-        sampler, reason = choose_sampler(ref if not isinstance(ref, str) else SimpleNamespace(kind=kind))
+        # the free parameters a star will have: its labels and rv, v sin i, v macro
+        model_ref = ref if not isinstance(ref, str) else SimpleNamespace(kind=kind)
+        sampler, reason = choose_sampler(model_ref, n_free=len(labels) + 3)
         echo(f"sampler: {sampler} ({reason})")
     settings = {
         "emulator": name,
