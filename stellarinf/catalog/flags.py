@@ -35,7 +35,7 @@ FLAG_BIT_NUMBERS: dict[str, int] = {
     "fidelity": 14,
     "other": 15,  # a word this version does not know (a newer pipeline's): see the per-star JSON for the words
     "no_tio": 16,  # global: a star where TiO bands matter, fitted through physics without TiO
-    "conservative": 17,  # global: reduced chi2 low while the plain chi2 is noise-like: the model errors overstate
+    "conservative": 17,  # global: reduced chi2 low, the plain chi2 noise-like or above: the model errors overstate
 }
 FLAG_BITS: dict[str, int] = {name: 1 << bit for name, bit in FLAG_BIT_NUMBERS.items()}
 
@@ -57,7 +57,7 @@ FLAG_DESCRIPTIONS: dict[str, str] = {
     "fidelity": "the emulator over-claims on a label near this star",
     "other": "a flag word this version does not know",
     "no_tio": "TiO bands shape this star's spectrum and the model has no TiO: labels can be biased",
-    "conservative": "the model's error terms exceed the residuals (plain chi2 noise-like): the sd are wider than needed",
+    "conservative": "the model's error terms exceed the residuals (plain chi2 noise-like or above): the sd are wider than needed",
 }
 
 
