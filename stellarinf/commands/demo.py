@@ -11,8 +11,8 @@ observation model, the same free parameters and the same per-pixel σ.
 
 ``--star galah`` fits the four-arm demo star instead (``data/demo/demo_galah_star.fits``: the four GALAH arms of one
 star of the broad domain, 35 labels, made by ``python data/make_defaults.py --steps demo-galah``) through the
-``broad`` set, one Payne per arm, with MAP + Laplace (NUTS over 38 parameters and ~11,000 pixels would take about
-half an hour on 2 CPU cores). :data:`DEMO_STARS` is the one table of demo stars.
+``broad`` set, one Payne per arm, with MAP + Laplace (NUTS over 37 parameters and ~11,000 pixels would take a quarter
+of an hour or more on 2 CPU cores). :data:`DEMO_STARS` is the one table of demo stars.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ DEMO_STARS = {
         "nuts",
         "GALAH's red arm, 11 labels: NUTS through the Payne in minutes on 2 CPU cores",
     ),
-    # 38 free parameters over ~11,000 pixels: NUTS would take about half an hour on 2 CPU cores, the Laplace
-    # approximation a few minutes with its compiles
+    # 37 free parameters over ~11,000 pixels: NUTS would take a quarter of an hour or more on 2 CPU cores (13 ms a
+    # gradient), the Laplace approximation about 2 minutes with its compiles
     "galah": DemoStar(
         ("demo", "demo_galah_star.fits"),
         ("demo", "demo_galah_truth.json"),
