@@ -135,6 +135,25 @@ def record(work: Path, entry: dict) -> None:
     write_json_atomic(log_path(work), log)
 
 
+def demo_provenance(call: str) -> dict:
+    """What a demo truth file says of how its spectrum was made (flat continuum, the call, version, commit, date)."""
+    import stellarinf
+
+    return {
+        "continuum": "flat: the flux is normalised (continuum coefficients 1, 0, 0, ...)",
+        "generator": call,
+        "stellarinf_version": stellarinf.__version__,
+        "git_commit": git_commit(),
+        "date": now(),
+    }
+
+
+def record_demo(work: Path, step: str, call: str, t0: float, outputs: list[str]) -> None:
+    """The log entry of a demo step: the call that made its files, when, how long."""
+    entry = {"step": step, "command": call, "finished": now(), "wall_s": round(time.perf_counter() - t0, 1)}
+    record(work, {**entry, "outputs": outputs})
+
+
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -374,23 +393,10 @@ def step_demo(a):
         "wavelength_range": [float(wl[0]), float(wl[-1])],
         "medium": "vacuum",
         "fidelity": "realistic",
-        "continuum": "flat: the flux is normalised (continuum coefficients 1, 0, 0, ...)",
-        "generator": call,
-        "stellarinf_version": stellarinf.__version__,
-        "git_commit": git_commit(),
-        "date": now(),
+        **demo_provenance(call),
     }
     write_json_atomic(DEMO / "demo_truth.json", truth)
-    record(
-        a.work,
-        {
-            "step": "demo",
-            "command": call,
-            "finished": now(),
-            "wall_s": round(time.perf_counter() - t0, 1),
-            "outputs": ["data/demo/demo_star.fits", "data/demo/demo_truth.json"],
-        },
-    )
+    record_demo(a.work, "demo", call, t0, ["data/demo/demo_star.fits", "data/demo/demo_truth.json"])
     print(
         f"[demo] wrote data/demo/demo_star.fits ({len(wl)} pixels, S/N {spec.snr():.0f}) and demo_truth.json",
         flush=True,
@@ -445,23 +451,10 @@ def step_demo_galah(a):
         "n_pixels": pixels,
         "medium": "vacuum",
         "fidelity": "realistic, each arm with the physics its broad member was trained on (molecules, alpha atmospheres)",
-        "continuum": "flat: the flux is normalised (continuum coefficients 1, 0, 0, ...)",
-        "generator": call,
-        "stellarinf_version": stellarinf.__version__,
-        "git_commit": git_commit(),
-        "date": now(),
+        **demo_provenance(call),
     }
     write_json_atomic(DEMO / "demo_galah_truth.json", truth)
-    record(
-        a.work,
-        {
-            "step": "demo-galah",
-            "command": call,
-            "finished": now(),
-            "wall_s": round(time.perf_counter() - t0, 1),
-            "outputs": ["data/demo/demo_galah_star.fits", "data/demo/demo_galah_truth.json"],
-        },
-    )
+    record_demo(a.work, "demo-galah", call, t0, ["data/demo/demo_galah_star.fits", "data/demo/demo_galah_truth.json"])
     print(f"[demo-galah] wrote data/demo/demo_galah_star.fits ({sum(pixels)} pixels in 4 arms)", flush=True)
 
 
