@@ -172,3 +172,13 @@ def test_a_low_chi2_from_overstated_model_errors_says_conservative_not_distrust(
     assert flags(2600.0, 2626.0) == ""
     assert "wider than the data allow" in FLAG_ADVICE["conservative"] and "not wrong" in FLAG_ADVICE["conservative"]
     assert words_to_bits(["conservative"]) == FLAG_BITS["conservative"] == 1 << 17
+
+
+def test_predictive_draws_are_thinned_for_many_pixels_only():
+    from stellarinf.inference.results import PREDICTIVE_VALUES, predictive_draws
+
+    assert predictive_draws(100, 500, 4, 2739) == 100  # one GALAH arm: the draws asked for
+    assert predictive_draws(100, 50, 4, 2739) == 50  # never more than the chain has
+    four_arms = predictive_draws(100, 500, 4, 10853)  # four arms: thinned to the value budget
+    assert four_arms == PREDICTIVE_VALUES // (4 * 10853) and 4 * four_arms * 10853 <= PREDICTIVE_VALUES
+    assert predictive_draws(100, 500, 4, 10**6) == 10  # never fewer than 10 a chain

@@ -215,6 +215,18 @@ def chi2_of(problem: Problem, params: Mapping[str, float]) -> tuple[float, int]:
 # ---------------------------------------------------------------------------------------------
 # InferenceData
 # ---------------------------------------------------------------------------------------------
+# the posterior predictive keeps at most about this many values per array (draws × pixels, all chains): the fit plot's
+# median and 68 % band need ~100 draws, and a four-arm star's 10,853 pixels × 400 draws made a 63 MB file
+PREDICTIVE_VALUES = 1_200_000
+
+
+def predictive_draws(n_predictive: int, draws: int, chains: int, n_pix: int) -> int:
+    """Posterior-predictive draws per chain: ``n_predictive``, at most the chain's draws, and fewer where
+    ``chains × draws × n_pix`` would pass :data:`PREDICTIVE_VALUES` (never below 10, or the draws there are)."""
+    budget = max(10, PREDICTIVE_VALUES // max(1, chains * n_pix))
+    return max(1, min(n_predictive, draws, budget))
+
+
 def to_inference_data(
     posterior: Posterior,
     problem: Problem,
@@ -239,7 +251,7 @@ def to_inference_data(
     terms = fit_terms(problem, posterior.init, best)  # emulator systematics, physics floor, fidelity (per arm)
 
     # posterior predictive on a thinned set of draws
-    n_pp = max(1, min(n_predictive, draws))
+    n_pp = predictive_draws(n_predictive, draws, chains, n_pix)
     idx = np.linspace(0, draws - 1, n_pp).round().astype(int)
     stack = {n: jnp.asarray(posterior.samples[n][:, idx].reshape(-1)) for n in posterior.names}
     model_flux = np.asarray(_predict_draws(problem.obs_model, problem.fixed, stack, min(16, chains * n_pp))).reshape(
