@@ -194,6 +194,9 @@ def test_fit_plot_gives_each_arm_its_own_column(idata):
     assert np.asarray(idata.constant_data["wavelength"])[-1] == wl[-1]
     arms = arm_slices(np.asarray(two.constant_data["wavelength"]))
     assert [(a.start, a.stop) for a in arms] == [(0, half), (half, wl.size)]
+    # arms out of order (a redder arm first): each is still its own
+    swapped = np.concatenate([wl[half:] + 1000.0, wl[:half]])
+    assert [(a.start, a.stop) for a in arm_slices(swapped)] == [(0, wl.size - half), (wl.size - half, wl.size)]
     fig = plot_fit(two)
     assert len(fig.axes) == 4
     for ax in fig.axes:

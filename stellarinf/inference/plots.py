@@ -139,12 +139,12 @@ def plot_corner(
 
 
 def arm_slices(wavelength: np.ndarray, gap: float = 20.0) -> list[slice]:
-    """Index ranges of the arms of a sorted wavelength array: a step more than ``gap`` × the median step starts a
-    new arm (one slice for a single arm)."""
+    """Index ranges of the arms of a wavelength array (each arm ascending): a step more than ``gap`` × the median
+    step, or a step back (arms given out of order), starts a new arm (one slice for a single arm)."""
     step = np.diff(wavelength)
     if step.size == 0:
         return [slice(0, wavelength.size)]
-    cuts = np.flatnonzero(step > gap * np.median(step)) + 1
+    cuts = np.flatnonzero((step > gap * np.median(np.abs(step))) | (step <= 0)) + 1
     edges = [0, *cuts.tolist(), wavelength.size]
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
