@@ -99,13 +99,13 @@ def main(argv=None) -> int:
 
     from stellarinf.io.atomic import write_json_atomic
     from stellarinf.machine import machine_info
-    from stellarinf.shipped_models import MODEL_SETS, SHIPPED_MODELS
+    from stellarinf.shipped_models import set_members
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     result = {"benchmark": "broad_fidelity", "target": [0.9, 1.1], "sets": {}}
     for set_name in args.sets.split(","):
-        members = {SHIPPED_MODELS[m].window: m for m in MODEL_SETS[set_name]}
+        members = set_members(set_name)
         windows = [*ARMS, *(w for w in members if w not in ARMS)]  # the GALAH arms, then Gaia RVS where the set has it
         docs = {w: measure(work, members[w]) for w in windows}
         labels = [n for n in docs[ARMS[0]]["ratio"]]

@@ -51,16 +51,17 @@ TIMED = ("wall_s", "stars_per_s_with_startup", "stars_per_s_steady", "median_sec
 def arm_models(emulator: str, windows: str | None = None) -> list[str]:
     """The models a mock star is made for: ``[emulator]``, or for a set (``broad``: MODEL_SETS) its members, one per
     arm, restricted to ``windows`` (comma-separated window names) if given."""
-    from stellarinf.shipped_models import MODEL_SETS, SHIPPED_MODELS
+    from stellarinf.shipped_models import MODEL_SETS, set_members
 
     if emulator not in MODEL_SETS:
         return [emulator]
-    members = list(MODEL_SETS[emulator])
-    if windows:
-        wanted = [w.strip() for w in windows.split(",") if w.strip()]
-        members = [m for m in members if SHIPPED_MODELS[m].window in wanted]
-        if not members:
-            raise SystemExit(f"no member of {emulator!r} covers {windows}: its members are {MODEL_SETS[emulator]}")
+    by_window = set_members(emulator)
+    if not windows:
+        return list(by_window.values())
+    wanted = [w.strip() for w in windows.split(",") if w.strip()]
+    members = [m for w, m in by_window.items() if w in wanted]
+    if not members:
+        raise SystemExit(f"no member of {emulator!r} covers {windows}: its members are {MODEL_SETS[emulator]}")
     return members
 
 

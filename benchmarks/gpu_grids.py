@@ -74,8 +74,9 @@ def encode_flux(flux: np.ndarray, step: float) -> tuple[np.ndarray, str]:
     return encode_ints(np.diff(q, axis=1, prepend=0))
 
 
-def decode_flux(blob: np.ndarray, dtype: str, shape: tuple[int, int], step: float) -> np.ndarray:
-    return (np.cumsum(decode_ints(blob, dtype, shape), axis=1) * step).astype(np.float32)
+def read_ints(d) -> np.ndarray:
+    """The integers a packed dataset holds (:func:`encode_ints`, its ``packed_dtype`` and ``packed_shape``)."""
+    return decode_ints(d[:], str(d.attrs["packed_dtype"]), tuple(int(v) for v in d.attrs["packed_shape"]))
 
 
 def pca_parts(f: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -139,16 +140,15 @@ def unpack(src: Path, dst: Path) -> None:
         for name in ("labels", "wavelength"):
             d = f.create_dataset(name, data=g[name][:])
             _copy_attrs(g[name], d)
-        packed = g["flux_residual"] if "flux_residual" in g else g["flux_dz"]
+        pca = "flux_residual" in g
+        packed = g["flux_residual" if pca else "flux_dz"]
         a = packed.attrs
-        shape, step = tuple(int(v) for v in a["packed_shape"]), float(a["packed_step"])
-        if "flux_residual" in g:
-            c = g["pca_coef"]
-            coef = decode_ints(c[:], str(c.attrs["packed_dtype"]), tuple(int(v) for v in c.attrs["packed_shape"]))
-            model = pca_model(g["pca_mean"][:], g["pca_basis"][:], coef)
-            flux = (model + decode_ints(packed[:], str(a["packed_dtype"]), shape) * step).astype(np.float32)
-        else:
-            flux = decode_flux(packed[:], str(a["packed_dtype"]), shape, step)
+        ints, step = read_ints(packed), float(a["packed_step"])
+        if pca:  # the components' flux + the quantised residual
+            model = pca_model(g["pca_mean"][:], g["pca_basis"][:], read_ints(g["pca_coef"]))
+            flux = (model + ints * step).astype(np.float32)
+        else:  # quantised differences along wavelength
+            flux = (np.cumsum(ints, axis=1) * step).astype(np.float32)
         chunks = (min(64, flux.shape[0]), flux.shape[1])
         d = f.create_dataset("flux", data=flux, chunks=chunks)
         for k, v in a.items():

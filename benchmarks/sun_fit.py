@@ -137,13 +137,13 @@ def model_for(name: str, window: str):
     unbroadened; Unsöld × 2 or ABO damping) on the window, which separates what the physics gets wrong from what
     the emulator adds. A set's name (``broad``, ``broad-tp``: :data:`stellarinf.shipped_models.MODEL_SETS`) is its model for
     ``window``."""
-    from stellarinf.shipped_models import MODEL_SETS, SHIPPED_MODELS
+    from stellarinf.shipped_models import MODEL_SETS, set_members
 
     if name in MODEL_SETS:
-        members = MODEL_SETS[name]
-        name = next((m for m in members if SHIPPED_MODELS[m].window == window), None)
+        members = set_members(name)
+        name = members.get(window)
         if name is None:
-            raise SystemExit(f"the set has no model for {window}: its members are {', '.join(members)}")
+            raise SystemExit(f"the set has no model for {window}: its members are {', '.join(members.values())}")
     if name in ("synth", "synth-abo"):
         from stellarinf.labels import default_label_space
         from stellarinf.synth import SynthesizerModel

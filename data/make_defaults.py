@@ -48,7 +48,6 @@ DATA = Path(__file__).resolve().parent
 REPO = DATA.parent
 DEFAULT_WORK = REPO / "benchmarks" / "work"
 MODELS = DATA / "models"
-DEMO = DATA / "demo"
 STEPS = (
     "grid",
     "test-grid",
@@ -85,7 +84,6 @@ DEMO_TRUTH = {
 DEMO_SNR = 80.0
 DEMO_NOISE_SEED = 20240607
 # the four-arm demo star (step demo-galah): a mildly alpha-enhanced thin/thick-disc dwarf; [X/Fe] not listed are 0
-DEMO_GALAH_SET = "broad"
 DEMO_GALAH_WINDOWS = ("galah-blue", "galah-green", "galah-red", "galah-ir")
 DEMO_GALAH_TRUTH = {
     "labels": {
@@ -148,10 +146,19 @@ def demo_provenance(call: str) -> dict:
     }
 
 
-def record_demo(work: Path, step: str, call: str, t0: float, outputs: list[str]) -> None:
+def demo_star(name: str):
+    """(the demo star's entry, its spectrum path, its truth path): ``stellarinf.commands.demo.DEMO_STARS``, the one
+    table `stellarinf demo --star NAME` reads, names the files and the model set."""
+    from stellarinf.commands.demo import DEMO_STARS
+
+    star = DEMO_STARS[name]
+    return star, DATA.joinpath(*star.spectrum), DATA.joinpath(*star.truth)
+
+
+def record_demo(work: Path, step: str, call: str, t0: float, outputs: tuple[Path, Path]) -> None:
     """The log entry of a demo step: the call that made its files, when, how long."""
     entry = {"step": step, "command": call, "finished": now(), "wall_s": round(time.perf_counter() - t0, 1)}
-    record(work, {**entry, "outputs": outputs})
+    record(work, {**entry, "outputs": [str(p.relative_to(REPO)) for p in outputs]})
 
 
 def now() -> str:
@@ -359,7 +366,8 @@ def step_demo(a):
         f"stellarinf.validation.mocks.make_mock(SynthesizerModel(default_label_space(), {a.window!r}, 'realistic'), "
         f"<{a.window} pixels {DEMO_EDGE_KMS:g} km/s inside each end>, truth, snr={DEMO_SNR:g}, resolution=R, seed={DEMO_NOISE_SEED})"
     )
-    print(f"[demo] {call} → data/demo/demo_star.fits, demo_truth.json", flush=True)
+    _, spec_path, truth_path = demo_star("red")
+    print(f"[demo] {call} → {spec_path.relative_to(REPO)}, {truth_path.name}", flush=True)
     if a.dry_run:
         return
     import stellarinf
@@ -380,8 +388,8 @@ def step_demo(a):
     spec = make_mock(model, wl, params, snr=DEMO_SNR, resolution=window.resolution, seed=DEMO_NOISE_SEED)
     spec.meta.pop("truth", None)  # the truth lives in its own file
     spec.meta["object"] = "stellarinf demo star (synthetic)"
-    DEMO.mkdir(parents=True, exist_ok=True)
-    write_spectrum_fits(DEMO / "demo_star.fits", spec)
+    spec_path.parent.mkdir(parents=True, exist_ok=True)
+    write_spectrum_fits(spec_path, spec)
     truth = {
         **DEMO_TRUTH,
         "snr": DEMO_SNR,
@@ -395,34 +403,35 @@ def step_demo(a):
         "fidelity": "realistic",
         **demo_provenance(call),
     }
-    write_json_atomic(DEMO / "demo_truth.json", truth)
-    record_demo(a.work, "demo", call, t0, ["data/demo/demo_star.fits", "data/demo/demo_truth.json"])
+    write_json_atomic(truth_path, truth)
+    record_demo(a.work, "demo", call, t0, (spec_path, truth_path))
     print(
-        f"[demo] wrote data/demo/demo_star.fits ({len(wl)} pixels, S/N {spec.snr():.0f}) and demo_truth.json",
+        f"[demo] wrote {spec_path.relative_to(REPO)} ({len(wl)} pixels, S/N {spec.snr():.0f}) and {truth_path.name}",
         flush=True,
     )
 
 
 def step_demo_galah(a):
+    demo, spec_path, truth_path = demo_star("galah")
     windows = ", ".join(DEMO_GALAH_WINDOWS)
     call = (
-        f"per arm of {windows}: stellarinf.validation.mocks.make_mock(<the realistic synthesizer with the {DEMO_GALAH_SET!r} "
+        f"per arm of {windows}: stellarinf.validation.mocks.make_mock(<the realistic synthesizer with the {demo.emulator!r} "
         f"member's training physics>, <its mock pixels>, truth, snr={DEMO_SNR:g}, resolution=28000, seed={DEMO_NOISE_SEED} + arm); "
         "Spectrum.from_arms"
     )
-    print(f"[demo-galah] {call} → data/demo/demo_galah_star.fits, demo_galah_truth.json", flush=True)
+    print(f"[demo-galah] {call} → {spec_path.relative_to(REPO)}, {truth_path.name}", flush=True)
     if a.dry_run:
         return
     import stellarinf
     from stellarinf.io.atomic import write_json_atomic
     from stellarinf.io.spectrum import Spectrum, write_spectrum_fits
-    from stellarinf.shipped_models import MODEL_SETS, SHIPPED_MODELS
+    from stellarinf.shipped_models import set_members
     from stellarinf.validation.mocks import make_mock
     from stellarinf.validation.setups import benchmark_setup
 
     stellarinf.enable_float64()
     t0 = time.perf_counter()
-    members = [m for w in DEMO_GALAH_WINDOWS for m in MODEL_SETS[DEMO_GALAH_SET] if SHIPPED_MODELS[m].window == w]
+    members = [set_members(demo.emulator)[w] for w in DEMO_GALAH_WINDOWS]
     arms, pixels = [], []
     for k, member in enumerate(members):
         fit_model, truth_model, wl, resolution, _ = benchmark_setup(member, quick=False, truth="synth")
@@ -437,12 +446,12 @@ def step_demo_galah(a):
         print(f"[demo-galah] {member}: {len(wl)} pixels, {wl[0]:.1f}–{wl[-1]:.1f} Å", flush=True)
     star = Spectrum.from_arms(arms)
     star.meta["object"] = "stellarinf four-arm demo star (synthetic)"
-    DEMO.mkdir(parents=True, exist_ok=True)
-    write_spectrum_fits(DEMO / "demo_galah_star.fits", star)
+    spec_path.parent.mkdir(parents=True, exist_ok=True)
+    write_spectrum_fits(spec_path, star)
     truth = {
         "labels": labels,
         "nuisances": DEMO_GALAH_TRUTH["nuisances"],
-        "emulator": DEMO_GALAH_SET,
+        "emulator": demo.emulator,
         "snr": DEMO_SNR,
         "noise": "Gaussian, sigma = 1/snr per pixel (normalised flux), an independent seed per arm",
         "noise_seed": DEMO_NOISE_SEED,
@@ -453,9 +462,9 @@ def step_demo_galah(a):
         "fidelity": "realistic, each arm with the physics its broad member was trained on (molecules, alpha atmospheres)",
         **demo_provenance(call),
     }
-    write_json_atomic(DEMO / "demo_galah_truth.json", truth)
-    record_demo(a.work, "demo-galah", call, t0, ["data/demo/demo_galah_star.fits", "data/demo/demo_galah_truth.json"])
-    print(f"[demo-galah] wrote data/demo/demo_galah_star.fits ({sum(pixels)} pixels in 4 arms)", flush=True)
+    write_json_atomic(truth_path, truth)
+    record_demo(a.work, "demo-galah", call, t0, (spec_path, truth_path))
+    print(f"[demo-galah] wrote {spec_path.relative_to(REPO)} ({sum(pixels)} pixels in 4 arms)", flush=True)
 
 
 def step_recipe(a):

@@ -67,6 +67,11 @@ MODEL_SETS = {
 }
 
 
+def set_members(name: str) -> dict[str, str]:
+    """The members of set ``name`` (:data:`MODEL_SETS`) by the window each covers, in the set's order."""
+    return {SHIPPED_MODELS[m].window: m for m in MODEL_SETS[name]}
+
+
 def shipped_models_text() -> str:
     """``'default' (TransformerPayne, galah-red), ...``: the shipped names for help texts and messages."""
     models = ", ".join(f"{name!r} ({m.about}, {m.window})" for name, m in SHIPPED_MODELS.items())

@@ -451,7 +451,7 @@ def test_four_arm_demo_star_is_described_by_its_truth_through_the_broad_set():
     from stellarinf.emulators.registry import load_emulator
     from stellarinf.io.spectrum import read_spectrum
     from stellarinf.paths import data_dir
-    from stellarinf.shipped_models import MODEL_SETS, SHIPPED_MODELS
+    from stellarinf.shipped_models import set_members
     from stellarinf.validation.mocks import noiseless_flux
 
     star = DEMO_STARS["galah"]
@@ -461,7 +461,7 @@ def test_four_arm_demo_star_is_described_by_its_truth_through_the_broad_set():
     assert star.emulator == doc["emulator"] == "broad"
     arms = spec.arms()
     assert len(arms) == 4 and spec.is_multi_arm
-    members = {SHIPPED_MODELS[m].window: m for m in MODEL_SETS[star.emulator]}
+    members = set_members(star.emulator)
     for arm, window in zip(arms, ("galah-blue", "galah-green", "galah-red", "galah-ir")):
         model = load_emulator(members[window])
         lo, hi = model.wavelength_range

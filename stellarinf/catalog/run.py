@@ -286,9 +286,9 @@ def fit_catalog(
 
         from ..pipeline import choose_sampler
 
-        # the free parameters a star will have: its labels and rv, v sin i, v macro
+        # a star's free parameters: the names a prior may be given for (labels, rv, v sin i, v macro, the jitter)
         model_ref = ref if not isinstance(ref, str) else SimpleNamespace(kind=kind)
-        sampler, reason = choose_sampler(model_ref, n_free=len(labels) + 3)
+        sampler, reason = choose_sampler(model_ref, n_free=len(allowed))
         echo(f"sampler: {sampler} ({reason})")
     settings = {
         "emulator": name,
