@@ -80,6 +80,7 @@ def main(argv=None) -> int:
                 {
                     "preset": name,
                     "arms": "; ".join(f"{a.wmin:.0f}–{a.wmax:.0f} R {a.resolution:,.0f}" for a in covered.arms),
+                    "left_out": "; ".join(F.arms_not_covered(inst, covered)),
                     "n_pixels": int(fc.wavelength.size),
                     "star": star,
                     "weak": str(weak[0].message).split(":")[0] if weak else "",
@@ -211,12 +212,14 @@ def error_models(emulator: str, preset: str, star: str, out: str | None) -> int:
 
 def markdown(doc: dict) -> str:
     names = doc["labels"]
-    head = "| preset | arms covered | px | star | " + " | ".join(names) + " | bound wider than the box |"
-    lines = [head, "|" + "---|" * (5 + len(names))]
+    head = "| preset | arms covered | px | star | " + " | ".join(names) + " | bound wider than the box | left out |"
+    lines = [head, "|" + "---|" * (6 + len(names))]
     for r in doc["rows"]:
         vals = [f"{r[n]:.0f}" if n == "teff" else f"{r[n]:.3f}" for n in names]
         lines.append(
-            f"| {r['preset']} | {r['arms']} | {r['n_pixels']} | {r['star']} | " + " | ".join(vals) + f" | {r['weak']} |"
+            f"| {r['preset']} | {r['arms']} | {r['n_pixels']} | {r['star']} | "
+            + " | ".join(vals)
+            + f" | {r['weak']} | {r.get('left_out', '')} |"
         )
     lines.append("")
     lines.append("Not served by this model: " + "; ".join(f"{s['preset']} ({s['reason']})" for s in doc["skipped"]))

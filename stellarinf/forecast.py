@@ -104,21 +104,23 @@ def model_coverage(model) -> tuple[tuple[float, float], ...]:
 
 def arms_not_covered(window, covered: Instrument) -> list[str]:
     """The arms of preset ``window`` that no model serves (dropped by the cut to the coverage), as
-    ``"name wmin–wmax Å"``; empty for a generic ``R=`` set-up or a single Window."""
+    ``"name wmin–wmax Å"``, then the parts ``covered`` left out (too sharp for their model) with why; empty for a
+    generic ``R=`` set-up or a single Window served whole."""
+    full = None
     if isinstance(window, Instrument):
         full = window
     elif isinstance(window, str):
         try:
             full = get_instrument(window)
         except InstrumentError:
-            return []
-    else:
-        return []
-    return [
+            full = None
+    used = [*covered.arms, *(part for part, _ in covered.left_out)]  # an arm left out for its R is said once
+    outside = [
         f"{a.name} {a.wmin:.0f}–{a.wmax:.0f} Å"
-        for a in full.arms
-        if not any(k.wmin < a.wmax and k.wmax > a.wmin for k in covered.arms)
+        for a in (full.arms if full is not None else ())
+        if not any(k.wmin < a.wmax and k.wmax > a.wmin for k in used)
     ]
+    return outside + [f"{a.name} {a.wmin:.0f}–{a.wmax:.0f} Å ({why})" for a, why in covered.left_out]
 
 
 def arm_model(models, arm: Window):
@@ -152,16 +154,26 @@ def instrument_for(model, window: str | Window | Instrument, resolution: float |
         inst = inst.covered(ranges, what=what)
     except InstrumentError as exc:
         raise ForecastError(str(exc)) from None
+    # a part sharper than the model that covers it is left out (and said: forecast meta, `crb` output) when the
+    # others can be served, e.g. MIKE's red arm at R 22,000 through the broad set: its Gaia RVS part (a member at
+    # R 11,500) cannot be sharpened, its GALAH parts can be used; nothing left is an error with the way forward
+    keep, sharp = [], []
     for a in inst.arms:
         m = arm_model(model, a)
         r_model = None if isinstance(m, str) else getattr(m, "resolution", None)
         if r_model is not None and a.resolution > float(r_model) * (1 + 1e-9):
-            raise ForecastError(
-                f"preset {inst.name!r} observes at R {a.resolution:,.0f} ({a.name}), sharper than the model's "
-                f"R {float(r_model):,.0f} (a model cannot be sharpened): forecast it with the synthesizer (--emulator "
-                "synth), or at the model's R or below (--resolution)"
-            )
-    return inst
+            sharp.append((a, float(r_model)))
+        else:
+            keep.append(a)
+    if not keep:
+        a, r_model = sharp[0]
+        raise ForecastError(
+            f"preset {inst.name!r} observes at R {a.resolution:,.0f} ({a.name}), sharper than the model's "
+            f"R {r_model:,.0f} (a model cannot be sharpened): forecast it with the synthesizer (--emulator "
+            "synth), or at the model's R or below (--resolution)"
+        )
+    left_out = tuple((a, f"R {a.resolution:,.0f} sharper than its model's {r:,.0f}") for a, r in sharp)
+    return dataclasses.replace(inst, arms=tuple(keep), left_out=left_out) if sharp else inst
 
 
 # --------------------------------------------------------------------------------------------------

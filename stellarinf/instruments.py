@@ -46,6 +46,8 @@ class Instrument:
         source: citation (instrument paper or manual).
         kind: ``instrument``, ``window`` (a stellarinf model window) or ``generic`` (``R=<value>``).
         note: what the table says beyond the numbers (slit, mode, gaps).
+        left_out: parts of the arms a forecast cannot use, each ``(part, why)`` (e.g. sharper than the model that
+            covers it); empty for a preset as the table gives it.
     """
 
     name: str
@@ -53,6 +55,7 @@ class Instrument:
     source: str = ""
     kind: str = "instrument"
     note: str = ""
+    left_out: tuple[tuple[Window, str], ...] = ()
 
     @property
     def ranges(self) -> tuple[tuple[float, float], ...]:

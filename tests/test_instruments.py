@@ -118,6 +118,30 @@ def test_a_preset_sharper_than_the_model_is_refused_with_the_way_forward():
         F.forecast(broadened, STAR, window="harps")
 
 
+def test_a_part_sharper_than_its_model_is_left_out_and_said_when_the_others_can_be_served():
+    """Several models, one too coarse for its part of the preset (MIKE's red arm through the broad set's R 11,500
+    Gaia RVS member): that part is left out and named with why; the rest is the forecast the served part alone gives.
+    Nothing servable left: the refusal with the way forward."""
+    from stellarinf.labels import default_label_space
+    from stellarinf.validation.analytic import AnalyticLineModel
+
+    space = default_label_space().subset(["teff", "logg", "feh", "vmic"])
+    coarse_blue = AnalyticLineModel(space, (4900.0, 5500.0), 7_000.0, n_lines=30, seed=1)
+    red = AnalyticLineModel(space, (6200.0, 6900.0), 28_000.0, n_lines=30, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fc = F.forecast([coarse_blue, red], STAR, window="lamost-mrs", snr=80.0)  # R 7,500 in both arms
+        alone = F.forecast(red, STAR, window=fc.instrument.arms[0], snr=80.0)
+    assert [a.name for a in fc.instrument.arms] == ["lamost-mrs-red"]
+    [said] = fc.result.meta["arms_not_covered"]
+    assert said.startswith("lamost-mrs-blue 495") and "R 7,500 sharper than its model's 7,000" in said
+    for n in ("teff", "logg", "feh"):
+        assert fc.result.marginal()[n] == pytest.approx(alone.result.marginal()[n], rel=1e-9)
+    coarse_red = AnalyticLineModel(space, (6200.0, 6900.0), 7_000.0, n_lines=30, seed=2)
+    with pytest.raises(F.ForecastError, match="sharper than the model's R 7,000.*synth"):
+        F.forecast([coarse_blue, coarse_red], STAR, window="lamost-mrs", snr=80.0)
+
+
 def test_another_resolving_power_of_the_same_pixel_bucket_compiles_nothing_and_changes_nothing():
     """An emulator (a model with its own R): R is a held parameter and the pixel count is padded to a bucket, so a
     forecast at another R traces no new program; the padded forecast equals the plain one (no padding, R static)."""
