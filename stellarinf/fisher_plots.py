@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .fisher import FisherResult, _unit
+from .inference.plots import arm_slices
 from .io.atomic import atomic_path
 
 
@@ -35,9 +36,12 @@ def save_figure(fig, path: str | Path, dpi: int = 130) -> Path:
 
 def _finish(fig, path=None, title: str = ""):
     """The common tail of every plot here: the title, the layout, the file if asked; returns the figure."""
+    # the title and the room tight_layout leaves it in inches, not figure fractions: on a tall figure of many labels
+    # the default (y 0.98) would sit an inch down, across the first row
+    height = fig.get_size_inches()[1]
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title, y=1.0 - 0.08 / height, va="top")
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.25 / height if title else 1.0))
     if path is not None:
         save_figure(fig, path)
     return fig
@@ -129,33 +133,49 @@ def plot_information_per_pixel(
         len(labels) + n_top, 1, figsize=(10, 1.4 * (len(labels) + n_top) + 0.6), sharex=True, squeeze=False
     )
     axes = axes[:, 0]
+    breaks = [a.start for a in arm_slices(wl)[1:]]  # several arms: where each later one starts
     if flux is not None:
-        axes[0].plot(wl, np.asarray(flux), "k-", lw=0.6)
+        axes[0].plot(*_broken(wl, np.asarray(flux, float), breaks), "k-", lw=0.6)
         axes[0].set_ylabel("flux")
     for ax, name in zip(axes[n_top:], labels):
         col = info[:, result.names.index(name)]
         total = col.sum()
         frac = col / total if total > 0 else np.zeros_like(col)
-        ax.plot(wl, frac, lw=0.7)
-        ax.fill_between(wl, 0, frac, alpha=0.3)
+        x, y = _broken(wl, frac, breaks)
+        ax.plot(x, y, lw=0.7)
+        ax.fill_between(x, 0, y, alpha=0.3)
         ax.set_ylabel(name, rotation=0, ha="right", va="center")
         ax.set_yticks([])
     axes[-1].set_xlabel("vacuum wavelength [Å]" if wavelength is not None or result.wavelength is not None else "pixel")
     return _finish(fig, path, title or f"information per pixel ({kind}; each row normalised to unit sum)")
 
 
-def plot_correlation(result: FisherResult, *, path=None, title: str = "Cramér–Rao correlation matrix"):
-    """Heat-map of the correlation matrix of F⁻¹ with the coefficients written in the cells."""
+def _broken(wl: np.ndarray, y: np.ndarray, breaks: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``wl``, ``y`` with a NaN where each arm after the first starts, so no line is drawn across a gap."""
+    return np.insert(wl.astype(float), breaks, np.nan), np.insert(y.astype(float), breaks, np.nan)
+
+
+def plot_correlation(
+    result: FisherResult,
+    labels: Sequence[str] | None = None,
+    *,
+    path=None,
+    title: str = "Cramér–Rao correlation matrix",
+):
+    """Heat-map of the correlation matrix of F⁻¹ with the coefficients written in the cells; ``labels``: the rows and
+    columns shown (every parameter still marginalised: the block of the full matrix)."""
     plt = _plt()
-    R = result.correlation()
-    n = len(result.names)
+    names = list(labels or result.names)
+    idx = [result.names.index(n) for n in names]
+    R = result.correlation()[np.ix_(idx, idx)]
+    n = len(names)
     size = max(3.5, 0.55 * n + 1.5)
     fig, ax = plt.subplots(figsize=(size + 0.8, size))
     im = ax.imshow(R, cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
-    ax.set_xticklabels(result.names, rotation=45, ha="right")
-    ax.set_yticklabels(result.names)
+    ax.set_xticklabels(names, rotation=45, ha="right")
+    ax.set_yticklabels(names)
     if n <= 16:
         for i in range(n):
             for j in range(n):

@@ -280,3 +280,40 @@ def test_table_and_json_outputs():
     assert doc["snr"] == 100.0 and doc["labels"]["teff"]["value"] == 5600.0
     assert doc["labels"]["logg"]["marginal"] == pytest.approx(res.marginal()["logg"])
     assert len(doc["correlation"]) == 4
+
+
+def test_correlation_plot_of_chosen_labels_is_the_block_of_the_full_matrix(tmp_path):
+    """`crb --plots` shows labels, not continuum coefficients: the plotted matrix is the labels' block of the full
+    one (every parameter still marginalised), in the order asked."""
+    from stellarinf.fisher_plots import plot_correlation
+
+    rng = np.random.default_rng(3)
+    names = ["teff", "cont_0_0", "logg", "cont_0_1", "feh"]
+    res = fisher_from_jacobian(rng.normal(size=(200, 5)) + 0.5 * rng.normal(size=(200, 1)), 0.01, names)
+    fig = plot_correlation(res, ["feh", "teff", "logg"], path=tmp_path / "c.png")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["feh", "teff", "logg"]
+    full = res.correlation()
+    shown = ax.images[0].get_array()
+    np.testing.assert_allclose(shown, full[np.ix_([4, 0, 2], [4, 0, 2])])
+    sub = np.linalg.inv(res.fisher[np.ix_([4, 0, 2], [4, 0, 2])])  # the coefficients dropped (held fixed) instead
+    dropped = sub / np.sqrt(np.outer(np.diag(sub), np.diag(sub)))
+    assert np.abs(shown - dropped).max() > 0.01  # so the block above is the marginalised one, not this
+    assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_information_per_pixel_draws_no_line_across_the_gap_between_arms(tmp_path):
+    """Two arms 1,000 Å apart: each drawn line breaks once, where the second arm starts; one arm: no break."""
+    from stellarinf.fisher_plots import plot_information_per_pixel
+
+    rng = np.random.default_rng(4)
+    wl = np.concatenate([np.linspace(4800.0, 4900.0, 100), np.linspace(5900.0, 6000.0, 100)])
+    res = fisher_from_jacobian(rng.normal(size=(200, 2)), 0.01, ["teff", "logg"], wavelength=wl)
+    fig = plot_information_per_pixel(res, flux=np.ones(200), path=tmp_path / "i.png")
+    for ax in fig.axes:
+        x = ax.lines[0].get_xdata()
+        assert x.size == 201 and np.isnan(x[100]) and np.isfinite(np.delete(x, 100)).all()
+    one = plot_information_per_pixel(
+        fisher_from_jacobian(rng.normal(size=(100, 1)), 0.01, ["teff"], wavelength=wl[:100])
+    )
+    assert np.isfinite(one.axes[0].lines[0].get_xdata()).all()

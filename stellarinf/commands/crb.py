@@ -451,15 +451,19 @@ def crb(
 def _write_plots(fc, folder: Path) -> dict[str, str]:
     from .. import fisher_plots as fp
     from ..forecast import bounds_vs_snr
+    from ..inference.results import is_continuum
 
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
+    # the labels and rv / v sin i / v macro: a panel per continuum coefficient (12 of them for four arms) would
+    # bury the labels a planner looks for; the table below keeps every parameter
+    shown = [n for n in fc.result.names if not is_continuum(n)]
     table = bounds_vs_snr(fc, SNR_GRID)
-    fp.plot_bounds_vs_snr(table, path=folder / "bounds_vs_snr.png")
+    fp.plot_bounds_vs_snr(table, shown, path=folder / "bounds_vs_snr.png")
     out["bounds_vs_snr"] = str(folder / "bounds_vs_snr.png")
-    fp.plot_information_per_pixel(fc.result, flux=fc.flux, path=folder / "information_per_pixel.png")
+    fp.plot_information_per_pixel(fc.result, shown, flux=fc.flux, path=folder / "information_per_pixel.png")
     out["information_per_pixel"] = str(folder / "information_per_pixel.png")
-    fp.plot_correlation(fc.result, path=folder / "correlation.png")
+    fp.plot_correlation(fc.result, shown, path=folder / "correlation.png")
     out["correlation"] = str(folder / "correlation.png")
     fp.plot_gradient_spectra(fc, path=folder / "gradient_spectra.png")
     out["gradient_spectra"] = str(folder / "gradient_spectra.png")
