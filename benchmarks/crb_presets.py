@@ -52,6 +52,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--error-models", action="store_true", help="the emulator's error models on one preset instead")
     ap.add_argument("--preset", default="galah-red", help="with --error-models: the preset")
+    ap.add_argument(
+        "--box-prior",
+        action="store_true",
+        help="every label's box as a Gaussian prior (σ = width/√12), as a fit's box prior acts; writes "
+        "crb_presets_<emulator>_box.json",
+    )
     args = ap.parse_args(argv)
     stars = [s.strip() for s in args.stars.split(",") if s.strip()]
     if args.error_models:
@@ -73,7 +79,14 @@ def main(argv=None) -> int:
         for star in stars:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")  # recorded: the table says which rows carry (almost) no information
-                fc = F.forecast(model, reference_star(star), window=covered, snr=SNR, model_name=args.emulator)
+                fc = F.forecast(
+                    model,
+                    reference_star(star),
+                    window=covered,
+                    snr=SNR,
+                    model_name=args.emulator,
+                    box_prior=args.box_prior,
+                )
             weak = [w for w in caught if issubclass(w.category, F.WeakConstraintWarning)]
             marg = fc.result.marginal()
             rows.append(
@@ -117,6 +130,7 @@ def main(argv=None) -> int:
     doc = {
         "benchmark": "crb_presets",
         "emulator": args.emulator,
+        "box_prior": args.box_prior,
         "snr": SNR,
         "stars": {s: reference_star(s) for s in stars},
         "labels": names,
@@ -134,7 +148,9 @@ def main(argv=None) -> int:
         },
         "machine": machine_info(),
     }
-    out = Path(args.out) if args.out else RESULTS / f"crb_presets_{args.emulator}.json"
+    out = (
+        Path(args.out) if args.out else RESULTS / f"crb_presets_{args.emulator}{'_box' if args.box_prior else ''}.json"
+    )
     write_json_atomic(out, doc)
     write_bytes_atomic(out.with_suffix(".md"), markdown(doc).encode())
     from stellarinf.fisher_plots import plot_bounds_by_label

@@ -122,6 +122,7 @@ def part_posterior(model, args, stars) -> dict:
                 snr=args.snr,
                 marginalize=args.marginalize.split(","),
                 fix=args.fix.split(",") if args.fix else (),
+                box_prior=args.box_prior,
                 model_name=str(args.model),
             )
         crb = fc.result.marginal()
@@ -165,6 +166,7 @@ def part_posterior(model, args, stars) -> dict:
     return {
         "snr": args.snr,
         "method": args.method,
+        "box_prior": args.box_prior,
         "window": args.window,
         "n_stars": len(stars),
         "ratio_posterior_over_crb": summary,
@@ -288,6 +290,12 @@ def main(argv=None) -> int:
         "pinned against their lower bound 0, where the posterior is truncated and the CRB does not apply)",
     )
     ap.add_argument("--fix", default="", help="labels held fixed, comma-separated")
+    ap.add_argument(
+        "--box-prior",
+        action="store_true",
+        help="the bound with every label's box as a Gaussian prior (σ = width/√12), like the fit's uniform box prior: "
+        "with many weakly constrained labels (a broad model on one arm) the bound without it is too wide",
+    )
     ap.add_argument("--skip-fidelity", action="store_true")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument(

@@ -420,6 +420,7 @@ def forecast(
     marginalize: Sequence[str] = DEFAULT_MARGINALIZE,
     fix: Sequence[str] = (),
     priors: Mapping[str, float] | None = None,
+    box_prior: bool = False,
     emulator_error: bool | str = False,
     error_scale: str = "star",
     model_name: str | None = None,
@@ -439,7 +440,11 @@ def forecast(
     and v macro shared, one continuum per arm, information summed over arms). ``resolution``: replaces every
     arm's R. ``labels``: values for the model's labels (missing ones take the middle of the training box).
     ``nuisances``: rv/vsini/vmacro fiducials (defaults :data:`NUISANCE_DEFAULTS`). ``marginalize``: nuisance
-    groups kept free; the rest are held fixed. ``fix``: labels held fixed. ``priors``: {name: σ}.
+    groups kept free; the rest are held fixed. ``fix``: labels held fixed. ``priors``: {name: σ}. ``box_prior``:
+    every free label without a prior in ``priors`` gets a Gaussian one of its model box's uniform sd
+    (:func:`box_prior_sigmas`): what a fit's uniform box prior does to a label the data hardly constrain, and through
+    the correlations to the others (without it, a single arm's bound on Teff with 35 labels free is ~1.3× the NUTS
+    posterior's sd; with it 0.96–1.05: benchmarks/README.md, "Posterior vs bound").
     ``emulator_error``: the model's own error in the noise, as a fit's likelihood has it: True or ``"modes"`` (its
     correlated error modes, Doppler-shifted and LSF-smoothed onto each arm's pixels, block-diagonal over arms,
     plus its white remainder; the bound then saturates as S/N grows), ``"white"`` (its whole error added in
@@ -496,6 +501,8 @@ def forecast(
         names += [_arm_name(n, i, multi) for n in arm.names if n.startswith("cont_")]
     free = expand_free(space.names, names, marginalize, fix)
     check_prior_names(priors or {}, free, names)  # before the Jacobians: they are the expensive part
+    if box_prior:
+        priors = {**box_prior_sigmas(space, free), **dict(priors or {})}
     arms = [_with_jacobian(arm) for arm in arms]
     n_pix = [arm.wavelength.size for arm in arms]
     J_all = np.zeros((sum(n_pix), len(names)))
@@ -543,6 +550,7 @@ def forecast(
         **({} if modes is None else {"n_error_modes": int(modes.shape[1])}),
         "marginalized": [n for n in free if n not in space.names],
         "fixed": [n for n in names if n not in free],
+        "box_prior": bool(box_prior),
     }
     from .emulator_fidelity import FidelityWarning, fidelity_meta
 
@@ -568,7 +576,7 @@ def forecast(
         wavelength=wl,
         noise_modes=modes,
     )
-    _warn_unconstrained(result, space)
+    _warn_unconstrained(result, space, box_prior)
     for message in fid_messages:
         warnings.warn(message, FidelityWarning, stacklevel=2)
     if error_kind is None:
@@ -905,17 +913,33 @@ class WeakConstraintWarning(UserWarning):
     """A label's bound is wider than the model's whole label box: the window carries (almost) no information."""
 
 
-def _warn_unconstrained(result: FisherResult, space) -> None:
+BOX_PRIOR_DOMINATES = 0.9  # a bound above this share of its box prior's σ is the prior's, not the data's
+
+
+def box_prior_sigmas(space, names: Sequence[str]) -> dict[str, float]:
+    """{label: (upper − lower)/√12} for the labels of ``space`` among ``names``: the sd of a uniform prior over the
+    model's box, as a Gaussian prior's σ (``forecast(box_prior=True)``, ``crb --prior box``)."""
+    return {n: (space[n].upper - space[n].lower) / math.sqrt(12.0) for n in names if n in space.names}
+
+
+def _warn_unconstrained(result: FisherResult, space, box_prior: bool = False) -> None:
     marg = result.marginal()
-    weak = [
-        n
-        for n in result.names
-        if n in space.names and math.isfinite(marg[n]) and marg[n] > (space[n].upper - space[n].lower)
-    ]
+    if box_prior:  # the bound cannot exceed the box: say where the prior, not the data, sets it
+        sigmas = box_prior_sigmas(space, result.names)
+        weak = [n for n, s in sigmas.items() if math.isfinite(marg[n]) and marg[n] > BOX_PRIOR_DOMINATES * s]
+        what = f"the bound is above {BOX_PRIOR_DOMINATES:g}× its box prior's σ"
+    else:
+        weak = [
+            n
+            for n in result.names
+            if n in space.names and math.isfinite(marg[n]) and marg[n] > (space[n].upper - space[n].lower)
+        ]
+        what = "the marginal bound exceeds the width of the model's label box"
     if weak:
+        fix = "" if box_prior else " (--prior box: every label's box as a Gaussian prior, as a fit's box prior acts)"
         warnings.warn(
-            f"{', '.join(weak)}: the marginal bound exceeds the width of the model's label box, i.e. this window/S/N "
-            "carries essentially no information on them; hold them fixed (--fix) or add a prior",
+            f"{', '.join(weak)}: {what}, i.e. this window/S/N carries essentially no information on them; hold them "
+            f"fixed (--fix) or add a prior{fix}",
             WeakConstraintWarning,
             stacklevel=3,
         )

@@ -204,6 +204,7 @@ def test_cli_crb_writes_required_json(tmp_path, injected):
     )
     assert r.exit_code == 0, r.output
     assert "teff" in r.output and "marginal" in r.output
+    assert "priors: logg σ 0.2" in r.output  # said, with the bounds it shapes
     doc = json.loads(out.read_text())
     assert doc["snr"] == 100.0 and doc["resolution"] == 28_000.0
     for n in ("teff", "logg", "feh"):

@@ -330,3 +330,32 @@ def test_gradient_spectra_draw_each_labels_flux_change_and_mark_its_elements_lin
     assert all(round(w / shift, 6) in fe for w in marked)  # Fe lines, in the star's frame shifted by its RV
     lo, hi = fc.wavelength[fc.arm_slices[0]].min(), fc.wavelength[fc.arm_slices[1]].max()
     assert np.all((marked >= lo) & (marked <= hi))
+
+
+def test_box_prior_is_each_labels_uniform_box_sd_and_an_explicit_prior_wins():
+    """``box_prior``: every free label gets σ = (upper − lower)/√12 unless ``priors`` names it; the bound equals the
+    one with those priors given by hand, never exceeds the prior; at an S/N that carries nothing the warning says the
+    prior sets the bound. ``crb --prior box`` asks for it."""
+    import math
+
+    from stellarinf.commands.crb import _parse_priors
+    from stellarinf.labels import default_label_space
+    from stellarinf.validation.analytic import AnalyticLineModel
+
+    space = default_label_space().subset(["teff", "logg", "feh", "vmic"])
+    model = AnalyticLineModel(space, (6465.0, 6755.0), None, n_lines=30, seed=3)
+    box = {n: (space[n].upper - space[n].lower) / math.sqrt(12.0) for n in space.names}
+    assert F.box_prior_sigmas(space, ["teff", "rv", "feh"]) == {"teff": box["teff"], "feh": box["feh"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auto = F.forecast(model, STAR, window="galah-red", snr=20.0, box_prior=True, priors={"logg": 0.05})
+        by_hand = F.forecast(model, STAR, window="galah-red", snr=20.0, priors={**box, "logg": 0.05})
+        plain = F.forecast(model, STAR, window="galah-red", snr=20.0)
+    assert auto.result.prior_sigma == {**box, "logg": 0.05} and auto.result.meta["box_prior"] is True
+    for n in space.names:
+        assert auto.result.marginal()[n] == pytest.approx(by_hand.result.marginal()[n], rel=1e-10)
+        assert auto.result.marginal()[n] < min(plain.result.marginal()[n], auto.result.prior_sigma[n])
+    with pytest.warns(F.WeakConstraintWarning, match="box prior's σ"):
+        F.forecast(model, STAR, window="galah-red", snr=1e-3, box_prior=True)
+    assert _parse_priors(("box", "logg=4.4+-0.1")) == ({"logg": 0.1}, True)
+    assert _parse_priors(("logg=4.4+-0.1",)) == ({"logg": 0.1}, False)

@@ -45,16 +45,20 @@ def _parse_labels(labels: tuple[str, ...], flags: dict[str, float | None]) -> di
     return out
 
 
-def _parse_priors(priors: tuple[str, ...]) -> dict[str, float]:
+def _parse_priors(priors: tuple[str, ...]) -> tuple[dict[str, float], bool]:
+    """({name: σ} of the Gaussian priors, whether ``--prior box`` asked for the box as every other label's prior)."""
     from ..inference.priors import GAUSSIAN, parse_prior
 
-    out = {}
+    out, box = {}, False
     for text in priors:
+        if text.strip().lower() == "box":
+            box = True
+            continue
         req = parse_prior(text)
         if req.kind != GAUSSIAN:
             raise BadInput(f"--prior {text!r}: Cramér–Rao forecasts take Gaussian priors only; write NAME=MEAN+-SIGMA")
         out[req.name] = req.b
-    return out
+    return out, box
 
 
 def _split(text: str) -> list[str]:
@@ -148,6 +152,16 @@ def describe_error_model(meta: dict) -> str:
             f"noise: photon noise + the emulator's error{at_star}, white per pixel (it has no correlated modes in use)"
         )
     return "noise: photon noise only (--emulator-error adds the emulator's)"
+
+
+def describe_priors(sigmas: dict[str, float], box: bool, given: dict[str, float]) -> str:
+    """The Gaussian priors in the bounds, in words: those given by name, and the box's for the rest."""
+    named = ", ".join(f"{n} σ {sigmas[n]:.3g}" for n in given if n in sigmas)
+    rest = [n for n in sigmas if n not in given]
+    parts = [named] if named else []
+    if box and rest:
+        parts.append(f"each other label its box's uniform sd, width/√12 ({len(rest)} labels)")
+    return "priors: " + "; ".join(parts)
 
 
 def format_emulator_floor(floor: dict, snr: float) -> str:
@@ -277,8 +291,10 @@ def _list_presets(model) -> None:
     "--prior",
     "priors",
     multiple=True,
-    metavar="NAME=MEAN+-SIGMA",
-    help="Gaussian prior, e.g. --prior logg=4.4+-0.1 (repeatable); adds 1/σ² to the Fisher matrix.",
+    metavar="NAME=MEAN+-SIGMA|box",
+    help="Gaussian prior, e.g. --prior logg=4.4+-0.1 (repeatable); adds 1/σ² to the Fisher matrix. --prior box: "
+    "every other free label gets its model box's uniform sd, (upper − lower)/√12, as a fit's box prior acts (with many "
+    "weakly constrained labels the bounds without it are too wide).",
 )
 @click.option(
     "--emulator-error/--no-emulator-error",
@@ -369,7 +385,7 @@ def crb(
                 has_alpha = "alpha_fe" in first.label_space.names
             given = star_labels(star, given, alpha=has_alpha)
         star_values = given
-        prior_sigma = _parse_priors(priors)
+        prior_sigma, box_prior = _parse_priors(priors)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             fc = fc_mod.forecast(
@@ -385,6 +401,7 @@ def crb(
                 elements=None if elements is None else parse_elements(elements),
                 alpha=alpha,
                 priors=prior_sigma,
+                box_prior=box_prior,
                 emulator_error=emulator_error_model if emulator_error else False,
                 error_scale=error_scale,
                 model_name=str(model),
@@ -406,6 +423,8 @@ def crb(
         if result.meta.get("arms_not_covered"):
             click.echo("not served by the model(s), left out: " + "; ".join(result.meta["arms_not_covered"]))
         click.echo(describe_error_model(result.meta))
+        if result.prior_sigma:
+            click.echo(describe_priors(result.prior_sigma, result.meta.get("box_prior", False), prior_sigma))
         click.echo(format_table(result))
         if len(snrs) > 1:
             from ..forecast import bounds_vs_snr
