@@ -502,7 +502,7 @@ def forecast(
     free = expand_free(space.names, names, marginalize, fix)
     check_prior_names(priors or {}, free, names)  # before the Jacobians: they are the expensive part
     if box_prior:
-        priors = {**box_prior_sigmas(space, free), **dict(priors or {})}
+        priors = {**box_prior_sigmas(label_box(space), free), **dict(priors or {})}
     arms = [_with_jacobian(arm) for arm in arms]
     n_pix = [arm.wavelength.size for arm in arms]
     J_all = np.zeros((sum(n_pix), len(names)))
@@ -916,16 +916,22 @@ class WeakConstraintWarning(UserWarning):
 BOX_PRIOR_DOMINATES = 0.9  # a bound above this share of its box prior's σ is the prior's, not the data's
 
 
-def box_prior_sigmas(space, names: Sequence[str]) -> dict[str, float]:
-    """{label: (upper − lower)/√12} for the labels of ``space`` among ``names``: the sd of a uniform prior over the
-    model's box, as a Gaussian prior's σ (``forecast(box_prior=True)``, ``crb --prior box``)."""
-    return {n: (space[n].upper - space[n].lower) / math.sqrt(12.0) for n in names if n in space.names}
+def box_prior_sigmas(box: Mapping[str, tuple[float, float]], names: Sequence[str]) -> dict[str, float]:
+    """{label: (upper − lower)/√12} for the labels of ``box`` ({label: (lower, upper)}, e.g. a model's label box or a
+    fit's bounds) among ``names``: the sd of a uniform prior over the box, as a Gaussian prior's σ
+    (``forecast(box_prior=True)``, ``crb --prior box``, the demo's bounds)."""
+    return {n: (box[n][1] - box[n][0]) / math.sqrt(12.0) for n in names if n in box}
+
+
+def label_box(space) -> dict[str, tuple[float, float]]:
+    """{label: (lower, upper)} of a label space."""
+    return {n: (float(space[n].lower), float(space[n].upper)) for n in space.names}
 
 
 def _warn_unconstrained(result: FisherResult, space, box_prior: bool = False) -> None:
     marg = result.marginal()
     if box_prior:  # the bound cannot exceed the box: say where the prior, not the data, sets it
-        sigmas = box_prior_sigmas(space, result.names)
+        sigmas = box_prior_sigmas(label_box(space), result.names)
         weak = [n for n, s in sigmas.items() if math.isfinite(marg[n]) and marg[n] > BOX_PRIOR_DOMINATES * s]
         what = f"the bound is above {BOX_PRIOR_DOMINATES:g}× its box prior's σ"
     else:

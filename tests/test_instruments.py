@@ -345,7 +345,7 @@ def test_box_prior_is_each_labels_uniform_box_sd_and_an_explicit_prior_wins():
     space = default_label_space().subset(["teff", "logg", "feh", "vmic"])
     model = AnalyticLineModel(space, (6465.0, 6755.0), None, n_lines=30, seed=3)
     box = {n: (space[n].upper - space[n].lower) / math.sqrt(12.0) for n in space.names}
-    assert F.box_prior_sigmas(space, ["teff", "rv", "feh"]) == {"teff": box["teff"], "feh": box["feh"]}
+    assert F.box_prior_sigmas(F.label_box(space), ["teff", "rv", "feh"]) == {"teff": box["teff"], "feh": box["feh"]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         auto = F.forecast(model, STAR, window="galah-red", snr=20.0, box_prior=True, priors={"logg": 0.05})
