@@ -119,3 +119,9 @@ def test_readme_python_example_runs_as_written(tmp_path):
     assert "teff" in proc.stdout and "p50" in proc.stdout
     for name in ("demo_fit.nc", "demo_fit_summary.fits", "demo_fit_summary.csv"):
         assert (tmp_path / name).stat().st_size > 0, name
+    # and trustworthy: the shipped star's importance weights reliable (v sin i's mirror image once put them at
+    # Pareto k 0.89, so the README's first example and `stellarinf fit` on the demo star were flagged unreliable)
+    from astropy.table import Table
+
+    flags = str(Table.read(tmp_path / "demo_fit_summary.fits").meta.get("FLAGS", ""))
+    assert "pareto_k" not in flags and "rhat" not in flags, flags

@@ -115,6 +115,7 @@ def adaptive_importance(
     extra_rounds: int = 0,
     kernels: bool = True,
     broad: Sequence[int] = (),
+    mirrored: Sequence[int] = (),
     min_ess: float = 0.0,
     deadline: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, ImportanceWeights]:
@@ -137,6 +138,12 @@ def adaptive_importance(
     draws that land there carry the largest weights, kernels on them send the next rounds' draws there, and under
     the balance heuristic those first draws' weights fall back to their share.
 
+    ``mirrored``: coordinates in which the target is even (``z_i → −z_i``: a folded v sin i, whose posterior has a
+    mirror image of its mode at −z when the star rotates below the instrument's resolution); every proposal is made
+    even in them (each draw's sign flipped at random, the density averaged over the flips) and adapted on |z_i|, so
+    both images are covered: a Student-t at the Laplace mode alone met the mirror image in its tail (the demo star,
+    v sin i 2.8 ± 1.4 km/s: Pareto k 0.89, importance ESS 390 of 20,000).
+
     While the Pareto k is above its threshold or the importance ESS below ``min_ess``, up to ``extra_rounds`` more
     rounds of ``n`` draws each follow (so the result may hold ``n × (1 + extra_rounds)`` draws), each only if, at the
     pace of the rounds so far, it ends before ``deadline`` (a ``time.perf_counter()`` value; None: no limit).
@@ -144,8 +151,9 @@ def adaptive_importance(
     weights and to the Pareto k alike (as to MCMC chains that never visit it)."""
     sizes = _round_sizes(n, rounds)
     broad = tuple(int(i) for i in broad)
-    main = (np.asarray(mean, float), np.asarray(cov, float))
-    proposals = [_Mixture.of(main, df, broad=broad)]
+    mirrored = tuple(int(i) for i in mirrored)
+    main = (_folded(np.asarray(mean, float)[None, :], mirrored)[0], np.asarray(cov, float))
+    proposals = [_Mirrored.of(_Mixture.of(main, df, broad=broad), mirrored)]
     zs, lps = [], []
     log_qs: list[np.ndarray] = []  # each round's proposal density at every draw so far (kept: no recomputation)
     r = 0
@@ -165,8 +173,10 @@ def adaptive_importance(
         if r + 1 == len(sizes) and short and in_time and len(sizes) < len(_round_sizes(n, rounds)) + extra_rounds:
             sizes.append(n)
         if r + 1 < len(sizes):
-            main = _adapted(z, weights, main)
-            proposals.append(_Mixture.of(main, df, broad=broad, heavy=(z, weights) if kernels else None))
+            zf = _folded(z, mirrored)  # both images of a mirrored mode are one mode here
+            main = _adapted(zf, weights, main)
+            mixture = _Mixture.of(main, df, broad=broad, heavy=(zf, weights) if kernels else None)
+            proposals.append(_Mirrored.of(mixture, mirrored))
         r += 1
     return z, lp, weights
 
@@ -213,6 +223,43 @@ class _Mixture:
 
     def logpdf(self, z: np.ndarray) -> np.ndarray:
         return np.logaddexp.reduce([s + p.logpdf(z) for s, p in self.parts], axis=0)
+
+
+def _folded(z: np.ndarray, mirrored: Sequence[int]) -> np.ndarray:
+    """``z`` with |z_i| in the ``mirrored`` coordinates."""
+    if not mirrored:
+        return z
+    out = np.array(z, float, copy=True)
+    out[:, list(mirrored)] = np.abs(out[:, list(mirrored)])
+    return out
+
+
+class _Mirrored:
+    """A proposal made even in the ``idx`` coordinates: draw from ``base``, flip each of them with probability ½;
+    the density is ``base``'s averaged over the 2^m sign patterns (m = len(idx), 1 for v sin i)."""
+
+    def __init__(self, base, idx: Sequence[int]):
+        self.base, self.idx = base, np.asarray(idx, int)
+        m = self.idx.size
+        self.signs = np.array([[1.0 if (k >> j) & 1 == 0 else -1.0 for j in range(m)] for k in range(2**m)])
+
+    @classmethod
+    def of(cls, base, idx: Sequence[int]):
+        """``base`` itself when nothing is mirrored."""
+        return cls(base, idx) if len(idx) else base
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        z = self.base.sample(n, rng)
+        z[:, self.idx] *= rng.choice([-1.0, 1.0], size=(n, self.idx.size))
+        return z
+
+    def logpdf(self, z: np.ndarray) -> np.ndarray:
+        out = []
+        for sign in self.signs:
+            flipped = np.array(z, float, copy=True)
+            flipped[:, self.idx] *= sign
+            out.append(self.base.logpdf(flipped))
+        return np.logaddexp.reduce(out, axis=0) - math.log(len(self.signs))
 
 
 class _TKernels:
