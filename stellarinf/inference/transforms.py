@@ -11,8 +11,8 @@ These are the same bijections NumPyro's ``biject_to`` uses for ``interval``, ``g
 ``less_than`` and ``real`` supports, so a point in our unconstrained space is the same point NumPyro's
 NUTS works with; no sampler can ever leave the box.
 
-**Folded** parameters (``fold``, a finite box; :data:`stellarinf.inference.priors.FOLDED` says which: v sin i on
-``[0, hi]``) are sampled as a signed value ``v`` on the mirrored box ``[lower - (upper - lower), upper]``, logit-scaled
+**Folded** parameters (``fold``, a finite box; :data:`stellarinf.inference.priors.FOLDED` says which: v sin i and
+v macro on ``[0, hi]``) are sampled as a signed value ``v`` on the mirrored box ``[lower - (upper - lower), upper]``, logit-scaled
 as above, and used as ``x = lower + |v - lower|``, i.e. ``x = lower + (upper - lower) |tanh(z/2)|``. Why: a v sin i
 below the instrument's resolution has its posterior piled against 0, which in the logit coordinate is a long tail
 to −∞ that NUTS explores slowly and a Gaussian (Laplace) at the mode describes badly. Broadening depends on v sin i
