@@ -10,7 +10,7 @@ Many problems of the same shape can be stacked and vmapped (see :mod:`stellarinf
 
 ``log_density(z) = log prior(x(z)) + log |dx/dz| + log likelihood(x(z))`` with ``x(z)`` the bounded
 transform of :mod:`stellarinf.inference.transforms`; ``z`` is a flat array ordered as ``names``. A folded parameter
-(v sin i, :data:`~stellarinf.inference.priors.FOLDED`) is a signed value in ``z`` and its magnitude everywhere else:
+(v sin i, v macro: :data:`~stellarinf.inference.priors.FOLDED`) is a signed value in ``z`` and its magnitude everywhere else:
 :meth:`Problem.constrain` and :meth:`Problem.to_numpy_params` give v sin i itself, so the observation model, draws,
 MAP and summaries never see the sign.
 """

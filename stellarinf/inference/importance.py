@@ -18,6 +18,7 @@ Pure functions of arrays, independent of the observation model: the Laplace wrap
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -138,7 +139,7 @@ def adaptive_importance(
     draws that land there carry the largest weights, kernels on them send the next rounds' draws there, and under
     the balance heuristic those first draws' weights fall back to their share.
 
-    ``mirrored``: coordinates in which the target is even (``z_i → −z_i``: a folded v sin i, whose posterior has a
+    ``mirrored``: coordinates in which the target is even (``z_i → −z_i``: a folded v sin i or v macro, whose posterior has a
     mirror image of its mode at −z when the star rotates below the instrument's resolution); every proposal is made
     even in them (each draw's sign flipped at random, the density averaged over the flips) and adapted on |z_i|, so
     both images are covered: a Student-t at the Laplace mode alone met the mirror image in its tail (the demo star,
@@ -236,12 +237,11 @@ def _folded(z: np.ndarray, mirrored: Sequence[int]) -> np.ndarray:
 
 class _Mirrored:
     """A proposal made even in the ``idx`` coordinates: draw from ``base``, flip each of them with probability ½;
-    the density is ``base``'s averaged over the 2^m sign patterns (m = len(idx), 1 for v sin i)."""
+    the density is ``base``'s averaged over the 2^m sign patterns (m = len(idx): v sin i and v macro)."""
 
     def __init__(self, base, idx: Sequence[int]):
         self.base, self.idx = base, np.asarray(idx, int)
-        m = self.idx.size
-        self.signs = np.array([[1.0 if (k >> j) & 1 == 0 else -1.0 for j in range(m)] for k in range(2**m)])
+        self.signs = np.array(list(itertools.product((1.0, -1.0), repeat=self.idx.size)))
 
     @classmethod
     def of(cls, base, idx: Sequence[int]):

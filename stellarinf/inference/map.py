@@ -479,7 +479,7 @@ def find_map(
     100-iteration reference on 20 of 20 in 0.32 s per spectrum (all 4 to convergence: 20 of 20, 0.42 s); 30
     L-BFGS iterations per start first changed nothing and took 0.57 s; one start alone found it for 13 of 20.
 
-    Folded parameters (v sin i, :data:`.priors.FOLDED`) are optimised in the logit coordinates of their box
+    Folded parameters (v sin i, v macro: :data:`.priors.FOLDED`) are optimised in the logit coordinates of their box
     (:meth:`.density.Problem.unfolded`; ``starts`` and the result are in ``problem``'s): the physical MAP does not
     depend on coordinates, only the path to it does, and from the start at 5 km/s the logit one (steps in ~ln v sin i)
     reaches fast rotators in fewer steps: folded, the screened 4 starts missed the optimum of 3 of 90 Payne mocks

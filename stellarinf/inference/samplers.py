@@ -696,7 +696,7 @@ def run_laplace_is(
             df=df,
             extra_rounds=extra_rounds,
             broad=broad,
-            mirrored=[i for i, folded in enumerate(problem.prior.folded) if folded],  # v sin i: even in z
+            mirrored=[i for i, folded in enumerate(problem.prior.folded) if folded],  # v sin i, v macro: even in z
             min_ess=min_ess_per_chain * chains,
             deadline=None if max_seconds is None else time.perf_counter() + float(max_seconds),
         )
