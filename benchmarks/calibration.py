@@ -100,6 +100,7 @@ def main(argv=None):
         # optimiser's global search (that is inference_recovery.py's job); 4× cheaper
         inits = [laplace(p, find_map(p, starts=jnp.asarray(p.unconstrain(t))[None])) for p, t in zip(problems, truths)]
     in68, in95, ranks, importance = [], [], [], []
+    vbroad = []  # --slow-rotators: the combined broadening's 68 % / 95 % intervals contain its truth
     for k, (p, lap, truth) in enumerate(zip(problems, inits, truths)):
         if args.sampler == "laplace":
             post = laplace_posterior(p, chains=args.chains, draws=args.draws, seed=k, init=lap)
@@ -116,6 +117,11 @@ def main(argv=None):
             r68.append(lo68 <= truth[n] <= hi68)
             r95.append(lo95 <= truth[n] <= hi95)
             rk.append(float(np.mean(d < truth[n])))
+        if args.slow_rotators:  # √(v sin i² + v macro²): what the spectrum measures when it cannot split the two
+            d = np.hypot(post.samples["vsini"], post.samples["vmacro"]).ravel()
+            t = float(np.hypot(truth["vsini"], truth["vmacro"]))
+            lo68, hi68, lo95, hi95 = np.percentile(d, [15.865, 84.135, 2.5, 97.5])
+            vbroad.append((lo68 <= t <= hi68, lo95 <= t <= hi95))
         in68.append(r68)
         in95.append(r95)
         ranks.append(rk)
@@ -146,6 +152,14 @@ def main(argv=None):
         "n_intervals": int(n_eff),
         "coverage_68_per_label": dict(zip(names, in68.mean(0).round(3).tolist())),
         "coverage_95_per_label": dict(zip(names, in95.mean(0).round(3).tolist())),
+        **(
+            {
+                "vbroad_coverage_68": float(np.mean([v[0] for v in vbroad])),
+                "vbroad_coverage_95": float(np.mean([v[1] for v in vbroad])),
+            }
+            if vbroad
+            else {}
+        ),
         "rank_histogram_10_bins_per_label": {
             n: np.histogram(ranks[:, i], bins=10, range=(0, 1))[0].tolist() for i, n in enumerate(names)
         },
@@ -155,6 +169,8 @@ def main(argv=None):
     }
     write_json_atomic(args.output, out)
     print(f"coverage 68%: {c68:.3f}  95%: {c95:.3f}  ({args.n_mocks} mocks × {len(names)} labels)  pass={out['pass']}")
+    if vbroad:
+        print(f"√(v sin i² + v macro²): 68%: {out['vbroad_coverage_68']:.3f}  95%: {out['vbroad_coverage_95']:.3f}")
     print(f"wrote {args.output}")
     return out
 

@@ -131,8 +131,13 @@ def test_broadening_that_the_spectrum_cannot_split_is_flagged_but_unresolved_rot
         "vsini": np.abs(0.4 * rng.standard_normal(shape)),
         "vmacro": 1.0 + 0.1 * rng.standard_normal(shape),
     }
+    # a shorter arc (the demo star's: each 3 ± 1.5 km/s, correlated −0.9): each is informative, neither flagged
+    # no_information, but the spectrum still trades one for the other and measures only their combination
+    arc_angle = rng.uniform(0.2, np.pi / 2 - 0.2, shape)
+    arc_total = 4.8 + 0.3 * rng.standard_normal(shape)
+    arc = {**ridge, "vsini": arc_total * np.cos(arc_angle), "vmacro": arc_total * np.sin(arc_angle)}
     flags, metas, texts = {}, {}, {}
-    for name, samples in (("ridge", ridge), ("unresolved", unresolved)):
+    for name, samples in (("ridge", ridge), ("unresolved", unresolved), ("arc", arc)):
         post = Posterior("test", problem.names, samples, {"lp": np.zeros(shape)}, {"total_s": 0.0}, 0)
         table = summary_table(to_inference_data(post, problem, n_predictive=2))
         flags[name] = {str(r["name"]): str(r["flags"]) for r in table}
@@ -147,6 +152,10 @@ def test_broadening_that_the_spectrum_cannot_split_is_flagged_but_unresolved_rot
     assert metas["ridge"]["VBROAD"] == pytest.approx(9.0, abs=0.05) and metas["ridge"]["VBROADSD"] < 0.25
     assert "does not tell them apart" in texts["ridge"] and f"{metas['ridge']['VBROAD']:.2f}" in texts["ridge"]
     assert "VBROAD" not in metas["unresolved"] and "tell them apart" not in texts["unresolved"]
+    assert flags["arc"]["vsini"] == "" and flags["arc"]["vmacro"] == ""
+    assert np.corrcoef(arc["vsini"].ravel(), arc["vmacro"].ravel())[0, 1] < -0.7
+    assert metas["arc"]["VBROAD"] == pytest.approx(4.8, abs=0.05) and 0.25 < metas["arc"]["VBROADSD"] < 0.35
+    assert "does not tell them apart" in texts["arc"]
 
 
 def test_a_low_chi2_from_overstated_model_errors_says_conservative_not_distrust():
