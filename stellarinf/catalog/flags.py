@@ -36,6 +36,7 @@ FLAG_BIT_NUMBERS: dict[str, int] = {
     "other": 15,  # a word this version does not know (a newer pipeline's): see the per-star JSON for the words
     "no_tio": 16,  # global: a star where TiO bands matter, fitted through physics without TiO
     "conservative": 17,  # global: reduced chi2 low, the plain chi2 noise-like or above: the model errors overstate
+    "traded": 18,  # v sin i and v macro: the spectrum measures their combination only (the row's vbroad)
 }
 FLAG_BITS: dict[str, int] = {name: 1 << bit for name, bit in FLAG_BIT_NUMBERS.items()}
 
@@ -58,6 +59,7 @@ FLAG_DESCRIPTIONS: dict[str, str] = {
     "other": "a flag word this version does not know",
     "no_tio": "TiO bands shape this star's spectrum and the model has no TiO: labels can be biased",
     "conservative": "the model's error terms exceed the residuals (plain chi2 noise-like or above): the sd are wider than needed",
+    "traded": "v sin i and v macro trade for each other: quote vbroad, their combination (laplace's interval of each is too narrow)",
 }
 
 

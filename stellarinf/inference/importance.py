@@ -190,7 +190,7 @@ def adaptive_importance(
 # case's efficiency)
 BROAD_SHARE = 0.2
 KERNEL_SHARE = 0.4
-CENTRE_SHARE = 0.3
+CENTRE_SHARE = 0.3  # all three together leave the moment-matched Student-t 0.1
 # a mirrored coordinate whose folded mean is within this many sd of 0: its two images touch, so the round also
 # draws a Student-t centred on 0 there (:func:`_centred`)
 CENTRE_SD = 3.0
