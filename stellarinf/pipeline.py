@@ -865,9 +865,14 @@ def diagnose(summary, posterior) -> dict:
             "add a prior on poorly constrained labels (--prior NAME=MEAN+-SD), hold a degenerate nuisance fixed "
             "(--fix vmacro=0), or run a longer warm-up (--warmup 1000)"
         )
-    bad_rhat = [str(r["name"]) for r in summary if "rhat" in str(r["flags"]).split(",")]
+    from .inference.results import unconverged_labels
+
+    bad_rhat = unconverged_labels({str(r["name"]): str(r["flags"]) for r in summary}, ",".join(flags))
+    if "vbroad_rhat" in flags:
+        bad_rhat.append("√(v sin i² + v macro²)")
     if bad_rhat:
-        reasons.append(f"rhat: chains disagree (R-hat {rhat_max:.3f} > 1.01) for {', '.join(bad_rhat)}")
+        worst = np.nanmax([float(r["r_hat"]) for r in summary if str(r["name"]) in bad_rhat] + [m.get("VBROADRH", 0.0)])
+        reasons.append(f"rhat: chains disagree (R-hat {worst:.3f} > 1.01) for {', '.join(bad_rhat)}")
         if is_importance:
             advice.append(
                 f"the chains are independent importance-sampling estimates with too few effective draws each "
@@ -1432,15 +1437,19 @@ class BatchResult:
 
 def row_unreliable(flags: str) -> list[str]:
     """Why a batch row is unreliable, from its ``flags`` text (``"GLOBAL,FLAGS;label:flag,flag;..."``): the same
-    rule as :func:`diagnose` for one spectrum (pareto_k, divergences, R-hat of any label)."""
-    global_flags, rhat = set(), []
+    rule as :func:`diagnose` for one spectrum (pareto_k, divergences, R-hat: :func:`unconverged_labels`)."""
+    from .inference.results import unconverged_labels
+
+    global_flags, label_flags = set(), {}
     for part in filter(None, flags.split(";")):
         if ":" in part:
-            name, label_flags = part.split(":", 1)
-            if "rhat" in label_flags.split(","):
-                rhat.append(name)
+            name, words = part.split(":", 1)
+            label_flags[name] = words
         else:
             global_flags.update(part.split(","))
+    rhat = unconverged_labels(label_flags, ",".join(global_flags))
+    if "vbroad_rhat" in global_flags:
+        rhat.append("vbroad")
     reasons = [f for f in ("pareto_k", "divergences") if f in global_flags]
     return reasons + ([f"rhat ({', '.join(rhat)})"] if rhat else [])
 

@@ -886,6 +886,11 @@ def test_row_unreliable_follows_the_single_spectrum_rule():
         pipeline.row_unreliable("air_vacuum;chi2;teff:edge_low") == []
     )  # a warning with a fix, not unreliable sampling
     assert pipeline.row_unreliable("chi2,divergences;teff:rhat,ess;logg:rhat") == ["divergences", "rhat (teff, logg)"]
+    # v sin i and v macro traded: their split unconverged alone is not a reason, unless their combination is not either
+    assert pipeline.row_unreliable("conservative;vsini:rhat,traded;vmacro:rhat,traded") == []
+    assert pipeline.row_unreliable("vbroad_rhat;vsini:rhat,traded;vmacro:traded") == ["rhat (vsini, vbroad)"]
+    assert pipeline.row_unreliable("teff:rhat;vsini:rhat,traded") == ["rhat (teff)"]
+    assert pipeline.row_unreliable("vsini:rhat") == ["rhat (vsini)"]  # not traded: counts
 
 
 def test_fit_cli_batch_exits_4_when_any_spectrum_is_unreliable(spectrum_file, tmp_path, capsys, injected, monkeypatch):

@@ -37,6 +37,7 @@ FLAG_BIT_NUMBERS: dict[str, int] = {
     "no_tio": 16,  # global: a star where TiO bands matter, fitted through physics without TiO
     "conservative": 17,  # global: reduced chi2 low, the plain chi2 noise-like or above: the model errors overstate
     "traded": 18,  # v sin i and v macro: the spectrum measures their combination only (the row's vbroad)
+    "vbroad_rhat": 19,  # global: the chains disagree on that combination (R-hat > 1.01)
 }
 FLAG_BITS: dict[str, int] = {name: 1 << bit for name, bit in FLAG_BIT_NUMBERS.items()}
 
@@ -60,6 +61,7 @@ FLAG_DESCRIPTIONS: dict[str, str] = {
     "no_tio": "TiO bands shape this star's spectrum and the model has no TiO: labels can be biased",
     "conservative": "the model's error terms exceed the residuals (plain chi2 noise-like or above): the sd are wider than needed",
     "traded": "v sin i and v macro trade for each other: quote vbroad, their combination (laplace's interval of each is too narrow)",
+    "vbroad_rhat": "the chains disagree on vbroad, the combined v sin i and v macro broadening (R-hat > 1.01)",
 }
 
 
