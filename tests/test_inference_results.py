@@ -109,12 +109,8 @@ def test_plots_write_files(problem, tmp_path):
     assert (tmp_path / "c.png").stat().st_size > 2000 and (tmp_path / "f.png").stat().st_size > 2000
 
 
-def test_chains_that_disagree_only_on_how_a_traded_pair_splits_leave_the_fit_usable():
-    """Four chains on four stretches of one ring (NUTS creeping round it, as on the demo star: R-hat 1.01–1.02 for
-    v sin i and v macro, 1.002 for their combination): the two are flagged rhat and traded, the fit is not
-    unreliable; chains that disagree on the combination itself (different radii) make it unreliable."""
-    from stellarinf import pipeline
-
+def _broadening_problem() -> Problem:
+    """The analytic model with v sin i and v macro free on [0, 10] km/s at R 20,000 (a slow rotator's mock)."""
     model, wl = analytic_setup()
     spec = make_mock(model, wl, {**TRUTH, "vsini": 1.0, "vmacro": 1.0}, snr=100, resolution=20000, seed=0)
     with warnings.catch_warnings():
@@ -122,7 +118,16 @@ def test_chains_that_disagree_only_on_how_a_traded_pair_splits_leave_the_fit_usa
         om = ObservationModel(
             model, spec, rv_max=50, vsini_max=10, vmacro_max=10, fixed={"rv": 0.0}, continuum_degree=-1
         )
-    problem = Problem.build(om)
+    return Problem.build(om)
+
+
+def test_chains_that_disagree_only_on_how_a_traded_pair_splits_leave_the_fit_usable():
+    """Four chains on four stretches of one ring (NUTS creeping round it, as on the demo star: R-hat 1.01–1.02 for
+    v sin i and v macro, 1.002 for their combination): the two are flagged rhat and traded, the fit is not
+    unreliable; chains that disagree on the combination itself (different radii) make it unreliable."""
+    from stellarinf import pipeline
+
+    problem = _broadening_problem()
     rng = np.random.default_rng(3)
     shape = (4, 400)
     samples = {n: TRUTH[n] + SD[n] * rng.standard_normal(shape) for n in ("teff", "logg", "feh")}
@@ -151,14 +156,7 @@ def test_broadening_that_the_spectrum_cannot_split_is_flagged_but_unresolved_rot
     """v sin i and v macro spread over their boxes (a ridge the resolution cannot split) get ``no_information`` and
     ``traded``; on a shorter arc (each informative, strongly anticorrelated) ``traded`` alone; a v sin i piled at zero
     (rotation below the resolution) is a measurement: neither it nor its edge is flagged."""
-    model, wl = analytic_setup()
-    spec = make_mock(model, wl, {**TRUTH, "vsini": 1.0, "vmacro": 1.0}, snr=100, resolution=20000, seed=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        om = ObservationModel(
-            model, spec, rv_max=50, vsini_max=10, vmacro_max=10, fixed={"rv": 0.0}, continuum_degree=-1
-        )
-    problem = Problem.build(om)
+    problem = _broadening_problem()
     rng = np.random.default_rng(1)
     shape = (4, 400)
     ridge = {n: TRUTH[n] + SD[n] * rng.standard_normal(shape) for n in ("teff", "logg", "feh")}
