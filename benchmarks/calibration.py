@@ -45,6 +45,12 @@ RESULTS = Path(__file__).parent / "results"
 SLOW_MAX = 6.0  # km/s: the v sin i and v macro box of --slow-rotators (truths drawn from it: calibrated only then)
 
 
+def _covers(draws: np.ndarray, truth: float) -> tuple[bool, bool]:
+    """Whether the central 68 % and 95 % intervals of ``draws`` contain ``truth``."""
+    lo68, hi68, lo95, hi95 = np.percentile(draws, [15.865, 84.135, 2.5, 97.5])
+    return bool(lo68 <= truth <= hi68), bool(lo95 <= truth <= hi95)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--emulator", default="default")
@@ -113,15 +119,13 @@ def main(argv=None):
         r68, r95, rk = [], [], []
         for n in names:
             d = post.samples[n].ravel()
-            lo68, hi68, lo95, hi95 = np.percentile(d, [15.865, 84.135, 2.5, 97.5])
-            r68.append(lo68 <= truth[n] <= hi68)
-            r95.append(lo95 <= truth[n] <= hi95)
+            c68, c95 = _covers(d, truth[n])
+            r68.append(c68)
+            r95.append(c95)
             rk.append(float(np.mean(d < truth[n])))
         if args.slow_rotators:  # √(v sin i² + v macro²): what the spectrum measures when it cannot split the two
             d = np.hypot(post.samples["vsini"], post.samples["vmacro"]).ravel()
-            t = float(np.hypot(truth["vsini"], truth["vmacro"]))
-            lo68, hi68, lo95, hi95 = np.percentile(d, [15.865, 84.135, 2.5, 97.5])
-            vbroad.append((lo68 <= t <= hi68, lo95 <= t <= hi95))
+            vbroad.append(_covers(d, float(np.hypot(truth["vsini"], truth["vmacro"]))))
         in68.append(r68)
         in95.append(r95)
         ranks.append(rk)

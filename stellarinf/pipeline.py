@@ -867,12 +867,12 @@ def diagnose(summary, posterior) -> dict:
         )
     from .inference.results import unconverged_labels
 
-    bad_rhat = unconverged_labels({str(r["name"]): str(r["flags"]) for r in summary}, ",".join(flags))
-    if "vbroad_rhat" in flags:
-        bad_rhat.append("√(v sin i² + v macro²)")
+    bad_rhat = unconverged_labels({str(r["name"]): str(r["flags"]) for r in summary}, flags)
     if bad_rhat:
-        worst = np.nanmax([float(r["r_hat"]) for r in summary if str(r["name"]) in bad_rhat] + [m.get("VBROADRH", 0.0)])
-        reasons.append(f"rhat: chains disagree (R-hat {worst:.3f} > 1.01) for {', '.join(bad_rhat)}")
+        r_hats = {str(r["name"]): float(r["r_hat"]) for r in summary} | {"vbroad": float(m.get("VBROADRH", math.nan))}
+        worst = np.nanmax([r_hats[n] for n in bad_rhat])
+        shown = ["√(v sin i² + v macro²)" if n == "vbroad" else n for n in bad_rhat]
+        reasons.append(f"rhat: chains disagree (R-hat {worst:.3f} > 1.01) for {', '.join(shown)}")
         if is_importance:
             advice.append(
                 f"the chains are independent importance-sampling estimates with too few effective draws each "
@@ -1447,9 +1447,7 @@ def row_unreliable(flags: str) -> list[str]:
             label_flags[name] = words
         else:
             global_flags.update(part.split(","))
-    rhat = unconverged_labels(label_flags, ",".join(global_flags))
-    if "vbroad_rhat" in global_flags:
-        rhat.append("vbroad")
+    rhat = unconverged_labels(label_flags, global_flags)
     reasons = [f for f in ("pareto_k", "divergences") if f in global_flags]
     return reasons + ([f"rhat ({', '.join(rhat)})"] if rhat else [])
 

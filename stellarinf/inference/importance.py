@@ -157,7 +157,7 @@ def adaptive_importance(
     broad = tuple(int(i) for i in broad)
     mirrored = tuple(int(i) for i in mirrored)
     main = (_folded(np.asarray(mean, float)[None, :], mirrored)[0], np.asarray(cov, float))
-    proposals = [_Mirrored.of(_Mixture.of(main, df, broad=broad, mirrored=mirrored), mirrored)]
+    proposals = [_round_proposal(main, df, broad, None, mirrored)]
     zs, lps = [], []
     log_qs: list[np.ndarray] = []  # each round's proposal density at every draw so far (kept: no recomputation)
     r = 0
@@ -179,8 +179,7 @@ def adaptive_importance(
         if r + 1 < len(sizes):
             zf = _folded(z, mirrored)  # both images of a mirrored mode are one mode here
             main = _adapted(zf, weights, main)
-            mixture = _Mixture.of(main, df, broad=broad, heavy=(zf, weights) if kernels else None, mirrored=mirrored)
-            proposals.append(_Mirrored.of(mixture, mirrored))
+            proposals.append(_round_proposal(main, df, broad, (zf, weights) if kernels else None, mirrored))
         r += 1
     return z, lp, weights
 
@@ -236,6 +235,11 @@ class _Mixture:
 
     def logpdf(self, z: np.ndarray) -> np.ndarray:
         return np.logaddexp.reduce([s + p.logpdf(z) for s, p in self.parts], axis=0)
+
+
+def _round_proposal(main, df: float, broad: Sequence[int], heavy, mirrored: Sequence[int]):
+    """One round's proposal: the mixture (:meth:`_Mixture.of`), made even in the ``mirrored`` coordinates."""
+    return _Mirrored.of(_Mixture.of(main, df, broad=broad, heavy=heavy, mirrored=mirrored), mirrored)
 
 
 def _centred(main, mirrored: Sequence[int]):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import arviz as az
@@ -523,9 +523,9 @@ def combined_broadening(post, flags: Mapping[str, str]) -> dict:
     )
     if not (uninformative or traded):
         return {}
-    v = np.hypot(vsini, vmacro)
-    p16, p50, p84 = np.percentile(v, [15.865, 50, 84.135])
     chains = np.hypot(np.asarray(post["vsini"], float), np.asarray(post["vmacro"], float))  # (chain, draw)
+    v = chains.reshape(-1)
+    p16, p50, p84 = np.percentile(v, [15.865, 50, 84.135])
     return {
         "VBROAD": float(p50),
         "VBROADSD": float(v.std(ddof=1)) if v.size > 1 else math.nan,
@@ -535,19 +535,19 @@ def combined_broadening(post, flags: Mapping[str, str]) -> dict:
     }
 
 
-def unconverged_labels(label_flags: Mapping[str, str], global_flags: str) -> list[str]:
-    """The labels whose R-hat makes a fit unreliable: every label flagged ``rhat`` but a ``traded`` one (v sin i, v
-    macro) while their combination converged (no global ``vbroad_rhat``). Why: on a ring NUTS creeps along the split
-    between the two (the demo star: ESS ~300, R-hat 1.01–1.02 for each, 2,400+ and 1.002 for the combination), and
-    the split is what ``traded`` already says the spectrum does not measure; the combination, which it does, and
-    every other label must converge."""
-    ring_converged = "vbroad_rhat" not in str(global_flags).split(",")
+def unconverged_labels(label_flags: Mapping[str, str], global_flags: Iterable[str]) -> list[str]:
+    """The quantities whose R-hat makes a fit unreliable: every label flagged ``rhat`` but a ``traded`` one (v sin i,
+    v macro) while their combination converged, and ``"vbroad"`` (that combination) when it did not (global
+    ``vbroad_rhat``). Why: on a ring NUTS creeps along the split between the two (the demo star: ESS ~300, R-hat
+    1.01–1.02 for each, 2,400+ and 1.002 for the combination), and the split is what ``traded`` already says the
+    spectrum does not measure; the combination, which it does, and every other label must converge."""
+    ring_converged = "vbroad_rhat" not in set(global_flags)
     out = []
     for name, text in label_flags.items():
         words = str(text).split(",")
         if "rhat" in words and not ("traded" in words and ring_converged):
             out.append(str(name))
-    return out
+    return out + ([] if ring_converged else ["vbroad"])
 
 
 def global_flags_meta(idata) -> dict:
