@@ -47,7 +47,7 @@ import numpy as np
 
 from .errors import LabelError, SpectrumError, StellarinfError
 from .io.validate import validate_for_fit
-from .shipped_models import AUTO_MODELS, MODEL_SETS, shipped_models_text
+from .shipped_models import AUTO_MODELS, MODEL_SETS, SHIPPED_MODELS, SYNTHESIZER_MODELS, shipped_models_text
 
 DEFAULT_EMULATOR = "auto"  # choose_emulator: TransformerPayne on an accelerator, the Payne on a CPU
 DEFAULT_CONTINUUM = "marginalise"
@@ -476,7 +476,42 @@ def resolve_emulator(emulator, spectrum=None):
         return choose_emulator(spectrum=spectrum)
     if isinstance(emulator, str) and emulator in MODEL_SETS:
         return _set_models(emulator, spectrum)
+    if isinstance(emulator, str) and emulator in SYNTHESIZER_MODELS:
+        return _synthesizer_models(emulator, spectrum)
     return emulator, None
+
+
+def _synthesizer_models(name: str, spectrum) -> tuple:
+    """The synthesizer itself (:data:`~stellarinf.shipped_models.SYNTHESIZER_MODELS`) for each arm of ``spectrum``:
+    realistic fidelity on the model window that covers the arm, with the physics that window's shipped Payne learned
+    (molecules on in the blue arm) and the name's damping."""
+    from .emulators.registry import model_training_physics
+    from .synth import SynthesizerModel
+    from .wavelength import WINDOWS
+
+    if spectrum is None:
+        raise StellarinfError(
+            f"{name!r} fits with the synthesizer on the window of each arm of the spectrum: it needs the spectrum "
+            "(stellarinf.fit_spectrum / stellarinf fit), and a catalogue of many stars wants an emulator"
+        )
+    arms = spectrum.arms() if getattr(spectrum, "is_multi_arm", False) else [spectrum]
+    models = []
+    for arm in arms:
+        lo, hi = float(np.min(arm.wavelength)), float(np.max(arm.wavelength))
+        window = next((w for w in WINDOWS.values() if min(hi, w.wmax) - max(lo, w.wmin) > 0.5 * (hi - lo)), None)
+        if window is None:
+            raise StellarinfError(
+                f"{name!r}: no model window covers the arm at {lo:.1f}–{hi:.1f} Å; the synthesizer's windows are "
+                + ", ".join(f"{w.name} {w.wmin:.0f}–{w.wmax:.0f} Å" for w in WINDOWS.values())
+            )
+        served = next((m for m in AUTO_MODELS["cpu"] if SHIPPED_MODELS[m].window == window.name), None)
+        molecules = model_training_physics(served)["molecules"] if served else "off"
+        models.append(SynthesizerModel(window=window.name, damping=SYNTHESIZER_MODELS[name], molecules=molecules))
+    why = (
+        f"the 1D LTE synthesizer itself on {', '.join(m.window.name for m in models)} "
+        f"({SYNTHESIZER_MODELS[name]} damping): no emulator error; every gradient is a synthesis (minutes per arm)"
+    )
+    return (models[0], why) if len(models) == 1 else (models, why)
 
 
 def _set_models(name: str, spectrum) -> tuple[str | list[str], str]:
@@ -547,6 +582,11 @@ def choose_sampler(model, backend: str | None = None, n_free: int | None = None)
     from .emulators.kinds import NETWORK_KINDS
 
     kind = emulator_kind(model)
+    if kind == "synthesizer":
+        return "laplace", (
+            "the synthesizer itself: each gradient is a synthesis (seconds), so the MAP and its Laplace approximation "
+            "already take minutes per arm; NUTS's ~60,000 gradients would take days (pass --sampler to override)"
+        )
     spec = NETWORK_KINDS.get(kind)
     if spec is not None and backend == "cpu" and spec.cpu_gradient_s * 60_000 > NUTS_DEFAULT_SECONDS:
         minutes = spec.cpu_gradient_s * 60_000 / 60
@@ -1370,7 +1410,7 @@ def _emulator_labels(emulator, emulator_name) -> list[str]:
     if emulator_name:
         return [str(emulator_name)]
     items = emulator if isinstance(emulator, (list, tuple)) else [emulator]
-    return [str(e) if isinstance(e, (str, os.PathLike)) else type(e).__name__ for e in items]
+    return [str(e) if isinstance(e, (str, os.PathLike)) else getattr(e, "name", type(e).__name__) for e in items]
 
 
 def _version() -> str:

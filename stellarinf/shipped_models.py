@@ -30,6 +30,10 @@ class ShippedModel:
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     "default": ShippedModel("models/transformer-payne-small", "transformer-payne", "galah-red", "TransformerPayne"),
     "default-payne": ShippedModel("models/payne-mlp", "payne", "galah-red", "the Payne MLP"),
+    # the same labels, box and grid size as default-payne, with Anstee-Barklem-O'Mara van der Waals damping and the
+    # log gf calibrated with it: the observed Sun's red arm 13 K and 0.05 dex closer than default-payne (RECIPE.md,
+    # forty-fourth session); not the default until every arm and TransformerPayne have that physics too
+    "default-payne-abo": ShippedModel("models/payne-mlp-abo", "payne", "galah-red", "the Payne MLP, ABO damping"),
     "default-payne-blue": ShippedModel("models/payne-mlp-blue", "payne", "galah-blue", "the Payne MLP, with molecules"),
     "default-payne-green": ShippedModel("models/payne-mlp-green", "payne", "galah-green", "the Payne MLP"),
     "default-payne-ir": ShippedModel("models/payne-mlp-ir", "payne", "galah-ir", "the Payne MLP"),
@@ -67,6 +71,13 @@ MODEL_SETS = {
 }
 
 
+# names that fit with the 1D LTE synthesizer itself instead of an emulator (no emulation error; minutes per arm on a
+# CPU: every gradient is a synthesis), each arm on its model window: name -> van der Waals damping. "synth" draws the
+# physics the shipped emulators learned; "synth-abo" uses ABO cross-sections (log gf calibrated with them for galah-red
+# and gaia-rvs; data/loggf_solar_abo.ecsv)
+SYNTHESIZER_MODELS = {"synth": "unsold", "synth-abo": "abo"}
+
+
 def set_members(name: str) -> dict[str, str]:
     """The members of set ``name`` (:data:`MODEL_SETS`) by the window each covers, in the set's order."""
     return {SHIPPED_MODELS[m].window: m for m in MODEL_SETS[name]}
@@ -76,4 +87,7 @@ def shipped_models_text() -> str:
     """``'default' (TransformerPayne, galah-red), ...``: the shipped names for help texts and messages."""
     models = ", ".join(f"{name!r} ({m.about}, {m.window})" for name, m in SHIPPED_MODELS.items())
     sets = ", ".join(f"{name!r} (a model per arm: {', '.join(members)})" for name, members in MODEL_SETS.items())
-    return f"{models}; sets {sets}"
+    synth = (
+        "'synth' / 'synth-abo' (the 1D LTE synthesizer itself, Unsöld × 2 / ABO damping: no emulator error, minutes)"
+    )
+    return f"{models}; sets {sets}; {synth}"

@@ -383,6 +383,40 @@ def test_a_model_set_serves_each_arm_with_its_member_and_refuses_what_it_cannot(
     assert [m.label_space.names for m in resolve_models("broad")] == [next(iter(names))] * len(MODEL_SETS["broad"])
 
 
+def test_synth_fits_each_arm_with_the_synthesizer_itself_and_laplace():
+    """``emulator="synth"`` / ``"synth-abo"``: the realistic synthesizer on each arm's model window, with the physics
+    that window's shipped Payne learned (molecules in the blue arm) and the name's damping; its sampler is the
+    Laplace approximation (a gradient is a synthesis); no spectrum, or an arm no window covers: a clear error."""
+    from stellarinf.errors import StellarinfError
+    from stellarinf.io.spectrum import Spectrum
+
+    def arm(lo, hi):
+        wl = np.linspace(lo, hi, 400)
+        return Spectrum(wavelength=wl, flux=np.ones_like(wl), sigma=np.full_like(wl, 0.01))
+
+    red, blue = arm(6500.0, 6700.0), arm(4720.0, 4900.0)
+    model, why = pipeline.resolve_emulator("synth", red)
+    assert (model.window.name, model.fidelity, model.damping, model.molecules) == (
+        "galah-red",
+        "realistic",
+        "unsold",
+        "off",
+    )
+    assert model.name == "synth (galah-red)" and "no emulator error" in why
+    abo = pipeline.resolve_emulator("synth-abo", red)[0]
+    assert abo.damping == "abo" and abo.name == "synth-abo (galah-red)"
+    models = pipeline.resolve_emulator("synth", Spectrum.from_arms([blue, red]))[0]
+    assert [(m.window.name, m.molecules) for m in models] == [("galah-blue", "on"), ("galah-red", "off")]
+    assert pipeline._emulator_labels(models, None) == ["synth (galah-blue)", "synth (galah-red)"]
+    name, why = pipeline.choose_sampler(model, "cpu")
+    assert name == "laplace" and "synthesis" in why
+    assert pipeline.choose_sampler(model, "gpu")[0] == "laplace"
+    with pytest.raises(StellarinfError, match="'synth' fits with the synthesizer.*needs the spectrum"):
+        pipeline.load_model("synth")
+    with pytest.raises(StellarinfError, match="no model window covers the arm at 5200.0.*galah-green 5648"):
+        pipeline.resolve_emulator("synth", arm(5200.0, 5400.0))
+
+
 def test_every_shipped_model_is_there_and_covers_its_window():
     """The one table of shipped models matches data/models: each folder loads and answers inside its window."""
     from stellarinf.emulators.kinds import kind_of

@@ -63,6 +63,20 @@ def model_wavelength_range(name_or_path: str | os.PathLike) -> tuple[float, floa
     return float(lo), float(hi)
 
 
+def model_training_physics(name_or_path: str | os.PathLike) -> dict[str, str]:
+    """The synthesizer choices (``loggf``, ``damping``, ``molecules``) a model's training grid recorded
+    (:func:`~stellarinf.physics_options.training_physics`), read from its ``model.json`` without loading the
+    weights; the legacy choices where there is no model file."""
+    import json
+    from types import SimpleNamespace
+
+    from ..physics_options import training_physics
+
+    path = model_path(name_or_path) / "model.json"
+    metadata = json.loads(path.read_text()) if path.exists() else {}
+    return training_physics(SimpleNamespace(metadata=metadata))
+
+
 def load_emulator(name_or_path: str | os.PathLike | Emulator) -> Emulator:
     """Load a shipped model by name (``"default"``, ``"default-payne"``, ...: the table is
     :data:`stellarinf.shipped_models.SHIPPED_MODELS`) or a model directory."""

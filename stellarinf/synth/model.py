@@ -30,6 +30,8 @@ class SynthesizerModel:
     ``flux(labels, wavelength)`` is pure JAX (jit/vmap/grad-friendly); ``error`` returns zeros.
     """
 
+    kind = "synthesizer"  # beside the network kinds: choose_sampler knows a gradient here is a synthesis
+
     def __init__(
         self,
         label_space: LabelSpace | None = None,
@@ -51,6 +53,15 @@ class SynthesizerModel:
         self.molecules = molecules
         self._fn = make_synthesizer(self._fine, self.label_space.names, fidelity, loggf, damping, molecules=molecules)
         self._fine_j = jnp.asarray(self._fine)
+
+    @property
+    def name(self) -> str:
+        """``synth`` / ``synth-abo`` (the fit's model names, :data:`~stellarinf.shipped_models.SYNTHESIZER_MODELS`),
+        with the window and any other non-default physics."""
+        extra = [self.window.name] + [
+            v for v, d in ((self.loggf, DEFAULT_LOGGF), (self.fidelity, "realistic")) if v != d
+        ]
+        return ("synth-abo" if self.damping == "abo" else "synth") + f" ({', '.join(extra)})"
 
     def fine_flux(self, labels: Float[Array, "n_labels"]) -> Float[Array, "n_fine"]:
         """Normalised flux on the internal fine grid (broadened if ``resolution`` is set)."""
