@@ -450,18 +450,27 @@ def choose_emulator(backend: str | None = None, spectrum=None) -> tuple[str | li
     return picked, f"{', '.join(picked)}: each arm served by the shipped model that covers it"
 
 
+def _arm_ranges(spectrum) -> list[tuple[float, float]]:
+    """(lowest, highest) vacuum Å of each arm of ``spectrum`` (one for a single-arm spectrum)."""
+    arms = spectrum.arms() if getattr(spectrum, "is_multi_arm", False) else [spectrum]
+    return [(float(np.min(a.wavelength)), float(np.max(a.wavelength))) for a in arms]
+
+
+def _covers(wrange, lo: float, hi: float) -> bool:
+    """Whether the range ``wrange`` (None: nothing) covers more than half of the arm ``lo``–``hi``: the one rule by
+    which a model or window serves an arm."""
+    return wrange is not None and min(hi, wrange[1]) - max(lo, wrange[0]) > 0.5 * (hi - lo)
+
+
 def _models_for_arms(spectrum, family) -> list[str]:
     """The models of ``family`` that serve ``spectrum``: per arm the first whose range overlaps it (in order)."""
     from .emulators.registry import model_wavelength_range
 
     ranges = {n: model_wavelength_range(n) for n in family}
     picked = []
-    arms = spectrum.arms() if getattr(spectrum, "is_multi_arm", False) else [spectrum]
-    for arm in arms:
-        lo, hi = float(np.min(arm.wavelength)), float(np.max(arm.wavelength))
+    for lo, hi in _arm_ranges(spectrum):
         for n in family:
-            r = ranges[n]
-            if r is not None and min(hi, r[1]) - max(lo, r[0]) > 0.5 * (hi - lo):
+            if _covers(ranges[n], lo, hi):
                 if n not in picked:
                     picked.append(n)
                 break
@@ -494,11 +503,9 @@ def _synthesizer_models(name: str, spectrum) -> tuple:
             f"{name!r} fits with the synthesizer on the window of each arm of the spectrum: it needs the spectrum "
             "(stellarinf.fit_spectrum / stellarinf fit), and a catalogue of many stars wants an emulator"
         )
-    arms = spectrum.arms() if getattr(spectrum, "is_multi_arm", False) else [spectrum]
     models = []
-    for arm in arms:
-        lo, hi = float(np.min(arm.wavelength)), float(np.max(arm.wavelength))
-        window = next((w for w in WINDOWS.values() if min(hi, w.wmax) - max(lo, w.wmin) > 0.5 * (hi - lo)), None)
+    for lo, hi in _arm_ranges(spectrum):
+        window = next((w for w in WINDOWS.values() if _covers((w.wmin, w.wmax), lo, hi)), None)
         if window is None:
             raise StellarinfError(
                 f"{name!r}: no model window covers the arm at {lo:.1f}–{hi:.1f} Å; the synthesizer's windows are "

@@ -61,7 +61,10 @@ class SynthesizerModel:
         extra = [self.window.name] + [
             v for v, d in ((self.loggf, DEFAULT_LOGGF), (self.fidelity, "realistic")) if v != d
         ]
-        return ("synth-abo" if self.damping == "abo" else "synth") + f" ({', '.join(extra)})"
+        from ..shipped_models import SYNTHESIZER_MODELS
+
+        name = next((n for n, damping in SYNTHESIZER_MODELS.items() if damping == self.damping), "synth")
+        return f"{name} ({', '.join(extra)})"
 
     def fine_flux(self, labels: Float[Array, "n_labels"]) -> Float[Array, "n_fine"]:
         """Normalised flux on the internal fine grid (broadened if ``resolution`` is set)."""
