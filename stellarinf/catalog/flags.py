@@ -60,7 +60,7 @@ FLAG_DESCRIPTIONS: dict[str, str] = {
     "other": "a flag word this version does not know",
     "no_tio": "TiO bands shape this star's spectrum and the model has no TiO: labels can be biased",
     "conservative": "the model's error terms exceed the residuals (plain chi2 noise-like or above): the sd are wider than needed",
-    "traded": "v sin i and v macro trade for each other: quote vbroad, their combination (laplace's interval of each is too narrow)",
+    "traded": "v sin i and v macro trade for each other: quote vbroad, their combination (each alone is loosely measured)",
     "vbroad_rhat": "the chains disagree on vbroad, the combined v sin i and v macro broadening (R-hat > 1.01)",
 }
 

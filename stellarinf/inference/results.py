@@ -64,9 +64,9 @@ FLAG_ADVICE = {
     "no_information": "the posterior is about as wide as the prior: the spectrum carries almost no information "
     "on this label; the number is the prior, not a measurement",
     "traded": "the spectrum trades v sin i for v macro (at its resolution both broaden a line alike): each alone is "
-    "loosely measured, their combination well (the line on it above; `vbroad` in a catalogue); from a laplace or map "
-    "fit the interval of each alone is also too narrow (68 % intervals covered 55 % and 48 % on slow-rotator mocks): "
-    "use --sampler laplace-is for them",
+    "loosely measured, their combination well (the line on it above; `vbroad` in a catalogue); a laplace or map fit "
+    "draws the two round their ring where it is longer than the Gaussian at its mode (the line above says where each may "
+    "lie), calibrated as laplace-is on slow-rotator mocks",
     "rhat": "the chains disagree (R-hat > 1.01): run longer (--draws) or check for several modes; on v sin i and v "
     "macro flagged traded alone, while their combination converged, it is their split, which the spectrum does not "
     "measure: not a reason to distrust the rest",
@@ -286,7 +286,7 @@ def to_inference_data(
         "hessian_ok": int(bool(posterior.init.hessian_ok)) if posterior.init is not None else -1,
         "map_starts_agreeing": posterior.init.map.n_starts_agreeing if posterior.init is not None else -1,
         # the emulator's label-space systematics (sd per parameter; {} when it has none): see label_systematics_of
-        **{k: float(posterior.tuning[k]) for k in _IMPORTANCE_KEYS if k in posterior.tuning},
+        **{k: float(posterior.tuning[k]) for k in _IMPORTANCE_KEYS + RING_KEYS if k in posterior.tuning},
         "label_systematics": json.dumps(
             {
                 n: v
@@ -330,6 +330,17 @@ def to_inference_data(
 
 
 _IMPORTANCE_KEYS = ("pareto_k", "pareto_k_threshold", "importance_ess")
+# what the Laplace draws' scan along the v sin i–v macro ring found (inference.ring.ring_draws)
+RING_KEYS = (
+    "ring_v",
+    "ring_sd_deg",
+    "ring_laplace_sd_deg",
+    "ring_replaced",
+    "ring_vsini_lo",
+    "ring_vsini_hi",
+    "ring_vmacro_lo",
+    "ring_vmacro_hi",
+)
 
 
 @eqx.filter_jit
@@ -479,7 +490,7 @@ def summary_table(
             if systematics:
                 row["pull_total"] = (p50 - t) / row["sd_total"] if row["sd_total"] > 0 else math.nan
         rows.append(row)
-    vbroad = combined_broadening(post, {r["name"]: r["flags"] for r in rows})
+    vbroad = combined_broadening(post, {r["name"]: r["flags"] for r in rows}, ring_scan_meta(idata))
     for row in rows:
         if vbroad and row["name"] in ("vsini", "vmacro"):
             row["flags"] = ",".join(filter(None, [row["flags"], "traded"]))
@@ -506,12 +517,13 @@ def summary_table(
 BROADENING_CORRELATION = -0.7
 
 
-def combined_broadening(post, flags: Mapping[str, str]) -> dict:
+def combined_broadening(post, flags: Mapping[str, str], ring: Mapping[str, float] | None = None) -> dict:
     """Table meta ``VBROAD``, ``VBROADSD``, ``VBROAD16``, ``VBROAD84`` (km/s): the lines' combined rotational and
     macroturbulent broadening √(v sin i² + v macro²) from the draws, when both are fitted and the spectrum does not
     tell them apart: either flagged ``no_information``, or the two correlated below ``BROADENING_CORRELATION``
     (each alone lies along a ridge, a quarter ring in the two, and their combination is what the spectrum
-    measures). Empty otherwise."""
+    measures), or a Laplace fit's scan along that ring found it longer than the Gaussian (``ring``: the table meta
+    of :func:`ring_scan_meta`, whose ``RINGVSLO``...``RINGVMHI`` ranges are added). Empty otherwise."""
     if not {"vsini", "vmacro"} <= set(post.data_vars):
         return {}
     vsini, vmacro = (np.asarray(post[n], float).reshape(-1) for n in ("vsini", "vmacro"))
@@ -521,7 +533,8 @@ def combined_broadening(post, flags: Mapping[str, str]) -> dict:
         and min(vsini.std(), vmacro.std()) > 0
         and np.corrcoef(vsini, vmacro)[0, 1] <= BROADENING_CORRELATION
     )
-    if not (uninformative or traded):
+    on_ring = bool((ring or {}).get("RINGREPL", 0))
+    if not (uninformative or traded or on_ring):
         return {}
     chains = np.hypot(np.asarray(post["vsini"], float), np.asarray(post["vmacro"], float))  # (chain, draw)
     v = chains.reshape(-1)
@@ -532,7 +545,29 @@ def combined_broadening(post, flags: Mapping[str, str]) -> dict:
         "VBROAD16": float(p16),
         "VBROAD84": float(p84),
         "VBROADRH": float(az.rhat(chains)) if chains.ndim == 2 and chains.shape[0] > 1 else math.nan,
+        **(dict(ring) if on_ring else {}),
     }
+
+
+# idata attrs (RING_KEYS) -> table meta keys (FITS cards of at most 8 characters)
+_RING_META = {
+    "ring_v": "RINGV",
+    "ring_sd_deg": "RINGSD",
+    "ring_laplace_sd_deg": "RINGLSD",
+    "ring_replaced": "RINGREPL",
+    "ring_vsini_lo": "RINGVSLO",
+    "ring_vsini_hi": "RINGVSHI",
+    "ring_vmacro_lo": "RINGVMLO",
+    "ring_vmacro_hi": "RINGVMHI",
+}
+
+
+def ring_scan_meta(idata) -> dict:
+    """What a Laplace fit's scan along the v sin i–v macro ring found (:func:`.ring.ring_draws`), as table meta:
+    the combination ``RINGV`` (km/s) at the mode, the angle's sd along the ring ``RINGSD`` and in the Gaussian's
+    draws ``RINGLSD`` (degrees), ``RINGREPL`` (1: the draws were moved onto the ring) and each parameter's range
+    where the log density is within 2 of its best on the ring; empty when no scan was made."""
+    return {key: float(_attr(idata, name)) for name, key in _RING_META.items() if _attr(idata, name) is not None}
 
 
 def unconverged_labels(label_flags: Mapping[str, str], global_flags: Iterable[str]) -> list[str]:
@@ -644,6 +679,13 @@ def format_summary(table: Table) -> str:
             f"√(v sin i² + v macro²), is measured: {m['VBROAD']:.2f} ± {m['VBROADSD']:.2f} km/s (median ± sd). Quote "
             "it, or fix one of them (--fix vmacro=VALUE) to measure the other"
         )
+        if m.get("RINGREPL"):
+            lines.append(
+                f"  along √(v sin i² + v macro²) = {m['RINGV']:.2f} km/s the log density stays within 2 of its best "
+                f"for v sin i {m['RINGVSLO']:.1f}–{m['RINGVSHI']:.1f} and v macro {m['RINGVMLO']:.1f}–"
+                f"{m['RINGVMHI']:.1f} km/s: their draws follow that ring, not the Gaussian at its mode (which "
+                f"spread {m['RINGLSD']:.0f}° along it; the ring {m['RINGSD']:.0f}°)"
+            )
     lines.extend(flag_advice(table))
     return "\n".join(lines)
 

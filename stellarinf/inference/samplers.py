@@ -34,6 +34,7 @@ from .density import Problem
 from .importance import DEFAULT_DF, adaptive_importance, pareto_k_threshold, resample
 from .lanes import lane_batch_size, map_lanes
 from .laplace import LaplaceResult, laplace
+from .ring import ring_draws
 
 
 @dataclasses.dataclass
@@ -601,12 +602,18 @@ def laplace_posterior(
     only when that takes at most :data:`LOG_DENSITY_BUDGET_S` (``tuning["lp_skipped"]`` says so when it would not).
     Nothing else uses it, and it costs a full likelihood per draw: with the Payne on a CPU about half of a
     Laplace fit's time (4,000 likelihoods), with TransformerPayne on the four GALAH arms 116 s, so a catalogue
-    that keeps no draws turns it off; the draws themselves do not change."""
+    that keeps no draws turns it off; the draws themselves do not change.
+
+    With v sin i and v macro both free, their draws follow the ring the two make where the spectrum measures only
+    their combination (:mod:`.ring`: 256 log densities over it; ``tuning`` holds what the scan found)."""
     _check_chains(chains, draws, 0)
     t0 = time.perf_counter()
     lap = init if init is not None else laplace(problem, seed=seed)
-    z = lap.sample_z(jax.random.key(seed + 1), chains * draws).reshape(chains, draws, -1)
+    z = lap.sample_z(jax.random.key(seed + 1), chains * draws)
     stats, tuning = {}, {"hessian_ok": lap.hessian_ok}
+    z, ring = ring_draws(problem, z, lap.mean_z, seed=seed + 2)  # v sin i and v macro free: do they make a ring?
+    tuning.update(ring)
+    z = z.reshape(chains, draws, -1)
     if draw_log_density or draw_log_density is None:
         budget = LOG_DENSITY_BUDGET_S if draw_log_density is None else None
         lp = _batch_log_density(problem, jnp.asarray(z.reshape(chains * draws, -1)), max_seconds=budget)
