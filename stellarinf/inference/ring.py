@@ -14,9 +14,9 @@ shorter than the profile would; 256 points, one block of the program the draws' 
 angle spreads over more than a few grid steps, each draw takes an angle from the ring's marginal and a radius from the
 ring's radial profile at that angle, offset from its centre as its own radius was from theirs (scaled by the profile's
 width there over its width at the mode), so the combination keeps its marginal width and its correlations with every
-other label. Elsewhere (a resolved rotator: the ring is sharply peaked) the Laplace
-draws are kept as they are. Measured on slow-rotator mocks against laplace-is: the same quantiles of each to ~0.2
-km/s on 6 (the Gaussian: 1-3 km/s off), and the same coverage on 100 (benchmarks/README.md, calibration).
+other label. Elsewhere (a resolved rotator: the ring is sharply peaked) the Laplace draws are kept as they are.
+Measured on slow-rotator mocks against laplace-is: the same quantiles of each to ~0.2 km/s on 6 (the Gaussian: 1-3
+km/s off), and the same coverage on 100 (benchmarks/README.md, calibration).
 
 Polar coordinates: v sin i = r cos φ, v macro = r sin φ, φ in [0, π/2]; with the posterior in (v sin i, v macro)
 written p(x), the density in (r, φ) is p(x) r.
@@ -55,9 +55,8 @@ _INSIDE = 1.0 - 1e-9  # grid points stay strictly inside the box (the upper boun
 @dataclasses.dataclass(frozen=True)
 class RingScan:
     """The physical-space log posterior of (v sin i, v macro) on a polar grid through the Laplace mode: angles
-    ``phi`` (radians from the v sin i axis, ascending) × radii ``r`` (km/s, per angle and radius: the same radii at
-    every angle), relative to its maximum (``-inf`` off the box); ``v``: the mode's combination, ``phi_mode`` its
-    angle."""
+    ``phi`` (radians from the v sin i axis, ascending) × radii ``r`` (km/s, the same at every angle), relative to
+    its maximum (``-inf`` off the box); ``v``: the mode's combination, ``phi_mode`` its angle."""
 
     v: float
     phi: np.ndarray  # (A,)
