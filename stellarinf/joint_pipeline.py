@@ -467,7 +467,10 @@ def fit_joint(
         stages.done(f"{post.n_divergent} divergences, {post.n_gradient_evals} gradients (sampling phase)")
     else:
         post = laplace_draws(problem, jl, chains=chains, draws=draws, seed=seed)
-        stages.done()
+        moved = sum(int(r["ring_replaced"]) for r in post.tuning.get("ring", {}).values())
+        stages.done(
+            f"v sin i and v macro follow their ring (unresolved split) for {moved} of {len(ids)} stars" if moved else ""
+        )
 
     label = emulator_name or model_labels[0]
     settings = {
@@ -511,6 +514,8 @@ def fit_joint(
         "stacked": bool(problem.is_stacked),
         "star_map": problem.star_map,
         "read_options": {k: str(v) for k, v in (read_options or {}).items()},
+        # per star: what the scan along its v sin i–v macro ring found (laplace draws; inference.ring)
+        "ring": {ids[i]: info for i, info in post.tuning.get("ring", {}).items()},
         "stellarinf_version": _version(),
     }
     idata = joint_inference_data(post, problem, ids, settings)

@@ -535,6 +535,7 @@ class JointPosterior:
     stats: dict[str, np.ndarray]
     timings: dict[str, float]
     n_gradient_evals: int
+    tuning: dict = dataclasses.field(default_factory=dict)  # e.g. ``ring``: star index → what :mod:`.ring` found
 
     @property
     def n_chains(self) -> int:
@@ -785,13 +786,42 @@ def _max_rhat(post: JointPosterior) -> float:
 
 
 def laplace_draws(problem: JointProblem, lap: JointLaplace, *, chains: int = 4, draws: int = 500, seed: int = 0):
-    """Independent draws of the joint Laplace approximation, shaped like chains (a quick look, no MCMC)."""
+    """Independent draws of the joint Laplace approximation, shaped like chains (a quick look, no MCMC). Each
+    star's v sin i and v macro, when both are its own and free, follow their ring as a single star's do
+    (:func:`star_rings`; ``tuning["ring"]`` says what was found per star)."""
     t0 = time.perf_counter()
-    z = lap.sample_z(jax.random.key(seed + 1), chains * draws, metric=False).reshape(chains, draws, -1)
+    z = lap.sample_z(jax.random.key(seed + 1), chains * draws, metric=False)
+    z, ring = star_rings(problem, z, lap.mean_z, seed=seed + 2)
     return JointPosterior(
         method="laplace",
-        samples=problem.to_numpy(z),
+        samples=problem.to_numpy(z.reshape(chains, draws, -1)),
         stats={},
         timings={"sampling_s": time.perf_counter() - t0, "total_s": time.perf_counter() - t0},
         n_gradient_evals=0,
+        tuning={"ring": ring} if ring else {},
     )
+
+
+def star_rings(problem: JointProblem, z_draws, z_mode, seed: int = 0) -> tuple[np.ndarray, dict[int, dict]]:
+    """Joint Laplace draws ``z_draws`` (n, n_free) with each star's v sin i and v macro moved onto its ring
+    (:func:`.ring.ring_draws` on the star as a one-star problem, its shared values held at the joint mode); every
+    other coordinate is untouched. Only where both are per-star parameters: a shared v sin i or v macro is one value
+    for many stars, not a star's ring. Returns the draws and, per star index, what its scan found."""
+    from .ring import ring_draws
+
+    z = np.array(z_draws, dtype=np.float64)
+    if not {"vsini", "vmacro"} <= set(problem.star_names):
+        return z, {}
+    idx = problem.index()
+    found = {}
+    for i, model in enumerate(problem.models):
+        pos = np.array(
+            [idx[n][i] for n in problem.star_names]
+            + [idx[n][int(problem.group_index[j][i])] for j, n in enumerate(problem.shared_names)]
+        )
+        moved, info = ring_draws(problem.single_problem(model), z[:, pos], np.asarray(z_mode)[pos], seed=seed + i)
+        if info:
+            k = len(problem.star_names)  # only the star's own coordinates are written back
+            z[:, pos[:k]] = moved[:, :k]
+            found[i] = info
+    return z, found
