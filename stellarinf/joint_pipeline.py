@@ -617,6 +617,13 @@ def joint_summaries(idata, problem, ids, inputs, alone):
             row[f"{name}_p84"] = float(p84[i])
             row[f"{name}_r_hat"] = float(r[i])
             row[f"{name}_ess"] = float(eb[i])
+    if {"vsini", "vmacro"} <= set(problem.star_names):
+        # the combined broadening √(v sin i² + v macro²), each star's: what its spectrum measures where it cannot split
+        # the two (the single-star summary's VBROAD; its draws follow the ring: inference.ring)
+        v = np.hypot(np.asarray(post["vsini"]), np.asarray(post["vmacro"])).reshape(-1, len(rows))
+        for i, row in enumerate(rows):
+            row["vbroad"] = float(np.median(v[:, i]))
+            row["vbroad_err"] = float(v[:, i].std(ddof=1))
     shared_rows, shared_med = [], {}
     for j, name in enumerate(problem.shared_names):
         x = np.asarray(post[name])

@@ -220,3 +220,13 @@ def test_joint_laplace_draws_follow_each_stars_ring_and_keep_the_shared_values()
     assert not np.percentile(plain["vmacro"][..., 1], 97.5) > truths[1]["vmacro"]  # what the ring mends
     for name in ("rv", "teff", "logg"):
         np.testing.assert_array_equal(post.samples[name], plain[name])
+    # the joint stars table quotes each star's combination, what its spectrum measures
+    from stellarinf.joint_pipeline import joint_inference_data, joint_summaries
+
+    ids = ["a", "b"]
+    idata = joint_inference_data(post, jp, ids, {"run_id": "test"})
+    alone = [{"rv": (5.0, 0.1)} for _ in ids]
+    stars, _ = joint_summaries(idata, jp, ids, [{"file": i} for i in ids], alone)
+    for i, t in enumerate(truths):
+        assert abs(stars[i]["vbroad"] - math.hypot(t["vsini"], t["vmacro"])) < 3 * stars[i]["vbroad_err"] + 0.1
+        assert stars[i]["vbroad_err"] < 0.5 * min(stars[i]["vsini_err"], stars[i]["vmacro_err"])  # the better known
