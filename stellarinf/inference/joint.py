@@ -362,21 +362,25 @@ class JointProblem(eqx.Module):
     def assemble(self, g, h, gs, hs) -> tuple[np.ndarray, np.ndarray]:
         """Full gradient (n_free,) and Hessian (n_free, n_free) from :meth:`block_curvature`'s blocks."""
         g, h, gs, hs = (np.asarray(a, dtype=np.float64) for a in (g, h, gs, hs))
-        k, n, m = self.n_star_params, self.n_stars, len(self.shared_names)
+        k, n = self.n_star_params, self.n_stars
         grad = np.zeros(self.n_free)
         hess = np.zeros((self.n_free, self.n_free))
         off = n * k
         grad[off:] += gs
         hess[off:, off:] += hs
-        idx = self.index()
-        gi = [np.asarray(a) for a in self.group_index]
         for i in range(n):
-            own = np.arange(i * k, (i + 1) * k)
-            sh = np.array([idx[name][gi[j][i]] for j, name in enumerate(self.shared_names)], dtype=int)
-            pos = np.concatenate([own, sh]) if m else own
+            pos = self.star_block(i)
             np.add.at(grad, pos, g[i])
             np.add.at(hess, np.ix_(pos, pos), h[i])
         return grad, hess
+
+    def star_block(self, i: int) -> np.ndarray:
+        """Positions in ``z`` of star ``i``'s one-star problem (:meth:`single_problem`, :meth:`block_curvature`'s
+        blocks): its own parameters, then its groups' value of each shared one."""
+        k = self.n_star_params
+        starts = self.n_stars * k + np.cumsum((0,) + tuple(self.n_groups[:-1]))  # each shared site's first (index())
+        shared = [int(starts[j]) + int(np.asarray(gi)[i]) for j, gi in enumerate(self.group_index)]
+        return np.concatenate([np.arange(i * k, (i + 1) * k), np.asarray(shared, dtype=int)])
 
     def to_numpy(self, z) -> dict[str, np.ndarray]:
         """Physical values of every site for ``z`` of any leading batch shape: (..., n_stars) / (..., n_groups)."""
@@ -812,16 +816,12 @@ def star_rings(problem: JointProblem, z_draws, z_mode, seed: int = 0) -> tuple[n
     z = np.array(z_draws, dtype=np.float64)
     if not {"vsini", "vmacro"} <= set(problem.star_names):
         return z, {}
-    idx = problem.index()
+    k = problem.n_star_params  # only the star's own coordinates are written back
     found = {}
     for i, model in enumerate(problem.models):
-        pos = np.array(
-            [idx[n][i] for n in problem.star_names]
-            + [idx[n][int(problem.group_index[j][i])] for j, n in enumerate(problem.shared_names)]
-        )
+        pos = problem.star_block(i)
         moved, info = ring_draws(problem.single_problem(model), z[:, pos], np.asarray(z_mode)[pos], seed=seed + i)
         if info:
-            k = len(problem.star_names)  # only the star's own coordinates are written back
             z[:, pos[:k]] = moved[:, :k]
             found[i] = info
     return z, found

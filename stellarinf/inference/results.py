@@ -330,17 +330,19 @@ def to_inference_data(
 
 
 _IMPORTANCE_KEYS = ("pareto_k", "pareto_k_threshold", "importance_ess")
-# what the Laplace draws' scan along the v sin i–v macro ring found (inference.ring.ring_draws)
-RING_KEYS = (
-    "ring_v",
-    "ring_sd_deg",
-    "ring_laplace_sd_deg",
-    "ring_replaced",
-    "ring_vsini_lo",
-    "ring_vsini_hi",
-    "ring_vmacro_lo",
-    "ring_vmacro_hi",
-)
+# what the Laplace draws' scan along the v sin i–v macro ring found (inference.ring.ring_draws): its idata attrs ->
+# table meta keys (FITS cards of at most 8 characters)
+_RING_META = {
+    "ring_v": "RINGV",
+    "ring_sd_deg": "RINGSD",
+    "ring_laplace_sd_deg": "RINGLSD",
+    "ring_replaced": "RINGREPL",
+    "ring_vsini_lo": "RINGVSLO",
+    "ring_vsini_hi": "RINGVSHI",
+    "ring_vmacro_lo": "RINGVMLO",
+    "ring_vmacro_hi": "RINGVMHI",
+}
+RING_KEYS = tuple(_RING_META)
 
 
 @eqx.filter_jit
@@ -547,19 +549,6 @@ def combined_broadening(post, flags: Mapping[str, str], ring: Mapping[str, float
         "VBROADRH": float(az.rhat(chains)) if chains.ndim == 2 and chains.shape[0] > 1 else math.nan,
         **(dict(ring) if on_ring else {}),
     }
-
-
-# idata attrs (RING_KEYS) -> table meta keys (FITS cards of at most 8 characters)
-_RING_META = {
-    "ring_v": "RINGV",
-    "ring_sd_deg": "RINGSD",
-    "ring_laplace_sd_deg": "RINGLSD",
-    "ring_replaced": "RINGREPL",
-    "ring_vsini_lo": "RINGVSLO",
-    "ring_vsini_hi": "RINGVSHI",
-    "ring_vmacro_lo": "RINGVMLO",
-    "ring_vmacro_hi": "RINGVMHI",
-}
 
 
 def ring_scan_meta(idata) -> dict:

@@ -189,19 +189,19 @@ def ring_draws(problem: Problem, z_draws, z_mode, seed: int = 0) -> tuple[np.nda
     if scan is None:
         return z, {}
     draws_sd = float(np.std(np.arctan2(x[:, j], x[:, i])))
-    wider = scan.resolved
+    moved = scan.resolved
     ranges = scan.ranges()
     info = {
         "ring_v": scan.v,
         "ring_sd_deg": math.degrees(scan.sd),
         "ring_laplace_sd_deg": math.degrees(draws_sd),
-        "ring_replaced": int(wider),
+        "ring_replaced": int(moved),
         "ring_vsini_lo": ranges["vsini"][0],
         "ring_vsini_hi": ranges["vsini"][1],
         "ring_vmacro_lo": ranges["vmacro"][0],
         "ring_vmacro_hi": ranges["vmacro"][1],
     }
-    if not wider:
+    if not moved:
         return z, info
     phi, r = scan.sample(np.random.default_rng(seed), radius - radius.mean())
     upper = np.asarray(problem.prior.upper)
