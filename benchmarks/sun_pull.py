@@ -4,7 +4,7 @@
 At the Sun's Teff, log g and [Fe/H] (the other parameters at their conditional best fit) the gradient of the log
 likelihood along a label is Σ_pixels r · ∂model/∂label / σ², with r the residual: its sum says which way the fit
 will move, its terms say which pixels push. Prints the largest 10 Å bins and pixels per label and writes
-``benchmarks/results/sun_pull_<emulator>.json``; ``--plot`` draws the influence maps of several such files side by
+``benchmarks/results/sun_pull_<emulator>[_<arm>].json``; ``--plot`` draws the influence maps of several such files side by
 side (``sun_pull.png``).
 
 Usage::
@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--atlas-dir", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--emulator", default="default-payne", help="a shipped emulator, or synth / synth-abo")
+    ap.add_argument("--window", default="galah-red", help="a window with a solar atlas (galah-blue … gaia-rvs)")
     ap.add_argument("--snr", type=float, default=200.0)
     ap.add_argument("--mask", default="", help="vacuum Å ranges left out, e.g. 6561.5:6567.5")
     ap.add_argument("-o", "--output", help="default: benchmarks/results/sun_pull_<emulator>.json")
@@ -39,7 +40,8 @@ def main(argv=None) -> int:
         plot_influence([Path(p) for p in args.plot], out)
         print(f"wrote {out}")
         return 0
-    args.output = args.output or str(HERE / "results" / f"sun_pull_{args.emulator}.json")
+    suffix = "" if args.window == "galah-red" else f"_{args.window.removeprefix('galah-')}"
+    args.output = args.output or str(HERE / "results" / f"sun_pull_{args.emulator}{suffix}.json")
 
     import dataclasses
 
@@ -51,17 +53,17 @@ def main(argv=None) -> int:
     from stellarinf.inference.map import find_map
     from stellarinf.io.atomic import write_json_atomic
     from stellarinf.machine import machine_info
-    from stellarinf.pipeline import build_problem, resolve_physics_error
+    from stellarinf.pipeline import build_problem, mask_telluric_bands, resolve_physics_error
 
     stellarinf.enable_float64()
-    model = sf.model_for(args.emulator, "galah-red")
-    atlas = np.loadtxt(Path(args.atlas_dir) / sf.WINDOWS["galah-red"][0], delimiter=",", skiprows=1)
-    spec = sf.observe_sun(atlas[:, 0], atlas[:, 1], sf.pixels_for("galah-red", 28000.0, None), 28000.0, args.snr, 0)
+    model = sf.model_for(args.emulator, args.window)
+    atlas, pixels, resolution = sf.arm_observation(args.window, None, args.atlas_dir)
+    spec = sf.observe_sun(atlas[:, 0], atlas[:, 1], pixels, resolution, args.snr, 0)
     keep = np.ones(spec.wavelength.size, bool)
     for part in filter(None, args.mask.split(",")):
         lo, hi = (float(v) for v in part.split(":"))
         keep &= ~((spec.wavelength >= lo) & (spec.wavelength <= hi))
-    spec = dataclasses.replace(spec, mask=spec.mask & keep)
+    spec = mask_telluric_bands(dataclasses.replace(spec, mask=spec.mask & keep))[0]  # as fits do
     sun = {k: v for k, v in sf.SUN.items()}
     phys = resolve_physics_error("auto", spec)[0]
     _, obs_c, problem = build_problem(model, spec, fixed=sun, physics_error=phys, rv_max=300.0)
@@ -74,6 +76,7 @@ def main(argv=None) -> int:
     wl = np.asarray(obs.wavelength)
     out = {
         "emulator": args.emulator,
+        "window": args.window,
         "snr": args.snr,
         "mask": args.mask,
         "conditional_best": {k: float(v) for k, v in best.items()},

@@ -117,6 +117,9 @@ def main(argv=None) -> int:
         keep = ~mine | args.refine
         offsets[rows[keep]] = np.asarray(old["dloggf"])[keep]
         report["windows"] = {k: v for k, v in dict(old.meta.get("windows", {})).items() if k not in specs}
+        carried = {k: old.meta[k] for k in ("rows_remapped",) if k in old.meta}  # build_tables.py's record
+    else:
+        carried = {}
     # finished chunks are keyed by the line list too: their rows index it
     list_tag = sha256(data_file("linelist.ecsv"))[:8]
     new_lines: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -128,6 +131,8 @@ def main(argv=None) -> int:
         edges = np.append(np.arange(lo, hi, args.chunk), hi)
         chunks, empirical = [], []
         for a, b in zip(edges[:-1], edges[1:]):
+            if any(m_lo <= a and b <= m_hi for m_lo, m_hi in spec.masked):
+                continue  # nothing of the Sun to fit (the O2 A band): its lines keep their laboratory log gf
             tag = "" if args.damping == "unsold" else f"_{args.damping}"
             tag += "_mol" if args.molecules == "on" else ""
             tag += f"_emp{args.empirical}" if args.empirical is not None else ""
@@ -228,6 +233,7 @@ def main(argv=None) -> int:
             "maxiter": args.maxiter,
             "made": time.strftime("%Y-%m-%d"),
             "windows": report["windows"],
+            **carried,
         }
     )
     tmp = out.with_name(out.name + ".tmp")

@@ -39,9 +39,12 @@ REGIONS = {
     # observed Sun; benchmarks/README.md section 6)
     "galah-red": [(6540.0, 6590.0, 0.05)],
     # the other GALAH arms have the Kurucz atlas only (it calibrated them, so the adopted values are the larger of its
-    # own and galah-red's independent ones); Hβ's wings like Hα's, the O2 A band's residue
+    # own and galah-red's independent ones); Hβ's wings like Hα's
     "galah-blue": [(4845.0, 4881.0, 0.05)],
-    "galah-ir": [(7596.0, 7625.0, 0.05)],
+    # the O2 A band, head and P branch: fits mask it (stellarinf.io.tellurics); a spectrum fitted with it kept
+    # (--no-telluric-mask, a telluric-corrected spectrum) carries the correction's residue there, and K I 7699 Å air
+    # (non-LTE core) sits in it
+    "galah-ir": [(7596.0, 7702.0, 0.05)],
     "gaia-rvs": [(8497.0, 8504.0, 0.05), (8541.0, 8548.0, 0.05), (8661.0, 8668.0, 0.05)],  # chromospheric Ca II cores
 }
 
@@ -86,7 +89,8 @@ def measure(window: str, atlas_path: Path, mask_ranges, vmacro: float, vsini: fl
             use &= ~((pixels >= a) & (pixels <= b))
         chunk, x, n_chunks = chunks_of(pixels, 5.0)
         s = np.asarray(chunk_scale(jnp.asarray(mod), jnp.asarray(obs), jnp.asarray(use * 1.0), chunk, x, n_chunks))
-        resid = (obs - s * mod) / np.where(s != 0, s, 1.0)  # a fully masked chunk has no scale
+        use &= s != 0  # a chunk with too few unmasked pixels (the edge of a masked range) has no scale
+        resid = (obs - s * mod) / np.where(s != 0, s, 1.0)
         rms = float(np.sqrt(np.mean(resid[use] ** 2)))
         if best is None or rms < best[0]:
             best = (rms, rv, resid, obs / np.where(s != 0, s, 1.0), use)

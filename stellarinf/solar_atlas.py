@@ -41,8 +41,9 @@ SOLAR_ATLAS = {
         SolarAtlasWindow("galah-green", "sun_kurucz2005_5640_5880_vac.csv.gz", (5642.0, 5878.0)),
         # Hα 6564.6 Å: chromospheric core
         SolarAtlasWindow("galah-red", "sun_kurucz2005_6470_6745_vac.csv.gz", (6472.0, 6744.0), ((6561.5, 6567.5),)),
-        # the O2 A band (7594-7621 Å air): removed from the atlas, but what is left there is not the Sun
-        SolarAtlasWindow("galah-ir", "sun_kurucz2005_7580_7895_vac.csv.gz", (7582.0, 7893.0), ((7596.0, 7625.0),)),
+        # the whole O2 A band, head and P branch (7594-7700 Å air): the source bridged it with straight lines and left
+        # telluric residues (its provenance: "mask 7596-7702 for line-level work"), so what is there is not the Sun
+        SolarAtlasWindow("galah-ir", "sun_kurucz2005_7580_7895_vac.csv.gz", (7582.0, 7893.0), ((7596.0, 7702.0),)),
         # Ca II triplet cores
         SolarAtlasWindow(
             "gaia-rvs",

@@ -152,10 +152,13 @@ def test_physics_error_for_picks_the_overlapping_window(monkeypatch):
 def test_telluric_bands_are_masked_and_named():
     from stellarinf.io.tellurics import telluric_mask
 
-    wl = np.linspace(7550.0, 7700.0, 1501)
+    wl = np.linspace(7550.0, 7800.0, 2501)
     keep, bands = telluric_mask(wl)
-    assert not keep[(wl > 7600.0) & (wl < 7620.0)].any()  # the O2 A band
-    assert keep[wl < 7590.0].all() and keep[wl > 7630.0].all()
+    # the O2 A band: its head and R branch and its P branch, i.e. every stretch the Kurucz atlas had to bridge
+    # (7597.6-7598.5, 7609.4-7610.3, 7628-7642 Å) and the weak P-branch lines round K I 7699 Å air (7701.1 vacuum)
+    for lo, hi in ((7597.6, 7598.5), (7609.4, 7610.3), (7628.0, 7642.0), (7660.0, 7670.0), (7700.5, 7701.6)):
+        assert not keep[(wl >= lo) & (wl <= hi)].any(), (lo, hi)
+    assert keep[wl < 7590.0].all() and keep[wl > 7706.0].all()  # nothing beyond the band
     assert len(bands) == 1 and bands[0].startswith("O2 A")
     keep, bands = telluric_mask(np.linspace(6480.0, 6740.0, 100))  # galah-red: no strong band
     assert keep.all() and bands == []

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-# (vacuum Å lower, upper, name): air values (O₂ B 6867–6884, O₂ A 7594–7621, H₂O 7160–7340 and 8130–8350 Å)
-# converted to vacuum and padded
+# (vacuum Å lower, upper, name): air values (O₂ B 6867–6884, O₂ A 7594–7700, H₂O 7160–7340 and 8130–8350 Å)
+# converted to vacuum and padded. The A band is its head and R branch (7594–7621) *and* its P branch, whose
+# saturated lines run to ~7666 Å and weaker ones (rotational levels up to J ≈ 46) to ~7700 Å air: masking the head
+# alone left ~80 Å of Earth's lines in GALAH's IR arm, K I 7699 Å among them.
 TELLURIC_BANDS: tuple[tuple[float, float, str], ...] = (
     (6868.0, 6887.0, "O2 B"),
     (7163.0, 7343.0, "H2O"),
-    (7595.0, 7624.0, "O2 A"),
+    (7595.0, 7703.0, "O2 A"),
     (8131.0, 8353.0, "H2O"),
 )
 
