@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--window", default="galah-red", help="a window with a solar atlas (galah-blue … gaia-rvs)")
     ap.add_argument("--snr", type=float, default=200.0)
     ap.add_argument("--mask", default="", help="vacuum Å ranges left out, e.g. 6561.5:6567.5")
-    ap.add_argument("-o", "--output", help="default: benchmarks/results/sun_pull_<emulator>.json")
+    ap.add_argument("-o", "--output", help="default: benchmarks/results/sun_pull_<emulator>[_<arm>].json")
     ap.add_argument("--plot", nargs="+", metavar="JSON", help="only draw these results side by side and stop")
     args = ap.parse_args(argv)
     if args.plot:
