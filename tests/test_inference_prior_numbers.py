@@ -124,6 +124,7 @@ def test_find_map_with_another_gaussian_prior_traces_nothing_new(obs_model):
     )
 
 
+@pytest.mark.slow  # ~30 s of NUTS to count traces; MAP and the catalogue worker are checked for it above and below
 def test_numpyro_nuts_with_another_prior_traces_nothing_new(obs_model):
     """NumPyro NUTS takes the problem as an argument of its compiled programs: a second fit whose log g prior differs
     only in numbers (and whose Laplace start differs) traces no program, and its draws follow the new prior."""

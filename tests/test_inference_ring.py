@@ -184,6 +184,8 @@ def test_an_analytic_star_fitted_with_laplace_quotes_its_ring():
     assert "their draws follow that ring" in format_summary(table)
 
 
+@pytest.mark.slow  # ~30 s: a joint Laplace fit; the ring's draws are tested on one star above, and the joint
+# Laplace fit in tests/test_joint_fit.py
 def test_joint_laplace_draws_follow_each_stars_ring_and_keep_the_shared_values():
     """Two analytic-model stars sharing one RV, each with v sin i and v macro free and unresolved at R 20,000: the
     joint Laplace draws move each star's pair onto its own ring and leave the shared value and every label exactly as

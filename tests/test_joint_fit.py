@@ -285,6 +285,7 @@ def test_joint_nuts_pilot_chunks_and_time_budget(two_stars):
     assert 0.25 <= lo <= med <= hi <= 16.0
 
 
+@pytest.mark.slow  # ~25 s of joint NUTS chunks to count traces; chunked joint NUTS itself runs in the test above
 def test_joint_nuts_compiles_its_chunk_once_however_many_chunks(two_stars):
     """Chunked sampling reuses one compiled program: three chunks trace no more programs than one (numpyro's MCMC.run
     traced its loop again per call and chain, and a long joint run died compiling its ninth chunk)."""

@@ -71,6 +71,8 @@ def test_a_star_in_a_tier_synthesises_as_with_the_whole_box(teff, feh, logg):
     assert np.abs(diff).max() < 2e-3 and np.sqrt(np.mean(diff**2)) < 5e-4
 
 
+@pytest.mark.slow  # ~50 s on a 2-core CPU; a star in a tier synthesising as with the whole box is tested above on
+# the spectra themselves; run with `pytest -m slow` after changing how a grid batches its tiers
 def test_a_grid_in_teff_batches_matches_one_selection_for_the_box(tmp_path, monkeypatch):
     from stellarinf.commands.grid import generate_grid
     from stellarinf.errors import GridFileError
