@@ -205,7 +205,8 @@ def main(argv=None) -> int:
         sys.stdout.flush()
 
     # a newcomer's machine has no stellarinf cache (compiled programs, line selections): without its own folder the
-    # run reused this machine's ~/.cache/stellarinf and timed a cache hit, not a first fit (31 s where a first is 54 s)
+    # run reused this machine's ~/.cache/stellarinf and timed cache hits, not a first fit (27-35 s where a first fit
+    # takes 59-67 s)
     cache = work / "stellarinf-cache"
     if cache.exists():
         shutil.rmtree(cache)
