@@ -425,21 +425,28 @@ def test_demo_names_the_fix_when_the_default_model_is_missing(tmp_path):
     )
     (data / "demo" / "demo_truth.json").write_text(json.dumps({"labels": {"teff": 5650.0}, "nuisances": {"rv": 0.0}}))
     env = {**_env(), "STELLARINF_DATA": str(data)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "stellarinf.cli", "demo", "-o", str(tmp_path / "o")],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert proc.returncode == 3 and "python data/make_defaults.py" in proc.stderr
-    (data / "demo" / "demo_star.fits").unlink()
-    proc = subprocess.run([sys.executable, "-m", "stellarinf.cli", "demo"], capture_output=True, text=True, env=env)
-    assert proc.returncode == 3 and "demo_star.fits is missing" in proc.stderr and "--steps demo" in proc.stderr
-    proc = subprocess.run(
-        [sys.executable, "-m", "stellarinf.cli", "demo", "--star", "galah"], capture_output=True, text=True, env=env
-    )
-    assert proc.returncode == 3 and "demo_galah_star.fits is missing" in proc.stderr
-    assert "--steps demo-galah" in proc.stderr
+    # the three commands in one process (each `python -m stellarinf.cli` start imports JAX and the package again:
+    # 9 s apiece here); the second finds the star gone because the first is over when the script removes it
+    script = f"""
+import pathlib, sys
+from stellarinf.cli import main
+for i, argv in enumerate([["demo", "-o", {str(tmp_path / "o")!r}], ["demo"], ["demo", "--star", "galah"]]):
+    try:
+        main(argv)
+    except SystemExit as exc:
+        print(f"@@ exit {{exc.code}}", file=sys.stderr, flush=True)
+    if i == 0:
+        pathlib.Path({str(data / "demo" / "demo_star.fits")!r}).unlink()
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    calls = proc.stderr.split("@@ exit ")
+    assert len(calls) == 4, proc.stderr[-3000:]
+    codes = [int(c.split("\n", 1)[0]) for c in calls[1:]]
+    model_missing, star_missing, galah_missing = calls[:3]
+    assert codes == [3, 3, 3], proc.stderr[-3000:]
+    assert "python data/make_defaults.py" in model_missing
+    assert "demo_star.fits is missing" in star_missing and "--steps demo" in star_missing
+    assert "demo_galah_star.fits is missing" in galah_missing and "--steps demo-galah" in galah_missing
 
 
 def test_four_arm_demo_star_is_described_by_its_truth_through_the_broad_set():

@@ -42,7 +42,9 @@ two = map_laplace_batch(problems, **kw)  # the program fit_batch compiled
 again = refit_batch(problems, two, chunk_size=2, progress=False)
 mesh = star_mesh()
 shared, batched = stack_modules(problems[:2])
-z0 = np.stack([start_points(p, 3, 0) for p in problems[:2]])
+z0 = jax.numpy.asarray(np.stack([start_points(p, 3, 0) for p in problems[:2]]))
+# placed on the devices as map_laplace_batch places a chunk: the program fit_batch compiled serves it
+batched, z0 = jax.device_put((batched, z0), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("stars")))
 zmap = _batched_mode(0, 1e-3, mesh)(shared, batched, z0)[0]
 print(json.dumps({
     "devices": len(jax.devices()),
@@ -87,3 +89,28 @@ def test_batch_laplace_on_two_devices_recovers_every_star_as_one_device_does():
             assert abs(row[n] - truth[n]) < 3 * row[f"{n}_err"], (row["spectrum"], n, row[n], truth[n], row[f"{n}_err"])
         assert np.isfinite(row["chi2_reduced"]) and 0.7 < row["chi2_reduced"] < 1.3
     assert {"teff_p16", "teff_p84", "r_hat_max", "flags", "n_divergent"} <= set(out["columns"])
+
+
+def test_a_padded_last_chunk_is_stacked_as_the_first_so_one_program_serves_both():
+    """A last chunk padded with copies of one module shares every array leaf; stacked ``like`` the first chunk its
+    leaves that differed there stay batched: the same structure, the same compiled program."""
+    import equinox as eqx
+    import jax
+
+    from stellarinf.inference.lanes import stack_modules
+
+    class Star(eqx.Module):
+        flux: jax.Array
+        weights: jax.Array
+
+    weights = jax.numpy.ones(4)  # one object in every module: the emulator's weights
+    a, b, c = (Star(jax.numpy.full(3, float(i)), weights) for i in range(3))
+    first = stack_modules([a, b])
+    assert first[1].flux.shape == (2, 3) and first[1].weights is None and first[0].weights is weights
+    alone = stack_modules([c, c])
+    assert alone[1].flux is None  # as such, a chunk of copies shares its flux too: another structure
+    shared, batched = stack_modules([c, c], like=first)
+    assert jax.tree.structure(batched) == jax.tree.structure(first[1])
+    assert jax.tree.structure(shared) == jax.tree.structure(first[0])
+    np.testing.assert_array_equal(batched.flux, np.full((2, 3), 2.0))
+    assert stack_modules([a, Star(jax.numpy.ones(2), weights)], like=first) is None  # shapes differ between them

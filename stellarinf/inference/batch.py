@@ -113,7 +113,7 @@ def map_laplace_batch(
         chunk = problems[start : start + chunk_size]
         t0 = time.perf_counter()
         padded = chunk + [chunk[-1]] * (width - len(chunk))
-        st = stack_modules(padded) if stack is not None else None
+        st = stack_modules(padded, like=stack) if stack is not None else None
         if st is None:  # structures differ: one at a time
             given = None if starts is None else starts[start : start + len(chunk)]
             _, laps, _ = map_laplace_loop(

@@ -41,14 +41,18 @@ def lane_batch_size(accelerator: int) -> int | None:
     return accelerator if vectorise_lanes() else None
 
 
-def stack_modules(modules: Sequence[Any]):
+def stack_modules(modules: Sequence[Any], like=None):
     """``(shared, batched)`` for Equinox modules of identical structure and array shapes (observation models,
     problems), else None.
 
     ``batched`` holds the array leaves that differ between modules, stacked on a new axis 0 (flux, σ, pixel
     weights, continuum basis, ...); leaves that are the very same object in every module (the emulator's
     weights) stay unstacked in ``shared`` with the static fields. ``eqx.combine(batched_i, shared)`` rebuilds
-    module ``i`` for ``batched_i`` a slice of ``batched``."""
+    module ``i`` for ``batched_i`` a slice of ``batched``.
+
+    ``like``: an earlier ``(shared, batched)`` whose batched leaves stay batched here even where these modules share
+    them, so both have one structure and one compiled program serves both (a last chunk padded with copies of one
+    module shares every leaf; split as such it compiled a program of its own)."""
     arrays0, static0 = eqx.partition(modules[0], eqx.is_array)
     leaves0, treedef0 = jax.tree.flatten(arrays0)
     columns = []
@@ -60,10 +64,15 @@ def stack_modules(modules: Sequence[Any]):
         if any(np.shape(a) != np.shape(b) for a, b in zip(leaves, leaves0)):
             return None
         columns.append(leaves)
+    forced = [False] * len(leaves0)
+    if like is not None:
+        forced = [b is not None for b in jax.tree.leaves(like[1], is_leaf=lambda x: x is None)]
+        if len(forced) != len(leaves0):
+            return None
     batched, shared = [], []
     for j, leaf0 in enumerate(leaves0):
         column = [leaves[j] for leaves in columns]
-        if all(c is leaf0 for c in column):
+        if not forced[j] and all(c is leaf0 for c in column):
             batched.append(None)
             shared.append(leaf0)
         else:
