@@ -40,20 +40,26 @@ if not os.environ.get("STELLARINF_CACHE"):
     atexit.register(shutil.rmtree, _stellarinf_cache, ignore_errors=True)
     os.environ["STELLARINF_CACHE"] = _stellarinf_cache
 
+
+def _default_xla_flag(name: str, value: str) -> None:
+    """``--name=value`` added to XLA_FLAGS unless the flag is already given there."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if f"--{name}" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --{name}={value}".strip()
+
+
 # LLVM at -O1 instead of XLA's default -O3 for the CPU code, here and in the CLI subprocesses (they inherit it): the
 # HLO passes (fusion, layout, algebraic simplification) are the same, only the backend's machine-code optimisation is
 # lighter. One tiny Laplace fit, one core: 56 s -> 44 s (compiling is most of it); the NUTS/MCLMC module, whose
 # chains run long enough for code speed to matter, 114 s -> 99 s. (-O0 compiled faster still, 56 -> 40 s, but ran
 # the samplers twice as slowly: 114 -> 228 s.) A level already given in XLA_FLAGS is kept.
-if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=1").strip()
+_default_xla_flag("xla_backend_optimization_level", "1")
 # XLA's older elemental emitters for CPU fusions instead of its MLIR fusion emitters: they compile faster, and the
 # suite is mostly compiling. Same machine, caches empty: the suite 1,280 s -> 1,004 s; the README example (a cold
 # default-payne laplace-is fit, one core, both side by side) compiled its programs in 40 s instead of 55 s and ran
 # them 6 s slower, 79 s instead of 88 s in all. Not for users' runs, whose long sampling and catalogues run more
 # than they compile.
-if "--xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false").strip()
+_default_xla_flag("xla_cpu_use_fusion_emitters", "false")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

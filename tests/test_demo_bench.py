@@ -426,7 +426,7 @@ def test_demo_names_the_fix_when_the_default_model_is_missing(tmp_path):
     (data / "demo" / "demo_truth.json").write_text(json.dumps({"labels": {"teff": 5650.0}, "nuisances": {"rv": 0.0}}))
     env = {**_env(), "STELLARINF_DATA": str(data)}
     # the three commands in one process (each `python -m stellarinf.cli` start imports JAX and the package again:
-    # 9 s apiece here); the second finds the star gone because the first is over when the script removes it
+    # three starts took 22 s here, one 11 s); the second finds the star gone because the script removes it after the first
     script = f"""
 import pathlib, sys
 from stellarinf.cli import main

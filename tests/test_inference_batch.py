@@ -13,7 +13,7 @@ SHARDED = """
 import json, warnings
 import numpy as np, jax
 import stellarinf
-from stellarinf.inference.batch import _batched_mode, fit_batch, map_laplace_batch, refit_batch, star_mesh
+from stellarinf.inference.batch import _batched_mode, fit_batch, map_laplace_batch, refit_batch, split_across, star_mesh
 from stellarinf.inference.density import Problem
 from stellarinf.inference.lanes import stack_modules
 from stellarinf.inference.map import start_points
@@ -43,8 +43,7 @@ again = refit_batch(problems, two, chunk_size=2, progress=False)
 mesh = star_mesh()
 shared, batched = stack_modules(problems[:2])
 z0 = jax.numpy.asarray(np.stack([start_points(p, 3, 0) for p in problems[:2]]))
-# placed on the devices as map_laplace_batch places a chunk: the program fit_batch compiled serves it
-batched, z0 = jax.device_put((batched, z0), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("stars")))
+batched, z0 = split_across(mesh, batched, z0)  # as map_laplace_batch places a chunk: fit_batch's program serves it
 zmap = _batched_mode(0, 1e-3, mesh)(shared, batched, z0)[0]
 print(json.dumps({
     "devices": len(jax.devices()),

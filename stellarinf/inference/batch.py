@@ -36,6 +36,12 @@ def star_mesh(devices=None) -> jax.sharding.Mesh | None:
     return jax.sharding.Mesh(np.asarray(devices), ("stars",))
 
 
+def split_across(mesh: jax.sharding.Mesh, *arrays):
+    """``arrays`` (pytrees of arrays with one star per row) placed on ``mesh``'s devices, an equal share of the stars on
+    each: how :func:`map_laplace_batch` hands a chunk to its program (inputs placed otherwise compile another)."""
+    return jax.device_put(arrays, jax.sharding.NamedSharding(mesh, P("stars")))
+
+
 @functools.lru_cache(maxsize=16)  # one compiled program per setting and mesh, reused by later calls
 def _batched_mode(max_iter, tol, mesh=None):
     def one(problem, z0s):
@@ -135,7 +141,7 @@ def map_laplace_batch(
             )
         )
         if mesh is not None:
-            batched, z0s = jax.device_put((batched, z0s), jax.sharding.NamedSharding(mesh, P("stars")))
+            batched, z0s = split_across(mesh, batched, z0s)
         zmap, values, n_iter, conv, zl, hess, final = jax.block_until_ready(fn(shared, batched, z0s))
         wall = (time.perf_counter() - t0) / len(chunk)
         for i, p in enumerate(chunk):
