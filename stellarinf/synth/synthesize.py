@@ -361,7 +361,7 @@ def make_synthesizer(
             the default is what the shipped grids and emulators were made with).
         molecules: "off" (atoms only, the default: what all shipped emulators but the blue arm's learned), "on" (molecular
             equilibrium of H, C, N, O, Mg and the CH, MgH, C2, CN lines; realistic fidelity only) or "on+tio" (and Ti
-            with TiO and its lines: needs the unshipped ``data/linelist_tio.ecsv``, which lacks 48TiO).
+            with TiO and its lines: needs the unshipped ``data/linelist_tio.ecsv``).
 
         teff_min, feh_max, logg_max: serve only stars at least this hot, at most this metal-rich and at most this log g
             (realistic fidelity): the lines' windows are sized in the reference atmospheres of that tier
