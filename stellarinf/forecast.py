@@ -562,7 +562,9 @@ def forecast(
         fid, fid_messages = fidelity_meta(sm, free, error_kind is not None, values)
     if fid is not None:
         meta["emulator_fidelity"] = fid
-    tio_message = no_tio_message(params["teff"], params["logg"], distinct) if {"teff", "logg"} <= set(params) else None
+    tio_message = (
+        no_tio_message(params["teff"], params["logg"], distinct, params) if {"teff", "logg"} <= set(params) else None
+    )
     if tio_message:
         meta["no_tio"] = tio_message
     idx = [names.index(n) for n in free]
@@ -888,8 +890,9 @@ def check_prior_names(priors: Mapping[str, float], free: Sequence[str], param_na
 
 
 class PhysicsCoverageWarning(UserWarning):
-    """The forecast star lies where the model's physics lacks something that shapes its spectrum (TiO below ~4700 K):
-    its bounds miss that information and its labels' derivatives are those of the incomplete physics."""
+    """The forecast star lies where the model's physics lacks something that shapes its spectrum (TiO below ~4780 K
+    for a dwarf of solar composition): its bounds miss that information and its labels' derivatives are those of the
+    incomplete physics."""
 
 
 class EmulatorErrorWarning(UserWarning):

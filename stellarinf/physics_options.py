@@ -17,6 +17,9 @@ Grids record the choices in their metadata; files made before a choice existed u
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 LOGGF_CHOICES = ("solar", "laboratory")
 DEFAULT_LOGGF = "solar"
 
@@ -35,19 +38,49 @@ LEGACY_MOLECULES = "off"
 
 
 # Where TiO matters: below this Teff (K, linear in log g between the points, constant beyond them) the TiO lines
-# change a realistic spectrum by more than 0.1 % rms after an R 28,000 LSF (about the shipped emulators' own error):
-# the crossings of galah-red with the complete TiO list (48TiO derived), solar metallicity, interpolated in log rms
-# between scan points 100-150 K apart (benchmarks/tio_effect.py, results/tio_effect_boundary.json; the other arms'
-# rms within a factor 1.5). A fit there through physics without TiO is flagged ``no_tio``.
+# change a realistic spectrum of solar composition by more than 0.1 % rms after an R 28,000 LSF (about the shipped
+# emulators' own error): the crossings of galah-red with the complete TiO list (48TiO derived), interpolated in log
+# rms between scan points 100-150 K apart (benchmarks/tio_effect.py, results/tio_effect_boundary.json; the other
+# arms' rms within a factor 1.5). A fit there through physics without TiO is flagged ``no_tio``.
 TIO_TEFF_LIMIT = ((1.5, 4410.0), (2.5, 4460.0), (3.5, 4555.0), (4.6, 4695.0))  # (log g, Teff)
+# Near the limit the TiO lines are weak, so their rms scales with the TiO number, ∝ n(Ti) × n(O not in CO): per dex
+# of [Ti/H] + log(free O / the Sun's) the limit moves by 1/TIO_DEX_PER_K; the rms falls by 0.365 dex per 100 K there
+# (the boundary scan's mean). TIO_MARGIN_DEX (the rule's scatter) is flagged too: at solar composition the rule flags
+# above 0.05 % rms (dwarfs below 4777 K). Checked on 128 rows of the broad red box with and without TiO (35 labels,
+# C/O up to > 1; benchmarks/tio_rule.py, README section 6): 9 rows above 0.1 %, all flagged, none flagged below; the
+# limit at solar composition alone, without the margin, missed one and flagged 15 that were not.
+TIO_DEX_PER_K = 0.00365
+TIO_MARGIN_DEX = 0.3
+# solar log ε of C and O (Asplund et al. 2021, data/solar_abundances.ecsv): the oxygen CO leaves free
+SOLAR_LOG_EPS_C, SOLAR_LOG_EPS_O = 8.46, 8.69
 
 
-def tio_matters(teff: float, logg: float) -> bool:
-    """Whether TiO bands change a spectrum of this Teff and log g by more than 0.1 % rms (:data:`TIO_TEFF_LIMIT`)."""
+def tio_composition_dex(feh: float = 0.0, ti_fe: float = 0.0, o_fe: float = 0.0, c_fe: float = 0.0) -> float:
+    """log10 of a star's TiO number against the Sun's at the same structure: [Ti/H] + log10 of the oxygen CO leaves
+    free (O − C by number, at least 0.1 % of O: a carbon-rich star has almost no TiO)."""
+    o = 10.0 ** (SOLAR_LOG_EPS_O + feh + o_fe)
+    c = 10.0 ** (SOLAR_LOG_EPS_C + feh + c_fe)
+    free = max(o - c, 1e-3 * o) / (10.0**SOLAR_LOG_EPS_O - 10.0**SOLAR_LOG_EPS_C)
+    return float(feh + ti_fe + math.log10(free))
+
+
+def tio_matters(teff: float, logg: float, composition: Mapping[str, float] | None = None) -> bool:
+    """Whether TiO bands change a spectrum of this Teff, log g and ``composition`` (labels feh, ti_fe, o_fe, c_fe,
+    alpha_fe; absent: solar-scaled, Ti and O following alpha_fe) by more than 0.1 % rms, within the rule's margin
+    (:data:`TIO_TEFF_LIMIT`, :data:`TIO_DEX_PER_K`, :data:`TIO_MARGIN_DEX`)."""
+    c = dict(composition or {})
+    alpha = float(c.get("alpha_fe", 0.0))
+    dex = tio_composition_dex(
+        float(c.get("feh", 0.0)),
+        float(c.get("ti_fe", alpha)),
+        float(c.get("o_fe", alpha)),
+        float(c.get("c_fe", 0.0)),
+    )
     g, t = zip(*TIO_TEFF_LIMIT)
     x = min(max(float(logg), g[0]), g[-1])
     k = next(k for k in range(len(g) - 1) if x <= g[k + 1])
-    return float(teff) < t[k] + (t[k + 1] - t[k]) * (x - g[k]) / (g[k + 1] - g[k])
+    limit = t[k] + (t[k + 1] - t[k]) * (x - g[k]) / (g[k + 1] - g[k])
+    return float(teff) < limit + (dex + TIO_MARGIN_DEX) / TIO_DEX_PER_K
 
 
 def model_molecules(model) -> str | None:
@@ -64,22 +97,24 @@ def _training_grid_metadata(model) -> dict | None:
     return ((getattr(model, "metadata", None) or {}).get("training_grid") or {}).get("metadata")
 
 
-def no_tio_message(teff: float, logg: float, models) -> str | None:
-    """Words (starting ``no_tio:``) for a star at ``teff``, ``logg`` where TiO bands matter (:func:`tio_matters`)
-    seen through ``models`` whose physics has no TiO; None if TiO does not matter there, or no model says its
-    physics (:func:`model_molecules`), or every one that does has TiO."""
-    if not tio_matters(teff, logg):
+def no_tio_message(teff: float, logg: float, models, composition: Mapping[str, float] | None = None) -> str | None:
+    """Words (starting ``no_tio:``) for a star at ``teff``, ``logg`` (and ``composition``, as :func:`tio_matters`)
+    where TiO bands matter seen through ``models`` whose physics has no TiO; None if TiO does not matter there, or no
+    model says its physics (:func:`model_molecules`), or every one that does has TiO."""
+    if not tio_matters(teff, logg, composition):
         return None
     physics = [model_molecules(m) for m in models]
     if all(p is None or p == "on+tio" for p in physics):
         return None
+    molecules = ", ".join(sorted({p or "unknown" for p in physics}))
     return (
-        f"no_tio: at Teff {teff:.0f} K and log g {logg:.2f} TiO bands change the spectrum by more than 0.1 % rms (8-12 "
-        "% in the optical arms at 4000 K for a dwarf), and this model's physics has no TiO (its training grid's "
-        f"molecules: {', '.join(sorted({p or 'unknown' for p in physics}))}): labels and bounds for a star this cool "
-        "can be biased (measured at S/N 100 through broad-payne-red: log g -0.11 to -0.13 and [Fe/H] -0.11 to -0.12, "
-        "1.2-2.5 total sd, for 4000-4250 K dwarfs; under 0.01 dex for 4500 K dwarfs and 4000-4250 K giants). No "
-        "shipped model has TiO yet (their grids were made without it; data/models/RECIPE.md)"
+        f"no_tio: at Teff {teff:.0f} K and log g {logg:.2f} (with its Ti, O and C) TiO bands change the spectrum by "
+        "more than 0.1 % rms (8-12 % in the optical arms at 4000 K for a dwarf of solar composition), and this "
+        f"model's physics has no TiO (its training grid's molecules: {molecules}): labels and bounds for a star this "
+        "cool can be biased (measured at S/N 100 through broad-payne-red: log g -0.06 to -0.19 and [Fe/H] -0.08 to "
+        "-0.15, 0.7-3.2 total sd, for 4000-4250 K dwarfs; at most 0.05 dex for 4300-4500 K dwarfs and 4000-4250 K "
+        "giants and subgiants). No shipped model has TiO yet (their grids were made without it; "
+        "data/models/RECIPE.md)"
     )
 
 
@@ -110,6 +145,9 @@ __all__ = [
     "DEFAULT_MOLECULES",
     "LEGACY_MOLECULES",
     "TIO_TEFF_LIMIT",
+    "TIO_DEX_PER_K",
+    "TIO_MARGIN_DEX",
+    "tio_composition_dex",
     "tio_matters",
     "model_molecules",
     "no_tio_message",

@@ -851,14 +851,14 @@ def tree_depth_warning(posterior, fraction: float = 0.1) -> str | None:
 
 
 def tio_warning(summary, models) -> str | None:
-    """Words for a star fitted where TiO bands shape its spectrum (at the median Teff and log g) through a model whose
+    """Words for a star fitted where TiO bands shape its spectrum (at the median labels) through a model whose
     physics has no TiO (:func:`~stellarinf.physics_options.no_tio_message`); None if not."""
     from .physics_options import no_tio_message
 
     rows = {str(r["name"]): float(r["p50"]) for r in summary}
     if "teff" not in rows or "logg" not in rows:
         return None
-    return no_tio_message(rows["teff"], rows["logg"], models)
+    return no_tio_message(rows["teff"], rows["logg"], models, rows)
 
 
 def diagnose(summary, posterior) -> dict:

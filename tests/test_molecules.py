@@ -350,7 +350,7 @@ def test_a_cool_star_fitted_without_tio_is_flagged_in_words():
 
     from stellarinf.catalog.flags import FLAG_BITS
     from stellarinf.inference.results import FLAG_ADVICE
-    from stellarinf.physics_options import tio_matters
+    from stellarinf.physics_options import tio_composition_dex, tio_matters
     from stellarinf.pipeline import tio_warning
 
     def summary(teff, logg):
@@ -367,8 +367,25 @@ def test_a_cool_star_fitted_without_tio_is_flagged_in_words():
     assert tio_warning(summary(4200.0, 4.6), [emulator("on+tio")]) is None
     assert tio_warning(summary(5772.0, 4.44), [emulator("off")]) is None
     assert tio_warning(summary(4200.0, 4.6), [SimpleNamespace(metadata=None)]) is None  # no physics recorded
-    assert tio_matters(4000.0, 1.5) and tio_matters(4500.0, 4.6) and not tio_matters(4750.0, 4.6)
-    assert not tio_matters(4500.0, 2.5) and not tio_matters(5772.0, 4.44)
+    assert tio_matters(4000.0, 1.5) and tio_matters(4500.0, 4.6) and not tio_matters(4850.0, 4.6)
+    assert not tio_matters(4600.0, 2.5) and not tio_matters(5772.0, 4.44)
+    # composition, rows of the broad red box synthesised with and without TiO (benchmarks/README.md section 6): a
+    # metal- and O-rich subgiant changed by 0.56 % rms is flagged (its limit ~350 K above solar composition's); a
+    # giant with C > O (CO takes the oxygen) changed by 2e-5 is not; a 4000 K dwarf at [Fe/H] = -1 (1.1 %) is
+    rich = {"feh": 0.37, "alpha_fe": 0.3, "c_fe": 0.28, "o_fe": 0.5, "ti_fe": -0.14}
+    carbon = {"feh": 0.24, "alpha_fe": 0.57, "c_fe": 0.46, "o_fe": -0.43, "ti_fe": 0.08}
+    assert tio_matters(4570.0, 3.39, rich) and tio_matters(4900.0, 3.39, rich) and not tio_matters(4900.0, 3.39)
+    assert tio_matters(4144.0, 2.28) and not tio_matters(4144.0, 2.28, carbon)
+    assert tio_matters(4000.0, 4.6, {"feh": -1.0}) and not tio_matters(4400.0, 4.6, {"feh": -1.0})
+    # solar-scaled: n(Ti) and the free O both scale with Z, so TiO with Z²; Ti and O follow [alpha/Fe] where the model
+    # has no label of their own (α-enhanced metal-poor dwarfs keep more TiO)
+    assert tio_composition_dex(-1.0) == pytest.approx(-2.0, abs=1e-12) and tio_composition_dex() == 0.0
+    alpha, own = {"feh": -1.0, "alpha_fe": 0.4}, {"feh": -1.0, "ti_fe": 0.4, "o_fe": 0.4}
+    assert (
+        tio_matters(4300.0, 4.6, alpha)
+        and tio_matters(4300.0, 4.6, own)
+        and not tio_matters(4300.0, 4.6, {"feh": -1.0})
+    )
     assert "no_tio" in FLAG_BITS and "no_tio" in FLAG_ADVICE
 
 

@@ -89,8 +89,9 @@ FLAG_ADVICE = {
     "likelihood (the emulator's error table, the physics error) are larger than this star needs, so its sd are wider "
     "than the data allow (conservative, not wrong); expected for warm stars through the broad-domain models, whose "
     "error table is their box's average",
-    "no_tio": "the star is cool enough for TiO bands to shape its spectrum (Teff below about 4700 K for a dwarf, "
-    "4450 K for a giant) and the model's physics has no TiO: Teff, log g and abundances can be biased beyond the "
+    "no_tio": "the star is cool enough for TiO bands to shape its spectrum (Teff below about 4780 K for a dwarf, "
+    "4540 K for a giant of solar composition; warmer for metal- and oxygen-rich stars, cooler for metal-poor or "
+    "carbon-rich ones) and the model's physics has no TiO: Teff, log g and abundances can be biased beyond the "
     "error bars; treat them as provisional",
 }  # zero rotation/no jitter at the edge is physical
 
