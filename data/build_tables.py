@@ -986,7 +986,7 @@ TIO_MATCH_MARGIN = 60.0
 
 
 def vacuum_to_air(lam_vac):
-    """Inverse of :func:`air_to_vacuum` by fixed-point iteration (converged to < 1e-9 A in three steps)."""
+    """Inverse of :func:`air_to_vacuum` by fixed-point iteration (to < 1e-9 A in four steps)."""
     lam_vac = np.asarray(lam_vac, dtype=np.float64)
     air = lam_vac / 1.00028
     for _ in range(4):
