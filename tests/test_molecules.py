@@ -353,8 +353,8 @@ def test_a_cool_star_fitted_without_tio_is_flagged_in_words():
     from stellarinf.physics_options import tio_composition_dex, tio_matters
     from stellarinf.pipeline import tio_warning
 
-    def summary(teff, logg):
-        return Table({"name": ["teff", "logg", "feh"], "p50": [teff, logg, 0.0]})
+    def summary(teff, logg, **xfe):
+        return Table({"name": ["teff", "logg", "feh", *xfe], "p50": [teff, logg, 0.0, *xfe.values()]})
 
     def emulator(molecules):
         return SimpleNamespace(metadata={"training_grid": {"metadata": {"molecules": molecules}}})
@@ -365,6 +365,10 @@ def test_a_cool_star_fitted_without_tio_is_flagged_in_words():
         summary(4200.0, 4.6), [SimpleNamespace(metadata={"training_grid": {"metadata": {}}})]
     )
     assert tio_warning(summary(4200.0, 4.6), [emulator("on+tio")]) is None
+    # the fitted composition reaches the rule: C > O leaves no oxygen for TiO; O-rich moves the limit up
+    assert tio_warning(summary(4200.0, 4.6, c_fe=0.5, o_fe=-0.4), [emulator("on")]) is None
+    assert tio_warning(summary(4900.0, 4.6), [emulator("on")]) is None
+    assert tio_warning(summary(4900.0, 4.6, o_fe=0.5, ti_fe=0.3), [emulator("on")]).startswith("no_tio:")
     assert tio_warning(summary(5772.0, 4.44), [emulator("off")]) is None
     assert tio_warning(summary(4200.0, 4.6), [SimpleNamespace(metadata=None)]) is None  # no physics recorded
     assert tio_matters(4000.0, 1.5) and tio_matters(4500.0, 4.6) and not tio_matters(4850.0, 4.6)
