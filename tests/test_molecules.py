@@ -333,6 +333,9 @@ def test_tio_lines_darken_a_cool_dwarf_and_leave_the_sun(tmp_path, monkeypatch):
         depth = on - tio
         assert float(depth[0].max()) > 0.05 and float(np.abs(depth[1]).max()) < 1e-4
         fn = make_synthesizer(wl, molecules="on+tio")
+        from stellarinf.synth import SynthesizerModel
+
+        assert SynthesizerModel(window="galah-red", molecules="on+tio").name == "synth (galah-red, TiO)"
         jac = np.asarray(
             jax.jit(jax.jacfwd(lambda x: fn(x)[0]))(jnp.asarray([4000.0, 4.6, 0.0, 0.9]))
         )  # jit: eager jvp 2x slower

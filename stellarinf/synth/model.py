@@ -57,10 +57,13 @@ class SynthesizerModel:
     @property
     def name(self) -> str:
         """``synth`` / ``synth-abo`` (the fit's model names, :data:`~stellarinf.shipped_models.SYNTHESIZER_MODELS`),
-        with the window and any other non-default physics."""
+        with the window and any other non-default physics (molecules "off" / "on" follow the window's emulator in a
+        fit, so only TiO, which no shipped emulator has, is named)."""
         extra = [self.window.name] + [
             v for v, d in ((self.loggf, DEFAULT_LOGGF), (self.fidelity, "realistic")) if v != d
         ]
+        if self.molecules == "on+tio":
+            extra.append("TiO")
         from ..shipped_models import SYNTHESIZER_MODELS
 
         name = next((n for n, damping in SYNTHESIZER_MODELS.items() if damping == self.damping), "synth")
