@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     for star in args.stars.split(","):
         truth = truth_of(star, model.label_space.names)
-        row = {"tio_matters": tio_matters(truth["teff"], truth["logg"])}
+        row = {"tio_matters": tio_matters(truth["teff"], truth["logg"], truth)}
         for name, synth in truths.items():
             t0 = time.perf_counter()
             spec = make_mock(synth, wl, truth, snr=args.snr, resolution=resolution, seed=args.seed)

@@ -60,9 +60,7 @@ def main(argv=None) -> int:
         "per_row": [
             {
                 **{n: round(r[n], 3) for n in ("teff", "logg", "feh", "alpha_fe", "c_fe", "o_fe", "ti_fe") if n in r},
-                "composition_dex": round(
-                    tio_composition_dex(r["feh"], r.get("ti_fe", 0.0), r.get("o_fe", 0.0), r.get("c_fe", 0.0)), 3
-                ),
+                "composition_dex": round(tio_composition_dex(r), 3),
                 "rms": float(rms[i]),
                 "flagged": bool(rules["composition"][i]),
             }

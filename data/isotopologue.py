@@ -45,7 +45,6 @@ class Derived:
 
     lines: Lines
     n_points: np.ndarray  # (n,) isotopologues each line's quadratic went through: 3 or 4
-    source_index: dict  # mass number -> (n,) row of that isotopologue's line used (−1: none)
     strength_share: dict  # mass number (the bracketing two) -> share of Σ 10^(log gf − θ E) with a derived line
 
 
@@ -55,13 +54,33 @@ def reduced_mass_coordinate(partner: int, masses: dict[int, float] = ATOMIC_MASS
     return float((m1 * m2 / (m1 + m2)) ** -0.5)
 
 
-def _keys(lines: Lines):
-    """Sort order and keys log gf (integer milli-dex) × 1e6 + wavenumber (cm⁻¹) for same-gf searches."""
-    sigma = 1e8 / lines.wavelength
-    g = np.rint(lines.loggf * 1000.0).astype(np.int64)
-    key = g * 1e6 + sigma
-    order = np.argsort(key, kind="stable")
-    return order, key[order], sigma, g
+def _gf_key(loggf: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """log gf (integer milli-dex) × 1e6 + wavenumber (cm⁻¹): sorted, lines of one log gf are contiguous by σ."""
+    return np.rint(loggf * 1000.0).astype(np.int64) * 1e6 + sigma
+
+
+@dataclass(frozen=True)
+class _Index:
+    """One isotopologue's lines keyed for same-gf searches: wavenumber σ (cm⁻¹) and log gf (milli-dex) per row, and
+    the rows' order by :func:`_gf_key` with the sorted keys."""
+
+    sigma: np.ndarray
+    g: np.ndarray
+    order: np.ndarray
+    key: np.ndarray
+
+    @classmethod
+    def of(cls, lines: Lines) -> _Index:
+        sigma = 1e8 / lines.wavelength
+        key = _gf_key(lines.loggf, sigma)
+        order = np.argsort(key, kind="stable")
+        return cls(sigma, np.rint(lines.loggf * 1000.0).astype(np.int64), order, key[order])
+
+    def nearest(self, key: np.ndarray) -> np.ndarray:
+        """Row of the line whose key is nearest each of ``key`` (the same log gf where it has one near enough)."""
+        hi = np.clip(np.searchsorted(self.key, key), 1, max(len(self.key) - 1, 1))
+        lo = hi - 1
+        return np.where(np.abs(self.key[lo] - key) <= np.abs(self.key[hi] - key), self.order[lo], self.order[hi])
 
 
 def derive_isotopologue(
@@ -85,20 +104,18 @@ def derive_isotopologue(
     if not outer:
         raise ValueError("derive_isotopologue needs at least one isotopologue besides the two that bracket the target")
     u = {a: reduced_mass_coordinate(a) - reduced_mass_coordinate(target) for a in sources}
-    prep = {a: _keys(sources[a]) for a in sources}
+    index = {a: _Index.of(sources[a]) for a in sources}
+    lo, hi = index[lower], index[upper]
 
     # candidate pairs: same log gf, shift within max_shift (a sorted-key window search, then the E_low cut)
-    _, key_hi, sig_hi_all, _ = prep[upper]
-    order_hi = prep[upper][0]
-    sig_lo, g_lo = prep[lower][2], prep[lower][3]
-    key_lo = g_lo * 1e6 + sig_lo
-    start = np.searchsorted(key_hi, key_lo - max_shift)
-    stop = np.searchsorted(key_hi, key_lo + max_shift)
+    key_lo = _gf_key(sources[lower].loggf, lo.sigma)
+    start = np.searchsorted(hi.key, key_lo - max_shift)
+    stop = np.searchsorted(hi.key, key_lo + max_shift)
     i = np.repeat(np.arange(len(sources[lower])), stop - start)
-    j = order_hi[np.concatenate([np.arange(a, b) for a, b in zip(start, stop)]) if i.size else np.zeros(0, int)]
+    j = hi.order[np.concatenate([np.arange(a, b) for a, b in zip(start, stop)]) if i.size else np.zeros(0, int)]
     keep = np.abs(sources[upper].elow[j] - sources[lower].elow[i]) < max_elow_shift
     i, j = i[keep], j[keep]
-    s_i, s_j = sig_lo[i], sig_hi_all[j]
+    s_i, s_j = lo.sigma[i], hi.sigma[j]
     e_i, e_j = sources[lower].elow[i], sources[upper].elow[j]
 
     # confirmation in each outer isotopologue: the nearest same-gf line to the pair's linear extension
@@ -108,12 +125,8 @@ def derive_isotopologue(
     for a in outer:
         f = (u[a] - u[lower]) / (u[upper] - u[lower])
         pred = s_i + f * (s_j - s_i)
-        order, key, sig, g = prep[a]
-        k = g_lo[i] * 1e6 + pred
-        pos = np.clip(np.searchsorted(key, k), 1, max(len(key) - 1, 1))
-        left, right = order[pos - 1], order[np.minimum(pos, len(key) - 1)]
-        cand = np.where(np.abs(key[pos - 1] - k) <= np.abs(key[np.minimum(pos, len(key) - 1)] - k), left, right)
-        resid = np.where(g[cand] == g_lo[i], sig[cand] - pred, np.inf)
+        cand = index[a].nearest(_gf_key(sources[lower].loggf[i], pred))
+        resid = np.where(index[a].g[cand] == lo.g[i], index[a].sigma[cand] - pred, np.inf)
         de = np.abs(sources[a].elow[cand] - (e_i + f * (e_j - e_i)))
         ok = (np.abs(resid) < tolerance + curvature_share * np.abs(s_j - s_i)) & (de < 0.02)
         found[a] = np.where(ok, cand, -1)
@@ -138,8 +151,8 @@ def derive_isotopologue(
     cols = [lower, upper, *outer]
     idx = np.stack([i[chosen], j[chosen], *[found[a][chosen] for a in outer]])  # (n_iso, n)
     present = idx >= 0
-    us = np.array([u[a] for a in cols])[:, None] * np.ones(chosen.size)
-    sig_pts = np.stack([1e8 / sources[a].wavelength[np.maximum(r, 0)] for a, r in zip(cols, idx)])
+    us = np.array([u[a] for a in cols])[:, None]  # (n_iso, 1): the same for every line
+    sig_pts = np.stack([index[a].sigma[np.maximum(r, 0)] for a, r in zip(cols, idx)])
     e_pts = np.stack([sources[a].elow[np.maximum(r, 0)] for a, r in zip(cols, idx)])
     sigma0 = _quadratic_at_zero(us, sig_pts, present)
     elow0 = _quadratic_at_zero(us, e_pts, present)
@@ -153,13 +166,13 @@ def derive_isotopologue(
     return Derived(
         lines=Lines(derived.wavelength[order], derived.elow[order], derived.loggf[order]),
         n_points=present.sum(axis=0)[order],
-        source_index={a: idx[k][order] for k, a in enumerate(cols)},
         strength_share={a: share(a) for a in (lower, upper)},
     )
 
 
 def _quadratic_at_zero(u: np.ndarray, y: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Per column, the value at u = 0 of the least-squares quadratic through the present points (3 or 4 of them).
+    """Per column, the value at u = 0 of the least-squares quadratic through the present points (3 or 4 of them);
+    ``y`` and ``present`` (n_iso, n), ``u`` (n_iso, n) or (n_iso, 1).
 
     Centred on the column's mean so the 3 × 3 normal equations stay well conditioned at |u| ~ 1e-3."""
     w = present.astype(float)
@@ -186,11 +199,9 @@ def compare_with_source(derived: Lines, source: Lines, *, tolerance: float = 0.0
     Returns a dict: derived and source line counts, |Δλ| median / 99th percentile (mÅ) and |ΔE_low| 99th percentile
     (eV) of the matched, the share of derived lines with no source line within ``tolerance`` Å, and the share of the
     source's lines and of its strength Σ 10^(log gf − θ E_low) that a derived line reproduces."""
-    order, key, _, g = _keys(source)
-    kd = np.rint(derived.loggf * 1000.0).astype(np.int64) * 1e6 + 1e8 / derived.wavelength
-    pos = np.clip(np.searchsorted(key, kd), 1, len(key) - 1)
-    near = np.where(np.abs(key[pos - 1] - kd) <= np.abs(key[pos] - kd), order[pos - 1], order[pos])
-    same = g[near] == np.rint(derived.loggf * 1000.0).astype(np.int64)
+    index = _Index.of(source)
+    near = index.nearest(_gf_key(derived.loggf, 1e8 / derived.wavelength))
+    same = index.g[near] == np.rint(derived.loggf * 1000.0).astype(np.int64)
     dl = np.where(same, np.abs(derived.wavelength - source.wavelength[near]), np.inf)
     hit = dl < tolerance
     found = np.zeros(len(source), bool)

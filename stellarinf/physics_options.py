@@ -55,27 +55,24 @@ TIO_MARGIN_DEX = 0.3
 SOLAR_LOG_EPS_C, SOLAR_LOG_EPS_O = 8.46, 8.69
 
 
-def tio_composition_dex(feh: float = 0.0, ti_fe: float = 0.0, o_fe: float = 0.0, c_fe: float = 0.0) -> float:
+def tio_composition_dex(composition: Mapping[str, float] | None = None) -> float:
     """log10 of a star's TiO number against the Sun's at the same structure: [Ti/H] + log10 of the oxygen CO leaves
-    free (O − C by number, at least 0.1 % of O: a carbon-rich star has almost no TiO)."""
-    o = 10.0 ** (SOLAR_LOG_EPS_O + feh + o_fe)
-    c = 10.0 ** (SOLAR_LOG_EPS_C + feh + c_fe)
-    free = max(o - c, 1e-3 * o) / (10.0**SOLAR_LOG_EPS_O - 10.0**SOLAR_LOG_EPS_C)
+    free (O − C by number, at least 0.1 % of O: a carbon-rich star has almost no TiO). ``composition``: labels feh,
+    ti_fe, o_fe, c_fe, alpha_fe; absent ones solar-scaled, Ti and O following alpha_fe."""
+    labels = composition or {}
+    alpha = float(labels.get("alpha_fe", 0.0))
+    feh, ti_fe = float(labels.get("feh", 0.0)), float(labels.get("ti_fe", alpha))
+    n_o = 10.0 ** (SOLAR_LOG_EPS_O + feh + float(labels.get("o_fe", alpha)))
+    n_c = 10.0 ** (SOLAR_LOG_EPS_C + feh + float(labels.get("c_fe", 0.0)))
+    free = max(n_o - n_c, 1e-3 * n_o) / (10.0**SOLAR_LOG_EPS_O - 10.0**SOLAR_LOG_EPS_C)
     return float(feh + ti_fe + math.log10(free))
 
 
 def tio_matters(teff: float, logg: float, composition: Mapping[str, float] | None = None) -> bool:
-    """Whether TiO bands change a spectrum of this Teff, log g and ``composition`` (labels feh, ti_fe, o_fe, c_fe,
-    alpha_fe; absent: solar-scaled, Ti and O following alpha_fe) by more than 0.1 % rms, within the rule's margin
-    (:data:`TIO_TEFF_LIMIT`, :data:`TIO_DEX_PER_K`, :data:`TIO_MARGIN_DEX`)."""
-    c = dict(composition or {})
-    alpha = float(c.get("alpha_fe", 0.0))
-    dex = tio_composition_dex(
-        float(c.get("feh", 0.0)),
-        float(c.get("ti_fe", alpha)),
-        float(c.get("o_fe", alpha)),
-        float(c.get("c_fe", 0.0)),
-    )
+    """Whether TiO bands change a spectrum of this Teff, log g and ``composition`` (as :func:`tio_composition_dex`)
+    by more than 0.1 % rms, within the rule's margin (:data:`TIO_TEFF_LIMIT`, :data:`TIO_DEX_PER_K`,
+    :data:`TIO_MARGIN_DEX`)."""
+    dex = tio_composition_dex(composition)
     g, t = zip(*TIO_TEFF_LIMIT)
     x = min(max(float(logg), g[0]), g[-1])
     k = next(k for k in range(len(g) - 1) if x <= g[k + 1])

@@ -386,7 +386,7 @@ def test_a_cool_star_fitted_without_tio_is_flagged_in_words():
     assert tio_matters(4000.0, 4.6, {"feh": -1.0}) and not tio_matters(4400.0, 4.6, {"feh": -1.0})
     # solar-scaled: n(Ti) and the free O both scale with Z, so TiO with Z²; Ti and O follow [alpha/Fe] where the model
     # has no label of their own (α-enhanced metal-poor dwarfs keep more TiO)
-    assert tio_composition_dex(-1.0) == pytest.approx(-2.0, abs=1e-12) and tio_composition_dex() == 0.0
+    assert tio_composition_dex({"feh": -1.0}) == pytest.approx(-2.0, abs=1e-12) and tio_composition_dex() == 0.0
     alpha, own = {"feh": -1.0, "alpha_fe": 0.4}, {"feh": -1.0, "ti_fe": 0.4, "o_fe": 0.4}
     assert (
         tio_matters(4300.0, 4.6, alpha)
