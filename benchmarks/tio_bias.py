@@ -3,14 +3,13 @@
 
 Each star is synthesised twice by the realistic synthesizer with the emulator's own training physics: as the
 emulator learned it (``molecules="on"``, no TiO) and with TiO (``"on+tio"``: Ti in the equilibrium and every TiO line
-of ``data/linelist_tio.ecsv``, 48TiO derived from the other isotopologues). Both go through the arm's LSF onto the
+of ``data/linelist_tio.h5``, 48TiO derived from the other isotopologues). Both go through the arm's LSF onto the
 mock pixels with the same noise (S/N 100, one seed) and are fitted by :func:`stellarinf.fit_spectrum` (MAP +
 Laplace, the pipeline's defaults, no solar physics error: these are synthesizer stars). The difference of the two
 fits is TiO's bias alone; each fit's offset from the truth is reported too (the no-TiO fit's is the emulator's own).
 
 Usage::
 
-    python data/build_tables.py --only tio            # once: data/linelist_tio.ecsv (not shipped)
     python benchmarks/tio_bias.py                      # broad-payne-red, 6 stars, ~10 min on one core
     python benchmarks/tio_bias.py --emulator broad-payne-blue --stars 4250/4.6/0.0/0.9
 

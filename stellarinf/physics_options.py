@@ -9,7 +9,7 @@ without loading JAX).
 
 - ``molecules``: ``"off"`` (atoms only), ``"on"`` (the molecular equilibrium of H, C, N, O, Mg and the CH, MgH,
   C2 and CN lines of ``data/linelist_molecules.ecsv``) or ``"on+tio"`` (and Ti in the equilibrium, with the TiO lines
-  of ``data/linelist_tio.ecsv``: 46, 47, 49 and 50TiO from the pinned source, 48TiO, 74 % of TiO, derived from them
+  of ``data/linelist_tio.h5``: 46, 47, 49 and 50TiO from the pinned source, 48TiO, 74 % of TiO, derived from them
   by its reduced mass, ``data/isotopologue.py``).
 
 Grids record the choices in their metadata; files made before a choice existed used the ``LEGACY_*`` value.

@@ -28,6 +28,7 @@ TABLES = [
     "damping.ecsv",
     "molecules.ecsv",
     "linelist_molecules.ecsv",
+    "linelist_tio.h5",
 ]
 KEPT_RANGES = [(4693.0, 4925.0), (5628.0, 5896.0), (6460.0, 7020.0), (7565.0, 7910.0), (8450.0, 8760.0)]
 
@@ -64,7 +65,8 @@ def lines():
 def test_files_present_and_small():
     sizes = {name: (DATA / name).stat().st_size for name in TABLES}
     assert sizes["atmospheres_atlas9.h5"] < 10e6
-    assert sum(sizes.values()) < 15e6
+    assert sizes["linelist_tio.h5"] < 6e6  # 659,154 TiO lines: 40 MB as ECSV
+    assert sum(sizes.values()) < 20e6
     assert (DATA / "README.md").is_file() and (DATA / "build_tables.py").is_file()
 
 
@@ -233,6 +235,26 @@ def test_linelist_content(lines):
 
 
 # ---------------------------------------------------------------- exojax-derived tables
+
+
+def test_tio_table_isotopologues_and_windows():
+    """The shipped TiO list: the five isotopologues in the counts PROVENANCE.json records (48TiO derived), sorted,
+    inside the kept ranges, log gf carrying each isotopologue's terrestrial fraction (48TiO the strongest)."""
+    from stellarinf.synth.compact_table import read_compact_table
+
+    t = read_compact_table(DATA / "linelist_tio.h5")
+    counts = json.loads((DATA / "PROVENANCE.json").read_text())["files"]["linelist_tio.h5"]["counts"]
+    iso, n = np.unique(np.asarray(t["isotopes"]), return_counts=True)
+    assert {f"{i[3:]}TiO": int(k) for i, k in zip(iso, n)} == counts and len(t) == sum(counts.values())
+    assert set(iso) == {f"16-{a}" for a in (46, 47, 48, 49, 50)}
+    wl = np.asarray(t["wavelength"])
+    assert np.all(np.diff(wl) >= 0)
+    assert np.all(np.any([(wl >= lo) & (wl <= hi) for lo, hi in KEPT_RANGES], axis=0))
+    np.testing.assert_array_equal(np.asarray(t["mass"]), 16 + np.array([int(i[3:]) for i in t["isotopes"]]))
+    w48 = np.asarray(t["isotopes"]) == "16-48"
+    assert 0.18 < w48.mean() < 0.19  # the 120,805 derived lines
+    assert t["wavelength"].unit == "Angstrom" and t["elow"].unit == "eV"
+    assert np.all((np.asarray(t["elow"]) >= 0) & (np.asarray(t["elow"]) < 6))
 
 
 def test_partition_functions():

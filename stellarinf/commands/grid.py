@@ -297,7 +297,7 @@ def _batched_observer(fn, fine_bytes: bytes, out_bytes: bytes, resolution: float
     show_default=True,
     help="Molecular equilibrium (H, C, N, O, Mg) and the CH, MgH, C2, CN lines (data/linelist_molecules.ecsv); "
     "off = atoms only, what the shipped red, green, IR and RVS Paynes learned (the blue arm's learned on); on+tio = "
-    "and Ti with TiO and its lines (needs `python data/build_tables.py --only tio`).",
+    "and Ti with TiO and its lines (data/linelist_tio.h5; 48TiO derived from the other isotopologues).",
 )
 @click.option(
     "--line-selection",

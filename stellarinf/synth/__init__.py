@@ -10,7 +10,7 @@ Public API:
 
 Modules: ``data`` (tables), ``atmosphere`` (ATLAS9 interpolation), ``abundances``, ``chemistry``
 (Saha–Boltzmann), ``continuum``, ``voigt``, ``lines``, ``selection``, ``hydrogen``, ``transfer``,
-``synthesize``, ``grey`` (simple fidelity), ``observed``, ``model``.
+``synthesize``, ``grey`` (simple fidelity), ``observed``, ``model``, ``compact_table`` (the shipped TiO list's format).
 """
 
 from .errors import AtmosphereCoverageError, LineListCoverageError

