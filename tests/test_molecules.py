@@ -340,6 +340,10 @@ def test_tio_lines_darken_a_cool_dwarf_and_leave_the_sun(tmp_path, monkeypatch):
             jax.jit(jax.jacfwd(lambda x: fn(x)[0]))(jnp.asarray([4000.0, 4.6, 0.0, 0.9]))
         )  # jit: eager jvp 2x slower
         assert np.all(np.isfinite(jac)) and np.abs(jac[:, 0]).max() > 0.0
+        # a tier of hot stars drops TiO lines that stay below the strength cut in its atmospheres: every one at 7000 K
+        box = selection.select_molecular_lines(6599.8, 6601.2, table=synth_data.TIO_TABLE)[0]
+        hot = selection.select_molecular_lines(6599.8, 6601.2, teff_min=7000.0, table=synth_data.TIO_TABLE)[0]
+        assert box.size == 3 and hot.size == 0
     finally:
         for f in (synth_data.molecular_linelist, selection.select_molecular_lines):
             f.cache_clear()

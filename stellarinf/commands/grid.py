@@ -91,7 +91,7 @@ def generate_grid(
     from ..design import sample_labels
     from ..io.grid import GridWriter
     from ..labels import DEFAULT_ABUNDANCE_ELEMENTS
-    from ..synth.data import linelist, molecular_linelist
+    from ..synth.data import TIO_TABLE, linelist, molecular_linelist
     from ..synth.hydrogen import CENTROIDS
     from ..synth.observed import padded_fine_grid, resolve_window
     from ..synth.selection import calibration_fingerprint, selection_tier, tier_scheme, window_scheme
@@ -142,11 +142,13 @@ def generate_grid(
             synth_settings=settings, hydrogen=CENTROIDS, line_selection=line_selection, line_windows=window_scheme()
         )
         if line_selection == "batch":  # the tier edges decide each batch's lines
-            metadata.update(line_tiers=tier_scheme())
+            metadata.update(line_tiers=tier_scheme(molecules))
         if loggf == "solar":  # which calibration of this window's lines (older files recorded none)
             metadata.update(loggf_calibration=calibration_fingerprint(float(fine[0]), float(fine[-1]), damping))
         if molecules != "off":  # (an atoms-only grid records nothing: older grids resume without a mismatch)
             metadata.update(molecules=molecules, molecular_line_list=molecular_linelist().source)
+        if molecules == "on+tio":
+            metadata.update(tio_line_list=molecular_linelist(TIO_TABLE).source + "; 48TiO derived (data/README.md)")
     writer = GridWriter(output, space, wavelength, planned, metadata, with_continuum=True, batch_size=batch_size)
     teff, feh, logg = (planned[:, list(space.names).index(k)] for k in ("teff", "feh", "logg"))
     by_tier = fidelity == "realistic" and line_selection == "batch"

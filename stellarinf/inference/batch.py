@@ -110,7 +110,8 @@ def map_laplace_batch(
     out: list[LaplaceResult] = []
     desc = "MAP/Laplace" if mesh is None else f"MAP/Laplace on {mesh.size} devices"
     bar = tqdm(total=len(problems), desc=desc, unit="spectrum", disable=not progress)
-    stack = stack_modules(problems[: min(chunk_size, len(problems))]) if vectorize else None
+    first = problems[: min(chunk_size, len(problems))]
+    stack = stack_modules(first) if vectorize else None
     width = min(chunk_size, len(problems))  # every chunk padded to this: one compiled program
     if mesh is not None:
         width = math.ceil(width / mesh.size) * mesh.size  # an equal share for every device
@@ -119,7 +120,12 @@ def map_laplace_batch(
         chunk = problems[start : start + chunk_size]
         t0 = time.perf_counter()
         padded = chunk + [chunk[-1]] * (width - len(chunk))
-        st = stack_modules(padded, like=stack) if stack is not None else None
+        if stack is None:
+            st = None
+        elif start == 0 and len(padded) == len(first):  # the reference stack is this chunk's: not stacked twice
+            st = stack
+        else:
+            st = stack_modules(padded, like=stack)
         if st is None:  # structures differ: one at a time
             given = None if starts is None else starts[start : start + len(chunk)]
             _, laps, _ = map_laplace_loop(

@@ -15,7 +15,10 @@ atmospheres are where molecular bands and the damping wings reach furthest, so t
 (line, pixel) pairs (the four GALAH arms with molecules, km/s of window summed over 30,049 lines, sized at vmic 0.5
 km/s only as before the twenty-sixth session: 866k for the whole
 box, 640k from 4375 K, 444k from 4750 K, 292k from 5500 K, 254k from 6250 K; giants, log g ≤ 3: 688k, 491k, 314k,
-193k, 162k), and a grid computed in batches of similar stars costs much less.
+193k, 162k), and a grid computed in batches of similar stars costs much less. TiO's lines (:data:`DROP_IN_TIERS`)
+are the exception: a tier keeps only those above the cut in its own atmospheres (galah-red's TiO band 6640–6700 Å:
+all 26,501 below 5500 K, 19,330 from 5500 K, 158 from 6250 K, none from 7000 K; the spectra of stars at each tier's
+coolest, most metal-rich corner are unchanged to the last bit).
 """
 
 from __future__ import annotations
@@ -94,12 +97,14 @@ def selection_tier(teff_min: float | None = None, feh_max: float | None = None, 
     return Tier(below[-1] if below else None, above[0] if above else None, above_g[0] if above_g else None)
 
 
-def tier_scheme() -> str:
-    """The tier edges, as a grid made in tier batches records them (another scheme gives other windows)."""
+def tier_scheme(molecules: str | None = None) -> str:
+    """The tier edges, as a grid made in tier batches with ``molecules`` records them (another scheme gives other
+    windows; with TiO, other lines too)."""
     edges = (("Teff", TEFF_TIERS), ("[Fe/H]", FEH_TIERS), ("log g", LOGG_TIERS))
-    return "box lines, windows per tier: " + "; ".join(
+    scheme = "box lines, windows per tier: " + "; ".join(
         f"{name} {'/'.join(f'{v:g}' for v in values)}" for name, values in edges
     )
+    return scheme + ("; TiO lines below the cut in a tier dropped" if molecules == "on+tio" else "")
 
 
 def window_scheme() -> str:
@@ -193,20 +198,22 @@ def select_lines(
 
 
 def _narrowed(
-    box, lines: LineData, xfe, molecules: bool | str, tier: Tier, edge_tolerance: float
+    box, lines: LineData, xfe, molecules: bool | str, tier: Tier, edge_tolerance: float, drop_below: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """A tier's selection: every line of the box's selection ``box`` (``lines``: their data), with the window its
     profile needs in the tier's reference atmospheres, never wider than the box's nor narrower than 3 km/s.
 
-    Lines are not dropped: dropping the ones below the cut in the tier saved under 1 % of the pairs; the saving is in
-    the damping wings' windows."""
+    Atomic lines are not dropped: dropping the ones below the cut in the tier saved under 1 % of the pairs; the saving
+    is in the damping wings' windows. ``drop_below`` (a strength cut; :data:`DROP_IN_TIERS`) drops the lines whose
+    ratio stays below it in the tier's atmospheres: TiO's ~10⁵ lines a window are there for the coolest stars only."""
     idx, box_hw = box
     if idx.size == 0:
         return box
     feh = BOX_FEH if tier.feh_max is None else tier.feh_max
     refs = (_reference_teffs(tier), feh, _reference_loggs(tier))
-    _, width = _strength(lines, jnp.asarray(xfe), molecules, *refs, tolerance=edge_tolerance)
-    return idx, np.maximum(np.minimum(width, box_hw), 3.0)
+    ratio, width = _strength(lines, jnp.asarray(xfe), molecules, *refs, tolerance=edge_tolerance)
+    keep = np.ones(idx.size, bool) if drop_below is None else np.asarray(ratio) > drop_below
+    return idx[keep], np.maximum(np.minimum(width, box_hw), 3.0)[keep]
 
 
 def _cached_on_disk(path: Path, compute) -> tuple[np.ndarray, np.ndarray]:
@@ -235,6 +242,9 @@ _TIO_XFE[[8, 22]] = 0.5  # Ti and O at the top
 # per molecular table: the abundances it is rated at and the molecule set whose equilibrium gives its absorbers
 _MOLECULE_RATING = {MOLECULAR_TABLE: (_MOLECULE_XFE, True), TIO_TABLE: (_TIO_XFE, "on+tio")}
 RATING_CHUNK = 20_000  # lines rated per compiled call
+# molecular tables whose lines a tier drops where they stay below the strength cut in its atmospheres: every TiO line
+# is above it at 4000 K, a few hundred from 6250 K and none from 7000 K, where the ~10⁵ lines a window add nothing
+DROP_IN_TIERS = frozenset({TIO_TABLE})
 
 
 def _select(
@@ -309,14 +319,17 @@ def select_molecular_lines(
     favourable corner for molecules: [Fe/H] = +0.5, [C/Fe] = [N/Fe] = [Mg/Fe] = +0.5 and oxygen solar-scaled (oxygen
     binds carbon in CO); for TiO [Ti/Fe] = [O/Fe] = +0.5. Cached on disk like :func:`select_lines`."""
     xfe, molecules = _MOLECULE_RATING[table]
+    drop = table in DROP_IN_TIERS
     extra = ["molecules", os.path.getmtime(data_file("molecules.ecsv"))] + ([] if table == MOLECULAR_TABLE else [table])
+    extra += ["dropped below the cut in tiers"] if drop else []
     tier = selection_tier(teff_min, feh_max, logg_max)
     path = _cache_path(wmin, wmax, strength_cut, extra, table, tier, edge_tolerance)
     if tier == Tier():
         return _cached_on_disk(path, lambda: _select_molecular(wmin, wmax, strength_cut, edge_tolerance, table))
     box = select_molecular_lines(wmin, wmax, strength_cut, edge_tolerance=edge_tolerance, table=table)
     lines = molecular_line_data(box[0], table)
-    return _cached_on_disk(path, lambda: _narrowed(box, lines, xfe, molecules, tier, edge_tolerance))
+    cut = strength_cut if drop else None
+    return _cached_on_disk(path, lambda: _narrowed(box, lines, xfe, molecules, tier, edge_tolerance, cut))
 
 
 def _select_molecular(
