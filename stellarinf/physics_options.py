@@ -110,8 +110,8 @@ def no_tio_message(teff: float, logg: float, models, composition: Mapping[str, f
         f"model's physics has no TiO (its training grid's molecules: {molecules}): labels and bounds for a star this "
         "cool can be biased (measured at S/N 100 through broad-payne-red: log g -0.06 to -0.19 and [Fe/H] -0.08 to "
         "-0.15, 0.7-3.2 total sd, for 4000-4250 K dwarfs; at most 0.05 dex for 4300-4500 K dwarfs and 4000-4250 K "
-        "giants and subgiants). No shipped model has TiO yet (their grids were made without it; "
-        "data/models/RECIPE.md)"
+        "giants and subgiants). Of the shipped models only broad-payne-red has learned TiO (fine-tuned on TiO "
+        "spectra; the others' grids were made without it: data/models/RECIPE.md)"
     )
 
 
