@@ -1102,7 +1102,7 @@ def build_tio(src: Source, out: Path) -> OrderedDict:
     )
     t.meta["sorted_by"] = "wavelength"
     t.meta["provenance"] = json.loads(json.dumps(src.describe([MOOG_TIO])))
-    # shipped compact (4.5 MB instead of 40 MB as ECSV): the source's air wavelength and unweighted log gf follow
+    # shipped compact (4.8 MB instead of 40 MB as ECSV): the source's air wavelength and unweighted log gf follow
     # from the columns kept (vacuum_to_air's inverse, the isotope fractions above), so they stay out
     t.remove_columns(["wavelength_air", "loggf_source"])
     t.meta["omitted"] = (
