@@ -54,7 +54,7 @@ def minor_data_dir(dex: float) -> Path:
     """A data folder whose files are the package's, except the TiO table without the derived 48TiO lines and every
     other log gf + ``dex``."""
     from stellarinf.paths import data_dir
-    from stellarinf.synth.compact_table import read_compact_table, write_compact_table
+    from stellarinf.synth.compact_table import TIO_DECIMALS, read_compact_table, write_compact_table
     from stellarinf.synth.data import TIO_TABLE
 
     src = data_dir()
@@ -65,7 +65,7 @@ def minor_data_dir(dex: float) -> Path:
     t = read_compact_table(src / TIO_TABLE)
     t = t[t["isotopes"] != "16-48"]
     t["loggf"] = np.round(t["loggf"] + dex, 4)
-    write_compact_table(out / TIO_TABLE, t, {"wavelength": 6, "mass": 0, "elow": 5, "loggf": 4})
+    write_compact_table(out / TIO_TABLE, t, TIO_DECIMALS)
     return out
 
 

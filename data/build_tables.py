@@ -1036,9 +1036,6 @@ def derive_48tio(per: dict) -> tuple:
 
 
 TIO_FILE = "linelist_tio.h5"  # stellarinf.synth.data.TIO_TABLE
-# the decimals each float column holds (the source's rounding; derived 48TiO lines get more), so the compact file
-# gives back the very float64 values
-TIO_DECIMALS = {"wavelength": 6, "mass": 0, "elow": 5, "loggf": 4}
 
 
 def build_tio(src: Source, out: Path) -> OrderedDict:
@@ -1109,7 +1106,7 @@ def build_tio(src: Source, out: Path) -> OrderedDict:
         "wavelength_air (the source's air value: IAU vacuum->air of wavelength), loggf_source (loggf - log10 of the isotopologue fraction)"
     )
     compact = load_module(HERE.parent / "stellarinf" / "synth" / "compact_table.py")  # standalone, like this script
-    compact.write_compact_table(out / TIO_FILE, t, TIO_DECIMALS)
+    compact.write_compact_table(out / TIO_FILE, t, compact.TIO_DECIMALS)
     print(f"  {len(t)} TiO lines kept: {dict(sorted(counts.items()))}; 48TiO check against 47TiO: {check}")
     return OrderedDict(
         [

@@ -294,7 +294,7 @@ def test_a_killed_run_restarted_gives_the_uninterrupted_catalogue(first, manifes
     script = tmp_path / "fit_catalog_cli.py"
     script.write_text(WRAPPER)
     out = tmp_path / "out"
-    argv = [sys.executable, str(script), "fit-catalog", str(manifest), "-o", str(out), "--workers", "2"]
+    argv = [sys.executable, str(script), "fit-catalog", str(manifest), "-o", str(out), "--workers", "1"]
     argv += ["--emulator", TEST_MODEL, "--chunk-size", "1", "--quiet", *CLI_SETTINGS]
     proc = subprocess.Popen(argv, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 400

@@ -16,7 +16,7 @@ from stellarinf.synth import fine_grid, synthesize
 from stellarinf.synth.abundances import log_abundances
 from stellarinf.synth.atmosphere import interpolate_atmosphere
 from stellarinf.synth.chemistry import populations
-from stellarinf.synth.compact_table import write_compact_table
+from stellarinf.synth.compact_table import TIO_DECIMALS, write_compact_table
 from stellarinf.synth.constants import K_B, K_B_EV
 from stellarinf.synth.data import TIO_TABLE
 from stellarinf.synth.molecules import ELEMENTS, MOLECULES
@@ -300,7 +300,7 @@ def _tio_data_dir(tmp_path: Path, lines: list[tuple[float, float, float]] | None
                 "loggf": loggf,
             }
         )
-        write_compact_table(out / TIO_TABLE, table, {"wavelength": 6, "mass": 0, "elow": 5, "loggf": 4})
+        write_compact_table(out / TIO_TABLE, table, TIO_DECIMALS)
     return out
 
 

@@ -24,6 +24,9 @@ import numpy as np
 from astropy.table import Table
 
 FORMAT = "stellarinf compact line table 1"
+# the decimals each float column of the TiO list holds (the source's rounding; derived 48TiO lines get more), so the
+# compact file gives back the very float64 values; data/build_tables.py and the tests that write TiO tables use it
+TIO_DECIMALS = {"wavelength": 6, "mass": 0, "elow": 5, "loggf": 4}
 
 
 def write_compact_table(path: str | os.PathLike, table: Table, decimals: Mapping[str, int]) -> None:
