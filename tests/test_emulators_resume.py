@@ -130,6 +130,40 @@ def test_fine_tuning_starts_from_the_model_and_keeps_frozen_groups(tmp_path):
         train(other, None, TrainConfig(model="transformer-payne", preset="tiny", max_steps=1), init=pre.emulator)
 
 
+def test_a_corner_grid_fine_tunes_together_with_the_broad_one_and_alone_is_refused(tmp_path):
+    """Fine-tuning on a denser grid of a corner of the box: trained together with one that spans the box (``train
+    --grid BROAD --grid CORNER``), the split is over both and the model records both; alone, its smaller box would
+    feed the network other inputs for the same star, so it is refused with the way out."""
+    from click.testing import CliRunner
+    from toy_grid import TOY_SPACE, toy_spectrum
+
+    from stellarinf.cli import cli
+    from stellarinf.io.grid import SpectralGrid, write_grid
+    from stellarinf.labels import LabelSpace
+
+    pre = train(GRID, tmp_path / "pre", _payne_cfg(max_steps=20))
+    cool = LabelSpace.from_bounds({"teff": (4500.0, 5000.0), "logg": (2.0, 5.0), "feh": (-1.5, 0.5)})
+    labels = cool.lower + np.random.default_rng(7).random((16, 3)) * (cool.upper - cool.lower)
+    flux, cont = toy_spectrum(labels, GRID.wavelength)
+    corner = SpectralGrid(cool, labels, GRID.wavelength, flux, cont, {**GRID.metadata, "seed": 7})
+    write_grid(tmp_path / "broad.h5", GRID)
+    write_grid(tmp_path / "corner.h5", corner)
+    with pytest.raises(
+        StellarinfError, match=r"label box differs.*teff 4500\.\.5000 \(model 4500\.\.6500\).*--grid BROAD"
+    ):
+        train(tmp_path / "corner.h5", None, _payne_cfg(max_steps=1), init=pre.emulator)
+    argv = ["train", "--grid", str(tmp_path / "broad.h5"), "--grid", str(tmp_path / "corner.h5"), "--model", "payne"]
+    argv += ["--hidden", "32,32", "--max-steps", "10", "--init", str(tmp_path / "pre"), "--quiet"]
+    result = CliRunner().invoke(cli, [*argv, "-o", str(tmp_path / "ft")])
+    assert result.exit_code == 0, result.output
+    grid_meta = load_emulator(tmp_path / "ft").metadata["training_grid"]
+    n = len(GRID) + len(corner)
+    assert grid_meta["n_train"] + grid_meta["n_test"] < n and grid_meta["n_train"] > len(GRID)  # split over both
+    assert [p["rows"] for p in grid_meta["metadata"]["concatenated"]] == [len(GRID), len(corner)]
+    assert grid_meta["path"] == f"{tmp_path / 'broad.h5'} + {tmp_path / 'corner.h5'}"
+    assert load_emulator(tmp_path / "ft").label_space == TOY_SPACE
+
+
 def test_wall_clock_budget_and_early_stopping(tmp_path):
     budget = train(GRID, tmp_path / "b", _payne_cfg(max_steps=10_000, max_minutes=1e-4))
     assert budget.stop_reason == "time_budget" and 1 <= budget.metrics["steps"] < 10_000

@@ -259,3 +259,41 @@ def test_packed_grid_for_a_device_call_round_trips(tmp_path, continuum):
         assert back.continuum is None
     with pytest.raises(SystemExit, match="not a packed grid"):
         gg.unpack(tmp_path / "g.h5", tmp_path / "x.h5")
+
+
+def test_grids_concatenate_into_one_with_the_union_box_and_refuse_what_cannot_train_together():
+    """A broad design and a denser grid of its cool corner: their rows in order, the broad box (the union), each part
+    recorded; grids of other labels, pixels or physics are refused by name."""
+    from stellarinf.io.grid import concatenate_grids
+
+    broad = make_grid(20, seed=0)
+    corner_space = LabelSpace.from_bounds({"teff": (4000, 4800), "logg": (1, 5), "feh": (-2, 0.5)})
+    corner_labels = sample_labels(corner_space, 12, "sobol", 1)
+    corner = SpectralGrid(
+        corner_space, corner_labels, WL, fake_flux(corner_labels), np.full((12, WL.size), 2.0), {"seed": 1}
+    )
+    both = concatenate_grids([broad, corner], sources=["broad.h5", "corner.h5"])
+    assert len(both) == 32 and both.label_space == SPACE  # the corner lies inside: the union is the broad box
+    np.testing.assert_array_equal(both.labels, np.concatenate([broad.labels, corner.labels]))
+    np.testing.assert_array_equal(both.flux[20:], corner.flux)
+    np.testing.assert_array_equal(both.continuum[:20], broad.continuum)
+    parts = both.metadata["concatenated"]
+    assert [(p["source"], p["rows"], p["seed"]) for p in parts] == [("broad.h5", 20, 0), ("corner.h5", 12, 1)]
+    assert parts[1]["box"]["teff"] == [4000.0, 4800.0] and both.metadata["path"] == "broad.h5 + corner.h5"
+    # a box beyond the first grid's widens the union
+    hot = LabelSpace.from_bounds({"teff": (6000, 7500), "logg": (1, 5), "feh": (-2, 0.5)})
+    hot_labels = sample_labels(hot, 4, "sobol", 2)
+    wide = concatenate_grids(
+        [broad, SpectralGrid(hot, hot_labels, WL, fake_flux(hot_labels) * 0 + 1, np.ones((4, 40)))]
+    )
+    assert wide.label_space.upper[0] == 7500.0 and wide.label_space.lower[0] == 4000.0
+    other_labels = LabelSpace.from_bounds({"teff": (4000, 7000), "logg": (1, 5), "mg_fe": (-2, 0.5)})
+    with pytest.raises(GridFileError, match="same labels"):
+        concatenate_grids([broad, SpectralGrid(other_labels, broad.labels, WL, broad.flux, broad.continuum)])
+    with pytest.raises(GridFileError, match="different wavelength grids"):
+        concatenate_grids([broad, SpectralGrid(SPACE, broad.labels, WL + 0.01, broad.flux, broad.continuum)])
+    with pytest.raises(GridFileError, match="continuum"):
+        concatenate_grids([broad, make_grid(20, seed=0, continuum=False)])
+    tio = SpectralGrid(SPACE, broad.labels, WL, broad.flux, broad.continuum, {"molecules": "on+tio"})
+    with pytest.raises(GridFileError, match=r"molecules='on\+tio'.*'off'"):  # the first has none: atoms only
+        concatenate_grids([broad, tio], sources=["broad.h5", "tio.h5"])

@@ -6,6 +6,8 @@
 #
 #   data/models/make_tio_models.sh [WORK_DIR]     (default: benchmarks/work/broad_tio; log: WORK_DIR/make_tio.log)
 #   WINDOWS="galah-green galah-blue" MINUTES=8 STARS=150 data/models/make_tio_models.sh
+#   CORNER=1024 data/models/make_tio_models.sh   # and CORNER rows of the cool corner (Teff 4000-4800 K, where the
+#                                                # bands are; seed 103), fine-tuned on together with the 2,048
 #
 # Cost on the 2-core CPU (galah-red): the 2,048 rows ~36 min (0.8 rows/s below 5500 K, where every TiO line is kept),
 # the 512 test rows ~12 min, the fine-tune 8 min. Install model.json, weights.eqx and error_modes.npy of
@@ -18,6 +20,7 @@ S=${STELLARINF:-stellarinf}
 MINUTES=${MINUTES:-8}
 STARS=${STARS:-150}
 WINDOWS=${WINDOWS:-galah-red}
+CORNER=${CORNER:-0}
 BOX="--elements galah --alpha --label-box feh=-2.5:0.5 --molecules on+tio --oversample 2"
 mkdir -p "$WORK/models" && cd "$WORK" || exit 1
 short() { case $1 in galah-*) echo "${1#galah-}" ;; gaia-rvs) echo rvs ;; esac; }
@@ -27,8 +30,14 @@ for w in $WINDOWS; do
   echo "$(date -Is) $w -> $m"
   "$S" grid --no-progress -o "broad_${w}_2k.h5" --n 2048 --design sobol --seed 101 --window "$w" $BOX || exit 1
   "$S" grid --no-progress -o "broad_${w}_test512.h5" --n 512 --design sobol --seed 102 --window "$w" $BOX || exit 1
+  grids="--grid broad_${w}_2k.h5"
+  if [ "$CORNER" -gt 0 ]; then
+    "$S" grid --no-progress -o "broad_${w}_cool${CORNER}.h5" --n "$CORNER" --design sobol --seed 103 --window "$w" \
+      $BOX --label-box teff=4000:4800 || exit 1
+    grids="$grids --grid broad_${w}_cool${CORNER}.h5"
+  fi
   # fine-tuning: a third of the from-scratch peak rate, the budget schedule, the best validation kept
-  "$S" train --grid "broad_${w}_2k.h5" --model payne --hidden 300,300 --activation silu \
+  "$S" train $grids --model payne --hidden 300,300 --activation silu \
     --init "$REPO/data/models/broad-payne-$(short "$w")" --lr 3e-4 --schedule budget --max-minutes "$MINUTES" \
     --max-steps 1000000 --validate-every 500 --patience 0 --seed 0 --quiet -o "$m" || exit 1
   "$S" error-model "$m" --grid "broad_${w}_test512.h5" --modes 28 --max-spectra 512 --quiet || exit 1

@@ -22,8 +22,10 @@ def _hidden(ctx, param, value):
     "--grid",
     "grid_path",
     required=True,
+    multiple=True,
     type=click.Path(dir_okay=False),
-    help="Training grid (HDF5, from `stellarinf grid`).",
+    help="Training grid (HDF5, from `stellarinf grid`). Repeat to train on several grids' rows together (a broad design "
+    "and a denser grid of a corner of its box: same window, labels and physics; the split is over all their rows).",
 )
 @click.option(
     "--model",
@@ -216,7 +218,7 @@ def train(
         freeze=tuple(freeze),
         progress=not quiet,
     )
-    result = run_training(grid_path, output, cfg, init=init)
+    result = run_training(list(grid_path), output, cfg, init=init)
     m = result.metrics
     click.echo(
         f"stopped: {result.stop_reason} after {m.get('steps')} steps ({m.get('elapsed_s')} s); best validation MAE {m.get('best_val_mae'):.4g}"

@@ -32,7 +32,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import equinox as eqx
@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ModelFileError, StellarinfError
 from ..io.atomic import write_bytes_atomic, write_json_atomic
-from ..io.grid import SpectralGrid, read_grid, split_indices
+from ..io.grid import SpectralGrid, concatenate_grids, read_grid, split_indices
 from .emulator import Emulator
 from .kinds import NETWORK_KINDS, NetworkKind, get_kind
 from .metrics import between_pixel_metrics, error_table, evaluate_emulator
@@ -480,6 +480,21 @@ def _init_network(cfg: TrainConfig, grid: SpectralGrid, init: Emulator | None, k
             f"--init model has labels {init.label_space.names} but the grid has {grid.label_space.names}; "
             "fine-tuning needs the same labels in the same order"
         )
+    if not (
+        np.allclose(init.label_space.lower, grid.label_space.lower)
+        and np.allclose(init.label_space.upper, grid.label_space.upper)
+    ):
+        # the network sees labels scaled over the box: another box would feed it other inputs for the same star
+        differ = [
+            f"{lab.name} {lab.lower:g}..{lab.upper:g} (model {ilab.lower:g}..{ilab.upper:g})"
+            for lab, ilab in zip(grid.label_space.labels, init.label_space.labels)
+            if not (np.isclose(lab.lower, ilab.lower) and np.isclose(lab.upper, ilab.upper))
+        ]
+        raise StellarinfError(
+            f"the grid's label box differs from the --init model's: {'; '.join(differ)}. The network sees labels scaled "
+            "over its box; fine-tune on a grid with the model's box, or train a corner grid together with one that "
+            "spans the box (--grid BROAD.h5 --grid CORNER.h5)"
+        )
     if not init.network_kind.any_wavelength and (
         init.training_wavelength.shape != grid.wavelength.shape
         or not np.allclose(np.asarray(init.training_wavelength), grid.wavelength, rtol=0, atol=1e-6)
@@ -511,7 +526,15 @@ def _wavelength_mode(cfg: TrainConfig, train_g: SpectralGrid, val_g: SpectralGri
 
 
 def _grid_inputs(grid, validation, test, cfg):
-    if isinstance(grid, (str, os.PathLike)):
+    if isinstance(grid, (list, tuple)) and len(grid) == 1:
+        grid = grid[0]
+    if isinstance(grid, (list, tuple)):  # several grids (a broad design and a corner of it): their rows as one
+        sources = [str(g) if isinstance(g, (str, os.PathLike)) else g.metadata.get("path", "<in memory>") for g in grid]
+        grid = concatenate_grids(
+            [read_grid(g) if isinstance(g, (str, os.PathLike)) else g for g in grid], sources=sources
+        )
+        source = grid.metadata["path"]
+    elif isinstance(grid, (str, os.PathLike)):
         source = str(grid)
         grid = read_grid(grid)
     else:
@@ -538,7 +561,7 @@ def _grid_inputs(grid, validation, test, cfg):
 
 
 def train(
-    grid: SpectralGrid | str | os.PathLike,
+    grid: SpectralGrid | str | os.PathLike | Sequence[SpectralGrid | str | os.PathLike],
     out_dir: str | os.PathLike | None,
     config: TrainConfig | None = None,
     *,
@@ -547,7 +570,8 @@ def train(
     test: SpectralGrid | None = None,
     callback: Callable[[int, dict], None] | None = None,
 ) -> TrainResult:
-    """Train an emulator on ``grid``; write checkpoints and the final model into ``out_dir``.
+    """Train an emulator on ``grid`` (or on the rows of several grids together, :func:`.io.grid.concatenate_grids`);
+    write checkpoints and the final model into ``out_dir``.
 
     ``validation``/``test`` grids may be given; otherwise ``grid`` is split by ``config.split``
     (seeded). If ``out_dir`` holds a checkpoint of the same run, training resumes from it (a finished

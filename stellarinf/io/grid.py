@@ -151,6 +151,66 @@ class SpectralGrid:
         write_grid(path, self)
 
 
+def concatenate_grids(grids, sources=None) -> SpectralGrid:
+    """The rows of several grids as one (e.g. a broad design and a denser one of a corner of its box, to train on
+    both): the same labels in the same order, the same wavelengths, and the same physics (:data:`PHYSICS_KEYS`: a
+    spectrum of one must be a spectrum the other could hold). The label box is the union of theirs (a corner grid's
+    box lies inside the broad one's, so the union is the broad box); the metadata are the first grid's with
+    ``concatenated`` listing each part (source, rows, seed, box). ``sources``: a name for each grid (its path)."""
+    grids = list(grids)
+    if not grids:
+        raise GridFileError("no grids to concatenate")
+    names = [str(s) for s in sources] if sources is not None else [f"grid {i}" for i in range(len(grids))]
+    first = grids[0]
+    for name, g in zip(names[1:], grids[1:]):
+        if g.label_space.names != first.label_space.names:
+            raise GridFileError(
+                f"{name} has labels {g.label_space.names}, {names[0]} {first.label_space.names}: grids trained on "
+                "together need the same labels in the same order (make it with the same --elements/--alpha)"
+            )
+        if g.wavelength.shape != first.wavelength.shape or not np.array_equal(g.wavelength, first.wavelength):
+            raise GridFileError(
+                f"{name} and {names[0]} have different wavelength grids: make both for the same --window and "
+                "--oversample"
+            )
+        if (g.continuum is None) != (first.continuum is None):
+            raise GridFileError(f"{name} and {names[0]}: one stores the continuum and the other does not")
+        for key in PHYSICS_KEYS:
+            a = first.metadata.get(key, PHYSICS_DEFAULTS.get(key))
+            b = g.metadata.get(key, PHYSICS_DEFAULTS.get(key))
+            if a != b:
+                raise GridFileError(
+                    f"{name} was made with {key}={b!r}, {names[0]} with {a!r}: spectra of different physics cannot "
+                    "train one emulator; make them with the same options"
+                )
+    lower = np.min([g.label_space.lower for g in grids], axis=0)
+    upper = np.max([g.label_space.upper for g in grids], axis=0)
+    space = LabelSpace(
+        tuple(
+            dataclasses.replace(lab, lower=float(lo), upper=float(hi))
+            for lab, lo, hi in zip(first.label_space.labels, lower, upper)
+        )
+    )
+    parts = [
+        {
+            "source": name,
+            "rows": len(g),
+            "seed": g.metadata.get("seed"),
+            "design": g.metadata.get("design"),
+            "box": {lab.name: [lab.lower, lab.upper] for lab in g.label_space.labels},
+        }
+        for name, g in zip(names, grids)
+    ]
+    return SpectralGrid(
+        space,
+        np.concatenate([g.labels for g in grids]),
+        first.wavelength,
+        np.concatenate([g.flux for g in grids]),
+        None if first.continuum is None else np.concatenate([g.continuum for g in grids]),
+        {**first.metadata, "path": " + ".join(names), "concatenated": parts},
+    )
+
+
 def split_indices(n: int, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, np.ndarray]:
     """Shuffle ``range(n)`` with ``seed`` and cut into train/validation/test by ``fractions``."""
     fractions = np.asarray(fractions, dtype=float)
