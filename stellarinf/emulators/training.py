@@ -480,16 +480,13 @@ def _init_network(cfg: TrainConfig, grid: SpectralGrid, init: Emulator | None, k
             f"--init model has labels {init.label_space.names} but the grid has {grid.label_space.names}; "
             "fine-tuning needs the same labels in the same order"
         )
-    if not (
-        np.allclose(init.label_space.lower, grid.label_space.lower)
-        and np.allclose(init.label_space.upper, grid.label_space.upper)
-    ):
-        # the network sees labels scaled over the box: another box would feed it other inputs for the same star
-        differ = [
-            f"{lab.name} {lab.lower:g}..{lab.upper:g} (model {ilab.lower:g}..{ilab.upper:g})"
-            for lab, ilab in zip(grid.label_space.labels, init.label_space.labels)
-            if not (np.isclose(lab.lower, ilab.lower) and np.isclose(lab.upper, ilab.upper))
-        ]
+    # the network sees labels scaled over the box: another box would feed it other inputs for the same star
+    differ = [
+        f"{lab.name} {lab.lower:g}..{lab.upper:g} (model {ilab.lower:g}..{ilab.upper:g})"
+        for lab, ilab in zip(grid.label_space.labels, init.label_space.labels)
+        if not (np.isclose(lab.lower, ilab.lower) and np.isclose(lab.upper, ilab.upper))
+    ]
+    if differ:
         raise StellarinfError(
             f"the grid's label box differs from the --init model's: {'; '.join(differ)}. The network sees labels scaled "
             "over its box; fine-tune on a grid with the model's box, or train a corner grid together with one that "
@@ -526,19 +523,17 @@ def _wavelength_mode(cfg: TrainConfig, train_g: SpectralGrid, val_g: SpectralGri
 
 
 def _grid_inputs(grid, validation, test, cfg):
-    if isinstance(grid, (list, tuple)) and len(grid) == 1:
-        grid = grid[0]
-    if isinstance(grid, (list, tuple)):  # several grids (a broad design and a corner of it): their rows as one
-        sources = [str(g) if isinstance(g, (str, os.PathLike)) else g.metadata.get("path", "<in memory>") for g in grid]
-        grid = concatenate_grids(
-            [read_grid(g) if isinstance(g, (str, os.PathLike)) else g for g in grid], sources=sources
-        )
+    def loaded(g):  # (grid, where it came from)
+        if isinstance(g, (str, os.PathLike)):
+            return read_grid(g), str(g)
+        return g, g.metadata.get("path", "<in memory>")
+
+    parts = [loaded(g) for g in (grid if isinstance(grid, (list, tuple)) else [grid])]
+    if len(parts) == 1:
+        grid, source = parts[0]
+    else:  # several grids (a broad design and a corner of it): their rows as one
+        grid = concatenate_grids([g for g, _ in parts], sources=[s for _, s in parts])
         source = grid.metadata["path"]
-    elif isinstance(grid, (str, os.PathLike)):
-        source = str(grid)
-        grid = read_grid(grid)
-    else:
-        source = grid.metadata.get("path", "<in memory>")
     if validation is None:
         parts = split_indices(len(grid), cfg.split, seed=cfg.seed)
         train_g, val_g, test_g = (

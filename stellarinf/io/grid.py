@@ -77,6 +77,13 @@ PHYSICS_FIXES = {
 }
 
 
+def recorded_physics(metadata: dict, key: str):
+    """What a grid's ``metadata`` say about physics ``key`` (:data:`PHYSICS_KEYS`): its value, the default of files
+    written before the key existed, and a value recorded under a name since changed given under today's name."""
+    value = metadata.get(key, PHYSICS_DEFAULTS.get(key))
+    return PHYSICS_RENAMED.get(key, {}).get(value, value)
+
+
 @dataclasses.dataclass
 class SpectralGrid:
     """An in-memory grid of spectra.
@@ -176,8 +183,7 @@ def concatenate_grids(grids, sources=None) -> SpectralGrid:
         if (g.continuum is None) != (first.continuum is None):
             raise GridFileError(f"{name} and {names[0]}: one stores the continuum and the other does not")
         for key in PHYSICS_KEYS:
-            a = first.metadata.get(key, PHYSICS_DEFAULTS.get(key))
-            b = g.metadata.get(key, PHYSICS_DEFAULTS.get(key))
+            a, b = recorded_physics(first.metadata, key), recorded_physics(g.metadata, key)
             if a != b:
                 raise GridFileError(
                     f"{name} was made with {key}={b!r}, {names[0]} with {a!r}: spectra of different physics cannot "
@@ -454,8 +460,7 @@ class GridWriter:
         for key in PHYSICS_KEYS:
             if key not in self.metadata:
                 continue
-            was = old.get(key, PHYSICS_DEFAULTS.get(key))
-            was = PHYSICS_RENAMED.get(key, {}).get(was, was)
+            was = recorded_physics(old, key)
             if was is not None and was != self.metadata[key]:
                 fix = PHYSICS_FIXES.get(key, f"rerun with {key}={was!r} to resume or extend it")
                 raise GridFileError(
