@@ -1534,6 +1534,7 @@ def fit_spectra(
     log: Callable[[str], Any] | None = None,
     physics_error="auto",
     mask_tellurics: bool = True,
+    max_minutes: float | None = DEFAULT_SAMPLER_MINUTES,
 ) -> BatchResult:
     """Fit many spectra with one emulator and one set of settings; returns a :class:`BatchResult`.
 
@@ -1542,7 +1543,8 @@ def fit_spectra(
     accelerators), then the sampler per spectrum. With ``error_scale="star"`` (the default) and a model that measured
     its error scale, each star's emulator error is scaled at its first MAP and its MAP and Laplace redone from there,
     as :func:`fit_spectrum` does (the scale is the table's ``error_scale`` column; outlier pixels are not masked
-    here). A spectrum that cannot be fitted (unreadable, outside the model's range, no usable flux, a failure in its
+    here). ``max_minutes`` is each star's NUTS budget: a star past it is drawn by laplace-is instead (its row's
+    ``sampler`` and ``sampler_fallback`` say so, and the log). A spectrum that cannot be fitted (unreadable, outside the model's range, no usable flux, a failure in its
     fit) gets a row with ``status="failed"`` and the reason in ``error``; the others are still fitted.
     """
     from . import enable_float64
@@ -1629,6 +1631,7 @@ def fit_spectra(
         "chains": chains,
         "draws": draws,
         "warmup": warmup,
+        "max_minutes": None if max_minutes is None else float(max_minutes),
         "n_starts": n_starts,
         "seed": seed,
         "priors": _prior_texts(priors),
@@ -1662,10 +1665,14 @@ def fit_spectra(
             progress=progress,
             keep_idata=keep_idata,
             rescale=_scaled_to_star if error_scale == "star" else None,
+            max_seconds=None if max_minutes is None else 60.0 * float(max_minutes),
         )
         for row in table:
             rows_by_id[str(row["spectrum"])] = {c: row[c] for c in table.colnames}
         specs = {sid: spec for sid, spec, _, _ in read}
+        for sid, row in rows_by_id.items():
+            if row.get("sampler_fallback"):
+                echo(f"{sid}: warning: {row['sampler_fallback']}; drawn by {row['sampler']} instead")
         for sid, row in rows_by_id.items():  # the air/vacuum warning per spectrum: a flag and a column of the row
             msg = (
                 rv_medium_message(row["rv"], row.get("rv_err", math.nan), specs[sid])
@@ -1685,7 +1692,7 @@ def fit_spectra(
                 {
                     "run_id": settings["run_id"],
                     "emulator": label,
-                    "sampler": sampler,
+                    "sampler": str(rows_by_id[sid].get("sampler", sampler)),
                     "settings": json.dumps(settings, default=_json_default, sort_keys=True),
                     "fixed": json.dumps(fixed_values),
                     **inputs[sid],

@@ -489,6 +489,7 @@ def test_fit_spectra_records_bad_spectra_and_fits_the_others(spectrum_file, mode
     t = batch.table
     assert t["spectrum"].tolist() == ["good", "missing", "nan", "far"]
     assert t["status"].tolist() == ["ok", "failed", "failed", "failed"]
+    assert t["sampler"][0] == "map" and t["sampler_fallback"][0] == ""  # no budget to overrun
     assert "does not exist" in t["error"][1] and "WavelengthError" in t["error"][3] and t["error"][2]
     good = t[0]
     for n in ("teff", "logg", "feh", "rv"):
@@ -994,3 +995,32 @@ def test_nuts_past_its_budget_falls_back_to_laplace_is_and_says_so(spectrum_file
     assert any("falling back to laplace-is" in str(line) for line in lines)
     teff = res.summary[list(res.summary["name"]).index("teff")]
     assert abs(teff["p50"] - TRUTH["teff"]) < 4 * teff["sd"]
+
+
+def test_a_batch_holds_each_star_to_the_nuts_budget_and_says_which_sampler_drew_it(spectrum_file, model, tmp_path):
+    # a batch (stellarinf fit A B ...) ran NUTS without any budget: each star is now held to max_minutes as a single
+    # fit is, falls back to laplace-is alone, and its row says so
+    other = tmp_path / "other.fits"
+    write_spectrum_fits(other, make_mock(model, analytic_setup()[1], TRUTH, snr=120, resolution=20000, seed=5))
+    lines = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = stellarinf.fit_spectra(
+            [spectrum_file, other],
+            emulator=model,
+            sampler="nuts",
+            chains=2,
+            draws=100,
+            warmup=100,
+            max_minutes=1e-6,
+            progress=False,
+            log=lines.append,
+            **SMALL,
+        )
+    t = batch.table
+    assert t["status"].tolist() == ["ok", "ok"] and t["sampler"].tolist() == ["laplace-is", "laplace-is"]
+    assert all("NUTS stopped" in f and "budget" in f for f in t["sampler_fallback"])
+    assert sum("warning: NUTS stopped" in line and "drawn by laplace-is instead" in line for line in lines) == 2
+    assert batch.settings["max_minutes"] == 1e-6 and batch.idatas["star"].posterior.attrs["sampler"] == "laplace-is"
+    for r in t:
+        assert abs(r["teff"] - TRUTH["teff"]) < 4 * r["teff_err"]

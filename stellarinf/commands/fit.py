@@ -26,9 +26,9 @@ from pathlib import Path
 
 import click
 
-from ..pipeline import DEFAULT_CONTINUUM, DEFAULT_SAMPLER_MINUTES, DEFAULT_STARTS, EXIT_UNRELIABLE
+from ..pipeline import DEFAULT_SAMPLER_MINUTES, EXIT_UNRELIABLE
 from ..shipped_models import shipped_models_text
-from .options import error_scale_option, read_options_kwargs, spectrum_read_options
+from .options import fit_settings_options, read_options_kwargs, spectrum_read_options
 
 EXIT_BAD_INPUT = 3
 
@@ -111,9 +111,6 @@ def _check_files(paths) -> None:
     "Default: chosen for the emulator and the machine (NUTS on a GPU, laplace-is for the shipped emulators on a CPU), "
     "and printed.",
 )
-@click.option("--chains", default=4, show_default=True, type=click.IntRange(1, 64))
-@click.option("--draws", default=1000, show_default=True, type=click.IntRange(10, 10**6))
-@click.option("--warmup", default=500, show_default=True, type=click.IntRange(0, 10**6))
 @click.option(
     "--prior",
     "priors",
@@ -133,64 +130,15 @@ def _check_files(paths) -> None:
     help="Data sharper than the model (R above the model's, e.g. > 28,000): smooth and resample them to the model's R "
     "instead of refusing them.",
 )
-@click.option(
-    "--continuum", type=click.Choice(["marginalise", "sample", "profile"]), default=DEFAULT_CONTINUUM, show_default=True
-)
-@click.option(
-    "--continuum-degree",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto"] + [str(d) for d in range(-1, 11)]),
-    help="Chebyshev degree per segment (-1 = none; auto = one per 40 Å, 2-8).",
-)
-@click.option(
-    "--rv-max",
-    default=300.0,
-    show_default=True,
-    help="|RV| bound (km/s); also the crop margin at the model's range edges.",
-)
-@click.option("--vsini-max", default=60.0, show_default=True)
-@click.option("--vmacro-max", default=15.0, show_default=True)
-@click.option(
-    "--emulator-error",
-    type=click.Choice(["modes", "white"]),
-    default="modes",
-    show_default=True,
-    help="modes: integrate out the emulator's correlated error modes (when it has them; `stellarinf error-model`); "
-    "white: treat its whole error as independent per pixel.",
-)
-@error_scale_option
-@click.option("--jitter/--no-jitter", default=False, show_default=True, help="Fit an extra white-noise term ln_jitter.")
-@click.option(
-    "--physics-error",
-    type=click.Choice(["auto", "off"]),
-    default="auto",
-    show_default=True,
-    help="auto: the synthesizer-vs-reality error measured on the observed Sun is in the likelihood (real spectra); "
-    "off: for spectra made by the synthesizer itself.",
-)
-@click.option(
-    "--telluric-mask/--no-telluric-mask",
-    default=True,
-    show_default=True,
-    help="Mask the O2 A/B and strong H2O bands (observer's frame).",
-)
-@click.option(
-    "--clip-outliers/--no-clip-outliers",
-    default=True,
-    show_default=True,
-    help="After the MAP, mask pixels more than 5 sigma off the model (at most 2 %) and fit again (single spectra).",
-)
-@click.option(
-    "--starts", default=DEFAULT_STARTS, show_default=True, type=click.IntRange(1, 256), help="MAP starting points."
-)
+@fit_settings_options
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
     "--max-minutes",
     default=DEFAULT_SAMPLER_MINUTES,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
-    help="NUTS's wall-clock budget: past it, NUTS stops and the fit falls back to laplace-is, and says so.",
+    help="NUTS's wall-clock budget (in a batch, each spectrum's): past it, NUTS stops and the fit falls back to "
+    "laplace-is, and says so.",
 )
 @click.option(
     "--draw-log-density/--no-draw-log-density",
@@ -307,7 +255,7 @@ def fit(
         fixed=fixed,
         resolution=resolution,
         continuum=continuum,
-        continuum_degree=continuum_degree if continuum_degree == "auto" else int(continuum_degree),
+        continuum_degree=continuum_degree,
         rv_max=rv_max,
         vsini_max=vsini_max,
         vmacro_max=vmacro_max,
@@ -372,7 +320,7 @@ def fit(
             f"{'--fit-resolution' if fit_resolution else '--degrade-to-model'} is for one spectrum at a time; "
             "fit the spectra one by one"
         )
-    batch = fit_spectra(spectra, progress=not quiet, log=echo, **kw)
+    batch = fit_spectra(spectra, progress=not quiet, log=echo, max_minutes=max_minutes, **kw)
     batch.write(out)
     if not quiet:
         click.echo("\n".join(batch.table.pformat(max_lines=-1, max_width=-1)))

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import click
 
-from ..pipeline import DEFAULT_CONTINUUM, DEFAULT_SAMPLER_MINUTES, DEFAULT_STARTS
+from ..pipeline import DEFAULT_SAMPLER_MINUTES
 from .fit import BadInput, SamplerChoice, _parse_fixed
-from .options import error_scale_option, read_options_kwargs, spectrum_read_options
+from .options import fit_settings_options, read_options_kwargs, spectrum_read_options
 
 
 @click.command(name="fit-catalog")
@@ -59,9 +59,6 @@ from .options import error_scale_option, read_options_kwargs, spectrum_read_opti
     help="laplace (MAP + Laplace: the fast choice for a survey), laplace-is, nuts, ...; default: chosen for the "
     "emulator and the machine, and printed.",
 )
-@click.option("--chains", default=4, show_default=True, type=click.IntRange(1, 64))
-@click.option("--draws", default=1000, show_default=True, type=click.IntRange(10, 10**6))
-@click.option("--warmup", default=500, show_default=True, type=click.IntRange(0, 10**6))
 @click.option(
     "--prior",
     "priors",
@@ -76,32 +73,7 @@ from .options import error_scale_option, read_options_kwargs, spectrum_read_opti
     default=None,
     help="Resolving power for every star (default: each file's; a manifest's resolution column overrides it).",
 )
-@click.option(
-    "--continuum", type=click.Choice(["marginalise", "sample", "profile"]), default=DEFAULT_CONTINUUM, show_default=True
-)
-@click.option(
-    "--continuum-degree",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto"] + [str(d) for d in range(-1, 11)]),
-    help="Chebyshev degree per segment (-1 = none; auto = one per 40 Å, 2-8).",
-)
-@click.option("--rv-max", default=300.0, show_default=True, help="|RV| bound (km/s).")
-@click.option("--vsini-max", default=60.0, show_default=True)
-@click.option("--vmacro-max", default=15.0, show_default=True)
-@click.option("--emulator-error", type=click.Choice(["modes", "white"]), default="modes", show_default=True)
-@error_scale_option
-@click.option("--jitter/--no-jitter", default=False, show_default=True, help="Fit an extra white-noise term ln_jitter.")
-@click.option(
-    "--physics-error",
-    type=click.Choice(["auto", "off"]),
-    default="auto",
-    show_default=True,
-    help="auto: the synthesizer-vs-reality error in the likelihood (real spectra); off: for synthetic spectra.",
-)
-@click.option("--telluric-mask/--no-telluric-mask", default=True, show_default=True)
-@click.option("--clip-outliers/--no-clip-outliers", default=True, show_default=True)
-@click.option("--starts", default=DEFAULT_STARTS, show_default=True, type=click.IntRange(1, 256), help="MAP starts.")
+@fit_settings_options
 @click.option("--seed", default=0, show_default=True, type=int, help="Run seed (each star's is derived from it).")
 @click.option(
     "--max-minutes",
@@ -191,7 +163,7 @@ def fit_catalog(
         fixed=_parse_fixed(fixed),
         resolution=resolution,
         continuum=continuum,
-        continuum_degree=continuum_degree if continuum_degree == "auto" else int(continuum_degree),
+        continuum_degree=continuum_degree,
         rv_max=rv_max,
         vsini_max=vsini_max,
         vmacro_max=vmacro_max,

@@ -1,5 +1,6 @@
 """Shared command-line options: how to read an observed spectrum, where a command that measures a model stores
-the result (``@model_output_option``), and how a fit scales the emulator's error (``@error_scale_option``).
+the result (``@model_output_option``), and the likelihood and sampler settings every fit takes
+(``@fit_settings_options``: ``stellarinf fit`` and ``fit-catalog``, one definition so they cannot drift apart).
 
 Every command that reads spectra takes the same options (``@spectrum_read_options``) and turns them into
 :func:`~stellarinf.io.spectrum.read_spectrum` keywords with :func:`read_options_kwargs`, so that an error
@@ -21,6 +22,7 @@ import click
 
 from ..io.readers import FORMATS
 from ..observe.error_scale import ERROR_SCALE_MODES
+from ..pipeline import DEFAULT_CONTINUUM, DEFAULT_STARTS
 
 # option dest → read_spectrum keyword
 READ_OPTION_KEYWORDS = {
@@ -129,6 +131,88 @@ model_output_option = click.option(
     default=None,
     help="Write the updated model here (default: update MODEL's model.json in place; a named model needs -o).",
 )
+
+
+def _continuum_degree(ctx, param, value):
+    return value if value == "auto" else int(value)
+
+
+def fit_settings_options(func):
+    """Add the settings of :func:`stellarinf.fit_spectrum` that mean the same for one star and for a catalogue:
+    ``--chains``, ``--draws``, ``--warmup``, ``--continuum``, ``--continuum-degree`` (passed on as ``"auto"`` or an
+    int), ``--rv-max``, ``--vsini-max``, ``--vmacro-max``, ``--emulator-error``, ``--error-scale``, ``--jitter``,
+    ``--physics-error``, ``--telluric-mask``, ``--clip-outliers`` and ``--starts``. What differs between the
+    commands (the emulator, sampler, priors, fixed values, resolution, seed, budget) each defines itself."""
+    options = [
+        click.option("--chains", default=4, show_default=True, type=click.IntRange(1, 64)),
+        click.option("--draws", default=1000, show_default=True, type=click.IntRange(10, 10**6)),
+        click.option("--warmup", default=500, show_default=True, type=click.IntRange(0, 10**6)),
+        click.option(
+            "--continuum",
+            type=click.Choice(["marginalise", "sample", "profile"]),
+            default=DEFAULT_CONTINUUM,
+            show_default=True,
+        ),
+        click.option(
+            "--continuum-degree",
+            default="auto",
+            show_default=True,
+            type=click.Choice(["auto"] + [str(d) for d in range(-1, 11)]),
+            callback=_continuum_degree,
+            help="Chebyshev degree per segment (-1 = none; auto = one per 40 Å, 2-8).",
+        ),
+        click.option(
+            "--rv-max",
+            default=300.0,
+            show_default=True,
+            help="|RV| bound (km/s); also the crop margin at the model's range edges.",
+        ),
+        click.option("--vsini-max", default=60.0, show_default=True),
+        click.option("--vmacro-max", default=15.0, show_default=True),
+        click.option(
+            "--emulator-error",
+            type=click.Choice(["modes", "white"]),
+            default="modes",
+            show_default=True,
+            help="modes: integrate out the emulator's correlated error modes (when it has them; `stellarinf "
+            "error-model`); white: treat its whole error as independent per pixel.",
+        ),
+        error_scale_option,
+        click.option(
+            "--jitter/--no-jitter", default=False, show_default=True, help="Fit an extra white-noise term ln_jitter."
+        ),
+        click.option(
+            "--physics-error",
+            type=click.Choice(["auto", "off"]),
+            default="auto",
+            show_default=True,
+            help="auto: the synthesizer-vs-reality error measured on the observed Sun is in the likelihood (real "
+            "spectra); off: for spectra made by the synthesizer itself.",
+        ),
+        click.option(
+            "--telluric-mask/--no-telluric-mask",
+            default=True,
+            show_default=True,
+            help="Mask the O2 A/B and strong H2O bands (observer's frame).",
+        ),
+        click.option(
+            "--clip-outliers/--no-clip-outliers",
+            default=True,
+            show_default=True,
+            help="After the MAP, mask pixels more than 5 sigma off the model (at most 2 %) and fit again (every star "
+            "fitted on its own; not in a batch of `stellarinf fit A B ...`).",
+        ),
+        click.option(
+            "--starts",
+            default=DEFAULT_STARTS,
+            show_default=True,
+            type=click.IntRange(1, 256),
+            help="MAP starting points.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
 
 
 # the fits' (`fit`, `fit-catalog`) choice of :func:`stellarinf.fit_spectrum`'s ``error_scale``

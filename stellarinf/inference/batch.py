@@ -290,9 +290,15 @@ def fit_batch(
     keep_idata: bool = False,
     vectorize: bool | None = None,
     rescale: Rescale | None = None,
+    max_seconds: float | None = None,
 ):
     """Fit every problem; returns ``(table, idatas)`` — one row per spectrum (medians, sd, 16/84
-    percentiles, max R-hat, min ESS, reduced χ², divergences, flags); ``idatas`` if ``keep_idata``.
+    percentiles, max R-hat, min ESS, reduced χ², divergences, flags, the ``sampler`` that made it); ``idatas`` if
+    ``keep_idata``.
+
+    ``max_seconds``: each star's wall-clock budget for a sampler that takes one (NUTS): a star whose run projects past
+    it is drawn by ``laplace-is`` from the same Laplace start instead, its row's ``sampler`` says so and
+    ``sampler_fallback`` why (as :func:`stellarinf.fit_spectrum` falls back, and a catalogue's columns say).
 
     ``rescale`` (optional): after the first MAP, ``rescale(problem, map_result)`` may return another problem to fit
     instead (same structure, other array values: the emulator's error scaled to the star) and columns for the star's
@@ -301,7 +307,7 @@ def fit_batch(
     from tqdm.auto import tqdm
 
     from .results import summary_table, to_inference_data
-    from .samplers import sample, sampler_spec
+    from .samplers import SamplerBudgetExceeded, sample, sampler_spec
 
     problems = list(problems)
     ids = [f"spectrum_{i}" for i in range(len(problems))] if ids is None else [str(i) for i in ids]
@@ -329,9 +335,26 @@ def fit_batch(
         try:
             if lap is None:
                 raise StellarinfError("the MAP/Laplace step failed for this spectrum")
-            post = sample(p, method, chains=chains, warmup=warmup, draws=draws, seed=seed + i, init=lap)
+            used, fallback = method, ""
+            try:
+                post = sample(
+                    p,
+                    method,
+                    chains=chains,
+                    warmup=warmup,
+                    draws=draws,
+                    seed=seed + i,
+                    init=lap,
+                    max_seconds=max_seconds,
+                )
+            except SamplerBudgetExceeded as exc:  # this star only: the others keep the chosen sampler
+                used, fallback = "laplace-is", str(exc)
+                post = sample(p, used, chains=chains, draws=draws, seed=seed + i, init=lap)
             idata = to_inference_data(post, p, n_predictive=20 if not keep_idata else 100)
-            rows.append({**_row_from_table(ids[i], summary_table(idata)), **extras[i], "status": "ok", "error": ""})
+            row = _row_from_table(ids[i], summary_table(idata))
+            rows.append(
+                {**row, **extras[i], "sampler": used, "sampler_fallback": fallback, "status": "ok", "error": ""}
+            )
         except (
             StellarinfError,
             FloatingPointError,
