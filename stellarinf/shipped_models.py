@@ -83,11 +83,15 @@ def set_members(name: str) -> dict[str, str]:
     return {SHIPPED_MODELS[m].window: m for m in MODEL_SETS[name]}
 
 
-def shipped_models_text() -> str:
-    """``'default' (TransformerPayne, galah-red), ...``: the shipped names for help texts and messages."""
+def shipped_models_text(synth: bool = True) -> str:
+    """``'default' (TransformerPayne, galah-red), ...``: the shipped names for help texts and messages (``synth``:
+    and the synthesizer's names, which fit one spectrum at a time, not a catalogue)."""
     models = ", ".join(f"{name!r} ({m.about}, {m.window})" for name, m in SHIPPED_MODELS.items())
     sets = ", ".join(f"{name!r} (a model per arm: {', '.join(members)})" for name, members in MODEL_SETS.items())
-    synth = (
-        "'synth' / 'synth-abo' (the 1D LTE synthesizer itself, Unsöld × 2 / ABO damping: no emulator error, minutes)"
-    )
-    return f"{models}; sets {sets}; {synth}"
+    text = f"{models}; sets {sets}"
+    if synth:
+        text += (
+            "; 'synth' / 'synth-abo' (the 1D LTE synthesizer itself, Unsöld × 2 / ABO damping: no emulator error, "
+            "minutes)"
+        )
+    return text

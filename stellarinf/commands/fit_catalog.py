@@ -18,6 +18,7 @@ from __future__ import annotations
 import click
 
 from ..pipeline import DEFAULT_SAMPLER_MINUTES
+from ..shipped_models import shipped_models_text
 from .fit import BadInput, SamplerChoice, _parse_fixed
 from .options import fit_settings_options, read_options_kwargs, spectrum_read_options
 
@@ -49,8 +50,8 @@ from .options import fit_settings_options, read_options_kwargs, spectrum_read_op
     "--emulator",
     default="auto",
     show_default=True,
-    help="Model directory, 'default' (TransformerPayne), 'default-payne' (the Payne MLP), 'auto', or a set of "
-    "models, one per arm ('broad', 'broad-tp': each star's arms get the set's member for each).",
+    help=f"Model directory, or a shipped model or set: {shipped_models_text(synth=False)}; or 'auto'. With a set (a model per "
+    "arm) each star's arms get the set's member for each.",
 )
 @click.option(
     "--sampler",
