@@ -1544,8 +1544,9 @@ def fit_spectra(
     its error scale, each star's emulator error is scaled at its first MAP and its MAP and Laplace redone from there,
     as :func:`fit_spectrum` does (the scale is the table's ``error_scale`` column; outlier pixels are not masked
     here). ``max_minutes`` is each star's NUTS budget: a star past it is drawn by laplace-is instead (its row's
-    ``sampler`` and ``sampler_fallback`` say so, and the log). A spectrum that cannot be fitted (unreadable, outside the model's range, no usable flux, a failure in its
-    fit) gets a row with ``status="failed"`` and the reason in ``error``; the others are still fitted.
+    ``sampler`` and ``sampler_fallback`` say so, and the log). A spectrum that cannot be fitted (unreadable, outside
+    the model's range, no usable flux, a failure in its fit) gets a row with ``status="failed"`` and the reason in
+    ``error``; the others are still fitted.
     """
     from . import enable_float64
     from .inference.batch import fit_batch
@@ -1670,10 +1671,9 @@ def fit_spectra(
         for row in table:
             rows_by_id[str(row["spectrum"])] = {c: row[c] for c in table.colnames}
         specs = {sid: spec for sid, spec, _, _ in read}
-        for sid, row in rows_by_id.items():
+        for sid, row in rows_by_id.items():  # each spectrum's warnings; air/vacuum also a flag and a column of the row
             if row.get("sampler_fallback"):
                 echo(f"{sid}: warning: {row['sampler_fallback']}; drawn by {row['sampler']} instead")
-        for sid, row in rows_by_id.items():  # the air/vacuum warning per spectrum: a flag and a column of the row
             msg = (
                 rv_medium_message(row["rv"], row.get("rv_err", math.nan), specs[sid])
                 if row.get("status", "ok") == "ok" and "rv" in row

@@ -50,8 +50,8 @@ from .options import fit_settings_options, read_options_kwargs, spectrum_read_op
     "--emulator",
     default="auto",
     show_default=True,
-    help=f"Model directory, or a shipped model or set: {shipped_models_text(synth=False)}; or 'auto'. With a set (a model per "
-    "arm) each star's arms get the set's member for each.",
+    help=f"Model directory, or a shipped model or set: {shipped_models_text(synth=False)}; or 'auto'. With a set "
+    "(a model per arm) each star's arms get the set's member for each.",
 )
 @click.option(
     "--sampler",
