@@ -36,6 +36,7 @@ from .observe.error_scale import check_error_scale_mode, table_kept_note
 from .pipeline import (
     DEFAULT_CONTINUUM,
     DEFAULT_EMULATOR,
+    DEFAULT_SAMPLER_MINUTES,
     DEFAULT_STARTS,
     StageLog,
     _json_default,
@@ -241,6 +242,7 @@ def fit_joint(
     emulator_name: str | None = None,
     nuts_options: Mapping[str, Any] | None = None,
     star_map: str | None = None,
+    max_minutes: float | None = DEFAULT_SAMPLER_MINUTES,
 ) -> JointFitResult:
     """Fit many stars at once, with chosen nuisance parameters shared across them (or across groups of them).
 
@@ -273,6 +275,9 @@ def fit_joint(
             error table as measured (it has no per-star second MAP to scale it at), with a note where that matters.
         chains, warmup, draws: NUTS size per chain; ``n_starts``: MAP starts per star alone; ``seed``.
         progress: NUTS's progress bar; ``log``: a callable taking a line (``print``) for the stages and times.
+        max_minutes: NUTS's wall-clock budget (warm-up included; None = none): when its steps so far project past it,
+            NUTS stops and the fit draws from the joint Laplace approximation instead, saying so in the log,
+            ``settings["sampler_fallback"]`` and ``diagnostics["warnings"]`` (as :func:`stellarinf.fit_spectrum`).
         nuts_options: more keywords of :func:`~stellarinf.inference.joint.run_joint_nuts` (``pilot``, ``chunk``,
             ``time_budget_s``, ``checkpoint``, ``target_accept``, ``max_tree_depth``, ``init_scale``); its ``log``
             is ``log``.
@@ -304,6 +309,7 @@ def fit_joint(
     from .inference.joint import JointError, JointProblem, joint_laplace, laplace_draws, run_joint_nuts
     from .inference.laplace import laplace
     from .inference.map import find_map
+    from .inference.samplers import SamplerBudgetExceeded
     from .io.spectrum import crop_to_model
     from .observe.model import ObservationModel
 
@@ -453,17 +459,26 @@ def fit_joint(
         if sampler == "nuts"
         else f"laplace: {chains} × {draws} draws",
     )
+    fallback = None
     if sampler == "nuts":
-        post = run_joint_nuts(
-            problem,
-            jl,
-            chains=chains,
-            warmup=warmup,
-            draws=draws,
-            seed=seed,
-            progress=progress,
-            **{"log": log, **dict(nuts_options or {})},
-        )
+        try:
+            post = run_joint_nuts(
+                problem,
+                jl,
+                chains=chains,
+                warmup=warmup,
+                draws=draws,
+                seed=seed,
+                progress=progress,
+                max_seconds=None if max_minutes is None else 60.0 * float(max_minutes),
+                **{"log": log, **dict(nuts_options or {})},
+            )
+        except SamplerBudgetExceeded as exc:
+            fallback = str(exc)
+            stages.note(f"warning: {fallback}")
+            stages.note(f"falling back to the joint Laplace draws: {chains} × {draws}")
+            sampler = "laplace"
+    if sampler == "nuts":
         stages.done(f"{post.n_divergent} divergences, {post.n_gradient_evals} gradients (sampling phase)")
     else:
         post = laplace_draws(problem, jl, chains=chains, draws=draws, seed=seed)
@@ -481,6 +496,8 @@ def fit_joint(
         "emulator": label,
         "emulator_kind": emulator_kind(models[0]),
         "sampler": sampler,
+        "sampler_fallback": fallback,
+        "max_minutes": None if max_minutes is None else float(max_minutes),
         "share": list(share),
         "groups": {
             name: {ids[i]: problem.group_keys[j][int(g)] for i, g in enumerate(np.asarray(gi))}
@@ -521,6 +538,8 @@ def fit_joint(
     idata = joint_inference_data(post, problem, ids, settings)
     stars, shared_table = joint_summaries(idata, problem, ids, inputs, alone)
     diagnostics = joint_diagnostics(stars, shared_table, post)
+    if fallback:
+        diagnostics["warnings"] = [fallback]
     timings = dict(stages.timings)
     timings["total_s"] = time.perf_counter() - t_start
     return JointFitResult(

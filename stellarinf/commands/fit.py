@@ -138,7 +138,7 @@ def _check_files(paths) -> None:
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="NUTS's wall-clock budget (in a batch, each spectrum's): past it, NUTS stops and the fit falls back to "
-    "laplace-is, and says so.",
+    "laplace-is (with --joint: to the joint Laplace draws), and says so.",
 )
 @click.option(
     "--draw-log-density/--no-draw-log-density",
@@ -278,7 +278,16 @@ def fit(
     if joint:
         from .joint import run_joint
 
-        return run_joint(spectra, kw, share, groups, out, echo, quiet=quiet, allow_unreliable=allow_unreliable)
+        return run_joint(
+            spectra,
+            {**kw, "max_minutes": max_minutes},
+            share,
+            groups,
+            out,
+            echo,
+            quiet=quiet,
+            allow_unreliable=allow_unreliable,
+        )
     if len(spectra) == 1 or combine:
         if combine:
             echo(f"the {len(spectra)} files are arms of one star: fitting them together")

@@ -599,6 +599,7 @@ def run_joint_nuts(
     time_budget_s: float | None = None,
     log=None,
     checkpoint=None,
+    max_seconds: float | None = None,
 ) -> JointPosterior:
     """NumPyro NUTS on :func:`make_joint_numpyro_model`, the chains started from the joint Laplace mode plus
     draws of the Laplace approximation scaled by ``init_scale`` (1: draws of the approximation itself; 0: all
@@ -614,10 +615,15 @@ def run_joint_nuts(
     least ``draws``), calling ``log(line)`` (progress: draws, divergences, steps, max R-hat so far) and
     ``checkpoint(posterior_so_far)`` after each; with ``time_budget_s`` the sampling stops after the chunk that
     would leave too little time for another (counted from the call), so a long run always returns what it has
-    (``timings["stopped_early"]``)."""
+    (``timings["stopped_early"]``).
+
+    ``max_seconds``: the wall-clock budget of the whole run (warm-up included), checked after every compiled step as
+    for one star (:func:`~stellarinf.inference.samplers.budget_verdict`): when the steps so far project past it, NUTS
+    stops with :class:`~stellarinf.inference.samplers.SamplerBudgetExceeded` (what it measured, what to do) and the
+    caller falls back to the Laplace draws."""
     from numpyro.infer import NUTS
 
-    from .samplers import _nuts_chunk_runner, _progress_bar
+    from .samplers import SamplerBudgetExceeded, _nuts_chunk_runner, _progress_bar, budget_verdict
 
     if chains < 1 or draws < 1 or warmup < 0 or pilot < 0:
         raise JointError(
@@ -659,14 +665,39 @@ def run_joint_nuts(
         ]
         return kernel, _nuts_chunk_runner(kernel), jax.tree.map(lambda *xs: jnp.stack(xs), *per_chain)
 
-    bar = _progress_bar(
-        progress, (pilot and (warmup if pilot_warmup is None else pilot_warmup) + pilot) + warmup + draws, "joint NUTS"
-    )
+    n_total = (pilot and (warmup if pilot_warmup is None else pilot_warmup) + pilot) + warmup + draws
+    bar = _progress_bar(progress, n_total, "joint NUTS")
+    pace = {"done": 0, "first": None}  # iterations so far; (seconds, iterations) after the first step (compiling)
 
     def step(run, state, n):
         state, fields = run(state, n)
         if bar is not None:
             bar.update(n)
+        if max_seconds is not None:
+            jax.block_until_ready(fields)
+            pace["done"] += n
+            elapsed, done = time.perf_counter() - t0, pace["done"]
+            first = pace["first"]
+            rate = None if first is None else (elapsed - first[0]) / max(done - first[1], 1)
+            pace["first"] = first or (elapsed, done)
+            projected = budget_verdict(elapsed, done, n_total, rate, max_seconds) if done < n_total else None
+            if projected is not None:
+                if bar is not None:
+                    bar.close()
+                steps = float(np.mean(np.asarray(fields["num_steps"])))
+                raise SamplerBudgetExceeded(
+                    f"joint NUTS stopped after {elapsed:.0f} s ({done} of {n_total} iterations per chain): at "
+                    f"{steps:.0f} gradients per draw it would need about {projected / 60:.0f} min, past its budget of "
+                    f"{max_seconds / 60:.1f} min. Use the joint Laplace draws (--sampler laplace), fewer stars per "
+                    "joint fit, a GPU, or a larger budget (--max-minutes)",
+                    {
+                        "elapsed_s": elapsed,
+                        "iterations_done": done,
+                        "iterations_total": n_total,
+                        "projected_s": projected,
+                        "mean_gradients_per_draw": steps,
+                    },
+                )
         return state, fields
 
     def advance(run, state, n):
