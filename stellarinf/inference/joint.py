@@ -623,7 +623,7 @@ def run_joint_nuts(
     caller falls back to the Laplace draws."""
     from numpyro.infer import NUTS
 
-    from .samplers import SamplerBudgetExceeded, _nuts_chunk_runner, _progress_bar, budget_verdict
+    from .samplers import NutsClock, SamplerBudgetExceeded, _nuts_chunk_runner, _progress_bar
 
     if chains < 1 or draws < 1 or warmup < 0 or pilot < 0:
         raise JointError(
@@ -667,7 +667,14 @@ def run_joint_nuts(
 
     n_total = (pilot and (warmup if pilot_warmup is None else pilot_warmup) + pilot) + warmup + draws
     bar = _progress_bar(progress, n_total, "joint NUTS")
-    pace = {"done": 0, "first": None}  # iterations so far; (seconds, iterations) after the first step (compiling)
+    clock = NutsClock(
+        max_seconds,
+        n_total,
+        name="joint NUTS",
+        advice="Use the joint Laplace draws (--sampler laplace), fewer stars per joint fit, a GPU, or a larger budget "
+        "(--max-minutes)",
+        start=t0,
+    )
 
     def step(run, state, n):
         state, fields = run(state, n)
@@ -675,29 +682,12 @@ def run_joint_nuts(
             bar.update(n)
         if max_seconds is not None:
             jax.block_until_ready(fields)
-            pace["done"] += n
-            elapsed, done = time.perf_counter() - t0, pace["done"]
-            first = pace["first"]
-            rate = None if first is None else (elapsed - first[0]) / max(done - first[1], 1)
-            pace["first"] = first or (elapsed, done)
-            projected = budget_verdict(elapsed, done, n_total, rate, max_seconds) if done < n_total else None
-            if projected is not None:
+            try:
+                clock.tick(n, fields["num_steps"])
+            except SamplerBudgetExceeded:
                 if bar is not None:
                     bar.close()
-                steps = float(np.mean(np.asarray(fields["num_steps"])))
-                raise SamplerBudgetExceeded(
-                    f"joint NUTS stopped after {elapsed:.0f} s ({done} of {n_total} iterations per chain): at "
-                    f"{steps:.0f} gradients per draw it would need about {projected / 60:.0f} min, past its budget of "
-                    f"{max_seconds / 60:.1f} min. Use the joint Laplace draws (--sampler laplace), fewer stars per "
-                    "joint fit, a GPU, or a larger budget (--max-minutes)",
-                    {
-                        "elapsed_s": elapsed,
-                        "iterations_done": done,
-                        "iterations_total": n_total,
-                        "projected_s": projected,
-                        "mean_gradients_per_draw": steps,
-                    },
-                )
+                raise
         return state, fields
 
     def advance(run, state, n):

@@ -161,6 +161,54 @@ def budget_verdict(
     return projected if projected > 1.2 * max_seconds else None
 
 
+class NutsClock:
+    """A NUTS run's wall-clock budget, checked after every compiled step (one star's NUTS and the joint one).
+
+    ``tick(n, num_steps)`` after each step of ``n`` iterations per chain (``num_steps``: that step's gradients per
+    draw) raises :class:`SamplerBudgetExceeded` when :func:`budget_verdict` says the run will overrun; the first
+    step holds the compilation, so the pace is measured from the second on."""
+
+    def __init__(
+        self,
+        max_seconds: float | None,
+        total: int,
+        *,
+        name: str,
+        advice: str,
+        extra: dict | None = None,
+        start: float | None = None,
+    ):
+        self.max_seconds, self.total, self.name, self.advice = max_seconds, total, name, advice
+        self.extra = dict(extra or {})
+        self.t0 = time.perf_counter() if start is None else start  # start: perf_counter() when the run began
+        self.done, self.first = 0, None  # first: (seconds, iterations) at the end of the first (compiling) step
+
+    def tick(self, n: int, num_steps) -> None:
+        self.done += n
+        if self.max_seconds is None:
+            return
+        elapsed = time.perf_counter() - self.t0
+        rate = None if self.first is None else (elapsed - self.first[0]) / max(self.done - self.first[1], 1)
+        self.first = self.first or (elapsed, self.done)
+        projected = budget_verdict(elapsed, self.done, self.total, rate, self.max_seconds)
+        if projected is None or self.done >= self.total:
+            return
+        steps = float(np.mean(np.asarray(num_steps)))
+        raise SamplerBudgetExceeded(
+            f"{self.name} stopped after {elapsed:.0f} s ({self.done} of {self.total} iterations per chain): at "
+            f"{steps:.0f} gradients per draw it would need about {projected / 60:.0f} min, past its budget of "
+            f"{self.max_seconds / 60:.1f} min. {self.advice}",
+            {
+                "elapsed_s": elapsed,
+                "iterations_done": self.done,
+                "iterations_total": self.total,
+                "projected_s": projected,
+                "mean_gradients_per_draw": steps,
+                **self.extra,
+            },
+        )
+
+
 def run_numpyro_nuts(
     problem: Problem,
     *,
@@ -216,7 +264,16 @@ def run_numpyro_nuts(
         return programs.chunk(problem, states, jnp.zeros(n))
 
     total = warmup + draws
-    done, kept, first = 0, [], None  # first: (time, iterations) at the end of the first (compiling) chunk
+    done, kept = 0, []
+    clock = NutsClock(
+        max_seconds,
+        total,
+        name="NUTS",
+        advice="Use the Laplace/importance-sampling result (--sampler laplace-is), a faster emulator (the Payne, "
+        "--emulator default-payne, where this is TransformerPayne), a GPU, or a larger budget (--max-minutes)",
+        extra={"max_tree_depth": int(max_tree_depth)},
+        start=t1,
+    )
     bar = _progress_bar(progress, total, "NUTS")
     try:
         while done < total:
@@ -229,31 +286,7 @@ def run_numpyro_nuts(
             done += n
             if bar is not None:
                 bar.update(n)
-            elapsed = time.perf_counter() - t1
-            if first is None:
-                first, rate = (elapsed, done), None
-            else:
-                rate = (elapsed - first[0]) / (done - first[1])
-            projected = budget_verdict(elapsed, done, total, rate, max_seconds) if done < total else None
-            if projected is not None:
-                steps = np.asarray(fields["num_steps"])
-                measured = {
-                    "elapsed_s": elapsed,
-                    "iterations_done": done,
-                    "iterations_total": total,
-                    "projected_s": projected,
-                    "mean_gradients_per_draw": float(steps.mean()),
-                    "max_tree_depth": int(max_tree_depth),
-                }
-                raise SamplerBudgetExceeded(
-                    f"NUTS stopped after {elapsed:.0f} s ({done} of {total} iterations per chain): at "
-                    f"{steps.mean():.0f} gradients per draw it would need about {projected / 60:.0f} min, past its "
-                    f"budget of {max_seconds / 60:.1f} min. Use the Laplace/importance-sampling result (--sampler "
-                    "laplace-is), a faster emulator (the Payne, --emulator default-payne, where this is "
-                    "TransformerPayne), a GPU, or a larger budget "
-                    "(--max-minutes)",
-                    measured,
-                )
+            clock.tick(n, fields["num_steps"])
     finally:
         if bar is not None:
             bar.close()
