@@ -528,11 +528,11 @@ def _grid_inputs(grid, validation, test, cfg):
             return read_grid(g), str(g)
         return g, g.metadata.get("path", "<in memory>")
 
-    parts = [loaded(g) for g in (grid if isinstance(grid, (list, tuple)) else [grid])]
-    if len(parts) == 1:
-        grid, source = parts[0]
+    inputs = [loaded(g) for g in (grid if isinstance(grid, (list, tuple)) else [grid])]
+    if len(inputs) == 1:
+        grid, source = inputs[0]
     else:  # several grids (a broad design and a corner of it): their rows as one
-        grid = concatenate_grids([g for g, _ in parts], sources=[s for _, s in parts])
+        grid = concatenate_grids([g for g, _ in inputs], sources=[s for _, s in inputs])
         source = grid.metadata["path"]
     if validation is None:
         parts = split_indices(len(grid), cfg.split, seed=cfg.seed)
