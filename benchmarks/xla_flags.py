@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from stellarinf.io.atomic import write_json_atomic
 from stellarinf.machine import machine_info
 
 HERE = Path(__file__).resolve().parent
@@ -88,9 +89,7 @@ def main() -> None:
         "machine": machine_info(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(doc, indent=1))
-    tmp_out.replace(args.out)
+    write_json_atomic(args.out, doc, indent=1)
     print(json.dumps(summary, indent=1))
 
 
