@@ -301,11 +301,15 @@ def test_joint_nuts_pilot_chunks_and_time_budget(two_stars):
     lo, med, hi = post.timings["metric_variance_ratio"]
     assert 0.25 <= lo <= med <= hi <= 16.0
     # a wall-clock budget the run cannot meet: it stops with what it measured instead of running on
-    from stellarinf.inference.samplers import SamplerBudgetExceeded
+    from stellarinf.inference.samplers import NUTS_CHUNK, SamplerBudgetExceeded
 
     with pytest.raises(SamplerBudgetExceeded, match=r"joint NUTS stopped .* budget .*--sampler laplace") as info:
         run_joint_nuts(jp, lap, chains=2, warmup=10, draws=30, chunk=10, init_scale=0.0, max_seconds=1e-6)
     assert info.value.measured["iterations_done"] == 10 and info.value.measured["iterations_total"] == 40
+    # unchunked, a warm-up longer than one compiled step is still checked step by step (it once ran whole first)
+    with pytest.raises(SamplerBudgetExceeded) as info:
+        run_joint_nuts(jp, lap, chains=2, warmup=NUTS_CHUNK + 15, draws=30, init_scale=0.0, max_seconds=1e-6)
+    assert info.value.measured["iterations_done"] == NUTS_CHUNK
 
 
 @pytest.mark.slow  # ~25 s of joint NUTS chunks to count traces; chunked joint NUTS itself runs in the test above

@@ -617,13 +617,13 @@ def run_joint_nuts(
     would leave too little time for another (counted from the call), so a long run always returns what it has
     (``timings["stopped_early"]``).
 
-    ``max_seconds``: the wall-clock budget of the whole run (warm-up included), checked after every compiled step as
-    for one star (:func:`~stellarinf.inference.samplers.budget_verdict`): when the steps so far project past it, NUTS
+    ``max_seconds``: the wall-clock budget of the whole run (warm-up included), checked after every compiled step (at
+    most :data:`~stellarinf.inference.samplers.NUTS_CHUNK` iterations) as for one star (:func:`~stellarinf.inference.samplers.budget_verdict`): when the steps so far project past it, NUTS
     stops with :class:`~stellarinf.inference.samplers.SamplerBudgetExceeded` (what it measured, what to do) and the
     caller falls back to the Laplace draws."""
     from numpyro.infer import NUTS
 
-    from .samplers import NutsClock, SamplerBudgetExceeded, _nuts_chunk_runner, _progress_bar
+    from .samplers import NUTS_CHUNK, NutsClock, SamplerBudgetExceeded, _nuts_chunk_runner, _progress_bar
 
     if chains < 1 or draws < 1 or warmup < 0 or pilot < 0:
         raise JointError(
@@ -644,6 +644,9 @@ def run_joint_nuts(
         adapt_mass = not lap.hessian_ok
     model = make_joint_numpyro_model(problem)
     n_chunk = draws if chunk is None else int(chunk)
+    # each compiled step runs at most NUTS_CHUNK iterations, so the budget and the bar see a long warm-up or an
+    # unchunked draw phase as it goes, not only after it (the step length is one compiled program either way)
+    n_step = min(n_chunk, NUTS_CHUNK)
 
     # The loop is ours, not numpyro.infer.MCMC's: MCMC.run compiles its whole sampling loop again on every call
     # (a fresh closure each time), so a run drawn in chunks compiled the joint model once per chunk and chain and
@@ -690,12 +693,17 @@ def run_joint_nuts(
                 raise
         return state, fields
 
-    def advance(run, state, n):
-        """``n`` iterations of every chain in steps of at most ``n_chunk`` (the one compiled length, and a remainder)."""
+    def advance(run, state, n, keep=False):
+        """``n`` iterations of every chain in steps of at most ``n_step`` (the one compiled length, and a remainder);
+        with ``keep``, also their per-iteration fields concatenated (chains, n, ...)."""
+        pieces = []
         while n > 0:
-            state, _ = step(run, state, min(n, n_chunk))
-            n -= min(n, n_chunk)
-        return state
+            state, fields = step(run, state, min(n, n_step))
+            pieces.append(fields if keep else None)
+            n -= min(n, n_step)
+        if not keep:
+            return state, None
+        return state, jax.tree.map(lambda *parts: np.concatenate([np.asarray(a) for a in parts], axis=1), *pieces)
 
     timings: dict[str, Any] = {"init_s": time.perf_counter() - t0}
     metric = lap.metric_z
@@ -708,14 +716,8 @@ def run_joint_nuts(
         t1 = time.perf_counter()
         n_pw = warmup if pilot_warmup is None else pilot_warmup
         kernel, run, state = start(metric, n_pw, positions, jax.random.key(seed + 1))
-        state = advance(run, state, n_pw)
-        pieces = []
-        done = 0
-        while done < pilot:
-            state, fields = step(run, state, min(pilot - done, n_chunk))
-            pieces.append(fields)
-            done += min(pilot - done, n_chunk)
-        fields = jax.tree.map(lambda *parts: np.concatenate([np.asarray(a) for a in parts], axis=1), *pieces)
+        state, _ = advance(run, state, n_pw)
+        state, fields = advance(run, state, pilot, keep=True)
         pilot_samples = _constrained_draws(kernel, problem, fields["z"])
         metric, ratio = rescaled_metric(metric, _draws_z(problem, pilot_samples))
         last = {name: np.asarray(state.z[name]) for name in problem.site_names}
@@ -733,14 +735,13 @@ def run_joint_nuts(
         )
     t1 = time.perf_counter()
     kernel, run, state = start(metric, warmup, positions, jax.random.key(seed))
-    state = advance(run, state, warmup)
+    state, _ = advance(run, state, warmup)
     fields_names = ("diverging", "num_steps", "energy", "accept_prob", "potential_energy")
     parts, extras = [], []
     stopped_early = False
     while True:
         tc = time.perf_counter()
-        state, fields = step(run, state, n_chunk)
-        jax.block_until_ready(fields)
+        state, fields = advance(run, state, n_chunk, keep=True)
         parts.append(_constrained_draws(kernel, problem, fields["z"]))
         extras.append({k: np.asarray(fields[k]) for k in fields_names})
         dt = time.perf_counter() - tc
