@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from .shipped_models import shipped_with_tio
+
 LOGGF_CHOICES = ("solar", "laboratory")
 DEFAULT_LOGGF = "solar"
 
@@ -104,14 +106,20 @@ def no_tio_message(teff: float, logg: float, models, composition: Mapping[str, f
     if all(p is None or p == "on+tio" for p in physics):
         return None
     molecules = ", ".join(sorted({p or "unknown" for p in physics}))
+    learned = shipped_with_tio()
+    shipped = (
+        f"Of the shipped models only {', '.join(learned)} {'has' if len(learned) == 1 else 'have'} learned TiO "
+        "(fine-tuned on TiO spectra; the others' grids were made without it"
+        if learned
+        else "None of the shipped models has learned TiO (their grids were made without it"
+    )
     return (
         f"no_tio: at Teff {teff:.0f} K and log g {logg:.2f} (with its Ti, O and C) TiO bands change the spectrum by "
         "more than 0.1 % rms (8-12 % in the optical arms at 4000 K for a dwarf of solar composition), and this "
         f"model's physics has no TiO (its training grid's molecules: {molecules}): labels and bounds for a star this "
         "cool can be biased (measured at S/N 100 through broad-payne-red: log g -0.06 to -0.19 and [Fe/H] -0.08 to "
         "-0.15, 0.7-3.2 total sd, for 4000-4250 K dwarfs; at most 0.05 dex for 4300-4500 K dwarfs and 4000-4250 K "
-        "giants and subgiants). Of the shipped models only broad-payne-red has learned TiO (fine-tuned on TiO "
-        "spectra; the others' grids were made without it: data/models/RECIPE.md)"
+        f"giants and subgiants). {shipped}: data/models/RECIPE.md)"
     )
 
 

@@ -359,6 +359,7 @@ def test_a_cool_star_fitted_without_tio_is_flagged_in_words():
     from stellarinf.inference.results import FLAG_ADVICE
     from stellarinf.physics_options import tio_composition_dex, tio_matters
     from stellarinf.pipeline import tio_warning
+    from stellarinf.shipped_models import shipped_with_tio
 
     def summary(teff, logg, **xfe):
         return Table({"name": ["teff", "logg", "feh", *xfe], "p50": [teff, logg, 0.0, *xfe.values()]})
@@ -368,6 +369,10 @@ def test_a_cool_star_fitted_without_tio_is_flagged_in_words():
 
     msg = tio_warning(summary(4200.0, 4.6), [emulator("on")])
     assert msg.startswith("no_tio:") and "molecules: on" in msg and "4200 K" in msg
+    # it names the shipped models that learned TiO, as their model.json files record it
+    learned = shipped_with_tio()
+    assert "broad-payne-red" in learned and not {"default-payne", "broad-payne-rvs"} & set(learned)
+    assert f"only {', '.join(learned)} ha" in msg
     assert "molecules: off" in tio_warning(
         summary(4200.0, 4.6), [SimpleNamespace(metadata={"training_grid": {"metadata": {}}})]
     )
