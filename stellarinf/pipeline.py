@@ -985,6 +985,25 @@ def mask_outliers(spec, obs, params, *, threshold: float = 5.0):
     return dataclasses.replace(spec, mask=np.asarray(spec.mask, bool) & ~bad), int(bad.sum())
 
 
+def weight_out_outliers(obs, params, *, threshold: float = 5.0):
+    """``(obs, n)``: the observation model with the pixels more than ``threshold`` total σ from its model at
+    ``params`` given weight 0 (as :func:`mask_outliers` picks them), and their number. Only an array changes, so
+    the programs compiled for ``obs`` serve the copy: a batch masks its stars' outliers so, where a star fitted on
+    its own is rebuilt on its masked spectrum."""
+    import jax.numpy as jnp
+
+    from .inference.results import model_at
+    from .observe.error_scale import replaced
+    from .observe.outliers import outlier_mask
+
+    model, sigma, _ = model_at(obs, params)
+    weight = np.asarray(obs.weight)
+    bad = outlier_mask(np.asarray(obs.flux), model, sigma, weight > 0, threshold=threshold)
+    if not bad.any():
+        return obs, 0
+    return replaced(obs, weight=jnp.asarray(np.where(bad, 0.0, weight))), int(bad.sum())
+
+
 def _with_scales(obs, problem, scales):
     """(obs, problem) with each arm's emulator error × its scale (:func:`observe.error_scale.with_error_scales`)."""
     from .observe.error_scale import with_error_scales
@@ -994,8 +1013,8 @@ def _with_scales(obs, problem, scales):
 
 
 def _scaled_to_star(problem, map_result):
-    """``fit_batch``'s rescale: the problem with its emulator error scaled at its first MAP (None where no arm's
-    emulator measured a scale) and the star's ``error_scale`` column (NaN then)."""
+    """The problem with its emulator error scaled at its first MAP (None where no arm's emulator measured a scale)
+    and the star's ``error_scale`` column (NaN then)."""
     from .observe.error_scale import star_error_scales
 
     scales = star_error_scales(problem.obs_model, map_result.params)
@@ -1003,6 +1022,25 @@ def _scaled_to_star(problem, map_result):
         return None, {"error_scale": math.nan}
     _, scaled = _with_scales(problem.obs_model, problem, scales)
     return scaled, {"error_scale": float(next(s for s in scales if s is not None))}
+
+
+def _batch_restart(scale: bool, clip: bool):
+    """``fit_batch``'s rescale, what :func:`fit_spectrum` does between its MAP and its Laplace: with ``scale`` the
+    emulator error scaled to the star (column ``error_scale``), then with ``clip`` its outlier pixels weighted out
+    (column ``outlier_pixels_masked``); None where neither is asked."""
+    if not (scale or clip):
+        return None
+
+    def restart(problem, map_result):
+        new, columns = _scaled_to_star(problem, map_result) if scale else (None, {})
+        if clip:
+            current = new or problem
+            obs, n = weight_out_outliers(current.obs_model, {**current.fixed, **map_result.params})
+            columns["outlier_pixels_masked"] = n
+            new = current.with_obs_model(obs) if n else new
+        return new, columns
+
+    return restart
 
 
 def _scales_text(scales) -> str:
@@ -1534,6 +1572,7 @@ def fit_spectra(
     log: Callable[[str], Any] | None = None,
     physics_error="auto",
     mask_tellurics: bool = True,
+    clip_outliers: bool = True,
     max_minutes: float | None = DEFAULT_SAMPLER_MINUTES,
 ) -> BatchResult:
     """Fit many spectra with one emulator and one set of settings; returns a :class:`BatchResult`.
@@ -1542,8 +1581,9 @@ def fit_spectra(
     MAP + Laplace run for all spectra together (:func:`stellarinf.inference.batch.fit_batch`: vmapped across spectra on
     accelerators), then the sampler per spectrum. With ``error_scale="star"`` (the default) and a model that measured
     its error scale, each star's emulator error is scaled at its first MAP and its MAP and Laplace redone from there,
-    as :func:`fit_spectrum` does (the scale is the table's ``error_scale`` column; outlier pixels are not masked
-    here). ``max_minutes`` is each star's NUTS budget: a star past it is drawn by laplace-is instead (its row's
+    as :func:`fit_spectrum` does (the scale is the table's ``error_scale`` column); with ``clip_outliers`` its pixels
+    more than 5 total σ off that MAP's model (at most 2 %) are weighted out before the refit (their number: the
+    ``outlier_pixels_masked`` column). ``max_minutes`` is each star's NUTS budget: a star past it is drawn by laplace-is instead (its row's
     ``sampler`` and ``sampler_fallback`` say so, and the log). A spectrum that cannot be fitted (unreadable, outside
     the model's range, no usable flux, a failure in its fit) gets a row with ``status="failed"`` and the reason in
     ``error``; the others are still fitted.
@@ -1647,6 +1687,7 @@ def fit_spectra(
         "emulator_error": emulator_error,
         "error_scale": {"mode": error_scale, "scales": None},  # per star: the table's error_scale column
         "jitter": jitter,
+        "clip_outliers": bool(clip_outliers),
         "inputs": inputs,
         "stellarinf_version": _version(),
         "read_options": {k: str(v) for k, v in (read_options or {}).items()},
@@ -1665,7 +1706,7 @@ def fit_spectra(
             seed=seed,
             progress=progress,
             keep_idata=keep_idata,
-            rescale=_scaled_to_star if error_scale == "star" else None,
+            rescale=_batch_restart(error_scale == "star", clip_outliers),
             max_seconds=None if max_minutes is None else 60.0 * float(max_minutes),
         )
         for row in table:

@@ -329,7 +329,9 @@ def fit(
             f"{'--fit-resolution' if fit_resolution else '--degrade-to-model'} is for one spectrum at a time; "
             "fit the spectra one by one"
         )
-    batch = fit_spectra(spectra, progress=not quiet, log=echo, max_minutes=max_minutes, **kw)
+    batch = fit_spectra(
+        spectra, progress=not quiet, log=echo, max_minutes=max_minutes, clip_outliers=clip_outliers, **kw
+    )
     batch.write(out)
     if not quiet:
         click.echo("\n".join(batch.table.pformat(max_lines=-1, max_width=-1)))

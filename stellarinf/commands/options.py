@@ -199,8 +199,7 @@ def fit_settings_options(func):
             "--clip-outliers/--no-clip-outliers",
             default=True,
             show_default=True,
-            help="After the MAP, mask pixels more than 5 sigma off the model (at most 2 %) and fit again (every star "
-            "fitted on its own; not in a batch of `stellarinf fit A B ...`).",
+            help="After the MAP, mask pixels more than 5 sigma off the model (at most 2 %) and fit again.",
         ),
         click.option(
             "--starts",

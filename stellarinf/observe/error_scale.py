@@ -89,13 +89,13 @@ def with_error_scales(obs, scales: Sequence[float | None]):
     if len(scales) != len(arms):
         raise ValueError(f"{len(scales)} error scales for {len(arms)} arms")
     scaled = tuple(
-        arm if s is None else _replaced(arm, emulator_error=arm.emulator_error * s, error_modes=arm.error_modes * s)
+        arm if s is None else replaced(arm, emulator_error=arm.emulator_error * s, error_modes=arm.error_modes * s)
         for arm, s in zip(arms, scales)
     )
-    return _replaced(obs, arms=scaled) if hasattr(obs, "arms") else scaled[0]
+    return replaced(obs, arms=scaled) if hasattr(obs, "arms") else scaled[0]
 
 
-def _replaced(module, **fields):
+def replaced(module, **fields):
     """A shallow copy of an (immutable) observation model with ``fields`` replaced. Not ``eqx.tree_at``: that
     rebuilds every node of the tree, the emulators too, and arms are matched to their models by identity."""
     new = copy.copy(module)
