@@ -894,7 +894,7 @@ def test_fit_spectra_masks_each_stars_cosmic_rays_as_a_single_fit_does(model):
             return stellarinf.fit_spectra(
                 [clean, hit],
                 emulator=model,
-                sampler="laplace",
+                sampler="map",
                 ids=["clean", "hit"],
                 draws=200,
                 progress=False,
