@@ -968,17 +968,22 @@ def mask_telluric_bands(spec):
     return dataclasses.replace(spec, mask=np.asarray(spec.mask, bool) & keep), bands
 
 
-def mask_outliers(spec, obs, params, *, threshold: float = 5.0):
-    """``(spectrum, n)``: ``spec`` with the pixels more than ``threshold`` total σ from the model at ``params``
-    masked (:func:`stellarinf.observe.outliers.outlier_mask`; at most 2 % of the pixels), and their number."""
-    import dataclasses
-
+def outlier_pixels(obs, params, *, threshold: float = 5.0) -> np.ndarray:
+    """Boolean per pixel of ``obs``: the used pixels more than ``threshold`` total σ from its model at ``params``
+    (:func:`stellarinf.observe.outliers.outlier_mask`; at most 2 % of them, each grown by a pixel)."""
     from .inference.results import model_at
     from .observe.outliers import outlier_mask
 
     model, sigma, _ = model_at(obs, params)
-    mask = np.asarray(obs.weight) > 0
-    bad = outlier_mask(np.asarray(obs.flux), model, sigma, mask, threshold=threshold)
+    return outlier_mask(np.asarray(obs.flux), model, sigma, np.asarray(obs.weight) > 0, threshold=threshold)
+
+
+def mask_outliers(spec, obs, params, *, threshold: float = 5.0):
+    """``(spectrum, n)``: ``spec`` with the :func:`outlier_pixels` of ``obs`` at ``params`` masked, and their
+    number."""
+    import dataclasses
+
+    bad = outlier_pixels(obs, params, threshold=threshold)
     if not bad.any():
         return spec, 0
     # obs was built on the cropped spectrum: same pixels, same order
@@ -986,22 +991,17 @@ def mask_outliers(spec, obs, params, *, threshold: float = 5.0):
 
 
 def weight_out_outliers(obs, params, *, threshold: float = 5.0):
-    """``(obs, n)``: the observation model with the pixels more than ``threshold`` total σ from its model at
-    ``params`` given weight 0 (as :func:`mask_outliers` picks them), and their number. Only an array changes, so
-    the programs compiled for ``obs`` serve the copy: a batch masks its stars' outliers so, where a star fitted on
-    its own is rebuilt on its masked spectrum."""
+    """``(obs, n)``: the observation model with its :func:`outlier_pixels` at ``params`` given weight 0, and their
+    number. Only an array changes, so the programs compiled for ``obs`` serve the copy: a batch masks its stars'
+    outliers so, where a star fitted on its own is rebuilt on its masked spectrum (:func:`mask_outliers`)."""
     import jax.numpy as jnp
 
-    from .inference.results import model_at
     from .observe.error_scale import replaced
-    from .observe.outliers import outlier_mask
 
-    model, sigma, _ = model_at(obs, params)
-    weight = np.asarray(obs.weight)
-    bad = outlier_mask(np.asarray(obs.flux), model, sigma, weight > 0, threshold=threshold)
+    bad = outlier_pixels(obs, params, threshold=threshold)
     if not bad.any():
         return obs, 0
-    return replaced(obs, weight=jnp.asarray(np.where(bad, 0.0, weight))), int(bad.sum())
+    return replaced(obs, weight=jnp.asarray(np.where(bad, 0.0, np.asarray(obs.weight)))), int(bad.sum())
 
 
 def _with_scales(obs, problem, scales):
