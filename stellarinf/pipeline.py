@@ -1583,10 +1583,10 @@ def fit_spectra(
     its error scale, each star's emulator error is scaled at its first MAP and its MAP and Laplace redone from there,
     as :func:`fit_spectrum` does (the scale is the table's ``error_scale`` column); with ``clip_outliers`` its pixels
     more than 5 total σ off that MAP's model (at most 2 %) are weighted out before the refit (their number: the
-    ``outlier_pixels_masked`` column). ``max_minutes`` is each star's NUTS budget: a star past it is drawn by laplace-is instead (its row's
-    ``sampler`` and ``sampler_fallback`` say so, and the log). A spectrum that cannot be fitted (unreadable, outside
-    the model's range, no usable flux, a failure in its fit) gets a row with ``status="failed"`` and the reason in
-    ``error``; the others are still fitted.
+    ``outlier_pixels_masked`` column). ``max_minutes`` is each star's NUTS budget: a star past it is drawn by
+    laplace-is instead (its row's ``sampler`` and ``sampler_fallback`` say so, and the log). A spectrum that cannot be
+    fitted (unreadable, outside the model's range, no usable flux, a failure in its fit) gets a row with
+    ``status="failed"`` and the reason in ``error``; the others are still fitted.
     """
     from . import enable_float64
     from .inference.batch import fit_batch

@@ -618,9 +618,10 @@ def run_joint_nuts(
     (``timings["stopped_early"]``).
 
     ``max_seconds``: the wall-clock budget of the whole run (warm-up included), checked after every compiled step (at
-    most :data:`~stellarinf.inference.samplers.NUTS_CHUNK` iterations) as for one star (:func:`~stellarinf.inference.samplers.budget_verdict`): when the steps so far project past it, NUTS
-    stops with :class:`~stellarinf.inference.samplers.SamplerBudgetExceeded` (what it measured, what to do) and the
-    caller falls back to the Laplace draws."""
+    most :data:`~stellarinf.inference.samplers.NUTS_CHUNK` iterations) as for one star
+    (:func:`~stellarinf.inference.samplers.budget_verdict`): when the steps so far project past it, NUTS stops with
+    :class:`~stellarinf.inference.samplers.SamplerBudgetExceeded` (what it measured, what to do) and the caller falls
+    back to the Laplace draws."""
     from numpyro.infer import NUTS
 
     from .samplers import NUTS_CHUNK, NutsClock, SamplerBudgetExceeded, _nuts_chunk_runner, _progress_bar
