@@ -20,8 +20,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from .shipped_models import shipped_with_tio
-
 LOGGF_CHOICES = ("solar", "laboratory")
 DEFAULT_LOGGF = "solar"
 
@@ -105,6 +103,8 @@ def no_tio_message(teff: float, logg: float, models, composition: Mapping[str, f
     physics = [model_molecules(m) for m in models]
     if all(p is None or p == "on+tio" for p in physics):
         return None
+    from .emulators.registry import shipped_with_tio
+
     molecules = ", ".join(sorted({p or "unknown" for p in physics}))
     learned = shipped_with_tio()
     shipped = (

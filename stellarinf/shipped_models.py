@@ -7,8 +7,6 @@ here; :mod:`stellarinf.emulators.registry` loads them, :data:`AUTO_MODELS` says 
 
 from __future__ import annotations
 
-import functools
-import json
 from dataclasses import dataclass
 
 
@@ -78,22 +76,6 @@ MODEL_SETS = {
 # physics the shipped emulators learned; "synth-abo" uses ABO cross-sections (log gf calibrated with them for every arm
 # but galah-blue; data/loggf_solar_abo.ecsv)
 SYNTHESIZER_MODELS = {"synth": "unsold", "synth-abo": "abo"}
-
-
-@functools.cache
-def shipped_with_tio() -> tuple[str, ...]:
-    """The shipped models that learned TiO: their training grid's ``molecules`` is ``"on+tio"`` (read from each
-    ``model.json``, in table order; a model whose folder is missing is left out). Read once per process."""
-    from .paths import data_dir
-
-    names = []
-    for name, entry in SHIPPED_MODELS.items():
-        path = data_dir() / entry.folder / "model.json"
-        if path.is_file():
-            grid = json.loads(path.read_text()).get("training_grid") or {}
-            if (grid.get("metadata") or {}).get("molecules") == "on+tio":
-                names.append(name)
-    return tuple(names)
 
 
 def set_members(name: str) -> dict[str, str]:

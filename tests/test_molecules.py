@@ -356,10 +356,10 @@ def test_a_cool_star_fitted_without_tio_is_flagged_in_words():
     from types import SimpleNamespace
 
     from stellarinf.catalog.flags import FLAG_BITS
+    from stellarinf.emulators.registry import shipped_with_tio
     from stellarinf.inference.results import FLAG_ADVICE
     from stellarinf.physics_options import tio_composition_dex, tio_matters
     from stellarinf.pipeline import tio_warning
-    from stellarinf.shipped_models import shipped_with_tio
 
     def summary(teff, logg, **xfe):
         return Table({"name": ["teff", "logg", "feh", *xfe], "p50": [teff, logg, 0.0, *xfe.values()]})

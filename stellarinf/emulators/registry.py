@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -75,6 +76,14 @@ def model_training_physics(name_or_path: str | os.PathLike) -> dict[str, str]:
     path = model_path(name_or_path) / "model.json"
     metadata = json.loads(path.read_text()) if path.exists() else {}
     return training_physics(SimpleNamespace(metadata=metadata))
+
+
+@functools.cache
+def shipped_with_tio() -> tuple[str, ...]:
+    """The shipped models that learned TiO: their training grid's ``molecules`` is ``"on+tio"``
+    (:func:`model_training_physics`, in table order; a model whose folder is missing is left out). Read once per
+    process."""
+    return tuple(name for name in SHIPPED_MODELS if model_training_physics(name)["molecules"] == "on+tio")
 
 
 def load_emulator(name_or_path: str | os.PathLike | Emulator) -> Emulator:

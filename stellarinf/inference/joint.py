@@ -700,7 +700,8 @@ def run_joint_nuts(
         pieces = []
         while n > 0:
             state, fields = step(run, state, min(n, n_step))
-            pieces.append(fields if keep else None)
+            if keep:
+                pieces.append(fields)
             n -= min(n, n_step)
         if not keep:
             return state, None
