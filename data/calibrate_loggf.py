@@ -17,9 +17,9 @@ Usage::
 
 ``--empirical T`` also gives every feature of the atlas that the model at the starting log gf leaves deeper than T
 (continuum units) an empirical placeholder line whose log gf is fitted with the rest; they are written to
-``data/lines_solar_empirical.ecsv`` and are part of ``loggf="solar"``. ``--refine`` starts each range from the
-table's current offsets (laboratory otherwise), so missing features are judged after the list's own lines are
-calibrated.
+``data/lines_solar_empirical.ecsv`` with the damping choice they were fitted with (each choice has its own, as it has
+its own log gf table) and are part of ``loggf="solar"``. ``--refine`` starts each range from the table's current
+offsets (laboratory otherwise), so missing features are judged after the list's own lines are calibrated.
 
 Windows, atlas files and masked ranges come from :mod:`stellarinf.solar_atlas`. Windows not named keep the values
 (and the report) already in the output table, so arms can be calibrated one run at a time.
@@ -75,8 +75,6 @@ def main(argv=None) -> int:
     ap.add_argument("--refine", action="store_true", help="start from the table's current offsets, not laboratory")
     ap.add_argument("--empirical-output", default=str(HERE / "lines_solar_empirical.ecsv"))
     args = ap.parse_args(argv)
-    if args.empirical is not None and args.damping != "unsold":
-        ap.error("--empirical is fitted with the default damping only (the empirical table serves loggf='solar')")
 
     args.output = args.output or str(HERE / LOGGF_TABLES[args.damping])
 
@@ -249,7 +247,8 @@ def main(argv=None) -> int:
 
 
 def write_empirical(path: Path, new_lines: dict, specs: dict, args, placeholder: tuple[int, int, float]) -> None:
-    """Write the empirical lines of the windows fitted now beside those of windows fitted before (atomically)."""
+    """Write the empirical lines of the windows fitted now (with ``args.damping``) beside those of other windows or
+    other damping choices fitted before (atomically)."""
     from astropy.table import Table, vstack
 
     from stellarinf.labels import ELEMENT_SYMBOLS
@@ -258,8 +257,17 @@ def write_empirical(path: Path, new_lines: dict, specs: dict, args, placeholder:
     parts, windows = [], {}
     if path.exists():
         old = Table.read(path)
-        windows = {k: v for k, v in dict(old.meta.get("windows", {})).items() if k not in new_lines}
-        parts.append(old[~np.isin(np.asarray(old["window"], str), list(new_lines))])
+        if "damping" not in old.colnames:  # written before each line carried its damping: one choice for all
+            old["damping"] = np.full(len(old), str(old.meta.get("damping", "unsold")))
+            old.meta["windows"] = {
+                f"{k}/{old.meta.get('damping', 'unsold')}": v for k, v in dict(old.meta.get("windows", {})).items()
+            }
+        replaced = np.isin(np.asarray(old["window"], str), list(new_lines)) & (
+            np.asarray(old["damping"], str) == args.damping
+        )
+        parts.append(old[~replaced])
+        mine = {f"{name}/{args.damping}" for name in new_lines}
+        windows = {k: v for k, v in dict(old.meta.get("windows", {})).items() if k not in mine}
     for name, (wl, gf) in new_lines.items():
         t = Table()
         t["wavelength"] = np.round(wl, 4)
@@ -271,15 +279,18 @@ def write_empirical(path: Path, new_lines: dict, specs: dict, args, placeholder:
         t["elow"].unit = "eV"
         t["loggf"] = np.round(gf, 3)
         t["window"] = np.full(wl.size, name)
+        t["damping"] = np.full(wl.size, args.damping)
         parts.append(t)
-        windows[name] = {
+        windows[f"{name}/{args.damping}"] = {
             "atlas": specs[name].atlas,
             "threshold": args.empirical,
             "molecules": args.molecules,
             "calibrated_range": list(specs[name].calibrated_range),
         }
     out = vstack(parts) if parts else Table()
-    out.sort("wavelength")
+    out.sort(["wavelength", "damping"])
+    out["damping"].description = "the damping it was fitted with: part of that choice's loggf='solar' only"
+    out.meta.pop("damping", None)
     out.meta.update(
         {
             "title": "Empirical lines: features of the observed Sun that the laboratory line list lacks",
@@ -288,8 +299,8 @@ def write_empirical(path: Path, new_lines: dict, specs: dict, args, placeholder:
             "the residual's minimum and its log gf fitted together with the list's offsets; candidates the fit pushes "
             "to the lower bound are dropped. Species (Fe I) and lower-level energy are assumptions (most unidentified "
             "solar lines are high-excitation Fe I; Peterson & Kurucz 2015); APOGEE's line list does the same "
-            "(Shetrone et al. 2015). Part of loggf='solar' only.",
-            "damping": args.damping,
+            "(Shetrone et al. 2015). Each damping choice has its own set (column damping; the placeholders themselves "
+            "are broadened with Unsöld × 2 under either), part of that choice's loggf='solar' only.",
             "observed_sun": "Kurucz (2005) disk-integrated solar flux atlas (cometspec==0.1.1); vacuum wavelengths",
             "made": time.strftime("%Y-%m-%d"),
             "windows": windows,
@@ -298,7 +309,7 @@ def write_empirical(path: Path, new_lines: dict, specs: dict, args, placeholder:
     tmp = path.with_name(path.name + ".tmp")
     out.write(tmp, format="ascii.ecsv", overwrite=True)
     tmp.replace(path)
-    print(f"wrote {path}: {len(out)} empirical lines")
+    print(f"wrote {path}: {len(out)} empirical lines ({int((out['damping'] == args.damping).sum())} {args.damping})")
 
 
 if __name__ == "__main__":

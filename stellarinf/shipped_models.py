@@ -73,8 +73,8 @@ MODEL_SETS = {
 
 # names that fit with the 1D LTE synthesizer itself instead of an emulator (no emulation error; minutes per arm on a
 # CPU: every gradient is a synthesis), each arm on its model window: name -> van der Waals damping. "synth" draws the
-# physics the shipped emulators learned; "synth-abo" uses ABO cross-sections (log gf calibrated with them for every arm
-# but galah-blue; data/loggf_solar_abo.ecsv)
+# physics the shipped emulators learned; "synth-abo" uses ABO cross-sections (log gf and empirical lines calibrated with
+# them in every arm: data/loggf_solar_abo.ecsv, data/lines_solar_empirical.ecsv)
 SYNTHESIZER_MODELS = {"synth": "unsold", "synth-abo": "abo"}
 
 

@@ -204,6 +204,9 @@ def test_every_model_window_has_lines_an_observed_sun_and_calibrated_rows_that_m
             lo, hi = atlas.calibrated_range
             in_calibrated |= (fitted >= lo - atlas.margin) & (fitted <= hi + atlas.margin)
         assert in_calibrated.all(), fitted[~in_calibrated][:5]
+        for name, atlas in SOLAR_ATLAS.items():  # every arm calibrated under either damping choice
+            lo, hi = atlas.calibrated_range
+            assert ((fitted >= lo) & (fitted <= hi)).sum() > 500, (damping, name)
 
 
 def test_linelist_air_vacuum(lines):

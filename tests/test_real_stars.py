@@ -262,24 +262,72 @@ def test_empirical_lines_are_part_of_the_solar_log_gf_only():
     from stellarinf.paths import data_file
     from stellarinf.solar_atlas import SOLAR_ATLAS
     from stellarinf.synth.data import EMPIRICAL_TABLE, empirical_lines
+    from stellarinf.synth.selection import LINE_MARGIN
     from stellarinf.synth.synthesize import line_synthesizer
 
     table = Table.read(data_file(EMPIRICAL_TABLE))
-    assert "method" in table.meta and table.meta["damping"] == "unsold"
+    assert "method" in table.meta
     for w, name in zip(table["wavelength"], table["window"]):  # provenance: each row inside its calibrated range
         lo, hi = SOLAR_ATLAS[str(name)].calibrated_range
         assert lo <= w <= hi
     e = empirical_lines()
     assert e.wavelength.size == len(table) and np.all(np.diff(e.wavelength) >= 0)
-    # a 2 Å range around the strongest empirical line: 'solar' has it (with its fitted gf), 'laboratory' does not
-    k = int(np.argmax(e.loggf))
-    fine = fine_grid(e.wavelength[k] - 1.0, e.wavelength[k] + 1.0)
-    _, lab = line_synthesizer(fine, tuple(SUN_LABELS), "laboratory")
-    _, sun = line_synthesizer(fine, tuple(SUN_LABELS), "solar")
-    near = np.abs(e.wavelength - e.wavelength[k]) <= 1.0 + 3.0
-    assert sun.wavelength.size == lab.wavelength.size + int(near.sum())
-    np.testing.assert_allclose(sun.log_gf[lab.wavelength.size :], e.loggf[near])
-    f_lab, _ = synthesize(SUN_LABELS, fine, loggf="laboratory")
-    f_sun, _ = synthesize(SUN_LABELS, fine, loggf="solar")
-    at = np.argmin(np.abs(fine - e.wavelength[k]))
-    assert f_sun[at] < f_lab[at] - 0.05  # the feature the atlas shows is there
+    assert set(e.damping) == {"unsold", "abo"}  # each damping choice has its own (blue: both)
+    for damping in ("unsold", "abo"):
+        mine = e.damping == damping
+        # a 2 Å range around the choice's strongest empirical line: its 'solar' has that choice's lines there (with
+        # their fitted gf) and no other choice's; 'laboratory' has none
+        k = int(np.flatnonzero(mine)[np.argmax(e.loggf[mine])])
+        fine = fine_grid(e.wavelength[k] - 1.0, e.wavelength[k] + 1.0)
+        _, lab = line_synthesizer(fine, tuple(SUN_LABELS), "laboratory", damping)
+        _, sun = line_synthesizer(fine, tuple(SUN_LABELS), "solar", damping)
+        lo, hi = round(float(fine[0]), 3) - LINE_MARGIN, round(float(fine[-1]), 3) + LINE_MARGIN
+        near = (e.wavelength >= lo) & (e.wavelength <= hi) & mine
+        assert sun.wavelength.size == lab.wavelength.size + int(near.sum())
+        np.testing.assert_allclose(sun.log_gf[lab.wavelength.size :], e.loggf[near])
+        f_lab, _ = synthesize(SUN_LABELS, fine, loggf="laboratory", damping=damping)
+        f_sun, _ = synthesize(SUN_LABELS, fine, loggf="solar", damping=damping)
+        at = np.argmin(np.abs(fine - e.wavelength[k]))
+        assert f_sun[at] < f_lab[at] - 0.05  # the feature the atlas shows is there
+
+
+def test_empirical_lines_of_one_damping_choice_replace_only_their_own(tmp_path):
+    """data/calibrate_loggf.py's writer: a run with one damping choice replaces that choice's lines of the windows it
+    fitted and keeps every other line; a table from before the damping column reads as its metadata's choice."""
+    import importlib.util
+    import types
+    from pathlib import Path
+
+    from astropy.table import Table
+
+    from stellarinf.solar_atlas import solar_atlas_window
+    from stellarinf.synth.data import read_empirical_lines
+
+    spec = importlib.util.spec_from_file_location(
+        "calibrate_loggf", Path(__file__).resolve().parents[1] / "data" / "calibrate_loggf.py"
+    )
+    cal = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cal)
+    path = tmp_path / "empirical.ecsv"
+    legacy = Table({"wavelength": [4800.0, 7700.0], "Z": [26, 26], "ion": [0, 0], "elow": [3.5, 3.5]})
+    legacy["loggf"], legacy["window"] = [-3.0, -2.0], ["galah-blue", "galah-ir"]
+    legacy.meta.update(damping="unsold", windows={"galah-blue": {}, "galah-ir": {}})
+    legacy.write(path, format="ascii.ecsv")
+    e = read_empirical_lines(path)
+    assert list(e.damping) == ["unsold", "unsold"]
+
+    specs = {"galah-blue": solar_atlas_window("galah-blue")}
+    blue = {"galah-blue": (np.array([4750.0, 4820.0]), np.array([-2.5, -4.0]))}
+    for damping, gf in (("abo", (-2.5, -4.0)), ("abo", (-2.6, -4.1)), ("unsold", (-2.7, -4.2))):
+        args = types.SimpleNamespace(damping=damping, empirical=0.03, molecules="on")
+        cal.write_empirical(path, {"galah-blue": (blue["galah-blue"][0], np.array(gf))}, specs, args, (26, 0, 3.5))
+    e = read_empirical_lines(path)
+    got = sorted(zip(e.damping, e.wavelength, e.loggf))
+    assert got == [
+        ("abo", 4750.0, -2.6),  # the second abo run replaced the first
+        ("abo", 4820.0, -4.1),
+        ("unsold", 4750.0, -2.7),  # the unsold run replaced the legacy blue line, not the abo ones
+        ("unsold", 4820.0, -4.2),
+        ("unsold", 7700.0, -2.0),  # another window: kept
+    ]
+    assert set(Table.read(path).meta["windows"]) == {"galah-blue/abo", "galah-blue/unsold", "galah-ir/unsold"}

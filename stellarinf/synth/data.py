@@ -7,6 +7,7 @@ Locations come from :func:`stellarinf.paths.data_file` (the repository's ``data/
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import NamedTuple
 
 import h5py
@@ -190,28 +191,40 @@ class EmpiricalLines(NamedTuple):
     ion: np.ndarray
     elow: np.ndarray  # eV (assumed)
     loggf: np.ndarray  # fitted
-    damping: str  # the damping choice they were fitted with (they belong to its log gf table)
+    damping: np.ndarray  # per line: the damping choice it was fitted with (it belongs to that choice's log gf table)
 
 
 @functools.lru_cache(maxsize=1)
 def empirical_lines() -> EmpiricalLines:
-    """The empirical lines of the solar calibration (made by ``data/calibrate_loggf.py --empirical``); none when
-    the table is absent. They are part of ``loggf="solar"`` only."""
-    path = data_dir() / EMPIRICAL_TABLE
-    if not path.exists():
+    """The empirical lines of the solar calibration (``data/lines_solar_empirical.ecsv``, made by
+    ``data/calibrate_loggf.py --empirical``); none when the table is absent. They are part of ``loggf="solar"`` only,
+    each of the log gf table of the damping choice it was fitted with."""
+    return read_empirical_lines(data_dir() / EMPIRICAL_TABLE)
+
+
+def read_empirical_lines(path) -> EmpiricalLines:
+    """The empirical lines of the table at ``path``, sorted by wavelength (none if it does not exist); a table
+    written before each line carried its damping choice (column ``damping``) has one choice for all, in its
+    metadata."""
+    if not Path(path).exists():
         empty = np.zeros(0)
-        return EmpiricalLines(empty, empty.astype(np.int64), empty.astype(np.int64), empty, empty, DEFAULT_DAMPING)
+        return EmpiricalLines(empty, empty.astype(np.int64), empty.astype(np.int64), empty, empty, empty.astype(str))
     from astropy.table import Table
 
     t = Table.read(path)
-    order = np.argsort(np.asarray(t["wavelength"]))
+    damping = (
+        np.asarray(t["damping"], dtype=str)
+        if "damping" in t.colnames
+        else np.full(len(t), str(t.meta.get("damping", DEFAULT_DAMPING)))
+    )
+    order = np.argsort(np.asarray(t["wavelength"]), kind="stable")
     return EmpiricalLines(
         wavelength=np.asarray(t["wavelength"], dtype=np.float64)[order],
         Z=np.asarray(t["Z"], dtype=np.int64)[order],
         ion=np.asarray(t["ion"], dtype=np.int64)[order],
         elow=np.asarray(t["elow"], dtype=np.float64)[order],
         loggf=np.asarray(t["loggf"], dtype=np.float64)[order],
-        damping=str(t.meta.get("damping", DEFAULT_DAMPING)),
+        damping=damping[order],
     )
 
 
