@@ -394,6 +394,28 @@ def test_a_fit_through_different_emulators_carries_their_combined_systematics_an
     assert seen and all(at is not None and at["teff"] == best["teff"] for at in seen)
 
 
+def test_a_soft_direction_of_the_laplace_hessian_does_not_inflate_the_combined_systematics(fits, models, monkeypatch):
+    """The combined sd_sys comes from the arms' information and the prior (arm_combination), not from the Laplace
+    covariance: the exact Hessian can be far softer than the information in some direction (the vsini–vmacro pair
+    of a five-arm Sun at S/N 200 once gave a Teff floor of 111 K where other noise seeds gave 12 K). A Laplace
+    covariance inflated 10⁴-fold along a direction that mixes every parameter leaves sd_sys as it was, between a
+    quarter of the smaller arm's value and the larger arm's."""
+    import dataclasses
+
+    from stellarinf.inference import arm_combination, results
+
+    res, (model_a, model_b) = fits["two"], models[:2]
+    stored = {id(model_a): {"teff": 40.0, "feh": 0.02}, id(model_b): {"teff": 80.0, "feh": 0.04}}
+    monkeypatch.setattr(results, "label_systematics_of", lambda m, at=None: dict(stored.get(id(m), {})))
+    best = {n: float(v) for n, v in res.map.params.items()}
+    base = arm_combination.fit_terms(res.problem, res.laplace, best).emulator_sd
+    u = np.ones(len(res.problem.names)) / np.sqrt(len(res.problem.names))
+    soft = dataclasses.replace(res.laplace, cov_z=res.laplace.cov_z + 1e4 * np.outer(u, u))
+    assert arm_combination.fit_terms(res.problem, soft, best).emulator_sd == pytest.approx(base, rel=1e-9)
+    for name, (lo, hi) in {"teff": (40.0, 80.0), "feh": (0.02, 0.04)}.items():
+        assert 0.25 * lo < base[name] < hi, (name, base[name])
+
+
 def test_a_multi_arm_fit_carries_the_arms_physics_floors_weighted_by_their_information(fits, monkeypatch):
     """With the physics error on, each arm's measured label floor (the window it overlaps) enters the summary as
     their information-weighted mean: here arm A's 80 K and arm B's 40 K, weighted by each arm's Teff information."""

@@ -9,9 +9,13 @@ module carries them to the combination with each arm's Gauss–Newton informatio
 ∂ρ_k/∂z, the arm's whitened residuals, its continuum integrated out) at the Laplace mode:
 
 - **emulator systematics**: separately trained networks on different pixels err independently; a shift
-  ``e_k`` of arm ``k``'s own estimate moves the combined one by ``Σ Σ_k F_k e_k`` (``Σ`` the Laplace covariance),
-  so the combined systematic covariance is ``C = Σ (Σ_k F_k S_k F_k) Σ`` with ``S_k = diag(sd_k²)`` the arm's
-  stored systematics (nuisances 0). One arm and a flat prior give ``C = S``: the single-emulator value.
+  ``e_k`` of arm ``k``'s own estimate moves the combined one by ``Σ Σ_k F_k e_k``, so the combined systematic
+  covariance is ``C = Σ (Σ_k F_k S_k F_k) Σ`` with ``S_k = diag(sd_k²)`` the arm's stored systematics (nuisances
+  0) and ``Σ = (Σ_k F_k + P)⁻¹`` built from the same information (``P`` the prior's curvature in z): the weights
+  ``Σ F_k`` then sum to at most the identity. One arm and a flat prior give ``C = S``: the single-emulator value.
+  (Not the Laplace covariance: the exact Hessian's residual terms can leave a direction far softer than the arms'
+  information says, the broadening pair vsini–vmacro of a five-arm Sun at S/N 200, and ``Σ`` enters twice, so one
+  noise seed reported a Teff floor of 111 K where the others had 12 K.)
 - **physics label floor**: the arms share the atmosphere, the line-formation approximations and the abundance
   scale, so their offsets on the observed Sun are not assumed to cancel: per label the information-weighted
   mean of the arms' floors (``Σ_k F_k,ii floor_k,i / Σ_k F_k,ii``), between the smallest and largest arm's.
@@ -46,6 +50,7 @@ __all__ = [
     "combined_systematics",
     "distinct_emulators",
     "fit_terms",
+    "information_covariance",
 ]
 
 
@@ -87,7 +92,8 @@ def combined_systematics(
     information: np.ndarray, cov_z: np.ndarray, dx_dz: np.ndarray, names, arm_sd: list[dict[str, float]]
 ) -> dict[str, float]:
     """Combined label systematics (sd per parameter in physical units) from each arm's information ``F_k``
-    (in z), the fit's Laplace covariance ``cov_z`` and each arm's stored sd (see the module doc)."""
+    (in z), the covariance ``cov_z`` they give (:func:`information_covariance`) and each arm's stored sd (see the
+    module doc)."""
     mix = np.zeros_like(cov_z)
     for f, sd in zip(information, arm_sd):
         s_z = np.array([sd.get(n, 0.0) for n in names], dtype=np.float64) / np.maximum(dx_dz, 1e-300)
@@ -95,6 +101,17 @@ def combined_systematics(
     cov = cov_z @ mix @ cov_z
     measured = {n for sd in arm_sd for n in sd}
     return {n: float(np.sqrt(max(cov[i, i], 0.0)) * dx_dz[i]) for i, n in enumerate(names) if n in measured}
+
+
+def information_covariance(problem: Problem, z: jax.Array, information: np.ndarray) -> np.ndarray:
+    """``(Σ_k F_k + P)⁻¹`` in z: the covariance the arms' information ``F_k`` (n_arms, n_free, n_free) and the
+    prior give at ``z``, ``P`` the curvature of the log prior and the transforms' Jacobian there (floored at 0).
+    A direction neither the data nor the prior constrain gets 0 (pseudo-inverse): no systematic reaches it."""
+    prior = jax.hessian(lambda v: problem.log_prior(v) + problem.log_jacobian(v))(z)
+    p = -np.asarray(prior, dtype=np.float64)
+    w, v = np.linalg.eigh(0.5 * (p + p.T))
+    precision = np.sum(information, axis=0) + (v * np.maximum(w, 0.0)) @ v.T
+    return np.linalg.pinv(0.5 * (precision + precision.T), hermitian=True)
 
 
 def _inverse(f: np.ndarray) -> np.ndarray:
@@ -231,7 +248,7 @@ def fit_terms(problem: Problem, laplace, best: dict[str, float]) -> ArmTerms:
     if single is not None:
         return dataclasses.replace(single, physics_sd=physics_sd)
     dx_dz = _dx_dz(problem, z)
-    sd = combined_systematics(info, np.asarray(laplace.cov_z), dx_dz, names, arm_sd)
+    sd = combined_systematics(info, information_covariance(problem, z, info), dx_dz, names, arm_sd)
     ratios = combined_fidelity(info / np.outer(dx_dz, dx_dz), names, arm_stars)
     doc = None
     if ratios:
