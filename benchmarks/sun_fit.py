@@ -68,26 +68,28 @@ def upper_envelope_normalise(wavelength, flux, chunk=5.0, quantile=0.97, degree=
     return flux / np.polyval(coef, (wavelength - x0) / half)
 
 
-def observe_sun(atlas_wl, atlas_flux, pixels, resolution, snr, seed, step_kms=0.5):
-    """The atlas as an instrument at ``resolution`` would record it on ``pixels``, normalised, with noise."""
+def observe_sun(atlas_wl, atlas_flux, pixels, resolution, snr, seed, step_kms=0.5, noiseless=False):
+    """The atlas as an instrument at ``resolution`` would record it on ``pixels``, normalised, with noise (or, with
+    ``noiseless``, only its errors)."""
     from stellarinf.observe.broadening import degrade_to_resolution
 
     lo, hi = pixels[0] - 5.0, pixels[-1] + 5.0
     m = (atlas_wl > lo) & (atlas_wl < hi)
     grid, smooth = degrade_to_resolution(atlas_wl[m], atlas_flux[m], resolution, step_kms)
     normalised = upper_envelope_normalise(pixels, np.interp(pixels, grid, smooth))
-    return with_noise(pixels, normalised, resolution, snr, seed, "Kurucz 2005 solar flux atlas")
+    return with_noise(pixels, normalised, resolution, snr, seed, "Kurucz 2005 solar flux atlas", noiseless)
 
 
-def with_noise(pixels, normalised, resolution, snr, seed, source):
-    """The normalised flux with Gaussian noise at ``snr`` (σ = 1/snr per pixel, from ``seed``) as a Spectrum."""
+def with_noise(pixels, normalised, resolution, snr, seed, source, noiseless=False):
+    """The normalised flux with Gaussian noise at ``snr`` (σ = 1/snr per pixel, from ``seed``) as a Spectrum;
+    ``noiseless``: the errors alone, no noise drawn (what the likelihood's weighting does at that S/N by itself)."""
     from stellarinf.io.spectrum import Spectrum
 
     rng = np.random.default_rng(seed)
     sigma = np.full(pixels.size, 1.0 / snr)
     return Spectrum(
         pixels,
-        normalised + rng.normal(0.0, 1.0, pixels.size) * sigma,
+        normalised + (0.0 if noiseless else rng.normal(0.0, 1.0, pixels.size) * sigma),
         sigma,
         resolution=resolution,
         meta={"source": source, "snr": snr, "seed": seed},
@@ -99,7 +101,7 @@ def with_noise(pixels, normalised, resolution, snr, seed, source):
 SUN_MODEL = {**SUN, "vmic": 1.0, "rv": 0.0, "vsini": 1.9, "vmacro": 3.5}
 
 
-def model_sun(model, pixels, resolution, snr, seed):
+def model_sun(model, pixels, resolution, snr, seed, noiseless=False):
     """The fitted model's *own* Sun (``SUN_MODEL``; every [X/Fe] 0) on ``pixels`` at ``resolution``, then the same
     external normalisation and noise as :func:`observe_sun`. Fitting it measures what the inference and the
     normalisation alone do to the Sun's labels at each S/N: no physics error, no emulator error."""
@@ -109,7 +111,7 @@ def model_sun(model, pixels, resolution, snr, seed):
     params = {**{k: 0.0 for k in names if k.endswith("_fe")}, **SUN_MODEL}
     flux = noiseless_flux(model, pixels, params, resolution)
     normalised = upper_envelope_normalise(pixels, flux)
-    return with_noise(pixels, normalised, resolution, snr, seed, "the fitted model's own Sun")
+    return with_noise(pixels, normalised, resolution, snr, seed, "the fitted model's own Sun", noiseless)
 
 
 def pixels_for(window: str, resolution: float, per_element: float | None):
@@ -207,6 +209,11 @@ def main(argv=None) -> int:
         "--windows galah-blue,galah-green,galah-red,galah-ir,gaia-rvs)",
     )
     ap.add_argument("--snr", default="50,100,200")
+    ap.add_argument(
+        "--noiseless",
+        action="store_true",
+        help="errors of the S/N but no noise drawn: what the likelihood's weighting at each S/N does by itself",
+    )
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--sampler", default="laplace")
     ap.add_argument(
@@ -250,9 +257,13 @@ def main(argv=None) -> int:
                     for k, (m, (atlas, pixels, res)) in enumerate(zip(models, observed)):
                         arm_seed = seed + 1000 * k  # independent noise in each arm
                         if args.source == "model":
-                            arms.append(model_sun(m, pixels, res, snr, arm_seed))
+                            arms.append(model_sun(m, pixels, res, snr, arm_seed, args.noiseless))
                         else:
-                            arms.append(observe_sun(atlas[:, 0], atlas[:, 1], pixels, res, snr, arm_seed))
+                            arms.append(
+                                observe_sun(
+                                    atlas[:, 0], atlas[:, 1], pixels, res, snr, arm_seed, noiseless=args.noiseless
+                                )
+                            )
                     spec = arms[0] if len(arms) == 1 else Spectrum.from_arms(arms)
                     mask = [tuple(float(v) for v in part.split(":")) for part in args.mask.split(",") if part]
                     table = fit(
