@@ -257,7 +257,7 @@ def main(argv=None) -> int:
                     for k, (m, (atlas, pixels, res)) in enumerate(zip(models, observed)):
                         arm_seed = seed + 1000 * k  # independent noise in each arm
                         if args.source == "model":
-                            arms.append(model_sun(m, pixels, res, snr, arm_seed, args.noiseless))
+                            arms.append(model_sun(m, pixels, res, snr, arm_seed, noiseless=args.noiseless))
                         else:
                             arms.append(
                                 observe_sun(

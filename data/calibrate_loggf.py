@@ -252,16 +252,16 @@ def write_empirical(path: Path, new_lines: dict, specs: dict, args, placeholder:
     from astropy.table import Table, vstack
 
     from stellarinf.labels import ELEMENT_SYMBOLS
+    from stellarinf.synth.data import legacy_damping
 
     z, ion, elow = placeholder
     parts, windows = [], {}
     if path.exists():
         old = Table.read(path)
         if "damping" not in old.colnames:  # written before each line carried its damping: one choice for all
-            old["damping"] = np.full(len(old), str(old.meta.get("damping", "unsold")))
-            old.meta["windows"] = {
-                f"{k}/{old.meta.get('damping', 'unsold')}": v for k, v in dict(old.meta.get("windows", {})).items()
-            }
+            choice = legacy_damping(old.meta)
+            old["damping"] = np.full(len(old), choice)
+            old.meta["windows"] = {f"{k}/{choice}": v for k, v in dict(old.meta.get("windows", {})).items()}
         replaced = np.isin(np.asarray(old["window"], str), list(new_lines)) & (
             np.asarray(old["damping"], str) == args.damping
         )

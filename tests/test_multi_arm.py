@@ -396,8 +396,9 @@ def test_a_fit_through_different_emulators_carries_their_combined_systematics_an
 
 def test_a_soft_direction_of_the_laplace_hessian_does_not_inflate_the_combined_systematics(fits, models, monkeypatch):
     """The combined sd_sys comes from the arms' information and the prior (arm_combination), not from the Laplace
-    covariance: the exact Hessian can be far softer than the information in some direction (the vsini–vmacro pair
-    of a five-arm Sun at S/N 200 once gave a Teff floor of 111 K where other noise seeds gave 12 K). A Laplace
+    covariance: its curvature's log-determinant terms can nearly cancel the information in some direction (the
+    vmacro–vsini pair of a five-arm Sun at S/N 200 once gave a Teff floor of 111 K where other noise seeds gave
+    12 K). A Laplace
     covariance inflated 10⁴-fold along a direction that mixes every parameter leaves sd_sys as it was, between a
     quarter of the smaller arm's value and the larger arm's."""
     import dataclasses

@@ -13,9 +13,10 @@ module carries them to the combination with each arm's Gauss–Newton informatio
   covariance is ``C = Σ (Σ_k F_k S_k F_k) Σ`` with ``S_k = diag(sd_k²)`` the arm's stored systematics (nuisances
   0) and ``Σ = (Σ_k F_k + P)⁻¹`` built from the same information (``P`` the prior's curvature in z): the weights
   ``Σ F_k`` then sum to at most the identity. One arm and a flat prior give ``C = S``: the single-emulator value.
-  (Not the Laplace covariance: the exact Hessian's residual terms can leave a direction far softer than the arms'
-  information says, the broadening pair vsini–vmacro of a five-arm Sun at S/N 200, and ``Σ`` enters twice, so one
-  noise seed reported a Teff floor of 111 K where the others had 12 K.)
+  (Not the Laplace covariance: its curvature adds the likelihood's log-determinant terms, whose negative curvature
+  can nearly cancel the information in a direction, along vmacro–vsini of a five-arm Sun at S/N 200 precision
+  0.019 where the arms' information is 13; ``Σ`` enters twice, so that noise seed reported a Teff floor of 111 K
+  where the others had 12 K.)
 - **physics label floor**: the arms share the atmosphere, the line-formation approximations and the abundance
   scale, so their offsets on the observed Sun are not assumed to cancel: per label the information-weighted
   mean of the arms' floors (``Σ_k F_k,ii floor_k,i / Σ_k F_k,ii``), between the smallest and largest arm's.

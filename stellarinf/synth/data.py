@@ -202,6 +202,12 @@ def empirical_lines() -> EmpiricalLines:
     return read_empirical_lines(data_dir() / EMPIRICAL_TABLE)
 
 
+def legacy_damping(meta) -> str:
+    """The one damping choice of every line in an empirical-line table written before each line carried its own
+    (column ``damping``): the table's metadata, else the default."""
+    return str(meta.get("damping", DEFAULT_DAMPING))
+
+
 def read_empirical_lines(path) -> EmpiricalLines:
     """The empirical lines of the table at ``path``, sorted by wavelength (none if it does not exist); a table
     written before each line carried its damping choice (column ``damping``) has one choice for all, in its
@@ -213,9 +219,7 @@ def read_empirical_lines(path) -> EmpiricalLines:
 
     t = Table.read(path)
     damping = (
-        np.asarray(t["damping"], dtype=str)
-        if "damping" in t.colnames
-        else np.full(len(t), str(t.meta.get("damping", DEFAULT_DAMPING)))
+        np.asarray(t["damping"], dtype=str) if "damping" in t.colnames else np.full(len(t), legacy_damping(t.meta))
     )
     order = np.argsort(np.asarray(t["wavelength"]), kind="stable")
     return EmpiricalLines(
