@@ -156,3 +156,44 @@ def test_windows_hold_the_doppler_cores_of_the_box_s_highest_vmic(monkeypatch):
     monkeypatch.undo()
     forget_selections()
     assert now < 1.5e-3 and before > 2 * now, (now, before)
+
+
+def test_the_on_disk_selection_cache_is_read_by_one_thread_at_a_time(tmp_path, monkeypatch):
+    """np.load parses headers with ast.literal_eval, which CPython 3.11 cannot run in two threads at once (it raised
+    SystemError in the grid command, whose tiers read their selections in threads): reads of the cache never overlap,
+    and every thread gets the cached arrays back."""
+    import threading
+    import time
+
+    from stellarinf.synth import selection
+
+    path = tmp_path / "sel.npz"
+    np.savez(path, index=np.arange(5), half_width=np.full(5, 3.0))
+    inside, most = [0], [0]
+    guard = threading.Lock()
+    real_load = np.load
+
+    def slow_load(*args, **kwargs):
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)  # long enough for every other thread to arrive while this one reads
+        try:
+            return real_load(*args, **kwargs)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    monkeypatch.setattr(selection.np, "load", slow_load)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(selection._cached_on_disk(path, lambda: None))) for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1
+    assert len(results) == 6 and all(
+        np.array_equal(idx, np.arange(5)) and hw.tolist() == [3.0] * 5 for idx, hw in results
+    )

@@ -27,6 +27,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -216,11 +217,17 @@ def _narrowed(
     return idx[keep], np.maximum(np.minimum(width, box_hw), 3.0)[keep]
 
 
+# One reader at a time: np.load parses each array's header with ast.literal_eval, which on CPython 3.11 can fail
+# with "SystemError: AST constructor recursion depth mismatch" when two threads parse at once (cpython gh-106905);
+# the grid command synthesises its tiers in threads, and each reads its selection here.
+_READ_LOCK = threading.Lock()
+
+
 def _cached_on_disk(path: Path, compute) -> tuple[np.ndarray, np.ndarray]:
     """``compute()``'s (index, half_width), read from ``path`` if it is there, else computed and written (atomically;
     a cache that cannot be written is skipped)."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with _READ_LOCK, np.load(path, allow_pickle=False) as z:
             return z["index"], z["half_width"]
     except (OSError, KeyError, ValueError):
         pass
