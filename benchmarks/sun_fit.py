@@ -10,8 +10,9 @@ flux, vacuum Å, R ≈ 400,000). For each window, resolving power, S/N and noise
    97th percentile per 5 Å, one polynomial through those points with iterative clipping),
 3. given Gaussian noise at the S/N,
 
-then fitted by the library pipeline (``stellarinf.fit_spectrum``, its defaults: physics error on, telluric mask,
-outlier clipping, continuum degree auto) with MAP + Laplace (``--sampler laplace``) or any sampler.
+then fitted by the library pipeline (``stellarinf.fit_spectrum``, its defaults: physics error on, its ranges where
+the 1D LTE physics is wrong in shape left out (the Balmer wings, the Ca II triplet cores), telluric mask, outlier
+clipping, continuum degree auto) with MAP + Laplace (``--sampler laplace``) or any sampler.
 Reports per fit the labels, their sd (posterior and total with the emulator's and the physics' label-space
 systematics where known), χ², and the offsets from the Sun (Teff 5772 K, log g 4.438, [Fe/H] 0).
 

@@ -32,25 +32,28 @@ HERE = Path(__file__).resolve().parent
 C_KMS = 299792.458
 SUN = {"teff": 5772.0, "logg": 4.438, "feh": 0.0, "vmic": 1.0}
 # per window, beyond what stellarinf.solar_atlas gives (its Kurucz extract and masked ranges): atlases the log gf
-# calibration did not use, measured first, and ranges with an extra error where the physics cannot be trusted
+# calibration did not use, measured first, and ranges the fits leave out, (lo, hi), where the physics is wrong in the
+# shape of the whole range (an error correlated over hundreds of pixels, which no white per-pixel σ represents: with
+# +5 % white error the Balmer wings still pulled the four-arm Sun's Teff down by 17-42 K;
+# stellarinf.observe.build.physics_excluded), or keep with more error, (lo, hi, sd)
 INDEPENDENT_ATLASES = {"galah-red": ["sun_solarhrs_6500_7000_vac.csv.gz"]}
 REGIONS = {
     # the Hα wings (1D LTE, and their continuum placement in pre-normalised spectra: −100..−200 K in Teff on the
     # observed Sun; benchmarks/README.md section 6)
-    "galah-red": [(6540.0, 6590.0, 0.05)],
+    "galah-red": [(6540.0, 6590.0)],
     # the other GALAH arms have the Kurucz atlas only (it calibrated them, so the adopted values are the larger of its
     # own and galah-red's independent ones); Hβ's wings like Hα's
-    "galah-blue": [(4845.0, 4881.0, 0.05)],
+    "galah-blue": [(4845.0, 4881.0)],
     # the O2 A band, head and P branch: fits mask it (stellarinf.io.tellurics); a spectrum fitted with it kept
     # (--no-telluric-mask, a telluric-corrected spectrum) carries the correction's residue there, and K I 7699 Å air
     # (non-LTE core) sits in it
     "galah-ir": [(7596.0, 7702.0, 0.05)],
-    "gaia-rvs": [(8497.0, 8504.0, 0.05), (8541.0, 8548.0, 0.05), (8661.0, 8668.0, 0.05)],  # chromospheric Ca II cores
+    "gaia-rvs": [(8497.0, 8504.0), (8541.0, 8548.0), (8661.0, 8668.0)],  # chromospheric Ca II cores
 }
 
 
 def window_spec(window: str) -> dict:
-    """Atlases (independent ones first), masked ranges and extra-error regions of ``window``."""
+    """Atlases (independent ones first), masked ranges and the ranges fits leave out (``regions``) of ``window``."""
     from stellarinf.solar_atlas import solar_atlas_window
 
     entry = solar_atlas_window(window)
@@ -207,7 +210,9 @@ def main(argv=None) -> int:
         }
     doc["method"] = (
         "residual of the synthesized Sun (solar log gf) against an observed atlas at the window's R and pixels, "
-        "linear continuum scale per 5 Å, sigma^2 = floor^2 + (depth_fraction * depth)^2 fitted in 10 depth bins"
+        "linear continuum scale per 5 Å, sigma^2 = floor^2 + (depth_fraction * depth)^2 fitted in 10 depth bins; "
+        "regions: vacuum Å ranges the fits leave out ([lo, hi]: the physics is wrong in the shape of the whole range) "
+        "or keep with more error ([lo, hi, sd])"
     )
     doc["made"] = time.strftime("%Y-%m-%d")
     write_json_atomic(out, doc)

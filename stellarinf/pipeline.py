@@ -940,7 +940,7 @@ def diagnose(summary, posterior) -> dict:
 def resolve_physics_error(physics_error, spec) -> tuple[tuple[float, float] | None, dict[str, float]]:
     """The synthesizer-vs-reality error term for ``spec``: ``"auto"`` → the values measured on the observed Sun
     for its wavelengths (:func:`stellarinf.observe.physics_error.physics_error_for`), ``None``/``"off"`` → none,
-    or an explicit ``(floor, depth_fraction)``. Returns ``(term, label_floor)``."""
+    or an explicit ``(floor, depth_fraction[, regions])``. Returns ``(term, label_floor)``."""
     if physics_error is None or physics_error == "off":
         return None, {}
     if physics_error == "auto":
@@ -948,12 +948,32 @@ def resolve_physics_error(physics_error, spec) -> tuple[tuple[float, float] | No
 
         return physics_error_for(float(spec.wavelength.min()), float(spec.wavelength.max()))
     try:
-        floor, frac = (float(v) for v in physics_error)
+        floor, frac, *regions = physics_error
+        term = (float(floor), float(frac)) + ((tuple(tuple(r) for r in regions[0]),) if regions else ())
+        if len(regions) > 1:
+            raise ValueError
     except (TypeError, ValueError):
         raise StellarinfError(
-            f"physics_error must be 'auto', 'off' or (floor, depth_fraction), got {physics_error!r}"
+            "physics_error must be 'auto', 'off' or (floor, depth_fraction[, regions]) with regions ((lo, hi) left "
+            f"out, or (lo, hi, sd) kept with sd more error, ...), got {physics_error!r}"
         ) from None
-    return (floor, frac), {}
+    return term, {}
+
+
+def physics_ranges_left_out(phys, wavelength) -> list[str]:
+    """The ``(lo, hi)`` regions of the physics-error term ``phys`` (one term, or {arm: term}) that hold pixels of
+    ``wavelength``, as words ("6540–6590 Å"): the observation model leaves them out
+    (:func:`stellarinf.observe.build.physics_excluded`)."""
+    terms = list(phys.values()) if isinstance(phys, Mapping) else [phys]
+    wl = np.asarray(wavelength, np.float64)
+    hit = {
+        (float(r[0]), float(r[1]))
+        for t in terms
+        if t is not None and len(t) > 2
+        for r in t[2]
+        if len(r) == 2 and np.any((wl >= r[0]) & (wl <= r[1]))
+    }
+    return [f"{lo:.0f}–{hi:.0f} Å" for lo, hi in sorted(hit)]
 
 
 def mask_telluric_bands(spec):
@@ -1121,8 +1141,11 @@ def fit_spectrum(
         read_options: passed to ``read_spectrum`` (e.g. ``{"medium": "air", "wavelength_unit": "nm"}``).
         physics_error: the synthesizer-vs-reality error in the likelihood: ``"auto"`` (default; measured on the
             observed Sun, ``data/physics_error.json``, per arm; its label-space floor joins ``sd_sys``: with
-            several arms, each arm's weighted by its information, ``inference.arm_combination``), ``"off"`` (for
-            spectra made by the synthesizer itself) or ``(floor, depth_fraction)``.
+            several arms, each arm's weighted by its information, ``inference.arm_combination``; its ranges where
+            the 1D LTE physics is wrong in shape, the Balmer wings and the Ca II triplet cores, are left out of the
+            fit, ``settings["physics_ranges_left_out"]``), ``"off"`` (for spectra made by the synthesizer itself) or
+            ``(floor, depth_fraction[, regions])`` (regions ``(lo, hi)`` left out or ``(lo, hi, sd)`` kept with
+            ``sd`` more error).
         mask_tellurics: mask the telluric bands (O₂ A/B, strong H₂O; ``stellarinf.io.tellurics``) in the
             observer's frame; ``clip_outliers``: after the MAP, mask pixels more than 5 total σ off the model
             (cosmic rays, emission; at most 2 %) and find the MAP again. Both are recorded in ``settings``.
@@ -1219,6 +1242,11 @@ def fit_spectrum(
         spec, bands = mask_telluric_bands(spec)
         if bands:
             stages.note("masked telluric bands: " + "; ".join(bands))
+    left_out = physics_ranges_left_out(phys, spec.wavelength)
+    if left_out:
+        stages.note(
+            "left out where the 1D LTE physics is wrong in shape (data/physics_error.json): " + "; ".join(left_out)
+        )
     build = dict(
         resolution=resolution,
         fit_resolution=fit_resolution,
@@ -1378,6 +1406,7 @@ def fit_spectrum(
         "physics_error": _physics_setting(phys),
         "physics_label_floor": label_floor,
         "telluric_bands_masked": bands,
+        "physics_ranges_left_out": left_out,
         "outlier_pixels_masked": n_outliers,
         "read_options": {k: str(v) for k, v in (read_options or {}).items()},
         "n_pixels_used": n_used,

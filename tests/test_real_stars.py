@@ -1,5 +1,7 @@
 """Real-star physics: log gf calibrated on the Sun, and the synthesizer-vs-reality error in the likelihood."""
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -90,7 +92,8 @@ def test_physics_error_grows_with_the_observed_line_depth():
     assert not physics_error_per_pixel(flux, np.ones(n, bool), np.zeros(n, int), 0.0, 0.0).any()
 
 
-def test_physics_error_enters_the_likelihood_variance():
+def _analytic_star():
+    """(model, wavelength, flux, spectrum): an analytic-line model's 5600 K dwarf at R 28,000, σ 1 %, 6560–6640 Å."""
     from stellarinf.labels import LabelSpace
     from stellarinf.validation.analytic import AnalyticLineModel
     from stellarinf.wavelength import log_uniform_grid
@@ -100,6 +103,11 @@ def test_physics_error_enters_the_likelihood_variance():
     wl = log_uniform_grid(6560.0, 6640.0, 28000.0, 2.5)
     flux = np.asarray(model.flux(jnp.asarray([5600.0, 4.2, -0.2]), jnp.asarray(wl)))
     spec = Spectrum(wl, flux, np.full(wl.size, 0.01), resolution=28000.0)
+    return model, wl, flux, spec
+
+
+def test_physics_error_enters_the_likelihood_variance():
+    model, wl, flux, spec = _analytic_star()
     params = {"teff": 5600.0, "logg": 4.2, "feh": -0.2, "rv": 0.0, "vsini": 2.0, "vmacro": 2.0}
     plain = ObservationModel(model, spec, include_emulator_error=False, continuum="marginalise")
     phys = ObservationModel(
@@ -113,6 +121,36 @@ def test_physics_error_enters_the_likelihood_variance():
         ObservationModel(model, spec, physics_error=(-1.0, 0.0))
 
 
+def test_physics_regions_are_left_out_or_given_more_error():
+    """A ``(lo, hi)`` region of the physics error leaves its pixels out of the likelihood (weight 0, the rest as
+    without it: the log likelihood equals the fit of the spectrum with those pixels masked); a ``(lo, hi, sd)``
+    region keeps them with ``sd`` more error; a region over every pixel is refused; the pipeline names the ranges
+    it left out."""
+    from stellarinf.pipeline import physics_ranges_left_out
+
+    model, wl, _, spec = _analytic_star()
+    params = {"teff": 5700.0, "logg": 4.0, "feh": -0.1, "rv": 0.0, "vsini": 2.0, "vmacro": 2.0}
+    inside = (wl >= 6580.0) & (wl <= 6600.0)
+    kw = dict(include_emulator_error=False, continuum="marginalise")
+    out = ObservationModel(model, spec, physics_error=(0.005, 0.05, ((6580.0, 6600.0),)), **kw)
+    assert np.array_equal(np.asarray(out.weight) > 0, ~inside)
+    masked = ObservationModel(model, dataclasses.replace(spec, mask=~inside), physics_error=(0.005, 0.05), **kw)
+    assert float(out.log_likelihood(params)) == pytest.approx(float(masked.log_likelihood(params)), rel=1e-12)
+    kept = ObservationModel(model, spec, physics_error=(0.005, 0.05, ((6580.0, 6600.0, 0.05),)), **kw)
+    plain = ObservationModel(model, spec, physics_error=(0.005, 0.05), **kw)
+    assert np.all(np.asarray(kept.weight) > 0)
+    extra = np.asarray(kept.variance(params) - plain.variance(params))
+    np.testing.assert_allclose(extra[inside], 0.05**2, rtol=1e-10)
+    np.testing.assert_allclose(extra[~inside], 0.0, atol=1e-15)
+    with pytest.raises(Exception, match="physics error leaves out"):
+        ObservationModel(model, spec, physics_error=(0.005, 0.05, ((6500.0, 6700.0),)), **kw)
+    with pytest.raises(Exception, match="lo < hi"):
+        ObservationModel(model, spec, physics_error=(0.005, 0.05, ((6600.0, 6580.0),)), **kw)
+    phys = {0: (0.005, 0.05, ((6540.0, 6590.0), (7596.0, 7702.0))), 1: None}
+    assert physics_ranges_left_out(phys, wl) == ["6540–6590 Å"]
+    assert physics_ranges_left_out((0.005, 0.05), wl) == []
+
+
 def test_fit_error_model_recovers_floor_and_depth_fraction():
     rng = np.random.default_rng(0)
     depth = rng.uniform(0.0, 0.8, 200_000) ** 2
@@ -124,7 +162,7 @@ def test_fit_error_model_recovers_floor_and_depth_fraction():
 def test_physics_error_for_picks_the_overlapping_window(monkeypatch):
     (floor, frac, regions), labels = physics_error_for(6500.0, 6700.0)
     assert floor > 0 and frac > 0
-    assert any(lo < 6564.6 < hi for lo, hi, _ in regions)  # the Hα wings carry an extra error
+    assert any(lo < 6564.6 < hi for lo, hi in regions)  # the Hα wings are left out
     assert set(labels) >= {"teff", "logg", "feh"} and labels["logg"] > 0
     # outside every measured window: the largest measured values, not nothing
     (floor2, frac2, _), labels2 = physics_error_for(5000.0, 5100.0)

@@ -6,7 +6,7 @@ errors name the setting to change), in the order ``ObservationModel.__init__`` c
 return: the continuum's design and prior (:func:`continuum_terms`), the resolving power (:func:`observed_resolution`),
 the parameters' bounds (:func:`parameter_bounds`), the fine grid and the resampling rows (:func:`fine_grid`), the
 emulator's error (:func:`emulator_error_terms`) and the physics error (:func:`physics_error_settings`,
-:func:`physics_error_per_pixel`). The pure-JAX evaluation lives in :mod:`.model`.
+:func:`physics_error_per_pixel`, :func:`physics_excluded`). The pure-JAX evaluation lives in :mod:`.model`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ __all__ = [
     "parameter_bounds",
     "physics_error_per_pixel",
     "physics_error_settings",
+    "physics_excluded",
 ]
 
 CONTINUUM_MODES = ("sample", "marginalise", "profile")
@@ -342,21 +343,39 @@ def emulator_error_terms(
 
 
 def physics_error_settings(physics_error) -> tuple:
-    """``(floor, depth_fraction[, regions])`` as floats, checked (None: no physics error, (0, 0))."""
+    """``(floor, depth_fraction[, regions])`` as floats, checked (None: no physics error, (0, 0)); each region is
+    ``(lo, hi)`` (left out of the fit) or ``(lo, hi, sd)`` (kept, with ``sd`` more error)."""
     settings = (0.0, 0.0) if physics_error is None else tuple(physics_error)
-    regions = tuple(tuple(float(v) for v in r) for r in settings[2]) if len(settings) > 2 else ()
+    try:
+        regions = tuple(tuple(float(v) for v in r) for r in settings[2]) if len(settings) > 2 else ()
+    except (TypeError, ValueError):
+        regions = ((math.nan,),)
     settings = tuple(float(v) for v in settings[:2]) + ((regions,) if regions else ())
     if (
         len(settings) < 2
         or min(settings[:2]) < 0
         or not all(math.isfinite(v) for v in settings[:2])
-        or any(len(r) != 3 or r[2] < 0 for r in regions)
+        or any(len(r) not in (2, 3) or not r[0] < r[1] or (len(r) == 3 and not r[2] >= 0) for r in regions)
     ):
         raise SpectrumError(
-            f"physics_error must be (floor, depth_fraction[, ((lo, hi, sd), ...)]), all finite and >= 0, "
-            f"got {physics_error!r}"
+            f"physics_error must be (floor, depth_fraction[, ((lo, hi) or (lo, hi, sd), ...)]), all finite, "
+            f"sd >= 0 and lo < hi, got {physics_error!r}"
         )
     return settings
+
+
+def physics_excluded(wavelength: np.ndarray, regions=()) -> np.ndarray:
+    """Boolean per pixel: inside a ``(lo, hi)`` region of the physics error (vacuum Å, observer's frame), which the
+    fit leaves out. Why out and not down-weighted: there the 1D LTE physics is wrong in the shape of the whole
+    range (the Balmer wings, the chromospheric Ca II cores), an error correlated across hundreds of pixels, which a
+    white per-pixel σ, however large, still counts as that many independent constraints on the labels the shape
+    carries (Teff from the wings; benchmarks/README.md, section 6)."""
+    wavelength = np.asarray(wavelength, np.float64)
+    out = np.zeros(wavelength.shape, bool)
+    for r in regions:
+        if len(r) == 2:
+            out |= (wavelength >= r[0]) & (wavelength <= r[1])
+    return out
 
 
 def physics_error_per_pixel(
@@ -370,11 +389,12 @@ def physics_error_per_pixel(
 ) -> np.ndarray:
     """σ_phys per pixel (fraction of the continuum): √(floor² + (depth_fraction · depth)² + region²), where depth is
     1 − flux/level (level: the segment's 95th percentile of the unmasked flux) smoothed over 3 pixels
-    within each segment and clipped to [0, 1], and ``regions`` ((lo, hi, sd), ...) adds ``sd`` inside vacuum
-    Å ranges of ``wavelength`` that the physics is known to get wrong (eager numpy)."""
+    within each segment and clipped to [0, 1], and each ``(lo, hi, sd)`` of ``regions`` adds ``sd`` inside that
+    vacuum Å range of ``wavelength`` (a ``(lo, hi)`` region is left out of the fit instead: :func:`physics_excluded`;
+    eager numpy)."""
     flux = np.asarray(flux, np.float64)
     extra = np.zeros_like(flux)
-    for lo, hi, sd in regions:
+    for lo, hi, sd in (r for r in regions if len(r) == 3):
         extra = np.where((wavelength >= lo) & (wavelength <= hi), np.hypot(extra, sd), extra)
     if floor == 0.0 and depth_fraction == 0.0:
         return extra

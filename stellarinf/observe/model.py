@@ -39,6 +39,7 @@ a function passed to ``jax.jit``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 
@@ -47,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ..errors import LabelError
+from ..errors import LabelError, SpectrumError
 from ..io.spectrum import Spectrum
 from ..wavelength import SPEED_OF_LIGHT_KMS
 from .broadening import broaden, lsf_sigma_for
@@ -61,6 +62,7 @@ from .build import (
     parameter_bounds,
     physics_error_per_pixel,
     physics_error_settings,
+    physics_excluded,
 )
 from .continuum import gaussian_terms, linear_continuum_fit, linear_marginal_terms
 
@@ -112,8 +114,9 @@ class ObservationModel(eqx.Module):
             of the continuum, σ_phys = √(floor² + (depth_fraction · depth)²) with ``depth`` the observed line
             depth (1 − flux/level, :func:`physics_error_per_pixel`): physics errors sit
             in the lines, and a depth read off the data is already in the star's frame and fixed during the
-            fit; ``regions`` ((lo, hi, sd), ...) adds ``sd`` in vacuum Å ranges the physics gets wrong (the
-            Hα wings of a 1D LTE model). None (default) = no such term: right for mocks made by the same physics; real spectra need
+            fit; ``regions``: vacuum Å ranges the physics gets wrong (the Hα wings of a 1D LTE model), each
+            ``(lo, hi)`` (left out: :func:`~stellarinf.observe.build.physics_excluded`) or ``(lo, hi, sd)`` (kept,
+            ``sd`` added). None (default) = no such term: right for mocks made by the same physics; real spectra need
             it (:func:`stellarinf.observe.physics_error.physics_error_for` gives the measured values).
     """
 
@@ -178,6 +181,16 @@ class ObservationModel(eqx.Module):
         physics_error: tuple | None = None,
     ):
         # the eager builder (.build): each part from the spectrum and settings, checked, in NumPy
+        physics = physics_error_settings(physics_error)
+        excluded = physics_excluded(spectrum.wavelength, physics[2] if len(physics) > 2 else ())
+        if excluded.any():
+            keep = np.asarray(spectrum.mask, bool) & ~excluded
+            if not keep.any():
+                raise SpectrumError(
+                    "every pixel lies in a range the physics error leaves out (its (lo, hi) regions, e.g. a Balmer "
+                    "line's wings); give physics_error='off' or regions with an sd to fit this range"
+                )
+            spectrum = dataclasses.replace(spectrum, mask=keep)
         cont = continuum_terms(spectrum, continuum, continuum_degree, continuum_prior_width)
         r_obs, r_profile, r_model = observed_resolution(
             emulator, spectrum, resolution, fit_resolution, resolution_bounds
@@ -223,7 +236,6 @@ class ObservationModel(eqx.Module):
             rv_max=rv_max,
             fit_resolution=fit_resolution,
         )
-        physics = physics_error_settings(physics_error)
 
         self.emulator = emulator
         self.label_names = tuple(emulator.label_space.names)

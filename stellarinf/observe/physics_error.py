@@ -44,7 +44,9 @@ def physics_error_table() -> dict:
 
 def physics_error_for(wmin: float, wmax: float) -> tuple[tuple | None, dict[str, float]]:
     """``((floor, depth_fraction, regions), label_floor)`` for a spectrum spanning ``wmin``–``wmax`` (vacuum Å);
-    ``regions`` ((lo, hi, sd), ...) are ranges with an extra error (e.g. the Hα wings).
+    ``regions`` are ranges the fit leaves out, ``(lo, hi)`` (the Balmer wings, the Ca II triplet cores:
+    :func:`stellarinf.observe.build.physics_excluded` says why), or keeps with more error, ``(lo, hi, sd)`` (the
+    O2 A band, for a spectrum fitted with it kept).
 
     Uses the measured window that overlaps the range most; a range that no measured window overlaps gets
     the largest measured values (no measurement is not the same as no error). ``(None, {})`` when nothing
