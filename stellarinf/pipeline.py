@@ -964,16 +964,12 @@ def physics_ranges_left_out(phys, wavelength) -> list[str]:
     """The ``(lo, hi)`` regions of the physics-error term ``phys`` (one term, or {arm: term}) that hold pixels of
     ``wavelength``, as words ("6540–6590 Å"): the observation model leaves them out
     (:func:`stellarinf.observe.build.physics_excluded`)."""
+    from .observe.build import physics_excluded
+
     terms = list(phys.values()) if isinstance(phys, Mapping) else [phys]
-    wl = np.asarray(wavelength, np.float64)
-    hit = {
-        (float(r[0]), float(r[1]))
-        for t in terms
-        if t is not None and len(t) > 2
-        for r in t[2]
-        if len(r) == 2 and np.any((wl >= r[0]) & (wl <= r[1]))
-    }
-    return [f"{lo:.0f}–{hi:.0f} Å" for lo, hi in sorted(hit)]
+    regions = {tuple(float(v) for v in r) for t in terms if t is not None and len(t) > 2 for r in t[2]}
+    hit = [r for r in sorted(regions) if physics_excluded(wavelength, (r,)).any()]
+    return [f"{lo:.0f}–{hi:.0f} Å" for lo, hi in hit]
 
 
 def mask_telluric_bands(spec):

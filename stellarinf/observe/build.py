@@ -345,11 +345,15 @@ def emulator_error_terms(
 def physics_error_settings(physics_error) -> tuple:
     """``(floor, depth_fraction[, regions])`` as floats, checked (None: no physics error, (0, 0)); each region is
     ``(lo, hi)`` (left out of the fit) or ``(lo, hi, sd)`` (kept, with ``sd`` more error)."""
+    invalid = SpectrumError(
+        f"physics_error must be (floor, depth_fraction[, ((lo, hi) or (lo, hi, sd), ...)]), all finite, "
+        f"sd >= 0 and lo < hi, got {physics_error!r}"
+    )
     settings = (0.0, 0.0) if physics_error is None else tuple(physics_error)
     try:
         regions = tuple(tuple(float(v) for v in r) for r in settings[2]) if len(settings) > 2 else ()
     except (TypeError, ValueError):
-        regions = ((math.nan,),)
+        raise invalid from None
     settings = tuple(float(v) for v in settings[:2]) + ((regions,) if regions else ())
     if (
         len(settings) < 2
@@ -357,10 +361,7 @@ def physics_error_settings(physics_error) -> tuple:
         or not all(math.isfinite(v) for v in settings[:2])
         or any(len(r) not in (2, 3) or not r[0] < r[1] or (len(r) == 3 and not r[2] >= 0) for r in regions)
     ):
-        raise SpectrumError(
-            f"physics_error must be (floor, depth_fraction[, ((lo, hi) or (lo, hi, sd), ...)]), all finite, "
-            f"sd >= 0 and lo < hi, got {physics_error!r}"
-        )
+        raise invalid
     return settings
 
 
