@@ -40,6 +40,7 @@ from .pipeline import (
     DEFAULT_STARTS,
     StageLog,
     _json_default,
+    _physics_setting,
     _prior_texts,
     _spectrum_id,
     _version,
@@ -49,6 +50,7 @@ from .pipeline import (
     load_model,
     mask_telluric_bands,
     output_prefix,
+    physics_ranges_left_out,
     prior_requests,
     read_input,
     resolve_physics_error,
@@ -372,11 +374,11 @@ def fit_joint(
     if kept:
         stages.note(kept)
     fixed_values = validate_fixed(fixed or {}, models[0], rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max)
-    phys, _ = resolve_physics_error(physics_error, specs[0])
-    cropped = []
+    cropped, phys_by_star = [], []  # each star its own physics-error term (its spectrum's window)
     for sid, spec, model in zip(ids, specs, models):
         if mask_tellurics:
             spec, _ = mask_telluric_bands(spec)
+        phys_by_star.append(resolve_physics_error(physics_error, spec)[0])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             cropped.append(crop_to_model(spec, model, margin_kms=crop_margin_kms(rv_max)))
@@ -385,8 +387,14 @@ def fit_joint(
     if "resolution" in share:
         r_start = float(resolution) if resolution is not None else float(np.median([s.resolution for s in specs]))
     obs_fixed = {k: v for k, v in fixed_values.items() if k != "resolution"}
+    left_out = {sid: physics_ranges_left_out(p, s.wavelength) for sid, p, s in zip(ids, phys_by_star, cropped)}
+    ranges = sorted({r for rs in left_out.values() for r in rs})
+    if ranges:
+        stages.note(
+            "left out where the 1D LTE physics is wrong in shape (data/physics_error.json): " + "; ".join(ranges)
+        )
     obs_models = []
-    for sid, spec, model in zip(ids, cropped, models):
+    for sid, spec, model, phys in zip(ids, cropped, models, phys_by_star):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
@@ -526,7 +534,9 @@ def fit_joint(
         "emulator_error": emulator_error,
         "error_scale": {"mode": "box", "scales": None},  # no per-star second MAP to scale it at
         "jitter": bool(jitter),
-        "physics_error": None if phys is None else [phys[0], phys[1]],
+        # per star: the physics-error term its likelihood used, and the ranges of it left out of the fit
+        "physics_error": {sid: _physics_setting(p) for sid, p in zip(ids, phys_by_star)},
+        "physics_ranges_left_out": left_out,
         "mask_tellurics": bool(mask_tellurics),
         "stacked": bool(problem.is_stacked),
         "star_map": problem.star_map,

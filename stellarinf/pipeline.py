@@ -1658,13 +1658,14 @@ def fit_spectra(
         if model is not None
         else {}
     )
-    problems, good, inputs, provenance = [], [], {}, {}
+    problems, good, inputs, provenance, physics, left_out = [], [], {}, {}, {}, {}
     for sid, spec, name, checksum in read:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 if mask_tellurics:
                     spec, _ = mask_telluric_bands(spec)
+                phys = resolve_physics_error(physics_error, spec)[0]
                 _, _, problem = build_problem(
                     model,
                     spec,
@@ -1678,15 +1679,20 @@ def fit_spectra(
                     fixed=fixed_values,
                     priors=prior_list,
                     error_modes=emulator_error == "modes",
-                    physics_error=resolve_physics_error(physics_error, spec)[0],
+                    physics_error=phys,
                 )
             problems.append(problem)
             good.append(sid)
             inputs[sid] = {"input_file": name, "input_sha256": checksum}
             provenance[sid] = spec.provenance()  # medium, wavelength unit and who said so
+            physics[sid] = _physics_setting(phys)
+            left_out[sid] = physics_ranges_left_out(phys, spec.wavelength)
         except StellarinfError as exc:
             failures[sid] = f"{type(exc).__name__}: {exc}"
             echo(f"{sid}: skipped ({exc})")
+    ranges = sorted({r for rs in left_out.values() for r in rs})
+    if ranges:
+        echo("left out where the 1D LTE physics is wrong in shape (data/physics_error.json): " + "; ".join(ranges))
     settings = {
         "run_id": uuid.uuid4().hex,
         "emulator": label,
@@ -1713,6 +1719,10 @@ def fit_spectra(
         "error_scale": {"mode": error_scale, "scales": None},  # per star: the table's error_scale column
         "jitter": jitter,
         "clip_outliers": bool(clip_outliers),
+        "mask_tellurics": bool(mask_tellurics),
+        # per spectrum: the physics-error term its likelihood used, and the ranges of it left out of the fit
+        "physics_error": physics,
+        "physics_ranges_left_out": left_out,
         "inputs": inputs,
         "stellarinf_version": _version(),
         "read_options": {k: str(v) for k, v in (read_options or {}).items()},

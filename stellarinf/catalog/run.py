@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StellarinfError
-from ..pipeline import DEFAULT_CONTINUUM, DEFAULT_EMULATOR, DEFAULT_SAMPLER_MINUTES, DEFAULT_STARTS
+from ..pipeline import (
+    DEFAULT_CONTINUUM,
+    DEFAULT_EMULATOR,
+    DEFAULT_SAMPLER_MINUTES,
+    DEFAULT_STARTS,
+    _physics_setting,
+    resolve_physics_error,
+)
 from .assemble import catalogue_table_columns, flag_counts, write_catalogue
 from .manifest import NUISANCE_PRIOR_NAMES, ManifestError, StarRequest, chunks_by_size, read_catalogue
 from .worker import PickledModel, brief, fit_chunk, merge_priors, read_json, star_paths
@@ -311,7 +318,10 @@ def fit_catalog(
         "emulator_error": emulator_error,
         "error_scale": error_scale,
         "jitter": bool(jitter),
-        "physics_error": physics_error if isinstance(physics_error, str) else [float(v) for v in physics_error],
+        # an explicit (floor, fraction[, regions]) as JSON lists, which fit_spectrum reads back as it was given
+        "physics_error": physics_error
+        if physics_error is None or isinstance(physics_error, str)
+        else _physics_setting(resolve_physics_error(physics_error, None)[0]),
         "mask_tellurics": bool(mask_tellurics),
         "clip_outliers": bool(clip_outliers),
         "max_minutes": None if max_minutes is None else float(max_minutes),
