@@ -123,7 +123,8 @@ def influence(obs, names, point, wl, top=15):
 
     r = np.asarray(rho(x0))
     jac = np.asarray(jax.jacfwd(rho)(x0))
-    gain = -np.linalg.solve(jac.T @ jac, jac.T)  # (n_free, n_res)
+    # the pseudo-inverse: (JᵀJ)⁻¹Jᵀ where JᵀJ is regular; a label the window has no line of (Li in RVS) gets no step
+    gain = -np.linalg.pinv(jac, rcond=1e-12)  # (n_free, n_res)
     step = gain @ r
     n_pix = wl.size
     result = {"step": {n: float(step[i]) for i, n in enumerate(names)}, "labels": {}}

@@ -1138,7 +1138,7 @@ def fit_spectrum(
         physics_error: the synthesizer-vs-reality error in the likelihood: ``"auto"`` (default; measured on the
             observed Sun, ``data/physics_error.json``, per arm; its label-space floor joins ``sd_sys``: with
             several arms, each arm's weighted by its information, ``inference.arm_combination``; its ranges where
-            the 1D LTE physics is wrong in shape, the Balmer wings and the Ca II triplet cores, are left out of the
+            the 1D LTE physics is wrong in shape, the Balmer wings, the Ca II triplet cores and Paschen P14, are left out of the
             fit, ``settings["physics_ranges_left_out"]``), ``"off"`` (for spectra made by the synthesizer itself) or
             ``(floor, depth_fraction[, regions])`` (regions ``(lo, hi)`` left out or ``(lo, hi, sd)`` kept with
             ``sd`` more error).

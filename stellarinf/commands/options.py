@@ -187,7 +187,7 @@ def fit_settings_options(func):
             default="auto",
             show_default=True,
             help="auto: the synthesizer-vs-reality error measured on the observed Sun is in the likelihood (real "
-            "spectra), and the ranges whose 1D LTE shape is wrong (the Balmer wings, the Ca II triplet cores) are "
+            "spectra), and the ranges whose 1D LTE shape is wrong (the Balmer wings, the Ca II triplet cores, Paschen P14) are "
             "left out; off: for spectra made by the synthesizer itself.",
         ),
         click.option(

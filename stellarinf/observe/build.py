@@ -368,7 +368,7 @@ def physics_error_settings(physics_error) -> tuple:
 def physics_excluded(wavelength: np.ndarray, regions=()) -> np.ndarray:
     """Boolean per pixel: inside a ``(lo, hi)`` region of the physics error (vacuum Å, observer's frame), which the
     fit leaves out. Why out and not down-weighted: there the 1D LTE physics is wrong in the shape of the whole
-    range (the Balmer wings, the chromospheric Ca II cores), an error correlated across hundreds of pixels, which a
+    range (the Balmer wings, the chromospheric Ca II cores, Paschen P14), an error correlated across hundreds of pixels, which a
     white per-pixel σ, however large, still counts as that many independent constraints on the labels the shape
     carries (Teff from the wings; benchmarks/README.md, section 6)."""
     wavelength = np.asarray(wavelength, np.float64)

@@ -44,7 +44,7 @@ def physics_error_table() -> dict:
 
 def physics_error_for(wmin: float, wmax: float) -> tuple[tuple | None, dict[str, float]]:
     """``((floor, depth_fraction, regions), label_floor)`` for a spectrum spanning ``wmin``–``wmax`` (vacuum Å);
-    ``regions`` are ranges the fit leaves out, ``(lo, hi)`` (the Balmer wings, the Ca II triplet cores:
+    ``regions`` are ranges the fit leaves out, ``(lo, hi)`` (the Balmer wings, the Ca II triplet cores, Paschen P14:
     :func:`stellarinf.observe.build.physics_excluded` says why), or keeps with more error, ``(lo, hi, sd)`` (the
     O2 A band, for a spectrum fitted with it kept).
 
