@@ -51,6 +51,7 @@ from .pipeline import (
     mask_telluric_bands,
     output_prefix,
     physics_ranges_left_out,
+    physics_ranges_note,
     prior_requests,
     read_input,
     resolve_physics_error,
@@ -388,11 +389,9 @@ def fit_joint(
         r_start = float(resolution) if resolution is not None else float(np.median([s.resolution for s in specs]))
     obs_fixed = {k: v for k, v in fixed_values.items() if k != "resolution"}
     left_out = {sid: physics_ranges_left_out(p, s.wavelength) for sid, p, s in zip(ids, phys_by_star, cropped)}
-    ranges = sorted({r for rs in left_out.values() for r in rs})
-    if ranges:
-        stages.note(
-            "left out where the 1D LTE physics is wrong in shape (data/physics_error.json): " + "; ".join(ranges)
-        )
+    note = physics_ranges_note(*left_out.values())
+    if note:
+        stages.note(note)
     obs_models = []
     for sid, spec, model, phys in zip(ids, cropped, models, phys_by_star):
         try:

@@ -972,6 +972,15 @@ def physics_ranges_left_out(phys, wavelength) -> list[str]:
     return [f"{lo:.0f}–{hi:.0f} Å" for lo, hi in hit]
 
 
+def physics_ranges_note(*left_out: list[str]) -> str | None:
+    """The log line naming the ranges left out (:func:`physics_ranges_left_out` of one or more spectra, in order,
+    each once), or None when none was."""
+    ranges = list(dict.fromkeys(r for rs in left_out for r in rs))
+    if not ranges:
+        return None
+    return "left out where the 1D LTE physics is wrong in shape (data/physics_error.json): " + "; ".join(ranges)
+
+
 def mask_telluric_bands(spec):
     """``(spectrum, bands)``: ``spec`` with the telluric bands (observer's frame) masked, and the bands hit."""
     import dataclasses
@@ -1240,9 +1249,7 @@ def fit_spectrum(
             stages.note("masked telluric bands: " + "; ".join(bands))
     left_out = physics_ranges_left_out(phys, spec.wavelength)
     if left_out:
-        stages.note(
-            "left out where the 1D LTE physics is wrong in shape (data/physics_error.json): " + "; ".join(left_out)
-        )
+        stages.note(physics_ranges_note(left_out))
     build = dict(
         resolution=resolution,
         fit_resolution=fit_resolution,
@@ -1690,9 +1697,9 @@ def fit_spectra(
         except StellarinfError as exc:
             failures[sid] = f"{type(exc).__name__}: {exc}"
             echo(f"{sid}: skipped ({exc})")
-    ranges = sorted({r for rs in left_out.values() for r in rs})
-    if ranges:
-        echo("left out where the 1D LTE physics is wrong in shape (data/physics_error.json): " + "; ".join(ranges))
+    note = physics_ranges_note(*left_out.values())
+    if note:
+        echo(note)
     settings = {
         "run_id": uuid.uuid4().hex,
         "emulator": label,
