@@ -31,8 +31,9 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     "default": ShippedModel("models/transformer-payne-small", "transformer-payne", "galah-red", "TransformerPayne"),
     "default-payne": ShippedModel("models/payne-mlp", "payne", "galah-red", "the Payne MLP"),
     # the same labels, box and grid size as default-payne, with Anstee-Barklem-O'Mara van der Waals damping and the
-    # log gf calibrated with it: the observed Sun's red arm 13 K and 0.05 dex closer than default-payne (RECIPE.md,
-    # forty-fourth session); not the default until every arm and TransformerPayne have that physics too
+    # log gf and empirical solar lines calibrated with it: the observed Sun's red arm alone within 33 K and 0.11 dex
+    # where default-payne is 91 K and 0.19 off (RECIPE.md, fifty-seventh session); not the default until every arm and
+    # TransformerPayne have that physics too
     "default-payne-abo": ShippedModel("models/payne-mlp-abo", "payne", "galah-red", "the Payne MLP, ABO damping"),
     "default-payne-blue": ShippedModel("models/payne-mlp-blue", "payne", "galah-blue", "the Payne MLP, with molecules"),
     "default-payne-green": ShippedModel("models/payne-mlp-green", "payne", "galah-green", "the Payne MLP"),
