@@ -39,6 +39,10 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     "default-payne-green": ShippedModel("models/payne-mlp-green", "payne", "galah-green", "the Payne MLP"),
     "default-payne-ir": ShippedModel("models/payne-mlp-ir", "payne", "galah-ir", "the Payne MLP"),
     "default-payne-rvs": ShippedModel("models/payne-mlp-rvs", "payne", "gaia-rvs", "the Payne MLP"),
+    # Gaia RVS's Payne on the same ABO physics as default-payne-abo (RECIPE.md, fifty-seventh session)
+    "default-payne-rvs-abo": ShippedModel(
+        "models/payne-mlp-rvs-abo", "payne", "gaia-rvs", "the Payne MLP, ABO damping"
+    ),
     # the broad domain (issue #18): 35 labels (Teff, log g, [Fe/H], vmic, [α/Fe], 30 elements), [Fe/H] down to -2.5,
     # molecules; one Payne per GALAH arm and one for Gaia RVS, all with the same labels, so the arms of one star
     # combine (set "broad")
