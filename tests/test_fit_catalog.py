@@ -542,6 +542,52 @@ def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_lost(first, manifest
     _assert_same_catalogue(again.table, result.table)
 
 
+def test_the_only_worker_killed_takes_the_scattered_model_and_the_run_scatters_it_again(
+    first, manifest, model, tmp_path
+):
+    """With one worker, kill -9 takes the scattered model's only copy with it (the restarted worker never had it):
+    the run scatters the model again and reruns the chunks that lost it, instead of failing every later star."""
+    import threading
+
+    from distributed import LocalCluster
+
+    result, _, _ = first
+    out = tmp_path / "out"
+    box = {}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as solo:
+
+        def run():
+            try:
+                box["result"] = stellarinf.fit_catalog(
+                    manifest,
+                    out,
+                    scheduler=solo.scheduler_address,
+                    emulator=model,
+                    emulator_name=TEST_MODEL,
+                    chunk_size=2,
+                    progress=False,
+                    log=None,
+                    **SETTINGS,
+                )
+            except BaseException as exc:  # the assertion below says what went wrong
+                box["error"] = exc
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.time() + 300
+        while time.time() < deadline and thread.is_alive():
+            if (out / "stars").is_dir() and list((out / "stars").glob("[a-g].json")):
+                break
+            time.sleep(0.02)
+        assert thread.is_alive(), box
+        os.kill(next(iter(solo.workers.values())).pid, signal.SIGKILL)
+        thread.join(timeout=600)
+    assert not thread.is_alive() and "error" not in box, box
+    again = box["result"]
+    assert again.counts["fitted_now"] == len(TRUTHS) and again.counts["missing"] == 0, (again.counts, again.failed)
+    _assert_same_catalogue(again.table, result.table)
+
+
 def test_local_workers_get_disjoint_cores_and_a_pinned_process_runs_on_them():
     """N local workers on N+ cores get disjoint, contiguous, even core sets (more workers than cores: no pinning);
     pinning a process confines every one of its threads, new ones included."""

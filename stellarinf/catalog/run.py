@@ -22,6 +22,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from .worker import PickledModel, brief, fit_chunk, merge_priors, read_json, sta
 SETTINGS_FILE = "settings.json"
 SETTINGS_FORMAT = "stellarinf-catalog"
 DEFAULT_CHUNK_SIZE = 16
+MAX_RESUBMITS = 2  # a chunk whose input the cluster lost (a killed worker) runs again at most this often
 # the settings that shape every star's result: a restart must use the same ones (else stars would be mixed)
 RESULT_SETTINGS = (
     "emulator",
@@ -555,25 +557,40 @@ def run_chunks(chunks, out: Path, name, ref, fit_kwargs, *, workers, scheduler, 
         model_arg = ref if isinstance(ref, str) else client.scatter(PickledModel.of(ref), broadcast=True, hash=False)
         queue = iter(chunks)
         pending: dict = {}
+        resubmitted: dict = {}
         finished = as_completed()
         token = uuid.uuid4().hex[:8]
+        n_submitted = 0
 
-        def submit_next() -> bool:
-            chunk = next(queue, None)
-            if chunk is None:
-                return False
+        def current_model():
+            # a killed worker can take the scattered model's last copy with it (a restarted worker never had it):
+            # scatter it again rather than let every later chunk fail on data the cluster forgot
+            nonlocal model_arg
+            if not isinstance(model_arg, str) and model_arg.status != "finished":
+                model_arg = client.scatter(PickledModel.of(ref), broadcast=True, hash=False)
+            return model_arg
+
+        def submit(chunk) -> None:
+            nonlocal n_submitted
+            n_submitted += 1
             fut = client.submit(
                 fit_chunk,
                 [dataclasses.asdict(s) for s in chunk],
                 str(out),
                 name,
-                model_arg,
+                current_model(),
                 fit_kwargs,
                 pure=False,
-                key=f"stellarinf-fit-chunk-{token}-{len(pending)}-{chunk[0].id}",
+                key=f"stellarinf-fit-chunk-{token}-{n_submitted}-{chunk[0].id}",
             )
             pending[fut] = chunk
             finished.add(fut)
+
+        def submit_next() -> bool:
+            chunk = next(queue, None)
+            if chunk is None:
+                return False
+            submit(chunk)
             return True
 
         for _ in range(2 * n_workers + 1):  # a bounded number of chunks in flight: the rest wait in the queue
@@ -586,18 +603,16 @@ def run_chunks(chunks, out: Path, name, ref, fit_kwargs, *, workers, scheduler, 
             chunk = pending.pop(fut)
             try:
                 briefs = fut.result()
+            except CancelledError:  # its input, the scattered model, was lost with a killed worker: run it again
+                key = chunk[0].id
+                resubmitted[key] = resubmitted.get(key, 0) + 1
+                if resubmitted[key] <= MAX_RESUBMITS:
+                    fut.release()
+                    submit(chunk)
+                    continue
+                briefs = _chunk_failed(out, chunk, name, "CancelledError", "its model was lost with a worker, again")
             except Exception as exc:  # the chunk's task itself failed (e.g. its worker died again and again)
-                briefs = []
-                for s in chunk:
-                    ok_path, _ = star_paths(out, s.id)
-                    if ok_path.exists():
-                        briefs.append(brief(read_json(ok_path)))
-                    else:
-                        briefs.append(
-                            record_failure(
-                                out, s, name, type(exc).__name__, f"the worker fitting this star's chunk failed ({exc})"
-                            )
-                        )
+                briefs = _chunk_failed(out, chunk, name, type(exc).__name__, str(exc))
             fut.release()
             done.extend(briefs)
             n_failed += sum(1 for b in briefs if b["status"] != "ok")
@@ -610,6 +625,19 @@ def run_chunks(chunks, out: Path, name, ref, fit_kwargs, *, workers, scheduler, 
         if cluster is not None:
             cluster.close()
     return dashboard, done
+
+
+def _chunk_failed(out: Path, chunk, name, kind: str, why: str) -> list[dict]:
+    """Briefs for a chunk whose task failed: a star whose result was written before the failure keeps it, the
+    others are recorded as failed with the reason."""
+    briefs = []
+    for s in chunk:
+        ok_path, _ = star_paths(out, s.id)
+        if ok_path.exists():
+            briefs.append(brief(read_json(ok_path)))
+        else:
+            briefs.append(record_failure(out, s, name, kind, f"the worker fitting this star's chunk failed ({why})"))
+    return briefs
 
 
 def _dashboard(client) -> str | None:
