@@ -499,13 +499,11 @@ def test_the_flag_bits_cover_every_word_the_pipeline_writes():
     assert all(len(k) <= 8 for k in header_cards())
 
 
-def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_lost(first, manifest, model, cluster, tmp_path):
-    """kill -9 of one worker process while it fits: Dask restarts it (its nanny) and runs its chunk again; the
-    stars it had finished are kept (the chunk skips them), and the catalogue is the uninterrupted run's."""
+def _fit_and_kill_a_worker(manifest, model, out, cluster, chunk_size):
+    """``fit_catalog`` on ``cluster`` in a thread; kill -9 of one worker process once the first star's result is
+    written; returns the run's result after it finishes (asserting it finished without raising)."""
     import threading
 
-    result, _, _ = first
-    out = tmp_path / "out"
     box = {}
 
     def run():
@@ -516,7 +514,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_lost(first, manifest
                 scheduler=cluster.scheduler_address,
                 emulator=model,
                 emulator_name=TEST_MODEL,
-                chunk_size=4,
+                chunk_size=chunk_size,
                 progress=False,
                 log=None,
                 **SETTINGS,
@@ -536,7 +534,14 @@ def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_lost(first, manifest
     os.kill(victim.pid, signal.SIGKILL)
     thread.join(timeout=600)
     assert not thread.is_alive() and "error" not in box, box
-    again = box["result"]
+    return box["result"]
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_lost(first, manifest, model, cluster, tmp_path):
+    """kill -9 of one worker process while it fits: Dask restarts it (its nanny) and runs its chunk again; the
+    stars it had finished are kept (the chunk skips them), and the catalogue is the uninterrupted run's."""
+    result, _, _ = first
+    again = _fit_and_kill_a_worker(manifest, model, tmp_path / "out", cluster, chunk_size=4)
     # the reasons say whether a star's fit or the cluster failed (this test has failed once under heavy load)
     assert again.counts["fitted_now"] == len(TRUTHS) and again.counts["missing"] == 0, (again.counts, again.failed)
     _assert_same_catalogue(again.table, result.table)
@@ -547,43 +552,11 @@ def test_the_only_worker_killed_takes_the_scattered_model_and_the_run_scatters_i
 ):
     """With one worker, kill -9 takes the scattered model's only copy with it (the restarted worker never had it):
     the run scatters the model again and reruns the chunks that lost it, instead of failing every later star."""
-    import threading
-
     from distributed import LocalCluster
 
     result, _, _ = first
-    out = tmp_path / "out"
-    box = {}
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as solo:
-
-        def run():
-            try:
-                box["result"] = stellarinf.fit_catalog(
-                    manifest,
-                    out,
-                    scheduler=solo.scheduler_address,
-                    emulator=model,
-                    emulator_name=TEST_MODEL,
-                    chunk_size=2,
-                    progress=False,
-                    log=None,
-                    **SETTINGS,
-                )
-            except BaseException as exc:  # the assertion below says what went wrong
-                box["error"] = exc
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        deadline = time.time() + 300
-        while time.time() < deadline and thread.is_alive():
-            if (out / "stars").is_dir() and list((out / "stars").glob("[a-g].json")):
-                break
-            time.sleep(0.02)
-        assert thread.is_alive(), box
-        os.kill(next(iter(solo.workers.values())).pid, signal.SIGKILL)
-        thread.join(timeout=600)
-    assert not thread.is_alive() and "error" not in box, box
-    again = box["result"]
+        again = _fit_and_kill_a_worker(manifest, model, tmp_path / "out", solo, chunk_size=2)
     assert again.counts["fitted_now"] == len(TRUTHS) and again.counts["missing"] == 0, (again.counts, again.failed)
     _assert_same_catalogue(again.table, result.table)
 
