@@ -13,10 +13,17 @@ flattered by the calibration having fitted the same pixels; the Kurucz atlas's n
 Sun's labels (``benchmarks/sun_fit.py`` output, mean over seeds and S/N): the label-space floor that
 fits report beside their posterior sd.
 
+``--damping abo`` measures the physics with Anstee–Barklem–O'Mara widths and its own log gf table
+(``data/loggf_solar_abo.ecsv``) and stores it under the window's ``by_damping["abo"]``: an emulator that learned that
+physics gets that term (:func:`stellarinf.observe.physics_error.physics_error_for`); the window's own values are
+Unsöld × 2's (the default physics). Measure ``unsold`` first: the ranges left out are the window's.
+
 Usage::
 
     python data/measure_physics_error.py --atlas-dir ../shared/data
     python data/measure_physics_error.py --label-floor benchmarks/results/sun_fit.json
+    python data/measure_physics_error.py --atlas-dir ../shared/data --damping abo
+    python data/measure_physics_error.py --label-floor benchmarks/results/sun_fit_payne_abo.json --damping abo
 """
 
 from __future__ import annotations
@@ -67,7 +74,19 @@ def window_spec(window: str) -> dict:
     }
 
 
-def measure(window: str, atlas_path: Path, mask_ranges, vmacro: float, vsini: float = 1.8, molecules: str = "off"):
+# the log gf table (and so the v macro) each damping choice was calibrated with
+LOGGF_TABLES = {"unsold": "loggf_solar.ecsv", "abo": "loggf_solar_abo.ecsv"}
+
+
+def measure(
+    window: str,
+    atlas_path: Path,
+    mask_ranges,
+    vmacro: float,
+    vsini: float = 1.8,
+    molecules: str = "off",
+    damping: str = "unsold",
+):
     import jax.numpy as jnp
 
     from stellarinf.observe.broadening import broaden, degrade_to_resolution
@@ -83,7 +102,7 @@ def measure(window: str, atlas_path: Path, mask_ranges, vmacro: float, vsini: fl
     pixels = pixels[(pixels > lo + 2.0) & (pixels < hi - 2.0)]
     fine = fine_grid(lo - 3.0, hi + 3.0)
     dv = float(np.log(fine[1] / fine[0])) * C_KMS
-    flux, _ = synthesize(SUN, fine, molecules=molecules)
+    flux, _ = synthesize(SUN, fine, molecules=molecules, damping=damping)
     model = np.asarray(broaden(jnp.asarray(flux), dv, resolution=win.resolution, vsini=vsini, vmacro=vmacro))
     grid, obs_smooth = degrade_to_resolution(atlas[:, 0], atlas[:, 1], win.resolution)
     best = None
@@ -121,6 +140,7 @@ def main(argv=None) -> int:
     ap.add_argument("--atlas-dir", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--windows", default="galah-red,gaia-rvs")
     ap.add_argument("--label-floor", default=None, help="a benchmarks/sun_fit.py results JSON: store the label offsets")
+    ap.add_argument("--damping", default="unsold", choices=sorted(LOGGF_TABLES), help="the physics measured")
     ap.add_argument("-o", "--output", default=str(HERE / "physics_error.json"))
     args = ap.parse_args(argv)
 
@@ -135,10 +155,11 @@ def main(argv=None) -> int:
     doc = json.loads(out.read_text()) if out.exists() else {"windows": {}}
     if args.label_floor:
         fits = json.loads(Path(args.label_floor).read_text())["fits"]
-        for window, entry in doc["windows"].items():
+        for window in doc["windows"]:
             rows = [f for f in fits if f["window"] == window]
             if not rows:
                 continue
+            entry = _entry(doc, window, args.damping)
             names = rows[0]["labels"].keys()
             entry["label_floor"] = {
                 n: round(
@@ -162,10 +183,11 @@ def main(argv=None) -> int:
                 f"{Path(args.label_floor).name}: rms offset of {len(rows)} fits of the observed Sun"
             )
         write_json_atomic(out, doc)
-        print(json.dumps({w: e.get("label_floor") for w, e in doc["windows"].items()}, indent=1))
+        shown = {w: _entry(doc, w, args.damping, create=False).get("label_floor") for w in doc["windows"]}
+        print(json.dumps(shown, indent=1))
         return 0
 
-    meta = Table.read(HERE / "loggf_solar.ecsv").meta
+    meta = Table.read(HERE / LOGGF_TABLES[args.damping]).meta
     for window in args.windows.split(","):
         spec = window_spec(window)
         vmacro = float(np.median([c["vmacro"] for c in meta["windows"][window]["chunks"]]))
@@ -175,7 +197,7 @@ def main(argv=None) -> int:
             if path.exists():
                 # the physics the window's log gf were fitted with (the blue arm's: with molecules)
                 molecules = meta["windows"][window].get("molecules", "off")
-                results.append(measure(window, path, spec["mask"], vmacro, molecules=molecules))
+                results.append(measure(window, path, spec["mask"], vmacro, molecules=molecules, damping=args.damping))
                 r = results[-1]
                 print(
                     f"{window} {name}: rms {100 * r['rms']:.2f} %, floor {100 * r['floor']:.2f} %, "
@@ -195,22 +217,33 @@ def main(argv=None) -> int:
                 "the independent atlas (SOLAR-HRS)",
             )
         else:
-            others = [e for w, e in doc["windows"].items() if w != window and e.get("independent_of_calibration")]
+            same = [_entry(doc, w, args.damping, create=False) for w in doc["windows"] if w != window]
+            others = [e for e in same if e.get("independent_of_calibration")]
             floor = max([results[0]["floor"]] + [e["floor"] for e in others])
             frac = max([results[0]["depth_fraction"]] + [e["depth_fraction"] for e in others])
             how = "the larger of the calibration atlas's values and those of the windows with an independent atlas"
-        doc["windows"][window] = {
-            "wmin": min(r["wmin"] for r in results),
-            "wmax": max(r["wmax"] for r in results),
+        values = {
             "floor": floor,
             "depth_fraction": frac,
             "adopted": how,
             "independent_of_calibration": bool(independent),
-            "regions": [list(r) for r in spec["regions"]],
             "all_measurements": results,
             "vmacro_kms": vmacro,
-            **({k: v for k, v in doc["windows"].get(window, {}).items() if k.startswith("label_floor")}),
         }
+        old = doc["windows"].get(window, {})
+        if args.damping == "unsold":
+            doc["windows"][window] = {
+                "wmin": min(r["wmin"] for r in results),
+                "wmax": max(r["wmax"] for r in results),
+                **values,
+                "regions": [list(r) for r in spec["regions"]],
+                **{k: v for k, v in old.items() if k.startswith("label_floor") or k == "by_damping"},
+            }
+        else:
+            if "floor" not in old:
+                raise SystemExit(f"measure {window} with --damping unsold first: its ranges left out are the window's")
+            kept = {k: v for k, v in _entry(doc, window, args.damping).items() if k.startswith("label_floor")}
+            old.setdefault("by_damping", {})[args.damping] = {**values, **kept}
     doc["method"] = (
         "residual of the synthesized Sun (solar log gf) against an observed atlas at the window's R and pixels, "
         "linear continuum scale per 5 Å, sigma^2 = floor^2 + (depth_fraction * depth)^2 fitted in 10 depth bins; "
@@ -220,6 +253,16 @@ def main(argv=None) -> int:
     doc["made"] = time.strftime("%Y-%m-%d")
     write_json_atomic(out, doc)
     return 0
+
+
+def _entry(doc: dict, window: str, damping: str, create: bool = True) -> dict:
+    """The dict holding ``window``'s values for ``damping`` (the window's own for Unsöld × 2, else its
+    ``by_damping[damping]``), made empty when missing (``create``) or an empty dict not in ``doc``."""
+    if not create:
+        entry = doc["windows"].get(window, {})
+        return entry if damping == "unsold" else entry.get("by_damping", {}).get(damping, {})
+    entry = doc["windows"].setdefault(window, {})
+    return entry if damping == "unsold" else entry.setdefault("by_damping", {}).setdefault(damping, {})
 
 
 def _sun_value(name: str):

@@ -379,7 +379,7 @@ def fit_joint(
     for sid, spec, model in zip(ids, specs, models):
         if mask_tellurics:
             spec, _ = mask_telluric_bands(spec)
-        phys_by_star.append(resolve_physics_error(physics_error, spec)[0])
+        phys_by_star.append(resolve_physics_error(physics_error, spec, [model])[0])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             cropped.append(crop_to_model(spec, model, margin_kms=crop_margin_kms(rv_max)))

@@ -24,8 +24,10 @@ LOGGF_CHOICES = ("solar", "laboratory")
 DEFAULT_LOGGF = "solar"
 
 DAMPING_CHOICES = ("unsold", "abo")
-# The synthesizer's default must be the physics the shipped emulators learned (data/models/RECIPE.md): the
-# synthesizer and the emulators must draw the same spectra.
+# The synthesizer's default is the physics most shipped emulators learned (data/models/RECIPE.md): default-payne,
+# TransformerPayne, the blue, green and IR Paynes, the broad sets and the demo star. The red and RVS Paynes "auto" fits
+# real stars with (default-payne-abo, default-payne-rvs-abo) learned "abo"; every model records its own
+# (training_physics), which the synthesizer reproduces and the physics-error term follows (model_damping).
 DEFAULT_DAMPING = "unsold"
 # what grids and emulators made before the damping choice existed used
 LEGACY_DAMPING = "unsold"
@@ -83,10 +85,21 @@ def tio_matters(teff: float, logg: float, composition: Mapping[str, float] | Non
 def model_molecules(model) -> str | None:
     """The ``molecules`` physics a model draws spectra with: the synthesizer's own setting, an emulator's training
     grid's (:func:`training_physics`), or None where the model does not say (a test or user model)."""
-    own = getattr(model, "molecules", None)
+    return _model_choice(model, "molecules")
+
+
+def model_damping(model) -> str | None:
+    """The van der Waals ``damping`` a model draws spectra with (as :func:`model_molecules`): which physics-error term
+    measured on the observed Sun is its (:func:`stellarinf.observe.physics_error.physics_error_for`)."""
+    return _model_choice(model, "damping")
+
+
+def _model_choice(model, key: str) -> str | None:
+    """The synthesizer choice ``key`` of ``model``: its own attribute (the synthesizer), else its training grid's."""
+    own = getattr(model, key, None)
     if isinstance(own, str):
         return own
-    return None if _training_grid_metadata(model) is None else training_physics(model)["molecules"]
+    return None if _training_grid_metadata(model) is None else training_physics(model)[key]
 
 
 def _training_grid_metadata(model) -> dict | None:
@@ -155,5 +168,6 @@ __all__ = [
     "tio_composition_dex",
     "tio_matters",
     "model_molecules",
+    "model_damping",
     "no_tio_message",
 ]

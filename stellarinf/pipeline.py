@@ -937,16 +937,20 @@ def diagnose(summary, posterior) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- one spectrum
-def resolve_physics_error(physics_error, spec) -> tuple[tuple[float, float] | None, dict[str, float]]:
+def resolve_physics_error(
+    physics_error, spec, models: Sequence = ()
+) -> tuple[tuple[float, float] | None, dict[str, float]]:
     """The synthesizer-vs-reality error term for ``spec``: ``"auto"`` → the values measured on the observed Sun
-    for its wavelengths (:func:`stellarinf.observe.physics_error.physics_error_for`), ``None``/``"off"`` → none,
-    or an explicit ``(floor, depth_fraction[, regions])``. Returns ``(term, label_floor)``."""
+    for its wavelengths and the physics of the model of ``models`` that serves it
+    (:func:`stellarinf.observe.physics_error.physics_error_for`, :func:`serving_damping`), ``None``/``"off"`` →
+    none, or an explicit ``(floor, depth_fraction[, regions])``. Returns ``(term, label_floor)``."""
     if physics_error is None or physics_error == "off":
         return None, {}
     if physics_error == "auto":
         from .observe.physics_error import physics_error_for
 
-        return physics_error_for(float(spec.wavelength.min()), float(spec.wavelength.max()))
+        wmin, wmax = float(spec.wavelength.min()), float(spec.wavelength.max())
+        return physics_error_for(wmin, wmax, serving_damping(spec, models))
     try:
         floor, frac, *regions = physics_error
         term = (float(floor), float(frac)) + ((tuple(tuple(r) for r in regions[0]),) if regions else ())
@@ -958,6 +962,22 @@ def resolve_physics_error(physics_error, spec) -> tuple[tuple[float, float] | No
             f"out, or (lo, hi, sd) kept with sd more error, ...), got {physics_error!r}"
         ) from None
     return term, {}
+
+
+def serving_damping(spec, models: Sequence) -> str | None:
+    """The van der Waals damping (:func:`stellarinf.physics_options.model_damping`) of the model of ``models`` that
+    serves single-arm ``spec`` (:func:`stellarinf.observe.multi_arm.choose_arm_models`); None when no model covers
+    it or the model does not say."""
+    from .errors import WavelengthError
+    from .observe.multi_arm import choose_arm_models
+    from .physics_options import model_damping
+
+    if not models:
+        return None
+    try:
+        return model_damping(choose_arm_models(spec, models)[0])
+    except WavelengthError:
+        return None
 
 
 def physics_ranges_left_out(phys, wavelength) -> list[str]:
@@ -1235,13 +1255,13 @@ def fit_spectrum(
         fixed_values.update(validate_fixed(fixed or {}, m_, rv_max=rv_max, vsini_max=vsini_max, vmacro_max=vmacro_max))
     multi = spec.is_multi_arm or len(models) > 1
     if multi:  # each arm its own physics error (the measured window it overlaps most)
-        per_arm = {int(a.segments[0]): resolve_physics_error(physics_error, a) for a in spec.arms()}
+        per_arm = {int(a.segments[0]): resolve_physics_error(physics_error, a, models) for a in spec.arms()}
         phys = {seg: term for seg, (term, _) in per_arm.items()}
         phys = None if all(t is None for t in phys.values()) else phys
         # each arm's label floor; the summary's is their information-weighted mean (inference.arm_combination)
         label_floor = {str(seg): floor for seg, (_, floor) in per_arm.items()}
     else:
-        phys, label_floor = resolve_physics_error(physics_error, spec)
+        phys, label_floor = resolve_physics_error(physics_error, spec, models)
     bands = []
     if mask_tellurics:
         spec, bands = mask_telluric_bands(spec)
@@ -1672,7 +1692,7 @@ def fit_spectra(
                 warnings.simplefilter("ignore", UserWarning)
                 if mask_tellurics:
                     spec, _ = mask_telluric_bands(spec)
-                phys = resolve_physics_error(physics_error, spec)[0]
+                phys = resolve_physics_error(physics_error, spec, [model])[0]
                 _, _, problem = build_problem(
                     model,
                     spec,

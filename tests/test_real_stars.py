@@ -187,6 +187,38 @@ def test_physics_error_for_picks_the_overlapping_window(monkeypatch):
     )
 
 
+def test_a_model_gets_the_physics_error_measured_with_its_own_damping():
+    """data/physics_error.json holds, beside each window's Unsöld × 2 term, the ABO physics' own (its calibrated
+    synthesized Sun leaves smaller residuals against the independent SOLAR-HRS atlas): a fit through a model that
+    learned ABO widths gets that term and label floor, one through an Unsöld model the window's own, with the same
+    ranges left out; a window measured only with Unsöld × 2 gives that to every model."""
+    from stellarinf.emulators.registry import load_emulator
+    from stellarinf.observe import physics_error as pe
+    from stellarinf.physics_options import model_damping
+    from stellarinf.pipeline import resolve_physics_error
+
+    red = pe.physics_error_table()["galah-red"]
+    abo = red["by_damping"]["abo"]
+    assert "solarhrs" in abo["all_measurements"][0]["atlas"] and abo["independent_of_calibration"]
+    assert abo["all_measurements"][0]["rms"] < red["all_measurements"][0]["rms"]  # the better physics
+    (f_u, d_u, r_u), lab_u = physics_error_for(6500.0, 6700.0)
+    (f_a, d_a, r_a), lab_a = physics_error_for(6500.0, 6700.0, "abo")
+    assert (f_u, d_u, lab_u) == (red["floor"], red["depth_fraction"], red["label_floor"])
+    assert (f_a, d_a, lab_a) == (abo["floor"], abo["depth_fraction"], abo["label_floor"])
+    assert f_a < f_u and r_a == r_u and lab_a["teff"] < lab_u["teff"]
+    assert physics_error_for(5700.0, 5800.0, "abo") == physics_error_for(5700.0, 5800.0)  # green: Unsöld only
+
+    wl = np.linspace(6500.0, 6700.0, 400)
+    spec = Spectrum(wl, np.ones(wl.size), np.full(wl.size, 0.01), resolution=28000.0)
+    unsold, aboed = load_emulator("default-payne"), load_emulator("default-payne-abo")
+    assert (model_damping(unsold), model_damping(aboed)) == ("unsold", "abo")
+    assert resolve_physics_error("auto", spec, [unsold]) == ((f_u, d_u, r_u), lab_u)
+    assert resolve_physics_error("auto", spec, [aboed]) == ((f_a, d_a, r_a), lab_a)
+    # the model serving the spectrum decides, not the first of the list
+    rvs = load_emulator("default-payne-rvs-abo")
+    assert resolve_physics_error("auto", spec, [rvs, aboed]) == ((f_a, d_a, r_a), lab_a)
+
+
 def test_telluric_bands_are_masked_and_named():
     from stellarinf.io.tellurics import telluric_mask
 

@@ -221,6 +221,7 @@ def fit_terms(problem: Problem, laplace, best: dict[str, float]) -> ArmTerms:
     values, or, for a spectrum of several arms, each arm's combined (module doc) at the Laplace mode.
     ``best``: the best-fit parameters (the reference star nearest them is used)."""
     from ..observe.physics_error import physics_error_for
+    from ..physics_options import model_damping
     from .results import label_systematics_of
 
     om = problem.obs_model
@@ -244,7 +245,10 @@ def fit_terms(problem: Problem, laplace, best: dict[str, float]) -> ArmTerms:
     names = list(problem.names)
     physics_sd = None
     if physics:
-        floors = [physics_error_for(float(np.min(a.wavelength)), float(np.max(a.wavelength)))[1] for a in arms]
+        floors = [
+            physics_error_for(float(np.min(a.wavelength)), float(np.max(a.wavelength)), model_damping(m))[1]
+            for a, m in zip(arms, arm_models)
+        ]
         physics_sd = combined_floor(info, names, floors)
     if single is not None:
         return dataclasses.replace(single, physics_sd=physics_sd)

@@ -42,15 +42,17 @@ def physics_error_table() -> dict:
         ) from None
 
 
-def physics_error_for(wmin: float, wmax: float) -> tuple[tuple | None, dict[str, float]]:
+def physics_error_for(wmin: float, wmax: float, damping: str | None = None) -> tuple[tuple | None, dict[str, float]]:
     """``((floor, depth_fraction, regions), label_floor)`` for a spectrum spanning ``wmin``–``wmax`` (vacuum Å);
     ``regions`` are ranges the fit leaves out, ``(lo, hi)`` (the Balmer wings, the Ca II triplet cores, Paschen P14:
     :func:`stellarinf.observe.build.physics_excluded` says why), or keeps with more error, ``(lo, hi, sd)`` (the
     O2 A band, for a spectrum fitted with it kept).
 
     Uses the measured window that overlaps the range most; a range that no measured window overlaps gets
-    the largest measured values (no measurement is not the same as no error). ``(None, {})`` when nothing
-    was measured.
+    the largest measured values (no measurement is not the same as no error). ``damping`` (the model's van der Waals
+    widths, :func:`stellarinf.physics_options.model_damping`): the values measured with that physics where the
+    window has them (``by_damping``; ABO's leave smaller residuals), else the window's own (Unsöld × 2's). ``(None,
+    {})`` when nothing was measured.
     """
     table = physics_error_table()
     if not table:
@@ -69,9 +71,10 @@ def physics_error_for(wmin: float, wmax: float) -> tuple[tuple | None, dict[str,
         frac = max(e["depth_fraction"] for e in table.values())
         return (floor, frac, ()), largest_floor
     regions = tuple(tuple(float(v) for v in r) for r in best.get("regions", []))
+    values = {**best, **best.get("by_damping", {}).get(damping, {})}
     # a window whose label floor was not measured (no fits of the observed Sun there) gets the largest measured
-    labels = {k: float(v) for k, v in best.get("label_floor", {}).items()} or largest_floor
-    return (float(best["floor"]), float(best["depth_fraction"]), regions), labels
+    labels = {k: float(v) for k, v in values.get("label_floor", {}).items()} or largest_floor
+    return (float(values["floor"]), float(values["depth_fraction"]), regions), labels
 
 
 def fit_error_model(residual: np.ndarray, depth: np.ndarray, n_bins: int = 10) -> tuple[float, float]:
