@@ -20,6 +20,9 @@ Usage::
 
     python benchmarks/sun_fit.py --atlas-dir ../shared/data --emulators default-payne --snr 50,100,200 --seeds 0,1,2
 
+    python benchmarks/sun_fit.py --emulators auto --together --snr 50,100,200 --seeds 0,1,2 \
+        --windows galah-blue,galah-green,galah-red,galah-ir,gaia-rvs   # every arm in one fit, as `stellarinf fit` picks
+
     python benchmarks/sun_fit.py --emulators synth --together --snr 100 --seeds 0 \
         --windows galah-blue,galah-green,galah-red,galah-ir,gaia-rvs   # every arm in one fit, the synthesizer
 
@@ -135,18 +138,30 @@ def arm_observation(window: str, atlas_name: str | None, atlas_dir: str):
     return atlas, pixels[(pixels > atlas[0, 0] + 5.0) & (pixels < atlas[-1, 0] - 5.0)], resolution
 
 
-def model_for(name: str, window: str):
-    """A shipped emulator by name, or ``synth`` / ``synth-abo``: the synthesizer itself (realistic fidelity,
-    unbroadened; Unsöld × 2 or ABO damping) on the window, which separates what the physics gets wrong from what
-    the emulator adds. A set's name (``broad``, ``broad-tp``: :data:`stellarinf.shipped_models.MODEL_SETS`) is its model for
-    ``window``."""
-    from stellarinf.shipped_models import MODEL_SETS, set_members
+def model_name(name: str, window: str) -> str:
+    """The model ``name`` stands for on ``window``: a set's name (``broad``, ``broad-tp``:
+    :data:`stellarinf.shipped_models.MODEL_SETS`) its model for ``window``; ``auto`` the model ``stellarinf fit``
+    picks for it on this machine (:data:`stellarinf.shipped_models.AUTO_MODELS`); anything else itself."""
+    from stellarinf.shipped_models import AUTO_MODELS, MODEL_SETS, SHIPPED_MODELS, set_members
 
+    if name == "auto":
+        import jax
+
+        family = AUTO_MODELS["cpu" if jax.default_backend() == "cpu" else "accelerator"]
+        return next(m for m in family if SHIPPED_MODELS[m].window == window)
     if name in MODEL_SETS:
         members = set_members(name)
-        name = members.get(window)
-        if name is None:
+        if window not in members:
             raise SystemExit(f"the set has no model for {window}: its members are {', '.join(members.values())}")
+        return members[window]
+    return name
+
+
+def model_for(name: str, window: str):
+    """A shipped emulator by name (or as :func:`model_name` resolves it), or ``synth`` / ``synth-abo``: the
+    synthesizer itself (realistic fidelity, unbroadened; Unsöld × 2 or ABO damping) on the window, which separates
+    what the physics gets wrong from what the emulator adds."""
+    name = model_name(name, window)
     if name in ("synth", "synth-abo"):
         from stellarinf.labels import default_label_space
         from stellarinf.synth import SynthesizerModel
@@ -278,6 +293,10 @@ def main(argv=None) -> int:
                     )
                     row = {
                         "emulator": emu_name,
+                        "models": [
+                            model_name(per_window[k] if len(per_window) > 1 else emu_name, w)
+                            for k, w in enumerate(group)
+                        ],
                         "window": window,
                         "resolution": resolution,
                         "snr": snr,

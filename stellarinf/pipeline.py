@@ -416,7 +416,7 @@ def choose_emulator(backend: str | None = None, spectrum=None) -> tuple[str | li
     """``(name, why)`` for ``emulator="auto"``: the shipped model whose posterior can be trusted within minutes here.
 
     On an accelerator TransformerPayne (``"default"``: any wavelength, NUTS affordable). On a CPU the Payne
-    (``"default-payne"``): TransformerPayne's log density costs ~40 ms a value and ~0.16 s a gradient there, and on
+    (``"default-payne-abo"``, the red arm's Payne on ABO physics): TransformerPayne's log density costs ~40 ms a value and ~0.16 s a gradient there, and on
     the demo star (S/N 80) its importance-sampled posterior was still unreliable after 8,000 proposals (Pareto k
     0.85; [Li/Fe] two-moded across its box, v sin i and v macro a ridge: more draws than minutes allow), while the
     Payne's costs 0.5–4 ms a value (idle to loaded machine): laplace-is spends up to 20,000 proposals on it in the

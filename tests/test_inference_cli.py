@@ -281,7 +281,7 @@ def test_default_emulator_is_chosen_for_the_machine_and_said(monkeypatch, model,
     """Issue 23: TransformerPayne's posterior does not fit in minutes on a CPU (laplace-is on the demo star: Pareto k
     0.85 after 8,000 proposals), so there the default is the Payne, said on the console and recorded."""
     name, why = pipeline.choose_emulator("cpu")
-    assert name == "default-payne" and "--emulator default" in why and "CPU" in why
+    assert name == "default-payne-abo" and "--emulator default" in why and "CPU" in why
     assert pipeline.choose_emulator("gpu")[0] == "default"
     assert pipeline.resolve_emulator("default") == ("default", None)
     assert pipeline.resolve_emulator(model) == (model, None)
@@ -291,15 +291,16 @@ def test_default_emulator_is_chosen_for_the_machine_and_said(monkeypatch, model,
         warnings.simplefilter("ignore")
         code, _, err = run(["fit", str(spectrum_file), *COMMON, "--sampler", "map", "-o", str(tmp_path / "s")], capsys)
     assert code in (0, 4), err
-    assert loaded == ["default-payne"]
-    assert "emulator: default-payne (the Payne on a CPU" in err
+    assert loaded == ["default-payne-abo"]
+    assert "emulator: default-payne-abo (the Payne on a CPU" in err
     settings = json.loads(Table.read(tmp_path / "s_summary.fits").meta["SETTINGS"])
-    assert settings["emulator"] == "default-payne" and settings["emulator_reason"].startswith("the Payne on a CPU")
+    assert settings["emulator"] == "default-payne-abo" and settings["emulator_reason"].startswith("the Payne on a CPU")
 
 
 def test_auto_serves_each_arm_with_the_shipped_model_that_covers_it():
-    """``emulator="auto"`` with a spectrum: galah-red gets the Payne, gaia-rvs its own Payne, a two-arm spectrum of
-    both the pair; a range nothing covers keeps the default (the fit then names every model's range)."""
+    """``emulator="auto"`` with a spectrum: galah-red gets the ABO Payne (TransformerPayne on an accelerator),
+    gaia-rvs its own ABO Payne, a two-arm spectrum of both the pair; a range nothing covers keeps the default (the fit
+    then names every model's range)."""
     from stellarinf.io.spectrum import Spectrum
 
     def arm(lo, hi):
@@ -307,24 +308,33 @@ def test_auto_serves_each_arm_with_the_shipped_model_that_covers_it():
         return Spectrum(wavelength=wl, flux=np.ones_like(wl), sigma=np.full_like(wl, 0.01))
 
     red, rvs = arm(6500.0, 6700.0), arm(8500.0, 8700.0)
-    assert pipeline.choose_emulator("cpu", red)[0] == "default-payne"
+    assert pipeline.choose_emulator("cpu", red)[0] == "default-payne-abo"
     name, why = pipeline.choose_emulator("cpu", rvs)
-    assert name == "default-payne-rvs" and "covers" in why
-    assert pipeline.choose_emulator("cpu", Spectrum.from_arms([red, rvs]))[0] == ["default-payne", "default-payne-rvs"]
-    assert pipeline.choose_emulator("gpu", Spectrum.from_arms([red, rvs]))[0] == ["default", "default-payne-rvs"]
-    assert pipeline.choose_emulator("cpu", arm(5000.0, 5030.0))[0] == "default-payne"
-    assert pipeline.resolve_emulator("auto", rvs)[0] == "default-payne-rvs"  # this machine: a CPU
+    assert name == "default-payne-rvs-abo" and "covers" in why
+    assert pipeline.choose_emulator("cpu", Spectrum.from_arms([red, rvs]))[0] == [
+        "default-payne-abo",
+        "default-payne-rvs-abo",
+    ]
+    assert pipeline.choose_emulator("gpu", Spectrum.from_arms([red, rvs]))[0] == ["default", "default-payne-rvs-abo"]
+    assert pipeline.choose_emulator("cpu", arm(5000.0, 5030.0))[0] == "default-payne-abo"
+    assert pipeline.resolve_emulator("auto", rvs)[0] == "default-payne-rvs-abo"  # this machine: a CPU
     # GALAH's four arms with Gaia RVS: a Payne each, in the arms' order
     blue, green, ir = arm(4720.0, 4900.0), arm(5660.0, 5860.0), arm(7600.0, 7870.0)
     five = Spectrum.from_arms([blue, green, red, ir, rvs])
-    expected = ["default-payne-blue", "default-payne-green", "default-payne", "default-payne-ir", "default-payne-rvs"]
+    expected = [
+        "default-payne-blue",
+        "default-payne-green",
+        "default-payne-abo",
+        "default-payne-ir",
+        "default-payne-rvs-abo",
+    ]
     assert pipeline.choose_emulator("cpu", five)[0] == expected
     assert pipeline.choose_emulator("gpu", five)[0] == [
         "default-payne-blue",
         "default-payne-green",
         "default",
         "default-payne-ir",
-        "default-payne-rvs",
+        "default-payne-rvs-abo",
     ]
 
 
