@@ -142,13 +142,12 @@ def model_name(name: str, window: str) -> str:
     """The model ``name`` stands for on ``window``: a set's name (``broad``, ``broad-tp``:
     :data:`stellarinf.shipped_models.MODEL_SETS`) its model for ``window``; ``auto`` the model ``stellarinf fit``
     picks for it on this machine (:data:`stellarinf.shipped_models.AUTO_MODELS`); anything else itself."""
-    from stellarinf.shipped_models import AUTO_MODELS, MODEL_SETS, SHIPPED_MODELS, set_members
+    from stellarinf.shipped_models import MODEL_SETS, SHIPPED_MODELS, set_members
 
     if name == "auto":
-        import jax
+        from stellarinf.forecast import auto_model_names
 
-        family = AUTO_MODELS["cpu" if jax.default_backend() == "cpu" else "accelerator"]
-        return next(m for m in family if SHIPPED_MODELS[m].window == window)
+        return next(m for m in auto_model_names() if SHIPPED_MODELS[m].window == window)
     if name in MODEL_SETS:
         members = set_members(name)
         if window not in members:

@@ -242,7 +242,9 @@ def main(argv=None) -> int:
         else:
             if "floor" not in old:
                 raise SystemExit(f"measure {window} with --damping unsold first: its ranges left out are the window's")
-            kept = {k: v for k, v in _entry(doc, window, args.damping).items() if k.startswith("label_floor")}
+            kept = {
+                k: v for k, v in _entry(doc, window, args.damping, create=False).items() if k.startswith("label_floor")
+            }
             old.setdefault("by_damping", {})[args.damping] = {**values, **kept}
     doc["method"] = (
         "residual of the synthesized Sun (solar log gf) against an observed atlas at the window's R and pixels, "
