@@ -35,6 +35,7 @@ Writes ``benchmarks/results/sun_fit.json`` (and ``.png``).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -312,6 +313,9 @@ def main(argv=None) -> int:
                             "sd_total": sd_total,
                             "flags": str(r["flags"]),
                         }
+                    # the physics label floor inside sd_total (per label; per arm for several arms):
+                    # data/measure_physics_error.py --label-floor takes it out again to measure a new one
+                    row["physics_label_floor"] = json.loads(table.meta.get("SETTINGS", "{}")).get("physics_label_floor")
                     row["offsets"] = {k: row["labels"][k]["p50"] - v for k, v in SUN.items() if k in row["labels"]}
                     row["within_target"] = {k: abs(row["offsets"][k]) <= TARGETS[k] for k in row["offsets"]}
                     row["within_2_sd_total"] = {

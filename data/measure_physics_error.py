@@ -9,9 +9,11 @@ scale per 5 Å, and the residual is modelled as σ² = floor² + (depth_fraction
 *not* use covers the window (SOLAR-HRS, 6500–7000 Å) it is the one measured, so the number is not
 flattered by the calibration having fitted the same pixels; the Kurucz atlas's numbers are stored beside it.
 
-``--label-floor results.json`` adds, per window, the label offsets of the observed Sun's fits from the
-Sun's labels (``benchmarks/sun_fit.py`` output, mean over seeds and S/N): the label-space floor that
-fits report beside their posterior sd.
+``--label-floor results.json`` adds, per window, the label-space floor that fits report beside their posterior
+sd, from the observed Sun's fits (``benchmarks/sun_fit.py`` output, S/N 50 / 100 / 200 × ten seeds): the part of
+their offsets from the Sun's labels that each fit's own sd (posterior and emulator ``sd_sys``) does not explain, by
+maximum likelihood (:func:`stellarinf.observe.physics_error.systematic_floor`; ``--estimator rms``: their rms offset,
+the floors until the fifty-ninth session, which count the S/N-50 fits' noise as physics).
 
 ``--damping abo`` measures the physics with Anstee–Barklem–O'Mara widths and its own log gf table
 (``data/loggf_solar_abo.ecsv``) and stores it under the window's ``by_damping["abo"]``: an emulator that learned that
@@ -21,9 +23,9 @@ Unsöld × 2's (the default physics). Measure ``unsold`` first: the ranges left 
 Usage::
 
     python data/measure_physics_error.py --atlas-dir ../shared/data
-    python data/measure_physics_error.py --label-floor benchmarks/results/sun_fit.json
+    python data/measure_physics_error.py --label-floor benchmarks/results/sun_fit_solarhrs.json
     python data/measure_physics_error.py --atlas-dir ../shared/data --damping abo
-    python data/measure_physics_error.py --label-floor benchmarks/results/sun_fit_payne_abo.json --damping abo
+    python data/measure_physics_error.py --label-floor benchmarks/results/sun_fit_solarhrs_abo.json --damping abo
 """
 
 from __future__ import annotations
@@ -135,11 +137,35 @@ def measure(
     }
 
 
+def _other_sd(row: dict, name: str) -> float:
+    """A fit's sd without the physics label floor it was reported with: √(sd_total² − floor²), the posterior's
+    and the emulator's ``sd_sys`` (the floor in use is recorded per fit by ``benchmarks/sun_fit.py``)."""
+    used = row.get("physics_label_floor")
+    if not isinstance(used, dict) or any(isinstance(v, dict) for v in used.values()):
+        raise SystemExit(
+            f"--label-floor: the fit {row.get('window')} S/N {row.get('snr')} seed {row.get('seed')} does not record "
+            "the one-arm physics label floor it was reported with; rerun it with the current benchmarks/sun_fit.py"
+        )
+    lab = row["labels"][name]
+    return float(np.sqrt(max(lab["sd_total"] ** 2 - float(used.get(name, 0.0)) ** 2, lab["sd"] ** 2)))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--atlas-dir", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--windows", default="galah-red,gaia-rvs")
-    ap.add_argument("--label-floor", default=None, help="a benchmarks/sun_fit.py results JSON: store the label offsets")
+    ap.add_argument(
+        "--label-floor",
+        default=None,
+        help="a benchmarks/sun_fit.py results JSON: store the label floor its fits measure",
+    )
+    ap.add_argument(
+        "--estimator",
+        default="systematic",
+        choices=["systematic", "rms"],
+        help="the label floor from --label-floor's fits: systematic, the part of the offsets the fits' own sd does not "
+        "explain (shipped); rms, their rms offset (the floors until the fifty-ninth session)",
+    )
     ap.add_argument("--damping", default="unsold", choices=sorted(LOGGF_TABLES), help="the physics measured")
     ap.add_argument("-o", "--output", default=str(HERE / "physics_error.json"))
     args = ap.parse_args(argv)
@@ -150,6 +176,7 @@ def main(argv=None) -> int:
     from astropy.table import Table
 
     from stellarinf.io.atomic import write_json_atomic
+    from stellarinf.observe.physics_error import systematic_floor
 
     out = Path(args.output)
     doc = json.loads(out.read_text()) if out.exists() else {"windows": {}}
@@ -160,27 +187,24 @@ def main(argv=None) -> int:
             if not rows:
                 continue
             entry = _entry(doc, window, args.damping)
-            names = rows[0]["labels"].keys()
-            entry["label_floor"] = {
-                n: round(
-                    float(
-                        np.sqrt(
-                            np.mean(
-                                [
-                                    (f["labels"][n]["p50"] - _sun_value(n)) ** 2
-                                    for f in rows
-                                    if _sun_value(n) is not None
-                                ]
-                            )
-                        )
-                    ),
-                    4,
-                )
-                for n in names
-                if _sun_value(n) is not None
-            }
-            entry["label_floor_source"] = (
-                f"{Path(args.label_floor).name}: rms offset of {len(rows)} fits of the observed Sun"
+            entry.pop("label_floor_interval", None)
+            entry["label_floor"] = {}
+            for n in rows[0]["labels"]:
+                if _sun_value(n) is None:
+                    continue
+                offsets = np.array([r["labels"][n]["p50"] - _sun_value(n) for r in rows])
+                if args.estimator == "rms":
+                    entry["label_floor"][n] = round(float(np.sqrt(np.mean(offsets**2))), 4)
+                    continue
+                f, lo, hi = systematic_floor(offsets, [_other_sd(r, n) for r in rows])
+                entry["label_floor"][n] = round(f, 4)
+                entry.setdefault("label_floor_interval", {})[n] = [round(lo, 4), round(hi, 4)]
+            entry["label_floor_source"] = f"{Path(args.label_floor).name}: " + (
+                f"rms offset of {len(rows)} fits of the observed Sun"
+                if args.estimator == "rms"
+                else f"the maximum-likelihood sd of {len(rows)} fits' offsets from the Sun beyond each fit's own sd "
+                "(posterior and emulator; stellarinf.observe.physics_error.systematic_floor), 68 % interval in "
+                "label_floor_interval"
             )
         write_json_atomic(out, doc)
         shown = {w: _entry(doc, w, args.damping, create=False).get("label_floor") for w in doc["windows"]}

@@ -10,7 +10,7 @@ import stellarinf  # noqa: F401  (float64)
 from stellarinf.io.spectrum import Spectrum
 from stellarinf.observe.build import physics_error_per_pixel
 from stellarinf.observe.model import ObservationModel
-from stellarinf.observe.physics_error import fit_error_model, physics_error_for
+from stellarinf.observe.physics_error import fit_error_model, physics_error_for, systematic_floor
 from stellarinf.synth import fine_grid, synthesize
 from stellarinf.synth.calibration import SUN_LABELS, chunk_scale, chunks_of, fit_loggf
 from stellarinf.synth.data import linelist, loggf_offsets
@@ -159,6 +159,29 @@ def test_fit_error_model_recovers_floor_and_depth_fraction():
     assert floor == pytest.approx(0.003, rel=0.05) and frac == pytest.approx(0.04, rel=0.05)
 
 
+def test_systematic_floor_is_what_the_fits_own_sd_does_not_explain():
+    # equal sds: the closed form √max(0, mean Δ² − s²)
+    d = np.array([30.0, -50.0, 40.0, -20.0])
+    f, lo, hi = systematic_floor(d, np.full(4, 25.0))
+    assert f == pytest.approx(np.sqrt(np.mean(d**2) - 25.0**2), abs=0.1)
+    assert lo < f < hi
+    # offsets the sds already cover: no floor
+    assert systematic_floor(d, np.full(4, 60.0))[0] == 0.0
+    # a known floor under mixed precision (S/N 50 / 100 / 200-like sds) is recovered, and the noisy fits do not
+    # count as systematic: the rms offset would say ~37, the truth is 20
+    rng = np.random.default_rng(0)
+    s = np.repeat([60.0, 30.0, 15.0], 2000)
+    d = rng.normal(0.0, np.sqrt(s**2 + 20.0**2))
+    f, lo, hi = systematic_floor(d, s)
+    assert np.sqrt(np.mean(d**2)) > 35.0
+    assert abs(f - 20.0) < 1.5 and lo < f < hi and hi - lo < 5.0
+    # a constant bias b (one star's physics error) with small noise: the floor is |b|
+    d = -12.0 + rng.normal(0.0, 2.0, 30)
+    assert systematic_floor(d, np.full(30, 2.0))[0] == pytest.approx(12.0, abs=1.0)
+    with pytest.raises(ValueError, match="as many sds"):
+        systematic_floor([1.0, 2.0], [1.0])
+
+
 def test_physics_error_for_picks_the_overlapping_window(monkeypatch):
     (floor, frac, regions), labels = physics_error_for(6500.0, 6700.0)
     assert floor > 0 and frac > 0
@@ -174,8 +197,8 @@ def test_physics_error_for_picks_the_overlapping_window(monkeypatch):
     assert {"galah-blue", "galah-green", "galah-red", "galah-ir", "gaia-rvs"} <= set(table)
     (floor3, frac3, _), labels3 = physics_error_for(5700.0, 5800.0)
     assert floor3 == table["galah-green"]["floor"] and floor3 < max(e["floor"] for e in table.values())
-    # the label floor too: green's own fits of the observed Sun (log g 0.10), not red's larger one (0.44)
-    assert labels3 == table["galah-green"]["label_floor"] and labels3["logg"] < labels["logg"]
+    # the label floor too: green's own fits of the observed Sun, not red's
+    assert labels3 == table["galah-green"]["label_floor"] and labels3 != labels
     assert physics_error_for(4750.0, 4850.0)[1] == table["galah-blue"]["label_floor"]  # measured since session 24
     # a window without fits of the observed Sun gets the largest measured label floor, not none
     unmeasured = {

@@ -10,8 +10,9 @@ log g 2.7 ± 0.05). The term here, measured on the observed Sun (``data/physics_
     σ_phys(pixel) = √(floor² + (depth_fraction · depth)²)     (fraction of the continuum)
 
 with ``depth`` the observed line depth (see :func:`stellarinf.observe.build.physics_error_per_pixel`):
-physics errors live in the lines and grow with their depth. ``label_floor`` holds, per label, the offset
-of the observed Sun's fit from the Sun's labels, reported beside the posterior as a systematic floor.
+physics errors live in the lines and grow with their depth. ``label_floor`` holds, per label, the part of the
+observed Sun's fit offsets from the Sun's labels that the fits' own uncertainty (posterior sd and the emulator's
+``sd_sys``) does not explain (:func:`systematic_floor`), reported beside the posterior as a systematic floor.
 """
 
 from __future__ import annotations
@@ -97,3 +98,27 @@ def fit_error_model(residual: np.ndarray, depth: np.ndarray, n_bins: int = 10) -
         c1 = float(np.sum(x * y) / np.sum(x * x))
         return 0.0, float(np.sqrt(c1))
     return float(np.sqrt(c0)), float(np.sqrt(c1))
+
+
+def systematic_floor(offsets, other_sd, n_grid: int = 4001) -> tuple[float, float, float]:
+    """Maximum-likelihood ``(floor, lo, hi)`` of the sd ``f`` in offsets ``Δᵢ ~ N(0, sᵢ² + f²)``: the systematic
+    part of fits' offsets from a known truth beyond their own uncertainty ``sᵢ`` (``other_sd``), with its
+    68 % profile-likelihood interval ``lo``–``hi``.
+
+    The rms offset would count the noise of low-S/N fits as systematic (the observed Sun's 9 fits at S/N 50–200
+    put ~60 K of S/N-50 scatter into a red-arm floor whose S/N-200 offset is ~11 K); this estimator weights each fit
+    by its own precision, so the high-S/N fits set it. With equal ``sᵢ = s`` it is ``√max(0, mean Δ² − s²)``.
+    """
+    d2 = np.asarray(offsets, np.float64) ** 2
+    s2 = np.asarray(other_sd, np.float64) ** 2
+    if d2.shape != s2.shape or d2.size == 0:
+        raise ValueError(f"systematic_floor: need as many sds as offsets (got {d2.size} and {s2.size}), at least one")
+    top = 3.0 * float(np.sqrt(d2.max() + s2.max())) + 1e-300
+    f = np.linspace(0.0, top, n_grid)
+    v = s2[None, :] + f[:, None] ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loglike = -0.5 * np.sum(np.log(v) + d2[None, :] / v, axis=1)
+    loglike = np.where(np.isfinite(loglike), loglike, -np.inf)  # f = 0 with an sᵢ = 0
+    best = int(np.argmax(loglike))
+    inside = f[loglike >= loglike[best] - 0.5]
+    return float(f[best]), float(inside.min()), float(inside.max())
