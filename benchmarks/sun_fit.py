@@ -173,6 +173,22 @@ def model_for(name: str, window: str):
     return load_emulator(name)
 
 
+def sun_spectrum(models, observed, snr: float, seed: int, source: str = "atlas", noiseless: bool = False):
+    """The Sun as the arms of ``observed`` (:func:`arm_observation` per window, one model of ``models`` each) record
+    it at ``snr``: the observed atlas (``source="atlas"``) or each model's own Sun (``"model"``), with independent
+    noise per arm (arm ``k`` draws from ``seed + 1000 k``); one arm's Spectrum, or several arms' in one."""
+    from stellarinf.io.spectrum import Spectrum
+
+    arms = []
+    for k, (m, (atlas, pixels, res)) in enumerate(zip(models, observed)):
+        arm_seed = seed + 1000 * k
+        if source == "model":
+            arms.append(model_sun(m, pixels, res, snr, arm_seed, noiseless=noiseless))
+        else:
+            arms.append(observe_sun(atlas[:, 0], atlas[:, 1], pixels, res, snr, arm_seed, noiseless=noiseless))
+    return arms[0] if len(arms) == 1 else Spectrum.from_arms(arms)
+
+
 def fit(model, spectrum, sampler: str, seed: int, physics_error: bool = True, mask=(), continuum_degree="auto"):
     """The library pipeline (:func:`stellarinf.fit_spectrum`) with the given settings; returns the summary table.
     ``physics_error``: the measured synthesizer-vs-reality error in the likelihood; ``mask``: vacuum Å ranges
@@ -250,7 +266,6 @@ def main(argv=None) -> int:
 
     jax.config.update("jax_enable_x64", True)
     from stellarinf.io.atomic import write_json_atomic
-    from stellarinf.io.spectrum import Spectrum
     from stellarinf.machine import machine_info
 
     rows = []
@@ -269,18 +284,7 @@ def main(argv=None) -> int:
             for snr in [float(s) for s in args.snr.split(",")]:
                 for seed in [int(s) for s in args.seeds.split(",")]:
                     t0 = time.time()
-                    arms = []
-                    for k, (m, (atlas, pixels, res)) in enumerate(zip(models, observed)):
-                        arm_seed = seed + 1000 * k  # independent noise in each arm
-                        if args.source == "model":
-                            arms.append(model_sun(m, pixels, res, snr, arm_seed, noiseless=args.noiseless))
-                        else:
-                            arms.append(
-                                observe_sun(
-                                    atlas[:, 0], atlas[:, 1], pixels, res, snr, arm_seed, noiseless=args.noiseless
-                                )
-                            )
-                    spec = arms[0] if len(arms) == 1 else Spectrum.from_arms(arms)
+                    spec = sun_spectrum(models, observed, snr, seed, args.source, args.noiseless)
                     mask = [tuple(float(v) for v in part.split(":")) for part in args.mask.split(",") if part]
                     table = fit(
                         model,

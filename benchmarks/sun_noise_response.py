@@ -35,7 +35,7 @@ def response(result, snr: float) -> dict:
 
     prob, lap = result.problem, result.laplace
     obs = prob.obs_model
-    d0 = jnp.concatenate([a.flux for a in obs.arms]) if hasattr(obs, "arms") else obs.flux
+    d0 = obs.flux
 
     def logp(z, d):
         return prob.with_obs_model(obs.with_flux(d)).log_density(z)
@@ -79,7 +79,6 @@ def main(argv=None) -> int:
 
     from stellarinf import fit_spectrum
     from stellarinf.io.atomic import write_json_atomic
-    from stellarinf.io.spectrum import Spectrum
     from stellarinf.machine import machine_info
 
     windows = args.windows.split(",")
@@ -89,11 +88,7 @@ def main(argv=None) -> int:
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         t0 = time.time()
-        arms = [
-            sf.observe_sun(atlas[:, 0], atlas[:, 1], pixels, res, args.snr, seed + 1000 * k)
-            for k, (atlas, pixels, res) in enumerate(observed)
-        ]
-        spec = arms[0] if len(arms) == 1 else Spectrum.from_arms(arms)
+        spec = sf.sun_spectrum(models, observed, args.snr, seed)
         result = fit_spectrum(
             spec, emulator=models[0] if len(models) == 1 else models, sampler="laplace", seed=seed, physics_error="auto"
         )
