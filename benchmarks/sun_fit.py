@@ -29,6 +29,8 @@ Usage::
     python benchmarks/sun_fit.py --emulators broad --together --snr 50,100,200 --seeds 0 \
         --windows galah-blue,galah-green,galah-red,galah-ir   # the broad-domain Paynes, one per GALAH arm
 
+    python benchmarks/sun_fit.py --emulators default-payne-rvs-abo --windows gaia-rvs --fix vmic=1.0   # vmic held
+
 Writes ``benchmarks/results/sun_fit.json`` (and ``.png``).
 """
 
@@ -189,10 +191,21 @@ def sun_spectrum(models, observed, snr: float, seed: int, source: str = "atlas",
     return arms[0] if len(arms) == 1 else Spectrum.from_arms(arms)
 
 
-def fit(model, spectrum, sampler: str, seed: int, physics_error: bool = True, mask=(), continuum_degree="auto"):
+def fit(
+    model,
+    spectrum,
+    sampler: str,
+    seed: int,
+    physics_error: bool = True,
+    mask=(),
+    continuum_degree="auto",
+    fixed=None,
+    clip_outliers: bool = True,
+):
     """The library pipeline (:func:`stellarinf.fit_spectrum`) with the given settings; returns the summary table.
     ``physics_error``: the measured synthesizer-vs-reality error in the likelihood; ``mask``: vacuum Å ranges
-    left out."""
+    left out; ``fixed``: parameters held (``stellarinf fit --fix``); ``clip_outliers``: the pipeline's > 5σ pixel
+    clipping."""
     import dataclasses
 
     from stellarinf import fit_spectrum
@@ -211,6 +224,8 @@ def fit(model, spectrum, sampler: str, seed: int, physics_error: bool = True, ma
         seed=seed,
         physics_error="auto" if physics_error else "off",
         continuum_degree=continuum_degree,
+        fixed=fixed or None,
+        clip_outliers=clip_outliers,
     )
     return result.summary
 
@@ -258,9 +273,26 @@ def main(argv=None) -> int:
         "--continuum-degree", default="auto", help="Chebyshev degree per segment, or auto (the pipeline's default)"
     )
     ap.add_argument("--mask", default="", help="vacuum Å ranges left out of the fit, e.g. 6561.5:6567.5 (the Hα core)")
+    ap.add_argument(
+        "--clip-outliers",
+        choices=["on", "off"],
+        default="on",
+        help="the pipeline's clipping of pixels > 5σ from the best fit (on, as `stellarinf fit` does)",
+    )
+    ap.add_argument(
+        "--fix",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="hold a parameter fixed, as `stellarinf fit --fix` (e.g. vmic=1.0: the Sun's, which the log gf "
+        "calibration assumed); repeatable",
+    )
     ap.add_argument("--label", default="", help="a tag stored with the results (e.g. 'laboratory log gf')")
     ap.add_argument("-o", "--output", default=str(HERE / "results" / "sun_fit.json"))
     args = ap.parse_args(argv)
+    from stellarinf.commands.fit import _parse_fixed
+
+    fixed = _parse_fixed(args.fix)
 
     import jax
 
@@ -294,6 +326,8 @@ def main(argv=None) -> int:
                         args.physics_error == "on",
                         mask,
                         args.continuum_degree if args.continuum_degree == "auto" else int(args.continuum_degree),
+                        fixed,
+                        args.clip_outliers == "on",
                     )
                     row = {
                         "emulator": emu_name,

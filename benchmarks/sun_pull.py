@@ -128,7 +128,7 @@ def influence(obs, names, point, wl, top=15):
     step = gain @ r
     n_pix = wl.size
     result = {"step": {n: float(step[i]) for i, n in enumerate(names)}, "labels": {}}
-    for lab in ("teff", "logg", "feh"):
+    for lab in ("teff", "logg", "feh", "vmic"):
         if lab not in names:
             continue
         c = gain[names.index(lab)] * r
