@@ -159,6 +159,15 @@ def model_name(name: str, window: str) -> str:
     return name
 
 
+def names_per_window(emulators: str, windows: list[str]) -> list[str]:
+    """The model name for each of ``windows``: ``emulators`` is one name for all, or one per window joined by '+'
+    (in order); a ValueError otherwise."""
+    names = emulators.split("+")
+    if len(names) not in (1, len(windows)):
+        raise ValueError(f"--emulators {emulators!r}: give one model, or one per window joined by '+'")
+    return names * len(windows) if len(names) == 1 else names
+
+
 def model_for(name: str, window: str):
     """A shipped emulator by name (or as :func:`model_name` resolves it), or ``synth`` / ``synth-abo``: the
     synthesizer itself (realistic fidelity, unbroadened; Unsöld × 2 or ABO damping) on the window, which separates
@@ -306,10 +315,11 @@ def main(argv=None) -> int:
     for emu_name in args.emulators.split(","):
         for group in [windows] if args.together else [[w] for w in windows]:
             window = "+".join(group)
-            per_window = emu_name.split("+")  # "a+b": one model per window of the group, in order
-            if len(per_window) not in (1, len(group)):
-                ap.error(f"--emulators {emu_name!r}: give one model, or one per window joined by '+'")
-            models = [model_for(per_window[k] if len(per_window) > 1 else emu_name, w) for k, w in enumerate(group)]
+            try:
+                per_window = names_per_window(emu_name, group)
+            except ValueError as exc:
+                ap.error(str(exc))
+            models = [model_for(n, w) for n, w in zip(per_window, group)]
             model = models[0] if len(models) == 1 else models
             resolution = WINDOWS[group[0]][1] if len(group) == 1 else [WINDOWS[w][1] for w in group]
             observed = [arm_observation(w, args.atlas, args.atlas_dir) for w in group]
@@ -323,18 +333,15 @@ def main(argv=None) -> int:
                         spec,
                         args.sampler,
                         seed,
-                        args.physics_error == "on",
-                        mask,
-                        args.continuum_degree if args.continuum_degree == "auto" else int(args.continuum_degree),
-                        fixed,
-                        args.clip_outliers == "on",
+                        physics_error=args.physics_error == "on",
+                        mask=mask,
+                        continuum_degree="auto" if args.continuum_degree == "auto" else int(args.continuum_degree),
+                        fixed=fixed,
+                        clip_outliers=args.clip_outliers == "on",
                     )
                     row = {
                         "emulator": emu_name,
-                        "models": [
-                            model_name(per_window[k] if len(per_window) > 1 else emu_name, w)
-                            for k, w in enumerate(group)
-                        ],
+                        "models": [model_name(n, w) for n, w in zip(per_window, group)],
                         "window": window,
                         "resolution": resolution,
                         "snr": snr,

@@ -10,8 +10,9 @@ Laplace mode ``z`` (unconstrained) it computes
 
 If the seed-to-seed scatter of the fits (``sun_fit.py --seeds 0,...,9``) exceeds the Laplace sd while these ratios are
 ≈ 1, the excess is not local: the mode the noise selects moves by more than its curvature says (fifty-ninth session,
-benchmarks/README.md section 6, "Why the label floors stay the rms offsets"). v sin i's exact Hessian is not finite at
-small v sin i (a square root); its row and column are taken from Gauss–Newton.
+benchmarks/README.md section 6, "The label floor: the part of the Sun's offsets the fits' own sd does not explain").
+v sin i's exact Hessian is not finite at small v sin i (a square root); its row and column are taken from
+Gauss–Newton.
 
     python benchmarks/sun_noise_response.py --windows galah-red,gaia-rvs --snr 50 --seeds 0,1,5
 """
@@ -82,8 +83,11 @@ def main(argv=None) -> int:
     from stellarinf.machine import machine_info
 
     windows = args.windows.split(",")
-    names = args.emulators.split("+")
-    models = [sf.model_for(names[k] if len(names) > 1 else names[0], w) for k, w in enumerate(windows)]
+    try:
+        names = sf.names_per_window(args.emulators, windows)
+    except ValueError as exc:
+        ap.error(str(exc))
+    models = [sf.model_for(n, w) for n, w in zip(names, windows)]
     observed = [sf.arm_observation(w, None, args.atlas_dir) for w in windows]
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
