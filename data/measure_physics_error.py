@@ -15,6 +15,12 @@ their offsets from the Sun's labels that each fit's own sd (posterior and emulat
 maximum likelihood (:func:`stellarinf.observe.physics_error.systematic_floor`; ``--estimator rms``: their rms offset,
 the floors until the fifty-ninth session, which count the S/N-50 fits' noise as physics).
 
+``--label-floor results.json --model NAME`` stores the floor its fits measure through that model in the model's own
+``model.json`` (``physics_label_floor``) instead: it replaces the window's for fits through that model
+(:func:`stellarinf.observe.physics_error.model_label_floor`). A window's floor is measured through one model; another
+model of the same physics can miss the Sun by much more (Gaia RVS through ``broad-payne-rvs``: 121 K, the window's
+11 K), and its floor should say so.
+
 ``--damping abo`` measures the physics with Anstee–Barklem–O'Mara widths and its own log gf table
 (``data/loggf_solar_abo.ecsv``) and stores it under the window's ``by_damping["abo"]``: an emulator that learned that
 physics gets that term (:func:`stellarinf.observe.physics_error.physics_error_for`); the window's own values are
@@ -26,6 +32,8 @@ Usage::
     python data/measure_physics_error.py --label-floor benchmarks/results/sun_fit_solarhrs.json
     python data/measure_physics_error.py --atlas-dir ../shared/data --damping abo
     python data/measure_physics_error.py --label-floor benchmarks/results/sun_fit_solarhrs_abo.json --damping abo
+    python data/measure_physics_error.py --label-floor benchmarks/results/sun_fit_broad_rvs_ten_seeds.json \
+        --model broad-payne-rvs
 """
 
 from __future__ import annotations
@@ -150,6 +158,65 @@ def _other_sd(row: dict, name: str) -> float:
     return float(np.sqrt(max(lab["sd_total"] ** 2 - float(used.get(name, 0.0)) ** 2, lab["sd"] ** 2)))
 
 
+def label_floors(rows: list[dict], estimator: str) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Per label, the floor ``rows`` (fits of the observed Sun, one window) measure, and its 68 % interval (empty for
+    ``estimator="rms"``)."""
+    from stellarinf.observe.physics_error import systematic_floor
+
+    floor, interval = {}, {}
+    for n in rows[0]["labels"]:
+        if _sun_value(n) is None:
+            continue
+        offsets = np.array([r["labels"][n]["p50"] - _sun_value(n) for r in rows])
+        if estimator == "rms":
+            floor[n] = round(float(np.sqrt(np.mean(offsets**2))), 4)
+            continue
+        f, lo, hi = systematic_floor(offsets, [_other_sd(r, n) for r in rows])
+        floor[n], interval[n] = round(f, 4), [round(lo, 4), round(hi, 4)]
+    return floor, interval
+
+
+def floor_source(path: str, n: int, estimator: str) -> str:
+    """Words for where a label floor comes from: ``n`` fits in results file ``path``."""
+    return f"{Path(path).name}: " + (
+        f"rms offset of {n} fits of the observed Sun"
+        if estimator == "rms"
+        else f"the maximum-likelihood sd of {n} fits' offsets from the Sun beyond each fit's own sd "
+        "(posterior and emulator; stellarinf.observe.physics_error.systematic_floor), 68 % interval in "
+        "label_floor_interval"
+    )
+
+
+def store_model_floor(fits: list[dict], path: str, model: str, estimator: str) -> dict:
+    """Write the label floor of the fits in ``fits`` made through ``model`` into its ``model.json``; returns what was
+    stored."""
+    from stellarinf.emulators.model_io import MODEL_FILE
+    from stellarinf.emulators.registry import model_path
+    from stellarinf.io.atomic import write_json_atomic
+
+    rows = [f for f in fits if model in f.get("models", [f.get("emulator")])]
+    windows = sorted({f["window"] for f in rows})
+    if len(windows) != 1:
+        raise SystemExit(
+            f"--model {model}: {path} holds fits through it in {len(windows)} windows ({', '.join(windows) or 'none'}); "
+            "give a results file of one-arm fits through that model (benchmarks/sun_fit.py --windows W)"
+        )
+    floor, interval = label_floors(rows, estimator)
+    entry = {
+        "window": windows[0],
+        "label_floor": floor,
+        "label_floor_interval": interval,
+        "source": floor_source(path, len(rows), estimator),
+        "made": time.strftime("%Y-%m-%d"),
+    }
+    doc_path = model_path(model) / MODEL_FILE
+    doc = json.loads(doc_path.read_text())
+    entry["weights_sha256"] = doc["weights"]["sha256"]  # the floor belongs to these weights
+    doc["physics_label_floor"] = entry
+    write_json_atomic(doc_path, doc)
+    return entry
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--atlas-dir", default=str(HERE.parent.parent / "shared" / "data"))
@@ -166,6 +233,12 @@ def main(argv=None) -> int:
         help="the label floor from --label-floor's fits: systematic, the part of the offsets the fits' own sd does not "
         "explain (shipped); rms, their rms offset (the floors until the fifty-ninth session)",
     )
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="with --label-floor: store the floor of the fits through this model (a shipped name or a model directory) "
+        "in its model.json, where it replaces the window's for fits through it",
+    )
     ap.add_argument("--damping", default="unsold", choices=sorted(LOGGF_TABLES), help="the physics measured")
     ap.add_argument("-o", "--output", default=str(HERE / "physics_error.json"))
     args = ap.parse_args(argv)
@@ -176,36 +249,26 @@ def main(argv=None) -> int:
     from astropy.table import Table
 
     from stellarinf.io.atomic import write_json_atomic
-    from stellarinf.observe.physics_error import systematic_floor
 
     out = Path(args.output)
     doc = json.loads(out.read_text()) if out.exists() else {"windows": {}}
+    if args.model and not args.label_floor:
+        raise SystemExit("--model goes with --label-floor: the fits whose floor is stored in the model")
     if args.label_floor:
         fits = json.loads(Path(args.label_floor).read_text())["fits"]
+        if args.model:
+            print(json.dumps(store_model_floor(fits, args.label_floor, args.model, args.estimator), indent=1))
+            return 0
         for window in doc["windows"]:
             rows = [f for f in fits if f["window"] == window]
             if not rows:
                 continue
             entry = _entry(doc, window, args.damping)
             entry.pop("label_floor_interval", None)
-            entry["label_floor"] = {}
-            for n in rows[0]["labels"]:
-                if _sun_value(n) is None:
-                    continue
-                offsets = np.array([r["labels"][n]["p50"] - _sun_value(n) for r in rows])
-                if args.estimator == "rms":
-                    entry["label_floor"][n] = round(float(np.sqrt(np.mean(offsets**2))), 4)
-                    continue
-                f, lo, hi = systematic_floor(offsets, [_other_sd(r, n) for r in rows])
-                entry["label_floor"][n] = round(f, 4)
-                entry.setdefault("label_floor_interval", {})[n] = [round(lo, 4), round(hi, 4)]
-            entry["label_floor_source"] = f"{Path(args.label_floor).name}: " + (
-                f"rms offset of {len(rows)} fits of the observed Sun"
-                if args.estimator == "rms"
-                else f"the maximum-likelihood sd of {len(rows)} fits' offsets from the Sun beyond each fit's own sd "
-                "(posterior and emulator; stellarinf.observe.physics_error.systematic_floor), 68 % interval in "
-                "label_floor_interval"
-            )
+            entry["label_floor"], interval = label_floors(rows, args.estimator)
+            if interval:
+                entry["label_floor_interval"] = interval
+            entry["label_floor_source"] = floor_source(args.label_floor, len(rows), args.estimator)
         write_json_atomic(out, doc)
         shown = {w: _entry(doc, w, args.damping, create=False).get("label_floor") for w in doc["windows"]}
         print(json.dumps(shown, indent=1))

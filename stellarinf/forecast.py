@@ -847,14 +847,48 @@ def systematic_floor(fc: Forecast) -> dict[str, dict[str, float]]:
         sd_sys = combined_systematics(info, r.covariance, np.ones(len(r.names)), list(r.names), arm_sd)
     else:
         sd_sys = label_systematics_of(fc.spectrum_model, fc.params)  # at the star's labels where it varies
+    return _beside_bounds(fc, sd_sys, "sd_sys")
+
+
+def _beside_bounds(fc: Forecast, sd: Mapping[str, float], key: str) -> dict[str, dict[str, float]]:
+    """``{label: {key: sd, "snr_floor_dominates": S/N × photon bound / sd}}`` for each label with a positive ``sd``
+    and a finite bound (the photon bound: the forecast's own without emulator error, else its noise-only one)."""
     marg = fc.result.marginal() if fc.emulator_error is None else fc.noise_only().marginal()
     out = {}
     for name in fc.result.names:
-        floor = sd_sys.get(name)
+        floor = sd.get(name)
         if floor is None or not (floor > 0) or not math.isfinite(marg.get(name, math.nan)):
             continue
-        out[name] = {"sd_sys": float(floor), "snr_floor_dominates": float(fc.snr * marg[name] / floor)}
+        out[name] = {key: float(floor), "snr_floor_dominates": float(fc.snr * marg[name] / floor)}
     return out
+
+
+def physics_floor(fc: Forecast) -> dict[str, dict[str, float]]:
+    """What a real star's fit adds beside each bound: the physics label floor ``sd_phys`` a fit through the
+    forecast's model(s) reports (measured on the observed Sun through the model itself where it was fitted to the
+    Sun, else through its window's reference model: :func:`stellarinf.observe.physics_error.physics_error_for`;
+    several arms' combined by their information, as a fit does), and ``snr_floor_dominates``, the S/N above which it
+    exceeds the photon-noise bound: a survey observed deeper than that measures real stars no better. Measured on the
+    Sun, so for a star unlike the Sun a lower bound. Only labels with a nonzero floor."""
+    from .observe.physics_error import physics_error_for
+
+    slices = fc.arm_slices or (slice(None),)
+    models = fc.arm_models
+    if len({id(m) for m in models}) <= 1:  # one model for every arm (as systematic_floor takes it)
+        models = (fc.spectrum_model,) * len(slices)
+    r = fc.result
+    floors = []
+    for sl, m in zip(slices, models):
+        wl = np.asarray(fc.wavelength)[sl]
+        floors.append(physics_error_for(float(wl.min()), float(wl.max()), model=m)[1])
+    if len(floors) > 1:
+        from .inference.arm_combination import combined_floor
+
+        info = arm_information(r.jacobian, r.weights, fc.arm_slices, r.noise_modes)
+        sd_phys = combined_floor(info, list(r.names), floors)
+    else:
+        sd_phys = floors[0]
+    return _beside_bounds(fc, sd_phys, "sd_phys")
 
 
 def emulator_floor(fc: Forecast, snr_max: float = FLOOR_SNR) -> dict[str, dict[str, float]]:

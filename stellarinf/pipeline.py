@@ -941,8 +941,9 @@ def resolve_physics_error(
     physics_error, spec, models: Sequence = ()
 ) -> tuple[tuple[float, float] | None, dict[str, float]]:
     """The synthesizer-vs-reality error term for ``spec``: ``"auto"`` → the values measured on the observed Sun
-    for its wavelengths and the physics of the model of ``models`` that serves it
-    (:func:`stellarinf.observe.physics_error.physics_error_for`, :func:`serving_damping`), ``None``/``"off"`` →
+    for its wavelengths and the model of ``models`` that serves it (its physics, and its own label floor where one
+    was measured through it: :func:`stellarinf.observe.physics_error.physics_error_for`, :func:`serving_model`),
+    ``None``/``"off"`` →
     none, or an explicit ``(floor, depth_fraction[, regions])``. Returns ``(term, label_floor)``."""
     if physics_error is None or physics_error == "off":
         return None, {}
@@ -950,7 +951,7 @@ def resolve_physics_error(
         from .observe.physics_error import physics_error_for
 
         wmin, wmax = float(spec.wavelength.min()), float(spec.wavelength.max())
-        return physics_error_for(wmin, wmax, serving_damping(spec, models))
+        return physics_error_for(wmin, wmax, model=serving_model(spec, models))
     try:
         floor, frac, *regions = physics_error
         term = (float(floor), float(frac)) + ((tuple(tuple(r) for r in regions[0]),) if regions else ())
@@ -964,18 +965,43 @@ def resolve_physics_error(
     return term, {}
 
 
-def serving_damping(spec, models: Sequence) -> str | None:
-    """The van der Waals damping (:func:`stellarinf.physics_options.model_damping`) of the model of ``models`` that
-    serves single-arm ``spec`` (:func:`stellarinf.observe.multi_arm.choose_arm_models`); None when no model covers
-    it or the model does not say."""
+def physics_label_floor_source(physics_error, spec, models: Sequence = ()) -> str | None:
+    """Where the label floor :func:`resolve_physics_error` gives ``spec`` was measured, in words (None: it gives
+    none): through the serving model itself, or through the window's model."""
+    if physics_error != "auto":
+        return None
+    from .observe.physics_error import label_floor_source
+
+    wmin, wmax = float(spec.wavelength.min()), float(spec.wavelength.max())
+    return label_floor_source(wmin, wmax, model=serving_model(spec, models))
+
+
+def borrowed_floor_note(floor_source) -> str | None:
+    """Words for a fit whose physics label floor (``floor_source``: :func:`physics_label_floor_source`'s words, or
+    {arm: words}) was measured through another model than the one fitting; None when every arm's is its own."""
+    from .observe.physics_error import OWN_FLOOR
+
+    sources = floor_source.values() if isinstance(floor_source, Mapping) else [floor_source]
+    borrowed = [s for s in sources if s is not None and not s.startswith(OWN_FLOOR)]
+    if not borrowed:
+        return None
+    return (
+        "label floor: the systematic floor in sd_total was not measured through the model fitting here (it has not "
+        f"been fitted to the observed Sun), it is {borrowed[0].split(':')[0]}; this model's own offsets on the Sun can "
+        "be several times larger (data/measure_physics_error.py --model measures them)"
+    )
+
+
+def serving_model(spec, models: Sequence):
+    """The model of ``models`` that serves single-arm ``spec`` (:func:`stellarinf.observe.multi_arm.choose_arm_models`);
+    None when no model covers it."""
     from .errors import WavelengthError
     from .observe.multi_arm import choose_arm_models
-    from .physics_options import model_damping
 
     if not models:
         return None
     try:
-        return model_damping(choose_arm_models(spec, models)[0])
+        return choose_arm_models(spec, models)[0]
     except WavelengthError:
         return None
 
@@ -1260,8 +1286,15 @@ def fit_spectrum(
         phys = None if all(t is None for t in phys.values()) else phys
         # each arm's label floor; the summary's is their information-weighted mean (inference.arm_combination)
         label_floor = {str(seg): floor for seg, (_, floor) in per_arm.items()}
+        floor_source = {
+            str(int(a.segments[0])): physics_label_floor_source(physics_error, a, models) for a in spec.arms()
+        }
     else:
         phys, label_floor = resolve_physics_error(physics_error, spec, models)
+        floor_source = physics_label_floor_source(physics_error, spec, models)
+    borrowed = borrowed_floor_note(floor_source)
+    if borrowed:
+        stages.note(borrowed)
     bands = []
     if mask_tellurics:
         spec, bands = mask_telluric_bands(spec)
@@ -1428,6 +1461,7 @@ def fit_spectrum(
         "jitter": bool(jitter),
         "physics_error": _physics_setting(phys),
         "physics_label_floor": label_floor,
+        "physics_label_floor_source": floor_source,
         "telluric_bands_masked": bands,
         "physics_ranges_left_out": left_out,
         "outlier_pixels_masked": n_outliers,

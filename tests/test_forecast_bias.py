@@ -244,6 +244,11 @@ def test_cli_crb_emulator_error_says_its_error_model_and_where_the_floor_dominat
     assert doc["error_model"] == "modes" and doc["n_noise_modes"] == 3
     floor = doc["emulator_floor"]["teff"]
     assert floor["floor"] > 0 and floor["snr_floor_dominates"] > 0
+    # beside it, the label floor a real star's fit through this model would report (here the window's: galah-red)
+    from stellarinf.observe.physics_error import physics_error_table
+
+    assert "real-star floor sd_phys" in r.output
+    assert doc["physics_floor"]["teff"]["sd_phys"] == physics_error_table()["galah-red"]["label_floor"]["teff"]
     # the S/N scan is the exact one: the bound at S/N 1000 is above a tenth of the one at 100
     teff = doc["snr_scan"]["marginal"]["teff"]
     assert teff[1] > teff[0] / 10.0

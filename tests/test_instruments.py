@@ -220,6 +220,35 @@ def test_the_systematic_floor_sits_beside_the_bound_with_the_snr_where_it_takes_
     assert fc.at_snr(at).marginal()["feh"] == pytest.approx(0.01, rel=1e-9)
 
 
+def test_the_real_star_floor_is_the_label_floor_a_fit_through_the_same_model_reports(wide_model):
+    """Beside the bound, the physics label floor a fit of a real star through this model reports: the model's own
+    (measured on the observed Sun through it) where it has one, else its window's; with the S/N past which it exceeds
+    the photon-noise bound."""
+    import dataclasses
+    import types
+
+    from stellarinf.observe.physics_error import physics_error_table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fc = F.forecast(wide_model, STAR, window="R=20000:6500-6600", snr=50.0)
+    window = physics_error_table()["galah-red"]["label_floor"]  # the window the range overlaps
+    floor = F.physics_floor(fc)
+    assert {n: v["sd_phys"] for n, v in floor.items()} == {n: v for n, v in window.items() if v > 0 and n in floor}
+    assert "teff" in floor and floor["teff"]["sd_phys"] == window["teff"]
+    own = types.SimpleNamespace(
+        metadata={
+            "weights": {"sha256": "a"},
+            "physics_label_floor": {"weights_sha256": "a", "label_floor": {"teff": 100.0}},
+        }
+    )
+    floor = F.physics_floor(dataclasses.replace(fc, spectrum_model=own))
+    assert set(floor) == {"teff"} and floor["teff"]["sd_phys"] == 100.0
+    at = floor["teff"]["snr_floor_dominates"]
+    assert at == pytest.approx(50.0 * fc.result.marginal()["teff"] / 100.0)
+    assert fc.at_snr(at).marginal()["teff"] == pytest.approx(100.0, rel=1e-9)
+
+
 def test_a_window_set_names_the_model_windows_that_cover_an_instruments_arms():
     from stellarinf.instruments import window_set
 
@@ -284,6 +313,17 @@ def test_a_forecast_through_one_emulator_per_arm_is_the_sum_of_each_arms_forecas
     stored = types.SimpleNamespace(metadata={"label_systematics": {"sd": {"teff": 10.0}}})
     floor = F.systematic_floor(dataclasses.replace(both, arm_models=(stored, red)))
     assert 0.0 < floor["teff"]["sd_sys"] < 10.0
+    # the real-star floor: each arm's (one model's own 100 K, the other arm's window's), weighted the same way
+    own = types.SimpleNamespace(
+        metadata={
+            "weights": {"sha256": "a"},
+            "physics_label_floor": {"weights_sha256": "a", "label_floor": {"teff": 100.0}},
+        }
+    )
+    phys = F.physics_floor(dataclasses.replace(both, arm_models=(own, red)))["teff"]["sd_phys"]
+    from stellarinf.observe.physics_error import physics_error_table
+
+    assert physics_error_table()["galah-red"]["label_floor"]["teff"] < phys < 100.0
     # fidelity: each arm's stored emulator/synthesizer Fisher pair, combined by the information each arm carries
     # here; an emulator claiming 4× the synthesizer's information in both arms gives bounds half the real ones
     import stellarinf.emulator_fidelity as fidelity

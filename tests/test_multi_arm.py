@@ -426,7 +426,9 @@ def test_a_multi_arm_fit_carries_the_arms_physics_floors_weighted_by_their_infor
     res = fits["two"]
     monkeypatch.setattr(arm_combination, "physics_error_on", lambda om: True)
     monkeypatch.setattr(
-        physics_error, "physics_error_for", lambda lo, hi, damping=None: (None, {"teff": 80.0 if hi < 5500.0 else 40.0})
+        physics_error,
+        "physics_error_for",
+        lambda lo, hi, damping=None, model=None: (None, {"teff": 80.0 if hi < 5500.0 else 40.0}),
     )
     best = {n: float(v) for n, v in res.map.params.items()}
     terms = arm_combination.fit_terms(res.problem, res.laplace, best)

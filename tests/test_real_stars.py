@@ -1,6 +1,7 @@
 """Real-star physics: log gf calibrated on the Sun, and the synthesizer-vs-reality error in the likelihood."""
 
 import dataclasses
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -240,6 +241,93 @@ def test_a_model_gets_the_physics_error_measured_with_its_own_damping():
     # the model serving the spectrum decides, not the first of the list
     rvs = load_emulator("default-payne-rvs-abo")
     assert resolve_physics_error("auto", spec, [rvs, aboed]) == ((f_a, d_a, r_a), lab_a)
+
+
+def test_a_model_fitted_to_the_sun_itself_reports_its_own_label_floor(tmp_path):
+    """A window's label floor was measured through one model; a model whose own fits of the observed Sun measured
+    its floor (``data/measure_physics_error.py --label-floor FITS --model M``: the maximum-likelihood floor of those
+    fits, written into its model.json) reports that one instead, in every place a floor is taken, and says so; a
+    model whose weights are not the ones measured (fine-tuned from it) falls back to the window's."""
+    import importlib.util
+    import json
+    import shutil
+
+    from stellarinf.emulators.registry import load_emulator, model_path
+    from stellarinf.inference.results import label_floor
+    from stellarinf.observe import physics_error as pe
+    from stellarinf.pipeline import borrowed_floor_note, physics_label_floor_source, resolve_physics_error
+
+    spec_ = importlib.util.spec_from_file_location(
+        "mpe", Path(stellarinf.__file__).parent.parent / "data" / "measure_physics_error.py"
+    )
+    mpe = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(mpe)
+
+    # fits of the Sun through the model: a constant Teff bias of 120 K beside sds of 10-40 K (S/N 200-50)
+    rng = np.random.default_rng(1)
+    sd = np.repeat([40.0, 20.0, 10.0], 10)
+    teff = 5772.0 - 120.0 + rng.normal(0.0, sd)
+    fits = [
+        {
+            "emulator": "m",
+            "models": ["m"],
+            "window": "gaia-rvs",
+            "snr": 50.0,
+            "seed": i,
+            "physics_label_floor": {"teff": 11.0, "logg": 0.05},
+            "labels": {
+                "teff": {"p50": float(t), "sd": float(s), "sd_total": float(np.hypot(s, 11.0))},
+                "logg": {"p50": 4.44, "sd": 0.02, "sd_total": float(np.hypot(0.02, 0.05))},
+            },
+        }
+        for i, (t, s) in enumerate(zip(teff, sd))
+    ]
+    # two copies of a shipped RVS model with the measurement taken out: one to measure, one left as a user's model
+    model_dir, bare_dir = tmp_path / "m", tmp_path / "bare"
+    for d in (model_dir, bare_dir):
+        shutil.copytree(model_path("default-payne-rvs"), d)
+        doc = json.loads((d / "model.json").read_text())
+        doc.pop("physics_label_floor", None)
+        (d / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(SystemExit, match="windows"):
+        mpe.store_model_floor([dict(f, window="galah-red") for f in fits[:2]] + fits, "f.json", "m", "systematic")
+    stored = mpe.store_model_floor(
+        [dict(f, models=[str(model_dir)]) for f in fits], "f.json", str(model_dir), "systematic"
+    )
+    expected = pe.systematic_floor(teff - 5772.0, sd)[0]
+    assert stored["label_floor"]["teff"] == pytest.approx(expected, abs=1e-3) and 100.0 < expected < 140.0
+    assert stored["label_floor"]["logg"] == 0.0 and stored["window"] == "gaia-rvs"
+
+    own, bare = load_emulator(model_dir), load_emulator(bare_dir)
+    assert pe.model_label_floor(own) == stored["label_floor"] and pe.model_label_floor(bare) is None
+    wl = np.linspace(8480.0, 8730.0, 400)
+    spec = Spectrum(wl, np.ones(wl.size), np.full(wl.size, 0.01), resolution=11500.0)
+    term, window_floor = resolve_physics_error("auto", spec, [bare])
+    assert window_floor == pe.physics_error_table()["gaia-rvs"]["label_floor"]
+    assert resolve_physics_error("auto", spec, [own]) == (term, stored["label_floor"])  # same σ_phys, own floor
+    assert window_floor["teff"] < 0.2 * stored["label_floor"]["teff"]
+    own_words = physics_label_floor_source("auto", spec, [own])
+    assert own_words.startswith(pe.OWN_FLOOR) and "f.json" in own_words and borrowed_floor_note(own_words) is None
+    bare_words = physics_label_floor_source("auto", spec, [bare])
+    assert "not this one" in bare_words and "sun_fit_rvs_payne.json" in bare_words
+    assert "not measured through the model fitting here" in borrowed_floor_note({"0": own_words, "1": bare_words})
+    # the summary's floor (a one-arm fit with the physics error on) is the model's own
+    om = ObservationModel(own, spec, physics_error=(term[0], term[1]))
+    assert label_floor(om, {})["teff"] == pytest.approx(stored["label_floor"]["teff"])
+    # other weights (a fine-tuned model inheriting the metadata): the window's floor again
+    doc = json.loads((model_dir / "model.json").read_text())
+    doc["physics_label_floor"]["weights_sha256"] = "0" * 64
+    (model_dir / "model.json").write_text(json.dumps(doc))
+    assert resolve_physics_error("auto", spec, [load_emulator(model_dir)]) == (term, window_floor)
+    # every shipped model but broad-tp's carries the floor of its own 30 fits of the observed Sun
+    from types import SimpleNamespace
+
+    from stellarinf.emulators.model_io import read_model_document
+    from stellarinf.shipped_models import SHIPPED_MODELS
+
+    for name in SHIPPED_MODELS:
+        shipped = SimpleNamespace(metadata=read_model_document(model_path(name)))
+        assert (pe.model_label_floor(shipped) is None) == name.startswith("broad-tp"), name
 
 
 def test_telluric_bands_are_masked_and_named():

@@ -122,14 +122,37 @@ def format_snr_table(table, names) -> str:
 
 def format_floor(floor: dict, snr: float) -> str:
     """The emulator's systematic floor beside the bounds, and the labels it already limits at this S/N."""
-    parts = [f"{n} {v['sd_sys']:.3g} (S/N {v['snr_floor_dominates']:.0f})" for n, v in floor.items()]
-    limited = [n for n, v in floor.items() if v["snr_floor_dominates"] < snr]
-    text = (
+    return _format_beside(
+        floor,
+        snr,
+        "sd_sys",
         "emulator systematic floor sd_sys (and the S/N above which it exceeds the photon-noise bound; photons "
-        "beyond it do not help): " + ", ".join(parts)
+        "beyond it do not help): ",
+        "sd_sys, not the noise, limits",
     )
+
+
+def format_physics_floor(floor: dict, snr: float) -> str:
+    """The real-star floor beside the bounds (the physics label floor a fit of a real star reports), and the labels
+    it already limits at this S/N."""
+    return _format_beside(
+        floor,
+        snr,
+        "sd_phys",
+        "real-star floor sd_phys, measured on the observed Sun through these models (a lower bound for stars unlike "
+        "the Sun; and the S/N above which it exceeds the photon-noise bound): ",
+        "the physics, not the noise, limits a real star's",
+    )
+
+
+def _format_beside(floor: dict, snr: float, key: str, lead: str, limits: str) -> str:
+    """``lead`` and each label's ``key`` value with the S/N where it dominates; a line naming those it limits at
+    ``snr``."""
+    parts = [f"{n} {v[key]:.3g} (S/N {v['snr_floor_dominates']:.0f})" for n, v in floor.items()]
+    limited = [n for n, v in floor.items() if v["snr_floor_dominates"] < snr]
+    text = lead + ", ".join(parts)
     if limited:
-        text += f"\nat S/N {snr:g} sd_sys, not the noise, limits {', '.join(limited)}"
+        text += f"\nat S/N {snr:g} {limits} {', '.join(limited)}"
     return text
 
 
@@ -444,6 +467,10 @@ def crb(
         if floor:
             doc["systematic_floor"] = floor
             click.echo(format_floor(floor, snr))
+        phys_floor = fc_mod.physics_floor(fc)
+        if phys_floor:
+            doc["physics_floor"] = phys_floor
+            click.echo(format_physics_floor(phys_floor, snr))
         emu_floor = fc_mod.emulator_floor(fc)
         if emu_floor:
             doc["emulator_floor"] = emu_floor

@@ -221,7 +221,6 @@ def fit_terms(problem: Problem, laplace, best: dict[str, float]) -> ArmTerms:
     values, or, for a spectrum of several arms, each arm's combined (module doc) at the Laplace mode.
     ``best``: the best-fit parameters (the reference star nearest them is used)."""
     from ..observe.physics_error import physics_error_for
-    from ..physics_options import model_damping
     from .results import label_systematics_of
 
     om = problem.obs_model
@@ -246,7 +245,7 @@ def fit_terms(problem: Problem, laplace, best: dict[str, float]) -> ArmTerms:
     physics_sd = None
     if physics:
         floors = [
-            physics_error_for(float(np.min(a.wavelength)), float(np.max(a.wavelength)), model_damping(m))[1]
+            physics_error_for(float(np.min(a.wavelength)), float(np.max(a.wavelength)), model=m)[1]
             for a, m in zip(arms, arm_models)
         ]
         physics_sd = combined_floor(info, names, floors)

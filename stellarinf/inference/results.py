@@ -166,11 +166,11 @@ def label_floor(
     if physics_error_on(obs_model):
         if physics_sd is None:
             from ..observe.physics_error import physics_error_for
-            from ..physics_options import model_damping
 
             wl = np.asarray(obs_model.wavelength)
-            damping = model_damping(getattr(obs_model, "emulator", None))
-            physics_sd = physics_error_for(float(wl.min()), float(wl.max()), damping)[1]
+            physics_sd = physics_error_for(
+                float(wl.min()), float(wl.max()), model=getattr(obs_model, "emulator", None)
+            )[1]
         for n, v in physics_sd.items():
             out[n] = math.hypot(out.get(n, 0.0), v)
     return out

@@ -13,6 +13,12 @@ with ``depth`` the observed line depth (see :func:`stellarinf.observe.build.phys
 physics errors live in the lines and grow with their depth. ``label_floor`` holds, per label, the part of the
 observed Sun's fit offsets from the Sun's labels that the fits' own uncertainty (posterior sd and the emulator's
 ``sd_sys``) does not explain (:func:`systematic_floor`), reported beside the posterior as a systematic floor.
+
+A window's label floor was measured through one model (the window's Payne); another model learned the same physics
+with its own errors, and its offsets on the Sun can be several times larger (Gaia RVS through the broad-domain Payne:
+121 K in Teff where the window's is 11 K). A model that has been fitted to the observed Sun itself carries its own
+floor in its ``model.json`` (``physics_label_floor``, :func:`model_label_floor`; written by
+``data/measure_physics_error.py --label-floor FITS --model NAME``), and that replaces the window's.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from ..errors import StellarinfError
 from ..paths import data_dir
 
 TABLE = "physics_error.json"
+OWN_FLOOR = "measured through this model"  # how :func:`label_floor_source` starts for a model's own floor
 
 
 @functools.lru_cache(maxsize=1)
@@ -43,7 +50,54 @@ def physics_error_table() -> dict:
         ) from None
 
 
-def physics_error_for(wmin: float, wmax: float, damping: str | None = None) -> tuple[tuple | None, dict[str, float]]:
+def model_label_floor(model) -> dict[str, float] | None:
+    """The physics label floor measured on the observed Sun through ``model`` itself (its ``model.json``'s
+    ``physics_label_floor``), or None where it was not: also where it was measured through other weights (a model
+    fine-tuned from one with a floor inherits its metadata, not its offsets)."""
+    meta = getattr(model, "metadata", None) or {}
+    doc = meta.get("physics_label_floor") or {}
+    floor = doc.get("label_floor")
+    if not floor or doc.get("weights_sha256") != (meta.get("weights") or {}).get("sha256"):
+        return None
+    return {k: float(v) for k, v in floor.items()}
+
+
+def label_floor_source(wmin: float, wmax: float, damping: str | None = None, model=None) -> str | None:
+    """In words, where the label floor :func:`physics_error_for` gives for these arguments was measured: through the
+    model itself, or through the window's model (whose offsets on the Sun need not be this model's); None when
+    nothing was measured (no floor)."""
+    table = physics_error_table()
+    if not table:
+        return None
+    if model is not None and model_label_floor(model) is not None:
+        return f"{OWN_FLOOR}: " + str(model.metadata["physics_label_floor"].get("source", ""))
+    if damping is None and model is not None:
+        from ..physics_options import model_damping
+
+        damping = model_damping(model)
+    entry = _overlapping(table, wmin, wmax)
+    if entry is None:
+        return "the largest measured floors (no window was measured here)"
+    values = {**entry, **entry.get("by_damping", {}).get(damping, {})}
+    source = values.get("label_floor_source")
+    if not source:
+        return "the largest measured floors (the window's was not measured)"
+    return "the window's, measured through its reference model, not this one: " + source
+
+
+def _overlapping(table: dict, wmin: float, wmax: float) -> dict | None:
+    """The measured window that overlaps ``wmin``–``wmax`` most (None: none does)."""
+    best, best_overlap = None, 0.0
+    for entry in table.values():
+        overlap = min(wmax, entry["wmax"]) - max(wmin, entry["wmin"])
+        if overlap > best_overlap:
+            best, best_overlap = entry, overlap
+    return best
+
+
+def physics_error_for(
+    wmin: float, wmax: float, damping: str | None = None, model=None
+) -> tuple[tuple | None, dict[str, float]]:
     """``((floor, depth_fraction, regions), label_floor)`` for a spectrum spanning ``wmin``–``wmax`` (vacuum Å);
     ``regions`` are ranges the fit leaves out, ``(lo, hi)`` (the Balmer wings, the Ca II triplet cores, Paschen P14:
     :func:`stellarinf.observe.build.physics_excluded` says why), or keeps with more error, ``(lo, hi, sd)`` (the
@@ -52,17 +106,20 @@ def physics_error_for(wmin: float, wmax: float, damping: str | None = None) -> t
     Uses the measured window that overlaps the range most; a range that no measured window overlaps gets
     the largest measured values (no measurement is not the same as no error). ``damping`` (the model's van der Waals
     widths, :func:`stellarinf.physics_options.model_damping`): the values measured with that physics where the
-    window has them (``by_damping``; ABO's leave smaller residuals), else the window's own (Unsöld × 2's). ``(None,
-    {})`` when nothing was measured.
+    window has them (``by_damping``; ABO's leave smaller residuals), else the window's own (Unsöld × 2's). ``model``:
+    the model that serves the range; its damping when ``damping`` is not given, and its own label floor where it was
+    measured through it (:func:`model_label_floor`) in place of the window's. ``(None, {})`` when nothing was
+    measured.
     """
     table = physics_error_table()
     if not table:
         return None, {}
-    best, best_overlap = None, 0.0
-    for entry in table.values():
-        overlap = min(wmax, entry["wmax"]) - max(wmin, entry["wmin"])
-        if overlap > best_overlap:
-            best, best_overlap = entry, overlap
+    if damping is None and model is not None:
+        from ..physics_options import model_damping
+
+        damping = model_damping(model)
+    own = None if model is None else model_label_floor(model)
+    best = _overlapping(table, wmin, wmax)
     largest_floor: dict[str, float] = {}
     for e in table.values():
         for k, v in e.get("label_floor", {}).items():
@@ -70,12 +127,12 @@ def physics_error_for(wmin: float, wmax: float, damping: str | None = None) -> t
     if best is None:
         floor = max(e["floor"] for e in table.values())
         frac = max(e["depth_fraction"] for e in table.values())
-        return (floor, frac, ()), largest_floor
+        return (floor, frac, ()), own or largest_floor
     regions = tuple(tuple(float(v) for v in r) for r in best.get("regions", []))
     values = {**best, **best.get("by_damping", {}).get(damping, {})}
     # a window whose label floor was not measured (no fits of the observed Sun there) gets the largest measured
     labels = {k: float(v) for k, v in values.get("label_floor", {}).items()} or largest_floor
-    return (float(values["floor"]), float(values["depth_fraction"]), regions), labels
+    return (float(values["floor"]), float(values["depth_fraction"]), regions), own or labels
 
 
 def fit_error_model(residual: np.ndarray, depth: np.ndarray, n_bins: int = 10) -> tuple[float, float]:
