@@ -668,6 +668,14 @@ def test_fit_cli_exits_4_with_advice_when_unreliable(spectrum_file, tmp_path, ca
     assert code == 0 and "warning: the result is unreliable" in err
 
 
+def test_fix_takes_several_parameters_joined_by_commas():
+    from stellarinf.commands.fit import BadInput, _parse_fixed
+
+    assert _parse_fixed(["alpha_fe=0, MG_FE=0.1", "vmic=1"]) == {"alpha_fe": 0.0, "mg_fe": 0.1, "vmic": 1.0}
+    with pytest.raises(BadInput, match="'c_fe': write NAME=VALUE"):
+        _parse_fixed(["alpha_fe=0,c_fe"])
+
+
 @pytest.mark.parametrize(
     "extra, words",
     [

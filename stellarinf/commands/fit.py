@@ -56,8 +56,10 @@ class SamplerChoice(click.Choice):
 
 
 def _parse_fixed(items) -> dict[str, float]:
+    """``--fix`` values, each ``NAME=VALUE`` or several joined by commas (``alpha_fe=0,mg_fe=0``: the abundances one
+    arm cannot measure, held)."""
     out = {}
-    for text in items:
+    for text in (part.strip() for item in items for part in str(item).split(",")):
         if "=" not in text:
             raise BadInput(f"--fix {text!r}: write NAME=VALUE, e.g. --fix vmacro=0")
         name, value = text.split("=", 1)
@@ -118,7 +120,11 @@ def _check_files(paths) -> None:
     help="e.g. --prior logg=4.4+-0.1 (Gaussian) or --prior teff=5000:6000 (uniform). Repeatable.",
 )
 @click.option(
-    "--fix", "fixed", multiple=True, help="Hold a parameter fixed, e.g. --fix vmacro=0 (inside its box). Repeatable."
+    "--fix",
+    "fixed",
+    multiple=True,
+    help="Hold a parameter fixed, e.g. --fix vmacro=0 (inside its box). Repeatable, or comma-separated: "
+    "--fix alpha_fe=0,mg_fe=0.",
 )
 @click.option("--resolution", type=float, default=None, help="Instrument resolving power (default: from the file).")
 @click.option(

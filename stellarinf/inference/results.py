@@ -630,8 +630,9 @@ def _compares_chains(method: str) -> bool:
 SD_SYS_EXPLAINED = (
     "sd_sys: the systematic error per label that the posterior sd does not contain: the emulator's error against "
     "its synthesizer (best fit − truth on noiseless synthesizer stars: at this star's labels where the emulator "
-    "stores how it varies across the box, else one rms) and, for real spectra, the "
-    "synthesizer's against the observed Sun, in quadrature; sd_total = √(sd² + sd_sys²) is the uncertainty to quote"
+    "stores how it varies across the box, else one rms) and, for real spectra, the label floor of fits of the "
+    "observed Sun through this model (the part of their offsets their sd does not explain), in quadrature; "
+    "sd_total = √(sd² + sd_sys²) is the uncertainty to quote"
 )
 
 
