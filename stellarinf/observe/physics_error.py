@@ -69,30 +69,32 @@ def label_floor_source(wmin: float, wmax: float, damping: str | None = None, mod
     table = physics_error_table()
     if not table:
         return None
-    if model is not None and model_label_floor(model) is not None:
+    if model_label_floor(model) is not None:
         return f"{OWN_FLOOR}: " + str(model.metadata["physics_label_floor"].get("source", ""))
-    if damping is None and model is not None:
-        from ..physics_options import model_damping
-
-        damping = model_damping(model)
-    entry = _overlapping(table, wmin, wmax)
-    if entry is None:
+    window = _window_values(table, wmin, wmax, damping, model)
+    if window is None:
         return "the largest measured floors (no window was measured here)"
-    values = {**entry, **entry.get("by_damping", {}).get(damping, {})}
-    source = values.get("label_floor_source")
+    source = window[1].get("label_floor_source")
     if not source:
         return "the largest measured floors (the window's was not measured)"
     return "the window's, measured through its reference model, not this one: " + source
 
 
-def _overlapping(table: dict, wmin: float, wmax: float) -> dict | None:
-    """The measured window that overlaps ``wmin``–``wmax`` most (None: none does)."""
+def _window_values(table: dict, wmin: float, wmax: float, damping: str | None, model) -> tuple[dict, dict] | None:
+    """``(entry, values)``: the measured window that overlaps ``wmin``–``wmax`` most, and its values for ``damping``
+    (``model``'s when not given; the window's own where it has none for that physics). None: no window overlaps."""
     best, best_overlap = None, 0.0
     for entry in table.values():
         overlap = min(wmax, entry["wmax"]) - max(wmin, entry["wmin"])
         if overlap > best_overlap:
             best, best_overlap = entry, overlap
-    return best
+    if best is None:
+        return None
+    if damping is None and model is not None:
+        from ..physics_options import model_damping
+
+        damping = model_damping(model)
+    return best, {**best, **best.get("by_damping", {}).get(damping, {})}
 
 
 def physics_error_for(
@@ -114,22 +116,18 @@ def physics_error_for(
     table = physics_error_table()
     if not table:
         return None, {}
-    if damping is None and model is not None:
-        from ..physics_options import model_damping
-
-        damping = model_damping(model)
-    own = None if model is None else model_label_floor(model)
-    best = _overlapping(table, wmin, wmax)
+    own = model_label_floor(model)
+    window = _window_values(table, wmin, wmax, damping, model)
     largest_floor: dict[str, float] = {}
     for e in table.values():
         for k, v in e.get("label_floor", {}).items():
             largest_floor[k] = max(largest_floor.get(k, 0.0), float(v))
-    if best is None:
+    if window is None:
         floor = max(e["floor"] for e in table.values())
         frac = max(e["depth_fraction"] for e in table.values())
         return (floor, frac, ()), own or largest_floor
+    best, values = window
     regions = tuple(tuple(float(v) for v in r) for r in best.get("regions", []))
-    values = {**best, **best.get("by_damping", {}).get(damping, {})}
     # a window whose label floor was not measured (no fits of the observed Sun there) gets the largest measured
     labels = {k: float(v) for k, v in values.get("label_floor", {}).items()} or largest_floor
     return (float(values["floor"]), float(values["depth_fraction"]), regions), own or labels
