@@ -1500,6 +1500,13 @@ def fit_spectrum(
     diagnostics = diagnose(table, post)
     depth_msg = tree_depth_warning(post)
     tio_msg = tio_warning(table, models)
+    if phys is not None:
+        from .observe.physics_error import unlike_sun_note
+
+        unlike = unlike_sun_note({**(fixed_values or {}), **{str(r["name"]): float(r["p50"]) for r in table}})
+        if unlike:
+            stages.note(unlike)
+            diagnostics["notes"] = [unlike]
     diagnostics["warnings"] = [w for w in (medium_msg, fallback, depth_msg, tio_msg) if w]
     for msg, word in ((depth_msg, "tree_depth"), (tio_msg, "no_tio")):
         if msg:

@@ -330,6 +330,38 @@ def test_a_model_fitted_to_the_sun_itself_reports_its_own_label_floor(tmp_path):
         assert (pe.model_label_floor(shipped) is None) == name.startswith("broad-tp"), name
 
 
+def test_a_star_far_from_the_sun_is_told_its_floor_is_a_lower_bound():
+    """The physics error is measured on the Sun alone: a fit that carries it says, in words and in its diagnostics,
+    when the star lies farther from the Sun than :data:`SUN_REACH` in Teff, log g or [Fe/H] (fixed labels count), and
+    a Sun-like star is told nothing."""
+    from stellarinf import fit_spectrum
+    from stellarinf.observe.physics_error import SUN, SUN_REACH, unlike_sun_note
+
+    assert unlike_sun_note(SUN) is None
+    edge = {n: SUN[n] + 0.99 * SUN_REACH[n] for n in SUN}
+    assert unlike_sun_note(edge) is None
+    note = unlike_sun_note({"teff": 4286.0, "logg": 1.66, "feh": -0.52, "vmic": 1.6})  # Arcturus
+    assert "teff 4286" in note and "logg 1.66" in note and "feh -0.52" in note and "lower bound" in note
+    assert "feh" not in unlike_sun_note({"teff": 4286.0, "logg": 4.4, "feh": 0.1})
+
+    model, wl, _, _ = _analytic_star()
+    rng = np.random.default_rng(8)
+    kw = dict(emulator=model, sampler="laplace", draws=200, n_starts=2, continuum_degree=1, mask_tellurics=False)
+    kw |= dict(fixed={"vmacro": 0.0, "vsini": 2.0}, rv_max=20.0, physics_error=(0.002, 0.0))
+    notes = {}
+    for name, truth in (("sunlike", (5750.0, 4.4, 0.0)), ("giant", (4800.0, 2.5, -0.8))):
+        flux = np.asarray(model.flux(jnp.asarray(truth), jnp.asarray(wl))) + rng.normal(0.0, 0.01, wl.size)
+        said = []
+        result = fit_spectrum(Spectrum(wl, flux, np.full(wl.size, 0.01), resolution=28000.0), log=said.append, **kw)
+        notes[name] = (result.diagnostics.get("notes", []), [s for s in map(str, said) if "lower bound" in s])
+    assert notes["sunlike"] == ([], [])
+    (note,), (said,) = notes["giant"]
+    assert "teff 4" in note and "logg 2" in note and "feh -0" in note and note in said
+    # without the physics error in the likelihood there is no Sun-measured floor to qualify
+    off = fit_spectrum(Spectrum(wl, flux, np.full(wl.size, 0.01), resolution=28000.0), **{**kw, "physics_error": "off"})
+    assert "notes" not in off.diagnostics
+
+
 def test_telluric_bands_are_masked_and_named():
     from stellarinf.io.tellurics import telluric_mask
 

@@ -221,6 +221,7 @@ def result_record(result) -> dict:
         "pareto_k": float(d.get("pareto_k", math.nan)),
         "importance_ess": float(d.get("importance_ess", math.nan)),
         "unreliable": list(d.get("unreliable", [])),
+        "notes": list(d.get("notes", [])),  # e.g. a star far from the Sun, whose physics error is not measured
         "run_id": s["run_id"],
         "input_file": s.get("input_file", ""),
         "input_sha256": s.get("input_sha256", ""),

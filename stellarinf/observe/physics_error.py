@@ -33,6 +33,11 @@ from ..paths import data_dir
 
 TABLE = "physics_error.json"
 OWN_FLOOR = "measured through this model"  # how :func:`label_floor_source` starts for a model's own floor
+# The observed Sun is the one star the physics error is measured on. How far from it that measurement still speaks for
+# a star is not measured (no second standard star yet); these distances are a convention: about where a dwarf turns
+# into a subgiant, a G star into a K or F star, and a metal-poor star's lines into a different regime of saturation.
+SUN = {"teff": 5772.0, "logg": 4.438, "feh": 0.0}
+SUN_REACH = {"teff": 500.0, "logg": 0.5, "feh": 0.5}
 
 
 @functools.lru_cache(maxsize=1)
@@ -131,6 +136,25 @@ def physics_error_for(
     # a window whose label floor was not measured (no fits of the observed Sun there) gets the largest measured
     labels = {k: float(v) for k, v in values.get("label_floor", {}).items()} or largest_floor
     return (float(values["floor"]), float(values["depth_fraction"]), regions), own or labels
+
+
+def unlike_sun_note(labels) -> str | None:
+    """Words for a fit whose physics error (measured on the Sun) stands in for that of a star far from the Sun: any of
+    ``labels``' Teff, log g, [Fe/H] (``{name: value}``) farther from :data:`SUN` than :data:`SUN_REACH`; None if not.
+    Such a star's own physics error is not measured, and cool giants and metal-poor stars are where 1D LTE is known
+    to do worse, so its label floor (and sd_total) is a lower bound."""
+    far = [
+        f"{name} {float(labels[name]):.4g} (the Sun's {SUN[name]:g})"
+        for name in SUN
+        if name in labels and abs(float(labels[name]) - SUN[name]) > SUN_REACH[name]
+    ]
+    if not far:
+        return None
+    return (
+        "label floor: the physics error in sd_total was measured on the observed Sun, the one standard star so far, "
+        f"and this star is far from it ({', '.join(far)}): its own physics error is not measured and is likely larger, "
+        "so read sd_total as a lower bound"
+    )
 
 
 def fit_error_model(residual: np.ndarray, depth: np.ndarray, n_bins: int = 10) -> tuple[float, float]:
