@@ -1536,6 +1536,15 @@ def obs_resolution(obs, resolution, spec):
     return None if resolution is None else float(resolution)
 
 
+def _unlike_sun_row(row, fixed_values) -> str | None:
+    """:func:`~stellarinf.observe.physics_error.unlike_sun_note` for one fitted row of :func:`fit_spectra`."""
+    from .observe.physics_error import SUN, unlike_sun_note
+
+    if row.get("status", "ok") != "ok":
+        return None
+    return unlike_sun_note({**fixed_values, **{n: float(row[n]) for n in SUN if n in row}})
+
+
 def _physics_setting(phys):
     if phys is None:
         return None
@@ -1827,6 +1836,10 @@ def fit_spectra(
                 row["flags"] = ";".join(filter(None, ["air_vacuum", str(row.get("flags", ""))]))
                 row["warning"] = msg
                 echo(f"{sid}: warning: {msg}")
+            note = _unlike_sun_row(row, fixed_values) if physics.get(sid) is not None else None
+            if note:  # as fit_spectrum's stage note: the Sun-measured floor is a lower bound for this star
+                row["note"] = note
+                echo(f"{sid}: {note}")
         for sid, idata in zip(good, fitted):
             if idata is None:
                 continue

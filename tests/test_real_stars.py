@@ -360,6 +360,15 @@ def test_a_star_far_from_the_sun_is_told_its_floor_is_a_lower_bound():
     # without the physics error in the likelihood there is no Sun-measured floor to qualify
     off = fit_spectrum(Spectrum(wl, flux, np.full(wl.size, 0.01), resolution=28000.0), **{**kw, "physics_error": "off"})
     assert "notes" not in off.diagnostics
+    # a batch says the same per star, in the row's note
+    from stellarinf import fit_spectra
+
+    err = np.full(wl.size, 0.01)
+    sunlike = np.asarray(model.flux(jnp.asarray((5750.0, 4.4, 0.0)), jnp.asarray(wl))) + rng.normal(0.0, 0.01, wl.size)
+    specs = [Spectrum(wl, f, err, resolution=28000.0) for f in (sunlike, flux)]
+    batch = fit_spectra(specs, ids=["sunlike", "giant"], progress=False, **kw)
+    assert batch.table["note"][0] == ""
+    assert "lower bound" in batch.table["note"][1] and "logg 2" in batch.table["note"][1]
 
 
 def test_telluric_bands_are_masked_and_named():
