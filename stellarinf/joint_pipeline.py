@@ -43,6 +43,7 @@ from .pipeline import (
     _physics_setting,
     _prior_texts,
     _spectrum_id,
+    _unlike_sun_row,
     _version,
     auto_continuum_degree,
     crop_margin_kms,
@@ -549,6 +550,14 @@ def fit_joint(
     diagnostics = joint_diagnostics(stars, shared_table, post)
     if fallback:
         diagnostics["warnings"] = [fallback]
+    notes = {}  # per star, as fit_spectrum's: a star far from the Sun, whose physics error is not measured
+    for row, phys in zip(stars, phys_by_star):
+        note = _unlike_sun_row({c: row[c] for c in stars.colnames}, fixed_values) if phys is not None else None
+        if note:
+            notes[str(row["star"])] = note
+            stages.note(f"{row['star']}: {note}")
+    if notes:
+        diagnostics["notes"] = notes
     timings = dict(stages.timings)
     timings["total_s"] = time.perf_counter() - t_start
     return JointFitResult(

@@ -369,6 +369,10 @@ def test_a_star_far_from_the_sun_is_told_its_floor_is_a_lower_bound():
     batch = fit_spectra(specs, ids=["sunlike", "giant"], progress=False, **kw)
     assert batch.table["note"][0] == ""
     assert "lower bound" in batch.table["note"][1] and "logg 2" in batch.table["note"][1]
+    from stellarinf import fit_joint
+
+    joint = fit_joint(specs, ids=["sunlike", "giant"], share="rv", **kw)
+    assert list(joint.diagnostics["notes"]) == ["giant"] and "logg 2" in joint.diagnostics["notes"]["giant"]
 
 
 def test_telluric_bands_are_masked_and_named():
