@@ -249,6 +249,13 @@ def test_cli_crb_emulator_error_says_its_error_model_and_where_the_floor_dominat
 
     assert "real-star floor sd_phys" in r.output
     assert doc["physics_floor"]["teff"]["sd_phys"] == physics_error_table()["galah-red"]["label_floor"]["teff"]
+    # measured on the Sun: for this star (the box's middle, log g 3, [Fe/H] -0.75) the forecast says that floor is a
+    # lower bound; for the Sun it says nothing
+    assert "logg 3" in doc["physics_floor_note"] and "read sd_phys" in doc["physics_floor_note"]
+    assert doc["physics_floor_note"] in r.output
+    sun = CliRunner().invoke(cli, [*base, "--teff", "5772", "--logg", "4.44", "--feh", "0", "-o", str(out)])
+    assert sun.exit_code == 0, sun.output
+    assert "physics_floor_note" not in json.loads(out.read_text()) and "far from it" not in sun.output
     # the S/N scan is the exact one: the bound at S/N 1000 is above a tenth of the one at 100
     teff = doc["snr_scan"]["marginal"]["teff"]
     assert teff[1] > teff[0] / 10.0

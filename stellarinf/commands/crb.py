@@ -471,6 +471,13 @@ def crb(
         if phys_floor:
             doc["physics_floor"] = phys_floor
             click.echo(format_physics_floor(phys_floor, snr))
+            from ..observe.physics_error import unlike_sun_note
+
+            # a star far from the Sun: that floor is a lower bound for it
+            unlike = unlike_sun_note(fc.params, reads="sd_phys (and a fit's sd_total)")
+            if unlike:
+                doc["physics_floor_note"] = unlike
+                click.echo(unlike)
         emu_floor = fc_mod.emulator_floor(fc)
         if emu_floor:
             doc["emulator_floor"] = emu_floor

@@ -19,6 +19,9 @@ with its own errors, and its offsets on the Sun can be several times larger (Gai
 121 K in Teff where the window's is 11 K). A model that has been fitted to the observed Sun itself carries its own
 floor in its ``model.json`` (``physics_label_floor``, :func:`model_label_floor`; written by
 ``data/measure_physics_error.py --label-floor FITS --model NAME``), and that replaces the window's.
+
+Every number here is measured on one star, the Sun. A fit of a star far from it (:data:`SUN_REACH`) is told that its
+floor is a lower bound (:func:`unlike_sun_note`).
 """
 
 from __future__ import annotations
@@ -138,11 +141,11 @@ def physics_error_for(
     return (float(values["floor"]), float(values["depth_fraction"]), regions), own or labels
 
 
-def unlike_sun_note(labels) -> str | None:
-    """Words for a fit whose physics error (measured on the Sun) stands in for that of a star far from the Sun: any of
-    ``labels``' Teff, log g, [Fe/H] (``{name: value}``) farther from :data:`SUN` than :data:`SUN_REACH`; None if not.
-    Such a star's own physics error is not measured, and cool giants and metal-poor stars are where 1D LTE is known
-    to do worse, so its label floor (and sd_total) is a lower bound."""
+def unlike_sun_note(labels, reads: str = "sd_total") -> str | None:
+    """Words for a fit (or a forecast: ``reads`` names what to read as a lower bound) whose physics error, measured on
+    the Sun, stands in for that of a star far from the Sun: any of ``labels``' Teff, log g, [Fe/H] (``{name: value}``)
+    farther from :data:`SUN` than :data:`SUN_REACH`; None if not. Such a star's own physics error is not measured, and
+    cool giants and metal-poor stars are where 1D LTE is known to do worse, so its label floor is a lower bound."""
     far = [
         f"{name} {float(labels[name]):.4g} (the Sun's {SUN[name]:g})"
         for name in SUN
@@ -151,9 +154,9 @@ def unlike_sun_note(labels) -> str | None:
     if not far:
         return None
     return (
-        "label floor: the physics error in sd_total was measured on the observed Sun, the one standard star so far, "
-        f"and this star is far from it ({', '.join(far)}): its own physics error is not measured and is likely larger, "
-        "so read sd_total as a lower bound"
+        "label floor: the physics error behind it was measured on the observed Sun, the one standard star so far, "
+        f"and this star is far from it ({', '.join(far)}): its own is not measured and is likely larger, so read "
+        f"{reads} as a lower bound"
     )
 
 
