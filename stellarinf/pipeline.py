@@ -149,7 +149,8 @@ class FitResult:
         settings: every setting that shaped the result (emulator, sampler and why, fixed values, resolution
             used, priors, continuum, seed, input file and its sha256, run id, ...).
         diagnostics: reduced χ², divergences, Pareto k, max R-hat, min ESS, flags, ``unreliable`` (reasons)
-            and ``advice`` (what to do about them).
+            and ``advice`` (what to do about them), ``warnings``, and ``notes`` where a fit has something to say
+            that is not a fault (a star far from the Sun, whose physics error is not measured).
         timings: seconds per stage (read, load, map, laplace, sampling).
         problem: the posterior :class:`~stellarinf.inference.density.Problem` (``problem.obs_model`` is the
             observation model), e.g. for Cramér–Rao bounds at the same likelihood.
@@ -1537,7 +1538,8 @@ def obs_resolution(obs, resolution, spec):
 
 
 def _unlike_sun_row(row, fixed_values) -> str | None:
-    """:func:`~stellarinf.observe.physics_error.unlike_sun_note` for one fitted row of :func:`fit_spectra`."""
+    """:func:`~stellarinf.observe.physics_error.unlike_sun_note` for one star's row of :func:`fit_spectra` or
+    :func:`~stellarinf.joint_pipeline.fit_joint` (a dict; ``fixed_values`` stand in for labels held fixed)."""
     from .observe.physics_error import SUN, unlike_sun_note
 
     if row.get("status", "ok") != "ok":

@@ -33,13 +33,14 @@ import numpy as np
 
 from ..errors import StellarinfError
 from ..paths import data_dir
+from ..synth.calibration import SUN_LABELS
 
 TABLE = "physics_error.json"
 OWN_FLOOR = "measured through this model"  # how :func:`label_floor_source` starts for a model's own floor
 # The observed Sun is the one star the physics error is measured on. How far from it that measurement still speaks for
 # a star is not measured (no second standard star yet); these distances are a convention: about where a dwarf turns
 # into a subgiant, a G star into a K or F star, and a metal-poor star's lines into a different regime of saturation.
-SUN = {"teff": 5772.0, "logg": 4.438, "feh": 0.0}
+SUN = {name: SUN_LABELS[name] for name in ("teff", "logg", "feh")}
 SUN_REACH = {"teff": 500.0, "logg": 0.5, "feh": 0.5}
 
 
