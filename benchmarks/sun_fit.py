@@ -45,10 +45,11 @@ from pathlib import Path
 import numpy as np
 
 from stellarinf.solar_atlas import SOLAR_ATLAS
+from stellarinf.synth.calibration import SUN_LABELS
 
 HERE = Path(__file__).resolve().parent
 C_KMS = 299792.458
-SUN = {"teff": 5772.0, "logg": 4.438, "feh": 0.0}
+SUN = {k: SUN_LABELS[k] for k in ("teff", "logg", "feh")}  # the labels the fits are judged on
 # window → (atlas file, resolving power, pixels per resolution element or None = the demo star's pixels);
 # the atlas files are stellarinf.solar_atlas's
 _OBSERVED_AS = {"galah-red": (28000.0, None), "gaia-rvs": (11500.0, 3.0)}

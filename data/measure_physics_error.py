@@ -45,9 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
+from stellarinf.synth.calibration import SUN_LABELS as SUN
+
 HERE = Path(__file__).resolve().parent
 C_KMS = 299792.458
-SUN = {"teff": 5772.0, "logg": 4.438, "feh": 0.0, "vmic": 1.0}
 # per window, beyond what stellarinf.solar_atlas gives (its Kurucz extract and masked ranges): atlases the log gf
 # calibration did not use, measured first, and ranges the fits leave out, (lo, hi), where the physics is wrong in the
 # shape of the whole range (an error correlated over hundreds of pixels, which no white per-pixel σ represents: with

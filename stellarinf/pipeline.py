@@ -940,19 +940,24 @@ def diagnose(summary, posterior) -> dict:
 # ------------------------------------------------------------------------------------------- one spectrum
 def resolve_physics_error(
     physics_error, spec, models: Sequence = ()
-) -> tuple[tuple[float, float] | None, dict[str, float]]:
+) -> tuple[tuple[float, float] | None, dict[str, float], str | None]:
     """The synthesizer-vs-reality error term for ``spec``: ``"auto"`` → the values measured on the observed Sun
     for its wavelengths and the model of ``models`` that serves it (its physics, and its own label floor where one
     was measured through it: :func:`stellarinf.observe.physics_error.physics_error_for`, :func:`serving_model`),
-    ``None``/``"off"`` →
-    none, or an explicit ``(floor, depth_fraction[, regions])``. Returns ``(term, label_floor)``."""
+    ``None``/``"off"`` → none, or an explicit ``(floor, depth_fraction[, regions])``.
+
+    Returns ``(term, label_floor, floor_source)``: ``floor_source`` says in words where the label floor was measured
+    (through the serving model itself, or through the window's model:
+    :func:`stellarinf.observe.physics_error.label_floor_source`); None when no floor is given."""
     if physics_error is None or physics_error == "off":
-        return None, {}
+        return None, {}, None
     if physics_error == "auto":
-        from .observe.physics_error import physics_error_for
+        from .observe.physics_error import label_floor_source, physics_error_for
 
         wmin, wmax = float(spec.wavelength.min()), float(spec.wavelength.max())
-        return physics_error_for(wmin, wmax, model=serving_model(spec, models))
+        model = serving_model(spec, models)
+        term, floor = physics_error_for(wmin, wmax, model=model)
+        return term, floor, label_floor_source(wmin, wmax, model=model)
     try:
         floor, frac, *regions = physics_error
         term = (float(floor), float(frac)) + ((tuple(tuple(r) for r in regions[0]),) if regions else ())
@@ -963,22 +968,11 @@ def resolve_physics_error(
             "physics_error must be 'auto', 'off' or (floor, depth_fraction[, regions]) with regions ((lo, hi) left "
             f"out, or (lo, hi, sd) kept with sd more error, ...), got {physics_error!r}"
         ) from None
-    return term, {}
-
-
-def physics_label_floor_source(physics_error, spec, models: Sequence = ()) -> str | None:
-    """Where the label floor :func:`resolve_physics_error` gives ``spec`` was measured, in words (None: it gives
-    none): through the serving model itself, or through the window's model."""
-    if physics_error != "auto":
-        return None
-    from .observe.physics_error import label_floor_source
-
-    wmin, wmax = float(spec.wavelength.min()), float(spec.wavelength.max())
-    return label_floor_source(wmin, wmax, model=serving_model(spec, models))
+    return term, {}, None
 
 
 def borrowed_floor_note(floor_source) -> str | None:
-    """Words for a fit whose physics label floor (``floor_source``: :func:`physics_label_floor_source`'s words, or
+    """Words for a fit whose physics label floor (``floor_source``: :func:`resolve_physics_error`'s words, or
     {arm: words}) was measured through another model than the one fitting; None when every arm's is its own."""
     from .observe.physics_error import OWN_FLOOR
 
@@ -1283,16 +1277,13 @@ def fit_spectrum(
     multi = spec.is_multi_arm or len(models) > 1
     if multi:  # each arm its own physics error (the measured window it overlaps most)
         per_arm = {int(a.segments[0]): resolve_physics_error(physics_error, a, models) for a in spec.arms()}
-        phys = {seg: term for seg, (term, _) in per_arm.items()}
+        phys = {seg: term for seg, (term, _, _) in per_arm.items()}
         phys = None if all(t is None for t in phys.values()) else phys
         # each arm's label floor; the summary's is their information-weighted mean (inference.arm_combination)
-        label_floor = {str(seg): floor for seg, (_, floor) in per_arm.items()}
-        floor_source = {
-            str(int(a.segments[0])): physics_label_floor_source(physics_error, a, models) for a in spec.arms()
-        }
+        label_floor = {str(seg): floor for seg, (_, floor, _) in per_arm.items()}
+        floor_source = {str(seg): source for seg, (_, _, source) in per_arm.items()}
     else:
-        phys, label_floor = resolve_physics_error(physics_error, spec, models)
-        floor_source = physics_label_floor_source(physics_error, spec, models)
+        phys, label_floor, floor_source = resolve_physics_error(physics_error, spec, models)
     borrowed = borrowed_floor_note(floor_source)
     if borrowed:
         stages.note(borrowed)

@@ -236,11 +236,11 @@ def test_a_model_gets_the_physics_error_measured_with_its_own_damping():
     spec = Spectrum(wl, np.ones(wl.size), np.full(wl.size, 0.01), resolution=28000.0)
     unsold, aboed = load_emulator("default-payne"), load_emulator("default-payne-abo")
     assert (model_damping(unsold), model_damping(aboed)) == ("unsold", "abo")
-    assert resolve_physics_error("auto", spec, [unsold]) == ((f_u, d_u, r_u), lab_u)
-    assert resolve_physics_error("auto", spec, [aboed]) == ((f_a, d_a, r_a), lab_a)
+    assert resolve_physics_error("auto", spec, [unsold])[:2] == ((f_u, d_u, r_u), lab_u)
+    assert resolve_physics_error("auto", spec, [aboed])[:2] == ((f_a, d_a, r_a), lab_a)
     # the model serving the spectrum decides, not the first of the list
     rvs = load_emulator("default-payne-rvs-abo")
-    assert resolve_physics_error("auto", spec, [rvs, aboed]) == ((f_a, d_a, r_a), lab_a)
+    assert resolve_physics_error("auto", spec, [rvs, aboed])[:2] == ((f_a, d_a, r_a), lab_a)
 
 
 def test_a_model_fitted_to_the_sun_itself_reports_its_own_label_floor(tmp_path):
@@ -255,7 +255,7 @@ def test_a_model_fitted_to_the_sun_itself_reports_its_own_label_floor(tmp_path):
     from stellarinf.emulators.registry import load_emulator, model_path
     from stellarinf.inference.results import label_floor
     from stellarinf.observe import physics_error as pe
-    from stellarinf.pipeline import borrowed_floor_note, physics_label_floor_source, resolve_physics_error
+    from stellarinf.pipeline import borrowed_floor_note, resolve_physics_error
 
     spec_ = importlib.util.spec_from_file_location(
         "mpe", Path(stellarinf.__file__).parent.parent / "data" / "measure_physics_error.py"
@@ -302,13 +302,12 @@ def test_a_model_fitted_to_the_sun_itself_reports_its_own_label_floor(tmp_path):
     assert pe.model_label_floor(own) == stored["label_floor"] and pe.model_label_floor(bare) is None
     wl = np.linspace(8480.0, 8730.0, 400)
     spec = Spectrum(wl, np.ones(wl.size), np.full(wl.size, 0.01), resolution=11500.0)
-    term, window_floor = resolve_physics_error("auto", spec, [bare])
+    term, window_floor, bare_words = resolve_physics_error("auto", spec, [bare])
     assert window_floor == pe.physics_error_table()["gaia-rvs"]["label_floor"]
-    assert resolve_physics_error("auto", spec, [own]) == (term, stored["label_floor"])  # same σ_phys, own floor
+    term_own, own_floor, own_words = resolve_physics_error("auto", spec, [own])
+    assert (term_own, own_floor) == (term, stored["label_floor"])  # same σ_phys, own floor
     assert window_floor["teff"] < 0.2 * stored["label_floor"]["teff"]
-    own_words = physics_label_floor_source("auto", spec, [own])
     assert own_words.startswith(pe.OWN_FLOOR) and "f.json" in own_words and borrowed_floor_note(own_words) is None
-    bare_words = physics_label_floor_source("auto", spec, [bare])
     assert "not this one" in bare_words and "sun_fit_rvs_payne.json" in bare_words
     assert "not measured through the model fitting here" in borrowed_floor_note({"0": own_words, "1": bare_words})
     # the summary's floor (a one-arm fit with the physics error on) is the model's own
@@ -318,7 +317,7 @@ def test_a_model_fitted_to_the_sun_itself_reports_its_own_label_floor(tmp_path):
     doc = json.loads((model_dir / "model.json").read_text())
     doc["physics_label_floor"]["weights_sha256"] = "0" * 64
     (model_dir / "model.json").write_text(json.dumps(doc))
-    assert resolve_physics_error("auto", spec, [load_emulator(model_dir)]) == (term, window_floor)
+    assert resolve_physics_error("auto", spec, [load_emulator(model_dir)]) == (term, window_floor, bare_words)
     # every shipped model carries the floor of its own fits of the observed Sun (30; broad-tp's members 15)
     from types import SimpleNamespace
 
