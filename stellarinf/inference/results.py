@@ -74,7 +74,9 @@ FLAG_ADVICE = {
     "(--draws)",
     "ess": "too few effective draws for stable quantiles: run longer (--draws)",
     "divergences": "the sampler hit divergences: the posterior has regions it cannot explore; the result may be biased",
-    "hessian": "the curvature at the best fit is not positive definite: the Laplace widths are unreliable",
+    "hessian": "the curvature at the best fit is not positive definite (a direction the data leave flat, regularised): "
+    "the Laplace widths are unreliable, of that direction and of the labels correlated with it; fit with --sampler "
+    "nuts, or hold the loosely constrained labels fixed (--fix NAME=VALUE) or give them a prior (--prior NAME=MEAN+-SD)",
     "pareto_k": "the importance weights are unreliable (the posterior is far from its Laplace approximation); "
     "do not use these numbers: fit with --sampler nuts",
     "one_chain": "one chain cannot show convergence: use --chains 4",
